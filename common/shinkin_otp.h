@@ -1,0 +1,411 @@
+/*
+ * shinkin_otp.h - the public interface of the shinkin-otp core library.
+ *
+ * This is the only header that the PAM module, the FreeRADIUS module and the
+ * admin CLI include. Every rule (windows, replay, lockout, contexts, card
+ * challenges, registration) lives behind it; the adapters translate.
+ *
+ * Conventions: functions return an int holding an enum sotp_rc (0 or a
+ * negative SOTP_ERR_*). An error means the check itself could not run and
+ * the caller must fail closed. A refusal (wrong code, locked, ...) is not an
+ * error: the call returns SOTP_OK and fills a struct sotp_decision.
+ * Time is always a parameter; the library never reads the clock.
+ */
+#ifndef SHINKIN_OTP_H
+#define SHINKIN_OTP_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#define SOTP_EXPORT __attribute__((visibility("default")))
+#define SOTP_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define SOTP_WUR __attribute__((warn_unused_result))
+
+#define SOTP_DEFAULT_CONFIG "/etc/shinkin-otp/shinkin-otp.conf"
+
+/* Sizes of fixed buffers in the structs below, terminating NUL included. */
+#define SOTP_ID_MAX 65	   /* contract IDs and token serials: 1..64 chars */
+#define SOTP_NAME_MAX 33   /* kind and context names: 1..32 chars */
+#define SOTP_CODE_MAX 9	   /* up to 8 digits */
+#define SOTP_MSG_MAX 256   /* customer-facing message */
+#define SOTP_PROMPT_MAX 96 /* conversation prompt */
+#define SOTP_STATE_MAX 256 /* exported attempt state (text, NUL included) */
+
+/*
+ * Errors: the check could not run. Walk [SOTP_ERR_LAST, SOTP_OK] for the
+ * full table; every value has a name and a text.
+ */
+enum sotp_rc {
+	SOTP_OK = 0,
+	SOTP_ERR_INTERNAL = -1,
+	SOTP_ERR_NOMEM = -2,
+	SOTP_ERR_INVALID_ARG = -3,
+	SOTP_ERR_SYSTEM = -4, /* errno is valid */
+	SOTP_ERR_CRYPTO = -5,
+	SOTP_ERR_CONFIG = -6,
+	SOTP_ERR_KEY = -7, /* master key missing, unreadable or unsafe */
+	SOTP_ERR_STORE = -8,
+	SOTP_ERR_STORE_UNAVAILABLE = -9,
+	SOTP_ERR_BAD_INPUT = -10, /* malformed base32, URI, serial, ... */
+	SOTP_ERR_DECRYPT = -11,	  /* ciphertext tampered or wrong key */
+	SOTP_ERR_NOT_FOUND = -12,
+	SOTP_ERR_EXISTS = -13,
+	SOTP_ERR_BUFFER = -14, /* output buffer too small */
+	SOTP_ERR_LAST = -15
+};
+
+/* Fixed texts for an rc; never NULL, "unknown error" outside the table. */
+SOTP_EXPORT const char *sotp_strerror(int rc);
+/* The enum constant's name, e.g. "SOTP_ERR_STORE"; never NULL. */
+SOTP_EXPORT const char *sotp_rc_name(int rc);
+
+/*
+ * Reasons: the one numbered table behind every decision. The number is
+ * what the audit rows store and the CLI prints; it never changes meaning.
+ */
+enum sotp_reason {
+	SOTP_R_ACCEPTED = 0,
+	SOTP_R_CONTINUE = 1, /* more factors are needed */
+	SOTP_R_WRONG_CODE = 10,
+	SOTP_R_REPLAYED = 11,
+	SOTP_R_LOCKED = 12,
+	SOTP_R_UNKNOWN_CONTRACT = 13,
+	SOTP_R_UNKNOWN_SERIAL = 14,
+	SOTP_R_ALREADY_BOUND = 15, /* the contract already holds a token */
+	SOTP_R_TOKEN_IN_USE = 16,  /* the token is bound to another contract */
+	SOTP_R_NOT_BOUND = 17,
+	SOTP_R_WRONG_PASSWORD = 18,
+	SOTP_R_WRONG_CARD = 19,
+	SOTP_R_NO_CARD = 20,
+	SOTP_R_CONTRACT_CLOSED = 21,
+	SOTP_R_STILL_BOUND = 22, /* close refused while a token is bound */
+	SOTP_R_TOKEN_SUNSET = 23,
+	SOTP_R_TOKEN_DISABLED = 24,
+	SOTP_R_BAD_INPUT = 25, /* malformed code, card answer, choice */
+	SOTP_R_STATE_INVALID = 26,
+	SOTP_R_STATE_EXPIRED = 27,
+	SOTP_R_STATE_REPLAYED = 28,
+	SOTP_R_TOO_MANY_ROUNDS = 29,
+	SOTP_R_EXISTS = 30, /* contract or serial already exists */
+	SOTP_R_UNKNOWN_CONTEXT = 31,
+	SOTP_R_STORE_UNAVAILABLE = 40,
+	SOTP_R_BAD_CONFIG = 41,
+	SOTP_R_INTERNAL = 42
+};
+
+/* "accepted", "wrong code", ...; never NULL. */
+SOTP_EXPORT const char *sotp_reason_text(int reason);
+/* "ACCEPTED", "WRONG_CODE", ...; never NULL. */
+SOTP_EXPORT const char *sotp_reason_name(int reason);
+/* The reason a front end reports when a call failed with rc. */
+SOTP_EXPORT int sotp_reason_from_rc(int rc);
+
+enum sotp_verdict {
+	SOTP_REJECT = 0, /* zero-initialised means refused: fail closed */
+	SOTP_ACCEPT = 1,
+	SOTP_CONTINUE = 2 /* ask for the factors in `needs`, then step again */
+};
+
+/* Inputs an attempt can ask for; a bit set in sotp_decision.needs. */
+enum sotp_factor {
+	SOTP_F_PASSWORD = 1 << 0,
+	SOTP_F_OTP = 1 << 1,
+	SOTP_F_CARD = 1 << 2,
+	SOTP_F_SERIAL = 1 << 3,	      /* registration: token serial */
+	SOTP_F_LOGIN_CHOICE = 1 << 4, /* registration: otp, card or none */
+};
+
+struct sotp_decision {
+	enum sotp_verdict verdict;
+	enum sotp_reason reason;
+	unsigned int needs;	     /* SOTP_F_* bits, when CONTINUE */
+	int locked;		     /* the contract is locked (now) */
+	char message[SOTP_MSG_MAX];  /* fit to show the customer, or "" */
+	char card_cells[SOTP_PROMPT_MAX]; /* e.g. "B7 E2" when CARD needed */
+};
+
+/* One prompt text per factor, e.g. "One-time code: "; never NULL. */
+SOTP_EXPORT const char *sotp_factor_prompt(unsigned int factor);
+
+/* ---- OTP primitives (pure: no I/O, time passed in) ---- */
+
+enum sotp_alg { SOTP_ALG_SHA1 = 0, SOTP_ALG_SHA256 = 1, SOTP_ALG_SHA512 = 2 };
+
+/* "sha1", "sha256", "sha512". Returns NULL for an unknown value. */
+SOTP_EXPORT const char *sotp_alg_name(enum sotp_alg alg);
+/* Parses a name (case-insensitive); SOTP_ERR_BAD_INPUT if unknown. */
+SOTP_EXPORT int sotp_alg_parse(const char *name, enum sotp_alg *alg);
+
+/*
+ * RFC 4226 HOTP of `counter`, `digits` (6..8) decimal digits written to
+ * out[digits + 1] with a NUL. key is secret. Returns SOTP_OK,
+ * SOTP_ERR_INVALID_ARG or SOTP_ERR_CRYPTO.
+ */
+SOTP_EXPORT int sotp_hotp(enum sotp_alg alg, const uint8_t *key,
+    size_t keylen, uint64_t counter, unsigned int digits, char *out);
+/* RFC 6238 TOTP at `now` with step `period` seconds (>= 1). As sotp_hotp. */
+SOTP_EXPORT int sotp_totp(enum sotp_alg alg, const uint8_t *key,
+    size_t keylen, time_t now, unsigned int period, unsigned int digits,
+    char *out);
+/*
+ * Constant-time comparison of two codes of the same length; returns 1 when
+ * equal, 0 otherwise (also when lengths differ). WARNING: never use
+ * strcmp/memcmp on codes.
+ */
+SOTP_EXPORT int sotp_code_equal(const char *a, const char *b) SOTP_WUR;
+
+/*
+ * RFC 4648 base32, upper-case alphabet with '=' padding on output. Writes
+ * a NUL-terminated string to out[outsz]; SOTP_ERR_BUFFER if too small.
+ */
+SOTP_EXPORT int sotp_base32_encode(const uint8_t *in, size_t len, char *out,
+    size_t outsz);
+/*
+ * Decodes base32; accepts lower case, optional padding, and ignores spaces
+ * (as authenticator apps show secrets in groups). Bad input returns
+ * SOTP_ERR_BAD_INPUT and points *why (may be NULL) at a static reason.
+ * Decoded bytes are written to out[outsz], their count to *outlen.
+ */
+SOTP_EXPORT int sotp_base32_decode(const char *in, uint8_t *out,
+    size_t outsz, size_t *outlen, const char **why);
+
+/* An otpauth://totp/ key URI, as read by authenticator apps. */
+struct sotp_uri {
+	char issuer[SOTP_MSG_MAX];
+	char account[SOTP_ID_MAX]; /* the token serial */
+	char secret[160];	   /* base32, secret */
+	enum sotp_alg alg;
+	unsigned int digits;
+	unsigned int period;
+};
+/*
+ * Builds "otpauth://totp/ISSUER:ACCOUNT?secret=...&issuer=...&algorithm=
+ * SHA1&digits=6&period=30", percent-encoding labels. *out is malloc'd and
+ * holds the secret: free with sotp_free_string().
+ */
+SOTP_EXPORT int sotp_uri_build(const struct sotp_uri *u, char **out);
+/* Parses such a URI into *u; SOTP_ERR_BAD_INPUT with *why on bad input. */
+SOTP_EXPORT int sotp_uri_parse(const char *s, struct sotp_uri *u,
+    const char **why);
+
+/* Wipes and frees a NUL-terminated string (NULL-safe). */
+SOTP_EXPORT void sotp_free_string(char *s);
+/* Wipes n bytes (never optimised away). */
+SOTP_EXPORT void sotp_wipe(void *p, size_t n);
+
+/* ---- The context: policy + master key + store, one per thread ---- */
+
+struct sotp_ctx;
+
+/*
+ * Log sink. The core never writes to syslog or stdio itself; PAM maps this
+ * to pam_vsyslog, RADIUS to its log, the CLI to stderr. prio is a syslog
+ * priority. Audit lines arrive here at LOG_NOTICE with the `audit` flag.
+ */
+typedef void sotp_log_fn(void *arg, int prio, const char *fmt, va_list ap);
+
+/* Allocates an empty context. Returns SOTP_OK or SOTP_ERR_NOMEM. */
+SOTP_EXPORT int sotp_ctx_new(struct sotp_ctx **out);
+/* Frees ctx and wipes the key it holds; NULL-safe. */
+SOTP_EXPORT void sotp_ctx_free(struct sotp_ctx *ctx);
+/* Sets the log sink; fn may be NULL (silent). debug enables LOG_DEBUG. */
+SOTP_EXPORT void sotp_ctx_set_log(struct sotp_ctx *ctx, sotp_log_fn *fn,
+    void *arg, int debug);
+/*
+ * Reads the policy file at path (NULL: SOTP_DEFAULT_CONFIG), loads the
+ * master key and opens the store. Errors: SOTP_ERR_CONFIG (text names
+ * file:line), SOTP_ERR_KEY, SOTP_ERR_STORE_UNAVAILABLE, ...
+ */
+SOTP_EXPORT int sotp_ctx_load(struct sotp_ctx *ctx, const char *path);
+/*
+ * Reads and validates the policy only (no key, no store): check-config.
+ */
+SOTP_EXPORT int sotp_ctx_load_policy(struct sotp_ctx *ctx, const char *path);
+/* The detail of the last error ("file:line: ..."), or "". Never NULL. */
+SOTP_EXPORT const char *sotp_ctx_errmsg(const struct sotp_ctx *ctx);
+
+/*
+ * Writes the effective policy in the policy file's own syntax to buf.
+ * Requires a loaded policy.
+ */
+SOTP_EXPORT int sotp_policy_dump(const struct sotp_ctx *ctx, char *buf,
+    size_t bufsz);
+/*
+ * Maps a service name (PAM service, NAS-Identifier) to a context name via
+ * the policy's service map. SOTP_ERR_NOT_FOUND if unmapped.
+ */
+SOTP_EXPORT int sotp_policy_context_for(const struct sotp_ctx *ctx,
+    const char *service, const char **context);
+/* SOTP_OK if the policy defines that context, else SOTP_ERR_NOT_FOUND. */
+SOTP_EXPORT int sotp_policy_has_context(const struct sotp_ctx *ctx,
+    const char *context);
+
+/*
+ * init: if path does not exist, writes the default policy there with the
+ * store and key beside it; then creates the master key (0600, never
+ * overwritten) and the store schema. Idempotent.
+ */
+SOTP_EXPORT int sotp_init(struct sotp_ctx *ctx, const char *path);
+
+/* ---- The decision engine: one attempt for a contract and context ---- */
+
+struct sotp_attempt;
+
+/*
+ * Starts an attempt for contract_id in context at `now`. Never refuses by
+ * itself: refusals (unknown contract, locked, ...) come from
+ * sotp_attempt_step so that every one is audited in one place.
+ * Errors: SOTP_ERR_NOMEM, SOTP_ERR_INVALID_ARG.
+ */
+SOTP_EXPORT int sotp_attempt_begin(struct sotp_ctx *ctx,
+    const char *contract_id, const char *context, time_t now,
+    struct sotp_attempt **out);
+/*
+ * Supplies one input (a SOTP_F_* value). The value is copied and wiped on
+ * free; it is secret for PASSWORD, OTP and CARD.
+ */
+SOTP_EXPORT int sotp_attempt_set(struct sotp_attempt *a,
+    enum sotp_factor factor, const char *value);
+/*
+ * Supplies "password followed by the code" (RADIUS append mode): the core
+ * splits it by the length of the second factor it expects.
+ */
+SOTP_EXPORT int sotp_attempt_set_combined(struct sotp_attempt *a,
+    const char *value);
+/*
+ * Evaluates what has been supplied and decides. CONTINUE asks for more
+ * inputs (d->needs); ACCEPT and REJECT are final and audited. Errors
+ * (store down, ...) are audited too and leave d as a REJECT.
+ */
+SOTP_EXPORT int sotp_attempt_step(struct sotp_attempt *a,
+    struct sotp_decision *d);
+/*
+ * Exports the attempt's progress as an opaque printable token (no secret
+ * inside) to buf[bufsz]: authenticated, bound to contract and context,
+ * expiring after the policy's state lifetime.
+ */
+SOTP_EXPORT int sotp_attempt_export(struct sotp_attempt *a, char *buf,
+    size_t bufsz);
+/*
+ * Resumes an exported attempt for the same contract and context. A bad,
+ * expired, replayed or foreign token does not fail: the attempt is marked
+ * and its next step rejects with the matching reason (and is audited).
+ */
+SOTP_EXPORT int sotp_attempt_resume(struct sotp_ctx *ctx,
+    const char *contract_id, const char *context, const char *state,
+    time_t now, struct sotp_attempt **out);
+/* Frees the attempt, wiping its inputs; NULL-safe. */
+SOTP_EXPORT void sotp_attempt_free(struct sotp_attempt *a);
+
+/* ---- Administration (the CLI) ---- */
+
+enum sotp_login { SOTP_LOGIN_NONE = 0, SOTP_LOGIN_OTP = 1, SOTP_LOGIN_CARD = 2 };
+SOTP_EXPORT const char *sotp_login_name(enum sotp_login l);
+/* Accepts otp|card|none and yes(=otp)|no(=none). */
+SOTP_EXPORT int sotp_login_parse(const char *s, enum sotp_login *l);
+
+struct sotp_token_info {
+	char serial[SOTP_ID_MAX];
+	char kind[SOTP_NAME_MAX];
+	enum sotp_alg alg;
+	unsigned int digits;
+	unsigned int period;
+	int64_t last_step; /* -1: never used */
+	int drift;	   /* steps */
+	int disabled;
+	char contract[SOTP_ID_MAX]; /* "" when unassigned */
+	int64_t created;
+};
+
+struct sotp_contract_info {
+	char id[SOTP_ID_MAX];
+	enum sotp_login login;
+	char serial[SOTP_ID_MAX]; /* "" when no token is bound */
+	int has_card;
+	unsigned int failures;
+	int64_t locked_until; /* 0: not locked, -1: until an admin unlocks */
+	int closed;
+	int64_t created;
+};
+
+struct sotp_token_spec {
+	const char *serial;
+	const char *kind; /* NULL: the policy's default kind */
+	enum sotp_alg alg;
+	unsigned int digits;
+	unsigned int period;
+};
+/*
+ * Fills spec with the policy's OTP defaults (serial and kind NULL).
+ */
+SOTP_EXPORT void sotp_token_spec_defaults(const struct sotp_ctx *ctx,
+    struct sotp_token_spec *spec);
+
+/*
+ * Admin calls. Each returns an rc; refusals (exists, unknown, bound, ...)
+ * return SOTP_OK with d->verdict == SOTP_REJECT and the reason. Every call
+ * is audited. Secret inputs: secret, password, code.
+ */
+SOTP_EXPORT int sotp_token_add(struct sotp_ctx *ctx,
+    const struct sotp_token_spec *spec, const uint8_t *secret, size_t len,
+    time_t now, struct sotp_decision *d);
+/* Generates a serial and a 160-bit random secret; serial_out[SOTP_ID_MAX]. */
+SOTP_EXPORT int sotp_token_generate(struct sotp_ctx *ctx,
+    const struct sotp_token_spec *spec, time_t now, char *serial_out,
+    struct sotp_decision *d);
+/* SOTP_ERR_NOT_FOUND for an unknown serial. */
+SOTP_EXPORT int sotp_token_get(struct sotp_ctx *ctx, const char *serial,
+    struct sotp_token_info *out);
+typedef int sotp_token_cb(void *arg, const struct sotp_token_info *t);
+/* Calls cb for each token in serial order; a non-zero cb return stops. */
+SOTP_EXPORT int sotp_token_list(struct sotp_ctx *ctx, int unassigned_only,
+    sotp_token_cb *cb, void *arg);
+/* The token's otpauth URI (holds the secret); free with sotp_free_string. */
+SOTP_EXPORT int sotp_token_uri(struct sotp_ctx *ctx, const char *serial,
+    char **uri);
+
+SOTP_EXPORT int sotp_contract_add(struct sotp_ctx *ctx, const char *id,
+    const char *password, time_t now, struct sotp_decision *d);
+SOTP_EXPORT int sotp_contract_passwd(struct sotp_ctx *ctx, const char *id,
+    const char *password, time_t now, struct sotp_decision *d);
+/* Binds serial to id after checking `code` from it (admin path). */
+SOTP_EXPORT int sotp_contract_bind(struct sotp_ctx *ctx, const char *id,
+    const char *serial, const char *code, enum sotp_login login, time_t now,
+    struct sotp_decision *d);
+SOTP_EXPORT int sotp_contract_unbind(struct sotp_ctx *ctx, const char *id,
+    time_t now, struct sotp_decision *d);
+SOTP_EXPORT int sotp_contract_unlock(struct sotp_ctx *ctx, const char *id,
+    time_t now, struct sotp_decision *d);
+SOTP_EXPORT int sotp_contract_close(struct sotp_ctx *ctx, const char *id,
+    time_t now, struct sotp_decision *d);
+SOTP_EXPORT int sotp_contract_set_login(struct sotp_ctx *ctx, const char *id,
+    enum sotp_login login, time_t now, struct sotp_decision *d);
+/*
+ * Issues a new card grid for id and writes it, printable (a header row
+ * and one line per row), to grid[gridsz]; the grid is secret.
+ */
+SOTP_EXPORT int sotp_contract_card(struct sotp_ctx *ctx, const char *id,
+    time_t now, char *grid, size_t gridsz, struct sotp_decision *d);
+/* SOTP_ERR_NOT_FOUND for an unknown id. */
+SOTP_EXPORT int sotp_contract_get(struct sotp_ctx *ctx, const char *id,
+    struct sotp_contract_info *out);
+
+struct sotp_audit_row {
+	int64_t id;
+	int64_t ts;
+	const char *action;   /* "verify", "bind", "token.add", ... */
+	const char *contract; /* "" if none */
+	const char *serial;
+	const char *context;
+	const char *verdict; /* "accept", "reject", "continue", "error" */
+	int reason;	     /* enum sotp_reason */
+	const char *detail;  /* never secret */
+};
+typedef int sotp_audit_cb(void *arg, const struct sotp_audit_row *r);
+/* Rows oldest first; contract NULL for all; since/until 0 for no bound. */
+SOTP_EXPORT int sotp_audit_list(struct sotp_ctx *ctx, const char *contract,
+    int64_t since, int64_t until, sotp_audit_cb *cb, void *arg);
+
+#endif /* SHINKIN_OTP_H */

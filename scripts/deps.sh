@@ -1,0 +1,36 @@
+#!/bin/sh
+# Installs the Debian 12 packages that shinkin-otp's build, tests and demo
+# need, when any is missing. As root it runs apt-get itself; otherwise it
+# prints the exact command to run and fails.
+set -eu
+
+PKGS="gcc make pkg-config libssl-dev libsqlite3-dev libcrypt-dev
+libcmocka-dev libpam0g-dev libpam-wrapper pamtester oathtool sqlite3
+freeradius freeradius-utils libfreeradius-dev libtalloc-dev libpcre3-dev
+libxml2-dev libqrencode-dev zbar-tools mandoc valgrind clang-format
+ca-certificates"
+
+missing=""
+for p in $PKGS; do
+	if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null |
+	    grep -q 'install ok installed'; then
+		missing="$missing $p"
+	fi
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "deps: missing Debian packages; as root run:" >&2
+	echo "  apt-get update && apt-get install -y$missing" >&2
+	exit 1
+fi
+echo "deps: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >&2
+# shellcheck disable=SC2086
+apt-get install -y -q --no-install-recommends $missing >&2
+# The freeradius package starts a system radiusd on ports 1812/1813; the
+# tests run their own private one and the system one is not wanted here.
+if [ -d /run/systemd/system ]; then
+	systemctl disable --now freeradius >/dev/null 2>&1 || true
+fi
