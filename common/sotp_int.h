@@ -103,4 +103,162 @@ int sotp_kdf(const uint8_t *master, const char *label, uint8_t *out);
 int sotp_hmac_sha256(const uint8_t *key, const void *data, size_t len,
     uint8_t *out);
 
+
+/* ---- store.c + store_sqlite.c: the persistent state ---- */
+
+/*
+ * The store is deliberately dumb: it reads and writes rows and performs the
+ * few compare-and-set operations the engine needs, each one transaction.
+ * Every rule lives in the engine. All functions return SOTP_OK or a negative
+ * SOTP_ERR_*; the detail of a failure goes to st's error text
+ * (sotp_store_errmsg). A store that cannot be reached (file missing or
+ * unreadable, schema absent, database locked past the busy timeout) is
+ * SOTP_ERR_STORE_UNAVAILABLE.
+ */
+struct sotp_store;
+
+#define SOTP_SECRET_MAX 128 /* sealed token secret */
+#define SOTP_CARD_MAX 256   /* sealed card grid */
+#define SOTP_HASH_MAX 256   /* crypt(3) hash string */
+
+struct sotp_token_rec {
+	char serial[SOTP_ID_MAX];
+	char kind[SOTP_NAME_MAX];
+	enum sotp_alg alg;
+	unsigned int digits;
+	unsigned int period;
+	int64_t last_step; /* -1: never used */
+	int drift;
+	int disabled;
+	uint8_t secret[SOTP_SECRET_MAX]; /* sealed (AES-GCM), aad = serial */
+	size_t secret_len;
+	char contract[SOTP_ID_MAX]; /* the contract it is bound to, or "" */
+	int64_t created;
+};
+
+struct sotp_contract_rec {
+	char id[SOTP_ID_MAX];
+	char pwhash[SOTP_HASH_MAX];
+	enum sotp_login login;
+	char serial[SOTP_ID_MAX]; /* bound token or "" */
+	uint8_t card[SOTP_CARD_MAX]; /* sealed grid, aad = id; card_len 0: none */
+	size_t card_len;
+	unsigned int failures;
+	int64_t locked_until; /* 0 no lock, -1 until unlocked, else epoch */
+	int closed;
+	int64_t created;
+};
+
+struct sotp_audit_rec {
+	int64_t ts;
+	const char *action;
+	const char *contract;
+	const char *serial;
+	const char *context;
+	const char *verdict;
+	int reason;
+	const char *detail;
+};
+
+/*
+ * Opens url ("sqlite:/abs/path"). create = 0: the file and its schema must
+ * exist (else SOTP_ERR_STORE_UNAVAILABLE); create = 1: creates the file
+ * (mode 0600) and the schema if missing (init). SQLite: WAL, a busy timeout,
+ * foreign keys on, a schema_version table checked on open.
+ */
+int sotp_store_open(const char *url, int create, struct sotp_store **out,
+    char *err, size_t errsz);
+void sotp_store_close(struct sotp_store *st);
+const char *sotp_store_errmsg(const struct sotp_store *st);
+
+int sotp_store_token_get(struct sotp_store *st, const char *serial,
+    struct sotp_token_rec *out);		/* SOTP_ERR_NOT_FOUND */
+int sotp_store_token_insert(struct sotp_store *st,
+    const struct sotp_token_rec *t);		/* SOTP_ERR_EXISTS */
+typedef int sotp_token_rec_cb(void *arg, const struct sotp_token_rec *t);
+int sotp_store_token_list(struct sotp_store *st, int unassigned_only,
+    sotp_token_rec_cb *cb, void *arg);
+/* Sets drift (resync) unconditionally. */
+int sotp_store_token_set_drift(struct sotp_store *st, const char *serial,
+    int drift);
+
+int sotp_store_contract_get(struct sotp_store *st, const char *id,
+    struct sotp_contract_rec *out);		/* SOTP_ERR_NOT_FOUND */
+int sotp_store_contract_insert(struct sotp_store *st,
+    const struct sotp_contract_rec *c);		/* SOTP_ERR_EXISTS */
+int sotp_store_contract_set_password(struct sotp_store *st, const char *id,
+    const char *pwhash);			/* SOTP_ERR_NOT_FOUND */
+int sotp_store_contract_set_login(struct sotp_store *st, const char *id,
+    enum sotp_login login);			/* SOTP_ERR_NOT_FOUND */
+int sotp_store_contract_set_card(struct sotp_store *st, const char *id,
+    const uint8_t *card, size_t len);		/* SOTP_ERR_NOT_FOUND */
+/* failures = 0, locked_until = 0. */
+int sotp_store_contract_unlock(struct sotp_store *st, const char *id);
+/*
+ * Closes the contract only if no token is bound: *closed = 1 if it did,
+ * 0 if a token is bound (nothing changed). SOTP_ERR_NOT_FOUND.
+ */
+int sotp_store_contract_close(struct sotp_store *st, const char *id,
+    int *closed);
+
+/*
+ * The replay guard and success path, one transaction: sets the token's
+ * last_step = step and drift = drift only if its last_step < step, and if
+ * so resets the contract's failure count. *won = 1 if this call moved
+ * last_step, 0 if another caller already used this step or a newer one.
+ * Two processes racing with one code get exactly one *won = 1.
+ */
+int sotp_store_accept_step(struct sotp_store *st, const char *serial,
+    const char *contract, int64_t step, int drift, int *won);
+/*
+ * Counts one failure, one transaction: failures += 1 and, when the new
+ * count reaches threshold, locked_until = lock_value. Returns the new
+ * count and lock in *failures and *locked_until.
+ */
+int sotp_store_fail(struct sotp_store *st, const char *contract,
+    unsigned int threshold, int64_t lock_value, unsigned int *failures,
+    int64_t *locked_until);
+/* Resets the failure count of a contract (successful password-only). */
+int sotp_store_reset_failures(struct sotp_store *st, const char *contract);
+
+enum sotp_bind_result {
+	SOTP_BIND_OK = 0,
+	SOTP_BIND_NO_CONTRACT,
+	SOTP_BIND_CLOSED,
+	SOTP_BIND_CONTRACT_HAS_TOKEN,
+	SOTP_BIND_NO_TOKEN,
+	SOTP_BIND_TOKEN_IN_USE,
+	SOTP_BIND_REPLAYED /* last_step >= step */
+};
+/*
+ * Binds serial to contract in one transaction (BEGIN IMMEDIATE): checks
+ * that the contract exists, is open and holds no token, that the token
+ * exists and is bound to no contract, and that its last_step < step; then
+ * sets the binding, the login choice, last_step = step, drift, and resets
+ * failures. Anything else leaves the store untouched and says why.
+ */
+int sotp_store_bind(struct sotp_store *st, const char *contract,
+    const char *serial, enum sotp_login login, int64_t step, int drift,
+    enum sotp_bind_result *result);
+/*
+ * Unbinds: *unbound = 1 if the contract had a token (now free for
+ * reuse), 0 if it had none. SOTP_ERR_NOT_FOUND for an unknown contract.
+ * The serial it held is copied to serial[SOTP_ID_MAX] when not NULL.
+ */
+int sotp_store_unbind(struct sotp_store *st, const char *contract,
+    int *unbound, char *serial);
+
+/*
+ * Marks a challenge state id (16 bytes) used; *fresh = 1 the first time,
+ * 0 on a replay. Rows past `expires` are purged on the way.
+ */
+int sotp_store_state_use(struct sotp_store *st, const uint8_t *id,
+    int64_t expires, int64_t now, int *fresh);
+
+int sotp_store_audit_add(struct sotp_store *st,
+    const struct sotp_audit_rec *r);
+/* Rows oldest first; contract NULL for all; since/until 0: no bound. */
+int sotp_store_audit_list(struct sotp_store *st, const char *contract,
+    int64_t since, int64_t until, sotp_audit_cb *cb, void *arg);
+
 #endif /* SOTP_INT_H */
