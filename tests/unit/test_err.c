@@ -1,0 +1,291 @@
+/*
+ * test_err.c - every rc and every reason has a distinct name and a text;
+ * the small name tables parse what they print.
+ */
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "sotp_int.h"
+
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+static const int all_reasons[] = {
+    SOTP_R_ACCEPTED,
+    SOTP_R_CONTINUE,
+    SOTP_R_WRONG_CODE,
+    SOTP_R_REPLAYED,
+    SOTP_R_LOCKED,
+    SOTP_R_UNKNOWN_CONTRACT,
+    SOTP_R_UNKNOWN_SERIAL,
+    SOTP_R_ALREADY_BOUND,
+    SOTP_R_TOKEN_IN_USE,
+    SOTP_R_NOT_BOUND,
+    SOTP_R_WRONG_PASSWORD,
+    SOTP_R_WRONG_CARD,
+    SOTP_R_NO_CARD,
+    SOTP_R_CONTRACT_CLOSED,
+    SOTP_R_STILL_BOUND,
+    SOTP_R_TOKEN_SUNSET,
+    SOTP_R_TOKEN_DISABLED,
+    SOTP_R_BAD_INPUT,
+    SOTP_R_STATE_INVALID,
+    SOTP_R_STATE_EXPIRED,
+    SOTP_R_STATE_REPLAYED,
+    SOTP_R_TOO_MANY_ROUNDS,
+    SOTP_R_EXISTS,
+    SOTP_R_UNKNOWN_CONTEXT,
+    SOTP_R_STORE_UNAVAILABLE,
+    SOTP_R_BAD_CONFIG,
+    SOTP_R_INTERNAL,
+};
+
+static void
+test_err_every_rc_named(void **state)
+{
+	int rc, other;
+
+	(void)state;
+	for (rc = SOTP_ERR_LAST; rc <= SOTP_OK; rc++) {
+		const char *name = sotp_rc_name(rc);
+		const char *text = sotp_strerror(rc);
+
+		assert_non_null(name);
+		assert_non_null(text);
+		assert_true(strncmp(name, "SOTP_", 5) == 0);
+		assert_true(text[0] != '\0');
+		for (other = rc + 1; other <= SOTP_OK; other++)
+			assert_string_not_equal(name, sotp_rc_name(other));
+	}
+	assert_string_equal(sotp_rc_name(SOTP_OK), "SOTP_OK");
+	assert_string_equal(sotp_rc_name(SOTP_ERR_STORE), "SOTP_ERR_STORE");
+	assert_string_equal(sotp_rc_name(SOTP_ERR_BUFFER), "SOTP_ERR_BUFFER");
+	assert_string_equal(sotp_strerror(SOTP_ERR_SYSTEM), "system error");
+}
+
+static void
+test_err_out_of_range(void **state)
+{
+	(void)state;
+	assert_string_equal(sotp_strerror(1), "unknown error");
+	assert_string_equal(sotp_strerror(SOTP_ERR_LAST - 1), "unknown error");
+	assert_string_equal(sotp_strerror(-1000000), "unknown error");
+	assert_non_null(sotp_rc_name(42));
+	assert_string_not_equal(sotp_rc_name(42), "SOTP_OK");
+	assert_string_equal(sotp_reason_text(-1), "unknown reason");
+	assert_string_equal(sotp_reason_text(2), "unknown reason");
+	assert_string_equal(sotp_reason_name(1000), "UNKNOWN");
+}
+
+static void
+test_err_every_reason_named(void **state)
+{
+	size_t i, j;
+
+	(void)state;
+	for (i = 0; i < NELEM(all_reasons); i++) {
+		const char *name = sotp_reason_name(all_reasons[i]);
+		const char *text = sotp_reason_text(all_reasons[i]);
+
+		assert_string_not_equal(name, "UNKNOWN");
+		assert_string_not_equal(text, "unknown reason");
+		assert_true(text[0] != '\0');
+		for (j = i + 1; j < NELEM(all_reasons); j++) {
+			assert_string_not_equal(
+			    name, sotp_reason_name(all_reasons[j]));
+			assert_string_not_equal(
+			    text, sotp_reason_text(all_reasons[j]));
+		}
+	}
+	assert_string_equal(sotp_reason_name(SOTP_R_WRONG_CODE), "WRONG_CODE");
+	assert_string_equal(sotp_reason_text(SOTP_R_WRONG_CODE), "wrong code");
+	assert_string_equal(
+	    sotp_reason_text(SOTP_R_REPLAYED), "code already used");
+	assert_string_equal(sotp_reason_text(SOTP_R_TOKEN_SUNSET),
+	    "token kind past its sunset date");
+}
+
+static void
+test_err_reason_from_rc(void **state)
+{
+	int rc;
+
+	(void)state;
+	assert_int_equal(sotp_reason_from_rc(SOTP_ERR_STORE_UNAVAILABLE),
+	    SOTP_R_STORE_UNAVAILABLE);
+	assert_int_equal(
+	    sotp_reason_from_rc(SOTP_ERR_STORE), SOTP_R_STORE_UNAVAILABLE);
+	assert_int_equal(
+	    sotp_reason_from_rc(SOTP_ERR_CONFIG), SOTP_R_BAD_CONFIG);
+	assert_int_equal(sotp_reason_from_rc(SOTP_ERR_KEY), SOTP_R_BAD_CONFIG);
+	assert_int_equal(
+	    sotp_reason_from_rc(SOTP_ERR_BAD_INPUT), SOTP_R_BAD_INPUT);
+	assert_int_equal(sotp_reason_from_rc(SOTP_ERR_NOMEM), SOTP_R_INTERNAL);
+	assert_int_equal(
+	    sotp_reason_from_rc(SOTP_ERR_DECRYPT), SOTP_R_INTERNAL);
+	assert_int_equal(sotp_reason_from_rc(-9999), SOTP_R_INTERNAL);
+	/* Never ACCEPTED, whatever the rc. */
+	for (rc = SOTP_ERR_LAST - 1; rc <= 1; rc++)
+		assert_int_not_equal(sotp_reason_from_rc(rc), SOTP_R_ACCEPTED);
+}
+
+static void
+test_err_factor_prompts(void **state)
+{
+	static const unsigned int f[] = {SOTP_F_PASSWORD, SOTP_F_OTP,
+	    SOTP_F_CARD, SOTP_F_SERIAL, SOTP_F_LOGIN_CHOICE};
+	size_t i, j;
+
+	(void)state;
+	for (i = 0; i < NELEM(f); i++) {
+		assert_true(strlen(sotp_factor_prompt(f[i])) > 2);
+		assert_true(strlen(sotp_factor_prompt(f[i])) < SOTP_PROMPT_MAX);
+		for (j = i + 1; j < NELEM(f); j++)
+			assert_string_not_equal(
+			    sotp_factor_prompt(f[i]), sotp_factor_prompt(f[j]));
+	}
+	assert_string_equal(sotp_factor_prompt(SOTP_F_OTP), "One-time code: ");
+	assert_non_null(sotp_factor_prompt(0));
+}
+
+static void
+test_err_login_names(void **state)
+{
+	enum sotp_login l = SOTP_LOGIN_CARD;
+
+	(void)state;
+	assert_int_equal(sotp_login_parse("otp", &l), SOTP_OK);
+	assert_int_equal(l, SOTP_LOGIN_OTP);
+	assert_int_equal(sotp_login_parse("none", &l), SOTP_OK);
+	assert_int_equal(l, SOTP_LOGIN_NONE);
+	assert_int_equal(sotp_login_parse("card", &l), SOTP_OK);
+	assert_int_equal(l, SOTP_LOGIN_CARD);
+	assert_int_equal(sotp_login_parse("yes", &l), SOTP_OK);
+	assert_int_equal(l, SOTP_LOGIN_OTP);
+	assert_int_equal(sotp_login_parse("no", &l), SOTP_OK);
+	assert_int_equal(l, SOTP_LOGIN_NONE);
+	assert_int_equal(sotp_login_parse("", &l), SOTP_ERR_BAD_INPUT);
+	assert_int_equal(sotp_login_parse("otpx", &l), SOTP_ERR_BAD_INPUT);
+	assert_int_equal(sotp_login_parse(NULL, &l), SOTP_ERR_INVALID_ARG);
+	for (l = SOTP_LOGIN_NONE; l <= SOTP_LOGIN_CARD; l++) {
+		enum sotp_login back = SOTP_LOGIN_NONE;
+
+		assert_int_equal(
+		    sotp_login_parse(sotp_login_name(l), &back), SOTP_OK);
+		assert_int_equal(back, l);
+	}
+}
+
+static void
+test_err_alg_names(void **state)
+{
+	enum sotp_alg a = SOTP_ALG_SHA1;
+
+	(void)state;
+	assert_string_equal(sotp_alg_name(SOTP_ALG_SHA1), "sha1");
+	assert_string_equal(sotp_alg_name(SOTP_ALG_SHA256), "sha256");
+	assert_string_equal(sotp_alg_name(SOTP_ALG_SHA512), "sha512");
+	assert_null(sotp_alg_name((enum sotp_alg)7));
+	assert_int_equal(sotp_alg_parse("SHA256", &a), SOTP_OK);
+	assert_int_equal(a, SOTP_ALG_SHA256);
+	assert_int_equal(sotp_alg_parse("sha512", &a), SOTP_OK);
+	assert_int_equal(a, SOTP_ALG_SHA512);
+	assert_int_equal(sotp_alg_parse("Sha1", &a), SOTP_OK);
+	assert_int_equal(a, SOTP_ALG_SHA1);
+	assert_int_equal(sotp_alg_parse("md5", &a), SOTP_ERR_BAD_INPUT);
+	assert_int_equal(sotp_alg_parse("sha-1", &a), SOTP_ERR_BAD_INPUT);
+	assert_int_equal(sotp_alg_parse(NULL, &a), SOTP_ERR_INVALID_ARG);
+}
+
+/* mem.c helpers live in this binary too: they are as small as err.c. */
+static void
+test_err_parse_ll(void **state)
+{
+	long long v = 7;
+
+	(void)state;
+	assert_int_equal(sotp_parse_ll("42", 0, 100, &v), SOTP_OK);
+	assert_int_equal(v, 42);
+	assert_int_equal(sotp_parse_ll("-5", -10, 10, &v), SOTP_OK);
+	assert_int_equal(v, -5);
+	assert_int_equal(sotp_parse_ll("0", 0, 0, &v), SOTP_OK);
+	assert_int_equal(sotp_parse_ll("101", 0, 100, &v), SOTP_ERR_BAD_INPUT);
+	assert_int_equal(v, 0);
+	assert_int_equal(sotp_parse_ll("-1", 0, 100, &v), SOTP_ERR_BAD_INPUT);
+	assert_int_equal(sotp_parse_ll("", 0, 100, &v), SOTP_ERR_BAD_INPUT);
+	assert_int_equal(sotp_parse_ll(" 5", 0, 100, &v), SOTP_ERR_BAD_INPUT);
+	assert_int_equal(sotp_parse_ll("+5", 0, 100, &v), SOTP_ERR_BAD_INPUT);
+	assert_int_equal(sotp_parse_ll("5 ", 0, 100, &v), SOTP_ERR_BAD_INPUT);
+	assert_int_equal(sotp_parse_ll("5x", 0, 100, &v), SOTP_ERR_BAD_INPUT);
+	assert_int_equal(sotp_parse_ll("-", -9, 9, &v), SOTP_ERR_BAD_INPUT);
+	assert_int_equal(sotp_parse_ll("0x10", 0, 100, &v), SOTP_ERR_BAD_INPUT);
+	assert_int_equal(
+	    sotp_parse_ll("99999999999999999999", 0, LLONG_MAX, &v),
+	    SOTP_ERR_BAD_INPUT);
+	assert_int_equal(sotp_parse_ll(NULL, 0, 100, &v), SOTP_ERR_BAD_INPUT);
+	assert_int_equal(
+	    sotp_parse_ll("9223372036854775807", 0, LLONG_MAX, &v), SOTP_OK);
+	assert_true(v == LLONG_MAX);
+}
+
+static void
+test_err_strlcpy_and_random(void **state)
+{
+	char buf[4];
+	unsigned int seen[7] = {0};
+	unsigned int i, r;
+	uint8_t zero[32] = {0}, rnd[32];
+
+	(void)state;
+	assert_int_equal(sotp_strlcpy(buf, "abcdef", sizeof(buf)), 6);
+	assert_string_equal(buf, "abc");
+	assert_int_equal(sotp_strlcpy(buf, "ab", sizeof(buf)), 2);
+	assert_string_equal(buf, "ab");
+	assert_int_equal(sotp_strlcpy(buf, "xyz", 0), 3);
+	assert_string_equal(buf, "ab");
+
+	assert_int_equal(sotp_random(rnd, sizeof(rnd)), SOTP_OK);
+	assert_memory_not_equal(rnd, zero, sizeof(rnd));
+	assert_int_equal(sotp_random_uniform(0, &r), SOTP_ERR_INVALID_ARG);
+	for (i = 0; i < 7000; i++) {
+		assert_int_equal(sotp_random_uniform(7, &r), SOTP_OK);
+		assert_true(r < 7);
+		seen[r]++;
+	}
+	/* Loose: each residue turns up; a real bias test is statistical. */
+	for (i = 0; i < 7; i++)
+		assert_true(seen[i] > 700);
+	assert_int_equal(sotp_random_uniform(1, &r), SOTP_OK);
+	assert_int_equal(r, 0);
+
+	SOTP_WIPE_ARRAY(rnd);
+	assert_memory_equal(rnd, zero, sizeof(rnd));
+	sotp_wipe(NULL, 10);
+	sotp_free_secret(NULL, 10);
+	sotp_free_string(NULL);
+	sotp_free_string(sotp_strdup("secret"));
+	assert_null(sotp_strdup(NULL));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_err_every_rc_named),
+	    cmocka_unit_test(test_err_out_of_range),
+	    cmocka_unit_test(test_err_every_reason_named),
+	    cmocka_unit_test(test_err_reason_from_rc),
+	    cmocka_unit_test(test_err_factor_prompts),
+	    cmocka_unit_test(test_err_login_names),
+	    cmocka_unit_test(test_err_alg_names),
+	    cmocka_unit_test(test_err_parse_ll),
+	    cmocka_unit_test(test_err_strlcpy_and_random),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
