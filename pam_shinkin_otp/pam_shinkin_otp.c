@@ -1,0 +1,346 @@
+/*
+ * pam_shinkin_otp.c - the Linux-PAM adapter of shinkin-otp.
+ *
+ * A translator only: module arguments and the PAM conversation in, one
+ * attempt of the core's decision engine in the middle, a PAM return code
+ * out. Which factors a context asks for, lockout, replay and every check
+ * live in the core; this file holds no rule, no crypto and no SQL.
+ *
+ * Everything is per call (a fresh sotp_ctx each time), so the module keeps
+ * no state between calls and is safe in any host.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+
+#include <security/pam_ext.h>
+#include <security/pam_modules.h>
+
+#include "shinkin_otp.h"
+
+/*
+ * The engine asks for at most a few rounds (password, then the second
+ * factor; registration adds one). Anything beyond this is a loop, refused.
+ */
+#define MAX_ROUNDS 8
+
+struct args {
+	const char *config;  /* NULL: SOTP_DEFAULT_CONFIG */
+	const char *context; /* NULL: map the PAM service name */
+	int use_first_pass;
+	int try_first_pass;
+	int debug;
+};
+
+/* The order the customer is asked in, registration included. */
+static const unsigned int factor_order[] = {
+    SOTP_F_PASSWORD,
+    SOTP_F_SERIAL,
+    SOTP_F_OTP,
+    SOTP_F_CARD,
+    SOTP_F_LOGIN_CHOICE,
+};
+
+/*
+ * Unknown options are refused, not ignored: a typo such as "use_frist_pass"
+ * would otherwise change what the stack asks for without anyone noticing.
+ */
+static int
+parse_args(pam_handle_t *pamh, int argc, const char **argv, struct args *args)
+{
+	int i;
+
+	memset(args, 0, sizeof(*args));
+	for (i = 0; i < argc; i++) {
+		if (strncmp(argv[i], "config=", 7) == 0 && argv[i][7] != '\0')
+			args->config = argv[i] + 7;
+		else if (strncmp(argv[i], "context=", 8) == 0 &&
+		    argv[i][8] != '\0')
+			args->context = argv[i] + 8;
+		else if (strcmp(argv[i], "use_first_pass") == 0)
+			args->use_first_pass = 1;
+		else if (strcmp(argv[i], "try_first_pass") == 0)
+			args->try_first_pass = 1;
+		else if (strcmp(argv[i], "debug") == 0)
+			args->debug = 1;
+		else {
+			pam_syslog(
+			    pamh, LOG_ERR, "unknown option: %s", argv[i]);
+			return PAM_SERVICE_ERR;
+		}
+	}
+	return PAM_SUCCESS;
+}
+
+static void
+log_sink(void *arg, int prio, const char *fmt, va_list ap)
+{
+	pam_vsyslog(arg, prio, fmt, ap);
+}
+
+/*
+ * The one translation from the core's outcome to PAM. rc is the last core
+ * call's result; d is read only when rc is SOTP_OK. Whatever is not a clean
+ * accept of an unlocked contract is a refusal.
+ */
+static int
+pam_result(int rc, const struct sotp_decision *d)
+{
+	int reason = rc == SOTP_OK ? (int)d->reason : sotp_reason_from_rc(rc);
+
+	if (rc == SOTP_OK && d->locked)
+		reason = SOTP_R_LOCKED;
+	switch (reason) {
+	case SOTP_R_ACCEPTED:
+		if (rc == SOTP_OK && d->verdict == SOTP_ACCEPT)
+			return PAM_SUCCESS;
+		return PAM_AUTH_ERR;
+	case SOTP_R_UNKNOWN_CONTRACT:
+		return PAM_USER_UNKNOWN;
+	case SOTP_R_LOCKED:
+		return PAM_MAXTRIES;
+	case SOTP_R_UNKNOWN_CONTEXT:
+		return PAM_SERVICE_ERR;
+	case SOTP_R_STORE_UNAVAILABLE:
+	case SOTP_R_BAD_CONFIG:
+	case SOTP_R_INTERNAL:
+		return PAM_AUTHINFO_UNAVAIL;
+	default:
+		return PAM_AUTH_ERR;
+	}
+}
+
+static int
+open_ctx(pam_handle_t *pamh, const struct args *args, struct sotp_ctx **out)
+{
+	int rc;
+
+	*out = NULL;
+	if ((rc = sotp_ctx_new(out)) != SOTP_OK)
+		goto fail;
+	sotp_ctx_set_log(*out, log_sink, pamh, args->debug);
+	if ((rc = sotp_ctx_load(*out, args->config)) != SOTP_OK)
+		goto fail;
+	return PAM_SUCCESS;
+fail:
+	pam_syslog(pamh, LOG_ERR, "cannot load %s: %s: %s",
+	    args->config != NULL ? args->config : SOTP_DEFAULT_CONFIG,
+	    sotp_strerror(rc), *out != NULL ? sotp_ctx_errmsg(*out) : "");
+	return pam_result(rc, NULL);
+}
+
+/* context= wins; else the policy's [services] map names the context. */
+static int
+find_context(pam_handle_t *pamh, const struct sotp_ctx *ctx,
+    const struct args *args, const char **context)
+{
+	const void *service = NULL;
+
+	*context = args->context;
+	if (*context != NULL)
+		return PAM_SUCCESS;
+	if (pam_get_item(pamh, PAM_SERVICE, &service) != PAM_SUCCESS ||
+	    service == NULL) {
+		pam_syslog(pamh, LOG_ERR, "no PAM service name");
+		return PAM_SERVICE_ERR;
+	}
+	if (sotp_policy_context_for(ctx, service, context) != SOTP_OK) {
+		pam_syslog(pamh, LOG_ERR,
+		    "service %s has no context in the policy [services] map "
+		    "and no context= option",
+		    (const char *)service);
+		return PAM_SERVICE_ERR;
+	}
+	return PAM_SUCCESS;
+}
+
+/*
+ * The password: from PAM_AUTHTOK when an earlier module read it (and
+ * use_first_pass or try_first_pass allows), else prompted and stored as
+ * PAM_AUTHTOK for the modules after us. PAM owns PAM_AUTHTOK: only our
+ * own prompt response is wiped and freed.
+ */
+static int
+supply_password(pam_handle_t *pamh, const struct args *args,
+    struct sotp_attempt *a, int *rc)
+{
+	const void *tok = NULL;
+	char *resp = NULL;
+	int pam_rc;
+
+	if (args->use_first_pass || args->try_first_pass) {
+		if ((pam_rc = pam_get_item(pamh, PAM_AUTHTOK, &tok)) !=
+		    PAM_SUCCESS)
+			return pam_rc;
+		if (tok != NULL) {
+			*rc = sotp_attempt_set(a, SOTP_F_PASSWORD, tok);
+			return PAM_SUCCESS;
+		}
+		if (args->use_first_pass) {
+			pam_syslog(pamh, LOG_ERR,
+			    "use_first_pass: no password from an earlier "
+			    "module");
+			return PAM_AUTH_ERR;
+		}
+	}
+	pam_rc = pam_prompt(pamh, PAM_PROMPT_ECHO_OFF, &resp, "%s",
+	    sotp_factor_prompt(SOTP_F_PASSWORD));
+	if (pam_rc != PAM_SUCCESS || resp == NULL) {
+		pam_rc = PAM_CONV_ERR;
+		goto out;
+	}
+	if ((pam_rc = pam_set_item(pamh, PAM_AUTHTOK, resp)) != PAM_SUCCESS)
+		goto out;
+	*rc = sotp_attempt_set(a, SOTP_F_PASSWORD, resp);
+out:
+	sotp_free_string(resp);
+	return pam_rc;
+}
+
+/* "Card digits: " + "B7 E2" -> "Card digits at B7 E2: ". */
+static void
+card_prompt(char *buf, size_t bufsz, const char *cells)
+{
+	const char *base = sotp_factor_prompt(SOTP_F_CARD);
+	size_t n = strlen(base);
+
+	while (n > 0 && (base[n - 1] == ' ' || base[n - 1] == ':'))
+		n--;
+	snprintf(buf, bufsz, "%.*s at %s: ", (int)n, base, cells);
+}
+
+/* Any other factor: one prompt, echo off unless the answer is public. */
+static int
+supply_factor(pam_handle_t *pamh, struct sotp_attempt *a,
+    const struct sotp_decision *d, unsigned int factor, int *rc)
+{
+	char prompt[SOTP_PROMPT_MAX * 2];
+	char *resp = NULL;
+	int style = PAM_PROMPT_ECHO_OFF;
+	int pam_rc;
+
+	if (factor == SOTP_F_SERIAL || factor == SOTP_F_LOGIN_CHOICE)
+		style = PAM_PROMPT_ECHO_ON;
+	if (factor == SOTP_F_CARD)
+		card_prompt(prompt, sizeof(prompt), d->card_cells);
+	else
+		snprintf(
+		    prompt, sizeof(prompt), "%s", sotp_factor_prompt(factor));
+	pam_rc = pam_prompt(pamh, style, &resp, "%s", prompt);
+	if (pam_rc != PAM_SUCCESS || resp == NULL) {
+		pam_rc = PAM_CONV_ERR;
+		goto out;
+	}
+	*rc = sotp_attempt_set(a, factor, resp);
+out:
+	sotp_free_string(resp);
+	return pam_rc;
+}
+
+/*
+ * Asks for every input the engine needs this round. A conversation
+ * failure stops with its PAM code; a core error stops with *rc set.
+ */
+static int
+supply_inputs(pam_handle_t *pamh, const struct args *args,
+    struct sotp_attempt *a, const struct sotp_decision *d, int *rc)
+{
+	size_t i;
+	unsigned int f;
+	int pam_rc = PAM_SUCCESS;
+
+	*rc = SOTP_OK;
+	for (i = 0; i < sizeof(factor_order) / sizeof(factor_order[0]); i++) {
+		f = factor_order[i];
+		if ((d->needs & f) == 0)
+			continue;
+		if (f == SOTP_F_PASSWORD)
+			pam_rc = supply_password(pamh, args, a, rc);
+		else
+			pam_rc = supply_factor(pamh, a, d, f, rc);
+		if (pam_rc != PAM_SUCCESS || *rc != SOTP_OK)
+			break;
+	}
+	return pam_rc;
+}
+
+/* The engine's customer-facing text, if any, unless PAM_SILENT. */
+static void
+show_message(pam_handle_t *pamh, int flags, const struct sotp_decision *d)
+{
+	int style = PAM_TEXT_INFO;
+
+	if (d->message[0] == '\0' || (flags & PAM_SILENT) != 0)
+		return;
+	if (d->verdict == SOTP_REJECT)
+		style = PAM_ERROR_MSG;
+	(void)pam_prompt(pamh, style, NULL, "%s", d->message);
+}
+
+SOTP_EXPORT int
+pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+	struct args args;
+	struct sotp_ctx *ctx = NULL;
+	struct sotp_attempt *a = NULL;
+	struct sotp_decision d;
+	const char *user = NULL, *context = NULL;
+	int rc = SOTP_ERR_INTERNAL, pam_rc, round;
+
+	memset(&d, 0, sizeof(d));
+	if ((pam_rc = parse_args(pamh, argc, argv, &args)) != PAM_SUCCESS)
+		return pam_rc;
+	if ((pam_rc = open_ctx(pamh, &args, &ctx)) != PAM_SUCCESS)
+		goto out;
+	if ((pam_rc = pam_get_user(pamh, &user, NULL)) != PAM_SUCCESS) {
+		if (pam_rc == PAM_CONV_AGAIN)
+			pam_rc = PAM_INCOMPLETE;
+		goto out;
+	}
+	if ((pam_rc = find_context(pamh, ctx, &args, &context)) != PAM_SUCCESS)
+		goto out;
+	rc = sotp_attempt_begin(ctx, user, context, time(NULL), &a);
+	for (round = 0; rc == SOTP_OK; round++) {
+		if ((rc = sotp_attempt_step(a, &d)) != SOTP_OK ||
+		    d.verdict != SOTP_CONTINUE)
+			break;
+		if (round >= MAX_ROUNDS || d.needs == 0) {
+			pam_syslog(pamh, LOG_ERR,
+			    "engine asks for nothing "
+			    "or loops; refused");
+			pam_rc = PAM_AUTH_ERR;
+			goto out;
+		}
+		show_message(pamh, flags, &d);
+		pam_rc = supply_inputs(pamh, &args, a, &d, &rc);
+		if (pam_rc != PAM_SUCCESS)
+			goto out;
+	}
+	if (rc != SOTP_OK)
+		pam_syslog(pamh, LOG_ERR, "context %s: %s: %s", context,
+		    sotp_strerror(rc), sotp_ctx_errmsg(ctx));
+	else
+		show_message(pamh, flags, &d);
+	pam_rc = pam_result(rc, &d);
+	if (args.debug)
+		pam_syslog(pamh, LOG_DEBUG, "context %s: %s (%s)", context,
+		    pam_strerror(pamh, pam_rc),
+		    sotp_reason_name(rc == SOTP_OK ? (int)d.reason
+		                                   : sotp_reason_from_rc(rc)));
+out:
+	sotp_attempt_free(a);
+	sotp_ctx_free(ctx);
+	return pam_rc;
+}
+
+SOTP_EXPORT int
+pam_sm_setcred(pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+	(void)pamh;
+	(void)flags;
+	(void)argc;
+	(void)argv;
+	return PAM_SUCCESS;
+}
