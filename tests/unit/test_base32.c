@@ -101,8 +101,8 @@ test_base32_malformed_refused(void **state)
 	    "MZXW-6YTB",        /* nor separators other than spaces */
 	    "MZXW\t6YTB",       /* nor tabs */
 	    "MZXW6YTB\n",       /* nor a newline */
-	    "MY=====",          /* 7 '=' after 2 characters: wrong */
-	    "MY=======",        /* 7 too many */
+	    "MY=====",          /* 5 '=' after 2 characters: 6 needed */
+	    "MY=======",        /* 7 '=' after 2 characters */
 	    "MZXW6YQ==",        /* 2 '=' after 7 */
 	    "MZXW6YTB========", /* a whole group of padding */
 	    "MY======MY======", /* data after padding */
