@@ -1,0 +1,691 @@
+/*
+ * rlm_shinkin_otp.c - the FreeRADIUS 3.2 adapter of shinkin-otp.
+ *
+ * RADIUS attributes in, one core attempt, RADIUS reply out. No rule lives
+ * here: which factors a context asks for, the state token, replay and
+ * lockout are all the engine's. The module only picks the context, feeds
+ * User-Password to the factor the engine asks for, and maps the decision.
+ *
+ * Challenge mode: the first Access-Request carries the contract password;
+ * when the engine wants a second factor the reply is an Access-Challenge
+ * whose State is the engine's signed, self-contained attempt token (so any
+ * server of a farm can take the next round); the next Access-Request
+ * carries the code or card digits with that State. Append mode: the
+ * password followed by the code in one User-Password.
+ *
+ * Core contexts (policy + key + store handle) are not shared between
+ * threads: FreeRADIUS's connection pool hands one to each request.
+ */
+/* radiusd.h first: modules.h relies on its types. */
+#include <freeradius/radiusd.h>
+
+#include <freeradius/modules.h>
+
+#include <stdio.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+
+#include "shinkin_otp.h"
+
+enum mode { MODE_CHALLENGE, MODE_APPEND };
+
+struct rlm_shinkin_otp {
+	/* From the CONF_PARSER table. */
+	const char *config;
+	const char *context;
+	const char *context_attribute;
+	const char *mode_name;
+	const char *challenge_message;
+
+	/* Resolved in mod_instantiate; read-only afterwards. */
+	const char *name;
+	enum mode mode;
+	const DICT_ATTR *context_da;
+	const DICT_VALUE *auth_type;
+	fr_connection_pool_t *pool;
+};
+
+/* One pooled connection: a loaded core context. */
+struct conn {
+	struct sotp_ctx *ctx;
+};
+
+static const CONF_PARSER module_config[] = {
+    {"config", FR_CONF_OFFSET(PW_TYPE_STRING, struct rlm_shinkin_otp, config),
+        SOTP_DEFAULT_CONFIG},
+    {"context", FR_CONF_OFFSET(PW_TYPE_STRING, struct rlm_shinkin_otp, context),
+        NULL},
+    {"context_attribute",
+        FR_CONF_OFFSET(
+            PW_TYPE_STRING, struct rlm_shinkin_otp, context_attribute),
+        NULL},
+    {"mode", FR_CONF_OFFSET(PW_TYPE_STRING, struct rlm_shinkin_otp, mode_name),
+        "challenge"},
+    {"challenge_message",
+        FR_CONF_OFFSET(
+            PW_TYPE_STRING, struct rlm_shinkin_otp, challenge_message),
+        NULL},
+    CONF_PARSER_TERMINATOR};
+
+/*
+ * radiusd silently ignores unknown items; a misspelt "contxt" would then
+ * fall back to defaults. These are the only names the section may hold.
+ */
+static const char *const known_pairs[] = {"config", "context",
+    "context_attribute", "mode", "challenge_message", NULL};
+static const char *const known_sections[] = {"pool", NULL};
+
+/* A Reply-Message or State is one attribute: at most 253 octets. */
+#define ATTR_MAX (MAX_STRING_LEN - 1)
+#define CHALLENGE_MESSAGE_MAX 200
+
+static int
+in_list(const char *name, const char *const *list)
+{
+	for (; *list != NULL; list++)
+		if (strcmp(name, *list) == 0)
+			return 1;
+	return 0;
+}
+
+/* The core's log sink: its lines (audit included) go to radiusd's log. */
+static void __attribute__((format(printf, 3, 0)))
+core_log(void *arg, int prio, const char *fmt, va_list ap)
+{
+	const struct rlm_shinkin_otp *inst = arg;
+	char line[1024];
+	log_type_t type;
+
+	if (prio <= LOG_ERR)
+		type = L_ERR;
+	else if (prio == LOG_WARNING)
+		type = L_WARN;
+	else if (prio == LOG_NOTICE)
+		type = L_AUTH;
+	else if (prio == LOG_INFO)
+		type = L_INFO;
+	else
+		type = L_DBG;
+	vsnprintf(line, sizeof(line), fmt, ap);
+	radlog(type, "rlm_shinkin_otp (%s): %s", inst->name, line);
+}
+
+/*
+ * Makes a loaded core context. On failure *out is NULL and why[] holds
+ * the core's detail ("file:line: ...").
+ */
+static int
+open_ctx(struct rlm_shinkin_otp *inst, struct sotp_ctx **out, char *why,
+    size_t whysz)
+{
+	struct sotp_ctx *ctx = NULL;
+	int rc;
+
+	*out = NULL;
+	why[0] = '\0';
+	if ((rc = sotp_ctx_new(&ctx)) != SOTP_OK) {
+		snprintf(why, whysz, "%s", sotp_strerror(rc));
+		return rc;
+	}
+	sotp_ctx_set_log(ctx, core_log, inst, rad_debug_lvl > 0);
+	if ((rc = sotp_ctx_load(ctx, inst->config)) != SOTP_OK) {
+		snprintf(why, whysz, "%s: %s", sotp_strerror(rc),
+		    sotp_ctx_errmsg(ctx));
+		sotp_ctx_free(ctx);
+		return rc;
+	}
+	*out = ctx;
+	return SOTP_OK;
+}
+
+static int
+conn_free(struct conn *c)
+{
+	sotp_ctx_free(c->ctx);
+	c->ctx = NULL;
+	return 0;
+}
+
+/* fr_connection_create_t: one core context per pooled connection. */
+static void *
+conn_create(TALLOC_CTX *tctx, void *opaque)
+{
+	struct rlm_shinkin_otp *inst = opaque;
+	struct conn *c;
+	char why[512];
+
+	if ((c = talloc_zero(tctx, struct conn)) == NULL)
+		return NULL;
+	if (open_ctx(inst, &c->ctx, why, sizeof(why)) != SOTP_OK) {
+		ERROR("rlm_shinkin_otp (%s): %s", inst->name, why);
+		talloc_free(c);
+		return NULL;
+	}
+	talloc_set_destructor(c, conn_free);
+	return c;
+}
+
+static int
+check_items(CONF_SECTION *conf)
+{
+	CONF_ITEM *ci;
+	const char *name;
+
+	for (ci = cf_item_find_next(conf, NULL); ci != NULL;
+	     ci = cf_item_find_next(conf, ci)) {
+		if (cf_item_is_pair(ci)) {
+			name = cf_pair_attr(cf_item_to_pair(ci));
+			if (in_list(name, known_pairs))
+				continue;
+		} else if (cf_item_is_section(ci)) {
+			name = cf_section_name1(cf_item_to_section(ci));
+			if (in_list(name, known_sections))
+				continue;
+		} else
+			continue;
+		cf_log_err(ci, "Unknown configuration item \"%s\"", name);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+check_options(CONF_SECTION *conf, struct rlm_shinkin_otp *inst)
+{
+	int has_ctx, has_attr;
+
+	if (strcmp(inst->mode_name, "challenge") == 0)
+		inst->mode = MODE_CHALLENGE;
+	else if (strcmp(inst->mode_name, "append") == 0)
+		inst->mode = MODE_APPEND;
+	else {
+		cf_log_err_cs(conf,
+		    "mode = \"%s\": must be challenge or append",
+		    inst->mode_name);
+		return -1;
+	}
+	has_ctx = inst->context != NULL && inst->context[0] != '\0';
+	has_attr = inst->context_attribute != NULL &&
+	    inst->context_attribute[0] != '\0';
+	if (has_ctx == has_attr) {
+		cf_log_err_cs(conf,
+		    "Set exactly one of \"context\" and \"context_attribute\"");
+		return -1;
+	}
+	if (has_attr) {
+		inst->context_da = dict_attrbyname(inst->context_attribute);
+		if (inst->context_da == NULL) {
+			cf_log_err_cs(conf,
+			    "context_attribute = \"%s\": no such attribute in the dictionary",
+			    inst->context_attribute);
+			return -1;
+		}
+	}
+	if (inst->challenge_message != NULL &&
+	    strlen(inst->challenge_message) > CHALLENGE_MESSAGE_MAX) {
+		cf_log_err_cs(conf, "challenge_message is longer than %d bytes",
+		    CHALLENGE_MESSAGE_MAX);
+		return -1;
+	}
+	if (inst->config == NULL || inst->config[0] == '\0') {
+		cf_log_err_cs(conf, "config must name the policy file");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Loads the policy once here so that a bad policy file, key or store stops
+ * radiusd (and "radiusd -C") with the core's "file:line: ..." message.
+ */
+static int
+check_policy(CONF_SECTION *conf, struct rlm_shinkin_otp *inst)
+{
+	struct sotp_ctx *probe = NULL;
+	char why[512];
+	int ret = -1;
+
+	if (open_ctx(inst, &probe, why, sizeof(why)) != SOTP_OK) {
+		cf_log_err_cs(
+		    conf, "Cannot load policy %s: %s", inst->config, why);
+		goto out;
+	}
+	if (inst->context != NULL && inst->context[0] != '\0' &&
+	    sotp_policy_has_context(probe, inst->context) != SOTP_OK) {
+		cf_log_err_cs(conf, "context = \"%s\": not defined in %s",
+		    inst->context, inst->config);
+		goto out;
+	}
+	ret = 0;
+out:
+	sotp_ctx_free(probe);
+	return ret;
+}
+
+static int
+mod_instantiate(CONF_SECTION *conf, void *instance)
+{
+	struct rlm_shinkin_otp *inst = instance;
+
+	inst->name = cf_section_name2(conf);
+	if (inst->name == NULL)
+		inst->name = cf_section_name1(conf);
+	if (check_items(conf) != 0 || check_options(conf, inst) != 0 ||
+	    check_policy(conf, inst) != 0)
+		return -1;
+
+	/* The server made this VALUE from "Auth-Type NAME { }", if any. */
+	inst->auth_type = dict_valbyname(PW_AUTH_TYPE, 0, inst->name);
+	if (inst->auth_type == NULL)
+		WARN("rlm_shinkin_otp (%s): no \"Auth-Type %s\" in any "
+		     "authenticate section; authorize will not claim requests",
+		    inst->name, inst->name);
+
+	inst->pool =
+	    fr_connection_pool_module_init(conf, inst, conn_create, NULL, NULL);
+	if (inst->pool == NULL) {
+		cf_log_err_cs(conf, "Cannot open the shinkin-otp store pool");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+mod_detach(void *instance)
+{
+	struct rlm_shinkin_otp *inst = instance;
+
+	fr_connection_pool_free(inst->pool);
+	inst->pool = NULL;
+	return 0;
+}
+
+/*
+ * BlastRADIUS (CVE-2024-3596): radiusd 3.2.1 signs a reply only when it
+ * already holds a Message-Authenticator, so every reply this module shapes
+ * gets an empty one, first, for the encoder to fill in.
+ */
+static int
+sign_reply(REQUEST *request)
+{
+	static const uint8_t zero[16];
+	VALUE_PAIR *vp;
+
+	if (fr_pair_find_by_num(request->reply->vps, PW_MESSAGE_AUTHENTICATOR,
+	        0, TAG_ANY) != NULL)
+		return 0;
+	vp = fr_pair_afrom_num(request->reply, PW_MESSAGE_AUTHENTICATOR, 0);
+	if (vp == NULL)
+		return -1;
+	fr_pair_value_memcpy(vp, zero, sizeof(zero));
+	vp->next = request->reply->vps;
+	request->reply->vps = vp;
+	return 0;
+}
+
+static int
+add_reply_message(REQUEST *request, const char *text)
+{
+	char buf[ATTR_MAX + 1];
+	VALUE_PAIR *vp;
+
+	if (text == NULL || text[0] == '\0')
+		return 0;
+	snprintf(buf, sizeof(buf), "%s", text);
+	vp = fr_pair_afrom_num(request->reply, PW_REPLY_MESSAGE, 0);
+	if (vp == NULL)
+		return -1;
+	fr_pair_value_strcpy(vp, buf);
+	fr_pair_add(&request->reply->vps, vp);
+	return 0;
+}
+
+/* The contract ID, or NULL when User-Name cannot be one (too long, NUL). */
+static const char *
+contract_id(REQUEST *request)
+{
+	const VALUE_PAIR *vp = request->username;
+
+	if (vp == NULL || vp->vp_length == 0 || vp->vp_length >= SOTP_ID_MAX ||
+	    strlen(vp->vp_strvalue) != vp->vp_length)
+		return NULL;
+	return vp->vp_strvalue;
+}
+
+/* The fixed context, or the request attribute mapped by the policy. */
+static int
+pick_context(const struct rlm_shinkin_otp *inst, const struct sotp_ctx *ctx,
+    REQUEST *request, const char **context)
+{
+	VALUE_PAIR *vp;
+	char value[ATTR_MAX + 1];
+
+	*context = NULL;
+	if (inst->context_da == NULL) {
+		*context = inst->context;
+		return 0;
+	}
+	vp =
+	    fr_pair_find_by_da(request->packet->vps, inst->context_da, TAG_ANY);
+	if (vp == NULL) {
+		REDEBUG("No %s in the request: cannot choose a context",
+		    inst->context_da->name);
+		return -1;
+	}
+	vp_prints_value(value, sizeof(value), vp, '\0');
+	if (sotp_policy_context_for(ctx, value, context) != SOTP_OK) {
+		REDEBUG("%s \"%s\" is not in the policy's [services] map",
+		    inst->context_da->name, value);
+		return -1;
+	}
+	RDEBUG2(
+	    "%s \"%s\" -> context %s", inst->context_da->name, value, *context);
+	return 0;
+}
+
+/*
+ * The incoming State as the text the engine exported. Anything that cannot
+ * be such a text is still handed over (as "-") so that the engine refuses
+ * and audits it like any other bad token.
+ */
+static void
+state_text(const VALUE_PAIR *vp, char *out, size_t outsz)
+{
+	size_t i;
+
+	if (vp->vp_length == 0 || vp->vp_length >= outsz)
+		goto bad;
+	for (i = 0; i < vp->vp_length; i++)
+		if (vp->vp_octets[i] < 0x21 || vp->vp_octets[i] > 0x7e)
+			goto bad;
+	memcpy(out, vp->vp_octets, vp->vp_length);
+	out[vp->vp_length] = '\0';
+	return;
+bad:
+	snprintf(out, outsz, "-");
+}
+
+/* The single factor a round asks for, in the order the engine lists them. */
+static unsigned int
+first_factor(unsigned int needs)
+{
+	static const unsigned int order[] = {SOTP_F_PASSWORD, SOTP_F_OTP,
+	    SOTP_F_CARD, SOTP_F_SERIAL, SOTP_F_LOGIN_CHOICE};
+	size_t i;
+
+	for (i = 0; i < sizeof(order) / sizeof(order[0]); i++)
+		if (needs & order[i])
+			return order[i];
+	return 0;
+}
+
+/*
+ * One RADIUS round carries one input: supply User-Password as the factor
+ * the engine asks for now and decide. A resumed attempt knows what its
+ * state asked for; a new one is asked by a step before any input (which
+ * has no side effect). needs 0 (e.g. a bad state) just steps: the engine
+ * refuses and audits.
+ */
+static int
+supply_one(struct sotp_attempt *a, unsigned int needs, const char *value,
+    struct sotp_decision *d)
+{
+	unsigned int factor;
+	int rc;
+
+	if (needs == 0) {
+		if ((rc = sotp_attempt_step(a, d)) != SOTP_OK)
+			return rc;
+		if (d->verdict != SOTP_CONTINUE)
+			return SOTP_OK;
+		needs = d->needs;
+	}
+	if ((factor = first_factor(needs)) == 0)
+		return SOTP_ERR_INTERNAL;
+	if ((rc = sotp_attempt_set(a, (enum sotp_factor)factor, value)) !=
+	    SOTP_OK)
+		return rc;
+	return sotp_attempt_step(a, d);
+}
+
+static int
+run_attempt(const struct rlm_shinkin_otp *inst, struct sotp_ctx *ctx,
+    REQUEST *request, const char *user, const char *context,
+    struct sotp_attempt **a, struct sotp_decision *d)
+{
+	const char *value = request->password->vp_strvalue;
+	const VALUE_PAIR *vp;
+	char state[SOTP_STATE_MAX];
+	time_t now = time(NULL);
+	int rc;
+
+	vp = fr_pair_find_by_num(request->packet->vps, PW_STATE, 0, TAG_ANY);
+	if (vp != NULL) {
+		state_text(vp, state, sizeof(state));
+		RDEBUG2("Resuming attempt of %s in context %s", user, context);
+		if ((rc = sotp_attempt_resume(
+		         ctx, user, context, state, now, a)) != SOTP_OK)
+			return rc;
+		return supply_one(*a, sotp_attempt_needs(*a), value, d);
+	}
+	RDEBUG2("New attempt of %s in context %s", user, context);
+	if ((rc = sotp_attempt_begin(ctx, user, context, now, a)) != SOTP_OK)
+		return rc;
+	if (inst->mode == MODE_CHALLENGE)
+		return supply_one(*a, 0, value, d);
+	if ((rc = sotp_attempt_set_combined(*a, value)) != SOTP_OK)
+		return rc;
+	return sotp_attempt_step(*a, d);
+}
+
+static rlm_rcode_t
+send_challenge(const struct rlm_shinkin_otp *inst, REQUEST *request,
+    struct sotp_attempt *a, const struct sotp_decision *d)
+{
+	char state[SOTP_STATE_MAX];
+	/* Room for all parts; add_reply_message() cuts to one attribute. */
+	char text[SOTP_MSG_MAX + CHALLENGE_MESSAGE_MAX + 2 * SOTP_PROMPT_MAX];
+	const char *prompt;
+	unsigned int factor = first_factor(d->needs);
+	size_t len;
+	VALUE_PAIR *vp;
+	int rc;
+
+	if ((rc = sotp_attempt_export(a, state, sizeof(state))) != SOTP_OK) {
+		RERROR(
+		    "Cannot export the attempt state: %s", sotp_strerror(rc));
+		return RLM_MODULE_FAIL;
+	}
+	len = strlen(state);
+	if (len == 0 || len > ATTR_MAX) {
+		RERROR("The attempt state is %zu bytes; State holds 1..%d", len,
+		    ATTR_MAX);
+		return RLM_MODULE_FAIL;
+	}
+	if ((vp = fr_pair_afrom_num(request->reply, PW_STATE, 0)) == NULL)
+		return RLM_MODULE_FAIL;
+	fr_pair_value_memcpy(vp, (const uint8_t *)state, len);
+	fr_pair_add(&request->reply->vps, vp);
+
+	prompt = inst->challenge_message != NULL ? inst->challenge_message
+	                                         : sotp_factor_prompt(factor);
+	snprintf(text, sizeof(text), "%s%s%s%s", d->message,
+	    d->message[0] != '\0' ? " " : "", prompt,
+	    factor == SOTP_F_CARD ? d->card_cells : "");
+	if (add_reply_message(request, text) != 0)
+		return RLM_MODULE_FAIL;
+
+	/* RFC 2869 5.10: clients that honour it hide the code as typed. */
+	if ((vp = fr_pair_afrom_num(request->reply, PW_PROMPT, 0)) == NULL)
+		return RLM_MODULE_FAIL;
+	vp->vp_integer = 0; /* No-Echo */
+	fr_pair_add(&request->reply->vps, vp);
+
+	request->reply->code = PW_CODE_ACCESS_CHALLENGE;
+	RDEBUG("Challenge for %s (needs 0x%x)", request->username->vp_strvalue,
+	    d->needs);
+	return RLM_MODULE_HANDLED;
+}
+
+/*
+ * The one place a core result becomes a FreeRADIUS code. An error means
+ * the check could not run: fail (never ok), so that a redundant{} section
+ * can try another server, and never show the customer internal text.
+ */
+static rlm_rcode_t
+map_decision(const struct rlm_shinkin_otp *inst, REQUEST *request,
+    const struct sotp_ctx *ctx, struct sotp_attempt *a, int rc,
+    const struct sotp_decision *d)
+{
+	if (rc != SOTP_OK) {
+		RERROR("shinkin-otp check failed: %s (%s) %s",
+		    sotp_strerror(rc), sotp_rc_name(rc), sotp_ctx_errmsg(ctx));
+		return RLM_MODULE_FAIL;
+	}
+	RDEBUG("Decision: %s (%s)",
+	    d->verdict == SOTP_ACCEPT         ? "accept"
+	        : d->verdict == SOTP_CONTINUE ? "continue"
+	                                      : "reject",
+	    sotp_reason_name((int)d->reason));
+
+	switch (d->verdict) {
+	case SOTP_ACCEPT:
+		if (add_reply_message(request, d->message) != 0)
+			return RLM_MODULE_FAIL;
+		return RLM_MODULE_OK;
+	case SOTP_CONTINUE:
+		return send_challenge(inst, request, a, d);
+	case SOTP_REJECT:
+		break;
+	}
+
+	switch (d->reason) {
+	case SOTP_R_UNKNOWN_CONTRACT:
+		return RLM_MODULE_NOTFOUND;
+	case SOTP_R_STORE_UNAVAILABLE:
+	case SOTP_R_BAD_CONFIG:
+	case SOTP_R_INTERNAL:
+		return RLM_MODULE_FAIL;
+	case SOTP_R_LOCKED:
+		add_reply_message(request, d->message);
+		return RLM_MODULE_USERLOCK;
+	default:
+		add_reply_message(request, d->message);
+		return RLM_MODULE_REJECT;
+	}
+}
+
+/* A store failure poisons the handle: close it so the pool reopens. */
+static void
+put_conn(const struct rlm_shinkin_otp *inst, struct conn *c, int rc,
+    const struct sotp_decision *d)
+{
+	if (rc == SOTP_ERR_STORE || rc == SOTP_ERR_STORE_UNAVAILABLE ||
+	    d->reason == SOTP_R_STORE_UNAVAILABLE)
+		fr_connection_close(inst->pool, c, "store error");
+	else
+		fr_connection_release(inst->pool, c);
+}
+
+/*
+ * authorize: claim requests whose User-Name is a contract, unless another
+ * module already chose an Auth-Type. An unknown name is left to the next
+ * module.
+ */
+static rlm_rcode_t
+mod_authorize(void *instance, REQUEST *request)
+{
+	const struct rlm_shinkin_otp *inst = instance;
+	struct sotp_contract_info info;
+	struct sotp_decision none;
+	const char *user;
+	struct conn *c;
+	VALUE_PAIR *vp;
+	int rc;
+
+	if (inst->auth_type == NULL ||
+	    fr_pair_find_by_num(request->config, PW_AUTH_TYPE, 0, TAG_ANY) !=
+	        NULL)
+		return RLM_MODULE_NOOP;
+	if ((user = contract_id(request)) == NULL)
+		return RLM_MODULE_NOOP;
+	if (sign_reply(request) != 0)
+		return RLM_MODULE_FAIL;
+	if ((c = fr_connection_get(inst->pool)) == NULL) {
+		RERROR("No shinkin-otp store connection available");
+		return RLM_MODULE_FAIL;
+	}
+	memset(&none, 0, sizeof(none));
+	rc = sotp_contract_get(c->ctx, user, &info);
+	if (rc != SOTP_OK && rc != SOTP_ERR_NOT_FOUND)
+		RERROR("Contract lookup failed: %s %s", sotp_strerror(rc),
+		    sotp_ctx_errmsg(c->ctx));
+	put_conn(inst, c, rc, &none);
+	if (rc == SOTP_ERR_NOT_FOUND) {
+		RDEBUG2("%s is not a contract", user);
+		return RLM_MODULE_NOOP;
+	}
+	if (rc != SOTP_OK)
+		return RLM_MODULE_FAIL;
+
+	vp = radius_pair_create(request, &request->config, PW_AUTH_TYPE, 0);
+	vp->vp_integer = (uint32_t)inst->auth_type->value;
+	RDEBUG2("Setting Auth-Type := %s", inst->name);
+	return RLM_MODULE_UPDATED;
+}
+
+static rlm_rcode_t
+mod_authenticate(void *instance, REQUEST *request)
+{
+	const struct rlm_shinkin_otp *inst = instance;
+	struct sotp_attempt *a = NULL;
+	struct sotp_decision d;
+	const char *user, *context;
+	struct conn *c;
+	rlm_rcode_t code;
+	int rc = SOTP_OK;
+
+	memset(&d, 0, sizeof(d));
+	if (sign_reply(request) != 0)
+		return RLM_MODULE_FAIL;
+	if ((user = contract_id(request)) == NULL) {
+		RDEBUG("User-Name missing or not a contract ID");
+		return RLM_MODULE_NOTFOUND;
+	}
+	if (request->password == NULL ||
+	    request->password->da->attr != PW_USER_PASSWORD ||
+	    request->password->da->vendor != 0) {
+		REDEBUG("No User-Password in the request");
+		return RLM_MODULE_INVALID;
+	}
+	if ((c = fr_connection_get(inst->pool)) == NULL) {
+		RERROR("No shinkin-otp store connection available");
+		return RLM_MODULE_FAIL;
+	}
+	if (pick_context(inst, c->ctx, request, &context) != 0)
+		code = RLM_MODULE_INVALID;
+	else {
+		rc = run_attempt(inst, c->ctx, request, user, context, &a, &d);
+		code = map_decision(inst, request, c->ctx, a, rc, &d);
+	}
+	sotp_attempt_free(a);
+	put_conn(inst, c, rc, &d);
+	return code;
+}
+
+extern module_t rlm_shinkin_otp SOTP_EXPORT;
+module_t rlm_shinkin_otp SOTP_EXPORT = {
+    .magic = RLM_MODULE_INIT,
+    .name = "shinkin_otp",
+    .type = RLM_TYPE_THREAD_SAFE,
+    .inst_size = sizeof(struct rlm_shinkin_otp),
+    .config = module_config,
+    .instantiate = mod_instantiate,
+    .detach = mod_detach,
+    .methods =
+        {
+            [MOD_AUTHENTICATE] = mod_authenticate,
+            [MOD_AUTHORIZE] = mod_authorize,
+        },
+};
