@@ -1,0 +1,116 @@
+/*
+ * cli.h - private interfaces of the shinkin-otp admin tool.
+ *
+ * The tool translates argv into core calls and the results into text or
+ * JSON; it holds no rule of its own. Exit codes are part of its contract
+ * with scripts and are documented in man/shinkin-otp.1.
+ */
+#ifndef SOTP_CLI_H
+#define SOTP_CLI_H
+
+#include "shinkin_otp.h"
+
+#include <stdio.h>
+
+enum cli_exit {
+	CLI_EXIT_OK = 0,      /* done, or accepted */
+	CLI_EXIT_REFUSED = 1, /* the core refused; the reason is on stderr */
+	CLI_EXIT_ERROR = 2,   /* usage, configuration or system error */
+	CLI_EXIT_MORE = 3     /* verify: more input needed (state printed) */
+};
+
+#define CLI_NAME "shinkin-otp"
+#define CLI_SECRET_MAX 1024 /* a password or secret line from stdin */
+
+/* One invocation: the global options and the loaded core context. */
+struct cli {
+	struct sotp_ctx *ctx;
+	const char *config; /* --config, $SHINKIN_OTP_CONFIG or default */
+	int json;
+	int debug;
+	time_t now;     /* read once, from time(NULL) */
+	char what[160]; /* "contract bind C1": prefix of error lines */
+};
+
+/* An option of a subcommand: "--name VALUE", "--name=VALUE" or a flag. */
+struct cli_opt {
+	const char *name;
+	char **value; /* receives the argument (in argv); NULL: a flag */
+	int *flag;    /* set to 1 when a flag is present */
+};
+
+/* ---- shinkin-otp.c ---- */
+
+/*
+ * Parses argv[0..argc) against opts; non-option words go to pos[npos_max]
+ * (their count in *npos). Prints a usage error and returns CLI_EXIT_ERROR
+ * on an unknown option, a missing argument or too many words.
+ */
+int cli_parse(struct cli *c, int argc, char **argv, const struct cli_opt *opts,
+    const char **pos, size_t npos_max, size_t *npos);
+/* Bounded decimal parse; prints a usage error naming opt on failure. */
+int cli_number(struct cli *c, const char *opt, const char *s, long long min,
+    long long max, long long *out);
+/* Sets c->what to "CMD ARG" (ARG may be NULL) for error lines. */
+void cli_what(struct cli *c, const char *cmd, const char *arg);
+/* Loads policy, key and store; prints the error and returns 2 on failure. */
+int cli_load(struct cli *c);
+/*
+ * Reads one line from stdin into buf[bufsz] without stdio buffering (no
+ * stray copy of the secret), echo off on a terminal, newline stripped.
+ * Returns 0, or 1 on EOF before any byte, or -1 (message printed).
+ */
+int cli_read_secret(struct cli *c, const char *prompt, char *buf, size_t bufsz);
+
+/* ---- out.c: diagnostics, refusals and JSON ---- */
+
+/* "shinkin-otp: WHAT: MESSAGE" on stderr. */
+void cli_warn(const struct cli *c, const char *fmt, ...) SOTP_PRINTF(2, 3);
+/* A usage error: the message on stderr; returns CLI_EXIT_ERROR. */
+int cli_usage(const struct cli *c, const char *fmt, ...) SOTP_PRINTF(2, 3);
+/* A failed core call: sotp_strerror(rc) and the ctx detail; returns 2. */
+int cli_error(const struct cli *c, int rc);
+/* One refusal line "...: refused: TEXT (NAME)" on stderr; returns 1. */
+int cli_refused(const struct cli *c, int reason);
+/*
+ * The outcome of an admin call: rc != 0 -> cli_error, a REJECT ->
+ * cli_refused, else prints `done` (and d->message) and returns 0.
+ */
+int cli_outcome(const struct cli *c, int rc, const struct sotp_decision *d,
+    const char *done);
+/* The CLI's log sink: stderr (and the audit lines to syslog). */
+void cli_log(void *arg, int prio, const char *fmt, va_list ap)
+    SOTP_PRINTF(3, 0);
+/* Writes s with control characters shown as '?' (human output). */
+void cli_text(FILE *f, const char *s);
+
+/* A JSON object written field by field to one line. */
+struct cli_json {
+	FILE *f;
+	int n; /* fields written so far */
+};
+void json_begin(struct cli_json *j, FILE *f);
+void json_str(struct cli_json *j, const char *key, const char *val);
+void json_int(struct cli_json *j, const char *key, long long val);
+void json_bool(struct cli_json *j, const char *key, int val);
+void json_strv(
+    struct cli_json *j, const char *key, const char *const *v, size_t n);
+void json_end(struct cli_json *j);
+/* A JSON string literal with RFC 8259 escaping; bad UTF-8 -> U+FFFD. */
+void json_quote(FILE *f, const char *s);
+/* Adds verdict, reason, reason_code, reason_text and message fields. */
+void cli_json_decision(struct cli_json *j, const struct sotp_decision *d);
+
+/* "2024-05-01T09:30:00Z" into buf[21]; "-" for 0. */
+const char *cli_time(int64_t t, char *buf, size_t bufsz);
+
+/* ---- the commands: argv starts after the command word(s) ---- */
+
+int cmd_init(struct cli *c, int argc, char **argv);
+int cmd_check_config(struct cli *c, int argc, char **argv);
+int cmd_audit(struct cli *c, int argc, char **argv);
+int cmd_token(struct cli *c, int argc, char **argv);
+int cmd_contract(struct cli *c, int argc, char **argv);
+int cmd_verify(struct cli *c, int argc, char **argv);
+
+#endif /* SOTP_CLI_H */

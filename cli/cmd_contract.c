@@ -1,0 +1,280 @@
+/*
+ * cmd_contract.c - contract add, passwd, bind, unbind, unlock, close,
+ * show, set and card.
+ *
+ * Passwords come as one line on stdin, never from argv, and are wiped as
+ * soon as the core has them. Every refusal is the core's; this file only
+ * reports it.
+ */
+#include "cli.h"
+
+#include <string.h>
+
+#define GRID_MAX 4096
+
+/* Parses "ID [options]"; sets c->what to "contract VERB ID". */
+static int
+contract_args(struct cli *c, const char *verb, int argc, char **argv,
+    const struct cli_opt *opts, const char **id)
+{
+	char what[32];
+	const char *pos[1];
+	size_t npos;
+	int ex;
+
+	snprintf(what, sizeof(what), "contract %s", verb);
+	cli_what(c, what, NULL);
+	if ((ex = cli_parse(c, argc, argv, opts, pos, 1, &npos)) != 0)
+		return ex;
+	if (npos != 1)
+		return cli_usage(c, "usage: contract %s ID", verb);
+	cli_what(c, what, pos[0]);
+	*id = pos[0];
+	return cli_load(c);
+}
+
+/* add (the password may be absent: EOF) and passwd (it may not). */
+static int
+contract_password(struct cli *c, const char *verb, int argc, char **argv)
+{
+	struct sotp_decision d;
+	char pw[CLI_SECRET_MAX];
+	const char *id = NULL;
+	int ex, r, rc, add = strcmp(verb, "add") == 0;
+
+	memset(&d, 0, sizeof(d));
+	if ((ex = contract_args(c, verb, argc, argv, NULL, &id)) != 0)
+		return ex;
+	r = cli_read_secret(
+	    c, sotp_factor_prompt(SOTP_F_PASSWORD), pw, sizeof(pw));
+	if (r < 0 || (r > 0 && !add)) {
+		if (r > 0)
+			cli_warn(c, "no password on stdin");
+		ex = CLI_EXIT_ERROR;
+		goto out;
+	}
+	if (add)
+		rc = sotp_contract_add(
+		    c->ctx, id, r == 0 ? pw : NULL, c->now, &d);
+	else
+		rc = sotp_contract_passwd(c->ctx, id, pw, c->now, &d);
+	ex = cli_outcome(c, rc, &d, add ? "contract added" : "password set");
+out:
+	sotp_wipe(pw, sizeof(pw));
+	return ex;
+}
+
+/* A --login-otp value; a bad one is a usage error. */
+static int
+login_arg(struct cli *c, const char *s, enum sotp_login *l)
+{
+	if (sotp_login_parse(s, l) != SOTP_OK)
+		return cli_usage(
+		    c, "--login-otp: '%s' is not yes, no or card", s);
+	return CLI_EXIT_OK;
+}
+
+static int
+contract_bind(struct cli *c, int argc, char **argv)
+{
+	char *serial = NULL, *code = NULL, *login_s = NULL;
+	const struct cli_opt opts[] = {
+	    {"serial", &serial, NULL},
+	    {"otp", &code, NULL},
+	    {"login-otp", &login_s, NULL},
+	    {NULL, NULL, NULL},
+	};
+	struct sotp_contract_info info;
+	struct sotp_decision d;
+	enum sotp_login login = SOTP_LOGIN_OTP;
+	const char *id = NULL;
+	int ex, rc;
+
+	memset(&d, 0, sizeof(d));
+	if ((ex = contract_args(c, "bind", argc, argv, opts, &id)) != 0)
+		goto out;
+	if (serial == NULL || code == NULL) {
+		ex = cli_usage(
+		    c, "usage: contract bind ID --serial S --otp CODE");
+		goto out;
+	}
+	/*
+	 * Without --login-otp the contract keeps the choice it has. An
+	 * unknown contract is left for the core to refuse (and audit).
+	 */
+	if (login_s != NULL) {
+		if ((ex = login_arg(c, login_s, &login)) != 0)
+			goto out;
+	} else if (sotp_contract_get(c->ctx, id, &info) == SOTP_OK) {
+		login = info.login;
+	}
+	rc = sotp_contract_bind(c->ctx, id, serial, code, login, c->now, &d);
+	ex = cli_outcome(c, rc, &d, "token bound");
+out:
+	if (code != NULL)
+		sotp_wipe(code, strlen(code));
+	return ex;
+}
+
+static int
+contract_set(struct cli *c, int argc, char **argv)
+{
+	char *login_s = NULL;
+	const struct cli_opt opts[] = {
+	    {"login-otp", &login_s, NULL},
+	    {NULL, NULL, NULL},
+	};
+	struct sotp_decision d;
+	enum sotp_login login;
+	const char *id = NULL;
+	int ex, rc;
+
+	memset(&d, 0, sizeof(d));
+	if ((ex = contract_args(c, "set", argc, argv, opts, &id)) != 0)
+		return ex;
+	if (login_s == NULL)
+		return cli_usage(
+		    c, "usage: contract set ID --login-otp yes|no|card");
+	if ((ex = login_arg(c, login_s, &login)) != 0)
+		return ex;
+	rc = sotp_contract_set_login(c->ctx, id, login, c->now, &d);
+	return cli_outcome(c, rc, &d, "login choice set");
+}
+
+/* unbind, unlock and close: an ID and nothing else. */
+static int
+contract_simple(struct cli *c, const char *verb, int argc, char **argv)
+{
+	struct sotp_decision d;
+	const char *id = NULL, *done;
+	int ex, rc;
+
+	memset(&d, 0, sizeof(d));
+	if ((ex = contract_args(c, verb, argc, argv, NULL, &id)) != 0)
+		return ex;
+	if (strcmp(verb, "unbind") == 0) {
+		rc = sotp_contract_unbind(c->ctx, id, c->now, &d);
+		done = "token unbound";
+	} else if (strcmp(verb, "unlock") == 0) {
+		rc = sotp_contract_unlock(c->ctx, id, c->now, &d);
+		done = "contract unlocked";
+	} else {
+		rc = sotp_contract_close(c->ctx, id, c->now, &d);
+		done = "contract closed";
+	}
+	return cli_outcome(c, rc, &d, done);
+}
+
+/* The grid is printed once, for the customer's mailer, then wiped. */
+static int
+contract_card(struct cli *c, int argc, char **argv)
+{
+	struct sotp_decision d;
+	char grid[GRID_MAX];
+	const char *id = NULL;
+	size_t len;
+	int ex, rc;
+
+	memset(&d, 0, sizeof(d));
+	grid[0] = '\0';
+	if ((ex = contract_args(c, "card", argc, argv, NULL, &id)) != 0)
+		goto out;
+	rc = sotp_contract_card(c->ctx, id, c->now, grid, sizeof(grid), &d);
+	if (rc != SOTP_OK || d.verdict != SOTP_ACCEPT) {
+		ex = cli_outcome(c, rc, &d, NULL);
+		goto out;
+	}
+	len = strnlen(grid, sizeof(grid));
+	fwrite(grid, 1, len, stdout);
+	if (len > 0 && grid[len - 1] != '\n')
+		fputc('\n', stdout);
+	fflush(stdout);
+	ex = CLI_EXIT_OK;
+out:
+	sotp_wipe(grid, sizeof(grid));
+	return ex;
+}
+
+static void
+lock_text(int64_t locked_until, char *buf, size_t bufsz)
+{
+	char when[32];
+
+	if (locked_until == 0)
+		snprintf(buf, bufsz, "no");
+	else if (locked_until < 0)
+		snprintf(buf, bufsz, "until an admin unlocks");
+	else
+		snprintf(buf, bufsz, "until %s",
+		    cli_time(locked_until, when, sizeof(when)));
+}
+
+static int
+contract_show(struct cli *c, int argc, char **argv)
+{
+	struct sotp_contract_info k;
+	struct cli_json j;
+	const char *id = NULL;
+	char when[32], lock[64];
+	int ex, rc;
+
+	if ((ex = contract_args(c, "show", argc, argv, NULL, &id)) != 0)
+		return ex;
+	rc = sotp_contract_get(c->ctx, id, &k);
+	if (rc == SOTP_ERR_NOT_FOUND)
+		return cli_refused(c, SOTP_R_UNKNOWN_CONTRACT);
+	if (rc != SOTP_OK)
+		return cli_error(c, rc);
+	if (c->json) {
+		json_begin(&j, stdout);
+		json_str(&j, "id", k.id);
+		json_str(&j, "status", k.closed ? "closed" : "active");
+		json_str(&j, "login", sotp_login_name(k.login));
+		json_str(&j, "serial", k.serial);
+		json_bool(&j, "card", k.has_card);
+		json_int(&j, "failures", k.failures);
+		json_int(&j, "locked_until", k.locked_until);
+		json_int(&j, "created", k.created);
+		json_end(&j);
+		return CLI_EXIT_OK;
+	}
+	lock_text(k.locked_until, lock, sizeof(lock));
+	fputs("contract: ", stdout);
+	cli_text(stdout, k.id);
+	printf("\nstatus: %s\nlogin: %s\n", k.closed ? "closed" : "active",
+	    sotp_login_name(k.login));
+	fputs("token: ", stdout);
+	cli_text(stdout, k.serial[0] != '\0' ? k.serial : "-");
+	printf("\ncard: %s\nfailures: %u\nlocked: %s\ncreated: %s\n",
+	    k.has_card ? "issued" : "none", k.failures, lock,
+	    cli_time(k.created, when, sizeof(when)));
+	return CLI_EXIT_OK;
+}
+
+int
+cmd_contract(struct cli *c, int argc, char **argv)
+{
+	const char *verb;
+
+	if (argc < 1)
+		return cli_usage(c, "usage: contract VERB ID [options]");
+	verb = argv[0];
+	argc--;
+	argv++;
+	if (strcmp(verb, "add") == 0 || strcmp(verb, "passwd") == 0)
+		return contract_password(c, verb, argc, argv);
+	if (strcmp(verb, "bind") == 0)
+		return contract_bind(c, argc, argv);
+	if (strcmp(verb, "unbind") == 0 || strcmp(verb, "unlock") == 0 ||
+	    strcmp(verb, "close") == 0)
+		return contract_simple(c, verb, argc, argv);
+	if (strcmp(verb, "set") == 0)
+		return contract_set(c, argc, argv);
+	if (strcmp(verb, "card") == 0)
+		return contract_card(c, argc, argv);
+	if (strcmp(verb, "show") == 0)
+		return contract_show(c, argc, argv);
+	return cli_usage(c,
+	    "usage: contract "
+	    "add|passwd|bind|unbind|unlock|close|show|set|card ID");
+}

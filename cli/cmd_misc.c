@@ -1,0 +1,194 @@
+/*
+ * cmd_misc.c - init, check-config and audit.
+ */
+#include "cli.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DUMP_MAX (1024 * 1024)
+
+/*
+ * The effective policy as text, in a buffer grown until it fits; *out is
+ * malloc'd (the caller frees it). Returns an rc.
+ */
+static int
+policy_text(const struct cli *c, char **out)
+{
+	char *buf = NULL, *nbuf;
+	size_t sz = 8192;
+	int rc;
+
+	*out = NULL;
+	for (;;) {
+		if ((nbuf = realloc(buf, sz)) == NULL) {
+			rc = SOTP_ERR_NOMEM;
+			goto out;
+		}
+		buf = nbuf;
+		rc = sotp_policy_dump(c->ctx, buf, sz);
+		if (rc != SOTP_ERR_BUFFER || sz >= DUMP_MAX)
+			break;
+		sz *= 2;
+	}
+	if (rc == SOTP_OK) {
+		*out = buf;
+		buf = NULL;
+	}
+out:
+	free(buf);
+	return rc;
+}
+
+/* Prints "LABEL: VALUE" for the policy line "KEY = VALUE", if present. */
+static void
+print_setting(const char *dump, const char *key, const char *label)
+{
+	const char *p = dump, *v, *eol;
+	size_t klen = strlen(key);
+
+	while (p != NULL && *p != '\0') {
+		eol = strchr(p, '\n');
+		if (strncmp(p, key, klen) == 0) {
+			v = p + klen;
+			v += strspn(v, " \t");
+			if (*v == '=') {
+				v += 1 + strspn(v + 1, " \t");
+				printf("%s: %.*s\n", label,
+				    (int)(eol != NULL ? (size_t)(eol - v)
+				                      : strlen(v)),
+				    v);
+				return;
+			}
+		}
+		p = eol != NULL ? eol + 1 : NULL;
+	}
+}
+
+int
+cmd_init(struct cli *c, int argc, char **argv)
+{
+	char *dump = NULL;
+	size_t npos;
+	int ex, rc;
+
+	if ((ex = cli_parse(c, argc, argv, NULL, NULL, 0, &npos)) != 0)
+		return ex;
+	if ((rc = sotp_init(c->ctx, c->config)) != SOTP_OK)
+		return cli_error(c, rc);
+	printf("config: %s\n", c->config);
+	/* Where init put the key and the store is the policy's to say. */
+	if (sotp_ctx_load_policy(c->ctx, c->config) == SOTP_OK &&
+	    policy_text(c, &dump) == SOTP_OK) {
+		print_setting(dump, "master_key", "master key");
+		print_setting(dump, "store", "store");
+	}
+	free(dump);
+	return CLI_EXIT_OK;
+}
+
+int
+cmd_check_config(struct cli *c, int argc, char **argv)
+{
+	struct cli_json j;
+	char *dump = NULL;
+	size_t npos;
+	int ex, rc;
+
+	if ((ex = cli_parse(c, argc, argv, NULL, NULL, 0, &npos)) != 0)
+		return ex;
+	if ((rc = sotp_ctx_load_policy(c->ctx, c->config)) == SOTP_OK)
+		rc = policy_text(c, &dump);
+	if (c->json) {
+		json_begin(&j, stdout);
+		json_str(&j, "config", c->config);
+		json_bool(&j, "valid", rc == SOTP_OK);
+		if (rc != SOTP_OK) {
+			json_str(&j, "error", sotp_strerror(rc));
+			json_str(&j, "detail", sotp_ctx_errmsg(c->ctx));
+		} else {
+			json_str(&j, "policy", dump);
+		}
+		json_end(&j);
+	} else if (rc == SOTP_OK) {
+		printf(
+		    "# %s: valid; the effective policy:\n%s", c->config, dump);
+	}
+	free(dump);
+	return rc == SOTP_OK ? CLI_EXIT_OK : cli_error(c, rc);
+}
+
+/* " KEY=VALUE" of an audit row, "-" when empty. */
+static void
+field(const char *key, const char *val)
+{
+	printf(" %s=", key);
+	cli_text(stdout, val != NULL && val[0] != '\0' ? val : "-");
+}
+
+static int
+audit_row(void *arg, const struct sotp_audit_row *r)
+{
+	const struct cli *c = arg;
+	struct cli_json j;
+	char when[32];
+
+	cli_time(r->ts, when, sizeof(when));
+	if (c->json) {
+		json_begin(&j, stdout);
+		json_int(&j, "id", r->id);
+		json_int(&j, "ts", r->ts);
+		json_str(&j, "time", when);
+		json_str(&j, "action", r->action);
+		json_str(&j, "contract", r->contract);
+		json_str(&j, "serial", r->serial);
+		json_str(&j, "context", r->context);
+		json_str(&j, "verdict", r->verdict);
+		json_str(&j, "reason", sotp_reason_name(r->reason));
+		json_int(&j, "reason_code", r->reason);
+		json_str(&j, "detail", r->detail);
+		json_end(&j);
+	} else {
+		printf("%s %lld %s %s %s", when, (long long)r->id,
+		    r->action != NULL ? r->action : "-",
+		    r->verdict != NULL ? r->verdict : "-",
+		    sotp_reason_name(r->reason));
+		field("contract", r->contract);
+		field("serial", r->serial);
+		field("context", r->context);
+		if (r->detail != NULL && r->detail[0] != '\0')
+			field("detail", r->detail);
+		fputc('\n', stdout);
+	}
+	/* Stop early when nobody reads any more (a closed pipe). */
+	return ferror(stdout) ? 1 : 0;
+}
+
+int
+cmd_audit(struct cli *c, int argc, char **argv)
+{
+	char *contract = NULL, *since_s = NULL, *until_s = NULL;
+	const struct cli_opt opts[] = {
+	    {"contract", &contract, NULL},
+	    {"since", &since_s, NULL},
+	    {"until", &until_s, NULL},
+	    {NULL, NULL, NULL},
+	};
+	long long since = 0, until = 0;
+	size_t npos;
+	int ex, rc;
+
+	if ((ex = cli_parse(c, argc, argv, opts, NULL, 0, &npos)) != 0)
+		return ex;
+	if (since_s != NULL &&
+	    (ex = cli_number(c, "--since", since_s, 0, INT64_MAX, &since)) != 0)
+		return ex;
+	if (until_s != NULL &&
+	    (ex = cli_number(c, "--until", until_s, 0, INT64_MAX, &until)) != 0)
+		return ex;
+	if ((ex = cli_load(c)) != CLI_EXIT_OK)
+		return ex;
+	rc = sotp_audit_list(c->ctx, contract, since, until, audit_row, c);
+	return rc == SOTP_OK ? CLI_EXIT_OK : cli_error(c, rc);
+}

@@ -1,0 +1,334 @@
+/*
+ * cmd_token.c - token add, generate, show and list.
+ *
+ * A secret only passes through here on its way in (add) or, on request,
+ * out as an otpauth URI (generate, show --uri). Every copy this file makes
+ * is wiped; the argv copy of --secret is wiped too, so that it does not
+ * linger in /proc/PID/cmdline while the command runs.
+ */
+#include "cli.h"
+
+#include <limits.h>
+#include <string.h>
+
+#define SECRET_BYTES_MAX 128 /* decoded secret, well above 64-byte keys */
+#define GENERATE_MAX 10000
+
+/* The token parameters an operator may override on add and generate. */
+struct spec_args {
+	char *alg, *digits, *period, *kind;
+};
+
+/* The policy's defaults, then whatever the command line says. */
+static int
+make_spec(
+    struct cli *c, const struct spec_args *sa, struct sotp_token_spec *spec)
+{
+	long long n;
+	int ex;
+
+	sotp_token_spec_defaults(c->ctx, spec);
+	if (sa->alg != NULL && sotp_alg_parse(sa->alg, &spec->alg) != SOTP_OK)
+		return cli_usage(c,
+		    "--algorithm: '%s' is not sha1, sha256 or sha512", sa->alg);
+	if (sa->digits != NULL) {
+		if ((ex = cli_number(
+		         c, "--digits", sa->digits, 0, UINT_MAX, &n)) != 0)
+			return ex;
+		spec->digits = (unsigned int)n;
+	}
+	if (sa->period != NULL) {
+		if ((ex = cli_number(
+		         c, "--period", sa->period, 0, UINT_MAX, &n)) != 0)
+			return ex;
+		spec->period = (unsigned int)n;
+	}
+	if (sa->kind != NULL)
+		spec->kind = sa->kind;
+	return CLI_EXIT_OK;
+}
+
+/* Decodes the base32 secret from argv, or from stdin for "-". */
+static int
+decode_secret(
+    struct cli *c, char *arg, uint8_t *key, size_t keysz, size_t *keylen)
+{
+	char line[CLI_SECRET_MAX];
+	const char *why = NULL;
+	int ex = CLI_EXIT_ERROR, rc, r;
+
+	if (strcmp(arg, "-") == 0) {
+		r = cli_read_secret(c, "Secret (base32): ", line, sizeof(line));
+		if (r != 0) {
+			if (r > 0)
+				cli_warn(c, "no secret on stdin");
+			goto out;
+		}
+		rc = sotp_base32_decode(line, key, keysz, keylen, &why);
+	} else {
+		rc = sotp_base32_decode(arg, key, keysz, keylen, &why);
+		sotp_wipe(arg, strlen(arg));
+	}
+	if (rc == SOTP_ERR_BAD_INPUT) {
+		cli_warn(
+		    c, "bad --secret: %s", why != NULL ? why : "not base32");
+		goto out;
+	}
+	if (rc != SOTP_OK) {
+		ex = cli_error(c, rc);
+		goto out;
+	}
+	ex = CLI_EXIT_OK;
+out:
+	sotp_wipe(line, sizeof(line));
+	return ex;
+}
+
+static int
+token_add(struct cli *c, int argc, char **argv)
+{
+	struct spec_args sa = {NULL, NULL, NULL, NULL};
+	char *secret = NULL;
+	const struct cli_opt opts[] = {
+	    {"secret", &secret, NULL},
+	    {"algorithm", &sa.alg, NULL},
+	    {"digits", &sa.digits, NULL},
+	    {"period", &sa.period, NULL},
+	    {"kind", &sa.kind, NULL},
+	    {NULL, NULL, NULL},
+	};
+	struct sotp_token_spec spec;
+	struct sotp_decision d;
+	uint8_t key[SECRET_BYTES_MAX];
+	const char *pos[1];
+	size_t npos, keylen = 0;
+	int ex, rc;
+
+	if ((ex = cli_parse(c, argc, argv, opts, pos, 1, &npos)) != 0)
+		goto out;
+	cli_what(c, "token add", npos > 0 ? pos[0] : NULL);
+	if (npos != 1 || secret == NULL) {
+		ex = cli_usage(c, "usage: token add SERIAL --secret BASE32|-");
+		goto out;
+	}
+	if ((ex = cli_load(c)) != 0 || (ex = make_spec(c, &sa, &spec)) != 0)
+		goto out;
+	spec.serial = pos[0];
+	if ((ex = decode_secret(c, secret, key, sizeof(key), &keylen)) != 0)
+		goto out;
+	memset(&d, 0, sizeof(d));
+	rc = sotp_token_add(c->ctx, &spec, key, keylen, c->now, &d);
+	ex = cli_outcome(c, rc, &d, "token added");
+out:
+	if (secret != NULL)
+		sotp_wipe(secret, strlen(secret));
+	sotp_wipe(key, sizeof(key));
+	return ex;
+}
+
+/* Prints "SERIAL URI" (or a JSON line); the URI holds the secret. */
+static int
+print_uri(struct cli *c, const char *serial)
+{
+	struct cli_json j;
+	char *uri = NULL;
+	int rc;
+
+	if ((rc = sotp_token_uri(c->ctx, serial, &uri)) != SOTP_OK)
+		return cli_error(c, rc);
+	if (c->json) {
+		json_begin(&j, stdout);
+		json_str(&j, "serial", serial);
+		json_str(&j, "uri", uri);
+		json_end(&j);
+	} else {
+		printf("%s %s\n", serial, uri);
+	}
+	sotp_free_string(uri);
+	return CLI_EXIT_OK;
+}
+
+static int
+token_generate(struct cli *c, int argc, char **argv)
+{
+	struct spec_args sa = {NULL, NULL, NULL, NULL};
+	char *count_s = NULL;
+	const struct cli_opt opts[] = {
+	    {"count", &count_s, NULL},
+	    {"algorithm", &sa.alg, NULL},
+	    {"digits", &sa.digits, NULL},
+	    {"period", &sa.period, NULL},
+	    {"kind", &sa.kind, NULL},
+	    {NULL, NULL, NULL},
+	};
+	struct sotp_token_spec spec;
+	struct sotp_decision d;
+	char serial[SOTP_ID_MAX];
+	long long count = 1, i;
+	size_t npos;
+	int ex, rc;
+
+	if ((ex = cli_parse(c, argc, argv, opts, NULL, 0, &npos)) != 0)
+		return ex;
+	cli_what(c, "token generate", NULL);
+	if (count_s != NULL &&
+	    (ex = cli_number(c, "--count", count_s, 1, GENERATE_MAX, &count)) !=
+	        0)
+		return ex;
+	if ((ex = cli_load(c)) != 0 || (ex = make_spec(c, &sa, &spec)) != 0)
+		return ex;
+	for (i = 0; i < count; i++) {
+		memset(&d, 0, sizeof(d));
+		serial[0] = '\0';
+		rc = sotp_token_generate(c->ctx, &spec, c->now, serial, &d);
+		if (rc != SOTP_OK)
+			return cli_error(c, rc);
+		if (d.verdict != SOTP_ACCEPT)
+			return cli_refused(c, d.reason);
+		if ((ex = print_uri(c, serial)) != 0)
+			return ex;
+	}
+	return CLI_EXIT_OK;
+}
+
+static void
+token_json(const struct sotp_token_info *t, const char *uri)
+{
+	struct cli_json j;
+
+	json_begin(&j, stdout);
+	json_str(&j, "serial", t->serial);
+	json_str(&j, "kind", t->kind);
+	json_str(&j, "algorithm", sotp_alg_name(t->alg));
+	json_int(&j, "digits", t->digits);
+	json_int(&j, "period", t->period);
+	json_str(&j, "contract", t->contract);
+	json_int(&j, "last_step", t->last_step);
+	json_int(&j, "drift", t->drift);
+	json_bool(&j, "disabled", t->disabled);
+	json_int(&j, "created", t->created);
+	if (uri != NULL)
+		json_str(&j, "uri", uri);
+	json_end(&j);
+}
+
+/* token list: one tab-separated line per token. */
+static void
+token_line(const struct sotp_token_info *t)
+{
+	char when[32];
+
+	cli_text(stdout, t->serial);
+	printf("\t%s\t%s\t%u\t%u\t", t->kind, sotp_alg_name(t->alg), t->digits,
+	    t->period);
+	cli_text(stdout, t->contract[0] != '\0' ? t->contract : "-");
+	printf("\t%s\t%s\n", t->disabled ? "disabled" : "active",
+	    cli_time(t->created, when, sizeof(when)));
+}
+
+/* token show: one "key: value" line per field. */
+static void
+token_lines(const struct sotp_token_info *t, const char *uri)
+{
+	char when[32];
+
+	fputs("serial: ", stdout);
+	cli_text(stdout, t->serial);
+	printf("\nkind: %s\nalgorithm: %s\ndigits: %u\nperiod: %u\n", t->kind,
+	    sotp_alg_name(t->alg), t->digits, t->period);
+	fputs("contract: ", stdout);
+	cli_text(stdout, t->contract[0] != '\0' ? t->contract : "-");
+	if (t->last_step < 0)
+		printf("\nlast step: never\n");
+	else
+		printf("\nlast step: %lld\n", (long long)t->last_step);
+	printf("drift: %d\nstate: %s\ncreated: %s\n", t->drift,
+	    t->disabled ? "disabled" : "active",
+	    cli_time(t->created, when, sizeof(when)));
+	if (uri != NULL)
+		printf("uri: %s\n", uri);
+}
+
+static int
+token_show(struct cli *c, int argc, char **argv)
+{
+	struct sotp_token_info t;
+	char *uri = NULL;
+	const char *pos[1];
+	int want_uri = 0;
+	const struct cli_opt opts[] = {
+	    {"uri", NULL, &want_uri},
+	    {NULL, NULL, NULL},
+	};
+	size_t npos;
+	int ex, rc;
+
+	if ((ex = cli_parse(c, argc, argv, opts, pos, 1, &npos)) != 0)
+		return ex;
+	cli_what(c, "token show", npos > 0 ? pos[0] : NULL);
+	if (npos != 1)
+		return cli_usage(c, "usage: token show SERIAL [--uri]");
+	if ((ex = cli_load(c)) != 0)
+		return ex;
+	rc = sotp_token_get(c->ctx, pos[0], &t);
+	if (rc == SOTP_ERR_NOT_FOUND)
+		return cli_refused(c, SOTP_R_UNKNOWN_SERIAL);
+	if (rc != SOTP_OK)
+		return cli_error(c, rc);
+	if (want_uri && (rc = sotp_token_uri(c->ctx, pos[0], &uri)) != SOTP_OK)
+		return cli_error(c, rc);
+	if (c->json)
+		token_json(&t, uri);
+	else
+		token_lines(&t, uri);
+	sotp_free_string(uri);
+	return CLI_EXIT_OK;
+}
+
+static int
+list_one(void *arg, const struct sotp_token_info *t)
+{
+	const struct cli *c = arg;
+
+	if (c->json)
+		token_json(t, NULL);
+	else
+		token_line(t);
+	return ferror(stdout) ? 1 : 0;
+}
+
+static int
+token_list(struct cli *c, int argc, char **argv)
+{
+	int unassigned = 0;
+	const struct cli_opt opts[] = {
+	    {"unassigned", NULL, &unassigned},
+	    {NULL, NULL, NULL},
+	};
+	size_t npos;
+	int ex, rc;
+
+	if ((ex = cli_parse(c, argc, argv, opts, NULL, 0, &npos)) != 0)
+		return ex;
+	cli_what(c, "token list", NULL);
+	if ((ex = cli_load(c)) != 0)
+		return ex;
+	rc = sotp_token_list(c->ctx, unassigned, list_one, c);
+	return rc == SOTP_OK ? CLI_EXIT_OK : cli_error(c, rc);
+}
+
+int
+cmd_token(struct cli *c, int argc, char **argv)
+{
+	if (argc < 1)
+		return cli_usage(c, "usage: token add|generate|show|list ...");
+	if (strcmp(argv[0], "add") == 0)
+		return token_add(c, argc - 1, argv + 1);
+	if (strcmp(argv[0], "generate") == 0)
+		return token_generate(c, argc - 1, argv + 1);
+	if (strcmp(argv[0], "show") == 0)
+		return token_show(c, argc - 1, argv + 1);
+	if (strcmp(argv[0], "list") == 0)
+		return token_list(c, argc - 1, argv + 1);
+	return cli_usage(c, "unknown token command '%s'", argv[0]);
+}

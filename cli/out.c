@@ -1,0 +1,304 @@
+/*
+ * out.c - what the admin tool writes: one-line diagnostics on stderr, the
+ * log sink, and JSON objects (one per line) for --json.
+ *
+ * Data from the store (IDs, audit details) is printed through cli_text or
+ * json_quote, so a stray control character can neither fake a line of
+ * output nor break a JSON consumer.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <string.h>
+#include <syslog.h>
+
+void
+cli_warn(const struct cli *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: %s: ", CLI_NAME, c->what[0] ? c->what : "error");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int
+cli_usage(const struct cli *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (c->what[0] != '\0')
+		fprintf(stderr, "%s: %s: ", CLI_NAME, c->what);
+	else
+		fprintf(stderr, "%s: ", CLI_NAME);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return CLI_EXIT_ERROR;
+}
+
+/*
+ * The ctx detail already names what failed ("FILE:LINE: ..."), so it
+ * leads; the rc text follows in parentheses.
+ */
+int
+cli_error(const struct cli *c, int rc)
+{
+	int saved = errno;
+	const char *detail = c->ctx != NULL ? sotp_ctx_errmsg(c->ctx) : "";
+
+	if (detail[0] != '\0')
+		fprintf(stderr, "%s: %s (%s)\n", CLI_NAME, detail,
+		    sotp_strerror(rc));
+	else if (rc == SOTP_ERR_SYSTEM)
+		fprintf(stderr, "%s: %s: %s: %s\n", CLI_NAME, c->what,
+		    sotp_strerror(rc), strerror(saved));
+	else
+		fprintf(stderr, "%s: %s: %s\n", CLI_NAME, c->what,
+		    sotp_strerror(rc));
+	return CLI_EXIT_ERROR;
+}
+
+int
+cli_refused(const struct cli *c, int reason)
+{
+	fprintf(stderr, "%s: %s: refused: %s (%s)\n", CLI_NAME, c->what,
+	    sotp_reason_text(reason), sotp_reason_name(reason));
+	return CLI_EXIT_REFUSED;
+}
+
+int
+cli_outcome(const struct cli *c, int rc, const struct sotp_decision *d,
+    const char *done)
+{
+	struct cli_json j;
+	int ex;
+
+	if (rc != SOTP_OK)
+		return cli_error(c, rc);
+	ex =
+	    d->verdict == SOTP_ACCEPT ? CLI_EXIT_OK : cli_refused(c, d->reason);
+	if (c->json) {
+		json_begin(&j, stdout);
+		cli_json_decision(&j, d);
+		json_end(&j);
+		return ex;
+	}
+	if (ex == CLI_EXIT_OK && done != NULL)
+		printf("%s\n", done);
+	if (d->message[0] != '\0') {
+		fputs("message: ", stdout);
+		cli_text(stdout, d->message);
+		fputc('\n', stdout);
+	}
+	return ex;
+}
+
+/*
+ * Audit lines (LOG_NOTICE) and worse go to syslog as the design asks of
+ * every front end; the operator sees warnings and errors on stderr, and
+ * everything with --debug.
+ */
+void
+cli_log(void *arg, int prio, const char *fmt, va_list ap)
+{
+	const struct cli *c = arg;
+	int level = LOG_PRI(prio);
+	va_list cp;
+
+	if (level <= LOG_NOTICE) {
+		va_copy(cp, ap);
+		vsyslog(LOG_AUTHPRIV | level, fmt, cp);
+		va_end(cp);
+	}
+	if (level > LOG_WARNING && (c == NULL || !c->debug))
+		return;
+	fprintf(stderr, "%s: ", CLI_NAME);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
+void
+cli_text(FILE *f, const char *s)
+{
+	const unsigned char *p;
+
+	for (p = (const unsigned char *)s; *p != '\0'; p++)
+		putc(*p < 0x20 || *p == 0x7f ? '?' : *p, f);
+}
+
+const char *
+cli_time(int64_t t, char *buf, size_t bufsz)
+{
+	struct tm tm;
+	time_t tt = (time_t)t;
+
+	if (t == 0 || gmtime_r(&tt, &tm) == NULL ||
+	    strftime(buf, bufsz, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(buf, bufsz, "-");
+	return buf;
+}
+
+/*
+ * Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong
+ * forms, no surrogates, nothing above U+10FFFF), or 0.
+ */
+static size_t
+utf8_len(const unsigned char *p)
+{
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t n, i;
+
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		n = 2;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef)
+		n = 3;
+	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+		n = 4;
+	else
+		return 0;
+	if (p[0] == 0xe0)
+		lo = 0xa0;
+	else if (p[0] == 0xed)
+		hi = 0x9f;
+	else if (p[0] == 0xf0)
+		lo = 0x90;
+	else if (p[0] == 0xf4)
+		hi = 0x8f;
+	if (p[1] < lo || p[1] > hi)
+		return 0;
+	for (i = 2; i < n; i++)
+		if (p[i] < 0x80 || p[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+void
+json_quote(FILE *f, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n;
+
+	putc('"', f);
+	while (*p != '\0') {
+		if (*p >= 0x80) {
+			if ((n = utf8_len(p)) == 0) {
+				fputs("\\ufffd", f);
+				n = 1;
+			} else {
+				fwrite(p, 1, n, f);
+			}
+			p += n;
+			continue;
+		}
+		switch (*p) {
+		case '"':
+			fputs("\\\"", f);
+			break;
+		case '\\':
+			fputs("\\\\", f);
+			break;
+		case '\b':
+			fputs("\\b", f);
+			break;
+		case '\f':
+			fputs("\\f", f);
+			break;
+		case '\n':
+			fputs("\\n", f);
+			break;
+		case '\r':
+			fputs("\\r", f);
+			break;
+		case '\t':
+			fputs("\\t", f);
+			break;
+		default:
+			if (*p < 0x20 || *p == 0x7f)
+				fprintf(f, "\\u%04x", *p);
+			else
+				putc(*p, f);
+		}
+		p++;
+	}
+	putc('"', f);
+}
+
+void
+json_begin(struct cli_json *j, FILE *f)
+{
+	j->f = f;
+	j->n = 0;
+	putc('{', f);
+}
+
+static void
+json_key(struct cli_json *j, const char *key)
+{
+	if (j->n++ > 0)
+		putc(',', j->f);
+	json_quote(j->f, key);
+	putc(':', j->f);
+}
+
+void
+json_str(struct cli_json *j, const char *key, const char *val)
+{
+	json_key(j, key);
+	if (val != NULL)
+		json_quote(j->f, val);
+	else
+		fputs("null", j->f);
+}
+
+void
+json_int(struct cli_json *j, const char *key, long long val)
+{
+	json_key(j, key);
+	fprintf(j->f, "%lld", val);
+}
+
+void
+json_bool(struct cli_json *j, const char *key, int val)
+{
+	json_key(j, key);
+	fputs(val ? "true" : "false", j->f);
+}
+
+void
+json_strv(struct cli_json *j, const char *key, const char *const *v, size_t n)
+{
+	size_t i;
+
+	json_key(j, key);
+	putc('[', j->f);
+	for (i = 0; i < n; i++) {
+		if (i > 0)
+			putc(',', j->f);
+		json_quote(j->f, v[i]);
+	}
+	putc(']', j->f);
+}
+
+void
+json_end(struct cli_json *j)
+{
+	fputs("}\n", j->f);
+}
+
+void
+cli_json_decision(struct cli_json *j, const struct sotp_decision *d)
+{
+	static const char *const verdicts[] = {"reject", "accept", "continue"};
+	unsigned int v = (unsigned int)d->verdict;
+
+	json_str(j, "verdict", v < 3 ? verdicts[v] : "reject");
+	json_str(j, "reason", sotp_reason_name((int)d->reason));
+	json_int(j, "reason_code", (long long)d->reason);
+	json_str(j, "reason_text", sotp_reason_text((int)d->reason));
+	json_str(j, "message", d->message);
+	json_bool(j, "locked", d->locked);
+}

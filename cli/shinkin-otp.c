@@ -1,0 +1,270 @@
+/*
+ * shinkin-otp.c - the admin tool: global options, command dispatch and the
+ * small argv and stdin helpers the commands share.
+ *
+ *	shinkin-otp [--config FILE] [--json] [--debug] COMMAND [ARGS]
+ *
+ * The tool holds no rule: every decision comes from the core, and this
+ * file only turns words into calls and results into exit codes.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <termios.h>
+#include <unistd.h>
+
+struct command {
+	const char *name;
+	int (*run)(struct cli *c, int argc, char **argv);
+};
+
+static const struct command commands[] = {
+    {"init", cmd_init},
+    {"check-config", cmd_check_config},
+    {"token", cmd_token},
+    {"contract", cmd_contract},
+    {"verify", cmd_verify},
+    {"audit", cmd_audit},
+};
+
+static const char usage_text[] =
+    "usage: shinkin-otp [--config FILE] [--json] [--debug] COMMAND ...\n"
+    "  init | check-config\n"
+    "  token add SERIAL --secret BASE32|- [--algorithm A] [--digits N]\n"
+    "        [--period S] [--kind K]\n"
+    "  token generate [--count N] [--kind K] | token show SERIAL [--uri]\n"
+    "  token list [--unassigned]\n"
+    "  contract add|passwd|unbind|unlock|close|show|card ID\n"
+    "  contract bind ID --serial S --otp CODE [--login-otp yes|no|card]\n"
+    "  contract set ID --login-otp yes|no|card\n"
+    "  verify ID [--context C] [--otp CODE] [--card DIGITS] [--serial S]\n"
+    "        [--login-otp CHOICE] [--state TOKEN]   (password on stdin)\n"
+    "  audit [--contract ID] [--since EPOCH] [--until EPOCH]\n"
+    "exit: 0 ok/accepted, 1 refused, 2 usage or system error, "
+    "3 more input needed\n";
+
+void
+cli_what(struct cli *c, const char *cmd, const char *arg)
+{
+	if (arg != NULL)
+		snprintf(c->what, sizeof(c->what), "%s %s", cmd, arg);
+	else
+		snprintf(c->what, sizeof(c->what), "%s", cmd);
+}
+
+static const struct cli_opt *
+find_opt(const struct cli_opt *opts, const char *name, size_t len)
+{
+	for (; opts != NULL && opts->name != NULL; opts++)
+		if (strlen(opts->name) == len &&
+		    strncmp(opts->name, name, len) == 0)
+			return opts;
+	return NULL;
+}
+
+int
+cli_parse(struct cli *c, int argc, char **argv, const struct cli_opt *opts,
+    const char **pos, size_t npos_max, size_t *npos)
+{
+	const struct cli_opt *o;
+	const char *name, *eq;
+	int i, words_only = 0;
+
+	*npos = 0;
+	for (i = 0; i < argc; i++) {
+		if (!words_only && strcmp(argv[i], "--") == 0) {
+			words_only = 1;
+			continue;
+		}
+		if (words_only || argv[i][0] != '-' || argv[i][1] == '\0') {
+			if (*npos >= npos_max)
+				return cli_usage(
+				    c, "unexpected argument '%s'", argv[i]);
+			pos[(*npos)++] = argv[i];
+			continue;
+		}
+		name = argv[i] + (argv[i][1] == '-' ? 2 : 1);
+		eq = strchr(name, '=');
+		o = find_opt(opts, name,
+		    eq != NULL ? (size_t)(eq - name) : strlen(name));
+		if (o == NULL || argv[i][1] != '-')
+			return cli_usage(c, "unknown option '%s'", argv[i]);
+		if (o->value == NULL) {
+			if (eq != NULL)
+				return cli_usage(
+				    c, "option --%s takes no value", o->name);
+			*o->flag = 1;
+		} else if (eq != NULL) {
+			*o->value = argv[i] + (eq + 1 - argv[i]);
+		} else if (i + 1 < argc) {
+			*o->value = argv[++i];
+		} else {
+			return cli_usage(
+			    c, "option --%s needs a value", o->name);
+		}
+	}
+	return CLI_EXIT_OK;
+}
+
+int
+cli_number(struct cli *c, const char *opt, const char *s, long long min,
+    long long max, long long *out)
+{
+	char *end = NULL;
+	long long v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (s[0] == '\0' || *end != '\0' || errno != 0 || v < min || v > max)
+		return cli_usage(c, "%s: '%s' is not a number in %lld..%lld",
+		    opt, s, min, max);
+	*out = v;
+	return CLI_EXIT_OK;
+}
+
+int
+cli_load(struct cli *c)
+{
+	int rc;
+
+	if ((rc = sotp_ctx_load(c->ctx, c->config)) != SOTP_OK)
+		return cli_error(c, rc);
+	return CLI_EXIT_OK;
+}
+
+/*
+ * One byte at a time with read(2): stdio would keep a copy of the secret
+ * in its buffer, and would swallow input meant for a later reader.
+ */
+int
+cli_read_secret(struct cli *c, const char *prompt, char *buf, size_t bufsz)
+{
+	struct termios saved, quiet;
+	int restore = 0, ret = -1;
+	size_t n = 0;
+	ssize_t r;
+	char ch = '\0';
+
+	if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved) == 0) {
+		quiet = saved;
+		quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
+		if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) == 0)
+			restore = 1;
+		fputs(prompt, stderr);
+		fflush(stderr);
+	}
+	for (;;) {
+		r = read(STDIN_FILENO, &ch, 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			cli_warn(c, "cannot read stdin: %s", strerror(errno));
+			goto out;
+		}
+		if (r == 0 && n == 0) {
+			ret = 1;
+			goto out;
+		}
+		if (r == 0 || ch == '\n')
+			break;
+		if (n + 1 >= bufsz) {
+			cli_warn(
+			    c, "input line longer than %zu bytes", bufsz - 1);
+			goto out;
+		}
+		buf[n++] = ch;
+	}
+	if (n > 0 && buf[n - 1] == '\r')
+		n--;
+	buf[n] = '\0';
+	ret = 0;
+out:
+	sotp_wipe(&ch, sizeof(ch));
+	if (ret != 0)
+		sotp_wipe(buf, bufsz);
+	if (restore) {
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved);
+		fputc('\n', stderr);
+	}
+	return ret;
+}
+
+/* Global options come before the command; returns the command's index. */
+static int
+global_options(struct cli *c, int argc, char **argv, int *idx)
+{
+	int i;
+
+	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "--json") == 0) {
+			c->json = 1;
+		} else if (strcmp(argv[i], "--debug") == 0) {
+			c->debug = 1;
+		} else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+			c->config = argv[++i];
+		} else if (strncmp(argv[i], "--config=", 9) == 0) {
+			c->config = argv[i] + 9;
+		} else if (strcmp(argv[i], "--help") == 0 ||
+		    strcmp(argv[i], "-h") == 0) {
+			fputs(usage_text, stdout);
+			return -1;
+		} else {
+			return cli_usage(
+			    c, "unknown or incomplete option '%s'", argv[i]);
+		}
+	}
+	if (i == argc)
+		return cli_usage(c, "no command (try --help)");
+	*idx = i;
+	return CLI_EXIT_OK;
+}
+
+static int
+dispatch(struct cli *c, int argc, char **argv)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(argv[0], commands[i].name) == 0) {
+			cli_what(c, argv[0], NULL);
+			return commands[i].run(c, argc - 1, argv + 1);
+		}
+	return cli_usage(c, "unknown command '%s' (try --help)", argv[0]);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct cli c;
+	const char *env;
+	int ex, idx = 0, rc;
+
+	memset(&c, 0, sizeof(c));
+	env = getenv("SHINKIN_OTP_CONFIG");
+	c.config = env != NULL && env[0] != '\0' ? env : SOTP_DEFAULT_CONFIG;
+	/* Whatever the core creates (key, store, WAL) is for us alone. */
+	umask(077);
+	if ((ex = global_options(&c, argc, argv, &idx)) != CLI_EXIT_OK)
+		return ex < 0 ? CLI_EXIT_OK : ex;
+	c.now = time(NULL);
+	openlog(CLI_NAME, LOG_PID, LOG_AUTHPRIV);
+	if ((rc = sotp_ctx_new(&c.ctx)) != SOTP_OK) {
+		ex = cli_error(&c, rc);
+		goto out;
+	}
+	sotp_ctx_set_log(c.ctx, cli_log, &c, c.debug);
+	ex = dispatch(&c, argc - idx, argv + idx);
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		cli_warn(&c, "cannot write output: %s", strerror(errno));
+		ex = CLI_EXIT_ERROR;
+	}
+out:
+	sotp_ctx_free(c.ctx);
+	closelog();
+	return ex;
+}
