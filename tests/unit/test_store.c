@@ -1,0 +1,1207 @@
+/*
+ * test_store.c - the store interface (sotp_int.h), run against SQLite.
+ *
+ * Each test gets a fresh database in its own mkdtemp directory. Secrets
+ * here are arbitrary bytes: the store only ever sees sealed blobs.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "sotp_int.h"
+
+struct fixture {
+	char dir[64];
+	char path[128];
+	char url[160];
+	struct sotp_store *st;
+};
+
+static void
+fx_paths(struct fixture *fx)
+{
+	snprintf(fx->path, sizeof(fx->path), "%s/store.db", fx->dir);
+	snprintf(fx->url, sizeof(fx->url), "sqlite:%s", fx->path);
+}
+
+static int
+setup(void **state)
+{
+	struct fixture *fx;
+	char err[512];
+
+	fx = calloc(1, sizeof(*fx));
+	assert_non_null(fx);
+	snprintf(fx->dir, sizeof(fx->dir), "/tmp/test_store.XXXXXX");
+	assert_non_null(mkdtemp(fx->dir));
+	fx_paths(fx);
+	assert_int_equal(
+	    sotp_store_open(fx->url, 1, &fx->st, err, sizeof(err)), SOTP_OK);
+	*state = fx;
+	return 0;
+}
+
+static void
+rm_db(const char *path)
+{
+	char p[PATH_MAX];
+
+	unlink(path);
+	snprintf(p, sizeof(p), "%s-wal", path);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s-shm", path);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s-journal", path);
+	unlink(p);
+}
+
+static int
+teardown(void **state)
+{
+	struct fixture *fx = *state;
+
+	sotp_store_close(fx->st);
+	rm_db(fx->path);
+	rmdir(fx->dir);
+	free(fx);
+	return 0;
+}
+
+/* A token row with a recognisable fake sealed secret. */
+static void
+mk_token(struct sotp_token_rec *t, const char *serial)
+{
+	size_t i;
+
+	memset(t, 0, sizeof(*t));
+	snprintf(t->serial, sizeof(t->serial), "%s", serial);
+	snprintf(t->kind, sizeof(t->kind), "soft");
+	t->alg = SOTP_ALG_SHA256;
+	t->digits = 8;
+	t->period = 30;
+	t->last_step = -1;
+	t->secret_len = 61;
+	for (i = 0; i < t->secret_len; i++)
+		t->secret[i] = (uint8_t)(i * 7 + 1);
+	t->secret[3] = 0; /* a NUL inside: blobs are not strings */
+	t->created = 1700000000;
+}
+
+static void
+mk_contract(struct sotp_contract_rec *c, const char *id)
+{
+	memset(c, 0, sizeof(*c));
+	snprintf(c->id, sizeof(c->id), "%s", id);
+	snprintf(c->pwhash, sizeof(c->pwhash), "$y$j9T$salt$hash-of-%s", id);
+	c->login = SOTP_LOGIN_OTP;
+	c->created = 1700000001;
+}
+
+static void
+add_token(struct sotp_store *st, const char *serial)
+{
+	struct sotp_token_rec t;
+
+	mk_token(&t, serial);
+	assert_int_equal(sotp_store_token_insert(st, &t), SOTP_OK);
+}
+
+static void
+add_contract(struct sotp_store *st, const char *id)
+{
+	struct sotp_contract_rec c;
+
+	mk_contract(&c, id);
+	assert_int_equal(sotp_store_contract_insert(st, &c), SOTP_OK);
+}
+
+static void
+bind_ok(struct sotp_store *st, const char *id, const char *serial, int64_t step)
+{
+	enum sotp_bind_result r;
+
+	assert_int_equal(
+	    sotp_store_bind(st, id, serial, SOTP_LOGIN_OTP, step, 0, &r),
+	    SOTP_OK);
+	assert_int_equal(r, SOTP_BIND_OK);
+}
+
+static void
+test_store_token_insert_get(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_token_rec t, got;
+
+	mk_token(&t, "TK0001");
+	t.drift = -2;
+	t.last_step = 55;
+	assert_int_equal(sotp_store_token_insert(fx->st, &t), SOTP_OK);
+	assert_int_equal(sotp_store_token_get(fx->st, "TK0001", &got), SOTP_OK);
+	assert_string_equal(got.serial, "TK0001");
+	assert_string_equal(got.kind, "soft");
+	assert_int_equal(got.alg, SOTP_ALG_SHA256);
+	assert_int_equal(got.digits, 8);
+	assert_int_equal(got.period, 30);
+	assert_int_equal(got.last_step, 55);
+	assert_int_equal(got.drift, -2);
+	assert_int_equal(got.disabled, 0);
+	assert_int_equal(got.secret_len, t.secret_len);
+	assert_memory_equal(got.secret, t.secret, t.secret_len);
+	assert_string_equal(got.contract, "");
+	assert_int_equal(got.created, 1700000000);
+}
+
+static void
+test_store_token_exists(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_token_rec t;
+
+	mk_token(&t, "TK0001");
+	assert_int_equal(sotp_store_token_insert(fx->st, &t), SOTP_OK);
+	assert_int_equal(sotp_store_token_insert(fx->st, &t), SOTP_ERR_EXISTS);
+	assert_non_null(strstr(sotp_store_errmsg(fx->st), "token_insert"));
+}
+
+static void
+test_store_token_not_found(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_token_rec got;
+
+	assert_int_equal(
+	    sotp_store_token_get(fx->st, "NOPE", &got), SOTP_ERR_NOT_FOUND);
+	assert_int_equal(
+	    sotp_store_token_set_drift(fx->st, "NOPE", 1), SOTP_ERR_NOT_FOUND);
+}
+
+static void
+test_store_token_bad_args(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_token_rec t, got;
+
+	mk_token(&t, "");
+	assert_int_equal(
+	    sotp_store_token_insert(fx->st, &t), SOTP_ERR_INVALID_ARG);
+	mk_token(&t, "TK1");
+	t.secret_len = 0;
+	assert_int_equal(
+	    sotp_store_token_insert(fx->st, &t), SOTP_ERR_INVALID_ARG);
+	t.secret_len = SOTP_SECRET_MAX + 1;
+	assert_int_equal(
+	    sotp_store_token_insert(fx->st, &t), SOTP_ERR_INVALID_ARG);
+	assert_int_equal(
+	    sotp_store_token_get(fx->st, NULL, &got), SOTP_ERR_INVALID_ARG);
+	assert_int_equal(
+	    sotp_store_token_get(NULL, "TK1", &got), SOTP_ERR_INVALID_ARG);
+}
+
+static void
+test_store_token_set_drift(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_token_rec got;
+
+	add_token(fx->st, "TK1");
+	assert_int_equal(sotp_store_token_set_drift(fx->st, "TK1", 3), SOTP_OK);
+	assert_int_equal(sotp_store_token_get(fx->st, "TK1", &got), SOTP_OK);
+	assert_int_equal(got.drift, 3);
+	assert_int_equal(got.last_step, -1);
+}
+
+struct list_acc {
+	int n;
+	char serials[8][SOTP_ID_MAX];
+	int stop_after;
+};
+
+static int
+list_cb(void *arg, const struct sotp_token_rec *t)
+{
+	struct list_acc *acc = arg;
+
+	if (acc->n < 8)
+		snprintf(acc->serials[acc->n], SOTP_ID_MAX, "%s", t->serial);
+	acc->n++;
+	return acc->stop_after != 0 && acc->n >= acc->stop_after;
+}
+
+static void
+test_store_token_list_unassigned(void **state)
+{
+	struct fixture *fx = *state;
+	struct list_acc acc;
+
+	add_token(fx->st, "TK3");
+	add_token(fx->st, "TK1");
+	add_token(fx->st, "TK2");
+	add_contract(fx->st, "C1");
+	bind_ok(fx->st, "C1", "TK2", 10);
+
+	memset(&acc, 0, sizeof(acc));
+	assert_int_equal(
+	    sotp_store_token_list(fx->st, 0, list_cb, &acc), SOTP_OK);
+	assert_int_equal(acc.n, 3);
+	assert_string_equal(acc.serials[0], "TK1");
+	assert_string_equal(acc.serials[1], "TK2");
+	assert_string_equal(acc.serials[2], "TK3");
+
+	memset(&acc, 0, sizeof(acc));
+	assert_int_equal(
+	    sotp_store_token_list(fx->st, 1, list_cb, &acc), SOTP_OK);
+	assert_int_equal(acc.n, 2);
+	assert_string_equal(acc.serials[0], "TK1");
+	assert_string_equal(acc.serials[1], "TK3");
+
+	/* A non-zero callback return stops the walk. */
+	memset(&acc, 0, sizeof(acc));
+	acc.stop_after = 1;
+	assert_int_equal(
+	    sotp_store_token_list(fx->st, 0, list_cb, &acc), SOTP_OK);
+	assert_int_equal(acc.n, 1);
+}
+
+static void
+test_store_contract_insert_get(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_contract_rec c, got;
+
+	mk_contract(&c, "C1");
+	c.card_len = 40;
+	memset(c.card, 0xa5, c.card_len);
+	c.login = SOTP_LOGIN_CARD;
+	assert_int_equal(sotp_store_contract_insert(fx->st, &c), SOTP_OK);
+	assert_int_equal(sotp_store_contract_get(fx->st, "C1", &got), SOTP_OK);
+	assert_string_equal(got.id, "C1");
+	assert_string_equal(got.pwhash, c.pwhash);
+	assert_int_equal(got.login, SOTP_LOGIN_CARD);
+	assert_string_equal(got.serial, "");
+	assert_int_equal(got.card_len, 40);
+	assert_memory_equal(got.card, c.card, 40);
+	assert_int_equal(got.failures, 0);
+	assert_int_equal(got.locked_until, 0);
+	assert_int_equal(got.closed, 0);
+	assert_int_equal(got.created, 1700000001);
+}
+
+static void
+test_store_contract_exists_not_found(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_contract_rec c, got;
+	int closed = 0;
+
+	mk_contract(&c, "C1");
+	assert_int_equal(sotp_store_contract_insert(fx->st, &c), SOTP_OK);
+	assert_int_equal(
+	    sotp_store_contract_insert(fx->st, &c), SOTP_ERR_EXISTS);
+	assert_int_equal(
+	    sotp_store_contract_get(fx->st, "C2", &got), SOTP_ERR_NOT_FOUND);
+	assert_int_equal(sotp_store_contract_set_password(fx->st, "C2", "x"),
+	    SOTP_ERR_NOT_FOUND);
+	assert_int_equal(
+	    sotp_store_contract_set_login(fx->st, "C2", SOTP_LOGIN_NONE),
+	    SOTP_ERR_NOT_FOUND);
+	assert_int_equal(sotp_store_contract_set_card(fx->st, "C2", NULL, 0),
+	    SOTP_ERR_NOT_FOUND);
+	assert_int_equal(
+	    sotp_store_contract_unlock(fx->st, "C2"), SOTP_ERR_NOT_FOUND);
+	assert_int_equal(sotp_store_contract_close(fx->st, "C2", &closed),
+	    SOTP_ERR_NOT_FOUND);
+	assert_int_equal(
+	    sotp_store_reset_failures(fx->st, "C2"), SOTP_ERR_NOT_FOUND);
+}
+
+static void
+test_store_contract_insert_refuses_bound(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_contract_rec c;
+
+	/* Bindings are made by sotp_store_bind only. */
+	add_token(fx->st, "TK1");
+	mk_contract(&c, "C1");
+	snprintf(c.serial, sizeof(c.serial), "TK1");
+	assert_int_equal(
+	    sotp_store_contract_insert(fx->st, &c), SOTP_ERR_INVALID_ARG);
+}
+
+static void
+test_store_contract_setters(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_contract_rec got;
+	const uint8_t card[] = {1, 2, 0, 4, 5};
+
+	add_contract(fx->st, "C1");
+	assert_int_equal(
+	    sotp_store_contract_set_password(fx->st, "C1", "$y$new"), SOTP_OK);
+	assert_int_equal(
+	    sotp_store_contract_set_login(fx->st, "C1", SOTP_LOGIN_NONE),
+	    SOTP_OK);
+	assert_int_equal(
+	    sotp_store_contract_set_card(fx->st, "C1", card, sizeof(card)),
+	    SOTP_OK);
+	assert_int_equal(sotp_store_contract_get(fx->st, "C1", &got), SOTP_OK);
+	assert_string_equal(got.pwhash, "$y$new");
+	assert_int_equal(got.login, SOTP_LOGIN_NONE);
+	assert_int_equal(got.card_len, sizeof(card));
+	assert_memory_equal(got.card, card, sizeof(card));
+
+	/* Length 0 removes the card. */
+	assert_int_equal(
+	    sotp_store_contract_set_card(fx->st, "C1", NULL, 0), SOTP_OK);
+	assert_int_equal(sotp_store_contract_get(fx->st, "C1", &got), SOTP_OK);
+	assert_int_equal(got.card_len, 0);
+}
+
+/* Asserts that nothing about C1/TK1 changed from the given snapshot. */
+static void
+assert_unchanged(struct sotp_store *st, const char *id, const char *serial,
+    const struct sotp_contract_rec *c0, const struct sotp_token_rec *t0)
+{
+	struct sotp_contract_rec c;
+	struct sotp_token_rec t;
+
+	if (id != NULL) {
+		assert_int_equal(sotp_store_contract_get(st, id, &c), SOTP_OK);
+		assert_memory_equal(&c, c0, sizeof(c));
+	}
+	if (serial != NULL) {
+		assert_int_equal(sotp_store_token_get(st, serial, &t), SOTP_OK);
+		assert_memory_equal(&t, t0, sizeof(t));
+	}
+}
+
+static void
+test_store_bind_ok(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_contract_rec c;
+	struct sotp_token_rec t;
+	unsigned int n;
+	int64_t lock;
+	enum sotp_bind_result r;
+
+	add_token(fx->st, "TK1");
+	add_contract(fx->st, "C1");
+	assert_int_equal(
+	    sotp_store_fail(fx->st, "C1", 5, -1, &n, &lock), SOTP_OK);
+	assert_int_equal(
+	    sotp_store_bind(fx->st, "C1", "TK1", SOTP_LOGIN_CARD, 100, 1, &r),
+	    SOTP_OK);
+	assert_int_equal(r, SOTP_BIND_OK);
+	assert_int_equal(sotp_store_contract_get(fx->st, "C1", &c), SOTP_OK);
+	assert_string_equal(c.serial, "TK1");
+	assert_int_equal(c.login, SOTP_LOGIN_CARD);
+	assert_int_equal(c.failures, 0);
+	assert_int_equal(sotp_store_token_get(fx->st, "TK1", &t), SOTP_OK);
+	assert_string_equal(t.contract, "C1");
+	assert_int_equal(t.last_step, 100);
+	assert_int_equal(t.drift, 1);
+}
+
+static void
+test_store_bind_refusals(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_contract_rec c1, c2, c3;
+	struct sotp_token_rec t1, t2;
+	enum sotp_bind_result r;
+	int closed, won;
+
+	add_token(fx->st, "TK1");
+	add_token(fx->st, "TK2");
+	add_contract(fx->st, "C1");
+	add_contract(fx->st, "C2");
+	add_contract(fx->st, "C3");
+	bind_ok(fx->st, "C1", "TK1", 50);
+	assert_int_equal(
+	    sotp_store_contract_close(fx->st, "C3", &closed), SOTP_OK);
+	assert_int_equal(closed, 1);
+	assert_int_equal(sotp_store_token_set_drift(fx->st, "TK2", 0), SOTP_OK);
+	assert_int_equal(
+	    sotp_store_accept_step(fx->st, "TK2", NULL, 70, 0, &won), SOTP_OK);
+	assert_int_equal(won, 1);
+
+	assert_int_equal(sotp_store_contract_get(fx->st, "C1", &c1), SOTP_OK);
+	assert_int_equal(sotp_store_contract_get(fx->st, "C2", &c2), SOTP_OK);
+	assert_int_equal(sotp_store_contract_get(fx->st, "C3", &c3), SOTP_OK);
+	assert_int_equal(sotp_store_token_get(fx->st, "TK1", &t1), SOTP_OK);
+	assert_int_equal(sotp_store_token_get(fx->st, "TK2", &t2), SOTP_OK);
+
+	assert_int_equal(
+	    sotp_store_bind(fx->st, "NOPE", "TK2", SOTP_LOGIN_OTP, 100, 0, &r),
+	    SOTP_OK);
+	assert_int_equal(r, SOTP_BIND_NO_CONTRACT);
+	assert_unchanged(fx->st, NULL, "TK2", NULL, &t2);
+
+	assert_int_equal(
+	    sotp_store_bind(fx->st, "C3", "TK2", SOTP_LOGIN_OTP, 100, 0, &r),
+	    SOTP_OK);
+	assert_int_equal(r, SOTP_BIND_CLOSED);
+	assert_unchanged(fx->st, "C3", "TK2", &c3, &t2);
+
+	assert_int_equal(
+	    sotp_store_bind(fx->st, "C1", "TK2", SOTP_LOGIN_OTP, 100, 0, &r),
+	    SOTP_OK);
+	assert_int_equal(r, SOTP_BIND_CONTRACT_HAS_TOKEN);
+	assert_unchanged(fx->st, "C1", "TK2", &c1, &t2);
+
+	assert_int_equal(
+	    sotp_store_bind(fx->st, "C2", "NOPE", SOTP_LOGIN_OTP, 100, 0, &r),
+	    SOTP_OK);
+	assert_int_equal(r, SOTP_BIND_NO_TOKEN);
+	assert_unchanged(fx->st, "C2", NULL, &c2, NULL);
+
+	assert_int_equal(
+	    sotp_store_bind(fx->st, "C2", "TK1", SOTP_LOGIN_OTP, 100, 0, &r),
+	    SOTP_OK);
+	assert_int_equal(r, SOTP_BIND_TOKEN_IN_USE);
+	assert_unchanged(fx->st, "C2", "TK1", &c2, &t1);
+
+	/* TK2 has spent step 70: 70 and older are replays. */
+	assert_int_equal(
+	    sotp_store_bind(fx->st, "C2", "TK2", SOTP_LOGIN_OTP, 70, 0, &r),
+	    SOTP_OK);
+	assert_int_equal(r, SOTP_BIND_REPLAYED);
+	assert_unchanged(fx->st, "C2", "TK2", &c2, &t2);
+	assert_int_equal(
+	    sotp_store_bind(fx->st, "C2", "TK2", SOTP_LOGIN_OTP, 69, 0, &r),
+	    SOTP_OK);
+	assert_int_equal(r, SOTP_BIND_REPLAYED);
+	assert_unchanged(fx->st, "C2", "TK2", &c2, &t2);
+
+	/* And the first newer step binds. */
+	bind_ok(fx->st, "C2", "TK2", 71);
+}
+
+static void
+test_store_one_token_per_contract(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_contract_rec c;
+	enum sotp_bind_result r;
+
+	add_token(fx->st, "TK1");
+	add_token(fx->st, "TK2");
+	add_contract(fx->st, "C1");
+	bind_ok(fx->st, "C1", "TK1", 10);
+	assert_int_equal(
+	    sotp_store_bind(fx->st, "C1", "TK2", SOTP_LOGIN_OTP, 11, 0, &r),
+	    SOTP_OK);
+	assert_int_equal(r, SOTP_BIND_CONTRACT_HAS_TOKEN);
+	assert_int_equal(sotp_store_contract_get(fx->st, "C1", &c), SOTP_OK);
+	assert_string_equal(c.serial, "TK1");
+}
+
+static void
+test_store_one_contract_per_token(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_contract_rec c;
+	struct sotp_token_rec t;
+	enum sotp_bind_result r;
+
+	add_token(fx->st, "TK1");
+	add_contract(fx->st, "C1");
+	add_contract(fx->st, "C2");
+	bind_ok(fx->st, "C1", "TK1", 10);
+	assert_int_equal(
+	    sotp_store_bind(fx->st, "C2", "TK1", SOTP_LOGIN_OTP, 11, 0, &r),
+	    SOTP_OK);
+	assert_int_equal(r, SOTP_BIND_TOKEN_IN_USE);
+	assert_int_equal(sotp_store_contract_get(fx->st, "C2", &c), SOTP_OK);
+	assert_string_equal(c.serial, "");
+	assert_int_equal(sotp_store_token_get(fx->st, "TK1", &t), SOTP_OK);
+	assert_string_equal(t.contract, "C1");
+}
+
+static void
+test_store_unbind_frees_token(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_token_rec t;
+	char serial[SOTP_ID_MAX];
+	enum sotp_bind_result r;
+	int unbound = -1;
+
+	add_token(fx->st, "TK1");
+	add_contract(fx->st, "C1");
+	add_contract(fx->st, "C2");
+	assert_int_equal(
+	    sotp_store_unbind(fx->st, "C1", &unbound, serial), SOTP_OK);
+	assert_int_equal(unbound, 0);
+	assert_string_equal(serial, "");
+	bind_ok(fx->st, "C1", "TK1", 10);
+	assert_int_equal(
+	    sotp_store_unbind(fx->st, "C1", &unbound, serial), SOTP_OK);
+	assert_int_equal(unbound, 1);
+	assert_string_equal(serial, "TK1");
+	assert_int_equal(sotp_store_token_get(fx->st, "TK1", &t), SOTP_OK);
+	assert_string_equal(t.contract, "");
+	/* The token keeps its last step: its old codes stay spent. */
+	assert_int_equal(t.last_step, 10);
+	assert_int_equal(
+	    sotp_store_bind(fx->st, "C2", "TK1", SOTP_LOGIN_OTP, 10, 0, &r),
+	    SOTP_OK);
+	assert_int_equal(r, SOTP_BIND_REPLAYED);
+	bind_ok(fx->st, "C2", "TK1", 11);
+	assert_int_equal(sotp_store_unbind(fx->st, "NOPE", &unbound, NULL),
+	    SOTP_ERR_NOT_FOUND);
+}
+
+static void
+test_store_close_refused_while_bound(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_contract_rec c;
+	int closed = -1, unbound = 0;
+
+	add_token(fx->st, "TK1");
+	add_contract(fx->st, "C1");
+	bind_ok(fx->st, "C1", "TK1", 10);
+	assert_int_equal(
+	    sotp_store_contract_close(fx->st, "C1", &closed), SOTP_OK);
+	assert_int_equal(closed, 0);
+	assert_int_equal(sotp_store_contract_get(fx->st, "C1", &c), SOTP_OK);
+	assert_int_equal(c.closed, 0);
+	assert_string_equal(c.serial, "TK1");
+
+	assert_int_equal(
+	    sotp_store_unbind(fx->st, "C1", &unbound, NULL), SOTP_OK);
+	assert_int_equal(unbound, 1);
+	assert_int_equal(
+	    sotp_store_contract_close(fx->st, "C1", &closed), SOTP_OK);
+	assert_int_equal(closed, 1);
+	assert_int_equal(sotp_store_contract_get(fx->st, "C1", &c), SOTP_OK);
+	assert_int_equal(c.closed, 1);
+}
+
+static void
+test_store_fail_locks_at_threshold(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_contract_rec c;
+	unsigned int n = 0;
+	int64_t lock = 0;
+
+	add_contract(fx->st, "C1");
+	assert_int_equal(
+	    sotp_store_fail(fx->st, "C1", 3, 1234, &n, &lock), SOTP_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(lock, 0);
+	assert_int_equal(
+	    sotp_store_fail(fx->st, "C1", 3, 1234, &n, &lock), SOTP_OK);
+	assert_int_equal(n, 2);
+	assert_int_equal(lock, 0);
+	assert_int_equal(
+	    sotp_store_fail(fx->st, "C1", 3, 1234, &n, &lock), SOTP_OK);
+	assert_int_equal(n, 3);
+	assert_int_equal(lock, 1234);
+	assert_int_equal(sotp_store_contract_get(fx->st, "C1", &c), SOTP_OK);
+	assert_int_equal(c.failures, 3);
+	assert_int_equal(c.locked_until, 1234);
+	/* Past the threshold each failure locks again (a timed lock ran out).
+	 */
+	assert_int_equal(
+	    sotp_store_fail(fx->st, "C1", 3, 5678, &n, &lock), SOTP_OK);
+	assert_int_equal(n, 4);
+	assert_int_equal(lock, 5678);
+	assert_int_equal(sotp_store_fail(fx->st, "NOPE", 3, 1, &n, &lock),
+	    SOTP_ERR_NOT_FOUND);
+}
+
+static void
+test_store_fail_threshold_zero_never_locks(void **state)
+{
+	struct fixture *fx = *state;
+	unsigned int n = 0;
+	int64_t lock = 0;
+	int i;
+
+	add_contract(fx->st, "C1");
+	for (i = 0; i < 5; i++)
+		assert_int_equal(
+		    sotp_store_fail(fx->st, "C1", 0, -1, &n, &lock), SOTP_OK);
+	assert_int_equal(n, 5);
+	assert_int_equal(lock, 0);
+}
+
+static void
+test_store_unlock_resets(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_contract_rec c;
+	unsigned int n = 0;
+	int64_t lock = 0;
+
+	add_contract(fx->st, "C1");
+	assert_int_equal(
+	    sotp_store_fail(fx->st, "C1", 1, -1, &n, &lock), SOTP_OK);
+	assert_int_equal(lock, -1);
+	assert_int_equal(sotp_store_contract_unlock(fx->st, "C1"), SOTP_OK);
+	assert_int_equal(sotp_store_contract_get(fx->st, "C1", &c), SOTP_OK);
+	assert_int_equal(c.failures, 0);
+	assert_int_equal(c.locked_until, 0);
+
+	assert_int_equal(
+	    sotp_store_fail(fx->st, "C1", 5, -1, &n, &lock), SOTP_OK);
+	assert_int_equal(sotp_store_reset_failures(fx->st, "C1"), SOTP_OK);
+	assert_int_equal(sotp_store_contract_get(fx->st, "C1", &c), SOTP_OK);
+	assert_int_equal(c.failures, 0);
+}
+
+static void
+test_store_accept_step_cas(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_contract_rec c;
+	struct sotp_token_rec t;
+	unsigned int n = 0;
+	int64_t lock = 0;
+	int won = -1;
+
+	add_token(fx->st, "TK1");
+	add_contract(fx->st, "C1");
+	bind_ok(fx->st, "C1", "TK1", 100);
+	assert_int_equal(
+	    sotp_store_fail(fx->st, "C1", 5, -1, &n, &lock), SOTP_OK);
+	assert_int_equal(
+	    sotp_store_fail(fx->st, "C1", 5, -1, &n, &lock), SOTP_OK);
+
+	/* Older and equal steps are refused and change nothing. */
+	assert_int_equal(
+	    sotp_store_accept_step(fx->st, "TK1", "C1", 99, 4, &won), SOTP_OK);
+	assert_int_equal(won, 0);
+	assert_int_equal(
+	    sotp_store_accept_step(fx->st, "TK1", "C1", 100, 4, &won), SOTP_OK);
+	assert_int_equal(won, 0);
+	assert_int_equal(sotp_store_token_get(fx->st, "TK1", &t), SOTP_OK);
+	assert_int_equal(t.last_step, 100);
+	assert_int_equal(t.drift, 0);
+	assert_int_equal(sotp_store_contract_get(fx->st, "C1", &c), SOTP_OK);
+	assert_int_equal(c.failures, 2);
+
+	/* A newer step wins, records the drift and resets failures. */
+	assert_int_equal(
+	    sotp_store_accept_step(fx->st, "TK1", "C1", 101, -1, &won),
+	    SOTP_OK);
+	assert_int_equal(won, 1);
+	assert_int_equal(sotp_store_token_get(fx->st, "TK1", &t), SOTP_OK);
+	assert_int_equal(t.last_step, 101);
+	assert_int_equal(t.drift, -1);
+	assert_int_equal(sotp_store_contract_get(fx->st, "C1", &c), SOTP_OK);
+	assert_int_equal(c.failures, 0);
+
+	/* The same step again is a replay. */
+	assert_int_equal(
+	    sotp_store_accept_step(fx->st, "TK1", "C1", 101, -1, &won),
+	    SOTP_OK);
+	assert_int_equal(won, 0);
+
+	assert_int_equal(
+	    sotp_store_accept_step(fx->st, "NOPE", NULL, 5, 0, &won),
+	    SOTP_ERR_NOT_FOUND);
+	assert_int_equal(won, 0);
+}
+
+static void
+test_store_state_use_replay_purge(void **state)
+{
+	struct fixture *fx = *state;
+	uint8_t a[16], b[16];
+	int fresh = -1;
+
+	memset(a, 0x11, sizeof(a));
+	memset(b, 0x22, sizeof(b));
+	assert_int_equal(
+	    sotp_store_state_use(fx->st, a, 1100, 1000, &fresh), SOTP_OK);
+	assert_int_equal(fresh, 1);
+	assert_int_equal(
+	    sotp_store_state_use(fx->st, a, 1100, 1050, &fresh), SOTP_OK);
+	assert_int_equal(fresh, 0);
+	/* At its expiry second the row is still there. */
+	assert_int_equal(
+	    sotp_store_state_use(fx->st, a, 1100, 1100, &fresh), SOTP_OK);
+	assert_int_equal(fresh, 0);
+	/* Past it, the row is purged (the engine refuses such a state). */
+	assert_int_equal(
+	    sotp_store_state_use(fx->st, b, 1300, 1101, &fresh), SOTP_OK);
+	assert_int_equal(fresh, 1);
+	assert_int_equal(
+	    sotp_store_state_use(fx->st, a, 1300, 1102, &fresh), SOTP_OK);
+	assert_int_equal(fresh, 1);
+	assert_int_equal(
+	    sotp_store_state_use(fx->st, b, 1300, 1103, &fresh), SOTP_OK);
+	assert_int_equal(fresh, 0);
+}
+
+struct audit_acc {
+	int n;
+	int64_t ts[8];
+	char contract[8][SOTP_ID_MAX];
+	char action[8][32];
+	int reason[8];
+	char detail[8][64];
+};
+
+static int
+audit_cb(void *arg, const struct sotp_audit_row *r)
+{
+	struct audit_acc *acc = arg;
+
+	if (acc->n < 8) {
+		acc->ts[acc->n] = r->ts;
+		snprintf(acc->contract[acc->n], SOTP_ID_MAX, "%s", r->contract);
+		snprintf(acc->action[acc->n], 32, "%s", r->action);
+		snprintf(acc->detail[acc->n], 64, "%s", r->detail);
+		acc->reason[acc->n] = r->reason;
+	}
+	acc->n++;
+	return 0;
+}
+
+static void
+add_audit(struct sotp_store *st, int64_t ts, const char *contract,
+    const char *action, int reason)
+{
+	struct sotp_audit_rec r;
+
+	memset(&r, 0, sizeof(r));
+	r.ts = ts;
+	r.action = action;
+	r.contract = contract;
+	r.serial = "TK1";
+	r.context = "login";
+	r.verdict = "reject";
+	r.reason = reason;
+	r.detail = contract != NULL ? "window=1" : NULL;
+	assert_int_equal(sotp_store_audit_add(st, &r), SOTP_OK);
+}
+
+static void
+test_store_audit_add_list(void **state)
+{
+	struct fixture *fx = *state;
+	struct audit_acc acc;
+
+	/* Inserted out of order: the list is oldest first. */
+	add_audit(fx->st, 300, "C1", "verify", SOTP_R_WRONG_CODE);
+	add_audit(fx->st, 100, "C1", "bind", SOTP_R_ACCEPTED);
+	add_audit(fx->st, 200, "C2", "verify", SOTP_R_LOCKED);
+	add_audit(fx->st, 400, NULL, "token.add", SOTP_R_ACCEPTED);
+
+	memset(&acc, 0, sizeof(acc));
+	assert_int_equal(
+	    sotp_store_audit_list(fx->st, NULL, 0, 0, audit_cb, &acc), SOTP_OK);
+	assert_int_equal(acc.n, 4);
+	assert_int_equal(acc.ts[0], 100);
+	assert_int_equal(acc.ts[1], 200);
+	assert_int_equal(acc.ts[2], 300);
+	assert_int_equal(acc.ts[3], 400);
+	assert_string_equal(acc.contract[3], "");
+	assert_string_equal(acc.detail[3], "");
+	assert_string_equal(acc.action[0], "bind");
+	assert_string_equal(acc.detail[0], "window=1");
+
+	memset(&acc, 0, sizeof(acc));
+	assert_int_equal(
+	    sotp_store_audit_list(fx->st, "C1", 0, 0, audit_cb, &acc), SOTP_OK);
+	assert_int_equal(acc.n, 2);
+	assert_int_equal(acc.ts[0], 100);
+	assert_int_equal(acc.ts[1], 300);
+	assert_int_equal(acc.reason[1], SOTP_R_WRONG_CODE);
+
+	memset(&acc, 0, sizeof(acc));
+	assert_int_equal(
+	    sotp_store_audit_list(fx->st, NULL, 200, 300, audit_cb, &acc),
+	    SOTP_OK);
+	assert_int_equal(acc.n, 2);
+	assert_int_equal(acc.ts[0], 200);
+	assert_int_equal(acc.ts[1], 300);
+
+	memset(&acc, 0, sizeof(acc));
+	assert_int_equal(
+	    sotp_store_audit_list(fx->st, "C1", 150, 0, audit_cb, &acc),
+	    SOTP_OK);
+	assert_int_equal(acc.n, 1);
+	assert_int_equal(acc.ts[0], 300);
+
+	memset(&acc, 0, sizeof(acc));
+	assert_int_equal(
+	    sotp_store_audit_list(fx->st, NULL, 0, 250, audit_cb, &acc),
+	    SOTP_OK);
+	assert_int_equal(acc.n, 2);
+}
+
+static void
+test_store_reopen_keeps_data(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_token_rec t;
+	char err[512];
+
+	add_token(fx->st, "TK1");
+	sotp_store_close(fx->st);
+	fx->st = NULL;
+	assert_int_equal(
+	    sotp_store_open(fx->url, 0, &fx->st, err, sizeof(err)), SOTP_OK);
+	assert_int_equal(sotp_store_token_get(fx->st, "TK1", &t), SOTP_OK);
+	/* create = 1 on an existing store is idempotent (init twice). */
+	sotp_store_close(fx->st);
+	fx->st = NULL;
+	assert_int_equal(
+	    sotp_store_open(fx->url, 1, &fx->st, err, sizeof(err)), SOTP_OK);
+	assert_int_equal(sotp_store_token_get(fx->st, "TK1", &t), SOTP_OK);
+}
+
+static void
+test_store_file_mode_0600(void **state)
+{
+	struct fixture *fx = *state;
+	struct stat sb;
+	char p[PATH_MAX];
+
+	add_token(fx->st, "TK1");
+	assert_int_equal(stat(fx->path, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+	snprintf(p, sizeof(p), "%s-wal", fx->path);
+	assert_int_equal(stat(p, &sb), 0);
+	assert_int_equal(sb.st_mode & 0077, 0);
+}
+
+static void
+test_store_open_missing_file(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_store *st = (struct sotp_store *)(uintptr_t)1;
+	char url[PATH_MAX], err[512];
+	struct stat sb;
+
+	snprintf(url, sizeof(url), "sqlite:%s/missing.db", fx->dir);
+	assert_int_equal(sotp_store_open(url, 0, &st, err, sizeof(err)),
+	    SOTP_ERR_STORE_UNAVAILABLE);
+	assert_null(st);
+	assert_non_null(strstr(err, "missing.db"));
+	/* And it was not created on the way. */
+	snprintf(url, sizeof(url), "%s/missing.db", fx->dir);
+	assert_int_equal(stat(url, &sb), -1);
+}
+
+static void
+test_store_open_unsupported_url(void **state)
+{
+	struct sotp_store *st = NULL;
+	char err[512];
+
+	(void)state;
+	assert_int_equal(sotp_store_open("postgresql://u:secretpw@db/otp", 0,
+	                     &st, err, sizeof(err)),
+	    SOTP_ERR_CONFIG);
+	assert_null(st);
+	assert_non_null(strstr(err, "unsupported store URL scheme"));
+	assert_null(strstr(err, "secretpw"));
+	assert_int_equal(
+	    sotp_store_open("/var/lib/x.db", 0, &st, err, sizeof(err)),
+	    SOTP_ERR_CONFIG);
+	assert_int_equal(
+	    sotp_store_open("sqlitex:/x.db", 0, &st, err, sizeof(err)),
+	    SOTP_ERR_CONFIG);
+}
+
+static void
+test_store_open_relative_path(void **state)
+{
+	struct sotp_store *st = NULL;
+	char err[512];
+
+	(void)state;
+	assert_int_equal(
+	    sotp_store_open("sqlite:store.db", 1, &st, err, sizeof(err)),
+	    SOTP_ERR_CONFIG);
+	assert_null(st);
+	assert_non_null(strstr(err, "absolute"));
+}
+
+static void
+test_store_open_corrupt_file(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_store *st = NULL;
+	char path[PATH_MAX], url[PATH_MAX + 8], err[512], junk[4096];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/junk.db", fx->dir);
+	snprintf(url, sizeof(url), "sqlite:%s", path);
+	memset(junk, 'x', sizeof(junk));
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, junk, sizeof(junk)), sizeof(junk));
+	close(fd);
+	assert_int_equal(sotp_store_open(url, 0, &st, err, sizeof(err)),
+	    SOTP_ERR_STORE_UNAVAILABLE);
+	assert_non_null(strstr(err, "junk.db"));
+	assert_int_equal(sotp_store_open(url, 1, &st, err, sizeof(err)),
+	    SOTP_ERR_STORE_UNAVAILABLE);
+	rm_db(path);
+}
+
+static void
+test_store_open_empty_file_needs_init(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_store *st = NULL;
+	char path[PATH_MAX], url[PATH_MAX + 8], err[512];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/empty.db", fx->dir);
+	snprintf(url, sizeof(url), "sqlite:%s", path);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(sotp_store_open(url, 0, &st, err, sizeof(err)),
+	    SOTP_ERR_STORE_UNAVAILABLE);
+	assert_non_null(strstr(err, "init"));
+	rm_db(path);
+}
+
+static void
+test_store_open_readonly_file(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_store *st = NULL;
+	char err[512];
+
+	if (geteuid() == 0)
+		skip(); /* root writes through any mode */
+	sotp_store_close(fx->st);
+	fx->st = NULL;
+	assert_int_equal(chmod(fx->path, 0400), 0);
+	assert_int_equal(sotp_store_open(fx->url, 0, &st, err, sizeof(err)),
+	    SOTP_ERR_STORE_UNAVAILABLE);
+	assert_null(st);
+	assert_int_equal(chmod(fx->path, 0600), 0);
+}
+
+/* Runs sql on the file at path behind the store's back. */
+static void
+raw_exec(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
+static void
+test_store_open_other_schema_version(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_store *st = NULL;
+	char err[512];
+
+	sotp_store_close(fx->st);
+	fx->st = NULL;
+	raw_exec(fx->path, "UPDATE schema_version SET version = 2");
+	assert_int_equal(sotp_store_open(fx->url, 0, &st, err, sizeof(err)),
+	    SOTP_ERR_STORE_UNAVAILABLE);
+	assert_non_null(strstr(err, "version 2"));
+	assert_int_equal(sotp_store_open(fx->url, 1, &st, err, sizeof(err)),
+	    SOTP_ERR_STORE_UNAVAILABLE);
+}
+
+static void
+test_store_open_foreign_db(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_store *st = NULL;
+	char path[PATH_MAX], url[PATH_MAX + 8], err[512];
+
+	snprintf(path, sizeof(path), "%s/other.db", fx->dir);
+	snprintf(url, sizeof(url), "sqlite:%s", path);
+	raw_exec(path, "CREATE TABLE t(x)");
+	assert_int_equal(sotp_store_open(url, 1, &st, err, sizeof(err)),
+	    SOTP_ERR_STORE_UNAVAILABLE);
+	assert_non_null(strstr(err, "not a shinkin-otp store"));
+	rm_db(path);
+}
+
+static void
+test_store_deleted_while_open(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_token_rec t;
+	struct sotp_store *st = NULL;
+	char err[512];
+	int won = 1;
+
+	add_token(fx->st, "TK1");
+	rm_db(fx->path);
+	/* The open handle fails closed instead of writing to a ghost. */
+	assert_int_equal(sotp_store_token_get(fx->st, "TK1", &t),
+	    SOTP_ERR_STORE_UNAVAILABLE);
+	assert_int_equal(
+	    sotp_store_accept_step(fx->st, "TK1", NULL, 9, 0, &won),
+	    SOTP_ERR_STORE_UNAVAILABLE);
+	assert_int_equal(won, 0);
+	assert_non_null(strstr(sotp_store_errmsg(fx->st), "removed"));
+	/* And a new handle does not recreate it. */
+	assert_int_equal(sotp_store_open(fx->url, 0, &st, err, sizeof(err)),
+	    SOTP_ERR_STORE_UNAVAILABLE);
+}
+
+static void
+test_store_errmsg_names_operation(void **state)
+{
+	struct fixture *fx = *state;
+
+	assert_int_equal(sotp_store_contract_set_login(fx->st, "C1", 7),
+	    SOTP_ERR_INVALID_ARG);
+	assert_non_null(
+	    strstr(sotp_store_errmsg(fx->st), "contract_set_login"));
+	assert_string_equal(sotp_store_errmsg(NULL), "");
+}
+
+/*
+ * One racer: open the store, report ready, wait for the start signal and
+ * try to spend `step`. Exit status 10 = won, 11 = lost, 1 = error.
+ */
+static void
+racer(const char *url, int ready_fd, int go_fd, int64_t step)
+{
+	struct sotp_store *st = NULL;
+	char err[512], c = 'r';
+	int won = 0;
+	int status = 1;
+
+	if (sotp_store_open(url, 0, &st, err, sizeof(err)) != SOTP_OK)
+		_exit(1);
+	if (write(ready_fd, &c, 1) != 1)
+		_exit(1);
+	/* EOF on the go pipe releases both racers at once. */
+	if (read(go_fd, &c, 1) != 0)
+		_exit(1);
+	if (sotp_store_accept_step(st, "TK1", "C1", step, 0, &won) == SOTP_OK)
+		status = won ? 10 : 11;
+	sotp_store_close(st);
+	_exit(status);
+}
+
+static void
+test_store_race_accept_step(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_token_rec t;
+	char err[512], c;
+	int ready[2], go[2];
+	pid_t pid[2];
+	int64_t step;
+	int i, k, wst, wins, losses;
+
+	add_token(fx->st, "TK1");
+	add_contract(fx->st, "C1");
+	bind_ok(fx->st, "C1", "TK1", 0);
+	/* No connection may cross a fork; the parent's is closed first. */
+	sotp_store_close(fx->st);
+	fx->st = NULL;
+
+	for (step = 1; step <= 100; step++) {
+		assert_int_equal(pipe(ready), 0);
+		assert_int_equal(pipe(go), 0);
+		for (i = 0; i < 2; i++) {
+			pid[i] = fork();
+			assert_true(pid[i] >= 0);
+			if (pid[i] == 0) {
+				close(ready[0]);
+				close(go[1]);
+				racer(fx->url, ready[1], go[0], step);
+			}
+		}
+		close(ready[1]);
+		close(go[0]);
+		for (i = 0; i < 2; i++)
+			assert_int_equal(read(ready[0], &c, 1), 1);
+		close(go[1]);
+		close(ready[0]);
+		wins = losses = 0;
+		for (i = 0; i < 2; i++) {
+			assert_int_equal(waitpid(pid[i], &wst, 0), pid[i]);
+			assert_true(WIFEXITED(wst));
+			k = WEXITSTATUS(wst);
+			if (k == 10)
+				wins++;
+			else if (k == 11)
+				losses++;
+		}
+		if (wins != 1 || losses != 1)
+			fail_msg("step %lld: %d winners, %d losers",
+			    (long long)step, wins, losses);
+	}
+	assert_int_equal(
+	    sotp_store_open(fx->url, 0, &fx->st, err, sizeof(err)), SOTP_OK);
+	assert_int_equal(sotp_store_token_get(fx->st, "TK1", &t), SOTP_OK);
+	assert_int_equal(t.last_step, 100);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+	    T(test_store_token_insert_get),
+	    T(test_store_token_exists),
+	    T(test_store_token_not_found),
+	    T(test_store_token_bad_args),
+	    T(test_store_token_set_drift),
+	    T(test_store_token_list_unassigned),
+	    T(test_store_contract_insert_get),
+	    T(test_store_contract_exists_not_found),
+	    T(test_store_contract_insert_refuses_bound),
+	    T(test_store_contract_setters),
+	    T(test_store_bind_ok),
+	    T(test_store_bind_refusals),
+	    T(test_store_one_token_per_contract),
+	    T(test_store_one_contract_per_token),
+	    T(test_store_unbind_frees_token),
+	    T(test_store_close_refused_while_bound),
+	    T(test_store_fail_locks_at_threshold),
+	    T(test_store_fail_threshold_zero_never_locks),
+	    T(test_store_unlock_resets),
+	    T(test_store_accept_step_cas),
+	    T(test_store_state_use_replay_purge),
+	    T(test_store_audit_add_list),
+	    T(test_store_reopen_keeps_data),
+	    T(test_store_file_mode_0600),
+	    T(test_store_open_missing_file),
+	    T(test_store_open_unsupported_url),
+	    T(test_store_open_relative_path),
+	    T(test_store_open_corrupt_file),
+	    T(test_store_open_empty_file_needs_init),
+	    T(test_store_open_readonly_file),
+	    T(test_store_open_other_schema_version),
+	    T(test_store_open_foreign_db),
+	    T(test_store_deleted_while_open),
+	    T(test_store_errmsg_names_operation),
+	    T(test_store_race_accept_step),
+#undef T
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
