@@ -38,7 +38,7 @@ LDFLAGS += -Wl,-z,relro -Wl,-z,now -Wl,--as-needed $(SANFLAGS)
 
 LIB        = $(BUILD)/libshinkin_otp.a
 COMMON_SRC = $(wildcard common/*.c)
-COMMON_OBJ = $(COMMON_SRC:%.c=$(BUILD)/%.o)
+COMMON_OBJ = $(COMMON_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/default_policy.o
 
 CLI_SRC    = $(wildcard cli/*.c)
 CLI_OBJ    = $(CLI_SRC:%.c=$(BUILD)/%.o)
@@ -75,6 +75,18 @@ all: $(TARGETS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+# The shipped policy sample is also the file `shinkin-otp init` writes: one
+# source, compiled in as a C string.
+$(BUILD)/gen/default_policy.c: conf/shinkin-otp.conf
+	@mkdir -p $(@D)
+	{ echo '/* generated from conf/shinkin-otp.conf */'; \
+	  echo 'extern const char sotp_default_policy_text[];'; \
+	  echo 'const char sotp_default_policy_text[] ='; \
+	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/    "/' -e 's/$$/\\n"/' $<; \
+	  echo ';'; } > $@
+$(BUILD)/gen/%.o: $(BUILD)/gen/%.c
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(LIB): $(COMMON_OBJ)

@@ -26,9 +26,9 @@
 #define SOTP_DEFAULT_CONFIG "/etc/shinkin-otp/shinkin-otp.conf"
 
 /* Sizes of fixed buffers in the structs below, terminating NUL included. */
-#define SOTP_ID_MAX 65	   /* contract IDs and token serials: 1..64 chars */
+#define SOTP_ID_MAX 65     /* contract IDs and token serials: 1..64 chars */
 #define SOTP_NAME_MAX 33   /* kind and context names: 1..32 chars */
-#define SOTP_CODE_MAX 9	   /* up to 8 digits */
+#define SOTP_CODE_MAX 9    /* up to 8 digits */
 #define SOTP_MSG_MAX 256   /* customer-facing message */
 #define SOTP_PROMPT_MAX 96 /* conversation prompt */
 #define SOTP_STATE_MAX 256 /* exported attempt state (text, NUL included) */
@@ -49,7 +49,7 @@ enum sotp_rc {
 	SOTP_ERR_STORE = -8,
 	SOTP_ERR_STORE_UNAVAILABLE = -9,
 	SOTP_ERR_BAD_INPUT = -10, /* malformed base32, URI, serial, ... */
-	SOTP_ERR_DECRYPT = -11,	  /* ciphertext tampered or wrong key */
+	SOTP_ERR_DECRYPT = -11,   /* ciphertext tampered or wrong key */
 	SOTP_ERR_NOT_FOUND = -12,
 	SOTP_ERR_EXISTS = -13,
 	SOTP_ERR_BUFFER = -14, /* output buffer too small */
@@ -113,16 +113,16 @@ enum sotp_factor {
 	SOTP_F_PASSWORD = 1 << 0,
 	SOTP_F_OTP = 1 << 1,
 	SOTP_F_CARD = 1 << 2,
-	SOTP_F_SERIAL = 1 << 3,	      /* registration: token serial */
+	SOTP_F_SERIAL = 1 << 3,       /* registration: token serial */
 	SOTP_F_LOGIN_CHOICE = 1 << 4, /* registration: otp, card or none */
 };
 
 struct sotp_decision {
 	enum sotp_verdict verdict;
 	enum sotp_reason reason;
-	unsigned int needs;	     /* SOTP_F_* bits, when CONTINUE */
-	int locked;		     /* the contract is locked (now) */
-	char message[SOTP_MSG_MAX];  /* fit to show the customer, or "" */
+	unsigned int needs;               /* SOTP_F_* bits, when CONTINUE */
+	int locked;                       /* the contract is locked (now) */
+	char message[SOTP_MSG_MAX];       /* fit to show the customer, or "" */
 	char card_cells[SOTP_PROMPT_MAX]; /* e.g. "B7 E2" when CARD needed */
 };
 
@@ -143,12 +143,11 @@ SOTP_EXPORT int sotp_alg_parse(const char *name, enum sotp_alg *alg);
  * out[digits + 1] with a NUL. key is secret. Returns SOTP_OK,
  * SOTP_ERR_INVALID_ARG or SOTP_ERR_CRYPTO.
  */
-SOTP_EXPORT int sotp_hotp(enum sotp_alg alg, const uint8_t *key,
-    size_t keylen, uint64_t counter, unsigned int digits, char *out);
+SOTP_EXPORT int sotp_hotp(enum sotp_alg alg, const uint8_t *key, size_t keylen,
+    uint64_t counter, unsigned int digits, char *out);
 /* RFC 6238 TOTP at `now` with step `period` seconds (>= 1). As sotp_hotp. */
-SOTP_EXPORT int sotp_totp(enum sotp_alg alg, const uint8_t *key,
-    size_t keylen, time_t now, unsigned int period, unsigned int digits,
-    char *out);
+SOTP_EXPORT int sotp_totp(enum sotp_alg alg, const uint8_t *key, size_t keylen,
+    time_t now, unsigned int period, unsigned int digits, char *out);
 /*
  * Constant-time comparison of two codes of the same length; returns 1 when
  * equal, 0 otherwise (also when lengths differ). WARNING: never use
@@ -160,22 +159,22 @@ SOTP_EXPORT int sotp_code_equal(const char *a, const char *b) SOTP_WUR;
  * RFC 4648 base32, upper-case alphabet with '=' padding on output. Writes
  * a NUL-terminated string to out[outsz]; SOTP_ERR_BUFFER if too small.
  */
-SOTP_EXPORT int sotp_base32_encode(const uint8_t *in, size_t len, char *out,
-    size_t outsz);
+SOTP_EXPORT int sotp_base32_encode(
+    const uint8_t *in, size_t len, char *out, size_t outsz);
 /*
  * Decodes base32; accepts lower case, optional padding, and ignores spaces
  * (as authenticator apps show secrets in groups). Bad input returns
  * SOTP_ERR_BAD_INPUT and points *why (may be NULL) at a static reason.
  * Decoded bytes are written to out[outsz], their count to *outlen.
  */
-SOTP_EXPORT int sotp_base32_decode(const char *in, uint8_t *out,
-    size_t outsz, size_t *outlen, const char **why);
+SOTP_EXPORT int sotp_base32_decode(const char *in, uint8_t *out, size_t outsz,
+    size_t *outlen, const char **why);
 
 /* An otpauth://totp/ key URI, as read by authenticator apps. */
 struct sotp_uri {
 	char issuer[SOTP_MSG_MAX];
 	char account[SOTP_ID_MAX]; /* the token serial */
-	char secret[160];	   /* base32, secret */
+	char secret[160];          /* base32, secret */
 	enum sotp_alg alg;
 	unsigned int digits;
 	unsigned int period;
@@ -187,8 +186,8 @@ struct sotp_uri {
  */
 SOTP_EXPORT int sotp_uri_build(const struct sotp_uri *u, char **out);
 /* Parses such a URI into *u; SOTP_ERR_BAD_INPUT with *why on bad input. */
-SOTP_EXPORT int sotp_uri_parse(const char *s, struct sotp_uri *u,
-    const char **why);
+SOTP_EXPORT int sotp_uri_parse(
+    const char *s, struct sotp_uri *u, const char **why);
 
 /* Wipes and frees a NUL-terminated string (NULL-safe). */
 SOTP_EXPORT void sotp_free_string(char *s);
@@ -211,8 +210,8 @@ SOTP_EXPORT int sotp_ctx_new(struct sotp_ctx **out);
 /* Frees ctx and wipes the key it holds; NULL-safe. */
 SOTP_EXPORT void sotp_ctx_free(struct sotp_ctx *ctx);
 /* Sets the log sink; fn may be NULL (silent). debug enables LOG_DEBUG. */
-SOTP_EXPORT void sotp_ctx_set_log(struct sotp_ctx *ctx, sotp_log_fn *fn,
-    void *arg, int debug);
+SOTP_EXPORT void sotp_ctx_set_log(
+    struct sotp_ctx *ctx, sotp_log_fn *fn, void *arg, int debug);
 /*
  * Reads the policy file at path (NULL: SOTP_DEFAULT_CONFIG), loads the
  * master key and opens the store. Errors: SOTP_ERR_CONFIG (text names
@@ -230,17 +229,17 @@ SOTP_EXPORT const char *sotp_ctx_errmsg(const struct sotp_ctx *ctx);
  * Writes the effective policy in the policy file's own syntax to buf.
  * Requires a loaded policy.
  */
-SOTP_EXPORT int sotp_policy_dump(const struct sotp_ctx *ctx, char *buf,
-    size_t bufsz);
+SOTP_EXPORT int sotp_policy_dump(
+    const struct sotp_ctx *ctx, char *buf, size_t bufsz);
 /*
  * Maps a service name (PAM service, NAS-Identifier) to a context name via
  * the policy's service map. SOTP_ERR_NOT_FOUND if unmapped.
  */
-SOTP_EXPORT int sotp_policy_context_for(const struct sotp_ctx *ctx,
-    const char *service, const char **context);
+SOTP_EXPORT int sotp_policy_context_for(
+    const struct sotp_ctx *ctx, const char *service, const char **context);
 /* SOTP_OK if the policy defines that context, else SOTP_ERR_NOT_FOUND. */
-SOTP_EXPORT int sotp_policy_has_context(const struct sotp_ctx *ctx,
-    const char *context);
+SOTP_EXPORT int sotp_policy_has_context(
+    const struct sotp_ctx *ctx, const char *context);
 
 /*
  * init: if path does not exist, writes the default policy there with the
@@ -266,42 +265,53 @@ SOTP_EXPORT int sotp_attempt_begin(struct sotp_ctx *ctx,
  * Supplies one input (a SOTP_F_* value). The value is copied and wiped on
  * free; it is secret for PASSWORD, OTP and CARD.
  */
-SOTP_EXPORT int sotp_attempt_set(struct sotp_attempt *a,
-    enum sotp_factor factor, const char *value);
+SOTP_EXPORT int sotp_attempt_set(
+    struct sotp_attempt *a, enum sotp_factor factor, const char *value);
 /*
  * Supplies "password followed by the code" (RADIUS append mode): the core
  * splits it by the length of the second factor it expects.
  */
-SOTP_EXPORT int sotp_attempt_set_combined(struct sotp_attempt *a,
-    const char *value);
+SOTP_EXPORT int sotp_attempt_set_combined(
+    struct sotp_attempt *a, const char *value);
 /*
  * Evaluates what has been supplied and decides. CONTINUE asks for more
  * inputs (d->needs); ACCEPT and REJECT are final and audited. Errors
  * (store down, ...) are audited too and leave d as a REJECT.
  */
-SOTP_EXPORT int sotp_attempt_step(struct sotp_attempt *a,
-    struct sotp_decision *d);
+SOTP_EXPORT int sotp_attempt_step(
+    struct sotp_attempt *a, struct sotp_decision *d);
 /*
  * Exports the attempt's progress as an opaque printable token (no secret
  * inside) to buf[bufsz]: authenticated, bound to contract and context,
  * expiring after the policy's state lifetime.
  */
-SOTP_EXPORT int sotp_attempt_export(struct sotp_attempt *a, char *buf,
-    size_t bufsz);
+SOTP_EXPORT int sotp_attempt_export(
+    struct sotp_attempt *a, char *buf, size_t bufsz);
 /*
  * Resumes an exported attempt for the same contract and context. A bad,
  * expired, replayed or foreign token does not fail: the attempt is marked
  * and its next step rejects with the matching reason (and is audited).
  */
 SOTP_EXPORT int sotp_attempt_resume(struct sotp_ctx *ctx,
-    const char *contract_id, const char *context, const char *state,
-    time_t now, struct sotp_attempt **out);
+    const char *contract_id, const char *context, const char *state, time_t now,
+    struct sotp_attempt **out);
+/*
+ * The factors (SOTP_F_* bits) the exported state was asking for when it
+ * was resumed, or 0. RADIUS uses it to know what User-Password carries.
+ * (A step on a resumed attempt before any input is supplied also returns
+ * CONTINUE with these needs, without side effects.)
+ */
+SOTP_EXPORT unsigned int sotp_attempt_needs(const struct sotp_attempt *a);
 /* Frees the attempt, wiping its inputs; NULL-safe. */
 SOTP_EXPORT void sotp_attempt_free(struct sotp_attempt *a);
 
 /* ---- Administration (the CLI) ---- */
 
-enum sotp_login { SOTP_LOGIN_NONE = 0, SOTP_LOGIN_OTP = 1, SOTP_LOGIN_CARD = 2 };
+enum sotp_login {
+	SOTP_LOGIN_NONE = 0,
+	SOTP_LOGIN_OTP = 1,
+	SOTP_LOGIN_CARD = 2
+};
 SOTP_EXPORT const char *sotp_login_name(enum sotp_login l);
 /* Accepts otp|card|none and yes(=otp)|no(=none). */
 SOTP_EXPORT int sotp_login_parse(const char *s, enum sotp_login *l);
@@ -313,7 +323,7 @@ struct sotp_token_info {
 	unsigned int digits;
 	unsigned int period;
 	int64_t last_step; /* -1: never used */
-	int drift;	   /* steps */
+	int drift;         /* steps */
 	int disabled;
 	char contract[SOTP_ID_MAX]; /* "" when unassigned */
 	int64_t created;
@@ -340,8 +350,8 @@ struct sotp_token_spec {
 /*
  * Fills spec with the policy's OTP defaults (serial and kind NULL).
  */
-SOTP_EXPORT void sotp_token_spec_defaults(const struct sotp_ctx *ctx,
-    struct sotp_token_spec *spec);
+SOTP_EXPORT void sotp_token_spec_defaults(
+    const struct sotp_ctx *ctx, struct sotp_token_spec *spec);
 
 /*
  * Admin calls. Each returns an rc; refusals (exists, unknown, bound, ...)
@@ -356,15 +366,15 @@ SOTP_EXPORT int sotp_token_generate(struct sotp_ctx *ctx,
     const struct sotp_token_spec *spec, time_t now, char *serial_out,
     struct sotp_decision *d);
 /* SOTP_ERR_NOT_FOUND for an unknown serial. */
-SOTP_EXPORT int sotp_token_get(struct sotp_ctx *ctx, const char *serial,
-    struct sotp_token_info *out);
+SOTP_EXPORT int sotp_token_get(
+    struct sotp_ctx *ctx, const char *serial, struct sotp_token_info *out);
 typedef int sotp_token_cb(void *arg, const struct sotp_token_info *t);
 /* Calls cb for each token in serial order; a non-zero cb return stops. */
-SOTP_EXPORT int sotp_token_list(struct sotp_ctx *ctx, int unassigned_only,
-    sotp_token_cb *cb, void *arg);
+SOTP_EXPORT int sotp_token_list(
+    struct sotp_ctx *ctx, int unassigned_only, sotp_token_cb *cb, void *arg);
 /* The token's otpauth URI (holds the secret); free with sotp_free_string. */
-SOTP_EXPORT int sotp_token_uri(struct sotp_ctx *ctx, const char *serial,
-    char **uri);
+SOTP_EXPORT int sotp_token_uri(
+    struct sotp_ctx *ctx, const char *serial, char **uri);
 
 SOTP_EXPORT int sotp_contract_add(struct sotp_ctx *ctx, const char *id,
     const char *password, time_t now, struct sotp_decision *d);
@@ -374,12 +384,12 @@ SOTP_EXPORT int sotp_contract_passwd(struct sotp_ctx *ctx, const char *id,
 SOTP_EXPORT int sotp_contract_bind(struct sotp_ctx *ctx, const char *id,
     const char *serial, const char *code, enum sotp_login login, time_t now,
     struct sotp_decision *d);
-SOTP_EXPORT int sotp_contract_unbind(struct sotp_ctx *ctx, const char *id,
-    time_t now, struct sotp_decision *d);
-SOTP_EXPORT int sotp_contract_unlock(struct sotp_ctx *ctx, const char *id,
-    time_t now, struct sotp_decision *d);
-SOTP_EXPORT int sotp_contract_close(struct sotp_ctx *ctx, const char *id,
-    time_t now, struct sotp_decision *d);
+SOTP_EXPORT int sotp_contract_unbind(
+    struct sotp_ctx *ctx, const char *id, time_t now, struct sotp_decision *d);
+SOTP_EXPORT int sotp_contract_unlock(
+    struct sotp_ctx *ctx, const char *id, time_t now, struct sotp_decision *d);
+SOTP_EXPORT int sotp_contract_close(
+    struct sotp_ctx *ctx, const char *id, time_t now, struct sotp_decision *d);
 SOTP_EXPORT int sotp_contract_set_login(struct sotp_ctx *ctx, const char *id,
     enum sotp_login login, time_t now, struct sotp_decision *d);
 /*
@@ -389,8 +399,8 @@ SOTP_EXPORT int sotp_contract_set_login(struct sotp_ctx *ctx, const char *id,
 SOTP_EXPORT int sotp_contract_card(struct sotp_ctx *ctx, const char *id,
     time_t now, char *grid, size_t gridsz, struct sotp_decision *d);
 /* SOTP_ERR_NOT_FOUND for an unknown id. */
-SOTP_EXPORT int sotp_contract_get(struct sotp_ctx *ctx, const char *id,
-    struct sotp_contract_info *out);
+SOTP_EXPORT int sotp_contract_get(
+    struct sotp_ctx *ctx, const char *id, struct sotp_contract_info *out);
 
 struct sotp_audit_row {
 	int64_t id;
@@ -400,7 +410,7 @@ struct sotp_audit_row {
 	const char *serial;
 	const char *context;
 	const char *verdict; /* "accept", "reject", "continue", "error" */
-	int reason;	     /* enum sotp_reason */
+	int reason;          /* enum sotp_reason */
 	const char *detail;  /* never secret */
 };
 typedef int sotp_audit_cb(void *arg, const struct sotp_audit_row *r);

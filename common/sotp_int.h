@@ -1,5 +1,5 @@
 /*
- * sotp_int.h - internal interfaces shared by common/*.c.
+ * sotp_int.h - internal interfaces shared by the files in common/.
  *
  * Outside common/ only tests/unit may include this header.
  */
@@ -20,12 +20,12 @@ char *sotp_strdup(const char *s);
  * Wipes an array, never a pointer: the expression fails to compile when
  * `a` is a pointer (as Linux-PAM's pam_overwrite_array does).
  */
-#define SOTP_MUST_BE_ARRAY(a) \
-	(0 * sizeof(struct { \
-		int must_be_array : __builtin_types_compatible_p( \
-					__typeof__(a), __typeof__(&(a)[0])) \
-		    ? -1 \
-		    : 1; \
+#define SOTP_MUST_BE_ARRAY(a)                                                  \
+	(0 * sizeof(struct {                                                   \
+		int must_be_array : __builtin_types_compatible_p(              \
+		                        __typeof__(a), __typeof__(&(a)[0]))    \
+		                    ? -1                                       \
+		                    : 1;                                       \
 	}))
 #define SOTP_WIPE_ARRAY(a) sotp_wipe((a), sizeof(a) + SOTP_MUST_BE_ARRAY(a))
 
@@ -44,8 +44,7 @@ size_t sotp_strlcpy(char *dst, const char *src, size_t dstsz);
  * Bounded decimal parse in the spirit of strtonum: the whole string must be
  * a number within [min, max]. Returns SOTP_OK or SOTP_ERR_BAD_INPUT.
  */
-int sotp_parse_ll(const char *s, long long min, long long max,
-    long long *out);
+int sotp_parse_ll(const char *s, long long min, long long max, long long *out);
 
 /* ---- otp.c: a reusable keyed HMAC for checking a window of codes ---- */
 
@@ -54,11 +53,11 @@ struct sotp_mac;
 int sotp_mac_new(struct sotp_mac **out);
 void sotp_mac_free(struct sotp_mac *m);
 /* Keys the context; key is secret and is not retained after the call. */
-int sotp_mac_setkey(struct sotp_mac *m, enum sotp_alg alg,
-    const uint8_t *key, size_t keylen);
+int sotp_mac_setkey(
+    struct sotp_mac *m, enum sotp_alg alg, const uint8_t *key, size_t keylen);
 /* HOTP of counter under the current key; out[digits + 1]. */
-int sotp_mac_hotp(struct sotp_mac *m, uint64_t counter, unsigned int digits,
-    char *out);
+int sotp_mac_hotp(
+    struct sotp_mac *m, uint64_t counter, unsigned int digits, char *out);
 /* Checks that code is 6..8 ASCII digits; returns its length or 0. */
 size_t sotp_code_len(const char *code);
 
@@ -100,9 +99,8 @@ int sotp_key_create(const char *path, char *err, size_t errsz);
 /* Derives a 32-byte subkey for `label` (HKDF-SHA256) from the master key. */
 int sotp_kdf(const uint8_t *master, const char *label, uint8_t *out);
 /* HMAC-SHA256 of data under a 32-byte key; out[32]. */
-int sotp_hmac_sha256(const uint8_t *key, const void *data, size_t len,
-    uint8_t *out);
-
+int sotp_hmac_sha256(
+    const uint8_t *key, const void *data, size_t len, uint8_t *out);
 
 /* ---- store.c + store_sqlite.c: the persistent state ---- */
 
@@ -141,7 +139,8 @@ struct sotp_contract_rec {
 	char pwhash[SOTP_HASH_MAX];
 	enum sotp_login login;
 	char serial[SOTP_ID_MAX]; /* bound token or "" */
-	uint8_t card[SOTP_CARD_MAX]; /* sealed grid, aad = id; card_len 0: none */
+	uint8_t
+	    card[SOTP_CARD_MAX]; /* sealed grid, aad = id; card_len 0: none */
 	size_t card_len;
 	unsigned int failures;
 	int64_t locked_until; /* 0 no lock, -1 until unlocked, else epoch */
@@ -172,34 +171,34 @@ void sotp_store_close(struct sotp_store *st);
 const char *sotp_store_errmsg(const struct sotp_store *st);
 
 int sotp_store_token_get(struct sotp_store *st, const char *serial,
-    struct sotp_token_rec *out);		/* SOTP_ERR_NOT_FOUND */
+    struct sotp_token_rec *out); /* SOTP_ERR_NOT_FOUND */
 int sotp_store_token_insert(struct sotp_store *st,
-    const struct sotp_token_rec *t);		/* SOTP_ERR_EXISTS */
+    const struct sotp_token_rec *t); /* SOTP_ERR_EXISTS */
 typedef int sotp_token_rec_cb(void *arg, const struct sotp_token_rec *t);
 int sotp_store_token_list(struct sotp_store *st, int unassigned_only,
     sotp_token_rec_cb *cb, void *arg);
 /* Sets drift (resync) unconditionally. */
-int sotp_store_token_set_drift(struct sotp_store *st, const char *serial,
-    int drift);
+int sotp_store_token_set_drift(
+    struct sotp_store *st, const char *serial, int drift);
 
 int sotp_store_contract_get(struct sotp_store *st, const char *id,
-    struct sotp_contract_rec *out);		/* SOTP_ERR_NOT_FOUND */
+    struct sotp_contract_rec *out); /* SOTP_ERR_NOT_FOUND */
 int sotp_store_contract_insert(struct sotp_store *st,
-    const struct sotp_contract_rec *c);		/* SOTP_ERR_EXISTS */
+    const struct sotp_contract_rec *c); /* SOTP_ERR_EXISTS */
 int sotp_store_contract_set_password(struct sotp_store *st, const char *id,
-    const char *pwhash);			/* SOTP_ERR_NOT_FOUND */
+    const char *pwhash); /* SOTP_ERR_NOT_FOUND */
 int sotp_store_contract_set_login(struct sotp_store *st, const char *id,
-    enum sotp_login login);			/* SOTP_ERR_NOT_FOUND */
+    enum sotp_login login); /* SOTP_ERR_NOT_FOUND */
 int sotp_store_contract_set_card(struct sotp_store *st, const char *id,
-    const uint8_t *card, size_t len);		/* SOTP_ERR_NOT_FOUND */
+    const uint8_t *card, size_t len); /* SOTP_ERR_NOT_FOUND */
 /* failures = 0, locked_until = 0. */
 int sotp_store_contract_unlock(struct sotp_store *st, const char *id);
 /*
  * Closes the contract only if no token is bound: *closed = 1 if it did,
  * 0 if a token is bound (nothing changed). SOTP_ERR_NOT_FOUND.
  */
-int sotp_store_contract_close(struct sotp_store *st, const char *id,
-    int *closed);
+int sotp_store_contract_close(
+    struct sotp_store *st, const char *id, int *closed);
 
 /*
  * The replay guard and success path, one transaction: sets the token's
@@ -245,8 +244,8 @@ int sotp_store_bind(struct sotp_store *st, const char *contract,
  * reuse), 0 if it had none. SOTP_ERR_NOT_FOUND for an unknown contract.
  * The serial it held is copied to serial[SOTP_ID_MAX] when not NULL.
  */
-int sotp_store_unbind(struct sotp_store *st, const char *contract,
-    int *unbound, char *serial);
+int sotp_store_unbind(
+    struct sotp_store *st, const char *contract, int *unbound, char *serial);
 
 /*
  * Marks a challenge state id (16 bytes) used; *fresh = 1 the first time,
@@ -255,10 +254,154 @@ int sotp_store_unbind(struct sotp_store *st, const char *contract,
 int sotp_store_state_use(struct sotp_store *st, const uint8_t *id,
     int64_t expires, int64_t now, int *fresh);
 
-int sotp_store_audit_add(struct sotp_store *st,
-    const struct sotp_audit_rec *r);
+int sotp_store_audit_add(struct sotp_store *st, const struct sotp_audit_rec *r);
 /* Rows oldest first; contract NULL for all; since/until 0: no bound. */
 int sotp_store_audit_list(struct sotp_store *st, const char *contract,
     int64_t since, int64_t until, sotp_audit_cb *cb, void *arg);
+
+/* ---- policy.c: the policy file, read once into an immutable struct ---- */
+
+#define SOTP_MAX_KINDS 16
+#define SOTP_MAX_CONTEXTS 16
+#define SOTP_MAX_SERVICES 64
+#define SOTP_PATH_MAX 1024
+#define SOTP_MAX_CELLS 8
+
+enum sotp_second { SOTP_2F_NONE, SOTP_2F_OTP, SOTP_2F_CARD, SOTP_2F_USER };
+enum sotp_action { SOTP_ACT_AUTH, SOTP_ACT_REGISTER, SOTP_ACT_UNREGISTER };
+
+struct sotp_kind {
+	char name[SOTP_NAME_MAX];
+	int64_t sunset_end; /* first second after the sunset day; 0: none */
+	char sunset[11];    /* YYYY-MM-DD as written */
+	unsigned int warn_days;
+};
+
+struct sotp_context_def {
+	char name[SOTP_NAME_MAX];
+	int password; /* 1: the contract password is checked */
+	enum sotp_second second;
+	enum sotp_action action;
+};
+
+struct sotp_service {
+	char name[SOTP_ID_MAX];
+	int context; /* index into contexts */
+};
+
+struct sotp_policy {
+	char path[SOTP_PATH_MAX];
+	char store[SOTP_PATH_MAX + 16];
+	char master_key[SOTP_PATH_MAX];
+	char issuer[128];
+	enum sotp_alg alg;
+	unsigned int digits, period, window_back, window_forward;
+	unsigned int max_drift, resync_window;
+	unsigned int lock_threshold, lock_duration;
+	unsigned int state_lifetime, max_rounds;
+	unsigned int card_rows, card_cols, card_cells;
+	struct sotp_kind kinds[SOTP_MAX_KINDS];
+	size_t nkinds;
+	size_t default_kind;
+	struct sotp_context_def contexts[SOTP_MAX_CONTEXTS];
+	size_t ncontexts;
+	struct sotp_service services[SOTP_MAX_SERVICES];
+	size_t nservices;
+};
+
+/* Reads path into *p; SOTP_ERR_CONFIG with "file:line: ..." in err. */
+int sotp_policy_read(
+    const char *path, struct sotp_policy *p, char *err, size_t errsz);
+const struct sotp_kind *sotp_policy_kind(
+    const struct sotp_policy *p, const char *name);
+const struct sotp_context_def *sotp_policy_context(
+    const struct sotp_policy *p, const char *name);
+/* The default policy text (conf/shinkin-otp.conf, built in). */
+extern const char sotp_default_policy_text[];
+
+/* ---- ctx.c ---- */
+
+struct sotp_ctx {
+	struct sotp_policy pol;
+	int have_policy;
+	uint8_t key[SOTP_KEY_LEN];
+	uint8_t state_key[SOTP_KEY_LEN];
+	int have_key;
+	struct sotp_store *st;
+	struct sotp_mac *mac;
+	sotp_log_fn *log;
+	void *log_arg;
+	int debug;
+	char err[1024];
+};
+
+void sotp_ctx_seterr(struct sotp_ctx *ctx, const char *fmt, ...)
+    SOTP_PRINTF(2, 3);
+void sotp_log(const struct sotp_ctx *ctx, int prio, const char *fmt, ...)
+    SOTP_PRINTF(3, 4);
+/* SOTP_ERR_CONFIG unless the whole context (policy, key, store) is loaded. */
+int sotp_ctx_ready(struct sotp_ctx *ctx);
+
+/* ---- audit.c ---- */
+
+/*
+ * Records one decision or admin action: an audit row in the store and one
+ * log line (key=value). Never pass a secret in detail. A failure to write
+ * the row is logged; the caller's verdict stands unless it was an accept
+ * (see engine.c).
+ */
+int sotp_audit(struct sotp_ctx *ctx, time_t now, const char *action,
+    const char *contract, const char *serial, const char *context,
+    const char *verdict, int reason, const char *detail);
+/* Convenience for admin calls: fills d and audits; returns SOTP_OK. */
+int sotp_refuse(struct sotp_ctx *ctx, struct sotp_decision *d, time_t now,
+    const char *action, const char *contract, const char *serial, int reason);
+int sotp_admin_ok(struct sotp_ctx *ctx, struct sotp_decision *d, time_t now,
+    const char *action, const char *contract, const char *serial,
+    const char *detail);
+
+/* ---- passwd.c, card.c ---- */
+
+/* crypt(3) hash of password (yescrypt) into out[SOTP_HASH_MAX]. */
+int sotp_passwd_hash(const char *password, char *out);
+/* *ok = 1 when password matches hash (constant-time compare). */
+int sotp_passwd_check(const char *password, const char *hash, int *ok);
+
+/* A grid of rows x cols ASCII digits, row-major, no separators. */
+int sotp_card_new(
+    unsigned int rows, unsigned int cols, char *grid, size_t gridsz);
+/* Formats grid for printing ("   0 1 2 ...\nA  3 8 1 ...\n"). */
+int sotp_card_format(const char *grid, unsigned int rows, unsigned int cols,
+    char *out, size_t outsz);
+/* Picks n distinct random cells (index = row * cols + col). */
+int sotp_card_pick(
+    unsigned int rows, unsigned int cols, unsigned int n, uint8_t *cells);
+/* "B7 E2" for the cells. */
+void sotp_card_cells_text(const uint8_t *cells, unsigned int n,
+    unsigned int cols, char *out, size_t outsz);
+/* *ok = 1 when answer (digits, spaces ignored) matches the grid cells. */
+int sotp_card_check(const char *grid, const uint8_t *cells, unsigned int n,
+    const char *answer, int *ok);
+
+/* ---- token.c: secrets and code checks shared by engine and admin ---- */
+
+/*
+ * Checks code against token t at now within the policy window around its
+ * drift (wider: `window` steps each way when > 0, for binding). On a
+ * match, *step is the matched time step and *drift the new drift.
+ * *match = 0 when no step in the window matches.
+ */
+int sotp_token_match(struct sotp_ctx *ctx, const struct sotp_token_rec *t,
+    const char *code, time_t now, int *match, int64_t *step, int *drift);
+/*
+ * Binds serial to contract after checking that code comes from it now (the
+ * step is consumed by the bind transaction). *reason says why not; msg
+ * receives a customer message for a sunset kind.
+ */
+int sotp_engine_bind(struct sotp_ctx *ctx, const char *contract,
+    const char *serial, const char *code, enum sotp_login login, time_t now,
+    int *reason, char *msg, size_t msgsz);
+/* 1..64 printable ASCII, no spaces or control characters. */
+int sotp_id_valid(const char *s);
 
 #endif /* SOTP_INT_H */

@@ -1,0 +1,529 @@
+/*
+ * admin.c - the operations behind the admin CLI: tokens and contracts.
+ *
+ * Each call validates its input, refuses with a reason (audited) or makes
+ * one change (audited). Secrets arrive in plain text and leave sealed.
+ */
+#include "sotp_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SECRET_LEN 20 /* 160 bits, RFC 4226 section 4 R6 recommends this */
+
+void
+sotp_token_spec_defaults(
+    const struct sotp_ctx *ctx, struct sotp_token_spec *spec)
+{
+	memset(spec, 0, sizeof(*spec));
+	spec->alg = ctx->pol.alg;
+	spec->digits = ctx->pol.digits;
+	spec->period = ctx->pol.period;
+}
+
+static int
+ready(struct sotp_ctx *ctx, struct sotp_decision *d)
+{
+	if (ctx == NULL || d == NULL)
+		return SOTP_ERR_INVALID_ARG;
+	memset(d, 0, sizeof(*d));
+	d->verdict = SOTP_REJECT;
+	d->reason = SOTP_R_BAD_CONFIG;
+	return sotp_ctx_ready(ctx);
+}
+
+static int
+store_err(struct sotp_ctx *ctx, struct sotp_decision *d, int rc)
+{
+	sotp_ctx_seterr(ctx, "%s", sotp_store_errmsg(ctx->st));
+	d->reason = (enum sotp_reason)sotp_reason_from_rc(rc);
+	return rc;
+}
+
+static int
+token_insert(struct sotp_ctx *ctx, const struct sotp_token_spec *spec,
+    const uint8_t *secret, size_t len, time_t now, struct sotp_decision *d)
+{
+	struct sotp_token_rec t;
+	const char *kind;
+	int rc;
+
+	memset(&t, 0, sizeof(t));
+	kind = spec->kind != NULL ? spec->kind
+	                          : ctx->pol.kinds[ctx->pol.default_kind].name;
+	if (!sotp_id_valid(spec->serial) || sotp_alg_name(spec->alg) == NULL ||
+	    spec->digits < 6 || spec->digits > 8 || spec->period < 1 ||
+	    spec->period > 300 || len < 10 || len > 64) {
+		sotp_ctx_seterr(ctx,
+		    "token %s: bad serial, algorithm, digits "
+		    "(6-8), period (1-300 s) or secret "
+		    "length (10-64 bytes)",
+		    spec->serial != NULL ? spec->serial : "-");
+		return sotp_refuse(ctx, d, now, "token.add", NULL,
+		    sotp_id_valid(spec->serial) ? spec->serial : NULL,
+		    SOTP_R_BAD_INPUT);
+	}
+	if (sotp_policy_kind(&ctx->pol, kind) == NULL) {
+		sotp_ctx_seterr(ctx, "token %s: kind '%s' is not defined in %s",
+		    spec->serial, kind, ctx->pol.path);
+		return sotp_refuse(ctx, d, now, "token.add", NULL, spec->serial,
+		    SOTP_R_BAD_INPUT);
+	}
+	sotp_strlcpy(t.serial, spec->serial, sizeof(t.serial));
+	sotp_strlcpy(t.kind, kind, sizeof(t.kind));
+	t.alg = spec->alg;
+	t.digits = spec->digits;
+	t.period = spec->period;
+	t.last_step = -1;
+	t.created = (int64_t)now;
+	/* The serial is the AAD: a sealed secret cannot move to a token. */
+	if ((rc = sotp_seal(ctx->key, t.serial, strlen(t.serial), secret, len,
+	         t.secret, sizeof(t.secret), &t.secret_len)) != SOTP_OK)
+		goto out;
+	rc = sotp_store_token_insert(ctx->st, &t);
+	if (rc == SOTP_ERR_EXISTS)
+		rc = sotp_refuse(
+		    ctx, d, now, "token.add", NULL, t.serial, SOTP_R_EXISTS);
+	else if (rc != SOTP_OK)
+		rc = store_err(ctx, d, rc);
+	else
+		rc = sotp_admin_ok(
+		    ctx, d, now, "token.add", NULL, t.serial, t.kind);
+out:
+	sotp_wipe(&t, sizeof(t));
+	return rc;
+}
+
+int
+sotp_token_add(struct sotp_ctx *ctx, const struct sotp_token_spec *spec,
+    const uint8_t *secret, size_t len, time_t now, struct sotp_decision *d)
+{
+	int rc;
+
+	if (spec == NULL || secret == NULL)
+		return SOTP_ERR_INVALID_ARG;
+	if ((rc = ready(ctx, d)) != SOTP_OK)
+		return rc;
+	return token_insert(ctx, spec, secret, len, now, d);
+}
+
+int
+sotp_token_generate(struct sotp_ctx *ctx, const struct sotp_token_spec *spec,
+    time_t now, char *serial_out, struct sotp_decision *d)
+{
+	struct sotp_token_spec s;
+	uint8_t secret[SECRET_LEN], rnd[5];
+	int rc, tries;
+
+	if (spec == NULL || serial_out == NULL)
+		return SOTP_ERR_INVALID_ARG;
+	serial_out[0] = '\0';
+	if ((rc = ready(ctx, d)) != SOTP_OK)
+		return rc;
+	s = *spec;
+	/* A fresh 12-digit serial; retried on the rare collision. */
+	for (tries = 0; tries < 8; tries++) {
+		if ((rc = sotp_random(rnd, sizeof(rnd))) != SOTP_OK ||
+		    (rc = sotp_random(secret, sizeof(secret))) != SOTP_OK)
+			goto out;
+		snprintf(serial_out, SOTP_ID_MAX, "SO%010llu",
+		    (unsigned long long)(((uint64_t)rnd[0] << 32 |
+		                             (uint64_t)rnd[1] << 24 |
+		                             (uint64_t)rnd[2] << 16 |
+		                             (uint64_t)rnd[3] << 8 | rnd[4]) %
+		        10000000000ULL));
+		s.serial = serial_out;
+		if ((rc = token_insert(
+		         ctx, &s, secret, sizeof(secret), now, d)) != SOTP_OK ||
+		    d->reason != SOTP_R_EXISTS)
+			goto out;
+	}
+out:
+	SOTP_WIPE_ARRAY(secret);
+	if (rc != SOTP_OK || d->verdict != SOTP_ACCEPT)
+		serial_out[0] = '\0';
+	return rc;
+}
+
+static void
+token_info(const struct sotp_token_rec *t, struct sotp_token_info *out)
+{
+	memset(out, 0, sizeof(*out));
+	sotp_strlcpy(out->serial, t->serial, sizeof(out->serial));
+	sotp_strlcpy(out->kind, t->kind, sizeof(out->kind));
+	out->alg = t->alg;
+	out->digits = t->digits;
+	out->period = t->period;
+	out->last_step = t->last_step;
+	out->drift = t->drift;
+	out->disabled = t->disabled;
+	sotp_strlcpy(out->contract, t->contract, sizeof(out->contract));
+	out->created = t->created;
+}
+
+int
+sotp_token_get(
+    struct sotp_ctx *ctx, const char *serial, struct sotp_token_info *out)
+{
+	struct sotp_token_rec t;
+	int rc;
+
+	if (ctx == NULL || serial == NULL || out == NULL)
+		return SOTP_ERR_INVALID_ARG;
+	if ((rc = sotp_ctx_ready(ctx)) != SOTP_OK)
+		return rc;
+	if (!sotp_id_valid(serial))
+		return SOTP_ERR_NOT_FOUND;
+	if ((rc = sotp_store_token_get(ctx->st, serial, &t)) != SOTP_OK) {
+		if (rc != SOTP_ERR_NOT_FOUND)
+			sotp_ctx_seterr(ctx, "%s", sotp_store_errmsg(ctx->st));
+		return rc;
+	}
+	token_info(&t, out);
+	sotp_wipe(&t, sizeof(t));
+	return SOTP_OK;
+}
+
+struct list_arg {
+	sotp_token_cb *cb;
+	void *arg;
+};
+
+static int
+list_one(void *arg, const struct sotp_token_rec *t)
+{
+	const struct list_arg *la = arg;
+	struct sotp_token_info info;
+
+	token_info(t, &info);
+	return la->cb(la->arg, &info);
+}
+
+int
+sotp_token_list(
+    struct sotp_ctx *ctx, int unassigned_only, sotp_token_cb *cb, void *arg)
+{
+	struct list_arg la = {cb, arg};
+	int rc;
+
+	if (ctx == NULL || cb == NULL)
+		return SOTP_ERR_INVALID_ARG;
+	if ((rc = sotp_ctx_ready(ctx)) != SOTP_OK)
+		return rc;
+	if ((rc = sotp_store_token_list(
+	         ctx->st, unassigned_only, list_one, &la)) != SOTP_OK)
+		sotp_ctx_seterr(ctx, "%s", sotp_store_errmsg(ctx->st));
+	return rc;
+}
+
+int
+sotp_token_uri(struct sotp_ctx *ctx, const char *serial, char **uri)
+{
+	struct sotp_token_rec t;
+	struct sotp_uri u;
+	uint8_t key[SOTP_SECRET_MAX];
+	size_t keylen = 0;
+	int rc;
+
+	if (ctx == NULL || serial == NULL || uri == NULL)
+		return SOTP_ERR_INVALID_ARG;
+	*uri = NULL;
+	memset(&u, 0, sizeof(u));
+	if ((rc = sotp_ctx_ready(ctx)) != SOTP_OK)
+		return rc;
+	if (!sotp_id_valid(serial))
+		return SOTP_ERR_NOT_FOUND;
+	if ((rc = sotp_store_token_get(ctx->st, serial, &t)) != SOTP_OK)
+		return rc;
+	if ((rc = sotp_unseal(ctx->key, t.serial, strlen(t.serial), t.secret,
+	         t.secret_len, key, sizeof(key), &keylen)) != SOTP_OK) {
+		sotp_ctx_seterr(ctx,
+		    "token %s: secret cannot be decrypted "
+		    "(wrong master key or tampered row)",
+		    serial);
+		goto out;
+	}
+	sotp_strlcpy(u.issuer, ctx->pol.issuer, sizeof(u.issuer));
+	sotp_strlcpy(u.account, t.serial, sizeof(u.account));
+	u.alg = t.alg;
+	u.digits = t.digits;
+	u.period = t.period;
+	if ((rc = sotp_base32_encode(
+	         key, keylen, u.secret, sizeof(u.secret))) != SOTP_OK)
+		goto out;
+	rc = sotp_uri_build(&u, uri);
+out:
+	SOTP_WIPE_ARRAY(key);
+	sotp_wipe(&u, sizeof(u));
+	sotp_wipe(&t, sizeof(t));
+	return rc;
+}
+
+/* ---- contracts ---- */
+
+static int
+password_ok(const char *pw)
+{
+	size_t n = pw != NULL ? strlen(pw) : 0;
+
+	return n >= 1 && n <= 256;
+}
+
+int
+sotp_contract_add(struct sotp_ctx *ctx, const char *id, const char *password,
+    time_t now, struct sotp_decision *d)
+{
+	struct sotp_contract_rec c;
+	int rc;
+
+	if ((rc = ready(ctx, d)) != SOTP_OK)
+		return rc;
+	if (!sotp_id_valid(id) || !password_ok(password))
+		return sotp_refuse(ctx, d, now, "contract.add",
+		    sotp_id_valid(id) ? id : NULL, NULL, SOTP_R_BAD_INPUT);
+	memset(&c, 0, sizeof(c));
+	sotp_strlcpy(c.id, id, sizeof(c.id));
+	c.login = SOTP_LOGIN_OTP;
+	c.created = (int64_t)now;
+	if ((rc = sotp_passwd_hash(password, c.pwhash)) != SOTP_OK)
+		goto out;
+	rc = sotp_store_contract_insert(ctx->st, &c);
+	if (rc == SOTP_ERR_EXISTS)
+		rc = sotp_refuse(
+		    ctx, d, now, "contract.add", id, NULL, SOTP_R_EXISTS);
+	else if (rc != SOTP_OK)
+		rc = store_err(ctx, d, rc);
+	else
+		rc = sotp_admin_ok(ctx, d, now, "contract.add", id, NULL, NULL);
+out:
+	sotp_wipe(&c, sizeof(c));
+	return rc;
+}
+
+/* Runs a one-contract update and maps NOT_FOUND to a refusal. */
+static int
+contract_done(struct sotp_ctx *ctx, struct sotp_decision *d, time_t now,
+    const char *action, const char *id, int rc, const char *detail)
+{
+	if (rc == SOTP_ERR_NOT_FOUND)
+		return sotp_refuse(
+		    ctx, d, now, action, NULL, NULL, SOTP_R_UNKNOWN_CONTRACT);
+	if (rc != SOTP_OK)
+		return store_err(ctx, d, rc);
+	return sotp_admin_ok(ctx, d, now, action, id, NULL, detail);
+}
+
+int
+sotp_contract_passwd(struct sotp_ctx *ctx, const char *id, const char *password,
+    time_t now, struct sotp_decision *d)
+{
+	char hash[SOTP_HASH_MAX];
+	int rc;
+
+	if ((rc = ready(ctx, d)) != SOTP_OK)
+		return rc;
+	if (!sotp_id_valid(id))
+		return sotp_refuse(ctx, d, now, "contract.passwd", NULL, NULL,
+		    SOTP_R_UNKNOWN_CONTRACT);
+	if (!password_ok(password))
+		return sotp_refuse(
+		    ctx, d, now, "contract.passwd", id, NULL, SOTP_R_BAD_INPUT);
+	if ((rc = sotp_passwd_hash(password, hash)) != SOTP_OK)
+		return rc;
+	rc = sotp_store_contract_set_password(ctx->st, id, hash);
+	SOTP_WIPE_ARRAY(hash);
+	return contract_done(ctx, d, now, "contract.passwd", id, rc, NULL);
+}
+
+int
+sotp_contract_bind(struct sotp_ctx *ctx, const char *id, const char *serial,
+    const char *code, enum sotp_login login, time_t now,
+    struct sotp_decision *d)
+{
+	struct sotp_contract_rec c;
+	int rc, reason = SOTP_R_INTERNAL;
+
+	if ((rc = ready(ctx, d)) != SOTP_OK)
+		return rc;
+	if (serial == NULL || code == NULL)
+		return SOTP_ERR_INVALID_ARG;
+	if (!sotp_id_valid(id))
+		return sotp_refuse(ctx, d, now, "contract.bind", NULL, NULL,
+		    SOTP_R_UNKNOWN_CONTRACT);
+	rc = sotp_store_contract_get(ctx->st, id, &c);
+	if (rc == SOTP_ERR_NOT_FOUND)
+		return sotp_refuse(ctx, d, now, "contract.bind", NULL, NULL,
+		    SOTP_R_UNKNOWN_CONTRACT);
+	if (rc != SOTP_OK)
+		return store_err(ctx, d, rc);
+	if (login == SOTP_LOGIN_CARD && c.card_len == 0)
+		reason = SOTP_R_NO_CARD;
+	else if ((rc = sotp_engine_bind(ctx, id, serial, code, login, now,
+	              &reason, d->message, sizeof(d->message))) != SOTP_OK)
+		reason = sotp_reason_from_rc(rc);
+	sotp_wipe(&c, sizeof(c));
+	if (rc != SOTP_OK) {
+		d->reason = (enum sotp_reason)reason;
+		return rc;
+	}
+	if (reason != SOTP_R_ACCEPTED)
+		return sotp_refuse(ctx, d, now, "contract.bind", id,
+		    sotp_id_valid(serial) ? serial : NULL, reason);
+	return sotp_admin_ok(
+	    ctx, d, now, "contract.bind", id, serial, sotp_login_name(login));
+}
+
+int
+sotp_contract_unbind(
+    struct sotp_ctx *ctx, const char *id, time_t now, struct sotp_decision *d)
+{
+	char serial[SOTP_ID_MAX] = "";
+	int rc, unbound = 0;
+
+	if ((rc = ready(ctx, d)) != SOTP_OK)
+		return rc;
+	if (!sotp_id_valid(id))
+		return sotp_refuse(ctx, d, now, "contract.unbind", NULL, NULL,
+		    SOTP_R_UNKNOWN_CONTRACT);
+	rc = sotp_store_unbind(ctx->st, id, &unbound, serial);
+	if (rc == SOTP_OK && !unbound)
+		return sotp_refuse(
+		    ctx, d, now, "contract.unbind", id, NULL, SOTP_R_NOT_BOUND);
+	if (rc == SOTP_ERR_NOT_FOUND)
+		return sotp_refuse(ctx, d, now, "contract.unbind", NULL, NULL,
+		    SOTP_R_UNKNOWN_CONTRACT);
+	if (rc != SOTP_OK)
+		return store_err(ctx, d, rc);
+	return sotp_admin_ok(ctx, d, now, "contract.unbind", id, serial, NULL);
+}
+
+int
+sotp_contract_unlock(
+    struct sotp_ctx *ctx, const char *id, time_t now, struct sotp_decision *d)
+{
+	int rc;
+
+	if ((rc = ready(ctx, d)) != SOTP_OK)
+		return rc;
+	if (!sotp_id_valid(id))
+		return sotp_refuse(ctx, d, now, "contract.unlock", NULL, NULL,
+		    SOTP_R_UNKNOWN_CONTRACT);
+	rc = sotp_store_contract_unlock(ctx->st, id);
+	return contract_done(ctx, d, now, "contract.unlock", id, rc, NULL);
+}
+
+int
+sotp_contract_close(
+    struct sotp_ctx *ctx, const char *id, time_t now, struct sotp_decision *d)
+{
+	int rc, closed = 0;
+
+	if ((rc = ready(ctx, d)) != SOTP_OK)
+		return rc;
+	if (!sotp_id_valid(id))
+		return sotp_refuse(ctx, d, now, "contract.close", NULL, NULL,
+		    SOTP_R_UNKNOWN_CONTRACT);
+	rc = sotp_store_contract_close(ctx->st, id, &closed);
+	if (rc == SOTP_OK && !closed)
+		return sotp_refuse(ctx, d, now, "contract.close", id, NULL,
+		    SOTP_R_STILL_BOUND);
+	return contract_done(ctx, d, now, "contract.close", id, rc, NULL);
+}
+
+int
+sotp_contract_set_login(struct sotp_ctx *ctx, const char *id,
+    enum sotp_login login, time_t now, struct sotp_decision *d)
+{
+	struct sotp_contract_rec c;
+	int rc;
+
+	if ((rc = ready(ctx, d)) != SOTP_OK)
+		return rc;
+	if (!sotp_id_valid(id))
+		return sotp_refuse(ctx, d, now, "contract.set", NULL, NULL,
+		    SOTP_R_UNKNOWN_CONTRACT);
+	rc = sotp_store_contract_get(ctx->st, id, &c);
+	if (rc == SOTP_OK) {
+		/* A choice the contract cannot satisfy would lock it out. */
+		if (login == SOTP_LOGIN_OTP && c.serial[0] == '\0')
+			rc = sotp_refuse(ctx, d, now, "contract.set", id, NULL,
+			    SOTP_R_NOT_BOUND);
+		else if (login == SOTP_LOGIN_CARD && c.card_len == 0)
+			rc = sotp_refuse(ctx, d, now, "contract.set", id, NULL,
+			    SOTP_R_NO_CARD);
+		else
+			rc = contract_done(ctx, d, now, "contract.set", id,
+			    sotp_store_contract_set_login(ctx->st, id, login),
+			    sotp_login_name(login));
+		sotp_wipe(&c, sizeof(c));
+		return rc;
+	}
+	return contract_done(ctx, d, now, "contract.set", id, rc, NULL);
+}
+
+int
+sotp_contract_card(struct sotp_ctx *ctx, const char *id, time_t now, char *grid,
+    size_t gridsz, struct sotp_decision *d)
+{
+	const struct sotp_policy *p;
+	char raw[26 * 10 + 1];
+	uint8_t sealed[SOTP_CARD_MAX];
+	size_t n = 0;
+	int rc;
+
+	if (grid == NULL || gridsz == 0)
+		return SOTP_ERR_INVALID_ARG;
+	grid[0] = '\0';
+	if ((rc = ready(ctx, d)) != SOTP_OK)
+		return rc;
+	p = &ctx->pol;
+	if (!sotp_id_valid(id))
+		return sotp_refuse(ctx, d, now, "contract.card", NULL, NULL,
+		    SOTP_R_UNKNOWN_CONTRACT);
+	if ((rc = sotp_card_new(
+	         p->card_rows, p->card_cols, raw, sizeof(raw))) != SOTP_OK ||
+	    (rc = sotp_seal(ctx->key, id, strlen(id), (const uint8_t *)raw,
+	         strlen(raw), sealed, sizeof(sealed), &n)) != SOTP_OK ||
+	    (rc = sotp_card_format(
+	         raw, p->card_rows, p->card_cols, grid, gridsz)) != SOTP_OK)
+		goto out;
+	rc = sotp_store_contract_set_card(ctx->st, id, sealed, n);
+	if (rc != SOTP_OK)
+		sotp_wipe(grid, gridsz);
+	rc = contract_done(ctx, d, now, "contract.card", id, rc, NULL);
+out:
+	SOTP_WIPE_ARRAY(raw);
+	return rc;
+}
+
+int
+sotp_contract_get(
+    struct sotp_ctx *ctx, const char *id, struct sotp_contract_info *out)
+{
+	struct sotp_contract_rec c;
+	int rc;
+
+	if (ctx == NULL || id == NULL || out == NULL)
+		return SOTP_ERR_INVALID_ARG;
+	memset(out, 0, sizeof(*out));
+	if ((rc = sotp_ctx_ready(ctx)) != SOTP_OK)
+		return rc;
+	if (!sotp_id_valid(id))
+		return SOTP_ERR_NOT_FOUND;
+	if ((rc = sotp_store_contract_get(ctx->st, id, &c)) != SOTP_OK) {
+		if (rc != SOTP_ERR_NOT_FOUND)
+			sotp_ctx_seterr(ctx, "%s", sotp_store_errmsg(ctx->st));
+		return rc;
+	}
+	sotp_strlcpy(out->id, c.id, sizeof(out->id));
+	out->login = c.login;
+	sotp_strlcpy(out->serial, c.serial, sizeof(out->serial));
+	out->has_card = c.card_len > 0;
+	out->failures = c.failures;
+	out->locked_until = c.locked_until;
+	out->closed = c.closed;
+	out->created = c.created;
+	sotp_wipe(&c, sizeof(c));
+	return SOTP_OK;
+}

@@ -1,0 +1,135 @@
+/*
+ * card.c - the customer card ("confirmation password"): a printed grid of
+ * digits; a challenge names random cells and the answer is their digits.
+ * Rows are letters (A..), columns digits (0..9).
+ */
+#include "sotp_int.h"
+
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <string.h>
+
+int
+sotp_card_new(unsigned int rows, unsigned int cols, char *grid, size_t gridsz)
+{
+	unsigned int i, v;
+	int rc;
+
+	if (rows == 0 || rows > 26 || cols == 0 || cols > 10 ||
+	    gridsz < (size_t)rows * cols + 1)
+		return SOTP_ERR_INVALID_ARG;
+	for (i = 0; i < rows * cols; i++) {
+		if ((rc = sotp_random_uniform(10, &v)) != SOTP_OK) {
+			sotp_wipe(grid, gridsz);
+			return rc;
+		}
+		grid[i] = (char)('0' + v);
+	}
+	grid[rows * cols] = '\0';
+	return SOTP_OK;
+}
+
+int
+sotp_card_format(const char *grid, unsigned int rows, unsigned int cols,
+    char *out, size_t outsz)
+{
+	size_t len = 0;
+	unsigned int r, c;
+	int n;
+
+	if (strlen(grid) != (size_t)rows * cols || outsz == 0)
+		return SOTP_ERR_INVALID_ARG;
+#define EMIT(...)                                                              \
+	do {                                                                   \
+		n = snprintf(out + len, outsz - len, __VA_ARGS__);             \
+		if (n < 0 || (size_t)n >= outsz - len)                         \
+			goto small;                                            \
+		len += (size_t)n;                                              \
+	} while (0)
+	EMIT("  ");
+	for (c = 0; c < cols; c++)
+		EMIT(" %u", c);
+	EMIT("\n");
+	for (r = 0; r < rows; r++) {
+		EMIT("%c ", 'A' + r);
+		for (c = 0; c < cols; c++)
+			EMIT(" %c", grid[r * cols + c]);
+		EMIT("\n");
+	}
+#undef EMIT
+	return SOTP_OK;
+small:
+	sotp_wipe(out, outsz);
+	return SOTP_ERR_BUFFER;
+}
+
+int
+sotp_card_pick(
+    unsigned int rows, unsigned int cols, unsigned int n, uint8_t *cells)
+{
+	unsigned int i, j, v;
+	int rc;
+
+	if (n == 0 || n > SOTP_MAX_CELLS || n > rows * cols ||
+	    rows * cols > 255)
+		return SOTP_ERR_INVALID_ARG;
+	for (i = 0; i < n; i++) {
+again:
+		if ((rc = sotp_random_uniform(rows * cols, &v)) != SOTP_OK)
+			return rc;
+		for (j = 0; j < i; j++)
+			if (cells[j] == v)
+				goto again;
+		cells[i] = (uint8_t)v;
+	}
+	return SOTP_OK;
+}
+
+void
+sotp_card_cells_text(const uint8_t *cells, unsigned int n, unsigned int cols,
+    char *out, size_t outsz)
+{
+	size_t len = 0;
+	unsigned int i;
+	int k;
+
+	out[0] = '\0';
+	for (i = 0; i < n && cols > 0; i++) {
+		k = snprintf(out + len, outsz - len, "%s%c%u", i ? " " : "",
+		    'A' + cells[i] / cols, cells[i] % cols);
+		if (k < 0 || (size_t)k >= outsz - len)
+			return;
+		len += (size_t)k;
+	}
+}
+
+int
+sotp_card_check(const char *grid, const uint8_t *cells, unsigned int n,
+    const char *answer, int *ok)
+{
+	char want[SOTP_MAX_CELLS], got[SOTP_MAX_CELLS];
+	size_t glen = strlen(grid), k = 0;
+	unsigned int i;
+
+	*ok = 0;
+	if (n == 0 || n > SOTP_MAX_CELLS)
+		return SOTP_ERR_INVALID_ARG;
+	for (i = 0; i < n; i++) {
+		if (cells[i] >= glen)
+			return SOTP_ERR_INVALID_ARG;
+		want[i] = grid[cells[i]];
+	}
+	for (; *answer != '\0'; answer++) {
+		if (*answer == ' ' || *answer == '-')
+			continue;
+		if (*answer < '0' || *answer > '9' || k == n)
+			goto out;
+		got[k++] = *answer;
+	}
+	if (k == n)
+		*ok = CRYPTO_memcmp(want, got, n) == 0;
+out:
+	SOTP_WIPE_ARRAY(want);
+	SOTP_WIPE_ARRAY(got);
+	return SOTP_OK;
+}

@@ -1,0 +1,242 @@
+/*
+ * ctx.c - the context: an immutable policy, the master key and one store
+ * handle. A context is used by one thread at a time; radiusd keeps one per
+ * worker, PAM one per call.
+ */
+#include "sotp_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
+
+int
+sotp_ctx_new(struct sotp_ctx **out)
+{
+	struct sotp_ctx *ctx;
+
+	if (out == NULL)
+		return SOTP_ERR_INVALID_ARG;
+	*out = NULL;
+	if ((ctx = calloc(1, sizeof(*ctx))) == NULL)
+		return SOTP_ERR_NOMEM;
+	*out = ctx;
+	return SOTP_OK;
+}
+
+void
+sotp_ctx_free(struct sotp_ctx *ctx)
+{
+	if (ctx == NULL)
+		return;
+	sotp_store_close(ctx->st);
+	sotp_mac_free(ctx->mac);
+	sotp_free_secret(ctx, sizeof(*ctx));
+}
+
+void
+sotp_ctx_set_log(struct sotp_ctx *ctx, sotp_log_fn *fn, void *arg, int debug)
+{
+	if (ctx == NULL)
+		return;
+	ctx->log = fn;
+	ctx->log_arg = arg;
+	ctx->debug = debug;
+}
+
+const char *
+sotp_ctx_errmsg(const struct sotp_ctx *ctx)
+{
+	return ctx == NULL ? "" : ctx->err;
+}
+
+void
+sotp_ctx_seterr(struct sotp_ctx *ctx, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(ctx->err, sizeof(ctx->err), fmt, ap);
+	va_end(ap);
+}
+
+void
+sotp_log(const struct sotp_ctx *ctx, int prio, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (ctx->log == NULL || (prio == LOG_DEBUG && !ctx->debug))
+		return;
+	va_start(ap, fmt);
+	ctx->log(ctx->log_arg, prio, fmt, ap);
+	va_end(ap);
+}
+
+int
+sotp_ctx_ready(struct sotp_ctx *ctx)
+{
+	if (!ctx->have_policy || !ctx->have_key || ctx->st == NULL) {
+		if (ctx->err[0] == '\0')
+			sotp_ctx_seterr(ctx, "context not loaded");
+		return SOTP_ERR_CONFIG;
+	}
+	return SOTP_OK;
+}
+
+static void
+reset(struct sotp_ctx *ctx)
+{
+	sotp_store_close(ctx->st);
+	ctx->st = NULL;
+	ctx->have_policy = 0;
+	ctx->have_key = 0;
+	SOTP_WIPE_ARRAY(ctx->key);
+	SOTP_WIPE_ARRAY(ctx->state_key);
+	ctx->err[0] = '\0';
+}
+
+int
+sotp_ctx_load_policy(struct sotp_ctx *ctx, const char *path)
+{
+	int rc;
+
+	if (ctx == NULL)
+		return SOTP_ERR_INVALID_ARG;
+	reset(ctx);
+	if (path == NULL)
+		path = SOTP_DEFAULT_CONFIG;
+	if ((rc = sotp_policy_read(
+	         path, &ctx->pol, ctx->err, sizeof(ctx->err))) != SOTP_OK)
+		return rc;
+	ctx->have_policy = 1;
+	return SOTP_OK;
+}
+
+static int
+load_key(struct sotp_ctx *ctx)
+{
+	int rc;
+
+	if ((rc = sotp_key_load(ctx->pol.master_key, ctx->key, ctx->err,
+	         sizeof(ctx->err))) != SOTP_OK)
+		return rc;
+	/* Challenge states are signed under a subkey, never the master. */
+	if ((rc = sotp_kdf(ctx->key, "shinkin-otp state v1", ctx->state_key)) !=
+	    SOTP_OK) {
+		sotp_ctx_seterr(ctx, "cannot derive the state key");
+		return rc;
+	}
+	ctx->have_key = 1;
+	return SOTP_OK;
+}
+
+int
+sotp_ctx_load(struct sotp_ctx *ctx, const char *path)
+{
+	int rc;
+
+	if ((rc = sotp_ctx_load_policy(ctx, path)) != SOTP_OK)
+		return rc;
+	if ((rc = load_key(ctx)) != SOTP_OK)
+		goto out;
+	if (ctx->mac == NULL && (rc = sotp_mac_new(&ctx->mac)) != SOTP_OK) {
+		sotp_ctx_seterr(ctx, "cannot set up HMAC");
+		goto out;
+	}
+	if ((rc = sotp_store_open(ctx->pol.store, 0, &ctx->st, ctx->err,
+	         sizeof(ctx->err))) != SOTP_OK)
+		goto out;
+	rc = SOTP_OK;
+out:
+	if (rc != SOTP_OK) {
+		/* Keep the message, drop the half-loaded state. */
+		char msg[sizeof(ctx->err)];
+
+		memcpy(msg, ctx->err, sizeof(msg));
+		reset(ctx);
+		memcpy(ctx->err, msg, sizeof(msg));
+	}
+	return rc;
+}
+
+/*
+ * Writes the shipped policy to path with the store and the key placed
+ * beside it (relative paths resolve from the policy file's directory).
+ */
+static int
+write_default_policy(struct sotp_ctx *ctx, const char *path)
+{
+	const char *s = sotp_default_policy_text, *nl;
+	FILE *f = NULL;
+	int fd, rc = SOTP_ERR_SYSTEM;
+	size_t n;
+
+	fd = open(
+	    path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
+	if (fd == -1) {
+		if (errno == EEXIST)
+			return SOTP_OK;
+		sotp_ctx_seterr(
+		    ctx, "%s: cannot create: %s", path, strerror(errno));
+		return SOTP_ERR_SYSTEM;
+	}
+	if ((f = fdopen(fd, "w")) == NULL) {
+		close(fd);
+		goto fail;
+	}
+	for (; *s != '\0'; s = nl + 1) {
+		if ((nl = strchr(s, '\n')) == NULL)
+			nl = s + strlen(s) - 1;
+		n = (size_t)(nl - s) + 1;
+		if (strncmp(s, "store = ", 8) == 0)
+			fputs("store = sqlite:shinkin-otp.db\n", f);
+		else if (strncmp(s, "master_key = ", 13) == 0)
+			fputs("master_key = master.key\n", f);
+		else
+			fwrite(s, 1, n, f);
+	}
+	if (fflush(f) != 0 || fsync(fileno(f)) != 0)
+		goto fail;
+	if (fclose(f) != 0) {
+		f = NULL;
+		goto fail;
+	}
+	return SOTP_OK;
+fail:
+	sotp_ctx_seterr(ctx, "%s: cannot write: %s", path, strerror(errno));
+	if (f != NULL)
+		fclose(f);
+	unlink(path);
+	return rc;
+}
+
+int
+sotp_init(struct sotp_ctx *ctx, const char *path)
+{
+	struct sotp_store *st = NULL;
+	int rc;
+
+	if (ctx == NULL)
+		return SOTP_ERR_INVALID_ARG;
+	if (path == NULL)
+		path = SOTP_DEFAULT_CONFIG;
+	reset(ctx);
+	if ((rc = write_default_policy(ctx, path)) != SOTP_OK)
+		return rc;
+	if ((rc = sotp_ctx_load_policy(ctx, path)) != SOTP_OK)
+		return rc;
+	rc = sotp_key_create(ctx->pol.master_key, ctx->err, sizeof(ctx->err));
+	if (rc != SOTP_OK && rc != SOTP_ERR_EXISTS)
+		return rc;
+	ctx->err[0] = '\0';
+	if ((rc = sotp_store_open(ctx->pol.store, 1, &st, ctx->err,
+	         sizeof(ctx->err))) != SOTP_OK)
+		return rc;
+	sotp_store_close(st);
+	/* Prove the result is usable the way every front end will load it. */
+	return sotp_ctx_load(ctx, path);
+}

@@ -1,0 +1,679 @@
+/*
+ * policy.c - the policy file: one file read by PAM, RADIUS and the CLI.
+ *
+ * "key = value" lines under "[section]" or "[section name]" headers. Every
+ * problem is an error naming file:line, in the manner of OpenSSH's
+ * servconf.c; unknown sections and keys are errors too, so a misspelt
+ * option can never silently weaken the policy.
+ */
+#define _GNU_SOURCE /* strptime, timegm */
+#include "sotp_int.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum section {
+	SEC_MAIN,
+	SEC_OTP,
+	SEC_LOCKOUT,
+	SEC_STATE,
+	SEC_CARD,
+	SEC_KIND,
+	SEC_CONTEXT,
+	SEC_SERVICES
+};
+
+enum vtype { V_UINT, V_STR, V_PATH, V_STORE, V_ALG };
+
+struct option {
+	enum section sec;
+	const char *key;
+	enum vtype type;
+	size_t off;
+	size_t size; /* string buffer size */
+	unsigned int min, max;
+};
+
+#define UOPT(s, k, f, lo, hi)                                                  \
+	{                                                                      \
+		s, k, V_UINT, offsetof(struct sotp_policy, f), 0, lo, hi       \
+	}
+#define SOPT(s, k, t, f)                                                       \
+	{                                                                      \
+		s, k, t, offsetof(struct sotp_policy, f),                      \
+		    sizeof(((struct sotp_policy *)0)->f), 0, 0                 \
+	}
+
+static const struct option options[] = {
+    SOPT(SEC_MAIN, "store", V_STORE, store),
+    SOPT(SEC_MAIN, "master_key", V_PATH, master_key),
+    SOPT(SEC_MAIN, "issuer", V_STR, issuer),
+    {SEC_OTP, "algorithm", V_ALG, offsetof(struct sotp_policy, alg), 0, 0, 0},
+    UOPT(SEC_OTP, "digits", digits, 6, 8),
+    UOPT(SEC_OTP, "period", period, 10, 300),
+    UOPT(SEC_OTP, "window_back", window_back, 0, 3),
+    UOPT(SEC_OTP, "window_forward", window_forward, 0, 3),
+    UOPT(SEC_OTP, "max_drift", max_drift, 0, 10),
+    UOPT(SEC_OTP, "resync_window", resync_window, 1, 1000),
+    UOPT(SEC_LOCKOUT, "threshold", lock_threshold, 1, 100),
+    UOPT(SEC_LOCKOUT, "duration", lock_duration, 0, 30 * 86400),
+    UOPT(SEC_STATE, "lifetime", state_lifetime, 1, 3600),
+    UOPT(SEC_STATE, "max_rounds", max_rounds, 1, 10),
+    UOPT(SEC_CARD, "rows", card_rows, 1, 26),
+    UOPT(SEC_CARD, "columns", card_cols, 1, 10),
+    UOPT(SEC_CARD, "cells", card_cells, 1, SOTP_MAX_CELLS),
+};
+
+static const char *const section_names[] = {
+    "", "otp", "lockout", "state", "card", "kind", "context", "services"};
+
+/* The bank's shipped contexts, used when a file defines none. */
+static const struct sotp_context_def default_contexts[] = {
+    {"login", 1, SOTP_2F_USER, SOTP_ACT_AUTH},
+    {"transaction", 0, SOTP_2F_OTP, SOTP_ACT_AUTH},
+    {"mobile", 1, SOTP_2F_NONE, SOTP_ACT_AUTH},
+    {"registration", 1, SOTP_2F_CARD, SOTP_ACT_REGISTER},
+    {"unregistration", 1, SOTP_2F_OTP, SOTP_ACT_UNREGISTER},
+};
+
+struct parser {
+	struct sotp_policy *p;
+	const char *file;
+	unsigned int line;
+	enum section sec;
+	char *err;
+	size_t errsz;
+	unsigned char seen[sizeof(options) / sizeof(options[0])];
+	unsigned int ctx_seen; /* bits: 1 password, 2 factor, 4 action */
+	unsigned int kind_seen;
+	unsigned int service_line[SOTP_MAX_SERVICES];
+	char service_ctx[SOTP_MAX_SERVICES][SOTP_NAME_MAX];
+};
+
+static int perr(struct parser *ps, const char *fmt, ...) SOTP_PRINTF(2, 3);
+
+static int
+perr(struct parser *ps, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	n = snprintf(ps->err, ps->errsz, "%s:%u: ", ps->file, ps->line);
+	if (n < 0 || (size_t)n >= ps->errsz)
+		return SOTP_ERR_CONFIG;
+	va_start(ap, fmt);
+	vsnprintf(ps->err + n, ps->errsz - (size_t)n, fmt, ap);
+	va_end(ap);
+	return SOTP_ERR_CONFIG;
+}
+
+static void
+set_defaults(struct sotp_policy *p)
+{
+	memset(p, 0, sizeof(*p));
+	sotp_strlcpy(p->store, "sqlite:/var/lib/shinkin-otp/shinkin-otp.db",
+	    sizeof(p->store));
+	sotp_strlcpy(p->master_key, "/etc/shinkin-otp/master.key",
+	    sizeof(p->master_key));
+	sotp_strlcpy(p->issuer, "shinkin-otp", sizeof(p->issuer));
+	p->alg = SOTP_ALG_SHA1;
+	p->digits = 6;
+	p->period = 30;
+	p->window_back = 1;
+	p->window_forward = 1;
+	p->max_drift = 2;
+	p->resync_window = 40;
+	p->lock_threshold = 5;
+	p->lock_duration = 0;
+	p->state_lifetime = 120;
+	p->max_rounds = 3;
+	p->card_rows = 5;
+	p->card_cols = 10;
+	p->card_cells = 2;
+}
+
+/* Names of kinds, contexts and services: [A-Za-z0-9._-], 1..max-1. */
+static int
+name_ok(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n >= max)
+		return 0;
+	for (; *s != '\0'; s++)
+		if (!isalnum((unsigned char)*s) && strchr("._-", *s) == NULL)
+			return 0;
+	return 1;
+}
+
+/* Makes a relative path relative to the policy file's directory. */
+static int
+resolve_path(struct parser *ps, const char *val, char *out, size_t outsz)
+{
+	const char *slash;
+	int n;
+
+	if (val[0] == '/' || (slash = strrchr(ps->file, '/')) == NULL)
+		n = snprintf(out, outsz, "%s", val);
+	else
+		n = snprintf(out, outsz, "%.*s/%s", (int)(slash - ps->file),
+		    ps->file, val);
+	if (n < 0 || (size_t)n >= outsz)
+		return perr(ps, "path too long");
+	return SOTP_OK;
+}
+
+static int
+set_option(struct parser *ps, const struct option *o, const char *val)
+{
+	char *base = (char *)ps->p + o->off;
+	long long v;
+
+	switch (o->type) {
+	case V_UINT:
+		if (sotp_parse_ll(val, o->min, o->max, &v) != SOTP_OK)
+			return perr(ps,
+			    "%s: '%s' is not a number from %u to %u", o->key,
+			    val, o->min, o->max);
+		*(unsigned int *)(void *)base = (unsigned int)v;
+		return SOTP_OK;
+	case V_ALG:
+		if (sotp_alg_parse(val, (enum sotp_alg *)(void *)base) !=
+		    SOTP_OK)
+			return perr(ps,
+			    "algorithm: '%s' is not sha1, sha256 or sha512",
+			    val);
+		return SOTP_OK;
+	case V_STR:
+		if (sotp_strlcpy(base, val, o->size) >= o->size)
+			return perr(ps, "%s: value too long", o->key);
+		return SOTP_OK;
+	case V_PATH:
+		return resolve_path(ps, val, base, o->size);
+	case V_STORE:
+		if (strncmp(val, "sqlite:", 7) != 0)
+			return perr(ps,
+			    "store: '%s' is not a supported store URL "
+			    "(sqlite:PATH)",
+			    val);
+		if (val[7] == '\0')
+			return perr(ps, "store: sqlite: needs a file path");
+		memcpy(base, "sqlite:", 7);
+		return resolve_path(ps, val + 7, base + 7, o->size - 7);
+	}
+	return perr(ps, "internal: bad option type");
+}
+
+/* "YYYY-MM-DD" -> the first second (UTC) of the following day. */
+static int
+parse_date_end(const char *s, int64_t *out)
+{
+	struct tm tm;
+	const char *end;
+	time_t t;
+
+	memset(&tm, 0, sizeof(tm));
+	if (strlen(s) != 10 || (end = strptime(s, "%Y-%m-%d", &tm)) == NULL ||
+	    *end != '\0')
+		return SOTP_ERR_BAD_INPUT;
+	tm.tm_mday += 1;
+	if ((t = timegm(&tm)) == (time_t)-1)
+		return SOTP_ERR_BAD_INPUT;
+	*out = (int64_t)t;
+	return SOTP_OK;
+}
+
+static int
+kind_key(struct parser *ps, const char *key, const char *val)
+{
+	struct sotp_kind *k = &ps->p->kinds[ps->p->nkinds - 1];
+	long long v;
+
+	if (strcmp(key, "sunset") == 0) {
+		if (parse_date_end(val, &k->sunset_end) != SOTP_OK)
+			return perr(
+			    ps, "sunset: '%s' is not a date YYYY-MM-DD", val);
+		sotp_strlcpy(k->sunset, val, sizeof(k->sunset));
+	} else if (strcmp(key, "warn_days") == 0) {
+		if (sotp_parse_ll(val, 0, 3650, &v) != SOTP_OK)
+			return perr(ps,
+			    "warn_days: '%s' is not a number from 0 to 3650",
+			    val);
+		k->warn_days = (unsigned int)v;
+	} else if (strcmp(key, "default") == 0) {
+		if (strcmp(val, "yes") != 0 && strcmp(val, "no") != 0)
+			return perr(ps, "default: '%s' is not yes or no", val);
+		if (strcmp(val, "yes") == 0) {
+			if (ps->kind_seen & 8)
+				return perr(ps,
+				    "default: a second kind is marked default");
+			ps->kind_seen |= 8;
+			ps->p->default_kind = ps->p->nkinds - 1;
+		}
+	} else
+		return perr(ps, "unknown key '%s' in [kind %s]", key, k->name);
+	return SOTP_OK;
+}
+
+static int
+context_key(struct parser *ps, const char *key, const char *val)
+{
+	struct sotp_context_def *c = &ps->p->contexts[ps->p->ncontexts - 1];
+
+	if (strcmp(key, "password") == 0) {
+		if (strcmp(val, "required") == 0)
+			c->password = 1;
+		else if (strcmp(val, "none") == 0)
+			c->password = 0;
+		else
+			return perr(
+			    ps, "password: '%s' is not required or none", val);
+	} else if (strcmp(key, "factor") == 0) {
+		if (strcmp(val, "otp") == 0)
+			c->second = SOTP_2F_OTP;
+		else if (strcmp(val, "card") == 0)
+			c->second = SOTP_2F_CARD;
+		else if (strcmp(val, "none") == 0)
+			c->second = SOTP_2F_NONE;
+		else if (strcmp(val, "user") == 0)
+			c->second = SOTP_2F_USER;
+		else
+			return perr(ps,
+			    "factor: unknown factor '%s' (otp, card, none "
+			    "or user)",
+			    val);
+	} else if (strcmp(key, "action") == 0) {
+		if (strcmp(val, "authenticate") == 0)
+			c->action = SOTP_ACT_AUTH;
+		else if (strcmp(val, "register") == 0)
+			c->action = SOTP_ACT_REGISTER;
+		else if (strcmp(val, "unregister") == 0)
+			c->action = SOTP_ACT_UNREGISTER;
+		else
+			return perr(ps,
+			    "action: '%s' is not authenticate, register or "
+			    "unregister",
+			    val);
+	} else
+		return perr(
+		    ps, "unknown key '%s' in [context %s]", key, c->name);
+	return SOTP_OK;
+}
+
+static int
+service_key(struct parser *ps, const char *key, const char *val)
+{
+	struct sotp_policy *p = ps->p;
+	size_t i;
+
+	if (!name_ok(key, SOTP_ID_MAX))
+		return perr(ps, "'%s' is not a valid service name", key);
+	for (i = 0; i < p->nservices; i++)
+		if (strcmp(p->services[i].name, key) == 0)
+			return perr(ps, "service '%s' is mapped twice", key);
+	if (p->nservices == SOTP_MAX_SERVICES)
+		return perr(
+		    ps, "too many services (at most %d)", SOTP_MAX_SERVICES);
+	if (sotp_strlcpy(ps->service_ctx[p->nservices], val, SOTP_NAME_MAX) >=
+	    SOTP_NAME_MAX)
+		return perr(ps, "context name too long");
+	sotp_strlcpy(p->services[p->nservices].name, key, SOTP_ID_MAX);
+	ps->service_line[p->nservices] = ps->line;
+	p->nservices++;
+	return SOTP_OK;
+}
+
+static int
+keyval(struct parser *ps, const char *key, const char *val)
+{
+	size_t i;
+
+	switch (ps->sec) {
+	case SEC_KIND:
+		return kind_key(ps, key, val);
+	case SEC_CONTEXT:
+		return context_key(ps, key, val);
+	case SEC_SERVICES:
+		return service_key(ps, key, val);
+	default:
+		break;
+	}
+	for (i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
+		if (options[i].sec != ps->sec ||
+		    strcmp(options[i].key, key) != 0)
+			continue;
+		if (ps->seen[i])
+			return perr(ps, "'%s' is set twice", key);
+		ps->seen[i] = 1;
+		return set_option(ps, &options[i], val);
+	}
+	if (ps->sec == SEC_MAIN)
+		return perr(ps, "unknown key '%s'", key);
+	return perr(
+	    ps, "unknown key '%s' in [%s]", key, section_names[ps->sec]);
+}
+
+static int
+section(struct parser *ps, char *s)
+{
+	struct sotp_policy *p = ps->p;
+	char *end, *arg;
+	size_t i;
+
+	if ((end = strchr(s, ']')) == NULL || end[1] != '\0')
+		return perr(ps, "malformed section header");
+	*end = '\0';
+	s++;
+	if ((arg = strchr(s, ' ')) != NULL) {
+		*arg++ = '\0';
+		while (*arg == ' ')
+			arg++;
+	}
+	for (i = 1; i < sizeof(section_names) / sizeof(section_names[0]); i++)
+		if (strcmp(s, section_names[i]) == 0)
+			break;
+	if (i == sizeof(section_names) / sizeof(section_names[0]))
+		return perr(ps, "unknown section [%s]", s);
+	ps->sec = (enum section)i;
+	if (ps->sec != SEC_KIND && ps->sec != SEC_CONTEXT) {
+		if (arg != NULL)
+			return perr(ps, "[%s] takes no name", s);
+		return SOTP_OK;
+	}
+	if (arg == NULL || !name_ok(arg, SOTP_NAME_MAX))
+		return perr(ps,
+		    "[%s] needs a name of 1-32 letters, digits, "
+		    "'.', '_' or '-'",
+		    s);
+	if (ps->sec == SEC_KIND) {
+		if (sotp_policy_kind(p, arg) != NULL)
+			return perr(ps, "kind '%s' is defined twice", arg);
+		if (p->nkinds == SOTP_MAX_KINDS)
+			return perr(ps, "too many kinds");
+		memset(&p->kinds[p->nkinds], 0, sizeof(p->kinds[0]));
+		sotp_strlcpy(p->kinds[p->nkinds++].name, arg, SOTP_NAME_MAX);
+	} else {
+		if (sotp_policy_context(p, arg) != NULL)
+			return perr(ps, "context '%s' is defined twice", arg);
+		if (p->ncontexts == SOTP_MAX_CONTEXTS)
+			return perr(ps, "too many contexts");
+		p->contexts[p->ncontexts] =
+		    (struct sotp_context_def){.password = 1,
+		        .second = SOTP_2F_OTP,
+		        .action = SOTP_ACT_AUTH};
+		sotp_strlcpy(
+		    p->contexts[p->ncontexts++].name, arg, SOTP_NAME_MAX);
+	}
+	return SOTP_OK;
+}
+
+static char *
+trim(char *s)
+{
+	char *e;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	e = s + strlen(s);
+	while (e > s &&
+	    (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' || e[-1] == '\r'))
+		*--e = '\0';
+	return s;
+}
+
+static int
+parse_line(struct parser *ps, char *line)
+{
+	char *s = trim(line), *eq, *key, *val;
+
+	if (*s == '\0' || *s == '#')
+		return SOTP_OK;
+	if (*s == '[')
+		return section(ps, s);
+	if ((eq = strchr(s, '=')) == NULL)
+		return perr(ps, "expected 'key = value' or '[section]'");
+	*eq = '\0';
+	key = trim(s);
+	val = trim(eq + 1);
+	if (*key == '\0')
+		return perr(ps, "missing key before '='");
+	if (*val == '\0')
+		return perr(ps, "%s: missing value", key);
+	return keyval(ps, key, val);
+}
+
+/* Checks that need the whole file: service targets, window width. */
+static int
+finish(struct parser *ps)
+{
+	struct sotp_policy *p = ps->p;
+	size_t i, j;
+
+	if (p->ncontexts == 0) {
+		memcpy(p->contexts, default_contexts, sizeof(default_contexts));
+		p->ncontexts =
+		    sizeof(default_contexts) / sizeof(default_contexts[0]);
+	}
+	if (p->nkinds == 0) {
+		sotp_strlcpy(p->kinds[0].name, "mobile", SOTP_NAME_MAX);
+		p->nkinds = 1;
+	}
+	for (i = 0; i < p->nservices; i++) {
+		for (j = 0; j < p->ncontexts; j++)
+			if (strcmp(p->contexts[j].name, ps->service_ctx[i]) ==
+			    0)
+				break;
+		if (j == p->ncontexts) {
+			ps->line = ps->service_line[i];
+			return perr(ps,
+			    "service '%s' is mapped to unknown context '%s'",
+			    p->services[i].name, ps->service_ctx[i]);
+		}
+		p->services[i].context = (int)j;
+	}
+	/* A code must not outlive two minutes (the bank's rule). */
+	if ((p->window_back + p->window_forward + 1) * p->period >= 120) {
+		ps->line = 0;
+		return perr(ps,
+		    "[otp] window_back + window_forward + 1 steps of %u s "
+		    "let a code live %u s; it must stay under 120 s",
+		    p->period,
+		    (p->window_back + p->window_forward + 1) * p->period);
+	}
+	if (p->card_cells > p->card_rows * p->card_cols) {
+		ps->line = 0;
+		return perr(ps, "[card] cells exceeds rows x columns");
+	}
+	return SOTP_OK;
+}
+
+int
+sotp_policy_read(
+    const char *path, struct sotp_policy *p, char *err, size_t errsz)
+{
+	struct parser *ps = NULL;
+	FILE *f = NULL;
+	char line[2048];
+	int rc = SOTP_ERR_INTERNAL;
+
+	if (path == NULL || p == NULL || err == NULL)
+		return SOTP_ERR_INVALID_ARG;
+	set_defaults(p);
+	if ((ps = calloc(1, sizeof(*ps))) == NULL)
+		return SOTP_ERR_NOMEM;
+	ps->p = p;
+	ps->file = path;
+	ps->err = err;
+	ps->errsz = errsz;
+	if (sotp_strlcpy(p->path, path, sizeof(p->path)) >= sizeof(p->path)) {
+		rc = perr(ps, "path too long");
+		goto out;
+	}
+	if ((f = fopen(path, "re")) == NULL) {
+		snprintf(err, errsz, "%s: cannot read policy file: %s", path,
+		    strerror(errno));
+		rc = SOTP_ERR_CONFIG;
+		goto out;
+	}
+	while (fgets(line, sizeof(line), f) != NULL) {
+		ps->line++;
+		if (strchr(line, '\n') == NULL && !feof(f)) {
+			rc = perr(ps, "line too long");
+			goto out;
+		}
+		if ((rc = parse_line(ps, line)) != SOTP_OK)
+			goto out;
+	}
+	if (ferror(f)) {
+		rc = perr(ps, "read error");
+		goto out;
+	}
+	ps->line++;
+	if ((rc = finish(ps)) != SOTP_OK)
+		goto out;
+	rc = SOTP_OK;
+out:
+	if (f != NULL)
+		fclose(f);
+	free(ps);
+	return rc;
+}
+
+const struct sotp_kind *
+sotp_policy_kind(const struct sotp_policy *p, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < p->nkinds; i++)
+		if (strcmp(p->kinds[i].name, name) == 0)
+			return &p->kinds[i];
+	return NULL;
+}
+
+const struct sotp_context_def *
+sotp_policy_context(const struct sotp_policy *p, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < p->ncontexts; i++)
+		if (strcmp(p->contexts[i].name, name) == 0)
+			return &p->contexts[i];
+	return NULL;
+}
+
+int
+sotp_policy_context_for(
+    const struct sotp_ctx *ctx, const char *service, const char **context)
+{
+	const struct sotp_policy *p;
+	size_t i;
+
+	if (ctx == NULL || service == NULL || context == NULL)
+		return SOTP_ERR_INVALID_ARG;
+	*context = NULL;
+	if (!ctx->have_policy)
+		return SOTP_ERR_CONFIG;
+	p = &ctx->pol;
+	for (i = 0; i < p->nservices; i++) {
+		if (strcmp(p->services[i].name, service) == 0) {
+			*context = p->contexts[p->services[i].context].name;
+			return SOTP_OK;
+		}
+	}
+	return SOTP_ERR_NOT_FOUND;
+}
+
+int
+sotp_policy_has_context(const struct sotp_ctx *ctx, const char *context)
+{
+	if (ctx == NULL || context == NULL)
+		return SOTP_ERR_INVALID_ARG;
+	if (!ctx->have_policy)
+		return SOTP_ERR_CONFIG;
+	return sotp_policy_context(&ctx->pol, context) != NULL
+	    ? SOTP_OK
+	    : SOTP_ERR_NOT_FOUND;
+}
+
+static const char *const second_names[] = {"none", "otp", "card", "user"};
+static const char *const action_names[] = {
+    "authenticate", "register", "unregister"};
+
+struct outbuf {
+	char *buf;
+	size_t size, len;
+	int overflow;
+};
+
+static void bprintf(struct outbuf *o, const char *fmt, ...) SOTP_PRINTF(2, 3);
+
+static void
+bprintf(struct outbuf *o, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (o->overflow)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(o->buf + o->len, o->size - o->len, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= o->size - o->len)
+		o->overflow = 1;
+	else
+		o->len += (size_t)n;
+}
+
+int
+sotp_policy_dump(const struct sotp_ctx *ctx, char *buf, size_t bufsz)
+{
+	const struct sotp_policy *p;
+	struct outbuf o = {buf, bufsz, 0, 0};
+	size_t i;
+
+	if (ctx == NULL || buf == NULL || bufsz == 0)
+		return SOTP_ERR_INVALID_ARG;
+	if (!ctx->have_policy)
+		return SOTP_ERR_CONFIG;
+	p = &ctx->pol;
+	buf[0] = '\0';
+	bprintf(&o, "# effective policy from %s\n", p->path);
+	bprintf(&o, "store = %s\nmaster_key = %s\nissuer = %s\n", p->store,
+	    p->master_key, p->issuer);
+	bprintf(&o,
+	    "\n[otp]\nalgorithm = %s\ndigits = %u\nperiod = %u\n"
+	    "window_back = %u\nwindow_forward = %u\nmax_drift = %u\n"
+	    "resync_window = %u\n",
+	    sotp_alg_name(p->alg), p->digits, p->period, p->window_back,
+	    p->window_forward, p->max_drift, p->resync_window);
+	bprintf(&o, "\n[lockout]\nthreshold = %u\nduration = %u\n",
+	    p->lock_threshold, p->lock_duration);
+	bprintf(&o, "\n[state]\nlifetime = %u\nmax_rounds = %u\n",
+	    p->state_lifetime, p->max_rounds);
+	bprintf(&o, "\n[card]\nrows = %u\ncolumns = %u\ncells = %u\n",
+	    p->card_rows, p->card_cols, p->card_cells);
+	for (i = 0; i < p->nkinds; i++) {
+		bprintf(&o, "\n[kind %s]\n", p->kinds[i].name);
+		if (i == p->default_kind)
+			bprintf(&o, "default = yes\n");
+		if (p->kinds[i].sunset_end != 0)
+			bprintf(&o, "sunset = %s\nwarn_days = %u\n",
+			    p->kinds[i].sunset, p->kinds[i].warn_days);
+	}
+	for (i = 0; i < p->ncontexts; i++)
+		bprintf(&o,
+		    "\n[context %s]\npassword = %s\nfactor = %s\n"
+		    "action = %s\n",
+		    p->contexts[i].name,
+		    p->contexts[i].password ? "required" : "none",
+		    second_names[p->contexts[i].second],
+		    action_names[p->contexts[i].action]);
+	bprintf(&o, "\n[services]\n");
+	for (i = 0; i < p->nservices; i++)
+		bprintf(&o, "%s = %s\n", p->services[i].name,
+		    p->contexts[p->services[i].context].name);
+	return o.overflow ? SOTP_ERR_BUFFER : SOTP_OK;
+}

@@ -1,0 +1,88 @@
+/*
+ * token.c - checking a code against a token's sealed secret.
+ *
+ * RFC 6238 section 5.2: accept the current step and a small window around
+ * it, recentred on the drift this token has shown before, so a phone whose
+ * clock runs a step off keeps working without widening everyone's window.
+ */
+#include "sotp_int.h"
+
+#include <string.h>
+
+int
+sotp_id_valid(const char *s)
+{
+	size_t n;
+
+	if (s == NULL || (n = strlen(s)) == 0 || n >= SOTP_ID_MAX)
+		return 0;
+	for (; *s != '\0'; s++)
+		if (*s <= ' ' || *s > '~' || *s == '"' || *s == '\\')
+			return 0;
+	return 1;
+}
+
+static int
+clamp(int64_t v, int lim)
+{
+	if (v > lim)
+		return lim;
+	if (v < -lim)
+		return -lim;
+	return (int)v;
+}
+
+int
+sotp_token_match(struct sotp_ctx *ctx, const struct sotp_token_rec *t,
+    const char *code, time_t now, int *match, int64_t *step, int *drift)
+{
+	uint8_t key[SOTP_SECRET_MAX];
+	char cand[SOTP_CODE_MAX];
+	const struct sotp_policy *p = &ctx->pol;
+	size_t keylen = 0;
+	int64_t T, s, first, last;
+	int rc = SOTP_ERR_INTERNAL, hit = 0;
+
+	*match = 0;
+	*step = -1;
+	*drift = t->drift;
+	if (now < 0 || t->period == 0)
+		return SOTP_ERR_INVALID_ARG;
+	/* A malformed code is simply no match; nothing secret is touched. */
+	if (sotp_code_len(code) != t->digits)
+		return SOTP_OK;
+	if ((rc = sotp_unseal(ctx->key, t->serial, strlen(t->serial), t->secret,
+	         t->secret_len, key, sizeof(key), &keylen)) != SOTP_OK) {
+		sotp_ctx_seterr(ctx,
+		    "token %s: secret cannot be decrypted "
+		    "(wrong master key or tampered row)",
+		    t->serial);
+		goto out;
+	}
+	if ((rc = sotp_mac_setkey(ctx->mac, t->alg, key, keylen)) != SOTP_OK)
+		goto out;
+	T = (int64_t)now / t->period;
+	first = T + t->drift - p->window_back;
+	last = T + t->drift + p->window_forward;
+	if (first < 0)
+		first = 0;
+	/* Compute every candidate, so the time taken says nothing. */
+	for (s = first; s <= last; s++) {
+		if ((rc = sotp_mac_hotp(
+		         ctx->mac, (uint64_t)s, t->digits, cand)) != SOTP_OK)
+			goto out;
+		if (sotp_code_equal(cand, code) && !hit) {
+			hit = 1;
+			*step = s;
+		}
+	}
+	if (hit) {
+		*match = 1;
+		*drift = clamp(*step - T, (int)p->max_drift);
+	}
+	rc = SOTP_OK;
+out:
+	SOTP_WIPE_ARRAY(key);
+	SOTP_WIPE_ARRAY(cand);
+	return rc;
+}
