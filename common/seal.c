@@ -1,0 +1,421 @@
+/*
+ * seal.c - secrets at rest: AES-256-GCM under the master key, the master
+ * key file itself, and the two derived-key primitives (HKDF, HMAC).
+ *
+ * Sealed layout: version (1 byte) | nonce (12) | ciphertext | tag (16).
+ * The version byte is authenticated as the first AAD bytes, followed by the
+ * caller's aad (the token serial or contract ID), so a sealed blob can be
+ * neither relabelled nor moved to another row.
+ */
+#include "sotp_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <openssl/params.h>
+
+#define SEAL_VERSION 1
+
+static void seterr(char *err, size_t errsz, const char *fmt, ...)
+    SOTP_PRINTF(3, 4);
+
+static void
+seterr(char *err, size_t errsz, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errsz == 0)
+		return;
+	va_start(ap, fmt);
+	(void)vsnprintf(err, errsz, fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * Runs AES-256-GCM one way or the other. For decryption the tag is read
+ * from `tag` and checked by the final call; for encryption it is written
+ * there. Both directions authenticate the version byte, then aad.
+ */
+static int
+gcm(int enc, const uint8_t *key, const uint8_t *nonce, uint8_t version,
+    const void *aad, size_t aadlen, const uint8_t *in, size_t inlen,
+    uint8_t *out, uint8_t *tag)
+{
+	EVP_CIPHER *cipher = NULL;
+	EVP_CIPHER_CTX *ctx = NULL;
+	int len = 0, rc = SOTP_ERR_CRYPTO;
+
+	if (inlen > INT_MAX || aadlen > INT_MAX)
+		return SOTP_ERR_INVALID_ARG;
+	if ((cipher = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL)) == NULL ||
+	    (ctx = EVP_CIPHER_CTX_new()) == NULL)
+		goto out;
+	if (EVP_CipherInit_ex(ctx, cipher, NULL, key, nonce, enc) != 1)
+		goto out;
+	if (EVP_CipherUpdate(ctx, NULL, &len, &version, 1) != 1)
+		goto out;
+	if (aadlen > 0 &&
+	    EVP_CipherUpdate(ctx, NULL, &len, aad, (int)aadlen) != 1)
+		goto out;
+	if (inlen > 0 && EVP_CipherUpdate(ctx, out, &len, in, (int)inlen) != 1)
+		goto out;
+	if (!enc &&
+	    EVP_CIPHER_CTX_ctrl(
+	        ctx, EVP_CTRL_GCM_SET_TAG, SOTP_SEAL_TAG, tag) != 1)
+		goto out;
+	if (EVP_CipherFinal_ex(ctx, out + inlen, &len) != 1) {
+		/* In decryption this is the tag check failing. */
+		rc = enc ? SOTP_ERR_CRYPTO : SOTP_ERR_DECRYPT;
+		goto out;
+	}
+	if (enc &&
+	    EVP_CIPHER_CTX_ctrl(
+	        ctx, EVP_CTRL_GCM_GET_TAG, SOTP_SEAL_TAG, tag) != 1)
+		goto out;
+	rc = SOTP_OK;
+out:
+	EVP_CIPHER_CTX_free(ctx);
+	EVP_CIPHER_free(cipher);
+	return rc;
+}
+
+int
+sotp_seal(const uint8_t *key, const void *aad, size_t aadlen, const uint8_t *pt,
+    size_t ptlen, uint8_t *out, size_t outsz, size_t *outlen)
+{
+	int rc = SOTP_ERR_INTERNAL;
+
+	if (outlen != NULL)
+		*outlen = 0;
+	if (key == NULL || out == NULL || outlen == NULL ||
+	    (aad == NULL && aadlen > 0) || (pt == NULL && ptlen > 0))
+		return SOTP_ERR_INVALID_ARG;
+	if (ptlen > SIZE_MAX - SOTP_SEAL_OVERHEAD ||
+	    outsz < ptlen + SOTP_SEAL_OVERHEAD)
+		return SOTP_ERR_BUFFER;
+	out[0] = SEAL_VERSION;
+	/* A random 96-bit nonce per seal; a key seals few enough blobs. */
+	if ((rc = sotp_random(out + 1, SOTP_SEAL_NONCE)) != SOTP_OK)
+		goto out;
+	if ((rc = gcm(1, key, out + 1, SEAL_VERSION, aad, aadlen, pt, ptlen,
+	         out + 1 + SOTP_SEAL_NONCE,
+	         out + 1 + SOTP_SEAL_NONCE + ptlen)) != SOTP_OK)
+		goto out;
+	*outlen = ptlen + SOTP_SEAL_OVERHEAD;
+	rc = SOTP_OK;
+out:
+	if (rc != SOTP_OK)
+		sotp_wipe(out, outsz);
+	return rc;
+}
+
+int
+sotp_unseal(const uint8_t *key, const void *aad, size_t aadlen,
+    const uint8_t *in, size_t inlen, uint8_t *out, size_t outsz, size_t *outlen)
+{
+	uint8_t tag[SOTP_SEAL_TAG];
+	size_t ctlen;
+	int rc = SOTP_ERR_INTERNAL;
+
+	if (outlen != NULL)
+		*outlen = 0;
+	if (key == NULL || outlen == NULL || (in == NULL && inlen > 0) ||
+	    (aad == NULL && aadlen > 0) || (out == NULL && outsz > 0))
+		return SOTP_ERR_INVALID_ARG;
+	/* Truncated or of an unknown layout: not ours to read. */
+	if (inlen < SOTP_SEAL_OVERHEAD || in[0] != SEAL_VERSION) {
+		rc = SOTP_ERR_DECRYPT;
+		goto out;
+	}
+	ctlen = inlen - SOTP_SEAL_OVERHEAD;
+	if (outsz < ctlen) {
+		rc = SOTP_ERR_BUFFER;
+		goto out;
+	}
+	/* EVP wants a writable tag buffer; the input stays const. */
+	memcpy(tag, in + 1 + SOTP_SEAL_NONCE + ctlen, sizeof(tag));
+	if ((rc = gcm(0, key, in + 1, in[0], aad, aadlen,
+	         in + 1 + SOTP_SEAL_NONCE, ctlen, out, tag)) != SOTP_OK)
+		goto out;
+	*outlen = ctlen;
+	rc = SOTP_OK;
+out:
+	/* Unauthenticated plaintext must never be used: wipe it. */
+	if (rc != SOTP_OK && out != NULL)
+		sotp_wipe(out, outsz);
+	return rc;
+}
+
+static int
+hexnib(uint8_t c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Reads exactly n bytes (retrying short reads); 0 or -1 with errno. */
+static int
+read_full(int fd, uint8_t *buf, size_t n)
+{
+	size_t got = 0;
+	ssize_t r;
+
+	while (got < n) {
+		r = read(fd, buf + got, n - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			if (r == 0)
+				errno = EIO;
+			return -1;
+		}
+		got += (size_t)r;
+	}
+	return 0;
+}
+
+int
+sotp_key_load(const char *path, uint8_t *key, char *err, size_t errsz)
+{
+	/* 64 hex characters, a newline, and one byte to see a longer file. */
+	uint8_t buf[2 * SOTP_KEY_LEN + 2];
+	struct stat st;
+	size_t n, i;
+	int fd = -1, rc = SOTP_ERR_KEY;
+	int hi, lo;
+
+	seterr(err, errsz, "%s", "");
+	if (path == NULL || key == NULL) {
+		seterr(err, errsz, "master key: no path given");
+		return SOTP_ERR_INVALID_ARG;
+	}
+	/*
+	 * O_NOFOLLOW: a symlink could point the daemon at a file that some
+	 * other user controls. O_NONBLOCK: a FIFO planted at the path must not
+	 * hang the open; it is refused by the S_ISREG check below.
+	 */
+	fd = open(
+	    path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0) {
+		if (errno == ELOOP)
+			seterr(err, errsz,
+			    "%s: is a symbolic link; refusing to follow it",
+			    path);
+		else if (errno == ENOENT)
+			seterr(err, errsz,
+			    "%s: no such file (create it with shinkin-otp init)",
+			    path);
+		else
+			seterr(err, errsz, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (fstat(fd, &st) != 0) {
+		seterr(err, errsz, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		seterr(err, errsz, "%s: not a regular file", path);
+		goto out;
+	}
+	/* As sshkey_perm_ok(): the key is the owner's alone. */
+	if (st.st_uid != 0 && st.st_uid != geteuid()) {
+		seterr(err, errsz, "%s: owned by uid %lu, not by root", path,
+		    (unsigned long)st.st_uid);
+		goto out;
+	}
+	if ((st.st_mode & 077) != 0) {
+		seterr(err, errsz,
+		    "%s: %s by group or others (mode 0%03o); chmod 600 it",
+		    path, (st.st_mode & 044) != 0 ? "readable" : "accessible",
+		    (unsigned int)(st.st_mode & 07777));
+		goto out;
+	}
+	if (st.st_size != SOTP_KEY_LEN && st.st_size != 2 * SOTP_KEY_LEN &&
+	    st.st_size != 2 * SOTP_KEY_LEN + 1) {
+		seterr(err, errsz,
+		    "%s: wrong size (%lld bytes); want %d raw bytes or %d hex "
+		    "characters",
+		    path, (long long)st.st_size, SOTP_KEY_LEN,
+		    2 * SOTP_KEY_LEN);
+		goto out;
+	}
+	n = (size_t)st.st_size;
+	if (read_full(fd, buf, n) != 0) {
+		seterr(err, errsz, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (n == SOTP_KEY_LEN) {
+		memcpy(key, buf, SOTP_KEY_LEN);
+	} else {
+		if (n == 2 * SOTP_KEY_LEN + 1 && buf[n - 1] != '\n') {
+			seterr(err, errsz, "%s: not a hex key", path);
+			goto out;
+		}
+		for (i = 0; i < SOTP_KEY_LEN; i++) {
+			if ((hi = hexnib(buf[2 * i])) < 0 ||
+			    (lo = hexnib(buf[2 * i + 1])) < 0) {
+				seterr(err, errsz, "%s: not a hex key", path);
+				goto out;
+			}
+			key[i] = (uint8_t)(hi << 4 | lo);
+		}
+	}
+	rc = SOTP_OK;
+out:
+	if (fd >= 0)
+		(void)close(fd);
+	SOTP_WIPE_ARRAY(buf);
+	if (rc != SOTP_OK)
+		sotp_wipe(key, key != NULL ? SOTP_KEY_LEN : 0);
+	return rc;
+}
+
+int
+sotp_key_create(const char *path, char *err, size_t errsz)
+{
+	uint8_t key[SOTP_KEY_LEN];
+	size_t off = 0;
+	ssize_t w;
+	int fd = -1, rc = SOTP_ERR_INTERNAL, saved = 0;
+
+	seterr(err, errsz, "%s", "");
+	if (path == NULL) {
+		seterr(err, errsz, "master key: no path given");
+		return SOTP_ERR_INVALID_ARG;
+	}
+	if ((rc = sotp_random(key, sizeof(key))) != SOTP_OK) {
+		seterr(err, errsz, "%s: no random bytes for a key", path);
+		goto out;
+	}
+	/*
+	 * O_EXCL: an existing key is never overwritten (the store's sealed
+	 * secrets depend on it), and with O_NOFOLLOW a planted symlink is
+	 * refused, dangling or not. Mode 0600 is already the most the umask
+	 * can leave, so the process-wide umask is not touched (radiusd is
+	 * threaded).
+	 */
+	fd = open(
+	    path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		if (errno == EEXIST) {
+			seterr(
+			    err, errsz, "%s: exists; not overwriting it", path);
+			rc = SOTP_ERR_EXISTS;
+		} else {
+			seterr(err, errsz, "%s: %s", path, strerror(errno));
+			rc = SOTP_ERR_SYSTEM;
+		}
+		goto out;
+	}
+	while (off < sizeof(key)) {
+		w = write(fd, key + off, sizeof(key) - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			saved = w < 0 ? errno : EIO;
+			goto io_error;
+		}
+		off += (size_t)w;
+	}
+	if (fsync(fd) != 0) {
+		saved = errno;
+		goto io_error;
+	}
+	w = close(fd);
+	fd = -1;
+	if (w != 0) {
+		saved = errno;
+		goto io_error;
+	}
+	rc = SOTP_OK;
+	goto out;
+io_error:
+	/* A partial key must not stay behind to be loaded later. */
+	seterr(err, errsz, "%s: %s", path, strerror(saved));
+	if (fd >= 0)
+		(void)close(fd);
+	fd = -1;
+	(void)unlink(path);
+	errno = saved;
+	rc = SOTP_ERR_SYSTEM;
+out:
+	if (fd >= 0)
+		(void)close(fd);
+	SOTP_WIPE_ARRAY(key);
+	return rc;
+}
+
+int
+sotp_kdf(const uint8_t *master, const char *label, uint8_t *out)
+{
+	EVP_KDF *kdf = NULL;
+	EVP_KDF_CTX *ctx = NULL;
+	OSSL_PARAM params[4];
+	int rc = SOTP_ERR_CRYPTO;
+
+	if (master == NULL || label == NULL || out == NULL)
+		return SOTP_ERR_INVALID_ARG;
+	/* RFC 5869 with no salt: the master key is already uniform. */
+	params[0] = OSSL_PARAM_construct_utf8_string(
+	    OSSL_KDF_PARAM_DIGEST, (char *)(uintptr_t) "SHA256", 0);
+	params[1] = OSSL_PARAM_construct_octet_string(
+	    OSSL_KDF_PARAM_KEY, (void *)(uintptr_t)master, SOTP_KEY_LEN);
+	params[2] = OSSL_PARAM_construct_octet_string(
+	    OSSL_KDF_PARAM_INFO, (void *)(uintptr_t)label, strlen(label));
+	params[3] = OSSL_PARAM_construct_end();
+	if ((kdf = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_HKDF, NULL)) == NULL ||
+	    (ctx = EVP_KDF_CTX_new(kdf)) == NULL)
+		goto out;
+	if (EVP_KDF_derive(ctx, out, SOTP_KEY_LEN, params) != 1)
+		goto out;
+	rc = SOTP_OK;
+out:
+	if (rc != SOTP_OK)
+		sotp_wipe(out, SOTP_KEY_LEN);
+	EVP_KDF_CTX_free(ctx);
+	EVP_KDF_free(kdf);
+	return rc;
+}
+
+int
+sotp_hmac_sha256(const uint8_t *key, const void *data, size_t len, uint8_t *out)
+{
+	EVP_MAC *mac = NULL;
+	EVP_MAC_CTX *ctx = NULL;
+	OSSL_PARAM params[2];
+	size_t outlen = 0;
+	int rc = SOTP_ERR_CRYPTO;
+
+	if (key == NULL || out == NULL || (data == NULL && len > 0))
+		return SOTP_ERR_INVALID_ARG;
+	params[0] = OSSL_PARAM_construct_utf8_string(
+	    OSSL_MAC_PARAM_DIGEST, (char *)(uintptr_t) "SHA256", 0);
+	params[1] = OSSL_PARAM_construct_end();
+	if ((mac = EVP_MAC_fetch(NULL, OSSL_MAC_NAME_HMAC, NULL)) == NULL ||
+	    (ctx = EVP_MAC_CTX_new(mac)) == NULL)
+		goto out;
+	if (EVP_MAC_init(ctx, key, SOTP_KEY_LEN, params) != 1 ||
+	    (len > 0 && EVP_MAC_update(ctx, data, len) != 1) ||
+	    EVP_MAC_final(ctx, out, &outlen, 32) != 1 || outlen != 32)
+		goto out;
+	rc = SOTP_OK;
+out:
+	if (rc != SOTP_OK)
+		sotp_wipe(out, 32);
+	EVP_MAC_CTX_free(ctx);
+	EVP_MAC_free(mac);
+	return rc;
+}
