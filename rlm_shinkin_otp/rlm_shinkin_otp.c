@@ -14,14 +14,19 @@
  * password followed by the code in one User-Password.
  *
  * Core contexts (policy + key + store handle) are not shared between
- * threads: FreeRADIUS's connection pool hands one to each request.
+ * threads: each radiusd thread opens its own on first use, held as a
+ * thread-specific value. (FreeRADIUS's connection pool would do, but it
+ * lives in the radiusd executable, not in libfreeradius-server, so a module
+ * using it cannot be linked with -Wl,--no-undefined.)
  */
 /* radiusd.h first: modules.h relies on its types. */
 #include <freeradius/radiusd.h>
 
 #include <freeradius/modules.h>
 
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
 #include <time.h>
@@ -43,12 +48,19 @@ struct rlm_shinkin_otp {
 	enum mode mode;
 	const DICT_ATTR *context_da;
 	const DICT_VALUE *auth_type;
-	fr_connection_pool_t *pool;
+
+	/* Per-thread core contexts; lock guards the threads list only. */
+	pthread_key_t key;
+	pthread_mutex_t lock;
+	int key_ok, lock_ok;
+	struct tctx *threads;
 };
 
-/* One pooled connection: a loaded core context. */
-struct conn {
+/* One thread's loaded core context, also linked into its instance. */
+struct tctx {
 	struct sotp_ctx *ctx;
+	struct rlm_shinkin_otp *inst;
+	struct tctx *prev, *next;
 };
 
 static const CONF_PARSER module_config[] = {
@@ -74,7 +86,7 @@ static const CONF_PARSER module_config[] = {
  */
 static const char *const known_pairs[] = {"config", "context",
     "context_attribute", "mode", "challenge_message", NULL};
-static const char *const known_sections[] = {"pool", NULL};
+static const char *const known_sections[] = {NULL};
 
 /* A Reply-Message or State is one attribute: at most 253 octets. */
 #define ATTR_MAX (MAX_STRING_LEN - 1)
@@ -139,31 +151,83 @@ open_ctx(struct rlm_shinkin_otp *inst, struct sotp_ctx **out, char *why,
 	return SOTP_OK;
 }
 
-static int
-conn_free(struct conn *c)
+static void
+tctx_unlink(struct tctx *t)
 {
-	sotp_ctx_free(c->ctx);
-	c->ctx = NULL;
-	return 0;
+	struct rlm_shinkin_otp *inst = t->inst;
+
+	pthread_mutex_lock(&inst->lock);
+	if (t->prev != NULL)
+		t->prev->next = t->next;
+	else
+		inst->threads = t->next;
+	if (t->next != NULL)
+		t->next->prev = t->prev;
+	pthread_mutex_unlock(&inst->lock);
+	t->prev = t->next = NULL;
 }
 
-/* fr_connection_create_t: one core context per pooled connection. */
-static void *
-conn_create(TALLOC_CTX *tctx, void *opaque)
+static void
+tctx_free(struct tctx *t)
 {
-	struct rlm_shinkin_otp *inst = opaque;
-	struct conn *c;
+	sotp_ctx_free(t->ctx);
+	free(t);
+}
+
+/* The key's destructor: a radiusd thread is exiting. */
+static void
+tctx_destroy(void *p)
+{
+	struct tctx *t = p;
+
+	tctx_unlink(t);
+	tctx_free(t);
+}
+
+/* This thread's core context, opened on first use; NULL on failure. */
+static struct sotp_ctx *
+thread_ctx(struct rlm_shinkin_otp *inst, REQUEST *request)
+{
+	struct tctx *t = pthread_getspecific(inst->key);
 	char why[512];
 
-	if ((c = talloc_zero(tctx, struct conn)) == NULL)
+	if (t != NULL)
+		return t->ctx;
+	if ((t = calloc(1, sizeof(*t))) == NULL)
 		return NULL;
-	if (open_ctx(inst, &c->ctx, why, sizeof(why)) != SOTP_OK) {
-		ERROR("rlm_shinkin_otp (%s): %s", inst->name, why);
-		talloc_free(c);
+	t->inst = inst;
+	if (open_ctx(inst, &t->ctx, why, sizeof(why)) != SOTP_OK) {
+		RERROR("Cannot open shinkin-otp: %s", why);
+		free(t);
 		return NULL;
 	}
-	talloc_set_destructor(c, conn_free);
-	return c;
+	if (pthread_setspecific(inst->key, t) != 0) {
+		tctx_free(t);
+		return NULL;
+	}
+	pthread_mutex_lock(&inst->lock);
+	t->next = inst->threads;
+	if (t->next != NULL)
+		t->next->prev = t;
+	inst->threads = t;
+	pthread_mutex_unlock(&inst->lock);
+	return t->ctx;
+}
+
+/*
+ * After a store failure the handle may be stale (file replaced, server
+ * restarted): drop it so that this thread reopens on its next request.
+ */
+static void
+drop_thread_ctx(struct rlm_shinkin_otp *inst)
+{
+	struct tctx *t = pthread_getspecific(inst->key);
+
+	if (t == NULL)
+		return;
+	pthread_setspecific(inst->key, NULL);
+	tctx_unlink(t);
+	tctx_free(t);
 }
 
 static int
@@ -282,12 +346,16 @@ mod_instantiate(CONF_SECTION *conf, void *instance)
 		     "authenticate section; authorize will not claim requests",
 		    inst->name, inst->name);
 
-	inst->pool =
-	    fr_connection_pool_module_init(conf, inst, conn_create, NULL, NULL);
-	if (inst->pool == NULL) {
-		cf_log_err_cs(conf, "Cannot open the shinkin-otp store pool");
+	if (pthread_mutex_init(&inst->lock, NULL) != 0) {
+		cf_log_err_cs(conf, "pthread_mutex_init failed");
 		return -1;
 	}
+	inst->lock_ok = 1;
+	if (pthread_key_create(&inst->key, tctx_destroy) != 0) {
+		cf_log_err_cs(conf, "pthread_key_create failed");
+		return -1;
+	}
+	inst->key_ok = 1;
 	return 0;
 }
 
@@ -296,8 +364,24 @@ mod_detach(void *instance)
 {
 	struct rlm_shinkin_otp *inst = instance;
 
-	fr_connection_pool_free(inst->pool);
-	inst->pool = NULL;
+	struct tctx *t;
+
+	/*
+	 * Deleting the key first means no thread destructor runs from now
+	 * on; then free what live threads still hold. XXX a thread already
+	 * inside tctx_destroy at this very moment would race; radiusd
+	 * detaches after its workers have stopped.
+	 */
+	if (inst->key_ok)
+		pthread_key_delete(inst->key);
+	inst->key_ok = 0;
+	while ((t = inst->threads) != NULL) {
+		inst->threads = t->next;
+		tctx_free(t);
+	}
+	if (inst->lock_ok)
+		pthread_mutex_destroy(&inst->lock);
+	inst->lock_ok = 0;
 	return 0;
 }
 
@@ -576,16 +660,14 @@ map_decision(const struct rlm_shinkin_otp *inst, REQUEST *request,
 	}
 }
 
-/* A store failure poisons the handle: close it so the pool reopens. */
+/* A store failure poisons the handle: drop it so the thread reopens. */
 static void
-put_conn(const struct rlm_shinkin_otp *inst, struct conn *c, int rc,
-    const struct sotp_decision *d)
+after_store_use(
+    struct rlm_shinkin_otp *inst, int rc, const struct sotp_decision *d)
 {
 	if (rc == SOTP_ERR_STORE || rc == SOTP_ERR_STORE_UNAVAILABLE ||
 	    d->reason == SOTP_R_STORE_UNAVAILABLE)
-		fr_connection_close(inst->pool, c, "store error");
-	else
-		fr_connection_release(inst->pool, c);
+		drop_thread_ctx(inst);
 }
 
 /*
@@ -596,11 +678,11 @@ put_conn(const struct rlm_shinkin_otp *inst, struct conn *c, int rc,
 static rlm_rcode_t
 mod_authorize(void *instance, REQUEST *request)
 {
-	const struct rlm_shinkin_otp *inst = instance;
+	struct rlm_shinkin_otp *inst = instance;
 	struct sotp_contract_info info;
 	struct sotp_decision none;
+	struct sotp_ctx *ctx;
 	const char *user;
-	struct conn *c;
 	VALUE_PAIR *vp;
 	int rc;
 
@@ -612,16 +694,14 @@ mod_authorize(void *instance, REQUEST *request)
 		return RLM_MODULE_NOOP;
 	if (sign_reply(request) != 0)
 		return RLM_MODULE_FAIL;
-	if ((c = fr_connection_get(inst->pool)) == NULL) {
-		RERROR("No shinkin-otp store connection available");
+	if ((ctx = thread_ctx(inst, request)) == NULL)
 		return RLM_MODULE_FAIL;
-	}
 	memset(&none, 0, sizeof(none));
-	rc = sotp_contract_get(c->ctx, user, &info);
+	rc = sotp_contract_get(ctx, user, &info);
 	if (rc != SOTP_OK && rc != SOTP_ERR_NOT_FOUND)
 		RERROR("Contract lookup failed: %s %s", sotp_strerror(rc),
-		    sotp_ctx_errmsg(c->ctx));
-	put_conn(inst, c, rc, &none);
+		    sotp_ctx_errmsg(ctx));
+	after_store_use(inst, rc, &none);
 	if (rc == SOTP_ERR_NOT_FOUND) {
 		RDEBUG2("%s is not a contract", user);
 		return RLM_MODULE_NOOP;
@@ -638,11 +718,11 @@ mod_authorize(void *instance, REQUEST *request)
 static rlm_rcode_t
 mod_authenticate(void *instance, REQUEST *request)
 {
-	const struct rlm_shinkin_otp *inst = instance;
+	struct rlm_shinkin_otp *inst = instance;
 	struct sotp_attempt *a = NULL;
 	struct sotp_decision d;
 	const char *user, *context;
-	struct conn *c;
+	struct sotp_ctx *ctx;
 	rlm_rcode_t code;
 	int rc = SOTP_OK;
 
@@ -659,18 +739,16 @@ mod_authenticate(void *instance, REQUEST *request)
 		REDEBUG("No User-Password in the request");
 		return RLM_MODULE_INVALID;
 	}
-	if ((c = fr_connection_get(inst->pool)) == NULL) {
-		RERROR("No shinkin-otp store connection available");
+	if ((ctx = thread_ctx(inst, request)) == NULL)
 		return RLM_MODULE_FAIL;
-	}
-	if (pick_context(inst, c->ctx, request, &context) != 0)
+	if (pick_context(inst, ctx, request, &context) != 0)
 		code = RLM_MODULE_INVALID;
 	else {
-		rc = run_attempt(inst, c->ctx, request, user, context, &a, &d);
-		code = map_decision(inst, request, c->ctx, a, rc, &d);
+		rc = run_attempt(inst, ctx, request, user, context, &a, &d);
+		code = map_decision(inst, request, ctx, a, rc, &d);
 	}
 	sotp_attempt_free(a);
-	put_conn(inst, c, rc, &d);
+	after_store_use(inst, rc, &d);
 	return code;
 }
 
