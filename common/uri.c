@@ -120,6 +120,9 @@ sotp_uri_build(const struct sotp_uri *u, char **out)
 	    !field_ok(u->secret, sizeof(u->secret)) || u->account[0] == '\0' ||
 	    u->digits < 6 || u->digits > 8 || u->period < 1)
 		return SOTP_ERR_INVALID_ARG;
+	/* Without an issuer, a ':' in the account would be read as one. */
+	if (u->issuer[0] == '\0' && strchr(u->account, ':') != NULL)
+		return SOTP_ERR_INVALID_ARG;
 	switch (u->alg) {
 	case SOTP_ALG_SHA1:
 		alg = "SHA1";
@@ -298,6 +301,10 @@ parse_label(const char *p, size_t n, struct sotp_uri *u, const char **why)
 	return SOTP_OK;
 }
 
+_Static_assert(sizeof(((struct sotp_uri *)0)->issuer) >=
+        sizeof(((struct sotp_uri *)0)->secret),
+    "parse_param sizes its buffer by the issuer");
+
 enum uri_param {
 	P_SECRET = 1 << 0,
 	P_ISSUER = 1 << 1,
@@ -311,7 +318,8 @@ static int
 parse_param(const char *key, size_t keylen, const char *val, size_t vallen,
     struct sotp_uri *u, unsigned int *seen, const char **why)
 {
-	char v[sizeof(u->secret)];
+	/* The issuer is the longest field; v holds any one value. */
+	char v[sizeof(u->issuer)];
 	long long num = 0;
 	unsigned int bit;
 	int rc = SOTP_ERR_BAD_INPUT;
@@ -339,7 +347,6 @@ parse_param(const char *key, size_t keylen, const char *val, size_t vallen,
 		*why = "empty URI parameter value";
 		return SOTP_ERR_BAD_INPUT;
 	}
-	/* The issuer needs the most room; v holds any one value. */
 	if ((rc = pct_decode(val, vallen, v, sizeof(v), "parameter too long",
 	         why)) != SOTP_OK)
 		goto out;

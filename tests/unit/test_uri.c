@@ -109,6 +109,8 @@ test_uri_build_refuses(void **state)
 	fill(&u, "Bank", "TK");
 	memset(u.account, 'a', sizeof(u.account)); /* no NUL */
 	assert_int_equal(sotp_uri_build(&u, &s), SOTP_ERR_INVALID_ARG);
+	fill(&u, "", "TK:1");
+	assert_int_equal(sotp_uri_build(&u, &s), SOTP_ERR_INVALID_ARG);
 	assert_int_equal(sotp_uri_build(NULL, &s), SOTP_ERR_INVALID_ARG);
 	assert_int_equal(sotp_uri_build(&u, NULL), SOTP_ERR_INVALID_ARG);
 }
@@ -119,7 +121,7 @@ test_uri_round_trip(void **state)
 	static const char *const issuers[] = {"Shinkin Bank", "",
 	    "A&B:C/D?E=F%G+H", "\xe4\xbf\xa1\xe9\x87\x91", "~"};
 	static const char *const accounts[] = {
-	    "TK-0001", "a b", "x#y&z=w", "0"};
+	    "TK-0001", "a b", "x#y&z=w", "0", "%3A"};
 	struct sotp_uri in, out;
 	const char *why = NULL;
 	char *s = NULL;
@@ -285,6 +287,18 @@ test_uri_bounds(void **state)
 	strcat(s, "?secret=" SECRET);
 	assert_int_equal(sotp_uri_parse(s, &u, &why), SOTP_ERR_BAD_INPUT);
 	assert_non_null(why);
+	free(s);
+
+	/* The longest issuer survives a round trip, escaped twice over. */
+	memset(&u, 0, sizeof(u));
+	memset(u.issuer, 0xff, sizeof(u.issuer) - 1);
+	sotp_strlcpy(u.account, "TK", sizeof(u.account));
+	sotp_strlcpy(u.secret, SECRET, sizeof(u.secret));
+	u.digits = 6;
+	u.period = 30;
+	assert_int_equal(sotp_uri_build(&u, &s), SOTP_OK);
+	assert_int_equal(sotp_uri_parse(s, &u, &why), SOTP_OK);
+	assert_int_equal(strlen(u.issuer), sizeof(u.issuer) - 1);
 	free(s);
 
 	/* A huge input is refused without being walked. */
