@@ -54,11 +54,11 @@ token_insert(struct sotp_ctx *ctx, const struct sotp_token_spec *spec,
 	                          : ctx->pol.kinds[ctx->pol.default_kind].name;
 	if (!sotp_id_valid(spec->serial) || sotp_alg_name(spec->alg) == NULL ||
 	    spec->digits < 6 || spec->digits > 8 || spec->period < 1 ||
-	    spec->period > 300 || len < 10 || len > 64) {
+	    spec->period > 300 || len < 16 || len > 64) {
 		sotp_ctx_seterr(ctx,
 		    "token %s: bad serial, algorithm, digits "
 		    "(6-8), period (1-300 s) or secret "
-		    "length (10-64 bytes)",
+		    "length (16-64 bytes, RFC 4226 R6)",
 		    spec->serial != NULL ? spec->serial : "-");
 		return sotp_refuse(ctx, d, now, "token.add", NULL,
 		    sotp_id_valid(spec->serial) ? spec->serial : NULL,
