@@ -1,0 +1,205 @@
+# Helpers for the RADIUS suites: a private radiusd on 127.0.0.1 with a
+# single-file config under a temp dir, and radclient exchanges checked
+# through filter files. Sourced after tests/lib.sh.
+#
+#   RLM_SO   the module to load (default $BUILD/rlm_shinkin_otp.so)
+#   FR_DIR   the private config dir (made by fr_setup)
+#   PORT     its auth port; SECRET its shared secret
+
+SECRET=sotp-test-secret
+RADCLIENT_T=${RADCLIENT_T:-3}
+FR_PIDS=""
+
+# A free UDP port on 127.0.0.1 (the kernel picks; radiusd binds it next).
+free_port() {
+	python3 -c 'import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])' 2>/dev/null ||
+		echo $((20000 + $$ % 30000))
+}
+
+# fr_setup DIR: a fresh config dir with the module linked into DIR/lib.
+fr_setup() {
+	FR_DIR=$1
+	mkdir -p "$FR_DIR/run" "$FR_DIR/log" "$FR_DIR/lib"
+	ln -sf "$RLM_SO" "$FR_DIR/lib/rlm_shinkin_otp.so"
+}
+
+# fr_write_conf MODULES SERVERS: writes $FR_DIR/radiusd.conf around the
+# given modules{} body and server sections. Every setting the notes found
+# necessary for a private radiusd is here (../shared/notes section 2).
+fr_write_conf() {
+	cat >"$FR_DIR/radiusd.conf" <<EOF
+prefix = /usr
+exec_prefix = /usr
+sysconfdir = /etc
+localstatedir = /var
+sbindir = /usr/sbin
+confdir = $FR_DIR
+raddbdir = $FR_DIR
+run_dir = $FR_DIR/run
+logdir = $FR_DIR/log
+libdir = $FR_DIR/lib:/usr/lib/freeradius
+pidfile = $FR_DIR/run/radiusd.pid
+name = freeradius
+max_request_time = 30
+cleanup_delay = 0
+max_requests = 16384
+hostname_lookups = no
+proxy_requests = no
+log {
+	destination = files
+	file = $FR_DIR/log/radius.log
+	stripped_names = no
+	auth = no
+}
+security {
+	reject_delay = 0
+	allow_core_dumps = no
+	status_server = no
+}
+thread pool {
+	start_servers = 8
+	max_servers = 16
+	min_spare_servers = 4
+	max_spare_servers = 16
+	max_requests_per_server = 0
+	max_queue_size = 65536
+}
+client local {
+	ipaddr = 127.0.0.1
+	secret = $SECRET
+	require_message_authenticator = yes
+}
+modules {
+$1
+}
+$2
+EOF
+}
+
+# fr_start MODE: starts radiusd (-X single-threaded, or -f with its thread
+# pool) in the background and waits until it answers. Killed by fr_stop_all
+# (the suites' EXIT trap).
+fr_start() {
+	_mode=$1
+	: >"$FR_DIR/log/radius.log"
+	if [ "$_mode" = X ]; then
+		freeradius -X -d "$FR_DIR" >"$FR_DIR/log/X.log" 2>&1 &
+	else
+		freeradius -f -d "$FR_DIR" >"$FR_DIR/log/f.log" 2>&1 &
+	fi
+	FR_PID=$!
+	FR_PIDS="$FR_PIDS $FR_PID"
+	_i=0
+	while [ $_i -lt 100 ]; do
+		if ! kill -0 "$FR_PID" 2>/dev/null; then
+			echo "# radiusd exited during start" >&2
+			cat "$FR_DIR"/log/*.log >&2
+			return 1
+		fi
+		if grep -q "Ready to process requests" "$FR_DIR/log/X.log" \
+		    "$FR_DIR/log/radius.log" "$FR_DIR/log/f.log" 2>/dev/null; then
+			return 0
+		fi
+		sleep 0.1
+		_i=$((_i + 1))
+	done
+	echo "# radiusd did not get ready" >&2
+	return 1
+}
+
+fr_stop() {
+	[ -n "${FR_PID:-}" ] || return 0
+	kill "$FR_PID" 2>/dev/null
+	_i=0
+	while kill -0 "$FR_PID" 2>/dev/null && [ $_i -lt 50 ]; do
+		sleep 0.1
+		_i=$((_i + 1))
+	done
+	kill -9 "$FR_PID" 2>/dev/null
+	wait "$FR_PID" 2>/dev/null
+	FR_PID=""
+}
+
+fr_stop_all() {
+	for _p in $FR_PIDS; do
+		kill "$_p" 2>/dev/null
+	done
+	sleep 0.2
+	for _p in $FR_PIDS; do
+		kill -9 "$_p" 2>/dev/null
+	done
+	FR_PIDS=""
+}
+
+# rad NAME REQUEST [FILTER]: sends the request (attribute lines) with
+# radclient -x; output in $T/NAME.out, exit status radclient's. With a
+# FILTER (lines as radclient -f req:filter wants), rc 0 means the reply
+# matched it exactly: every reply attribute must be listed.
+rad() {
+	_n=$1
+	printf '%s\n' "$2" >"$T/$_n.req"
+	if [ $# -ge 3 ]; then
+		printf '%s\n' "$3" >"$T/$_n.filt"
+		radclient -x -t "$RADCLIENT_T" -r 1 -f "$T/$_n.req:$T/$_n.filt" \
+		    "127.0.0.1:$PORT" auth "$SECRET" >"$T/$_n.out" 2>&1
+	else
+		radclient -x -t "$RADCLIENT_T" -r 1 -f "$T/$_n.req" \
+		    "127.0.0.1:$PORT" auth "$SECRET" >"$T/$_n.out" 2>&1
+	fi
+}
+
+# The reply type radclient saw for NAME: Access-Accept, ...; "none".
+reply_of() {
+	sed -n 's/^Received \(Access-[A-Za-z]*\) .*/\1/p' "$T/$1.out" |
+	    head -n 1 | grep . || echo none
+}
+
+# The State of NAME's reply, as radclient prints it (0x...).
+state_of() {
+	sed -n 's/^[[:space:]]*State = \(0x[0-9a-fA-F]*\).*/\1/p' "$T/$1.out" |
+	    head -n 1
+}
+
+# Filters for our replies: each lists the reply's attributes exactly.
+# f_challenge PROMPT, f_accept [MESSAGE], f_reject [MESSAGE].
+f_challenge() {
+	printf '%s\n' "Response-Packet-Type == Access-Challenge" \
+	    "Message-Authenticator =* ANY" "State =* ANY" \
+	    "Reply-Message == \"$1\"" "Prompt == No-Echo"
+}
+f_accept() {
+	printf '%s\n' "Response-Packet-Type == Access-Accept" \
+	    "Message-Authenticator =* ANY"
+	[ $# -gt 0 ] && printf '%s\n' "Reply-Message == \"$1\""
+	return 0
+}
+f_reject() {
+	printf '%s\n' "Response-Packet-Type == Access-Reject" \
+	    "Message-Authenticator =* ANY"
+	[ $# -gt 0 ] && printf '%s\n' "Reply-Message == \"$1\""
+	return 0
+}
+
+# A request as radclient reads it: User-Name, User-Password, signed.
+#   req USER PASSWORD [MORE ATTRIBUTES...]
+req() {
+	_r="User-Name = \"$1\", User-Password = \"$2\", Message-Authenticator = 0x00"
+	shift 2
+	for _a in "$@"; do
+		_r="$_r, $_a"
+	done
+	printf '%s' "$_r"
+}
+
+# exchange NAME REQUEST FILTER WHAT: one check, with the output on failure.
+exchange() {
+	if rad "$1" "$2" "$3"; then
+		ok "$4"
+	else
+		notok "$4"
+		sed 's/^/#   /' "$T/$1.out"
+	fi
+}

@@ -1,0 +1,391 @@
+#!/bin/sh
+# rlm_shinkin_otp inside a real radiusd: a private single-file config on
+# 127.0.0.1, driven by radclient; codes from oathtool. Run by tests/run.sh
+# (BUILD, TOP set). RLM_SO selects another build of the module (the UBSan
+# suite sets it).
+. "$TOP/tests/lib.sh"
+. "$TOP/tests/radius/lib.sh"
+
+RLM_SO=${RLM_SO:-$BUILD/rlm_shinkin_otp.so}
+for b in freeradius radclient oathtool; do
+	command -v "$b" >/dev/null ||
+		{ notok "$b installed (sh scripts/deps.sh)"; exit 1; }
+done
+[ -f "$RLM_SO" ] || { notok "module built: $RLM_SO"; exit 1; }
+# Debian's radiusd dlopens with RTLD_DEEPBIND, which ASan cannot live with
+# (../shared/notes section 1); t_radius_ubsan runs this suite on a UBSan
+# build instead.
+if readelf -d "$RLM_SO" 2>/dev/null | grep -q 'libasan'; then
+	ok "# SKIP $RLM_SO is an ASan build; see tests/radius/t_radius_ubsan.sh"
+	exit 0
+fi
+
+mk_sandbox
+T=$(mktemp -d "${TMPDIR:-/tmp}/sotp-radius.XXXXXX")
+trap 'fr_stop_all; [ -n "${KEEP:-}" ] || rm -rf "$T" "$SB"' EXIT
+trap 'exit 1' INT TERM HUP
+
+# A second policy on the same store and key whose challenge states live
+# 2 s, for the expiry case.
+sed 's/^lifetime = .*/lifetime = 2/' "$CONF" >"$SB/short.conf"
+grep -q '^lifetime = 2$' "$SB/short.conf" ||
+	{ notok "short-lived state policy"; exit 1; }
+
+# mk_contract ID PASSWORD LOGIN: a token tok-ID with a fresh secret bound
+# with the previous step's code (so the current code is still unused).
+mk_contract() {
+	_s=$(head -c 20 /dev/urandom | base32 | tr -d '=\n')
+	echo "$_s" >"$T/sec.$1"
+	"$CLI" token add "tok-$1" --secret "$_s" >/dev/null &&
+	    printf '%s\n' "$2" | "$CLI" contract add "$1" >/dev/null &&
+	    "$CLI" contract bind "$1" --serial "tok-$1" \
+		--otp "$(totp "$_s" -30)" --login-otp "$3" >/dev/null
+}
+code() { totp "$(cat "$T/sec.$1")" "${2:-0}"; }
+# A six-digit code that is surely not the current one.
+wrong() { awk -v c="$(code "$1")" 'BEGIN { printf "%06d", (c + 500000) % 1000000 }'; }
+
+fresh_step 1
+setup_ok=1
+for c in alice bob carol dave erin frank grace heidi ivan judy mallory; do
+	mk_contract "$c" "pw-$c" yes || setup_ok=0
+done
+NRACE=32
+i=1
+while [ $i -le $NRACE ]; do
+	mk_contract "r$i" "pw-r$i" yes || setup_ok=0
+	i=$((i + 1))
+done
+[ $setup_ok -eq 1 ] && ok "sandbox: $((NRACE + 11)) contracts with tokens" ||
+	{ notok "sandbox setup"; exit 1; }
+
+# ---- the private radiusd ----
+PORT=$(free_port)
+fr_setup "$T/raddb"
+# The login instance is the shipped sample, pointed at the sandbox.
+sed "s|/etc/shinkin-otp/shinkin-otp.conf|$CONF|" \
+    "$TOP/conf/freeradius/mods-available/shinkin_otp" >"$T/mod-sample"
+MODULES="\$INCLUDE $T/mod-sample
+shinkin_otp append {
+	config = $CONF
+	context = login
+	mode = append
+}
+shinkin_otp nas {
+	config = $CONF
+	context_attribute = NAS-Identifier
+}
+shinkin_otp mobile {
+	config = $CONF
+	context = mobile
+}
+shinkin_otp short {
+	config = $SB/short.conf
+	context = login
+	challenge_message = \"Code from your token: \"
+}"
+# Called-Station-Id picks the instance, so one port serves every case.
+SERVERS="server shinkin-test {
+	listen {
+		type = auth
+		ipaddr = 127.0.0.1
+		port = $PORT
+		recv_buff = 4194304
+	}
+	authorize {
+		switch \"%{Called-Station-Id}\" {
+			case \"append\" {
+				append
+			}
+			case \"nas\" {
+				nas
+			}
+			case \"mobile\" {
+				mobile
+			}
+			case \"short\" {
+				short
+			}
+			case {
+				shinkin_otp
+			}
+		}
+	}
+	authenticate {
+		Auth-Type shinkin_otp {
+			shinkin_otp
+		}
+		Auth-Type append {
+			append
+		}
+		Auth-Type nas {
+			nas
+		}
+		Auth-Type mobile {
+			mobile
+		}
+		Auth-Type short {
+			short
+		}
+	}
+}"
+fr_write_conf "$MODULES" "$SERVERS"
+check "radiusd -C accepts the config" freeradius -C -d "$FR_DIR"
+fr_start X || { notok "radiusd -X starts"; exit 1; }
+ok "radiusd -X starts with four module instances"
+
+OTP_PROMPT="One-time code: "
+M_WRONG="The one-time code is not correct."
+M_REPLAY="This code has already been used; wait for the next code."
+M_PW="The contract ID or password is not correct."
+M_INVALID="This session is not valid; please start again."
+M_EXPIRED="This session has expired; please start again."
+M_USED="This session was already used; please start again."
+M_LOCKED="This contract is locked after too many failed attempts; please contact the bank."
+
+fresh_step 8
+
+# Challenge flow: password -> Access-Challenge -> code with State -> Accept.
+exchange a1 "$(req alice pw-alice)" "$(f_challenge "$OTP_PROMPT")" \
+    "login: password gets an Access-Challenge with State, prompt, No-Echo"
+S=$(state_of a1)
+C=$(code alice)
+exchange a2 "$(req alice "$C" "State = $S")" "$(f_accept)" \
+    "login: the code with that State is accepted"
+# The same code again, in a new attempt.
+exchange a3 "$(req alice pw-alice)" "$(f_challenge "$OTP_PROMPT")" \
+    "login again: challenged"
+exchange a4 "$(req alice "$C" "State = $(state_of a3)")" \
+    "$(f_reject "$M_REPLAY")" "the same code twice is rejected"
+
+# Wrong code; wrong password; unknown contract.
+exchange b1 "$(req bob pw-bob)" "$(f_challenge "$OTP_PROMPT")" "bob: challenged"
+exchange b2 "$(req bob "$(wrong bob)" "State = $(state_of b1)")" \
+    "$(f_reject "$M_WRONG")" "a wrong code is rejected with its message"
+exchange b3 "$(req bob not-his)" "$(f_reject "$M_PW")" \
+    "a wrong password is rejected at once"
+exchange n1 "$(req nobody whatever)" "$(f_reject)" \
+    "an unknown contract is rejected (not claimed: notfound)"
+
+# State tokens: another contract's, altered, expired, reused.
+exchange c1 "$(req carol pw-carol)" "$(f_challenge "$OTP_PROMPT")" \
+    "carol: challenged"
+exchange d1 "$(req dave "$(code dave)" "State = $(state_of c1)")" \
+    "$(f_reject "$M_INVALID")" "a State from another contract is rejected"
+exchange e1 "$(req erin pw-erin)" "$(f_challenge "$OTP_PROMPT")" \
+    "erin: challenged"
+S=$(state_of e1)
+# Flip one hex digit in the middle of the token.
+ALT=$(echo "$S" | awk '{ i = int(length($0) / 2); c = substr($0, i, 1);
+	printf "%s%s%s", substr($0, 1, i - 1), (c == "4" ? "5" : "4"), substr($0, i + 1) }')
+exchange e2 "$(req erin "$(code erin)" "State = $ALT")" \
+    "$(f_reject "$M_INVALID")" "an altered State is rejected"
+exchange f1 "$(req frank pw-frank "Called-Station-Id = short")" \
+    "$(f_challenge "Code from your token: ")" \
+    "challenge_message replaces the prompt"
+sleep 3
+exchange f2 "$(req frank "$(code frank)" "State = $(state_of f1)" \
+    "Called-Station-Id = short")" "$(f_reject "$M_EXPIRED")" \
+    "an expired State is rejected (state lifetime 2 s)"
+exchange g1 "$(req grace pw-grace)" "$(f_challenge "$OTP_PROMPT")" \
+    "grace: challenged"
+S=$(state_of g1)
+exchange g2 "$(req grace "$(code grace)" "State = $S")" "$(f_accept)" \
+    "grace: accepted"
+exchange g3 "$(req grace "$(code grace 30)" "State = $S")" \
+    "$(f_reject "$M_USED")" "a State used once is rejected when replayed"
+
+# Append mode: password and code in one User-Password.
+exchange h1 "$(req heidi "pw-heidi$(wrong heidi)" "Called-Station-Id = append")" \
+    "$(f_reject "$M_WRONG")" "append mode: a wrong code is rejected"
+exchange h2 "$(req heidi "pw-heidi$(code heidi)" "Called-Station-Id = append")" \
+    "$(f_accept)" "append mode: password+code accepted in one round trip"
+
+# Mobile context: password only, even with a token.
+exchange i1 "$(req ivan pw-ivan "Called-Station-Id = mobile")" "$(f_accept)" \
+    "mobile context: password alone is accepted, no challenge"
+
+# Transaction context chosen by NAS-Identifier through [services].
+exchange j1 "$(req judy "$(code judy)" "Called-Station-Id = nas" \
+    "NAS-Identifier = ib-transfer")" "$(f_accept)" \
+    "NAS-Identifier ib-transfer -> transaction: the code alone is accepted"
+exchange j2 "$(req judy pw-judy "Called-Station-Id = nas" \
+    "NAS-Identifier = ib-mobile")" "$(f_accept)" \
+    "NAS-Identifier ib-mobile -> mobile: the password alone is accepted"
+exchange j3 "$(req judy pw-judy "Called-Station-Id = nas" \
+    "NAS-Identifier = no-such-service")" "$(f_reject)" \
+    "an unmapped NAS-Identifier is rejected"
+
+# Lockout: five wrong passwords, then the right one is refused.
+i=1
+while [ $i -le 5 ]; do
+	rad m$i "$(req mallory bad-$i "Called-Station-Id = mobile")"
+	i=$((i + 1))
+done
+exchange m6 "$(req mallory pw-mallory "Called-Station-Id = mobile")" \
+    "$(f_reject "$M_LOCKED")" "a locked contract is rejected with its message"
+
+# BlastRADIUS: a request without Message-Authenticator gets no answer.
+RADCLIENT_T=1 rad u1 "User-Name = \"ivan\", User-Password = \"pw-ivan\", Called-Station-Id = mobile"
+if [ "$(reply_of u1)" = none ] &&
+    contains "$FR_DIR/log/X.log" "does not contain required Message-Authenticator"; then
+	ok "an unsigned request is dropped (require_message_authenticator)"
+else
+	notok "an unsigned request is dropped"
+fi
+# Every reply radclient received carried a Message-Authenticator it checked.
+nrep=$(cat "$T"/*.out | grep -c '^Received Access-')
+nma=$(cat "$T"/*.out | grep -c '^[[:space:]]*Message-Authenticator = 0x')
+nsent=$(cat "$T"/*.out | grep '^Sent' -A8 | grep -c 'Message-Authenticator = 0x00$')
+if [ "$nrep" -gt 20 ] && [ $((nma - nsent)) -eq "$nrep" ]; then
+	ok "all $nrep replies carry a verified Message-Authenticator"
+else
+	notok "replies signed ($nrep replies, $nma MA lines, $nsent sent)"
+fi
+# Nothing secret in what the module and the core log.
+leak=0
+for c in alice bob heidi ivan judy; do
+	grep -i 'shinkin' "$FR_DIR/log/X.log" | grep -q "pw-$c" && leak=1
+done
+[ $leak -eq 0 ] && ok "no password in the module's log lines" ||
+	notok "a password reached the module's log lines"
+fr_stop
+
+# ---- concurrency: the thread pool, 8 streams, each code on two streams ----
+fr_start f || { notok "radiusd -f starts"; exit 1; }
+ok "radiusd -f (thread pool) starts"
+fresh_step 6
+# Stream s carries contracts r(s%4+1), r(s%4+5), ...: streams s and s+4
+# send the same codes, interleaved with mobile logins.
+s=0
+while [ $s -lt 8 ]; do
+	: >"$T/stream$s.req"
+	i=$((s % 4 + 1))
+	while [ $i -le $NRACE ]; do
+		printf '%s\n\n' "$(req "r$i" "$(code "r$i")" \
+		    "Called-Station-Id = nas" \
+		    "NAS-Identifier = ib-transfer")" \
+		    "$(req ivan pw-ivan "Called-Station-Id = mobile")" \
+		    >>"$T/stream$s.req"
+		i=$((i + 4))
+	done
+	s=$((s + 1))
+done
+pids=""
+s=0
+while [ $s -lt 8 ]; do
+	radclient -x -p 1 -t 5 -r 1 -f "$T/stream$s.req" "127.0.0.1:$PORT" \
+	    auth "$SECRET" >"$T/stream$s.log" 2>&1 &
+	pids="$pids $!"
+	s=$((s + 1))
+done
+for p in $pids; do
+	wait "$p"
+done
+# One "user verdict" line per reply; with -p 1 each reply follows its request.
+cat "$T"/stream?.log | awk '
+	/^Sent Access-Request/ { insent = 1; next }
+	/^Received / { insent = 0; print user, $2; next }
+	insent && /User-Name = / { gsub(/"/, "", $3); user = $3 }' >"$T/race.txt"
+nsent=$(grep -c '^Sent Access-Request' "$T"/stream?.log | awk -F: '{s += $2} END {print s}')
+nrecv=$(wc -l <"$T/race.txt")
+[ "$nsent" -eq "$nrecv" ] && [ "$nrecv" -eq $((2 * NRACE + 8 * NRACE / 4)) ] &&
+	ok "every one of $nrecv concurrent requests was answered" ||
+	notok "concurrent requests answered ($nrecv of $nsent sent)"
+bad=0
+i=1
+while [ $i -le $NRACE ]; do
+	na=$(grep -c "^r$i Access-Accept$" "$T/race.txt")
+	nr=$(grep -c "^r$i Access-Reject$" "$T/race.txt")
+	[ "$na" -eq 1 ] && [ "$nr" -eq 1 ] || { bad=$((bad + 1)); echo "# r$i: $na accepts, $nr rejects"; }
+	i=$((i + 1))
+done
+[ $bad -eq 0 ] && ok "race: each of $NRACE codes sent on two streams at once was accepted exactly once" ||
+	notok "race: $bad contracts without exactly one accept"
+nm=$(grep -c '^ivan Access-Accept$' "$T/race.txt")
+[ "$nm" -eq $((8 * NRACE / 4)) ] && ok "race: all $nm interleaved mobile logins accepted" ||
+	notok "race: $nm of $((8 * NRACE / 4)) mobile logins accepted"
+
+# ---- the store disappears under the running server ----
+# Relative store paths are taken from the policy file's directory.
+STORE=$(sed -n 's/^store = sqlite://p' "$CONF")
+case "$STORE" in /*) ;; *) STORE="$(dirname "$CONF")/$STORE" ;; esac
+[ -f "$STORE" ] || notok "store file found: $STORE"
+rm -f "$STORE" "$STORE-wal" "$STORE-shm" "$STORE-journal"
+rad s1 "$(req ivan pw-ivan "Called-Station-Id = mobile")"
+rad s2 "$(req judy "$(code judy 30)" "Called-Station-Id = nas" "NAS-Identifier = ib-transfer")"
+r1=$(reply_of s1)
+r2=$(reply_of s2)
+[ "$r1" = Access-Reject ] && [ "$r2" = Access-Reject ] &&
+	ok "store removed while running: Access-Reject, never Accept" ||
+	{ notok "store removed: got $r1 / $r2"; sed 's/^/#   /' "$T/s1.out"; }
+kill -0 "$FR_PID" 2>/dev/null && ok "radiusd still running after the store loss" ||
+	notok "radiusd died after the store loss"
+fr_stop
+
+# Undefined behaviour reports (the UBSan build prints them to stderr).
+if cat "$FR_DIR"/log/*.log | grep -q 'runtime error'; then
+	notok "no UBSan runtime error in radiusd's output"
+	grep 'runtime error' "$FR_DIR"/log/*.log | head -5 | sed 's/^/#   /'
+else
+	ok "no sanitizer runtime error in radiusd's output"
+fi
+
+# ---- configurations radiusd must refuse (radiusd -C) ----
+# check_refused WHAT WANT MODULE-BODY: radiusd -C fails, its log says WANT.
+NBAD=0
+check_refused() {
+	NBAD=$((NBAD + 1))
+	fr_setup "$T/bad$NBAD"
+	fr_write_conf "shinkin_otp {
+$3
+}" "server x {
+	listen {
+		type = auth
+		ipaddr = 127.0.0.1
+		port = $PORT
+	}
+	authorize {
+		shinkin_otp
+	}
+	authenticate {
+		Auth-Type shinkin_otp {
+			shinkin_otp
+		}
+	}
+}"
+	freeradius -C -d "$FR_DIR" >"$FR_DIR/log/C.out" 2>&1
+	_rc=$?
+	if [ $_rc -ne 0 ] && cat "$FR_DIR"/log/* | grep -qF -- "$2"; then
+		ok "radiusd -C refuses $1: \"$2\""
+	else
+		notok "radiusd -C refuses $1 (rc $_rc, want \"$2\")"
+		cat "$FR_DIR"/log/* | tail -n 5 | sed 's/^/#   /'
+	fi
+}
+# The store went away above; a fresh sandbox policy for these.
+mkdir -p "$SB/fresh"
+"$CLI" --config "$SB/fresh/p.conf" init >/dev/null 2>&1 ||
+	notok "a second sandbox policy"
+GOOD="$SB/fresh/p.conf"
+sed '1i frobnicate = yes' "$GOOD" >"$SB/fresh/bad.conf"
+check_refused "a bad policy file" "$SB/fresh/bad.conf:1:" "	config = $SB/fresh/bad.conf
+	context = login"
+check_refused "an unknown module option" 'Unknown configuration item "contxt"' \
+    "	config = $GOOD
+	contxt = login"
+check_refused "a bad mode" 'must be challenge or append' "	config = $GOOD
+	context = login
+	mode = sideways"
+check_refused "context and context_attribute together" 'exactly one of' \
+    "	config = $GOOD
+	context = login
+	context_attribute = NAS-Identifier"
+check_refused "an undefined context" 'not defined in' "	config = $GOOD
+	context = no-such-context"
+check_refused "an unknown attribute" 'no such attribute' "	config = $GOOD
+	context_attribute = Bogus-Attr-Zz"
+check_refused "a missing policy file" "$SB/none.conf" "	config = $SB/none.conf
+	context = login"
+
+exit 0
