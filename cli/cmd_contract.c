@@ -33,7 +33,7 @@ contract_args(struct cli *c, const char *verb, int argc, char **argv,
 	return cli_load(c);
 }
 
-/* add (the password may be absent: EOF) and passwd (it may not). */
+/* add and passwd: the password is one line on stdin. */
 static int
 contract_password(struct cli *c, const char *verb, int argc, char **argv)
 {
@@ -47,7 +47,7 @@ contract_password(struct cli *c, const char *verb, int argc, char **argv)
 		return ex;
 	r = cli_read_secret(
 	    c, sotp_factor_prompt(SOTP_F_PASSWORD), pw, sizeof(pw));
-	if (r < 0 || (r > 0 && !add)) {
+	if (r != 0) {
 		if (r > 0)
 			cli_warn(c, "no password on stdin");
 		ex = CLI_EXIT_ERROR;

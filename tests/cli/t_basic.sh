@@ -1,0 +1,83 @@
+#!/bin/sh
+# The admin tool against an independent token (oathtool): provisioning,
+# binding, verification, replay, SHA256/8 digits and the refusals.
+. "$TOP/tests/lib.sh"
+. "$TOP/tests/cli/lib_cli.sh"
+mk_sandbox
+OUT=$SB/out
+ERR=$SB/err
+fresh_step 10
+
+S1=$(secret)
+S2=$(secret)
+S3=$(secret)
+
+check "token add" cli token add T1 --secret "$S1"
+check "token add with spaces and lower case" \
+    cli token add T2 --secret "$(echo "$S2" | tr A-Z a-z | sed 's/..../& /g')"
+check_rc 2 "token add rejects bad base32" cli token add T9 --secret 'NOT-BASE32!'
+refused EXISTS "token add refuses a known serial" \
+    cli token add T1 --secret "$S1"
+
+check "contract add" clin pw-C1 contract add C1
+check "contract add C2" clin pw-C2 contract add C2
+refused EXISTS "contract add refuses a known ID" clin x contract add C1
+
+refused UNKNOWN_SERIAL "bind refuses an unknown serial" \
+    cli contract bind C1 --serial NOPE --otp "$(totp "$S1")"
+refused WRONG_CODE "bind refuses a wrong code" \
+    cli contract bind C1 --serial T1 --otp "$(wrong_code "$S1")"
+check "bind with oathtool's current code" \
+    cli contract bind C1 --serial T1 --otp "$(totp "$S1")"
+refused ALREADY_BOUND "a second token cannot be bound" \
+    cli contract bind C1 --serial T2 --otp "$(totp "$S2")"
+refused TOKEN_IN_USE "a bound token cannot be bound again" \
+    cli contract bind C2 --serial T1 --otp "$(totp "$S1" 30)"
+check "the refusal line names the contract" \
+    contains "$ERR" "shinkin-otp: contract bind C2: refused: "
+
+# The next step's code is inside the window (1 forward).
+code=$(totp "$S1" 30)
+check "verify a later code" cli verify C1 --otp "$code"
+check "verify prints accepted" contains "$OUT" accepted
+refused REPLAYED "the same code twice is refused" cli verify C1 --otp "$code"
+check "verify prints the reason on stdout" contains "$OUT" "(REPLAYED)"
+refused REPLAYED "an older code is refused too" \
+    cli verify C1 --otp "$(totp "$S1")"
+
+check "token add sha256/8" \
+    cli token add T3 --secret "$S3" --algorithm sha256 --digits 8
+check "contract add C3" clin pw-C3 contract add C3
+refused NOT_BOUND "verify on a contract with no token" \
+    cli verify C3 --otp 12345678
+refused NOT_BOUND "unbind a contract with no token" cli contract unbind C3
+check "bind the sha256/8 token" cli contract bind C3 --serial T3 \
+    --otp "$(totp_alg sha256 8 "$S3")"
+check "verify a sha256/8 code" \
+    cli verify C3 --otp "$(totp_alg sha256 8 "$S3" 30)"
+check "token show has no secret" cli token show T3
+check "token show: algorithm" contains "$OUT" "algorithm: sha256"
+check "token show: no secret" sh -c "! grep -qi -e secret -e '$S3' '$OUT'"
+check "token show --uri" cli token show T3 --uri
+check "token show --uri: otpauth" contains "$OUT" "otpauth://totp/"
+
+refused STILL_BOUND "close refused while bound" cli contract close C1
+check "unbind" cli contract unbind C1
+check "close after unbind" cli contract close C1
+check "contract show: closed" cli contract show C1
+check "contract show: status" contains "$OUT" "status: closed"
+check "token list --unassigned" cli token list --unassigned
+check "the unbound token is unassigned" grep -q "^T1	" "$OUT"
+check "the bound token is not" sh -c "! grep -q '^T3	' '$OUT'"
+
+refused UNKNOWN_CONTRACT "verify for an unknown contract" \
+    cli verify NOBODY --otp 123456
+refused UNKNOWN_SERIAL "token show of an unknown serial" cli token show NOPE
+check_rc 2 "an unknown command is a usage error" cli frobnicate
+check_rc 2 "an unknown option is a usage error" cli token list --bogus
+check_rc 2 "bind without --otp is a usage error" \
+    cli contract bind C2 --serial T2
+
+check "audit lists the decisions" cli audit --contract C1
+check "audit has the replay" grep -q "REPLAYED" "$OUT"
+echo "1..$TAPN"

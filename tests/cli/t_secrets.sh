@@ -1,0 +1,72 @@
+#!/bin/sh
+# Secrets at rest and the files around them: the store holds neither the
+# raw secret nor its base32 form (not even in the WAL), an unsafe master
+# key is refused, and a bad policy file is reported as FILE:LINE.
+. "$TOP/tests/lib.sh"
+. "$TOP/tests/cli/lib_cli.sh"
+mk_sandbox
+OUT=$SB/out
+ERR=$SB/err
+
+DB=$(conf_path store)
+KEY=$(conf_path master_key)
+check "init made the store" test -f "$DB"
+check "init made the key 0600" sh -c "[ \"\$(stat -c %a '$KEY')\" = 600 ]"
+check "init is idempotent" cli init
+check "init says where the store is" contains "$OUT" "$(basename "$DB")"
+
+# Printable raw bytes, so that grep can look for them as they are.
+RAW=$(head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 20)
+B32=$(printf '%s' "$RAW" | base32)
+# A second connection, open until fd 8 closes, keeps the WAL file from
+# being checkpointed away when the tool exits.
+mkfifo "$SB/hold"
+sqlite3 "$DB" <"$SB/hold" >/dev/null 2>&1 &
+holder=$!
+exec 8>"$SB/hold"
+echo 'SELECT count(*) FROM sqlite_master;' >&8
+check "token add" cli token add T1 --secret "$B32"
+check "contract add" clin pw contract add C1
+check "bind" cli contract bind C1 --serial T1 --otp "$(totp "$B32")"
+for f in "$DB" "$DB-wal"; do
+	[ -f "$f" ] || { ok "$(basename "$f") absent # SKIP"; continue; }
+	n=$(grep -c -a -F -e "$RAW" "$f")
+	check "$(basename "$f") holds no raw secret ($n)" test "$n" -eq 0
+	n=$(grep -c -a -i -F -e "$B32" "$f")
+	check "$(basename "$f") holds no base32 secret ($n)" test "$n" -eq 0
+done
+exec 8>&-
+wait "$holder"
+n=$(grep -c -a -F -e "$RAW" -e "$B32" "$DB")
+check "the checkpointed store holds no secret ($n)" test "$n" -eq 0
+check "the audit trail holds no secret" \
+    sh -c "! '$CLI' audit | grep -q -e '$B32' -e '$RAW'"
+
+chmod 0644 "$KEY"
+check_rc 2 "a world-readable master key is refused" cli token list
+check "the refusal names the key" grep -q "master key" "$ERR"
+chmod 0640 "$KEY"
+check_rc 2 "a group-readable master key is refused" cli token list
+chmod 0600 "$KEY"
+check "the key is accepted again at 0600" cli token list
+
+check "check-config on the sandbox policy" cli check-config
+check "check-config prints the contexts" contains "$OUT" "[context transaction]"
+check "check-config --json" cli --json check-config
+check "check-config --json says valid" contains "$OUT" '"valid":true'
+
+BAD=$SB/bad.conf
+awk '{ print } /^\[otp\]/ { print "frobnicate = 1" }' "$CONF" >"$BAD"
+line=$(grep -n '^frobnicate' "$BAD" | cut -d: -f1)
+check_rc 2 "check-config refuses an unknown key" cli --config "$BAD" check-config
+check "the error names file:line ($line)" contains "$ERR" "$BAD:$line:"
+check "the error is one line" test "$(wc -l <"$ERR")" -eq 1
+sed 's/^digits = 6$/digits = 12/' "$CONF" >"$BAD"
+line=$(grep -n '^digits = 12' "$BAD" | cut -d: -f1)
+check_rc 2 "check-config refuses digits = 12" cli --config "$BAD" check-config
+check "the error names file:line ($line)" contains "$ERR" "$BAD:$line:"
+check_rc 2 "other commands refuse a bad policy too" \
+    cli --config "$BAD" token list
+check_rc 2 "a missing policy file is an error" \
+    cli --config "$SB/none.conf" check-config
+echo "1..$TAPN"

@@ -1,0 +1,71 @@
+#!/bin/sh
+# verify through the engine with the shipped contexts: the password read
+# from stdin only when the context checks it, exit 3 with a state when a
+# factor is missing, resuming with --state, the card challenge, and the
+# JSON output.
+. "$TOP/tests/lib.sh"
+. "$TOP/tests/cli/lib_cli.sh"
+mk_sandbox
+OUT=$SB/out
+ERR=$SB/err
+fresh_step 15
+
+S=$(secret)
+check "provision (login asks for a code)" provision T1 "$S" C1 secret-1
+check "contract set --login-otp yes" cli contract set C1 --login-otp yes
+
+check "mobile: password only" clin secret-1 verify C1 --context mobile
+check "mobile: accepted" contains "$OUT" accepted
+refused WRONG_PASSWORD "mobile: wrong password" \
+    clin wrong verify C1 --context mobile
+check_rc 3 "login without --otp asks for more" \
+    clin secret-1 verify C1 --context login
+check "it names the factor" grep -q '^needs: otp$' "$OUT"
+state=$(sed -n 's/^state: //p' "$OUT")
+check "it prints a state" test -n "$state"
+check "resume with --state and the code" \
+    cli verify C1 --context login --state "$state" --otp "$(totp "$S" 30)"
+check "resumed: accepted" contains "$OUT" accepted
+refused STATE_REPLAYED "the same state cannot be used twice" \
+    cli verify C1 --context login --state "$state" --otp "$(totp "$S" 30)"
+check_rc 1 "login with a wrong password and a code" \
+    clin nope verify C1 --context login --otp "$(wrong_code "$S")"
+refused WRONG_CODE "transaction reads no password, refuses a wrong code" \
+    cli verify C1 --otp "$(wrong_code "$S")"
+refused UNKNOWN_CONTEXT "an unknown context is refused" \
+    cli verify C1 --context nosuch --otp 123456
+check "contract unlock (reset failures)" cli contract unlock C1
+
+# The card: a grid printed once, then a challenge for some cells.
+check "contract card" cli contract card C1
+cp "$OUT" "$SB/grid"
+check "contract set --login-otp card" cli contract set C1 --login-otp card
+check_rc 3 "login with the card asks for cells" \
+    clin secret-1 verify C1 --context login
+cells=$(sed -n 's/^card cells: //p' "$OUT")
+check "the cells are printed ($cells)" test -n "$cells"
+state=$(sed -n 's/^state: //p' "$OUT")
+# The digits at each cell: row letter, column label from the header row.
+answer=$(for cell in $cells; do
+	awk -v cell="$cell" '
+	NF > 1 && $1 !~ /^[A-Z]$/ && !hdr { for (i = 1; i <= NF; i++) col[$i] = i; hdr = 1; next }
+	$1 == substr(cell, 1, 1) { printf "%s", $(col[substr(cell, 2)] + 1) }' "$SB/grid"
+done)
+check "the card answer is accepted ($answer)" \
+    cli verify C1 --context login --state "$state" --card "$answer"
+
+# JSON: one valid object; the verdict and the reason by name.
+check_rc 1 "verify --json (a used code)" \
+    cli --json verify C1 --otp "$(totp "$S" 30)"
+if command -v jq >/dev/null; then
+	check "json: verdict" jq -e '.verdict == "reject" and .reason == "REPLAYED"' "$OUT"
+	check_rc 3 "json: continue" clin secret-1 --json verify C1 --context login
+	check "json: needs and state" \
+	    jq -e '(.needs | index("card")) and (.state | length > 0) and (.card_cells | length > 0)' "$OUT"
+	check "token list --json: one object per line" cli --json token list
+	check "json: lines parse" jq -e -s 'length == 1 and .[0].serial == "T1"' "$OUT"
+	check "audit --json parses" sh -c "'$CLI' --json audit | jq -e -s 'length > 5' >/dev/null"
+else
+	ok "jq not installed # SKIP"
+fi
+echo "1..$TAPN"
