@@ -259,6 +259,17 @@ int sotp_store_audit_add(struct sotp_store *st, const struct sotp_audit_rec *r);
 int sotp_store_audit_list(struct sotp_store *st, const char *contract,
     int64_t since, int64_t until, sotp_audit_cb *cb, void *arg);
 
+/*
+ * A batch of inserts that lands all at once or not at all (token import):
+ * begin takes the write lock (BEGIN IMMEDIATE); commit makes every write
+ * since begin durable together; rollback drops them and is a no-op when
+ * no batch is open. Inside a batch call only token_get, token_insert and
+ * audit_add: the other operations open transactions of their own.
+ */
+int sotp_store_begin(struct sotp_store *st);
+int sotp_store_commit(struct sotp_store *st);
+void sotp_store_rollback(struct sotp_store *st);
+
 /* ---- policy.c: the policy file, read once into an immutable struct ---- */
 
 #define SOTP_MAX_KINDS 16

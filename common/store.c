@@ -384,3 +384,27 @@ sotp_store_audit_list(struct sotp_store *st, const char *contract,
 		return badarg(st, "audit_list");
 	return st->ops->audit_list(st, contract, since, until, cb, arg);
 }
+
+int
+sotp_store_begin(struct sotp_store *st)
+{
+	if (!enter(st))
+		return SOTP_ERR_INVALID_ARG;
+	return st->ops->begin(st);
+}
+
+int
+sotp_store_commit(struct sotp_store *st)
+{
+	if (!enter(st))
+		return SOTP_ERR_INVALID_ARG;
+	return st->ops->commit(st);
+}
+
+/* Keeps the error text of the failure that led here (no enter()). */
+void
+sotp_store_rollback(struct sotp_store *st)
+{
+	if (st != NULL && st->be != NULL)
+		st->ops->rollback(st);
+}

@@ -74,6 +74,10 @@ struct sotp_store_ops {
 	int (*audit_add)(struct sotp_store *st, const struct sotp_audit_rec *r);
 	int (*audit_list)(struct sotp_store *st, const char *contract,
 	    int64_t since, int64_t until, sotp_audit_cb *cb, void *arg);
+
+	int (*begin)(struct sotp_store *st);
+	int (*commit)(struct sotp_store *st);
+	void (*rollback)(struct sotp_store *st);
 };
 
 /* Length of a challenge state id (sotp_store_state_use). */

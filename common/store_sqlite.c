@@ -1496,6 +1496,30 @@ out:
 	return rc;
 }
 
+/* ---- Batches (token import) ---- */
+
+static int
+sq_begin(struct sotp_store *st)
+{
+	return begin(st, "begin");
+}
+
+static int
+sq_commit(struct sotp_store *st)
+{
+	int rc;
+
+	if ((rc = run_id(st, S_COMMIT, "commit")) != SOTP_OK)
+		rollback(st);
+	return rc;
+}
+
+static void
+sq_rollback(struct sotp_store *st)
+{
+	rollback(st);
+}
+
 const struct sotp_store_ops sotp_store_sqlite_ops = {
     .scheme = "sqlite",
     .open = sq_open,
@@ -1519,4 +1543,7 @@ const struct sotp_store_ops sotp_store_sqlite_ops = {
     .state_use = sq_state_use,
     .audit_add = sq_audit_add,
     .audit_list = sq_audit_list,
+    .begin = sq_begin,
+    .commit = sq_commit,
+    .rollback = sq_rollback,
 };
