@@ -86,8 +86,14 @@ struct parser {
 	enum section sec;
 	char *err;
 	size_t errsz;
-	unsigned char seen[sizeof(options) / sizeof(options[0])];
-	unsigned int ctx_seen; /* bits: 1 password, 2 factor, 4 action */
+	/* The line each option was set on; 0: not set. */
+	unsigned int seen[sizeof(options) / sizeof(options[0])];
+	/*
+	 * Keys set in the current section: [context] 1 password, 2 factor,
+	 * 4 action; [kind] 1 sunset, 2 warn_days, 4 default, and 8 once any
+	 * kind is the default.
+	 */
+	unsigned int ctx_seen;
 	unsigned int kind_seen;
 	unsigned int service_line[SOTP_MAX_SERVICES];
 	char service_ctx[SOTP_MAX_SERVICES][SOTP_NAME_MAX];
@@ -211,13 +217,30 @@ set_option(struct parser *ps, const struct option *o, const char *val)
 static int
 parse_date_end(const char *s, int64_t *out)
 {
-	struct tm tm;
+	struct tm tm, chk;
 	const char *end;
+	size_t i;
 	time_t t;
 
+	/*
+	 * strptime skips blanks inside fields and takes any day 1..31 in any
+	 * month, and timegm would then roll "2027-02-30" over to March 2:
+	 * demand the exact shape and a date that survives normalisation.
+	 * 1970 onwards, as sunset_end 0 means "no sunset".
+	 */
+	if (strlen(s) != 10)
+		return SOTP_ERR_BAD_INPUT;
+	for (i = 0; i < 10; i++)
+		if (i == 4 || i == 7 ? s[i] != '-'
+		                     : !isdigit((unsigned char)s[i]))
+			return SOTP_ERR_BAD_INPUT;
 	memset(&tm, 0, sizeof(tm));
-	if (strlen(s) != 10 || (end = strptime(s, "%Y-%m-%d", &tm)) == NULL ||
-	    *end != '\0')
+	if ((end = strptime(s, "%Y-%m-%d", &tm)) == NULL || *end != '\0' ||
+	    tm.tm_year < 70)
+		return SOTP_ERR_BAD_INPUT;
+	chk = tm;
+	if (timegm(&chk) == (time_t)-1 || chk.tm_mday != tm.tm_mday ||
+	    chk.tm_mon != tm.tm_mon || chk.tm_year != tm.tm_year)
 		return SOTP_ERR_BAD_INPUT;
 	tm.tm_mday += 1;
 	if ((t = timegm(&tm)) == (time_t)-1)
@@ -226,24 +249,41 @@ parse_date_end(const char *s, int64_t *out)
 	return SOTP_OK;
 }
 
+/* Keys of [kind] and [context] may be set once per section, as others. */
+static int
+once(struct parser *ps, unsigned int *seen, unsigned int bit, const char *key)
+{
+	if (*seen & bit)
+		return perr(ps, "'%s' is set twice", key);
+	*seen |= bit;
+	return SOTP_OK;
+}
+
 static int
 kind_key(struct parser *ps, const char *key, const char *val)
 {
 	struct sotp_kind *k = &ps->p->kinds[ps->p->nkinds - 1];
 	long long v;
+	int rc;
 
 	if (strcmp(key, "sunset") == 0) {
+		if ((rc = once(ps, &ps->kind_seen, 1, key)) != SOTP_OK)
+			return rc;
 		if (parse_date_end(val, &k->sunset_end) != SOTP_OK)
 			return perr(
 			    ps, "sunset: '%s' is not a date YYYY-MM-DD", val);
 		sotp_strlcpy(k->sunset, val, sizeof(k->sunset));
 	} else if (strcmp(key, "warn_days") == 0) {
+		if ((rc = once(ps, &ps->kind_seen, 2, key)) != SOTP_OK)
+			return rc;
 		if (sotp_parse_ll(val, 0, 3650, &v) != SOTP_OK)
 			return perr(ps,
 			    "warn_days: '%s' is not a number from 0 to 3650",
 			    val);
 		k->warn_days = (unsigned int)v;
 	} else if (strcmp(key, "default") == 0) {
+		if ((rc = once(ps, &ps->kind_seen, 4, key)) != SOTP_OK)
+			return rc;
 		if (strcmp(val, "yes") != 0 && strcmp(val, "no") != 0)
 			return perr(ps, "default: '%s' is not yes or no", val);
 		if (strcmp(val, "yes") == 0) {
@@ -262,8 +302,11 @@ static int
 context_key(struct parser *ps, const char *key, const char *val)
 {
 	struct sotp_context_def *c = &ps->p->contexts[ps->p->ncontexts - 1];
+	int rc;
 
 	if (strcmp(key, "password") == 0) {
+		if ((rc = once(ps, &ps->ctx_seen, 1, key)) != SOTP_OK)
+			return rc;
 		if (strcmp(val, "required") == 0)
 			c->password = 1;
 		else if (strcmp(val, "none") == 0)
@@ -272,6 +315,8 @@ context_key(struct parser *ps, const char *key, const char *val)
 			return perr(
 			    ps, "password: '%s' is not required or none", val);
 	} else if (strcmp(key, "factor") == 0) {
+		if ((rc = once(ps, &ps->ctx_seen, 2, key)) != SOTP_OK)
+			return rc;
 		if (strcmp(val, "otp") == 0)
 			c->second = SOTP_2F_OTP;
 		else if (strcmp(val, "card") == 0)
@@ -286,6 +331,8 @@ context_key(struct parser *ps, const char *key, const char *val)
 			    "or user)",
 			    val);
 	} else if (strcmp(key, "action") == 0) {
+		if ((rc = once(ps, &ps->ctx_seen, 4, key)) != SOTP_OK)
+			return rc;
 		if (strcmp(val, "authenticate") == 0)
 			c->action = SOTP_ACT_AUTH;
 		else if (strcmp(val, "register") == 0)
@@ -347,7 +394,7 @@ keyval(struct parser *ps, const char *key, const char *val)
 			continue;
 		if (ps->seen[i])
 			return perr(ps, "'%s' is set twice", key);
-		ps->seen[i] = 1;
+		ps->seen[i] = ps->line;
 		return set_option(ps, &options[i], val);
 	}
 	if (ps->sec == SEC_MAIN)
@@ -393,6 +440,7 @@ section(struct parser *ps, char *s)
 			return perr(ps, "kind '%s' is defined twice", arg);
 		if (p->nkinds == SOTP_MAX_KINDS)
 			return perr(ps, "too many kinds");
+		ps->kind_seen &= 8;
 		memset(&p->kinds[p->nkinds], 0, sizeof(p->kinds[0]));
 		sotp_strlcpy(p->kinds[p->nkinds++].name, arg, SOTP_NAME_MAX);
 	} else {
@@ -400,6 +448,7 @@ section(struct parser *ps, char *s)
 			return perr(ps, "context '%s' is defined twice", arg);
 		if (p->ncontexts == SOTP_MAX_CONTEXTS)
 			return perr(ps, "too many contexts");
+		ps->ctx_seen = 0;
 		p->contexts[p->ncontexts] =
 		    (struct sotp_context_def){.password = 1,
 		        .second = SOTP_2F_OTP,
@@ -445,6 +494,30 @@ parse_line(struct parser *ps, char *line)
 	return keyval(ps, key, val);
 }
 
+/*
+ * The line of the last of keys (NULL-ended) set in section sec: a check
+ * across keys blames the one that tipped it over. Defaults alone always
+ * pass, so one of them was set.
+ */
+static unsigned int
+last_set(const struct parser *ps, enum section sec, ...)
+{
+	const char *key;
+	unsigned int line = 0;
+	size_t i;
+	va_list ap;
+
+	va_start(ap, sec);
+	while ((key = va_arg(ap, const char *)) != NULL)
+		for (i = 0; i < sizeof(options) / sizeof(options[0]); i++)
+			if (options[i].sec == sec &&
+			    strcmp(options[i].key, key) == 0 &&
+			    ps->seen[i] > line)
+				line = ps->seen[i];
+	va_end(ap);
+	return line != 0 ? line : ps->line;
+}
+
 /* Checks that need the whole file: service targets, window width. */
 static int
 finish(struct parser *ps)
@@ -476,7 +549,8 @@ finish(struct parser *ps)
 	}
 	/* A code must not outlive two minutes (the bank's rule). */
 	if ((p->window_back + p->window_forward + 1) * p->period >= 120) {
-		ps->line = 0;
+		ps->line = last_set(ps, SEC_OTP, "period", "window_back",
+		    "window_forward", (const char *)NULL);
 		return perr(ps,
 		    "[otp] window_back + window_forward + 1 steps of %u s "
 		    "let a code live %u s; it must stay under 120 s",
@@ -484,7 +558,8 @@ finish(struct parser *ps)
 		    (p->window_back + p->window_forward + 1) * p->period);
 	}
 	if (p->card_cells > p->card_rows * p->card_cols) {
-		ps->line = 0;
+		ps->line = last_set(ps, SEC_CARD, "rows", "columns", "cells",
+		    (const char *)NULL);
 		return perr(ps, "[card] cells exceeds rows x columns");
 	}
 	return SOTP_OK;
@@ -660,8 +735,10 @@ sotp_policy_dump(const struct sotp_ctx *ctx, char *buf, size_t bufsz)
 		if (i == p->default_kind)
 			bprintf(&o, "default = yes\n");
 		if (p->kinds[i].sunset_end != 0)
-			bprintf(&o, "sunset = %s\nwarn_days = %u\n",
-			    p->kinds[i].sunset, p->kinds[i].warn_days);
+			bprintf(&o, "sunset = %s\n", p->kinds[i].sunset);
+		/* Printed even without a sunset, so the dump reads back. */
+		if (p->kinds[i].sunset_end != 0 || p->kinds[i].warn_days != 0)
+			bprintf(&o, "warn_days = %u\n", p->kinds[i].warn_days);
 	}
 	for (i = 0; i < p->ncontexts; i++)
 		bprintf(&o,
