@@ -260,6 +260,57 @@ out:
 	return rc;
 }
 
+int
+sotp_token_resync(struct sotp_ctx *ctx, const char *serial, const char *code1,
+    const char *code2, time_t now, struct sotp_decision *d)
+{
+	struct sotp_token_rec t;
+	int64_t step = -1, T;
+	int rc, won = 0, drift;
+	char detail[32];
+
+	if (code1 == NULL || code2 == NULL)
+		return SOTP_ERR_INVALID_ARG;
+	if ((rc = ready(ctx, d)) != SOTP_OK)
+		return rc;
+	if (!sotp_id_valid(serial))
+		return sotp_refuse(ctx, d, now, "token.resync", NULL, NULL,
+		    SOTP_R_UNKNOWN_SERIAL);
+	rc = sotp_store_token_get(ctx->st, serial, &t);
+	if (rc == SOTP_ERR_NOT_FOUND)
+		return sotp_refuse(ctx, d, now, "token.resync", NULL, NULL,
+		    SOTP_R_UNKNOWN_SERIAL);
+	if (rc != SOTP_OK)
+		return store_err(ctx, d, rc);
+	if ((rc = sotp_token_find_pair(ctx, &t, code1, code2, now,
+	         ctx->pol.resync_window, &step)) != SOTP_OK)
+		goto out;
+	if (step < 0) {
+		rc = sotp_refuse(ctx, d, now, "token.resync", t.contract,
+		    serial, SOTP_R_WRONG_CODE);
+		goto out;
+	}
+	T = (int64_t)now / t.period;
+	drift = (int)(step - T);
+	/* Both codes are spent: the compare-and-set moves past them. */
+	if ((rc = sotp_store_accept_step(
+	         ctx->st, serial, NULL, step, drift, &won)) != SOTP_OK) {
+		rc = store_err(ctx, d, rc);
+		goto out;
+	}
+	if (!won) {
+		rc = sotp_refuse(ctx, d, now, "token.resync", t.contract,
+		    serial, SOTP_R_REPLAYED);
+		goto out;
+	}
+	snprintf(detail, sizeof(detail), "drift=%d", drift);
+	rc = sotp_admin_ok(
+	    ctx, d, now, "token.resync", t.contract, serial, detail);
+out:
+	sotp_wipe(&t, sizeof(t));
+	return rc;
+}
+
 /* ---- contracts ---- */
 
 static int

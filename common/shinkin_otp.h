@@ -376,6 +376,15 @@ SOTP_EXPORT int sotp_token_list(
 SOTP_EXPORT int sotp_token_uri(
     struct sotp_ctx *ctx, const char *serial, char **uri);
 
+/*
+ * Admin resync of a token whose clock has drifted: code1 and code2 are two
+ * consecutive codes it shows now; they are searched within the policy's
+ * resync_window steps. On success the drift is stored and both codes are
+ * spent. Refusals: UNKNOWN_SERIAL, WRONG_CODE (no such pair), REPLAYED.
+ */
+SOTP_EXPORT int sotp_token_resync(struct sotp_ctx *ctx, const char *serial,
+    const char *code1, const char *code2, time_t now, struct sotp_decision *d);
+
 SOTP_EXPORT int sotp_contract_add(struct sotp_ctx *ctx, const char *id,
     const char *password, time_t now, struct sotp_decision *d);
 SOTP_EXPORT int sotp_contract_passwd(struct sotp_ctx *ctx, const char *id,

@@ -405,6 +405,13 @@ int sotp_card_check(const char *grid, const uint8_t *cells, unsigned int n,
 int sotp_token_match(struct sotp_ctx *ctx, const struct sotp_token_rec *t,
     const char *code, time_t now, int *match, int64_t *step, int *drift);
 /*
+ * Resync: finds two consecutive codes (code1 at step s - 1, code2 at s)
+ * within `window` steps of now; *step = s, or -1 when not found.
+ */
+int sotp_token_find_pair(struct sotp_ctx *ctx, const struct sotp_token_rec *t,
+    const char *code1, const char *code2, time_t now, unsigned int window,
+    int64_t *step);
+/*
  * Binds serial to contract after checking that code comes from it now (the
  * step is consumed by the bind transaction). *reason says why not; msg
  * receives a customer message for a sunset kind.

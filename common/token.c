@@ -7,6 +7,7 @@
  */
 #include "sotp_int.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 int
@@ -77,12 +78,64 @@ sotp_token_match(struct sotp_ctx *ctx, const struct sotp_token_rec *t,
 		}
 	}
 	if (hit) {
+		/*
+		 * Learn at most max_drift, unless an admin resync already set
+		 * a larger drift: then follow the token from there.
+		 */
 		*match = 1;
-		*drift = clamp(*step - T, (int)p->max_drift);
+		*drift = clamp(*step - T,
+		    abs(t->drift) > (int)p->max_drift ? abs(t->drift)
+		                                      : (int)p->max_drift);
 	}
 	rc = SOTP_OK;
 out:
 	SOTP_WIPE_ARRAY(key);
 	SOTP_WIPE_ARRAY(cand);
+	return rc;
+}
+
+int
+sotp_token_find_pair(struct sotp_ctx *ctx, const struct sotp_token_rec *t,
+    const char *code1, const char *code2, time_t now, unsigned int window,
+    int64_t *step)
+{
+	uint8_t key[SOTP_SECRET_MAX];
+	char cur[SOTP_CODE_MAX];
+	size_t keylen = 0;
+	int64_t T, s, first;
+	int rc, prev_hit = 0, hit;
+
+	*step = -1;
+	if (now < 0 || t->period == 0)
+		return SOTP_ERR_INVALID_ARG;
+	if (sotp_code_len(code1) != t->digits ||
+	    sotp_code_len(code2) != t->digits)
+		return SOTP_OK;
+	if ((rc = sotp_unseal(ctx->key, t->serial, strlen(t->serial), t->secret,
+	         t->secret_len, key, sizeof(key), &keylen)) != SOTP_OK) {
+		sotp_ctx_seterr(ctx,
+		    "token %s: secret cannot be decrypted "
+		    "(wrong master key or tampered row)",
+		    t->serial);
+		goto out;
+	}
+	if ((rc = sotp_mac_setkey(ctx->mac, t->alg, key, keylen)) != SOTP_OK)
+		goto out;
+	T = (int64_t)now / t->period;
+	first = T - window > 0 ? T - window : 0;
+	/* Two consecutive steps: code1 at s - 1 and code2 at s. */
+	for (s = first; s <= T + window; s++) {
+		if ((rc = sotp_mac_hotp(
+		         ctx->mac, (uint64_t)s, t->digits, cur)) != SOTP_OK)
+			goto out;
+		hit = sotp_code_equal(cur, code1);
+		if (prev_hit && sotp_code_equal(cur, code2) && *step < 0)
+			*step = s;
+		prev_hit = hit;
+	}
+	rc = SOTP_OK;
+out:
+	SOTP_WIPE_ARRAY(key);
+	SOTP_WIPE_ARRAY(cur);
 	return rc;
 }

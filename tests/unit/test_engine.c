@@ -554,6 +554,44 @@ test_engine_drift_learned(void **state)
 }
 
 static void
+test_engine_resync(void **state)
+{
+	struct fx *f = *state;
+	time_t t = T0 - (T0 % 30) + 9000;
+	struct sotp_token_info ti;
+	struct sotp_decision d;
+	char c1[16], c2[16];
+
+	/* A token whose clock runs 10 steps (5 minutes) fast. */
+	assert_int_equal(
+	    verify_at(f, "C-OTP", B32_A, t + 300, t), SOTP_R_WRONG_CODE);
+	oath(B32_A, t + 300, NULL, c1);
+	oath(B32_A, t + 330, NULL, c2);
+	/* Two codes that are not consecutive do not resync. */
+	assert_int_equal(
+	    sotp_token_resync(f->ctx, "T-OTP", c2, c1, t, &d), SOTP_OK);
+	assert_int_equal(d.reason, SOTP_R_WRONG_CODE);
+	assert_int_equal(
+	    sotp_token_resync(f->ctx, "T-NOPE", c1, c2, t, &d), SOTP_OK);
+	assert_int_equal(d.reason, SOTP_R_UNKNOWN_SERIAL);
+	assert_int_equal(
+	    sotp_token_resync(f->ctx, "T-OTP", c1, c2, t, &d), SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_ACCEPT);
+	assert_int_equal(sotp_token_get(f->ctx, "T-OTP", &ti), SOTP_OK);
+	assert_int_equal(ti.drift, 11);
+	/* Both codes are spent; the token's next codes work. */
+	assert_int_equal(
+	    verify_at(f, "C-OTP", B32_A, t + 330, t + 5), SOTP_R_REPLAYED);
+	assert_int_equal(
+	    verify_at(f, "C-OTP", B32_A, t + 360, t + 30), SOTP_R_ACCEPTED);
+	assert_int_equal(
+	    verify_at(f, "C-OTP", B32_A, t + 390, t + 60), SOTP_R_ACCEPTED);
+	assert_int_equal(
+	    sotp_token_resync(f->ctx, "T-OTP", c1, c2, t, &d), SOTP_OK);
+	assert_int_equal(d.reason, SOTP_R_REPLAYED);
+}
+
+static void
 test_engine_one_token_per_contract(void **state)
 {
 	struct fx *f = *state;
@@ -794,6 +832,8 @@ main(void)
 	        test_engine_window_edges_and_replay, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_drift_learned, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_engine_resync, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_one_token_per_contract, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
