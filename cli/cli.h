@@ -104,6 +104,13 @@ void cli_json_decision(struct cli_json *j, const struct sotp_decision *d);
 /* "2024-05-01T09:30:00Z" into buf[21]; "-" for 0. */
 const char *cli_time(int64_t t, char *buf, size_t bufsz);
 
+/* ---- qr.c: an otpauth URI as a QR code (it holds the secret) ---- */
+
+/* On the terminal, in UTF-8 half blocks. */
+int cli_qr_text(const struct cli *c, const char *uri, FILE *f);
+/* As a PNG at path, created 0600; an existing file is not overwritten. */
+int cli_qr_png(const struct cli *c, const char *uri, const char *path);
+
 /* ---- the commands: argv starts after the command word(s) ---- */
 
 int cmd_init(struct cli *c, int argc, char **argv);

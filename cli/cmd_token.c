@@ -249,15 +249,30 @@ token_lines(const struct sotp_token_info *t, const char *uri)
 		printf("uri: %s\n", uri);
 }
 
+/* --qr and --qr-png: the URI as a QR code; the URI line itself too. */
+static int
+show_qr(struct cli *c, const char *uri, int qr, const char *png)
+{
+	int ex = CLI_EXIT_OK;
+
+	if (qr)
+		ex = cli_qr_text(c, uri, stdout);
+	if (ex == CLI_EXIT_OK && png != NULL)
+		ex = cli_qr_png(c, uri, png);
+	return ex;
+}
+
 static int
 token_show(struct cli *c, int argc, char **argv)
 {
 	struct sotp_token_info t;
-	char *uri = NULL;
+	char *uri = NULL, *png = NULL;
 	const char *pos[1];
-	int want_uri = 0;
+	int want_uri = 0, qr = 0;
 	const struct cli_opt opts[] = {
 	    {"uri", NULL, &want_uri},
+	    {"qr", NULL, &qr},
+	    {"qr-png", &png, NULL},
 	    {NULL, NULL, NULL},
 	};
 	size_t npos;
@@ -267,7 +282,8 @@ token_show(struct cli *c, int argc, char **argv)
 		return ex;
 	cli_what(c, "token show", npos > 0 ? pos[0] : NULL);
 	if (npos != 1)
-		return cli_usage(c, "usage: token show SERIAL [--uri]");
+		return cli_usage(c,
+		    "usage: token show SERIAL [--uri] [--qr] [--qr-png FILE]");
 	if ((ex = cli_load(c)) != 0)
 		return ex;
 	rc = sotp_token_get(c->ctx, pos[0], &t);
@@ -275,14 +291,16 @@ token_show(struct cli *c, int argc, char **argv)
 		return cli_refused(c, SOTP_R_UNKNOWN_SERIAL);
 	if (rc != SOTP_OK)
 		return cli_error(c, rc);
-	if (want_uri && (rc = sotp_token_uri(c->ctx, pos[0], &uri)) != SOTP_OK)
+	if ((want_uri || qr || png != NULL) &&
+	    (rc = sotp_token_uri(c->ctx, pos[0], &uri)) != SOTP_OK)
 		return cli_error(c, rc);
 	if (c->json)
-		token_json(&t, uri);
+		token_json(&t, want_uri ? uri : NULL);
 	else
-		token_lines(&t, uri);
+		token_lines(&t, want_uri ? uri : NULL);
+	ex = uri != NULL ? show_qr(c, uri, qr, png) : CLI_EXIT_OK;
 	sotp_free_string(uri);
-	return CLI_EXIT_OK;
+	return ex;
 }
 
 static int
@@ -317,11 +335,33 @@ token_list(struct cli *c, int argc, char **argv)
 	return rc == SOTP_OK ? CLI_EXIT_OK : cli_error(c, rc);
 }
 
+/* Two consecutive codes the token shows now; both are spent. */
+static int
+token_resync(struct cli *c, int argc, char **argv)
+{
+	struct sotp_decision d;
+	const char *pos[3];
+	size_t npos;
+	int ex, rc;
+
+	memset(&d, 0, sizeof(d));
+	if ((ex = cli_parse(c, argc, argv, NULL, pos, 3, &npos)) != 0)
+		return ex;
+	cli_what(c, "token resync", npos > 0 ? pos[0] : NULL);
+	if (npos != 3)
+		return cli_usage(c, "usage: token resync SERIAL CODE1 CODE2");
+	if ((ex = cli_load(c)) != 0)
+		return ex;
+	rc = sotp_token_resync(c->ctx, pos[0], pos[1], pos[2], c->now, &d);
+	return cli_outcome(c, rc, &d, "token resynchronised");
+}
+
 int
 cmd_token(struct cli *c, int argc, char **argv)
 {
 	if (argc < 1)
-		return cli_usage(c, "usage: token add|generate|show|list ...");
+		return cli_usage(
+		    c, "usage: token add|generate|show|list|resync ...");
 	if (strcmp(argv[0], "add") == 0)
 		return token_add(c, argc - 1, argv + 1);
 	if (strcmp(argv[0], "generate") == 0)
@@ -330,5 +370,7 @@ cmd_token(struct cli *c, int argc, char **argv)
 		return token_show(c, argc - 1, argv + 1);
 	if (strcmp(argv[0], "list") == 0)
 		return token_list(c, argc - 1, argv + 1);
+	if (strcmp(argv[0], "resync") == 0)
+		return token_resync(c, argc - 1, argv + 1);
 	return cli_usage(c, "unknown token command '%s'", argv[0]);
 }

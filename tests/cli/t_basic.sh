@@ -60,6 +60,30 @@ check "token show: algorithm" contains "$OUT" "algorithm: sha256"
 check "token show: no secret" sh -c "! grep -qi -e secret -e '$S3' '$OUT'"
 check "token show --uri" cli token show T3 --uri
 check "token show --uri: otpauth" contains "$OUT" "otpauth://totp/"
+uri=$(sed -n 's/^uri: //p' "$OUT")
+check "token show --qr-png" cli token show T3 --qr-png "$SB/t3.png"
+check "the PNG is 0600" test "$(stat -c %a "$SB/t3.png")" = 600
+if command -v zbarimg >/dev/null; then
+	check "the QR code decodes to the URI" \
+	    test "$(zbarimg -q --raw "$SB/t3.png" 2>/dev/null)" = "$uri"
+else
+	ok "zbarimg not installed # SKIP"
+fi
+check_rc 2 "--qr-png never overwrites" cli token show T3 --qr-png "$SB/t3.png"
+check "token show --qr draws on the terminal" cli token show T3 --qr
+check "... in block characters" grep -q '█' "$OUT"
+
+# Resync: the token's clock runs 2 steps ahead.
+S4=$(secret)
+check "token add T4" cli token add T4 --secret "$S4"
+refused WRONG_CODE "resync refuses codes that are not consecutive" \
+    cli token resync T4 "$(totp "$S4" 60)" "$(totp "$S4" 120)"
+check "resync with two consecutive codes" \
+    cli token resync T4 "$(totp "$S4" 60)" "$(totp "$S4" 90)"
+check "the drift is stored" \
+    sh -c "'$CLI' token show T4 | grep -q '^drift: [23]$'"
+refused REPLAYED "the resync codes are spent" \
+    cli token resync T4 "$(totp "$S4" 60)" "$(totp "$S4" 90)"
 
 refused STILL_BOUND "close refused while bound" cli contract close C1
 check "unbind" cli contract unbind C1

@@ -1,0 +1,144 @@
+/*
+ * qr.c - an otpauth URI as a QR code, for the customer's authenticator
+ * app to scan: on the terminal (UTF-8 half blocks) or as a PNG file.
+ *
+ * The URI holds the token secret, and so does the symbol: module data is
+ * wiped before it is freed, and the PNG is created 0600 and never over an
+ * existing file.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <png.h>
+#include <qrencode.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define QR_QUIET 4 /* quiet zone, in modules (ISO/IEC 18004) */
+#define QR_SCALE 6 /* PNG pixels per module */
+
+static int
+dark(const QRcode *q, int x, int y)
+{
+	if (x < 0 || y < 0 || x >= q->width || y >= q->width)
+		return 0;
+	return q->data[y * q->width + x] & 1;
+}
+
+static QRcode *
+encode(const struct cli *c, const char *uri)
+{
+	QRcode *q = QRcode_encodeString(uri, 0, QR_ECLEVEL_M, QR_MODE_8, 1);
+
+	if (q == NULL)
+		cli_warn(c, "cannot encode a QR code: %s", strerror(errno));
+	return q;
+}
+
+static void
+release(QRcode *q)
+{
+	if (q == NULL)
+		return;
+	sotp_wipe(q->data, (size_t)q->width * (size_t)q->width);
+	QRcode_free(q);
+}
+
+/*
+ * Two module rows per text line. Light modules are drawn, dark ones left
+ * blank, which reads right on the usual dark terminal background.
+ */
+int
+cli_qr_text(const struct cli *c, const char *uri, FILE *f)
+{
+	static const char *const cell[4] = {"\u2588", "\u2584", "\u2580", " "};
+	QRcode *q;
+	int x, y;
+
+	if ((q = encode(c, uri)) == NULL)
+		return CLI_EXIT_ERROR;
+	for (y = -QR_QUIET; y < q->width + QR_QUIET; y += 2) {
+		for (x = -QR_QUIET; x < q->width + QR_QUIET; x++)
+			fputs(cell[dark(q, x, y) * 2 + dark(q, x, y + 1)], f);
+		fputc('\n', f);
+	}
+	release(q);
+	return CLI_EXIT_OK;
+}
+
+/* Writes the rows; libpng reports errors by longjmp to here. */
+static int
+png_write(FILE *f, const QRcode *q, png_bytep row, int side)
+{
+	png_structp png;
+	png_infop info = NULL;
+	int ok = 0, x, y;
+
+	png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+	if (png == NULL || (info = png_create_info_struct(png)) == NULL)
+		goto out;
+	if (setjmp(png_jmpbuf(png)))
+		goto out;
+	png_init_io(png, f);
+	png_set_IHDR(png, info, (png_uint_32)side, (png_uint_32)side, 8,
+	    PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
+	    PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+	png_write_info(png, info);
+	for (y = 0; y < side; y++) {
+		for (x = 0; x < side; x++)
+			row[x] = dark(q, x / QR_SCALE - QR_QUIET,
+			             y / QR_SCALE - QR_QUIET)
+			    ? 0
+			    : 255;
+		png_write_row(png, row);
+	}
+	png_write_end(png, NULL);
+	ok = 1;
+out:
+	png_destroy_write_struct(&png, &info);
+	return ok;
+}
+
+int
+cli_qr_png(const struct cli *c, const char *uri, const char *path)
+{
+	QRcode *q = NULL;
+	png_bytep row = NULL;
+	FILE *f = NULL;
+	int ex = CLI_EXIT_ERROR, fd, side = 0;
+
+	if ((q = encode(c, uri)) == NULL)
+		goto out;
+	side = (q->width + 2 * QR_QUIET) * QR_SCALE;
+	if ((row = malloc((size_t)side)) == NULL) {
+		cli_warn(c, "out of memory");
+		goto out;
+	}
+	fd = open(
+	    path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0 || (f = fdopen(fd, "wb")) == NULL) {
+		cli_warn(c, "cannot create %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		goto out;
+	}
+	if (!png_write(f, q, row, side)) {
+		cli_warn(c, "cannot write a PNG to %s", path);
+		goto out;
+	}
+	ex = CLI_EXIT_OK;
+out:
+	if (f != NULL && fclose(f) != 0 && ex == CLI_EXIT_OK) {
+		cli_warn(c, "cannot write %s: %s", path, strerror(errno));
+		ex = CLI_EXIT_ERROR;
+	}
+	if (ex != CLI_EXIT_OK && f != NULL)
+		unlink(path);
+	if (row != NULL)
+		sotp_wipe(row, (size_t)side);
+	free(row);
+	release(q);
+	return ex;
+}
