@@ -102,6 +102,7 @@ reset(struct sotp_ctx *ctx)
 int
 sotp_ctx_load_policy(struct sotp_ctx *ctx, const char *path)
 {
+	char *abs = NULL;
 	int rc;
 
 	if (ctx == NULL)
@@ -109,8 +110,15 @@ sotp_ctx_load_policy(struct sotp_ctx *ctx, const char *path)
 	reset(ctx);
 	if (path == NULL)
 		path = SOTP_DEFAULT_CONFIG;
-	if ((rc = sotp_policy_read(
-	         path, &ctx->pol, ctx->err, sizeof(ctx->err))) != SOTP_OK)
+	/*
+	 * Relative store and key paths resolve from the policy file's
+	 * directory; make that absolute so every process agrees on them.
+	 */
+	if (path[0] != '/' && (abs = realpath(path, NULL)) != NULL)
+		path = abs;
+	rc = sotp_policy_read(path, &ctx->pol, ctx->err, sizeof(ctx->err));
+	free(abs);
+	if (rc != SOTP_OK)
 		return rc;
 	ctx->have_policy = 1;
 	return SOTP_OK;
