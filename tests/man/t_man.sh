@@ -1,0 +1,11 @@
+# Every man page is clean under mandoc's linter (warnings and above).
+. "$TOP/tests/lib.sh"
+n=0
+for m in "$TOP"/man/*.[1-8]; do
+	n=$((n + 1))
+	out=$(mandoc -T lint -W warning "$m" 2>&1)
+	if [ -z "$out" ]; then ok "lint $(basename "$m")"; else notok "lint $(basename "$m"): $out"; fi
+done
+for want in shinkin-otp.1 shinkin-otp.conf.5 pam_shinkin_otp.8 rlm_shinkin_otp.5; do
+	check "man page $want exists" test -f "$TOP/man/$want"
+done
