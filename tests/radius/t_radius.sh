@@ -369,6 +369,21 @@ mkdir -p "$SB/fresh"
 	notok "a second sandbox policy"
 GOOD="$SB/fresh/p.conf"
 sed '1i frobnicate = yes' "$GOOD" >"$SB/fresh/bad.conf"
+# The shipped samples together (module, site, clients) pass radiusd -C.
+fr_setup "$T/samples"
+sed "s|/etc/shinkin-otp/shinkin-otp.conf|$GOOD|" \
+    "$TOP/conf/freeradius/mods-available/shinkin_otp" >"$FR_DIR/mod"
+sed -e "s|port = 1812|port = $PORT|" -e "s|ipaddr = \*|ipaddr = 127.0.0.1|" \
+    "$TOP/conf/freeradius/sites-available/shinkin-otp" >"$FR_DIR/site"
+cp "$TOP/conf/freeradius/clients.conf" "$FR_DIR/clients"
+fr_write_conf "\$INCLUDE $FR_DIR/mod" "\$INCLUDE $FR_DIR/site
+\$INCLUDE $FR_DIR/clients"
+if freeradius -C -d "$FR_DIR" >"$FR_DIR/log/C.out" 2>&1; then
+	ok "the sample module, site and clients.conf pass radiusd -C"
+else
+	notok "the samples pass radiusd -C"
+	tail -n 5 "$FR_DIR/log/radius.log" | sed 's/^/#   /'
+fi
 check_refused "a bad policy file" "$SB/fresh/bad.conf:1:" "	config = $SB/fresh/bad.conf
 	context = login"
 check_refused "an unknown module option" 'Unknown configuration item "contxt"' \
