@@ -1,0 +1,360 @@
+#!/bin/sh
+# pam_shinkin_otp through the real libpam, as a normal user would run it:
+# no root, no /etc/pam.d. Service files live in the sandbox and name the
+# module by absolute path. Two front ends drive them:
+#   - tests/tools/pam_driver (pam_start_confdir, its own conversation,
+#     prints every prompt and message, and the pam_authenticate result);
+#   - pamtester under pam_wrapper (answers on stdin, one line per prompt:
+#     used for the single-prompt cases), whose PAM_WRAPPER_DEBUGLEVEL shows
+#     the module's pam_syslog lines on stderr.
+# oathtool plays the customer's token. Every token gets its own contract,
+# and each is bound with the previous step's code so that the current and
+# the next code stay usable for logins (replay protection forbids reuse).
+. "$TOP/tests/lib.sh"
+
+MOD=$BUILD/pam_shinkin_otp.so
+DRV=$BUILD/tests/pam_driver
+for f in "$MOD" "$DRV" "$CLI"; do
+	[ -x "$f" ] || [ -f "$f" ] || { notok "built: $f"; exit 1; }
+done
+LANG=C
+LC_ALL=C
+export LANG LC_ALL
+
+mk_sandbox
+SVC=$SB/pam.d
+OUT=$SB/out
+mkdir -p "$SVC"
+STORE=$(sed -n 's/^store *= *sqlite://p' "$CONF")
+case $STORE in /*) ;; *) STORE=$SB/$STORE ;; esac
+KEY=$(sed -n 's/^master_key *= *//p' "$CONF")
+case $KEY in /*) ;; *) KEY=$SB/$KEY ;; esac
+
+# Two token kinds near their sunset (the legacy-token messages). pc-gone
+# is moved into the past once its token is bound.
+SOON=$(date -u -d '+10 days' +%F)
+GONE=$(date -u -d '+11 days' +%F)
+printf '\n[kind pc-soon]\nsunset = %s\nwarn_days = 60\n' "$SOON" >>"$CONF"
+printf '\n[kind pc-gone]\nsunset = %s\nwarn_days = 60\n' "$GONE" >>"$CONF"
+
+# ---- service files ----
+svc() { # NAME LINE...: one service file, "other" denies
+	_n=$1
+	shift
+	printf '%s\n' "$@" >"$SVC/$_n"
+}
+M="auth required $MOD config=$CONF"
+svc other "auth required pam_deny.so"
+svc ib-login "$M"
+svc ib-transfer "$M"
+svc ib-mobile "$M"
+svc ib-register "$M"
+svc unmapped "$M"
+svc badopt "$M use_frist_pass"
+svc noconf "auth required $MOD config=$SB/missing.conf"
+# A first module that reads the password and leaves it in PAM_AUTHTOK, as
+# pam_unix or pam_ldap would: pam_exec with expose_authtok prompts for it,
+# stores it, and feeds it to a script (which just drains it).
+printf '#!/bin/sh\ncat >/dev/null\nexit 0\n' >"$SB/first.sh"
+printf '#!/bin/sh\ncat >"%s"\n' "$SB/seen" >"$SB/seen.sh"
+chmod 0755 "$SB/first.sh" "$SB/seen.sh"
+svc stacked "auth required pam_permit.so" \
+    "auth requisite pam_exec.so expose_authtok quiet $SB/first.sh" \
+    "$M context=login use_first_pass"
+svc nofirst "auth required pam_permit.so" "$M context=mobile use_first_pass"
+svc tryfirst "auth required pam_permit.so" "$M context=mobile try_first_pass"
+svc passon "$M context=mobile" \
+    "auth required pam_exec.so expose_authtok quiet $SB/seen.sh"
+
+# ---- helpers ----
+# drv WANT "what" SERVICE USER [driver options and answers...]
+drv() {
+	_want=$1
+	_d=$2
+	_s=$3
+	_u=$4
+	shift 4
+	"$DRV" -c "$SVC" -s "$_s" -u "$_u" "$@" >"$OUT" 2>&1
+	if grep -qx "result: $_want" "$OUT"; then
+		ok "$_d"
+	else
+		notok "$_d (want $_want; got: $(tr '\n' '|' <"$OUT"))"
+	fi
+}
+# has "what" PATTERN / hasnt "what" PATTERN: about the last driver output
+has() { check "$1" grep -q -- "$2" "$OUT"; }
+hasnt() { check "$1" lacks "$2" "$OUT"; }
+lacks() { ! grep -q -- "$1" "$2"; }
+# only_prompt TEXT: the last driver run asked exactly this one question
+only_prompt() { [ "$(grep '^prompt-' "$OUT")" = "$1" ]; }
+# nprompts PATTERN: how many prompts of the last driver run match
+nprompts() { grep -c "^prompt-.*$1" "$OUT"; }
+
+PT_OUT=$SB/pt.out
+# pt WANT "what" SERVICE USER [ANSWER...]: pamtester under pam_wrapper
+pt() {
+	_want=$1
+	_d=$2
+	_s=$3
+	_u=$4
+	shift 4
+	case $_want in
+	PAM_SUCCESS) _txt="successfully authenticated" ;;
+	PAM_AUTH_ERR) _txt="Authentication failure" ;;
+	PAM_SERVICE_ERR) _txt="Error in service module" ;;
+	PAM_AUTHINFO_UNAVAIL) _txt="cannot retrieve authentication info" ;;
+	PAM_USER_UNKNOWN) _txt="User not known" ;;
+	PAM_MAXTRIES) _txt="exhausted maximum number of retries" ;;
+	*) _txt="?" ;;
+	esac
+	printf '%s\n' "$@" | LD_PRELOAD=libpam_wrapper.so PAM_WRAPPER=1 \
+	    PAM_WRAPPER_SERVICE_DIR="$SVC" PAM_WRAPPER_DEBUGLEVEL=2 \
+	    pamtester -v "$_s" "$_u" authenticate >"$PT_OUT" 2>&1
+	_rc=$?
+	# pamtester exits 0 on success only, and prints pam_strerror().
+	_rcok=0
+	case $_want in PAM_SUCCESS) [ $_rc -eq 0 ] ;; *) [ $_rc -ne 0 ] ;; esac ||
+		_rcok=1
+	if [ $_rcok -eq 0 ] && grep -q "$_txt" "$PT_OUT"; then
+		ok "$_d"
+	else
+		notok "$_d (pamtester exit $_rc: $(grep -v PWRAP_DEBUG "$PT_OUT" | tr '\n' '|'))"
+	fi
+}
+pt_has() { check "$1" grep -q -- "$2" "$PT_OUT"; }
+pt_hasnt() { check "$1" lacks "$2" "$PT_OUT"; }
+
+secret_of() { printf 'pam-test-token-%s' "$1" | base32 | tr -d '=\n'; }
+# newcontract ID PASSWORD SERIAL CHOICE [KIND]: token added and bound with
+# the previous step's code; SERIAL "-" for no token. The card grid, when
+# the choice is card, is issued first (binding checks it) into $SB/grid-ID.
+newcontract() {
+	printf '%s\n' "$2" | "$CLI" contract add "$1" >>"$SB/setup.log" 2>&1 ||
+		return 1
+	if [ "$4" = card ]; then
+		"$CLI" contract card "$1" >"$SB/grid-$1" 2>>"$SB/setup.log" ||
+			return 1
+	fi
+	[ "$3" = - ] && return 0
+	"$CLI" token add "$3" --secret "$(secret_of "$3")" \
+	    ${5:+--kind "$5"} >>"$SB/setup.log" 2>&1 || return 1
+	"$CLI" contract bind "$1" --serial "$3" \
+	    --otp "$(totp "$(secret_of "$3")" -30)" --login-otp "$4" \
+	    >>"$SB/setup.log" 2>&1
+}
+code() { totp "$(secret_of "$1")" "${2:-0}"; }
+# A code no window accepts: each digit of the current one shifted by 5.
+badcode() { code "$1" | tr 0123456789 5678901234; }
+
+# ---- setup ----
+fresh_step 20
+if newcontract c-login pw-login T-LOGIN otp &&
+	newcontract c-trans pw-trans T-TRANS otp &&
+	newcontract c-card pw-card T-CARD card &&
+	newcontract c-stack pw-stack T-STACK otp &&
+	newcontract c-lock pw-lock T-LOCK otp &&
+	newcontract c-soon pw-soon T-SOON otp pc-soon &&
+	newcontract c-gone pw-gone T-GONE otp pc-gone &&
+	newcontract c-mob pw-mob - none &&
+	newcontract c-reg pw-reg - none &&
+	"$CLI" token add T-REG --secret "$(secret_of T-REG)" \
+	    >>"$SB/setup.log" 2>&1 &&
+	"$CLI" contract card c-reg >"$SB/grid-c-reg" 2>>"$SB/setup.log"; then
+	ok "setup: contracts, tokens, bindings and cards"
+else
+	notok "setup: contracts, tokens, bindings and cards"
+	cat "$SB/setup.log"
+	exit 1
+fi
+
+# ---- the module's shape ----
+exports() { nm -D --defined-only "$MOD" | awk '{ print $3 }' | sort | xargs; }
+check "exports exactly pam_sm_authenticate and pam_sm_setcred" \
+    [ "$(exports)" = "pam_sm_authenticate pam_sm_setcred" ]
+
+pt PAM_SERVICE_ERR "unknown option refused (pamtester)" badopt c-login
+pt_has "unknown option logged" "unknown option: use_frist_pass"
+drv PAM_SERVICE_ERR "service without a context refused" unmapped c-login
+pt PAM_AUTHINFO_UNAVAIL "missing policy file: authinfo unavailable" \
+    noconf c-login
+pt_has "missing policy file: reason logged" "cannot load"
+
+# ---- login: password, then the contract's own choice ----
+drv PAM_SUCCESS "login: password + current code accepted" \
+    ib-login c-login pw-login "$(code T-LOGIN)"
+has "login: password asked with echo off" "^prompt-off: Password"
+has "login: code asked with echo off" "^prompt-off: One-time code"
+C=$(code T-LOGIN)
+drv PAM_AUTH_ERR "login: the same code twice is refused" \
+    ib-login c-login pw-login "$C"
+drv PAM_AUTH_ERR "login: wrong code refused" \
+    ib-login c-login pw-login "$(badcode T-LOGIN)"
+drv PAM_AUTH_ERR "login: wrong password refused" \
+    ib-login c-login wrong-pw "$(code T-LOGIN 30)"
+drv PAM_SUCCESS "login: the next step's code accepted" \
+    ib-login c-login pw-login "$(code T-LOGIN 30)"
+drv PAM_USER_UNKNOWN "unknown contract: PAM_USER_UNKNOWN" \
+    ib-login c-nobody some-pw 123456
+pt PAM_USER_UNKNOWN "unknown contract: PAM_USER_UNKNOWN (pamtester)" \
+    ib-mobile c-nobody some-pw
+
+# ---- mobile: password only, even with a token ----
+pt PAM_SUCCESS "mobile: password alone accepted (pamtester)" \
+    ib-mobile c-login pw-login
+pt_hasnt "mobile: no code asked (pamtester)" "code"
+drv PAM_SUCCESS "mobile: password alone accepted" ib-mobile c-login pw-login
+check "mobile: exactly one prompt, the password" \
+    only_prompt "prompt-off: Password: "
+drv PAM_AUTH_ERR "mobile: wrong password refused" ib-mobile c-mob nope
+drv PAM_SUCCESS "mobile: contract without a token" ib-mobile c-mob pw-mob
+
+# ---- transaction: the code only ----
+C=$(code T-TRANS)
+pt PAM_SUCCESS "transaction: code alone accepted (pamtester)" \
+    ib-transfer c-trans "$C"
+pt_hasnt "transaction: no password asked (pamtester)" "Password"
+pt PAM_AUTH_ERR "transaction: the same code again refused (pamtester)" \
+    ib-transfer c-trans "$C"
+drv PAM_SUCCESS "transaction: next code accepted" \
+    ib-transfer c-trans "$(code T-TRANS 30)"
+check "transaction: exactly one prompt, the code" \
+    only_prompt "prompt-off: One-time code: "
+drv PAM_AUTH_ERR "transaction: contract without a token refused" \
+    ib-transfer c-mob 123456
+
+# ---- card: the cells in the prompt, answered from the printed grid ----
+drv PAM_SUCCESS "card login: cells answered from the grid" \
+    ib-login c-card -g "$SB/grid-c-card" pw-card @card
+has "card login: the prompt names the cells" \
+    "^prompt-off: Card digits at [A-E][0-9] [A-E][0-9]: \$"
+hasnt "card login: no code asked" "One-time code"
+drv PAM_AUTH_ERR "card login: wrong digits refused" \
+    ib-login c-card -g "$SB/grid-c-card" pw-card @card-wrong
+
+# ---- stacking: PAM_AUTHTOK in and out ----
+drv PAM_SUCCESS "stacked after pam_permit + first module, use_first_pass" \
+    stacked c-stack pw-stack "$(code T-STACK)"
+check "stacked: the password is asked once, by the first module" \
+    [ "$(nprompts Password)" -eq 1 ] && [ "$(nprompts .)" -eq 2 ]
+drv PAM_AUTH_ERR "stacked: a wrong first password is refused" \
+    stacked c-stack wrong-pw "$(code T-STACK 30)"
+drv PAM_AUTH_ERR "use_first_pass without an earlier password refused" \
+    nofirst c-mob pw-mob
+hasnt "use_first_pass: never prompts" "^prompt-"
+drv PAM_SUCCESS "try_first_pass without an earlier password prompts" \
+    tryfirst c-mob pw-mob
+has "try_first_pass: password prompted" "^prompt-off: Password"
+rm -f "$SB/seen"
+drv PAM_SUCCESS "password handed on to the next module" passon c-mob pw-mob
+# pam_exec writes the token with a trailing NUL.
+check "next module got the password as PAM_AUTHTOK" \
+    [ "$(tr -d '\000' <"$SB/seen")" = pw-mob ]
+
+# ---- legacy tokens: warning near the sunset, refusal after it ----
+drv PAM_SUCCESS "legacy token near its sunset accepted" \
+    ib-transfer c-soon "$(code T-SOON)"
+has "legacy token: warning shown as PAM_TEXT_INFO" "^info: ."
+drv PAM_SUCCESS "PAM_SILENT: accepted" \
+    ib-transfer c-soon -q "$(code T-SOON 30)"
+hasnt "PAM_SILENT: no message shown" "^info:"
+sed -i "s/^sunset = $GONE\$/sunset = 2020-01-01/" "$CONF"
+drv PAM_AUTH_ERR "legacy token past its sunset refused" \
+    ib-transfer c-gone "$(code T-GONE)"
+has "past sunset: message shown as PAM_ERROR_MSG" "^error: ."
+
+# ---- registration through PAM ----
+fresh_step 5
+drv PAM_SUCCESS "registration: password, serial, code, card, choice" \
+    ib-register c-reg -g "$SB/grid-c-reg" pw-reg T-REG "$(code T-REG)" @card otp
+has "registration: serial asked with echo on" "^prompt-on: Token serial"
+has "registration: login choice asked with echo on" "^prompt-on: .*otp"
+"$CLI" contract show c-reg >"$SB/show" 2>&1
+check "registration: contract show names the bound serial" \
+    grep -q T-REG "$SB/show"
+drv PAM_SUCCESS "registration: the new token logs in" \
+    ib-login c-reg pw-reg "$(code T-REG 30)"
+
+# ---- lockout ----
+B=$(badcode T-LOCK)
+"$DRV" -c "$SVC" -s ib-transfer -u c-lock -n 5 "$B" >"$OUT" 2>&1
+# The threshold is 5: four refusals, then the one that locks.
+check "lockout: the fifth wrong code locks (PAM_MAXTRIES)" \
+    [ "$(grep '^result' "$OUT" | xargs)" = \
+	"result: PAM_AUTH_ERR x4 result: PAM_MAXTRIES x1" ]
+C=$(code T-LOCK)
+drv PAM_MAXTRIES "lockout: locked contract gives PAM_MAXTRIES" \
+    ib-transfer c-lock "$C"
+pt PAM_MAXTRIES "lockout: PAM_MAXTRIES (pamtester)" ib-mobile c-lock pw-lock
+"$CLI" contract unlock c-lock >>"$SB/setup.log" 2>&1
+drv PAM_SUCCESS "lockout: after unlock the untouched code is accepted" \
+    ib-transfer c-lock "$C"
+
+# ---- valgrind: 1,000 authentications in one process ----
+# Transactions with a wrong code run the whole path (policy, key, store,
+# conversation, HMAC, failure count) without the deliberate cost of the
+# password hash. They are spread over 12 contracts so that none reaches the
+# lockout threshold (at most 100 in the policy). -k keeps the module mapped
+# between cycles: valgrind then reads libcrypto's symbols once, not 1,000
+# times. A few password logins cover PAM_AUTHTOK and the password path.
+vg() {
+	valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
+	    --error-exitcode=9 --log-file="$SB/vg.log" \
+	    "$DRV" -k "$MOD" -c "$SVC" "$@" >"$OUT" 2>&1
+	_rc=$?
+	[ $_rc -eq 0 ] || head -n 40 "$SB/vg.log"
+	return $_rc
+}
+if command -v valgrind >/dev/null 2>&1; then
+	sed 's/^threshold *=.*/threshold = 100/' "$CONF" >"$SB/vg.conf"
+	svc vg-transfer "auth required $MOD config=$SB/vg.conf context=transaction"
+	svc vg-mobile "auth required $MOD config=$SB/vg.conf context=mobile"
+	VU=""
+	for i in 01 02 03 04 05 06 07 08 09 10 11 12; do
+		newcontract "v$i" "pw-v$i" "T-V$i" otp && VU="$VU${VU:+,}v$i"
+	done
+	# A code that no token of the twelve accepts now.
+	for B in 000000 111111 222222 333333 444444; do
+		for i in 01 02 03 04 05 06 07 08 09 10 11 12; do
+			for o in -30 0 30 60; do
+				[ "$(code "T-V$i" $o)" = $B ] && continue 3
+			done
+		done
+		break
+	done
+	vg -s vg-transfer -u "$VU" -n 1000 "$B"
+	check "valgrind: 1000 transactions, no errors or definite leaks" \
+	    [ $? -eq 0 ]
+	check "valgrind: every one refused as a wrong code" \
+	    grep -qx "result: PAM_AUTH_ERR x1000" "$OUT"
+	vg -s vg-mobile -u c-mob -n 3 pw-mob
+	check "valgrind: password logins, no errors or definite leaks" \
+	    [ $? -eq 0 ]
+	check "valgrind: every password login accepted" \
+	    grep -qx "result: PAM_SUCCESS x3" "$OUT"
+else
+	notok "valgrind installed"
+fi
+
+# ---- fail closed: key and store unusable (destructive, so last) ----
+mv "$KEY" "$KEY.away"
+pt PAM_AUTHINFO_UNAVAIL "master key missing: authinfo unavailable" \
+    ib-mobile c-mob pw-mob
+mv "$KEY.away" "$KEY"
+if [ "$(id -u)" -ne 0 ]; then
+	chmod 000 "$STORE"
+	drv PAM_AUTHINFO_UNAVAIL "store unreadable: authinfo unavailable" \
+	    ib-mobile c-mob pw-mob
+	chmod 600 "$STORE"
+else
+	ok "store unreadable: authinfo unavailable # SKIP root reads any file"
+fi
+rm -f "$STORE" "$STORE-wal" "$STORE-shm"
+pt PAM_AUTHINFO_UNAVAIL "store removed: authinfo unavailable (pamtester)" \
+    ib-mobile c-mob pw-mob
+pt_has "store removed: reason logged" "cannot load"
+drv PAM_AUTHINFO_UNAVAIL "store removed: authinfo unavailable" \
+    ib-transfer c-trans 123456
+rm -f "$STORE" "$STORE-wal" "$STORE-shm"
+echo "this is not a database" >"$STORE"
+drv PAM_AUTHINFO_UNAVAIL "store not a database: authinfo unavailable" \
+    ib-mobile c-mob pw-mob

@@ -1,0 +1,383 @@
+/*
+ * pam_driver.c - drives the real libpam for the PAM integration tests.
+ *
+ *   pam_driver -c CONFDIR -s SERVICE -u USER [-n COUNT] [-q]
+ *              [-g GRIDFILE] [-A ANSWERFILE] [-k MODULE] [ANSWER ...]
+ *
+ * pam_start_confdir() reads the service file from CONFDIR, so no root and
+ * no /etc/pam.d are needed and nothing falls back to the system stack. The
+ * conversation hands out the answers in order (from the arguments, then
+ * from ANSWERFILE, one per line) and prints what it saw:
+ *
+ *   prompt-off: Password:      prompt-on: Token serial:
+ *   info: ...                  error: ...
+ *   result: PAM_SUCCESS
+ *
+ * The answer "@card" is computed from the card grid that `shinkin-otp
+ * contract card` printed into GRIDFILE, for the cells the prompt names
+ * ("Card digits at B7 E2: "); "@card-wrong" gives every digit off by one.
+ *
+ * With -n COUNT the whole authentication runs COUNT times in one process
+ * (for valgrind): USER may then be a comma-separated list taken in turn,
+ * the answers restart each time, and only "result: NAME xN" totals are
+ * printed. -k MODULE keeps that module loaded between cycles. -q passes
+ * PAM_SILENT. Exit status: 0 when every run reached pam_authenticate, 2 on
+ * usage errors, 3 when pam_start_confdir failed.
+ */
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <security/pam_appl.h>
+
+#define MAX_ANSWERS 32
+#define MAX_USERS 32
+#define GRID_ROWS 26
+#define GRID_COLS 32
+#define CELL_MAX 8
+
+struct grid {
+	char cell[GRID_ROWS][GRID_COLS][CELL_MAX];
+};
+
+struct driver {
+	const char *answers[MAX_ANSWERS];
+	int nanswers;
+	int next;
+	int verbose;
+	const struct grid *grid;
+};
+
+static const char *const pam_names[] = {
+    "PAM_SUCCESS",
+    "PAM_OPEN_ERR",
+    "PAM_SYMBOL_ERR",
+    "PAM_SERVICE_ERR",
+    "PAM_SYSTEM_ERR",
+    "PAM_BUF_ERR",
+    "PAM_PERM_DENIED",
+    "PAM_AUTH_ERR",
+    "PAM_CRED_INSUFFICIENT",
+    "PAM_AUTHINFO_UNAVAIL",
+    "PAM_USER_UNKNOWN",
+    "PAM_MAXTRIES",
+    "PAM_NEW_AUTHTOK_REQD",
+    "PAM_ACCT_EXPIRED",
+    "PAM_SESSION_ERR",
+    "PAM_CRED_UNAVAIL",
+    "PAM_CRED_EXPIRED",
+    "PAM_CRED_ERR",
+    "PAM_NO_MODULE_DATA",
+    "PAM_CONV_ERR",
+    "PAM_AUTHTOK_ERR",
+    "PAM_AUTHTOK_RECOVERY_ERR",
+    "PAM_AUTHTOK_LOCK_BUSY",
+    "PAM_AUTHTOK_DISABLE_AGING",
+    "PAM_TRY_AGAIN",
+    "PAM_IGNORE",
+    "PAM_ABORT",
+    "PAM_AUTHTOK_EXPIRED",
+    "PAM_MODULE_UNKNOWN",
+    "PAM_BAD_ITEM",
+    "PAM_CONV_AGAIN",
+    "PAM_INCOMPLETE",
+};
+#define NPAM_NAMES (int)(sizeof(pam_names) / sizeof(pam_names[0]))
+
+static const char *
+pam_name(int rc)
+{
+	return rc >= 0 && rc < NPAM_NAMES ? pam_names[rc] : "PAM_UNKNOWN";
+}
+
+/*
+ * Reads the printed grid: a header line, then one line per row starting
+ * with the row letter. A row is either one digit per cell separated by
+ * blanks, or a single run of digits (one per column).
+ */
+static int
+grid_load(const char *path, struct grid *g)
+{
+	FILE *f;
+	char line[512], *tok, *save = NULL, *toks[GRID_COLS];
+	int row, n, rows = 0;
+	size_t i;
+
+	memset(g, 0, sizeof(*g));
+	if ((f = fopen(path, "r")) == NULL) {
+		perror(path);
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f) != NULL) {
+		tok = line + strspn(line, " \t");
+		if (tok[0] < 'A' || tok[0] > 'Z' ||
+		    strchr(" \t|:", tok[1]) == NULL)
+			continue;
+		row = tok[0] - 'A';
+		n = 0;
+		for (tok = strtok_r(tok + 1, " \t|:\r\n", &save);
+		     tok != NULL && n < GRID_COLS;
+		     tok = strtok_r(NULL, " \t|:\r\n", &save)) {
+			if (strspn(tok, "0123456789") != strlen(tok))
+				break;
+			toks[n++] = tok;
+		}
+		if (n == 1 && strlen(toks[0]) > 1) {
+			/* one run of digits: a cell per digit */
+			for (i = 0; toks[0][i] != '\0' && i < GRID_COLS; i++)
+				g->cell[row][i][0] = toks[0][i];
+		} else {
+			for (i = 0; i < (size_t)n; i++)
+				snprintf(
+				    g->cell[row][i], CELL_MAX, "%s", toks[i]);
+		}
+		rows++;
+	}
+	fclose(f);
+	return rows > 0 ? 0 : -1;
+}
+
+/* "Card digits at B7 E2: " -> the digits at B7 then at E2. */
+static char *
+card_answer(const struct grid *g, const char *prompt, int wrong)
+{
+	char buf[128] = "";
+	const char *p = strstr(prompt, " at ");
+	char *end;
+	long col;
+	int row;
+
+	if (g == NULL || p == NULL)
+		return NULL;
+	for (p += 4; *p >= 'A' && *p <= 'Z'; p = end + strspn(end, " ,")) {
+		row = *p - 'A';
+		col = strtol(p + 1, &end, 10);
+		if (end == p + 1 || col < 0 || col >= GRID_COLS ||
+		    g->cell[row][col][0] == '\0')
+			return NULL;
+		strncat(buf, g->cell[row][col], sizeof(buf) - strlen(buf) - 1);
+	}
+	/* every digit off by one: wrong at every cell */
+	for (p = buf; wrong && *p != '\0'; p++)
+		buf[p - buf] = (char)('0' + (*p - '0' + 1) % 10);
+	return buf[0] != '\0' ? strdup(buf) : NULL;
+}
+
+static char *
+next_answer(struct driver *dr, const char *prompt)
+{
+	const char *a;
+
+	if (dr->next >= dr->nanswers)
+		return NULL;
+	a = dr->answers[dr->next++];
+	if (strcmp(a, "@card") == 0)
+		return card_answer(dr->grid, prompt, 0);
+	if (strcmp(a, "@card-wrong") == 0)
+		return card_answer(dr->grid, prompt, 1);
+	return strdup(a);
+}
+
+static int
+conv(int n, const struct pam_message **msg, struct pam_response **resp,
+    void *arg)
+{
+	struct driver *dr = arg;
+	struct pam_response *r;
+	int i;
+
+	*resp = NULL;
+	if (n <= 0 || (r = calloc((size_t)n, sizeof(*r))) == NULL)
+		return PAM_CONV_ERR;
+	for (i = 0; i < n; i++) {
+		const char *text = msg[i]->msg != NULL ? msg[i]->msg : "";
+
+		switch (msg[i]->msg_style) {
+		case PAM_PROMPT_ECHO_OFF:
+		case PAM_PROMPT_ECHO_ON:
+			if (dr->verbose)
+				printf("prompt-%s: %s\n",
+				    msg[i]->msg_style == PAM_PROMPT_ECHO_ON
+				        ? "on"
+				        : "off",
+				    text);
+			if ((r[i].resp = next_answer(dr, text)) == NULL)
+				goto fail;
+			break;
+		case PAM_TEXT_INFO:
+			if (dr->verbose)
+				printf("info: %s\n", text);
+			break;
+		case PAM_ERROR_MSG:
+			if (dr->verbose)
+				printf("error: %s\n", text);
+			break;
+		default:
+			goto fail;
+		}
+	}
+	*resp = r;
+	return PAM_SUCCESS;
+fail:
+	if (dr->verbose)
+		printf("conv: no answer\n");
+	for (i = 0; i < n; i++) {
+		if (r[i].resp != NULL) {
+			memset(r[i].resp, 0, strlen(r[i].resp));
+			free(r[i].resp);
+		}
+	}
+	free(r);
+	return PAM_CONV_ERR;
+}
+
+static int
+read_answers(const char *path, struct driver *dr, char **store)
+{
+	FILE *f;
+	char line[256];
+
+	if ((f = fopen(path, "r")) == NULL) {
+		perror(path);
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f) != NULL &&
+	    dr->nanswers < MAX_ANSWERS) {
+		line[strcspn(line, "\r\n")] = '\0';
+		if ((store[dr->nanswers] = strdup(line)) == NULL)
+			break;
+		dr->answers[dr->nanswers] = store[dr->nanswers];
+		dr->nanswers++;
+	}
+	fclose(f);
+	return 0;
+}
+
+static int
+usage(void)
+{
+	fprintf(stderr,
+	    "usage: pam_driver -c CONFDIR -s SERVICE -u USER "
+	    "[-n COUNT] [-q] [-g GRIDFILE] [-A ANSWERFILE] [-k MODULE] "
+	    "[ANSWER ...]\n");
+	return 2;
+}
+
+/* One pam_start_confdir / pam_authenticate / pam_end cycle. */
+static int
+authenticate_once(const char *confdir, const char *service, const char *user,
+    int flags, struct driver *dr, int *result)
+{
+	struct pam_conv pc = {conv, dr};
+	pam_handle_t *ph = NULL;
+	int rc;
+
+	dr->next = 0;
+	if ((rc = pam_start_confdir(service, user, &pc, confdir, &ph)) !=
+	    PAM_SUCCESS) {
+		fprintf(stderr, "pam_start_confdir: %s\n", pam_name(rc));
+		return -1;
+	}
+	*result = pam_authenticate(ph, flags);
+	pam_end(ph, *result);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *confdir = NULL, *service = NULL;
+	const char *users[MAX_USERS];
+	char *userlist = NULL, *tok, *save = NULL;
+	int nusers = 0;
+	const char *gridfile = NULL, *answerfile = NULL, *keep = NULL;
+	void *kept = NULL;
+	char *owned[MAX_ANSWERS] = {NULL};
+	struct driver dr;
+	struct grid g;
+	long count = 1, i;
+	int ch, flags = 0, result, ret = 0;
+	long totals[NPAM_NAMES + 1] = {0};
+
+	memset(&dr, 0, sizeof(dr));
+	while ((ch = getopt(argc, argv, "c:s:u:n:qg:A:k:")) != -1) {
+		switch (ch) {
+		case 'c':
+			confdir = optarg;
+			break;
+		case 's':
+			service = optarg;
+			break;
+		case 'u':
+			userlist = optarg;
+			break;
+		case 'n':
+			count = strtol(optarg, NULL, 10);
+			break;
+		case 'q':
+			flags |= PAM_SILENT;
+			break;
+		case 'g':
+			gridfile = optarg;
+			break;
+		case 'A':
+			answerfile = optarg;
+			break;
+		case 'k':
+			keep = optarg;
+			break;
+		default:
+			return usage();
+		}
+	}
+	for (tok = userlist != NULL ? strtok_r(userlist, ",", &save) : NULL;
+	     tok != NULL && nusers < MAX_USERS;
+	     tok = strtok_r(NULL, ",", &save))
+		users[nusers++] = tok;
+	if (confdir == NULL || service == NULL || nusers == 0 || count < 1 ||
+	    argc - optind > MAX_ANSWERS)
+		return usage();
+	for (; optind < argc; optind++)
+		dr.answers[dr.nanswers++] = argv[optind];
+	if (answerfile != NULL && read_answers(answerfile, &dr, owned) != 0)
+		return 2;
+	if (gridfile != NULL) {
+		if (grid_load(gridfile, &g) != 0)
+			return 2;
+		dr.grid = &g;
+	}
+	/*
+	 * libpam unloads the module at every pam_end; holding one more
+	 * reference keeps it (and libcrypto, SQLite) mapped across cycles,
+	 * which spares valgrind re-reading their symbols a thousand times.
+	 */
+	if (keep != NULL && (kept = dlopen(keep, RTLD_NOW)) == NULL) {
+		fprintf(stderr, "%s\n", dlerror());
+		return 2;
+	}
+	dr.verbose = count == 1;
+	for (i = 0; i < count; i++) {
+		if (authenticate_once(confdir, service, users[i % nusers],
+		        flags, &dr, &result) != 0) {
+			ret = 3;
+			break;
+		}
+		totals[result >= 0 && result < NPAM_NAMES ? result
+		                                          : NPAM_NAMES]++;
+	}
+	for (ch = 0; ch <= NPAM_NAMES; ch++) {
+		if (totals[ch] == 0)
+			continue;
+		if (count == 1)
+			printf("result: %s\n", pam_name(ch));
+		else
+			printf("result: %s x%ld\n", pam_name(ch), totals[ch]);
+	}
+	for (ch = 0; ch < MAX_ANSWERS; ch++)
+		free(owned[ch]);
+	if (kept != NULL)
+		dlclose(kept);
+	return ret;
+}
