@@ -67,7 +67,7 @@ if command -v zbarimg >/dev/null; then
 	check "the QR code decodes to the URI" \
 	    test "$(zbarimg -q --raw "$SB/t3.png" 2>/dev/null)" = "$uri"
 else
-	ok "zbarimg not installed # SKIP"
+	notok "zbarimg is not installed (scripts/deps.sh installs it)"
 fi
 check_rc 2 "--qr-png never overwrites" cli token show T3 --qr-png "$SB/t3.png"
 check "token show --qr draws on the terminal" cli token show T3 --qr

@@ -66,6 +66,6 @@ if command -v jq >/dev/null; then
 	check "json: lines parse" jq -e -s 'length == 1 and .[0].serial == "T1"' "$OUT"
 	check "audit --json parses" sh -c "'$CLI' --json audit | jq -e -s 'length > 5' >/dev/null"
 else
-	ok "jq not installed # SKIP"
+	notok "jq is not installed (scripts/deps.sh installs it)"
 fi
 echo "1..$TAPN"
