@@ -38,6 +38,14 @@ VER=$(dpkg-query -W -f='${Version}' libfreeradius-dev 2>/dev/null) ||
 UPVER=${VER#*:}
 UPVER=${UPVER%-*}
 
+# A later libfreeradius-dev may ship some or all of them (upstream 3.2.9
+# does): fetch only what is missing.
+NEED=""
+for h in $HEADERS; do
+	[ -e "$INC/$h" ] || NEED="$NEED $h"
+done
+HEADERS=$NEED
+
 STAMP="$OUT/freeradius/.version"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$VER" ]; then
 	missing=0
@@ -45,6 +53,22 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$VER" ]; then
 		[ -s "$OUT/freeradius/$h" ] || missing=1
 	done
 	[ "$missing" -eq 0 ] && exit 0
+fi
+
+link_all() {
+	rm -rf "$1"
+	mkdir -p "$1"
+	for f in "$INC"/*.h; do
+		ln -s "$f" "$1/$(basename "$f")"
+	done
+}
+
+if [ -z "$HEADERS" ]; then
+	link_all "$OUT/freeradius.new"
+	echo "$VER" >"$OUT/freeradius.new/.version"
+	rm -rf "$OUT/freeradius"
+	mv "$OUT/freeradius.new" "$OUT/freeradius"
+	exit 0
 fi
 
 CACHE=${SOTP_FR_CACHE:-$OUT/.cache}
@@ -104,15 +128,10 @@ tar -xf "$TARBALL" -C "$X" $members ||
 # Build the tree in a scratch dir, then swap it in, so an interrupted run
 # never leaves a half-made include dir behind.
 NEW="$OUT/freeradius.new"
-rm -rf "$NEW"
-mkdir -p "$NEW"
-for f in "$INC"/*.h; do
-	ln -s "$f" "$NEW/$(basename "$f")"
-done
+link_all "$NEW"
 for h in $HEADERS; do
 	src=$(find "$X" -path "*/src/include/$h" | head -n 1)
 	[ -n "$src" ] || die "$h not found in $TARBALL"
-	[ -e "$INC/$h" ] && die "$INC/$h exists: this script is not needed for $VER"
 	sed -e 's/#\([\t ]*\)include <freeradius-devel\/\([^>]*\)>/#\1include <freeradius\/\2>/g' \
 	    "$src" >"$NEW/$h"
 done
