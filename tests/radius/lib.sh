@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Helpers for the RADIUS suites: a private radiusd on 127.0.0.1 with a
 # single-file config under a temp dir, and radclient exchanges checked
 # through filter files. Sourced after tests/lib.sh.
