@@ -52,6 +52,7 @@ svc ib-register "$M"
 svc unmapped "$M"
 svc badopt "$M use_frist_pass"
 svc noconf "auth required $MOD config=$SB/missing.conf"
+svc dbg "$M context=mobile debug"
 # A first module that reads the password and leaves it in PAM_AUTHTOK, as
 # pam_unix or pam_ldap would: pam_exec with expose_authtok prompts for it,
 # stores it, and feeds it to a script (which just drains it).
@@ -123,6 +124,10 @@ pt() {
 }
 pt_has() { check "$1" grep -q -- "$2" "$PT_OUT"; }
 pt_hasnt() { check "$1" lacks "$2" "$PT_OUT"; }
+# pt_log_lacks "what" PATTERN: no pam_syslog line of the last pamtester run
+# matches (pam_wrapper prints them as "SYSLOG(prio): ...")
+log_lacks() { ! grep SYSLOG "$PT_OUT" | grep -q -- "$1"; }
+pt_log_lacks() { check "$1" log_lacks "$2"; }
 
 secret_of() { printf 'pam-test-token-%s' "$1" | base32 | tr -d '=\n'; }
 # newcontract ID PASSWORD SERIAL CHOICE [KIND]: token added and bound with
@@ -197,11 +202,18 @@ drv PAM_USER_UNKNOWN "unknown contract: PAM_USER_UNKNOWN" \
     ib-login c-nobody some-pw 123456
 pt PAM_USER_UNKNOWN "unknown contract: PAM_USER_UNKNOWN (pamtester)" \
     ib-mobile c-nobody some-pw
+pt_log_lacks "unknown contract: its name (perhaps a password) not logged" \
+    c-nobody
+drv PAM_CONV_ERR "conversation without an answer: PAM_CONV_ERR" \
+    ib-mobile c-mob
 
 # ---- mobile: password only, even with a token ----
 pt PAM_SUCCESS "mobile: password alone accepted (pamtester)" \
     ib-mobile c-login pw-login
 pt_hasnt "mobile: no code asked (pamtester)" "code"
+pt_log_lacks "mobile: the password never logged" pw-login
+pt PAM_SUCCESS "debug option: accepted" dbg c-mob pw-mob
+pt_has "debug option: the outcome is logged" "context mobile: Success"
 drv PAM_SUCCESS "mobile: password alone accepted" ib-mobile c-login pw-login
 check "mobile: exactly one prompt, the password" \
     only_prompt "prompt-off: Password: "
