@@ -673,7 +673,9 @@ ask(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 	const struct sotp_policy *p = &a->ctx->pol;
 	int rc;
 
-	if (++a->rounds > p->max_rounds)
+	/* Asking for the very first input is not a challenge round. */
+	if ((a->supplied != 0 || a->done != 0 || a->combined != NULL) &&
+	    ++a->rounds > p->max_rounds)
 		return finish(a, cdef, d, SOTP_REJECT, SOTP_R_TOO_MANY_ROUNDS,
 		    NULL, NULL);
 	if ((missing & SOTP_F_CARD) && a->ncells == 0) {
