@@ -427,4 +427,43 @@ typedef int sotp_audit_cb(void *arg, const struct sotp_audit_row *r);
 SOTP_EXPORT int sotp_audit_list(struct sotp_ctx *ctx, const char *contract,
     int64_t since, int64_t until, sotp_audit_cb *cb, void *arg);
 
+/* ---- Import: token seed files (PSKC, RFC 6030, and CSV) ---- */
+
+/*
+ * The outcome of an import. A refused file is not an error: the call
+ * returns SOTP_OK with refused = 1, and nothing is stored.
+ */
+struct sotp_import_result {
+	unsigned int imported; /* tokens stored (dry run: that would be) */
+	int refused;           /* 1: the whole file was refused */
+	enum sotp_reason why;  /* SOTP_R_BAD_INPUT or SOTP_R_EXISTS */
+	unsigned int entry;    /* 1-based KeyPackage or CSV line; 0: file */
+	char reason[SOTP_MSG_MAX]; /* "duplicate serial 'X' (entry 2)" */
+};
+
+/*
+ * Imports every KeyPackage of a PSKC document (RFC 6030) in buf[len], or
+ * none: all entries are parsed, decrypted and checked (TOTP only, 6-8
+ * digits, 16-64 byte secrets, kind defined, serials new to the file and
+ * to the store) before one store transaction inserts them all. Encrypted
+ * secrets need psk[psklen] (16 bytes, section 6.1) or passphrase (PBKDF2,
+ * section 6.2); each encrypted value's HMAC-SHA1 MAC is checked before it
+ * is decrypted. kind NULL: the policy's default kind. dry_run checks all
+ * and stores nothing. psk, passphrase and buf are secret. Audited.
+ * Errors: SOTP_ERR_CONFIG (context not loaded), SOTP_ERR_STORE*,
+ * SOTP_ERR_NOMEM, SOTP_ERR_CRYPTO, SOTP_ERR_INVALID_ARG.
+ */
+SOTP_EXPORT int sotp_import_pskc(struct sotp_ctx *ctx, const char *buf,
+    size_t len, const uint8_t *psk, size_t psklen, const char *passphrase,
+    const char *kind, int dry_run, time_t now, struct sotp_import_result *res);
+/*
+ * The same for CSV: one token a line, "serial,base32secret[,algorithm,
+ * digits,period,kind]" (empty fields take the defaults, a kind field
+ * overrides `kind`); blank lines and lines starting with '#' are skipped.
+ * entry is the line number.
+ */
+SOTP_EXPORT int sotp_import_csv(struct sotp_ctx *ctx, const char *buf,
+    size_t len, const char *kind, int dry_run, time_t now,
+    struct sotp_import_result *res);
+
 #endif /* SHINKIN_OTP_H */

@@ -1,0 +1,502 @@
+/*
+ * import.c - token import from seed files, all or nothing.
+ *
+ * A reader (pskc.c, or the CSV reader below) turns the file into entries.
+ * Then every entry is checked against the rules token add applies (serial,
+ * digits, period, secret length, kind), the file against itself
+ * (duplicate serials) and against the store (serials already there). Only
+ * when all of that passes are the tokens sealed and inserted, inside one
+ * store transaction: an operator who imports 500 seeds gets 500 tokens or
+ * none, never a file half in that must be edited before a retry.
+ *
+ * Every import is audited: one row per token inside the transaction (so
+ * a rollback leaves no row claiming a token that is not there), and one
+ * summary row and log line for the call, refusals included.
+ */
+#include "import_int.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define IMPORT_MAX_ENTRIES 100000
+#define CSV_LINE_MAX 1024
+#define CSV_FIELDS 6
+
+int
+sotp_import_refuse(struct sotp_import_result *res, unsigned int pos,
+    enum sotp_reason why, const char *fmt, ...)
+{
+	va_list ap;
+
+	res->refused = 1;
+	res->imported = 0;
+	res->why = why;
+	res->entry = pos;
+	va_start(ap, fmt);
+	vsnprintf(res->reason, sizeof(res->reason), fmt, ap);
+	va_end(ap);
+	return SOTP_IMPORT_REFUSED;
+}
+
+void
+sotp_import_quote(char *dst, size_t dstsz, const char *src)
+{
+	size_t i, n = 0;
+
+	if (dstsz == 0)
+		return;
+	for (i = 0; src != NULL && src[i] != '\0' && n + 1 < dstsz; i++) {
+		unsigned char ch = (unsigned char)src[i];
+
+		dst[n++] = ch < 0x20 || ch >= 0x7f ? '?' : (char)ch;
+	}
+	dst[n] = '\0';
+	if (src != NULL && src[i] != '\0' && n >= 3)
+		memcpy(dst + n - 3, "...", 3);
+}
+
+/*
+ * Grows by copy rather than realloc: realloc may leave the old block,
+ * secrets and all, in the heap unwiped.
+ */
+int
+sotp_import_add(struct sotp_import_batch *b, unsigned int pos,
+    struct sotp_import_entry **out)
+{
+	struct sotp_import_entry *e;
+	size_t cap;
+
+	*out = NULL;
+	if (b->n >= IMPORT_MAX_ENTRIES)
+		return sotp_import_refuse(b->res, pos, SOTP_R_BAD_INPUT,
+		    "more than %d tokens in one file", IMPORT_MAX_ENTRIES);
+	if (b->n == b->cap) {
+		cap = b->cap == 0 ? 16 : b->cap * 2;
+		if ((e = calloc(cap, sizeof(*e))) == NULL)
+			return SOTP_ERR_NOMEM;
+		if (b->n > 0)
+			memcpy(e, b->e, b->n * sizeof(*e));
+		sotp_free_secret(b->e, b->cap * sizeof(*b->e));
+		b->e = e;
+		b->cap = cap;
+	}
+	e = &b->e[b->n++];
+	memset(e, 0, sizeof(*e));
+	e->pos = pos;
+	e->alg = b->pol->alg;
+	e->digits = b->pol->digits;
+	e->period = b->pol->period;
+	*out = e;
+	return SOTP_OK;
+}
+
+int
+sotp_import_secret(struct sotp_import_batch *b, struct sotp_import_entry *e,
+    const uint8_t *secret, size_t len)
+{
+	if (len < SOTP_IMPORT_SECRET_MIN || len > SOTP_IMPORT_SECRET_MAX)
+		return sotp_import_refuse(b->res, e->pos, SOTP_R_BAD_INPUT,
+		    "secret is %zu bytes, not %d..%d (RFC 4226 R6)", len,
+		    SOTP_IMPORT_SECRET_MIN, SOTP_IMPORT_SECRET_MAX);
+	memcpy(e->secret, secret, len);
+	e->secret_len = len;
+	return SOTP_OK;
+}
+
+static void
+batch_free(struct sotp_import_batch *b)
+{
+	sotp_free_secret(b->e, b->cap * sizeof(*b->e));
+	b->e = NULL;
+	b->n = b->cap = 0;
+}
+
+/* ---- CSV: serial,base32secret[,algorithm,digits,period,kind] ---- */
+
+static char *
+trim(char *s)
+{
+	char *end;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	end = s + strlen(s);
+	while (end > s && (end[-1] == ' ' || end[-1] == '\t'))
+		*--end = '\0';
+	return s;
+}
+
+/* An optional numeric field; "" keeps the default. */
+static int
+csv_number(struct sotp_import_batch *b, unsigned int pos, const char *name,
+    const char *s, unsigned int *out)
+{
+	long long v;
+
+	if (s == NULL || s[0] == '\0')
+		return SOTP_OK;
+	if (sotp_parse_ll(s, 0, 100000, &v) != SOTP_OK)
+		return sotp_import_refuse(
+		    b->res, pos, SOTP_R_BAD_INPUT, "%s is not a number", name);
+	*out = (unsigned int)v;
+	return SOTP_OK;
+}
+
+static int
+csv_line(struct sotp_import_batch *b, unsigned int pos, char *line)
+{
+	struct sotp_import_entry *e = NULL;
+	char *f[CSV_FIELDS], *p, q[64];
+	uint8_t key[SOTP_IMPORT_SECRET_MAX + 1];
+	const char *why = NULL;
+	size_t nf = 0, keylen = 0;
+	int rc;
+
+	for (p = line; nf < CSV_FIELDS; nf++) {
+		f[nf] = p;
+		if ((p = strchr(p, ',')) == NULL) {
+			nf++;
+			break;
+		}
+		*p++ = '\0';
+	}
+	if (p != NULL)
+		return sotp_import_refuse(b->res, pos, SOTP_R_BAD_INPUT,
+		    "more than %d fields", CSV_FIELDS);
+	if (nf < 2)
+		return sotp_import_refuse(b->res, pos, SOTP_R_BAD_INPUT,
+		    "want serial,base32secret[,algorithm,digits,period,kind]");
+	if ((rc = sotp_import_add(b, pos, &e)) != SOTP_OK)
+		return rc;
+	f[0] = trim(f[0]);
+	if (strlen(f[0]) >= sizeof(e->serial) || !sotp_id_valid(f[0]))
+		return sotp_import_refuse(b->res, pos, SOTP_R_BAD_INPUT,
+		    "serial is not 1..64 printable characters without spaces");
+	sotp_strlcpy(e->serial, f[0], sizeof(e->serial));
+	rc = sotp_base32_decode(trim(f[1]), key, sizeof(key), &keylen, &why);
+	if (rc == SOTP_ERR_BUFFER)
+		rc = sotp_import_refuse(b->res, pos, SOTP_R_BAD_INPUT,
+		    "secret longer than %d bytes", SOTP_IMPORT_SECRET_MAX);
+	else if (rc != SOTP_OK)
+		rc = sotp_import_refuse(b->res, pos, SOTP_R_BAD_INPUT,
+		    "secret is not base32 (%s)", why != NULL ? why : "bad");
+	else
+		rc = sotp_import_secret(b, e, key, keylen);
+	SOTP_WIPE_ARRAY(key);
+	sotp_wipe(f[1], strlen(f[1]));
+	if (rc != SOTP_OK)
+		return rc;
+	if (nf > 2 && *(p = trim(f[2])) != '\0' &&
+	    sotp_alg_parse(p, &e->alg) != SOTP_OK) {
+		if (strcasecmp(p, "hotp") == 0)
+			return sotp_import_refuse(b->res, pos, SOTP_R_BAD_INPUT,
+			    "HOTP (counter-based) token: shinkin-otp accepts "
+			    "TOTP tokens only");
+		sotp_import_quote(q, sizeof(q), p);
+		return sotp_import_refuse(b->res, pos, SOTP_R_BAD_INPUT,
+		    "algorithm '%s' is not sha1, sha256 or sha512", q);
+	}
+	if ((nf > 3 &&
+	        (rc = csv_number(b, pos, "digits", trim(f[3]), &e->digits)) !=
+	            SOTP_OK) ||
+	    (nf > 4 &&
+	        (rc = csv_number(b, pos, "period", trim(f[4]), &e->period)) !=
+	            SOTP_OK))
+		return rc;
+	if (nf > 5 && *(p = trim(f[5])) != '\0') {
+		if (strlen(p) >= sizeof(e->kind))
+			return sotp_import_refuse(b->res, pos, SOTP_R_BAD_INPUT,
+			    "kind name too long");
+		sotp_strlcpy(e->kind, p, sizeof(e->kind));
+	}
+	return SOTP_OK;
+}
+
+static int
+csv_read(struct sotp_import_batch *b, const char *buf, size_t len)
+{
+	char line[CSV_LINE_MAX + 1], *s;
+	size_t i = 0, n;
+	unsigned int pos = 0;
+	int rc = SOTP_OK;
+
+	while (i < len && rc == SOTP_OK) {
+		pos++;
+		for (n = 0; i < len && buf[i] != '\n'; i++) {
+			if (buf[i] == '\0') {
+				rc = sotp_import_refuse(b->res, pos,
+				    SOTP_R_BAD_INPUT, "line holds a NUL byte");
+				goto out;
+			}
+			if (n >= CSV_LINE_MAX) {
+				rc = sotp_import_refuse(b->res, pos,
+				    SOTP_R_BAD_INPUT,
+				    "line longer than %d bytes", CSV_LINE_MAX);
+				goto out;
+			}
+			line[n++] = buf[i];
+		}
+		i++; /* the newline */
+		if (n > 0 && line[n - 1] == '\r')
+			n--;
+		line[n] = '\0';
+		s = trim(line);
+		if (s[0] != '\0' && s[0] != '#')
+			rc = csv_line(b, pos, s);
+		SOTP_WIPE_ARRAY(line);
+	}
+	if (rc == SOTP_OK && b->n == 0)
+		rc = sotp_import_refuse(
+		    b->res, 0, SOTP_R_BAD_INPUT, "no token in the file");
+out:
+	SOTP_WIPE_ARRAY(line);
+	return rc;
+}
+
+/* ---- Checks shared by the formats ---- */
+
+static int
+check_entry(struct sotp_ctx *ctx, struct sotp_import_batch *b,
+    struct sotp_import_entry *e, const char *kind)
+{
+	char q[64];
+
+	if (e->kind[0] == '\0')
+		sotp_strlcpy(e->kind,
+		    kind != NULL ? kind
+		                 : ctx->pol.kinds[ctx->pol.default_kind].name,
+		    sizeof(e->kind));
+	if (sotp_policy_kind(&ctx->pol, e->kind) == NULL) {
+		sotp_import_quote(q, sizeof(q), e->kind);
+		return sotp_import_refuse(b->res, e->pos, SOTP_R_BAD_INPUT,
+		    "kind '%s' is not defined in the policy", q);
+	}
+	if (e->digits < 6 || e->digits > 8)
+		return sotp_import_refuse(b->res, e->pos, SOTP_R_BAD_INPUT,
+		    "%u digits: 6, 7 or 8 are supported", e->digits);
+	if (e->period < 1 || e->period > 300)
+		return sotp_import_refuse(b->res, e->pos, SOTP_R_BAD_INPUT,
+		    "period %u s: 1..300 s is supported", e->period);
+	if (sotp_alg_name(e->alg) == NULL ||
+	    e->secret_len < SOTP_IMPORT_SECRET_MIN)
+		return sotp_import_refuse(
+		    b->res, e->pos, SOTP_R_BAD_INPUT, "no usable secret");
+	return SOTP_OK;
+}
+
+static int
+by_serial(const void *a, const void *b)
+{
+	const struct sotp_import_entry *const *x = a, *const *y = b;
+	int c = strcmp((*x)->serial, (*y)->serial);
+
+	if (c != 0)
+		return c;
+	return (*x)->pos < (*y)->pos ? -1 : (*x)->pos > (*y)->pos;
+}
+
+/*
+ * Duplicates inside the file: the refusal names the earliest entry that
+ * repeats a serial seen before it, and where it was first seen.
+ */
+static int
+check_duplicates(struct sotp_import_batch *b)
+{
+	const struct sotp_import_entry **v, *dup = NULL, *first = NULL;
+	size_t i;
+
+	if (b->n < 2)
+		return SOTP_OK;
+	if ((v = calloc(b->n, sizeof(*v))) == NULL)
+		return SOTP_ERR_NOMEM;
+	for (i = 0; i < b->n; i++)
+		v[i] = &b->e[i];
+	qsort(v, b->n, sizeof(*v), by_serial);
+	for (i = 1; i < b->n; i++)
+		if (strcmp(v[i]->serial, v[i - 1]->serial) == 0 &&
+		    (dup == NULL || v[i]->pos < dup->pos))
+			dup = v[i];
+	free(v);
+	/* Entries are in file order: the first match is the first seen. */
+	for (i = 0; dup != NULL && i < b->n; i++)
+		if (strcmp(b->e[i].serial, dup->serial) == 0) {
+			first = &b->e[i];
+			break;
+		}
+	if (dup == NULL || first == NULL)
+		return SOTP_OK;
+	return sotp_import_refuse(b->res, dup->pos, SOTP_R_EXISTS,
+	    "duplicate serial '%s' (entry %u has it too)", dup->serial,
+	    first->pos);
+}
+
+static int
+check_store(struct sotp_ctx *ctx, struct sotp_import_batch *b)
+{
+	struct sotp_token_info info;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < b->n; i++) {
+		rc = sotp_token_get(ctx, b->e[i].serial, &info);
+		if (rc == SOTP_OK)
+			return sotp_import_refuse(b->res, b->e[i].pos,
+			    SOTP_R_EXISTS,
+			    "serial '%s' is already in the store",
+			    b->e[i].serial);
+		if (rc != SOTP_ERR_NOT_FOUND)
+			return rc;
+	}
+	return SOTP_OK;
+}
+
+/* ---- The transaction ---- */
+
+static int
+insert_one(struct sotp_ctx *ctx, const struct sotp_import_entry *e,
+    const char *format, time_t now)
+{
+	struct sotp_token_rec t;
+	struct sotp_audit_rec a;
+	int rc;
+
+	memset(&t, 0, sizeof(t));
+	sotp_strlcpy(t.serial, e->serial, sizeof(t.serial));
+	sotp_strlcpy(t.kind, e->kind, sizeof(t.kind));
+	t.alg = e->alg;
+	t.digits = e->digits;
+	t.period = e->period;
+	t.last_step = -1;
+	t.created = (int64_t)now;
+	/* The serial is the AAD, as in token add (admin.c). */
+	if ((rc = sotp_seal(ctx->key, t.serial, strlen(t.serial), e->secret,
+	         e->secret_len, t.secret, sizeof(t.secret), &t.secret_len)) !=
+	    SOTP_OK)
+		goto out;
+	if ((rc = sotp_store_token_insert(ctx->st, &t)) != SOTP_OK)
+		goto out;
+	memset(&a, 0, sizeof(a));
+	a.ts = (int64_t)now;
+	a.action = "token.import";
+	a.contract = "";
+	a.serial = t.serial;
+	a.context = "";
+	a.verdict = "accept";
+	a.reason = SOTP_R_ACCEPTED;
+	a.detail = format;
+	rc = sotp_store_audit_add(ctx->st, &a);
+out:
+	sotp_wipe(&t, sizeof(t));
+	return rc;
+}
+
+static int
+insert_all(struct sotp_ctx *ctx, struct sotp_import_batch *b,
+    const char *format, time_t now)
+{
+	size_t i;
+	int rc;
+
+	if ((rc = sotp_store_begin(ctx->st)) != SOTP_OK)
+		goto fail;
+	for (i = 0; i < b->n; i++) {
+		rc = insert_one(ctx, &b->e[i], format, now);
+		/* Another admin added the serial since check_store. */
+		if (rc == SOTP_ERR_EXISTS) {
+			sotp_store_rollback(ctx->st);
+			return sotp_import_refuse(b->res, b->e[i].pos,
+			    SOTP_R_EXISTS,
+			    "serial '%s' is already in the store",
+			    b->e[i].serial);
+		}
+		if (rc != SOTP_OK)
+			goto fail;
+	}
+	if ((rc = sotp_store_commit(ctx->st)) != SOTP_OK)
+		goto fail;
+	return SOTP_OK;
+fail:
+	if (rc != SOTP_ERR_CRYPTO)
+		sotp_ctx_seterr(ctx, "%s", sotp_store_errmsg(ctx->st));
+	sotp_store_rollback(ctx->st);
+	return rc;
+}
+
+/*
+ * The common path: read, check, insert, audit. psk, passphrase and buf
+ * are only handed to the PSKC reader.
+ */
+static int
+import(struct sotp_ctx *ctx, const char *format, const char *buf, size_t len,
+    const uint8_t *psk, size_t psklen, const char *passphrase, const char *kind,
+    int dry_run, time_t now, struct sotp_import_result *res)
+{
+	struct sotp_import_batch b;
+	char detail[SOTP_MSG_MAX + 32];
+	size_t i;
+	int rc;
+
+	if (res == NULL)
+		return SOTP_ERR_INVALID_ARG;
+	memset(res, 0, sizeof(*res));
+	memset(&b, 0, sizeof(b));
+	if (ctx == NULL || (buf == NULL && len > 0))
+		return SOTP_ERR_INVALID_ARG;
+	if ((rc = sotp_ctx_ready(ctx)) != SOTP_OK)
+		return rc;
+	b.pol = &ctx->pol;
+	b.res = res;
+	if (strcmp(format, "pskc") == 0)
+		rc = sotp_pskc_read(
+		    &b, buf != NULL ? buf : "", len, psk, psklen, passphrase);
+	else
+		rc = csv_read(&b, buf != NULL ? buf : "", len);
+	for (i = 0; rc == SOTP_OK && i < b.n; i++)
+		rc = check_entry(ctx, &b, &b.e[i], kind);
+	if (rc == SOTP_OK)
+		rc = check_duplicates(&b);
+	if (rc == SOTP_OK)
+		rc = check_store(ctx, &b);
+	if (rc == SOTP_OK && !dry_run)
+		rc = insert_all(ctx, &b, format, now);
+	if (rc == SOTP_IMPORT_REFUSED) {
+		snprintf(detail, sizeof(detail), "%s: entry %u: %s", format,
+		    res->entry, res->reason);
+		(void)sotp_audit(ctx, now, "token.import", NULL, NULL, NULL,
+		    "reject", res->why, detail);
+		rc = SOTP_OK;
+		goto out;
+	}
+	if (rc != SOTP_OK)
+		goto out;
+	res->imported = (unsigned int)b.n;
+	snprintf(detail, sizeof(detail), "%s: %u tokens%s", format,
+	    res->imported, dry_run ? " (dry run, nothing stored)" : "");
+	/* The tokens are in: a lost summary row is logged, not fatal. */
+	(void)sotp_audit(ctx, now, "token.import", NULL, NULL, NULL, "accept",
+	    SOTP_R_ACCEPTED, detail);
+	rc = SOTP_OK;
+out:
+	batch_free(&b);
+	return rc;
+}
+
+int
+sotp_import_pskc(struct sotp_ctx *ctx, const char *buf, size_t len,
+    const uint8_t *psk, size_t psklen, const char *passphrase, const char *kind,
+    int dry_run, time_t now, struct sotp_import_result *res)
+{
+	return import(ctx, "pskc", buf, len, psk, psklen, passphrase, kind,
+	    dry_run, now, res);
+}
+
+int
+sotp_import_csv(struct sotp_ctx *ctx, const char *buf, size_t len,
+    const char *kind, int dry_run, time_t now, struct sotp_import_result *res)
+{
+	return import(
+	    ctx, "csv", buf, len, NULL, 0, NULL, kind, dry_run, now, res);
+}

@@ -1,0 +1,72 @@
+/*
+ * import_int.h - the seam between the seed-file readers (pskc.c, the CSV
+ * reader in import.c) and the all-or-nothing batch in import.c. Only
+ * common/pskc.c and common/import.c include it.
+ *
+ * A reader only turns a file into entries; it checks what only it can
+ * (XML structure, MACs, base32) and leaves the rules every format shares
+ * (serial syntax, digits, period, secret length, kind, duplicates) to
+ * import.c, so that both formats refuse the same entry the same way.
+ */
+#ifndef SOTP_IMPORT_INT_H
+#define SOTP_IMPORT_INT_H
+
+#include "sotp_int.h"
+
+#define SOTP_IMPORT_SECRET_MIN 16 /* 128 bits, RFC 4226 section 4 R6 */
+#define SOTP_IMPORT_SECRET_MAX 64
+
+/*
+ * Internal return value of the readers and checks: res holds a refusal.
+ * The public functions turn it into SOTP_OK with res->refused = 1.
+ */
+#define SOTP_IMPORT_REFUSED 1
+
+struct sotp_import_entry {
+	unsigned int pos; /* 1-based KeyPackage index or CSV line */
+	char serial[SOTP_ID_MAX];
+	char kind[SOTP_NAME_MAX]; /* "": the batch's kind */
+	enum sotp_alg alg;
+	unsigned int digits;
+	unsigned int period;
+	uint8_t secret[SOTP_IMPORT_SECRET_MAX]; /* secret */
+	size_t secret_len;
+};
+
+struct sotp_import_batch {
+	struct sotp_import_entry *e; /* wiped on free */
+	size_t n, cap;
+	const struct sotp_policy *pol; /* defaults for new entries */
+	struct sotp_import_result *res;
+};
+
+/*
+ * Appends an entry at position pos holding the policy's OTP defaults.
+ * SOTP_ERR_NOMEM, or SOTP_IMPORT_REFUSED past the entry limit.
+ */
+int sotp_import_add(struct sotp_import_batch *b, unsigned int pos,
+    struct sotp_import_entry **out);
+/*
+ * Copies a decoded secret into e, refusing one outside 16..64 bytes.
+ * Returns SOTP_OK or SOTP_IMPORT_REFUSED.
+ */
+int sotp_import_secret(struct sotp_import_batch *b, struct sotp_import_entry *e,
+    const uint8_t *secret, size_t len);
+/* Records a refusal of entry pos (0: the file); returns REFUSED. */
+int sotp_import_refuse(struct sotp_import_result *res, unsigned int pos,
+    enum sotp_reason why, const char *fmt, ...) SOTP_PRINTF(4, 5);
+/*
+ * Copies untrusted text into dst[dstsz] for a reason message: control
+ * and non-ASCII bytes become '?', long text is cut with "...".
+ */
+void sotp_import_quote(char *dst, size_t dstsz, const char *src);
+
+/*
+ * pskc.c: reads buf[len] into b. psk and passphrase (either may be NULL)
+ * are secret. Returns SOTP_OK, SOTP_IMPORT_REFUSED (b->res says why) or
+ * an error (SOTP_ERR_NOMEM, SOTP_ERR_CRYPTO).
+ */
+int sotp_pskc_read(struct sotp_import_batch *b, const char *buf, size_t len,
+    const uint8_t *psk, size_t psklen, const char *passphrase);
+
+#endif /* SOTP_IMPORT_INT_H */

@@ -1,0 +1,765 @@
+/*
+ * pskc.c - reads a PSKC document (RFC 6030), the format token vendors ship
+ * seed files in, into an import batch.
+ *
+ * From each KeyPackage we take the serial (DeviceInfo/SerialNo, else
+ * Key/@Id), the algorithm (Key/@Algorithm, TOTP only), the digits
+ * (ResponseFormat/@Length), the period (Data/TimeInterval), a hash hint
+ * (AlgorithmParameters/Suite) and the secret: a PlainValue, or an
+ * EncryptedValue under a pre-shared AES-128 key (section 6.1) or under a
+ * key derived from a passphrase with PBKDF2 (section 6.2). An encrypted
+ * value must carry a ValueMAC, HMAC-SHA1 over IV || ciphertext under the
+ * MAC key (itself encrypted under the same key, section 6.1.1); the MAC is
+ * checked in constant time before anything is decrypted, so a tampered
+ * file never reaches the CBC padding check.
+ *
+ * The parser is asked for no network, no DTD loading and no entity
+ * substitution, and a document that has a DTD at all is refused: a seed
+ * file has no use for one, and entities are how XML parsers get abused.
+ * Text is read only from direct text children, never through entities.
+ *
+ * Secret bytes live in our buffers only as long as needed and are wiped.
+ * XXX libxml2 copies the input and builds text nodes with realloc; we
+ * wipe every text node of the tree before freeing it, but the copies in
+ * the parser's own buffers are freed unwiped. The caller's buffer is
+ * plaintext for a plain file anyway; for an encrypted one they hold only
+ * ciphertext.
+ */
+#include "import_int.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#define NS_PSKC "urn:ietf:params:xml:ns:keyprov:pskc"
+#define NS_DS "http://www.w3.org/2000/09/xmldsig#"
+#define NS_XENC "http://www.w3.org/2001/04/xmlenc#"
+#define NS_XENC11 "http://www.w3.org/2009/xmlenc11#"
+#define NS_PKCS5 "http://www.rsasecurity.com/rsalabs/pkcs/schemas/pkcs-5v2-0#"
+
+#define ALG_TOTP NS_PSKC ":totp"
+#define ALG_HOTP NS_PSKC ":hotp"
+#define ALG_AES128_CBC NS_XENC "aes128-cbc"
+#define ALG_HMAC_SHA1 NS_DS "hmac-sha1"
+#define ALG_PBKDF2 NS_PKCS5 "pbkdf2"
+
+#define PSKC_MAX_LEN (16 * 1024 * 1024)
+#define AES128_KEY 16
+#define AES_BLOCK 16
+#define SHA1_LEN 20
+#define MACKEY_MAX 64
+#define VALUE_MAX 256 /* a decoded PlainValue or CipherValue */
+#define TEXT_MAX 512  /* base64 text of such a value, with spaces */
+#define ATTR_MAX 256  /* an attribute or short element value */
+#define PBKDF2_MAX_ITER 10000000
+
+struct pskc {
+	struct sotp_import_batch *b;
+	const uint8_t *psk;
+	size_t psklen;
+	const char *passphrase;
+	uint8_t key[AES128_KEY]; /* the encryption key: secret */
+	int have_key;
+	uint8_t mackey[MACKEY_MAX]; /* secret */
+	size_t mackey_len;
+	int have_mac;
+};
+
+static int refuse(struct pskc *p, unsigned int pos, const char *fmt, ...)
+    SOTP_PRINTF(3, 4);
+
+static int
+refuse(struct pskc *p, unsigned int pos, const char *fmt, ...)
+{
+	char msg[SOTP_MSG_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return sotp_import_refuse(p->b->res, pos, SOTP_R_BAD_INPUT, "%s", msg);
+}
+
+/* An element named ns:name. */
+static int
+is(const xmlNode *n, const char *ns, const char *name)
+{
+	return n != NULL && n->type == XML_ELEMENT_NODE && n->ns != NULL &&
+	    n->ns->href != NULL && strcmp((const char *)n->ns->href, ns) == 0 &&
+	    strcmp((const char *)n->name, name) == 0;
+}
+
+/* The first child element ns:name, or NULL. */
+static const xmlNode *
+child(const xmlNode *n, const char *ns, const char *name)
+{
+	const xmlNode *c;
+
+	for (c = n != NULL ? n->children : NULL; c != NULL; c = c->next)
+		if (is(c, ns, name))
+			return c;
+	return NULL;
+}
+
+/*
+ * The first child element with that local name, whatever its namespace:
+ * RFC 6030's PBKDF2 example leaves the children of PBKDF2-params
+ * unqualified, others qualify them with the PKCS #5 namespace.
+ */
+static const xmlNode *
+child_local(const xmlNode *n, const char *name)
+{
+	const xmlNode *c;
+
+	for (c = n != NULL ? n->children : NULL; c != NULL; c = c->next)
+		if (c->type == XML_ELEMENT_NODE &&
+		    strcmp((const char *)c->name, name) == 0)
+			return c;
+	return NULL;
+}
+
+/*
+ * The text of element n, surrounding white space trimmed, into
+ * buf[bufsz]. Returns 0, or -1 when n is NULL, holds an element or an
+ * entity reference, or does not fit.
+ */
+static int
+text(const xmlNode *n, char *buf, size_t bufsz)
+{
+	const xmlNode *c;
+	size_t len = 0, k, start = 0;
+
+	buf[0] = '\0';
+	if (n == NULL)
+		return -1;
+	for (c = n->children; c != NULL; c = c->next) {
+		if (c->type == XML_COMMENT_NODE)
+			continue;
+		if ((c->type != XML_TEXT_NODE &&
+		        c->type != XML_CDATA_SECTION_NODE) ||
+		    c->content == NULL)
+			return -1;
+		k = strlen((const char *)c->content);
+		if (len + k >= bufsz)
+			return -1;
+		memcpy(buf + len, c->content, k);
+		len += k;
+	}
+	while (len > 0 && strchr(" \t\r\n", buf[len - 1]) != NULL)
+		len--;
+	buf[len] = '\0';
+	while (buf[start] != '\0' && strchr(" \t\r\n", buf[start]) != NULL)
+		start++;
+	memmove(buf, buf + start, len - start + 1);
+	return 0;
+}
+
+/* An attribute without namespace into buf[bufsz]; -1 if absent/long. */
+static int
+attr(const xmlNode *n, const char *name, char *buf, size_t bufsz)
+{
+	xmlChar *v;
+	int ret = -1;
+
+	buf[0] = '\0';
+	if (n == NULL || (v = xmlGetNoNsProp(n, (const xmlChar *)name)) == NULL)
+		return -1;
+	if (strlen((const char *)v) < bufsz) {
+		memcpy(buf, v, strlen((const char *)v) + 1);
+		ret = 0;
+	}
+	xmlFree(v);
+	return ret;
+}
+
+static int
+b64val(int ch)
+{
+	if (ch >= 'A' && ch <= 'Z')
+		return ch - 'A';
+	if (ch >= 'a' && ch <= 'z')
+		return ch - 'a' + 26;
+	if (ch >= '0' && ch <= '9')
+		return ch - '0' + 52;
+	if (ch == '+')
+		return 62;
+	if (ch == '/')
+		return 63;
+	return -1;
+}
+
+/*
+ * Base64 (RFC 4648 section 4) as XML Schema's base64Binary allows it:
+ * white space anywhere, '=' padding only at the end. Returns 0, or -1 on
+ * bad input or when out[outsz] is too small.
+ */
+static int
+b64_decode(const char *in, uint8_t *out, size_t outsz, size_t *outlen)
+{
+	uint32_t acc = 0;
+	size_t n = 0;
+	int bits = 0, pad = 0, v;
+
+	*outlen = 0;
+	for (; *in != '\0'; in++) {
+		if (strchr(" \t\r\n", *in) != NULL)
+			continue;
+		if (*in == '=') {
+			pad++;
+			continue;
+		}
+		if (pad > 0 || (v = b64val((unsigned char)*in)) < 0)
+			return -1;
+		acc = (acc << 6) | (uint32_t)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			if (n >= outsz)
+				return -1;
+			out[n++] = (uint8_t)(acc >> bits);
+		}
+	}
+	/* Leftover bits must be zero padding of the last quantum. */
+	if (pad > 2 || bits >= 6 || (acc & ((1u << bits) - 1)) != 0)
+		return -1;
+	*outlen = n;
+	return 0;
+}
+
+/* Base64 text of element n into out; -1 if missing or malformed. */
+static int
+b64_elem(const xmlNode *n, uint8_t *out, size_t outsz, size_t *outlen)
+{
+	char buf[TEXT_MAX];
+	int r;
+
+	*outlen = 0;
+	r = text(n, buf, sizeof(buf)) == 0 && buf[0] != '\0'
+	    ? b64_decode(buf, out, outsz, outlen)
+	    : -1;
+	SOTP_WIPE_ARRAY(buf);
+	return r;
+}
+
+/* A decimal element or attribute value in [min, max]. */
+static int
+number(const char *s, long long min, long long max, unsigned int *out)
+{
+	long long v;
+
+	if (sotp_parse_ll(s, min, max, &v) != SOTP_OK)
+		return -1;
+	*out = (unsigned int)v;
+	return 0;
+}
+
+/*
+ * AES-128-CBC decryption of IV || ciphertext (xmlenc's layout) with
+ * PKCS #7 padding. A bad padding means a wrong key: RFC 6030 files that
+ * carry a MAC had it checked before this is called.
+ */
+static int
+aes_decrypt(struct pskc *p, unsigned int pos, const uint8_t *in, size_t len,
+    uint8_t *out, size_t outsz, size_t *outlen, const char *what)
+{
+	EVP_CIPHER_CTX *cx = NULL;
+	int ok, n1 = 0, n2 = 0, rc = SOTP_ERR_CRYPTO;
+
+	*outlen = 0;
+	if (len < 2 * AES_BLOCK || len % AES_BLOCK != 0)
+		return refuse(
+		    p, pos, "%s: CipherValue is not IV || AES blocks", what);
+	/* EVP may write up to one block more than it returns. */
+	if (len > outsz)
+		return refuse(p, pos, "%s: value too long", what);
+	if ((cx = EVP_CIPHER_CTX_new()) == NULL)
+		goto out;
+	ok = EVP_DecryptInit_ex(cx, EVP_aes_128_cbc(), NULL, p->key, in) &&
+	    EVP_DecryptUpdate(
+	        cx, out, &n1, in + AES_BLOCK, (int)(len - AES_BLOCK));
+	if (!ok)
+		goto out;
+	if (!EVP_DecryptFinal_ex(cx, out + n1, &n2)) {
+		sotp_wipe(out, outsz);
+		rc = refuse(p, pos, "%s: cannot decrypt (wrong key?)", what);
+		goto out;
+	}
+	*outlen = (size_t)n1 + (size_t)n2;
+	rc = SOTP_OK;
+out:
+	EVP_CIPHER_CTX_free(cx);
+	return rc;
+}
+
+/*
+ * An xenc EncryptedValue-shaped element (EncryptionMethod + CipherData/
+ * CipherValue) into out. mac is the element holding its ValueMAC, or NULL
+ * for the MAC key itself (which RFC 6030 does not MAC).
+ */
+static int
+decrypt_value(struct pskc *p, unsigned int pos, const xmlNode *ev,
+    const xmlNode *mac, uint8_t *out, size_t outsz, size_t *outlen,
+    const char *what)
+{
+	char alg[ATTR_MAX], q[64];
+	uint8_t ct[VALUE_MAX + AES_BLOCK], want[SHA1_LEN + 1], got[SHA1_LEN];
+	size_t ctlen = 0, wantlen = 0;
+	unsigned int gotlen = 0;
+	int rc;
+
+	*outlen = 0;
+	if (!p->have_key) {
+		rc = refuse(p, pos,
+		    "%s is encrypted but the file names no EncryptionKey",
+		    what);
+		goto out;
+	}
+	if (attr(child(ev, NS_XENC, "EncryptionMethod"), "Algorithm", alg,
+	        sizeof(alg)) != 0 ||
+	    strcmp(alg, ALG_AES128_CBC) != 0) {
+		sotp_import_quote(q, sizeof(q), alg);
+		rc = refuse(p, pos,
+		    "%s: encryption method '%s' is not supported "
+		    "(aes128-cbc only)",
+		    what, q);
+		goto out;
+	}
+	if (b64_elem(
+	        child(child(ev, NS_XENC, "CipherData"), NS_XENC, "CipherValue"),
+	        ct, sizeof(ct), &ctlen) != 0) {
+		rc = refuse(
+		    p, pos, "%s: CipherValue missing or not base64", what);
+		goto out;
+	}
+	if (mac != NULL) {
+		if (!p->have_mac) {
+			rc = refuse(p, pos,
+			    "%s is encrypted without a MACMethod "
+			    "(RFC 6030 section 6.1.1 requires one for CBC)",
+			    what);
+			goto out;
+		}
+		if (b64_elem(mac, want, sizeof(want), &wantlen) != 0 ||
+		    wantlen != SHA1_LEN) {
+			rc = refuse(p, pos,
+			    "%s: ValueMAC missing or not a base64 HMAC-SHA1",
+			    what);
+			goto out;
+		}
+		if (HMAC(EVP_sha1(), p->mackey, (int)p->mackey_len, ct, ctlen,
+		        got, &gotlen) == NULL ||
+		    gotlen != SHA1_LEN) {
+			rc = SOTP_ERR_CRYPTO;
+			goto out;
+		}
+		if (CRYPTO_memcmp(got, want, SHA1_LEN) != 0) {
+			rc = refuse(p, pos,
+			    "%s: MAC mismatch (wrong key, or the file was "
+			    "altered)",
+			    what);
+			goto out;
+		}
+	}
+	rc = aes_decrypt(p, pos, ct, ctlen, out, outsz, outlen, what);
+out:
+	SOTP_WIPE_ARRAY(ct);
+	SOTP_WIPE_ARRAY(got);
+	return rc;
+}
+
+/* Section 6.2: the key from a passphrase, PBKDF2 (PKCS #5 v2.0). */
+static int
+derive_key(struct pskc *p, const xmlNode *dk)
+{
+	const xmlNode *kdm, *params, *prf;
+	char alg[ATTR_MAX], buf[ATTR_MAX], q[64];
+	uint8_t salt[VALUE_MAX];
+	size_t saltlen = 0;
+	unsigned int iter = 0, keylen = AES128_KEY;
+	const EVP_MD *md = EVP_sha1();
+
+	kdm = child(dk, NS_XENC11, "KeyDerivationMethod");
+	if (attr(kdm, "Algorithm", alg, sizeof(alg)) != 0 ||
+	    strcmp(alg, ALG_PBKDF2) != 0) {
+		sotp_import_quote(q, sizeof(q), alg);
+		return refuse(p, 0,
+		    "key derivation '%s' is not supported (PBKDF2 only)", q);
+	}
+	params = child(kdm, NS_PKCS5, "PBKDF2-params");
+	if (b64_elem(child_local(child_local(params, "Salt"), "Specified"),
+	        salt, sizeof(salt), &saltlen) != 0 ||
+	    saltlen == 0)
+		return refuse(p, 0, "PBKDF2: Salt/Specified missing or bad");
+	if (text(child_local(params, "IterationCount"), buf, sizeof(buf)) !=
+	        0 ||
+	    number(buf, 1, PBKDF2_MAX_ITER, &iter) != 0)
+		return refuse(p, 0, "PBKDF2: IterationCount not in 1..%d",
+		    PBKDF2_MAX_ITER);
+	if (child_local(params, "KeyLength") != NULL &&
+	    (text(child_local(params, "KeyLength"), buf, sizeof(buf)) != 0 ||
+	        number(buf, 1, 1024, &keylen) != 0 || keylen != AES128_KEY))
+		return refuse(
+		    p, 0, "PBKDF2: KeyLength must be 16 (AES-128 keys only)");
+	/* An absent or empty PRF is hmac-sha1, PKCS #5's default. */
+	prf = child_local(params, "PRF");
+	if (attr(prf, "Algorithm", alg, sizeof(alg)) == 0 && alg[0] != '\0') {
+		const char *h = strrchr(alg, '#');
+
+		if (h != NULL && strcmp(h, "#hmac-sha1") == 0)
+			md = EVP_sha1();
+		else if (h != NULL && strcmp(h, "#hmac-sha256") == 0)
+			md = EVP_sha256();
+		else if (h != NULL && strcmp(h, "#hmac-sha512") == 0)
+			md = EVP_sha512();
+		else {
+			sotp_import_quote(q, sizeof(q), alg);
+			return refuse(
+			    p, 0, "PBKDF2: PRF '%s' not supported", q);
+		}
+	}
+	if (p->passphrase == NULL)
+		return refuse(p, 0,
+		    "the file's key is derived from a passphrase (PBKDF2) "
+		    "and none was given");
+	if (!PKCS5_PBKDF2_HMAC(p->passphrase, (int)strlen(p->passphrase), salt,
+	        (int)saltlen, (int)iter, md, AES128_KEY, p->key))
+		return SOTP_ERR_CRYPTO;
+	p->have_key = 1;
+	return SOTP_OK;
+}
+
+/* EncryptionKey: a pre-shared key by name, or a derived key. */
+static int
+encryption_key(struct pskc *p, const xmlNode *ek)
+{
+	const xmlNode *dk;
+	char name[ATTR_MAX], q[64];
+
+	if ((dk = child(ek, NS_XENC11, "DerivedKey")) != NULL) {
+		if (p->psk != NULL)
+			return refuse(p, 0,
+			    "the file's key is derived from a passphrase "
+			    "(PBKDF2), not a pre-shared key");
+		return derive_key(p, dk);
+	}
+	if (child(ek, NS_DS, "X509Data") != NULL)
+		return refuse(p, 0,
+		    "asymmetric (X.509) encryption is not supported: "
+		    "ask for a file under a pre-shared key or passphrase");
+	if (text(child(ek, NS_DS, "KeyName"), name, sizeof(name)) != 0)
+		return refuse(p, 0, "EncryptionKey names no key");
+	sotp_import_quote(q, sizeof(q), name);
+	if (p->psk == NULL)
+		return refuse(p, 0,
+		    "the file is encrypted under the pre-shared key '%s' and "
+		    "no key was given",
+		    q);
+	if (p->psklen != AES128_KEY)
+		return refuse(p, 0,
+		    "the pre-shared key must be 16 bytes (AES-128), not %zu",
+		    p->psklen);
+	memcpy(p->key, p->psk, AES128_KEY);
+	p->have_key = 1;
+	return SOTP_OK;
+}
+
+/* MACMethod (section 6.1.1): HMAC-SHA1 with an encrypted MACKey. */
+static int
+mac_method(struct pskc *p, const xmlNode *mm)
+{
+	char alg[ATTR_MAX], q[64];
+	const xmlNode *mk;
+	int rc;
+
+	if (attr(mm, "Algorithm", alg, sizeof(alg)) != 0 ||
+	    strcmp(alg, ALG_HMAC_SHA1) != 0) {
+		sotp_import_quote(q, sizeof(q), alg);
+		return refuse(p, 0,
+		    "MAC method '%s' is not supported (hmac-sha1 only)", q);
+	}
+	if ((mk = child(mm, NS_PSKC, "MACKey")) == NULL)
+		return refuse(p, 0, "MACMethod without a MACKey");
+	if ((rc = decrypt_value(p, 0, mk, NULL, p->mackey, sizeof(p->mackey),
+	         &p->mackey_len, "MACKey")) != SOTP_OK)
+		return rc;
+	if (p->mackey_len == 0)
+		return refuse(p, 0, "MACKey is empty");
+	p->have_mac = 1;
+	return SOTP_OK;
+}
+
+/* The hash of a Suite hint such as "HMAC-SHA256"; -1 if unknown. */
+static int
+suite_alg(const char *s, enum sotp_alg *alg)
+{
+	char norm[ATTR_MAX];
+	size_t i, n = 0;
+
+	/* Upper case, dashes and "HMAC" dropped: "hmac-sha-256" = "SHA256". */
+	for (i = 0; s[i] != '\0' && n + 1 < sizeof(norm); i++)
+		if (s[i] != '-' && s[i] != '_')
+			norm[n++] =
+			    (char)(s[i] >= 'a' && s[i] <= 'z' ? s[i] - 'a' + 'A'
+			                                      : s[i]);
+	norm[n] = '\0';
+	s = strncmp(norm, "HMAC", 4) == 0 ? norm + 4 : norm;
+	if (strcmp(s, "SHA1") == 0)
+		*alg = SOTP_ALG_SHA1;
+	else if (strcmp(s, "SHA256") == 0)
+		*alg = SOTP_ALG_SHA256;
+	else if (strcmp(s, "SHA512") == 0)
+		*alg = SOTP_ALG_SHA512;
+	else
+		return -1;
+	return 0;
+}
+
+/* Key/AlgorithmParameters: Suite (hash hint) and ResponseFormat. */
+static int
+alg_params(struct pskc *p, unsigned int pos, const xmlNode *ap,
+    struct sotp_import_entry *e)
+{
+	const xmlNode *rf;
+	char buf[ATTR_MAX], q[64];
+
+	if (ap == NULL)
+		return SOTP_OK;
+	if (child(ap, NS_PSKC, "Suite") != NULL &&
+	    (text(child(ap, NS_PSKC, "Suite"), buf, sizeof(buf)) != 0 ||
+	        suite_alg(buf, &e->alg) != 0)) {
+		sotp_import_quote(q, sizeof(q), buf);
+		return refuse(p, pos,
+		    "Suite '%s' is not a hash we know (sha1, sha256, sha512)",
+		    q);
+	}
+	if ((rf = child(ap, NS_PSKC, "ResponseFormat")) == NULL)
+		return SOTP_OK;
+	if (attr(rf, "Encoding", buf, sizeof(buf)) == 0 &&
+	    strcmp(buf, "DECIMAL") != 0) {
+		sotp_import_quote(q, sizeof(q), buf);
+		return refuse(p, pos,
+		    "ResponseFormat Encoding '%s' is not supported (DECIMAL)",
+		    q);
+	}
+	if (attr(rf, "Length", buf, sizeof(buf)) != 0 ||
+	    number(buf, 0, 99, &e->digits) != 0)
+		return refuse(p, pos, "ResponseFormat Length is not a number");
+	return SOTP_OK;
+}
+
+/* A Data child's PlainValue as a number; absent leaves *out alone. */
+static int
+data_number(struct pskc *p, unsigned int pos, const xmlNode *data,
+    const char *name, long long max, unsigned int *out)
+{
+	const xmlNode *n = child(data, NS_PSKC, name);
+	char buf[ATTR_MAX];
+
+	if (n == NULL)
+		return SOTP_OK;
+	if (text(child(n, NS_PSKC, "PlainValue"), buf, sizeof(buf)) != 0 ||
+	    number(buf, 0, max, out) != 0)
+		return refuse(
+		    p, pos, "%s: a PlainValue in 0..%lld is needed", name, max);
+	return SOTP_OK;
+}
+
+/* Data/Secret: PlainValue, or EncryptedValue with its ValueMAC. */
+static int
+secret(struct pskc *p, unsigned int pos, const xmlNode *data,
+    struct sotp_import_entry *e)
+{
+	const xmlNode *s = child(data, NS_PSKC, "Secret"), *ev;
+	uint8_t v[VALUE_MAX + AES_BLOCK];
+	size_t len = 0;
+	int rc;
+
+	if (s == NULL) {
+		rc = refuse(p, pos, "no Data/Secret");
+	} else if ((ev = child(s, NS_PSKC, "EncryptedValue")) != NULL) {
+		rc = decrypt_value(p, pos, ev, child(s, NS_PSKC, "ValueMAC"), v,
+		    sizeof(v), &len, "Secret");
+		if (rc == SOTP_OK)
+			rc = sotp_import_secret(p->b, e, v, len);
+	} else if (b64_elem(child(s, NS_PSKC, "PlainValue"), v, sizeof(v),
+	               &len) == 0) {
+		rc = sotp_import_secret(p->b, e, v, len);
+	} else {
+		rc = refuse(p, pos,
+		    "Secret has neither a base64 PlainValue nor an "
+		    "EncryptedValue");
+	}
+	SOTP_WIPE_ARRAY(v);
+	return rc;
+}
+
+static int
+key_package(struct pskc *p, unsigned int pos, const xmlNode *kp)
+{
+	const xmlNode *key, *data, *c;
+	struct sotp_import_entry *e = NULL;
+	char alg[ATTR_MAX], serial[ATTR_MAX], q[64];
+	unsigned int t0 = 0, keys = 0;
+	int rc;
+
+	for (c = kp->children; c != NULL; c = c->next)
+		keys += is(c, NS_PSKC, "Key");
+	if (keys != 1)
+		return refuse(p, pos, "a KeyPackage needs exactly one Key");
+	key = child(kp, NS_PSKC, "Key");
+	if (attr(key, "Algorithm", alg, sizeof(alg)) != 0)
+		return refuse(p, pos, "Key has no Algorithm");
+	if (strcmp(alg, ALG_HOTP) == 0)
+		return refuse(p, pos,
+		    "HOTP (counter-based) token: shinkin-otp accepts TOTP "
+		    "tokens only");
+	if (strcmp(alg, ALG_TOTP) != 0) {
+		sotp_import_quote(q, sizeof(q), alg);
+		return refuse(
+		    p, pos, "algorithm '%s' is not supported (TOTP only)", q);
+	}
+	if ((rc = sotp_import_add(p->b, pos, &e)) != SOTP_OK)
+		return rc;
+	/* The serial printed on the device; the Key Id for soft tokens. */
+	if (text(child(child(kp, NS_PSKC, "DeviceInfo"), NS_PSKC, "SerialNo"),
+	        serial, sizeof(serial)) != 0 &&
+	    attr(key, "Id", serial, sizeof(serial)) != 0)
+		return refuse(p, pos, "no DeviceInfo/SerialNo and no Key Id");
+	if (strlen(serial) >= sizeof(e->serial) || !sotp_id_valid(serial))
+		return refuse(p, pos,
+		    "serial is not 1..64 printable characters without "
+		    "spaces");
+	sotp_strlcpy(e->serial, serial, sizeof(e->serial));
+	if ((rc = alg_params(p, pos, child(key, NS_PSKC, "AlgorithmParameters"),
+	         e)) != SOTP_OK)
+		return rc;
+	if ((data = child(key, NS_PSKC, "Data")) == NULL)
+		return refuse(p, pos, "Key has no Data");
+	/* Counter is HOTP state: a TOTP token has no use for it. */
+	if ((rc = data_number(
+	         p, pos, data, "TimeInterval", 86400, &e->period)) != SOTP_OK ||
+	    (rc = data_number(p, pos, data, "Time", UINT_MAX, &t0)) != SOTP_OK)
+		return rc;
+	/* RFC 6238 T0: codes are counted from the epoch here. */
+	if (t0 != 0)
+		return refuse(
+		    p, pos, "Time (T0) %u is not supported: only T0 = 0", t0);
+	return secret(p, pos, data, e);
+}
+
+/* Wipes every text node: plain secrets sit in them as base64. */
+static void
+wipe_tree(xmlNode *n)
+{
+	for (; n != NULL; n = n->next) {
+		if ((n->type == XML_TEXT_NODE ||
+		        n->type == XML_CDATA_SECTION_NODE) &&
+		    n->content != NULL &&
+		    n->content != (xmlChar *)&n->properties)
+			sotp_wipe(n->content, strlen((char *)n->content));
+		if (n->type == XML_ELEMENT_NODE)
+			wipe_tree(n->children);
+	}
+}
+
+static int
+container(struct pskc *p, const xmlNode *root)
+{
+	const xmlNode *c;
+	char ver[ATTR_MAX];
+	unsigned int pos = 0;
+	int rc;
+
+	if (!is(root, NS_PSKC, "KeyContainer"))
+		return refuse(p, 0,
+		    "not a PSKC document (no KeyContainer in " NS_PSKC ")");
+	if (attr(root, "Version", ver, sizeof(ver)) != 0 ||
+	    strcmp(ver, "1.0") != 0)
+		return refuse(p, 0, "KeyContainer Version is not 1.0");
+	/*
+	 * Schema order is EncryptionKey, MACMethod, KeyPackage*, Signature;
+	 * a key or MAC method after the first package is refused rather
+	 * than applied to some packages only. XXX a ds:Signature is not
+	 * verified: the MAC is what protects the secrets.
+	 */
+	for (c = root->children; c != NULL; c = c->next) {
+		if (is(c, NS_PSKC, "EncryptionKey")) {
+			if (p->have_key || pos > 0)
+				return refuse(p, 0,
+				    "EncryptionKey twice or after a KeyPackage");
+			if ((rc = encryption_key(p, c)) != SOTP_OK)
+				return rc;
+		} else if (is(c, NS_PSKC, "MACMethod")) {
+			if (p->have_mac || pos > 0)
+				return refuse(p, 0,
+				    "MACMethod twice or after a KeyPackage");
+			if ((rc = mac_method(p, c)) != SOTP_OK)
+				return rc;
+		} else if (is(c, NS_PSKC, "KeyPackage")) {
+			if ((rc = key_package(p, ++pos, c)) != SOTP_OK)
+				return rc;
+		}
+	}
+	if (pos == 0)
+		return refuse(p, 0, "no KeyPackage in the file");
+	return SOTP_OK;
+}
+
+int
+sotp_pskc_read(struct sotp_import_batch *b, const char *buf, size_t len,
+    const uint8_t *psk, size_t psklen, const char *passphrase)
+{
+	/* No network, no DTD, no entity substitution, no libxml2 stderr. */
+	const int opts = XML_PARSE_NONET | XML_PARSE_NODICT |
+	    XML_PARSE_NOERROR | XML_PARSE_NOWARNING;
+	struct pskc p;
+	xmlParserCtxtPtr pc = NULL;
+	xmlDocPtr doc = NULL;
+	char raw[128], msg[128];
+	const char *m;
+	int rc = SOTP_ERR_INTERNAL;
+
+	memset(&p, 0, sizeof(p));
+	p.b = b;
+	p.psk = psk;
+	p.psklen = psklen;
+	p.passphrase = passphrase;
+	if (len > PSKC_MAX_LEN) {
+		rc = refuse(&p, 0, "file larger than %d bytes", PSKC_MAX_LEN);
+		goto out;
+	}
+	xmlInitParser();
+	if ((pc = xmlNewParserCtxt()) == NULL) {
+		rc = SOTP_ERR_NOMEM;
+		goto out;
+	}
+	doc = xmlCtxtReadMemory(pc, buf, (int)len, NULL, NULL, opts);
+	if (doc == NULL || !pc->wellFormed) {
+		m = pc->lastError.message != NULL ? pc->lastError.message
+		                                  : "empty document";
+		/* libxml2's messages end with a newline. */
+		snprintf(raw, sizeof(raw), "%.*s", (int)strcspn(m, "\n"), m);
+		sotp_import_quote(msg, sizeof(msg), raw);
+		rc = refuse(&p, 0, "not well-formed XML: line %d: %s",
+		    pc->lastError.line, msg);
+		goto out;
+	}
+	if (doc->intSubset != NULL || doc->extSubset != NULL) {
+		rc = refuse(&p, 0, "a DOCTYPE is not allowed in a PSKC file");
+		goto out;
+	}
+	rc = container(&p, xmlDocGetRootElement(doc));
+out:
+	if (doc != NULL)
+		wipe_tree(doc->children);
+	xmlFreeDoc(doc);
+	xmlFreeParserCtxt(pc);
+	sotp_wipe(&p, sizeof(p));
+	return rc;
+}
