@@ -1,0 +1,584 @@
+/*
+ * test_pskc.c - token import from PSKC (RFC 6030) and CSV files.
+ *
+ * The files are in tests/data/pskc: RFC 6030's own examples made TOTP
+ * (their CipherValues and MACs are the RFC's bytes) and files that
+ * make.sh generates with openssl(1). Each imported token must yield the
+ * codes oathtool computes from the secret we know is in the file; each
+ * refused file must leave the store exactly as it was.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "sotp_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* 2026-06-01T00:00:00Z, as in test_engine. */
+#define T0 ((time_t)1780272000)
+
+/* RFC 6030's examples: PSK, passphrase and the secret inside. */
+static const uint8_t rfc_psk[16] = {0x12, 0x34, 0x56, 0x78, 0x90, 0x12, 0x34,
+    0x56, 0x78, 0x90, 0x12, 0x34, 0x56, 0x78, 0x90, 0x12};
+#define RFC_PASS "qwerty"
+#define RFC_SECRET "3132333435363738393031323334353637383930"
+
+/* make.sh's secrets (secrets.env) and passphrase (passphrase.txt). */
+#define S1 "3928b45b60d2c004609deeda43e4542f16b08705"
+#define S2 "bd11955dc11f316d2b63b07e6793c28c42bc357b1706aa11f5b207c6099bf8e5"
+#define S3                                                                     \
+	"60ae7c3f140b3a076e81a149aac08097ee41229edc101788235d0d7ff2f84d03"     \
+	"dc2cdebbb407044ec7b41494a4dfa7d6891453c2e5fb3756cf71460b99a229bf"
+#define S4 "f5cd8bb0e21a9de25385e2e5821f32eeb66afea6"
+#define GEN_PASS "correct horse battery staple"
+
+struct fx {
+	char dir[64];
+	char conf[128];
+	struct sotp_ctx *ctx;
+};
+
+/* One token a file should hold, as oathtool would be told about it. */
+struct want {
+	const char *serial;
+	const char *hex; /* the secret */
+	const char *alg; /* oathtool --totp=ALG */
+	unsigned int digits;
+	unsigned int period;
+};
+
+/* ---- helpers ---- */
+
+static char *
+slurp(const char *name, size_t *len)
+{
+	const char *top = getenv("TOP");
+	char path[512];
+	FILE *fp;
+	char *buf;
+	long n;
+
+	snprintf(path, sizeof(path), "%s/tests/data/pskc/%s",
+	    top != NULL ? top : ".", name);
+	fp = fopen(path, "rb");
+	if (fp == NULL)
+		fail_msg("cannot open %s (run with TOP set)", path);
+	assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+	n = ftell(fp);
+	assert_true(n >= 0);
+	rewind(fp);
+	buf = malloc((size_t)n + 1);
+	assert_non_null(buf);
+	assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
+	buf[n] = '\0';
+	fclose(fp);
+	*len = (size_t)n;
+	return buf;
+}
+
+static int
+import_file(struct fx *f, const char *name, const uint8_t *psk,
+    const char *pass, int dry_run, struct sotp_import_result *res)
+{
+	size_t len;
+	char *buf = slurp(name, &len);
+	int rc;
+
+	if (strstr(name, ".csv") != NULL)
+		rc = sotp_import_csv(f->ctx, buf, len, NULL, dry_run, T0, res);
+	else
+		rc = sotp_import_pskc(f->ctx, buf, len, psk,
+		    psk != NULL ? 16 : 0, pass, NULL, dry_run, T0, res);
+	free(buf);
+	return rc;
+}
+
+static int
+count_one(void *arg, const struct sotp_token_info *t)
+{
+	(void)t;
+	(*(size_t *)arg)++;
+	return 0;
+}
+
+static size_t
+count_tokens(struct fx *f)
+{
+	size_t n = 0;
+
+	assert_int_equal(sotp_token_list(f->ctx, 0, count_one, &n), SOTP_OK);
+	return n;
+}
+
+static void
+oath(const struct want *w, time_t t, char *out)
+{
+	char cmd[512];
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd),
+	    "oathtool --totp=%s -d %u -s %us --now @%lld %s", w->alg, w->digits,
+	    w->period, (long long)t, w->hex);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	assert_non_null(fgets(out, SOTP_CODE_MAX + 1, p));
+	out[strcspn(out, "\n")] = '\0';
+	assert_int_equal(pclose(p), 0);
+}
+
+static void
+hex_decode(const char *hex, uint8_t *out, size_t *len)
+{
+	size_t i;
+	unsigned int b;
+
+	for (i = 0; hex[2 * i] != '\0'; i++) {
+		assert_int_equal(sscanf(hex + 2 * i, "%2x", &b), 1);
+		out[i] = (uint8_t)b;
+	}
+	*len = i;
+}
+
+/*
+ * The stored token has the parameters and the secret of w, and its codes
+ * are oathtool's at a few times.
+ */
+static void
+check_token(struct fx *f, const struct want *w)
+{
+	static const time_t at[] = {T0, T0 + 30, T0 + 3599, 1111111109};
+	struct sotp_token_info info;
+	struct sotp_uri u;
+	uint8_t key[64], exp[64];
+	char *uri = NULL, mine[SOTP_CODE_MAX], theirs[SOTP_CODE_MAX + 1];
+	size_t keylen = 0, explen = 0, i;
+
+	assert_int_equal(sotp_token_get(f->ctx, w->serial, &info), SOTP_OK);
+	assert_int_equal(info.digits, w->digits);
+	assert_int_equal(info.period, w->period);
+	assert_string_equal(sotp_alg_name(info.alg), w->alg);
+	assert_int_equal(sotp_token_uri(f->ctx, w->serial, &uri), SOTP_OK);
+	assert_int_equal(sotp_uri_parse(uri, &u, NULL), SOTP_OK);
+	sotp_free_string(uri);
+	assert_int_equal(
+	    sotp_base32_decode(u.secret, key, sizeof(key), &keylen, NULL),
+	    SOTP_OK);
+	hex_decode(w->hex, exp, &explen);
+	assert_int_equal(keylen, explen);
+	assert_memory_equal(key, exp, keylen);
+	for (i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+		assert_int_equal(sotp_totp(info.alg, key, keylen, at[i],
+		                     info.period, info.digits, mine),
+		    SOTP_OK);
+		oath(w, at[i], theirs);
+		assert_string_equal(mine, theirs);
+	}
+}
+
+/* A refusal of entry `entry` whose reason contains `text`; no change. */
+static void
+check_refused(struct fx *f, const struct sotp_import_result *res, size_t before,
+    unsigned int entry, enum sotp_reason why, const char *text)
+{
+	assert_true(res->refused);
+	assert_int_equal(res->imported, 0);
+	assert_int_equal(res->entry, entry);
+	assert_int_equal(res->why, why);
+	if (strstr(res->reason, text) == NULL)
+		fail_msg("reason \"%s\" lacks \"%s\"", res->reason, text);
+	assert_int_equal(count_tokens(f), before);
+}
+
+static int
+setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	snprintf(f->dir, sizeof(f->dir), "/tmp/sotp-pskc.XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(f->conf, sizeof(f->conf), "%s/shinkin-otp.conf", f->dir);
+	assert_int_equal(sotp_ctx_new(&f->ctx), SOTP_OK);
+	assert_int_equal(sotp_init(f->ctx, f->conf), SOTP_OK);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+	char cmd[128];
+
+	sotp_ctx_free(f->ctx);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+	assert_int_equal(system(cmd), 0);
+	free(f);
+	return 0;
+}
+
+/* ---- RFC 6030's examples ---- */
+
+static const struct want rfc_token = {"987654321", RFC_SECRET, "sha1", 8, 30};
+
+static void
+test_pskc_rfc_figure2_plain(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_import_result res;
+
+	assert_int_equal(
+	    import_file(f, "rfc6030-figure2-totp.pskc", NULL, NULL, 0, &res),
+	    SOTP_OK);
+	assert_false(res.refused);
+	assert_int_equal(res.imported, 1);
+	check_token(f, &rfc_token);
+}
+
+static void
+test_pskc_rfc_figure6_preshared_key(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_import_result res;
+
+	assert_int_equal(
+	    import_file(f, "rfc6030-figure6-totp.pskc", rfc_psk, NULL, 0, &res),
+	    SOTP_OK);
+	assert_false(res.refused);
+	assert_int_equal(res.imported, 1);
+	check_token(f, &rfc_token);
+}
+
+static void
+test_pskc_rfc_figure7_pbkdf2(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_import_result res;
+
+	assert_int_equal(import_file(f, "rfc6030-figure7-totp.pskc", NULL,
+	                     RFC_PASS, 0, &res),
+	    SOTP_OK);
+	assert_false(res.refused);
+	assert_int_equal(res.imported, 1);
+	check_token(f, &rfc_token);
+}
+
+static void
+test_pskc_rfc_hotp_refused(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_import_result res;
+
+	assert_int_equal(
+	    import_file(f, "rfc6030-figure2-hotp.pskc", NULL, NULL, 0, &res),
+	    SOTP_OK);
+	check_refused(f, &res, 0, 1, SOTP_R_BAD_INPUT, "HOTP");
+}
+
+/* ---- make.sh's files ---- */
+
+static void
+test_pskc_generated_psk_three_tokens(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_import_result res;
+	const struct want w[] = {
+	    {"GEN-PSK-1", S1, "sha1", 6, 30},
+	    {"GEN-PSK-2", S2, "sha256", 8, 60},
+	    {"GEN-PSK-3", S3, "sha512", 7, 30},
+	};
+	size_t i;
+
+	assert_int_equal(
+	    import_file(f, "gen-psk.pskc", rfc_psk, NULL, 0, &res), SOTP_OK);
+	assert_false(res.refused);
+	assert_int_equal(res.imported, 3);
+	for (i = 0; i < 3; i++)
+		check_token(f, &w[i]);
+}
+
+static void
+test_pskc_generated_pbkdf2(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_import_result res;
+	const struct want w[] = {
+	    {"GEN-PBKDF2-1", S1, "sha1", 6, 30},
+	    {"GEN-PBKDF2-2", S4, "sha1", 6, 30},
+	};
+
+	assert_int_equal(
+	    import_file(f, "gen-pbkdf2.pskc", NULL, GEN_PASS, 0, &res),
+	    SOTP_OK);
+	assert_false(res.refused);
+	assert_int_equal(res.imported, 2);
+	check_token(f, &w[0]);
+	check_token(f, &w[1]);
+}
+
+static void
+test_pskc_dry_run_stores_nothing(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_import_result res;
+
+	assert_int_equal(
+	    import_file(f, "gen-psk.pskc", rfc_psk, NULL, 1, &res), SOTP_OK);
+	assert_false(res.refused);
+	assert_int_equal(res.imported, 3);
+	assert_int_equal(count_tokens(f), 0);
+}
+
+/* ---- refusals: nothing imported ---- */
+
+static void
+test_pskc_wrong_key_refused(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_import_result res;
+	uint8_t wrong[16];
+
+	memcpy(wrong, rfc_psk, sizeof(wrong));
+	wrong[15] ^= 1;
+	assert_int_equal(
+	    import_file(f, "gen-psk.pskc", wrong, NULL, 0, &res), SOTP_OK);
+	assert_true(res.refused);
+	/* A wrong key shows in the MAC key's padding or in the first MAC. */
+	assert_true(strstr(res.reason, "wrong key") != NULL);
+	assert_int_equal(count_tokens(f), 0);
+
+	assert_int_equal(import_file(f, "rfc6030-figure7-totp.pskc", NULL,
+	                     "qwertz", 0, &res),
+	    SOTP_OK);
+	assert_true(res.refused);
+	assert_true(strstr(res.reason, "wrong key") != NULL);
+
+	assert_int_equal(
+	    import_file(f, "gen-psk.pskc", NULL, NULL, 0, &res), SOTP_OK);
+	check_refused(f, &res, 0, 0, SOTP_R_BAD_INPUT, "no key was given");
+	assert_int_equal(
+	    import_file(f, "gen-pbkdf2.pskc", NULL, NULL, 0, &res), SOTP_OK);
+	check_refused(f, &res, 0, 0, SOTP_R_BAD_INPUT, "none was given");
+}
+
+static void
+test_pskc_bad_mac_refused(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_import_result res;
+
+	assert_int_equal(
+	    import_file(f, "gen-psk-badmac.pskc", rfc_psk, NULL, 0, &res),
+	    SOTP_OK);
+	check_refused(f, &res, 0, 2, SOTP_R_BAD_INPUT, "MAC mismatch");
+}
+
+static void
+test_pskc_truncated_refused(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_import_result res;
+
+	assert_int_equal(
+	    import_file(f, "gen-psk-truncated.pskc", rfc_psk, NULL, 0, &res),
+	    SOTP_OK);
+	check_refused(f, &res, 0, 0, SOTP_R_BAD_INPUT, "not well-formed XML");
+	assert_int_equal(
+	    sotp_import_pskc(f->ctx, "", 0, NULL, 0, NULL, NULL, 0, T0, &res),
+	    SOTP_OK);
+	check_refused(f, &res, 0, 0, SOTP_R_BAD_INPUT, "not well-formed XML");
+}
+
+static void
+test_pskc_duplicates_refused(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_import_result res;
+
+	/* Inside the file: entry 3 repeats entry 1. */
+	assert_int_equal(
+	    import_file(f, "gen-dup.pskc", NULL, NULL, 0, &res), SOTP_OK);
+	check_refused(f, &res, 0, 3, SOTP_R_EXISTS, "entry 1 has it too");
+
+	/* Against the store: figure 6 holds the serial figure 2 stored. */
+	assert_int_equal(
+	    import_file(f, "rfc6030-figure2-totp.pskc", NULL, NULL, 0, &res),
+	    SOTP_OK);
+	assert_int_equal(res.imported, 1);
+	assert_int_equal(
+	    import_file(f, "rfc6030-figure6-totp.pskc", rfc_psk, NULL, 0, &res),
+	    SOTP_OK);
+	check_refused(f, &res, 1, 1, SOTP_R_EXISTS, "already in the store");
+}
+
+static void
+test_pskc_entry3_hotp_refuses_all(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_import_result res;
+
+	assert_int_equal(
+	    import_file(f, "gen-hotp-entry3.pskc", NULL, NULL, 0, &res),
+	    SOTP_OK);
+	check_refused(f, &res, 0, 3, SOTP_R_BAD_INPUT, "TOTP tokens only");
+}
+
+/* No DTD: entities are how XML parsers get abused. */
+static void
+test_pskc_doctype_refused(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_import_result res;
+	static const char doc[] =
+	    "<?xml version=\"1.0\"?>\n"
+	    "<!DOCTYPE KeyContainer [<!ENTITY s \"MTIzNDU2Nzg5MDEyMzQ1Njc4OTA=\">"
+	    "<!ENTITY x SYSTEM \"file:///etc/passwd\">]>\n"
+	    "<KeyContainer Version=\"1.0\" "
+	    "xmlns=\"urn:ietf:params:xml:ns:keyprov:pskc\"><KeyPackage>"
+	    "<Key Id=\"E1\" Algorithm=\"urn:ietf:params:xml:ns:keyprov:pskc:"
+	    "totp\"><Data><Secret><PlainValue>&s;</PlainValue></Secret>"
+	    "</Data></Key></KeyPackage></KeyContainer>\n";
+
+	assert_int_equal(sotp_import_pskc(f->ctx, doc, sizeof(doc) - 1, NULL, 0,
+	                     NULL, NULL, 0, T0, &res),
+	    SOTP_OK);
+	check_refused(f, &res, 0, 0, SOTP_R_BAD_INPUT, "DOCTYPE");
+}
+
+/* ---- CSV ---- */
+
+static void
+test_pskc_csv_import(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_import_result res;
+	struct sotp_token_info info;
+	const struct want w[] = {
+	    {"CSV-1", S1, "sha1", 6, 30},
+	    {"CSV-2", S2, "sha256", 8, 60},
+	    {"CSV-3", S3, "sha512", 6, 30},
+	};
+	size_t i;
+
+	assert_int_equal(
+	    import_file(f, "good.csv", NULL, NULL, 0, &res), SOTP_OK);
+	assert_false(res.refused);
+	assert_int_equal(res.imported, 3);
+	for (i = 0; i < 3; i++)
+		check_token(f, &w[i]);
+	assert_int_equal(sotp_token_get(f->ctx, "CSV-3", &info), SOTP_OK);
+	assert_string_equal(info.kind, "pc-legacy");
+	/* The same file again: every serial is in the store now. */
+	assert_int_equal(
+	    import_file(f, "good.csv", NULL, NULL, 0, &res), SOTP_OK);
+	check_refused(f, &res, 3, 2, SOTP_R_EXISTS, "already in the store");
+}
+
+static void
+test_pskc_csv_refusals(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_import_result res;
+	static const struct {
+		const char *text;
+		unsigned int entry;
+		enum sotp_reason why;
+		const char *reason;
+	} bad[] = {
+	    {"A,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\nA,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n",
+	        2, SOTP_R_EXISTS, "duplicate serial"},
+	    {"# c\nA,NOT-BASE32!\n", 2, SOTP_R_BAD_INPUT, "not base32"},
+	    {"A,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ,md5\n", 1, SOTP_R_BAD_INPUT,
+	        "algorithm"},
+	    {"A,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ,hotp\n", 1, SOTP_R_BAD_INPUT,
+	        "HOTP"},
+	    {"A,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ,sha1,9\n", 1, SOTP_R_BAD_INPUT,
+	        "9 digits"},
+	    {"A,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ,sha1,6,0\n", 1,
+	        SOTP_R_BAD_INPUT, "period 0"},
+	    {"A,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ,,,,nokind\n", 1,
+	        SOTP_R_BAD_INPUT, "kind 'nokind'"},
+	    {"A,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ,,,,,x\n", 1, SOTP_R_BAD_INPUT,
+	        "more than 6 fields"},
+	    {"A B,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n", 1, SOTP_R_BAD_INPUT,
+	        "serial"},
+	    {"just-a-serial\n", 1, SOTP_R_BAD_INPUT, "want serial,"},
+	    {"# nothing\n\n", 0, SOTP_R_BAD_INPUT, "no token"},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(sotp_import_csv(f->ctx, bad[i].text,
+		                     strlen(bad[i].text), NULL, 0, T0, &res),
+		    SOTP_OK);
+		check_refused(
+		    f, &res, 0, bad[i].entry, bad[i].why, bad[i].reason);
+	}
+	assert_int_equal(
+	    import_file(f, "dup.csv", NULL, NULL, 0, &res), SOTP_OK);
+	check_refused(f, &res, 0, 3, SOTP_R_EXISTS, "entry 1 has it too");
+	assert_int_equal(
+	    import_file(f, "short.csv", NULL, NULL, 0, &res), SOTP_OK);
+	check_refused(f, &res, 0, 3, SOTP_R_BAD_INPUT, "secret is 10 bytes");
+}
+
+/* The batch primitive itself: a rollback leaves no token behind. */
+static void
+test_pskc_store_batch_rollback(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_token_rec t;
+
+	memset(&t, 0, sizeof(t));
+	sotp_strlcpy(t.serial, "BATCH-1", sizeof(t.serial));
+	sotp_strlcpy(t.kind, "mobile", sizeof(t.kind));
+	t.digits = 6;
+	t.period = 30;
+	t.last_step = -1;
+	t.secret_len = 32;
+	assert_int_equal(sotp_store_begin(f->ctx->st), SOTP_OK);
+	assert_int_equal(sotp_store_token_insert(f->ctx->st, &t), SOTP_OK);
+	sotp_store_rollback(f->ctx->st);
+	assert_int_equal(count_tokens(f), 0);
+	assert_int_equal(sotp_store_begin(f->ctx->st), SOTP_OK);
+	assert_int_equal(sotp_store_token_insert(f->ctx->st, &t), SOTP_OK);
+	assert_int_equal(sotp_store_commit(f->ctx->st), SOTP_OK);
+	assert_int_equal(count_tokens(f), 1);
+	/* Outside a batch rollback does nothing. */
+	sotp_store_rollback(f->ctx->st);
+	assert_int_equal(count_tokens(f), 1);
+}
+
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    T(test_pskc_rfc_figure2_plain),
+	    T(test_pskc_rfc_figure6_preshared_key),
+	    T(test_pskc_rfc_figure7_pbkdf2),
+	    T(test_pskc_rfc_hotp_refused),
+	    T(test_pskc_generated_psk_three_tokens),
+	    T(test_pskc_generated_pbkdf2),
+	    T(test_pskc_dry_run_stores_nothing),
+	    T(test_pskc_wrong_key_refused),
+	    T(test_pskc_bad_mac_refused),
+	    T(test_pskc_truncated_refused),
+	    T(test_pskc_duplicates_refused),
+	    T(test_pskc_entry3_hotp_refuses_all),
+	    T(test_pskc_doctype_refused),
+	    T(test_pskc_csv_import),
+	    T(test_pskc_csv_refusals),
+	    T(test_pskc_store_batch_rollback),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
