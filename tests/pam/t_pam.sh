@@ -9,7 +9,9 @@
 #     the module's pam_syslog lines on stderr.
 # oathtool plays the customer's token. Every token gets its own contract,
 # and each is bound with the previous step's code so that the current and
-# the next code stay usable for logins (replay protection forbids reuse).
+# the next code stay usable for logins (replay protection forbids reuse;
+# the engine learns the drift of -1 from the bind and back to 0 from the
+# current code, so the next step's code is only in the window after that).
 . "$TOP/tests/lib.sh"
 
 MOD=$BUILD/pam_shinkin_otp.so
@@ -20,6 +22,14 @@ done
 LANG=C
 LC_ALL=C
 export LANG LC_ALL
+# A sanitizer build (make check SANITIZE=1) needs the ASan runtime first in
+# a host that was not built with it (pamtester), and cannot run valgrind.
+PRELOAD=libpam_wrapper.so
+ASAN=0
+if readelf -d "$MOD" | grep -q 'NEEDED.*libasan'; then
+	ASAN=1
+	PRELOAD="$(${CC:-cc} -print-file-name=libasan.so) $PRELOAD"
+fi
 
 mk_sandbox
 SVC=$SB/pam.d
@@ -108,7 +118,7 @@ pt() {
 	PAM_MAXTRIES) _txt="exhausted maximum number of retries" ;;
 	*) _txt="?" ;;
 	esac
-	printf '%s\n' "$@" | LD_PRELOAD=libpam_wrapper.so PAM_WRAPPER=1 \
+	printf '%s\n' "$@" | LD_PRELOAD="$PRELOAD" PAM_WRAPPER=1 \
 	    PAM_WRAPPER_SERVICE_DIR="$SVC" PAM_WRAPPER_DEBUGLEVEL=2 \
 	    pamtester -v "$_s" "$_u" authenticate >"$PT_OUT" 2>&1
 	_rc=$?
@@ -195,7 +205,7 @@ drv PAM_AUTH_ERR "login: the same code twice is refused" \
 drv PAM_AUTH_ERR "login: wrong code refused" \
     ib-login c-login pw-login "$(badcode T-LOGIN)"
 drv PAM_AUTH_ERR "login: wrong password refused" \
-    ib-login c-login wrong-pw "$(code T-LOGIN 30)"
+    ib-login c-login wrong-pw "$(badcode T-LOGIN)"
 drv PAM_SUCCESS "login: the next step's code accepted" \
     ib-login c-login pw-login "$(code T-LOGIN 30)"
 drv PAM_USER_UNKNOWN "unknown contract: PAM_USER_UNKNOWN" \
@@ -249,7 +259,7 @@ drv PAM_SUCCESS "stacked after pam_permit + first module, use_first_pass" \
 check "stacked: the password is asked once, by the first module" \
     [ "$(nprompts Password)" -eq 1 ] && [ "$(nprompts .)" -eq 2 ]
 drv PAM_AUTH_ERR "stacked: a wrong first password is refused" \
-    stacked c-stack wrong-pw "$(code T-STACK 30)"
+    stacked c-stack wrong-pw "$(badcode T-STACK)"
 drv PAM_AUTH_ERR "use_first_pass without an earlier password refused" \
     nofirst c-mob pw-mob
 hasnt "use_first_pass: never prompts" "^prompt-"
@@ -316,7 +326,9 @@ vg() {
 	[ $_rc -eq 0 ] || head -n 40 "$SB/vg.log"
 	return $_rc
 }
-if command -v valgrind >/dev/null 2>&1; then
+if [ $ASAN -eq 1 ]; then
+	ok "valgrind # SKIP sanitizer build (AddressSanitizer checks leaks)"
+elif command -v valgrind >/dev/null 2>&1; then
 	sed 's/^threshold *=.*/threshold = 100/' "$CONF" >"$SB/vg.conf"
 	svc vg-transfer "auth required $MOD config=$SB/vg.conf context=transaction"
 	svc vg-mobile "auth required $MOD config=$SB/vg.conf context=mobile"
