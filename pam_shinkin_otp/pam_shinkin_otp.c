@@ -307,9 +307,7 @@ pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 		    d.verdict != SOTP_CONTINUE)
 			break;
 		if (round >= MAX_ROUNDS || d.needs == 0) {
-			pam_syslog(pamh, LOG_ERR,
-			    "engine asks for nothing "
-			    "or loops; refused");
+			pam_syslog(pamh, LOG_ERR, "too many rounds; refused");
 			pam_rc = PAM_AUTH_ERR;
 			goto out;
 		}
