@@ -117,6 +117,8 @@ int cmd_init(struct cli *c, int argc, char **argv);
 int cmd_check_config(struct cli *c, int argc, char **argv);
 int cmd_audit(struct cli *c, int argc, char **argv);
 int cmd_token(struct cli *c, int argc, char **argv);
+/* token import FILE ...: cmd_import.c */
+int cmd_token_import(struct cli *c, int argc, char **argv);
 int cmd_contract(struct cli *c, int argc, char **argv);
 int cmd_verify(struct cli *c, int argc, char **argv);
 

@@ -361,7 +361,7 @@ cmd_token(struct cli *c, int argc, char **argv)
 {
 	if (argc < 1)
 		return cli_usage(
-		    c, "usage: token add|generate|show|list|resync ...");
+		    c, "usage: token add|generate|show|list|resync|import ...");
 	if (strcmp(argv[0], "add") == 0)
 		return token_add(c, argc - 1, argv + 1);
 	if (strcmp(argv[0], "generate") == 0)
@@ -372,5 +372,7 @@ cmd_token(struct cli *c, int argc, char **argv)
 		return token_list(c, argc - 1, argv + 1);
 	if (strcmp(argv[0], "resync") == 0)
 		return token_resync(c, argc - 1, argv + 1);
+	if (strcmp(argv[0], "import") == 0)
+		return cmd_token_import(c, argc - 1, argv + 1);
 	return cli_usage(c, "unknown token command '%s'", argv[0]);
 }

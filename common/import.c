@@ -463,8 +463,12 @@ import(struct sotp_ctx *ctx, const char *format, const char *buf, size_t len,
 	if (rc == SOTP_OK && !dry_run)
 		rc = insert_all(ctx, &b, format, now);
 	if (rc == SOTP_IMPORT_REFUSED) {
-		snprintf(detail, sizeof(detail), "%s: entry %u: %s", format,
-		    res->entry, res->reason);
+		if (res->entry > 0)
+			snprintf(detail, sizeof(detail), "%s: entry %u: %s",
+			    format, res->entry, res->reason);
+		else
+			snprintf(detail, sizeof(detail), "%s: %s", format,
+			    res->reason);
 		(void)sotp_audit(ctx, now, "token.import", NULL, NULL, NULL,
 		    "reject", res->why, detail);
 		rc = SOTP_OK;
