@@ -1,0 +1,39 @@
+# make demo's script, run as the README's first command runs it: every
+# step's outcome is in the transcript, and nothing is left running.
+. "$TOP/tests/lib.sh"
+# Under SANITIZE=1 radiusd loads a UBSan build of the module (an ASan one
+# cannot load there); the CLI is the ASan build.
+if readelf -d "$BUILD/rlm_shinkin_otp.so" 2>/dev/null | grep -q libasan; then
+	. "$TOP/tests/radius/ubsan.sh"
+	ubsan_module || exit 1
+fi
+OUT="$BUILD/test-logs/demo-transcript.txt"
+mkdir -p "$BUILD/test-logs"
+SOTP_DEMO_PORT=$((20000 + $$ % 20000)) sh "$TOP/scripts/demo.sh" "$BUILD" >"$OUT" 2>&1
+check "the demo runs to the end" test $? -eq 0
+for want in \
+    "=> a sandbox under" \
+    "otpauth://totp/Shinkin%20Bank:" \
+    "=> token SO" \
+    "=> contract C-1001 exists, with a card" \
+    "=> token SO" \
+    "=> radiusd is up" \
+    "=> the gateway asks for the one-time code" \
+    "=> logged in" \
+    "=> transfer authorised" \
+    "=> logged in on the mobile channel, no code asked" \
+    "=> the used code is refused" \
+    "=> the used challenge State is refused too" \
+    "This contract is locked after too many failed attempts" \
+    "=> locked: even the right code is refused" \
+    "contract unlocked" \
+    "=> the customer is back in" \
+    "refused: a token is still bound (STILL_BOUND)" \
+    "=> the token is free again and the contract is closed" \
+    "unregister accept ACCEPTED" \
+    "== demo complete"; do
+	check "transcript: $want" grep -qF -- "$want" "$OUT"
+done
+check "the transcript shows no password" sh -c "! grep -q 'correct horse' '$OUT'"
+check "no radiusd is left running" \
+    sh -c "! pgrep -f 'freeradius -f -d $BUILD/demo/radius' >/dev/null"
