@@ -1,0 +1,123 @@
+#!/bin/sh
+# token import: PSKC (RFC 6030) and CSV seed files through the admin tool.
+# Imported tokens must bind with oathtool's code for the secret we know is
+# in the file; every refused file must leave the token list as it was.
+. "$TOP/tests/lib.sh"
+. "$TOP/tests/cli/lib_cli.sh"
+mk_sandbox
+OUT=$SB/out
+ERR=$SB/err
+D=$TOP/tests/data/pskc
+. "$D/secrets.env"
+RFC_SECRET=3132333435363738393031323334353637383930
+fresh_step 10
+
+# The key file must be private, as the master key is.
+cp "$D/psk.hex" "$SB/psk.hex"
+chmod 600 "$SB/psk.hex"
+KEY=$SB/psk.hex
+
+# hexcode ALG DIGITS PERIOD HEX: oathtool's current code for a hex secret.
+hexcode() { oathtool --totp="$1" -d "$2" -s "$3s" --now "@$(date +%s)" "$4"; }
+
+# unchanged WHAT: the token list is what it was at the last snapshot.
+snapshot() { "$CLI" token list >"$SB/list.before"; }
+unchanged() {
+	"$CLI" token list >"$SB/list.after"
+	check "$1: nothing imported" cmp -s "$SB/list.before" "$SB/list.after"
+}
+
+# refused_at ENTRY REASON what ARGS...: as refused, naming the entry.
+refused_at() {
+	_e=$1
+	shift
+	refused "$@"
+	check "$2: names entry $_e" contains "$ERR" "refused: entry $_e: "
+}
+
+check "RFC 6030 figure 7 (PBKDF2), dry run" \
+    clin qwerty token import "$D/rfc6030-figure7-totp.pskc" --passphrase-stdin --dry-run
+check "dry run says what it would do" contains "$OUT" "dry run: 1 token would be imported"
+check "dry run stores nothing" sh -c "! '$CLI' token show 987654321 >/dev/null 2>&1"
+
+check "RFC 6030 figure 2 (plain), made TOTP" cli token import "$D/rfc6030-figure2-totp.pskc"
+check "prints the count" contains "$OUT" "imported 1 token"
+check "contract for the RFC token" clin pw-R1 contract add R1
+check "the RFC token binds with oathtool's code" \
+    cli contract bind R1 --serial 987654321 --otp "$(hexcode sha1 8 30 "$RFC_SECRET")"
+
+snapshot
+refused_at 1 EXISTS "figure 6 holds a serial already in the store" \
+    cli token import "$D/rfc6030-figure6-totp.pskc" --key-file "$KEY"
+unchanged "serial already in the store"
+
+check "pre-shared key, three tokens" cli token import "$D/gen-psk.pskc" --key-file "$KEY"
+check "prints three" contains "$OUT" "imported 3 tokens"
+check "contract P2" clin pw-P2 contract add P2
+check "sha256/8/60 token binds with oathtool's code" \
+    cli contract bind P2 --serial GEN-PSK-2 --otp "$(hexcode sha256 8 60 "$S2")"
+check "token show: sha256" cli token show GEN-PSK-2
+check "token show: algorithm" contains "$OUT" "algorithm: sha256"
+
+check "PBKDF2 with the passphrase on stdin" \
+    clin "$(cat "$D/passphrase.txt")" token import "$D/gen-pbkdf2.pskc" --passphrase-stdin
+check "contract K1" clin pw-K1 contract add K1
+check "the PBKDF2 token binds with oathtool's code" \
+    cli contract bind K1 --serial GEN-PBKDF2-2 --otp "$(hexcode sha1 6 30 "$S4")"
+
+snapshot
+refused_at 2 BAD_INPUT "a bad MAC is refused" \
+    cli token import "$D/gen-psk-badmac.pskc" --key-file "$KEY"
+check "the reason says MAC" contains "$ERR" "MAC mismatch"
+unchanged "bad MAC"
+
+printf '00112233445566778899aabbccddeeff\n' >"$SB/wrong.hex"
+chmod 600 "$SB/wrong.hex"
+refused BAD_INPUT "a wrong key is refused" \
+    cli token import "$D/rfc6030-figure6-totp.pskc" --key-file "$SB/wrong.hex"
+check "the reason says wrong key" contains "$ERR" "wrong key"
+refused BAD_INPUT "a wrong passphrase is refused" \
+    clin qwertz token import "$D/rfc6030-figure7-totp.pskc" --passphrase-stdin
+refused BAD_INPUT "an encrypted file without a key is refused" \
+    cli token import "$D/gen-psk.pskc"
+refused BAD_INPUT "a truncated file is refused" \
+    cli token import "$D/gen-psk-truncated.pskc" --key-file "$KEY"
+check "the reason says XML" contains "$ERR" "not well-formed XML"
+refused_at 3 EXISTS "a serial twice in the file is refused" \
+    cli token import "$D/gen-dup.pskc"
+refused_at 3 BAD_INPUT "an HOTP entry 3 refuses the whole file" \
+    cli token import "$D/gen-hotp-entry3.pskc"
+check "the reason says TOTP only" contains "$ERR" "TOTP tokens only"
+refused_at 1 BAD_INPUT "RFC 6030 figure 2 as published (HOTP) is refused" \
+    cli token import "$D/rfc6030-figure2-hotp.pskc"
+unchanged "every refused PSKC file"
+
+chmod 644 "$SB/wrong.hex"
+check_rc 2 "a key file open to others is an error" \
+    cli token import "$D/rfc6030-figure6-totp.pskc" --key-file "$SB/wrong.hex"
+check_rc 2 "an unknown extension needs --format" cli token import "$D/secrets.env"
+check_rc 2 "a CSV file takes no key" cli token import "$D/good.csv" --key-file "$KEY"
+check_rc 2 "key file and passphrase exclude each other" \
+    cli token import "$D/gen-psk.pskc" --key-file "$KEY" --passphrase-stdin
+
+check "CSV: three tokens" cli token import "$D/good.csv"
+check "CSV: count" contains "$OUT" "imported 3 tokens"
+check "CSV: kind column" cli token show CSV-3
+check "CSV: pc-legacy kind" contains "$OUT" "kind: pc-legacy"
+check "contract V2" clin pw-V2 contract add V2
+check "the CSV sha256/8/60 token binds with oathtool's code" \
+    cli contract bind V2 --serial CSV-2 --otp "$(hexcode sha256 8 60 "$S2")"
+snapshot
+refused_at 3 EXISTS "CSV: a serial twice in the file" cli token import "$D/dup.csv"
+refused_at 3 BAD_INPUT "CSV: a 10-byte secret" cli token import "$D/short.csv"
+refused_at 2 EXISTS "CSV: the same file again" cli token import "$D/good.csv"
+cp "$D/good.csv" "$SB/seeds.txt"
+refused_at 2 EXISTS "CSV by --format" cli token import "$SB/seeds.txt" --format csv
+unchanged "every refused CSV file"
+
+check_rc 1 "--json refusal" cli --json token import "$D/dup.csv"
+check "--json: entry and reason" contains "$OUT" '"entry":3,"reason":"EXISTS"'
+check "audit has the imports" cli audit
+check "audit: one row per imported token" contains "$OUT" "token.import accept ACCEPTED contract=- serial=GEN-PSK-3"
+check "audit: the refusals" contains "$OUT" "detail=pskc: entry 2: Secret: MAC mismatch"
+check "no secret in the audit" sh -c "! grep -qi -e '$S1' -e '$S2' '$OUT'"
