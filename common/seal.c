@@ -230,8 +230,13 @@ sotp_key_load(const char *path, uint8_t *key, char *err, size_t errsz)
 		seterr(err, errsz, "%s: not a regular file", path);
 		goto out;
 	}
-	/* As sshkey_perm_ok(): the key is the owner's alone. */
-	if (st.st_uid != 0 && st.st_uid != geteuid()) {
+	/*
+	 * As sshkey_perm_ok(): the key is the owner's alone, and the owner is
+	 * root or the service reading it. Root may also read a key owned by
+	 * the RADIUS service user, so sshd's PAM stack and radiusd (freerad)
+	 * can share one key file on one host.
+	 */
+	if (st.st_uid != 0 && st.st_uid != geteuid() && geteuid() != 0) {
 		seterr(err, errsz, "%s: owned by uid %lu, not by root", path,
 		    (unsigned long)st.st_uid);
 		goto out;
