@@ -108,12 +108,9 @@ $(PAM_SO): $(PAM_OBJ) $(LIB) pam_shinkin_otp/pam_shinkin_otp.map
 
 # The FreeRADIUS module. Debian's libfreeradius-dev 3.2.1 lacks headers that
 # its own radiusd.h includes; scripts/fr-headers.sh puts them in the build
-# tree (see ../shared/notes). FreeRADIUS headers trip some of our warnings,
-# so those are relaxed for these objects alone.
+# tree (see ../shared/notes). The module builds with the full warning set.
 FR_CFLAGS = -I$(FR_COMPAT) -include freeradius/build.h -DIS_MODULE=1 \
-            -fno-strict-aliasing -Wno-missing-prototypes \
-            -Wno-missing-declarations -Wno-conversion -Wno-cast-qual \
-            -Wno-strict-prototypes -Wno-shadow -Wno-undef
+            -fno-strict-aliasing
 $(FR_STAMP): scripts/fr-headers.sh
 	sh scripts/fr-headers.sh $(FR_COMPAT)
 	@touch $@
