@@ -33,14 +33,32 @@ clamp(int64_t v, int lim)
 	return (int)v;
 }
 
+/* Keys the context's MAC with t's secret, unsealed only for the call. */
+static int
+key_mac(struct sotp_ctx *ctx, const struct sotp_token_rec *t)
+{
+	uint8_t key[SOTP_SECRET_MAX];
+	size_t keylen = 0;
+	int rc;
+
+	if ((rc = sotp_unseal(ctx->key, t->serial, strlen(t->serial), t->secret,
+	         t->secret_len, key, sizeof(key), &keylen)) != SOTP_OK)
+		sotp_ctx_seterr(ctx,
+		    "token %s: secret cannot be decrypted "
+		    "(wrong master key or tampered row)",
+		    t->serial);
+	else
+		rc = sotp_mac_setkey(ctx->mac, t->alg, key, keylen);
+	SOTP_WIPE_ARRAY(key);
+	return rc;
+}
+
 int
 sotp_token_match(struct sotp_ctx *ctx, const struct sotp_token_rec *t,
     const char *code, time_t now, int *match, int64_t *step, int *drift)
 {
-	uint8_t key[SOTP_SECRET_MAX];
 	char cand[SOTP_CODE_MAX];
 	const struct sotp_policy *p = &ctx->pol;
-	size_t keylen = 0;
 	int64_t T, s, first, last;
 	int rc = SOTP_ERR_INTERNAL, hit = 0;
 
@@ -52,15 +70,7 @@ sotp_token_match(struct sotp_ctx *ctx, const struct sotp_token_rec *t,
 	/* A malformed code is simply no match; nothing secret is touched. */
 	if (sotp_code_len(code) != t->digits)
 		return SOTP_OK;
-	if ((rc = sotp_unseal(ctx->key, t->serial, strlen(t->serial), t->secret,
-	         t->secret_len, key, sizeof(key), &keylen)) != SOTP_OK) {
-		sotp_ctx_seterr(ctx,
-		    "token %s: secret cannot be decrypted "
-		    "(wrong master key or tampered row)",
-		    t->serial);
-		goto out;
-	}
-	if ((rc = sotp_mac_setkey(ctx->mac, t->alg, key, keylen)) != SOTP_OK)
+	if ((rc = key_mac(ctx, t)) != SOTP_OK)
 		goto out;
 	T = (int64_t)now / t->period;
 	first = T + t->drift - p->window_back;
@@ -89,7 +99,6 @@ sotp_token_match(struct sotp_ctx *ctx, const struct sotp_token_rec *t,
 	}
 	rc = SOTP_OK;
 out:
-	SOTP_WIPE_ARRAY(key);
 	SOTP_WIPE_ARRAY(cand);
 	return rc;
 }
@@ -99,9 +108,7 @@ sotp_token_find_pair(struct sotp_ctx *ctx, const struct sotp_token_rec *t,
     const char *code1, const char *code2, time_t now, unsigned int window,
     int64_t *step)
 {
-	uint8_t key[SOTP_SECRET_MAX];
 	char cur[SOTP_CODE_MAX];
-	size_t keylen = 0;
 	int64_t T, s, first;
 	int rc, prev_hit = 0, hit;
 
@@ -111,15 +118,7 @@ sotp_token_find_pair(struct sotp_ctx *ctx, const struct sotp_token_rec *t,
 	if (sotp_code_len(code1) != t->digits ||
 	    sotp_code_len(code2) != t->digits)
 		return SOTP_OK;
-	if ((rc = sotp_unseal(ctx->key, t->serial, strlen(t->serial), t->secret,
-	         t->secret_len, key, sizeof(key), &keylen)) != SOTP_OK) {
-		sotp_ctx_seterr(ctx,
-		    "token %s: secret cannot be decrypted "
-		    "(wrong master key or tampered row)",
-		    t->serial);
-		goto out;
-	}
-	if ((rc = sotp_mac_setkey(ctx->mac, t->alg, key, keylen)) != SOTP_OK)
+	if ((rc = key_mac(ctx, t)) != SOTP_OK)
 		goto out;
 	T = (int64_t)now / t->period;
 	first = T - window > 0 ? T - window : 0;
@@ -135,7 +134,6 @@ sotp_token_find_pair(struct sotp_ctx *ctx, const struct sotp_token_rec *t,
 	}
 	rc = SOTP_OK;
 out:
-	SOTP_WIPE_ARRAY(key);
 	SOTP_WIPE_ARRAY(cur);
 	return rc;
 }
