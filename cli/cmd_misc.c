@@ -1,11 +1,13 @@
 /*
  * cmd_misc.c - init, check-config and audit.
  */
+#define _GNU_SOURCE /* strptime, timegm */
 #include "cli.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define DUMP_MAX (1024 * 1024)
 
@@ -165,6 +167,36 @@ audit_row(void *arg, const struct sotp_audit_row *r)
 	return ferror(stdout) ? 1 : 0;
 }
 
+/*
+ * --since/--until: seconds since the epoch, or an ISO 8601 UTC time as the
+ * audit lines print it (2026-11-25T18:43:57Z), or a date (its midnight).
+ */
+static int
+audit_time(struct cli *c, const char *opt, const char *s, long long *out)
+{
+	static const char *const fmts[] = {
+	    "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"};
+	struct tm tm;
+	const char *end;
+	size_t i;
+	time_t t;
+
+	if (strchr(s, '-') == NULL)
+		return cli_number(c, opt, s, 0, INT64_MAX, out);
+	for (i = 0; i < sizeof(fmts) / sizeof(fmts[0]); i++) {
+		memset(&tm, 0, sizeof(tm));
+		end = strptime(s, fmts[i], &tm);
+		if (end != NULL && *end == '\0' && (t = timegm(&tm)) != -1) {
+			*out = (long long)t;
+			return CLI_EXIT_OK;
+		}
+	}
+	return cli_usage(c,
+	    "audit: %s: '%s' is not seconds since the epoch, "
+	    "YYYY-MM-DDTHH:MM:SSZ or YYYY-MM-DD",
+	    opt, s);
+}
+
 int
 cmd_audit(struct cli *c, int argc, char **argv)
 {
@@ -182,10 +214,10 @@ cmd_audit(struct cli *c, int argc, char **argv)
 	if ((ex = cli_parse(c, argc, argv, opts, NULL, 0, &npos)) != 0)
 		return ex;
 	if (since_s != NULL &&
-	    (ex = cli_number(c, "--since", since_s, 0, INT64_MAX, &since)) != 0)
+	    (ex = audit_time(c, "--since", since_s, &since)) != 0)
 		return ex;
 	if (until_s != NULL &&
-	    (ex = cli_number(c, "--until", until_s, 0, INT64_MAX, &until)) != 0)
+	    (ex = audit_time(c, "--until", until_s, &until)) != 0)
 		return ex;
 	if ((ex = cli_load(c)) != CLI_EXIT_OK)
 		return ex;

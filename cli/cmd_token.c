@@ -126,9 +126,22 @@ out:
 	return ex;
 }
 
+/* --qr and --png: the URI as a QR code; the URI line itself too. */
+static int
+show_qr(struct cli *c, const char *uri, int qr, const char *png)
+{
+	int ex = CLI_EXIT_OK;
+
+	if (qr)
+		ex = cli_qr_text(c, uri, stdout);
+	if (ex == CLI_EXIT_OK && png != NULL)
+		ex = cli_qr_png(c, uri, png);
+	return ex;
+}
+
 /* Prints "SERIAL URI" (or a JSON line); the URI holds the secret. */
 static int
-print_uri(struct cli *c, const char *serial)
+print_uri(struct cli *c, const char *serial, int qr, const char *png)
 {
 	struct cli_json j;
 	char *uri = NULL;
@@ -144,17 +157,21 @@ print_uri(struct cli *c, const char *serial)
 	} else {
 		printf("%s %s\n", serial, uri);
 	}
+	rc = show_qr(c, uri, qr, png);
 	sotp_free_string(uri);
-	return CLI_EXIT_OK;
+	return rc;
 }
 
 static int
 token_generate(struct cli *c, int argc, char **argv)
 {
 	struct spec_args sa = {NULL, NULL, NULL, NULL};
-	char *count_s = NULL;
+	char *count_s = NULL, *png = NULL;
+	int qr = 0;
 	const struct cli_opt opts[] = {
 	    {"count", &count_s, NULL},
+	    {"qr", NULL, &qr},
+	    {"png", &png, NULL},
 	    {"algorithm", &sa.alg, NULL},
 	    {"digits", &sa.digits, NULL},
 	    {"period", &sa.period, NULL},
@@ -175,6 +192,10 @@ token_generate(struct cli *c, int argc, char **argv)
 	    (ex = cli_number(c, "--count", count_s, 1, GENERATE_MAX, &count)) !=
 	        0)
 		return ex;
+	if (png != NULL && count != 1)
+		return cli_usage(c,
+		    "token generate: --png writes one token's "
+		    "code: use it with --count 1");
 	if ((ex = cli_load(c)) != 0 || (ex = make_spec(c, &sa, &spec)) != 0)
 		return ex;
 	for (i = 0; i < count; i++) {
@@ -185,7 +206,7 @@ token_generate(struct cli *c, int argc, char **argv)
 			return cli_error(c, rc);
 		if (d.verdict != SOTP_ACCEPT)
 			return cli_refused(c, d.reason);
-		if ((ex = print_uri(c, serial)) != 0)
+		if ((ex = print_uri(c, serial, qr, png)) != 0)
 			return ex;
 	}
 	return CLI_EXIT_OK;
@@ -249,19 +270,6 @@ token_lines(const struct sotp_token_info *t, const char *uri)
 		printf("uri: %s\n", uri);
 }
 
-/* --qr and --qr-png: the URI as a QR code; the URI line itself too. */
-static int
-show_qr(struct cli *c, const char *uri, int qr, const char *png)
-{
-	int ex = CLI_EXIT_OK;
-
-	if (qr)
-		ex = cli_qr_text(c, uri, stdout);
-	if (ex == CLI_EXIT_OK && png != NULL)
-		ex = cli_qr_png(c, uri, png);
-	return ex;
-}
-
 static int
 token_show(struct cli *c, int argc, char **argv)
 {
@@ -272,7 +280,7 @@ token_show(struct cli *c, int argc, char **argv)
 	const struct cli_opt opts[] = {
 	    {"uri", NULL, &want_uri},
 	    {"qr", NULL, &qr},
-	    {"qr-png", &png, NULL},
+	    {"png", &png, NULL},
 	    {NULL, NULL, NULL},
 	};
 	size_t npos;
@@ -282,8 +290,8 @@ token_show(struct cli *c, int argc, char **argv)
 		return ex;
 	cli_what(c, "token show", npos > 0 ? pos[0] : NULL);
 	if (npos != 1)
-		return cli_usage(c,
-		    "usage: token show SERIAL [--uri] [--qr] [--qr-png FILE]");
+		return cli_usage(
+		    c, "usage: token show SERIAL [--uri] [--qr] [--png FILE]");
 	if ((ex = cli_load(c)) != 0)
 		return ex;
 	rc = sotp_token_get(c->ctx, pos[0], &t);

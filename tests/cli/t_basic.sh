@@ -61,7 +61,7 @@ check "token show: no secret" sh -c "! grep -qi -e secret -e '$S3' '$OUT'"
 check "token show --uri" cli token show T3 --uri
 check "token show --uri: otpauth" contains "$OUT" "otpauth://totp/"
 uri=$(sed -n 's/^uri: //p' "$OUT")
-check "token show --qr-png" cli token show T3 --qr-png "$SB/t3.png"
+check "token show --png" cli token show T3 --png "$SB/t3.png"
 check "the PNG is 0600" test "$(stat -c %a "$SB/t3.png")" = 600
 if command -v zbarimg >/dev/null; then
 	check "the QR code decodes to the URI" \
@@ -69,7 +69,7 @@ if command -v zbarimg >/dev/null; then
 else
 	notok "zbarimg is not installed (scripts/deps.sh installs it)"
 fi
-check_rc 2 "--qr-png never overwrites" cli token show T3 --qr-png "$SB/t3.png"
+check_rc 2 "--png never overwrites" cli token show T3 --png "$SB/t3.png"
 check "token show --qr draws on the terminal" cli token show T3 --qr
 check "... in block characters" grep -q '█' "$OUT"
 
@@ -104,4 +104,24 @@ check_rc 2 "bind without --otp is a usage error" \
 
 check "audit lists the decisions" cli audit --contract C1
 check "audit has the replay" grep -q "REPLAYED" "$OUT"
+# Provisioning: generate draws the QR code and writes a PNG that decodes
+# back to the URI (zbarimg stands in for the phone's camera).
+check "token generate --qr --png" cli token generate --qr --png "$SB/gen.png"
+guri=$(sed -n 's/^[^ ]* \(otpauth:.*\)$/\1/p' "$OUT" | head -n 1)
+check "token generate prints serial and URI" test -n "$guri"
+check "... and draws the QR code" grep -q '█' "$OUT"
+check "the generated PNG decodes to the URI" \
+    test "$(zbarimg -q --raw "$SB/gen.png" 2>/dev/null)" = "$guri"
+check_rc 2 "--png with --count 2 is a usage error" \
+    cli token generate --count 2 --png "$SB/gen2.png"
+
+# Audit export for a SIEM: a time window and JSON lines.
+since=$(date -u +%Y-%m-%dT%H:%M:%SZ -d '-1 hour')
+check "audit --since ISO --until epoch --json" \
+    cli --json audit --since "$since" --until "$(($(date +%s) + 60))"
+check "every audit line is a JSON object" \
+    sh -c "jq -e -s 'length > 5 and all(.[]; has(\"action\") and has(\"reason\"))' '$OUT' >/dev/null"
+check "audit --since a future date is empty" cli audit --since 2099-01-01
+check "... (no rows)" test ! -s "$OUT"
+check_rc 2 "audit --since nonsense is a usage error" cli audit --since yesterday
 echo "1..$TAPN"
