@@ -58,6 +58,7 @@ UNIT_SRC   = $(wildcard tests/unit/test_*.c)
 UNIT_BIN   = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TLIB_SRC   = $(wildcard tests/unit/lib_*.c)
 TLIB_OBJ   = $(TLIB_SRC:%.c=$(BUILD)/%.o)
+BENCH      = $(BUILD)/bench/sotp_bench
 TOOL_SRC   = $(wildcard tests/tools/*.c)
 TOOL_BIN   = $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/%)
 
@@ -130,6 +131,18 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(TLIB_OBJ) $(LIB)
 $(BUILD)/tests/tools/%.o: CFLAGS += $(shell $(PKG_CONFIG) --cflags pam 2>/dev/null)
 $(BUILD)/tests/%: $(BUILD)/tests/tools/%.o $(LIB)
 	$(CC) $(EXE_LDFLAGS) -o $@ $< $(LIB) $(PKG_LIBS) -lpam -ldl -lpthread
+
+# The benchmark: ratios against baselines measured in the same run. Like
+# tests/unit, it may include the internal header.
+$(BUILD)/tests/bench/%.o: CFLAGS += $(shell $(PKG_CONFIG) --cflags pam 2>/dev/null) -Wno-missing-prototypes
+$(BENCH): $(BUILD)/tests/bench/sotp_bench.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(EXE_LDFLAGS) -o $@ $< $(LIB) $(PKG_LIBS) -lpam
+
+bench: deps
+	$(MAKE) $(BENCH)
+	$(BENCH) $(BENCH_ARGS)
+.PHONY: bench
 
 deps:
 	sh scripts/deps.sh

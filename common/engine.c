@@ -47,6 +47,7 @@ struct sotp_attempt {
 	int state_reason; /* a resumed state was bad: reject with this */
 	uint8_t state_id[STATE_ID_LEN];
 	int final;
+	int txn; /* a store transaction is open for this decision's writes */
 };
 
 /* What the customer is told; internal detail goes to the log only. */
@@ -204,6 +205,8 @@ sotp_attempt_free(struct sotp_attempt *a)
 
 	if (a == NULL)
 		return;
+	if (a->txn)
+		sotp_store_rollback(a->ctx->st);
 	for (i = 0; i < NFACTORS; i++)
 		sotp_free_string(a->in[i]);
 	sotp_free_string(a->combined);
@@ -228,12 +231,46 @@ action_name(const struct sotp_context_def *cdef)
 	return "auth";
 }
 
+/*
+ * Opens the transaction that holds a decision's state change (replay mark,
+ * failure count, binding) and its audit row: they land together, with one
+ * commit, or not at all.
+ */
+static int
+write_begin(struct sotp_attempt *a)
+{
+	int rc;
+
+	if (a->txn)
+		return SOTP_OK;
+	if ((rc = sotp_store_begin(a->ctx->st)) != SOTP_OK) {
+		sotp_ctx_seterr(a->ctx, "%s", sotp_store_errmsg(a->ctx->st));
+		return rc;
+	}
+	a->txn = 1;
+	return SOTP_OK;
+}
+
+/* Commits the decision's transaction, if one is open. */
+static int
+write_commit(struct sotp_attempt *a)
+{
+	int rc;
+
+	if (!a->txn)
+		return SOTP_OK;
+	a->txn = 0;
+	if ((rc = sotp_store_commit(a->ctx->st)) != SOTP_OK)
+		sotp_ctx_seterr(a->ctx, "%s", sotp_store_errmsg(a->ctx->st));
+	return rc;
+}
+
 static int
 finish(struct sotp_attempt *a, const struct sotp_context_def *cdef,
     struct sotp_decision *d, enum sotp_verdict v, int reason,
     const char *serial, const char *detail)
 {
-	int rc;
+	int rc, crc;
 
 	d->verdict = v;
 	d->reason = (enum sotp_reason)reason;
@@ -252,9 +289,13 @@ finish(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 	    v == SOTP_ACCEPT ? "accept"
 	                     : (v == SOTP_CONTINUE ? "continue" : "reject"),
 	    reason, detail);
+	crc = write_commit(a);
+	if (rc == SOTP_OK)
+		rc = crc;
 	/*
-	 * An accept that cannot be audited is not an accept: the bank's
-	 * auditors must see every way in.
+	 * An accept that cannot be audited, or whose replay mark cannot be
+	 * committed, is not an accept: the bank's auditors must see every
+	 * way in, and a code must stay single use.
 	 */
 	if (rc != SOTP_OK && v != SOTP_REJECT) {
 		d->verdict = SOTP_REJECT;
@@ -301,6 +342,8 @@ wrong(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 	int rc;
 
 	lock = p->lock_duration == 0 ? -1 : (int64_t)a->now + p->lock_duration;
+	if ((rc = write_begin(a)) != SOTP_OK)
+		return fail_error(a, cdef, d, rc);
 	if ((rc = sotp_store_fail(a->ctx->st, a->contract, p->lock_threshold,
 	         lock, &failures, &locked_until)) != SOTP_OK)
 		return fail_error(a, cdef, d, store_err(a->ctx, rc));
@@ -633,6 +676,8 @@ second_factor(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 	char detail[64] = "";
 	int rc = SOTP_OK, reason = SOTP_R_ACCEPTED, unbound = 0;
 
+	if ((rc = write_begin(a)) != SOTP_OK)
+		return fail_error(a, cdef, d, rc);
 	if (cdef->action == SOTP_ACT_REGISTER)
 		rc = do_register(
 		    a, c, req, &reason, serial, d->message, sizeof(d->message));

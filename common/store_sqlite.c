@@ -197,6 +197,8 @@ struct sqlite_be {
 	sqlite3 *db;
 	sqlite3_stmt *stmt[S_COUNT];
 	char path[PATH_MAX];
+	int depth;          /* open transaction levels (savepoints inside) */
+	int just_committed; /* the innermost level was just committed */
 };
 
 static struct sqlite_be *
@@ -333,9 +335,11 @@ run_id(struct sotp_store *st, enum stmt_id id, const char *op)
 }
 
 /*
- * Undoes an open transaction, if SQLite has not already rolled it back
- * itself (it does on some I/O and full-disk errors). Errors are ignored:
- * the operation has failed already and its error text says why.
+ * Undoes the innermost open level: the whole transaction, or the savepoint
+ * of an operation run inside a caller's transaction (sotp_store_begin), so
+ * that a refused inner operation never discards the caller's work. A no-op
+ * right after that level committed, so every operation can end with it.
+ * Errors are ignored: the operation has failed already and says why.
  */
 static void
 rollback(struct sotp_store *st)
@@ -343,8 +347,22 @@ rollback(struct sotp_store *st)
 	struct sqlite_be *b = be(st);
 	sqlite3_stmt *s = NULL;
 
-	if (sqlite3_get_autocommit(b->db))
+	if (b->just_committed) {
+		b->just_committed = 0;
 		return;
+	}
+	/* SQLite rolls back by itself on some I/O and full-disk errors. */
+	if (sqlite3_get_autocommit(b->db)) {
+		b->depth = 0;
+		return;
+	}
+	if (b->depth > 1) {
+		(void)sqlite3_exec(
+		    b->db, "ROLLBACK TO sotp; RELEASE sotp", NULL, NULL, NULL);
+		b->depth--;
+		return;
+	}
+	b->depth = 0;
 	if (stmt(st, S_ROLLBACK, "rollback", &s) == SOTP_OK)
 		sqlite3_step(s);
 	done(s);
@@ -374,15 +392,49 @@ check_file(struct sotp_store *st, const char *op)
 	return SOTP_OK;
 }
 
-/* Opens a write transaction after check_file. */
+/*
+ * Opens a write transaction after check_file, or a savepoint when the
+ * caller already holds one: the engine groups a decision's state change
+ * and its audit row into one transaction, one commit, one fsync.
+ */
 static int
 begin(struct sotp_store *st, const char *op)
 {
-	int rc;
+	struct sqlite_be *b = be(st);
+	int rc, sqlrc;
 
 	if ((rc = check_file(st, op)) != SOTP_OK)
 		return rc;
-	return run_id(st, S_BEGIN, op);
+	b->just_committed = 0;
+	if (b->depth > 0 && !sqlite3_get_autocommit(b->db)) {
+		sqlrc = sqlite3_exec(b->db, "SAVEPOINT sotp", NULL, NULL, NULL);
+		if (sqlrc != SQLITE_OK)
+			return db_fail(st, op, sqlrc);
+	} else {
+		b->depth = 0;
+		if ((rc = run_id(st, S_BEGIN, op)) != SOTP_OK)
+			return rc;
+	}
+	b->depth++;
+	return SOTP_OK;
+}
+
+/* Commits the innermost level; on failure the caller rolls back. */
+static int
+commit(struct sotp_store *st, const char *op)
+{
+	struct sqlite_be *b = be(st);
+	int rc, sqlrc;
+
+	if (b->depth > 1) {
+		sqlrc = sqlite3_exec(b->db, "RELEASE sotp", NULL, NULL, NULL);
+		if (sqlrc != SQLITE_OK)
+			return db_fail(st, op, sqlrc);
+	} else if ((rc = run_id(st, S_COMMIT, op)) != SOTP_OK)
+		return rc;
+	b->depth--;
+	b->just_committed = 1;
+	return SOTP_OK;
 }
 
 /* ---- Row readers ---- */
@@ -1085,7 +1137,7 @@ sq_contract_close(struct sotp_store *st, const char *id, int *closed)
 		goto out;
 	done(s);
 	s = NULL;
-	if ((rc = run_id(st, S_COMMIT, op)) != SOTP_OK)
+	if ((rc = commit(st, op)) != SOTP_OK)
 		goto out;
 	*closed = 1;
 	rc = SOTP_OK;
@@ -1144,7 +1196,7 @@ sq_accept_step(struct sotp_store *st, const char *serial, const char *contract,
 		done(s);
 		s = NULL;
 	}
-	if ((rc = run_id(st, S_COMMIT, op)) != SOTP_OK)
+	if ((rc = commit(st, op)) != SOTP_OK)
 		goto out;
 	*won = 1;
 	rc = SOTP_OK;
@@ -1199,7 +1251,7 @@ sq_fail(struct sotp_store *st, const char *contract, unsigned int threshold,
 	}
 	done(s);
 	s = NULL;
-	if ((rc = run_id(st, S_COMMIT, op)) != SOTP_OK)
+	if ((rc = commit(st, op)) != SOTP_OK)
 		goto out;
 	*failures = (unsigned int)n;
 	*locked_until = lock;
@@ -1295,7 +1347,7 @@ sq_bind(struct sotp_store *st, const char *contract, const char *serial,
 		goto out;
 	done(s);
 	s = NULL;
-	if ((rc = run_id(st, S_COMMIT, op)) != SOTP_OK)
+	if ((rc = commit(st, op)) != SOTP_OK)
 		goto out;
 	rc = SOTP_OK;
 out:
@@ -1335,7 +1387,7 @@ sq_unbind(
 		goto out;
 	done(s);
 	s = NULL;
-	if ((rc = run_id(st, S_COMMIT, op)) != SOTP_OK)
+	if ((rc = commit(st, op)) != SOTP_OK)
 		goto out;
 	*unbound = 1;
 	if (serial != NULL)
@@ -1387,7 +1439,7 @@ sq_state_use(struct sotp_store *st, const uint8_t *id, int64_t expires,
 	inserted = sqlite3_changes(b->db);
 	done(s);
 	s = NULL;
-	if ((rc = run_id(st, S_COMMIT, op)) != SOTP_OK)
+	if ((rc = commit(st, op)) != SOTP_OK)
 		goto out;
 	*fresh = inserted == 1;
 	rc = SOTP_OK;
@@ -1509,7 +1561,7 @@ sq_commit(struct sotp_store *st)
 {
 	int rc;
 
-	if ((rc = run_id(st, S_COMMIT, "commit")) != SOTP_OK)
+	if ((rc = commit(st, "commit")) != SOTP_OK)
 		rollback(st);
 	return rc;
 }
@@ -1517,6 +1569,8 @@ sq_commit(struct sotp_store *st)
 static void
 sq_rollback(struct sotp_store *st)
 {
+	/* The caller's own level, even right after an inner commit. */
+	be(st)->just_committed = 0;
 	rollback(st);
 }
 

@@ -1160,6 +1160,63 @@ test_store_race_accept_step(void **state)
 	assert_int_equal(t.last_step, 100);
 }
 
+/*
+ * The engine wraps a decision's writes and its audit row in one
+ * transaction: an operation inside it runs in a savepoint, so its own
+ * refusal or rollback never discards the caller's work, and the caller's
+ * rollback discards everything.
+ */
+static void
+test_store_nested_operations(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_token_rec t;
+	struct audit_acc acc;
+	enum sotp_bind_result br;
+	int won = 0;
+
+	add_token(fx->st, "TK1");
+	add_contract(fx->st, "C1");
+	bind_ok(fx->st, "C1", "TK1", 10);
+
+	assert_int_equal(sotp_store_begin(fx->st), SOTP_OK);
+	add_audit(fx->st, 100, "C1", "verify", SOTP_R_ACCEPTED);
+	/* A refused inner operation (rolled back to its savepoint) ... */
+	assert_int_equal(
+	    sotp_store_bind(fx->st, "C1", "NOPE", SOTP_LOGIN_OTP, 20, 0, &br),
+	    SOTP_OK);
+	assert_int_equal(br, SOTP_BIND_CONTRACT_HAS_TOKEN);
+	/* ... and one that commits its savepoint. */
+	assert_int_equal(
+	    sotp_store_accept_step(fx->st, "TK1", "C1", 11, 0, &won), SOTP_OK);
+	assert_int_equal(won, 1);
+	assert_int_equal(sotp_store_commit(fx->st), SOTP_OK);
+	memset(&acc, 0, sizeof(acc));
+	assert_int_equal(
+	    sotp_store_audit_list(fx->st, NULL, 0, 0, audit_cb, &acc), SOTP_OK);
+	assert_int_equal(acc.n, 1);
+	assert_int_equal(sotp_store_token_get(fx->st, "TK1", &t), SOTP_OK);
+	assert_int_equal(t.last_step, 11);
+
+	/* The caller's rollback undoes the inner commit and the row. */
+	assert_int_equal(sotp_store_begin(fx->st), SOTP_OK);
+	add_audit(fx->st, 200, "C1", "verify", SOTP_R_ACCEPTED);
+	assert_int_equal(
+	    sotp_store_accept_step(fx->st, "TK1", "C1", 12, 0, &won), SOTP_OK);
+	assert_int_equal(won, 1);
+	sotp_store_rollback(fx->st);
+	memset(&acc, 0, sizeof(acc));
+	assert_int_equal(
+	    sotp_store_audit_list(fx->st, NULL, 0, 0, audit_cb, &acc), SOTP_OK);
+	assert_int_equal(acc.n, 1);
+	assert_int_equal(sotp_store_token_get(fx->st, "TK1", &t), SOTP_OK);
+	assert_int_equal(t.last_step, 11);
+	/* And the handle is usable on its own again. */
+	assert_int_equal(
+	    sotp_store_accept_step(fx->st, "TK1", "C1", 12, 0, &won), SOTP_OK);
+	assert_int_equal(won, 1);
+}
+
 int
 main(void)
 {
@@ -1187,6 +1244,7 @@ main(void)
 	    T(test_store_accept_step_cas),
 	    T(test_store_state_use_replay_purge),
 	    T(test_store_audit_add_list),
+	    T(test_store_nested_operations),
 	    T(test_store_reopen_keeps_data),
 	    T(test_store_file_mode_0600),
 	    T(test_store_open_missing_file),

@@ -1,0 +1,240 @@
+/*
+ * sotp_bench.c - what one decision costs, as ratios against baselines
+ * measured in the same run on the same machine (never absolute targets):
+ *
+ *   baseline  a PAM cycle (pam_start_confdir + pam_authenticate + pam_end)
+ *             through pam_permit.so: what every PAM login already costs;
+ *   engine    one accepted transaction code through the decision engine
+ *             (contract lookup, lock check, unseal, HMAC window, the
+ *             replay compare-and-set and the audit row, on SQLite);
+ *   scale     the same with 1,000 and with 1,000,000 contracts (each with
+ *             its own sealed token) in the store.
+ *
+ * Time is injected (each accept uses the next 30 s step), so no sleeping.
+ * Like tests/unit, the bench may use the internal header: it bulk-loads
+ * the store with SQL and seals secrets itself.
+ *   sotp_bench [ITERATIONS] [BIG]
+ */
+#include "sotp_int.h"
+
+#include <dirent.h>
+#include <security/pam_appl.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SECRET "12345678901234567890"
+#define T0 ((time_t)1780272000)
+
+static double
+now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+static int
+die(const char *what)
+{
+	fprintf(stderr, "sotp_bench: %s\n", what);
+	exit(2);
+}
+
+static int
+conv(int n, const struct pam_message **msg, struct pam_response **resp,
+    void *arg)
+{
+	(void)n;
+	(void)msg;
+	(void)resp;
+	(void)arg;
+	return PAM_CONV_ERR;
+}
+
+/* Microseconds per PAM cycle through pam_permit.so. */
+static double
+pam_baseline(const char *dir, long n)
+{
+	struct pam_conv c = { conv, NULL };
+	pam_handle_t *ph;
+	char path[512];
+	FILE *f;
+	double t;
+	long i;
+
+	snprintf(path, sizeof(path), "%s/permit", dir);
+	if ((f = fopen(path, "w")) == NULL)
+		die("cannot write the PAM service");
+	fprintf(f, "auth required pam_permit.so\n");
+	fclose(f);
+	t = now_us();
+	for (i = 0; i < n; i++) {
+		if (pam_start_confdir("permit", "bench", &c, dir, &ph) !=
+			PAM_SUCCESS ||
+		    pam_authenticate(ph, PAM_SILENT) != PAM_SUCCESS)
+			die("pam_permit cycle failed");
+		pam_end(ph, PAM_SUCCESS);
+	}
+	return (now_us() - t) / (double)n;
+}
+
+/* Adds contracts B1..Bn, each with its own sealed token, in one go. */
+static void
+bulk_load(struct sotp_ctx *ctx, const char *db, long n)
+{
+	uint8_t sealed[SOTP_SECRET_MAX];
+	char serial[SOTP_ID_MAX], id[SOTP_ID_MAX];
+	sqlite3 *h = NULL;
+	sqlite3_stmt *tok = NULL, *con = NULL;
+	size_t len = 0;
+	long i;
+
+	if (sqlite3_open(db, &h) != SQLITE_OK ||
+	    sqlite3_exec(h, "BEGIN", NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(h,
+		"INSERT INTO tokens(serial, kind, secret, algorithm, digits, "
+		"period, created) VALUES (?, 'mobile', ?, 0, 6, 30, 0)",
+		-1, &tok, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(h,
+		"INSERT INTO contracts(id, pwhash, login, serial, created) "
+		"VALUES (?, '*', 1, ?, 0)",
+		-1, &con, NULL) != SQLITE_OK)
+		die(sqlite3_errmsg(h));
+	for (i = 0; i < n; i++) {
+		snprintf(serial, sizeof(serial), "BT%08ld", i);
+		snprintf(id, sizeof(id), "B%08ld", i);
+		if (sotp_seal(ctx->key, serial, strlen(serial),
+			(const uint8_t *)SECRET, strlen(SECRET), sealed,
+			sizeof(sealed), &len) != SOTP_OK)
+			die("seal");
+		sqlite3_bind_text(tok, 1, serial, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_blob(tok, 2, sealed, (int)len, SQLITE_TRANSIENT);
+		sqlite3_bind_text(con, 1, id, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(con, 2, serial, -1, SQLITE_TRANSIENT);
+		if (sqlite3_step(tok) != SQLITE_DONE ||
+		    sqlite3_step(con) != SQLITE_DONE)
+			die(sqlite3_errmsg(h));
+		sqlite3_reset(tok);
+		sqlite3_reset(con);
+	}
+	sqlite3_finalize(tok);
+	sqlite3_finalize(con);
+	if (sqlite3_exec(h, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		die(sqlite3_errmsg(h));
+	sqlite3_close(h);
+}
+
+/*
+ * Microseconds per accepted transaction code for contract id (its token
+ * holds SECRET); each round uses the next step, as a customer would.
+ */
+static double
+engine_accept(struct sotp_ctx *ctx, const char *id, long n, time_t *clock)
+{
+	struct sotp_attempt *a = NULL;
+	struct sotp_decision d;
+	char code[SOTP_CODE_MAX];
+	double t, spent = 0;
+	long i;
+
+	for (i = 0; i < n; i++) {
+		*clock += 30;
+		if (sotp_totp(SOTP_ALG_SHA1, (const uint8_t *)SECRET,
+			strlen(SECRET), *clock, 30, 6, code) != SOTP_OK)
+			die("totp");
+		t = now_us();
+		if (sotp_attempt_begin(ctx, id, "transaction", *clock, &a) !=
+			SOTP_OK ||
+		    sotp_attempt_set(a, SOTP_F_OTP, code) != SOTP_OK ||
+		    sotp_attempt_step(a, &d) != SOTP_OK ||
+		    d.verdict != SOTP_ACCEPT)
+			die("an accept was refused");
+		sotp_attempt_free(a);
+		spent += now_us() - t;
+	}
+	return spent / (double)n;
+}
+
+static void
+add_contract(struct sotp_ctx *ctx, const char *id, const char *serial,
+    time_t now)
+{
+	struct sotp_token_spec spec;
+	struct sotp_decision d;
+	char code[SOTP_CODE_MAX];
+
+	sotp_token_spec_defaults(ctx, &spec);
+	spec.serial = serial;
+	if (sotp_token_add(ctx, &spec, (const uint8_t *)SECRET, strlen(SECRET),
+		now, &d) != SOTP_OK ||
+	    d.verdict != SOTP_ACCEPT ||
+	    sotp_contract_add(ctx, id, "pw", now, &d) != SOTP_OK ||
+	    sotp_totp(SOTP_ALG_SHA1, (const uint8_t *)SECRET, strlen(SECRET),
+		now, 30, 6, code) != SOTP_OK ||
+	    sotp_contract_bind(ctx, id, serial, code, SOTP_LOGIN_OTP, now,
+		&d) != SOTP_OK ||
+	    d.verdict != SOTP_ACCEPT)
+		die("cannot set up a contract");
+}
+
+int
+main(int argc, char **argv)
+{
+	char dir[] = "/tmp/sotp-bench.XXXXXX", conf[128], db[128], cmd[160];
+	long n = argc > 1 ? atol(argv[1]) : 2000;
+	long big = argc > 2 ? atol(argv[2]) : 1000000;
+	struct sotp_ctx *ctx = NULL;
+	time_t clock = T0;
+	double base, small_us, big_us;
+
+	if (n <= 0 || big < 1000 || mkdtemp(dir) == NULL)
+		die("usage: sotp_bench [ITERATIONS] [BIG >= 1000]");
+	snprintf(conf, sizeof(conf), "%s/shinkin-otp.conf", dir);
+	snprintf(db, sizeof(db), "%s/shinkin-otp.db", dir);
+	if (sotp_ctx_new(&ctx) != SOTP_OK || sotp_init(ctx, conf) != SOTP_OK)
+		die(sotp_ctx_errmsg(ctx));
+
+	base = pam_baseline(dir, n);
+	printf("baseline  PAM cycle through pam_permit.so      %9.1f us/op\n",
+	    base);
+
+	add_contract(ctx, "C-SMALL", "T-SMALL", clock);
+	bulk_load(ctx, db, 1000);
+	small_us = engine_accept(ctx, "C-SMALL", n, &clock);
+	printf("engine    accepted code, 1,000 contracts       %9.1f us/op"
+	       "   %.2fx the PAM baseline\n",
+	    small_us, small_us / base);
+
+	printf("          loading %ld more contracts ...\n", big - 1000);
+	fflush(stdout);
+	sotp_ctx_free(ctx);
+	ctx = NULL;
+	if (sotp_ctx_new(&ctx) != SOTP_OK || sotp_ctx_load(ctx, conf) != SOTP_OK)
+		die(sotp_ctx_errmsg(ctx));
+	/* bulk_load numbers from 0: reload the first 1,000 under new IDs. */
+	{
+		sqlite3 *h = NULL;
+
+		if (sqlite3_open(db, &h) != SQLITE_OK ||
+		    sqlite3_exec(h,
+			"DELETE FROM contracts WHERE id LIKE 'B%';"
+			"DELETE FROM tokens WHERE serial LIKE 'BT%';",
+			NULL, NULL, NULL) != SQLITE_OK)
+			die("reset");
+		sqlite3_close(h);
+	}
+	bulk_load(ctx, db, big);
+	big_us = engine_accept(ctx, "C-SMALL", n, &clock);
+	printf("engine    accepted code, %ld contracts  %9.1f us/op"
+	       "   %.2fx the PAM baseline, %.2fx the 1,000-contract store\n",
+	    big, big_us, big_us / base, big_us / small_us);
+
+	sotp_ctx_free(ctx);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return system(cmd) == 0 ? 0 : 1;
+}
