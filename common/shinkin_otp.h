@@ -434,10 +434,10 @@ SOTP_EXPORT int sotp_audit_list(struct sotp_ctx *ctx, const char *contract,
  * returns SOTP_OK with refused = 1, and nothing is stored.
  */
 struct sotp_import_result {
-	unsigned int imported; /* tokens stored (dry run: that would be) */
-	int refused;           /* 1: the whole file was refused */
-	enum sotp_reason why;  /* SOTP_R_BAD_INPUT or SOTP_R_EXISTS */
-	unsigned int entry;    /* 1-based KeyPackage or CSV line; 0: file */
+	unsigned int imported;     /* tokens stored (dry run: that would be) */
+	int refused;               /* 1: the whole file was refused */
+	enum sotp_reason why;      /* SOTP_R_BAD_INPUT or SOTP_R_EXISTS */
+	unsigned int entry;        /* 1-based KeyPackage or CSV line; 0: file */
 	char reason[SOTP_MSG_MAX]; /* "duplicate serial 'X' (entry 2)" */
 };
 

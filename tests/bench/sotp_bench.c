@@ -60,7 +60,7 @@ conv(int n, const struct pam_message **msg, struct pam_response **resp,
 static double
 pam_baseline(const char *dir, long n)
 {
-	struct pam_conv c = { conv, NULL };
+	struct pam_conv c = {conv, NULL};
 	pam_handle_t *ph;
 	char path[512];
 	FILE *f;
@@ -75,7 +75,7 @@ pam_baseline(const char *dir, long n)
 	t = now_us();
 	for (i = 0; i < n; i++) {
 		if (pam_start_confdir("permit", "bench", &c, dir, &ph) !=
-			PAM_SUCCESS ||
+		        PAM_SUCCESS ||
 		    pam_authenticate(ph, PAM_SILENT) != PAM_SUCCESS)
 			die("pam_permit cycle failed");
 		pam_end(ph, PAM_SUCCESS);
@@ -97,20 +97,20 @@ bulk_load(struct sotp_ctx *ctx, const char *db, long n)
 	if (sqlite3_open(db, &h) != SQLITE_OK ||
 	    sqlite3_exec(h, "BEGIN", NULL, NULL, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(h,
-		"INSERT INTO tokens(serial, kind, secret, algorithm, digits, "
-		"period, created) VALUES (?, 'mobile', ?, 0, 6, 30, 0)",
-		-1, &tok, NULL) != SQLITE_OK ||
+	        "INSERT INTO tokens(serial, kind, secret, algorithm, digits, "
+	        "period, created) VALUES (?, 'mobile', ?, 0, 6, 30, 0)",
+	        -1, &tok, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(h,
-		"INSERT INTO contracts(id, pwhash, login, serial, created) "
-		"VALUES (?, '*', 1, ?, 0)",
-		-1, &con, NULL) != SQLITE_OK)
+	        "INSERT INTO contracts(id, pwhash, login, serial, created) "
+	        "VALUES (?, '*', 1, ?, 0)",
+	        -1, &con, NULL) != SQLITE_OK)
 		die(sqlite3_errmsg(h));
 	for (i = 0; i < n; i++) {
 		snprintf(serial, sizeof(serial), "BT%08ld", i);
 		snprintf(id, sizeof(id), "B%08ld", i);
 		if (sotp_seal(ctx->key, serial, strlen(serial),
-			(const uint8_t *)SECRET, strlen(SECRET), sealed,
-			sizeof(sealed), &len) != SOTP_OK)
+		        (const uint8_t *)SECRET, strlen(SECRET), sealed,
+		        sizeof(sealed), &len) != SOTP_OK)
 			die("seal");
 		sqlite3_bind_text(tok, 1, serial, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_blob(tok, 2, sealed, (int)len, SQLITE_TRANSIENT);
@@ -145,11 +145,11 @@ engine_accept(struct sotp_ctx *ctx, const char *id, long n, time_t *clock)
 	for (i = 0; i < n; i++) {
 		*clock += 30;
 		if (sotp_totp(SOTP_ALG_SHA1, (const uint8_t *)SECRET,
-			strlen(SECRET), *clock, 30, 6, code) != SOTP_OK)
+		        strlen(SECRET), *clock, 30, 6, code) != SOTP_OK)
 			die("totp");
 		t = now_us();
 		if (sotp_attempt_begin(ctx, id, "transaction", *clock, &a) !=
-			SOTP_OK ||
+		        SOTP_OK ||
 		    sotp_attempt_set(a, SOTP_F_OTP, code) != SOTP_OK ||
 		    sotp_attempt_step(a, &d) != SOTP_OK ||
 		    d.verdict != SOTP_ACCEPT)
@@ -161,8 +161,8 @@ engine_accept(struct sotp_ctx *ctx, const char *id, long n, time_t *clock)
 }
 
 static void
-add_contract(struct sotp_ctx *ctx, const char *id, const char *serial,
-    time_t now)
+add_contract(
+    struct sotp_ctx *ctx, const char *id, const char *serial, time_t now)
 {
 	struct sotp_token_spec spec;
 	struct sotp_decision d;
@@ -171,13 +171,13 @@ add_contract(struct sotp_ctx *ctx, const char *id, const char *serial,
 	sotp_token_spec_defaults(ctx, &spec);
 	spec.serial = serial;
 	if (sotp_token_add(ctx, &spec, (const uint8_t *)SECRET, strlen(SECRET),
-		now, &d) != SOTP_OK ||
+	        now, &d) != SOTP_OK ||
 	    d.verdict != SOTP_ACCEPT ||
 	    sotp_contract_add(ctx, id, "pw", now, &d) != SOTP_OK ||
 	    sotp_totp(SOTP_ALG_SHA1, (const uint8_t *)SECRET, strlen(SECRET),
-		now, 30, 6, code) != SOTP_OK ||
-	    sotp_contract_bind(ctx, id, serial, code, SOTP_LOGIN_OTP, now,
-		&d) != SOTP_OK ||
+	        now, 30, 6, code) != SOTP_OK ||
+	    sotp_contract_bind(
+	        ctx, id, serial, code, SOTP_LOGIN_OTP, now, &d) != SOTP_OK ||
 	    d.verdict != SOTP_ACCEPT)
 		die("cannot set up a contract");
 }
@@ -214,7 +214,8 @@ main(int argc, char **argv)
 	fflush(stdout);
 	sotp_ctx_free(ctx);
 	ctx = NULL;
-	if (sotp_ctx_new(&ctx) != SOTP_OK || sotp_ctx_load(ctx, conf) != SOTP_OK)
+	if (sotp_ctx_new(&ctx) != SOTP_OK ||
+	    sotp_ctx_load(ctx, conf) != SOTP_OK)
 		die(sotp_ctx_errmsg(ctx));
 	/* bulk_load numbers from 0: reload the first 1,000 under new IDs. */
 	{
@@ -222,9 +223,9 @@ main(int argc, char **argv)
 
 		if (sqlite3_open(db, &h) != SQLITE_OK ||
 		    sqlite3_exec(h,
-			"DELETE FROM contracts WHERE id LIKE 'B%';"
-			"DELETE FROM tokens WHERE serial LIKE 'BT%';",
-			NULL, NULL, NULL) != SQLITE_OK)
+		        "DELETE FROM contracts WHERE id LIKE 'B%';"
+		        "DELETE FROM tokens WHERE serial LIKE 'BT%';",
+		        NULL, NULL, NULL) != SQLITE_OK)
 			die("reset");
 		sqlite3_close(h);
 	}
