@@ -667,6 +667,35 @@ counts(int reason)
 	    reason == SOTP_R_WRONG_CARD || reason == SOTP_R_WRONG_PASSWORD;
 }
 
+/*
+ * The contract was read before the store's write lock was taken, so
+ * another process may have locked or closed it since: parallel guesses
+ * would each pass gate() and outrun the lockout. Look again under the
+ * lock, before any secret is touched.
+ */
+static int
+gate_again(
+    struct sotp_attempt *a, const struct sotp_contract_rec *c, int *reason)
+{
+	struct sotp_contract_rec *cur = NULL;
+	int rc;
+
+	*reason = SOTP_R_ACCEPTED;
+	if ((cur = malloc(sizeof(*cur))) == NULL)
+		return SOTP_ERR_NOMEM;
+	if ((rc = sotp_store_contract_get(a->ctx->st, c->id, cur)) != SOTP_OK) {
+		rc = store_err(a->ctx, rc);
+		goto out;
+	}
+	if (cur->closed)
+		*reason = SOTP_R_CONTRACT_CLOSED;
+	else if (cur->locked_until == -1 || cur->locked_until > (int64_t)a->now)
+		*reason = SOTP_R_LOCKED;
+out:
+	sotp_free_secret(cur, sizeof(*cur));
+	return rc;
+}
+
 static int
 second_factor(struct sotp_attempt *a, const struct sotp_context_def *cdef,
     const struct sotp_contract_rec *c, unsigned int req,
@@ -678,6 +707,12 @@ second_factor(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 
 	if ((rc = write_begin(a)) != SOTP_OK)
 		return fail_error(a, cdef, d, rc);
+	if ((rc = gate_again(a, c, &reason)) != SOTP_OK)
+		return fail_error(a, cdef, d, rc);
+	if (reason != SOTP_R_ACCEPTED) {
+		d->locked = reason == SOTP_R_LOCKED;
+		return finish(a, cdef, d, SOTP_REJECT, reason, NULL, NULL);
+	}
 	if (cdef->action == SOTP_ACT_REGISTER)
 		rc = do_register(
 		    a, c, req, &reason, serial, d->message, sizeof(d->message));
@@ -869,13 +904,14 @@ sotp_attempt_step(struct sotp_attempt *a, struct sotp_decision *d)
 
 /* ---- exported state: what RADIUS carries between two requests ---- */
 
-static void
+static int
 state_mac(const struct sotp_attempt *a, const uint8_t *body, uint8_t *mac)
 {
 	uint8_t buf[STATE_BODY + SOTP_ID_MAX + SOTP_NAME_MAX];
 	uint8_t full[32];
 	size_t n = STATE_BODY, cl = strlen(a->contract),
 	       xl = strlen(a->context);
+	int rc;
 
 	/* Bound to contract and context: a state is useless elsewhere. */
 	memcpy(buf, body, STATE_BODY);
@@ -883,10 +919,14 @@ state_mac(const struct sotp_attempt *a, const uint8_t *body, uint8_t *mac)
 	n += cl + 1;
 	memcpy(buf + n, a->context, xl);
 	n += xl;
-	if (sotp_hmac_sha256(a->ctx->state_key, buf, n, full) != SOTP_OK)
-		memset(full, 0, sizeof(full)); /* verifies nothing */
-	memcpy(mac, full, STATE_MAC_LEN);
+	/*
+	 * No MAC on failure: a zeroed one would match a forged state whose
+	 * MAC field is zero, so the callers refuse instead.
+	 */
+	if ((rc = sotp_hmac_sha256(a->ctx->state_key, buf, n, full)) == SOTP_OK)
+		memcpy(mac, full, STATE_MAC_LEN);
 	SOTP_WIPE_ARRAY(full);
+	return rc;
 }
 
 static void
@@ -937,7 +977,8 @@ sotp_attempt_export(struct sotp_attempt *a, char *buf, size_t bufsz)
 	*p++ = (uint8_t)a->needs;
 	*p++ = (uint8_t)a->ncells;
 	memcpy(p, a->cells, SOTP_MAX_CELLS);
-	state_mac(a, raw, raw + STATE_BODY);
+	if ((rc = state_mac(a, raw, raw + STATE_BODY)) != SOTP_OK)
+		return rc;
 	for (i = 0; i < STATE_LEN; i++) {
 		buf[2 * i] = hex[raw[i] >> 4];
 		buf[2 * i + 1] = hex[raw[i] & 15];
@@ -974,8 +1015,8 @@ load_state(struct sotp_attempt *a, const char *state)
 
 	if (unhex(state, raw, STATE_LEN) != 0 || raw[0] != STATE_VERSION)
 		return SOTP_R_STATE_INVALID;
-	state_mac(a, raw, mac);
-	if (CRYPTO_memcmp(mac, raw + STATE_BODY, STATE_MAC_LEN) != 0)
+	if (state_mac(a, raw, mac) != SOTP_OK ||
+	    CRYPTO_memcmp(mac, raw + STATE_BODY, STATE_MAC_LEN) != 0)
 		return SOTP_R_STATE_INVALID;
 	if ((int64_t)get64(p) <= (int64_t)a->now)
 		return SOTP_R_STATE_EXPIRED;

@@ -12,6 +12,7 @@
 
 #include "sotp_int.h"
 
+#include <openssl/evp.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -710,6 +711,117 @@ test_engine_state_tokens(void **state)
 	    answer(f, "C-OTP", "login", st, t + 130), SOTP_R_ACCEPTED);
 }
 
+/*
+ * A forged state with an all-zero MAC must not pass when the state MAC
+ * cannot be computed: make every HMAC fetch fail, as a broken or
+ * restricted OpenSSL would.
+ */
+static void
+test_engine_state_mac_failure_refuses(void **state)
+{
+	struct fx *f = *state;
+	char st[SOTP_STATE_MAX];
+	struct sotp_attempt *a = NULL;
+	struct sotp_decision d;
+	time_t t = T0 + 20000;
+	size_t n;
+
+	challenge(f, "C-OTP", t, st);
+	n = strlen(st);
+	/* The MAC is the last 16 bytes, 32 hex characters. */
+	memset(st + n - 32, '0', 32);
+	assert_int_equal(
+	    EVP_set_default_properties(NULL, "provider=sotp-none"), 1);
+	assert_int_equal(
+	    sotp_attempt_resume(f->ctx, "C-OTP", "login", st, t + 5, &a),
+	    SOTP_OK);
+	assert_int_equal(EVP_set_default_properties(NULL, ""), 1);
+	assert_int_equal(sotp_attempt_needs(a), 0);
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_REJECT);
+	assert_int_equal(d.reason, SOTP_R_STATE_INVALID);
+	sotp_attempt_free(a);
+}
+
+/* ---- lockout against parallel guesses ---- */
+
+/*
+ * Another process locks the contract after this attempt has read it but
+ * before this attempt takes the store's write lock: an SQLite trace hook
+ * on the engine's own connection does that at its BEGIN IMMEDIATE.
+ */
+static struct {
+	char path[160];
+	int armed;
+	int fired;
+} race;
+
+static int
+race_trace(unsigned int type, void *arg, void *p, void *x)
+{
+	sqlite3 *db = NULL;
+	const char *sql = sqlite3_sql(p);
+
+	(void)arg;
+	(void)x;
+	if (type != SQLITE_TRACE_STMT || !race.armed || sql == NULL ||
+	    strcmp(sql, "BEGIN IMMEDIATE") != 0)
+		return 0;
+	race.armed = 0;
+	if (sqlite3_open_v2(race.path, &db, SQLITE_OPEN_READWRITE, NULL) ==
+	        SQLITE_OK &&
+	    sqlite3_exec(db,
+	        "UPDATE contracts SET failures = 5, locked_until = -1"
+	        " WHERE id = 'C-OTP'",
+	        NULL, NULL, NULL) == SQLITE_OK)
+		race.fired = 1;
+	sqlite3_close(db);
+	return 0;
+}
+
+static int
+race_hook(sqlite3 *db, char **err, const void *api)
+{
+	(void)err;
+	(void)api;
+	sqlite3_trace_v2(db, SQLITE_TRACE_STMT, race_trace, NULL);
+	return SQLITE_OK;
+}
+
+static void
+test_engine_lock_rechecked_under_write_lock(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_ctx *ctx = NULL;
+	struct sotp_attempt *a = NULL;
+	struct sotp_decision d;
+	time_t t = T0 + 30000;
+	char code[16];
+
+	snprintf(race.path, sizeof(race.path), "%s/shinkin-otp.db", f->dir);
+	race.armed = race.fired = 0;
+	assert_int_equal(
+	    sqlite3_auto_extension((void (*)(void))race_hook), SQLITE_OK);
+	assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
+	assert_int_equal(sotp_ctx_load(ctx, f->conf), SOTP_OK);
+	sqlite3_cancel_auto_extension((void (*)(void))race_hook);
+
+	oath(B32_A, t, NULL, code);
+	assert_int_equal(
+	    sotp_attempt_begin(ctx, "C-OTP", "login", t, &a), SOTP_OK);
+	assert_int_equal(
+	    sotp_attempt_set(a, SOTP_F_PASSWORD, "pw-otp"), SOTP_OK);
+	assert_int_equal(sotp_attempt_set(a, SOTP_F_OTP, code), SOTP_OK);
+	race.armed = 1;
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	assert_true(race.fired);
+	assert_int_equal(d.verdict, SOTP_REJECT);
+	assert_int_equal(d.reason, SOTP_R_LOCKED);
+	assert_true(d.locked);
+	sotp_attempt_free(a);
+	sotp_ctx_free(ctx);
+}
+
 /* ---- secrets at rest ---- */
 
 static void
@@ -838,6 +950,10 @@ main(void)
 	        test_engine_one_token_per_contract, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_state_tokens, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_engine_state_mac_failure_refuses, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_engine_lock_rechecked_under_write_lock, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_wrong_master_key_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
