@@ -170,6 +170,7 @@ static int
 contract_card(struct cli *c, int argc, char **argv)
 {
 	struct sotp_decision d;
+	struct cli_json j;
 	char grid[GRID_MAX];
 	const char *id = NULL;
 	size_t len;
@@ -185,9 +186,16 @@ contract_card(struct cli *c, int argc, char **argv)
 		goto out;
 	}
 	len = strnlen(grid, sizeof(grid));
-	fwrite(grid, 1, len, stdout);
-	if (len > 0 && grid[len - 1] != '\n')
-		fputc('\n', stdout);
+	if (c->json) {
+		json_begin(&j, stdout);
+		json_str(&j, "contract", id);
+		json_str(&j, "grid", grid);
+		json_end(&j);
+	} else {
+		fwrite(grid, 1, len, stdout);
+		if (len > 0 && grid[len - 1] != '\n')
+			fputc('\n', stdout);
+	}
 	fflush(stdout);
 	ex = CLI_EXIT_OK;
 out:

@@ -43,12 +43,18 @@ out:
 	return rc;
 }
 
-/* Prints "LABEL: VALUE" for the policy line "KEY = VALUE", if present. */
+/*
+ * Prints "LABEL: VALUE" for the policy line "KEY = VALUE", if present, or
+ * with j, a "KEY":"VALUE" field.
+ */
 static void
-print_setting(const char *dump, const char *key, const char *label)
+print_setting(
+    struct cli_json *j, const char *dump, const char *key, const char *label)
 {
 	const char *p = dump, *v, *eol;
 	size_t klen = strlen(key);
+	char val[4096];
+	int n;
 
 	while (p != NULL && *p != '\0') {
 		eol = strchr(p, '\n');
@@ -57,10 +63,14 @@ print_setting(const char *dump, const char *key, const char *label)
 			v += strspn(v, " \t");
 			if (*v == '=') {
 				v += 1 + strspn(v + 1, " \t");
-				printf("%s: %.*s\n", label,
-				    (int)(eol != NULL ? (size_t)(eol - v)
-				                      : strlen(v)),
-				    v);
+				n = (int)(eol != NULL ? (size_t)(eol - v)
+				                      : strlen(v));
+				if (j == NULL) {
+					printf("%s: %.*s\n", label, n, v);
+					return;
+				}
+				snprintf(val, sizeof(val), "%.*s", n, v);
+				json_str(j, key, val);
 				return;
 			}
 		}
@@ -71,6 +81,7 @@ print_setting(const char *dump, const char *key, const char *label)
 int
 cmd_init(struct cli *c, int argc, char **argv)
 {
+	struct cli_json j, *jp = NULL;
 	char *dump = NULL;
 	size_t npos;
 	int ex, rc;
@@ -79,13 +90,21 @@ cmd_init(struct cli *c, int argc, char **argv)
 		return ex;
 	if ((rc = sotp_init(c->ctx, c->config)) != SOTP_OK)
 		return cli_error(c, rc);
-	printf("config: %s\n", c->config);
+	if (c->json) {
+		jp = &j;
+		json_begin(jp, stdout);
+		json_str(jp, "config", c->config);
+	} else {
+		printf("config: %s\n", c->config);
+	}
 	/* Where init put the key and the store is the policy's to say. */
 	if (sotp_ctx_load_policy(c->ctx, c->config) == SOTP_OK &&
 	    policy_text(c, &dump) == SOTP_OK) {
-		print_setting(dump, "master_key", "master key");
-		print_setting(dump, "store", "store");
+		print_setting(jp, dump, "master_key", "master key");
+		print_setting(jp, dump, "store", "store");
 	}
+	if (jp != NULL)
+		json_end(jp);
 	free(dump);
 	return CLI_EXIT_OK;
 }

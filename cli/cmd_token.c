@@ -196,6 +196,9 @@ token_generate(struct cli *c, int argc, char **argv)
 		return cli_usage(c,
 		    "token generate: --png writes one token's "
 		    "code: use it with --count 1");
+	if (qr && c->json)
+		return cli_usage(
+		    c, "--qr draws on the terminal: not with --json");
 	if ((ex = cli_load(c)) != 0 || (ex = make_spec(c, &sa, &spec)) != 0)
 		return ex;
 	for (i = 0; i < count; i++) {
@@ -292,6 +295,9 @@ token_show(struct cli *c, int argc, char **argv)
 	if (npos != 1)
 		return cli_usage(
 		    c, "usage: token show SERIAL [--uri] [--qr] [--png FILE]");
+	if (qr && c->json)
+		return cli_usage(
+		    c, "--qr draws on the terminal: not with --json");
 	if ((ex = cli_load(c)) != 0)
 		return ex;
 	rc = sotp_token_get(c->ctx, pos[0], &t);

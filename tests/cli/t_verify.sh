@@ -65,6 +65,20 @@ if command -v jq >/dev/null; then
 	check "token list --json: one object per line" cli --json token list
 	check "json: lines parse" jq -e -s 'length == 1 and .[0].serial == "T1"' "$OUT"
 	check "audit --json parses" sh -c "'$CLI' --json audit | jq -e -s 'length > 5' >/dev/null"
+	# Every --json command writes JSON only: no human lines, no QR art.
+	mkdir "$SB/j"
+	check "init --json" cli --json --config "$SB/j/shinkin-otp.conf" init
+	check "json: init names config, key and store" \
+	    jq -e -s 'length == 1 and (.[0].config | length > 0) and (.[0].master_key | length > 0) and (.[0].store | length > 0)' "$OUT"
+	check "contract card --json" cli --json contract card C1
+	check "json: the grid is one string" \
+	    jq -e -s 'length == 1 and .[0].contract == "C1" and (.[0].grid | test("\n"))' "$OUT"
+	check_rc 2 "token show --qr --json is refused" cli --json token show T1 --qr
+	check "the refusal is one line" test "$(wc -l <"$ERR")" -eq 1
+	check "and nothing on stdout" test ! -s "$OUT"
+	check_rc 2 "token generate --qr --json is refused" cli --json token generate --qr
+	check "no token was generated" \
+	    sh -c "'$CLI' token list | wc -l | grep -qx 1"
 else
 	notok "jq is not installed (scripts/deps.sh installs it)"
 fi
