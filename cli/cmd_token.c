@@ -356,7 +356,7 @@ token_resync(struct cli *c, int argc, char **argv)
 	struct sotp_decision d;
 	const char *pos[3];
 	size_t npos;
-	int ex, rc;
+	int ex, i, rc;
 
 	memset(&d, 0, sizeof(d));
 	if ((ex = cli_parse(c, argc, argv, NULL, pos, 3, &npos)) != 0)
@@ -367,6 +367,10 @@ token_resync(struct cli *c, int argc, char **argv)
 	if ((ex = cli_load(c)) != 0)
 		return ex;
 	rc = sotp_token_resync(c->ctx, pos[0], pos[1], pos[2], c->now, &d);
+	/* The codes are secret until spent: off /proc/PID/cmdline, as --otp. */
+	for (i = 0; i < argc; i++)
+		if (argv[i] == pos[1] || argv[i] == pos[2])
+			sotp_wipe(argv[i], strlen(argv[i]));
 	return cli_outcome(c, rc, &d, "token resynchronised");
 }
 
