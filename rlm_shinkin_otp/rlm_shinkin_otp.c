@@ -635,6 +635,13 @@ map_decision(const struct rlm_shinkin_otp *inst, REQUEST *request,
 
 	switch (d->verdict) {
 	case SOTP_ACCEPT:
+		/* As in PAM: an accept that says anything else is a doubt. */
+		if (d->reason != SOTP_R_ACCEPTED || d->locked) {
+			RERROR("Accept with reason %s%s: refused",
+			    sotp_reason_name((int)d->reason),
+			    d->locked ? " (locked)" : "");
+			return RLM_MODULE_FAIL;
+		}
 		if (add_reply_message(request, d->message) != 0)
 			return RLM_MODULE_FAIL;
 		return RLM_MODULE_OK;
