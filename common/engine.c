@@ -46,6 +46,7 @@ struct sotp_attempt {
 	int resumed;
 	int state_reason; /* a resumed state was bad: reject with this */
 	uint8_t state_id[STATE_ID_LEN];
+	int64_t state_expires; /* of the resumed state */
 	int final;
 	int txn; /* a store transaction is open for this decision's writes */
 };
@@ -789,8 +790,11 @@ gate(struct sotp_attempt *a, struct sotp_contract_rec *c, int *reason)
 		return SOTP_OK;
 	}
 	if (c->locked_until != 0) { /* a timed lock has run out */
-		if ((rc = sotp_store_contract_unlock(a->ctx->st, c->id)) !=
-		    SOTP_OK)
+		/* Only the lock we saw: a newer one set meanwhile stands,
+		 * and the check under the write lock will see it. */
+		rc = sotp_store_contract_unlock_expired(
+		    a->ctx->st, c->id, c->locked_until);
+		if (rc != SOTP_OK && rc != SOTP_ERR_NOT_FOUND)
 			return store_err(a->ctx, rc);
 		c->failures = 0;
 		c->locked_until = 0;
@@ -956,6 +960,7 @@ sotp_attempt_export(struct sotp_attempt *a, char *buf, size_t bufsz)
 {
 	uint8_t raw[STATE_LEN], *p = raw;
 	static const char hex[] = "0123456789abcdef";
+	int64_t expires;
 	size_t i;
 	int rc;
 
@@ -965,12 +970,19 @@ sotp_attempt_export(struct sotp_attempt *a, char *buf, size_t bufsz)
 		return SOTP_ERR_BUFFER;
 	if ((rc = sotp_ctx_ready(a->ctx)) != SOTP_OK)
 		return rc;
-	if ((rc = sotp_random(a->state_id, STATE_ID_LEN)) != SOTP_OK)
+	/*
+	 * A resumed state not yet used is handed on as it is: same id, same
+	 * expiry. Re-exporting must not make a second use or a longer life.
+	 */
+	expires = (int64_t)a->now + a->ctx->pol.state_lifetime;
+	if (a->resumed)
+		expires = a->state_expires;
+	else if ((rc = sotp_random(a->state_id, STATE_ID_LEN)) != SOTP_OK)
 		return rc;
 	*p++ = STATE_VERSION;
 	memcpy(p, a->state_id, STATE_ID_LEN);
 	p += STATE_ID_LEN;
-	put64(p, (uint64_t)((int64_t)a->now + a->ctx->pol.state_lifetime));
+	put64(p, (uint64_t)expires);
 	p += 8;
 	*p++ = (uint8_t)a->rounds;
 	*p++ = (uint8_t)a->done;
@@ -1018,7 +1030,8 @@ load_state(struct sotp_attempt *a, const char *state)
 	if (state_mac(a, raw, mac) != SOTP_OK ||
 	    CRYPTO_memcmp(mac, raw + STATE_BODY, STATE_MAC_LEN) != 0)
 		return SOTP_R_STATE_INVALID;
-	if ((int64_t)get64(p) <= (int64_t)a->now)
+	a->state_expires = (int64_t)get64(p);
+	if (a->state_expires <= (int64_t)a->now)
 		return SOTP_R_STATE_EXPIRED;
 	p += 8;
 	a->rounds = p[0];

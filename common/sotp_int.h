@@ -116,7 +116,7 @@ int sotp_hmac_sha256(
 struct sotp_store;
 
 #define SOTP_SECRET_MAX 128 /* sealed token secret */
-#define SOTP_CARD_MAX 256   /* sealed card grid */
+#define SOTP_CARD_MAX 320   /* sealed card grid: 26 x 10 digits + 29 */
 #define SOTP_HASH_MAX 256   /* crypt(3) hash string */
 
 struct sotp_token_rec {
@@ -193,6 +193,12 @@ int sotp_store_contract_set_card(struct sotp_store *st, const char *id,
     const uint8_t *card, size_t len); /* SOTP_ERR_NOT_FOUND */
 /* failures = 0, locked_until = 0. */
 int sotp_store_contract_unlock(struct sotp_store *st, const char *id);
+/*
+ * Ends a timed lock that has run out (failures = 0, locked_until = 0) only
+ * if locked_until is still `seen`; SOTP_ERR_NOT_FOUND when it changed.
+ */
+int sotp_store_contract_unlock_expired(
+    struct sotp_store *st, const char *id, int64_t seen);
 /*
  * Closes the contract only if no token is bound: *closed = 1 if it did,
  * 0 if a token is bound (nothing changed). SOTP_ERR_NOT_FOUND.

@@ -265,6 +265,17 @@ sotp_store_contract_unlock(struct sotp_store *st, const char *id)
 }
 
 int
+sotp_store_contract_unlock_expired(
+    struct sotp_store *st, const char *id, int64_t seen)
+{
+	if (!enter(st))
+		return SOTP_ERR_INVALID_ARG;
+	if (!valid_id(id) || seen <= 0)
+		return badarg(st, "contract_unlock_expired");
+	return st->ops->contract_unlock_expired(st, id, seen);
+}
+
+int
 sotp_store_contract_close(struct sotp_store *st, const char *id, int *closed)
 {
 	if (closed != NULL)

@@ -54,6 +54,8 @@ struct sotp_store_ops {
 	int (*contract_set_card)(struct sotp_store *st, const char *id,
 	    const uint8_t *card, size_t len);
 	int (*contract_unlock)(struct sotp_store *st, const char *id);
+	int (*contract_unlock_expired)(
+	    struct sotp_store *st, const char *id, int64_t seen);
 	int (*contract_close)(
 	    struct sotp_store *st, const char *id, int *closed);
 

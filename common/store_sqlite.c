@@ -109,6 +109,7 @@ enum stmt_id {
 	S_CONTRACT_SET_LOGIN,
 	S_CONTRACT_SET_CARD,
 	S_CONTRACT_UNLOCK,
+	S_CONTRACT_UNLOCK_EXPIRED,
 	S_CONTRACT_CLOSE,
 	S_CONTRACT_RESET_FAILURES,
 	S_CONTRACT_FAIL,
@@ -161,6 +162,9 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_CONTRACT_SET_CARD] = "UPDATE contracts SET card = ?2 WHERE id = ?1",
     [S_CONTRACT_UNLOCK] = "UPDATE contracts SET failures = 0,"
                           " locked_until = 0 WHERE id = ?1",
+    [S_CONTRACT_UNLOCK_EXPIRED] = "UPDATE contracts SET failures = 0,"
+                                  " locked_until = 0 WHERE id = ?1"
+                                  " AND locked_until = ?2",
     [S_CONTRACT_CLOSE] = "UPDATE contracts SET closed = 1 WHERE id = ?1",
     [S_CONTRACT_RESET_FAILURES] = "UPDATE contracts SET failures = 0"
                                   " WHERE id = ?1",
@@ -1115,6 +1119,31 @@ sq_contract_unlock(struct sotp_store *st, const char *id)
 	return rc;
 }
 
+/*
+ * Ends a timed lock that has run out, only if it is still the lock the
+ * caller saw: a newer lock set meanwhile by another process stands.
+ */
+static int
+sq_contract_unlock_expired(struct sotp_store *st, const char *id, int64_t seen)
+{
+	const char *op = "contract_unlock_expired";
+	sqlite3_stmt *s = NULL;
+	int rc, sqlrc;
+
+	if ((rc = check_file(st, op)) != SOTP_OK)
+		return rc;
+	if ((rc = stmt(st, S_CONTRACT_UNLOCK_EXPIRED, op, &s)) != SOTP_OK)
+		goto out;
+	if ((sqlrc = sqlite3_bind_int64(s, 2, seen)) != SQLITE_OK) {
+		rc = db_fail(st, op, sqlrc);
+		goto out;
+	}
+	rc = update_one(st, s, op, id);
+out:
+	done(s);
+	return rc;
+}
+
 static int
 sq_contract_close(struct sotp_store *st, const char *id, int *closed)
 {
@@ -1588,6 +1617,7 @@ const struct sotp_store_ops sotp_store_sqlite_ops = {
     .contract_set_login = sq_contract_set_login,
     .contract_set_card = sq_contract_set_card,
     .contract_unlock = sq_contract_unlock,
+    .contract_unlock_expired = sq_contract_unlock_expired,
     .contract_close = sq_contract_close,
     .accept_step = sq_accept_step,
     .fail = sq_fail,

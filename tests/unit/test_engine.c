@@ -822,6 +822,69 @@ test_engine_lock_rechecked_under_write_lock(void **state)
 	sotp_ctx_free(ctx);
 }
 
+/* A resumed state handed on again keeps its id and expiry: one use. */
+static void
+test_engine_state_reexport_is_the_same_state(void **state)
+{
+	struct fx *f = *state;
+	char st[SOTP_STATE_MAX], again[SOTP_STATE_MAX];
+	time_t t = T0 + 30000;
+	struct sotp_attempt *a = NULL;
+	struct sotp_decision d;
+
+	challenge(f, "C-OTP", t, st);
+	assert_int_equal(
+	    sotp_attempt_resume(f->ctx, "C-OTP", "login", st, t + 100, &a),
+	    SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_CONTINUE);
+	assert_int_equal(sotp_attempt_export(a, again, sizeof(again)), SOTP_OK);
+	sotp_attempt_free(a);
+	assert_string_equal(again, st);
+	/* Still bound to the first expiry, and good once between the two. */
+	assert_int_equal(
+	    answer(f, "C-OTP", "login", again, t + 121), SOTP_R_STATE_EXPIRED);
+	assert_int_equal(
+	    answer(f, "C-OTP", "login", st, t + 110), SOTP_R_ACCEPTED);
+	assert_int_equal(
+	    answer(f, "C-OTP", "login", again, t + 110), SOTP_R_STATE_REPLAYED);
+}
+
+/* The largest card the policy allows (26 x 10) can be issued and used. */
+static void
+test_engine_largest_card(void **state)
+{
+	char dir[] = "/tmp/sotp-card.XXXXXX", conf[64], grid[2048], cmd[64];
+	struct sotp_ctx *ctx = NULL;
+	struct sotp_decision d;
+	FILE *fp;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(conf, sizeof(conf), "%s/p.conf", dir);
+	assert_non_null(fp = fopen(conf, "w"));
+	fprintf(fp,
+	    "store = sqlite:s.db\nmaster_key = k.key\n"
+	    "[card]\nrows = 26\ncolumns = 10\ncells = 8\n");
+	fclose(fp);
+	assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
+	assert_int_equal(sotp_init(ctx, conf), SOTP_OK);
+	assert_int_equal(
+	    sotp_contract_add(ctx, "C-BIG", "pw", T0, &d), SOTP_OK);
+	assert_int_equal(
+	    sotp_contract_card(ctx, "C-BIG", T0, grid, sizeof(grid), &d),
+	    SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_ACCEPT);
+	assert_non_null(strstr(grid, "\nZ "));
+	assert_int_equal(
+	    sotp_contract_set_login(ctx, "C-BIG", SOTP_LOGIN_CARD, T0, &d),
+	    SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_ACCEPT);
+	sotp_ctx_free(ctx);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 /* ---- secrets at rest ---- */
 
 static void
@@ -950,6 +1013,9 @@ main(void)
 	        test_engine_one_token_per_contract, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_state_tokens, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_engine_state_reexport_is_the_same_state, setup, teardown),
+	    cmocka_unit_test(test_engine_largest_card),
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_state_mac_failure_refuses, setup, teardown),
 	    cmocka_unit_test_setup_teardown(

@@ -625,6 +625,17 @@ test_store_fail_locks_at_threshold(void **state)
 	assert_int_equal(lock, 5678);
 	assert_int_equal(sotp_store_fail(fx->st, "NOPE", 3, 1, &n, &lock),
 	    SOTP_ERR_NOT_FOUND);
+	/* An expired lock ends only if it is still the one that was seen. */
+	assert_int_equal(sotp_store_contract_unlock_expired(fx->st, "C1", 1234),
+	    SOTP_ERR_NOT_FOUND);
+	assert_int_equal(sotp_store_contract_get(fx->st, "C1", &c), SOTP_OK);
+	assert_int_equal(c.locked_until, 5678);
+	assert_int_equal(c.failures, 4);
+	assert_int_equal(
+	    sotp_store_contract_unlock_expired(fx->st, "C1", 5678), SOTP_OK);
+	assert_int_equal(sotp_store_contract_get(fx->st, "C1", &c), SOTP_OK);
+	assert_int_equal(c.locked_until, 0);
+	assert_int_equal(c.failures, 0);
 }
 
 static void
