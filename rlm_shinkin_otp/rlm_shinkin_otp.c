@@ -574,7 +574,7 @@ send_challenge(const struct rlm_shinkin_otp *inst, REQUEST *request,
 	unsigned int factor = first_factor(d->needs);
 	size_t len;
 	VALUE_PAIR *vp;
-	int rc;
+	int rc, card;
 
 	if ((rc = sotp_attempt_export(a, state, sizeof(state))) != SOTP_OK) {
 		RERROR(
@@ -594,9 +594,12 @@ send_challenge(const struct rlm_shinkin_otp *inst, REQUEST *request,
 
 	prompt = inst->challenge_message != NULL ? inst->challenge_message
 	                                         : sotp_factor_prompt(factor);
-	snprintf(text, sizeof(text), "%s%s%s%s", d->message,
+	card = factor == SOTP_F_CARD;
+	snprintf(text, sizeof(text), "%s%s%s%s%s", d->message,
 	    d->message[0] != '\0' ? " " : "", prompt,
-	    factor == SOTP_F_CARD ? d->card_cells : "");
+	    card && prompt[0] != '\0' && prompt[strlen(prompt) - 1] != ' ' ? " "
+	                                                                   : "",
+	    card ? d->card_cells : "");
 	if (add_reply_message(request, text) != 0)
 		return RLM_MODULE_FAIL;
 
