@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -91,18 +92,6 @@ out:
 	return ex;
 }
 
-static int
-hexval(int ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
 /* A key file: 32 hex digits (a trailing newline allowed) or 16 bytes. */
 static int
 read_key(struct cli *c, const char *path, uint8_t *key)
@@ -119,8 +108,8 @@ read_key(struct cli *c, const char *path, uint8_t *key)
 	ex = CLI_EXIT_OK;
 	if (n == 2 * PSK_LEN) {
 		for (i = 0; i < PSK_LEN && ex == CLI_EXIT_OK; i++) {
-			hi = hexval((unsigned char)buf[2 * i]);
-			lo = hexval((unsigned char)buf[2 * i + 1]);
+			hi = OPENSSL_hexchar2int((unsigned char)buf[2 * i]);
+			lo = OPENSSL_hexchar2int((unsigned char)buf[2 * i + 1]);
 			if (hi < 0 || lo < 0)
 				ex = CLI_EXIT_ERROR;
 			else

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/kdf.h>
 #include <openssl/params.h>
@@ -154,18 +155,6 @@ out:
 	return rc;
 }
 
-static int
-hexnib(uint8_t c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Reads exactly n bytes (retrying short reads); 0 or -1 with errno. */
 static int
 read_full(int fd, uint8_t *buf, size_t n)
@@ -270,8 +259,8 @@ sotp_key_load(const char *path, uint8_t *key, char *err, size_t errsz)
 			goto out;
 		}
 		for (i = 0; i < SOTP_KEY_LEN; i++) {
-			if ((hi = hexnib(buf[2 * i])) < 0 ||
-			    (lo = hexnib(buf[2 * i + 1])) < 0) {
+			if ((hi = OPENSSL_hexchar2int(buf[2 * i])) < 0 ||
+			    (lo = OPENSSL_hexchar2int(buf[2 * i + 1])) < 0) {
 				seterr(err, errsz, "%s: not a hex key", path);
 				goto out;
 			}

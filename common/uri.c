@@ -12,6 +12,7 @@
  */
 #include "sotp_int.h"
 
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,18 +180,6 @@ out:
 	return rc;
 }
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /*
  * Percent-decodes p[0..n) into dst[dstsz] with a NUL. Refuses incomplete
  * escapes, control characters (escaped or not, NUL included) and text
@@ -207,8 +196,11 @@ pct_decode(const char *p, size_t n, char *dst, size_t dstsz,
 	for (i = 0; i < n; i++) {
 		c = (unsigned char)p[i];
 		if (c == '%') {
-			if (n - i < 3 || (hi = hexval(p[i + 1])) < 0 ||
-			    (lo = hexval(p[i + 2])) < 0) {
+			if (n - i < 3 ||
+			    (hi = OPENSSL_hexchar2int(
+			         (unsigned char)p[i + 1])) < 0 ||
+			    (lo = OPENSSL_hexchar2int(
+			         (unsigned char)p[i + 2])) < 0) {
 				*why = "incomplete percent escape";
 				return SOTP_ERR_BAD_INPUT;
 			}
