@@ -99,8 +99,9 @@ cli_outcome(const struct cli *c, int rc, const struct sotp_decision *d,
 
 /*
  * Audit lines (LOG_NOTICE) and worse go to syslog as the design asks of
- * every front end; the operator sees warnings and errors on stderr, and
- * everything with --debug.
+ * every front end. On stderr the operator gets exactly one line per
+ * refusal or error, which the command prints itself with the core's
+ * detail; the core's own lines join it only with --debug.
  */
 void
 cli_log(void *arg, int prio, const char *fmt, va_list ap)
@@ -114,7 +115,7 @@ cli_log(void *arg, int prio, const char *fmt, va_list ap)
 		vsyslog(LOG_AUTHPRIV | level, fmt, cp);
 		va_end(cp);
 	}
-	if (level > LOG_WARNING && (c == NULL || !c->debug))
+	if (c == NULL || !c->debug)
 		return;
 	fprintf(stderr, "%s: ", CLI_NAME);
 	vfprintf(stderr, fmt, ap);
