@@ -425,14 +425,16 @@ add_reply_message(REQUEST *request, const char *text)
 	return 0;
 }
 
-/* The contract ID, or NULL when User-Name cannot be one (too long, NUL). */
+/*
+ * User-Name as a C string, or NULL when it holds a NUL (it could not be
+ * passed on whole). What a contract ID may look like is the core's rule.
+ */
 static const char *
 contract_id(REQUEST *request)
 {
 	const VALUE_PAIR *vp = request->username;
 
-	if (vp == NULL || vp->vp_length == 0 || vp->vp_length >= SOTP_ID_MAX ||
-	    strlen(vp->vp_strvalue) != vp->vp_length)
+	if (vp == NULL || strlen(vp->vp_strvalue) != vp->vp_length)
 		return NULL;
 	return vp->vp_strvalue;
 }
