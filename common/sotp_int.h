@@ -102,7 +102,7 @@ int sotp_kdf(const uint8_t *master, const char *label, uint8_t *out);
 int sotp_hmac_sha256(
     const uint8_t *key, const void *data, size_t len, uint8_t *out);
 
-/* ---- store.c + store_sqlite.c: the persistent state ---- */
+/* ---- store.c + store_sqlite.c + store_pg.c: the persistent state ---- */
 
 /*
  * The store is deliberately dumb: it reads and writes rows and performs the
@@ -110,8 +110,8 @@ int sotp_hmac_sha256(
  * Every rule lives in the engine. All functions return SOTP_OK or a negative
  * SOTP_ERR_*; the detail of a failure goes to st's error text
  * (sotp_store_errmsg). A store that cannot be reached (file missing or
- * unreadable, schema absent, database locked past the busy timeout) is
- * SOTP_ERR_STORE_UNAVAILABLE.
+ * unreadable, server down or connection lost, schema absent, database
+ * locked past the busy or lock timeout) is SOTP_ERR_STORE_UNAVAILABLE.
  */
 struct sotp_store;
 
@@ -160,15 +160,24 @@ struct sotp_audit_rec {
 };
 
 /*
- * Opens url ("sqlite:/abs/path"). create = 0: the file and its schema must
- * exist (else SOTP_ERR_STORE_UNAVAILABLE); create = 1: creates the file
- * (mode 0600) and the schema if missing (init). SQLite: WAL, a busy timeout,
- * foreign keys on, a schema_version table checked on open.
+ * Opens url ("sqlite:/abs/path", "postgresql://..." or "postgres://...",
+ * or "postgresql:" + a libpq key=value string). create = 0: the file or
+ * database and its schema must exist (else SOTP_ERR_STORE_UNAVAILABLE);
+ * create = 1: creates the file (mode 0600) and the schema if missing
+ * (init); a PostgreSQL database itself must exist. SQLite: WAL, a busy
+ * timeout, foreign keys on. PostgreSQL: a lock timeout, row locks for the
+ * read-then-write operations. Both check a schema_version table on open.
  */
 int sotp_store_open(const char *url, int create, struct sotp_store **out,
     char *err, size_t errsz);
 void sotp_store_close(struct sotp_store *st);
 const char *sotp_store_errmsg(const struct sotp_store *st);
+/*
+ * Copies a store URL into out[outsz] with any password replaced by "***"
+ * (user:PASSWORD@ in a URI, password=VALUE in a query or a conninfo), for
+ * anything that shows the URL to a person.
+ */
+void sotp_store_url_redact(const char *url, char *out, size_t outsz);
 
 int sotp_store_token_get(struct sotp_store *st, const char *serial,
     struct sotp_token_rec *out); /* SOTP_ERR_NOT_FOUND */

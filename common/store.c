@@ -4,7 +4,7 @@
  * The engine talks to one struct sotp_store whatever the database is. This
  * file picks the back end from the URL scheme and checks arguments once,
  * so that every back end refuses the same bad input the same way; the back
- * ends (store_sqlite.c, later store_pg.c) hold all the SQL.
+ * ends (store_sqlite.c, store_pg.c) hold all the SQL.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,12 +14,11 @@
 #include "sotp_int.h"
 #include "store_int.h"
 
-/*
- * The back ends this build knows, by URL scheme. A PostgreSQL back end
- * adds one line here ("postgresql", &sotp_store_pg_ops).
- */
+/* The back ends this build knows, by URL scheme. */
 static const struct sotp_store_ops *const backends[] = {
     &sotp_store_sqlite_ops,
+    &sotp_store_pg_ops,
+    &sotp_store_postgres_ops,
 };
 
 void
@@ -30,6 +29,77 @@ sotp_store_seterr(struct sotp_store *st, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(st->err, sizeof(st->err), fmt, ap);
 	va_end(ap);
+}
+
+/* Appends n bytes of s to out[outsz] at *len, truncating. */
+static void
+put(char *out, size_t outsz, size_t *len, const char *s, size_t n)
+{
+	while (n-- > 0 && *len + 1 < outsz)
+		out[(*len)++] = *s++;
+	out[*len] = '\0';
+}
+
+/* Where a password value starts in url at i ("password=" there), or 0. */
+static size_t
+password_at(const char *url, size_t i)
+{
+	size_t j;
+
+	if (strncmp(url + i, "password", 8) != 0 ||
+	    (i > 0 && strchr(" \t?&", url[i - 1]) == NULL))
+		return 0;
+	j = i + 8;
+	j += strspn(url + j, " \t");
+	if (url[j] != '=')
+		return 0;
+	j++;
+	return j + strspn(url + j, " \t");
+}
+
+void
+sotp_store_url_redact(const char *url, char *out, size_t outsz)
+{
+	const char *auth, *at, *colon;
+	size_t i = 0, j, len = 0, authlen;
+
+	if (outsz == 0)
+		return;
+	out[0] = '\0';
+	if (url == NULL)
+		return;
+	/* scheme://user:PASSWORD@host/... */
+	if ((auth = strstr(url, "://")) != NULL) {
+		auth += 3;
+		authlen = strcspn(auth, "/?#");
+		at = memchr(auth, '@', authlen);
+		if (at != NULL &&
+		    (colon = memchr(auth, ':', (size_t)(at - auth))) != NULL) {
+			put(out, outsz, &len, url, (size_t)(colon - url) + 1);
+			put(out, outsz, &len, "***", 3);
+			i = (size_t)(at - url);
+		}
+	}
+	/* password=VALUE, in a URI query or a key=value string. */
+	while (url[i] != '\0') {
+		if ((j = password_at(url, i)) == 0) {
+			put(out, outsz, &len, url + i, 1);
+			i++;
+			continue;
+		}
+		put(out, outsz, &len, url + i, j - i);
+		put(out, outsz, &len, "***", 3);
+		if (url[j] == '\'') {
+			for (j++; url[j] != '\0' && url[j] != '\''; j++)
+				if (url[j] == '\\' && url[j + 1] != '\0')
+					j++;
+			if (url[j] == '\'')
+				j++;
+		} else {
+			j += strcspn(url + j, " \t&#");
+		}
+		i = j;
+	}
 }
 
 /* A contract ID or serial: 1..SOTP_ID_MAX-1 bytes. */
@@ -107,7 +177,7 @@ sotp_store_open(const char *url, int create, struct sotp_store **out, char *err,
 		/* The URL itself is not secret, but a typo'd one could hold a
 		 * password (postgresql://user:pw@...): name the scheme only. */
 		sotp_store_seterr(st,
-		    "unsupported store URL scheme \"%.*s\" (expected sqlite:PATH)",
+		    "unsupported store URL scheme \"%.*s\" (expected sqlite:PATH or postgresql://...)",
 		    colon != NULL ? (int)(colon - url) : 0, url);
 		rc = SOTP_ERR_CONFIG;
 		goto out;

@@ -1,6 +1,6 @@
 /*
  * store_int.h - the seam between the store front (store.c) and its back
- * ends (store_sqlite.c, later store_pg.c). Only common/store*.c include it.
+ * ends (store_sqlite.c, store_pg.c). Only common/store*.c include it.
  *
  * store.c owns struct sotp_store, parses the URL, checks the arguments that
  * every back end would check the same way, and calls the back end through
@@ -91,5 +91,7 @@ void sotp_store_seterr(struct sotp_store *st, const char *fmt, ...)
 
 /* The back ends store.c can dispatch to. */
 extern const struct sotp_store_ops sotp_store_sqlite_ops;
+extern const struct sotp_store_ops sotp_store_pg_ops;       /* postgresql: */
+extern const struct sotp_store_ops sotp_store_postgres_ops; /* postgres: */
 
 #endif /* SOTP_STORE_INT_H */

@@ -8,7 +8,7 @@ PKGS="gcc make pkg-config libssl-dev libsqlite3-dev libcrypt-dev
 libcmocka-dev libpam0g-dev libpam-wrapper pamtester oathtool sqlite3
 freeradius freeradius-utils libfreeradius-dev libtalloc-dev libpcre3-dev
 libxml2-dev libqrencode-dev libpng-dev zlib1g-dev zbar-tools mandoc valgrind clang-format jq
-ca-certificates"
+ca-certificates libpq-dev postgresql"
 
 missing=""
 for p in $PKGS; do
@@ -31,6 +31,9 @@ apt-get update -q >&2
 apt-get install -y -q --no-install-recommends $missing >&2
 # The freeradius package starts a system radiusd on ports 1812/1813; the
 # tests run their own private one and the system one is not wanted here.
+# Likewise postgresql's own cluster on port 5432: the tests start a private
+# server on a unix socket (scripts/pg-test-server.sh).
 if [ -d /run/systemd/system ]; then
 	systemctl disable --now freeradius >/dev/null 2>&1 || true
+	systemctl disable --now postgresql >/dev/null 2>&1 || true
 fi

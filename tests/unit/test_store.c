@@ -1,8 +1,13 @@
 /*
- * test_store.c - the store interface (sotp_int.h), run against SQLite.
+ * test_store.c - the store interface (sotp_int.h), run against SQLite or,
+ * when SOTP_TEST_STORE_URL names one, a PostgreSQL database
+ * (tests/store/t_pg.sh starts a private server and sets it).
  *
- * Each test gets a fresh database in its own mkdtemp directory. Secrets
- * here are arbitrary bytes: the store only ever sees sealed blobs.
+ * Each test gets a fresh store: with SQLite a new file in its own mkdtemp
+ * directory, with PostgreSQL an emptied schema (dropped and recreated).
+ * Tests about SQLite files are registered only for SQLite, and their
+ * PostgreSQL counterparts only for PostgreSQL. Secrets here are arbitrary
+ * bytes: the store only ever sees sealed blobs.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +24,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <libpq-fe.h>
 #include <sqlite3.h>
 
 #include "sotp_int.h"
@@ -26,15 +32,53 @@
 struct fixture {
 	char dir[64];
 	char path[128];
-	char url[160];
+	char url[1024];
 	struct sotp_store *st;
 };
+
+/* The PostgreSQL database under test, or NULL for SQLite. */
+static const char *
+pg_url(void)
+{
+	const char *u = getenv("SOTP_TEST_STORE_URL");
+
+	return u != NULL && u[0] != '\0' ? u : NULL;
+}
+
+/* Runs sql on the PostgreSQL test database behind the store's back. */
+static void
+pg_exec(const char *sql)
+{
+	PGconn *conn;
+	PGresult *res;
+
+	conn = PQconnectdb(pg_url());
+	if (PQstatus(conn) != CONNECTION_OK)
+		fail_msg("pg: %s", PQerrorMessage(conn));
+	res = PQexec(conn, sql);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK &&
+	    PQresultStatus(res) != PGRES_TUPLES_OK)
+		fail_msg("pg: %s: %s", sql, PQresultErrorMessage(res));
+	PQclear(res);
+	PQfinish(conn);
+}
+
+/* An empty schema: every test starts from nothing, as with a new file. */
+static void
+pg_reset(void)
+{
+	pg_exec("SET client_min_messages = warning;"
+	        " DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public");
+}
 
 static void
 fx_paths(struct fixture *fx)
 {
 	snprintf(fx->path, sizeof(fx->path), "%s/store.db", fx->dir);
-	snprintf(fx->url, sizeof(fx->url), "sqlite:%s", fx->path);
+	if (pg_url() != NULL)
+		snprintf(fx->url, sizeof(fx->url), "%s", pg_url());
+	else
+		snprintf(fx->url, sizeof(fx->url), "sqlite:%s", fx->path);
 }
 
 static int
@@ -48,6 +92,8 @@ setup(void **state)
 	snprintf(fx->dir, sizeof(fx->dir), "/tmp/test_store.XXXXXX");
 	assert_non_null(mkdtemp(fx->dir));
 	fx_paths(fx);
+	if (pg_url() != NULL)
+		pg_reset();
 	assert_int_equal(
 	    sotp_store_open(fx->url, 1, &fx->st, err, sizeof(err)), SOTP_OK);
 	*state = fx;
@@ -922,8 +968,8 @@ test_store_open_unsupported_url(void **state)
 	char err[512];
 
 	(void)state;
-	assert_int_equal(sotp_store_open("postgresql://u:secretpw@db/otp", 0,
-	                     &st, err, sizeof(err)),
+	assert_int_equal(sotp_store_open("mysql://u:secretpw@db/otp", 0, &st,
+	                     err, sizeof(err)),
 	    SOTP_ERR_CONFIG);
 	assert_null(st);
 	assert_non_null(strstr(err, "unsupported store URL scheme"));
@@ -1228,38 +1274,296 @@ test_store_nested_operations(void **state)
 	assert_int_equal(won, 1);
 }
 
+/*
+ * A server that cannot be reached is an outage, and the message names the
+ * server but never the password, in either form of connection string.
+ * Needs no server: the socket directory does not exist.
+ */
+static void
+test_store_pg_unreachable(void **state)
+{
+	static const char *const urls[] = {
+	    "postgresql://u:secretpw@/otp?host=/nonexistent-sotp",
+	    "postgres://u:secretpw@/otp?host=/nonexistent-sotp",
+	    "postgresql:host=/nonexistent-sotp dbname=otp password=secretpw",
+	    "postgresql:///otp?host=/nonexistent-sotp&password=secretpw",
+	};
+	struct sotp_store *st = (struct sotp_store *)(uintptr_t)1;
+	char err[512];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
+		assert_int_equal(
+		    sotp_store_open(urls[i], 0, &st, err, sizeof(err)),
+		    SOTP_ERR_STORE_UNAVAILABLE);
+		assert_null(st);
+		assert_non_null(strstr(err, "nonexistent-sotp"));
+		assert_null(strstr(err, "secretpw"));
+	}
+}
+
+/* libpq would quote the bad token back; the message must not. */
+static void
+test_store_pg_malformed_url(void **state)
+{
+	struct sotp_store *st = NULL;
+	char err[512];
+
+	(void)state;
+	assert_int_equal(sotp_store_open("postgresql://u:sec%zzret@h/db", 0,
+	                     &st, err, sizeof(err)),
+	    SOTP_ERR_CONFIG);
+	assert_null(st);
+	assert_null(strstr(err, "sec"));
+	assert_int_equal(
+	    sotp_store_open("postgresql:nokey", 0, &st, err, sizeof(err)),
+	    SOTP_ERR_CONFIG);
+}
+
+static void
+test_store_url_redact(void **state)
+{
+	static const struct {
+		const char *in, *out;
+	} v[] = {
+	    {"sqlite:/var/lib/x.db", "sqlite:/var/lib/x.db"},
+	    {"postgresql://u:pw@db:5432/otp", "postgresql://u:***@db:5432/otp"},
+	    {"postgresql://u@db/otp", "postgresql://u@db/otp"},
+	    {"postgres://db/otp?password=pw&sslmode=require",
+	        "postgres://db/otp?password=***&sslmode=require"},
+	    {"postgresql:host=db password = 'p w\\'x' dbname=otp",
+	        "postgresql:host=db password = *** dbname=otp"},
+	    {"postgresql:host=db passwordx=1",
+	        "postgresql:host=db passwordx=1"},
+	};
+	char out[256];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		sotp_store_url_redact(v[i].in, out, sizeof(out));
+		assert_string_equal(out, v[i].out);
+	}
+	sotp_store_url_redact("postgresql://u:pw@db/otp", out, 12);
+	assert_string_equal(out, "postgresql:");
+}
+
+static void
+test_store_pg_empty_needs_init(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_store *st = NULL;
+	char err[512];
+
+	sotp_store_close(fx->st);
+	fx->st = NULL;
+	pg_reset();
+	assert_int_equal(sotp_store_open(fx->url, 0, &st, err, sizeof(err)),
+	    SOTP_ERR_STORE_UNAVAILABLE);
+	assert_null(st);
+	assert_non_null(strstr(err, "init"));
+	/* And create = 0 made nothing. */
+	assert_int_equal(sotp_store_open(fx->url, 0, &st, err, sizeof(err)),
+	    SOTP_ERR_STORE_UNAVAILABLE);
+}
+
+static void
+test_store_pg_other_schema_version(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_store *st = NULL;
+	char err[512];
+
+	sotp_store_close(fx->st);
+	fx->st = NULL;
+	pg_exec("UPDATE schema_version SET version = 2");
+	assert_int_equal(sotp_store_open(fx->url, 0, &st, err, sizeof(err)),
+	    SOTP_ERR_STORE_UNAVAILABLE);
+	assert_non_null(strstr(err, "version 2"));
+	assert_int_equal(sotp_store_open(fx->url, 1, &st, err, sizeof(err)),
+	    SOTP_ERR_STORE_UNAVAILABLE);
+}
+
+static void
+test_store_pg_foreign_db(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_store *st = NULL;
+	char err[512];
+
+	sotp_store_close(fx->st);
+	fx->st = NULL;
+	pg_reset();
+	pg_exec("CREATE TABLE t(x int)");
+	assert_int_equal(sotp_store_open(fx->url, 1, &st, err, sizeof(err)),
+	    SOTP_ERR_STORE_UNAVAILABLE);
+	assert_non_null(strstr(err, "not a shinkin-otp store"));
+}
+
+/*
+ * A connection the server drops (restart, failover, an admin's kill)
+ * fails closed on the next operation, and stays failed: the caller
+ * reopens.
+ */
+static void
+test_store_pg_connection_lost(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_token_rec t;
+	int won = 1;
+
+	add_token(fx->st, "TK1");
+	pg_exec("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+	        " WHERE datname = current_database()"
+	        " AND pid <> pg_backend_pid()");
+	assert_int_equal(sotp_store_token_get(fx->st, "TK1", &t),
+	    SOTP_ERR_STORE_UNAVAILABLE);
+	assert_non_null(strstr(sotp_store_errmsg(fx->st), "token_get"));
+	assert_int_equal(
+	    sotp_store_accept_step(fx->st, "TK1", NULL, 9, 0, &won),
+	    SOTP_ERR_STORE_UNAVAILABLE);
+	assert_int_equal(won, 0);
+	assert_int_equal(sotp_store_begin(fx->st), SOTP_ERR_STORE_UNAVAILABLE);
+}
+
+/*
+ * Inside a caller's transaction a refused insert (a key that exists)
+ * aborts only its own savepoint, as a failed SQLite statement does: the
+ * caller's batch goes on and commits.
+ */
+static void
+test_store_nested_insert_refused(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_token_rec t;
+
+	add_token(fx->st, "TK1");
+	assert_int_equal(sotp_store_begin(fx->st), SOTP_OK);
+	add_token(fx->st, "TK2");
+	mk_token(&t, "TK1");
+	assert_int_equal(sotp_store_token_insert(fx->st, &t), SOTP_ERR_EXISTS);
+	add_token(fx->st, "TK3");
+	assert_int_equal(sotp_store_commit(fx->st), SOTP_OK);
+	assert_int_equal(sotp_store_token_get(fx->st, "TK2", &t), SOTP_OK);
+	assert_int_equal(sotp_store_token_get(fx->st, "TK3", &t), SOTP_OK);
+}
+
+/*
+ * Two handles bind one token to two contracts at once, 20 times: exactly
+ * one binding each time, the other refused as TOKEN_IN_USE.
+ */
+static void
+binder(const char *url, const char *contract, const char *serial, int ready_fd,
+    int go_fd)
+{
+	struct sotp_store *st = NULL;
+	enum sotp_bind_result r;
+	char err[512], c = 'r';
+	int status = 1;
+
+	if (sotp_store_open(url, 0, &st, err, sizeof(err)) != SOTP_OK)
+		_exit(1);
+	if (write(ready_fd, &c, 1) != 1 || read(go_fd, &c, 1) != 0)
+		_exit(1);
+	if (sotp_store_bind(st, contract, serial, SOTP_LOGIN_OTP, 5, 0, &r) ==
+	    SOTP_OK)
+		status = r == SOTP_BIND_OK        ? 10
+		    : r == SOTP_BIND_TOKEN_IN_USE ? 11
+		                                  : 2;
+	sotp_store_close(st);
+	_exit(status);
+}
+
+static void
+test_store_race_bind(void **state)
+{
+	struct fixture *fx = *state;
+	char serial[16], cid[2][16], c;
+	int ready[2], go[2];
+	pid_t pid[2];
+	int i, k, round, wst, wins, losses;
+
+	for (round = 0; round < 20; round++) {
+		snprintf(serial, sizeof(serial), "TK%d", round);
+		add_token(fx->st, serial);
+		for (i = 0; i < 2; i++) {
+			snprintf(cid[i], sizeof(cid[i]), "C%d-%d", round, i);
+			add_contract(fx->st, cid[i]);
+		}
+	}
+	sotp_store_close(fx->st);
+	fx->st = NULL;
+	for (round = 0; round < 20; round++) {
+		snprintf(serial, sizeof(serial), "TK%d", round);
+		assert_int_equal(pipe(ready), 0);
+		assert_int_equal(pipe(go), 0);
+		for (i = 0; i < 2; i++) {
+			snprintf(cid[i], sizeof(cid[i]), "C%d-%d", round, i);
+			pid[i] = fork();
+			assert_true(pid[i] >= 0);
+			if (pid[i] == 0) {
+				close(ready[0]);
+				close(go[1]);
+				binder(
+				    fx->url, cid[i], serial, ready[1], go[0]);
+			}
+		}
+		close(ready[1]);
+		close(go[0]);
+		for (i = 0; i < 2; i++)
+			assert_int_equal(read(ready[0], &c, 1), 1);
+		close(go[1]);
+		close(ready[0]);
+		wins = losses = 0;
+		for (i = 0; i < 2; i++) {
+			assert_int_equal(waitpid(pid[i], &wst, 0), pid[i]);
+			assert_true(WIFEXITED(wst));
+			k = WEXITSTATUS(wst);
+			if (k == 10)
+				wins++;
+			else if (k == 11)
+				losses++;
+		}
+		if (wins != 1 || losses != 1)
+			fail_msg("round %d: %d bound, %d refused", round, wins,
+			    losses);
+	}
+}
+
 int
 main(void)
 {
-	const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
-	    T(test_store_token_insert_get),
-	    T(test_store_token_exists),
-	    T(test_store_token_not_found),
-	    T(test_store_token_bad_args),
-	    T(test_store_token_set_drift),
-	    T(test_store_token_list_unassigned),
-	    T(test_store_contract_insert_get),
-	    T(test_store_contract_exists_not_found),
-	    T(test_store_contract_insert_refuses_bound),
-	    T(test_store_contract_setters),
-	    T(test_store_bind_ok),
-	    T(test_store_bind_refusals),
-	    T(test_store_one_token_per_contract),
-	    T(test_store_one_contract_per_token),
-	    T(test_store_unbind_frees_token),
-	    T(test_store_close_refused_while_bound),
-	    T(test_store_fail_locks_at_threshold),
-	    T(test_store_fail_threshold_zero_never_locks),
-	    T(test_store_unlock_resets),
-	    T(test_store_accept_step_cas),
-	    T(test_store_state_use_replay_purge),
-	    T(test_store_audit_add_list),
-	    T(test_store_nested_operations),
-	    T(test_store_reopen_keeps_data),
+/* Every back end. */
+#define COMMON_TESTS                                                           \
+	T(test_store_token_insert_get), T(test_store_token_exists),            \
+	    T(test_store_token_not_found), T(test_store_token_bad_args),       \
+	    T(test_store_token_set_drift),                                     \
+	    T(test_store_token_list_unassigned),                               \
+	    T(test_store_contract_insert_get),                                 \
+	    T(test_store_contract_exists_not_found),                           \
+	    T(test_store_contract_insert_refuses_bound),                       \
+	    T(test_store_contract_setters), T(test_store_bind_ok),             \
+	    T(test_store_bind_refusals), T(test_store_one_token_per_contract), \
+	    T(test_store_one_contract_per_token),                              \
+	    T(test_store_unbind_frees_token),                                  \
+	    T(test_store_close_refused_while_bound),                           \
+	    T(test_store_fail_locks_at_threshold),                             \
+	    T(test_store_fail_threshold_zero_never_locks),                     \
+	    T(test_store_unlock_resets), T(test_store_accept_step_cas),        \
+	    T(test_store_state_use_replay_purge),                              \
+	    T(test_store_audit_add_list), T(test_store_nested_operations),     \
+	    T(test_store_nested_insert_refused),                               \
+	    T(test_store_reopen_keeps_data),                                   \
+	    T(test_store_open_unsupported_url), T(test_store_pg_unreachable),  \
+	    T(test_store_pg_malformed_url), T(test_store_url_redact),          \
+	    T(test_store_errmsg_names_operation),                              \
+	    T(test_store_race_accept_step), T(test_store_race_bind)
+	const struct CMUnitTest sqlite_tests[] = {
+	    COMMON_TESTS,
 	    T(test_store_file_mode_0600),
 	    T(test_store_open_missing_file),
-	    T(test_store_open_unsupported_url),
 	    T(test_store_open_relative_path),
 	    T(test_store_open_corrupt_file),
 	    T(test_store_open_empty_file_needs_init),
@@ -1267,10 +1571,20 @@ main(void)
 	    T(test_store_open_other_schema_version),
 	    T(test_store_open_foreign_db),
 	    T(test_store_deleted_while_open),
-	    T(test_store_errmsg_names_operation),
-	    T(test_store_race_accept_step),
-#undef T
 	};
+	const struct CMUnitTest pg_tests[] = {
+	    COMMON_TESTS,
+	    T(test_store_pg_empty_needs_init),
+	    T(test_store_pg_other_schema_version),
+	    T(test_store_pg_foreign_db),
+	    T(test_store_pg_connection_lost),
+	};
+#undef COMMON_TESTS
+#undef T
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	if (pg_url() != NULL)
+		return cmocka_run_group_tests_name(
+		    "store_pg", pg_tests, NULL, NULL);
+	return cmocka_run_group_tests_name(
+	    "store_sqlite", sqlite_tests, NULL, NULL);
 }
