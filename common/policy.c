@@ -200,11 +200,25 @@ set_option(struct parser *ps, const struct option *o, const char *val)
 	case V_PATH:
 		return resolve_path(ps, val, base, o->size);
 	case V_STORE:
+		/*
+		 * A PostgreSQL URL or conninfo goes to libpq as written: it
+		 * is not a path, and only libpq knows its full grammar.
+		 */
+		if (strncmp(val, "postgresql:", 11) == 0 ||
+		    strncmp(val, "postgres:", 9) == 0) {
+			if (strchr(val, ':')[1] == '\0')
+				return perr(ps,
+				    "store: %s needs a connection URL", val);
+			if (sotp_strlcpy(base, val, o->size) >= o->size)
+				return perr(ps, "store: value too long");
+			return SOTP_OK;
+		}
+		/* Only the scheme: an unknown URL may still hold a password. */
 		if (strncmp(val, "sqlite:", 7) != 0)
 			return perr(ps,
-			    "store: '%s' is not a supported store URL "
-			    "(sqlite:PATH)",
-			    val);
+			    "store: '%.*s' is not a supported store URL scheme "
+			    "(sqlite:PATH or postgresql://...)",
+			    (int)strcspn(val, ":"), val);
 		if (val[7] == '\0')
 			return perr(ps, "store: sqlite: needs a file path");
 		memcpy(base, "sqlite:", 7);
@@ -707,6 +721,7 @@ sotp_policy_dump(const struct sotp_ctx *ctx, char *buf, size_t bufsz)
 {
 	const struct sotp_policy *p;
 	struct outbuf o = {buf, bufsz, 0, 0};
+	char store[SOTP_PATH_MAX + 16];
 	size_t i;
 
 	if (ctx == NULL || buf == NULL || bufsz == 0)
@@ -716,7 +731,8 @@ sotp_policy_dump(const struct sotp_ctx *ctx, char *buf, size_t bufsz)
 	p = &ctx->pol;
 	buf[0] = '\0';
 	bprintf(&o, "# effective policy from %s\n", p->path);
-	bprintf(&o, "store = %s\nmaster_key = %s\nissuer = %s\n", p->store,
+	sotp_store_url_redact(p->store, store, sizeof(store));
+	bprintf(&o, "store = %s\nmaster_key = %s\nissuer = %s\n", store,
 	    p->master_key, p->issuer);
 	bprintf(&o,
 	    "\n[otp]\nalgorithm = %s\ndigits = %u\nperiod = %u\n"
