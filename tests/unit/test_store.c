@@ -1479,7 +1479,7 @@ static void
 test_store_race_bind(void **state)
 {
 	struct fixture *fx = *state;
-	char serial[16], cid[2][16], c;
+	char serial[32], cid[2][32], c;
 	int ready[2], go[2];
 	pid_t pid[2];
 	int i, k, round, wst, wins, losses;
