@@ -1,0 +1,125 @@
+#!/bin/sh
+# The PostgreSQL back end, on a private server that this suite starts and
+# always stops (scripts/pg-test-server.sh): the store unit tests
+# (test_store with SOTP_TEST_STORE_URL, each test on an emptied schema;
+# their cmocka summary is relayed for tests/run.sh to count), then the
+# engine end to end through the CLI with oathtool as the token, and a
+# two-process race on one code, PG_RACE_ROUNDS (50) times.
+. "$TOP/tests/lib.sh"
+. "$TOP/tests/cli/lib_cli.sh"
+
+SB=$(mktemp -d "${TMPDIR:-/tmp}/sotp-pgt.XXXXXX")
+# Short: the server's socket lives in it (sun_path holds 107 bytes).
+PGDIR=$(mktemp -d /tmp/sotp-pg.XXXXXX)
+PGCTL="$TOP/scripts/pg-test-server.sh"
+OUT=$SB/out
+ERR=$SB/err
+ROUNDS=${PG_RACE_ROUNDS:-50}
+LOCK=$SB/gate
+cleanup() {
+	sh "$PGCTL" stop "$PGDIR" >/dev/null 2>&1
+	rm -rf "$SB" "$PGDIR"
+}
+trap cleanup EXIT
+trap 'exit 1' HUP INT TERM
+
+if ! URL=$(sh "$PGCTL" start "$PGDIR" 2>"$SB/start.err"); then
+	notok "private PostgreSQL server starts"
+	sed 's/^/#   /' "$SB/start.err"
+	echo "1..$TAPN"
+	exit 1
+fi
+ok "private PostgreSQL server starts"
+
+# -- the store's own tests, against PostgreSQL --
+SOTP_TEST_STORE_URL=$URL "$BUILD/tests/test_store" >"$SB/unit.log" 2>&1
+unit=$?
+cat "$SB/unit.log"
+
+# -- the engine end to end: init makes the schema in the named database --
+CONF=$SB/shinkin-otp.conf
+SHINKIN_OTP_CONFIG=$CONF
+export SHINKIN_OTP_CONFIG
+awk -v u="$URL" '
+	/^store = / { print "store = " u; next }
+	/^master_key = / { print "master_key = master.key"; next }
+	{ print }' "$TOP/conf/shinkin-otp.conf" >"$CONF"
+check "init creates the schema in PostgreSQL" cli init
+check "init twice is harmless" cli init
+check "check-config names the pg store" contains "$OUT" "store: postgresql:"
+
+S=$(secret)
+fresh_step 8
+check "token add, contract add, bind with the current code" provision PG1 "$S" PGC1
+check "verify accepts the next code" cli verify PGC1 --otp "$(totp "$S" 30)"
+refused REPLAYED "the same code again is refused as a replay" \
+    cli verify PGC1 --otp "$(totp "$S" 30)"
+check "audit lists the contract's decisions" cli audit --contract PGC1
+check "audit has the bind" contains "$OUT" "contract.bind accept ACCEPTED"
+check "audit has the accept" contains "$OUT" "auth accept ACCEPTED"
+check "audit has the replay" contains "$OUT" "auth reject REPLAYED"
+check "unbind" cli contract unbind PGC1
+check "close after unbind" cli contract close PGC1
+
+# -- two processes, one code: exactly one accept, as with SQLite --
+race() { # race CONTRACT CODE: prints the two exit codes
+	exec 9>"$LOCK"
+	flock -x 9
+	flock -s "$LOCK" "$CLI" verify "$1" --otp "$2" >"$SB/r1" 2>&1 &
+	p1=$!
+	flock -s "$LOCK" "$CLI" verify "$1" --otp "$2" >"$SB/r2" 2>&1 &
+	p2=$!
+	sleep 0.05
+	flock -u 9
+	exec 9>&-
+	wait "$p1"
+	e1=$?
+	wait "$p2"
+	e2=$?
+	echo "$e1 $e2"
+}
+
+check "token generate --count $ROUNDS" cli token generate --count "$ROUNDS"
+cp "$OUT" "$SB/tokens"
+bad=0
+replayed=0
+i=0
+while read -r serial uri; do
+	i=$((i + 1))
+	s=$(echo "$uri" | sed 's/.*[?&]secret=\([A-Z2-7]*\).*/\1/')
+	# Bind and race inside one step (see tests/cli/t_race.sh).
+	fresh_step 3
+	if ! clin "pw-$i" contract add "R$i" ||
+	    ! cli contract bind "R$i" --serial "$serial" --otp "$(totp "$s")"; then
+		bad=$((bad + 1))
+		echo "# round $i: provision"
+		sed 's/^/#   /' "$ERR"
+		continue
+	fi
+	r=$(race "R$i" "$(totp "$s" 30)")
+	case "$r" in
+	"0 1" | "1 0")
+		grep -q '(REPLAYED)' "$SB/r1" "$SB/r2" && replayed=$((replayed + 1))
+		;;
+	*)
+		bad=$((bad + 1))
+		echo "# round $i: exits $r"
+		sed 's/^/#   /' "$SB/r1" "$SB/r2"
+		;;
+	esac
+done <"$SB/tokens"
+check "$i rounds, exactly one accept each ($bad bad)" \
+    test "$bad" -eq 0 -a "$i" -eq "$ROUNDS"
+check "the loser was refused as REPLAYED ($replayed/$ROUNDS)" \
+    test "$replayed" -eq "$ROUNDS"
+
+# -- the server goes away: fail closed, name the server, no accept --
+sh "$PGCTL" stop "$PGDIR" >/dev/null 2>&1
+cli verify R1 --otp "$(totp "$(secret)")"
+rc=$?
+check "store down: verify refuses (exit $rc)" test "$rc" -ne 0
+check "store down: the message names the server" contains "$ERR" "$PGDIR"
+
+echo "1..$TAPN"
+# A cmocka failure is already counted from its summary; make it fail too.
+[ "$unit" -eq 0 ]
