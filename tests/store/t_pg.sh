@@ -46,7 +46,13 @@ awk -v u="$URL" '
 	{ print }' "$TOP/conf/shinkin-otp.conf" >"$CONF"
 check "init creates the schema in PostgreSQL" cli init
 check "init twice is harmless" cli init
-check "check-config names the pg store" contains "$OUT" "store: postgresql:"
+check "init names the pg store" contains "$OUT" "store: postgresql:"
+# A password in the URL (trust authentication ignores it) is never shown.
+sed "s|^store = .*|&\\&password=hunter2|" "$CONF" >"$SB/pw.conf"
+check "a password in the URL reaches the policy" grep -q "hunter2" "$SB/pw.conf"
+check "check-config with a password in the URL" cli --config "$SB/pw.conf" check-config
+check "check-config masks the password" \
+    sh -c '! grep -q hunter2 "$1" "$2" && grep -q "password=\*\*\*" "$1"' sh "$OUT" "$ERR"
 
 S=$(secret)
 fresh_step 8
