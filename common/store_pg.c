@@ -26,6 +26,7 @@
  * and reopens. Messages name the server by host, port, database and user,
  * never by the connection string, which may hold a password.
  */
+#include <dlfcn.h>
 #include <endian.h>
 #include <limits.h>
 #include <stdio.h>
@@ -224,7 +225,52 @@ static const struct stmt_def stmts[S_COUNT] = {
 
 #define MAX_PARAMS 10
 
+/*
+ * libpq is loaded when a PostgreSQL store is opened, not linked: the PAM
+ * module lives in every process that authenticates (sshd, login, su, ...)
+ * and should not map libpq and its Kerberos, LDAP and TLS stacks into each
+ * of them on a site that uses SQLite. The functions are typed from
+ * libpq-fe.h, so a call through the table is checked like a direct one.
+ */
+#define LIBPQ_SONAME "libpq.so.5"
+#define PQ_FUNCS(X)                                                            \
+	X(PQconnectdbParams)                                                   \
+	X(PQconninfoParse)                                                     \
+	X(PQconninfoFree)                                                      \
+	X(PQfreemem)                                                           \
+	X(PQsetNoticeProcessor)                                                \
+	X(PQfinish)                                                            \
+	X(PQstatus)                                                            \
+	X(PQtransactionStatus)                                                 \
+	X(PQerrorMessage)                                                      \
+	X(PQhost)                                                              \
+	X(PQport)                                                              \
+	X(PQdb)                                                                \
+	X(PQuser)                                                              \
+	X(PQexec)                                                              \
+	X(PQprepare)                                                           \
+	X(PQexecPrepared)                                                      \
+	X(PQresultStatus)                                                      \
+	X(PQresultErrorMessage)                                                \
+	X(PQresultErrorField)                                                  \
+	X(PQclear)                                                             \
+	X(PQcmdTuples)                                                         \
+	X(PQcmdStatus)                                                         \
+	X(PQntuples)                                                           \
+	X(PQftype)                                                             \
+	X(PQgetisnull)                                                         \
+	X(PQgetvalue)                                                          \
+	X(PQgetlength)
+
+struct pq_api {
+#define PQ_MEMBER(f) __typeof__(f) *f;
+	PQ_FUNCS(PQ_MEMBER)
+#undef PQ_MEMBER
+};
+
 struct pg_be {
+	struct pq_api pq;
+	void *dl; /* the dlopen handle of libpq */
 	PGconn *conn;
 	unsigned char prepared[S_COUNT];
 	char name[256];     /* "host=... port=... dbname=... user=..." */
@@ -296,10 +342,10 @@ first_line(const char *msg, char *out, size_t outsz)
  * as it stands.
  */
 static int
-map_state(PGconn *conn, const char *state)
+map_state(const struct pq_api *pq, PGconn *conn, const char *state)
 {
 	if (state == NULL || strlen(state) != 5)
-		return PQstatus(conn) == CONNECTION_BAD
+		return pq->PQstatus(conn) == CONNECTION_BAD
 		    ? SOTP_ERR_STORE_UNAVAILABLE
 		    : SOTP_ERR_STORE;
 	if (strcmp(state, "23505") == 0)
@@ -310,7 +356,7 @@ map_state(PGconn *conn, const char *state)
 	    strcmp(state, "55P03") == 0 || strcmp(state, "25006") == 0 ||
 	    strcmp(state, "42P01") == 0 || strcmp(state, "3D000") == 0)
 		return SOTP_ERR_STORE_UNAVAILABLE;
-	if (PQstatus(conn) == CONNECTION_BAD)
+	if (pq->PQstatus(conn) == CONNECTION_BAD)
 		return SOTP_ERR_STORE_UNAVAILABLE;
 	return SOTP_ERR_STORE;
 }
@@ -319,17 +365,18 @@ map_state(PGconn *conn, const char *state)
 static int
 db_fail(struct sotp_store *st, const char *op, const PGresult *res)
 {
+	const struct pq_api *pq = &be(st)->pq;
 	struct pg_be *b = be(st);
 	char msg[256];
 
-	first_line(
-	    res != NULL ? PQresultErrorMessage(res) : NULL, msg, sizeof(msg));
+	first_line(res != NULL ? pq->PQresultErrorMessage(res) : NULL, msg,
+	    sizeof(msg));
 	if (msg[0] == '\0')
-		first_line(PQerrorMessage(b->conn), msg, sizeof(msg));
+		first_line(pq->PQerrorMessage(b->conn), msg, sizeof(msg));
 	sotp_store_seterr(st, "postgresql %s: %s: %s", b->name, op,
 	    msg[0] != '\0' ? msg : "unknown error");
-	return map_state(b->conn,
-	    res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL);
+	return map_state(pq, b->conn,
+	    res != NULL ? pq->PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL);
 }
 
 /* A row that breaks the schema's promises (bad type, oversize value). */
@@ -345,9 +392,10 @@ corrupt(struct sotp_store *st, const char *op, const char *column)
 static int
 check_conn(struct sotp_store *st, const char *op)
 {
+	const struct pq_api *pq = &be(st)->pq;
 	struct pg_be *b = be(st);
 
-	if (PQstatus(b->conn) != CONNECTION_OK) {
+	if (pq->PQstatus(b->conn) != CONNECTION_OK) {
 		sotp_store_seterr(
 		    st, "postgresql %s: %s: connection lost", b->name, op);
 		return SOTP_ERR_STORE_UNAVAILABLE;
@@ -359,15 +407,16 @@ check_conn(struct sotp_store *st, const char *op)
 static int
 exec_sql(struct sotp_store *st, const char *op, const char *sql)
 {
+	const struct pq_api *pq = &be(st)->pq;
 	PGresult *res;
 	int rc = SOTP_OK;
 
-	res = PQexec(be(st)->conn, sql);
+	res = pq->PQexec(be(st)->conn, sql);
 	if (res == NULL ||
-	    (PQresultStatus(res) != PGRES_COMMAND_OK &&
-	        PQresultStatus(res) != PGRES_TUPLES_OK))
+	    (pq->PQresultStatus(res) != PGRES_COMMAND_OK &&
+	        pq->PQresultStatus(res) != PGRES_TUPLES_OK))
 		rc = db_fail(st, op, res);
-	PQclear(res);
+	pq->PQclear(res);
 	return rc;
 }
 
@@ -375,6 +424,7 @@ exec_sql(struct sotp_store *st, const char *op, const char *sql)
 static int
 prepare(struct sotp_store *st, enum stmt_id id, const char *op)
 {
+	const struct pq_api *pq = &be(st)->pq;
 	struct pg_be *b = be(st);
 	Oid types[MAX_PARAMS];
 	char name[16];
@@ -390,23 +440,24 @@ prepare(struct sotp_store *st, enum stmt_id id, const char *op)
 		    : stmts[id].types[i] == 'i'      ? OID_INT8
 		                                     : OID_TEXT;
 	snprintf(name, sizeof(name), "sotp%d", (int)id);
-	res = PQprepare(b->conn, name, stmts[id].sql, (int)n, types);
-	if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK)
+	res = pq->PQprepare(b->conn, name, stmts[id].sql, (int)n, types);
+	if (res == NULL || pq->PQresultStatus(res) != PGRES_COMMAND_OK)
 		rc = db_fail(st, op, res);
 	else
 		b->prepared[id] = 1;
-	PQclear(res);
+	pq->PQclear(res);
 	return rc;
 }
 
 /*
  * Runs prepared statement id with p; on success *out holds the result
- * (binary columns), to be PQclear()ed by the caller.
+ * (binary columns), to be pq->PQclear()ed by the caller.
  */
 static int
 exec_stmt(struct sotp_store *st, enum stmt_id id, const char *op,
     const struct params *p, PGresult **out)
 {
+	const struct pq_api *pq = &be(st)->pq;
 	struct pg_be *b = be(st);
 	char name[16];
 	PGresult *res;
@@ -416,12 +467,12 @@ exec_stmt(struct sotp_store *st, enum stmt_id id, const char *op,
 	if ((rc = prepare(st, id, op)) != SOTP_OK)
 		return rc;
 	snprintf(name, sizeof(name), "sotp%d", (int)id);
-	res = PQexecPrepared(b->conn, name, p->n, p->v, p->len, p->fmt, 1);
+	res = pq->PQexecPrepared(b->conn, name, p->n, p->v, p->len, p->fmt, 1);
 	if (res == NULL ||
-	    (PQresultStatus(res) != PGRES_COMMAND_OK &&
-	        PQresultStatus(res) != PGRES_TUPLES_OK)) {
+	    (pq->PQresultStatus(res) != PGRES_COMMAND_OK &&
+	        pq->PQresultStatus(res) != PGRES_TUPLES_OK)) {
 		rc = db_fail(st, op, res);
-		PQclear(res);
+		pq->PQclear(res);
 		return rc;
 	}
 	*out = res;
@@ -430,9 +481,9 @@ exec_stmt(struct sotp_store *st, enum stmt_id id, const char *op,
 
 /* The number of rows a command changed ("" for a SELECT reads as 0). */
 static long
-changes(PGresult *res)
+changes(const struct pq_api *pq, PGresult *res)
 {
-	const char *s = PQcmdTuples(res);
+	const char *s = pq->PQcmdTuples(res);
 
 	return s != NULL && s[0] != '\0' ? strtol(s, NULL, 10) : 0;
 }
@@ -442,14 +493,16 @@ static int
 update_one(struct sotp_store *st, enum stmt_id id, const char *op,
     const struct params *p)
 {
+	const struct pq_api *pq = &be(st)->pq;
 	PGresult *res = NULL;
 	int rc;
 
 	if ((rc = exec_stmt(st, id, op, p, &res)) != SOTP_OK)
 		return rc;
 	/* The replay guard's verdict: exactly "1" row, nothing else. */
-	rc = strcmp(PQcmdTuples(res), "1") == 0 ? SOTP_OK : SOTP_ERR_NOT_FOUND;
-	PQclear(res);
+	rc = strcmp(pq->PQcmdTuples(res), "1") == 0 ? SOTP_OK
+	                                            : SOTP_ERR_NOT_FOUND;
+	pq->PQclear(res);
 	return rc;
 }
 
@@ -462,6 +515,7 @@ update_one(struct sotp_store *st, enum stmt_id id, const char *op,
 static void
 rollback(struct sotp_store *st)
 {
+	const struct pq_api *pq = &be(st)->pq;
 	struct pg_be *b = be(st);
 	PGresult *res;
 
@@ -470,7 +524,7 @@ rollback(struct sotp_store *st)
 		return;
 	}
 	/* Idle: nothing open (or the connection is gone with it). */
-	switch (PQtransactionStatus(b->conn)) {
+	switch (pq->PQtransactionStatus(b->conn)) {
 	case PQTRANS_INTRANS:
 	case PQTRANS_INERROR:
 		break;
@@ -480,16 +534,16 @@ rollback(struct sotp_store *st)
 	}
 	if (b->depth > 1) {
 		/* Also clears an aborted state back to the caller's work. */
-		res = PQexec(b->conn, "ROLLBACK TO SAVEPOINT sotp");
-		PQclear(res);
-		res = PQexec(b->conn, "RELEASE SAVEPOINT sotp");
-		PQclear(res);
+		res = pq->PQexec(b->conn, "ROLLBACK TO SAVEPOINT sotp");
+		pq->PQclear(res);
+		res = pq->PQexec(b->conn, "RELEASE SAVEPOINT sotp");
+		pq->PQclear(res);
 		b->depth--;
 		return;
 	}
 	b->depth = 0;
-	res = PQexec(b->conn, "ROLLBACK");
-	PQclear(res);
+	res = pq->PQexec(b->conn, "ROLLBACK");
+	pq->PQclear(res);
 }
 
 /*
@@ -500,13 +554,14 @@ rollback(struct sotp_store *st)
 static int
 begin(struct sotp_store *st, const char *op)
 {
+	const struct pq_api *pq = &be(st)->pq;
 	struct pg_be *b = be(st);
 	int rc;
 
 	if ((rc = check_conn(st, op)) != SOTP_OK)
 		return rc;
 	b->just_committed = 0;
-	if (b->depth > 0 && PQtransactionStatus(b->conn) != PQTRANS_IDLE) {
+	if (b->depth > 0 && pq->PQtransactionStatus(b->conn) != PQTRANS_IDLE) {
 		if ((rc = exec_sql(st, op, "SAVEPOINT sotp")) != SOTP_OK)
 			return rc;
 	} else {
@@ -522,6 +577,7 @@ begin(struct sotp_store *st, const char *op)
 static int
 commit(struct sotp_store *st, const char *op)
 {
+	const struct pq_api *pq = &be(st)->pq;
 	struct pg_be *b = be(st);
 	PGresult *res;
 	int rc;
@@ -535,21 +591,22 @@ commit(struct sotp_store *st, const char *op)
 		 * COMMIT of an aborted transaction "succeeds" as a ROLLBACK;
 		 * only the command tag tells them apart.
 		 */
-		res = PQexec(b->conn, "COMMIT");
-		if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
+		res = pq->PQexec(b->conn, "COMMIT");
+		if (res == NULL ||
+		    pq->PQresultStatus(res) != PGRES_COMMAND_OK) {
 			rc = db_fail(st, op, res);
-			PQclear(res);
+			pq->PQclear(res);
 			return rc;
 		}
-		if (strcmp(PQcmdStatus(res), "COMMIT") != 0) {
-			PQclear(res);
+		if (strcmp(pq->PQcmdStatus(res), "COMMIT") != 0) {
+			pq->PQclear(res);
 			b->depth = 0;
 			sotp_store_seterr(st,
 			    "postgresql %s: %s: transaction was rolled back",
 			    b->name, op);
 			return SOTP_ERR_STORE;
 		}
-		PQclear(res);
+		pq->PQclear(res);
 	}
 	b->depth--;
 	b->just_committed = 1;
@@ -566,6 +623,7 @@ static int
 exec_guarded(struct sotp_store *st, enum stmt_id id, const char *op,
     const struct params *p)
 {
+	const struct pq_api *pq = &be(st)->pq;
 	struct pg_be *b = be(st);
 	PGresult *res = NULL;
 	int nested = b->depth > 0;
@@ -576,7 +634,7 @@ exec_guarded(struct sotp_store *st, enum stmt_id id, const char *op,
 	if (nested && (rc = begin(st, op)) != SOTP_OK)
 		return rc;
 	rc = exec_stmt(st, id, op, p, &res);
-	PQclear(res);
+	pq->PQclear(res);
 	if (nested) {
 		if (rc == SOTP_OK)
 			rc = commit(st, op);
@@ -590,16 +648,17 @@ exec_guarded(struct sotp_store *st, enum stmt_id id, const char *op,
 /* ---- Row readers (binary results) ---- */
 
 static int
-col_text(const PGresult *res, int row, int col, char *dst, size_t dstsz)
+col_text(const struct pq_api *pq, const PGresult *res, int row, int col,
+    char *dst, size_t dstsz)
 {
 	const char *v;
 	int n;
 
 	dst[0] = '\0';
-	if (PQgetisnull(res, row, col))
+	if (pq->PQgetisnull(res, row, col))
 		return 0;
-	v = PQgetvalue(res, row, col);
-	n = PQgetlength(res, row, col);
+	v = pq->PQgetvalue(res, row, col);
+	n = pq->PQgetlength(res, row, col);
 	if (n < 0 || (size_t)n >= dstsz || memchr(v, '\0', (size_t)n) != NULL)
 		return -1;
 	memcpy(dst, v, (size_t)n);
@@ -608,36 +667,37 @@ col_text(const PGresult *res, int row, int col, char *dst, size_t dstsz)
 }
 
 static int
-col_blob(const PGresult *res, int row, int col, uint8_t *dst, size_t dstsz,
-    size_t *len)
+col_blob(const struct pq_api *pq, const PGresult *res, int row, int col,
+    uint8_t *dst, size_t dstsz, size_t *len)
 {
 	int n;
 
 	*len = 0;
-	if (PQgetisnull(res, row, col))
+	if (pq->PQgetisnull(res, row, col))
 		return 0;
-	n = PQgetlength(res, row, col);
+	n = pq->PQgetlength(res, row, col);
 	if (n <= 0 || (size_t)n > dstsz)
 		return -1;
-	memcpy(dst, PQgetvalue(res, row, col), (size_t)n);
+	memcpy(dst, pq->PQgetvalue(res, row, col), (size_t)n);
 	*len = (size_t)n;
 	return 0;
 }
 
 /* A BIGINT column within [min, max]; NULL reads as 0. */
 static int
-col_int(const PGresult *res, int row, int col, int64_t min, int64_t max,
-    int64_t *out)
+col_int(const struct pq_api *pq, const PGresult *res, int row, int col,
+    int64_t min, int64_t max, int64_t *out)
 {
 	uint64_t u;
 	int64_t v;
 
 	*out = 0;
-	if (PQgetisnull(res, row, col))
+	if (pq->PQgetisnull(res, row, col))
 		return min <= 0 && 0 <= max ? 0 : -1;
-	if (PQftype(res, col) != OID_INT8 || PQgetlength(res, row, col) != 8)
+	if (pq->PQftype(res, col) != OID_INT8 ||
+	    pq->PQgetlength(res, row, col) != 8)
 		return -1;
-	memcpy(&u, PQgetvalue(res, row, col), sizeof(u));
+	memcpy(&u, pq->PQgetvalue(res, row, col), sizeof(u));
 	u = be64toh(u);
 	memcpy(&v, &u, sizeof(v));
 	if (v < min || v > max)
@@ -648,48 +708,49 @@ col_int(const PGresult *res, int row, int col, int64_t min, int64_t max,
 
 /* A TEXT column as a pointer valid until PQclear; NULL reads "". */
 static const char *
-col_str(const PGresult *res, int row, int col)
+col_str(const struct pq_api *pq, const PGresult *res, int row, int col)
 {
-	if (PQgetisnull(res, row, col))
+	if (pq->PQgetisnull(res, row, col))
 		return "";
-	return PQgetvalue(res, row, col);
+	return pq->PQgetvalue(res, row, col);
 }
 
 static int
 row_token(struct sotp_store *st, const PGresult *res, int row, const char *op,
     struct sotp_token_rec *t)
 {
+	const struct pq_api *pq = &be(st)->pq;
 	int64_t v;
 
 	memset(t, 0, sizeof(*t));
-	if (col_text(res, row, 0, t->serial, sizeof(t->serial)) != 0)
+	if (col_text(pq, res, row, 0, t->serial, sizeof(t->serial)) != 0)
 		return corrupt(st, op, "serial");
-	if (col_text(res, row, 1, t->kind, sizeof(t->kind)) != 0)
+	if (col_text(pq, res, row, 1, t->kind, sizeof(t->kind)) != 0)
 		return corrupt(st, op, "kind");
-	if (col_blob(res, row, 2, t->secret, sizeof(t->secret),
+	if (col_blob(pq, res, row, 2, t->secret, sizeof(t->secret),
 	        &t->secret_len) != 0 ||
 	    t->secret_len == 0)
 		return corrupt(st, op, "secret");
-	if (col_int(res, row, 3, SOTP_ALG_SHA1, SOTP_ALG_SHA512, &v) != 0)
+	if (col_int(pq, res, row, 3, SOTP_ALG_SHA1, SOTP_ALG_SHA512, &v) != 0)
 		return corrupt(st, op, "algorithm");
 	t->alg = (enum sotp_alg)v;
-	if (col_int(res, row, 4, 0, UINT_MAX, &v) != 0)
+	if (col_int(pq, res, row, 4, 0, UINT_MAX, &v) != 0)
 		return corrupt(st, op, "digits");
 	t->digits = (unsigned int)v;
-	if (col_int(res, row, 5, 0, UINT_MAX, &v) != 0)
+	if (col_int(pq, res, row, 5, 0, UINT_MAX, &v) != 0)
 		return corrupt(st, op, "period");
 	t->period = (unsigned int)v;
-	if (col_int(res, row, 6, -1, INT64_MAX, &t->last_step) != 0)
+	if (col_int(pq, res, row, 6, -1, INT64_MAX, &t->last_step) != 0)
 		return corrupt(st, op, "last_step");
-	if (col_int(res, row, 7, INT_MIN, INT_MAX, &v) != 0)
+	if (col_int(pq, res, row, 7, INT_MIN, INT_MAX, &v) != 0)
 		return corrupt(st, op, "drift");
 	t->drift = (int)v;
-	if (col_int(res, row, 8, 0, 1, &v) != 0)
+	if (col_int(pq, res, row, 8, 0, 1, &v) != 0)
 		return corrupt(st, op, "disabled");
 	t->disabled = (int)v;
-	if (col_int(res, row, 9, INT64_MIN, INT64_MAX, &t->created) != 0)
+	if (col_int(pq, res, row, 9, INT64_MIN, INT64_MAX, &t->created) != 0)
 		return corrupt(st, op, "created");
-	if (col_text(res, row, 10, t->contract, sizeof(t->contract)) != 0)
+	if (col_text(pq, res, row, 10, t->contract, sizeof(t->contract)) != 0)
 		return corrupt(st, op, "contracts.id");
 	return SOTP_OK;
 }
@@ -698,29 +759,31 @@ static int
 row_contract(struct sotp_store *st, const PGresult *res, int row,
     const char *op, struct sotp_contract_rec *c)
 {
+	const struct pq_api *pq = &be(st)->pq;
 	int64_t v;
 
 	memset(c, 0, sizeof(*c));
-	if (col_text(res, row, 0, c->id, sizeof(c->id)) != 0)
+	if (col_text(pq, res, row, 0, c->id, sizeof(c->id)) != 0)
 		return corrupt(st, op, "id");
-	if (col_text(res, row, 1, c->pwhash, sizeof(c->pwhash)) != 0)
+	if (col_text(pq, res, row, 1, c->pwhash, sizeof(c->pwhash)) != 0)
 		return corrupt(st, op, "pwhash");
-	if (col_int(res, row, 2, SOTP_LOGIN_NONE, SOTP_LOGIN_CARD, &v) != 0)
+	if (col_int(pq, res, row, 2, SOTP_LOGIN_NONE, SOTP_LOGIN_CARD, &v) != 0)
 		return corrupt(st, op, "login");
 	c->login = (enum sotp_login)v;
-	if (col_text(res, row, 3, c->serial, sizeof(c->serial)) != 0)
+	if (col_text(pq, res, row, 3, c->serial, sizeof(c->serial)) != 0)
 		return corrupt(st, op, "serial");
-	if (col_blob(res, row, 4, c->card, sizeof(c->card), &c->card_len) != 0)
+	if (col_blob(pq, res, row, 4, c->card, sizeof(c->card), &c->card_len) !=
+	    0)
 		return corrupt(st, op, "card");
-	if (col_int(res, row, 5, 0, UINT_MAX, &v) != 0)
+	if (col_int(pq, res, row, 5, 0, UINT_MAX, &v) != 0)
 		return corrupt(st, op, "failures");
 	c->failures = (unsigned int)v;
-	if (col_int(res, row, 6, -1, INT64_MAX, &c->locked_until) != 0)
+	if (col_int(pq, res, row, 6, -1, INT64_MAX, &c->locked_until) != 0)
 		return corrupt(st, op, "locked_until");
-	if (col_int(res, row, 7, 0, 1, &v) != 0)
+	if (col_int(pq, res, row, 7, 0, 1, &v) != 0)
 		return corrupt(st, op, "closed");
 	c->closed = (int)v;
-	if (col_int(res, row, 8, INT64_MIN, INT64_MAX, &c->created) != 0)
+	if (col_int(pq, res, row, 8, INT64_MIN, INT64_MAX, &c->created) != 0)
 		return corrupt(st, op, "created");
 	return SOTP_OK;
 }
@@ -730,14 +793,15 @@ static int
 read_one(struct sotp_store *st, enum stmt_id id, const char *op,
     const char *key, PGresult **out)
 {
+	const struct pq_api *pq = &be(st)->pq;
 	struct params p = {.n = 0};
 	int rc;
 
 	p_text(&p, key);
 	if ((rc = exec_stmt(st, id, op, &p, out)) != SOTP_OK)
 		return rc;
-	if (PQntuples(*out) == 0) {
-		PQclear(*out);
+	if (pq->PQntuples(*out) == 0) {
+		pq->PQclear(*out);
 		*out = NULL;
 		return SOTP_ERR_NOT_FOUND;
 	}
@@ -748,12 +812,13 @@ static int
 read_token(struct sotp_store *st, const char *op, const char *serial,
     struct sotp_token_rec *out)
 {
+	const struct pq_api *pq = &be(st)->pq;
 	PGresult *res = NULL;
 	int rc;
 
 	if ((rc = read_one(st, S_TOKEN_GET, op, serial, &res)) == SOTP_OK)
 		rc = row_token(st, res, 0, op, out);
-	PQclear(res);
+	pq->PQclear(res);
 	return rc;
 }
 
@@ -762,6 +827,7 @@ static int
 read_contract(struct sotp_store *st, const char *op, const char *id, int lock,
     struct sotp_contract_rec *out)
 {
+	const struct pq_api *pq = &be(st)->pq;
 	PGresult *res = NULL;
 	int rc;
 
@@ -769,7 +835,7 @@ read_contract(struct sotp_store *st, const char *op, const char *id, int lock,
 	    read_one(st, lock ? S_CONTRACT_LOCK : S_CONTRACT_GET, op, id, &res);
 	if (rc == SOTP_OK)
 		rc = row_contract(st, res, 0, op, out);
-	PQclear(res);
+	pq->PQclear(res);
 	return rc;
 }
 
@@ -780,6 +846,7 @@ static int
 query_int(struct sotp_store *st, const char *op, const char *sql, int64_t *out,
     int *rows)
 {
+	const struct pq_api *pq = &be(st)->pq;
 	PGresult *res;
 	const char *v;
 	char *end;
@@ -787,20 +854,20 @@ query_int(struct sotp_store *st, const char *op, const char *sql, int64_t *out,
 
 	*out = 0;
 	*rows = 0;
-	res = PQexec(be(st)->conn, sql);
-	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+	res = pq->PQexec(be(st)->conn, sql);
+	if (res == NULL || pq->PQresultStatus(res) != PGRES_TUPLES_OK) {
 		rc = db_fail(st, op, res);
 		goto out;
 	}
-	*rows = PQntuples(res);
-	if (*rows > 0 && !PQgetisnull(res, 0, 0)) {
-		v = PQgetvalue(res, 0, 0);
+	*rows = pq->PQntuples(res);
+	if (*rows > 0 && !pq->PQgetisnull(res, 0, 0)) {
+		v = pq->PQgetvalue(res, 0, 0);
 		*out = strtoll(v, &end, 10);
 		if (end == v || *end != '\0')
 			rc = corrupt(st, op, "(query)");
 	}
 out:
-	PQclear(res);
+	pq->PQclear(res);
 	return rc;
 }
 
@@ -906,8 +973,9 @@ redact(char *s, const char *secret)
 static void
 set_name(struct pg_be *b)
 {
-	const char *host = PQhost(b->conn), *port = PQport(b->conn);
-	const char *db = PQdb(b->conn), *user = PQuser(b->conn);
+	const struct pq_api *pq = &b->pq;
+	const char *host = pq->PQhost(b->conn), *port = pq->PQport(b->conn);
+	const char *db = pq->PQdb(b->conn), *user = pq->PQuser(b->conn);
 
 	snprintf(b->name, sizeof(b->name), "host=%s port=%s dbname=%s user=%s",
 	    host != NULL && host[0] != '\0' ? host : "(default)",
@@ -926,9 +994,42 @@ ignore_notice(void *arg, const char *message)
 	(void)message;
 }
 
+/*
+ * Fills b->pq from libpq, loaded on first use. RTLD_NODELETE keeps it
+ * mapped after the last handle closes: unloading a library that holds
+ * thread-local state (libpq's Kerberos and TLS dependencies do) under a
+ * running host is asking for trouble, and the next open would map it
+ * again anyway.
+ */
+static int
+load_libpq(struct sotp_store *st, struct pg_be *b)
+{
+	const char *missing = NULL;
+
+	b->dl = dlopen(LIBPQ_SONAME, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+	if (b->dl == NULL) {
+		sotp_store_seterr(st, "postgresql: cannot load %s: %s",
+		    LIBPQ_SONAME, dlerror());
+		return SOTP_ERR_STORE_UNAVAILABLE;
+	}
+#define PQ_LOAD(f)                                                             \
+	if ((*(void **)(void *)&b->pq.f = dlsym(b->dl, #f)) == NULL &&         \
+	    missing == NULL)                                                   \
+		missing = #f;
+	PQ_FUNCS(PQ_LOAD)
+#undef PQ_LOAD
+	if (missing != NULL) {
+		sotp_store_seterr(
+		    st, "postgresql: %s lacks %s", LIBPQ_SONAME, missing);
+		return SOTP_ERR_STORE_UNAVAILABLE;
+	}
+	return SOTP_OK;
+}
+
 static int
 pg_open(struct sotp_store *st, const char *target, int create)
 {
+	const struct pq_api *pq = NULL;
 	struct pg_be *b = NULL;
 	PQconninfoOption *opts = NULL, *o;
 	char *conninfo = NULL, *perr = NULL, *password = NULL;
@@ -941,6 +1042,9 @@ pg_open(struct sotp_store *st, const char *target, int create)
 		return SOTP_ERR_NOMEM;
 	st->be = b;
 	snprintf(b->name, sizeof(b->name), "(not connected)");
+	if ((rc = load_libpq(st, b)) != SOTP_OK)
+		return rc;
+	pq = &b->pq;
 	/* "//host/db" is a URI whatever its scheme was; else key=value. */
 	n = strlen(target) + sizeof("postgresql:");
 	if ((conninfo = malloc(n)) == NULL) {
@@ -953,7 +1057,7 @@ pg_open(struct sotp_store *st, const char *target, int create)
 	 * Parse first, without libpq's message: it quotes the offending
 	 * token back, and that token may be (part of) the password.
 	 */
-	if ((opts = PQconninfoParse(conninfo, &perr)) == NULL) {
+	if ((opts = pq->PQconninfoParse(conninfo, &perr)) == NULL) {
 		sotp_store_seterr(st, "postgresql store URL is malformed");
 		rc = perr == NULL ? SOTP_ERR_NOMEM : SOTP_ERR_CONFIG;
 		goto out;
@@ -973,15 +1077,15 @@ pg_open(struct sotp_store *st, const char *target, int create)
 	vals[2] = conninfo;
 	keys[3] = NULL;
 	vals[3] = NULL;
-	if ((b->conn = PQconnectdbParams(keys, vals, 1)) == NULL) {
+	if ((b->conn = pq->PQconnectdbParams(keys, vals, 1)) == NULL) {
 		rc = SOTP_ERR_NOMEM;
 		goto out;
 	}
-	PQsetNoticeProcessor(b->conn, ignore_notice, NULL);
+	pq->PQsetNoticeProcessor(b->conn, ignore_notice, NULL);
 	set_name(b);
 	redact(b->name, password);
-	if (PQstatus(b->conn) != CONNECTION_OK) {
-		first_line(PQerrorMessage(b->conn), msg, sizeof(msg));
+	if (pq->PQstatus(b->conn) != CONNECTION_OK) {
+		first_line(pq->PQerrorMessage(b->conn), msg, sizeof(msg));
 		redact(msg, password);
 		sotp_store_seterr(
 		    st, "postgresql %s: cannot connect: %s", b->name, msg);
@@ -1000,12 +1104,13 @@ out:
 		sotp_free_string(password);
 	if (conninfo != NULL)
 		sotp_free_string(conninfo);
-	PQfreemem(perr);
+	if (perr != NULL)
+		pq->PQfreemem(perr);
 	if (opts != NULL) {
 		for (o = opts; o->keyword != NULL; o++)
 			if (o->val != NULL)
 				sotp_wipe(o->val, strlen(o->val));
-		PQconninfoFree(opts);
+		pq->PQconninfoFree(opts);
 	}
 	return rc;
 }
@@ -1017,7 +1122,11 @@ pg_close(struct sotp_store *st)
 
 	if (b == NULL)
 		return;
-	PQfinish(b->conn);
+	if (b->conn != NULL)
+		b->pq.PQfinish(b->conn);
+	/* RTLD_NODELETE: libpq stays mapped, as a linked library would. */
+	if (b->dl != NULL)
+		dlclose(b->dl);
 	free(b);
 	st->be = NULL;
 }
@@ -1061,6 +1170,7 @@ static int
 pg_token_list(struct sotp_store *st, int unassigned_only, sotp_token_rec_cb *cb,
     void *arg)
 {
+	const struct pq_api *pq = &be(st)->pq;
 	const char *op = "token_list";
 	struct sotp_token_rec t;
 	struct params p = {.n = 0};
@@ -1074,7 +1184,7 @@ pg_token_list(struct sotp_store *st, int unassigned_only, sotp_token_rec_cb *cb,
 	         unassigned_only ? S_TOKEN_LIST_FREE : S_TOKEN_LIST, op, &p,
 	         &res)) != SOTP_OK)
 		goto out;
-	for (i = 0; i < PQntuples(res); i++) {
+	for (i = 0; i < pq->PQntuples(res); i++) {
 		if ((rc = row_token(st, res, i, op, &t)) != SOTP_OK)
 			goto out;
 		/* A negative return is an rc to pass on; positive stops. */
@@ -1086,7 +1196,7 @@ pg_token_list(struct sotp_store *st, int unassigned_only, sotp_token_rec_cb *cb,
 	}
 	rc = SOTP_OK;
 out:
-	PQclear(res);
+	pq->PQclear(res);
 	sotp_wipe(&t, sizeof(t));
 	return rc;
 }
@@ -1295,6 +1405,7 @@ static int
 pg_fail(struct sotp_store *st, const char *contract, unsigned int threshold,
     int64_t lock_value, unsigned int *failures, int64_t *locked_until)
 {
+	const struct pq_api *pq = &be(st)->pq;
 	const char *op = "fail";
 	struct params p = {.n = 0};
 	PGresult *res = NULL;
@@ -1308,15 +1419,15 @@ pg_fail(struct sotp_store *st, const char *contract, unsigned int threshold,
 	p_int(&p, lock_value);
 	if ((rc = exec_stmt(st, S_CONTRACT_FAIL, op, &p, &res)) != SOTP_OK)
 		goto out;
-	if (PQntuples(res) != 1) {
+	if (pq->PQntuples(res) != 1) {
 		rc = SOTP_ERR_NOT_FOUND;
 		goto out;
 	}
-	if (col_int(res, 0, 0, 0, UINT_MAX, &n) != 0) {
+	if (col_int(pq, res, 0, 0, 0, UINT_MAX, &n) != 0) {
 		rc = corrupt(st, op, "failures");
 		goto out;
 	}
-	if (col_int(res, 0, 1, -1, INT64_MAX, &lock) != 0) {
+	if (col_int(pq, res, 0, 1, -1, INT64_MAX, &lock) != 0) {
 		rc = corrupt(st, op, "locked_until");
 		goto out;
 	}
@@ -1324,7 +1435,7 @@ pg_fail(struct sotp_store *st, const char *contract, unsigned int threshold,
 	*locked_until = lock;
 	rc = SOTP_OK;
 out:
-	PQclear(res);
+	pq->PQclear(res);
 	return rc;
 }
 
@@ -1356,6 +1467,7 @@ pg_bind(struct sotp_store *st, const char *contract, const char *serial,
     enum sotp_login login, int64_t step, int drift,
     enum sotp_bind_result *result)
 {
+	const struct pq_api *pq = &be(st)->pq;
 	const char *op = "bind";
 	struct sotp_contract_rec c;
 	struct sotp_token_rec t;
@@ -1375,7 +1487,7 @@ pg_bind(struct sotp_store *st, const char *contract, const char *serial,
 	 * committed while we waited.
 	 */
 	rc = read_one(st, S_TOKEN_LOCK, op, serial, &res);
-	PQclear(res);
+	pq->PQclear(res);
 	if (rc != SOTP_OK && rc != SOTP_ERR_NOT_FOUND)
 		goto out;
 	have_token = rc == SOTP_OK;
@@ -1466,6 +1578,7 @@ static int
 pg_state_use(struct sotp_store *st, const uint8_t *id, int64_t expires,
     int64_t now, int *fresh)
 {
+	const struct pq_api *pq = &be(st)->pq;
 	const char *op = "state_use";
 	struct params p = {.n = 0};
 	PGresult *res = NULL;
@@ -1477,20 +1590,20 @@ pg_state_use(struct sotp_store *st, const uint8_t *id, int64_t expires,
 	p_int(&p, now);
 	if ((rc = exec_stmt(st, S_STATE_PURGE, op, &p, &res)) != SOTP_OK)
 		goto out;
-	PQclear(res);
+	pq->PQclear(res);
 	res = NULL;
 	memset(&p, 0, sizeof(p));
 	p_blob(&p, id, SOTP_STORE_STATE_ID_LEN);
 	p_int(&p, expires);
 	if ((rc = exec_stmt(st, S_STATE_INSERT, op, &p, &res)) != SOTP_OK)
 		goto out;
-	inserted = changes(res);
+	inserted = changes(pq, res);
 	if ((rc = commit(st, op)) != SOTP_OK)
 		goto out;
 	*fresh = inserted == 1;
 	rc = SOTP_OK;
 out:
-	PQclear(res);
+	pq->PQclear(res);
 	rollback(st);
 	return rc;
 }
@@ -1500,6 +1613,7 @@ out:
 static int
 pg_audit_add(struct sotp_store *st, const struct sotp_audit_rec *r)
 {
+	const struct pq_api *pq = &be(st)->pq;
 	const char *op = "audit_add";
 	struct params p = {.n = 0};
 	PGresult *res = NULL;
@@ -1516,7 +1630,7 @@ pg_audit_add(struct sotp_store *st, const struct sotp_audit_rec *r)
 	p_int(&p, r->reason);
 	p_text(&p, r->detail);
 	rc = exec_stmt(st, S_AUDIT_ADD, op, &p, &res);
-	PQclear(res);
+	pq->PQclear(res);
 	return rc;
 }
 
@@ -1524,6 +1638,7 @@ static int
 pg_audit_list(struct sotp_store *st, const char *contract, int64_t since,
     int64_t until, sotp_audit_cb *cb, void *arg)
 {
+	const struct pq_api *pq = &be(st)->pq;
 	const char *op = "audit_list";
 	struct sotp_audit_row r;
 	struct params p = {.n = 0};
@@ -1542,24 +1657,24 @@ pg_audit_list(struct sotp_store *st, const char *contract, int64_t since,
 	         contract != NULL ? S_AUDIT_LIST_CONTRACT : S_AUDIT_LIST, op,
 	         &p, &res)) != SOTP_OK)
 		goto out;
-	for (i = 0; i < PQntuples(res); i++) {
+	for (i = 0; i < pq->PQntuples(res); i++) {
 		memset(&r, 0, sizeof(r));
-		if (col_int(res, i, 0, INT64_MIN, INT64_MAX, &r.id) != 0 ||
-		    col_int(res, i, 1, INT64_MIN, INT64_MAX, &r.ts) != 0) {
+		if (col_int(pq, res, i, 0, INT64_MIN, INT64_MAX, &r.id) != 0 ||
+		    col_int(pq, res, i, 1, INT64_MIN, INT64_MAX, &r.ts) != 0) {
 			rc = corrupt(st, op, "id/ts");
 			goto out;
 		}
-		r.action = col_str(res, i, 2);
-		r.contract = col_str(res, i, 3);
-		r.serial = col_str(res, i, 4);
-		r.context = col_str(res, i, 5);
-		r.verdict = col_str(res, i, 6);
-		if (col_int(res, i, 7, INT_MIN, INT_MAX, &v) != 0) {
+		r.action = col_str(pq, res, i, 2);
+		r.contract = col_str(pq, res, i, 3);
+		r.serial = col_str(pq, res, i, 4);
+		r.context = col_str(pq, res, i, 5);
+		r.verdict = col_str(pq, res, i, 6);
+		if (col_int(pq, res, i, 7, INT_MIN, INT_MAX, &v) != 0) {
 			rc = corrupt(st, op, "reason");
 			goto out;
 		}
 		r.reason = (int)v;
-		r.detail = col_str(res, i, 8);
+		r.detail = col_str(pq, res, i, 8);
 		if ((rc = cb(arg, &r)) != 0) {
 			if (rc > 0)
 				rc = SOTP_OK;
@@ -1568,7 +1683,7 @@ pg_audit_list(struct sotp_store *st, const char *contract, int64_t since,
 	}
 	rc = SOTP_OK;
 out:
-	PQclear(res);
+	pq->PQclear(res);
 	return rc;
 }
 
