@@ -59,3 +59,68 @@ conf_path() {
 totp_alg() {
 	oathtool --totp="$1" -d "$2" -b --now "@$(($(date +%s) + ${4:-0}))" "$3"
 }
+
+# The gate: this shell holds an exclusive lock; both racers wait for a
+# shared one and are released together when it is dropped.
+race() { # race CONTRACT CODE: prints the two exit codes
+	exec 9>"$LOCK"
+	flock -x 9
+	flock -s "$LOCK" "$CLI" verify "$1" --otp "$2" >"$SB/r1" 2>&1 &
+	p1=$!
+	flock -s "$LOCK" "$CLI" verify "$1" --otp "$2" >"$SB/r2" 2>&1 &
+	p2=$!
+	sleep 0.05
+	flock -u 9
+	exec 9>&-
+	wait "$p1"
+	e1=$?
+	wait "$p2"
+	e2=$?
+	echo "$e1 $e2"
+}
+
+# race_rounds N PREFIX: N rounds, each with a fresh token bound to its own
+# contract PREFIXi; two processes verify the same new code at the same
+# instant. Checks exactly one accept per round, the loser REPLAYED.
+race_rounds() {
+	_rounds=$1
+	_pfx=$2
+	LOCK=$SB/gate
+	check "token generate --count $_rounds" cli token generate --count "$_rounds"
+	cp "$OUT" "$SB/tokens"
+	check "one serial and URI per line" test "$(grep -c ' otpauth://totp/' "$SB/tokens")" -eq "$_rounds"
+
+	bad=0
+	replayed=0
+	i=0
+	while read -r serial uri; do
+		i=$((i + 1))
+		s=$(echo "$uri" | sed 's/.*[?&]secret=\([A-Z2-7]*\).*/\1/')
+		# Bind and race inside one 30 s step: a bind that lands in the next
+		# step teaches the token a drift of -1, and the racers' code (one
+		# step ahead) would then fall outside the window for both.
+		fresh_step 3
+		if ! clin "pw-$i" contract add "$_pfx$i" ||
+		    ! cli contract bind "$_pfx$i" --serial "$serial" --otp "$(totp "$s")"; then
+			bad=$((bad + 1))
+			echo "# round $i: provision"
+			sed 's/^/#   /' "$ERR"
+			continue
+		fi
+		r=$(race "$_pfx$i" "$(totp "$s" 30)")
+		case "$r" in
+		"0 1" | "1 0")
+			grep -q '(REPLAYED)' "$SB/r1" "$SB/r2" && replayed=$((replayed + 1))
+			;;
+		*)
+			bad=$((bad + 1))
+			echo "# round $i: exits $r"
+			sed 's/^/#   /' "$SB/r1" "$SB/r2"
+			;;
+		esac
+	done <"$SB/tokens"
+	check "$i rounds, exactly one accept each ($bad bad)" \
+	    test "$bad" -eq 0 -a "$i" -eq "$_rounds"
+	check "the loser was refused as REPLAYED ($replayed/$_rounds)" \
+	    test "$replayed" -eq "$_rounds"
+}

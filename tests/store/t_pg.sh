@@ -15,7 +15,6 @@ PGCTL="$TOP/scripts/pg-test-server.sh"
 OUT=$SB/out
 ERR=$SB/err
 ROUNDS=${PG_RACE_ROUNDS:-50}
-LOCK=$SB/gate
 cleanup() {
 	sh "$PGCTL" stop "$PGDIR" >/dev/null 2>&1
 	rm -rf "$SB" "$PGDIR"
@@ -68,56 +67,7 @@ check "unbind" cli contract unbind PGC1
 check "close after unbind" cli contract close PGC1
 
 # -- two processes, one code: exactly one accept, as with SQLite --
-race() { # race CONTRACT CODE: prints the two exit codes
-	exec 9>"$LOCK"
-	flock -x 9
-	flock -s "$LOCK" "$CLI" verify "$1" --otp "$2" >"$SB/r1" 2>&1 &
-	p1=$!
-	flock -s "$LOCK" "$CLI" verify "$1" --otp "$2" >"$SB/r2" 2>&1 &
-	p2=$!
-	sleep 0.05
-	flock -u 9
-	exec 9>&-
-	wait "$p1"
-	e1=$?
-	wait "$p2"
-	e2=$?
-	echo "$e1 $e2"
-}
-
-check "token generate --count $ROUNDS" cli token generate --count "$ROUNDS"
-cp "$OUT" "$SB/tokens"
-bad=0
-replayed=0
-i=0
-while read -r serial uri; do
-	i=$((i + 1))
-	s=$(echo "$uri" | sed 's/.*[?&]secret=\([A-Z2-7]*\).*/\1/')
-	# Bind and race inside one step (see tests/cli/t_race.sh).
-	fresh_step 3
-	if ! clin "pw-$i" contract add "R$i" ||
-	    ! cli contract bind "R$i" --serial "$serial" --otp "$(totp "$s")"; then
-		bad=$((bad + 1))
-		echo "# round $i: provision"
-		sed 's/^/#   /' "$ERR"
-		continue
-	fi
-	r=$(race "R$i" "$(totp "$s" 30)")
-	case "$r" in
-	"0 1" | "1 0")
-		grep -q '(REPLAYED)' "$SB/r1" "$SB/r2" && replayed=$((replayed + 1))
-		;;
-	*)
-		bad=$((bad + 1))
-		echo "# round $i: exits $r"
-		sed 's/^/#   /' "$SB/r1" "$SB/r2"
-		;;
-	esac
-done <"$SB/tokens"
-check "$i rounds, exactly one accept each ($bad bad)" \
-    test "$bad" -eq 0 -a "$i" -eq "$ROUNDS"
-check "the loser was refused as REPLAYED ($replayed/$ROUNDS)" \
-    test "$replayed" -eq "$ROUNDS"
+race_rounds "$ROUNDS" R
 
 # -- the server goes away: fail closed, name the server, no accept --
 sh "$PGCTL" stop "$PGDIR" >/dev/null 2>&1
