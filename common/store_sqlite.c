@@ -574,23 +574,40 @@ row_contract(struct sotp_store *st, sqlite3_stmt *s, const char *op,
 	return SOTP_OK;
 }
 
-/* One token by serial: SOTP_OK, SOTP_ERR_NOT_FOUND or an error. */
+/* Decodes the current row of s into a record. */
+typedef int row_fn(
+    struct sotp_store *st, sqlite3_stmt *s, const char *op, void *out);
+
 static int
-read_token(struct sotp_store *st, const char *op, const char *serial,
-    struct sotp_token_rec *out)
+row_token_fn(struct sotp_store *st, sqlite3_stmt *s, const char *op, void *out)
+{
+	return row_token(st, s, op, out);
+}
+
+static int
+row_contract_fn(
+    struct sotp_store *st, sqlite3_stmt *s, const char *op, void *out)
+{
+	return row_contract(st, s, op, out);
+}
+
+/* One row by key: SOTP_OK, SOTP_ERR_NOT_FOUND or an error. */
+static int
+read_one(struct sotp_store *st, const char *op, enum stmt_id id,
+    const char *key, row_fn *row, void *out)
 {
 	sqlite3_stmt *s = NULL;
 	int rc, sqlrc;
 
-	if ((rc = stmt(st, S_TOKEN_GET, op, &s)) != SOTP_OK)
+	if ((rc = stmt(st, id, op, &s)) != SOTP_OK)
 		goto out;
-	if ((sqlrc = bind_text(s, 1, serial)) != SQLITE_OK) {
+	if ((sqlrc = bind_text(s, 1, key)) != SQLITE_OK) {
 		rc = db_fail(st, op, sqlrc);
 		goto out;
 	}
 	switch ((sqlrc = sqlite3_step(s))) {
 	case SQLITE_ROW:
-		rc = row_token(st, s, op, out);
+		rc = row(st, s, op, out);
 		break;
 	case SQLITE_DONE:
 		rc = SOTP_ERR_NOT_FOUND;
@@ -604,34 +621,18 @@ out:
 	return rc;
 }
 
-/* One contract by id: SOTP_OK, SOTP_ERR_NOT_FOUND or an error. */
+static int
+read_token(struct sotp_store *st, const char *op, const char *serial,
+    struct sotp_token_rec *out)
+{
+	return read_one(st, op, S_TOKEN_GET, serial, row_token_fn, out);
+}
+
 static int
 read_contract(struct sotp_store *st, const char *op, const char *id,
     struct sotp_contract_rec *out)
 {
-	sqlite3_stmt *s = NULL;
-	int rc, sqlrc;
-
-	if ((rc = stmt(st, S_CONTRACT_GET, op, &s)) != SOTP_OK)
-		goto out;
-	if ((sqlrc = bind_text(s, 1, id)) != SQLITE_OK) {
-		rc = db_fail(st, op, sqlrc);
-		goto out;
-	}
-	switch ((sqlrc = sqlite3_step(s))) {
-	case SQLITE_ROW:
-		rc = row_contract(st, s, op, out);
-		break;
-	case SQLITE_DONE:
-		rc = SOTP_ERR_NOT_FOUND;
-		break;
-	default:
-		rc = db_fail(st, op, sqlrc);
-		break;
-	}
-out:
-	done(s);
-	return rc;
+	return read_one(st, op, S_CONTRACT_GET, id, row_contract_fn, out);
 }
 
 /*
