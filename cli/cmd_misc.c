@@ -4,6 +4,7 @@
 #define _GNU_SOURCE /* strptime, timegm */
 #include "cli.h"
 
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,46 +44,11 @@ out:
 	return rc;
 }
 
-/*
- * Prints "LABEL: VALUE" for the policy line "KEY = VALUE", if present, or
- * with j, a "KEY":"VALUE" field.
- */
-static void
-print_setting(
-    struct cli_json *j, const char *dump, const char *key, const char *label)
-{
-	const char *p = dump, *v, *eol;
-	size_t klen = strlen(key);
-	char val[4096];
-	int n;
-
-	while (p != NULL && *p != '\0') {
-		eol = strchr(p, '\n');
-		if (strncmp(p, key, klen) == 0) {
-			v = p + klen;
-			v += strspn(v, " \t");
-			if (*v == '=') {
-				v += 1 + strspn(v + 1, " \t");
-				n = (int)(eol != NULL ? (size_t)(eol - v)
-				                      : strlen(v));
-				if (j == NULL) {
-					printf("%s: %.*s\n", label, n, v);
-					return;
-				}
-				snprintf(val, sizeof(val), "%.*s", n, v);
-				json_str(j, key, val);
-				return;
-			}
-		}
-		p = eol != NULL ? eol + 1 : NULL;
-	}
-}
-
 int
 cmd_init(struct cli *c, int argc, char **argv)
 {
-	struct cli_json j, *jp = NULL;
-	char *dump = NULL;
+	struct cli_json j;
+	char store[PATH_MAX + 64], key[PATH_MAX];
 	size_t npos;
 	int ex, rc;
 
@@ -90,22 +56,20 @@ cmd_init(struct cli *c, int argc, char **argv)
 		return ex;
 	if ((rc = sotp_init(c->ctx, c->config)) != SOTP_OK)
 		return cli_error(c, rc);
-	if (c->json) {
-		jp = &j;
-		json_begin(jp, stdout);
-		json_str(jp, "config", c->config);
-	} else {
-		printf("config: %s\n", c->config);
-	}
 	/* Where init put the key and the store is the policy's to say. */
-	if (sotp_ctx_load_policy(c->ctx, c->config) == SOTP_OK &&
-	    policy_text(c, &dump) == SOTP_OK) {
-		print_setting(jp, dump, "master_key", "master key");
-		print_setting(jp, dump, "store", "store");
+	if ((rc = sotp_policy_locations(
+	         c->ctx, store, sizeof(store), key, sizeof(key))) != SOTP_OK)
+		return cli_error(c, rc);
+	if (c->json) {
+		json_begin(&j, stdout);
+		json_str(&j, "config", c->config);
+		json_str(&j, "master_key", key);
+		json_str(&j, "store", store);
+		json_end(&j);
+	} else {
+		printf("config: %s\nmaster key: %s\nstore: %s\n", c->config,
+		    key, store);
 	}
-	if (jp != NULL)
-		json_end(jp);
-	free(dump);
 	return CLI_EXIT_OK;
 }
 

@@ -676,6 +676,21 @@ sotp_policy_context_for(
 }
 
 int
+sotp_policy_locations(const struct sotp_ctx *ctx, char *store, size_t storesz,
+    char *key, size_t keysz)
+{
+	if (ctx == NULL || store == NULL || key == NULL || storesz == 0 ||
+	    keysz == 0)
+		return SOTP_ERR_INVALID_ARG;
+	if (!ctx->have_policy)
+		return SOTP_ERR_CONFIG;
+	sotp_store_url_redact(ctx->pol.store, store, storesz);
+	if (sotp_strlcpy(key, ctx->pol.master_key, keysz) >= keysz)
+		return SOTP_ERR_BUFFER;
+	return SOTP_OK;
+}
+
+int
 sotp_policy_has_context(const struct sotp_ctx *ctx, const char *context)
 {
 	if (ctx == NULL || context == NULL)

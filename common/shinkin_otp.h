@@ -232,6 +232,12 @@ SOTP_EXPORT const char *sotp_ctx_errmsg(const struct sotp_ctx *ctx);
 SOTP_EXPORT int sotp_policy_dump(
     const struct sotp_ctx *ctx, char *buf, size_t bufsz);
 /*
+ * Where the loaded policy puts the store (URL, any password masked) and the
+ * master key (path), copied to store[storesz] and key[keysz].
+ */
+SOTP_EXPORT int sotp_policy_locations(const struct sotp_ctx *ctx, char *store,
+    size_t storesz, char *key, size_t keysz);
+/*
  * Maps a service name (PAM service, NAS-Identifier) to a context name via
  * the policy's service map. SOTP_ERR_NOT_FOUND if unmapped.
  */
