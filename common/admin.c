@@ -85,6 +85,26 @@ admin_end(struct sotp_ctx *ctx, struct sotp_decision *d, int rc)
 	return store_err(ctx, d, rc);
 }
 
+typedef int contract_change_fn(
+    struct sotp_ctx *ctx, const char *id, time_t now, struct sotp_decision *d);
+
+/* A contract change that decides on the contract read under its lock. */
+static int
+locked_change(struct sotp_ctx *ctx, const char *action, const char *id,
+    time_t now, struct sotp_decision *d, contract_change_fn *change)
+{
+	int rc;
+
+	if ((rc = ready(ctx, d)) != SOTP_OK)
+		return rc;
+	if (!sotp_id_valid(id))
+		return sotp_refuse(
+		    ctx, d, now, action, NULL, NULL, SOTP_R_UNKNOWN_CONTRACT);
+	if ((rc = admin_begin(ctx, d)) != SOTP_OK)
+		return rc;
+	return admin_end(ctx, d, change(ctx, id, now, d));
+}
+
 static int
 token_insert(struct sotp_ctx *ctx, const struct sotp_token_spec *spec,
     const uint8_t *secret, size_t len, time_t now, struct sotp_decision *d)
@@ -516,16 +536,8 @@ int
 sotp_contract_unbind(
     struct sotp_ctx *ctx, const char *id, time_t now, struct sotp_decision *d)
 {
-	int rc;
-
-	if ((rc = ready(ctx, d)) != SOTP_OK)
-		return rc;
-	if (!sotp_id_valid(id))
-		return sotp_refuse(ctx, d, now, "contract.unbind", NULL, NULL,
-		    SOTP_R_UNKNOWN_CONTRACT);
-	if ((rc = admin_begin(ctx, d)) != SOTP_OK)
-		return rc;
-	return admin_end(ctx, d, contract_unbind(ctx, id, now, d));
+	return locked_change(
+	    ctx, "contract.unbind", id, now, d, contract_unbind);
 }
 
 int
@@ -568,16 +580,7 @@ int
 sotp_contract_close(
     struct sotp_ctx *ctx, const char *id, time_t now, struct sotp_decision *d)
 {
-	int rc;
-
-	if ((rc = ready(ctx, d)) != SOTP_OK)
-		return rc;
-	if (!sotp_id_valid(id))
-		return sotp_refuse(ctx, d, now, "contract.close", NULL, NULL,
-		    SOTP_R_UNKNOWN_CONTRACT);
-	if ((rc = admin_begin(ctx, d)) != SOTP_OK)
-		return rc;
-	return admin_end(ctx, d, contract_close(ctx, id, now, d));
+	return locked_change(ctx, "contract.close", id, now, d, contract_close);
 }
 
 int

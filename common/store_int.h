@@ -85,6 +85,22 @@ enum sotp_stmt {
 	SOTP_Q_COUNT
 };
 
+/*
+ * The select lists every dialect shares: the columns, in the order the
+ * row decoders in store_ops.c read them (row_token, row_contract,
+ * audit_list_row).
+ */
+#define SOTP_SQL_TOKEN_SELECT                                                  \
+	"SELECT t.serial, t.kind, t.secret, t.algorithm, t.digits,"            \
+	" t.period, t.last_step, t.drift, t.disabled, t.created, c.id"         \
+	" FROM tokens t LEFT JOIN contracts c ON c.serial = t.serial"
+#define SOTP_SQL_CONTRACT_SELECT                                               \
+	"SELECT id, pwhash, login, serial, card, failures, locked_until,"      \
+	" closed, created FROM contracts"
+#define SOTP_SQL_AUDIT_SELECT                                                  \
+	"SELECT id, ts, action, contract, serial, context, verdict, reason,"   \
+	" detail FROM audit"
+
 /* A statement parameter; a NULL text or an empty blob is SQL NULL. */
 enum sotp_ptype { SOTP_P_TEXT, SOTP_P_INT, SOTP_P_BLOB };
 struct sotp_param {

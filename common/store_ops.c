@@ -117,7 +117,7 @@ key_exists(struct sotp_store *st, enum sotp_stmt id, const char *key)
 
 /* ---- Rows ---- */
 
-/* The columns of SOTP_Q_TOKEN_GET, _LIST and _LIST_FREE, in order. */
+/* The columns of SOTP_SQL_TOKEN_SELECT (store_int.h), in order. */
 static int
 row_token(struct sotp_store *st, void *arg)
 {
@@ -157,7 +157,7 @@ row_token(struct sotp_store *st, void *arg)
 	return SOTP_OK;
 }
 
-/* The columns of SOTP_Q_CONTRACT_GET and _LOCK, in order. */
+/* The columns of SOTP_SQL_CONTRACT_SELECT (store_int.h), in order. */
 static int
 row_contract(struct sotp_store *st, void *arg)
 {
@@ -292,9 +292,10 @@ sotp_store_token_set_drift(struct sotp_store *st, const char *serial, int drift)
 
 /* ---- Contracts ---- */
 
-int
-sotp_store_contract_get(
-    struct sotp_store *st, const char *id, struct sotp_contract_rec *out)
+/* One contract by id: a plain read, or one under the row lock. */
+static int
+contract_read(struct sotp_store *st, const char *op, enum sotp_stmt q,
+    int args_ok, const char *id, struct sotp_contract_rec *out)
 {
 	const struct sotp_param p[] = {SOTP_PTEXT(id)};
 	int rc;
@@ -302,27 +303,25 @@ sotp_store_contract_get(
 	if (out != NULL)
 		memset(out, 0, sizeof(*out));
 	if ((rc = sotp_db_enter(
-	         st, "contract_get", valid_id(id) && out != NULL)) != SOTP_OK)
+	         st, op, args_ok && valid_id(id) && out != NULL)) != SOTP_OK)
 		return rc;
-	return sotp_db_row(
-	    st, SOTP_Q_CONTRACT_GET, p, SOTP_NELEM(p), row_contract, out);
+	return sotp_db_row(st, q, p, SOTP_NELEM(p), row_contract, out);
+}
+
+int
+sotp_store_contract_get(
+    struct sotp_store *st, const char *id, struct sotp_contract_rec *out)
+{
+	return contract_read(
+	    st, "contract_get", SOTP_Q_CONTRACT_GET, 1, id, out);
 }
 
 int
 sotp_store_contract_lock(
     struct sotp_store *st, const char *id, struct sotp_contract_rec *out)
 {
-	const struct sotp_param p[] = {SOTP_PTEXT(id)};
-	int rc;
-
-	if (out != NULL)
-		memset(out, 0, sizeof(*out));
-	if ((rc = sotp_db_enter(st, "contract_lock",
-	         valid_id(id) && out != NULL && st != NULL && st->depth > 0)) !=
-	    SOTP_OK)
-		return rc;
-	return sotp_db_row(
-	    st, SOTP_Q_CONTRACT_LOCK, p, SOTP_NELEM(p), row_contract, out);
+	return contract_read(st, "contract_lock", SOTP_Q_CONTRACT_LOCK,
+	    st != NULL && st->depth > 0, id, out);
 }
 
 static int
@@ -427,12 +426,32 @@ sotp_store_contract_unlock_expired(
 	return update_one(st, SOTP_Q_CONTRACT_UNLOCK_EXPIRED, p, SOTP_NELEM(p));
 }
 
+/*
+ * A guarded write keyed by a contract (p[0]): *won = 1 when it changed
+ * the row. When it did not, the rare path pays a read to tell a missing
+ * contract (SOTP_ERR_NOT_FOUND) from a guard that said no.
+ */
+static int
+contract_guarded(struct sotp_store *st, enum sotp_stmt id,
+    const struct sotp_param *p, size_t n, int *won)
+{
+	int64_t changed = 0;
+	int rc;
+
+	if ((rc = sotp_db_run(st, id, p, n, &changed)) != SOTP_OK)
+		return rc;
+	if (changed == 1) {
+		*won = 1;
+		return SOTP_OK;
+	}
+	return key_exists(st, SOTP_Q_CONTRACT_GET, p[0].p);
+}
+
 /* Guarded by "no token bound": a bind racing with the close loses one. */
 int
 sotp_store_contract_close(struct sotp_store *st, const char *id, int *closed)
 {
 	const struct sotp_param p[] = {SOTP_PTEXT(id)};
-	int64_t changed = 0;
 	int rc;
 
 	if (closed != NULL)
@@ -440,14 +459,8 @@ sotp_store_contract_close(struct sotp_store *st, const char *id, int *closed)
 	if ((rc = sotp_db_enter(st, "contract_close",
 	         valid_id(id) && closed != NULL)) != SOTP_OK)
 		return rc;
-	if ((rc = sotp_db_run(st, SOTP_Q_CONTRACT_CLOSE, p, SOTP_NELEM(p),
-	         &changed)) != SOTP_OK)
-		return rc;
-	if (changed == 1) {
-		*closed = 1;
-		return SOTP_OK;
-	}
-	return key_exists(st, SOTP_Q_CONTRACT_GET, id);
+	return contract_guarded(
+	    st, SOTP_Q_CONTRACT_CLOSE, p, SOTP_NELEM(p), closed);
 }
 
 /* ---- The authentication path ---- */
@@ -603,7 +616,6 @@ sotp_store_unbind(struct sotp_store *st, const char *contract,
 {
 	const struct sotp_param p[] = {
 	    SOTP_PTEXT(contract), SOTP_PTEXT(serial)};
-	int64_t changed = 0;
 	int rc;
 
 	if (unbound != NULL)
@@ -612,14 +624,8 @@ sotp_store_unbind(struct sotp_store *st, const char *contract,
 	         valid_id(contract) && valid_id(serial) && unbound != NULL)) !=
 	    SOTP_OK)
 		return rc;
-	if ((rc = sotp_db_run(st, SOTP_Q_CONTRACT_UNBIND, p, SOTP_NELEM(p),
-	         &changed)) != SOTP_OK)
-		return rc;
-	if (changed == 1) {
-		*unbound = 1;
-		return SOTP_OK;
-	}
-	return key_exists(st, SOTP_Q_CONTRACT_GET, contract);
+	return contract_guarded(
+	    st, SOTP_Q_CONTRACT_UNBIND, p, SOTP_NELEM(p), unbound);
 }
 
 /*
@@ -685,7 +691,7 @@ struct audit_list {
 	void *arg;
 };
 
-/* The columns of SOTP_Q_AUDIT_LIST and _LIST_CONTRACT, in order. */
+/* The columns of SOTP_SQL_AUDIT_SELECT (store_int.h), in order. */
 static int
 audit_list_row(struct sotp_store *st, void *arg)
 {

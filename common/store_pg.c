@@ -98,18 +98,6 @@
 	"CREATE INDEX used_states_expires ON used_states(expires);"            \
 	"INSERT INTO schema_version(version) VALUES (1);"
 
-/* Column order shared with row_token() and row_contract() (store_ops.c). */
-#define TOKEN_SELECT                                                           \
-	"SELECT t.serial, t.kind, t.secret, t.algorithm, t.digits,"            \
-	" t.period, t.last_step, t.drift, t.disabled, t.created, c.id"         \
-	" FROM tokens t LEFT JOIN contracts c ON c.serial = t.serial"
-#define CONTRACT_SELECT                                                        \
-	"SELECT id, pwhash, login, serial, card, failures, locked_until,"      \
-	" closed, created FROM contracts"
-#define AUDIT_SELECT                                                           \
-	"SELECT id, ts, action, contract, serial, context, verdict, reason,"   \
-	" detail FROM audit"
-
 /*
  * The PostgreSQL dialect. $N is the Nth parameter the operation passes;
  * its type (text, bigint, bytea) is declared from the parameter when the
@@ -131,7 +119,7 @@ static const char *const pg_sql[SOTP_Q_COUNT] = {
                              " WHERE schemaname = current_schema()",
     [SOTP_Q_SCHEMA_CREATE] = SCHEMA_SQL,
     [SOTP_Q_SCHEMA_VERSION] = "SELECT version FROM schema_version",
-    [SOTP_Q_TOKEN_GET] = TOKEN_SELECT " WHERE t.serial = $1",
+    [SOTP_Q_TOKEN_GET] = SOTP_SQL_TOKEN_SELECT " WHERE t.serial = $1",
     [SOTP_Q_TOKEN_LOCK] = "SELECT 1 FROM tokens WHERE serial = $1"
                           " FOR UPDATE",
     [SOTP_Q_TOKEN_INSERT] = "INSERT INTO tokens (serial, kind, secret,"
@@ -139,9 +127,9 @@ static const char *const pg_sql[SOTP_Q_COUNT] = {
                             " disabled, created)"
                             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
                             " $10)",
-    [SOTP_Q_TOKEN_LIST] = TOKEN_SELECT " ORDER BY t.serial",
-    [SOTP_Q_TOKEN_LIST_FREE] = TOKEN_SELECT " WHERE c.id IS NULL"
-                                            " ORDER BY t.serial",
+    [SOTP_Q_TOKEN_LIST] = SOTP_SQL_TOKEN_SELECT " ORDER BY t.serial",
+    [SOTP_Q_TOKEN_LIST_FREE] = SOTP_SQL_TOKEN_SELECT " WHERE c.id IS NULL"
+                                                     " ORDER BY t.serial",
     [SOTP_Q_TOKEN_SET_DRIFT] = "UPDATE tokens SET drift = $2"
                                " WHERE serial = $1",
     /*
@@ -151,8 +139,9 @@ static const char *const pg_sql[SOTP_Q_COUNT] = {
     [SOTP_Q_TOKEN_ACCEPT_STEP] = "UPDATE tokens SET last_step = $2,"
                                  " drift = $3"
                                  " WHERE serial = $1 AND last_step < $2",
-    [SOTP_Q_CONTRACT_GET] = CONTRACT_SELECT " WHERE id = $1",
-    [SOTP_Q_CONTRACT_LOCK] = CONTRACT_SELECT " WHERE id = $1 FOR UPDATE",
+    [SOTP_Q_CONTRACT_GET] = SOTP_SQL_CONTRACT_SELECT " WHERE id = $1",
+    [SOTP_Q_CONTRACT_LOCK] =
+        SOTP_SQL_CONTRACT_SELECT " WHERE id = $1 FOR UPDATE",
     [SOTP_Q_CONTRACT_INSERT] = "INSERT INTO contracts (id, pwhash, login,"
                                " card, failures, locked_until, closed,"
                                " created)"
@@ -191,11 +180,12 @@ static const char *const pg_sql[SOTP_Q_COUNT] = {
     [SOTP_Q_AUDIT_ADD] = "INSERT INTO audit (ts, action, contract, serial,"
                          " context, verdict, reason, detail)"
                          " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    [SOTP_Q_AUDIT_LIST] = AUDIT_SELECT " WHERE ts >= $1 AND ts <= $2"
-                                       " ORDER BY ts, id",
-    [SOTP_Q_AUDIT_LIST_CONTRACT] = AUDIT_SELECT " WHERE contract = $3 AND"
-                                                " ts >= $1 AND ts <= $2"
+    [SOTP_Q_AUDIT_LIST] = SOTP_SQL_AUDIT_SELECT " WHERE ts >= $1 AND ts <= $2"
                                                 " ORDER BY ts, id",
+    [SOTP_Q_AUDIT_LIST_CONTRACT] =
+        SOTP_SQL_AUDIT_SELECT " WHERE contract = $3 AND"
+                              " ts >= $1 AND ts <= $2"
+                              " ORDER BY ts, id",
 };
 
 /*
