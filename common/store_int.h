@@ -20,6 +20,22 @@
  *   SOTP_ERR_NOMEM, SOTP_ERR_STORE  anything else,
  * and leaves a message with sotp_store_dberr(): never a parameter value,
  * never a password.
+ *
+ * Where the next steps plug in:
+ * - prepared statements: exec's id is the per-connection cache key (both
+ *   drivers prepare on first use and keep the statement);
+ * - one writer per process with group commit: a decision is one level
+ *   (sotp_db_begin .. sotp_db_end); a writer that owns the outer
+ *   transaction runs each decision as a savepoint inside it and answers
+ *   none before the one COMMIT that carries them all;
+ * - reconnect: the connection lives in st->conn, apart from the handle,
+ *   so a lost one (SOTP_ERR_STORE_UNAVAILABLE outside a transaction) can
+ *   be closed and opened again under the same handle (the layer would
+ *   keep the open target for that; today the caller reopens);
+ * - timeouts from the policy: st->lock_timeout_ms, read by both drivers
+ *   when they open;
+ * - a new operation or column: store_ops.c's head comment; a new schema
+ *   version: SOTP_SCHEMA_VERSION and each dialect's SCHEMA_CREATE.
  */
 #ifndef SOTP_STORE_INT_H
 #define SOTP_STORE_INT_H
