@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 
 #define SECRET_LEN 20 /* 160 bits, RFC 4226 section 4 R6 recommends this */
 
@@ -39,6 +40,69 @@ store_err(struct sotp_ctx *ctx, struct sotp_decision *d, int rc)
 	sotp_ctx_seterr(ctx, "%s", sotp_store_errmsg(ctx->st));
 	d->reason = (enum sotp_reason)sotp_reason_from_rc(rc);
 	return rc;
+}
+
+/*
+ * A change that reads before it writes (bind, unbind, close) runs in one
+ * transaction with its audit row: the reads are taken under row locks,
+ * and the change and its row land together or not at all.
+ */
+static int
+admin_begin(struct sotp_ctx *ctx, struct sotp_decision *d)
+{
+	int rc;
+
+	if ((rc = sotp_store_begin(ctx->st)) != SOTP_OK)
+		return store_err(ctx, d, rc);
+	return SOTP_OK;
+}
+
+/*
+ * Ends admin_begin's transaction with the outcome rc of the change (its
+ * decision in d, its audit row written). An accept that cannot commit is
+ * an error; a refusal stands even if its audit row was lost (logged).
+ */
+static int
+admin_end(struct sotp_ctx *ctx, struct sotp_decision *d, int rc)
+{
+	if (rc != SOTP_OK) {
+		sotp_store_rollback(ctx->st);
+		/* The change is undone, whatever its audit said. */
+		if (d->verdict == SOTP_ACCEPT) {
+			d->verdict = SOTP_REJECT;
+			return store_err(ctx, d, rc);
+		}
+		return rc;
+	}
+	if ((rc = sotp_store_commit(ctx->st)) == SOTP_OK)
+		return SOTP_OK;
+	if (d->verdict != SOTP_ACCEPT) {
+		sotp_log(ctx, LOG_ERR, "audit row not committed: %s",
+		    sotp_store_errmsg(ctx->st));
+		return SOTP_OK;
+	}
+	d->verdict = SOTP_REJECT;
+	return store_err(ctx, d, rc);
+}
+
+typedef int contract_change_fn(
+    struct sotp_ctx *ctx, const char *id, time_t now, struct sotp_decision *d);
+
+/* A contract change that decides on the contract read under its lock. */
+static int
+locked_change(struct sotp_ctx *ctx, const char *action, const char *id,
+    time_t now, struct sotp_decision *d, contract_change_fn *change)
+{
+	int rc;
+
+	if ((rc = ready(ctx, d)) != SOTP_OK)
+		return rc;
+	if (!sotp_id_valid(id))
+		return sotp_refuse(
+		    ctx, d, now, action, NULL, NULL, SOTP_R_UNKNOWN_CONTRACT);
+	if ((rc = admin_begin(ctx, d)) != SOTP_OK)
+		return rc;
+	return admin_end(ctx, d, change(ctx, id, now, d));
 }
 
 static int
@@ -387,21 +451,15 @@ sotp_contract_passwd(struct sotp_ctx *ctx, const char *id, const char *password,
 	return contract_done(ctx, d, now, "contract.passwd", id, rc, NULL);
 }
 
-int
-sotp_contract_bind(struct sotp_ctx *ctx, const char *id, const char *serial,
+/* After ready(): the checks, the binding and its audit row. */
+static int
+contract_bind(struct sotp_ctx *ctx, const char *id, const char *serial,
     const char *code, enum sotp_login login, time_t now,
     struct sotp_decision *d)
 {
 	struct sotp_contract_rec c;
 	int rc, reason = SOTP_R_INTERNAL;
 
-	if ((rc = ready(ctx, d)) != SOTP_OK)
-		return rc;
-	if (serial == NULL || code == NULL)
-		return SOTP_ERR_INVALID_ARG;
-	if (!sotp_id_valid(id))
-		return sotp_refuse(ctx, d, now, "contract.bind", NULL, NULL,
-		    SOTP_R_UNKNOWN_CONTRACT);
 	rc = sotp_store_contract_get(ctx->st, id, &c);
 	if (rc == SOTP_ERR_NOT_FOUND)
 		return sotp_refuse(ctx, d, now, "contract.bind", NULL, NULL,
@@ -418,6 +476,9 @@ sotp_contract_bind(struct sotp_ctx *ctx, const char *id, const char *serial,
 		d->reason = (enum sotp_reason)reason;
 		return rc;
 	}
+	if (reason == SOTP_R_UNKNOWN_CONTRACT)
+		return sotp_refuse(
+		    ctx, d, now, "contract.bind", NULL, NULL, reason);
 	if (reason != SOTP_R_ACCEPTED)
 		return sotp_refuse(ctx, d, now, "contract.bind", id,
 		    sotp_id_valid(serial) ? serial : NULL, reason);
@@ -426,27 +487,57 @@ sotp_contract_bind(struct sotp_ctx *ctx, const char *id, const char *serial,
 }
 
 int
-sotp_contract_unbind(
-    struct sotp_ctx *ctx, const char *id, time_t now, struct sotp_decision *d)
+sotp_contract_bind(struct sotp_ctx *ctx, const char *id, const char *serial,
+    const char *code, enum sotp_login login, time_t now,
+    struct sotp_decision *d)
 {
-	char serial[SOTP_ID_MAX] = "";
-	int rc, unbound = 0;
+	int rc;
 
 	if ((rc = ready(ctx, d)) != SOTP_OK)
 		return rc;
+	if (serial == NULL || code == NULL)
+		return SOTP_ERR_INVALID_ARG;
 	if (!sotp_id_valid(id))
-		return sotp_refuse(ctx, d, now, "contract.unbind", NULL, NULL,
+		return sotp_refuse(ctx, d, now, "contract.bind", NULL, NULL,
 		    SOTP_R_UNKNOWN_CONTRACT);
-	rc = sotp_store_unbind(ctx->st, id, &unbound, serial);
-	if (rc == SOTP_OK && !unbound)
-		return sotp_refuse(
-		    ctx, d, now, "contract.unbind", id, NULL, SOTP_R_NOT_BOUND);
+	if ((rc = admin_begin(ctx, d)) != SOTP_OK)
+		return rc;
+	return admin_end(
+	    ctx, d, contract_bind(ctx, id, serial, code, login, now, d));
+}
+
+/* After admin_begin: the contract is read under its row lock. */
+static int
+contract_unbind(
+    struct sotp_ctx *ctx, const char *id, time_t now, struct sotp_decision *d)
+{
+	struct sotp_contract_rec c;
+	int rc, unbound = 0;
+
+	rc = sotp_store_contract_lock(ctx->st, id, &c);
 	if (rc == SOTP_ERR_NOT_FOUND)
 		return sotp_refuse(ctx, d, now, "contract.unbind", NULL, NULL,
 		    SOTP_R_UNKNOWN_CONTRACT);
+	if (rc == SOTP_OK && c.serial[0] != '\0')
+		rc = sotp_store_unbind(ctx->st, id, c.serial, &unbound);
 	if (rc != SOTP_OK)
-		return store_err(ctx, d, rc);
-	return sotp_admin_ok(ctx, d, now, "contract.unbind", id, serial, NULL);
+		rc = store_err(ctx, d, rc);
+	else if (!unbound)
+		rc = sotp_refuse(
+		    ctx, d, now, "contract.unbind", id, NULL, SOTP_R_NOT_BOUND);
+	else
+		rc = sotp_admin_ok(
+		    ctx, d, now, "contract.unbind", id, c.serial, NULL);
+	sotp_wipe(&c, sizeof(c));
+	return rc;
+}
+
+int
+sotp_contract_unbind(
+    struct sotp_ctx *ctx, const char *id, time_t now, struct sotp_decision *d)
+{
+	return locked_change(
+	    ctx, "contract.unbind", id, now, d, contract_unbind);
 }
 
 int
@@ -464,22 +555,32 @@ sotp_contract_unlock(
 	return contract_done(ctx, d, now, "contract.unlock", id, rc, NULL);
 }
 
-int
-sotp_contract_close(
+/*
+ * After admin_begin. Unregistration comes before closing (DESIGN.md): a
+ * contract with a bound token is not closed.
+ */
+static int
+contract_close(
     struct sotp_ctx *ctx, const char *id, time_t now, struct sotp_decision *d)
 {
+	struct sotp_contract_rec c;
 	int rc, closed = 0;
 
-	if ((rc = ready(ctx, d)) != SOTP_OK)
-		return rc;
-	if (!sotp_id_valid(id))
-		return sotp_refuse(ctx, d, now, "contract.close", NULL, NULL,
-		    SOTP_R_UNKNOWN_CONTRACT);
-	rc = sotp_store_contract_close(ctx->st, id, &closed);
+	rc = sotp_store_contract_lock(ctx->st, id, &c);
+	if (rc == SOTP_OK && c.serial[0] == '\0')
+		rc = sotp_store_contract_close(ctx->st, id, &closed);
+	sotp_wipe(&c, sizeof(c));
 	if (rc == SOTP_OK && !closed)
 		return sotp_refuse(ctx, d, now, "contract.close", id, NULL,
 		    SOTP_R_STILL_BOUND);
 	return contract_done(ctx, d, now, "contract.close", id, rc, NULL);
+}
+
+int
+sotp_contract_close(
+    struct sotp_ctx *ctx, const char *id, time_t now, struct sotp_decision *d)
+{
+	return locked_change(ctx, "contract.close", id, now, d, contract_close);
 }
 
 int

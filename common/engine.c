@@ -499,28 +499,6 @@ use_code(struct sotp_ctx *ctx, const struct sotp_token_rec *t,
 	return SOTP_OK;
 }
 
-static int
-bind_result_reason(enum sotp_bind_result r)
-{
-	switch (r) {
-	case SOTP_BIND_OK:
-		return SOTP_R_ACCEPTED;
-	case SOTP_BIND_NO_CONTRACT:
-		return SOTP_R_UNKNOWN_CONTRACT;
-	case SOTP_BIND_CLOSED:
-		return SOTP_R_CONTRACT_CLOSED;
-	case SOTP_BIND_CONTRACT_HAS_TOKEN:
-		return SOTP_R_ALREADY_BOUND;
-	case SOTP_BIND_NO_TOKEN:
-		return SOTP_R_UNKNOWN_SERIAL;
-	case SOTP_BIND_TOKEN_IN_USE:
-		return SOTP_R_TOKEN_IN_USE;
-	case SOTP_BIND_REPLAYED:
-		return SOTP_R_REPLAYED;
-	}
-	return SOTP_R_INTERNAL;
-}
-
 /* Loads a token for binding: it must exist, be free and enabled. */
 static int
 bind_token_get(struct sotp_ctx *ctx, const char *serial,
@@ -546,9 +524,102 @@ bind_token_get(struct sotp_ctx *ctx, const char *serial,
 }
 
 /*
+ * May contract c take token t (NULL: there is no such token) with a code
+ * of time step `step`? The rules of a binding: the contract is open and
+ * holds no token (one token per contract), the token exists, is enabled
+ * and is bound to no contract (one contract per token), and the code is
+ * newer than any the token has produced before (single use).
+ */
+static int
+bind_check(const struct sotp_contract_rec *c, const struct sotp_token_rec *t,
+    int64_t step)
+{
+	if (c->closed)
+		return SOTP_R_CONTRACT_CLOSED;
+	if (c->serial[0] != '\0')
+		return SOTP_R_ALREADY_BOUND;
+	if (t == NULL)
+		return SOTP_R_UNKNOWN_SERIAL;
+	if (t->contract[0] != '\0')
+		return SOTP_R_TOKEN_IN_USE;
+	if (t->disabled)
+		return SOTP_R_TOKEN_DISABLED;
+	if (t->last_step >= step)
+		return SOTP_R_REPLAYED;
+	return SOTP_R_ACCEPTED;
+}
+
+/*
+ * The binding's transaction (a savepoint inside a decision's): the token
+ * and the contract are read again under their row locks, token first (the
+ * order accept_step takes them), and only then checked, so that of two
+ * racing binds the second sees the first. The token's binding lives in
+ * contracts, so it is read after both locks are held. The write itself is
+ * guarded too (sotp_store_bind); with the locks held it cannot lose.
+ */
+static int
+bind_locked(struct sotp_ctx *ctx, const char *contract, const char *serial,
+    enum sotp_login login, int64_t step, int drift, int *reason)
+{
+	struct sotp_store *st = ctx->st;
+	struct sotp_contract_rec c;
+	struct sotp_token_rec t;
+	int rc, have_token, won = 0;
+
+	memset(&c, 0, sizeof(c));
+	memset(&t, 0, sizeof(t));
+	*reason = SOTP_R_INTERNAL;
+	if ((rc = sotp_store_begin(st)) != SOTP_OK)
+		return store_err(ctx, rc);
+	rc = sotp_store_token_lock(st, serial);
+	if (rc != SOTP_OK && rc != SOTP_ERR_NOT_FOUND)
+		goto fail;
+	have_token = rc == SOTP_OK;
+	rc = sotp_store_contract_lock(st, contract, &c);
+	if (rc == SOTP_ERR_NOT_FOUND) {
+		*reason = SOTP_R_UNKNOWN_CONTRACT;
+		rc = SOTP_OK;
+		goto refuse;
+	}
+	if (rc != SOTP_OK ||
+	    (have_token &&
+	        (rc = sotp_store_token_get(st, serial, &t)) != SOTP_OK))
+		goto fail;
+	if ((*reason = bind_check(&c, have_token ? &t : NULL, step)) !=
+	    SOTP_R_ACCEPTED)
+		goto refuse;
+	if ((rc = sotp_store_bind(
+	         st, contract, serial, login, step, drift, &won)) != SOTP_OK)
+		goto fail;
+	if (!won) {
+		/* The row locks should make this impossible: fail closed. */
+		sotp_store_rollback(st);
+		sotp_ctx_seterr(
+		    ctx, "bind %s: changed under its row locks", contract);
+		rc = SOTP_ERR_STORE;
+		goto out;
+	}
+	/* On failure the commit has rolled back already. */
+	if ((rc = sotp_store_commit(st)) != SOTP_OK)
+		rc = store_err(ctx, rc);
+	goto out;
+fail:
+	rc = store_err(ctx, rc);
+refuse:
+	/* A refusal or an error changes nothing. */
+	sotp_store_rollback(st);
+out:
+	if (rc != SOTP_OK)
+		*reason = SOTP_R_INTERNAL;
+	sotp_wipe(&c, sizeof(c));
+	sotp_wipe(&t, sizeof(t));
+	return rc;
+}
+
+/*
  * The binding shared by self-service registration and the admin's
- * "contract bind": the code must come from the token now, and the store
- * binds and consumes the step in one transaction.
+ * "contract bind": the code must come from the token now, and its step is
+ * spent by the binding's own write.
  */
 int
 sotp_engine_bind(struct sotp_ctx *ctx, const char *contract, const char *serial,
@@ -556,7 +627,6 @@ sotp_engine_bind(struct sotp_ctx *ctx, const char *contract, const char *serial,
     size_t msgsz)
 {
 	struct sotp_token_rec t;
-	enum sotp_bind_result br;
 	int64_t step = -1;
 	int rc, drift = 0;
 
@@ -571,12 +641,7 @@ sotp_engine_bind(struct sotp_ctx *ctx, const char *contract, const char *serial,
 	         &drift)) != SOTP_OK ||
 	    *reason != SOTP_R_ACCEPTED)
 		goto out;
-	if ((rc = sotp_store_bind(ctx->st, contract, serial, login, step, drift,
-	         &br)) != SOTP_OK) {
-		rc = store_err(ctx, rc);
-		goto out;
-	}
-	*reason = bind_result_reason(br);
+	rc = bind_locked(ctx, contract, serial, login, step, drift, reason);
 out:
 	sotp_wipe(&t, sizeof(t));
 	return rc;
@@ -730,8 +795,9 @@ second_factor(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 		return finish(a, cdef, d, SOTP_REJECT, reason, serial, NULL);
 	}
 	if (cdef->action == SOTP_ACT_UNREGISTER) {
+		/* Only the token whose code was just checked. */
 		if ((rc = sotp_store_unbind(
-		         a->ctx->st, c->id, &unbound, NULL)) != SOTP_OK)
+		         a->ctx->st, c->id, c->serial, &unbound)) != SOTP_OK)
 			return fail_error(a, cdef, d, store_err(a->ctx, rc));
 		if (!unbound)
 			return finish(a, cdef, d, SOTP_REJECT, SOTP_R_NOT_BOUND,

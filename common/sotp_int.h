@@ -102,16 +102,21 @@ int sotp_kdf(const uint8_t *master, const char *label, uint8_t *out);
 int sotp_hmac_sha256(
     const uint8_t *key, const void *data, size_t len, uint8_t *out);
 
-/* ---- store.c + store_sqlite.c + store_pg.c: the persistent state ---- */
+/* ---- store*.c: the persistent state ---- */
 
 /*
- * The store is deliberately dumb: it reads and writes rows and performs the
- * few compare-and-set operations the engine needs, each one transaction.
- * Every rule lives in the engine. All functions return SOTP_OK or a negative
- * SOTP_ERR_*; the detail of a failure goes to st's error text
- * (sotp_store_errmsg). A store that cannot be reached (file missing or
- * unreadable, server down or connection lost, schema absent, database
- * locked past the busy or lock timeout) is SOTP_ERR_STORE_UNAVAILABLE.
+ * The store is deliberately dumb: it reads rows, writes rows, and makes
+ * the writes whose outcome depends on the row as it is now atomic, as a
+ * compare-and-set in one statement or under row locks held to the end of
+ * a transaction. Every rule (which refusal, in which order) lives in the
+ * engine. The operations are written once (store_ops.c) above one driver
+ * per SQL dialect (store_sqlite.c, store_pg.c).
+ *
+ * All functions return SOTP_OK or a negative SOTP_ERR_*; the detail of a
+ * failure goes to st's error text (sotp_store_errmsg). A store that cannot
+ * be reached (file missing or unreadable, server down or connection lost,
+ * schema absent, database locked past the busy or lock timeout) is
+ * SOTP_ERR_STORE_UNAVAILABLE.
  */
 struct sotp_store;
 
@@ -184,6 +189,7 @@ int sotp_store_token_get(struct sotp_store *st, const char *serial,
 int sotp_store_token_insert(struct sotp_store *st,
     const struct sotp_token_rec *t); /* SOTP_ERR_EXISTS */
 typedef int sotp_token_rec_cb(void *arg, const struct sotp_token_rec *t);
+/* cb must not call back into the store (one statement is open). */
 int sotp_store_token_list(struct sotp_store *st, int unassigned_only,
     sotp_token_rec_cb *cb, void *arg);
 /* Sets drift (resync) unconditionally. */
@@ -209,11 +215,25 @@ int sotp_store_contract_unlock(struct sotp_store *st, const char *id);
 int sotp_store_contract_unlock_expired(
     struct sotp_store *st, const char *id, int64_t seen);
 /*
- * Closes the contract only if no token is bound: *closed = 1 if it did,
- * 0 if a token is bound (nothing changed). SOTP_ERR_NOT_FOUND.
+ * Closes the contract only while no token is bound (a guarded write):
+ * *closed = 1 if it did, 0 if a token is bound. SOTP_ERR_NOT_FOUND. The
+ * caller decides whether to close (admin.c); the guard keeps a bind that
+ * races with the close from leaving a closed contract bound.
  */
 int sotp_store_contract_close(
     struct sotp_store *st, const char *id, int *closed);
+
+/*
+ * Row locks for a read-then-write inside a transaction (sotp_store_begin),
+ * held until it ends: PostgreSQL takes the row (SELECT ... FOR UPDATE);
+ * SQLite's BEGIN IMMEDIATE already holds the whole file. Take the token
+ * before the contract, as every operation does, so that two servers never
+ * wait on each other. Outside a transaction: SOTP_ERR_INVALID_ARG.
+ */
+int sotp_store_token_lock(
+    struct sotp_store *st, const char *serial); /* SOTP_ERR_NOT_FOUND */
+int sotp_store_contract_lock(struct sotp_store *st, const char *id,
+    struct sotp_contract_rec *out); /* SOTP_ERR_NOT_FOUND */
 
 /*
  * The replay guard and success path, one transaction: sets the token's
@@ -221,11 +241,12 @@ int sotp_store_contract_close(
  * so resets the contract's failure count. *won = 1 if this call moved
  * last_step, 0 if another caller already used this step or a newer one.
  * Two processes racing with one code get exactly one *won = 1.
+ * SOTP_ERR_NOT_FOUND for an unknown serial.
  */
 int sotp_store_accept_step(struct sotp_store *st, const char *serial,
     const char *contract, int64_t step, int drift, int *won);
 /*
- * Counts one failure, one transaction: failures += 1 and, when the new
+ * Counts one failure, one statement: failures += 1 and, when the new
  * count reaches threshold, locked_until = lock_value. Returns the new
  * count and lock in *failures and *locked_until.
  */
@@ -235,32 +256,25 @@ int sotp_store_fail(struct sotp_store *st, const char *contract,
 /* Resets the failure count of a contract (successful password-only). */
 int sotp_store_reset_failures(struct sotp_store *st, const char *contract);
 
-enum sotp_bind_result {
-	SOTP_BIND_OK = 0,
-	SOTP_BIND_NO_CONTRACT,
-	SOTP_BIND_CLOSED,
-	SOTP_BIND_CONTRACT_HAS_TOKEN,
-	SOTP_BIND_NO_TOKEN,
-	SOTP_BIND_TOKEN_IN_USE,
-	SOTP_BIND_REPLAYED /* last_step >= step */
-};
 /*
- * Binds serial to contract in one transaction (BEGIN IMMEDIATE): checks
- * that the contract exists, is open and holds no token, that the token
- * exists and is bound to no contract, and that its last_step < step; then
- * sets the binding, the login choice, last_step = step, drift, and resets
- * failures. Anything else leaves the store untouched and says why.
+ * The write of a binding, guarded, in one transaction: the token's
+ * last_step moves to step (drift too) only if it is older, and the
+ * contract takes serial, login and failures = 0 only while it is open
+ * and holds no token, and no other contract holds serial. *won = 1 if
+ * all of it happened; 0 if any guard said no, and then nothing changed.
+ * Why not is the engine's to tell (sotp_engine_bind reads under locks).
  */
 int sotp_store_bind(struct sotp_store *st, const char *contract,
     const char *serial, enum sotp_login login, int64_t step, int drift,
-    enum sotp_bind_result *result);
+    int *won);
 /*
- * Unbinds: *unbound = 1 if the contract had a token (now free for
- * reuse), 0 if it had none. SOTP_ERR_NOT_FOUND for an unknown contract.
- * The serial it held is copied to serial[SOTP_ID_MAX] when not NULL.
+ * Unbinds contract from serial only while that is its binding (a guarded
+ * write): *unbound = 1 if it did, 0 if it holds no token or another one.
+ * SOTP_ERR_NOT_FOUND for an unknown contract. The token keeps its
+ * last_step, so its spent codes stay spent.
  */
-int sotp_store_unbind(
-    struct sotp_store *st, const char *contract, int *unbound, char *serial);
+int sotp_store_unbind(struct sotp_store *st, const char *contract,
+    const char *serial, int *unbound);
 
 /*
  * Marks a challenge state id (16 bytes) used; *fresh = 1 the first time,
@@ -270,16 +284,22 @@ int sotp_store_state_use(struct sotp_store *st, const uint8_t *id,
     int64_t expires, int64_t now, int *fresh);
 
 int sotp_store_audit_add(struct sotp_store *st, const struct sotp_audit_rec *r);
-/* Rows oldest first; contract NULL for all; since/until 0: no bound. */
+/*
+ * Rows oldest first; contract NULL for all; since/until 0: no bound. cb
+ * must not call back into the store (one statement is open).
+ */
 int sotp_store_audit_list(struct sotp_store *st, const char *contract,
     int64_t since, int64_t until, sotp_audit_cb *cb, void *arg);
 
 /*
- * A batch of inserts that lands all at once or not at all (token import):
- * begin takes the write lock (BEGIN IMMEDIATE); commit makes every write
- * since begin durable together; rollback drops them and is a no-op when
- * no batch is open. Inside a batch call only token_get, token_insert and
- * audit_add: the other operations open transactions of their own.
+ * A transaction: a batch of writes that lands all at once or not at all
+ * (token import), or a decision's state change with its audit row. begin
+ * opens it (SQLite: BEGIN IMMEDIATE, which takes the write lock before
+ * anything is read); commit makes every write since begin durable
+ * together, and on failure rolls back; rollback drops them and is a no-op
+ * when none is open. Operations called inside run in savepoints, so that
+ * one refused operation never discards the rest; begin inside an open
+ * transaction nests the same way.
  */
 int sotp_store_begin(struct sotp_store *st);
 int sotp_store_commit(struct sotp_store *st);

@@ -1,10 +1,11 @@
 /*
- * store.c - the store front: URL dispatch and argument checks.
- *
- * The engine talks to one struct sotp_store whatever the database is. This
- * file picks the back end from the URL scheme and checks arguments once,
- * so that every back end refuses the same bad input the same way; the back
- * ends (store_sqlite.c, store_pg.c) hold all the SQL.
+ * store.c - the store layer under the operations: the URL picks a dialect
+ * driver, and everything every driver would otherwise repeat lives here
+ * once: running a statement and reading its rows, decoding columns with
+ * their bounds, the transaction nesting (a savepoint inside a caller's
+ * transaction), the schema check, and the shape of every error message.
+ * The operations themselves are in store_ops.c; the SQL is in the
+ * drivers' dialect tables (store_sqlite.c, store_pg.c).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,11 +15,14 @@
 #include "sotp_int.h"
 #include "store_int.h"
 
-/* The back ends this build knows, by URL scheme. */
-static const struct sotp_store_ops *const backends[] = {
-    &sotp_store_sqlite_ops,
-    &sotp_store_pg_ops,
-    &sotp_store_postgres_ops,
+/* The drivers this build knows, by URL scheme (libpq takes both). */
+static const struct {
+	const char *scheme;
+	const struct sotp_store_driver *drv;
+} schemes[] = {
+    {"sqlite", &sotp_store_sqlite_driver},
+    {"postgresql", &sotp_store_pg_driver},
+    {"postgres", &sotp_store_pg_driver},
 };
 
 void
@@ -29,6 +33,20 @@ sotp_store_seterr(struct sotp_store *st, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(st->err, sizeof(st->err), fmt, ap);
 	va_end(ap);
+}
+
+int
+sotp_store_dberr(struct sotp_store *st, int rc, const char *fmt, ...)
+{
+	char what[SOTP_STORE_ERR_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	sotp_store_seterr(st, "%s %s: %s: %s", st->drv->name, st->where,
+	    st->op != NULL ? st->op : "open", what);
+	return rc;
 }
 
 /* Appends n bytes of s to out[outsz] at *len, truncating. */
@@ -102,52 +120,12 @@ sotp_store_url_redact(const char *url, char *out, size_t outsz)
 	}
 }
 
-/* A contract ID or serial: 1..SOTP_ID_MAX-1 bytes. */
-static int
-valid_id(const char *s)
-{
-	size_t n;
-
-	if (s == NULL)
-		return 0;
-	n = strnlen(s, SOTP_ID_MAX);
-	return n > 0 && n < SOTP_ID_MAX;
-}
-
-static int
-valid_login(enum sotp_login login)
-{
-	return login == SOTP_LOGIN_NONE || login == SOTP_LOGIN_OTP ||
-	    login == SOTP_LOGIN_CARD;
-}
-
-/*
- * Entry check shared by every operation: a usable handle, and the error
- * text of an earlier call cleared so that sotp_store_errmsg describes
- * this call only.
- */
-static int
-enter(struct sotp_store *st)
-{
-	if (st == NULL || st->be == NULL)
-		return 0;
-	st->err[0] = '\0';
-	return 1;
-}
-
-static int
-badarg(struct sotp_store *st, const char *op)
-{
-	sotp_store_seterr(st, "%s: invalid argument", op);
-	return SOTP_ERR_INVALID_ARG;
-}
-
 int
 sotp_store_open(const char *url, int create, struct sotp_store **out, char *err,
     size_t errsz)
 {
 	struct sotp_store *st = NULL;
-	const struct sotp_store_ops *ops = NULL;
+	const struct sotp_store_driver *drv = NULL;
 	const char *colon;
 	size_t i, n;
 	int rc = SOTP_ERR_INTERNAL;
@@ -165,15 +143,17 @@ sotp_store_open(const char *url, int create, struct sotp_store **out, char *err,
 		rc = SOTP_ERR_NOMEM;
 		goto out;
 	}
+	st->op = "open";
+	st->lock_timeout_ms = SOTP_STORE_LOCK_TIMEOUT_MS;
 	if ((colon = strchr(url, ':')) != NULL) {
 		n = (size_t)(colon - url);
-		for (i = 0; i < sizeof(backends) / sizeof(backends[0]); i++) {
-			if (strlen(backends[i]->scheme) == n &&
-			    strncmp(backends[i]->scheme, url, n) == 0)
-				ops = backends[i];
+		for (i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
+			if (strlen(schemes[i].scheme) == n &&
+			    strncmp(schemes[i].scheme, url, n) == 0)
+				drv = schemes[i].drv;
 		}
 	}
-	if (ops == NULL) {
+	if (drv == NULL) {
 		/* The URL itself is not secret, but a typo'd one could hold a
 		 * password (postgresql://user:pw@...): name the scheme only. */
 		sotp_store_seterr(st,
@@ -182,8 +162,8 @@ sotp_store_open(const char *url, int create, struct sotp_store **out, char *err,
 		rc = SOTP_ERR_CONFIG;
 		goto out;
 	}
-	st->ops = ops;
-	if ((rc = ops->open(st, colon + 1, create != 0)) != SOTP_OK)
+	st->drv = drv;
+	if ((rc = drv->open(st, colon + 1, create != 0)) != SOTP_OK)
 		goto out;
 	*out = st;
 	st = NULL;
@@ -202,8 +182,8 @@ sotp_store_close(struct sotp_store *st)
 {
 	if (st == NULL)
 		return;
-	if (st->ops != NULL)
-		st->ops->close(st);
+	if (st->drv != NULL)
+		st->drv->close(st);
 	free(st);
 }
 
@@ -214,278 +194,369 @@ sotp_store_errmsg(const struct sotp_store *st)
 }
 
 int
-sotp_store_token_get(
-    struct sotp_store *st, const char *serial, struct sotp_token_rec *out)
+sotp_db_enter(struct sotp_store *st, const char *op, int args_ok)
 {
-	if (out != NULL)
-		memset(out, 0, sizeof(*out));
-	if (!enter(st))
+	if (st == NULL || st->conn == NULL)
 		return SOTP_ERR_INVALID_ARG;
-	if (!valid_id(serial) || out == NULL)
-		return badarg(st, "token_get");
-	return st->ops->token_get(st, serial, out);
+	st->err[0] = '\0';
+	st->op = op;
+	if (!args_ok) {
+		sotp_store_seterr(st, "%s: invalid argument", op);
+		return SOTP_ERR_INVALID_ARG;
+	}
+	return st->drv->check(st);
 }
 
-int
-sotp_store_token_insert(struct sotp_store *st, const struct sotp_token_rec *t)
-{
-	if (!enter(st))
-		return SOTP_ERR_INVALID_ARG;
-	if (t == NULL || !valid_id(t->serial) ||
-	    strnlen(t->kind, sizeof(t->kind)) == sizeof(t->kind) ||
-	    t->secret_len == 0 || t->secret_len > sizeof(t->secret))
-		return badarg(st, "token_insert");
-	return st->ops->token_insert(st, t);
-}
-
-int
-sotp_store_token_list(struct sotp_store *st, int unassigned_only,
-    sotp_token_rec_cb *cb, void *arg)
-{
-	if (!enter(st))
-		return SOTP_ERR_INVALID_ARG;
-	if (cb == NULL)
-		return badarg(st, "token_list");
-	return st->ops->token_list(st, unassigned_only != 0, cb, arg);
-}
-
-int
-sotp_store_token_set_drift(struct sotp_store *st, const char *serial, int drift)
-{
-	if (!enter(st))
-		return SOTP_ERR_INVALID_ARG;
-	if (!valid_id(serial))
-		return badarg(st, "token_set_drift");
-	return st->ops->token_set_drift(st, serial, drift);
-}
-
-int
-sotp_store_contract_get(
-    struct sotp_store *st, const char *id, struct sotp_contract_rec *out)
-{
-	if (out != NULL)
-		memset(out, 0, sizeof(*out));
-	if (!enter(st))
-		return SOTP_ERR_INVALID_ARG;
-	if (!valid_id(id) || out == NULL)
-		return badarg(st, "contract_get");
-	return st->ops->contract_get(st, id, out);
-}
+/* ---- Statements and rows ---- */
 
 /*
- * A new contract never arrives bound: a binding is made only by
- * sotp_store_bind, which checks the token is free and the code fresh.
+ * Starts statement id. One statement is open at a time: a row callback
+ * that calls back into the store is a bug, refused rather than allowed to
+ * reset the statement under its caller.
+ */
+static int
+start(struct sotp_store *st, enum sotp_stmt id, const struct sotp_param *p,
+    size_t n)
+{
+	int cache;
+
+	if (st->busy || n > SOTP_STORE_MAX_PARAMS) {
+		sotp_store_seterr(st, "%s: statement %d refused (%s)", st->op,
+		    (int)id,
+		    st->busy ? "another is open" : "too many parameters");
+		return SOTP_ERR_INTERNAL;
+	}
+	/* The schema is read once per open: not worth keeping prepared. */
+	cache = id >= SOTP_Q_SCHEMA_LOCK && id <= SOTP_Q_SCHEMA_VERSION
+	    ? -1
+	    : (int)id;
+	st->busy = 1;
+	return st->drv->exec(st, cache, st->drv->sql[id], p, n);
+}
+
+static void
+finish(struct sotp_store *st)
+{
+	if (st->busy)
+		st->drv->done(st);
+	st->busy = 0;
+}
+
+int
+sotp_db_run(struct sotp_store *st, enum sotp_stmt id,
+    const struct sotp_param *p, size_t n, int64_t *changes)
+{
+	int rc;
+
+	if (changes != NULL)
+		*changes = 0;
+	if ((rc = start(st, id, p, n)) == SOTP_OK) {
+		while ((rc = st->drv->next(st)) > 0)
+			;
+		if (rc == SOTP_OK && changes != NULL)
+			*changes = st->drv->changes(st);
+	}
+	finish(st);
+	return rc;
+}
+
+int
+sotp_db_row(struct sotp_store *st, enum sotp_stmt id,
+    const struct sotp_param *p, size_t n, sotp_db_row_fn *row, void *arg)
+{
+	int rc;
+
+	if ((rc = start(st, id, p, n)) != SOTP_OK)
+		goto out;
+	if ((rc = st->drv->next(st)) <= 0) {
+		if (rc == 0)
+			rc = SOTP_ERR_NOT_FOUND;
+		goto out;
+	}
+	if ((rc = row(st, arg)) != SOTP_OK)
+		goto out;
+	/* To the end: a statement with RETURNING completes its change. */
+	while ((rc = st->drv->next(st)) > 0)
+		;
+out:
+	finish(st);
+	return rc;
+}
+
+int
+sotp_db_rows(struct sotp_store *st, enum sotp_stmt id,
+    const struct sotp_param *p, size_t n, sotp_db_row_fn *row, void *arg)
+{
+	int rc;
+
+	if ((rc = start(st, id, p, n)) != SOTP_OK)
+		goto out;
+	while ((rc = st->drv->next(st)) > 0) {
+		if ((rc = row(st, arg)) != 0) {
+			if (rc > 0)
+				rc = SOTP_OK;
+			goto out;
+		}
+	}
+out:
+	finish(st);
+	return rc;
+}
+
+/* ---- Columns, checked against what the schema allows ---- */
+
+int
+sotp_db_text(struct sotp_store *st, int col, char *dst, size_t dstsz)
+{
+	struct sotp_value v;
+
+	dst[0] = '\0';
+	st->drv->value(st, col, &v);
+	if (v.type == SOTP_V_NULL)
+		return 0;
+	if (v.type != SOTP_V_TEXT || v.p == NULL || v.len >= dstsz ||
+	    memchr(v.p, '\0', v.len) != NULL)
+		return -1;
+	memcpy(dst, v.p, v.len);
+	dst[v.len] = '\0';
+	return 0;
+}
+
+/* An empty blob is never stored (it is written as NULL). */
+int
+sotp_db_blob(
+    struct sotp_store *st, int col, uint8_t *dst, size_t dstsz, size_t *len)
+{
+	struct sotp_value v;
+
+	*len = 0;
+	st->drv->value(st, col, &v);
+	if (v.type == SOTP_V_NULL)
+		return 0;
+	if (v.type != SOTP_V_BLOB || v.p == NULL || v.len == 0 || v.len > dstsz)
+		return -1;
+	memcpy(dst, v.p, v.len);
+	*len = v.len;
+	return 0;
+}
+
+int
+sotp_db_int(
+    struct sotp_store *st, int col, int64_t min, int64_t max, int64_t *out)
+{
+	struct sotp_value v;
+
+	*out = 0;
+	st->drv->value(st, col, &v);
+	if (v.type == SOTP_V_NULL)
+		return min <= 0 && 0 <= max ? 0 : -1;
+	if (v.type != SOTP_V_INT || v.i < min || v.i > max)
+		return -1;
+	*out = v.i;
+	return 0;
+}
+
+const char *
+sotp_db_str(struct sotp_store *st, int col)
+{
+	struct sotp_value v;
+
+	st->drv->value(st, col, &v);
+	return v.type == SOTP_V_TEXT && v.p != NULL ? v.p : "";
+}
+
+int
+sotp_db_corrupt(struct sotp_store *st, const char *column)
+{
+	return sotp_store_dberr(
+	    st, SOTP_ERR_STORE, "bad value in column %s", column);
+}
+
+/* ---- Transactions ---- */
+
+/*
+ * The engine groups a decision's state change and its audit row into one
+ * transaction, one commit, one fsync; an operation that needs a
+ * transaction of its own then runs in a savepoint inside it, so that its
+ * refusal or failure never discards the caller's work.
  */
 int
-sotp_store_contract_insert(
-    struct sotp_store *st, const struct sotp_contract_rec *c)
+sotp_db_begin(struct sotp_store *st)
 {
-	if (!enter(st))
-		return SOTP_ERR_INVALID_ARG;
-	if (c == NULL || !valid_id(c->id) || c->serial[0] != '\0' ||
-	    strnlen(c->pwhash, sizeof(c->pwhash)) == sizeof(c->pwhash) ||
-	    !valid_login(c->login) || c->card_len > sizeof(c->card))
-		return badarg(st, "contract_insert");
-	return st->ops->contract_insert(st, c);
+	int rc;
+
+	if (st->depth > 0 && st->drv->txn_state(st) != 0) {
+		rc = sotp_db_run(st, SOTP_Q_SAVEPOINT, NULL, 0, NULL);
+	} else {
+		st->depth = 0;
+		rc = sotp_db_run(st, SOTP_Q_BEGIN, NULL, 0, NULL);
+	}
+	if (rc == SOTP_OK)
+		st->depth++;
+	return rc;
+}
+
+static int
+commit_level(struct sotp_store *st)
+{
+	int rc;
+
+	/*
+	 * A failed statement may have aborted the transaction (PostgreSQL),
+	 * and COMMIT would then "succeed" as a ROLLBACK.
+	 */
+	if (st->drv->txn_state(st) < 0)
+		return sotp_store_dberr(
+		    st, SOTP_ERR_STORE, "transaction was rolled back");
+	rc = sotp_db_run(
+	    st, st->depth > 1 ? SOTP_Q_RELEASE : SOTP_Q_COMMIT, NULL, 0, NULL);
+	if (rc == SOTP_OK)
+		st->depth--;
+	return rc;
+}
+
+/* Errors here are ignored: whatever led here has failed already. */
+void
+sotp_db_rollback(struct sotp_store *st)
+{
+	char keep[sizeof(st->err)];
+
+	/* The database may have rolled back by itself (SQLite on some I/O
+	 * and full-disk errors, a lost PostgreSQL connection). */
+	if (st->drv->txn_state(st) == 0) {
+		st->depth = 0;
+		return;
+	}
+	memcpy(keep, st->err, sizeof(keep));
+	if (st->depth > 1) {
+		/* Also clears an aborted state back to the caller's work. */
+		(void)sotp_db_run(st, SOTP_Q_ROLLBACK_TO, NULL, 0, NULL);
+		(void)sotp_db_run(st, SOTP_Q_RELEASE, NULL, 0, NULL);
+		st->depth--;
+	} else {
+		st->depth = 0;
+		(void)sotp_db_run(st, SOTP_Q_ROLLBACK, NULL, 0, NULL);
+	}
+	memcpy(st->err, keep, sizeof(keep));
 }
 
 int
-sotp_store_contract_set_password(
-    struct sotp_store *st, const char *id, const char *pwhash)
+sotp_db_end(struct sotp_store *st, int rc)
 {
-	if (!enter(st))
-		return SOTP_ERR_INVALID_ARG;
-	if (!valid_id(id) || pwhash == NULL ||
-	    strnlen(pwhash, SOTP_HASH_MAX) == SOTP_HASH_MAX)
-		return badarg(st, "contract_set_password");
-	return st->ops->contract_set_password(st, id, pwhash);
-}
-
-int
-sotp_store_contract_set_login(
-    struct sotp_store *st, const char *id, enum sotp_login login)
-{
-	if (!enter(st))
-		return SOTP_ERR_INVALID_ARG;
-	if (!valid_id(id) || !valid_login(login))
-		return badarg(st, "contract_set_login");
-	return st->ops->contract_set_login(st, id, login);
-}
-
-/* len 0 removes the card. */
-int
-sotp_store_contract_set_card(
-    struct sotp_store *st, const char *id, const uint8_t *card, size_t len)
-{
-	if (!enter(st))
-		return SOTP_ERR_INVALID_ARG;
-	if (!valid_id(id) || (card == NULL && len > 0) || len > SOTP_CARD_MAX)
-		return badarg(st, "contract_set_card");
-	return st->ops->contract_set_card(st, id, card, len);
-}
-
-int
-sotp_store_contract_unlock(struct sotp_store *st, const char *id)
-{
-	if (!enter(st))
-		return SOTP_ERR_INVALID_ARG;
-	if (!valid_id(id))
-		return badarg(st, "contract_unlock");
-	return st->ops->contract_unlock(st, id);
-}
-
-int
-sotp_store_contract_unlock_expired(
-    struct sotp_store *st, const char *id, int64_t seen)
-{
-	if (!enter(st))
-		return SOTP_ERR_INVALID_ARG;
-	if (!valid_id(id) || seen <= 0)
-		return badarg(st, "contract_unlock_expired");
-	return st->ops->contract_unlock_expired(st, id, seen);
-}
-
-int
-sotp_store_contract_close(struct sotp_store *st, const char *id, int *closed)
-{
-	if (closed != NULL)
-		*closed = 0;
-	if (!enter(st))
-		return SOTP_ERR_INVALID_ARG;
-	if (!valid_id(id) || closed == NULL)
-		return badarg(st, "contract_close");
-	return st->ops->contract_close(st, id, closed);
-}
-
-/* contract may be NULL or "": then no failure count is reset. */
-int
-sotp_store_accept_step(struct sotp_store *st, const char *serial,
-    const char *contract, int64_t step, int drift, int *won)
-{
-	if (won != NULL)
-		*won = 0;
-	if (!enter(st))
-		return SOTP_ERR_INVALID_ARG;
-	if (contract != NULL && contract[0] == '\0')
-		contract = NULL;
-	if (!valid_id(serial) || (contract != NULL && !valid_id(contract)) ||
-	    step < 0 || won == NULL)
-		return badarg(st, "accept_step");
-	return st->ops->accept_step(st, serial, contract, step, drift, won);
-}
-
-int
-sotp_store_fail(struct sotp_store *st, const char *contract,
-    unsigned int threshold, int64_t lock_value, unsigned int *failures,
-    int64_t *locked_until)
-{
-	if (failures != NULL)
-		*failures = 0;
-	if (locked_until != NULL)
-		*locked_until = 0;
-	if (!enter(st))
-		return SOTP_ERR_INVALID_ARG;
-	if (!valid_id(contract) || failures == NULL || locked_until == NULL)
-		return badarg(st, "fail");
-	return st->ops->fail(
-	    st, contract, threshold, lock_value, failures, locked_until);
-}
-
-int
-sotp_store_reset_failures(struct sotp_store *st, const char *contract)
-{
-	if (!enter(st))
-		return SOTP_ERR_INVALID_ARG;
-	if (!valid_id(contract))
-		return badarg(st, "reset_failures");
-	return st->ops->reset_failures(st, contract);
-}
-
-int
-sotp_store_bind(struct sotp_store *st, const char *contract, const char *serial,
-    enum sotp_login login, int64_t step, int drift,
-    enum sotp_bind_result *result)
-{
-	/* Fail closed: a caller that ignores rc still sees a refusal. */
-	if (result != NULL)
-		*result = SOTP_BIND_NO_CONTRACT;
-	if (!enter(st))
-		return SOTP_ERR_INVALID_ARG;
-	if (!valid_id(contract) || !valid_id(serial) || !valid_login(login) ||
-	    step < 0 || result == NULL)
-		return badarg(st, "bind");
-	return st->ops->bind(st, contract, serial, login, step, drift, result);
-}
-
-int
-sotp_store_unbind(
-    struct sotp_store *st, const char *contract, int *unbound, char *serial)
-{
-	if (unbound != NULL)
-		*unbound = 0;
-	if (serial != NULL)
-		serial[0] = '\0';
-	if (!enter(st))
-		return SOTP_ERR_INVALID_ARG;
-	if (!valid_id(contract) || unbound == NULL)
-		return badarg(st, "unbind");
-	return st->ops->unbind(st, contract, unbound, serial);
-}
-
-int
-sotp_store_state_use(struct sotp_store *st, const uint8_t *id, int64_t expires,
-    int64_t now, int *fresh)
-{
-	if (fresh != NULL)
-		*fresh = 0;
-	if (!enter(st))
-		return SOTP_ERR_INVALID_ARG;
-	if (id == NULL || fresh == NULL)
-		return badarg(st, "state_use");
-	return st->ops->state_use(st, id, expires, now, fresh);
-}
-
-int
-sotp_store_audit_add(struct sotp_store *st, const struct sotp_audit_rec *r)
-{
-	if (!enter(st))
-		return SOTP_ERR_INVALID_ARG;
-	if (r == NULL || r->action == NULL || r->verdict == NULL)
-		return badarg(st, "audit_add");
-	return st->ops->audit_add(st, r);
-}
-
-int
-sotp_store_audit_list(struct sotp_store *st, const char *contract,
-    int64_t since, int64_t until, sotp_audit_cb *cb, void *arg)
-{
-	if (!enter(st))
-		return SOTP_ERR_INVALID_ARG;
-	if (cb == NULL)
-		return badarg(st, "audit_list");
-	return st->ops->audit_list(st, contract, since, until, cb, arg);
+	if (rc == SOTP_OK && (rc = commit_level(st)) == SOTP_OK)
+		return SOTP_OK;
+	sotp_db_rollback(st);
+	return rc;
 }
 
 int
 sotp_store_begin(struct sotp_store *st)
 {
-	if (!enter(st))
-		return SOTP_ERR_INVALID_ARG;
-	return st->ops->begin(st);
+	int rc;
+
+	if ((rc = sotp_db_enter(st, "begin", 1)) != SOTP_OK)
+		return rc;
+	return sotp_db_begin(st);
 }
 
+/*
+ * No driver check here: every operation inside the transaction made one,
+ * and a commit that fails rolls back.
+ */
 int
 sotp_store_commit(struct sotp_store *st)
 {
-	if (!enter(st))
+	if (st == NULL || st->conn == NULL)
 		return SOTP_ERR_INVALID_ARG;
-	return st->ops->commit(st);
+	st->err[0] = '\0';
+	st->op = "commit";
+	return sotp_db_end(st, SOTP_OK);
 }
 
-/* Keeps the error text of the failure that led here (no enter()). */
+/* Keeps the error text of the failure that led here. */
 void
 sotp_store_rollback(struct sotp_store *st)
 {
-	if (st != NULL && st->be != NULL)
-		st->ops->rollback(st);
+	if (st != NULL && st->conn != NULL)
+		sotp_db_rollback(st);
+}
+
+/* ---- The schema ---- */
+
+struct one_int {
+	int64_t v;
+	int rows;
+};
+
+static int
+one_int_row(struct sotp_store *st, void *arg)
+{
+	struct one_int *o = arg;
+
+	o->rows++;
+	if (sotp_db_int(st, 0, INT64_MIN, INT64_MAX, &o->v) != 0)
+		return sotp_db_corrupt(st, "(schema query)");
+	return SOTP_OK;
+}
+
+/* The integer a schema query returns (0 if none) and its row count. */
+static int
+query_int(struct sotp_store *st, enum sotp_stmt id, struct one_int *o)
+{
+	o->v = 0;
+	o->rows = 0;
+	return sotp_db_rows(st, id, NULL, 0, one_int_row, o);
+}
+
+/*
+ * Creation runs in one transaction under a lock (SQLite's BEGIN IMMEDIATE,
+ * a PostgreSQL advisory lock) so two `init`s racing make it once. A
+ * database that has tables but not ours is refused rather than written
+ * into: the URL most likely names the wrong one.
+ */
+int
+sotp_store_schema(struct sotp_store *st, int create)
+{
+	struct one_int o;
+	int rc;
+
+	st->op = "open";
+	if (create && (rc = sotp_db_begin(st)) != SOTP_OK)
+		return rc;
+	if (create &&
+	    (rc = sotp_db_run(st, SOTP_Q_SCHEMA_LOCK, NULL, 0, NULL)) !=
+	        SOTP_OK)
+		goto out;
+	if ((rc = query_int(st, SOTP_Q_SCHEMA_FOUND, &o)) != SOTP_OK)
+		goto out;
+	if (o.v == 0) {
+		if (!create) {
+			rc = sotp_store_dberr(st, SOTP_ERR_STORE_UNAVAILABLE,
+			    "no shinkin-otp schema (run \"shinkin-otp init\")");
+			goto out;
+		}
+		if ((rc = query_int(st, SOTP_Q_SCHEMA_TABLES, &o)) != SOTP_OK)
+			goto out;
+		if (o.v != 0) {
+			rc = sotp_store_dberr(st, SOTP_ERR_STORE_UNAVAILABLE,
+			    "not a shinkin-otp store (it holds other tables)");
+			goto out;
+		}
+		if ((rc = st->drv->script(
+		         st, st->drv->sql[SOTP_Q_SCHEMA_CREATE])) != SOTP_OK)
+			goto out;
+	}
+	if ((rc = query_int(st, SOTP_Q_SCHEMA_VERSION, &o)) != SOTP_OK)
+		goto out;
+	if (o.rows != 1 || o.v != SOTP_SCHEMA_VERSION) {
+		rc = sotp_store_dberr(st, SOTP_ERR_STORE_UNAVAILABLE,
+		    "schema version %lld (%d rows), this build needs version %d",
+		    (long long)o.v, o.rows, SOTP_SCHEMA_VERSION);
+		goto out;
+	}
+	rc = SOTP_OK;
+out:
+	if (create)
+		rc = sotp_db_end(st, rc);
+	return rc;
 }

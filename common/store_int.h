@@ -1,97 +1,280 @@
 /*
- * store_int.h - the seam between the store front (store.c) and its back
- * ends (store_sqlite.c, store_pg.c). Only common/store*.c include it.
+ * store_int.h - the seam between the store layer (store.c, store_ops.c)
+ * and its dialect drivers (store_sqlite.c, store_pg.c). Only common/store*.c
+ * include it, and tests/unit/test_store.c to check the dialect tables.
  *
- * store.c owns struct sotp_store, parses the URL, checks the arguments that
- * every back end would check the same way, and calls the back end through
- * its ops table. A back end keeps its connection in st->be and reports
- * failures with sotp_store_seterr(); it can count on non-NULL pointers,
- * well-formed IDs and in-range lengths.
+ * The shape is FreeRADIUS rlm_sql's: a driver knows how to talk to one
+ * kind of database (open, run a statement with typed parameters, hand out
+ * the columns of the current row, count changed rows, say whether a
+ * transaction is open, classify its errors) and carries its dialect: one
+ * table of SQL text, indexed by statement id. Everything above the
+ * drivers (the transaction nesting, the schema check, every operation and
+ * the decoding of every row) is written once, in store.c and store_ops.c.
+ *
+ * Errors. A driver turns each failure into one of
+ *   SOTP_ERR_STORE_UNAVAILABLE  the database cannot serve as it stands
+ *                               (gone, locked past the timeout, read-only,
+ *                               connection lost, ...): rlm_sql's RECONNECT;
+ *   SOTP_ERR_EXISTS             a unique or primary key constraint refused
+ *                               the row: rlm_sql's ALT_QUERY;
+ *   SOTP_ERR_NOMEM, SOTP_ERR_STORE  anything else,
+ * and leaves a message with sotp_store_dberr(): never a parameter value,
+ * never a password.
+ *
+ * Where the next steps plug in:
+ * - prepared statements: exec's id is the per-connection cache key (both
+ *   drivers prepare on first use and keep the statement);
+ * - one writer per process with group commit: a decision is one level
+ *   (sotp_db_begin .. sotp_db_end); a writer that owns the outer
+ *   transaction runs each decision as a savepoint inside it and answers
+ *   none before the one COMMIT that carries them all;
+ * - reconnect: the connection lives in st->conn, apart from the handle,
+ *   so a lost one (SOTP_ERR_STORE_UNAVAILABLE outside a transaction) can
+ *   be closed and opened again under the same handle (the layer would
+ *   keep the open target for that; today the caller reopens);
+ * - timeouts from the policy: st->lock_timeout_ms, read by both drivers
+ *   when they open;
+ * - a new operation or column: store_ops.c's head comment; a new schema
+ *   version: SOTP_SCHEMA_VERSION and each dialect's SCHEMA_CREATE.
  */
 #ifndef SOTP_STORE_INT_H
 #define SOTP_STORE_INT_H
 
+#include <limits.h>
+
 #include "sotp_int.h"
 
 #define SOTP_STORE_ERR_MAX 512
+#define SOTP_STORE_MAX_PARAMS 12
+#define SOTP_SCHEMA_VERSION 1
+/* SQLite's busy timeout and PostgreSQL's lock_timeout (XXX: policy). */
+#define SOTP_STORE_LOCK_TIMEOUT_MS 5000
+/* Length of a challenge state id (sotp_store_state_use). */
+#define SOTP_STORE_STATE_ID_LEN 16
 
-struct sotp_store_ops;
-
-struct sotp_store {
-	const struct sotp_store_ops *ops;
-	void *be; /* the back end's connection, NULL until opened */
-	char err[SOTP_STORE_ERR_MAX];
+/*
+ * Statement ids: every dialect has SQL text for each (a unit test checks).
+ * Parameters are positional (?1 in SQLite, $1 in PostgreSQL) and come in
+ * the order the operation in store_ops.c passes them; the result columns
+ * in the order its row decoder reads them.
+ */
+enum sotp_stmt {
+	/* Transactions: the nesting itself is in store.c. */
+	SOTP_Q_BEGIN,
+	SOTP_Q_COMMIT,
+	SOTP_Q_ROLLBACK,
+	SOTP_Q_SAVEPOINT,
+	SOTP_Q_RELEASE,
+	SOTP_Q_ROLLBACK_TO,
+	/* The schema check and creation (sotp_store_schema). */
+	SOTP_Q_SCHEMA_LOCK,
+	SOTP_Q_SCHEMA_FOUND,
+	SOTP_Q_SCHEMA_TABLES,
+	SOTP_Q_SCHEMA_CREATE, /* a script: several statements, no parameters */
+	SOTP_Q_SCHEMA_VERSION,
+	/* The operations. */
+	SOTP_Q_TOKEN_GET,
+	SOTP_Q_TOKEN_LOCK,
+	SOTP_Q_TOKEN_INSERT,
+	SOTP_Q_TOKEN_LIST,
+	SOTP_Q_TOKEN_LIST_FREE,
+	SOTP_Q_TOKEN_SET_DRIFT,
+	SOTP_Q_TOKEN_ACCEPT_STEP,
+	SOTP_Q_CONTRACT_GET,
+	SOTP_Q_CONTRACT_LOCK,
+	SOTP_Q_CONTRACT_INSERT,
+	SOTP_Q_CONTRACT_SET_PASSWORD,
+	SOTP_Q_CONTRACT_SET_LOGIN,
+	SOTP_Q_CONTRACT_SET_CARD,
+	SOTP_Q_CONTRACT_UNLOCK,
+	SOTP_Q_CONTRACT_UNLOCK_EXPIRED,
+	SOTP_Q_CONTRACT_CLOSE,
+	SOTP_Q_CONTRACT_RESET_FAILURES,
+	SOTP_Q_CONTRACT_FAIL,
+	SOTP_Q_CONTRACT_BIND,
+	SOTP_Q_CONTRACT_UNBIND,
+	SOTP_Q_STATE_PURGE,
+	SOTP_Q_STATE_INSERT,
+	SOTP_Q_AUDIT_ADD,
+	SOTP_Q_AUDIT_LIST,
+	SOTP_Q_AUDIT_LIST_CONTRACT,
+	SOTP_Q_COUNT
 };
 
 /*
- * One back end. Every member is required; each has the contract of the
- * sotp_store_* function of the same name in sotp_int.h. open receives the
- * URL with its "scheme:" prefix removed; on failure it leaves the detail
- * in st->err and close is still called to release what open left in be.
+ * The select lists every dialect shares: the columns, in the order the
+ * row decoders in store_ops.c read them (row_token, row_contract,
+ * audit_list_row).
  */
-struct sotp_store_ops {
-	const char *scheme;
-	int (*open)(struct sotp_store *st, const char *target, int create);
-	void (*close)(struct sotp_store *st);
+#define SOTP_SQL_TOKEN_SELECT                                                  \
+	"SELECT t.serial, t.kind, t.secret, t.algorithm, t.digits,"            \
+	" t.period, t.last_step, t.drift, t.disabled, t.created, c.id"         \
+	" FROM tokens t LEFT JOIN contracts c ON c.serial = t.serial"
+#define SOTP_SQL_CONTRACT_SELECT                                               \
+	"SELECT id, pwhash, login, serial, card, failures, locked_until,"      \
+	" closed, created FROM contracts"
+#define SOTP_SQL_AUDIT_SELECT                                                  \
+	"SELECT id, ts, action, contract, serial, context, verdict, reason,"   \
+	" detail FROM audit"
 
-	int (*token_get)(struct sotp_store *st, const char *serial,
-	    struct sotp_token_rec *out);
-	int (*token_insert)(
-	    struct sotp_store *st, const struct sotp_token_rec *t);
-	int (*token_list)(struct sotp_store *st, int unassigned_only,
-	    sotp_token_rec_cb *cb, void *arg);
-	int (*token_set_drift)(
-	    struct sotp_store *st, const char *serial, int drift);
+/* A statement parameter; a NULL text or an empty blob is SQL NULL. */
+enum sotp_ptype { SOTP_P_TEXT, SOTP_P_INT, SOTP_P_BLOB };
+struct sotp_param {
+	enum sotp_ptype type;
+	int64_t i;
+	const void *p; /* text (NUL-terminated) or blob, the caller's memory */
+	size_t len;    /* blob length */
+};
+#define SOTP_PTEXT(s)                                                          \
+	{                                                                      \
+		.type = SOTP_P_TEXT, .p = (s)                                  \
+	}
+#define SOTP_PINT(v)                                                           \
+	{                                                                      \
+		.type = SOTP_P_INT, .i = (int64_t)(v)                          \
+	}
+#define SOTP_PBLOB(b, n)                                                       \
+	{                                                                      \
+		.type = SOTP_P_BLOB, .p = (b), .len = (n)                      \
+	}
+#define SOTP_NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
-	int (*contract_get)(struct sotp_store *st, const char *id,
-	    struct sotp_contract_rec *out);
-	int (*contract_insert)(
-	    struct sotp_store *st, const struct sotp_contract_rec *c);
-	int (*contract_set_password)(
-	    struct sotp_store *st, const char *id, const char *pwhash);
-	int (*contract_set_login)(
-	    struct sotp_store *st, const char *id, enum sotp_login login);
-	int (*contract_set_card)(struct sotp_store *st, const char *id,
-	    const uint8_t *card, size_t len);
-	int (*contract_unlock)(struct sotp_store *st, const char *id);
-	int (*contract_unlock_expired)(
-	    struct sotp_store *st, const char *id, int64_t seen);
-	int (*contract_close)(
-	    struct sotp_store *st, const char *id, int *closed);
-
-	int (*accept_step)(struct sotp_store *st, const char *serial,
-	    const char *contract, int64_t step, int drift, int *won);
-	int (*fail)(struct sotp_store *st, const char *contract,
-	    unsigned int threshold, int64_t lock_value, unsigned int *failures,
-	    int64_t *locked_until);
-	int (*reset_failures)(struct sotp_store *st, const char *contract);
-	int (*bind)(struct sotp_store *st, const char *contract,
-	    const char *serial, enum sotp_login login, int64_t step, int drift,
-	    enum sotp_bind_result *result);
-	int (*unbind)(struct sotp_store *st, const char *contract, int *unbound,
-	    char *serial);
-
-	int (*state_use)(struct sotp_store *st, const uint8_t *id,
-	    int64_t expires, int64_t now, int *fresh);
-	int (*audit_add)(struct sotp_store *st, const struct sotp_audit_rec *r);
-	int (*audit_list)(struct sotp_store *st, const char *contract,
-	    int64_t since, int64_t until, sotp_audit_cb *cb, void *arg);
-
-	int (*begin)(struct sotp_store *st);
-	int (*commit)(struct sotp_store *st);
-	void (*rollback)(struct sotp_store *st);
+/* A column of the current row, valid until the next row or the end. */
+enum sotp_vtype {
+	SOTP_V_NULL,
+	SOTP_V_INT,
+	SOTP_V_TEXT,
+	SOTP_V_BLOB,
+	SOTP_V_OTHER
+};
+struct sotp_value {
+	enum sotp_vtype type;
+	int64_t i;
+	const void *p; /* text or blob bytes (text is NUL-terminated) */
+	size_t len;
 };
 
-/* Length of a challenge state id (sotp_store_state_use). */
-#define SOTP_STORE_STATE_ID_LEN 16
+struct sotp_store;
+
+/*
+ * One dialect driver. A statement runs as exec, then next until it says 0
+ * (the rows, if any), then done; only one statement is open at a time.
+ */
+struct sotp_store_driver {
+	const char *name; /* "sqlite", "postgresql": starts each message */
+	const char *const *sql; /* the dialect: SOTP_Q_COUNT texts by id */
+	/*
+	 * 1 when a failed statement undoes only itself and the transaction
+	 * goes on (SQLite); 0 when it aborts the whole transaction
+	 * (PostgreSQL), so that a statement that may be refused by a
+	 * constraint inside a caller's transaction needs a savepoint.
+	 */
+	int stmt_undo;
+	/*
+	 * Connects to target (the URL without its "scheme:"), keeping the
+	 * connection in st->conn and naming it in st->where; with create,
+	 * makes the file or schema. Runs sotp_store_schema() itself, at the
+	 * point its setup allows. On failure close is still called.
+	 */
+	int (*open)(struct sotp_store *st, const char *target, int create);
+	void (*close)(struct sotp_store *st);
+	/* Before every operation: fail closed on a connection not to trust. */
+	int (*check)(struct sotp_store *st);
+	/*
+	 * Starts statement sql with n parameters. id >= 0: prepared once per
+	 * connection and kept under that id; -1: prepared for this run only.
+	 */
+	int (*exec)(struct sotp_store *st, int id, const char *sql,
+	    const struct sotp_param *p, size_t n);
+	/* 1: a row is current; 0: no more rows; or a negative SOTP_ERR_*. */
+	int (*next)(struct sotp_store *st);
+	void (*value)(struct sotp_store *st, int col, struct sotp_value *v);
+	/* Rows changed by the statement (after next has said 0). */
+	int64_t (*changes)(struct sotp_store *st);
+	/* Ends the statement; no pointer into the caller's memory is kept. */
+	void (*done)(struct sotp_store *st);
+	/* Runs several statements without parameters or rows (the schema). */
+	int (*script)(struct sotp_store *st, const char *sql);
+	/* 0: no transaction open; 1: one is; -1: one is, but has failed. */
+	int (*txn_state)(struct sotp_store *st);
+};
+
+struct sotp_store {
+	const struct sotp_store_driver *drv;
+	void *conn;     /* the driver's connection, NULL until opened */
+	const char *op; /* the operation under way, for messages */
+	int depth;      /* open transaction levels (savepoints inside) */
+	int busy;       /* a statement is between exec and done */
+	unsigned int lock_timeout_ms;
+	char where[PATH_MAX]; /* the database, as messages name it */
+	char err[SOTP_STORE_ERR_MAX];
+};
+
+/* The drivers this build knows (store.c maps URL schemes to them). */
+extern const struct sotp_store_driver sotp_store_sqlite_driver;
+extern const struct sotp_store_driver sotp_store_pg_driver;
 
 /* Replaces st's error text. Never pass a secret or a bound value. */
 void sotp_store_seterr(struct sotp_store *st, const char *fmt, ...)
     SOTP_PRINTF(2, 3);
+/* "<driver> <where>: <op>: <what>" as st's error text; returns rc. */
+int sotp_store_dberr(struct sotp_store *st, int rc, const char *fmt, ...)
+    SOTP_PRINTF(3, 4);
+/*
+ * Checks (and with create, makes) the schema, in one transaction when
+ * creating: a database without it is refused unless create, one with
+ * other tables is refused always, and the version must be this build's.
+ */
+int sotp_store_schema(struct sotp_store *st, int create);
 
-/* The back ends store.c can dispatch to. */
-extern const struct sotp_store_ops sotp_store_sqlite_ops;
-extern const struct sotp_store_ops sotp_store_pg_ops;       /* postgresql: */
-extern const struct sotp_store_ops sotp_store_postgres_ops; /* postgres: */
+/* ---- store.c: what every operation is built from ---- */
+
+/*
+ * The start of every operation: a usable handle, the error text of an
+ * earlier call cleared (so that sotp_store_errmsg describes this call
+ * only), op named for messages, args_ok (else "op: invalid argument"),
+ * then the driver's check. SOTP_ERR_INVALID_ARG or the check's error.
+ */
+int sotp_db_enter(struct sotp_store *st, const char *op, int args_ok);
+
+/* Decodes the current row into arg; SOTP_OK or an error. */
+typedef int sotp_db_row_fn(struct sotp_store *st, void *arg);
+/*
+ * Runs statement id. Rows are dropped; *changes (may be NULL) receives the
+ * number of rows the statement changed.
+ */
+int sotp_db_run(struct sotp_store *st, enum sotp_stmt id,
+    const struct sotp_param *p, size_t n, int64_t *changes);
+/* Runs id and decodes its first row; SOTP_ERR_NOT_FOUND when none. */
+int sotp_db_row(struct sotp_store *st, enum sotp_stmt id,
+    const struct sotp_param *p, size_t n, sotp_db_row_fn *row, void *arg);
+/*
+ * Runs id and hands each row to row(); a negative return is passed on, a
+ * positive one stops early with SOTP_OK.
+ */
+int sotp_db_rows(struct sotp_store *st, enum sotp_stmt id,
+    const struct sotp_param *p, size_t n, sotp_db_row_fn *row, void *arg);
+
+/* Column readers: 0, or -1 for a value the schema does not allow. */
+int sotp_db_text(struct sotp_store *st, int col, char *dst, size_t dstsz);
+int sotp_db_blob(
+    struct sotp_store *st, int col, uint8_t *dst, size_t dstsz, size_t *len);
+/* An integer within [min, max]; NULL reads as 0. */
+int sotp_db_int(
+    struct sotp_store *st, int col, int64_t min, int64_t max, int64_t *out);
+/* A text column as a pointer valid until the next row; NULL reads "". */
+const char *sotp_db_str(struct sotp_store *st, int col);
+/* A row that breaks the schema's promises; SOTP_ERR_STORE. */
+int sotp_db_corrupt(struct sotp_store *st, const char *column);
+
+/*
+ * Transaction levels: begin opens a transaction, or a savepoint inside an
+ * open one; end commits the innermost level when rc is SOTP_OK and rolls
+ * it back otherwise, and returns the outcome; rollback undoes the
+ * innermost level (a no-op when none is open) and keeps the error text.
+ */
+int sotp_db_begin(struct sotp_store *st);
+int sotp_db_end(struct sotp_store *st, int rc);
+void sotp_db_rollback(struct sotp_store *st);
 
 #endif /* SOTP_STORE_INT_H */

@@ -60,14 +60,16 @@ totp_alg() {
 	oathtool --totp="$1" -d "$2" -b --now "@$(($(date +%s) + ${4:-0}))" "$3"
 }
 
-# The gate: this shell holds an exclusive lock; both racers wait for a
-# shared one and are released together when it is dropped.
-race() { # race CONTRACT CODE: prints the two exit codes
+# race2 F1 F2: runs the shell functions F1 and F2 at the same instant and
+# prints their two exit codes; their output goes to $SB/r1 and $SB/r2. The
+# gate: this shell holds an exclusive lock; both racers wait for a shared
+# one and are released together when it is dropped.
+race2() {
 	exec 9>"$LOCK"
 	flock -x 9
-	flock -s "$LOCK" "$CLI" verify "$1" --otp "$2" >"$SB/r1" 2>&1 &
+	(exec 9>&- && flock -s 8 && "$1") 8<"$LOCK" >"$SB/r1" 2>&1 &
 	p1=$!
-	flock -s "$LOCK" "$CLI" verify "$1" --otp "$2" >"$SB/r2" 2>&1 &
+	(exec 9>&- && flock -s 8 && "$2") 8<"$LOCK" >"$SB/r2" 2>&1 &
 	p2=$!
 	sleep 0.05
 	flock -u 9
@@ -77,6 +79,13 @@ race() { # race CONTRACT CODE: prints the two exit codes
 	wait "$p2"
 	e2=$?
 	echo "$e1 $e2"
+}
+
+race() { # race CONTRACT CODE: two verifies of one code
+	_vc=$1
+	_vcode=$2
+	verifier() { "$CLI" verify "$_vc" --otp "$_vcode"; }
+	race2 verifier verifier
 }
 
 # race_rounds N PREFIX: N rounds, each with a fresh token bound to its own
@@ -123,4 +132,53 @@ race_rounds() {
 	    test "$bad" -eq 0 -a "$i" -eq "$_rounds"
 	check "the loser was refused as REPLAYED ($replayed/$_rounds)" \
 	    test "$replayed" -eq "$_rounds"
+}
+
+# bind_race_rounds N PREFIX: N rounds of two processes binding at the same
+# instant, each with a code its token shows now: in odd rounds one token
+# to two contracts, in even rounds two tokens to one contract. Checks
+# exactly one binding per round, the loser refused as TOKEN_IN_USE or
+# ALREADY_BOUND (the engine's checks, made under the store's row locks).
+bind_race_rounds() {
+	_rounds=$1
+	_pfx=$2
+	LOCK=$SB/gate
+	bad=0
+	i=0
+	while [ "$i" -lt "$_rounds" ]; do
+		i=$((i + 1))
+		_c1=${_pfx}C$i
+		_t1=${_pfx}T$i
+		_s1=$(secret)
+		if [ $((i % 2)) -eq 1 ]; then
+			_c2=${_pfx}D$i _t2=$_t1 _s2=$_s1 _want=TOKEN_IN_USE
+		else
+			_c2=$_c1 _t2=${_pfx}U$i _s2=$(secret) _want=ALREADY_BOUND
+		fi
+		if ! cli token add "$_t1" --secret "$_s1" ||
+		    { [ "$_t2" != "$_t1" ] && ! cli token add "$_t2" --secret "$_s2"; } ||
+		    ! clin pw contract add "$_c1" ||
+		    { [ "$_c2" != "$_c1" ] && ! clin pw contract add "$_c2"; }; then
+			bad=$((bad + 1))
+			echo "# bind round $i: provision"
+			sed 's/^/#   /' "$ERR"
+			continue
+		fi
+		fresh_step 3
+		_o1=$(totp "$_s1")
+		_o2=$(totp "$_s2")
+		binder1() { "$CLI" contract bind "$_c1" --serial "$_t1" --otp "$_o1"; }
+		binder2() { "$CLI" contract bind "$_c2" --serial "$_t2" --otp "$_o2"; }
+		r=$(race2 binder1 binder2)
+		case "$r" in
+		"0 1" | "1 0")
+			grep -q "($_want)\$" "$SB/r1" "$SB/r2" && continue
+			;;
+		esac
+		bad=$((bad + 1))
+		echo "# bind round $i: exits $r, want one 0 and one $_want"
+		sed 's/^/#   /' "$SB/r1" "$SB/r2"
+	done
+	check "$i bind rounds, exactly one binding each ($bad bad)" \
+	    test "$bad" -eq 0 -a "$i" -eq "$_rounds"
 }

@@ -3,8 +3,9 @@
 # always stops (scripts/pg-test-server.sh): the store unit tests
 # (test_store with SOTP_TEST_STORE_URL, each test on an emptied schema;
 # their cmocka summary is relayed for tests/run.sh to count), then the
-# engine end to end through the CLI with oathtool as the token, and a
-# two-process race on one code, PG_RACE_ROUNDS (50) times.
+# engine end to end through the CLI with oathtool as the token, a
+# two-process race on one code, PG_RACE_ROUNDS (50) times, and two
+# processes binding at once, PG_BIND_RACE_ROUNDS (20) times.
 . "$TOP/tests/lib.sh"
 . "$TOP/tests/cli/lib_cli.sh"
 
@@ -68,6 +69,8 @@ check "close after unbind" cli contract close PGC1
 
 # -- two processes, one code: exactly one accept, as with SQLite --
 race_rounds "$ROUNDS" R
+# -- two processes bind at once: exactly one binding, as with SQLite --
+bind_race_rounds "${PG_BIND_RACE_ROUNDS:-20}" B
 
 # -- the server goes away: fail closed, name the server, no accept --
 sh "$PGCTL" stop "$PGDIR" >/dev/null 2>&1

@@ -7,7 +7,9 @@
  * directory, with PostgreSQL an emptied schema (dropped and recreated).
  * Tests about SQLite files are registered only for SQLite, and their
  * PostgreSQL counterparts only for PostgreSQL. Secrets here are arbitrary
- * bytes: the store only ever sees sealed blobs.
+ * bytes: the store only ever sees sealed blobs. One test reads the
+ * drivers' dialect tables (store_int.h); every other goes through the
+ * interface.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +30,8 @@
 #include <sqlite3.h>
 
 #include "sotp_int.h"
+/* The dialect tables, for test_store_dialects_complete. */
+#include "store_int.h"
 
 struct fixture {
 	char dir[64];
@@ -174,15 +178,23 @@ add_contract(struct sotp_store *st, const char *id)
 	assert_int_equal(sotp_store_contract_insert(st, &c), SOTP_OK);
 }
 
+/* The guarded write of a binding: won is 1 when it bound, 0 when not. */
+static int
+bind_won(struct sotp_store *st, const char *id, const char *serial,
+    enum sotp_login login, int64_t step, int drift)
+{
+	int won = -1;
+
+	assert_int_equal(
+	    sotp_store_bind(st, id, serial, login, step, drift, &won), SOTP_OK);
+	assert_true(won == 0 || won == 1);
+	return won;
+}
+
 static void
 bind_ok(struct sotp_store *st, const char *id, const char *serial, int64_t step)
 {
-	enum sotp_bind_result r;
-
-	assert_int_equal(
-	    sotp_store_bind(st, id, serial, SOTP_LOGIN_OTP, step, 0, &r),
-	    SOTP_OK);
-	assert_int_equal(r, SOTP_BIND_OK);
+	assert_int_equal(bind_won(st, id, serial, SOTP_LOGIN_OTP, step, 0), 1);
 }
 
 static void
@@ -442,16 +454,13 @@ test_store_bind_ok(void **state)
 	struct sotp_token_rec t;
 	unsigned int n;
 	int64_t lock;
-	enum sotp_bind_result r;
 
 	add_token(fx->st, "TK1");
 	add_contract(fx->st, "C1");
 	assert_int_equal(
 	    sotp_store_fail(fx->st, "C1", 5, -1, &n, &lock), SOTP_OK);
 	assert_int_equal(
-	    sotp_store_bind(fx->st, "C1", "TK1", SOTP_LOGIN_CARD, 100, 1, &r),
-	    SOTP_OK);
-	assert_int_equal(r, SOTP_BIND_OK);
+	    bind_won(fx->st, "C1", "TK1", SOTP_LOGIN_CARD, 100, 1), 1);
 	assert_int_equal(sotp_store_contract_get(fx->st, "C1", &c), SOTP_OK);
 	assert_string_equal(c.serial, "TK1");
 	assert_int_equal(c.login, SOTP_LOGIN_CARD);
@@ -462,13 +471,17 @@ test_store_bind_ok(void **state)
 	assert_int_equal(t.drift, 1);
 }
 
+/*
+ * The write of a binding is guarded, whatever the caller checked before:
+ * each guard that says no leaves both rows as they were (the reasons are
+ * the engine's, tested in test_engine.c).
+ */
 static void
-test_store_bind_refusals(void **state)
+test_store_bind_guards(void **state)
 {
 	struct fixture *fx = *state;
 	struct sotp_contract_rec c1, c2, c3;
 	struct sotp_token_rec t1, t2;
-	enum sotp_bind_result r;
 	int closed, won;
 
 	add_token(fx->st, "TK1");
@@ -491,46 +504,32 @@ test_store_bind_refusals(void **state)
 	assert_int_equal(sotp_store_token_get(fx->st, "TK1", &t1), SOTP_OK);
 	assert_int_equal(sotp_store_token_get(fx->st, "TK2", &t2), SOTP_OK);
 
+	/* No such contract: the token's step is not spent either. */
 	assert_int_equal(
-	    sotp_store_bind(fx->st, "NOPE", "TK2", SOTP_LOGIN_OTP, 100, 0, &r),
-	    SOTP_OK);
-	assert_int_equal(r, SOTP_BIND_NO_CONTRACT);
+	    bind_won(fx->st, "NOPE", "TK2", SOTP_LOGIN_OTP, 100, 0), 0);
 	assert_unchanged(fx->st, NULL, "TK2", NULL, &t2);
-
+	/* A closed contract. */
 	assert_int_equal(
-	    sotp_store_bind(fx->st, "C3", "TK2", SOTP_LOGIN_OTP, 100, 0, &r),
-	    SOTP_OK);
-	assert_int_equal(r, SOTP_BIND_CLOSED);
+	    bind_won(fx->st, "C3", "TK2", SOTP_LOGIN_OTP, 100, 0), 0);
 	assert_unchanged(fx->st, "C3", "TK2", &c3, &t2);
-
+	/* A contract that holds a token. */
 	assert_int_equal(
-	    sotp_store_bind(fx->st, "C1", "TK2", SOTP_LOGIN_OTP, 100, 0, &r),
-	    SOTP_OK);
-	assert_int_equal(r, SOTP_BIND_CONTRACT_HAS_TOKEN);
+	    bind_won(fx->st, "C1", "TK2", SOTP_LOGIN_OTP, 100, 0), 0);
 	assert_unchanged(fx->st, "C1", "TK2", &c1, &t2);
-
+	/* No such token. */
 	assert_int_equal(
-	    sotp_store_bind(fx->st, "C2", "NOPE", SOTP_LOGIN_OTP, 100, 0, &r),
-	    SOTP_OK);
-	assert_int_equal(r, SOTP_BIND_NO_TOKEN);
+	    bind_won(fx->st, "C2", "NOPE", SOTP_LOGIN_OTP, 100, 0), 0);
 	assert_unchanged(fx->st, "C2", NULL, &c2, NULL);
-
+	/* A token bound to another contract (the UNIQUE on the binding). */
 	assert_int_equal(
-	    sotp_store_bind(fx->st, "C2", "TK1", SOTP_LOGIN_OTP, 100, 0, &r),
-	    SOTP_OK);
-	assert_int_equal(r, SOTP_BIND_TOKEN_IN_USE);
+	    bind_won(fx->st, "C2", "TK1", SOTP_LOGIN_OTP, 100, 0), 0);
 	assert_unchanged(fx->st, "C2", "TK1", &c2, &t1);
-
 	/* TK2 has spent step 70: 70 and older are replays. */
 	assert_int_equal(
-	    sotp_store_bind(fx->st, "C2", "TK2", SOTP_LOGIN_OTP, 70, 0, &r),
-	    SOTP_OK);
-	assert_int_equal(r, SOTP_BIND_REPLAYED);
+	    bind_won(fx->st, "C2", "TK2", SOTP_LOGIN_OTP, 70, 0), 0);
 	assert_unchanged(fx->st, "C2", "TK2", &c2, &t2);
 	assert_int_equal(
-	    sotp_store_bind(fx->st, "C2", "TK2", SOTP_LOGIN_OTP, 69, 0, &r),
-	    SOTP_OK);
-	assert_int_equal(r, SOTP_BIND_REPLAYED);
+	    bind_won(fx->st, "C2", "TK2", SOTP_LOGIN_OTP, 69, 0), 0);
 	assert_unchanged(fx->st, "C2", "TK2", &c2, &t2);
 
 	/* And the first newer step binds. */
@@ -542,16 +541,13 @@ test_store_one_token_per_contract(void **state)
 {
 	struct fixture *fx = *state;
 	struct sotp_contract_rec c;
-	enum sotp_bind_result r;
 
 	add_token(fx->st, "TK1");
 	add_token(fx->st, "TK2");
 	add_contract(fx->st, "C1");
 	bind_ok(fx->st, "C1", "TK1", 10);
 	assert_int_equal(
-	    sotp_store_bind(fx->st, "C1", "TK2", SOTP_LOGIN_OTP, 11, 0, &r),
-	    SOTP_OK);
-	assert_int_equal(r, SOTP_BIND_CONTRACT_HAS_TOKEN);
+	    bind_won(fx->st, "C1", "TK2", SOTP_LOGIN_OTP, 11, 0), 0);
 	assert_int_equal(sotp_store_contract_get(fx->st, "C1", &c), SOTP_OK);
 	assert_string_equal(c.serial, "TK1");
 }
@@ -562,16 +558,13 @@ test_store_one_contract_per_token(void **state)
 	struct fixture *fx = *state;
 	struct sotp_contract_rec c;
 	struct sotp_token_rec t;
-	enum sotp_bind_result r;
 
 	add_token(fx->st, "TK1");
 	add_contract(fx->st, "C1");
 	add_contract(fx->st, "C2");
 	bind_ok(fx->st, "C1", "TK1", 10);
 	assert_int_equal(
-	    sotp_store_bind(fx->st, "C2", "TK1", SOTP_LOGIN_OTP, 11, 0, &r),
-	    SOTP_OK);
-	assert_int_equal(r, SOTP_BIND_TOKEN_IN_USE);
+	    bind_won(fx->st, "C2", "TK1", SOTP_LOGIN_OTP, 11, 0), 0);
 	assert_int_equal(sotp_store_contract_get(fx->st, "C2", &c), SOTP_OK);
 	assert_string_equal(c.serial, "");
 	assert_int_equal(sotp_store_token_get(fx->st, "TK1", &t), SOTP_OK);
@@ -582,33 +575,35 @@ static void
 test_store_unbind_frees_token(void **state)
 {
 	struct fixture *fx = *state;
+	struct sotp_contract_rec c;
 	struct sotp_token_rec t;
-	char serial[SOTP_ID_MAX];
-	enum sotp_bind_result r;
 	int unbound = -1;
 
 	add_token(fx->st, "TK1");
+	add_token(fx->st, "TK2");
 	add_contract(fx->st, "C1");
 	add_contract(fx->st, "C2");
 	assert_int_equal(
-	    sotp_store_unbind(fx->st, "C1", &unbound, serial), SOTP_OK);
+	    sotp_store_unbind(fx->st, "C1", "TK1", &unbound), SOTP_OK);
 	assert_int_equal(unbound, 0);
-	assert_string_equal(serial, "");
 	bind_ok(fx->st, "C1", "TK1", 10);
+	/* Guarded by the binding the caller saw: another one stays. */
 	assert_int_equal(
-	    sotp_store_unbind(fx->st, "C1", &unbound, serial), SOTP_OK);
+	    sotp_store_unbind(fx->st, "C1", "TK2", &unbound), SOTP_OK);
+	assert_int_equal(unbound, 0);
+	assert_int_equal(sotp_store_contract_get(fx->st, "C1", &c), SOTP_OK);
+	assert_string_equal(c.serial, "TK1");
+	assert_int_equal(
+	    sotp_store_unbind(fx->st, "C1", "TK1", &unbound), SOTP_OK);
 	assert_int_equal(unbound, 1);
-	assert_string_equal(serial, "TK1");
 	assert_int_equal(sotp_store_token_get(fx->st, "TK1", &t), SOTP_OK);
 	assert_string_equal(t.contract, "");
 	/* The token keeps its last step: its old codes stay spent. */
 	assert_int_equal(t.last_step, 10);
 	assert_int_equal(
-	    sotp_store_bind(fx->st, "C2", "TK1", SOTP_LOGIN_OTP, 10, 0, &r),
-	    SOTP_OK);
-	assert_int_equal(r, SOTP_BIND_REPLAYED);
+	    bind_won(fx->st, "C2", "TK1", SOTP_LOGIN_OTP, 10, 0), 0);
 	bind_ok(fx->st, "C2", "TK1", 11);
-	assert_int_equal(sotp_store_unbind(fx->st, "NOPE", &unbound, NULL),
+	assert_int_equal(sotp_store_unbind(fx->st, "NOPE", "TK1", &unbound),
 	    SOTP_ERR_NOT_FOUND);
 }
 
@@ -630,7 +625,7 @@ test_store_close_refused_while_bound(void **state)
 	assert_string_equal(c.serial, "TK1");
 
 	assert_int_equal(
-	    sotp_store_unbind(fx->st, "C1", &unbound, NULL), SOTP_OK);
+	    sotp_store_unbind(fx->st, "C1", "TK1", &unbound), SOTP_OK);
 	assert_int_equal(unbound, 1);
 	assert_int_equal(
 	    sotp_store_contract_close(fx->st, "C1", &closed), SOTP_OK);
@@ -1252,7 +1247,6 @@ test_store_nested_operations(void **state)
 	struct fixture *fx = *state;
 	struct sotp_token_rec t;
 	struct audit_acc acc;
-	enum sotp_bind_result br;
 	int won = 0;
 
 	add_token(fx->st, "TK1");
@@ -1263,9 +1257,7 @@ test_store_nested_operations(void **state)
 	add_audit(fx->st, 100, "C1", "verify", SOTP_R_ACCEPTED);
 	/* A refused inner operation (rolled back to its savepoint) ... */
 	assert_int_equal(
-	    sotp_store_bind(fx->st, "C1", "NOPE", SOTP_LOGIN_OTP, 20, 0, &br),
-	    SOTP_OK);
-	assert_int_equal(br, SOTP_BIND_CONTRACT_HAS_TOKEN);
+	    bind_won(fx->st, "C1", "NOPE", SOTP_LOGIN_OTP, 20, 0), 0);
 	/* ... and one that commits its savepoint. */
 	assert_int_equal(
 	    sotp_store_accept_step(fx->st, "TK1", "C1", 11, 0, &won), SOTP_OK);
@@ -1473,27 +1465,156 @@ test_store_nested_insert_refused(void **state)
 }
 
 /*
+ * Every statement id has SQL text in every dialect, taking the same
+ * number of parameters (?N in SQLite, $N in PostgreSQL): a row missing
+ * from one table would otherwise show only when that operation first ran
+ * on that database.
+ */
+static int
+max_param(const char *sql, char mark)
+{
+	const char *p;
+	int n, max = 0;
+
+	for (p = sql; (p = strchr(p, mark)) != NULL; p++) {
+		n = atoi(p + 1);
+		if (n > max)
+			max = n;
+	}
+	return max;
+}
+
+static void
+test_store_dialects_complete(void **state)
+{
+	const char *const *sq = sotp_store_sqlite_driver.sql;
+	const char *const *pg = sotp_store_pg_driver.sql;
+	int i;
+
+	(void)state;
+	for (i = 0; i < SOTP_Q_COUNT; i++) {
+		if (sq[i] == NULL || pg[i] == NULL)
+			fail_msg("statement %d: no SQL for %s", i,
+			    sq[i] == NULL ? "sqlite" : "postgresql");
+		if (max_param(sq[i], '?') != max_param(pg[i], '$'))
+			fail_msg("statement %d: %d parameters in sqlite, %d in"
+			         " postgresql",
+			    i, max_param(sq[i], '?'), max_param(pg[i], '$'));
+	}
+}
+
+/* Row locks mean something only inside a transaction: refused outside. */
+static void
+test_store_locks_need_a_transaction(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_contract_rec c;
+
+	add_token(fx->st, "TK1");
+	add_contract(fx->st, "C1");
+	assert_int_equal(
+	    sotp_store_token_lock(fx->st, "TK1"), SOTP_ERR_INVALID_ARG);
+	assert_non_null(strstr(sotp_store_errmsg(fx->st), "token_lock"));
+	assert_int_equal(
+	    sotp_store_contract_lock(fx->st, "C1", &c), SOTP_ERR_INVALID_ARG);
+	assert_int_equal(sotp_store_begin(fx->st), SOTP_OK);
+	assert_int_equal(sotp_store_token_lock(fx->st, "TK1"), SOTP_OK);
+	assert_int_equal(
+	    sotp_store_token_lock(fx->st, "NOPE"), SOTP_ERR_NOT_FOUND);
+	assert_int_equal(sotp_store_contract_lock(fx->st, "C1", &c), SOTP_OK);
+	assert_string_equal(c.id, "C1");
+	assert_string_equal(c.pwhash, "$y$j9T$salt$hash-of-C1");
+	assert_int_equal(
+	    sotp_store_contract_lock(fx->st, "NOPE", &c), SOTP_ERR_NOT_FOUND);
+	assert_int_equal(sotp_store_commit(fx->st), SOTP_OK);
+}
+
+/*
+ * A lock held past the timeout (SQLite's busy timeout, PostgreSQL's
+ * lock_timeout) is an outage, not a wait without end: one process holds
+ * contract C1's row lock in a transaction, another asks for it and fails
+ * closed as unavailable, with a message that names the operation.
+ */
+static void
+test_store_lock_held_is_unavailable(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_contract_rec c;
+	struct sotp_store *st = NULL;
+	char err[512], ch = 'r';
+	int ready[2], hold[2], wst;
+	pid_t holder, waiter;
+	int rc;
+
+	add_contract(fx->st, "C1");
+	sotp_store_close(fx->st);
+	fx->st = NULL;
+	assert_int_equal(pipe(ready), 0);
+	assert_int_equal(pipe(hold), 0);
+	if ((holder = fork()) == 0) {
+		close(ready[0]);
+		close(hold[1]);
+		if (sotp_store_open(fx->url, 0, &st, err, sizeof(err)) !=
+		        SOTP_OK ||
+		    sotp_store_begin(st) != SOTP_OK ||
+		    sotp_store_contract_lock(st, "C1", &c) != SOTP_OK ||
+		    write(ready[1], &ch, 1) != 1)
+			_exit(1);
+		/* Until the parent closes the pipe (EOF). */
+		if (read(hold[0], &ch, 1) != 0)
+			_exit(1);
+		sotp_store_rollback(st);
+		sotp_store_close(st);
+		_exit(0);
+	}
+	assert_true(holder > 0);
+	close(ready[1]);
+	close(hold[0]);
+	assert_int_equal(read(ready[0], &ch, 1), 1);
+	if ((waiter = fork()) == 0) {
+		if (sotp_store_open(fx->url, 0, &st, err, sizeof(err)) !=
+		    SOTP_OK)
+			_exit(2);
+		if ((rc = sotp_store_begin(st)) == SOTP_OK)
+			rc = sotp_store_contract_lock(st, "C1", &c);
+		fprintf(stderr, "# waiter: %s\n", sotp_store_errmsg(st));
+		_exit(rc == SOTP_ERR_STORE_UNAVAILABLE &&
+		            (strstr(sotp_store_errmsg(st), "begin") != NULL ||
+		                strstr(sotp_store_errmsg(st),
+		                    "contract_lock") != NULL)
+		        ? 0
+		        : 3);
+	}
+	assert_true(waiter > 0);
+	assert_int_equal(waitpid(waiter, &wst, 0), waiter);
+	close(hold[1]);
+	close(ready[0]);
+	assert_true(WIFEXITED(wst));
+	assert_int_equal(WEXITSTATUS(wst), 0);
+	assert_int_equal(waitpid(holder, &wst, 0), holder);
+	assert_true(WIFEXITED(wst));
+	assert_int_equal(WEXITSTATUS(wst), 0);
+}
+
+/*
  * Two handles bind one token to two contracts at once, 20 times: exactly
- * one binding each time, the other refused as TOKEN_IN_USE.
+ * one binding each time; the other's guarded write changes nothing.
  */
 static void
 binder(const char *url, const char *contract, const char *serial, int ready_fd,
     int go_fd)
 {
 	struct sotp_store *st = NULL;
-	enum sotp_bind_result r;
 	char err[512], c = 'r';
-	int status = 1;
+	int status = 1, won = -1;
 
 	if (sotp_store_open(url, 0, &st, err, sizeof(err)) != SOTP_OK)
 		_exit(1);
 	if (write(ready_fd, &c, 1) != 1 || read(go_fd, &c, 1) != 0)
 		_exit(1);
-	if (sotp_store_bind(st, contract, serial, SOTP_LOGIN_OTP, 5, 0, &r) ==
+	if (sotp_store_bind(st, contract, serial, SOTP_LOGIN_OTP, 5, 0, &won) ==
 	    SOTP_OK)
-		status = r == SOTP_BIND_OK        ? 10
-		    : r == SOTP_BIND_TOKEN_IN_USE ? 11
-		                                  : 2;
+		status = won == 1 ? 10 : won == 0 ? 11 : 2;
 	sotp_store_close(st);
 	_exit(status);
 }
@@ -1568,7 +1689,7 @@ main(void)
 	    T(test_store_contract_exists_not_found),                           \
 	    T(test_store_contract_insert_refuses_bound),                       \
 	    T(test_store_contract_setters), T(test_store_bind_ok),             \
-	    T(test_store_bind_refusals), T(test_store_one_token_per_contract), \
+	    T(test_store_bind_guards), T(test_store_one_token_per_contract),   \
 	    T(test_store_one_contract_per_token),                              \
 	    T(test_store_unbind_frees_token),                                  \
 	    T(test_store_close_refused_while_bound),                           \
@@ -1578,6 +1699,9 @@ main(void)
 	    T(test_store_state_use_replay_purge),                              \
 	    T(test_store_audit_add_list), T(test_store_nested_operations),     \
 	    T(test_store_nested_insert_refused),                               \
+	    T(test_store_dialects_complete),                                   \
+	    T(test_store_locks_need_a_transaction),                            \
+	    T(test_store_lock_held_is_unavailable),                            \
 	    T(test_store_reopen_keeps_data),                                   \
 	    T(test_store_open_unsupported_url), T(test_store_pg_unreachable),  \
 	    T(test_store_pg_malformed_url), T(test_store_url_redact),          \
