@@ -89,10 +89,13 @@ ctx_pool_get(struct ctx_pool *p, char *why, size_t whysz)
 }
 
 void
-ctx_pool_drop(struct ctx_pool *p)
+ctx_pool_after(struct ctx_pool *p, int rc, int reason)
 {
 	struct ctx_pool_entry *e = pthread_getspecific(p->key);
 
+	if (rc != SOTP_ERR_STORE && rc != SOTP_ERR_STORE_UNAVAILABLE &&
+	    reason != SOTP_R_STORE_UNAVAILABLE)
+		return;
 	if (e == NULL)
 		return;
 	pthread_setspecific(p->key, NULL);

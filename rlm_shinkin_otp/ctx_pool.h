@@ -42,11 +42,12 @@ int ctx_pool_init(struct ctx_pool *p, ctx_pool_open_fn *open, void *arg);
  */
 struct sotp_ctx *ctx_pool_get(struct ctx_pool *p, char *why, size_t whysz);
 /*
- * Drops this thread's context, so that its next request opens a fresh
- * one: after a store failure the handle may be stale (file replaced,
- * server restarted).
+ * The reconnect rule, after a core call that returned rc and decided
+ * reason: a store failure may leave the handle stale (file replaced,
+ * server restarted), so this thread's context is dropped and its next
+ * request opens a fresh one.
  */
-void ctx_pool_drop(struct ctx_pool *p);
+void ctx_pool_after(struct ctx_pool *p, int rc, int reason);
 /* Frees every context; radiusd calls it once its workers have stopped. */
 void ctx_pool_free(struct ctx_pool *p);
 

@@ -484,16 +484,6 @@ map_decision(REQUEST *request, const struct sotp_ctx *ctx,
 	}
 }
 
-/* A store failure poisons the handle: drop it so the thread reopens. */
-static void
-after_store_use(
-    struct rlm_shinkin_otp *inst, int rc, const struct sotp_decision *d)
-{
-	if (rc == SOTP_ERR_STORE || rc == SOTP_ERR_STORE_UNAVAILABLE ||
-	    d->reason == SOTP_R_STORE_UNAVAILABLE)
-		ctx_pool_drop(&inst->pool);
-}
-
 /*
  * authorize: claim requests whose User-Name is a contract, unless another
  * module already chose an Auth-Type. An unknown name is left to the next
@@ -525,7 +515,7 @@ mod_authorize(void *instance, REQUEST *request)
 	if (rc != SOTP_OK && rc != SOTP_ERR_NOT_FOUND)
 		RERROR("Contract lookup failed: %s %s", sotp_strerror(rc),
 		    sotp_ctx_errmsg(ctx));
-	after_store_use(inst, rc, &none);
+	ctx_pool_after(&inst->pool, rc, (int)none.reason);
 	if (rc == SOTP_ERR_NOT_FOUND) {
 		RDEBUG2("%s is not a contract", user);
 		return RLM_MODULE_NOOP;
@@ -572,7 +562,7 @@ mod_authenticate(void *instance, REQUEST *request)
 		code = map_decision(request, ctx, a, rc, &d);
 	}
 	sotp_attempt_free(a);
-	after_store_use(inst, rc, &d);
+	ctx_pool_after(&inst->pool, rc, (int)d.reason);
 	return code;
 }
 
