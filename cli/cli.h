@@ -115,6 +115,7 @@ int cli_qr_png(const struct cli *c, const char *uri, const char *path);
 
 int cmd_init(struct cli *c, int argc, char **argv);
 int cmd_check_config(struct cli *c, int argc, char **argv);
+int cmd_messages(struct cli *c, int argc, char **argv);
 int cmd_audit(struct cli *c, int argc, char **argv);
 int cmd_token(struct cli *c, int argc, char **argv);
 /* token import FILE ...: cmd_import.c */

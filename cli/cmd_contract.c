@@ -45,8 +45,7 @@ contract_password(struct cli *c, const char *verb, int argc, char **argv)
 	memset(&d, 0, sizeof(d));
 	if ((ex = contract_args(c, verb, argc, argv, NULL, &id)) != 0)
 		return ex;
-	r = cli_read_secret(
-	    c, sotp_factor_prompt(SOTP_F_PASSWORD), pw, sizeof(pw));
+	r = cli_read_secret(c, "Password: ", pw, sizeof(pw));
 	if (r != 0) {
 		if (r > 0)
 			cli_warn(c, "no password on stdin");

@@ -1,5 +1,5 @@
 /*
- * cmd_misc.c - init, check-config and audit.
+ * cmd_misc.c - init, check-config, messages and audit.
  */
 #define _GNU_SOURCE /* strptime, timegm */
 #include "cli.h"
@@ -102,6 +102,44 @@ cmd_check_config(struct cli *c, int argc, char **argv)
 	}
 	free(dump);
 	return rc == SOTP_OK ? CLI_EXIT_OK : cli_error(c, rc);
+}
+
+/* One catalog text, as a [messages] line would set it. */
+static int
+message_line(void *arg, const char *name, const char *text)
+{
+	const struct cli *c = arg;
+	struct cli_json j;
+
+	if (c->json) {
+		json_begin(&j, stdout);
+		json_str(&j, "name", name);
+		json_str(&j, "text", text);
+		json_end(&j);
+	} else {
+		printf("%s = \"", name);
+		cli_text(stdout, text);
+		printf("\"\n");
+	}
+	return 0;
+}
+
+/*
+ * messages: every text the customers read under this policy, in its
+ * language and with its overrides, for the bank to review.
+ */
+int
+cmd_messages(struct cli *c, int argc, char **argv)
+{
+	size_t npos;
+	int ex, rc;
+
+	if ((ex = cli_parse(c, argc, argv, NULL, NULL, 0, &npos)) != 0)
+		return ex;
+	if ((rc = sotp_ctx_load_policy(c->ctx, c->config)) != SOTP_OK ||
+	    (rc = sotp_messages(c->ctx, message_line, c)) != SOTP_OK)
+		return cli_error(c, rc);
+	return CLI_EXIT_OK;
 }
 
 /* " KEY=VALUE" of an audit row, "-" when empty. */

@@ -2,32 +2,22 @@
  * cmd_verify.c - verify: one attempt through the same engine that PAM and
  * RADIUS use.
  *
- * Every factor given on the command line is supplied before the first
- * step; the engine takes what it needs. The password is read from stdin
- * only when the engine asks for it. When it asks for something the
- * command line did not give, the tool prints what is needed and the
- * exported state, and exits 3 so that a script can run it again with
- * --state and the answer.
+ * Every input given on the command line is supplied by name before the
+ * first step; the engine takes each in its turn. The password is read
+ * from stdin only when the engine asks for it. When the engine asks for
+ * something the command line did not give, the tool prints its question
+ * and the exported state (hex), and exits 3 so that a script can run it
+ * again with --state and the answer.
  */
 #include "cli.h"
 
+#include <openssl/crypto.h>
+#include <stdlib.h>
 #include <string.h>
 
 struct verify_args {
 	char *context, *otp, *card, *serial, *login, *state;
 };
-
-static const struct {
-	unsigned int bit;
-	const char *name;
-} factor_names[] = {
-    {SOTP_F_PASSWORD, "password"},
-    {SOTP_F_OTP, "otp"},
-    {SOTP_F_CARD, "card"},
-    {SOTP_F_SERIAL, "serial"},
-    {SOTP_F_LOGIN_CHOICE, "login-otp"},
-};
-#define NFACTORS (sizeof(factor_names) / sizeof(factor_names[0]))
 
 /* Supplies the factors given on the command line; wipes argv's copies. */
 static int
@@ -69,17 +59,16 @@ decide(struct cli *c, struct sotp_attempt *a, struct sotp_decision *d)
 			ex = cli_error(c, rc);
 			goto out;
 		}
-		if (d->verdict != SOTP_CONTINUE ||
-		    (d->needs & SOTP_F_PASSWORD) == 0 || have_pw)
+		if (d->verdict != SOTP_CONTINUE || d->ask != SOTP_F_PASSWORD ||
+		    have_pw)
 			break;
-		r = cli_read_secret(
-		    c, sotp_factor_prompt(SOTP_F_PASSWORD), pw, sizeof(pw));
+		r = cli_read_secret(c, d->prompt, pw, sizeof(pw));
 		if (r < 0)
 			goto out;
-		if (r > 0) /* no password on stdin: report the need */
+		if (r > 0) /* no password on stdin: report the question */
 			break;
 		have_pw = 1;
-		rc = sotp_attempt_set(a, SOTP_F_PASSWORD, pw);
+		rc = sotp_attempt_answer(a, pw);
 		sotp_wipe(pw, sizeof(pw));
 		if (rc != SOTP_OK) {
 			ex = cli_error(c, rc);
@@ -93,19 +82,16 @@ out:
 }
 
 static void
-print_human(const struct sotp_decision *d, const char *const *needs,
-    size_t nneeds, const char *state)
+print_human(const struct sotp_decision *d, const char *state)
 {
-	size_t i;
-
 	if (d->verdict == SOTP_ACCEPT) {
 		printf("accepted\n");
 	} else if (d->verdict == SOTP_CONTINUE) {
-		printf("needs:");
-		for (i = 0; i < nneeds; i++)
-			printf(" %s", needs[i]);
-		printf("\n");
-		if ((d->needs & SOTP_F_CARD) != 0 && d->card_cells[0] != '\0')
+		printf("needs: %s\n", sotp_factor_name(d->ask));
+		fputs("prompt: ", stdout);
+		cli_text(stdout, d->prompt);
+		fputc('\n', stdout);
+		if (d->ask == SOTP_F_CARD)
 			printf("card cells: %s\n", d->card_cells);
 		printf("state: %s\n", state);
 	} else {
@@ -119,40 +105,75 @@ print_human(const struct sotp_decision *d, const char *const *needs,
 	}
 }
 
+/* The exported state in hex, state[2 * SOTP_STATE_MAX + 1]. */
+static int
+state_hex(struct sotp_attempt *a, char *state)
+{
+	static const char hex[] = "0123456789abcdef";
+	uint8_t raw[SOTP_STATE_MAX];
+	size_t len = 0, i;
+	int rc;
+
+	if ((rc = sotp_attempt_export(a, raw, sizeof(raw), &len)) != SOTP_OK)
+		return rc;
+	for (i = 0; i < len; i++) {
+		state[2 * i] = hex[raw[i] >> 4];
+		state[2 * i + 1] = hex[raw[i] & 15];
+	}
+	state[2 * len] = '\0';
+	return SOTP_OK;
+}
+
 static int
 report(struct cli *c, struct sotp_attempt *a, const struct sotp_decision *d)
 {
-	const char *needs[NFACTORS];
-	char state[SOTP_STATE_MAX] = "";
+	char state[2 * SOTP_STATE_MAX + 1] = "";
 	struct cli_json j;
-	size_t i, n = 0;
 	int rc;
 
-	if (d->verdict == SOTP_CONTINUE) {
-		rc = sotp_attempt_export(a, state, sizeof(state));
-		if (rc != SOTP_OK)
-			return cli_error(c, rc);
-		for (i = 0; i < NFACTORS; i++)
-			if ((d->needs & factor_names[i].bit) != 0)
-				needs[n++] = factor_names[i].name;
-	}
+	if (d->verdict == SOTP_CONTINUE &&
+	    (rc = state_hex(a, state)) != SOTP_OK)
+		return cli_error(c, rc);
 	if (c->json) {
 		json_begin(&j, stdout);
 		cli_json_decision(&j, d);
 		if (d->verdict == SOTP_CONTINUE) {
-			json_strv(&j, "needs", needs, n);
+			json_str(&j, "ask", sotp_factor_name(d->ask));
+			json_str(&j, "prompt", d->prompt);
+			json_bool(&j, "echo", d->echo);
 			json_str(&j, "card_cells", d->card_cells);
 			json_str(&j, "state", state);
 		}
 		json_end(&j);
 	} else {
-		print_human(d, needs, n, state);
+		print_human(d, state);
 	}
 	if (d->verdict == SOTP_ACCEPT)
 		return CLI_EXIT_OK;
 	if (d->verdict == SOTP_CONTINUE)
 		return CLI_EXIT_MORE;
 	return cli_refused(c, d->reason);
+}
+
+/*
+ * --state as printed: hex. Anything else is handed over as it is, so that
+ * the engine refuses and audits it like any other bad state.
+ */
+static int
+resume(struct cli *c, const char *id, const char *context, const char *hex,
+    struct sotp_attempt **a)
+{
+	uint8_t *raw;
+	long len = 0;
+	int rc;
+
+	if ((raw = OPENSSL_hexstr2buf(hex, &len)) == NULL)
+		return sotp_attempt_resume(c->ctx, id, context,
+		    (const uint8_t *)hex, strlen(hex), c->now, a);
+	rc = sotp_attempt_resume(
+	    c->ctx, id, context, raw, (size_t)len, c->now, a);
+	OPENSSL_free(raw);
+	return rc;
 }
 
 int
@@ -188,8 +209,7 @@ cmd_verify(struct cli *c, int argc, char **argv)
 	if ((ex = cli_load(c)) != 0)
 		goto out;
 	if (va.state != NULL)
-		rc = sotp_attempt_resume(
-		    c->ctx, pos[0], context, va.state, c->now, &a);
+		rc = resume(c, pos[0], context, va.state, &a);
 	else
 		rc = sotp_attempt_begin(c->ctx, pos[0], context, c->now, &a);
 	if (rc != SOTP_OK) {

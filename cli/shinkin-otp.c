@@ -26,6 +26,7 @@ struct command {
 static const struct command commands[] = {
     {"init", cmd_init},
     {"check-config", cmd_check_config},
+    {"messages", cmd_messages},
     {"token", cmd_token},
     {"contract", cmd_contract},
     {"verify", cmd_verify},
@@ -34,7 +35,7 @@ static const struct command commands[] = {
 
 static const char usage_text[] =
     "usage: shinkin-otp [--config FILE] [--json] [--debug] COMMAND ...\n"
-    "  init | check-config\n"
+    "  init | check-config | messages\n"
     "  token add SERIAL --secret BASE32|- [--algorithm A] [--digits N]\n"
     "        [--period S] [--kind K]\n"
     "  token generate [--count N] [--kind K] [--qr] [--png FILE]\n"

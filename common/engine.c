@@ -1,135 +1,92 @@
 /*
  * engine.c - the decision engine: one attempt for a contract in a context.
  *
- * The policy's context says which factors are asked (password, code, card,
- * or registration inputs). An attempt collects inputs, asks for what is
- * missing (CONTINUE), and ends in one ACCEPT or REJECT that is audited.
- * Order matters and is fixed here for every front end:
+ * The engine owns the conversation, as OpenSSH's keyboard-interactive
+ * devices do: it decides the next question (one input per question, in
+ * the bank guide's order), words it in the policy's language and says
+ * whether the answer may show as it is typed; PAM, RADIUS and the CLI
+ * relay. Each answer is verified as it arrives, so a RADIUS State only
+ * has to carry what was verified so far. Order matters and is fixed here
+ * for every front end:
  *   1. unknown context, unknown or closed contract, lock: refused before
  *      any secret (password hash, token secret, card) is touched;
  *   2. the password, when the context checks it, before anything that
  *      would tell a stranger whether the contract has a token;
- *   3. the second factor; a code is accepted only through the store's
- *      compare-and-set of the token's last step, so a code is good once.
- * Every wrong password, code or card counts toward the same lockout.
+ *   3. then serial, current code, login choice and card digits, as the
+ *      context needs them. A code is accepted only through the store's
+ *      compare-and-set of the token's last step, so it is good once; a
+ *      registration binds in one compare-and-set at its end, which also
+ *      finds the token and the contract still free.
+ * Every wrong password, code or card counts toward the same lockout, and
+ * a wrong input at any round ends the attempt. Input that is malformed
+ * even after normalization (input.c) is refused before any comparison
+ * and does not count: it cannot be a guess.
  */
-#include "sotp_int.h"
+#include "engine_int.h"
 
-#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
 
-#define NFACTORS 5
-#define STATE_VERSION 1
-#define STATE_ID_LEN 16
-#define STATE_MAC_LEN 16
-/* version | id | expires (8) | rounds | done | needs | ncells | cells */
-#define STATE_BODY (1 + STATE_ID_LEN + 8 + 4 + SOTP_MAX_CELLS)
-#define STATE_LEN (STATE_BODY + STATE_MAC_LEN)
+/*
+ * The bank guide's order: contract ID and password, the token's serial,
+ * its current code, the login choice, then the card digits. Logins,
+ * transactions and unregistration ask fewer, in the same order.
+ */
+static const unsigned int guide_order[] = {SOTP_F_PASSWORD, SOTP_F_SERIAL,
+    SOTP_F_OTP, SOTP_F_LOGIN_CHOICE, SOTP_F_CARD};
+#define NORDER (sizeof(guide_order) / sizeof(guide_order[0]))
 
-struct sotp_attempt {
-	struct sotp_ctx *ctx;
-	char contract[SOTP_ID_MAX];
-	int contract_ok; /* the given ID was well-formed */
-	char context[SOTP_NAME_MAX];
-	time_t now;
-	char *in[NFACTORS]; /* inputs, indexed by factor bit */
-	char *combined;     /* password followed by code */
-	unsigned int supplied;
-	unsigned int done;  /* verified in an earlier round */
-	unsigned int needs; /* what the last CONTINUE asked for */
-	uint8_t cells[SOTP_MAX_CELLS];
-	unsigned int ncells;
-	unsigned int rounds;
-	int resumed;
-	int state_reason; /* a resumed state was bad: reject with this */
-	uint8_t state_id[STATE_ID_LEN];
-	int64_t state_expires; /* of the resumed state */
-	int final;
-	int txn; /* a store transaction is open for this decision's writes */
-};
+int
+sotp_engine_fidx(unsigned int factor)
+{
+	if (factor == 0 || (factor & (factor - 1)) != 0 ||
+	    factor >= (1u << SOTP_NFACTORS))
+		return -1;
+	return __builtin_ctz(factor);
+}
 
-/* What the customer is told; internal detail goes to the log only. */
-static const struct {
-	int reason;
-	const char *msg;
-} customer_msgs[] = {
-    {SOTP_R_WRONG_CODE, "The one-time code is not correct."},
-    {SOTP_R_REPLAYED,
-        "This code has already been used; wait for the "
-        "next code."},
-    {SOTP_R_LOCKED,
-        "This contract is locked after too many failed "
-        "attempts; please contact the bank."},
-    {SOTP_R_UNKNOWN_CONTRACT,
-        "The contract ID or password is not "
-        "correct."},
-    {SOTP_R_WRONG_PASSWORD,
-        "The contract ID or password is not "
-        "correct."},
-    {SOTP_R_UNKNOWN_SERIAL, "The token serial number is not known."},
-    {SOTP_R_ALREADY_BOUND,
-        "A token is already registered for this "
-        "contract."},
-    {SOTP_R_TOKEN_IN_USE,
-        "This token is registered to another "
-        "contract."},
-    {SOTP_R_NOT_BOUND,
-        "No token is registered for this contract; "
-        "please register a smartphone token first."},
-    {SOTP_R_WRONG_CARD, "The card digits are not correct."},
-    {SOTP_R_NO_CARD,
-        "No confirmation card has been issued for this "
-        "contract."},
-    {SOTP_R_CONTRACT_CLOSED, "This contract is closed."},
-    {SOTP_R_TOKEN_DISABLED,
-        "This token is disabled; please contact "
-        "the bank."},
-    {SOTP_R_BAD_INPUT, "The input is not valid."},
-    {SOTP_R_STATE_INVALID,
-        "This session is not valid; please start "
-        "again."},
-    {SOTP_R_STATE_EXPIRED,
-        "This session has expired; please start "
-        "again."},
-    {SOTP_R_STATE_REPLAYED,
-        "This session was already used; please "
-        "start again."},
-    {SOTP_R_TOO_MANY_ROUNDS,
-        "Too many steps in one session; please "
-        "start again."},
-    {SOTP_R_UNKNOWN_CONTEXT, "This service is not configured."},
-    {SOTP_R_STORE_UNAVAILABLE,
-        "The service is temporarily unavailable; "
-        "please try again later."},
-    {SOTP_R_BAD_CONFIG,
-        "The service is temporarily unavailable; please "
-        "try again later."},
-    {SOTP_R_INTERNAL,
-        "The service is temporarily unavailable; please "
-        "try again later."},
-};
+int
+sotp_engine_echo(unsigned int factor)
+{
+	/* Neither is secret, and a customer checks what they typed. */
+	return factor == SOTP_F_SERIAL || factor == SOTP_F_LOGIN_CHOICE;
+}
 
-static const char *
-customer_msg(int reason)
+int
+sotp_engine_prompt_key(unsigned int factor)
+{
+	switch (factor) {
+	case SOTP_F_PASSWORD:
+		return SOTP_M_PROMPT_PASSWORD;
+	case SOTP_F_OTP:
+		return SOTP_M_PROMPT_OTP;
+	case SOTP_F_CARD:
+		return SOTP_M_PROMPT_CARD;
+	case SOTP_F_SERIAL:
+		return SOTP_M_PROMPT_SERIAL;
+	default:
+		return SOTP_M_PROMPT_LOGIN_CHOICE;
+	}
+}
+
+/* The first factor of `set` in the guide's order, or 0. */
+static unsigned int
+first_of(unsigned int set)
 {
 	size_t i;
 
-	for (i = 0; i < sizeof(customer_msgs) / sizeof(customer_msgs[0]); i++)
-		if (customer_msgs[i].reason == reason)
-			return customer_msgs[i].msg;
-	return "";
+	for (i = 0; i < NORDER; i++)
+		if (set & guide_order[i])
+			return guide_order[i];
+	return 0;
 }
 
-static int
-fidx(unsigned int factor)
+static const char *
+input(const struct sotp_attempt *a, unsigned int factor)
 {
-	if (factor == 0 || (factor & (factor - 1)) != 0 ||
-	    factor >= (1u << NFACTORS))
-		return -1;
-	return __builtin_ctz(factor);
+	return a->in[sotp_engine_fidx(factor)];
 }
 
 int
@@ -147,6 +104,7 @@ sotp_attempt_begin(struct sotp_ctx *ctx, const char *contract_id,
 		return SOTP_ERR_NOMEM;
 	a->ctx = ctx;
 	a->now = now;
+	a->step = -1;
 	a->contract_ok = sotp_id_valid(contract_id);
 	if (a->contract_ok)
 		sotp_strlcpy(a->contract, contract_id, sizeof(a->contract));
@@ -158,45 +116,48 @@ sotp_attempt_begin(struct sotp_ctx *ctx, const char *contract_id,
 	return SOTP_OK;
 }
 
-int
-sotp_attempt_set(
-    struct sotp_attempt *a, enum sotp_factor factor, const char *value)
+/* A copy of value in *slot, the old one wiped. */
+static int
+keep(char **slot, const char *value)
 {
 	char *copy;
-	int i;
 
-	if (a == NULL || value == NULL || (i = fidx(factor)) < 0)
-		return SOTP_ERR_INVALID_ARG;
 	if (strlen(value) > 1024)
 		return SOTP_ERR_BAD_INPUT;
 	if ((copy = sotp_strdup(value)) == NULL)
 		return SOTP_ERR_NOMEM;
-	sotp_free_string(a->in[i]);
-	a->in[i] = copy;
-	a->supplied |= factor;
+	sotp_free_string(*slot);
+	*slot = copy;
 	return SOTP_OK;
+}
+
+int
+sotp_attempt_set(
+    struct sotp_attempt *a, enum sotp_factor factor, const char *value)
+{
+	int i, rc;
+
+	if (a == NULL || value == NULL || (i = sotp_engine_fidx(factor)) < 0)
+		return SOTP_ERR_INVALID_ARG;
+	if ((rc = keep(&a->in[i], value)) == SOTP_OK)
+		a->supplied |= factor;
+	return rc;
+}
+
+int
+sotp_attempt_answer(struct sotp_attempt *a, const char *value)
+{
+	if (a == NULL || value == NULL)
+		return SOTP_ERR_INVALID_ARG;
+	return keep(&a->answer, value);
 }
 
 int
 sotp_attempt_set_combined(struct sotp_attempt *a, const char *value)
 {
-	char *copy;
-
 	if (a == NULL || value == NULL)
 		return SOTP_ERR_INVALID_ARG;
-	if (strlen(value) > 1024)
-		return SOTP_ERR_BAD_INPUT;
-	if ((copy = sotp_strdup(value)) == NULL)
-		return SOTP_ERR_NOMEM;
-	sotp_free_string(a->combined);
-	a->combined = copy;
-	return SOTP_OK;
-}
-
-unsigned int
-sotp_attempt_needs(const struct sotp_attempt *a)
-{
-	return a == NULL ? 0 : a->needs;
+	return keep(&a->combined, value);
 }
 
 void
@@ -208,8 +169,9 @@ sotp_attempt_free(struct sotp_attempt *a)
 		return;
 	if (a->txn)
 		sotp_store_rollback(a->ctx->st);
-	for (i = 0; i < NFACTORS; i++)
+	for (i = 0; i < SOTP_NFACTORS; i++)
 		sotp_free_string(a->in[i]);
+	sotp_free_string(a->answer);
 	sotp_free_string(a->combined);
 	sotp_free_secret(a, sizeof(*a));
 }
@@ -261,28 +223,45 @@ write_commit(struct sotp_attempt *a)
 	if (!a->txn)
 		return SOTP_OK;
 	a->txn = 0;
+	a->regated = 0;
 	if ((rc = sotp_store_commit(a->ctx->st)) != SOTP_OK)
 		sotp_ctx_seterr(a->ctx, "%s", sotp_store_errmsg(a->ctx->st));
 	return rc;
 }
 
+/*
+ * A refusal tells the customer its reason (a failure that locks says so).
+ * An accept or a question keeps the notice already set, if any: the
+ * legacy-token warning. TOKEN_SUNSET comes formatted with its date.
+ */
+static void
+tell(const struct sotp_attempt *a, struct sotp_decision *d, int reason)
+{
+	if (d->verdict != SOTP_REJECT)
+		return;
+	if (reason == SOTP_R_TOKEN_SUNSET && d->message[0] != '\0' &&
+	    !d->locked)
+		return;
+	sotp_msg_format(&a->ctx->pol, d->locked ? SOTP_R_LOCKED : reason, NULL,
+	    d->message, sizeof(d->message));
+}
+
 static int
 finish(struct sotp_attempt *a, const struct sotp_context_def *cdef,
     struct sotp_decision *d, enum sotp_verdict v, int reason,
-    const char *serial, const char *detail)
+    const char *detail)
 {
+	const char *serial = a->serial[0] != '\0' ? a->serial : NULL;
 	int rc, crc;
 
 	d->verdict = v;
 	d->reason = (enum sotp_reason)reason;
-	if (d->message[0] == '\0')
-		sotp_strlcpy(
-		    d->message, customer_msg(reason), sizeof(d->message));
+	tell(a, d, reason);
 	if (v != SOTP_CONTINUE)
 		a->final = 1;
 	/* Asking for the first input is not worth a row; a challenge is. */
 	if (v == SOTP_CONTINUE && a->done == 0)
-		return SOTP_OK;
+		return write_commit(a);
 	rc = sotp_audit(a->ctx, a->now, action_name(cdef),
 	    a->contract_ok && reason != SOTP_R_UNKNOWN_CONTRACT ? a->contract
 	                                                        : "",
@@ -301,8 +280,9 @@ finish(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 	if (rc != SOTP_OK && v != SOTP_REJECT) {
 		d->verdict = SOTP_REJECT;
 		d->reason = SOTP_R_STORE_UNAVAILABLE;
-		sotp_strlcpy(
-		    d->message, customer_msg(d->reason), sizeof(d->message));
+		d->ask = 0;
+		d->message[0] = '\0';
+		tell(a, d, d->reason);
 		a->final = 1;
 		return rc;
 	}
@@ -320,7 +300,7 @@ fail_error(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 	    a->contract_ok ? a->contract : "-", sotp_strerror(rc),
 	    sotp_ctx_errmsg(a->ctx));
 	memset(d, 0, sizeof(*d));
-	(void)finish(a, cdef, d, SOTP_REJECT, reason, NULL, sotp_rc_name(rc));
+	(void)finish(a, cdef, d, SOTP_REJECT, reason, sotp_rc_name(rc));
 	return rc;
 }
 
@@ -334,7 +314,7 @@ store_err(struct sotp_ctx *ctx, int rc)
 /* Counts a wrong factor toward the lockout and refuses. */
 static int
 wrong(struct sotp_attempt *a, const struct sotp_context_def *cdef,
-    struct sotp_decision *d, int reason, const char *serial)
+    struct sotp_decision *d, int reason)
 {
 	const struct sotp_policy *p = &a->ctx->pol;
 	unsigned int failures = 0;
@@ -351,10 +331,25 @@ wrong(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 	d->locked = locked_until != 0;
 	snprintf(detail, sizeof(detail), "failures=%u%s", failures,
 	    d->locked ? " locked" : "");
-	if (d->locked)
-		snprintf(d->message, sizeof(d->message), "%s %s",
-		    customer_msg(reason), customer_msg(SOTP_R_LOCKED));
-	return finish(a, cdef, d, SOTP_REJECT, reason, serial, detail);
+	return finish(a, cdef, d, SOTP_REJECT, reason, detail);
+}
+
+/* Reasons that count toward the lockout. */
+static int
+counts(int reason)
+{
+	return reason == SOTP_R_WRONG_CODE || reason == SOTP_R_REPLAYED ||
+	    reason == SOTP_R_WRONG_CARD || reason == SOTP_R_WRONG_PASSWORD;
+}
+
+/* A refusal of one input: counted toward the lockout or not. */
+static int
+refuse(struct sotp_attempt *a, const struct sotp_context_def *cdef,
+    struct sotp_decision *d, int reason)
+{
+	if (counts(reason))
+		return wrong(a, cdef, d, reason);
+	return finish(a, cdef, d, SOTP_REJECT, reason, NULL);
 }
 
 /* ---- the plan: which factors this context asks of this contract ---- */
@@ -405,90 +400,74 @@ precondition(const struct sotp_context_def *cdef,
 
 /*
  * Legacy kinds: refused after the sunset day, accepted with a warning in
- * the days before it. Returns a refusal reason or SOTP_R_ACCEPTED.
+ * the days before it; both texts go to msg. Returns a refusal reason or
+ * SOTP_R_ACCEPTED.
  */
 static int
 kind_check(const struct sotp_policy *p, const struct sotp_token_rec *t,
     time_t now, char *msg, size_t msgsz)
 {
 	const struct sotp_kind *k = sotp_policy_kind(p, t->kind);
+	struct sotp_msg_vars v;
 
 	if (k == NULL || k->sunset_end == 0)
 		return SOTP_R_ACCEPTED;
+	memset(&v, 0, sizeof(v));
+	v.date = k->sunset;
+	v.kind = k->name;
 	if ((int64_t)now >= k->sunset_end) {
-		snprintf(msg, msgsz,
-		    "Your %s token was retired on %s; please move to the "
-		    "smartphone token.",
-		    k->name, k->sunset);
+		sotp_msg_format(p, SOTP_R_TOKEN_SUNSET, &v, msg, msgsz);
 		return SOTP_R_TOKEN_SUNSET;
 	}
 	if ((int64_t)now >= k->sunset_end - (int64_t)k->warn_days * 86400)
-		snprintf(msg, msgsz,
-		    "Your %s token can be used until %s; please move to the "
-		    "smartphone token.",
-		    k->name, k->sunset);
+		sotp_msg_format(p, SOTP_M_SUNSET_SOON, &v, msg, msgsz);
 	return SOTP_R_ACCEPTED;
 }
 
-/* Splits "password followed by code" once the code's length is known. */
+/*
+ * A code as typed, normalized, into out[SOTP_CODE_MAX]: 0, or -1 when it
+ * is malformed (anything but digits, blanks and dashes; not `digits`
+ * digits long).
+ */
 static int
-split_combined(
-    struct sotp_attempt *a, unsigned int req, const struct sotp_contract_rec *c)
+norm_code(const char *typed, unsigned int digits, char *out)
 {
-	struct sotp_token_rec t;
-	size_t n, digits = 0;
-	char *pw;
-	int rc;
-
-	if (a->combined == NULL)
-		return SOTP_OK;
-	if ((req & SOTP_F_OTP) && c->serial[0] != '\0') {
-		rc = sotp_store_token_get(a->ctx->st, c->serial, &t);
-		if (rc != SOTP_OK)
-			return store_err(a->ctx, rc);
-		digits = t.digits;
-		sotp_wipe(&t, sizeof(t));
+	if (typed == NULL ||
+	    sotp_input_digits(typed, out, SOTP_CODE_MAX) != SOTP_OK)
+		return -1;
+	if (strlen(out) != digits) {
+		sotp_wipe(out, SOTP_CODE_MAX);
+		return -1;
 	}
-	n = strlen(a->combined);
-	if (digits > 0 && n > digits) {
-		if ((rc = sotp_attempt_set(
-		         a, SOTP_F_OTP, a->combined + n - digits)) != SOTP_OK)
-			return rc;
-		sotp_wipe(a->combined + n - digits, digits);
-		a->combined[n - digits] = '\0';
-	}
-	if (req & SOTP_F_PASSWORD) {
-		pw = a->combined;
-		if ((rc = sotp_attempt_set(a, SOTP_F_PASSWORD, pw)) != SOTP_OK)
-			return rc;
-	}
-	sotp_free_string(a->combined);
-	a->combined = NULL;
-	return SOTP_OK;
+	return 0;
 }
 
 /*
  * Checks a code against token t; on a match the store's compare-and-set
- * consumes the step. *reason: ACCEPTED, WRONG_CODE or REPLAYED.
+ * consumes the step (unless `bind`: the bind does it). *reason: ACCEPTED,
+ * WRONG_CODE, REPLAYED, or BAD_INPUT for a malformed code.
  */
 static int
 use_code(struct sotp_ctx *ctx, const struct sotp_token_rec *t,
-    const char *contract, const char *code, time_t now, int bind, int *reason,
+    const char *contract, const char *typed, time_t now, int bind, int *reason,
     int64_t *step, int *drift)
 {
+	char code[SOTP_CODE_MAX];
 	int rc, match = 0, won = 0;
 
-	*reason = SOTP_R_WRONG_CODE;
-	if ((rc = sotp_token_match(ctx, t, code, now, &match, step, drift)) !=
-	    SOTP_OK)
-		return rc;
-	if (!match)
+	*reason = SOTP_R_BAD_INPUT;
+	if (norm_code(typed, t->digits, code) != 0)
 		return SOTP_OK;
+	*reason = SOTP_R_WRONG_CODE;
+	rc = sotp_token_match(ctx, t, code, now, &match, step, drift);
+	SOTP_WIPE_ARRAY(code);
+	if (rc != SOTP_OK || !match)
+		return rc;
 	if (*step <= t->last_step) {
 		*reason = SOTP_R_REPLAYED;
 		return SOTP_OK;
 	}
-	if (bind) { /* the caller's bind transaction does the CAS */
+	if (bind) {
 		*reason = SOTP_R_ACCEPTED;
 		return SOTP_OK;
 	}
@@ -499,10 +478,13 @@ use_code(struct sotp_ctx *ctx, const struct sotp_token_rec *t,
 	return SOTP_OK;
 }
 
-/* Loads a token for binding: it must exist, be free and enabled. */
+/*
+ * Loads a token for binding: it must exist, be free, enabled and not past
+ * its kind's sunset (msg gets that text, or the warning before it).
+ */
 static int
 bind_token_get(struct sotp_ctx *ctx, const char *serial,
-    struct sotp_token_rec *t, int *reason)
+    struct sotp_token_rec *t, time_t now, int *reason, char *msg, size_t msgsz)
 {
 	int rc;
 
@@ -519,7 +501,7 @@ bind_token_get(struct sotp_ctx *ctx, const char *serial,
 	else if (t->disabled)
 		*reason = SOTP_R_TOKEN_DISABLED;
 	else
-		*reason = SOTP_R_ACCEPTED;
+		*reason = kind_check(&ctx->pol, t, now, msg, msgsz);
 	return SOTP_OK;
 }
 
@@ -617,9 +599,8 @@ out:
 }
 
 /*
- * The binding shared by self-service registration and the admin's
- * "contract bind": the code must come from the token now, and its step is
- * spent by the binding's own write.
+ * The binding of the admin's "contract bind": the code must come from the
+ * token now, and its step is spent by the binding's own write.
  */
 int
 sotp_engine_bind(struct sotp_ctx *ctx, const char *contract, const char *serial,
@@ -631,11 +612,9 @@ sotp_engine_bind(struct sotp_ctx *ctx, const char *contract, const char *serial,
 	int rc, drift = 0;
 
 	memset(&t, 0, sizeof(t));
-	if ((rc = bind_token_get(ctx, serial, &t, reason)) != SOTP_OK ||
+	if ((rc = bind_token_get(ctx, serial, &t, now, reason, msg, msgsz)) !=
+	        SOTP_OK ||
 	    *reason != SOTP_R_ACCEPTED)
-		goto out;
-	if ((*reason = kind_check(&ctx->pol, &t, now, msg, msgsz)) !=
-	    SOTP_R_ACCEPTED)
 		goto out;
 	if ((rc = use_code(ctx, &t, contract, code, now, 1, reason, &step,
 	         &drift)) != SOTP_OK ||
@@ -647,91 +626,7 @@ out:
 	return rc;
 }
 
-/* ---- the second factor of one step ---- */
-
-static int
-check_card(
-    struct sotp_attempt *a, const struct sotp_contract_rec *c, int *reason)
-{
-	char grid[SOTP_CARD_MAX];
-	size_t len = 0;
-	int rc, ok = 0;
-
-	*reason = SOTP_R_WRONG_CARD;
-	if ((rc = sotp_unseal(a->ctx->key, c->id, strlen(c->id), c->card,
-	         c->card_len, (uint8_t *)grid, sizeof(grid) - 1, &len)) !=
-	    SOTP_OK) {
-		sotp_ctx_seterr(a->ctx,
-		    "contract %s: card cannot be "
-		    "decrypted (wrong master key or "
-		    "tampered row)",
-		    c->id);
-		goto out;
-	}
-	grid[len] = '\0';
-	if ((rc = sotp_card_check(grid, a->cells, a->ncells,
-	         a->in[fidx(SOTP_F_CARD)], &ok)) != SOTP_OK)
-		goto out;
-	if (ok)
-		*reason = SOTP_R_ACCEPTED;
-out:
-	SOTP_WIPE_ARRAY(grid);
-	return rc;
-}
-
-static int
-check_otp(struct sotp_attempt *a, const struct sotp_contract_rec *c,
-    int *reason, char *serial, char *msg, size_t msgsz)
-{
-	struct sotp_token_rec t;
-	int64_t step;
-	int rc, drift;
-
-	sotp_strlcpy(serial, c->serial, SOTP_ID_MAX);
-	if ((rc = sotp_store_token_get(a->ctx->st, c->serial, &t)) != SOTP_OK)
-		return store_err(a->ctx, rc);
-	if (t.disabled)
-		*reason = SOTP_R_TOKEN_DISABLED;
-	else if ((*reason = kind_check(&a->ctx->pol, &t, a->now, msg, msgsz)) ==
-	    SOTP_R_ACCEPTED)
-		rc = use_code(a->ctx, &t, c->id, a->in[fidx(SOTP_F_OTP)],
-		    a->now, 0, reason, &step, &drift);
-	sotp_wipe(&t, sizeof(t));
-	return rc;
-}
-
-static int
-do_register(struct sotp_attempt *a, const struct sotp_contract_rec *c,
-    unsigned int req, int *reason, char *serial, char *msg, size_t msgsz)
-{
-	enum sotp_login login;
-	int rc;
-
-	sotp_strlcpy(serial, a->in[fidx(SOTP_F_SERIAL)], SOTP_ID_MAX);
-	if (sotp_login_parse(a->in[fidx(SOTP_F_LOGIN_CHOICE)], &login) !=
-	    SOTP_OK) {
-		*reason = SOTP_R_BAD_INPUT;
-		return SOTP_OK;
-	}
-	if (login == SOTP_LOGIN_CARD && c->card_len == 0) {
-		*reason = SOTP_R_NO_CARD;
-		return SOTP_OK;
-	}
-	if ((req & SOTP_F_CARD) &&
-	    ((rc = check_card(a, c, reason)) != SOTP_OK ||
-	        *reason != SOTP_R_ACCEPTED))
-		return rc;
-	return sotp_engine_bind(a->ctx, c->id, a->in[fidx(SOTP_F_SERIAL)],
-	    a->in[fidx(SOTP_F_OTP)], login, a->now, reason, msg, msgsz);
-}
-
-/* Reasons that count toward the lockout. */
-static int
-counts(int reason)
-{
-	return reason == SOTP_R_WRONG_CODE || reason == SOTP_R_REPLAYED ||
-	    reason == SOTP_R_WRONG_CARD || reason == SOTP_R_WRONG_PASSWORD;
-}
+/* ---- one input each: verified as it arrives ---- */
 
 /*
  * The contract was read before the store's write lock was taken, so
@@ -762,81 +657,360 @@ out:
 	return rc;
 }
 
+/* Before a token secret or a card is touched: the write lock, the gate. */
 static int
-second_factor(struct sotp_attempt *a, const struct sotp_context_def *cdef,
+secure(struct sotp_attempt *a, const struct sotp_contract_rec *c,
+    struct sotp_decision *d, int *reason)
+{
+	int rc;
+
+	*reason = SOTP_R_ACCEPTED;
+	if (a->regated)
+		return SOTP_OK;
+	if ((rc = write_begin(a)) != SOTP_OK ||
+	    (rc = gate_again(a, c, reason)) != SOTP_OK)
+		return rc;
+	d->locked = *reason == SOTP_R_LOCKED;
+	a->regated = *reason == SOTP_R_ACCEPTED;
+	return SOTP_OK;
+}
+
+static int
+check_password(
+    struct sotp_attempt *a, const struct sotp_contract_rec *c, int *reason)
+{
+	int rc, ok = 0;
+
+	rc = sotp_passwd_check(input(a, SOTP_F_PASSWORD), c->pwhash, &ok);
+	*reason = ok ? SOTP_R_ACCEPTED : SOTP_R_WRONG_PASSWORD;
+	return rc;
+}
+
+/*
+ * Finds the token a typed serial names. Full-width forms and blanks never
+ * matter; the form as typed wins, then without dashes, then (for kinds
+ * whose serials are not case-sensitive) upper-cased. Each form is looked
+ * up once; the first that exists is the token.
+ */
+static int
+find_serial(struct sotp_attempt *a, const char *typed, struct sotp_token_rec *t,
+    int *reason)
+{
+	char form[4][SOTP_ID_MAX];
+	const struct sotp_kind *k;
+	int i, j, rc;
+
+	*reason = SOTP_R_BAD_INPUT;
+	if (sotp_input_serial(typed, 0, 0, form[0], SOTP_ID_MAX) != SOTP_OK)
+		return SOTP_OK;
+	*reason = SOTP_R_UNKNOWN_SERIAL;
+	for (i = 0; i < 4; i++) {
+		if (sotp_input_serial(
+		        typed, i & 1, i >> 1, form[i], SOTP_ID_MAX) != SOTP_OK)
+			continue;
+		for (j = 0; j < i; j++)
+			if (strcmp(form[i], form[j]) == 0)
+				break;
+		if (j < i)
+			continue;
+		rc = sotp_store_token_get(a->ctx->st, form[i], t);
+		if (rc == SOTP_ERR_NOT_FOUND)
+			continue;
+		if (rc != SOTP_OK)
+			return store_err(a->ctx, rc);
+		k = sotp_policy_kind(&a->ctx->pol, t->kind);
+		if (i >> 1 && k != NULL && k->serial_exact)
+			continue;
+		*reason = SOTP_R_ACCEPTED;
+		return SOTP_OK;
+	}
+	return SOTP_OK;
+}
+
+/* Registration: the serial names a token that is free and usable. */
+static int
+check_serial(struct sotp_attempt *a, struct sotp_decision *d, int *reason)
+{
+	struct sotp_token_rec t;
+	int rc;
+
+	memset(&t, 0, sizeof(t));
+	if ((rc = find_serial(a, input(a, SOTP_F_SERIAL), &t, reason)) !=
+	        SOTP_OK ||
+	    *reason != SOTP_R_ACCEPTED)
+		goto out;
+	if (t.contract[0] != '\0')
+		*reason = SOTP_R_TOKEN_IN_USE;
+	else if (t.disabled)
+		*reason = SOTP_R_TOKEN_DISABLED;
+	else
+		*reason = kind_check(
+		    &a->ctx->pol, &t, a->now, d->message, sizeof(d->message));
+	if (*reason == SOTP_R_ACCEPTED)
+		sotp_strlcpy(a->serial, t.serial, sizeof(a->serial));
+out:
+	sotp_wipe(&t, sizeof(t));
+	return rc;
+}
+
+/*
+ * The current code. A login, a transaction or an unregistration consumes
+ * its step now (compare-and-set); a registration only records the step
+ * and drift, and its bind at the end consumes them.
+ */
+static int
+check_otp(struct sotp_attempt *a, const struct sotp_context_def *cdef,
+    const struct sotp_contract_rec *c, struct sotp_decision *d, int *reason)
+{
+	struct sotp_token_rec t;
+	int reg = cdef->action == SOTP_ACT_REGISTER;
+	int64_t step = -1;
+	int rc, drift = 0;
+
+	memset(&t, 0, sizeof(t));
+	if ((rc = secure(a, c, d, reason)) != SOTP_OK ||
+	    *reason != SOTP_R_ACCEPTED)
+		return rc;
+	if (reg)
+		rc = bind_token_get(a->ctx, a->serial, &t, a->now, reason,
+		    d->message, sizeof(d->message));
+	else if ((rc = sotp_store_token_get(a->ctx->st, c->serial, &t)) !=
+	    SOTP_OK)
+		rc = store_err(a->ctx, rc);
+	else if (t.disabled)
+		*reason = SOTP_R_TOKEN_DISABLED;
+	else
+		*reason = kind_check(
+		    &a->ctx->pol, &t, a->now, d->message, sizeof(d->message));
+	if (!reg)
+		sotp_strlcpy(a->serial, c->serial, sizeof(a->serial));
+	if (rc == SOTP_OK && *reason == SOTP_R_ACCEPTED)
+		rc = use_code(a->ctx, &t, c->id, input(a, SOTP_F_OTP), a->now,
+		    reg, reason, &step, &drift);
+	if (rc == SOTP_OK && *reason == SOTP_R_ACCEPTED && reg) {
+		a->step = step;
+		a->drift = drift;
+	}
+	sotp_wipe(&t, sizeof(t));
+	return rc;
+}
+
+static int
+check_choice(
+    struct sotp_attempt *a, const struct sotp_contract_rec *c, int *reason)
+{
+	enum sotp_login login;
+
+	*reason = SOTP_R_BAD_INPUT;
+	if (sotp_input_login(input(a, SOTP_F_LOGIN_CHOICE), &login) != SOTP_OK)
+		return SOTP_OK;
+	*reason = SOTP_R_NO_CARD;
+	if (login == SOTP_LOGIN_CARD && c->card_len == 0)
+		return SOTP_OK;
+	a->login = login;
+	*reason = SOTP_R_ACCEPTED;
+	return SOTP_OK;
+}
+
+static int
+check_card(struct sotp_attempt *a, const struct sotp_contract_rec *c,
+    struct sotp_decision *d, int *reason)
+{
+	char grid[SOTP_CARD_MAX], digits[SOTP_MAX_CELLS + 1];
+	size_t len = 0;
+	int rc, ok = 0;
+
+	if ((rc = secure(a, c, d, reason)) != SOTP_OK ||
+	    *reason != SOTP_R_ACCEPTED)
+		return rc;
+	*reason = SOTP_R_BAD_INPUT;
+	if (sotp_input_digits(input(a, SOTP_F_CARD), digits, sizeof(digits)) !=
+	        SOTP_OK ||
+	    strlen(digits) != a->ncells)
+		goto out;
+	*reason = SOTP_R_WRONG_CARD;
+	if ((rc = sotp_unseal(a->ctx->key, c->id, strlen(c->id), c->card,
+	         c->card_len, (uint8_t *)grid, sizeof(grid) - 1, &len)) !=
+	    SOTP_OK) {
+		sotp_ctx_seterr(a->ctx,
+		    "contract %s: card cannot be decrypted (wrong master key or tampered row)",
+		    c->id);
+		goto out;
+	}
+	grid[len] = '\0';
+	if ((rc = sotp_card_check(grid, a->cells, a->ncells, digits, &ok)) !=
+	    SOTP_OK)
+		goto out;
+	if (ok)
+		*reason = SOTP_R_ACCEPTED;
+out:
+	SOTP_WIPE_ARRAY(grid);
+	SOTP_WIPE_ARRAY(digits);
+	return rc;
+}
+
+static int
+verify(struct sotp_attempt *a, const struct sotp_context_def *cdef,
+    const struct sotp_contract_rec *c, unsigned int factor,
+    struct sotp_decision *d, int *reason)
+{
+	switch (factor) {
+	case SOTP_F_PASSWORD:
+		return check_password(a, c, reason);
+	case SOTP_F_SERIAL:
+		return check_serial(a, d, reason);
+	case SOTP_F_OTP:
+		return check_otp(a, cdef, c, d, reason);
+	case SOTP_F_LOGIN_CHOICE:
+		return check_choice(a, c, reason);
+	case SOTP_F_CARD:
+		return check_card(a, c, d, reason);
+	}
+	return SOTP_ERR_INTERNAL;
+}
+
+/*
+ * Everything asked was right: bind (one compare-and-set that consumes the
+ * registration's code and finds token and contract still free), unbind,
+ * or accept.
+ */
+static int
+complete(struct sotp_attempt *a, const struct sotp_context_def *cdef,
     const struct sotp_contract_rec *c, unsigned int req,
     struct sotp_decision *d)
 {
-	char serial[SOTP_ID_MAX] = "";
-	char detail[64] = "";
-	int rc = SOTP_OK, reason = SOTP_R_ACCEPTED, unbound = 0;
+	int rc, reason, unbound = 0;
 
 	if ((rc = write_begin(a)) != SOTP_OK)
 		return fail_error(a, cdef, d, rc);
-	if ((rc = gate_again(a, c, &reason)) != SOTP_OK)
-		return fail_error(a, cdef, d, rc);
-	if (reason != SOTP_R_ACCEPTED) {
-		d->locked = reason == SOTP_R_LOCKED;
-		return finish(a, cdef, d, SOTP_REJECT, reason, NULL, NULL);
-	}
-	if (cdef->action == SOTP_ACT_REGISTER)
-		rc = do_register(
-		    a, c, req, &reason, serial, d->message, sizeof(d->message));
-	else if (req & SOTP_F_OTP)
-		rc = check_otp(
-		    a, c, &reason, serial, d->message, sizeof(d->message));
-	else if (req & SOTP_F_CARD)
-		rc = check_card(a, c, &reason);
-	if (rc != SOTP_OK)
-		return fail_error(a, cdef, d, rc);
-	if (reason != SOTP_R_ACCEPTED) {
-		if (counts(reason))
-			return wrong(a, cdef, d, reason, serial);
-		return finish(a, cdef, d, SOTP_REJECT, reason, serial, NULL);
-	}
-	if (cdef->action == SOTP_ACT_UNREGISTER) {
-		/* Only the token whose code was just checked. */
+	switch (cdef->action) {
+	case SOTP_ACT_REGISTER:
+		if ((rc = bind_locked(a->ctx, c->id, a->serial, a->login,
+		         a->step, a->drift, &reason)) != SOTP_OK)
+			return fail_error(a, cdef, d, rc);
+		if (reason != SOTP_R_ACCEPTED)
+			return refuse(a, cdef, d, reason);
+		return finish(
+		    a, cdef, d, SOTP_ACCEPT, SOTP_R_ACCEPTED, "bound");
+	case SOTP_ACT_UNREGISTER:
 		if ((rc = sotp_store_unbind(
 		         a->ctx->st, c->id, c->serial, &unbound)) != SOTP_OK)
 			return fail_error(a, cdef, d, store_err(a->ctx, rc));
 		if (!unbound)
-			return finish(a, cdef, d, SOTP_REJECT, SOTP_R_NOT_BOUND,
-			    serial, NULL);
-		snprintf(detail, sizeof(detail), "unbound");
-	} else if (!(req & SOTP_F_OTP) && c->failures > 0 &&
+			return finish(
+			    a, cdef, d, SOTP_REJECT, SOTP_R_NOT_BOUND, NULL);
+		return finish(
+		    a, cdef, d, SOTP_ACCEPT, SOTP_R_ACCEPTED, "unbound");
+	case SOTP_ACT_AUTH:
+		break;
+	}
+	/* An accepted code reset the failures in its compare-and-set. */
+	if (!(req & SOTP_F_OTP) && c->failures > 0 &&
 	    (rc = sotp_store_reset_failures(a->ctx->st, c->id)) != SOTP_OK)
 		return fail_error(a, cdef, d, store_err(a->ctx, rc));
-	if (cdef->action == SOTP_ACT_REGISTER)
-		snprintf(detail, sizeof(detail), "bound");
-	return finish(a, cdef, d, SOTP_ACCEPT, SOTP_R_ACCEPTED, serial, detail);
+	return finish(a, cdef, d, SOTP_ACCEPT, SOTP_R_ACCEPTED, NULL);
 }
 
 /* ---- one step ---- */
 
-static int
-ask(struct sotp_attempt *a, const struct sotp_context_def *cdef,
-    struct sotp_decision *d, unsigned int missing, unsigned int remaining)
+/* Fills d with the question for factor (its prompt, echo, cells). */
+static void
+pose(const struct sotp_attempt *a, struct sotp_decision *d, unsigned int factor)
 {
 	const struct sotp_policy *p = &a->ctx->pol;
+	struct sotp_msg_vars v;
+
+	memset(&v, 0, sizeof(v));
+	d->ask = factor;
+	d->echo = sotp_engine_echo(factor);
+	if (factor == SOTP_F_CARD) {
+		v.cells = a->cells;
+		v.ncells = a->ncells;
+		v.cols = p->card_cols;
+		sotp_card_cells_text(a->cells, a->ncells, p->card_cols,
+		    d->card_cells, sizeof(d->card_cells));
+	}
+	sotp_msg_format(p, sotp_engine_prompt_key(factor), &v, d->prompt,
+	    sizeof(d->prompt));
+}
+
+static int
+ask(struct sotp_attempt *a, const struct sotp_context_def *cdef,
+    struct sotp_decision *d, unsigned int factor)
+{
+	const struct sotp_policy *p = &a->ctx->pol;
+	char detail[32];
 	int rc;
 
 	/* Asking for the very first input is not a challenge round. */
-	if ((a->supplied != 0 || a->done != 0 || a->combined != NULL) &&
-	    ++a->rounds > p->max_rounds)
-		return finish(a, cdef, d, SOTP_REJECT, SOTP_R_TOO_MANY_ROUNDS,
-		    NULL, NULL);
-	if ((missing & SOTP_F_CARD) && a->ncells == 0) {
+	if ((a->supplied != 0 || a->done != 0) && ++a->rounds > p->max_rounds)
+		return finish(
+		    a, cdef, d, SOTP_REJECT, SOTP_R_TOO_MANY_ROUNDS, NULL);
+	if (factor == SOTP_F_CARD && a->ncells == 0) {
 		if ((rc = sotp_card_pick(p->card_rows, p->card_cols,
 		         p->card_cells, a->cells)) != SOTP_OK)
 			return fail_error(a, cdef, d, rc);
 		a->ncells = p->card_cells;
 	}
-	if (missing & SOTP_F_CARD)
-		sotp_card_cells_text(a->cells, a->ncells, p->card_cols,
-		    d->card_cells, sizeof(d->card_cells));
-	d->needs = missing;
-	a->needs = remaining;
-	return finish(a, cdef, d, SOTP_CONTINUE, SOTP_R_CONTINUE, NULL, NULL);
+	pose(a, d, factor);
+	a->asked = factor;
+	snprintf(detail, sizeof(detail), "asked=%s", sotp_factor_name(factor));
+	return finish(a, cdef, d, SOTP_CONTINUE, SOTP_R_CONTINUE, detail);
+}
+
+/*
+ * Sorts what came in into inputs: the append-mode value (password and
+ * code split once, by the code's length) and the answer to the question
+ * asked (on a fresh attempt, to its first one). A refusal of the split
+ * goes to *reason.
+ */
+static int
+take_inputs(struct sotp_attempt *a, unsigned int req,
+    const struct sotp_contract_rec *c, int *reason)
+{
+	unsigned int pending = req & ~a->done, first = first_of(pending), f;
+	unsigned int digits = a->ctx->pol.digits;
+	struct sotp_token_rec t;
+	size_t pwlen;
+	int rc = SOTP_OK;
+
+	*reason = SOTP_R_ACCEPTED;
+	if (a->combined != NULL && first == SOTP_F_PASSWORD &&
+	    first_of(pending & ~first) == SOTP_F_OTP) {
+		/* A contract without a token is refused after its password. */
+		if (c->serial[0] != '\0' &&
+		    (rc = sotp_store_token_get(a->ctx->st, c->serial, &t)) ==
+		        SOTP_OK) {
+			digits = t.digits;
+			sotp_wipe(&t, sizeof(t));
+		}
+		if (rc != SOTP_OK)
+			return store_err(a->ctx, rc);
+		if (sotp_input_split(a->combined, digits, &pwlen) != SOTP_OK)
+			*reason = SOTP_R_AMBIGUOUS_INPUT;
+		else if ((rc = sotp_attempt_set(
+		              a, SOTP_F_OTP, a->combined + pwlen)) == SOTP_OK) {
+			a->combined[pwlen] = '\0';
+			rc = sotp_attempt_set(a, SOTP_F_PASSWORD, a->combined);
+		}
+	} else if (a->combined != NULL && a->answer == NULL) {
+		a->answer = a->combined;
+		a->combined = NULL;
+	}
+	sotp_free_string(a->combined);
+	a->combined = NULL;
+	if (rc == SOTP_OK && a->answer != NULL) {
+		f = a->asked != 0 ? a->asked : first;
+		/* A card answer is only good for cells this attempt showed. */
+		if ((pending & f) != 0 && (f != SOTP_F_CARD || a->ncells > 0))
+			rc =
+			    sotp_attempt_set(a, (enum sotp_factor)f, a->answer);
+	}
+	sotp_free_string(a->answer);
+	a->answer = NULL;
+	if (a->ncells == 0)
+		a->supplied &= ~(unsigned int)SOTP_F_CARD;
+	return rc;
 }
 
 /* Refusals that need no secret: contract state and lock. */
@@ -881,38 +1055,37 @@ static int
 step_contract(struct sotp_attempt *a, const struct sotp_context_def *cdef,
     struct sotp_contract_rec *c, struct sotp_decision *d)
 {
-	unsigned int req, remaining, missing;
-	int rc, reason, ok = 0;
+	unsigned int req, f;
+	size_t i;
+	int rc, reason;
 
 	if ((rc = gate(a, c, &reason)) != SOTP_OK)
 		return fail_error(a, cdef, d, rc);
 	if (reason != SOTP_R_ACCEPTED) {
 		d->locked = reason == SOTP_R_LOCKED;
-		return finish(a, cdef, d, SOTP_REJECT, reason, NULL, NULL);
+		return finish(a, cdef, d, SOTP_REJECT, reason, NULL);
 	}
 	req = plan(cdef, c);
-	if ((rc = split_combined(a, req, c)) != SOTP_OK)
+	if ((rc = take_inputs(a, req, c, &reason)) != SOTP_OK)
 		return fail_error(a, cdef, d, rc);
-	if ((req & SOTP_F_PASSWORD) && !(a->done & SOTP_F_PASSWORD)) {
-		if (!(a->supplied & SOTP_F_PASSWORD))
-			return ask(a, cdef, d, SOTP_F_PASSWORD, req & ~a->done);
-		if ((rc = sotp_passwd_check(a->in[fidx(SOTP_F_PASSWORD)],
-		         c->pwhash, &ok)) != SOTP_OK)
+	if (reason != SOTP_R_ACCEPTED)
+		return finish(a, cdef, d, SOTP_REJECT, reason, NULL);
+	for (i = 0; i < NORDER; i++) {
+		f = guide_order[i];
+		if ((req & f) == 0 || (a->done & f) != 0)
+			continue;
+		if (f != SOTP_F_PASSWORD &&
+		    (reason = precondition(cdef, c, req)) != SOTP_R_ACCEPTED)
+			return finish(a, cdef, d, SOTP_REJECT, reason, NULL);
+		if ((a->supplied & f) == 0)
+			return ask(a, cdef, d, f);
+		if ((rc = verify(a, cdef, c, f, d, &reason)) != SOTP_OK)
 			return fail_error(a, cdef, d, rc);
-		if (!ok)
-			return wrong(a, cdef, d, SOTP_R_WRONG_PASSWORD, NULL);
-		a->done |= SOTP_F_PASSWORD;
+		if (reason != SOTP_R_ACCEPTED)
+			return refuse(a, cdef, d, reason);
+		a->done |= f;
 	}
-	if ((reason = precondition(cdef, c, req)) != SOTP_R_ACCEPTED)
-		return finish(a, cdef, d, SOTP_REJECT, reason, NULL, NULL);
-	/* A card answer is only good for cells this attempt has shown. */
-	if (a->ncells == 0)
-		a->supplied &= ~(unsigned int)SOTP_F_CARD;
-	remaining = req & ~a->done;
-	missing = remaining & ~a->supplied;
-	if (missing != 0)
-		return ask(a, cdef, d, missing, remaining);
-	return second_factor(a, cdef, c, req, d);
+	return complete(a, cdef, c, req, d);
 }
 
 int
@@ -928,8 +1101,8 @@ sotp_attempt_step(struct sotp_attempt *a, struct sotp_decision *d)
 	d->verdict = SOTP_REJECT;
 	if ((rc = sotp_ctx_ready(a->ctx)) != SOTP_OK) {
 		d->reason = SOTP_R_BAD_CONFIG;
-		sotp_strlcpy(
-		    d->message, customer_msg(d->reason), sizeof(d->message));
+		if (a->ctx->have_policy)
+			tell(a, d, d->reason);
 		return rc;
 	}
 	if (a->final) {
@@ -937,210 +1110,33 @@ sotp_attempt_step(struct sotp_attempt *a, struct sotp_decision *d)
 		return SOTP_ERR_INVALID_ARG;
 	}
 	cdef = sotp_policy_context(&a->ctx->pol, a->context);
-	/* A resumed state asked for something: say it again, change nothing. */
+	/* A resumed state asked something: ask it again, change nothing. */
 	if (a->resumed && a->state_reason == 0 && a->supplied == 0 &&
-	    a->combined == NULL && cdef != NULL) {
+	    a->answer == NULL && a->combined == NULL && cdef != NULL &&
+	    a->asked != 0) {
 		d->verdict = SOTP_CONTINUE;
 		d->reason = SOTP_R_CONTINUE;
-		d->needs = a->needs;
-		if (a->needs & SOTP_F_CARD)
-			sotp_card_cells_text(a->cells, a->ncells,
-			    a->ctx->pol.card_cols, d->card_cells,
-			    sizeof(d->card_cells));
+		pose(a, d, a->asked);
 		return SOTP_OK;
 	}
 	if (a->state_reason != 0)
-		return finish(
-		    a, cdef, d, SOTP_REJECT, a->state_reason, NULL, NULL);
+		return finish(a, cdef, d, SOTP_REJECT, a->state_reason, NULL);
 	if (cdef == NULL)
-		return finish(a, cdef, d, SOTP_REJECT, SOTP_R_UNKNOWN_CONTEXT,
-		    NULL, NULL);
+		return finish(
+		    a, cdef, d, SOTP_REJECT, SOTP_R_UNKNOWN_CONTEXT, NULL);
 	if (!a->contract_ok)
-		return finish(a, cdef, d, SOTP_REJECT, SOTP_R_UNKNOWN_CONTRACT,
-		    NULL, NULL);
+		return finish(
+		    a, cdef, d, SOTP_REJECT, SOTP_R_UNKNOWN_CONTRACT, NULL);
 	if ((c = malloc(sizeof(*c))) == NULL)
 		return fail_error(a, cdef, d, SOTP_ERR_NOMEM);
 	rc = sotp_store_contract_get(a->ctx->st, a->contract, c);
 	if (rc == SOTP_ERR_NOT_FOUND)
-		rc = finish(a, cdef, d, SOTP_REJECT, SOTP_R_UNKNOWN_CONTRACT,
-		    NULL, NULL);
+		rc = finish(
+		    a, cdef, d, SOTP_REJECT, SOTP_R_UNKNOWN_CONTRACT, NULL);
 	else if (rc != SOTP_OK)
 		rc = fail_error(a, cdef, d, store_err(a->ctx, rc));
 	else
 		rc = step_contract(a, cdef, c, d);
 	sotp_free_secret(c, sizeof(*c));
 	return rc;
-}
-
-/* ---- exported state: what RADIUS carries between two requests ---- */
-
-static int
-state_mac(const struct sotp_attempt *a, const uint8_t *body, uint8_t *mac)
-{
-	uint8_t buf[STATE_BODY + SOTP_ID_MAX + SOTP_NAME_MAX];
-	uint8_t full[32];
-	size_t n = STATE_BODY, cl = strlen(a->contract),
-	       xl = strlen(a->context);
-	int rc;
-
-	/* Bound to contract and context: a state is useless elsewhere. */
-	memcpy(buf, body, STATE_BODY);
-	memcpy(buf + n, a->contract, cl + 1);
-	n += cl + 1;
-	memcpy(buf + n, a->context, xl);
-	n += xl;
-	/*
-	 * No MAC on failure: a zeroed one would match a forged state whose
-	 * MAC field is zero, so the callers refuse instead.
-	 */
-	if ((rc = sotp_hmac_sha256(a->ctx->state_key, buf, n, full)) == SOTP_OK)
-		memcpy(mac, full, STATE_MAC_LEN);
-	SOTP_WIPE_ARRAY(full);
-	return rc;
-}
-
-static void
-put64(uint8_t *p, uint64_t v)
-{
-	int i;
-
-	for (i = 7; i >= 0; i--) {
-		p[i] = (uint8_t)(v & 0xff);
-		v >>= 8;
-	}
-}
-
-static uint64_t
-get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	int i;
-
-	for (i = 0; i < 8; i++)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-int
-sotp_attempt_export(struct sotp_attempt *a, char *buf, size_t bufsz)
-{
-	uint8_t raw[STATE_LEN], *p = raw;
-	static const char hex[] = "0123456789abcdef";
-	int64_t expires;
-	size_t i;
-	int rc;
-
-	if (a == NULL || buf == NULL)
-		return SOTP_ERR_INVALID_ARG;
-	if (bufsz < 2 * STATE_LEN + 1)
-		return SOTP_ERR_BUFFER;
-	if ((rc = sotp_ctx_ready(a->ctx)) != SOTP_OK)
-		return rc;
-	/*
-	 * A resumed state not yet used is handed on as it is: same id, same
-	 * expiry. Re-exporting must not make a second use or a longer life.
-	 */
-	expires = (int64_t)a->now + a->ctx->pol.state_lifetime;
-	if (a->resumed)
-		expires = a->state_expires;
-	else if ((rc = sotp_random(a->state_id, STATE_ID_LEN)) != SOTP_OK)
-		return rc;
-	*p++ = STATE_VERSION;
-	memcpy(p, a->state_id, STATE_ID_LEN);
-	p += STATE_ID_LEN;
-	put64(p, (uint64_t)expires);
-	p += 8;
-	*p++ = (uint8_t)a->rounds;
-	*p++ = (uint8_t)a->done;
-	*p++ = (uint8_t)a->needs;
-	*p++ = (uint8_t)a->ncells;
-	memcpy(p, a->cells, SOTP_MAX_CELLS);
-	if ((rc = state_mac(a, raw, raw + STATE_BODY)) != SOTP_OK)
-		return rc;
-	for (i = 0; i < STATE_LEN; i++) {
-		buf[2 * i] = hex[raw[i] >> 4];
-		buf[2 * i + 1] = hex[raw[i] & 15];
-	}
-	buf[2 * STATE_LEN] = '\0';
-	return SOTP_OK;
-}
-
-static int
-unhex(const char *s, uint8_t *out, size_t n)
-{
-	size_t i;
-	int hi, lo;
-
-	if (strlen(s) != 2 * n)
-		return -1;
-	for (i = 0; i < n; i++) {
-		hi = OPENSSL_hexchar2int((unsigned char)s[2 * i]);
-		lo = OPENSSL_hexchar2int((unsigned char)s[2 * i + 1]);
-		if (hi < 0 || lo < 0)
-			return -1;
-		out[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return 0;
-}
-
-/* Validates a state; returns 0 or the reason to reject with. */
-static int
-load_state(struct sotp_attempt *a, const char *state)
-{
-	uint8_t raw[STATE_LEN], mac[STATE_MAC_LEN];
-	const uint8_t *p = raw + 1 + STATE_ID_LEN;
-	unsigned int i;
-
-	if (unhex(state, raw, STATE_LEN) != 0 || raw[0] != STATE_VERSION)
-		return SOTP_R_STATE_INVALID;
-	if (state_mac(a, raw, mac) != SOTP_OK ||
-	    CRYPTO_memcmp(mac, raw + STATE_BODY, STATE_MAC_LEN) != 0)
-		return SOTP_R_STATE_INVALID;
-	a->state_expires = (int64_t)get64(p);
-	if (a->state_expires <= (int64_t)a->now)
-		return SOTP_R_STATE_EXPIRED;
-	p += 8;
-	a->rounds = p[0];
-	a->done = p[1];
-	a->needs = p[2];
-	a->ncells = p[3];
-	if (a->ncells > SOTP_MAX_CELLS)
-		return SOTP_R_STATE_INVALID;
-	memcpy(a->cells, p + 4, SOTP_MAX_CELLS);
-	for (i = 0; i < a->ncells; i++)
-		if (a->cells[i] >=
-		    a->ctx->pol.card_rows * a->ctx->pol.card_cols)
-			return SOTP_R_STATE_INVALID;
-	memcpy(a->state_id, raw + 1, STATE_ID_LEN);
-	a->resumed = 1;
-	return 0;
-}
-
-int
-sotp_attempt_resume(struct sotp_ctx *ctx, const char *contract_id,
-    const char *context, const char *state, time_t now,
-    struct sotp_attempt **out)
-{
-	struct sotp_attempt *a = NULL;
-	int rc;
-
-	if (state == NULL)
-		return SOTP_ERR_INVALID_ARG;
-	if ((rc = sotp_attempt_begin(ctx, contract_id, context, now, &a)) !=
-	    SOTP_OK)
-		return rc;
-	if ((rc = sotp_ctx_ready(ctx)) != SOTP_OK) {
-		sotp_attempt_free(a);
-		return rc;
-	}
-	a->state_reason = load_state(a, state);
-	if (a->state_reason != 0) {
-		a->rounds = 0;
-		a->done = 0;
-		a->needs = 0;
-		a->ncells = 0;
-		a->resumed = 0;
-	}
-	*out = a;
-	return SOTP_OK;
 }

@@ -1,10 +1,10 @@
 /*
- * err.c - the fixed texts behind enum sotp_rc and enum sotp_reason, the
- * factor prompts, and the small name <-> value tables of the public API.
+ * err.c - the fixed texts behind enum sotp_rc, and the small name <->
+ * value tables of the public API. The reasons and everything a customer
+ * reads are in catalog.c.
  *
- * Every string here is static and customer-neutral: it may reach a PAM
- * conversation, a RADIUS Reply-Message or an audit line, so none of it
- * depends on input or names a secret.
+ * Every string here is static: it may reach a log line or the CLI, so
+ * none of it depends on input or names a secret.
  */
 #include "sotp_int.h"
 
@@ -59,72 +59,6 @@ sotp_rc_name(int rc)
 	return e != NULL ? e->name : "SOTP_ERR_UNKNOWN";
 }
 
-struct reason_entry {
-	int reason;
-	const char *name;
-	const char *text;
-};
-
-/* The reason numbers are stored in audit rows: never renumber. */
-static const struct reason_entry reason_table[] = {
-    {SOTP_R_ACCEPTED, "ACCEPTED", "accepted"},
-    {SOTP_R_CONTINUE, "CONTINUE", "more input needed"},
-    {SOTP_R_WRONG_CODE, "WRONG_CODE", "wrong code"},
-    {SOTP_R_REPLAYED, "REPLAYED", "code already used"},
-    {SOTP_R_LOCKED, "LOCKED", "contract locked"},
-    {SOTP_R_UNKNOWN_CONTRACT, "UNKNOWN_CONTRACT", "unknown contract"},
-    {SOTP_R_UNKNOWN_SERIAL, "UNKNOWN_SERIAL", "unknown token serial"},
-    {SOTP_R_ALREADY_BOUND, "ALREADY_BOUND",
-        "a token is already bound to this contract"},
-    {SOTP_R_TOKEN_IN_USE, "TOKEN_IN_USE", "token is bound to another contract"},
-    {SOTP_R_NOT_BOUND, "NOT_BOUND", "no token bound"},
-    {SOTP_R_WRONG_PASSWORD, "WRONG_PASSWORD", "wrong password"},
-    {SOTP_R_WRONG_CARD, "WRONG_CARD", "wrong card digits"},
-    {SOTP_R_NO_CARD, "NO_CARD", "no card issued"},
-    {SOTP_R_CONTRACT_CLOSED, "CONTRACT_CLOSED", "contract closed"},
-    {SOTP_R_STILL_BOUND, "STILL_BOUND", "a token is still bound"},
-    {SOTP_R_TOKEN_SUNSET, "TOKEN_SUNSET", "token kind past its sunset date"},
-    {SOTP_R_TOKEN_DISABLED, "TOKEN_DISABLED", "token disabled"},
-    {SOTP_R_BAD_INPUT, "BAD_INPUT", "malformed input"},
-    {SOTP_R_STATE_INVALID, "STATE_INVALID", "invalid challenge state"},
-    {SOTP_R_STATE_EXPIRED, "STATE_EXPIRED", "challenge expired"},
-    {SOTP_R_STATE_REPLAYED, "STATE_REPLAYED", "challenge already used"},
-    {SOTP_R_TOO_MANY_ROUNDS, "TOO_MANY_ROUNDS", "too many rounds"},
-    {SOTP_R_EXISTS, "EXISTS", "already exists"},
-    {SOTP_R_UNKNOWN_CONTEXT, "UNKNOWN_CONTEXT", "unknown context"},
-    {SOTP_R_STORE_UNAVAILABLE, "STORE_UNAVAILABLE",
-        "service temporarily unavailable"},
-    {SOTP_R_BAD_CONFIG, "BAD_CONFIG", "service misconfigured"},
-    {SOTP_R_INTERNAL, "INTERNAL", "internal error"},
-};
-
-static const struct reason_entry *
-reason_lookup(int reason)
-{
-	size_t i;
-
-	for (i = 0; i < sizeof(reason_table) / sizeof(reason_table[0]); i++)
-		if (reason_table[i].reason == reason)
-			return &reason_table[i];
-	return NULL;
-}
-
-const char *
-sotp_reason_text(int reason)
-{
-	const struct reason_entry *e = reason_lookup(reason);
-
-	return e != NULL ? e->text : "unknown reason";
-}
-
-const char *
-sotp_reason_name(int reason)
-{
-	const struct reason_entry *e = reason_lookup(reason);
-
-	return e != NULL ? e->name : "UNKNOWN";
-}
-
 int
 sotp_reason_from_rc(int rc)
 {
@@ -146,21 +80,21 @@ sotp_reason_from_rc(int rc)
 }
 
 const char *
-sotp_factor_prompt(unsigned int factor)
+sotp_factor_name(unsigned int factor)
 {
 	switch (factor) {
 	case SOTP_F_PASSWORD:
-		return "Password: ";
+		return "password";
 	case SOTP_F_OTP:
-		return "One-time code: ";
+		return "otp";
 	case SOTP_F_CARD:
-		return "Card digits: ";
+		return "card";
 	case SOTP_F_SERIAL:
-		return "Token serial: ";
+		return "serial";
 	case SOTP_F_LOGIN_CHOICE:
-		return "Ask for a code at login (otp/card/none): ";
+		return "login-otp";
 	default:
-		return "Response: ";
+		return "unknown";
 	}
 }
 

@@ -23,10 +23,11 @@ enum section {
 	SEC_CARD,
 	SEC_KIND,
 	SEC_CONTEXT,
-	SEC_SERVICES
+	SEC_SERVICES,
+	SEC_MESSAGES
 };
 
-enum vtype { V_UINT, V_STR, V_PATH, V_STORE, V_ALG };
+enum vtype { V_UINT, V_STR, V_PATH, V_STORE, V_ALG, V_LANG };
 
 struct option {
 	enum section sec;
@@ -51,6 +52,7 @@ static const struct option options[] = {
     SOPT(SEC_MAIN, "store", V_STORE, store),
     SOPT(SEC_MAIN, "master_key", V_PATH, master_key),
     SOPT(SEC_MAIN, "issuer", V_STR, issuer),
+    {SEC_MAIN, "language", V_LANG, offsetof(struct sotp_policy, lang), 0, 0, 0},
     {SEC_OTP, "algorithm", V_ALG, offsetof(struct sotp_policy, alg), 0, 0, 0},
     UOPT(SEC_OTP, "digits", digits, 6, 8),
     UOPT(SEC_OTP, "period", period, 10, 300),
@@ -67,8 +69,9 @@ static const struct option options[] = {
     UOPT(SEC_CARD, "cells", card_cells, 1, SOTP_MAX_CELLS),
 };
 
-static const char *const section_names[] = {
-    "", "otp", "lockout", "state", "card", "kind", "context", "services"};
+static const char *const section_names[] = {"", "otp", "lockout", "state",
+    "card", "kind", "context", "services", "messages"};
+static const char *const lang_names[] = {"en", "ja"};
 
 /* The bank's shipped contexts, used when a file defines none. */
 static const struct sotp_context_def default_contexts[] = {
@@ -90,13 +93,14 @@ struct parser {
 	unsigned int seen[sizeof(options) / sizeof(options[0])];
 	/*
 	 * Keys set in the current section: [context] 1 password, 2 factor,
-	 * 4 action; [kind] 1 sunset, 2 warn_days, 4 default, and 8 once any
-	 * kind is the default.
+	 * 4 action; [kind] 1 sunset, 2 warn_days, 4 default, 16 serial_case,
+	 * and 8 once any kind is the default.
 	 */
 	unsigned int ctx_seen;
 	unsigned int kind_seen;
 	unsigned int service_line[SOTP_MAX_SERVICES];
 	char service_ctx[SOTP_MAX_SERVICES][SOTP_NAME_MAX];
+	unsigned int msg_line[SOTP_NMSG]; /* [messages]: where set */
 };
 
 static int perr(struct parser *ps, const char *fmt, ...) SOTP_PRINTF(2, 3);
@@ -125,6 +129,7 @@ set_defaults(struct sotp_policy *p)
 	sotp_strlcpy(p->master_key, "/etc/shinkin-otp/master.key",
 	    sizeof(p->master_key));
 	sotp_strlcpy(p->issuer, "shinkin-otp", sizeof(p->issuer));
+	p->lang = SOTP_LANG_JA; /* the bank's customers read Japanese */
 	p->alg = SOTP_ALG_SHA1;
 	p->digits = 6;
 	p->period = 30;
@@ -135,7 +140,7 @@ set_defaults(struct sotp_policy *p)
 	p->lock_threshold = 5;
 	p->lock_duration = 0;
 	p->state_lifetime = 120;
-	p->max_rounds = 3;
+	p->max_rounds = 4; /* a registration: 5 questions, 4 challenges */
 	p->card_rows = 5;
 	p->card_cols = 10;
 	p->card_cells = 2;
@@ -192,6 +197,14 @@ set_option(struct parser *ps, const struct option *o, const char *val)
 			return perr(ps,
 			    "algorithm: '%s' is not sha1, sha256 or sha512",
 			    val);
+		return SOTP_OK;
+	case V_LANG:
+		for (v = 0; v < SOTP_NLANG; v++)
+			if (strcmp(val, lang_names[v]) == 0)
+				break;
+		if (v == SOTP_NLANG)
+			return perr(ps, "language: '%s' is not ja or en", val);
+		*(enum sotp_lang *)(void *)base = (enum sotp_lang)v;
 		return SOTP_OK;
 	case V_STR:
 		if (sotp_strlcpy(base, val, o->size) >= o->size)
@@ -295,6 +308,17 @@ kind_key(struct parser *ps, const char *key, const char *val)
 			    "warn_days: '%s' is not a number from 0 to 3650",
 			    val);
 		k->warn_days = (unsigned int)v;
+	} else if (strcmp(key, "serial_case") == 0) {
+		if ((rc = once(ps, &ps->kind_seen, 16, key)) != SOTP_OK)
+			return rc;
+		if (strcmp(val, "sensitive") == 0)
+			k->serial_exact = 1;
+		else if (strcmp(val, "insensitive") == 0)
+			k->serial_exact = 0;
+		else
+			return perr(ps,
+			    "serial_case: '%s' is not sensitive or insensitive",
+			    val);
 	} else if (strcmp(key, "default") == 0) {
 		if ((rc = once(ps, &ps->kind_seen, 4, key)) != SOTP_OK)
 			return rc;
@@ -387,12 +411,45 @@ service_key(struct parser *ps, const char *key, const char *val)
 	return SOTP_OK;
 }
 
+/*
+ * A [messages] override: the key names a catalog row, the value is its
+ * text, in double quotes when it starts or ends with a blank. The checks
+ * that need the whole file (length once expanded) run in finish().
+ */
+static int
+message_key(struct parser *ps, const char *key, const char *val)
+{
+	size_t n = strlen(val);
+	int row;
+
+	if ((row = sotp_msg_find(key)) < 0)
+		return perr(ps, "unknown message '%s' in [messages]", key);
+	if (ps->msg_line[row] != 0)
+		return perr(ps, "'%s' is set twice", key);
+	if (n >= 2 && val[0] == '"' && val[n - 1] == '"') {
+		val++;
+		n -= 2;
+	}
+	if (n == 0)
+		return perr(ps, "%s: empty message", key);
+	if (n > SOTP_REPLY_MAX)
+		return perr(ps,
+		    "%s: %zu octets; one RADIUS Reply-Message holds %d", key, n,
+		    SOTP_REPLY_MAX);
+	memcpy(ps->p->msg[row], val, n);
+	ps->p->msg[row][n] = '\0';
+	ps->msg_line[row] = ps->line;
+	return SOTP_OK;
+}
+
 static int
 keyval(struct parser *ps, const char *key, const char *val)
 {
 	size_t i;
 
 	switch (ps->sec) {
+	case SEC_MESSAGES:
+		return message_key(ps, key, val);
 	case SEC_KIND:
 		return kind_key(ps, key, val);
 	case SEC_CONTEXT:
@@ -490,8 +547,12 @@ trim(char *s)
 static int
 parse_line(struct parser *ps, char *line)
 {
-	char *s = trim(line), *eq, *key, *val;
+	char *s, *eq, *key, *val;
 
+	/* Catalogs and overrides are UTF-8, and so is the whole file. */
+	if (!sotp_utf8_valid(line, strlen(line)))
+		return perr(ps, "not valid UTF-8");
+	s = trim(line);
 	if (*s == '\0' || *s == '#')
 		return SOTP_OK;
 	if (*s == '[')
@@ -532,12 +593,89 @@ last_set(const struct parser *ps, enum section sec, ...)
 	return line != 0 ? line : ps->line;
 }
 
+/*
+ * The questions a context can ask, one per challenge round after the
+ * first: password, serial, code, login choice and card digits for a
+ * registration (the card when the context or the contract's own choice
+ * asks for it), fewer for the others.
+ */
+static unsigned int
+questions(const struct sotp_context_def *c)
+{
+	unsigned int n = c->password ? 1 : 0;
+
+	if (c->action == SOTP_ACT_REGISTER)
+		return n + 3 +
+		    (c->second == SOTP_2F_CARD || c->second == SOTP_2F_USER);
+	if (c->action == SOTP_ACT_UNREGISTER)
+		return n + 1;
+	return n + (c->second != SOTP_2F_NONE);
+}
+
+/* max_rounds must let every context finish, registration included. */
+static int
+check_rounds(struct parser *ps)
+{
+	const struct sotp_policy *p = ps->p;
+	unsigned int n;
+	size_t i;
+
+	for (i = 0; i < p->ncontexts; i++) {
+		n = questions(&p->contexts[i]);
+		if (n > 0 && n - 1 > p->max_rounds) {
+			ps->line = last_set(
+			    ps, SEC_STATE, "max_rounds", (const char *)NULL);
+			return perr(ps,
+			    "[state] max_rounds = %u cannot finish [context "
+			    "%s]: it asks %u questions, %u challenge rounds",
+			    p->max_rounds, p->contexts[i].name, n, n - 1);
+		}
+	}
+	return SOTP_OK;
+}
+
+/*
+ * Every text the customer can read, catalog or override, fits one RADIUS
+ * Reply-Message once expanded with the longest values this policy allows
+ * (its card cells, its kind names): checked here, never cut on the wire.
+ */
+static int
+check_messages(struct parser *ps)
+{
+	char why[256];
+	unsigned int line = 0;
+	size_t i;
+	int row;
+
+	for (row = 0; row < SOTP_NMSG; row++) {
+		if (sotp_msg_check(ps->p, row, why, sizeof(why)) == 0)
+			continue;
+		/*
+		 * A catalog text that no longer fits grew through the texts
+		 * or the card it embeds: blame the last line that set one.
+		 */
+		line = ps->msg_line[row];
+		for (i = 0; line == 0 && i < SOTP_NMSG; i++)
+			if (ps->msg_line[i] > line)
+				line = ps->msg_line[i];
+		for (i = 0; i < sizeof(options) / sizeof(options[0]); i++)
+			if (ps->msg_line[row] == 0 &&
+			    options[i].sec == SEC_CARD && ps->seen[i] > line)
+				line = ps->seen[i];
+		if (line != 0)
+			ps->line = line;
+		return perr(ps, "[messages] %s", why);
+	}
+	return SOTP_OK;
+}
+
 /* Checks that need the whole file: service targets, window width. */
 static int
 finish(struct parser *ps)
 {
 	struct sotp_policy *p = ps->p;
 	size_t i, j;
+	int rc;
 
 	if (p->ncontexts == 0) {
 		memcpy(p->contexts, default_contexts, sizeof(default_contexts));
@@ -576,7 +714,9 @@ finish(struct parser *ps)
 		    (const char *)NULL);
 		return perr(ps, "[card] cells exceeds rows x columns");
 	}
-	return SOTP_OK;
+	if ((rc = check_rounds(ps)) != SOTP_OK)
+		return rc;
+	return check_messages(ps);
 }
 
 int
@@ -747,8 +887,8 @@ sotp_policy_dump(const struct sotp_ctx *ctx, char *buf, size_t bufsz)
 	buf[0] = '\0';
 	bprintf(&o, "# effective policy from %s\n", p->path);
 	sotp_store_url_redact(p->store, store, sizeof(store));
-	bprintf(&o, "store = %s\nmaster_key = %s\nissuer = %s\n", store,
-	    p->master_key, p->issuer);
+	bprintf(&o, "store = %s\nmaster_key = %s\nissuer = %s\nlanguage = %s\n",
+	    store, p->master_key, p->issuer, lang_names[p->lang]);
 	bprintf(&o,
 	    "\n[otp]\nalgorithm = %s\ndigits = %u\nperiod = %u\n"
 	    "window_back = %u\nwindow_forward = %u\nmax_drift = %u\n"
@@ -770,6 +910,8 @@ sotp_policy_dump(const struct sotp_ctx *ctx, char *buf, size_t bufsz)
 		/* Printed even without a sunset, so the dump reads back. */
 		if (p->kinds[i].sunset_end != 0 || p->kinds[i].warn_days != 0)
 			bprintf(&o, "warn_days = %u\n", p->kinds[i].warn_days);
+		if (p->kinds[i].serial_exact)
+			bprintf(&o, "serial_case = sensitive\n");
 	}
 	for (i = 0; i < p->ncontexts; i++)
 		bprintf(&o,
@@ -783,5 +925,10 @@ sotp_policy_dump(const struct sotp_ctx *ctx, char *buf, size_t bufsz)
 	for (i = 0; i < p->nservices; i++)
 		bprintf(&o, "%s = %s\n", p->services[i].name,
 		    p->contexts[p->services[i].context].name);
+	bprintf(&o, "\n[messages]\n");
+	for (i = 0; i < SOTP_NMSG; i++)
+		if (p->msg[i][0] != '\0')
+			bprintf(&o, "%s = \"%s\"\n", sotp_msg_name((int)i),
+			    p->msg[i]);
 	return o.overflow ? SOTP_ERR_BUFFER : SOTP_OK;
 }

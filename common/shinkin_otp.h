@@ -26,12 +26,19 @@
 #define SOTP_DEFAULT_CONFIG "/etc/shinkin-otp/shinkin-otp.conf"
 
 /* Sizes of fixed buffers in the structs below, terminating NUL included. */
-#define SOTP_ID_MAX 65     /* contract IDs and token serials: 1..64 chars */
-#define SOTP_NAME_MAX 33   /* kind and context names: 1..32 chars */
-#define SOTP_CODE_MAX 9    /* up to 8 digits */
-#define SOTP_MSG_MAX 256   /* customer-facing message */
-#define SOTP_PROMPT_MAX 96 /* conversation prompt */
-#define SOTP_STATE_MAX 256 /* exported attempt state (text, NUL included) */
+#define SOTP_ID_MAX 65    /* contract IDs and token serials: 1..64 chars */
+#define SOTP_NAME_MAX 33  /* kind and context names: 1..32 chars */
+#define SOTP_CODE_MAX 9   /* up to 8 digits */
+#define SOTP_MSG_MAX 256  /* customer-facing message or prompt */
+#define SOTP_CELLS_MAX 32 /* card cells, "B7 E2": up to 8 cells */
+/*
+ * The most octets a text for the customer (a message or a prompt) or an
+ * exported attempt state may hold: one RADIUS attribute (RFC 2865 5.18,
+ * 5.24). The policy is refused at load when a text could grow past it, so
+ * nothing is ever cut on the wire.
+ */
+#define SOTP_REPLY_MAX 253
+#define SOTP_STATE_MAX SOTP_REPLY_MAX
 
 /*
  * Errors: the check could not run. Walk [SOTP_ERR_LAST, SOTP_OK] for the
@@ -90,12 +97,18 @@ enum sotp_reason {
 	SOTP_R_TOO_MANY_ROUNDS = 29,
 	SOTP_R_EXISTS = 30, /* contract or serial already exists */
 	SOTP_R_UNKNOWN_CONTEXT = 31,
+	SOTP_R_AMBIGUOUS_INPUT =
+	    32, /* append mode: password and code unclear */
 	SOTP_R_STORE_UNAVAILABLE = 40,
 	SOTP_R_BAD_CONFIG = 41,
 	SOTP_R_INTERNAL = 42
 };
 
-/* "accepted", "wrong code", ...; never NULL. */
+/*
+ * "accepted", "wrong code", ...: the operator's English text for logs and
+ * the CLI; never NULL. What the customer reads comes with each decision,
+ * in the policy's language (struct sotp_decision.message).
+ */
 SOTP_EXPORT const char *sotp_reason_text(int reason);
 /* "ACCEPTED", "WRONG_CODE", ...; never NULL. */
 SOTP_EXPORT const char *sotp_reason_name(int reason);
@@ -105,10 +118,14 @@ SOTP_EXPORT int sotp_reason_from_rc(int rc);
 enum sotp_verdict {
 	SOTP_REJECT = 0, /* zero-initialised means refused: fail closed */
 	SOTP_ACCEPT = 1,
-	SOTP_CONTINUE = 2 /* ask for the factors in `needs`, then step again */
+	SOTP_CONTINUE = 2 /* ask the question in `prompt`, then step again */
 };
 
-/* Inputs an attempt can ask for; a bit set in sotp_decision.needs. */
+/*
+ * The inputs an attempt asks for, one per question. A registration asks
+ * them in the bank guide's order: password, serial, code, login choice,
+ * card digits; other contexts ask a subset in the same order.
+ */
 enum sotp_factor {
 	SOTP_F_PASSWORD = 1 << 0,
 	SOTP_F_OTP = 1 << 1,
@@ -117,17 +134,29 @@ enum sotp_factor {
 	SOTP_F_LOGIN_CHOICE = 1 << 4, /* registration: otp, card or none */
 };
 
+/*
+ * The outcome of one step. On CONTINUE the engine has decided the next
+ * question: the front end shows `message` (if any) and `prompt`, hides
+ * the answer as it is typed unless `echo`, and hands it back with
+ * sotp_attempt_answer(). Texts are UTF-8 in the policy's language and
+ * each fits one RADIUS Reply-Message (SOTP_REPLY_MAX octets).
+ */
 struct sotp_decision {
 	enum sotp_verdict verdict;
 	enum sotp_reason reason;
-	unsigned int needs;               /* SOTP_F_* bits, when CONTINUE */
-	int locked;                       /* the contract is locked (now) */
-	char message[SOTP_MSG_MAX];       /* fit to show the customer, or "" */
-	char card_cells[SOTP_PROMPT_MAX]; /* e.g. "B7 E2" when CARD needed */
+	unsigned int ask;                /* CONTINUE: the SOTP_F_* asked */
+	int echo;                        /* CONTINUE: the answer may show */
+	int locked;                      /* the contract is locked (now) */
+	char message[SOTP_MSG_MAX];      /* fit to show the customer, or "" */
+	char prompt[SOTP_MSG_MAX];       /* CONTINUE: the question */
+	char card_cells[SOTP_CELLS_MAX]; /* CONTINUE on CARD: "B7 E2" */
 };
 
-/* One prompt text per factor, e.g. "One-time code: "; never NULL. */
-SOTP_EXPORT const char *sotp_factor_prompt(unsigned int factor);
+/*
+ * "password", "otp", "card", "serial", "login-otp" for one SOTP_F_*
+ * value (the names the CLI and the audit use); "unknown" otherwise.
+ */
+SOTP_EXPORT const char *sotp_factor_name(unsigned int factor);
 
 /* ---- OTP primitives (pure: no I/O, time passed in) ---- */
 
@@ -248,6 +277,18 @@ SOTP_EXPORT int sotp_policy_has_context(
     const struct sotp_ctx *ctx, const char *context);
 
 /*
+ * The customer texts of the loaded policy, in its language with its
+ * [messages] overrides: cb(arg, name, text) for each, in the catalog's
+ * order (reasons by number, then prompts and notices). name is the key
+ * [messages] takes ("WRONG_CODE", "PROMPT_OTP"); text may hold the
+ * placeholders %{cells}, %{date}, %{kind}, %{row} and %{col}. A non-zero
+ * cb return stops the walk. SOTP_ERR_CONFIG without a loaded policy.
+ */
+typedef int sotp_message_cb(void *arg, const char *name, const char *text);
+SOTP_EXPORT int sotp_messages(
+    const struct sotp_ctx *ctx, sotp_message_cb *cb, void *arg);
+
+/*
  * init: if path does not exist, writes the default policy there with the
  * store and key beside it; then creates the master key (0600, never
  * overwritten) and the store schema. Idempotent.
@@ -268,46 +309,64 @@ SOTP_EXPORT int sotp_attempt_begin(struct sotp_ctx *ctx,
     const char *contract_id, const char *context, time_t now,
     struct sotp_attempt **out);
 /*
- * Supplies one input (a SOTP_F_* value). The value is copied and wiped on
- * free; it is secret for PASSWORD, OTP and CARD.
+ * The customer's answer to the question the attempt asked last (the
+ * decision's `ask`); on a fresh attempt, to its first question (the
+ * password, or in a context without one the code). This is all a front
+ * end relays: PAM's conversation reply, RADIUS's User-Password. The value
+ * is copied, treated as secret and wiped on free. An answer to a card
+ * question whose cells were never shown is dropped and the cells asked.
+ * Errors: SOTP_ERR_INVALID_ARG, SOTP_ERR_BAD_INPUT (over 1024 bytes),
+ * SOTP_ERR_NOMEM.
+ */
+SOTP_EXPORT int sotp_attempt_answer(struct sotp_attempt *a, const char *value);
+/*
+ * Supplies one input by name (a SOTP_F_* value) ahead of the question,
+ * as the CLI's --otp, --serial, ... do; the engine still takes each in
+ * its turn. The value is copied and wiped on free. Errors as above.
  */
 SOTP_EXPORT int sotp_attempt_set(
     struct sotp_attempt *a, enum sotp_factor factor, const char *value);
 /*
- * Supplies "password followed by the code" (RADIUS append mode): the core
- * splits it by the length of the second factor it expects.
+ * RADIUS append mode: one value for a client that cannot answer
+ * challenges. When the attempt's next questions are the password and
+ * then the code, value is the password followed by the code, split once
+ * by the code length of the contract's token (the policy's digits when
+ * none is bound); a value that cannot hold both, or whose tail is not
+ * that many digits, is refused as SOTP_R_AMBIGUOUS_INPUT at the next
+ * step. Otherwise value is the answer to the first question (the code
+ * alone in a context without a password). Secret; copied.
  */
 SOTP_EXPORT int sotp_attempt_set_combined(
     struct sotp_attempt *a, const char *value);
 /*
- * Evaluates what has been supplied and decides. CONTINUE asks for more
- * inputs (d->needs); ACCEPT and REJECT are final and audited. Errors
- * (store down, ...) are audited too and leave d as a REJECT.
+ * Takes the inputs supplied so far, in the guide's order, verifies each
+ * as it comes, and decides. CONTINUE asks one question (d->ask, d->prompt,
+ * d->echo); ACCEPT and REJECT are final and audited. A wrong input at any
+ * round ends the attempt. Errors (store down, ...) are audited too and
+ * leave d as a REJECT.
  */
 SOTP_EXPORT int sotp_attempt_step(
     struct sotp_attempt *a, struct sotp_decision *d);
 /*
- * Exports the attempt's progress as an opaque printable token (no secret
- * inside) to buf[bufsz]: authenticated, bound to contract and context,
- * expiring after the policy's state lifetime.
+ * Exports the attempt's progress (what was verified so far and what was
+ * asked) as octets to buf[bufsz], their count in *len (at most
+ * SOTP_STATE_MAX, one RADIUS State): no secret inside, authenticated
+ * with a key derived from the master key, bound to contract and context,
+ * expiring after the policy's state lifetime. Errors: SOTP_ERR_BUFFER,
+ * SOTP_ERR_CONFIG, SOTP_ERR_CRYPTO.
  */
 SOTP_EXPORT int sotp_attempt_export(
-    struct sotp_attempt *a, char *buf, size_t bufsz);
+    struct sotp_attempt *a, uint8_t *buf, size_t bufsz, size_t *len);
 /*
- * Resumes an exported attempt for the same contract and context. A bad,
- * expired, replayed or foreign token does not fail: the attempt is marked
- * and its next step rejects with the matching reason (and is audited).
+ * Resumes an exported attempt (state[len] octets) for the same contract
+ * and context. A bad, expired, replayed or foreign state does not fail:
+ * the attempt is marked and its next step rejects with the matching
+ * reason (and is audited). A step before any answer repeats the
+ * question, changing nothing.
  */
 SOTP_EXPORT int sotp_attempt_resume(struct sotp_ctx *ctx,
-    const char *contract_id, const char *context, const char *state, time_t now,
-    struct sotp_attempt **out);
-/*
- * The factors (SOTP_F_* bits) the exported state was asking for when it
- * was resumed, or 0. RADIUS uses it to know what User-Password carries.
- * (A step on a resumed attempt before any input is supplied also returns
- * CONTINUE with these needs, without side effects.)
- */
-SOTP_EXPORT unsigned int sotp_attempt_needs(const struct sotp_attempt *a);
+    const char *contract_id, const char *context, const uint8_t *state,
+    size_t len, time_t now, struct sotp_attempt **out);
 /* Frees the attempt, wiping its inputs; NULL-safe. */
 SOTP_EXPORT void sotp_attempt_free(struct sotp_attempt *a);
 

@@ -321,6 +321,7 @@ struct sotp_kind {
 	int64_t sunset_end; /* first second after the sunset day; 0: none */
 	char sunset[11];    /* YYYY-MM-DD as written */
 	unsigned int warn_days;
+	int serial_exact; /* serials match only as written, case included */
 };
 
 struct sotp_context_def {
@@ -335,8 +336,17 @@ struct sotp_service {
 	int context; /* index into contexts */
 };
 
+/* The catalogs a policy may choose with `language = en | ja`. */
+enum sotp_lang { SOTP_LANG_EN = 0, SOTP_LANG_JA = 1 };
+#define SOTP_NLANG 2
+/* Rows of the catalog (catalog.c): reasons, prompts, notices. */
+#define SOTP_NMSG 36
+
 struct sotp_policy {
 	char path[SOTP_PATH_MAX];
+	enum sotp_lang lang;
+	/* [messages] overrides by catalog row; "" keeps the catalog's. */
+	char msg[SOTP_NMSG][SOTP_MSG_MAX];
 	char store[SOTP_PATH_MAX + 16];
 	char master_key[SOTP_PATH_MAX];
 	char issuer[128];
@@ -364,6 +374,86 @@ const struct sotp_context_def *sotp_policy_context(
     const struct sotp_policy *p, const char *name);
 /* The default policy text (conf/shinkin-otp.conf, built in). */
 extern const char sotp_default_policy_text[];
+
+/* ---- catalog.c: every text a customer reads, in both languages ---- */
+
+/* Catalog keys beyond the reason numbers (which are keys themselves). */
+enum sotp_msg_key {
+	SOTP_M_PROMPT_PASSWORD = 100,
+	SOTP_M_PROMPT_OTP,
+	SOTP_M_PROMPT_CARD,
+	SOTP_M_PROMPT_SERIAL,
+	SOTP_M_PROMPT_LOGIN_CHOICE,
+	SOTP_M_SUNSET_SOON, /* a legacy kind nears its sunset: accepted */
+	SOTP_M_CARD_CELL,   /* one card cell in a prompt: %{row}, %{col} */
+	SOTP_M_CARD_CELL_SEP
+};
+
+/* What a text's placeholders expand to; NULL or 0: none. */
+struct sotp_msg_vars {
+	const char *date;     /* %{date}: a kind's sunset, YYYY-MM-DD */
+	const char *kind;     /* %{kind}: a token kind's name */
+	const uint8_t *cells; /* %{cells}: card cells, CARD_CELL each */
+	unsigned int ncells;
+	unsigned int cols; /* the card's columns, to name a cell */
+};
+
+/* The catalog row of a key (a reason or SOTP_M_*), or -1. */
+int sotp_msg_row(int key);
+/* The row named name ("WRONG_CODE", "PROMPT_OTP"), or -1. */
+int sotp_msg_find(const char *name);
+/* A row's name; NULL past the last row. */
+const char *sotp_msg_name(int row);
+/* A row's text in the policy's language, its override if any; never NULL. */
+const char *sotp_msg_text(const struct sotp_policy *p, int row);
+/* The compiled text of a row in a language (tests, the man page check). */
+const char *sotp_msg_builtin(int row, enum sotp_lang lang);
+/*
+ * Writes the text of key, placeholders expanded, to out[outsz] (at least
+ * SOTP_MSG_MAX). The load check guarantees it fits SOTP_REPLY_MAX octets.
+ */
+void sotp_msg_format(const struct sotp_policy *p, int key,
+    const struct sotp_msg_vars *v, char *out, size_t outsz);
+/*
+ * Checks a row's text under policy p (its override, else the catalog's):
+ * UTF-8, no control character, only the row's placeholders (and those it
+ * needs), and at most SOTP_REPLY_MAX octets once expanded with the
+ * longest values p allows. Returns 0, or -1 with the reason in why[whysz].
+ */
+int sotp_msg_check(
+    const struct sotp_policy *p, int row, char *why, size_t whysz);
+
+/* ---- input.c: forgiving input, strict verification ---- */
+
+/* 1 when s[0..n) is well-formed UTF-8 (RFC 3629), else 0. */
+int sotp_utf8_valid(const char *s, size_t n);
+/*
+ * A code or card answer as typed: full-width digits become ASCII, blanks
+ * (also U+3000) and dashes (hyphen, U+2010-2015, U+2212, U+FF0D, U+30FC,
+ * U+FF70) are dropped. out[outsz] receives ASCII digits only.
+ * SOTP_ERR_BAD_INPUT on any other character, on no digit or when they
+ * do not fit.
+ */
+int sotp_input_digits(const char *in, char *out, size_t outsz);
+/*
+ * A serial as typed: full-width ASCII becomes ASCII and blanks are
+ * dropped. With nodash, dashes are dropped too; with upper, letters are
+ * upper-cased. SOTP_ERR_BAD_INPUT unless the result is a valid ID.
+ */
+int sotp_input_serial(
+    const char *in, int nodash, int upper, char *out, size_t outsz);
+/*
+ * A login choice as typed: 1 (otp), 2 (card), 3 (none), in full-width or
+ * ASCII digits, or what sotp_login_parse takes. SOTP_ERR_BAD_INPUT else.
+ */
+int sotp_input_login(const char *in, enum sotp_login *l);
+/*
+ * Append mode: *pwlen is the byte length of the password in "password
+ * followed by n digits", the digits ASCII or full-width. Split once, by
+ * count: SOTP_ERR_BAD_INPUT when the last n characters are not all
+ * digits or no password is left before them.
+ */
+int sotp_input_split(const char *in, unsigned int n, size_t *pwlen);
 
 /* ---- ctx.c ---- */
 

@@ -3,8 +3,10 @@
  *
  * A translator only: module arguments and the PAM conversation in, one
  * attempt of the core's decision engine in the middle, a PAM return code
- * out. Which factors a context asks for, lockout, replay and every check
- * live in the core; this file holds no rule, no crypto and no SQL.
+ * out. The engine decides every question, its wording in the policy's
+ * language and its echo; this file relays them (as sshd relays a
+ * keyboard-interactive device's prompts) and holds no rule, no crypto,
+ * no SQL and no text of its own for the customer.
  *
  * Everything is per call (a fresh sotp_ctx each time), so the module keeps
  * no state between calls and is safe in any host.
@@ -21,10 +23,10 @@
 #include "shinkin_otp.h"
 
 /*
- * The engine asks for at most a few rounds (password, then the second
- * factor; registration adds one). Anything beyond this is a loop, refused.
+ * The engine bounds its rounds by the policy's max_rounds (at most 10);
+ * this guard only stops a loop should the engine ever fail to.
  */
-#define MAX_ROUNDS 8
+#define MAX_ROUNDS 16
 
 struct args {
 	const char *config;  /* NULL: SOTP_DEFAULT_CONFIG */
@@ -32,15 +34,6 @@ struct args {
 	int use_first_pass;
 	int try_first_pass;
 	int debug;
-};
-
-/* The order the customer is asked in, registration included. */
-static const unsigned int factor_order[] = {
-    SOTP_F_PASSWORD,
-    SOTP_F_SERIAL,
-    SOTP_F_OTP,
-    SOTP_F_CARD,
-    SOTP_F_LOGIN_CHOICE,
 };
 
 /*
@@ -157,126 +150,93 @@ find_context(pam_handle_t *pamh, const struct sotp_ctx *ctx,
 }
 
 /*
- * The password: from PAM_AUTHTOK when an earlier module read it (and
- * use_first_pass or try_first_pass allows), else prompted and stored as
- * PAM_AUTHTOK for the modules after us. PAM owns PAM_AUTHTOK: only our
- * own prompt response is wiped and freed.
+ * The password question: answered from PAM_AUTHTOK when an earlier module
+ * read it (and use_first_pass or try_first_pass allows), else prompted
+ * and stored as PAM_AUTHTOK for the modules after us. PAM owns
+ * PAM_AUTHTOK: only our own prompt response is wiped and freed.
  */
 static int
-supply_password(pam_handle_t *pamh, const struct args *args,
-    struct sotp_attempt *a, int *rc)
+first_pass(pam_handle_t *pamh, const struct args *args, struct sotp_attempt *a,
+    int *rc, int *done)
 {
 	const void *tok = NULL;
-	char *resp = NULL;
 	int pam_rc;
 
-	if (args->use_first_pass || args->try_first_pass) {
-		if ((pam_rc = pam_get_item(pamh, PAM_AUTHTOK, &tok)) !=
-		    PAM_SUCCESS)
-			return pam_rc;
-		if (tok != NULL) {
-			*rc = sotp_attempt_set(a, SOTP_F_PASSWORD, tok);
-			return PAM_SUCCESS;
-		}
-		if (args->use_first_pass) {
-			pam_syslog(pamh, LOG_ERR,
-			    "use_first_pass: no password from an earlier "
-			    "module");
-			return PAM_AUTH_ERR;
-		}
+	*done = 0;
+	if (!args->use_first_pass && !args->try_first_pass)
+		return PAM_SUCCESS;
+	if ((pam_rc = pam_get_item(pamh, PAM_AUTHTOK, &tok)) != PAM_SUCCESS)
+		return pam_rc;
+	if (tok != NULL) {
+		*rc = sotp_attempt_answer(a, tok);
+		*done = 1;
+		return PAM_SUCCESS;
 	}
-	pam_rc = pam_prompt(pamh, PAM_PROMPT_ECHO_OFF, &resp, "%s",
-	    sotp_factor_prompt(SOTP_F_PASSWORD));
-	if (pam_rc != PAM_SUCCESS || resp == NULL) {
-		pam_rc = PAM_CONV_ERR;
-		goto out;
+	if (args->use_first_pass) {
+		pam_syslog(pamh, LOG_ERR,
+		    "use_first_pass: no password from an earlier module");
+		return PAM_AUTH_ERR;
 	}
-	if ((pam_rc = pam_set_item(pamh, PAM_AUTHTOK, resp)) != PAM_SUCCESS)
-		goto out;
-	*rc = sotp_attempt_set(a, SOTP_F_PASSWORD, resp);
-out:
-	sotp_free_string(resp);
-	return pam_rc;
-}
-
-/* "Card digits: " + "B7 E2" -> "Card digits at B7 E2: ". */
-static void
-card_prompt(char *buf, size_t bufsz, const char *cells)
-{
-	const char *base = sotp_factor_prompt(SOTP_F_CARD);
-	size_t n = strlen(base);
-
-	while (n > 0 && (base[n - 1] == ' ' || base[n - 1] == ':'))
-		n--;
-	snprintf(buf, bufsz, "%.*s at %s: ", (int)n, base, cells);
-}
-
-/* Any other factor: one prompt, echo off unless the answer is public. */
-static int
-supply_factor(pam_handle_t *pamh, struct sotp_attempt *a,
-    const struct sotp_decision *d, unsigned int factor, int *rc)
-{
-	char prompt[SOTP_PROMPT_MAX * 2];
-	char *resp = NULL;
-	int style = PAM_PROMPT_ECHO_OFF;
-	int pam_rc;
-
-	if (factor == SOTP_F_SERIAL || factor == SOTP_F_LOGIN_CHOICE)
-		style = PAM_PROMPT_ECHO_ON;
-	if (factor == SOTP_F_CARD)
-		card_prompt(prompt, sizeof(prompt), d->card_cells);
-	else
-		snprintf(
-		    prompt, sizeof(prompt), "%s", sotp_factor_prompt(factor));
-	pam_rc = pam_prompt(pamh, style, &resp, "%s", prompt);
-	if (pam_rc != PAM_SUCCESS || resp == NULL) {
-		pam_rc = PAM_CONV_ERR;
-		goto out;
-	}
-	*rc = sotp_attempt_set(a, factor, resp);
-out:
-	sotp_free_string(resp);
-	return pam_rc;
+	return PAM_SUCCESS;
 }
 
 /*
- * Asks for every input the engine needs this round. A conversation
- * failure stops with its PAM code; a core error stops with *rc set.
+ * Relays the engine's question: its message first (PAM_TEXT_INFO, unless
+ * PAM_SILENT), then its prompt with its echo, and the reply back as the
+ * answer. A conversation failure stops with its PAM code; a core error
+ * stops with *rc set.
  */
 static int
-supply_inputs(pam_handle_t *pamh, const struct args *args,
+relay(pam_handle_t *pamh, int flags, const struct args *args,
     struct sotp_attempt *a, const struct sotp_decision *d, int *rc)
 {
-	size_t i;
-	unsigned int f;
-	int pam_rc = PAM_SUCCESS;
+	char *resp = NULL;
+	int pam_rc, done = 0;
 
 	*rc = SOTP_OK;
-	for (i = 0; i < sizeof(factor_order) / sizeof(factor_order[0]); i++) {
-		f = factor_order[i];
-		if ((d->needs & f) == 0)
-			continue;
-		if (f == SOTP_F_PASSWORD)
-			pam_rc = supply_password(pamh, args, a, rc);
-		else
-			pam_rc = supply_factor(pamh, a, d, f, rc);
-		if (pam_rc != PAM_SUCCESS || *rc != SOTP_OK)
-			break;
+	if (d->message[0] != '\0' && (flags & PAM_SILENT) == 0)
+		(void)pam_prompt(pamh, PAM_TEXT_INFO, NULL, "%s", d->message);
+	if (d->ask == SOTP_F_PASSWORD &&
+	    ((pam_rc = first_pass(pamh, args, a, rc, &done)) != PAM_SUCCESS ||
+	        done))
+		return pam_rc;
+	pam_rc =
+	    pam_prompt(pamh, d->echo ? PAM_PROMPT_ECHO_ON : PAM_PROMPT_ECHO_OFF,
+	        &resp, "%s", d->prompt);
+	if (pam_rc != PAM_SUCCESS || resp == NULL) {
+		pam_rc = PAM_CONV_ERR;
+		goto out;
 	}
+	if (d->ask == SOTP_F_PASSWORD &&
+	    (pam_rc = pam_set_item(pamh, PAM_AUTHTOK, resp)) != PAM_SUCCESS)
+		goto out;
+	*rc = sotp_attempt_answer(a, resp);
+out:
+	sotp_free_string(resp);
 	return pam_rc;
 }
 
-/* The engine's customer-facing text, if any, unless PAM_SILENT. */
-static void
-show_message(pam_handle_t *pamh, int flags, const struct sotp_decision *d)
+/* The outcome: the engine's text for the customer, the log, the code. */
+static int
+conclude(pam_handle_t *pamh, int flags, const struct args *args,
+    const struct sotp_ctx *ctx, const char *context, int rc,
+    const struct sotp_decision *d)
 {
-	int style = PAM_TEXT_INFO;
+	int pam_rc = pam_result(rc, d);
 
-	if (d->message[0] == '\0' || (flags & PAM_SILENT) != 0)
-		return;
-	if (d->verdict == SOTP_REJECT)
-		style = PAM_ERROR_MSG;
-	(void)pam_prompt(pamh, style, NULL, "%s", d->message);
+	if (rc != SOTP_OK)
+		pam_syslog(pamh, LOG_ERR, "context %s: %s: %s", context,
+		    sotp_strerror(rc), sotp_ctx_errmsg(ctx));
+	else if (d->message[0] != '\0' && (flags & PAM_SILENT) == 0)
+		(void)pam_prompt(pamh,
+		    d->verdict == SOTP_REJECT ? PAM_ERROR_MSG : PAM_TEXT_INFO,
+		    NULL, "%s", d->message);
+	if (args->debug)
+		pam_syslog(pamh, LOG_DEBUG, "context %s: %s (%s)", context,
+		    pam_strerror(pamh, pam_rc),
+		    sotp_reason_name(rc == SOTP_OK ? (int)d->reason
+		                                   : sotp_reason_from_rc(rc)));
+	return pam_rc;
 }
 
 SOTP_EXPORT int
@@ -306,33 +266,21 @@ pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 		if ((rc = sotp_attempt_step(a, &d)) != SOTP_OK ||
 		    d.verdict != SOTP_CONTINUE)
 			break;
-		if (round >= MAX_ROUNDS || d.needs == 0) {
+		if (round >= MAX_ROUNDS) {
 			pam_syslog(pamh, LOG_ERR, "too many rounds; refused");
 			pam_rc = PAM_AUTH_ERR;
 			goto out;
 		}
-		show_message(pamh, flags, &d);
-		pam_rc = supply_inputs(pamh, &args, a, &d, &rc);
-		if (pam_rc != PAM_SUCCESS)
+		if ((pam_rc = relay(pamh, flags, &args, a, &d, &rc)) !=
+		    PAM_SUCCESS)
 			goto out;
 	}
-	if (rc != SOTP_OK)
-		pam_syslog(pamh, LOG_ERR, "context %s: %s: %s", context,
-		    sotp_strerror(rc), sotp_ctx_errmsg(ctx));
-	else
-		show_message(pamh, flags, &d);
-	pam_rc = pam_result(rc, &d);
-	if (args.debug)
-		pam_syslog(pamh, LOG_DEBUG, "context %s: %s (%s)", context,
-		    pam_strerror(pamh, pam_rc),
-		    sotp_reason_name(rc == SOTP_OK ? (int)d.reason
-		                                   : sotp_reason_from_rc(rc)));
+	pam_rc = conclude(pamh, flags, &args, ctx, context, rc, &d);
 out:
 	sotp_attempt_free(a);
 	sotp_ctx_free(ctx);
 	return pam_rc;
 }
-
 SOTP_EXPORT int
 pam_sm_setcred(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {

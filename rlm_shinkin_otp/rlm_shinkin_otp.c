@@ -1,36 +1,34 @@
 /*
  * rlm_shinkin_otp.c - the FreeRADIUS 3.2 adapter of shinkin-otp.
  *
- * RADIUS attributes in, one core attempt, RADIUS reply out. No rule lives
- * here: which factors a context asks for, the state token, replay and
- * lockout are all the engine's. The module only picks the context, feeds
- * User-Password to the factor the engine asks for, and maps the decision.
+ * RADIUS translation only: attributes in, one core attempt, a reply out.
+ * Which questions a context asks, in which order and words, the state,
+ * replay and lockout are all the engine's. The module picks the context,
+ * hands User-Password over as the answer to the engine's last question,
+ * and turns the decision into a reply.
  *
- * Challenge mode: the first Access-Request carries the contract password;
- * when the engine wants a second factor the reply is an Access-Challenge
- * whose State is the engine's signed, self-contained attempt token (so any
- * server of a farm can take the next round); the next Access-Request
- * carries the code or card digits with that State. Append mode: the
- * password followed by the code in one User-Password.
+ * Challenge mode: each Access-Request carries one answer (the first one
+ * the contract password, or in a context without one the code); when the
+ * engine asks again the reply is an Access-Challenge with the engine's
+ * message and prompt as Reply-Messages, its echo as Prompt, and the
+ * engine's signed, self-contained State (so any server of a farm can take
+ * the next round). A registration takes one round per question. Append
+ * mode: the password followed by the code in one User-Password.
  *
- * Core contexts (policy + key + store handle) are not shared between
- * threads: each radiusd thread opens its own on first use, held as a
- * thread-specific value. (FreeRADIUS's connection pool would do, but it
- * lives in the radiusd executable, not in libfreeradius-server, so a module
- * using it cannot be linked with -Wl,--no-undefined.)
+ * Each radiusd thread keeps its own core context (ctx_pool.c).
  */
 /* radiusd.h first: modules.h relies on its types. */
 #include <freeradius/radiusd.h>
 
 #include <freeradius/modules.h>
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
 #include <time.h>
 
+#include "ctx_pool.h"
 #include "shinkin_otp.h"
 
 enum mode { MODE_CHALLENGE, MODE_APPEND };
@@ -41,7 +39,6 @@ struct rlm_shinkin_otp {
 	const char *context;
 	const char *context_attribute;
 	const char *mode_name;
-	const char *challenge_message;
 
 	/* Resolved in mod_instantiate; read-only afterwards. */
 	const char *name;
@@ -49,18 +46,7 @@ struct rlm_shinkin_otp {
 	const DICT_ATTR *context_da;
 	const DICT_VALUE *auth_type;
 
-	/* Per-thread core contexts; lock guards the threads list only. */
-	pthread_key_t key;
-	pthread_mutex_t lock;
-	int key_ok, lock_ok;
-	struct tctx *threads;
-};
-
-/* One thread's loaded core context, also linked into its instance. */
-struct tctx {
-	struct sotp_ctx *ctx;
-	struct rlm_shinkin_otp *inst;
-	struct tctx *prev, *next;
+	struct ctx_pool pool; /* a core context per radiusd thread */
 };
 
 static const CONF_PARSER module_config[] = {
@@ -74,23 +60,19 @@ static const CONF_PARSER module_config[] = {
         NULL},
     {"mode", FR_CONF_OFFSET(PW_TYPE_STRING, struct rlm_shinkin_otp, mode_name),
         "challenge"},
-    {"challenge_message",
-        FR_CONF_OFFSET(
-            PW_TYPE_STRING, struct rlm_shinkin_otp, challenge_message),
-        NULL},
     CONF_PARSER_TERMINATOR};
 
 /*
  * radiusd silently ignores unknown items; a misspelt "contxt" would then
  * fall back to defaults. These are the only names the section may hold.
  */
-static const char *const known_pairs[] = {"config", "context",
-    "context_attribute", "mode", "challenge_message", NULL};
+static const char *const known_pairs[] = {
+    "config", "context", "context_attribute", "mode", NULL};
 static const char *const known_sections[] = {NULL};
 
 /* A Reply-Message or State is one attribute: at most 253 octets. */
 #define ATTR_MAX (MAX_STRING_LEN - 1)
-#define CHALLENGE_MESSAGE_MAX 200
+_Static_assert(SOTP_REPLY_MAX == ATTR_MAX, "core texts fit one attribute");
 
 static int
 in_list(const char *name, const char *const *list)
@@ -124,13 +106,13 @@ core_log(void *arg, int prio, const char *fmt, va_list ap)
 }
 
 /*
- * Makes a loaded core context. On failure *out is NULL and why[] holds
- * the core's detail ("file:line: ...").
+ * Makes a loaded core context (ctx_pool_open_fn). On failure *out is NULL
+ * and why[] holds the core's detail ("file:line: ...").
  */
 static int
-open_ctx(struct rlm_shinkin_otp *inst, struct sotp_ctx **out, char *why,
-    size_t whysz)
+open_ctx(void *arg, struct sotp_ctx **out, char *why, size_t whysz)
 {
+	struct rlm_shinkin_otp *inst = arg;
 	struct sotp_ctx *ctx = NULL;
 	int rc;
 
@@ -151,83 +133,17 @@ open_ctx(struct rlm_shinkin_otp *inst, struct sotp_ctx **out, char *why,
 	return SOTP_OK;
 }
 
-static void
-tctx_unlink(struct tctx *t)
-{
-	struct rlm_shinkin_otp *inst = t->inst;
-
-	pthread_mutex_lock(&inst->lock);
-	if (t->prev != NULL)
-		t->prev->next = t->next;
-	else
-		inst->threads = t->next;
-	if (t->next != NULL)
-		t->next->prev = t->prev;
-	pthread_mutex_unlock(&inst->lock);
-	t->prev = t->next = NULL;
-}
-
-static void
-tctx_free(struct tctx *t)
-{
-	sotp_ctx_free(t->ctx);
-	free(t);
-}
-
-/* The key's destructor: a radiusd thread is exiting. */
-static void
-tctx_destroy(void *p)
-{
-	struct tctx *t = p;
-
-	tctx_unlink(t);
-	tctx_free(t);
-}
-
-/* This thread's core context, opened on first use; NULL on failure. */
+/* This thread's core context; NULL (logged) when it cannot be opened. */
 static struct sotp_ctx *
 thread_ctx(struct rlm_shinkin_otp *inst, REQUEST *request)
 {
-	struct tctx *t = pthread_getspecific(inst->key);
+	struct sotp_ctx *ctx;
 	char why[512];
 
-	if (t != NULL)
-		return t->ctx;
-	if ((t = calloc(1, sizeof(*t))) == NULL)
-		return NULL;
-	t->inst = inst;
-	if (open_ctx(inst, &t->ctx, why, sizeof(why)) != SOTP_OK) {
-		RERROR("Cannot open shinkin-otp: %s", why);
-		free(t);
-		return NULL;
-	}
-	if (pthread_setspecific(inst->key, t) != 0) {
-		tctx_free(t);
-		return NULL;
-	}
-	pthread_mutex_lock(&inst->lock);
-	t->next = inst->threads;
-	if (t->next != NULL)
-		t->next->prev = t;
-	inst->threads = t;
-	pthread_mutex_unlock(&inst->lock);
-	return t->ctx;
-}
-
-/*
- * After a store failure the handle may be stale (file replaced, server
- * restarted): drop it so that this thread reopens on its next request.
- */
-static void
-drop_thread_ctx(struct rlm_shinkin_otp *inst)
-{
-	struct tctx *t = pthread_getspecific(inst->key);
-
-	if (t == NULL)
-		return;
-	pthread_setspecific(inst->key, NULL);
-	tctx_unlink(t);
-	tctx_free(t);
+	if ((ctx = ctx_pool_get(&inst->pool, why, sizeof(why))) == NULL)
+		RERROR("Cannot open shinkin-otp: %s",
+		    why[0] != '\0' ? why : "out of memory");
+	return ctx;
 }
 
 static int
@@ -286,12 +202,6 @@ check_options(CONF_SECTION *conf, struct rlm_shinkin_otp *inst)
 			return -1;
 		}
 	}
-	if (inst->challenge_message != NULL &&
-	    strlen(inst->challenge_message) > CHALLENGE_MESSAGE_MAX) {
-		cf_log_err_cs(conf, "challenge_message is longer than %d bytes",
-		    CHALLENGE_MESSAGE_MAX);
-		return -1;
-	}
 	if (inst->config == NULL || inst->config[0] == '\0') {
 		cf_log_err_cs(conf, "config must name the policy file");
 		return -1;
@@ -346,16 +256,10 @@ mod_instantiate(CONF_SECTION *conf, void *instance)
 		     "authenticate section; authorize will not claim requests",
 		    inst->name, inst->name);
 
-	if (pthread_mutex_init(&inst->lock, NULL) != 0) {
-		cf_log_err_cs(conf, "pthread_mutex_init failed");
+	if (ctx_pool_init(&inst->pool, open_ctx, inst) != 0) {
+		cf_log_err_cs(conf, "cannot set up the per-thread contexts");
 		return -1;
 	}
-	inst->lock_ok = 1;
-	if (pthread_key_create(&inst->key, tctx_destroy) != 0) {
-		cf_log_err_cs(conf, "pthread_key_create failed");
-		return -1;
-	}
-	inst->key_ok = 1;
 	return 0;
 }
 
@@ -364,24 +268,7 @@ mod_detach(void *instance)
 {
 	struct rlm_shinkin_otp *inst = instance;
 
-	struct tctx *t;
-
-	/*
-	 * Deleting the key first means no thread destructor runs from now
-	 * on; then free what live threads still hold. XXX a thread already
-	 * inside tctx_destroy at this very moment would race; radiusd
-	 * detaches after its workers have stopped.
-	 */
-	if (inst->key_ok)
-		pthread_key_delete(inst->key);
-	inst->key_ok = 0;
-	while ((t = inst->threads) != NULL) {
-		inst->threads = t->next;
-		tctx_free(t);
-	}
-	if (inst->lock_ok)
-		pthread_mutex_destroy(&inst->lock);
-	inst->lock_ok = 0;
+	ctx_pool_free(&inst->pool);
 	return 0;
 }
 
@@ -408,19 +295,24 @@ sign_reply(REQUEST *request)
 	return 0;
 }
 
+/*
+ * One Reply-Message per text, in order (RFC 2865 5.18: clients show them
+ * in the order they come). The core keeps each text within one attribute;
+ * a longer one would be a core bug, refused rather than cut.
+ */
 static int
 add_reply_message(REQUEST *request, const char *text)
 {
-	char buf[ATTR_MAX + 1];
 	VALUE_PAIR *vp;
 
 	if (text == NULL || text[0] == '\0')
 		return 0;
-	snprintf(buf, sizeof(buf), "%s", text);
+	if (strlen(text) > ATTR_MAX)
+		return -1;
 	vp = fr_pair_afrom_num(request->reply, PW_REPLY_MESSAGE, 0);
 	if (vp == NULL)
 		return -1;
-	fr_pair_value_strcpy(vp, buf);
+	fr_pair_value_strcpy(vp, text);
 	fr_pair_add(&request->reply->vps, vp);
 	return 0;
 }
@@ -471,70 +363,10 @@ pick_context(const struct rlm_shinkin_otp *inst, const struct sotp_ctx *ctx,
 }
 
 /*
- * The incoming State as the text the engine exported. Anything that cannot
- * be such a text is still handed over (as "-") so that the engine refuses
- * and audits it like any other bad token.
+ * One round: User-Password is the answer to the question the State says
+ * was asked (a new attempt: to its first question), or in append mode,
+ * on a new attempt, the password followed by the code.
  */
-static void
-state_text(const VALUE_PAIR *vp, char *out, size_t outsz)
-{
-	size_t i;
-
-	if (vp->vp_length == 0 || vp->vp_length >= outsz)
-		goto bad;
-	for (i = 0; i < vp->vp_length; i++)
-		if (vp->vp_octets[i] < 0x21 || vp->vp_octets[i] > 0x7e)
-			goto bad;
-	memcpy(out, vp->vp_octets, vp->vp_length);
-	out[vp->vp_length] = '\0';
-	return;
-bad:
-	snprintf(out, outsz, "-");
-}
-
-/* The single factor a round asks for, in the order the engine lists them. */
-static unsigned int
-first_factor(unsigned int needs)
-{
-	static const unsigned int order[] = {SOTP_F_PASSWORD, SOTP_F_OTP,
-	    SOTP_F_CARD, SOTP_F_SERIAL, SOTP_F_LOGIN_CHOICE};
-	size_t i;
-
-	for (i = 0; i < sizeof(order) / sizeof(order[0]); i++)
-		if (needs & order[i])
-			return order[i];
-	return 0;
-}
-
-/*
- * One RADIUS round carries one input: supply User-Password as the factor
- * the engine asks for now and decide. A resumed attempt knows what its
- * state asked for; a new one is asked by a step before any input (which
- * has no side effect). needs 0 (e.g. a bad state) just steps: the engine
- * refuses and audits.
- */
-static int
-supply_one(struct sotp_attempt *a, unsigned int needs, const char *value,
-    struct sotp_decision *d)
-{
-	unsigned int factor;
-	int rc;
-
-	if (needs == 0) {
-		if ((rc = sotp_attempt_step(a, d)) != SOTP_OK)
-			return rc;
-		if (d->verdict != SOTP_CONTINUE)
-			return SOTP_OK;
-		needs = d->needs;
-	}
-	if ((factor = first_factor(needs)) == 0)
-		return SOTP_ERR_INTERNAL;
-	if ((rc = sotp_attempt_set(a, (enum sotp_factor)factor, value)) !=
-	    SOTP_OK)
-		return rc;
-	return sotp_attempt_step(a, d);
-}
-
 static int
 run_attempt(const struct rlm_shinkin_otp *inst, struct sotp_ctx *ctx,
     REQUEST *request, const char *user, const char *context,
@@ -542,78 +374,59 @@ run_attempt(const struct rlm_shinkin_otp *inst, struct sotp_ctx *ctx,
 {
 	const char *value = request->password->vp_strvalue;
 	const VALUE_PAIR *vp;
-	char state[SOTP_STATE_MAX];
 	time_t now = time(NULL);
 	int rc;
 
 	vp = fr_pair_find_by_num(request->packet->vps, PW_STATE, 0, TAG_ANY);
 	if (vp != NULL) {
-		state_text(vp, state, sizeof(state));
 		RDEBUG2("Resuming attempt of %s in context %s", user, context);
-		if ((rc = sotp_attempt_resume(
-		         ctx, user, context, state, now, a)) != SOTP_OK)
-			return rc;
-		return supply_one(*a, sotp_attempt_needs(*a), value, d);
+		rc = sotp_attempt_resume(
+		    ctx, user, context, vp->vp_octets, vp->vp_length, now, a);
+	} else {
+		RDEBUG2("New attempt of %s in context %s", user, context);
+		rc = sotp_attempt_begin(ctx, user, context, now, a);
 	}
-	RDEBUG2("New attempt of %s in context %s", user, context);
-	if ((rc = sotp_attempt_begin(ctx, user, context, now, a)) != SOTP_OK)
+	if (rc != SOTP_OK)
 		return rc;
-	if (inst->mode == MODE_CHALLENGE)
-		return supply_one(*a, 0, value, d);
-	if ((rc = sotp_attempt_set_combined(*a, value)) != SOTP_OK)
+	if (inst->mode == MODE_APPEND && vp == NULL)
+		rc = sotp_attempt_set_combined(*a, value);
+	else
+		rc = sotp_attempt_answer(*a, value);
+	if (rc != SOTP_OK)
 		return rc;
 	return sotp_attempt_step(*a, d);
 }
 
 static rlm_rcode_t
-send_challenge(const struct rlm_shinkin_otp *inst, REQUEST *request,
-    struct sotp_attempt *a, const struct sotp_decision *d)
+send_challenge(
+    REQUEST *request, struct sotp_attempt *a, const struct sotp_decision *d)
 {
-	char state[SOTP_STATE_MAX];
-	/* Room for all parts; add_reply_message() cuts to one attribute. */
-	char text[SOTP_MSG_MAX + CHALLENGE_MESSAGE_MAX + 2 * SOTP_PROMPT_MAX];
-	const char *prompt;
-	unsigned int factor = first_factor(d->needs);
-	size_t len;
+	uint8_t state[SOTP_STATE_MAX];
+	size_t len = 0;
 	VALUE_PAIR *vp;
-	int rc, card;
+	int rc;
 
-	if ((rc = sotp_attempt_export(a, state, sizeof(state))) != SOTP_OK) {
+	if ((rc = sotp_attempt_export(a, state, sizeof(state), &len)) !=
+	    SOTP_OK) {
 		RERROR(
 		    "Cannot export the attempt state: %s", sotp_strerror(rc));
 		return RLM_MODULE_FAIL;
 	}
-	len = strlen(state);
-	if (len == 0 || len > ATTR_MAX) {
-		RERROR("The attempt state is %zu bytes; State holds 1..%d", len,
-		    ATTR_MAX);
-		return RLM_MODULE_FAIL;
-	}
 	if ((vp = fr_pair_afrom_num(request->reply, PW_STATE, 0)) == NULL)
 		return RLM_MODULE_FAIL;
-	fr_pair_value_memcpy(vp, (const uint8_t *)state, len);
+	fr_pair_value_memcpy(vp, state, len);
 	fr_pair_add(&request->reply->vps, vp);
-
-	prompt = inst->challenge_message != NULL ? inst->challenge_message
-	                                         : sotp_factor_prompt(factor);
-	card = factor == SOTP_F_CARD;
-	snprintf(text, sizeof(text), "%s%s%s%s%s", d->message,
-	    d->message[0] != '\0' ? " " : "", prompt,
-	    card && prompt[0] != '\0' && prompt[strlen(prompt) - 1] != ' ' ? " "
-	                                                                   : "",
-	    card ? d->card_cells : "");
-	if (add_reply_message(request, text) != 0)
+	if (add_reply_message(request, d->message) != 0 ||
+	    add_reply_message(request, d->prompt) != 0)
 		return RLM_MODULE_FAIL;
-
-	/* RFC 2869 5.10: clients that honour it hide the code as typed. */
+	/* RFC 2869 5.10: clients that honour it hide a code as it is typed. */
 	if ((vp = fr_pair_afrom_num(request->reply, PW_PROMPT, 0)) == NULL)
 		return RLM_MODULE_FAIL;
-	vp->vp_integer = 0; /* No-Echo */
+	vp->vp_integer = d->echo ? 1 : 0; /* Echo : No-Echo */
 	fr_pair_add(&request->reply->vps, vp);
-
 	request->reply->code = PW_CODE_ACCESS_CHALLENGE;
-	RDEBUG("Challenge for %s (needs 0x%x)", request->username->vp_strvalue,
-	    d->needs);
+	RDEBUG("Challenge for %s: %s", request->username->vp_strvalue,
+	    sotp_factor_name(d->ask));
 	return RLM_MODULE_HANDLED;
 }
 
@@ -623,9 +436,8 @@ send_challenge(const struct rlm_shinkin_otp *inst, REQUEST *request,
  * can try another server, and never show the customer internal text.
  */
 static rlm_rcode_t
-map_decision(const struct rlm_shinkin_otp *inst, REQUEST *request,
-    const struct sotp_ctx *ctx, struct sotp_attempt *a, int rc,
-    const struct sotp_decision *d)
+map_decision(REQUEST *request, const struct sotp_ctx *ctx,
+    struct sotp_attempt *a, int rc, const struct sotp_decision *d)
 {
 	if (rc != SOTP_OK) {
 		RERROR("shinkin-otp check failed: %s (%s) %s",
@@ -651,7 +463,7 @@ map_decision(const struct rlm_shinkin_otp *inst, REQUEST *request,
 			return RLM_MODULE_FAIL;
 		return RLM_MODULE_OK;
 	case SOTP_CONTINUE:
-		return send_challenge(inst, request, a, d);
+		return send_challenge(request, a, d);
 	case SOTP_REJECT:
 		break;
 	}
@@ -670,16 +482,6 @@ map_decision(const struct rlm_shinkin_otp *inst, REQUEST *request,
 		add_reply_message(request, d->message);
 		return RLM_MODULE_REJECT;
 	}
-}
-
-/* A store failure poisons the handle: drop it so the thread reopens. */
-static void
-after_store_use(
-    struct rlm_shinkin_otp *inst, int rc, const struct sotp_decision *d)
-{
-	if (rc == SOTP_ERR_STORE || rc == SOTP_ERR_STORE_UNAVAILABLE ||
-	    d->reason == SOTP_R_STORE_UNAVAILABLE)
-		drop_thread_ctx(inst);
 }
 
 /*
@@ -713,7 +515,7 @@ mod_authorize(void *instance, REQUEST *request)
 	if (rc != SOTP_OK && rc != SOTP_ERR_NOT_FOUND)
 		RERROR("Contract lookup failed: %s %s", sotp_strerror(rc),
 		    sotp_ctx_errmsg(ctx));
-	after_store_use(inst, rc, &none);
+	ctx_pool_after(&inst->pool, rc, (int)none.reason);
 	if (rc == SOTP_ERR_NOT_FOUND) {
 		RDEBUG2("%s is not a contract", user);
 		return RLM_MODULE_NOOP;
@@ -757,10 +559,10 @@ mod_authenticate(void *instance, REQUEST *request)
 		code = RLM_MODULE_INVALID;
 	else {
 		rc = run_attempt(inst, ctx, request, user, context, &a, &d);
-		code = map_decision(inst, request, ctx, a, rc, &d);
+		code = map_decision(request, ctx, a, rc, &d);
 	}
 	sotp_attempt_free(a);
-	after_store_use(inst, rc, &d);
+	ctx_pool_after(&inst->pool, rc, (int)d.reason);
 	return code;
 }
 

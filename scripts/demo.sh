@@ -1,12 +1,14 @@
 #!/bin/sh
 # make demo: shinkin-otp end to end, in a sandbox under the build tree.
 #
-# Provisions a token and shows its QR code, registers a contract with a
-# code from oathtool (standing in for the customer's phone), starts a
-# private radiusd with rlm_shinkin_otp on 127.0.0.1 and walks through a
-# login with challenge, a transfer, the mobile channel, a replayed code, a
-# lockout and its unlock, unregistration and closing the contract. Every
-# step's outcome is checked; the script stops what it started.
+# Provisions a token and shows its QR code, starts a private radiusd with
+# rlm_shinkin_otp on 127.0.0.1, and has the customer register over RADIUS
+# challenge rounds, in Japanese as the bank's customers read it, with a
+# code from oathtool (standing in for the customer's phone); then walks
+# through a login with challenge, a transfer, the mobile channel, a
+# replayed code, a lockout and its unlock, unregistration and closing the
+# contract. Every step's outcome is checked; the script stops what it
+# started.
 #   scripts/demo.sh BUILD_DIR
 set -u
 BUILD=$(cd "${1:-build}" && pwd)
@@ -73,10 +75,13 @@ radius() {
 	    "$SECRET_RAD" >"$DEMO/$_n.out" 2>&1
 	REPLY=$(sed -n 's/^Received \(Access-[A-Za-z]*\) .*/\1/p' \
 	    "$DEMO/$_n.out" | head -n 1)
-	STATE=$(sed -n 's/^[[:space:]]*State = \(0x[0-9a-fA-F]*\).*/\1/p' \
+	# The reply's State and texts, not the request's.
+	STATE=$(sed -n '/^Received /,$ s/^[[:space:]]*State = \(0x[0-9a-fA-F]*\).*/\1/p' \
 	    "$DEMO/$_n.out" | head -n 1)
 	printf '  %s\n' "${REPLY:-no reply}"
-	sed -n 's/^[[:space:]]*Reply-Message = \(.*\)/  Reply-Message: \1/p' \
+	sed -n '/^Received /,$ s/^[[:space:]]*Reply-Message = \(.*\)/  Reply-Message: \1/p' \
+	    "$DEMO/$_n.out"
+	sed -n '/^Received /,$ s/^[[:space:]]*Prompt = \(.*\)/  Prompt: \1/p' \
 	    "$DEMO/$_n.out"
 }
 
@@ -125,21 +130,6 @@ card_digits() {
 	done
 }
 outcome "contract $CONTRACT exists, with a card and no token yet"
-
-step "Self-service registration: password, serial, current code, card digits, login choice"
-echo "$PASSWORD" | "$CLI" verify "$CONTRACT" --context registration \
-    >"$DEMO/reg1.txt" 2>&1
-REG_STATE=$(sed -n 's/^state: //p' "$DEMO/reg1.txt")
-CELLS=$(sed -n 's/^card cells: //p' "$DEMO/reg1.txt")
-say "the bank asks for the card cells $CELLS"
-[ -n "$REG_STATE" ] && [ -n "$CELLS" ] || die "no registration challenge"
-next_code
-run "$CLI" verify "$CONTRACT" --context registration --state "$REG_STATE" \
-    --serial "$SERIAL" --otp "$CODE" --card "$(card_digits "$CELLS")" \
-    --login-otp yes || die "registration refused"
-"$CLI" contract show "$CONTRACT" | grep -q "token: $SERIAL" ||
-	die "token not bound"
-outcome "token $SERIAL is bound to $CONTRACT; login asks for a code"
 
 # ---- radiusd with the module and the shipped samples ----
 
@@ -200,6 +190,34 @@ until grep -q "Ready to process requests" "$R/log/radius.log" 2>/dev/null; do
 done
 outcome "radiusd is up (pid $FR_PID), requests must carry Message-Authenticator"
 
+step "Self-service registration over RADIUS, in Japanese: one question per challenge, in the guide's order"
+say "the policy speaks Japanese (language = ja); each answer goes back with the State"
+radius reg1 "User-Name = \"$CONTRACT\"" "User-Password = \"$PASSWORD\"" \
+    'NAS-Identifier = "ib-register"'
+expect_reply Access-Challenge "password checked; the bank asks for the serial"
+radius reg2 "User-Name = \"$CONTRACT\"" "User-Password = \"$SERIAL\"" \
+    "State = $STATE" 'NAS-Identifier = "ib-register"'
+expect_reply Access-Challenge "serial checked; the bank asks for the current code"
+next_code
+radius reg3 "User-Name = \"$CONTRACT\"" "User-Password = \"$CODE\"" \
+    "State = $STATE" 'NAS-Identifier = "ib-register"'
+expect_reply Access-Challenge "code checked; the bank asks whether login asks for a code"
+radius reg4 "User-Name = \"$CONTRACT\"" 'User-Password = "1"' \
+    "State = $STATE" 'NAS-Identifier = "ib-register"'
+expect_reply Access-Challenge "choice taken; the bank asks for the card digits"
+# The cells, as the Japanese prompt names them: B行7列 is row B, column 7.
+CELLS=$(sed -n '/^Received /,$ s/^[[:space:]]*Reply-Message = //p' \
+    "$DEMO/reg4.out" | grep -o '[A-Z]行[0-9]*列' | sed 's/行//; s/列//' | xargs)
+[ -n "$CELLS" ] || die "no card cells in the prompt"
+say "the customer reads cells $CELLS from the card"
+radius reg5 "User-Name = \"$CONTRACT\"" \
+    "User-Password = \"$(card_digits "$CELLS")\"" "State = $STATE" \
+    'NAS-Identifier = "ib-register"'
+expect_reply Access-Accept "registered"
+"$CLI" contract show "$CONTRACT" | grep -q "token: $SERIAL" ||
+	die "token not bound"
+outcome "token $SERIAL is bound to $CONTRACT; login asks for a code"
+
 step "Login: password, then the code asked by an Access-Challenge"
 radius login1 "User-Name = \"$CONTRACT\"" "User-Password = \"$PASSWORD\"" \
     'NAS-Identifier = "ib-login"'
@@ -239,9 +257,10 @@ while [ $n -lt 6 ]; do
 	radius wrong$n "User-Name = \"$CONTRACT\"" 'User-Password = "000000"' \
 	    'NAS-Identifier = "ib-transfer"'
 	[ "$REPLY" = Access-Reject ] || die "a wrong code was not rejected"
-	grep -q 'locked' "$DEMO/wrong$n.out" && break
+	grep -q 'ご利用を停止しています' "$DEMO/wrong$n.out" && break
 done
-grep -q 'locked' "$DEMO/wrong$n.out" || die "no lock after $n failures"
+grep -q 'ご利用を停止しています' "$DEMO/wrong$n.out" ||
+	die "no lock after $n failures"
 run "$CLI" contract show "$CONTRACT"
 next_code
 radius locked "User-Name = \"$CONTRACT\"" "User-Password = \"$CODE\"" \

@@ -21,6 +21,8 @@ refused WRONG_PASSWORD "mobile: wrong password" \
 check_rc 3 "login without --otp asks for more" \
     clin secret-1 verify C1 --context login
 check "it names the factor" grep -q '^needs: otp$' "$OUT"
+check "it shows the engine's prompt, in Japanese" \
+    grep -qx 'prompt: ワンタイムパスワード(半角数字)：' "$OUT"
 state=$(sed -n 's/^state: //p' "$OUT")
 check "it prints a state" test -n "$state"
 check "resume with --state and the code" \
@@ -35,6 +37,22 @@ refused WRONG_CODE "transaction reads no password, refuses a wrong code" \
 refused UNKNOWN_CONTEXT "an unknown context is refused" \
     cli verify C1 --context nosuch --otp 123456
 check "contract unlock (reset failures)" cli contract unlock C1
+
+# Forgiving input: as an authenticator app shows the code, and in the
+# full-width digits of a Japanese input method; malformed is not a guess.
+fresh_step 10
+C=$(totp "$S" 60)
+check "verify --otp '123 456' (grouped as apps show it) is accepted" \
+    cli verify C1 --otp "$(echo "$C" | sed 's/^\(...\)/\1 /')"
+C=$(totp "$S" 90)
+FW=$(echo "$C" | sed 's/0/０/g;s/1/１/g;s/2/２/g;s/3/３/g;s/4/４/g;s/5/５/g;s/6/６/g;s/7/７/g;s/8/８/g;s/9/９/g')
+check "verify --otp in full-width digits ($FW) is accepted" cli verify C1 --otp "$FW"
+refused BAD_INPUT "a code with a letter is malformed" cli verify C1 --otp 12a456
+check "the malformed code tells the customer, in Japanese" \
+    grep -q '^message: 入力の形式が正しくありません。' "$OUT"
+refused BAD_INPUT "a code of the wrong length is malformed" cli verify C1 --otp 12345
+check "malformed codes do not count toward the lockout" \
+    sh -c "'$CLI' contract show C1 | grep -qx 'failures: 0'"
 
 # The card: a grid printed once, then a challenge for some cells.
 check "contract card" cli contract card C1
@@ -60,8 +78,8 @@ check_rc 1 "verify --json (a used code)" \
 if command -v jq >/dev/null; then
 	check "json: verdict" jq -e '.verdict == "reject" and .reason == "REPLAYED"' "$OUT"
 	check_rc 3 "json: continue" clin secret-1 --json verify C1 --context login
-	check "json: needs and state" \
-	    jq -e '(.needs | index("card")) and (.state | length > 0) and (.card_cells | length > 0)' "$OUT"
+	check "json: the question, its prompt, echo and state" \
+	    jq -e '.ask == "card" and (.prompt | test("確認用パスワード表の")) and .echo == false and (.state | length > 0) and (.card_cells | length > 0)' "$OUT"
 	check "token list --json: one object per line" cli --json token list
 	check "json: lines parse" jq -e -s 'length == 1 and .[0].serial == "T1"' "$OUT"
 	check "audit --json parses" sh -c "'$CLI' --json audit | jq -e -s 'length > 5' >/dev/null"

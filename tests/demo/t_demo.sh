@@ -17,18 +17,27 @@ for want in \
     "=> contract C-1001 exists, with a card" \
     "=> token SO" \
     "=> radiusd is up" \
+    "Reply-Message: \"シリアル番号(半角英数字)：\"" \
+    "=> password checked; the bank asks for the serial" \
+    "Reply-Message: \"ワンタイムパスワード(半角数字)：\"" \
+    "=> serial checked; the bank asks for the current code" \
+    "Reply-Message: \"ログイン時の追加認証 1:ワンタイムパスワード 2:確認用パスワード 3:なし(半角数字)：\"" \
+    "Reply-Message: \"確認用パスワード表の" \
+    "=> registered" \
     "=> the gateway asks for the one-time code" \
     "=> logged in" \
     "=> transfer authorised" \
     "=> logged in on the mobile channel, no code asked" \
     "=> the used code is refused" \
     "=> the used challenge State is refused too" \
-    "This contract is locked after too many failed attempts" \
+    "Reply-Message: \"ワンタイムパスワードが正しくありません。\"" \
+    "Reply-Message: \"誤った入力が規定の回数を超えたため、ご利用を停止しています。当金庫までお問い合わせください。\"" \
     "=> locked: even the right code is refused" \
     "contract unlocked" \
     "=> the customer is back in" \
     "refused: a token is still bound (STILL_BOUND)" \
     "=> the token is free again and the contract is closed" \
+    "register accept ACCEPTED" \
     "unregister accept ACCEPTED" \
     "== demo complete"; do
 	check "transcript: $want" grep -qF -- "$want" "$OUT"

@@ -7,6 +7,9 @@
 #   - pamtester under pam_wrapper (answers on stdin, one line per prompt:
 #     used for the single-prompt cases), whose PAM_WRAPPER_DEBUGLEVEL shows
 #     the module's pam_syslog lines on stderr.
+# The sandbox policy is the shipped one, in Japanese: the customer's
+# prompts and messages are asserted in Japanese, and once in English
+# through a copy of the policy with language = en.
 # oathtool plays the customer's token. Every token gets its own contract,
 # and each is bound with the previous step's code so that the current and
 # the next code stay usable for logins (replay protection forbids reuse;
@@ -46,6 +49,7 @@ SOON=$(date -u -d '+10 days' +%F)
 GONE=$(date -u -d '+11 days' +%F)
 printf '\n[kind pc-soon]\nsunset = %s\nwarn_days = 60\n' "$SOON" >>"$CONF"
 printf '\n[kind pc-gone]\nsunset = %s\nwarn_days = 60\n' "$GONE" >>"$CONF"
+sed 's/^language = ja$/language = en/' "$CONF" >"$SB/en.conf"
 
 # ---- service files ----
 svc() { # NAME LINE...: one service file, "other" denies
@@ -63,6 +67,7 @@ svc unmapped "$M"
 svc badopt "$M use_frist_pass"
 svc noconf "auth required $MOD config=$SB/missing.conf"
 svc dbg "$M context=mobile debug"
+svc en-login "auth required $MOD config=$SB/en.conf context=login"
 # A first module that reads the password and leaves it in PAM_AUTHTOK, as
 # pam_unix or pam_ldap would: pam_exec with expose_authtok prompts for it,
 # stores it, and feeds it to a script (which just drains it).
@@ -197,17 +202,26 @@ pt_has "missing policy file: reason logged" "cannot load"
 # ---- login: password, then the contract's own choice ----
 drv PAM_SUCCESS "login: password + current code accepted" \
     ib-login c-login pw-login "$(code T-LOGIN)"
-has "login: password asked with echo off" "^prompt-off: Password"
-has "login: code asked with echo off" "^prompt-off: One-time code"
+has "login: password asked in Japanese, echo off" "^prompt-off: ログインパスワード：\$"
+has "login: code asked in Japanese, echo off" \
+    "^prompt-off: ワンタイムパスワード(半角数字)：\$"
 C=$(code T-LOGIN)
 drv PAM_AUTH_ERR "login: the same code twice is refused" \
     ib-login c-login pw-login "$C"
 drv PAM_AUTH_ERR "login: wrong code refused" \
     ib-login c-login pw-login "$(badcode T-LOGIN)"
+has "login: wrong code: the Japanese message as PAM_ERROR_MSG" \
+    "^error: ワンタイムパスワードが正しくありません。\$"
 drv PAM_AUTH_ERR "login: wrong password refused" \
     ib-login c-login wrong-pw "$(badcode T-LOGIN)"
 drv PAM_SUCCESS "login: the next step's code accepted" \
     ib-login c-login pw-login "$(code T-LOGIN 30)"
+drv PAM_AUTH_ERR "language = en: a login with a used code" \
+    en-login c-login pw-login "$(code T-LOGIN 30)"
+has "language = en: password prompt" "^prompt-off: Password: \$"
+has "language = en: code prompt" "^prompt-off: One-time password: \$"
+has "language = en: the refusal" \
+    "^error: This one-time password has already been used; please wait for the next one.\$"
 drv PAM_USER_UNKNOWN "unknown contract: PAM_USER_UNKNOWN" \
     ib-login c-nobody some-pw 123456
 pt PAM_USER_UNKNOWN "unknown contract: PAM_USER_UNKNOWN (pamtester)" \
@@ -220,13 +234,13 @@ drv PAM_CONV_ERR "conversation without an answer: PAM_CONV_ERR" \
 # ---- mobile: password only, even with a token ----
 pt PAM_SUCCESS "mobile: password alone accepted (pamtester)" \
     ib-mobile c-login pw-login
-pt_hasnt "mobile: no code asked (pamtester)" "code"
+pt_hasnt "mobile: no code asked (pamtester)" "ワンタイムパスワード"
 pt_log_lacks "mobile: the password never logged" pw-login
 pt PAM_SUCCESS "debug option: accepted" dbg c-mob pw-mob
 pt_has "debug option: the outcome is logged" "context mobile: Success"
 drv PAM_SUCCESS "mobile: password alone accepted" ib-mobile c-login pw-login
 check "mobile: exactly one prompt, the password" \
-    only_prompt "prompt-off: Password: "
+    only_prompt "prompt-off: ログインパスワード："
 drv PAM_AUTH_ERR "mobile: wrong password refused" ib-mobile c-mob nope
 drv PAM_SUCCESS "mobile: contract without a token" ib-mobile c-mob pw-mob
 
@@ -234,22 +248,38 @@ drv PAM_SUCCESS "mobile: contract without a token" ib-mobile c-mob pw-mob
 C=$(code T-TRANS)
 pt PAM_SUCCESS "transaction: code alone accepted (pamtester)" \
     ib-transfer c-trans "$C"
-pt_hasnt "transaction: no password asked (pamtester)" "Password"
+pt_hasnt "transaction: no password asked (pamtester)" "ログインパスワード"
 pt PAM_AUTH_ERR "transaction: the same code again refused (pamtester)" \
     ib-transfer c-trans "$C"
 drv PAM_SUCCESS "transaction: next code accepted" \
     ib-transfer c-trans "$(code T-TRANS 30)"
 check "transaction: exactly one prompt, the code" \
-    only_prompt "prompt-off: One-time code: "
+    only_prompt "prompt-off: ワンタイムパスワード(半角数字)："
 drv PAM_AUTH_ERR "transaction: contract without a token refused" \
     ib-transfer c-mob 123456
+
+# ---- forgiving input: as apps show codes, and in full-width digits ----
+fresh_step 12
+C=$(code T-TRANS 60)
+drv PAM_SUCCESS "transaction: '${C%???} ${C#???}' (a code in groups) accepted" \
+    ib-transfer c-trans "${C%???} ${C#???}"
+fullwidth() { echo "$1" | sed 's/0/０/g;s/1/１/g;s/2/２/g;s/3/３/g;s/4/４/g;s/5/５/g;s/6/６/g;s/7/７/g;s/8/８/g;s/9/９/g'; }
+C=$(fullwidth "$(code T-TRANS 90)")
+drv PAM_SUCCESS "transaction: '$C' (full-width digits) accepted" \
+    ib-transfer c-trans "$C"
+drv PAM_AUTH_ERR "transaction: a code with a letter is refused" \
+    ib-transfer c-trans 12a456
+has "  as malformed, in Japanese" "^error: 入力の形式が正しくありません。"
+"$CLI" contract show c-trans >"$SB/show" 2>&1
+check "  and it does not count toward the lockout" \
+    grep -qx 'failures: 0' "$SB/show"
 
 # ---- card: the cells in the prompt, answered from the printed grid ----
 drv PAM_SUCCESS "card login: cells answered from the grid" \
     ib-login c-card -g "$SB/grid-c-card" pw-card @card
-has "card login: the prompt names the cells" \
-    "^prompt-off: Card digits at [A-E][0-9] [A-E][0-9]: \$"
-hasnt "card login: no code asked" "One-time code"
+has "card login: the prompt names the cells, as the card does" \
+    "^prompt-off: 確認用パスワード表の[A-E]行[0-9]列、[A-E]行[0-9]列の数字(半角数字)：\$"
+hasnt "card login: no code asked" "ワンタイムパスワード"
 drv PAM_AUTH_ERR "card login: wrong digits refused" \
     ib-login c-card -g "$SB/grid-c-card" pw-card @card-wrong
 
@@ -265,7 +295,7 @@ drv PAM_AUTH_ERR "use_first_pass without an earlier password refused" \
 hasnt "use_first_pass: never prompts" "^prompt-"
 drv PAM_SUCCESS "try_first_pass without an earlier password prompts" \
     tryfirst c-mob pw-mob
-has "try_first_pass: password prompted" "^prompt-off: Password"
+has "try_first_pass: password prompted" "^prompt-off: ログインパスワード"
 rm -f "$SB/seen"
 drv PAM_SUCCESS "password handed on to the next module" passon c-mob pw-mob
 # pam_exec writes the token with a trailing NUL.
@@ -284,12 +314,32 @@ drv PAM_AUTH_ERR "legacy token past its sunset refused" \
     ib-transfer c-gone "$(code T-GONE)"
 has "past sunset: message shown as PAM_ERROR_MSG" "^error: ."
 
-# ---- registration through PAM ----
+# ---- registration through PAM: the guide's order, one question each ----
 fresh_step 5
-drv PAM_SUCCESS "registration: password, serial, code, card, choice" \
-    ib-register c-reg -g "$SB/grid-c-reg" pw-reg T-REG "$(code T-REG)" @card otp
-has "registration: serial asked with echo on" "^prompt-on: Token serial"
-has "registration: login choice asked with echo on" "^prompt-on: .*otp"
+drv PAM_AUTH_ERR "registration: a wrong code ends it" \
+    ib-register c-reg -g "$SB/grid-c-reg" pw-reg T-REG "$(badcode T-REG)" 1 @card
+check "  and asked nothing after the code" [ "$(nprompts .)" -eq 3 ]
+"$CLI" contract show c-reg >"$SB/show" 2>&1
+check "  and bound nothing" grep -qx 'token: -' "$SB/show"
+drv PAM_SUCCESS "registration: password, serial, code, choice, card" \
+    ib-register c-reg -g "$SB/grid-c-reg" pw-reg "ｔ－ｒｅｇ" "$(code T-REG)" 1 @card
+# Each prompt by what it asks (the choice names the other factors).
+asked() {
+	grep '^prompt-' "$OUT" | while read -r _l; do
+		case $_l in
+		*ログイン時の追加認証*) echo choice ;;
+		*ログインパスワード*) echo password ;;
+		*シリアル番号*) echo serial ;;
+		*ワンタイムパスワード*) echo otp ;;
+		*確認用パスワード表*) echo card ;;
+		*) echo "?" ;;
+		esac
+	done | xargs
+}
+check "registration: the questions in the guide's order ($(asked))" \
+    [ "$(asked)" = "password serial otp choice card" ]
+has "registration: serial asked with echo on" "^prompt-on: シリアル番号"
+has "registration: login choice asked with echo on" "^prompt-on: ログイン時の追加認証"
 "$CLI" contract show c-reg >"$SB/show" 2>&1
 check "registration: contract show names the bound serial" \
     grep -q T-REG "$SB/show"

@@ -158,18 +158,19 @@ reply_of() {
 	    head -n 1 | grep . || echo none
 }
 
-# The State of NAME's reply, as radclient prints it (0x...).
+# The State of NAME's reply, as radclient prints it (0x...); not the one
+# the request carried.
 state_of() {
-	sed -n 's/^[[:space:]]*State = \(0x[0-9a-fA-F]*\).*/\1/p' "$T/$1.out" |
-	    head -n 1
+	sed -n '/^Received /,$ s/^[[:space:]]*State = \(0x[0-9a-fA-F]*\).*/\1/p' \
+	    "$T/$1.out" | head -n 1
 }
 
 # Filters for our replies: each lists the reply's attributes exactly.
-# f_challenge PROMPT, f_accept [MESSAGE], f_reject [MESSAGE].
+# f_challenge PROMPT [Echo|No-Echo], f_accept [MESSAGE], f_reject [MESSAGE].
 f_challenge() {
 	printf '%s\n' "Response-Packet-Type == Access-Challenge" \
 	    "Message-Authenticator =* ANY" "State =* ANY" \
-	    "Reply-Message == \"$1\"" "Prompt == No-Echo"
+	    "Reply-Message == \"$1\"" "Prompt == ${2:-No-Echo}"
 }
 f_accept() {
 	printf '%s\n' "Response-Packet-Type == Access-Accept" \
@@ -201,6 +202,30 @@ exchange() {
 		ok "$4"
 	else
 		notok "$4"
+		sed 's/^/#   /' "$T/$1.out"
+	fi
+}
+
+# What the customer was shown: every Reply-Message of NAME's reply, in
+# order, each followed by "|".
+shown() {
+	sed -n '/^Received /,$ s/^[[:space:]]*Reply-Message = "\(.*\)"$/\1/p' \
+	    "$T/$1.out" | tr '\n' '|'
+}
+
+# The Prompt attribute of NAME's reply (Echo, No-Echo), or "".
+prompt_attr() {
+	sed -n '/^Received /,$ s/^[[:space:]]*Prompt = \(.*\)$/\1/p' "$T/$1.out"
+}
+
+# round NAME TYPE TEXT PROMPT WHAT: NAME's reply was TYPE, showed exactly
+# TEXT (one Reply-Message) and carried PROMPT ("" for none).
+round() {
+	if [ "$(reply_of "$1")" = "$2" ] && [ "$(shown "$1")" = "${3:+$3|}" ] &&
+	    [ "$(prompt_attr "$1")" = "$4" ]; then
+		ok "$5"
+	else
+		notok "$5 (got $(reply_of "$1"), shown '$(shown "$1")', prompt '$(prompt_attr "$1")')"
 		sed 's/^/#   /' "$T/$1.out"
 	fi
 }

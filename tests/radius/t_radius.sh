@@ -26,10 +26,15 @@ trap 'fr_stop_all; [ -n "${KEEP:-}" ] || rm -rf "$T" "$SB"' EXIT
 trap 'exit 1' INT TERM HUP
 
 # A second policy on the same store and key whose challenge states live
-# 2 s, for the expiry case.
+# 2 s, for the expiry case, and whose [messages] reword the code prompt;
+# a third in English. The sandbox policy is the shipped one: Japanese.
 sed 's/^lifetime = .*/lifetime = 2/' "$CONF" >"$SB/short.conf"
+printf 'PROMPT_OTP = "Code from your token: "\n' >>"$SB/short.conf"
 grep -q '^lifetime = 2$' "$SB/short.conf" ||
 	{ notok "short-lived state policy"; exit 1; }
+sed 's/^language = ja$/language = en/' "$CONF" >"$SB/en.conf"
+grep -q '^language = en$' "$SB/en.conf" ||
+	{ notok "an English policy"; exit 1; }
 
 # mk_contract ID PASSWORD LOGIN: a token tok-ID with a fresh secret bound
 # with the previous step's code (so the current code is still unused).
@@ -47,16 +52,22 @@ wrong() { awk -v c="$(code "$1")" 'BEGIN { printf "%06d", (c + 500000) % 1000000
 
 fresh_step 1
 setup_ok=1
-for c in alice bob carol dave erin frank grace heidi ivan judy mallory; do
+for c in alice bob carol dave erin frank grace heidi ivan judy kate mallory; do
 	mk_contract "$c" "pw-$c" yes || setup_ok=0
 done
+# Registration: regc has a card and no token; RT1 waits unbound.
+RS=$(head -c 20 /dev/urandom | base32 | tr -d '=\n')
+echo "$RS" >"$T/sec.RT1"
+"$CLI" token add RT1 --secret "$RS" >/dev/null &&
+    printf 'pw-regc\n' | "$CLI" contract add regc >/dev/null &&
+    "$CLI" contract card regc >"$T/grid-regc" || setup_ok=0
 NRACE=32
 i=1
 while [ $i -le $NRACE ]; do
 	mk_contract "r$i" "pw-r$i" yes || setup_ok=0
 	i=$((i + 1))
 done
-[ $setup_ok -eq 1 ] && ok "sandbox: $((NRACE + 11)) contracts with tokens" ||
+[ $setup_ok -eq 1 ] && ok "sandbox: $((NRACE + 12)) contracts with tokens, one to register" ||
 	{ notok "sandbox setup"; exit 1; }
 
 # ---- the private radiusd ----
@@ -71,6 +82,15 @@ shinkin_otp append {
 	context = login
 	mode = append
 }
+shinkin_otp append_tx {
+	config = $CONF
+	context = transaction
+	mode = append
+}
+shinkin_otp en {
+	config = $SB/en.conf
+	context = login
+}
 shinkin_otp nas {
 	config = $CONF
 	context_attribute = NAS-Identifier
@@ -82,7 +102,6 @@ shinkin_otp mobile {
 shinkin_otp short {
 	config = $SB/short.conf
 	context = login
-	challenge_message = \"Code from your token: \"
 }"
 # Called-Station-Id picks the instance, so one port serves every case.
 SERVERS="server shinkin-test {
@@ -96,6 +115,12 @@ SERVERS="server shinkin-test {
 		switch \"%{Called-Station-Id}\" {
 			case \"append\" {
 				append
+			}
+			case \"append_tx\" {
+				append_tx
+			}
+			case \"en\" {
+				en
 			}
 			case \"nas\" {
 				nas
@@ -118,6 +143,12 @@ SERVERS="server shinkin-test {
 		Auth-Type append {
 			append
 		}
+		Auth-Type append_tx {
+			append_tx
+		}
+		Auth-Type en {
+			en
+		}
 		Auth-Type nas {
 			nas
 		}
@@ -132,16 +163,19 @@ SERVERS="server shinkin-test {
 fr_write_conf "$MODULES" "$SERVERS"
 check "radiusd -C accepts the config" freeradius -C -d "$FR_DIR"
 fr_start X || { notok "radiusd -X starts"; exit 1; }
-ok "radiusd -X starts with four module instances"
+ok "radiusd -X starts with seven module instances"
 
-OTP_PROMPT="One-time code: "
-M_WRONG="The one-time code is not correct."
-M_REPLAY="This code has already been used; wait for the next code."
-M_PW="The contract ID or password is not correct."
-M_INVALID="This session is not valid; please start again."
-M_EXPIRED="This session has expired; please start again."
-M_USED="This session was already used; please start again."
-M_LOCKED="This contract is locked after too many failed attempts; please contact the bank."
+# What the customer reads: the shipped policy's Japanese catalog.
+OTP_PROMPT="ワンタイムパスワード(半角数字)："
+M_WRONG="ワンタイムパスワードが正しくありません。"
+M_REPLAY="このワンタイムパスワードは使用済みです。次のワンタイムパスワードが表示されてから入力してください。"
+M_PW="契約者IDまたはログインパスワードが正しくありません。"
+M_INVALID="このお手続きは無効です。最初からやり直してください。"
+M_EXPIRED="お手続きの有効時間が過ぎました。最初からやり直してください。"
+M_USED="このお手続きはすでに使用されています。最初からやり直してください。"
+M_LOCKED="誤った入力が規定の回数を超えたため、ご利用を停止しています。当金庫までお問い合わせください。"
+M_BAD="入力の形式が正しくありません。桁数をご確認のうえ、最初からやり直してください。"
+M_AMBIG="ログインパスワードに続けて、ワンタイムパスワード(半角数字)を入力してください。"
 
 fresh_step 8
 
@@ -161,7 +195,7 @@ exchange a4 "$(req alice "$C" "State = $(state_of a3)")" \
 # Wrong code; wrong password; unknown contract.
 exchange b1 "$(req bob pw-bob)" "$(f_challenge "$OTP_PROMPT")" "bob: challenged"
 exchange b2 "$(req bob "$(wrong bob)" "State = $(state_of b1)")" \
-    "$(f_reject "$M_WRONG")" "a wrong code is rejected with its message"
+    "$(f_reject "$M_WRONG")" "a wrong code is rejected with its Japanese Reply-Message"
 exchange b3 "$(req bob not-his)" "$(f_reject "$M_PW")" \
     "a wrong password is rejected at once"
 exchange n1 "$(req nobody whatever)" "$(f_reject)" \
@@ -182,7 +216,7 @@ exchange e2 "$(req erin "$(code erin)" "State = $ALT")" \
     "$(f_reject "$M_INVALID")" "an altered State is rejected"
 exchange f1 "$(req frank pw-frank "Called-Station-Id = short")" \
     "$(f_challenge "Code from your token: ")" \
-    "challenge_message replaces the prompt"
+    "a [messages] override in the policy replaces the prompt"
 sleep 3
 exchange f2 "$(req frank "$(code frank)" "State = $(state_of f1)" \
     "Called-Station-Id = short")" "$(f_reject "$M_EXPIRED")" \
@@ -200,6 +234,24 @@ exchange h1 "$(req heidi "pw-heidi$(wrong heidi)" "Called-Station-Id = append")"
     "$(f_reject "$M_WRONG")" "append mode: a wrong code is rejected"
 exchange h2 "$(req heidi "pw-heidi$(code heidi)" "Called-Station-Id = append")" \
     "$(f_accept)" "append mode: password+code accepted in one round trip"
+exchange h3 "$(req heidi "$(code heidi 30)" "Called-Station-Id = append")" \
+    "$(f_reject "$M_AMBIG")" \
+    "append mode: a code alone where the password comes first is refused, not guessed"
+# In a code-only context the code alone decides (it once got a challenge).
+exchange k1 "$(req kate "$(code kate)" "Called-Station-Id = append_tx")" \
+    "$(f_accept)" "append mode, transaction: a bare 6-digit code is accepted"
+exchange k2 "$(req kate "$(code kate)" "Called-Station-Id = append_tx")" \
+    "$(f_reject "$M_REPLAY")" "append mode, transaction: the same code again is refused"
+exchange k3 "$(req kate "12a456" "Called-Station-Id = append_tx")" \
+    "$(f_reject "$M_BAD")" "append mode, transaction: a malformed code is refused as such"
+
+# The same module in English, by the policy's language alone.
+exchange en1 "$(req bob pw-bob "Called-Station-Id = en")" \
+    "$(f_challenge "One-time password: ")" "language = en: the English prompt"
+exchange en2 "$(req bob "$(wrong bob)" "State = $(state_of en1)" \
+    "Called-Station-Id = en")" \
+    "$(f_reject "The one-time password is not correct.")" \
+    "language = en: the English Reply-Message on a wrong code"
 
 # Mobile context: password only, even with a token.
 exchange i1 "$(req ivan pw-ivan "Called-Station-Id = mobile")" "$(f_accept)" \
@@ -215,6 +267,110 @@ exchange j2 "$(req judy pw-judy "Called-Station-Id = nas" \
 exchange j3 "$(req judy pw-judy "Called-Station-Id = nas" \
     "NAS-Identifier = no-such-service")" "$(f_reject)" \
     "an unmapped NAS-Identifier is rejected"
+
+# ---- registration and unregistration over challenge rounds ----
+# One answer per Access-Request, in the guide's order (password, serial,
+# current code, login choice, card digits); each Access-Challenge asks
+# the next with the State carrying what was verified. NAS-Identifier
+# ib-register / ib-unregister picks the context through [services].
+P_SERIAL="シリアル番号(半角英数字)："
+P_CHOICE="ログイン時の追加認証 1:ワンタイムパスワード 2:確認用パスワード 3:なし(半角数字)："
+# rr NAME SERVICE USER ANSWER [STATE]: one round
+rr() {
+	rad "$1" "$(req "$3" "$4" "Called-Station-Id = nas" \
+	    "NAS-Identifier = $2" ${5:+"State = $5"})"
+}
+bound() { "$CLI" contract show "$1" | sed -n 's/^token: //p'; }
+failures() { "$CLI" contract show "$1" | sed -n 's/^failures: //p'; }
+# The card cells a Japanese prompt names ("B行7列、E行2列" -> B7 E2) and
+# the digits the printed card shows there.
+cells_of() {
+	shown "$1" | grep -o '[A-Z]行[0-9]*列' | sed 's/行//; s/列//' | xargs
+}
+card_of() {
+	for _c in $2; do
+		awk -v cell="$_c" '
+		NF > 1 && $1 !~ /^[A-Z]$/ && !hdr { for (i = 1; i <= NF; i++) col[$i] = i; hdr = 1; next }
+		$1 == substr(cell, 1, 1) { printf "%s", $(col[substr(cell, 2)] + 1) }' "$1"
+	done
+}
+# reg_to N: rounds 1..N of a right registration of regc (N <= 4), the
+# last State in S. Each round's reply is checked by the caller's round().
+reg_to() {
+	rr g1 ib-register regc pw-regc
+	S=$(state_of g1)
+	[ "$1" -lt 2 ] && return 0
+	rr g2 ib-register regc RT1 "$S"
+	S=$(state_of g2)
+	[ "$1" -lt 3 ] && return 0
+	rr g3 ib-register regc "$(code RT1)" "$S"
+	S=$(state_of g3)
+	[ "$1" -lt 4 ] && return 0
+	rr g4 ib-register regc 1 "$S"
+	S=$(state_of g4)
+}
+fresh_step 20
+rr w1 ib-register regc not-the-password
+round w1 Access-Reject "$M_PW" "" "registration round 1: a wrong password is refused"
+reg_to 1
+round g1 Access-Challenge "$P_SERIAL" Echo \
+    "registration round 1: the password gets the serial question (Echo)"
+rr w2 ib-register regc NO-SUCH-SERIAL "$S"
+round w2 Access-Reject "シリアル番号が正しくありません。" "" \
+    "registration round 2: an unknown serial is refused"
+reg_to 1
+rr w2b ib-register regc tok-alice "$S"
+round w2b Access-Reject "このシリアル番号は、ほかの契約者IDに登録されています。" "" \
+    "registration round 2: another contract's token is refused"
+reg_to 2
+round g2 Access-Challenge "$OTP_PROMPT" No-Echo \
+    "registration round 2: the serial gets the code question (No-Echo)"
+rr w3 ib-register regc "$(wrong RT1)" "$S"
+round w3 Access-Reject "$M_WRONG" "" "registration round 3: a wrong code is refused"
+reg_to 3
+round g3 Access-Challenge "$P_CHOICE" Echo \
+    "registration round 3: the code gets the login-choice question (Echo)"
+rr w4 ib-register regc 9 "$S"
+round w4 Access-Reject "$M_BAD" "" "registration round 4: a choice that is none of 1-3 is refused"
+reg_to 4
+check "registration round 4: the choice gets the card question, naming cells" \
+    [ "$(reply_of g4)" = Access-Challenge ] && [ -n "$(cells_of g4)" ] &&
+    [ "$(prompt_attr g4)" = No-Echo ]
+CELLS=$(cells_of g4)
+WRONGCARD=$(card_of "$T/grid-regc" "$CELLS" | tr 0123456789 1234567890)
+rr w5 ib-register regc "$WRONGCARD" "$S"
+round w5 Access-Reject "確認用パスワードが正しくありません。" "" \
+    "registration round 5: wrong card digits are refused"
+check "after every refusal nothing is bound" [ "$(bound regc)" = - ]
+check "the wrong password, code and card counted toward the lockout (3)" \
+    [ "$(failures regc)" = 3 ]
+# The whole registration, the serial typed in groups in full width.
+rr g1 ib-register regc pw-regc
+rr g2 ib-register regc "ＲＴ１" "$(state_of g1)"
+rr g3 ib-register regc "$(code RT1)" "$(state_of g2)"
+rr g4 ib-register regc "１" "$(state_of g3)"
+G4=$(state_of g4)
+rr g5 ib-register regc "$(card_of "$T/grid-regc" "$(cells_of g4)")" "$G4"
+round g5 Access-Accept "" "" "registration: five rounds end in an Access-Accept"
+check "registration: RT1 is bound to regc" [ "$(bound regc)" = RT1 ]
+check "registration: the failures are reset" [ "$(failures regc)" = 0 ]
+check "registration: login asks for a code, as chosen" \
+    sh -c "'$CLI' contract show regc | grep -qx 'login: otp'"
+"$CLI" audit --contract regc >"$T/audit-regc"
+check "registration: audited as through PAM or the CLI" \
+    grep -q 'register accept ACCEPTED contract=regc serial=RT1 context=registration detail=bound' "$T/audit-regc"
+rr g6 ib-register regc "$(card_of "$T/grid-regc" "$(cells_of g4)")" "$G4"
+round g6 Access-Reject "$M_USED" "" "registration: its last State again is refused"
+# Unregistration: password, then a current code (newer than the bind's).
+rr u1 ib-unregister regc pw-regc
+round u1 Access-Challenge "$OTP_PROMPT" No-Echo "unregistration round 1: the code is asked"
+rr u2 ib-unregister regc "$(wrong RT1)" "$(state_of u1)"
+round u2 Access-Reject "$M_WRONG" "" "unregistration round 2: a wrong code is refused"
+check "  and the token stays bound" [ "$(bound regc)" = RT1 ]
+rr u1 ib-unregister regc pw-regc
+rr u3 ib-unregister regc "$(code RT1 30)" "$(state_of u1)"
+round u3 Access-Accept "" "" "unregistration: password and a current code unbind"
+check "unregistration: the token is free again" [ "$(bound regc)" = - ]
 
 # Lockout: five wrong passwords, then the right one is refused.
 i=1

@@ -15,7 +15,8 @@
  *
  * The answer "@card" is computed from the card grid that `shinkin-otp
  * contract card` printed into GRIDFILE, for the cells the prompt names
- * ("Card digits at B7 E2: "); "@card-wrong" gives every digit off by one.
+ * ("... the digits at B7 E2: ", "...B行7列、E行2列..."); "@card-wrong"
+ * gives every digit off by one.
  *
  * With -n COUNT the whole authentication runs COUNT times in one process
  * (for valgrind): USER may then be a comma-separated list taken in turn,
@@ -139,29 +140,43 @@ grid_load(const char *path, struct grid *g)
 	return rows > 0 ? 0 : -1;
 }
 
-/* "Card digits at B7 E2: " -> the digits at B7 then at E2. */
+/*
+ * The cells a card prompt names, in order, in either catalog's words:
+ * "B7 E2" or "B行7列、E行2列". A cell is a capital letter that follows no
+ * ASCII letter, then (after any non-ASCII bytes, such as 行) its column
+ * digit; "Confirmation" is no cell.
+ */
 static char *
 card_answer(const struct grid *g, const char *prompt, int wrong)
 {
 	char buf[128] = "";
-	const char *p = strstr(prompt, " at ");
+	const unsigned char *p = (const unsigned char *)prompt, *q;
 	char *end;
 	long col;
 	int row;
 
-	if (g == NULL || p == NULL)
+	if (g == NULL)
 		return NULL;
-	for (p += 4; *p >= 'A' && *p <= 'Z'; p = end + strspn(end, " ,")) {
+	for (; *p != '\0'; p++) {
+		if (*p < 'A' || *p > 'Z' ||
+		    (p > (const unsigned char *)prompt &&
+		        ((p[-1] >= 'A' && p[-1] <= 'Z') ||
+		            (p[-1] >= 'a' && p[-1] <= 'z'))))
+			continue;
+		for (q = p + 1; *q >= 0x80; q++)
+			;
+		if (*q < '0' || *q > '9')
+			continue;
 		row = *p - 'A';
-		col = strtol(p + 1, &end, 10);
-		if (end == p + 1 || col < 0 || col >= GRID_COLS ||
-		    g->cell[row][col][0] == '\0')
+		col = strtol((const char *)q, &end, 10);
+		if (col < 0 || col >= GRID_COLS || g->cell[row][col][0] == '\0')
 			return NULL;
 		strncat(buf, g->cell[row][col], sizeof(buf) - strlen(buf) - 1);
+		p = (const unsigned char *)end - 1;
 	}
 	/* every digit off by one: wrong at every cell */
-	for (p = buf; wrong && *p != '\0'; p++)
-		buf[p - buf] = (char)('0' + (*p - '0' + 1) % 10);
+	for (end = buf; wrong && *end != '\0'; end++)
+		*end = (char)('0' + (*end - '0' + 1) % 10);
 	return buf[0] != '\0' ? strdup(buf) : NULL;
 }
 

@@ -36,6 +36,7 @@ struct fx {
 	struct sotp_ctx *ctx;
 	char grid_card[512]; /* printed card of C-CARD */
 	char grid_reg[512];  /* printed card of C-REG */
+	char grid_reg2[512]; /* printed card of C-REG2 */
 };
 
 /* ---- helpers ---- */
@@ -158,8 +159,10 @@ setup(void **state)
 	add_contract(f, "C-NOTOKEN", "pw-nt");
 	add_contract(f, "C-LEG", "pw-leg");
 	add_contract(f, "C-REG", "pw-reg");
+	add_contract(f, "C-REG2", "pw-reg2");
 	issue_card(f, "C-CARD", f->grid_card, sizeof(f->grid_card));
 	issue_card(f, "C-REG", f->grid_reg, sizeof(f->grid_reg));
+	issue_card(f, "C-REG2", f->grid_reg2, sizeof(f->grid_reg2));
 	bind_at(f, "C-OTP", "T-OTP", B32_A, SOTP_LOGIN_OTP, T0 - 600);
 	bind_at(f, "C-CARD", "T-CARD", B32_B, SOTP_LOGIN_CARD, T0 - 600);
 	bind_at(f, "C-NONE", "T-NONE", B32_C, SOTP_LOGIN_NONE, T0 - 600);
@@ -197,9 +200,25 @@ struct input {
 	const char *choice;
 };
 
+/* The bank guide's order; every attempt must ask in it. */
+static int
+guide_index(unsigned int factor)
+{
+	static const unsigned int order[] = {SOTP_F_PASSWORD, SOTP_F_SERIAL,
+	    SOTP_F_OTP, SOTP_F_LOGIN_CHOICE, SOTP_F_CARD};
+	int i;
+
+	for (i = 0; i < 5; i++)
+		if (order[i] == factor)
+			return i;
+	fail_msg("asked for %#x, not one factor", factor);
+	return -1;
+}
+
 /*
- * Supplies what the engine asks for, round by round, until a final
- * decision. Returns the final decision; *asked collects every need.
+ * Answers what the engine asks, one question at a time, until a final
+ * decision (or a question `in` has no answer for). *asked collects every
+ * question; they must come in the guide's order, each with its prompt.
  */
 static void
 run(struct fx *f, const char *id, const char *context, time_t now,
@@ -207,7 +226,8 @@ run(struct fx *f, const char *id, const char *context, time_t now,
 {
 	struct sotp_attempt *a = NULL;
 	char code[16], answer[16];
-	int rounds = 0;
+	const char *value;
+	int rounds = 0, last = -1;
 
 	*asked = 0;
 	assert_int_equal(
@@ -216,35 +236,45 @@ run(struct fx *f, const char *id, const char *context, time_t now,
 		assert_int_equal(sotp_attempt_step(a, d), SOTP_OK);
 		if (d->verdict != SOTP_CONTINUE)
 			break;
-		assert_true(++rounds <= 3);
-		*asked |= d->needs;
-		if ((d->needs & SOTP_F_PASSWORD) && in->password == NULL)
+		assert_true(++rounds <= 5);
+		assert_true(guide_index(d->ask) > last);
+		last = guide_index(d->ask);
+		assert_true(d->prompt[0] != '\0');
+		assert_int_equal(d->echo,
+		    d->ask == SOTP_F_SERIAL || d->ask == SOTP_F_LOGIN_CHOICE);
+		*asked |= d->ask;
+		value = NULL;
+		switch (d->ask) {
+		case SOTP_F_PASSWORD:
+			value = in->password;
 			break;
-		if (d->needs & SOTP_F_PASSWORD)
-			sotp_attempt_set(a, SOTP_F_PASSWORD, in->password);
-		if ((d->needs & SOTP_F_OTP) && in->code != NO_CODE) {
+		case SOTP_F_OTP:
 			if (in->code == GOOD_CODE)
 				oath(in->b32, now, in->opts, code);
 			else
 				strcpy(code, "000000");
-			sotp_attempt_set(a, SOTP_F_OTP, code);
-		}
-		if ((d->needs & SOTP_F_CARD) && in->card != NO_CARD) {
+			value = in->code == NO_CODE ? NULL : code;
+			break;
+		case SOTP_F_CARD:
+			if (in->card == NO_CARD)
+				break;
 			card_answer(in->grid, d->card_cells, answer);
 			if (in->card == WRONG_CARD)
 				answer[0] = answer[0] == '9'
 				    ? '0'
 				    : (char)(answer[0] + 1);
-			sotp_attempt_set(a, SOTP_F_CARD, answer);
+			value = answer;
+			break;
+		case SOTP_F_SERIAL:
+			value = in->serial;
+			break;
+		case SOTP_F_LOGIN_CHOICE:
+			value = in->choice;
+			break;
 		}
-		if (d->needs & SOTP_F_SERIAL && in->serial != NULL)
-			sotp_attempt_set(a, SOTP_F_SERIAL, in->serial);
-		if (d->needs & SOTP_F_LOGIN_CHOICE && in->choice != NULL)
-			sotp_attempt_set(a, SOTP_F_LOGIN_CHOICE, in->choice);
-		if ((d->needs & SOTP_F_OTP) && in->code == NO_CODE)
+		if (value == NULL)
 			break;
-		if ((d->needs & SOTP_F_CARD) && in->card == NO_CARD)
-			break;
+		assert_int_equal(sotp_attempt_answer(a, value), SOTP_OK);
 	}
 	sotp_attempt_free(a);
 }
@@ -290,6 +320,8 @@ run_rows(struct fx *f, const struct row *rows, size_t n)
 #define PW SOTP_F_PASSWORD
 #define OTP SOTP_F_OTP
 #define CARD SOTP_F_CARD
+#define SER SOTP_F_SERIAL
+#define CHO SOTP_F_LOGIN_CHOICE
 #define REG (SOTP_F_SERIAL | SOTP_F_OTP | SOTP_F_LOGIN_CHOICE | SOTP_F_CARD)
 
 static void
@@ -302,7 +334,8 @@ test_engine_contexts(void **state)
 	        0, SOTP_ACCEPT, SOTP_R_ACCEPTED, PW | OTP, NULL},
 	    {"login, otp choice, wrong code", "C-OTP", "login",
 	        {"pw-otp", WRONG_CODE, B32_A, NULL, NO_CARD, NULL, NULL, NULL},
-	        0, SOTP_REJECT, SOTP_R_WRONG_CODE, PW | OTP, "not correct"},
+	        0, SOTP_REJECT, SOTP_R_WRONG_CODE, PW | OTP,
+	        "ワンタイムパスワードが正しくありません。"},
 	    {"login, wrong password asks nothing more", "C-OTP", "login",
 	        {"nope", GOOD_CODE, B32_A, NULL, NO_CARD, NULL, NULL, NULL}, 0,
 	        SOTP_REJECT, SOTP_R_WRONG_PASSWORD, PW, NULL},
@@ -324,7 +357,7 @@ test_engine_contexts(void **state)
 	        0, SOTP_ACCEPT, SOTP_R_ACCEPTED, OTP, NULL},
 	    {"transaction without a token", "C-NOTOKEN", "transaction",
 	        {NULL, GOOD_CODE, B32_A, NULL, NO_CARD, NULL, NULL, NULL}, 0,
-	        SOTP_REJECT, SOTP_R_NOT_BOUND, 0, "register"},
+	        SOTP_REJECT, SOTP_R_NOT_BOUND, 0, "登録してください"},
 	    {"transaction asks no password", "C-OTP", "transaction",
 	        {NULL, GOOD_CODE, B32_A, NULL, NO_CARD, NULL, NULL, NULL}, 0,
 	        SOTP_ACCEPT, SOTP_R_ACCEPTED, OTP, NULL},
@@ -344,14 +377,14 @@ test_engine_contexts(void **state)
 	    {"legacy inside the warning", "C-LEG", "transaction",
 	        {NULL, GOOD_CODE, B32_D, NULL, NO_CARD, NULL, NULL, NULL}, 273,
 	        SOTP_ACCEPT, SOTP_R_ACCEPTED, OTP,
-	        "until 2027-03-31; please move to the smartphone token"},
+	        "2027-03-31まで利用できます。スマートフォン"},
 	    {"legacy on its last day", "C-LEG", "transaction",
 	        {NULL, GOOD_CODE, B32_D, NULL, NO_CARD, NULL, NULL, NULL}, 303,
-	        SOTP_ACCEPT, SOTP_R_ACCEPTED, OTP, "until 2027-03-31"},
+	        SOTP_ACCEPT, SOTP_R_ACCEPTED, OTP, "2027-03-31まで"},
 	    {"legacy after sunset", "C-LEG", "transaction",
 	        {NULL, GOOD_CODE, B32_D, NULL, NO_CARD, NULL, NULL, NULL}, 305,
 	        SOTP_REJECT, SOTP_R_TOKEN_SUNSET, OTP,
-	        "retired on 2027-03-31; please move to the smartphone"},
+	        "2027-03-31で利用を終了しました。スマートフォン"},
 	};
 
 	run_rows(f, rows, sizeof(rows) / sizeof(rows[0]));
@@ -380,28 +413,35 @@ test_engine_registration(void **state)
 	    {"unknown serial", "C-REG", "registration",
 	        {"pw-reg", GOOD_CODE, B32_E, NULL, GOOD_CARD, f->grid_reg,
 	            "T-NOPE", "otp"},
-	        0, SOTP_REJECT, SOTP_R_UNKNOWN_SERIAL, PW | REG, NULL},
+	        0, SOTP_REJECT, SOTP_R_UNKNOWN_SERIAL, PW | SER,
+	        "シリアル番号が正しくありません。"},
 	    {"token of another contract", "C-REG", "registration",
 	        {"pw-reg", GOOD_CODE, B32_A, NULL, GOOD_CARD, f->grid_reg,
 	            "T-OTP", "otp"},
-	        0, SOTP_REJECT, SOTP_R_TOKEN_IN_USE, PW | REG, NULL},
+	        0, SOTP_REJECT, SOTP_R_TOKEN_IN_USE, PW | SER, NULL},
+	    {"malformed serial", "C-REG", "registration",
+	        {"pw-reg", GOOD_CODE, B32_E, NULL, GOOD_CARD, f->grid_reg,
+	            "シリアル", "otp"},
+	        0, SOTP_REJECT, SOTP_R_BAD_INPUT, PW | SER, NULL},
 	    {"wrong code", "C-REG", "registration",
 	        {"pw-reg", WRONG_CODE, B32_E, NULL, GOOD_CARD, f->grid_reg,
 	            "T-REG", "otp"},
-	        0, SOTP_REJECT, SOTP_R_WRONG_CODE, PW | REG, NULL},
-	    {"wrong card", "C-REG", "registration",
-	        {"pw-reg", GOOD_CODE, B32_E, NULL, WRONG_CARD, f->grid_reg,
-	            "T-REG", "otp"},
-	        0, SOTP_REJECT, SOTP_R_WRONG_CARD, PW | REG, NULL},
+	        0, SOTP_REJECT, SOTP_R_WRONG_CODE, PW | SER | OTP, NULL},
 	    {"bad login choice", "C-REG", "registration",
 	        {"pw-reg", GOOD_CODE, B32_E, NULL, GOOD_CARD, f->grid_reg,
 	            "T-REG", "sometimes"},
-	        0, SOTP_REJECT, SOTP_R_BAD_INPUT, PW | REG, NULL},
+	        0, SOTP_REJECT, SOTP_R_BAD_INPUT, PW | SER | OTP | CHO, NULL},
+	    {"wrong card", "C-REG", "registration",
+	        {"pw-reg", GOOD_CODE, B32_E, NULL, WRONG_CARD, f->grid_reg,
+	            "T-REG", "otp"},
+	        0, SOTP_REJECT, SOTP_R_WRONG_CARD, PW | REG,
+	        "確認用パスワードが正しくありません。"},
 	};
 	const struct row ok[] = {
-	    {"all right", "C-REG", "registration",
+	    {"all right, the serial typed as printed in full width", "C-REG",
+	        "registration",
 	        {"pw-reg", GOOD_CODE, B32_E, NULL, GOOD_CARD, f->grid_reg,
-	            "T-REG", "yes"},
+	            "ｔ－ｒｅｇ", "１"},
 	        1, SOTP_ACCEPT, SOTP_R_ACCEPTED, PW | REG, NULL},
 	};
 	struct sotp_decision d;
@@ -462,10 +502,10 @@ test_engine_lockout_mixed_factors(void **state)
 	        SOTP_REJECT, SOTP_R_WRONG_PASSWORD, PW, NULL},
 	    {"fifth failure locks", "C-CARD", "transaction",
 	        {NULL, WRONG_CODE, B32_B, NULL, NO_CARD, NULL, NULL, NULL}, 0,
-	        SOTP_REJECT, SOTP_R_WRONG_CODE, OTP, "locked"},
+	        SOTP_REJECT, SOTP_R_WRONG_CODE, OTP, "ご利用を停止しています"},
 	    {"locked: refused before any secret", "C-CARD", "transaction",
 	        {NULL, GOOD_CODE, B32_B, NULL, NO_CARD, NULL, NULL, NULL}, 0,
-	        SOTP_REJECT, SOTP_R_LOCKED, 0, "locked"},
+	        SOTP_REJECT, SOTP_R_LOCKED, 0, "ご利用を停止しています"},
 	    {"locked in every context", "C-CARD", "mobile",
 	        {"pw-card", NO_CODE, NULL, NULL, NO_CARD, NULL, NULL, NULL}, 0,
 	        SOTP_REJECT, SOTP_R_LOCKED, 0, NULL},
@@ -631,36 +671,46 @@ test_engine_one_token_per_contract(void **state)
 
 /* ---- challenge states (what RADIUS carries) ---- */
 
+/* An exported state: octets, as RADIUS carries them. */
+struct st {
+	uint8_t b[SOTP_STATE_MAX];
+	size_t n;
+};
+
 static void
-challenge(struct fx *f, const char *id, time_t now, char *state)
+challenge(struct fx *f, const char *id, time_t now, struct st *state)
 {
 	struct sotp_attempt *a = NULL;
 	struct sotp_decision d;
 
 	assert_int_equal(
 	    sotp_attempt_begin(f->ctx, id, "login", now, &a), SOTP_OK);
-	assert_int_equal(
-	    sotp_attempt_set(a, SOTP_F_PASSWORD, "pw-otp"), SOTP_OK);
+	assert_int_equal(sotp_attempt_answer(a, "pw-otp"), SOTP_OK);
 	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
 	assert_int_equal(d.verdict, SOTP_CONTINUE);
-	assert_int_equal(d.needs, SOTP_F_OTP);
+	assert_int_equal(d.ask, SOTP_F_OTP);
+	assert_string_equal(d.prompt, "ワンタイムパスワード(半角数字)：");
+	assert_false(d.echo);
 	assert_int_equal(
-	    sotp_attempt_export(a, state, SOTP_STATE_MAX), SOTP_OK);
+	    sotp_attempt_export(a, state->b, sizeof(state->b), &state->n),
+	    SOTP_OK);
+	assert_true(state->n > 0 && state->n <= SOTP_STATE_MAX);
 	sotp_attempt_free(a);
 }
 
 static int
-answer(struct fx *f, const char *id, const char *context, const char *state,
-    time_t now)
+answer(struct fx *f, const char *id, const char *context,
+    const struct st *state, time_t now)
 {
 	struct sotp_attempt *a = NULL;
 	struct sotp_decision d;
 	char code[16];
 
 	oath(B32_A, now, NULL, code);
-	assert_int_equal(
-	    sotp_attempt_resume(f->ctx, id, context, state, now, &a), SOTP_OK);
-	assert_int_equal(sotp_attempt_set(a, SOTP_F_OTP, code), SOTP_OK);
+	assert_int_equal(sotp_attempt_resume(
+	                     f->ctx, id, context, state->b, state->n, now, &a),
+	    SOTP_OK);
+	assert_int_equal(sotp_attempt_answer(a, code), SOTP_OK);
 	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
 	sotp_attempt_free(a);
 	return d.reason;
@@ -670,45 +720,305 @@ static void
 test_engine_state_tokens(void **state)
 {
 	struct fx *f = *state;
-	char st[SOTP_STATE_MAX], bad[SOTP_STATE_MAX];
+	struct st st, bad;
 	time_t t = T0 + 20000;
 	struct sotp_attempt *a = NULL;
 	struct sotp_decision d;
+	size_t i;
 
-	/* The round trip works, and needs survive the trip. */
-	challenge(f, "C-OTP", t, st);
-	assert_int_equal(
-	    sotp_attempt_resume(f->ctx, "C-OTP", "login", st, t + 5, &a),
+	/* The round trip works; the question survives the trip. */
+	challenge(f, "C-OTP", t, &st);
+	assert_int_equal(sotp_attempt_resume(
+	                     f->ctx, "C-OTP", "login", st.b, st.n, t + 5, &a),
 	    SOTP_OK);
-	assert_int_equal(sotp_attempt_needs(a), SOTP_F_OTP);
 	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
 	assert_int_equal(d.verdict, SOTP_CONTINUE);
+	assert_int_equal(d.ask, SOTP_F_OTP);
 	sotp_attempt_free(a);
 	assert_int_equal(
-	    answer(f, "C-OTP", "login", st, t + 5), SOTP_R_ACCEPTED);
+	    answer(f, "C-OTP", "login", &st, t + 5), SOTP_R_ACCEPTED);
 	/* Replayed. */
 	assert_int_equal(
-	    answer(f, "C-OTP", "login", st, t + 35), SOTP_R_STATE_REPLAYED);
-	/* Tampered: one hex digit changed anywhere is refused. */
-	challenge(f, "C-OTP", t + 100, st);
-	strcpy(bad, st);
-	bad[40] = bad[40] == 'a' ? 'b' : 'a';
+	    answer(f, "C-OTP", "login", &st, t + 35), SOTP_R_STATE_REPLAYED);
+	/* Tampered: one bit changed anywhere is refused. */
+	challenge(f, "C-OTP", t + 100, &st);
+	for (i = 0; i < st.n; i += 7) {
+		bad = st;
+		bad.b[i] ^= 0x10;
+		if (answer(f, "C-OTP", "login", &bad, t + 100) !=
+		    SOTP_R_STATE_INVALID)
+			fail_msg("state with byte %zu changed not refused", i);
+	}
+	/* Cut short, one byte longer, empty, or text. */
+	bad = st;
+	bad.n--;
 	assert_int_equal(
-	    answer(f, "C-OTP", "login", bad, t + 100), SOTP_R_STATE_INVALID);
-	bad[0] = '\0';
+	    answer(f, "C-OTP", "login", &bad, t + 100), SOTP_R_STATE_INVALID);
+	bad.n += 2;
 	assert_int_equal(
-	    answer(f, "C-OTP", "login", "zz", t + 100), SOTP_R_STATE_INVALID);
+	    answer(f, "C-OTP", "login", &bad, t + 100), SOTP_R_STATE_INVALID);
+	bad.n = 0;
+	assert_int_equal(
+	    answer(f, "C-OTP", "login", &bad, t + 100), SOTP_R_STATE_INVALID);
+	memcpy(bad.b, "zz", 2);
+	bad.n = 2;
+	assert_int_equal(
+	    answer(f, "C-OTP", "login", &bad, t + 100), SOTP_R_STATE_INVALID);
 	/* Another contract's or context's state. */
 	assert_int_equal(
-	    answer(f, "C-NONE", "login", st, t + 100), SOTP_R_STATE_INVALID);
-	assert_int_equal(answer(f, "C-OTP", "transaction", st, t + 100),
+	    answer(f, "C-NONE", "login", &st, t + 100), SOTP_R_STATE_INVALID);
+	assert_int_equal(answer(f, "C-OTP", "transaction", &st, t + 100),
 	    SOTP_R_STATE_INVALID);
 	/* Expired (lifetime 120 s). */
-	assert_int_equal(answer(f, "C-OTP", "login", st, t + 100 + 121),
+	assert_int_equal(answer(f, "C-OTP", "login", &st, t + 100 + 121),
 	    SOTP_R_STATE_EXPIRED);
 	/* And the untouched one still works inside its lifetime. */
 	assert_int_equal(
-	    answer(f, "C-OTP", "login", st, t + 130), SOTP_R_ACCEPTED);
+	    answer(f, "C-OTP", "login", &st, t + 130), SOTP_R_ACCEPTED);
+}
+
+/* One round of a registration over RADIUS: resume, answer, step, export. */
+static void
+reg_round(struct fx *f, const char *id, struct st *st, const char *value,
+    time_t now, struct sotp_decision *d)
+{
+	struct sotp_attempt *a = NULL;
+
+	if (st->n == 0)
+		assert_int_equal(
+		    sotp_attempt_begin(f->ctx, id, "registration", now, &a),
+		    SOTP_OK);
+	else
+		assert_int_equal(sotp_attempt_resume(f->ctx, id, "registration",
+		                     st->b, st->n, now, &a),
+		    SOTP_OK);
+	assert_int_equal(sotp_attempt_answer(a, value), SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, d), SOTP_OK);
+	st->n = 0;
+	if (d->verdict == SOTP_CONTINUE)
+		assert_int_equal(
+		    sotp_attempt_export(a, st->b, sizeof(st->b), &st->n),
+		    SOTP_OK);
+	sotp_attempt_free(a);
+}
+
+/*
+ * A registration one answer per round, the State carrying what was
+ * verified: two contracts verify the same code for the same token; the
+ * first to finish binds, the other's final compare-and-set finds the
+ * token taken and binds nothing. A State is good once.
+ */
+static void
+test_engine_registration_rounds(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_decision d;
+	struct st a = {.n = 0}, b = {.n = 0}, used;
+	struct input in = {
+	    "pw-reg", GOOD_CODE, B32_E, NULL, NO_CARD, NULL, NULL, NULL};
+	unsigned int asked;
+	time_t t = T0 + 3 * DAY;
+	char code[16], card[16];
+
+	oath(B32_E, t, NULL, code);
+	reg_round(f, "C-REG", &a, "pw-reg", t, &d);
+	assert_int_equal(d.ask, SOTP_F_SERIAL);
+	assert_true(d.echo);
+	assert_string_equal(d.prompt, "シリアル番号(半角英数字)：");
+	reg_round(f, "C-REG2", &b, "pw-reg2", t, &d);
+	reg_round(f, "C-REG", &a, "T-REG", t + 5, &d);
+	assert_int_equal(d.ask, SOTP_F_OTP);
+	reg_round(f, "C-REG2", &b, "t reg", t + 5, &d);
+	assert_int_equal(d.verdict, SOTP_REJECT); /* "treg", "TREG": none */
+	assert_int_equal(d.reason, SOTP_R_UNKNOWN_SERIAL);
+	b.n = 0;
+	reg_round(f, "C-REG2", &b, "pw-reg2", t + 6, &d);
+	reg_round(f, "C-REG2", &b, "T-REG", t + 6, &d);
+	reg_round(f, "C-REG", &a, code, t + 10, &d);
+	assert_int_equal(d.ask, SOTP_F_LOGIN_CHOICE);
+	reg_round(f, "C-REG2", &b, code, t + 10, &d);
+	assert_int_equal(d.ask, SOTP_F_LOGIN_CHOICE);
+	reg_round(f, "C-REG", &a, "1", t + 15, &d);
+	assert_int_equal(d.ask, SOTP_F_CARD);
+	assert_false(d.echo);
+	assert_non_null(strstr(d.prompt, "確認用パスワード表の"));
+	reg_round(f, "C-REG2", &b, "3", t + 15, &d);
+	assert_int_equal(d.ask, SOTP_F_CARD);
+	card_answer(f->grid_reg2, d.card_cells, card);
+	used = a;
+	{
+		struct sotp_attempt *x = NULL;
+		struct sotp_decision q;
+
+		/* The cells a's State holds, asked again without an answer. */
+		assert_int_equal(sotp_attempt_resume(f->ctx, "C-REG",
+		                     "registration", a.b, a.n, t + 20, &x),
+		    SOTP_OK);
+		assert_int_equal(sotp_attempt_step(x, &q), SOTP_OK);
+		assert_int_equal(q.ask, SOTP_F_CARD);
+		card_answer(f->grid_reg, q.card_cells, code);
+		sotp_attempt_free(x);
+	}
+	reg_round(f, "C-REG", &a, code, t + 20, &d);
+	assert_int_equal(d.verdict, SOTP_ACCEPT);
+	expect_contract(f, "C-REG", "T-REG", 0);
+	/* The same code, verified in C-REG2's earlier round: not twice. */
+	reg_round(f, "C-REG2", &b, card, t + 25, &d);
+	assert_int_equal(d.verdict, SOTP_REJECT);
+	assert_int_equal(d.reason, SOTP_R_TOKEN_IN_USE);
+	expect_contract(f, "C-REG2", "", 0);
+	/* The last State again: used. */
+	reg_round(f, "C-REG", &used, code, t + 30, &d);
+	assert_int_equal(d.reason, SOTP_R_STATE_REPLAYED);
+	/* The registering code is spent: it cannot be used again. */
+	assert_int_equal(
+	    verify_at(f, "C-REG", B32_E, t, t + 30), SOTP_R_REPLAYED);
+	run(f, "C-REG", "login", t + 60, &in, &d, &asked);
+	assert_int_equal(d.reason, SOTP_R_ACCEPTED);
+}
+
+/*
+ * A registration must fit max_rounds: the policy may not allow fewer
+ * than it takes, and one more question than allowed is refused.
+ */
+static void
+test_engine_registration_needs_its_rounds(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_decision d;
+	struct input in = {
+	    "pw-reg", GOOD_CODE, B32_E, NULL, GOOD_CARD, NULL, "T-REG", "1"};
+	unsigned int asked;
+
+	in.grid = f->grid_reg;
+	/* The shipped policy's max_rounds (4) takes the whole of one. */
+	assert_int_equal(f->ctx->pol.max_rounds, 4);
+	f->ctx->pol.max_rounds = 3;
+	run(f, "C-REG", "registration", T0 + DAY, &in, &d, &asked);
+	assert_int_equal(d.reason, SOTP_R_TOO_MANY_ROUNDS);
+	assert_int_equal(asked, PW | SER | OTP | CHO);
+	expect_contract(f, "C-REG", "", 0);
+	f->ctx->pol.max_rounds = 4;
+	run(f, "C-REG", "registration", T0 + DAY + 60, &in, &d, &asked);
+	assert_int_equal(d.verdict, SOTP_ACCEPT);
+}
+
+/* What a customer types is normalized; malformed is refused, uncounted. */
+static void
+test_engine_forgiving_input(void **state)
+{
+	struct fx *f = *state;
+	static const char *const fw[] = {
+	    "０", "１", "２", "３", "４", "５", "６", "７", "８", "９"};
+	struct sotp_attempt *a = NULL;
+	struct sotp_decision d;
+	char code[16], typed[64];
+	time_t t = T0 - (T0 % 30) + 4 * DAY;
+	size_t i;
+
+	/* "123 456", as authenticator apps show it. */
+	oath(B32_A, t, NULL, code);
+	snprintf(typed, sizeof(typed), "%.3s %s", code, code + 3);
+	assert_int_equal(
+	    sotp_attempt_begin(f->ctx, "C-OTP", "transaction", t, &a), SOTP_OK);
+	assert_int_equal(sotp_attempt_answer(a, typed), SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	assert_int_equal(d.reason, SOTP_R_ACCEPTED);
+	sotp_attempt_free(a);
+	/* Full-width digits, from an input method left in that mode. */
+	oath(B32_A, t + 30, NULL, code);
+	typed[0] = '\0';
+	for (i = 0; code[i] != '\0'; i++)
+		strcat(typed, fw[code[i] - '0']);
+	assert_int_equal(
+	    sotp_attempt_begin(f->ctx, "C-OTP", "transaction", t + 30, &a),
+	    SOTP_OK);
+	assert_int_equal(sotp_attempt_answer(a, typed), SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	assert_int_equal(d.reason, SOTP_R_ACCEPTED);
+	sotp_attempt_free(a);
+	/* Letters, or the wrong length: malformed, and not a failure. */
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(sotp_attempt_begin(f->ctx, "C-OTP",
+		                     "transaction", t + 60, &a),
+		    SOTP_OK);
+		assert_int_equal(sotp_attempt_answer(a,
+		                     i == 0       ? "12a456"
+		                         : i == 1 ? "12345"
+		                                  : "1234567"),
+		    SOTP_OK);
+		assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+		assert_int_equal(d.reason, SOTP_R_BAD_INPUT);
+		assert_string_equal(d.message,
+		    "入力の形式が正しくありません。桁数をご確認のうえ、最初からやり直してください。");
+		sotp_attempt_free(a);
+	}
+	expect_contract(f, "C-OTP", "T-OTP", 0);
+}
+
+/* One value from a client that cannot answer challenges (append mode). */
+static int
+append(struct fx *f, const char *id, const char *context, const char *value,
+    time_t now, struct sotp_decision *d)
+{
+	struct sotp_attempt *a = NULL;
+
+	assert_int_equal(
+	    sotp_attempt_begin(f->ctx, id, context, now, &a), SOTP_OK);
+	assert_int_equal(sotp_attempt_set_combined(a, value), SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, d), SOTP_OK);
+	sotp_attempt_free(a);
+	return d->reason;
+}
+
+static void
+test_engine_append_mode_decides(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_decision d;
+	char code[16], value[64];
+	time_t t = T0 - (T0 % 30) + 5 * DAY;
+
+	/* A code-only context takes the code alone. */
+	oath(B32_A, t, NULL, code);
+	assert_int_equal(
+	    append(f, "C-OTP", "transaction", code, t, &d), SOTP_R_ACCEPTED);
+	/* A password context: the password followed by the code. */
+	oath(B32_A, t + 30, NULL, code);
+	snprintf(value, sizeof(value), "pw-otp%s", code);
+	assert_int_equal(
+	    append(f, "C-OTP", "login", value, t + 30, &d), SOTP_R_ACCEPTED);
+	/* 8 digits for a token of 8. */
+	oath(B32_C, t, "--totp=sha256 -d 8", code);
+	assert_int_equal(
+	    append(f, "C-NONE", "transaction", code, t, &d), SOTP_R_ACCEPTED);
+	/* The code alone where a password comes first: never guessed. */
+	oath(B32_A, t + 60, NULL, code);
+	assert_int_equal(append(f, "C-OTP", "login", code, t + 60, &d),
+	    SOTP_R_AMBIGUOUS_INPUT);
+	assert_string_equal(d.message,
+	    "ログインパスワードに続けて、ワンタイムパスワード(半角数字)を入力してください。");
+	snprintf(value, sizeof(value), "pw-otp%.5s", code);
+	assert_int_equal(append(f, "C-OTP", "login", value, t + 60, &d),
+	    SOTP_R_AMBIGUOUS_INPUT);
+	expect_contract(f, "C-OTP", "T-OTP", 0);
+	/* That code was never spent: it still logs in, split once. */
+	snprintf(value, sizeof(value), "pw-otp%s", code);
+	assert_int_equal(
+	    append(f, "C-OTP", "login", value, t + 60, &d), SOTP_R_ACCEPTED);
+	/* A wrong password before a right code is a wrong password. */
+	oath(B32_A, t + 90, NULL, code);
+	snprintf(value, sizeof(value), "pw-ot%s", code);
+	assert_int_equal(append(f, "C-OTP", "login", value, t + 90, &d),
+	    SOTP_R_WRONG_PASSWORD);
+	expect_contract(f, "C-OTP", "T-OTP", 1);
+	/* A password-only context: the whole value is the password. */
+	assert_int_equal(append(f, "C-OTP", "mobile", "pw-otp", t + 90, &d),
+	    SOTP_R_ACCEPTED);
+	/* The card still needs its cells shown: a question, not a guess. */
+	assert_int_equal(
+	    append(f, "C-CARD", "login", "pw-card", t, &d), SOTP_R_CONTINUE);
+	assert_int_equal(d.ask, SOTP_F_CARD);
 }
 
 /*
@@ -720,23 +1030,20 @@ static void
 test_engine_state_mac_failure_refuses(void **state)
 {
 	struct fx *f = *state;
-	char st[SOTP_STATE_MAX];
+	struct st st;
 	struct sotp_attempt *a = NULL;
 	struct sotp_decision d;
 	time_t t = T0 + 20000;
-	size_t n;
 
-	challenge(f, "C-OTP", t, st);
-	n = strlen(st);
-	/* The MAC is the last 16 bytes, 32 hex characters. */
-	memset(st + n - 32, '0', 32);
+	challenge(f, "C-OTP", t, &st);
+	/* The MAC is the last 16 bytes. */
+	memset(st.b + st.n - 16, 0, 16);
 	assert_int_equal(
 	    EVP_set_default_properties(NULL, "provider=sotp-none"), 1);
-	assert_int_equal(
-	    sotp_attempt_resume(f->ctx, "C-OTP", "login", st, t + 5, &a),
+	assert_int_equal(sotp_attempt_resume(
+	                     f->ctx, "C-OTP", "login", st.b, st.n, t + 5, &a),
 	    SOTP_OK);
 	assert_int_equal(EVP_set_default_properties(NULL, ""), 1);
-	assert_int_equal(sotp_attempt_needs(a), 0);
 	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
 	assert_int_equal(d.verdict, SOTP_REJECT);
 	assert_int_equal(d.reason, SOTP_R_STATE_INVALID);
@@ -827,27 +1134,30 @@ static void
 test_engine_state_reexport_is_the_same_state(void **state)
 {
 	struct fx *f = *state;
-	char st[SOTP_STATE_MAX], again[SOTP_STATE_MAX];
+	struct st st, again;
 	time_t t = T0 + 30000;
 	struct sotp_attempt *a = NULL;
 	struct sotp_decision d;
 
-	challenge(f, "C-OTP", t, st);
-	assert_int_equal(
-	    sotp_attempt_resume(f->ctx, "C-OTP", "login", st, t + 100, &a),
+	challenge(f, "C-OTP", t, &st);
+	assert_int_equal(sotp_attempt_resume(
+	                     f->ctx, "C-OTP", "login", st.b, st.n, t + 100, &a),
 	    SOTP_OK);
 	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
 	assert_int_equal(d.verdict, SOTP_CONTINUE);
-	assert_int_equal(sotp_attempt_export(a, again, sizeof(again)), SOTP_OK);
+	assert_int_equal(
+	    sotp_attempt_export(a, again.b, sizeof(again.b), &again.n),
+	    SOTP_OK);
 	sotp_attempt_free(a);
-	assert_string_equal(again, st);
+	assert_int_equal(again.n, st.n);
+	assert_memory_equal(again.b, st.b, st.n);
 	/* Still bound to the first expiry, and good once between the two. */
 	assert_int_equal(
-	    answer(f, "C-OTP", "login", again, t + 121), SOTP_R_STATE_EXPIRED);
+	    answer(f, "C-OTP", "login", &again, t + 121), SOTP_R_STATE_EXPIRED);
 	assert_int_equal(
-	    answer(f, "C-OTP", "login", st, t + 110), SOTP_R_ACCEPTED);
-	assert_int_equal(
-	    answer(f, "C-OTP", "login", again, t + 110), SOTP_R_STATE_REPLAYED);
+	    answer(f, "C-OTP", "login", &st, t + 110), SOTP_R_ACCEPTED);
+	assert_int_equal(answer(f, "C-OTP", "login", &again, t + 110),
+	    SOTP_R_STATE_REPLAYED);
 }
 
 /* The largest card the policy allows (26 x 10) can be issued and used. */
@@ -1015,6 +1325,14 @@ main(void)
 	        test_engine_state_tokens, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_state_reexport_is_the_same_state, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_engine_registration_rounds, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_engine_registration_needs_its_rounds, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_engine_forgiving_input, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_engine_append_mode_decides, setup, teardown),
 	    cmocka_unit_test(test_engine_largest_card),
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_state_mac_failure_refuses, setup, teardown),

@@ -40,6 +40,7 @@ static const int all_reasons[] = {
     SOTP_R_TOO_MANY_ROUNDS,
     SOTP_R_EXISTS,
     SOTP_R_UNKNOWN_CONTEXT,
+    SOTP_R_AMBIGUOUS_INPUT,
     SOTP_R_STORE_UNAVAILABLE,
     SOTP_R_BAD_CONFIG,
     SOTP_R_INTERNAL,
@@ -135,7 +136,7 @@ test_err_reason_from_rc(void **state)
 }
 
 static void
-test_err_factor_prompts(void **state)
+test_err_factor_names(void **state)
 {
 	static const unsigned int f[] = {SOTP_F_PASSWORD, SOTP_F_OTP,
 	    SOTP_F_CARD, SOTP_F_SERIAL, SOTP_F_LOGIN_CHOICE};
@@ -143,14 +144,16 @@ test_err_factor_prompts(void **state)
 
 	(void)state;
 	for (i = 0; i < NELEM(f); i++) {
-		assert_true(strlen(sotp_factor_prompt(f[i])) > 2);
-		assert_true(strlen(sotp_factor_prompt(f[i])) < SOTP_PROMPT_MAX);
+		assert_string_not_equal(sotp_factor_name(f[i]), "unknown");
 		for (j = i + 1; j < NELEM(f); j++)
 			assert_string_not_equal(
-			    sotp_factor_prompt(f[i]), sotp_factor_prompt(f[j]));
+			    sotp_factor_name(f[i]), sotp_factor_name(f[j]));
 	}
-	assert_string_equal(sotp_factor_prompt(SOTP_F_OTP), "One-time code: ");
-	assert_non_null(sotp_factor_prompt(0));
+	assert_string_equal(sotp_factor_name(SOTP_F_OTP), "otp");
+	assert_string_equal(sotp_factor_name(SOTP_F_LOGIN_CHOICE), "login-otp");
+	assert_string_equal(sotp_factor_name(0), "unknown");
+	assert_string_equal(
+	    sotp_factor_name(SOTP_F_OTP | SOTP_F_CARD), "unknown");
 }
 
 static void
@@ -280,7 +283,7 @@ main(void)
 	    cmocka_unit_test(test_err_out_of_range),
 	    cmocka_unit_test(test_err_every_reason_named),
 	    cmocka_unit_test(test_err_reason_from_rc),
-	    cmocka_unit_test(test_err_factor_prompts),
+	    cmocka_unit_test(test_err_factor_names),
 	    cmocka_unit_test(test_err_login_names),
 	    cmocka_unit_test(test_err_alg_names),
 	    cmocka_unit_test(test_err_parse_ll),

@@ -130,7 +130,8 @@ test_policy_shipped_has_bank_contexts(void **state)
 	assert_int_equal(p->lock_threshold, 5);
 	assert_int_equal(p->lock_duration, 0);
 	assert_int_equal(p->state_lifetime, 120);
-	assert_int_equal(p->max_rounds, 3);
+	assert_int_equal(p->max_rounds, 4);
+	assert_int_equal(p->lang, SOTP_LANG_JA);
 	assert_int_equal(p->card_rows, 5);
 	assert_int_equal(p->card_cols, 10);
 	assert_int_equal(p->card_cells, 2);
@@ -236,7 +237,8 @@ test_policy_minimal_gets_defaults(void **state)
 	assert_int_equal(p->lock_threshold, 5);
 	assert_int_equal(p->lock_duration, 0);
 	assert_int_equal(p->state_lifetime, 120);
-	assert_int_equal(p->max_rounds, 3);
+	assert_int_equal(p->max_rounds, 4);
+	assert_int_equal(p->lang, SOTP_LANG_JA);
 	assert_int_equal(p->card_rows, 5);
 	assert_int_equal(p->card_cols, 10);
 	assert_int_equal(p->card_cells, 2);
@@ -267,6 +269,17 @@ test_policy_full_sets_every_key(void **state)
 	assert_int_equal(p->card_rows, 26);
 	assert_int_equal(p->card_cols, 10);
 	assert_int_equal(p->card_cells, 8);
+	assert_int_equal(p->lang, SOTP_LANG_EN);
+	/* [messages]: by name, bare or quoted (blanks kept), in UTF-8. */
+	assert_string_equal(sotp_msg_text(p, sotp_msg_find("PROMPT_OTP")),
+	    "Code from your token: ");
+	assert_string_equal(sotp_msg_text(p, sotp_msg_find("WRONG_CODE")),
+	    "ワンタイムパスワードが違います。");
+	assert_string_equal(
+	    sotp_msg_text(p, sotp_msg_find("CARD_CELL")), "%{row}-%{col}");
+	/* The rest keep the language's catalog. */
+	assert_string_equal(sotp_msg_text(p, sotp_msg_find("WRONG_CARD")),
+	    "The confirmation password is not correct.");
 
 	assert_int_equal(p->nkinds, 3);
 	assert_string_equal(p->kinds[p->default_kind].name, "mobile");
@@ -274,9 +287,11 @@ test_policy_full_sets_every_key(void **state)
 	/* A leap day is a date; its end is 2028-03-01T00:00Z. */
 	assert_int_equal(k->sunset_end, 1835481600);
 	assert_int_equal(k->warn_days, 3650);
+	assert_int_equal(k->serial_exact, 1);
 	assert_non_null(k = sotp_policy_kind(p, "pc-legacy"));
 	assert_int_equal(k->sunset_end, 1806537600);
 	assert_int_equal(k->warn_days, 0);
+	assert_int_equal(k->serial_exact, 0);
 
 	/* Defining contexts replaces the built-in ones entirely. */
 	assert_int_equal(p->ncontexts, 4);
@@ -385,7 +400,12 @@ assert_same_policy(const struct sotp_policy *a, const struct sotp_policy *b)
 		    a->kinds[i].sunset_end, b->kinds[i].sunset_end);
 		assert_string_equal(a->kinds[i].sunset, b->kinds[i].sunset);
 		assert_int_equal(a->kinds[i].warn_days, b->kinds[i].warn_days);
+		assert_int_equal(
+		    a->kinds[i].serial_exact, b->kinds[i].serial_exact);
 	}
+	assert_int_equal(a->lang, b->lang);
+	for (i = 0; i < SOTP_NMSG; i++)
+		assert_string_equal(a->msg[i], b->msg[i]);
 	assert_int_equal(a->ncontexts, b->ncontexts);
 	for (i = 0; i < a->ncontexts; i++) {
 		assert_string_equal(a->contexts[i].name, b->contexts[i].name);

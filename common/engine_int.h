@@ -1,0 +1,49 @@
+/*
+ * engine_int.h - the attempt, shared by engine.c (the decisions) and
+ * engine_state.c (what RADIUS carries between two requests).
+ */
+#ifndef SOTP_ENGINE_INT_H
+#define SOTP_ENGINE_INT_H
+
+#include "sotp_int.h"
+
+#define SOTP_NFACTORS 5
+#define SOTP_STATE_ID_LEN 16
+
+struct sotp_attempt {
+	struct sotp_ctx *ctx;
+	char contract[SOTP_ID_MAX];
+	int contract_ok; /* the given ID was well-formed */
+	char context[SOTP_NAME_MAX];
+	time_t now;
+	char *in[SOTP_NFACTORS]; /* inputs, indexed by factor bit */
+	char *answer;            /* to the question asked (or the first) */
+	char *combined;          /* append mode: password followed by code */
+	unsigned int supplied;
+	unsigned int done;  /* verified, in this or an earlier round */
+	unsigned int asked; /* the question the last CONTINUE asked */
+	uint8_t cells[SOTP_MAX_CELLS];
+	unsigned int ncells;
+	unsigned int rounds;
+	/* What registration rounds verified, carried in the state. */
+	char serial[SOTP_ID_MAX]; /* the token, as stored */
+	int64_t step;             /* the verified code's time step, or -1 */
+	int drift;
+	enum sotp_login login;
+	int resumed;
+	int state_reason; /* a resumed state was bad: reject with this */
+	uint8_t state_id[SOTP_STATE_ID_LEN];
+	int64_t state_expires; /* of the resumed state */
+	int final;
+	int txn; /* a store transaction is open for this decision's writes */
+	int regated; /* the lock was looked at again under that transaction */
+};
+
+/* The bit index of a single SOTP_F_* value, or -1. */
+int sotp_engine_fidx(unsigned int factor);
+/* 1 for the questions whose answer may show as it is typed. */
+int sotp_engine_echo(unsigned int factor);
+/* The prompt key (SOTP_M_PROMPT_*) of a factor. */
+int sotp_engine_prompt_key(unsigned int factor);
+
+#endif /* SOTP_ENGINE_INT_H */

@@ -1,0 +1,221 @@
+/*
+ * engine_state.c - what RADIUS carries between two requests.
+ *
+ * An attempt that asks a question is exported as a State: what has been
+ * verified so far (the factors, and for a registration the token's serial,
+ * the verified code's step and drift and the login choice), the question
+ * asked, the card cells shown and the rounds taken. It is octets, since a
+ * RADIUS State is (RFC 2865 5.24), and at most 131 of them, inside the
+ * attribute's 253. No secret is inside: the code's time step says nothing
+ * of the code. An HMAC-SHA256 under a key derived from the master key
+ * binds it to the contract and the context; the store marks each State
+ * used once (engine.c gate()), and it expires after the policy's
+ * lifetime, so any server of a farm can take the next round.
+ */
+#include "engine_int.h"
+
+#include <openssl/crypto.h>
+#include <string.h>
+
+/*
+ * Version 2: version | id (16) | expires (8) | rounds | done | asked |
+ * ncells | cells (8) | login | drift (4) | step (8) | serial length |
+ * serial (0..64) | MAC (16). Integers are big-endian.
+ */
+#define STATE_VERSION 2
+#define STATE_MAC_LEN 16
+#define STATE_FIXED                                                            \
+	(1 + SOTP_STATE_ID_LEN + 8 + 4 + SOTP_MAX_CELLS + 1 + 4 + 8 + 1)
+#define STATE_MAX (STATE_FIXED + SOTP_ID_MAX - 1 + STATE_MAC_LEN)
+
+_Static_assert(STATE_MAX <= SOTP_STATE_MAX, "a State must fit one attribute");
+
+static int
+state_mac(
+    const struct sotp_attempt *a, const uint8_t *body, size_t len, uint8_t *mac)
+{
+	uint8_t buf[STATE_MAX + SOTP_ID_MAX + SOTP_NAME_MAX];
+	uint8_t full[32];
+	size_t n = len, cl = strlen(a->contract), xl = strlen(a->context);
+	int rc;
+
+	/* Bound to contract and context: a state is useless elsewhere. */
+	memcpy(buf, body, len);
+	memcpy(buf + n, a->contract, cl + 1);
+	n += cl + 1;
+	memcpy(buf + n, a->context, xl);
+	n += xl;
+	/*
+	 * No MAC on failure: a zeroed one would match a forged state whose
+	 * MAC field is zero, so the callers refuse instead.
+	 */
+	if ((rc = sotp_hmac_sha256(a->ctx->state_key, buf, n, full)) == SOTP_OK)
+		memcpy(mac, full, STATE_MAC_LEN);
+	SOTP_WIPE_ARRAY(full);
+	return rc;
+}
+
+static uint8_t *
+put(uint8_t *p, uint64_t v, int n)
+{
+	int i;
+
+	for (i = n - 1; i >= 0; i--) {
+		p[i] = (uint8_t)(v & 0xff);
+		v >>= 8;
+	}
+	return p + n;
+}
+
+static uint64_t
+get(const uint8_t **p, int n)
+{
+	uint64_t v = 0;
+	int i;
+
+	for (i = 0; i < n; i++)
+		v = (v << 8) | (*p)[i];
+	*p += n;
+	return v;
+}
+
+int
+sotp_attempt_export(
+    struct sotp_attempt *a, uint8_t *buf, size_t bufsz, size_t *len)
+{
+	uint8_t raw[STATE_MAX], *p = raw;
+	size_t sl;
+	int64_t expires;
+	int rc;
+
+	if (len != NULL)
+		*len = 0;
+	if (a == NULL || buf == NULL || len == NULL)
+		return SOTP_ERR_INVALID_ARG;
+	if ((rc = sotp_ctx_ready(a->ctx)) != SOTP_OK)
+		return rc;
+	sl = strlen(a->serial);
+	if (bufsz < STATE_FIXED + sl + STATE_MAC_LEN)
+		return SOTP_ERR_BUFFER;
+	/*
+	 * A resumed state not yet used is handed on as it is: same id, same
+	 * expiry. Re-exporting must not make a second use or a longer life.
+	 */
+	expires = (int64_t)a->now + a->ctx->pol.state_lifetime;
+	if (a->resumed)
+		expires = a->state_expires;
+	else if ((rc = sotp_random(a->state_id, SOTP_STATE_ID_LEN)) != SOTP_OK)
+		return rc;
+	*p++ = STATE_VERSION;
+	memcpy(p, a->state_id, SOTP_STATE_ID_LEN);
+	p += SOTP_STATE_ID_LEN;
+	p = put(p, (uint64_t)expires, 8);
+	*p++ = (uint8_t)a->rounds;
+	*p++ = (uint8_t)a->done;
+	*p++ = (uint8_t)a->asked;
+	*p++ = (uint8_t)a->ncells;
+	memcpy(p, a->cells, SOTP_MAX_CELLS);
+	p += SOTP_MAX_CELLS;
+	*p++ = (uint8_t)a->login;
+	p = put(p, (uint32_t)a->drift, 4);
+	p = put(p, (uint64_t)a->step, 8);
+	*p++ = (uint8_t)sl;
+	memcpy(p, a->serial, sl);
+	p += sl;
+	if ((rc = state_mac(a, raw, (size_t)(p - raw), p)) != SOTP_OK)
+		return rc;
+	p += STATE_MAC_LEN;
+	*len = (size_t)(p - raw);
+	memcpy(buf, raw, *len);
+	return SOTP_OK;
+}
+
+/* The fields a state may hold, beyond what its MAC vouches for. */
+static int
+state_sane(const struct sotp_attempt *a)
+{
+	const struct sotp_policy *p = &a->ctx->pol;
+	unsigned int i;
+
+	if (a->ncells > SOTP_MAX_CELLS || a->done >= (1u << SOTP_NFACTORS) ||
+	    (a->asked != 0 && sotp_engine_fidx(a->asked) < 0) ||
+	    a->login > SOTP_LOGIN_CARD ||
+	    (a->serial[0] != '\0' && !sotp_id_valid(a->serial)))
+		return 0;
+	for (i = 0; i < a->ncells; i++)
+		if (a->cells[i] >= p->card_rows * p->card_cols)
+			return 0;
+	return 1;
+}
+
+/* Validates a state; returns 0 or the reason to reject with. */
+static int
+load_state(struct sotp_attempt *a, const uint8_t *raw, size_t len)
+{
+	uint8_t mac[STATE_MAC_LEN];
+	const uint8_t *p = raw + 1 + SOTP_STATE_ID_LEN;
+	size_t sl;
+
+	if (len < STATE_FIXED + STATE_MAC_LEN || len > STATE_MAX ||
+	    raw[0] != STATE_VERSION)
+		return SOTP_R_STATE_INVALID;
+	sl = raw[STATE_FIXED - 1];
+	if (STATE_FIXED + sl + STATE_MAC_LEN != len)
+		return SOTP_R_STATE_INVALID;
+	if (state_mac(a, raw, STATE_FIXED + sl, mac) != SOTP_OK ||
+	    CRYPTO_memcmp(mac, raw + STATE_FIXED + sl, STATE_MAC_LEN) != 0)
+		return SOTP_R_STATE_INVALID;
+	a->state_expires = (int64_t)get(&p, 8);
+	if (a->state_expires <= (int64_t)a->now)
+		return SOTP_R_STATE_EXPIRED;
+	a->rounds = *p++;
+	a->done = *p++;
+	a->asked = *p++;
+	a->ncells = *p++;
+	memcpy(a->cells, p, SOTP_MAX_CELLS);
+	p += SOTP_MAX_CELLS;
+	a->login = (enum sotp_login) * p++;
+	a->drift = (int)(int32_t)(uint32_t)get(&p, 4);
+	a->step = (int64_t)get(&p, 8);
+	p++;
+	memcpy(a->serial, p, sl);
+	a->serial[sl] = '\0';
+	if (!state_sane(a))
+		return SOTP_R_STATE_INVALID;
+	memcpy(a->state_id, raw + 1, SOTP_STATE_ID_LEN);
+	a->resumed = 1;
+	return 0;
+}
+
+int
+sotp_attempt_resume(struct sotp_ctx *ctx, const char *contract_id,
+    const char *context, const uint8_t *state, size_t len, time_t now,
+    struct sotp_attempt **out)
+{
+	struct sotp_attempt *a = NULL;
+	int rc;
+
+	if (out != NULL)
+		*out = NULL;
+	if (state == NULL && len != 0)
+		return SOTP_ERR_INVALID_ARG;
+	if ((rc = sotp_attempt_begin(ctx, contract_id, context, now, &a)) !=
+	    SOTP_OK)
+		return rc;
+	if ((rc = sotp_ctx_ready(ctx)) != SOTP_OK) {
+		sotp_attempt_free(a);
+		return rc;
+	}
+	a->state_reason = load_state(a, state, len);
+	if (a->state_reason != 0) {
+		/* Nothing of a bad state survives into the attempt. */
+		a->rounds = a->done = a->asked = a->ncells = 0;
+		a->serial[0] = '\0';
+		a->step = -1;
+		a->drift = 0;
+		a->login = SOTP_LOGIN_NONE;
+		a->resumed = 0;
+	}
+	*out = a;
+	return SOTP_OK;
+}

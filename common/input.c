@@ -1,0 +1,207 @@
+/*
+ * input.c - forgiving input, strict verification.
+ *
+ * Customers type codes as their phone shows them ("123 456"), with a
+ * Japanese input method left in full-width mode ("１２３４５６"), or with
+ * the dash a long-vowel key gives ("ー"). What is typed is brought to one
+ * plain form here, before anything is compared; what is still not that
+ * form (letters, a wrong length) is refused as malformed, never guessed.
+ */
+#include "sotp_int.h"
+
+#include <string.h>
+
+/* One code point from *p (RFC 3629 strict), advancing *p; -1 if invalid. */
+static long
+utf8_next(const unsigned char **p)
+{
+	const unsigned char *s = *p;
+	long c;
+	int n, i;
+
+	if (s[0] < 0x80) {
+		*p = s + 1;
+		return s[0];
+	}
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		n = 1;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		n = 2;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		n = 3;
+	else
+		return -1;
+	c = s[0] & (0x3f >> n);
+	for (i = 1; i <= n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return -1;
+		c = (c << 6) | (s[i] & 0x3f);
+	}
+	/* Overlong forms, UTF-16 surrogates and past U+10FFFF. */
+	if ((n == 2 && c < 0x800) || (n == 3 && c < 0x10000) ||
+	    (c >= 0xd800 && c <= 0xdfff) || c > 0x10ffff)
+		return -1;
+	*p = s + n + 1;
+	return c;
+}
+
+int
+sotp_utf8_valid(const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	const unsigned char *end = p + n;
+
+	/* utf8_next reads up to 4 bytes: a NUL inside n stops the walk. */
+	if (memchr(s, '\0', n) != NULL)
+		return 0;
+	while (p < end)
+		if (utf8_next(&p) < 0 || p > end)
+			return 0;
+	return 1;
+}
+
+static int
+is_blank(long c)
+{
+	return c == ' ' || c == '\t' || c == 0x3000;
+}
+
+static int
+is_dash(long c)
+{
+	return c == '-' || (c >= 0x2010 && c <= 0x2015) || c == 0x2212 ||
+	    c == 0xff0d || c == 0x30fc || c == 0xff70;
+}
+
+/* Full-width forms (U+FF01..U+FF5E) as the ASCII they stand for. */
+static long
+halfwidth(long c)
+{
+	return c >= 0xff01 && c <= 0xff5e ? c - 0xff01 + 0x21 : c;
+}
+
+int
+sotp_input_digits(const char *in, char *out, size_t outsz)
+{
+	const unsigned char *p = (const unsigned char *)in;
+	size_t n = 0;
+	long c;
+
+	if (in == NULL || outsz == 0)
+		return SOTP_ERR_INVALID_ARG;
+	out[0] = '\0';
+	while (*p != '\0') {
+		if ((c = utf8_next(&p)) < 0)
+			goto bad;
+		if (is_blank(c) || is_dash(c))
+			continue;
+		c = halfwidth(c);
+		if (c < '0' || c > '9' || n + 1 >= outsz)
+			goto bad;
+		out[n++] = (char)c;
+	}
+	out[n] = '\0';
+	if (n == 0)
+		goto bad;
+	return SOTP_OK;
+bad:
+	sotp_wipe(out, outsz);
+	return SOTP_ERR_BAD_INPUT;
+}
+
+int
+sotp_input_serial(
+    const char *in, int nodash, int upper, char *out, size_t outsz)
+{
+	const unsigned char *p = (const unsigned char *)in;
+	size_t n = 0;
+	long c;
+
+	if (in == NULL || outsz == 0)
+		return SOTP_ERR_INVALID_ARG;
+	out[0] = '\0';
+	while (*p != '\0') {
+		if ((c = utf8_next(&p)) < 0)
+			return SOTP_ERR_BAD_INPUT;
+		if (is_blank(c) || (nodash && is_dash(c)))
+			continue;
+		c = halfwidth(c);
+		if (c == 0x30fc || c == 0xff70 || (c >= 0x2010 && c <= 0x2015))
+			c = '-';
+		if (upper && c >= 'a' && c <= 'z')
+			c -= 'a' - 'A';
+		if (c <= ' ' || c > '~' || n + 1 >= outsz)
+			return SOTP_ERR_BAD_INPUT;
+		out[n++] = (char)c;
+	}
+	out[n] = '\0';
+	return sotp_id_valid(out) ? SOTP_OK : SOTP_ERR_BAD_INPUT;
+}
+
+int
+sotp_input_login(const char *in, enum sotp_login *l)
+{
+	char word[16];
+	const unsigned char *p = (const unsigned char *)in;
+	size_t n = 0;
+	long c;
+
+	if (in == NULL || l == NULL)
+		return SOTP_ERR_INVALID_ARG;
+	while (*p != '\0') {
+		if ((c = utf8_next(&p)) < 0)
+			return SOTP_ERR_BAD_INPUT;
+		if (is_blank(c))
+			continue;
+		c = halfwidth(c);
+		if (c <= ' ' || c > '~' || n + 1 >= sizeof(word))
+			return SOTP_ERR_BAD_INPUT;
+		word[n++] = (char)c;
+	}
+	word[n] = '\0';
+	/* The numbers the prompt offers, in its order. */
+	if (strcmp(word, "1") == 0)
+		*l = SOTP_LOGIN_OTP;
+	else if (strcmp(word, "2") == 0)
+		*l = SOTP_LOGIN_CARD;
+	else if (strcmp(word, "3") == 0)
+		*l = SOTP_LOGIN_NONE;
+	else
+		return sotp_login_parse(word, l);
+	return SOTP_OK;
+}
+
+int
+sotp_input_split(const char *in, unsigned int n, size_t *pwlen)
+{
+	const unsigned char *p = (const unsigned char *)in;
+	size_t off[1025];
+	size_t count = 0, i;
+	long c;
+
+	if (in == NULL || pwlen == NULL || n == 0)
+		return SOTP_ERR_INVALID_ARG;
+	/*
+	 * Where each character starts; the caller bounds values to 1024. A
+	 * password need not be UTF-8: a byte that is not counts as one.
+	 */
+	while (*p != '\0') {
+		if (count == sizeof(off) / sizeof(off[0]))
+			return SOTP_ERR_BAD_INPUT;
+		off[count++] = (size_t)(p - (const unsigned char *)in);
+		if (utf8_next(&p) < 0)
+			p++;
+	}
+	if (count <= n)
+		return SOTP_ERR_BAD_INPUT;
+	for (i = count - n; i < count; i++) {
+		p = (const unsigned char *)in + off[i];
+		if ((c = utf8_next(&p)) < 0)
+			return SOTP_ERR_BAD_INPUT;
+		c = halfwidth(c);
+		if (c < '0' || c > '9')
+			return SOTP_ERR_BAD_INPUT;
+	}
+	*pwlen = off[count - n];
+	return SOTP_OK;
+}
