@@ -206,12 +206,14 @@ struct sotp_uri {
 	char secret[160];          /* base32, secret */
 	enum sotp_alg alg;
 	unsigned int digits;
-	unsigned int period;
+	unsigned int period; /* 0: build an otpauth://hotp/ URI */
+	uint64_t counter;    /* hotp: the counter of the next code */
 };
 /*
  * Builds "otpauth://totp/ISSUER:ACCOUNT?secret=...&issuer=...&algorithm=
- * SHA1&digits=6&period=30", percent-encoding labels. *out is malloc'd and
- * holds the secret: free with sotp_free_string().
+ * SHA1&digits=6&period=30" (period 0: "otpauth://hotp/...&counter=N"),
+ * percent-encoding labels. *out is malloc'd and holds the secret: free
+ * with sotp_free_string(). Parsing takes TOTP URIs only.
  */
 SOTP_EXPORT int sotp_uri_build(const struct sotp_uri *u, char **out);
 /* Parses such a URI into *u; SOTP_ERR_BAD_INPUT with *why on bad input. */
@@ -381,14 +383,20 @@ SOTP_EXPORT const char *sotp_login_name(enum sotp_login l);
 /* Accepts otp|card|none and yes(=otp)|no(=none). */
 SOTP_EXPORT int sotp_login_parse(const char *s, enum sotp_login *l);
 
+/*
+ * A token is time-based (TOTP, RFC 6238: period is its step in seconds)
+ * or event-based (HOTP, RFC 4226, such as a hardware token with a button:
+ * period is 0). Its last_step is the last time step, or for HOTP the last
+ * counter, that a code was accepted for; -1 when none was.
+ */
 struct sotp_token_info {
 	char serial[SOTP_ID_MAX];
 	char kind[SOTP_NAME_MAX];
 	enum sotp_alg alg;
 	unsigned int digits;
-	unsigned int period;
-	int64_t last_step; /* -1: never used */
-	int drift;         /* steps */
+	unsigned int period; /* 0: event-based (HOTP) */
+	int64_t last_step;   /* -1: never used */
+	int drift;           /* steps */
 	int disabled;
 	char contract[SOTP_ID_MAX]; /* "" when unassigned */
 	int64_t created;
@@ -410,7 +418,8 @@ struct sotp_token_spec {
 	const char *kind; /* NULL: the policy's default kind */
 	enum sotp_alg alg;
 	unsigned int digits;
-	unsigned int period;
+	unsigned int period; /* 0: event-based (HOTP) */
+	uint64_t counter;    /* HOTP: the counter of the token's next code */
 };
 /*
  * Fills spec with the policy's OTP defaults (serial and kind NULL).
@@ -445,7 +454,10 @@ SOTP_EXPORT int sotp_token_uri(
  * Admin resync of a token whose clock has drifted: code1 and code2 are two
  * consecutive codes it shows now; they are searched within the policy's
  * resync_window steps. On success the drift is stored and both codes are
- * spent. Refusals: UNKNOWN_SERIAL, WRONG_CODE (no such pair), REPLAYED.
+ * spent. An HOTP token whose counter ran ahead (pressed often without a
+ * login) is searched forward from its last accepted counter, within
+ * hotp_resync_window counters; both codes are spent the same way.
+ * Refusals: UNKNOWN_SERIAL, WRONG_CODE (no such pair), REPLAYED.
  */
 SOTP_EXPORT int sotp_token_resync(struct sotp_ctx *ctx, const char *serial,
     const char *code1, const char *code2, time_t now, struct sotp_decision *d);

@@ -121,16 +121,18 @@ int sotp_hmac_sha256(
 struct sotp_store;
 
 #define SOTP_SECRET_MAX 128 /* sealed token secret */
-#define SOTP_CARD_MAX 320   /* sealed card grid: 26 x 10 digits + 29 */
-#define SOTP_HASH_MAX 256   /* crypt(3) hash string */
+/* The largest HOTP counter taken in: look-ahead cannot overflow it. */
+#define SOTP_COUNTER_MAX ((uint64_t)1 << 62)
+#define SOTP_CARD_MAX 320 /* sealed card grid: 26 x 10 digits + 29 */
+#define SOTP_HASH_MAX 256 /* crypt(3) hash string */
 
 struct sotp_token_rec {
 	char serial[SOTP_ID_MAX];
 	char kind[SOTP_NAME_MAX];
 	enum sotp_alg alg;
 	unsigned int digits;
-	unsigned int period;
-	int64_t last_step; /* -1: never used */
+	unsigned int period; /* 0: event-based (HOTP) */
+	int64_t last_step;   /* step or HOTP counter; -1: never used */
 	int drift;
 	int disabled;
 	uint8_t secret[SOTP_SECRET_MAX]; /* sealed (AES-GCM), aad = serial */
@@ -353,6 +355,15 @@ struct sotp_policy {
 	enum sotp_alg alg;
 	unsigned int digits, period, window_back, window_forward;
 	unsigned int max_drift, resync_window;
+	/*
+	 * Event-based (HOTP) tokens: how many counters past the last
+	 * accepted one a code may come from (RFC 4226 section 7.4), and how
+	 * far "token resync" searches for two consecutive codes.
+	 */
+	unsigned int hotp_look_ahead, hotp_resync_window;
+	unsigned int min_secret_bytes; /* shortest token secret accepted */
+	int migration_binding; /* contract import may bind without a code */
+	int rehash; /* a migrated hash becomes yescrypt at the next login */
 	unsigned int lock_threshold, lock_duration;
 	unsigned int state_lifetime, max_rounds;
 	unsigned int card_rows, card_cols, card_cells;
