@@ -543,4 +543,63 @@ SOTP_EXPORT int sotp_import_csv(struct sotp_ctx *ctx, const char *buf,
     size_t len, const char *kind, int dry_run, time_t now,
     struct sotp_import_result *res);
 
+/* ---- Migration: contracts in bulk, export and backup ---- */
+
+enum sotp_record_format { SOTP_FMT_CSV = 0, SOTP_FMT_JSONL = 1 };
+
+/* One refused record: its line (0: the file) and why, in English. */
+typedef int sotp_import_refusal_cb(
+    void *arg, unsigned long line, int reason, const char *text);
+
+struct sotp_contract_import_result {
+	unsigned long records;     /* records read */
+	unsigned long refused;     /* non-zero: nothing was stored */
+	unsigned long imported;    /* contracts stored (dry run: would be) */
+	unsigned long bindings;    /* migration bindings among them */
+	unsigned long weak_hashes; /* legacy or too cheap, libxcrypt says */
+};
+
+/*
+ * Imports contracts from buf[len]: one record a line, CSV
+ * "contract,pwhash[,login,card,serial,status]" (blank lines and lines
+ * starting with '#' skipped) or JSON lines, one object with those members
+ * (strings or null). pwhash is a crypt(3) hash stored as given (refused
+ * unless libxcrypt can verify it); login otp|card|none (default otp); card
+ * the grid's rows x columns digits; serial a token in the store to bind
+ * without a live code (policy [migration] binding); status active|locked|
+ * closed. Every record is checked first and each refused one reported to
+ * cb with its line; only when none is refused (and not dry_run) are all
+ * inserted, in one transaction. buf is secret (hashes, grids). Audited.
+ * Errors: SOTP_ERR_CONFIG, SOTP_ERR_STORE*, SOTP_ERR_NOMEM,
+ * SOTP_ERR_CRYPTO, SOTP_ERR_INVALID_ARG.
+ */
+SOTP_EXPORT int sotp_contract_import(struct sotp_ctx *ctx, const char *buf,
+    size_t len, enum sotp_record_format fmt, int dry_run, time_t now,
+    sotp_import_refusal_cb *cb, void *arg,
+    struct sotp_contract_import_result *res);
+
+/* Receives one output line of len bytes, newline included. */
+typedef int sotp_write_cb(void *arg, const char *line, size_t len);
+/*
+ * Writes every contract, in ID order, as one record in fmt to cb: the
+ * format sotp_contract_import reads, with the binding's serial and the
+ * status. Without with_secrets the pwhash and card fields are empty (not
+ * importable as they stand); with it they hold the hash and the unsealed
+ * grid, and the lines are secret. Audited before the first line is
+ * written (an export that cannot be audited does not start). A non-zero
+ * cb return stops the export and is returned. *count: lines written.
+ */
+SOTP_EXPORT int sotp_export(struct sotp_ctx *ctx, enum sotp_record_format fmt,
+    int with_secrets, time_t now, sotp_write_cb *cb, void *arg,
+    unsigned long *count);
+/*
+ * A consistent online copy of a SQLite store into a new file at the
+ * absolute path (0600; an existing file is never overwritten): PAM and
+ * RADIUS go on reading and writing while it runs. The copy is checked
+ * before it is kept. A PostgreSQL store returns SOTP_ERR_CONFIG: pg_dump
+ * and base backups do that (README). Audited. Errors: SOTP_ERR_SYSTEM,
+ * SOTP_ERR_STORE*, SOTP_ERR_CONFIG, SOTP_ERR_INVALID_ARG.
+ */
+SOTP_EXPORT int sotp_backup(struct sotp_ctx *ctx, const char *path, time_t now);
+
 #endif /* SHINKIN_OTP_H */

@@ -270,6 +270,21 @@ int sotp_store_bind(struct sotp_store *st, const char *contract,
     const char *serial, enum sotp_login login, int64_t step, int drift,
     int *won);
 /*
+ * A migration binding: the contract takes serial and login without a code
+ * and the token's last_step stays; the guards of sotp_store_bind (contract
+ * open and unbound, token on no other contract) give *won = 0 and change
+ * nothing. SOTP_ERR_STORE when the token does not exist.
+ */
+int sotp_store_bind_migrated(struct sotp_store *st, const char *contract,
+    const char *serial, enum sotp_login login, int *won);
+typedef int sotp_contract_rec_cb(void *arg, const struct sotp_contract_rec *c);
+/*
+ * Every contract in id order; cb must not call back into the store (one
+ * statement is open); a non-zero return stops the walk.
+ */
+int sotp_store_contract_list(
+    struct sotp_store *st, sotp_contract_rec_cb *cb, void *arg);
+/*
  * Unbinds contract from serial only while that is its binding (a guarded
  * write): *unbound = 1 if it did, 0 if it holds no token or another one.
  * SOTP_ERR_NOT_FOUND for an unknown contract. The token keeps its
@@ -304,6 +319,13 @@ int sotp_store_audit_list(struct sotp_store *st, const char *contract,
  * transaction nests the same way.
  */
 int sotp_store_begin(struct sotp_store *st);
+/*
+ * A consistent online copy of the store into a new file at the absolute
+ * path (created 0600, never overwritten), checked before it is kept; the
+ * store stays open for reads and writes throughout. SQLite only: for
+ * PostgreSQL, SOTP_ERR_CONFIG (pg_dump and base backups do it).
+ */
+int sotp_store_backup(struct sotp_store *st, const char *path);
 int sotp_store_commit(struct sotp_store *st);
 void sotp_store_rollback(struct sotp_store *st);
 
@@ -513,6 +535,24 @@ int sotp_admin_ok(struct sotp_ctx *ctx, struct sotp_decision *d, time_t now,
 int sotp_passwd_hash(const char *password, char *out);
 /* *ok = 1 when password matches hash (constant-time compare). */
 int sotp_passwd_check(const char *password, const char *hash, int *ok);
+
+/* The hash shapes one import has seen verified (passwd.c). */
+#define SOTP_HASH_SHAPES 64
+struct sotp_hash_check {
+	char key[SOTP_HASH_SHAPES][SOTP_HASH_MAX];
+	size_t n;
+};
+/*
+ * Whether libxcrypt can verify hash, checked without a full hash per call
+ * where the method is known (passwd.c explains how). *why is NULL when it
+ * is usable, else a static reason; *weak = 1 for a method libxcrypt calls
+ * legacy or too cheap. hc (zeroed before the first call) remembers the
+ * shapes verified. Returns SOTP_OK or SOTP_ERR_NOMEM.
+ */
+int sotp_passwd_usable(
+    struct sotp_hash_check *hc, const char *hash, int *weak, const char **why);
+/* 1 when hash is not yescrypt, or libxcrypt calls it legacy or cheap. */
+int sotp_passwd_outdated(const char *hash);
 
 /* A grid of rows x cols ASCII digits, row-major, no separators. */
 int sotp_card_new(
