@@ -204,6 +204,9 @@ int sotp_store_contract_insert(struct sotp_store *st,
     const struct sotp_contract_rec *c); /* SOTP_ERR_EXISTS */
 int sotp_store_contract_set_password(struct sotp_store *st, const char *id,
     const char *pwhash); /* SOTP_ERR_NOT_FOUND */
+/* pwhash replaces old only while old is the hash: *won = 1 if it did. */
+int sotp_store_contract_rehash(struct sotp_store *st, const char *id,
+    const char *old, const char *pwhash, int *won);
 int sotp_store_contract_set_login(struct sotp_store *st, const char *id,
     enum sotp_login login); /* SOTP_ERR_NOT_FOUND */
 int sotp_store_contract_set_card(struct sotp_store *st, const char *id,

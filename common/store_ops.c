@@ -370,6 +370,31 @@ sotp_store_contract_set_password(
 	return update_one(st, SOTP_Q_CONTRACT_SET_PASSWORD, p, SOTP_NELEM(p));
 }
 
+/*
+ * Guarded by the hash the caller verified: a password set meanwhile (or a
+ * rehash by another server) stands, and *won says 0.
+ */
+int
+sotp_store_contract_rehash(struct sotp_store *st, const char *id,
+    const char *old, const char *pwhash, int *won)
+{
+	const struct sotp_param p[] = {
+	    SOTP_PTEXT(id), SOTP_PTEXT(old), SOTP_PTEXT(pwhash)};
+	int64_t changed = 0;
+	int rc;
+
+	if (won != NULL)
+		*won = 0;
+	if ((rc = sotp_db_enter(st, "contract_rehash",
+	         valid_id(id) && fits(old, SOTP_HASH_MAX) &&
+	             fits(pwhash, SOTP_HASH_MAX) && won != NULL)) != SOTP_OK)
+		return rc;
+	if ((rc = sotp_db_run(st, SOTP_Q_CONTRACT_REHASH, p, SOTP_NELEM(p),
+	         &changed)) == SOTP_OK)
+		*won = changed == 1;
+	return rc;
+}
+
 int
 sotp_store_contract_set_login(
     struct sotp_store *st, const char *id, enum sotp_login login)

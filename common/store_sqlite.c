@@ -163,6 +163,8 @@ static const char *const sqlite_sql[SOTP_Q_COUNT] = {
     [SOTP_Q_CONTRACT_UNBIND] = "UPDATE contracts SET serial = NULL"
                                " WHERE id = ?1 AND serial = ?2",
     [SOTP_Q_CONTRACT_LIST] = SOTP_SQL_CONTRACT_SELECT " ORDER BY id",
+    [SOTP_Q_CONTRACT_REHASH] = "UPDATE contracts SET pwhash = ?3"
+                               " WHERE id = ?1 AND pwhash = ?2",
     [SOTP_Q_STATE_PURGE] = "DELETE FROM used_states WHERE expires < ?1",
     [SOTP_Q_STATE_INSERT] = "INSERT OR IGNORE INTO used_states (id, expires)"
                             " VALUES (?1, ?2)",
