@@ -733,7 +733,6 @@ insert_all(struct mig *m)
 		m->res->imported++;
 	}
 	rc = sotp_store_commit(m->ctx->st);
-	c->id[0] = '\0';
 out:
 	if (rc != SOTP_OK) {
 		if (rc != LOST)

@@ -237,15 +237,22 @@ sotp_passwd_usable(
 	}
 	if ((s = shape(hash, key, sizeof(key), why)) < 0)
 		return SOTP_OK;
-	if (s > 0) {
+	if (s > 0)
 		for (i = 0; i < hc->n; i++)
 			if (strcmp(hc->key[i], key) == 0)
 				return SOTP_OK;
-		/* The prefix, parameters and salt must come back as given. */
-		n = strncmp(hash, "$2", 2) == 0
-		    ? 29
-		    : (size_t)(strrchr(hash, '$') - hash);
-	}
+	/*
+	 * crypt() of another password must give back the method, parameters
+	 * and salt as given: up to the last '$' (bcrypt: its 22-character
+	 * salt too), or the salt of the formats without one (BSDi: 9
+	 * characters, DES: 2).
+	 */
+	if (strncmp(hash, "$2", 2) == 0)
+		n = 29;
+	else if (hash[0] == '$')
+		n = (size_t)(strrchr(hash, '$') - hash);
+	else
+		n = hash[0] == '_' ? 9 : 2;
 	if ((rc = crypt_agrees(hash, n, &ok)) != SOTP_OK)
 		return rc;
 	if (!ok) {

@@ -520,9 +520,10 @@ struct sotp_import_result {
 
 /*
  * Imports every KeyPackage of a PSKC document (RFC 6030) in buf[len], or
- * none: all entries are parsed, decrypted and checked (TOTP only, 6-8
- * digits, 16-64 byte secrets, kind defined, serials new to the file and
- * to the store) before one store transaction inserts them all. Encrypted
+ * none: all entries are parsed, decrypted and checked (TOTP, or HOTP
+ * with its Counter; 6-8 digits, secrets of the policy's min_secret_bytes
+ * to 64 bytes, kind defined, serials new to the file and to the store)
+ * before one store transaction inserts them all. Encrypted
  * secrets need psk[psklen] (16 bytes, section 6.1) or passphrase (PBKDF2,
  * section 6.2); each encrypted value's HMAC-SHA1 MAC is checked before it
  * is decrypted. kind NULL: the policy's default kind. dry_run checks all
