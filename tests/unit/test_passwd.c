@@ -94,7 +94,7 @@ test_passwd_unusable_refused(void **state)
 {
 	struct sotp_hash_check hc;
 	char y[SOTP_HASH_MAX], b[SOTP_HASH_MAX], s6[SOTP_HASH_MAX];
-	char bad[SOTP_HASH_MAX];
+	char bad[2 * SOTP_HASH_MAX];
 	size_t n;
 	int weak;
 
