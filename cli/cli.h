@@ -122,5 +122,9 @@ int cmd_token(struct cli *c, int argc, char **argv);
 int cmd_token_import(struct cli *c, int argc, char **argv);
 int cmd_contract(struct cli *c, int argc, char **argv);
 int cmd_verify(struct cli *c, int argc, char **argv);
+/* contract import FILE ..., export, backup: cmd_migrate.c */
+int cmd_contract_import(struct cli *c, int argc, char **argv);
+int cmd_export(struct cli *c, int argc, char **argv);
+int cmd_backup(struct cli *c, int argc, char **argv);
 
 #endif /* SOTP_CLI_H */

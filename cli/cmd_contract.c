@@ -281,7 +281,10 @@ cmd_contract(struct cli *c, int argc, char **argv)
 		return contract_card(c, argc, argv);
 	if (strcmp(verb, "show") == 0)
 		return contract_show(c, argc, argv);
+	if (strcmp(verb, "import") == 0)
+		return cmd_contract_import(c, argc, argv);
 	return cli_usage(c,
 	    "usage: contract "
-	    "add|passwd|bind|unbind|unlock|close|show|set|card ID");
+	    "add|passwd|bind|unbind|unlock|close|show|set|card ID, "
+	    "contract import FILE");
 }

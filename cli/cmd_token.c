@@ -17,6 +17,7 @@
 /* The token parameters an operator may override on add and generate. */
 struct spec_args {
 	char *alg, *digits, *period, *kind;
+	char *counter; /* add only: an event-based (HOTP) token */
 };
 
 /* The policy's defaults, then whatever the command line says. */
@@ -37,11 +38,23 @@ make_spec(
 			return ex;
 		spec->digits = (unsigned int)n;
 	}
+	if (sa->period != NULL && sa->counter != NULL)
+		return cli_usage(c,
+		    "--period and --counter: a token counts time (TOTP) or "
+		    "events (HOTP), not both");
 	if (sa->period != NULL) {
+		/* 0 would make an HOTP token: that takes --counter. */
 		if ((ex = cli_number(
-		         c, "--period", sa->period, 0, UINT_MAX, &n)) != 0)
+		         c, "--period", sa->period, 1, UINT_MAX, &n)) != 0)
 			return ex;
 		spec->period = (unsigned int)n;
+	}
+	if (sa->counter != NULL) {
+		if ((ex = cli_number(c, "--counter", sa->counter, 0,
+		         (long long)1 << 62, &n)) != 0)
+			return ex;
+		spec->period = 0;
+		spec->counter = (uint64_t)n;
 	}
 	if (sa->kind != NULL)
 		spec->kind = sa->kind;
@@ -87,13 +100,14 @@ out:
 static int
 token_add(struct cli *c, int argc, char **argv)
 {
-	struct spec_args sa = {NULL, NULL, NULL, NULL};
+	struct spec_args sa = {NULL, NULL, NULL, NULL, NULL};
 	char *secret = NULL;
 	const struct cli_opt opts[] = {
 	    {"secret", &secret, NULL},
 	    {"algorithm", &sa.alg, NULL},
 	    {"digits", &sa.digits, NULL},
 	    {"period", &sa.period, NULL},
+	    {"counter", &sa.counter, NULL},
 	    {"kind", &sa.kind, NULL},
 	    {NULL, NULL, NULL},
 	};
@@ -165,7 +179,7 @@ print_uri(struct cli *c, const char *serial, int qr, const char *png)
 static int
 token_generate(struct cli *c, int argc, char **argv)
 {
-	struct spec_args sa = {NULL, NULL, NULL, NULL};
+	struct spec_args sa = {NULL, NULL, NULL, NULL, NULL};
 	char *count_s = NULL, *png = NULL;
 	int qr = 0;
 	const struct cli_opt opts[] = {
@@ -258,8 +272,13 @@ token_lines(const struct sotp_token_info *t, const char *uri)
 
 	fputs("serial: ", stdout);
 	cli_text(stdout, t->serial);
-	printf("\nkind: %s\nalgorithm: %s\ndigits: %u\nperiod: %u\n", t->kind,
-	    sotp_alg_name(t->alg), t->digits, t->period);
+	printf("\nkind: %s\nalgorithm: %s\ndigits: %u\n", t->kind,
+	    sotp_alg_name(t->alg), t->digits);
+	if (t->period == 0)
+		printf("type: hotp\nnext counter: %lld\n",
+		    (long long)t->last_step + 1);
+	else
+		printf("type: totp\nperiod: %u\n", t->period);
 	fputs("contract: ", stdout);
 	cli_text(stdout, t->contract[0] != '\0' ? t->contract : "-");
 	if (t->last_step < 0)

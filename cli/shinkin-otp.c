@@ -31,13 +31,15 @@ static const struct command commands[] = {
     {"contract", cmd_contract},
     {"verify", cmd_verify},
     {"audit", cmd_audit},
+    {"export", cmd_export},
+    {"backup", cmd_backup},
 };
 
 static const char usage_text[] =
     "usage: shinkin-otp [--config FILE] [--json] [--debug] COMMAND ...\n"
     "  init | check-config | messages\n"
     "  token add SERIAL --secret BASE32|- [--algorithm A] [--digits N]\n"
-    "        [--period S] [--kind K]\n"
+    "        [--period S | --counter C] [--kind K]\n"
     "  token generate [--count N] [--kind K] [--qr] [--png FILE]\n"
     "  token import FILE [--format pskc|csv] [--key-file F|--passphrase-stdin]\n"
     "        [--dry-run] [--kind K]\n"
@@ -46,6 +48,9 @@ static const char usage_text[] =
     "  contract add|passwd|unbind|unlock|close|show|card ID\n"
     "  contract bind ID --serial S --otp CODE [--login-otp yes|no|card]\n"
     "  contract set ID --login-otp yes|no|card\n"
+    "  contract import FILE [--format csv|jsonl] [--dry-run]\n"
+    "  export [--format csv|jsonl] [--with-secrets] [--output FILE]\n"
+    "  backup FILE\n"
     "  verify ID [--context C] [--otp CODE] [--card DIGITS] [--serial S]\n"
     "        [--login-otp CHOICE] [--state TOKEN]   (password on stdin)\n"
     "  audit [--contract ID] [--since T] [--until T]   (T: epoch or ISO 8601)\n"

@@ -117,13 +117,15 @@ token_insert(struct sotp_ctx *ctx, const struct sotp_token_spec *spec,
 	kind = spec->kind != NULL ? spec->kind
 	                          : ctx->pol.kinds[ctx->pol.default_kind].name;
 	if (!sotp_id_valid(spec->serial) || sotp_alg_name(spec->alg) == NULL ||
-	    spec->digits < 6 || spec->digits > 8 || spec->period < 1 ||
-	    spec->period > 300 || len < 16 || len > 64) {
+	    spec->digits < 6 || spec->digits > 8 || spec->period > 300 ||
+	    spec->counter > SOTP_COUNTER_MAX ||
+	    len < ctx->pol.min_secret_bytes || len > 64) {
 		sotp_ctx_seterr(ctx,
 		    "token %s: bad serial, algorithm, digits "
-		    "(6-8), period (1-300 s) or secret "
-		    "length (16-64 bytes, RFC 4226 R6)",
-		    spec->serial != NULL ? spec->serial : "-");
+		    "(6-8), period (1-300 s, or 0 for HOTP), counter or "
+		    "secret length (%u-64 bytes)",
+		    spec->serial != NULL ? spec->serial : "-",
+		    ctx->pol.min_secret_bytes);
 		return sotp_refuse(ctx, d, now, "token.add", NULL,
 		    sotp_id_valid(spec->serial) ? spec->serial : NULL,
 		    SOTP_R_BAD_INPUT);
@@ -139,7 +141,8 @@ token_insert(struct sotp_ctx *ctx, const struct sotp_token_spec *spec,
 	t.alg = spec->alg;
 	t.digits = spec->digits;
 	t.period = spec->period;
-	t.last_step = -1;
+	/* HOTP: the counter before the token's next code counts as used. */
+	t.last_step = spec->period == 0 ? (int64_t)spec->counter - 1 : -1;
 	t.created = (int64_t)now;
 	/* The serial is the AAD: a sealed secret cannot move to a token. */
 	if ((rc = sotp_seal(ctx->key, t.serial, strlen(t.serial), secret, len,
@@ -313,6 +316,7 @@ sotp_token_uri(struct sotp_ctx *ctx, const char *serial, char **uri)
 	u.alg = t.alg;
 	u.digits = t.digits;
 	u.period = t.period;
+	u.counter = (uint64_t)(t.last_step + 1);
 	if ((rc = sotp_base32_encode(
 	         key, keylen, u.secret, sizeof(u.secret))) != SOTP_OK)
 		goto out;
@@ -347,14 +351,17 @@ sotp_token_resync(struct sotp_ctx *ctx, const char *serial, const char *code1,
 	if (rc != SOTP_OK)
 		return store_err(ctx, d, rc);
 	if ((rc = sotp_token_find_pair(ctx, &t, code1, code2, now,
-	         ctx->pol.resync_window, &step)) != SOTP_OK)
+	         t.period == 0 ? ctx->pol.hotp_resync_window
+	                       : ctx->pol.resync_window,
+	         &step)) != SOTP_OK)
 		goto out;
 	if (step < 0) {
 		rc = sotp_refuse(ctx, d, now, "token.resync", t.contract,
 		    serial, SOTP_R_WRONG_CODE);
 		goto out;
 	}
-	T = (int64_t)now / t.period;
+	/* An HOTP token has no clock to drift: its counter moves instead. */
+	T = t.period == 0 ? step : (int64_t)now / t.period;
 	drift = (int)(step - T);
 	/* Both codes are spent: the compare-and-set moves past them. */
 	if ((rc = sotp_store_accept_step(
@@ -367,7 +374,11 @@ sotp_token_resync(struct sotp_ctx *ctx, const char *serial, const char *code1,
 		    serial, SOTP_R_REPLAYED);
 		goto out;
 	}
-	snprintf(detail, sizeof(detail), "drift=%d", drift);
+	if (t.period == 0)
+		snprintf(
+		    detail, sizeof(detail), "counter=%lld", (long long)step);
+	else
+		snprintf(detail, sizeof(detail), "drift=%d", drift);
 	rc = sotp_admin_ok(
 	    ctx, d, now, "token.resync", t.contract, serial, detail);
 out:

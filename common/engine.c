@@ -675,6 +675,43 @@ secure(struct sotp_attempt *a, const struct sotp_contract_rec *c,
 	return SOTP_OK;
 }
 
+/*
+ * [migration] rehash: a hash imported in an older method (or one that
+ * libxcrypt calls legacy or too cheap) becomes yescrypt now that the
+ * customer has typed the password. The new hash is computed before the
+ * write lock is taken (yescrypt takes its time on purpose); the write is
+ * guarded by the old hash, and lands with the decision and its own audit
+ * row.
+ */
+static int
+rehash(struct sotp_attempt *a, const struct sotp_contract_rec *c)
+{
+	char hash[SOTP_HASH_MAX], detail[48];
+	int rc, won = 0;
+
+	if ((rc = sotp_passwd_hash(input(a, SOTP_F_PASSWORD), hash)) != SOTP_OK)
+		goto out;
+	if ((rc = write_begin(a)) != SOTP_OK)
+		goto out;
+	if ((rc = sotp_store_contract_rehash(
+	         a->ctx->st, c->id, c->pwhash, hash, &won)) != SOTP_OK) {
+		rc = store_err(a->ctx, rc);
+		goto out;
+	}
+	/* The method, never the hash: "$6$", "$2b$", "$1$". */
+	snprintf(detail, sizeof(detail), "from=%.*s to=yescrypt",
+	    c->pwhash[0] == '$' && strchr(c->pwhash + 1, '$') != NULL
+	        ? (int)(strchr(c->pwhash + 1, '$') - c->pwhash + 1)
+	        : 0,
+	    c->pwhash);
+	if (won)
+		rc = sotp_audit(a->ctx, a->now, "contract.rehash", c->id, NULL,
+		    a->context, "accept", SOTP_R_ACCEPTED, detail);
+out:
+	SOTP_WIPE_ARRAY(hash);
+	return rc;
+}
+
 static int
 check_password(
     struct sotp_attempt *a, const struct sotp_contract_rec *c, int *reason)
@@ -683,6 +720,9 @@ check_password(
 
 	rc = sotp_passwd_check(input(a, SOTP_F_PASSWORD), c->pwhash, &ok);
 	*reason = ok ? SOTP_R_ACCEPTED : SOTP_R_WRONG_PASSWORD;
+	if (rc == SOTP_OK && ok && a->ctx->pol.rehash &&
+	    sotp_passwd_outdated(c->pwhash))
+		rc = rehash(a, c);
 	return rc;
 }
 

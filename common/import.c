@@ -23,7 +23,7 @@
 
 #define IMPORT_MAX_ENTRIES 100000
 #define CSV_LINE_MAX 1024
-#define CSV_FIELDS 6
+#define CSV_FIELDS 7
 
 int
 sotp_import_refuse(struct sotp_import_result *res, unsigned int pos,
@@ -97,10 +97,11 @@ int
 sotp_import_secret(struct sotp_import_batch *b, struct sotp_import_entry *e,
     const uint8_t *secret, size_t len)
 {
-	if (len < SOTP_IMPORT_SECRET_MIN || len > SOTP_IMPORT_SECRET_MAX)
+	if (len < b->pol->min_secret_bytes || len > SOTP_IMPORT_SECRET_MAX)
 		return sotp_import_refuse(b->res, e->pos, SOTP_R_BAD_INPUT,
-		    "secret is %zu bytes, not %d..%d (RFC 4226 R6)", len,
-		    SOTP_IMPORT_SECRET_MIN, SOTP_IMPORT_SECRET_MAX);
+		    "secret is %zu bytes, not %u..%d (min_secret_bytes; "
+		    "RFC 4226 R6 asks for 16)",
+		    len, b->pol->min_secret_bytes, SOTP_IMPORT_SECRET_MAX);
 	memcpy(e->secret, secret, len);
 	e->secret_len = len;
 	return SOTP_OK;
@@ -114,7 +115,12 @@ batch_free(struct sotp_import_batch *b)
 	b->n = b->cap = 0;
 }
 
-/* ---- CSV: serial,base32secret[,algorithm,digits,period,kind] ---- */
+/*
+ * ---- CSV: serial,base32secret[,algorithm,digits,period,kind,counter] ----
+ *
+ * A counter makes the token event-based (HOTP): it is the counter of the
+ * token's next code, and the period field stays empty.
+ */
 
 static char *
 trim(char *s)
@@ -153,6 +159,7 @@ csv_line(struct sotp_import_batch *b, unsigned int pos, char *line)
 	uint8_t key[SOTP_IMPORT_SECRET_MAX + 1];
 	const char *why = NULL;
 	size_t nf = 0, keylen = 0;
+	long long v;
 	int rc;
 
 	for (p = line; nf < CSV_FIELDS; nf++) {
@@ -168,7 +175,8 @@ csv_line(struct sotp_import_batch *b, unsigned int pos, char *line)
 		    "more than %d fields", CSV_FIELDS);
 	if (nf < 2)
 		return sotp_import_refuse(b->res, pos, SOTP_R_BAD_INPUT,
-		    "want serial,base32secret[,algorithm,digits,period,kind]");
+		    "want serial,base32secret[,algorithm,digits,period,kind,"
+		    "counter]");
 	if ((rc = sotp_import_add(b, pos, &e)) != SOTP_OK)
 		return rc;
 	f[0] = trim(f[0]);
@@ -191,13 +199,12 @@ csv_line(struct sotp_import_batch *b, unsigned int pos, char *line)
 		return rc;
 	if (nf > 2 && *(p = trim(f[2])) != '\0' &&
 	    sotp_alg_parse(p, &e->alg) != SOTP_OK) {
-		if (strcasecmp(p, "hotp") == 0)
-			return sotp_import_refuse(b->res, pos, SOTP_R_BAD_INPUT,
-			    "HOTP (counter-based) token: shinkin-otp accepts "
-			    "TOTP tokens only");
 		sotp_import_quote(q, sizeof(q), p);
 		return sotp_import_refuse(b->res, pos, SOTP_R_BAD_INPUT,
-		    "algorithm '%s' is not sha1, sha256 or sha512", q);
+		    "algorithm '%s' is not sha1, sha256 or sha512%s", q,
+		    strcasecmp(p, "hotp") == 0
+		        ? " (an HOTP token gives its counter in field 7)"
+		        : "");
 	}
 	if ((nf > 3 &&
 	        (rc = csv_number(b, pos, "digits", trim(f[3]), &e->digits)) !=
@@ -211,6 +218,18 @@ csv_line(struct sotp_import_batch *b, unsigned int pos, char *line)
 			return sotp_import_refuse(b->res, pos, SOTP_R_BAD_INPUT,
 			    "kind name too long");
 		sotp_strlcpy(e->kind, p, sizeof(e->kind));
+	}
+	if (nf > 6 && *(p = trim(f[6])) != '\0') {
+		if (nf > 4 && *trim(f[4]) != '\0')
+			return sotp_import_refuse(b->res, pos, SOTP_R_BAD_INPUT,
+			    "a period and a counter: a token counts time "
+			    "(TOTP) or events (HOTP), not both");
+		if (sotp_parse_ll(p, 0, (long long)SOTP_COUNTER_MAX, &v) !=
+		    SOTP_OK)
+			return sotp_import_refuse(b->res, pos, SOTP_R_BAD_INPUT,
+			    "counter is not a number from 0 to 2^62");
+		e->counter = (uint64_t)v;
+		e->hotp = 1;
 	}
 	return SOTP_OK;
 }
@@ -277,11 +296,17 @@ check_entry(struct sotp_ctx *ctx, struct sotp_import_batch *b,
 	if (e->digits < 6 || e->digits > 8)
 		return sotp_import_refuse(b->res, e->pos, SOTP_R_BAD_INPUT,
 		    "%u digits: 6, 7 or 8 are supported", e->digits);
-	if (e->period < 1 || e->period > 300)
+	if (e->hotp)
+		e->period = 0; /* how the store tells an HOTP token */
+	else if (e->period < 1 || e->period > 300)
 		return sotp_import_refuse(b->res, e->pos, SOTP_R_BAD_INPUT,
 		    "period %u s: 1..300 s is supported", e->period);
+	if (e->counter > SOTP_COUNTER_MAX)
+		return sotp_import_refuse(b->res, e->pos, SOTP_R_BAD_INPUT,
+		    "counter %llu: 0..2^62 is supported",
+		    (unsigned long long)e->counter);
 	if (sotp_alg_name(e->alg) == NULL ||
-	    e->secret_len < SOTP_IMPORT_SECRET_MIN)
+	    e->secret_len < ctx->pol.min_secret_bytes)
 		return sotp_import_refuse(
 		    b->res, e->pos, SOTP_R_BAD_INPUT, "no usable secret");
 	return SOTP_OK;
@@ -369,7 +394,8 @@ insert_one(struct sotp_ctx *ctx, const struct sotp_import_entry *e,
 	t.alg = e->alg;
 	t.digits = e->digits;
 	t.period = e->period;
-	t.last_step = -1;
+	/* HOTP: the counter before the token's next code counts as used. */
+	t.last_step = e->period == 0 ? (int64_t)e->counter - 1 : -1;
 	t.created = (int64_t)now;
 	/* The serial is the AAD, as in token add (admin.c). */
 	if ((rc = sotp_seal(ctx->key, t.serial, strlen(t.serial), e->secret,

@@ -13,7 +13,7 @@
 
 #include "sotp_int.h"
 
-#define SOTP_IMPORT_SECRET_MIN 16 /* 128 bits, RFC 4226 section 4 R6 */
+/* The shortest secret is the policy's min_secret_bytes (4..64). */
 #define SOTP_IMPORT_SECRET_MAX 64
 
 /*
@@ -28,7 +28,9 @@ struct sotp_import_entry {
 	char kind[SOTP_NAME_MAX]; /* "": the batch's kind */
 	enum sotp_alg alg;
 	unsigned int digits;
-	unsigned int period;
+	unsigned int period; /* TOTP step; stored as 0 for HOTP */
+	int hotp;            /* event-based: the reader saw a counter */
+	uint64_t counter;    /* HOTP: the counter of the token's next code */
 	uint8_t secret[SOTP_IMPORT_SECRET_MAX]; /* secret */
 	size_t secret_len;
 };
@@ -47,8 +49,8 @@ struct sotp_import_batch {
 int sotp_import_add(struct sotp_import_batch *b, unsigned int pos,
     struct sotp_import_entry **out);
 /*
- * Copies a decoded secret into e, refusing one outside 16..64 bytes.
- * Returns SOTP_OK or SOTP_IMPORT_REFUSED.
+ * Copies a decoded secret into e, refusing one outside the policy's
+ * min_secret_bytes..64. Returns SOTP_OK or SOTP_IMPORT_REFUSED.
  */
 int sotp_import_secret(struct sotp_import_batch *b, struct sotp_import_entry *e,
     const uint8_t *secret, size_t len);

@@ -9,6 +9,7 @@
 
 #include <crypt.h>
 #include <openssl/crypto.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,4 +60,216 @@ sotp_passwd_check(const char *password, const char *hash, int *ok)
 		*ok = CRYPTO_memcmp(h, hash, n) == 0;
 	sotp_free_secret(cd, sizeof(*cd));
 	return SOTP_OK;
+}
+
+/*
+ * ---- Is an imported hash usable? ----
+ *
+ * A migrated hash must be refused at import if libxcrypt cannot verify it,
+ * not at the customer's first login. Computing it in full for every record
+ * would cost a yescrypt or bcrypt hash each (hours for a million), so a
+ * hash is taken apart instead: the method and its parameters, the salt and
+ * the checksum. For the common methods (table below) the checksum's length
+ * and alphabet are known, and so are the spare bits of its last character
+ * (a non-canonical one could never compare equal to crypt's output). What
+ * the table cannot know, whether libxcrypt takes these parameters and this
+ * salt length, is learnt by one real crypt() per distinct shape (method,
+ * parameters verbatim, salt length): a migration has a handful. A method
+ * outside the table pays one crypt() per hash. What no check can see
+ * without the password is a checksum altered within its alphabet.
+ */
+
+/* The crypt(3) base-64 alphabet, in the order sha-crypt and yescrypt use. */
+static const char crypt64[] =
+    "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+/* bcrypt's own order. */
+static const char bcrypt64[] =
+    "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+static const struct hash_method {
+	const char *prefix;
+	unsigned int sumlen;  /* checksum characters */
+	unsigned int lastmod; /* the last one's index: < lastmod */
+} methods[] = {
+    {"$y$", 43, 16},  /* yescrypt: 32 bytes in 43 characters */
+    {"$gy$", 43, 16}, /* gost-yescrypt */
+    {"$5$", 43, 16},  /* sha256crypt */
+    {"$6$", 86, 4},   /* sha512crypt: 64 bytes in 86 */
+    {"$1$", 22, 4},   /* md5crypt: 16 bytes in 22 */
+};
+
+static int
+index_of(const char *alphabet, char ch)
+{
+	const char *p;
+
+	if (ch == '\0' || (p = strchr(alphabet, ch)) == NULL)
+		return -1;
+	return (int)(p - alphabet);
+}
+
+static int
+all_in(const char *alphabet, const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (index_of(alphabet, s[i]) < 0)
+			return 0;
+	return 1;
+}
+
+/*
+ * Splits hash into its shape key (method and parameters verbatim, then
+ * the salt length) and checks the checksum. Returns 1 with key[keysz]
+ * filled, 0 for a method outside the table, or -1 with *why.
+ */
+static int
+shape(const char *hash, char *key, size_t keysz, const char **why)
+{
+	const char *last, *salt;
+	size_t n = strlen(hash), i, saltlen;
+
+	/* bcrypt: $2b$NN$ + 22 salt + 31 checksum, one field. */
+	if (strncmp(hash, "$2", 2) == 0 && n >= 4 && hash[3] == '$' &&
+	    strchr("abxy", hash[2]) != NULL) {
+		if (n != 60 || hash[6] != '$') {
+			*why = "bcrypt hash is not 60 characters $2b$NN$...";
+			return -1;
+		}
+		if (!all_in(bcrypt64, hash + 7, 53) ||
+		    index_of(bcrypt64, hash[28]) % 16 != 0 ||
+		    index_of(bcrypt64, hash[59]) % 4 != 0) {
+			*why =
+			    "bcrypt salt or checksum is not canonical base-64";
+			return -1;
+		}
+		snprintf(key, keysz, "%.7s", hash);
+		return 1;
+	}
+	for (i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+		if (strncmp(hash, methods[i].prefix,
+		        strlen(methods[i].prefix)) == 0)
+			break;
+	if (i == sizeof(methods) / sizeof(methods[0]))
+		return 0;
+	/* PREFIX[PARAMS$...]SALT$CHECKSUM; the prefix ends in '$'. */
+	last = strrchr(hash, '$');
+	if (last < hash + strlen(methods[i].prefix)) {
+		*why = "hash has no salt and checksum fields";
+		return -1;
+	}
+	for (salt = last; salt[-1] != '$'; salt--)
+		;
+	saltlen = (size_t)(last - salt);
+	if (strlen(last + 1) != methods[i].sumlen ||
+	    !all_in(crypt64, last + 1, methods[i].sumlen) ||
+	    index_of(crypt64, last[methods[i].sumlen]) >=
+	        (int)methods[i].lastmod) {
+		*why = "hash checksum has the wrong length or characters";
+		return -1;
+	}
+	if ((size_t)snprintf(key, keysz, "%.*s%zu", (int)(salt - hash), hash,
+	        saltlen) >= keysz) {
+		*why = "hash parameters too long";
+		return -1;
+	}
+	return 1;
+}
+
+/* One real crypt(): it must give back a hash of the same shape. */
+static int
+crypt_agrees(const char *hash, size_t cmplen, int *ok)
+{
+	struct crypt_data *cd = NULL;
+	const char *h;
+
+	*ok = 0;
+	if ((cd = calloc(1, sizeof(*cd))) == NULL)
+		return SOTP_ERR_NOMEM;
+	h = crypt_rn("shinkin-otp import check", hash, cd, (int)sizeof(*cd));
+	*ok = h != NULL && h[0] != '*' && strlen(h) == strlen(hash) &&
+	    strncmp(h, hash, cmplen) == 0;
+	sotp_free_secret(cd, sizeof(*cd));
+	return SOTP_OK;
+}
+
+int
+sotp_passwd_usable(
+    struct sotp_hash_check *hc, const char *hash, int *weak, const char **why)
+{
+	char key[SOTP_HASH_MAX];
+	const char *p;
+	size_t i, n;
+	int rc, s, ok = 0;
+
+	*why = NULL;
+	*weak = 0;
+	n = strnlen(hash, SOTP_HASH_MAX);
+	if (n == 0 || n >= SOTP_HASH_MAX) {
+		*why = "password hash is empty or too long";
+		return SOTP_OK;
+	}
+	if (hash[0] == '!' || hash[0] == '*') {
+		*why = "password hash is locked or disabled ('!' or '*'): no "
+		       "password matches it";
+		return SOTP_OK;
+	}
+	for (p = hash; *p != '\0'; p++)
+		if (*p <= ' ' || *p > '~' || strchr(":;\\\"'", *p) != NULL) {
+			*why = "password hash holds a character crypt(3) "
+			       "never writes";
+			return SOTP_OK;
+		}
+	switch (crypt_checksalt(hash)) {
+	case CRYPT_SALT_OK:
+		break;
+	case CRYPT_SALT_METHOD_LEGACY:
+	case CRYPT_SALT_TOO_CHEAP:
+		*weak = 1;
+		break;
+	case CRYPT_SALT_METHOD_DISABLED:
+		*why = "password hash method is disabled in libxcrypt";
+		return SOTP_OK;
+	default:
+		*why = "password hash is not a crypt(3) hash libxcrypt knows";
+		return SOTP_OK;
+	}
+	if ((s = shape(hash, key, sizeof(key), why)) < 0)
+		return SOTP_OK;
+	if (s > 0)
+		for (i = 0; i < hc->n; i++)
+			if (strcmp(hc->key[i], key) == 0)
+				return SOTP_OK;
+	/*
+	 * crypt() of another password must give back the method, parameters
+	 * and salt as given: up to the last '$' (bcrypt: its 22-character
+	 * salt too), or the salt of the formats without one (BSDi: 9
+	 * characters, DES: 2).
+	 */
+	if (strncmp(hash, "$2", 2) == 0)
+		n = 29;
+	else if (hash[0] == '$')
+		n = (size_t)(strrchr(hash, '$') - hash);
+	else
+		n = hash[0] == '_' ? 9 : 2;
+	if ((rc = crypt_agrees(hash, n, &ok)) != SOTP_OK)
+		return rc;
+	if (!ok) {
+		*why = "libxcrypt cannot compute this hash (method, parameters "
+		       "or salt not usable)";
+		return SOTP_OK;
+	}
+	if (s > 0 && hc->n < SOTP_HASH_SHAPES)
+		sotp_strlcpy(hc->key[hc->n++], key, sizeof(hc->key[0]));
+	return SOTP_OK;
+}
+
+int
+sotp_passwd_outdated(const char *hash)
+{
+	int s = crypt_checksalt(hash);
+
+	return strncmp(hash, "$y$", 3) != 0 || s == CRYPT_SALT_METHOD_LEGACY ||
+	    s == CRYPT_SALT_TOO_CHEAP;
 }

@@ -24,10 +24,11 @@ enum section {
 	SEC_KIND,
 	SEC_CONTEXT,
 	SEC_SERVICES,
-	SEC_MESSAGES
+	SEC_MESSAGES,
+	SEC_MIGRATION
 };
 
-enum vtype { V_UINT, V_STR, V_PATH, V_STORE, V_ALG, V_LANG };
+enum vtype { V_UINT, V_STR, V_PATH, V_STORE, V_ALG, V_LANG, V_BOOL };
 
 struct option {
 	enum section sec;
@@ -60,6 +61,9 @@ static const struct option options[] = {
     UOPT(SEC_OTP, "window_forward", window_forward, 0, 3),
     UOPT(SEC_OTP, "max_drift", max_drift, 0, 10),
     UOPT(SEC_OTP, "resync_window", resync_window, 1, 1000),
+    UOPT(SEC_OTP, "hotp_look_ahead", hotp_look_ahead, 1, 100),
+    UOPT(SEC_OTP, "hotp_resync_window", hotp_resync_window, 2, 10000),
+    UOPT(SEC_OTP, "min_secret_bytes", min_secret_bytes, 4, 64),
     UOPT(SEC_LOCKOUT, "threshold", lock_threshold, 1, 100),
     UOPT(SEC_LOCKOUT, "duration", lock_duration, 0, 30 * 86400),
     UOPT(SEC_STATE, "lifetime", state_lifetime, 1, 3600),
@@ -67,10 +71,14 @@ static const struct option options[] = {
     UOPT(SEC_CARD, "rows", card_rows, 1, 26),
     UOPT(SEC_CARD, "columns", card_cols, 1, 10),
     UOPT(SEC_CARD, "cells", card_cells, 1, SOTP_MAX_CELLS),
+    {SEC_MIGRATION, "binding", V_BOOL,
+        offsetof(struct sotp_policy, migration_binding), 0, 0, 0},
+    {SEC_MIGRATION, "rehash", V_BOOL, offsetof(struct sotp_policy, rehash), 0,
+        0, 0},
 };
 
 static const char *const section_names[] = {"", "otp", "lockout", "state",
-    "card", "kind", "context", "services", "messages"};
+    "card", "kind", "context", "services", "messages", "migration"};
 static const char *const lang_names[] = {"en", "ja"};
 
 /* The bank's shipped contexts, used when a file defines none. */
@@ -137,6 +145,11 @@ set_defaults(struct sotp_policy *p)
 	p->window_forward = 1;
 	p->max_drift = 2;
 	p->resync_window = 40;
+	p->hotp_look_ahead = 10;
+	p->hotp_resync_window = 100;
+	p->min_secret_bytes = 16; /* 128 bits, RFC 4226 section 4 R6 */
+	p->migration_binding = 1;
+	p->rehash = 0;
 	p->lock_threshold = 5;
 	p->lock_duration = 0;
 	p->state_lifetime = 120;
@@ -197,6 +210,12 @@ set_option(struct parser *ps, const struct option *o, const char *val)
 			return perr(ps,
 			    "algorithm: '%s' is not sha1, sha256 or sha512",
 			    val);
+		return SOTP_OK;
+	case V_BOOL:
+		if (strcmp(val, "yes") != 0 && strcmp(val, "no") != 0)
+			return perr(
+			    ps, "%s: '%s' is not yes or no", o->key, val);
+		*(int *)(void *)base = strcmp(val, "yes") == 0;
 		return SOTP_OK;
 	case V_LANG:
 		for (v = 0; v < SOTP_NLANG; v++)
@@ -892,15 +911,19 @@ sotp_policy_dump(const struct sotp_ctx *ctx, char *buf, size_t bufsz)
 	bprintf(&o,
 	    "\n[otp]\nalgorithm = %s\ndigits = %u\nperiod = %u\n"
 	    "window_back = %u\nwindow_forward = %u\nmax_drift = %u\n"
-	    "resync_window = %u\n",
+	    "resync_window = %u\nhotp_look_ahead = %u\n"
+	    "hotp_resync_window = %u\nmin_secret_bytes = %u\n",
 	    sotp_alg_name(p->alg), p->digits, p->period, p->window_back,
-	    p->window_forward, p->max_drift, p->resync_window);
+	    p->window_forward, p->max_drift, p->resync_window,
+	    p->hotp_look_ahead, p->hotp_resync_window, p->min_secret_bytes);
 	bprintf(&o, "\n[lockout]\nthreshold = %u\nduration = %u\n",
 	    p->lock_threshold, p->lock_duration);
 	bprintf(&o, "\n[state]\nlifetime = %u\nmax_rounds = %u\n",
 	    p->state_lifetime, p->max_rounds);
 	bprintf(&o, "\n[card]\nrows = %u\ncolumns = %u\ncells = %u\n",
 	    p->card_rows, p->card_cols, p->card_cells);
+	bprintf(&o, "\n[migration]\nbinding = %s\nrehash = %s\n",
+	    p->migration_binding ? "yes" : "no", p->rehash ? "yes" : "no");
 	for (i = 0; i < p->nkinds; i++) {
 		bprintf(&o, "\n[kind %s]\n", p->kinds[i].name);
 		if (i == p->default_kind)

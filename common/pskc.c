@@ -3,15 +3,26 @@
  * seed files in, into an import batch.
  *
  * From each KeyPackage we take the serial (DeviceInfo/SerialNo, else
- * Key/@Id), the algorithm (Key/@Algorithm, TOTP only), the digits
- * (ResponseFormat/@Length), the period (Data/TimeInterval), a hash hint
- * (AlgorithmParameters/Suite) and the secret: a PlainValue, or an
+ * Key/@Id), the algorithm (Key/@Algorithm: TOTP, or HOTP with its
+ * Data/Counter), the digits (ResponseFormat/@Length), the period
+ * (Data/TimeInterval), a hash hint (AlgorithmParameters/Suite) and the
+ * secret: a PlainValue, or an
  * EncryptedValue under a pre-shared AES-128 key (section 6.1) or under a
  * key derived from a passphrase with PBKDF2 (section 6.2). An encrypted
  * value must carry a ValueMAC, HMAC-SHA1 over IV || ciphertext under the
  * MAC key (itself encrypted under the same key, section 6.1.1); the MAC is
  * checked in constant time before anything is decrypted, so a tampered
- * file never reaches the CBC padding check.
+ * file never reaches the CBC padding check. A KeyPackage holding a PIN
+ * key (RFC 6030 section 5, figure 5) is skipped when the OTP key's
+ * PINPolicy says the token checks the PIN itself (PINUsageMode Local);
+ * any other PIN usage would need the server to check a PIN, and is
+ * refused.
+ *
+ * Writers differ in how they spell the PBKDF2 parameters: RFC 6030's
+ * figure 7 puts PBKDF2-params in the PKCS #5 namespace, others (python-
+ * pskc, for one) in XML Encryption 1.1's, and either leaves the children
+ * unqualified or qualifies them. Both namespaces are read, and the
+ * children by their local name.
  *
  * The parser is asked for no network, no DTD loading and no entity
  * substitution, and a document that has a DTD at all is refused: a seed
@@ -45,6 +56,7 @@
 
 #define ALG_TOTP NS_PSKC ":totp"
 #define ALG_HOTP NS_PSKC ":hotp"
+#define ALG_PIN NS_PSKC ":pin"
 #define ALG_AES128_CBC NS_XENC "aes128-cbc"
 #define ALG_HMAC_SHA1 NS_DS "hmac-sha1"
 #define ALG_PBKDF2 NS_PKCS5 "pbkdf2"
@@ -391,7 +403,12 @@ derive_key(struct pskc *p, const xmlNode *dk)
 		return refuse(p, 0,
 		    "key derivation '%s' is not supported (PBKDF2 only)", q);
 	}
-	params = child(kdm, NS_PKCS5, "PBKDF2-params");
+	if ((params = child(kdm, NS_PKCS5, "PBKDF2-params")) == NULL)
+		params = child(kdm, NS_XENC11, "PBKDF2-params");
+	if (params == NULL)
+		return refuse(p, 0,
+		    "PBKDF2: no PBKDF2-params (in the PKCS #5 or the XML "
+		    "Encryption 1.1 namespace)");
 	if (b64_elem(child_local(child_local(params, "Salt"), "Specified"),
 	        salt, sizeof(salt), &saltlen) != 0 ||
 	    saltlen == 0)
@@ -452,8 +469,11 @@ encryption_key(struct pskc *p, const xmlNode *ek)
 		return refuse(p, 0,
 		    "asymmetric (X.509) encryption is not supported: "
 		    "ask for a file under a pre-shared key or passphrase");
-	if (text(child(ek, NS_DS, "KeyName"), name, sizeof(name)) != 0)
-		return refuse(p, 0, "EncryptionKey names no key");
+	/* Some writers leave the pre-shared key unnamed (<EncryptionKey/>). */
+	if (child(ek, NS_DS, "KeyName") == NULL)
+		sotp_strlcpy(name, "(unnamed)", sizeof(name));
+	else if (text(child(ek, NS_DS, "KeyName"), name, sizeof(name)) != 0)
+		return refuse(p, 0, "EncryptionKey: KeyName is not text");
 	sotp_import_quote(q, sizeof(q), name);
 	if (p->psk == NULL)
 		return refuse(p, 0,
@@ -581,7 +601,10 @@ secret(struct pskc *p, unsigned int pos, const xmlNode *data,
 	int rc;
 
 	if (s == NULL) {
-		rc = refuse(p, pos, "no Data/Secret");
+		rc = refuse(p, pos,
+		    "no Data/Secret: a key that its vendor derives from a "
+		    "master key (KeyProfileId, KeyReference) cannot be "
+		    "checked here; ask for a file that carries the secrets");
 	} else if ((ev = child(s, NS_PSKC, "EncryptedValue")) != NULL) {
 		rc = decrypt_value(p, pos, ev, child(s, NS_PSKC, "ValueMAC"), v,
 		    sizeof(v), &len, "Secret");
@@ -599,14 +622,36 @@ secret(struct pskc *p, unsigned int pos, const xmlNode *data,
 	return rc;
 }
 
+/*
+ * Key/Policy/PINPolicy: a PIN the token checks itself (Local) is no
+ * business of ours; a PIN the server would have to check (Prepend,
+ * Append, Algorithmic) cannot be, here.
+ */
+static int
+pin_policy(struct pskc *p, unsigned int pos, const xmlNode *key)
+{
+	const xmlNode *pp =
+	    child(child(key, NS_PSKC, "Policy"), NS_PSKC, "PINPolicy");
+	char mode[ATTR_MAX], q[64];
+
+	if (pp == NULL || attr(pp, "PINUsageMode", mode, sizeof(mode)) != 0 ||
+	    strcmp(mode, "Local") == 0)
+		return SOTP_OK;
+	sotp_import_quote(q, sizeof(q), mode);
+	return refuse(p, pos,
+	    "PINUsageMode '%s': the server would have to check the PIN, "
+	    "which shinkin-otp does not do (Local only)",
+	    q);
+}
+
 static int
 key_package(struct pskc *p, unsigned int pos, const xmlNode *kp)
 {
 	const xmlNode *key, *data, *c;
 	struct sotp_import_entry *e = NULL;
 	char alg[ATTR_MAX], serial[ATTR_MAX], q[64];
-	unsigned int t0 = 0, keys = 0;
-	int rc;
+	unsigned int t0 = 0, keys = 0, counter = 0;
+	int rc, hotp;
 
 	for (c = kp->children; c != NULL; c = c->next)
 		keys += is(c, NS_PSKC, "Key");
@@ -615,16 +660,17 @@ key_package(struct pskc *p, unsigned int pos, const xmlNode *kp)
 	key = child(kp, NS_PSKC, "Key");
 	if (attr(key, "Algorithm", alg, sizeof(alg)) != 0)
 		return refuse(p, pos, "Key has no Algorithm");
-	if (strcmp(alg, ALG_HOTP) == 0)
-		return refuse(p, pos,
-		    "HOTP (counter-based) token: shinkin-otp accepts TOTP "
-		    "tokens only");
-	if (strcmp(alg, ALG_TOTP) != 0) {
+	/* A PIN for the token to check (see pin_policy): not a token. */
+	if (strcmp(alg, ALG_PIN) == 0)
+		return SOTP_OK;
+	hotp = strcmp(alg, ALG_HOTP) == 0;
+	if (!hotp && strcmp(alg, ALG_TOTP) != 0) {
 		sotp_import_quote(q, sizeof(q), alg);
-		return refuse(
-		    p, pos, "algorithm '%s' is not supported (TOTP only)", q);
+		return refuse(p, pos,
+		    "algorithm '%s' is not supported (TOTP or HOTP)", q);
 	}
-	if ((rc = sotp_import_add(p->b, pos, &e)) != SOTP_OK)
+	if ((rc = pin_policy(p, pos, key)) != SOTP_OK ||
+	    (rc = sotp_import_add(p->b, pos, &e)) != SOTP_OK)
 		return rc;
 	/* The serial printed on the device; the Key Id for soft tokens. */
 	if (text(child(child(kp, NS_PSKC, "DeviceInfo"), NS_PSKC, "SerialNo"),
@@ -641,6 +687,15 @@ key_package(struct pskc *p, unsigned int pos, const xmlNode *kp)
 		return rc;
 	if ((data = child(key, NS_PSKC, "Data")) == NULL)
 		return refuse(p, pos, "Key has no Data");
+	if (hotp) {
+		/* The counter of the token's next code; absent: 0. */
+		if ((rc = data_number(p, pos, data, "Counter", UINT_MAX,
+		         &counter)) != SOTP_OK)
+			return rc;
+		e->hotp = 1;
+		e->counter = counter;
+		return secret(p, pos, data, e);
+	}
 	/* Counter is HOTP state: a TOTP token has no use for it. */
 	if ((rc = data_number(
 	         p, pos, data, "TimeInterval", 86400, &e->period)) != SOTP_OK ||
@@ -708,6 +763,8 @@ container(struct pskc *p, const xmlNode *root)
 	}
 	if (pos == 0)
 		return refuse(p, 0, "no KeyPackage in the file");
+	if (p->b->n == 0)
+		return refuse(p, 0, "no OTP key in the file (PIN keys only)");
 	return SOTP_OK;
 }
 

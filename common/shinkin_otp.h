@@ -206,12 +206,14 @@ struct sotp_uri {
 	char secret[160];          /* base32, secret */
 	enum sotp_alg alg;
 	unsigned int digits;
-	unsigned int period;
+	unsigned int period; /* 0: build an otpauth://hotp/ URI */
+	uint64_t counter;    /* hotp: the counter of the next code */
 };
 /*
  * Builds "otpauth://totp/ISSUER:ACCOUNT?secret=...&issuer=...&algorithm=
- * SHA1&digits=6&period=30", percent-encoding labels. *out is malloc'd and
- * holds the secret: free with sotp_free_string().
+ * SHA1&digits=6&period=30" (period 0: "otpauth://hotp/...&counter=N"),
+ * percent-encoding labels. *out is malloc'd and holds the secret: free
+ * with sotp_free_string(). Parsing takes TOTP URIs only.
  */
 SOTP_EXPORT int sotp_uri_build(const struct sotp_uri *u, char **out);
 /* Parses such a URI into *u; SOTP_ERR_BAD_INPUT with *why on bad input. */
@@ -381,14 +383,20 @@ SOTP_EXPORT const char *sotp_login_name(enum sotp_login l);
 /* Accepts otp|card|none and yes(=otp)|no(=none). */
 SOTP_EXPORT int sotp_login_parse(const char *s, enum sotp_login *l);
 
+/*
+ * A token is time-based (TOTP, RFC 6238: period is its step in seconds)
+ * or event-based (HOTP, RFC 4226, such as a hardware token with a button:
+ * period is 0). Its last_step is the last time step, or for HOTP the last
+ * counter, that a code was accepted for; -1 when none was.
+ */
 struct sotp_token_info {
 	char serial[SOTP_ID_MAX];
 	char kind[SOTP_NAME_MAX];
 	enum sotp_alg alg;
 	unsigned int digits;
-	unsigned int period;
-	int64_t last_step; /* -1: never used */
-	int drift;         /* steps */
+	unsigned int period; /* 0: event-based (HOTP) */
+	int64_t last_step;   /* -1: never used */
+	int drift;           /* steps */
 	int disabled;
 	char contract[SOTP_ID_MAX]; /* "" when unassigned */
 	int64_t created;
@@ -410,7 +418,8 @@ struct sotp_token_spec {
 	const char *kind; /* NULL: the policy's default kind */
 	enum sotp_alg alg;
 	unsigned int digits;
-	unsigned int period;
+	unsigned int period; /* 0: event-based (HOTP) */
+	uint64_t counter;    /* HOTP: the counter of the token's next code */
 };
 /*
  * Fills spec with the policy's OTP defaults (serial and kind NULL).
@@ -445,7 +454,10 @@ SOTP_EXPORT int sotp_token_uri(
  * Admin resync of a token whose clock has drifted: code1 and code2 are two
  * consecutive codes it shows now; they are searched within the policy's
  * resync_window steps. On success the drift is stored and both codes are
- * spent. Refusals: UNKNOWN_SERIAL, WRONG_CODE (no such pair), REPLAYED.
+ * spent. An HOTP token whose counter ran ahead (pressed often without a
+ * login) is searched forward from its last accepted counter, within
+ * hotp_resync_window counters; both codes are spent the same way.
+ * Refusals: UNKNOWN_SERIAL, WRONG_CODE (no such pair), REPLAYED.
  */
 SOTP_EXPORT int sotp_token_resync(struct sotp_ctx *ctx, const char *serial,
     const char *code1, const char *code2, time_t now, struct sotp_decision *d);
@@ -508,9 +520,10 @@ struct sotp_import_result {
 
 /*
  * Imports every KeyPackage of a PSKC document (RFC 6030) in buf[len], or
- * none: all entries are parsed, decrypted and checked (TOTP only, 6-8
- * digits, 16-64 byte secrets, kind defined, serials new to the file and
- * to the store) before one store transaction inserts them all. Encrypted
+ * none: all entries are parsed, decrypted and checked (TOTP, or HOTP
+ * with its Counter; 6-8 digits, secrets of the policy's min_secret_bytes
+ * to 64 bytes, kind defined, serials new to the file and to the store)
+ * before one store transaction inserts them all. Encrypted
  * secrets need psk[psklen] (16 bytes, section 6.1) or passphrase (PBKDF2,
  * section 6.2); each encrypted value's HMAC-SHA1 MAC is checked before it
  * is decrypted. kind NULL: the policy's default kind. dry_run checks all
@@ -530,5 +543,64 @@ SOTP_EXPORT int sotp_import_pskc(struct sotp_ctx *ctx, const char *buf,
 SOTP_EXPORT int sotp_import_csv(struct sotp_ctx *ctx, const char *buf,
     size_t len, const char *kind, int dry_run, time_t now,
     struct sotp_import_result *res);
+
+/* ---- Migration: contracts in bulk, export and backup ---- */
+
+enum sotp_record_format { SOTP_FMT_CSV = 0, SOTP_FMT_JSONL = 1 };
+
+/* One refused record: its line (0: the file) and why, in English. */
+typedef int sotp_import_refusal_cb(
+    void *arg, unsigned long line, int reason, const char *text);
+
+struct sotp_contract_import_result {
+	unsigned long records;     /* records read */
+	unsigned long refused;     /* non-zero: nothing was stored */
+	unsigned long imported;    /* contracts stored (dry run: would be) */
+	unsigned long bindings;    /* migration bindings among them */
+	unsigned long weak_hashes; /* legacy or too cheap, libxcrypt says */
+};
+
+/*
+ * Imports contracts from buf[len]: one record a line, CSV
+ * "contract,pwhash[,login,card,serial,status]" (blank lines and lines
+ * starting with '#' skipped) or JSON lines, one object with those members
+ * (strings or null). pwhash is a crypt(3) hash stored as given (refused
+ * unless libxcrypt can verify it); login otp|card|none (default otp); card
+ * the grid's rows x columns digits; serial a token in the store to bind
+ * without a live code (policy [migration] binding); status active|locked|
+ * closed. Every record is checked first and each refused one reported to
+ * cb with its line; only when none is refused (and not dry_run) are all
+ * inserted, in one transaction. buf is secret (hashes, grids). Audited.
+ * Errors: SOTP_ERR_CONFIG, SOTP_ERR_STORE*, SOTP_ERR_NOMEM,
+ * SOTP_ERR_CRYPTO, SOTP_ERR_INVALID_ARG.
+ */
+SOTP_EXPORT int sotp_contract_import(struct sotp_ctx *ctx, const char *buf,
+    size_t len, enum sotp_record_format fmt, int dry_run, time_t now,
+    sotp_import_refusal_cb *cb, void *arg,
+    struct sotp_contract_import_result *res);
+
+/* Receives one output line of len bytes, newline included. */
+typedef int sotp_write_cb(void *arg, const char *line, size_t len);
+/*
+ * Writes every contract, in ID order, as one record in fmt to cb: the
+ * format sotp_contract_import reads, with the binding's serial and the
+ * status. Without with_secrets the pwhash and card fields are empty (not
+ * importable as they stand); with it they hold the hash and the unsealed
+ * grid, and the lines are secret. Audited before the first line is
+ * written (an export that cannot be audited does not start). A non-zero
+ * cb return stops the export and is returned. *count: lines written.
+ */
+SOTP_EXPORT int sotp_export(struct sotp_ctx *ctx, enum sotp_record_format fmt,
+    int with_secrets, time_t now, sotp_write_cb *cb, void *arg,
+    unsigned long *count);
+/*
+ * A consistent online copy of a SQLite store into a new file at the
+ * absolute path (0600; an existing file is never overwritten): PAM and
+ * RADIUS go on reading and writing while it runs. The copy is checked
+ * before it is kept. A PostgreSQL store returns SOTP_ERR_CONFIG: pg_dump
+ * and base backups do that (README). Audited. Errors: SOTP_ERR_SYSTEM,
+ * SOTP_ERR_STORE*, SOTP_ERR_CONFIG, SOTP_ERR_INVALID_ARG.
+ */
+SOTP_EXPORT int sotp_backup(struct sotp_ctx *ctx, const char *path, time_t now);
 
 #endif /* SHINKIN_OTP_H */

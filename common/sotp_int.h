@@ -121,16 +121,18 @@ int sotp_hmac_sha256(
 struct sotp_store;
 
 #define SOTP_SECRET_MAX 128 /* sealed token secret */
-#define SOTP_CARD_MAX 320   /* sealed card grid: 26 x 10 digits + 29 */
-#define SOTP_HASH_MAX 256   /* crypt(3) hash string */
+/* The largest HOTP counter taken in: look-ahead cannot overflow it. */
+#define SOTP_COUNTER_MAX ((uint64_t)1 << 62)
+#define SOTP_CARD_MAX 320 /* sealed card grid: 26 x 10 digits + 29 */
+#define SOTP_HASH_MAX 256 /* crypt(3) hash string */
 
 struct sotp_token_rec {
 	char serial[SOTP_ID_MAX];
 	char kind[SOTP_NAME_MAX];
 	enum sotp_alg alg;
 	unsigned int digits;
-	unsigned int period;
-	int64_t last_step; /* -1: never used */
+	unsigned int period; /* 0: event-based (HOTP) */
+	int64_t last_step;   /* step or HOTP counter; -1: never used */
 	int drift;
 	int disabled;
 	uint8_t secret[SOTP_SECRET_MAX]; /* sealed (AES-GCM), aad = serial */
@@ -202,6 +204,9 @@ int sotp_store_contract_insert(struct sotp_store *st,
     const struct sotp_contract_rec *c); /* SOTP_ERR_EXISTS */
 int sotp_store_contract_set_password(struct sotp_store *st, const char *id,
     const char *pwhash); /* SOTP_ERR_NOT_FOUND */
+/* pwhash replaces old only while old is the hash: *won = 1 if it did. */
+int sotp_store_contract_rehash(struct sotp_store *st, const char *id,
+    const char *old, const char *pwhash, int *won);
 int sotp_store_contract_set_login(struct sotp_store *st, const char *id,
     enum sotp_login login); /* SOTP_ERR_NOT_FOUND */
 int sotp_store_contract_set_card(struct sotp_store *st, const char *id,
@@ -268,6 +273,21 @@ int sotp_store_bind(struct sotp_store *st, const char *contract,
     const char *serial, enum sotp_login login, int64_t step, int drift,
     int *won);
 /*
+ * A migration binding: the contract takes serial and login without a code
+ * and the token's last_step stays; the guards of sotp_store_bind (contract
+ * open and unbound, token on no other contract) give *won = 0 and change
+ * nothing. SOTP_ERR_STORE when the token does not exist.
+ */
+int sotp_store_bind_migrated(struct sotp_store *st, const char *contract,
+    const char *serial, enum sotp_login login, int *won);
+typedef int sotp_contract_rec_cb(void *arg, const struct sotp_contract_rec *c);
+/*
+ * Every contract in id order; cb must not call back into the store (one
+ * statement is open); a non-zero return stops the walk.
+ */
+int sotp_store_contract_list(
+    struct sotp_store *st, sotp_contract_rec_cb *cb, void *arg);
+/*
  * Unbinds contract from serial only while that is its binding (a guarded
  * write): *unbound = 1 if it did, 0 if it holds no token or another one.
  * SOTP_ERR_NOT_FOUND for an unknown contract. The token keeps its
@@ -302,6 +322,13 @@ int sotp_store_audit_list(struct sotp_store *st, const char *contract,
  * transaction nests the same way.
  */
 int sotp_store_begin(struct sotp_store *st);
+/*
+ * A consistent online copy of the store into a new file at the absolute
+ * path (created 0600, never overwritten), checked before it is kept; the
+ * store stays open for reads and writes throughout. SQLite only: for
+ * PostgreSQL, SOTP_ERR_CONFIG (pg_dump and base backups do it).
+ */
+int sotp_store_backup(struct sotp_store *st, const char *path);
 int sotp_store_commit(struct sotp_store *st);
 void sotp_store_rollback(struct sotp_store *st);
 
@@ -353,6 +380,15 @@ struct sotp_policy {
 	enum sotp_alg alg;
 	unsigned int digits, period, window_back, window_forward;
 	unsigned int max_drift, resync_window;
+	/*
+	 * Event-based (HOTP) tokens: how many counters past the last
+	 * accepted one a code may come from (RFC 4226 section 7.4), and how
+	 * far "token resync" searches for two consecutive codes.
+	 */
+	unsigned int hotp_look_ahead, hotp_resync_window;
+	unsigned int min_secret_bytes; /* shortest token secret accepted */
+	int migration_binding; /* contract import may bind without a code */
+	int rehash; /* a migrated hash becomes yescrypt at the next login */
 	unsigned int lock_threshold, lock_duration;
 	unsigned int state_lifetime, max_rounds;
 	unsigned int card_rows, card_cols, card_cells;
@@ -502,6 +538,24 @@ int sotp_admin_ok(struct sotp_ctx *ctx, struct sotp_decision *d, time_t now,
 int sotp_passwd_hash(const char *password, char *out);
 /* *ok = 1 when password matches hash (constant-time compare). */
 int sotp_passwd_check(const char *password, const char *hash, int *ok);
+
+/* The hash shapes one import has seen verified (passwd.c). */
+#define SOTP_HASH_SHAPES 64
+struct sotp_hash_check {
+	char key[SOTP_HASH_SHAPES][SOTP_HASH_MAX];
+	size_t n;
+};
+/*
+ * Whether libxcrypt can verify hash, checked without a full hash per call
+ * where the method is known (passwd.c explains how). *why is NULL when it
+ * is usable, else a static reason; *weak = 1 for a method libxcrypt calls
+ * legacy or too cheap. hc (zeroed before the first call) remembers the
+ * shapes verified. Returns SOTP_OK or SOTP_ERR_NOMEM.
+ */
+int sotp_passwd_usable(
+    struct sotp_hash_check *hc, const char *hash, int *weak, const char **why);
+/* 1 when hash is not yescrypt, or libxcrypt calls it legacy or cheap. */
+int sotp_passwd_outdated(const char *hash);
 
 /* A grid of rows x cols ASCII digits, row-major, no separators. */
 int sotp_card_new(

@@ -481,6 +481,21 @@ sotp_store_rollback(struct sotp_store *st)
 		sotp_db_rollback(st);
 }
 
+int
+sotp_store_backup(struct sotp_store *st, const char *path)
+{
+	int rc;
+
+	if ((rc = sotp_db_enter(st, "backup",
+	         path != NULL && path[0] == '/' && st->depth == 0)) != SOTP_OK)
+		return rc;
+	if (st->drv->backup == NULL)
+		return sotp_store_dberr(st, SOTP_ERR_CONFIG,
+		    "not done here: use pg_dump, or base backups with WAL "
+		    "archiving (see README, Backup)");
+	return st->drv->backup(st, path);
+}
+
 /* ---- The schema ---- */
 
 struct one_int {

@@ -93,6 +93,8 @@ enum sotp_stmt {
 	SOTP_Q_CONTRACT_FAIL,
 	SOTP_Q_CONTRACT_BIND,
 	SOTP_Q_CONTRACT_UNBIND,
+	SOTP_Q_CONTRACT_LIST,
+	SOTP_Q_CONTRACT_REHASH,
 	SOTP_Q_STATE_PURGE,
 	SOTP_Q_STATE_INSERT,
 	SOTP_Q_AUDIT_ADD,
@@ -197,6 +199,12 @@ struct sotp_store_driver {
 	int (*script)(struct sotp_store *st, const char *sql);
 	/* 0: no transaction open; 1: one is; -1: one is, but has failed. */
 	int (*txn_state)(struct sotp_store *st);
+	/*
+	 * A consistent copy of the open database into a new file at path,
+	 * while other connections go on reading and writing; NULL where the
+	 * database's own tools do it (PostgreSQL: pg_dump, base backups).
+	 */
+	int (*backup)(struct sotp_store *st, const char *path);
 };
 
 struct sotp_store {

@@ -35,6 +35,7 @@
  * an operation of several statements runs in a transaction of its own, or
  * a savepoint inside the caller's.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "sotp_int.h"
@@ -369,6 +370,31 @@ sotp_store_contract_set_password(
 	return update_one(st, SOTP_Q_CONTRACT_SET_PASSWORD, p, SOTP_NELEM(p));
 }
 
+/*
+ * Guarded by the hash the caller verified: a password set meanwhile (or a
+ * rehash by another server) stands, and *won says 0.
+ */
+int
+sotp_store_contract_rehash(struct sotp_store *st, const char *id,
+    const char *old, const char *pwhash, int *won)
+{
+	const struct sotp_param p[] = {
+	    SOTP_PTEXT(id), SOTP_PTEXT(old), SOTP_PTEXT(pwhash)};
+	int64_t changed = 0;
+	int rc;
+
+	if (won != NULL)
+		*won = 0;
+	if ((rc = sotp_db_enter(st, "contract_rehash",
+	         valid_id(id) && fits(old, SOTP_HASH_MAX) &&
+	             fits(pwhash, SOTP_HASH_MAX) && won != NULL)) != SOTP_OK)
+		return rc;
+	if ((rc = sotp_db_run(st, SOTP_Q_CONTRACT_REHASH, p, SOTP_NELEM(p),
+	         &changed)) == SOTP_OK)
+		*won = changed == 1;
+	return rc;
+}
+
 int
 sotp_store_contract_set_login(
     struct sotp_store *st, const char *id, enum sotp_login login)
@@ -603,6 +629,79 @@ sotp_store_bind(struct sotp_store *st, const char *contract, const char *serial,
 	sotp_db_rollback(st);
 	/* The token is bound to another contract: a guard, not a fault. */
 	return rc == SOTP_ERR_EXISTS ? SOTP_OK : rc;
+}
+
+/*
+ * A migration binding (contract import): the contract takes serial and
+ * login with no code checked and the token's last_step left as it is,
+ * under the guards of a binding: the contract open and holding no token,
+ * and the UNIQUE on contracts.serial keeping the token from a second
+ * contract (*won = 0 then; in a savepoint where a refused statement would
+ * abort the caller's transaction). Whether a binding without a code is
+ * allowed at all is the policy's, checked by the caller (migrate.c).
+ */
+int
+sotp_store_bind_migrated(struct sotp_store *st, const char *contract,
+    const char *serial, enum sotp_login login, int *won)
+{
+	const struct sotp_param p[] = {
+	    SOTP_PTEXT(contract), SOTP_PTEXT(serial), SOTP_PINT(login)};
+	int nested, rc;
+	int64_t changed = 0;
+
+	if (won != NULL)
+		*won = 0;
+	if ((rc = sotp_db_enter(st, "bind_migrated",
+	         valid_id(contract) && valid_id(serial) && valid_login(login) &&
+	             won != NULL)) != SOTP_OK)
+		return rc;
+	nested = st->depth > 0 && !st->drv->stmt_undo;
+	if (nested && (rc = sotp_db_begin(st)) != SOTP_OK)
+		return rc;
+	rc = sotp_db_run(st, SOTP_Q_CONTRACT_BIND, p, SOTP_NELEM(p), &changed);
+	if (nested)
+		rc = sotp_db_end(st, rc);
+	if (rc == SOTP_ERR_EXISTS)
+		return SOTP_OK;
+	if (rc == SOTP_OK)
+		*won = changed == 1;
+	return rc;
+}
+
+struct contract_list {
+	sotp_contract_rec_cb *cb;
+	void *arg;
+	struct sotp_contract_rec c;
+};
+
+static int
+contract_list_row(struct sotp_store *st, void *arg)
+{
+	struct contract_list *l = arg;
+	int rc;
+
+	if ((rc = row_contract(st, &l->c)) != SOTP_OK)
+		return rc;
+	return l->cb(l->arg, &l->c);
+}
+
+int
+sotp_store_contract_list(
+    struct sotp_store *st, sotp_contract_rec_cb *cb, void *arg)
+{
+	struct contract_list *l;
+	int rc;
+
+	if ((rc = sotp_db_enter(st, "contract_list", cb != NULL)) != SOTP_OK)
+		return rc;
+	if ((l = calloc(1, sizeof(*l))) == NULL)
+		return SOTP_ERR_NOMEM;
+	l->cb = cb;
+	l->arg = arg;
+	rc = sotp_db_rows(
+	    st, SOTP_Q_CONTRACT_LIST, NULL, 0, contract_list_row, l);
+	sotp_free_secret(l, sizeof(*l));
+	return rc;
 }
 
 /*

@@ -173,6 +173,9 @@ static const char *const pg_sql[SOTP_Q_COUNT] = {
                              " AND serial IS NULL AND closed = 0",
     [SOTP_Q_CONTRACT_UNBIND] = "UPDATE contracts SET serial = NULL"
                                " WHERE id = $1 AND serial = $2",
+    [SOTP_Q_CONTRACT_LIST] = SOTP_SQL_CONTRACT_SELECT " ORDER BY id",
+    [SOTP_Q_CONTRACT_REHASH] = "UPDATE contracts SET pwhash = $3"
+                               " WHERE id = $1 AND pwhash = $2",
     [SOTP_Q_STATE_PURGE] = "DELETE FROM used_states WHERE expires < $1",
     /* Waits for a concurrent insert of the same id, then does nothing. */
     [SOTP_Q_STATE_INSERT] = "INSERT INTO used_states (id, expires)"

@@ -33,6 +33,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -160,6 +162,9 @@ static const char *const sqlite_sql[SOTP_Q_COUNT] = {
                              " AND serial IS NULL AND closed = 0",
     [SOTP_Q_CONTRACT_UNBIND] = "UPDATE contracts SET serial = NULL"
                                " WHERE id = ?1 AND serial = ?2",
+    [SOTP_Q_CONTRACT_LIST] = SOTP_SQL_CONTRACT_SELECT " ORDER BY id",
+    [SOTP_Q_CONTRACT_REHASH] = "UPDATE contracts SET pwhash = ?3"
+                               " WHERE id = ?1 AND pwhash = ?2",
     [SOTP_Q_STATE_PURGE] = "DELETE FROM used_states WHERE expires < ?1",
     [SOTP_Q_STATE_INSERT] = "INSERT OR IGNORE INTO used_states (id, expires)"
                             " VALUES (?1, ?2)",
@@ -500,6 +505,132 @@ sq_close(struct sotp_store *st)
 	st->conn = NULL;
 }
 
+/* ---- Backup ---- */
+
+/* One integer or text answer of a statement on db, into out. */
+static int
+one_answer(sqlite3 *db, const char *sql, char *out, size_t outsz)
+{
+	sqlite3_stmt *s = NULL;
+	const unsigned char *v;
+	int ok = 0;
+
+	out[0] = '\0';
+	if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK &&
+	    sqlite3_step(s) == SQLITE_ROW &&
+	    (v = sqlite3_column_text(s, 0)) != NULL) {
+		sotp_strlcpy(out, (const char *)v, outsz);
+		ok = 1;
+	}
+	sqlite3_finalize(s);
+	return ok ? 0 : -1;
+}
+
+/* Makes the copy durable: the file's data, then its directory entry. */
+static int
+sync_file(const char *path)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	int fd, ok;
+
+	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return -1;
+	ok = fsync(fd) == 0;
+	close(fd);
+	snprintf(dir, sizeof(dir), "%.*s",
+	    slash == path ? 1 : (int)(slash - path), path);
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -1;
+	ok = fsync(fd) == 0 && ok;
+	close(fd);
+	return ok ? 0 : -1;
+}
+
+/*
+ * SQLite's online backup API, in one step: the copy is read inside one
+ * read transaction, a snapshot of the last commit; in WAL mode readers
+ * and writers do not block each other, so PAM and radiusd keep accepting
+ * codes while it runs (their commits land after the snapshot). A copy in
+ * several steps would restart at every commit of another connection, and
+ * under load might never end. The copy is then made a single file
+ * (rollback journal instead of WAL: the store turns WAL on again when it
+ * opens it), checked (quick_check and the schema version) and synced; a
+ * copy that fails any of this is removed.
+ */
+static int
+sq_backup(struct sotp_store *st, const char *path)
+{
+	struct sq_conn *c = st->conn;
+	sqlite3 *dst = NULL;
+	sqlite3_backup *b = NULL;
+	char answer[64], jpath[PATH_MAX + 16];
+	int fd, sqlrc, rc = SOTP_ERR_STORE, made = 0;
+
+	fd = open(
+	    path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return sotp_store_dberr(st, SOTP_ERR_SYSTEM, "%s: %s", path,
+		    errno == EEXIST ? "exists (a backup never overwrites)"
+		                    : strerror(errno));
+	close(fd);
+	made = 1;
+	if ((sqlrc = sqlite3_open_v2(path, &dst,
+	         SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL)) !=
+	    SQLITE_OK) {
+		rc = sotp_store_dberr(
+		    st, SOTP_ERR_STORE, "%s: %s", path, sqlite3_errstr(sqlrc));
+		goto out;
+	}
+	if ((b = sqlite3_backup_init(dst, "main", c->db, "main")) == NULL) {
+		rc = sotp_store_dberr(
+		    st, SOTP_ERR_STORE, "%s: %s", path, sqlite3_errmsg(dst));
+		goto out;
+	}
+	sqlrc = sqlite3_backup_step(b, -1);
+	sqlite3_backup_finish(b);
+	if (sqlrc != SQLITE_DONE) {
+		rc = sotp_store_dberr(st, map_rc(sqlrc), "%s: copy: %s", path,
+		    sqlite3_errstr(sqlrc));
+		goto out;
+	}
+	if (one_answer(dst, "PRAGMA journal_mode=DELETE", answer,
+	        sizeof(answer)) != 0 ||
+	    strcmp(answer, "delete") != 0 ||
+	    one_answer(dst, "PRAGMA quick_check", answer, sizeof(answer)) !=
+	        0 ||
+	    strcmp(answer, "ok") != 0 ||
+	    one_answer(dst, "SELECT version FROM schema_version", answer,
+	        sizeof(answer)) != 0 ||
+	    atoi(answer) != SOTP_SCHEMA_VERSION) {
+		rc = sotp_store_dberr(st, SOTP_ERR_STORE,
+		    "%s: the copy does not check out (%s)", path, answer);
+		goto out;
+	}
+	if (sqlite3_close(dst) != SQLITE_OK) {
+		rc = sotp_store_dberr(st, SOTP_ERR_STORE, "%s: close", path);
+		dst = NULL;
+		goto out;
+	}
+	dst = NULL;
+	if (sync_file(path) != 0) {
+		rc = sotp_store_dberr(st, SOTP_ERR_SYSTEM, "%s: fsync: %s",
+		    path, strerror(errno));
+		goto out;
+	}
+	rc = SOTP_OK;
+out:
+	if (dst != NULL)
+		sqlite3_close_v2(dst);
+	if (rc != SOTP_OK && made) {
+		unlink(path);
+		if (snprintf(jpath, sizeof(jpath), "%s-journal", path) <
+		    (int)sizeof(jpath))
+			unlink(jpath);
+	}
+	return rc;
+}
+
 const struct sotp_store_driver sotp_store_sqlite_driver = {
     .name = "sqlite",
     .sql = sqlite_sql,
@@ -514,4 +645,5 @@ const struct sotp_store_driver sotp_store_sqlite_driver = {
     .done = sq_done,
     .script = sq_script,
     .txn_state = sq_txn_state,
+    .backup = sq_backup,
 };

@@ -4,6 +4,15 @@
  * RFC 6238 section 5.2: accept the current step and a small window around
  * it, recentred on the drift this token has shown before, so a phone whose
  * clock runs a step off keeps working without widening everyone's window.
+ *
+ * An event-based token (HOTP, RFC 4226; period 0) has no clock: its
+ * "step" is the counter, and last_step is the last counter accepted. The
+ * window is the look-ahead of section 7.4, from the counter after it to
+ * hotp_look_ahead counters on, so the codes of presses that never reached
+ * us still work; the last accepted counter is computed too, so a code
+ * typed twice is told apart (REPLAYED) from a wrong one. Acceptance then
+ * goes through the same compare-and-set as a time step (last_step < c),
+ * which is what keeps each code good once, on every server of a farm.
  */
 #include "sotp_int.h"
 
@@ -65,16 +74,22 @@ sotp_token_match(struct sotp_ctx *ctx, const struct sotp_token_rec *t,
 	*match = 0;
 	*step = -1;
 	*drift = t->drift;
-	if (now < 0 || t->period == 0)
+	if (now < 0)
 		return SOTP_ERR_INVALID_ARG;
 	/* A malformed code is simply no match; nothing secret is touched. */
 	if (sotp_code_len(code) != t->digits)
 		return SOTP_OK;
 	if ((rc = key_mac(ctx, t)) != SOTP_OK)
 		goto out;
-	T = (int64_t)now / t->period;
-	first = T + t->drift - p->window_back;
-	last = T + t->drift + p->window_forward;
+	if (t->period == 0) {
+		T = t->last_step + 1; /* the counter of the next code */
+		first = t->last_step;
+		last = t->last_step + (int64_t)p->hotp_look_ahead;
+	} else {
+		T = (int64_t)now / t->period;
+		first = T + t->drift - p->window_back;
+		last = T + t->drift + p->window_forward;
+	}
 	if (first < 0)
 		first = 0;
 	/* Compute every candidate, so the time taken says nothing. */
@@ -87,7 +102,10 @@ sotp_token_match(struct sotp_ctx *ctx, const struct sotp_token_rec *t,
 			*step = s;
 		}
 	}
-	if (hit) {
+	if (hit && t->period == 0) {
+		*match = 1;
+		*drift = 0;
+	} else if (hit) {
 		/*
 		 * Learn at most max_drift, unless an admin resync already set
 		 * a larger drift: then follow the token from there.
@@ -109,21 +127,28 @@ sotp_token_find_pair(struct sotp_ctx *ctx, const struct sotp_token_rec *t,
     int64_t *step)
 {
 	char cur[SOTP_CODE_MAX];
-	int64_t T, s, first;
+	int64_t T, s, first, last;
 	int rc, prev_hit = 0, hit;
 
 	*step = -1;
-	if (now < 0 || t->period == 0)
+	if (now < 0)
 		return SOTP_ERR_INVALID_ARG;
 	if (sotp_code_len(code1) != t->digits ||
 	    sotp_code_len(code2) != t->digits)
 		return SOTP_OK;
 	if ((rc = key_mac(ctx, t)) != SOTP_OK)
 		goto out;
-	T = (int64_t)now / t->period;
-	first = T - window > 0 ? T - window : 0;
+	if (t->period == 0) {
+		/* HOTP: forward only, from the counter after the last used. */
+		first = t->last_step + 1;
+		last = t->last_step + (int64_t)window;
+	} else {
+		T = (int64_t)now / t->period;
+		first = T - window > 0 ? T - window : 0;
+		last = T + window;
+	}
 	/* Two consecutive steps: code1 at s - 1 and code2 at s. */
-	for (s = first; s <= T + window; s++) {
+	for (s = first; s <= last; s++) {
 		if ((rc = sotp_mac_hotp(
 		         ctx->mac, (uint64_t)s, t->digits, cur)) != SOTP_OK)
 			goto out;

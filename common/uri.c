@@ -106,7 +106,7 @@ int
 sotp_uri_build(const struct sotp_uri *u, char **out)
 {
 	char secret[sizeof(u->secret)];
-	char num[24];
+	char num[32];
 	const char *why = NULL;
 	const char *alg;
 	char *buf = NULL;
@@ -119,7 +119,7 @@ sotp_uri_build(const struct sotp_uri *u, char **out)
 	if (u == NULL || !field_ok(u->issuer, sizeof(u->issuer)) ||
 	    !field_ok(u->account, sizeof(u->account)) ||
 	    !field_ok(u->secret, sizeof(u->secret)) || u->account[0] == '\0' ||
-	    u->digits < 6 || u->digits > 8 || u->period < 1)
+	    u->digits < 6 || u->digits > 8)
 		return SOTP_ERR_INVALID_ARG;
 	/* Without an issuer, a ':' in the account would be read as one. */
 	if (u->issuer[0] == '\0' && strchr(u->account, ':') != NULL)
@@ -151,7 +151,9 @@ sotp_uri_build(const struct sotp_uri *u, char **out)
 		rc = SOTP_ERR_NOMEM;
 		goto out;
 	}
-	put_raw(buf, &o, URI_PREFIX URI_TYPE);
+	/* An event-based token's URI carries its next counter instead. */
+	put_raw(
+	    buf, &o, u->period == 0 ? URI_PREFIX "hotp/" : URI_PREFIX URI_TYPE);
 	if (isslen > 0) {
 		put_escaped(buf, &o, u->issuer);
 		buf[o++] = ':';
@@ -167,7 +169,11 @@ sotp_uri_build(const struct sotp_uri *u, char **out)
 	put_raw(buf, &o, alg);
 	(void)snprintf(num, sizeof(num), "&digits=%u", u->digits);
 	put_raw(buf, &o, num);
-	(void)snprintf(num, sizeof(num), "&period=%u", u->period);
+	if (u->period == 0)
+		(void)snprintf(num, sizeof(num), "&counter=%llu",
+		    (unsigned long long)u->counter);
+	else
+		(void)snprintf(num, sizeof(num), "&period=%u", u->period);
 	put_raw(buf, &o, num);
 	buf[o] = '\0';
 	*out = buf;

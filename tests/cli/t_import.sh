@@ -85,11 +85,12 @@ refused BAD_INPUT "a truncated file is refused" \
 check "the reason says XML" contains "$ERR" "not well-formed XML"
 refused_at 3 EXISTS "a serial twice in the file is refused" \
     cli token import "$D/gen-dup.pskc"
-refused_at 3 BAD_INPUT "an HOTP entry 3 refuses the whole file" \
-    cli token import "$D/gen-hotp-entry3.pskc"
-check "the reason says TOTP only" contains "$ERR" "TOTP tokens only"
-refused_at 1 BAD_INPUT "RFC 6030 figure 2 as published (HOTP) is refused" \
-    cli token import "$D/rfc6030-figure2-hotp.pskc"
+refused_at 1 BAD_INPUT "RFC 6030 figure 4 (no secret in the file) is refused" \
+    cli token import "$D/rfc6030-figure4.pskc"
+check "the reason names the vendor's derivation" contains "$ERR" "KeyReference"
+refused_at 1 BAD_INPUT "RFC 6030 figure 2 (a 4-byte secret) is refused" \
+    cli token import "$D/rfc6030-figure2.pskc"
+check "the reason names the secret's length" contains "$ERR" "secret is 4 bytes"
 unchanged "every refused PSKC file"
 
 chmod 644 "$SB/wrong.hex"

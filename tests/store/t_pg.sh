@@ -67,6 +67,25 @@ check "audit has the replay" contains "$OUT" "auth reject REPLAYED"
 check "unbind" cli contract unbind PGC1
 check "close after unbind" cli contract close PGC1
 
+# -- contract import and export on PostgreSQL: all or nothing, one
+#    transaction (a refused migration binding in it must not abort it) --
+check "gen_contracts: 300 records" "$BUILD/tests/gen_contracts" 300 csv "$SB/c.csv" PG
+check "contract import into PostgreSQL" cli contract import "$SB/c.csv"
+check "imported 300" contains "$OUT" "imported 300 contracts"
+check "an imported password verifies" clin pw-PG0000002 verify PG0000002 --context mobile
+H=$(sed -n 's/^PG0000003,\([^,]*\),.*/\1/p' "$SB/c.csv")
+check "a token for a migration binding" cli token add PGM1 --secret "$(secret)"
+printf 'PGB1,%s,otp,,PGM1,active\nPGB2,%s\n' "$H" "$H" >"$SB/mb.csv"
+check "a migration binding in PostgreSQL" cli contract import "$SB/mb.csv"
+check "one binding" contains "$OUT" "(1 with a migration binding)"
+printf 'PGB3,%s\nPGB4,%s,otp,,PGM1\n' "$H" "$H" >"$SB/bad.csv"
+check_rc 1 "a token bound already: refused, nothing imported" cli contract import "$SB/bad.csv"
+check "line 2 named" contains "$ERR" "refused: line 2: token 'PGM1' is bound to contract 'PGB1'"
+refused UNKNOWN_CONTRACT "PGB3 was not half-imported" cli contract show PGB3
+check "export from PostgreSQL" sh -c 'test "$("$1" export --with-secrets | grep -c "^PG[0-9B]")" -eq 302' sh "$CLI"
+check_rc 2 "backup names PostgreSQL's own tools" cli backup "$SB/pg.bk"
+check "pg_dump named" contains "$ERR" "pg_dump"
+
 # -- two processes, one code: exactly one accept, as with SQLite --
 race_rounds "$ROUNDS" R
 # -- two processes bind at once: exactly one binding, as with SQLite --

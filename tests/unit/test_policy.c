@@ -234,6 +234,11 @@ test_policy_minimal_gets_defaults(void **state)
 	assert_int_equal(p->window_forward, 1);
 	assert_int_equal(p->max_drift, 2);
 	assert_int_equal(p->resync_window, 40);
+	assert_int_equal(p->hotp_look_ahead, 10);
+	assert_int_equal(p->hotp_resync_window, 100);
+	assert_int_equal(p->min_secret_bytes, 16);
+	assert_int_equal(p->migration_binding, 1);
+	assert_int_equal(p->rehash, 0);
 	assert_int_equal(p->lock_threshold, 5);
 	assert_int_equal(p->lock_duration, 0);
 	assert_int_equal(p->state_lifetime, 120);
@@ -262,6 +267,11 @@ test_policy_full_sets_every_key(void **state)
 	assert_int_equal(p->window_forward, 2);
 	assert_int_equal(p->max_drift, 10);
 	assert_int_equal(p->resync_window, 1000);
+	assert_int_equal(p->hotp_look_ahead, 100);
+	assert_int_equal(p->hotp_resync_window, 10000);
+	assert_int_equal(p->min_secret_bytes, 20);
+	assert_int_equal(p->migration_binding, 0);
+	assert_int_equal(p->rehash, 1);
 	assert_int_equal(p->lock_threshold, 100);
 	assert_int_equal(p->lock_duration, 2592000);
 	assert_int_equal(p->state_lifetime, 3600);
@@ -385,6 +395,11 @@ assert_same_policy(const struct sotp_policy *a, const struct sotp_policy *b)
 	assert_int_equal(a->window_forward, b->window_forward);
 	assert_int_equal(a->max_drift, b->max_drift);
 	assert_int_equal(a->resync_window, b->resync_window);
+	assert_int_equal(a->hotp_look_ahead, b->hotp_look_ahead);
+	assert_int_equal(a->hotp_resync_window, b->hotp_resync_window);
+	assert_int_equal(a->min_secret_bytes, b->min_secret_bytes);
+	assert_int_equal(a->migration_binding, b->migration_binding);
+	assert_int_equal(a->rehash, b->rehash);
 	assert_int_equal(a->lock_threshold, b->lock_threshold);
 	assert_int_equal(a->lock_duration, b->lock_duration);
 	assert_int_equal(a->state_lifetime, b->state_lifetime);

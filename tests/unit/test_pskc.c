@@ -1,10 +1,11 @@
 /*
  * test_pskc.c - token import from PSKC (RFC 6030) and CSV files.
  *
- * The files are in tests/data/pskc: RFC 6030's own examples made TOTP
- * (their CipherValues and MACs are the RFC's bytes) and files that
- * make.sh generates with openssl(1). Each imported token must yield the
- * codes oathtool computes from the secret we know is in the file; each
+ * The files are in tests/data/pskc: RFC 6030's figures 2 to 7 as
+ * published (HOTP), the same made TOTP (their CipherValues and MACs are
+ * the RFC's bytes) and files that make.sh generates with openssl(1).
+ * Each imported token must yield the codes oathtool computes from the
+ * secret we know is in the file (--totp, or --hotp by counter); each
  * refused file must leave the store exactly as it was.
  */
 #include <setjmp.h>
@@ -270,16 +271,175 @@ test_pskc_rfc_figure7_pbkdf2(void **state)
 	check_token(f, &rfc_token);
 }
 
+/* ---- RFC 6030's figures as published: HOTP ---- */
+
+/* oathtool's HOTP code of counter c for a hex secret. */
 static void
-test_pskc_rfc_hotp_refused(void **state)
+oath_hotp(const char *hex, unsigned int digits, uint64_t c, char *out)
+{
+	char cmd[512];
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd), "oathtool --hotp -d %u -c %llu %s", digits,
+	    (unsigned long long)c, hex);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	assert_non_null(fgets(out, SOTP_CODE_MAX + 1, p));
+	out[strcspn(out, "\n")] = '\0';
+	assert_int_equal(pclose(p), 0);
+}
+
+/*
+ * An imported HOTP token: event-based (period 0), its next counter
+ * `counter`, an otpauth://hotp/ URI with that counter and the secret hex,
+ * and codes for the next counters equal to oathtool's.
+ */
+static void
+check_hotp(struct fx *f, const char *serial, const char *hex,
+    unsigned int digits, uint64_t counter)
+{
+	struct sotp_token_info info;
+	uint8_t key[64], exp[64];
+	char *uri = NULL, *p, mine[SOTP_CODE_MAX], theirs[SOTP_CODE_MAX + 1];
+	char want[64], b32[160];
+	size_t keylen = 0, explen = 0;
+	uint64_t c;
+
+	assert_int_equal(sotp_token_get(f->ctx, serial, &info), SOTP_OK);
+	assert_int_equal(info.period, 0);
+	assert_int_equal(info.digits, digits);
+	assert_int_equal(info.last_step, (int64_t)counter - 1);
+	assert_int_equal(sotp_token_uri(f->ctx, serial, &uri), SOTP_OK);
+	assert_non_null(strstr(uri, "otpauth://hotp/"));
+	snprintf(
+	    want, sizeof(want), "&counter=%llu", (unsigned long long)counter);
+	assert_non_null(strstr(uri, want));
+	assert_non_null(p = strstr(uri, "secret="));
+	snprintf(b32, sizeof(b32), "%.*s", (int)strcspn(p + 7, "&"), p + 7);
+	sotp_free_string(uri);
+	assert_int_equal(
+	    sotp_base32_decode(b32, key, sizeof(key), &keylen, NULL), SOTP_OK);
+	hex_decode(hex, exp, &explen);
+	assert_int_equal(keylen, explen);
+	assert_memory_equal(key, exp, keylen);
+	for (c = counter; c < counter + 3; c++) {
+		assert_int_equal(
+		    sotp_hotp(info.alg, key, keylen, c, info.digits, mine),
+		    SOTP_OK);
+		oath_hotp(hex, digits, c, theirs);
+		assert_string_equal(mine, theirs);
+	}
+}
+
+/* Figure 2: a 4-byte secret, below RFC 4226's 128 bits. */
+static void
+test_pskc_rfc_figure2_basic(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_import_result res;
+	struct sotp_ctx *weak = NULL;
+	char conf[160], cmd[512];
+
+	assert_int_equal(
+	    import_file(f, "rfc6030-figure2.pskc", NULL, NULL, 0, &res),
+	    SOTP_OK);
+	check_refused(f, &res, 0, 1, SOTP_R_BAD_INPUT, "secret is 4 bytes");
+	/* A policy that lowers min_secret_bytes takes it, with defaults:
+	 * 6 digits, counter 0, the Key Id as serial. */
+	snprintf(conf, sizeof(conf), "%s/weak.conf", f->dir);
+	snprintf(cmd, sizeof(cmd),
+	    "sed 's/^min_secret_bytes = 16$/min_secret_bytes = 4/' %s > %s",
+	    f->conf, conf);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(sotp_ctx_new(&weak), SOTP_OK);
+	assert_int_equal(sotp_ctx_load(weak, conf), SOTP_OK);
+	sotp_ctx_free(f->ctx);
+	f->ctx = weak;
+	assert_int_equal(
+	    import_file(f, "rfc6030-figure2.pskc", NULL, NULL, 0, &res),
+	    SOTP_OK);
+	assert_false(res.refused);
+	check_hotp(f, "12345678", "31323334", 6, 0);
+}
+
+static void
+test_pskc_rfc_figure3_supplementary(void **state)
 {
 	struct fx *f = *state;
 	struct sotp_import_result res;
 
 	assert_int_equal(
-	    import_file(f, "rfc6030-figure2-hotp.pskc", NULL, NULL, 0, &res),
+	    import_file(f, "rfc6030-figure3.pskc", NULL, NULL, 0, &res),
 	    SOTP_OK);
-	check_refused(f, &res, 0, 1, SOTP_R_BAD_INPUT, "HOTP");
+	assert_false(res.refused);
+	assert_int_equal(res.imported, 1);
+	check_hotp(f, "987654321", RFC_SECRET, 8, 0);
+}
+
+/* Figure 4 carries no secret: it is derived from the vendor's key. */
+static void
+test_pskc_rfc_figure4_derived_refused(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_import_result res;
+
+	assert_int_equal(
+	    import_file(f, "rfc6030-figure4.pskc", NULL, NULL, 0, &res),
+	    SOTP_OK);
+	check_refused(f, &res, 0, 1, SOTP_R_BAD_INPUT, "KeyReference");
+}
+
+/* Figure 5: the PIN key package is the token's own business. */
+static void
+test_pskc_rfc_figure5_pin(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_import_result res;
+	size_t len;
+	char *buf, *at;
+
+	assert_int_equal(
+	    import_file(f, "rfc6030-figure5.pskc", NULL, NULL, 0, &res),
+	    SOTP_OK);
+	assert_false(res.refused);
+	assert_int_equal(res.imported, 1);
+	check_hotp(f, "987654321", RFC_SECRET, 8, 0);
+	/* A PIN the server would have to check is refused. */
+	buf = slurp("rfc6030-figure5.pskc", &len);
+	assert_non_null(at = strstr(buf, "PINUsageMode=\"Local\""));
+	memcpy(at, "PINUsageMode=\"Apend\"", 20);
+	assert_int_equal(sotp_import_pskc(f->ctx, buf, len, NULL, 0, NULL, NULL,
+	                     0, T0, &res),
+	    SOTP_OK);
+	free(buf);
+	assert_true(res.refused);
+	assert_non_null(strstr(res.reason, "PINUsageMode 'Apend'"));
+}
+
+static void
+test_pskc_rfc_figure6_hotp_psk(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_import_result res;
+
+	assert_int_equal(
+	    import_file(f, "rfc6030-figure6.pskc", rfc_psk, NULL, 0, &res),
+	    SOTP_OK);
+	assert_false(res.refused);
+	check_hotp(f, "987654321", RFC_SECRET, 8, 0);
+}
+
+static void
+test_pskc_rfc_figure7_hotp_pbkdf2(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_import_result res;
+
+	assert_int_equal(
+	    import_file(f, "rfc6030-figure7.pskc", NULL, RFC_PASS, 0, &res),
+	    SOTP_OK);
+	assert_false(res.refused);
+	check_hotp(f, "987654321", RFC_SECRET, 8, 0);
 }
 
 /* ---- make.sh's files ---- */
@@ -321,6 +481,73 @@ test_pskc_generated_pbkdf2(void **state)
 	assert_int_equal(res.imported, 2);
 	check_token(f, &w[0]);
 	check_token(f, &w[1]);
+}
+
+/*
+ * The same file as other writers spell it: PBKDF2-params in the XML
+ * Encryption 1.1 namespace (python-pskc does), its children unqualified
+ * or qualified in either namespace. Once refused with "PBKDF2:
+ * Salt/Specified missing or bad".
+ */
+static void
+test_pskc_pbkdf2_xenc11_namespace(void **state)
+{
+	static const struct {
+		const char *from, *to;
+	} spell[] = {
+	    {"pkcs5:PBKDF2-params", "xenc11:PBKDF2-params"},
+	    {"<Salt><Specified>", "<xenc11:Salt><xenc11:Specified>"},
+	    {"</Specified></Salt>", "</xenc11:Specified></xenc11:Salt>"},
+	    {"<IterationCount>", "<pkcs5:IterationCount>"},
+	    {"</IterationCount>", "</pkcs5:IterationCount>"},
+	};
+	struct fx *f = *state;
+	struct sotp_import_result res;
+	const struct want w = {"GEN-PBKDF2-2", S4, "sha1", 6, 30};
+	char *buf, *out, *at;
+	size_t len, i, n, k, olen;
+
+	buf = slurp("gen-pbkdf2.pskc", &len);
+	for (k = 1; k <= sizeof(spell) / sizeof(spell[0]); k += 2) {
+		/* k = 1: the namespace alone; then qualified children. */
+		out = calloc(1, len + 512);
+		assert_non_null(out);
+		memcpy(out, buf, len + 1);
+		for (i = 0; i < k; i++) {
+			while ((at = strstr(out, spell[i].from)) != NULL) {
+				n = strlen(spell[i].from);
+				memmove(at + strlen(spell[i].to), at + n,
+				    strlen(at + n) + 1);
+				memcpy(at, spell[i].to, strlen(spell[i].to));
+			}
+		}
+		olen = strlen(out);
+		assert_int_equal(sotp_import_pskc(f->ctx, out, olen, NULL, 0,
+		                     GEN_PASS, NULL, k < 5, T0, &res),
+		    SOTP_OK);
+		if (res.refused)
+			fail_msg("spelling %zu refused: %s", k, res.reason);
+		assert_int_equal(res.imported, 2);
+		free(out);
+	}
+	free(buf);
+	check_token(f, &w);
+}
+
+/* CSV: a counter in field 7 makes an HOTP token. */
+static void
+test_pskc_csv_hotp(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_import_result res;
+	static const char csv[] =
+	    "H1,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ,,8,,,42\n";
+
+	assert_int_equal(
+	    sotp_import_csv(f->ctx, csv, strlen(csv), NULL, 0, T0, &res),
+	    SOTP_OK);
+	assert_false(res.refused);
+	check_hotp(f, "H1", RFC_SECRET, 8, 42);
 }
 
 static void
@@ -418,16 +645,22 @@ test_pskc_duplicates_refused(void **state)
 	check_refused(f, &res, 1, 1, SOTP_R_EXISTS, "already in the store");
 }
 
+/* TOTP and HOTP keys in one file: entry 3 is event-based. */
 static void
-test_pskc_entry3_hotp_refuses_all(void **state)
+test_pskc_entry3_hotp_mixed(void **state)
 {
 	struct fx *f = *state;
 	struct sotp_import_result res;
+	struct sotp_token_info info;
 
 	assert_int_equal(
 	    import_file(f, "gen-hotp-entry3.pskc", NULL, NULL, 0, &res),
 	    SOTP_OK);
-	check_refused(f, &res, 0, 3, SOTP_R_BAD_INPUT, "TOTP tokens only");
+	assert_false(res.refused);
+	assert_int_equal(res.imported, 4);
+	check_hotp(f, "GEN-PLAIN-3", S2, 6, 0);
+	assert_int_equal(sotp_token_get(f->ctx, "GEN-PLAIN-4", &info), SOTP_OK);
+	assert_int_equal(info.period, 30);
 }
 
 /* No DTD: entities are how XML parsers get abused. */
@@ -506,7 +739,11 @@ test_pskc_csv_refusals(void **state)
 	    {"A,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ,,,,nokind\n", 1,
 	        SOTP_R_BAD_INPUT, "kind 'nokind'"},
 	    {"A,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ,,,,,x\n", 1, SOTP_R_BAD_INPUT,
-	        "more than 6 fields"},
+	        "counter is not a number"},
+	    {"A,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ,,,,,1,x\n", 1,
+	        SOTP_R_BAD_INPUT, "more than 7 fields"},
+	    {"A,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ,,,30,,5\n", 1,
+	        SOTP_R_BAD_INPUT, "not both"},
 	    {"A B,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n", 1, SOTP_R_BAD_INPUT,
 	        "serial"},
 	    {"just-a-serial\n", 1, SOTP_R_BAD_INPUT, "want serial,"},
@@ -565,7 +802,12 @@ main(void)
 	    T(test_pskc_rfc_figure2_plain),
 	    T(test_pskc_rfc_figure6_preshared_key),
 	    T(test_pskc_rfc_figure7_pbkdf2),
-	    T(test_pskc_rfc_hotp_refused),
+	    T(test_pskc_rfc_figure2_basic),
+	    T(test_pskc_rfc_figure3_supplementary),
+	    T(test_pskc_rfc_figure4_derived_refused),
+	    T(test_pskc_rfc_figure5_pin),
+	    T(test_pskc_rfc_figure6_hotp_psk),
+	    T(test_pskc_rfc_figure7_hotp_pbkdf2),
 	    T(test_pskc_generated_psk_three_tokens),
 	    T(test_pskc_generated_pbkdf2),
 	    T(test_pskc_dry_run_stores_nothing),
@@ -573,7 +815,9 @@ main(void)
 	    T(test_pskc_bad_mac_refused),
 	    T(test_pskc_truncated_refused),
 	    T(test_pskc_duplicates_refused),
-	    T(test_pskc_entry3_hotp_refuses_all),
+	    T(test_pskc_entry3_hotp_mixed),
+	    T(test_pskc_pbkdf2_xenc11_namespace),
+	    T(test_pskc_csv_hotp),
 	    T(test_pskc_doctype_refused),
 	    T(test_pskc_csv_import),
 	    T(test_pskc_csv_refusals),

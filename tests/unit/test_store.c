@@ -476,6 +476,105 @@ test_store_bind_ok(void **state)
  * each guard that says no leaves both rows as they were (the reasons are
  * the engine's, tested in test_engine.c).
  */
+/*
+ * A migration binding (contract import): no code, the token's last_step
+ * untouched, the guards of a binding; inside a caller's transaction a
+ * refused one leaves the rest of the batch standing (PostgreSQL would
+ * abort the whole transaction without its savepoint).
+ */
+static void
+test_store_bind_migrated(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_contract_rec c;
+	struct sotp_token_rec t;
+	int won = -1, closed = 0;
+
+	add_token(fx->st, "TK1");
+	add_token(fx->st, "TK2");
+	add_contract(fx->st, "C1");
+	add_contract(fx->st, "C2");
+	add_contract(fx->st, "C3");
+	assert_int_equal(sotp_store_begin(fx->st), SOTP_OK);
+	assert_int_equal(sotp_store_bind_migrated(
+	                     fx->st, "C1", "TK1", SOTP_LOGIN_CARD, &won),
+	    SOTP_OK);
+	assert_int_equal(won, 1);
+	/* TK1 is C1's: the UNIQUE refuses it for C2, the batch goes on. */
+	assert_int_equal(
+	    sotp_store_bind_migrated(fx->st, "C2", "TK1", SOTP_LOGIN_OTP, &won),
+	    SOTP_OK);
+	assert_int_equal(won, 0);
+	/* C1 holds a token already. */
+	assert_int_equal(
+	    sotp_store_bind_migrated(fx->st, "C1", "TK2", SOTP_LOGIN_OTP, &won),
+	    SOTP_OK);
+	assert_int_equal(won, 0);
+	add_contract(fx->st, "C4");
+	assert_int_equal(sotp_store_commit(fx->st), SOTP_OK);
+	assert_int_equal(sotp_store_contract_get(fx->st, "C1", &c), SOTP_OK);
+	assert_string_equal(c.serial, "TK1");
+	assert_int_equal(c.login, SOTP_LOGIN_CARD);
+	assert_int_equal(sotp_store_contract_get(fx->st, "C4", &c), SOTP_OK);
+	assert_int_equal(sotp_store_token_get(fx->st, "TK1", &t), SOTP_OK);
+	assert_string_equal(t.contract, "C1");
+	assert_int_equal(t.last_step, -1);
+	/* A closed contract takes no token. */
+	assert_int_equal(
+	    sotp_store_contract_close(fx->st, "C3", &closed), SOTP_OK);
+	assert_int_equal(
+	    sotp_store_bind_migrated(fx->st, "C3", "TK2", SOTP_LOGIN_OTP, &won),
+	    SOTP_OK);
+	assert_int_equal(won, 0);
+}
+
+struct listed {
+	char ids[8][SOTP_ID_MAX];
+	int n;
+};
+
+static int
+contract_listed(void *arg, const struct sotp_contract_rec *c)
+{
+	struct listed *l = arg;
+
+	if (l->n < 8)
+		snprintf(l->ids[l->n], SOTP_ID_MAX, "%s", c->id);
+	l->n++;
+	return 0;
+}
+
+/* Every contract in ID order; a rehash only over the hash it saw. */
+static void
+test_store_contract_list_rehash(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_contract_rec c;
+	struct listed l;
+	int won = -1;
+
+	memset(&l, 0, sizeof(l));
+	add_contract(fx->st, "C2");
+	add_contract(fx->st, "C10");
+	add_contract(fx->st, "C1");
+	assert_int_equal(
+	    sotp_store_contract_list(fx->st, contract_listed, &l), SOTP_OK);
+	assert_int_equal(l.n, 3);
+	assert_string_equal(l.ids[0], "C1");
+	assert_string_equal(l.ids[1], "C10");
+	assert_string_equal(l.ids[2], "C2");
+	assert_int_equal(sotp_store_contract_rehash(fx->st, "C1",
+	                     "$y$j9T$salt$hash-of-C2", "$y$new", &won),
+	    SOTP_OK);
+	assert_int_equal(won, 0);
+	assert_int_equal(sotp_store_contract_rehash(fx->st, "C1",
+	                     "$y$j9T$salt$hash-of-C1", "$y$new", &won),
+	    SOTP_OK);
+	assert_int_equal(won, 1);
+	assert_int_equal(sotp_store_contract_get(fx->st, "C1", &c), SOTP_OK);
+	assert_string_equal(c.pwhash, "$y$new");
+}
+
 static void
 test_store_bind_guards(void **state)
 {
@@ -1690,6 +1789,7 @@ main(void)
 	    T(test_store_contract_insert_refuses_bound),                       \
 	    T(test_store_contract_setters), T(test_store_bind_ok),             \
 	    T(test_store_bind_guards), T(test_store_one_token_per_contract),   \
+	    T(test_store_bind_migrated), T(test_store_contract_list_rehash),   \
 	    T(test_store_one_contract_per_token),                              \
 	    T(test_store_unbind_frees_token),                                  \
 	    T(test_store_close_refused_while_bound),                           \

@@ -119,7 +119,7 @@ KEY=$(openssl kdf -keylen 16 -kdfopt digest:SHA1 -kdfopt "pass:$PASS" \
 	footer
 } >gen-pbkdf2.pskc
 
-# Plain: four tokens, entry 3 an HOTP one (refused: "entry 3").
+# Plain: four tokens, entry 3 an HOTP one (counter 0), the others TOTP.
 {
 	header "" ""
 	package GEN-PLAIN-1 totp 6 30 "$S1" plain

@@ -1,0 +1,284 @@
+/*
+ * cmd_migrate.c - contract import, export and backup: the bank's
+ * existing customers in, and the state out again.
+ *
+ *	shinkin-otp contract import FILE [--format csv|jsonl] [--dry-run]
+ *	shinkin-otp export [--format csv|jsonl] [--with-secrets]
+ *	    [--output FILE]
+ *	shinkin-otp backup FILE
+ *
+ * The import file is mapped, not read into the heap: it holds password
+ * hashes and card grids for up to millions of customers, and a mapping
+ * leaves no copy of them behind in freed memory.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define IMPORT_MAP_MAX ((off_t)1 << 34) /* 16 GiB */
+
+/* csv or jsonl: --format, else the file name's extension. */
+static int
+record_format(struct cli *c, const char *format, const char *path,
+    enum sotp_record_format *fmt)
+{
+	const char *dot = path != NULL ? strrchr(path, '.') : NULL;
+
+	if (format == NULL && dot != NULL &&
+	    (strcasecmp(dot, ".jsonl") == 0 ||
+	        strcasecmp(dot, ".ndjson") == 0 ||
+	        strcasecmp(dot, ".json") == 0))
+		format = "jsonl";
+	if (format == NULL || strcmp(format, "csv") == 0) {
+		*fmt = SOTP_FMT_CSV;
+		return CLI_EXIT_OK;
+	}
+	if (strcmp(format, "jsonl") == 0) {
+		*fmt = SOTP_FMT_JSONL;
+		return CLI_EXIT_OK;
+	}
+	return cli_usage(c, "--format: '%s' is not csv or jsonl", format);
+}
+
+/* One refused record: a line on stderr, or a JSON object on stdout. */
+static int
+print_refusal(void *arg, unsigned long line, int reason, const char *text)
+{
+	const struct cli *c = arg;
+	struct cli_json j;
+
+	if (c->json) {
+		json_begin(&j, stdout);
+		json_str(&j, "verdict", "reject");
+		json_int(&j, "line", (long long)line);
+		json_str(&j, "reason", sotp_reason_name(reason));
+		json_int(&j, "reason_code", reason);
+		json_str(&j, "reason_text", text);
+		json_end(&j);
+		return 0;
+	}
+	if (line > 0)
+		cli_warn(c, "refused: line %lu: %s (%s)", line, text,
+		    sotp_reason_name(reason));
+	else
+		cli_warn(c, "refused: %s (%s)", text, sotp_reason_name(reason));
+	return 0;
+}
+
+static int
+import_report(const struct cli *c,
+    const struct sotp_contract_import_result *res, int dry_run)
+{
+	struct cli_json j;
+
+	if (c->json) {
+		json_begin(&j, stdout);
+		json_str(&j, "verdict", res->refused ? "reject" : "accept");
+		json_int(&j, "records", (long long)res->records);
+		json_int(&j, "refused", (long long)res->refused);
+		json_int(&j, "imported", (long long)res->imported);
+		json_int(&j, "bindings", (long long)res->bindings);
+		json_int(&j, "weak_hashes", (long long)res->weak_hashes);
+		json_bool(&j, "dry_run", dry_run);
+		json_end(&j);
+	}
+	if (res->refused) {
+		cli_warn(c, "refused: %lu of %lu records; nothing imported",
+		    res->refused, res->records);
+		return CLI_EXIT_REFUSED;
+	}
+	if (c->json)
+		return CLI_EXIT_OK;
+	if (dry_run)
+		printf("dry run: %lu contracts would be imported (%lu with a "
+		       "migration binding)\n",
+		    res->imported, res->bindings);
+	else
+		printf(
+		    "imported %lu contracts (%lu with a migration binding)\n",
+		    res->imported, res->bindings);
+	if (res->weak_hashes > 0)
+		printf("note: %lu password hashes use a method libxcrypt calls "
+		       "legacy or too cheap ([migration] rehash = yes replaces "
+		       "each at the customer's next login)\n",
+		    res->weak_hashes);
+	return CLI_EXIT_OK;
+}
+
+int
+cmd_contract_import(struct cli *c, int argc, char **argv)
+{
+	char *format = NULL;
+	int dry_run = 0;
+	const struct cli_opt opts[] = {
+	    {"format", &format, NULL},
+	    {"dry-run", NULL, &dry_run},
+	    {NULL, NULL, NULL},
+	};
+	struct sotp_contract_import_result res;
+	enum sotp_record_format fmt = SOTP_FMT_CSV;
+	const char *pos[1];
+	struct stat st;
+	void *map = MAP_FAILED;
+	size_t npos, len = 0;
+	int ex, rc, fd = -1;
+
+	cli_what(c, "contract import", NULL);
+	if ((ex = cli_parse(c, argc, argv, opts, pos, 1, &npos)) != 0)
+		return ex;
+	if (npos != 1)
+		return cli_usage(c,
+		    "usage: contract import FILE [--format csv|jsonl] "
+		    "[--dry-run]");
+	cli_what(c, "contract import", pos[0]);
+	if ((ex = record_format(c, format, pos[0], &fmt)) != 0 ||
+	    (ex = cli_load(c)) != 0)
+		return ex;
+	if ((fd = open(pos[0], O_RDONLY | O_CLOEXEC)) < 0 ||
+	    fstat(fd, &st) != 0) {
+		cli_warn(c, "%s", strerror(errno));
+		ex = CLI_EXIT_ERROR;
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size > IMPORT_MAP_MAX) {
+		cli_warn(c, "not a regular file of at most 16 GiB");
+		ex = CLI_EXIT_ERROR;
+		goto out;
+	}
+	len = (size_t)st.st_size;
+	if (len > 0 &&
+	    (map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0)) ==
+	        MAP_FAILED) {
+		cli_warn(c, "cannot map the file: %s", strerror(errno));
+		ex = CLI_EXIT_ERROR;
+		goto out;
+	}
+	if (len > 0)
+		(void)madvise(map, len, MADV_SEQUENTIAL);
+	rc = sotp_contract_import(c->ctx, len > 0 ? map : "", len, fmt, dry_run,
+	    c->now, print_refusal, c, &res);
+	ex = rc != SOTP_OK ? cli_error(c, rc) : import_report(c, &res, dry_run);
+out:
+	if (map != MAP_FAILED)
+		munmap(map, len);
+	if (fd >= 0)
+		close(fd);
+	return ex;
+}
+
+struct out_file {
+	FILE *f;
+};
+
+static int
+write_line(void *arg, const char *line, size_t len)
+{
+	struct out_file *o = arg;
+
+	return fwrite(line, 1, len, o->f) == len ? SOTP_OK : SOTP_ERR_SYSTEM;
+}
+
+int
+cmd_export(struct cli *c, int argc, char **argv)
+{
+	char *format = NULL, *output = NULL;
+	int secrets = 0;
+	const struct cli_opt opts[] = {
+	    {"format", &format, NULL},
+	    {"with-secrets", NULL, &secrets},
+	    {"output", &output, NULL},
+	    {NULL, NULL, NULL},
+	};
+	enum sotp_record_format fmt = SOTP_FMT_CSV;
+	struct out_file o = {stdout};
+	unsigned long count = 0;
+	size_t npos;
+	int ex, rc, fd;
+
+	cli_what(c, "export", NULL);
+	if ((ex = cli_parse(c, argc, argv, opts, NULL, 0, &npos)) != 0)
+		return ex;
+	if (c->json)
+		return cli_usage(c,
+		    "writes records; not with --json "
+		    "(--format jsonl writes JSON lines)");
+	if ((ex = record_format(c, format, NULL, &fmt)) != 0 ||
+	    (ex = cli_load(c)) != 0)
+		return ex;
+	/* A new file, 0600 (the CLI's umask): it may hold the secrets. */
+	if (output != NULL) {
+		fd = open(output,
+		    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0 || (o.f = fdopen(fd, "w")) == NULL) {
+			cli_warn(c, "%s: %s", output,
+			    errno == EEXIST ? "exists (not overwritten)"
+			                    : strerror(errno));
+			if (fd >= 0)
+				close(fd);
+			return CLI_EXIT_ERROR;
+		}
+	}
+	if (fmt == SOTP_FMT_CSV)
+		fputs("# contract,pwhash,login,card,serial,status\n", o.f);
+	rc = sotp_export(c->ctx, fmt, secrets, c->now, write_line, &o, &count);
+	if (rc == SOTP_OK && (fflush(o.f) != 0 || ferror(o.f)))
+		rc = SOTP_ERR_SYSTEM;
+	if (o.f != stdout && fclose(o.f) != 0 && rc == SOTP_OK)
+		rc = SOTP_ERR_SYSTEM;
+	if (rc != SOTP_OK) {
+		if (output != NULL)
+			unlink(output);
+		return cli_error(c, rc);
+	}
+	if (output != NULL)
+		printf("exported %lu contracts to %s%s\n", count, output,
+		    secrets ? " (with secrets)" : "");
+	return CLI_EXIT_OK;
+}
+
+int
+cmd_backup(struct cli *c, int argc, char **argv)
+{
+	char path[PATH_MAX];
+	const char *pos[1];
+	struct cli_json j;
+	size_t npos;
+	int ex, rc;
+
+	cli_what(c, "backup", NULL);
+	if ((ex = cli_parse(c, argc, argv, NULL, pos, 1, &npos)) != 0)
+		return ex;
+	if (npos != 1)
+		return cli_usage(c, "usage: backup FILE");
+	cli_what(c, "backup", pos[0]);
+	if (realpath(".", path) == NULL ||
+	    (pos[0][0] != '/' &&
+	        strlen(path) + 1 + strlen(pos[0]) >= sizeof(path)))
+		return cli_usage(c, "path too long");
+	/* The core takes absolute paths only; "." is the caller's. */
+	if (pos[0][0] == '/')
+		snprintf(path, sizeof(path), "%s", pos[0]);
+	else
+		snprintf(path + strlen(path), sizeof(path) - strlen(path),
+		    "/%s", pos[0]);
+	if ((ex = cli_load(c)) != 0)
+		return ex;
+	if ((rc = sotp_backup(c->ctx, path, c->now)) != SOTP_OK)
+		return cli_error(c, rc);
+	if (c->json) {
+		json_begin(&j, stdout);
+		json_str(&j, "backup", path);
+		json_end(&j);
+	} else {
+		printf("backup written to %s\n", path);
+	}
+	return CLI_EXIT_OK;
+}

@@ -1,0 +1,833 @@
+/*
+ * migrate.c - bringing a bank's existing customers in: contract import
+ * from CSV or JSON lines, all or nothing.
+ *
+ * Each record is a contract as the internet-banking system knows it: its
+ * ID, its password hash as stored there (any crypt(3) format libxcrypt
+ * verifies, kept byte for byte: no cleartext is needed and nothing is
+ * re-hashed), the login choice, the printed card's grid, the serial of a
+ * token the customer already holds, and the status.
+ *
+ * All or nothing, in one transaction: a migration is a cut-over, and a
+ * customer base half in (which half?) is worse than none; a file that is
+ * refused is corrected and run again, with nothing to undo or resume. So
+ * the file is read twice. The first pass checks everything and writes
+ * nothing (it is all of --dry-run): every field, every hash (passwd.c, a
+ * full hash only per distinct method and parameters), IDs and serials
+ * repeated in the file (hash sets, not a sort, so that the refusal names
+ * both lines), and each record against the store (the contract new, the
+ * token there, free, enabled and not past its sunset). Every refused
+ * record is reported with its line and reason, not only the first. Only a
+ * file with no refusal is read again, inside one store transaction, and
+ * inserted: the store's write lock is held for the inserts alone, never
+ * while the file is checked. A record that the store refuses in that pass
+ * (another admin added the contract meanwhile) is reported with its line
+ * and rolls the whole import back.
+ *
+ * A serial binds the token without a live code: a migration binding,
+ * allowed by the policy's [migration] binding, audited as
+ * contract.import-bind. The token's last_step stays as it is, so the
+ * customer's next code is the first one accepted. Card grids are sealed
+ * as contract card seals them (AES-GCM, the contract ID as AAD). Each
+ * contract gets its audit row inside the transaction; the import gets a
+ * summary row and log line, refusals and dry runs included.
+ */
+#include "sotp_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+#define REC_LINE_MAX 4096
+#define REC_FIELDS 6
+#define GRID_MAX (26 * 10)
+
+enum { F_CONTRACT, F_PWHASH, F_LOGIN, F_CARD, F_SERIAL, F_STATUS };
+static const char *const field_names[REC_FIELDS] = {
+    "contract", "pwhash", "login", "card", "serial", "status"};
+
+/* One record, its fields decoded (NUL-separated in buf). */
+struct rec {
+	unsigned long line;
+	char buf[REC_LINE_MAX + REC_FIELDS]; /* secret: hash and grid */
+	const char *f[REC_FIELDS];           /* into buf; "" when absent */
+	enum sotp_login login;
+	int64_t locked_until;
+	int closed;
+	char grid[GRID_MAX + 1]; /* secret */
+};
+
+/* A set of IDs, each with the line it was first seen on. */
+struct idset {
+	uint64_t *hash; /* 0: empty slot */
+	uint32_t *off;  /* into arena */
+	unsigned long *line;
+	size_t cap, n;
+	char *arena;
+	size_t alen, acap;
+};
+
+struct mig {
+	struct sotp_ctx *ctx;
+	const char *buf;
+	size_t len;
+	enum sotp_record_format fmt;
+	time_t now;
+	sotp_import_refusal_cb *cb;
+	void *arg;
+	struct sotp_contract_import_result *res;
+	struct sotp_hash_check hc;
+	struct idset ids, serials;
+	struct rec r;
+	int pass; /* 1: the checks, 2: the inserts */
+	char why[SOTP_MSG_MAX];
+};
+
+static const char *
+fmt_name(enum sotp_record_format fmt)
+{
+	return fmt == SOTP_FMT_JSONL ? "jsonl" : "csv";
+}
+
+/* ---- refusals ---- */
+
+static int refuse(struct mig *m, int reason, const char *fmt, ...)
+    SOTP_PRINTF(3, 4);
+
+/* Reports the current record refused; returns the reason. */
+static int
+refuse(struct mig *m, int reason, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(m->why, sizeof(m->why), fmt, ap);
+	va_end(ap);
+	m->res->refused++;
+	if (m->cb != NULL)
+		(void)m->cb(m->arg, m->r.line, reason, m->why);
+	return reason;
+}
+
+/* ---- the ID sets ---- */
+
+static uint64_t
+fnv1a(const char *s)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (; *s != '\0'; s++)
+		h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+	return h != 0 ? h : 1;
+}
+
+static void
+idset_free(struct idset *s)
+{
+	free(s->hash);
+	free(s->off);
+	free(s->line);
+	free(s->arena);
+	memset(s, 0, sizeof(*s));
+}
+
+static int
+idset_grow(struct idset *s)
+{
+	struct idset t;
+	size_t i, j;
+
+	memset(&t, 0, sizeof(t));
+	t.cap = s->cap == 0 ? 1024 : s->cap * 2;
+	t.hash = calloc(t.cap, sizeof(*t.hash));
+	t.off = calloc(t.cap, sizeof(*t.off));
+	t.line = calloc(t.cap, sizeof(*t.line));
+	if (t.hash == NULL || t.off == NULL || t.line == NULL) {
+		idset_free(&t);
+		return SOTP_ERR_NOMEM;
+	}
+	for (i = 0; i < s->cap; i++) {
+		if (s->hash[i] == 0)
+			continue;
+		for (j = s->hash[i] & (t.cap - 1); t.hash[j] != 0;
+		     j = (j + 1) & (t.cap - 1))
+			;
+		t.hash[j] = s->hash[i];
+		t.off[j] = s->off[i];
+		t.line[j] = s->line[i];
+	}
+	free(s->hash);
+	free(s->off);
+	free(s->line);
+	s->hash = t.hash;
+	s->off = t.off;
+	s->line = t.line;
+	s->cap = t.cap;
+	return SOTP_OK;
+}
+
+/*
+ * Adds id seen on line; *first is 0 when new, else the line that had it.
+ * IDs are not secret; the arena keeps them for an exact comparison.
+ */
+static int
+idset_add(
+    struct idset *s, const char *id, unsigned long line, unsigned long *first)
+{
+	uint64_t h = fnv1a(id);
+	size_t i, n = strlen(id) + 1;
+	char *a;
+	int rc;
+
+	*first = 0;
+	if ((s->n + 1) * 2 > s->cap && (rc = idset_grow(s)) != SOTP_OK)
+		return rc;
+	for (i = h & (s->cap - 1); s->hash[i] != 0; i = (i + 1) & (s->cap - 1))
+		if (s->hash[i] == h && strcmp(s->arena + s->off[i], id) == 0) {
+			*first = s->line[i];
+			return SOTP_OK;
+		}
+	if (s->alen + n > s->acap) {
+		size_t cap = s->acap == 0 ? 65536 : s->acap * 2;
+
+		if (cap > UINT32_MAX || (a = realloc(s->arena, cap)) == NULL)
+			return SOTP_ERR_NOMEM;
+		s->arena = a;
+		s->acap = cap;
+	}
+	memcpy(s->arena + s->alen, id, n);
+	s->hash[i] = h;
+	s->off[i] = (uint32_t)s->alen;
+	s->line[i] = line;
+	s->alen += n;
+	s->n++;
+	return SOTP_OK;
+}
+
+/* ---- reading records ---- */
+
+/*
+ * The next line of the file: its text (not NUL-terminated) in *text and
+ * *n, its number in m->r.line. Returns 1, or 0 at the end.
+ */
+static int
+next_line(struct mig *m, size_t *pos, const char **text, size_t *n)
+{
+	const char *nl;
+
+	if (*pos >= m->len)
+		return 0;
+	m->r.line++;
+	*text = m->buf + *pos;
+	nl = memchr(*text, '\n', m->len - *pos);
+	*n = nl != NULL ? (size_t)(nl - *text) : m->len - *pos;
+	*pos += *n + 1;
+	if (*n > 0 && (*text)[*n - 1] == '\r')
+		(*n)--;
+	return 1;
+}
+
+static int
+blank(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+/* Appends s[0..n) and a NUL to r->buf at *o; field i points there. */
+static void
+put_field(struct rec *r, size_t *o, int i, const char *s, size_t n)
+{
+	r->f[i] = r->buf + *o;
+	memcpy(r->buf + *o, s, n);
+	*o += n;
+	r->buf[(*o)++] = '\0';
+}
+
+/* contract,pwhash[,login,card,serial,status]; blanks around trimmed. */
+static int
+parse_csv(struct mig *m, const char *text, size_t n)
+{
+	struct rec *r = &m->r;
+	size_t i = 0, o = 0, start, end;
+	int nf = 0;
+
+	while (nf < REC_FIELDS) {
+		for (start = i; i < n && text[i] != ','; i++)
+			;
+		for (end = i; start < end && blank(text[start]); start++)
+			;
+		while (end > start && blank(text[end - 1]))
+			end--;
+		put_field(r, &o, nf++, text + start, end - start);
+		if (i >= n)
+			break;
+		i++; /* the comma */
+	}
+	if (i < n || (n > 0 && text[n - 1] == ',' && nf == REC_FIELDS))
+		return refuse(m, SOTP_R_BAD_INPUT,
+		    "more than %d fields (contract,pwhash,login,card,"
+		    "serial,status)",
+		    REC_FIELDS);
+	if (nf < 2)
+		return refuse(m, SOTP_R_BAD_INPUT,
+		    "want contract,pwhash[,login,card,serial,status]");
+	return SOTP_R_ACCEPTED;
+}
+
+/* ---- JSON lines: one object of string (or null) members per line ---- */
+
+struct jp {
+	const char *s;
+	size_t i, n;
+};
+
+static void
+jws(struct jp *j)
+{
+	while (j->i < j->n && strchr(" \t", j->s[j->i]) != NULL)
+		j->i++;
+}
+
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/*
+ * A JSON string (RFC 8259 section 7) into out[outsz] with a NUL. Every
+ * field is ASCII, so a \u escape beyond U+007F (or to a control
+ * character) is refused rather than decoded. Returns 0 or -1.
+ */
+static int
+jstring(struct jp *j, char *out, size_t outsz, size_t *len)
+{
+	size_t o = 0;
+	int k, v, c;
+
+	if (j->i >= j->n || j->s[j->i] != '"')
+		return -1;
+	for (j->i++; j->i < j->n && j->s[j->i] != '"'; j->i++) {
+		c = (unsigned char)j->s[j->i];
+		if (c < 0x20 || o + 1 >= outsz)
+			return -1;
+		if (c == '\\') {
+			if (++j->i >= j->n)
+				return -1;
+			switch (j->s[j->i]) {
+			case '"':
+			case '\\':
+			case '/':
+				c = j->s[j->i];
+				break;
+			case 'u':
+				for (c = 0, k = 1; k <= 4; k++) {
+					if (j->i + (size_t)k >= j->n ||
+					    (v = hexval(j->s[j->i + k])) < 0)
+						return -1;
+					c = c * 16 + v;
+				}
+				j->i += 4;
+				if (c < 0x20 || c > 0x7e)
+					return -1;
+				break;
+			default: /* \b \f \n \r \t: control characters */
+				return -1;
+			}
+		}
+		out[o++] = (char)c;
+	}
+	if (j->i >= j->n)
+		return -1;
+	j->i++;
+	out[o] = '\0';
+	*len = o;
+	return 0;
+}
+
+static int
+parse_json(struct mig *m, const char *text, size_t n)
+{
+	struct rec *r = &m->r;
+	struct jp j = {text, 0, n};
+	char key[32];
+	size_t o = 0, klen = 0, vlen = 0;
+	unsigned int seen = 0;
+	int i;
+
+	jws(&j);
+	if (j.i >= n || text[j.i++] != '{')
+		return refuse(m, SOTP_R_BAD_INPUT, "not a JSON object");
+	jws(&j);
+	if (j.i < n && text[j.i] == '}')
+		j.i++;
+	else
+		for (;;) {
+			jws(&j);
+			if (jstring(&j, key, sizeof(key), &klen) != 0)
+				return refuse(m, SOTP_R_BAD_INPUT,
+				    "bad JSON: a member name is expected");
+			for (i = 0; i < REC_FIELDS; i++)
+				if (strcmp(key, field_names[i]) == 0)
+					break;
+			if (i == REC_FIELDS)
+				return refuse(m, SOTP_R_BAD_INPUT,
+				    "unknown member \"%.31s\"", key);
+			if (seen & (1u << i))
+				return refuse(m, SOTP_R_BAD_INPUT,
+				    "member \"%s\" given twice", key);
+			seen |= 1u << i;
+			jws(&j);
+			if (j.i >= n || text[j.i++] != ':')
+				return refuse(m, SOTP_R_BAD_INPUT,
+				    "bad JSON: ':' expected");
+			jws(&j);
+			if (n - j.i >= 4 &&
+			    memcmp(text + j.i, "null", 4) == 0) {
+				j.i += 4;
+				vlen = 0;
+				r->buf[o] = '\0';
+			} else if (jstring(&j, r->buf + o, sizeof(r->buf) - o,
+			               &vlen) != 0) {
+				return refuse(m, SOTP_R_BAD_INPUT,
+				    "member \"%s\": not a JSON string of "
+				    "printable ASCII",
+				    key);
+			}
+			r->f[i] = r->buf + o;
+			o += vlen + 1;
+			jws(&j);
+			if (j.i < n && text[j.i] == ',') {
+				j.i++;
+				continue;
+			}
+			if (j.i < n && text[j.i] == '}') {
+				j.i++;
+				break;
+			}
+			return refuse(m, SOTP_R_BAD_INPUT,
+			    "bad JSON: ',' or '}' expected");
+		}
+	jws(&j);
+	if (j.i != n)
+		return refuse(
+		    m, SOTP_R_BAD_INPUT, "text after the JSON object");
+	return SOTP_R_ACCEPTED;
+}
+
+/* The next record, parsed: 1 (*reason set), or 0 at the end. */
+static int
+next_record(struct mig *m, size_t *pos, int *reason)
+{
+	struct rec *r = &m->r;
+	const char *text = NULL;
+	size_t n = 0, i;
+
+	for (;;) {
+		sotp_wipe(r->buf, sizeof(r->buf));
+		sotp_wipe(r->grid, sizeof(r->grid));
+		for (i = 0; i < REC_FIELDS; i++)
+			r->f[i] = "";
+		if (!next_line(m, pos, &text, &n))
+			return 0;
+		for (i = 0; i < n && blank(text[i]); i++)
+			;
+		if (i == n || text[i] == '#')
+			continue;
+		break;
+	}
+	if (memchr(text, '\0', n) != NULL)
+		*reason = refuse(m, SOTP_R_BAD_INPUT, "line holds a NUL byte");
+	else if (n > REC_LINE_MAX)
+		*reason = refuse(m, SOTP_R_BAD_INPUT,
+		    "line longer than %d bytes", REC_LINE_MAX);
+	else if (m->fmt == SOTP_FMT_JSONL)
+		*reason = parse_json(m, text, n);
+	else
+		*reason = parse_csv(m, text, n);
+	return 1;
+}
+
+/* ---- the checks ---- */
+
+static void
+quote(char *dst, size_t dstsz, const char *src)
+{
+	size_t i, n = 0;
+
+	for (i = 0; src[i] != '\0' && n + 4 < dstsz; i++)
+		dst[n++] = src[i] <= ' ' || src[i] > '~' ? '?' : src[i];
+	if (src[i] != '\0') {
+		memcpy(dst + n, "...", 3);
+		n += 3;
+	}
+	dst[n] = '\0';
+}
+
+/* The grid as given: its digits, with blanks, '-' and '/' ignored. */
+static int
+check_card(struct mig *m)
+{
+	const struct sotp_policy *p = &m->ctx->pol;
+	struct rec *r = &m->r;
+	const char *s;
+	size_t n = 0, want = (size_t)p->card_rows * p->card_cols;
+
+	for (s = r->f[F_CARD]; *s != '\0'; s++) {
+		if (blank(*s) || *s == '-' || *s == '/')
+			continue;
+		if (*s < '0' || *s > '9')
+			return refuse(m, SOTP_R_BAD_INPUT,
+			    "card: only digits (and blanks, '-' or '/' "
+			    "between them)");
+		if (n == GRID_MAX)
+			break;
+		r->grid[n++] = *s;
+	}
+	r->grid[n] = '\0';
+	if (n != want && !(n == 0 && r->f[F_CARD][0] == '\0'))
+		return refuse(m, SOTP_R_BAD_INPUT,
+		    "card has %zu digits; the policy's card is %u rows x %u "
+		    "columns = %zu",
+		    n, p->card_rows, p->card_cols, want);
+	return SOTP_R_ACCEPTED;
+}
+
+/* Every field on its own and with the others; nothing in the store. */
+static int
+check_fields(struct mig *m)
+{
+	struct rec *r = &m->r;
+	const char *why = NULL, *st;
+	char q[80];
+	int rc, weak = 0, reason;
+
+	if (!sotp_id_valid(r->f[F_CONTRACT])) {
+		quote(q, sizeof(q), r->f[F_CONTRACT]);
+		return refuse(m, SOTP_R_BAD_INPUT,
+		    "contract ID '%s' is not 1..64 printable characters "
+		    "without blanks or quotes",
+		    q);
+	}
+	if ((rc = sotp_passwd_usable(&m->hc, r->f[F_PWHASH], &weak, &why)) !=
+	    SOTP_OK)
+		return rc; /* an error (negative), not a reason */
+	if (why != NULL)
+		return refuse(m, SOTP_R_BAD_INPUT, "pwhash: %s", why);
+	r->login = SOTP_LOGIN_OTP;
+	if (r->f[F_LOGIN][0] != '\0' &&
+	    sotp_login_parse(r->f[F_LOGIN], &r->login) != SOTP_OK) {
+		quote(q, sizeof(q), r->f[F_LOGIN]);
+		return refuse(m, SOTP_R_BAD_INPUT,
+		    "login '%s' is not otp, card or none", q);
+	}
+	if ((reason = check_card(m)) != SOTP_R_ACCEPTED)
+		return reason;
+	st = r->f[F_STATUS];
+	r->locked_until = 0;
+	r->closed = 0;
+	if (strcmp(st, "locked") == 0)
+		r->locked_until = -1;
+	else if (strcmp(st, "closed") == 0)
+		r->closed = 1;
+	else if (st[0] != '\0' && strcmp(st, "active") != 0) {
+		quote(q, sizeof(q), st);
+		return refuse(m, SOTP_R_BAD_INPUT,
+		    "status '%s' is not active, locked or closed", q);
+	}
+	if (r->login == SOTP_LOGIN_CARD && r->grid[0] == '\0')
+		return refuse(m, SOTP_R_NO_CARD,
+		    "login card needs the card grid in the record");
+	if (weak && m->pass == 1)
+		m->res->weak_hashes++;
+	if (r->f[F_SERIAL][0] == '\0')
+		return SOTP_R_ACCEPTED;
+	if (!sotp_id_valid(r->f[F_SERIAL]))
+		return refuse(m, SOTP_R_BAD_INPUT,
+		    "serial is not 1..64 printable characters without blanks");
+	if (!m->ctx->pol.migration_binding)
+		return refuse(m, SOTP_R_BAD_INPUT,
+		    "serial given, and the policy forbids binding without a "
+		    "code ([migration] binding = no)");
+	if (r->closed)
+		return refuse(m, SOTP_R_STILL_BOUND,
+		    "a closed contract cannot hold a token");
+	return SOTP_R_ACCEPTED;
+}
+
+/* The token a record binds: there, free, enabled, not past sunset. */
+static int
+check_token(struct mig *m)
+{
+	const char *serial = m->r.f[F_SERIAL];
+	const struct sotp_kind *k;
+	struct sotp_token_rec t;
+	int rc, reason = SOTP_R_ACCEPTED;
+
+	rc = sotp_store_token_get(m->ctx->st, serial, &t);
+	if (rc == SOTP_ERR_NOT_FOUND)
+		return refuse(m, SOTP_R_UNKNOWN_SERIAL,
+		    "no token '%s' in the store (token import comes first)",
+		    serial);
+	if (rc != SOTP_OK)
+		return rc;
+	k = sotp_policy_kind(&m->ctx->pol, t.kind);
+	if (t.contract[0] != '\0')
+		reason = refuse(m, SOTP_R_TOKEN_IN_USE,
+		    "token '%s' is bound to contract '%s' in the store", serial,
+		    t.contract);
+	else if (t.disabled)
+		reason = refuse(
+		    m, SOTP_R_TOKEN_DISABLED, "token '%s' is disabled", serial);
+	else if (k != NULL && k->sunset_end != 0 &&
+	    (int64_t)m->now >= k->sunset_end)
+		reason = refuse(m, SOTP_R_TOKEN_SUNSET,
+		    "token '%s' is of kind %s, past its sunset %s", serial,
+		    k->name, k->sunset);
+	sotp_wipe(&t, sizeof(t));
+	return reason;
+}
+
+/*
+ * The first pass over a record: fields, repeats within the file, the
+ * store. Returns a reason (ACCEPTED: all good) or, for an error, a
+ * negative SOTP_ERR_*.
+ */
+static int
+check_record(struct mig *m)
+{
+	struct rec *r = &m->r;
+	struct sotp_contract_rec *c = NULL;
+	unsigned long first = 0;
+	int reason, rc;
+
+	if ((reason = check_fields(m)) != SOTP_R_ACCEPTED)
+		return reason;
+	if ((rc = idset_add(&m->ids, r->f[F_CONTRACT], r->line, &first)) !=
+	    SOTP_OK)
+		return rc;
+	if (first != 0)
+		return refuse(m, SOTP_R_EXISTS,
+		    "contract '%s' is on line %lu too", r->f[F_CONTRACT],
+		    first);
+	if (r->f[F_SERIAL][0] != '\0') {
+		if ((rc = idset_add(&m->serials, r->f[F_SERIAL], r->line,
+		         &first)) != SOTP_OK)
+			return rc;
+		if (first != 0)
+			return refuse(m, SOTP_R_TOKEN_IN_USE,
+			    "token '%s' is bound on line %lu too",
+			    r->f[F_SERIAL], first);
+	}
+	if ((c = malloc(sizeof(*c))) == NULL)
+		return SOTP_ERR_NOMEM;
+	rc = sotp_store_contract_get(m->ctx->st, r->f[F_CONTRACT], c);
+	sotp_free_secret(c, sizeof(*c));
+	if (rc == SOTP_OK)
+		return refuse(m, SOTP_R_EXISTS,
+		    "contract '%s' is already in the store", r->f[F_CONTRACT]);
+	if (rc != SOTP_ERR_NOT_FOUND)
+		return rc;
+	if (r->f[F_SERIAL][0] != '\0')
+		return check_token(m);
+	return SOTP_R_ACCEPTED;
+}
+
+/* ---- the second pass: the inserts ---- */
+
+static int
+audit_row(
+    struct mig *m, const char *action, const char *serial, const char *detail)
+{
+	struct sotp_audit_rec a;
+
+	memset(&a, 0, sizeof(a));
+	a.ts = (int64_t)m->now;
+	a.action = action;
+	a.contract = m->r.f[F_CONTRACT];
+	a.serial = serial;
+	a.context = "";
+	a.verdict = "accept";
+	a.reason = SOTP_R_ACCEPTED;
+	a.detail = detail;
+	return sotp_store_audit_add(m->ctx->st, &a);
+}
+
+/* One contract, its binding and audit rows; LOST: the store refused. */
+#define LOST 1
+static int
+insert_record(struct mig *m, struct sotp_contract_rec *c)
+{
+	struct rec *r = &m->r;
+	char detail[48];
+	int rc, won = 0;
+
+	memset(c, 0, sizeof(*c));
+	sotp_strlcpy(c->id, r->f[F_CONTRACT], sizeof(c->id));
+	sotp_strlcpy(c->pwhash, r->f[F_PWHASH], sizeof(c->pwhash));
+	c->login = r->login;
+	c->locked_until = r->locked_until;
+	c->closed = r->closed;
+	c->created = (int64_t)m->now;
+	if (r->grid[0] != '\0' &&
+	    (rc = sotp_seal(m->ctx->key, c->id, strlen(c->id),
+	         (const uint8_t *)r->grid, strlen(r->grid), c->card,
+	         sizeof(c->card), &c->card_len)) != SOTP_OK)
+		return rc;
+	rc = sotp_store_contract_insert(m->ctx->st, c);
+	if (rc == SOTP_ERR_EXISTS) {
+		refuse(m, SOTP_R_EXISTS,
+		    "contract '%s' was added to the store during the import",
+		    c->id);
+		return LOST;
+	}
+	snprintf(
+	    detail, sizeof(detail), "%s line %lu", fmt_name(m->fmt), r->line);
+	if (rc != SOTP_OK ||
+	    (rc = audit_row(m, "contract.import", "", detail)) != SOTP_OK)
+		return rc;
+	if (r->f[F_SERIAL][0] == '\0')
+		return SOTP_OK;
+	if ((rc = sotp_store_bind_migrated(
+	         m->ctx->st, c->id, r->f[F_SERIAL], c->login, &won)) != SOTP_OK)
+		return rc;
+	if (!won) {
+		refuse(m, SOTP_R_TOKEN_IN_USE,
+		    "token '%s' was bound during the import", r->f[F_SERIAL]);
+		return LOST;
+	}
+	m->res->bindings++;
+	return audit_row(m, "contract.import-bind", r->f[F_SERIAL],
+	    "migration binding: no live code checked");
+}
+
+static int
+insert_all(struct mig *m)
+{
+	struct sotp_contract_rec *c = NULL;
+	size_t pos = 0;
+	int rc, reason = SOTP_R_ACCEPTED;
+
+	if ((c = malloc(sizeof(*c))) == NULL)
+		return SOTP_ERR_NOMEM;
+	m->r.line = 0;
+	m->pass = 2;
+	if ((rc = sotp_store_begin(m->ctx->st)) != SOTP_OK)
+		goto out;
+	while (next_record(m, &pos, &reason)) {
+		/* The first pass accepted every record: this one too. */
+		if (reason != SOTP_R_ACCEPTED ||
+		    (reason = check_fields(m)) != SOTP_R_ACCEPTED) {
+			rc = reason < 0 ? reason : SOTP_ERR_INTERNAL;
+			goto out;
+		}
+		if ((rc = insert_record(m, c)) != SOTP_OK)
+			goto out;
+		m->res->imported++;
+	}
+	rc = sotp_store_commit(m->ctx->st);
+out:
+	if (rc != SOTP_OK) {
+		if (rc != LOST)
+			sotp_ctx_seterr(m->ctx, "contract import: line %lu: %s",
+			    m->r.line, sotp_store_errmsg(m->ctx->st));
+		sotp_store_rollback(m->ctx->st);
+		m->res->imported = 0;
+		m->res->bindings = 0;
+		if (rc == LOST)
+			rc = SOTP_OK;
+	}
+	sotp_free_secret(c, sizeof(*c));
+	return rc;
+}
+
+/* ---- the import ---- */
+
+static int
+check_all(struct mig *m)
+{
+	size_t pos = 0;
+	int reason = SOTP_R_ACCEPTED;
+
+	m->pass = 1;
+	while (next_record(m, &pos, &reason)) {
+		m->res->records++;
+		if (reason == SOTP_R_ACCEPTED)
+			reason = check_record(m);
+		if (reason < 0)
+			return reason;
+	}
+	if (m->res->records == 0) {
+		m->r.line = 0;
+		refuse(m, SOTP_R_BAD_INPUT, "no record in the file");
+	}
+	return SOTP_OK;
+}
+
+static void
+summary(struct mig *m, int dry_run)
+{
+	const struct sotp_contract_import_result *res = m->res;
+	char detail[160];
+
+	snprintf(detail, sizeof(detail),
+	    "%s: %lu records, %lu refused, %lu imported, %lu migration "
+	    "bindings%s",
+	    fmt_name(m->fmt), res->records, res->refused, res->imported,
+	    res->bindings, dry_run ? " (dry run, nothing stored)" : "");
+	(void)sotp_audit(m->ctx, m->now, "contract.import", NULL, NULL, NULL,
+	    res->refused > 0 ? "reject" : "accept",
+	    res->refused > 0 ? SOTP_R_BAD_INPUT : SOTP_R_ACCEPTED, detail);
+}
+
+int
+sotp_contract_import(struct sotp_ctx *ctx, const char *buf, size_t len,
+    enum sotp_record_format fmt, int dry_run, time_t now,
+    sotp_import_refusal_cb *cb, void *arg,
+    struct sotp_contract_import_result *res)
+{
+	struct mig *m = NULL;
+	int rc;
+
+	if (res == NULL)
+		return SOTP_ERR_INVALID_ARG;
+	memset(res, 0, sizeof(*res));
+	if (ctx == NULL || (buf == NULL && len > 0) ||
+	    (fmt != SOTP_FMT_CSV && fmt != SOTP_FMT_JSONL))
+		return SOTP_ERR_INVALID_ARG;
+	if ((rc = sotp_ctx_ready(ctx)) != SOTP_OK)
+		return rc;
+	if ((m = calloc(1, sizeof(*m))) == NULL)
+		return SOTP_ERR_NOMEM;
+	m->ctx = ctx;
+	m->buf = buf != NULL ? buf : "";
+	m->len = len;
+	m->fmt = fmt;
+	m->now = now;
+	m->cb = cb;
+	m->arg = arg;
+	m->res = res;
+	if ((rc = check_all(m)) != SOTP_OK) {
+		sotp_ctx_seterr(ctx, "contract import: line %lu: %s", m->r.line,
+		    sotp_store_errmsg(ctx->st));
+		goto out;
+	}
+	if (res->refused == 0 && !dry_run)
+		rc = insert_all(m);
+	else if (res->refused == 0)
+		res->imported = res->records;
+	if (rc == SOTP_OK)
+		summary(m, dry_run);
+out:
+	idset_free(&m->ids);
+	idset_free(&m->serials);
+	sotp_free_secret(m, sizeof(*m));
+	return rc;
+}

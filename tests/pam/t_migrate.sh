@@ -1,0 +1,222 @@
+#!/bin/sh
+# contract import: the bank's existing customers come in with the password
+# hashes and printed cards they already have, and log in through the real
+# libpam (tests/tools/pam_driver, no root). 10,000 generated contracts with
+# real libxcrypt hashes in three formats (yescrypt, sha512crypt, bcrypt;
+# tests/tools/gen_contracts), a sample of each logging in; a migration
+# binding; every kind of bad record refused with its line, nothing
+# imported; JSON lines; export and import again; rehash on login.
+. "$TOP/tests/lib.sh"
+. "$TOP/tests/cli/lib_cli.sh"
+
+MOD=$BUILD/pam_shinkin_otp.so
+DRV=$BUILD/tests/pam_driver
+GEN=$BUILD/tests/gen_contracts
+for f in "$MOD" "$DRV" "$CLI" "$GEN"; do
+	[ -f "$f" ] || { notok "built: $f"; exit 1; }
+done
+LANG=C
+LC_ALL=C
+export LANG LC_ALL
+mk_sandbox
+SVC=$SB/pam.d
+OUT=$SB/out
+ERR=$SB/err
+mkdir -p "$SVC"
+for s in ib-login ib-mobile ib-transfer; do
+	echo "auth required $MOD config=$CONF" >"$SVC/$s"
+done
+echo "auth required pam_deny.so" >"$SVC/other"
+
+# drv WANT "what" SERVICE USER [ANSWER...] [-g GRID]: one PAM conversation.
+drv() {
+	_want=$1
+	_d=$2
+	_s=$3
+	_u=$4
+	shift 4
+	"$DRV" -c "$SVC" -s "$_s" -u "$_u" "$@" >"$SB/drv" 2>&1
+	if grep -qx "result: $_want" "$SB/drv"; then
+		ok "$_d"
+	else
+		notok "$_d (want $_want; got: $(tr '\n' '|' <"$SB/drv"))"
+	fi
+}
+# grid ID FILE: the card grid of ID's record, as pam_driver reads it.
+grid() {
+	sed -n "s/^$1,[^,]*,[^,]*,\([0-9]*\),.*/\1/p" "$SB/c.csv" |
+	    awk '{ for (r = 0; r < 5; r++) printf "%c %s\n", 65 + r, substr($0, 10 * r + 1, 10) }' >"$2"
+}
+# refused_line N REASON TEXT: the last import named line N.
+refused_line() {
+	check "line $1 refused: $3 ($2)" \
+	    grep -q "refused: line $1: .*$3.* ($2)\$" "$ERR"
+}
+
+# -- 10,000 contracts, three hash formats --
+check "gen_contracts writes 10,000 records" "$GEN" 10000 csv "$SB/c.csv"
+for m in '$y$' '$6$' '$2b$'; do
+	check "records hashed with $m" grep -qF ",$m" "$SB/c.csv"
+done
+check "dry run checks all" cli contract import "$SB/c.csv" --dry-run
+check "dry run: 10000 would be imported" contains "$OUT" "dry run: 10000 contracts would be imported"
+refused UNKNOWN_CONTRACT "the dry run stored nothing" cli contract show M0000001
+check "import 10,000 contracts" cli contract import "$SB/c.csv"
+check "imported 10000" contains "$OUT" "imported 10000 contracts"
+check "export lists them" sh -c 'test "$("$1" export | grep -c "^M")" -eq 10000' sh "$CLI"
+for i in 0000001 0000002 0000003 0009997 0009998 0009999; do
+	m=$(sed -n "s/^M$i,\(\$[^$]*\$\).*/\1/p" "$SB/c.csv")
+	drv PAM_SUCCESS "M$i ($m) logs in with its old password (mobile)" \
+	    ib-mobile "M$i" "pw-M$i"
+	drv PAM_AUTH_ERR "M$i ($m): a wrong password is refused" \
+	    ib-mobile "M$i" "pw-M${i}x"
+	cli contract unlock "M$i"
+done
+grid M0000005 "$SB/grid5"
+drv PAM_SUCCESS "M0000005 logs in with its printed card's digits (login card)" \
+    ib-login M0000005 pw-M0000005 @card -g "$SB/grid5"
+drv PAM_AUTH_ERR "M0000005: wrong card digits are refused" \
+    ib-login M0000005 pw-M0000005 @card-wrong -g "$SB/grid5"
+drv PAM_SUCCESS "M0000007 (login none) logs in with the password" \
+    ib-login M0000007 pw-M0000007
+check_rc 1 "the same file again: refused" cli contract import "$SB/c.csv"
+check "every record named" test "$(grep -c 'refused: line [0-9]*: contract .* is already in the store (EXISTS)$' "$ERR")" -eq 10000
+check "and nothing imported" contains "$ERR" "refused: 10000 of 10000 records; nothing imported"
+
+# -- JSON lines --
+check "gen_contracts writes JSON lines" "$GEN" 300 jsonl "$SB/j.jsonl" J
+check "import JSON lines" cli contract import "$SB/j.jsonl"
+check "imported 300" contains "$OUT" "imported 300 contracts"
+drv PAM_SUCCESS "J0000299 (JSON lines) logs in" ib-mobile J0000299 pw-J0000299
+
+# -- a migration binding: the customer's token, no live code --
+H=$(sed -n 's/^M0000003,\([^,]*\),.*/\1/p' "$SB/c.csv")
+S=$(secret)
+check "the customer's token is in the store" cli token add MIG-T1 --secret "$S"
+printf 'MB1,%s,otp,,MIG-T1,active\n' "$H" >"$SB/mb.csv"
+check "a record with a serial: bound without a code" cli contract import "$SB/mb.csv"
+check "one migration binding" contains "$OUT" "(1 with a migration binding)"
+check "contract show: bound" sh -c '"$1" contract show MB1 | grep -q "MIG-T1"' sh "$CLI"
+check "audit: contract.import-bind" sh -c '"$1" audit --contract MB1 | grep -q "contract.import-bind accept ACCEPTED contract=MB1 serial=MIG-T1 .*no live code"' sh "$CLI"
+fresh_step 5
+drv PAM_SUCCESS "MB1 logs in with its password and the token's code" \
+    ib-login MB1 pw-M0000003 "$(totp "$S")"
+sed 's/^binding = yes$/binding = no/' "$CONF" >"$SB/nobind.conf"
+check "the policy can forbid migration bindings" grep -q '^binding = no$' "$SB/nobind.conf"
+check "a second token" cli token add MIG-T2 --secret "$(secret)"
+printf 'MB2,%s,otp,,MIG-T2,active\n' "$H" >"$SB/mb2.csv"
+check_rc 1 "binding = no: a record with a serial is refused" \
+    cli --config "$SB/nobind.conf" contract import "$SB/mb2.csv"
+refused_line 1 BAD_INPUT "binding = no"
+
+# -- every kind of bad record, each named with its line --
+Y=$(sed -n 's/^M0000003,\([^,]*\),.*/\1/p' "$SB/c.csv")
+B=$(sed -n 's/^M0000002,\([^,]*\),.*/\1/p' "$SB/c.csv")
+G=01234567890123456789012345678901234567890123456789
+check "a bound token for the TOKEN_IN_USE line" cli token add MIG-T3 --secret "$(secret)"
+{
+	echo "# contract,pwhash,login,card,serial,status"
+	echo "G1,$Y,otp,$G,,active"
+	echo "A B,$Y"
+	echo "G3,\$6\$abcdefgh\$tooshort"
+	echo "G4,!$Y"
+	echo "G5,plaintext-password"
+	echo "G6,\$2b\$99\$${B#\$2b\$04\$}"
+	echo "G7,\$y\$zzz\$abc\$$(echo "$Y" | sed 's/.*\$//')"
+	echo "G8,$Y,sometimes"
+	echo "G9,$Y,otp,0123456789"
+	echo "G10,$Y,otp,0123456789012345678901234567890123456789012345678x"
+	echo "G11,$Y,otp,,,frozen"
+	echo "G12,$Y,card"
+	echo "G13,$Y,otp,,NO-SUCH-TOKEN"
+	echo "G14,$Y,otp,,MIG-T1"
+	echo "G1,$Y"
+	echo "G16,$Y,otp,,MIG-T3"
+	echo "G17,$Y,otp,,MIG-T3"
+	echo "M0000001,$Y"
+	echo "G19,$Y,otp,,,active,extra"
+	echo "G20"
+	echo "G21,$Y,otp,,MIG-T3,closed"
+	echo "G22,$Y,otp,$(echo $G | sed 's/\(..........\)/\1 /g')"
+} >"$SB/bad.csv"
+check_rc 1 "a file of bad records is refused" cli contract import "$SB/bad.csv"
+refused_line 3 BAD_INPUT "contract ID 'A?B'"
+refused_line 4 BAD_INPUT "pwhash: hash checksum has the wrong length"
+refused_line 5 BAD_INPUT "pwhash: password hash is locked or disabled"
+refused_line 6 BAD_INPUT "pwhash: "
+refused_line 7 BAD_INPUT "pwhash: libxcrypt cannot compute this hash"
+refused_line 8 BAD_INPUT "pwhash: libxcrypt cannot compute this hash"
+refused_line 9 BAD_INPUT "login 'sometimes'"
+refused_line 10 BAD_INPUT "card has 10 digits; the policy's card is 5 rows x 10 columns = 50"
+refused_line 11 BAD_INPUT "card: only digits"
+refused_line 12 BAD_INPUT "status 'frozen'"
+refused_line 13 NO_CARD "login card needs the card grid"
+refused_line 14 UNKNOWN_SERIAL "no token 'NO-SUCH-TOKEN' in the store"
+refused_line 15 TOKEN_IN_USE "token 'MIG-T1' is bound to contract 'MB1'"
+refused_line 16 EXISTS "contract 'G1' is on line 2 too"
+refused_line 18 TOKEN_IN_USE "token 'MIG-T3' is bound on line 17 too"
+refused_line 19 EXISTS "contract 'M0000001' is already in the store"
+refused_line 20 BAD_INPUT "more than 6 fields"
+refused_line 21 BAD_INPUT "want contract,pwhash"
+refused_line 22 STILL_BOUND "a closed contract cannot hold a token"
+check "exactly those 19 lines refused" test "$(grep -c 'refused: line' "$ERR")" -eq 19
+check "the summary" contains "$ERR" "refused: 19 of 22 records; nothing imported"
+refused UNKNOWN_CONTRACT "nothing half-imported: G1 is not there" cli contract show G1
+refused UNKNOWN_CONTRACT "nor G22" cli contract show G22
+check "no secret in the refusals" sh -c '! grep -qF -e "$1" -e "$2" "$3"' sh "${Y##*\$}" "$G" "$ERR"
+{
+	echo "{\"contract\":\"JB1\",\"pwhash\":\"$Y\",\"mood\":\"good\"}"
+	echo "{\"contract\":\"JB2\",\"pwhash\":\"$Y\",\"login\":1}"
+	echo "{\"contract\":\"JB3\",\"contract\":\"JB3\",\"pwhash\":\"$Y\"}"
+	echo "{\"contract\":\"JB4\" \"pwhash\":\"$Y\"}"
+	echo "{\"contract\":\"J\\u00e9\",\"pwhash\":\"$Y\"}"
+	echo "{\"contract\":\"JB6\",\"pwhash\":\"$Y\"} x"
+	echo "[\"JB7\"]"
+	echo "{\"contract\":\"JB8\",\"pwhash\":\"$Y\",\"card\":null,\"serial\":null}"
+} >"$SB/bad.jsonl"
+cli contract import "$SB/bad.jsonl"
+refused_line 1 BAD_INPUT 'unknown member "mood"'
+refused_line 2 BAD_INPUT 'member "login": not a JSON string'
+refused_line 3 BAD_INPUT 'member "contract" given twice'
+refused_line 4 BAD_INPUT "',' or '}' expected"
+refused_line 5 BAD_INPUT 'member "contract": not a JSON string of printable ASCII'
+refused_line 6 BAD_INPUT "text after the JSON object"
+refused_line 7 BAD_INPUT "not a JSON object"
+check "JSON lines: 7 of 8 refused" contains "$ERR" "refused: 7 of 8 records; nothing imported"
+check_rc 1 "--json: refusals as JSON lines" cli --json contract import "$SB/bad.jsonl"
+check "--json: line and reason" contains "$OUT" '"verdict":"reject","line":1,"reason":"BAD_INPUT"'
+
+# -- export, and import again into a new store --
+check "export without secrets" cli export --output "$SB/plain.csv"
+check "no hash, no grid in it" sh -c '! grep -q -e "\\$" -e "[0-9]\{50\}" "$1"' sh "$SB/plain.csv"
+check "export with secrets" cli export --with-secrets --output "$SB/full.csv"
+check "the export file is private (0600)" test "$(stat -c %a "$SB/full.csv")" = 600
+check_rc 2 "an export never overwrites" cli export --output "$SB/full.csv"
+check "audit: the exports, secrets named" sh -c '"$1" audit >"$2" &&
+    grep -q "contract.export accept .*detail=csv, without secrets" "$2" &&
+    grep -q "contract.export accept .*detail=csv, with secrets" "$2"' sh "$CLI" "$SB/audit"
+check "jsonl export" cli export --with-secrets --format jsonl --output "$SB/full.jsonl"
+check "the binding is exported" grep -q '^MB1,.*,MIG-T1,active$' "$SB/full.csv"
+mkdir "$SB/b"
+sed -e "s|^store = .*|store = sqlite:$SB/b/b.db|" \
+    -e "s|^master_key = .*|master_key = $(conf_path master_key)|" "$CONF" >"$SB/b/b.conf"
+check "a second store" cli --config "$SB/b/b.conf" init
+grep -v '^MB1,' "$SB/full.csv" >"$SB/nobind.csv"
+check "the export imports into it" cli --config "$SB/b/b.conf" contract import "$SB/nobind.csv"
+check "all 10,300 contracts" contains "$OUT" "imported 10300 contracts"
+echo "auth required $MOD config=$SB/b/b.conf context=login" >"$SVC/b-login"
+grid M0000005 "$SB/grid5"
+drv PAM_SUCCESS "the card survives export and import" \
+    b-login M0000005 pw-M0000005 @card -g "$SB/grid5"
+check "the JSON lines export round-trips too" sh -c \
+    '"$1" --config "$2" export --with-secrets --format jsonl | grep -v "\"MB1\"" | cmp -s - "$3"' \
+    sh "$CLI" "$SB/b/b.conf" "$(grep -v '"MB1"' "$SB/full.jsonl" >"$SB/j2" && echo "$SB/j2")"
+
+# -- rehash on login, when the policy says so --
+sed -i 's/^rehash = no$/rehash = yes/' "$CONF"
+drv PAM_SUCCESS "rehash = yes: M0000001 (sha512crypt) logs in" ib-mobile M0000001 pw-M0000001
+check "audit: contract.rehash from \$6\$" sh -c '"$1" audit --contract M0000001 | grep -q "contract.rehash accept .*from=\$6\$ to=yescrypt"' sh "$CLI"
+check "its hash is yescrypt now" sh -c '"$1" export --with-secrets | grep -q "^M0000001,[$]y[$]"' sh "$CLI"
+drv PAM_SUCCESS "and the password still works" ib-mobile M0000001 pw-M0000001
+check "a yescrypt hash is left alone" sh -c '"$1" audit --contract M0000001 | grep -c contract.rehash | grep -qx 1' sh "$CLI"
+echo "1..$TAPN"

@@ -1,0 +1,173 @@
+/*
+ * test_passwd.c - is an imported password hash usable? (passwd.c)
+ *
+ * Hashes made here with libxcrypt in every common format must pass, and
+ * must verify their password; hashes altered so that libxcrypt could
+ * never match them (cut, a character outside the alphabet, the spare
+ * bits of a last character set, a non-canonical bcrypt salt, parameters
+ * libxcrypt refuses) must be refused, each before any customer logs in.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "sotp_int.h"
+
+#include <crypt.h>
+#include <stdio.h>
+#include <string.h>
+
+/* A real hash of pw with the method's lowest cost. */
+static void
+make(const char *prefix, unsigned long count, const char *pw, char *out)
+{
+	struct crypt_data cd;
+	char salt[CRYPT_GENSALT_OUTPUT_SIZE];
+	const char *h;
+
+	memset(&cd, 0, sizeof(cd));
+	assert_non_null(
+	    crypt_gensalt_rn(prefix, count, NULL, 0, salt, sizeof(salt)));
+	h = crypt_rn(pw, salt, &cd, (int)sizeof(cd));
+	assert_non_null(h);
+	assert_true(h[0] != '*');
+	snprintf(out, SOTP_HASH_MAX, "%s", h);
+}
+
+static const char *
+why_of(struct sotp_hash_check *hc, const char *hash, int *weak)
+{
+	const char *why = (const char *)1;
+
+	assert_int_equal(sotp_passwd_usable(hc, hash, weak, &why), SOTP_OK);
+	return why;
+}
+
+static const struct {
+	const char *prefix;
+	unsigned long count;
+	int weak;
+} formats[] = {
+    {"$y$", 1, 0},    /* yescrypt */
+    {"$gy$", 1, 0},   /* gost-yescrypt */
+    {"$7$", 6, 0},    /* scrypt: outside the table, a crypt() each */
+    {"$2b$", 4, 0},   /* bcrypt */
+    {"$6$", 1000, 0}, /* sha512crypt */
+    {"$5$", 1000, 1}, /* sha256crypt: legacy, says libxcrypt */
+    {"$1$", 0, 1},    /* md5crypt */
+    {"", 0, 1},       /* descrypt */
+};
+
+static void
+test_passwd_usable_formats(void **state)
+{
+	struct sotp_hash_check hc;
+	char h[SOTP_HASH_MAX];
+	size_t i;
+	int weak, ok, k;
+
+	(void)state;
+	memset(&hc, 0, sizeof(hc));
+	for (i = 0; i < sizeof(formats) / sizeof(formats[0]); i++) {
+		/* Twice: the second one meets the learnt shape. */
+		for (k = 0; k < 2; k++) {
+			make(formats[i].prefix, formats[i].count, "pw", h);
+			if (why_of(&hc, h, &weak) != NULL)
+				fail_msg(
+				    "%s refused: %s", h, why_of(&hc, h, &weak));
+			assert_int_equal(weak, formats[i].weak);
+			assert_int_equal(
+			    sotp_passwd_check("pw", h, &ok), SOTP_OK);
+			assert_int_equal(ok, 1);
+		}
+	}
+	/* yescrypt, bcrypt, sha512crypt and gost-yescrypt: one shape each. */
+	assert_true(hc.n >= 4 && hc.n <= 6);
+}
+
+/* Each altered hash is refused; the reason names what is wrong. */
+static void
+test_passwd_unusable_refused(void **state)
+{
+	struct sotp_hash_check hc;
+	char y[SOTP_HASH_MAX], b[SOTP_HASH_MAX], s6[SOTP_HASH_MAX];
+	char bad[2 * SOTP_HASH_MAX];
+	size_t n;
+	int weak;
+
+	(void)state;
+	memset(&hc, 0, sizeof(hc));
+	make("$y$", 1, "pw", y);
+	make("$2b$", 4, "pw", b);
+	make("$6$", 1000, "pw", s6);
+	assert_null(why_of(&hc, y, &weak));
+	assert_null(why_of(&hc, b, &weak));
+
+	/* Cut by one character. */
+	snprintf(bad, sizeof(bad), "%.*s", (int)strlen(y) - 1, y);
+	assert_non_null(strstr(why_of(&hc, bad, &weak), "checksum"));
+	snprintf(bad, sizeof(bad), "%.*s", (int)strlen(b) - 1, b);
+	assert_non_null(strstr(why_of(&hc, bad, &weak), "bcrypt"));
+	/* A character crypt(3) never writes. */
+	snprintf(bad, sizeof(bad), "%s", s6);
+	bad[strlen(bad) - 5] = '_';
+	assert_non_null(why_of(&hc, bad, &weak));
+	/* The spare bits of yescrypt's last character set ('z' > 'D'). */
+	snprintf(bad, sizeof(bad), "%s", y);
+	bad[strlen(bad) - 1] = 'z';
+	assert_non_null(strstr(why_of(&hc, bad, &weak), "checksum"));
+	/* A bcrypt salt whose last character is not canonical. */
+	snprintf(bad, sizeof(bad), "%s", b);
+	bad[28] = bad[28] == 'P' ? 'Q' : 'P';
+	assert_non_null(strstr(why_of(&hc, bad, &weak), "canonical"));
+	/* Parameters libxcrypt refuses: cost 99, yescrypt "zzz". */
+	snprintf(bad, sizeof(bad), "$2b$99$%s", b + 7);
+	assert_non_null(strstr(why_of(&hc, bad, &weak), "cannot compute"));
+	n = (size_t)(strrchr(y, '$') - y);
+	snprintf(bad, sizeof(bad), "$y$zzz$abcdefgh%s", y + n);
+	assert_non_null(strstr(why_of(&hc, bad, &weak), "cannot compute"));
+	/* Locked, empty, with a blank, unknown. */
+	snprintf(bad, sizeof(bad), "!%s", y);
+	assert_non_null(strstr(why_of(&hc, bad, &weak), "locked"));
+	assert_non_null(why_of(&hc, "", &weak));
+	assert_non_null(why_of(&hc, "$6$salt$has blank", &weak));
+	assert_non_null(why_of(&hc, "plaintext-password", &weak));
+	assert_non_null(why_of(&hc, "$6$onlysalt", &weak));
+	/* And the good ones still pass after all that. */
+	assert_null(why_of(&hc, y, &weak));
+	assert_null(why_of(&hc, s6, &weak));
+}
+
+/* What rehash on login replaces: anything not yescrypt, or weak. */
+static void
+test_passwd_outdated(void **state)
+{
+	char h[SOTP_HASH_MAX];
+
+	(void)state;
+	make("$y$", 1, "pw", h);
+	assert_int_equal(sotp_passwd_outdated(h), 0);
+	make("$6$", 1000, "pw", h);
+	assert_int_equal(sotp_passwd_outdated(h), 1);
+	make("$2b$", 4, "pw", h);
+	assert_int_equal(sotp_passwd_outdated(h), 1);
+	make("$1$", 0, "pw", h);
+	assert_int_equal(sotp_passwd_outdated(h), 1);
+	assert_int_equal(sotp_passwd_hash("pw", h), SOTP_OK);
+	assert_int_equal(sotp_passwd_outdated(h), 0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_passwd_usable_formats),
+	    cmocka_unit_test(test_passwd_unusable_refused),
+	    cmocka_unit_test(test_passwd_outdated),
+	};
+
+	return cmocka_run_group_tests_name("passwd", tests, NULL, NULL);
+}
