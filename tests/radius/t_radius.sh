@@ -232,6 +232,8 @@ if [ "$(reply_of u1)" = none ] &&
 	ok "an unsigned request is dropped (require_message_authenticator)"
 else
 	notok "an unsigned request is dropped"
+	echo "#   reply: $(reply_of u1); radiusd -X log ends:"
+	tail -n 8 "$FR_DIR/log/X.log" | sed 's/^/#     /'
 fi
 # Every reply radclient received carried a Message-Authenticator it checked.
 nrep=$(cat "$T"/*.out | grep -c '^Received Access-')
@@ -247,8 +249,13 @@ leak=0
 for c in alice bob heidi ivan judy; do
 	grep -i 'shinkin' "$FR_DIR/log/X.log" | grep -q "pw-$c" && leak=1
 done
-[ $leak -eq 0 ] && ok "no password in the module's log lines" ||
+if [ $leak -eq 0 ]; then
+	ok "no password in the module's log lines"
+else
 	notok "a password reached the module's log lines"
+	grep -i 'shinkin' "$FR_DIR/log/X.log" | grep 'pw-' | head -n 5 |
+	    sed 's/^/#   /'
+fi
 fr_stop
 
 # ---- concurrency: the thread pool, 8 streams, each code on two streams ----
@@ -320,7 +327,7 @@ r2=$(reply_of s2)
 	ok "store removed while running: Access-Reject, never Accept" ||
 	{ notok "store removed: got $r1 / $r2"; sed 's/^/#   /' "$T/s1.out"; }
 kill -0 "$FR_PID" 2>/dev/null && ok "radiusd still running after the store loss" ||
-	notok "radiusd died after the store loss"
+	{ notok "radiusd died after the store loss"; tail -n 8 "$FR_DIR/log/f.log" | sed 's/^/#   /'; }
 fr_stop
 
 # Undefined behaviour reports (the UBSan build prints them to stderr).
@@ -365,8 +372,8 @@ $3
 }
 # The store went away above; a fresh sandbox policy for these.
 mkdir -p "$SB/fresh"
-"$CLI" --config "$SB/fresh/p.conf" init >/dev/null 2>&1 ||
-	notok "a second sandbox policy"
+"$CLI" --config "$SB/fresh/p.conf" init >"$SB/fresh/init.out" 2>&1 ||
+	{ notok "a second sandbox policy"; sed 's/^/#   /' "$SB/fresh/init.out"; }
 GOOD="$SB/fresh/p.conf"
 sed '1i frobnicate = yes' "$GOOD" >"$SB/fresh/bad.conf"
 # The shipped samples together (module, site, clients) pass radiusd -C.
