@@ -8,6 +8,7 @@ PKGS="gcc make pkg-config libssl-dev libsqlite3-dev libcrypt-dev
 libcmocka-dev libpam0g-dev libpam-wrapper pamtester oathtool sqlite3
 freeradius freeradius-utils libfreeradius-dev libtalloc-dev libpcre3-dev
 libxml2-dev libqrencode-dev libpng-dev zlib1g-dev zbar-tools mandoc valgrind clang-format jq
+xz-utils mmdebstrap
 ca-certificates libpq-dev postgresql"
 
 missing=""
