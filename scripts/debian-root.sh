@@ -11,21 +11,25 @@
 #
 # droot_create makes DIR with mmdebstrap --mode=root --variant=apt (apt and
 # the essential packages, plus PKGs), then mounts /proc and /dev (a
-# recursive bind of the host's, made a slave so nothing propagates back)
-# and the host's apt package cache on var/cache/apt/archives, so repeated
-# roots reuse what was downloaded once. The root's own package lists are
-# fetched fresh: it sees the archive as a new machine does.
+# recursive bind of the host's, made a slave so nothing propagates back).
+# The root's own package lists are fetched fresh: it sees the archive as a
+# new machine does. Its package cache starts as hard links to the host's
+# .debs (when both are on one file system), and droot_cleanup links the
+# ones it downloaded back: repeated roots download a package once. Each
+# root keeps its own cache directory and apt lock, so roots made at the
+# same time, and apt on the host, never wait for one another (apt does
+# not wait for the cache lock; it fails). apt checks every cached .deb
+# against the archive's hashes before it uses it.
 #
 # droot_cleanup kills every process whose root is inside DIR (whatever the
 # commands started: radiusd, PostgreSQL, a nested root's daemons), unmounts
 # everything mounted at or below DIR, deepest first (nested roots
 # included), and removes DIR only when nothing is mounted below it any
-# more, with rm --one-file-system: the host's /dev and package cache are
-# never reached through a leftover mount.
+# more: the host's /dev is never reached through a leftover mount.
 #
 #   SOTP_DEBIAN_MIRROR    the archive (default http://deb.debian.org/debian)
 #   SOTP_DEBIAN_SECURITY  its security suite (http://deb.debian.org/debian-security)
-#   SOTP_APT_CACHE        the shared package cache (/var/cache/apt/archives)
+#   SOTP_APT_CACHE        the host's package cache (/var/cache/apt/archives)
 #   SOTP_KEEP_ROOT=1      leave DIR in place (unmounted) for a post-mortem
 
 DROOT=""
@@ -85,15 +89,13 @@ droot_create() {
 	fi
 	rm -f "$DROOT.probe"
 
-	# The cache is bound in for the download and unbound before
-	# mmdebstrap's cleanup, which would otherwise empty it; with
-	# essential/unlink skipped nothing in it is deleted either, and
-	# cleanup/apt/cache is skipped as a second guard.
+	# The root's cache gets links to the host's .debs before the
+	# download; what mmdebstrap fetched stays there (essential/unlink
+	# and cleanup/apt/cache skipped) for droot_cleanup to link back.
 	if ! mmdebstrap --mode=root --variant=apt --format=directory \
 	    ${_pk:+--include="$_pk"} \
 	    --skip=essential/unlink --skip=cleanup/apt/cache \
-	    --setup-hook="mkdir -p \"\$1/var/cache/apt/archives\" && mount --bind '$DROOT_CACHE' \"\$1/var/cache/apt/archives\"" \
-	    --customize-hook='umount "$1/var/cache/apt/archives"' \
+	    --setup-hook="mkdir -p \"\$1/var/cache/apt/archives\" && find '$DROOT_CACHE' -maxdepth 1 -name '*.deb' -type f -exec ln -t \"\$1/var/cache/apt/archives\" {} + 2>/dev/null || true" \
 	    bookworm "$DROOT" \
 	    "deb [signed-by=$DROOT_KEYRING] $DROOT_MIRROR bookworm main" \
 	    "deb [signed-by=$DROOT_KEYRING] $DROOT_MIRROR bookworm-updates main" \
@@ -108,9 +110,8 @@ droot_create() {
 	fi
 	if ! mount -t proc proc "$DROOT/proc" ||
 	    ! mount --rbind /dev "$DROOT/dev" ||
-	    ! mount --make-rslave "$DROOT/dev" ||
-	    ! mount --bind "$DROOT_CACHE" "$DROOT/var/cache/apt/archives"; then
-		droot_err "cannot mount /proc, /dev or the package cache in $DROOT"
+	    ! mount --make-rslave "$DROOT/dev"; then
+		droot_err "cannot mount /proc and /dev in $DROOT"
 		droot_cleanup
 		return 1
 	fi
@@ -167,7 +168,16 @@ droot_cleanup() {
 	if [ -n "$_m" ]; then
 		droot_err "still mounted, so $DROOT is left in place:" $_m
 		_rc=1
-	elif [ "${SOTP_KEEP_ROOT:-0}" = 1 ]; then
+		DROOT=""
+		return $_rc
+	fi
+	# The .debs this root downloaded, linked into the host's cache
+	# (complete files only: apt moves a download there when it is done).
+	for _f in "$DROOT"/var/cache/apt/archives/*.deb; do
+		[ -f "$_f" ] && [ ! -e "$DROOT_CACHE/${_f##*/}" ] || continue
+		ln "$_f" "$DROOT_CACHE/" 2>/dev/null || break
+	done
+	if [ "${SOTP_KEEP_ROOT:-0}" = 1 ]; then
 		droot_err "kept $DROOT (SOTP_KEEP_ROOT=1)"
 	else
 		rm -rf --one-file-system "$DROOT" "$DROOT.log" || _rc=1
