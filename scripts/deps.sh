@@ -9,13 +9,14 @@ set -eu
 # anyway: xz-utils (fr-headers.sh unpacks the FreeRADIUS .tar.xz), man-db
 # (tests/man formats with groff). The packaging and its suite:
 # build-essential (dpkg-checkbuilddeps wants it) and debhelper for
-# make deb, lintian, mmdebstrap (clean Debian 12 roots), iproute2 (the
+# make deb, lintian, mmdebstrap and mount (clean Debian 12 roots: mount
+# is not essential, a clean root has no mount or umount), iproute2 (the
 # package suite's network namespace).
 PKGS="gcc make pkg-config libssl-dev libsqlite3-dev libcrypt-dev
 libcmocka-dev libpam0g-dev libpam-wrapper pamtester oathtool sqlite3
 freeradius freeradius-utils libfreeradius-dev libtalloc-dev libpcre3-dev
 libxml2-dev libqrencode-dev libpng-dev zlib1g-dev zbar-tools mandoc valgrind clang-format jq
-xz-utils man-db build-essential debhelper lintian mmdebstrap iproute2
+xz-utils man-db build-essential debhelper lintian mmdebstrap mount iproute2
 ca-certificates libpq-dev postgresql"
 
 missing=""

@@ -295,9 +295,10 @@ rad login2 "User-Name = \"C-R1\", User-Password = \"$(code R1)\", NAS-Identifier
 expect login2 Access-Accept "RADIUS login: the code with the State is accepted"
 check "RADIUS replies are signed (Message-Authenticator)" \
     grep -q 'Message-Authenticator = 0x' "$L/login2.out"
-rad tx1 "User-Name = \"C-R2\", User-Password = \"$(code R2)\", NAS-Identifier = \"ib-transfer\""
+TX=$(code R2)
+rad tx1 "User-Name = \"C-R2\", User-Password = \"$TX\", NAS-Identifier = \"ib-transfer\""
 expect tx1 Access-Accept "RADIUS transaction: the current code alone is accepted"
-rad tx2 "User-Name = \"C-R2\", User-Password = \"$(code R2)\", NAS-Identifier = \"ib-transfer\""
+rad tx2 "User-Name = \"C-R2\", User-Password = \"$TX\", NAS-Identifier = \"ib-transfer\""
 expect tx2 Access-Reject "RADIUS transaction: the same code again is refused"
 rad badpw 'User-Name = "C-R1", User-Password = "wrong-R1", NAS-Identifier = "ib-login"'
 expect badpw Access-Reject "RADIUS login: a wrong password is refused"
