@@ -223,7 +223,8 @@ deb: deps $(FR_STAMP)
 	mkdir -p $(DEB_DIR)/src
 	tar -c --exclude=./build --exclude='./build-*' --exclude=./.git \
 	    --exclude=./sandbox -f - . | tar -x -C $(DEB_DIR)/src
-	cd $(DEB_DIR)/src && SOTP_FR_CACHE=$(abspath $(FR_COMPAT))/.cache \
+	cd $(DEB_DIR)/src && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
+	    SOTP_FR_CACHE=$(abspath $(FR_COMPAT))/.cache \
 	    dpkg-buildpackage -us -uc -b
 	@ls $(DEB_DIR)/*.deb $(DEB_DIR)/*.changes
 .PHONY: deb

@@ -57,6 +57,13 @@ set -- "$DEB"/shinkin-otp_*.deb "$DEB"/libpam-shinkin-otp_*.deb \
     "$DEB"/freeradius-shinkin-otp_*.deb
 check "three packages: shinkin-otp, libpam-shinkin-otp, freeradius-shinkin-otp" \
     test -f "$1" -a -f "$2" -a -f "$3"
+# A release build even under make check SANITIZE=1.
+for d in "$@"; do dpkg-deb -x "$d" "$L/x"; done
+find "$L/x" -type f \( -name '*.so' -o -path '*/bin/*' \) \
+    -exec readelf -d {} + >"$L/needed" 2>&1
+check "the packaged binaries need no sanitizer runtime" \
+    sh -c "grep -q NEEDED '$L/needed' && ! grep -q 'NEEDED.*san' '$L/needed'"
+rm -rf "$L/x"
 lintian "$DEB"/*.changes >"$L/lintian.log" 2>&1
 if grep -q '^[EW]: ' "$L/lintian.log"; then
 	notok "lintian: no errors, no warnings"
