@@ -5,6 +5,7 @@
 #   make check SANITIZE=1  the same under AddressSanitizer + UBSan (build-asan/)
 #   make demo            the guided walk-through (see README.md)
 #   make install DESTDIR=... PREFIX=...
+#   make deb             the Debian packages, into $(BUILD)/deb/
 
 PREFIX     ?= /usr/local
 SANITIZE   ?= 0
@@ -165,32 +166,68 @@ demo: deps
 
 BINDIR    = $(PREFIX)/bin
 MANDIR    = $(PREFIX)/share/man
-PAMDIR   ?= /lib/x86_64-linux-gnu/security
+LIBEXEC   = $(PREFIX)/libexec/shinkin-otp
+MULTIARCH := $(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
+PAMDIR   ?= /lib/$(MULTIARCH)/security
 RLMDIR   ?= /usr/lib/freeradius
 RADDB    ?= /etc/freeradius/3.0
 SYSCONF  ?= /etc/shinkin-otp
+STATEDIR ?= /var/lib/shinkin-otp
 
+# Files under /etc are installed once and then left to the admin, as the
+# packages' conffiles are. Into a DESTDIR (staging, debian/rules) only the
+# files are installed; on the live system (no DESTDIR) setup-state then
+# makes the same state the packages' maintainer scripts make: the group
+# shinkin-otp, the modes, the master key and the store (README.md,
+# "Install"), and freerad joins the group when FreeRADIUS is there.
 install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(PAMDIR) $(DESTDIR)$(SYSCONF)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(PAMDIR) $(DESTDIR)$(SYSCONF) \
+	    $(DESTDIR)$(LIBEXEC) $(DESTDIR)$(STATEDIR)
 	install -m 0755 $(CLI) $(DESTDIR)$(BINDIR)/shinkin-otp
+	install -m 0755 scripts/setup-state.sh $(DESTDIR)$(LIBEXEC)/setup-state
 	install -m 0644 $(PAM_SO) $(DESTDIR)$(PAMDIR)/pam_shinkin_otp.so
 	if [ -f $(RLM_SO) ]; then \
-	    install -d $(DESTDIR)$(RLMDIR) $(DESTDIR)$(RADDB)/mods-available && \
+	    install -d $(DESTDIR)$(RLMDIR) $(DESTDIR)$(RADDB)/mods-available \
+	        $(DESTDIR)$(RADDB)/sites-available && \
 	    install -m 0644 $(RLM_SO) $(DESTDIR)$(RLMDIR)/rlm_shinkin_otp.so && \
-	    install -m 0640 conf/freeradius/mods-available/shinkin_otp \
-	        $(DESTDIR)$(RADDB)/mods-available/shinkin_otp; fi
+	    for f in mods-available/shinkin_otp sites-available/shinkin-otp; do \
+	        [ -e $(DESTDIR)$(RADDB)/$$f ] || \
+	        install -m 0644 conf/freeradius/$$f $(DESTDIR)$(RADDB)/$$f; \
+	    done; fi
 	[ -e $(DESTDIR)$(SYSCONF)/shinkin-otp.conf ] || \
 	    install -m 0640 conf/shinkin-otp.conf $(DESTDIR)$(SYSCONF)/shinkin-otp.conf
 	for m in man/*.[1-8]; do [ -f "$$m" ] || continue; s=$${m##*.}; \
 	    install -d $(DESTDIR)$(MANDIR)/man$$s; \
 	    install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
+	if [ -z "$(DESTDIR)" ]; then \
+	    $(LIBEXEC)/setup-state $(BINDIR)/shinkin-otp $(SYSCONF)/shinkin-otp.conf && \
+	    if [ -f $(RLM_SO) ] && getent passwd freerad >/dev/null; then \
+	        adduser --quiet freerad shinkin-otp; fi; fi
 
+# Leaves the policy, the master key and the store (they hold the bank's
+# state), as removing the packages does.
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/shinkin-otp $(DESTDIR)$(PAMDIR)/pam_shinkin_otp.so \
-	    $(DESTDIR)$(RLMDIR)/rlm_shinkin_otp.so \
-	    $(DESTDIR)$(RADDB)/mods-available/shinkin_otp
+	    $(DESTDIR)$(RLMDIR)/rlm_shinkin_otp.so $(DESTDIR)$(LIBEXEC)/setup-state
+	-rmdir $(DESTDIR)$(LIBEXEC) 2>/dev/null
 	for m in man/*.[1-8]; do [ -f "$$m" ] || continue; s=$${m##*.}; \
 	    rm -f $(DESTDIR)$(MANDIR)/man$$s/$${m##*/}; done
+
+# The Debian packages (debian/), from a copy of this tree in
+# $(BUILD)/deb/src, so the .debs land in $(BUILD)/deb/ and not beside the
+# checkout. The FreeRADIUS headers' source tarball is the one the normal
+# build fetched (no network in the package build).
+DEB_DIR = $(BUILD)/deb
+deb: deps $(FR_STAMP)
+	rm -rf $(DEB_DIR)
+	mkdir -p $(DEB_DIR)/src
+	tar -c --exclude=./build --exclude='./build-*' --exclude=./.git \
+	    --exclude=./sandbox -f - . | tar -x -C $(DEB_DIR)/src
+	cd $(DEB_DIR)/src && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
+	    SOTP_FR_CACHE=$(abspath $(FR_COMPAT))/.cache \
+	    dpkg-buildpackage -us -uc -b
+	@ls $(DEB_DIR)/*.deb $(DEB_DIR)/*.changes
+.PHONY: deb
 
 clean:
 	rm -rf build build-asan
@@ -201,4 +238,7 @@ format:
 format-check:
 	find $(FORMAT_DIRS) -name '*.[ch]' | xargs clang-format --dry-run -Werror
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+# The compiler's dependency files (not the package build's copy of the
+# tree under $(BUILD)/deb, whose conf/pam.d is a directory).
+-include $(shell find $(BUILD) -path $(BUILD)/deb -prune -o -name '*.d' \
+    -type f -print 2>/dev/null)

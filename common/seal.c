@@ -11,8 +11,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -176,8 +178,46 @@ read_full(int fd, uint8_t *buf, size_t n)
 	return 0;
 }
 
+/*
+ * The gid of SOTP_KEY_GROUP on this host, or (gid_t)-1 when it has none
+ * (or the lookup fails: then no key is shared, which is the safe side).
+ */
+static gid_t
+key_group(void)
+{
+	struct group gr, *res = NULL;
+	char *buf = NULL, *nb;
+	size_t sz = 1024;
+	gid_t gid = (gid_t)-1;
+	int r;
+
+	for (;;) {
+		if ((nb = realloc(buf, sz)) == NULL)
+			break;
+		buf = nb;
+		r = getgrnam_r(SOTP_KEY_GROUP, &gr, buf, sz, &res);
+		if (r == ERANGE && sz < 1024 * 1024) {
+			sz *= 2;
+			continue;
+		}
+		if (r == 0 && res != NULL)
+			gid = gr.gr_gid;
+		break;
+	}
+	free(buf);
+	return gid;
+}
+
 int
 sotp_key_load(const char *path, uint8_t *key, char *err, size_t errsz)
+{
+	return sotp_key_load_shared(
+	    path, SOTP_KEY_SHARED_LOOKUP, key, err, errsz);
+}
+
+int
+sotp_key_load_shared(
+    const char *path, gid_t shared, uint8_t *key, char *err, size_t errsz)
 {
 	/* 64 hex characters, a newline, and one byte to see a longer file. */
 	uint8_t buf[2 * SOTP_KEY_LEN + 2];
@@ -230,7 +270,24 @@ sotp_key_load(const char *path, uint8_t *key, char *err, size_t errsz)
 		    (unsigned long)st.st_uid);
 		goto out;
 	}
-	if ((st.st_mode & 077) != 0) {
+	/*
+	 * The one shared case: root's key, readable (only) by the members of
+	 * SOTP_KEY_GROUP, so root (PAM in sshd) and a service user in that
+	 * group (radiusd as freerad) read one key file. The group is looked
+	 * up only for a file that has exactly this shape.
+	 */
+	if ((st.st_mode & 077) == 040 && st.st_uid == 0) {
+		if (shared == SOTP_KEY_SHARED_LOOKUP)
+			shared = key_group();
+		if (shared == (gid_t)-1 || st.st_gid != shared) {
+			seterr(err, errsz,
+			    "%s: readable by group %lu (mode 0640); only group " SOTP_KEY_GROUP
+			    " may share root's key: chmod 600 "
+			    "or chgrp " SOTP_KEY_GROUP " it",
+			    path, (unsigned long)st.st_gid);
+			goto out;
+		}
+	} else if ((st.st_mode & 077) != 0) {
 		seterr(err, errsz,
 		    "%s: %s by group or others (mode 0%03o); chmod 600 it",
 		    path, (st.st_mode & 044) != 0 ? "readable" : "accessible",

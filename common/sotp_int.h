@@ -9,6 +9,7 @@
 #include "shinkin_otp.h"
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 /* ---- mem.c ---- */
 
@@ -87,10 +88,21 @@ int sotp_unseal(const uint8_t *key, const void *aad, size_t aadlen,
 /*
  * Loads the 32-byte master key from path: O_NOFOLLOW, a regular file of
  * exactly 32 bytes (or 64 hex characters and a newline), owned by root or
- * by the effective user, no group or other permission bits. Failures are
- * SOTP_ERR_KEY with the reason written to err[errsz].
+ * by the effective user, no group or other permission bits, with one
+ * exception: a root-owned key of mode 0640 whose group is SOTP_KEY_GROUP
+ * (how the packages share one key between root and radiusd's user).
+ * Failures are SOTP_ERR_KEY with the reason written to err[errsz].
  */
 int sotp_key_load(const char *path, uint8_t *key, char *err, size_t errsz);
+#define SOTP_KEY_GROUP "shinkin-otp"
+#define SOTP_KEY_SHARED_LOOKUP ((gid_t)-2)
+/*
+ * sotp_key_load with the sharing group's gid given (SOTP_KEY_SHARED_LOOKUP:
+ * look SOTP_KEY_GROUP up; (gid_t)-1: none), so tests can exercise the rule
+ * without creating a system group.
+ */
+int sotp_key_load_shared(
+    const char *path, gid_t shared, uint8_t *key, char *err, size_t errsz);
 /*
  * Creates a new random key file at path (mode 0600, O_EXCL). Returns
  * SOTP_ERR_EXISTS if a file is there already (never overwrites).

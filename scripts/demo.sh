@@ -143,8 +143,7 @@ sed -e "s|^\tconfig = .*|\tconfig = $CONF|" \
     -e 's|^\tcontext = login|#\tcontext = login|' \
     -e 's|^#\tcontext_attribute = NAS-Identifier|\tcontext_attribute = NAS-Identifier|' \
     "$TOP/conf/freeradius/mods-available/shinkin_otp" >"$R/shinkin_otp"
-sed -e 's|ipaddr = \*|ipaddr = 127.0.0.1|' -e "s|port = 1812|port = $PORT|" \
-    "$TOP/conf/freeradius/sites-available/shinkin-otp" >"$R/site"
+cp "$TOP/conf/freeradius/sites-available/shinkin-otp" "$R/site"
 cat >"$R/radiusd.conf" <<EOF
 prefix = /usr
 exec_prefix = /usr
@@ -169,10 +168,19 @@ thread pool {
 	start_servers = 2
 	max_servers = 4
 }
+# As on a server with Debian's stock configuration: one listener (there,
+# the default site's), and the gateway's client entry sends its requests
+# to the shinkin-otp virtual server.
+listen {
+	type = auth
+	ipaddr = 127.0.0.1
+	port = $PORT
+}
 client gateway {
 	ipaddr = 127.0.0.1
 	secret = $SECRET_RAD
 	require_message_authenticator = yes
+	virtual_server = shinkin-otp
 }
 modules {
 \$INCLUDE $R/shinkin_otp

@@ -4,11 +4,20 @@
 # prints the exact command to run and fails.
 set -eu
 
+# Found by running make demo and make check on a clean mmdebstrap root
+# (.ci/fresh-root), not by reading the code. Some a development image has
+# anyway: xz-utils (fr-headers.sh unpacks the FreeRADIUS .tar.xz), man-db
+# (tests/man formats with groff). The packaging and its suite:
+# build-essential (dpkg-checkbuilddeps wants it) and debhelper for
+# make deb, lintian, mmdebstrap and mount (clean Debian 12 roots: mount
+# is not essential, a clean root has no mount or umount), iproute2 (the
+# package suite's network namespace).
 PKGS="gcc make pkg-config libssl-dev libsqlite3-dev libcrypt-dev
 libcmocka-dev libpam0g-dev libpam-wrapper pamtester oathtool sqlite3
 freeradius freeradius-utils libfreeradius-dev libtalloc-dev libpcre3-dev
 libxml2-dev libqrencode-dev libpng-dev zlib1g-dev zbar-tools mandoc valgrind clang-format jq
 python3-pskc pskctool
+xz-utils man-db build-essential debhelper lintian mmdebstrap mount iproute2
 ca-certificates libpq-dev postgresql"
 
 missing=""

@@ -10,11 +10,18 @@ TAPN=0
 ok() { TAPN=$((TAPN + 1)); echo "ok $TAPN - $*"; }
 notok() { TAPN=$((TAPN + 1)); echo "not ok $TAPN - $*"; }
 
-# check "what" cmd...: passes when cmd succeeds.
+# check "what" cmd...: passes when cmd succeeds; a failure also prints
+# what the command saw (see saw).
 check() {
 	_d=$1
 	shift
-	if "$@"; then ok "$_d"; else notok "$_d"; fi
+	if "$@"; then
+		ok "$_d"
+	else
+		_rc=$?
+		notok "$_d"
+		saw "$_rc" "$@"
+	fi
 }
 
 # check_rc RC "what" cmd...: passes when cmd exits with RC.
@@ -24,7 +31,29 @@ check_rc() {
 	shift 2
 	"$@"
 	_got=$?
-	if [ "$_got" -eq "$_want" ]; then ok "$_d"; else notok "$_d (exit $_got, want $_want)"; fi
+	if [ "$_got" -eq "$_want" ]; then
+		ok "$_d"
+	else
+		notok "$_d (exit $_got, want $_want)"
+		saw "$_got" "$@"
+	fi
+}
+
+# saw STATUS CMD...: after a failed check, what its command saw, as "#"
+# lines under the "not ok" (tests/run.sh shows them): the command with
+# every argument expanded (a test "$(...)" = ... shows the value it got),
+# its exit status, and the end of the file it read when its last argument
+# is a text file (grep PATTERN FILE, cmp A B, ...).
+saw() {
+	_rc=$1
+	shift
+	printf 'ran (exit %s): %s\n' "$_rc" "$*" | sed 's/^/#   /'
+	eval "_last=\${$#}"
+	if [ -f "$_last" ] && [ -r "$_last" ] && grep -Iq . "$_last"; then
+		echo "#   $_last ends:"
+		tail -n 15 "$_last" | cut -c 1-200 | sed 's/^/#     /'
+	fi
+	return 0
 }
 
 # contains FILE TEXT: the file holds TEXT (fixed string).

@@ -31,7 +31,13 @@ count() { # $1: log file, $2: exit code, $3: name
 	fail=$((fail + f))
 	if [ "$f" -ne 0 ]; then
 		failed_names="$failed_names $3"
-		sed -n '/FAILED\|^not ok\|ERROR\|runtime error\|Sanitizer/p' "$1" | head -n 40 >&2
+		# Each "not ok" with the "#" lines after it (what the check
+		# saw), and the cmocka and sanitizer failure lines.
+		awk '/^not ok /		{ d = 1; print; next }
+		     d && /^#/		{ print; next }
+					{ d = 0 }
+		     /FAILED|ERROR|runtime error|Sanitizer/	{ print }' "$1" |
+		    head -n 60 >&2
 	fi
 	printf '%-28s %4d passed, %d failed\n' "$3" "$p" "$f"
 }

@@ -423,25 +423,39 @@ if [ "$(id -u)" -ne 0 ]; then
 	chmod 600 "$STORE"
 else
 	# Root reads any file: run the stack as nobody on a copy of the
-	# sandbox that nobody owns, with the store made unreadable.
+	# sandbox that nobody owns, with the store made unreadable. The
+	# driver and the module are copied there too: the checkout may sit
+	# where nobody cannot enter (a clone under /root, mode 0700).
 	U=$(mktemp -d "${TMPDIR:-/tmp}/sotp-pam-nobody.XXXXXX")
 	chmod 755 "$U"
 	mkdir "$U/pam.d"
+	cp "$DRV" "$U/pam_driver"
+	cp "$MOD" "$U/pam_shinkin_otp.so"
 	cp "$CONF" "$U/shinkin-otp.conf"
 	cp "$KEY" "$U/$(basename "$KEY")"
 	cp "$STORE" "$U/$(basename "$STORE")"
 	sed -i -e "s|^store *=.*|store = sqlite:$U/$(basename "$STORE")|" \
 	    -e "s|^master_key *=.*|master_key = $U/$(basename "$KEY")|" \
 	    "$U/shinkin-otp.conf"
-	printf '%s\n' "auth required $MOD config=$U/shinkin-otp.conf" \
+	printf '%s\n' \
+	    "auth required $U/pam_shinkin_otp.so config=$U/shinkin-otp.conf" \
 	    >"$U/pam.d/ib-mobile"
 	printf '%s\n' "auth required pam_deny.so" >"$U/pam.d/other"
 	chown -R nobody:nogroup "$U"
 	chmod 000 "$U/$(basename "$STORE")"
 	setpriv --reuid=nobody --regid=nogroup --clear-groups \
-	    "$DRV" -c "$U/pam.d" -s ib-mobile -u c-mob pw-mob >"$OUT" 2>&1
+	    "$U/pam_driver" -c "$U/pam.d" -s ib-mobile -u c-mob pw-mob \
+	    >"$OUT" 2>&1
 	check "store unreadable (as nobody): authinfo unavailable" \
 	    grep -qx "result: PAM_AUTHINFO_UNAVAIL" "$OUT"
+	# The store alone made the difference: readable again, the same
+	# stack as nobody accepts.
+	chmod 600 "$U/$(basename "$STORE")"
+	setpriv --reuid=nobody --regid=nogroup --clear-groups \
+	    "$U/pam_driver" -c "$U/pam.d" -s ib-mobile -u c-mob pw-mob \
+	    >"$OUT" 2>&1
+	check "store readable again (as nobody): accepted" \
+	    grep -qx "result: PAM_SUCCESS" "$OUT"
 	rm -rf "$U"
 fi
 rm -f "$STORE" "$STORE-wal" "$STORE-shm"

@@ -22,6 +22,7 @@ ubsan_module() {
 		ok "UBSan build of rlm_shinkin_otp (links libubsan)"
 	else
 		notok "the UBSan module links libubsan"
+		readelf -d "$_ub/rlm_shinkin_otp.so" | grep NEEDED | sed 's/^/#   /'
 		return 1
 	fi
 	UBSAN_OPTIONS=print_stacktrace=1

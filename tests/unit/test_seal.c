@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -360,6 +361,84 @@ test_seal_key_unsafe_refused(void **state)
 	assert_string_equal(err, "");
 }
 
+/*
+ * A root-owned key of mode 0640 is shared with one group only, the one
+ * named SOTP_KEY_GROUP (given here as a gid, so the test needs no system
+ * group); any other group bit, group or owner is still refused.
+ */
+static void
+test_seal_key_shared_group(void **state)
+{
+	struct tdir *t = *state;
+	static const mode_t more[] = {0660, 0650, 0644, 0641, 0604, 0670};
+	uint8_t key[SOTP_KEY_LEN], raw[SOTP_KEY_LEN];
+	char err[256], want[300];
+	struct group *gr;
+	struct stat st;
+	size_t i;
+	gid_t g;
+	int root = geteuid() == 0, named;
+
+	memset(raw, 0x42, sizeof(raw));
+	write_file(tpath(t, "shared.key"), raw, sizeof(raw), 0640);
+	assert_int_equal(stat(t->path, &st), 0);
+	g = st.st_gid;
+	memset(key, 0, sizeof(key));
+	if (root) {
+		assert_int_equal(
+		    sotp_key_load_shared(t->path, g, key, err, sizeof(err)),
+		    SOTP_OK);
+		assert_memory_equal(key, raw, sizeof(raw));
+	} else {
+		/* Not root's key: the shared case does not apply. */
+		assert_int_equal(
+		    sotp_key_load_shared(t->path, g, key, err, sizeof(err)),
+		    SOTP_ERR_KEY);
+		assert_non_null(strstr(err, "group or others (mode 0640)"));
+	}
+	/* Another group, or no sharing group on this host. */
+	assert_int_equal(
+	    sotp_key_load_shared(t->path, g + 1, key, err, sizeof(err)),
+	    SOTP_ERR_KEY);
+	for (i = 0; i < sizeof(key); i++)
+		assert_int_equal(key[i], 0);
+	if (root) {
+		snprintf(want, sizeof(want),
+		    "%s: readable by group %lu (mode 0640); only group "
+		    "shinkin-otp may share root's key: chmod 600 or chgrp "
+		    "shinkin-otp it",
+		    t->path, (unsigned long)g);
+		assert_string_equal(err, want);
+	}
+	assert_int_equal(
+	    sotp_key_load_shared(t->path, (gid_t)-1, key, err, sizeof(err)),
+	    SOTP_ERR_KEY);
+	/* More than read for the group, or anything for others. */
+	for (i = 0; i < sizeof(more) / sizeof(more[0]); i++) {
+		assert_int_equal(chmod(t->path, more[i]), 0);
+		assert_int_equal(
+		    sotp_key_load_shared(t->path, g, key, err, sizeof(err)),
+		    SOTP_ERR_KEY);
+		assert_non_null(strstr(err, "group or others (mode 0"));
+	}
+	/* The group's key must be root's: one nobody owns is refused. */
+	if (root) {
+		assert_int_equal(chmod(t->path, 0640), 0);
+		assert_int_equal(chown(t->path, 65534, g), 0);
+		assert_int_equal(
+		    sotp_key_load_shared(t->path, g, key, err, sizeof(err)),
+		    SOTP_ERR_KEY);
+		assert_non_null(strstr(err, "group or others (mode 0640)"));
+		assert_int_equal(chown(t->path, 0, g), 0);
+	}
+	/* By name: accepted exactly when SOTP_KEY_GROUP is the file's group. */
+	assert_int_equal(chmod(t->path, 0640), 0);
+	gr = getgrnam(SOTP_KEY_GROUP);
+	named = gr != NULL && gr->gr_gid == g;
+	assert_int_equal(sotp_key_load(t->path, key, err, sizeof(err)),
+	    root && named ? SOTP_OK : SOTP_ERR_KEY);
+}
+
 static void
 test_seal_kdf_and_hmac(void **state)
 {
@@ -407,6 +486,8 @@ main(void)
 	        test_seal_key_hex_format, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(
 	        test_seal_key_unsafe_refused, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(
+	        test_seal_key_shared_group, setup_dir, teardown_dir),
 	    cmocka_unit_test(test_seal_kdf_and_hmac),
 	};
 
