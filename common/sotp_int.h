@@ -264,7 +264,10 @@ int sotp_store_unbind(
 
 /*
  * Marks a challenge state id (16 bytes) used; *fresh = 1 the first time,
- * 0 on a replay. Rows past `expires` are purged on the way.
+ * 0 on a replay. `expires` is the state's own expiry. Marks with
+ * expires < now are purged on the way, and the highest expiry purged so
+ * far is kept: a state that does not outlive it is never fresh, since its
+ * mark may be gone (a clock running ahead purged it).
  */
 int sotp_store_state_use(struct sotp_store *st, const uint8_t *id,
     int64_t expires, int64_t now, int *fresh);

@@ -206,9 +206,24 @@ static const struct stmt_def stmts[S_COUNT] = {
     [S_ACCEPT_STEP] = {"UPDATE tokens SET last_step = $2, drift = $3"
                        " WHERE serial = $1 AND last_step < $2",
         "tii"},
-    [S_STATE_PURGE] = {"DELETE FROM used_states WHERE expires < $1", "i"},
+    /*
+     * The row with the one-byte id '\x00' (a state id has 16) holds the
+     * highest expiry ever purged, raised by the very rows deleted.
+     */
+    [S_STATE_PURGE] = {"WITH gone AS (DELETE FROM used_states"
+                       " WHERE expires < $1 AND id <> '\\x00'::bytea"
+                       " RETURNING expires)"
+                       " INSERT INTO used_states (id, expires)"
+                       " SELECT '\\x00'::bytea, max(expires) FROM gone"
+                       " HAVING count(*) > 0"
+                       " ON CONFLICT (id) DO UPDATE SET expires ="
+                       " greatest(used_states.expires, excluded.expires)",
+        "i"},
     [S_STATE_INSERT] = {"INSERT INTO used_states (id, expires)"
-                        " VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+                        " SELECT $1, $2 WHERE NOT EXISTS (SELECT 1"
+                        " FROM used_states WHERE id = '\\x00'::bytea"
+                        " AND expires >= $2)"
+                        " ON CONFLICT (id) DO NOTHING",
         "bi"},
     [S_AUDIT_ADD] = {"INSERT INTO audit (ts, action, contract, serial,"
                      " context, verdict, reason, detail)"
@@ -1570,9 +1585,12 @@ out:
 }
 
 /*
- * As in SQLite: purge by `expires < now`, then insert. ON CONFLICT DO
- * NOTHING waits for a concurrent insert of the same id to commit, so of
- * two servers only one sees the id as fresh.
+ * As in SQLite: purge by `expires < now`, raising the horizon, then
+ * insert unless the horizon has reached the state's expiry. ON CONFLICT
+ * DO NOTHING waits for a concurrent insert of the same id to commit, so
+ * of two servers only one sees the id as fresh. The table lock orders
+ * every state_use of the farm: without it, an insert could read the old
+ * horizon while a purge that is deleting the same id commits under it.
  */
 static int
 pg_state_use(struct sotp_store *st, const uint8_t *id, int64_t expires,
@@ -1587,6 +1605,10 @@ pg_state_use(struct sotp_store *st, const uint8_t *id, int64_t expires,
 
 	if ((rc = begin(st, op)) != SOTP_OK)
 		return rc;
+	if ((rc = exec_sql(st, op,
+	         "LOCK TABLE used_states IN SHARE ROW EXCLUSIVE MODE")) !=
+	    SOTP_OK)
+		goto out;
 	p_int(&p, now);
 	if ((rc = exec_stmt(st, S_STATE_PURGE, op, &p, &res)) != SOTP_OK)
 		goto out;

@@ -116,6 +116,7 @@ enum stmt_id {
 	S_CONTRACT_BIND,
 	S_CONTRACT_UNBIND,
 	S_ACCEPT_STEP,
+	S_STATE_HORIZON,
 	S_STATE_PURGE,
 	S_STATE_INSERT,
 	S_AUDIT_ADD,
@@ -183,9 +184,22 @@ static const char *const stmt_sql[S_COUNT] = {
     /* The replay guard: only a strictly newer step moves last_step. */
     [S_ACCEPT_STEP] = "UPDATE tokens SET last_step = ?2, drift = ?3"
                       " WHERE serial = ?1 AND last_step < ?2",
-    [S_STATE_PURGE] = "DELETE FROM used_states WHERE expires < ?1",
+    /*
+     * The row with the one-byte id X'00' (a state id has 16) holds the
+     * highest expiry ever purged; sq_state_use explains why.
+     */
+    [S_STATE_HORIZON] = "INSERT INTO used_states (id, expires)"
+                        " SELECT X'00', m FROM (SELECT max(expires) AS m"
+                        " FROM used_states WHERE expires < ?1"
+                        " AND id <> X'00') WHERE m IS NOT NULL"
+                        " ON CONFLICT (id) DO UPDATE"
+                        " SET expires = max(expires, excluded.expires)",
+    [S_STATE_PURGE] = "DELETE FROM used_states WHERE expires < ?1"
+                      " AND id <> X'00'",
     [S_STATE_INSERT] = "INSERT OR IGNORE INTO used_states (id, expires)"
-                       " VALUES (?1, ?2)",
+                       " SELECT ?1, ?2 WHERE NOT EXISTS (SELECT 1"
+                       " FROM used_states WHERE id = X'00'"
+                       " AND expires >= ?2)",
     [S_AUDIT_ADD] = "INSERT INTO audit (ts, action, contract, serial,"
                     " context, verdict, reason, detail)"
                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -1431,9 +1445,14 @@ out:
 }
 
 /*
- * The purge is by `expires < now`, so a row lives until its state has
- * expired; the engine refuses an expired state before it gets here, and
- * an id seen again after its purge is therefore never reached.
+ * A mark lives until its state's expiry by the clock of whoever purges:
+ * `expires < now`. A clock running ahead (another server of the farm, a
+ * step forward and back) purges marks of states that a clock on time
+ * still holds valid. So the purge first raises the horizon, the highest
+ * expiry it removes, and a state whose expiry is at or below the horizon
+ * is never fresh: its mark may be gone. Whatever the clocks do, a state
+ * is good once. The horizon moves only as far as expiries really stored,
+ * never to the purger's clock itself.
  */
 static int
 sq_state_use(struct sotp_store *st, const uint8_t *id, int64_t expires,
@@ -1447,6 +1466,15 @@ sq_state_use(struct sotp_store *st, const uint8_t *id, int64_t expires,
 
 	if ((rc = begin(st, op)) != SOTP_OK)
 		return rc;
+	if ((rc = stmt(st, S_STATE_HORIZON, op, &s)) != SOTP_OK)
+		goto out;
+	if ((sqlrc = sqlite3_bind_int64(s, 1, now)) != SQLITE_OK) {
+		rc = db_fail(st, op, sqlrc);
+		goto out;
+	}
+	if ((rc = run(st, s, op)) != SOTP_OK)
+		goto out;
+	done(s);
 	if ((rc = stmt(st, S_STATE_PURGE, op, &s)) != SOTP_OK)
 		goto out;
 	if ((sqlrc = sqlite3_bind_int64(s, 1, now)) != SQLITE_OK) {

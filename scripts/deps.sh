@@ -8,7 +8,7 @@ PKGS="gcc make pkg-config libssl-dev libsqlite3-dev libcrypt-dev
 libcmocka-dev libpam0g-dev libpam-wrapper pamtester oathtool sqlite3
 freeradius freeradius-utils libfreeradius-dev libtalloc-dev libpcre3-dev
 libxml2-dev libqrencode-dev libpng-dev zlib1g-dev zbar-tools mandoc valgrind clang-format jq
-ca-certificates libpq-dev postgresql"
+ca-certificates libpq-dev postgresql faketime"
 
 missing=""
 for p in $PKGS; do

@@ -850,6 +850,77 @@ test_engine_state_reexport_is_the_same_state(void **state)
 	    answer(f, "C-OTP", "login", again, t + 110), SOTP_R_STATE_REPLAYED);
 }
 
+/*
+ * The clock steps back between the challenge and its answer (an NTP step,
+ * a VM restored from a snapshot). The used-state mark must still stand
+ * for as long as the state itself is valid: a second use needs no
+ * password, only a current code.
+ */
+static void
+test_engine_state_once_after_clock_step_back(void **state)
+{
+	struct fx *f = *state;
+	char st[SOTP_STATE_MAX];
+	time_t t = T0 + 40000; /* the state is valid until t + 120 */
+
+	challenge(f, "C-OTP", t, st);
+	/* The clock steps back 100 s; the state is answered then. */
+	assert_int_equal(
+	    answer(f, "C-OTP", "login", st, t - 100), SOTP_R_ACCEPTED);
+	/* Still inside the state's life, 150 s (5 codes) later. */
+	assert_int_equal(
+	    answer(f, "C-OTP", "login", st, t + 50), SOTP_R_STATE_REPLAYED);
+	assert_int_equal(
+	    answer(f, "C-OTP", "login", st, t + 119), SOTP_R_STATE_REPLAYED);
+	assert_int_equal(
+	    answer(f, "C-OTP", "login", st, t + 120), SOTP_R_STATE_EXPIRED);
+}
+
+/*
+ * Two servers share one store; B's clock runs an hour ahead. When B
+ * purges the used-state marks by its own clock, a state that A (on time)
+ * still holds valid must not become usable again on A.
+ */
+static void
+test_engine_state_once_across_skewed_servers(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_ctx *b = NULL;
+	struct sotp_attempt *a = NULL;
+	struct sotp_decision d;
+	char st[SOTP_STATE_MAX], stb[SOTP_STATE_MAX];
+	time_t t = T0 + 50000, tb = t + 3600;
+
+	assert_int_equal(sotp_ctx_new(&b), SOTP_OK);
+	assert_int_equal(sotp_ctx_load(b, f->conf), SOTP_OK);
+	challenge(f, "C-OTP", t, st);
+	assert_int_equal(
+	    answer(f, "C-OTP", "login", st, t + 5), SOTP_R_ACCEPTED);
+	/* B, an hour ahead, uses a state of its own: marks are purged. */
+	assert_int_equal(
+	    sotp_attempt_begin(b, "C-OTP", "login", tb, &a), SOTP_OK);
+	assert_int_equal(
+	    sotp_attempt_set(a, SOTP_F_PASSWORD, "pw-otp"), SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_CONTINUE);
+	assert_int_equal(sotp_attempt_export(a, stb, sizeof(stb)), SOTP_OK);
+	sotp_attempt_free(a);
+	assert_int_equal(
+	    sotp_attempt_resume(b, "C-OTP", "login", stb, tb + 1, &a), SOTP_OK);
+	assert_int_equal(sotp_attempt_set(a, SOTP_F_OTP, "000000"), SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	assert_int_equal(d.reason, SOTP_R_WRONG_CODE);
+	sotp_attempt_free(a);
+	sotp_ctx_free(b);
+	/* Back on A, inside the first state's life: still used. */
+	assert_int_equal(
+	    answer(f, "C-OTP", "login", st, t + 60), SOTP_R_STATE_REPLAYED);
+	/* A new state on A is not affected. */
+	challenge(f, "C-OTP", t + 61, st);
+	assert_int_equal(
+	    answer(f, "C-OTP", "login", st, t + 65), SOTP_R_ACCEPTED);
+}
+
 /* The largest card the policy allows (26 x 10) can be issued and used. */
 static void
 test_engine_largest_card(void **state)
@@ -1015,6 +1086,10 @@ main(void)
 	        test_engine_state_tokens, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_state_reexport_is_the_same_state, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_engine_state_once_after_clock_step_back, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_engine_state_once_across_skewed_servers, setup, teardown),
 	    cmocka_unit_test(test_engine_largest_card),
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_state_mac_failure_refuses, setup, teardown),

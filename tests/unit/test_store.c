@@ -809,6 +809,51 @@ test_store_state_use_replay_purge(void **state)
 	assert_int_equal(fresh, 0);
 }
 
+/*
+ * A server whose clock runs ahead purges marks by its clock while a server
+ * on time still holds their states valid. Whatever the clocks do, a mark
+ * at or below the highest expiry purged so far is never fresh again: its
+ * twin may be gone. Marks above it are not affected.
+ */
+static void
+test_store_state_use_after_purge_ahead(void **state)
+{
+	struct fixture *fx = *state;
+	uint8_t a[16], b[16], c[16], d[16];
+	int fresh = -1;
+
+	memset(a, 0x11, sizeof(a));
+	memset(b, 0x22, sizeof(b));
+	memset(c, 0x33, sizeof(c));
+	memset(d, 0x44, sizeof(d));
+	assert_int_equal(
+	    sotp_store_state_use(fx->st, a, 1120, 1005, &fresh), SOTP_OK);
+	assert_int_equal(fresh, 1);
+	/* A server an hour ahead: a's mark goes. */
+	assert_int_equal(
+	    sotp_store_state_use(fx->st, b, 4720, 4601, &fresh), SOTP_OK);
+	assert_int_equal(fresh, 1);
+	/* Back on time, a is still valid there: not fresh. */
+	assert_int_equal(
+	    sotp_store_state_use(fx->st, a, 1120, 1060, &fresh), SOTP_OK);
+	assert_int_equal(fresh, 0);
+	/* Nor is a state issued before a and never used. */
+	assert_int_equal(
+	    sotp_store_state_use(fx->st, c, 1100, 1061, &fresh), SOTP_OK);
+	assert_int_equal(fresh, 0);
+	/* A state that outlives every purged mark is. */
+	assert_int_equal(
+	    sotp_store_state_use(fx->st, d, 1121, 1062, &fresh), SOTP_OK);
+	assert_int_equal(fresh, 1);
+	assert_int_equal(
+	    sotp_store_state_use(fx->st, d, 1121, 1063, &fresh), SOTP_OK);
+	assert_int_equal(fresh, 0);
+	/* The purger's clock does not move the line, only what it purged. */
+	assert_int_equal(
+	    sotp_store_state_use(fx->st, b, 4720, 4602, &fresh), SOTP_OK);
+	assert_int_equal(fresh, 0);
+}
+
 struct audit_acc {
 	int n;
 	int64_t ts[8];
@@ -1576,6 +1621,7 @@ main(void)
 	    T(test_store_fail_threshold_zero_never_locks),                     \
 	    T(test_store_unlock_resets), T(test_store_accept_step_cas),        \
 	    T(test_store_state_use_replay_purge),                              \
+	    T(test_store_state_use_after_purge_ahead),                         \
 	    T(test_store_audit_add_list), T(test_store_nested_operations),     \
 	    T(test_store_nested_insert_refused),                               \
 	    T(test_store_reopen_keeps_data),                                   \
