@@ -374,6 +374,13 @@ int sotp_ctx_ready(struct sotp_ctx *ctx);
 /* ---- audit.c ---- */
 
 /*
+ * The log line of audit row r (key=value; accepts at LOG_INFO, the rest
+ * at LOG_NOTICE), for rows written without sotp_audit.
+ */
+void sotp_audit_line(
+    const struct sotp_ctx *ctx, const struct sotp_audit_rec *r);
+
+/*
  * Records one decision or admin action: an audit row in the store and one
  * log line (key=value). Never pass a secret in detail. A failure to write
  * the row is logged; the caller's verdict stands unless it was an accept
