@@ -164,7 +164,9 @@ check_token(struct fx *f, const struct want *w)
 	assert_int_equal(info.digits, w->digits);
 	assert_int_equal(info.period, w->period);
 	assert_string_equal(sotp_alg_name(info.alg), w->alg);
-	assert_int_equal(sotp_token_uri(f->ctx, w->serial, &uri), SOTP_OK);
+	assert_int_equal(
+	    sotp_token_uri(f->ctx, w->serial, "uri", 1780272000, &uri),
+	    SOTP_OK);
 	assert_int_equal(sotp_uri_parse(uri, &u, NULL), SOTP_OK);
 	sotp_free_string(uri);
 	assert_int_equal(
