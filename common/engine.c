@@ -1044,7 +1044,14 @@ load_state(struct sotp_attempt *a, const char *state)
 	a->done = p[1];
 	a->needs = p[2];
 	a->ncells = p[3];
-	if (a->ncells > SOTP_MAX_CELLS)
+	/*
+	 * Only the password is ever carried as done: a second factor is
+	 * checked in the round that supplies it. Even under a good MAC, a
+	 * body saying otherwise is not acted on (fuzz_state).
+	 */
+	if (a->ncells > SOTP_MAX_CELLS ||
+	    (a->done & ~(unsigned int)SOTP_F_PASSWORD) != 0 ||
+	    a->needs >= (1u << NFACTORS))
 		return SOTP_R_STATE_INVALID;
 	memcpy(a->cells, p + 4, SOTP_MAX_CELLS);
 	for (i = 0; i < a->ncells; i++)

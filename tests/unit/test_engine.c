@@ -12,6 +12,7 @@
 
 #include "sotp_int.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -921,6 +922,86 @@ test_engine_state_once_across_skewed_servers(void **state)
 	    answer(f, "C-OTP", "login", st, t + 65), SOTP_R_ACCEPTED);
 }
 
+/*
+ * A state whose body says a second factor was already verified: only the
+ * password is ever carried as done, so such a state (signed, as only a
+ * server can) is refused as invalid, not acted on. fuzz_state found that
+ * it reached the card check with no card answer.
+ */
+static void
+test_engine_state_body_checked(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_attempt *a = NULL;
+	struct sotp_decision d;
+	char st[SOTP_STATE_MAX];
+	uint8_t raw[128], buf[256], mac[32];
+	size_t n, i, body, cl = strlen("C-CARD");
+	time_t t = T0 + 60000;
+	/* version | id | expires | rounds | done | needs | ncells | cells */
+	const size_t done_at = 1 + 16 + 8 + 1, needs_at = done_at + 1;
+	const struct {
+		size_t at;
+		uint8_t val;
+	} forged[] = {
+	    {done_at, SOTP_F_PASSWORD | SOTP_F_CARD},
+	    {done_at, SOTP_F_OTP},
+	    {done_at, 0x80},
+	    {needs_at, 0x40},
+	};
+
+	assert_int_equal(
+	    sotp_attempt_begin(f->ctx, "C-CARD", "login", t, &a), SOTP_OK);
+	assert_int_equal(
+	    sotp_attempt_set(a, SOTP_F_PASSWORD, "pw-card"), SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	assert_int_equal(d.needs, SOTP_F_CARD);
+	assert_int_equal(sotp_attempt_export(a, st, sizeof(st)), SOTP_OK);
+	sotp_attempt_free(a);
+	n = strlen(st) / 2;
+	body = n - 16;
+	for (i = 0; i < n; i++)
+		raw[i] = (uint8_t)(OPENSSL_hexchar2int((unsigned char)st[2 * i])
+		        << 4 |
+		    OPENSSL_hexchar2int((unsigned char)st[2 * i + 1]));
+	for (size_t k = 0; k < sizeof(forged) / sizeof(forged[0]); k++) {
+		uint8_t copy[128];
+		char hex[SOTP_STATE_MAX];
+
+		memcpy(copy, raw, n);
+		copy[forged[k].at] = forged[k].val;
+		/* Signed as engine.c signs: body, contract, NUL, context. */
+		memcpy(buf, copy, body);
+		memcpy(buf + body, "C-CARD", cl + 1);
+		memcpy(buf + body + cl + 1, "login", 5);
+		assert_int_equal(sotp_hmac_sha256(f->ctx->state_key, buf,
+		                     body + cl + 1 + 5, mac),
+		    SOTP_OK);
+		memcpy(copy + body, mac, 16);
+		for (i = 0; i < n; i++)
+			snprintf(hex + 2 * i, 3, "%02x", copy[i]);
+		assert_int_equal(sotp_attempt_resume(
+		                     f->ctx, "C-CARD", "login", hex, t + 5, &a),
+		    SOTP_OK);
+		assert_int_equal(
+		    sotp_attempt_set(a, SOTP_F_OTP, "123456"), SOTP_OK);
+		assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+		if (d.verdict != SOTP_REJECT ||
+		    d.reason != SOTP_R_STATE_INVALID)
+			fail_msg("forged byte %zu = %#x: verdict %d reason %s",
+			    forged[k].at, forged[k].val, d.verdict,
+			    sotp_reason_name(d.reason));
+		sotp_attempt_free(a);
+	}
+	/* The genuine state still works. */
+	assert_int_equal(
+	    sotp_attempt_resume(f->ctx, "C-CARD", "login", st, t + 5, &a),
+	    SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_CONTINUE);
+	sotp_attempt_free(a);
+}
+
 /* The largest card the policy allows (26 x 10) can be issued and used. */
 static void
 test_engine_largest_card(void **state)
@@ -1090,6 +1171,8 @@ main(void)
 	        test_engine_state_once_after_clock_step_back, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_state_once_across_skewed_servers, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_engine_state_body_checked, setup, teardown),
 	    cmocka_unit_test(test_engine_largest_card),
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_state_mac_failure_refuses, setup, teardown),
