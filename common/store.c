@@ -46,8 +46,9 @@ password_at(const char *url, size_t i)
 {
 	size_t j;
 
+	/* ':' too: "postgresql:password=..." is a key=value string. */
 	if (strncmp(url + i, "password", 8) != 0 ||
-	    (i > 0 && strchr(" \t?&", url[i - 1]) == NULL))
+	    (i > 0 && strchr(" \t?&:", url[i - 1]) == NULL))
 		return 0;
 	j = i + 8;
 	j += strspn(url + j, " \t");
@@ -95,9 +96,13 @@ sotp_store_url_redact(const char *url, char *out, size_t outsz)
 					j++;
 			if (url[j] == '\'')
 				j++;
-		} else {
-			j += strcspn(url + j, " \t&#");
 		}
+		/*
+		 * Up to the next separator, quoted part or not: what is glued
+		 * to the value goes with it, so that masking a masked string
+		 * changes nothing (a policy dump reads back the same).
+		 */
+		j += strcspn(url + j, " \t&#");
 		i = j;
 	}
 }

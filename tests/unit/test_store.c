@@ -1404,14 +1404,28 @@ test_store_url_redact(void **state)
 	        "postgresql:host=db password = *** dbname=otp"},
 	    {"postgresql:host=db passwordx=1",
 	        "postgresql:host=db passwordx=1"},
+	    /* libpq key=value right after the scheme. */
+	    {"postgresql:password=pw host=db",
+	        "postgresql:password=*** host=db"},
+	    /* Glued to its quotes, or unterminated: all of it goes. */
+	    {"postgresql:password='a b'c=d e=f", "postgresql:password=*** e=f"},
+	    {"postgresql:password='a b\\", "postgresql:password=***"},
+	    /* What fuzz_policy found: an escape, then a second password. */
+	    {"postgres:x =y password ='\xd7\x1c\\\x1c=\tpostgres: password ='"
+	     "\xd7\x1c\\\x1c\x01ll rr",
+	        "postgres:x =y password =*** rr"},
 	};
-	char out[256];
+	char out[256], again[256];
 	size_t i;
 
 	(void)state;
 	for (i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
 		sotp_store_url_redact(v[i].in, out, sizeof(out));
 		assert_string_equal(out, v[i].out);
+		/* Masking what is masked changes nothing: a dump reads back
+		 * as the same policy. */
+		sotp_store_url_redact(out, again, sizeof(again));
+		assert_string_equal(again, out);
 	}
 	sotp_store_url_redact("postgresql://u:pw@db/otp", out, 12);
 	assert_string_equal(out, "postgresql:");
