@@ -1229,6 +1229,95 @@ racer(const char *url, int ready_fd, int go_fd, int64_t step)
 	_exit(status);
 }
 
+/*
+ * One racer for test_store_race_state_purge: like racer(), but uses the
+ * state id made of `b` bytes. Exit status 10 = fresh, 11 = not, 1 = error.
+ */
+static void
+state_racer(const char *url, int ready_fd, int go_fd, uint8_t b,
+    int64_t expires, int64_t now)
+{
+	struct sotp_store *st = NULL;
+	uint8_t id[16];
+	char err[512], c = 'r';
+	int fresh = 0, status = 1;
+
+	memset(id, b, sizeof(id));
+	if (sotp_store_open(url, 0, &st, err, sizeof(err)) != SOTP_OK)
+		_exit(1);
+	if (write(ready_fd, &c, 1) != 1)
+		_exit(1);
+	if (read(go_fd, &c, 1) != 0)
+		_exit(1);
+	if (sotp_store_state_use(st, id, expires, now, &fresh) == SOTP_OK)
+		status = fresh ? 10 : 11;
+	sotp_store_close(st);
+	_exit(status);
+}
+
+/*
+ * A server ahead purges a used state's mark while a server on time
+ * replays that state, at the same instant: whichever runs first, the
+ * replay is never fresh (the purge and the horizon commit together, and
+ * every state_use is ordered against them).
+ */
+static void
+test_store_race_state_purge(void **state)
+{
+	struct fixture *fx = *state;
+	uint8_t id[16];
+	char err[512], c;
+	int ready[2], go[2], fresh = 0;
+	pid_t pid[2];
+	int64_t e;
+	int r, i, wst, st[2];
+
+	for (r = 1; r <= 40; r++) {
+		e = 1000 * (int64_t)r;
+		memset(id, r, sizeof(id));
+		assert_int_equal(
+		    sotp_store_state_use(fx->st, id, e, e - 60, &fresh),
+		    SOTP_OK);
+		assert_int_equal(fresh, 1);
+		sotp_store_close(fx->st);
+		fx->st = NULL;
+		assert_int_equal(pipe(ready), 0);
+		assert_int_equal(pipe(go), 0);
+		for (i = 0; i < 2; i++) {
+			pid[i] = fork();
+			assert_true(pid[i] >= 0);
+			if (pid[i] != 0)
+				continue;
+			close(ready[0]);
+			close(go[1]);
+			if (i == 0) /* ahead: its own new state, purging */
+				state_racer(fx->url, ready[1], go[0],
+				    (uint8_t)(100 + r), e + 100000, e + 1);
+			/* on time: the used state again */
+			state_racer(
+			    fx->url, ready[1], go[0], (uint8_t)r, e, e - 50);
+		}
+		close(ready[1]);
+		close(go[0]);
+		for (i = 0; i < 2; i++)
+			assert_int_equal(read(ready[0], &c, 1), 1);
+		close(go[1]);
+		close(ready[0]);
+		for (i = 0; i < 2; i++) {
+			assert_int_equal(waitpid(pid[i], &wst, 0), pid[i]);
+			assert_true(WIFEXITED(wst));
+			st[i] = WEXITSTATUS(wst);
+		}
+		if (st[0] != 10 || st[1] != 11)
+			fail_msg("round %d: purger exit %d (want 10), replay "
+			         "exit %d (want 11: not fresh)",
+			    r, st[0], st[1]);
+		assert_int_equal(
+		    sotp_store_open(fx->url, 0, &fx->st, err, sizeof(err)),
+		    SOTP_OK);
+	}
+}
+
 static void
 test_store_race_accept_step(void **state)
 {
@@ -1646,7 +1735,8 @@ main(void)
 	    T(test_store_open_unsupported_url), T(test_store_pg_unreachable),  \
 	    T(test_store_pg_malformed_url), T(test_store_url_redact),          \
 	    T(test_store_errmsg_names_operation),                              \
-	    T(test_store_race_accept_step), T(test_store_race_bind)
+	    T(test_store_race_accept_step), T(test_store_race_bind),           \
+	    T(test_store_race_state_purge)
 	const struct CMUnitTest sqlite_tests[] = {
 	    COMMON_TESTS,
 	    T(test_store_file_mode_0600),
