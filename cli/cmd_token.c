@@ -2,7 +2,8 @@
  * cmd_token.c - token add, generate, show and list.
  *
  * A secret only passes through here on its way in (add) or, on request,
- * out as an otpauth URI (generate, show --uri). Every copy this file makes
+ * out as an otpauth URI (generate, show --uri/--qr/--png), each export
+ * audited by the core (sotp_token_uri). Every copy this file makes
  * is wiped; the argv copy of --secret is wiped too, so that it does not
  * linger in /proc/PID/cmdline while the command runs.
  */
@@ -139,15 +140,29 @@ show_qr(struct cli *c, const char *uri, int qr, const char *png)
 	return ex;
 }
 
+/*
+ * The forms a secret leaves in, for the audit row of the export: "uri",
+ * "qr", "png", space separated.
+ */
+static const char *
+export_how(char *buf, size_t bufsz, int uri, int qr, const char *png)
+{
+	snprintf(buf, bufsz, "%s%s%s", uri ? " uri" : "", qr ? " qr" : "",
+	    png != NULL ? " png" : "");
+	return buf[0] == ' ' ? buf + 1 : buf;
+}
+
 /* Prints "SERIAL URI" (or a JSON line); the URI holds the secret. */
 static int
 print_uri(struct cli *c, const char *serial, int qr, const char *png)
 {
 	struct cli_json j;
-	char *uri = NULL;
+	char *uri = NULL, how[16];
 	int rc;
 
-	if ((rc = sotp_token_uri(c->ctx, serial, &uri)) != SOTP_OK)
+	if ((rc = sotp_token_uri(c->ctx, serial,
+	         export_how(how, sizeof(how), 1, qr, png), c->now, &uri)) !=
+	    SOTP_OK)
 		return cli_error(c, rc);
 	if (c->json) {
 		json_begin(&j, stdout);
@@ -277,7 +292,7 @@ static int
 token_show(struct cli *c, int argc, char **argv)
 {
 	struct sotp_token_info t;
-	char *uri = NULL, *png = NULL;
+	char *uri = NULL, *png = NULL, how[16];
 	const char *pos[1];
 	int want_uri = 0, qr = 0;
 	const struct cli_opt opts[] = {
@@ -306,7 +321,9 @@ token_show(struct cli *c, int argc, char **argv)
 	if (rc != SOTP_OK)
 		return cli_error(c, rc);
 	if ((want_uri || qr || png != NULL) &&
-	    (rc = sotp_token_uri(c->ctx, pos[0], &uri)) != SOTP_OK)
+	    (rc = sotp_token_uri(c->ctx, pos[0],
+	         export_how(how, sizeof(how), want_uri, qr, png), c->now,
+	         &uri)) != SOTP_OK)
 		return cli_error(c, rc);
 	if (c->json)
 		token_json(&t, want_uri ? uri : NULL);

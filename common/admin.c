@@ -281,8 +281,14 @@ sotp_token_list(
 	return rc;
 }
 
+/*
+ * An export of a secret is an admin action like any other: its audit row
+ * (and log line) is written before the secret leaves, and an export that
+ * cannot be audited does not happen.
+ */
 int
-sotp_token_uri(struct sotp_ctx *ctx, const char *serial, char **uri)
+sotp_token_uri(struct sotp_ctx *ctx, const char *serial, const char *how,
+    time_t now, char **uri)
 {
 	struct sotp_token_rec t;
 	struct sotp_uri u;
@@ -290,9 +296,11 @@ sotp_token_uri(struct sotp_ctx *ctx, const char *serial, char **uri)
 	size_t keylen = 0;
 	int rc;
 
-	if (ctx == NULL || serial == NULL || uri == NULL)
+	if (uri != NULL)
+		*uri = NULL;
+	if (ctx == NULL || serial == NULL || how == NULL || uri == NULL)
 		return SOTP_ERR_INVALID_ARG;
-	*uri = NULL;
+	memset(&t, 0, sizeof(t));
 	memset(&u, 0, sizeof(u));
 	if ((rc = sotp_ctx_ready(ctx)) != SOTP_OK)
 		return rc;
@@ -300,6 +308,12 @@ sotp_token_uri(struct sotp_ctx *ctx, const char *serial, char **uri)
 		return SOTP_ERR_NOT_FOUND;
 	if ((rc = sotp_store_token_get(ctx->st, serial, &t)) != SOTP_OK)
 		return rc;
+	if ((rc = sotp_audit(ctx, now, "token.export", t.contract, t.serial,
+	         NULL, "accept", SOTP_R_ACCEPTED, how)) != SOTP_OK) {
+		sotp_ctx_seterr(ctx, "token %s: export not audited: %s", serial,
+		    sotp_store_errmsg(ctx->st));
+		goto out;
+	}
 	if ((rc = sotp_unseal(ctx->key, t.serial, strlen(t.serial), t.secret,
 	         t.secret_len, key, sizeof(key), &keylen)) != SOTP_OK) {
 		sotp_ctx_seterr(ctx,

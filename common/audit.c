@@ -9,6 +9,20 @@
 #include <string.h>
 #include <syslog.h>
 
+void
+sotp_audit_line(const struct sotp_ctx *ctx, const struct sotp_audit_rec *r)
+{
+	sotp_log(ctx, strcmp(r->verdict, "accept") == 0 ? LOG_INFO : LOG_NOTICE,
+	    "action=%s contract=%s serial=%s context=%s verdict=%s "
+	    "reason=%s(%d)%s%s%s",
+	    r->action, r->contract[0] != '\0' ? r->contract : "-",
+	    r->serial[0] != '\0' ? r->serial : "-",
+	    r->context[0] != '\0' ? r->context : "-", r->verdict,
+	    sotp_reason_name(r->reason), r->reason,
+	    r->detail[0] != '\0' ? " detail=\"" : "", r->detail,
+	    r->detail[0] != '\0' ? "\"" : "");
+}
+
 int
 sotp_audit(struct sotp_ctx *ctx, time_t now, const char *action,
     const char *contract, const char *serial, const char *context,
@@ -26,15 +40,7 @@ sotp_audit(struct sotp_ctx *ctx, time_t now, const char *action,
 	};
 	int rc;
 
-	sotp_log(ctx, strcmp(verdict, "accept") == 0 ? LOG_INFO : LOG_NOTICE,
-	    "action=%s contract=%s serial=%s context=%s verdict=%s "
-	    "reason=%s(%d)%s%s%s",
-	    action, r.contract[0] != '\0' ? r.contract : "-",
-	    r.serial[0] != '\0' ? r.serial : "-",
-	    r.context[0] != '\0' ? r.context : "-", verdict,
-	    sotp_reason_name(reason), reason,
-	    r.detail[0] != '\0' ? " detail=\"" : "", r.detail,
-	    r.detail[0] != '\0' ? "\"" : "");
+	sotp_audit_line(ctx, &r);
 	if (ctx->st == NULL)
 		return SOTP_ERR_STORE_UNAVAILABLE;
 	if ((rc = sotp_store_audit_add(ctx->st, &r)) != SOTP_OK)

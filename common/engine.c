@@ -1040,7 +1040,13 @@ gate(struct sotp_attempt *a, struct sotp_contract_rec *c, int *reason)
 		c->locked_until = 0;
 	}
 	if (a->resumed) { /* each challenge state is good once */
-		expires = (int64_t)a->now + a->ctx->pol.state_lifetime;
+		/*
+		 * The mark carries the state's own expiry, not one counted
+		 * from now: after the clock steps back, now + lifetime ends
+		 * before the state does. Marks purged by a clock running
+		 * ahead are caught by the store (sotp_store_state_use).
+		 */
+		expires = a->state_expires;
 		if ((rc = sotp_store_state_use(a->ctx->st, a->state_id, expires,
 		         (int64_t)a->now, &fresh)) != SOTP_OK)
 			return store_err(a->ctx, rc);

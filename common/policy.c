@@ -815,6 +815,21 @@ sotp_policy_context_for(
 	return SOTP_ERR_NOT_FOUND;
 }
 
+/*
+ * The store as it may be shown. A PostgreSQL URL can carry a password and
+ * is masked; a SQLite store is a file path, shown as it is: masking a
+ * path that happens to read "password=" would show another file, and the
+ * dump would no longer read back as the same policy.
+ */
+static void
+store_shown(const char *store, char *out, size_t outsz)
+{
+	if (strncmp(store, "sqlite:", 7) == 0)
+		sotp_strlcpy(out, store, outsz);
+	else
+		sotp_store_url_redact(store, out, outsz);
+}
+
 int
 sotp_policy_locations(const struct sotp_ctx *ctx, char *store, size_t storesz,
     char *key, size_t keysz)
@@ -824,7 +839,7 @@ sotp_policy_locations(const struct sotp_ctx *ctx, char *store, size_t storesz,
 		return SOTP_ERR_INVALID_ARG;
 	if (!ctx->have_policy)
 		return SOTP_ERR_CONFIG;
-	sotp_store_url_redact(ctx->pol.store, store, storesz);
+	store_shown(ctx->pol.store, store, storesz);
 	if (sotp_strlcpy(key, ctx->pol.master_key, keysz) >= keysz)
 		return SOTP_ERR_BUFFER;
 	return SOTP_OK;
@@ -886,7 +901,7 @@ sotp_policy_dump(const struct sotp_ctx *ctx, char *buf, size_t bufsz)
 	p = &ctx->pol;
 	buf[0] = '\0';
 	bprintf(&o, "# effective policy from %s\n", p->path);
-	sotp_store_url_redact(p->store, store, sizeof(store));
+	store_shown(p->store, store, sizeof(store));
 	bprintf(&o, "store = %s\nmaster_key = %s\nissuer = %s\nlanguage = %s\n",
 	    store, p->master_key, p->issuer, lang_names[p->lang]);
 	bprintf(&o,

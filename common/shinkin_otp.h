@@ -437,9 +437,15 @@ typedef int sotp_token_cb(void *arg, const struct sotp_token_info *t);
 /* Calls cb for each token in serial order; a non-zero cb return stops. */
 SOTP_EXPORT int sotp_token_list(
     struct sotp_ctx *ctx, int unassigned_only, sotp_token_cb *cb, void *arg);
-/* The token's otpauth URI (holds the secret); free with sotp_free_string. */
-SOTP_EXPORT int sotp_token_uri(
-    struct sotp_ctx *ctx, const char *serial, char **uri);
+/*
+ * Exports the token's secret as its otpauth URI; free it with
+ * sotp_free_string. An audited admin action ("token.export", `how` the
+ * form asked for, e.g. "uri qr", as its detail): the row is written
+ * first, and when it cannot be, nothing is exported and the store's
+ * error is returned. SOTP_ERR_NOT_FOUND for an unknown serial.
+ */
+SOTP_EXPORT int sotp_token_uri(struct sotp_ctx *ctx, const char *serial,
+    const char *how, time_t now, char **uri);
 
 /*
  * Admin resync of a token whose clock has drifted: code1 and code2 are two

@@ -278,7 +278,11 @@ int sotp_store_unbind(struct sotp_store *st, const char *contract,
 
 /*
  * Marks a challenge state id (16 bytes) used; *fresh = 1 the first time,
- * 0 on a replay. Rows past `expires` are purged on the way.
+ * 0 on a replay. `expires` is the state's own expiry. Marks with
+ * expires < now are purged in batches (about once a minute, by the use
+ * that finds a purge due), and the highest expiry purged so far is kept:
+ * a state that does not outlive it is never fresh, since its mark may be
+ * gone (a clock running ahead purged it).
  */
 int sotp_store_state_use(struct sotp_store *st, const uint8_t *id,
     int64_t expires, int64_t now, int *fresh);
@@ -479,6 +483,13 @@ void sotp_log(const struct sotp_ctx *ctx, int prio, const char *fmt, ...)
 int sotp_ctx_ready(struct sotp_ctx *ctx);
 
 /* ---- audit.c ---- */
+
+/*
+ * The log line of audit row r (key=value; accepts at LOG_INFO, the rest
+ * at LOG_NOTICE), for rows written without sotp_audit.
+ */
+void sotp_audit_line(
+    const struct sotp_ctx *ctx, const struct sotp_audit_rec *r);
 
 /*
  * Records one decision or admin action: an audit row in the store and one

@@ -51,6 +51,13 @@
 #define SOTP_STORE_LOCK_TIMEOUT_MS 5000
 /* Length of a challenge state id (sotp_store_state_use). */
 #define SOTP_STORE_STATE_ID_LEN 16
+/*
+ * Used-state marks are purged in batches, by whoever finds the last purge
+ * this many seconds behind its clock (or far enough ahead of it that the
+ * purger's clock was wrong): see sotp_store_state_use.
+ */
+#define SOTP_STORE_STATE_PURGE_EVERY 60
+#define SOTP_STORE_STATE_PURGE_BACK 3600
 
 /*
  * Statement ids: every dialect has SQL text for each (a unit test checks).
@@ -93,7 +100,12 @@ enum sotp_stmt {
 	SOTP_Q_CONTRACT_FAIL,
 	SOTP_Q_CONTRACT_BIND,
 	SOTP_Q_CONTRACT_UNBIND,
+	SOTP_Q_STATE_MARKS,
+	SOTP_Q_STATE_MARKS_PURGER,
+	SOTP_Q_STATE_MARKS_INIT,
+	SOTP_Q_STATE_HORIZON_RAISE,
 	SOTP_Q_STATE_PURGE,
+	SOTP_Q_STATE_PURGED_AT,
 	SOTP_Q_STATE_INSERT,
 	SOTP_Q_AUDIT_ADD,
 	SOTP_Q_AUDIT_LIST,

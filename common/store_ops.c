@@ -629,21 +629,123 @@ sotp_store_unbind(struct sotp_store *st, const char *contract,
 }
 
 /*
- * The purge is by `expires < now`, so a row lives until its state has
- * expired; the engine refuses an expired state before it gets here, and
- * an id seen again after its purge is therefore never reached. Of two
- * servers inserting one id, only one sees it as fresh (the insert ignores
- * a conflict after waiting for the other to commit).
+ * Used challenge states. A state is good once: its id is marked used
+ * (a row keyed by the id, carrying the state's own expiry), and a second
+ * use finds the mark. Marks are purged once their state has expired,
+ * `expires < now`, by the purger's clock. A clock running ahead (another
+ * server of the farm, a step forward and back) therefore purges marks of
+ * states that a clock on time still holds valid, and such a state would
+ * be fresh again. So a purge raises the horizon, the highest expiry it
+ * has removed, and a state whose expiry is not past the horizon is never
+ * fresh: its mark may be gone. The horizon moves only as far as expiries
+ * really stored, never to the purger's clock itself; the price is that a
+ * state issued before a purged one and never used is refused too.
+ *
+ * Ordering, which the horizon's two rows carry (the dialect tables):
+ * a use reads the horizon under a shared row lock and inserts its mark
+ * in the same transaction; a purge takes the same rows exclusively,
+ * raises the horizon and deletes in one transaction. Uses never wait
+ * for each other (two uses of one id: the insert of the second waits for
+ * the first to commit, then finds the mark); a purge waits for the uses
+ * under way, and the uses that come meanwhile wait for it and then read
+ * the raised horizon (READ COMMITTED re-reads a row it waited for). So a
+ * purge and a use of a mark it removes cannot interleave: the use either
+ * commits its mark before the purge looks, or reads the raised horizon.
+ * Purges are rare, and batched: the one use that finds the last purge
+ * SOTP_STORE_STATE_PURGE_EVERY seconds old by its clock purges after its
+ * own commit, in a transaction of its own.
  */
+struct state_marks {
+	int64_t horizon;   /* the highest expiry purged */
+	int64_t purged_at; /* when the last purge ran, by the purger's clock */
+	unsigned int seen; /* bit 0: the horizon row, bit 1: purged_at */
+};
+
+static int
+state_marks_row(struct sotp_store *st, void *arg)
+{
+	struct state_marks *m = arg;
+	uint8_t id[1];
+	size_t len = 0;
+	int64_t v;
+
+	if (sotp_db_blob(st, 0, id, sizeof(id), &len) != 0 || len != 1 ||
+	    id[0] > 1)
+		return sotp_db_corrupt(st, "used_states.id");
+	if (sotp_db_int(st, 1, INT64_MIN, INT64_MAX, &v) != 0)
+		return sotp_db_corrupt(st, "used_states.expires");
+	if (id[0] == 0)
+		m->horizon = v;
+	else
+		m->purged_at = v;
+	m->seen |= 1u << id[0];
+	return SOTP_OK;
+}
+
+/*
+ * Reads the horizon rows with statement q (under its row lock), making
+ * them first in a store that has none yet.
+ */
+static int
+state_marks_read(struct sotp_store *st, enum sotp_stmt q, struct state_marks *m)
+{
+	int rc;
+
+	memset(m, 0, sizeof(*m));
+	if ((rc = sotp_db_rows(st, q, NULL, 0, state_marks_row, m)) !=
+	        SOTP_OK ||
+	    m->seen == 3)
+		return rc;
+	if ((rc = sotp_db_run(st, SOTP_Q_STATE_MARKS_INIT, NULL, 0, NULL)) !=
+	    SOTP_OK)
+		return rc;
+	memset(m, 0, sizeof(*m));
+	if ((rc = sotp_db_rows(st, q, NULL, 0, state_marks_row, m)) != SOTP_OK)
+		return rc;
+	return m->seen == 3 ? SOTP_OK : sotp_db_corrupt(st, "used_states");
+}
+
+static int
+state_purge_due(const struct state_marks *m, int64_t now)
+{
+	return now >= m->purged_at + SOTP_STORE_STATE_PURGE_EVERY ||
+	    now < m->purged_at - SOTP_STORE_STATE_PURGE_BACK;
+}
+
+/* A batch purge, in a transaction of its own. */
+static int
+state_purge(struct sotp_store *st, int64_t now)
+{
+	const struct sotp_param p[] = {SOTP_PINT(now)};
+	struct state_marks m;
+	int rc;
+
+	if ((rc = sotp_db_begin(st)) != SOTP_OK)
+		return rc;
+	rc = state_marks_read(st, SOTP_Q_STATE_MARKS_PURGER, &m);
+	/* Another server may have purged while this one waited. */
+	if (rc == SOTP_OK && state_purge_due(&m, now)) {
+		rc = sotp_db_run(
+		    st, SOTP_Q_STATE_HORIZON_RAISE, p, SOTP_NELEM(p), NULL);
+		if (rc == SOTP_OK)
+			rc = sotp_db_run(
+			    st, SOTP_Q_STATE_PURGE, p, SOTP_NELEM(p), NULL);
+		if (rc == SOTP_OK)
+			rc = sotp_db_run(
+			    st, SOTP_Q_STATE_PURGED_AT, p, SOTP_NELEM(p), NULL);
+	}
+	return sotp_db_end(st, rc);
+}
+
 int
 sotp_store_state_use(struct sotp_store *st, const uint8_t *id, int64_t expires,
     int64_t now, int *fresh)
 {
-	const struct sotp_param p[] = {SOTP_PINT(now)};
 	const struct sotp_param q[] = {
 	    SOTP_PBLOB(id, SOTP_STORE_STATE_ID_LEN), SOTP_PINT(expires)};
+	struct state_marks m;
 	int64_t inserted = 0;
-	int rc;
+	int rc, outer;
 
 	if (fresh != NULL)
 		*fresh = 0;
@@ -652,13 +754,24 @@ sotp_store_state_use(struct sotp_store *st, const uint8_t *id, int64_t expires,
 		return rc;
 	if ((rc = sotp_db_begin(st)) != SOTP_OK)
 		return rc;
-	rc = sotp_db_run(st, SOTP_Q_STATE_PURGE, p, SOTP_NELEM(p), NULL);
-	if (rc == SOTP_OK)
+	outer = st->depth == 1;
+	rc = state_marks_read(st, SOTP_Q_STATE_MARKS, &m);
+	if (rc == SOTP_OK && expires > m.horizon)
 		rc = sotp_db_run(
 		    st, SOTP_Q_STATE_INSERT, q, SOTP_NELEM(q), &inserted);
-	if ((rc = sotp_db_end(st, rc)) == SOTP_OK)
-		*fresh = inserted == 1;
-	return rc;
+	if ((rc = sotp_db_end(st, rc)) != SOTP_OK)
+		return rc;
+	*fresh = inserted == 1;
+	/*
+	 * Not inside a caller's transaction: the exclusive lock would be
+	 * held to its end (and a shared one upgraded). A purge that fails
+	 * changes nothing and leaves the marks for the next one; the use
+	 * stands, so its outcome is what this call returns.
+	 */
+	if (outer && state_purge_due(&m, now) &&
+	    state_purge(st, now) != SOTP_OK)
+		st->err[0] = '\0';
+	return SOTP_OK;
 }
 
 /* ---- Audit ---- */

@@ -173,7 +173,35 @@ static const char *const pg_sql[SOTP_Q_COUNT] = {
                              " AND serial IS NULL AND closed = 0",
     [SOTP_Q_CONTRACT_UNBIND] = "UPDATE contracts SET serial = NULL"
                                " WHERE id = $1 AND serial = $2",
-    [SOTP_Q_STATE_PURGE] = "DELETE FROM used_states WHERE expires < $1",
+    /*
+     * The used-state marks (16-byte ids) and, beside them, two rows with
+     * one-byte ids: '\x00' the horizon (the highest expiry ever purged),
+     * '\x01' when the last purge ran (sotp_store_state_use). A use reads
+     * them FOR SHARE and a purger FOR UPDATE, so that uses run side by
+     * side and only a purge, once a minute, waits for them and they for
+     * it: a use that read the horizon can never see its mark purged under
+     * it, and one that waited for a purge reads the horizon it raised.
+     */
+    [SOTP_Q_STATE_MARKS] = "SELECT id, expires FROM used_states"
+                           " WHERE id IN ('\\x00'::bytea, '\\x01'::bytea)"
+                           " FOR SHARE",
+    [SOTP_Q_STATE_MARKS_PURGER] = "SELECT id, expires FROM used_states"
+                                  " WHERE id IN ('\\x00'::bytea,"
+                                  " '\\x01'::bytea) FOR UPDATE",
+    [SOTP_Q_STATE_MARKS_INIT] = "INSERT INTO used_states (id, expires)"
+                                " VALUES ('\\x00'::bytea, 0),"
+                                " ('\\x01'::bytea, 0)"
+                                " ON CONFLICT (id) DO NOTHING",
+    [SOTP_Q_STATE_HORIZON_RAISE] = "UPDATE used_states SET expires ="
+                                   " greatest(expires, (SELECT"
+                                   " max(expires) FROM used_states"
+                                   " WHERE expires < $1"
+                                   " AND length(id) = 16))"
+                                   " WHERE id = '\\x00'::bytea",
+    [SOTP_Q_STATE_PURGE] = "DELETE FROM used_states WHERE expires < $1"
+                           " AND length(id) = 16",
+    [SOTP_Q_STATE_PURGED_AT] = "UPDATE used_states SET expires = $1"
+                               " WHERE id = '\\x01'::bytea",
     /* Waits for a concurrent insert of the same id, then does nothing. */
     [SOTP_Q_STATE_INSERT] = "INSERT INTO used_states (id, expires)"
                             " VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",

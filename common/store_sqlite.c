@@ -160,7 +160,29 @@ static const char *const sqlite_sql[SOTP_Q_COUNT] = {
                              " AND serial IS NULL AND closed = 0",
     [SOTP_Q_CONTRACT_UNBIND] = "UPDATE contracts SET serial = NULL"
                                " WHERE id = ?1 AND serial = ?2",
-    [SOTP_Q_STATE_PURGE] = "DELETE FROM used_states WHERE expires < ?1",
+    /*
+     * The used-state marks (16-byte ids) and, beside them, two rows with
+     * one-byte ids: X'00' the horizon (the highest expiry ever purged),
+     * X'01' when the last purge ran. sotp_store_state_use explains them;
+     * BEGIN IMMEDIATE already orders every use and purge here.
+     */
+    [SOTP_Q_STATE_MARKS] = "SELECT id, expires FROM used_states"
+                           " WHERE id IN (X'00', X'01')",
+    [SOTP_Q_STATE_MARKS_PURGER] = "SELECT id, expires FROM used_states"
+                                  " WHERE id IN (X'00', X'01')",
+    [SOTP_Q_STATE_MARKS_INIT] = "INSERT OR IGNORE INTO used_states"
+                                " (id, expires) VALUES (X'00', 0),"
+                                " (X'01', 0)",
+    [SOTP_Q_STATE_HORIZON_RAISE] = "UPDATE used_states SET expires ="
+                                   " max(expires, coalesce((SELECT"
+                                   " max(expires) FROM used_states"
+                                   " WHERE expires < ?1"
+                                   " AND length(id) = 16), expires))"
+                                   " WHERE id = X'00'",
+    [SOTP_Q_STATE_PURGE] = "DELETE FROM used_states WHERE expires < ?1"
+                           " AND length(id) = 16",
+    [SOTP_Q_STATE_PURGED_AT] = "UPDATE used_states SET expires = ?1"
+                               " WHERE id = X'01'",
     [SOTP_Q_STATE_INSERT] = "INSERT OR IGNORE INTO used_states (id, expires)"
                             " VALUES (?1, ?2)",
     [SOTP_Q_AUDIT_ADD] = "INSERT INTO audit (ts, action, contract, serial,"

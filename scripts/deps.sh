@@ -2,13 +2,16 @@
 # Installs the Debian 12 packages that shinkin-otp's build, tests and demo
 # need, when any is missing. As root it runs apt-get itself; otherwise it
 # prints the exact command to run and fails.
+#   sh scripts/deps.sh        the build, the tests and the demo
+#   sh scripts/deps.sh fuzz   make fuzz: clang 14 and its libFuzzer runtime
 set -eu
 
 PKGS="gcc make pkg-config libssl-dev libsqlite3-dev libcrypt-dev
 libcmocka-dev libpam0g-dev libpam-wrapper pamtester oathtool sqlite3
 freeradius freeradius-utils libfreeradius-dev libtalloc-dev libpcre3-dev
 libxml2-dev libqrencode-dev libpng-dev zlib1g-dev zbar-tools mandoc valgrind clang-format jq
-ca-certificates libpq-dev postgresql"
+ca-certificates libpq-dev postgresql faketime"
+[ "${1:-}" = fuzz ] && PKGS="$PKGS clang-14 libclang-rt-14-dev"
 
 missing=""
 for p in $PKGS; do

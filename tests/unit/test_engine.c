@@ -12,6 +12,7 @@
 
 #include "sotp_int.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -1160,6 +1161,199 @@ test_engine_state_reexport_is_the_same_state(void **state)
 	    SOTP_R_STATE_REPLAYED);
 }
 
+/*
+ * The clock steps back between the challenge and its answer (an NTP step,
+ * a VM restored from a snapshot). The used-state mark must still stand
+ * for as long as the state itself is valid: a second use needs no
+ * password, only a current code.
+ */
+static void
+test_engine_state_once_after_clock_step_back(void **state)
+{
+	struct fx *f = *state;
+	struct st st;
+	time_t t = T0 + 40000; /* the state is valid until t + 120 */
+
+	challenge(f, "C-OTP", t, &st);
+	/* The clock steps back 100 s; the state is answered then. */
+	assert_int_equal(
+	    answer(f, "C-OTP", "login", &st, t - 100), SOTP_R_ACCEPTED);
+	/* Still inside the state's life, 150 s (5 codes) later. */
+	assert_int_equal(
+	    answer(f, "C-OTP", "login", &st, t + 50), SOTP_R_STATE_REPLAYED);
+	assert_int_equal(
+	    answer(f, "C-OTP", "login", &st, t + 119), SOTP_R_STATE_REPLAYED);
+	assert_int_equal(
+	    answer(f, "C-OTP", "login", &st, t + 120), SOTP_R_STATE_EXPIRED);
+}
+
+/*
+ * Two servers share one store; B's clock runs an hour ahead. When B
+ * purges the used-state marks by its own clock, a state that A (on time)
+ * still holds valid must not become usable again on A.
+ */
+static void
+test_engine_state_once_across_skewed_servers(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_ctx *b = NULL;
+	struct sotp_attempt *a = NULL;
+	struct sotp_decision d;
+	struct st st, stb;
+	time_t t = T0 + 50000, tb = t + 3600;
+
+	assert_int_equal(sotp_ctx_new(&b), SOTP_OK);
+	assert_int_equal(sotp_ctx_load(b, f->conf), SOTP_OK);
+	challenge(f, "C-OTP", t, &st);
+	assert_int_equal(
+	    answer(f, "C-OTP", "login", &st, t + 5), SOTP_R_ACCEPTED);
+	/* B, an hour ahead, uses a state of its own: marks are purged. */
+	assert_int_equal(
+	    sotp_attempt_begin(b, "C-OTP", "login", tb, &a), SOTP_OK);
+	assert_int_equal(sotp_attempt_answer(a, "pw-otp"), SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_CONTINUE);
+	assert_int_equal(
+	    sotp_attempt_export(a, stb.b, sizeof(stb.b), &stb.n), SOTP_OK);
+	sotp_attempt_free(a);
+	assert_int_equal(
+	    sotp_attempt_resume(b, "C-OTP", "login", stb.b, stb.n, tb + 1, &a),
+	    SOTP_OK);
+	assert_int_equal(sotp_attempt_answer(a, "000000"), SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	assert_int_equal(d.reason, SOTP_R_WRONG_CODE);
+	sotp_attempt_free(a);
+	sotp_ctx_free(b);
+	/* Back on A, inside the first state's life: still used. */
+	assert_int_equal(
+	    answer(f, "C-OTP", "login", &st, t + 60), SOTP_R_STATE_REPLAYED);
+	/* A new state on A is not affected. */
+	challenge(f, "C-OTP", t + 61, &st);
+	assert_int_equal(
+	    answer(f, "C-OTP", "login", &st, t + 65), SOTP_R_ACCEPTED);
+}
+
+/* Signs st's body (all but its MAC) as engine_state.c does. */
+static void
+resign(struct fx *f, struct st *st, const char *id, const char *context)
+{
+	uint8_t buf[SOTP_STATE_MAX + SOTP_ID_MAX + SOTP_NAME_MAX], mac[32];
+	size_t body = st->n - 16, cl = strlen(id), xl = strlen(context);
+
+	memcpy(buf, st->b, body);
+	memcpy(buf + body, id, cl + 1);
+	memcpy(buf + body + cl + 1, context, xl);
+	assert_int_equal(
+	    sotp_hmac_sha256(f->ctx->state_key, buf, body + cl + 1 + xl, mac),
+	    SOTP_OK);
+	memcpy(st->b + body, mac, 16);
+}
+
+/* Where the fields of a version 2 state are (engine_state.c). */
+#define ST_DONE (1 + 16 + 8 + 1)
+#define ST_ASKED (ST_DONE + 1)
+#define ST_STEP (ST_DONE + 3 + SOTP_MAX_CELLS + 1 + 4)
+#define ST_SERIAL_LEN (ST_STEP + 8)
+
+/* Resumes a forged state and answers; the reason of the step. */
+static int
+forged_reason(struct fx *f, const struct st *st, const char *id,
+    const char *context, const char *value, time_t now)
+{
+	struct sotp_attempt *a = NULL;
+	struct sotp_decision d;
+
+	assert_int_equal(
+	    sotp_attempt_resume(f->ctx, id, context, st->b, st->n, now, &a),
+	    SOTP_OK);
+	assert_int_equal(sotp_attempt_answer(a, value), SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	sotp_attempt_free(a);
+	return d.verdict == SOTP_ACCEPT ? -1 : (int)d.reason;
+}
+
+/*
+ * A state whose body claims a factor verified without what that
+ * verification yields. The engine writes only the password as done in
+ * a login, and in a registration the serial with its token, the code
+ * with its step; a body saying otherwise (signed, as only a server can)
+ * is refused as invalid, not acted on: fuzz_state found such a body
+ * skipping the card check with no card answer.
+ */
+static void
+test_engine_state_body_checked(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_attempt *a = NULL;
+	struct sotp_decision d;
+	struct st st, bad, reg = {.n = 0};
+	time_t t = T0 + 60000;
+	size_t k;
+	int r;
+	const struct {
+		size_t at;
+		uint8_t val;
+	} forged[] = {
+	    {ST_DONE, SOTP_F_PASSWORD | SOTP_F_CARD},
+	    {ST_DONE, SOTP_F_PASSWORD | SOTP_F_OTP},
+	    {ST_DONE, SOTP_F_PASSWORD | SOTP_F_SERIAL | SOTP_F_OTP},
+	    {ST_DONE, 0x80},
+	    {ST_ASKED, 0x40},
+	};
+
+	assert_int_equal(
+	    sotp_attempt_begin(f->ctx, "C-CARD", "login", t, &a), SOTP_OK);
+	assert_int_equal(sotp_attempt_answer(a, "pw-card"), SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	assert_int_equal(d.ask, SOTP_F_CARD);
+	assert_int_equal(
+	    sotp_attempt_export(a, st.b, sizeof(st.b), &st.n), SOTP_OK);
+	sotp_attempt_free(a);
+	for (k = 0; k < sizeof(forged) / sizeof(forged[0]); k++) {
+		bad = st;
+		bad.b[forged[k].at] = forged[k].val;
+		resign(f, &bad, "C-CARD", "login");
+		r = forged_reason(f, &bad, "C-CARD", "login", "12", t + 5);
+		if (r != SOTP_R_STATE_INVALID)
+			fail_msg("forged byte %zu = %#x: %s", forged[k].at,
+			    forged[k].val,
+			    r < 0 ? "ACCEPTED" : sotp_reason_name(r));
+	}
+	/* A registration at its code: serial done, with the serial. */
+	reg_round(f, "C-REG", &reg, "pw-reg", t, &d);
+	reg_round(f, "C-REG", &reg, "T-REG", t + 1, &d);
+	assert_int_equal(d.ask, SOTP_F_OTP);
+	/* The serial claimed done, but none carried. */
+	bad = reg;
+	bad.b[ST_SERIAL_LEN] = 0;
+	bad.n = ST_SERIAL_LEN + 1 + 16;
+	resign(f, &bad, "C-REG", "registration");
+	assert_int_equal(
+	    forged_reason(f, &bad, "C-REG", "registration", "123456", t + 2),
+	    SOTP_R_STATE_INVALID);
+	/* The code claimed done with no step. */
+	bad = reg;
+	bad.b[ST_DONE] |= SOTP_F_OTP;
+	resign(f, &bad, "C-REG", "registration");
+	assert_int_equal(
+	    forged_reason(f, &bad, "C-REG", "registration", "yes", t + 2),
+	    SOTP_R_STATE_INVALID);
+	/* The genuine states still work. */
+	assert_int_equal(sotp_attempt_resume(
+	                     f->ctx, "C-CARD", "login", st.b, st.n, t + 5, &a),
+	    SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_CONTINUE);
+	assert_int_equal(d.ask, SOTP_F_CARD);
+	sotp_attempt_free(a);
+	assert_int_equal(sotp_attempt_resume(f->ctx, "C-REG", "registration",
+	                     reg.b, reg.n, t + 2, &a),
+	    SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	assert_int_equal(d.ask, SOTP_F_OTP);
+	sotp_attempt_free(a);
+}
+
 /* The largest card the policy allows (26 x 10) can be issued and used. */
 static void
 test_engine_largest_card(void **state)
@@ -1333,6 +1527,12 @@ main(void)
 	        test_engine_forgiving_input, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_append_mode_decides, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_engine_state_once_after_clock_step_back, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_engine_state_once_across_skewed_servers, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_engine_state_body_checked, setup, teardown),
 	    cmocka_unit_test(test_engine_largest_card),
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_state_mac_failure_refuses, setup, teardown),

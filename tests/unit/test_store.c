@@ -777,30 +777,90 @@ static void
 test_store_state_use_replay_purge(void **state)
 {
 	struct fixture *fx = *state;
-	uint8_t a[16], b[16];
+	uint8_t a[16], b[16], c[16];
 	int fresh = -1;
 
 	memset(a, 0x11, sizeof(a));
 	memset(b, 0x22, sizeof(b));
+	memset(c, 0x33, sizeof(c));
+	/* The first use finds a purge due: it runs (nothing to purge). */
 	assert_int_equal(
 	    sotp_store_state_use(fx->st, a, 1100, 1000, &fresh), SOTP_OK);
 	assert_int_equal(fresh, 1);
 	assert_int_equal(
 	    sotp_store_state_use(fx->st, a, 1100, 1050, &fresh), SOTP_OK);
 	assert_int_equal(fresh, 0);
-	/* At its expiry second the row is still there. */
+	/* At its expiry second the row is still there (and a purge ran). */
 	assert_int_equal(
 	    sotp_store_state_use(fx->st, a, 1100, 1100, &fresh), SOTP_OK);
 	assert_int_equal(fresh, 0);
-	/* Past it, the row is purged (the engine refuses such a state). */
+	/* Past it, the row stays until the next purge is due. */
 	assert_int_equal(
 	    sotp_store_state_use(fx->st, b, 1300, 1101, &fresh), SOTP_OK);
 	assert_int_equal(fresh, 1);
 	assert_int_equal(
 	    sotp_store_state_use(fx->st, a, 1300, 1102, &fresh), SOTP_OK);
+	assert_int_equal(fresh, 0);
+	/* A minute after the last purge, one runs after this use. */
+	assert_int_equal(
+	    sotp_store_state_use(fx->st, c, 1400, 1100 + 60, &fresh), SOTP_OK);
+	assert_int_equal(fresh, 1);
+	/* a's row is gone: an id with a later expiry is fresh again... */
+	assert_int_equal(
+	    sotp_store_state_use(fx->st, a, 1300, 1161, &fresh), SOTP_OK);
+	assert_int_equal(fresh, 1);
+	/* ...but never one that does not outlive what was purged. */
+	memset(a, 0x44, sizeof(a));
+	assert_int_equal(
+	    sotp_store_state_use(fx->st, a, 1100, 1099, &fresh), SOTP_OK);
+	assert_int_equal(fresh, 0);
+	assert_int_equal(
+	    sotp_store_state_use(fx->st, b, 1300, 1162, &fresh), SOTP_OK);
+	assert_int_equal(fresh, 0);
+}
+
+/*
+ * A server whose clock runs ahead purges marks by its clock while a server
+ * on time still holds their states valid. Whatever the clocks do, a mark
+ * at or below the highest expiry purged so far is never fresh again: its
+ * twin may be gone. Marks above it are not affected.
+ */
+static void
+test_store_state_use_after_purge_ahead(void **state)
+{
+	struct fixture *fx = *state;
+	uint8_t a[16], b[16], c[16], d[16];
+	int fresh = -1;
+
+	memset(a, 0x11, sizeof(a));
+	memset(b, 0x22, sizeof(b));
+	memset(c, 0x33, sizeof(c));
+	memset(d, 0x44, sizeof(d));
+	assert_int_equal(
+	    sotp_store_state_use(fx->st, a, 1120, 1005, &fresh), SOTP_OK);
+	assert_int_equal(fresh, 1);
+	/* A server an hour ahead: a's mark goes. */
+	assert_int_equal(
+	    sotp_store_state_use(fx->st, b, 4720, 4601, &fresh), SOTP_OK);
+	assert_int_equal(fresh, 1);
+	/* Back on time, a is still valid there: not fresh. */
+	assert_int_equal(
+	    sotp_store_state_use(fx->st, a, 1120, 1060, &fresh), SOTP_OK);
+	assert_int_equal(fresh, 0);
+	/* Nor is a state issued before a and never used. */
+	assert_int_equal(
+	    sotp_store_state_use(fx->st, c, 1100, 1061, &fresh), SOTP_OK);
+	assert_int_equal(fresh, 0);
+	/* A state that outlives every purged mark is. */
+	assert_int_equal(
+	    sotp_store_state_use(fx->st, d, 1121, 1062, &fresh), SOTP_OK);
 	assert_int_equal(fresh, 1);
 	assert_int_equal(
-	    sotp_store_state_use(fx->st, b, 1300, 1103, &fresh), SOTP_OK);
+	    sotp_store_state_use(fx->st, d, 1121, 1063, &fresh), SOTP_OK);
+	assert_int_equal(fresh, 0);
+	/* The purger's clock does not move the line, only what it purged. */
+	assert_int_equal(
+	    sotp_store_state_use(fx->st, b, 4720, 4602, &fresh), SOTP_OK);
 	assert_int_equal(fresh, 0);
 }
 
@@ -1179,6 +1239,100 @@ racer(const char *url, int ready_fd, int go_fd, int64_t step)
 	_exit(status);
 }
 
+/*
+ * One racer for test_store_race_state_purge: like racer(), but uses the
+ * state id made of `b` bytes. Exit status 10 = fresh, 11 = not, 1 = error.
+ */
+static void
+state_racer(const char *url, int ready_fd, int go_fd, uint8_t b,
+    int64_t expires, int64_t now)
+{
+	struct sotp_store *st = NULL;
+	uint8_t id[16];
+	char err[512], c = 'r';
+	int fresh = 0, status = 1;
+
+	memset(id, b, sizeof(id));
+	if (sotp_store_open(url, 0, &st, err, sizeof(err)) != SOTP_OK)
+		_exit(1);
+	if (write(ready_fd, &c, 1) != 1)
+		_exit(1);
+	if (read(go_fd, &c, 1) != 0)
+		_exit(1);
+	if (sotp_store_state_use(st, id, expires, now, &fresh) == SOTP_OK)
+		status = fresh ? 10 : 11;
+	sotp_store_close(st);
+	_exit(status);
+}
+
+/*
+ * A server ahead purges a used state's mark while a server on time
+ * replays that state, at the same instant: whichever runs first, the
+ * replay is never fresh (the purge and the horizon commit together, and
+ * every state_use is ordered against them).
+ */
+static void
+test_store_race_state_purge(void **state)
+{
+	struct fixture *fx = *state;
+	uint8_t id[16];
+	char err[512], c;
+	int ready[2], go[2], fresh = 0;
+	pid_t pid[2];
+	int64_t e;
+	int r, i, wst, st[2];
+
+	for (r = 1; r <= 40; r++) {
+		e = 1000 * (int64_t)r;
+		memset(id, r, sizeof(id));
+		assert_int_equal(
+		    sotp_store_state_use(fx->st, id, e, e - 60, &fresh),
+		    SOTP_OK);
+		assert_int_equal(fresh, 1);
+		sotp_store_close(fx->st);
+		fx->st = NULL;
+		assert_int_equal(pipe(ready), 0);
+		assert_int_equal(pipe(go), 0);
+		for (i = 0; i < 2; i++) {
+			pid[i] = fork();
+			assert_true(pid[i] >= 0);
+			if (pid[i] != 0)
+				continue;
+			close(ready[0]);
+			close(go[1]);
+			/*
+			 * Ahead: its own new state, then the purge that is
+			 * due for it (the last ran at e - 60, by our use).
+			 */
+			if (i == 0)
+				state_racer(fx->url, ready[1], go[0],
+				    (uint8_t)(100 + r), e + 100000,
+				    e + SOTP_STORE_STATE_PURGE_EVERY);
+			/* on time: the used state again */
+			state_racer(
+			    fx->url, ready[1], go[0], (uint8_t)r, e, e - 50);
+		}
+		close(ready[1]);
+		close(go[0]);
+		for (i = 0; i < 2; i++)
+			assert_int_equal(read(ready[0], &c, 1), 1);
+		close(go[1]);
+		close(ready[0]);
+		for (i = 0; i < 2; i++) {
+			assert_int_equal(waitpid(pid[i], &wst, 0), pid[i]);
+			assert_true(WIFEXITED(wst));
+			st[i] = WEXITSTATUS(wst);
+		}
+		if (st[0] != 10 || st[1] != 11)
+			fail_msg("round %d: purger exit %d (want 10), replay "
+			         "exit %d (want 11: not fresh)",
+			    r, st[0], st[1]);
+		assert_int_equal(
+		    sotp_store_open(fx->url, 0, &fx->st, err, sizeof(err)),
+		    SOTP_OK);
+	}
+}
+
 static void
 test_store_race_accept_step(void **state)
 {
@@ -1351,14 +1505,32 @@ test_store_url_redact(void **state)
 	        "postgresql:host=db password = *** dbname=otp"},
 	    {"postgresql:host=db passwordx=1",
 	        "postgresql:host=db passwordx=1"},
+	    /* libpq key=value right after the scheme. */
+	    {"postgresql:password=pw host=db",
+	        "postgresql:password=*** host=db"},
+	    /* Glued to its quotes, or unterminated: all of it goes. */
+	    {"postgresql:password='a b'c=d e=f", "postgresql:password=*** e=f"},
+	    {"postgresql:password='a b\\", "postgresql:password=***"},
+	    /* A masked value held the '/' that ended the authority: masking
+	     * again would differ, so only the scheme is shown (fuzz_policy). */
+	    {"postgres://:sq\030it  =od pass password =://\t\257postge@",
+	        "postgres:***"},
+	    /* What fuzz_policy found: an escape, then a second password. */
+	    {"postgres:x =y password ='\xd7\x1c\\\x1c=\tpostgres: password ='"
+	     "\xd7\x1c\\\x1c\x01ll rr",
+	        "postgres:x =y password =*** rr"},
 	};
-	char out[256];
+	char out[256], again[256];
 	size_t i;
 
 	(void)state;
 	for (i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
 		sotp_store_url_redact(v[i].in, out, sizeof(out));
 		assert_string_equal(out, v[i].out);
+		/* Masking what is masked changes nothing: a dump reads back
+		 * as the same policy. */
+		sotp_store_url_redact(out, again, sizeof(again));
+		assert_string_equal(again, out);
 	}
 	sotp_store_url_redact("postgresql://u:pw@db/otp", out, 12);
 	assert_string_equal(out, "postgresql:");
@@ -1697,6 +1869,7 @@ main(void)
 	    T(test_store_fail_threshold_zero_never_locks),                     \
 	    T(test_store_unlock_resets), T(test_store_accept_step_cas),        \
 	    T(test_store_state_use_replay_purge),                              \
+	    T(test_store_state_use_after_purge_ahead),                         \
 	    T(test_store_audit_add_list), T(test_store_nested_operations),     \
 	    T(test_store_nested_insert_refused),                               \
 	    T(test_store_dialects_complete),                                   \
@@ -1706,7 +1879,8 @@ main(void)
 	    T(test_store_open_unsupported_url), T(test_store_pg_unreachable),  \
 	    T(test_store_pg_malformed_url), T(test_store_url_redact),          \
 	    T(test_store_errmsg_names_operation),                              \
-	    T(test_store_race_accept_step), T(test_store_race_bind)
+	    T(test_store_race_accept_step), T(test_store_race_bind),           \
+	    T(test_store_race_state_purge)
 	const struct CMUnitTest sqlite_tests[] = {
 	    COMMON_TESTS,
 	    T(test_store_file_mode_0600),
