@@ -396,7 +396,7 @@ insert_one(struct sotp_ctx *ctx, const struct sotp_import_entry *e,
 	if ((rc = sotp_store_token_insert(ctx->st, &t)) != SOTP_OK)
 		goto out;
 	import_row(&a, t.serial, format, now);
-	rc = sotp_store_audit_add(ctx->st, &a);
+	rc = sotp_audit_append(ctx, &a);
 out:
 	sotp_wipe(&t, sizeof(t));
 	return rc;

@@ -167,6 +167,14 @@ int
 sotp_store_open(const char *url, int create, struct sotp_store **out, char *err,
     size_t errsz)
 {
+	return sotp_store_open_timed(
+	    url, create, SOTP_STORE_LOCK_TIMEOUT_MS, out, err, errsz);
+}
+
+int
+sotp_store_open_timed(const char *url, int create, unsigned int lock_timeout_ms,
+    struct sotp_store **out, char *err, size_t errsz)
+{
 	struct sotp_store *st = NULL;
 	const struct sotp_store_driver *drv = NULL;
 	const char *colon;
@@ -187,7 +195,7 @@ sotp_store_open(const char *url, int create, struct sotp_store **out, char *err,
 		goto out;
 	}
 	st->op = "open";
-	st->lock_timeout_ms = SOTP_STORE_LOCK_TIMEOUT_MS;
+	st->lock_timeout_ms = lock_timeout_ms;
 	if ((colon = strchr(url, ':')) != NULL) {
 		n = (size_t)(colon - url);
 		for (i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
@@ -591,10 +599,18 @@ sotp_store_schema(struct sotp_store *st, int create)
 	}
 	if ((rc = query_int(st, SOTP_Q_SCHEMA_VERSION, &o)) != SOTP_OK)
 		goto out;
+	/* init takes a version 1 store to this one, in the same lock. */
+	if (create && o.rows == 1 && o.v == 1 &&
+	    ((rc = st->drv->script(st, st->drv->sql[SOTP_Q_SCHEMA_UPGRADE])) !=
+	            SOTP_OK ||
+	        (rc = query_int(st, SOTP_Q_SCHEMA_VERSION, &o)) != SOTP_OK))
+		goto out;
 	if (o.rows != 1 || o.v != SOTP_SCHEMA_VERSION) {
 		rc = sotp_store_dberr(st, SOTP_ERR_STORE_UNAVAILABLE,
-		    "schema version %lld (%d rows), this build needs version %d",
-		    (long long)o.v, o.rows, SOTP_SCHEMA_VERSION);
+		    "schema version %lld (%d rows), this build needs version %d%s",
+		    (long long)o.v, o.rows, SOTP_SCHEMA_VERSION,
+		    o.rows == 1 && o.v == 1 ? " (run \"shinkin-otp init\")"
+		                            : "");
 		goto out;
 	}
 	rc = SOTP_OK;

@@ -290,6 +290,20 @@ sotp_store_token_set_drift(struct sotp_store *st, const char *serial, int drift)
 	return update_one(st, SOTP_Q_TOKEN_SET_DRIFT, p, SOTP_NELEM(p));
 }
 
+int
+sotp_store_token_set_disabled(
+    struct sotp_store *st, const char *serial, int disabled)
+{
+	const struct sotp_param p[] = {
+	    SOTP_PTEXT(serial), SOTP_PINT(disabled != 0)};
+	int rc;
+
+	if ((rc = sotp_db_enter(st, "token_set_disabled", valid_id(serial))) !=
+	    SOTP_OK)
+		return rc;
+	return update_one(st, SOTP_Q_TOKEN_SET_DISABLED, p, SOTP_NELEM(p));
+}
+
 /* ---- Contracts ---- */
 
 /* One contract by id: a plain read, or one under the row lock. */
@@ -314,6 +328,61 @@ sotp_store_contract_get(
 {
 	return contract_read(
 	    st, "contract_get", SOTP_Q_CONTRACT_GET, 1, id, out);
+}
+
+struct contract_list {
+	sotp_contract_rec_cb *cb;
+	void *arg;
+	struct sotp_contract_rec c;
+};
+
+static int
+contract_list_row(struct sotp_store *st, void *arg)
+{
+	struct contract_list *l = arg;
+	int rc;
+
+	if ((rc = row_contract(st, &l->c)) != SOTP_OK)
+		return rc;
+	return l->cb(l->arg, &l->c);
+}
+
+int
+sotp_store_contract_list(struct sotp_store *st, int locked_only, int64_t now,
+    int closed, sotp_contract_rec_cb *cb, void *arg)
+{
+	const struct sotp_param p[] = {SOTP_PINT(locked_only != 0),
+	    SOTP_PINT(now), SOTP_PINT(closed < 0 ? -1 : closed != 0)};
+	struct contract_list l = {.cb = cb, .arg = arg};
+	int rc;
+
+	if ((rc = sotp_db_enter(st, "contract_list", cb != NULL)) != SOTP_OK)
+		return rc;
+	rc = sotp_db_rows(
+	    st, SOTP_Q_CONTRACT_LIST, p, SOTP_NELEM(p), contract_list_row, &l);
+	sotp_wipe(&l.c, sizeof(l.c));
+	return rc;
+}
+
+static int
+pwhash_row(struct sotp_store *st, void *arg)
+{
+	if (sotp_db_text(st, 0, arg, SOTP_HASH_MAX) != 0)
+		return sotp_db_corrupt(st, "pwhash");
+	return SOTP_OK;
+}
+
+int
+sotp_store_pwhash_sample(struct sotp_store *st, char *out)
+{
+	int rc;
+
+	if (out != NULL)
+		out[0] = '\0';
+	if ((rc = sotp_db_enter(st, "pwhash_sample", out != NULL)) != SOTP_OK)
+		return rc;
+	return sotp_db_row(
+	    st, SOTP_Q_CONTRACT_PWHASH_SAMPLE, NULL, 0, pwhash_row, out);
 }
 
 int
@@ -776,27 +845,287 @@ sotp_store_state_use(struct sotp_store *st, const uint8_t *id, int64_t expires,
 
 /* ---- Audit ---- */
 
+/* The columns of SOTP_SQL_AUDIT_SELECT (store_int.h), in order. */
 static int
-audit_add(struct sotp_store *st, const struct sotp_audit_rec *r)
+audit_row(struct sotp_store *st, struct sotp_audit_row *r)
 {
-	const struct sotp_param p[] = {SOTP_PINT(r->ts), SOTP_PTEXT(r->action),
-	    SOTP_PTEXT(r->contract), SOTP_PTEXT(r->serial),
-	    SOTP_PTEXT(r->context), SOTP_PTEXT(r->verdict),
-	    SOTP_PINT(r->reason), SOTP_PTEXT(r->detail)};
+	int64_t v;
 
-	return sotp_db_run(st, SOTP_Q_AUDIT_ADD, p, SOTP_NELEM(p), NULL);
+	memset(r, 0, sizeof(*r));
+	if (sotp_db_int(st, 0, INT64_MIN, INT64_MAX, &r->id) != 0 ||
+	    sotp_db_int(st, 1, INT64_MIN, INT64_MAX, &r->ts) != 0)
+		return sotp_db_corrupt(st, "id/ts");
+	r->action = sotp_db_str(st, 2);
+	r->contract = sotp_db_str(st, 3);
+	r->serial = sotp_db_str(st, 4);
+	r->context = sotp_db_str(st, 5);
+	r->verdict = sotp_db_str(st, 6);
+	if (sotp_db_int(st, 7, INT_MIN, INT_MAX, &v) != 0)
+		return sotp_db_corrupt(st, "reason");
+	r->reason = (int)v;
+	r->detail = sotp_db_str(st, 8);
+	return SOTP_OK;
 }
 
 int
-sotp_store_audit_add(struct sotp_store *st, const struct sotp_audit_rec *r)
+sotp_store_audit_append(struct sotp_store *st, const struct sotp_audit_rec *r,
+    int64_t seq, const uint8_t *mac)
+{
+	const struct sotp_param p[] = {SOTP_PINT(r != NULL ? r->ts : 0),
+	    SOTP_PTEXT(r != NULL ? r->action : NULL),
+	    SOTP_PTEXT(r != NULL ? r->contract : NULL),
+	    SOTP_PTEXT(r != NULL ? r->serial : NULL),
+	    SOTP_PTEXT(r != NULL ? r->context : NULL),
+	    SOTP_PTEXT(r != NULL ? r->verdict : NULL),
+	    SOTP_PINT(r != NULL ? r->reason : 0),
+	    SOTP_PTEXT(r != NULL ? r->detail : NULL),
+	    /* seq 0 and an empty mac are stored as NULL: waiting. */
+	    SOTP_PINT(seq), SOTP_PBLOB(mac, seq > 0 ? SOTP_AUDIT_MAC_LEN : 0),
+	    SOTP_PINT(seq > 0)};
+	int rc;
+
+	if ((rc = sotp_db_enter(st, "audit_append",
+	         r != NULL && r->action != NULL && r->verdict != NULL &&
+	             seq >= 0 && (seq == 0 || mac != NULL))) != SOTP_OK)
+		return rc;
+	return sotp_db_run(st, SOTP_Q_AUDIT_ADD, p, SOTP_NELEM(p), NULL);
+}
+
+/* A MAC column: 32 bytes, or NULL (has = 0). */
+static int
+mac_col(struct sotp_store *st, int col, uint8_t *mac, int *has)
+{
+	size_t len = 0;
+
+	if (sotp_db_blob(st, col, mac, SOTP_AUDIT_MAC_LEN, &len) != 0 ||
+	    (len != 0 && len != SOTP_AUDIT_MAC_LEN))
+		return -1;
+	*has = len != 0;
+	return 0;
+}
+
+/* The columns of SOTP_SQL_AUDIT_HEAD_SELECT (store_int.h), in order. */
+static int
+head_row(struct sotp_store *st, void *arg)
+{
+	struct sotp_audit_head *h = arg;
+	int has = 0;
+
+	memset(h, 0, sizeof(*h));
+	if (sotp_db_int(st, 0, 0, INT64_MAX, &h->seq) != 0 ||
+	    mac_col(st, 1, h->mac, &has) != 0 ||
+	    mac_col(st, 2, h->tag, &h->has_tag) != 0 ||
+	    sotp_db_int(st, 3, 0, INT64_MAX, &h->pending) != 0 ||
+	    sotp_db_int(st, 4, 0, INT64_MAX, &h->base_seq) != 0 ||
+	    mac_col(st, 5, h->base_mac, &has) != 0 ||
+	    mac_col(st, 6, h->base_tag, &h->has_base_tag) != 0)
+		return sotp_db_corrupt(st, "audit_head");
+	return SOTP_OK;
+}
+
+int
+sotp_store_audit_head(
+    struct sotp_store *st, int lock, struct sotp_audit_head *h)
 {
 	int rc;
 
-	if ((rc = sotp_db_enter(st, "audit_add",
-	         r != NULL && r->action != NULL && r->verdict != NULL)) !=
+	if ((rc = sotp_db_enter(st, "audit_head",
+	         h != NULL && (!lock || st->depth > 0))) != SOTP_OK)
+		return rc;
+	rc = sotp_db_row(st, lock ? SOTP_Q_AUDIT_HEAD_LOCK : SOTP_Q_AUDIT_HEAD,
+	    NULL, 0, head_row, h);
+	if (rc == SOTP_ERR_NOT_FOUND)
+		rc = sotp_db_corrupt(st, "audit_head (no row)");
+	return rc;
+}
+
+int
+sotp_store_audit_head_set(
+    struct sotp_store *st, const struct sotp_audit_head *h)
+{
+	const struct sotp_param p[] = {SOTP_PINT(h != NULL ? h->seq : 0),
+	    SOTP_PBLOB(h != NULL ? h->mac : NULL,
+	        h != NULL && h->seq > 0 ? SOTP_AUDIT_MAC_LEN : 0),
+	    SOTP_PBLOB(h != NULL ? h->tag : NULL,
+	        h != NULL && h->has_tag ? SOTP_AUDIT_MAC_LEN : 0),
+	    SOTP_PINT(h != NULL ? h->pending : 0),
+	    SOTP_PINT(h != NULL ? h->base_seq : 0),
+	    SOTP_PBLOB(h != NULL ? h->base_mac : NULL,
+	        h != NULL && h->base_seq > 0 ? SOTP_AUDIT_MAC_LEN : 0),
+	    SOTP_PBLOB(h != NULL ? h->base_tag : NULL,
+	        h != NULL && h->has_base_tag ? SOTP_AUDIT_MAC_LEN : 0)};
+	int rc;
+
+	if ((rc = sotp_db_enter(st, "audit_head_set",
+	         h != NULL && h->seq >= 0 && h->pending >= 0 &&
+	             h->base_seq >= 0)) != SOTP_OK)
+		return rc;
+	return update_one(st, SOTP_Q_AUDIT_HEAD_SET, p, SOTP_NELEM(p));
+}
+
+struct audit_links {
+	sotp_audit_link_cb *cb;
+	void *arg;
+};
+
+/* The columns of SOTP_SQL_AUDIT_CHAIN_SELECT (store_int.h), in order. */
+static int
+audit_link_row(struct sotp_store *st, void *arg)
+{
+	const struct audit_links *l = arg;
+	struct sotp_audit_row r;
+	struct sotp_audit_link k;
+	struct sotp_value v;
+	int64_t n;
+	int rc;
+
+	if ((rc = audit_row(st, &r)) != SOTP_OK)
+		return rc;
+	memset(&k, 0, sizeof(k));
+	if (sotp_db_int(st, 9, 0, INT64_MAX, &k.seq) != 0 ||
+	    mac_col(st, 10, k.mac, &k.has_mac) != 0)
+		return sotp_db_corrupt(st, "seq/mac");
+	st->drv->value(st, 11, &v);
+	if (v.type == SOTP_V_NULL)
+		k.keyed = -1;
+	else if (sotp_db_int(st, 11, 0, 1, &n) != 0)
+		return sotp_db_corrupt(st, "keyed");
+	else
+		k.keyed = (int)n;
+	return l->cb(l->arg, &r, &k);
+}
+
+int
+sotp_store_audit_pending(
+    struct sotp_store *st, sotp_audit_link_cb *cb, void *arg)
+{
+	struct audit_links l = {cb, arg};
+	int rc;
+
+	if ((rc = sotp_db_enter(st, "audit_pending", cb != NULL)) != SOTP_OK)
+		return rc;
+	return sotp_db_row(
+	    st, SOTP_Q_AUDIT_PENDING, NULL, 0, audit_link_row, &l);
+}
+
+/* Guarded by "still waiting": a row linked meanwhile is not moved. */
+int
+sotp_store_audit_link(
+    struct sotp_store *st, int64_t id, int64_t seq, const uint8_t *mac)
+{
+	const struct sotp_param p[] = {
+	    SOTP_PINT(id), SOTP_PINT(seq), SOTP_PBLOB(mac, SOTP_AUDIT_MAC_LEN)};
+	int rc;
+
+	if ((rc = sotp_db_enter(st, "audit_link", seq > 0 && mac != NULL)) !=
 	    SOTP_OK)
 		return rc;
-	return audit_add(st, r);
+	return update_one(st, SOTP_Q_AUDIT_LINK, p, SOTP_NELEM(p));
+}
+
+int
+sotp_store_audit_walk(
+    struct sotp_store *st, int64_t after_seq, sotp_audit_link_cb *cb, void *arg)
+{
+	const struct sotp_param p[] = {SOTP_PINT(after_seq)};
+	struct audit_links l = {cb, arg};
+	int rc;
+
+	if ((rc = sotp_db_enter(st, "audit_walk", cb != NULL)) != SOTP_OK)
+		return rc;
+	return sotp_db_rows(
+	    st, SOTP_Q_AUDIT_WALK, p, SOTP_NELEM(p), audit_link_row, &l);
+}
+
+struct two_ints {
+	int64_t a, b;
+};
+
+static int
+two_ints_row(struct sotp_store *st, void *arg)
+{
+	struct two_ints *t = arg;
+
+	if (sotp_db_int(st, 0, 0, INT64_MAX, &t->a) != 0 ||
+	    sotp_db_int(st, 1, 0, INT64_MAX, &t->b) != 0)
+		return sotp_db_corrupt(st, "(count)");
+	return SOTP_OK;
+}
+
+int
+sotp_store_audit_counts(
+    struct sotp_store *st, int64_t *pending, int64_t *legacy)
+{
+	struct two_ints t = {0, 0};
+	int rc;
+
+	if ((rc = sotp_db_enter(st, "audit_counts",
+	         pending != NULL && legacy != NULL)) != SOTP_OK)
+		return rc;
+	rc = sotp_db_row(st, SOTP_Q_AUDIT_COUNTS, NULL, 0, two_ints_row, &t);
+	*pending = t.a;
+	*legacy = t.b;
+	return rc;
+}
+
+static int
+int_row(struct sotp_store *st, void *arg)
+{
+	if (sotp_db_int(st, 0, 0, INT64_MAX, arg) != 0)
+		return sotp_db_corrupt(st, "seq");
+	return SOTP_OK;
+}
+
+int
+sotp_store_audit_prune_point(
+    struct sotp_store *st, int64_t before, int64_t *seq)
+{
+	const struct sotp_param p[] = {SOTP_PINT(before)};
+	int rc;
+
+	if ((rc = sotp_db_enter(st, "audit_prune_point", seq != NULL)) !=
+	    SOTP_OK)
+		return rc;
+	*seq = 0;
+	return sotp_db_row(
+	    st, SOTP_Q_AUDIT_PRUNE_POINT, p, SOTP_NELEM(p), int_row, seq);
+}
+
+static int
+mac_row(struct sotp_store *st, void *arg)
+{
+	int has = 0;
+
+	if (mac_col(st, 0, arg, &has) != 0 || !has)
+		return sotp_db_corrupt(st, "mac");
+	return SOTP_OK;
+}
+
+int
+sotp_store_audit_mac_at(struct sotp_store *st, int64_t seq, uint8_t *mac)
+{
+	const struct sotp_param p[] = {SOTP_PINT(seq)};
+	int rc;
+
+	if ((rc = sotp_db_enter(st, "audit_mac_at", seq > 0 && mac != NULL)) !=
+	    SOTP_OK)
+		return rc;
+	return sotp_db_row(
+	    st, SOTP_Q_AUDIT_MAC_AT, p, SOTP_NELEM(p), mac_row, mac);
+}
+
+int
+sotp_store_audit_prune(struct sotp_store *st, int64_t through_seq,
+    int64_t before, int64_t *removed)
+{
+	const struct sotp_param p[] = {
+	    SOTP_PINT(through_seq), SOTP_PINT(before)};
+	int rc;
+
+	if ((rc = sotp_db_enter(st, "audit_prune",
+	         through_seq >= 0 && removed != NULL)) != SOTP_OK)
+		return rc;
+	return sotp_db_run(st, SOTP_Q_AUDIT_PRUNE, p, SOTP_NELEM(p), removed);
 }
 
 struct audit_list {
@@ -804,27 +1133,15 @@ struct audit_list {
 	void *arg;
 };
 
-/* The columns of SOTP_SQL_AUDIT_SELECT (store_int.h), in order. */
 static int
 audit_list_row(struct sotp_store *st, void *arg)
 {
 	const struct audit_list *l = arg;
 	struct sotp_audit_row r;
-	int64_t v;
+	int rc;
 
-	memset(&r, 0, sizeof(r));
-	if (sotp_db_int(st, 0, INT64_MIN, INT64_MAX, &r.id) != 0 ||
-	    sotp_db_int(st, 1, INT64_MIN, INT64_MAX, &r.ts) != 0)
-		return sotp_db_corrupt(st, "id/ts");
-	r.action = sotp_db_str(st, 2);
-	r.contract = sotp_db_str(st, 3);
-	r.serial = sotp_db_str(st, 4);
-	r.context = sotp_db_str(st, 5);
-	r.verdict = sotp_db_str(st, 6);
-	if (sotp_db_int(st, 7, INT_MIN, INT_MAX, &v) != 0)
-		return sotp_db_corrupt(st, "reason");
-	r.reason = (int)v;
-	r.detail = sotp_db_str(st, 8);
+	if ((rc = audit_row(st, &r)) != SOTP_OK)
+		return rc;
 	return l->cb(l->arg, &r);
 }
 

@@ -904,7 +904,7 @@ add_audit(struct sotp_store *st, int64_t ts, const char *contract,
 	r.verdict = "reject";
 	r.reason = reason;
 	r.detail = contract != NULL ? "window=1" : NULL;
-	assert_int_equal(sotp_store_audit_add(st, &r), SOTP_OK);
+	assert_int_equal(sotp_store_audit_append(st, &r, 0, NULL), SOTP_OK);
 }
 
 static void
@@ -1154,12 +1154,59 @@ test_store_open_other_schema_version(void **state)
 
 	sotp_store_close(fx->st);
 	fx->st = NULL;
-	raw_exec(fx->path, "UPDATE schema_version SET version = 2");
+	raw_exec(fx->path, "UPDATE schema_version SET version = 3");
 	assert_int_equal(sotp_store_open(fx->url, 0, &st, err, sizeof(err)),
 	    SOTP_ERR_STORE_UNAVAILABLE);
-	assert_non_null(strstr(err, "version 2"));
+	assert_non_null(strstr(err, "version 3"));
 	assert_int_equal(sotp_store_open(fx->url, 1, &st, err, sizeof(err)),
 	    SOTP_ERR_STORE_UNAVAILABLE);
+}
+
+/*
+ * A version 1 store, from before the audit chain: refused until init
+ * upgrades it; its rows stay, counted as from before the chain.
+ */
+static void
+test_store_upgrade_from_v1(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_store *st = NULL;
+	struct sotp_audit_head h;
+	int64_t pending = -1, legacy = -1;
+	char err[512];
+	static const char down[] =
+	    "DROP TABLE audit_head; DROP INDEX audit_seq;"
+	    " DROP INDEX audit_pending; ALTER TABLE audit DROP COLUMN seq;"
+	    " ALTER TABLE audit DROP COLUMN mac;"
+	    " ALTER TABLE audit DROP COLUMN keyed;"
+	    " INSERT INTO audit (ts, action, contract, serial, context,"
+	    " verdict, reason, detail) VALUES (5, 'verify', 'C1', '',"
+	    " 'login', 'accept', 0, '');"
+	    " UPDATE schema_version SET version = 1";
+
+	sotp_store_close(fx->st);
+	fx->st = NULL;
+	if (pg_url() != NULL)
+		pg_exec(down);
+	else
+		raw_exec(fx->path, down);
+	assert_int_equal(sotp_store_open(fx->url, 0, &st, err, sizeof(err)),
+	    SOTP_ERR_STORE_UNAVAILABLE);
+	if (strstr(err, "version 1") == NULL ||
+	    strstr(err, "shinkin-otp init") == NULL)
+		fail_msg("refusal of a version 1 store: %s", err);
+	assert_int_equal(
+	    sotp_store_open(fx->url, 1, &fx->st, err, sizeof(err)), SOTP_OK);
+	assert_int_equal(
+	    sotp_store_audit_counts(fx->st, &pending, &legacy), SOTP_OK);
+	assert_int_equal(pending, 0);
+	assert_int_equal(legacy, 1);
+	assert_int_equal(sotp_store_audit_head(fx->st, 0, &h), SOTP_OK);
+	assert_int_equal(h.seq, 0);
+	/* And it opens as any store now. */
+	assert_int_equal(
+	    sotp_store_open(fx->url, 0, &st, err, sizeof(err)), SOTP_OK);
+	sotp_store_close(st);
 }
 
 static void
@@ -1564,10 +1611,10 @@ test_store_pg_other_schema_version(void **state)
 
 	sotp_store_close(fx->st);
 	fx->st = NULL;
-	pg_exec("UPDATE schema_version SET version = 2");
+	pg_exec("UPDATE schema_version SET version = 3");
 	assert_int_equal(sotp_store_open(fx->url, 0, &st, err, sizeof(err)),
 	    SOTP_ERR_STORE_UNAVAILABLE);
-	assert_non_null(strstr(err, "version 2"));
+	assert_non_null(strstr(err, "version 3"));
 	assert_int_equal(sotp_store_open(fx->url, 1, &st, err, sizeof(err)),
 	    SOTP_ERR_STORE_UNAVAILABLE);
 }
@@ -1871,6 +1918,7 @@ main(void)
 	    T(test_store_state_use_replay_purge),                              \
 	    T(test_store_state_use_after_purge_ahead),                         \
 	    T(test_store_audit_add_list), T(test_store_nested_operations),     \
+	    T(test_store_upgrade_from_v1),                                     \
 	    T(test_store_nested_insert_refused),                               \
 	    T(test_store_dialects_complete),                                   \
 	    T(test_store_locks_need_a_transaction),                            \
