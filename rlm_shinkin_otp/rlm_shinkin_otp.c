@@ -485,9 +485,13 @@ map_decision(REQUEST *request, const struct sotp_ctx *ctx,
 }
 
 /*
- * authorize: claim requests whose User-Name is a contract, unless another
- * module already chose an Auth-Type. An unknown name is left to the next
- * module.
+ * authorize: claim the request unless another module already chose an
+ * Auth-Type. With the policy's unknown_contract = hide (the default) it
+ * claims every name without looking it up: a name that is not a contract
+ * must read and cost what a wrong password does, so it has to reach the
+ * engine. Names for another module are routed before this one in the
+ * site (sites-available/shinkin-otp). With reveal, an unknown name is
+ * left to the next module, as the policy then allows telling.
  */
 static rlm_rcode_t
 mod_authorize(void *instance, REQUEST *request)
@@ -510,6 +514,8 @@ mod_authorize(void *instance, REQUEST *request)
 		return RLM_MODULE_FAIL;
 	if ((ctx = thread_ctx(inst, request)) == NULL)
 		return RLM_MODULE_FAIL;
+	if (sotp_policy_hides_unknown(ctx))
+		goto claim;
 	memset(&none, 0, sizeof(none));
 	rc = sotp_contract_get(ctx, user, &info);
 	if (rc != SOTP_OK && rc != SOTP_ERR_NOT_FOUND)
@@ -522,7 +528,7 @@ mod_authorize(void *instance, REQUEST *request)
 	}
 	if (rc != SOTP_OK)
 		return RLM_MODULE_FAIL;
-
+claim:
 	vp = radius_pair_create(request, &request->config, PW_AUTH_TYPE, 0);
 	vp->vp_integer = (uint32_t)inst->auth_type->value;
 	RDEBUG2("Setting Auth-Type := %s", inst->name);
