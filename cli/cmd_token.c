@@ -313,7 +313,9 @@ token_show(struct cli *c, int argc, char **argv)
 	if (qr && c->json)
 		return cli_usage(
 		    c, "--qr draws on the terminal: not with --json");
-	if ((ex = cli_load(c)) != 0)
+	/* Only an export of the secret needs the master key. */
+	if ((ex = want_uri || qr || png != NULL ? cli_load(c)
+	                                        : cli_load_nokey(c)) != 0)
 		return ex;
 	rc = sotp_token_get(c->ctx, pos[0], &t);
 	if (rc == SOTP_ERR_NOT_FOUND)
@@ -360,7 +362,7 @@ token_list(struct cli *c, int argc, char **argv)
 	if ((ex = cli_parse(c, argc, argv, opts, NULL, 0, &npos)) != 0)
 		return ex;
 	cli_what(c, "token list", NULL);
-	if ((ex = cli_load(c)) != 0)
+	if ((ex = cli_load_nokey(c)) != 0)
 		return ex;
 	rc = sotp_token_list(c->ctx, unassigned, list_one, c);
 	return rc == SOTP_OK ? CLI_EXIT_OK : cli_error(c, rc);
@@ -391,12 +393,38 @@ token_resync(struct cli *c, int argc, char **argv)
 	return cli_outcome(c, rc, &d, "token resynchronised");
 }
 
+/*
+ * token disable|enable SERIAL: a lost phone's token is disabled first,
+ * so that its codes are refused at once (README, lost phone).
+ */
+static int
+token_state(struct cli *c, const char *verb, int argc, char **argv)
+{
+	struct sotp_decision d;
+	const char *pos[1];
+	char what[32];
+	size_t npos;
+	int ex, rc, off = strcmp(verb, "disable") == 0;
+
+	snprintf(what, sizeof(what), "token %s", verb);
+	if ((ex = cli_parse(c, argc, argv, NULL, pos, 1, &npos)) != 0)
+		return ex;
+	cli_what(c, what, npos > 0 ? pos[0] : NULL);
+	if (npos != 1)
+		return cli_usage(c, "usage: token %s SERIAL", verb);
+	if ((ex = cli_load_nokey(c)) != 0)
+		return ex;
+	rc = sotp_token_set_disabled(c->ctx, pos[0], off, c->now, &d);
+	return cli_outcome(c, rc, &d, off ? "token disabled" : "token enabled");
+}
+
 int
 cmd_token(struct cli *c, int argc, char **argv)
 {
 	if (argc < 1)
-		return cli_usage(
-		    c, "usage: token add|generate|show|list|resync|import ...");
+		return cli_usage(c,
+		    "usage: token "
+		    "add|generate|show|list|resync|import|disable|enable ...");
 	if (strcmp(argv[0], "add") == 0)
 		return token_add(c, argc - 1, argv + 1);
 	if (strcmp(argv[0], "generate") == 0)
@@ -409,5 +437,7 @@ cmd_token(struct cli *c, int argc, char **argv)
 		return token_resync(c, argc - 1, argv + 1);
 	if (strcmp(argv[0], "import") == 0)
 		return cmd_token_import(c, argc - 1, argv + 1);
+	if (strcmp(argv[0], "disable") == 0 || strcmp(argv[0], "enable") == 0)
+		return token_state(c, argv[0], argc - 1, argv + 1);
 	return cli_usage(c, "unknown token command '%s'", argv[0]);
 }

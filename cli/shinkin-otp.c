@@ -43,12 +43,15 @@ static const char usage_text[] =
     "        [--dry-run] [--kind K]\n"
     "  token show SERIAL [--uri] [--qr] [--png FILE]\n"
     "  token list [--unassigned] | token resync SERIAL CODE1 CODE2\n"
+    "  token disable|enable SERIAL\n"
     "  contract add|passwd|unbind|unlock|close|show|card ID\n"
     "  contract bind ID --serial S --otp CODE [--login-otp yes|no|card]\n"
     "  contract set ID --login-otp yes|no|card\n"
+    "  contract list [--locked] [--status active|closed]\n"
     "  verify ID [--context C] [--otp CODE] [--card DIGITS] [--serial S]\n"
     "        [--login-otp CHOICE] [--state TOKEN]   (password on stdin)\n"
     "  audit [--contract ID] [--since T] [--until T]   (T: epoch or ISO 8601)\n"
+    "  audit verify | audit prune --before T\n"
     "exit: 0 ok/accepted, 1 refused, 2 usage or system error, "
     "3 more input needed\n";
 
@@ -137,6 +140,28 @@ cli_load(struct cli *c)
 	int rc;
 
 	if ((rc = sotp_ctx_load(c->ctx, c->config)) != SOTP_OK)
+		return cli_error(c, rc);
+	return CLI_EXIT_OK;
+}
+
+/*
+ * The help desk's commands touch no secret: they work for an operator
+ * who cannot read the master key, whose audit rows the next holder of
+ * the key chains (shinkin-otp(1), HELP DESK).
+ */
+int
+cli_load_nokey(struct cli *c)
+{
+	int rc;
+
+	if ((rc = sotp_ctx_load(c->ctx, c->config)) == SOTP_ERR_KEY) {
+		if (c->debug)
+			cli_warn(c, "without the master key (%s): %s",
+			    sotp_ctx_errmsg(c->ctx),
+			    "audit rows are chained later");
+		rc = sotp_ctx_load_nokey(c->ctx, c->config);
+	}
+	if (rc != SOTP_OK)
 		return cli_error(c, rc);
 	return CLI_EXIT_OK;
 }
