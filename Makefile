@@ -190,6 +190,12 @@ $(FUZZ_BUILD)/gen/default_policy.o: $(BUILD)/gen/default_policy.c
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
 $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/tests/fuzz/fuzz_%.o $(FUZZ_OBJ)
 	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(PKG_LIBS)
+# The RADIUS module's reading of attributes, built without radiusd.
+FUZZ_RLM_OBJ = $(FUZZ_BUILD)/rlm_shinkin_otp/rlm_input.o
+$(FUZZ_BUILD)/fuzz_radius: $(FUZZ_BUILD)/tests/fuzz/fuzz_radius.o \
+    $(FUZZ_RLM_OBJ) $(FUZZ_OBJ)
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $< $(FUZZ_RLM_OBJ) \
+	    $(FUZZ_OBJ) $(PKG_LIBS)
 
 fuzz-build: $(FUZZ_BIN)
 fuzz:
