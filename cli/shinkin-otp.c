@@ -152,16 +152,29 @@ cli_load(struct cli *c)
 int
 cli_load_nokey(struct cli *c)
 {
+	char store[PATH_MAX + 64], key[PATH_MAX];
 	int rc;
 
-	if ((rc = sotp_ctx_load(c->ctx, c->config)) == SOTP_ERR_KEY) {
-		if (c->debug)
-			cli_warn(c, "without the master key (%s): %s",
-			    sotp_ctx_errmsg(c->ctx),
-			    "audit rows are chained later");
-		rc = sotp_ctx_load_nokey(c->ctx, c->config);
+	if ((rc = sotp_ctx_load(c->ctx, c->config)) != SOTP_ERR_KEY)
+		return rc == SOTP_OK ? CLI_EXIT_OK : cli_error(c, rc);
+	/*
+	 * Only a key this user may not read: one that is missing, unsafe or
+	 * damaged is a fault to report, not a reason to go on without it.
+	 */
+	if (sotp_ctx_load_policy(c->ctx, c->config) != SOTP_OK ||
+	    sotp_policy_locations(
+	        c->ctx, store, sizeof(store), key, sizeof(key)) != SOTP_OK ||
+	    access(key, R_OK) == 0 || errno != EACCES) {
+		/* The first error, as sotp_ctx_load reported it. */
+		(void)sotp_ctx_load(c->ctx, c->config);
+		return cli_error(c, SOTP_ERR_KEY);
 	}
-	if (rc != SOTP_OK)
+	if (c->debug)
+		cli_warn(c,
+		    "%s: not readable: working without the master "
+		    "key (audit rows are chained later)",
+		    key);
+	if ((rc = sotp_ctx_load_nokey(c->ctx, c->config)) != SOTP_OK)
 		return cli_error(c, rc);
 	return CLI_EXIT_OK;
 }

@@ -68,7 +68,10 @@ svc badopt "$M use_frist_pass"
 svc noconf "auth required $MOD config=$SB/missing.conf"
 svc dbg "$M context=mobile debug"
 svc en-login "auth required $MOD config=$SB/en.conf context=login"
-sed 's/^language = ja$/&\nunknown_contract = reveal/' "$CONF" >"$SB/reveal.conf"
+sed 's/^unknown_contract = hide$/unknown_contract = reveal/' "$CONF" \
+    >"$SB/reveal.conf"
+grep -q '^unknown_contract = reveal$' "$SB/reveal.conf" ||
+	{ notok "a policy with unknown_contract = reveal"; exit 1; }
 svc reveal "auth required $MOD config=$SB/reveal.conf context=login"
 # A first module that reads the password and leaves it in PAM_AUTHTOK, as
 # pam_unix or pam_ldap would: pam_exec with expose_authtok prompts for it,

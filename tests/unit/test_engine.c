@@ -1535,7 +1535,7 @@ test_engine_unknown_revealed(void **state)
 
 	snprintf(conf, sizeof(conf), "%s/reveal.conf", f->dir);
 	snprintf(cmd, sizeof(cmd),
-	    "sed 's/^language = ja$/&\\nunknown_contract = reveal/' %s > %s",
+	    "sed 's/^unknown_contract = hide$/unknown_contract = reveal/' %s > %s",
 	    f->conf, conf);
 	assert_int_equal(system(cmd), 0);
 	assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
@@ -1599,13 +1599,14 @@ test_engine_locked_store_waits_once(void **state)
 	struct sotp_decision d;
 	struct timespec t0, t1;
 	sqlite3 *db = NULL;
-	char conf[160], path[160], cmd[512];
+	char conf[160], path[160], cmd[1024];
 	long ms;
 
 	snprintf(conf, sizeof(conf), "%s/short-wait.conf", f->dir);
 	snprintf(cmd, sizeof(cmd),
-	    "sed 's/^language = ja$/&\\nlock_timeout = 1/' %s > %s", f->conf,
-	    conf);
+	    "sed 's/^lock_timeout = 2$/lock_timeout = 1/' %s > %s &&"
+	    " grep -q '^lock_timeout = 1$' %s",
+	    f->conf, conf, conf);
 	assert_int_equal(system(cmd), 0);
 	assert_int_equal(
 	    sqlite3_auto_extension((void (*)(void))held_hook), SQLITE_OK);

@@ -719,6 +719,75 @@ test_store_unlock_resets(void **state)
 	assert_int_equal(c.failures, 0);
 }
 
+struct ids {
+	char list[256];
+};
+
+static int
+ids_cb(void *arg, const struct sotp_contract_rec *c)
+{
+	struct ids *l = arg;
+	size_t n = strlen(l->list);
+
+	snprintf(
+	    l->list + n, sizeof(l->list) - n, "%s%s", n > 0 ? " " : "", c->id);
+	return 0;
+}
+
+static const char *
+list_ids(
+    struct sotp_store *st, int locked, int64_t now, int closed, struct ids *l)
+{
+	l->list[0] = '\0';
+	assert_int_equal(
+	    sotp_store_contract_list(st, locked, now, closed, ids_cb, l),
+	    SOTP_OK);
+	return l->list;
+}
+
+/* The help desk's list and token switch, on both dialects. */
+static void
+test_store_contract_list_token_disable(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_token_rec t;
+	struct ids l;
+	unsigned int n = 0;
+	int64_t lock = 0;
+	int closed = 0;
+
+	add_contract(fx->st, "C3");
+	add_contract(fx->st, "C1");
+	add_contract(fx->st, "C2");
+	add_contract(fx->st, "C4");
+	/* C1 locked until an admin, C2 until 2000, C4 closed. */
+	assert_int_equal(
+	    sotp_store_fail(fx->st, "C1", 1, -1, &n, &lock), SOTP_OK);
+	assert_int_equal(
+	    sotp_store_fail(fx->st, "C2", 1, 2000, &n, &lock), SOTP_OK);
+	assert_int_equal(
+	    sotp_store_contract_close(fx->st, "C4", &closed), SOTP_OK);
+	assert_int_equal(closed, 1);
+	assert_string_equal(list_ids(fx->st, 0, 1000, -1, &l), "C1 C2 C3 C4");
+	assert_string_equal(list_ids(fx->st, 1, 1000, -1, &l), "C1 C2");
+	assert_string_equal(list_ids(fx->st, 1, 2000, -1, &l), "C1");
+	assert_string_equal(list_ids(fx->st, 0, 1000, 0, &l), "C1 C2 C3");
+	assert_string_equal(list_ids(fx->st, 0, 1000, 1, &l), "C4");
+	assert_string_equal(list_ids(fx->st, 1, 1000, 1, &l), "");
+
+	add_token(fx->st, "T1");
+	assert_int_equal(
+	    sotp_store_token_set_disabled(fx->st, "T1", 1), SOTP_OK);
+	assert_int_equal(sotp_store_token_get(fx->st, "T1", &t), SOTP_OK);
+	assert_int_equal(t.disabled, 1);
+	assert_int_equal(
+	    sotp_store_token_set_disabled(fx->st, "T1", 0), SOTP_OK);
+	assert_int_equal(sotp_store_token_get(fx->st, "T1", &t), SOTP_OK);
+	assert_int_equal(t.disabled, 0);
+	assert_int_equal(
+	    sotp_store_token_set_disabled(fx->st, "T9", 1), SOTP_ERR_NOT_FOUND);
+}
+
 static void
 test_store_accept_step_cas(void **state)
 {
@@ -1915,6 +1984,7 @@ main(void)
 	    T(test_store_fail_locks_at_threshold),                             \
 	    T(test_store_fail_threshold_zero_never_locks),                     \
 	    T(test_store_unlock_resets), T(test_store_accept_step_cas),        \
+	    T(test_store_contract_list_token_disable),                         \
 	    T(test_store_state_use_replay_purge),                              \
 	    T(test_store_state_use_after_purge_ahead),                         \
 	    T(test_store_audit_add_list), T(test_store_nested_operations),     \
