@@ -478,6 +478,13 @@ walk_to_head(struct walk *w, struct sotp_audit_head *h)
 		if (h->seq <= w->last || w->last == from || tries == 100)
 			break;
 	}
+	if (h->seq < w->last) {
+		broken(w->out, SOTP_AUDIT_HEAD, 0, h->seq,
+		    "the chain's head (seq %lld) is behind its last row "
+		    "(seq %lld)",
+		    (long long)h->seq, (long long)w->last);
+		return SOTP_OK;
+	}
 	if (h->seq != w->last) {
 		broken(w->out, SOTP_AUDIT_REMOVED, 0, w->last + 1,
 		    "rows removed at the end: seq %lld..%lld missing",

@@ -90,6 +90,10 @@ sq cuthead "DELETE FROM audit WHERE seq >= 8;
     WHERE seq = 7)"
 broken head "rows cut from the end with the head moved back are found" \
     --config "$SB/cuthead.conf"
+copy reset
+sq reset "UPDATE audit_head SET seq = 0, mac = NULL, tag = NULL"
+broken head "a head set back to nothing is found" --config "$SB/reset.conf"
+check "  as behind the chain" contains "$ERR" "is behind its last row"
 check "the store itself was not touched" cli audit verify
 
 # -- prune keeps the chain verifiable from the first row left --
@@ -150,6 +154,6 @@ check "init upgrades it" "$CLI" --config "$SB/old.conf" init
 check "  and its rows stay, outside the chain" \
     sh -c "'$CLI' --config '$SB/old.conf' audit verify | grep -q 'rows from before the chain are not covered'"
 check "  which goes on from them" \
-    sh -c "printf 'pw\n' | '$CLI' --config '$SB/old.conf' contract add NEW && '$CLI' --config '$SB/old.conf' audit verify"
+    sh -c "printf 'pw\n' | '$CLI' --config '$SB/old.conf' contract add NEW >/dev/null && '$CLI' --config '$SB/old.conf' audit verify >/dev/null"
 
 echo "1..$TAPN"
