@@ -4,6 +4,7 @@
 #   make check           install missing Debian packages, build, run every test
 #   make check SANITIZE=1  the same under AddressSanitizer + UBSan (build-asan/)
 #   make demo            the guided walk-through (see README.md)
+#   make fuzz [FUZZ_SECONDS=N]  every libFuzzer target in tests/fuzz/ for N s
 #   make install DESTDIR=... PREFIX=...
 #   make deb             the Debian packages, into $(BUILD)/deb/
 
@@ -71,7 +72,7 @@ ifneq ($(RLM_SRC),)
 TARGETS   += $(RLM_SO)
 endif
 
-.PHONY: all check test deps demo install uninstall clean format format-check asan
+.PHONY: all check test deps demo install uninstall clean format format-check asan fuzz
 
 all: $(TARGETS)
 
@@ -164,6 +165,46 @@ demo: deps
 	$(MAKE) all
 	sh scripts/demo.sh $(BUILD)
 
+# libFuzzer with ASan + UBSan (clang only), in build-fuzz/: the core is
+# built with coverage, each tests/fuzz/fuzz_*.c is one target. `make fuzz`
+# runs each for FUZZ_SECONDS from the seeds in tests/fuzz/corpus/TARGET/
+# (what a run learns stays in build-fuzz/corpus/) and prints the
+# executions per target; a crash, leak or timeout fails it.
+FUZZ_CC      ?= clang-14
+FUZZ_SECONDS ?= 10
+FUZZ_BUILD    = build-fuzz
+FUZZ_SAN      = -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+                -fno-omit-frame-pointer
+FUZZ_CFLAGS   = -std=gnu11 -g -O1 $(WARN) -Wno-unused-command-line-argument \
+                $(FUZZ_SAN) -fsanitize=fuzzer-no-link -MMD -MP $(PKG_CFLAGS) \
+                -Icommon
+FUZZ_OBJ      = $(COMMON_SRC:%.c=$(FUZZ_BUILD)/%.o) \
+                $(FUZZ_BUILD)/gen/default_policy.o
+FUZZ_SRC      = $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN      = $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
+
+$(FUZZ_BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+$(FUZZ_BUILD)/gen/default_policy.o: $(BUILD)/gen/default_policy.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/tests/fuzz/fuzz_%.o $(FUZZ_OBJ)
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(PKG_LIBS)
+# The RADIUS module's reading of attributes, built without radiusd.
+FUZZ_RLM_OBJ = $(FUZZ_BUILD)/rlm_shinkin_otp/rlm_input.o
+$(FUZZ_BUILD)/fuzz_radius: $(FUZZ_BUILD)/tests/fuzz/fuzz_radius.o \
+    $(FUZZ_RLM_OBJ) $(FUZZ_OBJ)
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $< $(FUZZ_RLM_OBJ) \
+	    $(FUZZ_OBJ) $(PKG_LIBS)
+
+fuzz-build: $(FUZZ_BIN)
+fuzz:
+	sh scripts/deps.sh fuzz
+	$(MAKE) fuzz-build
+	sh tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+.PHONY: fuzz-build
+
 BINDIR    = $(PREFIX)/bin
 MANDIR    = $(PREFIX)/share/man
 LIBEXEC   = $(PREFIX)/libexec/shinkin-otp
@@ -230,7 +271,7 @@ deb: deps $(FR_STAMP)
 .PHONY: deb
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 FORMAT_DIRS = common pam_shinkin_otp rlm_shinkin_otp cli tests
 format:
@@ -240,5 +281,5 @@ format-check:
 
 # The compiler's dependency files (not the package build's copy of the
 # tree under $(BUILD)/deb, whose conf/pam.d is a directory).
--include $(shell find $(BUILD) -path $(BUILD)/deb -prune -o -name '*.d' \
-    -type f -print 2>/dev/null)
+-include $(shell find $(BUILD) $(FUZZ_BUILD) -path $(BUILD)/deb -prune -o \
+    -name '*.d' -type f -print 2>/dev/null)

@@ -55,6 +55,8 @@ int cli_number(struct cli *c, const char *opt, const char *s, long long min,
 void cli_what(struct cli *c, const char *cmd, const char *arg);
 /* Loads policy, key and store; prints the error and returns 2 on failure. */
 int cli_load(struct cli *c);
+/* The same, going on without the key when it cannot be read. */
+int cli_load_nokey(struct cli *c);
 /*
  * Reads one line from stdin into buf[bufsz] without stdio buffering (no
  * stray copy of the secret), echo off on a terminal, newline stripped.

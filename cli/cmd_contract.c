@@ -1,6 +1,7 @@
 /*
  * cmd_contract.c - contract add, passwd, bind, unbind, unlock, close,
- * show, set and card.
+ * show, set, card and list. All but card and bind work without the master
+ * key (the help desk).
  *
  * Passwords come as one line on stdin, never from argv, and are wiped as
  * soon as the core has them. Every refusal is the core's; this file only
@@ -30,7 +31,10 @@ contract_args(struct cli *c, const char *verb, int argc, char **argv,
 		return cli_usage(c, "usage: contract %s ID", verb);
 	cli_what(c, what, pos[0]);
 	*id = pos[0];
-	return cli_load(c);
+	/* A card is sealed and a binding checks a code: the key's work. */
+	if (strcmp(verb, "card") == 0 || strcmp(verb, "bind") == 0)
+		return cli_load(c);
+	return cli_load_nokey(c);
 }
 
 /* add and passwd: the password is one line on stdin. */
@@ -203,6 +207,23 @@ out:
 }
 
 static void
+contract_json(const struct sotp_contract_info *k)
+{
+	struct cli_json j;
+
+	json_begin(&j, stdout);
+	json_str(&j, "id", k->id);
+	json_str(&j, "status", k->closed ? "closed" : "active");
+	json_str(&j, "login", sotp_login_name(k->login));
+	json_str(&j, "serial", k->serial);
+	json_bool(&j, "card", k->has_card);
+	json_int(&j, "failures", k->failures);
+	json_int(&j, "locked_until", k->locked_until);
+	json_int(&j, "created", k->created);
+	json_end(&j);
+}
+
+static void
 lock_text(int64_t locked_until, char *buf, size_t bufsz)
 {
 	char when[32];
@@ -220,7 +241,6 @@ static int
 contract_show(struct cli *c, int argc, char **argv)
 {
 	struct sotp_contract_info k;
-	struct cli_json j;
 	const char *id = NULL;
 	char when[32], lock[64];
 	int ex, rc;
@@ -233,16 +253,7 @@ contract_show(struct cli *c, int argc, char **argv)
 	if (rc != SOTP_OK)
 		return cli_error(c, rc);
 	if (c->json) {
-		json_begin(&j, stdout);
-		json_str(&j, "id", k.id);
-		json_str(&j, "status", k.closed ? "closed" : "active");
-		json_str(&j, "login", sotp_login_name(k.login));
-		json_str(&j, "serial", k.serial);
-		json_bool(&j, "card", k.has_card);
-		json_int(&j, "failures", k.failures);
-		json_int(&j, "locked_until", k.locked_until);
-		json_int(&j, "created", k.created);
-		json_end(&j);
+		contract_json(&k);
 		return CLI_EXIT_OK;
 	}
 	lock_text(k.locked_until, lock, sizeof(lock));
@@ -256,6 +267,58 @@ contract_show(struct cli *c, int argc, char **argv)
 	    k.has_card ? "issued" : "none", k.failures, lock,
 	    cli_time(k.created, when, sizeof(when)));
 	return CLI_EXIT_OK;
+}
+
+/* contract list: one tab-separated line per contract. */
+static int
+list_one(void *arg, const struct sotp_contract_info *k)
+{
+	const struct cli *c = arg;
+	char lock[64];
+
+	if (c->json) {
+		contract_json(k);
+	} else {
+		lock_text(k->locked_until, lock, sizeof(lock));
+		cli_text(stdout, k->id);
+		printf("\t%s\t%s\t", k->closed ? "closed" : "active",
+		    sotp_login_name(k->login));
+		cli_text(stdout, k->serial[0] != '\0' ? k->serial : "-");
+		printf("\t%u\t%s\n", k->failures, lock);
+	}
+	return ferror(stdout) ? 1 : 0;
+}
+
+static int
+contract_list(struct cli *c, int argc, char **argv)
+{
+	char *status_s = NULL;
+	int locked = 0;
+	const struct cli_opt opts[] = {
+	    {"locked", NULL, &locked},
+	    {"status", &status_s, NULL},
+	    {NULL, NULL, NULL},
+	};
+	enum sotp_contract_status status = SOTP_CONTRACTS_ANY;
+	size_t npos;
+	int ex, rc;
+
+	cli_what(c, "contract list", NULL);
+	if ((ex = cli_parse(c, argc, argv, opts, NULL, 0, &npos)) != 0)
+		return ex;
+	if (status_s != NULL) {
+		if (strcmp(status_s, "active") == 0)
+			status = SOTP_CONTRACTS_ACTIVE;
+		else if (strcmp(status_s, "closed") == 0)
+			status = SOTP_CONTRACTS_CLOSED;
+		else
+			return cli_usage(c,
+			    "--status: '%s' is not active or closed", status_s);
+	}
+	if ((ex = cli_load_nokey(c)) != 0)
+		return ex;
+	rc = sotp_contract_list(c->ctx, locked, status, c->now, list_one, c);
+	return rc == SOTP_OK ? CLI_EXIT_OK : cli_error(c, rc);
 }
 
 int
@@ -283,8 +346,10 @@ cmd_contract(struct cli *c, int argc, char **argv)
 		return contract_show(c, argc, argv);
 	if (strcmp(verb, "import") == 0)
 		return cmd_contract_import(c, argc, argv);
+	if (strcmp(verb, "list") == 0)
+		return contract_list(c, argc, argv);
 	return cli_usage(c,
 	    "usage: contract "
 	    "add|passwd|bind|unbind|unlock|close|show|set|card ID, "
-	    "contract import FILE");
+	    "contract import FILE, contract list");
 }

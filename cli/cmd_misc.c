@@ -1,5 +1,6 @@
 /*
- * cmd_misc.c - init, check-config, messages and audit.
+ * cmd_misc.c - init, check-config, messages and audit (list, verify,
+ * prune).
  */
 #define _GNU_SOURCE /* strptime, timegm */
 #include "cli.h"
@@ -218,6 +219,103 @@ audit_time(struct cli *c, const char *opt, const char *s, long long *out)
 	    opt, s);
 }
 
+/* The outcome of a verify: one line (or a JSON object), exit 0 or 1. */
+static int
+audit_report(
+    const struct cli *c, const struct sotp_audit_check *k, const char *done)
+{
+	static const char *const names[] = {
+	    "ok", "changed", "removed", "inserted", "head", "base"};
+	struct cli_json j;
+
+	if (c->json) {
+		json_begin(&j, stdout);
+		json_str(&j, "verdict",
+		    k->problem == SOTP_AUDIT_OK ? "ok" : "broken");
+		json_str(&j, "problem", names[k->problem]);
+		json_int(&j, "row", k->bad_id);
+		json_int(&j, "seq", k->bad_seq);
+		json_int(&j, "rows", k->rows);
+		json_int(&j, "first_seq", k->first_seq);
+		json_int(&j, "last_seq", k->last_seq);
+		json_int(&j, "base_seq", k->base_seq);
+		json_int(&j, "pending", k->pending);
+		json_int(&j, "legacy", k->legacy);
+		json_str(&j, "what", k->what);
+		json_end(&j);
+	} else if (k->problem == SOTP_AUDIT_OK) {
+		printf("%s%s%s\n", done != NULL ? done : "",
+		    done != NULL ? "; " : "", k->what);
+		if (k->base_seq > 0)
+			printf("pruned before seq %lld\n",
+			    (long long)(k->base_seq + 1));
+		if (k->pending > 0)
+			printf("%lld rows written without the master key wait "
+			       "to be chained\n",
+			    (long long)k->pending);
+		if (k->legacy > 0)
+			printf("%lld rows from before the chain are not "
+			       "covered\n",
+			    (long long)k->legacy);
+	}
+	if (k->problem == SOTP_AUDIT_OK)
+		return CLI_EXIT_OK;
+	cli_warn(c, "audit chain broken: %s", k->what);
+	return CLI_EXIT_REFUSED;
+}
+
+/* audit verify: the first row changed, removed or inserted, or none. */
+static int
+audit_verify(struct cli *c, int argc, char **argv)
+{
+	struct sotp_audit_check k;
+	size_t npos;
+	int ex, rc;
+
+	cli_what(c, "audit verify", NULL);
+	if ((ex = cli_parse(c, argc, argv, NULL, NULL, 0, &npos)) != 0 ||
+	    (ex = cli_load(c)) != 0)
+		return ex;
+	if ((rc = sotp_audit_verify(c->ctx, &k)) != SOTP_OK)
+		return cli_error(c, rc);
+	return audit_report(c, &k, NULL);
+}
+
+/* audit prune --before T: only a chain that verifies is pruned. */
+static int
+audit_prune(struct cli *c, int argc, char **argv)
+{
+	struct sotp_audit_check k;
+	char *before_s = NULL, done[64];
+	const struct cli_opt opts[] = {
+	    {"before", &before_s, NULL},
+	    {NULL, NULL, NULL},
+	};
+	long long before = 0;
+	int64_t removed = 0;
+	size_t npos;
+	int ex, rc;
+
+	cli_what(c, "audit prune", NULL);
+	if ((ex = cli_parse(c, argc, argv, opts, NULL, 0, &npos)) != 0)
+		return ex;
+	if (before_s == NULL)
+		return cli_usage(c, "usage: audit prune --before T");
+	if ((ex = audit_time(c, "--before", before_s, &before)) != 0 ||
+	    (ex = cli_load(c)) != 0)
+		return ex;
+	rc = sotp_audit_prune(c->ctx, (int64_t)before, c->now, &removed, &k);
+	if (rc != SOTP_OK)
+		return cli_error(c, rc);
+	if (k.problem != SOTP_AUDIT_OK)
+		return audit_report(c, &k, NULL);
+	/* What is left, verified again. */
+	if ((rc = sotp_audit_verify(c->ctx, &k)) != SOTP_OK)
+		return cli_error(c, rc);
+	snprintf(done, sizeof(done), "%lld rows pruned", (long long)removed);
+	return audit_report(c, &k, done);
+}
+
 int
 cmd_audit(struct cli *c, int argc, char **argv)
 {
@@ -232,6 +330,10 @@ cmd_audit(struct cli *c, int argc, char **argv)
 	size_t npos;
 	int ex, rc;
 
+	if (argc > 0 && strcmp(argv[0], "verify") == 0)
+		return audit_verify(c, argc - 1, argv + 1);
+	if (argc > 0 && strcmp(argv[0], "prune") == 0)
+		return audit_prune(c, argc - 1, argv + 1);
 	if ((ex = cli_parse(c, argc, argv, opts, NULL, 0, &npos)) != 0)
 		return ex;
 	if (since_s != NULL &&
@@ -240,7 +342,7 @@ cmd_audit(struct cli *c, int argc, char **argv)
 	if (until_s != NULL &&
 	    (ex = audit_time(c, "--until", until_s, &until)) != 0)
 		return ex;
-	if ((ex = cli_load(c)) != CLI_EXIT_OK)
+	if ((ex = cli_load_nokey(c)) != CLI_EXIT_OK)
 		return ex;
 	rc = sotp_audit_list(c->ctx, contract, since, until, audit_row, c);
 	return rc == SOTP_OK ? CLI_EXIT_OK : cli_error(c, rc);

@@ -2,7 +2,8 @@
  * cmd_token.c - token add, generate, show and list.
  *
  * A secret only passes through here on its way in (add) or, on request,
- * out as an otpauth URI (generate, show --uri). Every copy this file makes
+ * out as an otpauth URI (generate, show --uri/--qr/--png), each export
+ * audited by the core (sotp_token_uri). Every copy this file makes
  * is wiped; the argv copy of --secret is wiped too, so that it does not
  * linger in /proc/PID/cmdline while the command runs.
  */
@@ -153,15 +154,29 @@ show_qr(struct cli *c, const char *uri, int qr, const char *png)
 	return ex;
 }
 
+/*
+ * The forms a secret leaves in, for the audit row of the export: "uri",
+ * "qr", "png", space separated.
+ */
+static const char *
+export_how(char *buf, size_t bufsz, int uri, int qr, const char *png)
+{
+	snprintf(buf, bufsz, "%s%s%s", uri ? " uri" : "", qr ? " qr" : "",
+	    png != NULL ? " png" : "");
+	return buf[0] == ' ' ? buf + 1 : buf;
+}
+
 /* Prints "SERIAL URI" (or a JSON line); the URI holds the secret. */
 static int
 print_uri(struct cli *c, const char *serial, int qr, const char *png)
 {
 	struct cli_json j;
-	char *uri = NULL;
+	char *uri = NULL, how[16];
 	int rc;
 
-	if ((rc = sotp_token_uri(c->ctx, serial, &uri)) != SOTP_OK)
+	if ((rc = sotp_token_uri(c->ctx, serial,
+	         export_how(how, sizeof(how), 1, qr, png), c->now, &uri)) !=
+	    SOTP_OK)
 		return cli_error(c, rc);
 	if (c->json) {
 		json_begin(&j, stdout);
@@ -296,7 +311,7 @@ static int
 token_show(struct cli *c, int argc, char **argv)
 {
 	struct sotp_token_info t;
-	char *uri = NULL, *png = NULL;
+	char *uri = NULL, *png = NULL, how[16];
 	const char *pos[1];
 	int want_uri = 0, qr = 0;
 	const struct cli_opt opts[] = {
@@ -317,7 +332,9 @@ token_show(struct cli *c, int argc, char **argv)
 	if (qr && c->json)
 		return cli_usage(
 		    c, "--qr draws on the terminal: not with --json");
-	if ((ex = cli_load(c)) != 0)
+	/* Only an export of the secret needs the master key. */
+	if ((ex = want_uri || qr || png != NULL ? cli_load(c)
+	                                        : cli_load_nokey(c)) != 0)
 		return ex;
 	rc = sotp_token_get(c->ctx, pos[0], &t);
 	if (rc == SOTP_ERR_NOT_FOUND)
@@ -325,7 +342,9 @@ token_show(struct cli *c, int argc, char **argv)
 	if (rc != SOTP_OK)
 		return cli_error(c, rc);
 	if ((want_uri || qr || png != NULL) &&
-	    (rc = sotp_token_uri(c->ctx, pos[0], &uri)) != SOTP_OK)
+	    (rc = sotp_token_uri(c->ctx, pos[0],
+	         export_how(how, sizeof(how), want_uri, qr, png), c->now,
+	         &uri)) != SOTP_OK)
 		return cli_error(c, rc);
 	if (c->json)
 		token_json(&t, want_uri ? uri : NULL);
@@ -362,7 +381,7 @@ token_list(struct cli *c, int argc, char **argv)
 	if ((ex = cli_parse(c, argc, argv, opts, NULL, 0, &npos)) != 0)
 		return ex;
 	cli_what(c, "token list", NULL);
-	if ((ex = cli_load(c)) != 0)
+	if ((ex = cli_load_nokey(c)) != 0)
 		return ex;
 	rc = sotp_token_list(c->ctx, unassigned, list_one, c);
 	return rc == SOTP_OK ? CLI_EXIT_OK : cli_error(c, rc);
@@ -393,12 +412,38 @@ token_resync(struct cli *c, int argc, char **argv)
 	return cli_outcome(c, rc, &d, "token resynchronised");
 }
 
+/*
+ * token disable|enable SERIAL: a lost phone's token is disabled first,
+ * so that its codes are refused at once (README, lost phone).
+ */
+static int
+token_state(struct cli *c, const char *verb, int argc, char **argv)
+{
+	struct sotp_decision d;
+	const char *pos[1];
+	char what[32];
+	size_t npos;
+	int ex, rc, off = strcmp(verb, "disable") == 0;
+
+	snprintf(what, sizeof(what), "token %s", verb);
+	if ((ex = cli_parse(c, argc, argv, NULL, pos, 1, &npos)) != 0)
+		return ex;
+	cli_what(c, what, npos > 0 ? pos[0] : NULL);
+	if (npos != 1)
+		return cli_usage(c, "usage: token %s SERIAL", verb);
+	if ((ex = cli_load_nokey(c)) != 0)
+		return ex;
+	rc = sotp_token_set_disabled(c->ctx, pos[0], off, c->now, &d);
+	return cli_outcome(c, rc, &d, off ? "token disabled" : "token enabled");
+}
+
 int
 cmd_token(struct cli *c, int argc, char **argv)
 {
 	if (argc < 1)
-		return cli_usage(
-		    c, "usage: token add|generate|show|list|resync|import ...");
+		return cli_usage(c,
+		    "usage: token "
+		    "add|generate|show|list|resync|import|disable|enable ...");
 	if (strcmp(argv[0], "add") == 0)
 		return token_add(c, argc - 1, argv + 1);
 	if (strcmp(argv[0], "generate") == 0)
@@ -411,5 +456,7 @@ cmd_token(struct cli *c, int argc, char **argv)
 		return token_resync(c, argc - 1, argv + 1);
 	if (strcmp(argv[0], "import") == 0)
 		return cmd_token_import(c, argc - 1, argv + 1);
+	if (strcmp(argv[0], "disable") == 0 || strcmp(argv[0], "enable") == 0)
+		return token_state(c, argv[0], argc - 1, argv + 1);
 	return cli_usage(c, "unknown token command '%s'", argv[0]);
 }

@@ -98,10 +98,11 @@ cli_outcome(const struct cli *c, int rc, const struct sotp_decision *d,
 }
 
 /*
- * Audit lines (LOG_NOTICE) and worse go to syslog as the design asks of
- * every front end. On stderr the operator gets exactly one line per
- * refusal or error, which the command prints itself with the core's
- * detail; the core's own lines join it only with --debug.
+ * Every line but debug goes to syslog, as the design asks of every front
+ * end: one line per decision and admin action, accepts (LOG_INFO) as
+ * much as refusals (LOG_NOTICE), and errors. On stderr the operator gets
+ * exactly one line per refusal or error, which the command prints itself
+ * with the core's detail; the core's own lines join it only with --debug.
  */
 void
 cli_log(void *arg, int prio, const char *fmt, va_list ap)
@@ -110,7 +111,7 @@ cli_log(void *arg, int prio, const char *fmt, va_list ap)
 	int level = LOG_PRI(prio);
 	va_list cp;
 
-	if (level <= LOG_NOTICE) {
+	if (level != LOG_DEBUG) {
 		va_copy(cp, ap);
 		vsyslog(LOG_AUTHPRIV | level, fmt, cp);
 		va_end(cp);

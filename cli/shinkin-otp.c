@@ -45,15 +45,18 @@ static const char usage_text[] =
     "        [--dry-run] [--kind K]\n"
     "  token show SERIAL [--uri] [--qr] [--png FILE]\n"
     "  token list [--unassigned] | token resync SERIAL CODE1 CODE2\n"
+    "  token disable|enable SERIAL\n"
     "  contract add|passwd|unbind|unlock|close|show|card ID\n"
     "  contract bind ID --serial S --otp CODE [--login-otp yes|no|card]\n"
     "  contract set ID --login-otp yes|no|card\n"
     "  contract import FILE [--format csv|jsonl] [--dry-run]\n"
     "  export [--format csv|jsonl] [--with-secrets] [--output FILE]\n"
     "  backup FILE\n"
+    "  contract list [--locked] [--status active|closed]\n"
     "  verify ID [--context C] [--otp CODE] [--card DIGITS] [--serial S]\n"
     "        [--login-otp CHOICE] [--state TOKEN]   (password on stdin)\n"
     "  audit [--contract ID] [--since T] [--until T]   (T: epoch or ISO 8601)\n"
+    "  audit verify | audit prune --before T\n"
     "exit: 0 ok/accepted, 1 refused, 2 usage or system error, "
     "3 more input needed\n";
 
@@ -142,6 +145,41 @@ cli_load(struct cli *c)
 	int rc;
 
 	if ((rc = sotp_ctx_load(c->ctx, c->config)) != SOTP_OK)
+		return cli_error(c, rc);
+	return CLI_EXIT_OK;
+}
+
+/*
+ * The help desk's commands touch no secret: they work for an operator
+ * who cannot read the master key, whose audit rows the next holder of
+ * the key chains (shinkin-otp(1), HELP DESK).
+ */
+int
+cli_load_nokey(struct cli *c)
+{
+	char store[PATH_MAX + 64], key[PATH_MAX];
+	int rc;
+
+	if ((rc = sotp_ctx_load(c->ctx, c->config)) != SOTP_ERR_KEY)
+		return rc == SOTP_OK ? CLI_EXIT_OK : cli_error(c, rc);
+	/*
+	 * Only a key this user may not read: one that is missing, unsafe or
+	 * damaged is a fault to report, not a reason to go on without it.
+	 */
+	if (sotp_ctx_load_policy(c->ctx, c->config) != SOTP_OK ||
+	    sotp_policy_locations(
+	        c->ctx, store, sizeof(store), key, sizeof(key)) != SOTP_OK ||
+	    access(key, R_OK) == 0 || errno != EACCES) {
+		/* The first error, as sotp_ctx_load reported it. */
+		(void)sotp_ctx_load(c->ctx, c->config);
+		return cli_error(c, SOTP_ERR_KEY);
+	}
+	if (c->debug)
+		cli_warn(c,
+		    "%s: not readable: working without the master "
+		    "key (audit rows are chained later)",
+		    key);
+	if ((rc = sotp_ctx_load_nokey(c->ctx, c->config)) != SOTP_OK)
 		return cli_error(c, rc);
 	return CLI_EXIT_OK;
 }

@@ -23,14 +23,29 @@ sotp_token_spec_defaults(
 	spec->period = ctx->pol.period;
 }
 
+/*
+ * The start of an admin call: d a refusal until decided, and a context
+ * loaded with the master key (ready) or, for what touches no secret, with
+ * or without it (ready_nokey: the help desk, sotp_ctx_load_nokey).
+ */
 static int
-ready(struct sotp_ctx *ctx, struct sotp_decision *d)
+ready_nokey(struct sotp_ctx *ctx, struct sotp_decision *d)
 {
 	if (ctx == NULL || d == NULL)
 		return SOTP_ERR_INVALID_ARG;
 	memset(d, 0, sizeof(*d));
 	d->verdict = SOTP_REJECT;
 	d->reason = SOTP_R_BAD_CONFIG;
+	return sotp_ctx_ready_nokey(ctx);
+}
+
+static int
+ready(struct sotp_ctx *ctx, struct sotp_decision *d)
+{
+	int rc;
+
+	if ((rc = ready_nokey(ctx, d)) != SOTP_OK)
+		return rc;
 	return sotp_ctx_ready(ctx);
 }
 
@@ -95,7 +110,7 @@ locked_change(struct sotp_ctx *ctx, const char *action, const char *id,
 {
 	int rc;
 
-	if ((rc = ready(ctx, d)) != SOTP_OK)
+	if ((rc = ready_nokey(ctx, d)) != SOTP_OK)
 		return rc;
 	if (!sotp_id_valid(id))
 		return sotp_refuse(
@@ -238,7 +253,7 @@ sotp_token_get(
 
 	if (ctx == NULL || serial == NULL || out == NULL)
 		return SOTP_ERR_INVALID_ARG;
-	if ((rc = sotp_ctx_ready(ctx)) != SOTP_OK)
+	if ((rc = sotp_ctx_ready_nokey(ctx)) != SOTP_OK)
 		return rc;
 	if (!sotp_id_valid(serial))
 		return SOTP_ERR_NOT_FOUND;
@@ -276,7 +291,7 @@ sotp_token_list(
 
 	if (ctx == NULL || cb == NULL)
 		return SOTP_ERR_INVALID_ARG;
-	if ((rc = sotp_ctx_ready(ctx)) != SOTP_OK)
+	if ((rc = sotp_ctx_ready_nokey(ctx)) != SOTP_OK)
 		return rc;
 	if ((rc = sotp_store_token_list(
 	         ctx->st, unassigned_only, list_one, &la)) != SOTP_OK)
@@ -285,7 +300,43 @@ sotp_token_list(
 }
 
 int
-sotp_token_uri(struct sotp_ctx *ctx, const char *serial, char **uri)
+sotp_token_set_disabled(struct sotp_ctx *ctx, const char *serial, int disabled,
+    time_t now, struct sotp_decision *d)
+{
+	const char *action = disabled ? "token.disable" : "token.enable";
+	struct sotp_token_rec t;
+	int rc;
+
+	if ((rc = ready_nokey(ctx, d)) != SOTP_OK)
+		return rc;
+	if (!sotp_id_valid(serial))
+		return sotp_refuse(
+		    ctx, d, now, action, NULL, NULL, SOTP_R_UNKNOWN_SERIAL);
+	/* The row names the contract the token was bound to, if any. */
+	memset(&t, 0, sizeof(t));
+	rc = sotp_store_token_get(ctx->st, serial, &t);
+	if (rc == SOTP_OK)
+		rc = sotp_store_token_set_disabled(ctx->st, serial, disabled);
+	if (rc == SOTP_ERR_NOT_FOUND)
+		rc = sotp_refuse(
+		    ctx, d, now, action, NULL, NULL, SOTP_R_UNKNOWN_SERIAL);
+	else if (rc != SOTP_OK)
+		rc = store_err(ctx, d, rc);
+	else
+		rc = sotp_admin_ok(ctx, d, now, action, t.contract, serial,
+		    t.disabled == (disabled != 0) ? "unchanged" : NULL);
+	sotp_wipe(&t, sizeof(t));
+	return rc;
+}
+
+/*
+ * An export of a secret is an admin action like any other: its audit row
+ * (and log line) is written before the secret leaves, and an export that
+ * cannot be audited does not happen.
+ */
+int
+sotp_token_uri(struct sotp_ctx *ctx, const char *serial, const char *how,
+    time_t now, char **uri)
 {
 	struct sotp_token_rec t;
 	struct sotp_uri u;
@@ -293,9 +344,11 @@ sotp_token_uri(struct sotp_ctx *ctx, const char *serial, char **uri)
 	size_t keylen = 0;
 	int rc;
 
-	if (ctx == NULL || serial == NULL || uri == NULL)
+	if (uri != NULL)
+		*uri = NULL;
+	if (ctx == NULL || serial == NULL || how == NULL || uri == NULL)
 		return SOTP_ERR_INVALID_ARG;
-	*uri = NULL;
+	memset(&t, 0, sizeof(t));
 	memset(&u, 0, sizeof(u));
 	if ((rc = sotp_ctx_ready(ctx)) != SOTP_OK)
 		return rc;
@@ -303,6 +356,12 @@ sotp_token_uri(struct sotp_ctx *ctx, const char *serial, char **uri)
 		return SOTP_ERR_NOT_FOUND;
 	if ((rc = sotp_store_token_get(ctx->st, serial, &t)) != SOTP_OK)
 		return rc;
+	if ((rc = sotp_audit(ctx, now, "token.export", t.contract, t.serial,
+	         NULL, "accept", SOTP_R_ACCEPTED, how)) != SOTP_OK) {
+		sotp_ctx_seterr(ctx, "token %s: export not audited: %s", serial,
+		    sotp_store_errmsg(ctx->st));
+		goto out;
+	}
 	if ((rc = sotp_unseal(ctx->key, t.serial, strlen(t.serial), t.secret,
 	         t.secret_len, key, sizeof(key), &keylen)) != SOTP_OK) {
 		sotp_ctx_seterr(ctx,
@@ -403,7 +462,7 @@ sotp_contract_add(struct sotp_ctx *ctx, const char *id, const char *password,
 	struct sotp_contract_rec c;
 	int rc;
 
-	if ((rc = ready(ctx, d)) != SOTP_OK)
+	if ((rc = ready_nokey(ctx, d)) != SOTP_OK)
 		return rc;
 	if (!sotp_id_valid(id) || !password_ok(password))
 		return sotp_refuse(ctx, d, now, "contract.add",
@@ -447,7 +506,7 @@ sotp_contract_passwd(struct sotp_ctx *ctx, const char *id, const char *password,
 	char hash[SOTP_HASH_MAX];
 	int rc;
 
-	if ((rc = ready(ctx, d)) != SOTP_OK)
+	if ((rc = ready_nokey(ctx, d)) != SOTP_OK)
 		return rc;
 	if (!sotp_id_valid(id))
 		return sotp_refuse(ctx, d, now, "contract.passwd", NULL, NULL,
@@ -557,7 +616,7 @@ sotp_contract_unlock(
 {
 	int rc;
 
-	if ((rc = ready(ctx, d)) != SOTP_OK)
+	if ((rc = ready_nokey(ctx, d)) != SOTP_OK)
 		return rc;
 	if (!sotp_id_valid(id))
 		return sotp_refuse(ctx, d, now, "contract.unlock", NULL, NULL,
@@ -601,7 +660,7 @@ sotp_contract_set_login(struct sotp_ctx *ctx, const char *id,
 	struct sotp_contract_rec c;
 	int rc;
 
-	if ((rc = ready(ctx, d)) != SOTP_OK)
+	if ((rc = ready_nokey(ctx, d)) != SOTP_OK)
 		return rc;
 	if (!sotp_id_valid(id))
 		return sotp_refuse(ctx, d, now, "contract.set", NULL, NULL,
@@ -660,6 +719,21 @@ out:
 	return rc;
 }
 
+/* What a contract shows: never its password hash nor its card. */
+static void
+contract_info(const struct sotp_contract_rec *c, struct sotp_contract_info *out)
+{
+	memset(out, 0, sizeof(*out));
+	sotp_strlcpy(out->id, c->id, sizeof(out->id));
+	out->login = c->login;
+	sotp_strlcpy(out->serial, c->serial, sizeof(out->serial));
+	out->has_card = c->card_len > 0;
+	out->failures = c->failures;
+	out->locked_until = c->locked_until;
+	out->closed = c->closed;
+	out->created = c->created;
+}
+
 int
 sotp_contract_get(
     struct sotp_ctx *ctx, const char *id, struct sotp_contract_info *out)
@@ -670,7 +744,7 @@ sotp_contract_get(
 	if (ctx == NULL || id == NULL || out == NULL)
 		return SOTP_ERR_INVALID_ARG;
 	memset(out, 0, sizeof(*out));
-	if ((rc = sotp_ctx_ready(ctx)) != SOTP_OK)
+	if ((rc = sotp_ctx_ready_nokey(ctx)) != SOTP_OK)
 		return rc;
 	if (!sotp_id_valid(id))
 		return SOTP_ERR_NOT_FOUND;
@@ -679,14 +753,43 @@ sotp_contract_get(
 			sotp_ctx_seterr(ctx, "%s", sotp_store_errmsg(ctx->st));
 		return rc;
 	}
-	sotp_strlcpy(out->id, c.id, sizeof(out->id));
-	out->login = c.login;
-	sotp_strlcpy(out->serial, c.serial, sizeof(out->serial));
-	out->has_card = c.card_len > 0;
-	out->failures = c.failures;
-	out->locked_until = c.locked_until;
-	out->closed = c.closed;
-	out->created = c.created;
+	contract_info(&c, out);
 	sotp_wipe(&c, sizeof(c));
 	return SOTP_OK;
+}
+
+struct contract_list_arg {
+	sotp_contract_cb *cb;
+	void *arg;
+};
+
+static int
+contract_list_one(void *arg, const struct sotp_contract_rec *c)
+{
+	const struct contract_list_arg *la = arg;
+	struct sotp_contract_info info;
+
+	contract_info(c, &info);
+	return la->cb(la->arg, &info);
+}
+
+int
+sotp_contract_list(struct sotp_ctx *ctx, int locked_only,
+    enum sotp_contract_status status, time_t now, sotp_contract_cb *cb,
+    void *arg)
+{
+	struct contract_list_arg la = {cb, arg};
+	int rc, closed;
+
+	if (ctx == NULL || cb == NULL)
+		return SOTP_ERR_INVALID_ARG;
+	if ((rc = sotp_ctx_ready_nokey(ctx)) != SOTP_OK)
+		return rc;
+	closed = status == SOTP_CONTRACTS_ACTIVE
+	    ? 0
+	    : (status == SOTP_CONTRACTS_CLOSED ? 1 : -1);
+	if ((rc = sotp_store_contract_list(ctx->st, locked_only, (int64_t)now,
+	         closed, contract_list_one, &la)) != SOTP_OK)
+		sotp_ctx_seterr(ctx, "%s", sotp_store_errmsg(ctx->st));
+	return rc;
 }

@@ -168,7 +168,7 @@ sotp_export(struct sotp_ctx *ctx, enum sotp_record_format fmt, int with_secrets,
 	e->cb = cb;
 	e->arg = arg;
 	e->rc = SOTP_OK;
-	rc = sotp_store_contract_list(ctx->st, export_row, e);
+	rc = sotp_store_contract_list(ctx->st, 0, 0, -1, export_row, e);
 	if (rc != SOTP_OK)
 		sotp_ctx_seterr(ctx, "%s", sotp_store_errmsg(ctx->st));
 	else

@@ -77,14 +77,37 @@ sotp_log(const struct sotp_ctx *ctx, int prio, const char *fmt, ...)
 }
 
 int
-sotp_ctx_ready(struct sotp_ctx *ctx)
+sotp_ctx_ready_nokey(struct sotp_ctx *ctx)
 {
-	if (!ctx->have_policy || !ctx->have_key || ctx->st == NULL) {
+	if (!ctx->have_policy || ctx->st == NULL) {
 		if (ctx->err[0] == '\0')
 			sotp_ctx_seterr(ctx, "context not loaded");
 		return SOTP_ERR_CONFIG;
 	}
 	return SOTP_OK;
+}
+
+int
+sotp_ctx_ready(struct sotp_ctx *ctx)
+{
+	int rc;
+
+	if ((rc = sotp_ctx_ready_nokey(ctx)) != SOTP_OK)
+		return rc;
+	if (!ctx->have_key) {
+		/* Loaded without it on purpose (sotp_ctx_load_nokey). */
+		sotp_ctx_seterr(ctx,
+		    "this needs the master key %s, which this user cannot read",
+		    ctx->pol.master_key);
+		return SOTP_ERR_KEY;
+	}
+	return SOTP_OK;
+}
+
+int
+sotp_ctx_has_key(const struct sotp_ctx *ctx)
+{
+	return ctx != NULL && ctx->have_key;
 }
 
 static void
@@ -96,6 +119,8 @@ reset(struct sotp_ctx *ctx)
 	ctx->have_key = 0;
 	SOTP_WIPE_ARRAY(ctx->key);
 	SOTP_WIPE_ARRAY(ctx->state_key);
+	SOTP_WIPE_ARRAY(ctx->audit_key);
+	SOTP_WIPE_ARRAY(ctx->dummy_hash);
 	ctx->err[0] = '\0';
 }
 
@@ -132,30 +157,36 @@ load_key(struct sotp_ctx *ctx)
 	if ((rc = sotp_key_load(ctx->pol.master_key, ctx->key, ctx->err,
 	         sizeof(ctx->err))) != SOTP_OK)
 		return rc;
-	/* Challenge states are signed under a subkey, never the master. */
+	/*
+	 * Challenge states are signed, and the audit chain keyed, under
+	 * subkeys of their own, never the master.
+	 */
 	if ((rc = sotp_kdf(ctx->key, "shinkin-otp state v1", ctx->state_key)) !=
-	    SOTP_OK) {
-		sotp_ctx_seterr(ctx, "cannot derive the state key");
+	        SOTP_OK ||
+	    (rc = sotp_kdf(ctx->key, "shinkin-otp audit v1", ctx->audit_key)) !=
+	        SOTP_OK) {
+		sotp_ctx_seterr(ctx, "cannot derive the state and audit keys");
 		return rc;
 	}
 	ctx->have_key = 1;
 	return SOTP_OK;
 }
 
-int
-sotp_ctx_load(struct sotp_ctx *ctx, const char *path)
+static int
+load(struct sotp_ctx *ctx, const char *path, int with_key)
 {
 	int rc;
 
 	if ((rc = sotp_ctx_load_policy(ctx, path)) != SOTP_OK)
 		return rc;
-	if ((rc = load_key(ctx)) != SOTP_OK)
+	if (with_key && (rc = load_key(ctx)) != SOTP_OK)
 		goto out;
 	if (ctx->mac == NULL && (rc = sotp_mac_new(&ctx->mac)) != SOTP_OK) {
 		sotp_ctx_seterr(ctx, "cannot set up HMAC");
 		goto out;
 	}
-	if ((rc = sotp_store_open(ctx->pol.store, 0, &ctx->st, ctx->err,
+	if ((rc = sotp_store_open_timed(ctx->pol.store, 0,
+	         ctx->pol.lock_timeout * 1000u, &ctx->st, ctx->err,
 	         sizeof(ctx->err))) != SOTP_OK)
 		goto out;
 	rc = SOTP_OK;
@@ -169,6 +200,19 @@ out:
 		memcpy(ctx->err, msg, sizeof(msg));
 	}
 	return rc;
+}
+
+int
+sotp_ctx_load(struct sotp_ctx *ctx, const char *path)
+{
+	return load(ctx, path, 1);
+}
+
+/* The help desk: no key is read, so none can leak or be missed. */
+int
+sotp_ctx_load_nokey(struct sotp_ctx *ctx, const char *path)
+{
+	return load(ctx, path, 0);
 }
 
 /*

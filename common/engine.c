@@ -252,8 +252,15 @@ finish(struct sotp_attempt *a, const struct sotp_context_def *cdef,
     const char *detail)
 {
 	const char *serial = a->serial[0] != '\0' ? a->serial : NULL;
+	struct sotp_audit_rec r;
+	char as[48];
 	int rc, crc;
 
+	/* Nothing lets a contract that does not exist in. */
+	if (a->phantom && v == SOTP_ACCEPT) {
+		v = SOTP_REJECT;
+		reason = SOTP_R_UNKNOWN_CONTRACT;
+	}
 	d->verdict = v;
 	d->reason = (enum sotp_reason)reason;
 	tell(a, d, reason);
@@ -262,13 +269,31 @@ finish(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 	/* Asking for the first input is not worth a row; a challenge is. */
 	if (v == SOTP_CONTINUE && a->done == 0)
 		return write_commit(a);
-	rc = sotp_audit(a->ctx, a->now, action_name(cdef),
-	    a->contract_ok && reason != SOTP_R_UNKNOWN_CONTRACT ? a->contract
-	                                                        : "",
-	    serial, a->context,
-	    v == SOTP_ACCEPT ? "accept"
-	                     : (v == SOTP_CONTINUE ? "continue" : "reject"),
-	    reason, detail);
+	/*
+	 * The customer reads what a contract that exists would have read;
+	 * the row says what happened. An unknown name is not recorded: it
+	 * may be a password typed in the wrong field.
+	 */
+	if (a->phantom) {
+		snprintf(as, sizeof(as), "as=%s", sotp_reason_name(reason));
+		reason = SOTP_R_UNKNOWN_CONTRACT;
+		detail = as;
+	}
+	memset(&r, 0, sizeof(r));
+	r.ts = (int64_t)a->now;
+	r.action = action_name(cdef);
+	r.contract = a->contract_ok && reason != SOTP_R_UNKNOWN_CONTRACT
+	    ? a->contract
+	    : "";
+	r.serial = serial != NULL ? serial : "";
+	r.context = a->context;
+	r.verdict = v == SOTP_ACCEPT
+	    ? "accept"
+	    : (v == SOTP_CONTINUE ? "continue" : "reject");
+	r.reason = reason;
+	r.detail = detail != NULL ? detail : "";
+	/* A store that made this request wait once is not waited for again. */
+	rc = sotp_audit_write(a->ctx, &r, !a->store_down);
 	crc = write_commit(a);
 	if (rc == SOTP_OK)
 		rc = crc;
@@ -296,6 +321,13 @@ fail_error(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 {
 	int reason = sotp_reason_from_rc(rc);
 
+	/*
+	 * One bounded wait per request (the policy's lock_timeout): a store
+	 * that timed out is not asked again for the refusal's audit row,
+	 * which goes to the log alone.
+	 */
+	if (rc == SOTP_ERR_STORE_UNAVAILABLE)
+		a->store_down = 1;
 	sotp_log(a->ctx, LOG_ERR, "contract %s: %s: %s",
 	    a->contract_ok ? a->contract : "-", sotp_strerror(rc),
 	    sotp_ctx_errmsg(a->ctx));
@@ -325,8 +357,15 @@ wrong(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 	lock = p->lock_duration == 0 ? -1 : (int64_t)a->now + p->lock_duration;
 	if ((rc = write_begin(a)) != SOTP_OK)
 		return fail_error(a, cdef, d, rc);
-	if ((rc = sotp_store_fail(a->ctx->st, a->contract, p->lock_threshold,
-	         lock, &failures, &locked_until)) != SOTP_OK)
+	/* A phantom's count changes no row, at the cost of a real one. */
+	if (a->phantom && !a->contract_ok)
+		rc = SOTP_OK;
+	else if ((rc = sotp_store_fail(a->ctx->st, a->contract,
+	              p->lock_threshold, lock, &failures, &locked_until)) ==
+	        SOTP_ERR_NOT_FOUND &&
+	    a->phantom)
+		rc = SOTP_OK;
+	if (rc != SOTP_OK)
 		return fail_error(a, cdef, d, store_err(a->ctx, rc));
 	d->locked = locked_until != 0;
 	snprintf(detail, sizeof(detail), "failures=%u%s", failures,
@@ -719,6 +758,9 @@ check_password(
 	int rc, ok = 0;
 
 	rc = sotp_passwd_check(input(a, SOTP_F_PASSWORD), c->pwhash, &ok);
+	/* A phantom's hash is borrowed; nothing matches it. */
+	if (a->phantom)
+		ok = 0;
 	*reason = ok ? SOTP_R_ACCEPTED : SOTP_R_WRONG_PASSWORD;
 	if (rc == SOTP_OK && ok && a->ctx->pol.rehash &&
 	    sotp_passwd_outdated(c->pwhash))
@@ -921,6 +963,10 @@ complete(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 {
 	int rc, reason, unbound = 0;
 
+	/* Only a context that checks nothing gets here with a phantom. */
+	if (a->phantom)
+		return finish(
+		    a, cdef, d, SOTP_REJECT, SOTP_R_UNKNOWN_CONTRACT, NULL);
 	if ((rc = write_begin(a)) != SOTP_OK)
 		return fail_error(a, cdef, d, rc);
 	switch (cdef->action) {
@@ -1080,7 +1126,13 @@ gate(struct sotp_attempt *a, struct sotp_contract_rec *c, int *reason)
 		c->locked_until = 0;
 	}
 	if (a->resumed) { /* each challenge state is good once */
-		expires = (int64_t)a->now + a->ctx->pol.state_lifetime;
+		/*
+		 * The mark carries the state's own expiry, not one counted
+		 * from now: after the clock steps back, now + lifetime ends
+		 * before the state does. Marks purged by a clock running
+		 * ahead are caught by the store (sotp_store_state_use).
+		 */
+		expires = a->state_expires;
 		if ((rc = sotp_store_state_use(a->ctx->st, a->state_id, expires,
 		         (int64_t)a->now, &fresh)) != SOTP_OK)
 			return store_err(a->ctx, rc);
@@ -1128,12 +1180,65 @@ step_contract(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 	return complete(a, cdef, c, req, d);
 }
 
+/*
+ * The hash an unknown contract's password is checked against: the first
+ * contract's own (imported hashes keep their method and cost, so this
+ * costs what checking a real one costs), else, in a store with none, one
+ * made as every new hash is. Read once per context, in every attempt's
+ * first step whether its contract exists or not, so that the read does
+ * not tell them apart either.
+ */
+static int
+dummy_hash(struct sotp_ctx *ctx)
+{
+	char pw[33];
+	uint8_t rnd[16];
+	size_t i;
+	int rc;
+
+	if (ctx->dummy_hash[0] != '\0')
+		return SOTP_OK;
+	rc = sotp_store_pwhash_sample(ctx->st, ctx->dummy_hash);
+	if (rc == SOTP_OK && ctx->dummy_hash[0] == '$')
+		return SOTP_OK;
+	if (rc != SOTP_OK && rc != SOTP_ERR_NOT_FOUND)
+		return store_err(ctx, rc);
+	if ((rc = sotp_random(rnd, sizeof(rnd))) != SOTP_OK)
+		return rc;
+	for (i = 0; i < sizeof(rnd); i++)
+		snprintf(pw + 2 * i, 3, "%02x", rnd[i]);
+	rc = sotp_passwd_hash(pw, ctx->dummy_hash);
+	SOTP_WIPE_ARRAY(pw);
+	SOTP_WIPE_ARRAY(rnd);
+	return rc;
+}
+
+/*
+ * A contract that does not exist, when the policy hides that (the
+ * default, unknown_contract = hide): the attempt runs as for a contract
+ * with no token and no card whose password never matches, checked
+ * against a real hash, counted, refused and audited as a wrong password
+ * would be, so that a stranger can tell neither by the questions, the
+ * replies nor the time taken. Only the audit row says UNKNOWN_CONTRACT.
+ */
+static int
+step_phantom(struct sotp_attempt *a, const struct sotp_context_def *cdef,
+    struct sotp_contract_rec *c, struct sotp_decision *d)
+{
+	memset(c, 0, sizeof(*c));
+	sotp_strlcpy(c->id, a->contract, sizeof(c->id));
+	sotp_strlcpy(c->pwhash, a->ctx->dummy_hash, sizeof(c->pwhash));
+	c->login = SOTP_LOGIN_OTP;
+	a->phantom = 1;
+	return step_contract(a, cdef, c, d);
+}
+
 int
 sotp_attempt_step(struct sotp_attempt *a, struct sotp_decision *d)
 {
 	const struct sotp_context_def *cdef;
 	struct sotp_contract_rec *c = NULL;
-	int rc;
+	int rc, reveal;
 
 	if (a == NULL || d == NULL)
 		return SOTP_ERR_INVALID_ARG;
@@ -1164,17 +1269,25 @@ sotp_attempt_step(struct sotp_attempt *a, struct sotp_decision *d)
 	if (cdef == NULL)
 		return finish(
 		    a, cdef, d, SOTP_REJECT, SOTP_R_UNKNOWN_CONTEXT, NULL);
-	if (!a->contract_ok)
+	reveal = a->ctx->pol.reveal_unknown;
+	if (!a->contract_ok && reveal)
 		return finish(
 		    a, cdef, d, SOTP_REJECT, SOTP_R_UNKNOWN_CONTRACT, NULL);
+	if (!reveal && (rc = dummy_hash(a->ctx)) != SOTP_OK)
+		return fail_error(a, cdef, d, rc);
 	if ((c = malloc(sizeof(*c))) == NULL)
 		return fail_error(a, cdef, d, SOTP_ERR_NOMEM);
-	rc = sotp_store_contract_get(a->ctx->st, a->contract, c);
-	if (rc == SOTP_ERR_NOT_FOUND)
+	rc = a->contract_ok
+	    ? sotp_store_contract_get(a->ctx->st, a->contract, c)
+	    : SOTP_ERR_NOT_FOUND;
+	if (rc == SOTP_ERR_NOT_FOUND && reveal)
 		rc = finish(
 		    a, cdef, d, SOTP_REJECT, SOTP_R_UNKNOWN_CONTRACT, NULL);
-	else if (rc != SOTP_OK)
+	else if (rc != SOTP_OK && rc != SOTP_ERR_NOT_FOUND)
 		rc = fail_error(a, cdef, d, store_err(a->ctx, rc));
+	/* Once a phantom, always: a contract made meanwhile changes nothing. */
+	else if (rc == SOTP_ERR_NOT_FOUND || a->phantom)
+		rc = step_phantom(a, cdef, c, d);
 	else
 		rc = step_contract(a, cdef, c, d);
 	sotp_free_secret(c, sizeof(*c));

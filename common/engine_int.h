@@ -35,6 +35,14 @@ struct sotp_attempt {
 	uint8_t state_id[SOTP_STATE_ID_LEN];
 	int64_t state_expires; /* of the resumed state */
 	int final;
+	/*
+	 * The contract does not exist and the policy hides that: the attempt
+	 * goes on as for a contract whose password never matches (engine.c,
+	 * sotp_attempt_step); only the audit row says UNKNOWN_CONTRACT.
+	 */
+	int phantom;
+	/* The store said unavailable once: no second wait (engine.c). */
+	int store_down;
 	int txn; /* a store transaction is open for this decision's writes */
 	int regated; /* the lock was looked at again under that transaction */
 };

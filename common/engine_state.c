@@ -130,6 +130,39 @@ sotp_attempt_export(
 	return SOTP_OK;
 }
 
+/*
+ * What the engine writes as done, each factor with what its verification
+ * yields. The card is the last question wherever it is asked, so it is
+ * never carried done, nor is the question asked. Outside a registration
+ * only the password is: a second factor is checked in the round that
+ * brings it. A registration carries the serial with the token's serial,
+ * the code with its time step, the login choice after the code, in the
+ * guide's order. Even under a good MAC, a body saying otherwise is not
+ * acted on (fuzz_state found one that skipped the card check).
+ */
+static int
+done_sane(const struct sotp_attempt *a)
+{
+	const struct sotp_context_def *cdef =
+	    sotp_policy_context(&a->ctx->pol, a->context);
+	unsigned int d = a->done;
+	int serial = a->serial[0] != '\0';
+
+	if ((d & SOTP_F_CARD) != 0 || (d & a->asked) != 0)
+		return 0;
+	if ((d & SOTP_F_LOGIN_CHOICE) == 0 && a->login != SOTP_LOGIN_NONE)
+		return 0;
+	if (cdef == NULL || cdef->action != SOTP_ACT_REGISTER)
+		return (d & ~(unsigned int)SOTP_F_PASSWORD) == 0 && !serial &&
+		    a->step == -1;
+	if (!(d & SOTP_F_SERIAL) != !serial ||
+	    !(d & SOTP_F_OTP) != (a->step < 0))
+		return 0;
+	if ((d & SOTP_F_OTP) && !(d & SOTP_F_SERIAL))
+		return 0;
+	return !(d & SOTP_F_LOGIN_CHOICE) || (d & SOTP_F_OTP);
+}
+
 /* The fields a state may hold, beyond what its MAC vouches for. */
 static int
 state_sane(const struct sotp_attempt *a)
@@ -140,7 +173,8 @@ state_sane(const struct sotp_attempt *a)
 	if (a->ncells > SOTP_MAX_CELLS || a->done >= (1u << SOTP_NFACTORS) ||
 	    (a->asked != 0 && sotp_engine_fidx(a->asked) < 0) ||
 	    a->login > SOTP_LOGIN_CARD ||
-	    (a->serial[0] != '\0' && !sotp_id_valid(a->serial)))
+	    (a->serial[0] != '\0' && !sotp_id_valid(a->serial)) ||
+	    !done_sane(a))
 		return 0;
 	for (i = 0; i < a->ncells; i++)
 		if (a->cells[i] >= p->card_rows * p->card_cols)

@@ -10,8 +10,9 @@
  * none, never a file half in that must be edited before a retry.
  *
  * Every import is audited: one row per token inside the transaction (so
- * a rollback leaves no row claiming a token that is not there), and one
- * summary row and log line for the call, refusals included.
+ * a rollback leaves no row claiming a token that is not there) with its
+ * log line once committed, and one summary row and log line for the call,
+ * refusals included.
  */
 #include "import_int.h"
 
@@ -380,6 +381,22 @@ check_store(struct sotp_ctx *ctx, struct sotp_import_batch *b)
 
 /* ---- The transaction ---- */
 
+/* The audit row of one imported token. */
+static void
+import_row(struct sotp_audit_rec *a, const char *serial, const char *format,
+    time_t now)
+{
+	memset(a, 0, sizeof(*a));
+	a->ts = (int64_t)now;
+	a->action = "token.import";
+	a->contract = "";
+	a->serial = serial;
+	a->context = "";
+	a->verdict = "accept";
+	a->reason = SOTP_R_ACCEPTED;
+	a->detail = format;
+}
+
 static int
 insert_one(struct sotp_ctx *ctx, const struct sotp_import_entry *e,
     const char *format, time_t now)
@@ -404,16 +421,8 @@ insert_one(struct sotp_ctx *ctx, const struct sotp_import_entry *e,
 		goto out;
 	if ((rc = sotp_store_token_insert(ctx->st, &t)) != SOTP_OK)
 		goto out;
-	memset(&a, 0, sizeof(a));
-	a.ts = (int64_t)now;
-	a.action = "token.import";
-	a.contract = "";
-	a.serial = t.serial;
-	a.context = "";
-	a.verdict = "accept";
-	a.reason = SOTP_R_ACCEPTED;
-	a.detail = format;
-	rc = sotp_store_audit_add(ctx->st, &a);
+	import_row(&a, t.serial, format, now);
+	rc = sotp_audit_append(ctx, &a);
 out:
 	sotp_wipe(&t, sizeof(t));
 	return rc;
@@ -423,6 +432,7 @@ static int
 insert_all(struct sotp_ctx *ctx, struct sotp_import_batch *b,
     const char *format, time_t now)
 {
+	struct sotp_audit_rec a;
 	size_t i;
 	int rc;
 
@@ -443,6 +453,11 @@ insert_all(struct sotp_ctx *ctx, struct sotp_import_batch *b,
 	}
 	if ((rc = sotp_store_commit(ctx->st)) != SOTP_OK)
 		goto fail;
+	/* Each row its log line, once the rows are sure to stand. */
+	for (i = 0; i < b->n; i++) {
+		import_row(&a, b->e[i].serial, format, now);
+		sotp_audit_line(ctx, &a);
+	}
 	return SOTP_OK;
 fail:
 	if (rc != SOTP_ERR_CRYPTO)

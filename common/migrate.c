@@ -657,7 +657,7 @@ audit_row(
 	a.verdict = "accept";
 	a.reason = SOTP_R_ACCEPTED;
 	a.detail = detail;
-	return sotp_store_audit_add(m->ctx->st, &a);
+	return sotp_audit_append(m->ctx, &a);
 }
 
 /* One contract, its binding and audit rows; LOST: the store refused. */

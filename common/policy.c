@@ -28,7 +28,7 @@ enum section {
 	SEC_MIGRATION
 };
 
-enum vtype { V_UINT, V_STR, V_PATH, V_STORE, V_ALG, V_LANG, V_BOOL };
+enum vtype { V_UINT, V_STR, V_PATH, V_STORE, V_ALG, V_LANG, V_BOOL, V_UNKNOWN };
 
 struct option {
 	enum section sec;
@@ -54,6 +54,9 @@ static const struct option options[] = {
     SOPT(SEC_MAIN, "master_key", V_PATH, master_key),
     SOPT(SEC_MAIN, "issuer", V_STR, issuer),
     {SEC_MAIN, "language", V_LANG, offsetof(struct sotp_policy, lang), 0, 0, 0},
+    UOPT(SEC_MAIN, "lock_timeout", lock_timeout, 1, 30),
+    {SEC_MAIN, "unknown_contract", V_UNKNOWN,
+        offsetof(struct sotp_policy, reveal_unknown), 0, 0, 0},
     {SEC_OTP, "algorithm", V_ALG, offsetof(struct sotp_policy, alg), 0, 0, 0},
     UOPT(SEC_OTP, "digits", digits, 6, 8),
     UOPT(SEC_OTP, "period", period, 10, 300),
@@ -80,6 +83,8 @@ static const struct option options[] = {
 static const char *const section_names[] = {"", "otp", "lockout", "state",
     "card", "kind", "context", "services", "messages", "migration"};
 static const char *const lang_names[] = {"en", "ja"};
+/* unknown_contract: 0 hide (the default), 1 reveal. */
+static const char *const unknown_names[] = {"hide", "reveal"};
 
 /* The bank's shipped contexts, used when a file defines none. */
 static const struct sotp_context_def default_contexts[] = {
@@ -138,6 +143,8 @@ set_defaults(struct sotp_policy *p)
 	    sizeof(p->master_key));
 	sotp_strlcpy(p->issuer, "shinkin-otp", sizeof(p->issuer));
 	p->lang = SOTP_LANG_JA; /* the bank's customers read Japanese */
+	/* Well under a NAS's retry timeout (RFC 5080 2.2.1: 2-5 s). */
+	p->lock_timeout = 2;
 	p->alg = SOTP_ALG_SHA1;
 	p->digits = 6;
 	p->period = 30;
@@ -224,6 +231,16 @@ set_option(struct parser *ps, const struct option *o, const char *val)
 		if (v == SOTP_NLANG)
 			return perr(ps, "language: '%s' is not ja or en", val);
 		*(enum sotp_lang *)(void *)base = (enum sotp_lang)v;
+		return SOTP_OK;
+	case V_UNKNOWN:
+		for (v = 0; v < 2; v++)
+			if (strcmp(val, unknown_names[v]) == 0)
+				break;
+		if (v == 2)
+			return perr(ps,
+			    "unknown_contract: '%s' is not hide or reveal",
+			    val);
+		*(int *)(void *)base = (int)v;
 		return SOTP_OK;
 	case V_STR:
 		if (sotp_strlcpy(base, val, o->size) >= o->size)
@@ -834,6 +851,28 @@ sotp_policy_context_for(
 	return SOTP_ERR_NOT_FOUND;
 }
 
+/*
+ * The store as it may be shown. A PostgreSQL URL can carry a password and
+ * is masked; a SQLite store is a file path, shown as it is: masking a
+ * path that happens to read "password=" would show another file, and the
+ * dump would no longer read back as the same policy.
+ */
+static void
+store_shown(const char *store, char *out, size_t outsz)
+{
+	if (strncmp(store, "sqlite:", 7) == 0)
+		sotp_strlcpy(out, store, outsz);
+	else
+		sotp_store_url_redact(store, out, outsz);
+}
+
+int
+sotp_policy_hides_unknown(const struct sotp_ctx *ctx)
+{
+	/* Without a policy, the default: hide. */
+	return ctx == NULL || !ctx->have_policy || !ctx->pol.reveal_unknown;
+}
+
 int
 sotp_policy_locations(const struct sotp_ctx *ctx, char *store, size_t storesz,
     char *key, size_t keysz)
@@ -843,7 +882,7 @@ sotp_policy_locations(const struct sotp_ctx *ctx, char *store, size_t storesz,
 		return SOTP_ERR_INVALID_ARG;
 	if (!ctx->have_policy)
 		return SOTP_ERR_CONFIG;
-	sotp_store_url_redact(ctx->pol.store, store, storesz);
+	store_shown(ctx->pol.store, store, storesz);
 	if (sotp_strlcpy(key, ctx->pol.master_key, keysz) >= keysz)
 		return SOTP_ERR_BUFFER;
 	return SOTP_OK;
@@ -905,9 +944,11 @@ sotp_policy_dump(const struct sotp_ctx *ctx, char *buf, size_t bufsz)
 	p = &ctx->pol;
 	buf[0] = '\0';
 	bprintf(&o, "# effective policy from %s\n", p->path);
-	sotp_store_url_redact(p->store, store, sizeof(store));
+	store_shown(p->store, store, sizeof(store));
 	bprintf(&o, "store = %s\nmaster_key = %s\nissuer = %s\nlanguage = %s\n",
 	    store, p->master_key, p->issuer, lang_names[p->lang]);
+	bprintf(&o, "lock_timeout = %u\nunknown_contract = %s\n",
+	    p->lock_timeout, unknown_names[p->reveal_unknown != 0]);
 	bprintf(&o,
 	    "\n[otp]\nalgorithm = %s\ndigits = %u\nperiod = %u\n"
 	    "window_back = %u\nwindow_forward = %u\nmax_drift = %u\n"

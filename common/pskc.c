@@ -27,6 +27,8 @@
  * The parser is asked for no network, no DTD loading and no entity
  * substitution, and a document that has a DTD at all is refused: a seed
  * file has no use for one, and entities are how XML parsers get abused.
+ * Before the parse, one linear pass bounds what the parser's checks cost
+ * (attributes per element, namespace declarations in scope, nesting).
  * Text is read only from direct text children, never through entities.
  *
  * Secret bytes live in our buffers only as long as needed and are wiped.
@@ -36,6 +38,7 @@
  * plaintext for a plain file anyway; for an encrypted one they hold only
  * ciphertext.
  */
+#define _GNU_SOURCE /* memmem */
 #include "import_int.h"
 
 #include <limits.h>
@@ -70,6 +73,16 @@
 #define TEXT_MAX 512  /* base64 text of such a value, with spaces */
 #define ATTR_MAX 256  /* an attribute or short element value */
 #define PBKDF2_MAX_ITER 10000000
+/*
+ * Bounds checked before the parse (prescan). libxml2 checks each new
+ * attribute against the element's others and each namespace declaration
+ * against those in scope, so its work grows with the square of these
+ * counts: 200,000 declarations on one element cost 18 s of CPU. A PSKC
+ * file needs a handful of each, and about ten levels of nesting.
+ */
+#define PSKC_MAX_ATTRS 64 /* attributes of one element, xmlns included */
+#define PSKC_MAX_NS 64    /* namespace declarations in scope at once */
+#define PSKC_MAX_DEPTH 32 /* elements open at once */
 
 struct pskc {
 	struct sotp_import_batch *b;
@@ -768,6 +781,129 @@ container(struct pskc *p, const xmlNode *root)
 	return SOTP_OK;
 }
 
+/* ---- Bounding the parser's work ---- */
+
+/* The line of buf[pos], for a refusal. */
+static unsigned int
+line_at(const char *buf, size_t pos)
+{
+	unsigned int line = 1;
+	size_t i;
+
+	for (i = 0; i < pos; i++)
+		line += buf[i] == '\n';
+	return line;
+}
+
+static int
+blank(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* After the first `close` at or after p, or NULL when there is none. */
+static const char *
+skip_past(const char *p, const char *end, const char *close)
+{
+	size_t n = strlen(close);
+	const char *q = memmem(p, (size_t)(end - p), close, n);
+
+	return q != NULL ? q + n : NULL;
+}
+
+/*
+ * A start tag from its '<' to its '>': the attributes it holds (each has
+ * one '=' outside quotes), the namespace declarations among them, and
+ * whether it is empty ("/>"). Returns the byte after '>', or NULL when
+ * the tag does not end.
+ */
+static const char *
+start_tag(const char *p, const char *end, unsigned int *attrs, unsigned int *ns,
+    int *empty)
+{
+	const char *q;
+
+	*attrs = *ns = 0;
+	for (p++; p < end && *p != '>'; p++) {
+		if (*p == '"' || *p == '\'') {
+			if ((q = memchr(p + 1, *p, (size_t)(end - p - 1))) ==
+			    NULL)
+				return NULL;
+			p = q;
+		} else if (*p == '=') {
+			(*attrs)++;
+		} else if (blank(p[-1]) && end - p > 5 &&
+		    memcmp(p, "xmlns", 5) == 0 &&
+		    (p[5] == '=' || p[5] == ':' || blank(p[5]))) {
+			(*ns)++;
+		}
+	}
+	if (p >= end)
+		return NULL;
+	*empty = p[-1] == '/';
+	return p + 1;
+}
+
+/*
+ * One linear pass over the markup, before libxml2 sees the file: refuses
+ * an element with too many attributes, too many namespace declarations
+ * in scope, or too deep a nesting (the PSKC_MAX_* bounds). It checks
+ * nothing else; a document it cannot follow (an unterminated tag) goes
+ * on to the parser, which refuses it.
+ */
+static int
+prescan(struct pskc *p, const char *buf, size_t len)
+{
+	const char *s = buf, *end = buf + len, *tag;
+	unsigned int depth = 0, in_scope = 0, attrs, ns;
+	unsigned int scope[PSKC_MAX_DEPTH + 1];
+	int empty;
+
+	while (s != NULL && (s = memchr(s, '<', (size_t)(end - s))) != NULL) {
+		tag = s;
+		if (end - s >= 4 && memcmp(s, "<!--", 4) == 0)
+			s = skip_past(s + 4, end, "-->");
+		else if (end - s >= 9 && memcmp(s, "<![CDATA[", 9) == 0)
+			s = skip_past(s + 9, end, "]]>");
+		else if (end - s >= 2 && s[1] == '?')
+			s = skip_past(s + 2, end, "?>");
+		else if (end - s >= 9 && memcmp(s, "<!DOCTYPE", 9) == 0)
+			return refuse(
+			    p, 0, "a DOCTYPE is not allowed in a PSKC file");
+		else if (end - s >= 2 && s[1] == '!')
+			s = skip_past(s + 2, end, ">");
+		else if (end - s >= 2 && s[1] == '/') {
+			s = skip_past(s + 2, end, ">");
+			if (depth > 0)
+				in_scope -= scope[depth--];
+		} else {
+			if ((s = start_tag(s, end, &attrs, &ns, &empty)) ==
+			    NULL)
+				break;
+			if (in_scope + ns > PSKC_MAX_NS)
+				return refuse(p, 0,
+				    "line %u: more than %d namespace declarations in scope",
+				    line_at(buf, (size_t)(tag - buf)),
+				    PSKC_MAX_NS);
+			if (attrs > PSKC_MAX_ATTRS)
+				return refuse(p, 0,
+				    "line %u: more than %d attributes on one element",
+				    line_at(buf, (size_t)(tag - buf)),
+				    PSKC_MAX_ATTRS);
+			if (empty)
+				continue;
+			if (depth == PSKC_MAX_DEPTH)
+				return refuse(p, 0,
+				    "line %u: elements nested more than %d deep",
+				    line_at(buf, (size_t)(tag - buf)),
+				    PSKC_MAX_DEPTH);
+			scope[++depth] = ns;
+			in_scope += ns;
+		}
+	}
+	return SOTP_OK;
+}
+
 int
 sotp_pskc_read(struct sotp_import_batch *b, const char *buf, size_t len,
     const uint8_t *psk, size_t psklen, const char *passphrase)
@@ -791,6 +927,8 @@ sotp_pskc_read(struct sotp_import_batch *b, const char *buf, size_t len,
 		rc = refuse(&p, 0, "file larger than %d bytes", PSKC_MAX_LEN);
 		goto out;
 	}
+	if ((rc = prescan(&p, buf, len)) != SOTP_OK)
+		goto out;
 	xmlInitParser();
 	if ((pc = xmlNewParserCtxt()) == NULL) {
 		rc = SOTP_ERR_NOMEM;

@@ -253,6 +253,19 @@ SOTP_EXPORT int sotp_ctx_load(struct sotp_ctx *ctx, const char *path);
  * Reads and validates the policy only (no key, no store): check-config.
  */
 SOTP_EXPORT int sotp_ctx_load_policy(struct sotp_ctx *ctx, const char *path);
+/*
+ * Reads the policy and opens the store without the master key: for a
+ * help desk operator who may not read it. What touches no secret works
+ * (show, list, unlock, unbind, token disable/enable, contract add,
+ * passwd, set and close, the audit trail); what needs the key (token
+ * add, generate, import, export and resync, cards, bind, verify, audit
+ * verify and prune, attempts) returns SOTP_ERR_KEY. The audit rows it
+ * writes wait, unchained, for the next holder of the key to chain them
+ * (see sotp_audit_verify). Errors as sotp_ctx_load, without SOTP_ERR_KEY.
+ */
+SOTP_EXPORT int sotp_ctx_load_nokey(struct sotp_ctx *ctx, const char *path);
+/* 1 when the context holds the master key (sotp_ctx_load), else 0. */
+SOTP_EXPORT int sotp_ctx_has_key(const struct sotp_ctx *ctx);
 /* The detail of the last error ("file:line: ..."), or "". Never NULL. */
 SOTP_EXPORT const char *sotp_ctx_errmsg(const struct sotp_ctx *ctx);
 
@@ -277,6 +290,15 @@ SOTP_EXPORT int sotp_policy_context_for(
 /* SOTP_OK if the policy defines that context, else SOTP_ERR_NOT_FOUND. */
 SOTP_EXPORT int sotp_policy_has_context(
     const struct sotp_ctx *ctx, const char *context);
+/*
+ * 1 when the policy hides unknown contracts (unknown_contract = hide, the
+ * default): an attempt for a contract that does not exist asks the same
+ * questions, takes the same work and is refused with the same reason and
+ * text as a wrong password, so a front end must not look a contract up
+ * to decide whether to take a request. 0 (reveal): such an attempt is
+ * refused at once with SOTP_R_UNKNOWN_CONTRACT.
+ */
+SOTP_EXPORT int sotp_policy_hides_unknown(const struct sotp_ctx *ctx);
 
 /*
  * The customer texts of the loaded policy, in its language with its
@@ -446,9 +468,22 @@ typedef int sotp_token_cb(void *arg, const struct sotp_token_info *t);
 /* Calls cb for each token in serial order; a non-zero cb return stops. */
 SOTP_EXPORT int sotp_token_list(
     struct sotp_ctx *ctx, int unassigned_only, sotp_token_cb *cb, void *arg);
-/* The token's otpauth URI (holds the secret); free with sotp_free_string. */
-SOTP_EXPORT int sotp_token_uri(
-    struct sotp_ctx *ctx, const char *serial, char **uri);
+/*
+ * Exports the token's secret as its otpauth URI; free it with
+ * sotp_free_string. An audited admin action ("token.export", `how` the
+ * form asked for, e.g. "uri qr", as its detail): the row is written
+ * first, and when it cannot be, nothing is exported and the store's
+ * error is returned. SOTP_ERR_NOT_FOUND for an unknown serial.
+ */
+SOTP_EXPORT int sotp_token_uri(struct sotp_ctx *ctx, const char *serial,
+    const char *how, time_t now, char **uri);
+/*
+ * Disables (disabled = 1) or enables a token: a disabled token's codes
+ * are refused (TOKEN_DISABLED) and it cannot be bound. Needs no master
+ * key. Refusals: UNKNOWN_SERIAL. Audited ("token.disable", ".enable").
+ */
+SOTP_EXPORT int sotp_token_set_disabled(struct sotp_ctx *ctx,
+    const char *serial, int disabled, time_t now, struct sotp_decision *d);
 
 /*
  * Admin resync of a token whose clock has drifted: code1 and code2 are two
@@ -487,6 +522,21 @@ SOTP_EXPORT int sotp_contract_card(struct sotp_ctx *ctx, const char *id,
 /* SOTP_ERR_NOT_FOUND for an unknown id. */
 SOTP_EXPORT int sotp_contract_get(
     struct sotp_ctx *ctx, const char *id, struct sotp_contract_info *out);
+/* Which contracts sotp_contract_list returns. */
+enum sotp_contract_status {
+	SOTP_CONTRACTS_ANY = 0,
+	SOTP_CONTRACTS_ACTIVE, /* not closed */
+	SOTP_CONTRACTS_CLOSED
+};
+typedef int sotp_contract_cb(void *arg, const struct sotp_contract_info *c);
+/*
+ * Calls cb for each contract in id order, those locked at `now` only
+ * when locked_only, of the given status; a non-zero cb return stops.
+ * Needs no master key.
+ */
+SOTP_EXPORT int sotp_contract_list(struct sotp_ctx *ctx, int locked_only,
+    enum sotp_contract_status status, time_t now, sotp_contract_cb *cb,
+    void *arg);
 
 struct sotp_audit_row {
 	int64_t id;
@@ -500,9 +550,50 @@ struct sotp_audit_row {
 	const char *detail;  /* never secret */
 };
 typedef int sotp_audit_cb(void *arg, const struct sotp_audit_row *r);
-/* Rows oldest first; contract NULL for all; since/until 0 for no bound. */
+/*
+ * Rows oldest first; contract NULL for all; since/until 0 for no bound.
+ * Needs no master key.
+ */
 SOTP_EXPORT int sotp_audit_list(struct sotp_ctx *ctx, const char *contract,
     int64_t since, int64_t until, sotp_audit_cb *cb, void *arg);
+
+/* The first break sotp_audit_verify found, if any. */
+enum sotp_audit_problem {
+	SOTP_AUDIT_OK = 0,
+	SOTP_AUDIT_CHANGED,  /* a row's MAC does not hold */
+	SOTP_AUDIT_REMOVED,  /* a gap in the chain, or its end cut off */
+	SOTP_AUDIT_INSERTED, /* a row out of order, or past the head */
+	SOTP_AUDIT_HEAD,     /* the head row does not match the last row */
+	SOTP_AUDIT_BASE      /* the base was not set by a prune */
+};
+struct sotp_audit_check {
+	enum sotp_audit_problem problem;
+	int64_t bad_id;  /* the row (audit id) where it broke, or 0 */
+	int64_t bad_seq; /* its place in the chain, or where one is missing */
+	int64_t rows;    /* rows that verified, seq first_seq..last_seq */
+	int64_t first_seq, last_seq;
+	int64_t base_seq; /* the chain starts after it (pruned); 0: none */
+	int64_t pending;  /* written without the key, not yet chained */
+	int64_t legacy;   /* from before the chain (an upgraded store) */
+	char what[SOTP_MSG_MAX]; /* one line for the operator */
+};
+/*
+ * Walks the audit chain (keyed by the master key) from its base to its
+ * head and fills out: problem SOTP_AUDIT_OK, or the first row changed,
+ * removed or inserted out of order. A break is not an error: SOTP_OK.
+ * Errors: SOTP_ERR_KEY without the master key, SOTP_ERR_STORE*.
+ */
+SOTP_EXPORT int sotp_audit_verify(
+    struct sotp_ctx *ctx, struct sotp_audit_check *out);
+/*
+ * Verifies the chain (into check), and only if it holds removes the rows
+ * stamped before `before`, up to the first row stamped at or after it;
+ * the last row removed becomes the chain's base, so that the chain still
+ * verifies from the first row left. *removed: rows deleted (also those
+ * from before the chain). Audited ("audit.prune"). Needs the master key.
+ */
+SOTP_EXPORT int sotp_audit_prune(struct sotp_ctx *ctx, int64_t before,
+    time_t now, int64_t *removed, struct sotp_audit_check *check);
 
 /* ---- Import: token seed files (PSKC, RFC 6030, and CSV) ---- */
 

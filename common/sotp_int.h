@@ -189,6 +189,14 @@ struct sotp_audit_rec {
  */
 int sotp_store_open(const char *url, int create, struct sotp_store **out,
     char *err, size_t errsz);
+/*
+ * The same with the lock wait set: how long one statement waits for a
+ * lock (SQLite's busy timeout, PostgreSQL's lock_timeout) before it gives
+ * up with SOTP_ERR_STORE_UNAVAILABLE; sotp_store_open takes 5 s.
+ */
+int sotp_store_open_timed(const char *url, int create,
+    unsigned int lock_timeout_ms, struct sotp_store **out, char *err,
+    size_t errsz);
 void sotp_store_close(struct sotp_store *st);
 const char *sotp_store_errmsg(const struct sotp_store *st);
 /*
@@ -209,9 +217,22 @@ int sotp_store_token_list(struct sotp_store *st, int unassigned_only,
 /* Sets drift (resync) unconditionally. */
 int sotp_store_token_set_drift(
     struct sotp_store *st, const char *serial, int drift);
+/* disabled 1 or 0; SOTP_ERR_NOT_FOUND for an unknown serial. */
+int sotp_store_token_set_disabled(
+    struct sotp_store *st, const char *serial, int disabled);
 
 int sotp_store_contract_get(struct sotp_store *st, const char *id,
     struct sotp_contract_rec *out); /* SOTP_ERR_NOT_FOUND */
+typedef int sotp_contract_rec_cb(void *arg, const struct sotp_contract_rec *c);
+/*
+ * Contracts in id order: locked_only, those locked at `now`; closed -1
+ * any, 0 open, 1 closed. cb must not call back into the store (one
+ * statement is open); a non-zero return stops the walk.
+ */
+int sotp_store_contract_list(struct sotp_store *st, int locked_only,
+    int64_t now, int closed, sotp_contract_rec_cb *cb, void *arg);
+/* One contract's password hash, any; SOTP_ERR_NOT_FOUND when none. */
+int sotp_store_pwhash_sample(struct sotp_store *st, char *out);
 int sotp_store_contract_insert(struct sotp_store *st,
     const struct sotp_contract_rec *c); /* SOTP_ERR_EXISTS */
 int sotp_store_contract_set_password(struct sotp_store *st, const char *id,
@@ -292,13 +313,6 @@ int sotp_store_bind(struct sotp_store *st, const char *contract,
  */
 int sotp_store_bind_migrated(struct sotp_store *st, const char *contract,
     const char *serial, enum sotp_login login, int *won);
-typedef int sotp_contract_rec_cb(void *arg, const struct sotp_contract_rec *c);
-/*
- * Every contract in id order; cb must not call back into the store (one
- * statement is open); a non-zero return stops the walk.
- */
-int sotp_store_contract_list(
-    struct sotp_store *st, sotp_contract_rec_cb *cb, void *arg);
 /*
  * Unbinds contract from serial only while that is its binding (a guarded
  * write): *unbound = 1 if it did, 0 if it holds no token or another one.
@@ -310,12 +324,73 @@ int sotp_store_unbind(struct sotp_store *st, const char *contract,
 
 /*
  * Marks a challenge state id (16 bytes) used; *fresh = 1 the first time,
- * 0 on a replay. Rows past `expires` are purged on the way.
+ * 0 on a replay. `expires` is the state's own expiry. Marks with
+ * expires < now are purged in batches (about once a minute, by the use
+ * that finds a purge due), and the highest expiry purged so far is kept:
+ * a state that does not outlive it is never fresh, since its mark may be
+ * gone (a clock running ahead purged it).
  */
 int sotp_store_state_use(struct sotp_store *st, const uint8_t *id,
     int64_t expires, int64_t now, int *fresh);
 
-int sotp_store_audit_add(struct sotp_store *st, const struct sotp_audit_rec *r);
+/*
+ * The audit chain's storage (audit.c has its rules). A row is appended
+ * with its place in the chain (seq >= 1) and keyed hash (mac, 32 bytes),
+ * keyed = 1; or, by a writer without the master key, with seq 0 and mac
+ * NULL, keyed = 0, to be linked into the chain later.
+ */
+#define SOTP_AUDIT_MAC_LEN 32
+int sotp_store_audit_append(struct sotp_store *st,
+    const struct sotp_audit_rec *r, int64_t seq, const uint8_t *mac);
+/* The head row: the chain's last link, its pruned base, the pending. */
+struct sotp_audit_head {
+	int64_t seq; /* the last chained row; 0: none yet */
+	uint8_t mac[SOTP_AUDIT_MAC_LEN];
+	uint8_t tag[SOTP_AUDIT_MAC_LEN]; /* over seq and mac, by a key holder */
+	int has_tag;
+	int64_t pending;  /* rows written without the key, not yet linked */
+	int64_t base_seq; /* the last row pruned; 0: none */
+	uint8_t base_mac[SOTP_AUDIT_MAC_LEN];
+	uint8_t base_tag[SOTP_AUDIT_MAC_LEN];
+	int has_base_tag;
+};
+/* lock: under the row lock that orders appends (in a transaction). */
+int sotp_store_audit_head(
+    struct sotp_store *st, int lock, struct sotp_audit_head *h);
+int sotp_store_audit_head_set(
+    struct sotp_store *st, const struct sotp_audit_head *h);
+/* A row's place in the chain, beside its columns. */
+struct sotp_audit_link {
+	int64_t seq; /* 0: not linked */
+	uint8_t mac[SOTP_AUDIT_MAC_LEN];
+	int has_mac;
+	int keyed; /* 1 by a key holder, 0 without the key, -1 before */
+};
+typedef int sotp_audit_link_cb(
+    void *arg, const struct sotp_audit_row *r, const struct sotp_audit_link *l);
+/* The oldest row waiting to be linked; SOTP_ERR_NOT_FOUND when none. */
+int sotp_store_audit_pending(
+    struct sotp_store *st, sotp_audit_link_cb *cb, void *arg);
+/* Links pending row id at seq with mac; SOTP_ERR_NOT_FOUND if it moved. */
+int sotp_store_audit_link(
+    struct sotp_store *st, int64_t id, int64_t seq, const uint8_t *mac);
+/* The linked rows past after_seq, in chain order. */
+int sotp_store_audit_walk(struct sotp_store *st, int64_t after_seq,
+    sotp_audit_link_cb *cb, void *arg);
+/* Rows waiting to be linked, and rows from before the chain. */
+int sotp_store_audit_counts(
+    struct sotp_store *st, int64_t *pending, int64_t *legacy);
+/* The first linked row stamped at or after `before` (0: none). */
+int sotp_store_audit_prune_point(
+    struct sotp_store *st, int64_t before, int64_t *seq);
+/* The mac of the row at seq; SOTP_ERR_NOT_FOUND. */
+int sotp_store_audit_mac_at(struct sotp_store *st, int64_t seq, uint8_t *mac);
+/*
+ * Deletes the linked rows up to through_seq and the rows from before the
+ * chain stamped before `before`; *removed their number.
+ */
+int sotp_store_audit_prune(struct sotp_store *st, int64_t through_seq,
+    int64_t before, int64_t *removed);
 /*
  * Rows oldest first; contract NULL for all; since/until 0: no bound. cb
  * must not call back into the store (one statement is open).
@@ -384,6 +459,10 @@ enum sotp_lang { SOTP_LANG_EN = 0, SOTP_LANG_JA = 1 };
 struct sotp_policy {
 	char path[SOTP_PATH_MAX];
 	enum sotp_lang lang;
+	/* Seconds a request waits for the store's write lock, once. */
+	unsigned int lock_timeout;
+	/* unknown_contract = reveal: refused as such, not as a password. */
+	int reveal_unknown;
 	/* [messages] overrides by catalog row; "" keeps the catalog's. */
 	char msg[SOTP_NMSG][SOTP_MSG_MAX];
 	char store[SOTP_PATH_MAX + 16];
@@ -511,6 +590,13 @@ struct sotp_ctx {
 	uint8_t key[SOTP_KEY_LEN];
 	uint8_t state_key[SOTP_KEY_LEN];
 	int have_key;
+	uint8_t audit_key[SOTP_KEY_LEN]; /* keys the audit chain (audit.c) */
+	/*
+	 * The hash an unknown contract's password is checked against, so
+	 * that it costs what a real check costs: a real contract's hash,
+	 * or one made like every new hash (engine.c, dummy_hash).
+	 */
+	char dummy_hash[SOTP_HASH_MAX];
 	struct sotp_store *st;
 	struct sotp_mac *mac;
 	sotp_log_fn *log;
@@ -525,9 +611,33 @@ void sotp_log(const struct sotp_ctx *ctx, int prio, const char *fmt, ...)
     SOTP_PRINTF(3, 4);
 /* SOTP_ERR_CONFIG unless the whole context (policy, key, store) is loaded. */
 int sotp_ctx_ready(struct sotp_ctx *ctx);
+/*
+ * The same for what touches no secret: policy and store, with or without
+ * the key (sotp_ctx_load_nokey). SOTP_ERR_CONFIG.
+ */
+int sotp_ctx_ready_nokey(struct sotp_ctx *ctx);
 
 /* ---- audit.c ---- */
 
+/*
+ * The log line of audit row r (key=value; accepts at LOG_INFO, the rest
+ * at LOG_NOTICE), for rows written without sotp_audit.
+ */
+void sotp_audit_line(
+    const struct sotp_ctx *ctx, const struct sotp_audit_rec *r);
+
+/*
+ * Appends one audit row to the chain, no log line (the import's rows,
+ * logged once committed): inside the caller's transaction, or in one of
+ * its own. Without the key the row waits to be chained (audit.c).
+ */
+int sotp_audit_append(struct sotp_ctx *ctx, const struct sotp_audit_rec *r);
+/*
+ * Logs r's line and, when store, appends its row; store 0 logs that the
+ * row was not written (a store that made this request wait already).
+ */
+int sotp_audit_write(
+    struct sotp_ctx *ctx, const struct sotp_audit_rec *r, int store);
 /*
  * Records one decision or admin action: an audit row in the store and one
  * log line (key=value). Never pass a secret in detail. A failure to write

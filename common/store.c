@@ -49,13 +49,16 @@ sotp_store_dberr(struct sotp_store *st, int rc, const char *fmt, ...)
 	return rc;
 }
 
-/* Appends n bytes of s to out[outsz] at *len, truncating. */
-static void
+/* Appends n bytes of s to out[outsz] at *len; 1 when it had to cut. */
+static int
 put(char *out, size_t outsz, size_t *len, const char *s, size_t n)
 {
-	while (n-- > 0 && *len + 1 < outsz)
+	while (n > 0 && *len + 1 < outsz) {
 		out[(*len)++] = *s++;
+		n--;
+	}
 	out[*len] = '\0';
+	return n > 0;
 }
 
 /* Where a password value starts in url at i ("password=" there), or 0. */
@@ -64,8 +67,9 @@ password_at(const char *url, size_t i)
 {
 	size_t j;
 
+	/* ':' too: "postgresql:password=..." is a key=value string. */
 	if (strncmp(url + i, "password", 8) != 0 ||
-	    (i > 0 && strchr(" \t?&", url[i - 1]) == NULL))
+	    (i > 0 && strchr(" \t?&:", url[i - 1]) == NULL))
 		return 0;
 	j = i + 8;
 	j += strspn(url + j, " \t");
@@ -75,17 +79,18 @@ password_at(const char *url, size_t i)
 	return j + strspn(url + j, " \t");
 }
 
-void
-sotp_store_url_redact(const char *url, char *out, size_t outsz)
+/*
+ * One pass of masking (sotp_store_url_redact makes it a fixed point).
+ * Returns 1 when out[outsz] was too small.
+ */
+static int
+mask(const char *url, char *out, size_t outsz)
 {
 	const char *auth, *at, *colon;
 	size_t i = 0, j, len = 0, authlen;
+	int cut = 0;
 
-	if (outsz == 0)
-		return;
 	out[0] = '\0';
-	if (url == NULL)
-		return;
 	/* scheme://user:PASSWORD@host/... */
 	if ((auth = strstr(url, "://")) != NULL) {
 		auth += 3;
@@ -93,36 +98,82 @@ sotp_store_url_redact(const char *url, char *out, size_t outsz)
 		at = memchr(auth, '@', authlen);
 		if (at != NULL &&
 		    (colon = memchr(auth, ':', (size_t)(at - auth))) != NULL) {
-			put(out, outsz, &len, url, (size_t)(colon - url) + 1);
-			put(out, outsz, &len, "***", 3);
+			cut |= put(
+			    out, outsz, &len, url, (size_t)(colon - url) + 1);
+			cut |= put(out, outsz, &len, "***", 3);
 			i = (size_t)(at - url);
 		}
 	}
 	/* password=VALUE, in a URI query or a key=value string. */
 	while (url[i] != '\0') {
 		if ((j = password_at(url, i)) == 0) {
-			put(out, outsz, &len, url + i, 1);
+			cut |= put(out, outsz, &len, url + i, 1);
 			i++;
 			continue;
 		}
-		put(out, outsz, &len, url + i, j - i);
-		put(out, outsz, &len, "***", 3);
+		cut |= put(out, outsz, &len, url + i, j - i);
+		cut |= put(out, outsz, &len, "***", 3);
 		if (url[j] == '\'') {
 			for (j++; url[j] != '\0' && url[j] != '\''; j++)
 				if (url[j] == '\\' && url[j + 1] != '\0')
 					j++;
 			if (url[j] == '\'')
 				j++;
-		} else {
-			j += strcspn(url + j, " \t&#");
 		}
+		/*
+		 * Up to the next separator, quoted part or not: what is glued
+		 * to the value goes with it, so that masking a masked string
+		 * changes nothing (a policy dump reads back the same).
+		 */
+		j += strcspn(url + j, " \t&#");
 		i = j;
+	}
+	return cut;
+}
+
+void
+sotp_store_url_redact(const char *url, char *out, size_t outsz)
+{
+	char *again = NULL;
+	size_t n = 0, scheme;
+	int odd;
+
+	if (outsz == 0)
+		return;
+	out[0] = '\0';
+	if (url == NULL)
+		return;
+	/*
+	 * Masking what is masked must change nothing, or a policy dump would
+	 * not read back as the same policy. A URL too odd for that (a masked
+	 * value held the '/' that ended the authority, say), or too long for
+	 * out, is shown as its scheme alone.
+	 */
+	odd = mask(url, out, outsz);
+	if (!odd &&
+	    ((again = malloc(outsz)) == NULL || mask(out, again, outsz) ||
+	        strcmp(again, out) != 0))
+		odd = 1;
+	free(again);
+	if (odd) {
+		scheme = strcspn(url, ":");
+		put(out, outsz, &n, url, scheme);
+		put(out, outsz, &n, url[scheme] == ':' ? ":***" : "***",
+		    url[scheme] == ':' ? 4 : 3);
 	}
 }
 
 int
 sotp_store_open(const char *url, int create, struct sotp_store **out, char *err,
     size_t errsz)
+{
+	return sotp_store_open_timed(
+	    url, create, SOTP_STORE_LOCK_TIMEOUT_MS, out, err, errsz);
+}
+
+int
+sotp_store_open_timed(const char *url, int create, unsigned int lock_timeout_ms,
+    struct sotp_store **out, char *err, size_t errsz)
 {
 	struct sotp_store *st = NULL;
 	const struct sotp_store_driver *drv = NULL;
@@ -144,7 +195,7 @@ sotp_store_open(const char *url, int create, struct sotp_store **out, char *err,
 		goto out;
 	}
 	st->op = "open";
-	st->lock_timeout_ms = SOTP_STORE_LOCK_TIMEOUT_MS;
+	st->lock_timeout_ms = lock_timeout_ms;
 	if ((colon = strchr(url, ':')) != NULL) {
 		n = (size_t)(colon - url);
 		for (i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
@@ -563,10 +614,18 @@ sotp_store_schema(struct sotp_store *st, int create)
 	}
 	if ((rc = query_int(st, SOTP_Q_SCHEMA_VERSION, &o)) != SOTP_OK)
 		goto out;
+	/* init takes a version 1 store to this one, in the same lock. */
+	if (create && o.rows == 1 && o.v == 1 &&
+	    ((rc = st->drv->script(st, st->drv->sql[SOTP_Q_SCHEMA_UPGRADE])) !=
+	            SOTP_OK ||
+	        (rc = query_int(st, SOTP_Q_SCHEMA_VERSION, &o)) != SOTP_OK))
+		goto out;
 	if (o.rows != 1 || o.v != SOTP_SCHEMA_VERSION) {
 		rc = sotp_store_dberr(st, SOTP_ERR_STORE_UNAVAILABLE,
-		    "schema version %lld (%d rows), this build needs version %d",
-		    (long long)o.v, o.rows, SOTP_SCHEMA_VERSION);
+		    "schema version %lld (%d rows), this build needs version %d%s",
+		    (long long)o.v, o.rows, SOTP_SCHEMA_VERSION,
+		    o.rows == 1 && o.v == 1 ? " (run \"shinkin-otp init\")"
+		                            : "");
 		goto out;
 	}
 	rc = SOTP_OK;

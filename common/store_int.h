@@ -46,11 +46,25 @@
 
 #define SOTP_STORE_ERR_MAX 512
 #define SOTP_STORE_MAX_PARAMS 12
-#define SOTP_SCHEMA_VERSION 1
-/* SQLite's busy timeout and PostgreSQL's lock_timeout (XXX: policy). */
+/*
+ * Version 2 adds the audit chain (audit.seq, .mac, .keyed and the
+ * audit_head row); SOTP_Q_SCHEMA_UPGRADE takes a version 1 store there.
+ */
+#define SOTP_SCHEMA_VERSION 2
+/*
+ * SQLite's busy timeout and PostgreSQL's lock_timeout when the caller sets
+ * none; a loaded context uses the policy's lock_timeout.
+ */
 #define SOTP_STORE_LOCK_TIMEOUT_MS 5000
 /* Length of a challenge state id (sotp_store_state_use). */
 #define SOTP_STORE_STATE_ID_LEN 16
+/*
+ * Used-state marks are purged in batches, by whoever finds the last purge
+ * this many seconds behind its clock (or far enough ahead of it that the
+ * purger's clock was wrong): see sotp_store_state_use.
+ */
+#define SOTP_STORE_STATE_PURGE_EVERY 60
+#define SOTP_STORE_STATE_PURGE_BACK 3600
 
 /*
  * Statement ids: every dialect has SQL text for each (a unit test checks).
@@ -72,6 +86,7 @@ enum sotp_stmt {
 	SOTP_Q_SCHEMA_TABLES,
 	SOTP_Q_SCHEMA_CREATE, /* a script: several statements, no parameters */
 	SOTP_Q_SCHEMA_VERSION,
+	SOTP_Q_SCHEMA_UPGRADE, /* a script: version 1 to 2 (init) */
 	/* The operations. */
 	SOTP_Q_TOKEN_GET,
 	SOTP_Q_TOKEN_LOCK,
@@ -80,6 +95,7 @@ enum sotp_stmt {
 	SOTP_Q_TOKEN_LIST_FREE,
 	SOTP_Q_TOKEN_SET_DRIFT,
 	SOTP_Q_TOKEN_ACCEPT_STEP,
+	SOTP_Q_TOKEN_SET_DISABLED,
 	SOTP_Q_CONTRACT_GET,
 	SOTP_Q_CONTRACT_LOCK,
 	SOTP_Q_CONTRACT_INSERT,
@@ -95,11 +111,27 @@ enum sotp_stmt {
 	SOTP_Q_CONTRACT_UNBIND,
 	SOTP_Q_CONTRACT_LIST,
 	SOTP_Q_CONTRACT_REHASH,
+	SOTP_Q_CONTRACT_PWHASH_SAMPLE,
+	SOTP_Q_STATE_MARKS,
+	SOTP_Q_STATE_MARKS_PURGER,
+	SOTP_Q_STATE_MARKS_INIT,
+	SOTP_Q_STATE_HORIZON_RAISE,
 	SOTP_Q_STATE_PURGE,
+	SOTP_Q_STATE_PURGED_AT,
 	SOTP_Q_STATE_INSERT,
 	SOTP_Q_AUDIT_ADD,
 	SOTP_Q_AUDIT_LIST,
 	SOTP_Q_AUDIT_LIST_CONTRACT,
+	SOTP_Q_AUDIT_HEAD,
+	SOTP_Q_AUDIT_HEAD_LOCK,
+	SOTP_Q_AUDIT_HEAD_SET,
+	SOTP_Q_AUDIT_PENDING,
+	SOTP_Q_AUDIT_LINK,
+	SOTP_Q_AUDIT_WALK,
+	SOTP_Q_AUDIT_COUNTS,
+	SOTP_Q_AUDIT_PRUNE_POINT,
+	SOTP_Q_AUDIT_MAC_AT,
+	SOTP_Q_AUDIT_PRUNE,
 	SOTP_Q_COUNT
 };
 
@@ -118,6 +150,13 @@ enum sotp_stmt {
 #define SOTP_SQL_AUDIT_SELECT                                                  \
 	"SELECT id, ts, action, contract, serial, context, verdict, reason,"   \
 	" detail FROM audit"
+/* The same with the chain's columns after them (audit_chain_row). */
+#define SOTP_SQL_AUDIT_CHAIN_SELECT                                            \
+	"SELECT id, ts, action, contract, serial, context, verdict, reason,"   \
+	" detail, seq, mac, keyed FROM audit"
+#define SOTP_SQL_AUDIT_HEAD_SELECT                                             \
+	"SELECT seq, mac, tag, pending, base_seq, base_mac, base_tag"          \
+	" FROM audit_head WHERE k = 1"
 
 /* A statement parameter; a NULL text or an empty blob is SQL NULL. */
 enum sotp_ptype { SOTP_P_TEXT, SOTP_P_INT, SOTP_P_BLOB };

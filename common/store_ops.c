@@ -291,6 +291,20 @@ sotp_store_token_set_drift(struct sotp_store *st, const char *serial, int drift)
 	return update_one(st, SOTP_Q_TOKEN_SET_DRIFT, p, SOTP_NELEM(p));
 }
 
+int
+sotp_store_token_set_disabled(
+    struct sotp_store *st, const char *serial, int disabled)
+{
+	const struct sotp_param p[] = {
+	    SOTP_PTEXT(serial), SOTP_PINT(disabled != 0)};
+	int rc;
+
+	if ((rc = sotp_db_enter(st, "token_set_disabled", valid_id(serial))) !=
+	    SOTP_OK)
+		return rc;
+	return update_one(st, SOTP_Q_TOKEN_SET_DISABLED, p, SOTP_NELEM(p));
+}
+
 /* ---- Contracts ---- */
 
 /* One contract by id: a plain read, or one under the row lock. */
@@ -315,6 +329,61 @@ sotp_store_contract_get(
 {
 	return contract_read(
 	    st, "contract_get", SOTP_Q_CONTRACT_GET, 1, id, out);
+}
+
+struct contract_list {
+	sotp_contract_rec_cb *cb;
+	void *arg;
+	struct sotp_contract_rec c;
+};
+
+static int
+contract_list_row(struct sotp_store *st, void *arg)
+{
+	struct contract_list *l = arg;
+	int rc;
+
+	if ((rc = row_contract(st, &l->c)) != SOTP_OK)
+		return rc;
+	return l->cb(l->arg, &l->c);
+}
+
+int
+sotp_store_contract_list(struct sotp_store *st, int locked_only, int64_t now,
+    int closed, sotp_contract_rec_cb *cb, void *arg)
+{
+	const struct sotp_param p[] = {SOTP_PINT(locked_only != 0),
+	    SOTP_PINT(now), SOTP_PINT(closed < 0 ? -1 : closed != 0)};
+	struct contract_list l = {.cb = cb, .arg = arg};
+	int rc;
+
+	if ((rc = sotp_db_enter(st, "contract_list", cb != NULL)) != SOTP_OK)
+		return rc;
+	rc = sotp_db_rows(
+	    st, SOTP_Q_CONTRACT_LIST, p, SOTP_NELEM(p), contract_list_row, &l);
+	sotp_wipe(&l.c, sizeof(l.c));
+	return rc;
+}
+
+static int
+pwhash_row(struct sotp_store *st, void *arg)
+{
+	if (sotp_db_text(st, 0, arg, SOTP_HASH_MAX) != 0)
+		return sotp_db_corrupt(st, "pwhash");
+	return SOTP_OK;
+}
+
+int
+sotp_store_pwhash_sample(struct sotp_store *st, char *out)
+{
+	int rc;
+
+	if (out != NULL)
+		out[0] = '\0';
+	if ((rc = sotp_db_enter(st, "pwhash_sample", out != NULL)) != SOTP_OK)
+		return rc;
+	return sotp_db_row(
+	    st, SOTP_Q_CONTRACT_PWHASH_SAMPLE, NULL, 0, pwhash_row, out);
 }
 
 int
@@ -668,42 +737,6 @@ sotp_store_bind_migrated(struct sotp_store *st, const char *contract,
 	return rc;
 }
 
-struct contract_list {
-	sotp_contract_rec_cb *cb;
-	void *arg;
-	struct sotp_contract_rec c;
-};
-
-static int
-contract_list_row(struct sotp_store *st, void *arg)
-{
-	struct contract_list *l = arg;
-	int rc;
-
-	if ((rc = row_contract(st, &l->c)) != SOTP_OK)
-		return rc;
-	return l->cb(l->arg, &l->c);
-}
-
-int
-sotp_store_contract_list(
-    struct sotp_store *st, sotp_contract_rec_cb *cb, void *arg)
-{
-	struct contract_list *l;
-	int rc;
-
-	if ((rc = sotp_db_enter(st, "contract_list", cb != NULL)) != SOTP_OK)
-		return rc;
-	if ((l = calloc(1, sizeof(*l))) == NULL)
-		return SOTP_ERR_NOMEM;
-	l->cb = cb;
-	l->arg = arg;
-	rc = sotp_db_rows(
-	    st, SOTP_Q_CONTRACT_LIST, NULL, 0, contract_list_row, l);
-	sotp_free_secret(l, sizeof(*l));
-	return rc;
-}
-
 /*
  * Guarded by the binding the caller saw: a token bound since then (after
  * another unbind) stays bound. The token keeps its last_step, so codes it
@@ -728,21 +761,123 @@ sotp_store_unbind(struct sotp_store *st, const char *contract,
 }
 
 /*
- * The purge is by `expires < now`, so a row lives until its state has
- * expired; the engine refuses an expired state before it gets here, and
- * an id seen again after its purge is therefore never reached. Of two
- * servers inserting one id, only one sees it as fresh (the insert ignores
- * a conflict after waiting for the other to commit).
+ * Used challenge states. A state is good once: its id is marked used
+ * (a row keyed by the id, carrying the state's own expiry), and a second
+ * use finds the mark. Marks are purged once their state has expired,
+ * `expires < now`, by the purger's clock. A clock running ahead (another
+ * server of the farm, a step forward and back) therefore purges marks of
+ * states that a clock on time still holds valid, and such a state would
+ * be fresh again. So a purge raises the horizon, the highest expiry it
+ * has removed, and a state whose expiry is not past the horizon is never
+ * fresh: its mark may be gone. The horizon moves only as far as expiries
+ * really stored, never to the purger's clock itself; the price is that a
+ * state issued before a purged one and never used is refused too.
+ *
+ * Ordering, which the horizon's two rows carry (the dialect tables):
+ * a use reads the horizon under a shared row lock and inserts its mark
+ * in the same transaction; a purge takes the same rows exclusively,
+ * raises the horizon and deletes in one transaction. Uses never wait
+ * for each other (two uses of one id: the insert of the second waits for
+ * the first to commit, then finds the mark); a purge waits for the uses
+ * under way, and the uses that come meanwhile wait for it and then read
+ * the raised horizon (READ COMMITTED re-reads a row it waited for). So a
+ * purge and a use of a mark it removes cannot interleave: the use either
+ * commits its mark before the purge looks, or reads the raised horizon.
+ * Purges are rare, and batched: the one use that finds the last purge
+ * SOTP_STORE_STATE_PURGE_EVERY seconds old by its clock purges after its
+ * own commit, in a transaction of its own.
  */
+struct state_marks {
+	int64_t horizon;   /* the highest expiry purged */
+	int64_t purged_at; /* when the last purge ran, by the purger's clock */
+	unsigned int seen; /* bit 0: the horizon row, bit 1: purged_at */
+};
+
+static int
+state_marks_row(struct sotp_store *st, void *arg)
+{
+	struct state_marks *m = arg;
+	uint8_t id[1];
+	size_t len = 0;
+	int64_t v;
+
+	if (sotp_db_blob(st, 0, id, sizeof(id), &len) != 0 || len != 1 ||
+	    id[0] > 1)
+		return sotp_db_corrupt(st, "used_states.id");
+	if (sotp_db_int(st, 1, INT64_MIN, INT64_MAX, &v) != 0)
+		return sotp_db_corrupt(st, "used_states.expires");
+	if (id[0] == 0)
+		m->horizon = v;
+	else
+		m->purged_at = v;
+	m->seen |= 1u << id[0];
+	return SOTP_OK;
+}
+
+/*
+ * Reads the horizon rows with statement q (under its row lock), making
+ * them first in a store that has none yet.
+ */
+static int
+state_marks_read(struct sotp_store *st, enum sotp_stmt q, struct state_marks *m)
+{
+	int rc;
+
+	memset(m, 0, sizeof(*m));
+	if ((rc = sotp_db_rows(st, q, NULL, 0, state_marks_row, m)) !=
+	        SOTP_OK ||
+	    m->seen == 3)
+		return rc;
+	if ((rc = sotp_db_run(st, SOTP_Q_STATE_MARKS_INIT, NULL, 0, NULL)) !=
+	    SOTP_OK)
+		return rc;
+	memset(m, 0, sizeof(*m));
+	if ((rc = sotp_db_rows(st, q, NULL, 0, state_marks_row, m)) != SOTP_OK)
+		return rc;
+	return m->seen == 3 ? SOTP_OK : sotp_db_corrupt(st, "used_states");
+}
+
+static int
+state_purge_due(const struct state_marks *m, int64_t now)
+{
+	return now >= m->purged_at + SOTP_STORE_STATE_PURGE_EVERY ||
+	    now < m->purged_at - SOTP_STORE_STATE_PURGE_BACK;
+}
+
+/* A batch purge, in a transaction of its own. */
+static int
+state_purge(struct sotp_store *st, int64_t now)
+{
+	const struct sotp_param p[] = {SOTP_PINT(now)};
+	struct state_marks m;
+	int rc;
+
+	if ((rc = sotp_db_begin(st)) != SOTP_OK)
+		return rc;
+	rc = state_marks_read(st, SOTP_Q_STATE_MARKS_PURGER, &m);
+	/* Another server may have purged while this one waited. */
+	if (rc == SOTP_OK && state_purge_due(&m, now)) {
+		rc = sotp_db_run(
+		    st, SOTP_Q_STATE_HORIZON_RAISE, p, SOTP_NELEM(p), NULL);
+		if (rc == SOTP_OK)
+			rc = sotp_db_run(
+			    st, SOTP_Q_STATE_PURGE, p, SOTP_NELEM(p), NULL);
+		if (rc == SOTP_OK)
+			rc = sotp_db_run(
+			    st, SOTP_Q_STATE_PURGED_AT, p, SOTP_NELEM(p), NULL);
+	}
+	return sotp_db_end(st, rc);
+}
+
 int
 sotp_store_state_use(struct sotp_store *st, const uint8_t *id, int64_t expires,
     int64_t now, int *fresh)
 {
-	const struct sotp_param p[] = {SOTP_PINT(now)};
 	const struct sotp_param q[] = {
 	    SOTP_PBLOB(id, SOTP_STORE_STATE_ID_LEN), SOTP_PINT(expires)};
+	struct state_marks m;
 	int64_t inserted = 0;
-	int rc;
+	int rc, outer;
 
 	if (fresh != NULL)
 		*fresh = 0;
@@ -751,38 +886,309 @@ sotp_store_state_use(struct sotp_store *st, const uint8_t *id, int64_t expires,
 		return rc;
 	if ((rc = sotp_db_begin(st)) != SOTP_OK)
 		return rc;
-	rc = sotp_db_run(st, SOTP_Q_STATE_PURGE, p, SOTP_NELEM(p), NULL);
-	if (rc == SOTP_OK)
+	outer = st->depth == 1;
+	rc = state_marks_read(st, SOTP_Q_STATE_MARKS, &m);
+	if (rc == SOTP_OK && expires > m.horizon)
 		rc = sotp_db_run(
 		    st, SOTP_Q_STATE_INSERT, q, SOTP_NELEM(q), &inserted);
-	if ((rc = sotp_db_end(st, rc)) == SOTP_OK)
-		*fresh = inserted == 1;
-	return rc;
+	if ((rc = sotp_db_end(st, rc)) != SOTP_OK)
+		return rc;
+	*fresh = inserted == 1;
+	/*
+	 * Not inside a caller's transaction: the exclusive lock would be
+	 * held to its end (and a shared one upgraded). A purge that fails
+	 * changes nothing and leaves the marks for the next one; the use
+	 * stands, so its outcome is what this call returns.
+	 */
+	if (outer && state_purge_due(&m, now) &&
+	    state_purge(st, now) != SOTP_OK)
+		st->err[0] = '\0';
+	return SOTP_OK;
 }
 
 /* ---- Audit ---- */
 
+/* The columns of SOTP_SQL_AUDIT_SELECT (store_int.h), in order. */
 static int
-audit_add(struct sotp_store *st, const struct sotp_audit_rec *r)
+audit_row(struct sotp_store *st, struct sotp_audit_row *r)
 {
-	const struct sotp_param p[] = {SOTP_PINT(r->ts), SOTP_PTEXT(r->action),
-	    SOTP_PTEXT(r->contract), SOTP_PTEXT(r->serial),
-	    SOTP_PTEXT(r->context), SOTP_PTEXT(r->verdict),
-	    SOTP_PINT(r->reason), SOTP_PTEXT(r->detail)};
+	int64_t v;
 
-	return sotp_db_run(st, SOTP_Q_AUDIT_ADD, p, SOTP_NELEM(p), NULL);
+	memset(r, 0, sizeof(*r));
+	if (sotp_db_int(st, 0, INT64_MIN, INT64_MAX, &r->id) != 0 ||
+	    sotp_db_int(st, 1, INT64_MIN, INT64_MAX, &r->ts) != 0)
+		return sotp_db_corrupt(st, "id/ts");
+	r->action = sotp_db_str(st, 2);
+	r->contract = sotp_db_str(st, 3);
+	r->serial = sotp_db_str(st, 4);
+	r->context = sotp_db_str(st, 5);
+	r->verdict = sotp_db_str(st, 6);
+	if (sotp_db_int(st, 7, INT_MIN, INT_MAX, &v) != 0)
+		return sotp_db_corrupt(st, "reason");
+	r->reason = (int)v;
+	r->detail = sotp_db_str(st, 8);
+	return SOTP_OK;
 }
 
 int
-sotp_store_audit_add(struct sotp_store *st, const struct sotp_audit_rec *r)
+sotp_store_audit_append(struct sotp_store *st, const struct sotp_audit_rec *r,
+    int64_t seq, const uint8_t *mac)
+{
+	const struct sotp_param p[] = {SOTP_PINT(r != NULL ? r->ts : 0),
+	    SOTP_PTEXT(r != NULL ? r->action : NULL),
+	    SOTP_PTEXT(r != NULL ? r->contract : NULL),
+	    SOTP_PTEXT(r != NULL ? r->serial : NULL),
+	    SOTP_PTEXT(r != NULL ? r->context : NULL),
+	    SOTP_PTEXT(r != NULL ? r->verdict : NULL),
+	    SOTP_PINT(r != NULL ? r->reason : 0),
+	    SOTP_PTEXT(r != NULL ? r->detail : NULL),
+	    /* seq 0 and an empty mac are stored as NULL: waiting. */
+	    SOTP_PINT(seq), SOTP_PBLOB(mac, seq > 0 ? SOTP_AUDIT_MAC_LEN : 0),
+	    SOTP_PINT(seq > 0)};
+	int rc;
+
+	if ((rc = sotp_db_enter(st, "audit_append",
+	         r != NULL && r->action != NULL && r->verdict != NULL &&
+	             seq >= 0 && (seq == 0 || mac != NULL))) != SOTP_OK)
+		return rc;
+	return sotp_db_run(st, SOTP_Q_AUDIT_ADD, p, SOTP_NELEM(p), NULL);
+}
+
+/* A MAC column: 32 bytes, or NULL (has = 0). */
+static int
+mac_col(struct sotp_store *st, int col, uint8_t *mac, int *has)
+{
+	size_t len = 0;
+
+	if (sotp_db_blob(st, col, mac, SOTP_AUDIT_MAC_LEN, &len) != 0 ||
+	    (len != 0 && len != SOTP_AUDIT_MAC_LEN))
+		return -1;
+	*has = len != 0;
+	return 0;
+}
+
+/* The columns of SOTP_SQL_AUDIT_HEAD_SELECT (store_int.h), in order. */
+static int
+head_row(struct sotp_store *st, void *arg)
+{
+	struct sotp_audit_head *h = arg;
+	int has = 0;
+
+	memset(h, 0, sizeof(*h));
+	if (sotp_db_int(st, 0, 0, INT64_MAX, &h->seq) != 0 ||
+	    mac_col(st, 1, h->mac, &has) != 0 ||
+	    mac_col(st, 2, h->tag, &h->has_tag) != 0 ||
+	    sotp_db_int(st, 3, 0, INT64_MAX, &h->pending) != 0 ||
+	    sotp_db_int(st, 4, 0, INT64_MAX, &h->base_seq) != 0 ||
+	    mac_col(st, 5, h->base_mac, &has) != 0 ||
+	    mac_col(st, 6, h->base_tag, &h->has_base_tag) != 0)
+		return sotp_db_corrupt(st, "audit_head");
+	return SOTP_OK;
+}
+
+int
+sotp_store_audit_head(
+    struct sotp_store *st, int lock, struct sotp_audit_head *h)
 {
 	int rc;
 
-	if ((rc = sotp_db_enter(st, "audit_add",
-	         r != NULL && r->action != NULL && r->verdict != NULL)) !=
+	if ((rc = sotp_db_enter(st, "audit_head",
+	         h != NULL && (!lock || st->depth > 0))) != SOTP_OK)
+		return rc;
+	rc = sotp_db_row(st, lock ? SOTP_Q_AUDIT_HEAD_LOCK : SOTP_Q_AUDIT_HEAD,
+	    NULL, 0, head_row, h);
+	if (rc == SOTP_ERR_NOT_FOUND)
+		rc = sotp_db_corrupt(st, "audit_head (no row)");
+	return rc;
+}
+
+int
+sotp_store_audit_head_set(
+    struct sotp_store *st, const struct sotp_audit_head *h)
+{
+	const struct sotp_param p[] = {SOTP_PINT(h != NULL ? h->seq : 0),
+	    SOTP_PBLOB(h != NULL ? h->mac : NULL,
+	        h != NULL && h->seq > 0 ? SOTP_AUDIT_MAC_LEN : 0),
+	    SOTP_PBLOB(h != NULL ? h->tag : NULL,
+	        h != NULL && h->has_tag ? SOTP_AUDIT_MAC_LEN : 0),
+	    SOTP_PINT(h != NULL ? h->pending : 0),
+	    SOTP_PINT(h != NULL ? h->base_seq : 0),
+	    SOTP_PBLOB(h != NULL ? h->base_mac : NULL,
+	        h != NULL && h->base_seq > 0 ? SOTP_AUDIT_MAC_LEN : 0),
+	    SOTP_PBLOB(h != NULL ? h->base_tag : NULL,
+	        h != NULL && h->has_base_tag ? SOTP_AUDIT_MAC_LEN : 0)};
+	int rc;
+
+	if ((rc = sotp_db_enter(st, "audit_head_set",
+	         h != NULL && h->seq >= 0 && h->pending >= 0 &&
+	             h->base_seq >= 0)) != SOTP_OK)
+		return rc;
+	return update_one(st, SOTP_Q_AUDIT_HEAD_SET, p, SOTP_NELEM(p));
+}
+
+struct audit_links {
+	sotp_audit_link_cb *cb;
+	void *arg;
+};
+
+/* The columns of SOTP_SQL_AUDIT_CHAIN_SELECT (store_int.h), in order. */
+static int
+audit_link_row(struct sotp_store *st, void *arg)
+{
+	const struct audit_links *l = arg;
+	struct sotp_audit_row r;
+	struct sotp_audit_link k;
+	struct sotp_value v;
+	int64_t n;
+	int rc;
+
+	if ((rc = audit_row(st, &r)) != SOTP_OK)
+		return rc;
+	memset(&k, 0, sizeof(k));
+	if (sotp_db_int(st, 9, 0, INT64_MAX, &k.seq) != 0 ||
+	    mac_col(st, 10, k.mac, &k.has_mac) != 0)
+		return sotp_db_corrupt(st, "seq/mac");
+	st->drv->value(st, 11, &v);
+	if (v.type == SOTP_V_NULL)
+		k.keyed = -1;
+	else if (sotp_db_int(st, 11, 0, 1, &n) != 0)
+		return sotp_db_corrupt(st, "keyed");
+	else
+		k.keyed = (int)n;
+	return l->cb(l->arg, &r, &k);
+}
+
+int
+sotp_store_audit_pending(
+    struct sotp_store *st, sotp_audit_link_cb *cb, void *arg)
+{
+	struct audit_links l = {cb, arg};
+	int rc;
+
+	if ((rc = sotp_db_enter(st, "audit_pending", cb != NULL)) != SOTP_OK)
+		return rc;
+	return sotp_db_row(
+	    st, SOTP_Q_AUDIT_PENDING, NULL, 0, audit_link_row, &l);
+}
+
+/* Guarded by "still waiting": a row linked meanwhile is not moved. */
+int
+sotp_store_audit_link(
+    struct sotp_store *st, int64_t id, int64_t seq, const uint8_t *mac)
+{
+	const struct sotp_param p[] = {
+	    SOTP_PINT(id), SOTP_PINT(seq), SOTP_PBLOB(mac, SOTP_AUDIT_MAC_LEN)};
+	int rc;
+
+	if ((rc = sotp_db_enter(st, "audit_link", seq > 0 && mac != NULL)) !=
 	    SOTP_OK)
 		return rc;
-	return audit_add(st, r);
+	return update_one(st, SOTP_Q_AUDIT_LINK, p, SOTP_NELEM(p));
+}
+
+int
+sotp_store_audit_walk(
+    struct sotp_store *st, int64_t after_seq, sotp_audit_link_cb *cb, void *arg)
+{
+	const struct sotp_param p[] = {SOTP_PINT(after_seq)};
+	struct audit_links l = {cb, arg};
+	int rc;
+
+	if ((rc = sotp_db_enter(st, "audit_walk", cb != NULL)) != SOTP_OK)
+		return rc;
+	return sotp_db_rows(
+	    st, SOTP_Q_AUDIT_WALK, p, SOTP_NELEM(p), audit_link_row, &l);
+}
+
+struct two_ints {
+	int64_t a, b;
+};
+
+static int
+two_ints_row(struct sotp_store *st, void *arg)
+{
+	struct two_ints *t = arg;
+
+	if (sotp_db_int(st, 0, 0, INT64_MAX, &t->a) != 0 ||
+	    sotp_db_int(st, 1, 0, INT64_MAX, &t->b) != 0)
+		return sotp_db_corrupt(st, "(count)");
+	return SOTP_OK;
+}
+
+int
+sotp_store_audit_counts(
+    struct sotp_store *st, int64_t *pending, int64_t *legacy)
+{
+	struct two_ints t = {0, 0};
+	int rc;
+
+	if ((rc = sotp_db_enter(st, "audit_counts",
+	         pending != NULL && legacy != NULL)) != SOTP_OK)
+		return rc;
+	rc = sotp_db_row(st, SOTP_Q_AUDIT_COUNTS, NULL, 0, two_ints_row, &t);
+	*pending = t.a;
+	*legacy = t.b;
+	return rc;
+}
+
+static int
+int_row(struct sotp_store *st, void *arg)
+{
+	if (sotp_db_int(st, 0, 0, INT64_MAX, arg) != 0)
+		return sotp_db_corrupt(st, "seq");
+	return SOTP_OK;
+}
+
+int
+sotp_store_audit_prune_point(
+    struct sotp_store *st, int64_t before, int64_t *seq)
+{
+	const struct sotp_param p[] = {SOTP_PINT(before)};
+	int rc;
+
+	if ((rc = sotp_db_enter(st, "audit_prune_point", seq != NULL)) !=
+	    SOTP_OK)
+		return rc;
+	*seq = 0;
+	return sotp_db_row(
+	    st, SOTP_Q_AUDIT_PRUNE_POINT, p, SOTP_NELEM(p), int_row, seq);
+}
+
+static int
+mac_row(struct sotp_store *st, void *arg)
+{
+	int has = 0;
+
+	if (mac_col(st, 0, arg, &has) != 0 || !has)
+		return sotp_db_corrupt(st, "mac");
+	return SOTP_OK;
+}
+
+int
+sotp_store_audit_mac_at(struct sotp_store *st, int64_t seq, uint8_t *mac)
+{
+	const struct sotp_param p[] = {SOTP_PINT(seq)};
+	int rc;
+
+	if ((rc = sotp_db_enter(st, "audit_mac_at", seq > 0 && mac != NULL)) !=
+	    SOTP_OK)
+		return rc;
+	return sotp_db_row(
+	    st, SOTP_Q_AUDIT_MAC_AT, p, SOTP_NELEM(p), mac_row, mac);
+}
+
+int
+sotp_store_audit_prune(struct sotp_store *st, int64_t through_seq,
+    int64_t before, int64_t *removed)
+{
+	const struct sotp_param p[] = {
+	    SOTP_PINT(through_seq), SOTP_PINT(before)};
+	int rc;
+
+	if ((rc = sotp_db_enter(st, "audit_prune",
+	         through_seq >= 0 && removed != NULL)) != SOTP_OK)
+		return rc;
+	return sotp_db_run(st, SOTP_Q_AUDIT_PRUNE, p, SOTP_NELEM(p), removed);
 }
 
 struct audit_list {
@@ -790,27 +1196,15 @@ struct audit_list {
 	void *arg;
 };
 
-/* The columns of SOTP_SQL_AUDIT_SELECT (store_int.h), in order. */
 static int
 audit_list_row(struct sotp_store *st, void *arg)
 {
 	const struct audit_list *l = arg;
 	struct sotp_audit_row r;
-	int64_t v;
+	int rc;
 
-	memset(&r, 0, sizeof(r));
-	if (sotp_db_int(st, 0, INT64_MIN, INT64_MAX, &r.id) != 0 ||
-	    sotp_db_int(st, 1, INT64_MIN, INT64_MAX, &r.ts) != 0)
-		return sotp_db_corrupt(st, "id/ts");
-	r.action = sotp_db_str(st, 2);
-	r.contract = sotp_db_str(st, 3);
-	r.serial = sotp_db_str(st, 4);
-	r.context = sotp_db_str(st, 5);
-	r.verdict = sotp_db_str(st, 6);
-	if (sotp_db_int(st, 7, INT_MIN, INT_MAX, &v) != 0)
-		return sotp_db_corrupt(st, "reason");
-	r.reason = (int)v;
-	r.detail = sotp_db_str(st, 8);
+	if ((rc = audit_row(st, &r)) != SOTP_OK)
+		return rc;
 	return l->cb(l->arg, &r);
 }
 

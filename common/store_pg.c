@@ -89,14 +89,38 @@
 	" context TEXT,"                                                       \
 	" verdict TEXT,"                                                       \
 	" reason BIGINT,"                                                      \
-	" detail TEXT);"                                                       \
+	" detail TEXT,"                                                        \
+	" seq BIGINT,"                                                         \
+	" mac BYTEA,"                                                          \
+	" keyed BIGINT);"                                                      \
 	"CREATE INDEX audit_contract_ts ON audit(contract, ts);"               \
-	"CREATE INDEX audit_ts ON audit(ts);"                                  \
+	"CREATE INDEX audit_ts ON audit(ts);" AUDIT_CHAIN_SQL                  \
 	"CREATE TABLE used_states ("                                           \
 	" id BYTEA PRIMARY KEY,"                                               \
 	" expires BIGINT);"                                                    \
 	"CREATE INDEX used_states_expires ON used_states(expires);"            \
-	"INSERT INTO schema_version(version) VALUES (1);"
+	"INSERT INTO schema_version(version) VALUES (2);"
+
+/* The audit chain, as in SQLite (store_sqlite.c AUDIT_CHAIN_SQL). */
+#define AUDIT_CHAIN_SQL                                                        \
+	"CREATE UNIQUE INDEX audit_seq ON audit(seq);"                         \
+	"CREATE INDEX audit_pending ON audit(id)"                              \
+	" WHERE seq IS NULL AND keyed = 0;"                                    \
+	"CREATE TABLE audit_head ("                                            \
+	" k BIGINT PRIMARY KEY CHECK (k = 1),"                                 \
+	" seq BIGINT NOT NULL,"                                                \
+	" mac BYTEA,"                                                          \
+	" tag BYTEA,"                                                          \
+	" pending BIGINT NOT NULL,"                                            \
+	" base_seq BIGINT NOT NULL,"                                           \
+	" base_mac BYTEA,"                                                     \
+	" base_tag BYTEA);"                                                    \
+	"INSERT INTO audit_head VALUES (1, 0, NULL, NULL, 0, 0, NULL, NULL);"
+
+#define UPGRADE_SQL                                                            \
+	"ALTER TABLE audit ADD COLUMN seq BIGINT,"                             \
+	" ADD COLUMN mac BYTEA, ADD COLUMN keyed BIGINT;" AUDIT_CHAIN_SQL      \
+	"UPDATE schema_version SET version = 2;"
 
 /*
  * The PostgreSQL dialect. $N is the Nth parameter the operation passes;
@@ -119,6 +143,7 @@ static const char *const pg_sql[SOTP_Q_COUNT] = {
                              " WHERE schemaname = current_schema()",
     [SOTP_Q_SCHEMA_CREATE] = SCHEMA_SQL,
     [SOTP_Q_SCHEMA_VERSION] = "SELECT version FROM schema_version",
+    [SOTP_Q_SCHEMA_UPGRADE] = UPGRADE_SQL,
     [SOTP_Q_TOKEN_GET] = SOTP_SQL_TOKEN_SELECT " WHERE t.serial = $1",
     [SOTP_Q_TOKEN_LOCK] = "SELECT 1 FROM tokens WHERE serial = $1"
                           " FOR UPDATE",
@@ -139,6 +164,8 @@ static const char *const pg_sql[SOTP_Q_COUNT] = {
     [SOTP_Q_TOKEN_ACCEPT_STEP] = "UPDATE tokens SET last_step = $2,"
                                  " drift = $3"
                                  " WHERE serial = $1 AND last_step < $2",
+    [SOTP_Q_TOKEN_SET_DISABLED] = "UPDATE tokens SET disabled = $2"
+                                  " WHERE serial = $1",
     [SOTP_Q_CONTRACT_GET] = SOTP_SQL_CONTRACT_SELECT " WHERE id = $1",
     [SOTP_Q_CONTRACT_LOCK] =
         SOTP_SQL_CONTRACT_SELECT " WHERE id = $1 FOR UPDATE",
@@ -173,22 +200,82 @@ static const char *const pg_sql[SOTP_Q_COUNT] = {
                              " AND serial IS NULL AND closed = 0",
     [SOTP_Q_CONTRACT_UNBIND] = "UPDATE contracts SET serial = NULL"
                                " WHERE id = $1 AND serial = $2",
-    [SOTP_Q_CONTRACT_LIST] = SOTP_SQL_CONTRACT_SELECT " ORDER BY id",
+    /* $1 locked only (at $2), $3 closed = $3 or any (-1). */
+    [SOTP_Q_CONTRACT_LIST] = SOTP_SQL_CONTRACT_SELECT
+    " WHERE ($1 = 0 OR locked_until = -1 OR locked_until > $2)"
+    " AND ($3 < 0 OR closed = $3) ORDER BY id",
+    [SOTP_Q_CONTRACT_PWHASH_SAMPLE] = "SELECT pwhash FROM contracts LIMIT 1",
+    /*
+     * The used-state marks (16-byte ids) and, beside them, two rows with
+     * one-byte ids: '\x00' the horizon (the highest expiry ever purged),
+     * '\x01' when the last purge ran (sotp_store_state_use). A use reads
+     * them FOR SHARE and a purger FOR UPDATE, so that uses run side by
+     * side and only a purge, once a minute, waits for them and they for
+     * it: a use that read the horizon can never see its mark purged under
+     * it, and one that waited for a purge reads the horizon it raised.
+     */
+    [SOTP_Q_STATE_MARKS] = "SELECT id, expires FROM used_states"
+                           " WHERE id IN ('\\x00'::bytea, '\\x01'::bytea)"
+                           " FOR SHARE",
+    [SOTP_Q_STATE_MARKS_PURGER] = "SELECT id, expires FROM used_states"
+                                  " WHERE id IN ('\\x00'::bytea,"
+                                  " '\\x01'::bytea) FOR UPDATE",
+    [SOTP_Q_STATE_MARKS_INIT] = "INSERT INTO used_states (id, expires)"
+                                " VALUES ('\\x00'::bytea, 0),"
+                                " ('\\x01'::bytea, 0)"
+                                " ON CONFLICT (id) DO NOTHING",
+    [SOTP_Q_STATE_HORIZON_RAISE] = "UPDATE used_states SET expires ="
+                                   " greatest(expires, (SELECT"
+                                   " max(expires) FROM used_states"
+                                   " WHERE expires < $1"
+                                   " AND length(id) = 16))"
+                                   " WHERE id = '\\x00'::bytea",
+    [SOTP_Q_STATE_PURGE] = "DELETE FROM used_states WHERE expires < $1"
+                           " AND length(id) = 16",
+    [SOTP_Q_STATE_PURGED_AT] = "UPDATE used_states SET expires = $1"
+                               " WHERE id = '\\x01'::bytea",
     [SOTP_Q_CONTRACT_REHASH] = "UPDATE contracts SET pwhash = $3"
                                " WHERE id = $1 AND pwhash = $2",
-    [SOTP_Q_STATE_PURGE] = "DELETE FROM used_states WHERE expires < $1",
     /* Waits for a concurrent insert of the same id, then does nothing. */
     [SOTP_Q_STATE_INSERT] = "INSERT INTO used_states (id, expires)"
                             " VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
     [SOTP_Q_AUDIT_ADD] = "INSERT INTO audit (ts, action, contract, serial,"
-                         " context, verdict, reason, detail)"
-                         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                         " context, verdict, reason, detail, seq, mac,"
+                         " keyed)"
+                         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
+                         " NULLIF($9, 0), $10, $11)",
     [SOTP_Q_AUDIT_LIST] = SOTP_SQL_AUDIT_SELECT " WHERE ts >= $1 AND ts <= $2"
                                                 " ORDER BY ts, id",
     [SOTP_Q_AUDIT_LIST_CONTRACT] =
         SOTP_SQL_AUDIT_SELECT " WHERE contract = $3 AND"
                               " ts >= $1 AND ts <= $2"
                               " ORDER BY ts, id",
+    [SOTP_Q_AUDIT_HEAD] = SOTP_SQL_AUDIT_HEAD_SELECT,
+    /*
+     * Every append of the farm takes the head row, so the chain is one
+     * line: the append reads and extends it inside the decision's own
+     * transaction, and the next waits for that commit and reads the head
+     * it left (READ COMMITTED re-reads a row it waited for).
+     */
+    [SOTP_Q_AUDIT_HEAD_LOCK] = SOTP_SQL_AUDIT_HEAD_SELECT " FOR UPDATE",
+    [SOTP_Q_AUDIT_HEAD_SET] = "UPDATE audit_head SET seq = $1, mac = $2,"
+                              " tag = $3, pending = $4, base_seq = $5,"
+                              " base_mac = $6, base_tag = $7 WHERE k = 1",
+    [SOTP_Q_AUDIT_PENDING] = SOTP_SQL_AUDIT_CHAIN_SELECT
+    " WHERE seq IS NULL AND keyed = 0 ORDER BY id LIMIT 1",
+    [SOTP_Q_AUDIT_LINK] = "UPDATE audit SET seq = $2, mac = $3"
+                          " WHERE id = $1 AND seq IS NULL AND keyed = 0",
+    [SOTP_Q_AUDIT_WALK] =
+        SOTP_SQL_AUDIT_CHAIN_SELECT " WHERE seq > $1 ORDER BY seq",
+    [SOTP_Q_AUDIT_COUNTS] = "SELECT (SELECT count(*) FROM audit"
+                            " WHERE seq IS NULL AND keyed = 0),"
+                            " (SELECT count(*) FROM audit"
+                            " WHERE keyed IS NULL)",
+    [SOTP_Q_AUDIT_PRUNE_POINT] = "SELECT min(seq) FROM audit"
+                                 " WHERE seq IS NOT NULL AND ts >= $1",
+    [SOTP_Q_AUDIT_MAC_AT] = "SELECT mac FROM audit WHERE seq = $1",
+    [SOTP_Q_AUDIT_PRUNE] = "DELETE FROM audit WHERE seq <= $1"
+                           " OR (keyed IS NULL AND ts < $2)",
 };
 
 /*

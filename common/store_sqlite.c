@@ -85,14 +85,44 @@
 	" context TEXT,"                                                       \
 	" verdict TEXT,"                                                       \
 	" reason INTEGER,"                                                     \
-	" detail TEXT) STRICT;"                                                \
+	" detail TEXT,"                                                        \
+	" seq INTEGER,"                                                        \
+	" mac BLOB,"                                                           \
+	" keyed INTEGER) STRICT;"                                              \
 	"CREATE INDEX audit_contract_ts ON audit(contract, ts);"               \
-	"CREATE INDEX audit_ts ON audit(ts);"                                  \
+	"CREATE INDEX audit_ts ON audit(ts);" AUDIT_CHAIN_SQL                  \
 	"CREATE TABLE used_states ("                                           \
 	" id BLOB PRIMARY KEY,"                                                \
 	" expires INTEGER) STRICT;"                                            \
 	"CREATE INDEX used_states_expires ON used_states(expires);"            \
-	"INSERT INTO schema_version(version) VALUES (1);"
+	"INSERT INTO schema_version(version) VALUES (2);"
+
+/*
+ * The audit chain (audit.c): each row's place (seq) and keyed hash (mac),
+ * whether it was written by a holder of the master key (keyed 1), by one
+ * without it (0: chained later) or before the chain (NULL), and the one
+ * head row. Version 1 stores get it by SCHEMA_UPGRADE (init).
+ */
+#define AUDIT_CHAIN_SQL                                                        \
+	"CREATE UNIQUE INDEX audit_seq ON audit(seq);"                         \
+	"CREATE INDEX audit_pending ON audit(id)"                              \
+	" WHERE seq IS NULL AND keyed = 0;"                                    \
+	"CREATE TABLE audit_head ("                                            \
+	" k INTEGER PRIMARY KEY CHECK (k = 1),"                                \
+	" seq INTEGER NOT NULL,"                                               \
+	" mac BLOB,"                                                           \
+	" tag BLOB,"                                                           \
+	" pending INTEGER NOT NULL,"                                           \
+	" base_seq INTEGER NOT NULL,"                                          \
+	" base_mac BLOB,"                                                      \
+	" base_tag BLOB) STRICT;"                                              \
+	"INSERT INTO audit_head VALUES (1, 0, NULL, NULL, 0, 0, NULL, NULL);"
+
+#define UPGRADE_SQL                                                            \
+	"ALTER TABLE audit ADD COLUMN seq INTEGER;"                            \
+	"ALTER TABLE audit ADD COLUMN mac BLOB;"                               \
+	"ALTER TABLE audit ADD COLUMN keyed INTEGER;" AUDIT_CHAIN_SQL          \
+	"UPDATE schema_version SET version = 2;"
 
 /* The SQLite dialect. ?N is the Nth parameter the operation passes. */
 static const char *const sqlite_sql[SOTP_Q_COUNT] = {
@@ -110,6 +140,7 @@ static const char *const sqlite_sql[SOTP_Q_COUNT] = {
     [SOTP_Q_SCHEMA_TABLES] = "SELECT count(*) FROM sqlite_master",
     [SOTP_Q_SCHEMA_CREATE] = SCHEMA_SQL,
     [SOTP_Q_SCHEMA_VERSION] = "SELECT version FROM schema_version",
+    [SOTP_Q_SCHEMA_UPGRADE] = UPGRADE_SQL,
     [SOTP_Q_TOKEN_GET] = SOTP_SQL_TOKEN_SELECT " WHERE t.serial = ?1",
     [SOTP_Q_TOKEN_LOCK] = "SELECT 1 FROM tokens WHERE serial = ?1",
     [SOTP_Q_TOKEN_INSERT] = "INSERT INTO tokens (serial, kind, secret,"
@@ -126,6 +157,8 @@ static const char *const sqlite_sql[SOTP_Q_COUNT] = {
     [SOTP_Q_TOKEN_ACCEPT_STEP] = "UPDATE tokens SET last_step = ?2,"
                                  " drift = ?3"
                                  " WHERE serial = ?1 AND last_step < ?2",
+    [SOTP_Q_TOKEN_SET_DISABLED] = "UPDATE tokens SET disabled = ?2"
+                                  " WHERE serial = ?1",
     [SOTP_Q_CONTRACT_GET] = SOTP_SQL_CONTRACT_SELECT " WHERE id = ?1",
     [SOTP_Q_CONTRACT_LOCK] = SOTP_SQL_CONTRACT_SELECT " WHERE id = ?1",
     [SOTP_Q_CONTRACT_INSERT] = "INSERT INTO contracts (id, pwhash, login,"
@@ -162,21 +195,70 @@ static const char *const sqlite_sql[SOTP_Q_COUNT] = {
                              " AND serial IS NULL AND closed = 0",
     [SOTP_Q_CONTRACT_UNBIND] = "UPDATE contracts SET serial = NULL"
                                " WHERE id = ?1 AND serial = ?2",
-    [SOTP_Q_CONTRACT_LIST] = SOTP_SQL_CONTRACT_SELECT " ORDER BY id",
+    /* ?1 locked only (at ?2), ?3 closed = ?3 or any (-1). */
+    [SOTP_Q_CONTRACT_LIST] = SOTP_SQL_CONTRACT_SELECT
+    " WHERE (?1 = 0 OR locked_until = -1 OR locked_until > ?2)"
+    " AND (?3 < 0 OR closed = ?3) ORDER BY id",
+    [SOTP_Q_CONTRACT_PWHASH_SAMPLE] = "SELECT pwhash FROM contracts LIMIT 1",
+    /*
+     * The used-state marks (16-byte ids) and, beside them, two rows with
+     * one-byte ids: X'00' the horizon (the highest expiry ever purged),
+     * X'01' when the last purge ran. sotp_store_state_use explains them;
+     * BEGIN IMMEDIATE already orders every use and purge here.
+     */
+    [SOTP_Q_STATE_MARKS] = "SELECT id, expires FROM used_states"
+                           " WHERE id IN (X'00', X'01')",
+    [SOTP_Q_STATE_MARKS_PURGER] = "SELECT id, expires FROM used_states"
+                                  " WHERE id IN (X'00', X'01')",
+    [SOTP_Q_STATE_MARKS_INIT] = "INSERT OR IGNORE INTO used_states"
+                                " (id, expires) VALUES (X'00', 0),"
+                                " (X'01', 0)",
+    [SOTP_Q_STATE_HORIZON_RAISE] = "UPDATE used_states SET expires ="
+                                   " max(expires, coalesce((SELECT"
+                                   " max(expires) FROM used_states"
+                                   " WHERE expires < ?1"
+                                   " AND length(id) = 16), expires))"
+                                   " WHERE id = X'00'",
+    [SOTP_Q_STATE_PURGE] = "DELETE FROM used_states WHERE expires < ?1"
+                           " AND length(id) = 16",
+    [SOTP_Q_STATE_PURGED_AT] = "UPDATE used_states SET expires = ?1"
+                               " WHERE id = X'01'",
     [SOTP_Q_CONTRACT_REHASH] = "UPDATE contracts SET pwhash = ?3"
                                " WHERE id = ?1 AND pwhash = ?2",
-    [SOTP_Q_STATE_PURGE] = "DELETE FROM used_states WHERE expires < ?1",
     [SOTP_Q_STATE_INSERT] = "INSERT OR IGNORE INTO used_states (id, expires)"
                             " VALUES (?1, ?2)",
     [SOTP_Q_AUDIT_ADD] = "INSERT INTO audit (ts, action, contract, serial,"
-                         " context, verdict, reason, detail)"
-                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                         " context, verdict, reason, detail, seq, mac,"
+                         " keyed)"
+                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
+                         " NULLIF(?9, 0), ?10, ?11)",
     [SOTP_Q_AUDIT_LIST] = SOTP_SQL_AUDIT_SELECT " WHERE ts >= ?1 AND ts <= ?2"
                                                 " ORDER BY ts, id",
     [SOTP_Q_AUDIT_LIST_CONTRACT] =
         SOTP_SQL_AUDIT_SELECT " WHERE contract = ?3 AND"
                               " ts >= ?1 AND ts <= ?2"
                               " ORDER BY ts, id",
+    /* BEGIN IMMEDIATE already holds the lock that orders appends. */
+    [SOTP_Q_AUDIT_HEAD] = SOTP_SQL_AUDIT_HEAD_SELECT,
+    [SOTP_Q_AUDIT_HEAD_LOCK] = SOTP_SQL_AUDIT_HEAD_SELECT,
+    [SOTP_Q_AUDIT_HEAD_SET] = "UPDATE audit_head SET seq = ?1, mac = ?2,"
+                              " tag = ?3, pending = ?4, base_seq = ?5,"
+                              " base_mac = ?6, base_tag = ?7 WHERE k = 1",
+    [SOTP_Q_AUDIT_PENDING] = SOTP_SQL_AUDIT_CHAIN_SELECT
+    " WHERE seq IS NULL AND keyed = 0 ORDER BY id LIMIT 1",
+    [SOTP_Q_AUDIT_LINK] = "UPDATE audit SET seq = ?2, mac = ?3"
+                          " WHERE id = ?1 AND seq IS NULL AND keyed = 0",
+    [SOTP_Q_AUDIT_WALK] =
+        SOTP_SQL_AUDIT_CHAIN_SELECT " WHERE seq > ?1 ORDER BY seq",
+    [SOTP_Q_AUDIT_COUNTS] = "SELECT (SELECT count(*) FROM audit"
+                            " WHERE seq IS NULL AND keyed = 0),"
+                            " (SELECT count(*) FROM audit"
+                            " WHERE keyed IS NULL)",
+    [SOTP_Q_AUDIT_PRUNE_POINT] = "SELECT min(seq) FROM audit"
+                                 " WHERE seq IS NOT NULL AND ts >= ?1",
+    [SOTP_Q_AUDIT_MAC_AT] = "SELECT mac FROM audit WHERE seq = ?1",
+    [SOTP_Q_AUDIT_PRUNE] = "DELETE FROM audit WHERE seq <= ?1"
+                           " OR (keyed IS NULL AND ts < ?2)",
 };
 
 struct sq_conn {

@@ -15,7 +15,8 @@
  * the next round). A registration takes one round per question. Append
  * mode: the password followed by the code in one User-Password.
  *
- * Each radiusd thread keeps its own core context (ctx_pool.c).
+ * Each radiusd thread keeps its own core context (ctx_pool.c); what the
+ * attributes become is rlm_input.c's, which builds without radiusd.
  */
 /* radiusd.h first: modules.h relies on its types. */
 #include <freeradius/radiusd.h>
@@ -29,6 +30,7 @@
 #include <time.h>
 
 #include "ctx_pool.h"
+#include "rlm_input.h"
 #include "shinkin_otp.h"
 
 enum mode { MODE_CHALLENGE, MODE_APPEND };
@@ -73,6 +75,7 @@ static const char *const known_sections[] = {NULL};
 /* A Reply-Message or State is one attribute: at most 253 octets. */
 #define ATTR_MAX (MAX_STRING_LEN - 1)
 _Static_assert(SOTP_REPLY_MAX == ATTR_MAX, "core texts fit one attribute");
+_Static_assert(RLM_ATTR_MAX == ATTR_MAX, "rlm_input.h agrees");
 
 static int
 in_list(const char *name, const char *const *list)
@@ -317,112 +320,80 @@ add_reply_message(REQUEST *request, const char *text)
 	return 0;
 }
 
-/*
- * User-Name as a C string, or NULL when it holds a NUL (it could not be
- * passed on whole). What a contract ID may look like is the core's rule.
- */
-static const char *
-contract_id(REQUEST *request)
+/* The attributes rlm_input.c reads, from the request. */
+static void
+request_of(const struct rlm_shinkin_otp *inst, REQUEST *request,
+    struct rlm_request *r, char *service, size_t servicesz)
 {
-	const VALUE_PAIR *vp = request->username;
-
-	if (vp == NULL || strlen(vp->vp_strvalue) != vp->vp_length)
-		return NULL;
-	return vp->vp_strvalue;
-}
-
-/* The fixed context, or the request attribute mapped by the policy. */
-static int
-pick_context(const struct rlm_shinkin_otp *inst, const struct sotp_ctx *ctx,
-    REQUEST *request, const char **context)
-{
-	VALUE_PAIR *vp;
-	char value[ATTR_MAX + 1];
-
-	*context = NULL;
-	if (inst->context_da == NULL) {
-		*context = inst->context;
-		return 0;
-	}
-	vp =
-	    fr_pair_find_by_da(request->packet->vps, inst->context_da, TAG_ANY);
-	if (vp == NULL) {
-		REDEBUG("No %s in the request: cannot choose a context",
-		    inst->context_da->name);
-		return -1;
-	}
-	vp_prints_value(value, sizeof(value), vp, '\0');
-	if (sotp_policy_context_for(ctx, value, context) != SOTP_OK) {
-		REDEBUG("%s \"%s\" is not in the policy's [services] map",
-		    inst->context_da->name, value);
-		return -1;
-	}
-	RDEBUG2(
-	    "%s \"%s\" -> context %s", inst->context_da->name, value, *context);
-	return 0;
-}
-
-/*
- * One round: User-Password is the answer to the question the State says
- * was asked (a new attempt: to its first question), or in append mode,
- * on a new attempt, the password followed by the code.
- */
-static int
-run_attempt(const struct rlm_shinkin_otp *inst, struct sotp_ctx *ctx,
-    REQUEST *request, const char *user, const char *context,
-    struct sotp_attempt **a, struct sotp_decision *d)
-{
-	const char *value = request->password->vp_strvalue;
 	const VALUE_PAIR *vp;
-	time_t now = time(NULL);
-	int rc;
 
+	memset(r, 0, sizeof(*r));
+	r->now = time(NULL);
+	if ((vp = request->username) != NULL) {
+		r->user = vp->vp_strvalue;
+		r->user_len = vp->vp_length;
+	}
+	if ((vp = request->password) != NULL) {
+		r->password = vp->vp_strvalue;
+		r->password_len = vp->vp_length;
+	}
 	vp = fr_pair_find_by_num(request->packet->vps, PW_STATE, 0, TAG_ANY);
 	if (vp != NULL) {
-		RDEBUG2("Resuming attempt of %s in context %s", user, context);
-		rc = sotp_attempt_resume(
-		    ctx, user, context, vp->vp_octets, vp->vp_length, now, a);
-	} else {
-		RDEBUG2("New attempt of %s in context %s", user, context);
-		rc = sotp_attempt_begin(ctx, user, context, now, a);
+		r->state = vp->vp_octets;
+		r->state_len = vp->vp_length;
 	}
-	if (rc != SOTP_OK)
-		return rc;
-	if (inst->mode == MODE_APPEND && vp == NULL)
-		rc = sotp_attempt_set_combined(*a, value);
+	if (inst->context_da != NULL &&
+	    (vp = fr_pair_find_by_da(
+	         request->packet->vps, inst->context_da, TAG_ANY)) != NULL) {
+		vp_prints_value(service, servicesz, vp, '\0');
+		r->service = service;
+	}
+}
+
+/* The context, or -1 (logged) when the request names none we know. */
+static int
+pick_context(const struct rlm_shinkin_otp *inst, const struct sotp_ctx *ctx,
+    REQUEST *request, const struct rlm_request *r, const char **context)
+{
+	if (rlm_context(ctx, inst->context, r, context) == 0) {
+		if (inst->context_da != NULL)
+			RDEBUG2("%s \"%s\" -> context %s",
+			    inst->context_da->name, r->service, *context);
+		return 0;
+	}
+	if (r->service == NULL)
+		REDEBUG("No %s in the request: cannot choose a context",
+		    inst->context_da->name);
 	else
-		rc = sotp_attempt_answer(*a, value);
-	if (rc != SOTP_OK)
-		return rc;
-	return sotp_attempt_step(*a, d);
+		REDEBUG("%s \"%s\" is not in the policy's [services] map",
+		    inst->context_da->name, r->service);
+	return -1;
 }
 
 static rlm_rcode_t
 send_challenge(
     REQUEST *request, struct sotp_attempt *a, const struct sotp_decision *d)
 {
-	uint8_t state[SOTP_STATE_MAX];
-	size_t len = 0;
+	struct rlm_challenge ch;
 	VALUE_PAIR *vp;
+	size_t i;
 	int rc;
 
-	if ((rc = sotp_attempt_export(a, state, sizeof(state), &len)) !=
-	    SOTP_OK) {
-		RERROR(
-		    "Cannot export the attempt state: %s", sotp_strerror(rc));
+	if ((rc = rlm_challenge(a, d, &ch)) != SOTP_OK) {
+		RERROR("Cannot make the challenge: %s", sotp_strerror(rc));
 		return RLM_MODULE_FAIL;
 	}
 	if ((vp = fr_pair_afrom_num(request->reply, PW_STATE, 0)) == NULL)
 		return RLM_MODULE_FAIL;
-	fr_pair_value_memcpy(vp, state, len);
+	fr_pair_value_memcpy(vp, ch.state, ch.state_len);
 	fr_pair_add(&request->reply->vps, vp);
-	if (add_reply_message(request, d->message) != 0 ||
-	    add_reply_message(request, d->prompt) != 0)
-		return RLM_MODULE_FAIL;
+	for (i = 0; i < ch.ntext; i++)
+		if (add_reply_message(request, ch.text[i]) != 0)
+			return RLM_MODULE_FAIL;
 	/* RFC 2869 5.10: clients that honour it hide a code as it is typed. */
 	if ((vp = fr_pair_afrom_num(request->reply, PW_PROMPT, 0)) == NULL)
 		return RLM_MODULE_FAIL;
-	vp->vp_integer = d->echo ? 1 : 0; /* Echo : No-Echo */
+	vp->vp_integer = ch.echo ? 1 : 0; /* Echo : No-Echo */
 	fr_pair_add(&request->reply->vps, vp);
 	request->reply->code = PW_CODE_ACCESS_CHALLENGE;
 	RDEBUG("Challenge for %s: %s", request->username->vp_strvalue,
@@ -485,9 +456,13 @@ map_decision(REQUEST *request, const struct sotp_ctx *ctx,
 }
 
 /*
- * authorize: claim requests whose User-Name is a contract, unless another
- * module already chose an Auth-Type. An unknown name is left to the next
- * module.
+ * authorize: claim the request unless another module already chose an
+ * Auth-Type. With the policy's unknown_contract = hide (the default) it
+ * claims every name without looking it up: a name that is not a contract
+ * must read and cost what a wrong password does, so it has to reach the
+ * engine. Names for another module are routed before this one in the
+ * site (sites-available/shinkin-otp). With reveal, an unknown name is
+ * left to the next module, as the policy then allows telling.
  */
 static rlm_rcode_t
 mod_authorize(void *instance, REQUEST *request)
@@ -495,7 +470,9 @@ mod_authorize(void *instance, REQUEST *request)
 	struct rlm_shinkin_otp *inst = instance;
 	struct sotp_contract_info info;
 	struct sotp_decision none;
+	struct rlm_request r;
 	struct sotp_ctx *ctx;
+	char service[ATTR_MAX + 1];
 	const char *user;
 	VALUE_PAIR *vp;
 	int rc;
@@ -504,12 +481,15 @@ mod_authorize(void *instance, REQUEST *request)
 	    fr_pair_find_by_num(request->config, PW_AUTH_TYPE, 0, TAG_ANY) !=
 	        NULL)
 		return RLM_MODULE_NOOP;
-	if ((user = contract_id(request)) == NULL)
+	request_of(inst, request, &r, service, sizeof(service));
+	if ((user = rlm_contract_id(&r)) == NULL)
 		return RLM_MODULE_NOOP;
 	if (sign_reply(request) != 0)
 		return RLM_MODULE_FAIL;
 	if ((ctx = thread_ctx(inst, request)) == NULL)
 		return RLM_MODULE_FAIL;
+	if (sotp_policy_hides_unknown(ctx))
+		goto claim;
 	memset(&none, 0, sizeof(none));
 	rc = sotp_contract_get(ctx, user, &info);
 	if (rc != SOTP_OK && rc != SOTP_ERR_NOT_FOUND)
@@ -522,7 +502,7 @@ mod_authorize(void *instance, REQUEST *request)
 	}
 	if (rc != SOTP_OK)
 		return RLM_MODULE_FAIL;
-
+claim:
 	vp = radius_pair_create(request, &request->config, PW_AUTH_TYPE, 0);
 	vp->vp_integer = (uint32_t)inst->auth_type->value;
 	RDEBUG2("Setting Auth-Type := %s", inst->name);
@@ -535,15 +515,18 @@ mod_authenticate(void *instance, REQUEST *request)
 	struct rlm_shinkin_otp *inst = instance;
 	struct sotp_attempt *a = NULL;
 	struct sotp_decision d;
-	const char *user, *context;
+	struct rlm_request r;
 	struct sotp_ctx *ctx;
+	char service[ATTR_MAX + 1];
+	const char *context;
 	rlm_rcode_t code;
 	int rc = SOTP_OK;
 
 	memset(&d, 0, sizeof(d));
 	if (sign_reply(request) != 0)
 		return RLM_MODULE_FAIL;
-	if ((user = contract_id(request)) == NULL) {
+	request_of(inst, request, &r, service, sizeof(service));
+	if (rlm_contract_id(&r) == NULL) {
 		RDEBUG("User-Name missing or not a contract ID");
 		return RLM_MODULE_NOTFOUND;
 	}
@@ -555,11 +538,18 @@ mod_authenticate(void *instance, REQUEST *request)
 	}
 	if ((ctx = thread_ctx(inst, request)) == NULL)
 		return RLM_MODULE_FAIL;
-	if (pick_context(inst, ctx, request, &context) != 0)
+	if (pick_context(inst, ctx, request, &r, &context) != 0)
 		code = RLM_MODULE_INVALID;
 	else {
-		rc = run_attempt(inst, ctx, request, user, context, &a, &d);
-		code = map_decision(request, ctx, a, rc, &d);
+		RDEBUG2("%s attempt of %s in context %s",
+		    r.state != NULL ? "Resuming the" : "New", r.user, context);
+		rc = rlm_round(
+		    ctx, context, inst->mode == MODE_APPEND, &r, &a, &d);
+		if (rc == SOTP_ERR_BAD_INPUT) {
+			REDEBUG("User-Password holds a NUL: refused");
+			code = RLM_MODULE_INVALID;
+		} else
+			code = map_decision(request, ctx, a, rc, &d);
 	}
 	sotp_attempt_free(a);
 	ctx_pool_after(&inst->pool, rc, (int)d.reason);

@@ -2,6 +2,8 @@
 # Installs the Debian 12 packages that shinkin-otp's build, tests and demo
 # need, when any is missing. As root it runs apt-get itself; otherwise it
 # prints the exact command to run and fails.
+#   sh scripts/deps.sh        the build, the tests and the demo
+#   sh scripts/deps.sh fuzz   make fuzz: clang 14 and its libFuzzer runtime
 set -eu
 
 # Found by running make demo and make check on a clean mmdebstrap root
@@ -16,9 +18,10 @@ PKGS="gcc make pkg-config libssl-dev libsqlite3-dev libcrypt-dev
 libcmocka-dev libpam0g-dev libpam-wrapper pamtester oathtool sqlite3
 freeradius freeradius-utils libfreeradius-dev libtalloc-dev libpcre3-dev
 libxml2-dev libqrencode-dev libpng-dev zlib1g-dev zbar-tools mandoc valgrind clang-format jq
-python3-pskc pskctool
+python3-pskc pskctool faketime
 xz-utils man-db build-essential debhelper lintian mmdebstrap mount iproute2
 ca-certificates libpq-dev postgresql"
+[ "${1:-}" = fuzz ] && PKGS="$PKGS clang-14 libclang-rt-14-dev"
 
 missing=""
 for p in $PKGS; do

@@ -94,7 +94,11 @@ check "token list --unassigned" cli token list --unassigned
 check "the unbound token is unassigned" grep -q "^T1	" "$OUT"
 check "the bound token is not" sh -c "! grep -q '^T3	' '$OUT'"
 
-refused UNKNOWN_CONTRACT "verify for an unknown contract" \
+# unknown_contract = hide: an unknown contract reads as a wrong password
+# (or, where no password is asked, as a contract without a token).
+refused WRONG_PASSWORD "verify for an unknown contract: as a wrong password" \
+    clin some-pw verify NOBODY --context login
+refused NOT_BOUND "verify for an unknown contract, code only: as no token" \
     cli verify NOBODY --otp 123456
 refused UNKNOWN_SERIAL "token show of an unknown serial" cli token show NOPE
 check_rc 2 "an unknown command is a usage error" cli frobnicate

@@ -1,9 +1,7 @@
 /*
  * fuzz_base32.c - libFuzzer harness for sotp_base32_decode/encode.
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Icommon \
- *       tests/fuzz/fuzz_base32.c common/base32.c common/mem.c \
- *       common/err.c -lcrypto -o fuzz_base32
+ * Built and run by `make fuzz` (seeds in tests/fuzz/corpus/fuzz_base32/).
  *
  * Checks that decoding never overruns, that a refusal always carries a
  * reason, and that whatever decodes re-encodes and decodes to itself.

@@ -1,12 +1,7 @@
 /*
  * fuzz_policy.c - libFuzzer harness for the policy file reader.
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Icommon \
- *       tests/fuzz/fuzz_policy.c common/[a-z]*.c build/gen/default_policy.c \
- *       $(pkg-config --cflags --libs libcrypto sqlite3 libxcrypt) \
- *       -o fuzz_policy
- *   mkdir corpus && ./fuzz_policy corpus tests/data/policy/good \
- *       tests/data/policy/bad
+ * Built and run by `make fuzz` (seeds in tests/fuzz/corpus/fuzz_policy/).
  *
  * The input is written to an anonymous file and read by
  * sotp_policy_read (through sotp_ctx_load_policy). Checks that the reader

@@ -1,9 +1,7 @@
 /*
  * fuzz_uri.c - libFuzzer harness for sotp_uri_parse/build.
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Icommon \
- *       tests/fuzz/fuzz_uri.c common/uri.c common/base32.c common/mem.c \
- *       common/err.c -lcrypto -o fuzz_uri
+ * Built and run by `make fuzz` (seeds in tests/fuzz/corpus/fuzz_uri/).
  *
  * Checks that parsing never overruns, that a refusal carries a reason and
  * leaves nothing behind, and that an accepted URI builds and re-parses to

@@ -68,6 +68,11 @@ svc badopt "$M use_frist_pass"
 svc noconf "auth required $MOD config=$SB/missing.conf"
 svc dbg "$M context=mobile debug"
 svc en-login "auth required $MOD config=$SB/en.conf context=login"
+sed 's/^unknown_contract = hide$/unknown_contract = reveal/' "$CONF" \
+    >"$SB/reveal.conf"
+grep -q '^unknown_contract = reveal$' "$SB/reveal.conf" ||
+	{ notok "a policy with unknown_contract = reveal"; exit 1; }
+svc reveal "auth required $MOD config=$SB/reveal.conf context=login"
 # A first module that reads the password and leaves it in PAM_AUTHTOK, as
 # pam_unix or pam_ldap would: pam_exec with expose_authtok prompts for it,
 # stores it, and feeds it to a script (which just drains it).
@@ -187,6 +192,12 @@ else
 	exit 1
 fi
 
+enum_ok=1
+for i in 0 1 2 3 4 5 6 7 8 9; do
+	newcontract "c-enum$i" "pw-enum$i" - none || enum_ok=0
+done
+check "setup: ten contracts for the enumeration case" [ $enum_ok -eq 1 ]
+
 # ---- the module's shape ----
 exports() { nm -D --defined-only "$MOD" | awk '{ print $3 }' | sort | xargs; }
 check "exports exactly pam_sm_authenticate and pam_sm_setcred" \
@@ -222,12 +233,49 @@ has "language = en: password prompt" "^prompt-off: Password: \$"
 has "language = en: code prompt" "^prompt-off: One-time password: \$"
 has "language = en: the refusal" \
     "^error: This one-time password has already been used; please wait for the next one.\$"
-drv PAM_USER_UNKNOWN "unknown contract: PAM_USER_UNKNOWN" \
-    ib-login c-nobody some-pw 123456
-pt PAM_USER_UNKNOWN "unknown contract: PAM_USER_UNKNOWN (pamtester)" \
+# Issue 12, defect 2: an unknown contract reads and costs what a wrong
+# password does (unknown_contract = hide, the default).
+drv PAM_AUTH_ERR "wrong password (for the comparison below)" \
+    ib-login c-enum0 not-it 123456
+cp "$OUT" "$SB/enum-known"
+drv PAM_AUTH_ERR "unknown contract: refused as a wrong password" \
+    ib-login c-nobody not-it 123456
+check "unknown contract: the same prompts and messages as a wrong password" \
+    cmp -s "$OUT" "$SB/enum-known"
+has "unknown contract: the wrong-password message" \
+    "^error: 契約者IDまたはログインパスワードが正しくありません。\$"
+pt PAM_AUTH_ERR "unknown contract: auth error (pamtester)" \
     ib-mobile c-nobody some-pw
 pt_log_lacks "unknown contract: its name (perhaps a password) not logged" \
     c-nobody
+pt_has "unknown contract: the audit line says what happened" \
+    "reason=UNKNOWN_CONTRACT(13) detail=\"as=WRONG_PASSWORD\""
+# The work: 10 wrong passwords (10 contracts, none locks) against 10
+# unknown contracts, CPU time in one process each, within a factor of 2
+# (before the fix the unknown ones cost about a fifth: no hash).
+KN=c-enum0 UN=c-nob0
+for i in 1 2 3 4 5 6 7 8 9; do KN="$KN,c-enum$i" UN="$UN,c-nob$i"; done
+"$DRV" -c "$SVC" -s ib-login -u "$KN" -n 10 -t -k "$MOD" not-it \
+    >"$SB/cpu-known" 2>&1
+"$DRV" -c "$SVC" -s ib-login -u "$UN" -n 10 -t -k "$MOD" not-it \
+    >"$SB/cpu-unknown" 2>&1
+cpu_k=$(sed -n 's/^cpu-us: //p' "$SB/cpu-known")
+cpu_u=$(sed -n 's/^cpu-us: //p' "$SB/cpu-unknown")
+echo "# cpu: 10 wrong passwords ${cpu_k:-?} us, 10 unknown contracts ${cpu_u:-?} us"
+check "ten of each refused the same way" \
+    sh -c 'grep -qx "result: PAM_AUTH_ERR x10" "$1" && grep -qx "result: PAM_AUTH_ERR x10" "$2"' \
+    sh "$SB/cpu-known" "$SB/cpu-unknown"
+within2() { [ -n "$1" ] && [ -n "$2" ] && [ $(($1 * 2)) -ge "$2" ] &&
+	[ $(($2 * 2)) -ge "$1" ]; }
+check "unknown contracts cost what wrong passwords do (CPU within 2x)" \
+    within2 "$cpu_k" "$cpu_u"
+# Where the policy asks for it (unknown_contract = reveal), PAM_USER_UNKNOWN
+# lets a stack fall through to another module for names that are not
+# contracts.
+drv PAM_USER_UNKNOWN "unknown_contract = reveal: PAM_USER_UNKNOWN" \
+    reveal c-nobody some-pw
+check "unknown_contract = reveal: no password asked" \
+    sh -c '! grep -q "^prompt-" "$1"' sh "$OUT"
 drv PAM_CONV_ERR "conversation without an answer: PAM_CONV_ERR" \
     ib-mobile c-mob
 

@@ -67,6 +67,13 @@ while [ $i -le $NRACE ]; do
 	mk_contract "r$i" "pw-r$i" yes || setup_ok=0
 	i=$((i + 1))
 done
+# The enumeration case: contracts with a password and no token.
+for r in 1 2; do
+	for i in 0 1 2 3 4 5 6 7 8 9; do
+		printf 'pw\n' | "$CLI" contract add "enum$r-$i" >/dev/null ||
+			setup_ok=0
+	done
+done
 [ $setup_ok -eq 1 ] && ok "sandbox: $((NRACE + 12)) contracts with tokens, one to register" ||
 	{ notok "sandbox setup"; exit 1; }
 
@@ -102,6 +109,11 @@ shinkin_otp mobile {
 shinkin_otp short {
 	config = $SB/short.conf
 	context = login
+}
+files {
+	filename = $T/users
+}
+pap {
 }"
 # Called-Station-Id picks the instance, so one port serves every case.
 SERVERS="server shinkin-test {
@@ -131,6 +143,15 @@ SERVERS="server shinkin-test {
 			case \"short\" {
 				short
 			}
+			case \"site\" {
+				# as conf/freeradius/sites-available/shinkin-otp
+				update reply {
+					&Message-Authenticator := 0x00
+				}
+				files
+				pap
+				shinkin_otp
+			}
 			case {
 				shinkin_otp
 			}
@@ -158,12 +179,18 @@ SERVERS="server shinkin-test {
 		Auth-Type short {
 			short
 		}
+		Auth-Type PAP {
+			pap
+		}
 	}
 }"
+# A name another module answers in the same site (the sample site's
+# files + pap, before shinkin_otp).
+printf 'staff1\tCleartext-Password := "staff-pw"\n' >"$T/users"
 fr_write_conf "$MODULES" "$SERVERS"
 check "radiusd -C accepts the config" freeradius -C -d "$FR_DIR"
 fr_start X || { notok "radiusd -X starts"; exit 1; }
-ok "radiusd -X starts with seven module instances"
+ok "radiusd -X starts with seven module instances, files and pap"
 
 # What the customer reads: the shipped policy's Japanese catalog.
 OTP_PROMPT="ワンタイムパスワード(半角数字)："
@@ -198,8 +225,55 @@ exchange b2 "$(req bob "$(wrong bob)" "State = $(state_of b1)")" \
     "$(f_reject "$M_WRONG")" "a wrong code is rejected with its Japanese Reply-Message"
 exchange b3 "$(req bob not-his)" "$(f_reject "$M_PW")" \
     "a wrong password is rejected at once"
-exchange n1 "$(req nobody whatever)" "$(f_reject)" \
-    "an unknown contract is rejected (not claimed: notfound)"
+exchange n1 "$(req nobody whatever)" "$(f_reject "$M_PW")" \
+    "an unknown contract is rejected as a wrong password is"
+
+# Issue 12, defect 2: an unknown contract reads and costs what a wrong
+# password does. Ten of each in one radclient run, twice, interleaved:
+# every reply the same Access-Reject and Reply-Message, and radiusd's CPU
+# time for each ten within a factor of 2 (before the fix an unknown name
+# never reached the engine: no hash, no Reply-Message, 0.13 ms).
+batch() { # NAME PREFIX: ten requests, PREFIX0..9 with a wrong password
+	: >"$T/$1.req"
+	for _i in 0 1 2 3 4 5 6 7 8 9; do
+		printf '%s\n\n' "$(req "$2$_i" not-it)" >>"$T/$1.req"
+	done
+	radclient -x -t "$RADCLIENT_T" -r 1 -p 1 -f "$T/$1.req" \
+	    "127.0.0.1:$PORT" auth "$SECRET" >"$T/$1.out" 2>"$T/$1.err"
+}
+cpu_of() { awk '{ print $14 + $15 }' "/proc/$FR_PID/stat"; }
+same=1 cpu_k=0 cpu_u=0
+for r in 1 2; do
+	for kind in known unknown; do
+		[ $kind = known ] && pre=enum || pre=nobody
+		c0=$(cpu_of)
+		batch "enum-$kind-$r" "$pre$r-"
+		c1=$(cpu_of)
+		if [ $kind = known ]; then
+			cpu_k=$((cpu_k + c1 - c0))
+		else
+			cpu_u=$((cpu_u + c1 - c0))
+		fi
+		[ "$(grep -c '^Received Access-Reject' "$T/enum-$kind-$r.out")" = 10 ] &&
+		    [ "$(grep -c "Reply-Message = \"$M_PW\"" "$T/enum-$kind-$r.out")" = 10 ] ||
+			same=0
+	done
+done
+echo "# radiusd cpu: 20 wrong passwords ${cpu_k} ticks, 20 unknown contracts ${cpu_u} ticks"
+check "unknown contracts and wrong passwords: the same 20 replies each" [ $same -eq 1 ]
+within2() { [ "$1" -gt 0 ] && [ "$2" -gt 0 ] && [ $(($1 * 2)) -ge "$2" ] &&
+	[ $(($2 * 2)) -ge "$1" ]; }
+check "unknown contracts cost radiusd what wrong passwords do (CPU within 2x)" \
+    within2 "$cpu_k" "$cpu_u"
+# Another module in the same site still answers the names it knows.
+exchange n2 "$(req staff1 staff-pw "Called-Station-Id = site")" "$(f_accept)" \
+    "the site's files + pap accept their own user before shinkin_otp"
+exchange n3 "$(req staff1 wrong "Called-Station-Id = site")" "$(f_reject)" \
+    "  and refuse its wrong password (pap)"
+exchange n4 "$(req alice pw-alice "Called-Station-Id = site")" \
+    "$(f_challenge "$OTP_PROMPT")" "  while a contract in that site is challenged"
+exchange n5 "$(req nobody whatever "Called-Station-Id = site")" \
+    "$(f_reject "$M_PW")" "  and a name neither knows is refused as a wrong password"
 
 # State tokens: another contract's, altered, expired, reused.
 exchange c1 "$(req carol pw-carol)" "$(f_challenge "$OTP_PROMPT")" \

@@ -91,6 +91,28 @@ race_rounds "$ROUNDS" R
 # -- two processes bind at once: exactly one binding, as with SQLite --
 bind_race_rounds "${PG_BIND_RACE_ROUNDS:-20}" B
 
+# -- the audit chain on a farm: processes appending at once make one chain
+# (the head row FOR UPDATE orders them), and an edit is found --
+check "audit verify: the chain of everything above verifies" cli audit verify
+psql_q() { psql "$URL" -Atqc "$1"; }
+appender() { # PREFIX: 20 contracts added, each one audit row
+	for _i in $(seq 1 20); do
+		printf 'pw\n' | "$CLI" contract add "$1$_i" >/dev/null 2>&1
+	done
+}
+appender AP &
+ap1=$!
+appender AQ &
+ap2=$!
+appender AR
+wait $ap1 $ap2
+check "three processes appended 60 rows at once" \
+    [ "$(psql_q "SELECT count(*) FROM audit WHERE action = 'contract.add' AND contract LIKE 'A_%'")" = 60 ]
+check "  and the chain verifies" cli audit verify
+psql_q "UPDATE audit SET detail = 'edited' WHERE seq = 3" >/dev/null
+check_rc 1 "an edited row is found" cli audit verify
+check "  and named" contains "$ERR" "(seq 3) changed"
+
 # -- the server goes away: fail closed, name the server, no accept --
 sh "$PGCTL" stop "$PGDIR" >/dev/null 2>&1
 cli verify R1 --otp "$(totp "$(secret)")"

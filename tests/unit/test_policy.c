@@ -32,6 +32,7 @@ static const char *const good_files[] = {
     "tests/data/policy/good/full.conf",
     "tests/data/policy/good/edge.conf",
     "tests/data/policy/good/services-only.conf",
+    "tests/data/policy/good/sqlite-password-path.conf",
 };
 
 /* $TOP/rel into out[SOTP_PATH_MAX]; fails the test when TOP is unset. */

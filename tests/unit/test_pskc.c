@@ -165,7 +165,9 @@ check_token(struct fx *f, const struct want *w)
 	assert_int_equal(info.digits, w->digits);
 	assert_int_equal(info.period, w->period);
 	assert_string_equal(sotp_alg_name(info.alg), w->alg);
-	assert_int_equal(sotp_token_uri(f->ctx, w->serial, &uri), SOTP_OK);
+	assert_int_equal(
+	    sotp_token_uri(f->ctx, w->serial, "uri", 1780272000, &uri),
+	    SOTP_OK);
 	assert_int_equal(sotp_uri_parse(uri, &u, NULL), SOTP_OK);
 	sotp_free_string(uri);
 	assert_int_equal(
@@ -309,7 +311,8 @@ check_hotp(struct fx *f, const char *serial, const char *hex,
 	assert_int_equal(info.period, 0);
 	assert_int_equal(info.digits, digits);
 	assert_int_equal(info.last_step, (int64_t)counter - 1);
-	assert_int_equal(sotp_token_uri(f->ctx, serial, &uri), SOTP_OK);
+	assert_int_equal(
+	    sotp_token_uri(f->ctx, serial, "uri", 1780272000, &uri), SOTP_OK);
 	assert_non_null(strstr(uri, "otpauth://hotp/"));
 	snprintf(
 	    want, sizeof(want), "&counter=%llu", (unsigned long long)counter);
@@ -685,6 +688,111 @@ test_pskc_doctype_refused(void **state)
 	check_refused(f, &res, 0, 0, SOTP_R_BAD_INPUT, "DOCTYPE");
 }
 
+/*
+ * A document in a malloc'd buffer: head, then `n` times pre, the index and
+ * post, then tail.
+ */
+static char *
+build_doc(const char *head, const char *pre, const char *post, unsigned int n,
+    const char *tail, size_t *len)
+{
+	size_t cap = strlen(head) + strlen(tail) +
+	    (size_t)n * (strlen(pre) + strlen(post) + 12) + 1;
+	char *buf = malloc(cap), *p;
+	unsigned int i;
+
+	assert_non_null(buf);
+	p = buf + sprintf(buf, "%s", head);
+	for (i = 0; i < n; i++)
+		p += sprintf(p, "%s%u%s", pre, i, post);
+	p += sprintf(p, "%s", tail);
+	*len = (size_t)(p - buf);
+	return buf;
+}
+
+#define PSKC_ROOT                                                              \
+	"<?xml version=\"1.0\"?>\n<KeyContainer Version=\"1.0\""               \
+	" xmlns=\"urn:ietf:params:xml:ns:keyprov:pskc\""
+
+/*
+ * 200,000 namespace declarations on one element took the XML parser 18 s
+ * of CPU (its checks are quadratic) before the file was refused. The work
+ * is bounded before the parse: the file is refused, saying why.
+ */
+static void
+test_pskc_namespace_flood_refused(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_import_result res;
+	size_t len;
+	char *doc = build_doc(PSKC_ROOT, " xmlns:p", "=\"urn:x\"", 200000,
+	    "></KeyContainer>\n", &len);
+
+	assert_int_equal(sotp_import_pskc(f->ctx, doc, len, NULL, 0, NULL, NULL,
+	                     0, T0, &res),
+	    SOTP_OK);
+	free(doc);
+	check_refused(f, &res, 0, 0, SOTP_R_BAD_INPUT,
+	    "line 2: more than 64 namespace declarations in scope");
+	/* Spread over nested elements, they are in scope all the same. */
+	doc =
+	    build_doc(PSKC_ROOT ">", "<x xmlns:p", "=\"urn:x\">", 65, "", &len);
+	assert_int_equal(sotp_import_pskc(f->ctx, doc, len, NULL, 0, NULL, NULL,
+	                     0, T0, &res),
+	    SOTP_OK);
+	free(doc);
+	check_refused(f, &res, 0, 0, SOTP_R_BAD_INPUT,
+	    "elements nested more than 32 deep");
+}
+
+/* Attributes, the other quadratic check, are bounded the same way. */
+static void
+test_pskc_attribute_flood_refused(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_import_result res;
+	size_t len;
+	char *doc = build_doc(
+	    PSKC_ROOT, " a", "='1'", 200000, "></KeyContainer>\n", &len);
+
+	assert_int_equal(sotp_import_pskc(f->ctx, doc, len, NULL, 0, NULL, NULL,
+	                     0, T0, &res),
+	    SOTP_OK);
+	free(doc);
+	check_refused(f, &res, 0, 0, SOTP_R_BAD_INPUT,
+	    "line 2: more than 64 attributes on one element");
+}
+
+/*
+ * What a vendor file may do stays possible: declarations repeated on each
+ * of many packages go out of scope with it, and quoted values, comments
+ * and CDATA may hold any of the characters the bound counts.
+ */
+static void
+test_pskc_many_scoped_namespaces_import(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_import_result res;
+	size_t len;
+	char *doc = build_doc(PSKC_ROOT
+	    " Id='a=b&gt;c' xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\">"
+	    "<!-- <x a=1 b=2 xmlns:q='z'> -->",
+	    "<KeyPackage xmlns:a=\"urn:a\" xmlns:b=\"urn:b\" b:c=\"x=y\">"
+	    "<Key Id=\"NS",
+	    "\" Algorithm=\"urn:ietf:params:xml:ns:keyprov:pskc:"
+	    "totp\"><Data><Secret><PlainValue><![CDATA[MTIzNDU2Nzg5MDEyMzQ1"
+	    "Njc4OTA=]]></PlainValue></Secret></Data></Key></KeyPackage>",
+	    1000, "</KeyContainer>\n", &len);
+
+	assert_int_equal(sotp_import_pskc(f->ctx, doc, len, NULL, 0, NULL, NULL,
+	                     1, T0, &res),
+	    SOTP_OK);
+	free(doc);
+	if (res.refused)
+		fail_msg("refused: entry %u: %s", res.entry, res.reason);
+	assert_int_equal(res.imported, 1000);
+}
+
 /* ---- CSV ---- */
 
 static void
@@ -819,6 +927,9 @@ main(void)
 	    T(test_pskc_pbkdf2_xenc11_namespace),
 	    T(test_pskc_csv_hotp),
 	    T(test_pskc_doctype_refused),
+	    T(test_pskc_namespace_flood_refused),
+	    T(test_pskc_attribute_flood_refused),
+	    T(test_pskc_many_scoped_namespaces_import),
 	    T(test_pskc_csv_import),
 	    T(test_pskc_csv_refusals),
 	    T(test_pskc_store_batch_rollback),

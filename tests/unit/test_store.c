@@ -558,7 +558,8 @@ test_store_contract_list_rehash(void **state)
 	add_contract(fx->st, "C10");
 	add_contract(fx->st, "C1");
 	assert_int_equal(
-	    sotp_store_contract_list(fx->st, contract_listed, &l), SOTP_OK);
+	    sotp_store_contract_list(fx->st, 0, 0, -1, contract_listed, &l),
+	    SOTP_OK);
 	assert_int_equal(l.n, 3);
 	assert_string_equal(l.ids[0], "C1");
 	assert_string_equal(l.ids[1], "C10");
@@ -818,6 +819,75 @@ test_store_unlock_resets(void **state)
 	assert_int_equal(c.failures, 0);
 }
 
+struct ids {
+	char list[256];
+};
+
+static int
+ids_cb(void *arg, const struct sotp_contract_rec *c)
+{
+	struct ids *l = arg;
+	size_t n = strlen(l->list);
+
+	snprintf(
+	    l->list + n, sizeof(l->list) - n, "%s%s", n > 0 ? " " : "", c->id);
+	return 0;
+}
+
+static const char *
+list_ids(
+    struct sotp_store *st, int locked, int64_t now, int closed, struct ids *l)
+{
+	l->list[0] = '\0';
+	assert_int_equal(
+	    sotp_store_contract_list(st, locked, now, closed, ids_cb, l),
+	    SOTP_OK);
+	return l->list;
+}
+
+/* The help desk's list and token switch, on both dialects. */
+static void
+test_store_contract_list_token_disable(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_token_rec t;
+	struct ids l;
+	unsigned int n = 0;
+	int64_t lock = 0;
+	int closed = 0;
+
+	add_contract(fx->st, "C3");
+	add_contract(fx->st, "C1");
+	add_contract(fx->st, "C2");
+	add_contract(fx->st, "C4");
+	/* C1 locked until an admin, C2 until 2000, C4 closed. */
+	assert_int_equal(
+	    sotp_store_fail(fx->st, "C1", 1, -1, &n, &lock), SOTP_OK);
+	assert_int_equal(
+	    sotp_store_fail(fx->st, "C2", 1, 2000, &n, &lock), SOTP_OK);
+	assert_int_equal(
+	    sotp_store_contract_close(fx->st, "C4", &closed), SOTP_OK);
+	assert_int_equal(closed, 1);
+	assert_string_equal(list_ids(fx->st, 0, 1000, -1, &l), "C1 C2 C3 C4");
+	assert_string_equal(list_ids(fx->st, 1, 1000, -1, &l), "C1 C2");
+	assert_string_equal(list_ids(fx->st, 1, 2000, -1, &l), "C1");
+	assert_string_equal(list_ids(fx->st, 0, 1000, 0, &l), "C1 C2 C3");
+	assert_string_equal(list_ids(fx->st, 0, 1000, 1, &l), "C4");
+	assert_string_equal(list_ids(fx->st, 1, 1000, 1, &l), "");
+
+	add_token(fx->st, "T1");
+	assert_int_equal(
+	    sotp_store_token_set_disabled(fx->st, "T1", 1), SOTP_OK);
+	assert_int_equal(sotp_store_token_get(fx->st, "T1", &t), SOTP_OK);
+	assert_int_equal(t.disabled, 1);
+	assert_int_equal(
+	    sotp_store_token_set_disabled(fx->st, "T1", 0), SOTP_OK);
+	assert_int_equal(sotp_store_token_get(fx->st, "T1", &t), SOTP_OK);
+	assert_int_equal(t.disabled, 0);
+	assert_int_equal(
+	    sotp_store_token_set_disabled(fx->st, "T9", 1), SOTP_ERR_NOT_FOUND);
+}
+
 static void
 test_store_accept_step_cas(void **state)
 {
@@ -876,30 +946,90 @@ static void
 test_store_state_use_replay_purge(void **state)
 {
 	struct fixture *fx = *state;
-	uint8_t a[16], b[16];
+	uint8_t a[16], b[16], c[16];
 	int fresh = -1;
 
 	memset(a, 0x11, sizeof(a));
 	memset(b, 0x22, sizeof(b));
+	memset(c, 0x33, sizeof(c));
+	/* The first use finds a purge due: it runs (nothing to purge). */
 	assert_int_equal(
 	    sotp_store_state_use(fx->st, a, 1100, 1000, &fresh), SOTP_OK);
 	assert_int_equal(fresh, 1);
 	assert_int_equal(
 	    sotp_store_state_use(fx->st, a, 1100, 1050, &fresh), SOTP_OK);
 	assert_int_equal(fresh, 0);
-	/* At its expiry second the row is still there. */
+	/* At its expiry second the row is still there (and a purge ran). */
 	assert_int_equal(
 	    sotp_store_state_use(fx->st, a, 1100, 1100, &fresh), SOTP_OK);
 	assert_int_equal(fresh, 0);
-	/* Past it, the row is purged (the engine refuses such a state). */
+	/* Past it, the row stays until the next purge is due. */
 	assert_int_equal(
 	    sotp_store_state_use(fx->st, b, 1300, 1101, &fresh), SOTP_OK);
 	assert_int_equal(fresh, 1);
 	assert_int_equal(
 	    sotp_store_state_use(fx->st, a, 1300, 1102, &fresh), SOTP_OK);
+	assert_int_equal(fresh, 0);
+	/* A minute after the last purge, one runs after this use. */
+	assert_int_equal(
+	    sotp_store_state_use(fx->st, c, 1400, 1100 + 60, &fresh), SOTP_OK);
+	assert_int_equal(fresh, 1);
+	/* a's row is gone: an id with a later expiry is fresh again... */
+	assert_int_equal(
+	    sotp_store_state_use(fx->st, a, 1300, 1161, &fresh), SOTP_OK);
+	assert_int_equal(fresh, 1);
+	/* ...but never one that does not outlive what was purged. */
+	memset(a, 0x44, sizeof(a));
+	assert_int_equal(
+	    sotp_store_state_use(fx->st, a, 1100, 1099, &fresh), SOTP_OK);
+	assert_int_equal(fresh, 0);
+	assert_int_equal(
+	    sotp_store_state_use(fx->st, b, 1300, 1162, &fresh), SOTP_OK);
+	assert_int_equal(fresh, 0);
+}
+
+/*
+ * A server whose clock runs ahead purges marks by its clock while a server
+ * on time still holds their states valid. Whatever the clocks do, a mark
+ * at or below the highest expiry purged so far is never fresh again: its
+ * twin may be gone. Marks above it are not affected.
+ */
+static void
+test_store_state_use_after_purge_ahead(void **state)
+{
+	struct fixture *fx = *state;
+	uint8_t a[16], b[16], c[16], d[16];
+	int fresh = -1;
+
+	memset(a, 0x11, sizeof(a));
+	memset(b, 0x22, sizeof(b));
+	memset(c, 0x33, sizeof(c));
+	memset(d, 0x44, sizeof(d));
+	assert_int_equal(
+	    sotp_store_state_use(fx->st, a, 1120, 1005, &fresh), SOTP_OK);
+	assert_int_equal(fresh, 1);
+	/* A server an hour ahead: a's mark goes. */
+	assert_int_equal(
+	    sotp_store_state_use(fx->st, b, 4720, 4601, &fresh), SOTP_OK);
+	assert_int_equal(fresh, 1);
+	/* Back on time, a is still valid there: not fresh. */
+	assert_int_equal(
+	    sotp_store_state_use(fx->st, a, 1120, 1060, &fresh), SOTP_OK);
+	assert_int_equal(fresh, 0);
+	/* Nor is a state issued before a and never used. */
+	assert_int_equal(
+	    sotp_store_state_use(fx->st, c, 1100, 1061, &fresh), SOTP_OK);
+	assert_int_equal(fresh, 0);
+	/* A state that outlives every purged mark is. */
+	assert_int_equal(
+	    sotp_store_state_use(fx->st, d, 1121, 1062, &fresh), SOTP_OK);
 	assert_int_equal(fresh, 1);
 	assert_int_equal(
-	    sotp_store_state_use(fx->st, b, 1300, 1103, &fresh), SOTP_OK);
+	    sotp_store_state_use(fx->st, d, 1121, 1063, &fresh), SOTP_OK);
+	assert_int_equal(fresh, 0);
+	/* The purger's clock does not move the line, only what it purged. */
+	assert_int_equal(
+	    sotp_store_state_use(fx->st, b, 4720, 4602, &fresh), SOTP_OK);
 	assert_int_equal(fresh, 0);
 }
 
@@ -943,7 +1073,7 @@ add_audit(struct sotp_store *st, int64_t ts, const char *contract,
 	r.verdict = "reject";
 	r.reason = reason;
 	r.detail = contract != NULL ? "window=1" : NULL;
-	assert_int_equal(sotp_store_audit_add(st, &r), SOTP_OK);
+	assert_int_equal(sotp_store_audit_append(st, &r, 0, NULL), SOTP_OK);
 }
 
 static void
@@ -1193,12 +1323,59 @@ test_store_open_other_schema_version(void **state)
 
 	sotp_store_close(fx->st);
 	fx->st = NULL;
-	raw_exec(fx->path, "UPDATE schema_version SET version = 2");
+	raw_exec(fx->path, "UPDATE schema_version SET version = 3");
 	assert_int_equal(sotp_store_open(fx->url, 0, &st, err, sizeof(err)),
 	    SOTP_ERR_STORE_UNAVAILABLE);
-	assert_non_null(strstr(err, "version 2"));
+	assert_non_null(strstr(err, "version 3"));
 	assert_int_equal(sotp_store_open(fx->url, 1, &st, err, sizeof(err)),
 	    SOTP_ERR_STORE_UNAVAILABLE);
+}
+
+/*
+ * A version 1 store, from before the audit chain: refused until init
+ * upgrades it; its rows stay, counted as from before the chain.
+ */
+static void
+test_store_upgrade_from_v1(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_store *st = NULL;
+	struct sotp_audit_head h;
+	int64_t pending = -1, legacy = -1;
+	char err[512];
+	static const char down[] =
+	    "DROP TABLE audit_head; DROP INDEX audit_seq;"
+	    " DROP INDEX audit_pending; ALTER TABLE audit DROP COLUMN seq;"
+	    " ALTER TABLE audit DROP COLUMN mac;"
+	    " ALTER TABLE audit DROP COLUMN keyed;"
+	    " INSERT INTO audit (ts, action, contract, serial, context,"
+	    " verdict, reason, detail) VALUES (5, 'verify', 'C1', '',"
+	    " 'login', 'accept', 0, '');"
+	    " UPDATE schema_version SET version = 1";
+
+	sotp_store_close(fx->st);
+	fx->st = NULL;
+	if (pg_url() != NULL)
+		pg_exec(down);
+	else
+		raw_exec(fx->path, down);
+	assert_int_equal(sotp_store_open(fx->url, 0, &st, err, sizeof(err)),
+	    SOTP_ERR_STORE_UNAVAILABLE);
+	if (strstr(err, "version 1") == NULL ||
+	    strstr(err, "shinkin-otp init") == NULL)
+		fail_msg("refusal of a version 1 store: %s", err);
+	assert_int_equal(
+	    sotp_store_open(fx->url, 1, &fx->st, err, sizeof(err)), SOTP_OK);
+	assert_int_equal(
+	    sotp_store_audit_counts(fx->st, &pending, &legacy), SOTP_OK);
+	assert_int_equal(pending, 0);
+	assert_int_equal(legacy, 1);
+	assert_int_equal(sotp_store_audit_head(fx->st, 0, &h), SOTP_OK);
+	assert_int_equal(h.seq, 0);
+	/* And it opens as any store now. */
+	assert_int_equal(
+	    sotp_store_open(fx->url, 0, &st, err, sizeof(err)), SOTP_OK);
+	sotp_store_close(st);
 }
 
 static void
@@ -1276,6 +1453,100 @@ racer(const char *url, int ready_fd, int go_fd, int64_t step)
 		status = won ? 10 : 11;
 	sotp_store_close(st);
 	_exit(status);
+}
+
+/*
+ * One racer for test_store_race_state_purge: like racer(), but uses the
+ * state id made of `b` bytes. Exit status 10 = fresh, 11 = not, 1 = error.
+ */
+static void
+state_racer(const char *url, int ready_fd, int go_fd, uint8_t b,
+    int64_t expires, int64_t now)
+{
+	struct sotp_store *st = NULL;
+	uint8_t id[16];
+	char err[512], c = 'r';
+	int fresh = 0, status = 1;
+
+	memset(id, b, sizeof(id));
+	if (sotp_store_open(url, 0, &st, err, sizeof(err)) != SOTP_OK)
+		_exit(1);
+	if (write(ready_fd, &c, 1) != 1)
+		_exit(1);
+	if (read(go_fd, &c, 1) != 0)
+		_exit(1);
+	if (sotp_store_state_use(st, id, expires, now, &fresh) == SOTP_OK)
+		status = fresh ? 10 : 11;
+	sotp_store_close(st);
+	_exit(status);
+}
+
+/*
+ * A server ahead purges a used state's mark while a server on time
+ * replays that state, at the same instant: whichever runs first, the
+ * replay is never fresh (the purge and the horizon commit together, and
+ * every state_use is ordered against them).
+ */
+static void
+test_store_race_state_purge(void **state)
+{
+	struct fixture *fx = *state;
+	uint8_t id[16];
+	char err[512], c;
+	int ready[2], go[2], fresh = 0;
+	pid_t pid[2];
+	int64_t e;
+	int r, i, wst, st[2];
+
+	for (r = 1; r <= 40; r++) {
+		e = 1000 * (int64_t)r;
+		memset(id, r, sizeof(id));
+		assert_int_equal(
+		    sotp_store_state_use(fx->st, id, e, e - 60, &fresh),
+		    SOTP_OK);
+		assert_int_equal(fresh, 1);
+		sotp_store_close(fx->st);
+		fx->st = NULL;
+		assert_int_equal(pipe(ready), 0);
+		assert_int_equal(pipe(go), 0);
+		for (i = 0; i < 2; i++) {
+			pid[i] = fork();
+			assert_true(pid[i] >= 0);
+			if (pid[i] != 0)
+				continue;
+			close(ready[0]);
+			close(go[1]);
+			/*
+			 * Ahead: its own new state, then the purge that is
+			 * due for it (the last ran at e - 60, by our use).
+			 */
+			if (i == 0)
+				state_racer(fx->url, ready[1], go[0],
+				    (uint8_t)(100 + r), e + 100000,
+				    e + SOTP_STORE_STATE_PURGE_EVERY);
+			/* on time: the used state again */
+			state_racer(
+			    fx->url, ready[1], go[0], (uint8_t)r, e, e - 50);
+		}
+		close(ready[1]);
+		close(go[0]);
+		for (i = 0; i < 2; i++)
+			assert_int_equal(read(ready[0], &c, 1), 1);
+		close(go[1]);
+		close(ready[0]);
+		for (i = 0; i < 2; i++) {
+			assert_int_equal(waitpid(pid[i], &wst, 0), pid[i]);
+			assert_true(WIFEXITED(wst));
+			st[i] = WEXITSTATUS(wst);
+		}
+		if (st[0] != 10 || st[1] != 11)
+			fail_msg("round %d: purger exit %d (want 10), replay "
+			         "exit %d (want 11: not fresh)",
+			    r, st[0], st[1]);
+		assert_int_equal(
+		    sotp_store_open(fx->url, 0, &fx->st, err, sizeof(err)),
+		    SOTP_OK);
+	}
 }
 
 static void
@@ -1450,14 +1721,32 @@ test_store_url_redact(void **state)
 	        "postgresql:host=db password = *** dbname=otp"},
 	    {"postgresql:host=db passwordx=1",
 	        "postgresql:host=db passwordx=1"},
+	    /* libpq key=value right after the scheme. */
+	    {"postgresql:password=pw host=db",
+	        "postgresql:password=*** host=db"},
+	    /* Glued to its quotes, or unterminated: all of it goes. */
+	    {"postgresql:password='a b'c=d e=f", "postgresql:password=*** e=f"},
+	    {"postgresql:password='a b\\", "postgresql:password=***"},
+	    /* A masked value held the '/' that ended the authority: masking
+	     * again would differ, so only the scheme is shown (fuzz_policy). */
+	    {"postgres://:sq\030it  =od pass password =://\t\257postge@",
+	        "postgres:***"},
+	    /* What fuzz_policy found: an escape, then a second password. */
+	    {"postgres:x =y password ='\xd7\x1c\\\x1c=\tpostgres: password ='"
+	     "\xd7\x1c\\\x1c\x01ll rr",
+	        "postgres:x =y password =*** rr"},
 	};
-	char out[256];
+	char out[256], again[256];
 	size_t i;
 
 	(void)state;
 	for (i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
 		sotp_store_url_redact(v[i].in, out, sizeof(out));
 		assert_string_equal(out, v[i].out);
+		/* Masking what is masked changes nothing: a dump reads back
+		 * as the same policy. */
+		sotp_store_url_redact(out, again, sizeof(again));
+		assert_string_equal(again, out);
 	}
 	sotp_store_url_redact("postgresql://u:pw@db/otp", out, 12);
 	assert_string_equal(out, "postgresql:");
@@ -1491,10 +1780,10 @@ test_store_pg_other_schema_version(void **state)
 
 	sotp_store_close(fx->st);
 	fx->st = NULL;
-	pg_exec("UPDATE schema_version SET version = 2");
+	pg_exec("UPDATE schema_version SET version = 3");
 	assert_int_equal(sotp_store_open(fx->url, 0, &st, err, sizeof(err)),
 	    SOTP_ERR_STORE_UNAVAILABLE);
-	assert_non_null(strstr(err, "version 2"));
+	assert_non_null(strstr(err, "version 3"));
 	assert_int_equal(sotp_store_open(fx->url, 1, &st, err, sizeof(err)),
 	    SOTP_ERR_STORE_UNAVAILABLE);
 }
@@ -1796,8 +2085,11 @@ main(void)
 	    T(test_store_fail_locks_at_threshold),                             \
 	    T(test_store_fail_threshold_zero_never_locks),                     \
 	    T(test_store_unlock_resets), T(test_store_accept_step_cas),        \
+	    T(test_store_contract_list_token_disable),                         \
 	    T(test_store_state_use_replay_purge),                              \
+	    T(test_store_state_use_after_purge_ahead),                         \
 	    T(test_store_audit_add_list), T(test_store_nested_operations),     \
+	    T(test_store_upgrade_from_v1),                                     \
 	    T(test_store_nested_insert_refused),                               \
 	    T(test_store_dialects_complete),                                   \
 	    T(test_store_locks_need_a_transaction),                            \
@@ -1806,7 +2098,8 @@ main(void)
 	    T(test_store_open_unsupported_url), T(test_store_pg_unreachable),  \
 	    T(test_store_pg_malformed_url), T(test_store_url_redact),          \
 	    T(test_store_errmsg_names_operation),                              \
-	    T(test_store_race_accept_step), T(test_store_race_bind)
+	    T(test_store_race_accept_step), T(test_store_race_bind),           \
+	    T(test_store_race_state_purge)
 	const struct CMUnitTest sqlite_tests[] = {
 	    COMMON_TESTS,
 	    T(test_store_file_mode_0600),

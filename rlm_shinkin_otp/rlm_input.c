@@ -1,0 +1,86 @@
+/*
+ * rlm_input.c - a request's attributes into one round of the engine, and
+ * a question back into a challenge's attributes (rlm_input.h).
+ */
+#include "rlm_input.h"
+
+#include <string.h>
+
+const char *
+rlm_contract_id(const struct rlm_request *r)
+{
+	if (r->user == NULL || memchr(r->user, '\0', r->user_len) != NULL)
+		return NULL;
+	return r->user;
+}
+
+int
+rlm_context(const struct sotp_ctx *ctx, const char *fixed,
+    const struct rlm_request *r, const char **context)
+{
+	*context = NULL;
+	if (fixed != NULL && fixed[0] != '\0') {
+		*context = fixed;
+		return 0;
+	}
+	if (r->service == NULL ||
+	    sotp_policy_context_for(ctx, r->service, context) != SOTP_OK)
+		return -1;
+	return 0;
+}
+
+int
+rlm_round(struct sotp_ctx *ctx, const char *context, int append,
+    const struct rlm_request *r, struct sotp_attempt **a,
+    struct sotp_decision *d)
+{
+	const char *user = rlm_contract_id(r);
+	int rc;
+
+	*a = NULL;
+	memset(d, 0, sizeof(*d));
+	d->verdict = SOTP_REJECT;
+	/*
+	 * A NUL inside User-Password would cut what the customer typed: no
+	 * part of it is taken for the whole.
+	 */
+	if (user == NULL || r->password == NULL ||
+	    memchr(r->password, '\0', r->password_len) != NULL)
+		return SOTP_ERR_BAD_INPUT;
+	if (r->state != NULL)
+		rc = sotp_attempt_resume(
+		    ctx, user, context, r->state, r->state_len, r->now, a);
+	else
+		rc = sotp_attempt_begin(ctx, user, context, r->now, a);
+	if (rc != SOTP_OK)
+		return rc;
+	if (append && r->state == NULL)
+		rc = sotp_attempt_set_combined(*a, r->password);
+	else
+		rc = sotp_attempt_answer(*a, r->password);
+	if (rc != SOTP_OK)
+		return rc;
+	return sotp_attempt_step(*a, d);
+}
+
+int
+rlm_challenge(struct sotp_attempt *a, const struct sotp_decision *d,
+    struct rlm_challenge *out)
+{
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if ((rc = sotp_attempt_export(a, out->state, sizeof(out->state),
+	         &out->state_len)) != SOTP_OK)
+		return rc;
+	/* RFC 2865 5.18: clients show the messages in the order they come. */
+	if (d->message[0] != '\0')
+		out->text[out->ntext++] = d->message;
+	if (d->prompt[0] != '\0')
+		out->text[out->ntext++] = d->prompt;
+	if (strlen(d->message) > RLM_ATTR_MAX ||
+	    strlen(d->prompt) > RLM_ATTR_MAX || out->state_len > RLM_ATTR_MAX)
+		return SOTP_ERR_BUFFER;
+	out->echo = d->echo != 0;
+	return SOTP_OK;
+}

@@ -1,0 +1,75 @@
+/*
+ * rlm_input.h - what rlm_shinkin_otp makes of a request's attributes and
+ * of the engine's answer, in plain C: no FreeRADIUS type, so that it can
+ * be built and fuzzed without radiusd (tests/fuzz/fuzz_radius.c). The
+ * module's glue (rlm_shinkin_otp.c) only moves values between these and
+ * the attribute lists.
+ */
+#ifndef RLM_SHINKIN_OTP_INPUT_H
+#define RLM_SHINKIN_OTP_INPUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "shinkin_otp.h"
+
+/* A Reply-Message or State is one attribute: at most 253 octets. */
+#define RLM_ATTR_MAX 253
+
+/* One Access-Request, as the attributes carry it. */
+struct rlm_request {
+	const char *user; /* User-Name: len octets, NUL after them */
+	size_t user_len;
+	const char *password; /* User-Password, decrypted: len octets */
+	size_t password_len;
+	const uint8_t *state; /* State, or NULL when the request has none */
+	size_t state_len;
+	const char *service; /* the context attribute's value, or NULL */
+	time_t now;
+};
+
+/*
+ * User-Name as a contract ID (the engine judges it), or NULL when it holds
+ * a NUL and so could not be passed on whole.
+ */
+const char *rlm_contract_id(const struct rlm_request *r);
+
+/*
+ * The context: `fixed` (the module's context), else the policy's
+ * [services] map of r->service. 0, or -1 when there is none (no
+ * attribute, or a value the map does not know).
+ */
+int rlm_context(const struct sotp_ctx *ctx, const char *fixed,
+    const struct rlm_request *r, const char **context);
+
+/*
+ * One round: with a State, the attempt it exported resumes and
+ * User-Password answers the question it asked; without one a new
+ * attempt begins, and User-Password answers its first question, or in
+ * append mode is the password followed by the code. *a is the caller's
+ * to free (also on error). SOTP_ERR_BAD_INPUT for a User-Name or
+ * User-Password that holds a NUL; else the engine's errors.
+ */
+int rlm_round(struct sotp_ctx *ctx, const char *context, int append,
+    const struct rlm_request *r, struct sotp_attempt **a,
+    struct sotp_decision *d);
+
+/* What an Access-Challenge carries. */
+struct rlm_challenge {
+	uint8_t state[SOTP_STATE_MAX];
+	size_t state_len;
+	const char *text[2]; /* Reply-Messages in order: message, prompt */
+	size_t ntext;
+	int echo; /* Prompt: 1 Echo, 0 No-Echo */
+};
+
+/*
+ * The challenge for a CONTINUE decision d of attempt a (texts point into
+ * d). SOTP_ERR_BUFFER when a text would not fit one attribute (a core
+ * bug, refused rather than cut); else the engine's export errors.
+ */
+int rlm_challenge(struct sotp_attempt *a, const struct sotp_decision *d,
+    struct rlm_challenge *out);
+
+#endif /* RLM_SHINKIN_OTP_INPUT_H */

@@ -1,0 +1,60 @@
+#!/bin/sh
+# Every export of a token secret is an audited admin action (issue 12,
+# defect 4): token show --uri, --qr and --png (and token generate, which
+# prints the URI) each write one "token.export" row naming the forms, and
+# an export that cannot be audited does not happen.
+. "$TOP/tests/lib.sh"
+. "$TOP/tests/cli/lib_cli.sh"
+mk_sandbox
+OUT=$SB/out
+ERR=$SB/err
+fresh_step 10
+
+# exports: the token.export rows of the audit, one per line.
+exports() {
+	"$CLI" audit >"$SB/audit" 2>"$SB/audit.err" &&
+	    grep ' token\.export ' "$SB/audit" >"$SB/exports"
+	wc -l <"$SB/exports"
+}
+# last_export: "ACTION VERDICT REASON contract=.. serial=.. ... detail=.."
+last_export() { tail -n 1 "$SB/exports" | cut -d ' ' -f 3-; }
+
+S=$(secret)
+check "provision" provision T1 "$S" C1
+check "token show" cli token show T1
+check "token show exports nothing, audits no export" test "$(exports)" -eq 0
+check "token show --uri" cli token show T1 --uri
+check "the URI is printed" contains "$OUT" "secret=$S"
+check "one export row" test "$(exports)" -eq 1
+check "it names the token, its contract and the form" test \
+    "$(last_export)" = "token.export accept ACCEPTED contract=C1 serial=T1 context=- detail=uri"
+check "token show --qr" cli token show T1 --qr
+check "a second export row" test "$(exports)" -eq 2
+check "detail qr" test "$(last_export | sed 's/.* detail=//')" = qr
+check "token show --png" cli token show T1 --png "$SB/t1.png"
+check "a third export row" test "$(exports)" -eq 3
+check "detail png" test "$(last_export | sed 's/.* detail=//')" = png
+check "--json token show --uri --qr is a usage error, no row" \
+    sh -c '! "$1" --json token show T1 --uri --qr >/dev/null 2>&1' sh "$CLI"
+check "still three rows" test "$(exports)" -eq 3
+check "--json token show --uri --png" \
+    cli --json token show T1 --uri --png "$SB/t1b.png"
+check "one row for both forms" test "$(exports)" -eq 4
+check "detail 'uri png'" test "$(last_export | sed 's/.* detail=//')" = "uri png"
+refused UNKNOWN_SERIAL "token show --uri of an unknown serial" \
+    cli token show NOPE --uri
+check "no row for what was not exported" test "$(exports)" -eq 4
+check "token generate" cli token generate
+gen=$(cut -d ' ' -f 1 "$OUT")
+check "token generate exports the new secret: a row" test "$(exports)" -eq 5
+check "naming the new serial" contains "$SB/exports" "serial=$gen"
+
+# The audit row cannot be written: no secret leaves.
+check "audit rows refused by a trigger" sqlite3 "$(conf_path store)" \
+    "CREATE TRIGGER no_audit BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'audit refused'); END;"
+check_rc 2 "token show --uri fails" cli token show T1 --uri
+check "and prints no secret" sh -c '! grep -q "$1" "$2" "$3"' sh "$S" "$OUT" "$ERR"
+check "it says the export was not audited" contains "$ERR" "export not audited"
+check_rc 2 "token show --png fails" cli token show T1 --png "$SB/t1c.png"
+check "and writes no file" test ! -e "$SB/t1c.png"
+echo "1..$TAPN"

@@ -1,0 +1,425 @@
+/*
+ * fuzz_state.c - libFuzzer harness for the exported attempt state (what
+ * RADIUS carries in State between two requests, engine_state.c version 2):
+ * resume, answer, step, and for a challenge export, resume and step again,
+ * on a private store (tests/fuzz/fuzz_env.h) restored after every input.
+ *
+ * Input: byte 0 picks the contract (% 4), the context (/ 4 % 6) and, in
+ * bit (/ 24 % 2), whether the first field is an append-mode value; byte 1
+ * holds flags; then the state, then up to six '\n'-separated fields: the
+ * answer to the question asked, then inputs by name (password, code,
+ * card digits, serial, login choice); an empty one is not supplied.
+ *   flags bit 0   the state is a body (version .. serial length, then
+ *                 that many serial bytes) that the harness signs with the
+ *                 state key the way the engine does, so that the fuzzer
+ *                 reaches what lies behind the MAC; without it the state
+ *                 is the octets up to the first '\n', as a stranger would
+ *                 send them;
+ *   bits 1-2      1..3: the code by name is the right one of token 1..3;
+ *   bit 3         the card digits by name are right for the body's cells;
+ *   bits 4-7      now is T0 plus that many seconds.
+ * With SOTP_FUZZ_VERBOSE set, each decision is printed (to check seeds).
+ *
+ * Checks: no overrun, no error on any input (a refusal is not an error),
+ * an unsigned state is refused as invalid whatever follows, a verdict is
+ * one of the three and an accept has the ACCEPTED reason, texts end in
+ * their buffers, a challenge exports and resumes to the same question,
+ * and outside a registration an accept was earned in this round: the
+ * right code of the contract's token, or the right card digits, came in.
+ */
+#include "fuzz_env.h"
+
+#include <crypt.h>
+#include <openssl/crypto.h>
+#include <sqlite3.h>
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* engine_state.c's version 2 layout; checked against an export at start. */
+#define ST_ID_LEN 16
+#define ST_DONE (1 + ST_ID_LEN + 8 + 1)
+#define ST_NCELLS (ST_DONE + 2)
+#define ST_CELLS (ST_NCELLS + 1)
+#define ST_FIXED (ST_CELLS + SOTP_MAX_CELLS + 1 + 4 + 8 + 1)
+#define ST_MAC_LEN 16
+#define ST_MAX (ST_FIXED + SOTP_ID_MAX - 1 + ST_MAC_LEN)
+#define NTOKENS 3
+#define NFIELDS 6
+
+static const char *const contracts[] = {"F-OTP", "F-CARD", "F-REG", "F-NONE"};
+static const char *const contexts[] = {"login", "transaction", "mobile",
+    "registration", "unregistration", "nosuch"};
+static const char *const serials[NTOKENS] = {"F-T1", "F-T2", "F-T3"};
+static const char *const secrets[NTOKENS] = {"JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
+    "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", "MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43U"};
+
+static struct sotp_ctx *ctx;
+static int verbose;        /* SOTP_FUZZ_VERBOSE set: each decision on stderr */
+static sqlite3 *db;        /* restores the store after each input */
+static char grids[2][512]; /* printed cards of F-CARD and F-REG */
+static char codes[16][NTOKENS][SOTP_CODE_MAX + 1]; /* per second of now */
+/* Every code the window and a learned drift could take: steps -3..3. */
+static char near[7][NTOKENS][SOTP_CODE_MAX + 1];
+
+static const char restore_sql[] =
+    "BEGIN IMMEDIATE; DELETE FROM used_states; DELETE FROM audit;"
+    "DELETE FROM contracts; DELETE FROM tokens;"
+    "INSERT INTO tokens SELECT * FROM snap_tokens;"
+    "INSERT INTO contracts SELECT * FROM snap_contracts; COMMIT;";
+
+static void
+check_admin(int rc, const struct sotp_decision *d, const char *what)
+{
+	if (rc != SOTP_OK || d->verdict != SOTP_ACCEPT)
+		fuzz_abort(what, ctx);
+}
+
+static void
+add_token(int i)
+{
+	struct sotp_token_spec spec;
+	struct sotp_decision d;
+	uint8_t key[64];
+	size_t n = 0;
+
+	if (sotp_base32_decode(secrets[i], key, sizeof(key), &n, NULL) !=
+	    SOTP_OK)
+		fuzz_abort("secret", NULL);
+	sotp_token_spec_defaults(ctx, &spec);
+	spec.serial = serials[i];
+	check_admin(
+	    sotp_token_add(ctx, &spec, key, n, FUZZ_T0, &d), &d, "token add");
+}
+
+static void
+bind_token(const char *id, int token, enum sotp_login login)
+{
+	struct sotp_decision d;
+	char code[SOTP_CODE_MAX + 1];
+	uint8_t key[64];
+	size_t n = 0;
+
+	sotp_base32_decode(secrets[token], key, sizeof(key), &n, NULL);
+	if (sotp_totp(SOTP_ALG_SHA1, key, n, FUZZ_T0 - 600, 30, 6, code) !=
+	    SOTP_OK)
+		fuzz_abort("totp", NULL);
+	check_admin(sotp_contract_bind(ctx, id, serials[token], code, login,
+	                FUZZ_T0 - 600, &d),
+	    &d, "contract bind");
+}
+
+/* The store as every input finds it; passwords hashed cheaply. */
+static void
+provision(const char *path)
+{
+	struct crypt_data cd;
+	struct sotp_decision d;
+	char sql[512];
+	const char *h;
+	uint8_t key[64];
+	size_t i, t, n;
+
+	for (i = 0; i < NTOKENS; i++)
+		add_token((int)i);
+	for (i = 0; i < 3; i++)
+		check_admin(
+		    sotp_contract_add(ctx, contracts[i], "pw", FUZZ_T0, &d), &d,
+		    "contract add");
+	check_admin(sotp_contract_card(
+	                ctx, "F-CARD", FUZZ_T0, grids[0], sizeof(grids[0]), &d),
+	    &d, "card");
+	check_admin(sotp_contract_card(
+	                ctx, "F-REG", FUZZ_T0, grids[1], sizeof(grids[1]), &d),
+	    &d, "card");
+	bind_token("F-OTP", 0, SOTP_LOGIN_OTP);
+	bind_token("F-CARD", 1, SOTP_LOGIN_CARD);
+	for (i = 0; i < 16; i++)
+		for (t = 0; t < NTOKENS; t++) {
+			sotp_base32_decode(
+			    secrets[t], key, sizeof(key), &n, NULL);
+			sotp_totp(SOTP_ALG_SHA1, key, n, FUZZ_T0 + (time_t)i,
+			    30, 6, codes[i][t]);
+			if (i < 7)
+				sotp_totp(SOTP_ALG_SHA1, key, n,
+				    FUZZ_T0 + 30 * ((time_t)i - 3), 30, 6,
+				    near[i][t]);
+		}
+	memset(&cd, 0, sizeof(cd));
+	/* yescrypt costs tens of ms a check: sha256crypt at its minimum. */
+	if ((h = crypt_r("pw", "$5$rounds=1000$fuzzsalt$", &cd)) == NULL ||
+	    h[0] != '$')
+		fuzz_abort("crypt", NULL);
+	snprintf(sql, sizeof(sql),
+	    "UPDATE contracts SET pwhash = '%s';"
+	    "CREATE TABLE snap_tokens AS SELECT * FROM tokens;"
+	    "CREATE TABLE snap_contracts AS SELECT * FROM contracts;",
+	    h);
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) !=
+	        SQLITE_OK ||
+	    sqlite3_busy_timeout(db, 5000) != SQLITE_OK ||
+	    sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
+		fuzz_abort("snapshot", NULL);
+}
+
+/* raw[len + ST_MAC_LEN]: body given, MAC computed as engine_state.c does. */
+static void
+sign(uint8_t *raw, size_t len, const char *contract, const char *context)
+{
+	uint8_t buf[ST_MAX + SOTP_ID_MAX + SOTP_NAME_MAX], mac[32];
+	size_t n = len, cl = strlen(contract), xl = strlen(context);
+
+	memcpy(buf, raw, len);
+	memcpy(buf + n, contract, cl + 1);
+	n += cl + 1;
+	memcpy(buf + n, context, xl);
+	n += xl;
+	if (sotp_hmac_sha256(ctx->state_key, buf, n, mac) != SOTP_OK)
+		fuzz_abort("state mac", NULL);
+	memcpy(raw + len, mac, ST_MAC_LEN);
+}
+
+/* Re-signs a real export: the layout above must still be the engine's. */
+static void
+check_layout(void)
+{
+	struct sotp_attempt *a = NULL;
+	struct sotp_decision d;
+	uint8_t st[SOTP_STATE_MAX], again[SOTP_STATE_MAX];
+	size_t n = 0;
+
+	if (sotp_attempt_begin(ctx, "F-OTP", "login", FUZZ_T0, &a) != SOTP_OK ||
+	    sotp_attempt_answer(a, "pw") != SOTP_OK ||
+	    sotp_attempt_step(a, &d) != SOTP_OK || d.verdict != SOTP_CONTINUE ||
+	    sotp_attempt_export(a, st, sizeof(st), &n) != SOTP_OK ||
+	    n != ST_FIXED + ST_MAC_LEN || st[0] != 2)
+		fuzz_abort("a real state", ctx);
+	sotp_attempt_free(a);
+	memcpy(again, st, n);
+	sign(again, ST_FIXED, "F-OTP", "login");
+	if (memcmp(st, again, n) != 0)
+		fuzz_abort(
+		    "the harness's state layout is not the engine's", NULL);
+}
+
+int
+LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	char path[300];
+
+	(void)argc;
+	(void)argv;
+	verbose = getenv("SOTP_FUZZ_VERBOSE") != NULL;
+	ctx = fuzz_ctx(path, sizeof(path));
+	provision(path);
+	check_layout();
+	if (sqlite3_exec(db, restore_sql, NULL, NULL, NULL) != SQLITE_OK)
+		fuzz_abort("restore", NULL);
+	return 0;
+}
+
+/* The digits of the contract's card at the body's cells, or "". */
+static void
+card_answer(const char *contract, const uint8_t *body, char *out)
+{
+	const char *grid = strcmp(contract, "F-CARD") == 0
+	    ? grids[0]
+	    : (strcmp(contract, "F-REG") == 0 ? grids[1] : NULL);
+	const uint8_t *cells = body + ST_CELLS;
+	unsigned int cols = ctx->pol.card_cols, rows = ctx->pol.card_rows;
+	unsigned int i, n = body[ST_NCELLS];
+	const char *line;
+	size_t k = 0;
+
+	out[0] = '\0';
+	if (grid == NULL || n > SOTP_MAX_CELLS)
+		return;
+	for (i = 0; i < n; i++) {
+		if (cells[i] >= rows * cols)
+			return;
+		/* line 0 is the header; row r is "R  d d d", line r + 1 */
+		for (line = grid; line != NULL && *line != '\0';) {
+			if (line[0] == (char)('A' + cells[i] / cols))
+				break;
+			line = strchr(line, '\n');
+			line = line != NULL ? line + 1 : NULL;
+		}
+		if (line == NULL || *line == '\0')
+			return;
+		out[k++] = line[3 + 2 * (cells[i] % cols)];
+	}
+	out[k] = '\0';
+}
+
+/* Splits p..end at '\n' into field[NFIELDS]. */
+static void
+split(const uint8_t *p, const uint8_t *end, char field[NFIELDS][1025])
+{
+	const uint8_t *nl;
+	size_t i, n;
+
+	for (i = 0; i < NFIELDS; i++) {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		n = (size_t)((nl != NULL ? nl : end) - p);
+		if (n >= 1025)
+			n = 1024;
+		memcpy(field[i], p, n);
+		field[i][n] = '\0';
+		p = nl != NULL ? nl + 1 : end;
+	}
+}
+
+/* Whether some field, as the engine normalizes digits, equals want. */
+static int
+came_in(char field[NFIELDS][1025], const char *want)
+{
+	char digits[1025];
+	size_t i;
+
+	for (i = 0; i < NFIELDS; i++) {
+		if (want[0] == '\0' ||
+		    sotp_input_digits(field[i], digits, sizeof(digits)) !=
+		        SOTP_OK)
+			continue;
+		if (strcmp(digits, want) == 0)
+			return 1;
+		/* An append-mode value ends with the code. */
+		if (strlen(digits) > strlen(want) &&
+		    strcmp(digits + strlen(digits) - strlen(want), want) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * Outside a registration, what an accept for this contract and context
+ * needs in its round: the code of the token bound, or the card digits.
+ */
+static int
+earned(const char *contract, const char *context, char field[NFIELDS][1025],
+    const char *card)
+{
+	int token = strcmp(contract, "F-OTP") == 0
+	    ? 0
+	    : (strcmp(contract, "F-CARD") == 0 ? 1 : -1);
+	size_t k;
+
+	if (strcmp(context, "mobile") == 0 || token < 0)
+		return 1;
+	if (token == 1 && strcmp(context, "login") == 0)
+		return card[0] != '\0' && came_in(field, card);
+	for (k = 0; k < 7; k++)
+		if (came_in(field, near[k][token]))
+			return 1;
+	return 0;
+}
+
+static void
+one(const uint8_t *data, size_t size)
+{
+	static const enum sotp_factor factors[] = {SOTP_F_PASSWORD, SOTP_F_OTP,
+	    SOTP_F_CARD, SOTP_F_SERIAL, SOTP_F_LOGIN_CHOICE};
+	const char *contract = contracts[data[0] % 4];
+	const char *context = contexts[(data[0] / 4) % 6];
+	int combined = (data[0] / 24) % 2, reg = (data[0] / 4) % 6 == 3;
+	uint8_t flags = data[1], raw[ST_MAX], again[SOTP_STATE_MAX];
+	char field[NFIELDS][1025], card[SOTP_MAX_CELLS + 1] = "";
+	const uint8_t *p = data + 2, *end = data + size, *nl;
+	struct sotp_attempt *a = NULL;
+	struct sotp_decision d;
+	time_t now = FUZZ_T0 + (flags >> 4);
+	size_t n, len, i;
+	unsigned int ask;
+
+	memset(raw, 0, sizeof(raw));
+	if (flags & 1) {
+		n = (size_t)(end - p) < ST_FIXED ? (size_t)(end - p) : ST_FIXED;
+		memcpy(raw, p, n);
+		p += n;
+		len = raw[ST_FIXED - 1];
+		if (len > SOTP_ID_MAX - 1)
+			len = SOTP_ID_MAX - 1;
+		if (len > (size_t)(end - p))
+			len = (size_t)(end - p);
+		raw[ST_FIXED - 1] = (uint8_t)len;
+		memcpy(raw + ST_FIXED, p, len);
+		p += len;
+		len += ST_FIXED;
+		sign(raw, len, contract, context);
+		len += ST_MAC_LEN;
+		card_answer(contract, raw, card);
+	} else {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		len = (size_t)((nl != NULL ? nl : end) - p);
+		if (len > sizeof(raw))
+			len = sizeof(raw);
+		memcpy(raw, p, len);
+		p = nl != NULL ? nl + 1 : end;
+	}
+	split(p, end, field);
+	if ((flags >> 1) & 3)
+		strcpy(field[2], codes[flags >> 4][((flags >> 1) & 3) - 1]);
+	if ((flags & 8) && card[0] != '\0')
+		strcpy(field[3], card);
+
+	if (sotp_attempt_resume(ctx, contract, context, raw, len, now, &a) !=
+	    SOTP_OK)
+		fuzz_abort("resume", ctx);
+	if (field[0][0] != '\0' &&
+	    (combined ? sotp_attempt_set_combined(a, field[0])
+	              : sotp_attempt_answer(a, field[0])) != SOTP_OK)
+		abort();
+	for (i = 1; i < NFIELDS; i++)
+		if (field[i][0] != '\0' &&
+		    sotp_attempt_set(a, factors[i - 1], field[i]) != SOTP_OK)
+			abort();
+	if (sotp_attempt_step(a, &d) != SOTP_OK)
+		fuzz_abort("step", ctx);
+	if (verbose)
+		fprintf(stderr, "%s %s: %s\n", contract, context,
+		    sotp_reason_name(d.reason));
+	if (!(flags & 1) &&
+	    (d.verdict != SOTP_REJECT || d.reason != SOTP_R_STATE_INVALID))
+		abort();
+	if (d.verdict != SOTP_REJECT && d.verdict != SOTP_ACCEPT &&
+	    d.verdict != SOTP_CONTINUE)
+		abort();
+	if ((d.verdict == SOTP_ACCEPT) != (d.reason == SOTP_R_ACCEPTED))
+		abort();
+	if (memchr(d.message, '\0', sizeof(d.message)) == NULL ||
+	    memchr(d.prompt, '\0', sizeof(d.prompt)) == NULL ||
+	    memchr(d.card_cells, '\0', sizeof(d.card_cells)) == NULL)
+		abort();
+	if (d.verdict == SOTP_ACCEPT && !reg &&
+	    !earned(contract, context, field, card)) {
+		fprintf(stderr, "fuzz: %s %s accepted without its factor\n",
+		    contract, context);
+		abort();
+	}
+	if (d.verdict == SOTP_CONTINUE) {
+		/* The question must survive the trip. */
+		ask = d.ask;
+		if (sotp_attempt_export(a, again, sizeof(again), &n) != SOTP_OK)
+			fuzz_abort("export", ctx);
+		sotp_attempt_free(a);
+		a = NULL;
+		if (sotp_attempt_resume(
+		        ctx, contract, context, again, n, now, &a) != SOTP_OK ||
+		    sotp_attempt_step(a, &d) != SOTP_OK)
+			fuzz_abort("resume the export", ctx);
+		if (d.verdict != SOTP_CONTINUE || d.ask != ask)
+			abort();
+	}
+	sotp_attempt_free(a);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (size < 2)
+		return 0;
+	one(data, size);
+	if (sqlite3_exec(db, restore_sql, NULL, NULL, NULL) != SQLITE_OK)
+		fuzz_abort("restore", NULL);
+	return 0;
+}
