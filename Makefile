@@ -92,6 +92,9 @@ $(BUILD)/gen/default_policy.c: conf/shinkin-otp.conf
 $(BUILD)/gen/%.o: $(BUILD)/gen/%.c
 	$(CC) $(CFLAGS) -c -o $@ $<
 
+# The PKCS#11 header only (p11-kit's); the module itself is dlopen()ed.
+$(BUILD)/common/pkcs11.o: CFLAGS += $(shell $(PKG_CONFIG) --cflags p11-kit-1 2>/dev/null)
+
 $(LIB): $(COMMON_OBJ)
 	@mkdir -p $(@D)
 	rm -f $@

@@ -128,5 +128,7 @@ int cmd_verify(struct cli *c, int argc, char **argv);
 int cmd_contract_import(struct cli *c, int argc, char **argv);
 int cmd_export(struct cli *c, int argc, char **argv);
 int cmd_backup(struct cli *c, int argc, char **argv);
+/* key status | rotate | rewrap | drop-kek: cmd_key.c */
+int cmd_key(struct cli *c, int argc, char **argv);
 
 #endif /* SOTP_CLI_H */

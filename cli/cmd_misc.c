@@ -49,27 +49,34 @@ int
 cmd_init(struct cli *c, int argc, char **argv)
 {
 	struct cli_json j;
-	char store[PATH_MAX + 64], key[PATH_MAX];
+	char store[PATH_MAX + 64], key[PATH_MAX], kek[256];
 	size_t npos;
 	int ex, rc;
 
 	if ((ex = cli_parse(c, argc, argv, NULL, NULL, 0, &npos)) != 0)
 		return ex;
-	if ((rc = sotp_init(c->ctx, c->config)) != SOTP_OK)
+	if ((rc = sotp_init_at(c->ctx, c->config, c->now)) != SOTP_OK)
 		return cli_error(c, rc);
 	/* Where init put the key and the store is the policy's to say. */
 	if ((rc = sotp_policy_locations(
-	         c->ctx, store, sizeof(store), key, sizeof(key))) != SOTP_OK)
+	         c->ctx, store, sizeof(store), key, sizeof(key))) != SOTP_OK ||
+	    (rc = sotp_policy_kek(c->ctx, kek, sizeof(kek))) != SOTP_OK)
 		return cli_error(c, rc);
 	if (c->json) {
 		json_begin(&j, stdout);
 		json_str(&j, "config", c->config);
-		json_str(&j, "master_key", key);
+		json_str(&j, "kek", kek);
+		json_str(&j,
+		    strcmp(kek, "file") == 0 ? "master_key" : "pin_file", key);
 		json_str(&j, "store", store);
 		json_end(&j);
-	} else {
+	} else if (strcmp(kek, "file") == 0) {
 		printf("config: %s\nmaster key: %s\nstore: %s\n", c->config,
 		    key, store);
+	} else {
+		printf("config: %s\nkey-encryption key: %s (PIN in %s)\n"
+		       "store: %s\n",
+		    c->config, kek, key, store);
 	}
 	return CLI_EXIT_OK;
 }

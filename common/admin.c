@@ -160,9 +160,10 @@ token_insert(struct sotp_ctx *ctx, const struct sotp_token_spec *spec,
 	t.last_step = spec->period == 0 ? (int64_t)spec->counter - 1 : -1;
 	t.created = (int64_t)now;
 	/* The serial is the AAD: a sealed secret cannot move to a token. */
-	if ((rc = sotp_seal(ctx->key, t.serial, strlen(t.serial), secret, len,
-	         t.secret, sizeof(t.secret), &t.secret_len)) != SOTP_OK)
+	if ((rc = sotp_keys_seal(ctx, t.serial, secret, len, t.secret,
+	         sizeof(t.secret), &t.secret_len)) != SOTP_OK)
 		goto out;
+	(void)sotp_sealed_kv(t.secret, t.secret_len, &t.kv);
 	rc = sotp_store_token_insert(ctx->st, &t);
 	if (rc == SOTP_ERR_EXISTS)
 		rc = sotp_refuse(
@@ -362,8 +363,8 @@ sotp_token_uri(struct sotp_ctx *ctx, const char *serial, const char *how,
 		    sotp_store_errmsg(ctx->st));
 		goto out;
 	}
-	if ((rc = sotp_unseal(ctx->key, t.serial, strlen(t.serial), t.secret,
-	         t.secret_len, key, sizeof(key), &keylen)) != SOTP_OK) {
+	if ((rc = sotp_keys_unseal(ctx, t.serial, t.secret, t.secret_len, key,
+	         sizeof(key), &keylen)) != SOTP_OK) {
 		sotp_ctx_seterr(ctx,
 		    "token %s: secret cannot be decrypted "
 		    "(wrong master key or tampered row)",
@@ -692,6 +693,7 @@ sotp_contract_card(struct sotp_ctx *ctx, const char *id, time_t now, char *grid,
 	char raw[26 * 10 + 1];
 	uint8_t sealed[SOTP_CARD_MAX];
 	size_t n = 0;
+	uint32_t kv = 0;
 	int rc;
 
 	if (grid == NULL || gridsz == 0)
@@ -705,12 +707,13 @@ sotp_contract_card(struct sotp_ctx *ctx, const char *id, time_t now, char *grid,
 		    SOTP_R_UNKNOWN_CONTRACT);
 	if ((rc = sotp_card_new(
 	         p->card_rows, p->card_cols, raw, sizeof(raw))) != SOTP_OK ||
-	    (rc = sotp_seal(ctx->key, id, strlen(id), (const uint8_t *)raw,
-	         strlen(raw), sealed, sizeof(sealed), &n)) != SOTP_OK ||
+	    (rc = sotp_keys_seal(ctx, id, (const uint8_t *)raw, strlen(raw),
+	         sealed, sizeof(sealed), &n)) != SOTP_OK ||
+	    (rc = sotp_sealed_kv(sealed, n, &kv)) != SOTP_OK ||
 	    (rc = sotp_card_format(
 	         raw, p->card_rows, p->card_cols, grid, gridsz)) != SOTP_OK)
 		goto out;
-	rc = sotp_store_contract_set_card(ctx->st, id, sealed, n);
+	rc = sotp_store_contract_set_card(ctx->st, id, sealed, n, kv);
 	if (rc != SOTP_OK)
 		sotp_wipe(grid, gridsz);
 	rc = contract_done(ctx, d, now, "contract.card", id, rc, NULL);

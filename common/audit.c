@@ -6,10 +6,21 @@
  * callers hand over identifiers, the verdict and the reason, no inputs.
  *
  * The chain. Each row carries its place (seq, 1, 2, ...) and a MAC:
- * HMAC-SHA256 under a key derived from the master key ("shinkin-otp audit
- * v1") over the previous row's MAC, its own seq and every column. The
- * head row (audit_head) holds the last seq and MAC, tagged with the same
- * key, so that rows cut from the end show too. Changing a row breaks its
+ * HMAC-SHA256 under the audit subkey of a data-key version (keys.c:
+ * HKDF(DEK, "shinkin-otp audit v1"); version 0 is the master key file's,
+ * as before versions) over the previous row's MAC, its own seq, the
+ * version and every column. The row names its version (kv), and so does
+ * the head row (audit_head), which holds the last seq and MAC, tagged,
+ * so that rows cut from the end show too.
+ *
+ * Across a key rotation the chain goes on: rows are appended under the
+ * current version, the first one under a new version covers the last
+ * MAC of the old, and a retired version's audit subkey stays in the
+ * store (wrapped under the KEK) for as long as rows may name it. So an
+ * auditor verifies the whole chain, from before the first rotation to
+ * today, with the keys the store holds; and a version's subkey, if it
+ * ever leaked, could forge rows of that version only, never the rows
+ * after it that cover them. Changing a row breaks its
  * MAC; removing one leaves a gap in seq (and the next MAC); a row put in
  * (a copy, or one made without the key) repeats a seq or fails its MAC.
  * sotp_audit_verify walks the chain and names the first row that breaks.
@@ -87,51 +98,57 @@ put_str(uint8_t *p, const char *s)
 
 /*
  * A row's MAC: "sotp-audit-1", the previous MAC, seq, keyed, ts, reason
- * and each text with its length, so that no two rows encode alike.
+ * and each text with its length, so that no two rows encode alike; from
+ * key version 1 on, "sotp-audit-2" and the version after keyed.
  */
 static int
-row_mac(const struct sotp_ctx *ctx, const uint8_t *prev, int64_t seq, int keyed,
-    const struct sotp_audit_rec *r, uint8_t *mac)
+row_mac(struct sotp_ctx *ctx, const uint8_t *prev, int64_t seq, int keyed,
+    uint32_t kv, const struct sotp_audit_rec *r, uint8_t *mac)
 {
-	static const char tag[] = "sotp-audit-1";
+	const char *tag = kv == 0 ? "sotp-audit-1" : "sotp-audit-2";
 	const char *text[] = {r->action, r->contract, r->serial, r->context,
 	    r->verdict, r->detail};
 	uint8_t *buf, *p;
-	size_t i, n = sizeof(tag) + SOTP_AUDIT_MAC_LEN + 8 + 1 + 8 + 8;
+	size_t i, n = strlen(tag) + 1 + SOTP_AUDIT_MAC_LEN + 8 + 1 + 4 + 8 + 8;
 	int rc;
 
 	for (i = 0; i < sizeof(text) / sizeof(text[0]); i++)
 		n += 4 + strlen(text[i]);
 	if ((buf = malloc(n)) == NULL)
 		return SOTP_ERR_NOMEM;
-	memcpy(buf, tag, sizeof(tag));
-	p = buf + sizeof(tag);
+	memcpy(buf, tag, strlen(tag) + 1);
+	p = buf + strlen(tag) + 1;
 	memcpy(p, prev, SOTP_AUDIT_MAC_LEN);
 	p += SOTP_AUDIT_MAC_LEN;
 	p = put_int(p, (uint64_t)seq, 8);
 	*p++ = (uint8_t)keyed;
+	if (kv != 0)
+		p = put_int(p, kv, 4);
 	p = put_int(p, (uint64_t)r->ts, 8);
 	p = put_int(p, (uint64_t)(int64_t)r->reason, 8);
 	for (i = 0; i < sizeof(text) / sizeof(text[0]); i++)
 		p = put_str(p, text[i]);
-	rc = sotp_hmac_sha256(ctx->audit_key, buf, (size_t)(p - buf), mac);
+	rc = sotp_keys_audit_mac(ctx, kv, buf, (size_t)(p - buf), mac);
 	free(buf);
 	return rc;
 }
 
-/* The tag of a head or a base: which, its seq and its MAC. */
+/* The tag of a head or a base: which, (its key version), seq, MAC. */
 static int
-link_tag(const struct sotp_ctx *ctx, const char *which, int64_t seq,
+link_tag(struct sotp_ctx *ctx, uint32_t kv, const char *which, int64_t seq,
     const uint8_t *mac, uint8_t *tag)
 {
-	uint8_t buf[32 + 8 + SOTP_AUDIT_MAC_LEN], *p = buf;
+	uint8_t buf[32 + 4 + 8 + SOTP_AUDIT_MAC_LEN], *p = buf;
 	size_t n = strlen(which);
 
 	memcpy(p, which, n);
-	p = put_int(p + n, (uint64_t)seq, 8);
+	p += n;
+	if (kv != 0)
+		p = put_int(p, kv, 4);
+	p = put_int(p, (uint64_t)seq, 8);
 	memcpy(p, mac, SOTP_AUDIT_MAC_LEN);
 	p += SOTP_AUDIT_MAC_LEN;
-	return sotp_hmac_sha256(ctx->audit_key, buf, (size_t)(p - buf), tag);
+	return sotp_keys_audit_mac(ctx, kv, buf, (size_t)(p - buf), tag);
 }
 
 static void
@@ -151,8 +168,9 @@ rec_of(const struct sotp_audit_row *row, struct sotp_audit_rec *r)
 /* ---- appending ---- */
 
 struct pending {
-	const struct sotp_ctx *ctx;
+	struct sotp_ctx *ctx;
 	const struct sotp_audit_head *h;
+	uint32_t kv;
 	int64_t id;
 	uint8_t mac[SOTP_AUDIT_MAC_LEN];
 	int rc;
@@ -168,13 +186,14 @@ pending_row(
 	(void)l;
 	rec_of(r, &rec);
 	p->id = r->id;
-	p->rc = row_mac(p->ctx, p->h->mac, p->h->seq + 1, 0, &rec, p->mac);
+	p->rc =
+	    row_mac(p->ctx, p->h->mac, p->h->seq + 1, 0, p->kv, &rec, p->mac);
 	return SOTP_OK;
 }
 
 /* Links the rows written without the key into the chain, oldest first. */
 static int
-link_pending(struct sotp_ctx *ctx, struct sotp_audit_head *h)
+link_pending(struct sotp_ctx *ctx, struct sotp_audit_head *h, uint32_t kv)
 {
 	struct pending p;
 	int i, rc;
@@ -183,6 +202,7 @@ link_pending(struct sotp_ctx *ctx, struct sotp_audit_head *h)
 		memset(&p, 0, sizeof(p));
 		p.ctx = ctx;
 		p.h = h;
+		p.kv = kv;
 		rc = sotp_store_audit_pending(ctx->st, pending_row, &p);
 		if (rc == SOTP_ERR_NOT_FOUND) {
 			/* The count ran ahead of the rows (some went). */
@@ -191,7 +211,7 @@ link_pending(struct sotp_ctx *ctx, struct sotp_audit_head *h)
 		}
 		if (rc != SOTP_OK || (rc = p.rc) != SOTP_OK ||
 		    (rc = sotp_store_audit_link(
-		         ctx->st, p.id, h->seq + 1, p.mac)) != SOTP_OK)
+		         ctx->st, p.id, h->seq + 1, p.mac, kv)) != SOTP_OK)
 			return rc;
 		h->seq++;
 		memcpy(h->mac, p.mac, sizeof(h->mac));
@@ -206,6 +226,7 @@ append(struct sotp_ctx *ctx, const struct sotp_audit_rec *r)
 {
 	struct sotp_audit_head h;
 	uint8_t mac[SOTP_AUDIT_MAC_LEN];
+	uint32_t kv = 0;
 	int rc;
 
 	if ((rc = sotp_store_begin(ctx->st)) != SOTP_OK)
@@ -213,16 +234,18 @@ append(struct sotp_ctx *ctx, const struct sotp_audit_rec *r)
 	if ((rc = sotp_store_audit_head(ctx->st, 1, &h)) != SOTP_OK)
 		goto out;
 	if (!ctx->have_key) {
-		rc = sotp_store_audit_append(ctx->st, r, 0, NULL);
+		rc = sotp_store_audit_append(ctx->st, r, 0, NULL, 0);
 		h.pending++;
-	} else if ((rc = link_pending(ctx, &h)) == SOTP_OK &&
-	    (rc = row_mac(ctx, h.mac, h.seq + 1, 1, r, mac)) == SOTP_OK &&
-	    (rc = sotp_store_audit_append(ctx->st, r, h.seq + 1, mac)) ==
+	} else if ((rc = sotp_keys_current(ctx, &kv)) == SOTP_OK &&
+	    (rc = link_pending(ctx, &h, kv)) == SOTP_OK &&
+	    (rc = row_mac(ctx, h.mac, h.seq + 1, 1, kv, r, mac)) == SOTP_OK &&
+	    (rc = sotp_store_audit_append(ctx->st, r, h.seq + 1, mac, kv)) ==
 	        SOTP_OK) {
 		h.seq++;
 		memcpy(h.mac, mac, sizeof(h.mac));
 		h.has_tag = 1;
-		rc = link_tag(ctx, "head", h.seq, h.mac, h.tag);
+		h.kv = kv;
+		rc = link_tag(ctx, kv, "head", h.seq, h.mac, h.tag);
 	}
 	if (rc == SOTP_OK)
 		rc = sotp_store_audit_head_set(ctx->st, &h);
@@ -326,7 +349,7 @@ sotp_audit_list(struct sotp_ctx *ctx, const char *contract, int64_t since,
 /* ---- verifying ---- */
 
 struct walk {
-	const struct sotp_ctx *ctx;
+	struct sotp_ctx *ctx;
 	struct sotp_audit_check *out;
 	uint8_t prev[SOTP_AUDIT_MAC_LEN];
 	int64_t last; /* the last seq that verified */
@@ -370,20 +393,24 @@ walk_row(
 		return 1;
 	}
 	rec_of(r, &rec);
-	if (!l->has_mac || l->keyed < 0 ||
-	    (w->rc = row_mac(w->ctx, w->prev, l->seq, l->keyed, &rec, mac)) !=
-	        SOTP_OK ||
-	    CRYPTO_memcmp(mac, l->mac, sizeof(mac)) != 0) {
-		w->bad = 2;
-		return 1;
+	if (l->has_mac && l->keyed >= 0)
+		w->rc = row_mac(
+		    w->ctx, w->prev, l->seq, l->keyed, l->kv, &rec, mac);
+	/* A version whose audit key the store does not hold made no row. */
+	if (w->rc == SOTP_ERR_NOT_FOUND)
+		w->rc = SOTP_OK;
+	else if (w->rc == SOTP_OK && l->has_mac && l->keyed >= 0 &&
+	    CRYPTO_memcmp(mac, l->mac, sizeof(mac)) == 0) {
+		memcpy(w->prev, l->mac, sizeof(w->prev));
+		w->last = l->seq;
+		w->out->rows++;
+		if (w->out->first_seq == 0)
+			w->out->first_seq = l->seq;
+		w->out->last_seq = l->seq;
+		return 0;
 	}
-	memcpy(w->prev, l->mac, sizeof(w->prev));
-	w->last = l->seq;
-	w->out->rows++;
-	if (w->out->first_seq == 0)
-		w->out->first_seq = l->seq;
-	w->out->last_seq = l->seq;
-	return 0;
+	w->bad = 2;
+	return 1;
 }
 
 /*
@@ -418,7 +445,7 @@ classify(struct walk *w, const struct sotp_audit_head *h)
 }
 
 static int
-tag_ok(const struct sotp_ctx *ctx, const char *which, int64_t seq,
+tag_ok(struct sotp_ctx *ctx, uint32_t kv, const char *which, int64_t seq,
     const uint8_t *mac, const uint8_t *tag, int has_tag, int *ok)
 {
 	uint8_t want[SOTP_AUDIT_MAC_LEN];
@@ -427,7 +454,10 @@ tag_ok(const struct sotp_ctx *ctx, const char *which, int64_t seq,
 	*ok = 0;
 	if (!has_tag)
 		return SOTP_OK;
-	if ((rc = link_tag(ctx, which, seq, mac, want)) != SOTP_OK)
+	rc = link_tag(ctx, kv, which, seq, mac, want);
+	if (rc == SOTP_ERR_NOT_FOUND)
+		return SOTP_OK; /* tagged under no key the store holds */
+	if (rc != SOTP_OK)
 		return rc;
 	*ok = CRYPTO_memcmp(want, tag, sizeof(want)) == 0;
 	return SOTP_OK;
@@ -441,8 +471,8 @@ check_base(struct walk *w, const struct sotp_audit_head *h)
 
 	if (h->base_seq == 0 && !h->has_base_tag)
 		return SOTP_OK;
-	if ((rc = tag_ok(w->ctx, "base", h->base_seq, h->base_mac, h->base_tag,
-	         h->has_base_tag, &ok)) != SOTP_OK)
+	if ((rc = tag_ok(w->ctx, h->base_kv, "base", h->base_seq, h->base_mac,
+	         h->base_tag, h->has_base_tag, &ok)) != SOTP_OK)
 		return rc;
 	if (!ok)
 		broken(w->out, SOTP_AUDIT_BASE, 0, h->base_seq,
@@ -492,8 +522,8 @@ walk_to_head(struct walk *w, struct sotp_audit_head *h)
 		return SOTP_OK;
 	}
 	if (h->seq > w->out->base_seq &&
-	    ((rc = tag_ok(w->ctx, "head", h->seq, h->mac, h->tag, h->has_tag,
-	          &ok)) != SOTP_OK ||
+	    ((rc = tag_ok(w->ctx, h->kv, "head", h->seq, h->mac, h->tag,
+	          h->has_tag, &ok)) != SOTP_OK ||
 	        !ok || CRYPTO_memcmp(h->mac, w->prev, sizeof(w->prev)) != 0)) {
 		if (rc == SOTP_OK)
 			broken(w->out, SOTP_AUDIT_HEAD, 0, h->seq,
@@ -502,6 +532,50 @@ walk_to_head(struct walk *w, struct sotp_audit_head *h)
 			    (long long)h->seq);
 		return rc;
 	}
+	return SOTP_OK;
+}
+
+/* A key version audit rows name (key counts): its audit key is wanted. */
+static int
+wanted_kv(void *arg, int what, uint32_t kv, int64_t n)
+{
+	uint32_t *kvs = arg;
+	size_t i;
+
+	(void)n;
+	if (what != 3)
+		return 0;
+	for (i = 1; i <= kvs[0] && i < 64; i++)
+		if (kvs[i] == kv)
+			return 0;
+	if (kvs[0] < 63)
+		kvs[++kvs[0]] = kv;
+	return 0;
+}
+
+/*
+ * Fetches the audit keys of every version the chain names before the
+ * walk (which cannot reach the store from inside): those of retired
+ * versions are wrapped in the store. One the store does not hold is no
+ * error: rows naming it do not verify.
+ */
+static int
+load_audit_keys(struct sotp_ctx *ctx, const struct sotp_audit_head *h)
+{
+	uint32_t kvs[64] = {0};
+	size_t i;
+	int rc;
+
+	if ((rc = sotp_store_key_counts(ctx->st, wanted_kv, kvs)) != SOTP_OK)
+		return rc;
+	kvs[++kvs[0]] = h->kv;
+	kvs[++kvs[0]] = h->base_kv;
+	for (i = 1; i <= kvs[0]; i++) {
+		rc = sotp_keys_audit_load(ctx, kvs[i]);
+		if (rc != SOTP_OK && rc != SOTP_ERR_KEY)
+			return rc;
+	}
+	ctx->err[0] = '\0';
 	return SOTP_OK;
 }
 
@@ -521,6 +595,7 @@ sotp_audit_verify(struct sotp_ctx *ctx, struct sotp_audit_check *out)
 	if ((rc = sotp_ctx_ready(ctx)) != SOTP_OK)
 		return rc;
 	if ((rc = sotp_store_audit_head(ctx->st, 0, &h)) != SOTP_OK ||
+	    (rc = load_audit_keys(ctx, &h)) != SOTP_OK ||
 	    (rc = check_base(&w, &h)) != SOTP_OK)
 		goto out;
 	out->base_seq = h.base_seq;
@@ -557,9 +632,11 @@ prune(struct sotp_ctx *ctx, int64_t before, time_t now, int64_t *removed,
 	struct sotp_audit_head h;
 	char detail[96];
 	int64_t first = 0, s;
+	uint32_t kv = 0;
 	int rc;
 
-	if ((rc = sotp_store_begin(ctx->st)) != SOTP_OK)
+	if ((rc = sotp_keys_current(ctx, &kv)) != SOTP_OK ||
+	    (rc = sotp_store_begin(ctx->st)) != SOTP_OK)
 		return rc;
 	if ((rc = sotp_store_audit_head(ctx->st, 1, &h)) != SOTP_OK ||
 	    (rc = sotp_store_audit_prune_point(ctx->st, before, &first)) !=
@@ -569,9 +646,10 @@ prune(struct sotp_ctx *ctx, int64_t before, time_t now, int64_t *removed,
 	if (s > h.base_seq) {
 		if ((rc = sotp_store_audit_mac_at(ctx->st, s, h.base_mac)) !=
 		        SOTP_OK ||
-		    (rc = link_tag(ctx, "base", s, h.base_mac, h.base_tag)) !=
-		        SOTP_OK)
+		    (rc = link_tag(ctx, kv, "base", s, h.base_mac,
+		         h.base_tag)) != SOTP_OK)
 			goto out;
+		h.base_kv = kv;
 		h.base_seq = s;
 		h.has_base_tag = 1;
 		if ((rc = sotp_store_audit_head_set(ctx->st, &h)) != SOTP_OK)

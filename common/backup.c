@@ -86,9 +86,9 @@ export_row(void *arg, const struct sotp_contract_rec *c)
 
 	e->grid[0] = '\0';
 	if (e->secrets && c->card_len > 0) {
-		if ((e->rc = sotp_unseal(e->ctx->key, c->id, strlen(c->id),
-		         c->card, c->card_len, (uint8_t *)e->grid,
-		         sizeof(e->grid) - 1, &len)) != SOTP_OK) {
+		if ((e->rc = sotp_keys_unseal(e->ctx, c->id, c->card,
+		         c->card_len, (uint8_t *)e->grid, sizeof(e->grid) - 1,
+		         &len)) != SOTP_OK) {
 			sotp_ctx_seterr(e->ctx,
 			    "contract %s: card cannot be decrypted (wrong "
 			    "master key or tampered row)",

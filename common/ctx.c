@@ -1,7 +1,7 @@
 /*
- * ctx.c - the context: an immutable policy, the master key and one store
- * handle. A context is used by one thread at a time; radiusd keeps one per
- * worker, PAM one per call.
+ * ctx.c - the context: an immutable policy, the keys (keys.c) and one
+ * store handle. A context is used by one thread at a time; radiusd keeps
+ * one per worker, sharing one keyring between them, PAM one per call.
  */
 #include "sotp_int.h"
 
@@ -34,6 +34,7 @@ sotp_ctx_free(struct sotp_ctx *ctx)
 	if (ctx == NULL)
 		return;
 	sotp_store_close(ctx->st);
+	sotp_keyring_free(ctx->keys);
 	sotp_mac_free(ctx->mac);
 	sotp_free_secret(ctx, sizeof(*ctx));
 }
@@ -117,9 +118,8 @@ reset(struct sotp_ctx *ctx)
 	ctx->st = NULL;
 	ctx->have_policy = 0;
 	ctx->have_key = 0;
-	SOTP_WIPE_ARRAY(ctx->key);
-	SOTP_WIPE_ARRAY(ctx->state_key);
-	SOTP_WIPE_ARRAY(ctx->audit_key);
+	sotp_keyring_free(ctx->keys);
+	ctx->keys = NULL;
 	SOTP_WIPE_ARRAY(ctx->dummy_hash);
 	ctx->err[0] = '\0';
 }
@@ -149,37 +149,58 @@ sotp_ctx_load_policy(struct sotp_ctx *ctx, const char *path)
 	return SOTP_OK;
 }
 
+/*
+ * The key-encryption key: this context's own, or the one a process
+ * shares between its contexts (radiusd's threads), which must then be
+ * the one this policy names.
+ */
 static int
-load_key(struct sotp_ctx *ctx)
+open_keys(struct sotp_ctx *ctx, struct sotp_keyring *shared)
+{
+	char want[SOTP_KEK_NAME_MAX];
+
+	if (shared == NULL)
+		return sotp_keyring_new(
+		    &ctx->pol, &ctx->keys, ctx->err, sizeof(ctx->err));
+	sotp_kek_name(&ctx->pol, want, sizeof(want));
+	if (strcmp(want, sotp_keyring_kek(shared)) != 0) {
+		sotp_ctx_seterr(ctx,
+		    "%s names the key-encryption key %s; this process holds %s",
+		    ctx->pol.path, want, sotp_keyring_kek(shared));
+		return SOTP_ERR_CONFIG;
+	}
+	ctx->keys = sotp_keyring_ref(shared);
+	return SOTP_OK;
+}
+
+/* The data keys, once the store is open (keys.c unwraps them once). */
+static int
+load_keys(struct sotp_ctx *ctx)
 {
 	int rc;
 
-	if ((rc = sotp_key_load(ctx->pol.master_key, ctx->key, ctx->err,
-	         sizeof(ctx->err))) != SOTP_OK)
+	if ((rc = sotp_keys_sync(ctx, 1)) != SOTP_OK)
 		return rc;
-	/*
-	 * Challenge states are signed, and the audit chain keyed, under
-	 * subkeys of their own, never the master.
-	 */
-	if ((rc = sotp_kdf(ctx->key, "shinkin-otp state v1", ctx->state_key)) !=
-	        SOTP_OK ||
-	    (rc = sotp_kdf(ctx->key, "shinkin-otp audit v1", ctx->audit_key)) !=
-	        SOTP_OK) {
-		sotp_ctx_seterr(ctx, "cannot derive the state and audit keys");
-		return rc;
-	}
+	if (!sotp_keyring_locked(ctx->keys))
+		sotp_log(ctx, LOG_WARNING,
+		    "cannot lock the keys in memory (RLIMIT_MEMLOCK): they may be swapped out");
 	ctx->have_key = 1;
 	return SOTP_OK;
 }
 
+/*
+ * Loads ctx: the policy, the KEK (with_key), the store, the data keys.
+ * init >= 0 (sotp_init_at): a new store gets its first key version then.
+ */
 static int
-load(struct sotp_ctx *ctx, const char *path, int with_key)
+load(struct sotp_ctx *ctx, const char *path, int with_key,
+    struct sotp_keyring *shared, int64_t init)
 {
 	int rc;
 
 	if ((rc = sotp_ctx_load_policy(ctx, path)) != SOTP_OK)
 		return rc;
-	if (with_key && (rc = load_key(ctx)) != SOTP_OK)
+	if (with_key && (rc = open_keys(ctx, shared)) != SOTP_OK)
 		goto out;
 	if (ctx->mac == NULL && (rc = sotp_mac_new(&ctx->mac)) != SOTP_OK) {
 		sotp_ctx_seterr(ctx, "cannot set up HMAC");
@@ -188,6 +209,11 @@ load(struct sotp_ctx *ctx, const char *path, int with_key)
 	if ((rc = sotp_store_open_timed(ctx->pol.store, 0,
 	         ctx->pol.lock_timeout * 1000u, &ctx->st, ctx->err,
 	         sizeof(ctx->err))) != SOTP_OK)
+		goto out;
+	if (with_key && init >= 0 &&
+	    (rc = sotp_keys_first(ctx, init)) != SOTP_OK)
+		goto out;
+	if (with_key && (rc = load_keys(ctx)) != SOTP_OK)
 		goto out;
 	rc = SOTP_OK;
 out:
@@ -205,14 +231,49 @@ out:
 int
 sotp_ctx_load(struct sotp_ctx *ctx, const char *path)
 {
-	return load(ctx, path, 1);
+	return load(ctx, path, 1, NULL, -1);
 }
 
 /* The help desk: no key is read, so none can leak or be missed. */
 int
 sotp_ctx_load_nokey(struct sotp_ctx *ctx, const char *path)
 {
-	return load(ctx, path, 0);
+	return load(ctx, path, 0, NULL, -1);
+}
+
+int
+sotp_ctx_load_keyring(
+    struct sotp_ctx *ctx, const char *path, struct sotp_keyring *k)
+{
+	if (ctx == NULL || k == NULL)
+		return SOTP_ERR_INVALID_ARG;
+	return load(ctx, path, 1, k, -1);
+}
+
+int
+sotp_keyring_open(
+    const char *path, struct sotp_keyring **out, char *err, size_t errsz)
+{
+	struct sotp_policy *p = NULL;
+	char *abs = NULL;
+	int rc;
+
+	if (out != NULL)
+		*out = NULL;
+	if (out == NULL || err == NULL || errsz == 0)
+		return SOTP_ERR_INVALID_ARG;
+	if (path == NULL)
+		path = SOTP_DEFAULT_CONFIG;
+	if ((p = malloc(sizeof(*p))) == NULL)
+		return SOTP_ERR_NOMEM;
+	/* Paths resolve as sotp_ctx_load_policy resolves them. */
+	if (path[0] != '/' && (abs = realpath(path, NULL)) != NULL)
+		path = abs;
+	if ((rc = sotp_policy_read(path, p, err, errsz)) == SOTP_OK)
+		rc = sotp_keyring_new(p, out, err, errsz);
+	free(abs);
+	free(p);
+	return rc;
 }
 
 /*
@@ -269,10 +330,16 @@ fail:
 int
 sotp_init(struct sotp_ctx *ctx, const char *path)
 {
+	return sotp_init_at(ctx, path, 0);
+}
+
+int
+sotp_init_at(struct sotp_ctx *ctx, const char *path, time_t now)
+{
 	struct sotp_store *st = NULL;
 	int rc;
 
-	if (ctx == NULL)
+	if (ctx == NULL || now < 0)
 		return SOTP_ERR_INVALID_ARG;
 	if (path == NULL)
 		path = SOTP_DEFAULT_CONFIG;
@@ -281,14 +348,23 @@ sotp_init(struct sotp_ctx *ctx, const char *path)
 		return rc;
 	if ((rc = sotp_ctx_load_policy(ctx, path)) != SOTP_OK)
 		return rc;
-	rc = sotp_key_create(ctx->pol.master_key, ctx->err, sizeof(ctx->err));
-	if (rc != SOTP_OK && rc != SOTP_ERR_EXISTS)
-		return rc;
+	/* A token's key needs no file: none is made to be left lying. */
+	if (ctx->pol.kek == SOTP_KEK_FILE) {
+		rc = sotp_key_create(
+		    ctx->pol.master_key, ctx->err, sizeof(ctx->err));
+		if (rc != SOTP_OK && rc != SOTP_ERR_EXISTS)
+			return rc;
+	}
 	ctx->err[0] = '\0';
 	if ((rc = sotp_store_open(ctx->pol.store, 1, &st, ctx->err,
 	         sizeof(ctx->err))) != SOTP_OK)
 		return rc;
 	sotp_store_close(st);
-	/* Prove the result is usable the way every front end will load it. */
+	/*
+	 * The first key version, then proof that the result is usable the
+	 * way every front end will load it.
+	 */
+	if ((rc = load(ctx, path, 1, NULL, (int64_t)now)) != SOTP_OK)
+		return rc;
 	return sotp_ctx_load(ctx, path);
 }

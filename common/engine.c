@@ -911,9 +911,8 @@ check_card(struct sotp_attempt *a, const struct sotp_contract_rec *c,
 	    strlen(digits) != a->ncells)
 		goto out;
 	*reason = SOTP_R_WRONG_CARD;
-	if ((rc = sotp_unseal(a->ctx->key, c->id, strlen(c->id), c->card,
-	         c->card_len, (uint8_t *)grid, sizeof(grid) - 1, &len)) !=
-	    SOTP_OK) {
+	if ((rc = sotp_keys_unseal(a->ctx, c->id, c->card, c->card_len,
+	         (uint8_t *)grid, sizeof(grid) - 1, &len)) != SOTP_OK) {
 		sotp_ctx_seterr(a->ctx,
 		    "contract %s: card cannot be decrypted (wrong master key or tampered row)",
 		    c->id);

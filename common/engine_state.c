@@ -7,10 +7,18 @@
  * asked, the card cells shown and the rounds taken. It is octets, since a
  * RADIUS State is (RFC 2865 5.24), and at most 131 of them, inside the
  * attribute's 253. No secret is inside: the code's time step says nothing
- * of the code. An HMAC-SHA256 under a key derived from the master key
- * binds it to the contract and the context; the store marks each State
- * used once (engine.c gate()), and it expires after the policy's
- * lifetime, so any server of a farm can take the next round.
+ * of the code. An HMAC-SHA256 under the State subkey of a data-key
+ * version (keys.c) binds it to the contract and the context; the store
+ * marks each State used once (engine.c gate()), and it expires after the
+ * policy's lifetime, so any server of a farm can take the next round.
+ *
+ * The State names the key version that signed it (version 3 of the
+ * layout), so that during a key rotation a State signed by a server that
+ * has moved to the new version verifies on one that has not yet: that
+ * one fetches the version it lacks. Version 2 States, from before key
+ * versions, are signed under version 0 (the master key file) and are
+ * still read; they are still written while the store's current version
+ * is 0, so that servers of an older build read them during an upgrade.
  */
 #include "engine_int.h"
 
@@ -20,19 +28,22 @@
 /*
  * Version 2: version | id (16) | expires (8) | rounds | done | asked |
  * ncells | cells (8) | login | drift (4) | step (8) | serial length |
- * serial (0..64) | MAC (16). Integers are big-endian.
+ * serial (0..64) | MAC (16). Integers are big-endian. Version 3: the
+ * same with the key version (4) after the version byte.
  */
-#define STATE_VERSION 2
+#define STATE_V2 2
+#define STATE_V3 3
 #define STATE_MAC_LEN 16
-#define STATE_FIXED                                                            \
-	(1 + SOTP_STATE_ID_LEN + 8 + 4 + SOTP_MAX_CELLS + 1 + 4 + 8 + 1)
-#define STATE_MAX (STATE_FIXED + SOTP_ID_MAX - 1 + STATE_MAC_LEN)
+#define STATE_BODY (SOTP_STATE_ID_LEN + 8 + 4 + SOTP_MAX_CELLS + 1 + 4 + 8 + 1)
+/* The fixed part of a layout: version byte, key version, body. */
+#define STATE_FIXED(v) (1 + ((v) == STATE_V3 ? 4 : 0) + STATE_BODY)
+#define STATE_MAX (STATE_FIXED(STATE_V3) + SOTP_ID_MAX - 1 + STATE_MAC_LEN)
 
 _Static_assert(STATE_MAX <= SOTP_STATE_MAX, "a State must fit one attribute");
 
 static int
-state_mac(
-    const struct sotp_attempt *a, const uint8_t *body, size_t len, uint8_t *mac)
+state_mac(const struct sotp_attempt *a, uint32_t kv, const uint8_t *body,
+    size_t len, uint8_t *mac)
 {
 	uint8_t buf[STATE_MAX + SOTP_ID_MAX + SOTP_NAME_MAX];
 	uint8_t full[32];
@@ -49,7 +60,7 @@ state_mac(
 	 * No MAC on failure: a zeroed one would match a forged state whose
 	 * MAC field is zero, so the callers refuse instead.
 	 */
-	if ((rc = sotp_hmac_sha256(a->ctx->state_key, buf, n, full)) == SOTP_OK)
+	if ((rc = sotp_keys_state_mac(a->ctx, kv, buf, n, full)) == SOTP_OK)
 		memcpy(mac, full, STATE_MAC_LEN);
 	SOTP_WIPE_ARRAY(full);
 	return rc;
@@ -86,16 +97,19 @@ sotp_attempt_export(
 	uint8_t raw[STATE_MAX], *p = raw;
 	size_t sl;
 	int64_t expires;
-	int rc;
+	uint32_t kv = 0;
+	int rc, v;
 
 	if (len != NULL)
 		*len = 0;
 	if (a == NULL || buf == NULL || len == NULL)
 		return SOTP_ERR_INVALID_ARG;
-	if ((rc = sotp_ctx_ready(a->ctx)) != SOTP_OK)
+	if ((rc = sotp_ctx_ready(a->ctx)) != SOTP_OK ||
+	    (rc = sotp_keys_current(a->ctx, &kv)) != SOTP_OK)
 		return rc;
+	v = kv == 0 ? STATE_V2 : STATE_V3;
 	sl = strlen(a->serial);
-	if (bufsz < STATE_FIXED + sl + STATE_MAC_LEN)
+	if (bufsz < STATE_FIXED(v) + sl + STATE_MAC_LEN)
 		return SOTP_ERR_BUFFER;
 	/*
 	 * A resumed state not yet used is handed on as it is: same id, same
@@ -106,7 +120,9 @@ sotp_attempt_export(
 		expires = a->state_expires;
 	else if ((rc = sotp_random(a->state_id, SOTP_STATE_ID_LEN)) != SOTP_OK)
 		return rc;
-	*p++ = STATE_VERSION;
+	*p++ = (uint8_t)v;
+	if (v == STATE_V3)
+		p = put(p, kv, 4);
 	memcpy(p, a->state_id, SOTP_STATE_ID_LEN);
 	p += SOTP_STATE_ID_LEN;
 	p = put(p, (uint64_t)expires, 8);
@@ -122,7 +138,7 @@ sotp_attempt_export(
 	*p++ = (uint8_t)sl;
 	memcpy(p, a->serial, sl);
 	p += sl;
-	if ((rc = state_mac(a, raw, (size_t)(p - raw), p)) != SOTP_OK)
+	if ((rc = state_mac(a, kv, raw, (size_t)(p - raw), p)) != SOTP_OK)
 		return rc;
 	p += STATE_MAC_LEN;
 	*len = (size_t)(p - raw);
@@ -187,18 +203,27 @@ static int
 load_state(struct sotp_attempt *a, const uint8_t *raw, size_t len)
 {
 	uint8_t mac[STATE_MAC_LEN];
-	const uint8_t *p = raw + 1 + SOTP_STATE_ID_LEN;
-	size_t sl;
+	const uint8_t *p = raw + 1, *id;
+	size_t sl, fixed;
+	uint32_t kv = 0;
 
-	if (len < STATE_FIXED + STATE_MAC_LEN || len > STATE_MAX ||
-	    raw[0] != STATE_VERSION)
+	if (len < 1 || (raw[0] != STATE_V2 && raw[0] != STATE_V3))
 		return SOTP_R_STATE_INVALID;
-	sl = raw[STATE_FIXED - 1];
-	if (STATE_FIXED + sl + STATE_MAC_LEN != len)
+	fixed = STATE_FIXED(raw[0]);
+	if (len < fixed + STATE_MAC_LEN || len > STATE_MAX)
 		return SOTP_R_STATE_INVALID;
-	if (state_mac(a, raw, STATE_FIXED + sl, mac) != SOTP_OK ||
-	    CRYPTO_memcmp(mac, raw + STATE_FIXED + sl, STATE_MAC_LEN) != 0)
+	if (raw[0] == STATE_V3)
+		kv = (uint32_t)get(&p, 4);
+	sl = raw[fixed - 1];
+	if (fixed + sl + STATE_MAC_LEN != len)
 		return SOTP_R_STATE_INVALID;
+	/* A version this store does not hold signed nothing of its own. */
+	if ((raw[0] == STATE_V3 && kv == 0) ||
+	    state_mac(a, kv, raw, fixed + sl, mac) != SOTP_OK ||
+	    CRYPTO_memcmp(mac, raw + fixed + sl, STATE_MAC_LEN) != 0)
+		return SOTP_R_STATE_INVALID;
+	id = p;
+	p += SOTP_STATE_ID_LEN;
 	a->state_expires = (int64_t)get(&p, 8);
 	if (a->state_expires <= (int64_t)a->now)
 		return SOTP_R_STATE_EXPIRED;
@@ -216,7 +241,7 @@ load_state(struct sotp_attempt *a, const uint8_t *raw, size_t len)
 	a->serial[sl] = '\0';
 	if (!state_sane(a))
 		return SOTP_R_STATE_INVALID;
-	memcpy(a->state_id, raw + 1, SOTP_STATE_ID_LEN);
+	memcpy(a->state_id, id, SOTP_STATE_ID_LEN);
 	a->resumed = 1;
 	return 0;
 }

@@ -24,7 +24,7 @@ static const struct rc_entry rc_table[] = {
     {"SOTP_ERR_SYSTEM", "system error"},
     {"SOTP_ERR_CRYPTO", "cryptographic library error"},
     {"SOTP_ERR_CONFIG", "invalid configuration"},
-    {"SOTP_ERR_KEY", "master key missing, unreadable or unsafe"},
+    {"SOTP_ERR_KEY", "key missing, unreadable, unsafe or refused by the token"},
     {"SOTP_ERR_STORE", "store error"},
     {"SOTP_ERR_STORE_UNAVAILABLE", "store unavailable"},
     {"SOTP_ERR_BAD_INPUT", "malformed input"},

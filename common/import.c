@@ -415,9 +415,9 @@ insert_one(struct sotp_ctx *ctx, const struct sotp_import_entry *e,
 	t.last_step = e->period == 0 ? (int64_t)e->counter - 1 : -1;
 	t.created = (int64_t)now;
 	/* The serial is the AAD, as in token add (admin.c). */
-	if ((rc = sotp_seal(ctx->key, t.serial, strlen(t.serial), e->secret,
-	         e->secret_len, t.secret, sizeof(t.secret), &t.secret_len)) !=
-	    SOTP_OK)
+	if ((rc = sotp_keys_seal(ctx, t.serial, e->secret, e->secret_len,
+	         t.secret, sizeof(t.secret), &t.secret_len)) != SOTP_OK ||
+	    (rc = sotp_sealed_kv(t.secret, t.secret_len, &t.kv)) != SOTP_OK)
 		goto out;
 	if ((rc = sotp_store_token_insert(ctx->st, &t)) != SOTP_OK)
 		goto out;

@@ -677,9 +677,10 @@ insert_record(struct mig *m, struct sotp_contract_rec *c)
 	c->closed = r->closed;
 	c->created = (int64_t)m->now;
 	if (r->grid[0] != '\0' &&
-	    (rc = sotp_seal(m->ctx->key, c->id, strlen(c->id),
-	         (const uint8_t *)r->grid, strlen(r->grid), c->card,
-	         sizeof(c->card), &c->card_len)) != SOTP_OK)
+	    ((rc = sotp_keys_seal(m->ctx, c->id, (const uint8_t *)r->grid,
+	          strlen(r->grid), c->card, sizeof(c->card), &c->card_len)) !=
+	            SOTP_OK ||
+	        (rc = sotp_sealed_kv(c->card, c->card_len, &c->kv)) != SOTP_OK))
 		return rc;
 	rc = sotp_store_contract_insert(m->ctx->st, c);
 	if (rc == SOTP_ERR_EXISTS) {

@@ -25,10 +25,23 @@ enum section {
 	SEC_CONTEXT,
 	SEC_SERVICES,
 	SEC_MESSAGES,
-	SEC_MIGRATION
+	SEC_MIGRATION,
+	SEC_KEY
 };
 
-enum vtype { V_UINT, V_STR, V_PATH, V_STORE, V_ALG, V_LANG, V_BOOL, V_UNKNOWN };
+enum vtype {
+	V_UINT,
+	V_STR,
+	V_PATH,
+	V_STORE,
+	V_ALG,
+	V_LANG,
+	V_BOOL,
+	V_UNKNOWN,
+	V_KEK,
+	V_MODULE,
+	V_SLOT
+};
 
 struct option {
 	enum section sec;
@@ -78,13 +91,24 @@ static const struct option options[] = {
         offsetof(struct sotp_policy, migration_binding), 0, 0, 0},
     {SEC_MIGRATION, "rehash", V_BOOL, offsetof(struct sotp_policy, rehash), 0,
         0, 0},
+    /* [key]: where the key-encryption key comes from (keys.c). */
+    {SEC_KEY, "kek", V_KEK, offsetof(struct sotp_policy, kek), 0, 0, 0},
+    SOPT(SEC_KEY, "pkcs11_module", V_MODULE, p11_module),
+    SOPT(SEC_KEY, "pkcs11_token", V_STR, p11_token),
+    {SEC_KEY, "pkcs11_slot", V_SLOT, offsetof(struct sotp_policy, p11_slot), 0,
+        0, 0},
+    SOPT(SEC_KEY, "pkcs11_key", V_STR, p11_key),
+    SOPT(SEC_KEY, "pkcs11_pin_file", V_PATH, p11_pin_file),
+    UOPT(SEC_KEY, "refresh", key_refresh, 1, 300),
 };
 
 static const char *const section_names[] = {"", "otp", "lockout", "state",
-    "card", "kind", "context", "services", "messages", "migration"};
+    "card", "kind", "context", "services", "messages", "migration", "key"};
 static const char *const lang_names[] = {"en", "ja"};
 /* unknown_contract: 0 hide (the default), 1 reveal. */
 static const char *const unknown_names[] = {"hide", "reveal"};
+/* [key] kek: SOTP_KEK_FILE, SOTP_KEK_PKCS11. */
+static const char *const kek_names[] = {"file", "pkcs11"};
 
 /* The bank's shipped contexts, used when a file defines none. */
 static const struct sotp_context_def default_contexts[] = {
@@ -164,6 +188,10 @@ set_defaults(struct sotp_policy *p)
 	p->card_rows = 5;
 	p->card_cols = 10;
 	p->card_cells = 2;
+	p->kek = SOTP_KEK_FILE;
+	/* p11-kit's proxy: the modules p11-kit is configured with. */
+	sotp_strlcpy(p->p11_module, "p11-kit-proxy.so", sizeof(p->p11_module));
+	p->key_refresh = 10;
 }
 
 /* Names of kinds, contexts and services: [A-Za-z0-9._-], 1..max-1. */
@@ -241,6 +269,35 @@ set_option(struct parser *ps, const struct option *o, const char *val)
 			    "unknown_contract: '%s' is not hide or reveal",
 			    val);
 		*(int *)(void *)base = (int)v;
+		return SOTP_OK;
+	case V_KEK:
+		for (v = 0; v < 2; v++)
+			if (strcmp(val, kek_names[v]) == 0)
+				break;
+		if (v == 2)
+			return perr(ps, "kek: '%s' is not file or pkcs11", val);
+		*(enum sotp_kek_source *)(void *)base = (enum sotp_kek_source)v;
+		return SOTP_OK;
+	case V_MODULE:
+		/*
+		 * dlopen() looks a bare name up in the system's library path
+		 * (p11-kit-proxy.so); anything else must be absolute, so that
+		 * the module loaded never depends on a working directory.
+		 */
+		if (val[0] != '/' && strchr(val, '/') != NULL)
+			return perr(ps,
+			    "pkcs11_module: '%s' is neither an absolute path nor a library name",
+			    val);
+		if (sotp_strlcpy(base, val, o->size) >= o->size)
+			return perr(ps, "%s: value too long", o->key);
+		return SOTP_OK;
+	case V_SLOT:
+		if (sotp_parse_ll(val, 0, (long long)UINT32_MAX, &v) != SOTP_OK)
+			return perr(ps,
+			    "pkcs11_slot: '%s' is not a slot number from 0 to %lu",
+			    val, (unsigned long)UINT32_MAX);
+		ps->p->p11_slot = (unsigned long)v;
+		ps->p->p11_has_slot = 1;
 		return SOTP_OK;
 	case V_STR:
 		if (sotp_strlcpy(base, val, o->size) >= o->size)
@@ -492,6 +549,12 @@ keyval(struct parser *ps, const char *key, const char *val)
 		return context_key(ps, key, val);
 	case SEC_SERVICES:
 		return service_key(ps, key, val);
+	case SEC_KEY:
+		/* Named, so that nobody takes "unknown key" for a typo. */
+		if (strcmp(key, "pkcs11_pin") == 0)
+			return perr(ps,
+			    "pkcs11_pin: a PIN is never read from the policy; write it to a file (mode 0600) and name that with pkcs11_pin_file");
+		break;
 	default:
 		break;
 	}
@@ -705,6 +768,21 @@ check_messages(struct parser *ps)
 	return SOTP_OK;
 }
 
+/* A PKCS#11 key-encryption key is named in full, or not at all. */
+static int
+check_kek(struct parser *ps)
+{
+	const struct sotp_policy *p = ps->p;
+
+	if (p->kek != SOTP_KEK_PKCS11 ||
+	    (p->p11_token[0] != '\0' && p->p11_key[0] != '\0' &&
+	        p->p11_pin_file[0] != '\0'))
+		return SOTP_OK;
+	ps->line = last_set(ps, SEC_KEY, "kek", (const char *)NULL);
+	return perr(ps,
+	    "[key] kek = pkcs11 needs pkcs11_token, pkcs11_key and pkcs11_pin_file");
+}
+
 /* Checks that need the whole file: service targets, window width. */
 static int
 finish(struct parser *ps)
@@ -751,6 +829,8 @@ finish(struct parser *ps)
 		return perr(ps, "[card] cells exceeds rows x columns");
 	}
 	if ((rc = check_rounds(ps)) != SOTP_OK)
+		return rc;
+	if ((rc = check_kek(ps)) != SOTP_OK)
 		return rc;
 	return check_messages(ps);
 }
@@ -883,8 +963,23 @@ sotp_policy_locations(const struct sotp_ctx *ctx, char *store, size_t storesz,
 	if (!ctx->have_policy)
 		return SOTP_ERR_CONFIG;
 	store_shown(ctx->pol.store, store, storesz);
-	if (sotp_strlcpy(key, ctx->pol.master_key, keysz) >= keysz)
+	/* The secret file this policy reads: the key, or the token's PIN. */
+	if (sotp_strlcpy(key,
+	        ctx->pol.kek == SOTP_KEK_PKCS11 ? ctx->pol.p11_pin_file
+	                                        : ctx->pol.master_key,
+	        keysz) >= keysz)
 		return SOTP_ERR_BUFFER;
+	return SOTP_OK;
+}
+
+int
+sotp_policy_kek(const struct sotp_ctx *ctx, char *out, size_t outsz)
+{
+	if (ctx == NULL || out == NULL || outsz == 0)
+		return SOTP_ERR_INVALID_ARG;
+	if (!ctx->have_policy)
+		return SOTP_ERR_CONFIG;
+	sotp_kek_name(&ctx->pol, out, outsz);
 	return SOTP_OK;
 }
 
@@ -965,6 +1060,16 @@ sotp_policy_dump(const struct sotp_ctx *ctx, char *buf, size_t bufsz)
 	    p->card_rows, p->card_cols, p->card_cells);
 	bprintf(&o, "\n[migration]\nbinding = %s\nrehash = %s\n",
 	    p->migration_binding ? "yes" : "no", p->rehash ? "yes" : "no");
+	bprintf(&o, "\n[key]\nkek = %s\nrefresh = %u\npkcs11_module = %s\n",
+	    kek_names[p->kek], p->key_refresh, p->p11_module);
+	if (p->p11_token[0] != '\0')
+		bprintf(&o, "pkcs11_token = %s\n", p->p11_token);
+	if (p->p11_has_slot)
+		bprintf(&o, "pkcs11_slot = %lu\n", p->p11_slot);
+	if (p->p11_key[0] != '\0')
+		bprintf(&o, "pkcs11_key = %s\n", p->p11_key);
+	if (p->p11_pin_file[0] != '\0')
+		bprintf(&o, "pkcs11_pin_file = %s\n", p->p11_pin_file);
 	for (i = 0; i < p->nkinds; i++) {
 		bprintf(&o, "\n[kind %s]\n", p->kinds[i].name);
 		if (i == p->default_kind)

@@ -1,11 +1,18 @@
 /*
- * seal.c - secrets at rest: AES-256-GCM under the master key, the master
- * key file itself, and the two derived-key primitives (HKDF, HMAC).
+ * seal.c - secrets at rest: AES-256-GCM under a data-encryption key, the
+ * secret files (the master key, a PKCS#11 PIN), and the two derived-key
+ * primitives (HKDF, HMAC).
  *
- * Sealed layout: version (1 byte) | nonce (12) | ciphertext | tag (16).
- * The version byte is authenticated as the first AAD bytes, followed by the
- * caller's aad (the token serial or contract ID), so a sealed blob can be
- * neither relabelled nor moved to another row.
+ * Sealed layouts, told apart by their first byte:
+ *   1 | nonce (12) | ciphertext | tag (16)
+ *	sealed directly under the master key file: key version 0, what
+ *	every value was before keys had versions (keys.c);
+ *   2 | key version (4, big-endian) | nonce (12) | ciphertext | tag (16)
+ *	sealed under data-encryption key version >= 1.
+ * The header (the layout byte, and the key version) is authenticated as
+ * the first AAD bytes, followed by the caller's aad (the token serial or
+ * contract ID), so a sealed blob can be neither relabelled, nor moved to
+ * another row, nor made to name another key version.
  */
 #include "sotp_int.h"
 
@@ -25,7 +32,8 @@
 #include <openssl/kdf.h>
 #include <openssl/params.h>
 
-#define SEAL_VERSION 1
+#define SEAL_LEGACY 1 /* key version 0: no version in the header */
+#define SEAL_VERSIONED 2
 
 static void seterr(char *err, size_t errsz, const char *fmt, ...)
     SOTP_PRINTF(3, 4);
@@ -45,12 +53,12 @@ seterr(char *err, size_t errsz, const char *fmt, ...)
 /*
  * Runs AES-256-GCM one way or the other. For decryption the tag is read
  * from `tag` and checked by the final call; for encryption it is written
- * there. Both directions authenticate the version byte, then aad.
+ * there. Both directions authenticate the header (hdrlen bytes), then aad.
  */
 static int
-gcm(int enc, const uint8_t *key, const uint8_t *nonce, uint8_t version,
-    const void *aad, size_t aadlen, const uint8_t *in, size_t inlen,
-    uint8_t *out, uint8_t *tag)
+gcm(int enc, const uint8_t *key, const uint8_t *nonce, const uint8_t *hdr,
+    size_t hdrlen, const void *aad, size_t aadlen, const uint8_t *in,
+    size_t inlen, uint8_t *out, uint8_t *tag)
 {
 	EVP_CIPHER *cipher = NULL;
 	EVP_CIPHER_CTX *ctx = NULL;
@@ -63,7 +71,7 @@ gcm(int enc, const uint8_t *key, const uint8_t *nonce, uint8_t version,
 		goto out;
 	if (EVP_CipherInit_ex(ctx, cipher, NULL, key, nonce, enc) != 1)
 		goto out;
-	if (EVP_CipherUpdate(ctx, NULL, &len, &version, 1) != 1)
+	if (EVP_CipherUpdate(ctx, NULL, &len, hdr, (int)hdrlen) != 1)
 		goto out;
 	if (aadlen > 0 &&
 	    EVP_CipherUpdate(ctx, NULL, &len, aad, (int)aadlen) != 1)
@@ -90,10 +98,51 @@ out:
 	return rc;
 }
 
+/* The header of a blob sealed under key version kv; its length. */
+static size_t
+seal_header(uint32_t kv, uint8_t *hdr)
+{
+	if (kv == 0) {
+		hdr[0] = SEAL_LEGACY;
+		return 1;
+	}
+	hdr[0] = SEAL_VERSIONED;
+	hdr[1] = (uint8_t)(kv >> 24);
+	hdr[2] = (uint8_t)(kv >> 16);
+	hdr[3] = (uint8_t)(kv >> 8);
+	hdr[4] = (uint8_t)kv;
+	return SOTP_SEAL_HDR_V;
+}
+
+int
+sotp_sealed_kv(const uint8_t *in, size_t inlen, uint32_t *kv)
+{
+	*kv = 0;
+	if (in == NULL || inlen < SOTP_SEAL_OVERHEAD)
+		return SOTP_ERR_DECRYPT;
+	if (in[0] == SEAL_LEGACY)
+		return SOTP_OK;
+	if (in[0] != SEAL_VERSIONED || inlen < SOTP_SEAL_OVERHEAD_V)
+		return SOTP_ERR_DECRYPT;
+	*kv = (uint32_t)in[1] << 24 | (uint32_t)in[2] << 16 |
+	    (uint32_t)in[3] << 8 | in[4];
+	/* Version 0 has a layout of its own: a 2 naming it is forged. */
+	return *kv != 0 ? SOTP_OK : SOTP_ERR_DECRYPT;
+}
+
 int
 sotp_seal(const uint8_t *key, const void *aad, size_t aadlen, const uint8_t *pt,
     size_t ptlen, uint8_t *out, size_t outsz, size_t *outlen)
 {
+	return sotp_seal_kv(key, 0, aad, aadlen, pt, ptlen, out, outsz, outlen);
+}
+
+int
+sotp_seal_kv(const uint8_t *key, uint32_t kv, const void *aad, size_t aadlen,
+    const uint8_t *pt, size_t ptlen, uint8_t *out, size_t outsz, size_t *outlen)
+{
+	uint8_t hdr[SOTP_SEAL_HDR_V];
+	size_t hl;
 	int rc = SOTP_ERR_INTERNAL;
 
 	if (outlen != NULL)
@@ -101,18 +150,19 @@ sotp_seal(const uint8_t *key, const void *aad, size_t aadlen, const uint8_t *pt,
 	if (key == NULL || out == NULL || outlen == NULL ||
 	    (aad == NULL && aadlen > 0) || (pt == NULL && ptlen > 0))
 		return SOTP_ERR_INVALID_ARG;
-	if (ptlen > SIZE_MAX - SOTP_SEAL_OVERHEAD ||
-	    outsz < ptlen + SOTP_SEAL_OVERHEAD)
+	hl = seal_header(kv, hdr);
+	if (ptlen > SIZE_MAX - SOTP_SEAL_OVERHEAD_V ||
+	    outsz < ptlen + hl + SOTP_SEAL_NONCE + SOTP_SEAL_TAG)
 		return SOTP_ERR_BUFFER;
-	out[0] = SEAL_VERSION;
+	memcpy(out, hdr, hl);
 	/* A random 96-bit nonce per seal; a key seals few enough blobs. */
-	if ((rc = sotp_random(out + 1, SOTP_SEAL_NONCE)) != SOTP_OK)
+	if ((rc = sotp_random(out + hl, SOTP_SEAL_NONCE)) != SOTP_OK)
 		goto out;
-	if ((rc = gcm(1, key, out + 1, SEAL_VERSION, aad, aadlen, pt, ptlen,
-	         out + 1 + SOTP_SEAL_NONCE,
-	         out + 1 + SOTP_SEAL_NONCE + ptlen)) != SOTP_OK)
+	if ((rc = gcm(1, key, out + hl, hdr, hl, aad, aadlen, pt, ptlen,
+	         out + hl + SOTP_SEAL_NONCE,
+	         out + hl + SOTP_SEAL_NONCE + ptlen)) != SOTP_OK)
 		goto out;
-	*outlen = ptlen + SOTP_SEAL_OVERHEAD;
+	*outlen = hl + SOTP_SEAL_NONCE + ptlen + SOTP_SEAL_TAG;
 	rc = SOTP_OK;
 out:
 	if (rc != SOTP_OK)
@@ -125,7 +175,8 @@ sotp_unseal(const uint8_t *key, const void *aad, size_t aadlen,
     const uint8_t *in, size_t inlen, uint8_t *out, size_t outsz, size_t *outlen)
 {
 	uint8_t tag[SOTP_SEAL_TAG];
-	size_t ctlen;
+	uint32_t kv = 0;
+	size_t ctlen, hl;
 	int rc = SOTP_ERR_INTERNAL;
 
 	if (outlen != NULL)
@@ -134,19 +185,18 @@ sotp_unseal(const uint8_t *key, const void *aad, size_t aadlen,
 	    (aad == NULL && aadlen > 0) || (out == NULL && outsz > 0))
 		return SOTP_ERR_INVALID_ARG;
 	/* Truncated or of an unknown layout: not ours to read. */
-	if (inlen < SOTP_SEAL_OVERHEAD || in[0] != SEAL_VERSION) {
-		rc = SOTP_ERR_DECRYPT;
+	if ((rc = sotp_sealed_kv(in, inlen, &kv)) != SOTP_OK)
 		goto out;
-	}
-	ctlen = inlen - SOTP_SEAL_OVERHEAD;
+	hl = kv == 0 ? 1 : SOTP_SEAL_HDR_V;
+	ctlen = inlen - hl - SOTP_SEAL_NONCE - SOTP_SEAL_TAG;
 	if (outsz < ctlen) {
 		rc = SOTP_ERR_BUFFER;
 		goto out;
 	}
 	/* EVP wants a writable tag buffer; the input stays const. */
-	memcpy(tag, in + 1 + SOTP_SEAL_NONCE + ctlen, sizeof(tag));
-	if ((rc = gcm(0, key, in + 1, in[0], aad, aadlen,
-	         in + 1 + SOTP_SEAL_NONCE, ctlen, out, tag)) != SOTP_OK)
+	memcpy(tag, in + hl + SOTP_SEAL_NONCE + ctlen, sizeof(tag));
+	if ((rc = gcm(0, key, in + hl, in, hl, aad, aadlen,
+	         in + hl + SOTP_SEAL_NONCE, ctlen, out, tag)) != SOTP_OK)
 		goto out;
 	*outlen = ctlen;
 	rc = SOTP_OK;
@@ -215,6 +265,82 @@ sotp_key_load(const char *path, uint8_t *key, char *err, size_t errsz)
 	    path, SOTP_KEY_SHARED_LOOKUP, key, err, errsz);
 }
 
+/*
+ * Opens a secret file (the master key, a PKCS#11 PIN) the one way every
+ * loader does: O_NOFOLLOW, a regular file, owned by root or the effective
+ * user, no group or other permission bits except the one shared case.
+ * missing is the hint after "no such file". *fd is open on SOTP_OK.
+ */
+static int
+secret_open(const char *path, gid_t shared, const char *missing, int *fd,
+    struct stat *st, char *err, size_t errsz)
+{
+	*fd = -1;
+	/*
+	 * O_NOFOLLOW: a symlink could point the daemon at a file that some
+	 * other user controls. O_NONBLOCK: a FIFO planted at the path must not
+	 * hang the open; it is refused by the S_ISREG check below.
+	 */
+	*fd = open(
+	    path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (*fd < 0) {
+		if (errno == ELOOP)
+			seterr(err, errsz,
+			    "%s: is a symbolic link; refusing to follow it",
+			    path);
+		else if (errno == ENOENT)
+			seterr(
+			    err, errsz, "%s: no such file (%s)", path, missing);
+		else
+			seterr(err, errsz, "%s: %s", path, strerror(errno));
+		return SOTP_ERR_KEY;
+	}
+	if (fstat(*fd, st) != 0) {
+		seterr(err, errsz, "%s: %s", path, strerror(errno));
+		return SOTP_ERR_KEY;
+	}
+	if (!S_ISREG(st->st_mode)) {
+		seterr(err, errsz, "%s: not a regular file", path);
+		return SOTP_ERR_KEY;
+	}
+	/*
+	 * As sshkey_perm_ok(): the key is the owner's alone, and the owner is
+	 * root or the service reading it. Root may also read a key owned by
+	 * the RADIUS service user, so sshd's PAM stack and radiusd (freerad)
+	 * can share one key file on one host.
+	 */
+	if (st->st_uid != 0 && st->st_uid != geteuid() && geteuid() != 0) {
+		seterr(err, errsz, "%s: owned by uid %lu, not by root", path,
+		    (unsigned long)st->st_uid);
+		return SOTP_ERR_KEY;
+	}
+	/*
+	 * The one shared case: root's key, readable (only) by the members of
+	 * SOTP_KEY_GROUP, so root (PAM in sshd) and a service user in that
+	 * group (radiusd as freerad) read one key file. The group is looked
+	 * up only for a file that has exactly this shape.
+	 */
+	if ((st->st_mode & 077) == 040 && st->st_uid == 0) {
+		if (shared == SOTP_KEY_SHARED_LOOKUP)
+			shared = key_group();
+		if (shared == (gid_t)-1 || st->st_gid != shared) {
+			seterr(err, errsz,
+			    "%s: readable by group %lu (mode 0640); only group " SOTP_KEY_GROUP
+			    " may share root's key: chmod 600 "
+			    "or chgrp " SOTP_KEY_GROUP " it",
+			    path, (unsigned long)st->st_gid);
+			return SOTP_ERR_KEY;
+		}
+	} else if ((st->st_mode & 077) != 0) {
+		seterr(err, errsz,
+		    "%s: %s by group or others (mode 0%03o); chmod 600 it",
+		    path, (st->st_mode & 044) != 0 ? "readable" : "accessible",
+		    (unsigned int)(st->st_mode & 07777));
+		return SOTP_ERR_KEY;
+	}
+	return SOTP_OK;
+}
+
 int
 sotp_key_load_shared(
     const char *path, gid_t shared, uint8_t *key, char *err, size_t errsz)
@@ -231,69 +357,10 @@ sotp_key_load_shared(
 		seterr(err, errsz, "master key: no path given");
 		return SOTP_ERR_INVALID_ARG;
 	}
-	/*
-	 * O_NOFOLLOW: a symlink could point the daemon at a file that some
-	 * other user controls. O_NONBLOCK: a FIFO planted at the path must not
-	 * hang the open; it is refused by the S_ISREG check below.
-	 */
-	fd = open(
-	    path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0) {
-		if (errno == ELOOP)
-			seterr(err, errsz,
-			    "%s: is a symbolic link; refusing to follow it",
-			    path);
-		else if (errno == ENOENT)
-			seterr(err, errsz,
-			    "%s: no such file (create it with shinkin-otp init)",
-			    path);
-		else
-			seterr(err, errsz, "%s: %s", path, strerror(errno));
+	if ((rc = secret_open(path, shared, "create it with shinkin-otp init",
+	         &fd, &st, err, errsz)) != SOTP_OK)
 		goto out;
-	}
-	if (fstat(fd, &st) != 0) {
-		seterr(err, errsz, "%s: %s", path, strerror(errno));
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		seterr(err, errsz, "%s: not a regular file", path);
-		goto out;
-	}
-	/*
-	 * As sshkey_perm_ok(): the key is the owner's alone, and the owner is
-	 * root or the service reading it. Root may also read a key owned by
-	 * the RADIUS service user, so sshd's PAM stack and radiusd (freerad)
-	 * can share one key file on one host.
-	 */
-	if (st.st_uid != 0 && st.st_uid != geteuid() && geteuid() != 0) {
-		seterr(err, errsz, "%s: owned by uid %lu, not by root", path,
-		    (unsigned long)st.st_uid);
-		goto out;
-	}
-	/*
-	 * The one shared case: root's key, readable (only) by the members of
-	 * SOTP_KEY_GROUP, so root (PAM in sshd) and a service user in that
-	 * group (radiusd as freerad) read one key file. The group is looked
-	 * up only for a file that has exactly this shape.
-	 */
-	if ((st.st_mode & 077) == 040 && st.st_uid == 0) {
-		if (shared == SOTP_KEY_SHARED_LOOKUP)
-			shared = key_group();
-		if (shared == (gid_t)-1 || st.st_gid != shared) {
-			seterr(err, errsz,
-			    "%s: readable by group %lu (mode 0640); only group " SOTP_KEY_GROUP
-			    " may share root's key: chmod 600 "
-			    "or chgrp " SOTP_KEY_GROUP " it",
-			    path, (unsigned long)st.st_gid);
-			goto out;
-		}
-	} else if ((st.st_mode & 077) != 0) {
-		seterr(err, errsz,
-		    "%s: %s by group or others (mode 0%03o); chmod 600 it",
-		    path, (st.st_mode & 044) != 0 ? "readable" : "accessible",
-		    (unsigned int)(st.st_mode & 07777));
-		goto out;
-	}
+	rc = SOTP_ERR_KEY;
 	if (st.st_size != SOTP_KEY_LEN && st.st_size != 2 * SOTP_KEY_LEN &&
 	    st.st_size != 2 * SOTP_KEY_LEN + 1) {
 		seterr(err, errsz,
@@ -331,6 +398,51 @@ out:
 	SOTP_WIPE_ARRAY(buf);
 	if (rc != SOTP_OK)
 		sotp_wipe(key, key != NULL ? SOTP_KEY_LEN : 0);
+	return rc;
+}
+
+int
+sotp_secret_read(
+    const char *path, char *out, size_t outsz, char *err, size_t errsz)
+{
+	struct stat st;
+	size_t n;
+	int fd = -1, rc = SOTP_ERR_KEY;
+
+	seterr(err, errsz, "%s", "");
+	if (path == NULL || out == NULL || outsz < 2)
+		return SOTP_ERR_INVALID_ARG;
+	out[0] = '\0';
+	if ((rc = secret_open(path, SOTP_KEY_SHARED_LOOKUP,
+	         "write the PIN to it, mode 0600", &fd, &st, err, errsz)) !=
+	    SOTP_OK)
+		goto out;
+	rc = SOTP_ERR_KEY;
+	/* One line; a trailing newline is not part of it. */
+	if (st.st_size <= 0 || (size_t)st.st_size >= outsz) {
+		seterr(err, errsz, "%s: %lld bytes; want 1 to %zu", path,
+		    (long long)st.st_size, outsz - 1);
+		goto out;
+	}
+	n = (size_t)st.st_size;
+	if (read_full(fd, (uint8_t *)out, n) != 0) {
+		seterr(err, errsz, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	out[n] = '\0';
+	if (out[n - 1] == '\n')
+		out[--n] = '\0';
+	if (n == 0 || memchr(out, '\n', n) != NULL ||
+	    memchr(out, '\0', n) != NULL) {
+		seterr(err, errsz, "%s: not one line", path);
+		goto out;
+	}
+	rc = SOTP_OK;
+out:
+	if (fd >= 0)
+		(void)close(fd);
+	if (rc != SOTP_OK)
+		sotp_wipe(out, outsz);
 	return rc;
 }
 

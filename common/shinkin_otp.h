@@ -52,7 +52,7 @@ enum sotp_rc {
 	SOTP_ERR_SYSTEM = -4, /* errno is valid */
 	SOTP_ERR_CRYPTO = -5,
 	SOTP_ERR_CONFIG = -6,
-	SOTP_ERR_KEY = -7, /* master key missing, unreadable or unsafe */
+	SOTP_ERR_KEY = -7, /* master key or token: missing, unsafe, refused */
 	SOTP_ERR_STORE = -8,
 	SOTP_ERR_STORE_UNAVAILABLE = -9,
 	SOTP_ERR_BAD_INPUT = -10, /* malformed base32, URI, serial, ... */
@@ -277,10 +277,18 @@ SOTP_EXPORT int sotp_policy_dump(
     const struct sotp_ctx *ctx, char *buf, size_t bufsz);
 /*
  * Where the loaded policy puts the store (URL, any password masked) and the
- * master key (path), copied to store[storesz] and key[keysz].
+ * secret file it reads for its key-encryption key (the master key, or the
+ * PKCS#11 PIN with kek = pkcs11), copied to store[storesz] and key[keysz].
  */
 SOTP_EXPORT int sotp_policy_locations(const struct sotp_ctx *ctx, char *store,
     size_t storesz, char *key, size_t keysz);
+/*
+ * The key-encryption key the loaded policy names, as key status names it:
+ * "file" (the master key) or "pkcs11:TOKEN/KEY". SOTP_ERR_CONFIG without a
+ * policy.
+ */
+SOTP_EXPORT int sotp_policy_kek(
+    const struct sotp_ctx *ctx, char *out, size_t outsz);
 /*
  * Maps a service name (PAM service, NAS-Identifier) to a context name via
  * the policy's service map. SOTP_ERR_NOT_FOUND if unmapped.
@@ -315,9 +323,130 @@ SOTP_EXPORT int sotp_messages(
 /*
  * init: if path does not exist, writes the default policy there with the
  * store and key beside it; then creates the master key (0600, never
- * overwritten) and the store schema. Idempotent.
+ * overwritten; only with kek = file), the store schema (or upgrades an
+ * older one), and in a new store the first data-encryption key, version
+ * 1, wrapped under the key-encryption key, stamped and audited at now.
+ * Idempotent. sotp_init stamps 0 (tests, tools).
  */
+SOTP_EXPORT int sotp_init_at(
+    struct sotp_ctx *ctx, const char *path, time_t now);
 SOTP_EXPORT int sotp_init(struct sotp_ctx *ctx, const char *path);
+
+/* ---- Keys: versioned data keys under a key-encryption key ---- */
+
+/*
+ * A keyring: the policy's key-encryption key (the master key file, or an
+ * AES key in a PKCS#11 token, logged in once) and the data-encryption
+ * keys it unwraps, held in locked memory. A process with many contexts
+ * (radiusd, one per thread) opens one and loads each context with it, so
+ * that the token is opened and each key version unwrapped once per
+ * process. Reference counted and thread-safe; sotp_keyring_free drops the
+ * caller's reference and wipes the keys with the last.
+ *
+ * sotp_keyring_open reads the policy at path and opens its key-encryption
+ * key: SOTP_ERR_CONFIG, or SOTP_ERR_KEY when the key file is missing or
+ * unsafe, the token absent, the PIN wrong or the key missing, with a
+ * message naming the file, or the module, token, slot and key, in err.
+ */
+struct sotp_keyring;
+SOTP_EXPORT int sotp_keyring_open(
+    const char *path, struct sotp_keyring **out, char *err, size_t errsz);
+SOTP_EXPORT void sotp_keyring_free(struct sotp_keyring *k);
+/*
+ * sotp_ctx_load with the keys of k, which must be the key-encryption key
+ * the policy at path names (else SOTP_ERR_CONFIG). ctx takes a reference.
+ */
+SOTP_EXPORT int sotp_ctx_load_keyring(
+    struct sotp_ctx *ctx, const char *path, struct sotp_keyring *k);
+
+/* One data-encryption key version as the store has it (key status). */
+struct sotp_key_version {
+	uint32_t version;
+	int live;    /* its data key exists: it unseals and verifies */
+	int current; /* new values, States and audit rows are made under it */
+	int64_t created;
+	int64_t secrets, cards; /* token secrets and card grids it seals */
+	int64_t audit_rows;     /* chained audit rows its audit key made */
+	/* The key-encryption keys it is wrapped under, comma-separated. */
+	char wrapped[256];
+};
+#define SOTP_KEY_VERSIONS_MAX 64
+#define SOTP_KEY_KEKS_MAX 8
+struct sotp_key_status {
+	char kek[192];    /* the key-encryption key of this policy */
+	uint32_t current; /* 0: the master key file, from before versions */
+	int64_t switched; /* when current became current */
+	int64_t generation;
+	/* Values sealed under older versions: a rotation under way. */
+	int64_t left;
+	int64_t retire_at; /* older live versions may be retired from then */
+	size_t n;
+	struct sotp_key_version v[SOTP_KEY_VERSIONS_MAX];
+	size_t nkeks; /* every key-encryption key with keys wrapped under it */
+	char keks[SOTP_KEY_KEKS_MAX][192];
+};
+/*
+ * The store's key versions, what each seals and which KEKs wrap them.
+ * Needs no key (works from sotp_ctx_load_nokey). SOTP_ERR_STORE*.
+ */
+SOTP_EXPORT int sotp_key_status(
+    struct sotp_ctx *ctx, time_t now, struct sotp_key_status *out);
+
+/* What one step of a rotation did (sotp_key_rotate_*). */
+enum sotp_key_stepped {
+	SOTP_KEY_STARTED,  /* a new version is current */
+	SOTP_KEY_RESUMED,  /* a rotation found under way goes on */
+	SOTP_KEY_RESEALED, /* a batch of values re-sealed (count may be 0) */
+	SOTP_KEY_WAITING,  /* nothing left to re-seal; retire at wait_until */
+	SOTP_KEY_RETIRED,  /* an old version retired */
+	SOTP_KEY_DONE      /* one version left: the rotation is over */
+};
+struct sotp_key_step {
+	enum sotp_key_stepped what;
+	uint32_t version;   /* the version rotated to */
+	uint32_t from;      /* STARTED: the version it replaces */
+	int cards;          /* RESEALED: 0 token secrets, 1 card grids */
+	unsigned int count; /* RESEALED: values re-sealed in this batch */
+	int64_t left;       /* values still under older versions */
+	int64_t wait_until; /* WAITING */
+	uint32_t retired;   /* RETIRED */
+};
+/*
+ * Begins a rotation: a new data-encryption key version, wrapped under this
+ * policy's KEK, becomes current (STARTED); or a rotation found under way
+ * (an older version still live) is taken up (RESUMED). Refused
+ * (SOTP_ERR_CONFIG) while keys are wrapped under more than one KEK.
+ * Audited ("key.rotate"). Needs the key.
+ */
+SOTP_EXPORT int sotp_key_rotate_begin(
+    struct sotp_ctx *ctx, time_t now, struct sotp_key_step *out);
+/*
+ * One step: re-seals up to batch values under the current version
+ * (RESEALED), or, once none is left under an older one, retires the
+ * oldest live version that is not current (RETIRED) when every State it
+ * may have signed has expired (else WAITING until wait_until), or says
+ * DONE. Each step is one transaction and one audit row ("key.reseal",
+ * "key.retire"): killed anywhere, the rotation loses nothing and
+ * sotp_key_rotate_begin takes it up again.
+ */
+SOTP_EXPORT int sotp_key_rotate_step(struct sotp_ctx *ctx, time_t now,
+    unsigned int batch, struct sotp_key_step *out);
+/*
+ * Wraps every key version (data keys, and the audit keys of retired
+ * versions) also under the key-encryption key the policy at new_policy
+ * names, unwrapping with this context's: the step of a KEK change (file
+ * to HSM, HSM replaced) that lets every server move to the new policy at
+ * its own pace. *wrapped: keys wrapped. Audited ("key.rewrap").
+ */
+SOTP_EXPORT int sotp_key_rewrap(struct sotp_ctx *ctx, const char *new_policy,
+    time_t now, unsigned int *wrapped);
+/*
+ * Deletes every key wrapped under kek (a name as sotp_key_status gives
+ * it), once each is also wrapped under this policy's KEK; refused for
+ * this policy's own KEK. *removed: keys deleted. Audited ("key.drop-kek").
+ */
+SOTP_EXPORT int sotp_key_drop_kek(
+    struct sotp_ctx *ctx, const char *kek, time_t now, int64_t *removed);
 
 /* ---- The decision engine: one attempt for a contract and context ---- */
 

@@ -67,20 +67,40 @@ size_t sotp_code_len(const char *code);
 #define SOTP_KEY_LEN 32
 #define SOTP_SEAL_NONCE 12
 #define SOTP_SEAL_TAG 16
-/* Sealed layout: version byte (1) | nonce (12) | ciphertext | tag (16). */
+/*
+ * Sealed layouts (seal.c): under key version 0, layout byte (1) | nonce
+ * (12) | ciphertext | tag (16); under version >= 1, layout byte and the
+ * version (5) | nonce | ciphertext | tag.
+ */
 #define SOTP_SEAL_OVERHEAD (1 + SOTP_SEAL_NONCE + SOTP_SEAL_TAG)
+#define SOTP_SEAL_HDR_V 5
+#define SOTP_SEAL_OVERHEAD_V (SOTP_SEAL_HDR_V + SOTP_SEAL_NONCE + SOTP_SEAL_TAG)
 
 /*
  * Encrypts pt under key with aad bound in (e.g. the serial, so a sealed
- * secret cannot be moved to another token). out[outsz] receives
- * ptlen + SOTP_SEAL_OVERHEAD bytes.
+ * secret cannot be moved to another token), in the layout of key version
+ * 0. out[outsz] receives ptlen + SOTP_SEAL_OVERHEAD bytes.
  */
 int sotp_seal(const uint8_t *key, const void *aad, size_t aadlen,
     const uint8_t *pt, size_t ptlen, uint8_t *out, size_t outsz,
     size_t *outlen);
 /*
- * Decrypts and authenticates; SOTP_ERR_DECRYPT on a wrong key, a wrong aad
- * or any tampering. out (secret) must hold inlen - SOTP_SEAL_OVERHEAD.
+ * The same for key version kv, recorded (authenticated) in the header:
+ * ptlen + SOTP_SEAL_OVERHEAD_V bytes, or the version 0 layout for kv 0.
+ */
+int sotp_seal_kv(const uint8_t *key, uint32_t kv, const void *aad,
+    size_t aadlen, const uint8_t *pt, size_t ptlen, uint8_t *out, size_t outsz,
+    size_t *outlen);
+/*
+ * The key version a sealed blob names (0 for the version 0 layout);
+ * SOTP_ERR_DECRYPT for a blob of no known layout. Not authenticated until
+ * the blob is unsealed under that version's key.
+ */
+int sotp_sealed_kv(const uint8_t *in, size_t inlen, uint32_t *kv);
+/*
+ * Decrypts and authenticates either layout; SOTP_ERR_DECRYPT on a wrong
+ * key, a wrong aad or any tampering. out (secret) must hold the
+ * ciphertext's length (inlen less the layout's overhead).
  */
 int sotp_unseal(const uint8_t *key, const void *aad, size_t aadlen,
     const uint8_t *in, size_t inlen, uint8_t *out, size_t outsz,
@@ -108,6 +128,13 @@ int sotp_key_load_shared(
  * SOTP_ERR_EXISTS if a file is there already (never overwrites).
  */
 int sotp_key_create(const char *path, char *err, size_t errsz);
+/*
+ * Reads a one-line secret file (a PKCS#11 PIN) into out[outsz], its
+ * newline dropped, under the rules of sotp_key_load. SOTP_ERR_KEY with the
+ * reason in err.
+ */
+int sotp_secret_read(
+    const char *path, char *out, size_t outsz, char *err, size_t errsz);
 /* Derives a 32-byte subkey for `label` (HKDF-SHA256) from the master key. */
 int sotp_kdf(const uint8_t *master, const char *label, uint8_t *out);
 /* HMAC-SHA256 of data under a 32-byte key; out[32]. */
@@ -135,7 +162,7 @@ struct sotp_store;
 #define SOTP_SECRET_MAX 128 /* sealed token secret */
 /* The largest HOTP counter taken in: look-ahead cannot overflow it. */
 #define SOTP_COUNTER_MAX ((uint64_t)1 << 62)
-#define SOTP_CARD_MAX 320 /* sealed card grid: 26 x 10 digits + 29 */
+#define SOTP_CARD_MAX 320 /* sealed card grid: 26 x 10 digits + 33 */
 #define SOTP_HASH_MAX 256 /* crypt(3) hash string */
 
 struct sotp_token_rec {
@@ -149,6 +176,7 @@ struct sotp_token_rec {
 	int disabled;
 	uint8_t secret[SOTP_SECRET_MAX]; /* sealed (AES-GCM), aad = serial */
 	size_t secret_len;
+	uint32_t kv;                /* the key version secret is sealed under */
 	char contract[SOTP_ID_MAX]; /* the contract it is bound to, or "" */
 	int64_t created;
 };
@@ -161,6 +189,7 @@ struct sotp_contract_rec {
 	uint8_t
 	    card[SOTP_CARD_MAX]; /* sealed grid, aad = id; card_len 0: none */
 	size_t card_len;
+	uint32_t kv; /* the key version card is sealed under */
 	unsigned int failures;
 	int64_t locked_until; /* 0 no lock, -1 until unlocked, else epoch */
 	int closed;
@@ -242,8 +271,9 @@ int sotp_store_contract_rehash(struct sotp_store *st, const char *id,
     const char *old, const char *pwhash, int *won);
 int sotp_store_contract_set_login(struct sotp_store *st, const char *id,
     enum sotp_login login); /* SOTP_ERR_NOT_FOUND */
+/* The card sealed under key version kv. */
 int sotp_store_contract_set_card(struct sotp_store *st, const char *id,
-    const uint8_t *card, size_t len); /* SOTP_ERR_NOT_FOUND */
+    const uint8_t *card, size_t len, uint32_t kv); /* SOTP_ERR_NOT_FOUND */
 /* failures = 0, locked_until = 0. */
 int sotp_store_contract_unlock(struct sotp_store *st, const char *id);
 /*
@@ -340,8 +370,10 @@ int sotp_store_state_use(struct sotp_store *st, const uint8_t *id,
  * NULL, keyed = 0, to be linked into the chain later.
  */
 #define SOTP_AUDIT_MAC_LEN 32
+/* kv: the key version whose audit key made mac. */
 int sotp_store_audit_append(struct sotp_store *st,
-    const struct sotp_audit_rec *r, int64_t seq, const uint8_t *mac);
+    const struct sotp_audit_rec *r, int64_t seq, const uint8_t *mac,
+    uint32_t kv);
 /* The head row: the chain's last link, its pruned base, the pending. */
 struct sotp_audit_head {
 	int64_t seq; /* the last chained row; 0: none yet */
@@ -353,6 +385,7 @@ struct sotp_audit_head {
 	uint8_t base_mac[SOTP_AUDIT_MAC_LEN];
 	uint8_t base_tag[SOTP_AUDIT_MAC_LEN];
 	int has_base_tag;
+	uint32_t kv, base_kv; /* the key versions that made tag, base_tag */
 };
 /* lock: under the row lock that orders appends (in a transaction). */
 int sotp_store_audit_head(
@@ -364,7 +397,8 @@ struct sotp_audit_link {
 	int64_t seq; /* 0: not linked */
 	uint8_t mac[SOTP_AUDIT_MAC_LEN];
 	int has_mac;
-	int keyed; /* 1 by a key holder, 0 without the key, -1 before */
+	int keyed;   /* 1 by a key holder, 0 without the key, -1 before */
+	uint32_t kv; /* the key version of mac (0 for rows from before) */
 };
 typedef int sotp_audit_link_cb(
     void *arg, const struct sotp_audit_row *r, const struct sotp_audit_link *l);
@@ -372,8 +406,8 @@ typedef int sotp_audit_link_cb(
 int sotp_store_audit_pending(
     struct sotp_store *st, sotp_audit_link_cb *cb, void *arg);
 /* Links pending row id at seq with mac; SOTP_ERR_NOT_FOUND if it moved. */
-int sotp_store_audit_link(
-    struct sotp_store *st, int64_t id, int64_t seq, const uint8_t *mac);
+int sotp_store_audit_link(struct sotp_store *st, int64_t id, int64_t seq,
+    const uint8_t *mac, uint32_t kv);
 /* The linked rows past after_seq, in chain order. */
 int sotp_store_audit_walk(struct sotp_store *st, int64_t after_seq,
     sotp_audit_link_cb *cb, void *arg);
@@ -419,6 +453,113 @@ int sotp_store_backup(struct sotp_store *st, const char *path);
 int sotp_store_commit(struct sotp_store *st);
 void sotp_store_rollback(struct sotp_store *st);
 
+/*
+ * ---- store_keys.c: the keyring's rows (keys.c and keys_admin.c have the
+ * rules) ----
+ *
+ * key_dek holds the live data-encryption key versions: what tokens.kv and
+ * contracts.kv (the version each sealed value names) reference, so the
+ * database itself refuses to retire a version a value still needs.
+ * key_wrap holds each version's keys wrapped under each key-encryption
+ * key, and key_ring the current version and the generation every change
+ * bumps.
+ */
+#define SOTP_WRAP_DEK 1   /* a version's data-encryption key */
+#define SOTP_WRAP_AUDIT 2 /* its audit subkey, kept after retirement */
+/* A wrapped key: the layout of a version 0 sealed value (seal.c). */
+#define SOTP_WRAP_LEN (SOTP_KEY_LEN + SOTP_SEAL_OVERHEAD)
+#define SOTP_KEK_NAME_MAX 192
+
+struct sotp_key_ring {
+	uint32_t current;
+	int64_t gen;
+	int64_t switched; /* when current last changed */
+};
+/* lock: under its row lock, in a transaction. NOT_FOUND: no row yet. */
+int sotp_store_key_ring(
+    struct sotp_store *st, int lock, struct sotp_key_ring *r);
+/* The first row (init): version current, generation 1. */
+int sotp_store_key_ring_init(
+    struct sotp_store *st, uint32_t current, int64_t switched);
+/* A new current version (switched), or the same with gen + 1. */
+int sotp_store_key_ring_set(
+    struct sotp_store *st, uint32_t current, int64_t switched);
+int sotp_store_key_ring_bump(struct sotp_store *st);
+typedef int sotp_key_live_cb(void *arg, uint32_t version, int64_t created);
+/* The live versions, ascending; cb must not call back into the store. */
+int sotp_store_key_live(struct sotp_store *st, sotp_key_live_cb *cb, void *arg);
+int sotp_store_key_add(
+    struct sotp_store *st, uint32_t version, int64_t created);
+/*
+ * Retires a version: its wrapped data keys and its key_dek row go (the
+ * audit subkeys stay). SOTP_ERR_STORE when a value still names it.
+ */
+int sotp_store_key_retire(struct sotp_store *st, uint32_t version);
+typedef int sotp_key_wrap_cb(void *arg, uint32_t version, const char *kek,
+    int what, const uint8_t *blob, size_t len);
+/* Every wrapped key, by version, KEK and purpose. */
+int sotp_store_key_wraps(
+    struct sotp_store *st, sotp_key_wrap_cb *cb, void *arg);
+/* One wrapped key; SOTP_ERR_NOT_FOUND. */
+int sotp_store_key_wrap_get(struct sotp_store *st, uint32_t version,
+    const char *kek, int what, uint8_t *blob, size_t blobsz, size_t *len);
+/* SOTP_ERR_EXISTS when that version, KEK and purpose has one. */
+int sotp_store_key_wrap_put(struct sotp_store *st, uint32_t version,
+    const char *kek, int what, const uint8_t *blob, size_t len);
+/* Every key wrapped under kek; *removed how many. */
+int sotp_store_key_wrap_drop(
+    struct sotp_store *st, const char *kek, int64_t *removed);
+/* What each version seals: 1 token secrets, 2 cards, 3 chained audit rows. */
+typedef int sotp_key_count_cb(void *arg, int what, uint32_t kv, int64_t n);
+int sotp_store_key_counts(
+    struct sotp_store *st, sotp_key_count_cb *cb, void *arg);
+/* A sealed value that names a version older than the one wanted. */
+struct sotp_sealed_row {
+	char id[SOTP_ID_MAX]; /* serial or contract ID: the value's aad */
+	uint32_t kv;
+	uint8_t blob[SOTP_CARD_MAX];
+	size_t len;
+};
+/*
+ * Up to max token secrets (cards: 0) or cards (1) sealed under a version
+ * below `below`, oldest version first, their rows locked to the end of
+ * the transaction (PostgreSQL: rows another transaction holds are
+ * skipped, and come in a later batch).
+ */
+int sotp_store_key_old(struct sotp_store *st, int cards, uint32_t below,
+    struct sotp_sealed_row *rows, size_t max, size_t *n);
+/* Replaces a value still sealed under oldkv; *won = 1 if it was. */
+int sotp_store_key_reseal(struct sotp_store *st, int cards, const char *id,
+    uint32_t oldkv, const uint8_t *blob, size_t len, uint32_t kv, int *won);
+/* How many values name a version below kv (below = 1), or kv itself. */
+int sotp_store_key_left(
+    struct sotp_store *st, uint32_t kv, int below, int64_t *n);
+
+/*
+ * ---- pkcs11.c: the key-encryption key in a PKCS#11 token ----
+ */
+struct sotp_p11;
+struct sotp_policy;
+/*
+ * Loads the policy's module, finds its token (label, slot), logs in with
+ * the PIN from its file and finds its key (one AES-256 key, sensitive,
+ * not extractable). SOTP_ERR_KEY with a message naming module, token,
+ * slot and key in err.
+ */
+int sotp_p11_open(const struct sotp_policy *p, struct sotp_p11 **out, char *err,
+    size_t errsz);
+void sotp_p11_close(struct sotp_p11 *h);
+/* "token 'T' (slot N), key 'K'". */
+const char *sotp_p11_where(const struct sotp_p11 *h);
+/*
+ * AES-256-GCM in the token: iv (12 bytes), aad, a 16-byte tag after the
+ * ciphertext. SOTP_ERR_DECRYPT when the tag does not hold, SOTP_ERR_KEY
+ * when the token fails.
+ */
+int sotp_p11_crypt(struct sotp_p11 *h, int enc, const uint8_t *iv,
+    const uint8_t *aad, size_t aadlen, const uint8_t *in, size_t inlen,
+    uint8_t *out, size_t outsz, size_t *outlen, char *err, size_t errsz);
+
 /* ---- policy.c: the policy file, read once into an immutable struct ---- */
 
 #define SOTP_MAX_KINDS 16
@@ -449,6 +590,8 @@ struct sotp_service {
 	char name[SOTP_ID_MAX];
 	int context; /* index into contexts */
 };
+
+enum sotp_kek_source { SOTP_KEK_FILE = 0, SOTP_KEK_PKCS11 = 1 };
 
 /* The catalogs a policy may choose with `language = en | ja`. */
 enum sotp_lang { SOTP_LANG_EN = 0, SOTP_LANG_JA = 1 };
@@ -483,6 +626,20 @@ struct sotp_policy {
 	unsigned int lock_threshold, lock_duration;
 	unsigned int state_lifetime, max_rounds;
 	unsigned int card_rows, card_cols, card_cells;
+	/*
+	 * [key]: where the key-encryption key comes from, a file (the master
+	 * key) or an AES key in a PKCS#11 token, named by module, token label
+	 * (and slot), key label and the file its PIN is in; and how often a
+	 * process looks for a new data-encryption key version.
+	 */
+	enum sotp_kek_source kek;
+	char p11_module[SOTP_PATH_MAX];
+	char p11_token[33]; /* a PKCS#11 token label is 32 characters */
+	unsigned long p11_slot;
+	int p11_has_slot;
+	char p11_key[128];
+	char p11_pin_file[SOTP_PATH_MAX];
+	unsigned int key_refresh;
 	struct sotp_kind kinds[SOTP_MAX_KINDS];
 	size_t nkinds;
 	size_t default_kind;
@@ -582,15 +739,86 @@ int sotp_input_login(const char *in, enum sotp_login *l);
  */
 int sotp_input_split(const char *in, unsigned int n, size_t *pwlen);
 
+/* ---- keys.c: the keyring (versioned data keys under a KEK) ---- */
+
+/* "file" or "pkcs11:TOKEN/KEY": the KEK a policy names, as the store does. */
+void sotp_kek_name(const struct sotp_policy *p, char *out, size_t outsz);
+/*
+ * Opens the policy's key-encryption key (reads the key file, or logs in
+ * to the token); no data key is loaded before sotp_keys_sync. Reference
+ * counted: sotp_keyring_ref, sotp_keyring_free (shinkin_otp.h).
+ */
+int sotp_keyring_new(const struct sotp_policy *p, struct sotp_keyring **out,
+    char *err, size_t errsz);
+struct sotp_keyring *sotp_keyring_ref(struct sotp_keyring *k);
+const char *sotp_keyring_kek(const struct sotp_keyring *k);
+/* 1 when its pages are locked in memory. */
+int sotp_keyring_locked(const struct sotp_keyring *k);
+/* Wraps (unwraps) version v's key `what` under k's KEK; secret key. */
+int sotp_keyring_wrap(struct sotp_keyring *k, uint32_t v, int what,
+    const uint8_t *key, uint8_t *out, size_t *outlen, char *err, size_t errsz);
+int sotp_keyring_unwrap(struct sotp_keyring *k, uint32_t v, int what,
+    const uint8_t *blob, size_t len, uint8_t *key, char *err, size_t errsz);
+/*
+ * Brings ctx's keyring to the store's keys: at once (force), or when the
+ * policy's refresh interval has passed since it last looked.
+ */
+int sotp_keys_sync(struct sotp_ctx *ctx, int force);
+/* The version new values, States and audit rows are made under. */
+int sotp_keys_current(struct sotp_ctx *ctx, uint32_t *kv);
+/* Seals pt (secret) under the current version, aad bound in (seal.c). */
+int sotp_keys_seal(struct sotp_ctx *ctx, const char *aad, const uint8_t *pt,
+    size_t ptlen, uint8_t *out, size_t outsz, size_t *outlen);
+/* The same under live version kv (a rotation's re-sealing). */
+int sotp_keys_seal_kv(struct sotp_ctx *ctx, uint32_t kv, const char *aad,
+    const uint8_t *pt, size_t ptlen, uint8_t *out, size_t outsz,
+    size_t *outlen);
+/*
+ * Unseals under the version the blob names; SOTP_ERR_DECRYPT for a
+ * wrong aad, tampering or a version the store does not hold.
+ */
+int sotp_keys_unseal(struct sotp_ctx *ctx, const char *aad, const uint8_t *in,
+    size_t inlen, uint8_t *out, size_t outsz, size_t *outlen);
+/* HMAC-SHA256 under version kv's State subkey; out[32]. */
+int sotp_keys_state_mac(struct sotp_ctx *ctx, uint32_t kv, const void *data,
+    size_t len, uint8_t *out);
+/*
+ * The same under its audit subkey, if this process holds it (no store
+ * access: it runs inside walks); SOTP_ERR_NOT_FOUND if not. Live versions'
+ * are held; sotp_keys_audit_load fetches a retired one's first.
+ */
+int sotp_keys_audit_mac(struct sotp_ctx *ctx, uint32_t kv, const void *data,
+    size_t len, uint8_t *out);
+int sotp_keys_audit_load(struct sotp_ctx *ctx, uint32_t kv);
+/* Version v's data (SOTP_WRAP_DEK) or audit key in clear (secret). */
+int sotp_keys_plain(struct sotp_ctx *ctx, uint32_t v, int what, uint8_t *out);
+/* The audit key of version 0 as the master key file gives it. */
+int sotp_keys_file_audit(struct sotp_ctx *ctx, uint8_t *out);
+#define SOTP_KEYS_LIVE_MAX 8
+struct sotp_keys_held {
+	uint32_t current;
+	int64_t gen, switched;
+	int mlocked;
+	uint32_t live[SOTP_KEYS_LIVE_MAX];
+	size_t nlive;
+};
+/* What this process holds (key status). */
+void sotp_keys_held(struct sotp_ctx *ctx, struct sotp_keys_held *h);
+/*
+ * ---- keys_admin.c ----
+ * A store without keys (new) gets version 1, wrapped under ctx's KEK,
+ * stamped and audited at now; a store with keys is left as it is.
+ */
+int sotp_keys_first(struct sotp_ctx *ctx, int64_t now);
+
 /* ---- ctx.c ---- */
 
 struct sotp_ctx {
 	struct sotp_policy pol;
 	int have_policy;
-	uint8_t key[SOTP_KEY_LEN];
-	uint8_t state_key[SOTP_KEY_LEN];
+	/* The keys (keys.c); NULL without them (sotp_ctx_load_nokey). */
+	struct sotp_keyring *keys;
 	int have_key;
-	uint8_t audit_key[SOTP_KEY_LEN]; /* keys the audit chain (audit.c) */
 	/*
 	 * The hash an unknown contract's password is checked against, so
 	 * that it costs what a real check costs: a real contract's hash,

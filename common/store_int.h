@@ -49,8 +49,11 @@
 /*
  * Version 2 adds the audit chain (audit.seq, .mac, .keyed and the
  * audit_head row); SOTP_Q_SCHEMA_UPGRADE takes a version 1 store there.
+ * Version 3 adds versioned keys (key_dek, key_wrap, key_ring, and the kv
+ * of every sealed value and audit row); SOTP_Q_SCHEMA_UPGRADE_3 takes a
+ * version 2 store there, at key version 0 (the master key file).
  */
-#define SOTP_SCHEMA_VERSION 2
+#define SOTP_SCHEMA_VERSION 3
 /*
  * SQLite's busy timeout and PostgreSQL's lock_timeout when the caller sets
  * none; a loaded context uses the policy's lock_timeout.
@@ -86,7 +89,8 @@ enum sotp_stmt {
 	SOTP_Q_SCHEMA_TABLES,
 	SOTP_Q_SCHEMA_CREATE, /* a script: several statements, no parameters */
 	SOTP_Q_SCHEMA_VERSION,
-	SOTP_Q_SCHEMA_UPGRADE, /* a script: version 1 to 2 (init) */
+	SOTP_Q_SCHEMA_UPGRADE,   /* a script: version 1 to 2 (init) */
+	SOTP_Q_SCHEMA_UPGRADE_3, /* a script: version 2 to 3 (init) */
 	/* The operations. */
 	SOTP_Q_TOKEN_GET,
 	SOTP_Q_TOKEN_LOCK,
@@ -132,6 +136,27 @@ enum sotp_stmt {
 	SOTP_Q_AUDIT_PRUNE_POINT,
 	SOTP_Q_AUDIT_MAC_AT,
 	SOTP_Q_AUDIT_PRUNE,
+	/* The keyring (store_keys.c). */
+	SOTP_Q_KEY_RING,
+	SOTP_Q_KEY_RING_LOCK,
+	SOTP_Q_KEY_RING_INIT,
+	SOTP_Q_KEY_RING_SET,
+	SOTP_Q_KEY_RING_BUMP,
+	SOTP_Q_KEY_LIVE,
+	SOTP_Q_KEY_ADD,
+	SOTP_Q_KEY_RETIRE_WRAPS,
+	SOTP_Q_KEY_RETIRE,
+	SOTP_Q_KEY_WRAPS,
+	SOTP_Q_KEY_WRAP_GET,
+	SOTP_Q_KEY_WRAP_PUT,
+	SOTP_Q_KEY_WRAP_DROP,
+	SOTP_Q_KEY_COUNTS,
+	SOTP_Q_KEY_OLD_TOKENS,
+	SOTP_Q_KEY_OLD_CARDS,
+	SOTP_Q_KEY_RESEAL_TOKEN,
+	SOTP_Q_KEY_RESEAL_CARD,
+	SOTP_Q_KEY_LEFT,
+	SOTP_Q_KEY_USED,
 	SOTP_Q_COUNT
 };
 
@@ -153,10 +178,20 @@ enum sotp_stmt {
 /* The same with the chain's columns after them (audit_chain_row). */
 #define SOTP_SQL_AUDIT_CHAIN_SELECT                                            \
 	"SELECT id, ts, action, contract, serial, context, verdict, reason,"   \
-	" detail, seq, mac, keyed FROM audit"
+	" detail, seq, mac, keyed, kv FROM audit"
 #define SOTP_SQL_AUDIT_HEAD_SELECT                                             \
-	"SELECT seq, mac, tag, pending, base_seq, base_mac, base_tag"          \
-	" FROM audit_head WHERE k = 1"
+	"SELECT seq, mac, tag, pending, base_seq, base_mac, base_tag, kv,"     \
+	" base_kv FROM audit_head WHERE k = 1"
+
+/* The keyring's row (store_keys.c key_ring_row) and what each key seals. */
+#define SOTP_SQL_KEY_RING_SELECT                                               \
+	"SELECT current, gen, switched FROM key_ring WHERE k = 1"
+#define SOTP_SQL_KEY_COUNTS                                                    \
+	"SELECT 1, kv, count(*) FROM tokens WHERE kv IS NOT NULL GROUP BY kv"  \
+	" UNION ALL SELECT 2, kv, count(*) FROM contracts"                     \
+	" WHERE kv IS NOT NULL GROUP BY kv"                                    \
+	" UNION ALL SELECT 3, coalesce(kv, 0), count(*) FROM audit"            \
+	" WHERE seq IS NOT NULL GROUP BY coalesce(kv, 0)"
 
 /* A statement parameter; a NULL text or an empty blob is SQL NULL. */
 enum sotp_ptype { SOTP_P_TEXT, SOTP_P_INT, SOTP_P_BLOB };

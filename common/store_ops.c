@@ -134,6 +134,8 @@ row_token(struct sotp_store *st, void *arg)
 	        0 ||
 	    t->secret_len == 0)
 		return sotp_db_corrupt(st, "secret");
+	/* What the value names; checked when it is unsealed (keys.c). */
+	(void)sotp_sealed_kv(t->secret, t->secret_len, &t->kv);
 	if (sotp_db_int(st, 3, SOTP_ALG_SHA1, SOTP_ALG_SHA512, &v) != 0)
 		return sotp_db_corrupt(st, "algorithm");
 	t->alg = (enum sotp_alg)v;
@@ -177,6 +179,8 @@ row_contract(struct sotp_store *st, void *arg)
 		return sotp_db_corrupt(st, "serial");
 	if (sotp_db_blob(st, 4, c->card, sizeof(c->card), &c->card_len) != 0)
 		return sotp_db_corrupt(st, "card");
+	if (c->card_len > 0)
+		(void)sotp_sealed_kv(c->card, c->card_len, &c->kv);
 	if (sotp_db_int(st, 5, 0, UINT_MAX, &v) != 0)
 		return sotp_db_corrupt(st, "failures");
 	c->failures = (unsigned int)v;
@@ -226,7 +230,8 @@ token_insert(struct sotp_store *st, const struct sotp_token_rec *t)
 	    SOTP_PTEXT(t->kind), SOTP_PBLOB(t->secret, t->secret_len),
 	    SOTP_PINT(t->alg), SOTP_PINT(t->digits), SOTP_PINT(t->period),
 	    SOTP_PINT(t->last_step), SOTP_PINT(t->drift),
-	    SOTP_PINT(t->disabled != 0), SOTP_PINT(t->created)};
+	    SOTP_PINT(t->disabled != 0), SOTP_PINT(t->created),
+	    SOTP_PINT(t->kv)};
 
 	return guarded(st, SOTP_Q_TOKEN_INSERT, p, SOTP_NELEM(p));
 }
@@ -400,7 +405,8 @@ contract_insert(struct sotp_store *st, const struct sotp_contract_rec *c)
 	const struct sotp_param p[] = {SOTP_PTEXT(c->id), SOTP_PTEXT(c->pwhash),
 	    SOTP_PINT(c->login), SOTP_PBLOB(c->card, c->card_len),
 	    SOTP_PINT(c->failures), SOTP_PINT(c->locked_until),
-	    SOTP_PINT(c->closed != 0), SOTP_PINT(c->created)};
+	    SOTP_PINT(c->closed != 0), SOTP_PINT(c->created),
+	    SOTP_PINT(c->card_len > 0 ? (int64_t)c->kv : -1)};
 
 	return guarded(st, SOTP_Q_CONTRACT_INSERT, p, SOTP_NELEM(p));
 }
@@ -479,10 +485,11 @@ sotp_store_contract_set_login(
 
 /* len 0 removes the card. */
 int
-sotp_store_contract_set_card(
-    struct sotp_store *st, const char *id, const uint8_t *card, size_t len)
+sotp_store_contract_set_card(struct sotp_store *st, const char *id,
+    const uint8_t *card, size_t len, uint32_t kv)
 {
-	const struct sotp_param p[] = {SOTP_PTEXT(id), SOTP_PBLOB(card, len)};
+	const struct sotp_param p[] = {SOTP_PTEXT(id), SOTP_PBLOB(card, len),
+	    SOTP_PINT(len > 0 ? (int64_t)kv : -1)};
 	int rc;
 
 	if ((rc = sotp_db_enter(st, "contract_set_card",
@@ -932,7 +939,7 @@ audit_row(struct sotp_store *st, struct sotp_audit_row *r)
 
 int
 sotp_store_audit_append(struct sotp_store *st, const struct sotp_audit_rec *r,
-    int64_t seq, const uint8_t *mac)
+    int64_t seq, const uint8_t *mac, uint32_t kv)
 {
 	const struct sotp_param p[] = {SOTP_PINT(r != NULL ? r->ts : 0),
 	    SOTP_PTEXT(r != NULL ? r->action : NULL),
@@ -944,7 +951,7 @@ sotp_store_audit_append(struct sotp_store *st, const struct sotp_audit_rec *r,
 	    SOTP_PTEXT(r != NULL ? r->detail : NULL),
 	    /* seq 0 and an empty mac are stored as NULL: waiting. */
 	    SOTP_PINT(seq), SOTP_PBLOB(mac, seq > 0 ? SOTP_AUDIT_MAC_LEN : 0),
-	    SOTP_PINT(seq > 0)};
+	    SOTP_PINT(seq > 0), SOTP_PINT(seq > 0 ? (int64_t)kv : -1)};
 	int rc;
 
 	if ((rc = sotp_db_enter(st, "audit_append",
@@ -972,6 +979,7 @@ static int
 head_row(struct sotp_store *st, void *arg)
 {
 	struct sotp_audit_head *h = arg;
+	int64_t kv = 0, base_kv = 0;
 	int has = 0;
 
 	memset(h, 0, sizeof(*h));
@@ -981,8 +989,12 @@ head_row(struct sotp_store *st, void *arg)
 	    sotp_db_int(st, 3, 0, INT64_MAX, &h->pending) != 0 ||
 	    sotp_db_int(st, 4, 0, INT64_MAX, &h->base_seq) != 0 ||
 	    mac_col(st, 5, h->base_mac, &has) != 0 ||
-	    mac_col(st, 6, h->base_tag, &h->has_base_tag) != 0)
+	    mac_col(st, 6, h->base_tag, &h->has_base_tag) != 0 ||
+	    sotp_db_int(st, 7, 0, UINT32_MAX, &kv) != 0 ||
+	    sotp_db_int(st, 8, 0, UINT32_MAX, &base_kv) != 0)
 		return sotp_db_corrupt(st, "audit_head");
+	h->kv = (uint32_t)kv;
+	h->base_kv = (uint32_t)base_kv;
 	return SOTP_OK;
 }
 
@@ -1016,7 +1028,9 @@ sotp_store_audit_head_set(
 	    SOTP_PBLOB(h != NULL ? h->base_mac : NULL,
 	        h != NULL && h->base_seq > 0 ? SOTP_AUDIT_MAC_LEN : 0),
 	    SOTP_PBLOB(h != NULL ? h->base_tag : NULL,
-	        h != NULL && h->has_base_tag ? SOTP_AUDIT_MAC_LEN : 0)};
+	        h != NULL && h->has_base_tag ? SOTP_AUDIT_MAC_LEN : 0),
+	    SOTP_PINT(h != NULL ? h->kv : 0),
+	    SOTP_PINT(h != NULL ? h->base_kv : 0)};
 	int rc;
 
 	if ((rc = sotp_db_enter(st, "audit_head_set",
@@ -1055,6 +1069,9 @@ audit_link_row(struct sotp_store *st, void *arg)
 		return sotp_db_corrupt(st, "keyed");
 	else
 		k.keyed = (int)n;
+	if (sotp_db_int(st, 12, 0, UINT32_MAX, &n) != 0)
+		return sotp_db_corrupt(st, "kv");
+	k.kv = (uint32_t)n;
 	return l->cb(l->arg, &r, &k);
 }
 
@@ -1073,11 +1090,11 @@ sotp_store_audit_pending(
 
 /* Guarded by "still waiting": a row linked meanwhile is not moved. */
 int
-sotp_store_audit_link(
-    struct sotp_store *st, int64_t id, int64_t seq, const uint8_t *mac)
+sotp_store_audit_link(struct sotp_store *st, int64_t id, int64_t seq,
+    const uint8_t *mac, uint32_t kv)
 {
-	const struct sotp_param p[] = {
-	    SOTP_PINT(id), SOTP_PINT(seq), SOTP_PBLOB(mac, SOTP_AUDIT_MAC_LEN)};
+	const struct sotp_param p[] = {SOTP_PINT(id), SOTP_PINT(seq),
+	    SOTP_PBLOB(mac, SOTP_AUDIT_MAC_LEN), SOTP_PINT(kv)};
 	int rc;
 
 	if ((rc = sotp_db_enter(st, "audit_link", seq > 0 && mac != NULL)) !=

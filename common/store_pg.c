@@ -58,8 +58,7 @@
  */
 #define SCHEMA_SQL                                                             \
 	"CREATE TABLE schema_version ("                                        \
-	" version BIGINT NOT NULL);"                                           \
-	"CREATE TABLE tokens ("                                                \
+	" version BIGINT NOT NULL);" KEY_TABLES_SQL "CREATE TABLE tokens ("    \
 	" serial TEXT PRIMARY KEY,"                                            \
 	" kind TEXT,"                                                          \
 	" secret BYTEA NOT NULL,"                                              \
@@ -69,7 +68,8 @@
 	" last_step BIGINT NOT NULL DEFAULT -1,"                               \
 	" drift BIGINT NOT NULL DEFAULT 0,"                                    \
 	" disabled BIGINT NOT NULL DEFAULT 0,"                                 \
-	" created BIGINT);"                                                    \
+	" created BIGINT,"                                                     \
+	" kv BIGINT REFERENCES key_dek(version));"                             \
 	"CREATE TABLE contracts ("                                             \
 	" id TEXT PRIMARY KEY,"                                                \
 	" pwhash TEXT NOT NULL,"                                               \
@@ -79,7 +79,8 @@
 	" failures BIGINT NOT NULL DEFAULT 0,"                                 \
 	" locked_until BIGINT NOT NULL DEFAULT 0,"                             \
 	" closed BIGINT NOT NULL DEFAULT 0,"                                   \
-	" created BIGINT);"                                                    \
+	" created BIGINT,"                                                     \
+	" kv BIGINT REFERENCES key_dek(version));" KV_INDEX_SQL                \
 	"CREATE TABLE audit ("                                                 \
 	" id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"                 \
 	" ts BIGINT,"                                                          \
@@ -92,14 +93,38 @@
 	" detail TEXT,"                                                        \
 	" seq BIGINT,"                                                         \
 	" mac BYTEA,"                                                          \
-	" keyed BIGINT);"                                                      \
+	" keyed BIGINT,"                                                       \
+	" kv BIGINT);"                                                         \
 	"CREATE INDEX audit_contract_ts ON audit(contract, ts);"               \
 	"CREATE INDEX audit_ts ON audit(ts);" AUDIT_CHAIN_SQL                  \
-	"CREATE TABLE used_states ("                                           \
+	    AUDIT_HEAD_KV_SQL "CREATE TABLE used_states ("                     \
 	" id BYTEA PRIMARY KEY,"                                               \
 	" expires BIGINT);"                                                    \
 	"CREATE INDEX used_states_expires ON used_states(expires);"            \
-	"INSERT INTO schema_version(version) VALUES (2);"
+	"INSERT INTO schema_version(version) VALUES (3);"
+
+/* Versioned keys, as in SQLite (store_sqlite.c KEY_TABLES_SQL). */
+#define KEY_TABLES_SQL                                                         \
+	"CREATE TABLE key_dek ("                                               \
+	" version BIGINT PRIMARY KEY,"                                         \
+	" created BIGINT NOT NULL);"                                           \
+	"CREATE TABLE key_wrap ("                                              \
+	" version BIGINT NOT NULL,"                                            \
+	" kek TEXT NOT NULL,"                                                  \
+	" what BIGINT NOT NULL,"                                               \
+	" blob BYTEA NOT NULL,"                                                \
+	" PRIMARY KEY (version, kek, what));"                                  \
+	"CREATE TABLE key_ring ("                                              \
+	" k BIGINT PRIMARY KEY CHECK (k = 1),"                                 \
+	" current BIGINT NOT NULL REFERENCES key_dek(version),"                \
+	" gen BIGINT NOT NULL,"                                                \
+	" switched BIGINT NOT NULL);"
+#define KV_INDEX_SQL                                                           \
+	"CREATE INDEX tokens_kv ON tokens(kv, serial);"                        \
+	"CREATE INDEX contracts_kv ON contracts(kv, id);"
+#define AUDIT_HEAD_KV_SQL                                                      \
+	"ALTER TABLE audit_head ADD COLUMN kv BIGINT NOT NULL DEFAULT 0,"      \
+	" ADD COLUMN base_kv BIGINT NOT NULL DEFAULT 0;"
 
 /* The audit chain, as in SQLite (store_sqlite.c AUDIT_CHAIN_SQL). */
 #define AUDIT_CHAIN_SQL                                                        \
@@ -121,6 +146,19 @@
 	"ALTER TABLE audit ADD COLUMN seq BIGINT,"                             \
 	" ADD COLUMN mac BYTEA, ADD COLUMN keyed BIGINT;" AUDIT_CHAIN_SQL      \
 	"UPDATE schema_version SET version = 2;"
+
+/* Version 2 to 3: every value sealed so far is key version 0's. */
+#define UPGRADE_3_SQL                                                           \
+	KEY_TABLES_SQL                                                          \
+	"INSERT INTO key_dek (version, created) VALUES (0, 0);"                 \
+	"INSERT INTO key_ring (k, current, gen, switched) VALUES (1, 0, 1, 0);" \
+	"ALTER TABLE tokens ADD COLUMN kv BIGINT REFERENCES key_dek(version);"  \
+	"UPDATE tokens SET kv = 0;"                                             \
+	"ALTER TABLE contracts ADD COLUMN kv BIGINT"                            \
+	" REFERENCES key_dek(version);"                                         \
+	"UPDATE contracts SET kv = 0 WHERE card IS NOT NULL;" KV_INDEX_SQL      \
+	"ALTER TABLE audit ADD COLUMN kv BIGINT;" AUDIT_HEAD_KV_SQL             \
+	"UPDATE schema_version SET version = 3;"
 
 /*
  * The PostgreSQL dialect. $N is the Nth parameter the operation passes;
@@ -144,14 +182,15 @@ static const char *const pg_sql[SOTP_Q_COUNT] = {
     [SOTP_Q_SCHEMA_CREATE] = SCHEMA_SQL,
     [SOTP_Q_SCHEMA_VERSION] = "SELECT version FROM schema_version",
     [SOTP_Q_SCHEMA_UPGRADE] = UPGRADE_SQL,
+    [SOTP_Q_SCHEMA_UPGRADE_3] = UPGRADE_3_SQL,
     [SOTP_Q_TOKEN_GET] = SOTP_SQL_TOKEN_SELECT " WHERE t.serial = $1",
     [SOTP_Q_TOKEN_LOCK] = "SELECT 1 FROM tokens WHERE serial = $1"
                           " FOR UPDATE",
     [SOTP_Q_TOKEN_INSERT] = "INSERT INTO tokens (serial, kind, secret,"
                             " algorithm, digits, period, last_step, drift,"
-                            " disabled, created)"
+                            " disabled, created, kv)"
                             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
-                            " $10)",
+                            " $10, $11)",
     [SOTP_Q_TOKEN_LIST] = SOTP_SQL_TOKEN_SELECT " ORDER BY t.serial",
     [SOTP_Q_TOKEN_LIST_FREE] = SOTP_SQL_TOKEN_SELECT " WHERE c.id IS NULL"
                                                      " ORDER BY t.serial",
@@ -171,14 +210,15 @@ static const char *const pg_sql[SOTP_Q_COUNT] = {
         SOTP_SQL_CONTRACT_SELECT " WHERE id = $1 FOR UPDATE",
     [SOTP_Q_CONTRACT_INSERT] = "INSERT INTO contracts (id, pwhash, login,"
                                " card, failures, locked_until, closed,"
-                               " created)"
-                               " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                               " created, kv)"
+                               " VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
+                               " NULLIF($9, -1))",
     [SOTP_Q_CONTRACT_SET_PASSWORD] = "UPDATE contracts SET pwhash = $2"
                                      " WHERE id = $1",
     [SOTP_Q_CONTRACT_SET_LOGIN] = "UPDATE contracts SET login = $2"
                                   " WHERE id = $1",
-    [SOTP_Q_CONTRACT_SET_CARD] = "UPDATE contracts SET card = $2"
-                                 " WHERE id = $1",
+    [SOTP_Q_CONTRACT_SET_CARD] = "UPDATE contracts SET card = $2,"
+                                 " kv = NULLIF($3, -1) WHERE id = $1",
     [SOTP_Q_CONTRACT_UNLOCK] = "UPDATE contracts SET failures = 0,"
                                " locked_until = 0 WHERE id = $1",
     [SOTP_Q_CONTRACT_UNLOCK_EXPIRED] = "UPDATE contracts SET failures = 0,"
@@ -241,9 +281,9 @@ static const char *const pg_sql[SOTP_Q_COUNT] = {
                             " VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
     [SOTP_Q_AUDIT_ADD] = "INSERT INTO audit (ts, action, contract, serial,"
                          " context, verdict, reason, detail, seq, mac,"
-                         " keyed)"
+                         " keyed, kv)"
                          " VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
-                         " NULLIF($9, 0), $10, $11)",
+                         " NULLIF($9, 0), $10, $11, NULLIF($12, -1))",
     [SOTP_Q_AUDIT_LIST] = SOTP_SQL_AUDIT_SELECT " WHERE ts >= $1 AND ts <= $2"
                                                 " ORDER BY ts, id",
     [SOTP_Q_AUDIT_LIST_CONTRACT] =
@@ -260,10 +300,11 @@ static const char *const pg_sql[SOTP_Q_COUNT] = {
     [SOTP_Q_AUDIT_HEAD_LOCK] = SOTP_SQL_AUDIT_HEAD_SELECT " FOR UPDATE",
     [SOTP_Q_AUDIT_HEAD_SET] = "UPDATE audit_head SET seq = $1, mac = $2,"
                               " tag = $3, pending = $4, base_seq = $5,"
-                              " base_mac = $6, base_tag = $7 WHERE k = 1",
+                              " base_mac = $6, base_tag = $7, kv = $8,"
+                              " base_kv = $9 WHERE k = 1",
     [SOTP_Q_AUDIT_PENDING] = SOTP_SQL_AUDIT_CHAIN_SELECT
     " WHERE seq IS NULL AND keyed = 0 ORDER BY id LIMIT 1",
-    [SOTP_Q_AUDIT_LINK] = "UPDATE audit SET seq = $2, mac = $3"
+    [SOTP_Q_AUDIT_LINK] = "UPDATE audit SET seq = $2, mac = $3, kv = $4"
                           " WHERE id = $1 AND seq IS NULL AND keyed = 0",
     [SOTP_Q_AUDIT_WALK] =
         SOTP_SQL_AUDIT_CHAIN_SELECT " WHERE seq > $1 ORDER BY seq",
@@ -276,6 +317,52 @@ static const char *const pg_sql[SOTP_Q_COUNT] = {
     [SOTP_Q_AUDIT_MAC_AT] = "SELECT mac FROM audit WHERE seq = $1",
     [SOTP_Q_AUDIT_PRUNE] = "DELETE FROM audit WHERE seq <= $1"
                            " OR (keyed IS NULL AND ts < $2)",
+    /*
+     * The keyring. A change (a version made current, one retired, a KEK
+     * added or dropped) takes the ring row FOR UPDATE, so two rotations
+     * never interleave; readers take no lock. A batch of re-sealing locks
+     * its rows and skips those a decision holds: they come in a later
+     * batch, and the decision is never made to wait.
+     */
+    [SOTP_Q_KEY_RING] = SOTP_SQL_KEY_RING_SELECT,
+    [SOTP_Q_KEY_RING_LOCK] = SOTP_SQL_KEY_RING_SELECT " FOR UPDATE",
+    [SOTP_Q_KEY_RING_INIT] = "INSERT INTO key_ring (k, current, gen,"
+                             " switched) VALUES (1, $1, 1, $2)",
+    [SOTP_Q_KEY_RING_SET] = "UPDATE key_ring SET current = $1,"
+                            " switched = $2, gen = gen + 1 WHERE k = 1",
+    [SOTP_Q_KEY_RING_BUMP] = "UPDATE key_ring SET gen = gen + 1"
+                             " WHERE k = 1",
+    [SOTP_Q_KEY_LIVE] = "SELECT version, created FROM key_dek"
+                        " ORDER BY version",
+    [SOTP_Q_KEY_ADD] = "INSERT INTO key_dek (version, created)"
+                       " VALUES ($1, $2)",
+    [SOTP_Q_KEY_RETIRE_WRAPS] = "DELETE FROM key_wrap WHERE version = $1"
+                                " AND what = 1",
+    [SOTP_Q_KEY_RETIRE] = "DELETE FROM key_dek WHERE version = $1",
+    [SOTP_Q_KEY_WRAPS] = "SELECT version, kek, what, blob FROM key_wrap"
+                         " ORDER BY version, kek, what",
+    [SOTP_Q_KEY_WRAP_GET] = "SELECT blob FROM key_wrap WHERE version = $1"
+                            " AND kek = $2 AND what = $3",
+    [SOTP_Q_KEY_WRAP_PUT] = "INSERT INTO key_wrap (version, kek, what,"
+                            " blob) VALUES ($1, $2, $3, $4)",
+    [SOTP_Q_KEY_WRAP_DROP] = "DELETE FROM key_wrap WHERE kek = $1",
+    [SOTP_Q_KEY_COUNTS] = SOTP_SQL_KEY_COUNTS,
+    [SOTP_Q_KEY_OLD_TOKENS] = "SELECT serial, kv, secret FROM tokens"
+                              " WHERE kv < $1 ORDER BY kv, serial"
+                              " LIMIT $2 FOR UPDATE SKIP LOCKED",
+    [SOTP_Q_KEY_OLD_CARDS] = "SELECT id, kv, card FROM contracts"
+                             " WHERE kv < $1 ORDER BY kv, id LIMIT $2"
+                             " FOR UPDATE SKIP LOCKED",
+    [SOTP_Q_KEY_RESEAL_TOKEN] = "UPDATE tokens SET secret = $2, kv = $3"
+                                " WHERE serial = $1 AND kv = $4",
+    [SOTP_Q_KEY_RESEAL_CARD] = "UPDATE contracts SET card = $2, kv = $3"
+                               " WHERE id = $1 AND kv = $4",
+    [SOTP_Q_KEY_LEFT] = "SELECT (SELECT count(*) FROM tokens"
+                        " WHERE kv < $1) + (SELECT count(*)"
+                        " FROM contracts WHERE kv < $1)",
+    [SOTP_Q_KEY_USED] = "SELECT (SELECT count(*) FROM tokens"
+                        " WHERE kv = $1) + (SELECT count(*)"
+                        " FROM contracts WHERE kv = $1)",
 };
 
 /*

@@ -50,8 +50,8 @@ key_mac(struct sotp_ctx *ctx, const struct sotp_token_rec *t)
 	size_t keylen = 0;
 	int rc;
 
-	if ((rc = sotp_unseal(ctx->key, t->serial, strlen(t->serial), t->secret,
-	         t->secret_len, key, sizeof(key), &keylen)) != SOTP_OK)
+	if ((rc = sotp_keys_unseal(ctx, t->serial, t->secret, t->secret_len,
+	         key, sizeof(key), &keylen)) != SOTP_OK)
 		sotp_ctx_seterr(ctx,
 		    "token %s: secret cannot be decrypted "
 		    "(wrong master key or tampered row)",

@@ -49,6 +49,11 @@ struct rlm_shinkin_otp {
 	const DICT_VALUE *auth_type;
 
 	struct ctx_pool pool; /* a core context per radiusd thread */
+	/*
+	 * The keys, shared by every thread's context: the token is logged
+	 * in to and each key version unwrapped once per radiusd.
+	 */
+	struct sotp_keyring *keys;
 };
 
 static const CONF_PARSER module_config[] = {
@@ -126,7 +131,8 @@ open_ctx(void *arg, struct sotp_ctx **out, char *why, size_t whysz)
 		return rc;
 	}
 	sotp_ctx_set_log(ctx, core_log, inst, rad_debug_lvl > 0);
-	if ((rc = sotp_ctx_load(ctx, inst->config)) != SOTP_OK) {
+	if ((rc = sotp_ctx_load_keyring(ctx, inst->config, inst->keys)) !=
+	    SOTP_OK) {
 		snprintf(why, whysz, "%s: %s", sotp_strerror(rc),
 		    sotp_ctx_errmsg(ctx));
 		sotp_ctx_free(ctx);
@@ -213,8 +219,9 @@ check_options(CONF_SECTION *conf, struct rlm_shinkin_otp *inst)
 }
 
 /*
- * Loads the policy once here so that a bad policy file, key or store stops
- * radiusd (and "radiusd -C") with the core's "file:line: ..." message.
+ * Loads the policy once here so that a bad policy file, key or store, or a
+ * token that is absent, refuses the PIN or lacks the key, stops radiusd
+ * (and "radiusd -C") with the core's message.
  */
 static int
 check_policy(CONF_SECTION *conf, struct rlm_shinkin_otp *inst)
@@ -223,6 +230,12 @@ check_policy(CONF_SECTION *conf, struct rlm_shinkin_otp *inst)
 	char why[512];
 	int ret = -1;
 
+	if (sotp_keyring_open(inst->config, &inst->keys, why, sizeof(why)) !=
+	    SOTP_OK) {
+		cf_log_err_cs(
+		    conf, "Cannot load policy %s: %s", inst->config, why);
+		goto out;
+	}
 	if (open_ctx(inst, &probe, why, sizeof(why)) != SOTP_OK) {
 		cf_log_err_cs(
 		    conf, "Cannot load policy %s: %s", inst->config, why);
@@ -272,6 +285,8 @@ mod_detach(void *instance)
 	struct rlm_shinkin_otp *inst = instance;
 
 	ctx_pool_free(&inst->pool);
+	sotp_keyring_free(inst->keys);
+	inst->keys = NULL;
 	return 0;
 }
 

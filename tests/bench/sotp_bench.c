@@ -117,13 +117,14 @@ bulk_load(struct sotp_ctx *ctx, const char *db, long n)
 	sqlite3 *h = NULL;
 	sqlite3_stmt *tok = NULL, *con = NULL;
 	size_t len = 0;
+	uint32_t kv = 0;
 	long i;
 
 	if (sqlite3_open(db, &h) != SQLITE_OK ||
 	    sqlite3_exec(h, "BEGIN", NULL, NULL, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(h,
 	        "INSERT INTO tokens(serial, kind, secret, algorithm, digits, "
-	        "period, created) VALUES (?, 'mobile', ?, 0, 6, 30, 0)",
+	        "period, created, kv) VALUES (?, 'mobile', ?, 0, 6, 30, 0, ?)",
 	        -1, &tok, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(h,
 	        "INSERT INTO contracts(id, pwhash, login, serial, created) "
@@ -133,12 +134,14 @@ bulk_load(struct sotp_ctx *ctx, const char *db, long n)
 	for (i = 0; i < n; i++) {
 		snprintf(serial, sizeof(serial), "BT%08ld", i);
 		snprintf(id, sizeof(id), "B%08ld", i);
-		if (sotp_seal(ctx->key, serial, strlen(serial),
-		        (const uint8_t *)SECRET, strlen(SECRET), sealed,
-		        sizeof(sealed), &len) != SOTP_OK)
+		if (sotp_keys_seal(ctx, serial, (const uint8_t *)SECRET,
+		        strlen(SECRET), sealed, sizeof(sealed),
+		        &len) != SOTP_OK ||
+		    sotp_sealed_kv(sealed, len, &kv) != SOTP_OK)
 			die("seal");
 		sqlite3_bind_text(tok, 1, serial, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_blob(tok, 2, sealed, (int)len, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(tok, 3, kv);
 		sqlite3_bind_text(con, 1, id, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_text(con, 2, serial, -1, SQLITE_TRANSIENT);
 		if (sqlite3_step(tok) != SQLITE_DONE ||

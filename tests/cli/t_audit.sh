@@ -8,7 +8,18 @@
 # the chain.
 . "$TOP/tests/lib.sh"
 . "$TOP/tests/cli/lib_cli.sh"
-mk_sandbox
+# The first rows are from 2000 and 2001 (faketime sets the tool's clock),
+# for the prune below: init's own row (key.create, the first data key)
+# too. An ASan build must let libfaketime come first.
+ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0
+export ASAN_OPTIONS
+SB=$(mktemp -d "${TMPDIR:-/tmp}/sotp-test.XXXXXX")
+CONF="$SB/shinkin-otp.conf"
+SHINKIN_OTP_CONFIG=$CONF
+export SHINKIN_OTP_CONFIG
+trap 'rm -rf "$SB"' EXIT
+TZ=UTC faketime -f "@2000-12-31 00:00:00" "$CLI" --config "$CONF" init \
+    >"$SB/init.log" 2>&1 || { notok "sandbox init"; cat "$SB/init.log"; exit 1; }
 OUT=$SB/out
 ERR=$SB/err
 DB=$(conf_path store)
@@ -34,10 +45,6 @@ copy() {
 }
 sq() { sqlite3 "$SB/$1.db" "$2"; }
 
-# The first rows are from 2001 (faketime sets the tool's clock), for
-# the prune below; an ASan build must let libfaketime come first.
-ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0
-export ASAN_OPTIONS
 for i in 1 2 3 4 5 6; do
 	printf 'pw-%s\n' "$i" | TZ=UTC faketime -f "@2001-01-0$i 00:00:00" \
 	    "$CLI" contract add "A$i" >/dev/null
@@ -45,10 +52,12 @@ done
 cli contract unlock A2
 cli contract close A3
 cli token add T1 --secret "$(secret)"
-check "audit verify: a chain of 9 rows verifies" cli audit verify
-check "  and says so" contains "$OUT" "chain verified: 9 rows, seq 1..9"
+check "audit verify: a chain of 10 rows verifies" cli audit verify
+check "  and says so" contains "$OUT" "chain verified: 10 rows, seq 1..10"
 check "every row has its place and MAC" \
-    [ "$(sqlite3 "$DB" 'SELECT count(*) FROM audit WHERE seq IS NOT NULL AND length(mac) = 32 AND keyed = 1')" = 9 ]
+    [ "$(sqlite3 "$DB" 'SELECT count(*) FROM audit WHERE seq IS NOT NULL AND length(mac) = 32 AND keyed = 1')" = 10 ]
+check "  the first is init's: the first data key, version 1" \
+    [ "$(sqlite3 "$DB" 'SELECT action, detail, kv FROM audit WHERE seq = 1')" = "key.create|version=1 kek=file|1" ]
 
 # -- one row edited, one removed, one put in --
 copy edited
@@ -64,11 +73,11 @@ copy inserted
 # A copy of a real row (its MAC too), put in past the head.
 sq inserted "INSERT INTO audit (ts, action, contract, serial, context,
     verdict, reason, detail, seq, mac, keyed) SELECT ts, action, contract,
-    serial, context, verdict, reason, detail, 10, mac, keyed FROM audit
-    WHERE seq = 9"
+    serial, context, verdict, reason, detail, 11, mac, keyed FROM audit
+    WHERE seq = 10"
 broken inserted "an inserted row is found" --config "$SB/inserted.conf"
-check "  and named: inserted out of order, seq 10" \
-    contains "$ERR" "(seq 10) inserted out of order"
+check "  and named: inserted out of order, seq 11" \
+    contains "$ERR" "(seq 11) inserted out of order"
 copy midway
 # Put in midway: the rows after it renumbered to make room.
 sq midway "UPDATE audit SET seq = -seq - 1 WHERE seq > 5;
@@ -98,21 +107,21 @@ check "the store itself was not touched" cli audit verify
 
 # -- prune keeps the chain verifiable from the first row left --
 check "audit prune --before 2001-01-05" cli audit prune --before 2001-01-05
-check "  removes the four rows stamped before it" \
-    contains "$OUT" "4 rows pruned"
+check "  removes the five rows stamped before it" \
+    contains "$OUT" "5 rows pruned"
 check "  and the chain verifies from the first row left" \
-    contains "$OUT" "chain verified: 6 rows, seq 5..10"
+    contains "$OUT" "chain verified: 6 rows, seq 6..11"
 check "the prune is itself audited" \
-    sh -c "'$CLI' audit | grep -q 'audit.prune accept ACCEPTED.*before=978652800 through=4 rows=4'"
+    sh -c "'$CLI' audit | grep -q 'audit.prune accept ACCEPTED.*before=978652800 through=5 rows=5'"
 check "audit verify after the prune" cli audit verify
 copy base
-sq base "DELETE FROM audit WHERE seq = 5;
-    UPDATE audit_head SET base_seq = 5, base_mac = (SELECT mac FROM audit
-    WHERE seq = 5)"
+sq base "DELETE FROM audit WHERE seq = 6;
+    UPDATE audit_head SET base_seq = 6, base_mac = (SELECT mac FROM audit
+    WHERE seq = 6)"
 broken base "a base moved by hand (a row removed as if pruned) is found" \
     --config "$SB/base.conf"
 copy front
-sq front "DELETE FROM audit WHERE seq = 5"
+sq front "DELETE FROM audit WHERE seq = 6"
 broken removed "the first row left removed is found" --config "$SB/front.conf"
 refused WRONG_CODE "a wrong resync is audited (a row to come)" \
     cli token resync T1 000000 000000
@@ -140,11 +149,18 @@ check "three processes appended 75 rows" \
     [ "$(sqlite3 "$DB" "SELECT count(*) FROM audit WHERE action = 'contract.add' AND contract GLOB '[PQR]*'")" = 75 ]
 check "  and the chain verifies" cli audit verify
 
-# -- a store from before the chain --
+# -- a store from before the chain: version 1, made from version 2's SQL --
 copy old
+rm -f "$SB/old.db"
+sqlite3 "$SB/old.db" <"$TOP/tests/data/schema/v2-sqlite.sql"
 sq old "DROP TABLE audit_head; DROP INDEX audit_seq;
     DROP INDEX audit_pending; ALTER TABLE audit DROP COLUMN seq;
     ALTER TABLE audit DROP COLUMN mac; ALTER TABLE audit DROP COLUMN keyed;
+    INSERT INTO contracts (id, pwhash, login, created)
+    VALUES ('A1', '*', 1, 978307200);
+    INSERT INTO audit (ts, action, contract, serial, context, verdict,
+    reason, detail) VALUES (978307200, 'contract.add', 'A1', '', '',
+    'accept', 0, '');
     UPDATE schema_version SET version = 1"
 check_rc 2 "a version 1 store is refused" \
     "$CLI" --config "$SB/old.conf" contract show A1

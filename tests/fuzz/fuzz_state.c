@@ -1,6 +1,6 @@
 /*
  * fuzz_state.c - libFuzzer harness for the exported attempt state (what
- * RADIUS carries in State between two requests, engine_state.c version 2):
+ * RADIUS carries in State between two requests, engine_state.c version 3):
  * resume, answer, step, and for a challenge export, resume and step again,
  * on a private store (tests/fuzz/fuzz_env.h) restored after every input.
  *
@@ -12,7 +12,10 @@
  *   flags bit 0   the state is a body (version .. serial length, then
  *                 that many serial bytes) that the harness signs with the
  *                 state key the way the engine does, so that the fuzzer
- *                 reaches what lies behind the MAC; without it the state
+ *                 reaches what lies behind the MAC; the body is laid out
+ *                 as version 2's, and one saying version 2 is made a
+ *                 version 3 State under the store's current key version
+ *                 (what the engine writes); without the flag the state
  *                 is the octets up to the first '\n', as a stranger would
  *                 send them;
  *   bits 1-2      1..3: the code by name is the right one of token 1..3;
@@ -36,12 +39,18 @@
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* engine_state.c's version 2 layout; checked against an export at start. */
+/*
+ * engine_state.c's layouts: the input's body is version 2's; version 3
+ * puts the key version (4) after the version byte. Checked against an
+ * export at start.
+ */
 #define ST_ID_LEN 16
-#define ST_DONE (1 + ST_ID_LEN + 8 + 1)
+#define ST_KV 4
+#define ST2_FIXED (1 + ST_ID_LEN + 8 + 4 + SOTP_MAX_CELLS + 1 + 4 + 8 + 1)
+#define ST_FIXED (ST2_FIXED + ST_KV)
+#define ST_DONE (1 + ST_KV + ST_ID_LEN + 8 + 1)
 #define ST_NCELLS (ST_DONE + 2)
 #define ST_CELLS (ST_NCELLS + 1)
-#define ST_FIXED (ST_CELLS + SOTP_MAX_CELLS + 1 + 4 + 8 + 1)
 #define ST_MAC_LEN 16
 #define ST_MAX (ST_FIXED + SOTP_ID_MAX - 1 + ST_MAC_LEN)
 #define NTOKENS 3
@@ -55,6 +64,7 @@ static const char *const secrets[NTOKENS] = {"JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
     "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", "MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43U"};
 
 static struct sotp_ctx *ctx;
+static uint32_t cur_kv;    /* the store's current key version */
 static int verbose;        /* SOTP_FUZZ_VERBOSE set: each decision on stderr */
 static sqlite3 *db;        /* restores the store after each input */
 static char grids[2][512]; /* printed cards of F-CARD and F-REG */
@@ -162,20 +172,30 @@ provision(const char *path)
 		fuzz_abort("snapshot", NULL);
 }
 
-/* raw[len + ST_MAC_LEN]: body given, MAC computed as engine_state.c does. */
+/*
+ * raw[len + ST_MAC_LEN]: body given, MAC computed as engine_state.c does
+ * under the key version a version 3 body names; another version's body
+ * gets a MAC of zeros (the engine signs no other).
+ */
 static void
 sign(uint8_t *raw, size_t len, const char *contract, const char *context)
 {
 	uint8_t buf[ST_MAX + SOTP_ID_MAX + SOTP_NAME_MAX], mac[32];
 	size_t n = len, cl = strlen(contract), xl = strlen(context);
+	uint32_t kv;
 
+	memset(raw + len, 0, ST_MAC_LEN);
+	if (raw[0] != 3 || len < 1 + ST_KV)
+		return;
+	kv = (uint32_t)raw[1] << 24 | (uint32_t)raw[2] << 16 |
+	    (uint32_t)raw[3] << 8 | raw[4];
 	memcpy(buf, raw, len);
 	memcpy(buf + n, contract, cl + 1);
 	n += cl + 1;
 	memcpy(buf + n, context, xl);
 	n += xl;
-	if (sotp_hmac_sha256(ctx->state_key, buf, n, mac) != SOTP_OK)
-		fuzz_abort("state mac", NULL);
+	if (sotp_keys_state_mac(ctx, kv, buf, n, mac) != SOTP_OK)
+		fuzz_abort("state mac", ctx);
 	memcpy(raw + len, mac, ST_MAC_LEN);
 }
 
@@ -192,7 +212,7 @@ check_layout(void)
 	    sotp_attempt_answer(a, "pw") != SOTP_OK ||
 	    sotp_attempt_step(a, &d) != SOTP_OK || d.verdict != SOTP_CONTINUE ||
 	    sotp_attempt_export(a, st, sizeof(st), &n) != SOTP_OK ||
-	    n != ST_FIXED + ST_MAC_LEN || st[0] != 2)
+	    n != ST_FIXED + ST_MAC_LEN || st[0] != 3)
 		fuzz_abort("a real state", ctx);
 	sotp_attempt_free(a);
 	memcpy(again, st, n);
@@ -211,6 +231,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argv;
 	verbose = getenv("SOTP_FUZZ_VERBOSE") != NULL;
 	ctx = fuzz_ctx(path, sizeof(path));
+	if (sotp_keys_current(ctx, &cur_kv) != SOTP_OK || cur_kv == 0)
+		fuzz_abort("key version", ctx);
 	provision(path);
 	check_layout();
 	if (sqlite3_exec(db, restore_sql, NULL, NULL, NULL) != SQLITE_OK)
@@ -323,28 +345,42 @@ one(const uint8_t *data, size_t size)
 	const char *context = contexts[(data[0] / 4) % 6];
 	int combined = (data[0] / 24) % 2, reg = (data[0] / 4) % 6 == 3;
 	uint8_t flags = data[1], raw[ST_MAX], again[SOTP_STATE_MAX];
+	uint8_t body[ST2_FIXED];
 	char field[NFIELDS][1025], card[SOTP_MAX_CELLS + 1] = "";
 	const uint8_t *p = data + 2, *end = data + size, *nl;
 	struct sotp_attempt *a = NULL;
 	struct sotp_decision d;
 	time_t now = FUZZ_T0 + (flags >> 4);
-	size_t n, len, i;
+	size_t n, len, i, fixed;
 	unsigned int ask;
 
 	memset(raw, 0, sizeof(raw));
 	if (flags & 1) {
-		n = (size_t)(end - p) < ST_FIXED ? (size_t)(end - p) : ST_FIXED;
-		memcpy(raw, p, n);
+		memset(body, 0, sizeof(body));
+		n = (size_t)(end - p) < ST2_FIXED ? (size_t)(end - p)
+		                                  : ST2_FIXED;
+		memcpy(body, p, n);
 		p += n;
-		len = raw[ST_FIXED - 1];
+		/* Version 2's body as version 3, under the current key. */
+		fixed = body[0] == 2 ? ST_FIXED : ST2_FIXED;
+		if (body[0] == 2) {
+			raw[0] = 3;
+			raw[1] = (uint8_t)(cur_kv >> 24);
+			raw[2] = (uint8_t)(cur_kv >> 16);
+			raw[3] = (uint8_t)(cur_kv >> 8);
+			raw[4] = (uint8_t)cur_kv;
+			memcpy(raw + 1 + ST_KV, body + 1, ST2_FIXED - 1);
+		} else
+			memcpy(raw, body, ST2_FIXED);
+		len = raw[fixed - 1];
 		if (len > SOTP_ID_MAX - 1)
 			len = SOTP_ID_MAX - 1;
 		if (len > (size_t)(end - p))
 			len = (size_t)(end - p);
-		raw[ST_FIXED - 1] = (uint8_t)len;
-		memcpy(raw + ST_FIXED, p, len);
+		raw[fixed - 1] = (uint8_t)len;
+		memcpy(raw + fixed, p, len);
 		p += len;
-		len += ST_FIXED;
+		len += fixed;
 		sign(raw, len, contract, context);
 		len += ST_MAC_LEN;
 		card_answer(contract, raw, card);

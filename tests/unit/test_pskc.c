@@ -888,6 +888,8 @@ test_pskc_store_batch_rollback(void **state)
 	t.period = 30;
 	t.last_step = -1;
 	t.secret_len = 32;
+	/* The store refuses a value naming a key version it does not have. */
+	assert_int_equal(sotp_keys_current(f->ctx, &t.kv), SOTP_OK);
 	assert_int_equal(sotp_store_begin(f->ctx->st), SOTP_OK);
 	assert_int_equal(sotp_store_token_insert(f->ctx->st, &t), SOTP_OK);
 	sotp_store_rollback(f->ctx->st);

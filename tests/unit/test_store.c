@@ -100,6 +100,8 @@ setup(void **state)
 		pg_reset();
 	assert_int_equal(
 	    sotp_store_open(fx->url, 1, &fx->st, err, sizeof(err)), SOTP_OK);
+	/* What init does first: the key version the values below name. */
+	assert_int_equal(sotp_store_key_add(fx->st, 0, 0), SOTP_OK);
 	*state = fx;
 	return 0;
 }
@@ -375,7 +377,7 @@ test_store_contract_exists_not_found(void **state)
 	assert_int_equal(
 	    sotp_store_contract_set_login(fx->st, "C2", SOTP_LOGIN_NONE),
 	    SOTP_ERR_NOT_FOUND);
-	assert_int_equal(sotp_store_contract_set_card(fx->st, "C2", NULL, 0),
+	assert_int_equal(sotp_store_contract_set_card(fx->st, "C2", NULL, 0, 0),
 	    SOTP_ERR_NOT_FOUND);
 	assert_int_equal(
 	    sotp_store_contract_unlock(fx->st, "C2"), SOTP_ERR_NOT_FOUND);
@@ -413,7 +415,7 @@ test_store_contract_setters(void **state)
 	    sotp_store_contract_set_login(fx->st, "C1", SOTP_LOGIN_NONE),
 	    SOTP_OK);
 	assert_int_equal(
-	    sotp_store_contract_set_card(fx->st, "C1", card, sizeof(card)),
+	    sotp_store_contract_set_card(fx->st, "C1", card, sizeof(card), 0),
 	    SOTP_OK);
 	assert_int_equal(sotp_store_contract_get(fx->st, "C1", &got), SOTP_OK);
 	assert_string_equal(got.pwhash, "$y$new");
@@ -423,7 +425,7 @@ test_store_contract_setters(void **state)
 
 	/* Length 0 removes the card. */
 	assert_int_equal(
-	    sotp_store_contract_set_card(fx->st, "C1", NULL, 0), SOTP_OK);
+	    sotp_store_contract_set_card(fx->st, "C1", NULL, 0, 0), SOTP_OK);
 	assert_int_equal(sotp_store_contract_get(fx->st, "C1", &got), SOTP_OK);
 	assert_int_equal(got.card_len, 0);
 }
@@ -1073,7 +1075,7 @@ add_audit(struct sotp_store *st, int64_t ts, const char *contract,
 	r.verdict = "reject";
 	r.reason = reason;
 	r.detail = contract != NULL ? "window=1" : NULL;
-	assert_int_equal(sotp_store_audit_append(st, &r, 0, NULL), SOTP_OK);
+	assert_int_equal(sotp_store_audit_append(st, &r, 0, NULL, 0), SOTP_OK);
 }
 
 static void
@@ -1323,10 +1325,10 @@ test_store_open_other_schema_version(void **state)
 
 	sotp_store_close(fx->st);
 	fx->st = NULL;
-	raw_exec(fx->path, "UPDATE schema_version SET version = 3");
+	raw_exec(fx->path, "UPDATE schema_version SET version = 4");
 	assert_int_equal(sotp_store_open(fx->url, 0, &st, err, sizeof(err)),
 	    SOTP_ERR_STORE_UNAVAILABLE);
-	assert_non_null(strstr(err, "version 3"));
+	assert_non_null(strstr(err, "version 4"));
 	assert_int_equal(sotp_store_open(fx->url, 1, &st, err, sizeof(err)),
 	    SOTP_ERR_STORE_UNAVAILABLE);
 }
@@ -1335,12 +1337,50 @@ test_store_open_other_schema_version(void **state)
  * A version 1 store, from before the audit chain: refused until init
  * upgrades it; its rows stay, counted as from before the chain.
  */
+/*
+ * The store as a build of schema version 2 made it, from its own SQL
+ * (tests/data/schema), in place of the fixture's: then `down` on it.
+ */
+static void
+old_store(struct fixture *fx, const char *down)
+{
+	char path[PATH_MAX], *sql;
+	const char *top = getenv("TOP");
+	FILE *f;
+	long n;
+
+	sotp_store_close(fx->st);
+	fx->st = NULL;
+	if (top == NULL)
+		fail_msg("TOP is not set: run tests/run.sh");
+	snprintf(path, sizeof(path), "%s/tests/data/schema/v2-%s.sql", top,
+	    pg_url() != NULL ? "postgresql" : "sqlite");
+	assert_non_null(f = fopen(path, "r"));
+	assert_int_equal(fseek(f, 0, SEEK_END), 0);
+	assert_true((n = ftell(f)) > 0);
+	rewind(f);
+	assert_non_null(sql = calloc(1, (size_t)n + 1));
+	assert_int_equal(fread(sql, 1, (size_t)n, f), (size_t)n);
+	fclose(f);
+	if (pg_url() != NULL) {
+		pg_reset();
+		pg_exec(sql);
+		pg_exec(down);
+	} else {
+		rm_db(fx->path);
+		raw_exec(fx->path, sql);
+		raw_exec(fx->path, down);
+	}
+	free(sql);
+}
+
 static void
 test_store_upgrade_from_v1(void **state)
 {
 	struct fixture *fx = *state;
 	struct sotp_store *st = NULL;
 	struct sotp_audit_head h;
+	struct sotp_key_ring ring;
 	int64_t pending = -1, legacy = -1;
 	char err[512];
 	static const char down[] =
@@ -1353,12 +1393,7 @@ test_store_upgrade_from_v1(void **state)
 	    " 'login', 'accept', 0, '');"
 	    " UPDATE schema_version SET version = 1";
 
-	sotp_store_close(fx->st);
-	fx->st = NULL;
-	if (pg_url() != NULL)
-		pg_exec(down);
-	else
-		raw_exec(fx->path, down);
+	old_store(fx, down);
 	assert_int_equal(sotp_store_open(fx->url, 0, &st, err, sizeof(err)),
 	    SOTP_ERR_STORE_UNAVAILABLE);
 	if (strstr(err, "version 1") == NULL ||
@@ -1372,10 +1407,73 @@ test_store_upgrade_from_v1(void **state)
 	assert_int_equal(legacy, 1);
 	assert_int_equal(sotp_store_audit_head(fx->st, 0, &h), SOTP_OK);
 	assert_int_equal(h.seq, 0);
+	/* Through version 2 to 3: at key version 0, the master key file. */
+	assert_int_equal(sotp_store_key_ring(fx->st, 0, &ring), SOTP_OK);
+	assert_int_equal(ring.current, 0);
 	/* And it opens as any store now. */
 	assert_int_equal(
 	    sotp_store_open(fx->url, 0, &st, err, sizeof(err)), SOTP_OK);
 	sotp_store_close(st);
+}
+
+/*
+ * A version 2 store with a token and a card sealed under the master key:
+ * init takes it to version 3 at key version 0, every value named as
+ * sealed under it, and a version 2 build's refusal names init.
+ */
+static void
+test_store_upgrade_from_v2(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_store *st = NULL;
+	struct sotp_key_ring ring;
+	struct sotp_token_rec t;
+	struct sotp_contract_rec c;
+	int64_t left = -1;
+	char err[512];
+	static const char down[] =
+	    "INSERT INTO tokens (serial, kind, secret, algorithm, digits,"
+	    " period, created) VALUES ('TK1', 'mobile', X'01AA', 0, 6, 30, 1);"
+	    " INSERT INTO contracts (id, pwhash, login, card, created)"
+	    " VALUES ('C1', '*', 1, X'01BB', 1),"
+	    " ('C2', '*', 1, NULL, 1)";
+	static const char down_pg[] =
+	    "INSERT INTO tokens (serial, kind, secret, algorithm, digits,"
+	    " period, created) VALUES ('TK1', 'mobile', '\\x01aa', 0, 6,"
+	    " 30, 1);"
+	    " INSERT INTO contracts (id, pwhash, login, card, created)"
+	    " VALUES ('C1', '*', 1, '\\x01bb', 1),"
+	    " ('C2', '*', 1, NULL, 1)";
+
+	old_store(fx, pg_url() != NULL ? down_pg : down);
+	assert_int_equal(sotp_store_open(fx->url, 0, &st, err, sizeof(err)),
+	    SOTP_ERR_STORE_UNAVAILABLE);
+	if (strstr(err, "version 2") == NULL ||
+	    strstr(err, "shinkin-otp init") == NULL)
+		fail_msg("refusal of a version 2 store: %s", err);
+	assert_int_equal(
+	    sotp_store_open(fx->url, 1, &fx->st, err, sizeof(err)), SOTP_OK);
+	assert_int_equal(sotp_store_key_ring(fx->st, 0, &ring), SOTP_OK);
+	assert_int_equal(ring.current, 0);
+	assert_int_equal(ring.gen, 1);
+	/* Two values, both under version 0 (the NULL card names none). */
+	assert_int_equal(sotp_store_key_left(fx->st, 0, 0, &left), SOTP_OK);
+	assert_int_equal(left, 2);
+	assert_int_equal(sotp_store_key_left(fx->st, 1, 1, &left), SOTP_OK);
+	assert_int_equal(left, 2);
+	assert_int_equal(sotp_store_token_get(fx->st, "TK1", &t), SOTP_OK);
+	assert_int_equal(sotp_store_contract_get(fx->st, "C2", &c), SOTP_OK);
+	/* Version 0 cannot go while values name it. */
+	assert_int_equal(sotp_store_begin(fx->st), SOTP_OK);
+	assert_int_not_equal(sotp_store_key_retire(fx->st, 0), SOTP_OK);
+	sotp_store_rollback(fx->st);
+	assert_int_equal(sotp_store_token_get(fx->st, "TK1", &t), SOTP_OK);
+	/* The upgrade is done once: init again changes nothing. */
+	sotp_store_close(fx->st);
+	assert_int_equal(
+	    sotp_store_open(fx->url, 1, &fx->st, err, sizeof(err)), SOTP_OK);
+	assert_int_equal(sotp_store_key_ring(fx->st, 0, &ring), SOTP_OK);
+	assert_int_equal(ring.gen, 1);
 }
 
 static void
@@ -2089,7 +2187,7 @@ main(void)
 	    T(test_store_state_use_replay_purge),                              \
 	    T(test_store_state_use_after_purge_ahead),                         \
 	    T(test_store_audit_add_list), T(test_store_nested_operations),     \
-	    T(test_store_upgrade_from_v1),                                     \
+	    T(test_store_upgrade_from_v1), T(test_store_upgrade_from_v2),      \
 	    T(test_store_nested_insert_refused),                               \
 	    T(test_store_dialects_complete),                                   \
 	    T(test_store_locks_need_a_transaction),                            \

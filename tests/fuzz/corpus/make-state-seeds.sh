@@ -1,6 +1,7 @@
 #!/bin/sh
 # Writes the seed inputs of fuzz_state (tests/fuzz/fuzz_state.c explains
-# the format; the state body is engine_state.c's version 2) into
+# the format; the state body is engine_state.c's version 2, which the
+# harness signs as version 3 under the store's current key version) into
 # fuzz_state/. Rerun after a change of the format.
 #   sh tests/fuzz/corpus/make-state-seeds.sh
 set -eu
