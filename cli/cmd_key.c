@@ -67,7 +67,7 @@ status_text(const struct sotp_key_status *s, time_t now)
 	char t[32];
 	size_t i, live = 0;
 
-	printf("key-encryption key: %s\n", s->kek);
+	printf("key-encryption key of this policy: %s\n", s->kek);
 	printf("current version: %u (since %s)\n", s->current,
 	    cli_time(s->switched, t, sizeof(t)));
 	for (i = 0; i < s->n; i++) {
@@ -107,8 +107,15 @@ key_status(struct cli *c, int argc, char **argv)
 	cli_what(c, "key status", NULL);
 	if ((ex = cli_parse(c, argc, argv, NULL, NULL, 0, &npos)) != 0)
 		return ex;
-	/* Works while a token is down: that is when it is wanted. */
-	if ((rc = sotp_ctx_load_nokey(c->ctx, c->config)) != SOTP_OK)
+	/*
+	 * With the key when it loads (the KEK's name in the store); and
+	 * without it while a token is down: that is when it is wanted.
+	 */
+	if ((rc = sotp_ctx_load(c->ctx, c->config)) == SOTP_ERR_KEY) {
+		cli_warn(c, "without the keys: %s", sotp_ctx_errmsg(c->ctx));
+		rc = sotp_ctx_load_nokey(c->ctx, c->config);
+	}
+	if (rc != SOTP_OK)
 		return cli_error(c, rc);
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return cli_error(c, SOTP_ERR_NOMEM);
@@ -312,6 +319,39 @@ key_drop(struct cli *c, int argc, char **argv)
 	return CLI_EXIT_OK;
 }
 
+/* key check: every value unsealed; exit 1 when one does not. */
+static int
+key_check(struct cli *c, int argc, char **argv)
+{
+	struct sotp_key_check k;
+	struct cli_json j;
+	size_t npos;
+	int ex, rc;
+
+	cli_what(c, "key check", NULL);
+	if ((ex = cli_parse(c, argc, argv, NULL, NULL, 0, &npos)) != 0 ||
+	    (ex = cli_load(c)) != 0)
+		return ex;
+	if ((rc = sotp_key_check(c->ctx, &k)) != SOTP_OK)
+		return cli_error(c, rc);
+	if (c->json) {
+		json_begin(&j, stdout);
+		json_int(&j, "secrets", k.secrets);
+		json_int(&j, "cards", k.cards);
+		json_int(&j, "bad", k.bad);
+		json_str(&j, "first_bad", k.first_bad);
+		json_end(&j);
+	} else
+		printf(
+		    "%lld token secrets and %lld card grids unseal; %lld do not\n",
+		    (long long)k.secrets, (long long)k.cards, (long long)k.bad);
+	if (k.bad == 0)
+		return CLI_EXIT_OK;
+	cli_warn(c, "%lld values do not unseal, the first: %s",
+	    (long long)k.bad, k.first_bad);
+	return CLI_EXIT_REFUSED;
+}
+
 int
 cmd_key(struct cli *c, int argc, char **argv)
 {
@@ -323,6 +363,8 @@ cmd_key(struct cli *c, int argc, char **argv)
 		return key_rewrap(c, argc - 1, argv + 1);
 	if (argc > 0 && strcmp(argv[0], "drop-kek") == 0)
 		return key_drop(c, argc - 1, argv + 1);
+	if (argc > 0 && strcmp(argv[0], "check") == 0)
+		return key_check(c, argc - 1, argv + 1);
 	return cli_usage(c,
-	    "usage: key status | rotate | rewrap NEW-POLICY | drop-kek NAME");
+	    "usage: key status | check | rotate | rewrap NEW-POLICY | drop-kek NAME");
 }

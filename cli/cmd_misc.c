@@ -67,10 +67,11 @@ cmd_init(struct cli *c, int argc, char **argv)
 		json_str(&j, "config", c->config);
 		json_str(&j, "kek", kek);
 		json_str(&j,
-		    strcmp(kek, "file") == 0 ? "master_key" : "pin_file", key);
+		    strncmp(kek, "file", 4) == 0 ? "master_key" : "pin_file",
+		    key);
 		json_str(&j, "store", store);
 		json_end(&j);
-	} else if (strcmp(kek, "file") == 0) {
+	} else if (strncmp(kek, "file", 4) == 0) {
 		printf("config: %s\nmaster key: %s\nstore: %s\n", c->config,
 		    key, store);
 	} else {

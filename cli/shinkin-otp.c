@@ -58,8 +58,8 @@ static const char usage_text[] =
     "        [--login-otp CHOICE] [--state TOKEN]   (password on stdin)\n"
     "  audit [--contract ID] [--since T] [--until T]   (T: epoch or ISO 8601)\n"
     "  audit verify | audit prune --before T\n"
-    "  key status | key rotate [--batch N] [--pause MS] [--max-batches N]\n"
-    "        [--no-wait] | key rewrap NEW-POLICY | key drop-kek NAME\n"
+    "  key status | key check | key rewrap NEW-POLICY | key drop-kek NAME\n"
+    "  key rotate [--batch N] [--pause MS] [--max-batches N] [--no-wait]\n"
     "exit: 0 ok/accepted, 1 refused, 2 usage or system error, "
     "3 more input needed\n";
 

@@ -157,16 +157,16 @@ sotp_ctx_load_policy(struct sotp_ctx *ctx, const char *path)
 static int
 open_keys(struct sotp_ctx *ctx, struct sotp_keyring *shared)
 {
-	char want[SOTP_KEK_NAME_MAX];
+	char want[SOTP_KEK_CONF_MAX];
 
 	if (shared == NULL)
 		return sotp_keyring_new(
 		    &ctx->pol, &ctx->keys, ctx->err, sizeof(ctx->err));
-	sotp_kek_name(&ctx->pol, want, sizeof(want));
-	if (strcmp(want, sotp_keyring_kek(shared)) != 0) {
+	sotp_kek_conf(&ctx->pol, want, sizeof(want));
+	if (strcmp(want, sotp_keyring_conf(shared)) != 0) {
 		sotp_ctx_seterr(ctx,
 		    "%s names the key-encryption key %s; this process holds %s",
-		    ctx->pol.path, want, sotp_keyring_kek(shared));
+		    ctx->pol.path, want, sotp_keyring_conf(shared));
 		return SOTP_ERR_CONFIG;
 	}
 	ctx->keys = sotp_keyring_ref(shared);

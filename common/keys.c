@@ -15,7 +15,14 @@
  *   v0   a store from before versions: the master key file itself was
  *        the data key, its two subkeys derived from it exactly as above.
  *        An upgraded store starts at version 0 and keeps working as it
- *        was, with no step taken; `key rotate` moves it to version 1.
+ *        was: init wraps the file's key as version 0 under the KEK the
+ *        same file gives, so that a later KEK (a token) can take it over;
+ *        `key rotate` moves the store to version 1.
+ *
+ * KEK names, as the store records them: "file:" and 16 hex digits of a
+ * keyed hash of the master key file (so that one file can be told from
+ * another, and a farm's servers agree when they hold the same), or
+ * "pkcs11:TOKEN/KEY", the token's and the key's labels.
  *
  * One process unwraps each version once (a PKCS#11 call per version, not
  * per decision) into pages of its own, locked (mlock) and left out of
@@ -85,9 +92,10 @@ struct sotp_keyring {
 	int mlocked;
 	struct sotp_policy *pol; /* the policy it was opened with (KEK) */
 	struct sotp_p11 *p11;
-	char kek[SOTP_KEK_NAME_MAX]; /* "file", "pkcs11:TOKEN/KEY" */
-	int64_t gen;                 /* key_ring.gen held; -1: none yet */
-	uint64_t checked_ms;         /* when gen was read (monotonic) */
+	char kek[SOTP_KEK_NAME_MAX];  /* "file:HEX", "pkcs11:TOKEN/KEY" */
+	char conf[SOTP_KEK_CONF_MAX]; /* what the policy says (sotp_kek_conf) */
+	int64_t gen;                  /* key_ring.gen held; -1: none yet */
+	uint64_t checked_ms;          /* when gen was read (monotonic) */
 	uint32_t current;
 	int64_t switched;
 };
@@ -103,12 +111,30 @@ mono_ms(void)
 }
 
 void
-sotp_kek_name(const struct sotp_policy *p, char *out, size_t outsz)
+sotp_kek_conf(const struct sotp_policy *p, char *out, size_t outsz)
 {
 	if (p->kek == SOTP_KEK_PKCS11)
 		snprintf(out, outsz, "pkcs11:%s/%s", p->p11_token, p->p11_key);
 	else
-		snprintf(out, outsz, "file");
+		snprintf(out, outsz, "file %s", p->master_key);
+}
+
+/* "file:" and the first 8 bytes of a keyed hash of the file's KEK. */
+static int
+file_kek_name(struct sotp_keyring *k)
+{
+	static const char label[] = "shinkin-otp kek name";
+	uint8_t h[32];
+	size_t i;
+	int rc;
+
+	if ((rc = sotp_hmac_sha256(
+	         k->sec->file_kek, label, sizeof(label) - 1, h)) != SOTP_OK)
+		return rc;
+	memcpy(k->kek, "file:", 5);
+	for (i = 0; i < 8; i++)
+		snprintf(k->kek + 5 + 2 * i, 3, "%02x", h[i]);
+	return SOTP_OK;
 }
 
 /* ---- locked memory ---- */
@@ -169,18 +195,21 @@ sotp_keyring_new(const struct sotp_policy *p, struct sotp_keyring **out,
 	    (rc = secure_alloc(k)) != SOTP_OK)
 		goto out;
 	memcpy(k->pol, p, sizeof(*p));
-	sotp_kek_name(p, k->kek, sizeof(k->kek));
+	sotp_kek_conf(p, k->conf, sizeof(k->conf));
 	/*
 	 * One source, never the other: with kek = pkcs11 the master key
 	 * file is not even opened, so a token that fails cannot be papered
 	 * over by a file left behind.
 	 */
 	if (p->kek == SOTP_KEK_PKCS11) {
-		rc = sotp_p11_open(p, &k->p11, err, errsz);
+		if ((rc = sotp_p11_open(p, &k->p11, err, errsz)) == SOTP_OK)
+			snprintf(k->kek, sizeof(k->kek), "pkcs11:%s/%s",
+			    p->p11_token, p->p11_key);
 	} else if ((rc = sotp_key_load(p->master_key, k->sec->file_key, err,
 	                errsz)) == SOTP_OK &&
-	    (rc = sotp_kdf(k->sec->file_key, "shinkin-otp kek v1",
-	         k->sec->file_kek)) != SOTP_OK)
+	    ((rc = sotp_kdf(k->sec->file_key, "shinkin-otp kek v1",
+	          k->sec->file_kek)) != SOTP_OK ||
+	        (rc = file_kek_name(k)) != SOTP_OK))
 		snprintf(err, errsz, "cannot derive the key-encryption key");
 	if (rc != SOTP_OK)
 		goto out;
@@ -223,6 +252,12 @@ const char *
 sotp_keyring_kek(const struct sotp_keyring *k)
 {
 	return k->kek;
+}
+
+const char *
+sotp_keyring_conf(const struct sotp_keyring *k)
+{
+	return k->conf;
 }
 
 int
@@ -462,15 +497,13 @@ load_dek(struct sotp_ctx *ctx, struct kr_slot *s, uint32_t v)
 
 	rc = sotp_store_key_wrap_get(
 	    ctx->st, v, k->kek, SOTP_WRAP_DEK, blob, sizeof(blob), &len);
-	if (rc == SOTP_ERR_NOT_FOUND && v == 0 && k->p11 == NULL) {
-		/* A store from before versions: the file is the data key. */
-		rc = slot_set_dek(s, k->sec->file_key);
-		goto out;
-	}
 	if (rc == SOTP_ERR_NOT_FOUND) {
 		sotp_ctx_seterr(ctx,
-		    "key version %u has no copy wrapped under %s, the key-encryption key of %s (see shinkin-otp key status, and key rewrap)",
-		    v, k->kek, ctx->pol.path);
+		    "key version %u has no copy wrapped under %s, the key-encryption key of %s (see shinkin-otp key status, and key rewrap%s)",
+		    v, k->kek, ctx->pol.path,
+		    v == 0
+		        ? "; a store upgraded from before key versions takes its first with shinkin-otp init"
+		        : "");
 		rc = SOTP_ERR_KEY;
 		goto out;
 	}
@@ -592,7 +625,11 @@ sotp_keys_sync(struct sotp_ctx *ctx, int force)
 	return rc;
 }
 
-/* The live slot of v, synced once more if this process lacks it. */
+/*
+ * The live slot of v, synced once more if this process lacks it; not
+ * from inside a walk of rows (the store has a statement open), where a
+ * version not held is simply not found.
+ */
 static int
 live_slot(struct sotp_ctx *ctx, uint32_t v, struct kr_slot **out)
 {
@@ -601,6 +638,8 @@ live_slot(struct sotp_ctx *ctx, uint32_t v, struct kr_slot **out)
 
 	*out = NULL;
 	if ((s = slot_find(ctx->keys, v)) == NULL || !s->dek_ok) {
+		if (ctx->st == NULL || ctx->st->busy)
+			return SOTP_ERR_NOT_FOUND;
 		if ((rc = sync_locked(ctx, 1)) != SOTP_OK)
 			return rc;
 		if ((s = slot_find(ctx->keys, v)) == NULL || !s->dek_ok)
@@ -730,9 +769,7 @@ load_audit(struct sotp_ctx *ctx, uint32_t v, struct kr_slot **out)
 
 	rc = sotp_store_key_wrap_get(
 	    ctx->st, v, k->kek, SOTP_WRAP_AUDIT, blob, sizeof(blob), &len);
-	if (rc == SOTP_ERR_NOT_FOUND && v == 0 && k->p11 == NULL)
-		rc = sotp_kdf(k->sec->file_key, "shinkin-otp audit v1", key);
-	else if (rc == SOTP_ERR_NOT_FOUND) {
+	if (rc == SOTP_ERR_NOT_FOUND) {
 		sotp_ctx_seterr(ctx,
 		    "the audit key of key version %u has no copy wrapped under %s",
 		    v, k->kek);
@@ -820,11 +857,12 @@ sotp_keys_plain(struct sotp_ctx *ctx, uint32_t v, int what, uint8_t *out)
 }
 
 int
-sotp_keys_file_audit(struct sotp_ctx *ctx, uint8_t *out)
+sotp_keys_file_key(struct sotp_ctx *ctx, uint8_t *out)
 {
 	if (ctx->keys == NULL || ctx->keys->p11 != NULL)
 		return SOTP_ERR_NOT_FOUND;
-	return sotp_kdf(ctx->keys->sec->file_key, "shinkin-otp audit v1", out);
+	memcpy(out, ctx->keys->sec->file_key, SOTP_KEY_LEN);
+	return SOTP_OK;
 }
 
 void

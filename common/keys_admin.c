@@ -33,8 +33,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SOTP_KEK_FILE_ITSELF "file (the master key file itself)"
-
 /* ---- making a version ---- */
 
 /* A new data key for version v: its key_dek row, its two wrapped keys. */
@@ -74,22 +72,75 @@ store_fail(struct sotp_ctx *ctx, int rc)
 	return rc;
 }
 
+/*
+ * A store upgraded from before key versions is at version 0, the master
+ * key file, which nothing in it wraps yet: its data key (the file's) and
+ * audit subkey are wrapped under the KEK of that same file, so that they
+ * can be wrapped under another (a token) one day and the file retired.
+ * *adopted = 0 when there is nothing to do.
+ */
+static int
+adopt_v0(struct sotp_ctx *ctx, const struct sotp_key_ring *ring, int *adopted)
+{
+	uint8_t dek[SOTP_KEY_LEN], audit[SOTP_KEY_LEN], blob[SOTP_WRAP_LEN];
+	const char *kek = sotp_keyring_kek(ctx->keys);
+	size_t len = 0;
+	int rc;
+
+	*adopted = 0;
+	rc = sotp_store_key_wrap_get(
+	    ctx->st, 0, kek, SOTP_WRAP_DEK, blob, sizeof(blob), &len);
+	if (ring->current != 0 || rc != SOTP_ERR_NOT_FOUND)
+		return rc == SOTP_ERR_NOT_FOUND ? SOTP_OK : rc;
+	/* Under a token, version 0 comes only by key rewrap from the file. */
+	if (sotp_keys_file_key(ctx, dek) != SOTP_OK)
+		return SOTP_OK;
+	if ((rc = sotp_kdf(dek, "shinkin-otp audit v1", audit)) != SOTP_OK ||
+	    (rc = sotp_keyring_wrap(ctx->keys, 0, SOTP_WRAP_DEK, dek, blob,
+	         &len, ctx->err, sizeof(ctx->err))) != SOTP_OK ||
+	    (rc = sotp_store_key_wrap_put(
+	         ctx->st, 0, kek, SOTP_WRAP_DEK, blob, len)) != SOTP_OK ||
+	    (rc = sotp_keyring_wrap(ctx->keys, 0, SOTP_WRAP_AUDIT, audit, blob,
+	         &len, ctx->err, sizeof(ctx->err))) != SOTP_OK ||
+	    (rc = sotp_store_key_wrap_put(
+	         ctx->st, 0, kek, SOTP_WRAP_AUDIT, blob, len)) != SOTP_OK ||
+	    (rc = sotp_store_key_ring_bump(ctx->st)) != SOTP_OK)
+		goto out;
+	*adopted = 1;
+out:
+	SOTP_WIPE_ARRAY(dek);
+	SOTP_WIPE_ARRAY(audit);
+	return rc;
+}
+
 int
 sotp_keys_first(struct sotp_ctx *ctx, int64_t now)
 {
 	struct sotp_key_ring ring;
-	char detail[SOTP_KEK_NAME_MAX + 32];
-	int rc;
+	char detail[SOTP_KEK_NAME_MAX + 64];
+	int rc, adopted = 0;
 
 	ctx->err[0] = '\0';
 	if ((rc = sotp_store_begin(ctx->st)) != SOTP_OK)
 		return store_fail(ctx, rc);
 	rc = sotp_store_key_ring(ctx->st, 1, &ring);
-	if (rc != SOTP_ERR_NOT_FOUND) {
-		/* A store that has its keys: nothing to make. */
-		sotp_store_rollback(ctx->st);
-		return rc == SOTP_OK ? SOTP_OK : store_fail(ctx, rc);
+	if (rc == SOTP_OK) {
+		/* A store that has its keys; one from before, adopted. */
+		if ((rc = adopt_v0(ctx, &ring, &adopted)) != SOTP_OK ||
+		    !adopted)
+			goto out;
+		if ((rc = sotp_keys_sync(ctx, 1)) != SOTP_OK)
+			goto out;
+		ctx->have_key = 1;
+		snprintf(detail, sizeof(detail),
+		    "version=0 (the master key file, from before key versions) kek=%s",
+		    sotp_keyring_kek(ctx->keys));
+		rc = sotp_audit(ctx, (time_t)now, "key.create", NULL, NULL,
+		    NULL, "accept", SOTP_R_ACCEPTED, detail);
+		goto out;
 	}
+	if (rc != SOTP_ERR_NOT_FOUND)
+		goto out;
 	if ((rc = mint(ctx, 1, now)) != SOTP_OK ||
 	    (rc = sotp_store_key_ring_init(ctx->st, 1, now)) != SOTP_OK ||
 	    (rc = sotp_keys_sync(ctx, 1)) != SOTP_OK)
@@ -101,10 +152,10 @@ sotp_keys_first(struct sotp_ctx *ctx, int64_t now)
 	rc = sotp_audit(ctx, (time_t)now, "key.create", NULL, NULL, NULL,
 	    "accept", SOTP_R_ACCEPTED, detail);
 out:
-	if (rc != SOTP_OK) {
+	if (rc != SOTP_OK || !ctx->have_key) {
 		ctx->have_key = 0;
 		sotp_store_rollback(ctx->st);
-		return store_fail(ctx, rc);
+		return rc == SOTP_OK ? SOTP_OK : store_fail(ctx, rc);
 	}
 	if ((rc = sotp_store_commit(ctx->st)) != SOTP_OK)
 		return store_fail(ctx, rc);
@@ -119,7 +170,6 @@ struct wraps {
 	size_t nkeks;
 	uint32_t maxv;
 	int any;
-	int implicit_file; /* version 0 is the master key file, unwrapped */
 };
 
 static struct sotp_key_version *
@@ -252,14 +302,6 @@ read_status(struct sotp_ctx *ctx, struct sotp_key_status *out, struct wraps *w)
 	    (rc = sotp_store_key_left(ctx->st, ring.current, 1, &out->left)) !=
 	        SOTP_OK)
 		return rc;
-	/*
-	 * Version 0 needs no wrapping under the file: it is the file, for
-	 * as long as no other key-encryption key wraps it.
-	 */
-	if ((v = version_find(out, 0)) != NULL && v->wrapped[0] == '\0') {
-		add_wrapped(v, SOTP_KEK_FILE_ITSELF, SOTP_WRAP_DEK);
-		w->implicit_file = 1;
-	}
 	if ((v = version_of(out, ring.current)) != NULL)
 		v->current = 1;
 	return SOTP_OK;
@@ -280,7 +322,8 @@ sotp_key_status(struct sotp_ctx *ctx, time_t now, struct sotp_key_status *out)
 		return rc;
 	if ((w = calloc(1, sizeof(*w))) == NULL)
 		return SOTP_ERR_NOMEM;
-	sotp_kek_name(&ctx->pol, out->kek, sizeof(out->kek));
+	if (sotp_policy_kek(ctx, out->kek, sizeof(out->kek)) != SOTP_OK)
+		out->kek[0] = '\0';
 	rc = read_status(ctx, out, w);
 	if (rc == SOTP_ERR_NOT_FOUND) {
 		sotp_ctx_seterr(ctx,
@@ -294,8 +337,6 @@ sotp_key_status(struct sotp_ctx *ctx, time_t now, struct sotp_key_status *out)
 	}
 	for (i = 0; i < w->nkeks; i++)
 		add_kek(out->keks, &out->nkeks, w->keks[i]);
-	if (w->implicit_file)
-		add_kek(out->keks, &out->nkeks, "file");
 	out->retire_at =
 	    out->switched + ctx->pol.key_refresh + ctx->pol.state_lifetime;
 	qsort(out->v, out->n, sizeof(out->v[0]), by_version);
@@ -317,32 +358,6 @@ need_keys(struct sotp_ctx *ctx)
 		return rc;
 	ctx->err[0] = '\0';
 	return sotp_keys_sync(ctx, 1);
-}
-
-/*
- * Before the first rotation away from version 0, its audit key goes into
- * the store under this KEK too: the rows it keyed must stay verifiable
- * when the master key file is one day no longer there.
- */
-static int
-keep_v0_audit(struct sotp_ctx *ctx)
-{
-	uint8_t key[SOTP_KEY_LEN], blob[SOTP_WRAP_LEN];
-	const char *kek = sotp_keyring_kek(ctx->keys);
-	size_t len = 0;
-	int rc;
-
-	rc = sotp_store_key_wrap_get(
-	    ctx->st, 0, kek, SOTP_WRAP_AUDIT, blob, sizeof(blob), &len);
-	if (rc != SOTP_ERR_NOT_FOUND)
-		return rc;
-	if ((rc = sotp_keys_plain(ctx, 0, SOTP_WRAP_AUDIT, key)) == SOTP_OK &&
-	    (rc = sotp_keyring_wrap(ctx->keys, 0, SOTP_WRAP_AUDIT, key, blob,
-	         &len, ctx->err, sizeof(ctx->err))) == SOTP_OK)
-		rc = sotp_store_key_wrap_put(
-		    ctx->st, 0, kek, SOTP_WRAP_AUDIT, blob, len);
-	SOTP_WIPE_ARRAY(key);
-	return rc;
 }
 
 /* Under the ring's lock: a new current version, or the one under way. */
@@ -384,8 +399,7 @@ begin_locked(struct sotp_ctx *ctx, int64_t now, struct sotp_key_step *out)
 	}
 	/* Never a number used before: retired versions keep theirs. */
 	next = (w->maxv > s->current ? w->maxv : s->current) + 1;
-	if ((s->current == 0 && (rc = keep_v0_audit(ctx)) != SOTP_OK) ||
-	    (rc = mint(ctx, next, now)) != SOTP_OK ||
+	if ((rc = mint(ctx, next, now)) != SOTP_OK ||
 	    (rc = sotp_store_key_ring_set(ctx->st, next, now)) != SOTP_OK)
 		goto out;
 	out->what = SOTP_KEY_STARTED;
@@ -681,15 +695,6 @@ list_wrap(void *arg, uint32_t version, const char *kek, int what,
 	return 0;
 }
 
-static int
-list_v0(void *arg, int what, uint32_t kv, int64_t n)
-{
-	/* Audit rows of version 0 without a wrapped key: the file's. */
-	if (what == 3 && kv == 0 && n > 0)
-		item_add(arg, 0, SOTP_WRAP_AUDIT);
-	return 0;
-}
-
 /* Every key this context can open, for another KEK to wrap. */
 static int
 keys_to_wrap(struct sotp_ctx *ctx, struct wrap_list *l)
@@ -699,9 +704,6 @@ keys_to_wrap(struct sotp_ctx *ctx, struct wrap_list *l)
 	l->kek = sotp_keyring_kek(ctx->keys);
 	if ((rc = sotp_store_key_live(ctx->st, list_live, l)) != SOTP_OK ||
 	    (rc = sotp_store_key_wraps(ctx->st, list_wrap, l)) != SOTP_OK)
-		return rc;
-	if (strcmp(l->kek, "file") == 0 &&
-	    (rc = sotp_store_key_counts(ctx->st, list_v0, l)) != SOTP_OK)
 		return rc;
 	if (l->over) {
 		sotp_ctx_seterr(ctx, "too many key versions to re-wrap");
@@ -911,4 +913,71 @@ fail:
 	free(d);
 	*removed = 0;
 	return store_fail(ctx, rc);
+}
+
+/* ---- every value, unsealed ---- */
+
+struct check {
+	struct sotp_ctx *ctx;
+	struct sotp_key_check *out;
+	uint8_t buf[SOTP_CARD_MAX];
+};
+
+static void
+check_one(
+    struct check *k, int card, const char *id, const uint8_t *blob, size_t len)
+{
+	size_t n = 0;
+
+	if (sotp_keys_unseal(
+	        k->ctx, id, blob, len, k->buf, sizeof(k->buf), &n) == SOTP_OK) {
+		if (card)
+			k->out->cards++;
+		else
+			k->out->secrets++;
+	} else if (k->out->bad++ == 0)
+		snprintf(k->out->first_bad, sizeof(k->out->first_bad), "%s %s",
+		    card ? "contract" : "token", id);
+	sotp_wipe(k->buf, sizeof(k->buf));
+}
+
+static int
+check_token(void *arg, const struct sotp_token_rec *t)
+{
+	check_one(arg, 0, t->serial, t->secret, t->secret_len);
+	return 0;
+}
+
+static int
+check_card(void *arg, const struct sotp_contract_rec *c)
+{
+	if (c->card_len > 0)
+		check_one(arg, 1, c->id, c->card, c->card_len);
+	return 0;
+}
+
+int
+sotp_key_check(struct sotp_ctx *ctx, struct sotp_key_check *out)
+{
+	struct check *k = NULL;
+	int rc;
+
+	if (out != NULL)
+		memset(out, 0, sizeof(*out));
+	if (out == NULL)
+		return SOTP_ERR_INVALID_ARG;
+	if ((rc = need_keys(ctx)) != SOTP_OK)
+		return rc;
+	if ((k = calloc(1, sizeof(*k))) == NULL)
+		return SOTP_ERR_NOMEM;
+	k->ctx = ctx;
+	k->out = out;
+	/* Every live version is held now (need_keys synced). */
+	if ((rc = sotp_store_token_list(ctx->st, 0, check_token, k)) !=
+	        SOTP_OK ||
+	    (rc = sotp_store_contract_list(ctx->st, 0, 0, -1, check_card, k)) !=
+	        SOTP_OK)
+		store_fail(ctx, rc);
+	sotp_free_secret(k, sizeof(*k));
+	return rc;
 }

@@ -979,7 +979,10 @@ sotp_policy_kek(const struct sotp_ctx *ctx, char *out, size_t outsz)
 		return SOTP_ERR_INVALID_ARG;
 	if (!ctx->have_policy)
 		return SOTP_ERR_CONFIG;
-	sotp_kek_name(&ctx->pol, out, outsz);
+	if (ctx->keys != NULL)
+		sotp_strlcpy(out, sotp_keyring_kek(ctx->keys), outsz);
+	else
+		sotp_kek_conf(&ctx->pol, out, outsz);
 	return SOTP_OK;
 }
 

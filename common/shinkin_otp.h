@@ -283,9 +283,10 @@ SOTP_EXPORT int sotp_policy_dump(
 SOTP_EXPORT int sotp_policy_locations(const struct sotp_ctx *ctx, char *store,
     size_t storesz, char *key, size_t keysz);
 /*
- * The key-encryption key the loaded policy names, as key status names it:
- * "file" (the master key) or "pkcs11:TOKEN/KEY". SOTP_ERR_CONFIG without a
- * policy.
+ * The key-encryption key of ctx as the store names it, "file:HEX" (the
+ * master key file's fingerprint) or "pkcs11:TOKEN/KEY", once its keys
+ * are loaded; before, what the policy names ("file PATH"). SOTP_ERR_CONFIG
+ * without a policy.
  */
 SOTP_EXPORT int sotp_policy_kek(
     const struct sotp_ctx *ctx, char *out, size_t outsz);
@@ -431,6 +432,18 @@ SOTP_EXPORT int sotp_key_rotate_begin(
  */
 SOTP_EXPORT int sotp_key_rotate_step(struct sotp_ctx *ctx, time_t now,
     unsigned int batch, struct sotp_key_step *out);
+/*
+ * Unseals every token secret and card grid in the store with the keys
+ * the store holds: what opens, and what does not (with the first such
+ * named). For after a rotation, a KEK change or a restore. Needs the key.
+ */
+struct sotp_key_check {
+	int64_t secrets, cards; /* that unseal */
+	int64_t bad;            /* that do not */
+	char first_bad[SOTP_ID_MAX + 16];
+};
+SOTP_EXPORT int sotp_key_check(
+    struct sotp_ctx *ctx, struct sotp_key_check *out);
 /*
  * Wraps every key version (data keys, and the audit keys of retired
  * versions) also under the key-encryption key the policy at new_policy

@@ -469,6 +469,7 @@ void sotp_store_rollback(struct sotp_store *st);
 /* A wrapped key: the layout of a version 0 sealed value (seal.c). */
 #define SOTP_WRAP_LEN (SOTP_KEY_LEN + SOTP_SEAL_OVERHEAD)
 #define SOTP_KEK_NAME_MAX 192
+#define SOTP_KEK_CONF_MAX (SOTP_PATH_MAX + 16)
 
 struct sotp_key_ring {
 	uint32_t current;
@@ -741,8 +742,11 @@ int sotp_input_split(const char *in, unsigned int n, size_t *pwlen);
 
 /* ---- keys.c: the keyring (versioned data keys under a KEK) ---- */
 
-/* "file" or "pkcs11:TOKEN/KEY": the KEK a policy names, as the store does. */
-void sotp_kek_name(const struct sotp_policy *p, char *out, size_t outsz);
+/*
+ * The KEK a policy names, as a person reads it: "file PATH" or
+ * "pkcs11:TOKEN/KEY" (the store's name of a file KEK needs the file).
+ */
+void sotp_kek_conf(const struct sotp_policy *p, char *out, size_t outsz);
 /*
  * Opens the policy's key-encryption key (reads the key file, or logs in
  * to the token); no data key is loaded before sotp_keys_sync. Reference
@@ -751,7 +755,10 @@ void sotp_kek_name(const struct sotp_policy *p, char *out, size_t outsz);
 int sotp_keyring_new(const struct sotp_policy *p, struct sotp_keyring **out,
     char *err, size_t errsz);
 struct sotp_keyring *sotp_keyring_ref(struct sotp_keyring *k);
+/* The KEK's name in the store: "file:HEX" or "pkcs11:TOKEN/KEY". */
 const char *sotp_keyring_kek(const struct sotp_keyring *k);
+/* What the policy it was opened with says (sotp_kek_conf). */
+const char *sotp_keyring_conf(const struct sotp_keyring *k);
 /* 1 when its pages are locked in memory. */
 int sotp_keyring_locked(const struct sotp_keyring *k);
 /* Wraps (unwraps) version v's key `what` under k's KEK; secret key. */
@@ -792,8 +799,8 @@ int sotp_keys_audit_mac(struct sotp_ctx *ctx, uint32_t kv, const void *data,
 int sotp_keys_audit_load(struct sotp_ctx *ctx, uint32_t kv);
 /* Version v's data (SOTP_WRAP_DEK) or audit key in clear (secret). */
 int sotp_keys_plain(struct sotp_ctx *ctx, uint32_t v, int what, uint8_t *out);
-/* The audit key of version 0 as the master key file gives it. */
-int sotp_keys_file_audit(struct sotp_ctx *ctx, uint8_t *out);
+/* The master key file's key (version 0's data key); secret. */
+int sotp_keys_file_key(struct sotp_ctx *ctx, uint8_t *out);
 #define SOTP_KEYS_LIVE_MAX 8
 struct sotp_keys_held {
 	uint32_t current;

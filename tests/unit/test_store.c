@@ -1878,10 +1878,10 @@ test_store_pg_other_schema_version(void **state)
 
 	sotp_store_close(fx->st);
 	fx->st = NULL;
-	pg_exec("UPDATE schema_version SET version = 3");
+	pg_exec("UPDATE schema_version SET version = 4");
 	assert_int_equal(sotp_store_open(fx->url, 0, &st, err, sizeof(err)),
 	    SOTP_ERR_STORE_UNAVAILABLE);
-	assert_non_null(strstr(err, "version 3"));
+	assert_non_null(strstr(err, "version 4"));
 	assert_int_equal(sotp_store_open(fx->url, 1, &st, err, sizeof(err)),
 	    SOTP_ERR_STORE_UNAVAILABLE);
 }
