@@ -141,7 +141,8 @@ load_module(struct sotp_p11 *h, const char *module, char *err, size_t errsz)
 	args.flags = CKF_OS_LOCKING_OK; /* radiusd's threads share it */
 	rv = h->f->C_Initialize(&args);
 	if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
-		seterr(err, errsz, "pkcs11: module %s: C_Initialize: %s",
+		seterr(err, errsz,
+		    "pkcs11: module %s: C_Initialize: %s (is the token's storage readable by this user?)",
 		    module, rv_name(rv));
 		return SOTP_ERR_KEY;
 	}

@@ -20,7 +20,8 @@ freeradius freeradius-utils libfreeradius-dev libtalloc-dev libpcre3-dev
 libxml2-dev libqrencode-dev libpng-dev zlib1g-dev zbar-tools mandoc valgrind clang-format jq
 python3-pskc pskctool faketime
 xz-utils man-db build-essential debhelper lintian mmdebstrap mount iproute2
-ca-certificates libpq-dev postgresql"
+ca-certificates libpq-dev postgresql
+libp11-kit-dev p11-kit-modules softhsm2 opensc"
 [ "${1:-}" = fuzz ] && PKGS="$PKGS clang-14 libclang-rt-14-dev"
 
 missing=""
