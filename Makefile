@@ -93,7 +93,8 @@ $(BUILD)/gen/%.o: $(BUILD)/gen/%.c
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 # The PKCS#11 header only (p11-kit's); the module itself is dlopen()ed.
-$(BUILD)/common/pkcs11.o: CFLAGS += $(shell $(PKG_CONFIG) --cflags p11-kit-1 2>/dev/null)
+P11_CFLAGS := $(shell $(PKG_CONFIG) --cflags p11-kit-1 2>/dev/null)
+$(BUILD)/common/pkcs11.o: CFLAGS += $(P11_CFLAGS)
 
 $(LIB): $(COMMON_OBJ)
 	@mkdir -p $(@D)
@@ -189,6 +190,7 @@ FUZZ_BIN      = $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
 $(FUZZ_BUILD)/%.o: %.c
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+$(FUZZ_BUILD)/common/pkcs11.o: FUZZ_CFLAGS += $(P11_CFLAGS)
 $(FUZZ_BUILD)/gen/default_policy.o: $(BUILD)/gen/default_policy.c
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<

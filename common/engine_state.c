@@ -5,7 +5,7 @@
  * verified so far (the factors, and for a registration the token's serial,
  * the verified code's step and drift and the login choice), the question
  * asked, the card cells shown and the rounds taken. It is octets, since a
- * RADIUS State is (RFC 2865 5.24), and at most 131 of them, inside the
+ * RADIUS State is (RFC 2865 5.24), and at most 135 of them, inside the
  * attribute's 253. No secret is inside: the code's time step says nothing
  * of the code. An HMAC-SHA256 under the State subkey of a data-key
  * version (keys.c) binds it to the contract and the context; the store

@@ -455,49 +455,16 @@ slot_retire(struct kr_slot *s)
 
 /* ---- reading the keyring from the store ---- */
 
-struct live {
-	uint32_t v[KR_SLOTS];
-	size_t n;
-	int over;
-};
-
+/* Version v's data key into slot s, unwrapped from blob[len]. */
 static int
-live_row(void *arg, uint32_t version, int64_t created)
-{
-	struct live *l = arg;
-
-	(void)created;
-	if (l->n == KR_SLOTS) {
-		l->over = 1;
-		return 1;
-	}
-	l->v[l->n++] = version;
-	return 0;
-}
-
-static int
-has(const struct live *l, uint32_t v)
-{
-	size_t i;
-
-	for (i = 0; i < l->n; i++)
-		if (l->v[i] == v)
-			return 1;
-	return 0;
-}
-
-/* Version v's data key into slot s: unwrapped, or the file (v0). */
-static int
-load_dek(struct sotp_ctx *ctx, struct kr_slot *s, uint32_t v)
+load_dek(struct sotp_ctx *ctx, struct kr_slot *s, uint32_t v,
+    const uint8_t *blob, size_t len)
 {
 	struct sotp_keyring *k = ctx->keys;
-	uint8_t blob[SOTP_WRAP_LEN], dek[SOTP_KEY_LEN];
-	size_t len = 0;
+	uint8_t dek[SOTP_KEY_LEN];
 	int rc;
 
-	rc = sotp_store_key_wrap_get(
-	    ctx->st, v, k->kek, SOTP_WRAP_DEK, blob, sizeof(blob), &len);
-	if (rc == SOTP_ERR_NOT_FOUND) {
+	if (len == 0) {
 		sotp_ctx_seterr(ctx,
 		    "key version %u has no copy wrapped under %s, the key-encryption key of %s (see shinkin-otp key status, and key rewrap%s)",
 		    v, k->kek, ctx->pol.path,
@@ -505,111 +472,121 @@ load_dek(struct sotp_ctx *ctx, struct kr_slot *s, uint32_t v)
 		        ? "; a store upgraded from before key versions takes its first with shinkin-otp init"
 		        : "");
 		rc = SOTP_ERR_KEY;
-		goto out;
-	}
-	if (rc != SOTP_OK) {
-		sotp_ctx_seterr(ctx, "%s", sotp_store_errmsg(ctx->st));
-		goto out;
-	}
-	if ((rc = sotp_keyring_unwrap(k, v, SOTP_WRAP_DEK, blob, len, dek,
-	         ctx->err, sizeof(ctx->err))) != SOTP_OK) {
+	} else if ((rc = sotp_keyring_unwrap(k, v, SOTP_WRAP_DEK, blob, len,
+	                dek, ctx->err, sizeof(ctx->err))) != SOTP_OK)
 		rc = SOTP_ERR_KEY;
-		goto out;
-	}
-	rc = slot_set_dek(s, dek);
-out:
+	else
+		rc = slot_set_dek(s, dek);
 	SOTP_WIPE_ARRAY(dek);
 	if (rc != SOTP_OK)
 		sotp_wipe(s, sizeof(*s));
 	return rc;
 }
 
-/* Brings the slots to the store's live versions. */
 static int
-reload(struct sotp_ctx *ctx, const struct sotp_key_ring *ring)
+is_live(const struct sotp_key_live *live, size_t n, uint32_t v)
 {
-	struct sotp_keyring *k = ctx->keys;
-	struct kr_slot *s;
-	struct live l;
 	size_t i;
-	int rc;
 
-	memset(&l, 0, sizeof(l));
-	if ((rc = sotp_store_key_live(ctx->st, live_row, &l)) != SOTP_OK) {
-		sotp_ctx_seterr(ctx, "%s", sotp_store_errmsg(ctx->st));
-		return rc;
-	}
-	if (l.over || !has(&l, ring->current)) {
-		sotp_ctx_seterr(ctx,
-		    "the store's key versions do not fit: %s%zu live, current %u",
-		    l.over ? "over " : "", l.n, ring->current);
-		return SOTP_ERR_STORE;
-	}
-	for (i = 0; i < KR_SLOTS; i++) {
-		s = &k->sec->slot[i];
-		if (s->used && s->dek_ok && !has(&l, s->version))
-			slot_retire(s);
-	}
-	for (i = 0; i < l.n; i++) {
-		if ((s = slot_find(k, l.v[i])) != NULL && s->dek_ok)
-			continue;
-		if ((s = slot_new(k, l.v[i])) == NULL) {
-			sotp_ctx_seterr(ctx, "too many key versions held");
-			return SOTP_ERR_KEY;
-		}
-		if ((rc = load_dek(ctx, s, l.v[i])) != SOTP_OK)
-			return rc;
-	}
-	return SOTP_OK;
+	for (i = 0; i < n; i++)
+		if (live[i].version == v)
+			return 1;
+	return 0;
 }
 
-/* The ring row, with the message a store without one deserves. */
+/*
+ * Brings the slots to the store's live versions, read in one statement
+ * (one snapshot of the ring and its keys): what is new is unwrapped, what
+ * was retired is wiped (its audit key stays).
+ */
 static int
-read_ring(struct sotp_ctx *ctx, struct sotp_key_ring *ring)
+reload(struct sotp_ctx *ctx)
 {
-	int rc = sotp_store_key_ring(ctx->st, 0, ring);
+	struct sotp_keyring *k = ctx->keys;
+	struct sotp_key_live *live = NULL;
+	struct sotp_key_ring ring;
+	struct kr_slot *s;
+	size_t i, n = 0;
+	int rc, over = 0;
 
+	if ((live = calloc(KR_SLOTS, sizeof(*live))) == NULL)
+		return SOTP_ERR_NOMEM;
+	rc = sotp_store_key_load(
+	    ctx->st, k->kek, &ring, live, KR_SLOTS, &n, &over);
 	if (rc == SOTP_ERR_NOT_FOUND) {
 		sotp_ctx_seterr(ctx,
 		    "the store has no data-encryption key yet: run shinkin-otp init");
-		return SOTP_ERR_KEY;
+		rc = SOTP_ERR_KEY;
+		goto out;
 	}
-	if (rc != SOTP_OK)
+	if (rc != SOTP_OK) {
 		sotp_ctx_seterr(ctx, "%s", sotp_store_errmsg(ctx->st));
+		goto out;
+	}
+	if (over || !is_live(live, n, ring.current)) {
+		sotp_ctx_seterr(ctx,
+		    "the store's key versions do not fit: %s%zu live, current %u",
+		    over ? "over " : "", n, ring.current);
+		rc = SOTP_ERR_STORE;
+		goto out;
+	}
+	for (i = 0; i < KR_SLOTS; i++) {
+		s = &k->sec->slot[i];
+		if (s->used && s->dek_ok && !is_live(live, n, s->version))
+			slot_retire(s);
+	}
+	for (i = 0; i < n; i++) {
+		if ((s = slot_find(k, live[i].version)) != NULL && s->dek_ok)
+			continue;
+		if ((s = slot_new(k, live[i].version)) == NULL) {
+			sotp_ctx_seterr(ctx, "too many key versions held");
+			rc = SOTP_ERR_KEY;
+			goto out;
+		}
+		if ((rc = load_dek(ctx, s, live[i].version, live[i].blob,
+		         live[i].len)) != SOTP_OK)
+			goto out;
+	}
+	k->gen = ring.gen;
+	k->current = ring.current;
+	k->switched = ring.switched;
+	rc = SOTP_OK;
+out:
+	if (live != NULL)
+		sotp_free_secret(live, KR_SLOTS * sizeof(*live));
 	return rc;
 }
 
-/* Under k->lock. */
+/*
+ * Under k->lock. Forced, the keys are read again at once (one statement);
+ * else, once the refresh interval has passed, the ring's generation is
+ * read, and the keys only when it moved.
+ */
 static int
 sync_locked(struct sotp_ctx *ctx, int force)
 {
 	struct sotp_keyring *k = ctx->keys;
-	struct sotp_key_ring ring, again;
+	struct sotp_key_ring ring;
 	uint64_t now = mono_ms();
-	int rc, tries;
+	int rc;
 
 	if (!force && k->gen >= 0 && now >= k->checked_ms &&
 	    now - k->checked_ms < (uint64_t)k->pol->key_refresh * 1000)
 		return SOTP_OK;
-	for (tries = 0; tries < 4; tries++) {
-		if ((rc = read_ring(ctx, &ring)) != SOTP_OK)
-			return rc;
-		k->checked_ms = now;
-		if (ring.gen == k->gen)
-			return SOTP_OK;
-		if ((rc = reload(ctx, &ring)) != SOTP_OK ||
-		    (rc = read_ring(ctx, &again)) != SOTP_OK)
-			return rc;
-		/* Every change bumps gen: the same gen, the same keyring. */
-		if (again.gen == ring.gen) {
-			k->gen = ring.gen;
-			k->current = ring.current;
-			k->switched = ring.switched;
+	if (!force && k->gen >= 0) {
+		rc = sotp_store_key_ring(ctx->st, 0, &ring);
+		if (rc == SOTP_OK && ring.gen == k->gen) {
+			k->checked_ms = now;
 			return SOTP_OK;
 		}
+		if (rc != SOTP_OK && rc != SOTP_ERR_NOT_FOUND) {
+			sotp_ctx_seterr(ctx, "%s", sotp_store_errmsg(ctx->st));
+			return rc;
+		}
 	}
-	sotp_ctx_seterr(ctx, "the store's keys kept changing while read");
-	return SOTP_ERR_STORE_UNAVAILABLE;
+	if ((rc = reload(ctx)) == SOTP_OK)
+		k->checked_ms = now;
+	return rc;
 }
 
 int

@@ -532,6 +532,20 @@ int sotp_store_key_old(struct sotp_store *st, int cards, uint32_t below,
 /* Replaces a value still sealed under oldkv; *won = 1 if it was. */
 int sotp_store_key_reseal(struct sotp_store *st, int cards, const char *id,
     uint32_t oldkv, const uint8_t *blob, size_t len, uint32_t kv, int *won);
+/* A live version and its data key wrapped under one KEK (len 0: none). */
+struct sotp_key_live {
+	uint32_t version;
+	uint8_t blob[SOTP_WRAP_LEN];
+	size_t len;
+};
+/*
+ * In one statement (one snapshot): the ring, and every live version with
+ * its data key wrapped under kek, up to max (*n; *over when more).
+ * SOTP_ERR_NOT_FOUND without a ring.
+ */
+int sotp_store_key_load(struct sotp_store *st, const char *kek,
+    struct sotp_key_ring *ring, struct sotp_key_live *live, size_t max,
+    size_t *n, int *over);
 /* How many values name a version below kv (below = 1), or kv itself. */
 int sotp_store_key_left(
     struct sotp_store *st, uint32_t kv, int below, int64_t *n);

@@ -157,6 +157,7 @@ enum sotp_stmt {
 	SOTP_Q_KEY_RESEAL_CARD,
 	SOTP_Q_KEY_LEFT,
 	SOTP_Q_KEY_USED,
+	SOTP_Q_KEY_LOAD,
 	SOTP_Q_COUNT
 };
 
@@ -186,6 +187,15 @@ enum sotp_stmt {
 /* The keyring's row (store_keys.c key_ring_row) and what each key seals. */
 #define SOTP_SQL_KEY_RING_SELECT                                               \
 	"SELECT current, gen, switched FROM key_ring WHERE k = 1"
+/*
+ * What a process loads, in one statement (so one snapshot): the ring,
+ * and each live version with its data key wrapped under one KEK, if any.
+ */
+#define SOTP_SQL_KEY_LOAD                                                      \
+	"SELECT r.current, r.gen, r.switched, d.version, w.blob"               \
+	" FROM key_ring r CROSS JOIN key_dek d"                                \
+	" LEFT JOIN key_wrap w ON w.version = d.version AND w.what = 1"        \
+	" AND w.kek = "
 #define SOTP_SQL_KEY_COUNTS                                                    \
 	"SELECT 1, kv, count(*) FROM tokens WHERE kv IS NOT NULL GROUP BY kv"  \
 	" UNION ALL SELECT 2, kv, count(*) FROM contracts"                     \

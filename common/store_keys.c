@@ -412,3 +412,58 @@ sotp_store_key_left(struct sotp_store *st, uint32_t kv, int below, int64_t *n)
 	return sotp_db_row(st, below ? SOTP_Q_KEY_LEFT : SOTP_Q_KEY_USED, p,
 	    SOTP_NELEM(p), count_one, n);
 }
+
+struct load_rows {
+	struct sotp_key_ring *ring;
+	struct sotp_key_live *live;
+	size_t max, n;
+	int over;
+};
+
+static int
+load_row(struct sotp_store *st, void *arg)
+{
+	struct load_rows *l = arg;
+	struct sotp_key_live *k;
+	int rc;
+
+	if ((rc = ring_row(st, l->ring)) != SOTP_OK)
+		return rc;
+	if (l->n == l->max) {
+		l->over = 1;
+		return 1;
+	}
+	k = &l->live[l->n];
+	memset(k, 0, sizeof(*k));
+	if (version_col(st, 3, &k->version) != 0 ||
+	    sotp_db_blob(st, 4, k->blob, sizeof(k->blob), &k->len) != 0)
+		return sotp_db_corrupt(st, "key_dek/key_wrap");
+	l->n++;
+	return SOTP_OK;
+}
+
+int
+sotp_store_key_load(struct sotp_store *st, const char *kek,
+    struct sotp_key_ring *ring, struct sotp_key_live *live, size_t max,
+    size_t *n, int *over)
+{
+	const struct sotp_param p[] = {SOTP_PTEXT(kek)};
+	struct load_rows l = {ring, live, max, 0, 0};
+	int rc;
+
+	if (n != NULL)
+		*n = 0;
+	if (ring != NULL)
+		memset(ring, 0, sizeof(*ring));
+	if ((rc = sotp_db_enter(st, "key_load",
+	         kek_ok(kek) && ring != NULL && live != NULL && max > 0 &&
+	             n != NULL && over != NULL)) != SOTP_OK)
+		return rc;
+	rc = sotp_db_rows(st, SOTP_Q_KEY_LOAD, p, SOTP_NELEM(p), load_row, &l);
+	*n = l.n;
+	*over = l.over;
+	/* A ring row always has its current version live: no row, no ring. */
+	if (rc == SOTP_OK && l.n == 0)
+		rc = SOTP_ERR_NOT_FOUND;
+	return rc;
+}

@@ -363,6 +363,8 @@ static const char *const pg_sql[SOTP_Q_COUNT] = {
     [SOTP_Q_KEY_USED] = "SELECT (SELECT count(*) FROM tokens"
                         " WHERE kv = $1) + (SELECT count(*)"
                         " FROM contracts WHERE kv = $1)",
+    [SOTP_Q_KEY_LOAD] = SOTP_SQL_KEY_LOAD "$1 WHERE r.k = 1"
+                                          " ORDER BY d.version",
 };
 
 /*

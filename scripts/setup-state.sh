@@ -21,9 +21,12 @@
 # Nobody outside the group reads the key, the store or the policy.
 #
 # Idempotent: run again, it only repairs the group, the policy file's and
-# the state directory's modes. A key or store that exists is left exactly
-# as it is (an admin may have chosen another layout, e.g. a key owned by
-# freerad at 0600).
+# the state directory's modes, and runs init on a SQLite store that
+# exists, which takes one of an older schema to this build's (a package
+# upgrade) and changes nothing else. A key or store that exists keeps its
+# owner and mode (an admin may have chosen another layout, e.g. a key
+# owned by freerad at 0600). With the key-encryption key in a PKCS#11
+# token ([key] kek = pkcs11) there is no master key file to make.
 set -eu
 CLI=${1:-/usr/bin/shinkin-otp}
 POLICY=${2:-/etc/shinkin-otp/shinkin-otp.conf}
@@ -68,17 +71,24 @@ case $(sed -n 's/^[ 	]*store[ 	]*=[ 	]*//p' "$POLICY" | tail -n 1) in
 sqlite:*) STORE=$(policy_path store sqlite:) ;;
 *) STORE="" ;;
 esac
-[ -n "$KEY" ] || die "$POLICY: no master_key"
+KEK=$(sed -n 's/^[ 	]*kek[ 	]*=[ 	]*//p' "$POLICY" | tail -n 1)
+[ -n "$KEY" ] || [ "$KEK" = pkcs11 ] || die "$POLICY: no master_key"
 
 new_key=0
 new_store=0
-[ -e "$KEY" ] || new_key=1
+[ "$KEK" = pkcs11 ] || [ -e "$KEY" ] || new_key=1
 [ -z "$STORE" ] || [ -e "$STORE" ] || new_store=1
 if [ $new_key -eq 1 ] || [ $new_store -eq 1 ]; then
 	# init never overwrites a key, and creates the key 0600 and the
 	# store 0600 itself; only what it made here is handed to the group.
 	"$CLI" --config "$POLICY" init >/dev/null ||
 		die "shinkin-otp init failed (see above)"
+elif [ -n "$STORE" ]; then
+	# An upgrade: init takes the store to this build's schema (a store
+	# from before key versions to key version 0: the master key file).
+	# A failure is reported, not fatal: the old store stays as it was.
+	"$CLI" --config "$POLICY" init >/dev/null ||
+		echo "shinkin-otp setup-state: warning: $STORE not upgraded; run shinkin-otp init" >&2
 fi
 if [ $new_key -eq 1 ]; then
 	chown root:"$GROUP" "$KEY"
