@@ -841,24 +841,3 @@ sotp_keys_file_key(struct sotp_ctx *ctx, uint8_t *out)
 	memcpy(out, ctx->keys->sec->file_key, SOTP_KEY_LEN);
 	return SOTP_OK;
 }
-
-void
-sotp_keys_held(struct sotp_ctx *ctx, struct sotp_keys_held *h)
-{
-	struct sotp_keyring *k = ctx->keys;
-	size_t i;
-
-	memset(h, 0, sizeof(*h));
-	if (k == NULL)
-		return;
-	pthread_mutex_lock(&k->lock);
-	h->current = k->current;
-	h->gen = k->gen;
-	h->switched = k->switched;
-	h->mlocked = k->mlocked;
-	for (i = 0; i < KR_SLOTS; i++)
-		if (k->sec->slot[i].used && k->sec->slot[i].dek_ok &&
-		    h->nlive < SOTP_KEYS_LIVE_MAX)
-			h->live[h->nlive++] = k->sec->slot[i].version;
-	pthread_mutex_unlock(&k->lock);
-}

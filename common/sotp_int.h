@@ -815,16 +815,6 @@ int sotp_keys_audit_load(struct sotp_ctx *ctx, uint32_t kv);
 int sotp_keys_plain(struct sotp_ctx *ctx, uint32_t v, int what, uint8_t *out);
 /* The master key file's key (version 0's data key); secret. */
 int sotp_keys_file_key(struct sotp_ctx *ctx, uint8_t *out);
-#define SOTP_KEYS_LIVE_MAX 8
-struct sotp_keys_held {
-	uint32_t current;
-	int64_t gen, switched;
-	int mlocked;
-	uint32_t live[SOTP_KEYS_LIVE_MAX];
-	size_t nlive;
-};
-/* What this process holds (key status). */
-void sotp_keys_held(struct sotp_ctx *ctx, struct sotp_keys_held *h);
 /*
  * ---- keys_admin.c ----
  * A store without keys (new) gets version 1, wrapped under ctx's KEK,

@@ -285,5 +285,31 @@ check "freerad in group softhsm: every value unseals" test $? -eq 0
 n2
 as_freerad freerad,softhsm verify C2 --context transaction --otp "$H2"
 check "  and a code is accepted" test $? -eq 0
+# radiusd itself as freerad (security { user = freerad }): it switches
+# before it instantiates the module, so the module opens the token as
+# freerad. Packaged, the token directory's group is softhsm and
+# "adduser freerad softhsm" lets radiusd in; here the directory takes a
+# group freerad is in, and then one it is not.
+fr_setup "$T/raddb-freerad"
+radius_conf "$FRD/p.conf"
+sed -i 's/^security {/security {\n\tuser = freerad\n\tgroup = freerad/' "$FR_DIR/radiusd.conf"
+chown -R freerad:freerad "$FR_DIR"
+if fr_start f >"$SB/fr.out" 2>&1; then
+	notok "radiusd as freerad, the token's group not its own: does not start"
+	fr_stop
+else
+	ok "radiusd as freerad, the token's group not its own: does not start"
+fi
+check "  its log names the token's storage" \
+    grep -q "C_Initialize: CKR_GENERAL_ERROR (is the token's storage readable by this user?)" "$FR_DIR/log/radius.log"
+chgrp -R freerad "$SB/hsm/tokens"
+if fr_start f; then ok "radiusd as freerad, in the token's group: starts"; else
+	notok "radiusd as freerad, in the token's group: starts"
+fi
+check "  running as freerad" sh -c 'test "$(ps -o user= -p "$1")" = freerad' sh "$FR_PID"
+n2
+rad fr1 "$(req C2 "$H2")"
+check "  and accepts a code through the HSM" test "$(reply_of fr1)" = Access-Accept
+fr_stop
 
 echo "1..$TAPN"

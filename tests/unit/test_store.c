@@ -128,6 +128,9 @@ teardown(void **state)
 	sotp_store_close(fx->st);
 	rm_db(fx->path);
 	rmdir(fx->dir);
+	/* Nothing left behind: the next user of the database starts empty. */
+	if (pg_url() != NULL)
+		pg_reset();
 	free(fx);
 	return 0;
 }
