@@ -708,9 +708,9 @@ sotp_keys_unseal(struct sotp_ctx *ctx, const char *aad, const uint8_t *in,
 		rc = sotp_unseal(
 		    s->dek, aad, strlen(aad), in, inlen, out, outsz, outlen);
 	else if (rc == SOTP_ERR_NOT_FOUND) {
-		/* Never written by a key this store still has. */
+		/* Retired (or, met inside a walk of rows, new since). */
 		sotp_ctx_seterr(ctx,
-		    "sealed under key version %u, which the store does not hold",
+		    "sealed under key version %u, which this process does not hold",
 		    kv);
 		rc = SOTP_ERR_DECRYPT;
 	}

@@ -208,6 +208,16 @@ bind(struct sotp_ctx *ctx, const char *id, const char *serial, const char *b32,
 	assert_int_equal(d.reason, SOTP_R_ACCEPTED);
 }
 
+/*
+ * AddressSanitizer makes mlock() a no-op (its interceptor never locks),
+ * so under it a mapping is counted for MADV_DONTDUMP alone.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define WANT_LOCKED 0
+#else
+#define WANT_LOCKED 1
+#endif
+
 /* Mappings of this process both locked and left out of core dumps. */
 static int
 locked_dontdump_maps(void)
@@ -219,7 +229,8 @@ locked_dontdump_maps(void)
 	assert_non_null(f = fopen("/proc/self/smaps", "r"));
 	while (fgets(line, sizeof(line), f) != NULL)
 		if (strncmp(line, "VmFlags:", 8) == 0 &&
-		    strstr(line, " lo") != NULL && strstr(line, " dd") != NULL)
+		    (!WANT_LOCKED || strstr(line, " lo") != NULL) &&
+		    strstr(line, " dd") != NULL)
 			n++;
 	fclose(f);
 	return n;
@@ -339,6 +350,8 @@ test_keys_locked_memory(void **state)
 	assert_true(before >= 1);
 	b = load(f->conf);
 	assert_int_equal(locked_dontdump_maps(), before + 1);
+	if (WANT_LOCKED)
+		assert_true(sotp_keyring_locked(b->keys));
 	sotp_ctx_free(b);
 	assert_int_equal(locked_dontdump_maps(), before);
 }
