@@ -49,6 +49,8 @@ struct sotp_attempt {
 	int64_t state_expires; /* of the resumed state */
 	int final;
 	int txn; /* a store transaction is open for this decision's writes */
+	/* Core time (monotonic µs) toward the next counted decision. */
+	uint64_t t_busy, t_start;
 };
 
 /* What the customer is told; internal detail goes to the log only. */
@@ -266,23 +268,32 @@ write_commit(struct sotp_attempt *a)
 	return rc;
 }
 
+/*
+ * Counts a decision as its audit row records it (after finish_audited
+ * may have turned it into a refusal), with the core time spent on it.
+ */
+static void
+count(struct sotp_attempt *a, const struct sotp_context_def *cdef,
+    const struct sotp_decision *d)
+{
+	uint64_t now;
+
+	if (a->ctx->metrics == NULL)
+		return;
+	now = sotp_monotonic_us();
+	sotp_metrics_decision(a->ctx->metrics, a->context, cdef != NULL,
+	    d->verdict, (int)d->reason, a->t_busy + (now - a->t_start));
+	a->t_busy = 0;
+	a->t_start = now;
+}
+
 static int
-finish(struct sotp_attempt *a, const struct sotp_context_def *cdef,
+finish_audited(struct sotp_attempt *a, const struct sotp_context_def *cdef,
     struct sotp_decision *d, enum sotp_verdict v, int reason,
     const char *serial, const char *detail)
 {
 	int rc, crc;
 
-	d->verdict = v;
-	d->reason = (enum sotp_reason)reason;
-	if (d->message[0] == '\0')
-		sotp_strlcpy(
-		    d->message, customer_msg(reason), sizeof(d->message));
-	if (v != SOTP_CONTINUE)
-		a->final = 1;
-	/* Asking for the first input is not worth a row; a challenge is. */
-	if (v == SOTP_CONTINUE && a->done == 0)
-		return SOTP_OK;
 	rc = sotp_audit(a->ctx, a->now, action_name(cdef),
 	    a->contract_ok && reason != SOTP_R_UNKNOWN_CONTRACT ? a->contract
 	                                                        : "",
@@ -307,6 +318,28 @@ finish(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 		return rc;
 	}
 	return SOTP_OK;
+}
+
+static int
+finish(struct sotp_attempt *a, const struct sotp_context_def *cdef,
+    struct sotp_decision *d, enum sotp_verdict v, int reason,
+    const char *serial, const char *detail)
+{
+	int rc;
+
+	d->verdict = v;
+	d->reason = (enum sotp_reason)reason;
+	if (d->message[0] == '\0')
+		sotp_strlcpy(
+		    d->message, customer_msg(reason), sizeof(d->message));
+	if (v != SOTP_CONTINUE)
+		a->final = 1;
+	/* Asking for the first input is not worth a row; a challenge is. */
+	if (v == SOTP_CONTINUE && a->done == 0)
+		return SOTP_OK;
+	rc = finish_audited(a, cdef, d, v, reason, serial, detail);
+	count(a, cdef, d);
+	return rc;
 }
 
 /* The check itself failed: refuse, log the detail, return the error. */
@@ -737,7 +770,10 @@ counts(int reason)
  * The contract was read before the store's write lock was taken, so
  * another process may have locked or closed it since: parallel guesses
  * would each pass gate() and outrun the lockout. Look again under the
- * lock, before any secret is touched.
+ * lock, before any secret is touched: SQLite's transaction holds the
+ * file's write lock already, and on PostgreSQL the contract's row lock
+ * (held to the end of the decision) makes parallel decisions on one
+ * contract, on any server of a farm, take their turns.
  */
 static int
 gate_again(
@@ -749,7 +785,8 @@ gate_again(
 	*reason = SOTP_R_ACCEPTED;
 	if ((cur = malloc(sizeof(*cur))) == NULL)
 		return SOTP_ERR_NOMEM;
-	if ((rc = sotp_store_contract_get(a->ctx->st, c->id, cur)) != SOTP_OK) {
+	if ((rc = sotp_store_contract_lock(a->ctx->st, c->id, cur)) !=
+	    SOTP_OK) {
 		rc = store_err(a->ctx, rc);
 		goto out;
 	}
@@ -915,21 +952,25 @@ step_contract(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 	return second_factor(a, cdef, c, req, d);
 }
 
-int
-sotp_attempt_step(struct sotp_attempt *a, struct sotp_decision *d)
+static int
+step(struct sotp_attempt *a, struct sotp_decision *d)
 {
 	const struct sotp_context_def *cdef;
 	struct sotp_contract_rec *c = NULL;
 	int rc;
 
-	if (a == NULL || d == NULL)
-		return SOTP_ERR_INVALID_ARG;
 	memset(d, 0, sizeof(*d));
 	d->verdict = SOTP_REJECT;
 	if ((rc = sotp_ctx_ready(a->ctx)) != SOTP_OK) {
-		d->reason = SOTP_R_BAD_CONFIG;
+		/* Nothing to audit into: the store could not be reopened. */
+		d->reason = (enum sotp_reason)sotp_reason_from_rc(rc);
 		sotp_strlcpy(
 		    d->message, customer_msg(d->reason), sizeof(d->message));
+		sotp_log(a->ctx, LOG_ERR, "contract %s: %s: %s",
+		    a->contract_ok ? a->contract : "-", sotp_strerror(rc),
+		    sotp_ctx_errmsg(a->ctx));
+		count(a, sotp_policy_context(&a->ctx->pol, a->context), d);
+		a->final = 1;
 		return rc;
 	}
 	if (a->final) {
@@ -969,6 +1010,20 @@ sotp_attempt_step(struct sotp_attempt *a, struct sotp_decision *d)
 	else
 		rc = step_contract(a, cdef, c, d);
 	sotp_free_secret(c, sizeof(*c));
+	return rc;
+}
+
+/* The time spent here counts toward the decision (see count). */
+int
+sotp_attempt_step(struct sotp_attempt *a, struct sotp_decision *d)
+{
+	int rc;
+
+	if (a == NULL || d == NULL)
+		return SOTP_ERR_INVALID_ARG;
+	a->t_start = sotp_monotonic_us();
+	rc = step(a, d);
+	a->t_busy += sotp_monotonic_us() - a->t_start;
 	return rc;
 }
 

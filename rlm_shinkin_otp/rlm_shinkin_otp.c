@@ -15,9 +15,11 @@
  *
  * Core contexts (policy + key + store handle) are not shared between
  * threads: each radiusd thread opens its own on first use, held as a
- * thread-specific value. (FreeRADIUS's connection pool would do, but it
- * lives in the radiusd executable, not in libfreeradius-server, so a module
- * using it cannot be linked with -Wl,--no-undefined.)
+ * thread-specific value for the thread's life. (FreeRADIUS's connection
+ * pool would do, but it lives in the radiusd executable, not in
+ * libfreeradius-server, so a module using it cannot be linked with
+ * -Wl,--no-undefined.) A lost store connection is the core's to reopen,
+ * at the thread's next request; the request that saw it fails.
  */
 /* radiusd.h first: modules.h relies on its types. */
 #include <freeradius/radiusd.h>
@@ -212,22 +214,6 @@ thread_ctx(struct rlm_shinkin_otp *inst, REQUEST *request)
 	inst->threads = t;
 	pthread_mutex_unlock(&inst->lock);
 	return t->ctx;
-}
-
-/*
- * After a store failure the handle may be stale (file replaced, server
- * restarted): drop it so that this thread reopens on its next request.
- */
-static void
-drop_thread_ctx(struct rlm_shinkin_otp *inst)
-{
-	struct tctx *t = pthread_getspecific(inst->key);
-
-	if (t == NULL)
-		return;
-	pthread_setspecific(inst->key, NULL);
-	tctx_unlink(t);
-	tctx_free(t);
 }
 
 static int
@@ -672,16 +658,6 @@ map_decision(const struct rlm_shinkin_otp *inst, REQUEST *request,
 	}
 }
 
-/* A store failure poisons the handle: drop it so the thread reopens. */
-static void
-after_store_use(
-    struct rlm_shinkin_otp *inst, int rc, const struct sotp_decision *d)
-{
-	if (rc == SOTP_ERR_STORE || rc == SOTP_ERR_STORE_UNAVAILABLE ||
-	    d->reason == SOTP_R_STORE_UNAVAILABLE)
-		drop_thread_ctx(inst);
-}
-
 /*
  * authorize: claim requests whose User-Name is a contract, unless another
  * module already chose an Auth-Type. An unknown name is left to the next
@@ -692,7 +668,6 @@ mod_authorize(void *instance, REQUEST *request)
 {
 	struct rlm_shinkin_otp *inst = instance;
 	struct sotp_contract_info info;
-	struct sotp_decision none;
 	struct sotp_ctx *ctx;
 	const char *user;
 	VALUE_PAIR *vp;
@@ -708,12 +683,10 @@ mod_authorize(void *instance, REQUEST *request)
 		return RLM_MODULE_FAIL;
 	if ((ctx = thread_ctx(inst, request)) == NULL)
 		return RLM_MODULE_FAIL;
-	memset(&none, 0, sizeof(none));
 	rc = sotp_contract_get(ctx, user, &info);
 	if (rc != SOTP_OK && rc != SOTP_ERR_NOT_FOUND)
 		RERROR("Contract lookup failed: %s %s", sotp_strerror(rc),
 		    sotp_ctx_errmsg(ctx));
-	after_store_use(inst, rc, &none);
 	if (rc == SOTP_ERR_NOT_FOUND) {
 		RDEBUG2("%s is not a contract", user);
 		return RLM_MODULE_NOOP;
@@ -760,7 +733,6 @@ mod_authenticate(void *instance, REQUEST *request)
 		code = map_decision(inst, request, ctx, a, rc, &d);
 	}
 	sotp_attempt_free(a);
-	after_store_use(inst, rc, &d);
 	return code;
 }
 
