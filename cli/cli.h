@@ -121,5 +121,8 @@ int cmd_token(struct cli *c, int argc, char **argv);
 int cmd_token_import(struct cli *c, int argc, char **argv);
 int cmd_contract(struct cli *c, int argc, char **argv);
 int cmd_verify(struct cli *c, int argc, char **argv);
+/* health, metrics: cmd_ops.c */
+int cmd_health(struct cli *c, int argc, char **argv);
+int cmd_metrics(struct cli *c, int argc, char **argv);
 
 #endif /* SOTP_CLI_H */

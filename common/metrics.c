@@ -119,7 +119,12 @@ format_file(int fd)
 	snprintf(hdr->slots[0].name, sizeof(hdr->slots[0].name), "-");
 	hdr->slots[0].used = 1;
 	w = pwrite(fd, hdr, sizeof(*hdr), 0);
-	if (w == (ssize_t)sizeof(*hdr))
+	/*
+	 * Whoever makes it (the admin tool runs with umask 077), every
+	 * service that decides must be able to count: radiusd's user by the
+	 * file's group (see the policy file). Counters are no secret.
+	 */
+	if (w == (ssize_t)sizeof(*hdr) && fchmod(fd, 0660) == 0)
 		rc = 0;
 	free(hdr);
 	return rc;
@@ -423,6 +428,10 @@ render_latency(struct text *t, const struct mfile *f)
 		/* Read the sum first: a decision counted meanwhile only
 		 * makes the count larger, never the mean too high. */
 		sum = load(&f->slots[i].sum_us);
+		for (cum = 0, b = 0; b < NBUCKETS; b++)
+			cum += load(&f->slots[i].buckets[b]);
+		if (cum == 0) /* "-" before anything was counted there */
+			continue;
 		for (cum = 0, b = 0; b < NBUCKETS; b++) {
 			cum += load(&f->slots[i].buckets[b]);
 			tprintf(t,
@@ -467,6 +476,8 @@ sotp_metrics_text(struct sotp_ctx *ctx, char **out)
 {
 	struct sotp_metrics *m = NULL;
 	struct text t = {NULL, 0, 0, 0};
+	const struct mfile *f;
+	struct mfile *zero = NULL;
 	int rc;
 
 	if (ctx == NULL || out == NULL)
@@ -480,18 +491,23 @@ sotp_metrics_text(struct sotp_ctx *ctx, char **out)
 		sotp_ctx_seterr(ctx, "%s: metrics = none", ctx->pol.path);
 		return SOTP_ERR_NOT_FOUND;
 	}
-	if ((rc = map_file(ctx->pol.metrics, 0, &m, ctx->err,
-	         sizeof(ctx->err))) != SOTP_OK)
+	/* No file yet: nothing has been counted, which reads as zeros. */
+	rc = map_file(ctx->pol.metrics, 0, &m, ctx->err, sizeof(ctx->err));
+	if (rc != SOTP_OK && rc != SOTP_ERR_NOT_FOUND)
 		return rc;
-	if ((t.buf = malloc(t.size = 8192)) == NULL) {
+	if ((zero = calloc(1, sizeof(*zero))) == NULL ||
+	    (t.buf = malloc(t.size = 8192)) == NULL) {
+		free(zero);
 		sotp_metrics_close(m);
 		return SOTP_ERR_NOMEM;
 	}
+	f = m != NULL ? m->f : zero;
 	t.buf[0] = '\0';
-	render_decisions(&t, m->f);
-	render_latency(&t, m->f);
-	render_store(&t, m->f);
+	render_decisions(&t, f);
+	render_latency(&t, f);
+	render_store(&t, f);
 	sotp_metrics_close(m);
+	free(zero);
 	if (t.failed) {
 		free(t.buf);
 		return SOTP_ERR_NOMEM;

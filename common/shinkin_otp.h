@@ -476,9 +476,10 @@ SOTP_EXPORT int sotp_health(
 /*
  * The counters file of the loaded policy (`metrics`), rendered in the
  * Prometheus text exposition format (version 0.0.4) into *text (malloc'd;
- * free with free()). Needs only the policy. SOTP_ERR_NOT_FOUND when the
- * policy says metrics = none or no process has counted yet, SOTP_ERR_CONFIG
- * for a file of another layout, SOTP_ERR_SYSTEM, SOTP_ERR_NOMEM.
+ * free with free()). Needs only the policy. A file no process has made
+ * yet reads as zeros. SOTP_ERR_NOT_FOUND when the policy says metrics =
+ * none, SOTP_ERR_CONFIG for a file of another layout, SOTP_ERR_SYSTEM,
+ * SOTP_ERR_NOMEM.
  */
 SOTP_EXPORT int sotp_metrics_text(struct sotp_ctx *ctx, char **text);
 
