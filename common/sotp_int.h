@@ -1,7 +1,8 @@
 /*
  * sotp_int.h - internal interfaces shared by the files in common/.
  *
- * Outside common/ only tests/unit may include this header.
+ * Outside common/ only the tests (tests/unit, tests/tools, tests/bench)
+ * may include this header.
  */
 #ifndef SOTP_INT_H
 #define SOTP_INT_H
