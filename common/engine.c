@@ -583,10 +583,12 @@ bind_check(const struct sotp_contract_rec *c, const struct sotp_token_rec *t,
 }
 
 /*
- * The binding's transaction (a savepoint inside a decision's): the token
- * and the contract are read again under their row locks, token first (the
- * order accept_step takes them), and only then checked, so that of two
- * racing binds the second sees the first. The token's binding lives in
+ * The binding's transaction (a savepoint inside a decision's): the
+ * contract and the token are read again under their row locks, contract
+ * first (the order of every decision: gate_again takes the contract, the
+ * code's compare-and-set then the token, so no two transactions wait on
+ * each other in a cycle), and only then checked, so that of two racing
+ * binds the second sees the first. The token's binding lives in
  * contracts, so it is read after both locks are held. The write itself is
  * guarded too (sotp_store_bind); with the locks held it cannot lose.
  */
@@ -604,19 +606,20 @@ bind_locked(struct sotp_ctx *ctx, const char *contract, const char *serial,
 	*reason = SOTP_R_INTERNAL;
 	if ((rc = sotp_store_begin(st)) != SOTP_OK)
 		return store_err(ctx, rc);
-	rc = sotp_store_token_lock(st, serial);
-	if (rc != SOTP_OK && rc != SOTP_ERR_NOT_FOUND)
-		goto fail;
-	have_token = rc == SOTP_OK;
 	rc = sotp_store_contract_lock(st, contract, &c);
 	if (rc == SOTP_ERR_NOT_FOUND) {
 		*reason = SOTP_R_UNKNOWN_CONTRACT;
 		rc = SOTP_OK;
 		goto refuse;
 	}
-	if (rc != SOTP_OK ||
-	    (have_token &&
-	        (rc = sotp_store_token_get(st, serial, &t)) != SOTP_OK))
+	if (rc != SOTP_OK)
+		goto fail;
+	rc = sotp_store_token_lock(st, serial);
+	if (rc != SOTP_OK && rc != SOTP_ERR_NOT_FOUND)
+		goto fail;
+	have_token = rc == SOTP_OK;
+	if (have_token &&
+	    (rc = sotp_store_token_get(st, serial, &t)) != SOTP_OK)
 		goto fail;
 	if ((*reason = bind_check(&c, have_token ? &t : NULL, step)) !=
 	    SOTP_R_ACCEPTED)

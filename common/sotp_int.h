@@ -299,9 +299,10 @@ int sotp_store_contract_close(
 /*
  * Row locks for a read-then-write inside a transaction (sotp_store_begin),
  * held until it ends: PostgreSQL takes the row (SELECT ... FOR UPDATE);
- * SQLite's BEGIN IMMEDIATE already holds the whole file. Take the token
- * before the contract, as every operation does, so that two servers never
- * wait on each other. Outside a transaction: SOTP_ERR_INVALID_ARG.
+ * SQLite's BEGIN IMMEDIATE already holds the whole file. Take the
+ * contract before the token, as every decision and binding does, so that
+ * two servers never wait on each other. Outside a transaction:
+ * SOTP_ERR_INVALID_ARG.
  */
 int sotp_store_token_lock(
     struct sotp_store *st, const char *serial); /* SOTP_ERR_NOT_FOUND */

@@ -12,9 +12,9 @@
  * of a read-then-write are taken with SELECT ... FOR UPDATE
  * (sotp_store_token_lock, _contract_lock). READ COMMITTED is enough for
  * that: a statement that waited for a row lock sees the row as the other
- * transaction committed it. The engine takes the token before the
- * contract, as accept_step updates them, so two servers cannot deadlock
- * over one binding.
+ * transaction committed it. The engine takes the contract before the
+ * token in every decision and binding, so two servers cannot deadlock
+ * over one contract.
  *
  * Statements are prepared once per connection, on first use. Values travel
  * only as parameters (text, or binary for BIGINT and BYTEA) and every
