@@ -4,6 +4,8 @@
 # cmocka binaries ($BUILD/tests/test_*) are counted from their own
 # summaries; shell suites (tests/*/t_*.sh) print TAP-style "ok"/"not ok"
 # lines. A program that dies without its summary counts as one failure.
+# Lines a suite prints as "# figure: TEXT" (measurements, such as the
+# failover test's) are shown under its summary line.
 #
 # Every suite runs on SQLite; the suites in PG_SUITES (those whose subject
 # is the store's users: the engine, PAM, RADIUS) then run again on
@@ -45,6 +47,8 @@ count() { # $1: log file, $2: exit code, $3: name
 	fi
 	printf '%-28s %4d passed, %d failed %5ds\n' "$3" "$p" "$f" \
 	    $(($(date +%s) - t0))
+	# A suite's figures ("# figure: ..." lines) belong in the summary.
+	sed -n 's/^# figure: /    /p' "$1"
 }
 
 # run NAME: one suite (a test_* binary or a tests/DIR/t_*.sh), logged.

@@ -20,7 +20,7 @@
 #   - health and metrics on the farm before and after.
 # Requests go through tests/tools/radload (signed, every reply verified),
 # contracts are made by tests/tools/provision. Figures are printed as
-# "# farm: ..." lines. The SOTP_PG_PORT port is the primary's, the next
+# "# figure: ..." lines, which tests/run.sh shows in its summary. The SOTP_PG_PORT port is the primary's, the next
 # one the standby's.
 . "$TOP/tests/lib.sh"
 . "$TOP/tests/radius/lib.sh"
@@ -70,7 +70,7 @@ sql() {
 	psql -X -A -t -q -h "$1" -p "$(
 		[ "$1" = "$P" ] && echo "$PPORT" || echo "$SPORT")" -U sotp -d sotp -c "$2"
 }
-figure() { echo "# farm: $*"; }
+figure() { echo "# figure: $*"; }
 
 # ---- the pair ----
 # Two radiusd of up to 32 threads, one connection each, and the tests.
@@ -247,6 +247,7 @@ before=$(awk -v k="$T_KILL" '$3 == "accept" && $6 < k' "$T/load.out" | wc -l)
 check "accepts before the kill ($before)" test "$before" -gt 0
 during=$(awk -v a="$T_KILLED" -v b="$T_PROMOTE" '$3 == "accept" && $5 >= a && $5 < b' "$T/load.out" | wc -l)
 sent_during=$(awk -v a="$T_KILLED" -v b="$T_PROMOTE" '$5 >= a && $5 < b' "$T/load.out" | wc -l)
+figure "accepted before the kill: $before; sent while there was no primary: $sent_during, accepted: $during"
 check "no accept for the $sent_during requests sent while there was no primary ($during)" \
     test "$during" -eq 0 -a "$sent_during" -gt 0
 for k in 0 1; do
