@@ -15,7 +15,10 @@
  * the next round). A registration takes one round per question. Append
  * mode: the password followed by the code in one User-Password.
  *
- * Each radiusd thread keeps its own core context (ctx_pool.c).
+ * Each radiusd thread keeps its own core context, for the thread's whole
+ * life (ctx_pool.c). A lost store connection is the core's to reopen, at
+ * the thread's next request (sotp_ctx_ready); the request that saw it
+ * fails.
  */
 /* radiusd.h first: modules.h relies on its types. */
 #include <freeradius/radiusd.h>
@@ -494,7 +497,6 @@ mod_authorize(void *instance, REQUEST *request)
 {
 	struct rlm_shinkin_otp *inst = instance;
 	struct sotp_contract_info info;
-	struct sotp_decision none;
 	struct sotp_ctx *ctx;
 	const char *user;
 	VALUE_PAIR *vp;
@@ -510,12 +512,10 @@ mod_authorize(void *instance, REQUEST *request)
 		return RLM_MODULE_FAIL;
 	if ((ctx = thread_ctx(inst, request)) == NULL)
 		return RLM_MODULE_FAIL;
-	memset(&none, 0, sizeof(none));
 	rc = sotp_contract_get(ctx, user, &info);
 	if (rc != SOTP_OK && rc != SOTP_ERR_NOT_FOUND)
 		RERROR("Contract lookup failed: %s %s", sotp_strerror(rc),
 		    sotp_ctx_errmsg(ctx));
-	ctx_pool_after(&inst->pool, rc, (int)none.reason);
 	if (rc == SOTP_ERR_NOT_FOUND) {
 		RDEBUG2("%s is not a contract", user);
 		return RLM_MODULE_NOOP;
@@ -562,7 +562,6 @@ mod_authenticate(void *instance, REQUEST *request)
 		code = map_decision(request, ctx, a, rc, &d);
 	}
 	sotp_attempt_free(a);
-	ctx_pool_after(&inst->pool, rc, (int)d.reason);
 	return code;
 }
 
