@@ -33,6 +33,8 @@ static const struct command commands[] = {
     {"audit", cmd_audit},
     {"export", cmd_export},
     {"backup", cmd_backup},
+    {"health", cmd_health},
+    {"metrics", cmd_metrics},
 };
 
 static const char usage_text[] =
@@ -57,8 +59,10 @@ static const char usage_text[] =
     "        [--login-otp CHOICE] [--state TOKEN]   (password on stdin)\n"
     "  audit [--contract ID] [--since T] [--until T]   (T: epoch or ISO 8601)\n"
     "  audit verify | audit prune --before T\n"
-    "exit: 0 ok/accepted, 1 refused, 2 usage or system error, "
-    "3 more input needed\n";
+    "  health                 policy, key, store and a write (exit 0/1/2)\n"
+    "  metrics [--output FILE]   counters, Prometheus text format\n"
+    "exit: 0 ok/accepted/healthy, 1 refused/unhealthy, 2 usage or system "
+    "error, 3 more input needed\n";
 
 void
 cli_what(struct cli *c, const char *cmd, const char *arg)
