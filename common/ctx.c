@@ -140,6 +140,8 @@ reset(struct sotp_ctx *ctx)
 	SOTP_WIPE_ARRAY(ctx->state_key);
 	SOTP_WIPE_ARRAY(ctx->audit_key);
 	SOTP_WIPE_ARRAY(ctx->dummy_hash);
+	free(ctx->audit_batch);
+	ctx->audit_batch = NULL;
 	ctx->err[0] = '\0';
 }
 

@@ -696,6 +696,8 @@ struct sotp_ctx {
 	uint8_t state_key[SOTP_KEY_LEN];
 	int have_key;
 	uint8_t audit_key[SOTP_KEY_LEN]; /* keys the audit chain (audit.c) */
+	/* sotp_audit_batch_begin..end: the head, held in memory (audit.c) */
+	struct sotp_audit_head *audit_batch;
 	/*
 	 * The hash an unknown contract's password is checked against, so
 	 * that it costs what a real check costs: a real contract's hash,
@@ -746,6 +748,20 @@ void sotp_audit_line(
  * its own. Without the key the row waits to be chained (audit.c).
  */
 int sotp_audit_append(struct sotp_ctx *ctx, const struct sotp_audit_rec *r);
+/*
+ * Many rows in one transaction (the imports): begin reads the chain's
+ * head under its lock once, inside the caller's open transaction; every
+ * append until end chains its row from that copy and leaves the head
+ * row alone; end(rc) writes the head once when rc is SOTP_OK, and always
+ * ends the batch. Every row appended in a batch must commit with it, or
+ * the caller rolls the whole transaction back (a savepoint rolled back
+ * under a batch would leave a gap in the chain). On PostgreSQL each
+ * UPDATE of the head inside one transaction leaves a row version that
+ * the next read of it walks past: a row at a time, n rows cost n^2.
+ * SOTP_ERR_STORE*, SOTP_ERR_NOMEM, SOTP_ERR_INVALID_ARG (a batch open).
+ */
+int sotp_audit_batch_begin(struct sotp_ctx *ctx);
+int sotp_audit_batch_end(struct sotp_ctx *ctx, int rc);
 /*
  * Logs r's line and, when store, appends its row; store 0 logs that the
  * row was not written (a store that made this request wait already).

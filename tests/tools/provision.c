@@ -22,7 +22,8 @@
  * now are still unused) and binds it, and both write their audit rows.
  * The rows go in batches of BATCH inside one transaction each, so that a
  * PostgreSQL farm with a synchronous standby pays for one commit per
- * batch, not three per contract. Production code is unchanged by any of
+ * batch, not three per contract, and the audit chain's head is read and
+ * written once per batch (sotp_audit_batch_begin), as the imports do. Production code is unchanged by any of
  * this. Codes come from the library's TOTP (checked against the RFC 6238
  * vectors in test_otp, and the failover test compares a few against
  * oathtool).
@@ -113,7 +114,8 @@ make(const char *config, const char *prefix, long count)
 	}
 	for (i = 1; i <= count; i++) {
 		if ((i - 1) % BATCH == 0 &&
-		    (rc = sotp_store_begin(ctx->st)) != SOTP_OK) {
+		    ((rc = sotp_store_begin(ctx->st)) != SOTP_OK ||
+		        (rc = sotp_audit_batch_begin(ctx)) != SOTP_OK)) {
 			fail("begin", ctx, rc);
 			goto out;
 		}
@@ -126,13 +128,15 @@ make(const char *config, const char *prefix, long count)
 		}
 		printf("%s %s %s\n", id, serial, b32);
 		if ((i % BATCH == 0 || i == count) &&
-		    (rc = sotp_store_commit(ctx->st)) != SOTP_OK) {
+		    ((rc = sotp_audit_batch_end(ctx, SOTP_OK)) != SOTP_OK ||
+		        (rc = sotp_store_commit(ctx->st)) != SOTP_OK)) {
 			fail("commit", ctx, rc);
 			goto out;
 		}
 	}
 	ret = fflush(stdout) == 0 ? 0 : 1;
 out:
+	(void)sotp_audit_batch_end(ctx, SOTP_ERR_INTERNAL);
 	sotp_store_rollback(ctx->st);
 	sotp_ctx_free(ctx);
 	return ret;

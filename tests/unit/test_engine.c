@@ -1885,6 +1885,66 @@ test_engine_pg_locked_row_waits_once(void **state)
 	sotp_ctx_free(ctx);
 }
 
+/* Statements against the audit chain, while counting. */
+static struct {
+	int head_sets;
+	int rows;
+} chain_count;
+
+static void
+chain_trace(void *arg, const char *sql)
+{
+	(void)arg;
+	if (strncmp(sql, "UPDATE audit_head", 17) == 0)
+		chain_count.head_sets++;
+	else if (strncmp(sql, "INSERT INTO audit ", 18) == 0)
+		chain_count.rows++;
+}
+
+/*
+ * A contract import writes its rows into the chain with the head read
+ * and written once (sotp_audit_batch_begin), not once per row: on
+ * PostgreSQL every UPDATE of the head in one transaction leaves a row
+ * version that the next read walks past, so 10,000 rows a head update
+ * each took minutes. The chain verifies afterwards.
+ */
+static void
+test_engine_import_writes_head_once(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_contract_import_result res;
+	struct sotp_audit_check chk;
+	char hash[SOTP_HASH_MAX], *csv;
+	size_t len = 0, cap = 40 * (SOTP_HASH_MAX + 32);
+	int i;
+
+	assert_int_equal(sotp_passwd_hash("pw-import", hash), SOTP_OK);
+	assert_non_null(csv = malloc(cap));
+	for (i = 1; i <= 40; i++)
+		len += (size_t)snprintf(csv + len, cap - len,
+		    "IMP%04d,%s,otp,,,active\n", i, hash);
+	memset(&chain_count, 0, sizeof(chain_count));
+	sotp_store_set_trace(f->ctx->st, chain_trace, NULL);
+	assert_int_equal(sotp_contract_import(f->ctx, csv, len, SOTP_FMT_CSV,
+	                     0, T0 + 1000, NULL, NULL, &res),
+	    SOTP_OK);
+	sotp_store_set_trace(f->ctx->st, NULL, NULL);
+	free(csv);
+	assert_int_equal(res.refused, 0);
+	assert_int_equal(res.imported, 40);
+	print_message("head updates %d, audit rows %d\n", chain_count.head_sets,
+	    chain_count.rows);
+	/* 40 contract rows and the summary's row; the head: the batch's
+	 * one write and the summary's own. */
+	assert_int_equal(chain_count.rows, 41);
+	if (chain_count.head_sets != 2)
+		fail_msg("the head was written %d times for 41 rows (want 2)",
+		    chain_count.head_sets);
+	assert_int_equal(sotp_audit_verify(f->ctx, &chk), SOTP_OK);
+	if (chk.problem != SOTP_AUDIT_OK)
+		fail_msg("the chain does not verify: %s", chk.what);
+}
+
 /* The largest card the policy allows (26 x 10) can be issued and used. */
 static void
 test_engine_largest_card(void **state)
@@ -2307,6 +2367,8 @@ main(void)
 	        test_engine_unknown_reads_as_wrong_password, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_unknown_revealed, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_engine_import_writes_head_once, setup, teardown),
 	    cmocka_unit_test(test_engine_largest_card),
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_state_mac_failure_refuses, setup, teardown),
