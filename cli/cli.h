@@ -128,7 +128,10 @@ int cmd_verify(struct cli *c, int argc, char **argv);
 int cmd_contract_import(struct cli *c, int argc, char **argv);
 int cmd_export(struct cli *c, int argc, char **argv);
 int cmd_backup(struct cli *c, int argc, char **argv);
-/* key status | rotate | rewrap | drop-kek: cmd_key.c */
+/* key status | check | rotate | rewrap | drop-kek: cmd_key.c */
 int cmd_key(struct cli *c, int argc, char **argv);
+/* health, metrics: cmd_ops.c */
+int cmd_health(struct cli *c, int argc, char **argv);
+int cmd_metrics(struct cli *c, int argc, char **argv);
 
 #endif /* SOTP_CLI_H */

@@ -34,6 +34,8 @@ static const struct command commands[] = {
     {"export", cmd_export},
     {"backup", cmd_backup},
     {"key", cmd_key},
+    {"health", cmd_health},
+    {"metrics", cmd_metrics},
 };
 
 static const char usage_text[] =
@@ -60,8 +62,10 @@ static const char usage_text[] =
     "  audit verify | audit prune --before T\n"
     "  key status | key check | key rewrap NEW-POLICY | key drop-kek NAME\n"
     "  key rotate [--batch N] [--pause MS] [--max-batches N] [--no-wait]\n"
-    "exit: 0 ok/accepted, 1 refused, 2 usage or system error, "
-    "3 more input needed\n";
+    "  health                 policy, key, store and a write (exit 0/1/2)\n"
+    "  metrics [--output FILE]   counters, Prometheus text format\n"
+    "exit: 0 ok/accepted/healthy, 1 refused/unhealthy, 2 usage or system "
+    "error, 3 more input needed\n";
 
 void
 cli_what(struct cli *c, const char *cmd, const char *arg)

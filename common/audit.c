@@ -220,41 +220,87 @@ link_pending(struct sotp_ctx *ctx, struct sotp_audit_head *h, uint32_t kv)
 	return SOTP_OK;
 }
 
+/* Row r after head h, and h moved on to it (the head row untouched). */
+static int
+extend(struct sotp_ctx *ctx, struct sotp_audit_head *h,
+    const struct sotp_audit_rec *r)
+{
+	uint8_t mac[SOTP_AUDIT_MAC_LEN];
+	uint32_t kv = 0;
+	int rc;
+
+	if (!ctx->have_key) {
+		if ((rc = sotp_store_audit_append(ctx->st, r, 0, NULL, 0)) ==
+		    SOTP_OK)
+			h->pending++;
+		return rc;
+	}
+	if ((rc = sotp_keys_current(ctx, &kv)) != SOTP_OK ||
+	    (rc = link_pending(ctx, h, kv)) != SOTP_OK ||
+	    (rc = row_mac(ctx, h->mac, h->seq + 1, 1, kv, r, mac)) != SOTP_OK ||
+	    (rc = sotp_store_audit_append(ctx->st, r, h->seq + 1, mac, kv)) !=
+	        SOTP_OK)
+		return rc;
+	h->seq++;
+	memcpy(h->mac, mac, sizeof(h->mac));
+	h->has_tag = 1;
+	h->kv = kv;
+	return link_tag(ctx, kv, "head", h->seq, h->mac, h->tag);
+}
+
 /* Inside the caller's transaction, or one of its own. */
 static int
 append(struct sotp_ctx *ctx, const struct sotp_audit_rec *r)
 {
 	struct sotp_audit_head h;
-	uint8_t mac[SOTP_AUDIT_MAC_LEN];
-	uint32_t kv = 0;
 	int rc;
 
+	if (ctx->audit_batch != NULL)
+		return extend(ctx, ctx->audit_batch, r);
 	if ((rc = sotp_store_begin(ctx->st)) != SOTP_OK)
 		return rc;
-	if ((rc = sotp_store_audit_head(ctx->st, 1, &h)) != SOTP_OK)
-		goto out;
-	if (!ctx->have_key) {
-		rc = sotp_store_audit_append(ctx->st, r, 0, NULL, 0);
-		h.pending++;
-	} else if ((rc = sotp_keys_current(ctx, &kv)) == SOTP_OK &&
-	    (rc = link_pending(ctx, &h, kv)) == SOTP_OK &&
-	    (rc = row_mac(ctx, h.mac, h.seq + 1, 1, kv, r, mac)) == SOTP_OK &&
-	    (rc = sotp_store_audit_append(ctx->st, r, h.seq + 1, mac, kv)) ==
-	        SOTP_OK) {
-		h.seq++;
-		memcpy(h.mac, mac, sizeof(h.mac));
-		h.has_tag = 1;
-		h.kv = kv;
-		rc = link_tag(ctx, kv, "head", h.seq, h.mac, h.tag);
-	}
-	if (rc == SOTP_OK)
+	if ((rc = sotp_store_audit_head(ctx->st, 1, &h)) == SOTP_OK &&
+	    (rc = extend(ctx, &h, r)) == SOTP_OK)
 		rc = sotp_store_audit_head_set(ctx->st, &h);
-out:
 	if (rc != SOTP_OK) {
 		sotp_store_rollback(ctx->st);
 		return rc;
 	}
 	return sotp_store_commit(ctx->st);
+}
+
+int
+sotp_audit_batch_begin(struct sotp_ctx *ctx)
+{
+	struct sotp_audit_head *h = NULL;
+	int rc;
+
+	if (ctx == NULL || ctx->audit_batch != NULL)
+		return SOTP_ERR_INVALID_ARG;
+	if (ctx->st == NULL)
+		return SOTP_ERR_STORE_UNAVAILABLE;
+	if ((h = calloc(1, sizeof(*h))) == NULL)
+		return SOTP_ERR_NOMEM;
+	if ((rc = sotp_store_audit_head(ctx->st, 1, h)) != SOTP_OK) {
+		free(h);
+		return rc;
+	}
+	ctx->audit_batch = h;
+	return SOTP_OK;
+}
+
+int
+sotp_audit_batch_end(struct sotp_ctx *ctx, int rc)
+{
+	struct sotp_audit_head *h;
+
+	if (ctx == NULL || (h = ctx->audit_batch) == NULL)
+		return rc != SOTP_OK ? rc : SOTP_ERR_INVALID_ARG;
+	ctx->audit_batch = NULL;
+	if (rc == SOTP_OK)
+		rc = sotp_store_audit_head_set(ctx->st, h);
+	free(h);
+	return rc;
 }
 
 int

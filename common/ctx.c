@@ -1,7 +1,15 @@
 /*
- * ctx.c - the context: an immutable policy, the keys (keys.c) and one
- * store handle. A context is used by one thread at a time; radiusd keeps
- * one per worker, sharing one keyring between them, PAM one per call.
+ * ctx.c - the context: an immutable policy, the keys (keys.c), one store
+ * handle and the counters file. A context is used by one thread at a
+ * time; radiusd keeps one per worker for its whole life, sharing one
+ * keyring between them, PAM one per call.
+ *
+ * A long-lived context outlives its store connection: a database server
+ * restarts, fails over, or the network drops. The rule for that lives
+ * here, once, for every front end: the request that saw the connection
+ * go is refused (the store marks its handle lost and fails the rest of
+ * that request), and the next request, at its first call into the core
+ * (sotp_ctx_ready), reopens it.
  */
 #include "sotp_int.h"
 
@@ -35,6 +43,7 @@ sotp_ctx_free(struct sotp_ctx *ctx)
 		return;
 	sotp_store_close(ctx->st);
 	sotp_keyring_free(ctx->keys);
+	sotp_metrics_close(ctx->metrics);
 	sotp_mac_free(ctx->mac);
 	sotp_free_secret(ctx, sizeof(*ctx));
 }
@@ -80,11 +89,20 @@ sotp_log(const struct sotp_ctx *ctx, int prio, const char *fmt, ...)
 int
 sotp_ctx_ready_nokey(struct sotp_ctx *ctx)
 {
+	int rc;
+
 	if (!ctx->have_policy || ctx->st == NULL) {
 		if (ctx->err[0] == '\0')
 			sotp_ctx_seterr(ctx, "context not loaded");
 		return SOTP_ERR_CONFIG;
 	}
+	if (!sotp_store_lost(ctx->st))
+		return SOTP_OK;
+	if ((rc = sotp_store_heal(ctx->st)) != SOTP_OK) {
+		sotp_ctx_seterr(ctx, "%s", sotp_store_errmsg(ctx->st));
+		return rc;
+	}
+	sotp_log(ctx, LOG_NOTICE, "store reopened after a lost connection");
 	return SOTP_OK;
 }
 
@@ -116,11 +134,15 @@ reset(struct sotp_ctx *ctx)
 {
 	sotp_store_close(ctx->st);
 	ctx->st = NULL;
+	sotp_metrics_close(ctx->metrics);
+	ctx->metrics = NULL;
 	ctx->have_policy = 0;
 	ctx->have_key = 0;
 	sotp_keyring_free(ctx->keys);
 	ctx->keys = NULL;
 	SOTP_WIPE_ARRAY(ctx->dummy_hash);
+	free(ctx->audit_batch);
+	ctx->audit_batch = NULL;
 	ctx->err[0] = '\0';
 }
 
@@ -192,24 +214,51 @@ load_keys(struct sotp_ctx *ctx)
  * Loads ctx: the policy, the KEK (with_key), the store, the data keys.
  * init >= 0 (sotp_init_at): a new store gets its first key version then.
  */
+
+void
+sotp_ctx_limits(const struct sotp_ctx *ctx, struct sotp_limits *lim)
+{
+	lim->connect_timeout_s = ctx->pol.connect_timeout;
+	lim->statement_timeout_ms = ctx->pol.statement_timeout;
+	lim->lock_timeout_ms = ctx->pol.lock_timeout;
+}
+
+/* Counting never stands in the way of a decision: failures are logged. */
+static void
+open_metrics(struct sotp_ctx *ctx)
+{
+	char err[SOTP_PATH_MAX + 128];
+
+	if (ctx->pol.metrics[0] == '\0')
+		return;
+	if (sotp_metrics_open(
+	        ctx->pol.metrics, &ctx->metrics, err, sizeof(err)) != SOTP_OK) {
+		sotp_log(ctx, LOG_INFO, "not counting: %s", err);
+		return;
+	}
+	sotp_store_set_metrics(ctx->st, ctx->metrics);
+}
+
 static int
 load(struct sotp_ctx *ctx, const char *path, int with_key,
     struct sotp_keyring *shared, int64_t init)
 {
+	struct sotp_limits lim;
 	int rc;
 
 	if ((rc = sotp_ctx_load_policy(ctx, path)) != SOTP_OK)
 		return rc;
+	sotp_ctx_limits(ctx, &lim);
 	if (with_key && (rc = open_keys(ctx, shared)) != SOTP_OK)
 		goto out;
 	if (ctx->mac == NULL && (rc = sotp_mac_new(&ctx->mac)) != SOTP_OK) {
 		sotp_ctx_seterr(ctx, "cannot set up HMAC");
 		goto out;
 	}
-	if ((rc = sotp_store_open_timed(ctx->pol.store, 0,
-	         ctx->pol.lock_timeout * 1000u, &ctx->st, ctx->err,
-	         sizeof(ctx->err))) != SOTP_OK)
+	if ((rc = sotp_store_open_with(ctx->pol.store, &lim, 0, &ctx->st,
+	         ctx->err, sizeof(ctx->err))) != SOTP_OK)
 		goto out;
+	open_metrics(ctx);
 	if (with_key && init >= 0 &&
 	    (rc = sotp_keys_first(ctx, init)) != SOTP_OK)
 		goto out;
@@ -309,6 +358,8 @@ write_default_policy(struct sotp_ctx *ctx, const char *path)
 			fputs("store = sqlite:shinkin-otp.db\n", f);
 		else if (strncmp(s, "master_key = ", 13) == 0)
 			fputs("master_key = master.key\n", f);
+		else if (strncmp(s, "metrics = ", 10) == 0)
+			fputs("metrics = shinkin-otp.metrics\n", f);
 		else
 			fwrite(s, 1, n, f);
 	}
@@ -337,6 +388,7 @@ int
 sotp_init_at(struct sotp_ctx *ctx, const char *path, time_t now)
 {
 	struct sotp_store *st = NULL;
+	struct sotp_limits lim;
 	int rc;
 
 	if (ctx == NULL || now < 0)
@@ -356,8 +408,9 @@ sotp_init_at(struct sotp_ctx *ctx, const char *path, time_t now)
 			return rc;
 	}
 	ctx->err[0] = '\0';
-	if ((rc = sotp_store_open(ctx->pol.store, 1, &st, ctx->err,
-	         sizeof(ctx->err))) != SOTP_OK)
+	sotp_ctx_limits(ctx, &lim);
+	if ((rc = sotp_store_open_with(ctx->pol.store, &lim, SOTP_OPEN_CREATE,
+	         &st, ctx->err, sizeof(ctx->err))) != SOTP_OK)
 		return rc;
 	sotp_store_close(st);
 	/*

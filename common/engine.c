@@ -246,8 +246,31 @@ tell(const struct sotp_attempt *a, struct sotp_decision *d, int reason)
 	    d->message, sizeof(d->message));
 }
 
+/*
+ * Counts a decision as the customer was told it, with the core time spent
+ * on it: after finish_audited may have turned it into a refusal, and an
+ * unknown contract under unknown_contract = hide as the wrong password it
+ * read as. Only the audit row, in the store, says UNKNOWN_CONTRACT: a
+ * counters file that monitoring scrapes must not tell names apart either.
+ */
+static void
+count(struct sotp_attempt *a, const struct sotp_context_def *cdef,
+    const struct sotp_decision *d)
+{
+	uint64_t now;
+
+	if (a->ctx->metrics == NULL)
+		return;
+	now = sotp_monotonic_us();
+	sotp_metrics_decision(a->ctx->metrics, a->context, cdef != NULL,
+	    d->verdict, (int)d->reason, a->t_busy + (now - a->t_start));
+	a->t_busy = 0;
+	a->t_start = now;
+}
+
+/* The decision's audit row and its commit. */
 static int
-finish(struct sotp_attempt *a, const struct sotp_context_def *cdef,
+finish_audited(struct sotp_attempt *a, const struct sotp_context_def *cdef,
     struct sotp_decision *d, enum sotp_verdict v, int reason,
     const char *detail)
 {
@@ -256,21 +279,8 @@ finish(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 	char as[48];
 	int rc, crc;
 
-	/* Nothing lets a contract that does not exist in. */
-	if (a->phantom && v == SOTP_ACCEPT) {
-		v = SOTP_REJECT;
-		reason = SOTP_R_UNKNOWN_CONTRACT;
-	}
-	d->verdict = v;
-	d->reason = (enum sotp_reason)reason;
-	tell(a, d, reason);
-	if (v != SOTP_CONTINUE)
-		a->final = 1;
-	/* Asking for the first input is not worth a row; a challenge is. */
-	if (v == SOTP_CONTINUE && a->done == 0)
-		return write_commit(a);
 	/*
-	 * The customer reads what a contract that exists would have read;
+	 * The customer read what a contract that exists would have read;
 	 * the row says what happened. An unknown name is not recorded: it
 	 * may be a password typed in the wrong field.
 	 */
@@ -292,7 +302,11 @@ finish(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 	    : (v == SOTP_CONTINUE ? "continue" : "reject");
 	r.reason = reason;
 	r.detail = detail != NULL ? detail : "";
-	/* A store that made this request wait once is not waited for again. */
+	/*
+	 * Appended to the audit chain inside the decision's transaction,
+	 * committed with it below. A store that made this request wait once
+	 * is not waited for again: the row's line is logged instead.
+	 */
 	rc = sotp_audit_write(a->ctx, &r, !a->store_down);
 	crc = write_commit(a);
 	if (rc == SOTP_OK)
@@ -312,6 +326,31 @@ finish(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 		return rc;
 	}
 	return SOTP_OK;
+}
+
+static int
+finish(struct sotp_attempt *a, const struct sotp_context_def *cdef,
+    struct sotp_decision *d, enum sotp_verdict v, int reason,
+    const char *detail)
+{
+	int rc;
+
+	/* Nothing lets a contract that does not exist in. */
+	if (a->phantom && v == SOTP_ACCEPT) {
+		v = SOTP_REJECT;
+		reason = SOTP_R_UNKNOWN_CONTRACT;
+	}
+	d->verdict = v;
+	d->reason = (enum sotp_reason)reason;
+	tell(a, d, reason);
+	if (v != SOTP_CONTINUE)
+		a->final = 1;
+	/* Asking for the first input is not worth a row; a challenge is. */
+	if (v == SOTP_CONTINUE && a->done == 0)
+		return write_commit(a);
+	rc = finish_audited(a, cdef, d, v, reason, detail);
+	count(a, cdef, d);
+	return rc;
 }
 
 /* The check itself failed: refuse, log the detail, return the error. */
@@ -571,10 +610,14 @@ bind_check(const struct sotp_contract_rec *c, const struct sotp_token_rec *t,
 }
 
 /*
- * The binding's transaction (a savepoint inside a decision's): the token
- * and the contract are read again under their row locks, token first (the
- * order accept_step takes them), and only then checked, so that of two
- * racing binds the second sees the first. The token's binding lives in
+ * The binding's transaction (a savepoint inside a decision's): the
+ * contract and the token are read again under their row locks, contract
+ * first (the order of every decision: gate_again takes the contract, the
+ * code's compare-and-set then the token, so no two transactions wait on
+ * each other in a cycle), and only then checked, so that of two racing
+ * binds the second sees the first. A registration's last round binds
+ * here inside its decision's transaction, after secure() has taken the
+ * contract already: the same order. The token's binding lives in
  * contracts, so it is read after both locks are held. The write itself is
  * guarded too (sotp_store_bind); with the locks held it cannot lose.
  */
@@ -592,19 +635,20 @@ bind_locked(struct sotp_ctx *ctx, const char *contract, const char *serial,
 	*reason = SOTP_R_INTERNAL;
 	if ((rc = sotp_store_begin(st)) != SOTP_OK)
 		return store_err(ctx, rc);
-	rc = sotp_store_token_lock(st, serial);
-	if (rc != SOTP_OK && rc != SOTP_ERR_NOT_FOUND)
-		goto fail;
-	have_token = rc == SOTP_OK;
 	rc = sotp_store_contract_lock(st, contract, &c);
 	if (rc == SOTP_ERR_NOT_FOUND) {
 		*reason = SOTP_R_UNKNOWN_CONTRACT;
 		rc = SOTP_OK;
 		goto refuse;
 	}
-	if (rc != SOTP_OK ||
-	    (have_token &&
-	        (rc = sotp_store_token_get(st, serial, &t)) != SOTP_OK))
+	if (rc != SOTP_OK)
+		goto fail;
+	rc = sotp_store_token_lock(st, serial);
+	if (rc != SOTP_OK && rc != SOTP_ERR_NOT_FOUND)
+		goto fail;
+	have_token = rc == SOTP_OK;
+	if (have_token &&
+	    (rc = sotp_store_token_get(st, serial, &t)) != SOTP_OK)
 		goto fail;
 	if ((*reason = bind_check(&c, have_token ? &t : NULL, step)) !=
 	    SOTP_R_ACCEPTED)
@@ -671,7 +715,10 @@ out:
  * The contract was read before the store's write lock was taken, so
  * another process may have locked or closed it since: parallel guesses
  * would each pass gate() and outrun the lockout. Look again under the
- * lock, before any secret is touched.
+ * lock, before any secret is touched: SQLite's transaction holds the
+ * file's write lock already, and on PostgreSQL the contract's row lock
+ * (held to the end of the decision) makes parallel decisions on one
+ * contract, on any server of a farm, take their turns.
  */
 static int
 gate_again(
@@ -683,7 +730,8 @@ gate_again(
 	*reason = SOTP_R_ACCEPTED;
 	if ((cur = malloc(sizeof(*cur))) == NULL)
 		return SOTP_ERR_NOMEM;
-	if ((rc = sotp_store_contract_get(a->ctx->st, c->id, cur)) != SOTP_OK) {
+	if ((rc = sotp_store_contract_lock(a->ctx->st, c->id, cur)) !=
+	    SOTP_OK) {
 		rc = store_err(a->ctx, rc);
 		goto out;
 	}
@@ -1232,21 +1280,29 @@ step_phantom(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 	return step_contract(a, cdef, c, d);
 }
 
-int
-sotp_attempt_step(struct sotp_attempt *a, struct sotp_decision *d)
+static int
+step(struct sotp_attempt *a, struct sotp_decision *d)
 {
 	const struct sotp_context_def *cdef;
 	struct sotp_contract_rec *c = NULL;
 	int rc, reveal;
 
-	if (a == NULL || d == NULL)
-		return SOTP_ERR_INVALID_ARG;
 	memset(d, 0, sizeof(*d));
 	d->verdict = SOTP_REJECT;
 	if ((rc = sotp_ctx_ready(a->ctx)) != SOTP_OK) {
-		d->reason = SOTP_R_BAD_CONFIG;
+		/*
+		 * Nothing to audit into: no context loaded, or a lost store
+		 * that could not be reopened (STORE_UNAVAILABLE, told so).
+		 * Logged and counted all the same.
+		 */
+		d->reason = (enum sotp_reason)sotp_reason_from_rc(rc);
 		if (a->ctx->have_policy)
 			tell(a, d, d->reason);
+		sotp_log(a->ctx, LOG_ERR, "contract %s: %s: %s",
+		    a->contract_ok ? a->contract : "-", sotp_strerror(rc),
+		    sotp_ctx_errmsg(a->ctx));
+		count(a, sotp_policy_context(&a->ctx->pol, a->context), d);
+		a->final = 1;
 		return rc;
 	}
 	if (a->final) {
@@ -1290,5 +1346,19 @@ sotp_attempt_step(struct sotp_attempt *a, struct sotp_decision *d)
 	else
 		rc = step_contract(a, cdef, c, d);
 	sotp_free_secret(c, sizeof(*c));
+	return rc;
+}
+
+/* The time spent here counts toward the decision (see count). */
+int
+sotp_attempt_step(struct sotp_attempt *a, struct sotp_decision *d)
+{
+	int rc;
+
+	if (a == NULL || d == NULL)
+		return SOTP_ERR_INVALID_ARG;
+	a->t_start = sotp_monotonic_us();
+	rc = step(a, d);
+	a->t_busy += sotp_monotonic_us() - a->t_start;
 	return rc;
 }

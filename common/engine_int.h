@@ -45,6 +45,8 @@ struct sotp_attempt {
 	int store_down;
 	int txn; /* a store transaction is open for this decision's writes */
 	int regated; /* the lock was looked at again under that transaction */
+	/* Core time (monotonic µs) toward the next counted decision. */
+	uint64_t t_busy, t_start;
 };
 
 /* The bit index of a single SOTP_F_* value, or -1. */

@@ -436,12 +436,14 @@ insert_all(struct sotp_ctx *ctx, struct sotp_import_batch *b,
 	size_t i;
 	int rc;
 
-	if ((rc = sotp_store_begin(ctx->st)) != SOTP_OK)
+	if ((rc = sotp_store_begin(ctx->st)) != SOTP_OK ||
+	    (rc = sotp_audit_batch_begin(ctx)) != SOTP_OK)
 		goto fail;
 	for (i = 0; i < b->n; i++) {
 		rc = insert_one(ctx, &b->e[i], format, now);
 		/* Another admin added the serial since check_store. */
 		if (rc == SOTP_ERR_EXISTS) {
+			(void)sotp_audit_batch_end(ctx, rc);
 			sotp_store_rollback(ctx->st);
 			return sotp_import_refuse(b->res, b->e[i].pos,
 			    SOTP_R_EXISTS,
@@ -451,7 +453,8 @@ insert_all(struct sotp_ctx *ctx, struct sotp_import_batch *b,
 		if (rc != SOTP_OK)
 			goto fail;
 	}
-	if ((rc = sotp_store_commit(ctx->st)) != SOTP_OK)
+	if ((rc = sotp_audit_batch_end(ctx, SOTP_OK)) != SOTP_OK ||
+	    (rc = sotp_store_commit(ctx->st)) != SOTP_OK)
 		goto fail;
 	/* Each row its log line, once the rows are sure to stand. */
 	for (i = 0; i < b->n; i++) {
@@ -460,6 +463,7 @@ insert_all(struct sotp_ctx *ctx, struct sotp_import_batch *b,
 	}
 	return SOTP_OK;
 fail:
+	(void)sotp_audit_batch_end(ctx, rc);
 	if (rc != SOTP_ERR_CRYPTO)
 		sotp_ctx_seterr(ctx, "%s", sotp_store_errmsg(ctx->st));
 	sotp_store_rollback(ctx->st);

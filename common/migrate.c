@@ -720,7 +720,9 @@ insert_all(struct mig *m)
 		return SOTP_ERR_NOMEM;
 	m->r.line = 0;
 	m->pass = 2;
-	if ((rc = sotp_store_begin(m->ctx->st)) != SOTP_OK)
+	/* The chain's head once for all the rows (sotp_audit_batch_begin). */
+	if ((rc = sotp_store_begin(m->ctx->st)) != SOTP_OK ||
+	    (rc = sotp_audit_batch_begin(m->ctx)) != SOTP_OK)
 		goto out;
 	while (next_record(m, &pos, &reason)) {
 		/* The first pass accepted every record: this one too. */
@@ -733,9 +735,11 @@ insert_all(struct mig *m)
 			goto out;
 		m->res->imported++;
 	}
-	rc = sotp_store_commit(m->ctx->st);
+	if ((rc = sotp_audit_batch_end(m->ctx, SOTP_OK)) == SOTP_OK)
+		rc = sotp_store_commit(m->ctx->st);
 out:
 	if (rc != SOTP_OK) {
+		(void)sotp_audit_batch_end(m->ctx, rc);
 		if (rc != LOST)
 			sotp_ctx_seterr(m->ctx, "contract import: line %lu: %s",
 			    m->r.line, sotp_store_errmsg(m->ctx->st));

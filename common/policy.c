@@ -21,6 +21,7 @@ enum section {
 	SEC_LOCKOUT,
 	SEC_STATE,
 	SEC_CARD,
+	SEC_STORE,
 	SEC_KIND,
 	SEC_CONTEXT,
 	SEC_SERVICES,
@@ -38,6 +39,7 @@ enum vtype {
 	V_LANG,
 	V_BOOL,
 	V_UNKNOWN,
+	V_METRICS,
 	V_KEK,
 	V_MODULE,
 	V_SLOT
@@ -67,9 +69,9 @@ static const struct option options[] = {
     SOPT(SEC_MAIN, "master_key", V_PATH, master_key),
     SOPT(SEC_MAIN, "issuer", V_STR, issuer),
     {SEC_MAIN, "language", V_LANG, offsetof(struct sotp_policy, lang), 0, 0, 0},
-    UOPT(SEC_MAIN, "lock_timeout", lock_timeout, 1, 30),
     {SEC_MAIN, "unknown_contract", V_UNKNOWN,
         offsetof(struct sotp_policy, reveal_unknown), 0, 0, 0},
+    SOPT(SEC_MAIN, "metrics", V_METRICS, metrics),
     {SEC_OTP, "algorithm", V_ALG, offsetof(struct sotp_policy, alg), 0, 0, 0},
     UOPT(SEC_OTP, "digits", digits, 6, 8),
     UOPT(SEC_OTP, "period", period, 10, 300),
@@ -87,6 +89,9 @@ static const struct option options[] = {
     UOPT(SEC_CARD, "rows", card_rows, 1, 26),
     UOPT(SEC_CARD, "columns", card_cols, 1, 10),
     UOPT(SEC_CARD, "cells", card_cells, 1, SOTP_MAX_CELLS),
+    UOPT(SEC_STORE, "connect_timeout", connect_timeout, 2, 60),
+    UOPT(SEC_STORE, "statement_timeout", statement_timeout, 100, 60000),
+    UOPT(SEC_STORE, "lock_timeout", lock_timeout, 100, 60000),
     {SEC_MIGRATION, "binding", V_BOOL,
         offsetof(struct sotp_policy, migration_binding), 0, 0, 0},
     {SEC_MIGRATION, "rehash", V_BOOL, offsetof(struct sotp_policy, rehash), 0,
@@ -103,7 +108,8 @@ static const struct option options[] = {
 };
 
 static const char *const section_names[] = {"", "otp", "lockout", "state",
-    "card", "kind", "context", "services", "messages", "migration", "key"};
+    "card", "store", "kind", "context", "services", "messages", "migration",
+    "key"};
 static const char *const lang_names[] = {"en", "ja"};
 /* unknown_contract: 0 hide (the default), 1 reveal. */
 static const char *const unknown_names[] = {"hide", "reveal"};
@@ -167,8 +173,6 @@ set_defaults(struct sotp_policy *p)
 	    sizeof(p->master_key));
 	sotp_strlcpy(p->issuer, "shinkin-otp", sizeof(p->issuer));
 	p->lang = SOTP_LANG_JA; /* the bank's customers read Japanese */
-	/* Well under a NAS's retry timeout (RFC 5080 2.2.1: 2-5 s). */
-	p->lock_timeout = 2;
 	p->alg = SOTP_ALG_SHA1;
 	p->digits = 6;
 	p->period = 30;
@@ -188,6 +192,9 @@ set_defaults(struct sotp_policy *p)
 	p->card_rows = 5;
 	p->card_cols = 10;
 	p->card_cells = 2;
+	p->connect_timeout = SOTP_CONNECT_TIMEOUT_S;
+	p->statement_timeout = SOTP_STATEMENT_TIMEOUT_MS;
+	p->lock_timeout = SOTP_LOCK_TIMEOUT_MS;
 	p->kek = SOTP_KEK_FILE;
 	/* p11-kit's proxy: the modules p11-kit is configured with. */
 	sotp_strlcpy(p->p11_module, "p11-kit-proxy.so", sizeof(p->p11_module));
@@ -304,6 +311,13 @@ set_option(struct parser *ps, const struct option *o, const char *val)
 			return perr(ps, "%s: value too long", o->key);
 		return SOTP_OK;
 	case V_PATH:
+		return resolve_path(ps, val, base, o->size);
+	case V_METRICS:
+		/* "none": no counters; else a path like the others. */
+		if (strcmp(val, "none") == 0) {
+			base[0] = '\0';
+			return SOTP_OK;
+		}
 		return resolve_path(ps, val, base, o->size);
 	case V_STORE:
 		/*
@@ -567,6 +581,10 @@ keyval(struct parser *ps, const char *key, const char *val)
 		ps->seen[i] = ps->line;
 		return set_option(ps, &options[i], val);
 	}
+	/* Issue 12 set the lock wait here, in seconds; issue 14 in [store]. */
+	if (ps->sec == SEC_MAIN && strcmp(key, "lock_timeout") == 0)
+		return perr(
+		    ps, "'lock_timeout' is a [store] key, in milliseconds");
 	if (ps->sec == SEC_MAIN)
 		return perr(ps, "unknown key '%s'", key);
 	return perr(
@@ -1043,10 +1061,12 @@ sotp_policy_dump(const struct sotp_ctx *ctx, char *buf, size_t bufsz)
 	buf[0] = '\0';
 	bprintf(&o, "# effective policy from %s\n", p->path);
 	store_shown(p->store, store, sizeof(store));
-	bprintf(&o, "store = %s\nmaster_key = %s\nissuer = %s\nlanguage = %s\n",
-	    store, p->master_key, p->issuer, lang_names[p->lang]);
-	bprintf(&o, "lock_timeout = %u\nunknown_contract = %s\n",
-	    p->lock_timeout, unknown_names[p->reveal_unknown != 0]);
+	bprintf(&o,
+	    "store = %s\nmaster_key = %s\nissuer = %s\nlanguage = %s\n"
+	    "unknown_contract = %s\nmetrics = %s\n",
+	    store, p->master_key, p->issuer, lang_names[p->lang],
+	    unknown_names[p->reveal_unknown != 0],
+	    p->metrics[0] != '\0' ? p->metrics : "none");
 	bprintf(&o,
 	    "\n[otp]\nalgorithm = %s\ndigits = %u\nperiod = %u\n"
 	    "window_back = %u\nwindow_forward = %u\nmax_drift = %u\n"
@@ -1061,6 +1081,10 @@ sotp_policy_dump(const struct sotp_ctx *ctx, char *buf, size_t bufsz)
 	    p->state_lifetime, p->max_rounds);
 	bprintf(&o, "\n[card]\nrows = %u\ncolumns = %u\ncells = %u\n",
 	    p->card_rows, p->card_cols, p->card_cells);
+	bprintf(&o,
+	    "\n[store]\nconnect_timeout = %u\nstatement_timeout = %u\n"
+	    "lock_timeout = %u\n",
+	    p->connect_timeout, p->statement_timeout, p->lock_timeout);
 	bprintf(&o, "\n[migration]\nbinding = %s\nrehash = %s\n",
 	    p->migration_binding ? "yes" : "no", p->rehash ? "yes" : "no");
 	bprintf(&o, "\n[key]\nkek = %s\nrefresh = %u\npkcs11_module = %s\n",

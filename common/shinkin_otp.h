@@ -737,6 +737,56 @@ SOTP_EXPORT int sotp_audit_verify(
 SOTP_EXPORT int sotp_audit_prune(struct sotp_ctx *ctx, int64_t before,
     time_t now, int64_t *removed, struct sotp_audit_check *check);
 
+/* ---- Operations: health and metrics ---- */
+
+enum sotp_health_state {
+	SOTP_HEALTH_SKIPPED = 0, /* not run: a check it needs failed */
+	SOTP_HEALTH_OK = 1,
+	SOTP_HEALTH_FAILED = 2
+};
+/* The checks, in the order they run. */
+enum sotp_health_check {
+	SOTP_HC_POLICY = 0, /* the policy file reads and is valid */
+	SOTP_HC_KEY,        /* the master key loads (owner, mode, size) */
+	SOTP_HC_STORE,      /* the store opens: reachable, schema current */
+	SOTP_HC_WRITE,      /* a write round trip commits there */
+	SOTP_HC_COUNT
+};
+struct sotp_health {
+	int healthy; /* 1: every check passed */
+	struct {
+		const char *name; /* "policy", "key", "store", "write" */
+		enum sotp_health_state state;
+		int rc;           /* the failure's SOTP_ERR_*, else SOTP_OK */
+		unsigned int ms;  /* how long the check took */
+		char detail[640]; /* what failed, or what was checked */
+	} check[SOTP_HC_COUNT];
+};
+/*
+ * Checks what a server needs to decide, as a load balancer's probe or a
+ * watchdog would want: the policy at path (NULL: the default), the
+ * master key, the store (reachable, schema current) and a real write
+ * round trip (a row inserted, read back, deleted and committed, so that
+ * on PostgreSQL with a synchronous standby it needs both servers). Each
+ * check that cannot run because one before it failed is SKIPPED. Never
+ * counts as a decision, writes no audit row, leaves no row behind. The
+ * waits are the policy's [store] limits. Returns SOTP_OK when the checks
+ * ran (h->healthy says how they went), or SOTP_ERR_INVALID_ARG or
+ * SOTP_ERR_NOMEM when they could not. The context is left without a
+ * loaded policy.
+ */
+SOTP_EXPORT int sotp_health(
+    struct sotp_ctx *ctx, const char *path, time_t now, struct sotp_health *h);
+/*
+ * The counters file of the loaded policy (`metrics`), rendered in the
+ * Prometheus text exposition format (version 0.0.4) into *text (malloc'd;
+ * free with free()). Needs only the policy. A file no process has made
+ * yet reads as zeros. SOTP_ERR_NOT_FOUND when the policy says metrics =
+ * none, SOTP_ERR_CONFIG for a file of another layout, SOTP_ERR_SYSTEM,
+ * SOTP_ERR_NOMEM.
+ */
+SOTP_EXPORT int sotp_metrics_text(struct sotp_ctx *ctx, char **text);
+
 /* ---- Import: token seed files (PSKC, RFC 6030, and CSV) ---- */
 
 /*

@@ -1,7 +1,8 @@
 /*
  * sotp_int.h - internal interfaces shared by the files in common/.
  *
- * Outside common/ only tests/unit may include this header.
+ * Outside common/ only the tests (tests/unit, tests/tools, tests/bench)
+ * may include this header.
  */
 #ifndef SOTP_INT_H
 #define SOTP_INT_H
@@ -208,6 +209,43 @@ struct sotp_audit_rec {
 };
 
 /*
+ * How long the store may keep a request waiting: a NAS retries after a few
+ * seconds and then gives up or asks another server, so every wait is
+ * bounded well under that, and a request that runs out of time is refused
+ * (SOTP_ERR_STORE_UNAVAILABLE), never left hanging. From the policy's
+ * [store] section.
+ *   connect_timeout    seconds to wait for a connection, per host
+ *                      (PostgreSQL; libpq's connect_timeout, at least 2);
+ *   statement_timeout  milliseconds one statement may take, its round
+ *                      trip included: the server's statement_timeout, and
+ *                      a deadline on this side that also bounds a COMMIT
+ *                      waiting for a synchronous standby (which the
+ *                      server's own timeout does not) and a server that
+ *                      stopped answering (PostgreSQL);
+ *   lock_timeout       milliseconds to wait for a row lock (PostgreSQL's
+ *                      lock_timeout) or the file's write lock (SQLite's
+ *                      busy timeout); below statement_timeout, so that a
+ *                      lock wait ends with the server's own error.
+ */
+#define SOTP_CONNECT_TIMEOUT_S 2
+#define SOTP_STATEMENT_TIMEOUT_MS 2000
+#define SOTP_LOCK_TIMEOUT_MS 1000
+struct sotp_limits {
+	unsigned int connect_timeout_s;
+	unsigned int statement_timeout_ms;
+	unsigned int lock_timeout_ms;
+};
+
+/* sotp_store_open_with flags. */
+#define SOTP_OPEN_CREATE 1 /* make the file and schema if missing (init) */
+/*
+ * Open a database that refuses writes (a read-only file, a standby or a
+ * read-only database) instead of failing: the health check's write probe
+ * then says so. Never for serving requests.
+ */
+#define SOTP_OPEN_READONLY_OK 2
+
+/*
  * Opens url ("sqlite:/abs/path", "postgresql://..." or "postgres://...",
  * or "postgresql:" + a libpq key=value string). create = 0: the file or
  * database and its schema must exist (else SOTP_ERR_STORE_UNAVAILABLE);
@@ -218,16 +256,51 @@ struct sotp_audit_rec {
  */
 int sotp_store_open(const char *url, int create, struct sotp_store **out,
     char *err, size_t errsz);
-/*
- * The same with the lock wait set: how long one statement waits for a
- * lock (SQLite's busy timeout, PostgreSQL's lock_timeout) before it gives
- * up with SOTP_ERR_STORE_UNAVAILABLE; sotp_store_open takes 5 s.
- */
-int sotp_store_open_timed(const char *url, int create,
-    unsigned int lock_timeout_ms, struct sotp_store **out, char *err,
-    size_t errsz);
+/* The same with the policy's limits (NULL: the defaults) and flags. */
+int sotp_store_open_with(const char *url, const struct sotp_limits *lim,
+    int flags, struct sotp_store **out, char *err, size_t errsz);
 void sotp_store_close(struct sotp_store *st);
 const char *sotp_store_errmsg(const struct sotp_store *st);
+/* The database as messages name it (never a password). */
+const char *sotp_store_where(const struct sotp_store *st);
+/*
+ * Reconnecting. A handle whose database became unusable (an operation
+ * failed with SOTP_ERR_STORE_UNAVAILABLE: connection lost, server shut
+ * down or turned standby, a deadline passed, the file replaced, ...) is
+ * marked lost, and every later operation on it fails the same way: the
+ * request that saw the loss is refused as a whole, and never carries on,
+ * half on a new connection. sotp_store_heal, called where a new request
+ * starts (sotp_ctx_ready), closes a lost connection and opens it again
+ * with the same URL and limits; SOTP_OK when the handle is usable (also
+ * when nothing was lost), else SOTP_ERR_STORE_UNAVAILABLE and the reason
+ * in the error text. After a failed reopen the next attempt waits
+ * SOTP_REOPEN_DELAY_MS, so that a server that is down does not cost
+ * every request a connect timeout.
+ */
+#define SOTP_REOPEN_DELAY_MS 250
+int sotp_store_heal(struct sotp_store *st);
+/* 1 when the handle is marked lost (see sotp_store_heal). */
+int sotp_store_lost(const struct sotp_store *st);
+/* Counters of this handle's errors and reopens go there (may be NULL). */
+struct sotp_metrics;
+void sotp_store_set_metrics(struct sotp_store *st, struct sotp_metrics *m);
+/*
+ * For tests: fn(arg, sql) sees the text of every statement st starts,
+ * transaction control included, in the dialect of its back end (NULL:
+ * none). Never bound values.
+ */
+typedef void sotp_store_trace_fn(void *arg, const char *sql);
+void sotp_store_set_trace(
+    struct sotp_store *st, sotp_store_trace_fn *fn, void *arg);
+/*
+ * The health check's write round trip, in one transaction: inserts a
+ * challenge-state row under the random id[16] (expiring at now), reads it
+ * back, deletes it and commits, so that the commit goes where every write
+ * goes (on PostgreSQL with a synchronous standby, to both servers).
+ * Leaves nothing behind. SOTP_ERR_STORE_UNAVAILABLE when the database
+ * refuses writes.
+ */
+int sotp_store_probe(struct sotp_store *st, const uint8_t *id, int64_t now);
 /*
  * Copies a store URL into out[outsz] with any password replaced by "***"
  * (user:PASSWORD@ in a URI, password=VALUE in a query or a conninfo), for
@@ -294,9 +367,10 @@ int sotp_store_contract_close(
 /*
  * Row locks for a read-then-write inside a transaction (sotp_store_begin),
  * held until it ends: PostgreSQL takes the row (SELECT ... FOR UPDATE);
- * SQLite's BEGIN IMMEDIATE already holds the whole file. Take the token
- * before the contract, as every operation does, so that two servers never
- * wait on each other. Outside a transaction: SOTP_ERR_INVALID_ARG.
+ * SQLite's BEGIN IMMEDIATE already holds the whole file. Take the
+ * contract before the token, as every decision and binding does, so that
+ * two servers never wait on each other. Outside a transaction:
+ * SOTP_ERR_INVALID_ARG.
  */
 int sotp_store_token_lock(
     struct sotp_store *st, const char *serial); /* SOTP_ERR_NOT_FOUND */
@@ -575,6 +649,36 @@ int sotp_p11_crypt(struct sotp_p11 *h, int enc, const uint8_t *iv,
     const uint8_t *aad, size_t aadlen, const uint8_t *in, size_t inlen,
     uint8_t *out, size_t outsz, size_t *outlen, char *err, size_t errsz);
 
+/* ---- metrics.c: counters every process adds to, in one shared file ---- */
+
+/*
+ * The counters file (the policy's `metrics`): a fixed layout mapped
+ * MAP_SHARED by every process that decides (radiusd's threads, each PAM
+ * call, the CLI), which adds to it with atomic increments: no lock, no
+ * system call on the hot path. `shinkin-otp metrics` renders it in the
+ * Prometheus text format. Counting never fails a request: a file that
+ * cannot be opened or has another layout leaves the handle NULL, and
+ * every sotp_metrics_* call takes NULL and does nothing.
+ */
+struct sotp_metrics;
+/* Maps path, creating it (mode 0660 less the umask) when missing. */
+int sotp_metrics_open(
+    const char *path, struct sotp_metrics **out, char *err, size_t errsz);
+void sotp_metrics_close(struct sotp_metrics *m);
+/*
+ * One decision: its context (a context the policy does not define is
+ * counted as "-"), verdict, reason, and the microseconds the core spent
+ * on it.
+ */
+void sotp_metrics_decision(struct sotp_metrics *m, const char *context,
+    int defined, enum sotp_verdict v, int reason, uint64_t usec);
+/* A store operation failed with rc (SOTP_ERR_STORE_UNAVAILABLE, ...). */
+void sotp_metrics_store_error(struct sotp_metrics *m, int rc);
+/* A lost store connection was reopened (ok = 1) or could not be. */
+void sotp_metrics_reopen(struct sotp_metrics *m, int ok);
+/* CLOCK_MONOTONIC in microseconds (durations, deadlines; never decisions). */
+uint64_t sotp_monotonic_us(void);
+
 /* ---- policy.c: the policy file, read once into an immutable struct ---- */
 
 #define SOTP_MAX_KINDS 16
@@ -617,8 +721,6 @@ enum sotp_lang { SOTP_LANG_EN = 0, SOTP_LANG_JA = 1 };
 struct sotp_policy {
 	char path[SOTP_PATH_MAX];
 	enum sotp_lang lang;
-	/* Seconds a request waits for the store's write lock, once. */
-	unsigned int lock_timeout;
 	/* unknown_contract = reveal: refused as such, not as a password. */
 	int reveal_unknown;
 	/* [messages] overrides by catalog row; "" keeps the catalog's. */
@@ -655,6 +757,9 @@ struct sotp_policy {
 	char p11_key[128];
 	char p11_pin_file[SOTP_PATH_MAX];
 	unsigned int key_refresh;
+	/* [store]: seconds per host; milliseconds (see struct sotp_limits) */
+	unsigned int connect_timeout, statement_timeout, lock_timeout;
+	char metrics[SOTP_PATH_MAX]; /* the counters file; "": none */
 	struct sotp_kind kinds[SOTP_MAX_KINDS];
 	size_t nkinds;
 	size_t default_kind;
@@ -830,6 +935,8 @@ struct sotp_ctx {
 	/* The keys (keys.c); NULL without them (sotp_ctx_load_nokey). */
 	struct sotp_keyring *keys;
 	int have_key;
+	/* sotp_audit_batch_begin..end: the head, held in memory (audit.c) */
+	struct sotp_audit_head *audit_batch;
 	/*
 	 * The hash an unknown contract's password is checked against, so
 	 * that it costs what a real check costs: a real contract's hash,
@@ -837,6 +944,7 @@ struct sotp_ctx {
 	 */
 	char dummy_hash[SOTP_HASH_MAX];
 	struct sotp_store *st;
+	struct sotp_metrics *metrics; /* NULL: not counting */
 	struct sotp_mac *mac;
 	sotp_log_fn *log;
 	void *log_arg;
@@ -848,13 +956,21 @@ void sotp_ctx_seterr(struct sotp_ctx *ctx, const char *fmt, ...)
     SOTP_PRINTF(2, 3);
 void sotp_log(const struct sotp_ctx *ctx, int prio, const char *fmt, ...)
     SOTP_PRINTF(3, 4);
-/* SOTP_ERR_CONFIG unless the whole context (policy, key, store) is loaded. */
+/*
+ * The start of every call that serves a request: SOTP_ERR_CONFIG unless
+ * the whole context (policy, key, store) is loaded; a store handle lost
+ * in an earlier request is reopened here (SOTP_ERR_STORE_UNAVAILABLE when
+ * it cannot be, the reason in the ctx's error text).
+ */
 int sotp_ctx_ready(struct sotp_ctx *ctx);
 /*
  * The same for what touches no secret: policy and store, with or without
- * the key (sotp_ctx_load_nokey). SOTP_ERR_CONFIG.
+ * the key (sotp_ctx_load_nokey), a lost store reopened as above.
+ * SOTP_ERR_CONFIG, SOTP_ERR_STORE_UNAVAILABLE.
  */
 int sotp_ctx_ready_nokey(struct sotp_ctx *ctx);
+/* The policy's [store] limits. */
+void sotp_ctx_limits(const struct sotp_ctx *ctx, struct sotp_limits *lim);
 
 /* ---- audit.c ---- */
 
@@ -871,6 +987,20 @@ void sotp_audit_line(
  * its own. Without the key the row waits to be chained (audit.c).
  */
 int sotp_audit_append(struct sotp_ctx *ctx, const struct sotp_audit_rec *r);
+/*
+ * Many rows in one transaction (the imports): begin reads the chain's
+ * head under its lock once, inside the caller's open transaction; every
+ * append until end chains its row from that copy and leaves the head
+ * row alone; end(rc) writes the head once when rc is SOTP_OK, and always
+ * ends the batch. Every row appended in a batch must commit with it, or
+ * the caller rolls the whole transaction back (a savepoint rolled back
+ * under a batch would leave a gap in the chain). On PostgreSQL each
+ * UPDATE of the head inside one transaction leaves a row version that
+ * the next read of it walks past: a row at a time, n rows cost n^2.
+ * SOTP_ERR_STORE*, SOTP_ERR_NOMEM, SOTP_ERR_INVALID_ARG (a batch open).
+ */
+int sotp_audit_batch_begin(struct sotp_ctx *ctx);
+int sotp_audit_batch_end(struct sotp_ctx *ctx, int rc);
 /*
  * Logs r's line and, when store, appends its row; store 0 logs that the
  * row was not written (a store that made this request wait already).

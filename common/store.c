@@ -46,6 +46,10 @@ sotp_store_dberr(struct sotp_store *st, int rc, const char *fmt, ...)
 	va_end(ap);
 	sotp_store_seterr(st, "%s %s: %s: %s", st->drv->name, st->where,
 	    st->op != NULL ? st->op : "open", what);
+	/* The one funnel of every driver failure: see sotp_store_heal. */
+	if (rc == SOTP_ERR_STORE_UNAVAILABLE)
+		st->lost = 1;
+	sotp_metrics_store_error(st->metrics, rc);
 	return rc;
 }
 
@@ -167,14 +171,16 @@ int
 sotp_store_open(const char *url, int create, struct sotp_store **out, char *err,
     size_t errsz)
 {
-	return sotp_store_open_timed(
-	    url, create, SOTP_STORE_LOCK_TIMEOUT_MS, out, err, errsz);
+	return sotp_store_open_with(
+	    url, NULL, create ? SOTP_OPEN_CREATE : 0, out, err, errsz);
 }
 
 int
-sotp_store_open_timed(const char *url, int create, unsigned int lock_timeout_ms,
+sotp_store_open_with(const char *url, const struct sotp_limits *lim, int flags,
     struct sotp_store **out, char *err, size_t errsz)
 {
+	static const struct sotp_limits defaults = {SOTP_CONNECT_TIMEOUT_S,
+	    SOTP_STATEMENT_TIMEOUT_MS, SOTP_LOCK_TIMEOUT_MS};
 	struct sotp_store *st = NULL;
 	const struct sotp_store_driver *drv = NULL;
 	const char *colon;
@@ -195,7 +201,7 @@ sotp_store_open_timed(const char *url, int create, unsigned int lock_timeout_ms,
 		goto out;
 	}
 	st->op = "open";
-	st->lock_timeout_ms = lock_timeout_ms;
+	st->lim = lim != NULL ? *lim : defaults;
 	if ((colon = strchr(url, ':')) != NULL) {
 		n = (size_t)(colon - url);
 		for (i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
@@ -214,8 +220,14 @@ sotp_store_open_timed(const char *url, int create, unsigned int lock_timeout_ms,
 		goto out;
 	}
 	st->drv = drv;
-	if ((rc = drv->open(st, colon + 1, create != 0)) != SOTP_OK)
+	/* Kept for a reopen; it may hold a password, so it is wiped. */
+	if ((st->target = sotp_strdup(colon + 1)) == NULL) {
+		rc = SOTP_ERR_NOMEM;
 		goto out;
+	}
+	if ((rc = drv->open(st, st->target, flags)) != SOTP_OK)
+		goto out;
+	st->lost = 0;
 	*out = st;
 	st = NULL;
 	rc = SOTP_OK;
@@ -235,6 +247,7 @@ sotp_store_close(struct sotp_store *st)
 		return;
 	if (st->drv != NULL)
 		st->drv->close(st);
+	sotp_free_string(st->target);
 	free(st);
 }
 
@@ -244,11 +257,87 @@ sotp_store_errmsg(const struct sotp_store *st)
 	return st != NULL ? st->err : "";
 }
 
+const char *
+sotp_store_where(const struct sotp_store *st)
+{
+	return st != NULL ? st->where : "";
+}
+
+void
+sotp_store_set_metrics(struct sotp_store *st, struct sotp_metrics *m)
+{
+	if (st != NULL)
+		st->metrics = m;
+}
+
+void
+sotp_store_set_trace(struct sotp_store *st, sotp_store_trace_fn *fn, void *arg)
+{
+	if (st == NULL)
+		return;
+	st->trace = fn;
+	st->trace_arg = arg;
+}
+
+int
+sotp_store_lost(const struct sotp_store *st)
+{
+	return st != NULL && (st->lost || st->conn == NULL);
+}
+
+/*
+ * A reopen is a new connection with the same URL: with several hosts and
+ * target_session_attrs=read-write, the one that is the primary now, which
+ * is how a farm follows a failover without a restart.
+ */
+int
+sotp_store_heal(struct sotp_store *st)
+{
+	int64_t now;
+	int rc;
+
+	if (st == NULL || st->drv == NULL || st->target == NULL)
+		return SOTP_ERR_INVALID_ARG;
+	if (!sotp_store_lost(st))
+		return SOTP_OK;
+	now = (int64_t)(sotp_monotonic_us() / 1000);
+	if (now < st->reopen_after) {
+		/* The text of the failed reopen stands. */
+		return SOTP_ERR_STORE_UNAVAILABLE;
+	}
+	st->drv->close(st);
+	st->depth = 0;
+	st->busy = 0;
+	st->op = "open";
+	st->err[0] = '\0';
+	rc = st->drv->open(st, st->target, 0);
+	if (rc != SOTP_OK) {
+		st->drv->close(st);
+		st->lost = 1;
+		st->reopen_after = now + SOTP_REOPEN_DELAY_MS;
+		sotp_metrics_reopen(st->metrics, 0);
+		/* Whatever went wrong, this handle cannot serve for now. */
+		return SOTP_ERR_STORE_UNAVAILABLE;
+	}
+	st->lost = 0;
+	sotp_metrics_reopen(st->metrics, 1);
+	return SOTP_OK;
+}
+
 int
 sotp_db_enter(struct sotp_store *st, const char *op, int args_ok)
 {
-	if (st == NULL || st->conn == NULL)
+	if (st == NULL || st->drv == NULL)
 		return SOTP_ERR_INVALID_ARG;
+	if (sotp_store_lost(st)) {
+		st->op = op;
+		/* Keep the first failure's text: it says what was lost. */
+		if (st->err[0] == '\0')
+			sotp_store_seterr(st,
+			    "%s %s: %s: connection lost (reopened at the next request)",
+			    st->drv->name, st->where, op);
+		return SOTP_ERR_STORE_UNAVAILABLE;
+	}
 	st->err[0] = '\0';
 	st->op = op;
 	if (!args_ok) {
@@ -282,6 +371,8 @@ start(struct sotp_store *st, enum sotp_stmt id, const struct sotp_param *p,
 	    ? -1
 	    : (int)id;
 	st->busy = 1;
+	if (st->trace != NULL)
+		st->trace(st->trace_arg, st->drv->sql[id]);
 	return st->drv->exec(st, cache, st->drv->sql[id], p, n);
 }
 
@@ -517,8 +608,13 @@ sotp_store_begin(struct sotp_store *st)
 int
 sotp_store_commit(struct sotp_store *st)
 {
-	if (st == NULL || st->conn == NULL)
+	if (st == NULL || st->drv == NULL)
 		return SOTP_ERR_INVALID_ARG;
+	if (sotp_store_lost(st)) {
+		/* Nothing of a lost handle is committed: undo what is open. */
+		sotp_store_rollback(st);
+		return SOTP_ERR_STORE_UNAVAILABLE;
+	}
 	st->err[0] = '\0';
 	st->op = "commit";
 	return sotp_db_end(st, SOTP_OK);
@@ -528,8 +624,17 @@ sotp_store_commit(struct sotp_store *st)
 void
 sotp_store_rollback(struct sotp_store *st)
 {
-	if (st != NULL && st->conn != NULL)
+	/*
+	 * Also on a lost handle whose connection is still there (a lock
+	 * timeout): an open SQLite transaction would keep the file's write
+	 * lock from every other process until the next request.
+	 */
+	if (st == NULL)
+		return;
+	if (st->conn != NULL)
 		sotp_db_rollback(st);
+	else
+		st->depth = 0;
 }
 
 int

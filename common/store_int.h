@@ -28,12 +28,13 @@
  *   (sotp_db_begin .. sotp_db_end); a writer that owns the outer
  *   transaction runs each decision as a savepoint inside it and answers
  *   none before the one COMMIT that carries them all;
- * - reconnect: the connection lives in st->conn, apart from the handle,
- *   so a lost one (SOTP_ERR_STORE_UNAVAILABLE outside a transaction) can
- *   be closed and opened again under the same handle (the layer would
- *   keep the open target for that; today the caller reopens);
- * - timeouts from the policy: st->lock_timeout_ms, read by both drivers
- *   when they open;
+ * - reconnect: the connection lives in st->conn, apart from the handle.
+ *   Any SOTP_ERR_STORE_UNAVAILABLE a driver reports through
+ *   sotp_store_dberr marks the handle lost; the layer refuses every later
+ *   operation until sotp_store_heal (at the start of the next request)
+ *   closes the connection and opens st->target again;
+ * - timeouts from the policy: st->lim, read by both drivers when they
+ *   open (the PostgreSQL driver also bounds every round trip with it);
  * - a new operation or column: store_ops.c's head comment; a new schema
  *   version: SOTP_SCHEMA_VERSION and each dialect's SCHEMA_CREATE.
  */
@@ -54,11 +55,6 @@
  * version 2 store there, at key version 0 (the master key file).
  */
 #define SOTP_SCHEMA_VERSION 3
-/*
- * SQLite's busy timeout and PostgreSQL's lock_timeout when the caller sets
- * none; a loaded context uses the policy's lock_timeout.
- */
-#define SOTP_STORE_LOCK_TIMEOUT_MS 5000
 /* Length of a challenge state id (sotp_store_state_use). */
 #define SOTP_STORE_STATE_ID_LEN 16
 /*
@@ -123,6 +119,8 @@ enum sotp_stmt {
 	SOTP_Q_STATE_PURGE,
 	SOTP_Q_STATE_PURGED_AT,
 	SOTP_Q_STATE_INSERT,
+	SOTP_Q_STATE_GET,    /* the health probe's read-back */
+	SOTP_Q_STATE_DELETE, /* and its clean-up */
 	SOTP_Q_AUDIT_ADD,
 	SOTP_Q_AUDIT_LIST,
 	SOTP_Q_AUDIT_LIST_CONTRACT,
@@ -258,11 +256,12 @@ struct sotp_store_driver {
 	int stmt_undo;
 	/*
 	 * Connects to target (the URL without its "scheme:"), keeping the
-	 * connection in st->conn and naming it in st->where; with create,
-	 * makes the file or schema. Runs sotp_store_schema() itself, at the
-	 * point its setup allows. On failure close is still called.
+	 * connection in st->conn and naming it in st->where; flags are
+	 * SOTP_OPEN_*: with SOTP_OPEN_CREATE makes the file or schema. Runs
+	 * sotp_store_schema() itself, at the point its setup allows. On
+	 * failure close is still called.
 	 */
-	int (*open)(struct sotp_store *st, const char *target, int create);
+	int (*open)(struct sotp_store *st, const char *target, int flags);
 	void (*close)(struct sotp_store *st);
 	/* Before every operation: fail closed on a connection not to trust. */
 	int (*check)(struct sotp_store *st);
@@ -297,7 +296,13 @@ struct sotp_store {
 	const char *op; /* the operation under way, for messages */
 	int depth;      /* open transaction levels (savepoints inside) */
 	int busy;       /* a statement is between exec and done */
-	unsigned int lock_timeout_ms;
+	struct sotp_limits lim;
+	char *target; /* what drv->open was given, for a reopen (secret) */
+	int lost;     /* unusable until healed (sotp_store_heal) */
+	int64_t reopen_after; /* monotonic ms: no reopen before then */
+	struct sotp_metrics *metrics;
+	sotp_store_trace_fn *trace; /* tests: sotp_store_set_trace */
+	void *trace_arg;
 	char where[PATH_MAX]; /* the database, as messages name it */
 	char err[SOTP_STORE_ERR_MAX];
 };

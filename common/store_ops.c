@@ -913,6 +913,49 @@ sotp_store_state_use(struct sotp_store *st, const uint8_t *id, int64_t expires,
 	return SOTP_OK;
 }
 
+static int
+probe_row(struct sotp_store *st, void *arg)
+{
+	int64_t *expires = arg;
+
+	if (sotp_db_int(st, 0, INT64_MIN, INT64_MAX, expires) != 0)
+		return sotp_db_corrupt(st, "used_states.expires");
+	return SOTP_OK;
+}
+
+int
+sotp_store_probe(struct sotp_store *st, const uint8_t *id, int64_t now)
+{
+	const struct sotp_param key[] = {
+	    SOTP_PBLOB(id, SOTP_STORE_STATE_ID_LEN)};
+	const struct sotp_param row[] = {
+	    SOTP_PBLOB(id, SOTP_STORE_STATE_ID_LEN), SOTP_PINT(now)};
+	int64_t n = 0, expires = -1;
+	int rc;
+
+	if ((rc = sotp_db_enter(st, "probe", id != NULL)) != SOTP_OK)
+		return rc;
+	if ((rc = sotp_db_begin(st)) != SOTP_OK)
+		return rc;
+	rc = sotp_db_run(st, SOTP_Q_STATE_INSERT, row, SOTP_NELEM(row), &n);
+	if (rc == SOTP_OK && n != 1)
+		rc = sotp_store_dberr(st, SOTP_ERR_STORE,
+		    "the probe row was not inserted (%lld rows)", (long long)n);
+	if (rc == SOTP_OK)
+		rc = sotp_db_row(st, SOTP_Q_STATE_GET, key, SOTP_NELEM(key),
+		    probe_row, &expires);
+	if (rc == SOTP_OK && expires != now)
+		rc = sotp_store_dberr(
+		    st, SOTP_ERR_STORE, "the probe row read back differs");
+	if (rc == SOTP_OK)
+		rc = sotp_db_run(
+		    st, SOTP_Q_STATE_DELETE, key, SOTP_NELEM(key), &n);
+	if (rc == SOTP_OK && n != 1)
+		rc = sotp_store_dberr(st, SOTP_ERR_STORE,
+		    "the probe row was not deleted (%lld rows)", (long long)n);
+	return sotp_db_end(st, rc);
+}
+
 /* ---- Audit ---- */
 
 /* The columns of SOTP_SQL_AUDIT_SELECT (store_int.h), in order. */

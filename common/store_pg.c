@@ -12,9 +12,9 @@
  * of a read-then-write are taken with SELECT ... FOR UPDATE
  * (sotp_store_token_lock, _contract_lock). READ COMMITTED is enough for
  * that: a statement that waited for a row lock sees the row as the other
- * transaction committed it. The engine takes the token before the
- * contract, as accept_step updates them, so two servers cannot deadlock
- * over one binding.
+ * transaction committed it. The engine takes the contract before the
+ * token in every decision and binding, so two servers cannot deadlock
+ * over one contract.
  *
  * Statements are prepared once per connection, on first use. Values travel
  * only as parameters (text, or binary for BIGINT and BYTEA) and every
@@ -23,12 +23,33 @@
  *
  * A connection that fails, is lost or hits an error that means the server
  * cannot be used as it stands (shutdown, read-only standby, out of space,
- * lock timeout) is SOTP_ERR_STORE_UNAVAILABLE; the caller drops the handle
- * and reopens. Messages name the server by host, port, database and user,
- * never by the connection string, which may hold a password.
+ * lock or statement timeout) is SOTP_ERR_STORE_UNAVAILABLE; the store
+ * layer then refuses the rest of the request and reopens at the next one
+ * (sotp_store_heal). Messages name the server by host, port, database and
+ * user, never by the connection string, which may hold a password.
+ *
+ * Every round trip has a deadline (the policy's statement_timeout): the
+ * statement is sent, and the answer awaited with poll(2), never in a
+ * blocking libpq call. The server's own statement_timeout is set to the
+ * same value, but it does not cover what matters most here: a COMMIT
+ * that waits for a synchronous standby which does not answer (the wait
+ * comes after the server has disarmed the timeout), or a server that no
+ * longer answers at all. Past the deadline the connection is closed and
+ * the request refused; whether that COMMIT reached the standby is then
+ * unknown, which is why the request is refused and not answered. A COMMIT
+ * that comes back with a WARNING is refused as well: that is how the
+ * server says it stopped waiting for the standby (an operator cancelled
+ * the wait), with the transaction committed on the primary alone.
+ *
+ * Unless the URL says otherwise, libpq is asked for
+ * target_session_attrs=read-write: with several hosts in the URL
+ * ("host=a,b" or "postgresql://a,b/db"), a (re)connection goes to the
+ * one that is the primary now, which is how a farm follows a failover.
  */
 #include <dlfcn.h>
 #include <endian.h>
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +59,6 @@
 #include "sotp_int.h"
 #include "store_int.h"
 
-#define CONNECT_TIMEOUT_S "5"
 /* Serialises two concurrent `init`s on one database (any fixed key). */
 #define SCHEMA_LOCK_KEY "736f7470"
 
@@ -279,6 +299,8 @@ static const char *const pg_sql[SOTP_Q_COUNT] = {
     /* Waits for a concurrent insert of the same id, then does nothing. */
     [SOTP_Q_STATE_INSERT] = "INSERT INTO used_states (id, expires)"
                             " VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+    [SOTP_Q_STATE_GET] = "SELECT expires FROM used_states WHERE id = $1",
+    [SOTP_Q_STATE_DELETE] = "DELETE FROM used_states WHERE id = $1",
     [SOTP_Q_AUDIT_ADD] = "INSERT INTO audit (ts, action, contract, serial,"
                          " context, verdict, reason, detail, seq, mac,"
                          " keyed, kv)"
@@ -380,7 +402,7 @@ static const char *const pg_sql[SOTP_Q_COUNT] = {
 	X(PQconninfoParse)                                                     \
 	X(PQconninfoFree)                                                      \
 	X(PQfreemem)                                                           \
-	X(PQsetNoticeProcessor)                                                \
+	X(PQsetNoticeReceiver)                                                 \
 	X(PQfinish)                                                            \
 	X(PQstatus)                                                            \
 	X(PQtransactionStatus)                                                 \
@@ -389,10 +411,14 @@ static const char *const pg_sql[SOTP_Q_COUNT] = {
 	X(PQport)                                                              \
 	X(PQdb)                                                                \
 	X(PQuser)                                                              \
-	X(PQexec)                                                              \
-	X(PQexecParams)                                                        \
-	X(PQprepare)                                                           \
-	X(PQexecPrepared)                                                      \
+	X(PQsendQuery)                                                         \
+	X(PQsendQueryParams)                                                   \
+	X(PQsendPrepare)                                                       \
+	X(PQsendQueryPrepared)                                                 \
+	X(PQgetResult)                                                         \
+	X(PQconsumeInput)                                                      \
+	X(PQisBusy)                                                            \
+	X(PQsocket)                                                            \
 	X(PQresultStatus)                                                      \
 	X(PQresultErrorMessage)                                                \
 	X(PQresultErrorField)                                                  \
@@ -412,11 +438,12 @@ struct pq_api {
 
 struct pg_conn {
 	struct pq_api pq;
-	void *dl; /* the dlopen handle of libpq */
-	PGconn *conn;
+	void *dl;     /* the dlopen handle of libpq */
+	PGconn *conn; /* NULL once dropped (a deadline passed) */
 	unsigned char prepared[SOTP_Q_COUNT];
 	PGresult *res; /* the statement under way */
 	int row;       /* its current row; -1 before the first */
+	int warned;    /* the server sent a WARNING during the statement */
 };
 
 /* The first line of a libpq message, without its trailing newline. */
@@ -444,6 +471,8 @@ first_line(const char *msg, char *out, size_t outsz)
 static int
 map_state(const struct pq_api *pq, PGconn *conn, const char *state)
 {
+	if (conn == NULL)
+		return SOTP_ERR_STORE_UNAVAILABLE;
 	if (state == NULL || strlen(state) != 5)
 		return pq->PQstatus(conn) == CONNECTION_BAD
 		    ? SOTP_ERR_STORE_UNAVAILABLE
@@ -471,7 +500,7 @@ db_fail(struct sotp_store *st, const PGresult *res)
 
 	first_line(res != NULL ? pq->PQresultErrorMessage(res) : NULL, msg,
 	    sizeof(msg));
-	if (msg[0] == '\0')
+	if (msg[0] == '\0' && c->conn != NULL)
 		first_line(pq->PQerrorMessage(c->conn), msg, sizeof(msg));
 	return sotp_store_dberr(st,
 	    map_state(pq, c->conn,
@@ -486,6 +515,98 @@ ok_result(const struct pq_api *pq, const PGresult *res)
 	return res != NULL &&
 	    (pq->PQresultStatus(res) == PGRES_COMMAND_OK ||
 	        pq->PQresultStatus(res) == PGRES_TUPLES_OK);
+}
+
+/* ---- Round trips with a deadline ---- */
+
+/* Closes a connection whose state is no longer known; the handle is lost. */
+static void
+drop(struct sotp_store *st)
+{
+	struct pg_conn *c = st->conn;
+
+	if (c->res != NULL)
+		c->pq.PQclear(c->res);
+	c->res = NULL;
+	if (c->conn != NULL)
+		c->pq.PQfinish(c->conn);
+	c->conn = NULL;
+}
+
+/*
+ * Waits until the connection has input or the deadline (monotonic µs);
+ * 0 on input, SOTP_ERR_STORE_UNAVAILABLE when the time is up or the
+ * socket failed.
+ */
+static int
+wait_input(struct pg_conn *c, uint64_t deadline)
+{
+	struct pollfd pfd;
+	uint64_t now;
+	int r;
+
+	pfd.fd = c->pq.PQsocket(c->conn);
+	pfd.events = POLLIN;
+	if (pfd.fd < 0)
+		return SOTP_ERR_STORE_UNAVAILABLE;
+	for (;;) {
+		if ((now = sotp_monotonic_us()) >= deadline)
+			return SOTP_ERR_STORE_UNAVAILABLE;
+		pfd.revents = 0;
+		/* Round up: never spin on a sub-millisecond remainder. */
+		r = poll(&pfd, 1, (int)((deadline - now + 999) / 1000));
+		if (r > 0)
+			return SOTP_OK;
+		if (r < 0 && errno != EINTR)
+			return SOTP_ERR_STORE_UNAVAILABLE;
+	}
+}
+
+/*
+ * Collects the results of the statement just sent, until the deadline.
+ * *out is the result to report: the first that failed, else the last.
+ * Past the deadline the connection is dropped.
+ */
+static int
+await_result(struct sotp_store *st, PGresult **out)
+{
+	struct pg_conn *c = st->conn;
+	const struct pq_api *pq = &c->pq;
+	uint64_t deadline =
+	    sotp_monotonic_us() + (uint64_t)st->lim.statement_timeout_ms * 1000;
+	PGresult *r, *keep = NULL;
+
+	*out = NULL;
+	for (;;) {
+		while (pq->PQisBusy(c->conn)) {
+			if (wait_input(c, deadline) != SOTP_OK) {
+				if (keep != NULL)
+					pq->PQclear(keep);
+				drop(st);
+				return sotp_store_dberr(st,
+				    SOTP_ERR_STORE_UNAVAILABLE,
+				    "no answer within %u ms (statement_timeout);"
+				    " connection closed",
+				    st->lim.statement_timeout_ms);
+			}
+			if (!pq->PQconsumeInput(c->conn))
+				break; /* PQgetResult reports the failure */
+		}
+		if ((r = pq->PQgetResult(c->conn)) == NULL)
+			break;
+		if (keep == NULL || ok_result(pq, keep)) {
+			if (keep != NULL)
+				pq->PQclear(keep);
+			keep = r;
+		} else {
+			pq->PQclear(r);
+		}
+		/* A dead connection may not end its result list. */
+		if (pq->PQstatus(c->conn) == CONNECTION_BAD)
+			break;
+	}
+	*out = keep;
+	return SOTP_OK;
 }
 
 /* ---- The driver ---- */
@@ -503,7 +624,12 @@ pg_exec(struct sotp_store *st, int id, const char *sql,
 	PGresult *res;
 	char name[16];
 	size_t i;
+	int rc;
 
+	c->row = -1;
+	if (c->conn == NULL)
+		return sotp_store_dberr(
+		    st, SOTP_ERR_STORE_UNAVAILABLE, "connection closed");
 	for (i = 0; i < n; i++) {
 		switch (p[i].type) {
 		case SOTP_P_INT:
@@ -528,13 +654,14 @@ pg_exec(struct sotp_store *st, int id, const char *sql,
 			break;
 		}
 	}
-	if (id < 0) {
-		c->res = pq->PQexecParams(
-		    c->conn, sql, (int)n, types, v, len, fmt, 1);
-	} else {
+	if (id >= 0) {
 		snprintf(name, sizeof(name), "sotp%d", id);
 		if (!c->prepared[id]) {
-			res = pq->PQprepare(c->conn, name, sql, (int)n, types);
+			if (!pq->PQsendPrepare(
+			        c->conn, name, sql, (int)n, types))
+				return db_fail(st, NULL);
+			if ((rc = await_result(st, &res)) != SOTP_OK)
+				return rc;
 			if (res == NULL ||
 			    pq->PQresultStatus(res) != PGRES_COMMAND_OK) {
 				c->res = res;
@@ -543,11 +670,23 @@ pg_exec(struct sotp_store *st, int id, const char *sql,
 			pq->PQclear(res);
 			c->prepared[id] = 1;
 		}
-		c->res =
-		    pq->PQexecPrepared(c->conn, name, (int)n, v, len, fmt, 1);
 	}
-	c->row = -1;
-	return ok_result(pq, c->res) ? SOTP_OK : db_fail(st, c->res);
+	c->warned = 0;
+	if (!(id < 0 ? pq->PQsendQueryParams(
+	                   c->conn, sql, (int)n, types, v, len, fmt, 1)
+	             : pq->PQsendQueryPrepared(
+	                   c->conn, name, (int)n, v, len, fmt, 1)))
+		return db_fail(st, NULL);
+	if ((rc = await_result(st, &c->res)) != SOTP_OK)
+		return rc;
+	if (!ok_result(pq, c->res))
+		return db_fail(st, c->res);
+	/* See the head comment: committed on the primary alone, perhaps. */
+	if (id == SOTP_Q_COMMIT && c->warned)
+		return sotp_store_dberr(st, SOTP_ERR_STORE_UNAVAILABLE,
+		    "COMMIT came back with a warning (the wait for a "
+		    "synchronous standby was cancelled?): not trusted");
+	return SOTP_OK;
 }
 
 static int
@@ -637,14 +776,33 @@ pg_done(struct sotp_store *st)
 	c->res = NULL;
 }
 
+/* Runs sql (one or several statements) and hands over its result. */
+static int
+query(struct sotp_store *st, const char *sql, PGresult **res)
+{
+	struct pg_conn *c = st->conn;
+	int rc;
+
+	*res = NULL;
+	if (c->conn == NULL)
+		return sotp_store_dberr(
+		    st, SOTP_ERR_STORE_UNAVAILABLE, "connection closed");
+	if (!c->pq.PQsendQuery(c->conn, sql))
+		return db_fail(st, NULL);
+	if ((rc = await_result(st, res)) != SOTP_OK)
+		return rc;
+	return ok_result(&c->pq, *res) ? SOTP_OK : db_fail(st, *res);
+}
+
 static int
 pg_script(struct sotp_store *st, const char *sql)
 {
 	struct pg_conn *c = st->conn;
-	PGresult *res = c->pq.PQexec(c->conn, sql);
-	int rc = ok_result(&c->pq, res) ? SOTP_OK : db_fail(st, res);
+	PGresult *res = NULL;
+	int rc = query(st, sql, &res);
 
-	c->pq.PQclear(res);
+	if (res != NULL)
+		c->pq.PQclear(res);
 	return rc;
 }
 
@@ -653,6 +811,8 @@ pg_txn_state(struct sotp_store *st)
 {
 	struct pg_conn *c = st->conn;
 
+	if (c->conn == NULL)
+		return 0;
 	switch (c->pq.PQtransactionStatus(c->conn)) {
 	case PQTRANS_INTRANS:
 	case PQTRANS_ACTIVE:
@@ -670,7 +830,7 @@ pg_check(struct sotp_store *st)
 {
 	struct pg_conn *c = st->conn;
 
-	if (c->pq.PQstatus(c->conn) != CONNECTION_OK)
+	if (c->conn == NULL || c->pq.PQstatus(c->conn) != CONNECTION_OK)
 		return sotp_store_dberr(
 		    st, SOTP_ERR_STORE_UNAVAILABLE, "connection lost");
 	return SOTP_OK;
@@ -715,13 +875,18 @@ set_name(struct sotp_store *st)
 
 /*
  * libpq prints server notices to stderr by default; the core never writes
- * to the host's stderr (PAM and radiusd own it), so they are dropped.
+ * to the host's stderr (PAM and radiusd own it), so they are not printed,
+ * only noted when they are warnings (see pg_exec).
  */
 static void
-ignore_notice(void *arg, const char *message)
+on_notice(void *arg, const PGresult *res)
 {
-	(void)arg;
-	(void)message;
+	struct pg_conn *c = arg;
+	const char *sev =
+	    c->pq.PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+
+	if (sev != NULL && strcmp(sev, "WARNING") == 0)
+		c->warned = 1;
 }
 
 /*
@@ -761,19 +926,23 @@ load_libpq(struct sotp_store *st, struct pg_conn *c)
  * not say; the password is only used to keep it out of messages.
  */
 static int
-connect_db(struct sotp_store *st, const char *conninfo, const char *password)
+connect_db(struct sotp_store *st, const char *conninfo, const char *password,
+    int flags)
 {
 	struct pg_conn *c = st->conn;
 	const struct pq_api *pq = &c->pq;
+	char timeout[16], msg[256];
 	/* Defaults first: a value in the URL overrides them. */
-	const char *keys[] = {
-	    "connect_timeout", "fallback_application_name", "dbname", NULL};
-	const char *vals[] = {CONNECT_TIMEOUT_S, "shinkin-otp", conninfo, NULL};
-	char msg[256];
+	const char *keys[] = {"connect_timeout", "target_session_attrs",
+	    "fallback_application_name", "dbname", NULL};
+	const char *vals[] = {timeout,
+	    flags & SOTP_OPEN_READONLY_OK ? "any" : "read-write", "shinkin-otp",
+	    conninfo, NULL};
 
+	snprintf(timeout, sizeof(timeout), "%u", st->lim.connect_timeout_s);
 	if ((c->conn = pq->PQconnectdbParams(keys, vals, 1)) == NULL)
 		return SOTP_ERR_NOMEM;
-	pq->PQsetNoticeProcessor(c->conn, ignore_notice, NULL);
+	pq->PQsetNoticeReceiver(c->conn, on_notice, c);
 	set_name(st);
 	redact(st->where, password);
 	if (pq->PQstatus(c->conn) != CONNECTION_OK) {
@@ -792,30 +961,35 @@ connect_db(struct sotp_store *st, const char *conninfo, const char *password)
  * anything is read from it.
  */
 static int
-setup_session(struct sotp_store *st)
+setup_session(struct sotp_store *st, int flags)
 {
 	struct pg_conn *c = st->conn;
 	PGresult *res = NULL;
-	char sql[64];
+	char sql[96];
 	int rc;
 
-	snprintf(
-	    sql, sizeof(sql), "SET lock_timeout = %u", st->lock_timeout_ms);
+	snprintf(sql, sizeof(sql),
+	    "SET lock_timeout = %u; SET statement_timeout = %u",
+	    st->lim.lock_timeout_ms, st->lim.statement_timeout_ms);
 	if ((rc = pg_script(st, sql)) != SOTP_OK)
 		return rc;
-	res = c->pq.PQexec(c->conn, "SHOW transaction_read_only");
-	if (res == NULL || c->pq.PQresultStatus(res) != PGRES_TUPLES_OK ||
-	    c->pq.PQntuples(res) != 1)
-		rc = db_fail(st, res);
-	else if (strcmp(c->pq.PQgetvalue(res, 0, 0), "off") != 0)
+	if ((rc = query(st, "SHOW transaction_read_only", &res)) != SOTP_OK)
+		goto out;
+	if (c->pq.PQntuples(res) != 1)
+		rc = sotp_store_dberr(
+		    st, SOTP_ERR_STORE, "SHOW transaction_read_only: no row");
+	else if (strcmp(c->pq.PQgetvalue(res, 0, 0), "off") != 0 &&
+	    !(flags & SOTP_OPEN_READONLY_OK))
 		rc = sotp_store_dberr(
 		    st, SOTP_ERR_STORE_UNAVAILABLE, "database is read-only");
-	c->pq.PQclear(res);
+out:
+	if (res != NULL)
+		c->pq.PQclear(res);
 	return rc;
 }
 
 static int
-pg_open(struct sotp_store *st, const char *target, int create)
+pg_open(struct sotp_store *st, const char *target, int flags)
 {
 	const struct pq_api *pq = NULL;
 	struct pg_conn *c = NULL;
@@ -854,10 +1028,10 @@ pg_open(struct sotp_store *st, const char *target, int create)
 			rc = SOTP_ERR_NOMEM;
 			goto out;
 		}
-	if ((rc = connect_db(st, conninfo, password)) != SOTP_OK ||
-	    (rc = setup_session(st)) != SOTP_OK)
+	if ((rc = connect_db(st, conninfo, password, flags)) != SOTP_OK ||
+	    (rc = setup_session(st, flags)) != SOTP_OK)
 		goto out;
-	rc = sotp_store_schema(st, create);
+	rc = sotp_store_schema(st, (flags & SOTP_OPEN_CREATE) != 0);
 out:
 	if (password != NULL)
 		sotp_free_string(password);

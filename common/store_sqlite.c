@@ -278,6 +278,8 @@ static const char *const sqlite_sql[SOTP_Q_COUNT] = {
                                " WHERE id = ?1 AND pwhash = ?2",
     [SOTP_Q_STATE_INSERT] = "INSERT OR IGNORE INTO used_states (id, expires)"
                             " VALUES (?1, ?2)",
+    [SOTP_Q_STATE_GET] = "SELECT expires FROM used_states WHERE id = ?1",
+    [SOTP_Q_STATE_DELETE] = "DELETE FROM used_states WHERE id = ?1",
     [SOTP_Q_AUDIT_ADD] = "INSERT INTO audit (ts, action, contract, serial,"
                          " context, verdict, reason, detail, seq, mac,"
                          " keyed, kv)"
@@ -610,9 +612,10 @@ precreate(struct sotp_store *st, const char *path)
 }
 
 static int
-sq_open(struct sotp_store *st, const char *path, int create)
+sq_open(struct sotp_store *st, const char *path, int oflags)
 {
 	struct sq_conn *c = NULL;
+	int create = (oflags & SOTP_OPEN_CREATE) != 0;
 	int flags, sqlrc;
 	int rc;
 
@@ -648,11 +651,12 @@ sq_open(struct sotp_store *st, const char *path, int create)
 	sqlite3_extended_result_codes(c->db, 1);
 	/* READWRITE quietly falls back to read-only on a write-protected
 	 * file; a store that cannot record a used code must not serve. */
-	if (sqlite3_db_readonly(c->db, "main") != 0)
+	if (sqlite3_db_readonly(c->db, "main") != 0 &&
+	    !(oflags & SOTP_OPEN_READONLY_OK))
 		return sotp_store_dberr(
 		    st, SOTP_ERR_STORE_UNAVAILABLE, "database is read-only");
-	if ((sqlrc = sqlite3_busy_timeout(c->db, (int)st->lock_timeout_ms)) !=
-	    SQLITE_OK)
+	if ((sqlrc = sqlite3_busy_timeout(
+	         c->db, (int)st->lim.lock_timeout_ms)) != SQLITE_OK)
 		return db_fail(st, sqlrc);
 	/* FULL: a committed replay mark or failure count survives a crash. */
 	if ((rc = sq_script(st,

@@ -89,21 +89,6 @@ ctx_pool_get(struct ctx_pool *p, char *why, size_t whysz)
 }
 
 void
-ctx_pool_after(struct ctx_pool *p, int rc, int reason)
-{
-	struct ctx_pool_entry *e = pthread_getspecific(p->key);
-
-	if (rc != SOTP_ERR_STORE && rc != SOTP_ERR_STORE_UNAVAILABLE &&
-	    reason != SOTP_R_STORE_UNAVAILABLE)
-		return;
-	if (e == NULL)
-		return;
-	pthread_setspecific(p->key, NULL);
-	unlink_entry(e);
-	free_entry(e);
-}
-
-void
 ctx_pool_free(struct ctx_pool *p)
 {
 	struct ctx_pool_entry *e;

@@ -6,7 +6,10 @@
  * own on first use, held as a thread-specific value, and gives it back
  * when it exits. (FreeRADIUS's connection pool would do, but it lives in
  * the radiusd executable, not in libfreeradius-server, so a module using
- * it cannot be linked with -Wl,--no-undefined.)
+ * it cannot be linked with -Wl,--no-undefined.) A context is never
+ * dropped for a store failure: the core reopens a lost store connection
+ * itself, at the thread's next request (sotp_ctx_ready), and refuses the
+ * request that saw the loss.
  */
 #ifndef RLM_SHINKIN_OTP_CTX_POOL_H
 #define RLM_SHINKIN_OTP_CTX_POOL_H
@@ -41,13 +44,6 @@ int ctx_pool_init(struct ctx_pool *p, ctx_pool_open_fn *open, void *arg);
  * reason in why[whysz].
  */
 struct sotp_ctx *ctx_pool_get(struct ctx_pool *p, char *why, size_t whysz);
-/*
- * The reconnect rule, after a core call that returned rc and decided
- * reason: a store failure may leave the handle stale (file replaced,
- * server restarted), so this thread's context is dropped and its next
- * request opens a fresh one.
- */
-void ctx_pool_after(struct ctx_pool *p, int rc, int reason);
 /* Frees every context; radiusd calls it once its workers have stopped. */
 void ctx_pool_free(struct ctx_pool *p);
 

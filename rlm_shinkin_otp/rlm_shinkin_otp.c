@@ -15,8 +15,11 @@
  * the next round). A registration takes one round per question. Append
  * mode: the password followed by the code in one User-Password.
  *
- * Each radiusd thread keeps its own core context (ctx_pool.c); what the
- * attributes become is rlm_input.c's, which builds without radiusd.
+ * Each radiusd thread keeps its own core context, for the thread's whole
+ * life (ctx_pool.c). A lost store connection is the core's to reopen, at
+ * the thread's next request (sotp_ctx_ready); the request that saw it
+ * fails. What the attributes become is rlm_input.c's, which builds
+ * without radiusd.
  */
 /* radiusd.h first: modules.h relies on its types. */
 #include <freeradius/radiusd.h>
@@ -484,7 +487,6 @@ mod_authorize(void *instance, REQUEST *request)
 {
 	struct rlm_shinkin_otp *inst = instance;
 	struct sotp_contract_info info;
-	struct sotp_decision none;
 	struct rlm_request r;
 	struct sotp_ctx *ctx;
 	char service[ATTR_MAX + 1];
@@ -505,12 +507,10 @@ mod_authorize(void *instance, REQUEST *request)
 		return RLM_MODULE_FAIL;
 	if (sotp_policy_hides_unknown(ctx))
 		goto claim;
-	memset(&none, 0, sizeof(none));
 	rc = sotp_contract_get(ctx, user, &info);
 	if (rc != SOTP_OK && rc != SOTP_ERR_NOT_FOUND)
 		RERROR("Contract lookup failed: %s %s", sotp_strerror(rc),
 		    sotp_ctx_errmsg(ctx));
-	ctx_pool_after(&inst->pool, rc, (int)none.reason);
 	if (rc == SOTP_ERR_NOT_FOUND) {
 		RDEBUG2("%s is not a contract", user);
 		return RLM_MODULE_NOOP;
@@ -567,7 +567,6 @@ mod_authenticate(void *instance, REQUEST *request)
 			code = map_decision(request, ctx, a, rc, &d);
 	}
 	sotp_attempt_free(a);
-	ctx_pool_after(&inst->pool, rc, (int)d.reason);
 	return code;
 }
 

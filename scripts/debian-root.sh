@@ -108,10 +108,15 @@ droot_create() {
 		droot_cleanup
 		return 1
 	fi
-	if ! mount -t proc proc "$DROOT/proc" ||
+	# DIR a mount point of its own, as / is on a real machine: inside,
+	# unshare(1) --propagation private (tests/cli/t_syslog.sh) needs /
+	# to be one, and nothing mounted inside reaches the host's mounts.
+	if ! mount --bind "$DROOT" "$DROOT" ||
+	    ! mount --make-private "$DROOT" ||
+	    ! mount -t proc proc "$DROOT/proc" ||
 	    ! mount --rbind /dev "$DROOT/dev" ||
 	    ! mount --make-rslave "$DROOT/dev"; then
-		droot_err "cannot mount /proc and /dev in $DROOT"
+		droot_err "cannot mount $DROOT on itself, /proc and /dev in it"
 		droot_cleanup
 		return 1
 	fi

@@ -59,17 +59,88 @@ saw() {
 # contains FILE TEXT: the file holds TEXT (fixed string).
 contains() { grep -qF -- "$2" "$1"; }
 
-# A private sandbox: policy, master key and SQLite store under one temp
+# A private sandbox: policy, master key and store under one temp
 # directory, removed on exit. Sets SB and CONF; SHINKIN_OTP_CONFIG too, so
 # every CLI call below uses it.
+#
+# The store is an SQLite file in the sandbox, unless SOTP_TEST_STORE_URL
+# names a PostgreSQL database (tests/run.sh's PostgreSQL pass sets it):
+# then the sandbox gets a schema of its own there, named in the URL.
+# Either way STORE_KIND (sqlite | postgresql) and STORE_URL say which;
+# STORE is the SQLite file's path ("" for PostgreSQL). A suite that breaks
+# the store on purpose uses store_remove, store_garbage, store_deny and
+# store_allow below, which do the same to either kind.
 mk_sandbox() {
 	SB=$(mktemp -d "${TMPDIR:-/tmp}/sotp-test.XXXXXX")
 	CONF="$SB/shinkin-otp.conf"
 	SHINKIN_OTP_CONFIG=$CONF
 	export SHINKIN_OTP_CONFIG
 	trap 'rm -rf "$SB"' EXIT
+	STORE=""
+	if [ -n "${SOTP_TEST_STORE_URL:-}" ]; then
+		STORE_KIND=postgresql
+		STORE_SCHEMA=sb_$(basename "$SB" | tr -dc 'A-Za-z0-9' | tr 'A-Z' 'a-z')
+		store_sql "CREATE SCHEMA $STORE_SCHEMA" >"$SB/init.log" 2>&1 ||
+			{ notok "sandbox schema"; cat "$SB/init.log"; exit 1; }
+		# init keeps an existing policy file: write it with this store.
+		awk -v u="$SOTP_TEST_STORE_URL&options=-csearch_path%3D$STORE_SCHEMA" '
+			/^store = / { print "store = " u; next }
+			/^master_key = / { print "master_key = master.key"; next }
+			/^metrics = / { print "metrics = shinkin-otp.metrics"; next }
+			{ print }' "$TOP/conf/shinkin-otp.conf" >"$CONF"
+	else
+		STORE_KIND=sqlite
+	fi
 	"$CLI" --config "$CONF" init >"$SB/init.log" 2>&1 ||
-		{ notok "sandbox init"; cat "$SB/init.log"; exit 1; }
+		{ notok "sandbox init ($STORE_KIND)"; cat "$SB/init.log"; exit 1; }
+	STORE_URL=$(sed -n 's/^store *= *//p' "$CONF")
+	if [ "$STORE_KIND" = sqlite ]; then
+		STORE=${STORE_URL#sqlite:}
+		case $STORE in /*) ;; *) STORE=$SB/$STORE ;; esac
+	fi
+	echo "# store: $STORE_URL"
+}
+
+# store_sql SQL: runs SQL on the PostgreSQL server under test.
+store_sql() {
+	psql -X -q -v ON_ERROR_STOP=1 "$SOTP_TEST_STORE_URL" -c "$1"
+}
+
+# The store goes away: the file and its WAL, or the sandbox's schema.
+store_remove() {
+	if [ "$STORE_KIND" = postgresql ]; then
+		store_sql "DROP SCHEMA $STORE_SCHEMA CASCADE" >/dev/null
+	else
+		rm -f "$STORE" "$STORE-wal" "$STORE-shm" "$STORE-journal"
+	fi
+}
+
+# Something that is not a shinkin-otp store where the store was.
+store_garbage() {
+	store_remove
+	if [ "$STORE_KIND" = postgresql ]; then
+		store_sql "CREATE SCHEMA $STORE_SCHEMA;
+		    CREATE TABLE $STORE_SCHEMA.junk (x int)" >/dev/null
+	else
+		echo "this is not a database" >"$STORE"
+	fi
+}
+
+# The store cannot be read (until store_allow): the file's mode, or the
+# schema moved out of the search path.
+store_deny() {
+	if [ "$STORE_KIND" = postgresql ]; then
+		store_sql "ALTER SCHEMA $STORE_SCHEMA RENAME TO ${STORE_SCHEMA}_away" >/dev/null
+	else
+		chmod 000 "$STORE"
+	fi
+}
+store_allow() {
+	if [ "$STORE_KIND" = postgresql ]; then
+		store_sql "ALTER SCHEMA ${STORE_SCHEMA}_away RENAME TO $STORE_SCHEMA" >/dev/null
+	else
+		chmod 600 "$STORE"
+	fi
 }
 
 # The code an independent token (oathtool) shows now, or at now+$2 seconds.

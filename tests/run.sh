@@ -4,6 +4,17 @@
 # cmocka binaries ($BUILD/tests/test_*) are counted from their own
 # summaries; shell suites (tests/*/t_*.sh) print TAP-style "ok"/"not ok"
 # lines. A program that dies without its summary counts as one failure.
+# Lines a suite prints as "# figure: TEXT" (measurements, such as the
+# failover test's) are shown under its summary line.
+#
+# Every suite runs on SQLite; the suites in PG_SUITES (those whose subject
+# is the store's users: the engine, PAM, RADIUS, and the migration's
+# import, HOTP and PSKC suites) then run again on PostgreSQL, as
+# "NAME@postgresql": this script starts a private server
+# (scripts/pg-test-server.sh, a unix socket only) and names it to them in
+# SOTP_TEST_STORE_URL, which test_engine and tests/lib.sh's mk_sandbox
+# honour. That one variable is the whole mechanism: a suite needs no
+# change to run on both. SOTP_PG_PORT names the server's socket.
 set -u
 BUILD=${1:-build}
 PATTERN=${2:-}
@@ -15,6 +26,11 @@ mkdir -p "$LOGDIR"
 pass=0
 fail=0
 failed_names=""
+# radius/t_backup stays on SQLite: `backup` is SQLite's backup API (a
+# PostgreSQL store is backed up with pg_dump or base backups, README.md).
+PG_SUITES="test_engine pam/t_pam radius/t_radius pam/t_migrate cli/t_hotp
+    cli/t_import cli/t_pskc_writers"
+START=$(date +%s)
 
 count() { # $1: log file, $2: exit code, $3: name
 	p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test(s)\..*/\1/p' "$1" | awk '{s+=$1} END {print s+0}')
@@ -39,26 +55,59 @@ count() { # $1: log file, $2: exit code, $3: name
 		     /FAILED|ERROR|runtime error|Sanitizer/	{ print }' "$1" |
 		    head -n 60 >&2
 	fi
-	printf '%-28s %4d passed, %d failed\n' "$3" "$p" "$f"
+	printf '%-28s %4d passed, %d failed %5ds\n' "$3" "$p" "$f" \
+	    $(($(date +%s) - t0))
+	# A suite's figures ("# figure: ..." lines) belong in the summary.
+	sed -n 's/^# figure: /    /p' "$1"
+}
+
+# run NAME: one suite (a test_* binary or a tests/DIR/t_*.sh), logged.
+run() {
+	t0=$(date +%s)
+	lf="$LOGDIR/$(echo "$1" | tr /@ __).log"
+	case "$1" in
+	test_*) "$BUILD/tests/${1%@*}" >"$lf" 2>&1 </dev/null ;;
+	*) sh "$TOP/tests/${1%@*}.sh" >"$lf" 2>&1 </dev/null ;;
+	esac
+	count "$lf" $? "$1"
 }
 
 for t in "$BUILD"/tests/test_*; do
 	[ -x "$t" ] || continue
 	n=$(basename "$t")
-	case "$n" in *"$PATTERN"*) ;; *) continue ;; esac
-	"$t" >"$LOGDIR/$n.log" 2>&1
-	count "$LOGDIR/$n.log" $? "$n"
+	case "$n" in *"$PATTERN"*) run "$n" ;; esac
 done
 
 for s in "$TOP"/tests/*/t_*.sh; do
 	[ -f "$s" ] || continue
 	n=$(basename "$(dirname "$s")")/$(basename "$s" .sh)
-	case "$n" in *"$PATTERN"*) ;; *) continue ;; esac
-	lf="$LOGDIR/$(echo "$n" | tr / _).log"
-	sh "$s" >"$lf" 2>&1 </dev/null
-	count "$lf" $? "$n"
+	case "$n" in *"$PATTERN"*) run "$n" ;; esac
 done
 
+# ---- the PostgreSQL pass ----
+pg_todo=""
+for n in $PG_SUITES; do
+	case "$n@postgresql" in *"$PATTERN"*) pg_todo="$pg_todo $n" ;; esac
+done
+if [ -n "$pg_todo" ]; then
+	# Short: the socket lives in it (sun_path holds 107 bytes).
+	PGDIR=$(mktemp -d /tmp/sotp-run.XXXXXX)
+	t0=$(date +%s)
+	if URL=$(sh "$TOP/scripts/pg-test-server.sh" start "$PGDIR" \
+	    2>"$LOGDIR/pg-server.log"); then
+		for n in $pg_todo; do
+			SOTP_TEST_STORE_URL=$URL run "$n@postgresql"
+		done
+	else
+		echo "not ok 1 - the PostgreSQL pass's server starts" \
+		    >>"$LOGDIR/pg-server.log"
+		count "$LOGDIR/pg-server.log" 1 "postgresql server"
+	fi
+	sh "$TOP/scripts/pg-test-server.sh" stop "$PGDIR" >/dev/null 2>&1
+	rm -rf "$PGDIR"
+fi
+
 [ -n "$failed_names" ] && echo "failed:$failed_names (logs in $LOGDIR)"
+echo "total time: $(($(date +%s) - START)) s"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ] && [ "$pass" -gt 0 ]

@@ -38,8 +38,6 @@ mk_sandbox
 SVC=$SB/pam.d
 OUT=$SB/out
 mkdir -p "$SVC"
-STORE=$(sed -n 's/^store *= *sqlite://p' "$CONF")
-case $STORE in /*) ;; *) STORE=$SB/$STORE ;; esac
 KEY=$(sed -n 's/^master_key *= *//p' "$CONF")
 case $KEY in /*) ;; *) KEY=$SB/$KEY ;; esac
 
@@ -464,11 +462,11 @@ mv "$KEY" "$KEY.away"
 pt PAM_AUTHINFO_UNAVAIL "master key missing: authinfo unavailable" \
     ib-mobile c-mob pw-mob
 mv "$KEY.away" "$KEY"
-if [ "$(id -u)" -ne 0 ]; then
-	chmod 000 "$STORE"
+if [ "$STORE_KIND" != sqlite ] || [ "$(id -u)" -ne 0 ]; then
+	store_deny
 	drv PAM_AUTHINFO_UNAVAIL "store unreadable: authinfo unavailable" \
 	    ib-mobile c-mob pw-mob
-	chmod 600 "$STORE"
+	store_allow
 else
 	# Root reads any file: run the stack as nobody on a copy of the
 	# sandbox that nobody owns, with the store made unreadable. The
@@ -506,13 +504,12 @@ else
 	    grep -qx "result: PAM_SUCCESS" "$OUT"
 	rm -rf "$U"
 fi
-rm -f "$STORE" "$STORE-wal" "$STORE-shm"
+store_remove
 pt PAM_AUTHINFO_UNAVAIL "store removed: authinfo unavailable (pamtester)" \
     ib-mobile c-mob pw-mob
 pt_has "store removed: reason logged" "cannot load"
 drv PAM_AUTHINFO_UNAVAIL "store removed: authinfo unavailable" \
     ib-transfer c-trans 123456
-rm -f "$STORE" "$STORE-wal" "$STORE-shm"
-echo "this is not a database" >"$STORE"
+store_garbage
 drv PAM_AUTHINFO_UNAVAIL "store not a database: authinfo unavailable" \
     ib-mobile c-mob pw-mob

@@ -544,11 +544,7 @@ nm=$(grep -c '^ivan Access-Accept$' "$T/race.txt")
 	notok "race: $nm of $((8 * NRACE / 4)) mobile logins accepted"
 
 # ---- the store disappears under the running server ----
-# Relative store paths are taken from the policy file's directory.
-STORE=$(sed -n 's/^store = sqlite://p' "$CONF")
-case "$STORE" in /*) ;; *) STORE="$(dirname "$CONF")/$STORE" ;; esac
-[ -f "$STORE" ] || notok "store file found: $STORE"
-rm -f "$STORE" "$STORE-wal" "$STORE-shm" "$STORE-journal"
+store_remove
 rad s1 "$(req ivan pw-ivan "Called-Station-Id = mobile")"
 rad s2 "$(req judy "$(code judy 30)" "Called-Station-Id = nas" "NAS-Identifier = ib-transfer")"
 r1=$(reply_of s1)

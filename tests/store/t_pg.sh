@@ -5,7 +5,8 @@
 # their cmocka summary is relayed for tests/run.sh to count), then the
 # engine end to end through the CLI with oathtool as the token, a
 # two-process race on one code, PG_RACE_ROUNDS (50) times, and two
-# processes binding at once, PG_BIND_RACE_ROUNDS (20) times.
+# processes binding at once, PG_BIND_RACE_ROUNDS (20) times; health on a
+# healthy, a read-only and a stopped server.
 . "$TOP/tests/lib.sh"
 . "$TOP/tests/cli/lib_cli.sh"
 
@@ -113,12 +114,33 @@ psql_q "UPDATE audit SET detail = 'edited' WHERE seq = 3" >/dev/null
 check_rc 1 "an edited row is found" cli audit verify
 check "  and named" contains "$ERR" "(seq 3) changed"
 
+# -- health on PostgreSQL: a real write round trip, then a read-only
+# database (as a standby would be) --
+check "health: healthy on PostgreSQL" cli health
+check "health: the store check names the server" \
+    grep -q "^store   ok .*host=$PGDIR" "$OUT"
+ADMIN_URL=$(echo "$URL" | sed 's|///sotp?|///postgres?|')
+psql -q "$ADMIN_URL" -c "ALTER DATABASE sotp SET default_transaction_read_only = on"
+cli health
+rc=$?
+check "health: a read-only database fails the write check (exit $rc)" \
+    sh -c '[ "$1" -eq 1 ] && grep -q "^store   ok" "$2" && grep -q "^write   failed .*read-only" "$2"' sh "$rc" "$OUT"
+cli --json health
+check "health --json: write failed, store ok" \
+    sh -c 'grep -q "\"store\":\"ok\"" "$1" && grep -q "\"write\":\"failed\"" "$1"' sh "$OUT"
+psql -q "$ADMIN_URL" -c "ALTER DATABASE sotp RESET default_transaction_read_only"
+check "health: healthy again" cli health
+
 # -- the server goes away: fail closed, name the server, no accept --
 sh "$PGCTL" stop "$PGDIR" >/dev/null 2>&1
 cli verify R1 --otp "$(totp "$(secret)")"
 rc=$?
 check "store down: verify refuses (exit $rc)" test "$rc" -ne 0
 check "store down: the message names the server" contains "$ERR" "$PGDIR"
+cli health
+rc=$?
+check "store down: health fails the store check and skips the write (exit $rc)" \
+    sh -c '[ "$1" -eq 1 ] && grep -q "^store   failed .*$3" "$2" && grep -q "^write   skipped" "$2"' sh "$rc" "$OUT" "$PGDIR"
 
 echo "1..$TAPN"
 # A cmocka failure is already counted from its summary; make it fail too.

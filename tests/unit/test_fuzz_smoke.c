@@ -27,8 +27,8 @@
 #include "sotp_int.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
-#define SEED_MAX 16384
-#define GROW 64 /* most bytes the mutations add */
+#define SEED_MAX 16384 /* the shipped policy is 9 kB */
+#define GROW 64        /* most bytes the mutations add */
 #define DUMP_MAX 65536
 #define POLICY_ROUNDS 300   /* per seed file */
 #define STRING_ROUNDS 10000 /* per seed string */

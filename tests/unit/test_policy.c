@@ -136,6 +136,11 @@ test_policy_shipped_has_bank_contexts(void **state)
 	assert_int_equal(p->card_rows, 5);
 	assert_int_equal(p->card_cols, 10);
 	assert_int_equal(p->card_cells, 2);
+	assert_int_equal(p->connect_timeout, SOTP_CONNECT_TIMEOUT_S);
+	assert_int_equal(p->statement_timeout, SOTP_STATEMENT_TIMEOUT_MS);
+	assert_int_equal(p->lock_timeout, SOTP_LOCK_TIMEOUT_MS);
+	assert_string_equal(p->metrics, "/var/lib/shinkin-otp/metrics");
+	assert_int_equal(p->reveal_unknown, 0);
 	sotp_ctx_free(ctx);
 }
 
@@ -248,6 +253,11 @@ test_policy_minimal_gets_defaults(void **state)
 	assert_int_equal(p->card_rows, 5);
 	assert_int_equal(p->card_cols, 10);
 	assert_int_equal(p->card_cells, 2);
+	assert_int_equal(p->connect_timeout, SOTP_CONNECT_TIMEOUT_S);
+	assert_int_equal(p->statement_timeout, SOTP_STATEMENT_TIMEOUT_MS);
+	assert_int_equal(p->lock_timeout, SOTP_LOCK_TIMEOUT_MS);
+	/* A policy without the key does not count. */
+	assert_string_equal(p->metrics, "");
 	sotp_ctx_free(ctx);
 }
 
@@ -291,6 +301,11 @@ test_policy_full_sets_every_key(void **state)
 	/* The rest keep the language's catalog. */
 	assert_string_equal(sotp_msg_text(p, sotp_msg_find("WRONG_CARD")),
 	    "The confirmation password is not correct.");
+	assert_int_equal(p->connect_timeout, 60);
+	assert_int_equal(p->statement_timeout, 60000);
+	assert_int_equal(p->lock_timeout, 100);
+	assert_string_equal(p->metrics, "/var/lib/shinkin-otp-test/counters");
+	assert_int_equal(p->reveal_unknown, 1);
 
 	assert_int_equal(p->nkinds, 3);
 	assert_string_equal(p->kinds[p->default_kind].name, "mobile");

@@ -67,6 +67,26 @@ pg_exec(const char *sql)
 	PQfinish(conn);
 }
 
+/* Runs sql in another database of the test server (dbname). */
+static void
+pg_exec_in(const char *dbname, const char *sql)
+{
+	const char *const keys[] = {"dbname", "dbname", NULL};
+	const char *vals[] = {pg_url(), dbname, NULL};
+	PGconn *conn;
+	PGresult *res;
+
+	conn = PQconnectdbParams(keys, vals, 1);
+	if (PQstatus(conn) != CONNECTION_OK)
+		fail_msg("pg: %s", PQerrorMessage(conn));
+	res = PQexec(conn, sql);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK &&
+	    PQresultStatus(res) != PGRES_TUPLES_OK)
+		fail_msg("pg: %s: %s", sql, PQresultErrorMessage(res));
+	PQclear(res);
+	PQfinish(conn);
+}
+
 /* An empty schema: every test starts from nothing, as with a new file. */
 static void
 pg_reset(void)
@@ -1519,6 +1539,100 @@ test_store_deleted_while_open(void **state)
 	    SOTP_ERR_STORE_UNAVAILABLE);
 }
 
+/* The health probe commits a write round trip and leaves nothing. */
+static void
+test_store_probe(void **state)
+{
+	struct fixture *fx = *state;
+	uint8_t id[16] = {9, 8, 7, 6, 5};
+	int fresh = 0;
+
+	assert_int_equal(sotp_store_probe(fx->st, id, 1000), SOTP_OK);
+	assert_int_equal(sotp_store_probe(fx->st, id, 1000), SOTP_OK);
+	/* The row is gone: the id is fresh for a challenge state. */
+	assert_int_equal(
+	    sotp_store_state_use(fx->st, id, 2000, 1000, &fresh), SOTP_OK);
+	assert_int_equal(fresh, 1);
+	assert_int_equal(
+	    sotp_store_probe(fx->st, NULL, 1000), SOTP_ERR_INVALID_ARG);
+}
+
+/*
+ * A store removed (with its -wal and -shm) and made again under an open
+ * handle: the handle is lost (it would write to a ghost), and the next
+ * request's reopen reads the new file. (Moving another file over a live
+ * one, leaving the old -wal beside it, is not a way to restore: SQLite
+ * would apply that WAL to the new file.)
+ */
+static void
+test_store_replaced_file_heals(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_store *other = NULL;
+	struct sotp_token_rec t;
+	char err[512];
+
+	add_token(fx->st, "TK1");
+	rm_db(fx->path);
+	assert_int_equal(
+	    sotp_store_open(fx->url, 1, &other, err, sizeof(err)), SOTP_OK);
+	/* As init makes it: the key version TK2's secret names. */
+	assert_int_equal(sotp_store_key_add(other, 0, 0), SOTP_OK);
+	add_token(other, "TK2");
+	sotp_store_close(other);
+	assert_int_equal(sotp_store_token_get(fx->st, "TK1", &t),
+	    SOTP_ERR_STORE_UNAVAILABLE);
+	assert_true(sotp_store_lost(fx->st));
+	assert_int_equal(sotp_store_token_get(fx->st, "TK2", &t),
+	    SOTP_ERR_STORE_UNAVAILABLE);
+	assert_int_equal(sotp_store_heal(fx->st), SOTP_OK);
+	assert_int_equal(sotp_store_token_get(fx->st, "TK2", &t), SOTP_OK);
+	assert_int_equal(
+	    sotp_store_token_get(fx->st, "TK1", &t), SOTP_ERR_NOT_FOUND);
+}
+
+/* A store file nobody may write: open refuses, the probe says why. */
+static void
+test_store_sqlite_read_only_probe(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_store *st = NULL;
+	uint8_t id[16] = {1};
+	char err[512];
+	pid_t pid;
+	int wst;
+
+	sotp_store_close(fx->st);
+	fx->st = NULL;
+	assert_int_equal(chmod(fx->dir, 0755), 0);
+	assert_int_equal(chown(fx->dir, 65534, 65534), 0);
+	assert_int_equal(chown(fx->path, 65534, 65534), 0);
+	assert_int_equal(chmod(fx->path, 0400), 0);
+	if ((pid = fork()) == 0) {
+		/* Root writes through any mode: run as nobody, the owner. */
+		if (geteuid() == 0 &&
+		    (setgid(65534) != 0 || setuid(65534) != 0))
+			_exit(3);
+		if (sotp_store_open(fx->url, 0, &st, err, sizeof(err)) !=
+		        SOTP_ERR_STORE_UNAVAILABLE ||
+		    strstr(err, "read-only") == NULL)
+			_exit(4);
+		if (sotp_store_open_with(fx->url, NULL, SOTP_OPEN_READONLY_OK,
+		        &st, err, sizeof(err)) != SOTP_OK)
+			_exit(5);
+		if (sotp_store_probe(st, id, 100) != SOTP_ERR_STORE_UNAVAILABLE)
+			_exit(6);
+		fprintf(stderr, "# probe: %s\n", sotp_store_errmsg(st));
+		sotp_store_close(st);
+		_exit(0);
+	}
+	assert_true(pid > 0);
+	assert_int_equal(waitpid(pid, &wst, 0), pid);
+	assert_true(WIFEXITED(wst));
+	assert_int_equal(WEXITSTATUS(wst), 0);
+	assert_int_equal(chmod(fx->path, 0600), 0);
+}
+
 static void
 test_store_errmsg_names_operation(void **state)
 {
@@ -1929,6 +2043,237 @@ test_store_pg_connection_lost(void **state)
 	    SOTP_ERR_STORE_UNAVAILABLE);
 	assert_int_equal(won, 0);
 	assert_int_equal(sotp_store_begin(fx->st), SOTP_ERR_STORE_UNAVAILABLE);
+	/* The next request reopens: the same handle serves again. */
+	assert_true(sotp_store_lost(fx->st));
+	assert_int_equal(sotp_store_heal(fx->st), SOTP_OK);
+	assert_false(sotp_store_lost(fx->st));
+	assert_int_equal(sotp_store_token_get(fx->st, "TK1", &t), SOTP_OK);
+	assert_int_equal(
+	    sotp_store_accept_step(fx->st, "TK1", NULL, 9, 0, &won), SOTP_OK);
+	assert_int_equal(won, 1);
+}
+
+/* A value from the PostgreSQL test database, behind the store's back. */
+static void
+pg_value(const char *sql, char *out, size_t outsz)
+{
+	PGconn *conn;
+	PGresult *res;
+
+	out[0] = '\0';
+	conn = PQconnectdb(pg_url());
+	if (PQstatus(conn) != CONNECTION_OK)
+		fail_msg("pg: %s", PQerrorMessage(conn));
+	res = PQexec(conn, sql);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		fail_msg("pg: %s: %s", sql, PQresultErrorMessage(res));
+	if (PQntuples(res) > 0)
+		snprintf(out, outsz, "%s", PQgetvalue(res, 0, 0));
+	PQclear(res);
+	PQfinish(conn);
+}
+
+/*
+ * While the database refuses connections a lost handle stays lost and
+ * says why; once it takes them again, the reopen works (after the short
+ * pause a failed reopen imposes).
+ */
+static void
+test_store_pg_heal_waits_for_server(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_token_rec t;
+	char db[128], sql[256];
+
+	add_token(fx->st, "TK1");
+	pg_value("SELECT current_database()", db, sizeof(db));
+	snprintf(sql, sizeof(sql),
+	    "ALTER DATABASE \"%s\" ALLOW_CONNECTIONS false", db);
+	pg_exec_in("postgres", sql);
+	pg_exec_in("postgres",
+	    "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+	    " WHERE datname <> current_database()"
+	    " AND backend_type = 'client backend'");
+	assert_int_equal(sotp_store_token_get(fx->st, "TK1", &t),
+	    SOTP_ERR_STORE_UNAVAILABLE);
+	assert_int_equal(sotp_store_heal(fx->st), SOTP_ERR_STORE_UNAVAILABLE);
+	assert_non_null(strstr(sotp_store_errmsg(fx->st), "cannot connect"));
+	assert_true(sotp_store_lost(fx->st));
+	/* A second try at once fails without a new connection attempt. */
+	assert_int_equal(sotp_store_heal(fx->st), SOTP_ERR_STORE_UNAVAILABLE);
+	snprintf(sql, sizeof(sql),
+	    "ALTER DATABASE \"%s\" ALLOW_CONNECTIONS true", db);
+	pg_exec_in("postgres", sql);
+	usleep((SOTP_REOPEN_DELAY_MS + 50) * 1000);
+	assert_int_equal(sotp_store_heal(fx->st), SOTP_OK);
+	assert_int_equal(sotp_store_token_get(fx->st, "TK1", &t), SOTP_OK);
+}
+
+/*
+ * With several hosts in the URL the handle connects to one that serves:
+ * the first here is a socket directory with no server.
+ */
+static void
+test_store_pg_multi_host(void **state)
+{
+	struct fixture *fx = *state;
+	PQconninfoOption *opts, *o;
+	const char *host = NULL, *port = NULL, *db = NULL, *user = NULL;
+	struct sotp_store *st = NULL;
+	struct sotp_token_rec t;
+	char url[1400], err[512];
+
+	add_token(fx->st, "TK1");
+	assert_non_null(opts = PQconninfoParse(pg_url(), NULL));
+	for (o = opts; o->keyword != NULL; o++) {
+		if (strcmp(o->keyword, "host") == 0)
+			host = o->val;
+		else if (strcmp(o->keyword, "port") == 0)
+			port = o->val;
+		else if (strcmp(o->keyword, "dbname") == 0)
+			db = o->val;
+		else if (strcmp(o->keyword, "user") == 0)
+			user = o->val;
+	}
+	assert_non_null(host);
+	assert_non_null(port);
+	snprintf(url, sizeof(url),
+	    "postgresql:host=/nonexistent-sotp,%s port=%s,%s dbname=%s user=%s",
+	    host, port, port, db != NULL ? db : "sotp",
+	    user != NULL ? user : "sotp");
+	assert_int_equal(
+	    sotp_store_open(url, 0, &st, err, sizeof(err)), SOTP_OK);
+	assert_int_equal(sotp_store_token_get(st, "TK1", &t), SOTP_OK);
+	if (strstr(sotp_store_where(st), host) == NULL)
+		fail_msg("connected to %s, not %s", sotp_store_where(st), host);
+	PQconninfoFree(opts);
+	sotp_store_close(st);
+}
+
+/* Makes every commit wait for a synchronous standby that never comes. */
+static void
+pg_sync_standby(const char *name)
+{
+	char sql[128];
+
+	snprintf(sql, sizeof(sql),
+	    "ALTER SYSTEM SET synchronous_standby_names = '%s'", name);
+	pg_exec(name[0] != '\0'
+	        ? sql
+	        : "ALTER SYSTEM RESET synchronous_standby_names");
+	pg_exec("SELECT pg_reload_conf()");
+	/* A new session reads the reloaded file. */
+	usleep(200 * 1000);
+}
+
+/*
+ * A COMMIT waiting for a synchronous standby that does not answer is not
+ * bounded by the server's statement_timeout; this side's deadline bounds
+ * it: the commit is refused as unavailable, the connection closed, the
+ * handle lost. (Its backend waits on, committed on the primary alone,
+ * until the standby list is relaxed below.)
+ */
+static void
+test_store_pg_commit_deadline(void **state)
+{
+	struct fixture *fx = *state;
+	const struct sotp_limits lim = {2, 300, 300};
+	struct sotp_store *st = NULL;
+	struct sotp_token_rec t;
+	char err[512];
+	int rc;
+
+	assert_int_equal(
+	    sotp_store_open_with(fx->url, &lim, 0, &st, err, sizeof(err)),
+	    SOTP_OK);
+	pg_sync_standby("nosuch");
+	assert_int_equal(sotp_store_begin(st), SOTP_OK);
+	mk_token(&t, "TK1");
+	assert_int_equal(sotp_store_token_insert(st, &t), SOTP_OK);
+	rc = sotp_store_commit(st);
+	pg_sync_standby("");
+	assert_int_equal(rc, SOTP_ERR_STORE_UNAVAILABLE);
+	assert_non_null(
+	    strstr(sotp_store_errmsg(st), "no answer within 300 ms"));
+	assert_true(sotp_store_lost(st));
+	assert_int_equal(
+	    sotp_store_token_get(st, "TK1", &t), SOTP_ERR_STORE_UNAVAILABLE);
+	sotp_store_close(st);
+}
+
+/*
+ * A COMMIT whose wait for the standby an operator cancels comes back as
+ * a success with a WARNING, committed on the primary alone: refused.
+ * A child cancels the wait once the server shows it.
+ */
+static void
+test_store_pg_commit_warning_refused(void **state)
+{
+	struct fixture *fx = *state;
+	const struct sotp_limits lim = {2, 20000, 2000};
+	struct sotp_store *st = NULL;
+	struct sotp_token_rec t;
+	char err[512], n[16];
+	pid_t pid;
+	int rc, wst, i;
+
+	assert_int_equal(
+	    sotp_store_open_with(fx->url, &lim, 0, &st, err, sizeof(err)),
+	    SOTP_OK);
+	pg_sync_standby("nosuch");
+	if ((pid = fork()) == 0) {
+		for (i = 0; i < 400; i++) {
+			pg_value("SELECT count(pg_cancel_backend(pid))"
+			         " FROM pg_stat_activity"
+			         " WHERE wait_event = 'SyncRep'",
+			    n, sizeof(n));
+			if (strcmp(n, "0") != 0)
+				_exit(0);
+			usleep(25 * 1000);
+		}
+		_exit(1);
+	}
+	assert_true(pid > 0);
+	assert_int_equal(sotp_store_begin(st), SOTP_OK);
+	mk_token(&t, "TK1");
+	assert_int_equal(sotp_store_token_insert(st, &t), SOTP_OK);
+	rc = sotp_store_commit(st);
+	pg_sync_standby("");
+	assert_int_equal(waitpid(pid, &wst, 0), pid);
+	assert_true(WIFEXITED(wst));
+	assert_int_equal(WEXITSTATUS(wst), 0);
+	assert_int_equal(rc, SOTP_ERR_STORE_UNAVAILABLE);
+	assert_non_null(strstr(sotp_store_errmsg(st), "warning"));
+	assert_true(sotp_store_lost(st));
+	sotp_store_close(st);
+}
+
+/* A database that refuses writes: open refuses, the probe says why. */
+static void
+test_store_pg_read_only(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_store *st = NULL;
+	uint8_t id[16] = {1, 2, 3};
+	char db[128], sql[256], err[512];
+
+	pg_value("SELECT current_database()", db, sizeof(db));
+	snprintf(sql, sizeof(sql),
+	    "ALTER DATABASE \"%s\" SET default_transaction_read_only = on", db);
+	pg_exec_in("postgres", sql);
+	assert_int_equal(sotp_store_open(fx->url, 0, &st, err, sizeof(err)),
+	    SOTP_ERR_STORE_UNAVAILABLE);
+	assert_non_null(strstr(err, "read-only"));
+	assert_int_equal(sotp_store_open_with(fx->url, NULL,
+	                     SOTP_OPEN_READONLY_OK, &st, err, sizeof(err)),
+	    SOTP_OK);
+	assert_int_equal(
+	    sotp_store_probe(st, id, 100), SOTP_ERR_STORE_UNAVAILABLE);
+	assert_non_null(strstr(sotp_store_errmsg(st), "read-only"));
+	sotp_store_close(st);
+	snprintf(sql, sizeof(sql),
+	    "ALTER DATABASE \"%s\" RESET default_transaction_read_only", db);
+	pg_exec_in("postgres", sql);
 }
 
 /*
@@ -2200,7 +2545,7 @@ main(void)
 	    T(test_store_pg_malformed_url), T(test_store_url_redact),          \
 	    T(test_store_errmsg_names_operation),                              \
 	    T(test_store_race_accept_step), T(test_store_race_bind),           \
-	    T(test_store_race_state_purge)
+	    T(test_store_race_state_purge), T(test_store_probe)
 	const struct CMUnitTest sqlite_tests[] = {
 	    COMMON_TESTS,
 	    T(test_store_file_mode_0600),
@@ -2212,6 +2557,8 @@ main(void)
 	    T(test_store_open_other_schema_version),
 	    T(test_store_open_foreign_db),
 	    T(test_store_deleted_while_open),
+	    T(test_store_replaced_file_heals),
+	    T(test_store_sqlite_read_only_probe),
 	};
 	const struct CMUnitTest pg_tests[] = {
 	    COMMON_TESTS,
@@ -2219,6 +2566,11 @@ main(void)
 	    T(test_store_pg_other_schema_version),
 	    T(test_store_pg_foreign_db),
 	    T(test_store_pg_connection_lost),
+	    T(test_store_pg_heal_waits_for_server),
+	    T(test_store_pg_multi_host),
+	    T(test_store_pg_commit_deadline),
+	    T(test_store_pg_commit_warning_refused),
+	    T(test_store_pg_read_only),
 	};
 #undef COMMON_TESTS
 #undef T

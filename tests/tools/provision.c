@@ -1,0 +1,219 @@
+/*
+ * provision.c - thousands of contracts with bound tokens for the load
+ * and failover tests, in seconds instead of the hours that `shinkin-otp
+ * contract add` would take (each add hashes a password with yescrypt,
+ * ~30 ms, on purpose).
+ *
+ *   provision CONFIG PREFIX COUNT      > secrets
+ *       makes contracts PREFIX1..PREFIXCOUNT, each bound to its own new
+ *       token (tok-PREFIXi, a random 160-bit secret), and prints one line
+ *       per contract: "CONTRACT SERIAL BASE32SECRET"
+ *   provision codes SECRETS OFFSET TEMPLATE...
+ *       prints, for each line of SECRETS and each TEMPLATE, the template
+ *       with %u replaced by the contract and %c by the code its token
+ *       shows at now + OFFSET seconds (radload's request lines)
+ *
+ * The one shortcut, and the only place the admin path is left: every
+ * contract gets the same password, hashed once (a real yescrypt hash of
+ * "pw-farm"), and the contract row is inserted with it directly. The rest
+ * goes through the library's own calls, as the admin tool makes them:
+ * sotp_token_add seals and stores each secret, sotp_contract_bind checks
+ * a code from the token (computed here for a minute ago, so the codes of
+ * now are still unused) and binds it, and both write their audit rows.
+ * The rows go in batches of BATCH inside one transaction each, so that a
+ * PostgreSQL farm with a synchronous standby pays for one commit per
+ * batch, not three per contract, and the audit chain's head is read and
+ * written once per batch (sotp_audit_batch_begin), as the imports do.
+ * Production code is unchanged by any of this. Codes come from the library's
+ * TOTP (checked against the RFC 6238 vectors in test_otp, and the failover test
+ * compares a few against oathtool).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "sotp_int.h"
+
+#define BATCH 500
+#define SECRET_LEN 20
+
+static int
+fail(const char *what, struct sotp_ctx *ctx, int rc)
+{
+	fprintf(stderr, "provision: %s: %s: %s\n", what, sotp_strerror(rc),
+	    ctx != NULL ? sotp_ctx_errmsg(ctx) : "");
+	return 1;
+}
+
+/* One contract with its token, inside the caller's transaction. */
+static int
+one(struct sotp_ctx *ctx, const char *id, const char *serial,
+    const char *pwhash, time_t now, char *b32, size_t b32sz)
+{
+	struct sotp_token_spec spec;
+	struct sotp_contract_rec c;
+	struct sotp_decision d;
+	uint8_t secret[SECRET_LEN];
+	char code[SOTP_CODE_MAX];
+	int rc;
+
+	if ((rc = sotp_random(secret, sizeof(secret))) != SOTP_OK)
+		return rc;
+	sotp_token_spec_defaults(ctx, &spec);
+	spec.serial = serial;
+	if ((rc = sotp_token_add(
+	         ctx, &spec, secret, sizeof(secret), now, &d)) != SOTP_OK ||
+	    d.verdict != SOTP_ACCEPT)
+		goto out;
+	memset(&c, 0, sizeof(c));
+	sotp_strlcpy(c.id, id, sizeof(c.id));
+	sotp_strlcpy(c.pwhash, pwhash, sizeof(c.pwhash));
+	c.login = SOTP_LOGIN_OTP;
+	c.created = (int64_t)now;
+	if ((rc = sotp_store_contract_insert(ctx->st, &c)) != SOTP_OK)
+		goto out;
+	/* A code of a minute ago binds, and spends no code of now. */
+	if ((rc = sotp_totp(spec.alg, secret, sizeof(secret), now - 60,
+	         spec.period, spec.digits, code)) != SOTP_OK ||
+	    (rc = sotp_contract_bind(ctx, id, serial, code, SOTP_LOGIN_OTP,
+	         now - 60, &d)) != SOTP_OK)
+		goto out;
+	if (d.verdict != SOTP_ACCEPT) {
+		rc = SOTP_ERR_INTERNAL;
+		goto out;
+	}
+	rc = sotp_base32_encode(secret, sizeof(secret), b32, b32sz);
+out:
+	if (rc == SOTP_OK && d.verdict != SOTP_ACCEPT) {
+		sotp_ctx_seterr(ctx, "%s: refused: %s", id,
+		    sotp_reason_name((int)d.reason));
+		rc = SOTP_ERR_INTERNAL;
+	}
+	SOTP_WIPE_ARRAY(secret);
+	SOTP_WIPE_ARRAY(code);
+	return rc;
+}
+
+static int
+make(const char *config, const char *prefix, long count)
+{
+	struct sotp_ctx *ctx = NULL;
+	char pwhash[SOTP_HASH_MAX], id[SOTP_ID_MAX], serial[SOTP_ID_MAX];
+	char b32[64];
+	time_t now = time(NULL);
+	long i;
+	int rc, ret = 1;
+
+	if ((rc = sotp_ctx_new(&ctx)) != SOTP_OK ||
+	    (rc = sotp_ctx_load(ctx, config)) != SOTP_OK)
+		return fail("load", ctx, rc);
+	if ((rc = sotp_passwd_hash("pw-farm", pwhash)) != SOTP_OK) {
+		fail("hash", ctx, rc);
+		goto out;
+	}
+	for (i = 1; i <= count; i++) {
+		if ((i - 1) % BATCH == 0 &&
+		    ((rc = sotp_store_begin(ctx->st)) != SOTP_OK ||
+		        (rc = sotp_audit_batch_begin(ctx)) != SOTP_OK)) {
+			fail("begin", ctx, rc);
+			goto out;
+		}
+		snprintf(id, sizeof(id), "%s%ld", prefix, i);
+		snprintf(serial, sizeof(serial), "tok-%s%ld", prefix, i);
+		if ((rc = one(ctx, id, serial, pwhash, now, b32,
+		         sizeof(b32))) != SOTP_OK) {
+			fail(id, ctx, rc);
+			goto out;
+		}
+		printf("%s %s %s\n", id, serial, b32);
+		if ((i % BATCH == 0 || i == count) &&
+		    ((rc = sotp_audit_batch_end(ctx, SOTP_OK)) != SOTP_OK ||
+		        (rc = sotp_store_commit(ctx->st)) != SOTP_OK)) {
+			fail("commit", ctx, rc);
+			goto out;
+		}
+	}
+	ret = fflush(stdout) == 0 ? 0 : 1;
+out:
+	(void)sotp_audit_batch_end(ctx, SOTP_ERR_INTERNAL);
+	sotp_store_rollback(ctx->st);
+	sotp_ctx_free(ctx);
+	return ret;
+}
+
+/* One template with %u and %c filled in. */
+static void
+fill(const char *tpl, const char *user, const char *code)
+{
+	for (; *tpl != '\0'; tpl++) {
+		if (tpl[0] == '%' && tpl[1] == 'u') {
+			fputs(user, stdout);
+			tpl++;
+		} else if (tpl[0] == '%' && tpl[1] == 'c') {
+			fputs(code, stdout);
+			tpl++;
+		} else {
+			putchar(*tpl);
+		}
+	}
+	putchar('\n');
+}
+
+static int
+codes(const char *file, long offset, char **tpl, int ntpl)
+{
+	FILE *f = fopen(file, "r");
+	char line[512], user[SOTP_ID_MAX], serial[SOTP_ID_MAX], b32[128];
+	char code[SOTP_CODE_MAX];
+	uint8_t key[64];
+	size_t len;
+	time_t at = time(NULL) + offset;
+	int i;
+
+	if (f == NULL) {
+		perror(file);
+		return 1;
+	}
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (sscanf(line, "%64s %64s %127s", user, serial, b32) != 3 ||
+		    sotp_base32_decode(b32, key, sizeof(key), &len, NULL) !=
+		        SOTP_OK ||
+		    sotp_totp(SOTP_ALG_SHA1, key, len, at, 30, 6, code) !=
+		        SOTP_OK) {
+			fprintf(stderr, "provision: bad line: %s", line);
+			fclose(f);
+			return 1;
+		}
+		for (i = 0; i < ntpl; i++)
+			fill(tpl[i], user, code);
+	}
+	SOTP_WIPE_ARRAY(key);
+	fclose(f);
+	return fflush(stdout) == 0 ? 0 : 1;
+}
+
+int
+main(int argc, char **argv)
+{
+	char *end = NULL;
+	long n;
+
+	if (argc >= 5 && strcmp(argv[1], "codes") == 0) {
+		n = strtol(argv[3], &end, 10);
+		if (*end != '\0')
+			goto usage;
+		return codes(argv[2], n, argv + 4, argc - 4);
+	}
+	if (argc == 4) {
+		n = strtol(argv[3], &end, 10);
+		if (*end != '\0' || n < 1 || n > 10000000)
+			goto usage;
+		return make(argv[1], argv[2], n);
+	}
+usage:
+	fprintf(stderr,
+	    "usage: provision CONFIG PREFIX COUNT\n"
+	    "       provision codes SECRETS OFFSET TEMPLATE...\n");
+	return 2;
+}

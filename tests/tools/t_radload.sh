@@ -1,0 +1,137 @@
+#!/bin/sh
+# radload's own checks, against a RADIUS responder written here in Python
+# (an independent implementation of RFC 2865's Response Authenticator and
+# RFC 3579's Message-Authenticator) that answers each request as its
+# User-Name says: a good accept, reject or challenge, a reply with a wrong
+# authenticator, without a Message-Authenticator, with a wrong one, or no
+# reply at all. The failover test counts on radload calling each of these
+# by its name; here a wrong verdict would show.
+. "$TOP/tests/lib.sh"
+RADLOAD=$BUILD/tests/radload
+[ -x "$RADLOAD" ] || { notok "built: $RADLOAD"; exit 1; }
+T=$(mktemp -d "${TMPDIR:-/tmp}/sotp-radload.XXXXXX")
+RPID=""
+trap '[ -n "$RPID" ] && kill "$RPID" 2>/dev/null; rm -rf "$T"' EXIT
+
+cat >"$T/responder.py" <<'EOF'
+import hashlib, hmac, socket, sys
+SECRET = b"radload-test"
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1], flush=True)
+seen = open(sys.argv[1], "w")
+
+def attrs(p):
+    i, out = 20, []
+    while i + 2 <= len(p):
+        t, n = p[i], p[i + 1]
+        out.append((t, p[i + 2:i + n]))
+        i += n
+    return out
+
+def request_ok(p):
+    """The request's Message-Authenticator, over the packet with it zeroed."""
+    ma = [v for t, v in attrs(p) if t == 80]
+    if len(ma) != 1:
+        return False
+    i = p.index(bytes([80, 18]) + ma[0])
+    z = p[:i + 2] + bytes(16) + p[i + 18:]
+    return hmac.compare_digest(hmac.new(SECRET, z, hashlib.md5).digest(), ma[0])
+
+def password(p, ra):
+    c = [v for t, v in attrs(p) if t == 2][0]
+    out, last = b"", ra
+    for k in range(0, len(c), 16):
+        b = hashlib.md5(SECRET + last).digest()
+        out += bytes(x ^ y for x, y in zip(c[k:k + 16], b))
+        last = c[k:k + 16]
+    return out.rstrip(b"\0").decode()
+
+while True:
+    p, peer = s.recvfrom(4096)
+    code, ident, ra = p[0], p[1], p[4:20]
+    user = [v for t, v in attrs(p) if t == 1][0].decode()
+    seen.write("%s %s %s\n" % (user, request_ok(p), password(p, ra)))
+    seen.flush()
+    if user == "silent":
+        continue
+    rcode = {"reject": 3, "challenge": 11}.get(user, 2)
+    body = b""
+    if user == "challenge":
+        body += bytes([24, 6]) + b"\x01\x02\x03\x04"
+    if user != "noma":
+        body = bytes([80, 18]) + bytes(16) + body
+    length = 20 + len(body)
+    hdr = bytes([rcode, ident, length >> 8, length & 255])
+    if user != "noma":
+        mac = hmac.new(SECRET, hdr + ra + body, hashlib.md5).digest()
+        if user == "badma":
+            mac = bytes(16)
+        body = bytes([80, 18]) + mac + body[18:]
+    auth = hashlib.md5(hdr + ra + body + SECRET).digest()
+    if user == "badauth":
+        auth = bytes(16)
+    s.sendto(hdr + auth + body, peer)
+EOF
+python3 "$T/responder.py" "$T/seen" >"$T/port" 2>"$T/responder.err" &
+RPID=$!
+i=0
+while [ ! -s "$T/port" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+PORT=$(cat "$T/port")
+check "the test responder listens" test -n "$PORT"
+
+printf '%s\n' "id=a User-Name=good User-Password=pw%n" \
+    "id=r User-Name=reject User-Password=x" \
+    "id=c User-Name=challenge User-Password=a%20long%20password%20over%2016%20bytes" \
+    "id=ba User-Name=badauth User-Password=x" \
+    "id=nm User-Name=noma User-Password=x" \
+    "id=bm User-Name=badma User-Password=x" \
+    "id=s User-Name=silent User-Password=x" >"$T/req"
+"$RADLOAD" -s "127.0.0.1:$PORT" -S radload-test -t 500 -f "$T/req" \
+    >"$T/out" 2>"$T/err"
+rc=$?
+result() { awk -v id="$1" '$1 == id { print $3 }' "$T/out"; }
+check "a signed accept is an accept" test "$(result a)" = accept
+check "a signed reject is a reject" test "$(result r)" = reject
+check "a signed challenge is a challenge, its State shown" \
+    sh -c '[ "$(awk "\$1 == \"c\" { print \$3, \$7 }" "$1")" = "challenge State=0x01020304" ]' sh "$T/out"
+check "a wrong Response Authenticator is invalid" test "$(result ba)" = invalid
+check "a reply without a Message-Authenticator is invalid" test "$(result nm)" = invalid
+check "a wrong Message-Authenticator is invalid" test "$(result bm)" = invalid
+check "no reply is a timeout" test "$(result s)" = timeout
+check "exit 1 when some were invalid or unanswered (exit $rc)" test "$rc" -eq 1
+check "the summary counts them" \
+    grep -q "7 requests .* 1 accept, 1 reject, 1 challenge, 1 timeout, 3 invalid" "$T/err"
+check "every request carried a valid Message-Authenticator" \
+    test "$(grep -c ' True ' "$T/seen")" -eq 7
+check "User-Password is hidden per RFC 2865 (the responder read it back)" \
+    sh -c 'grep -qx "good True pw0" "$1" && grep -qx "challenge True a long password over 16 bytes" "$1"' sh "$T/seen"
+"$RADLOAD" -s "127.0.0.1:$PORT" -S radload-test -M -t 500 -f "$T/req" \
+    >"$T/out" 2>"$T/err"
+check "-M admits a reply without a Message-Authenticator" test "$(result nm)" = accept
+
+# Repetition, %n, two servers in turn and retries.
+printf '%s\n' "User-Name=silent User-Password=x" >"$T/one"
+: >"$T/seen"
+"$RADLOAD" -s "127.0.0.1:$PORT" -S radload-test -t 200 -r 2 -f "$T/one" \
+    >"$T/out" 2>"$T/err"
+# radload may give up before a busy responder has read its last try: the
+# answer to one more request, read after them (one socket, in order),
+# says every try has been seen.
+printf '%s\n' "User-Name=sync User-Password=x" >"$T/sync"
+"$RADLOAD" -s "127.0.0.1:$PORT" -S radload-test -t 5000 -f "$T/sync" \
+    >/dev/null 2>&1
+n=$(grep -c '^silent ' "$T/seen")
+check "-r 2: three tries before a timeout (saw $n)" test "$n" -eq 3
+printf '%s\n' "User-Name=good User-Password=p%n" >"$T/one"
+: >"$T/seen"
+"$RADLOAD" -s "127.0.0.1:$PORT" -s "127.0.0.1:$PORT" -S radload-test -n 500 \
+    -c 100 -f "$T/one" >"$T/out" 2>"$T/err"
+check "-n 500 -c 100: 500 accepts" test "$(grep -c ' accept ' "$T/out")" -eq 500
+check "%n numbers every request once" \
+    test "$(sort -u "$T/seen" | wc -l)" -eq 500
+check "two servers taken in turn" \
+    test "$(awk '$2 == 0' "$T/out" | wc -l)" -eq 250
+check_rc 2 "a bad request word is a usage error" \
+    sh -c 'echo "Bogus" | "$1" -s "127.0.0.1:$2" -S x -f - >/dev/null 2>&1' sh "$RADLOAD" "$PORT"
+echo "1..$TAPN"
