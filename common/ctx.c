@@ -9,7 +9,10 @@
  * here, once, for every front end: the request that saw the connection
  * go is refused (the store marks its handle lost and fails the rest of
  * that request), and the next request, at its first call into the core
- * (sotp_ctx_ready), reopens it.
+ * (sotp_ctx_ready), reopens it. The keys held stay (a reconnect is no
+ * reason to unwrap again), but the reopened store may be another server
+ * (a promoted standby): the key ring's generation is read again at the
+ * next use of a key, and the keys reloaded if it moved.
  */
 #include "sotp_int.h"
 
@@ -103,6 +106,7 @@ sotp_ctx_ready_nokey(struct sotp_ctx *ctx)
 		return rc;
 	}
 	sotp_log(ctx, LOG_NOTICE, "store reopened after a lost connection");
+	sotp_keys_recheck(ctx);
 	return SOTP_OK;
 }
 

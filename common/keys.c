@@ -96,6 +96,7 @@ struct sotp_keyring {
 	char conf[SOTP_KEK_CONF_MAX]; /* what the policy says (sotp_kek_conf) */
 	int64_t gen;                  /* key_ring.gen held; -1: none yet */
 	uint64_t checked_ms;          /* when gen was read (monotonic) */
+	int recheck;                  /* read gen at the next use (reconnect) */
 	uint32_t current;
 	int64_t switched;
 };
@@ -570,13 +571,14 @@ sync_locked(struct sotp_ctx *ctx, int force)
 	uint64_t now = mono_ms();
 	int rc;
 
-	if (!force && k->gen >= 0 && now >= k->checked_ms &&
+	if (!force && !k->recheck && k->gen >= 0 && now >= k->checked_ms &&
 	    now - k->checked_ms < (uint64_t)k->pol->key_refresh * 1000)
 		return SOTP_OK;
 	if (!force && k->gen >= 0) {
 		rc = sotp_store_key_ring(ctx->st, 0, &ring);
 		if (rc == SOTP_OK && ring.gen == k->gen) {
 			k->checked_ms = now;
+			k->recheck = 0;
 			return SOTP_OK;
 		}
 		if (rc != SOTP_OK && rc != SOTP_ERR_NOT_FOUND) {
@@ -584,8 +586,10 @@ sync_locked(struct sotp_ctx *ctx, int force)
 			return rc;
 		}
 	}
-	if ((rc = reload(ctx)) == SOTP_OK)
+	if ((rc = reload(ctx)) == SOTP_OK) {
 		k->checked_ms = now;
+		k->recheck = 0;
+	}
 	return rc;
 }
 
@@ -600,6 +604,16 @@ sotp_keys_sync(struct sotp_ctx *ctx, int force)
 	rc = sync_locked(ctx, force);
 	pthread_mutex_unlock(&ctx->keys->lock);
 	return rc;
+}
+
+void
+sotp_keys_recheck(struct sotp_ctx *ctx)
+{
+	if (ctx->keys == NULL)
+		return;
+	pthread_mutex_lock(&ctx->keys->lock);
+	ctx->keys->recheck = 1;
+	pthread_mutex_unlock(&ctx->keys->lock);
 }
 
 /*

@@ -890,6 +890,13 @@ int sotp_keyring_unwrap(struct sotp_keyring *k, uint32_t v, int what,
  * policy's refresh interval has passed since it last looked.
  */
 int sotp_keys_sync(struct sotp_ctx *ctx, int force);
+/*
+ * After a reconnect (sotp_ctx_ready): the store may be another server (a
+ * promoted standby), so the next use of a key reads the ring's generation
+ * whatever the refresh interval, and reloads the keys if it moved. The
+ * keys held stay: nothing is unwrapped again unless the store changed.
+ */
+void sotp_keys_recheck(struct sotp_ctx *ctx);
 /* The version new values, States and audit rows are made under. */
 int sotp_keys_current(struct sotp_ctx *ctx, uint32_t *kv);
 /* Seals pt (secret) under the current version, aad bound in (seal.c). */

@@ -2114,6 +2114,70 @@ test_engine_pg_connection_lost_heals(void **state)
 }
 
 /*
+ * A reconnect reads the key ring again: the database a context comes
+ * back to may be another server (a promoted standby), or its ring may
+ * have moved while the connection was down. A context that lives on
+ * (radiusd's) takes the current version up at the first request after
+ * the reopen, not a refresh interval (300 s here) later.
+ */
+static void
+test_engine_pg_reconnect_rereads_keys(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_ctx *a = NULL;
+	struct sotp_attempt *at = NULL;
+	struct sotp_decision d;
+	struct sotp_key_step st;
+	time_t t = T0 + 62000;
+	uint32_t kv = 0;
+	char code[16], *conf = NULL, *at300;
+	size_t n = 0;
+	FILE *fp;
+
+	/* The policy with refresh = 300 in place of the shipped 10. */
+	assert_non_null(fp = fopen(f->conf, "r"));
+	assert_int_equal(getdelim(&conf, &n, '\0', fp) > 0, 1);
+	fclose(fp);
+	assert_non_null(at300 = strstr(conf, "\nrefresh = 10\n"));
+	assert_non_null(fp = fopen(f->conf, "w"));
+	fprintf(fp, "%.*s\nrefresh = 300\n%s", (int)(at300 - conf), conf,
+	    at300 + strlen("\nrefresh = 10\n"));
+	fclose(fp);
+	free(conf);
+	assert_int_equal(sotp_ctx_new(&a), SOTP_OK);
+	assert_int_equal(sotp_ctx_load(a, f->conf), SOTP_OK);
+	assert_int_equal(sotp_keys_current(a, &kv), SOTP_OK);
+	assert_int_equal(kv, 1);
+	/* Another server begins a rotation: version 2 is current... */
+	assert_int_equal(sotp_key_rotate_begin(f->ctx, t, &st), SOTP_OK);
+	assert_int_equal(st.version, 2);
+	/* ...which a, inside its refresh interval, has not looked for. */
+	assert_int_equal(sotp_keys_current(a, &kv), SOTP_OK);
+	assert_int_equal(kv, 1);
+
+	pg_sql("SELECT count(pg_terminate_backend(pid, 5000))"
+	       " FROM pg_stat_activity WHERE datname = current_database()"
+	       " AND pid <> pg_backend_pid()",
+	    NULL, 0);
+	oath(B32_A, t, NULL, code);
+	assert_int_equal(
+	    sotp_attempt_begin(a, "C-OTP", "transaction", t, &at), SOTP_OK);
+	sotp_attempt_set(at, SOTP_F_OTP, code);
+	assert_int_equal(sotp_attempt_step(at, &d), SOTP_ERR_STORE_UNAVAILABLE);
+	sotp_attempt_free(at);
+	/* The next request reopens, and finds version 2. */
+	assert_int_equal(
+	    sotp_attempt_begin(a, "C-OTP", "transaction", t, &at), SOTP_OK);
+	sotp_attempt_set(at, SOTP_F_OTP, code);
+	assert_int_equal(sotp_attempt_step(at, &d), SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_ACCEPT);
+	sotp_attempt_free(at);
+	assert_int_equal(sotp_keys_current(a, &kv), SOTP_OK);
+	assert_int_equal(kv, 2);
+	sotp_ctx_free(a);
+}
+
+/*
  * The lockout race on PostgreSQL: another server has locked the
  * contract's row to lock the contract when this attempt has read it
  * (unlocked) but not yet taken it for its decision. The attempt waits on
@@ -2341,6 +2405,7 @@ main(void)
 	const struct CMUnitTest pg_only[] = {
 	    T(test_engine_pg_lock_rechecked_under_row_lock),
 	    T(test_engine_pg_connection_lost_heals),
+	    T(test_engine_pg_reconnect_rereads_keys),
 	    T(test_engine_pg_bind_locks_contract_first),
 	    T(test_engine_pg_registration_locks_contract_first),
 	    T(test_engine_pg_locked_row_waits_once),
