@@ -1,7 +1,8 @@
 /*
  * health.c - is this server fit to decide? Four checks, each with a real
  * round trip rather than a look at configuration: the policy is read and
- * validated, the master key loaded, the store opened (and its schema
+ * validated, the key-encryption key loaded (a PKCS#11 token logged into)
+ * and the data keys unwrapped under it, the store opened (and its schema
  * checked), and a write committed and undone. The write goes through the
  * same transaction path as a decision's, so on PostgreSQL with a
  * synchronous standby a probe that passes means the standby answered too.
@@ -12,6 +13,7 @@
  */
 #include "sotp_int.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static const char *const check_names[SOTP_HC_COUNT] = {
@@ -27,24 +29,56 @@ result(struct sotp_health *h, enum sotp_health_check i, int rc, uint64_t t0,
 	sotp_strlcpy(h->check[i].detail, detail, sizeof(h->check[i].detail));
 }
 
+/*
+ * The key-encryption key (the master key file, or the key in a PKCS#11
+ * token, logged into), and through the store when it opened every live
+ * data-key version unwrapped under it: what a decision needs.
+ */
 static void
-check_key(struct sotp_ctx *ctx, struct sotp_health *h)
+check_key(struct sotp_ctx *ctx, struct sotp_health *h, struct sotp_store *st)
 {
-	uint8_t key[SOTP_KEY_LEN];
+	struct sotp_keyring *k = NULL;
 	char err[sizeof(h->check[0].detail)];
+	char ok[sizeof(h->check[0].detail)];
 	uint64_t t0 = sotp_monotonic_us();
+	uint32_t kv = 0;
 	int rc;
 
 	err[0] = '\0';
-	rc = sotp_key_load(ctx->pol.master_key, key, err, sizeof(err));
-	SOTP_WIPE_ARRAY(key);
-	result(
-	    h, SOTP_HC_KEY, rc, t0, rc == SOTP_OK ? ctx->pol.master_key : err);
+	if ((rc = sotp_keyring_new(&ctx->pol, &k, err, sizeof(err))) != SOTP_OK)
+		goto out;
+	if (st == NULL) {
+		snprintf(ok, sizeof(ok),
+		    "%s (the data keys not read: no store)",
+		    sotp_keyring_kek(k));
+		goto out;
+	}
+	/* The context borrows both for the one sync, and gives them back. */
+	ctx->keys = k;
+	ctx->st = st;
+	if ((rc = sotp_keys_sync(ctx, 1)) == SOTP_OK)
+		rc = sotp_keys_current(ctx, &kv);
+	ctx->keys = NULL;
+	ctx->st = NULL;
+	if (rc != SOTP_OK)
+		sotp_strlcpy(err,
+		    ctx->err[0] != '\0' ? ctx->err : sotp_strerror(rc),
+		    sizeof(err));
+	else
+		snprintf(ok, sizeof(ok), "%s, data key version %u",
+		    sotp_keyring_kek(k), (unsigned int)kv);
+out:
+	sotp_keyring_free(k);
+	result(h, SOTP_HC_KEY, rc, t0, rc == SOTP_OK ? ok : err);
 }
 
-/* Opens the store (a read-only one too, so the write check can say so). */
+/*
+ * Opens the store (a read-only one too, so the write check can say so);
+ * *out the store, open, when it did.
+ */
 static void
-check_store(struct sotp_ctx *ctx, struct sotp_health *h, time_t now)
+check_store(struct sotp_ctx *ctx, struct sotp_health *h, time_t now,
+    struct sotp_store **out)
 {
 	struct sotp_store *st = NULL;
 	struct sotp_limits lim;
@@ -53,6 +87,7 @@ check_store(struct sotp_ctx *ctx, struct sotp_health *h, time_t now)
 	uint64_t t0 = sotp_monotonic_us();
 	int rc;
 
+	*out = NULL;
 	sotp_ctx_limits(ctx, &lim);
 	rc = sotp_store_open_with(
 	    ctx->pol.store, &lim, SOTP_OPEN_READONLY_OK, &st, err, sizeof(err));
@@ -67,13 +102,14 @@ check_store(struct sotp_ctx *ctx, struct sotp_health *h, time_t now)
 	    rc == SOTP_OK ? "a row inserted, read back, deleted and committed"
 	        : sotp_store_errmsg(st)[0] != '\0' ? sotp_store_errmsg(st)
 	                                           : sotp_strerror(rc));
-	sotp_store_close(st);
+	*out = st;
 }
 
 int
 sotp_health(
     struct sotp_ctx *ctx, const char *path, time_t now, struct sotp_health *h)
 {
+	struct sotp_store *st = NULL;
 	uint64_t t0;
 	int rc, i;
 
@@ -90,9 +126,13 @@ sotp_health(
 	    rc == SOTP_OK ? ctx->pol.path : sotp_ctx_errmsg(ctx));
 	if (rc != SOTP_OK)
 		return SOTP_OK;
-	/* The key and the store do not depend on each other: run both. */
-	check_key(ctx, h);
-	check_store(ctx, h, now);
+	/*
+	 * The store first, so that the key check can unwrap the data keys
+	 * through it; a store that fails leaves the KEK still checked.
+	 */
+	check_store(ctx, h, now, &st);
+	check_key(ctx, h, st);
+	sotp_store_close(st);
 	h->healthy = 1;
 	for (i = 0; i < SOTP_HC_COUNT; i++)
 		if (h->check[i].state != SOTP_HEALTH_OK)

@@ -102,6 +102,12 @@ n2
 check_rc 2 "  even with the file back" \
     cli verify C2 --context transaction --otp "$H2"
 check "  saying why" contains "$ERR" "has no copy wrapped under $FILEKEK"
+check_rc 1 "health under the file policy: unhealthy" cli health
+check "  the key check fails, naming the missing copy" sh -c \
+    'grep "^key     failed" "$1" | grep -qF "has no copy wrapped under $2"' sh "$OUT" "$FILEKEK"
+check "health under the HSM policy" cli --config "$HSM" health
+check "  names the HSM's key and the current version" \
+    grep -q "^key     ok .*pkcs11:$HSM_LABEL/kek-2026, data key version 1" "$OUT"
 mv "$KEYFILE" "$SB/master.key.saved"
 check "key check: every secret and card unseals through the HSM" cli --config "$HSM" key check
 check "  (2 secrets, 1 card)" contains "$OUT" "2 token secrets and 1 card grids unseal; 0 do not"
@@ -214,6 +220,15 @@ refusal() { # NAME POLICY MESSAGE
 		notok "$_n: the tool refuses, naming it (exit $_rc)"
 		sed 's/^/#   /' "$ERR"
 		echo "#   want: $_m"
+	fi
+	"$CLI" --config "$_p" health >"$OUT" 2>"$ERR"
+	_rc=$?
+	if [ $_rc -eq 1 ] && grep -q "^key     failed" "$OUT" &&
+	    grep -qF -- "$_m" "$OUT" && tail -n 1 "$OUT" | grep -qx "unhealthy: key"; then
+		ok "$_n: health fails the key check alone, naming it"
+	else
+		notok "$_n: health fails the key check alone, naming it (exit $_rc)"
+		sed 's/^/#   /' "$OUT" "$ERR"
 	fi
 	echo "auth required $MOD config=$_p context=transaction" >"$SB/pam.d/bad"
 n2
