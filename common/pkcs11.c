@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <p11-kit/pkcs11.h>
 
@@ -44,6 +45,8 @@ struct sotp_p11 {
 	int have_sess;
 	CK_OBJECT_HANDLE key;
 	CK_SLOT_ID slot;
+	int owns_init; /* C_Initialize was this handle's (not the host's) */
+	int transient; /* the last failure may pass: see sotp_p11_open */
 	/* "token 'T' (slot N), key 'K'": what every message names. */
 	char where[256];
 };
@@ -140,6 +143,7 @@ load_module(struct sotp_p11 *h, const char *module, char *err, size_t errsz)
 	memset(&args, 0, sizeof(args));
 	args.flags = CKF_OS_LOCKING_OK; /* radiusd's threads share it */
 	rv = h->f->C_Initialize(&args);
+	h->owns_init = rv == CKR_OK;
 	if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
 		seterr(err, errsz,
 		    "pkcs11: module %s: C_Initialize: %s (is the token's storage readable by this user?)",
@@ -192,6 +196,8 @@ find_token(
 		}
 	}
 	if (!found) {
+		/* It may be unreadable for a moment (sotp_p11_open). */
+		h->transient = h->owns_init;
 		if (p->p11_has_slot)
 			seterr(err, errsz,
 			    "pkcs11: no token labelled '%s' in slot %lu of module %s (tokens present: %s)",
@@ -239,10 +245,12 @@ login(struct sotp_p11 *h, const struct sotp_policy *p, char *err, size_t errsz)
 		seterr(err, errsz,
 		    "pkcs11: %s: login refused: wrong PIN (CKR_PIN_INCORRECT; the PIN is read from %s)",
 		    h->where, p->p11_pin_file);
-	else if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN)
+	else if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
 		seterr(err, errsz, "pkcs11: %s: login refused: %s", h->where,
 		    rv_name(rv));
-	else
+		h->transient = rv == CKR_GENERAL_ERROR ||
+		    rv == CKR_FUNCTION_FAILED || rv == CKR_DEVICE_ERROR;
+	} else
 		rc = SOTP_OK;
 out:
 	SOTP_WIPE_ARRAY(pin);
@@ -315,25 +323,75 @@ find_key(
 	return SOTP_OK;
 }
 
+/* One try: module, token, login, key. */
+static int
+open_once(
+    struct sotp_p11 *h, const struct sotp_policy *p, char *err, size_t errsz)
+{
+	int rc;
+
+	h->transient = 0;
+	if ((rc = load_module(h, p->p11_module, err, errsz)) != SOTP_OK ||
+	    (rc = find_token(h, p, err, errsz)) != SOTP_OK)
+		return rc;
+	snprintf(h->where, sizeof(h->where), "token '%s' (slot %lu), key '%s'",
+	    p->p11_token, (unsigned long)h->slot, p->p11_key);
+	if ((rc = login(h, p, err, errsz)) != SOTP_OK ||
+	    (rc = find_key(h, p, err, errsz)) != SOTP_OK)
+		return rc;
+	return SOTP_OK;
+}
+
+/* Undoes a failed try: the session, and the module's initialisation if
+ * it was this handle's, so that the next try reads the token afresh. */
+static void
+undo_try(struct sotp_p11 *h)
+{
+	if (h->have_sess)
+		(void)h->f->C_CloseSession(h->sess);
+	h->have_sess = 0;
+	if (h->owns_init)
+		(void)h->f->C_Finalize(NULL);
+	h->owns_init = 0;
+	if (h->dl != NULL)
+		dlclose(h->dl);
+	h->dl = NULL;
+	h->f = NULL;
+}
+
+/*
+ * A failure that may pass is tried again, P11_TRIES times in all, a
+ * P11_RETRY_MS apart: a login the token answers with CKR_GENERAL_ERROR,
+ * CKR_FUNCTION_FAILED or CKR_DEVICE_ERROR (a network HSM's hiccup; a file
+ * token that another process is rewriting, as SoftHSM2 rewrites its token
+ * file at every login), or a token missing from a module this handle
+ * initialised (it may have been read mid-write). A wrong PIN, a missing
+ * key or a module that does not load is refused at once, and every
+ * refusal still names what failed; nothing ever falls back to a file.
+ */
+#define P11_TRIES 3
+#define P11_RETRY_MS 50
+
 int
 sotp_p11_open(
     const struct sotp_policy *p, struct sotp_p11 **out, char *err, size_t errsz)
 {
 	struct sotp_p11 *h = NULL;
-	int rc;
+	struct timespec ts = {0, P11_RETRY_MS * 1000000L};
+	int rc, i;
 
 	*out = NULL;
 	err[0] = '\0';
 	if ((h = calloc(1, sizeof(*h))) == NULL)
 		return SOTP_ERR_NOMEM;
-	if ((rc = load_module(h, p->p11_module, err, errsz)) != SOTP_OK ||
-	    (rc = find_token(h, p, err, errsz)) != SOTP_OK)
-		goto out;
-	snprintf(h->where, sizeof(h->where), "token '%s' (slot %lu), key '%s'",
-	    p->p11_token, (unsigned long)h->slot, p->p11_key);
-	if ((rc = login(h, p, err, errsz)) != SOTP_OK ||
-	    (rc = find_key(h, p, err, errsz)) != SOTP_OK)
-		goto out;
+	for (i = 0;; i++) {
+		if ((rc = open_once(h, p, err, errsz)) == SOTP_OK)
+			break;
+		if (!h->transient || i + 1 >= P11_TRIES)
+			goto out;
+		undo_try(h);
+		(void)nanosleep(&ts, NULL);
+	}
 	*out = h;
 	h = NULL;
 	rc = SOTP_OK;
