@@ -209,7 +209,14 @@ key_rotate(struct cli *c, int argc, char **argv)
 	    {NULL, NULL, NULL},
 	};
 	struct sotp_key_step st;
-	long long batch = 500, pause = 0, max = 0, n = 0;
+	/*
+	 * Between batches the rotation lets go of the store for longer than
+	 * a request waiting on an SQLite store's write lock sleeps between
+	 * its tries (SQLite's busy handler: at most 100 ms), so a PAM or
+	 * RADIUS decision always gets its turn: back-to-back batches could
+	 * hold it off past the policy's lock_timeout.
+	 */
+	long long batch = 500, pause = 150, max = 0, n = 0;
 	int waiting = 0;
 	size_t npos;
 	time_t now;

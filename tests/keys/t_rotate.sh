@@ -166,7 +166,7 @@ load_end() {
 # -- a rotation during the load --
 load_start "$SB/stop1"
 sleep 1
-check "key rotate during the load" sh -c '"$1" key rotate --batch 25 --pause 50 >"$2" 2>&1' sh "$CLI" "$SB/rot1"
+check "key rotate during the load" sh -c '"$1" key rotate --batch 25 >"$2" 2>&1' sh "$CLI" "$SB/rot1"
 load_end "$SB/stop1" "rotation to version 2"
 check "  began at version 2" grep -q "version 2 is current (was 1)" "$SB/rot1"
 check "  re-sealed in batches" test "$(grep -c "re-sealed" "$SB/rot1")" -ge 20
