@@ -21,3 +21,20 @@ done
 for want in shinkin-otp.1 shinkin-otp.conf.5 pam_shinkin_otp.8 rlm_shinkin_otp.5; do
 	check "man page $want exists" test -f "$TOP/man/$want"
 done
+# Every command of the tool's --help has its entry in shinkin-otp(1)
+# (".It Cm WORD", or for key, ".It Cm key SUB"), and every option of the
+# policy's [key] and [store] sections (policy.c's table) its entry in
+# shinkin-otp.conf(5).
+help=$("$BUILD/shinkin-otp" --help 2>&1)
+for k in $(echo "$help" | grep -o '\bkey [a-z-]*' | sed 's/^key //' | sort -u); do
+	check "shinkin-otp.1 documents key $k" \
+	    grep -q "^\.It Cm key $k\b" "$TOP/man/shinkin-otp.1"
+done
+for c in $(echo "$help" | sed -n 's/^  \([a-z][a-z-]*\).*/\1/p' | sort -u); do
+	check "shinkin-otp.1 documents $c" \
+	    grep -q "^\.It Cm $c\b" "$TOP/man/shinkin-otp.1"
+done
+for o in $(sed -n 's/.*SEC_\(KEY\|STORE\), "\([a-z0-9_]*\)".*/\2/p' "$TOP/common/policy.c"); do
+	check "shinkin-otp.conf.5 documents $o" \
+	    grep -q "^\.It Cm $o\b" "$TOP/man/shinkin-otp.conf.5"
+done
