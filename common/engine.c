@@ -646,7 +646,9 @@ bind_locked(struct sotp_ctx *ctx, const char *contract, const char *serial,
 	rc = sotp_store_token_lock(st, serial);
 	if (rc != SOTP_OK && rc != SOTP_ERR_NOT_FOUND)
 		goto fail;
+	/* No such token is a refusal (UNKNOWN_SERIAL), not an error. */
 	have_token = rc == SOTP_OK;
+	rc = SOTP_OK;
 	if (have_token &&
 	    (rc = sotp_store_token_get(st, serial, &t)) != SOTP_OK)
 		goto fail;
