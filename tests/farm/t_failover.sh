@@ -225,6 +225,16 @@ figure "races run: $races, double accepts: $double, races without an accept: $no
 check "$RACES races of one code through both radiusd, every one run" test "$races" -eq "$RACES"
 check "0 double accepts in $races races" test "$double" -eq 0
 check "exactly one accept per race ($none without)" test "$none" -eq 0 -a "$racc" -eq "$RACES"
+if [ "$none" -gt 0 ]; then
+	# What the store said to the races that got no accept.
+	awk '{ a[$1] += ($3 == "accept") } END { for (k in a) if (a[k] == 0) print k }' \
+	    "$T/race.out" | head -n 5 | while read -r u; do
+		sql "$P" "SELECT contract, verdict, reason, detail FROM audit
+		    WHERE contract = '$u' ORDER BY id" | sed 's/^/#   /'
+		grep -h "\[$u\]\|contract=$u " "$T"/ra/log/*.log \
+		    "$T"/rb/log/*.log | head -n 6 | sed 's/^/#   /'
+	done
+fi
 check "every reply verified (authenticator, Message-Authenticator): $rinv invalid, $rto unanswered" \
     test "$rinv" -eq 0 -a "$rto" -eq 0
 # The codes' steps run from the first chunk's to the last one's.
