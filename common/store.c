@@ -531,6 +531,7 @@ sotp_db_begin(struct sotp_store *st)
 		rc = sotp_db_run(st, SOTP_Q_SAVEPOINT, NULL, 0, NULL);
 	} else {
 		st->depth = 0;
+		st->chain = 0;
 		rc = sotp_db_run(st, SOTP_Q_BEGIN, NULL, 0, NULL);
 	}
 	if (rc == SOTP_OK)
@@ -719,18 +720,24 @@ sotp_store_schema(struct sotp_store *st, int create)
 	}
 	if ((rc = query_int(st, SOTP_Q_SCHEMA_VERSION, &o)) != SOTP_OK)
 		goto out;
-	/* init takes a version 1 store to this one, in the same lock. */
+	/* init takes an older store to this version, in the same lock. */
 	if (create && o.rows == 1 && o.v == 1 &&
 	    ((rc = st->drv->script(st, st->drv->sql[SOTP_Q_SCHEMA_UPGRADE])) !=
 	            SOTP_OK ||
+	        (rc = query_int(st, SOTP_Q_SCHEMA_VERSION, &o)) != SOTP_OK))
+		goto out;
+	if (create && o.rows == 1 && o.v == 2 &&
+	    ((rc = st->drv->script(
+	          st, st->drv->sql[SOTP_Q_SCHEMA_UPGRADE_CHAINS])) != SOTP_OK ||
 	        (rc = query_int(st, SOTP_Q_SCHEMA_VERSION, &o)) != SOTP_OK))
 		goto out;
 	if (o.rows != 1 || o.v != SOTP_SCHEMA_VERSION) {
 		rc = sotp_store_dberr(st, SOTP_ERR_STORE_UNAVAILABLE,
 		    "schema version %lld (%d rows), this build needs version %d%s",
 		    (long long)o.v, o.rows, SOTP_SCHEMA_VERSION,
-		    o.rows == 1 && o.v == 1 ? " (run \"shinkin-otp init\")"
-		                            : "");
+		    o.rows == 1 && o.v >= 1 && o.v < SOTP_SCHEMA_VERSION
+		        ? " (run \"shinkin-otp init\")"
+		        : "");
 		goto out;
 	}
 	rc = SOTP_OK;

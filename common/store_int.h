@@ -50,8 +50,11 @@
 /*
  * Version 2 adds the audit chain (audit.seq, .mac, .keyed and the
  * audit_head row); SOTP_Q_SCHEMA_UPGRADE takes a version 1 store there.
+ * Version 3 makes it SOTP_AUDIT_CHAINS chains (audit.chain, a head row
+ * each); SOTP_Q_SCHEMA_UPGRADE_CHAINS takes a version 2 store there, and
+ * a new store is made as a version 2 one taken there.
  */
-#define SOTP_SCHEMA_VERSION 2
+#define SOTP_SCHEMA_VERSION 3
 /* Length of a challenge state id (sotp_store_state_use). */
 #define SOTP_STORE_STATE_ID_LEN 16
 /*
@@ -82,7 +85,8 @@ enum sotp_stmt {
 	SOTP_Q_SCHEMA_TABLES,
 	SOTP_Q_SCHEMA_CREATE, /* a script: several statements, no parameters */
 	SOTP_Q_SCHEMA_VERSION,
-	SOTP_Q_SCHEMA_UPGRADE, /* a script: version 1 to 2 (init) */
+	SOTP_Q_SCHEMA_UPGRADE,        /* a script: version 1 to 2 (init) */
+	SOTP_Q_SCHEMA_UPGRADE_CHAINS, /* a script: version 2 to 3 (init) */
 	/* The operations. */
 	SOTP_Q_TOKEN_GET,
 	SOTP_Q_TOKEN_LOCK,
@@ -130,6 +134,7 @@ enum sotp_stmt {
 	SOTP_Q_AUDIT_PRUNE_POINT,
 	SOTP_Q_AUDIT_MAC_AT,
 	SOTP_Q_AUDIT_PRUNE,
+	SOTP_Q_AUDIT_STRAY,
 	SOTP_Q_COUNT
 };
 
@@ -154,7 +159,7 @@ enum sotp_stmt {
 	" detail, seq, mac, keyed FROM audit"
 #define SOTP_SQL_AUDIT_HEAD_SELECT                                             \
 	"SELECT seq, mac, tag, pending, base_seq, base_mac, base_tag"          \
-	" FROM audit_head WHERE k = 1"
+	" FROM audit_head"
 
 /* A statement parameter; a NULL text or an empty blob is SQL NULL. */
 enum sotp_ptype { SOTP_P_TEXT, SOTP_P_INT, SOTP_P_BLOB };
@@ -210,6 +215,14 @@ struct sotp_store_driver {
 	 */
 	int stmt_undo;
 	/*
+	 * How many audit chains appends spread over (audit.c): 1 where one
+	 * writer at a time holds the whole database (SQLite), so that more
+	 * would gain nothing; SOTP_AUDIT_CHAINS where writers run side by
+	 * side (PostgreSQL), so that appends for different contracts do not
+	 * wait for one another's commits.
+	 */
+	int chains;
+	/*
 	 * Connects to target (the URL without its "scheme:"), keeping the
 	 * connection in st->conn and naming it in st->where; flags are
 	 * SOTP_OPEN_*: with SOTP_OPEN_CREATE makes the file or schema. Runs
@@ -250,7 +263,8 @@ struct sotp_store {
 	void *conn;     /* the driver's connection, NULL until opened */
 	const char *op; /* the operation under way, for messages */
 	int depth;      /* open transaction levels (savepoints inside) */
-	int busy;       /* a statement is between exec and done */
+	int chain; /* the audit chain this transaction appends to; 0: none */
+	int busy;  /* a statement is between exec and done */
 	struct sotp_limits lim;
 	char *target; /* what drv->open was given, for a reopen (secret) */
 	int lost;     /* unusable until healed (sotp_store_heal) */
