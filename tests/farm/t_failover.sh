@@ -194,10 +194,9 @@ counts() {
 
 # ---- the race: each code through both radiusd at once ----
 # In chunks of RACE_CHUNK races, each with codes made just before it is
-# sent: the audit chain puts every decision of the farm in one line (the
-# chain's head row is taken FOR UPDATE until the commit, which waits for
-# the standby), so the whole race outlasts a code's window (about 60 s)
-# on a slow machine, and its late codes would read as wrong ones.
+# sent: every commit waits for the standby, so on a slow machine the
+# whole race can outlast a code's window (about 60 s), and its late codes
+# would read as wrong ones.
 RACE_CHUNK=${FARM_RACE_CHUNK:-1000}
 STEP=$(($(date +%s) / 30))
 : >"$T/race.req"
