@@ -597,7 +597,7 @@ int
 sotp_audit_verify(struct sotp_ctx *ctx, struct sotp_audit_check *out)
 {
 	struct sotp_audit_check one;
-	char what[sizeof(out->what)];
+	size_t n;
 	int64_t id, seq;
 	int rc, chain, last = 0;
 
@@ -615,13 +615,12 @@ sotp_audit_verify(struct sotp_ctx *ctx, struct sotp_audit_check *out)
 			out->bad_seq = one.bad_seq;
 			out->bad_chain = chain;
 			out->base_seq = one.base_seq;
-			memcpy(what, one.what, sizeof(what));
-			if (chain == 1)
-				memcpy(out->what, what, sizeof(out->what));
-			else
-				snprintf(out->what, sizeof(out->what),
-				    "chain %d: %.*s", chain,
-				    (int)sizeof(out->what) - 16, what);
+			n = 0;
+			if (chain > 1)
+				n = (size_t)snprintf(out->what,
+				    sizeof(out->what), "chain %d: ", chain);
+			sotp_strlcpy(out->what + n, one.what,
+			    sizeof(out->what) - n);
 			break;
 		}
 		if (one.rows == 0 && one.base_seq == 0)
