@@ -619,8 +619,8 @@ sotp_audit_verify(struct sotp_ctx *ctx, struct sotp_audit_check *out)
 			if (chain > 1)
 				n = (size_t)snprintf(out->what,
 				    sizeof(out->what), "chain %d: ", chain);
-			sotp_strlcpy(out->what + n, one.what,
-			    sizeof(out->what) - n);
+			sotp_strlcpy(
+			    out->what + n, one.what, sizeof(out->what) - n);
 			break;
 		}
 		if (one.rows == 0 && one.base_seq == 0)
