@@ -25,13 +25,22 @@
  * (a copy, or one made without the key) repeats a seq or fails its MAC.
  * sotp_audit_verify walks the chain and names the first row that breaks.
  *
- * Order. An append reads the head under its row lock and extends it in
- * the same transaction as the row, so appends from every process and
- * every server of a farm form one line: the decision's own transaction
- * (engine.c) holds the head from its audit row to its commit, and the
- * next append waits for that. On SQLite the write lock already orders
- * them. The cost on the hot path: two statements and two HMACs more per
- * decision, and on PostgreSQL, appends that follow each other's commits.
+ * Order. An append reads its chain's head under its row lock and extends
+ * it in the same transaction as the row, so appends from every process
+ * and every server of a farm form one line per chain: the decision's own
+ * transaction (engine.c) holds the head from its audit row to its commit,
+ * and the next append to that chain waits for that. On SQLite the write
+ * lock already orders every write, and there is one chain. On PostgreSQL
+ * a single chain would put every decision of the farm in one line behind
+ * the commit before it (a synchronous standby's round trip each), so the
+ * rows spread over SOTP_AUDIT_CHAINS chains by contract
+ * (sotp_store_audit_chain_pick): a contract's rows stay in one chain, in
+ * the order its row lock already gives them, and decisions for other
+ * contracts mostly take other heads. A transaction appends to one chain
+ * only. Each chain is verified, pruned and tagged on its own; its head
+ * rows are fixed (1..SOTP_AUDIT_CHAINS), so a chain removed whole shows
+ * as a head ahead of its rows. The cost on the hot path: two statements
+ * and two HMACs more per decision.
  *
  * Without the key (a help desk operator, sotp_ctx_load_nokey) a row
  * cannot be chained: it is written waiting (seq NULL, keyed 0) and the
@@ -203,7 +212,8 @@ link_pending(struct sotp_ctx *ctx, struct sotp_audit_head *h, uint32_t kv)
 		p.ctx = ctx;
 		p.h = h;
 		p.kv = kv;
-		rc = sotp_store_audit_pending(ctx->st, pending_row, &p);
+		rc = sotp_store_audit_pending(
+		    ctx->st, h->chain, pending_row, &p);
 		if (rc == SOTP_ERR_NOT_FOUND) {
 			/* The count ran ahead of the rows (some went). */
 			h->pending = 0;
@@ -230,16 +240,16 @@ extend(struct sotp_ctx *ctx, struct sotp_audit_head *h,
 	int rc;
 
 	if (!ctx->have_key) {
-		if ((rc = sotp_store_audit_append(ctx->st, r, 0, NULL, 0)) ==
-		    SOTP_OK)
+		if ((rc = sotp_store_audit_append(
+		         ctx->st, r, h->chain, 0, NULL, 0)) == SOTP_OK)
 			h->pending++;
 		return rc;
 	}
 	if ((rc = sotp_keys_current(ctx, &kv)) != SOTP_OK ||
 	    (rc = link_pending(ctx, h, kv)) != SOTP_OK ||
 	    (rc = row_mac(ctx, h->mac, h->seq + 1, 1, kv, r, mac)) != SOTP_OK ||
-	    (rc = sotp_store_audit_append(ctx->st, r, h->seq + 1, mac, kv)) !=
-	        SOTP_OK)
+	    (rc = sotp_store_audit_append(
+	         ctx->st, r, h->chain, h->seq + 1, mac, kv)) != SOTP_OK)
 		return rc;
 	h->seq++;
 	memcpy(h->mac, mac, sizeof(h->mac));
@@ -259,7 +269,9 @@ append(struct sotp_ctx *ctx, const struct sotp_audit_rec *r)
 		return extend(ctx, ctx->audit_batch, r);
 	if ((rc = sotp_store_begin(ctx->st)) != SOTP_OK)
 		return rc;
-	if ((rc = sotp_store_audit_head(ctx->st, 1, &h)) == SOTP_OK &&
+	if ((rc = sotp_store_audit_head(ctx->st,
+	         sotp_store_audit_chain_pick(ctx->st, r->contract), 1, &h)) ==
+	        SOTP_OK &&
 	    (rc = extend(ctx, &h, r)) == SOTP_OK)
 		rc = sotp_store_audit_head_set(ctx->st, &h);
 	if (rc != SOTP_OK) {
@@ -281,7 +293,8 @@ sotp_audit_batch_begin(struct sotp_ctx *ctx)
 		return SOTP_ERR_STORE_UNAVAILABLE;
 	if ((h = calloc(1, sizeof(*h))) == NULL)
 		return SOTP_ERR_NOMEM;
-	if ((rc = sotp_store_audit_head(ctx->st, 1, h)) != SOTP_OK) {
+	if ((rc = sotp_store_audit_head(ctx->st,
+	         sotp_store_audit_chain_pick(ctx->st, ""), 1, h)) != SOTP_OK) {
 		free(h);
 		return rc;
 	}
@@ -396,7 +409,8 @@ sotp_audit_list(struct sotp_ctx *ctx, const char *contract, int64_t since,
 
 struct walk {
 	struct sotp_ctx *ctx;
-	struct sotp_audit_check *out;
+	struct sotp_audit_check *out; /* this chain's */
+	int chain;
 	uint8_t prev[SOTP_AUDIT_MAC_LEN];
 	int64_t last; /* the last seq that verified */
 	/* The first row that did not: 1 a gap before it, 2 its MAC. */
@@ -542,10 +556,11 @@ walk_to_head(struct walk *w, struct sotp_audit_head *h)
 
 	for (tries = 0;; tries++) {
 		from = w->last;
-		if ((rc = sotp_store_audit_walk(
-		         w->ctx->st, w->last, walk_row, w)) != SOTP_OK ||
+		if ((rc = sotp_store_audit_walk(w->ctx->st, w->chain, w->last,
+		         walk_row, w)) != SOTP_OK ||
 		    (rc = w->rc) != SOTP_OK ||
-		    (rc = sotp_store_audit_head(w->ctx->st, 0, h)) != SOTP_OK)
+		    (rc = sotp_store_audit_head(w->ctx->st, w->chain, 0, h)) !=
+		        SOTP_OK)
 			return rc;
 		if (w->bad) {
 			classify(w, h);
@@ -600,13 +615,24 @@ wanted_kv(void *arg, int what, uint32_t kv, int64_t n)
 }
 
 /*
- * Fetches the audit keys of every version the chain names before the
- * walk (which cannot reach the store from inside): those of retired
- * versions are wrapped in the store. One the store does not hold is no
- * error: rows naming it do not verify.
+ * Fetches the audit key of version kv before a walk (which cannot reach
+ * the store from inside): a retired version's is wrapped in the store.
+ * One the store does not hold is no error: rows naming it do not verify.
  */
 static int
-load_audit_keys(struct sotp_ctx *ctx, const struct sotp_audit_head *h)
+load_audit_key(struct sotp_ctx *ctx, uint32_t kv)
+{
+	int rc = sotp_keys_audit_load(ctx, kv);
+
+	if (rc != SOTP_OK && rc != SOTP_ERR_KEY)
+		return rc;
+	ctx->err[0] = '\0';
+	return SOTP_OK;
+}
+
+/* Those of every version the rows name. */
+static int
+load_audit_keys(struct sotp_ctx *ctx)
 {
 	uint32_t kvs[64] = {0};
 	size_t i;
@@ -614,46 +640,111 @@ load_audit_keys(struct sotp_ctx *ctx, const struct sotp_audit_head *h)
 
 	if ((rc = sotp_store_key_counts(ctx->st, wanted_kv, kvs)) != SOTP_OK)
 		return rc;
-	kvs[++kvs[0]] = h->kv;
-	kvs[++kvs[0]] = h->base_kv;
-	for (i = 1; i <= kvs[0]; i++) {
-		rc = sotp_keys_audit_load(ctx, kvs[i]);
-		if (rc != SOTP_OK && rc != SOTP_ERR_KEY)
+	for (i = 1; i <= kvs[0]; i++)
+		if ((rc = load_audit_key(ctx, kvs[i])) != SOTP_OK)
 			return rc;
-	}
-	ctx->err[0] = '\0';
 	return SOTP_OK;
 }
 
-int
-sotp_audit_verify(struct sotp_ctx *ctx, struct sotp_audit_check *out)
+/* One chain, from its base to its head, into out (zeroed first). */
+static int
+verify_chain(struct sotp_ctx *ctx, int chain, struct sotp_audit_check *out)
 {
 	struct sotp_audit_head h;
 	struct walk w;
 	int rc;
 
-	if (ctx == NULL || out == NULL)
-		return SOTP_ERR_INVALID_ARG;
 	memset(out, 0, sizeof(*out));
 	memset(&w, 0, sizeof(w));
 	w.ctx = ctx;
 	w.out = out;
+	w.chain = chain;
+	if ((rc = sotp_store_audit_head(ctx->st, chain, 0, &h)) != SOTP_OK ||
+	    (rc = load_audit_key(ctx, h.kv)) != SOTP_OK ||
+	    (rc = load_audit_key(ctx, h.base_kv)) != SOTP_OK ||
+	    (rc = check_base(&w, &h)) != SOTP_OK)
+		return rc;
+	out->base_seq = h.base_seq;
+	if (out->problem == SOTP_AUDIT_OK)
+		rc = walk_to_head(&w, &h);
+	return rc;
+}
+
+/*
+ * Every chain (the fixed head rows), the first break named with its
+ * chain. With one chain holding rows (always on SQLite) the figures are
+ * that chain's; with more, the rows add up.
+ */
+int
+sotp_audit_verify(struct sotp_ctx *ctx, struct sotp_audit_check *out)
+{
+	struct sotp_audit_check one;
+	size_t n;
+	int64_t id, seq;
+	int rc, chain, last = 0;
+
+	if (ctx == NULL || out == NULL)
+		return SOTP_ERR_INVALID_ARG;
+	memset(out, 0, sizeof(*out));
 	if ((rc = sotp_ctx_ready(ctx)) != SOTP_OK)
 		return rc;
-	if ((rc = sotp_store_audit_head(ctx->st, 0, &h)) != SOTP_OK ||
-	    (rc = load_audit_keys(ctx, &h)) != SOTP_OK ||
-	    (rc = check_base(&w, &h)) != SOTP_OK)
+	if ((rc = load_audit_keys(ctx)) != SOTP_OK)
 		goto out;
-	out->base_seq = h.base_seq;
-	if (out->problem == SOTP_AUDIT_OK &&
-	    (rc = walk_to_head(&w, &h)) != SOTP_OK)
-		goto out;
+	for (chain = 1; chain <= SOTP_AUDIT_CHAINS; chain++) {
+		if ((rc = verify_chain(ctx, chain, &one)) != SOTP_OK)
+			goto out;
+		if (one.problem != SOTP_AUDIT_OK) {
+			out->problem = one.problem;
+			out->bad_id = one.bad_id;
+			out->bad_seq = one.bad_seq;
+			out->bad_chain = chain;
+			out->base_seq = one.base_seq;
+			n = 0;
+			if (chain > 1)
+				n = (size_t)snprintf(out->what,
+				    sizeof(out->what), "chain %d: ", chain);
+			sotp_strlcpy(
+			    out->what + n, one.what, sizeof(out->what) - n);
+			break;
+		}
+		if (one.rows == 0 && one.base_seq == 0)
+			continue;
+		out->chains++;
+		out->rows += one.rows;
+		if (out->chains == 1) {
+			out->first_seq = one.first_seq;
+			out->last_seq = one.last_seq;
+			out->base_seq = one.base_seq;
+			last = chain;
+		}
+	}
 	if ((rc = sotp_store_audit_counts(
 	         ctx->st, &out->pending, &out->legacy)) != SOTP_OK)
 		goto out;
-	if (out->problem == SOTP_AUDIT_OK)
+	if (out->problem != SOTP_AUDIT_OK)
+		goto out;
+	/* A row no chain walks past: put in beside them. */
+	if ((rc = sotp_store_audit_stray(ctx->st, &id, &seq)) == SOTP_OK) {
+		broken(out, SOTP_AUDIT_INSERTED, id, seq,
+		    "row %lld (seq %lld) inserted out of order: in no chain",
+		    (long long)id, (long long)seq);
+		goto out;
+	}
+	if (rc != SOTP_ERR_NOT_FOUND)
+		goto out;
+	rc = SOTP_OK;
+	if (out->chains > 1)
+		snprintf(out->what, sizeof(out->what),
+		    "chains verified: %lld rows in %d chains",
+		    (long long)out->rows, out->chains);
+	else if (last <= 1)
 		snprintf(out->what, sizeof(out->what),
 		    "chain verified: %lld rows, seq %lld..%lld",
+		    (long long)out->rows, (long long)out->first_seq,
+		    (long long)out->last_seq);
+	else
+		snprintf(out->what, sizeof(out->what),
+		    "chain %d verified: %lld rows, seq %lld..%lld", last,
 		    (long long)out->rows, (long long)out->first_seq,
 		    (long long)out->last_seq);
 out:
@@ -665,48 +756,69 @@ out:
 
 /* ---- pruning ---- */
 
+/* One chain's part, under its head's lock: its base moves on. */
+static int
+prune_chain(struct sotp_ctx *ctx, uint32_t kv, int chain, int64_t before,
+    int64_t *removed, int64_t *through)
+{
+	struct sotp_audit_head h;
+	int64_t first = 0, s, n = 0;
+	int rc;
+
+	if ((rc = sotp_store_audit_head(ctx->st, chain, 1, &h)) != SOTP_OK ||
+	    (rc = sotp_store_audit_prune_point(
+	         ctx->st, chain, before, &first)) != SOTP_OK)
+		return rc;
+	s = first > 0 ? first - 1 : h.seq;
+	if (s > h.base_seq) {
+		if ((rc = sotp_store_audit_mac_at(
+		         ctx->st, chain, s, h.base_mac)) != SOTP_OK ||
+		    (rc = link_tag(ctx, kv, "base", s, h.base_mac,
+		         h.base_tag)) != SOTP_OK)
+			return rc;
+		h.base_kv = kv;
+		h.base_seq = s;
+		h.has_base_tag = 1;
+		if ((rc = sotp_store_audit_head_set(ctx->st, &h)) != SOTP_OK)
+			return rc;
+	}
+	if ((rc = sotp_store_audit_prune(
+	         ctx->st, chain, h.base_seq, before, &n)) != SOTP_OK)
+		return rc;
+	*removed += n;
+	*through = h.base_seq;
+	return SOTP_OK;
+}
+
 /*
- * After a verify: the linked rows before `before` go, up to the first
- * one stamped at or after it (a row's place, not its clock, orders the
- * chain), and the last one removed becomes the tagged base. The prune is
- * itself a chained row.
+ * After a verify: in each chain, the linked rows before `before` go, up
+ * to the first one stamped at or after it (a row's place, not its clock,
+ * orders a chain), and the last one removed becomes the chain's tagged
+ * base. The heads are taken in chain order (an append holds one only).
+ * The prune is itself a chained row.
  */
 static int
 prune(struct sotp_ctx *ctx, int64_t before, time_t now, int64_t *removed,
     int64_t *through)
 {
-	struct sotp_audit_head h;
 	char detail[96];
-	int64_t first = 0, s;
+	int64_t t;
 	uint32_t kv = 0;
-	int rc;
+	int rc, chain;
 
 	if ((rc = sotp_keys_current(ctx, &kv)) != SOTP_OK ||
 	    (rc = sotp_store_begin(ctx->st)) != SOTP_OK)
 		return rc;
-	if ((rc = sotp_store_audit_head(ctx->st, 1, &h)) != SOTP_OK ||
-	    (rc = sotp_store_audit_prune_point(ctx->st, before, &first)) !=
-	        SOTP_OK)
-		goto out;
-	s = first > 0 ? first - 1 : h.seq;
-	if (s > h.base_seq) {
-		if ((rc = sotp_store_audit_mac_at(ctx->st, s, h.base_mac)) !=
-		        SOTP_OK ||
-		    (rc = link_tag(ctx, kv, "base", s, h.base_mac,
-		         h.base_tag)) != SOTP_OK)
-			goto out;
-		h.base_kv = kv;
-		h.base_seq = s;
-		h.has_base_tag = 1;
-		if ((rc = sotp_store_audit_head_set(ctx->st, &h)) != SOTP_OK)
-			goto out;
+	for (chain = 1; chain <= SOTP_AUDIT_CHAINS && rc == SOTP_OK; chain++) {
+		t = 0;
+		rc = prune_chain(ctx, kv, chain, before, removed, &t);
+		if (chain == 1)
+			*through = t;
 	}
-	if ((rc = sotp_store_audit_prune(
-	         ctx->st, h.base_seq, before, removed)) != SOTP_OK)
+	if (rc != SOTP_OK)
 		goto out;
-	*through = h.base_seq;
 	snprintf(detail, sizeof(detail), "before=%lld through=%lld rows=%lld",
-	    (long long)before, (long long)h.base_seq, (long long)*removed);
+	    (long long)before, (long long)*through, (long long)*removed);
 	rc = sotp_audit(ctx, now, "audit.prune", NULL, NULL, NULL, "accept",
 	    SOTP_R_ACCEPTED, detail);
 out:

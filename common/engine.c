@@ -303,29 +303,49 @@ finish_audited(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 	r.reason = reason;
 	r.detail = detail != NULL ? detail : "";
 	/*
-	 * Appended to the audit chain inside the decision's transaction,
-	 * committed with it below. A store that made this request wait once
-	 * is not waited for again: the row's line is logged instead.
+	 * Appended to the audit chain inside the decision's transaction and
+	 * committed with it; the log line follows the commit, so that it
+	 * tells what the customer was told. A store that made this request
+	 * wait once is not waited for again: the line is the only record.
 	 */
-	rc = sotp_audit_write(a->ctx, &r, !a->store_down);
-	crc = write_commit(a);
-	if (rc == SOTP_OK)
-		rc = crc;
+	if (a->store_down) {
+		(void)write_commit(a);
+		rc = SOTP_ERR_STORE_UNAVAILABLE;
+	} else {
+		rc = sotp_audit_append(a->ctx, &r);
+		crc = write_commit(a);
+		if (rc == SOTP_OK)
+			rc = crc;
+	}
+	if (rc == SOTP_OK) {
+		sotp_audit_line(a->ctx, &r);
+		return SOTP_OK;
+	}
 	/*
 	 * An accept that cannot be audited, or whose replay mark cannot be
 	 * committed, is not an accept: the bank's auditors must see every
 	 * way in, and a code must stay single use.
 	 */
-	if (rc != SOTP_OK && v != SOTP_REJECT) {
+	if (v != SOTP_REJECT) {
 		d->verdict = SOTP_REJECT;
 		d->reason = SOTP_R_STORE_UNAVAILABLE;
 		d->ask = 0;
 		d->message[0] = '\0';
 		tell(a, d, d->reason);
 		a->final = 1;
-		return rc;
+		r.verdict = "reject";
+		r.reason = SOTP_R_STORE_UNAVAILABLE;
+		snprintf(as, sizeof(as), "not %s: %s",
+		    v == SOTP_ACCEPT ? "accepted" : "continued",
+		    sotp_rc_name(rc));
+		r.detail = as;
 	}
-	return SOTP_OK;
+	sotp_audit_line(a->ctx, &r);
+	sotp_log(a->ctx, LOG_ERR, "audit row not written: %s",
+	    a->store_down ? "the store was unavailable (the line above is "
+	                    "the record)"
+	                  : sotp_store_errmsg(a->ctx->st));
+	return v != SOTP_REJECT ? rc : SOTP_OK;
 }
 
 static int

@@ -718,6 +718,8 @@ struct sotp_audit_check {
 	int64_t pending;  /* written without the key, not yet chained */
 	int64_t legacy;   /* from before the chain (an upgraded store) */
 	char what[SOTP_MSG_MAX]; /* one line for the operator */
+	int bad_chain;           /* the chain (1..) where it broke, or 0 */
+	int chains; /* chains that hold rows (PostgreSQL spreads them) */
 };
 /*
  * Walks the audit chain (keyed by the master key) from its base to its

@@ -438,18 +438,25 @@ int sotp_store_state_use(struct sotp_store *st, const uint8_t *id,
     int64_t expires, int64_t now, int *fresh);
 
 /*
- * The audit chain's storage (audit.c has its rules). A row is appended
- * with its place in the chain (seq >= 1) and keyed hash (mac, 32 bytes),
- * keyed = 1; or, by a writer without the master key, with seq 0 and mac
- * NULL, keyed = 0, to be linked into the chain later.
+ * The audit chains' storage (audit.c has their rules). A row is appended
+ * to chain 1..SOTP_AUDIT_CHAINS with its place in it (seq >= 1) and keyed
+ * hash (mac, 32 bytes), keyed = 1; or, by a writer without the master
+ * key, with seq 0 and mac NULL, keyed = 0, to be linked into that chain
+ * later.
  */
 #define SOTP_AUDIT_MAC_LEN 32
+#define SOTP_AUDIT_CHAINS 16
 /* kv: the key version whose audit key made mac. */
 int sotp_store_audit_append(struct sotp_store *st,
-    const struct sotp_audit_rec *r, int64_t seq, const uint8_t *mac,
+    const struct sotp_audit_rec *r, int chain, int64_t seq, const uint8_t *mac,
     uint32_t kv);
-/* The head row: the chain's last link, its pruned base, the pending. */
+/* How many chains this store's appends spread over (1 on SQLite). */
+int sotp_store_audit_chains(const struct sotp_store *st);
+/* The chain a row about key (a contract ID, or "") goes to (store_ops.c). */
+int sotp_store_audit_chain_pick(struct sotp_store *st, const char *key);
+/* A chain's head row: its last link, its pruned base, the pending. */
 struct sotp_audit_head {
+	int chain;   /* 1..SOTP_AUDIT_CHAINS */
 	int64_t seq; /* the last chained row; 0: none yet */
 	uint8_t mac[SOTP_AUDIT_MAC_LEN];
 	uint8_t tag[SOTP_AUDIT_MAC_LEN]; /* over seq and mac, by a key holder */
@@ -461,9 +468,12 @@ struct sotp_audit_head {
 	int has_base_tag;
 	uint32_t kv, base_kv; /* the key versions that made tag, base_tag */
 };
-/* lock: under the row lock that orders appends (in a transaction). */
+/*
+ * Chain's head; lock: under the row lock that orders its appends (in a
+ * transaction).
+ */
 int sotp_store_audit_head(
-    struct sotp_store *st, int lock, struct sotp_audit_head *h);
+    struct sotp_store *st, int chain, int lock, struct sotp_audit_head *h);
 int sotp_store_audit_head_set(
     struct sotp_store *st, const struct sotp_audit_head *h);
 /* A row's place in the chain, beside its columns. */
@@ -476,29 +486,35 @@ struct sotp_audit_link {
 };
 typedef int sotp_audit_link_cb(
     void *arg, const struct sotp_audit_row *r, const struct sotp_audit_link *l);
-/* The oldest row waiting to be linked; SOTP_ERR_NOT_FOUND when none. */
+/* The chain's oldest row waiting to be linked; SOTP_ERR_NOT_FOUND. */
 int sotp_store_audit_pending(
-    struct sotp_store *st, sotp_audit_link_cb *cb, void *arg);
+    struct sotp_store *st, int chain, sotp_audit_link_cb *cb, void *arg);
 /* Links pending row id at seq with mac; SOTP_ERR_NOT_FOUND if it moved. */
 int sotp_store_audit_link(struct sotp_store *st, int64_t id, int64_t seq,
     const uint8_t *mac, uint32_t kv);
-/* The linked rows past after_seq, in chain order. */
-int sotp_store_audit_walk(struct sotp_store *st, int64_t after_seq,
+/* The chain's linked rows past after_seq, in order. */
+int sotp_store_audit_walk(struct sotp_store *st, int chain, int64_t after_seq,
     sotp_audit_link_cb *cb, void *arg);
 /* Rows waiting to be linked, and rows from before the chain. */
 int sotp_store_audit_counts(
     struct sotp_store *st, int64_t *pending, int64_t *legacy);
-/* The first linked row stamped at or after `before` (0: none). */
+/* The chain's first linked row stamped at or after `before` (0: none). */
 int sotp_store_audit_prune_point(
-    struct sotp_store *st, int64_t before, int64_t *seq);
-/* The mac of the row at seq; SOTP_ERR_NOT_FOUND. */
-int sotp_store_audit_mac_at(struct sotp_store *st, int64_t seq, uint8_t *mac);
+    struct sotp_store *st, int chain, int64_t before, int64_t *seq);
+/* The mac of the chain's row at seq; SOTP_ERR_NOT_FOUND. */
+int sotp_store_audit_mac_at(
+    struct sotp_store *st, int chain, int64_t seq, uint8_t *mac);
 /*
- * Deletes the linked rows up to through_seq and the rows from before the
- * chain stamped before `before`; *removed their number.
+ * Deletes the chain's linked rows up to through_seq and the rows from
+ * before the chains stamped before `before`; *removed their number.
  */
-int sotp_store_audit_prune(struct sotp_store *st, int64_t through_seq,
-    int64_t before, int64_t *removed);
+int sotp_store_audit_prune(struct sotp_store *st, int chain,
+    int64_t through_seq, int64_t before, int64_t *removed);
+/*
+ * The first row that claims a writer (keyed not NULL) but no chain
+ * 1..SOTP_AUDIT_CHAINS: put in by hand; SOTP_ERR_NOT_FOUND when none.
+ */
+int sotp_store_audit_stray(struct sotp_store *st, int64_t *id, int64_t *seq);
 /*
  * Rows oldest first; contract NULL for all; since/until 0: no bound. cb
  * must not call back into the store (one statement is open).

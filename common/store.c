@@ -531,6 +531,7 @@ sotp_db_begin(struct sotp_store *st)
 		rc = sotp_db_run(st, SOTP_Q_SAVEPOINT, NULL, 0, NULL);
 	} else {
 		st->depth = 0;
+		st->chain = 0;
 		rc = sotp_db_run(st, SOTP_Q_BEGIN, NULL, 0, NULL);
 	}
 	if (rc == SOTP_OK)
@@ -728,6 +729,11 @@ sotp_store_schema(struct sotp_store *st, int create)
 	if (create && o.rows == 1 && o.v == 2 &&
 	    ((rc = st->drv->script(
 	          st, st->drv->sql[SOTP_Q_SCHEMA_UPGRADE_3])) != SOTP_OK ||
+	        (rc = query_int(st, SOTP_Q_SCHEMA_VERSION, &o)) != SOTP_OK))
+		goto out;
+	if (create && o.rows == 1 && o.v == 3 &&
+	    ((rc = st->drv->script(
+	          st, st->drv->sql[SOTP_Q_SCHEMA_UPGRADE_4])) != SOTP_OK ||
 	        (rc = query_int(st, SOTP_Q_SCHEMA_VERSION, &o)) != SOTP_OK))
 		goto out;
 	if (o.rows != 1 || o.v != SOTP_SCHEMA_VERSION) {

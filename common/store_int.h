@@ -46,15 +46,18 @@
 #include "sotp_int.h"
 
 #define SOTP_STORE_ERR_MAX 512
-#define SOTP_STORE_MAX_PARAMS 12
+#define SOTP_STORE_MAX_PARAMS 16
 /*
  * Version 2 adds the audit chain (audit.seq, .mac, .keyed and the
  * audit_head row); SOTP_Q_SCHEMA_UPGRADE takes a version 1 store there.
  * Version 3 adds versioned keys (key_dek, key_wrap, key_ring, and the kv
  * of every sealed value and audit row); SOTP_Q_SCHEMA_UPGRADE_3 takes a
  * version 2 store there, at key version 0 (the master key file).
+ * Version 4 makes the audit chain SOTP_AUDIT_CHAINS chains (audit.chain,
+ * a head row each); SOTP_Q_SCHEMA_UPGRADE_4 takes a version 3 store
+ * there, and a new store is made as a version 3 one taken there.
  */
-#define SOTP_SCHEMA_VERSION 3
+#define SOTP_SCHEMA_VERSION 4
 /* Length of a challenge state id (sotp_store_state_use). */
 #define SOTP_STORE_STATE_ID_LEN 16
 /*
@@ -87,6 +90,7 @@ enum sotp_stmt {
 	SOTP_Q_SCHEMA_VERSION,
 	SOTP_Q_SCHEMA_UPGRADE,   /* a script: version 1 to 2 (init) */
 	SOTP_Q_SCHEMA_UPGRADE_3, /* a script: version 2 to 3 (init) */
+	SOTP_Q_SCHEMA_UPGRADE_4, /* a script: version 3 to 4 (init) */
 	/* The operations. */
 	SOTP_Q_TOKEN_GET,
 	SOTP_Q_TOKEN_LOCK,
@@ -134,6 +138,7 @@ enum sotp_stmt {
 	SOTP_Q_AUDIT_PRUNE_POINT,
 	SOTP_Q_AUDIT_MAC_AT,
 	SOTP_Q_AUDIT_PRUNE,
+	SOTP_Q_AUDIT_STRAY,
 	/* The keyring (store_keys.c). */
 	SOTP_Q_KEY_RING,
 	SOTP_Q_KEY_RING_LOCK,
@@ -180,7 +185,7 @@ enum sotp_stmt {
 	" detail, seq, mac, keyed, kv FROM audit"
 #define SOTP_SQL_AUDIT_HEAD_SELECT                                             \
 	"SELECT seq, mac, tag, pending, base_seq, base_mac, base_tag, kv,"     \
-	" base_kv FROM audit_head WHERE k = 1"
+	" base_kv FROM audit_head"
 
 /* The keyring's row (store_keys.c key_ring_row) and what each key seals. */
 #define SOTP_SQL_KEY_RING_SELECT                                               \
@@ -255,6 +260,14 @@ struct sotp_store_driver {
 	 */
 	int stmt_undo;
 	/*
+	 * How many audit chains appends spread over (audit.c): 1 where one
+	 * writer at a time holds the whole database (SQLite), so that more
+	 * would gain nothing; SOTP_AUDIT_CHAINS where writers run side by
+	 * side (PostgreSQL), so that appends for different contracts do not
+	 * wait for one another's commits.
+	 */
+	int chains;
+	/*
 	 * Connects to target (the URL without its "scheme:"), keeping the
 	 * connection in st->conn and naming it in st->where; flags are
 	 * SOTP_OPEN_*: with SOTP_OPEN_CREATE makes the file or schema. Runs
@@ -295,7 +308,8 @@ struct sotp_store {
 	void *conn;     /* the driver's connection, NULL until opened */
 	const char *op; /* the operation under way, for messages */
 	int depth;      /* open transaction levels (savepoints inside) */
-	int busy;       /* a statement is between exec and done */
+	int chain; /* the audit chain this transaction appends to; 0: none */
+	int busy;  /* a statement is between exec and done */
 	struct sotp_limits lim;
 	char *target; /* what drv->open was given, for a reopen (secret) */
 	int lost;     /* unusable until healed (sotp_store_heal) */

@@ -980,9 +980,46 @@ audit_row(struct sotp_store *st, struct sotp_audit_row *r)
 	return SOTP_OK;
 }
 
+#define CHAIN_OK(c) ((c) >= 1 && (c) <= SOTP_AUDIT_CHAINS)
+
+int
+sotp_store_audit_chains(const struct sotp_store *st)
+{
+	return st != NULL && st->drv != NULL && st->drv->chains > 1
+	    ? st->drv->chains
+	    : 1;
+}
+
+/*
+ * The chain for a row about `key` (a contract ID; "" for none): the one
+ * this transaction appends to already, so that it never holds two heads
+ * (two transactions taking two heads in turn could wait for each other);
+ * else one chosen by the key (FNV-1a), so that a contract's rows stay in
+ * one chain, in the order its own row lock gives them.
+ */
+int
+sotp_store_audit_chain_pick(struct sotp_store *st, const char *key)
+{
+	uint32_t h = 2166136261u;
+	int n = sotp_store_audit_chains(st), c = 1;
+
+	if (st == NULL)
+		return 1;
+	if (st->depth > 0 && st->chain != 0)
+		return st->chain;
+	if (n > 1 && key != NULL && key[0] != '\0') {
+		for (; *key != '\0'; key++)
+			h = (h ^ (uint8_t)*key) * 16777619u;
+		c = 1 + (int)(h % (uint32_t)n);
+	}
+	if (st->depth > 0)
+		st->chain = c;
+	return c;
+}
+
 int
 sotp_store_audit_append(struct sotp_store *st, const struct sotp_audit_rec *r,
-    int64_t seq, const uint8_t *mac, uint32_t kv)
+    int chain, int64_t seq, const uint8_t *mac, uint32_t kv)
 {
 	const struct sotp_param p[] = {SOTP_PINT(r != NULL ? r->ts : 0),
 	    SOTP_PTEXT(r != NULL ? r->action : NULL),
@@ -994,12 +1031,14 @@ sotp_store_audit_append(struct sotp_store *st, const struct sotp_audit_rec *r,
 	    SOTP_PTEXT(r != NULL ? r->detail : NULL),
 	    /* seq 0 and an empty mac are stored as NULL: waiting. */
 	    SOTP_PINT(seq), SOTP_PBLOB(mac, seq > 0 ? SOTP_AUDIT_MAC_LEN : 0),
-	    SOTP_PINT(seq > 0), SOTP_PINT(seq > 0 ? (int64_t)kv : -1)};
+	    SOTP_PINT(seq > 0), SOTP_PINT(seq > 0 ? (int64_t)kv : -1),
+	    SOTP_PINT(chain)};
 	int rc;
 
 	if ((rc = sotp_db_enter(st, "audit_append",
 	         r != NULL && r->action != NULL && r->verdict != NULL &&
-	             seq >= 0 && (seq == 0 || mac != NULL))) != SOTP_OK)
+	             CHAIN_OK(chain) && seq >= 0 &&
+	             (seq == 0 || mac != NULL))) != SOTP_OK)
 		return rc;
 	return sotp_db_run(st, SOTP_Q_AUDIT_ADD, p, SOTP_NELEM(p), NULL);
 }
@@ -1043,17 +1082,21 @@ head_row(struct sotp_store *st, void *arg)
 
 int
 sotp_store_audit_head(
-    struct sotp_store *st, int lock, struct sotp_audit_head *h)
+    struct sotp_store *st, int chain, int lock, struct sotp_audit_head *h)
 {
+	const struct sotp_param p[] = {SOTP_PINT(chain)};
 	int rc;
 
 	if ((rc = sotp_db_enter(st, "audit_head",
-	         h != NULL && (!lock || st->depth > 0))) != SOTP_OK)
+	         h != NULL && CHAIN_OK(chain) && (!lock || st->depth > 0))) !=
+	    SOTP_OK)
 		return rc;
 	rc = sotp_db_row(st, lock ? SOTP_Q_AUDIT_HEAD_LOCK : SOTP_Q_AUDIT_HEAD,
-	    NULL, 0, head_row, h);
+	    p, SOTP_NELEM(p), head_row, h);
 	if (rc == SOTP_ERR_NOT_FOUND)
 		rc = sotp_db_corrupt(st, "audit_head (no row)");
+	if (rc == SOTP_OK)
+		h->chain = chain;
 	return rc;
 }
 
@@ -1073,12 +1116,13 @@ sotp_store_audit_head_set(
 	    SOTP_PBLOB(h != NULL ? h->base_tag : NULL,
 	        h != NULL && h->has_base_tag ? SOTP_AUDIT_MAC_LEN : 0),
 	    SOTP_PINT(h != NULL ? h->kv : 0),
-	    SOTP_PINT(h != NULL ? h->base_kv : 0)};
+	    SOTP_PINT(h != NULL ? h->base_kv : 0),
+	    SOTP_PINT(h != NULL ? h->chain : 0)};
 	int rc;
 
 	if ((rc = sotp_db_enter(st, "audit_head_set",
-	         h != NULL && h->seq >= 0 && h->pending >= 0 &&
-	             h->base_seq >= 0)) != SOTP_OK)
+	         h != NULL && CHAIN_OK(h->chain) && h->seq >= 0 &&
+	             h->pending >= 0 && h->base_seq >= 0)) != SOTP_OK)
 		return rc;
 	return update_one(st, SOTP_Q_AUDIT_HEAD_SET, p, SOTP_NELEM(p));
 }
@@ -1120,15 +1164,17 @@ audit_link_row(struct sotp_store *st, void *arg)
 
 int
 sotp_store_audit_pending(
-    struct sotp_store *st, sotp_audit_link_cb *cb, void *arg)
+    struct sotp_store *st, int chain, sotp_audit_link_cb *cb, void *arg)
 {
+	const struct sotp_param p[] = {SOTP_PINT(chain)};
 	struct audit_links l = {cb, arg};
 	int rc;
 
-	if ((rc = sotp_db_enter(st, "audit_pending", cb != NULL)) != SOTP_OK)
+	if ((rc = sotp_db_enter(st, "audit_pending",
+	         cb != NULL && CHAIN_OK(chain))) != SOTP_OK)
 		return rc;
 	return sotp_db_row(
-	    st, SOTP_Q_AUDIT_PENDING, NULL, 0, audit_link_row, &l);
+	    st, SOTP_Q_AUDIT_PENDING, p, SOTP_NELEM(p), audit_link_row, &l);
 }
 
 /* Guarded by "still waiting": a row linked meanwhile is not moved. */
@@ -1147,14 +1193,15 @@ sotp_store_audit_link(struct sotp_store *st, int64_t id, int64_t seq,
 }
 
 int
-sotp_store_audit_walk(
-    struct sotp_store *st, int64_t after_seq, sotp_audit_link_cb *cb, void *arg)
+sotp_store_audit_walk(struct sotp_store *st, int chain, int64_t after_seq,
+    sotp_audit_link_cb *cb, void *arg)
 {
-	const struct sotp_param p[] = {SOTP_PINT(after_seq)};
+	const struct sotp_param p[] = {SOTP_PINT(chain), SOTP_PINT(after_seq)};
 	struct audit_links l = {cb, arg};
 	int rc;
 
-	if ((rc = sotp_db_enter(st, "audit_walk", cb != NULL)) != SOTP_OK)
+	if ((rc = sotp_db_enter(
+	         st, "audit_walk", cb != NULL && CHAIN_OK(chain))) != SOTP_OK)
 		return rc;
 	return sotp_db_rows(
 	    st, SOTP_Q_AUDIT_WALK, p, SOTP_NELEM(p), audit_link_row, &l);
@@ -1201,13 +1248,13 @@ int_row(struct sotp_store *st, void *arg)
 
 int
 sotp_store_audit_prune_point(
-    struct sotp_store *st, int64_t before, int64_t *seq)
+    struct sotp_store *st, int chain, int64_t before, int64_t *seq)
 {
-	const struct sotp_param p[] = {SOTP_PINT(before)};
+	const struct sotp_param p[] = {SOTP_PINT(before), SOTP_PINT(chain)};
 	int rc;
 
-	if ((rc = sotp_db_enter(st, "audit_prune_point", seq != NULL)) !=
-	    SOTP_OK)
+	if ((rc = sotp_db_enter(st, "audit_prune_point",
+	         seq != NULL && CHAIN_OK(chain))) != SOTP_OK)
 		return rc;
 	*seq = 0;
 	return sotp_db_row(
@@ -1225,30 +1272,58 @@ mac_row(struct sotp_store *st, void *arg)
 }
 
 int
-sotp_store_audit_mac_at(struct sotp_store *st, int64_t seq, uint8_t *mac)
+sotp_store_audit_mac_at(
+    struct sotp_store *st, int chain, int64_t seq, uint8_t *mac)
 {
-	const struct sotp_param p[] = {SOTP_PINT(seq)};
+	const struct sotp_param p[] = {SOTP_PINT(seq), SOTP_PINT(chain)};
 	int rc;
 
-	if ((rc = sotp_db_enter(st, "audit_mac_at", seq > 0 && mac != NULL)) !=
-	    SOTP_OK)
+	if ((rc = sotp_db_enter(st, "audit_mac_at",
+	         seq > 0 && mac != NULL && CHAIN_OK(chain))) != SOTP_OK)
 		return rc;
 	return sotp_db_row(
 	    st, SOTP_Q_AUDIT_MAC_AT, p, SOTP_NELEM(p), mac_row, mac);
 }
 
 int
-sotp_store_audit_prune(struct sotp_store *st, int64_t through_seq,
+sotp_store_audit_prune(struct sotp_store *st, int chain, int64_t through_seq,
     int64_t before, int64_t *removed)
 {
 	const struct sotp_param p[] = {
-	    SOTP_PINT(through_seq), SOTP_PINT(before)};
+	    SOTP_PINT(through_seq), SOTP_PINT(before), SOTP_PINT(chain)};
 	int rc;
 
 	if ((rc = sotp_db_enter(st, "audit_prune",
-	         through_seq >= 0 && removed != NULL)) != SOTP_OK)
+	         through_seq >= 0 && removed != NULL && CHAIN_OK(chain))) !=
+	    SOTP_OK)
 		return rc;
 	return sotp_db_run(st, SOTP_Q_AUDIT_PRUNE, p, SOTP_NELEM(p), removed);
+}
+
+static int
+stray_row(struct sotp_store *st, void *arg)
+{
+	int64_t *v = arg;
+
+	if (sotp_db_int(st, 0, INT64_MIN, INT64_MAX, &v[0]) != 0 ||
+	    sotp_db_int(st, 1, INT64_MIN, INT64_MAX, &v[1]) != 0)
+		return sotp_db_corrupt(st, "id/seq");
+	return SOTP_OK;
+}
+
+int
+sotp_store_audit_stray(struct sotp_store *st, int64_t *id, int64_t *seq)
+{
+	int64_t v[2] = {0, 0};
+	int rc;
+
+	if ((rc = sotp_db_enter(
+	         st, "audit_stray", id != NULL && seq != NULL)) != SOTP_OK)
+		return rc;
+	rc = sotp_db_row(st, SOTP_Q_AUDIT_STRAY, NULL, 0, stray_row, v);
+	*id = v[0];
+	*seq = v[1];
+	return rc;
 }
 
 struct audit_list {

@@ -162,6 +162,19 @@
 	" base_tag BYTEA);"                                                    \
 	"INSERT INTO audit_head VALUES (1, 0, NULL, NULL, 0, 0, NULL, NULL);"
 
+/* Version 3 to 4, as in SQLite (store_sqlite.c UPGRADE_4_SQL). */
+#define UPGRADE_4_SQL                                                          \
+	"ALTER TABLE audit ADD COLUMN chain BIGINT;"                           \
+	"UPDATE audit SET chain = 1 WHERE keyed IS NOT NULL;"                  \
+	"DROP INDEX audit_seq;"                                                \
+	"CREATE UNIQUE INDEX audit_seq ON audit(chain, seq);"                  \
+	"ALTER TABLE audit_head DROP CONSTRAINT audit_head_k_check;"           \
+	"ALTER TABLE audit_head ADD CONSTRAINT audit_head_k_check"             \
+	" CHECK (k BETWEEN 1 AND 16);"                                         \
+	"INSERT INTO audit_head SELECT k, 0, NULL, NULL, 0, 0, NULL, NULL,"    \
+	" 0, 0 FROM generate_series(2, 16) AS k;"                              \
+	"UPDATE schema_version SET version = 4;"
+
 #define UPGRADE_SQL                                                            \
 	"ALTER TABLE audit ADD COLUMN seq BIGINT,"                             \
 	" ADD COLUMN mac BYTEA, ADD COLUMN keyed BIGINT;" AUDIT_CHAIN_SQL      \
@@ -199,10 +212,11 @@ static const char *const pg_sql[SOTP_Q_COUNT] = {
                             " AND tablename = 'schema_version'",
     [SOTP_Q_SCHEMA_TABLES] = "SELECT count(*) FROM pg_catalog.pg_tables"
                              " WHERE schemaname = current_schema()",
-    [SOTP_Q_SCHEMA_CREATE] = SCHEMA_SQL,
+    [SOTP_Q_SCHEMA_CREATE] = SCHEMA_SQL UPGRADE_4_SQL,
     [SOTP_Q_SCHEMA_VERSION] = "SELECT version FROM schema_version",
     [SOTP_Q_SCHEMA_UPGRADE] = UPGRADE_SQL,
     [SOTP_Q_SCHEMA_UPGRADE_3] = UPGRADE_3_SQL,
+    [SOTP_Q_SCHEMA_UPGRADE_4] = UPGRADE_4_SQL,
     [SOTP_Q_TOKEN_GET] = SOTP_SQL_TOKEN_SELECT " WHERE t.serial = $1",
     [SOTP_Q_TOKEN_LOCK] = "SELECT 1 FROM tokens WHERE serial = $1"
                           " FOR UPDATE",
@@ -303,42 +317,52 @@ static const char *const pg_sql[SOTP_Q_COUNT] = {
     [SOTP_Q_STATE_DELETE] = "DELETE FROM used_states WHERE id = $1",
     [SOTP_Q_AUDIT_ADD] = "INSERT INTO audit (ts, action, contract, serial,"
                          " context, verdict, reason, detail, seq, mac,"
-                         " keyed, kv)"
+                         " keyed, kv, chain)"
                          " VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
-                         " NULLIF($9, 0), $10, $11, NULLIF($12, -1))",
+                         " NULLIF($9, 0), $10, $11, NULLIF($12, -1), $13)",
     [SOTP_Q_AUDIT_LIST] = SOTP_SQL_AUDIT_SELECT " WHERE ts >= $1 AND ts <= $2"
                                                 " ORDER BY ts, id",
     [SOTP_Q_AUDIT_LIST_CONTRACT] =
         SOTP_SQL_AUDIT_SELECT " WHERE contract = $3 AND"
                               " ts >= $1 AND ts <= $2"
                               " ORDER BY ts, id",
-    [SOTP_Q_AUDIT_HEAD] = SOTP_SQL_AUDIT_HEAD_SELECT,
+    [SOTP_Q_AUDIT_HEAD] = SOTP_SQL_AUDIT_HEAD_SELECT " WHERE k = $1",
     /*
-     * Every append of the farm takes the head row, so the chain is one
-     * line: the append reads and extends it inside the decision's own
-     * transaction, and the next waits for that commit and reads the head
-     * it left (READ COMMITTED re-reads a row it waited for).
+     * An append takes its chain's head row (audit.c: a contract's rows go
+     * to one of SOTP_AUDIT_CHAINS chains), reads and extends it inside
+     * the decision's own transaction, and the next append to that chain
+     * waits for that commit and reads the head it left (READ COMMITTED
+     * re-reads a row it waited for).
      */
-    [SOTP_Q_AUDIT_HEAD_LOCK] = SOTP_SQL_AUDIT_HEAD_SELECT " FOR UPDATE",
+    [SOTP_Q_AUDIT_HEAD_LOCK] = SOTP_SQL_AUDIT_HEAD_SELECT " WHERE k = $1"
+                                                          " FOR UPDATE",
     [SOTP_Q_AUDIT_HEAD_SET] = "UPDATE audit_head SET seq = $1, mac = $2,"
                               " tag = $3, pending = $4, base_seq = $5,"
                               " base_mac = $6, base_tag = $7, kv = $8,"
-                              " base_kv = $9 WHERE k = 1",
+                              " base_kv = $9 WHERE k = $10",
     [SOTP_Q_AUDIT_PENDING] = SOTP_SQL_AUDIT_CHAIN_SELECT
-    " WHERE seq IS NULL AND keyed = 0 ORDER BY id LIMIT 1",
+    " WHERE chain = $1 AND seq IS NULL AND keyed = 0 ORDER BY id LIMIT 1",
     [SOTP_Q_AUDIT_LINK] = "UPDATE audit SET seq = $2, mac = $3, kv = $4"
                           " WHERE id = $1 AND seq IS NULL AND keyed = 0",
     [SOTP_Q_AUDIT_WALK] =
-        SOTP_SQL_AUDIT_CHAIN_SELECT " WHERE seq > $1 ORDER BY seq",
+        SOTP_SQL_AUDIT_CHAIN_SELECT " WHERE chain = $1 AND seq > $2"
+                                    " ORDER BY seq",
     [SOTP_Q_AUDIT_COUNTS] = "SELECT (SELECT count(*) FROM audit"
                             " WHERE seq IS NULL AND keyed = 0),"
                             " (SELECT count(*) FROM audit"
                             " WHERE keyed IS NULL)",
     [SOTP_Q_AUDIT_PRUNE_POINT] = "SELECT min(seq) FROM audit"
-                                 " WHERE seq IS NOT NULL AND ts >= $1",
-    [SOTP_Q_AUDIT_MAC_AT] = "SELECT mac FROM audit WHERE seq = $1",
-    [SOTP_Q_AUDIT_PRUNE] = "DELETE FROM audit WHERE seq <= $1"
+                                 " WHERE chain = $2 AND seq IS NOT NULL"
+                                 " AND ts >= $1",
+    [SOTP_Q_AUDIT_MAC_AT] = "SELECT mac FROM audit WHERE chain = $2"
+                            " AND seq = $1",
+    [SOTP_Q_AUDIT_PRUNE] = "DELETE FROM audit WHERE (chain = $3"
+                           " AND seq <= $1)"
                            " OR (keyed IS NULL AND ts < $2)",
+    [SOTP_Q_AUDIT_STRAY] = "SELECT id, coalesce(seq, 0) FROM audit"
+                           " WHERE keyed IS NOT NULL AND (chain IS NULL"
+                           " OR chain < 1 OR chain > 16)"
+                           " ORDER BY id LIMIT 1",
     /*
      * The keyring. A change (a version made current, one retired, a KEK
      * added or dropped) takes the ring row FOR UPDATE, so two rotations
@@ -1070,6 +1094,7 @@ const struct sotp_store_driver sotp_store_pg_driver = {
     .name = "postgresql",
     .sql = pg_sql,
     .stmt_undo = 0,
+    .chains = SOTP_AUDIT_CHAINS,
     .open = pg_open,
     .close = pg_close,
     .check = pg_check,

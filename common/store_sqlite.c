@@ -154,6 +154,38 @@
 	" base_tag BLOB) STRICT;"                                              \
 	"INSERT INTO audit_head VALUES (1, 0, NULL, NULL, 0, 0, NULL, NULL);"
 
+/*
+ * Version 3 to 4: SOTP_AUDIT_CHAINS chains (audit.c), each with its head
+ * row; what was chained so far is chain 1. SQLite cannot change a CHECK,
+ * so the head table is made again. A new store is made at version 3 and
+ * taken here, as an older one is.
+ */
+#define UPGRADE_4_SQL                                                          \
+	"ALTER TABLE audit ADD COLUMN chain INTEGER;"                          \
+	"UPDATE audit SET chain = 1 WHERE keyed IS NOT NULL;"                  \
+	"DROP INDEX audit_seq;"                                                \
+	"CREATE UNIQUE INDEX audit_seq ON audit(chain, seq);"                  \
+	"CREATE TABLE audit_heads ("                                           \
+	" k INTEGER PRIMARY KEY CHECK (k BETWEEN 1 AND 16),"                   \
+	" seq INTEGER NOT NULL,"                                               \
+	" mac BLOB,"                                                           \
+	" tag BLOB,"                                                           \
+	" pending INTEGER NOT NULL,"                                           \
+	" base_seq INTEGER NOT NULL,"                                          \
+	" base_mac BLOB,"                                                      \
+	" base_tag BLOB,"                                                      \
+	" kv INTEGER NOT NULL DEFAULT 0,"                                      \
+	" base_kv INTEGER NOT NULL DEFAULT 0) STRICT;"                         \
+	"INSERT INTO audit_heads SELECT k, seq, mac, tag, pending, base_seq,"  \
+	" base_mac, base_tag, kv, base_kv FROM audit_head;"                    \
+	"WITH RECURSIVE n(k) AS (SELECT 2 UNION ALL"                           \
+	" SELECT k + 1 FROM n WHERE k < 16)"                                   \
+	" INSERT INTO audit_heads SELECT k, 0, NULL, NULL, 0, 0, NULL, NULL,"  \
+	" 0, 0 FROM n;"                                                        \
+	"DROP TABLE audit_head;"                                               \
+	"ALTER TABLE audit_heads RENAME TO audit_head;"                        \
+	"UPDATE schema_version SET version = 4;"
+
 #define UPGRADE_SQL                                                            \
 	"ALTER TABLE audit ADD COLUMN seq INTEGER;"                            \
 	"ALTER TABLE audit ADD COLUMN mac BLOB;"                               \
@@ -187,10 +219,11 @@ static const char *const sqlite_sql[SOTP_Q_COUNT] = {
                             " WHERE type = 'table'"
                             " AND name = 'schema_version'",
     [SOTP_Q_SCHEMA_TABLES] = "SELECT count(*) FROM sqlite_master",
-    [SOTP_Q_SCHEMA_CREATE] = SCHEMA_SQL,
+    [SOTP_Q_SCHEMA_CREATE] = SCHEMA_SQL UPGRADE_4_SQL,
     [SOTP_Q_SCHEMA_VERSION] = "SELECT version FROM schema_version",
     [SOTP_Q_SCHEMA_UPGRADE] = UPGRADE_SQL,
     [SOTP_Q_SCHEMA_UPGRADE_3] = UPGRADE_3_SQL,
+    [SOTP_Q_SCHEMA_UPGRADE_4] = UPGRADE_4_SQL,
     [SOTP_Q_TOKEN_GET] = SOTP_SQL_TOKEN_SELECT " WHERE t.serial = ?1",
     [SOTP_Q_TOKEN_LOCK] = "SELECT 1 FROM tokens WHERE serial = ?1",
     [SOTP_Q_TOKEN_INSERT] = "INSERT INTO tokens (serial, kind, secret,"
@@ -282,9 +315,9 @@ static const char *const sqlite_sql[SOTP_Q_COUNT] = {
     [SOTP_Q_STATE_DELETE] = "DELETE FROM used_states WHERE id = ?1",
     [SOTP_Q_AUDIT_ADD] = "INSERT INTO audit (ts, action, contract, serial,"
                          " context, verdict, reason, detail, seq, mac,"
-                         " keyed, kv)"
+                         " keyed, kv, chain)"
                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
-                         " NULLIF(?9, 0), ?10, ?11, NULLIF(?12, -1))",
+                         " NULLIF(?9, 0), ?10, ?11, NULLIF(?12, -1), ?13)",
     [SOTP_Q_AUDIT_LIST] = SOTP_SQL_AUDIT_SELECT " WHERE ts >= ?1 AND ts <= ?2"
                                                 " ORDER BY ts, id",
     [SOTP_Q_AUDIT_LIST_CONTRACT] =
@@ -292,27 +325,35 @@ static const char *const sqlite_sql[SOTP_Q_COUNT] = {
                               " ts >= ?1 AND ts <= ?2"
                               " ORDER BY ts, id",
     /* BEGIN IMMEDIATE already holds the lock that orders appends. */
-    [SOTP_Q_AUDIT_HEAD] = SOTP_SQL_AUDIT_HEAD_SELECT,
-    [SOTP_Q_AUDIT_HEAD_LOCK] = SOTP_SQL_AUDIT_HEAD_SELECT,
+    [SOTP_Q_AUDIT_HEAD] = SOTP_SQL_AUDIT_HEAD_SELECT " WHERE k = ?1",
+    [SOTP_Q_AUDIT_HEAD_LOCK] = SOTP_SQL_AUDIT_HEAD_SELECT " WHERE k = ?1",
     [SOTP_Q_AUDIT_HEAD_SET] = "UPDATE audit_head SET seq = ?1, mac = ?2,"
                               " tag = ?3, pending = ?4, base_seq = ?5,"
                               " base_mac = ?6, base_tag = ?7, kv = ?8,"
-                              " base_kv = ?9 WHERE k = 1",
+                              " base_kv = ?9 WHERE k = ?10",
     [SOTP_Q_AUDIT_PENDING] = SOTP_SQL_AUDIT_CHAIN_SELECT
-    " WHERE seq IS NULL AND keyed = 0 ORDER BY id LIMIT 1",
+    " WHERE chain = ?1 AND seq IS NULL AND keyed = 0 ORDER BY id LIMIT 1",
     [SOTP_Q_AUDIT_LINK] = "UPDATE audit SET seq = ?2, mac = ?3, kv = ?4"
                           " WHERE id = ?1 AND seq IS NULL AND keyed = 0",
     [SOTP_Q_AUDIT_WALK] =
-        SOTP_SQL_AUDIT_CHAIN_SELECT " WHERE seq > ?1 ORDER BY seq",
+        SOTP_SQL_AUDIT_CHAIN_SELECT " WHERE chain = ?1 AND seq > ?2"
+                                    " ORDER BY seq",
     [SOTP_Q_AUDIT_COUNTS] = "SELECT (SELECT count(*) FROM audit"
                             " WHERE seq IS NULL AND keyed = 0),"
                             " (SELECT count(*) FROM audit"
                             " WHERE keyed IS NULL)",
     [SOTP_Q_AUDIT_PRUNE_POINT] = "SELECT min(seq) FROM audit"
-                                 " WHERE seq IS NOT NULL AND ts >= ?1",
-    [SOTP_Q_AUDIT_MAC_AT] = "SELECT mac FROM audit WHERE seq = ?1",
-    [SOTP_Q_AUDIT_PRUNE] = "DELETE FROM audit WHERE seq <= ?1"
+                                 " WHERE chain = ?2 AND seq IS NOT NULL"
+                                 " AND ts >= ?1",
+    [SOTP_Q_AUDIT_MAC_AT] = "SELECT mac FROM audit WHERE chain = ?2"
+                            " AND seq = ?1",
+    [SOTP_Q_AUDIT_PRUNE] = "DELETE FROM audit WHERE (chain = ?3"
+                           " AND seq <= ?1)"
                            " OR (keyed IS NULL AND ts < ?2)",
+    [SOTP_Q_AUDIT_STRAY] = "SELECT id, coalesce(seq, 0) FROM audit"
+                           " WHERE keyed IS NOT NULL AND (chain IS NULL"
+                           " OR chain < 1 OR chain > 16)"
+                           " ORDER BY id LIMIT 1",
     /* The keyring: BEGIN IMMEDIATE already holds every row still. */
     [SOTP_Q_KEY_RING] = SOTP_SQL_KEY_RING_SELECT,
     [SOTP_Q_KEY_RING_LOCK] = SOTP_SQL_KEY_RING_SELECT,
@@ -814,6 +855,7 @@ const struct sotp_store_driver sotp_store_sqlite_driver = {
     .name = "sqlite",
     .sql = sqlite_sql,
     .stmt_undo = 1,
+    .chains = 1,
     .open = sq_open,
     .close = sq_close,
     .check = sq_check,

@@ -72,20 +72,29 @@ check "  and named: seq 5 missing before row 6" \
 copy inserted
 # A copy of a real row (its MAC too), put in past the head.
 sq inserted "INSERT INTO audit (ts, action, contract, serial, context,
-    verdict, reason, detail, seq, mac, keyed) SELECT ts, action, contract,
-    serial, context, verdict, reason, detail, 11, mac, keyed FROM audit
-    WHERE seq = 10"
+    verdict, reason, detail, seq, mac, keyed, kv, chain) SELECT ts, action,
+    contract, serial, context, verdict, reason, detail, 11, mac, keyed, kv,
+    1 FROM audit WHERE seq = 10"
 broken inserted "an inserted row is found" --config "$SB/inserted.conf"
 check "  and named: inserted out of order, seq 11" \
     contains "$ERR" "(seq 11) inserted out of order"
+copy stray
+# The same, in no chain: no walk passes it.
+sq stray "INSERT INTO audit (ts, action, contract, serial, context,
+    verdict, reason, detail, seq, mac, keyed, kv) SELECT ts, action,
+    contract, serial, context, verdict, reason, detail, 11, mac, keyed, kv
+    FROM audit WHERE seq = 10"
+broken inserted "a row put in outside every chain is found" \
+    --config "$SB/stray.conf"
+check "  and named: in no chain" contains "$ERR" "(seq 11) inserted out of order: in no chain"
 copy midway
 # Put in midway: the rows after it renumbered to make room.
 sq midway "UPDATE audit SET seq = -seq - 1 WHERE seq > 5;
     UPDATE audit SET seq = -seq WHERE seq < 0;
     INSERT INTO audit (ts, action, contract, serial, context, verdict,
-    reason, detail, seq, mac, keyed) SELECT ts, 'contract.unlock', 'A1',
-    serial, context, verdict, reason, detail, 6, mac, keyed FROM audit
-    WHERE seq = 5"
+    reason, detail, seq, mac, keyed, chain) SELECT ts, 'contract.unlock',
+    'A1', serial, context, verdict, reason, detail, 6, mac, keyed, 1
+    FROM audit WHERE seq = 5"
 broken changed "a row put in midway breaks the chain there" \
     --config "$SB/midway.conf"
 check "  at seq 6" grep -q '"seq":6' "$OUT"
@@ -171,5 +180,21 @@ check "  and its rows stay, outside the chain" \
     sh -c "'$CLI' --config '$SB/old.conf' audit verify | grep -q 'rows from before the chain are not covered'"
 check "  which goes on from them" \
     sh -c "printf 'pw\n' | '$CLI' --config '$SB/old.conf' contract add NEW >/dev/null && '$CLI' --config '$SB/old.conf' audit verify >/dev/null"
+
+# -- a store with one chain (version 3) --
+copy v2
+sq v2 "DROP INDEX audit_seq; ALTER TABLE audit DROP COLUMN chain;
+    CREATE UNIQUE INDEX audit_seq ON audit(seq);
+    DELETE FROM audit_head WHERE k > 1;
+    UPDATE schema_version SET version = 3"
+check_rc 2 "a version 3 store is refused" \
+    "$CLI" --config "$SB/v2.conf" contract show A1
+check "init takes it to version 4" "$CLI" --config "$SB/v2.conf" init
+check "  with a head row for each of the 16 chains" \
+    [ "$(sq v2 'SELECT count(*) FROM audit_head')" = 16 ]
+check "  its chain is chain 1, and verifies" \
+    sh -c "'$CLI' --config '$SB/v2.conf' audit verify | grep -q 'chain verified: '"
+check "  and no row was left outside a chain" \
+    [ "$(sq v2 'SELECT count(*) FROM audit WHERE keyed IS NOT NULL AND chain IS NOT 1')" = 0 ]
 
 echo "1..$TAPN"

@@ -1895,6 +1895,180 @@ test_engine_pg_locked_row_waits_once(void **state)
 	sotp_ctx_free(ctx);
 }
 
+/*
+ * An accept whose audit row cannot be written is refused (the chain's
+ * head held by another session past lock_timeout, as in a farm under
+ * load), and its log line says so: never "verdict=accept" for a
+ * customer who was refused. Nothing of it was committed, so the same
+ * code is accepted once the head is free.
+ */
+static void
+test_engine_pg_unaudited_accept_logged_as_refused(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_ctx *ctx = NULL;
+	struct sotp_attempt *a = NULL;
+	struct sotp_decision d;
+	struct input in = {
+	    NULL, GOOD_CODE, B32_A, NULL, NO_CARD, NULL, NULL, NULL};
+	char code[16], c = 'g';
+	int go[2], done[2], wst;
+	time_t now = T0 + 90000;
+	pid_t pid;
+
+	(void)f;
+	assert_int_equal(pipe(go), 0);
+	assert_int_equal(pipe(done), 0);
+	if ((pid = fork()) == 0) {
+		PGconn *conn = PQconnectdb(pg_url());
+		PGresult *res;
+
+		close(go[0]);
+		close(done[1]);
+		res =
+		    PQexec(conn, "BEGIN; SELECT 1 FROM audit_head FOR UPDATE");
+		if (PQresultStatus(res) != PGRES_TUPLES_OK)
+			_exit(2);
+		PQclear(res);
+		if (write(go[1], &c, 1) != 1 || read(done[0], &c, 1) != 1)
+			_exit(3);
+		res = PQexec(conn, "ROLLBACK");
+		_exit(PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : 4);
+	}
+	assert_true(pid > 0);
+	close(go[1]);
+	close(done[0]);
+	assert_int_equal(read(go[0], &c, 1), 1);
+	close(go[0]);
+
+	assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
+	assert_int_equal(sotp_ctx_load(ctx, f->conf), SOTP_OK);
+	logged.len = 0;
+	logged.text[0] = '\0';
+	sotp_ctx_set_log(ctx, log_keep, NULL, 0);
+	oath(in.b32, now, in.opts, code);
+	assert_int_equal(
+	    sotp_attempt_begin(ctx, "C-OTP", "transaction", now, &a), SOTP_OK);
+	assert_int_equal(sotp_attempt_answer(a, code), SOTP_OK);
+	assert_int_not_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	sotp_attempt_free(a);
+	assert_int_equal(write(done[1], &c, 1), 1);
+	close(done[1]);
+	assert_int_equal(waitpid(pid, &wst, 0), pid);
+	assert_true(WIFEXITED(wst));
+	assert_int_equal(WEXITSTATUS(wst), 0);
+	assert_int_equal(d.verdict, SOTP_REJECT);
+	assert_int_equal(d.reason, SOTP_R_STORE_UNAVAILABLE);
+	if (strstr(logged.text, "verdict=accept") != NULL)
+		fail_msg(
+		    "a refused customer logged as accepted:\n%s", logged.text);
+	if (strstr(logged.text, "verdict=reject reason=STORE_UNAVAILABLE") ==
+	        NULL ||
+	    strstr(logged.text, "not accepted") == NULL ||
+	    strstr(logged.text, "audit row not written") == NULL)
+		fail_msg("the refusal is not logged as such:\n%s", logged.text);
+
+	/* The head is free: the same code, never committed, is accepted. */
+	assert_int_equal(
+	    sotp_attempt_begin(ctx, "C-OTP", "transaction", now, &a), SOTP_OK);
+	assert_int_equal(sotp_attempt_answer(a, code), SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	sotp_attempt_free(a);
+	assert_int_equal(d.verdict, SOTP_ACCEPT);
+	sotp_ctx_free(ctx);
+}
+
+/*
+ * On PostgreSQL a contract's audit rows go to one of SOTP_AUDIT_CHAINS
+ * chains, so that a decision waits only for the head of its own: with
+ * every other chain's head held by another session (a farm busy with
+ * other contracts), C-OTP's accept commits at once; the chains all
+ * verify afterwards, each on its own.
+ */
+static void
+test_engine_pg_chains_do_not_wait(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_ctx *ctx = NULL;
+	struct sotp_attempt *a = NULL;
+	struct sotp_decision d;
+	struct sotp_audit_check chk;
+	char code[16], sql[160], c = 'g';
+	int go[2], done[2], wst, chain;
+	time_t now = T0 + 95000;
+	pid_t pid;
+
+	assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
+	assert_int_equal(sotp_ctx_load(ctx, f->conf), SOTP_OK);
+	assert_int_equal(sotp_store_audit_chains(ctx->st), SOTP_AUDIT_CHAINS);
+	chain = sotp_store_audit_chain_pick(ctx->st, "C-OTP");
+	assert_in_range(chain, 1, SOTP_AUDIT_CHAINS);
+	snprintf(sql, sizeof(sql),
+	    "BEGIN; SELECT 1 FROM audit_head WHERE k <> %d FOR UPDATE", chain);
+	assert_int_equal(pipe(go), 0);
+	assert_int_equal(pipe(done), 0);
+	if ((pid = fork()) == 0) {
+		PGconn *conn = PQconnectdb(pg_url());
+		PGresult *res;
+
+		close(go[0]);
+		close(done[1]);
+		res = PQexec(conn, sql);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK ||
+		    PQntuples(res) != SOTP_AUDIT_CHAINS - 1)
+			_exit(2);
+		PQclear(res);
+		if (write(go[1], &c, 1) != 1 || read(done[0], &c, 1) != 1)
+			_exit(3);
+		res = PQexec(conn, "ROLLBACK");
+		_exit(PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : 4);
+	}
+	assert_true(pid > 0);
+	close(go[1]);
+	close(done[0]);
+	assert_int_equal(read(go[0], &c, 1), 1);
+	close(go[0]);
+
+	oath(B32_A, now, NULL, code);
+	assert_int_equal(
+	    sotp_attempt_begin(ctx, "C-OTP", "transaction", now, &a), SOTP_OK);
+	assert_int_equal(sotp_attempt_answer(a, code), SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	sotp_attempt_free(a);
+	assert_int_equal(write(done[1], &c, 1), 1);
+	close(done[1]);
+	assert_int_equal(waitpid(pid, &wst, 0), pid);
+	assert_true(WIFEXITED(wst));
+	assert_int_equal(WEXITSTATUS(wst), 0);
+	if (d.verdict != SOTP_ACCEPT)
+		fail_msg("C-OTP (chain %d) was not accepted while the other "
+		         "chains were held: %s",
+		    chain, sotp_reason_name(d.reason));
+
+	assert_int_equal(sotp_audit_verify(ctx, &chk), SOTP_OK);
+	if (chk.problem != SOTP_AUDIT_OK)
+		fail_msg("the chains do not verify: %s", chk.what);
+	print_message("%s\n", chk.what);
+	assert_true(chk.chains >= 1);
+
+	/* A row changed in C-OTP's chain is named with its chain. */
+	snprintf(sql, sizeof(sql),
+	    "UPDATE audit SET detail = 'x' WHERE chain = %d AND seq = 1",
+	    chain);
+	pg_sql(sql, NULL, 0);
+	assert_int_equal(sotp_audit_verify(ctx, &chk), SOTP_OK);
+	assert_int_equal(chk.problem, SOTP_AUDIT_CHANGED);
+	assert_int_equal(chk.bad_chain, chain);
+	assert_int_equal(chk.bad_seq, 1);
+	if (chain > 1) {
+		snprintf(sql, sizeof(sql), "chain %d: row ", chain);
+		if (strncmp(chk.what, sql, strlen(sql)) != 0)
+			fail_msg("the break does not name chain %d: %s", chain,
+			    chk.what);
+	}
+	sotp_ctx_free(ctx);
+}
+
 /* Statements against the audit chain, while counting. */
 static struct {
 	int head_sets;
@@ -2409,6 +2583,8 @@ main(void)
 	    T(test_engine_pg_bind_locks_contract_first),
 	    T(test_engine_pg_registration_locks_contract_first),
 	    T(test_engine_pg_locked_row_waits_once),
+	    T(test_engine_pg_unaudited_accept_logged_as_refused),
+	    T(test_engine_pg_chains_do_not_wait),
 	};
 #undef T
 	const struct CMUnitTest tests[] = {
