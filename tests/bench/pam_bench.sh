@@ -1,0 +1,107 @@
+#!/bin/sh
+# The PAM half of `make bench` (issue 13): transaction codes through the
+# real libpam, ours against the peers, in one run, as ratios only.
+#
+#   sh tests/bench/pam_bench.sh BUILD [SIZES] [CYCLES]
+#
+# For each size (1,000 and 1,000,000 contracts by default) a fresh
+# directory gets: our store with SIZE contracts, each bound to its own TOTP
+# token (pam_setup); pam_oath's usersfile with SIZE users; SIZE
+# google-authenticator secret files (DISALLOW_REUSE, RATE_LIMIT 3 30); and
+# one PAM service per module. pam_bench then runs CYCLES cycles of each
+# (pam_start_confdir + pam_authenticate + pam_end; every user answers one
+# code once, every cycle must succeed) interleaved, and this prints each
+# ratio of auth/s: ours over pam_permit (the floor of any PAM call), over
+# pam_oath and over google-authenticator. Over 1 means ours is faster.
+#
+# At a million users pam_oath reads and rewrites its whole usersfile (90
+# MB) on every authentication: it gets PEER_BUDGET seconds and its rate is
+# from the cycles that fitted. google-authenticator reads one file per
+# user; a million 4 KiB files would cost minutes and 4 GiB, so its million
+# are hard links to one file (it replaces a user's file by rename, so each
+# user still gets a state of their own). The peers' packages come from
+# scripts/deps.sh bench.
+set -eu
+
+BUILD=${1:?usage: pam_bench.sh BUILD [SIZES] [CYCLES]}
+SIZES=${2:-1000 1000000}
+CYCLES=${3:-1000}
+PEER_BUDGET=${PEER_BUDGET:-20}
+SECRET_HEX=3132333435363738393031323334353637383930
+SECRET_B32=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ
+case $BUILD in
+/*) ;;
+*) BUILD=$PWD/$BUILD ;;
+esac
+MOD=$BUILD/pam_shinkin_otp.so
+[ -x "$BUILD/bench/pam_bench" ] && [ -x "$BUILD/bench/pam_setup" ] &&
+	[ -f "$MOD" ] || {
+	echo "pam_bench.sh: build $BUILD/bench/pam_bench first" >&2
+	exit 2
+}
+
+top=$(mktemp -d /tmp/sotp-pam-bench.XXXXXX)
+trap 'rm -rf "$top"' EXIT INT TERM
+
+# ratio A B: how many times A's rate is B's, from per-cycle microseconds.
+ratio() {
+	awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", b / a }'
+}
+
+one_size() {
+	n=$1
+	d=$top/$n
+	mkdir -p "$d/pam" "$d/ga"
+	"$BUILD/bench/pam_setup" "$d" B "$n"
+	awk -v n="$n" -v s="$SECRET_HEX" 'BEGIN {
+		for (i = 0; i < n; i++) printf "HOTP/T30 B%07d - %s\n", i, s }' \
+	    >"$d/oath.users"
+	chmod 600 "$d/oath.users"
+	printf '%s\n" RATE_LIMIT 3 30\n" WINDOW_SIZE 3\n" DISALLOW_REUSE\n" TOTP_AUTH\n' \
+	    "$SECRET_B32" >"$d/ga.secret"
+	chmod 400 "$d/ga.secret"
+	perl -e 'for my $i (0 .. $ARGV[1] - 1) {
+		link($ARGV[0] . "/ga.secret", sprintf("%s/ga/B%07d", $ARGV[0], $i))
+		    or die "link: $!\n" }' "$d" "$n"
+	echo "auth required pam_permit.so" >"$d/pam/permit"
+	echo "auth required pam_oath.so usersfile=$d/oath.users window=3" \
+	    "digits=6" >"$d/pam/oath"
+	echo "auth required pam_google_authenticator.so" \
+	    "secret=$d/ga/\${USER} user=root" >"$d/pam/ga"
+	echo "auth required $MOD config=$d/shinkin-otp.conf" \
+	    "context=transaction" >"$d/pam/sotp"
+	"$BUILD/bench/pam_bench" "$d/pam" B "$n" "$CYCLES" "$PEER_BUDGET" \
+	    permit oath ga sotp >"$d/out"
+	# per-cycle microseconds (wall, CPU) of each service
+	[ "$(awk '$2 > 0' "$d/out" | wc -l)" -eq 4 ] || {
+		echo "pam_bench.sh: a service ran no cycle" >&2
+		exit 1
+	}
+	eval "$(awk '{ printf "%s_n=%d %s_w=%.3f %s_c=%.3f\n", $1, $2, $1,
+		$3 / $2, $1, $4 / $2 }' "$d/out")"
+	printf '%s contracts (ratios of auth/s, wall; CPU time in brackets):\n' \
+	    "$(printf '%d' "$n" | sed -e ':a' -e 's/\([0-9]\)\([0-9]\{3\}\)\($\|,\)/\1,\2\3/' -e 'ta')"
+	printf '  %-38s %7s (%s)   goal >= 0.40x\n' \
+	    "pam_shinkin_otp / pam_permit" "$(ratio "$sotp_w" "$permit_w")" \
+	    "$(ratio "$sotp_c" "$permit_c")"
+	for peer in oath ga; do
+		eval "pn=\$${peer}_n pw=\$${peer}_w pc=\$${peer}_c"
+		case $peer in
+		oath) label="pam_shinkin_otp / pam_oath" ;;
+		ga) label="pam_shinkin_otp / google-authenticator" ;;
+		esac
+		note=""
+		[ "$pn" -lt "$sotp_n" ] &&
+			note=" ($pn cycles fitted in ${PEER_BUDGET} s)"
+		printf '  %-38s %7s (%s)   goal > 1x%s\n' "$label" \
+		    "$(ratio "$sotp_w" "$pw")" "$(ratio "$sotp_c" "$pc")" "$note"
+	done
+	rm -rf "$d"
+}
+
+echo
+echo "PAM, transaction code only: pam_start_confdir + pam_authenticate +" \
+    "pam_end through libpam, $CYCLES cycles each"
+for n in $SIZES; do
+	one_size "$n"
+done
