@@ -104,9 +104,13 @@ $(CLI): $(CLI_OBJ) $(LIB)
 	$(CC) $(EXE_LDFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(PKG_LIBS)
 
 # The PAM module: exactly pam_sm_authenticate and pam_sm_setcred exported.
+# -z nodelete: libpam dlcloses the module at every pam_end; without it the
+# module, libcrypto and libsqlite3 were unmapped and loaded again (and
+# OpenSSL initialised again) on every pam_start of a process that
+# authenticates more than once (README, Speed).
 $(BUILD)/pam_shinkin_otp/%.o: CFLAGS += $(shell $(PKG_CONFIG) --cflags pam 2>/dev/null)
 $(PAM_SO): $(PAM_OBJ) $(LIB) pam_shinkin_otp/pam_shinkin_otp.map
-	$(CC) -shared $(LDFLAGS) -Wl,--no-undefined \
+	$(CC) -shared $(LDFLAGS) -Wl,--no-undefined -Wl,-z,nodelete \
 	    -Wl,--version-script=pam_shinkin_otp/pam_shinkin_otp.map \
 	    -o $@ $(PAM_OBJ) $(LIB) $(PKG_LIBS) -lpam
 

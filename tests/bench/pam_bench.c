@@ -12,7 +12,9 @@
  * or SQLite library itself: each module pays for what it loads.
  *
  * Each service runs CYCLES cycles (at most NUSERS, so that every user
- * answers one code once, the way a customer does; "permit" is not limited)
+ * answers one code once, the way a customer does; "permit" is not limited).
+ * SERVICE@FIRST+COUNT gives a service users FIRST..FIRST+COUNT-1 only (and
+ * at most COUNT cycles), for two services over one store,
  * in 4 rounds, interleaved with the other services so that a slow moment
  * of the machine falls on all of them alike. A service whose rounds take
  * longer than BUDGET seconds in total stops early (its rate is from the
@@ -40,7 +42,8 @@ static char codes[STEPS + 1][16];
 static long code_step0;
 
 struct svc {
-	const char *name;
+	char name[64];
+	long first, count; /* its users: first .. first + count - 1 */
 	long cycles, next_user;
 	double wall, cpu;
 };
@@ -77,8 +80,8 @@ load_codes(void)
 		if ((p = popen("oathtool --totp -w " STR(STEPS) " " SECRET_HEX,
 		         "r")) == NULL)
 			return -1;
-		for (i = 0; i <= STEPS &&
-		     fgets(codes[i], sizeof(codes[i]), p) != NULL;
+		for (i = 0;
+		     i <= STEPS && fgets(codes[i], sizeof(codes[i]), p) != NULL;
 		     i++)
 			codes[i][strcspn(codes[i], "\r\n")] = '\0';
 		if (pclose(p) != 0 || i != STEPS + 1)
@@ -128,8 +131,8 @@ conv(int n, const struct pam_message **msg, struct pam_response **resp,
 
 /* Up to n cycles of one service; returns how many ran. */
 static long
-run(const char *confdir, const char *prefix, long nusers, struct svc *s,
-    long n, double budget_us)
+run(const char *confdir, const char *prefix, struct svc *s, long n,
+    double budget_us)
 {
 	struct pam_conv pc = {conv, NULL};
 	pam_handle_t *ph = NULL;
@@ -140,7 +143,7 @@ run(const char *confdir, const char *prefix, long nusers, struct svc *s,
 
 	for (i = 0; i < n && now_us() - t + s->wall < budget_us; i++) {
 		snprintf(user, sizeof(user), "%s%07ld", prefix,
-		    s->next_user++ % nusers);
+		    s->first + s->next_user++ % s->count);
 		if ((rc = pam_start_confdir(
 		         s->name, user, &pc, confdir, &ph)) != PAM_SUCCESS) {
 			fprintf(stderr, "pam_bench: %s: pam_start: %d\n",
@@ -171,8 +174,9 @@ main(int argc, char **argv)
 	int i, ns;
 
 	if (argc < 7 || argc - 6 > MAX_SERVICES) {
-		fprintf(stderr, "usage: pam_bench CONFDIR PREFIX NUSERS CYCLES "
-		                "BUDGET SERVICE...\n");
+		fprintf(stderr,
+		    "usage: pam_bench CONFDIR PREFIX NUSERS CYCLES "
+		    "BUDGET SERVICE...\n");
 		return 2;
 	}
 	confdir = argv[1];
@@ -184,8 +188,20 @@ main(int argc, char **argv)
 		return 2;
 	ns = argc - 6;
 	memset(s, 0, sizeof(s));
-	for (i = 0; i < ns; i++)
-		s[i].name = argv[6 + i];
+	for (i = 0; i < ns; i++) {
+		char *at;
+
+		snprintf(s[i].name, sizeof(s[i].name), "%s", argv[6 + i]);
+		s[i].count = nusers;
+		if ((at = strchr(s[i].name, '@')) != NULL) {
+			*at = '\0';
+			if (sscanf(at + 1, "%ld+%ld", &s[i].first,
+			        &s[i].count) != 2 ||
+			    s[i].first < 0 || s[i].count < 1 ||
+			    s[i].first + s[i].count > nusers)
+				return 2;
+		}
+	}
 	if (load_codes() != 0) {
 		fprintf(stderr, "pam_bench: cannot read codes from oathtool\n");
 		return 1;
@@ -193,11 +209,11 @@ main(int argc, char **argv)
 	for (round = 0; round < ROUNDS; round++) {
 		for (i = 0; i < ns; i++) {
 			want = strcmp(s[i].name, "permit") == 0 ||
-			        cycles <= nusers
+			        cycles <= s[i].count
 			    ? cycles
-			    : nusers;
+			    : s[i].count;
 			want = want / ROUNDS;
-			run(confdir, prefix, nusers, &s[i], want, budget);
+			run(confdir, prefix, &s[i], want, budget);
 		}
 	}
 	for (i = 0; i < ns; i++)

@@ -23,10 +23,10 @@
  * The rows go in batches of BATCH inside one transaction each, so that a
  * PostgreSQL farm with a synchronous standby pays for one commit per
  * batch, not three per contract, and the audit chain's head is read and
- * written once per batch (sotp_audit_batch_begin), as the imports do. Production code is unchanged by any of
- * this. Codes come from the library's TOTP (checked against the RFC 6238
- * vectors in test_otp, and the failover test compares a few against
- * oathtool).
+ * written once per batch (sotp_audit_batch_begin), as the imports do.
+ * Production code is unchanged by any of this. Codes come from the library's
+ * TOTP (checked against the RFC 6238 vectors in test_otp, and the failover test
+ * compares a few against oathtool).
  */
 #include <stdio.h>
 #include <stdlib.h>
