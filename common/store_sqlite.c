@@ -632,9 +632,8 @@ keep_wal(struct sotp_store *st)
  * land in it, so that no opener after it depends on a directory sync it
  * skipped. The WAL is never removed by the store (keep_wal).
  */
-#define SOTP_VFS "shinkin-otp"
-
 static sqlite3_vfs vfs;
+static char vfs_name[48];
 static sqlite3_vfs *unix_vfs;
 static pthread_once_t vfs_once = PTHREAD_ONCE_INIT;
 
@@ -680,9 +679,14 @@ vfs_register(void)
 {
 	if ((unix_vfs = sqlite3_vfs_find("unix")) == NULL)
 		return;
+	/*
+	 * A name of this copy's own: the PAM and RADIUS modules each carry
+	 * the core, and one process may load both.
+	 */
+	snprintf(vfs_name, sizeof(vfs_name), "shinkin-otp-%p", (void *)&vfs);
 	vfs = *unix_vfs;
 	vfs.pNext = NULL;
-	vfs.zName = SOTP_VFS;
+	vfs.zName = vfs_name;
 	vfs.xOpen = vfs_open;
 	if (sqlite3_vfs_register(&vfs, 0) != SQLITE_OK)
 		unix_vfs = NULL;
@@ -702,7 +706,7 @@ static const char *
 store_vfs(void)
 {
 	(void)pthread_once(&vfs_once, vfs_register);
-	return unix_vfs != NULL ? SOTP_VFS : NULL;
+	return unix_vfs != NULL ? vfs_name : NULL;
 }
 
 /*
