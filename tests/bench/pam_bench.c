@@ -14,7 +14,9 @@
  * Each service runs CYCLES cycles (at most NUSERS, so that every user
  * answers one code once, the way a customer does; "permit" is not limited).
  * SERVICE@FIRST+COUNT gives a service users FIRST..FIRST+COUNT-1 only (and
- * at most COUNT cycles), for two services over one store,
+ * at most COUNT cycles), for two services over one store. The service
+ * "fdatasync" is no PAM call: a 4 KiB write and fdatasync per cycle, the
+ * least one durable commit costs on this disk.
  * in 4 rounds, interleaved with the other services so that a slow moment
  * of the machine falls on all of them alike. A service whose rounds take
  * longer than BUDGET seconds in total stops early (its rate is from the
@@ -23,11 +25,13 @@
  *
  *   SERVICE CYCLES WALL_US CPU_US
  */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <security/pam_appl.h>
 
@@ -129,6 +133,33 @@ conv(int n, const struct pam_message **msg, struct pam_response **resp,
 	return PAM_SUCCESS;
 }
 
+/*
+ * The pseudo-service "fdatasync": a 4 KiB write and fdatasync of a file in
+ * CONFDIR per cycle, what one durable commit costs on this disk at least.
+ */
+static void
+sync_cycle(const char *confdir)
+{
+	static int fd = -1;
+	static char page[4096];
+	static long n;
+	char path[512];
+
+	if (fd < 0) {
+		snprintf(path, sizeof(path), "%s/fdatasync.dat", confdir);
+		if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+			perror(path);
+			exit(1);
+		}
+	}
+	if (pwrite(fd, page, sizeof(page), (off_t)(n++ % 16) * 4096) !=
+	        (ssize_t)sizeof(page) ||
+	    fdatasync(fd) != 0) {
+		perror("fdatasync");
+		exit(1);
+	}
+}
+
 /* Up to n cycles of one service; returns how many ran. */
 static long
 run(const char *confdir, const char *prefix, struct svc *s, long n,
@@ -142,6 +173,10 @@ run(const char *confdir, const char *prefix, struct svc *s, long n,
 	int rc;
 
 	for (i = 0; i < n && now_us() - t + s->wall < budget_us; i++) {
+		if (strcmp(s->name, "fdatasync") == 0) {
+			sync_cycle(confdir);
+			continue;
+		}
 		snprintf(user, sizeof(user), "%s%07ld", prefix,
 		    s->first + s->next_user++ % s->count);
 		if ((rc = pam_start_confdir(
@@ -209,6 +244,7 @@ main(int argc, char **argv)
 	for (round = 0; round < ROUNDS; round++) {
 		for (i = 0; i < ns; i++) {
 			want = strcmp(s[i].name, "permit") == 0 ||
+			        strcmp(s[i].name, "fdatasync") == 0 ||
 			        cycles <= s[i].count
 			    ? cycles
 			    : s[i].count;

@@ -28,8 +28,8 @@ broken() {
 	fi
 }
 # copy NAME: a policy NAME.conf on a copy of the store (same key).
-copy() {
-	cp "$DB" "$SB/$1.db"
+copy() { # a consistent copy: the store's latest commits sit in its WAL
+	sqlite3 "$DB" ".backup '$SB/$1.db'"
 	sed "s|^store = .*|store = sqlite:$SB/$1.db|" "$CONF" >"$SB/$1.conf"
 }
 sq() { sqlite3 "$SB/$1.db" "$2"; }
@@ -145,7 +145,8 @@ copy old
 sq old "DROP TABLE audit_head; DROP INDEX audit_seq;
     DROP INDEX audit_pending; ALTER TABLE audit DROP COLUMN seq;
     ALTER TABLE audit DROP COLUMN mac; ALTER TABLE audit DROP COLUMN keyed;
-    UPDATE schema_version SET version = 1"
+    UPDATE schema_version SET version = 1;
+    PRAGMA application_id = 0; PRAGMA user_version = 0"
 check_rc 2 "a version 1 store is refused" \
     "$CLI" --config "$SB/old.conf" contract show A1
 check "  with what to do" \
