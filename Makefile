@@ -148,7 +148,8 @@ $(BENCH): $(BUILD)/tests/bench/sotp_bench.o $(LIB)
 
 # The PAM bench (tests/bench/pam_bench.sh): the driver links libpam only,
 # so each module pays for the libraries it loads; pam_setup fills the store.
-PAM_BENCH  = $(BUILD)/bench/pam_bench $(BUILD)/bench/pam_setup
+PAM_BENCH  = $(BUILD)/bench/pam_bench $(BUILD)/bench/pam_setup \
+             $(BUILD)/tests/syslog_sink
 $(BUILD)/bench/pam_bench: $(BUILD)/tests/bench/pam_bench.o
 	@mkdir -p $(@D)
 	$(CC) $(EXE_LDFLAGS) -o $@ $< -lpam
