@@ -4,6 +4,7 @@
 #   make check           install missing Debian packages, build, run every test
 #   make check SANITIZE=1  the same under AddressSanitizer + UBSan (build-asan/)
 #   make demo            the guided walk-through (see README.md)
+#   make bench [BENCH_ARGS=..] [PAM_BENCH_ARGS="SIZES CYCLES"]  ratios, see README
 #   make fuzz [FUZZ_SECONDS=N]  every libFuzzer target in tests/fuzz/ for N s
 #   make install DESTDIR=... PREFIX=...
 #   make deb             the Debian packages, into $(BUILD)/deb/
@@ -107,9 +108,13 @@ $(CLI): $(CLI_OBJ) $(LIB)
 	$(CC) $(EXE_LDFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(PKG_LIBS)
 
 # The PAM module: exactly pam_sm_authenticate and pam_sm_setcred exported.
+# -z nodelete: libpam dlcloses the module at every pam_end; without it the
+# module, libcrypto and libsqlite3 were unmapped and loaded again (and
+# OpenSSL initialised again) on every pam_start of a process that
+# authenticates more than once (README, Speed).
 $(BUILD)/pam_shinkin_otp/%.o: CFLAGS += $(shell $(PKG_CONFIG) --cflags pam 2>/dev/null)
 $(PAM_SO): $(PAM_OBJ) $(LIB) pam_shinkin_otp/pam_shinkin_otp.map
-	$(CC) -shared $(LDFLAGS) -Wl,--no-undefined \
+	$(CC) -shared $(LDFLAGS) -Wl,--no-undefined -Wl,-z,nodelete \
 	    -Wl,--version-script=pam_shinkin_otp/pam_shinkin_otp.map \
 	    -o $@ $(PAM_OBJ) $(LIB) $(PKG_LIBS) -lpam
 
@@ -145,9 +150,24 @@ $(BENCH): $(BUILD)/tests/bench/sotp_bench.o $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(EXE_LDFLAGS) -o $@ $< $(LIB) $(PKG_LIBS) -lpam
 
-bench: deps
-	$(MAKE) $(BENCH)
+# The PAM bench (tests/bench/pam_bench.sh): the driver links libpam only,
+# so each module pays for the libraries it loads; pam_setup fills the store.
+PAM_BENCH  = $(BUILD)/bench/pam_bench $(BUILD)/bench/pam_setup \
+             $(BUILD)/tests/syslog_sink
+$(BUILD)/bench/pam_bench: $(BUILD)/tests/bench/pam_bench.o
+	@mkdir -p $(@D)
+	$(CC) $(EXE_LDFLAGS) -o $@ $< -lpam
+$(BUILD)/bench/pam_setup: $(BUILD)/tests/bench/pam_setup.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(EXE_LDFLAGS) -o $@ $< $(LIB) $(PKG_LIBS)
+
+# The peers' packages (pam_oath, google-authenticator) come from the
+# bench profile of scripts/deps.sh.
+bench:
+	sh scripts/deps.sh bench
+	$(MAKE) all $(BENCH) $(PAM_BENCH)
 	$(BENCH) $(BENCH_ARGS)
+	sh tests/bench/pam_bench.sh $(BUILD) $(PAM_BENCH_ARGS)
 .PHONY: bench
 
 deps:

@@ -134,6 +134,51 @@ sotp_ctx_has_key(const struct sotp_ctx *ctx)
 }
 
 static void
+file_id(const char *path, struct sotp_file_id *id)
+{
+	struct stat sb;
+
+	memset(id, 0, sizeof(*id));
+	if (stat(path, &sb) != 0)
+		return;
+	id->ok = 1;
+	id->dev = sb.st_dev;
+	id->ino = sb.st_ino;
+	id->size = sb.st_size;
+	id->mtime = sb.st_mtim;
+	id->ctime = sb.st_ctim;
+}
+
+static int
+file_changed(const char *path, const struct sotp_file_id *was)
+{
+	struct sotp_file_id now;
+
+	file_id(path, &now);
+	return !was->ok || !now.ok || now.dev != was->dev ||
+	    now.ino != was->ino || now.size != was->size ||
+	    now.mtime.tv_sec != was->mtime.tv_sec ||
+	    now.mtime.tv_nsec != was->mtime.tv_nsec ||
+	    now.ctime.tv_sec != was->ctime.tv_sec ||
+	    now.ctime.tv_nsec != was->ctime.tv_nsec;
+}
+
+/*
+ * Each file is looked at before it is read (sotp_ctx_load_policy,
+ * load_key): one changed in between is seen as changed next time, never
+ * the other way round.
+ */
+int
+sotp_ctx_stale(const struct sotp_ctx *ctx)
+{
+	if (ctx == NULL || !ctx->have_policy)
+		return 1;
+	if (file_changed(ctx->pol_path, &ctx->pol_id))
+		return 1;
+	return ctx->have_key && file_changed(ctx->pol.master_key, &ctx->key_id);
+}
+
+static void
 reset(struct sotp_ctx *ctx)
 {
 	sotp_store_close(ctx->st);
@@ -167,6 +212,8 @@ sotp_ctx_load_policy(struct sotp_ctx *ctx, const char *path)
 	 */
 	if (path[0] != '/' && (abs = realpath(path, NULL)) != NULL)
 		path = abs;
+	sotp_strlcpy(ctx->pol_path, path, sizeof(ctx->pol_path));
+	file_id(path, &ctx->pol_id);
 	rc = sotp_policy_read(path, &ctx->pol, ctx->err, sizeof(ctx->err));
 	free(abs);
 	if (rc != SOTP_OK)
@@ -205,6 +252,7 @@ load_keys(struct sotp_ctx *ctx)
 {
 	int rc;
 
+	file_id(ctx->pol.master_key, &ctx->key_id);
 	if ((rc = sotp_keys_sync(ctx, 1)) != SOTP_OK)
 		return rc;
 	if (!sotp_keyring_locked(ctx->keys))

@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <sys/types.h>
+#include <time.h>
 
 /* ---- mem.c ---- */
 
@@ -952,6 +953,15 @@ int sotp_keys_first(struct sotp_ctx *ctx, int64_t now);
 
 /* ---- ctx.c ---- */
 
+/* A file as stat(2) saw it: replaced, rewritten or chmod'ed, it differs. */
+struct sotp_file_id {
+	int ok;
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime, ctime;
+};
+
 struct sotp_ctx {
 	struct sotp_policy pol;
 	int have_policy;
@@ -972,6 +982,9 @@ struct sotp_ctx {
 	sotp_log_fn *log;
 	void *log_arg;
 	int debug;
+	/* What the policy and key files were when read (sotp_ctx_stale). */
+	char pol_path[SOTP_PATH_MAX];
+	struct sotp_file_id pol_id, key_id;
 	char err[1024];
 };
 

@@ -34,6 +34,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -402,6 +403,7 @@ struct sq_conn {
 	sqlite3_stmt *stmt[SOTP_Q_COUNT]; /* prepared on first use, kept */
 	sqlite3_stmt *cur;                /* the statement under way */
 	int once;                         /* cur is finalized when done */
+	int commits;                      /* up to WAL_WARM_COMMITS */
 };
 
 /*
@@ -629,6 +631,224 @@ out:
 }
 
 /*
+ * The schema check of every open, from the file's header alone: init (and
+ * the first full check of an older store) stamps application_id and
+ * user_version, and a file that carries both is this build's schema. Any
+ * other file gets the full check (sotp_store_schema), which reads the
+ * schema_version table. A foreign file stamped alike would still fail
+ * closed at its first statement.
+ */
+#define SOTP_APPLICATION_ID 0x534f5450 /* "SOTP" */
+
+static int64_t
+pragma_int(struct sq_conn *c, const char *sql)
+{
+	sqlite3_stmt *s = NULL;
+	int64_t v = -1;
+
+	if (sqlite3_prepare_v2(c->db, sql, -1, &s, NULL) == SQLITE_OK &&
+	    sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return v;
+}
+
+static int
+stamped(struct sotp_store *st)
+{
+	struct sq_conn *c = st->conn;
+
+	return pragma_int(c, "PRAGMA application_id") == SOTP_APPLICATION_ID &&
+	    pragma_int(c, "PRAGMA user_version") == SOTP_SCHEMA_VERSION;
+}
+
+/*
+ * After a full check passed. Only a speed-up: a store that cannot be
+ * stamped now (read-only for this caller, or busy) is checked in full
+ * again next time.
+ */
+static void
+stamp(struct sotp_store *st, int oflags)
+{
+	struct sq_conn *c = st->conn;
+	char sql[96];
+
+	if ((oflags & SOTP_OPEN_READONLY_OK) &&
+	    sqlite3_db_readonly(c->db, "main"))
+		return;
+	snprintf(sql, sizeof(sql),
+	    "PRAGMA application_id=%d; PRAGMA user_version=%d",
+	    SOTP_APPLICATION_ID, SOTP_SCHEMA_VERSION);
+	(void)sqlite3_exec(c->db, sql, NULL, NULL, NULL);
+}
+
+/*
+ * The WAL outlives every handle. The PAM module opens the store on every
+ * call; by default SQLite's last connection to close would checkpoint the
+ * WAL into the database (two more fsyncs) and unlink it, and the next call
+ * would create it again. So closing neither checkpoints nor removes it
+ * (SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, SQLITE_FCNTL_PERSIST_WAL): a commit
+ * is durable once its frames are synced in the WAL (synchronous=FULL), and
+ * the next opener, or crash recovery, reads them from there.
+ *
+ * The WAL is kept bounded instead, by wal_hook. A handle that has lived
+ * for a few commits (radiusd's, the PAM module's warm context) does what
+ * SQLite's own autocheckpoint does: a passive checkpoint once a commit
+ * leaves WAL_WARM_PAGES pages (SQLite's default), after which the next
+ * commit rewinds the WAL and writes over it; a WAL that keeps its size
+ * costs no inode update at each commit's fdatasync, and a large one copies
+ * each page often written (the audit trail's) once per checkpoint: with a
+ * million contracts, 64 pages cost 1.6x the CPU per accept of 1000. A
+ * fresh handle (a PAM call without a warm context, the CLI), once a commit
+ * leaves WAL_CKPT_PAGES pages, copies the WAL into the database and
+ * truncates it to nothing (SQLITE_CHECKPOINT_TRUNCATE), without waiting:
+ * if another process is reading or writing, the copy is done as far as it
+ * can be and the truncation left to a later commit. The passive way alone
+ * would not do there: how far a checkpoint got lives in the -shm index,
+ * which the first opener of a file rebuilds from the WAL, so with a handle
+ * per call the WAL would never be rewound (and every such call would read
+ * all of it). journal_size_limit trims a rewound WAL that an import or
+ * a long reader made large.
+ */
+#define WAL_CKPT_PAGES 64
+#define WAL_WARM_PAGES 1000
+#define WAL_WARM_COMMITS 4
+#define WAL_SIZE_LIMIT (4 * 1024 * 1024)
+
+static int
+wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+	struct sotp_store *st = arg;
+	struct sq_conn *c = st->conn;
+
+	if (c->commits < WAL_WARM_COMMITS)
+		c->commits++;
+	/* The commit is done: nothing here may turn it into an error. */
+	if (c->commits >= WAL_WARM_COMMITS) {
+		if (pages >= WAL_WARM_PAGES)
+			(void)sqlite3_wal_checkpoint_v2(
+			    db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		return SQLITE_OK;
+	}
+	if (pages < WAL_CKPT_PAGES)
+		return SQLITE_OK;
+	sqlite3_busy_timeout(db, 0);
+	(void)sqlite3_wal_checkpoint_v2(
+	    db, name, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+	sqlite3_busy_timeout(db, (int)st->lim.lock_timeout_ms);
+	return SQLITE_OK;
+}
+
+static int
+keep_wal(struct sotp_store *st)
+{
+	struct sq_conn *c = st->conn;
+	char sql[64];
+	int one = 1, sqlrc;
+
+	if ((sqlrc = sqlite3_file_control(
+	         c->db, "main", SQLITE_FCNTL_PERSIST_WAL, &one)) != SQLITE_OK ||
+	    (sqlrc = sqlite3_db_config(c->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+	         1, NULL)) != SQLITE_OK)
+		return db_fail(st, sqlrc);
+	snprintf(
+	    sql, sizeof(sql), "PRAGMA journal_size_limit=%d", WAL_SIZE_LIMIT);
+	if ((sqlrc = sqlite3_exec(c->db, sql, NULL, NULL, NULL)) != SQLITE_OK)
+		return db_fail(st, sqlrc);
+	sqlite3_wal_hook(c->db, wal_hook, st);
+	return SOTP_OK;
+}
+
+/*
+ * The VFS the store opens with: SQLite's own "unix", except for how a WAL
+ * that already exists is opened. SQLite opens the -wal file with
+ * SQLITE_OPEN_CREATE whether or not it exists, and fsyncs the directory at
+ * the first sync of every file it opened so: with a handle per PAM call,
+ * one more fsync per authentication for a directory entry that has been
+ * durable since the WAL was made. Here an existing WAL is opened without
+ * SQLITE_OPEN_CREATE (no directory sync); a missing one is created as
+ * SQLite would, and its directory synced at once, before any commit can
+ * land in it, so that no opener after it depends on a directory sync it
+ * skipped. The WAL is never removed by the store (keep_wal).
+ */
+static sqlite3_vfs vfs;
+static char vfs_name[48];
+static sqlite3_vfs *unix_vfs;
+static pthread_once_t vfs_once = PTHREAD_ONCE_INIT;
+
+static void
+sync_dir_of(const char *path)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	int fd;
+
+	if (slash == NULL || (size_t)(slash - path) >= sizeof(dir))
+		return;
+	snprintf(dir, sizeof(dir), "%.*s",
+	    slash == path ? 1 : (int)(slash - path), path);
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return;
+	(void)fsync(fd);
+	close(fd);
+}
+
+static int
+vfs_open(sqlite3_vfs *self, sqlite3_filename name, sqlite3_file *f, int flags,
+    int *out)
+{
+	int sqlrc;
+
+	(void)self;
+	if ((flags & SQLITE_OPEN_WAL) == 0 || name == NULL ||
+	    (flags & SQLITE_OPEN_CREATE) == 0)
+		return unix_vfs->xOpen(unix_vfs, name, f, flags, out);
+	sqlrc = unix_vfs->xOpen(
+	    unix_vfs, name, f, flags & ~SQLITE_OPEN_CREATE, out);
+	if (sqlrc == SQLITE_OK)
+		return sqlrc;
+	if ((sqlrc = unix_vfs->xOpen(unix_vfs, name, f, flags, out)) ==
+	    SQLITE_OK)
+		sync_dir_of(name);
+	return sqlrc;
+}
+
+static void
+vfs_register(void)
+{
+	if ((unix_vfs = sqlite3_vfs_find("unix")) == NULL)
+		return;
+	/*
+	 * A name of this copy's own: the PAM and RADIUS modules each carry
+	 * the core, and one process may load both.
+	 */
+	snprintf(vfs_name, sizeof(vfs_name), "shinkin-otp-%p", (void *)&vfs);
+	vfs = *unix_vfs;
+	vfs.pNext = NULL;
+	vfs.zName = vfs_name;
+	vfs.xOpen = vfs_open;
+	if (sqlite3_vfs_register(&vfs, 0) != SQLITE_OK)
+		unix_vfs = NULL;
+}
+
+/* A module unloaded from a process that keeps libsqlite3 leaves no VFS
+ * pointing into unmapped memory. */
+__attribute__((destructor)) static void
+vfs_unregister(void)
+{
+	if (unix_vfs != NULL)
+		sqlite3_vfs_unregister(&vfs);
+}
+
+/* The store's VFS, or NULL (SQLite's default) if it cannot be had. */
+static const char *
+store_vfs(void)
+{
+	(void)pthread_once(&vfs_once, vfs_register);
+	return unix_vfs != NULL ? vfs_name : NULL;
+}
+
+/*
  * With create, makes the file first with mode 0600 ourselves: SQLite would
  * create it 0644 (less the umask), and we must not depend on the caller's
  * umask for a file of replay marks and sealed secrets. SQLite gives the
@@ -683,7 +903,8 @@ sq_open(struct sotp_store *st, const char *path, int oflags)
 	flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
 	if (create)
 		flags |= SQLITE_OPEN_CREATE;
-	if ((sqlrc = sqlite3_open_v2(path, &c->db, flags, NULL)) != SQLITE_OK) {
+	if ((sqlrc = sqlite3_open_v2(path, &c->db, flags, store_vfs())) !=
+	    SQLITE_OK) {
 		sotp_store_seterr(st, "sqlite %s: cannot open: %s", path,
 		    c->db != NULL ? sqlite3_errmsg(c->db)
 		                  : sqlite3_errstr(sqlrc));
@@ -704,9 +925,14 @@ sq_open(struct sotp_store *st, const char *path, int oflags)
 	         "PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL")) != SOTP_OK)
 		return rc;
 	/* Schema first: a missing or foreign database is not written to. */
-	if ((rc = sotp_store_schema(st, create)) != SOTP_OK)
+	if (create || !stamped(st)) {
+		if ((rc = sotp_store_schema(st, create)) != SOTP_OK)
+			return rc;
+		stamp(st, oflags);
+	}
+	if ((rc = set_wal(st)) != SOTP_OK)
 		return rc;
-	return set_wal(st);
+	return keep_wal(st);
 }
 
 static void

@@ -8,14 +8,17 @@
  * keyboard-interactive device's prompts) and holds no rule, no crypto,
  * no SQL and no text of its own for the customer.
  *
- * Everything is per call (a fresh sotp_ctx each time), so the module keeps
- * no state between calls and is safe in any host.
+ * One thing outlives a call: the context (policy, master key, store
+ * handle) of the last call, kept for the next call of the same process
+ * (see "The warm context" below; the option "fresh" turns it off).
  */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <security/pam_ext.h>
 #include <security/pam_modules.h>
@@ -34,6 +37,7 @@ struct args {
 	int use_first_pass;
 	int try_first_pass;
 	int debug;
+	int fresh; /* no warm context: load one for this call only */
 };
 
 /*
@@ -58,6 +62,8 @@ parse_args(pam_handle_t *pamh, int argc, const char **argv, struct args *args)
 			args->try_first_pass = 1;
 		else if (strcmp(argv[i], "debug") == 0)
 			args->debug = 1;
+		else if (strcmp(argv[i], "fresh") == 0)
+			args->fresh = 1;
 		else {
 			pam_syslog(
 			    pamh, LOG_ERR, "unknown option: %s", argv[i]);
@@ -105,11 +111,113 @@ pam_result(int rc, const struct sotp_decision *d)
 	}
 }
 
+/*
+ * The warm context. Reading the policy and the key and opening the store
+ * cost more than the decision itself (README, "Speed"), so a process that
+ * authenticates more than once (a login daemon, a web front end calling
+ * PAM, the bench) keeps the last call's context for its next call, as
+ * radiusd keeps one per worker. The module is linked -z nodelete, so it
+ * and the context survive the pam_end that would unload it. A call takes
+ * the context out (another thread meanwhile loads its own) and puts it
+ * back when done. It is not used, and a fresh one is loaded, when:
+ * - the policy or the key file has changed (sotp_ctx_stale: looked at on
+ *   every call, so an edit or a new key takes effect at the next call);
+ * - the call names another config=, or the process now runs under
+ *   another effective user or group than when it was loaded;
+ * - the process has forked since: SQLite's handles must never cross a
+ *   fork. Before every fork(), the kept context is closed (warm_atfork),
+ *   so the child inherits no store handle; a child that got one anyway
+ *   (a raw clone) leaves it alone, unclosed.
+ * What a call decides is the same either way: every decision reads the
+ * store afresh in its own transaction. "fresh" keeps nothing.
+ */
+static struct {
+	pthread_mutex_t lock;
+	pthread_once_t once;
+	struct sotp_ctx *ctx;
+	pid_t pid;
+	uid_t euid;
+	gid_t egid;
+	char config[1024]; /* "" for SOTP_DEFAULT_CONFIG */
+} warm = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_ONCE_INIT, NULL, 0, 0, 0, ""};
+
+static void
+warm_atfork(void)
+{
+	struct sotp_ctx *ctx;
+
+	pthread_mutex_lock(&warm.lock);
+	ctx = warm.pid == getpid() ? warm.ctx : NULL;
+	warm.ctx = NULL;
+	pthread_mutex_unlock(&warm.lock);
+	sotp_ctx_free(ctx);
+}
+
+static void
+warm_init(void)
+{
+	(void)pthread_atfork(warm_atfork, NULL, NULL);
+}
+
+static struct sotp_ctx *
+warm_take(const struct args *args)
+{
+	const char *config = args->config != NULL ? args->config : "";
+	struct sotp_ctx *ctx = NULL, *old = NULL;
+
+	(void)pthread_once(&warm.once, warm_init);
+	pthread_mutex_lock(&warm.lock);
+	if (warm.ctx != NULL && warm.pid != getpid())
+		warm.ctx = NULL; /* the parent's: not ours to use or close */
+	if (warm.ctx != NULL && warm.euid == geteuid() &&
+	    warm.egid == getegid() && strcmp(warm.config, config) == 0)
+		ctx = warm.ctx;
+	else
+		old = warm.ctx;
+	warm.ctx = NULL;
+	pthread_mutex_unlock(&warm.lock);
+	sotp_ctx_free(old);
+	if (ctx != NULL && sotp_ctx_stale(ctx)) {
+		sotp_ctx_free(ctx);
+		ctx = NULL;
+	}
+	return ctx;
+}
+
+/* Keeps ctx for the next call (or frees it); ctx is not used after. */
+static void
+warm_keep(const struct args *args, struct sotp_ctx *ctx)
+{
+	const char *config = args->config != NULL ? args->config : "";
+	struct sotp_ctx *old;
+
+	if (ctx == NULL)
+		return;
+	sotp_ctx_set_log(ctx, NULL, NULL, 0); /* pamh dies with pam_end */
+	if (args->fresh || strlen(config) >= sizeof(warm.config)) {
+		sotp_ctx_free(ctx);
+		return;
+	}
+	pthread_mutex_lock(&warm.lock);
+	old = warm.pid == getpid() ? warm.ctx : NULL;
+	warm.ctx = ctx;
+	warm.pid = getpid();
+	warm.euid = geteuid();
+	warm.egid = getegid();
+	memcpy(warm.config, config, strlen(config) + 1);
+	pthread_mutex_unlock(&warm.lock);
+	sotp_ctx_free(old);
+}
+
 static int
 open_ctx(pam_handle_t *pamh, const struct args *args, struct sotp_ctx **out)
 {
 	int rc;
 
+	if (!args->fresh && (*out = warm_take(args)) != NULL) {
+		sotp_ctx_set_log(*out, log_sink, pamh, args->debug);
+		return PAM_SUCCESS;
+	}
 	*out = NULL;
 	if ((rc = sotp_ctx_new(out)) != SOTP_OK)
 		goto fail;
@@ -121,6 +229,8 @@ fail:
 	pam_syslog(pamh, LOG_ERR, "cannot load %s: %s: %s",
 	    args->config != NULL ? args->config : SOTP_DEFAULT_CONFIG,
 	    sotp_strerror(rc), *out != NULL ? sotp_ctx_errmsg(*out) : "");
+	sotp_ctx_free(*out); /* a half-loaded context is never kept */
+	*out = NULL;
 	return pam_result(rc, NULL);
 }
 
@@ -278,7 +388,7 @@ pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 	pam_rc = conclude(pamh, flags, &args, ctx, context, rc, &d);
 out:
 	sotp_attempt_free(a);
-	sotp_ctx_free(ctx);
+	warm_keep(&args, ctx);
 	return pam_rc;
 }
 SOTP_EXPORT int

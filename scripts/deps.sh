@@ -4,6 +4,8 @@
 # prints the exact command to run and fails.
 #   sh scripts/deps.sh        the build, the tests and the demo
 #   sh scripts/deps.sh fuzz   make fuzz: clang 14 and its libFuzzer runtime
+#   sh scripts/deps.sh bench  make bench: the PAM peers it measures ours
+#                             against (pam_oath, google-authenticator)
 set -eu
 
 # Found by running make demo and make check on a clean mmdebstrap root
@@ -23,6 +25,7 @@ xz-utils man-db build-essential debhelper lintian mmdebstrap mount iproute2
 ca-certificates libpq-dev postgresql
 libp11-kit-dev p11-kit-modules softhsm2 opensc"
 [ "${1:-}" = fuzz ] && PKGS="$PKGS clang-14 libclang-rt-14-dev"
+[ "${1:-}" = bench ] && PKGS="$PKGS libpam-oath libpam-google-authenticator perl"
 
 missing=""
 for p in $PKGS; do

@@ -95,7 +95,12 @@ if [ $new_key -eq 1 ]; then
 	chmod 0640 "$KEY"
 fi
 if [ $new_store -eq 1 ]; then
-	chown root:"$GROUP" "$STORE"
-	chmod 0660 "$STORE"
+	# The -wal and -shm files init left beside it (the WAL is kept
+	# between uses, README "Speed") get the store's owner and mode too.
+	for f in "$STORE" "$STORE-wal" "$STORE-shm"; do
+		[ -e "$f" ] || continue
+		chown root:"$GROUP" "$f"
+		chmod 0660 "$f"
+	done
 fi
 exit 0

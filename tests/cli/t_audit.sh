@@ -39,8 +39,8 @@ broken() {
 	fi
 }
 # copy NAME: a policy NAME.conf on a copy of the store (same key).
-copy() {
-	cp "$DB" "$SB/$1.db"
+copy() { # a consistent copy: the store's latest commits sit in its WAL
+	sqlite3 "$DB" ".backup '$SB/$1.db'"
 	sed "s|^store = .*|store = sqlite:$SB/$1.db|" "$CONF" >"$SB/$1.conf"
 }
 sq() { sqlite3 "$SB/$1.db" "$2"; }
@@ -170,7 +170,8 @@ sq old "DROP TABLE audit_head; DROP INDEX audit_seq;
     INSERT INTO audit (ts, action, contract, serial, context, verdict,
     reason, detail) VALUES (978307200, 'contract.add', 'A1', '', '',
     'accept', 0, '');
-    UPDATE schema_version SET version = 1"
+    UPDATE schema_version SET version = 1;
+    PRAGMA application_id = 0; PRAGMA user_version = 0"
 check_rc 2 "a version 1 store is refused" \
     "$CLI" --config "$SB/old.conf" contract show A1
 check "  with what to do" \
@@ -186,7 +187,7 @@ copy v2
 sq v2 "DROP INDEX audit_seq; ALTER TABLE audit DROP COLUMN chain;
     CREATE UNIQUE INDEX audit_seq ON audit(seq);
     DELETE FROM audit_head WHERE k > 1;
-    UPDATE schema_version SET version = 3"
+    UPDATE schema_version SET version = 3; PRAGMA user_version = 3"
 check_rc 2 "a version 3 store is refused" \
     "$CLI" --config "$SB/v2.conf" contract show A1
 check "init takes it to version 4" "$CLI" --config "$SB/v2.conf" init

@@ -22,15 +22,24 @@
  * (for valgrind): USER may then be a comma-separated list taken in turn,
  * the answers restart each time, and only "result: NAME xN" totals are
  * printed. -k MODULE keeps that module loaded between cycles. -q passes
- * PAM_SILENT. -t prints "cpu-us: N", the CPU time the cycles took (the
- * defect 2 test compares an unknown contract's with a wrong password's). Exit
- * status: 0 when every run reached pam_authenticate, 2 on usage errors, 3 when
- * pam_start_confdir failed.
+ * PAM_SILENT. -W FIFO waits, before each cycle after the first, for a line
+ * on FIFO (the test changes something in between); -F runs each cycle
+ * after the first in a forked child; both print every cycle's output,
+ * each cycle headed "cycle: N". -L PATH prints, after the cycles, "open:
+ * N", how many of this process's descriptors are open on files whose path
+ * starts with PATH (a module's kept store handle). -t prints "cpu-us: N", the
+ * CPU time the cycles took (the defect 2 test compares an unknown contract's
+ * with a wrong password's). Exit status: 0 when every run reached
+ * pam_authenticate, 2 on usage errors, 3 when pam_start_confdir failed.
  */
+#include <dirent.h>
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -273,13 +282,39 @@ read_answers(const char *path, struct driver *dr, char **store)
 	return 0;
 }
 
+/* How many of our descriptors are open on paths starting with prefix. */
+static int
+open_on(const char *prefix)
+{
+	char link[320], target[PATH_MAX];
+	struct dirent *e;
+	DIR *d;
+	ssize_t n;
+	int count = 0;
+
+	if ((d = opendir("/proc/self/fd")) == NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(link, sizeof(link), "/proc/self/fd/%s", e->d_name);
+		if ((n = readlink(link, target, sizeof(target) - 1)) < 0)
+			continue;
+		target[n] = '\0';
+		if (strncmp(target, prefix, strlen(prefix)) == 0)
+			count++;
+	}
+	closedir(d);
+	return count;
+}
+
 static int
 usage(void)
 {
 	fprintf(stderr,
 	    "usage: pam_driver -c CONFDIR -s SERVICE -u USER "
 	    "[-n COUNT] [-q] [-t] [-g GRIDFILE] [-A ANSWERFILE] [-k MODULE] "
-	    "[ANSWER ...]\n");
+	    "[-W FIFO] [-F] [-L PATH] [ANSWER ...]\n");
 	return 2;
 }
 
@@ -311,6 +346,11 @@ main(int argc, char **argv)
 	char *userlist = NULL, *tok, *save = NULL;
 	int nusers = 0;
 	const char *gridfile = NULL, *answerfile = NULL, *keep = NULL;
+	const char *waitfile = NULL, *openpath = NULL;
+	FILE *waitf = NULL;
+	char line[64];
+	int forking = 0, wst;
+	pid_t pid;
 	void *kept = NULL;
 	char *owned[MAX_ANSWERS] = {NULL};
 	struct driver dr;
@@ -321,7 +361,7 @@ main(int argc, char **argv)
 	struct timespec t0, t1;
 
 	memset(&dr, 0, sizeof(dr));
-	while ((ch = getopt(argc, argv, "c:s:u:n:qtg:A:k:")) != -1) {
+	while ((ch = getopt(argc, argv, "c:s:u:n:qtg:A:k:W:FL:")) != -1) {
 		switch (ch) {
 		case 'c':
 			confdir = optarg;
@@ -349,6 +389,15 @@ main(int argc, char **argv)
 			break;
 		case 'k':
 			keep = optarg;
+			break;
+		case 'W':
+			waitfile = optarg;
+			break;
+		case 'F':
+			forking = 1;
+			break;
+		case 'L':
+			openpath = optarg;
 			break;
 		default:
 			return usage();
@@ -379,14 +428,52 @@ main(int argc, char **argv)
 		fprintf(stderr, "%s\n", dlerror());
 		return 2;
 	}
-	dr.verbose = count == 1;
+	dr.verbose = count == 1 || waitfile != NULL || forking;
+	/* O_RDWR: opening a FIFO so does not wait for its writer (Linux). */
+	if (waitfile != NULL &&
+	    ((ch = open(waitfile, O_RDWR | O_CLOEXEC)) < 0 ||
+	        (waitf = fdopen(ch, "r")) == NULL)) {
+		perror(waitfile);
+		return 2;
+	}
 	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t0);
 	for (i = 0; i < count; i++) {
+		if (count > 1 && dr.verbose)
+			printf("cycle: %ld\n", i + 1);
+		fflush(stdout);
+		if (i > 0 && waitf != NULL &&
+		    fgets(line, sizeof(line), waitf) == NULL) {
+			ret = 2;
+			break;
+		}
+		if (i > 0 && forking) {
+			if ((pid = fork()) < 0) {
+				ret = 2;
+				break;
+			}
+			if (pid == 0) {
+				if (authenticate_once(confdir, service,
+				        users[i % nusers], flags, &dr,
+				        &result) != 0)
+					_exit(3);
+				printf("result: %s\n", pam_name(result));
+				fflush(stdout);
+				_exit(0);
+			}
+			if (waitpid(pid, &wst, 0) != pid || !WIFEXITED(wst) ||
+			    WEXITSTATUS(wst) != 0) {
+				ret = 3;
+				break;
+			}
+			continue;
+		}
 		if (authenticate_once(confdir, service, users[i % nusers],
 		        flags, &dr, &result) != 0) {
 			ret = 3;
 			break;
 		}
+		if (dr.verbose && count > 1)
+			printf("result: %s\n", pam_name(result));
 		totals[result >= 0 && result < NPAM_NAMES ? result
 		                                          : NPAM_NAMES]++;
 	}
@@ -395,7 +482,9 @@ main(int argc, char **argv)
 		printf("cpu-us: %ld\n",
 		    (long)(t1.tv_sec - t0.tv_sec) * 1000000L +
 		        (t1.tv_nsec - t0.tv_nsec) / 1000);
-	for (ch = 0; ch <= NPAM_NAMES; ch++) {
+	if (openpath != NULL)
+		printf("open: %d\n", open_on(openpath));
+	for (ch = 0; ch <= NPAM_NAMES && !(dr.verbose && count > 1); ch++) {
 		if (totals[ch] == 0)
 			continue;
 		if (count == 1)
@@ -407,5 +496,7 @@ main(int argc, char **argv)
 		free(owned[ch]);
 	if (kept != NULL)
 		dlclose(kept);
+	if (waitf != NULL)
+		fclose(waitf);
 	return ret;
 }

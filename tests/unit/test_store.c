@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -1349,7 +1350,9 @@ test_store_open_other_schema_version(void **state)
 
 	sotp_store_close(fx->st);
 	fx->st = NULL;
-	raw_exec(fx->path, "UPDATE schema_version SET version = 99");
+	/* As a newer build would leave it: its version in the header too. */
+	raw_exec(fx->path,
+	    "UPDATE schema_version SET version = 99; PRAGMA user_version = 99");
 	assert_int_equal(sotp_store_open(fx->url, 0, &st, err, sizeof(err)),
 	    SOTP_ERR_STORE_UNAVAILABLE);
 	assert_non_null(strstr(err, "version 99"));
@@ -1500,6 +1503,184 @@ test_store_upgrade_from_v2(void **state)
 	assert_int_equal(ring.gen, 1);
 }
 
+/* One integer answer of sql on the file at path, behind the store. */
+static int64_t
+raw_int(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s = NULL;
+	int64_t v;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	v = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	return v;
+}
+
+/*
+ * Opening checks the schema from the file's header (application_id,
+ * user_version); a store without the stamp (made before it) gets the
+ * full check once and is stamped by it.
+ */
+static void
+test_store_header_stamp(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_token_rec t;
+	char err[512];
+
+	add_token(fx->st, "TK1");
+	sotp_store_close(fx->st);
+	fx->st = NULL;
+	assert_int_equal(
+	    raw_int(fx->path, "PRAGMA application_id"), 0x534f5450);
+	assert_int_equal(
+	    raw_int(fx->path, "PRAGMA user_version"), SOTP_SCHEMA_VERSION);
+	raw_exec(
+	    fx->path, "PRAGMA application_id = 0; PRAGMA user_version = 0");
+	assert_int_equal(
+	    sotp_store_open(fx->url, 0, &fx->st, err, sizeof(err)), SOTP_OK);
+	assert_int_equal(sotp_store_token_get(fx->st, "TK1", &t), SOTP_OK);
+	assert_int_equal(
+	    raw_int(fx->path, "PRAGMA application_id"), 0x534f5450);
+	assert_int_equal(
+	    raw_int(fx->path, "PRAGMA user_version"), SOTP_SCHEMA_VERSION);
+	/* A stamp alone does not make a file a store. */
+	sotp_store_close(fx->st);
+	fx->st = NULL;
+	raw_exec(
+	    fx->path, "PRAGMA user_version = 4; PRAGMA application_id = 1");
+	raw_exec(fx->path, "UPDATE schema_version SET version = 7");
+	assert_int_equal(sotp_store_open(fx->url, 0, &fx->st, err, sizeof(err)),
+	    SOTP_ERR_STORE_UNAVAILABLE);
+	assert_non_null(strstr(err, "version 7"));
+}
+
+static off_t
+file_size(const char *path)
+{
+	struct stat sb;
+
+	return stat(path, &sb) == 0 ? sb.st_size : -1;
+}
+
+/*
+ * The WAL outlives every handle (closing neither checkpoints nor removes
+ * it), what was committed in it is there for the next handle, and it stays
+ * bounded: by handles that live for one operation (as a PAM call without
+ * its warm context) and by one that lives for many (radiusd's).
+ */
+static void
+test_store_wal_persists_bounded(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_store *st = NULL;
+	struct sotp_token_rec t;
+	char wal[PATH_MAX], serial[32], err[512];
+	off_t sz, most = 0;
+	/*
+	 * The header, then WAL_CKPT_PAGES (64) pages for one-shot handles and
+	 * WAL_WARM_PAGES (1000) for long-lived ones, plus one commit's frames.
+	 */
+	const off_t bound = 32 + (64 + 16) * (4096 + 24);
+	const off_t warm_bound = 32 + (1000 + 16) * (4096 + 24);
+	int i, won;
+
+	snprintf(wal, sizeof(wal), "%s-wal", fx->path);
+	add_token(fx->st, "TK0");
+	sotp_store_close(fx->st);
+	fx->st = NULL;
+	if ((sz = file_size(wal)) <= 0)
+		fail_msg(
+		    "no WAL left after the close: size %lld", (long long)sz);
+	/* The commit is in the WAL, not yet in the database file. */
+	assert_int_equal(
+	    raw_int(
+	        fx->path, "SELECT count(*) FROM tokens WHERE serial = 'TK0'"),
+	    1);
+	for (i = 1; i <= 300; i++) {
+		assert_int_equal(
+		    sotp_store_open(fx->url, 0, &st, err, sizeof(err)),
+		    SOTP_OK);
+		snprintf(serial, sizeof(serial), "TK%d", i);
+		add_token(st, serial);
+		sotp_store_close(st);
+		st = NULL;
+		if ((sz = file_size(wal)) < 0)
+			fail_msg("the WAL went away after %d opens", i);
+		most = sz > most ? sz : most;
+	}
+	if (most > bound)
+		fail_msg(
+		    "one-shot handles: WAL grew to %lld bytes (bound %lld)",
+		    (long long)most, (long long)bound);
+	assert_int_equal(
+	    sotp_store_open(fx->url, 0, &fx->st, err, sizeof(err)), SOTP_OK);
+	for (i = 0, most = 0; i < 3000; i++) {
+		assert_int_equal(
+		    sotp_store_accept_step(fx->st, "TK0", NULL, i + 1, 0, &won),
+		    SOTP_OK);
+		assert_int_equal(won, 1);
+		sz = file_size(wal);
+		most = sz > most ? sz : most;
+	}
+	if (most > warm_bound)
+		fail_msg(
+		    "a long-lived handle: WAL grew to %lld bytes (bound %lld)",
+		    (long long)most, (long long)warm_bound);
+	assert_int_equal(sotp_store_token_get(fx->st, "TK300", &t), SOTP_OK);
+	assert_int_equal(sotp_store_token_get(fx->st, "TK0", &t), SOTP_OK);
+	assert_int_equal(t.last_step, 3000);
+}
+
+/*
+ * A process killed right after an accepted step committed (no close, no
+ * checkpoint): the next opener finds the mark in the WAL and refuses the
+ * same step again.
+ */
+static void
+test_store_killed_after_accept_keeps_mark(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_token_rec t;
+	char err[512];
+	pid_t pid;
+	int wst, won = -1;
+
+	add_token(fx->st, "TK1");
+	sotp_store_close(fx->st);
+	fx->st = NULL;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct sotp_store *st = NULL;
+		int w = 0;
+
+		if (sotp_store_open(fx->url, 0, &st, err, sizeof(err)) !=
+		        SOTP_OK ||
+		    sotp_store_accept_step(st, "TK1", NULL, 42, 0, &w) !=
+		        SOTP_OK ||
+		    w != 1)
+			_exit(3);
+		raise(SIGKILL);
+		_exit(4);
+	}
+	assert_int_equal(waitpid(pid, &wst, 0), pid);
+	if (!WIFSIGNALED(wst) || WTERMSIG(wst) != SIGKILL)
+		fail_msg(
+		    "the child did not die after its accept: status %d", wst);
+	assert_int_equal(
+	    sotp_store_open(fx->url, 0, &fx->st, err, sizeof(err)), SOTP_OK);
+	assert_int_equal(sotp_store_token_get(fx->st, "TK1", &t), SOTP_OK);
+	assert_int_equal(t.last_step, 42);
+	assert_int_equal(
+	    sotp_store_accept_step(fx->st, "TK1", NULL, 42, 0, &won), SOTP_OK);
+	assert_int_equal(won, 0);
+}
+
 static void
 test_store_open_foreign_db(void **state)
 {
@@ -1599,7 +1780,7 @@ test_store_sqlite_read_only_probe(void **state)
 	struct fixture *fx = *state;
 	struct sotp_store *st = NULL;
 	uint8_t id[16] = {1};
-	char err[512];
+	char err[512], side[PATH_MAX];
 	pid_t pid;
 	int wst;
 
@@ -1609,6 +1790,13 @@ test_store_sqlite_read_only_probe(void **state)
 	assert_int_equal(chown(fx->dir, 65534, 65534), 0);
 	assert_int_equal(chown(fx->path, 65534, 65534), 0);
 	assert_int_equal(chmod(fx->path, 0400), 0);
+	/* The WAL the last handle kept, the owner's too (setup-state.sh). */
+	snprintf(side, sizeof(side), "%s-wal", fx->path);
+	if (chown(side, 65534, 65534) != 0)
+		assert_int_equal(errno, ENOENT);
+	snprintf(side, sizeof(side), "%s-shm", fx->path);
+	if (chown(side, 65534, 65534) != 0)
+		assert_int_equal(errno, ENOENT);
 	if ((pid = fork()) == 0) {
 		/* Root writes through any mode: run as nobody, the owner. */
 		if (geteuid() == 0 &&
@@ -2556,6 +2744,9 @@ main(void)
 	    T(test_store_open_empty_file_needs_init),
 	    T(test_store_open_readonly_file),
 	    T(test_store_open_other_schema_version),
+	    T(test_store_header_stamp),
+	    T(test_store_wal_persists_bounded),
+	    T(test_store_killed_after_accept_keeps_mark),
 	    T(test_store_open_foreign_db),
 	    T(test_store_deleted_while_open),
 	    T(test_store_replaced_file_heals),
