@@ -142,8 +142,9 @@ $(BENCH): $(BUILD)/tests/bench/sotp_bench.o $(LIB)
 	$(CC) $(EXE_LDFLAGS) -o $@ $< $(LIB) $(PKG_LIBS) -lpam
 
 bench: deps
-	$(MAKE) $(BENCH)
+	$(MAKE) $(BENCH) all tests-build
 	$(BENCH) $(BENCH_ARGS)
+	sh tests/bench/radius_bench.sh $(BUILD)
 .PHONY: bench
 
 deps:
