@@ -160,6 +160,8 @@ sotp_attempt_set_combined(struct sotp_attempt *a, const char *value)
 	return keep(&a->combined, value);
 }
 
+static void write_abort(struct sotp_attempt *a, int rc);
+
 void
 sotp_attempt_free(struct sotp_attempt *a)
 {
@@ -168,7 +170,7 @@ sotp_attempt_free(struct sotp_attempt *a)
 	if (a == NULL)
 		return;
 	if (a->txn)
-		sotp_store_rollback(a->ctx->st);
+		write_abort(a, SOTP_ERR_INTERNAL);
 	for (i = 0; i < SOTP_NFACTORS; i++)
 		sotp_free_string(a->in[i]);
 	sotp_free_string(a->answer);
@@ -202,16 +204,54 @@ action_name(const struct sotp_context_def *cdef)
 static int
 write_begin(struct sotp_attempt *a)
 {
+	char err[SOTP_WRITER_ERR_MAX];
+	struct sotp_store *st = NULL;
 	int rc;
 
 	if (a->txn)
 		return SOTP_OK;
+	if (a->ctx->writer != NULL) {
+		/*
+		 * The process's writer (writer.c): until write_commit, every
+		 * store call of this decision goes through its connection,
+		 * inside the group's transaction.
+		 */
+		if ((rc = sotp_writer_enter(
+		         a->ctx->writer, &st, err, sizeof(err))) != SOTP_OK) {
+			sotp_ctx_seterr(a->ctx, "%s", err);
+			return rc;
+		}
+		a->own_st = a->ctx->st;
+		a->ctx->st = st;
+		a->txn = 1;
+		return SOTP_OK;
+	}
 	if ((rc = sotp_store_begin(a->ctx->st)) != SOTP_OK) {
 		sotp_ctx_seterr(a->ctx, "%s", sotp_store_errmsg(a->ctx->st));
 		return rc;
 	}
 	a->txn = 1;
 	return SOTP_OK;
+}
+
+/*
+ * The decision leaves the writer: its own store back, then its part of
+ * the group kept (rc SOTP_OK: the answer waits for the group's commit) or
+ * undone.
+ */
+static int
+writer_end(struct sotp_attempt *a, int rc)
+{
+	char err[SOTP_WRITER_ERR_MAX];
+
+	err[0] = '\0';
+	a->ctx->st = a->own_st;
+	a->own_st = NULL;
+	if ((rc = sotp_writer_leave(a->ctx->writer, rc, err, sizeof(err))) !=
+	        SOTP_OK &&
+	    err[0] != '\0')
+		sotp_ctx_seterr(a->ctx, "%s", err);
+	return rc;
 }
 
 /* Commits the decision's transaction, if one is open. */
@@ -224,8 +264,34 @@ write_commit(struct sotp_attempt *a)
 		return SOTP_OK;
 	a->txn = 0;
 	a->regated = 0;
+	if (a->own_st != NULL)
+		return writer_end(a, SOTP_OK);
 	if ((rc = sotp_store_commit(a->ctx->st)) != SOTP_OK)
 		sotp_ctx_seterr(a->ctx, "%s", sotp_store_errmsg(a->ctx->st));
+	return rc;
+}
+
+/* Undoes the decision's open writes, if any; returns rc. */
+static void
+write_abort(struct sotp_attempt *a, int rc)
+{
+	if (!a->txn)
+		return;
+	a->txn = 0;
+	a->regated = 0;
+	if (a->own_st != NULL)
+		(void)writer_end(a, rc);
+	else
+		sotp_store_rollback(a->ctx->st);
+}
+
+/* write_commit (rc SOTP_OK) or write_abort, as rc says; returns the end. */
+static int
+write_end(struct sotp_attempt *a, int rc)
+{
+	if (rc == SOTP_OK)
+		return write_commit(a);
+	write_abort(a, rc);
 	return rc;
 }
 
@@ -1147,6 +1213,28 @@ take_inputs(struct sotp_attempt *a, unsigned int req,
 	return rc;
 }
 
+/*
+ * The gate's writes commit by themselves, before the password is checked
+ * (which takes its time on purpose): with a writer, each is a short
+ * decision of its own in the group, so that it waits for no file lock;
+ * without, an autocommit statement.
+ */
+static int
+gate_write_begin(struct sotp_attempt *a)
+{
+	if (a->ctx->writer == NULL || a->txn)
+		return SOTP_OK;
+	return write_begin(a);
+}
+
+static int
+gate_write_end(struct sotp_attempt *a, int rc)
+{
+	if (a->ctx->writer == NULL)
+		return rc;
+	return write_end(a, rc);
+}
+
 /* Refusals that need no secret: contract state and lock. */
 static int
 gate(struct sotp_attempt *a, struct sotp_contract_rec *c, int *reason)
@@ -1166,10 +1254,16 @@ gate(struct sotp_attempt *a, struct sotp_contract_rec *c, int *reason)
 	if (c->locked_until != 0) { /* a timed lock has run out */
 		/* Only the lock we saw: a newer one set meanwhile stands,
 		 * and the check under the write lock will see it. */
+		if ((rc = gate_write_begin(a)) != SOTP_OK)
+			return rc;
 		rc = sotp_store_contract_unlock_expired(
 		    a->ctx->st, c->id, c->locked_until);
-		if (rc != SOTP_OK && rc != SOTP_ERR_NOT_FOUND)
-			return store_err(a->ctx, rc);
+		if (rc == SOTP_ERR_NOT_FOUND)
+			rc = SOTP_OK;
+		if (rc != SOTP_OK)
+			rc = store_err(a->ctx, rc);
+		if ((rc = gate_write_end(a, rc)) != SOTP_OK)
+			return rc;
 		c->failures = 0;
 		c->locked_until = 0;
 	}
@@ -1181,9 +1275,13 @@ gate(struct sotp_attempt *a, struct sotp_contract_rec *c, int *reason)
 		 * ahead are caught by the store (sotp_store_state_use).
 		 */
 		expires = a->state_expires;
+		if ((rc = gate_write_begin(a)) != SOTP_OK)
+			return rc;
 		if ((rc = sotp_store_state_use(a->ctx->st, a->state_id, expires,
 		         (int64_t)a->now, &fresh)) != SOTP_OK)
-			return store_err(a->ctx, rc);
+			rc = store_err(a->ctx, rc);
+		if ((rc = gate_write_end(a, rc)) != SOTP_OK)
+			return rc;
 		a->resumed = 0;
 		if (!fresh)
 			*reason = SOTP_R_STATE_REPLAYED;

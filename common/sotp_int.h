@@ -252,6 +252,30 @@ const char *sotp_store_where(const struct sotp_store *st);
 int sotp_store_heal(struct sotp_store *st);
 /* 1 when the handle is marked lost (see sotp_store_heal). */
 int sotp_store_lost(const struct sotp_store *st);
+/* Open transaction levels (0: none; savepoints count). */
+int sotp_store_depth(const struct sotp_store *st);
+
+/* ---- writer.c: one writer per process, group commit ---- */
+
+#define SOTP_WRITER_ERR_MAX 512
+/*
+ * Takes the writer (blocking) and opens this decision's savepoint inside
+ * the group's transaction; *st is the store to write through until
+ * sotp_writer_leave. On failure the writer is not held and err says why.
+ */
+int sotp_writer_enter(
+    struct sotp_writer *w, struct sotp_store **st, char *err, size_t errsz);
+/*
+ * Ends the decision: rc SOTP_OK keeps its work in the group and returns
+ * the group's commit outcome (err: why it failed); any other rc undoes
+ * its savepoint and returns rc. Releases the writer.
+ */
+int sotp_writer_leave(struct sotp_writer *w, int rc, char *err, size_t errsz);
+/* For the tests: commits and decisions kept so far; threads waiting. */
+void sotp_writer_counts(
+    struct sotp_writer *w, uint64_t *commits, uint64_t *decisions);
+unsigned int sotp_writer_coming(struct sotp_writer *w);
+struct sotp_store *sotp_writer_store(struct sotp_writer *w);
 /* Counters of this handle's errors and reopens go there (may be NULL). */
 struct sotp_metrics;
 void sotp_store_set_metrics(struct sotp_store *st, struct sotp_metrics *m);
@@ -705,6 +729,8 @@ struct sotp_ctx {
 	 */
 	char dummy_hash[SOTP_HASH_MAX];
 	struct sotp_store *st;
+	/* Decisions write through it when set (writer.c); not owned. */
+	struct sotp_writer *writer;
 	struct sotp_metrics *metrics; /* NULL: not counting */
 	struct sotp_mac *mac;
 	sotp_log_fn *log;

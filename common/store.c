@@ -344,6 +344,14 @@ sotp_db_enter(struct sotp_store *st, const char *op, int args_ok)
 		sotp_store_seterr(st, "%s: invalid argument", op);
 		return SOTP_ERR_INVALID_ARG;
 	}
+	/*
+	 * Inside a transaction the check made when it began stands: all of
+	 * it commits to the database that check saw (or to none). SQLite's
+	 * check is a stat() of the file, once per decision rather than once
+	 * per statement under load.
+	 */
+	if (st->depth > 0)
+		return SOTP_OK;
 	return st->drv->check(st);
 }
 
@@ -599,6 +607,12 @@ sotp_store_begin(struct sotp_store *st)
 	if ((rc = sotp_db_enter(st, "begin", 1)) != SOTP_OK)
 		return rc;
 	return sotp_db_begin(st);
+}
+
+int
+sotp_store_depth(const struct sotp_store *st)
+{
+	return st != NULL ? st->depth : 0;
 }
 
 /*

@@ -34,10 +34,10 @@
  * The rows go in batches of BATCH inside one transaction each, so that a
  * PostgreSQL farm with a synchronous standby pays for one commit per
  * batch, not three per contract, and the audit chain's head is read and
- * written once per batch (sotp_audit_batch_begin), as the imports do. Production code is unchanged by any of
- * this. Codes come from the library's TOTP (checked against the RFC 6238
- * vectors in test_otp, and the failover test compares a few against
- * oathtool).
+ * written once per batch (sotp_audit_batch_begin), as the imports do.
+ * Production code is unchanged by any of this. Codes come from the library's
+ * TOTP (checked against the RFC 6238 vectors in test_otp, and the failover test
+ * compares a few against oathtool).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -208,8 +208,8 @@ codes(const char *file, long offset, char **tpl, int ntpl)
 
 /* The sealed secret of serial as hex, for either client. */
 static int
-sealed_hex(const struct sotp_ctx *ctx, const char *serial, char *hex,
-    size_t hexsz)
+sealed_hex(
+    const struct sotp_ctx *ctx, const char *serial, char *hex, size_t hexsz)
 {
 	uint8_t sealed[SOTP_SECRET_MAX];
 	size_t len = 0, i;
@@ -277,17 +277,20 @@ bulk(const char *config, int pg, const char *pwhash, char **spec, int nspec)
 					return fail("seal", NULL, rc);
 				}
 				if (pg && pass == 0)
-					printf("%s\tmobile\t\\\\x%s\t0\t6\t30\t0\n",
+					printf(
+					    "%s\tmobile\t\\\\x%s\t0\t6\t30\t0\n",
 					    serial, hex);
 				else if (pg)
-					printf("%s%ld\t%s\t%d\t%s\t0\n", spec[k],
-					    i, pwhash, SOTP_LOGIN_OTP, serial);
+					printf("%s%ld\t%s\t%d\t%s\t0\n",
+					    spec[k], i, pwhash, SOTP_LOGIN_OTP,
+					    serial);
 				else if (pass == 0)
 					printf("('%s','mobile',X'%s',0,6,30,0)",
 					    serial, hex);
 				else
-					printf("('%s%ld','%s',%d,'%s',0)", spec[k],
-					    i, pwhash, SOTP_LOGIN_OTP, serial);
+					printf("('%s%ld','%s',%d,'%s',0)",
+					    spec[k], i, pwhash, SOTP_LOGIN_OTP,
+					    serial);
 				if (!pg)
 					printf((row + 1) % BULK_ROWS == 0 ||
 					            row + 1 == total
@@ -336,8 +339,8 @@ main(int argc, char **argv)
 		return hash(argv[2], argv[3]);
 	if (argc >= 7 && argc % 2 == 1 && strcmp(argv[1], "bulk") == 0 &&
 	    (strcmp(argv[3], "sqlite") == 0 || strcmp(argv[3], "pg") == 0))
-		return bulk(argv[2], argv[3][0] == 'p', argv[4], argv + 5,
-		    argc - 5);
+		return bulk(
+		    argv[2], argv[3][0] == 'p', argv[4], argv + 5, argc - 5);
 	if (argc == 4) {
 		n = strtol(argv[3], &end, 10);
 		if (*end != '\0' || n < 1 || n > 10000000)

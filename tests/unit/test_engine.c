@@ -1921,12 +1921,12 @@ test_engine_import_writes_head_once(void **state)
 	assert_int_equal(sotp_passwd_hash("pw-import", hash), SOTP_OK);
 	assert_non_null(csv = malloc(cap));
 	for (i = 1; i <= 40; i++)
-		len += (size_t)snprintf(csv + len, cap - len,
-		    "IMP%04d,%s,otp,,,active\n", i, hash);
+		len += (size_t)snprintf(
+		    csv + len, cap - len, "IMP%04d,%s,otp,,,active\n", i, hash);
 	memset(&chain_count, 0, sizeof(chain_count));
 	sotp_store_set_trace(f->ctx->st, chain_trace, NULL);
-	assert_int_equal(sotp_contract_import(f->ctx, csv, len, SOTP_FMT_CSV,
-	                     0, T0 + 1000, NULL, NULL, &res),
+	assert_int_equal(sotp_contract_import(f->ctx, csv, len, SOTP_FMT_CSV, 0,
+	                     T0 + 1000, NULL, NULL, &res),
 	    SOTP_OK);
 	sotp_store_set_trace(f->ctx->st, NULL, NULL);
 	free(csv);
