@@ -280,10 +280,11 @@ struct meet {
 	struct fx *f;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	int armed;   /* the next RELEASE on the writer waits for B */
-	int go_b;    /* B may start its decision */
-	int fail;    /* the group's COMMIT is made to fail */
-	int commits; /* COMMITs seen on the writer's connection */
+	int armed;        /* the next RELEASE on the writer waits for B */
+	int go_b;         /* B may start its decision */
+	int fail;         /* the group's COMMIT is made to fail */
+	int commits;      /* COMMITs seen on the writer's connection */
+	int commits_at_a; /* ... when A's decision returned */
 	int rc_a, rc_b;
 	struct sotp_decision d_a, d_b;
 	time_t t;
@@ -349,6 +350,7 @@ meet(struct fx *f, struct meet *m, time_t t, int fail)
 	assert_int_equal(pthread_create(&b, NULL, run_b, m), 0);
 	assert_int_equal(sotp_ctx_set_writer(ctx, f->w), SOTP_OK);
 	m->rc_a = decide(ctx, "W0", t, &m->d_a);
+	m->commits_at_a = m->commits;
 	pthread_join(b, NULL);
 	sotp_store_set_trace(sotp_writer_store(f->w), NULL, NULL);
 	if (fail)
@@ -375,6 +377,8 @@ test_writer_two_decisions_one_commit(void **state)
 	assert_int_equal(d1 - d0, 2);
 	assert_int_equal(c1 - c0, 1);
 	assert_int_equal(m.commits, 1);
+	/* A, done first, was answered only after B's COMMIT carried it. */
+	assert_int_equal(m.commits_at_a, 1);
 	/* Both marks are in, for anyone. */
 	assert_int_equal(count(f,
 	                     "SELECT count(*) FROM tokens WHERE serial"
