@@ -599,6 +599,24 @@ sotp_db_end(struct sotp_store *st, int rc)
 	return rc;
 }
 
+static int
+ignore_row(struct sotp_store *st, void *arg)
+{
+	(void)st;
+	(void)arg;
+	return SOTP_OK;
+}
+
+/*
+ * An outermost transaction takes the audit chain's head first. Every
+ * such transaction appends to the chain, and so locks the head before it
+ * commits; taking it first gives one lock order for all of them, the head
+ * before any contract or token (PostgreSQL; SQLite's BEGIN IMMEDIATE
+ * already orders everything). That order matters with group commit: a
+ * group holds the head from its first decision to its COMMIT while later
+ * decisions take their contracts, and two radiusd of a farm taking the
+ * head last would wait on each other in a cycle.
+ */
 int
 sotp_store_begin(struct sotp_store *st)
 {
@@ -606,7 +624,14 @@ sotp_store_begin(struct sotp_store *st)
 
 	if ((rc = sotp_db_enter(st, "begin", 1)) != SOTP_OK)
 		return rc;
-	return sotp_db_begin(st);
+	if ((rc = sotp_db_begin(st)) != SOTP_OK || st->depth != 1)
+		return rc;
+	rc = sotp_db_row(st, SOTP_Q_AUDIT_HEAD_LOCK, NULL, 0, ignore_row, NULL);
+	if (rc == SOTP_ERR_NOT_FOUND)
+		rc = SOTP_OK; /* the append will say what is wrong */
+	if (rc != SOTP_OK)
+		sotp_db_rollback(st);
+	return rc;
 }
 
 int
