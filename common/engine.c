@@ -842,7 +842,8 @@ rehash(struct sotp_attempt *a, const struct sotp_contract_rec *c)
 	char hash[SOTP_HASH_MAX], detail[48];
 	int rc, won = 0;
 
-	if ((rc = sotp_passwd_hash(input(a, SOTP_F_PASSWORD), hash)) != SOTP_OK)
+	if ((rc = sotp_passwd_hash(
+	         &a->ctx->pol, input(a, SOTP_F_PASSWORD), hash)) != SOTP_OK)
 		goto out;
 	if ((rc = write_begin(a)) != SOTP_OK)
 		goto out;
@@ -852,11 +853,11 @@ rehash(struct sotp_attempt *a, const struct sotp_contract_rec *c)
 		goto out;
 	}
 	/* The method, never the hash: "$6$", "$2b$", "$1$". */
-	snprintf(detail, sizeof(detail), "from=%.*s to=yescrypt",
+	snprintf(detail, sizeof(detail), "from=%.*s to=%s",
 	    c->pwhash[0] == '$' && strchr(c->pwhash + 1, '$') != NULL
 	        ? (int)(strchr(c->pwhash + 1, '$') - c->pwhash + 1)
 	        : 0,
-	    c->pwhash);
+	    c->pwhash, sotp_pw_methods[a->ctx->pol.pw_method].name);
 	if (won)
 		rc = sotp_audit(a->ctx, a->now, "contract.rehash", c->id, NULL,
 		    a->context, "accept", SOTP_R_ACCEPTED, detail);
@@ -877,7 +878,7 @@ check_password(
 		ok = 0;
 	*reason = ok ? SOTP_R_ACCEPTED : SOTP_R_WRONG_PASSWORD;
 	if (rc == SOTP_OK && ok && a->ctx->pol.rehash &&
-	    sotp_passwd_outdated(c->pwhash))
+	    sotp_passwd_outdated(&a->ctx->pol, c->pwhash))
 		rc = rehash(a, c);
 	return rc;
 }
@@ -1353,7 +1354,7 @@ dummy_hash(struct sotp_ctx *ctx)
 		return rc;
 	for (i = 0; i < sizeof(rnd); i++)
 		snprintf(pw + 2 * i, 3, "%02x", rnd[i]);
-	rc = sotp_passwd_hash(pw, ctx->dummy_hash);
+	rc = sotp_passwd_hash(&ctx->pol, pw, ctx->dummy_hash);
 	SOTP_WIPE_ARRAY(pw);
 	SOTP_WIPE_ARRAY(rnd);
 	return rc;

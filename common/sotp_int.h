@@ -584,6 +584,14 @@ enum sotp_lang { SOTP_LANG_EN = 0, SOTP_LANG_JA = 1 };
 /* Rows of the catalog (catalog.c): reasons, prompts, notices. */
 #define SOTP_NMSG 36
 
+/* [password] hash: the crypt(3) methods new password hashes may use. */
+enum sotp_pw_method {
+	SOTP_PW_YESCRYPT,
+	SOTP_PW_SHA512CRYPT,
+	SOTP_PW_BCRYPT,
+	SOTP_PW_NMETHODS
+};
+
 struct sotp_policy {
 	char path[SOTP_PATH_MAX];
 	enum sotp_lang lang;
@@ -605,7 +613,10 @@ struct sotp_policy {
 	unsigned int hotp_look_ahead, hotp_resync_window;
 	unsigned int min_secret_bytes; /* shortest token secret accepted */
 	int migration_binding; /* contract import may bind without a code */
-	int rehash; /* a migrated hash becomes yescrypt at the next login */
+	int rehash; /* an outdated hash is remade at the next login */
+	/* [password]: how new password hashes are made (passwd.c) */
+	enum sotp_pw_method pw_method;
+	unsigned int pw_cost;
 	unsigned int lock_threshold, lock_duration;
 	unsigned int state_lifetime, max_rounds;
 	unsigned int card_rows, card_cols, card_cells;
@@ -812,8 +823,21 @@ int sotp_admin_ok(struct sotp_ctx *ctx, struct sotp_decision *d, time_t now,
 
 /* ---- passwd.c, card.c ---- */
 
-/* crypt(3) hash of password (yescrypt) into out[SOTP_HASH_MAX]. */
-int sotp_passwd_hash(const char *password, char *out);
+/*
+ * crypt(3) hash of password into out[SOTP_HASH_MAX], in the policy's
+ * [password] method and cost (p NULL: yescrypt at its default cost).
+ */
+int sotp_passwd_hash(
+    const struct sotp_policy *p, const char *password, char *out);
+/*
+ * The [password] methods: name as the policy spells it, crypt(3) prefix,
+ * the bounds of cost and its default.
+ */
+struct sotp_pw_method_def {
+	const char *name, *prefix;
+	unsigned int min_cost, max_cost, default_cost;
+};
+extern const struct sotp_pw_method_def sotp_pw_methods[SOTP_PW_NMETHODS];
 /* *ok = 1 when password matches hash (constant-time compare). */
 int sotp_passwd_check(const char *password, const char *hash, int *ok);
 
@@ -832,8 +856,11 @@ struct sotp_hash_check {
  */
 int sotp_passwd_usable(
     struct sotp_hash_check *hc, const char *hash, int *weak, const char **why);
-/* 1 when hash is not yescrypt, or libxcrypt calls it legacy or cheap. */
-int sotp_passwd_outdated(const char *hash);
+/*
+ * 1 when hash is not in the policy's [password] method (p NULL:
+ * yescrypt), or libxcrypt calls it legacy or cheap.
+ */
+int sotp_passwd_outdated(const struct sotp_policy *p, const char *hash);
 
 /* A grid of rows x cols ASCII digits, row-major, no separators. */
 int sotp_card_new(

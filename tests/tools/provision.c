@@ -121,7 +121,7 @@ make(const char *config, const char *prefix, long count)
 	if ((rc = sotp_ctx_new(&ctx)) != SOTP_OK ||
 	    (rc = sotp_ctx_load(ctx, config)) != SOTP_OK)
 		return fail("load", ctx, rc);
-	if ((rc = sotp_passwd_hash("pw-farm", pwhash)) != SOTP_OK) {
+	if ((rc = sotp_passwd_hash(&ctx->pol, "pw-farm", pwhash)) != SOTP_OK) {
 		fail("hash", ctx, rc);
 		goto out;
 	}
@@ -316,7 +316,7 @@ hash(const char *config, const char *password)
 
 	if ((rc = sotp_ctx_new(&ctx)) != SOTP_OK ||
 	    (rc = sotp_ctx_load(ctx, config)) != SOTP_OK ||
-	    (rc = sotp_passwd_hash(password, h)) != SOTP_OK)
+	    (rc = sotp_passwd_hash(&ctx->pol, password, h)) != SOTP_OK)
 		return fail("hash", ctx, rc);
 	printf("%s\n", h);
 	sotp_ctx_free(ctx);

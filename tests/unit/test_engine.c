@@ -1918,7 +1918,7 @@ test_engine_import_writes_head_once(void **state)
 	size_t len = 0, cap = 40 * (SOTP_HASH_MAX + 32);
 	int i;
 
-	assert_int_equal(sotp_passwd_hash("pw-import", hash), SOTP_OK);
+	assert_int_equal(sotp_passwd_hash(NULL, "pw-import", hash), SOTP_OK);
 	assert_non_null(csv = malloc(cap));
 	for (i = 1; i <= 40; i++)
 		len += (size_t)snprintf(
