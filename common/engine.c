@@ -206,6 +206,7 @@ write_begin(struct sotp_attempt *a)
 {
 	char err[SOTP_WRITER_ERR_MAX];
 	struct sotp_store *st = NULL;
+	struct sotp_audit_head *head = NULL;
 	int rc;
 
 	if (a->txn)
@@ -216,13 +217,15 @@ write_begin(struct sotp_attempt *a)
 		 * store call of this decision goes through its connection,
 		 * inside the group's transaction.
 		 */
-		if ((rc = sotp_writer_enter(
-		         a->ctx->writer, &st, err, sizeof(err))) != SOTP_OK) {
+		if ((rc = sotp_writer_enter(a->ctx->writer, &st, &head, err,
+		         sizeof(err))) != SOTP_OK) {
 			sotp_ctx_seterr(a->ctx, "%s", err);
 			return rc;
 		}
 		a->own_st = a->ctx->st;
 		a->ctx->st = st;
+		a->own_batch = a->ctx->audit_batch;
+		a->ctx->audit_batch = head;
 		a->txn = 1;
 		return SOTP_OK;
 	}
@@ -247,6 +250,8 @@ writer_end(struct sotp_attempt *a, int rc)
 	err[0] = '\0';
 	a->ctx->st = a->own_st;
 	a->own_st = NULL;
+	a->ctx->audit_batch = a->own_batch;
+	a->own_batch = NULL;
 	if ((rc = sotp_writer_leave(a->ctx->writer, rc, err, sizeof(err))) !=
 	        SOTP_OK &&
 	    err[0] != '\0')

@@ -257,14 +257,18 @@ int sotp_store_depth(const struct sotp_store *st);
 
 /* ---- writer.c: one writer per process, group commit ---- */
 
+struct sotp_audit_head;
+
 #define SOTP_WRITER_ERR_MAX 512
 /*
  * Takes the writer (blocking) and opens this decision's savepoint inside
  * the group's transaction; *st is the store to write through until
- * sotp_writer_leave. On failure the writer is not held and err says why.
+ * sotp_writer_leave, *head the audit chain's head to append through (the
+ * context's audit_batch meanwhile). On failure the writer is not held
+ * and err says why.
  */
-int sotp_writer_enter(
-    struct sotp_writer *w, struct sotp_store **st, char *err, size_t errsz);
+int sotp_writer_enter(struct sotp_writer *w, struct sotp_store **st,
+    struct sotp_audit_head **head, char *err, size_t errsz);
 /*
  * Ends the decision: rc SOTP_OK keeps its work in the group and returns
  * the group's commit outcome (err: why it failed); any other rc undoes

@@ -23,6 +23,12 @@
  *     the whole group, and every decision in it gets the error: the engine
  *     then turns an accept into a refusal (finish_audited), fail closed.
  *
+ * The audit chain's head is read once when a group begins (its row lock
+ * is the group's from then on) and written once before its COMMIT: the
+ * decisions append their rows to the chain through it in memory (as an
+ * import's batch does), and a decision that is undone puts it back as it
+ * was. On PostgreSQL that saves four round trips per decision.
+ *
  * The last decision of a burst always commits (it sees nobody waiting),
  * so no group is left open: a thread counts itself as waiting before it
  * blocks on the mutex, and stops counting once it holds it.
@@ -50,6 +56,8 @@ struct sotp_writer {
 	unsigned int members;   /* decisions kept in the open group */
 	unsigned int max_group; /* commit at this many, waiting or not */
 	int open;               /* the group's transaction is open */
+	/* The chain's head while a group is open; saved: before a decision */
+	struct sotp_audit_head head, saved;
 	struct writer_wait *waiting;
 	uint64_t commits, decisions; /* counted for the tests */
 };
@@ -141,7 +149,10 @@ commit_group(struct sotp_writer *w)
 	if (!w->open)
 		return;
 	/* On failure the commit has rolled the whole group back. */
-	rc = sotp_store_commit(st);
+	if ((rc = sotp_store_audit_head_set(st, &w->head)) == SOTP_OK)
+		rc = sotp_store_commit(st);
+	else
+		sotp_store_rollback(st);
 	w->commits++;
 	tell_group(w, rc, sotp_store_errmsg(st));
 }
@@ -195,12 +206,15 @@ leave_locked(struct sotp_writer *w, int rc, char *err, size_t errsz)
 			w->decisions++;
 			me.next = w->waiting;
 			w->waiting = &me;
-		} else if (err != NULL) {
-			sotp_strlcpy(err, sotp_store_errmsg(st), errsz);
+		} else {
+			w->head = w->saved;
+			if (err != NULL)
+				sotp_strlcpy(err, sotp_store_errmsg(st), errsz);
 		}
 	} else if (w->open) {
 		/* Back to the group's work as it was before this decision. */
 		sotp_store_rollback(st);
+		w->head = w->saved;
 	}
 	if (w->open && sotp_store_depth(st) != 1)
 		fail_group(w);
@@ -226,19 +240,23 @@ leave_locked(struct sotp_writer *w, int rc, char *err, size_t errsz)
 }
 
 int
-sotp_writer_enter(
-    struct sotp_writer *w, struct sotp_store **st, char *err, size_t errsz)
+sotp_writer_enter(struct sotp_writer *w, struct sotp_store **st,
+    struct sotp_audit_head **head, char *err, size_t errsz)
 {
 	int rc;
 
 	*st = NULL;
+	*head = NULL;
 	__atomic_add_fetch(&w->coming, 1, __ATOMIC_SEQ_CST);
 	pthread_mutex_lock(&w->lock);
 	__atomic_sub_fetch(&w->coming, 1, __ATOMIC_SEQ_CST);
 	if (!w->open) {
 		/* Between groups: a lost connection is reopened here. */
 		if ((rc = sotp_ctx_ready(w->ctx)) != SOTP_OK ||
-		    (rc = sotp_store_begin(w->ctx->st)) != SOTP_OK) {
+		    (rc = sotp_store_begin(w->ctx->st)) != SOTP_OK ||
+		    (rc = sotp_store_audit_head(w->ctx->st, 1, &w->head)) !=
+		        SOTP_OK) {
+			sotp_store_rollback(w->ctx->st);
 			sotp_strlcpy(err,
 			    rc == SOTP_ERR_STORE_UNAVAILABLE ||
 			            w->ctx->err[0] == '\0'
@@ -257,7 +275,9 @@ sotp_writer_enter(
 		(void)leave_locked(w, rc, NULL, 0);
 		return rc;
 	}
+	w->saved = w->head;
 	*st = w->ctx->st;
+	*head = &w->head;
 	return SOTP_OK;
 }
 

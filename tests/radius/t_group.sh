@@ -165,6 +165,10 @@ set -- $(counts "$T/k2.out")
 check "after the restart, every one of them is refused ($1 accept, $2 reject of $(wc -l <"$T/k2.req"))" \
     test "$1" -eq 0 -a "$2" -eq "$(wc -l <"$T/k2.req")"
 fr_stop
+"$CLI" --config "$CONF" audit verify >"$T/verify.out" 2>&1
+rc=$?
+check "the audit chain verifies after all that (exit $rc)" test "$rc" -eq 0
+[ "$rc" -eq 0 ] || sed 's/^/#   /' "$T/verify.out"
 
 # ---- without group commit ----
 up rc "group_commit = no" || { notok "radiusd starts (group_commit = no)"; exit 1; }
