@@ -624,7 +624,8 @@ sotp_store_begin(struct sotp_store *st)
 
 	if ((rc = sotp_db_enter(st, "begin", 1)) != SOTP_OK)
 		return rc;
-	if ((rc = sotp_db_begin(st)) != SOTP_OK || st->depth != 1)
+	if ((rc = sotp_db_begin(st)) != SOTP_OK || st->depth != 1 ||
+	    !st->drv->row_locks)
 		return rc;
 	rc = sotp_db_row(st, SOTP_Q_AUDIT_HEAD_LOCK, NULL, 0, ignore_row, NULL);
 	if (rc == SOTP_ERR_NOT_FOUND)

@@ -210,6 +210,13 @@ struct sotp_store_driver {
 	 */
 	int stmt_undo;
 	/*
+	 * 1 when rows are locked one by one (SELECT ... FOR UPDATE,
+	 * PostgreSQL); 0 when a write transaction already holds the whole
+	 * database (SQLite's BEGIN IMMEDIATE), so that taking a row lock
+	 * first orders nothing.
+	 */
+	int row_locks;
+	/*
 	 * Connects to target (the URL without its "scheme:"), keeping the
 	 * connection in st->conn and naming it in st->where; flags are
 	 * SOTP_OPEN_*: with SOTP_OPEN_CREATE makes the file or schema. Runs

@@ -981,6 +981,7 @@ const struct sotp_store_driver sotp_store_pg_driver = {
     .name = "postgresql",
     .sql = pg_sql,
     .stmt_undo = 0,
+    .row_locks = 1,
     .open = pg_open,
     .close = pg_close,
     .check = pg_check,

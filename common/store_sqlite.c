@@ -721,6 +721,7 @@ const struct sotp_store_driver sotp_store_sqlite_driver = {
     .name = "sqlite",
     .sql = sqlite_sql,
     .stmt_undo = 1,
+    .row_locks = 0,
     .open = sq_open,
     .close = sq_close,
     .check = sq_check,
