@@ -30,6 +30,8 @@
 #   RB_INFLIGHT requests in flight (default 32)
 #   RB_LOGIN_N  requests per login run (default 300)
 #   RB_MEM      0 skips the memory run (default 1)
+#   RB_MEM_AT   the memory run's two marks, in requests (default
+#               "100000 300000")
 #   RB_PG       0 skips PostgreSQL (default 1)
 set -u
 BUILD=${1:-build}
@@ -43,6 +45,9 @@ N=${RB_N:-30000}
 C=${RB_INFLIGHT:-32}
 LOGIN_N=${RB_LOGIN_N:-300}
 MEM=${RB_MEM:-1}
+set -- ${RB_MEM_AT:-100000 300000}
+MEM_A=$1
+MEM_B=$2
 PG=${RB_PG:-1}
 RLM_SO=$BUILD/rlm_shinkin_otp.so
 RADLOAD=$BUILD/tests/radload
@@ -210,7 +215,7 @@ HASH=$("$PROVISION" hash "$T/tmp.conf" "$PW") || die "hash"
 policy s1k "sqlite:$T/s1k.db"
 load s1k sqlite k 1000
 policy s1m "sqlite:$T/s1m.db"
-MEMR=$((300000 - 2000 - N))
+MEMR=$((MEM_B - 2000 - N))
 [ "$MEM" = 0 ] && MEMR=0
 load s1m sqlite w 2000 m "$N" r "$MEMR" f $((1000000 - 2000 - N - MEMR))
 policy login "sqlite:$T/login.db"
@@ -270,8 +275,8 @@ if [ "$MEM" != 0 ]; then
 	rss100=""
 	while [ "$r" -lt "$MEMR" ]; do
 		chunk=20000
-		if [ -z "$rss100" ] && [ $((done_n + chunk)) -gt 100000 ]; then
-			chunk=$((100000 - done_n))
+		if [ -z "$rss100" ] && [ $((done_n + chunk)) -gt "$MEM_A" ]; then
+			chunk=$((MEM_A - done_n))
 		fi
 		[ $((r + chunk)) -gt "$MEMR" ] && chunk=$((MEMR - r))
 		step_room
@@ -279,12 +284,12 @@ if [ "$MEM" != 0 ]; then
 		run "memory run" "$T/r.req" accept -q
 		r=$((r + chunk))
 		done_n=$((done_n + chunk))
-		[ "$done_n" -eq 100000 ] && rss100=$(rss_kib "$FR_PID")
+		[ "$done_n" -eq "$MEM_A" ] && rss100=$(rss_kib "$FR_PID")
 	done
 	rss300=$(rss_kib "$FR_PID")
-	printf '%-46s %s KiB (%s KiB at 100k, %s KiB at 300k)\n' \
-	    "radiusd RSS growth, request 100k to 300k" \
-	    $((rss300 - rss100)) "$rss100" "$rss300"
+	printf '%-46s %s KiB (%s KiB at %s, %s KiB at %s)\n' \
+	    "radiusd RSS growth, request ${MEM_A} to ${MEM_B}" \
+	    $((rss300 - rss100)) "$rss100" "$MEM_A" "$rss300" "$MEM_B"
 fi
 fr_stop
 
