@@ -10,6 +10,7 @@
  *   - a COMMIT that fails (the file may not grow: RLIMIT_FSIZE, a real
  *     write error from the kernel) refuses every decision in the group,
  *     and none of their codes is spent;
+ *   - a wrong code's failure count goes in with the group, like a mark;
  *   - a context cannot be its own writer's.
  * Time is injected (each accept uses the next 30 s step).
  */
@@ -141,15 +142,21 @@ teardown(void **state)
 	return 0;
 }
 
-/* One transaction-code decision; the decision and the step's rc. */
+/*
+ * One transaction-code decision (with wrong set, a code that is not the
+ * token's); the decision and the step's rc.
+ */
 static int
-decide(struct sotp_ctx *ctx, const char *id, time_t t, struct sotp_decision *d)
+decide_code(struct sotp_ctx *ctx, const char *id, time_t t, int wrong,
+    struct sotp_decision *d)
 {
 	struct sotp_attempt *a = NULL;
 	char code[SOTP_CODE_MAX];
 	int rc;
 
 	code_at(t, code);
+	if (wrong)
+		code[0] = code[0] == '9' ? '0' : (char)(code[0] + 1);
 	if ((rc = sotp_attempt_begin(ctx, id, "transaction", t, &a)) !=
 	        SOTP_OK ||
 	    (rc = sotp_attempt_set(a, SOTP_F_OTP, code)) != SOTP_OK) {
@@ -159,6 +166,12 @@ decide(struct sotp_ctx *ctx, const char *id, time_t t, struct sotp_decision *d)
 	rc = sotp_attempt_step(a, d);
 	sotp_attempt_free(a);
 	return rc;
+}
+
+static int
+decide(struct sotp_ctx *ctx, const char *id, time_t t, struct sotp_decision *d)
+{
+	return decide_code(ctx, id, t, 0, d);
 }
 
 /* ---- many at once ---- */
@@ -283,6 +296,7 @@ struct meet {
 	int armed;        /* the next RELEASE on the writer waits for B */
 	int go_b;         /* B may start its decision */
 	int fail;         /* the group's COMMIT is made to fail */
+	int wrong_b;      /* B types a wrong code */
 	int commits;      /* COMMITs seen on the writer's connection */
 	int commits_at_a; /* ... when A's decision returned */
 	int rc_a, rc_b;
@@ -326,14 +340,14 @@ run_b(void *arg)
 		pthread_cond_wait(&m->cond, &m->lock);
 	pthread_mutex_unlock(&m->lock);
 	assert_int_equal(sotp_ctx_set_writer(ctx, m->f->w), SOTP_OK);
-	m->rc_b = decide(ctx, "W1", m->t, &m->d_b);
+	m->rc_b = decide_code(ctx, "W1", m->t, m->wrong_b, &m->d_b);
 	sotp_ctx_free(ctx);
 	return NULL;
 }
 
 /* A (W0) and B (W1) decide at time t, meeting at the writer. */
 static void
-meet(struct fx *f, struct meet *m, time_t t, int fail)
+meet(struct fx *f, struct meet *m, time_t t, int fail, int wrong_b)
 {
 	struct sotp_ctx *ctx = load(f);
 	struct rlimit rl = {RLIM_INFINITY, RLIM_INFINITY};
@@ -343,6 +357,7 @@ meet(struct fx *f, struct meet *m, time_t t, int fail)
 	m->f = f;
 	m->t = t;
 	m->fail = fail;
+	m->wrong_b = wrong_b;
 	m->armed = 1;
 	pthread_mutex_init(&m->lock, NULL);
 	pthread_cond_init(&m->cond, NULL);
@@ -368,7 +383,7 @@ test_writer_two_decisions_one_commit(void **state)
 	uint64_t c0, d0, c1, d1;
 
 	sotp_writer_counts(f->w, &c0, &d0);
-	meet(f, &m, T0 + 3000, 0);
+	meet(f, &m, T0 + 3000, 0, 0);
 	sotp_writer_counts(f->w, &c1, &d1);
 	assert_int_equal(m.rc_a, SOTP_OK);
 	assert_int_equal(m.rc_b, SOTP_OK);
@@ -398,7 +413,7 @@ test_writer_failed_commit_refuses_all(void **state)
 
 	signal(SIGXFSZ, SIG_IGN);
 	audit0 = count(f, "SELECT count(*) FROM audit");
-	meet(f, &m, T0 + 6000, 1);
+	meet(f, &m, T0 + 6000, 1, 0);
 	assert_int_equal(m.commits, 1);
 	/* Both refused, fail closed, each told why. */
 	if (m.rc_a == SOTP_OK || m.rc_b == SOTP_OK)
@@ -423,6 +438,32 @@ test_writer_failed_commit_refuses_all(void **state)
 	assert_int_equal(decide(ctx, "W1", T0 + 6000, &d), SOTP_OK);
 	assert_int_equal(d.verdict, SOTP_ACCEPT);
 	sotp_ctx_free(ctx);
+}
+
+/* A refusal's failure count is as durable as an accept's mark. */
+static void
+test_writer_failure_count_durable(void **state)
+{
+	struct fx *f = *state;
+	struct meet m;
+
+	meet(f, &m, T0 + 9000, 0, 1);
+	assert_int_equal(m.rc_a, SOTP_OK);
+	assert_int_equal(m.rc_b, SOTP_OK);
+	assert_int_equal(m.d_a.verdict, SOTP_ACCEPT);
+	assert_int_equal(m.d_b.verdict, SOTP_REJECT);
+	assert_int_equal(m.d_b.reason, SOTP_R_WRONG_CODE);
+	/* One COMMIT carried both, and A was answered after it. */
+	assert_int_equal(m.commits, 1);
+	assert_int_equal(m.commits_at_a, 1);
+	assert_int_equal(count(f,
+	                     "SELECT failures FROM contracts WHERE id ="
+	                     " 'W1'"),
+	    1);
+	assert_int_equal(count(f,
+	                     "SELECT count(*) FROM audit WHERE"
+	                     " contract = 'W1' AND verdict = 'reject'"),
+	    1);
 }
 
 static void
@@ -453,6 +494,8 @@ main(void)
 	        test_writer_two_decisions_one_commit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_writer_failed_commit_refuses_all, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_writer_failure_count_durable, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_writer_refuses_own_ctx, setup, teardown),
 	};
