@@ -123,6 +123,9 @@ $3
 $4
 	}
 }"
+	# Debian's own thread pool (max_servers 32), started full.
+	sed -i 's/^\(\tmax_servers = \).*/\132/; s/^\(\tstart_servers = \).*/\132/; s/^\(\tmax_spare_servers = \).*/\132/' \
+	    "$FR_DIR/radiusd.conf"
 	fr_start f || die "radiusd $1 did not start: $(cat "$FR_DIR"/log/*.log)"
 }
 pap_up() { # NAME CONTROL-ATTRIBUTE VALUE
