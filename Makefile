@@ -165,9 +165,10 @@ $(BUILD)/bench/pam_setup: $(BUILD)/tests/bench/pam_setup.o $(LIB)
 # bench profile of scripts/deps.sh.
 bench:
 	sh scripts/deps.sh bench
-	$(MAKE) all $(BENCH) $(PAM_BENCH)
+	$(MAKE) all tests-build $(BENCH) $(PAM_BENCH)
 	$(BENCH) $(BENCH_ARGS)
 	sh tests/bench/pam_bench.sh $(BUILD) $(PAM_BENCH_ARGS)
+	sh tests/bench/radius_bench.sh $(BUILD)
 .PHONY: bench
 
 deps:

@@ -472,7 +472,7 @@ sotp_contract_add(struct sotp_ctx *ctx, const char *id, const char *password,
 	sotp_strlcpy(c.id, id, sizeof(c.id));
 	c.login = SOTP_LOGIN_OTP;
 	c.created = (int64_t)now;
-	if ((rc = sotp_passwd_hash(password, c.pwhash)) != SOTP_OK)
+	if ((rc = sotp_passwd_hash(&ctx->pol, password, c.pwhash)) != SOTP_OK)
 		goto out;
 	rc = sotp_store_contract_insert(ctx->st, &c);
 	if (rc == SOTP_ERR_EXISTS)
@@ -515,7 +515,7 @@ sotp_contract_passwd(struct sotp_ctx *ctx, const char *id, const char *password,
 	if (!password_ok(password))
 		return sotp_refuse(
 		    ctx, d, now, "contract.passwd", id, NULL, SOTP_R_BAD_INPUT);
-	if ((rc = sotp_passwd_hash(password, hash)) != SOTP_OK)
+	if ((rc = sotp_passwd_hash(&ctx->pol, password, hash)) != SOTP_OK)
 		return rc;
 	rc = sotp_store_contract_set_password(ctx->st, id, hash);
 	SOTP_WIPE_ARRAY(hash);

@@ -33,10 +33,11 @@
  * lock already orders every write, and there is one chain. On PostgreSQL
  * a single chain would put every decision of the farm in one line behind
  * the commit before it (a synchronous standby's round trip each), so the
- * rows spread over SOTP_AUDIT_CHAINS chains by contract
- * (sotp_store_audit_chain_pick): a contract's rows stay in one chain, in
- * the order its row lock already gives them, and decisions for other
- * contracts mostly take other heads. A transaction appends to one chain
+ * rows spread over SOTP_AUDIT_CHAINS chains: each connection (a PAM call,
+ * a radiusd thread or its group-commit writer) has its own, chosen when
+ * it opens (sotp_store_audit_chain), and its transactions take that head
+ * first, before any contract or token (store.c sotp_store_begin: one lock
+ * order for every transaction). A transaction appends to one chain
  * only. Each chain is verified, pruned and tagged on its own; its head
  * rows are fixed (1..SOTP_AUDIT_CHAINS), so a chain removed whole shows
  * as a head ahead of its rows. The cost on the hot path: two statements
@@ -269,9 +270,8 @@ append(struct sotp_ctx *ctx, const struct sotp_audit_rec *r)
 		return extend(ctx, ctx->audit_batch, r);
 	if ((rc = sotp_store_begin(ctx->st)) != SOTP_OK)
 		return rc;
-	if ((rc = sotp_store_audit_head(ctx->st,
-	         sotp_store_audit_chain_pick(ctx->st, r->contract), 1, &h)) ==
-	        SOTP_OK &&
+	if ((rc = sotp_store_audit_head(
+	         ctx->st, sotp_store_audit_chain(ctx->st), 1, &h)) == SOTP_OK &&
 	    (rc = extend(ctx, &h, r)) == SOTP_OK)
 		rc = sotp_store_audit_head_set(ctx->st, &h);
 	if (rc != SOTP_OK) {
@@ -293,8 +293,8 @@ sotp_audit_batch_begin(struct sotp_ctx *ctx)
 		return SOTP_ERR_STORE_UNAVAILABLE;
 	if ((h = calloc(1, sizeof(*h))) == NULL)
 		return SOTP_ERR_NOMEM;
-	if ((rc = sotp_store_audit_head(ctx->st,
-	         sotp_store_audit_chain_pick(ctx->st, ""), 1, h)) != SOTP_OK) {
+	if ((rc = sotp_store_audit_head(
+	         ctx->st, sotp_store_audit_chain(ctx->st), 1, h)) != SOTP_OK) {
 		free(h);
 		return rc;
 	}

@@ -160,6 +160,8 @@ sotp_attempt_set_combined(struct sotp_attempt *a, const char *value)
 	return keep(&a->combined, value);
 }
 
+static void write_abort(struct sotp_attempt *a, int rc);
+
 void
 sotp_attempt_free(struct sotp_attempt *a)
 {
@@ -168,7 +170,7 @@ sotp_attempt_free(struct sotp_attempt *a)
 	if (a == NULL)
 		return;
 	if (a->txn)
-		sotp_store_rollback(a->ctx->st);
+		write_abort(a, SOTP_ERR_INTERNAL);
 	for (i = 0; i < SOTP_NFACTORS; i++)
 		sotp_free_string(a->in[i]);
 	sotp_free_string(a->answer);
@@ -202,16 +204,59 @@ action_name(const struct sotp_context_def *cdef)
 static int
 write_begin(struct sotp_attempt *a)
 {
+	char err[SOTP_WRITER_ERR_MAX];
+	struct sotp_store *st = NULL;
+	struct sotp_audit_head *head = NULL;
 	int rc;
 
 	if (a->txn)
 		return SOTP_OK;
+	if (a->ctx->writer != NULL) {
+		/*
+		 * The process's writer (writer.c): until write_commit, every
+		 * store call of this decision goes through its connection,
+		 * inside the group's transaction.
+		 */
+		if ((rc = sotp_writer_enter(a->ctx->writer, &st, &head, err,
+		         sizeof(err))) != SOTP_OK) {
+			sotp_ctx_seterr(a->ctx, "%s", err);
+			return rc;
+		}
+		a->own_st = a->ctx->st;
+		a->ctx->st = st;
+		a->own_batch = a->ctx->audit_batch;
+		a->ctx->audit_batch = head;
+		a->txn = 1;
+		return SOTP_OK;
+	}
 	if ((rc = sotp_store_begin(a->ctx->st)) != SOTP_OK) {
 		sotp_ctx_seterr(a->ctx, "%s", sotp_store_errmsg(a->ctx->st));
 		return rc;
 	}
 	a->txn = 1;
 	return SOTP_OK;
+}
+
+/*
+ * The decision leaves the writer: its own store back, then its part of
+ * the group kept (rc SOTP_OK: the answer waits for the group's commit) or
+ * undone.
+ */
+static int
+writer_end(struct sotp_attempt *a, int rc)
+{
+	char err[SOTP_WRITER_ERR_MAX];
+
+	err[0] = '\0';
+	a->ctx->st = a->own_st;
+	a->own_st = NULL;
+	a->ctx->audit_batch = a->own_batch;
+	a->own_batch = NULL;
+	if ((rc = sotp_writer_leave(a->ctx->writer, rc, err, sizeof(err))) !=
+	        SOTP_OK &&
+	    err[0] != '\0')
+		sotp_ctx_seterr(a->ctx, "%s", err);
+	return rc;
 }
 
 /* Commits the decision's transaction, if one is open. */
@@ -224,8 +269,34 @@ write_commit(struct sotp_attempt *a)
 		return SOTP_OK;
 	a->txn = 0;
 	a->regated = 0;
+	if (a->own_st != NULL)
+		return writer_end(a, SOTP_OK);
 	if ((rc = sotp_store_commit(a->ctx->st)) != SOTP_OK)
 		sotp_ctx_seterr(a->ctx, "%s", sotp_store_errmsg(a->ctx->st));
+	return rc;
+}
+
+/* Undoes the decision's open writes, if any; returns rc. */
+static void
+write_abort(struct sotp_attempt *a, int rc)
+{
+	if (!a->txn)
+		return;
+	a->txn = 0;
+	a->regated = 0;
+	if (a->own_st != NULL)
+		(void)writer_end(a, rc);
+	else
+		sotp_store_rollback(a->ctx->st);
+}
+
+/* write_commit (rc SOTP_OK) or write_abort, as rc says; returns the end. */
+static int
+write_end(struct sotp_attempt *a, int rc)
+{
+	if (rc == SOTP_OK)
+		return write_commit(a);
+	write_abort(a, rc);
 	return rc;
 }
 
@@ -798,7 +869,8 @@ rehash(struct sotp_attempt *a, const struct sotp_contract_rec *c)
 	char hash[SOTP_HASH_MAX], detail[48];
 	int rc, won = 0;
 
-	if ((rc = sotp_passwd_hash(input(a, SOTP_F_PASSWORD), hash)) != SOTP_OK)
+	if ((rc = sotp_passwd_hash(
+	         &a->ctx->pol, input(a, SOTP_F_PASSWORD), hash)) != SOTP_OK)
 		goto out;
 	if ((rc = write_begin(a)) != SOTP_OK)
 		goto out;
@@ -808,11 +880,11 @@ rehash(struct sotp_attempt *a, const struct sotp_contract_rec *c)
 		goto out;
 	}
 	/* The method, never the hash: "$6$", "$2b$", "$1$". */
-	snprintf(detail, sizeof(detail), "from=%.*s to=yescrypt",
+	snprintf(detail, sizeof(detail), "from=%.*s to=%s",
 	    c->pwhash[0] == '$' && strchr(c->pwhash + 1, '$') != NULL
 	        ? (int)(strchr(c->pwhash + 1, '$') - c->pwhash + 1)
 	        : 0,
-	    c->pwhash);
+	    c->pwhash, sotp_pw_methods[a->ctx->pol.pw_method].name);
 	if (won)
 		rc = sotp_audit(a->ctx, a->now, "contract.rehash", c->id, NULL,
 		    a->context, "accept", SOTP_R_ACCEPTED, detail);
@@ -833,7 +905,7 @@ check_password(
 		ok = 0;
 	*reason = ok ? SOTP_R_ACCEPTED : SOTP_R_WRONG_PASSWORD;
 	if (rc == SOTP_OK && ok && a->ctx->pol.rehash &&
-	    sotp_passwd_outdated(c->pwhash))
+	    sotp_passwd_outdated(&a->ctx->pol, c->pwhash))
 		rc = rehash(a, c);
 	return rc;
 }
@@ -1168,6 +1240,28 @@ take_inputs(struct sotp_attempt *a, unsigned int req,
 	return rc;
 }
 
+/*
+ * The gate's writes commit by themselves, before the password is checked
+ * (which takes its time on purpose): with a writer, each is a short
+ * decision of its own in the group, so that it waits for no file lock;
+ * without, an autocommit statement.
+ */
+static int
+gate_write_begin(struct sotp_attempt *a)
+{
+	if (a->ctx->writer == NULL || a->txn)
+		return SOTP_OK;
+	return write_begin(a);
+}
+
+static int
+gate_write_end(struct sotp_attempt *a, int rc)
+{
+	if (a->ctx->writer == NULL)
+		return rc;
+	return write_end(a, rc);
+}
+
 /* Refusals that need no secret: contract state and lock. */
 static int
 gate(struct sotp_attempt *a, struct sotp_contract_rec *c, int *reason)
@@ -1187,10 +1281,16 @@ gate(struct sotp_attempt *a, struct sotp_contract_rec *c, int *reason)
 	if (c->locked_until != 0) { /* a timed lock has run out */
 		/* Only the lock we saw: a newer one set meanwhile stands,
 		 * and the check under the write lock will see it. */
+		if ((rc = gate_write_begin(a)) != SOTP_OK)
+			return rc;
 		rc = sotp_store_contract_unlock_expired(
 		    a->ctx->st, c->id, c->locked_until);
-		if (rc != SOTP_OK && rc != SOTP_ERR_NOT_FOUND)
-			return store_err(a->ctx, rc);
+		if (rc == SOTP_ERR_NOT_FOUND)
+			rc = SOTP_OK;
+		if (rc != SOTP_OK)
+			rc = store_err(a->ctx, rc);
+		if ((rc = gate_write_end(a, rc)) != SOTP_OK)
+			return rc;
 		c->failures = 0;
 		c->locked_until = 0;
 	}
@@ -1202,9 +1302,13 @@ gate(struct sotp_attempt *a, struct sotp_contract_rec *c, int *reason)
 		 * ahead are caught by the store (sotp_store_state_use).
 		 */
 		expires = a->state_expires;
+		if ((rc = gate_write_begin(a)) != SOTP_OK)
+			return rc;
 		if ((rc = sotp_store_state_use(a->ctx->st, a->state_id, expires,
 		         (int64_t)a->now, &fresh)) != SOTP_OK)
-			return store_err(a->ctx, rc);
+			rc = store_err(a->ctx, rc);
+		if ((rc = gate_write_end(a, rc)) != SOTP_OK)
+			return rc;
 		a->resumed = 0;
 		if (!fresh)
 			*reason = SOTP_R_STATE_REPLAYED;
@@ -1276,7 +1380,7 @@ dummy_hash(struct sotp_ctx *ctx)
 		return rc;
 	for (i = 0; i < sizeof(rnd); i++)
 		snprintf(pw + 2 * i, 3, "%02x", rnd[i]);
-	rc = sotp_passwd_hash(pw, ctx->dummy_hash);
+	rc = sotp_passwd_hash(&ctx->pol, pw, ctx->dummy_hash);
 	SOTP_WIPE_ARRAY(pw);
 	SOTP_WIPE_ARRAY(rnd);
 	return rc;

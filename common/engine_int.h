@@ -44,6 +44,9 @@ struct sotp_attempt {
 	/* The store said unavailable once: no second wait (engine.c). */
 	int store_down;
 	int txn; /* a store transaction is open for this decision's writes */
+	/* With a writer: ctx's own store while ctx->st is the writer's. */
+	struct sotp_store *own_st;
+	struct sotp_audit_head *own_batch; /* ctx's, while the writer's */
 	int regated; /* the lock was looked at again under that transaction */
 	/* Core time (monotonic µs) toward the next counted decision. */
 	uint64_t t_busy, t_start;

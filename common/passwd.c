@@ -1,9 +1,11 @@
 /*
  * passwd.c - contract passwords as crypt(3) hashes (libxcrypt).
  *
- * New hashes use yescrypt, libxcrypt's recommended default; any hash that
- * libxcrypt can verify (sha512crypt, bcrypt, ...) is accepted, so
- * passwords migrated from an older system keep working.
+ * New hashes use the policy's [password] method and cost: yescrypt at
+ * cost 5 by default, libxcrypt's recommended method and Debian's own for
+ * /etc/shadow (see shinkin-otp.conf(5) for why). Any hash that libxcrypt
+ * can verify (sha512crypt, bcrypt, ...) is accepted, so passwords
+ * migrated from an older system keep working.
  */
 #include "sotp_int.h"
 
@@ -13,20 +15,40 @@
 #include <stdlib.h>
 #include <string.h>
 
+/*
+ * Costs, as crypt_gensalt(3) counts them: yescrypt's is a log2-like
+ * factor (5 is N = 2^14 blocks, 16 MiB, libxcrypt's and Debian's default);
+ * sha512crypt's is rounds (5000 is its classic default); bcrypt's is
+ * log2 rounds.
+ */
+const struct sotp_pw_method_def sotp_pw_methods[SOTP_PW_NMETHODS] = {
+    [SOTP_PW_YESCRYPT] = {"yescrypt", "$y$", 1, 11, 5},
+    [SOTP_PW_SHA512CRYPT] = {"sha512crypt", "$6$", 1000, 999999999, 5000},
+    [SOTP_PW_BCRYPT] = {"bcrypt", "$2b$", 4, 31, 12},
+};
+
 int
-sotp_passwd_hash(const char *password, char *out)
+sotp_passwd_hash(const struct sotp_policy *p, const char *password, char *out)
 {
+	const struct sotp_pw_method_def *m = &sotp_pw_methods[SOTP_PW_YESCRYPT];
 	struct crypt_data *cd = NULL;
 	char salt[CRYPT_GENSALT_OUTPUT_SIZE];
+	unsigned long cost = m->default_cost;
 	const char *h;
 	int rc = SOTP_ERR_CRYPTO;
 
-	if (password == NULL || out == NULL)
+	if (password == NULL || out == NULL ||
+	    (p != NULL && (unsigned int)p->pw_method >= SOTP_PW_NMETHODS))
 		return SOTP_ERR_INVALID_ARG;
+	if (p != NULL) {
+		m = &sotp_pw_methods[p->pw_method];
+		cost = p->pw_cost;
+	}
 	out[0] = '\0';
 	if ((cd = calloc(1, sizeof(*cd))) == NULL)
 		return SOTP_ERR_NOMEM;
-	if (crypt_gensalt_rn("$y$", 0, NULL, 0, salt, sizeof(salt)) == NULL)
+	if (crypt_gensalt_rn(m->prefix, cost, NULL, 0, salt, sizeof(salt)) ==
+	    NULL)
 		goto out;
 	h = crypt_rn(password, salt, cd, (int)sizeof(*cd));
 	if (h == NULL || h[0] == '*')
@@ -266,10 +288,16 @@ sotp_passwd_usable(
 }
 
 int
-sotp_passwd_outdated(const char *hash)
+sotp_passwd_outdated(const struct sotp_policy *p, const char *hash)
 {
+	const char *prefix = sotp_pw_methods[p != NULL &&
+	            (unsigned int)p->pw_method < SOTP_PW_NMETHODS
+	        ? p->pw_method
+	        : SOTP_PW_YESCRYPT]
+	                         .prefix;
 	int s = crypt_checksalt(hash);
 
-	return strncmp(hash, "$y$", 3) != 0 || s == CRYPT_SALT_METHOD_LEGACY ||
-	    s == CRYPT_SALT_TOO_CHEAP;
+	/* bcrypt's $2a$, $2x$ and $2y$ are older spellings of $2b$. */
+	return strncmp(hash, prefix, strlen(prefix)) != 0 ||
+	    s == CRYPT_SALT_METHOD_LEGACY || s == CRYPT_SALT_TOO_CHEAP;
 }

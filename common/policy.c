@@ -27,7 +27,8 @@ enum section {
 	SEC_SERVICES,
 	SEC_MESSAGES,
 	SEC_MIGRATION,
-	SEC_KEY
+	SEC_KEY,
+	SEC_PASSWORD
 };
 
 enum vtype {
@@ -38,6 +39,7 @@ enum vtype {
 	V_ALG,
 	V_LANG,
 	V_BOOL,
+	V_PWHASH,
 	V_UNKNOWN,
 	V_METRICS,
 	V_KEK,
@@ -105,11 +107,15 @@ static const struct option options[] = {
     SOPT(SEC_KEY, "pkcs11_key", V_STR, p11_key),
     SOPT(SEC_KEY, "pkcs11_pin_file", V_PATH, p11_pin_file),
     UOPT(SEC_KEY, "refresh", key_refresh, 1, 300),
+    {SEC_PASSWORD, "hash", V_PWHASH, offsetof(struct sotp_policy, pw_method), 0,
+        0, 0},
+    /* Bounded by the method's own range once the file is read. */
+    UOPT(SEC_PASSWORD, "cost", pw_cost, 1, 999999999),
 };
 
 static const char *const section_names[] = {"", "otp", "lockout", "state",
     "card", "store", "kind", "context", "services", "messages", "migration",
-    "key"};
+    "key", "password"};
 static const char *const lang_names[] = {"en", "ja"};
 /* unknown_contract: 0 hide (the default), 1 reveal. */
 static const char *const unknown_names[] = {"hide", "reveal"};
@@ -184,6 +190,8 @@ set_defaults(struct sotp_policy *p)
 	p->hotp_resync_window = 100;
 	p->min_secret_bytes = 16; /* 128 bits, RFC 4226 section 4 R6 */
 	p->migration_binding = 1;
+	p->pw_method = SOTP_PW_YESCRYPT;
+	p->pw_cost = sotp_pw_methods[SOTP_PW_YESCRYPT].default_cost;
 	p->rehash = 0;
 	p->lock_threshold = 5;
 	p->lock_duration = 0;
@@ -258,6 +266,16 @@ set_option(struct parser *ps, const struct option *o, const char *val)
 			return perr(
 			    ps, "%s: '%s' is not yes or no", o->key, val);
 		*(int *)(void *)base = strcmp(val, "yes") == 0;
+		return SOTP_OK;
+	case V_PWHASH:
+		for (v = 0; v < SOTP_PW_NMETHODS; v++)
+			if (strcmp(val, sotp_pw_methods[v].name) == 0)
+				break;
+		if (v == SOTP_PW_NMETHODS)
+			return perr(ps,
+			    "hash: '%s' is not yescrypt, sha512crypt or bcrypt",
+			    val);
+		*(enum sotp_pw_method *)(void *)base = (enum sotp_pw_method)v;
 		return SOTP_OK;
 	case V_LANG:
 		for (v = 0; v < SOTP_NLANG; v++)
@@ -710,6 +728,38 @@ last_set(const struct parser *ps, enum section sec, ...)
 	return line != 0 ? line : ps->line;
 }
 
+/* Was key of sec set in the file? */
+static int
+was_set(const struct parser *ps, enum section sec, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(options) / sizeof(options[0]); i++)
+		if (options[i].sec == sec && strcmp(options[i].key, key) == 0)
+			return ps->seen[i] != 0;
+	return 0;
+}
+
+/* [password] cost within its method's range; unset, the default. */
+static int
+check_password(struct parser *ps)
+{
+	struct sotp_policy *p = ps->p;
+	const struct sotp_pw_method_def *m = &sotp_pw_methods[p->pw_method];
+
+	if (!was_set(ps, SEC_PASSWORD, "cost")) {
+		p->pw_cost = m->default_cost;
+		return SOTP_OK;
+	}
+	if (p->pw_cost < m->min_cost || p->pw_cost > m->max_cost) {
+		ps->line = last_set(
+		    ps, SEC_PASSWORD, "hash", "cost", (const char *)NULL);
+		return perr(ps, "[password] cost %u is outside %s's %u to %u",
+		    p->pw_cost, m->name, m->min_cost, m->max_cost);
+	}
+	return SOTP_OK;
+}
+
 /*
  * The questions a context can ask, one per challenge round after the
  * first: password, serial, code, login choice and card digits for a
@@ -841,6 +891,8 @@ finish(struct parser *ps)
 		    p->period,
 		    (p->window_back + p->window_forward + 1) * p->period);
 	}
+	if ((rc = check_password(ps)) != SOTP_OK)
+		return rc;
 	if (p->card_cells > p->card_rows * p->card_cols) {
 		ps->line = last_set(ps, SEC_CARD, "rows", "columns", "cells",
 		    (const char *)NULL);
@@ -1097,6 +1149,8 @@ sotp_policy_dump(const struct sotp_ctx *ctx, char *buf, size_t bufsz)
 		bprintf(&o, "pkcs11_key = %s\n", p->p11_key);
 	if (p->p11_pin_file[0] != '\0')
 		bprintf(&o, "pkcs11_pin_file = %s\n", p->p11_pin_file);
+	bprintf(&o, "\n[password]\nhash = %s\ncost = %u\n",
+	    sotp_pw_methods[p->pw_method].name, p->pw_cost);
 	for (i = 0; i < p->nkinds; i++) {
 		bprintf(&o, "\n[kind %s]\n", p->kinds[i].name);
 		if (i == p->default_kind)

@@ -250,6 +250,30 @@ SOTP_EXPORT void sotp_ctx_set_log(
  */
 SOTP_EXPORT int sotp_ctx_load(struct sotp_ctx *ctx, const char *path);
 /*
+ * One writer for the contexts of one process, with group commit: the
+ * decisions of every context given the writer (sotp_ctx_set_writer) write
+ * through its one store connection, one at a time, and decisions that
+ * arrive together are committed together (one COMMIT, one fsync). No
+ * decision returns before the commit that carries its replay mark,
+ * failure count and audit row; when that commit fails, every decision in
+ * it fails (an accept becomes a refusal). sotp_writer_new takes ctx, a
+ * loaded context, and owns it from then on, also on failure; at most
+ * max_group decisions share a commit. Errors: SOTP_ERR_INVALID_ARG,
+ * SOTP_ERR_NOMEM, SOTP_ERR_SYSTEM. sotp_writer_free is NULL-safe and must
+ * come after every context using the writer is freed or detached.
+ */
+struct sotp_writer;
+SOTP_EXPORT int sotp_writer_new(
+    struct sotp_ctx *ctx, unsigned int max_group, struct sotp_writer **out);
+SOTP_EXPORT void sotp_writer_free(struct sotp_writer *w);
+/*
+ * Sends ctx's decision writes through w (NULL: through ctx's own store
+ * again). Reads stay on ctx's own connection. SOTP_ERR_INVALID_ARG when w
+ * is the writer's own context.
+ */
+SOTP_EXPORT int sotp_ctx_set_writer(
+    struct sotp_ctx *ctx, struct sotp_writer *w);
+/*
  * Reads and validates the policy only (no key, no store): check-config.
  */
 SOTP_EXPORT int sotp_ctx_load_policy(struct sotp_ctx *ctx, const char *path);

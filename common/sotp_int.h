@@ -282,6 +282,34 @@ const char *sotp_store_where(const struct sotp_store *st);
 int sotp_store_heal(struct sotp_store *st);
 /* 1 when the handle is marked lost (see sotp_store_heal). */
 int sotp_store_lost(const struct sotp_store *st);
+/* Open transaction levels (0: none; savepoints count). */
+int sotp_store_depth(const struct sotp_store *st);
+
+/* ---- writer.c: one writer per process, group commit ---- */
+
+struct sotp_audit_head;
+
+#define SOTP_WRITER_ERR_MAX 512
+/*
+ * Takes the writer (blocking) and opens this decision's savepoint inside
+ * the group's transaction; *st is the store to write through until
+ * sotp_writer_leave, *head the audit chain's head to append through (the
+ * context's audit_batch meanwhile). On failure the writer is not held
+ * and err says why.
+ */
+int sotp_writer_enter(struct sotp_writer *w, struct sotp_store **st,
+    struct sotp_audit_head **head, char *err, size_t errsz);
+/*
+ * Ends the decision: rc SOTP_OK keeps its work in the group and returns
+ * the group's commit outcome (err: why it failed); any other rc undoes
+ * its savepoint and returns rc. Releases the writer.
+ */
+int sotp_writer_leave(struct sotp_writer *w, int rc, char *err, size_t errsz);
+/* For the tests: commits and decisions kept so far; threads waiting. */
+void sotp_writer_counts(
+    struct sotp_writer *w, uint64_t *commits, uint64_t *decisions);
+unsigned int sotp_writer_coming(struct sotp_writer *w);
+struct sotp_store *sotp_writer_store(struct sotp_writer *w);
 /* Counters of this handle's errors and reopens go there (may be NULL). */
 struct sotp_metrics;
 void sotp_store_set_metrics(struct sotp_store *st, struct sotp_metrics *m);
@@ -453,8 +481,8 @@ int sotp_store_audit_append(struct sotp_store *st,
     uint32_t kv);
 /* How many chains this store's appends spread over (1 on SQLite). */
 int sotp_store_audit_chains(const struct sotp_store *st);
-/* The chain a row about key (a contract ID, or "") goes to (store_ops.c). */
-int sotp_store_audit_chain_pick(struct sotp_store *st, const char *key);
+/* The chain this transaction's rows go to (store_ops.c). */
+int sotp_store_audit_chain(struct sotp_store *st);
 /* A chain's head row: its last link, its pruned base, the pending. */
 struct sotp_audit_head {
 	int chain;   /* 1..SOTP_AUDIT_CHAINS */
@@ -735,6 +763,14 @@ enum sotp_lang { SOTP_LANG_EN = 0, SOTP_LANG_JA = 1 };
 /* Rows of the catalog (catalog.c): reasons, prompts, notices. */
 #define SOTP_NMSG 36
 
+/* [password] hash: the crypt(3) methods new password hashes may use. */
+enum sotp_pw_method {
+	SOTP_PW_YESCRYPT,
+	SOTP_PW_SHA512CRYPT,
+	SOTP_PW_BCRYPT,
+	SOTP_PW_NMETHODS
+};
+
 struct sotp_policy {
 	char path[SOTP_PATH_MAX];
 	enum sotp_lang lang;
@@ -756,7 +792,10 @@ struct sotp_policy {
 	unsigned int hotp_look_ahead, hotp_resync_window;
 	unsigned int min_secret_bytes; /* shortest token secret accepted */
 	int migration_binding; /* contract import may bind without a code */
-	int rehash; /* a migrated hash becomes yescrypt at the next login */
+	int rehash; /* an outdated hash is remade at the next login */
+	/* [password]: how new password hashes are made (passwd.c) */
+	enum sotp_pw_method pw_method;
+	unsigned int pw_cost;
 	unsigned int lock_threshold, lock_duration;
 	unsigned int state_lifetime, max_rounds;
 	unsigned int card_rows, card_cols, card_cells;
@@ -977,6 +1016,8 @@ struct sotp_ctx {
 	 */
 	char dummy_hash[SOTP_HASH_MAX];
 	struct sotp_store *st;
+	/* Decisions write through it when set (writer.c); not owned. */
+	struct sotp_writer *writer;
 	struct sotp_metrics *metrics; /* NULL: not counting */
 	struct sotp_mac *mac;
 	sotp_log_fn *log;
@@ -1061,8 +1102,21 @@ int sotp_admin_ok(struct sotp_ctx *ctx, struct sotp_decision *d, time_t now,
 
 /* ---- passwd.c, card.c ---- */
 
-/* crypt(3) hash of password (yescrypt) into out[SOTP_HASH_MAX]. */
-int sotp_passwd_hash(const char *password, char *out);
+/*
+ * crypt(3) hash of password into out[SOTP_HASH_MAX], in the policy's
+ * [password] method and cost (p NULL: yescrypt at its default cost).
+ */
+int sotp_passwd_hash(
+    const struct sotp_policy *p, const char *password, char *out);
+/*
+ * The [password] methods: name as the policy spells it, crypt(3) prefix,
+ * the bounds of cost and its default.
+ */
+struct sotp_pw_method_def {
+	const char *name, *prefix;
+	unsigned int min_cost, max_cost, default_cost;
+};
+extern const struct sotp_pw_method_def sotp_pw_methods[SOTP_PW_NMETHODS];
 /* *ok = 1 when password matches hash (constant-time compare). */
 int sotp_passwd_check(const char *password, const char *hash, int *ok);
 
@@ -1081,8 +1135,11 @@ struct sotp_hash_check {
  */
 int sotp_passwd_usable(
     struct sotp_hash_check *hc, const char *hash, int *weak, const char **why);
-/* 1 when hash is not yescrypt, or libxcrypt calls it legacy or cheap. */
-int sotp_passwd_outdated(const char *hash);
+/*
+ * 1 when hash is not in the policy's [password] method (p NULL:
+ * yescrypt), or libxcrypt calls it legacy or cheap.
+ */
+int sotp_passwd_outdated(const struct sotp_policy *p, const char *hash);
 
 /* A grid of rows x cols ASCII digits, row-major, no separators. */
 int sotp_card_new(

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sotp_int.h"
 #include "store_int.h"
@@ -81,6 +82,23 @@ password_at(const char *url, size_t i)
 		return 0;
 	j++;
 	return j + strspn(url + j, " \t");
+}
+
+/*
+ * The audit chain a new connection appends to (audit.c): spread by
+ * process and by connection, so that the connections of a farm seldom
+ * share a head. Nothing depends on which: any chain verifies.
+ */
+static int
+home_chain(const struct sotp_store_driver *drv)
+{
+	static unsigned int opened;
+	unsigned int n = drv->chains > 1 ? (unsigned int)drv->chains : 1;
+
+	return 1 +
+	    (int)(((unsigned int)getpid() * 2654435761u +
+	              __atomic_fetch_add(&opened, 1, __ATOMIC_RELAXED)) %
+	        n);
 }
 
 /*
@@ -220,6 +238,7 @@ sotp_store_open_with(const char *url, const struct sotp_limits *lim, int flags,
 		goto out;
 	}
 	st->drv = drv;
+	st->home_chain = home_chain(drv);
 	/* Kept for a reopen; it may hold a password, so it is wiped. */
 	if ((st->target = sotp_strdup(colon + 1)) == NULL) {
 		rc = SOTP_ERR_NOMEM;
@@ -344,6 +363,14 @@ sotp_db_enter(struct sotp_store *st, const char *op, int args_ok)
 		sotp_store_seterr(st, "%s: invalid argument", op);
 		return SOTP_ERR_INVALID_ARG;
 	}
+	/*
+	 * Inside a transaction the check made when it began stands: all of
+	 * it commits to the database that check saw (or to none). SQLite's
+	 * check is a stat() of the file, once per decision rather than once
+	 * per statement under load.
+	 */
+	if (st->depth > 0)
+		return SOTP_OK;
 	return st->drv->check(st);
 }
 
@@ -592,14 +619,48 @@ sotp_db_end(struct sotp_store *st, int rc)
 	return rc;
 }
 
+static int
+ignore_row(struct sotp_store *st, void *arg)
+{
+	(void)st;
+	(void)arg;
+	return SOTP_OK;
+}
+
+/*
+ * An outermost transaction takes its audit chain's head first (this
+ * connection's chain, audit.c). Every such transaction appends to it, and
+ * so locks the head before it commits; taking it first gives one lock
+ * order for all of them, the head before any contract or token
+ * (PostgreSQL; SQLite's BEGIN IMMEDIATE already orders everything). That order
+ * matters with group commit: a group holds the head from its first decision to
+ * its COMMIT while later decisions take their contracts, and two radiusd of a
+ * farm taking the head last would wait on each other in a cycle.
+ */
 int
 sotp_store_begin(struct sotp_store *st)
 {
+	struct sotp_param p[] = {SOTP_PINT(0)};
 	int rc;
 
 	if ((rc = sotp_db_enter(st, "begin", 1)) != SOTP_OK)
 		return rc;
-	return sotp_db_begin(st);
+	if ((rc = sotp_db_begin(st)) != SOTP_OK || st->depth != 1 ||
+	    !st->drv->row_locks)
+		return rc;
+	p[0].i = sotp_store_audit_chain(st);
+	rc = sotp_db_row(st, SOTP_Q_AUDIT_HEAD_LOCK, p, 1, ignore_row, NULL);
+	if (rc == SOTP_ERR_NOT_FOUND)
+		rc = SOTP_OK; /* the append will say what is wrong */
+	if (rc != SOTP_OK)
+		sotp_db_rollback(st);
+	return rc;
+}
+
+int
+sotp_store_depth(const struct sotp_store *st)
+{
+	return st != NULL ? st->depth : 0;
 }
 
 /*

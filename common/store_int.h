@@ -263,10 +263,17 @@ struct sotp_store_driver {
 	 * How many audit chains appends spread over (audit.c): 1 where one
 	 * writer at a time holds the whole database (SQLite), so that more
 	 * would gain nothing; SOTP_AUDIT_CHAINS where writers run side by
-	 * side (PostgreSQL), so that appends for different contracts do not
-	 * wait for one another's commits.
+	 * side (PostgreSQL), so that connections do not wait for one
+	 * another's commits.
 	 */
 	int chains;
+	/*
+	 * 1 when rows are locked one by one (SELECT ... FOR UPDATE,
+	 * PostgreSQL); 0 when a write transaction already holds the whole
+	 * database (SQLite's BEGIN IMMEDIATE), so that taking a row lock
+	 * first orders nothing.
+	 */
+	int row_locks;
 	/*
 	 * Connects to target (the URL without its "scheme:"), keeping the
 	 * connection in st->conn and naming it in st->where; flags are
@@ -309,7 +316,8 @@ struct sotp_store {
 	const char *op; /* the operation under way, for messages */
 	int depth;      /* open transaction levels (savepoints inside) */
 	int chain; /* the audit chain this transaction appends to; 0: none */
-	int busy;  /* a statement is between exec and done */
+	int home_chain; /* this connection's chain (sotp_store_audit_chain) */
+	int busy;       /* a statement is between exec and done */
 	struct sotp_limits lim;
 	char *target; /* what drv->open was given, for a reopen (secret) */
 	int lost;     /* unusable until healed (sotp_store_heal) */

@@ -991,27 +991,24 @@ sotp_store_audit_chains(const struct sotp_store *st)
 }
 
 /*
- * The chain for a row about `key` (a contract ID; "" for none): the one
- * this transaction appends to already, so that it never holds two heads
- * (two transactions taking two heads in turn could wait for each other);
- * else one chosen by the key (FNV-1a), so that a contract's rows stay in
- * one chain, in the order its own row lock gives them.
+ * The chain a transaction appends to: the one it appends to already, so
+ * that it never holds two heads (two transactions taking two heads in
+ * turn could wait for each other); else this connection's own (chosen at
+ * open, store.c), so that connections of a farm, a radiusd's threads or
+ * its writer, PAM calls, mostly take different heads.
  */
 int
-sotp_store_audit_chain_pick(struct sotp_store *st, const char *key)
+sotp_store_audit_chain(struct sotp_store *st)
 {
-	uint32_t h = 2166136261u;
-	int n = sotp_store_audit_chains(st), c = 1;
+	int c;
 
 	if (st == NULL)
 		return 1;
 	if (st->depth > 0 && st->chain != 0)
 		return st->chain;
-	if (n > 1 && key != NULL && key[0] != '\0') {
-		for (; *key != '\0'; key++)
-			h = (h ^ (uint8_t)*key) * 16777619u;
-		c = 1 + (int)(h % (uint32_t)n);
-	}
+	c = st->home_chain >= 1 && st->home_chain <= SOTP_AUDIT_CHAINS
+	    ? st->home_chain
+	    : 1;
 	if (st->depth > 0)
 		st->chain = c;
 	return c;

@@ -1095,6 +1095,7 @@ const struct sotp_store_driver sotp_store_pg_driver = {
     .sql = pg_sql,
     .stmt_undo = 0,
     .chains = SOTP_AUDIT_CHAINS,
+    .row_locks = 1,
     .open = pg_open,
     .close = pg_close,
     .check = pg_check,

@@ -1082,6 +1082,7 @@ const struct sotp_store_driver sotp_store_sqlite_driver = {
     .sql = sqlite_sql,
     .stmt_undo = 1,
     .chains = 1,
+    .row_locks = 0,
     .open = sq_open,
     .close = sq_close,
     .check = sq_check,

@@ -26,6 +26,7 @@
 
 #include <freeradius/modules.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,13 @@
 #include "shinkin_otp.h"
 
 enum mode { MODE_CHALLENGE, MODE_APPEND };
+
+/*
+ * At most this many decisions share one commit: enough to carry every
+ * thread of a busy pool (max_servers is 32 by default), few enough that
+ * one fsync never holds a crowd.
+ */
+#define WRITER_MAX_GROUP 64
 
 struct rlm_shinkin_otp {
 	/* From the CONF_PARSER table. */
@@ -57,6 +65,14 @@ struct rlm_shinkin_otp {
 	 * in to and each key version unwrapped once per radiusd.
 	 */
 	struct sotp_keyring *keys;
+	/*
+	 * group_commit: the one writer of this instance's threads, opened
+	 * with the first thread's context (not before radiusd may fork).
+	 */
+	bool group_commit;
+	pthread_mutex_t writer_lock;
+	int writer_lock_ok;
+	struct sotp_writer *writer;
 };
 
 static const CONF_PARSER module_config[] = {
@@ -70,6 +86,9 @@ static const CONF_PARSER module_config[] = {
         NULL},
     {"mode", FR_CONF_OFFSET(PW_TYPE_STRING, struct rlm_shinkin_otp, mode_name),
         "challenge"},
+    {"group_commit",
+        FR_CONF_OFFSET(PW_TYPE_BOOLEAN, struct rlm_shinkin_otp, group_commit),
+        "yes"},
     CONF_PARSER_TERMINATOR};
 
 /*
@@ -77,7 +96,7 @@ static const CONF_PARSER module_config[] = {
  * fall back to defaults. These are the only names the section may hold.
  */
 static const char *const known_pairs[] = {
-    "config", "context", "context_attribute", "mode", NULL};
+    "config", "context", "context_attribute", "mode", "group_commit", NULL};
 static const char *const known_sections[] = {NULL};
 
 /* A Reply-Message or State is one attribute: at most 253 octets. */
@@ -116,9 +135,56 @@ core_log(void *arg, int prio, const char *fmt, va_list ap)
 	radlog(type, "rlm_shinkin_otp (%s): %s", inst->name, line);
 }
 
+static int open_ctx(void *arg, struct sotp_ctx **out, char *why, size_t whysz);
+
 /*
- * Makes a loaded core context (ctx_pool_open_fn). On failure *out is NULL
- * and why[] holds the core's detail ("file:line: ...").
+ * The instance's writer, made on first use from a context of its own; a
+ * thread that cannot have it gets no context (fail closed: the request
+ * fails, the next one tries again).
+ */
+static int
+get_writer(struct rlm_shinkin_otp *inst, struct sotp_writer **out, char *why,
+    size_t whysz)
+{
+	struct sotp_ctx *wctx = NULL;
+	int rc = SOTP_OK;
+
+	pthread_mutex_lock(&inst->writer_lock);
+	if (inst->writer == NULL &&
+	    (rc = open_ctx(inst, &wctx, why, whysz)) == SOTP_OK &&
+	    (rc = sotp_writer_new(wctx, WRITER_MAX_GROUP, &inst->writer)) !=
+	        SOTP_OK)
+		snprintf(why, whysz, "group commit: %s", sotp_strerror(rc));
+	*out = inst->writer;
+	pthread_mutex_unlock(&inst->writer_lock);
+	return rc;
+}
+
+/*
+ * A thread's context (ctx_pool_open_fn): loaded, and with group_commit
+ * writing through the instance's writer.
+ */
+static int
+open_thread_ctx(void *arg, struct sotp_ctx **out, char *why, size_t whysz)
+{
+	struct rlm_shinkin_otp *inst = arg;
+	struct sotp_writer *w = NULL;
+	int rc;
+
+	if ((rc = open_ctx(arg, out, why, whysz)) != SOTP_OK ||
+	    !inst->group_commit)
+		return rc;
+	if ((rc = get_writer(inst, &w, why, whysz)) != SOTP_OK ||
+	    (rc = sotp_ctx_set_writer(*out, w)) != SOTP_OK) {
+		sotp_ctx_free(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
+/*
+ * Makes a loaded core context. On failure *out is NULL and why[] holds
+ * the core's detail ("file:line: ...").
  */
 static int
 open_ctx(void *arg, struct sotp_ctx **out, char *why, size_t whysz)
@@ -275,7 +341,12 @@ mod_instantiate(CONF_SECTION *conf, void *instance)
 		     "authenticate section; authorize will not claim requests",
 		    inst->name, inst->name);
 
-	if (ctx_pool_init(&inst->pool, open_ctx, inst) != 0) {
+	if (pthread_mutex_init(&inst->writer_lock, NULL) != 0) {
+		cf_log_err_cs(conf, "cannot set up the writer's lock");
+		return -1;
+	}
+	inst->writer_lock_ok = 1;
+	if (ctx_pool_init(&inst->pool, open_thread_ctx, inst) != 0) {
 		cf_log_err_cs(conf, "cannot set up the per-thread contexts");
 		return -1;
 	}
@@ -287,7 +358,13 @@ mod_detach(void *instance)
 {
 	struct rlm_shinkin_otp *inst = instance;
 
+	/* The contexts first: they write through the writer. */
 	ctx_pool_free(&inst->pool);
+	sotp_writer_free(inst->writer);
+	inst->writer = NULL;
+	if (inst->writer_lock_ok)
+		pthread_mutex_destroy(&inst->writer_lock);
+	inst->writer_lock_ok = 0;
 	sotp_keyring_free(inst->keys);
 	inst->keys = NULL;
 	return 0;

@@ -37,6 +37,7 @@ bulk_load(struct sotp_ctx *ctx, const char *db, const char *prefix, long n)
 	sqlite3 *h = NULL;
 	sqlite3_stmt *tok = NULL, *con = NULL;
 	size_t len = 0;
+	uint32_t kv = 0;
 	long i;
 
 	/*
@@ -45,14 +46,14 @@ bulk_load(struct sotp_ctx *ctx, const char *db, const char *prefix, long n)
 	 * unknown contract is checked against, and would compute a fresh
 	 * yescrypt hash in every PAM call if that were no real hash.
 	 */
-	if (sotp_passwd_hash("pw-bench", pwhash) != SOTP_OK)
+	if (sotp_passwd_hash(NULL, "pw-bench", pwhash) != SOTP_OK)
 		die("password", "cannot hash");
 
 	if (sqlite3_open(db, &h) != SQLITE_OK ||
 	    sqlite3_exec(h, "BEGIN", NULL, NULL, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(h,
 	        "INSERT INTO tokens(serial, kind, secret, algorithm, digits, "
-	        "period, created) VALUES (?, 'mobile', ?, 0, 6, 30, 0)",
+	        "period, created, kv) VALUES (?, 'mobile', ?, 0, 6, 30, 0, ?)",
 	        -1, &tok, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(h,
 	        "INSERT INTO contracts(id, pwhash, login, serial, created) "
@@ -62,12 +63,15 @@ bulk_load(struct sotp_ctx *ctx, const char *db, const char *prefix, long n)
 	for (i = 0; i < n; i++) {
 		snprintf(id, sizeof(id), "%s%07ld", prefix, i);
 		snprintf(serial, sizeof(serial), "T%s", id);
-		if (sotp_seal(ctx->key, serial, strlen(serial),
-		        (const uint8_t *)SECRET, strlen(SECRET), sealed,
-		        sizeof(sealed), &len) != SOTP_OK)
+		/* Under the current key version, as token add seals. */
+		if (sotp_keys_current(ctx, &kv) != SOTP_OK ||
+		    sotp_keys_seal_kv(ctx, kv, serial, (const uint8_t *)SECRET,
+		        strlen(SECRET), sealed, sizeof(sealed),
+		        &len) != SOTP_OK)
 			die(serial, "cannot seal");
 		sqlite3_bind_text(tok, 1, serial, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_blob(tok, 2, sealed, (int)len, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(tok, 3, kv);
 		sqlite3_bind_text(con, 1, id, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_text(con, 2, pwhash, -1, SQLITE_STATIC);
 		sqlite3_bind_text(con, 3, serial, -1, SQLITE_TRANSIENT);

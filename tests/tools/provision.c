@@ -12,6 +12,17 @@
  *       prints, for each line of SECRETS and each TEMPLATE, the template
  *       with %u replaced by the contract and %c by the code its token
  *       shows at now + OFFSET seconds (radload's request lines)
+ *   provision hash CONFIG PASSWORD
+ *       prints the hash a new contract's PASSWORD gets under CONFIG
+ *   provision bulk CONFIG sqlite|pg PWHASH PREFIX COUNT [PREFIX COUNT...]
+ *       writes to stdout, for the sqlite3 or psql client to read, the
+ *       rows of contracts PREFIX0..PREFIX(COUNT-1), each bound to its own
+ *       token (tok-PREFIXi) sealed under CONFIG's master key, all holding
+ *       the same secret BULK_SECRET (so that one code, of now, is good for
+ *       every contract: a RADIUS bench sends one request line per
+ *       contract) and the password hash PWHASH. No audit rows and no
+ *       library calls but the seal: this is how a million contracts go
+ *       into a store in seconds (the benchmark's large stores).
  *
  * The one shortcut, and the only place the admin path is left: every
  * contract gets the same password, hashed once (a real yescrypt hash of
@@ -36,6 +47,8 @@
 #include "sotp_int.h"
 
 #define BATCH 500
+#define BULK_SECRET "12345678901234567890"
+#define BULK_ROWS 500 /* rows per INSERT (sqlite) */
 #define SECRET_LEN 20
 
 static int
@@ -108,7 +121,7 @@ make(const char *config, const char *prefix, long count)
 	if ((rc = sotp_ctx_new(&ctx)) != SOTP_OK ||
 	    (rc = sotp_ctx_load(ctx, config)) != SOTP_OK)
 		return fail("load", ctx, rc);
-	if ((rc = sotp_passwd_hash("pw-farm", pwhash)) != SOTP_OK) {
+	if ((rc = sotp_passwd_hash(&ctx->pol, "pw-farm", pwhash)) != SOTP_OK) {
 		fail("hash", ctx, rc);
 		goto out;
 	}
@@ -193,6 +206,129 @@ codes(const char *file, long offset, char **tpl, int ntpl)
 	return fflush(stdout) == 0 ? 0 : 1;
 }
 
+/*
+ * The sealed secret of serial as hex, for either client, under the
+ * current key version (kv), as token add seals it.
+ */
+static int
+sealed_hex(struct sotp_ctx *ctx, const char *serial, char *hex, size_t hexsz,
+    uint32_t *kv)
+{
+	uint8_t sealed[SOTP_SECRET_MAX];
+	size_t len = 0, i;
+	int rc;
+
+	if ((rc = sotp_keys_current(ctx, kv)) != SOTP_OK ||
+	    (rc = sotp_keys_seal_kv(ctx, *kv, serial,
+	         (const uint8_t *)BULK_SECRET, strlen(BULK_SECRET), sealed,
+	         sizeof(sealed), &len)) != SOTP_OK)
+		return rc;
+	if (len * 2 + 1 > hexsz)
+		return SOTP_ERR_INTERNAL;
+	for (i = 0; i < len; i++)
+		snprintf(hex + 2 * i, 3, "%02x", sealed[i]);
+	return SOTP_OK;
+}
+
+/*
+ * sqlite: multi-row INSERTs in one transaction; pg: two COPY blocks (the
+ * tokens first: contracts refer to them).
+ */
+static int
+bulk(const char *config, int pg, const char *pwhash, char **spec, int nspec)
+{
+	struct sotp_ctx *ctx = NULL;
+	char serial[SOTP_ID_MAX], hex[2 * SOTP_SECRET_MAX + 1];
+	long i, n, row = 0, total = 0;
+	uint32_t kv = 0;
+	int rc, k, pass;
+
+	if ((rc = sotp_ctx_new(&ctx)) != SOTP_OK ||
+	    (rc = sotp_ctx_load(ctx, config)) != SOTP_OK)
+		return fail("load", ctx, rc);
+	if (strchr(pwhash, '\'') != NULL || strchr(pwhash, '\t') != NULL ||
+	    strchr(pwhash, '\\') != NULL) {
+		sotp_ctx_free(ctx);
+		fprintf(stderr, "provision: PWHASH holds a quote or tab\n");
+		return 2;
+	}
+	for (k = 0; k + 1 < nspec; k += 2)
+		total += strtol(spec[k + 1], NULL, 10);
+	printf(pg ? "" : "BEGIN;\n");
+	for (pass = 0; pass < 2; pass++) {
+		if (pg)
+			printf(pass == 0
+			        ? "COPY tokens(serial, kind, secret, algorithm,"
+			          " digits, period, created, kv) FROM STDIN;\n"
+			        : "COPY contracts(id, pwhash, login, serial,"
+			          " created) FROM STDIN;\n");
+		for (k = 0; k + 1 < nspec; k += 2) {
+			n = strtol(spec[k + 1], NULL, 10);
+			for (i = 0; i < n; i++, row++) {
+				snprintf(serial, sizeof(serial), "tok-%s%ld",
+				    spec[k], i);
+				if (!pg && row % BULK_ROWS == 0)
+					printf(pass == 0
+					        ? "INSERT INTO tokens(serial, kind,"
+					          " secret, algorithm, digits,"
+					          " period, created, kv) VALUES\n"
+					        : "INSERT INTO contracts(id, pwhash,"
+					          " login, serial, created)"
+					          " VALUES\n");
+				if (pass == 0 &&
+				    (rc = sealed_hex(ctx, serial, hex,
+				         sizeof(hex), &kv)) != SOTP_OK) {
+					sotp_ctx_free(ctx);
+					return fail("seal", NULL, rc);
+				}
+				if (pg && pass == 0)
+					printf(
+					    "%s\tmobile\t\\\\x%s\t0\t6\t30\t0\t%u\n",
+					    serial, hex, kv);
+				else if (pg)
+					printf("%s%ld\t%s\t%d\t%s\t0\n",
+					    spec[k], i, pwhash, SOTP_LOGIN_OTP,
+					    serial);
+				else if (pass == 0)
+					printf(
+					    "('%s','mobile',X'%s',0,6,30,0,%u)",
+					    serial, hex, kv);
+				else
+					printf("('%s%ld','%s',%d,'%s',0)",
+					    spec[k], i, pwhash, SOTP_LOGIN_OTP,
+					    serial);
+				if (!pg)
+					printf((row + 1) % BULK_ROWS == 0 ||
+					            row + 1 == total
+					        ? ";\n"
+					        : ",\n");
+			}
+		}
+		if (pg)
+			printf("\\.\n");
+		row = 0;
+	}
+	printf(pg ? "" : "COMMIT;\n");
+	sotp_ctx_free(ctx);
+	return fflush(stdout) == 0 ? 0 : 1;
+}
+
+static int
+hash(const char *config, const char *password)
+{
+	struct sotp_ctx *ctx = NULL;
+	char h[SOTP_HASH_MAX];
+	int rc;
+
+	if ((rc = sotp_ctx_new(&ctx)) != SOTP_OK ||
+	    (rc = sotp_ctx_load(ctx, config)) != SOTP_OK ||
+	    (rc = sotp_passwd_hash(&ctx->pol, password, h)) != SOTP_OK)
+		return fail("hash", ctx, rc);
+	printf("%s\n", h);
+	sotp_ctx_free(ctx);
+	return fflush(stdout) == 0 ? 0 : 1;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -205,6 +341,12 @@ main(int argc, char **argv)
 			goto usage;
 		return codes(argv[2], n, argv + 4, argc - 4);
 	}
+	if (argc == 4 && strcmp(argv[1], "hash") == 0)
+		return hash(argv[2], argv[3]);
+	if (argc >= 7 && argc % 2 == 1 && strcmp(argv[1], "bulk") == 0 &&
+	    (strcmp(argv[3], "sqlite") == 0 || strcmp(argv[3], "pg") == 0))
+		return bulk(
+		    argv[2], argv[3][0] == 'p', argv[4], argv + 5, argc - 5);
 	if (argc == 4) {
 		n = strtol(argv[3], &end, 10);
 		if (*end != '\0' || n < 1 || n > 10000000)
@@ -214,6 +356,8 @@ main(int argc, char **argv)
 usage:
 	fprintf(stderr,
 	    "usage: provision CONFIG PREFIX COUNT\n"
-	    "       provision codes SECRETS OFFSET TEMPLATE...\n");
+	    "       provision codes SECRETS OFFSET TEMPLATE...\n"
+	    "       provision bulk CONFIG sqlite|pg PWHASH PREFIX COUNT...\n"
+	    "       provision hash CONFIG PASSWORD\n");
 	return 2;
 }

@@ -2001,7 +2001,7 @@ test_engine_pg_chains_do_not_wait(void **state)
 	assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
 	assert_int_equal(sotp_ctx_load(ctx, f->conf), SOTP_OK);
 	assert_int_equal(sotp_store_audit_chains(ctx->st), SOTP_AUDIT_CHAINS);
-	chain = sotp_store_audit_chain_pick(ctx->st, "C-OTP");
+	chain = sotp_store_audit_chain(ctx->st);
 	assert_in_range(chain, 1, SOTP_AUDIT_CHAINS);
 	snprintf(sql, sizeof(sql),
 	    "BEGIN; SELECT 1 FROM audit_head WHERE k <> %d FOR UPDATE", chain);
@@ -2102,7 +2102,7 @@ test_engine_import_writes_head_once(void **state)
 	size_t len = 0, cap = 40 * (SOTP_HASH_MAX + 32);
 	int i;
 
-	assert_int_equal(sotp_passwd_hash("pw-import", hash), SOTP_OK);
+	assert_int_equal(sotp_passwd_hash(NULL, "pw-import", hash), SOTP_OK);
 	assert_non_null(csv = malloc(cap));
 	for (i = 1; i <= 40; i++)
 		len += (size_t)snprintf(

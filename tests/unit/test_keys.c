@@ -717,7 +717,7 @@ test_keys_legacy_store(void **state)
 	    SOTP_OK);
 	for (i = 0; i < len; i++)
 		snprintf(hex + 2 * i, 3, "%02x", sealed[i]);
-	assert_int_equal(sotp_passwd_hash("pw", pw), SOTP_OK);
+	assert_int_equal(sotp_passwd_hash(NULL, "pw", pw), SOTP_OK);
 	snprintf(sql, sizeof(sql),
 	    "INSERT INTO tokens (serial, kind, secret, algorithm, digits,"
 	    " period, created) VALUES ('T-OLD', 'mobile', X'%s', 0, 6, 30, 0);"

@@ -18,6 +18,7 @@
 
 #include <crypt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* A real hash of pw with the method's lowest cost. */
@@ -149,21 +150,68 @@ test_passwd_outdated(void **state)
 
 	(void)state;
 	make("$y$", 1, "pw", h);
-	assert_int_equal(sotp_passwd_outdated(h), 0);
+	assert_int_equal(sotp_passwd_outdated(NULL, h), 0);
 	make("$6$", 1000, "pw", h);
-	assert_int_equal(sotp_passwd_outdated(h), 1);
+	assert_int_equal(sotp_passwd_outdated(NULL, h), 1);
 	make("$2b$", 4, "pw", h);
-	assert_int_equal(sotp_passwd_outdated(h), 1);
+	assert_int_equal(sotp_passwd_outdated(NULL, h), 1);
 	make("$1$", 0, "pw", h);
-	assert_int_equal(sotp_passwd_outdated(h), 1);
-	assert_int_equal(sotp_passwd_hash("pw", h), SOTP_OK);
-	assert_int_equal(sotp_passwd_outdated(h), 0);
+	assert_int_equal(sotp_passwd_outdated(NULL, h), 1);
+	assert_int_equal(sotp_passwd_hash(NULL, "pw", h), SOTP_OK);
+	assert_int_equal(sotp_passwd_outdated(NULL, h), 0);
+}
+
+/* [password]: new hashes in the policy's method and cost, and checkable. */
+static void
+test_passwd_policy_method_and_cost(void **state)
+{
+	static const struct {
+		enum sotp_pw_method m;
+		unsigned int cost;
+		const char *prefix;
+	} cases[] = {
+	    {SOTP_PW_YESCRYPT, 5, "$y$j9T$"},
+	    {SOTP_PW_YESCRYPT, 3, "$y$j7T$"},
+	    {SOTP_PW_SHA512CRYPT, 10000, "$6$rounds=10000$"},
+	    {SOTP_PW_BCRYPT, 4, "$2b$04$"},
+	};
+	struct sotp_policy *p = calloc(1, sizeof(*p));
+	char h[SOTP_HASH_MAX];
+	size_t i;
+	int ok = 0;
+
+	(void)state;
+	assert_non_null(p);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		p->pw_method = cases[i].m;
+		p->pw_cost = cases[i].cost;
+		assert_int_equal(sotp_passwd_hash(p, "pw-policy", h), SOTP_OK);
+		if (strncmp(h, cases[i].prefix, strlen(cases[i].prefix)) != 0)
+			fail_msg("%s cost %u made %.20s...",
+			    sotp_pw_methods[cases[i].m].name, cases[i].cost, h);
+		assert_int_equal(
+		    sotp_passwd_check("pw-policy", h, &ok), SOTP_OK);
+		assert_int_equal(ok, 1);
+		assert_int_equal(
+		    sotp_passwd_check("pw-other", h, &ok), SOTP_OK);
+		assert_int_equal(ok, 0);
+		/* In the policy's own method: not outdated. */
+		assert_int_equal(sotp_passwd_outdated(p, h), 0);
+	}
+	/* Under a bcrypt policy a yescrypt hash is outdated. */
+	assert_int_equal(sotp_passwd_hash(NULL, "pw", h), SOTP_OK);
+	assert_int_equal(sotp_passwd_outdated(p, h), 1);
+	/* A method outside the table is refused, not guessed. */
+	p->pw_method = SOTP_PW_NMETHODS;
+	assert_int_equal(sotp_passwd_hash(p, "pw", h), SOTP_ERR_INVALID_ARG);
+	free(p);
 }
 
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_passwd_policy_method_and_cost),
 	    cmocka_unit_test(test_passwd_usable_formats),
 	    cmocka_unit_test(test_passwd_unusable_refused),
 	    cmocka_unit_test(test_passwd_outdated),

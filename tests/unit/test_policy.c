@@ -245,6 +245,8 @@ test_policy_minimal_gets_defaults(void **state)
 	assert_int_equal(p->min_secret_bytes, 16);
 	assert_int_equal(p->migration_binding, 1);
 	assert_int_equal(p->rehash, 0);
+	assert_int_equal(p->pw_method, SOTP_PW_YESCRYPT);
+	assert_int_equal(p->pw_cost, 5);
 	assert_int_equal(p->lock_threshold, 5);
 	assert_int_equal(p->lock_duration, 0);
 	assert_int_equal(p->state_lifetime, 120);
@@ -283,6 +285,8 @@ test_policy_full_sets_every_key(void **state)
 	assert_int_equal(p->min_secret_bytes, 20);
 	assert_int_equal(p->migration_binding, 0);
 	assert_int_equal(p->rehash, 1);
+	assert_int_equal(p->pw_method, SOTP_PW_SHA512CRYPT);
+	assert_int_equal(p->pw_cost, 10000);
 	assert_int_equal(p->lock_threshold, 100);
 	assert_int_equal(p->lock_duration, 2592000);
 	assert_int_equal(p->state_lifetime, 3600);
@@ -416,6 +420,8 @@ assert_same_policy(const struct sotp_policy *a, const struct sotp_policy *b)
 	assert_int_equal(a->min_secret_bytes, b->min_secret_bytes);
 	assert_int_equal(a->migration_binding, b->migration_binding);
 	assert_int_equal(a->rehash, b->rehash);
+	assert_int_equal(a->pw_method, b->pw_method);
+	assert_int_equal(a->pw_cost, b->pw_cost);
 	assert_int_equal(a->lock_threshold, b->lock_threshold);
 	assert_int_equal(a->lock_duration, b->lock_duration);
 	assert_int_equal(a->state_lifetime, b->state_lifetime);
