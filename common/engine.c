@@ -382,8 +382,12 @@ finish_audited(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 	if (a->store_down) {
 		(void)write_commit(a);
 		rc = SOTP_ERR_STORE_UNAVAILABLE;
+	} else if ((rc = sotp_audit_append(a->ctx, &r)) != SOTP_OK &&
+	    v != SOTP_REJECT) {
+		/* An accept that left no row did not happen: undo it all. */
+		write_abort(a, rc);
 	} else {
-		rc = sotp_audit_append(a->ctx, &r);
+		/* A refusal's failure count stands, row or not. */
 		crc = write_commit(a);
 		if (rc == SOTP_OK)
 			rc = crc;

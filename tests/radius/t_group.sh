@@ -174,7 +174,10 @@ check "the audit chain verifies after all that (exit $rc)" test "$rc" -eq 0
 up rc "group_commit = no" || { notok "radiusd starts (group_commit = no)"; exit 1; }
 step_room
 lines n 100 "$(code)" >"$T/n.req"
-"$RADLOAD" -s "127.0.0.1:$PORT" -S "$SECRET" -c 16 -t 10000 -f "$T/n.req" \
+# Four in flight: each thread's connection waits in SQLite's busy handler
+# (what group commit replaces), and on a loaded machine sixteen could wait
+# past lock_timeout and be refused, which is no news here.
+"$RADLOAD" -s "127.0.0.1:$PORT" -S "$SECRET" -c 4 -t 10000 -f "$T/n.req" \
     >"$T/n.out" 2>"$T/n.sum"
 set -- $(counts "$T/n.out")
 check "group_commit = no: 100 codes, all accepted ($1 accept, $2 reject, $3 timeout)" \
