@@ -985,6 +985,34 @@ test_engine_registration_rounds(void **state)
 }
 
 /*
+ * The token a registration chose is gone (deleted behind the engine's
+ * back) when its last round binds: a refusal naming the serial, not an
+ * error (make fuzz found bind_locked returning the lookup's NOT_FOUND).
+ */
+static void
+test_engine_registration_token_gone(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_decision d;
+	struct st a = {.n = 0};
+	time_t t = T0 + 4 * DAY;
+	char code[16], card[16];
+
+	oath(B32_E, t, NULL, code);
+	reg_round(f, "C-REG", &a, "pw-reg", t, &d);
+	reg_round(f, "C-REG", &a, "T-REG", t + 5, &d);
+	reg_round(f, "C-REG", &a, code, t + 10, &d);
+	reg_round(f, "C-REG", &a, "1", t + 15, &d);
+	assert_int_equal(d.ask, SOTP_F_CARD);
+	card_answer(f->grid_reg, d.card_cells, card);
+	raw_sql(f->dir, "DELETE FROM tokens WHERE serial = 'T-REG'");
+	reg_round(f, "C-REG", &a, card, t + 20, &d);
+	assert_int_equal(d.verdict, SOTP_REJECT);
+	assert_int_equal(d.reason, SOTP_R_UNKNOWN_SERIAL);
+	expect_contract(f, "C-REG", "", 0);
+}
+
+/*
  * A registration must fit max_rounds: the policy may not allow fewer
  * than it takes, and one more question than allowed is refused.
  */
@@ -2584,6 +2612,8 @@ main(void)
 	        test_engine_state_reexport_is_the_same_state, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_registration_rounds, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_engine_registration_token_gone, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_registration_needs_its_rounds, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
