@@ -85,6 +85,15 @@ bulk_load(struct sotp_ctx *ctx, const char *db, const char *prefix, long n)
 	sqlite3_finalize(con);
 	if (sqlite3_exec(h, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
 		die(db, sqlite3_errmsg(h));
+	/*
+	 * The rows went into the WAL (hundreds of MB for a million), which
+	 * the store keeps across handles: the first PAM call would read it
+	 * all back and copy it into the database. Done here instead, as the
+	 * store's own one-shot handles do after a large commit.
+	 */
+	if (sqlite3_exec(h, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL,
+	        NULL) != SQLITE_OK)
+		die(db, sqlite3_errmsg(h));
 	sqlite3_close(h);
 }
 
