@@ -429,6 +429,19 @@ sotp_db_run(struct sotp_store *st, enum sotp_stmt id,
 	return rc;
 }
 
+/* Runs a change that must hit exactly one row; else SOTP_ERR_NOT_FOUND. */
+int
+sotp_db_update_one(struct sotp_store *st, enum sotp_stmt id,
+    const struct sotp_param *p, size_t n)
+{
+	int64_t changed = 0;
+	int rc;
+
+	if ((rc = sotp_db_run(st, id, p, n, &changed)) != SOTP_OK)
+		return rc;
+	return changed == 1 ? SOTP_OK : SOTP_ERR_NOT_FOUND;
+}
+
 int
 sotp_db_row(struct sotp_store *st, enum sotp_stmt id,
     const struct sotp_param *p, size_t n, sotp_db_row_fn *row, void *arg)

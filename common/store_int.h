@@ -364,6 +364,9 @@ typedef int sotp_db_row_fn(struct sotp_store *st, void *arg);
  */
 int sotp_db_run(struct sotp_store *st, enum sotp_stmt id,
     const struct sotp_param *p, size_t n, int64_t *changes);
+/* A change that must hit exactly one row; else SOTP_ERR_NOT_FOUND. */
+int sotp_db_update_one(struct sotp_store *st, enum sotp_stmt id,
+    const struct sotp_param *p, size_t n);
 /* Runs id and decodes its first row; SOTP_ERR_NOT_FOUND when none. */
 int sotp_db_row(struct sotp_store *st, enum sotp_stmt id,
     const struct sotp_param *p, size_t n, sotp_db_row_fn *row, void *arg);

@@ -29,19 +29,6 @@ what_ok(int what)
 	return what == SOTP_WRAP_DEK || what == SOTP_WRAP_AUDIT;
 }
 
-/* Runs a change that must hit exactly one row; else SOTP_ERR_NOT_FOUND. */
-static int
-one_row(struct sotp_store *st, enum sotp_stmt id, const struct sotp_param *p,
-    size_t n)
-{
-	int64_t changed = 0;
-	int rc;
-
-	if ((rc = sotp_db_run(st, id, p, n, &changed)) != SOTP_OK)
-		return rc;
-	return changed == 1 ? SOTP_OK : SOTP_ERR_NOT_FOUND;
-}
-
 static int
 version_col(struct sotp_store *st, int col, uint32_t *v)
 {
@@ -102,7 +89,7 @@ sotp_store_key_ring_set(
 
 	if ((rc = sotp_db_enter(st, "key_ring_set", 1)) != SOTP_OK)
 		return rc;
-	return one_row(st, SOTP_Q_KEY_RING_SET, p, SOTP_NELEM(p));
+	return sotp_db_update_one(st, SOTP_Q_KEY_RING_SET, p, SOTP_NELEM(p));
 }
 
 int
@@ -112,7 +99,7 @@ sotp_store_key_ring_bump(struct sotp_store *st)
 
 	if ((rc = sotp_db_enter(st, "key_ring_bump", 1)) != SOTP_OK)
 		return rc;
-	return one_row(st, SOTP_Q_KEY_RING_BUMP, NULL, 0);
+	return sotp_db_update_one(st, SOTP_Q_KEY_RING_BUMP, NULL, 0);
 }
 
 /* ---- live versions ---- */
@@ -173,7 +160,8 @@ sotp_store_key_retire(struct sotp_store *st, uint32_t version)
 		return rc;
 	rc = sotp_db_run(st, SOTP_Q_KEY_RETIRE_WRAPS, p, SOTP_NELEM(p), NULL);
 	if (rc == SOTP_OK)
-		rc = one_row(st, SOTP_Q_KEY_RETIRE, p, SOTP_NELEM(p));
+		rc =
+		    sotp_db_update_one(st, SOTP_Q_KEY_RETIRE, p, SOTP_NELEM(p));
 	return sotp_db_end(st, rc);
 }
 

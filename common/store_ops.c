@@ -22,7 +22,7 @@
  *		if ((rc = sotp_db_enter(st, "token_set_disabled",
  *		         valid_id(serial))) != SOTP_OK)
  *			return rc;
- *		return update_one(st, SOTP_Q_TOKEN_SET_DISABLED, p,
+ *		return sotp_db_update_one(st, SOTP_Q_TOKEN_SET_DISABLED, p,
  *		    SOTP_NELEM(p));
  *	}
  *
@@ -65,19 +65,6 @@ static int
 fits(const char *s, size_t sz)
 {
 	return s != NULL && strnlen(s, sz) < sz;
-}
-
-/* Runs a change that must hit exactly one row; else SOTP_ERR_NOT_FOUND. */
-static int
-update_one(struct sotp_store *st, enum sotp_stmt id, const struct sotp_param *p,
-    size_t n)
-{
-	int64_t changed = 0;
-	int rc;
-
-	if ((rc = sotp_db_run(st, id, p, n, &changed)) != SOTP_OK)
-		return rc;
-	return changed == 1 ? SOTP_OK : SOTP_ERR_NOT_FOUND;
 }
 
 /*
@@ -293,7 +280,7 @@ sotp_store_token_set_drift(struct sotp_store *st, const char *serial, int drift)
 	if ((rc = sotp_db_enter(st, "token_set_drift", valid_id(serial))) !=
 	    SOTP_OK)
 		return rc;
-	return update_one(st, SOTP_Q_TOKEN_SET_DRIFT, p, SOTP_NELEM(p));
+	return sotp_db_update_one(st, SOTP_Q_TOKEN_SET_DRIFT, p, SOTP_NELEM(p));
 }
 
 int
@@ -307,7 +294,8 @@ sotp_store_token_set_disabled(
 	if ((rc = sotp_db_enter(st, "token_set_disabled", valid_id(serial))) !=
 	    SOTP_OK)
 		return rc;
-	return update_one(st, SOTP_Q_TOKEN_SET_DISABLED, p, SOTP_NELEM(p));
+	return sotp_db_update_one(
+	    st, SOTP_Q_TOKEN_SET_DISABLED, p, SOTP_NELEM(p));
 }
 
 /* ---- Contracts ---- */
@@ -442,7 +430,8 @@ sotp_store_contract_set_password(
 	if ((rc = sotp_db_enter(st, "contract_set_password",
 	         valid_id(id) && fits(pwhash, SOTP_HASH_MAX))) != SOTP_OK)
 		return rc;
-	return update_one(st, SOTP_Q_CONTRACT_SET_PASSWORD, p, SOTP_NELEM(p));
+	return sotp_db_update_one(
+	    st, SOTP_Q_CONTRACT_SET_PASSWORD, p, SOTP_NELEM(p));
 }
 
 /*
@@ -480,7 +469,8 @@ sotp_store_contract_set_login(
 	if ((rc = sotp_db_enter(st, "contract_set_login",
 	         valid_id(id) && valid_login(login))) != SOTP_OK)
 		return rc;
-	return update_one(st, SOTP_Q_CONTRACT_SET_LOGIN, p, SOTP_NELEM(p));
+	return sotp_db_update_one(
+	    st, SOTP_Q_CONTRACT_SET_LOGIN, p, SOTP_NELEM(p));
 }
 
 /* len 0 removes the card. */
@@ -496,7 +486,8 @@ sotp_store_contract_set_card(struct sotp_store *st, const char *id,
 	         valid_id(id) && (card != NULL || len == 0) &&
 	             len <= SOTP_CARD_MAX)) != SOTP_OK)
 		return rc;
-	return update_one(st, SOTP_Q_CONTRACT_SET_CARD, p, SOTP_NELEM(p));
+	return sotp_db_update_one(
+	    st, SOTP_Q_CONTRACT_SET_CARD, p, SOTP_NELEM(p));
 }
 
 int
@@ -508,7 +499,7 @@ sotp_store_contract_unlock(struct sotp_store *st, const char *id)
 	if ((rc = sotp_db_enter(st, "contract_unlock", valid_id(id))) !=
 	    SOTP_OK)
 		return rc;
-	return update_one(st, SOTP_Q_CONTRACT_UNLOCK, p, SOTP_NELEM(p));
+	return sotp_db_update_one(st, SOTP_Q_CONTRACT_UNLOCK, p, SOTP_NELEM(p));
 }
 
 /*
@@ -525,7 +516,8 @@ sotp_store_contract_unlock_expired(
 	if ((rc = sotp_db_enter(st, "contract_unlock_expired",
 	         valid_id(id) && seen > 0)) != SOTP_OK)
 		return rc;
-	return update_one(st, SOTP_Q_CONTRACT_UNLOCK_EXPIRED, p, SOTP_NELEM(p));
+	return sotp_db_update_one(
+	    st, SOTP_Q_CONTRACT_UNLOCK_EXPIRED, p, SOTP_NELEM(p));
 }
 
 /*
@@ -601,7 +593,7 @@ sotp_store_accept_step(struct sotp_store *st, const char *serial,
 		return rc;
 	}
 	if (rc == SOTP_OK && contract != NULL) {
-		rc = update_one(
+		rc = sotp_db_update_one(
 		    st, SOTP_Q_CONTRACT_RESET_FAILURES, q, SOTP_NELEM(q));
 		if (rc == SOTP_ERR_NOT_FOUND)
 			rc = SOTP_OK;
@@ -663,7 +655,8 @@ sotp_store_reset_failures(struct sotp_store *st, const char *contract)
 	if ((rc = sotp_db_enter(st, "reset_failures", valid_id(contract))) !=
 	    SOTP_OK)
 		return rc;
-	return update_one(st, SOTP_Q_CONTRACT_RESET_FAILURES, p, SOTP_NELEM(p));
+	return sotp_db_update_one(
+	    st, SOTP_Q_CONTRACT_RESET_FAILURES, p, SOTP_NELEM(p));
 }
 
 /*
@@ -1121,7 +1114,7 @@ sotp_store_audit_head_set(
 	         h != NULL && CHAIN_OK(h->chain) && h->seq >= 0 &&
 	             h->pending >= 0 && h->base_seq >= 0)) != SOTP_OK)
 		return rc;
-	return update_one(st, SOTP_Q_AUDIT_HEAD_SET, p, SOTP_NELEM(p));
+	return sotp_db_update_one(st, SOTP_Q_AUDIT_HEAD_SET, p, SOTP_NELEM(p));
 }
 
 struct audit_links {
@@ -1186,7 +1179,7 @@ sotp_store_audit_link(struct sotp_store *st, int64_t id, int64_t seq,
 	if ((rc = sotp_db_enter(st, "audit_link", seq > 0 && mac != NULL)) !=
 	    SOTP_OK)
 		return rc;
-	return update_one(st, SOTP_Q_AUDIT_LINK, p, SOTP_NELEM(p));
+	return sotp_db_update_one(st, SOTP_Q_AUDIT_LINK, p, SOTP_NELEM(p));
 }
 
 int

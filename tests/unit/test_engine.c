@@ -1964,8 +1964,8 @@ test_engine_pg_unaudited_accept_logged_as_refused(void **state)
 	assert_int_equal(d.verdict, SOTP_REJECT);
 	assert_int_equal(d.reason, SOTP_R_STORE_UNAVAILABLE);
 	if (strstr(logged.text, "verdict=accept") != NULL)
-		fail_msg("a refused customer logged as accepted:\n%s",
-		    logged.text);
+		fail_msg(
+		    "a refused customer logged as accepted:\n%s", logged.text);
 	if (strstr(logged.text, "verdict=reject reason=STORE_UNAVAILABLE") ==
 	        NULL ||
 	    strstr(logged.text, "not accepted") == NULL ||
