@@ -483,6 +483,14 @@ int sotp_store_audit_append(struct sotp_store *st,
 int sotp_store_audit_chains(const struct sotp_store *st);
 /* The chain this transaction's rows go to (store_ops.c). */
 int sotp_store_audit_chain(struct sotp_store *st);
+/*
+ * Makes chain this connection's own. A connection whose transactions
+ * lock many contracts (a group-commit writer) must share one chain with
+ * every other such connection: taken first, its head then orders them,
+ * where two of them on two heads could each hold a contract the other
+ * wants (writer.c).
+ */
+void sotp_store_audit_chain_home(struct sotp_store *st, int chain);
 /* A chain's head row: its last link, its pruned base, the pending. */
 struct sotp_audit_head {
 	int chain;   /* 1..SOTP_AUDIT_CHAINS */

@@ -1007,6 +1007,13 @@ sotp_store_audit_chain(struct sotp_store *st)
 	return c;
 }
 
+void
+sotp_store_audit_chain_home(struct sotp_store *st, int chain)
+{
+	if (st != NULL && chain >= 1 && chain <= SOTP_AUDIT_CHAINS)
+		st->home_chain = chain;
+}
+
 int
 sotp_store_audit_append(struct sotp_store *st, const struct sotp_audit_rec *r,
     int chain, int64_t seq, const uint8_t *mac, uint32_t kv)

@@ -251,8 +251,15 @@ sotp_writer_enter(struct sotp_writer *w, struct sotp_store **st,
 	pthread_mutex_lock(&w->lock);
 	__atomic_sub_fetch(&w->coming, 1, __ATOMIC_SEQ_CST);
 	if (!w->open) {
-		/* Between groups: a lost connection is reopened here. */
-		if ((rc = sotp_ctx_ready(w->ctx)) != SOTP_OK ||
+		/*
+		 * Between groups: a lost connection is reopened here. A group
+		 * locks the contracts of all its decisions, so every writer of
+		 * a farm takes chain 1's head first: one line of groups, never
+		 * two groups each holding a contract the other waits for.
+		 */
+		if ((rc = sotp_ctx_ready(w->ctx)) == SOTP_OK)
+			sotp_store_audit_chain_home(w->ctx->st, 1);
+		if (rc != SOTP_OK ||
 		    (rc = sotp_store_begin(w->ctx->st)) != SOTP_OK ||
 		    (rc = sotp_store_audit_head(w->ctx->st,
 		         sotp_store_audit_chain(w->ctx->st), 1, &w->head)) !=

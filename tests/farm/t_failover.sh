@@ -233,6 +233,9 @@ if [ "$none" -gt 0 ]; then
 		grep -h "\[$u\]\|contract=$u " "$T"/ra/log/*.log \
 		    "$T"/rb/log/*.log | head -n 6 | sed 's/^/#   /'
 	done
+	# And what the store said when it refused.
+	grep -h "ERROR\|error" "$T"/ra/log/*.log "$T"/rb/log/*.log |
+	    sort | uniq -c | sort -rn | head -n 5 | sed 's/^/#   /'
 fi
 check "every reply verified (authenticator, Message-Authenticator): $rinv invalid, $rto unanswered" \
     test "$rinv" -eq 0 -a "$rto" -eq 0
