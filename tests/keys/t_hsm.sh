@@ -286,11 +286,15 @@ chmod -R g+rwX,o-rwx "$SB/hsm/tokens"
 chmod g+s "$SB/hsm/tokens"
 chmod 755 "$SB" "$SB/hsm" "$T"
 chmod 644 "$SB/hsm/softhsm2.conf"
+# The tool copied where freerad can run it: the checkout may sit where
+# only root can enter (a clone under /root).
+cp "$CLI" "$FRD/shinkin-otp"
+chmod 755 "$FRD/shinkin-otp"
 as_freerad() { # GROUPS ARGS...
 	_g=$1
 	shift
 	setpriv --reuid=freerad --regid=freerad --groups="$_g" \
-	    env SOFTHSM2_CONF="$SOFTHSM2_CONF" "$CLI" --config "$FRD/p.conf" "$@" >"$OUT" 2>"$ERR"
+	    env SOFTHSM2_CONF="$SOFTHSM2_CONF" "$FRD/shinkin-otp" --config "$FRD/p.conf" "$@" >"$OUT" 2>"$ERR"
 }
 as_freerad freerad key check
 check "freerad outside group softhsm: refused, the token's store out of its reach" \
@@ -308,6 +312,9 @@ check "  and a code is accepted" test $? -eq 0
 fr_setup "$T/raddb-freerad"
 radius_conf "$FRD/p.conf"
 sed -i 's/^security {/security {\n\tuser = freerad\n\tgroup = freerad/' "$FR_DIR/radiusd.conf"
+# The module copied, not linked into the checkout (see the tool above).
+rm -f "$FR_DIR/lib/rlm_shinkin_otp.so"
+cp "$RLM_SO" "$FR_DIR/lib/rlm_shinkin_otp.so"
 chown -R freerad:freerad "$FR_DIR"
 if fr_start f >"$SB/fr.out" 2>&1; then
 	notok "radiusd as freerad, the token's group not its own: does not start"
