@@ -328,7 +328,8 @@ chgrp -R freerad "$SB/hsm/tokens"
 if fr_start f; then ok "radiusd as freerad, in the token's group: starts"; else
 	notok "radiusd as freerad, in the token's group: starts"
 fi
-check "  running as freerad" sh -c 'test "$(ps -o user= -p "$1")" = freerad' sh "$FR_PID"
+# From /proc (a fresh Debian 12 has no ps(1) until procps is installed).
+check "  running as freerad" sh -c 'test "$(awk "/^Uid:/ { print \$2 }" /proc/$1/status)" = "$(id -u freerad)"' sh "$FR_PID"
 n2
 rad fr1 "$(req C2 "$H2")"
 check "  and accepts a code through the HSM" test "$(reply_of fr1)" = Access-Accept
