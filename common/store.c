@@ -90,10 +90,10 @@ password_at(const char *url, size_t i)
  * share a head. Nothing depends on which: any chain verifies.
  */
 static int
-home_chain(const struct sotp_store_driver *drv)
+home_chain(const struct sotp_store *st)
 {
 	static unsigned int opened;
-	unsigned int n = drv->chains > 1 ? (unsigned int)drv->chains : 1;
+	unsigned int n = (unsigned int)sotp_store_audit_chains(st);
 
 	return 1 +
 	    (int)(((unsigned int)getpid() * 2654435761u +
@@ -238,7 +238,7 @@ sotp_store_open_with(const char *url, const struct sotp_limits *lim, int flags,
 		goto out;
 	}
 	st->drv = drv;
-	st->home_chain = home_chain(drv);
+	st->home_chain = home_chain(st);
 	/* Kept for a reopen; it may hold a password, so it is wiped. */
 	if ((st->target = sotp_strdup(colon + 1)) == NULL) {
 		rc = SOTP_ERR_NOMEM;
