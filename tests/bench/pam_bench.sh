@@ -181,7 +181,8 @@ one_size() {
 
 echo
 echo "PAM, transaction code only: pam_start_confdir + pam_authenticate +" \
-    "pam_end through libpam, $CYCLES cycles each; $LOGS"
+    "pam_end through libpam, up to $CYCLES cycles each (each user answers" \
+    "once; ours, warm and fresh, each has half the contracts); $LOGS"
 for n in $SIZES; do
 	one_size "$n"
 done
