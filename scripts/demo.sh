@@ -133,7 +133,7 @@ outcome "contract $CONTRACT exists, with a card and no token yet"
 
 # ---- radiusd with the module and the shipped samples ----
 
-step "The RADIUS gateway: radiusd with rlm_shinkin_otp on 127.0.0.1:$PORT"
+step "The RADIUS gateway: radiusd with rlm_shinkin_otp on 127.0.0.1"
 R="$DEMO/radius"
 mkdir -p "$R/run" "$R/log" "$R/lib"
 ln -sf "${RLM_SO:-$BUILD/rlm_shinkin_otp.so}" "$R/lib/rlm_shinkin_otp.so"
@@ -144,7 +144,11 @@ sed -e "s|^\tconfig = .*|\tconfig = $CONF|" \
     -e 's|^#\tcontext_attribute = NAS-Identifier|\tcontext_attribute = NAS-Identifier|' \
     "$TOP/conf/freeradius/mods-available/shinkin_otp" >"$R/shinkin_otp"
 cp "$TOP/conf/freeradius/sites-available/shinkin-otp" "$R/site"
-cat >"$R/radiusd.conf" <<EOF
+# start_radiusd: writes radiusd.conf for $PORT and starts radiusd; returns
+# 2 when the port is taken (another program listens there), 1 on any
+# other failure.
+start_radiusd() {
+	cat >"$R/radiusd.conf" <<EOF
 prefix = /usr
 exec_prefix = /usr
 sysconfdir = /etc
@@ -187,16 +191,40 @@ modules {
 }
 \$INCLUDE $R/site
 EOF
-freeradius -f -d "$R" >"$R/log/stdout.log" 2>&1 &
-FR_PID=$!
-i=0
-until grep -q "Ready to process requests" "$R/log/radius.log" 2>/dev/null; do
-	kill -0 "$FR_PID" 2>/dev/null || die "radiusd did not start"
-	i=$((i + 1))
-	[ $i -lt 100 ] || die "radiusd did not get ready"
-	sleep 0.1
+	rm -f "$R/log/radius.log"
+	freeradius -f -d "$R" >"$R/log/stdout.log" 2>&1 &
+	FR_PID=$!
+	i=0
+	until grep -q "Ready to process requests" "$R/log/radius.log" 2>/dev/null; do
+		if ! kill -0 "$FR_PID" 2>/dev/null; then
+			wait "$FR_PID" 2>/dev/null
+			FR_PID=""
+			grep -q "Address already in use" "$R/log/radius.log" \
+			    "$R/log/stdout.log" 2>/dev/null && return 2
+			return 1
+		fi
+		i=$((i + 1))
+		[ $i -lt 100 ] || die "radiusd did not get ready"
+		sleep 0.1
+	done
+	return 0
+}
+# The port: SOTP_DEMO_PORT if set (that one only), else 18212 or, while
+# another program holds it, one of a few after it.
+tries=1
+[ -n "${SOTP_DEMO_PORT:-}" ] || tries=8
+while :; do
+	start_radiusd
+	rc=$?
+	[ $rc -eq 0 ] && break
+	[ $rc -eq 2 ] || die "radiusd did not start"
+	tries=$((tries - 1))
+	[ $tries -gt 0 ] ||
+		die "port $PORT on 127.0.0.1 is taken (set SOTP_DEMO_PORT to a free port)"
+	say "port $PORT is taken; trying $((PORT + 101))"
+	PORT=$((PORT + 101))
 done
-outcome "radiusd is up (pid $FR_PID), requests must carry Message-Authenticator"
+outcome "radiusd is up on 127.0.0.1:$PORT (pid $FR_PID), requests must carry Message-Authenticator"
 
 step "Self-service registration over RADIUS, in Japanese: one question per challenge, in the guide's order"
 say "the policy speaks Japanese (language = ja); each answer goes back with the State"
