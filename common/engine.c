@@ -836,6 +836,7 @@ gate_again(
 		*reason = SOTP_R_CONTRACT_CLOSED;
 	else if (cur->locked_until == -1 || cur->locked_until > (int64_t)a->now)
 		*reason = SOTP_R_LOCKED;
+	a->regated_failures = cur->failures;
 out:
 	sotp_free_secret(cur, sizeof(*cur));
 	return rc;
@@ -1012,9 +1013,16 @@ check_otp(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 		    &a->ctx->pol, &t, a->now, d->message, sizeof(d->message));
 	if (!reg)
 		sotp_strlcpy(a->serial, c->serial, sizeof(a->serial));
+	/*
+	 * The accept resets the contract's failure count in its
+	 * compare-and-set, unless the look under this same write lock saw
+	 * none: then that UPDATE would change nothing (a statement for
+	 * nothing; SQLite does not even rewrite the unchanged row).
+	 */
 	if (rc == SOTP_OK && *reason == SOTP_R_ACCEPTED)
-		rc = use_code(a->ctx, &t, c->id, input(a, SOTP_F_OTP), a->now,
-		    reg, reason, &step, &drift);
+		rc = use_code(a->ctx, &t,
+		    a->regated_failures != 0 ? c->id : NULL,
+		    input(a, SOTP_F_OTP), a->now, reg, reason, &step, &drift);
 	if (rc == SOTP_OK && *reason == SOTP_R_ACCEPTED && reg) {
 		a->step = step;
 		a->drift = drift;

@@ -48,6 +48,11 @@ struct sotp_attempt {
 	struct sotp_store *own_st;
 	struct sotp_audit_head *own_batch; /* ctx's, while the writer's */
 	int regated; /* the lock was looked at again under that transaction */
+	/*
+	 * The contract's failure count as that look saw it, under the write
+	 * lock: an accept resets a count only if it is not already 0.
+	 */
+	unsigned int regated_failures;
 	/* Core time (monotonic µs) toward the next counted decision. */
 	uint64_t t_busy, t_start;
 };

@@ -23,6 +23,13 @@ struct sotp_mac {
 	EVP_MAC_CTX *ctx;
 	int keyed; /* a key is set */
 	int fresh; /* keyed and not yet used since: no re-init needed */
+	/*
+	 * The context's digest is alg's (a setkey with it succeeded): the
+	 * next key for the same alg is set without naming the digest again,
+	 * which would fetch it again.
+	 */
+	int has_digest;
+	enum sotp_alg alg;
 };
 
 static const char *
@@ -52,7 +59,7 @@ sotp_mac_new(struct sotp_mac **out)
 		rc = SOTP_ERR_NOMEM;
 		goto out;
 	}
-	if ((m->mac = EVP_MAC_fetch(NULL, OSSL_MAC_NAME_HMAC, NULL)) == NULL ||
+	if ((m->mac = sotp_hmac_fetch()) == NULL ||
 	    (m->ctx = EVP_MAC_CTX_new(m->mac)) == NULL) {
 		rc = SOTP_ERR_CRYPTO;
 		goto out;
@@ -93,8 +100,13 @@ sotp_mac_setkey(
 	params[0] = OSSL_PARAM_construct_utf8_string(
 	    OSSL_MAC_PARAM_DIGEST, (char *)(uintptr_t)digest, 0);
 	params[1] = OSSL_PARAM_construct_end();
-	if (EVP_MAC_init(m->ctx, key, keylen, params) != 1)
+	if (EVP_MAC_init(m->ctx, key, keylen,
+	        m->has_digest && m->alg == alg ? NULL : params) != 1) {
+		m->has_digest = 0;
 		return SOTP_ERR_CRYPTO;
+	}
+	m->has_digest = 1;
+	m->alg = alg;
 	m->keyed = m->fresh = 1;
 	return SOTP_OK;
 }

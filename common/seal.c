@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,44 @@ seterr(char *err, size_t errsz, const char *fmt, ...)
 }
 
 /*
+ * The algorithms every decision uses, fetched once per process: a fetch
+ * looks the name up in OpenSSL's method store under its lock, which costs
+ * more than the AES or the HMAC of a few bytes it serves. They hold no
+ * secret (the keys go into the contexts made from them, per use). A
+ * process-wide fetch that failed leaves NULL, and each use then fetches
+ * for itself, as before: it works if the provider came later, and fails
+ * closed if there is none.
+ */
+static pthread_once_t algs_once = PTHREAD_ONCE_INIT;
+static EVP_MAC *algs_hmac;
+static EVP_CIPHER *algs_gcm;
+
+static void
+algs_fetch(void)
+{
+	algs_hmac = EVP_MAC_fetch(NULL, OSSL_MAC_NAME_HMAC, NULL);
+	algs_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+}
+
+EVP_MAC *
+sotp_hmac_fetch(void)
+{
+	if (pthread_once(&algs_once, algs_fetch) == 0 && algs_hmac != NULL &&
+	    EVP_MAC_up_ref(algs_hmac) == 1)
+		return algs_hmac;
+	return EVP_MAC_fetch(NULL, OSSL_MAC_NAME_HMAC, NULL);
+}
+
+static EVP_CIPHER *
+gcm_fetch(void)
+{
+	if (pthread_once(&algs_once, algs_fetch) == 0 && algs_gcm != NULL &&
+	    EVP_CIPHER_up_ref(algs_gcm) == 1)
+		return algs_gcm;
+	return EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+}
+
+/*
  * Runs AES-256-GCM one way or the other. For decryption the tag is read
  * from `tag` and checked by the final call; for encryption it is written
  * there. Both directions authenticate the header (hdrlen bytes), then aad.
@@ -66,7 +105,7 @@ gcm(int enc, const uint8_t *key, const uint8_t *nonce, const uint8_t *hdr,
 
 	if (inlen > INT_MAX || aadlen > INT_MAX)
 		return SOTP_ERR_INVALID_ARG;
-	if ((cipher = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL)) == NULL ||
+	if ((cipher = gcm_fetch()) == NULL ||
 	    (ctx = EVP_CIPHER_CTX_new()) == NULL)
 		goto out;
 	if (EVP_CipherInit_ex(ctx, cipher, NULL, key, nonce, enc) != 1)
@@ -567,7 +606,7 @@ sotp_hmac_sha256(const uint8_t *key, const void *data, size_t len, uint8_t *out)
 	params[0] = OSSL_PARAM_construct_utf8_string(
 	    OSSL_MAC_PARAM_DIGEST, (char *)(uintptr_t) "SHA256", 0);
 	params[1] = OSSL_PARAM_construct_end();
-	if ((mac = EVP_MAC_fetch(NULL, OSSL_MAC_NAME_HMAC, NULL)) == NULL ||
+	if ((mac = sotp_hmac_fetch()) == NULL ||
 	    (ctx = EVP_MAC_CTX_new(mac)) == NULL)
 		goto out;
 	if (EVP_MAC_init(ctx, key, SOTP_KEY_LEN, params) != 1 ||

@@ -142,6 +142,12 @@ int sotp_kdf(const uint8_t *master, const char *label, uint8_t *out);
 /* HMAC-SHA256 of data under a 32-byte key; out[32]. */
 int sotp_hmac_sha256(
     const uint8_t *key, const void *data, size_t len, uint8_t *out);
+/*
+ * OpenSSL's HMAC, as EVP_MAC_fetch(NULL, "HMAC", NULL) returns it: a
+ * reference the caller frees with EVP_MAC_free, or NULL. The fetch is
+ * made once per process and shared (seal.c).
+ */
+struct evp_mac_st *sotp_hmac_fetch(void);
 
 /* ---- store*.c: the persistent state ---- */
 

@@ -663,16 +663,23 @@ test_engine_window_edges_and_replay(void **state)
 	    verify_at(f, "C-OTP", B32_A, t - 60, t), SOTP_R_WRONG_CODE);
 	assert_int_equal(
 	    verify_at(f, "C-OTP", B32_A, t + 60, t), SOTP_R_WRONG_CODE);
+	expect_contract(f, "C-OTP", "T-OTP", 2);
+	/* The accept resets the count of failures ... */
 	assert_int_equal(
 	    verify_at(f, "C-OTP", B32_A, t - 30, t), SOTP_R_ACCEPTED);
+	expect_contract(f, "C-OTP", "T-OTP", 0);
 	assert_int_equal(
 	    verify_at(f, "C-OTP", B32_A, t - 30, t), SOTP_R_REPLAYED);
+	expect_contract(f, "C-OTP", "T-OTP", 1);
 	/* An older code than the last accepted one is a replay too. */
 	assert_int_equal(
 	    verify_at(f, "C-OTP", B32_A, t - 60, t), SOTP_R_REPLAYED);
 	assert_int_equal(verify_at(f, "C-OTP", B32_A, t, t), SOTP_R_ACCEPTED);
+	expect_contract(f, "C-OTP", "T-OTP", 0);
+	/* ... and one with none to reset leaves none. */
 	assert_int_equal(
 	    verify_at(f, "C-OTP", B32_A, t + 30, t), SOTP_R_ACCEPTED);
+	expect_contract(f, "C-OTP", "T-OTP", 0);
 	/* Drift is now +1: the window is [T, T + 2], and no wider. */
 	assert_int_equal(
 	    verify_at(f, "C-OTP", B32_A, t + 150, t + 30), SOTP_R_WRONG_CODE);

@@ -203,6 +203,26 @@ test_otp_mac_reuse_matches_hotp(void **state)
 	assert_int_equal(sotp_mac_hotp(m, 5, 6, a), SOTP_OK);
 	assert_string_equal(a, rfc4226_vectors[5].hotp);
 
+	/*
+	 * Another key under the algorithm already set (the digest is not
+	 * named again): the new key answers, not the old one.
+	 */
+	rfc6238_key(SOTP_ALG_SHA256, &key, &len);
+	assert_int_equal(
+	    sotp_mac_setkey(m, SOTP_ALG_SHA256, key, len), SOTP_OK);
+	assert_int_equal(sotp_mac_hotp(m, 7, 8, a), SOTP_OK);
+	assert_int_equal(
+	    sotp_hotp(SOTP_ALG_SHA256, key, len, 7, 8, b), SOTP_OK);
+	assert_string_equal(a, b);
+	rfc6238_key(SOTP_ALG_SHA512, &key, &len);
+	assert_int_equal(
+	    sotp_mac_setkey(m, SOTP_ALG_SHA256, key, len), SOTP_OK);
+	assert_int_equal(sotp_mac_hotp(m, 7, 8, b), SOTP_OK);
+	assert_string_not_equal(a, b);
+	assert_int_equal(
+	    sotp_hotp(SOTP_ALG_SHA256, key, len, 7, 8, a), SOTP_OK);
+	assert_string_equal(a, b);
+
 	/* A refused setkey leaves the context unkeyed. */
 	assert_int_equal(
 	    sotp_mac_setkey(m, (enum sotp_alg)9, k(rfc4226_key), 20),
