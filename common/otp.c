@@ -96,6 +96,8 @@ sotp_mac_setkey(
 	m->keyed = m->fresh = 0;
 	if (key == NULL || keylen == 0 || (digest = alg_digest(alg)) == NULL)
 		return SOTP_ERR_INVALID_ARG;
+	if (m->ctx == NULL && (m->ctx = EVP_MAC_CTX_new(m->mac)) == NULL)
+		return SOTP_ERR_CRYPTO;
 	/* The param only borrows the name; the cast drops const for the API. */
 	params[0] = OSSL_PARAM_construct_utf8_string(
 	    OSSL_MAC_PARAM_DIGEST, (char *)(uintptr_t)digest, 0);
@@ -109,6 +111,33 @@ sotp_mac_setkey(
 	m->alg = alg;
 	m->keyed = m->fresh = 1;
 	return SOTP_OK;
+}
+
+/*
+ * Drops the key. A process keeps its MAC context from one decision to the
+ * next (radiusd's threads, the PAM module's warm context), and a keyed
+ * context holds the HMAC's inner and outer digest states, which answer
+ * for the token's secret: left there, the last token's would sit in
+ * ordinary heap, and in a core file, until the next decision. Keying the
+ * context again with a fixed public byte writes over those states in
+ * place; if even that fails, the context is freed (which cleanses it) and
+ * the next setkey makes a new one.
+ */
+void
+sotp_mac_forget(struct sotp_mac *m)
+{
+	static const uint8_t nokey[1];
+
+	if (m == NULL)
+		return;
+	m->keyed = m->fresh = 0;
+	if (m->ctx == NULL || !m->has_digest)
+		return;
+	if (EVP_MAC_init(m->ctx, nokey, sizeof(nokey), NULL) == 1)
+		return;
+	EVP_MAC_CTX_free(m->ctx);
+	m->ctx = NULL;
+	m->has_digest = 0;
 }
 
 /*

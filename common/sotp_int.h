@@ -59,6 +59,7 @@ void sotp_mac_free(struct sotp_mac *m);
 int sotp_mac_setkey(
     struct sotp_mac *m, enum sotp_alg alg, const uint8_t *key, size_t keylen);
 /* HOTP of counter under the current key; out[digits + 1]. */
+void sotp_mac_forget(struct sotp_mac *m);
 int sotp_mac_hotp(
     struct sotp_mac *m, uint64_t counter, unsigned int digits, char *out);
 /* Checks that code is 6..8 ASCII digits; returns its length or 0. */

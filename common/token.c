@@ -117,6 +117,7 @@ sotp_token_match(struct sotp_ctx *ctx, const struct sotp_token_rec *t,
 	}
 	rc = SOTP_OK;
 out:
+	sotp_mac_forget(ctx->mac);
 	SOTP_WIPE_ARRAY(cand);
 	return rc;
 }
@@ -159,6 +160,7 @@ sotp_token_find_pair(struct sotp_ctx *ctx, const struct sotp_token_rec *t,
 	}
 	rc = SOTP_OK;
 out:
+	sotp_mac_forget(ctx->mac);
 	SOTP_WIPE_ARRAY(cur);
 	return rc;
 }

@@ -657,6 +657,7 @@ test_engine_window_edges_and_replay(void **state)
 	struct fx *f = *state;
 	time_t t = T0 - (T0 % 30) + 3000; /* start of a step */
 	struct sotp_decision d;
+	char code[SOTP_CODE_MAX];
 
 	/* One step back and one forward are accepted, two are not. */
 	assert_int_equal(
@@ -680,6 +681,10 @@ test_engine_window_edges_and_replay(void **state)
 	assert_int_equal(
 	    verify_at(f, "C-OTP", B32_A, t + 30, t), SOTP_R_ACCEPTED);
 	expect_contract(f, "C-OTP", "T-OTP", 0);
+	/* The context kept no key of the token's after the decision. */
+	assert_non_null(f->ctx->mac);
+	assert_int_equal(
+	    sotp_mac_hotp(f->ctx->mac, 0, 6, code), SOTP_ERR_INVALID_ARG);
 	/* Drift is now +1: the window is [T, T + 2], and no wider. */
 	assert_int_equal(
 	    verify_at(f, "C-OTP", B32_A, t + 150, t + 30), SOTP_R_WRONG_CODE);

@@ -231,8 +231,22 @@ test_otp_mac_reuse_matches_hotp(void **state)
 	    sotp_mac_setkey(m, SOTP_ALG_SHA1, NULL, 20), SOTP_ERR_INVALID_ARG);
 	assert_int_equal(sotp_mac_hotp(m, 5, 6, a), SOTP_ERR_INVALID_ARG);
 
+	/* A forgotten key answers no more; a new one answers again. */
+	assert_int_equal(
+	    sotp_mac_setkey(m, SOTP_ALG_SHA1, k(rfc4226_key), 20), SOTP_OK);
+	assert_int_equal(sotp_mac_hotp(m, 5, 6, a), SOTP_OK);
+	sotp_mac_forget(m);
+	assert_int_equal(sotp_mac_hotp(m, 5, 6, a), SOTP_ERR_INVALID_ARG);
+	assert_string_equal(a, "");
+	sotp_mac_forget(m);
+	assert_int_equal(
+	    sotp_mac_setkey(m, SOTP_ALG_SHA1, k(rfc4226_key), 20), SOTP_OK);
+	assert_int_equal(sotp_mac_hotp(m, 5, 6, a), SOTP_OK);
+	assert_string_equal(a, rfc4226_vectors[5].hotp);
+
 	sotp_mac_free(m);
 	sotp_mac_free(NULL);
+	sotp_mac_forget(NULL);
 }
 
 static void
