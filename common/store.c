@@ -670,6 +670,13 @@ sotp_store_begin(struct sotp_store *st)
 	return rc;
 }
 
+/* Round trips to the database server so far (tests, issue 13). */
+uint64_t
+sotp_store_round_trips(const struct sotp_store *st)
+{
+	return st != NULL ? st->round_trips : 0;
+}
+
 int
 sotp_store_depth(const struct sotp_store *st)
 {

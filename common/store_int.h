@@ -325,6 +325,7 @@ struct sotp_store {
 	struct sotp_metrics *metrics;
 	sotp_store_trace_fn *trace; /* tests: sotp_store_set_trace */
 	void *trace_arg;
+	uint64_t round_trips; /* to the server and back (PostgreSQL) */
 	char where[PATH_MAX]; /* the database, as messages name it */
 	char err[SOTP_STORE_ERR_MAX];
 };
