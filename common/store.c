@@ -429,6 +429,18 @@ sotp_db_run(struct sotp_store *st, enum sotp_stmt id,
 	return rc;
 }
 
+int
+sotp_db_run_deferred(struct sotp_store *st, enum sotp_stmt id,
+    const struct sotp_param *p, size_t n)
+{
+	int rc;
+
+	st->defer = 1;
+	rc = sotp_db_run(st, id, p, n, NULL);
+	st->defer = 0;
+	return rc;
+}
+
 /* Runs a change that must hit exactly one row; else SOTP_ERR_NOT_FOUND. */
 int
 sotp_db_update_one(struct sotp_store *st, enum sotp_stmt id,

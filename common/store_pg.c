@@ -465,6 +465,16 @@ struct pq_api {
 
 #define PG_DEFER_MAX 8
 
+/* A statement held back, its parameters' values copied. */
+struct pg_deferred {
+	int id;
+	int n;
+	char *copy; /* the values (malloc), wiped when freed */
+	size_t copylen;
+	const char *v[SOTP_STORE_MAX_PARAMS];
+	int len[SOTP_STORE_MAX_PARAMS], fmt[SOTP_STORE_MAX_PARAMS];
+};
+
 struct pg_conn {
 	struct pq_api pq;
 	void *dl;     /* the dlopen handle of libpq */
@@ -473,8 +483,8 @@ struct pg_conn {
 	PGresult *res; /* the statement under way */
 	int row;       /* its current row; -1 before the first */
 	int warned;    /* the server sent a WARNING during the statement */
-	/* SAVEPOINTs and RELEASEs not sent yet (see send_deferred) */
-	int deferred[PG_DEFER_MAX];
+	/* Statements not sent yet (see deferrable) */
+	struct pg_deferred deferred[PG_DEFER_MAX];
 	int ndeferred;
 };
 
@@ -551,6 +561,22 @@ ok_result(const struct pq_api *pq, const PGresult *res)
 
 /* ---- Round trips with a deadline ---- */
 
+/* Frees the statements held back (sent or never to be). */
+static void
+forget_deferred(struct pg_conn *c)
+{
+	int i;
+
+	for (i = 0; i < c->ndeferred; i++) {
+		if (c->deferred[i].copy != NULL) {
+			sotp_wipe(c->deferred[i].copy, c->deferred[i].copylen);
+			free(c->deferred[i].copy);
+		}
+		c->deferred[i].copy = NULL;
+	}
+	c->ndeferred = 0;
+}
+
 /* Closes a connection whose state is no longer known; the handle is lost. */
 static void
 drop(struct sotp_store *st)
@@ -563,7 +589,7 @@ drop(struct sotp_store *st)
 	if (c->conn != NULL)
 		c->pq.PQfinish(c->conn);
 	c->conn = NULL;
-	c->ndeferred = 0;
+	forget_deferred(c);
 }
 
 /*
@@ -645,25 +671,70 @@ await_result(struct sotp_store *st, PGresult **out)
 /*
  * Deferred statements (issue 13). Inside a transaction, a SAVEPOINT or a
  * RELEASE answers nothing the caller needs before its next statement: a
- * healthy transaction does not refuse one. So neither is sent alone: it
- * waits in c->deferred and goes out with the next statement in one
- * pipeline (libpq's pipeline mode, one Sync), one round trip for both.
- * Every result of the pipeline is read and checked before the statement
- * that carried it returns, so a COMMIT (never deferred) returns only
- * after everything before it was done. A deferred statement that fails
- * all the same leaves the transaction's state unknown to the layers above
- * (whose savepoint was undone, which depth holds): the connection is then
- * closed, the server rolls the whole transaction back, and the store is
- * unavailable until it heals; fail closed. Never deferred: a statement
- * outside a healthy transaction, or one not yet prepared on this
- * connection.
+ * healthy transaction does not refuse one. Nor does a change run by
+ * sotp_db_run_deferred (its caller reads no row and no count, and runs
+ * another statement before it returns). So none of them is sent alone:
+ * it waits in c->deferred (its parameters copied) and goes out with the
+ * next statement in one pipeline (libpq's pipeline mode, one Sync), one
+ * round trip for all. Every result of the pipeline is read and checked
+ * before the statement that carried it returns, so a COMMIT (never
+ * deferred) returns only after everything before it was done.
+ *
+ * A deferred change that fails makes the carrying statement fail with
+ * its error, inside the operation that ran both. A deferred SAVEPOINT or
+ * RELEASE that fails all the same leaves the transaction's state unknown
+ * to the layers above (whose savepoint was undone, which depth holds):
+ * the connection is then closed, the server rolls the whole transaction
+ * back, and the store is unavailable until it heals; fail closed. Never
+ * deferred: a statement outside a healthy transaction, or one not yet
+ * prepared on this connection.
  */
 static int
-deferrable(struct pg_conn *c, int id, size_t n)
+deferrable(struct sotp_store *st, int id, size_t n)
 {
-	return (id == SOTP_Q_SAVEPOINT || id == SOTP_Q_RELEASE) && n == 0 &&
+	struct pg_conn *c = st->conn;
+
+	return id >= 0 &&
+	    (((id == SOTP_Q_SAVEPOINT || id == SOTP_Q_RELEASE) && n == 0) ||
+	        st->defer) &&
 	    c->prepared[id] && c->ndeferred < PG_DEFER_MAX &&
 	    c->pq.PQtransactionStatus(c->conn) == PQTRANS_INTRANS;
+}
+
+/* Holds statement id back, with a copy of its n values. */
+static int
+defer(struct sotp_store *st, int id, size_t n, const char *const *v,
+    const int *len, const int *fmt)
+{
+	struct pg_conn *c = st->conn;
+	struct pg_deferred *d = &c->deferred[c->ndeferred];
+	size_t i, total = 0, k[SOTP_STORE_MAX_PARAMS];
+	char *at;
+
+	memset(d, 0, sizeof(*d));
+	for (i = 0; i < n; i++) {
+		k[i] = v[i] == NULL ? 0
+		    : fmt[i]        ? (size_t)len[i]
+		                    : strlen(v[i]) + 1;
+		total += k[i];
+	}
+	if (total > 0 && (d->copy = malloc(total)) == NULL)
+		return sotp_store_dberr(st, SOTP_ERR_NOMEM, "out of memory");
+	d->copylen = total;
+	for (i = 0, at = d->copy; i < n; i++) {
+		d->v[i] = NULL;
+		if (v[i] != NULL) {
+			memcpy(at, v[i], k[i]);
+			d->v[i] = at;
+			at += k[i];
+		}
+		d->len[i] = len[i];
+		d->fmt[i] = fmt[i];
+	}
+	d->id = id;
+	d->n = (int)n;
+	c->ndeferred++;
+	return SOTP_OK;
 }
 
 /* Reads a pipeline's closing Sync and leaves pipeline mode. */
@@ -705,17 +776,24 @@ run_pipeline(struct sotp_store *st, const char *name, int n,
 	struct pg_conn *c = st->conn;
 	const struct pq_api *pq = &c->pq;
 	PGresult *r = NULL, *bad = NULL;
+	struct pg_deferred *d;
 	char dname[16], msg[256];
-	int i, nd = c->ndeferred, sent = 1, rc;
+	int i, nd = c->ndeferred, sent = 1, fatal = 0, rc;
+	int kinds[PG_DEFER_MAX]; /* 1: a SAVEPOINT or RELEASE */
 
-	c->ndeferred = 0;
+	for (i = 0; i < nd; i++)
+		kinds[i] = c->deferred[i].id == SOTP_Q_SAVEPOINT ||
+		    c->deferred[i].id == SOTP_Q_RELEASE;
 	if (!pq->PQenterPipelineMode(c->conn))
 		sent = 0;
 	for (i = 0; sent && i < nd; i++) {
-		snprintf(dname, sizeof(dname), "sotp%d", c->deferred[i]);
+		d = &c->deferred[i];
+		snprintf(dname, sizeof(dname), "sotp%d", d->id);
 		sent = pq->PQsendQueryPrepared(
-		    c->conn, dname, 0, NULL, NULL, NULL, 1);
+		    c->conn, dname, d->n, d->v, d->len, d->fmt, 1);
 	}
+	/* Sent (libpq holds them now) or not: forgotten either way. */
+	forget_deferred(c);
 	if (sent && name != NULL)
 		sent =
 		    pq->PQsendQueryPrepared(c->conn, name, n, v, len, fmt, 1);
@@ -733,7 +811,11 @@ run_pipeline(struct sotp_store *st, const char *name, int n,
 			goto out;
 		if (bad == NULL && !ok_result(pq, r)) {
 			bad = r;
+			fatal = kinds[i];
 		} else if (r != NULL) {
+			/* A SAVEPOINT or RELEASE skipped after the failure. */
+			if (bad != NULL && kinds[i])
+				fatal = 1;
 			pq->PQclear(r);
 		}
 		r = NULL;
@@ -742,6 +824,16 @@ run_pipeline(struct sotp_store *st, const char *name, int n,
 		goto out;
 	if ((rc = await_sync(st)) != SOTP_OK)
 		goto out;
+	if (bad != NULL && !fatal) {
+		/* The carrying statement fails with the deferred one's error.
+		 */
+		if (c->res != NULL)
+			pq->PQclear(c->res);
+		c->res = bad;
+		bad = NULL;
+		rc = db_fail(st, c->res);
+		goto out;
+	}
 	if (bad != NULL) {
 		first_line(pq->PQresultErrorMessage(bad), msg, sizeof(msg));
 		drop(st);
@@ -814,10 +906,8 @@ pg_exec(struct sotp_store *st, int id, const char *sql,
 			break;
 		}
 	}
-	if (id >= 0 && deferrable(c, id, n)) {
-		c->deferred[c->ndeferred++] = id;
-		return SOTP_OK;
-	}
+	if (deferrable(st, id, n))
+		return defer(st, id, n, v, len, fmt);
 	if (c->ndeferred > 0 && (id < 0 || !c->prepared[id]) &&
 	    (rc = flush_deferred(st)) != SOTP_OK)
 		return rc;
@@ -1237,6 +1327,7 @@ pg_close(struct sotp_store *st)
 
 	if (c == NULL)
 		return;
+	forget_deferred(c);
 	if (c->res != NULL)
 		c->pq.PQclear(c->res);
 	if (c->conn != NULL)

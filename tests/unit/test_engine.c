@@ -2027,9 +2027,10 @@ writer_decide(
  * PostgreSQL: accepted, its mark committed, with the statements it sent
  * counted (a figure: each is a round trip held under the writer's lock,
  * issue 13). Then a statement of the decision fails inside the server
- * (a trigger refuses its audit row): the decision is refused, its code
- * stays unused (accepted once the trigger is gone), and the writer
- * serves the next decision.
+ * (a trigger refuses its audit row; then one refuses the failure count's
+ * reset, a statement held back to ride with the next): each time the
+ * decision is refused, its code stays unused (accepted once the trigger
+ * is gone), and the writer serves the next decision.
  */
 static void
 test_engine_pg_writer_decision(void **state)
@@ -2104,15 +2105,46 @@ test_engine_pg_writer_decision(void **state)
 	if (strcmp(audit0, audit1) != 0)
 		fail_msg("audit rows %s before, %s after", audit0, audit1);
 
+	/*
+	 * The failure count's reset fails: on PostgreSQL it is held back and
+	 * sent with the step's compare-and-set (one round trip for both), so
+	 * the set's statement reports it. Refused all the same, code unused.
+	 */
+	pg_sql("SELECT count(*) FROM audit", audit0, sizeof(audit0));
+	pg_sql("CREATE FUNCTION sotp_test_no_reset() RETURNS trigger"
+	       " LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION"
+	       " 'contract change refused by the test'; END$$;"
+	       " CREATE TRIGGER no_reset BEFORE UPDATE ON contracts"
+	       " FOR EACH ROW EXECUTE FUNCTION sotp_test_no_reset()",
+	    NULL, 0);
+	rc = writer_decide(ctx, now, code, &d);
+	pg_sql("DROP TRIGGER no_reset ON contracts;"
+	       " DROP FUNCTION sotp_test_no_reset()",
+	    NULL, 0);
+	if (rc == SOTP_OK || d.verdict != SOTP_REJECT)
+		fail_msg("a decision whose reset failed: rc %d, verdict %d", rc,
+		    (int)d.verdict);
+	pg_sql("SELECT last_step FROM tokens WHERE serial = 'T-OTP'", used,
+	    sizeof(used));
+	if (strtoll(used, NULL, 10) != (long long)((now - 30) / 30))
+		fail_msg(
+		    "the refused code's mark was kept: last_step %s", used);
+	/* Its refusal is a decision of its own, audited. */
+	pg_sql("SELECT count(*) FROM audit", audit1, sizeof(audit1));
+	if (strtol(audit1, NULL, 10) != strtol(audit0, NULL, 10) + 1)
+		fail_msg("audit rows %s before the refused reset, %s after",
+		    audit0, audit1);
+
 	/* The writer goes on; the same code was never spent. */
 	assert_int_equal(writer_decide(ctx, now, code, &d), SOTP_OK);
 	assert_int_equal(d.verdict, SOTP_ACCEPT);
 	assert_int_equal(writer_decide(ctx, now, code, &d), SOTP_OK);
 	assert_int_equal(d.verdict, SOTP_REJECT);
 	sotp_writer_counts(w, &commits, &decisions);
-	if (decisions != 4)
-		fail_msg("the writer kept %llu decisions, want 4 (3 accepts,"
-		         " 1 replay refused)",
+	if (decisions != 5)
+		fail_msg("the writer kept %llu decisions, want 5 (3 accepts,"
+		         " the refusal after the failed reset, 1 replay"
+		         " refused)",
 		    (unsigned long long)decisions);
 	sotp_ctx_free(ctx);
 	sotp_writer_free(w);
