@@ -291,6 +291,7 @@ int sotp_store_heal(struct sotp_store *st);
 int sotp_store_lost(const struct sotp_store *st);
 /* Open transaction levels (0: none; savepoints count). */
 int sotp_store_depth(const struct sotp_store *st);
+uint64_t sotp_store_round_trips(const struct sotp_store *st);
 
 /* ---- writer.c: one writer per process, group commit ---- */
 

@@ -429,6 +429,18 @@ sotp_db_run(struct sotp_store *st, enum sotp_stmt id,
 	return rc;
 }
 
+int
+sotp_db_run_deferred(struct sotp_store *st, enum sotp_stmt id,
+    const struct sotp_param *p, size_t n)
+{
+	int rc;
+
+	st->defer = 1;
+	rc = sotp_db_run(st, id, p, n, NULL);
+	st->defer = 0;
+	return rc;
+}
+
 /* Runs a change that must hit exactly one row; else SOTP_ERR_NOT_FOUND. */
 int
 sotp_db_update_one(struct sotp_store *st, enum sotp_stmt id,
@@ -668,6 +680,13 @@ sotp_store_begin(struct sotp_store *st)
 	if (rc != SOTP_OK)
 		sotp_db_rollback(st);
 	return rc;
+}
+
+/* Round trips to the database server so far (tests, issue 13). */
+uint64_t
+sotp_store_round_trips(const struct sotp_store *st)
+{
+	return st != NULL ? st->round_trips : 0;
 }
 
 int

@@ -325,6 +325,9 @@ struct sotp_store {
 	struct sotp_metrics *metrics;
 	sotp_store_trace_fn *trace; /* tests: sotp_store_set_trace */
 	void *trace_arg;
+	uint64_t round_trips; /* to the server and back (PostgreSQL) */
+	int defer; /* the statement may wait for the next (sotp_db_run_deferred)
+	            */
 	char where[PATH_MAX]; /* the database, as messages name it */
 	char err[SOTP_STORE_ERR_MAX];
 };
@@ -364,6 +367,15 @@ typedef int sotp_db_row_fn(struct sotp_store *st, void *arg);
  */
 int sotp_db_run(struct sotp_store *st, enum sotp_stmt id,
     const struct sotp_param *p, size_t n, int64_t *changes);
+/*
+ * Runs a change whose rows and count nobody reads. A driver may hold it
+ * back and send it with the next statement (store_pg.c: one round trip
+ * for both); that statement's result then reports its failure. So the
+ * caller runs another statement, not a SAVEPOINT or RELEASE, before it
+ * returns.
+ */
+int sotp_db_run_deferred(struct sotp_store *st, enum sotp_stmt id,
+    const struct sotp_param *p, size_t n);
 /* A change that must hit exactly one row; else SOTP_ERR_NOT_FOUND. */
 int sotp_db_update_one(struct sotp_store *st, enum sotp_stmt id,
     const struct sotp_param *p, size_t n);

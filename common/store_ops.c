@@ -584,19 +584,23 @@ sotp_store_accept_step(struct sotp_store *st, const char *serial,
 		return rc;
 	if ((rc = sotp_db_begin(st)) != SOTP_OK)
 		return rc;
-	rc = sotp_db_run(
-	    st, SOTP_Q_TOKEN_ACCEPT_STEP, p, SOTP_NELEM(p), &changed);
+	/*
+	 * The count goes back to 0 first (undone below if the step is
+	 * lost), so that on PostgreSQL it travels with the step's change:
+	 * one round trip for both (sotp_db_run_deferred). A contract not
+	 * found is no error. The caller holds the contract's row already.
+	 */
+	if (contract != NULL)
+		rc = sotp_db_run_deferred(
+		    st, SOTP_Q_CONTRACT_RESET_FAILURES, q, SOTP_NELEM(q));
+	if (rc == SOTP_OK)
+		rc = sotp_db_run(
+		    st, SOTP_Q_TOKEN_ACCEPT_STEP, p, SOTP_NELEM(p), &changed);
 	if (rc == SOTP_OK && changed != 1) {
 		/* Lost, or no such token: only the rare path pays to tell. */
 		rc = key_exists(st, SOTP_Q_TOKEN_GET, serial);
 		sotp_db_rollback(st);
 		return rc;
-	}
-	if (rc == SOTP_OK && contract != NULL) {
-		rc = sotp_db_update_one(
-		    st, SOTP_Q_CONTRACT_RESET_FAILURES, q, SOTP_NELEM(q));
-		if (rc == SOTP_ERR_NOT_FOUND)
-			rc = SOTP_OK;
 	}
 	if ((rc = sotp_db_end(st, rc)) == SOTP_OK)
 		*won = 1;

@@ -452,12 +452,27 @@ static const char *const pg_sql[SOTP_Q_COUNT] = {
 	X(PQftype)                                                             \
 	X(PQgetisnull)                                                         \
 	X(PQgetvalue)                                                          \
-	X(PQgetlength)
+	X(PQgetlength)                                                         \
+	X(PQenterPipelineMode)                                                 \
+	X(PQexitPipelineMode)                                                  \
+	X(PQpipelineSync)
 
 struct pq_api {
 #define PQ_MEMBER(f) __typeof__(f) *f;
 	PQ_FUNCS(PQ_MEMBER)
 #undef PQ_MEMBER
+};
+
+#define PG_DEFER_MAX 8
+
+/* A statement held back, its parameters' values copied. */
+struct pg_deferred {
+	int id;
+	int n;
+	char *copy; /* the values (malloc), wiped when freed */
+	size_t copylen;
+	const char *v[SOTP_STORE_MAX_PARAMS];
+	int len[SOTP_STORE_MAX_PARAMS], fmt[SOTP_STORE_MAX_PARAMS];
 };
 
 struct pg_conn {
@@ -468,6 +483,9 @@ struct pg_conn {
 	PGresult *res; /* the statement under way */
 	int row;       /* its current row; -1 before the first */
 	int warned;    /* the server sent a WARNING during the statement */
+	/* Statements not sent yet (see deferrable) */
+	struct pg_deferred deferred[PG_DEFER_MAX];
+	int ndeferred;
 };
 
 /* The first line of a libpq message, without its trailing newline. */
@@ -543,6 +561,22 @@ ok_result(const struct pq_api *pq, const PGresult *res)
 
 /* ---- Round trips with a deadline ---- */
 
+/* Frees the statements held back (sent or never to be). */
+static void
+forget_deferred(struct pg_conn *c)
+{
+	int i;
+
+	for (i = 0; i < c->ndeferred; i++) {
+		if (c->deferred[i].copy != NULL) {
+			sotp_wipe(c->deferred[i].copy, c->deferred[i].copylen);
+			free(c->deferred[i].copy);
+		}
+		c->deferred[i].copy = NULL;
+	}
+	c->ndeferred = 0;
+}
+
 /* Closes a connection whose state is no longer known; the handle is lost. */
 static void
 drop(struct sotp_store *st)
@@ -555,6 +589,7 @@ drop(struct sotp_store *st)
 	if (c->conn != NULL)
 		c->pq.PQfinish(c->conn);
 	c->conn = NULL;
+	forget_deferred(c);
 }
 
 /*
@@ -633,6 +668,199 @@ await_result(struct sotp_store *st, PGresult **out)
 	return SOTP_OK;
 }
 
+/*
+ * Deferred statements (issue 13). Inside a transaction, a SAVEPOINT or a
+ * RELEASE answers nothing the caller needs before its next statement: a
+ * healthy transaction does not refuse one. Nor does a change run by
+ * sotp_db_run_deferred (its caller reads no row and no count, and runs
+ * another statement before it returns). So none of them is sent alone:
+ * it waits in c->deferred (its parameters copied) and goes out with the
+ * next statement in one pipeline (libpq's pipeline mode, one Sync), one
+ * round trip for all. Every result of the pipeline is read and checked
+ * before the statement that carried it returns, so a COMMIT (never
+ * deferred) returns only after everything before it was done.
+ *
+ * A deferred change that fails makes the carrying statement fail with
+ * its error, inside the operation that ran both. A deferred SAVEPOINT or
+ * RELEASE that fails all the same leaves the transaction's state unknown
+ * to the layers above (whose savepoint was undone, which depth holds):
+ * the connection is then closed, the server rolls the whole transaction
+ * back, and the store is unavailable until it heals; fail closed. Never
+ * deferred: a statement outside a healthy transaction, or one not yet
+ * prepared on this connection.
+ */
+static int
+deferrable(struct sotp_store *st, int id, size_t n)
+{
+	struct pg_conn *c = st->conn;
+
+	return id >= 0 &&
+	    (((id == SOTP_Q_SAVEPOINT || id == SOTP_Q_RELEASE) && n == 0) ||
+	        st->defer) &&
+	    c->prepared[id] && c->ndeferred < PG_DEFER_MAX &&
+	    c->pq.PQtransactionStatus(c->conn) == PQTRANS_INTRANS;
+}
+
+/* Holds statement id back, with a copy of its n values. */
+static int
+defer(struct sotp_store *st, int id, size_t n, const char *const *v,
+    const int *len, const int *fmt)
+{
+	struct pg_conn *c = st->conn;
+	struct pg_deferred *d = &c->deferred[c->ndeferred];
+	size_t i, total = 0, k[SOTP_STORE_MAX_PARAMS];
+	char *at;
+
+	memset(d, 0, sizeof(*d));
+	for (i = 0; i < n; i++) {
+		k[i] = v[i] == NULL ? 0
+		    : fmt[i]        ? (size_t)len[i]
+		                    : strlen(v[i]) + 1;
+		total += k[i];
+	}
+	if (total > 0 && (d->copy = malloc(total)) == NULL)
+		return sotp_store_dberr(st, SOTP_ERR_NOMEM, "out of memory");
+	d->copylen = total;
+	for (i = 0, at = d->copy; i < n; i++) {
+		d->v[i] = NULL;
+		if (v[i] != NULL) {
+			memcpy(at, v[i], k[i]);
+			d->v[i] = at;
+			at += k[i];
+		}
+		d->len[i] = len[i];
+		d->fmt[i] = fmt[i];
+	}
+	d->id = id;
+	d->n = (int)n;
+	c->ndeferred++;
+	return SOTP_OK;
+}
+
+/* Reads a pipeline's closing Sync and leaves pipeline mode. */
+static int
+await_sync(struct sotp_store *st)
+{
+	struct pg_conn *c = st->conn;
+	const struct pq_api *pq = &c->pq;
+	PGresult *r = NULL;
+	int i, synced = 0;
+
+	/* A NULL may stand between the last statement and the Sync. */
+	for (i = 0; i < 2 && !synced; i++) {
+		if (await_result(st, &r) != SOTP_OK)
+			return SOTP_ERR_STORE_UNAVAILABLE; /* dropped */
+		if (r == NULL)
+			continue;
+		synced = pq->PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+		pq->PQclear(r);
+		r = NULL;
+	}
+	if (!synced || !pq->PQexitPipelineMode(c->conn)) {
+		drop(st);
+		return sotp_store_dberr(st, SOTP_ERR_STORE_UNAVAILABLE,
+		    "pipeline out of step; connection closed");
+	}
+	return SOTP_OK;
+}
+
+/*
+ * Sends the deferred statements, then the prepared statement name (none:
+ * NULL) with its parameters, and one Sync; reads every result. The
+ * statement's own result is left in c->res.
+ */
+static int
+run_pipeline(struct sotp_store *st, const char *name, int n,
+    const char *const *v, const int *len, const int *fmt)
+{
+	struct pg_conn *c = st->conn;
+	const struct pq_api *pq = &c->pq;
+	PGresult *r = NULL, *bad = NULL;
+	struct pg_deferred *d;
+	char dname[16], msg[256];
+	int i, nd = c->ndeferred, sent = 1, fatal = 0, rc;
+	int kinds[PG_DEFER_MAX]; /* 1: a SAVEPOINT or RELEASE */
+
+	for (i = 0; i < nd; i++)
+		kinds[i] = c->deferred[i].id == SOTP_Q_SAVEPOINT ||
+		    c->deferred[i].id == SOTP_Q_RELEASE;
+	if (!pq->PQenterPipelineMode(c->conn))
+		sent = 0;
+	for (i = 0; sent && i < nd; i++) {
+		d = &c->deferred[i];
+		snprintf(dname, sizeof(dname), "sotp%d", d->id);
+		sent = pq->PQsendQueryPrepared(
+		    c->conn, dname, d->n, d->v, d->len, d->fmt, 1);
+	}
+	/* Sent (libpq holds them now) or not: forgotten either way. */
+	forget_deferred(c);
+	if (sent && name != NULL)
+		sent =
+		    pq->PQsendQueryPrepared(c->conn, name, n, v, len, fmt, 1);
+	if (sent)
+		sent = pq->PQpipelineSync(c->conn);
+	if (!sent) {
+		first_line(pq->PQerrorMessage(c->conn), msg, sizeof(msg));
+		drop(st);
+		return sotp_store_dberr(st, SOTP_ERR_STORE_UNAVAILABLE,
+		    "pipeline not sent: %s; connection closed", msg);
+	}
+	st->round_trips++;
+	for (i = 0; i < nd; i++) {
+		if ((rc = await_result(st, &r)) != SOTP_OK)
+			goto out;
+		if (bad == NULL && !ok_result(pq, r)) {
+			bad = r;
+			fatal = kinds[i];
+		} else if (r != NULL) {
+			/* A SAVEPOINT or RELEASE skipped after the failure. */
+			if (bad != NULL && kinds[i])
+				fatal = 1;
+			pq->PQclear(r);
+		}
+		r = NULL;
+	}
+	if (name != NULL && (rc = await_result(st, &c->res)) != SOTP_OK)
+		goto out;
+	if ((rc = await_sync(st)) != SOTP_OK)
+		goto out;
+	if (bad != NULL && !fatal) {
+		/* The carrying statement fails with the deferred one's error.
+		 */
+		if (c->res != NULL)
+			pq->PQclear(c->res);
+		c->res = bad;
+		bad = NULL;
+		rc = db_fail(st, c->res);
+		goto out;
+	}
+	if (bad != NULL) {
+		first_line(pq->PQresultErrorMessage(bad), msg, sizeof(msg));
+		drop(st);
+		rc = sotp_store_dberr(st, SOTP_ERR_STORE_UNAVAILABLE,
+		    "a deferred savepoint statement failed: %s; connection"
+		    " closed",
+		    msg);
+		goto out;
+	}
+	rc = SOTP_OK;
+out:
+	if (bad != NULL)
+		pq->PQclear(bad);
+	return rc;
+}
+
+/* Sends what is deferred, alone. */
+static int
+flush_deferred(struct sotp_store *st)
+{
+	struct pg_conn *c = st->conn;
+
+	if (c->ndeferred == 0 || c->conn == NULL)
+		return SOTP_OK;
+	return run_pipeline(st, NULL, 0, NULL, NULL, NULL);
+}
+
 /* ---- The driver ---- */
 
 static int
@@ -678,9 +906,15 @@ pg_exec(struct sotp_store *st, int id, const char *sql,
 			break;
 		}
 	}
+	if (deferrable(st, id, n))
+		return defer(st, id, n, v, len, fmt);
+	if (c->ndeferred > 0 && (id < 0 || !c->prepared[id]) &&
+	    (rc = flush_deferred(st)) != SOTP_OK)
+		return rc;
 	if (id >= 0) {
 		snprintf(name, sizeof(name), "sotp%d", id);
 		if (!c->prepared[id]) {
+			st->round_trips++;
 			if (!pq->PQsendPrepare(
 			        c->conn, name, sql, (int)n, types))
 				return db_fail(st, NULL);
@@ -696,13 +930,21 @@ pg_exec(struct sotp_store *st, int id, const char *sql,
 		}
 	}
 	c->warned = 0;
-	if (!(id < 0 ? pq->PQsendQueryParams(
-	                   c->conn, sql, (int)n, types, v, len, fmt, 1)
-	             : pq->PQsendQueryPrepared(
-	                   c->conn, name, (int)n, v, len, fmt, 1)))
-		return db_fail(st, NULL);
-	if ((rc = await_result(st, &c->res)) != SOTP_OK)
-		return rc;
+	if (c->ndeferred > 0) {
+		/* Prepared (else flushed above): it carries what waits. */
+		if ((rc = run_pipeline(st, name, (int)n, v, len, fmt)) !=
+		    SOTP_OK)
+			return rc;
+	} else {
+		st->round_trips++;
+		if (!(id < 0 ? pq->PQsendQueryParams(
+		                   c->conn, sql, (int)n, types, v, len, fmt, 1)
+		             : pq->PQsendQueryPrepared(
+		                   c->conn, name, (int)n, v, len, fmt, 1)))
+			return db_fail(st, NULL);
+		if ((rc = await_result(st, &c->res)) != SOTP_OK)
+			return rc;
+	}
 	if (!ok_result(pq, c->res))
 		return db_fail(st, c->res);
 	/* See the head comment: committed on the primary alone, perhaps. */
@@ -718,6 +960,9 @@ pg_next(struct sotp_store *st)
 {
 	struct pg_conn *c = st->conn;
 
+	/* A deferred statement has no result yet, and no rows. */
+	if (c->res == NULL)
+		return 0;
 	return ++c->row < c->pq.PQntuples(c->res) ? 1 : 0;
 }
 
@@ -785,7 +1030,7 @@ static int64_t
 pg_changes(struct sotp_store *st)
 {
 	struct pg_conn *c = st->conn;
-	const char *s = c->pq.PQcmdTuples(c->res);
+	const char *s = c->res != NULL ? c->pq.PQcmdTuples(c->res) : NULL;
 
 	return s != NULL && s[0] != '\0' ? strtoll(s, NULL, 10) : 0;
 }
@@ -811,6 +1056,9 @@ query(struct sotp_store *st, const char *sql, PGresult **res)
 	if (c->conn == NULL)
 		return sotp_store_dberr(
 		    st, SOTP_ERR_STORE_UNAVAILABLE, "connection closed");
+	if ((rc = flush_deferred(st)) != SOTP_OK)
+		return rc;
+	st->round_trips++;
 	if (!c->pq.PQsendQuery(c->conn, sql))
 		return db_fail(st, NULL);
 	if ((rc = await_result(st, res)) != SOTP_OK)
@@ -1079,6 +1327,7 @@ pg_close(struct sotp_store *st)
 
 	if (c == NULL)
 		return;
+	forget_deferred(c);
 	if (c->res != NULL)
 		c->pq.PQclear(c->res);
 	if (c->conn != NULL)

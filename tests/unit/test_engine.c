@@ -1994,6 +1994,174 @@ test_engine_pg_unaudited_accept_logged_as_refused(void **state)
 	sotp_ctx_free(ctx);
 }
 
+/* Statements the writer's connection ran (sotp_store_set_trace). */
+static struct {
+	int n;
+	char sql[8192];
+	size_t len;
+} wtrail;
+
+static void
+wtrail_add(void *arg, const char *sql)
+{
+	size_t n = strcspn(sql, " ");
+
+	(void)arg;
+	wtrail.n++;
+	if (n > 24)
+		n = 24;
+	if (wtrail.len + n + 2 < sizeof(wtrail.sql)) {
+		memcpy(wtrail.sql + wtrail.len, sql, n);
+		wtrail.len += n;
+		wtrail.sql[wtrail.len++] = ' ';
+		wtrail.sql[wtrail.len] = '\0';
+	}
+}
+
+/* One transaction code through ctx; its verdict, the step's rc. */
+static int
+writer_decide(
+    struct sotp_ctx *ctx, time_t now, const char *code, struct sotp_decision *d)
+{
+	struct sotp_attempt *a = NULL;
+	int rc;
+
+	assert_int_equal(
+	    sotp_attempt_begin(ctx, "C-OTP", "transaction", now, &a), SOTP_OK);
+	assert_int_equal(sotp_attempt_answer(a, code), SOTP_OK);
+	rc = sotp_attempt_step(a, d);
+	sotp_attempt_free(a);
+	return rc;
+}
+
+/*
+ * A decision through the process's writer (writer.c, group commit) on
+ * PostgreSQL: accepted, its mark committed, with the statements it sent
+ * counted (a figure: each is a round trip held under the writer's lock,
+ * issue 13). Then a statement of the decision fails inside the server
+ * (a trigger refuses its audit row; then one refuses the failure count's
+ * reset, a statement held back to ride with the next): each time the
+ * decision is refused, its code stays unused (accepted once the trigger
+ * is gone), and the writer serves the next decision.
+ */
+static void
+test_engine_pg_writer_decision(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_ctx *ctx = NULL, *wctx = NULL;
+	struct sotp_writer *w = NULL;
+	struct sotp_decision d;
+	struct input in = {
+	    NULL, GOOD_CODE, B32_A, NULL, NO_CARD, NULL, NULL, NULL};
+	char code[16], used[32], audit0[32], audit1[32];
+	time_t now = T0 + 95000;
+	uint64_t commits, decisions, trips;
+	int rc;
+
+	assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
+	assert_int_equal(sotp_ctx_load(ctx, f->conf), SOTP_OK);
+	assert_int_equal(sotp_ctx_new(&wctx), SOTP_OK);
+	assert_int_equal(sotp_ctx_load(wctx, f->conf), SOTP_OK);
+	assert_int_equal(sotp_writer_new(wctx, 64, &w), SOTP_OK);
+	assert_int_equal(sotp_ctx_set_writer(ctx, w), SOTP_OK);
+
+	/* Warm: the writer's statements are prepared once per connection. */
+	oath(in.b32, now - 60, in.opts, code);
+	assert_int_equal(writer_decide(ctx, now - 60, code, &d), SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_ACCEPT);
+
+	wtrail.n = 0;
+	wtrail.len = 0;
+	wtrail.sql[0] = '\0';
+	sotp_store_set_trace(sotp_writer_store(w), wtrail_add, NULL);
+	trips = sotp_store_round_trips(sotp_writer_store(w));
+	oath(in.b32, now - 30, in.opts, code);
+	assert_int_equal(writer_decide(ctx, now - 30, code, &d), SOTP_OK);
+	trips = sotp_store_round_trips(sotp_writer_store(w)) - trips;
+	sotp_store_set_trace(sotp_writer_store(w), NULL, NULL);
+	assert_int_equal(d.verdict, SOTP_ACCEPT);
+	printf("# figure: one accepted transaction code through the writer"
+	       " on PostgreSQL, a group of its own: %d statements in %llu"
+	       " round trips: %s\n",
+	    wtrail.n, (unsigned long long)trips, wtrail.sql);
+	pg_sql("SELECT last_step FROM tokens WHERE serial = 'T-OTP'", used,
+	    sizeof(used));
+	if (strtoll(used, NULL, 10) != (long long)((now - 30) / 30))
+		fail_msg("the accepted code's mark is not committed: last_step"
+		         " %s, want %lld",
+		    used, (long long)((now - 30) / 30));
+
+	/* A statement inside the decision fails: refused, code unused. */
+	pg_sql("SELECT count(*) FROM audit", audit0, sizeof(audit0));
+	pg_sql("CREATE FUNCTION sotp_test_no_audit() RETURNS trigger"
+	       " LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION"
+	       " 'audit refused by the test'; END$$;"
+	       " CREATE TRIGGER no_audit BEFORE INSERT ON audit"
+	       " FOR EACH ROW EXECUTE FUNCTION sotp_test_no_audit()",
+	    NULL, 0);
+	oath(in.b32, now, in.opts, code);
+	rc = writer_decide(ctx, now, code, &d);
+	pg_sql("DROP TRIGGER no_audit ON audit;"
+	       " DROP FUNCTION sotp_test_no_audit()",
+	    NULL, 0);
+	if (rc == SOTP_OK || d.verdict != SOTP_REJECT)
+		fail_msg("an unaudited decision through the writer: rc %d,"
+		         " verdict %d",
+		    rc, (int)d.verdict);
+	pg_sql("SELECT last_step FROM tokens WHERE serial = 'T-OTP'", used,
+	    sizeof(used));
+	if (strtoll(used, NULL, 10) != (long long)((now - 30) / 30))
+		fail_msg(
+		    "the refused code's mark was kept: last_step %s", used);
+	pg_sql("SELECT count(*) FROM audit", audit1, sizeof(audit1));
+	if (strcmp(audit0, audit1) != 0)
+		fail_msg("audit rows %s before, %s after", audit0, audit1);
+
+	/*
+	 * The failure count's reset fails: on PostgreSQL it is held back and
+	 * sent with the step's compare-and-set (one round trip for both), so
+	 * the set's statement reports it. Refused all the same, code unused.
+	 */
+	pg_sql("SELECT count(*) FROM audit", audit0, sizeof(audit0));
+	pg_sql("CREATE FUNCTION sotp_test_no_reset() RETURNS trigger"
+	       " LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION"
+	       " 'contract change refused by the test'; END$$;"
+	       " CREATE TRIGGER no_reset BEFORE UPDATE ON contracts"
+	       " FOR EACH ROW EXECUTE FUNCTION sotp_test_no_reset()",
+	    NULL, 0);
+	rc = writer_decide(ctx, now, code, &d);
+	pg_sql("DROP TRIGGER no_reset ON contracts;"
+	       " DROP FUNCTION sotp_test_no_reset()",
+	    NULL, 0);
+	if (rc == SOTP_OK || d.verdict != SOTP_REJECT)
+		fail_msg("a decision whose reset failed: rc %d, verdict %d", rc,
+		    (int)d.verdict);
+	pg_sql("SELECT last_step FROM tokens WHERE serial = 'T-OTP'", used,
+	    sizeof(used));
+	if (strtoll(used, NULL, 10) != (long long)((now - 30) / 30))
+		fail_msg(
+		    "the refused code's mark was kept: last_step %s", used);
+	/* Its refusal is a decision of its own, audited. */
+	pg_sql("SELECT count(*) FROM audit", audit1, sizeof(audit1));
+	if (strtol(audit1, NULL, 10) != strtol(audit0, NULL, 10) + 1)
+		fail_msg("audit rows %s before the refused reset, %s after",
+		    audit0, audit1);
+
+	/* The writer goes on; the same code was never spent. */
+	assert_int_equal(writer_decide(ctx, now, code, &d), SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_ACCEPT);
+	assert_int_equal(writer_decide(ctx, now, code, &d), SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_REJECT);
+	sotp_writer_counts(w, &commits, &decisions);
+	if (decisions != 5)
+		fail_msg("the writer kept %llu decisions, want 5 (3 accepts,"
+		         " the refusal after the failed reset, 1 replay"
+		         " refused)",
+		    (unsigned long long)decisions);
+	sotp_ctx_free(ctx);
+	sotp_writer_free(w);
+}
+
 /*
  * On PostgreSQL a contract's audit rows go to one of SOTP_AUDIT_CHAINS
  * chains, so that a decision waits only for the head of its own: with
@@ -2601,6 +2769,7 @@ main(void)
 	    T(test_engine_pg_locked_row_waits_once),
 	    T(test_engine_pg_unaudited_accept_logged_as_refused),
 	    T(test_engine_pg_chains_do_not_wait),
+	    T(test_engine_pg_writer_decision),
 	};
 #undef T
 	const struct CMUnitTest tests[] = {
