@@ -519,11 +519,19 @@ done
 for p in $pids; do
 	wait "$p"
 done
-# One "user verdict" line per reply; with -p 1 each reply follows its request.
-cat "$T"/stream?.log | awk '
-	/^Sent Access-Request/ { insent = 1; next }
-	/^Received / { insent = 0; print user, $2; next }
-	insent && /User-Name = / { gsub(/"/, "", $3); user = $3 }' >"$T/race.txt"
+# One "user verdict" line per reply, each reply matched to its request by
+# the packet Id within its stream: not by the order of radclient's lines,
+# which under load once put a reply after the next request's (ASan run:
+# r23 "1 accept, 0 rejects" with every reply received).
+for l in "$T"/stream?.log; do
+	awk '
+	/^Sent Access-Request Id / { id = $4; insent = 1; next }
+	insent && /User-Name = / { gsub(/"/, "", $3); user[id] = $3; insent = 0 }
+	/^Received / && $3 == "Id" {
+		print ($4 in user ? user[$4] : "unmatched-" $4), $2
+		delete user[$4]
+	}' "$l"
+done >"$T/race.txt"
 nsent=$(grep -c '^Sent Access-Request' "$T"/stream?.log | awk -F: '{s += $2} END {print s}')
 nrecv=$(wc -l <"$T/race.txt")
 [ "$nsent" -eq "$nrecv" ] && [ "$nrecv" -eq $((2 * NRACE + 8 * NRACE / 4)) ] &&
