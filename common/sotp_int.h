@@ -58,8 +58,9 @@ void sotp_mac_free(struct sotp_mac *m);
 /* Keys the context; key is secret and is not retained after the call. */
 int sotp_mac_setkey(
     struct sotp_mac *m, enum sotp_alg alg, const uint8_t *key, size_t keylen);
-/* HOTP of counter under the current key; out[digits + 1]. */
+/* Drops the key: its HMAC state is written over (otp.c). */
 void sotp_mac_forget(struct sotp_mac *m);
+/* HOTP of counter under the current key; out[digits + 1]. */
 int sotp_mac_hotp(
     struct sotp_mac *m, uint64_t counter, unsigned int digits, char *out);
 /* Checks that code is 6..8 ASCII digits; returns its length or 0. */
