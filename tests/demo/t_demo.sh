@@ -43,6 +43,6 @@ for want in \
 	check "transcript: $want" grep -qF -- "$want" "$OUT"
 done
 check "the transcript shows no password" sh -c "! grep -q 'correct horse' '$OUT'"
-FRPID=$(sed -n 's/^=> radiusd is up (pid \([0-9]*\)).*/\1/p' "$OUT")
+FRPID=$(sed -n 's/^=> radiusd is up on [0-9.:]* (pid \([0-9]*\)).*/\1/p' "$OUT")
 check "the transcript names radiusd's pid" test -n "$FRPID"
 check "no radiusd is left running" sh -c "! kill -0 ${FRPID:-0} 2>/dev/null"
