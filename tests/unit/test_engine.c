@@ -82,6 +82,37 @@ pg_sql(const char *sql, char *out, size_t outsz)
 	PQfinish(conn);
 }
 
+/*
+ * Makes the PostgreSQL test database refuse every `event` (INSERT,
+ * UPDATE) on table, as a broken or full database would: a trigger named
+ * no_<table> raising an error. pg_allow drops it again.
+ */
+static void
+pg_refuse(const char *event, const char *table)
+{
+	char sql[512];
+
+	snprintf(sql, sizeof(sql),
+	    "CREATE FUNCTION sotp_test_no_%s() RETURNS trigger"
+	    " LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION"
+	    " '%s refused by the test'; END$$;"
+	    " CREATE TRIGGER no_%s BEFORE %s ON %s"
+	    " FOR EACH ROW EXECUTE FUNCTION sotp_test_no_%s()",
+	    table, table, table, event, table, table);
+	pg_sql(sql, NULL, 0);
+}
+
+static void
+pg_allow(const char *table)
+{
+	char sql[256];
+
+	snprintf(sql, sizeof(sql),
+	    "DROP TRIGGER no_%s ON %s; DROP FUNCTION sotp_test_no_%s()", table,
+	    table, table);
+	pg_sql(sql, NULL, 0);
+}
+
 /* Runs sql on the store under test behind the engine's back. */
 static void
 raw_sql(const char *dir, const char *sql)
@@ -1955,12 +1986,7 @@ test_engine_pg_unaudited_accept_logged_as_refused(void **state)
 
 	assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
 	assert_int_equal(sotp_ctx_load(ctx, f->conf), SOTP_OK);
-	pg_sql("CREATE FUNCTION sotp_test_no_audit() RETURNS trigger"
-	       " LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION"
-	       " 'audit refused by the test'; END$$;"
-	       " CREATE TRIGGER no_audit BEFORE INSERT ON audit"
-	       " FOR EACH ROW EXECUTE FUNCTION sotp_test_no_audit()",
-	    NULL, 0);
+	pg_refuse("INSERT", "audit");
 	logged.len = 0;
 	logged.text[0] = '\0';
 	sotp_ctx_set_log(ctx, log_keep, NULL, 0);
@@ -1970,9 +1996,7 @@ test_engine_pg_unaudited_accept_logged_as_refused(void **state)
 	assert_int_equal(sotp_attempt_answer(a, code), SOTP_OK);
 	assert_int_not_equal(sotp_attempt_step(a, &d), SOTP_OK);
 	sotp_attempt_free(a);
-	pg_sql("DROP TRIGGER no_audit ON audit;"
-	       " DROP FUNCTION sotp_test_no_audit()",
-	    NULL, 0);
+	pg_allow("audit");
 	assert_int_equal(d.verdict, SOTP_REJECT);
 	assert_int_equal(d.reason, SOTP_R_STORE_UNAVAILABLE);
 	if (strstr(logged.text, "verdict=accept") != NULL)
@@ -2093,17 +2117,10 @@ test_engine_pg_writer_decision(void **state)
 
 	/* A statement inside the decision fails: refused, code unused. */
 	pg_sql("SELECT count(*) FROM audit", audit0, sizeof(audit0));
-	pg_sql("CREATE FUNCTION sotp_test_no_audit() RETURNS trigger"
-	       " LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION"
-	       " 'audit refused by the test'; END$$;"
-	       " CREATE TRIGGER no_audit BEFORE INSERT ON audit"
-	       " FOR EACH ROW EXECUTE FUNCTION sotp_test_no_audit()",
-	    NULL, 0);
+	pg_refuse("INSERT", "audit");
 	oath(in.b32, now, in.opts, code);
 	rc = writer_decide(ctx, now, code, &d);
-	pg_sql("DROP TRIGGER no_audit ON audit;"
-	       " DROP FUNCTION sotp_test_no_audit()",
-	    NULL, 0);
+	pg_allow("audit");
 	if (rc == SOTP_OK || d.verdict != SOTP_REJECT)
 		fail_msg("an unaudited decision through the writer: rc %d,"
 		         " verdict %d",
@@ -2126,16 +2143,9 @@ test_engine_pg_writer_decision(void **state)
 	 */
 	pg_sql("UPDATE contracts SET failures = 1 WHERE id = 'C-OTP'", NULL, 0);
 	pg_sql("SELECT count(*) FROM audit", audit0, sizeof(audit0));
-	pg_sql("CREATE FUNCTION sotp_test_no_reset() RETURNS trigger"
-	       " LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION"
-	       " 'contract change refused by the test'; END$$;"
-	       " CREATE TRIGGER no_reset BEFORE UPDATE ON contracts"
-	       " FOR EACH ROW EXECUTE FUNCTION sotp_test_no_reset()",
-	    NULL, 0);
+	pg_refuse("UPDATE", "contracts");
 	rc = writer_decide(ctx, now, code, &d);
-	pg_sql("DROP TRIGGER no_reset ON contracts;"
-	       " DROP FUNCTION sotp_test_no_reset()",
-	    NULL, 0);
+	pg_allow("contracts");
 	if (rc == SOTP_OK || d.verdict != SOTP_REJECT)
 		fail_msg("a decision whose reset failed: rc %d, verdict %d", rc,
 		    (int)d.verdict);
