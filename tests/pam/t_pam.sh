@@ -161,6 +161,9 @@ newcontract() {
 	[ "$3" = - ] && return 0
 	"$CLI" token add "$3" --secret "$(secret_of "$3")" \
 	    ${5:+--kind "$5"} >>"$SB/setup.log" 2>&1 || return 1
+	# The previous step's code: a step ending between oathtool and the
+	# bind would make it two steps old (window_back is 1).
+	fresh_step 2
 	"$CLI" contract bind "$1" --serial "$3" \
 	    --otp "$(totp "$(secret_of "$3")" -30)" --login-otp "$4" \
 	    >>"$SB/setup.log" 2>&1

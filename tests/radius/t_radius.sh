@@ -38,11 +38,14 @@ grep -q '^language = en$' "$SB/en.conf" ||
 
 # mk_contract ID PASSWORD LOGIN: a token tok-ID with a fresh secret bound
 # with the previous step's code (so the current code is still unused).
+# That code is two steps old if a step ends between oathtool and the
+# bind (window_back is 1): fresh_step keeps the two in one step.
 mk_contract() {
 	_s=$(head -c 20 /dev/urandom | base32 | tr -d '=\n')
 	echo "$_s" >"$T/sec.$1"
 	"$CLI" token add "tok-$1" --secret "$_s" >/dev/null &&
 	    printf '%s\n' "$2" | "$CLI" contract add "$1" >/dev/null &&
+	    fresh_step 2 &&
 	    "$CLI" contract bind "$1" --serial "tok-$1" \
 		--otp "$(totp "$_s" -30)" --login-otp "$3" >/dev/null
 }
