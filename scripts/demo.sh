@@ -71,7 +71,7 @@ radius() {
 	for a in "$@"; do req="$req, $a"; done
 	printf '$ radclient 127.0.0.1:%s auth <<< %s\n' "$PORT" \
 	    "$(echo "$req" | sed 's/User-Password = "[^"]*"/User-Password = "******"/')"
-	echo "$req" | radclient -x -t 3 -r 1 "127.0.0.1:$PORT" auth \
+	echo "$req" | radclient -x -t 10 -r 1 "127.0.0.1:$PORT" auth \
 	    "$SECRET_RAD" >"$DEMO/$_n.out" 2>&1
 	REPLY=$(sed -n 's/^Received \(Access-[A-Za-z]*\) .*/\1/p' \
 	    "$DEMO/$_n.out" | head -n 1)

@@ -274,7 +274,7 @@ NAS_SECRET=change-me-to-a-long-random-secret-1
 # (default), or another client; radclient -x output in $L/NAME.out.
 rad() {
 	printf '%s, Message-Authenticator = 0x00\n' "$2" >"$R/root/$1.req"
-	net chroot "$R" radclient -x -t 3 -r 1 -f "/root/$1.req" \
+	net chroot "$R" radclient -x -t 10 -r 1 -f "/root/$1.req" \
 	    "${3:-192.0.2.10}:1812" auth "${4:-$NAS_SECRET}" >"$L/$1.out" 2>&1
 }
 reply_of() {

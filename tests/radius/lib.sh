@@ -8,7 +8,10 @@
 #   PORT     its auth port; SECRET its shared secret
 
 SECRET=sotp-test-secret
-RADCLIENT_T=${RADCLIENT_T:-3}
+# radclient's wait for a reply: long enough for a loaded CI machine (an
+# answered request ends the wait; only a test that wants no answer waits
+# it out, and sets its own).
+RADCLIENT_T=${RADCLIENT_T:-10}
 FR_PIDS=""
 
 # A free UDP port on 127.0.0.1 (the kernel picks; radiusd binds it next).

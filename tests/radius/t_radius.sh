@@ -514,7 +514,7 @@ done
 pids=""
 s=0
 while [ $s -lt 8 ]; do
-	radclient -x -p 1 -t 5 -r 1 -f "$T/stream$s.req" "127.0.0.1:$PORT" \
+	radclient -x -p 1 -t "$RADCLIENT_T" -r 1 -f "$T/stream$s.req" "127.0.0.1:$PORT" \
 	    auth "$SECRET" >"$T/stream$s.log" 2>"$T/stream$s.err" &
 	pids="$pids $!"
 	s=$((s + 1))
