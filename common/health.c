@@ -141,3 +141,18 @@ sotp_health(
 	ctx->have_policy = 0;
 	return SOTP_OK;
 }
+
+int
+sotp_ready(struct sotp_ctx *ctx)
+{
+	struct sotp_key_ring ring;
+	int rc;
+
+	if (ctx == NULL)
+		return SOTP_ERR_INVALID_ARG;
+	if ((rc = sotp_ctx_ready(ctx)) != SOTP_OK)
+		return rc;
+	if ((rc = sotp_store_key_ring(ctx->st, 0, &ring)) != SOTP_OK)
+		sotp_ctx_seterr(ctx, "%s", sotp_store_errmsg(ctx->st));
+	return rc;
+}

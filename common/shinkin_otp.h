@@ -811,6 +811,16 @@ struct sotp_health {
 SOTP_EXPORT int sotp_health(
     struct sotp_ctx *ctx, const char *path, time_t now, struct sotp_health *h);
 /*
+ * Whether this loaded context can decide now, as a RADIUS Status-Server
+ * probe asks (RFC 5997), many times a minute: its policy and key loaded,
+ * and its store answering one read, a lost connection reopened first (as
+ * a decision would) and a SQLite file removed or replaced seen as lost.
+ * It reads the key ring's one row: nothing about customers, no write, no
+ * audit row. SOTP_OK, else the error a decision would have met
+ * (sotp_ctx_errmsg says what and where).
+ */
+SOTP_EXPORT int sotp_ready(struct sotp_ctx *ctx);
+/*
  * The counters file of the loaded policy (`metrics`), rendered in the
  * Prometheus text exposition format (version 0.0.4) into *text (malloc'd;
  * free with free()). Needs only the policy. A file no process has made

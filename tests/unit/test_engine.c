@@ -2424,8 +2424,18 @@ test_engine_store_down_fails_closed(void **state)
 	char db[160], code[16];
 	struct sotp_ctx *ctx = NULL;
 
+	/* What a Status-Server probe asks (sotp_ready): yes, then no. */
+	assert_int_equal(sotp_ready(NULL), SOTP_ERR_INVALID_ARG);
+	assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
+	assert_int_equal(sotp_ready(ctx), SOTP_ERR_CONFIG);
+	sotp_ctx_free(ctx);
+	ctx = NULL;
+	assert_int_equal(sotp_ready(f->ctx), SOTP_OK);
 	snprintf(db, sizeof(db), "%s/shinkin-otp.db", f->dir);
 	assert_int_equal(unlink(db), 0);
+	assert_int_equal(sotp_ready(f->ctx), SOTP_ERR_STORE_UNAVAILABLE);
+	assert_non_null(
+	    strstr(sotp_ctx_errmsg(f->ctx), "removed or replaced while open"));
 	assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
 	assert_int_equal(
 	    sotp_ctx_load(ctx, f->conf), SOTP_ERR_STORE_UNAVAILABLE);
@@ -2482,6 +2492,14 @@ test_engine_pg_connection_lost_heals(void **state)
 	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
 	assert_int_equal(d.verdict, SOTP_ACCEPT);
 	sotp_attempt_free(a);
+	/* A Status-Server probe (sotp_ready) meets a loss the same way. */
+	assert_int_equal(sotp_ready(f->ctx), SOTP_OK);
+	pg_sql("SELECT count(pg_terminate_backend(pid, 5000))"
+	       " FROM pg_stat_activity WHERE datname = current_database()"
+	       " AND pid <> pg_backend_pid()",
+	    NULL, 0);
+	assert_int_equal(sotp_ready(f->ctx), SOTP_ERR_STORE_UNAVAILABLE);
+	assert_int_equal(sotp_ready(f->ctx), SOTP_OK);
 }
 
 /*
