@@ -551,6 +551,40 @@ map_decision(REQUEST *request, const struct sotp_ctx *ctx,
 }
 
 /*
+ * Status-Server (RFC 5997), when the site calls the module in its
+ * "Autz-Type Status-Server" section: ok (radiusd answers Access-Accept)
+ * while this thread's context can decide, fail when it cannot (the
+ * store lost, removed or not answering, the policy or key unusable).
+ * radiusd sends no reply at all for fail, which is what a NAS's probe
+ * needs to mark the server dead and send customers to the next one,
+ * instead of an answer that says "alive" while every decision fails.
+ */
+static rlm_rcode_t
+status_server(struct rlm_shinkin_otp *inst, REQUEST *request)
+{
+	struct sotp_ctx *ctx;
+	char why[512];
+	int rc;
+
+	if (sign_reply(request) != 0)
+		return RLM_MODULE_FAIL;
+	if ((ctx = ctx_pool_get(&inst->pool, why, sizeof(why))) == NULL) {
+		RERROR("Status-Server: not answering, cannot open "
+		       "shinkin-otp: %s",
+		    why[0] != '\0' ? why : "out of memory");
+		return RLM_MODULE_FAIL;
+	}
+	if ((rc = sotp_ready(ctx)) != SOTP_OK) {
+		RERROR("Status-Server: not answering, this server cannot "
+		       "decide: %s (%s) %s",
+		    sotp_strerror(rc), sotp_rc_name(rc), sotp_ctx_errmsg(ctx));
+		return RLM_MODULE_FAIL;
+	}
+	RDEBUG2("Status-Server: the store answers");
+	return RLM_MODULE_OK;
+}
+
+/*
  * authorize: claim the request unless another module already chose an
  * Auth-Type. With the policy's unknown_contract = hide (the default) it
  * claims every name without looking it up: a name that is not a contract
@@ -571,6 +605,8 @@ mod_authorize(void *instance, REQUEST *request)
 	VALUE_PAIR *vp;
 	int rc;
 
+	if (request->packet->code == PW_CODE_STATUS_SERVER)
+		return status_server(inst, request);
 	if (inst->auth_type == NULL ||
 	    fr_pair_find_by_num(request->config, PW_AUTH_TYPE, 0, TAG_ANY) !=
 	        NULL)

@@ -17,6 +17,9 @@
 #     radiusd, never restarted, accept fresh codes on the new primary; the
 #     time that took is printed (the bound checked is generous: it only
 #     stops a test that would wait for ever);
+#   - a NAS's Status-Server probe gets no answer while there is no
+#     primary (so the NAS would fail over), and an answer from both
+#     radiusd once the standby is promoted;
 #   - health and metrics on the farm before and after.
 # Requests go through tests/tools/radload (signed, every reply verified),
 # contracts are made by tests/tools/provision. Figures are printed as
@@ -166,6 +169,9 @@ start_radiusd() { # NAME PORT
 		recv_buff = 4194304
 	}
 	authorize {
+		Autz-Type Status-Server {
+			shinkin_otp
+		}
 		shinkin_otp
 	}
 	authenticate {
@@ -178,6 +184,7 @@ start_radiusd() { # NAME PORT
 	    "$FR_DIR/radiusd.conf"
 	fr_start f
 }
+FR_STATUS_SERVER=yes
 PA=$(free_port)
 start_radiusd ra "$PA" && PID_A=$FR_PID || { notok "radiusd A starts"; exit 1; }
 PB=$(free_port)
@@ -261,7 +268,12 @@ sleep 1.5
 T_KILL=$(now_us)
 sh "$PGCTL" crash "$P"
 T_KILLED=$(now_us)
+# A NAS's probe while there is no primary, during the second before the
+# promotion: the module cannot read the store, so radiusd stays silent.
+PORT=$PA RADCLIENT_T=1 status ss-down &
+PROBE_PID=$!
 sleep 1
+wait "$PROBE_PID"
 T_PROMOTE=$(now_us)
 sh "$PGCTL" promote "$S"
 T_PROMOTED=$(now_us)
@@ -328,6 +340,13 @@ $LOADER -c 32 -t 5000 -f "$T/probe.req" >"$T/probe.out" 2>"$T/probe.err"
 set -- $(counts "$T/probe.out")
 check "fresh codes through both radiusd after the failover: $1 of $PROBES accepted" \
     test "$1" -eq "$PROBES"
+check "Status-Server while there was no primary: no answer (got $(reply_of ss-down)), the module's refusal in the log" \
+    sh -c '[ "$1" = none ] && grep -q "Status-Server: not answering" "$2"/ra/log/radius.log' \
+    sh "$(reply_of ss-down)" "$T"
+PORT=$PA status ss-a
+PORT=$PB status ss-b
+check "Status-Server after the promotion: both radiusd answer ($(reply_of ss-a), $(reply_of ss-b))" \
+    test "$(reply_of ss-a)" = Access-Accept -a "$(reply_of ss-b)" = Access-Accept
 check "health: the farm is healthy on the new primary" \
     sh -c '"$1" health >"$2/health.log" && grep -q "^store   ok .*host=$3" "$2/health.log"' sh "$CLI" "$SB" "$S"
 "$CLI" metrics >"$T/metrics.2"

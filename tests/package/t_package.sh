@@ -309,6 +309,15 @@ rad tx2 "User-Name = \"C-R2\", User-Password = \"$TX\", NAS-Identifier = \"ib-tr
 expect tx2 Access-Reject "RADIUS transaction: the same code again is refused"
 rad badpw 'User-Name = "C-R1", User-Password = "wrong-R1", NAS-Identifier = "ib-login"'
 expect badpw Access-Reject "RADIUS login: a wrong password is refused"
+# The NAS's Status-Server probe reaches the shipped site's Autz-Type
+# Status-Server, where the module answers for the store.
+printf 'Message-Authenticator = 0x00\n' >"$R/root/ss.req"
+net chroot "$R" radclient -x -t 10 -r 1 -f /root/ss.req 192.0.2.10:1812 \
+    status "$NAS_SECRET" >"$L/ss.out" 2>&1
+expect ss Access-Accept "Status-Server from the NAS: answered while the store answers"
+sed -n '/^Received/,$p' "$L/ss.out" >"$L/ss.reply"
+check "... and signed (Message-Authenticator)" \
+    grep -q 'Message-Authenticator = 0x' "$L/ss.reply"
 # The stock client localhost (127.0.0.1, testing123) still goes to the
 # stock default site: it rejects the unknown user, and its replies, unlike
 # rlm_shinkin_otp's, carry no Message-Authenticator in FreeRADIUS 3.2.1.

@@ -6,6 +6,7 @@
 #   RLM_SO   the module to load (default $BUILD/rlm_shinkin_otp.so)
 #   FR_DIR   the private config dir (made by fr_setup)
 #   PORT     its auth port; SECRET its shared secret
+#   FR_STATUS_SERVER  yes: radiusd answers Status-Server (default no)
 
 SECRET=sotp-test-secret
 # radclient's wait for a reply: long enough for a loaded CI machine (an
@@ -61,7 +62,7 @@ log {
 security {
 	reject_delay = 0
 	allow_core_dumps = no
-	status_server = no
+	status_server = ${FR_STATUS_SERVER:-no}
 }
 thread pool {
 	start_servers = 8
@@ -153,6 +154,13 @@ rad() {
 		radclient -x -t "$RADCLIENT_T" -r 1 -f "$T/$_n.req" \
 		    "127.0.0.1:$PORT" auth "$SECRET" >"$T/$_n.out" 2>&1
 	fi
+}
+
+# status NAME: one signed Status-Server (RFC 5997); output as rad's.
+status() {
+	printf 'Message-Authenticator = 0x00\n' >"$T/$1.req"
+	radclient -x -t "$RADCLIENT_T" -r 1 -f "$T/$1.req" "127.0.0.1:$PORT" \
+	    status "$SECRET" >"$T/$1.out" 2>&1
 }
 
 # The reply type radclient saw for NAME: Access-Accept, ...; "none".

@@ -127,6 +127,10 @@ SERVERS="server shinkin-test {
 		recv_buff = 4194304
 	}
 	authorize {
+		# as conf/freeradius/sites-available/shinkin-otp
+		Autz-Type Status-Server {
+			shinkin_otp
+		}
 		switch \"%{Called-Station-Id}\" {
 			case \"append\" {
 				append
@@ -190,6 +194,7 @@ SERVERS="server shinkin-test {
 # A name another module answers in the same site (the sample site's
 # files + pap, before shinkin_otp).
 printf 'staff1\tCleartext-Password := "staff-pw"\n' >"$T/users"
+FR_STATUS_SERVER=yes
 fr_write_conf "$MODULES" "$SERVERS"
 check "radiusd -C accepts the config" freeradius -C -d "$FR_DIR"
 fr_start X || { notok "radiusd -X starts"; exit 1; }
@@ -468,6 +473,11 @@ else
 	echo "#   reply: $(reply_of u1); radiusd -X log ends:"
 	tail -n 8 "$FR_DIR/log/X.log" | sed 's/^/#     /'
 fi
+# Status-Server: the module answers it while the store does.
+status ss1
+[ "$(reply_of ss1)" = Access-Accept ] &&
+	ok "Status-Server: Access-Accept while the store answers" ||
+	{ notok "Status-Server: got $(reply_of ss1)"; sed 's/^/#   /' "$T/ss1.out"; }
 # Every reply radclient received carried a Message-Authenticator it checked.
 nrep=$(cat "$T"/*.out | grep -c '^Received Access-')
 nma=$(cat "$T"/*.out | grep -c '^[[:space:]]*Message-Authenticator = 0x')
@@ -568,6 +578,13 @@ r2=$(reply_of s2)
 [ "$r1" = Access-Reject ] && [ "$r2" = Access-Reject ] &&
 	ok "store removed while running: Access-Reject, never Accept" ||
 	{ notok "store removed: got $r1 / $r2"; sed 's/^/#   /' "$T/s1.out"; }
+# The NAS's probe gets no answer now (radiusd's reply to the module's
+# fail), so it fails over; the log says why.
+RADCLIENT_T=2 status ss2
+[ "$(reply_of ss2)" = none ] &&
+    grep -q 'Status-Server: not answering' "$FR_DIR/log/radius.log" &&
+	ok "store removed: Status-Server unanswered, and the log says why" ||
+	{ notok "store removed: Status-Server got $(reply_of ss2)"; tail -n 4 "$FR_DIR/log/radius.log" | sed 's/^/#   /'; }
 kill -0 "$FR_PID" 2>/dev/null && ok "radiusd still running after the store loss" ||
 	{ notok "radiusd died after the store loss"; tail -n 8 "$FR_DIR/log/f.log" | sed 's/^/#   /'; }
 fr_stop
