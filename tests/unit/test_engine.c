@@ -1572,6 +1572,19 @@ audit_rows_of(struct fx *f, time_t since, struct audit_rows *rows)
 	    SOTP_OK);
 }
 
+/* Appends n bytes of sql and sep to buf[bufsz] at *len, if they fit. */
+static void
+trail_append(
+    char *buf, size_t bufsz, size_t *len, const char *sql, size_t n, char sep)
+{
+	if (*len + n + 2 < bufsz) {
+		memcpy(buf + *len, sql, n);
+		*len += n;
+		buf[(*len)++] = sep;
+		buf[*len] = '\0';
+	}
+}
+
 /* The SQL a context's connection runs, one statement a line. */
 static struct {
 	char sql[16384];
@@ -1581,15 +1594,9 @@ static struct {
 static void
 trail_add(void *arg, const char *sql)
 {
-	size_t n = strlen(sql);
-
 	(void)arg;
-	if (trail.len + n + 2 < sizeof(trail.sql)) {
-		memcpy(trail.sql + trail.len, sql, n);
-		trail.len += n;
-		trail.sql[trail.len++] = '\n';
-		trail.sql[trail.len] = '\0';
-	}
+	trail_append(
+	    trail.sql, sizeof(trail.sql), &trail.len, sql, strlen(sql), '\n');
 }
 
 static int
@@ -2034,12 +2041,7 @@ wtrail_add(void *arg, const char *sql)
 	wtrail.n++;
 	if (n > 24)
 		n = 24;
-	if (wtrail.len + n + 2 < sizeof(wtrail.sql)) {
-		memcpy(wtrail.sql + wtrail.len, sql, n);
-		wtrail.len += n;
-		wtrail.sql[wtrail.len++] = ' ';
-		wtrail.sql[wtrail.len] = '\0';
-	}
+	trail_append(wtrail.sql, sizeof(wtrail.sql), &wtrail.len, sql, n, ' ');
 }
 
 /* One transaction code through ctx; its verdict, the step's rc. */
