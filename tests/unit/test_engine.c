@@ -113,6 +113,18 @@ pg_allow(const char *table)
 	pg_sql(sql, NULL, 0);
 }
 
+/* The replay mark (last_step) of token serial, read by PostgreSQL. */
+static long long
+pg_last_step(const char *serial)
+{
+	char sql[160], val[32];
+
+	snprintf(sql, sizeof(sql),
+	    "SELECT last_step FROM tokens WHERE serial = '%s'", serial);
+	pg_sql(sql, val, sizeof(val));
+	return strtoll(val, NULL, 10);
+}
+
 /* Runs sql on the store under test behind the engine's back. */
 static void
 raw_sql(const char *dir, const char *sql)
@@ -2079,7 +2091,8 @@ test_engine_pg_writer_decision(void **state)
 	struct sotp_decision d;
 	struct input in = {
 	    NULL, GOOD_CODE, B32_A, NULL, NO_CARD, NULL, NULL, NULL};
-	char code[16], used[32], audit0[32], audit1[32];
+	char code[16], audit0[32], audit1[32];
+	long long step;
 	time_t now = T0 + 95000;
 	uint64_t commits, decisions, trips;
 	int rc;
@@ -2110,12 +2123,10 @@ test_engine_pg_writer_decision(void **state)
 	       " on PostgreSQL, a group of its own: %d statements in %llu"
 	       " round trips: %s\n",
 	    wtrail.n, (unsigned long long)trips, wtrail.sql);
-	pg_sql("SELECT last_step FROM tokens WHERE serial = 'T-OTP'", used,
-	    sizeof(used));
-	if (strtoll(used, NULL, 10) != (long long)((now - 30) / 30))
+	if ((step = pg_last_step("T-OTP")) != (long long)((now - 30) / 30))
 		fail_msg("the accepted code's mark is not committed: last_step"
-		         " %s, want %lld",
-		    used, (long long)((now - 30) / 30));
+		         " %lld, want %lld",
+		    step, (long long)((now - 30) / 30));
 
 	/* A statement inside the decision fails: refused, code unused. */
 	pg_sql("SELECT count(*) FROM audit", audit0, sizeof(audit0));
@@ -2127,11 +2138,9 @@ test_engine_pg_writer_decision(void **state)
 		fail_msg("an unaudited decision through the writer: rc %d,"
 		         " verdict %d",
 		    rc, (int)d.verdict);
-	pg_sql("SELECT last_step FROM tokens WHERE serial = 'T-OTP'", used,
-	    sizeof(used));
-	if (strtoll(used, NULL, 10) != (long long)((now - 30) / 30))
+	if ((step = pg_last_step("T-OTP")) != (long long)((now - 30) / 30))
 		fail_msg(
-		    "the refused code's mark was kept: last_step %s", used);
+		    "the refused code's mark was kept: last_step %lld", step);
 	pg_sql("SELECT count(*) FROM audit", audit1, sizeof(audit1));
 	if (strcmp(audit0, audit1) != 0)
 		fail_msg("audit rows %s before, %s after", audit0, audit1);
@@ -2151,11 +2160,9 @@ test_engine_pg_writer_decision(void **state)
 	if (rc == SOTP_OK || d.verdict != SOTP_REJECT)
 		fail_msg("a decision whose reset failed: rc %d, verdict %d", rc,
 		    (int)d.verdict);
-	pg_sql("SELECT last_step FROM tokens WHERE serial = 'T-OTP'", used,
-	    sizeof(used));
-	if (strtoll(used, NULL, 10) != (long long)((now - 30) / 30))
+	if ((step = pg_last_step("T-OTP")) != (long long)((now - 30) / 30))
 		fail_msg(
-		    "the refused code's mark was kept: last_step %s", used);
+		    "the refused code's mark was kept: last_step %lld", step);
 	/* Its refusal is a decision of its own, audited. */
 	pg_sql("SELECT count(*) FROM audit", audit1, sizeof(audit1));
 	if (strtol(audit1, NULL, 10) != strtol(audit0, NULL, 10) + 1)
