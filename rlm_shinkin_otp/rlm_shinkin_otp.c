@@ -563,15 +563,13 @@ static rlm_rcode_t
 status_server(struct rlm_shinkin_otp *inst, REQUEST *request)
 {
 	struct sotp_ctx *ctx;
-	char why[512];
 	int rc;
 
 	if (sign_reply(request) != 0)
 		return RLM_MODULE_FAIL;
-	if ((ctx = ctx_pool_get(&inst->pool, why, sizeof(why))) == NULL) {
-		RERROR("Status-Server: not answering, cannot open "
-		       "shinkin-otp: %s",
-		    why[0] != '\0' ? why : "out of memory");
+	if ((ctx = thread_ctx(inst, request)) == NULL) {
+		RERROR("Status-Server: not answering, shinkin-otp cannot be "
+		       "opened (the line above says why)");
 		return RLM_MODULE_FAIL;
 	}
 	if ((rc = sotp_ready(ctx)) != SOTP_OK) {
