@@ -61,10 +61,13 @@ count() { # $1: log file, $2: exit code, $3: name
 	sed -n 's/^# figure: /    /p' "$1"
 }
 
+# log_of NAME: the suite's log file.
+log_of() { echo "$LOGDIR/$(echo "$1" | tr /@ __).log"; }
+
 # run NAME: one suite (a test_* binary or a tests/DIR/t_*.sh), logged.
 run() {
 	t0=$(date +%s)
-	lf="$LOGDIR/$(echo "$1" | tr /@ __).log"
+	lf=$(log_of "$1")
 	case "$1" in
 	test_*) "$BUILD/tests/${1%@*}" >"$lf" 2>&1 </dev/null ;;
 	*) sh "$TOP/tests/${1%@*}.sh" >"$lf" 2>&1 </dev/null ;;
@@ -80,7 +83,7 @@ WAITERS="demo/t_demo"
 waiting=""
 for n in $WAITERS; do
 	case "$n" in *"$PATTERN"*) ;; *) continue ;; esac
-	lf="$LOGDIR/$(echo "$n" | tr /@ __).log"
+	lf=$(log_of "$n")
 	(
 		s0=$(date +%s)
 		sh "$TOP/tests/$n.sh" >"$lf" 2>&1 </dev/null
@@ -106,7 +109,7 @@ done
 for w in $waiting; do
 	wait "${w#*:}"
 	rc=$?
-	lf="$LOGDIR/$(echo "${w%:*}" | tr /@ __).log"
+	lf=$(log_of "${w%:*}")
 	# count prints the time since t0: the suite's own.
 	t0=$(($(date +%s) - $(cat "$lf.secs" 2>/dev/null || echo 0)))
 	count "$lf" "$rc" "${w%:*}"
