@@ -161,6 +161,17 @@ $(BUILD)/bench/pam_setup: $(BUILD)/tests/bench/pam_setup.o $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(EXE_LDFLAGS) -o $@ $< $(LIB) $(PKG_LIBS)
 
+# The daemon route, measured beside the in-process module (issue 13): a
+# prototype daemon holding the warm context and its thin PAM client, which
+# links libpam only. Built for the bench, never installed.
+PAM_BENCH += $(BUILD)/bench/otpd_proto $(BUILD)/bench/pam_otpd_proto.so
+$(BUILD)/bench/otpd_proto: $(BUILD)/tests/bench/otpd_proto.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(EXE_LDFLAGS) -o $@ $< $(LIB) $(PKG_LIBS)
+$(BUILD)/bench/pam_otpd_proto.so: $(BUILD)/tests/bench/pam_otpd_proto.o
+	@mkdir -p $(@D)
+	$(CC) -shared $(LDFLAGS) -Wl,--no-undefined -o $@ $< -lpam
+
 # The peers' packages (pam_oath, google-authenticator) come from the
 # bench profile of scripts/deps.sh.
 bench:

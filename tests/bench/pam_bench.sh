@@ -13,10 +13,14 @@
 # code once, every cycle must succeed) interleaved, and this prints each
 # ratio of auth/s: ours over pam_permit (the floor of any PAM call), over
 # pam_oath and over google-authenticator. Over 1 means ours is faster.
-# Ours runs twice, on two halves of the contracts: as a process that
-# authenticates many times uses it (the warm context kept between calls,
-# pam_shinkin_otp(8)) and with "fresh" (each call reads the policy and
-# key and opens the store, as the first call of any process does). A
+# Ours runs three times, on three thirds of the contracts: as a process
+# that authenticates many times uses it (the warm context kept between
+# calls, pam_shinkin_otp(8)), with "fresh" (each call reads the policy and
+# key and opens the store, as the first call of any process does), and
+# over a local daemon (the other route the issue names, measured with a
+# prototype: otpd_proto holds the warm context, and its thin client
+# pam_otpd_proto.so loads nothing but libpam; its CPU in brackets adds
+# the daemon's). A
 # last line puts one 4 KiB write + fdatasync (what a durable accept costs
 # at least) against a pam_permit cycle: no module that makes each accept
 # durable before it answers can beat that ratio. Wall time is the ratio
@@ -44,7 +48,10 @@ case $BUILD in
 *) BUILD=$PWD/$BUILD ;;
 esac
 MOD=$BUILD/pam_shinkin_otp.so
+OTPD=$BUILD/bench/otpd_proto
 [ -x "$BUILD/bench/pam_bench" ] && [ -x "$BUILD/bench/pam_setup" ] &&
+	[ -x "$OTPD" ] && [ -f "$BUILD/bench/pam_otpd_proto.so" ] &&
+	[ -x "$BUILD/tests/pam_driver" ] &&
 	[ -x "$BUILD/tests/syslog_sink" ] && [ -f "$MOD" ] || {
 	echo "pam_bench.sh: build $BUILD/bench/pam_bench first" >&2
 	exit 2
@@ -65,8 +72,10 @@ fi
 
 top=$(mktemp -d /tmp/sotp-pam-bench.XXXXXX)
 sink=""
+otpd=""
 cleanup() {
 	[ -z "$sink" ] || kill "$sink" 2>/dev/null
+	[ -z "$otpd" ] || kill "$otpd" 2>/dev/null
 	umount -l "$top/hostdev" 2>/dev/null
 	rm -rf --one-file-system "$top"
 }
@@ -91,6 +100,18 @@ fi
 # ratio A B: how many times A's rate is B's, from per-cycle microseconds.
 ratio() {
 	awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", b / a }'
+}
+
+# refused DIR USER CODE RESULT: one call through the daemon's client,
+# which must end in RESULT.
+refused() {
+	"$BUILD/tests/pam_driver" -c "$1/pam" -s daemon -u "$2" -q "$3" \
+	    >"$1/refused.out" 2>&1
+	grep -qx "result: $4" "$1/refused.out" || {
+		echo "pam_bench.sh: the daemon prototype: $2: not $4:" >&2
+		cat "$1/refused.out" >&2
+		exit 1
+	}
 }
 
 one_size() {
@@ -126,6 +147,8 @@ one_size() {
 	    "context=transaction" >"$d/pam/sotp"
 	echo "auth required $MOD config=$d/shinkin-otp.conf" \
 	    "context=transaction fresh" >"$d/pam/fresh"
+	echo "auth required $BUILD/bench/pam_otpd_proto.so" \
+	    "socket=$d/otpd.sock context=transaction" >"$d/pam/daemon"
 	# The setup wrote hundreds of MB (a million rows, a 90 MB usersfile):
 	# written back now, not during the cycles that fsync.
 	sync
@@ -138,21 +161,45 @@ one_size() {
 		alone=oath
 		together=""
 	fi
+	"$OTPD" "$d/shinkin-otp.conf" "$d/otpd.sock" >"$d/otpd.out" &
+	otpd=$!
+	i=0
+	while [ ! -S "$d/otpd.sock" ] && [ $i -lt 100 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	third=$((n / 3))
 	"$BUILD/bench/pam_bench" "$d/pam" B "$n" "$CYCLES" "$PEER_BUDGET" \
-	    permit $together ga "sotp@0+$((n / 2))" \
-	    "fresh@$((n / 2))+$((n / 2))" fdatasync >"$d/out"
+	    permit $together ga "sotp@0+$third" "fresh@$third+$third" \
+	    "daemon@$((2 * third))+$third" fdatasync >"$d/out"
+	# The prototype refuses too: a wrong code, then no daemon at all.
+	wrong=$(oathtool --totp "$SECRET_HEX" | tr 0-9 1-90)
+	refused "$d" B0000000 "$wrong" PAM_AUTH_ERR
+	kill -TERM "$otpd"
+	wait "$otpd"
+	otpd=""
+	refused "$d" B0000001 "$wrong" PAM_AUTHINFO_UNAVAIL
 	if [ -n "$alone" ]; then
 		sync
 		"$BUILD/bench/pam_bench" "$d/pam" B "$n" "$CYCLES" \
 		    "$PEER_BUDGET" "$alone" >>"$d/out"
 	fi
 	# per-cycle microseconds (wall, CPU) of each service
-	[ "$(awk '$2 > 0' "$d/out" | wc -l)" -eq 6 ] || {
+	[ "$(awk '$2 > 0' "$d/out" | wc -l)" -eq 7 ] || {
 		echo "pam_bench.sh: a service ran no cycle" >&2
 		exit 1
 	}
 	eval "$(awk '{ printf "%s_n=%d %s_w=%.3f %s_c=%.3f\n", $1, $2, $1,
 		$3 / $2, $1, $4 / $2 }' "$d/out")"
+	# the daemon's CPU: it served the daemon's cycles and the wrong code
+	read -r otpd_n otpd_cpu <"$d/otpd.out"
+	[ "$otpd_n" -eq $((daemon_n + 1)) ] || {
+		echo "pam_bench.sh: the daemon served $otpd_n calls," \
+		    "not $daemon_n + 1" >&2
+		exit 1
+	}
+	daemon_c=$(awk -v c="$daemon_c" -v d="$otpd_cpu" -v n="$otpd_n" \
+	    'BEGIN { printf "%.3f", c + d / n }')
 	printf '%s contracts (ratios of auth/s, wall; CPU time in brackets):\n' \
 	    "$(printf '%d' "$n" | sed -e ':a' -e 's/\([0-9]\)\([0-9]\{3\}\)\($\|,\)/\1,\2\3/' -e 'ta')"
 	printf '  %-38s %7s (%s)   goal >= 0.40x\n' \
@@ -161,6 +208,10 @@ one_size() {
 	printf '  %-38s %7s (%s)\n' \
 	    "  the same, fresh (no warm context)" \
 	    "$(ratio "$fresh_w" "$permit_w")" "$(ratio "$fresh_c" "$permit_c")"
+	printf '  %-38s %7s (%s)   %s fresh\n' \
+	    "  over a local daemon (prototype)" \
+	    "$(ratio "$daemon_w" "$permit_w")" \
+	    "$(ratio "$daemon_c" "$permit_c")" "$(ratio "$daemon_w" "$fresh_w")"
 	for peer in oath ga; do
 		eval "pn=\$${peer}_n pw=\$${peer}_w pc=\$${peer}_c"
 		case $peer in
@@ -182,7 +233,7 @@ one_size() {
 echo
 echo "PAM, transaction code only: pam_start_confdir + pam_authenticate +" \
     "pam_end through libpam, up to $CYCLES cycles each (each user answers" \
-    "once; ours, warm and fresh, each has half the contracts); $LOGS"
+    "once; ours, warm, fresh and over a daemon, each has a third of the contracts); $LOGS"
 for n in $SIZES; do
 	one_size "$n"
 done
