@@ -17,6 +17,7 @@
  */
 #define _GNU_SOURCE
 #include "otpd_proto.h"
+#include "bench_clock.h"
 #include "shinkin_otp.h"
 
 #include <signal.h>
@@ -39,16 +40,6 @@ on_term(int sig)
 {
 	(void)sig;
 	stop = 1;
-}
-
-static double
-cpu_us(void)
-{
-	struct rusage ru;
-
-	getrusage(RUSAGE_SELF, &ru);
-	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
-	    (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 }
 
 static void

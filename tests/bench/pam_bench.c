@@ -25,6 +25,8 @@
  *
  *   SERVICE CYCLES WALL_US CPU_US
  */
+#include "bench_clock.h"
+
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,25 +53,6 @@ struct svc {
 	long cycles, next_user;
 	double wall, cpu;
 };
-
-static double
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static double
-cpu_us(void)
-{
-	struct rusage ru;
-
-	getrusage(RUSAGE_SELF, &ru);
-	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
-	    (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
-}
 
 /* oathtool --totp -w N prints the code of now, then the next N. */
 static int

@@ -70,6 +70,15 @@ if [ "${PAM_BENCH_NS:-}" = "" ] && [ "$(id -u)" -eq 0 ] &&
 	    sh "$0" "$@"
 fi
 
+# wait_for TEST PATH: up to 10 s for `test TEST PATH` (a server's file).
+wait_for() {
+	_i=0
+	while ! test "$1" "$2" && [ $_i -lt 100 ]; do
+		sleep 0.1
+		_i=$((_i + 1))
+	done
+}
+
 top=$(mktemp -d /tmp/sotp-pam-bench.XXXXXX)
 sink=""
 otpd=""
@@ -87,11 +96,7 @@ if [ "${PAM_BENCH_NS:-}" = 1 ]; then
 	for e in "$top"/hostdev/*; do ln -s "$e" "/dev/${e##*/}"; done
 	"$BUILD/tests/syslog_sink" /dev/log "$top/syslog" 3600 &
 	sink=$!
-	i=0
-	while [ ! -f "$top/syslog" ] && [ $i -lt 50 ]; do
-		sleep 0.1
-		i=$((i + 1))
-	done
+	wait_for -f "$top/syslog"
 	LOGS="syslog to a private /dev/log"
 else
 	LOGS="no private /dev/log (not root): syslog lines may go to the console"
@@ -163,11 +168,7 @@ one_size() {
 	fi
 	"$OTPD" "$d/shinkin-otp.conf" "$d/otpd.sock" >"$d/otpd.out" &
 	otpd=$!
-	i=0
-	while [ ! -S "$d/otpd.sock" ] && [ $i -lt 100 ]; do
-		sleep 0.1
-		i=$((i + 1))
-	done
+	wait_for -S "$d/otpd.sock"
 	third=$((n / 3))
 	"$BUILD/bench/pam_bench" "$d/pam" B "$n" "$CYCLES" "$PEER_BUDGET" \
 	    permit $together ga "sotp@0+$third" "fresh@$third+$third" \

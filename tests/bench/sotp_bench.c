@@ -18,6 +18,7 @@
  * the store with SQL and seals secrets itself.
  *   sotp_bench [ITERATIONS] [BIG]
  */
+#include "bench_clock.h"
 #include "sotp_int.h"
 
 #include <crypt.h>
@@ -36,26 +37,6 @@
 
 #define SECRET "12345678901234567890"
 #define T0 ((time_t)1780272000)
-
-static double
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-/* CPU (user + system) microseconds this process has used. */
-static double
-cpu_us(void)
-{
-	struct rusage ru;
-
-	getrusage(RUSAGE_SELF, &ru);
-	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
-	    (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
-}
 
 /* Wall and CPU microseconds per operation. */
 struct cost {
