@@ -11,7 +11,8 @@
 #             1,000,000 contracts in the store
 #   login     rlm_shinkin_otp, context login, password and code appended
 #             in one User-Password, against PAP with Crypt-Password holding
-#             the same yescrypt hash: the hash is the cost both pay
+#             the same yescrypt hash: the hash is the cost both pay (both
+#             one request at a time, see below)
 #   memory    radiusd's RSS after the 100,000-th and the 300,000-th request
 #             through our module (SQLite, 1M store)
 #
