@@ -189,7 +189,9 @@ check: deps
 	$(MAKE) all tests-build
 	sh tests/run.sh $(BUILD)
 
-tests-build: $(UNIT_BIN) $(TOOL_BIN)
+# The bench programs are built with the tests, so that a change that
+# breaks them shows in make check and not only in make bench.
+tests-build: $(UNIT_BIN) $(TOOL_BIN) $(BENCH) $(PAM_BENCH)
 .PHONY: tests-build
 
 test: check
