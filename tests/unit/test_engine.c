@@ -20,10 +20,12 @@
 #include <libpq-fe.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1883,6 +1885,74 @@ test_engine_locked_store_waits_once(void **state)
 	sotp_ctx_free(ctx);
 }
 
+/* From the next COMMIT on, every write of this process fails. */
+static void
+full_at_commit(void *arg, const char *sql)
+{
+	struct rlimit rl = {1, RLIM_INFINITY};
+
+	(void)arg;
+	if (strcmp(sql, "COMMIT") == 0)
+		assert_int_equal(setrlimit(RLIMIT_FSIZE, &rl), 0);
+}
+
+/* A login's first step (the password) through a store that cannot commit. */
+static int
+login_full(struct fx *f, const char *pw, time_t now, struct sotp_decision *d)
+{
+	struct rlimit rl = {RLIM_INFINITY, RLIM_INFINITY};
+	struct sotp_ctx *ctx = NULL;
+	struct sotp_attempt *a = NULL;
+	int rc;
+
+	assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
+	assert_int_equal(sotp_ctx_load(ctx, f->conf), SOTP_OK);
+	sotp_store_set_trace(ctx->st, full_at_commit, NULL);
+	assert_int_equal(
+	    sotp_attempt_begin(ctx, "C-OTP", "login", now, &a), SOTP_OK);
+	assert_int_equal(sotp_attempt_set(a, SOTP_F_PASSWORD, pw), SOTP_OK);
+	rc = sotp_attempt_step(a, d);
+	sotp_attempt_free(a);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &rl), 0);
+	sotp_ctx_free(ctx);
+	return rc;
+}
+
+/*
+ * While the store cannot commit (a full disk: RLIMIT_FSIZE, a real write
+ * error), a wrong password's failure count is lost with its COMMIT. It
+ * must then read as what it is, a store failure, exactly as the right
+ * password does (its question undone): not as WRONG_PASSWORD with
+ * SOTP_OK, which left guesses uncounted, never locking, and told a wrong
+ * password from the right one.
+ */
+static void
+test_engine_uncommitted_guess_is_a_store_failure(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_decision wrong, right;
+	int rc_wrong, rc_right;
+
+	signal(SIGXFSZ, SIG_IGN);
+	expect_contract(f, "C-OTP", "T-OTP", 0);
+	rc_wrong = login_full(f, "not-it", T0 + 81000, &wrong);
+	rc_right = login_full(f, "pw-otp", T0 + 81000, &right);
+	expect_contract(f, "C-OTP", "T-OTP", 0);
+	if (rc_wrong == SOTP_OK || wrong.reason != SOTP_R_STORE_UNAVAILABLE)
+		fail_msg("an uncounted wrong password: rc %s, verdict %d,"
+		         " reason %s",
+		    sotp_rc_name(rc_wrong), (int)wrong.verdict,
+		    sotp_reason_name((int)wrong.reason));
+	assert_int_equal(wrong.verdict, SOTP_REJECT);
+	assert_int_not_equal(rc_right, SOTP_OK);
+	assert_int_equal(right.verdict, SOTP_REJECT);
+	assert_int_equal(right.reason, SOTP_R_STORE_UNAVAILABLE);
+	/* One reply for both. */
+	assert_int_equal(rc_wrong, rc_right);
+	assert_int_equal(wrong.locked, right.locked);
+	assert_string_equal(wrong.message, right.message);
+}
+
 /* Statements that take or wait for a row lock, started while held. */
 static int held_locking;
 
@@ -2799,6 +2869,7 @@ main(void)
 	    T(test_engine_lock_rechecked_under_write_lock),
 	    T(test_engine_store_down_fails_closed),
 	    T(test_engine_locked_store_waits_once),
+	    T(test_engine_uncommitted_guess_is_a_store_failure),
 	};
 	const struct CMUnitTest pg_only[] = {
 	    T(test_engine_pg_lock_rechecked_under_row_lock),
