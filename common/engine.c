@@ -1142,8 +1142,16 @@ complete(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 	if (a->phantom)
 		return finish(
 		    a, cdef, d, SOTP_REJECT, SOTP_R_UNKNOWN_CONTRACT, NULL);
-	if ((rc = write_begin(a)) != SOTP_OK)
+	/*
+	 * Under the write lock, the lock looked at again: a context that
+	 * checks the password alone has done it nowhere else, and a
+	 * contract locked since it was read (parallel guesses, an admin)
+	 * must not let in a password checked meanwhile.
+	 */
+	if ((rc = secure(a, c, d, &reason)) != SOTP_OK)
 		return fail_error(a, cdef, d, rc);
+	if (reason != SOTP_R_ACCEPTED)
+		return finish(a, cdef, d, SOTP_REJECT, reason, NULL);
 	switch (cdef->action) {
 	case SOTP_ACT_REGISTER:
 		if ((rc = bind_locked(a->ctx, c->id, a->serial, a->login,

@@ -1323,6 +1323,47 @@ test_engine_lock_rechecked_under_write_lock(void **state)
 	sotp_ctx_free(ctx);
 }
 
+/*
+ * The same for a context that checks the password alone (mobile): the
+ * contract is locked (by parallel wrong guesses, or an admin) after this
+ * attempt read it, while its password was being checked. The accept must
+ * look again under the write lock too, or every guess in flight when the
+ * lockout lands outruns it, and a right one is let in to a locked
+ * contract.
+ */
+static void
+test_engine_password_only_rechecked_under_write_lock(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_ctx *ctx = NULL;
+	struct sotp_attempt *a = NULL;
+	struct sotp_decision d;
+	time_t t = T0 + 31000;
+
+	snprintf(race.path, sizeof(race.path), "%s/shinkin-otp.db", f->dir);
+	race.armed = race.fired = 0;
+	assert_int_equal(
+	    sqlite3_auto_extension((void (*)(void))race_hook), SQLITE_OK);
+	assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
+	assert_int_equal(sotp_ctx_load(ctx, f->conf), SOTP_OK);
+	sqlite3_cancel_auto_extension((void (*)(void))race_hook);
+
+	assert_int_equal(
+	    sotp_attempt_begin(ctx, "C-OTP", "mobile", t, &a), SOTP_OK);
+	assert_int_equal(
+	    sotp_attempt_set(a, SOTP_F_PASSWORD, "pw-otp"), SOTP_OK);
+	race.armed = 1;
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	assert_true(race.fired);
+	if (d.verdict != SOTP_REJECT || d.reason != SOTP_R_LOCKED)
+		fail_msg("a contract locked under the write lock: verdict %d,"
+		         " reason %s",
+		    (int)d.verdict, sotp_reason_name((int)d.reason));
+	assert_true(d.locked);
+	sotp_attempt_free(a);
+	sotp_ctx_free(ctx);
+}
+
 /* A resumed state handed on again keeps its id and expiry: one use. */
 static void
 test_engine_state_reexport_is_the_same_state(void **state)
@@ -3028,6 +3069,7 @@ main(void)
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 	const struct CMUnitTest sqlite_only[] = {
 	    T(test_engine_lock_rechecked_under_write_lock),
+	    T(test_engine_password_only_rechecked_under_write_lock),
 	    T(test_engine_store_down_fails_closed),
 	    T(test_engine_locked_store_waits_once),
 	    T(test_engine_uncommitted_guess_is_a_store_failure),
