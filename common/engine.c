@@ -347,8 +347,8 @@ finish_audited(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 {
 	const char *serial = a->serial[0] != '\0' ? a->serial : NULL;
 	struct sotp_audit_rec r;
-	char as[48];
-	int rc, crc;
+	char as[96], why[SOTP_WRITER_ERR_MAX];
+	int rc, crc = SOTP_OK;
 
 	/*
 	 * The customer read what a contract that exists would have read;
@@ -378,19 +378,31 @@ finish_audited(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 	 * committed with it; the log line follows the commit, so that it
 	 * tells what the customer was told. A store that made this request
 	 * wait once is not waited for again: the line is the only record.
+	 * Why a row is missing is read from the store that failed, before
+	 * the decision leaves the writer's (whose text is not this ctx's).
 	 */
+	why[0] = '\0';
 	if (a->store_down) {
 		(void)write_commit(a);
 		rc = SOTP_ERR_STORE_UNAVAILABLE;
-	} else if ((rc = sotp_audit_append(a->ctx, &r)) != SOTP_OK &&
-	    v != SOTP_REJECT) {
+		sotp_strlcpy(why,
+		    "the store was unavailable (the line above is the record)",
+		    sizeof(why));
+	} else if ((rc = sotp_audit_append(a->ctx, &r)) != SOTP_OK) {
+		sotp_strlcpy(why, sotp_store_errmsg(a->ctx->st), sizeof(why));
 		/* An accept that left no row did not happen: undo it all. */
-		write_abort(a, rc);
+		if (v != SOTP_REJECT)
+			write_abort(a, rc);
+		else /* a refusal's failure count stands, row or not */
+			crc = write_commit(a);
 	} else {
-		/* A refusal's failure count stands, row or not. */
 		crc = write_commit(a);
-		if (rc == SOTP_OK)
-			rc = crc;
+	}
+	/* write_commit put the commit's own text in the ctx. */
+	if (crc != SOTP_OK) {
+		rc = crc;
+		if (why[0] == '\0')
+			sotp_strlcpy(why, sotp_ctx_errmsg(a->ctx), sizeof(why));
 	}
 	if (rc == SOTP_OK) {
 		sotp_audit_line(a->ctx, &r);
@@ -399,28 +411,38 @@ finish_audited(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 	/*
 	 * An accept that cannot be audited, or whose replay mark cannot be
 	 * committed, is not an accept: the bank's auditors must see every
-	 * way in, and a code must stay single use.
+	 * way in, and a code must stay single use. A refusal's failure
+	 * count stands without its row, but not without its commit: a
+	 * guess that was not counted is a store failure, told as one.
+	 * Else, while the store cannot commit, guesses would never lock,
+	 * and a wrong one (WRONG_PASSWORD) would read unlike a right one
+	 * (STORE_UNAVAILABLE, its accept or next question undone).
 	 */
-	if (v != SOTP_REJECT) {
+	if (v != SOTP_REJECT || crc != SOTP_OK) {
+		if (v != SOTP_REJECT)
+			snprintf(as, sizeof(as), "not %s: %s",
+			    v == SOTP_ACCEPT ? "accepted" : "continued",
+			    sotp_rc_name(rc));
+		else
+			snprintf(as, sizeof(as), "%s not committed: %s",
+			    sotp_reason_name(reason), sotp_rc_name(rc));
 		d->verdict = SOTP_REJECT;
 		d->reason = SOTP_R_STORE_UNAVAILABLE;
+		d->locked = 0;
 		d->ask = 0;
 		d->message[0] = '\0';
 		tell(a, d, d->reason);
 		a->final = 1;
 		r.verdict = "reject";
 		r.reason = SOTP_R_STORE_UNAVAILABLE;
-		snprintf(as, sizeof(as), "not %s: %s",
-		    v == SOTP_ACCEPT ? "accepted" : "continued",
-		    sotp_rc_name(rc));
 		r.detail = as;
 	}
 	sotp_audit_line(a->ctx, &r);
-	sotp_log(a->ctx, LOG_ERR, "audit row not written: %s",
-	    a->store_down ? "the store was unavailable (the line above is "
-	                    "the record)"
-	                  : sotp_store_errmsg(a->ctx->st));
-	return v != SOTP_REJECT ? rc : SOTP_OK;
+	sotp_log(a->ctx, LOG_ERR, "audit row not written: %s", why);
+	if (v == SOTP_REJECT && crc == SOTP_OK)
+		return SOTP_OK;
+	sotp_ctx_seterr(a->ctx, "%s", why);
+	return rc;
 }
 
 static int
@@ -1120,8 +1142,16 @@ complete(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 	if (a->phantom)
 		return finish(
 		    a, cdef, d, SOTP_REJECT, SOTP_R_UNKNOWN_CONTRACT, NULL);
-	if ((rc = write_begin(a)) != SOTP_OK)
+	/*
+	 * Under the write lock, the lock looked at again: a context that
+	 * checks the password alone has done it nowhere else, and a
+	 * contract locked since it was read (parallel guesses, an admin)
+	 * must not let in a password checked meanwhile.
+	 */
+	if ((rc = secure(a, c, d, &reason)) != SOTP_OK)
 		return fail_error(a, cdef, d, rc);
+	if (reason != SOTP_R_ACCEPTED)
+		return finish(a, cdef, d, SOTP_REJECT, reason, NULL);
 	switch (cdef->action) {
 	case SOTP_ACT_REGISTER:
 		if ((rc = bind_locked(a->ctx, c->id, a->serial, a->login,

@@ -290,6 +290,15 @@ const char *sotp_store_where(const struct sotp_store *st);
 int sotp_store_heal(struct sotp_store *st);
 /* 1 when the handle is marked lost (see sotp_store_heal). */
 int sotp_store_lost(const struct sotp_store *st);
+/*
+ * For a transaction shared by several requests (the writer's group): a
+ * handle marked lost by one request's failure inside its savepoint (a
+ * lock_timeout, a deadlock), that savepoint undone since, serves the
+ * transaction around it on when that transaction is still open and the
+ * connection still passes the driver's check. SOTP_OK and the mark
+ * cleared; else SOTP_ERR_STORE_UNAVAILABLE, and the handle stays lost.
+ */
+int sotp_store_resume(struct sotp_store *st);
 /* Open transaction levels (0: none; savepoints count). */
 int sotp_store_depth(const struct sotp_store *st);
 uint64_t sotp_store_round_trips(const struct sotp_store *st);

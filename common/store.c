@@ -344,6 +344,31 @@ sotp_store_heal(struct sotp_store *st)
 }
 
 int
+sotp_store_resume(struct sotp_store *st)
+{
+	char keep[sizeof(st->err)];
+	int rc;
+
+	if (st == NULL || st->drv == NULL || st->conn == NULL || st->depth < 1)
+		return SOTP_ERR_STORE_UNAVAILABLE;
+	if (!st->lost)
+		return SOTP_OK;
+	/* Aborted (-1) or gone (0): nothing of it can be committed. */
+	if (st->drv->txn_state(st) != 1)
+		return SOTP_ERR_STORE_UNAVAILABLE;
+	/* The failure's text stands: it says why the request was refused. */
+	memcpy(keep, st->err, sizeof(keep));
+	rc = st->drv->check(st);
+	memcpy(st->err, keep, sizeof(keep));
+	if (rc != SOTP_OK) {
+		st->lost = 1;
+		return SOTP_ERR_STORE_UNAVAILABLE;
+	}
+	st->lost = 0;
+	return SOTP_OK;
+}
+
+int
 sotp_db_enter(struct sotp_store *st, const char *op, int args_ok)
 {
 	if (st == NULL || st->drv == NULL)

@@ -216,6 +216,16 @@ leave_locked(struct sotp_writer *w, int rc, char *err, size_t errsz)
 		sotp_store_rollback(st);
 		w->head = w->saved;
 	}
+	/*
+	 * A failure that marks the connection lost (a lock_timeout on
+	 * PostgreSQL) was this decision's, and its savepoint is undone: the
+	 * group goes on when its transaction stands, else it is lost for all.
+	 * Left lost, the group's COMMIT would refuse every decision kept in
+	 * it for one that waited too long for another server's row lock.
+	 */
+	if (w->open && sotp_store_depth(st) == 1 && sotp_store_lost(st) &&
+	    sotp_store_resume(st) != SOTP_OK)
+		fail_group(w);
 	if (w->open && sotp_store_depth(st) != 1)
 		fail_group(w);
 	/*

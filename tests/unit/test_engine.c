@@ -20,10 +20,14 @@
 #include <libpq-fe.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1319,6 +1323,47 @@ test_engine_lock_rechecked_under_write_lock(void **state)
 	sotp_ctx_free(ctx);
 }
 
+/*
+ * The same for a context that checks the password alone (mobile): the
+ * contract is locked (by parallel wrong guesses, or an admin) after this
+ * attempt read it, while its password was being checked. The accept must
+ * look again under the write lock too, or every guess in flight when the
+ * lockout lands outruns it, and a right one is let in to a locked
+ * contract.
+ */
+static void
+test_engine_password_only_rechecked_under_write_lock(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_ctx *ctx = NULL;
+	struct sotp_attempt *a = NULL;
+	struct sotp_decision d;
+	time_t t = T0 + 31000;
+
+	snprintf(race.path, sizeof(race.path), "%s/shinkin-otp.db", f->dir);
+	race.armed = race.fired = 0;
+	assert_int_equal(
+	    sqlite3_auto_extension((void (*)(void))race_hook), SQLITE_OK);
+	assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
+	assert_int_equal(sotp_ctx_load(ctx, f->conf), SOTP_OK);
+	sqlite3_cancel_auto_extension((void (*)(void))race_hook);
+
+	assert_int_equal(
+	    sotp_attempt_begin(ctx, "C-OTP", "mobile", t, &a), SOTP_OK);
+	assert_int_equal(
+	    sotp_attempt_set(a, SOTP_F_PASSWORD, "pw-otp"), SOTP_OK);
+	race.armed = 1;
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	assert_true(race.fired);
+	if (d.verdict != SOTP_REJECT || d.reason != SOTP_R_LOCKED)
+		fail_msg("a contract locked under the write lock: verdict %d,"
+		         " reason %s",
+		    (int)d.verdict, sotp_reason_name((int)d.reason));
+	assert_true(d.locked);
+	sotp_attempt_free(a);
+	sotp_ctx_free(ctx);
+}
+
 /* A resumed state handed on again keeps its id and expiry: one use. */
 static void
 test_engine_state_reexport_is_the_same_state(void **state)
@@ -1883,6 +1928,74 @@ test_engine_locked_store_waits_once(void **state)
 	sotp_ctx_free(ctx);
 }
 
+/* From the next COMMIT on, every write of this process fails. */
+static void
+full_at_commit(void *arg, const char *sql)
+{
+	struct rlimit rl = {1, RLIM_INFINITY};
+
+	(void)arg;
+	if (strcmp(sql, "COMMIT") == 0)
+		assert_int_equal(setrlimit(RLIMIT_FSIZE, &rl), 0);
+}
+
+/* A login's first step (the password) through a store that cannot commit. */
+static int
+login_full(struct fx *f, const char *pw, time_t now, struct sotp_decision *d)
+{
+	struct rlimit rl = {RLIM_INFINITY, RLIM_INFINITY};
+	struct sotp_ctx *ctx = NULL;
+	struct sotp_attempt *a = NULL;
+	int rc;
+
+	assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
+	assert_int_equal(sotp_ctx_load(ctx, f->conf), SOTP_OK);
+	sotp_store_set_trace(ctx->st, full_at_commit, NULL);
+	assert_int_equal(
+	    sotp_attempt_begin(ctx, "C-OTP", "login", now, &a), SOTP_OK);
+	assert_int_equal(sotp_attempt_set(a, SOTP_F_PASSWORD, pw), SOTP_OK);
+	rc = sotp_attempt_step(a, d);
+	sotp_attempt_free(a);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &rl), 0);
+	sotp_ctx_free(ctx);
+	return rc;
+}
+
+/*
+ * While the store cannot commit (a full disk: RLIMIT_FSIZE, a real write
+ * error), a wrong password's failure count is lost with its COMMIT. It
+ * must then read as what it is, a store failure, exactly as the right
+ * password does (its question undone): not as WRONG_PASSWORD with
+ * SOTP_OK, which left guesses uncounted, never locking, and told a wrong
+ * password from the right one.
+ */
+static void
+test_engine_uncommitted_guess_is_a_store_failure(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_decision wrong, right;
+	int rc_wrong, rc_right;
+
+	signal(SIGXFSZ, SIG_IGN);
+	expect_contract(f, "C-OTP", "T-OTP", 0);
+	rc_wrong = login_full(f, "not-it", T0 + 81000, &wrong);
+	rc_right = login_full(f, "pw-otp", T0 + 81000, &right);
+	expect_contract(f, "C-OTP", "T-OTP", 0);
+	if (rc_wrong == SOTP_OK || wrong.reason != SOTP_R_STORE_UNAVAILABLE)
+		fail_msg("an uncounted wrong password: rc %s, verdict %d,"
+		         " reason %s",
+		    sotp_rc_name(rc_wrong), (int)wrong.verdict,
+		    sotp_reason_name((int)wrong.reason));
+	assert_int_equal(wrong.verdict, SOTP_REJECT);
+	assert_int_not_equal(rc_right, SOTP_OK);
+	assert_int_equal(right.verdict, SOTP_REJECT);
+	assert_int_equal(right.reason, SOTP_R_STORE_UNAVAILABLE);
+	/* One reply for both. */
+	assert_int_equal(rc_wrong, rc_right);
+	assert_int_equal(wrong.locked, right.locked);
+	assert_string_equal(wrong.message, right.message);
+}
+
 /* Statements that take or wait for a row lock, started while held. */
 static int held_locking;
 
@@ -2182,6 +2295,165 @@ test_engine_pg_writer_decision(void **state)
 		    (unsigned long long)decisions);
 	sotp_ctx_free(ctx);
 	sotp_writer_free(w);
+}
+
+/*
+ * Two decisions in one group of the writer (PostgreSQL): A accepts
+ * C-OTP's code; B, come to the writer while A was in it, waits for
+ * C-NOTOKEN's row (another session holds it) to unlock its expired lock,
+ * past the policy's lock_timeout. B alone is refused: its savepoint is
+ * undone and the group's transaction stands, so A's accept is committed
+ * and answered. The old writer let B's timeout mark the shared
+ * connection lost, and the group's COMMIT then refused A as well: one
+ * contended contract refused every customer grouped with it.
+ */
+static struct {
+	struct sotp_writer *w;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int armed, go_b, rc_b;
+	struct sotp_decision d_b;
+	const char *conf;
+	time_t now;
+} grp;
+
+static void
+grp_trace(void *arg, const char *sql)
+{
+	(void)arg;
+	if (strncmp(sql, "RELEASE", 7) != 0 || !grp.armed)
+		return;
+	/* A is inside the writer: B comes to its door. */
+	grp.armed = 0;
+	pthread_mutex_lock(&grp.lock);
+	grp.go_b = 1;
+	pthread_cond_broadcast(&grp.cond);
+	pthread_mutex_unlock(&grp.lock);
+	while (sotp_writer_coming(grp.w) == 0)
+		sched_yield();
+}
+
+static void *
+grp_run_b(void *arg)
+{
+	struct sotp_ctx *ctx = NULL;
+	struct sotp_attempt *a = NULL;
+
+	(void)arg;
+	pthread_mutex_lock(&grp.lock);
+	while (!grp.go_b)
+		pthread_cond_wait(&grp.cond, &grp.lock);
+	pthread_mutex_unlock(&grp.lock);
+	grp.rc_b = SOTP_ERR_INTERNAL;
+	if (sotp_ctx_new(&ctx) != SOTP_OK ||
+	    sotp_ctx_load(ctx, grp.conf) != SOTP_OK ||
+	    sotp_ctx_set_writer(ctx, grp.w) != SOTP_OK ||
+	    sotp_attempt_begin(ctx, "C-NOTOKEN", "transaction", grp.now, &a) !=
+	        SOTP_OK) {
+		sotp_ctx_free(ctx);
+		return NULL;
+	}
+	grp.rc_b = sotp_attempt_step(a, &grp.d_b);
+	sotp_attempt_free(a);
+	sotp_ctx_free(ctx);
+	return NULL;
+}
+
+static void
+test_engine_pg_writer_timeout_spoils_no_group(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_ctx *ctx = NULL, *wctx = NULL;
+	struct sotp_decision d;
+	char conf[160], cmd[1024], code[16], sql[160], c = 'g';
+	int go[2], done[2], wst, rc;
+	time_t now = T0 + 97000;
+	long long step;
+	pthread_t b;
+	pid_t pid;
+
+	snprintf(conf, sizeof(conf), "%s/short-wait.conf", f->dir);
+	snprintf(cmd, sizeof(cmd),
+	    "sed 's/^lock_timeout = 1000$/lock_timeout = 1500/' %s > %s &&"
+	    " grep -q '^lock_timeout = 1500$' %s",
+	    f->conf, conf, conf);
+	assert_int_equal(system(cmd), 0);
+	/* A timed lock that has run out: the gate unlocks it, a write. */
+	snprintf(sql, sizeof(sql),
+	    "UPDATE contracts SET failures = 1, locked_until = %lld"
+	    " WHERE id = 'C-NOTOKEN'",
+	    (long long)now - 10);
+	pg_sql(sql, NULL, 0);
+	assert_int_equal(pipe(go), 0);
+	assert_int_equal(pipe(done), 0);
+	if ((pid = fork()) == 0) {
+		PGconn *conn = PQconnectdb(pg_url());
+		PGresult *res;
+
+		close(go[0]);
+		close(done[1]);
+		res = PQexec(conn,
+		    "BEGIN; SELECT id FROM contracts WHERE id = 'C-NOTOKEN'"
+		    " FOR UPDATE");
+		if (PQresultStatus(res) != PGRES_TUPLES_OK)
+			_exit(2);
+		PQclear(res);
+		if (write(go[1], &c, 1) != 1 || read(done[0], &c, 1) != 1)
+			_exit(3);
+		res = PQexec(conn, "ROLLBACK");
+		_exit(PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : 4);
+	}
+	assert_true(pid > 0);
+	close(go[1]);
+	close(done[0]);
+	assert_int_equal(read(go[0], &c, 1), 1);
+	close(go[0]);
+
+	assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
+	assert_int_equal(sotp_ctx_load(ctx, conf), SOTP_OK);
+	assert_int_equal(sotp_ctx_new(&wctx), SOTP_OK);
+	assert_int_equal(sotp_ctx_load(wctx, conf), SOTP_OK);
+	memset(&grp, 0, sizeof(grp));
+	assert_int_equal(sotp_writer_new(wctx, 64, &grp.w), SOTP_OK);
+	assert_int_equal(sotp_ctx_set_writer(ctx, grp.w), SOTP_OK);
+	pthread_mutex_init(&grp.lock, NULL);
+	pthread_cond_init(&grp.cond, NULL);
+	grp.conf = conf;
+	grp.now = now;
+	grp.armed = 1;
+	sotp_store_set_trace(sotp_writer_store(grp.w), grp_trace, NULL);
+	assert_int_equal(pthread_create(&b, NULL, grp_run_b, NULL), 0);
+	oath(B32_A, now, NULL, code);
+	rc = writer_decide(ctx, now, code, &d);
+	assert_int_equal(pthread_join(b, NULL), 0);
+	sotp_store_set_trace(sotp_writer_store(grp.w), NULL, NULL);
+	assert_int_equal(write(done[1], &c, 1), 1);
+	close(done[1]);
+	assert_int_equal(waitpid(pid, &wst, 0), pid);
+	assert_true(WIFEXITED(wst));
+	assert_int_equal(WEXITSTATUS(wst), 0);
+
+	/* B waited, alone, and was refused as the store's failure. */
+	assert_int_equal(grp.rc_b, SOTP_ERR_STORE_UNAVAILABLE);
+	assert_int_equal(grp.d_b.verdict, SOTP_REJECT);
+	assert_int_equal(grp.d_b.reason, SOTP_R_STORE_UNAVAILABLE);
+	/* A, grouped with it, was not. */
+	if (rc != SOTP_OK || d.verdict != SOTP_ACCEPT)
+		fail_msg("an accept grouped with another's lock timeout: rc %s,"
+		         " verdict %d, reason %s: %s",
+		    sotp_rc_name(rc), (int)d.verdict,
+		    sotp_reason_name((int)d.reason), sotp_ctx_errmsg(ctx));
+	if ((step = pg_last_step("T-OTP")) != (long long)(now / 30))
+		fail_msg(
+		    "the accept's mark is not committed: last_step %lld", step);
+	/* And the writer serves the next group. */
+	oath(B32_A, now + 30, NULL, code);
+	assert_int_equal(writer_decide(ctx, now + 30, code, &d), SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_ACCEPT);
+	sotp_ctx_free(ctx);
+	sotp_writer_free(grp.w);
+	pthread_cond_destroy(&grp.cond);
+	pthread_mutex_destroy(&grp.lock);
 }
 
 /*
@@ -2797,8 +3069,10 @@ main(void)
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 	const struct CMUnitTest sqlite_only[] = {
 	    T(test_engine_lock_rechecked_under_write_lock),
+	    T(test_engine_password_only_rechecked_under_write_lock),
 	    T(test_engine_store_down_fails_closed),
 	    T(test_engine_locked_store_waits_once),
+	    T(test_engine_uncommitted_guess_is_a_store_failure),
 	};
 	const struct CMUnitTest pg_only[] = {
 	    T(test_engine_pg_lock_rechecked_under_row_lock),
@@ -2810,6 +3084,7 @@ main(void)
 	    T(test_engine_pg_unaudited_accept_logged_as_refused),
 	    T(test_engine_pg_chains_do_not_wait),
 	    T(test_engine_pg_writer_decision),
+	    T(test_engine_pg_writer_timeout_spoils_no_group),
 	};
 #undef T
 	const struct CMUnitTest tests[] = {

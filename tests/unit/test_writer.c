@@ -302,7 +302,28 @@ struct meet {
 	int rc_a, rc_b;
 	struct sotp_decision d_a, d_b;
 	time_t t;
+	char log_b[4096]; /* B's log lines, each ending in " | " */
+	size_t log_b_len;
 };
+
+/* Keeps B's log lines in its meet. */
+static void
+log_b(void *arg, int prio, const char *fmt, va_list ap)
+{
+	struct meet *m = arg;
+	size_t room = sizeof(m->log_b) - m->log_b_len;
+	int n;
+
+	(void)prio;
+	n = vsnprintf(m->log_b + m->log_b_len, room, fmt, ap);
+	if (n > 0 && (size_t)n + 3 < room) {
+		m->log_b_len += (size_t)n;
+		memcpy(m->log_b + m->log_b_len, " | ", 4);
+		m->log_b_len += 3;
+	} else {
+		m->log_b[m->log_b_len] = '\0';
+	}
+}
 
 /* The writer's statements, as they are run. */
 static void
@@ -340,6 +361,7 @@ run_b(void *arg)
 		pthread_cond_wait(&m->cond, &m->lock);
 	pthread_mutex_unlock(&m->lock);
 	assert_int_equal(sotp_ctx_set_writer(ctx, m->f->w), SOTP_OK);
+	sotp_ctx_set_log(ctx, log_b, m, 0);
 	m->rc_b = decide_code(ctx, "W1", m->t, m->wrong_b, &m->d_b);
 	sotp_ctx_free(ctx);
 	return NULL;
@@ -466,6 +488,47 @@ test_writer_failure_count_durable(void **state)
 	    1);
 }
 
+/*
+ * A wrong code whose failure count is lost with its group's COMMIT was
+ * not counted: it is not an ordinary refusal (rc SOTP_OK, WRONG_CODE)
+ * but a store failure, told as such. Else, while the store cannot commit
+ * (a full disk), guesses are never counted toward the lockout, and a
+ * wrong one (WRONG_CODE) still reads unlike a right one
+ * (STORE_UNAVAILABLE): an oracle without a lockout. Its log line says
+ * why the group was lost, not the text of some other connection.
+ */
+static void
+test_writer_failed_commit_loses_no_count(void **state)
+{
+	struct fx *f = *state;
+	struct meet m;
+
+	signal(SIGXFSZ, SIG_IGN);
+	meet(f, &m, T0 + 12000, 1, 1);
+	assert_int_equal(m.commits, 1);
+	assert_int_equal(count(f,
+	                     "SELECT failures FROM contracts WHERE id ="
+	                     " 'W1'"),
+	    0);
+	if (m.rc_b == SOTP_OK || m.d_b.reason != SOTP_R_STORE_UNAVAILABLE)
+		fail_msg("a wrong code whose count was not committed: rc %s,"
+		         " reason %s, locked %d; logged: %s",
+		    sotp_rc_name(m.rc_b), sotp_reason_name((int)m.d_b.reason),
+		    m.d_b.locked, m.log_b);
+	assert_int_equal(m.d_b.verdict, SOTP_REJECT);
+	assert_int_equal(m.d_b.locked, 0);
+	/* The COMMIT's own error, as the writer's connection had it. */
+	if (strstr(m.log_b, "audit row not written: sqlite ") == NULL ||
+	    strstr(m.log_b, ": commit: ") == NULL)
+		fail_msg(
+		    "the log does not say why the group was lost: %s", m.log_b);
+	if (strstr(m.log_b, "verdict=reject reason=STORE_UNAVAILABLE") ==
+	        NULL ||
+	    strstr(m.log_b, "WRONG_CODE not committed") == NULL)
+		fail_msg(
+		    "the line does not tell the count was lost: %s", m.log_b);
+}
+
 static void
 test_writer_refuses_own_ctx(void **state)
 {
@@ -496,6 +559,8 @@ main(void)
 	        test_writer_failed_commit_refuses_all, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_writer_failure_count_durable, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_writer_failed_commit_loses_no_count, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_writer_refuses_own_ctx, setup, teardown),
 	};
