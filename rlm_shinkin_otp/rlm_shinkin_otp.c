@@ -224,28 +224,42 @@ thread_ctx(struct rlm_shinkin_otp *inst, REQUEST *request)
 	return ctx;
 }
 
+/*
+ * The section's items: each a known name, each pair once. radiusd itself
+ * ignores an unknown name, and of two lines with one name takes the first
+ * with only a warning: "context = login" added under "context = mobile"
+ * would leave every login without a code.
+ */
 static int
 check_items(CONF_SECTION *conf)
 {
+	CONF_PAIR *cp, *again;
 	CONF_ITEM *ci;
 	const char *name;
 
 	for (ci = cf_item_find_next(conf, NULL); ci != NULL;
 	     ci = cf_item_find_next(conf, ci)) {
 		if (cf_item_is_pair(ci)) {
-			name = cf_pair_attr(cf_item_to_pair(ci));
-			if (in_list(name, known_pairs))
-				continue;
+			cp = cf_item_to_pair(ci);
+			name = cf_pair_attr(cp);
+			if (!in_list(name, known_pairs))
+				break;
+			if ((again = cf_pair_find_next(conf, cp, name)) !=
+			    NULL) {
+				cf_log_err(cf_pair_to_item(again),
+				    "\"%s\" is set twice", name);
+				return -1;
+			}
 		} else if (cf_item_is_section(ci)) {
 			name = cf_section_name1(cf_item_to_section(ci));
-			if (in_list(name, known_sections))
-				continue;
-		} else
-			continue;
-		cf_log_err(ci, "Unknown configuration item \"%s\"", name);
-		return -1;
+			if (!in_list(name, known_sections))
+				break;
+		}
 	}
-	return 0;
+	if (ci == NULL)
+		return 0;
+	cf_log_err(ci, "Unknown configuration item \"%s\"", name);
+	return -1;
 }
 
 static int

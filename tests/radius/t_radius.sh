@@ -660,6 +660,13 @@ check_refused "a bad policy file" "$SB/fresh/bad.conf:1:" "	config = $SB/fresh/b
 check_refused "an unknown module option" 'Unknown configuration item "contxt"' \
     "	config = $GOOD
 	contxt = login"
+# radiusd reads the first of two lines and ignores the second in silence:
+# the context = login added below a context = mobile (password alone)
+# would leave every login without a code.
+check_refused "an option set twice" '"context" is set twice' \
+    "	config = $GOOD
+	context = mobile
+	context = login"
 check_refused "a bad mode" 'must be challenge or append' "	config = $GOOD
 	context = login
 	mode = sideways"
