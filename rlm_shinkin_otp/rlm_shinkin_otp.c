@@ -386,8 +386,9 @@ mod_detach(void *instance)
 
 /*
  * BlastRADIUS (CVE-2024-3596): radiusd 3.2.1 signs a reply only when it
- * already holds a Message-Authenticator, so every reply this module shapes
- * gets an empty one, first, for the encoder to fill in.
+ * already holds a Message-Authenticator, so every reply to a request this
+ * module sees, claimed or not, gets an empty one, first, for the encoder
+ * to fill in.
  */
 static int
 sign_reply(REQUEST *request)
@@ -619,6 +620,13 @@ mod_authorize(void *instance, REQUEST *request)
 
 	if (request->packet->code == PW_CODE_STATUS_SERVER)
 		return status_server(inst, request);
+	/*
+	 * Before any noop: a request left unclaimed (no User-Name, one
+	 * holding a NUL) ends in radiusd's own Access-Reject, which 3.2.1
+	 * would send unsigned.
+	 */
+	if (sign_reply(request) != 0)
+		return RLM_MODULE_FAIL;
 	if (inst->auth_type == NULL ||
 	    fr_pair_find_by_num(request->config, PW_AUTH_TYPE, 0, TAG_ANY) !=
 	        NULL)
@@ -626,8 +634,6 @@ mod_authorize(void *instance, REQUEST *request)
 	request_of(inst, request, &r, service, sizeof(service));
 	if ((user = rlm_contract_id(&r)) == NULL)
 		return RLM_MODULE_NOOP;
-	if (sign_reply(request) != 0)
-		return RLM_MODULE_FAIL;
 	if ((ctx = thread_ctx(inst, request)) == NULL)
 		return RLM_MODULE_FAIL;
 	if (sotp_policy_hides_unknown(ctx))

@@ -473,6 +473,13 @@ else
 	echo "#   reply: $(reply_of u1); radiusd -X log ends:"
 	tail -n 8 "$FR_DIR/log/X.log" | sed 's/^/#     /'
 fi
+# Requests the module leaves to radiusd's "No Auth-Type" refusal (no
+# User-Name, or one holding a NUL) are refused with a signed reply too:
+# radiusd 3.2.1 adds no Message-Authenticator of its own.
+exchange v1 "User-Password = \"pw-ivan\", Message-Authenticator = 0x00" \
+    "$(f_reject)" "no User-Name: a signed Access-Reject"
+exchange v2 "User-Name = \"ivan\\000x\", User-Password = \"pw-ivan\", Message-Authenticator = 0x00" \
+    "$(f_reject)" "a User-Name holding a NUL: a signed Access-Reject"
 # Status-Server: the module answers it while the store does.
 status ss1
 [ "$(reply_of ss1)" = Access-Accept ] &&
