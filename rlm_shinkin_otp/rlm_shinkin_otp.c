@@ -59,6 +59,12 @@ struct rlm_shinkin_otp {
 	const DICT_ATTR *context_da;
 	const DICT_VALUE *auth_type;
 
+	/*
+	 * The policy as radiusd -C and the start checked it, from which
+	 * every thread's context is made: an edit of the file takes effect
+	 * at the next start, never in the threads opened meanwhile only.
+	 */
+	struct sotp_ctx *model;
 	struct ctx_pool pool; /* a core context per radiusd thread */
 	/*
 	 * The keys, shared by every thread's context: the token is logged
@@ -200,7 +206,7 @@ open_ctx(void *arg, struct sotp_ctx **out, char *why, size_t whysz)
 		return rc;
 	}
 	sotp_ctx_set_log(ctx, core_log, inst, rad_debug_lvl > 0);
-	if ((rc = sotp_ctx_load_keyring(ctx, inst->config, inst->keys)) !=
+	if ((rc = sotp_ctx_load_like(ctx, inst->model, inst->keys)) !=
 	    SOTP_OK) {
 		snprintf(why, whysz, "%s: %s", sotp_strerror(rc),
 		    sotp_ctx_errmsg(ctx));
@@ -302,9 +308,10 @@ check_options(CONF_SECTION *conf, struct rlm_shinkin_otp *inst)
 }
 
 /*
- * Loads the policy once here so that a bad policy file, key or store, or a
- * token that is absent, refuses the PIN or lacks the key, stops radiusd
- * (and "radiusd -C") with the core's message.
+ * Loads the policy once here, as the model of every thread's context, so
+ * that a bad policy file, key or store, or a token that is absent,
+ * refuses the PIN or lacks the key, stops radiusd (and "radiusd -C") with
+ * the core's message, and so that what was checked is what runs.
  */
 static int
 check_policy(CONF_SECTION *conf, struct rlm_shinkin_otp *inst)
@@ -317,6 +324,13 @@ check_policy(CONF_SECTION *conf, struct rlm_shinkin_otp *inst)
 	    SOTP_OK) {
 		cf_log_err_cs(
 		    conf, "Cannot load policy %s: %s", inst->config, why);
+		goto out;
+	}
+	if (sotp_ctx_new(&inst->model) != SOTP_OK ||
+	    sotp_ctx_load_policy(inst->model, inst->config) != SOTP_OK) {
+		cf_log_err_cs(conf, "Cannot load policy %s: %s", inst->config,
+		    inst->model != NULL ? sotp_ctx_errmsg(inst->model)
+		                        : "out of memory");
 		goto out;
 	}
 	if (open_ctx(inst, &probe, why, sizeof(why)) != SOTP_OK) {
@@ -381,6 +395,8 @@ mod_detach(void *instance)
 	inst->writer_lock_ok = 0;
 	sotp_keyring_free(inst->keys);
 	inst->keys = NULL;
+	sotp_ctx_free(inst->model);
+	inst->model = NULL;
 	return 0;
 }
 

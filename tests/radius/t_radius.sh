@@ -511,6 +511,17 @@ fr_stop
 # ---- concurrency: the thread pool, 8 streams, each code on two streams ----
 fr_start f || { notok "radiusd -f starts"; exit 1; }
 ok "radiusd -f (thread pool) starts"
+# The policy edited under the running server: its threads open their
+# contexts as requests come, and each one used to read the file then, so
+# one radiusd decided by two policies at once (seen: 41 replies of 48
+# with the edited prompt, 7 with the old), one of them never checked by
+# radiusd -C. Every thread decides by the policy the start checked.
+cp "$CONF" "$T/policy.orig"
+grep -q '^PROMPT_OTP' "$CONF" && { notok "the sandbox policy has no PROMPT_OTP"; exit 1; }
+printf 'PROMPT_OTP = "Edited prompt: "\n' >>"$CONF"
+exchange ed1 "$(req bob pw-bob)" "$(f_challenge "$OTP_PROMPT")" \
+    "the policy edited after the start: the threads keep the checked one"
+cp "$T/policy.orig" "$CONF"
 fresh_step 6
 # Stream s carries contracts r(s%4+1), r(s%4+5), ...: streams s and s+4
 # send the same codes, interleaved with mobile logins.
