@@ -262,11 +262,6 @@ load_keys(struct sotp_ctx *ctx)
 	return SOTP_OK;
 }
 
-/*
- * Loads ctx: the policy, the KEK (with_key), the store, the data keys.
- * init >= 0 (sotp_init_at): a new store gets its first key version then.
- */
-
 void
 sotp_ctx_limits(const struct sotp_ctx *ctx, struct sotp_limits *lim)
 {
@@ -291,14 +286,38 @@ open_metrics(struct sotp_ctx *ctx)
 	sotp_store_set_metrics(ctx->st, ctx->metrics);
 }
 
+/*
+ * The policy model holds, as it was read: the same rules for every
+ * context made from it, whatever the file says by now.
+ */
 static int
-load(struct sotp_ctx *ctx, const char *path, int with_key,
-    struct sotp_keyring *shared, int64_t init)
+copy_policy(struct sotp_ctx *ctx, const struct sotp_ctx *model)
+{
+	if (model == NULL || model == ctx || !model->have_policy)
+		return SOTP_ERR_INVALID_ARG;
+	reset(ctx);
+	sotp_strlcpy(ctx->pol_path, model->pol_path, sizeof(ctx->pol_path));
+	ctx->pol_id = model->pol_id;
+	ctx->pol = model->pol;
+	ctx->have_policy = 1;
+	return SOTP_OK;
+}
+
+/*
+ * Loads ctx: the policy (read from path, or copied from model), the KEK
+ * (with_key), the store, the data keys. init >= 0 (sotp_init_at): a new
+ * store gets its first key version then.
+ */
+static int
+load(struct sotp_ctx *ctx, const char *path, const struct sotp_ctx *model,
+    int with_key, struct sotp_keyring *shared, int64_t init)
 {
 	struct sotp_limits lim;
 	int rc;
 
-	if ((rc = sotp_ctx_load_policy(ctx, path)) != SOTP_OK)
+	rc = model != NULL ? copy_policy(ctx, model)
+	                   : sotp_ctx_load_policy(ctx, path);
+	if (rc != SOTP_OK)
 		return rc;
 	sotp_ctx_limits(ctx, &lim);
 	if (with_key && (rc = open_keys(ctx, shared)) != SOTP_OK)
@@ -332,14 +351,14 @@ out:
 int
 sotp_ctx_load(struct sotp_ctx *ctx, const char *path)
 {
-	return load(ctx, path, 1, NULL, -1);
+	return load(ctx, path, NULL, 1, NULL, -1);
 }
 
 /* The help desk: no key is read, so none can leak or be missed. */
 int
 sotp_ctx_load_nokey(struct sotp_ctx *ctx, const char *path)
 {
-	return load(ctx, path, 0, NULL, -1);
+	return load(ctx, path, NULL, 0, NULL, -1);
 }
 
 int
@@ -348,7 +367,16 @@ sotp_ctx_load_keyring(
 {
 	if (ctx == NULL || k == NULL)
 		return SOTP_ERR_INVALID_ARG;
-	return load(ctx, path, 1, k, -1);
+	return load(ctx, path, NULL, 1, k, -1);
+}
+
+int
+sotp_ctx_load_like(
+    struct sotp_ctx *ctx, const struct sotp_ctx *model, struct sotp_keyring *k)
+{
+	if (ctx == NULL || model == NULL || k == NULL)
+		return SOTP_ERR_INVALID_ARG;
+	return load(ctx, NULL, model, 1, k, -1);
 }
 
 int
@@ -469,7 +497,7 @@ sotp_init_at(struct sotp_ctx *ctx, const char *path, time_t now)
 	 * The first key version, then proof that the result is usable the
 	 * way every front end will load it.
 	 */
-	if ((rc = load(ctx, path, 1, NULL, (int64_t)now)) != SOTP_OK)
+	if ((rc = load(ctx, path, NULL, 1, NULL, (int64_t)now)) != SOTP_OK)
 		return rc;
 	return sotp_ctx_load(ctx, path);
 }

@@ -390,6 +390,18 @@ SOTP_EXPORT void sotp_keyring_free(struct sotp_keyring *k);
  */
 SOTP_EXPORT int sotp_ctx_load_keyring(
     struct sotp_ctx *ctx, const char *path, struct sotp_keyring *k);
+/*
+ * sotp_ctx_load_keyring with the policy model was loaded with (by
+ * sotp_ctx_load_policy or any load), as it was read then, not as the
+ * file reads now: a process that makes contexts over its whole life
+ * (radiusd, one per thread as threads come) decides by one policy until
+ * it loads a new model, even when the file is edited meanwhile. model
+ * is only read; ctx gets its own store connection and a reference to k.
+ * Errors: SOTP_ERR_INVALID_ARG (model holds no policy), then as
+ * sotp_ctx_load_keyring.
+ */
+SOTP_EXPORT int sotp_ctx_load_like(
+    struct sotp_ctx *ctx, const struct sotp_ctx *model, struct sotp_keyring *k);
 
 /* One data-encryption key version as the store has it (key status). */
 struct sotp_key_version {

@@ -59,6 +59,12 @@ struct rlm_shinkin_otp {
 	const DICT_ATTR *context_da;
 	const DICT_VALUE *auth_type;
 
+	/*
+	 * The policy as radiusd -C and the start checked it, from which
+	 * every thread's context is made: an edit of the file takes effect
+	 * at the next start, never in the threads opened meanwhile only.
+	 */
+	struct sotp_ctx *model;
 	struct ctx_pool pool; /* a core context per radiusd thread */
 	/*
 	 * The keys, shared by every thread's context: the token is logged
@@ -200,7 +206,7 @@ open_ctx(void *arg, struct sotp_ctx **out, char *why, size_t whysz)
 		return rc;
 	}
 	sotp_ctx_set_log(ctx, core_log, inst, rad_debug_lvl > 0);
-	if ((rc = sotp_ctx_load_keyring(ctx, inst->config, inst->keys)) !=
+	if ((rc = sotp_ctx_load_like(ctx, inst->model, inst->keys)) !=
 	    SOTP_OK) {
 		snprintf(why, whysz, "%s: %s", sotp_strerror(rc),
 		    sotp_ctx_errmsg(ctx));
@@ -224,28 +230,42 @@ thread_ctx(struct rlm_shinkin_otp *inst, REQUEST *request)
 	return ctx;
 }
 
+/*
+ * The section's items: each a known name, each pair once. radiusd itself
+ * ignores an unknown name, and of two lines with one name takes the first
+ * with only a warning: "context = login" added under "context = mobile"
+ * would leave every login without a code.
+ */
 static int
 check_items(CONF_SECTION *conf)
 {
+	CONF_PAIR *cp, *again;
 	CONF_ITEM *ci;
 	const char *name;
 
 	for (ci = cf_item_find_next(conf, NULL); ci != NULL;
 	     ci = cf_item_find_next(conf, ci)) {
 		if (cf_item_is_pair(ci)) {
-			name = cf_pair_attr(cf_item_to_pair(ci));
-			if (in_list(name, known_pairs))
-				continue;
+			cp = cf_item_to_pair(ci);
+			name = cf_pair_attr(cp);
+			if (!in_list(name, known_pairs))
+				break;
+			if ((again = cf_pair_find_next(conf, cp, name)) !=
+			    NULL) {
+				cf_log_err(cf_pair_to_item(again),
+				    "\"%s\" is set twice", name);
+				return -1;
+			}
 		} else if (cf_item_is_section(ci)) {
 			name = cf_section_name1(cf_item_to_section(ci));
-			if (in_list(name, known_sections))
-				continue;
-		} else
-			continue;
-		cf_log_err(ci, "Unknown configuration item \"%s\"", name);
-		return -1;
+			if (!in_list(name, known_sections))
+				break;
+		}
 	}
-	return 0;
+	if (ci == NULL)
+		return 0;
+	cf_log_err(ci, "Unknown configuration item \"%s\"", name);
+	return -1;
 }
 
 static int
@@ -288,9 +308,10 @@ check_options(CONF_SECTION *conf, struct rlm_shinkin_otp *inst)
 }
 
 /*
- * Loads the policy once here so that a bad policy file, key or store, or a
- * token that is absent, refuses the PIN or lacks the key, stops radiusd
- * (and "radiusd -C") with the core's message.
+ * Loads the policy once here, as the model of every thread's context, so
+ * that a bad policy file, key or store, or a token that is absent,
+ * refuses the PIN or lacks the key, stops radiusd (and "radiusd -C") with
+ * the core's message, and so that what was checked is what runs.
  */
 static int
 check_policy(CONF_SECTION *conf, struct rlm_shinkin_otp *inst)
@@ -303,6 +324,13 @@ check_policy(CONF_SECTION *conf, struct rlm_shinkin_otp *inst)
 	    SOTP_OK) {
 		cf_log_err_cs(
 		    conf, "Cannot load policy %s: %s", inst->config, why);
+		goto out;
+	}
+	if (sotp_ctx_new(&inst->model) != SOTP_OK ||
+	    sotp_ctx_load_policy(inst->model, inst->config) != SOTP_OK) {
+		cf_log_err_cs(conf, "Cannot load policy %s: %s", inst->config,
+		    inst->model != NULL ? sotp_ctx_errmsg(inst->model)
+		                        : "out of memory");
 		goto out;
 	}
 	if (open_ctx(inst, &probe, why, sizeof(why)) != SOTP_OK) {
@@ -367,13 +395,16 @@ mod_detach(void *instance)
 	inst->writer_lock_ok = 0;
 	sotp_keyring_free(inst->keys);
 	inst->keys = NULL;
+	sotp_ctx_free(inst->model);
+	inst->model = NULL;
 	return 0;
 }
 
 /*
  * BlastRADIUS (CVE-2024-3596): radiusd 3.2.1 signs a reply only when it
- * already holds a Message-Authenticator, so every reply this module shapes
- * gets an empty one, first, for the encoder to fill in.
+ * already holds a Message-Authenticator, so every reply to a request this
+ * module sees, claimed or not, gets an empty one, first, for the encoder
+ * to fill in.
  */
 static int
 sign_reply(REQUEST *request)
@@ -605,6 +636,13 @@ mod_authorize(void *instance, REQUEST *request)
 
 	if (request->packet->code == PW_CODE_STATUS_SERVER)
 		return status_server(inst, request);
+	/*
+	 * Before any noop: a request left unclaimed (no User-Name, one
+	 * holding a NUL) ends in radiusd's own Access-Reject, which 3.2.1
+	 * would send unsigned.
+	 */
+	if (sign_reply(request) != 0)
+		return RLM_MODULE_FAIL;
 	if (inst->auth_type == NULL ||
 	    fr_pair_find_by_num(request->config, PW_AUTH_TYPE, 0, TAG_ANY) !=
 	        NULL)
@@ -612,8 +650,6 @@ mod_authorize(void *instance, REQUEST *request)
 	request_of(inst, request, &r, service, sizeof(service));
 	if ((user = rlm_contract_id(&r)) == NULL)
 		return RLM_MODULE_NOOP;
-	if (sign_reply(request) != 0)
-		return RLM_MODULE_FAIL;
 	if ((ctx = thread_ctx(inst, request)) == NULL)
 		return RLM_MODULE_FAIL;
 	if (sotp_policy_hides_unknown(ctx))

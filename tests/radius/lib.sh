@@ -104,8 +104,10 @@ fr_start() {
 			cat "$FR_DIR"/log/*.log >&2
 			return 1
 		fi
-		if grep -q "Ready to process requests" "$FR_DIR/log/X.log" \
-		    "$FR_DIR/log/radius.log" "$FR_DIR/log/f.log" 2>/dev/null; then
+		# This start's own log only: X.log of an earlier -X run
+		# also says "Ready" (and is kept for the UBSan check).
+		if grep -q "Ready to process requests" "$FR_DIR/log/$_mode.log" \
+		    "$FR_DIR/log/radius.log" 2>/dev/null; then
 			return 0
 		fi
 		sleep 0.1

@@ -473,6 +473,13 @@ else
 	echo "#   reply: $(reply_of u1); radiusd -X log ends:"
 	tail -n 8 "$FR_DIR/log/X.log" | sed 's/^/#     /'
 fi
+# Requests the module leaves to radiusd's "No Auth-Type" refusal (no
+# User-Name, or one holding a NUL) are refused with a signed reply too:
+# radiusd 3.2.1 adds no Message-Authenticator of its own.
+exchange v1 "User-Password = \"pw-ivan\", Message-Authenticator = 0x00" \
+    "$(f_reject)" "no User-Name: a signed Access-Reject"
+exchange v2 "User-Name = \"ivan\\000x\", User-Password = \"pw-ivan\", Message-Authenticator = 0x00" \
+    "$(f_reject)" "a User-Name holding a NUL: a signed Access-Reject"
 # Status-Server: the module answers it while the store does.
 status ss1
 [ "$(reply_of ss1)" = Access-Accept ] &&
@@ -504,6 +511,17 @@ fr_stop
 # ---- concurrency: the thread pool, 8 streams, each code on two streams ----
 fr_start f || { notok "radiusd -f starts"; exit 1; }
 ok "radiusd -f (thread pool) starts"
+# The policy edited under the running server: its threads open their
+# contexts as requests come, and each one used to read the file then, so
+# one radiusd decided by two policies at once (seen: 41 replies of 48
+# with the edited prompt, 7 with the old), one of them never checked by
+# radiusd -C. Every thread decides by the policy the start checked.
+cp "$CONF" "$T/policy.orig"
+grep -q '^PROMPT_OTP' "$CONF" && { notok "the sandbox policy has no PROMPT_OTP"; exit 1; }
+printf 'PROMPT_OTP = "Edited prompt: "\n' >>"$CONF"
+exchange ed1 "$(req bob pw-bob)" "$(f_challenge "$OTP_PROMPT")" \
+    "the policy edited after the start: the threads keep the checked one"
+cp "$T/policy.orig" "$CONF"
 fresh_step 6
 # Stream s carries contracts r(s%4+1), r(s%4+5), ...: streams s and s+4
 # send the same codes, interleaved with mobile logins.
@@ -660,6 +678,13 @@ check_refused "a bad policy file" "$SB/fresh/bad.conf:1:" "	config = $SB/fresh/b
 check_refused "an unknown module option" 'Unknown configuration item "contxt"' \
     "	config = $GOOD
 	contxt = login"
+# radiusd reads the first of two lines and ignores the second in silence:
+# the context = login added below a context = mobile (password alone)
+# would leave every login without a code.
+check_refused "an option set twice" '"context" is set twice' \
+    "	config = $GOOD
+	context = mobile
+	context = login"
 check_refused "a bad mode" 'must be challenge or append' "	config = $GOOD
 	context = login
 	mode = sideways"

@@ -789,6 +789,46 @@ test_keys_legacy_store(void **state)
 	f->ctx = ctx;
 }
 
+/*
+ * A context made like a model decides by the policy the model read, not
+ * by the file as it reads now (radiusd's threads, opened as requests
+ * come, after the start checked the policy), with keys and a store of
+ * its own.
+ */
+static void
+test_keys_load_like(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_ctx *model = NULL, *ctx = NULL, *bare = NULL;
+	struct sotp_keyring *k = NULL;
+	char why[512];
+
+	assert_int_equal(
+	    sotp_keyring_open(f->conf, &k, why, sizeof(why)), SOTP_OK);
+	assert_int_equal(sotp_ctx_new(&model), SOTP_OK);
+	assert_int_equal(sotp_ctx_load_policy(model, f->conf), SOTP_OK);
+	assert_int_equal(sotp_policy_hides_unknown(model), 1);
+	set_policy(f->conf, "unknown_contract", "reveal");
+
+	assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
+	if (sotp_ctx_load_like(ctx, model, k) != SOTP_OK)
+		fail_msg("load_like: %s", sotp_ctx_errmsg(ctx));
+	assert_int_equal(sotp_policy_hides_unknown(ctx), 1);
+	assert_int_equal(sotp_ready(ctx), SOTP_OK);
+	assert_int_equal(sotp_ctx_has_key(ctx), 1);
+	/* A model with no policy, or none at all, makes nothing. */
+	assert_int_equal(sotp_ctx_new(&bare), SOTP_OK);
+	assert_int_equal(
+	    sotp_ctx_load_like(ctx, bare, k), SOTP_ERR_INVALID_ARG);
+	assert_int_equal(
+	    sotp_ctx_load_like(ctx, NULL, k), SOTP_ERR_INVALID_ARG);
+
+	sotp_ctx_free(bare);
+	sotp_ctx_free(ctx);
+	sotp_ctx_free(model);
+	sotp_keyring_free(k);
+}
+
 int
 main(void)
 {
@@ -806,6 +846,8 @@ main(void)
 	        test_keys_rewrap_and_drop, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_keys_legacy_store, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_keys_load_like, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
