@@ -301,6 +301,21 @@ write_end(struct sotp_attempt *a, int rc)
 }
 
 /*
+ * A write outside any open transaction (the gate's, a refusal's audit
+ * row): with a writer, it joins the writer's group as a short decision of
+ * its own, so that it waits for no file lock (on SQLite the thread's own
+ * connection would wait for the write lock the groups hold, and under
+ * load time out); without one, nothing to do here.
+ */
+static int
+join_writer(struct sotp_attempt *a)
+{
+	if (a->ctx->writer == NULL || a->txn)
+		return SOTP_OK;
+	return write_begin(a);
+}
+
+/*
  * A refusal tells the customer its reason (a failure that locks says so).
  * An accept or a question keeps the notice already set, if any: the
  * legacy-token warning. TOKEN_SUNSET comes formatted with its date.
@@ -374,8 +389,10 @@ finish_audited(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 	r.reason = reason;
 	r.detail = detail != NULL ? detail : "";
 	/*
-	 * Appended to the audit chain inside the decision's transaction and
-	 * committed with it; the log line follows the commit, so that it
+	 * Appended to the audit chain inside the decision's transaction (or,
+	 * for a refusal that wrote nothing before, one of its own: through
+	 * the writer when there is one) and committed with it; the log line
+	 * follows the commit, so that it
 	 * tells what the customer was told. A store that made this request
 	 * wait once is not waited for again: the line is the only record.
 	 * Why a row is missing is read from the store that failed, before
@@ -388,6 +405,8 @@ finish_audited(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 		sotp_strlcpy(why,
 		    "the store was unavailable (the line above is the record)",
 		    sizeof(why));
+	} else if ((rc = join_writer(a)) != SOTP_OK) {
+		sotp_strlcpy(why, sotp_ctx_errmsg(a->ctx), sizeof(why));
 	} else if ((rc = sotp_audit_append(a->ctx, &r)) != SOTP_OK) {
 		sotp_strlcpy(why, sotp_store_errmsg(a->ctx->st), sizeof(why));
 		/* An accept that left no row did not happen: undo it all. */
@@ -1285,17 +1304,9 @@ take_inputs(struct sotp_attempt *a, unsigned int req,
 /*
  * The gate's writes commit by themselves, before the password is checked
  * (which takes its time on purpose): with a writer, each is a short
- * decision of its own in the group, so that it waits for no file lock;
- * without, an autocommit statement.
+ * decision of its own in the group (join_writer); without, an autocommit
+ * statement.
  */
-static int
-gate_write_begin(struct sotp_attempt *a)
-{
-	if (a->ctx->writer == NULL || a->txn)
-		return SOTP_OK;
-	return write_begin(a);
-}
-
 static int
 gate_write_end(struct sotp_attempt *a, int rc)
 {
@@ -1323,7 +1334,7 @@ gate(struct sotp_attempt *a, struct sotp_contract_rec *c, int *reason)
 	if (c->locked_until != 0) { /* a timed lock has run out */
 		/* Only the lock we saw: a newer one set meanwhile stands,
 		 * and the check under the write lock will see it. */
-		if ((rc = gate_write_begin(a)) != SOTP_OK)
+		if ((rc = join_writer(a)) != SOTP_OK)
 			return rc;
 		rc = sotp_store_contract_unlock_expired(
 		    a->ctx->st, c->id, c->locked_until);
@@ -1344,7 +1355,7 @@ gate(struct sotp_attempt *a, struct sotp_contract_rec *c, int *reason)
 		 * ahead are caught by the store (sotp_store_state_use).
 		 */
 		expires = a->state_expires;
-		if ((rc = gate_write_begin(a)) != SOTP_OK)
+		if ((rc = join_writer(a)) != SOTP_OK)
 			return rc;
 		if ((rc = sotp_store_state_use(a->ctx->st, a->state_id, expires,
 		         (int64_t)a->now, &fresh)) != SOTP_OK)

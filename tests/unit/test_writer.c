@@ -11,6 +11,11 @@
  *     write error from the kernel) refuses every decision in the group,
  *     and none of their codes is spent;
  *   - a wrong code's failure count goes in with the group, like a mark;
+ *   - a refusal that wrote nothing before its row (a locked contract)
+ *     appends that row through the writer too, not through the thread's
+ *     own connection (which would wait for the file's write lock that
+ *     the writer's groups hold, and under load time out, leaving the
+ *     row to the log alone);
  *   - a context cannot be its own writer's.
  * Time is injected (each accept uses the next 30 s step).
  */
@@ -529,6 +534,55 @@ test_writer_failed_commit_loses_no_count(void **state)
 		    "the line does not tell the count was lost: %s", m.log_b);
 }
 
+/* Counts the audit rows appended through one connection. */
+static void
+count_audit_adds(void *arg, const char *sql)
+{
+	int *n = arg;
+
+	if (strncmp(sql, "INSERT INTO audit ", 18) == 0)
+		(*n)++;
+}
+
+static void
+test_writer_refusal_row_through_writer(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_decision d;
+	struct sotp_ctx *ctx = load(f);
+	char sql[128];
+	int i, own = 0, writer = 0;
+
+	assert_int_equal(sotp_ctx_set_writer(ctx, f->w), SOTP_OK);
+	/* Wrong codes up to the policy's threshold (5) lock W2. */
+	for (i = 1; i <= 5; i++) {
+		assert_int_equal(
+		    decide_code(ctx, "W2", T0 + 12000 + 30 * i, 1, &d),
+		    SOTP_OK);
+		assert_int_equal(d.verdict, SOTP_REJECT);
+	}
+	assert_int_equal(d.locked, 1);
+	sotp_store_set_trace(ctx->st, count_audit_adds, &own);
+	sotp_store_set_trace(
+	    sotp_writer_store(f->w), count_audit_adds, &writer);
+	/* Refused at the gate, before anything is written: its row. */
+	assert_int_equal(decide(ctx, "W2", T0 + 12300, &d), SOTP_OK);
+	sotp_store_set_trace(ctx->st, NULL, NULL);
+	sotp_store_set_trace(sotp_writer_store(f->w), NULL, NULL);
+	assert_int_equal(d.verdict, SOTP_REJECT);
+	assert_int_equal(d.reason, SOTP_R_LOCKED);
+	if (own != 0 || writer != 1)
+		fail_msg("the locked refusal's row: %d through the thread's "
+		         "own connection, %d through the writer (want 0, 1)",
+		    own, writer);
+	snprintf(sql, sizeof(sql),
+	    "SELECT count(*) FROM audit WHERE contract = 'W2' AND"
+	    " reason = %d",
+	    (int)SOTP_R_LOCKED);
+	assert_int_equal(count(f, sql), 1);
+	sotp_ctx_free(ctx);
+}
+
 static void
 test_writer_refuses_own_ctx(void **state)
 {
@@ -561,6 +615,8 @@ main(void)
 	        test_writer_failure_count_durable, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_writer_failed_commit_loses_no_count, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_writer_refusal_row_through_writer, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_writer_refuses_own_ctx, setup, teardown),
 	};
