@@ -43,32 +43,48 @@ struct args {
 /*
  * Unknown options are refused, not ignored: a typo such as "use_frist_pass"
  * would otherwise change what the stack asks for without anyone noticing.
+ * So is an option given twice: in "context=login context=transaction"
+ * either could be meant, and taking the last would silently drop the
+ * login's password.
  */
 static int
 parse_args(pam_handle_t *pamh, int argc, const char **argv, struct args *args)
 {
+	unsigned int seen = 0, bit;
 	int i;
 
 	memset(args, 0, sizeof(*args));
 	for (i = 0; i < argc; i++) {
-		if (strncmp(argv[i], "config=", 7) == 0 && argv[i][7] != '\0')
+		if (strncmp(argv[i], "config=", 7) == 0 && argv[i][7] != '\0') {
+			bit = 1u << 0;
 			args->config = argv[i] + 7;
-		else if (strncmp(argv[i], "context=", 8) == 0 &&
-		    argv[i][8] != '\0')
+		} else if (strncmp(argv[i], "context=", 8) == 0 &&
+		    argv[i][8] != '\0') {
+			bit = 1u << 1;
 			args->context = argv[i] + 8;
-		else if (strcmp(argv[i], "use_first_pass") == 0)
+		} else if (strcmp(argv[i], "use_first_pass") == 0) {
+			bit = 1u << 2;
 			args->use_first_pass = 1;
-		else if (strcmp(argv[i], "try_first_pass") == 0)
+		} else if (strcmp(argv[i], "try_first_pass") == 0) {
+			bit = 1u << 3;
 			args->try_first_pass = 1;
-		else if (strcmp(argv[i], "debug") == 0)
+		} else if (strcmp(argv[i], "debug") == 0) {
+			bit = 1u << 4;
 			args->debug = 1;
-		else if (strcmp(argv[i], "fresh") == 0)
+		} else if (strcmp(argv[i], "fresh") == 0) {
+			bit = 1u << 5;
 			args->fresh = 1;
-		else {
+		} else {
 			pam_syslog(
 			    pamh, LOG_ERR, "unknown option: %s", argv[i]);
 			return PAM_SERVICE_ERR;
 		}
+		if ((seen & bit) != 0) {
+			pam_syslog(
+			    pamh, LOG_ERR, "duplicate option: %s", argv[i]);
+			return PAM_SERVICE_ERR;
+		}
+		seen |= bit;
 	}
 	return PAM_SUCCESS;
 }

@@ -63,6 +63,10 @@ svc ib-mobile "$M"
 svc ib-register "$M"
 svc unmapped "$M"
 svc badopt "$M use_frist_pass"
+# The same option twice: which one would hold is a guess (the last, with
+# the login's password silently dropped for the transaction's code only).
+svc dupctx "$M context=login context=transaction"
+svc dupconf "auth required $MOD config=$SB/missing.conf config=$CONF context=login"
 svc noconf "auth required $MOD config=$SB/missing.conf"
 svc dbg "$M context=mobile debug"
 svc en-login "auth required $MOD config=$SB/en.conf context=login"
@@ -206,6 +210,13 @@ check "exports exactly pam_sm_authenticate and pam_sm_setcred" \
 
 pt PAM_SERVICE_ERR "unknown option refused (pamtester)" badopt c-login
 pt_has "unknown option logged" "unknown option: use_frist_pass"
+C=$(code T-TRANS)
+pt PAM_SERVICE_ERR "context= twice refused, not the last one taken" \
+    dupctx c-trans "$C"
+pt_has "context= twice: logged" "duplicate option: context=transaction"
+pt_hasnt "context= twice: nothing asked" "ワンタイムパスワード"
+pt PAM_SERVICE_ERR "config= twice refused" dupconf c-mob pw-mob
+pt_has "config= twice: logged" "duplicate option: config="
 drv PAM_SERVICE_ERR "service without a context refused" unmapped c-login
 pt PAM_AUTHINFO_UNAVAIL "missing policy file: authinfo unavailable" \
     noconf c-login
