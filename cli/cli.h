@@ -60,7 +60,8 @@ int cli_load_nokey(struct cli *c);
 /*
  * Reads one line from stdin into buf[bufsz] without stdio buffering (no
  * stray copy of the secret), echo off on a terminal, newline stripped.
- * Returns 0, or 1 on EOF before any byte, or -1 (message printed).
+ * Returns 0, or 1 on EOF before any byte, or -1 (message printed) on a
+ * read error, a line longer than bufsz - 1 or a line holding a NUL byte.
  */
 int cli_read_secret(struct cli *c, const char *prompt, char *buf, size_t bufsz);
 

@@ -226,6 +226,14 @@ cli_read_secret(struct cli *c, const char *prompt, char *buf, size_t bufsz)
 		}
 		if (r == 0 || ch == '\n')
 			break;
+		/*
+		 * Everything after a NUL would be cut off unseen: "pa\0ss"
+		 * would set, or be checked as, the password "pa".
+		 */
+		if (ch == '\0') {
+			cli_warn(c, "input line holds a NUL byte");
+			goto out;
+		}
 		if (n + 1 >= bufsz) {
 			cli_warn(
 			    c, "input line longer than %zu bytes", bufsz - 1);

@@ -128,4 +128,15 @@ check "every audit line is a JSON object" \
 check "audit --since a future date is empty" cli audit --since 2099-01-01
 check "... (no rows)" test ! -s "$OUT"
 check_rc 2 "audit --since nonsense is a usage error" cli audit --since yesterday
+# A password line with a NUL byte: C would see only what comes before it,
+# so "pa<NUL>ss" would set, or be checked as, the password "pa".
+printf 'pa\000ss\n' | "$CLI" contract add CN1 >"$OUT" 2>"$ERR"
+check "contract add: a password with a NUL byte is refused (exit 2)" \
+    test $? -eq 2
+check "... saying why" contains "$ERR" "NUL"
+refused UNKNOWN_CONTRACT "... and no contract is made" cli contract show CN1
+check "contract add CN2 (password pa)" clin pa contract add CN2
+printf 'pa\000ss\n' | "$CLI" verify CN2 --context mobile >"$OUT" 2>"$ERR"
+check "verify: 'pa<NUL>ss' is not taken for 'pa' (exit 2)" test $? -eq 2
+check "... and nothing printed as accepted" sh -c "! grep -q accepted '$OUT'"
 echo "1..$TAPN"
