@@ -31,6 +31,9 @@
  */
 #define MAX_ROUNDS 16
 
+/* Supplementary groups a warm context remembers (see below). */
+#define WARM_GROUPS_MAX 64
+
 struct args {
 	const char *config;  /* NULL: SOTP_DEFAULT_CONFIG */
 	const char *context; /* NULL: map the PAM service name */
@@ -139,7 +142,9 @@ pam_result(int rc, const struct sotp_decision *d)
  * - the policy or the key file has changed (sotp_ctx_stale: looked at on
  *   every call, so an edit or a new key takes effect at the next call);
  * - the call names another config=, or the process now runs under
- *   another effective user or group than when it was loaded;
+ *   another effective user or group, or with other supplementary groups,
+ *   than when it was loaded (any of them may be what let it read the
+ *   policy, the key or the store);
  * - the process has forked since: SQLite's handles must never cross a
  *   fork. Before every fork(), the kept context is closed (warm_atfork),
  *   so the child inherits no store handle; a child that got one anyway
@@ -147,15 +152,44 @@ pam_result(int rc, const struct sotp_decision *d)
  * What a call decides is the same either way: every decision reads the
  * store afresh in its own transaction. "fresh" keeps nothing.
  */
+struct creds {
+	uid_t euid;
+	gid_t egid;
+	int ngroups;
+	gid_t groups[WARM_GROUPS_MAX];
+};
+
 static struct {
 	pthread_mutex_t lock;
 	pthread_once_t once;
 	struct sotp_ctx *ctx;
 	pid_t pid;
-	uid_t euid;
-	gid_t egid;
+	struct creds creds;
 	char config[1024]; /* "" for SOTP_DEFAULT_CONFIG */
-} warm = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_ONCE_INIT, NULL, 0, 0, 0, ""};
+} warm = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_ONCE_INIT, NULL, 0, {0}, ""};
+
+/*
+ * The credentials that decide what this process may read. 0, or -1 when
+ * there are more supplementary groups than kept: no context is kept then.
+ */
+static int
+creds_now(struct creds *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->euid = geteuid();
+	c->egid = getegid();
+	c->ngroups = getgroups(WARM_GROUPS_MAX, c->groups);
+	return c->ngroups < 0 ? -1 : 0;
+}
+
+static int
+creds_same(const struct creds *a, const struct creds *b)
+{
+	return a->euid == b->euid && a->egid == b->egid &&
+	    a->ngroups == b->ngroups &&
+	    memcmp(a->groups, b->groups,
+	        (size_t)a->ngroups * sizeof(a->groups[0])) == 0;
+}
 
 static void
 warm_atfork(void)
@@ -180,13 +214,15 @@ warm_take(const struct args *args)
 {
 	const char *config = args->config != NULL ? args->config : "";
 	struct sotp_ctx *ctx = NULL, *old = NULL;
+	struct creds now;
+	int known = creds_now(&now) == 0;
 
 	(void)pthread_once(&warm.once, warm_init);
 	pthread_mutex_lock(&warm.lock);
 	if (warm.ctx != NULL && warm.pid != getpid())
 		warm.ctx = NULL; /* the parent's: not ours to use or close */
-	if (warm.ctx != NULL && warm.euid == geteuid() &&
-	    warm.egid == getegid() && strcmp(warm.config, config) == 0)
+	if (warm.ctx != NULL && known && creds_same(&warm.creds, &now) &&
+	    strcmp(warm.config, config) == 0)
 		ctx = warm.ctx;
 	else
 		old = warm.ctx;
@@ -206,11 +242,13 @@ warm_keep(const struct args *args, struct sotp_ctx *ctx)
 {
 	const char *config = args->config != NULL ? args->config : "";
 	struct sotp_ctx *old;
+	struct creds now;
 
 	if (ctx == NULL)
 		return;
 	sotp_ctx_set_log(ctx, NULL, NULL, 0); /* pamh dies with pam_end */
-	if (args->fresh || strlen(config) >= sizeof(warm.config)) {
+	if (args->fresh || strlen(config) >= sizeof(warm.config) ||
+	    creds_now(&now) != 0) {
 		sotp_ctx_free(ctx);
 		return;
 	}
@@ -218,8 +256,7 @@ warm_keep(const struct args *args, struct sotp_ctx *ctx)
 	old = warm.pid == getpid() ? warm.ctx : NULL;
 	warm.ctx = ctx;
 	warm.pid = getpid();
-	warm.euid = geteuid();
-	warm.egid = getegid();
+	warm.creds = now;
 	memcpy(warm.config, config, strlen(config) + 1);
 	pthread_mutex_unlock(&warm.lock);
 	sotp_ctx_free(old);

@@ -458,6 +458,57 @@ if [ "$STORE_KIND" = sqlite ]; then
 		"result: PAM_SUCCESS result: PAM_AUTH_ERR open: 0" ]
 fi
 "$CLI" contract unlock c-warm2 >>"$SB/setup.log" 2>&1
+# Nor across a change of credentials: a call must decide what a fresh
+# context would, and a process that gave up the user, group or
+# supplementary group that let it read the policy must not go on with
+# the one it read before. The policy here is the one file that nobody
+# reads only through group 4242. Each -C is one cycle's credentials.
+# (SQLite only: the private PostgreSQL server is not open to nobody.)
+if [ "$(id -u)" -eq 0 ] && [ "$STORE_KIND" = sqlite ]; then
+	W=$(mktemp -d "${TMPDIR:-/tmp}/sotp-pam-creds.XXXXXX")
+	chmod 755 "$W"
+	mkdir "$W/pam.d"
+	cp "$DRV" "$W/pam_driver"
+	cp "$MOD" "$W/pam_shinkin_otp.so"
+	cp "$CONF" "$W/shinkin-otp.conf"
+	cp "$KEY" "$W/master.key"
+	sed -i "s|^master_key *=.*|master_key = $W/master.key|" \
+	    "$W/shinkin-otp.conf"
+	"$CLI" backup "$W/store.db" >>"$SB/setup.log" 2>&1
+	sed -i "s|^store *=.*|store = sqlite:$W/store.db|" "$W/shinkin-otp.conf"
+	printf 'auth required %s config=%s context=mobile\n' \
+	    "$W/pam_shinkin_otp.so" "$W/shinkin-otp.conf" >"$W/pam.d/creds"
+	printf 'auth required pam_deny.so\n' >"$W/pam.d/other"
+	chown -R nobody:nogroup "$W"
+	chown root:4242 "$W/shinkin-otp.conf"
+	chmod 640 "$W/shinkin-otp.conf"
+	NB=$(id -u nobody):$(id -g nobody)
+	# creds_run N -C ...: N cycles of c-mob's password login
+	creds_run() {
+		_n=$1
+		shift
+		"$W/pam_driver" -c "$W/pam.d" -s creds -u c-mob -n "$_n" "$@" \
+		    pw-mob >"$OUT" 2>&1
+		grep -e '^result' -e '^-C' "$OUT" | xargs
+	}
+	check "credentials: nobody with group 4242 reads the policy" \
+	    [ "$(creds_run 1 -C "$NB:4242")" = "result: PAM_SUCCESS" ]
+	check "credentials: nobody without it cannot" \
+	    [ "$(creds_run 1 -C "$NB")" = "result: PAM_AUTHINFO_UNAVAIL" ]
+	R=$(creds_run 2 -C "$NB:4242" -C "$NB")
+	check "warm context: not kept once a supplementary group is dropped ($R)" \
+	    [ "$R" = "result: PAM_SUCCESS result: PAM_AUTHINFO_UNAVAIL" ]
+	R=$(creds_run 2 -C "$(id -u nobody):4242" -C "$NB")
+	check "warm context: not kept under another effective group ($R)" \
+	    [ "$R" = "result: PAM_SUCCESS result: PAM_AUTHINFO_UNAVAIL" ]
+	R=$(creds_run 2 -C 0:0 -C "$NB")
+	check "warm context: not kept under another effective user ($R)" \
+	    [ "$R" = "result: PAM_SUCCESS result: PAM_AUTHINFO_UNAVAIL" ]
+	R=$(creds_run 2 -C "$NB:4242" -C "$NB:4242")
+	check "warm context: the same credentials, both accepted ($R)" \
+	    [ "$R" = "result: PAM_SUCCESS result: PAM_SUCCESS" ]
+	rm -rf "$W"
+fi
 
 # ---- lockout ----
 B=$(badcode T-LOCK)
