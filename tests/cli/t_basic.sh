@@ -128,6 +128,20 @@ check "every audit line is a JSON object" \
 check "audit --since a future date is empty" cli audit --since 2099-01-01
 check "... (no rows)" test ! -s "$OUT"
 check_rc 2 "audit --since nonsense is a usage error" cli audit --since yesterday
+# A time is one of the three shapes, and a real moment: strptime and
+# timegm alone took 2024-02-30 as March 1, and a time without its Z as
+# UTC, which an operator in Japan may have meant as local (9 hours off).
+check "audit --since 2024-02-29 (a leap day)" cli audit --since 2024-02-29
+for t in 2024-02-30 2023-02-29 2024-04-31 2024-01-01T24:00:00Z \
+    2024-12-31T23:59:60Z 2024-01-01T00:00:00 2024-1-1 " 5" +5 \
+    "2024-01-01 " 2024-01-01T00:00:00+09:00; do
+	check_rc 2 "audit --since '$t' is a usage error" cli audit --since "$t"
+	check "... naming the option and the value" \
+	    contains "$ERR" "--since: '$t' is not"
+done
+check_rc 2 "audit prune --before 2024-02-30 is a usage error" \
+    cli audit prune --before 2024-02-30
+check "... and prunes nothing" sh -c "! grep -q pruned '$OUT'"
 # A password line with a NUL byte: C would see only what comes before it,
 # so "pa<NUL>ss" would set, or be checked as, the password "pa".
 printf 'pa\000ss\n' | "$CLI" contract add CN1 >"$OUT" 2>"$ERR"
