@@ -92,6 +92,7 @@ cli_parse(struct cli *c, int argc, char **argv, const struct cli_opt *opts,
 {
 	const struct cli_opt *o;
 	const char *name, *eq;
+	unsigned long long given = 0, bit;
 	int i, words_only = 0;
 
 	*npos = 0;
@@ -113,6 +114,16 @@ cli_parse(struct cli *c, int argc, char **argv, const struct cli_opt *opts,
 		    eq != NULL ? (size_t)(eq - name) : strlen(name));
 		if (o == NULL || argv[i][1] != '-')
 			return cli_usage(c, "unknown option '%s'", argv[i]);
+		/*
+		 * A value given twice ("--digits 6 --digits 8") leaves which
+		 * one was meant to a guess; a flag twice is still the flag.
+		 * (A command has at most 7 options; past 64 two would share
+		 * a bit and be refused together, never let through.)
+		 */
+		bit = 1ull << ((size_t)(o - opts) % 64);
+		if (o->value != NULL && (given & bit) != 0)
+			return cli_usage(c, "option --%s given twice", o->name);
+		given |= bit;
 		if (o->value == NULL) {
 			if (eq != NULL)
 				return cli_usage(

@@ -103,6 +103,14 @@ refused NOT_BOUND "verify for an unknown contract, code only: as no token" \
 refused UNKNOWN_SERIAL "token show of an unknown serial" cli token show NOPE
 check_rc 2 "an unknown command is a usage error" cli frobnicate
 check_rc 2 "an unknown option is a usage error" cli token list --bogus
+# An option given twice with a value: which one was meant is a guess.
+S9=$(secret)
+check_rc 2 "token add --digits 6 --digits 8 is a usage error" \
+    cli token add T9 --secret "$S9" --digits 6 --digits 8
+check "... naming the option" contains "$ERR" "--digits given twice"
+refused UNKNOWN_SERIAL "... and no token is added" cli token show T9
+check_rc 2 "verify --context twice (--context=X too) is a usage error" \
+    cli verify C1 --context login --context=transaction --otp 123456
 check_rc 2 "bind without --otp is a usage error" \
     cli contract bind C2 --serial T2
 
