@@ -271,17 +271,20 @@ out:
 static int
 global_options(struct cli *c, int argc, char **argv, int *idx)
 {
-	int i;
+	int i, config_given = 0;
 
 	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
 		if (strcmp(argv[i], "--json") == 0) {
 			c->json = 1;
 		} else if (strcmp(argv[i], "--debug") == 0) {
 			c->debug = 1;
-		} else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
-			c->config = argv[++i];
-		} else if (strncmp(argv[i], "--config=", 9) == 0) {
-			c->config = argv[i] + 9;
+		} else if ((strcmp(argv[i], "--config") == 0 && i + 1 < argc) ||
+		    strncmp(argv[i], "--config=", 9) == 0) {
+			/* Two policies: which store was meant is a guess. */
+			if (config_given++)
+				return cli_usage(
+				    c, "option --config given twice");
+			c->config = argv[i][8] == '=' ? argv[i] + 9 : argv[++i];
 		} else if (strcmp(argv[i], "--help") == 0 ||
 		    strcmp(argv[i], "-h") == 0) {
 			fputs(usage_text, stdout);

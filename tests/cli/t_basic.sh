@@ -111,6 +111,9 @@ check "... naming the option" contains "$ERR" "--digits given twice"
 refused UNKNOWN_SERIAL "... and no token is added" cli token show T9
 check_rc 2 "verify --context twice (--context=X too) is a usage error" \
     cli verify C1 --context login --context=transaction --otp 123456
+check_rc 2 "--config twice is a usage error" \
+    cli --config /nonexistent/other.conf --config="$CONF" token list
+check "... naming the option" contains "$ERR" "--config given twice"
 check_rc 2 "bind without --otp is a usage error" \
     cli contract bind C2 --serial T2
 
