@@ -458,6 +458,30 @@ if [ "$STORE_KIND" = sqlite ]; then
 		"result: PAM_SUCCESS result: PAM_AUTH_ERR open: 0" ]
 fi
 "$CLI" contract unlock c-warm2 >>"$SB/setup.log" 2>&1
+# A relative config= names a file by the caller's working directory, which
+# PAM does not fix (sshd runs its stack from /): after a chdir the same
+# word names another policy, while a warm context went on with the first.
+# Only an absolute path is taken.
+mkdir -p "$SB/rA" "$SB/rB"
+# (store and key named absolutely: relative ones resolve from the policy)
+_st=$STORE_URL
+[ "$STORE_KIND" = sqlite ] && _st=sqlite:$STORE
+awk -v st="$_st" -v key="$KEY" '
+	/^store *=/ { print "store = " st; next }
+	/^master_key *=/ { print "master_key = " key; next }
+	/^metrics *=/ { print "metrics = none"; next }
+	{ print }' "$CONF" >"$SB/rA/rel.conf"
+sed 's/^language = ja$/language = en/' "$SB/rA/rel.conf" >"$SB/rB/rel.conf"
+svc relconf "auth required $MOD config=rel.conf context=transaction"
+(cd "$SB/rA" && "$DRV" -c "$SVC" -s relconf -u c-warm2 -n 2 -D "$SB/rB" \
+    "$(badcode T-WARM2)") >"$OUT" 2>&1
+check "relative config=: refused in every directory ($(grep '^result' "$OUT" | xargs))" \
+    [ "$(grep '^result' "$OUT" | xargs)" = \
+	"result: PAM_SERVICE_ERR result: PAM_SERVICE_ERR" ]
+hasnt "relative config=: nothing asked" "^prompt-"
+pt PAM_SERVICE_ERR "relative config=: refused (pamtester)" relconf c-warm2 123456
+pt_has "relative config=: logged" "config=rel.conf: not an absolute path"
+"$CLI" contract unlock c-warm2 >>"$SB/setup.log" 2>&1
 # Nor across a change of credentials: a call must decide what a fresh
 # context would, and a process that gave up the user, group or
 # supplementary group that let it read the policy must not go on with

@@ -31,7 +31,8 @@
  * given once per cycle in order, runs that cycle under those effective
  * user and group IDs and supplementary groups (none without the third
  * part); the driver must start as root, and prints every cycle's output
- * as -W does. -t prints "cpu-us: N", the
+ * as -W does. -D DIR changes to DIR before each cycle after the first
+ * (and prints every cycle's output). -t prints "cpu-us: N", the
  * CPU time the cycles took (the defect 2 test compares an unknown contract's
  * with a wrong password's). Exit status: 0 when every run reached
  * pam_authenticate, 2 on usage errors, 3 when pam_start_confdir failed.
@@ -362,7 +363,7 @@ usage(void)
 	fprintf(stderr,
 	    "usage: pam_driver -c CONFDIR -s SERVICE -u USER "
 	    "[-n COUNT] [-q] [-t] [-g GRIDFILE] [-A ANSWERFILE] [-k MODULE] "
-	    "[-W FIFO] [-F] [-L PATH] [-C UID:GID[:G1+G2...]]... "
+	    "[-W FIFO] [-F] [-L PATH] [-C UID:GID[:G1+G2...]]... [-D DIR] "
 	    "[ANSWER ...]\n");
 	return 2;
 }
@@ -396,7 +397,7 @@ main(int argc, char **argv)
 	int nusers = 0;
 	const char *gridfile = NULL, *answerfile = NULL, *keep = NULL;
 	const char *waitfile = NULL, *openpath = NULL;
-	const char *creds[MAX_CREDS];
+	const char *creds[MAX_CREDS], *chdir_to = NULL;
 	int ncreds = 0;
 	FILE *waitf = NULL;
 	char line[64];
@@ -412,7 +413,7 @@ main(int argc, char **argv)
 	struct timespec t0, t1;
 
 	memset(&dr, 0, sizeof(dr));
-	while ((ch = getopt(argc, argv, "c:s:u:n:qtg:A:k:W:FL:C:")) != -1) {
+	while ((ch = getopt(argc, argv, "c:s:u:n:qtg:A:k:W:FL:C:D:")) != -1) {
 		switch (ch) {
 		case 'c':
 			confdir = optarg;
@@ -450,6 +451,9 @@ main(int argc, char **argv)
 		case 'L':
 			openpath = optarg;
 			break;
+		case 'D':
+			chdir_to = optarg;
+			break;
 		case 'C':
 			if (ncreds == MAX_CREDS)
 				return usage();
@@ -484,7 +488,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "%s\n", dlerror());
 		return 2;
 	}
-	dr.verbose = count == 1 || waitfile != NULL || forking || ncreds > 0;
+	dr.verbose = count == 1 || waitfile != NULL || forking || ncreds > 0 ||
+	    chdir_to != NULL;
 	/* O_RDWR: opening a FIFO so does not wait for its writer (Linux). */
 	if (waitfile != NULL &&
 	    ((ch = open(waitfile, O_RDWR | O_CLOEXEC)) < 0 ||
@@ -499,6 +504,11 @@ main(int argc, char **argv)
 		fflush(stdout);
 		if (i > 0 && waitf != NULL &&
 		    fgets(line, sizeof(line), waitf) == NULL) {
+			ret = 2;
+			break;
+		}
+		if (i > 0 && chdir_to != NULL && chdir(chdir_to) != 0) {
+			perror(chdir_to);
 			ret = 2;
 			break;
 		}
