@@ -154,7 +154,7 @@ pam_result(int rc, const struct sotp_decision *d)
  * - the call names another config=, or the process now runs under
  *   another effective user or group, or with other supplementary groups,
  *   than when it was loaded (any of them may be what let it read the
- *   policy, the key or the store);
+ *   policy, the key or the store), or changed them during that call;
  * - the process has forked since: SQLite's handles must never cross a
  *   fork. Before every fork(), the kept context is closed (warm_atfork),
  *   so the child inherits no store handle; a child that got one anyway
@@ -219,19 +219,18 @@ warm_init(void)
 	(void)pthread_atfork(warm_atfork, NULL, NULL);
 }
 
+/* The kept context, if it fits this call under the credentials `as`. */
 static struct sotp_ctx *
-warm_take(const struct args *args)
+warm_take(const struct args *args, const struct creds *as)
 {
 	const char *config = args->config != NULL ? args->config : "";
 	struct sotp_ctx *ctx = NULL, *old = NULL;
-	struct creds now;
-	int known = creds_now(&now) == 0;
 
 	(void)pthread_once(&warm.once, warm_init);
 	pthread_mutex_lock(&warm.lock);
 	if (warm.ctx != NULL && warm.pid != getpid())
 		warm.ctx = NULL; /* the parent's: not ours to use or close */
-	if (warm.ctx != NULL && known && creds_same(&warm.creds, &now) &&
+	if (warm.ctx != NULL && as != NULL && creds_same(&warm.creds, as) &&
 	    strcmp(warm.config, config) == 0)
 		ctx = warm.ctx;
 	else
@@ -246,9 +245,14 @@ warm_take(const struct args *args)
 	return ctx;
 }
 
-/* Keeps ctx for the next call (or frees it); ctx is not used after. */
+/*
+ * Keeps ctx, loaded or taken under the credentials `as` (NULL: unknown),
+ * for the next call, or frees it; ctx is not used after. An application
+ * may change its IDs during the call (in its conversation): a context
+ * read under other credentials than the ones now is not kept.
+ */
 static void
-warm_keep(const struct args *args, struct sotp_ctx *ctx)
+warm_keep(const struct args *args, struct sotp_ctx *ctx, const struct creds *as)
 {
 	const char *config = args->config != NULL ? args->config : "";
 	struct sotp_ctx *old;
@@ -258,7 +262,7 @@ warm_keep(const struct args *args, struct sotp_ctx *ctx)
 		return;
 	sotp_ctx_set_log(ctx, NULL, NULL, 0); /* pamh dies with pam_end */
 	if (args->fresh || strlen(config) >= sizeof(warm.config) ||
-	    creds_now(&now) != 0) {
+	    as == NULL || creds_now(&now) != 0 || !creds_same(as, &now)) {
 		sotp_ctx_free(ctx);
 		return;
 	}
@@ -273,11 +277,12 @@ warm_keep(const struct args *args, struct sotp_ctx *ctx)
 }
 
 static int
-open_ctx(pam_handle_t *pamh, const struct args *args, struct sotp_ctx **out)
+open_ctx(pam_handle_t *pamh, const struct args *args, const struct creds *as,
+    struct sotp_ctx **out)
 {
 	int rc;
 
-	if (!args->fresh && (*out = warm_take(args)) != NULL) {
+	if (!args->fresh && (*out = warm_take(args, as)) != NULL) {
 		sotp_ctx_set_log(*out, log_sink, pamh, args->debug);
 		return PAM_SUCCESS;
 	}
@@ -419,13 +424,16 @@ pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 	struct sotp_ctx *ctx = NULL;
 	struct sotp_attempt *a = NULL;
 	struct sotp_decision d;
+	struct creds creds;
+	const struct creds *as = NULL;
 	const char *user = NULL, *context = NULL;
 	int rc = SOTP_ERR_INTERNAL, pam_rc, round;
 
 	memset(&d, 0, sizeof(d));
 	if ((pam_rc = parse_args(pamh, argc, argv, &args)) != PAM_SUCCESS)
 		return pam_rc;
-	if ((pam_rc = open_ctx(pamh, &args, &ctx)) != PAM_SUCCESS)
+	as = creds_now(&creds) == 0 ? &creds : NULL;
+	if ((pam_rc = open_ctx(pamh, &args, as, &ctx)) != PAM_SUCCESS)
 		goto out;
 	if ((pam_rc = pam_get_user(pamh, &user, NULL)) != PAM_SUCCESS) {
 		if (pam_rc == PAM_CONV_AGAIN)
@@ -451,7 +459,7 @@ pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 	pam_rc = conclude(pamh, flags, &args, ctx, context, rc, &d);
 out:
 	sotp_attempt_free(a);
-	warm_keep(&args, ctx);
+	warm_keep(&args, ctx, as);
 	return pam_rc;
 }
 SOTP_EXPORT int

@@ -528,6 +528,12 @@ if [ "$(id -u)" -eq 0 ] && [ "$STORE_KIND" = sqlite ]; then
 	R=$(creds_run 2 -C 0:0 -C "$NB")
 	check "warm context: not kept under another effective user ($R)" \
 	    [ "$R" = "result: PAM_SUCCESS result: PAM_AUTHINFO_UNAVAIL" ]
+	# The application changes its IDs while the module waits for the
+	# answer (at the prompt): the context was read as root, and the next
+	# call, as nobody, must not have it.
+	R=$(creds_run 2 -X "$NB")
+	check "warm context: not kept when the IDs changed during the call ($R)" \
+	    [ "$R" = "result: PAM_SUCCESS result: PAM_AUTHINFO_UNAVAIL" ]
 	R=$(creds_run 2 -C "$NB:4242" -C "$NB:4242")
 	check "warm context: the same credentials, both accepted ($R)" \
 	    [ "$R" = "result: PAM_SUCCESS result: PAM_SUCCESS" ]

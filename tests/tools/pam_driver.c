@@ -31,11 +31,13 @@
  * given once per cycle in order, runs that cycle under those effective
  * user and group IDs and supplementary groups (none without the third
  * part); the driver must start as root, and prints every cycle's output
- * as -W does. -D DIR changes to DIR before each cycle after the first
- * (and prints every cycle's output). -t prints "cpu-us: N", the
- * CPU time the cycles took (the defect 2 test compares an unknown contract's
- * with a wrong password's). Exit status: 0 when every run reached
- * pam_authenticate, 2 on usage errors, 3 when pam_start_confdir failed.
+ * as -W does. -X UID:GID[:G1+G2...] takes those on in the conversation,
+ * at the first prompt of the run, as an application that changes its
+ * effective IDs while the module waits for an answer. -D DIR changes to DIR
+ * before each cycle after the first (and prints every cycle's output). -t
+ * prints "cpu-us: N", the CPU time the cycles took (the defect 2 test compares
+ * an unknown contract's with a wrong password's). Exit status: 0 when every run
+ * reached pam_authenticate, 2 on usage errors, 3 when pam_start_confdir failed.
  */
 #include <dirent.h>
 #include <dlfcn.h>
@@ -69,7 +71,11 @@ struct driver {
 	int next;
 	int verbose;
 	const struct grid *grid;
+	const char *switch_to; /* -X: credentials taken on at a prompt */
+	int switched;
 };
+
+static int become(const char *spec);
 
 static const char *const pam_names[] = {
     "PAM_SUCCESS",
@@ -238,6 +244,11 @@ conv(int n, const struct pam_message **msg, struct pam_response **resp,
 				        ? "on"
 				        : "off",
 				    text);
+			if (dr->switch_to != NULL && !dr->switched) {
+				dr->switched = 1;
+				if (become(dr->switch_to) != 0)
+					goto fail;
+			}
 			if ((r[i].resp = next_answer(dr, text)) == NULL)
 				goto fail;
 			break;
@@ -363,7 +374,8 @@ usage(void)
 	fprintf(stderr,
 	    "usage: pam_driver -c CONFDIR -s SERVICE -u USER "
 	    "[-n COUNT] [-q] [-t] [-g GRIDFILE] [-A ANSWERFILE] [-k MODULE] "
-	    "[-W FIFO] [-F] [-L PATH] [-C UID:GID[:G1+G2...]]... [-D DIR] "
+	    "[-W FIFO] [-F] [-L PATH] [-C UID:GID[:G1+G2...]]... [-X UID:GID[:G...]] "
+	    "[-D DIR] "
 	    "[ANSWER ...]\n");
 	return 2;
 }
@@ -413,7 +425,7 @@ main(int argc, char **argv)
 	struct timespec t0, t1;
 
 	memset(&dr, 0, sizeof(dr));
-	while ((ch = getopt(argc, argv, "c:s:u:n:qtg:A:k:W:FL:C:D:")) != -1) {
+	while ((ch = getopt(argc, argv, "c:s:u:n:qtg:A:k:W:FL:C:D:X:")) != -1) {
 		switch (ch) {
 		case 'c':
 			confdir = optarg;
@@ -454,6 +466,9 @@ main(int argc, char **argv)
 		case 'D':
 			chdir_to = optarg;
 			break;
+		case 'X':
+			dr.switch_to = optarg;
+			break;
 		case 'C':
 			if (ncreds == MAX_CREDS)
 				return usage();
@@ -489,7 +504,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 	dr.verbose = count == 1 || waitfile != NULL || forking || ncreds > 0 ||
-	    chdir_to != NULL;
+	    chdir_to != NULL || dr.switch_to != NULL;
 	/* O_RDWR: opening a FIFO so does not wait for its writer (Linux). */
 	if (waitfile != NULL &&
 	    ((ch = open(waitfile, O_RDWR | O_CLOEXEC)) < 0 ||
@@ -549,7 +564,7 @@ main(int argc, char **argv)
 	}
 	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t1);
 	/* Root again: LeakSanitizer cannot inspect the process otherwise. */
-	if (ncreds > 0 && become("0:0") != 0)
+	if ((ncreds > 0 || dr.switched) && become("0:0") != 0)
 		ret = 2;
 	if (cpu)
 		printf("cpu-us: %ld\n",
