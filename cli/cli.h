@@ -44,7 +44,8 @@ struct cli_opt {
 /*
  * Parses argv[0..argc) against opts; non-option words go to pos[npos_max]
  * (their count in *npos). Prints a usage error and returns CLI_EXIT_ERROR
- * on an unknown option, a missing argument or too many words.
+ * on an unknown option, a missing argument, an option with a value given
+ * twice or too many words.
  */
 int cli_parse(struct cli *c, int argc, char **argv, const struct cli_opt *opts,
     const char **pos, size_t npos_max, size_t *npos);
@@ -60,7 +61,8 @@ int cli_load_nokey(struct cli *c);
 /*
  * Reads one line from stdin into buf[bufsz] without stdio buffering (no
  * stray copy of the secret), echo off on a terminal, newline stripped.
- * Returns 0, or 1 on EOF before any byte, or -1 (message printed).
+ * Returns 0, or 1 on EOF before any byte, or -1 (message printed) on a
+ * read error, a line longer than bufsz - 1 or a line holding a NUL byte.
  */
 int cli_read_secret(struct cli *c, const char *prompt, char *buf, size_t bufsz);
 

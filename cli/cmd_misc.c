@@ -198,33 +198,23 @@ audit_row(void *arg, const struct sotp_audit_row *r)
 }
 
 /*
- * --since/--until: seconds since the epoch, or an ISO 8601 UTC time as the
- * audit lines print it (2026-11-25T18:43:57Z), or a date (its midnight).
+ * --since/--until/--before: seconds since the epoch, an ISO 8601 UTC time
+ * as the audit lines print it (2026-11-25T18:43:57Z), or a date (its
+ * midnight, UTC); the core refuses any other shape and any moment that
+ * does not exist.
  */
 static int
 audit_time(struct cli *c, const char *opt, const char *s, long long *out)
 {
-	static const char *const fmts[] = {
-	    "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"};
-	struct tm tm;
-	const char *end;
-	size_t i;
-	time_t t;
+	int64_t t;
 
-	if (strchr(s, '-') == NULL)
-		return cli_number(c, opt, s, 0, INT64_MAX, out);
-	for (i = 0; i < sizeof(fmts) / sizeof(fmts[0]); i++) {
-		memset(&tm, 0, sizeof(tm));
-		end = strptime(s, fmts[i], &tm);
-		if (end != NULL && *end == '\0' && (t = timegm(&tm)) != -1) {
-			*out = (long long)t;
-			return CLI_EXIT_OK;
-		}
-	}
-	return cli_usage(c,
-	    "audit: %s: '%s' is not seconds since the epoch, "
-	    "YYYY-MM-DDTHH:MM:SSZ or YYYY-MM-DD",
-	    opt, s);
+	if (sotp_time_parse(s, &t) != SOTP_OK)
+		return cli_usage(c,
+		    "%s: '%s' is not seconds since the epoch, "
+		    "YYYY-MM-DDTHH:MM:SSZ or YYYY-MM-DD (UTC)",
+		    opt, s);
+	*out = (long long)t;
+	return CLI_EXIT_OK;
 }
 
 /* The outcome of a verify: one line (or a JSON object), exit 0 or 1. */

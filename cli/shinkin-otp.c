@@ -92,6 +92,7 @@ cli_parse(struct cli *c, int argc, char **argv, const struct cli_opt *opts,
 {
 	const struct cli_opt *o;
 	const char *name, *eq;
+	unsigned long long given = 0, bit;
 	int i, words_only = 0;
 
 	*npos = 0;
@@ -113,6 +114,16 @@ cli_parse(struct cli *c, int argc, char **argv, const struct cli_opt *opts,
 		    eq != NULL ? (size_t)(eq - name) : strlen(name));
 		if (o == NULL || argv[i][1] != '-')
 			return cli_usage(c, "unknown option '%s'", argv[i]);
+		/*
+		 * A value given twice ("--digits 6 --digits 8") leaves which
+		 * one was meant to a guess; a flag twice is still the flag.
+		 * (A command has at most 7 options; past 64 two would share
+		 * a bit and be refused together, never let through.)
+		 */
+		bit = 1ull << ((size_t)(o - opts) % 64);
+		if (o->value != NULL && (given & bit) != 0)
+			return cli_usage(c, "option --%s given twice", o->name);
+		given |= bit;
 		if (o->value == NULL) {
 			if (eq != NULL)
 				return cli_usage(
@@ -226,6 +237,14 @@ cli_read_secret(struct cli *c, const char *prompt, char *buf, size_t bufsz)
 		}
 		if (r == 0 || ch == '\n')
 			break;
+		/*
+		 * Everything after a NUL would be cut off unseen: "pa\0ss"
+		 * would set, or be checked as, the password "pa".
+		 */
+		if (ch == '\0') {
+			cli_warn(c, "input line holds a NUL byte");
+			goto out;
+		}
 		if (n + 1 >= bufsz) {
 			cli_warn(
 			    c, "input line longer than %zu bytes", bufsz - 1);
@@ -252,17 +271,20 @@ out:
 static int
 global_options(struct cli *c, int argc, char **argv, int *idx)
 {
-	int i;
+	int i, config_given = 0;
 
 	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
 		if (strcmp(argv[i], "--json") == 0) {
 			c->json = 1;
 		} else if (strcmp(argv[i], "--debug") == 0) {
 			c->debug = 1;
-		} else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
-			c->config = argv[++i];
-		} else if (strncmp(argv[i], "--config=", 9) == 0) {
-			c->config = argv[i] + 9;
+		} else if ((strcmp(argv[i], "--config") == 0 && i + 1 < argc) ||
+		    strncmp(argv[i], "--config=", 9) == 0) {
+			/* Two policies: which store was meant is a guess. */
+			if (config_given++)
+				return cli_usage(
+				    c, "option --config given twice");
+			c->config = argv[i][8] == '=' ? argv[i] + 9 : argv[++i];
 		} else if (strcmp(argv[i], "--help") == 0 ||
 		    strcmp(argv[i], "-h") == 0) {
 			fputs(usage_text, stdout);

@@ -365,37 +365,75 @@ set_option(struct parser *ps, const struct option *o, const char *val)
 	return perr(ps, "internal: bad option type");
 }
 
+/*
+ * "YYYY-MM-DD" (with_time 0) or "YYYY-MM-DDTHH:MM:SSZ" into *tm, UTC.
+ * strptime skips blanks inside fields and takes any day 1..31 in any
+ * month (and second 60), and timegm would then roll "2027-02-30" over to
+ * March 2: demand the exact shape and a moment that survives
+ * normalisation. 1970 onwards, as sunset_end 0 means "no sunset".
+ */
+static int
+utc_parse(const char *s, int with_time, struct tm *tm)
+{
+	const char *shape = with_time ? "dddd-dd-ddTdd:dd:ddZ" : "dddd-dd-dd";
+	struct tm chk;
+	const char *end;
+	size_t i;
+
+	memset(tm, 0, sizeof(*tm));
+	if (strlen(s) != strlen(shape))
+		return SOTP_ERR_BAD_INPUT;
+	for (i = 0; shape[i] != '\0'; i++)
+		if (shape[i] == 'd' ? !isdigit((unsigned char)s[i])
+		                    : s[i] != shape[i])
+			return SOTP_ERR_BAD_INPUT;
+	end = strptime(s, with_time ? "%Y-%m-%dT%H:%M:%SZ" : "%Y-%m-%d", tm);
+	if (end == NULL || *end != '\0' || tm->tm_year < 70)
+		return SOTP_ERR_BAD_INPUT;
+	chk = *tm;
+	if (timegm(&chk) == (time_t)-1 || chk.tm_year != tm->tm_year ||
+	    chk.tm_mon != tm->tm_mon || chk.tm_mday != tm->tm_mday ||
+	    chk.tm_hour != tm->tm_hour || chk.tm_min != tm->tm_min ||
+	    chk.tm_sec != tm->tm_sec)
+		return SOTP_ERR_BAD_INPUT;
+	return SOTP_OK;
+}
+
 /* "YYYY-MM-DD" -> the first second (UTC) of the following day. */
 static int
 parse_date_end(const char *s, int64_t *out)
 {
-	struct tm tm, chk;
-	const char *end;
-	size_t i;
+	struct tm tm;
 	time_t t;
 
-	/*
-	 * strptime skips blanks inside fields and takes any day 1..31 in any
-	 * month, and timegm would then roll "2027-02-30" over to March 2:
-	 * demand the exact shape and a date that survives normalisation.
-	 * 1970 onwards, as sunset_end 0 means "no sunset".
-	 */
-	if (strlen(s) != 10)
-		return SOTP_ERR_BAD_INPUT;
-	for (i = 0; i < 10; i++)
-		if (i == 4 || i == 7 ? s[i] != '-'
-		                     : !isdigit((unsigned char)s[i]))
-			return SOTP_ERR_BAD_INPUT;
-	memset(&tm, 0, sizeof(tm));
-	if ((end = strptime(s, "%Y-%m-%d", &tm)) == NULL || *end != '\0' ||
-	    tm.tm_year < 70)
-		return SOTP_ERR_BAD_INPUT;
-	chk = tm;
-	if (timegm(&chk) == (time_t)-1 || chk.tm_mday != tm.tm_mday ||
-	    chk.tm_mon != tm.tm_mon || chk.tm_year != tm.tm_year)
+	if (utc_parse(s, 0, &tm) != SOTP_OK)
 		return SOTP_ERR_BAD_INPUT;
 	tm.tm_mday += 1;
 	if ((t = timegm(&tm)) == (time_t)-1)
+		return SOTP_ERR_BAD_INPUT;
+	*out = (int64_t)t;
+	return SOTP_OK;
+}
+
+int
+sotp_time_parse(const char *s, int64_t *out)
+{
+	struct tm tm;
+	long long v;
+	time_t t;
+
+	if (out != NULL)
+		*out = 0;
+	if (s == NULL || out == NULL)
+		return SOTP_ERR_INVALID_ARG;
+	if (strchr(s, '-') == NULL) {
+		if (sotp_parse_ll(s, 0, INT64_MAX, &v) != SOTP_OK)
+			return SOTP_ERR_BAD_INPUT;
+		*out = (int64_t)v;
+		return SOTP_OK;
+	}
+	if (utc_parse(s, strlen(s) > 10, &tm) != SOTP_OK ||
+	    (t = timegm(&tm)) == (time_t)-1)
 		return SOTP_ERR_BAD_INPUT;
 	*out = (int64_t)t;
 	return SOTP_OK;

@@ -589,6 +589,15 @@ enum sotp_login {
 SOTP_EXPORT const char *sotp_login_name(enum sotp_login l);
 /* Accepts otp|card|none and yes(=otp)|no(=none). */
 SOTP_EXPORT int sotp_login_parse(const char *s, enum sotp_login *l);
+/*
+ * A moment as an administrator gives one (audit --since, prune --before):
+ * seconds since the epoch (digits only), "YYYY-MM-DD" (its midnight) or
+ * "YYYY-MM-DDTHH:MM:SSZ", always UTC, 1970 onwards. A day or time that
+ * does not exist (2024-02-30, 24:00:00, a leap second), a time without
+ * its Z (local or UTC?) and any other shape are SOTP_ERR_BAD_INPUT,
+ * never rolled over to a neighbouring moment.
+ */
+SOTP_EXPORT int sotp_time_parse(const char *s, int64_t *out);
 
 /*
  * A token is time-based (TOTP, RFC 6238: period is its step in seconds)

@@ -31,6 +31,9 @@
  */
 #define MAX_ROUNDS 16
 
+/* Supplementary groups a warm context remembers (see below). */
+#define WARM_GROUPS_MAX 64
+
 struct args {
 	const char *config;  /* NULL: SOTP_DEFAULT_CONFIG */
 	const char *context; /* NULL: map the PAM service name */
@@ -43,30 +46,56 @@ struct args {
 /*
  * Unknown options are refused, not ignored: a typo such as "use_frist_pass"
  * would otherwise change what the stack asks for without anyone noticing.
+ * So is an option given twice: in "context=login context=transaction"
+ * either could be meant, and taking the last would silently drop the
+ * login's password.
  */
 static int
 parse_args(pam_handle_t *pamh, int argc, const char **argv, struct args *args)
 {
+	unsigned int seen = 0, bit;
 	int i;
 
 	memset(args, 0, sizeof(*args));
 	for (i = 0; i < argc; i++) {
-		if (strncmp(argv[i], "config=", 7) == 0 && argv[i][7] != '\0')
+		if (strncmp(argv[i], "config=", 7) == 0 && argv[i][7] != '\0') {
+			bit = 1u << 0;
 			args->config = argv[i] + 7;
-		else if (strncmp(argv[i], "context=", 8) == 0 &&
-		    argv[i][8] != '\0')
+		} else if (strncmp(argv[i], "context=", 8) == 0 &&
+		    argv[i][8] != '\0') {
+			bit = 1u << 1;
 			args->context = argv[i] + 8;
-		else if (strcmp(argv[i], "use_first_pass") == 0)
+		} else if (strcmp(argv[i], "use_first_pass") == 0) {
+			bit = 1u << 2;
 			args->use_first_pass = 1;
-		else if (strcmp(argv[i], "try_first_pass") == 0)
+		} else if (strcmp(argv[i], "try_first_pass") == 0) {
+			bit = 1u << 3;
 			args->try_first_pass = 1;
-		else if (strcmp(argv[i], "debug") == 0)
+		} else if (strcmp(argv[i], "debug") == 0) {
+			bit = 1u << 4;
 			args->debug = 1;
-		else if (strcmp(argv[i], "fresh") == 0)
+		} else if (strcmp(argv[i], "fresh") == 0) {
+			bit = 1u << 5;
 			args->fresh = 1;
-		else {
+		} else {
 			pam_syslog(
 			    pamh, LOG_ERR, "unknown option: %s", argv[i]);
+			return PAM_SERVICE_ERR;
+		}
+		if ((seen & bit) != 0) {
+			pam_syslog(
+			    pamh, LOG_ERR, "duplicate option: %s", argv[i]);
+			return PAM_SERVICE_ERR;
+		}
+		seen |= bit;
+		/*
+		 * A relative path names a file by the caller's working
+		 * directory, which PAM leaves to the application (sshd: /),
+		 * and the warm context would outlive a chdir.
+		 */
+		if (args->config != NULL && args->config[0] != '/') {
+			pam_syslog(
+			    pamh, LOG_ERR, "%s: not an absolute path", argv[i]);
 			return PAM_SERVICE_ERR;
 		}
 	}
@@ -123,7 +152,9 @@ pam_result(int rc, const struct sotp_decision *d)
  * - the policy or the key file has changed (sotp_ctx_stale: looked at on
  *   every call, so an edit or a new key takes effect at the next call);
  * - the call names another config=, or the process now runs under
- *   another effective user or group than when it was loaded;
+ *   another effective user or group, or with other supplementary groups,
+ *   than when it was loaded (any of them may be what let it read the
+ *   policy, the key or the store), or changed them during that call;
  * - the process has forked since: SQLite's handles must never cross a
  *   fork. Before every fork(), the kept context is closed (warm_atfork),
  *   so the child inherits no store handle; a child that got one anyway
@@ -131,15 +162,44 @@ pam_result(int rc, const struct sotp_decision *d)
  * What a call decides is the same either way: every decision reads the
  * store afresh in its own transaction. "fresh" keeps nothing.
  */
+struct creds {
+	uid_t euid;
+	gid_t egid;
+	int ngroups;
+	gid_t groups[WARM_GROUPS_MAX];
+};
+
 static struct {
 	pthread_mutex_t lock;
 	pthread_once_t once;
 	struct sotp_ctx *ctx;
 	pid_t pid;
-	uid_t euid;
-	gid_t egid;
+	struct creds creds;
 	char config[1024]; /* "" for SOTP_DEFAULT_CONFIG */
-} warm = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_ONCE_INIT, NULL, 0, 0, 0, ""};
+} warm = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_ONCE_INIT, NULL, 0, {0}, ""};
+
+/*
+ * The credentials that decide what this process may read. 0, or -1 when
+ * there are more supplementary groups than kept: no context is kept then.
+ */
+static int
+creds_now(struct creds *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->euid = geteuid();
+	c->egid = getegid();
+	c->ngroups = getgroups(WARM_GROUPS_MAX, c->groups);
+	return c->ngroups < 0 ? -1 : 0;
+}
+
+static int
+creds_same(const struct creds *a, const struct creds *b)
+{
+	return a->euid == b->euid && a->egid == b->egid &&
+	    a->ngroups == b->ngroups &&
+	    memcmp(a->groups, b->groups,
+	        (size_t)a->ngroups * sizeof(a->groups[0])) == 0;
+}
 
 static void
 warm_atfork(void)
@@ -159,8 +219,9 @@ warm_init(void)
 	(void)pthread_atfork(warm_atfork, NULL, NULL);
 }
 
+/* The kept context, if it fits this call under the credentials `as`. */
 static struct sotp_ctx *
-warm_take(const struct args *args)
+warm_take(const struct args *args, const struct creds *as)
 {
 	const char *config = args->config != NULL ? args->config : "";
 	struct sotp_ctx *ctx = NULL, *old = NULL;
@@ -169,8 +230,8 @@ warm_take(const struct args *args)
 	pthread_mutex_lock(&warm.lock);
 	if (warm.ctx != NULL && warm.pid != getpid())
 		warm.ctx = NULL; /* the parent's: not ours to use or close */
-	if (warm.ctx != NULL && warm.euid == geteuid() &&
-	    warm.egid == getegid() && strcmp(warm.config, config) == 0)
+	if (warm.ctx != NULL && as != NULL && creds_same(&warm.creds, as) &&
+	    strcmp(warm.config, config) == 0)
 		ctx = warm.ctx;
 	else
 		old = warm.ctx;
@@ -184,17 +245,24 @@ warm_take(const struct args *args)
 	return ctx;
 }
 
-/* Keeps ctx for the next call (or frees it); ctx is not used after. */
+/*
+ * Keeps ctx, loaded or taken under the credentials `as` (NULL: unknown),
+ * for the next call, or frees it; ctx is not used after. An application
+ * may change its IDs during the call (in its conversation): a context
+ * read under other credentials than the ones now is not kept.
+ */
 static void
-warm_keep(const struct args *args, struct sotp_ctx *ctx)
+warm_keep(const struct args *args, struct sotp_ctx *ctx, const struct creds *as)
 {
 	const char *config = args->config != NULL ? args->config : "";
 	struct sotp_ctx *old;
+	struct creds now;
 
 	if (ctx == NULL)
 		return;
 	sotp_ctx_set_log(ctx, NULL, NULL, 0); /* pamh dies with pam_end */
-	if (args->fresh || strlen(config) >= sizeof(warm.config)) {
+	if (args->fresh || strlen(config) >= sizeof(warm.config) ||
+	    as == NULL || creds_now(&now) != 0 || !creds_same(as, &now)) {
 		sotp_ctx_free(ctx);
 		return;
 	}
@@ -202,19 +270,19 @@ warm_keep(const struct args *args, struct sotp_ctx *ctx)
 	old = warm.pid == getpid() ? warm.ctx : NULL;
 	warm.ctx = ctx;
 	warm.pid = getpid();
-	warm.euid = geteuid();
-	warm.egid = getegid();
+	warm.creds = now;
 	memcpy(warm.config, config, strlen(config) + 1);
 	pthread_mutex_unlock(&warm.lock);
 	sotp_ctx_free(old);
 }
 
 static int
-open_ctx(pam_handle_t *pamh, const struct args *args, struct sotp_ctx **out)
+open_ctx(pam_handle_t *pamh, const struct args *args, const struct creds *as,
+    struct sotp_ctx **out)
 {
 	int rc;
 
-	if (!args->fresh && (*out = warm_take(args)) != NULL) {
+	if (!args->fresh && (*out = warm_take(args, as)) != NULL) {
 		sotp_ctx_set_log(*out, log_sink, pamh, args->debug);
 		return PAM_SUCCESS;
 	}
@@ -356,13 +424,16 @@ pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 	struct sotp_ctx *ctx = NULL;
 	struct sotp_attempt *a = NULL;
 	struct sotp_decision d;
+	struct creds creds;
+	const struct creds *as = NULL;
 	const char *user = NULL, *context = NULL;
 	int rc = SOTP_ERR_INTERNAL, pam_rc, round;
 
 	memset(&d, 0, sizeof(d));
 	if ((pam_rc = parse_args(pamh, argc, argv, &args)) != PAM_SUCCESS)
 		return pam_rc;
-	if ((pam_rc = open_ctx(pamh, &args, &ctx)) != PAM_SUCCESS)
+	as = creds_now(&creds) == 0 ? &creds : NULL;
+	if ((pam_rc = open_ctx(pamh, &args, as, &ctx)) != PAM_SUCCESS)
 		goto out;
 	if ((pam_rc = pam_get_user(pamh, &user, NULL)) != PAM_SUCCESS) {
 		if (pam_rc == PAM_CONV_AGAIN)
@@ -388,7 +459,7 @@ pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 	pam_rc = conclude(pamh, flags, &args, ctx, context, rc, &d);
 out:
 	sotp_attempt_free(a);
-	warm_keep(&args, ctx);
+	warm_keep(&args, ctx, as);
 	return pam_rc;
 }
 SOTP_EXPORT int

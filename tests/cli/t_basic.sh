@@ -103,6 +103,17 @@ refused NOT_BOUND "verify for an unknown contract, code only: as no token" \
 refused UNKNOWN_SERIAL "token show of an unknown serial" cli token show NOPE
 check_rc 2 "an unknown command is a usage error" cli frobnicate
 check_rc 2 "an unknown option is a usage error" cli token list --bogus
+# An option given twice with a value: which one was meant is a guess.
+S9=$(secret)
+check_rc 2 "token add --digits 6 --digits 8 is a usage error" \
+    cli token add T9 --secret "$S9" --digits 6 --digits 8
+check "... naming the option" contains "$ERR" "--digits given twice"
+refused UNKNOWN_SERIAL "... and no token is added" cli token show T9
+check_rc 2 "verify --context twice (--context=X too) is a usage error" \
+    cli verify C1 --context login --context=transaction --otp 123456
+check_rc 2 "--config twice is a usage error" \
+    cli --config /nonexistent/other.conf --config="$CONF" token list
+check "... naming the option" contains "$ERR" "--config given twice"
 check_rc 2 "bind without --otp is a usage error" \
     cli contract bind C2 --serial T2
 
@@ -128,4 +139,29 @@ check "every audit line is a JSON object" \
 check "audit --since a future date is empty" cli audit --since 2099-01-01
 check "... (no rows)" test ! -s "$OUT"
 check_rc 2 "audit --since nonsense is a usage error" cli audit --since yesterday
+# A time is one of the three shapes, and a real moment: strptime and
+# timegm alone took 2024-02-30 as March 1, and a time without its Z as
+# UTC, which an operator in Japan may have meant as local (9 hours off).
+check "audit --since 2024-02-29 (a leap day)" cli audit --since 2024-02-29
+for t in 2024-02-30 2023-02-29 2024-04-31 2024-01-01T24:00:00Z \
+    2024-12-31T23:59:60Z 2024-01-01T00:00:00 2024-1-1 " 5" +5 \
+    "2024-01-01 " 2024-01-01T00:00:00+09:00; do
+	check_rc 2 "audit --since '$t' is a usage error" cli audit --since "$t"
+	check "... naming the option and the value" \
+	    contains "$ERR" "--since: '$t' is not"
+done
+check_rc 2 "audit prune --before 2024-02-30 is a usage error" \
+    cli audit prune --before 2024-02-30
+check "... and prunes nothing" sh -c "! grep -q pruned '$OUT'"
+# A password line with a NUL byte: C would see only what comes before it,
+# so "pa<NUL>ss" would set, or be checked as, the password "pa".
+printf 'pa\000ss\n' | "$CLI" contract add CN1 >"$OUT" 2>"$ERR"
+check "contract add: a password with a NUL byte is refused (exit 2)" \
+    test $? -eq 2
+check "... saying why" contains "$ERR" "NUL"
+refused UNKNOWN_CONTRACT "... and no contract is made" cli contract show CN1
+check "contract add CN2 (password pa)" clin pa contract add CN2
+printf 'pa\000ss\n' | "$CLI" verify CN2 --context mobile >"$OUT" 2>"$ERR"
+check "verify: 'pa<NUL>ss' is not taken for 'pa' (exit 2)" test $? -eq 2
+check "... and nothing printed as accepted" sh -c "! grep -q accepted '$OUT'"
 echo "1..$TAPN"

@@ -63,6 +63,10 @@ svc ib-mobile "$M"
 svc ib-register "$M"
 svc unmapped "$M"
 svc badopt "$M use_frist_pass"
+# The same option twice: which one would hold is a guess (the last, with
+# the login's password silently dropped for the transaction's code only).
+svc dupctx "$M context=login context=transaction"
+svc dupconf "auth required $MOD config=$SB/missing.conf config=$CONF context=login"
 svc noconf "auth required $MOD config=$SB/missing.conf"
 svc dbg "$M context=mobile debug"
 svc en-login "auth required $MOD config=$SB/en.conf context=login"
@@ -206,6 +210,13 @@ check "exports exactly pam_sm_authenticate and pam_sm_setcred" \
 
 pt PAM_SERVICE_ERR "unknown option refused (pamtester)" badopt c-login
 pt_has "unknown option logged" "unknown option: use_frist_pass"
+C=$(code T-TRANS)
+pt PAM_SERVICE_ERR "context= twice refused, not the last one taken" \
+    dupctx c-trans "$C"
+pt_has "context= twice: logged" "duplicate option: context=transaction"
+pt_hasnt "context= twice: nothing asked" "ワンタイムパスワード"
+pt PAM_SERVICE_ERR "config= twice refused" dupconf c-mob pw-mob
+pt_has "config= twice: logged" "duplicate option: config="
 drv PAM_SERVICE_ERR "service without a context refused" unmapped c-login
 pt PAM_AUTHINFO_UNAVAIL "missing policy file: authinfo unavailable" \
     noconf c-login
@@ -447,6 +458,87 @@ if [ "$STORE_KIND" = sqlite ]; then
 		"result: PAM_SUCCESS result: PAM_AUTH_ERR open: 0" ]
 fi
 "$CLI" contract unlock c-warm2 >>"$SB/setup.log" 2>&1
+# A relative config= names a file by the caller's working directory, which
+# PAM does not fix (sshd runs its stack from /): after a chdir the same
+# word names another policy, while a warm context went on with the first.
+# Only an absolute path is taken.
+mkdir -p "$SB/rA" "$SB/rB"
+# (store and key named absolutely: relative ones resolve from the policy)
+_st=$STORE_URL
+[ "$STORE_KIND" = sqlite ] && _st=sqlite:$STORE
+awk -v st="$_st" -v key="$KEY" '
+	/^store *=/ { print "store = " st; next }
+	/^master_key *=/ { print "master_key = " key; next }
+	/^metrics *=/ { print "metrics = none"; next }
+	{ print }' "$CONF" >"$SB/rA/rel.conf"
+sed 's/^language = ja$/language = en/' "$SB/rA/rel.conf" >"$SB/rB/rel.conf"
+svc relconf "auth required $MOD config=rel.conf context=transaction"
+(cd "$SB/rA" && "$DRV" -c "$SVC" -s relconf -u c-warm2 -n 2 -D "$SB/rB" \
+    "$(badcode T-WARM2)") >"$OUT" 2>&1
+check "relative config=: refused in every directory ($(grep '^result' "$OUT" | xargs))" \
+    [ "$(grep '^result' "$OUT" | xargs)" = \
+	"result: PAM_SERVICE_ERR result: PAM_SERVICE_ERR" ]
+hasnt "relative config=: nothing asked" "^prompt-"
+pt PAM_SERVICE_ERR "relative config=: refused (pamtester)" relconf c-warm2 123456
+pt_has "relative config=: logged" "config=rel.conf: not an absolute path"
+"$CLI" contract unlock c-warm2 >>"$SB/setup.log" 2>&1
+# Nor across a change of credentials: a call must decide what a fresh
+# context would, and a process that gave up the user, group or
+# supplementary group that let it read the policy must not go on with
+# the one it read before. The policy here is the one file that nobody
+# reads only through group 4242. Each -C is one cycle's credentials.
+# (SQLite only: the private PostgreSQL server is not open to nobody.)
+if [ "$(id -u)" -eq 0 ] && [ "$STORE_KIND" = sqlite ]; then
+	W=$(mktemp -d "${TMPDIR:-/tmp}/sotp-pam-creds.XXXXXX")
+	chmod 755 "$W"
+	mkdir "$W/pam.d"
+	cp "$DRV" "$W/pam_driver"
+	cp "$MOD" "$W/pam_shinkin_otp.so"
+	cp "$CONF" "$W/shinkin-otp.conf"
+	cp "$KEY" "$W/master.key"
+	sed -i "s|^master_key *=.*|master_key = $W/master.key|" \
+	    "$W/shinkin-otp.conf"
+	"$CLI" backup "$W/store.db" >>"$SB/setup.log" 2>&1
+	sed -i "s|^store *=.*|store = sqlite:$W/store.db|" "$W/shinkin-otp.conf"
+	printf 'auth required %s config=%s context=mobile\n' \
+	    "$W/pam_shinkin_otp.so" "$W/shinkin-otp.conf" >"$W/pam.d/creds"
+	printf 'auth required pam_deny.so\n' >"$W/pam.d/other"
+	chown -R nobody:nogroup "$W"
+	chown root:4242 "$W/shinkin-otp.conf"
+	chmod 640 "$W/shinkin-otp.conf"
+	NB=$(id -u nobody):$(id -g nobody)
+	# creds_run N -C ...: N cycles of c-mob's password login
+	creds_run() {
+		_n=$1
+		shift
+		"$W/pam_driver" -c "$W/pam.d" -s creds -u c-mob -n "$_n" "$@" \
+		    pw-mob >"$OUT" 2>&1
+		grep -e '^result' -e '^-C' "$OUT" | xargs
+	}
+	check "credentials: nobody with group 4242 reads the policy" \
+	    [ "$(creds_run 1 -C "$NB:4242")" = "result: PAM_SUCCESS" ]
+	check "credentials: nobody without it cannot" \
+	    [ "$(creds_run 1 -C "$NB")" = "result: PAM_AUTHINFO_UNAVAIL" ]
+	R=$(creds_run 2 -C "$NB:4242" -C "$NB")
+	check "warm context: not kept once a supplementary group is dropped ($R)" \
+	    [ "$R" = "result: PAM_SUCCESS result: PAM_AUTHINFO_UNAVAIL" ]
+	R=$(creds_run 2 -C "$(id -u nobody):4242" -C "$NB")
+	check "warm context: not kept under another effective group ($R)" \
+	    [ "$R" = "result: PAM_SUCCESS result: PAM_AUTHINFO_UNAVAIL" ]
+	R=$(creds_run 2 -C 0:0 -C "$NB")
+	check "warm context: not kept under another effective user ($R)" \
+	    [ "$R" = "result: PAM_SUCCESS result: PAM_AUTHINFO_UNAVAIL" ]
+	# The application changes its IDs while the module waits for the
+	# answer (at the prompt): the context was read as root, and the next
+	# call, as nobody, must not have it.
+	R=$(creds_run 2 -X "$NB")
+	check "warm context: not kept when the IDs changed during the call ($R)" \
+	    [ "$R" = "result: PAM_SUCCESS result: PAM_AUTHINFO_UNAVAIL" ]
+	R=$(creds_run 2 -C "$NB:4242" -C "$NB:4242")
+	check "warm context: the same credentials, both accepted ($R)" \
+	    [ "$R" = "result: PAM_SUCCESS result: PAM_SUCCESS" ]
+	rm -rf "$W"
+fi
 
 # ---- lockout ----
 B=$(badcode T-LOCK)

@@ -27,14 +27,22 @@
  * after the first in a forked child; both print every cycle's output,
  * each cycle headed "cycle: N". -L PATH prints, after the cycles, "open:
  * N", how many of this process's descriptors are open on files whose path
- * starts with PATH (a module's kept store handle). -t prints "cpu-us: N", the
- * CPU time the cycles took (the defect 2 test compares an unknown contract's
- * with a wrong password's). Exit status: 0 when every run reached
- * pam_authenticate, 2 on usage errors, 3 when pam_start_confdir failed.
+ * starts with PATH (a module's kept store handle). -C UID:GID[:G1+G2...],
+ * given once per cycle in order, runs that cycle under those effective
+ * user and group IDs and supplementary groups (none without the third
+ * part); the driver must start as root, and prints every cycle's output
+ * as -W does. -X UID:GID[:G1+G2...] takes those on in the conversation,
+ * at the first prompt of the run, as an application that changes its
+ * effective IDs while the module waits for an answer. -D DIR changes to DIR
+ * before each cycle after the first (and prints every cycle's output). -t
+ * prints "cpu-us: N", the CPU time the cycles took (the defect 2 test compares
+ * an unknown contract's with a wrong password's). Exit status: 0 when every run
+ * reached pam_authenticate, 2 on usage errors, 3 when pam_start_confdir failed.
  */
 #include <dirent.h>
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +55,8 @@
 
 #define MAX_ANSWERS 32
 #define MAX_USERS 32
+#define MAX_CREDS 8
+#define MAX_GROUPS 8
 #define GRID_ROWS 26
 #define GRID_COLS 32
 #define CELL_MAX 8
@@ -61,7 +71,11 @@ struct driver {
 	int next;
 	int verbose;
 	const struct grid *grid;
+	const char *switch_to; /* -X: credentials taken on at a prompt */
+	int switched;
 };
+
+static int become(const char *spec);
 
 static const char *const pam_names[] = {
     "PAM_SUCCESS",
@@ -230,6 +244,11 @@ conv(int n, const struct pam_message **msg, struct pam_response **resp,
 				        ? "on"
 				        : "off",
 				    text);
+			if (dr->switch_to != NULL && !dr->switched) {
+				dr->switched = 1;
+				if (become(dr->switch_to) != 0)
+					goto fail;
+			}
 			if ((r[i].resp = next_answer(dr, text)) == NULL)
 				goto fail;
 			break;
@@ -308,13 +327,56 @@ open_on(const char *prefix)
 	return count;
 }
 
+/*
+ * Takes on the credentials of spec "UID:GID[:G1+G2...]" as effective
+ * IDs only, so that the next cycle can take on others: back to root
+ * first, then the groups, the group, the user.
+ */
+static int
+become(const char *spec)
+{
+	gid_t groups[MAX_GROUPS];
+	unsigned long uid, gid;
+	const char *p = spec;
+	char *end;
+	size_t n = 0;
+
+	uid = strtoul(p, &end, 10);
+	if (end == p || *end != ':')
+		goto bad;
+	p = end + 1;
+	gid = strtoul(p, &end, 10);
+	if (end == p || (*end != ':' && *end != '\0'))
+		goto bad;
+	while (*end != '\0' && n < MAX_GROUPS) {
+		p = end + 1;
+		groups[n++] = (gid_t)strtoul(p, &end, 10);
+		if (end == p || (*end != '+' && *end != '\0'))
+			goto bad;
+	}
+	if (*end != '\0')
+		goto bad;
+	if ((geteuid() != 0 && seteuid(0) != 0) || setegid(0) != 0 ||
+	    setgroups(n, groups) != 0 || setegid((gid_t)gid) != 0 ||
+	    seteuid((uid_t)uid) != 0) {
+		perror("-C");
+		return -1;
+	}
+	return 0;
+bad:
+	fprintf(stderr, "-C %s: not UID:GID[:G1+G2...]\n", spec);
+	return -1;
+}
+
 static int
 usage(void)
 {
 	fprintf(stderr,
 	    "usage: pam_driver -c CONFDIR -s SERVICE -u USER "
 	    "[-n COUNT] [-q] [-t] [-g GRIDFILE] [-A ANSWERFILE] [-k MODULE] "
-	    "[-W FIFO] [-F] [-L PATH] [ANSWER ...]\n");
+	    "[-W FIFO] [-F] [-L PATH] [-C UID:GID[:G1+G2...]]... [-X UID:GID[:G...]] "
+	    "[-D DIR] "
+	    "[ANSWER ...]\n");
 	return 2;
 }
 
@@ -347,6 +409,8 @@ main(int argc, char **argv)
 	int nusers = 0;
 	const char *gridfile = NULL, *answerfile = NULL, *keep = NULL;
 	const char *waitfile = NULL, *openpath = NULL;
+	const char *creds[MAX_CREDS], *chdir_to = NULL;
+	int ncreds = 0;
 	FILE *waitf = NULL;
 	char line[64];
 	int forking = 0, wst;
@@ -361,7 +425,7 @@ main(int argc, char **argv)
 	struct timespec t0, t1;
 
 	memset(&dr, 0, sizeof(dr));
-	while ((ch = getopt(argc, argv, "c:s:u:n:qtg:A:k:W:FL:")) != -1) {
+	while ((ch = getopt(argc, argv, "c:s:u:n:qtg:A:k:W:FL:C:D:X:")) != -1) {
 		switch (ch) {
 		case 'c':
 			confdir = optarg;
@@ -399,6 +463,17 @@ main(int argc, char **argv)
 		case 'L':
 			openpath = optarg;
 			break;
+		case 'D':
+			chdir_to = optarg;
+			break;
+		case 'X':
+			dr.switch_to = optarg;
+			break;
+		case 'C':
+			if (ncreds == MAX_CREDS)
+				return usage();
+			creds[ncreds++] = optarg;
+			break;
 		default:
 			return usage();
 		}
@@ -428,7 +503,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "%s\n", dlerror());
 		return 2;
 	}
-	dr.verbose = count == 1 || waitfile != NULL || forking;
+	dr.verbose = count == 1 || waitfile != NULL || forking || ncreds > 0 ||
+	    chdir_to != NULL || dr.switch_to != NULL;
 	/* O_RDWR: opening a FIFO so does not wait for its writer (Linux). */
 	if (waitfile != NULL &&
 	    ((ch = open(waitfile, O_RDWR | O_CLOEXEC)) < 0 ||
@@ -443,6 +519,15 @@ main(int argc, char **argv)
 		fflush(stdout);
 		if (i > 0 && waitf != NULL &&
 		    fgets(line, sizeof(line), waitf) == NULL) {
+			ret = 2;
+			break;
+		}
+		if (i > 0 && chdir_to != NULL && chdir(chdir_to) != 0) {
+			perror(chdir_to);
+			ret = 2;
+			break;
+		}
+		if (i < ncreds && become(creds[i]) != 0) {
 			ret = 2;
 			break;
 		}
@@ -478,6 +563,9 @@ main(int argc, char **argv)
 		                                          : NPAM_NAMES]++;
 	}
 	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t1);
+	/* Root again: LeakSanitizer cannot inspect the process otherwise. */
+	if ((ncreds > 0 || dr.switched) && become("0:0") != 0)
+		ret = 2;
 	if (cpu)
 		printf("cpu-us: %ld\n",
 		    (long)(t1.tv_sec - t0.tv_sec) * 1000000L +

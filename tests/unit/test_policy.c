@@ -662,6 +662,50 @@ test_policy_rejects_null_arguments(void **state)
 	free(p);
 }
 
+/*
+ * sotp_time_parse: the three shapes, UTC, and nothing that timegm would
+ * roll over to a neighbouring moment (the values: date -u -d ... +%s).
+ */
+static void
+test_time_parse(void **state)
+{
+	static const struct {
+		const char *in;
+		int64_t want;
+	} good[] = {
+	    {"0", 0},
+	    {"1700000000", 1700000000},
+	    {"1970-01-01", 0},
+	    {"2024-02-29", 1709164800},
+	    {"2024-02-29T23:59:59Z", 1709251199},
+	    {"2026-11-25T18:43:57Z", 1795632237},
+	};
+	static const char *const bad[] = {"", "-1", " 5", "+5", "5 ", "1e9",
+	    "2024-02-30", "2023-02-29", "2024-04-31", "2024-13-01",
+	    "2024-00-10", "2024-01-00", "1969-12-31", "2024-1-1", "2024-01-01 ",
+	    "2024-01-01T24:00:00Z", "2024-01-01T23:60:00Z",
+	    "2024-12-31T23:59:60Z", "2024-01-01T00:00:00",
+	    "2024-01-01T00:00:00+09:00", "2024-01-01t00:00:00z",
+	    "2024-01-01T 0:00:00Z", "yesterday", "99999999999999999999"};
+	int64_t t;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < NELEM(good); i++) {
+		t = -1;
+		if (sotp_time_parse(good[i].in, &t) != SOTP_OK ||
+		    t != good[i].want)
+			fail_msg("'%s': got %lld, want %lld", good[i].in,
+			    (long long)t, (long long)good[i].want);
+	}
+	for (i = 0; i < NELEM(bad); i++)
+		if (sotp_time_parse(bad[i], &t) != SOTP_ERR_BAD_INPUT)
+			fail_msg(
+			    "'%s' was taken, as %lld", bad[i], (long long)t);
+	assert_int_equal(sotp_time_parse(NULL, &t), SOTP_ERR_INVALID_ARG);
+	assert_int_equal(sotp_time_parse("0", NULL), SOTP_ERR_INVALID_ARG);
+}
+
 int
 main(void)
 {
@@ -679,6 +723,7 @@ main(void)
 	    cmocka_unit_test(test_policy_bad_files_fail_with_file_line),
 	    cmocka_unit_test(test_policy_unreadable_file),
 	    cmocka_unit_test(test_policy_rejects_null_arguments),
+	    cmocka_unit_test(test_time_parse),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
