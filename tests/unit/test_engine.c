@@ -87,6 +87,77 @@ pg_sql(const char *sql, char *out, size_t outsz)
 }
 
 /*
+ * Another session holding rows: a child that runs sql (BEGIN and the
+ * locking statements; with rows >= 0 the last must return that many rows)
+ * and keeps its transaction open until hold_end. Returns once they are
+ * held.
+ */
+struct holder {
+	pid_t pid;
+	int done; /* written to by hold_end */
+};
+
+static void
+hold_rows(const char *sql, int rows, struct holder *h)
+{
+	int go[2], done[2];
+	char c = 'g';
+
+	assert_int_equal(pipe(go), 0);
+	assert_int_equal(pipe(done), 0);
+	if ((h->pid = fork()) == 0) {
+		PGconn *conn = PQconnectdb(pg_url());
+		PGresult *res;
+
+		close(go[0]);
+		close(done[1]);
+		res = PQexec(conn, sql);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK ||
+		    (rows >= 0 && PQntuples(res) != rows))
+			_exit(2);
+		PQclear(res);
+		if (write(go[1], &c, 1) != 1 || read(done[0], &c, 1) != 1)
+			_exit(3);
+		res = PQexec(conn, "ROLLBACK");
+		_exit(PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : 4);
+	}
+	assert_true(h->pid > 0);
+	close(go[1]);
+	close(done[0]);
+	h->done = done[1];
+	assert_int_equal(read(go[0], &c, 1), 1);
+	close(go[0]);
+}
+
+/* The holder lets go (ROLLBACK) and must have held and ended cleanly. */
+static void
+hold_end(struct holder *h)
+{
+	char c = 'g';
+	int wst;
+
+	assert_int_equal(write(h->done, &c, 1), 1);
+	close(h->done);
+	assert_int_equal(waitpid(h->pid, &wst, 0), h->pid);
+	assert_true(WIFEXITED(wst));
+	assert_int_equal(WEXITSTATUS(wst), 0);
+}
+
+/* conf: a copy of the policy under test with lock_timeout = 1500. */
+static void
+short_wait_conf(const struct fx *f, char *conf, size_t confsz)
+{
+	char cmd[1024];
+
+	snprintf(conf, confsz, "%s/short-wait.conf", f->dir);
+	snprintf(cmd, sizeof(cmd),
+	    "sed 's/^lock_timeout = 1000$/lock_timeout = 1500/' %s > %s &&"
+	    " grep -q '^lock_timeout = 1500$' %s",
+	    f->conf, conf, conf);
+	assert_int_equal(system(cmd), 0);
+}
+
+/*
  * Makes the PostgreSQL test database refuse every `event` (INSERT,
  * UPDATE) on table, as a broken or full database would: a trigger named
  * no_<table> raising an error. pg_allow drops it again.
@@ -1874,15 +1945,10 @@ test_engine_locked_store_waits_once(void **state)
 	struct sotp_decision d;
 	struct timespec t0, t1;
 	sqlite3 *db = NULL;
-	char conf[160], path[160], cmd[1024];
+	char conf[160], path[160];
 	long ms;
 
-	snprintf(conf, sizeof(conf), "%s/short-wait.conf", f->dir);
-	snprintf(cmd, sizeof(cmd),
-	    "sed 's/^lock_timeout = 1000$/lock_timeout = 1500/' %s > %s &&"
-	    " grep -q '^lock_timeout = 1500$' %s",
-	    f->conf, conf, conf);
-	assert_int_equal(system(cmd), 0);
+	short_wait_conf(f, conf, sizeof(conf));
 	assert_int_equal(
 	    sqlite3_auto_extension((void (*)(void))held_hook), SQLITE_OK);
 	assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
@@ -2024,41 +2090,14 @@ test_engine_pg_locked_row_waits_once(void **state)
 	struct sotp_attempt *a = NULL;
 	struct sotp_decision d;
 	struct timespec t0, t1;
-	char conf[160], cmd[1024], c = 'g';
-	int go[2], done[2], wst;
+	struct holder other;
+	char conf[160];
 	long ms;
-	pid_t pid;
 
-	snprintf(conf, sizeof(conf), "%s/short-wait.conf", f->dir);
-	snprintf(cmd, sizeof(cmd),
-	    "sed 's/^lock_timeout = 1000$/lock_timeout = 1500/' %s > %s &&"
-	    " grep -q '^lock_timeout = 1500$' %s",
-	    f->conf, conf, conf);
-	assert_int_equal(system(cmd), 0);
-	assert_int_equal(pipe(go), 0);
-	assert_int_equal(pipe(done), 0);
-	if ((pid = fork()) == 0) {
-		PGconn *conn = PQconnectdb(pg_url());
-		PGresult *res;
-
-		close(go[0]);
-		close(done[1]);
-		res = PQexec(conn,
-		    "BEGIN; SELECT id FROM contracts WHERE id = 'C-OTP'"
-		    " FOR UPDATE; SELECT 1 FROM audit_head FOR UPDATE");
-		if (PQresultStatus(res) != PGRES_TUPLES_OK)
-			_exit(2);
-		PQclear(res);
-		if (write(go[1], &c, 1) != 1 || read(done[0], &c, 1) != 1)
-			_exit(3);
-		res = PQexec(conn, "ROLLBACK");
-		_exit(PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : 4);
-	}
-	assert_true(pid > 0);
-	close(go[1]);
-	close(done[0]);
-	assert_int_equal(read(go[0], &c, 1), 1);
-	close(go[0]);
+	short_wait_conf(f, conf, sizeof(conf));
+	hold_rows("BEGIN; SELECT id FROM contracts WHERE id = 'C-OTP'"
+	          " FOR UPDATE; SELECT 1 FROM audit_head FOR UPDATE",
+	    -1, &other);
 
 	assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
 	assert_int_equal(sotp_ctx_load(ctx, conf), SOTP_OK);
@@ -2074,11 +2113,7 @@ test_engine_pg_locked_row_waits_once(void **state)
 	assert_int_equal(sotp_attempt_step(a, &d), SOTP_ERR_STORE_UNAVAILABLE);
 	assert_int_equal(clock_gettime(CLOCK_MONOTONIC, &t1), 0);
 	sotp_store_set_trace(ctx->st, NULL, NULL);
-	assert_int_equal(write(done[1], &c, 1), 1);
-	close(done[1]);
-	assert_int_equal(waitpid(pid, &wst, 0), pid);
-	assert_true(WIFEXITED(wst));
-	assert_int_equal(WEXITSTATUS(wst), 0);
+	hold_end(&other);
 	ms = (long)(t1.tv_sec - t0.tv_sec) * 1000 +
 	    (t1.tv_nsec - t0.tv_nsec) / 1000000;
 	print_message("waited %ld ms, %d locking statements under the locks\n",
@@ -2365,49 +2400,23 @@ test_engine_pg_writer_timeout_spoils_no_group(void **state)
 	struct fx *f = *state;
 	struct sotp_ctx *ctx = NULL, *wctx = NULL;
 	struct sotp_decision d;
-	char conf[160], cmd[1024], code[16], sql[160], c = 'g';
-	int go[2], done[2], wst, rc;
+	struct holder other;
+	char conf[160], code[16], sql[160];
+	int rc;
 	time_t now = T0 + 97000;
 	long long step;
 	pthread_t b;
-	pid_t pid;
 
-	snprintf(conf, sizeof(conf), "%s/short-wait.conf", f->dir);
-	snprintf(cmd, sizeof(cmd),
-	    "sed 's/^lock_timeout = 1000$/lock_timeout = 1500/' %s > %s &&"
-	    " grep -q '^lock_timeout = 1500$' %s",
-	    f->conf, conf, conf);
-	assert_int_equal(system(cmd), 0);
+	short_wait_conf(f, conf, sizeof(conf));
 	/* A timed lock that has run out: the gate unlocks it, a write. */
 	snprintf(sql, sizeof(sql),
 	    "UPDATE contracts SET failures = 1, locked_until = %lld"
 	    " WHERE id = 'C-NOTOKEN'",
 	    (long long)now - 10);
 	pg_sql(sql, NULL, 0);
-	assert_int_equal(pipe(go), 0);
-	assert_int_equal(pipe(done), 0);
-	if ((pid = fork()) == 0) {
-		PGconn *conn = PQconnectdb(pg_url());
-		PGresult *res;
-
-		close(go[0]);
-		close(done[1]);
-		res = PQexec(conn,
-		    "BEGIN; SELECT id FROM contracts WHERE id = 'C-NOTOKEN'"
-		    " FOR UPDATE");
-		if (PQresultStatus(res) != PGRES_TUPLES_OK)
-			_exit(2);
-		PQclear(res);
-		if (write(go[1], &c, 1) != 1 || read(done[0], &c, 1) != 1)
-			_exit(3);
-		res = PQexec(conn, "ROLLBACK");
-		_exit(PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : 4);
-	}
-	assert_true(pid > 0);
-	close(go[1]);
-	close(done[0]);
-	assert_int_equal(read(go[0], &c, 1), 1);
-	close(go[0]);
+	hold_rows("BEGIN; SELECT id FROM contracts WHERE id = 'C-NOTOKEN'"
+	          " FOR UPDATE",
+	    -1, &other);
 
 	assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
 	assert_int_equal(sotp_ctx_load(ctx, conf), SOTP_OK);
@@ -2427,11 +2436,7 @@ test_engine_pg_writer_timeout_spoils_no_group(void **state)
 	rc = writer_decide(ctx, now, code, &d);
 	assert_int_equal(pthread_join(b, NULL), 0);
 	sotp_store_set_trace(sotp_writer_store(grp.w), NULL, NULL);
-	assert_int_equal(write(done[1], &c, 1), 1);
-	close(done[1]);
-	assert_int_equal(waitpid(pid, &wst, 0), pid);
-	assert_true(WIFEXITED(wst));
-	assert_int_equal(WEXITSTATUS(wst), 0);
+	hold_end(&other);
 
 	/* B waited, alone, and was refused as the store's failure. */
 	assert_int_equal(grp.rc_b, SOTP_ERR_STORE_UNAVAILABLE);
@@ -2471,10 +2476,10 @@ test_engine_pg_chains_do_not_wait(void **state)
 	struct sotp_attempt *a = NULL;
 	struct sotp_decision d;
 	struct sotp_audit_check chk;
-	char code[16], sql[160], c = 'g';
-	int go[2], done[2], wst, chain;
+	struct holder other;
+	char code[16], sql[160];
+	int chain;
 	time_t now = T0 + 95000;
-	pid_t pid;
 
 	assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
 	assert_int_equal(sotp_ctx_load(ctx, f->conf), SOTP_OK);
@@ -2483,29 +2488,7 @@ test_engine_pg_chains_do_not_wait(void **state)
 	assert_in_range(chain, 1, SOTP_AUDIT_CHAINS);
 	snprintf(sql, sizeof(sql),
 	    "BEGIN; SELECT 1 FROM audit_head WHERE k <> %d FOR UPDATE", chain);
-	assert_int_equal(pipe(go), 0);
-	assert_int_equal(pipe(done), 0);
-	if ((pid = fork()) == 0) {
-		PGconn *conn = PQconnectdb(pg_url());
-		PGresult *res;
-
-		close(go[0]);
-		close(done[1]);
-		res = PQexec(conn, sql);
-		if (PQresultStatus(res) != PGRES_TUPLES_OK ||
-		    PQntuples(res) != SOTP_AUDIT_CHAINS - 1)
-			_exit(2);
-		PQclear(res);
-		if (write(go[1], &c, 1) != 1 || read(done[0], &c, 1) != 1)
-			_exit(3);
-		res = PQexec(conn, "ROLLBACK");
-		_exit(PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : 4);
-	}
-	assert_true(pid > 0);
-	close(go[1]);
-	close(done[0]);
-	assert_int_equal(read(go[0], &c, 1), 1);
-	close(go[0]);
+	hold_rows(sql, SOTP_AUDIT_CHAINS - 1, &other);
 
 	oath(B32_A, now, NULL, code);
 	assert_int_equal(
@@ -2513,11 +2496,7 @@ test_engine_pg_chains_do_not_wait(void **state)
 	assert_int_equal(sotp_attempt_answer(a, code), SOTP_OK);
 	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
 	sotp_attempt_free(a);
-	assert_int_equal(write(done[1], &c, 1), 1);
-	close(done[1]);
-	assert_int_equal(waitpid(pid, &wst, 0), pid);
-	assert_true(WIFEXITED(wst));
-	assert_int_equal(WEXITSTATUS(wst), 0);
+	hold_end(&other);
 	if (d.verdict != SOTP_ACCEPT)
 		fail_msg("C-OTP (chain %d) was not accepted while the other "
 		         "chains were held: %s",
