@@ -88,16 +88,16 @@ parse_args(pam_handle_t *pamh, int argc, const char **argv, struct args *args)
 			return PAM_SERVICE_ERR;
 		}
 		seen |= bit;
-		/*
-		 * A relative path names a file by the caller's working
-		 * directory, which PAM leaves to the application (sshd: /),
-		 * and the warm context would outlive a chdir.
-		 */
-		if (args->config != NULL && args->config[0] != '/') {
-			pam_syslog(
-			    pamh, LOG_ERR, "%s: not an absolute path", argv[i]);
-			return PAM_SERVICE_ERR;
-		}
+	}
+	/*
+	 * A relative path names a file by the caller's working directory,
+	 * which PAM leaves to the application (sshd: /), and the warm
+	 * context would outlive a chdir.
+	 */
+	if (args->config != NULL && args->config[0] != '/') {
+		pam_syslog(pamh, LOG_ERR, "config=%s: not an absolute path",
+		    args->config);
+		return PAM_SERVICE_ERR;
 	}
 	return PAM_SUCCESS;
 }
