@@ -378,9 +378,8 @@ finish_audited(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 	memset(&r, 0, sizeof(r));
 	r.ts = (int64_t)a->now;
 	r.action = action_name(cdef);
-	r.contract = a->contract_ok && reason != SOTP_R_UNKNOWN_CONTRACT
-	    ? a->contract
-	    : "";
+	r.contract =
+	    a->known && reason != SOTP_R_UNKNOWN_CONTRACT ? a->contract : "";
 	r.serial = serial != NULL ? serial : "";
 	r.context = a->context;
 	r.verdict = v == SOTP_ACCEPT
@@ -504,7 +503,7 @@ fail_error(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 	if (rc == SOTP_ERR_STORE_UNAVAILABLE)
 		a->store_down = 1;
 	sotp_log(a->ctx, LOG_ERR, "contract %s: %s: %s",
-	    a->contract_ok ? a->contract : "-", sotp_strerror(rc),
+	    a->known ? a->contract : "-", sotp_strerror(rc),
 	    sotp_ctx_errmsg(a->ctx));
 	memset(d, 0, sizeof(*d));
 	(void)finish(a, cdef, d, SOTP_REJECT, reason, sotp_rc_name(rc));
@@ -1459,6 +1458,26 @@ step_phantom(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 	return step_contract(a, cdef, c, d);
 }
 
+/*
+ * For a refusal decided before the contract is read (a bad or expired
+ * state): whether the name is a contract's, so that the refusal's line
+ * and row may name it. A store that cannot answer is not asked again.
+ */
+static void
+look_up(struct sotp_attempt *a)
+{
+	struct sotp_contract_rec *c;
+	int rc;
+
+	if (!a->contract_ok || (c = malloc(sizeof(*c))) == NULL)
+		return;
+	rc = sotp_store_contract_get(a->ctx->st, a->contract, c);
+	a->known = rc == SOTP_OK;
+	if (rc == SOTP_ERR_STORE_UNAVAILABLE)
+		a->store_down = 1;
+	sotp_free_secret(c, sizeof(*c));
+}
+
 static int
 step(struct sotp_attempt *a, struct sotp_decision *d)
 {
@@ -1477,9 +1496,8 @@ step(struct sotp_attempt *a, struct sotp_decision *d)
 		d->reason = (enum sotp_reason)sotp_reason_from_rc(rc);
 		if (a->ctx->have_policy)
 			tell(a, d, d->reason);
-		sotp_log(a->ctx, LOG_ERR, "contract %s: %s: %s",
-		    a->contract_ok ? a->contract : "-", sotp_strerror(rc),
-		    sotp_ctx_errmsg(a->ctx));
+		sotp_log(a->ctx, LOG_ERR, "contract %s: %s: %s", "-",
+		    sotp_strerror(rc), sotp_ctx_errmsg(a->ctx));
 		count(a, sotp_policy_context(&a->ctx->pol, a->context), d);
 		a->final = 1;
 		return rc;
@@ -1498,8 +1516,10 @@ step(struct sotp_attempt *a, struct sotp_decision *d)
 		pose(a, d, a->asked);
 		return SOTP_OK;
 	}
-	if (a->state_reason != 0)
+	if (a->state_reason != 0) {
+		look_up(a);
 		return finish(a, cdef, d, SOTP_REJECT, a->state_reason, NULL);
+	}
 	if (cdef == NULL)
 		return finish(
 		    a, cdef, d, SOTP_REJECT, SOTP_R_UNKNOWN_CONTEXT, NULL);
@@ -1522,8 +1542,10 @@ step(struct sotp_attempt *a, struct sotp_decision *d)
 	/* Once a phantom, always: a contract made meanwhile changes nothing. */
 	else if (rc == SOTP_ERR_NOT_FOUND || a->phantom)
 		rc = step_phantom(a, cdef, c, d);
-	else
+	else {
+		a->known = 1;
 		rc = step_contract(a, cdef, c, d);
+	}
 	sotp_free_secret(c, sizeof(*c));
 	return rc;
 }

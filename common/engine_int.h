@@ -41,6 +41,13 @@ struct sotp_attempt {
 	 * sotp_attempt_step); only the audit row says UNKNOWN_CONTRACT.
 	 */
 	int phantom;
+	/*
+	 * The contract's row was read in this request. Only then is its name
+	 * logged or audited: a name that is no contract, or one the store
+	 * could not be asked about, may be a password typed into the wrong
+	 * field.
+	 */
+	int known;
 	/* The store said unavailable once: no second wait (engine.c). */
 	int store_down;
 	int txn; /* a store transaction is open for this decision's writes */

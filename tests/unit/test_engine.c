@@ -2720,6 +2720,86 @@ test_engine_store_down_fails_closed(void **state)
 }
 
 /*
+ * A name is logged or audited only once it is known to be a contract's:
+ * what reaches the User-Name may be a password typed into the wrong
+ * field. The old code named any well-formed name in the error line of a
+ * store it could not ask ("contract pw-Hunter2: store unavailable"), and
+ * in the row and line of a refused state. A name whose contract exists
+ * is still named when the store answers.
+ */
+static void
+expect_unnamed(const char *what, const char *name, int named)
+{
+	char want[64];
+
+	snprintf(want, sizeof(want), "contract=%s ", name);
+	if (!named && strstr(logged.text, name) != NULL)
+		fail_msg(
+		    "%s: the name %s was logged:\n%s", what, name, logged.text);
+	if (named && strstr(logged.text, want) == NULL)
+		fail_msg("%s: the contract %s was not named:\n%s", what, name,
+		    logged.text);
+	logged.len = 0;
+	logged.text[0] = '\0';
+}
+
+static void
+refuse_bad_state(struct fx *f, const char *id)
+{
+	static const uint8_t junk[] = {2, 'n', 'o', 't', ' ', 'a', ' ', 's'};
+	struct sotp_attempt *a = NULL;
+	struct sotp_decision d;
+
+	assert_int_equal(sotp_attempt_resume(f->ctx, id, "login", junk,
+	                     sizeof(junk), T0 + 62000, &a),
+	    SOTP_OK);
+	assert_int_equal(sotp_attempt_answer(a, "123456"), SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_REJECT);
+	assert_int_equal(d.reason, SOTP_R_STATE_INVALID);
+	sotp_attempt_free(a);
+}
+
+static void
+test_engine_unknown_name_never_logged(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_attempt *a = NULL;
+	struct sotp_decision d;
+	char db[160];
+
+	logged.len = 0;
+	logged.text[0] = '\0';
+	sotp_ctx_set_log(f->ctx, log_keep, NULL, 0);
+	refuse_bad_state(f, "pw-Hunter2");
+	expect_unnamed("a bad state, no such contract", "pw-Hunter2", 0);
+	refuse_bad_state(f, "C-OTP");
+	expect_unnamed("a bad state, a contract", "C-OTP", 1);
+
+	/* The store cannot be asked: nobody is named. */
+	if (pg_url() != NULL)
+		pg_sql("SELECT count(pg_terminate_backend(pid, 5000))"
+		       " FROM pg_stat_activity WHERE datname ="
+		       " current_database() AND pid <> pg_backend_pid()",
+		    NULL, 0);
+	else {
+		snprintf(db, sizeof(db), "%s/shinkin-otp.db", f->dir);
+		assert_int_equal(unlink(db), 0);
+	}
+	assert_int_equal(
+	    sotp_attempt_begin(f->ctx, "pw-Hunter2", "login", T0 + 62000, &a),
+	    SOTP_OK);
+	assert_int_equal(sotp_attempt_answer(a, "hunter2"), SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_ERR_STORE_UNAVAILABLE);
+	assert_int_equal(d.reason, SOTP_R_STORE_UNAVAILABLE);
+	sotp_attempt_free(a);
+	if (strstr(logged.text, "store unavailable") == NULL)
+		fail_msg("no line for the lost store:\n%s", logged.text);
+	expect_unnamed("a lost store", "pw-Hunter2", 0);
+	sotp_ctx_set_log(f->ctx, NULL, NULL, 0);
+}
+
+/*
  * A connection the database server drops (restart, failover) under a
  * context that lives on, as radiusd's do: the attempt that meets the loss
  * is refused and spends nothing; the next one reopens and is decided.
@@ -3069,6 +3149,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_contexts, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_engine_unknown_name_never_logged, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_registration, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
