@@ -164,6 +164,17 @@ file_changed(const char *path, const struct sotp_file_id *was)
 }
 
 /*
+ * The file that stands for the key-encryption key: the master key file,
+ * or under kek = pkcs11 the token's PIN file (the master key file is
+ * gone then, and a missing file would read as changed at every call).
+ */
+static const char *
+key_file(const struct sotp_policy *p)
+{
+	return p->kek == SOTP_KEK_PKCS11 ? p->p11_pin_file : p->master_key;
+}
+
+/*
  * Each file is looked at before it is read (sotp_ctx_load_policy,
  * load_key): one changed in between is seen as changed next time, never
  * the other way round.
@@ -175,7 +186,7 @@ sotp_ctx_stale(const struct sotp_ctx *ctx)
 		return 1;
 	if (file_changed(ctx->pol_path, &ctx->pol_id))
 		return 1;
-	return ctx->have_key && file_changed(ctx->pol.master_key, &ctx->key_id);
+	return ctx->have_key && file_changed(key_file(&ctx->pol), &ctx->key_id);
 }
 
 static void
@@ -252,7 +263,7 @@ load_keys(struct sotp_ctx *ctx)
 {
 	int rc;
 
-	file_id(ctx->pol.master_key, &ctx->key_id);
+	file_id(key_file(&ctx->pol), &ctx->key_id);
 	if ((rc = sotp_keys_sync(ctx, 1)) != SOTP_OK)
 		return rc;
 	if (!sotp_keyring_locked(ctx->keys))

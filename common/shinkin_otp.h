@@ -289,10 +289,11 @@ SOTP_EXPORT int sotp_ctx_load_policy(struct sotp_ctx *ctx, const char *path);
  */
 SOTP_EXPORT int sotp_ctx_load_nokey(struct sotp_ctx *ctx, const char *path);
 /*
- * 1 when the policy file or the master key file ctx was loaded from has
- * changed since it was read (replaced, rewritten, its mode or owner
- * changed) or can no longer be checked; else 0. A caller that keeps a
- * context across requests loads a new one then (the PAM module does).
+ * 1 when the policy file or the master key file ctx was loaded from (the
+ * PIN file under kek = pkcs11) has changed since it was read (replaced,
+ * rewritten, its mode or owner changed) or can no longer be checked; else 0. A
+ * caller that keeps a context across requests loads a new one then (the PAM
+ * module does).
  */
 SOTP_EXPORT int sotp_ctx_stale(const struct sotp_ctx *ctx);
 /* 1 when the context holds the master key (sotp_ctx_load), else 0. */

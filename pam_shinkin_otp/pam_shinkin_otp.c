@@ -292,6 +292,9 @@ open_ctx(pam_handle_t *pamh, const struct args *args, const struct creds *as,
 	sotp_ctx_set_log(*out, log_sink, pamh, args->debug);
 	if ((rc = sotp_ctx_load(*out, args->config)) != SOTP_OK)
 		goto fail;
+	if (args->debug)
+		pam_syslog(pamh, LOG_DEBUG, "loaded %s",
+		    args->config != NULL ? args->config : SOTP_DEFAULT_CONFIG);
 	return PAM_SUCCESS;
 fail:
 	pam_syslog(pamh, LOG_ERR, "cannot load %s: %s: %s",

@@ -129,6 +129,22 @@ check "PAM: a code accepted through the HSM" grep -qx "result: PAM_SUCCESS" "$SB
 n1
 pam -s login -u C1 pw-C1 "$H1"
 check "PAM: a login (password, then code) through the HSM" grep -qx "result: PAM_SUCCESS" "$SB/p.out"
+# The warm context under the HSM: read once for a process's calls. Its
+# staleness check looked at the master key file, gone under kek = pkcs11,
+# and read the absence as a change: every call loaded the policy again and
+# logged in to the token again. pam_wrapper prints the module's syslog.
+_pre=libpam_wrapper.so
+if readelf -d "$DRV" | grep -q 'NEEDED.*libasan'; then
+	_pre="$(${CC:-cc} -print-file-name=libasan.so) $_pre"
+fi
+echo "auth required $MOD config=$HSM context=transaction debug" >"$SB/pam.d/txd"
+LD_PRELOAD="$_pre" PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR="$SB/pam.d" \
+    PAM_WRAPPER_DEBUGLEVEL=2 "$DRV" -c "$SB/pam.d" -s txd -u C2 -n 3 000000 \
+    >"$SB/p.out" 2>&1
+check "PAM: three calls in one process read the HSM policy once" \
+    [ "$(grep -c "SYSLOG.*loaded $HSM" "$SB/p.out")" = 1 ]
+check "  and refused the wrong code each time" grep -qx "result: PAM_AUTH_ERR x3" "$SB/p.out"
+"$CLI" contract unlock C2 >/dev/null 2>&1
 
 # -- radiusd through the HSM --
 PORT=$(free_port)
