@@ -49,7 +49,10 @@ struct cli_opt {
  */
 int cli_parse(struct cli *c, int argc, char **argv, const struct cli_opt *opts,
     const char **pos, size_t npos_max, size_t *npos);
-/* Bounded decimal parse; prints a usage error naming opt on failure. */
+/*
+ * A whole number in [min, max] by sotp_parse_ll (digits only); prints a
+ * usage error naming opt on failure.
+ */
 int cli_number(struct cli *c, const char *opt, const char *s, long long min,
     long long max, long long *out);
 /* Sets c->what to "CMD ARG" (ARG may be NULL) for error lines. */

@@ -598,6 +598,14 @@ SOTP_EXPORT int sotp_login_parse(const char *s, enum sotp_login *l);
  * never rolled over to a neighbouring moment.
  */
 SOTP_EXPORT int sotp_time_parse(const char *s, int64_t *out);
+/*
+ * A whole decimal number within [min, max], read as the policy file reads
+ * one: an optional '-' and digits, nothing else (no blank, no '+', no
+ * trailing text, unlike strtoll). *out is 0 unless it succeeds. Returns
+ * SOTP_OK, SOTP_ERR_BAD_INPUT or SOTP_ERR_INVALID_ARG (out NULL).
+ */
+SOTP_EXPORT int sotp_parse_ll(
+    const char *s, long long min, long long max, long long *out);
 
 /*
  * A token is time-based (TOTP, RFC 6238: period is its step in seconds)
