@@ -88,7 +88,10 @@ int cli_outcome(const struct cli *c, int rc, const struct sotp_decision *d,
 /* The CLI's log sink: stderr (and the audit lines to syslog). */
 void cli_log(void *arg, int prio, const char *fmt, va_list ap)
     SOTP_PRINTF(3, 0);
-/* Writes s with control characters shown as '?' (human output). */
+/*
+ * Writes s for a human: each C0 or C1 control, DEL and each byte that is
+ * not well-formed UTF-8 shows as one '?'; other UTF-8 as it is.
+ */
 void cli_text(FILE *f, const char *s);
 
 /* A JSON object written field by field to one line. */
