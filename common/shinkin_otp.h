@@ -870,7 +870,8 @@ struct sotp_import_result {
 	int refused;               /* 1: the whole file was refused */
 	enum sotp_reason why;      /* SOTP_R_BAD_INPUT or SOTP_R_EXISTS */
 	unsigned int entry;        /* 1-based KeyPackage or CSV line; 0: file */
-	char reason[SOTP_MSG_MAX]; /* "duplicate serial 'X' (entry 2)" */
+	char reason[SOTP_MSG_MAX]; /* "duplicate serial 'X' (line 2 has it too)"
+	                            */
 };
 
 /*
@@ -893,7 +894,8 @@ SOTP_EXPORT int sotp_import_pskc(struct sotp_ctx *ctx, const char *buf,
  * The same for CSV: one token a line, "serial,base32secret[,algorithm,
  * digits,period,kind]" (empty fields take the defaults, a kind field
  * overrides `kind`); blank lines and lines starting with '#' are skipped.
- * entry is the line number.
+ * entry is the line number, and a reason that names another entry names
+ * it as "line N" (the caller, who knows the file, reports FILE:entry).
  */
 SOTP_EXPORT int sotp_import_csv(struct sotp_ctx *ctx, const char *buf,
     size_t len, const char *kind, int dry_run, time_t now,
