@@ -49,7 +49,10 @@ struct cli_opt {
  */
 int cli_parse(struct cli *c, int argc, char **argv, const struct cli_opt *opts,
     const char **pos, size_t npos_max, size_t *npos);
-/* Bounded decimal parse; prints a usage error naming opt on failure. */
+/*
+ * A whole number in [min, max] by sotp_parse_ll (digits only); prints a
+ * usage error naming opt on failure.
+ */
 int cli_number(struct cli *c, const char *opt, const char *s, long long min,
     long long max, long long *out);
 /* Sets c->what to "CMD ARG" (ARG may be NULL) for error lines. */
@@ -85,7 +88,10 @@ int cli_outcome(const struct cli *c, int rc, const struct sotp_decision *d,
 /* The CLI's log sink: stderr (and the audit lines to syslog). */
 void cli_log(void *arg, int prio, const char *fmt, va_list ap)
     SOTP_PRINTF(3, 0);
-/* Writes s with control characters shown as '?' (human output). */
+/*
+ * Writes s for a human: each C0 or C1 control, DEL and each byte that is
+ * not well-formed UTF-8 shows as one '?'; other UTF-8 as it is.
+ */
 void cli_text(FILE *f, const char *s);
 
 /* A JSON object written field by field to one line. */

@@ -155,8 +155,14 @@ pick_format(struct cli *c, const char *format, const char *path, int *pskc)
 	return cli_usage(c, "--format: '%s' is not pskc or csv", format);
 }
 
+/*
+ * A CSV entry is a line of the file: its refusal leads with FILE:LINE
+ * (the path as given), as every error that has a place in a file does.
+ * A PSKC entry is a KeyPackage's position, which no editor can go to.
+ */
 static int
-report(struct cli *c, const struct sotp_import_result *res, int dry_run)
+report(struct cli *c, const char *path, int pskc,
+    const struct sotp_import_result *res, int dry_run)
 {
 	struct cli_json j;
 
@@ -174,7 +180,11 @@ report(struct cli *c, const struct sotp_import_result *res, int dry_run)
 		json_end(&j);
 	}
 	if (res->refused) {
-		if (res->entry > 0)
+		if (res->entry > 0 && !pskc)
+			fprintf(stderr, "%s: %s:%u: refused: %s (%s)\n",
+			    CLI_NAME, path, res->entry, res->reason,
+			    sotp_reason_name(res->why));
+		else if (res->entry > 0)
 			cli_warn(c, "refused: entry %u: %s (%s)", res->entry,
 			    res->reason, sotp_reason_name(res->why));
 		else
@@ -255,7 +265,8 @@ cmd_token_import(struct cli *c, int argc, char **argv)
 	else
 		rc = sotp_import_csv(
 		    c->ctx, buf, len, kind, dry_run, c->now, &res);
-	ex = rc != SOTP_OK ? cli_error(c, rc) : report(c, &res, dry_run);
+	ex = rc != SOTP_OK ? cli_error(c, rc)
+	                   : report(c, pos[0], pskc, &res, dry_run);
 out:
 	if (buf != NULL)
 		wipe_free(buf, len + 1);

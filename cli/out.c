@@ -123,15 +123,6 @@ cli_log(void *arg, int prio, const char *fmt, va_list ap)
 	fputc('\n', stderr);
 }
 
-void
-cli_text(FILE *f, const char *s)
-{
-	const unsigned char *p;
-
-	for (p = (const unsigned char *)s; *p != '\0'; p++)
-		putc(*p < 0x20 || *p == 0x7f ? '?' : *p, f);
-}
-
 const char *
 cli_time(int64_t t, char *buf, size_t bufsz)
 {
@@ -176,6 +167,35 @@ utf8_len(const unsigned char *p)
 		if (p[i] < 0x80 || p[i] > 0xbf)
 			return 0;
 	return n;
+}
+
+/*
+ * A terminal acts on C1 controls as on C0 ones: U+009B is CSI, as ESC [
+ * is, and an 8-bit terminal takes the lone byte 0x9b the same way. So a
+ * character U+0080..U+009F is one '?', as a C0 control or DEL is, and so
+ * is each byte that is not well-formed UTF-8 (a 0x80..0x9f among them):
+ * what cannot be vouched for as text is not passed on. Well-formed text
+ * (Japanese details, names) is written as it is.
+ */
+void
+cli_text(FILE *f, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n;
+
+	while (*p != '\0') {
+		if (*p < 0x80) {
+			putc(*p < 0x20 || *p == 0x7f ? '?' : *p, f);
+			p++;
+		} else if ((n = utf8_len(p)) == 0 ||
+		    (p[0] == 0xc2 && p[1] <= 0x9f)) {
+			putc('?', f);
+			p += n > 0 ? n : 1;
+		} else {
+			fwrite(p, 1, n, f);
+			p += n;
+		}
+	}
 }
 
 void

@@ -141,16 +141,18 @@ cli_parse(struct cli *c, int argc, char **argv, const struct cli_opt *opts,
 	return CLI_EXIT_OK;
 }
 
+/*
+ * The core's parser, the one the policy file is read with: strtoll alone
+ * would take " 5" and "+5", so the CLI would accept what the policy
+ * refuses.
+ */
 int
 cli_number(struct cli *c, const char *opt, const char *s, long long min,
     long long max, long long *out)
 {
-	char *end = NULL;
 	long long v;
 
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (s[0] == '\0' || *end != '\0' || errno != 0 || v < min || v > max)
+	if (sotp_parse_ll(s, min, max, &v) != SOTP_OK)
 		return cli_usage(c, "%s: '%s' is not a number in %lld..%lld",
 		    opt, s, min, max);
 	*out = v;

@@ -355,7 +355,7 @@ check_duplicates(struct sotp_import_batch *b)
 	if (dup == NULL || first == NULL)
 		return SOTP_OK;
 	return sotp_import_refuse(b->res, dup->pos, SOTP_R_EXISTS,
-	    "duplicate serial '%s' (entry %u has it too)", dup->serial,
+	    "duplicate serial '%s' (%s %u has it too)", dup->serial, b->unit,
 	    first->pos);
 }
 
@@ -494,6 +494,7 @@ import(struct sotp_ctx *ctx, const char *format, const char *buf, size_t len,
 		return rc;
 	b.pol = &ctx->pol;
 	b.res = res;
+	b.unit = strcmp(format, "pskc") == 0 ? "entry" : "line";
 	if (strcmp(format, "pskc") == 0)
 		rc = sotp_pskc_read(
 		    &b, buf != NULL ? buf : "", len, psk, psklen, passphrase);
@@ -508,9 +509,15 @@ import(struct sotp_ctx *ctx, const char *format, const char *buf, size_t len,
 	if (rc == SOTP_OK && !dry_run)
 		rc = insert_all(ctx, &b, format, now);
 	if (rc == SOTP_IMPORT_REFUSED) {
+		/*
+		 * "csv: line 3", not a file:line: the core is handed bytes,
+		 * never a path, and the path an operator typed is relative
+		 * to a working directory the row outlives. A PSKC entry is a
+		 * KeyPackage's position, not a line.
+		 */
 		if (res->entry > 0)
-			snprintf(detail, sizeof(detail), "%s: entry %u: %s",
-			    format, res->entry, res->reason);
+			snprintf(detail, sizeof(detail), "%s: %s %u: %s",
+			    format, b.unit, res->entry, res->reason);
 		else
 			snprintf(detail, sizeof(detail), "%s: %s", format,
 			    res->reason);

@@ -38,6 +38,7 @@ struct sotp_import_entry {
 struct sotp_import_batch {
 	struct sotp_import_entry *e; /* wiped on free */
 	size_t n, cap;
+	const char *unit; /* what pos counts: "entry" (PSKC) or "line" */
 	const struct sotp_policy *pol; /* defaults for new entries */
 	struct sotp_import_result *res;
 };

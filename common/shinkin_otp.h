@@ -599,6 +599,14 @@ SOTP_EXPORT int sotp_login_parse(const char *s, enum sotp_login *l);
  * never rolled over to a neighbouring moment.
  */
 SOTP_EXPORT int sotp_time_parse(const char *s, int64_t *out);
+/*
+ * A whole decimal number within [min, max], read as the policy file reads
+ * one: an optional '-' and digits, nothing else (no blank, no '+', no
+ * trailing text, unlike strtoll). *out is 0 unless it succeeds. Returns
+ * SOTP_OK, SOTP_ERR_BAD_INPUT or SOTP_ERR_INVALID_ARG (out NULL).
+ */
+SOTP_EXPORT int sotp_parse_ll(
+    const char *s, long long min, long long max, long long *out);
 
 /*
  * A token is time-based (TOTP, RFC 6238: period is its step in seconds)
@@ -863,7 +871,8 @@ struct sotp_import_result {
 	int refused;               /* 1: the whole file was refused */
 	enum sotp_reason why;      /* SOTP_R_BAD_INPUT or SOTP_R_EXISTS */
 	unsigned int entry;        /* 1-based KeyPackage or CSV line; 0: file */
-	char reason[SOTP_MSG_MAX]; /* "duplicate serial 'X' (entry 2)" */
+	char reason[SOTP_MSG_MAX]; /* "duplicate serial 'X' (line 2 has it too)"
+	                            */
 };
 
 /*
@@ -886,7 +895,8 @@ SOTP_EXPORT int sotp_import_pskc(struct sotp_ctx *ctx, const char *buf,
  * The same for CSV: one token a line, "serial,base32secret[,algorithm,
  * digits,period,kind]" (empty fields take the defaults, a kind field
  * overrides `kind`); blank lines and lines starting with '#' are skipped.
- * entry is the line number.
+ * entry is the line number, and a reason that names another entry names
+ * it as "line N" (the caller, who knows the file, reports FILE:entry).
  */
 SOTP_EXPORT int sotp_import_csv(struct sotp_ctx *ctx, const char *buf,
     size_t len, const char *kind, int dry_run, time_t now,

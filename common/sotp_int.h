@@ -43,12 +43,6 @@ int sotp_random_uniform(unsigned int bound, unsigned int *out);
  */
 size_t sotp_strlcpy(char *dst, const char *src, size_t dstsz);
 
-/*
- * Bounded decimal parse in the spirit of strtonum: the whole string must be
- * a number within [min, max]. Returns SOTP_OK or SOTP_ERR_BAD_INPUT.
- */
-int sotp_parse_ll(const char *s, long long min, long long max, long long *out);
-
 /* ---- otp.c: a reusable keyed HMAC for checking a window of codes ---- */
 
 struct sotp_mac;

@@ -114,6 +114,18 @@ broken head "a head set back to nothing is found" --config "$SB/reset.conf"
 check "  as behind the chain" contains "$ERR" "is behind its last row"
 check "the store itself was not touched" cli audit verify
 
+# -- text from the store reaches the terminal masked --
+# A row's detail written behind the tool's back holds C1 controls: U+009B
+# (CSI, 0xc2 0x9b) and U+0085 (NEL), a lone 0x9b byte (CSI to a terminal
+# in an 8-bit mode), a 0xff byte that is no UTF-8 at all, and ESC and DEL
+# as before. Each shows as one '?'; the Japanese around them unchanged.
+copy c1
+sq c1 "UPDATE audit SET detail = CAST(X'61c29b33316d62c2856399ff64e697a5e69cac1b7f' AS TEXT) WHERE seq = 4"
+check "audit lists a row whose detail holds C1 controls" \
+    cli --config "$SB/c1.conf" audit
+check "  each control shown as one '?', the Japanese as it is, to the end" \
+    env LC_ALL=C grep -q ' detail=a?31mb?c??d日本??$' "$OUT"
+
 # -- prune keeps the chain verifiable from the first row left --
 check "audit prune --before 2001-01-05" cli audit prune --before 2001-01-05
 check "  removes the five rows stamped before it" \

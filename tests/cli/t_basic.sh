@@ -109,6 +109,27 @@ check_rc 2 "token add --digits 6 --digits 8 is a usage error" \
     cli token add T9 --secret "$S9" --digits 6 --digits 8
 check "... naming the option" contains "$ERR" "--digits given twice"
 refused UNKNOWN_SERIAL "... and no token is added" cli token show T9
+# A number on the command line is read as the policy file reads one
+# (sotp_parse_ll): digits only, so a blank or a '+' that strtoll would
+# skip is a usage error naming the option, and nothing is stored.
+tab=$(printf '\t')
+n=0
+for bad in "--digits| 8" "--digits|+8" "--period|${tab}30" "--counter|+1" \
+    "--counter| 0"; do
+	opt=${bad%%|*}
+	val=${bad#*|}
+	n=$((n + 1))
+	check_rc 2 "token add $opt '$val' is a usage error" \
+	    cli token add "T9-$n" --secret "$S9" "$opt" "$val"
+	check "... saying $opt: '$val' is not a number" \
+	    contains "$ERR" "$opt: '$val' is not a number"
+	refused UNKNOWN_SERIAL "... and no token is added" cli token show "T9-$n"
+done
+check_rc 2 "token generate --count ' 1' is a usage error" \
+    cli token generate --count " 1"
+check "... naming --count" contains "$ERR" "--count: ' 1' is not a number"
+check_rc 2 "key rotate --batch +5 is a usage error" cli key rotate --batch +5
+check "... naming --batch" contains "$ERR" "--batch: '+5' is not a number"
 check_rc 2 "verify --context twice (--context=X too) is a usage error" \
     cli verify C1 --context login --context=transaction --otp 123456
 check_rc 2 "--config twice is a usage error" \

@@ -34,6 +34,14 @@ refused_at() {
 	refused "$@"
 	check "$2: names entry $_e" contains "$ERR" "refused: entry $_e: "
 }
+# refused_line FILE:LINE REASON what ARGS...: as refused, and the line
+# leads with the file and line, as every file:line error does.
+refused_line() {
+	_w=$1
+	shift
+	refused "$@"
+	check "$2: leads with $_w" contains "$ERR" "shinkin-otp: $_w: refused: "
+}
 
 check "RFC 6030 figure 7 (PBKDF2), dry run" \
     clin qwerty token import "$D/rfc6030-figure7-totp.pskc" --passphrase-stdin --dry-run
@@ -109,11 +117,19 @@ check "contract V2" clin pw-V2 contract add V2
 check "the CSV sha256/8/60 token binds with oathtool's code" \
     cli contract bind V2 --serial CSV-2 --otp "$(hexcode sha256 8 60 "$S2")"
 snapshot
-refused_at 3 EXISTS "CSV: a serial twice in the file" cli token import "$D/dup.csv"
-refused_at 3 BAD_INPUT "CSV: a 10-byte secret" cli token import "$D/short.csv"
-refused_at 2 EXISTS "CSV: the same file again" cli token import "$D/good.csv"
+refused_line "$D/dup.csv:3" EXISTS "CSV: a serial twice in the file" \
+    cli token import "$D/dup.csv"
+check "  and where it was first: line 1" contains "$ERR" \
+    "duplicate serial 'CSV-1' (line 1 has it too) (EXISTS)"
+refused_line "$D/short.csv:3" BAD_INPUT "CSV: a 10-byte secret" \
+    cli token import "$D/short.csv"
+refused_line "$D/good.csv:2" EXISTS "CSV: the same file again" \
+    cli token import "$D/good.csv"
 cp "$D/good.csv" "$SB/seeds.txt"
-refused_at 2 EXISTS "CSV by --format" cli token import "$SB/seeds.txt" --format csv
+# The path as it was given on the command line, relative too.
+in_sb() { (cd "$SB" && "$@"); }
+refused_line "seeds.txt:2" EXISTS "CSV by --format, a relative path" \
+    in_sb cli token import seeds.txt --format csv
 unchanged "every refused CSV file"
 
 check_rc 1 "--json refusal" cli --json token import "$D/dup.csv"
@@ -121,4 +137,6 @@ check "--json: entry and reason" contains "$OUT" '"entry":3,"reason":"EXISTS"'
 check "audit has the imports" cli audit
 check "audit: one row per imported token" contains "$OUT" "token.import accept ACCEPTED contract=- serial=GEN-PSK-3"
 check "audit: the refusals" contains "$OUT" "detail=pskc: entry 2: Secret: MAC mismatch"
+check "audit: a CSV refusal names its line" contains "$OUT" \
+    "detail=csv: line 3: duplicate serial 'CSV-1' (line 1 has it too)"
 check "no secret in the audit" sh -c "! grep -qi -e '$S1' -e '$S2' '$OUT'"

@@ -868,7 +868,8 @@ test_pskc_csv_refusals(void **state)
 	}
 	assert_int_equal(
 	    import_file(f, "dup.csv", NULL, NULL, 0, &res), SOTP_OK);
-	check_refused(f, &res, 0, 3, SOTP_R_EXISTS, "entry 1 has it too");
+	/* A CSV entry is a line: the first one is named as one too. */
+	check_refused(f, &res, 0, 3, SOTP_R_EXISTS, "(line 1 has it too)");
 	assert_int_equal(
 	    import_file(f, "short.csv", NULL, NULL, 0, &res), SOTP_OK);
 	check_refused(f, &res, 0, 3, SOTP_R_BAD_INPUT, "secret is 10 bytes");
