@@ -57,6 +57,8 @@ int cli_number(struct cli *c, const char *opt, const char *s, long long min,
     long long max, long long *out);
 /* Sets c->what to "CMD ARG" (ARG may be NULL) for error lines. */
 void cli_what(struct cli *c, const char *cmd, const char *arg);
+void cli_refused_at(
+    const char *path, unsigned long line, const char *text, int reason);
 /* Loads policy, key and store; prints the error and returns 2 on failure. */
 int cli_load(struct cli *c);
 /* The same, going on without the key when it cannot be read. */

@@ -181,9 +181,7 @@ report(struct cli *c, const char *path, int pskc,
 	}
 	if (res->refused) {
 		if (res->entry > 0 && !pskc)
-			fprintf(stderr, "%s: %s:%u: refused: %s (%s)\n",
-			    CLI_NAME, path, res->entry, res->reason,
-			    sotp_reason_name(res->why));
+			cli_refused_at(path, res->entry, res->reason, res->why);
 		else if (res->entry > 0)
 			cli_warn(c, "refused: entry %u: %s (%s)", res->entry,
 			    res->reason, sotp_reason_name(res->why));

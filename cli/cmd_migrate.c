@@ -48,11 +48,20 @@ record_format(struct cli *c, const char *format, const char *path,
 	return cli_usage(c, "--format: '%s' is not csv or jsonl", format);
 }
 
-/* One refused record: a line on stderr, or a JSON object on stdout. */
+struct refusals {
+	const struct cli *c;
+	const char *path; /* as given on the command line */
+};
+
+/*
+ * One refused record: a line on stderr that leads with FILE:LINE, as
+ * every error with a place in a file does, or a JSON object on stdout.
+ */
 static int
 print_refusal(void *arg, unsigned long line, int reason, const char *text)
 {
-	const struct cli *c = arg;
+	const struct refusals *r = arg;
+	const struct cli *c = r->c;
 	struct cli_json j;
 
 	if (c->json) {
@@ -66,8 +75,7 @@ print_refusal(void *arg, unsigned long line, int reason, const char *text)
 		return 0;
 	}
 	if (line > 0)
-		cli_warn(c, "refused: line %lu: %s (%s)", line, text,
-		    sotp_reason_name(reason));
+		cli_refused_at(r->path, line, text, reason);
 	else
 		cli_warn(c, "refused: %s (%s)", text, sotp_reason_name(reason));
 	return 0;
@@ -124,6 +132,7 @@ cmd_contract_import(struct cli *c, int argc, char **argv)
 	    {NULL, NULL, NULL},
 	};
 	struct sotp_contract_import_result res;
+	struct refusals refusals;
 	enum sotp_record_format fmt = SOTP_FMT_CSV;
 	const char *pos[1];
 	struct stat st;
@@ -163,8 +172,10 @@ cmd_contract_import(struct cli *c, int argc, char **argv)
 	}
 	if (len > 0)
 		(void)madvise(map, len, MADV_SEQUENTIAL);
+	refusals.c = c;
+	refusals.path = pos[0];
 	rc = sotp_contract_import(c->ctx, len > 0 ? map : "", len, fmt, dry_run,
-	    c->now, print_refusal, c, &res);
+	    c->now, print_refusal, &refusals, &res);
 	ex = rc != SOTP_OK ? cli_error(c, rc) : import_report(c, &res, dry_run);
 out:
 	if (map != MAP_FAILED)

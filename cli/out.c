@@ -24,6 +24,15 @@ cli_warn(const struct cli *c, const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
+/* A refusal with a place in a file: "shinkin-otp: FILE:LINE: refused: ..." */
+void
+cli_refused_at(
+    const char *path, unsigned long line, const char *text, int reason)
+{
+	fprintf(stderr, "%s: %s:%lu: refused: %s (%s)\n", CLI_NAME, path, line,
+	    text, sotp_reason_name(reason));
+}
+
 int
 cli_usage(const struct cli *c, const char *fmt, ...)
 {

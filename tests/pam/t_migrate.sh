@@ -50,7 +50,7 @@ grid() {
 # refused_line N REASON TEXT: the last import named line N.
 refused_line() {
 	check "line $1 refused: $3 ($2)" \
-	    grep -q "refused: line $1: .*$3.* ($2)\$" "$ERR"
+	    grep -q "[a-z]:$1: refused: .*$3.* ($2)\$" "$ERR"
 }
 
 # -- 10,000 contracts, three hash formats --
@@ -80,7 +80,7 @@ drv PAM_AUTH_ERR "M0000005: wrong card digits are refused" \
 drv PAM_SUCCESS "M0000007 (login none) logs in with the password" \
     ib-login M0000007 pw-M0000007
 check_rc 1 "the same file again: refused" cli contract import "$SB/c.csv"
-check "every record named" test "$(grep -c 'refused: line [0-9]*: contract .* is already in the store (EXISTS)$' "$ERR")" -eq 10000
+check "every record named" test "$(grep -c 'c\.csv:[0-9][0-9]*: refused: contract .* is already in the store (EXISTS)$' "$ERR")" -eq 10000
 check "and nothing imported" contains "$ERR" "refused: 10000 of 10000 records; nothing imported"
 
 # -- JSON lines --
@@ -159,7 +159,7 @@ refused_line 19 EXISTS "contract 'M0000001' is already in the store"
 refused_line 20 BAD_INPUT "more than 6 fields"
 refused_line 21 BAD_INPUT "want contract,pwhash"
 refused_line 22 STILL_BOUND "a closed contract cannot hold a token"
-check "exactly those 19 lines refused" test "$(grep -c 'refused: line' "$ERR")" -eq 19
+check "exactly those 19 lines refused" test "$(grep -c '\.csv:[0-9][0-9]*: refused:' "$ERR")" -eq 19
 check "the summary" contains "$ERR" "refused: 19 of 22 records; nothing imported"
 refused UNKNOWN_CONTRACT "nothing half-imported: G1 is not there" cli contract show G1
 refused UNKNOWN_CONTRACT "nor G22" cli contract show G22

@@ -81,7 +81,7 @@ check "a migration binding in PostgreSQL" cli contract import "$SB/mb.csv"
 check "one binding" contains "$OUT" "(1 with a migration binding)"
 printf 'PGB3,%s\nPGB4,%s,otp,,PGM1\n' "$H" "$H" >"$SB/bad.csv"
 check_rc 1 "a token bound already: refused, nothing imported" cli contract import "$SB/bad.csv"
-check "line 2 named" contains "$ERR" "refused: line 2: token 'PGM1' is bound to contract 'PGB1'"
+check "line 2 named" contains "$ERR" "bad.csv:2: refused: token 'PGM1' is bound to contract 'PGB1'"
 refused UNKNOWN_CONTRACT "PGB3 was not half-imported" cli contract show PGB3
 check "export from PostgreSQL" sh -c 'test "$("$1" export --with-secrets | grep -c "^PG[0-9B]")" -eq 302' sh "$CLI"
 check_rc 2 "backup names PostgreSQL's own tools" cli backup "$SB/pg.bk"
