@@ -402,6 +402,30 @@ fail(char *why, size_t whysz, const char *fmt, ...)
 	return -1;
 }
 
+/* A C1 control, U+0080..U+009F, at s (valid UTF-8): a terminal acts on it. */
+static int
+c1(const char *s)
+{
+	const unsigned char *u = (const unsigned char *)s;
+
+	return u[0] == 0xc2 && u[1] >= 0x80 && u[1] <= 0x9f;
+}
+
+/*
+ * An explicit direction control at s, U+202A..U+202E or U+2066..U+2069:
+ * it reorders what follows on the customer's screen, so a message could
+ * show other digits or words than it holds.
+ */
+static int
+bidi(const char *s)
+{
+	const unsigned char *u = (const unsigned char *)s;
+
+	return u[0] == 0xe2 &&
+	    ((u[1] == 0x80 && u[2] >= 0xaa && u[2] <= 0xae) ||
+	        (u[1] == 0x81 && u[2] >= 0xa6 && u[2] <= 0xa9));
+}
+
 int
 sotp_msg_check(const struct sotp_policy *p, int row, char *why, size_t whysz)
 {
@@ -416,9 +440,12 @@ sotp_msg_check(const struct sotp_policy *p, int row, char *why, size_t whysz)
 	if (!sotp_utf8_valid(s, strlen(s)))
 		return fail(why, whysz, "%s is not valid UTF-8", name);
 	for (; *s != '\0'; s++) {
-		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f || c1(s))
 			return fail(
 			    why, whysz, "%s holds a control character", name);
+		if (bidi(s))
+			return fail(
+			    why, whysz, "%s holds a direction override", name);
 		if ((bit = placeholder(s, &n)) != 0) {
 			if ((rows[row].vars & bit) == 0)
 				return fail(why, whysz,
