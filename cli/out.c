@@ -219,6 +219,10 @@ json_quote(FILE *f, const char *s)
 			if ((n = utf8_len(p)) == 0) {
 				fputs("\\ufffd", f);
 				n = 1;
+			} else if (n == 2 && p[0] == 0xc2 && p[1] <= 0x9f) {
+				/* C1: escaped, as C0 is, for a terminal's sake
+				 */
+				fprintf(f, "\\u%04x", p[1]);
 			} else {
 				fwrite(p, 1, n, f);
 			}

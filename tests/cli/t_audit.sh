@@ -125,6 +125,10 @@ check "audit lists a row whose detail holds C1 controls" \
     cli --config "$SB/c1.conf" audit
 check "  each control shown as one '?', the Japanese as it is, to the end" \
     env LC_ALL=C grep -q ' detail=a?31mb?c??d日本??$' "$OUT"
+check "audit --json escapes C1 as C0: \\u009b, \\u0085" \
+    cli --config "$SB/c1.conf" --json audit
+check "  no raw C1 byte pair in the JSON" \
+    env LC_ALL=C grep -q '"a\\u009b31mb\\u0085c\\ufffd\\ufffdd日本\\u001b\\u007f"' "$OUT"
 
 # -- prune keeps the chain verifiable from the first row left --
 check "audit prune --before 2001-01-05" cli audit prune --before 2001-01-05
