@@ -24,6 +24,11 @@
  * unqualified or qualifies them. Both namespaces are read, and the
  * children by their local name.
  *
+ * A ds:Signature is checked against the vendor's certificate when the
+ * caller gives one (pskc_sig.c), in the parsed tree, before the walk
+ * below decrypts anything; without one the caller is told the file was
+ * signed and not checked.
+ *
  * The parser is asked for no network, no DTD loading and no entity
  * substitution, and a document that has a DTD at all is refused: a seed
  * file has no use for one, and entities are how XML parsers get abused.

@@ -888,6 +888,8 @@ struct sotp_import_result {
  * section 6.2); each encrypted value's HMAC-SHA1 MAC is checked before it
  * is decrypted. kind NULL: the policy's default kind. dry_run checks all
  * and stores nothing. psk, passphrase and buf are secret. Audited.
+ * A ds:Signature is NOT checked here (see sotp_import_pskc_signed):
+ * res->signature is SOTP_SIG_UNCHECKED and the caller must say so.
  * Errors: SOTP_ERR_CONFIG (context not loaded), SOTP_ERR_STORE*,
  * SOTP_ERR_NOMEM, SOTP_ERR_CRYPTO, SOTP_ERR_INVALID_ARG.
  */
