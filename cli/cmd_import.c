@@ -166,6 +166,10 @@ report(struct cli *c, const struct sotp_import_result *res, int dry_run)
 		json_str(&j, "verdict", res->refused ? "reject" : "accept");
 		json_int(&j, "imported", res->imported);
 		json_bool(&j, "dry_run", dry_run);
+		json_str(&j, "signature",
+		    res->signature == SOTP_SIG_VERIFIED        ? "verified"
+		        : res->signature == SOTP_SIG_UNCHECKED ? "unchecked"
+		                                               : "none");
 		if (res->refused) {
 			json_int(&j, "entry", res->entry);
 			json_str(&j, "reason", sotp_reason_name(res->why));

@@ -211,6 +211,14 @@ check "... and stderr says, in one line, that the signature was NOT checked" sh 
     grep -qxF "shinkin-otp: token import $2: its signature was NOT checked (--signer CERT checks it)" "$1"' \
     sh "$ERR" "$SB/unchk.pskc"
 works unchk UNCHK
+sed 's/PW-UNCHK-/PW-J-/g' "$SB/u2.pskc" >"$SB/j.pskc"
+pskctool --sign --sign-key "$SB/sign.key" --sign-crt "$SB/sign.crt" "$SB/j.pskc" >"$SB/j-signed.pskc"
+check "--json, unsigned" cli --json token import "$SB/j.pskc" --dry-run
+check "... says signature none" contains "$OUT" '"signature":"none"'
+check "--json, signed, no --signer" cli --json token import "$SB/j-signed.pskc" --dry-run
+check "... says signature unchecked" contains "$OUT" '"signature":"unchecked"'
+check "--json, signed, --signer" cli --json token import "$SB/j-signed.pskc" --dry-run --signer "$SB/sign.crt"
+check "... says signature verified" contains "$OUT" '"signature":"verified"'
 check "audit" cli audit
 check "audit: the checked import's rows say signature=verified" \
     contains "$OUT" "serial=PW-SIGNED-TOTP context=- detail=pskc, signature=verified"
