@@ -129,7 +129,10 @@ nth_el(const xmlNode *p, unsigned int i)
 	return NULL;
 }
 
-/* The Algorithm attribute of a ds: element, quoted for a message. */
+/*
+ * The Algorithm attribute of a ds: element, read as xmlsec reads it
+ * (xmlGetProp, whatever its prefix), quoted for a message too.
+ */
 static int
 algorithm(const xmlNode *n, char *buf, size_t bufsz, char *q, size_t qsz)
 {
@@ -138,7 +141,7 @@ algorithm(const xmlNode *n, char *buf, size_t bufsz, char *q, size_t qsz)
 
 	buf[0] = '\0';
 	if (n != NULL &&
-	    (v = xmlGetNoNsProp(n, (const xmlChar *)"Algorithm")) != NULL) {
+	    (v = xmlGetProp(n, (const xmlChar *)"Algorithm")) != NULL) {
 		if (strlen((const char *)v) < bufsz) {
 			memcpy(buf, v, strlen((const char *)v) + 1);
 			r = 0;
@@ -164,7 +167,8 @@ check_reference(struct sotp_import_batch *b, const xmlNode *ref)
 	xmlChar *uri;
 	unsigned int n, all, i;
 
-	if ((uri = xmlGetNoNsProp(ref, (const xmlChar *)"URI")) != NULL) {
+	/* xmlGetProp, as xmlsec reads it: a prefixed URI is a URI too. */
+	if ((uri = xmlGetProp(ref, (const xmlChar *)"URI")) != NULL) {
 		sotp_import_quote(q, sizeof(q), (const char *)uri);
 		n = uri[0] != '\0';
 		xmlFree(uri);

@@ -151,6 +151,10 @@ sig_refused "a package moved after the signature" "$SB/sig-moved.pskc" "$SB/sign
 sed 's/<Reference>/<Reference URI="#k-PW-SIGNED-TOTP">/' "$SB/signed.pskc" >"$SB/sig-part.pskc"
 sig_refused "a Reference to one element (URI=#id)" "$SB/sig-part.pskc" "$SB/sign.crt" \
     "signature: the Reference has URI '#k-PW-SIGNED-TOTP', not the whole file"
+sed 's/<Reference>/<Reference xmlns:w="urn:x" w:URI="#k-PW-SIGNED-TOTP">/' \
+    "$SB/signed.pskc" >"$SB/sig-part2.pskc"
+sig_refused "a Reference to one element, its URI prefixed" "$SB/sig-part2.pskc" "$SB/sign.crt" \
+    "signature: the Reference has URI '#k-PW-SIGNED-TOTP', not the whole file"
 perl -0pe 's/(<Signature .*<\/Signature>)/$1$1/s' "$SB/signed.pskc" >"$SB/sig-two.pskc"
 sig_refused "two signatures" "$SB/sig-two.pskc" "$SB/sign.crt" \
     "signature: 2 ds:Signature elements: exactly one is accepted"
