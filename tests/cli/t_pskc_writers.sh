@@ -8,11 +8,12 @@
 # HMAC-SHA256 8-digit token; oath-toolkit's pskctool (libpskc) signs one
 # and reads the secrets back, and token import --signer checks that
 # signature against the vendor's certificate (without --signer the file
-# imports and stderr says it was NOT checked). Every token must then give
-# oathtool's codes. Hostile variants (another signer, a changed secret or
-# serial, no signature, signature wrapping, external References, a bad
-# MAC, a wrong key, a wrong passphrase, a serial twice) are each refused
-# with nothing imported.
+# imports and stderr says it was NOT checked); xmlsec1's tool signs one
+# with rsa-sha256 (accepted) and one with rsa-sha512 (refused). Every
+# token must then give oathtool's codes. Hostile variants (another
+# signer, a changed secret or serial, no signature, signature wrapping,
+# external References, a bad MAC, a wrong key, a wrong passphrase, a
+# serial twice) are each refused with nothing imported.
 . "$TOP/tests/lib.sh"
 . "$TOP/tests/cli/lib_cli.sh"
 mk_sandbox
@@ -200,6 +201,36 @@ check "import: the signed file with --signer and the vendor's certificate" \
 check "three tokens" contains "$OUT" "imported 3 tokens"
 check "stderr is empty: the signature was checked" test ! -s "$ERR"
 works signed SIGNED
+# rsa-sha256 over sha256, URI="" and a prefixed ds:Signature, as
+# xmlsec1's own tool signs a template: accepted; rsa-sha512: refused.
+check "xmlsec1 is installed (scripts/deps.sh)" sh -c 'command -v xmlsec1 >/dev/null'
+# sig_template SM DM FILE: FILE with an enveloped signature template.
+sig_template() {
+	_t='<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo>'
+	_t=$_t'<ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/>'
+	_t=$_t'<ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#'$1'"/>'
+	_t=$_t'<ds:Reference URI=""><ds:Transforms><ds:Transform Algorithm='
+	_t=$_t'"http://www.w3.org/2000/09/xmldsig#enveloped-signature"/></ds:Transforms>'
+	_t=$_t'<ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#'$2'"/>'
+	_t=$_t'<ds:DigestValue/></ds:Reference></ds:SignedInfo><ds:SignatureValue/></ds:Signature>'
+	sed "s|</pskc:KeyContainer>|$_t</pskc:KeyContainer>|" "$3"
+}
+sed 's/PW-SIGNED-/PW-S256-/g' "$SB/u.pskc" >"$SB/s256.pskc"
+sed 's/SIGNED_/S256_/g' "$SB/signed.env" >"$SB/s256.env"
+sig_template rsa-sha256 sha256 "$SB/s256.pskc" >"$SB/s256.tmpl"
+check "xmlsec1 signs a file with rsa-sha256 over sha256" \
+    xmlsec1 --sign --privkey-pem "$SB/sign.key" --output "$SB/s256-signed.pskc" "$SB/s256.tmpl"
+check "import: rsa-sha256 with --signer" \
+    cli token import "$SB/s256-signed.pskc" --signer "$SB/sign.crt"
+check "three tokens" contains "$OUT" "imported 3 tokens"
+works s256 S256
+sed 's/PW-S256-/PW-S512-/g' "$SB/s256.pskc" >"$SB/s512.pskc"
+sig_template rsa-sha512 sha512 "$SB/s512.pskc" >"$SB/s512.tmpl"
+check "xmlsec1 signs a file with rsa-sha512 over sha512" \
+    xmlsec1 --sign --privkey-pem "$SB/sign.key" --output "$SB/s512-signed.pskc" "$SB/s512.tmpl"
+snapshot
+sig_refused "rsa-sha512 (not on the list)" "$SB/s512-signed.pskc" "$SB/sign.crt" \
+    "signature: signature method 'http://www.w3.org/2001/04/xmldsig-more#rsa-sha512' is not accepted"
 sed 's/PW-SIGNED-/PW-UNCHK-/g' "$SB/u.pskc" >"$SB/u2.pskc"
 sed 's/SIGNED_/UNCHK_/g' "$SB/signed.env" >"$SB/unchk.env"
 check "pskctool signs a fifth file" sh -c 'pskctool --sign --sign-key "$1" --sign-crt "$2" "$3" >"$4"' \
