@@ -20,7 +20,7 @@ SANFLAGS    =
 endif
 
 PKG_CONFIG ?= pkg-config
-PKGS        = libcrypto sqlite3 libpq libxcrypt libxml-2.0 libqrencode libpng
+PKGS        = libcrypto sqlite3 libpq libxcrypt libxml-2.0 xmlsec1-openssl libqrencode libpng
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 

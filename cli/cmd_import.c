@@ -2,7 +2,8 @@
  * cmd_import.c - token import: seed files from token vendors.
  *
  *	shinkin-otp token import FILE [--format pskc|csv]
- *	    [--key-file FILE | --passphrase-stdin] [--dry-run] [--kind K]
+ *	    [--key-file FILE | --passphrase-stdin] [--signer CERT]
+ *	    [--dry-run] [--kind K]
  *
  * The core does the parsing, the checks and the one transaction; this
  * file reads the seed file, the pre-shared key or the passphrase, and
@@ -171,6 +172,10 @@ report(struct cli *c, const char *path, int pskc,
 		json_str(&j, "verdict", res->refused ? "reject" : "accept");
 		json_int(&j, "imported", res->imported);
 		json_bool(&j, "dry_run", dry_run);
+		json_str(&j, "signature",
+		    res->signature == SOTP_SIG_VERIFIED        ? "verified"
+		        : res->signature == SOTP_SIG_UNCHECKED ? "unchecked"
+		                                               : "none");
 		if (res->refused) {
 			json_int(&j, "entry", res->entry);
 			json_str(&j, "reason", sotp_reason_name(res->why));
@@ -190,6 +195,10 @@ report(struct cli *c, const char *path, int pskc,
 			    sotp_reason_name(res->why));
 		return CLI_EXIT_REFUSED;
 	}
+	/* Never let a signed file pass as checked when it was not. */
+	if (res->signature == SOTP_SIG_UNCHECKED)
+		cli_warn(c,
+		    "its signature was NOT checked (--signer CERT checks it)");
 	if (!c->json)
 		printf(dry_run ? "dry run: %u token%s would be imported\n"
 		               : "imported %u token%s\n",
@@ -201,11 +210,13 @@ int
 cmd_token_import(struct cli *c, int argc, char **argv)
 {
 	char *format = NULL, *key_file = NULL, *kind = NULL, *buf = NULL;
+	char *signer = NULL, *cert = NULL;
 	int pass_stdin = 0, dry_run = 0, pskc = 0;
 	const struct cli_opt opts[] = {
 	    {"format", &format, NULL},
 	    {"key-file", &key_file, NULL},
 	    {"passphrase-stdin", NULL, &pass_stdin},
+	    {"signer", &signer, NULL},
 	    {"dry-run", NULL, &dry_run},
 	    {"kind", &kind, NULL},
 	    {NULL, NULL, NULL},
@@ -214,7 +225,7 @@ cmd_token_import(struct cli *c, int argc, char **argv)
 	uint8_t key[PSK_LEN];
 	char pass[CLI_SECRET_MAX];
 	const char *pos[1];
-	size_t npos, len = 0;
+	size_t npos, len = 0, certlen = 0;
 	int ex, rc, r;
 
 	memset(key, 0, sizeof(key));
@@ -225,8 +236,8 @@ cmd_token_import(struct cli *c, int argc, char **argv)
 	if (npos != 1) {
 		ex = cli_usage(c,
 		    "usage: token import FILE [--format pskc|csv] "
-		    "[--key-file F | --passphrase-stdin] [--dry-run] "
-		    "[--kind K]");
+		    "[--key-file F | --passphrase-stdin] [--signer CERT] "
+		    "[--dry-run] [--kind K]");
 		goto out;
 	}
 	if ((ex = pick_format(c, format, pos[0], &pskc)) != 0)
@@ -238,6 +249,12 @@ cmd_token_import(struct cli *c, int argc, char **argv)
 	}
 	if (!pskc && (key_file != NULL || pass_stdin)) {
 		ex = cli_usage(c, "a CSV file takes no key or passphrase");
+		goto out;
+	}
+	if (!pskc && signer != NULL) {
+		ex = cli_usage(c,
+		    "a CSV file carries no signature: --signer "
+		    "is for PSKC files");
 		goto out;
 	}
 	if ((ex = cli_load(c)) != 0)
@@ -253,13 +270,16 @@ cmd_token_import(struct cli *c, int argc, char **argv)
 			goto out;
 		}
 	}
+	if (signer != NULL &&
+	    (ex = read_file(c, signer, 0, &cert, &certlen)) != 0)
+		goto out;
 	if ((ex = read_file(c, pos[0], 0, &buf, &len)) != 0)
 		goto out;
 	if (pskc)
-		rc = sotp_import_pskc(c->ctx, buf, len,
+		rc = sotp_import_pskc_signed(c->ctx, buf, len,
 		    key_file != NULL ? key : NULL,
 		    key_file != NULL ? PSK_LEN : 0, pass_stdin ? pass : NULL,
-		    kind, dry_run, c->now, &res);
+		    cert, certlen, kind, dry_run, c->now, &res);
 	else
 		rc = sotp_import_csv(
 		    c->ctx, buf, len, kind, dry_run, c->now, &res);
@@ -268,6 +288,7 @@ cmd_token_import(struct cli *c, int argc, char **argv)
 out:
 	if (buf != NULL)
 		wipe_free(buf, len + 1);
+	free(cert);
 	sotp_wipe(key, sizeof(key));
 	sotp_wipe(pass, sizeof(pass));
 	return ex;

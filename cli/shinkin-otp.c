@@ -45,7 +45,7 @@ static const char usage_text[] =
     "        [--period S | --counter C] [--kind K]\n"
     "  token generate [--count N] [--kind K] [--qr] [--png FILE]\n"
     "  token import FILE [--format pskc|csv] [--key-file F|--passphrase-stdin]\n"
-    "        [--dry-run] [--kind K]\n"
+    "        [--signer CERT] [--dry-run] [--kind K]\n"
     "  token show SERIAL [--uri] [--qr] [--png FILE]\n"
     "  token list [--unassigned] | token resync SERIAL CODE1 CODE2\n"
     "  token disable|enable SERIAL\n"

@@ -476,11 +476,12 @@ fail:
  */
 static int
 import(struct sotp_ctx *ctx, const char *format, const char *buf, size_t len,
-    const uint8_t *psk, size_t psklen, const char *passphrase, const char *kind,
-    int dry_run, time_t now, struct sotp_import_result *res)
+    const uint8_t *psk, size_t psklen, const char *passphrase,
+    const char *signer, size_t signer_len, const char *kind, int dry_run,
+    time_t now, struct sotp_import_result *res)
 {
 	struct sotp_import_batch b;
-	char detail[SOTP_MSG_MAX + 32];
+	char detail[SOTP_MSG_MAX + 32], how[48];
 	size_t i;
 	int rc;
 
@@ -496,8 +497,8 @@ import(struct sotp_ctx *ctx, const char *format, const char *buf, size_t len,
 	b.res = res;
 	b.unit = strcmp(format, "pskc") == 0 ? "entry" : "line";
 	if (strcmp(format, "pskc") == 0)
-		rc = sotp_pskc_read(
-		    &b, buf != NULL ? buf : "", len, psk, psklen, passphrase);
+		rc = sotp_pskc_read(&b, buf != NULL ? buf : "", len, psk,
+		    psklen, passphrase, signer, signer_len);
 	else
 		rc = csv_read(&b, buf != NULL ? buf : "", len);
 	for (i = 0; rc == SOTP_OK && i < b.n; i++)
@@ -506,8 +507,13 @@ import(struct sotp_ctx *ctx, const char *format, const char *buf, size_t len,
 		rc = check_duplicates(&b);
 	if (rc == SOTP_OK)
 		rc = check_store(ctx, &b);
+	/* Every row says whether a signature was checked ("pskc, ..."). */
+	snprintf(how, sizeof(how), "%s%s", format,
+	    res->signature == SOTP_SIG_VERIFIED        ? ", signature=verified"
+	        : res->signature == SOTP_SIG_UNCHECKED ? ", signature=unchecked"
+	                                               : "");
 	if (rc == SOTP_OK && !dry_run)
-		rc = insert_all(ctx, &b, format, now);
+		rc = insert_all(ctx, &b, how, now);
 	if (rc == SOTP_IMPORT_REFUSED) {
 		/*
 		 * "csv: line 3", not a file:line: the core is handed bytes,
@@ -529,8 +535,8 @@ import(struct sotp_ctx *ctx, const char *format, const char *buf, size_t len,
 	if (rc != SOTP_OK)
 		goto out;
 	res->imported = (unsigned int)b.n;
-	snprintf(detail, sizeof(detail), "%s: %u tokens%s", format,
-	    res->imported, dry_run ? " (dry run, nothing stored)" : "");
+	snprintf(detail, sizeof(detail), "%s: %u tokens%s", how, res->imported,
+	    dry_run ? " (dry run, nothing stored)" : "");
 	/* The tokens are in: a lost summary row is logged, not fatal. */
 	(void)sotp_audit(ctx, now, "token.import", NULL, NULL, NULL, "accept",
 	    SOTP_R_ACCEPTED, detail);
@@ -545,14 +551,24 @@ sotp_import_pskc(struct sotp_ctx *ctx, const char *buf, size_t len,
     const uint8_t *psk, size_t psklen, const char *passphrase, const char *kind,
     int dry_run, time_t now, struct sotp_import_result *res)
 {
-	return import(ctx, "pskc", buf, len, psk, psklen, passphrase, kind,
-	    dry_run, now, res);
+	return import(ctx, "pskc", buf, len, psk, psklen, passphrase, NULL, 0,
+	    kind, dry_run, now, res);
+}
+
+int
+sotp_import_pskc_signed(struct sotp_ctx *ctx, const char *buf, size_t len,
+    const uint8_t *psk, size_t psklen, const char *passphrase,
+    const char *signer, size_t signer_len, const char *kind, int dry_run,
+    time_t now, struct sotp_import_result *res)
+{
+	return import(ctx, "pskc", buf, len, psk, psklen, passphrase, signer,
+	    signer_len, kind, dry_run, now, res);
 }
 
 int
 sotp_import_csv(struct sotp_ctx *ctx, const char *buf, size_t len,
     const char *kind, int dry_run, time_t now, struct sotp_import_result *res)
 {
-	return import(
-	    ctx, "csv", buf, len, NULL, 0, NULL, kind, dry_run, now, res);
+	return import(ctx, "csv", buf, len, NULL, 0, NULL, NULL, 0, kind,
+	    dry_run, now, res);
 }

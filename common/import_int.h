@@ -70,6 +70,16 @@ void sotp_import_quote(char *dst, size_t dstsz, const char *src);
  * an error (SOTP_ERR_NOMEM, SOTP_ERR_CRYPTO).
  */
 int sotp_pskc_read(struct sotp_import_batch *b, const char *buf, size_t len,
-    const uint8_t *psk, size_t psklen, const char *passphrase);
+    const uint8_t *psk, size_t psklen, const char *passphrase,
+    const char *signer, size_t signer_len);
+/*
+ * pskc_sig.c: with signer (a PEM certificate), checks doc's one enveloped
+ * signature over the whole file against its key, or refuses; without,
+ * only notes whether doc carries a signature. Sets b->res->signature.
+ * Returns SOTP_OK, SOTP_IMPORT_REFUSED or SOTP_ERR_NOMEM/SOTP_ERR_CRYPTO.
+ */
+struct _xmlDoc;
+int sotp_pskc_signature(struct sotp_import_batch *b, struct _xmlDoc *doc,
+    const char *signer, size_t signer_len);
 
 #endif /* SOTP_IMPORT_INT_H */

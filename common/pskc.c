@@ -24,6 +24,11 @@
  * unqualified or qualifies them. Both namespaces are read, and the
  * children by their local name.
  *
+ * A ds:Signature is checked against the vendor's certificate when the
+ * caller gives one (pskc_sig.c), in the parsed tree, before the walk
+ * below decrypts anything; without one the caller is told the file was
+ * signed and not checked.
+ *
  * The parser is asked for no network, no DTD loading and no entity
  * substitution, and a document that has a DTD at all is refused: a seed
  * file has no use for one, and entities are how XML parsers get abused.
@@ -753,8 +758,8 @@ container(struct pskc *p, const xmlNode *root)
 	/*
 	 * Schema order is EncryptionKey, MACMethod, KeyPackage*, Signature;
 	 * a key or MAC method after the first package is refused rather
-	 * than applied to some packages only. XXX a ds:Signature is not
-	 * verified: the MAC is what protects the secrets.
+	 * than applied to some packages only. A ds:Signature was checked
+	 * (pskc_sig.c) before this walk, or the caller was told it was not.
 	 */
 	for (c = root->children; c != NULL; c = c->next) {
 		if (is(c, NS_PSKC, "EncryptionKey")) {
@@ -906,7 +911,8 @@ prescan(struct pskc *p, const char *buf, size_t len)
 
 int
 sotp_pskc_read(struct sotp_import_batch *b, const char *buf, size_t len,
-    const uint8_t *psk, size_t psklen, const char *passphrase)
+    const uint8_t *psk, size_t psklen, const char *passphrase,
+    const char *signer, size_t signer_len)
 {
 	/* No network, no DTD, no entity substitution, no libxml2 stderr. */
 	const int opts = XML_PARSE_NONET | XML_PARSE_NODICT |
@@ -949,6 +955,9 @@ sotp_pskc_read(struct sotp_import_batch *b, const char *buf, size_t len,
 		rc = refuse(&p, 0, "a DOCTYPE is not allowed in a PSKC file");
 		goto out;
 	}
+	/* The signature first, in this very tree, before any decryption. */
+	if ((rc = sotp_pskc_signature(b, doc, signer, signer_len)) != SOTP_OK)
+		goto out;
 	rc = container(&p, xmlDocGetRootElement(doc));
 out:
 	if (doc != NULL)

@@ -863,6 +863,17 @@ SOTP_EXPORT int sotp_metrics_text(struct sotp_ctx *ctx, char **text);
 /* ---- Import: token seed files (PSKC, RFC 6030, and CSV) ---- */
 
 /*
+ * What became of a PSKC file's XML-DSig signature: none in the file; one
+ * there but not checked (no signer certificate was given: the caller
+ * must say so); checked against the signer certificate.
+ */
+enum sotp_sig_status {
+	SOTP_SIG_NONE = 0,
+	SOTP_SIG_UNCHECKED = 1,
+	SOTP_SIG_VERIFIED = 2,
+};
+
+/*
  * The outcome of an import. A refused file is not an error: the call
  * returns SOTP_OK with refused = 1, and nothing is stored.
  */
@@ -873,6 +884,7 @@ struct sotp_import_result {
 	unsigned int entry;        /* 1-based KeyPackage or CSV line; 0: file */
 	char reason[SOTP_MSG_MAX]; /* "duplicate serial 'X' (line 2 has it too)"
 	                            */
+	enum sotp_sig_status signature; /* PSKC; also in the audit rows */
 };
 
 /*
@@ -885,12 +897,31 @@ struct sotp_import_result {
  * section 6.2); each encrypted value's HMAC-SHA1 MAC is checked before it
  * is decrypted. kind NULL: the policy's default kind. dry_run checks all
  * and stores nothing. psk, passphrase and buf are secret. Audited.
+ * A ds:Signature is NOT checked here (see sotp_import_pskc_signed):
+ * res->signature is SOTP_SIG_UNCHECKED and the caller must say so.
  * Errors: SOTP_ERR_CONFIG (context not loaded), SOTP_ERR_STORE*,
  * SOTP_ERR_NOMEM, SOTP_ERR_CRYPTO, SOTP_ERR_INVALID_ARG.
  */
 SOTP_EXPORT int sotp_import_pskc(struct sotp_ctx *ctx, const char *buf,
     size_t len, const uint8_t *psk, size_t psklen, const char *passphrase,
     const char *kind, int dry_run, time_t now, struct sotp_import_result *res);
+/*
+ * The same, checking the file's signature against signer[signer_len], the
+ * PEM X.509 certificate of the vendor, pinned (its RSA key is the only one
+ * tried: no chain, no trust store, the file's KeyInfo ignored). The file
+ * must hold one enveloped ds:Signature, the last child of KeyContainer,
+ * with one Reference to the whole file (no URI or URI=""), enveloped-
+ * signature plus at most one (exclusive) C14N, rsa-sha1 or rsa-sha256
+ * over a sha1 or sha256 digest; no URI is ever fetched. Anything else,
+ * or a signature that does not verify, refuses the whole file before any
+ * secret is decrypted; res->signature is SOTP_SIG_VERIFIED on success.
+ * signer NULL: sotp_import_pskc (res->signature says UNCHECKED when the
+ * file carries a signature).
+ */
+SOTP_EXPORT int sotp_import_pskc_signed(struct sotp_ctx *ctx, const char *buf,
+    size_t len, const uint8_t *psk, size_t psklen, const char *passphrase,
+    const char *signer, size_t signer_len, const char *kind, int dry_run,
+    time_t now, struct sotp_import_result *res);
 /*
  * The same for CSV: one token a line, "serial,base32secret[,algorithm,
  * digits,period,kind]" (empty fields take the defaults, a kind field

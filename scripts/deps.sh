@@ -19,8 +19,9 @@ set -eu
 PKGS="gcc make pkg-config libssl-dev libsqlite3-dev libcrypt-dev
 libcmocka-dev libpam0g-dev libpam-wrapper pamtester oathtool sqlite3
 freeradius freeradius-utils libfreeradius-dev libtalloc-dev libpcre3-dev
-libxml2-dev libqrencode-dev libpng-dev zlib1g-dev zbar-tools mandoc valgrind clang-format jq
-python3-pskc pskctool faketime
+libxml2-dev libxmlsec1-dev libxmlsec1-openssl
+libqrencode-dev libpng-dev zlib1g-dev zbar-tools mandoc valgrind clang-format jq
+python3-pskc pskctool xmlsec1 faketime
 xz-utils man-db build-essential debhelper lintian mmdebstrap mount iproute2
 ca-certificates libpq-dev postgresql
 libp11-kit-dev p11-kit-modules softhsm2 opensc"

@@ -19,5 +19,5 @@ check "the PAM module loads with RTLD_NOW and has its entry points" \
     '!sotp_attempt_begin' '!sotp_strerror'
 check "the PAM module does not link libpq (loaded only for a PostgreSQL store)" \
     sh -c "! readelf -d '$PAM_SO' | grep -q 'NEEDED.*libpq'"
-check "the PAM module does not link libxml2 or libqrencode (CLI only)" \
-    sh -c "! readelf -d '$PAM_SO' | grep -q -e 'NEEDED.*libxml2' -e 'NEEDED.*libqrencode'"
+check "the PAM module does not link libxml2, libxmlsec1 or libqrencode (CLI only)" \
+    sh -c "! readelf -d '$PAM_SO' | grep -q -e 'NEEDED.*libxml2' -e 'NEEDED.*libxmlsec1' -e 'NEEDED.*libqrencode'"

@@ -6,9 +6,14 @@
 # PBKDF2 key (its PBKDF2-params in the XML Encryption 1.1 namespace, with
 # unqualified children), each with a TOTP, an HOTP (counter 7) and an
 # HMAC-SHA256 8-digit token; oath-toolkit's pskctool (libpskc) signs one
-# and reads the secrets back. Every token must then give oathtool's codes.
-# Hostile variants (a bad MAC, a wrong key, a wrong passphrase, a serial
-# twice) are each refused with nothing imported.
+# and reads the secrets back, and token import --signer checks that
+# signature against the vendor's certificate (without --signer the file
+# imports and stderr says it was NOT checked); xmlsec1's tool signs one
+# with rsa-sha256 (accepted) and one with rsa-sha512 (refused). Every
+# token must then give oathtool's codes. Hostile variants (another
+# signer, a changed secret or serial, no signature, signature wrapping,
+# external References, a bad MAC, a wrong key, a wrong passphrase, a
+# serial twice) are each refused with nothing imported.
 . "$TOP/tests/lib.sh"
 . "$TOP/tests/cli/lib_cli.sh"
 mk_sandbox
@@ -72,21 +77,190 @@ check "import: PBKDF2 with the passphrase" \
     clin "$PASS" token import "$SB/pbkdf2.pskc" --passphrase-stdin
 works pbkdf2 PBKDF2
 
-# -- signed by pskctool (libpskc, xmlsec): the signature is not checked,
-#    the file is still read; pskctool reads the secrets we imported --
+# -- signed by pskctool (libpskc, xmlsec): rsa-sha1 over a sha1 digest,
+#    exclusive C14N, one Reference without URI (the whole file). With
+#    --signer the signature is checked against the pinned certificate;
+#    every way of breaking it is refused with nothing imported; without
+#    --signer the file imports and stderr says it was NOT checked --
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$SB/sign.key" \
     -out "$SB/sign.crt" -days 2 -subj /CN=test-vendor >/dev/null 2>&1
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$SB/other.key" \
+    -out "$SB/other.crt" -days 2 -subj /CN=test-vendor >/dev/null 2>&1
 check "python-pskc writes a fourth file" $PY "$W" signed "$SB/u.pskc" "$SB/signed.env"
 check "pskctool signs it" sh -c 'pskctool --sign --sign-key "$1" --sign-crt "$2" "$3" >"$4"' \
     sh "$SB/sign.key" "$SB/sign.crt" "$SB/u.pskc" "$SB/signed.pskc"
 check "pskctool verifies its signature" pskctool --verify --verify-crt "$SB/sign.crt" "$SB/signed.pskc"
+check "pskctool signs with rsa-sha1 (it has no option for another method)" \
+    contains "$SB/signed.pskc" 'SignatureMethod Algorithm="http://www.w3.org/2000/09/xmldsig#rsa-sha1"'
+check "... over a sha1 digest, exclusive C14N, one Reference without URI" sh -c '
+    grep -qF "DigestMethod Algorithm=\"http://www.w3.org/2000/09/xmldsig#sha1\"" "$1" &&
+    grep -qF "CanonicalizationMethod Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"" "$1" &&
+    test "$(grep -c "<Reference>" "$1")" -eq 1' sh "$SB/signed.pskc"
 pskctool -i "$SB/signed.pskc" 2>/dev/null | sed -n 's/.*Key Secret (base64): //p' >"$SB/signed.b64"
 . "$SB/signed.env"
 check "pskctool reads the same secrets python-pskc wrote" test \
     "$(base64 -d "$SB/signed.b64" 2>/dev/null | od -An -tx1 | tr -d ' \n')" = \
     "$(printf %s "$SIGNED_TOTP$SIGNED_HOTP$SIGNED_SHA256")"
-check "import: the signed file" cli token import "$SB/signed.pskc"
+snapshot
+# sig_refused WHAT FILE CERT TEXT: refused as BAD_INPUT naming TEXT, with
+# nothing imported.
+sig_refused() {
+	refused BAD_INPUT "--signer: $1 is refused" \
+	    cli token import "$2" --signer "$3"
+	check "... the reason: $4" contains "$ERR" "$4"
+	unchanged "$1"
+}
+sig_refused "another vendor's certificate" "$SB/signed.pskc" "$SB/other.crt" \
+    "signature: the signature does not verify with the signer certificate's key"
+check "pskctool signs with the other key, embedding the other certificate" \
+    sh -c 'pskctool --sign --sign-key "$1" --sign-crt "$2" "$3" >"$4"' \
+    sh "$SB/other.key" "$SB/other.crt" "$SB/u.pskc" "$SB/other.pskc"
+sig_refused "a file signed by another key (its own certificate inside)" \
+    "$SB/other.pskc" "$SB/sign.crt" \
+    "signature: the signature does not verify with the signer certificate's key"
+# One base64 character of the first secret, one character of a serial.
+awk '/<PlainValue>/ && !done {
+	i = index($0, "<PlainValue>") + 12
+	$0 = substr($0, 1, i - 1) (substr($0, i, 1) == "A" ? "B" : "A") substr($0, i + 1)
+	done = 1
+} { print }' "$SB/signed.pskc" >"$SB/sig-secret.pskc"
+check "the secret was changed" test -n "$(cmp "$SB/signed.pskc" "$SB/sig-secret.pskc")"
+sig_refused "a secret changed after signing" "$SB/sig-secret.pskc" "$SB/sign.crt" \
+    "signature: digest mismatch: the file was changed after it was signed"
+sed 's/>PW-SIGNED-HOTP</>PW-SIGNED-HOTQ</' "$SB/signed.pskc" >"$SB/sig-serial.pskc"
+sig_refused "a serial changed after signing" "$SB/sig-serial.pskc" "$SB/sign.crt" \
+    "signature: digest mismatch"
+perl -0pe 's/<Signature .*<\/Signature>//s' "$SB/signed.pskc" >"$SB/sig-none.pskc"
+check "the signature was removed" sh -c '! grep -q Signature "$1"' sh "$SB/sig-none.pskc"
+sig_refused "the signature removed" "$SB/sig-none.pskc" "$SB/sign.crt" \
+    "signature: the file is not signed (no ds:Signature)"
+sig_refused "an unsigned file" "$SB/u.pskc" "$SB/sign.crt" \
+    "signature: the file is not signed (no ds:Signature)"
+# Signature wrapping: a package added beside the signed ones, moved after
+# the signature, or a Reference to one part only.
+perl -0pe 'm/(<KeyPackage>.*?<\/KeyPackage>)/s; my $k = $1;
+    $k =~ s/PW-SIGNED-TOTP/PW-WRAP/g; s/<Signature /$k<Signature /' \
+    "$SB/signed.pskc" >"$SB/sig-added.pskc"
+check "a fourth package was added inside the signed container" \
+    test "$(grep -o '<KeyPackage>' "$SB/sig-added.pskc" | wc -l)" -eq 4
+sig_refused "a package added beside the signed ones" "$SB/sig-added.pskc" "$SB/sign.crt" \
+    "signature: digest mismatch"
+perl -0pe 's/(<KeyPackage>.*?<\/KeyPackage>)(.*<\/Signature>)/$2$1/s' \
+    "$SB/signed.pskc" >"$SB/sig-moved.pskc"
+sig_refused "a package moved after the signature" "$SB/sig-moved.pskc" "$SB/sign.crt" \
+    "signature: the ds:Signature is not the last child of KeyContainer"
+sed 's/<Reference>/<Reference URI="#k-PW-SIGNED-TOTP">/' "$SB/signed.pskc" >"$SB/sig-part.pskc"
+sig_refused "a Reference to one element (URI=#id)" "$SB/sig-part.pskc" "$SB/sign.crt" \
+    "signature: the Reference has URI '#k-PW-SIGNED-TOTP', not the whole file"
+sed 's/<Reference>/<Reference xmlns:w="urn:x" w:URI="#k-PW-SIGNED-TOTP">/' \
+    "$SB/signed.pskc" >"$SB/sig-part2.pskc"
+sig_refused "a Reference to one element, its URI prefixed" "$SB/sig-part2.pskc" "$SB/sign.crt" \
+    "signature: the Reference has URI '#k-PW-SIGNED-TOTP', not the whole file"
+perl -0pe 's/(<Signature .*<\/Signature>)/$1$1/s' "$SB/signed.pskc" >"$SB/sig-two.pskc"
+sig_refused "two signatures" "$SB/sig-two.pskc" "$SB/sign.crt" \
+    "signature: 2 ds:Signature elements: exactly one is accepted"
+# Hostile References: nothing is fetched. A listener on 127.0.0.1 records
+# any connection; file:// names a file that must not be opened either.
+$PY -c 'import socket, sys
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(4)
+print(s.getsockname()[1], flush=True)
+s.settimeout(20)
+try:
+    c, _ = s.accept(); open(sys.argv[1], "w").write("connected\n")
+except Exception:
+    pass' "$SB/fetched" >"$SB/port" &
+LPID=$!
+n=0
+while [ ! -s "$SB/port" ] && [ $n -lt 100 ]; do sleep 0.05; n=$((n + 1)); done
+PORT=$(cat "$SB/port")
+sed "s|<Reference>|<Reference URI=\"http://127.0.0.1:$PORT/x\">|" "$SB/signed.pskc" >"$SB/sig-http.pskc"
+sig_refused "a Reference to an http: URL" "$SB/sig-http.pskc" "$SB/sign.crt" \
+    "signature: the Reference has URI 'http://127.0.0.1:$PORT/x', not the whole file"
+sed 's|<Reference>|<Reference URI="file:///etc/passwd">|' "$SB/signed.pskc" >"$SB/sig-file.pskc"
+sig_refused "a Reference to file:///etc/passwd" "$SB/sig-file.pskc" "$SB/sign.crt" \
+    "signature: the Reference has URI 'file:///etc/passwd', not the whole file"
+$PY -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1]))).close()' \
+    "$PORT" 2>/dev/null
+wait "$LPID"
+check "the listener saw only the test's own connection" test "$(cat "$SB/fetched" 2>/dev/null)" = connected
+printf 'not a certificate\n' >"$SB/bad.crt"
+sig_refused "a signer file that is not PEM" "$SB/signed.pskc" "$SB/bad.crt" \
+    "signature: the signer certificate is not a PEM X.509 certificate"
+cat "$SB/sign.crt" "$SB/other.crt" >"$SB/both.crt"
+sig_refused "a signer file with two certificates" "$SB/signed.pskc" "$SB/both.crt" \
+    "signature: the signer file holds more than one certificate"
+check_rc 2 "--signer twice is a usage error" \
+    cli token import "$SB/signed.pskc" --signer "$SB/sign.crt" --signer "$SB/other.crt"
+check "... naming the option" contains "$ERR" "--signer given twice"
+check_rc 2 "--signer with a CSV file is a usage error" \
+    cli token import "$SB/signed.pskc" --format csv --signer "$SB/sign.crt"
+check "... saying why" contains "$ERR" "a CSV file carries no signature"
+unchanged "usage errors"
+check "import: the signed file with --signer and the vendor's certificate" \
+    cli token import "$SB/signed.pskc" --signer "$SB/sign.crt"
+check "three tokens" contains "$OUT" "imported 3 tokens"
+check "stderr is empty: the signature was checked" test ! -s "$ERR"
 works signed SIGNED
+# rsa-sha256 over sha256, URI="" and a prefixed ds:Signature, as
+# xmlsec1's own tool signs a template: accepted; rsa-sha512: refused.
+check "xmlsec1 is installed (scripts/deps.sh)" sh -c 'command -v xmlsec1 >/dev/null'
+# sig_template SM DM FILE: FILE with an enveloped signature template.
+sig_template() {
+	_t='<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo>'
+	_t=$_t'<ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/>'
+	_t=$_t'<ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#'$1'"/>'
+	_t=$_t'<ds:Reference URI=""><ds:Transforms><ds:Transform Algorithm='
+	_t=$_t'"http://www.w3.org/2000/09/xmldsig#enveloped-signature"/></ds:Transforms>'
+	_t=$_t'<ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#'$2'"/>'
+	_t=$_t'<ds:DigestValue/></ds:Reference></ds:SignedInfo><ds:SignatureValue/></ds:Signature>'
+	sed "s|</pskc:KeyContainer>|$_t</pskc:KeyContainer>|" "$3"
+}
+sed 's/PW-SIGNED-/PW-S256-/g' "$SB/u.pskc" >"$SB/s256.pskc"
+sed 's/SIGNED_/S256_/g' "$SB/signed.env" >"$SB/s256.env"
+sig_template rsa-sha256 sha256 "$SB/s256.pskc" >"$SB/s256.tmpl"
+check "xmlsec1 signs a file with rsa-sha256 over sha256" \
+    xmlsec1 --sign --privkey-pem "$SB/sign.key" --output "$SB/s256-signed.pskc" "$SB/s256.tmpl"
+check "import: rsa-sha256 with --signer" \
+    cli token import "$SB/s256-signed.pskc" --signer "$SB/sign.crt"
+check "three tokens" contains "$OUT" "imported 3 tokens"
+works s256 S256
+sed 's/PW-S256-/PW-S512-/g' "$SB/s256.pskc" >"$SB/s512.pskc"
+sig_template rsa-sha512 sha512 "$SB/s512.pskc" >"$SB/s512.tmpl"
+check "xmlsec1 signs a file with rsa-sha512 over sha512" \
+    xmlsec1 --sign --privkey-pem "$SB/sign.key" --output "$SB/s512-signed.pskc" "$SB/s512.tmpl"
+snapshot
+sig_refused "rsa-sha512 (not on the list)" "$SB/s512-signed.pskc" "$SB/sign.crt" \
+    "signature: signature method 'http://www.w3.org/2001/04/xmldsig-more#rsa-sha512' is not accepted"
+sed 's/PW-SIGNED-/PW-UNCHK-/g' "$SB/u.pskc" >"$SB/u2.pskc"
+sed 's/SIGNED_/UNCHK_/g' "$SB/signed.env" >"$SB/unchk.env"
+check "pskctool signs a fifth file" sh -c 'pskctool --sign --sign-key "$1" --sign-crt "$2" "$3" >"$4"' \
+    sh "$SB/sign.key" "$SB/sign.crt" "$SB/u2.pskc" "$SB/unchk.pskc"
+check "an unsigned file without --signer: no such line" \
+    cli token import "$SB/u2.pskc" --dry-run
+check "... stderr is empty" test ! -s "$ERR"
+check "import: a signed file without --signer still imports" \
+    cli token import "$SB/unchk.pskc"
+check "three tokens" contains "$OUT" "imported 3 tokens"
+check "... and stderr says, in one line, that the signature was NOT checked" sh -c '
+    test "$(wc -l <"$1")" -eq 1 &&
+    grep -qxF "shinkin-otp: token import $2: its signature was NOT checked (--signer CERT checks it)" "$1"' \
+    sh "$ERR" "$SB/unchk.pskc"
+works unchk UNCHK
+sed 's/PW-UNCHK-/PW-J-/g' "$SB/u2.pskc" >"$SB/j.pskc"
+pskctool --sign --sign-key "$SB/sign.key" --sign-crt "$SB/sign.crt" "$SB/j.pskc" >"$SB/j-signed.pskc"
+check "--json, unsigned" cli --json token import "$SB/j.pskc" --dry-run
+check "... says signature none" contains "$OUT" '"signature":"none"'
+check "--json, signed, no --signer" cli --json token import "$SB/j-signed.pskc" --dry-run
+check "... says signature unchecked" contains "$OUT" '"signature":"unchecked"'
+check "--json, signed, --signer" cli --json token import "$SB/j-signed.pskc" --dry-run --signer "$SB/sign.crt"
+check "... says signature verified" contains "$OUT" '"signature":"verified"'
+check "audit" cli audit
+check "audit: the checked import's rows say signature=verified" \
+    contains "$OUT" "serial=PW-SIGNED-TOTP context=- detail=pskc, signature=verified"
+check "audit: the unchecked import's rows say signature=unchecked" \
+    contains "$OUT" "serial=PW-UNCHK-TOTP context=- detail=pskc, signature=unchecked"
+check "audit: the refusals name the signature" \
+    contains "$OUT" "detail=pskc: signature: digest mismatch"
 
 # -- hostile variants: each refused, nothing imported --
 snapshot

@@ -1,0 +1,454 @@
+/*
+ * pskc_sig.c - the XML-DSig signature of a PSKC file (RFC 6030 section
+ * 4: "the KeyContainer MAY be signed"), checked against the vendor's
+ * certificate, pinned: its public key is the only key tried, no chain is
+ * built and no trust store is read.
+ *
+ * Only one shape is accepted, the one oath-toolkit's pskctool (libpskc)
+ * writes: one ds:Signature, the last child element of KeyContainer, whose
+ * SignedInfo holds one Reference to the whole document (no URI, or
+ * URI="") with the enveloped-signature transform and at most one C14N
+ * after it. Such a Reference covers every byte the reader then reads, so
+ * no element can be moved out of the signed part or added beside it
+ * (signature wrapping): everything but the signature itself is digested.
+ * A Reference to a part (URI="#id") or to anything outside (http:, file:)
+ * is refused by name before xmlsec sees it, and xmlsec is told to accept
+ * only the empty URI as well, so it opens no file and no socket.
+ *
+ * Algorithms: pskctool (libpskc 2.6) signs with rsa-sha1 over an sha1
+ * digest and cannot be told otherwise, so both SHA-1 methods are
+ * accepted; rsa-sha256 and sha256 are accepted too. Nothing else.
+ *
+ * The signature is checked in the tree the reader then walks, before any
+ * secret is decrypted; the file is refused as a whole if it fails.
+ */
+#include "import_int.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <libxml/tree.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+/* xmlsec.h first: the others use its types. */
+#include <xmlsec/xmlsec.h>
+
+#include <xmlsec/errors.h>
+#include <xmlsec/keys.h>
+#include <xmlsec/openssl/app.h>
+#include <xmlsec/openssl/crypto.h>
+#include <xmlsec/openssl/evp.h>
+#include <xmlsec/transforms.h>
+#include <xmlsec/xmldsig.h>
+
+#define NS_PSKC "urn:ietf:params:xml:ns:keyprov:pskc"
+#define NS_DS "http://www.w3.org/2000/09/xmldsig#"
+#define ALG_EXC_C14N "http://www.w3.org/2001/10/xml-exc-c14n#"
+#define ALG_C14N "http://www.w3.org/TR/2001/REC-xml-c14n-20010315"
+#define ALG_ENVELOPED NS_DS "enveloped-signature"
+#define ALG_RSA_SHA1 NS_DS "rsa-sha1"
+#define ALG_RSA_SHA256 "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+#define ALG_SHA1 NS_DS "sha1"
+#define ALG_SHA256 "http://www.w3.org/2001/04/xmlenc#sha256"
+
+#define SIG_ATTR_MAX 256
+#define SIG_QUOTE 64
+
+static int sig_refuse(struct sotp_import_batch *b, const char *fmt, ...)
+    SOTP_PRINTF(2, 3);
+
+static int
+sig_refuse(struct sotp_import_batch *b, const char *fmt, ...)
+{
+	char msg[SOTP_MSG_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return sotp_import_refuse(
+	    b->res, 0, SOTP_R_BAD_INPUT, "signature: %s", msg);
+}
+
+static int
+is_el(const xmlNode *n, const char *ns, const char *name)
+{
+	return n != NULL && n->type == XML_ELEMENT_NODE && n->ns != NULL &&
+	    n->ns->href != NULL && strcmp((const char *)n->ns->href, ns) == 0 &&
+	    strcmp((const char *)n->name, name) == 0;
+}
+
+/* The ds:Signature elements anywhere under n; the first into *first. */
+static unsigned int
+count_sigs(const xmlNode *n, const xmlNode **first)
+{
+	unsigned int k = 0;
+
+	for (; n != NULL; n = n->next) {
+		if (n->type != XML_ELEMENT_NODE)
+			continue;
+		if (is_el(n, NS_DS, "Signature")) {
+			if (k++ == 0 && *first == NULL)
+				*first = n;
+		}
+		k += count_sigs(n->children, first);
+	}
+	return k;
+}
+
+/* The element children of n: how many, and how many are ds:name. */
+static unsigned int
+count_ds(const xmlNode *n, const char *name, unsigned int *all)
+{
+	const xmlNode *c;
+	unsigned int k = 0;
+
+	*all = 0;
+	for (c = n->children; c != NULL; c = c->next) {
+		if (c->type != XML_ELEMENT_NODE)
+			continue;
+		(*all)++;
+		k += is_el(c, NS_DS, name);
+	}
+	return k;
+}
+
+/* The n-th (0-based) element child of p, or NULL. */
+static const xmlNode *
+nth_el(const xmlNode *p, unsigned int i)
+{
+	const xmlNode *c;
+
+	for (c = p != NULL ? p->children : NULL; c != NULL; c = c->next)
+		if (c->type == XML_ELEMENT_NODE && i-- == 0)
+			return c;
+	return NULL;
+}
+
+/*
+ * The Algorithm attribute of a ds: element, read as xmlsec reads it
+ * (xmlGetProp, whatever its prefix), quoted for a message too.
+ */
+static int
+algorithm(const xmlNode *n, char *buf, size_t bufsz, char *q, size_t qsz)
+{
+	xmlChar *v;
+	int r = -1;
+
+	buf[0] = '\0';
+	if (n != NULL &&
+	    (v = xmlGetProp(n, (const xmlChar *)"Algorithm")) != NULL) {
+		if (strlen((const char *)v) < bufsz) {
+			memcpy(buf, v, strlen((const char *)v) + 1);
+			r = 0;
+		}
+		xmlFree(v);
+	}
+	sotp_import_quote(q, qsz, buf);
+	return r;
+}
+
+static int
+one_of(const char *s, const char *a, const char *b)
+{
+	return strcmp(s, a) == 0 || strcmp(s, b) == 0;
+}
+
+/* The Reference: the whole document, enveloped, one C14N at most. */
+static int
+check_reference(struct sotp_import_batch *b, const xmlNode *ref)
+{
+	char alg[SIG_ATTR_MAX], q[SIG_QUOTE];
+	const xmlNode *tr, *t, *dm;
+	xmlChar *uri;
+	unsigned int n, all, i;
+
+	/* xmlGetProp, as xmlsec reads it: a prefixed URI is a URI too. */
+	if ((uri = xmlGetProp(ref, (const xmlChar *)"URI")) != NULL) {
+		sotp_import_quote(q, sizeof(q), (const char *)uri);
+		n = uri[0] != '\0';
+		xmlFree(uri);
+		if (n)
+			return sig_refuse(b,
+			    "the Reference has URI '%s', not the whole file "
+			    "(URI=\"\"): only the whole file may be signed "
+			    "(signature wrapping)",
+			    q);
+	}
+	tr = nth_el(ref, 0);
+	if (!is_el(tr, NS_DS, "Transforms"))
+		return sig_refuse(
+		    b, "the Reference has no enveloped-signature transform");
+	n = count_ds(tr, "Transform", &all);
+	if (n != all || n < 1 || n > 2 ||
+	    algorithm(nth_el(tr, 0), alg, sizeof(alg), q, sizeof(q)) != 0 ||
+	    strcmp(alg, ALG_ENVELOPED) != 0)
+		return sig_refuse(b,
+		    "the Reference's transforms are not enveloped-signature "
+		    "and at most one C14N");
+	for (i = 1; i < n; i++) {
+		t = nth_el(tr, i);
+		if (algorithm(t, alg, sizeof(alg), q, sizeof(q)) != 0 ||
+		    !one_of(alg, ALG_EXC_C14N, ALG_C14N))
+			return sig_refuse(b,
+			    "transform '%s' is not accepted (C14N or "
+			    "exclusive C14N only)",
+			    q);
+	}
+	dm = nth_el(ref, 1);
+	if (!is_el(dm, NS_DS, "DigestMethod") ||
+	    algorithm(dm, alg, sizeof(alg), q, sizeof(q)) != 0 ||
+	    !one_of(alg, ALG_SHA1, ALG_SHA256))
+		return sig_refuse(b,
+		    "digest method '%s' is not accepted (sha1 or sha256)", q);
+	return SOTP_OK;
+}
+
+/*
+ * The shape pskctool writes, checked by name before xmlsec runs, so that
+ * each refusal says what is wrong.
+ */
+static int
+check_shape(
+    struct sotp_import_batch *b, const xmlNode *root, const xmlNode **sigp)
+{
+	const xmlNode *sig = NULL, *si, *c, *last = NULL;
+	char alg[SIG_ATTR_MAX], q[SIG_QUOTE];
+	unsigned int n, all;
+
+	*sigp = NULL;
+	n = count_sigs(root, &sig);
+	if (n == 0)
+		return sig_refuse(b,
+		    "the file is not signed (no ds:Signature) and a signer "
+		    "certificate was given");
+	if (n > 1)
+		return sig_refuse(
+		    b, "%u ds:Signature elements: exactly one is accepted", n);
+	for (c = root->children; c != NULL; c = c->next)
+		if (c->type == XML_ELEMENT_NODE)
+			last = c;
+	if (sig->parent != root || sig != last)
+		return sig_refuse(b,
+		    "the ds:Signature is not the last child of KeyContainer "
+		    "(enveloped signatures of the whole file only)");
+	/* SignedInfo, SignatureValue, KeyInfo?: no Object, no Manifest. */
+	if (count_ds(sig, "SignedInfo", &all) != 1 ||
+	    count_ds(sig, "SignatureValue", &all) != 1 ||
+	    (n = count_ds(sig, "KeyInfo", &all)) > 1 || n + 2 != all)
+		return sig_refuse(b,
+		    "the ds:Signature holds other than SignedInfo, "
+		    "SignatureValue and KeyInfo");
+	si = nth_el(sig, 0);
+	if (!is_el(si, NS_DS, "SignedInfo") ||
+	    !is_el(nth_el(si, 0), NS_DS, "CanonicalizationMethod") ||
+	    !is_el(nth_el(si, 1), NS_DS, "SignatureMethod"))
+		return sig_refuse(
+		    b, "SignedInfo is not in the XML-DSig layout");
+	if (algorithm(nth_el(si, 0), alg, sizeof(alg), q, sizeof(q)) != 0 ||
+	    !one_of(alg, ALG_EXC_C14N, ALG_C14N))
+		return sig_refuse(b,
+		    "canonicalization '%s' is not accepted (C14N or "
+		    "exclusive C14N)",
+		    q);
+	if (algorithm(nth_el(si, 1), alg, sizeof(alg), q, sizeof(q)) != 0 ||
+	    !one_of(alg, ALG_RSA_SHA1, ALG_RSA_SHA256))
+		return sig_refuse(b,
+		    "signature method '%s' is not accepted (rsa-sha1 or "
+		    "rsa-sha256)",
+		    q);
+	if ((n = count_ds(si, "Reference", &all)) != 1 || all != 3)
+		return sig_refuse(b,
+		    "SignedInfo holds %u References: exactly one, over the "
+		    "whole file, is accepted",
+		    n);
+	*sigp = sig;
+	return check_reference(b, nth_el(si, 2));
+}
+
+/* xmlsec reports to stderr by default; the refusal says enough. */
+static void
+quiet(const char *file, int line, const char *func, const char *object,
+    const char *subject, int reason, const char *msg)
+{
+	(void)file;
+	(void)line;
+	(void)func;
+	(void)object;
+	(void)subject;
+	(void)reason;
+	(void)msg;
+}
+
+/*
+ * xmlsec and its OpenSSL back end register their transforms and key
+ * types in process-wide lists, once: the only mutable state of this
+ * file, behind pthread_once. Nothing is ever shut down (the host process
+ * owns libcrypto, and a library may import more than once).
+ */
+static pthread_once_t xmlsec_once = PTHREAD_ONCE_INIT;
+static int xmlsec_ready;
+
+static void
+xmlsec_init(void)
+{
+	xmlsec_ready = xmlSecInit() == 0 && xmlSecCheckVersion() == 1 &&
+	    xmlSecOpenSSLAppInit(NULL) == 0 && xmlSecOpenSSLInit() == 0;
+	/* Last: the inits above install the default (stderr) callback. */
+	xmlSecErrorsDefaultCallbackEnableOutput(0);
+	xmlSecErrorsSetCallback(quiet);
+}
+
+/* The certificate's public key as an xmlsec key; NULL with a refusal. */
+static int
+load_signer(
+    struct sotp_import_batch *b, const char *pem, size_t len, xmlSecKeyPtr *out)
+{
+	BIO *bio = NULL;
+	X509 *x = NULL, *more = NULL;
+	EVP_PKEY *pk = NULL;
+	xmlSecKeyDataPtr data = NULL;
+	xmlSecKeyPtr key = NULL;
+	int rc = SOTP_ERR_CRYPTO;
+
+	*out = NULL;
+	if (len > INT_MAX || (bio = BIO_new_mem_buf(pem, (int)len)) == NULL) {
+		rc = SOTP_ERR_NOMEM;
+		goto out;
+	}
+	if ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) == NULL) {
+		rc = sig_refuse(
+		    b, "the signer certificate is not a PEM X.509 certificate");
+		goto out;
+	}
+	if ((more = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+		rc = sig_refuse(b,
+		    "the signer file holds more than one certificate: give "
+		    "the vendor's signing certificate alone");
+		goto out;
+	}
+	if ((pk = X509_get_pubkey(x)) == NULL ||
+	    EVP_PKEY_get_base_id(pk) != EVP_PKEY_RSA) {
+		rc = sig_refuse(b,
+		    "the signer certificate's key is not RSA (rsa-sha1 and "
+		    "rsa-sha256 signatures only)");
+		goto out;
+	}
+	if ((data = xmlSecOpenSSLEvpKeyAdopt(pk)) == NULL)
+		goto out;
+	pk = NULL; /* data owns it */
+	if ((key = xmlSecKeyCreate()) == NULL ||
+	    xmlSecKeySetValue(key, data) != 0)
+		goto out;
+	data = NULL; /* key owns it */
+	*out = key;
+	key = NULL;
+	rc = SOTP_OK;
+out:
+	ERR_clear_error();
+	if (key != NULL)
+		xmlSecKeyDestroy(key);
+	if (data != NULL)
+		xmlSecKeyDataDestroy(data);
+	EVP_PKEY_free(pk);
+	X509_free(more);
+	X509_free(x);
+	BIO_free(bio);
+	return rc;
+}
+
+/* Only what check_shape let through may run in xmlsec either. */
+static int
+restrict_ctx(xmlSecDSigCtxPtr d)
+{
+	const xmlSecTransformId ref[] = {xmlSecTransformEnvelopedId,
+	    xmlSecTransformExclC14NId, xmlSecTransformInclC14NId,
+	    xmlSecOpenSSLTransformSha1Id, xmlSecOpenSSLTransformSha256Id};
+	const xmlSecTransformId sig[] = {xmlSecTransformExclC14NId,
+	    xmlSecTransformInclC14NId, xmlSecOpenSSLTransformRsaSha1Id,
+	    xmlSecOpenSSLTransformRsaSha256Id};
+	size_t i;
+
+	d->flags |= XMLSEC_DSIG_FLAGS_IGNORE_MANIFESTS;
+	/* The empty URI only: no same-document part, no file, no URL. */
+	d->enabledReferenceUris = xmlSecTransformUriTypeEmpty;
+	d->transformCtx.enabledUris = xmlSecTransformUriTypeEmpty;
+	for (i = 0; i < sizeof(ref) / sizeof(ref[0]); i++)
+		if (xmlSecDSigCtxEnableReferenceTransform(d, ref[i]) != 0)
+			return -1;
+	for (i = 0; i < sizeof(sig) / sizeof(sig[0]); i++)
+		if (xmlSecDSigCtxEnableSignatureTransform(d, sig[i]) != 0)
+			return -1;
+	return 0;
+}
+
+int
+sotp_pskc_signature(struct sotp_import_batch *b, struct _xmlDoc *doc,
+    const char *signer, size_t signer_len)
+{
+	const xmlNode *root = xmlDocGetRootElement(doc), *sig = NULL;
+	xmlSecDSigCtxPtr d = NULL;
+	xmlSecDSigReferenceCtxPtr r;
+	xmlSecKeyPtr key = NULL;
+	int rc;
+
+	b->res->signature = SOTP_SIG_NONE;
+	if (signer == NULL) {
+		if (root != NULL && count_sigs(root, &sig) > 0)
+			b->res->signature = SOTP_SIG_UNCHECKED;
+		return SOTP_OK;
+	}
+	if (root == NULL || !is_el(root, NS_PSKC, "KeyContainer"))
+		return sig_refuse(b, "not a PSKC KeyContainer");
+	if ((rc = check_shape(b, root, &sig)) != SOTP_OK)
+		return rc;
+	(void)pthread_once(&xmlsec_once, xmlsec_init);
+	if (!xmlsec_ready)
+		return SOTP_ERR_CRYPTO;
+	if ((rc = load_signer(b, signer, signer_len, &key)) != SOTP_OK)
+		return rc;
+	if ((d = xmlSecDSigCtxCreate(NULL)) == NULL || restrict_ctx(d) != 0) {
+		rc = SOTP_ERR_CRYPTO;
+		goto out;
+	}
+	/* Set, the key is used and KeyInfo (a certificate of the file's
+	 * choosing) is not read at all. d frees it. */
+	d->signKey = key;
+	key = NULL;
+	/* xmlsec wants a mutable node; it reads the tree, it changes none. */
+	if (xmlSecDSigCtxVerify(d, (xmlNodePtr)(uintptr_t)sig) != 0) {
+		rc = sig_refuse(b,
+		    "the signature cannot be checked (malformed, or "
+		    "not made with the signer certificate's key type)");
+		goto out;
+	}
+	r = xmlSecPtrListGetSize(&d->signedInfoReferences) == 1
+	    ? xmlSecPtrListGetItem(&d->signedInfoReferences, 0)
+	    : NULL;
+	if (r == NULL || r->status != xmlSecDSigStatusSucceeded) {
+		rc = sig_refuse(b,
+		    "digest mismatch: the file was changed after it was "
+		    "signed");
+		goto out;
+	}
+	if (d->status != xmlSecDSigStatusSucceeded) {
+		rc = sig_refuse(b,
+		    "the signature does not verify with the signer "
+		    "certificate's key (signed by another key, or "
+		    "altered)");
+		goto out;
+	}
+	b->res->signature = SOTP_SIG_VERIFIED;
+	rc = SOTP_OK;
+out:
+	ERR_clear_error();
+	if (key != NULL)
+		xmlSecKeyDestroy(key);
+	if (d != NULL)
+		xmlSecDSigCtxDestroy(d);
+	return rc;
+}
