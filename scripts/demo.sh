@@ -26,7 +26,10 @@ cleanup() {
 		wait "$FR_PID" 2>/dev/null
 	fi
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+# A signal ends the demo (the EXIT trap then stops radiusd); trapped
+# without exiting, the script went on after its radiusd was gone.
+trap 'exit 1' INT TERM HUP
 
 step() {
 	STEP=$((STEP + 1))
@@ -56,7 +59,9 @@ next_code() {
 		[ "$s" -lt "$now_step" ] && s=$now_step
 		[ "$s" -le $((now_step + 1)) ] && break
 		say "(waiting $((30 - $(date +%s) % 30))s for the phone's next code)"
-		sleep $((30 - $(date +%s) % 30))
+		# In the background: a signal is acted on now, not after it.
+		sleep $((30 - $(date +%s) % 30)) &
+		wait $!
 	done
 	LAST_STEP=$s
 	CODE=$(oathtool --totp -b --now "@$((s * 30))" "$TOKEN_SECRET")

@@ -75,7 +75,8 @@ CACHE=${SOTP_FR_CACHE:-$OUT/.cache}
 mkdir -p "$CACHE"
 CACHE=$(cd "$CACHE" && pwd)
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/fr-headers.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT INT TERM
+trap 'rm -rf "$TMP"' EXIT
+trap 'exit 1' INT TERM HUP
 
 # The orig tarball holds src/include; Debian's patches do not touch it.
 tarball() {
