@@ -416,6 +416,18 @@ sotp_keyring_open(
 	return rc;
 }
 
+int
+sotp_keyring_open_like(const struct sotp_ctx *model, struct sotp_keyring **out,
+    char *err, size_t errsz)
+{
+	if (out != NULL)
+		*out = NULL;
+	if (model == NULL || !model->have_policy || out == NULL ||
+	    err == NULL || errsz == 0)
+		return SOTP_ERR_INVALID_ARG;
+	return sotp_keyring_new(&model->pol, out, err, errsz);
+}
+
 /*
  * Writes the shipped policy to path with the store and the key placed
  * beside it (relative paths resolve from the policy file's directory).

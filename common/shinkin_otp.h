@@ -386,6 +386,13 @@ SOTP_EXPORT int sotp_keyring_open(
     const char *path, struct sotp_keyring **out, char *err, size_t errsz);
 SOTP_EXPORT void sotp_keyring_free(struct sotp_keyring *k);
 /*
+ * The same for the policy model holds (sotp_ctx_load_policy), as it was
+ * read then: the key-encryption key the contexts made from that model
+ * (sotp_ctx_load_like) need, without reading the file a second time.
+ */
+SOTP_EXPORT int sotp_keyring_open_like(const struct sotp_ctx *model,
+    struct sotp_keyring **out, char *err, size_t errsz);
+/*
  * sotp_ctx_load with the keys of k, which must be the key-encryption key
  * the policy at path names (else SOTP_ERR_CONFIG). ctx takes a reference.
  */

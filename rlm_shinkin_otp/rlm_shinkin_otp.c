@@ -320,17 +320,18 @@ check_policy(CONF_SECTION *conf, struct rlm_shinkin_otp *inst)
 	char why[512];
 	int ret = -1;
 
-	if (sotp_keyring_open(inst->config, &inst->keys, why, sizeof(why)) !=
-	    SOTP_OK) {
-		cf_log_err_cs(
-		    conf, "Cannot load policy %s: %s", inst->config, why);
-		goto out;
-	}
+	/* Read once: the key and every thread's rules come from the model. */
 	if (sotp_ctx_new(&inst->model) != SOTP_OK ||
 	    sotp_ctx_load_policy(inst->model, inst->config) != SOTP_OK) {
 		cf_log_err_cs(conf, "Cannot load policy %s: %s", inst->config,
 		    inst->model != NULL ? sotp_ctx_errmsg(inst->model)
 		                        : "out of memory");
+		goto out;
+	}
+	if (sotp_keyring_open_like(
+	        inst->model, &inst->keys, why, sizeof(why)) != SOTP_OK) {
+		cf_log_err_cs(
+		    conf, "Cannot load policy %s: %s", inst->config, why);
 		goto out;
 	}
 	if (open_ctx(inst, &probe, why, sizeof(why)) != SOTP_OK) {

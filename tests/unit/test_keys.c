@@ -823,10 +823,36 @@ test_keys_load_like(void **state)
 	assert_int_equal(
 	    sotp_ctx_load_like(ctx, NULL, k), SOTP_ERR_INVALID_ARG);
 
+	/*
+	 * The key from the model too (radiusd's start): the file now names
+	 * a key that is not there, and the model's key is still the one
+	 * opened. Before, radiusd read the file twice at its start, once
+	 * for the key and once for the rules, and an edit in between could
+	 * pair one version's key with the other's rules.
+	 */
+	sotp_keyring_free(k);
+	k = NULL;
+	set_policy(f->conf, "master_key", "/nonexistent/master.key");
+	assert_int_not_equal(
+	    sotp_keyring_open(f->conf, &k, why, sizeof(why)), SOTP_OK);
+	assert_null(k);
+	if (sotp_keyring_open_like(model, &k, why, sizeof(why)) != SOTP_OK)
+		fail_msg("open_like: %s", why);
+	if (sotp_ctx_load_like(ctx, model, k) != SOTP_OK)
+		fail_msg(
+		    "load_like, the model's key: %s", sotp_ctx_errmsg(ctx));
+	assert_int_equal(sotp_ready(ctx), SOTP_OK);
+	sotp_keyring_free(k);
+	k = NULL;
+	assert_int_equal(sotp_keyring_open_like(bare, &k, why, sizeof(why)),
+	    SOTP_ERR_INVALID_ARG);
+	assert_int_equal(sotp_keyring_open_like(NULL, &k, why, sizeof(why)),
+	    SOTP_ERR_INVALID_ARG);
+	assert_null(k);
+
 	sotp_ctx_free(bare);
 	sotp_ctx_free(ctx);
 	sotp_ctx_free(model);
-	sotp_keyring_free(k);
 }
 
 int
