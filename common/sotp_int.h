@@ -301,6 +301,20 @@ int sotp_store_lost(const struct sotp_store *st);
 int sotp_store_resume(struct sotp_store *st);
 /* Open transaction levels (0: none; savepoints count). */
 int sotp_store_depth(const struct sotp_store *st);
+/*
+ * fn(arg, depth, committed, why) each time a transaction level of st
+ * ends: depth the levels still open, committed 1 when the level's work
+ * was kept (a savepoint released into the level around it, or at depth
+ * 0 the COMMIT done), 0 when it was undone or lost (why: the store's
+ * error text then, may be empty). Every way a level ends comes here (a
+ * failed COMMIT, a rollback, the database's own, a handle reopened or
+ * closed with one open). The owner of st sets it (ctx.c: audit lines
+ * wait for the commit of their rows, audit.c); NULL: none.
+ */
+typedef void sotp_store_txn_fn(
+    void *arg, int depth, int committed, const char *why);
+void sotp_store_set_txn_hook(
+    struct sotp_store *st, sotp_store_txn_fn *fn, void *arg);
 uint64_t sotp_store_round_trips(const struct sotp_store *st);
 
 /* ---- writer.c: one writer per process, group commit ---- */
