@@ -394,7 +394,7 @@ sotp_audit_txn_end(void *arg, int depth, int kept, const char *why)
 {
 	struct sotp_ctx *ctx = arg;
 	struct sotp_audit_wait *w;
-	unsigned int i, n = 0;
+	size_t i, n = 0;
 
 	for (i = 0; i < ctx->nwaiting; i++) {
 		w = &ctx->waiting[i];
@@ -412,11 +412,29 @@ sotp_audit_txn_end(void *arg, int depth, int kept, const char *why)
 	ctx->nwaiting = n;
 }
 
+/* Room for one more waiting line; SOTP_ERR_NOMEM past the bound. */
+static int
+wait_room(struct sotp_ctx *ctx)
+{
+	struct sotp_audit_wait *more;
+	size_t n;
+
+	if (ctx->nwaiting < ctx->waiting_room)
+		return SOTP_OK;
+	n = ctx->waiting_room == 0 ? 4 : ctx->waiting_room * 2;
+	if (n > SOTP_AUDIT_WAITING ||
+	    (more = realloc(ctx->waiting, n * sizeof(*more))) == NULL)
+		return SOTP_ERR_NOMEM;
+	ctx->waiting = more;
+	ctx->waiting_room = n;
+	return SOTP_OK;
+}
+
 /*
  * A row inside the caller's transaction: it stands or falls with that
- * transaction, and its line waits for the end of it. Beyond the lines a
- * ctx can hold the row is refused (the caller's change with it), so that
- * no line is ever logged before its commit.
+ * transaction, and its line waits for the end of it. A row whose line
+ * cannot wait is refused (the caller's change with it), so that no line
+ * is ever logged before its commit.
  */
 static int
 write_waiting(struct sotp_ctx *ctx, const struct sotp_audit_rec *r)
@@ -425,14 +443,15 @@ write_waiting(struct sotp_ctx *ctx, const struct sotp_audit_rec *r)
 	int rc;
 
 	wait_fill(&w, r, sotp_store_depth(ctx->st));
-	if (ctx->nwaiting >= SOTP_AUDIT_WAITING) {
+	if ((rc = wait_room(ctx)) != SOTP_OK) {
 		w.written = 0;
 		snprintf(w.why, sizeof(w.why),
-		    "more than %d audited rows in one transaction",
-		    SOTP_AUDIT_WAITING);
+		    "no room for the line of more than %zu audited rows in "
+		    "one transaction",
+		    ctx->nwaiting);
 		wait_line(ctx, &w, 0, NULL);
 		sotp_ctx_seterr(ctx, "%s", w.why);
-		return SOTP_ERR_INTERNAL;
+		return rc;
 	}
 	if ((rc = sotp_audit_append(ctx, r)) != SOTP_OK) {
 		w.written = 0;

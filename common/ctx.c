@@ -45,6 +45,8 @@ sotp_ctx_free(struct sotp_ctx *ctx)
 	if (ctx == NULL)
 		return;
 	sotp_store_close(ctx->st);
+	/* After the close, which logs what still waited (not committed). */
+	free(ctx->waiting);
 	sotp_keyring_free(ctx->keys);
 	sotp_metrics_close(ctx->metrics);
 	sotp_mac_free(ctx->mac);

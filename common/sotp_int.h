@@ -1044,10 +1044,11 @@ struct sotp_file_id {
 /*
  * An audit row appended inside a transaction, its log line held until
  * that transaction ends (audit.c sotp_audit_txn_end): copies of the
- * record's texts, which hold no secret. At most SOTP_AUDIT_WAITING per
- * transaction; a transaction of ours appends one or two.
+ * record's texts, which hold no secret. A decision or an admin change
+ * holds one or two; a batch of admin calls in one transaction (the test
+ * tools' provisioning) one or two per call, up to SOTP_AUDIT_WAITING.
  */
-#define SOTP_AUDIT_WAITING 4
+#define SOTP_AUDIT_WAITING 4096
 struct sotp_audit_wait {
 	int depth;   /* the transaction level the row went into */
 	int written; /* 0: the append failed, why says why */
@@ -1071,8 +1072,8 @@ struct sotp_ctx {
 	/* sotp_audit_batch_begin..end: the head, held in memory (audit.c) */
 	struct sotp_audit_head *audit_batch;
 	/* Lines of rows not yet committed, in the order appended. */
-	struct sotp_audit_wait waiting[SOTP_AUDIT_WAITING];
-	unsigned int nwaiting;
+	struct sotp_audit_wait *waiting;
+	size_t nwaiting, waiting_room;
 	/*
 	 * The hash an unknown contract's password is checked against, so
 	 * that it costs what a real check costs: a real contract's hash,
