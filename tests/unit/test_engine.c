@@ -2295,6 +2295,42 @@ test_engine_uncommitted_admin_change_not_logged_as_accept(void **state)
 		    logged.text);
 }
 
+/*
+ * The same for a key holder's action in a transaction of its own making:
+ * an audit prune whose COMMIT fails removed nothing, and its line must
+ * not say accept (the old code logged it before the COMMIT). The chain
+ * still verifies whole.
+ */
+static void
+test_engine_uncommitted_prune_not_logged_as_accept(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_audit_check check;
+	struct sotp_ctx *ctx = NULL;
+	int64_t removed = -1;
+	int rc;
+
+	ctx = logged_ctx(f->conf);
+	commit_fails(ctx);
+	rc = sotp_audit_prune(ctx, (int64_t)T0, T0 + 84000, &removed, &check);
+	commit_works(ctx);
+	sotp_ctx_free(ctx);
+	if (rc == SOTP_OK)
+		fail_msg("a prune whose COMMIT failed returned SOTP_OK:\n%s",
+		    logged.text);
+	if (!logged_line("action=audit.prune", NULL) ||
+	    logged_line("action=audit.prune", "verdict=accept"))
+		fail_msg("a prune that was rolled back logged as accepted:\n%s",
+		    logged.text);
+	if (!logged_line("action=audit.prune", "not committed"))
+		fail_msg("the prune is not logged as not committed:\n%s",
+		    logged.text);
+	assert_int_equal(sotp_audit_verify(f->ctx, &check), SOTP_OK);
+	if (check.problem != SOTP_AUDIT_OK || check.base_seq != 0)
+		fail_msg("the chain after a failed prune: %s (base %lld)",
+		    check.what, (long long)check.base_seq);
+}
+
 /* Statements that take or wait for a row lock, started while held. */
 static int held_locking;
 
@@ -3355,6 +3391,9 @@ main(void)
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_uncommitted_admin_change_not_logged_as_accept,
 	        setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_engine_uncommitted_prune_not_logged_as_accept, setup,
+	        teardown),
 	};
 
 	int failed;
