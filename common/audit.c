@@ -326,20 +326,162 @@ sotp_audit_append(struct sotp_ctx *ctx, const struct sotp_audit_rec *r)
 	return append(ctx, r);
 }
 
+/* ---- the log line, after the commit ---- */
+
+/*
+ * A waiting row's line, as what happened to it: kept, as it was; undone,
+ * an accept (or a question asked) did not happen and reads as refused
+ * because the store could not commit it, as a decision does
+ * (engine.c finish_audited), while a refusal stands, its row lost. The
+ * error line follows when the row is not in the store.
+ */
+static void
+wait_line(const struct sotp_ctx *ctx, const struct sotp_audit_wait *w, int kept,
+    const char *why)
+{
+	struct sotp_audit_rec r;
+	char detail[sizeof(w->detail) + 48];
+
+	memset(&r, 0, sizeof(r));
+	r.ts = w->ts;
+	r.action = w->action;
+	r.contract = w->contract;
+	r.serial = w->serial;
+	r.context = w->context;
+	r.verdict = w->verdict;
+	r.reason = w->reason;
+	r.detail = w->detail;
+	if (!kept &&
+	    (strcmp(w->verdict, "accept") == 0 ||
+	        strcmp(w->verdict, "continue") == 0)) {
+		snprintf(detail, sizeof(detail), "not %s: not committed%s%s%s",
+		    strcmp(w->verdict, "accept") == 0 ? "accepted"
+		                                      : "continued",
+		    w->detail[0] != '\0' ? " (" : "", w->detail,
+		    w->detail[0] != '\0' ? ")" : "");
+		r.verdict = "reject";
+		r.reason = SOTP_R_STORE_UNAVAILABLE;
+		r.detail = detail;
+	}
+	sotp_audit_line(ctx, &r);
+	if (!w->written)
+		sotp_log(ctx, LOG_ERR, "audit row not written: %s", w->why);
+	else if (!kept)
+		sotp_log(ctx, LOG_ERR, "audit row not committed: %s",
+		    why != NULL && why[0] != '\0'
+		        ? why
+		        : "the transaction was rolled back");
+}
+
+static void
+wait_fill(struct sotp_audit_wait *w, const struct sotp_audit_rec *r, int depth)
+{
+	memset(w, 0, sizeof(*w));
+	w->depth = depth;
+	w->written = 1;
+	w->ts = r->ts;
+	w->reason = r->reason;
+	sotp_strlcpy(w->action, r->action, sizeof(w->action));
+	sotp_strlcpy(w->contract, r->contract, sizeof(w->contract));
+	sotp_strlcpy(w->serial, r->serial, sizeof(w->serial));
+	sotp_strlcpy(w->context, r->context, sizeof(w->context));
+	sotp_strlcpy(w->verdict, r->verdict, sizeof(w->verdict));
+	sotp_strlcpy(w->detail, r->detail, sizeof(w->detail));
+}
+
+void
+sotp_audit_txn_end(void *arg, int depth, int kept, const char *why)
+{
+	struct sotp_ctx *ctx = arg;
+	struct sotp_audit_wait *w;
+	size_t i, n = 0;
+
+	for (i = 0; i < ctx->nwaiting; i++) {
+		w = &ctx->waiting[i];
+		if (w->depth > depth && (!kept || depth == 0)) {
+			wait_line(ctx, w, kept, why);
+			continue;
+		}
+		/* Still open, or released into the level around it. */
+		if (w->depth > depth)
+			w->depth = depth;
+		if (n != i)
+			ctx->waiting[n] = *w;
+		n++;
+	}
+	ctx->nwaiting = n;
+}
+
+/* Room for one more waiting line; SOTP_ERR_NOMEM past the bound. */
+static int
+wait_room(struct sotp_ctx *ctx)
+{
+	struct sotp_audit_wait *more;
+	size_t n;
+
+	if (ctx->nwaiting < ctx->waiting_room)
+		return SOTP_OK;
+	n = ctx->waiting_room == 0 ? 4 : ctx->waiting_room * 2;
+	if (n > SOTP_AUDIT_WAITING ||
+	    (more = realloc(ctx->waiting, n * sizeof(*more))) == NULL)
+		return SOTP_ERR_NOMEM;
+	ctx->waiting = more;
+	ctx->waiting_room = n;
+	return SOTP_OK;
+}
+
+/*
+ * A row inside the caller's transaction: it stands or falls with that
+ * transaction, and its line waits for the end of it. A row whose line
+ * cannot wait is refused (the caller's change with it), so that no line
+ * is ever logged before its commit.
+ */
+static int
+write_waiting(struct sotp_ctx *ctx, const struct sotp_audit_rec *r)
+{
+	struct sotp_audit_wait w;
+	int rc;
+
+	wait_fill(&w, r, sotp_store_depth(ctx->st));
+	if ((rc = wait_room(ctx)) != SOTP_OK) {
+		w.written = 0;
+		snprintf(w.why, sizeof(w.why),
+		    "no room for the line of more than %zu audited rows in "
+		    "one transaction",
+		    ctx->nwaiting);
+		wait_line(ctx, &w, 0, NULL);
+		sotp_ctx_seterr(ctx, "%s", w.why);
+		return rc;
+	}
+	if ((rc = sotp_audit_append(ctx, r)) != SOTP_OK) {
+		w.written = 0;
+		sotp_strlcpy(w.why,
+		    ctx->st != NULL ? sotp_store_errmsg(ctx->st) : "no store",
+		    sizeof(w.why));
+	}
+	ctx->waiting[ctx->nwaiting++] = w;
+	return rc;
+}
+
 int
 sotp_audit_write(
     struct sotp_ctx *ctx, const struct sotp_audit_rec *r, int store)
 {
 	int rc;
 
-	sotp_audit_line(ctx, r);
 	if (!store) {
+		sotp_audit_line(ctx, r);
 		sotp_log(ctx, LOG_ERR,
 		    "audit row not written: the store was unavailable "
 		    "(the line above is the record)");
 		return SOTP_ERR_STORE_UNAVAILABLE;
 	}
-	if ((rc = sotp_audit_append(ctx, r)) != SOTP_OK)
+	if (sotp_store_depth(ctx->st) > 0)
+		return write_waiting(ctx, r);
+	/* A transaction of its own, committed (or not) when it returns. */
+	rc = sotp_audit_append(ctx, r);
+	sotp_audit_line(ctx, r);
+	if (rc != SOTP_OK)
 		sotp_log(ctx, LOG_ERR, "audit row not written: %s",
 		    ctx->st != NULL ? sotp_store_errmsg(ctx->st) : "no store");
 	return rc;

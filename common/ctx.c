@@ -45,6 +45,8 @@ sotp_ctx_free(struct sotp_ctx *ctx)
 	if (ctx == NULL)
 		return;
 	sotp_store_close(ctx->st);
+	/* After the close, which logs what still waited (not committed). */
+	free(ctx->waiting);
 	sotp_keyring_free(ctx->keys);
 	sotp_metrics_close(ctx->metrics);
 	sotp_mac_free(ctx->mac);
@@ -340,6 +342,8 @@ load(struct sotp_ctx *ctx, const char *path, const struct sotp_ctx *model,
 	if ((rc = sotp_store_open_with(ctx->pol.store, &lim, 0, &ctx->st,
 	         ctx->err, sizeof(ctx->err))) != SOTP_OK)
 		goto out;
+	/* The line of a row written in a transaction waits for its end. */
+	sotp_store_set_txn_hook(ctx->st, sotp_audit_txn_end, ctx);
 	open_metrics(ctx);
 	if (with_key && init >= 0 &&
 	    (rc = sotp_keys_first(ctx, init)) != SOTP_OK)

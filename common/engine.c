@@ -256,6 +256,12 @@ writer_end(struct sotp_attempt *a, int rc)
 	        SOTP_OK &&
 	    err[0] != '\0')
 		sotp_ctx_seterr(a->ctx, "%s", err);
+	/*
+	 * The lines of rows this decision appended (a rehash's) waited for
+	 * the group's COMMIT, which another thread may have run; they are
+	 * logged here, by this decision's context, as it went.
+	 */
+	sotp_audit_txn_end(a->ctx, 0, rc == SOTP_OK, err);
 	return rc;
 }
 

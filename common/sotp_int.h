@@ -295,6 +295,20 @@ int sotp_store_lost(const struct sotp_store *st);
 int sotp_store_resume(struct sotp_store *st);
 /* Open transaction levels (0: none; savepoints count). */
 int sotp_store_depth(const struct sotp_store *st);
+/*
+ * fn(arg, depth, committed, why) each time a transaction level of st
+ * ends: depth the levels still open, committed 1 when the level's work
+ * was kept (a savepoint released into the level around it, or at depth
+ * 0 the COMMIT done), 0 when it was undone or lost (why: the store's
+ * error text then, may be empty). Every way a level ends comes here (a
+ * failed COMMIT, a rollback, the database's own, a handle reopened or
+ * closed with one open). The owner of st sets it (ctx.c: audit lines
+ * wait for the commit of their rows, audit.c); NULL: none.
+ */
+typedef void sotp_store_txn_fn(
+    void *arg, int depth, int committed, const char *why);
+void sotp_store_set_txn_hook(
+    struct sotp_store *st, sotp_store_txn_fn *fn, void *arg);
 uint64_t sotp_store_round_trips(const struct sotp_store *st);
 
 /* ---- writer.c: one writer per process, group commit ---- */
@@ -1021,6 +1035,28 @@ struct sotp_file_id {
 	struct timespec mtime, ctime;
 };
 
+/*
+ * An audit row appended inside a transaction, its log line held until
+ * that transaction ends (audit.c sotp_audit_txn_end): copies of the
+ * record's texts, which hold no secret. A decision or an admin change
+ * holds one or two; a batch of admin calls in one transaction (the test
+ * tools' provisioning) one or two per call, up to SOTP_AUDIT_WAITING.
+ */
+#define SOTP_AUDIT_WAITING 4096
+struct sotp_audit_wait {
+	int depth;   /* the transaction level the row went into */
+	int written; /* 0: the append failed, why says why */
+	int64_t ts;
+	int reason;
+	char action[32];
+	char contract[SOTP_ID_MAX];
+	char serial[SOTP_ID_MAX];
+	char context[SOTP_NAME_MAX];
+	char verdict[16];
+	char detail[512];
+	char why[SOTP_WRITER_ERR_MAX];
+};
+
 struct sotp_ctx {
 	struct sotp_policy pol;
 	int have_policy;
@@ -1029,6 +1065,9 @@ struct sotp_ctx {
 	int have_key;
 	/* sotp_audit_batch_begin..end: the head, held in memory (audit.c) */
 	struct sotp_audit_head *audit_batch;
+	/* Lines of rows not yet committed, in the order appended. */
+	struct sotp_audit_wait *waiting;
+	size_t nwaiting, waiting_room;
 	/*
 	 * The hash an unknown contract's password is checked against, so
 	 * that it costs what a real check costs: a real contract's hash,
@@ -1099,11 +1138,26 @@ int sotp_audit_append(struct sotp_ctx *ctx, const struct sotp_audit_rec *r);
 int sotp_audit_batch_begin(struct sotp_ctx *ctx);
 int sotp_audit_batch_end(struct sotp_ctx *ctx, int rc);
 /*
- * Logs r's line and, when store, appends its row; store 0 logs that the
- * row was not written (a store that made this request wait already).
+ * Appends r's row (when store) and logs its line once the row is
+ * committed, so that the line tells what happened: a row of its own
+ * (no transaction open), at once after its commit; a row inside the
+ * caller's transaction, when that transaction ends (sotp_audit_txn_end).
+ * store 0 logs the line and that the row was not written (a store that
+ * made this request wait already).
  */
 int sotp_audit_write(
     struct sotp_ctx *ctx, const struct sotp_audit_rec *r, int store);
+/*
+ * A transaction level of the ctx's store ended (sotp_store_txn_fn, set
+ * by ctx.c; arg the ctx): the lines of rows appended deeper than depth
+ * are logged when their work was kept at depth 0, move out to depth when
+ * kept inside it, and are logged as not committed when undone (an accept
+ * as a refusal: it did not happen; a refusal as it was, its row lost),
+ * each followed by the error why. A decision inside the writer's group
+ * calls it itself once its group's COMMIT is known (engine.c), on its
+ * own thread: depth 0, kept that COMMIT's outcome.
+ */
+void sotp_audit_txn_end(void *arg, int depth, int kept, const char *why);
 /*
  * Records one decision or admin action: an audit row in the store and one
  * log line (key=value). Never pass a secret in detail. A failure to write

@@ -259,6 +259,28 @@ out:
 	return rc;
 }
 
+/*
+ * A level ended, st->depth the levels left: the owner's hook hears
+ * whether its work was kept (the audit lines waiting for it, audit.c)
+ * and, when it was not, the error that led here.
+ */
+static void
+level_ended(struct sotp_store *st, int kept)
+{
+	if (st->txn_end != NULL)
+		st->txn_end(st->txn_arg, st->depth, kept, kept ? "" : st->err);
+}
+
+/* The levels are gone without a word from the database (lost, closed). */
+static void
+levels_gone(struct sotp_store *st)
+{
+	if (st->depth == 0)
+		return;
+	st->depth = 0;
+	level_ended(st, 0);
+}
+
 void
 sotp_store_close(struct sotp_store *st)
 {
@@ -266,6 +288,11 @@ sotp_store_close(struct sotp_store *st)
 		return;
 	if (st->drv != NULL)
 		st->drv->close(st);
+	/* Closed with a transaction open: none of it was committed. */
+	if (st->depth > 0 && st->drv != NULL)
+		sotp_store_seterr(st, "%s %s: closed inside a transaction",
+		    st->drv->name, st->where);
+	levels_gone(st);
 	sotp_free_string(st->target);
 	free(st);
 }
@@ -298,6 +325,15 @@ sotp_store_set_trace(struct sotp_store *st, sotp_store_trace_fn *fn, void *arg)
 	st->trace_arg = arg;
 }
 
+void
+sotp_store_set_txn_hook(struct sotp_store *st, sotp_store_txn_fn *fn, void *arg)
+{
+	if (st == NULL)
+		return;
+	st->txn_end = fn;
+	st->txn_arg = arg;
+}
+
 int
 sotp_store_lost(const struct sotp_store *st)
 {
@@ -325,7 +361,7 @@ sotp_store_heal(struct sotp_store *st)
 		return SOTP_ERR_STORE_UNAVAILABLE;
 	}
 	st->drv->close(st);
-	st->depth = 0;
+	levels_gone(st);
 	st->busy = 0;
 	st->op = "open";
 	st->err[0] = '\0';
@@ -607,7 +643,8 @@ sotp_db_begin(struct sotp_store *st)
 	if (st->depth > 0 && st->drv->txn_state(st) != 0) {
 		rc = sotp_db_run(st, SOTP_Q_SAVEPOINT, NULL, 0, NULL);
 	} else {
-		st->depth = 0;
+		/* A transaction the database ended by itself: undone. */
+		levels_gone(st);
 		st->chain = 0;
 		rc = sotp_db_run(st, SOTP_Q_BEGIN, NULL, 0, NULL);
 	}
@@ -630,8 +667,10 @@ commit_level(struct sotp_store *st)
 		    st, SOTP_ERR_STORE, "transaction was rolled back");
 	rc = sotp_db_run(
 	    st, st->depth > 1 ? SOTP_Q_RELEASE : SOTP_Q_COMMIT, NULL, 0, NULL);
-	if (rc == SOTP_OK)
+	if (rc == SOTP_OK) {
 		st->depth--;
+		level_ended(st, 1);
+	}
 	return rc;
 }
 
@@ -640,14 +679,16 @@ void
 sotp_db_rollback(struct sotp_store *st)
 {
 	char keep[sizeof(st->err)];
+	int was;
 
 	/* The database may have rolled back by itself (SQLite on some I/O
 	 * and full-disk errors, a lost PostgreSQL connection). */
 	if (st->drv->txn_state(st) == 0) {
-		st->depth = 0;
+		levels_gone(st);
 		return;
 	}
 	memcpy(keep, st->err, sizeof(keep));
+	was = st->depth;
 	if (st->depth > 1) {
 		/* Also clears an aborted state back to the caller's work. */
 		(void)sotp_db_run(st, SOTP_Q_ROLLBACK_TO, NULL, 0, NULL);
@@ -658,6 +699,8 @@ sotp_db_rollback(struct sotp_store *st)
 		(void)sotp_db_run(st, SOTP_Q_ROLLBACK, NULL, 0, NULL);
 	}
 	memcpy(st->err, keep, sizeof(keep));
+	if (was > 0)
+		level_ended(st, 0);
 }
 
 int
@@ -753,7 +796,7 @@ sotp_store_rollback(struct sotp_store *st)
 	if (st->conn != NULL)
 		sotp_db_rollback(st);
 	else
-		st->depth = 0;
+		levels_gone(st);
 }
 
 int

@@ -325,6 +325,8 @@ struct sotp_store {
 	struct sotp_metrics *metrics;
 	sotp_store_trace_fn *trace; /* tests: sotp_store_set_trace */
 	void *trace_arg;
+	sotp_store_txn_fn *txn_end; /* sotp_store_set_txn_hook */
+	void *txn_arg;
 	uint64_t round_trips; /* to the server and back (PostgreSQL) */
 	int defer; /* the statement may wait for the next (sotp_db_run_deferred)
 	            */

@@ -2062,6 +2062,275 @@ test_engine_uncommitted_guess_is_a_store_failure(void **state)
 	assert_string_equal(wrong.message, right.message);
 }
 
+/* ---- a log line follows the commit of its row ---- */
+
+/* "pw-otp" in sha512crypt: a hash that rehash = yes replaces. */
+#define OLD_HASH_OTP                                                           \
+	"$6$abcdefgh$H37FbmD2ms78nyzhnHqtbkBZswmcLfcntTnSmDGOID.cpbF6.mz1V5Q/" \
+	"Ki35zJ80EkR48evuY2axcRUm.Rooi1"
+
+/*
+ * The next COMMIT of ctx's store fails, as a full disk or a check made
+ * at commit makes it: on SQLite the file may grow no more from that
+ * COMMIT on (full_at_commit), on PostgreSQL a deferred trigger on the
+ * audit table raises at COMMIT. commit_works undoes it.
+ */
+static void
+commit_fails(struct sotp_ctx *ctx)
+{
+	if (pg_url() != NULL) {
+		pg_sql("CREATE FUNCTION sotp_test_late() RETURNS trigger"
+		       " LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION"
+		       " 'refused at commit by the test'; END$$;"
+		       " CREATE CONSTRAINT TRIGGER late_audit AFTER INSERT"
+		       " ON audit DEFERRABLE INITIALLY DEFERRED FOR EACH ROW"
+		       " EXECUTE FUNCTION sotp_test_late()",
+		    NULL, 0);
+		return;
+	}
+	signal(SIGXFSZ, SIG_IGN);
+	sotp_store_set_trace(ctx->st, full_at_commit, NULL);
+}
+
+static void
+commit_works(struct sotp_ctx *ctx)
+{
+	struct rlimit rl = {RLIM_INFINITY, RLIM_INFINITY};
+
+	if (pg_url() != NULL) {
+		pg_sql("DROP TRIGGER late_audit ON audit;"
+		       " DROP FUNCTION sotp_test_late()",
+		    NULL, 0);
+		return;
+	}
+	sotp_store_set_trace(ctx->st, NULL, NULL);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &rl), 0);
+}
+
+/* A context on conf whose log lines go to `logged`, emptied. */
+static struct sotp_ctx *
+logged_ctx(const char *conf)
+{
+	struct sotp_ctx *ctx = NULL;
+
+	assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
+	assert_int_equal(sotp_ctx_load(ctx, conf), SOTP_OK);
+	logged.len = 0;
+	logged.text[0] = '\0';
+	sotp_ctx_set_log(ctx, log_keep, NULL, 0);
+	return ctx;
+}
+
+/* 1 when one logged line holds both a and b (b NULL: a alone). */
+static int
+logged_line(const char *a, const char *b)
+{
+	const char *p = logged.text, *nl;
+	char line[1024];
+	size_t n;
+
+	for (; *p != '\0'; p = nl + 1) {
+		if ((nl = strchr(p, '\n')) == NULL)
+			break;
+		n = (size_t)(nl - p) < sizeof(line) - 1 ? (size_t)(nl - p)
+		                                        : sizeof(line) - 1;
+		memcpy(line, p, n);
+		line[n] = '\0';
+		if (strstr(line, a) != NULL &&
+		    (b == NULL || strstr(line, b) != NULL))
+			return 1;
+	}
+	return 0;
+}
+
+/* The hash C-OTP has in the store. */
+static void
+pwhash_of(struct fx *f, const char *id, char *out, size_t outsz)
+{
+	struct sotp_contract_rec c;
+
+	assert_int_equal(sotp_store_contract_get(f->ctx->st, id, &c), SOTP_OK);
+	snprintf(out, outsz, "%s", c.pwhash);
+	sotp_wipe(&c, sizeof(c));
+}
+
+/*
+ * [migration] rehash = yes: the password's first round replaces C-OTP's
+ * sha512crypt hash inside its decision's transaction, with a row of its
+ * own (contract.rehash). When that transaction's COMMIT fails, nothing of
+ * it happened: the log must not say "contract.rehash ... accept" (the old
+ * code logged that line before the COMMIT, standing alone beside the
+ * decision's own "not continued"), but that the rehash was not
+ * committed. When the COMMIT works, the line says accept, after it.
+ */
+static void
+test_engine_uncommitted_rehash_not_logged_as_accept(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_ctx *ctx = NULL;
+	struct sotp_attempt *a = NULL;
+	struct sotp_decision d;
+	char conf[160], cmd[1024], hash[SOTP_HASH_MAX];
+	int rc;
+
+	snprintf(conf, sizeof(conf), "%s/rehash.conf", f->dir);
+	snprintf(cmd, sizeof(cmd),
+	    "sed 's/^rehash = no$/rehash = yes/' %s > %s &&"
+	    " grep -q '^rehash = yes$' %s",
+	    f->conf, conf, conf);
+	assert_int_equal(system(cmd), 0);
+	raw_sql(f->dir,
+	    "UPDATE contracts SET pwhash = '" OLD_HASH_OTP
+	    "' WHERE id = 'C-OTP'");
+
+	ctx = logged_ctx(conf);
+	commit_fails(ctx);
+	assert_int_equal(
+	    sotp_attempt_begin(ctx, "C-OTP", "login", T0 + 82000, &a), SOTP_OK);
+	assert_int_equal(
+	    sotp_attempt_set(a, SOTP_F_PASSWORD, "pw-otp"), SOTP_OK);
+	rc = sotp_attempt_step(a, &d);
+	sotp_attempt_free(a);
+	commit_works(ctx);
+	sotp_ctx_free(ctx);
+	if (rc == SOTP_OK || d.verdict != SOTP_REJECT)
+		fail_msg("a decision whose COMMIT failed: rc %s, verdict %d",
+		    sotp_rc_name(rc), (int)d.verdict);
+	pwhash_of(f, "C-OTP", hash, sizeof(hash));
+	assert_string_equal(hash, OLD_HASH_OTP);
+	if (!logged_line("action=contract.rehash", NULL))
+		fail_msg("no line for the rehash:\n%s", logged.text);
+	if (logged_line("action=contract.rehash", "verdict=accept"))
+		fail_msg(
+		    "a rehash that was rolled back logged as accepted:\n%s",
+		    logged.text);
+	if (!logged_line("action=contract.rehash", "not committed") ||
+	    strstr(logged.text, "audit row not committed") == NULL)
+		fail_msg("the rehash is not logged as not committed:\n%s",
+		    logged.text);
+	/* No hash, no password, in any line. */
+	if (strstr(logged.text, "abcdefgh") != NULL ||
+	    strstr(logged.text, "pw-otp") != NULL)
+		fail_msg("a secret in the log:\n%s", logged.text);
+
+	/* The store commits again: the same round rehashes, then logs. */
+	ctx = logged_ctx(conf);
+	assert_int_equal(
+	    sotp_attempt_begin(ctx, "C-OTP", "login", T0 + 82100, &a), SOTP_OK);
+	assert_int_equal(
+	    sotp_attempt_set(a, SOTP_F_PASSWORD, "pw-otp"), SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	sotp_attempt_free(a);
+	sotp_ctx_free(ctx);
+	assert_int_equal(d.verdict, SOTP_CONTINUE);
+	pwhash_of(f, "C-OTP", hash, sizeof(hash));
+	assert_true(strncmp(hash, "$y$", 3) == 0);
+	if (!logged_line("action=contract.rehash", "verdict=accept") ||
+	    !logged_line("action=contract.rehash", "from=$6$ to=yescrypt"))
+		fail_msg("the committed rehash is not logged as accepted:\n%s",
+		    logged.text);
+	if (strstr(logged.text, "not committed") != NULL)
+		fail_msg("a committed rehash logged as not:\n%s", logged.text);
+}
+
+/*
+ * The admin changes that read before they write (unbind, close, bind)
+ * run in one transaction with their audit row. When its COMMIT fails,
+ * the change did not happen: the log must not say accept (the old code
+ * logged the accept before the COMMIT), but that it was not committed.
+ * A refusal in such a transaction stands: its line stays a refusal,
+ * followed by the row's loss.
+ */
+static void
+test_engine_uncommitted_admin_change_not_logged_as_accept(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_ctx *ctx = NULL;
+	struct sotp_decision d;
+	int rc;
+
+	ctx = logged_ctx(f->conf);
+	commit_fails(ctx);
+	rc = sotp_contract_unbind(ctx, "C-OTP", T0 + 83000, &d);
+	commit_works(ctx);
+	sotp_ctx_free(ctx);
+	if (rc == SOTP_OK || d.verdict != SOTP_REJECT)
+		fail_msg("an unbind whose COMMIT failed: rc %s, verdict %d",
+		    sotp_rc_name(rc), (int)d.verdict);
+	expect_contract(f, "C-OTP", "T-OTP", 0);
+	if (logged_line("action=contract.unbind", "verdict=accept"))
+		fail_msg("an unbind that was rolled back logged as accepted:"
+		         "\n%s",
+		    logged.text);
+	if (!logged_line("action=contract.unbind", "not committed") ||
+	    strstr(logged.text, "audit row not committed") == NULL)
+		fail_msg("the unbind is not logged as not committed:\n%s",
+		    logged.text);
+
+	/* C-OTP is still bound: close refuses, and that refusal stands. */
+	ctx = logged_ctx(f->conf);
+	commit_fails(ctx);
+	rc = sotp_contract_close(ctx, "C-OTP", T0 + 83100, &d);
+	commit_works(ctx);
+	sotp_ctx_free(ctx);
+	assert_int_equal(rc, SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_REJECT);
+	assert_int_equal(d.reason, SOTP_R_STILL_BOUND);
+	if (!logged_line(
+	        "action=contract.close", "verdict=reject reason=STILL_BOUND") ||
+	    strstr(logged.text, "audit row not committed") == NULL)
+		fail_msg("the refusal or its lost row is not logged:\n%s",
+		    logged.text);
+
+	/* And with a COMMIT that works, the accept follows it. */
+	ctx = logged_ctx(f->conf);
+	assert_int_equal(
+	    sotp_contract_unbind(ctx, "C-OTP", T0 + 83200, &d), SOTP_OK);
+	sotp_ctx_free(ctx);
+	assert_int_equal(d.verdict, SOTP_ACCEPT);
+	expect_contract(f, "C-OTP", "", 0);
+	if (!logged_line("action=contract.unbind", "verdict=accept") ||
+	    strstr(logged.text, "not committed") != NULL)
+		fail_msg("a committed unbind is not logged as such:\n%s",
+		    logged.text);
+}
+
+/*
+ * The same for a key holder's action in a transaction of its own making:
+ * an audit prune whose COMMIT fails removed nothing, and its line must
+ * not say accept (the old code logged it before the COMMIT). The chain
+ * still verifies whole.
+ */
+static void
+test_engine_uncommitted_prune_not_logged_as_accept(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_audit_check check;
+	struct sotp_ctx *ctx = NULL;
+	int64_t removed = -1;
+	int rc;
+
+	ctx = logged_ctx(f->conf);
+	commit_fails(ctx);
+	rc = sotp_audit_prune(ctx, (int64_t)T0, T0 + 84000, &removed, &check);
+	commit_works(ctx);
+	sotp_ctx_free(ctx);
+	if (rc == SOTP_OK)
+		fail_msg("a prune whose COMMIT failed returned SOTP_OK:\n%s",
+		    logged.text);
+	if (!logged_line("action=audit.prune", NULL) ||
+	    logged_line("action=audit.prune", "verdict=accept"))
+		fail_msg("a prune that was rolled back logged as accepted:\n%s",
+		    logged.text);
+	if (!logged_line("action=audit.prune", "not committed"))
+		fail_msg("the prune is not logged as not committed:\n%s",
+		    logged.text);
+	assert_int_equal(sotp_audit_verify(f->ctx, &check), SOTP_OK);
+	if (check.problem != SOTP_AUDIT_OK || check.base_seq != 0)
+		fail_msg("the chain after a failed prune: %s (base %lld)",
+		    check.what, (long long)check.base_seq);
+}
+
 /* Statements that take or wait for a row lock, started while held. */
 static int held_locking;
 
@@ -3198,6 +3467,15 @@ main(void)
 	        test_engine_tampered_secret_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_store_holds_no_plain_secret, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_engine_uncommitted_rehash_not_logged_as_accept, setup,
+	        teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_engine_uncommitted_admin_change_not_logged_as_accept,
+	        setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_engine_uncommitted_prune_not_logged_as_accept, setup,
+	        teardown),
 	};
 
 	int failed;

@@ -583,6 +583,156 @@ test_writer_refusal_row_through_writer(void **state)
 	sotp_ctx_free(ctx);
 }
 
+/* ---- a rehash's log line waits for its group's COMMIT ---- */
+
+/* "pw-writer" in sha512crypt: a hash that rehash = yes replaces. */
+#define OLD_HASH                                                               \
+	"$6$abcdefgh$hdKzXZxcRoyQ9vYPlcE8IXFS0uTBoiqLBnjg5eZ1iGTron2FNvsaqLEwNeDiMhlUAOfP4vCO2WkY/KZrh/i8y."
+
+/* The deciding thread's log lines, each after how many writer COMMITs. */
+struct seen {
+	int commits; /* COMMITs started on the writer's connection */
+	int fail;    /* the next one fails (the file may grow no more) */
+	char log[4096];
+	size_t len;
+};
+
+static void
+seen_trace(void *arg, const char *sql)
+{
+	struct seen *s = arg;
+	struct rlimit rl = {1, RLIM_INFINITY};
+
+	if (strcmp(sql, "COMMIT") != 0)
+		return;
+	s->commits++;
+	if (s->fail)
+		assert_int_equal(setrlimit(RLIMIT_FSIZE, &rl), 0);
+}
+
+static void
+seen_log(void *arg, int prio, const char *fmt, va_list ap)
+{
+	struct seen *s = arg;
+	size_t room;
+	int n;
+
+	(void)prio;
+	room = sizeof(s->log) - s->len;
+	n = snprintf(s->log + s->len, room, "[%d] ", s->commits);
+	if (n <= 0 || (size_t)n >= room)
+		return;
+	s->len += (size_t)n;
+	room -= (size_t)n;
+	n = vsnprintf(s->log + s->len, room, fmt, ap);
+	if (n > 0 && (size_t)n + 1 < room) {
+		s->len += (size_t)n;
+		s->log[s->len++] = '\n';
+	}
+	s->log[s->len] = '\0';
+}
+
+/* W3's password round through the writer, its log lines in s. */
+static int
+rehash_round(struct fx *f, const char *conf, time_t t, struct seen *s,
+    struct sotp_decision *d)
+{
+	struct rlimit rl = {RLIM_INFINITY, RLIM_INFINITY};
+	struct sotp_ctx *ctx = NULL;
+	struct sotp_attempt *a = NULL;
+	int rc;
+
+	assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
+	assert_int_equal(sotp_ctx_load(ctx, conf), SOTP_OK);
+	assert_int_equal(sotp_ctx_set_writer(ctx, f->w), SOTP_OK);
+	sotp_ctx_set_log(ctx, seen_log, s, 0);
+	sotp_store_set_trace(sotp_writer_store(f->w), seen_trace, s);
+	assert_int_equal(
+	    sotp_attempt_begin(ctx, "W3", "login", t, &a), SOTP_OK);
+	assert_int_equal(
+	    sotp_attempt_set(a, SOTP_F_PASSWORD, "pw-writer"), SOTP_OK);
+	rc = sotp_attempt_step(a, d);
+	sotp_attempt_free(a);
+	sotp_store_set_trace(sotp_writer_store(f->w), NULL, NULL);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &rl), 0);
+	sotp_ctx_free(ctx);
+	return rc;
+}
+
+/*
+ * [migration] rehash = yes, through the writer: the rehash's row is one
+ * of the decision's, committed (or not) by its group's COMMIT, which may
+ * be run by another thread. Its line must come on the deciding thread
+ * after that COMMIT, and tell what it did: the old code logged "accept"
+ * inside the decision, before the group committed, also when the COMMIT
+ * then failed and nothing of it stood.
+ */
+static void
+test_writer_rehash_line_follows_group_commit(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_decision d;
+	struct seen s;
+	char conf[160], cmd[1024], db[128];
+	sqlite3 *h = NULL;
+	int rc;
+
+	signal(SIGXFSZ, SIG_IGN);
+	snprintf(conf, sizeof(conf), "%s/rehash.conf", f->dir);
+	snprintf(cmd, sizeof(cmd),
+	    "sed 's/^rehash = no$/rehash = yes/' %s > %s &&"
+	    " grep -q '^rehash = yes$' %s",
+	    f->conf, conf, conf);
+	assert_int_equal(system(cmd), 0);
+	snprintf(db, sizeof(db), "%s/shinkin-otp.db", f->dir);
+	assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(h,
+	        "UPDATE contracts SET pwhash = '" OLD_HASH "' WHERE id = 'W3'",
+	        NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(h);
+
+	/* The group's COMMIT fails: nothing of the rehash stands. */
+	memset(&s, 0, sizeof(s));
+	s.fail = 1;
+	rc = rehash_round(f, conf, T0 + 15000, &s, &d);
+	if (rc == SOTP_OK || d.verdict != SOTP_REJECT)
+		fail_msg("a decision whose group was lost: rc %s, verdict %d",
+		    sotp_rc_name(rc), (int)d.verdict);
+	assert_int_equal(count(f,
+	                     "SELECT count(*) FROM contracts WHERE id = 'W3'"
+	                     " AND pwhash LIKE '$6$%'"),
+	    1);
+	if (strstr(s.log, "action=contract.rehash") == NULL ||
+	    strstr(s.log, "verdict=accept") != NULL)
+		fail_msg(
+		    "a rehash whose group was lost logged as accepted:\n%s",
+		    s.log);
+	if (strstr(s.log, "[1] action=contract.rehash") == NULL ||
+	    strstr(s.log, "not committed") == NULL ||
+	    strstr(s.log, "audit row not committed: sqlite ") == NULL)
+		fail_msg("the rehash is not logged, after the COMMIT, as not "
+		         "committed:\n%s",
+		    s.log);
+
+	/* It commits: the accept, after the COMMIT, on this thread. */
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(rehash_round(f, conf, T0 + 15100, &s, &d), SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_CONTINUE);
+	assert_int_equal(count(f,
+	                     "SELECT count(*) FROM contracts WHERE id = 'W3'"
+	                     " AND pwhash LIKE '$y$%'"),
+	    1);
+	if (strstr(s.log, "[1] action=contract.rehash contract=W3") == NULL ||
+	    strstr(s.log,
+	        "verdict=accept reason=ACCEPTED(0) "
+	        "detail=\"from=$6$ to=yescrypt\"") == NULL)
+		fail_msg("the rehash is not logged as accepted after its "
+		         "group's COMMIT:\n%s",
+		    s.log);
+}
+
 static void
 test_writer_refuses_own_ctx(void **state)
 {
@@ -617,6 +767,8 @@ main(void)
 	        test_writer_failed_commit_loses_no_count, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_writer_refusal_row_through_writer, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_writer_rehash_line_follows_group_commit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_writer_refuses_own_ctx, setup, teardown),
 	};
