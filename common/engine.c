@@ -1466,8 +1466,9 @@ step_phantom(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 
 /*
  * For a refusal decided before the contract is read (a bad or expired
- * state): whether the name is a contract's, so that the refusal's line
- * and row may name it. A store that cannot answer is not asked again.
+ * state, an unknown context): whether the name is a contract's, so that
+ * the refusal's line and row may name it. A store that cannot answer is not
+ * asked again.
  */
 static void
 look_up(struct sotp_attempt *a)
@@ -1526,9 +1527,11 @@ step(struct sotp_attempt *a, struct sotp_decision *d)
 		look_up(a);
 		return finish(a, cdef, d, SOTP_REJECT, a->state_reason, NULL);
 	}
-	if (cdef == NULL)
+	if (cdef == NULL) {
+		look_up(a);
 		return finish(
 		    a, cdef, d, SOTP_REJECT, SOTP_R_UNKNOWN_CONTEXT, NULL);
+	}
 	reveal = a->ctx->pol.reveal_unknown;
 	if (!a->contract_ok && reveal)
 		return finish(

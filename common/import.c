@@ -481,7 +481,7 @@ import(struct sotp_ctx *ctx, const char *format, const char *buf, size_t len,
     time_t now, struct sotp_import_result *res)
 {
 	struct sotp_import_batch b;
-	char detail[SOTP_MSG_MAX + 32], how[48];
+	char detail[SOTP_MSG_MAX + 80], how[48];
 	size_t i;
 	int rc;
 
@@ -522,11 +522,11 @@ import(struct sotp_ctx *ctx, const char *format, const char *buf, size_t len,
 		 * KeyPackage's position, not a line.
 		 */
 		if (res->entry > 0)
-			snprintf(detail, sizeof(detail), "%s: %s %u: %s",
-			    format, b.unit, res->entry, res->reason);
+			snprintf(detail, sizeof(detail), "%s: %s %u: %s", how,
+			    b.unit, res->entry, res->reason);
 		else
-			snprintf(detail, sizeof(detail), "%s: %s", format,
-			    res->reason);
+			snprintf(
+			    detail, sizeof(detail), "%s: %s", how, res->reason);
 		(void)sotp_audit(ctx, now, "token.import", NULL, NULL, NULL,
 		    "reject", res->why, detail);
 		rc = SOTP_OK;

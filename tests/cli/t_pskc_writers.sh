@@ -254,7 +254,17 @@ check "--json, signed, no --signer" cli --json token import "$SB/j-signed.pskc" 
 check "... says signature unchecked" contains "$OUT" '"signature":"unchecked"'
 check "--json, signed, --signer" cli --json token import "$SB/j-signed.pskc" --dry-run --signer "$SB/sign.crt"
 check "... says signature verified" contains "$OUT" '"signature":"verified"'
+# Imported once: a second import of either is refused (the serials
+# exist), and its row says whether the signature was checked as well.
+refused EXISTS "the checked file again, with --signer: refused" \
+    cli token import "$SB/signed.pskc" --signer "$SB/sign.crt"
+refused EXISTS "the unchecked file again, without --signer: refused" \
+    cli token import "$SB/unchk.pskc"
 check "audit" cli audit
+check "audit: the checked file's refusal says signature=verified" \
+    grep -qF "detail=pskc, signature=verified: entry 1: serial 'PW-SIGNED-TOTP'" "$OUT"
+check "audit: the unchecked file's refusal says signature=unchecked" \
+    grep -qF "detail=pskc, signature=unchecked: entry 1: serial 'PW-UNCHK-TOTP'" "$OUT"
 check "audit: the checked import's rows say signature=verified" \
     contains "$OUT" "serial=PW-SIGNED-TOTP context=- detail=pskc, signature=verified"
 check "audit: the unchecked import's rows say signature=unchecked" \

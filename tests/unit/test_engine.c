@@ -3029,6 +3029,22 @@ refuse_bad_state(struct fx *f, const char *id)
 	sotp_attempt_free(a);
 }
 
+/* A refusal of an unknown context: decided before the contract is read. */
+static void
+refuse_unknown_context(struct fx *f, const char *id)
+{
+	struct sotp_attempt *a = NULL;
+	struct sotp_decision d;
+
+	assert_int_equal(
+	    sotp_attempt_begin(f->ctx, id, "nosuch", T0 + 62000, &a), SOTP_OK);
+	assert_int_equal(sotp_attempt_answer(a, "123456"), SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_REJECT);
+	assert_int_equal(d.reason, SOTP_R_UNKNOWN_CONTEXT);
+	sotp_attempt_free(a);
+}
+
 static void
 test_engine_unknown_name_never_logged(void **state)
 {
@@ -3044,6 +3060,12 @@ test_engine_unknown_name_never_logged(void **state)
 	expect_unnamed("a bad state, no such contract", "pw-Hunter2", 0);
 	refuse_bad_state(f, "C-OTP");
 	expect_unnamed("a bad state, a contract", "C-OTP", 1);
+	/* An unknown context (a context= typo) refuses a real contract too:
+	 * its row names it, as a bad state's does. */
+	refuse_unknown_context(f, "pw-Hunter2");
+	expect_unnamed("an unknown context, no such contract", "pw-Hunter2", 0);
+	refuse_unknown_context(f, "C-OTP");
+	expect_unnamed("an unknown context, a contract", "C-OTP", 1);
 
 	/* The store cannot be asked: nobody is named. */
 	if (pg_url() != NULL)
