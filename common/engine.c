@@ -1503,7 +1503,7 @@ step(struct sotp_attempt *a, struct sotp_decision *d)
 		d->reason = (enum sotp_reason)sotp_reason_from_rc(rc);
 		if (a->ctx->have_policy)
 			tell(a, d, d->reason);
-		sotp_log(a->ctx, LOG_ERR, "contract %s: %s: %s", "-",
+		sotp_log(a->ctx, LOG_ERR, "contract -: %s: %s",
 		    sotp_strerror(rc), sotp_ctx_errmsg(a->ctx));
 		count(a, sotp_policy_context(&a->ctx->pol, a->context), d);
 		a->final = 1;
