@@ -172,10 +172,7 @@ report(struct cli *c, const char *path, int pskc,
 		json_str(&j, "verdict", res->refused ? "reject" : "accept");
 		json_int(&j, "imported", res->imported);
 		json_bool(&j, "dry_run", dry_run);
-		json_str(&j, "signature",
-		    res->signature == SOTP_SIG_VERIFIED        ? "verified"
-		        : res->signature == SOTP_SIG_UNCHECKED ? "unchecked"
-		                                               : "none");
+		json_str(&j, "signature", sotp_sig_status_name(res->signature));
 		if (res->refused) {
 			json_int(&j, "entry", res->entry);
 			json_str(&j, "reason", sotp_reason_name(res->why));

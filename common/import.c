@@ -508,10 +508,11 @@ import(struct sotp_ctx *ctx, const char *format, const char *buf, size_t len,
 	if (rc == SOTP_OK)
 		rc = check_store(ctx, &b);
 	/* Every row says whether a signature was checked ("pskc, ..."). */
-	snprintf(how, sizeof(how), "%s%s", format,
-	    res->signature == SOTP_SIG_VERIFIED        ? ", signature=verified"
-	        : res->signature == SOTP_SIG_UNCHECKED ? ", signature=unchecked"
-	                                               : "");
+	if (res->signature == SOTP_SIG_NONE)
+		snprintf(how, sizeof(how), "%s", format);
+	else
+		snprintf(how, sizeof(how), "%s, signature=%s", format,
+		    sotp_sig_status_name(res->signature));
 	if (rc == SOTP_OK && !dry_run)
 		rc = insert_all(ctx, &b, how, now);
 	if (rc == SOTP_IMPORT_REFUSED) {

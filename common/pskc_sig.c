@@ -386,6 +386,22 @@ restrict_ctx(xmlSecDSigCtxPtr d)
 	return 0;
 }
 
+const char *
+sotp_sig_status_name(enum sotp_sig_status s)
+{
+	switch (s) {
+	case SOTP_SIG_UNCHECKED:
+		return "unchecked";
+	case SOTP_SIG_VERIFIED:
+		return "verified";
+	case SOTP_SIG_FAILED:
+		return "failed";
+	case SOTP_SIG_NONE:
+		break;
+	}
+	return "none";
+}
+
 int
 sotp_pskc_signature(struct sotp_import_batch *b, struct _xmlDoc *doc,
     const char *signer, size_t signer_len)
@@ -405,12 +421,14 @@ sotp_pskc_signature(struct sotp_import_batch *b, struct _xmlDoc *doc,
 	if (root == NULL || !is_el(root, NS_PSKC, "KeyContainer"))
 		return sig_refuse(b, "not a PSKC KeyContainer");
 	if ((rc = check_shape(b, root, &sig)) != SOTP_OK)
-		return rc;
+		goto out;
 	(void)pthread_once(&xmlsec_once, xmlsec_init);
-	if (!xmlsec_ready)
-		return SOTP_ERR_CRYPTO;
+	if (!xmlsec_ready) {
+		rc = SOTP_ERR_CRYPTO;
+		goto out;
+	}
 	if ((rc = load_signer(b, signer, signer_len, &key)) != SOTP_OK)
-		return rc;
+		goto out;
 	if ((d = xmlSecDSigCtxCreate(NULL)) == NULL || restrict_ctx(d) != 0) {
 		rc = SOTP_ERR_CRYPTO;
 		goto out;
@@ -445,6 +463,9 @@ sotp_pskc_signature(struct sotp_import_batch *b, struct _xmlDoc *doc,
 	b->res->signature = SOTP_SIG_VERIFIED;
 	rc = SOTP_OK;
 out:
+	/* A signature there and not accepted: the rows and --json say so. */
+	if (rc != SOTP_OK && count_sigs(root, &sig) > 0)
+		b->res->signature = SOTP_SIG_FAILED;
 	ERR_clear_error();
 	if (key != NULL)
 		xmlSecKeyDestroy(key);

@@ -872,13 +872,17 @@ SOTP_EXPORT int sotp_metrics_text(struct sotp_ctx *ctx, char **text);
 /*
  * What became of a PSKC file's XML-DSig signature: none in the file; one
  * there but not checked (no signer certificate was given: the caller
- * must say so); checked against the signer certificate.
+ * must say so); checked against the signer certificate; or there and
+ * refused by that check (the file is refused with it).
  */
 enum sotp_sig_status {
 	SOTP_SIG_NONE = 0,
 	SOTP_SIG_UNCHECKED = 1,
 	SOTP_SIG_VERIFIED = 2,
+	SOTP_SIG_FAILED = 3,
 };
+/* "none", "unchecked", "verified", "failed": the audit rows' and --json's. */
+SOTP_EXPORT const char *sotp_sig_status_name(enum sotp_sig_status s);
 
 /*
  * The outcome of an import. A refused file is not an error: the call

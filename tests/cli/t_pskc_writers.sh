@@ -112,6 +112,13 @@ sig_refused() {
 }
 sig_refused "another vendor's certificate" "$SB/signed.pskc" "$SB/other.crt" \
     "signature: the signature does not verify with the signer certificate's key"
+check "... its audit row says signature=failed" sh -c \
+    '"$1" audit | tail -n 1 | grep -q "token.import reject BAD_INPUT.*pskc, signature=failed: signature: the signature does not verify"' \
+    sh "$CLI"
+check "... and --json says \"signature\":\"failed\"" sh -c \
+    '"$1" --json token import "$2" --signer "$3" >"$4"; [ $? -eq 1 ]' \
+    sh "$CLI" "$SB/signed.pskc" "$SB/other.crt" "$SB/failed.json"
+check "... (the object)" contains "$SB/failed.json" '"signature":"failed"'
 check "pskctool signs with the other key, embedding the other certificate" \
     sh -c 'pskctool --sign --sign-key "$1" --sign-crt "$2" "$3" >"$4"' \
     sh "$SB/other.key" "$SB/other.crt" "$SB/u.pskc" "$SB/other.pskc"
@@ -270,7 +277,7 @@ check "audit: the checked import's rows say signature=verified" \
 check "audit: the unchecked import's rows say signature=unchecked" \
     contains "$OUT" "serial=PW-UNCHK-TOTP context=- detail=pskc, signature=unchecked"
 check "audit: the refusals name the signature" \
-    contains "$OUT" "detail=pskc: signature: digest mismatch"
+    contains "$OUT" "detail=pskc, signature=failed: signature: digest mismatch"
 
 # -- hostile variants: each refused, nothing imported --
 snapshot
