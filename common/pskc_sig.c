@@ -158,14 +158,31 @@ one_of(const char *s, const char *a, const char *b)
 	return strcmp(s, a) == 0 || strcmp(s, b) == 0;
 }
 
+/*
+ * The Algorithm of n (NULL: the element is not there) is a1 or a2, or the
+ * file is refused naming what it is and what is accepted.
+ */
+static int
+want_alg(struct sotp_import_batch *b, const xmlNode *n, const char *a1,
+    const char *a2, const char *what, const char *accepted)
+{
+	char alg[SIG_ATTR_MAX], q[SIG_QUOTE];
+
+	if (algorithm(n, alg, sizeof(alg), q, sizeof(q)) == 0 &&
+	    one_of(alg, a1, a2))
+		return SOTP_OK;
+	return sig_refuse(b, "%s '%s' is not accepted (%s)", what, q, accepted);
+}
+
 /* The Reference: the whole document, enveloped, one C14N at most. */
 static int
 check_reference(struct sotp_import_batch *b, const xmlNode *ref)
 {
 	char alg[SIG_ATTR_MAX], q[SIG_QUOTE];
-	const xmlNode *tr, *t, *dm;
+	const xmlNode *tr, *dm;
 	xmlChar *uri;
 	unsigned int n, all, i;
+	int rc;
 
 	/* xmlGetProp, as xmlsec reads it: a prefixed URI is a URI too. */
 	if ((uri = xmlGetProp(ref, (const xmlChar *)"URI")) != NULL) {
@@ -190,22 +207,15 @@ check_reference(struct sotp_import_batch *b, const xmlNode *ref)
 		return sig_refuse(b,
 		    "the Reference's transforms are not enveloped-signature "
 		    "and at most one C14N");
-	for (i = 1; i < n; i++) {
-		t = nth_el(tr, i);
-		if (algorithm(t, alg, sizeof(alg), q, sizeof(q)) != 0 ||
-		    !one_of(alg, ALG_EXC_C14N, ALG_C14N))
-			return sig_refuse(b,
-			    "transform '%s' is not accepted (C14N or "
-			    "exclusive C14N only)",
-			    q);
-	}
+	for (i = 1; i < n; i++)
+		if ((rc = want_alg(b, nth_el(tr, i), ALG_EXC_C14N, ALG_C14N,
+		         "transform", "C14N or exclusive C14N only")) !=
+		    SOTP_OK)
+			return rc;
+	/* Not there, it is named as '' (its quote was never made before). */
 	dm = nth_el(ref, 1);
-	if (!is_el(dm, NS_DS, "DigestMethod") ||
-	    algorithm(dm, alg, sizeof(alg), q, sizeof(q)) != 0 ||
-	    !one_of(alg, ALG_SHA1, ALG_SHA256))
-		return sig_refuse(b,
-		    "digest method '%s' is not accepted (sha1 or sha256)", q);
-	return SOTP_OK;
+	return want_alg(b, is_el(dm, NS_DS, "DigestMethod") ? dm : NULL,
+	    ALG_SHA1, ALG_SHA256, "digest method", "sha1 or sha256");
 }
 
 /*
@@ -217,8 +227,8 @@ check_shape(
     struct sotp_import_batch *b, const xmlNode *root, const xmlNode **sigp)
 {
 	const xmlNode *sig = NULL, *si, *c, *last = NULL;
-	char alg[SIG_ATTR_MAX], q[SIG_QUOTE];
 	unsigned int n, all;
+	int rc;
 
 	*sigp = NULL;
 	n = count_sigs(root, &sig);
@@ -249,18 +259,11 @@ check_shape(
 	    !is_el(nth_el(si, 1), NS_DS, "SignatureMethod"))
 		return sig_refuse(
 		    b, "SignedInfo is not in the XML-DSig layout");
-	if (algorithm(nth_el(si, 0), alg, sizeof(alg), q, sizeof(q)) != 0 ||
-	    !one_of(alg, ALG_EXC_C14N, ALG_C14N))
-		return sig_refuse(b,
-		    "canonicalization '%s' is not accepted (C14N or "
-		    "exclusive C14N)",
-		    q);
-	if (algorithm(nth_el(si, 1), alg, sizeof(alg), q, sizeof(q)) != 0 ||
-	    !one_of(alg, ALG_RSA_SHA1, ALG_RSA_SHA256))
-		return sig_refuse(b,
-		    "signature method '%s' is not accepted (rsa-sha1 or "
-		    "rsa-sha256)",
-		    q);
+	if ((rc = want_alg(b, nth_el(si, 0), ALG_EXC_C14N, ALG_C14N,
+	         "canonicalization", "C14N or exclusive C14N")) != SOTP_OK ||
+	    (rc = want_alg(b, nth_el(si, 1), ALG_RSA_SHA1, ALG_RSA_SHA256,
+	         "signature method", "rsa-sha1 or rsa-sha256")) != SOTP_OK)
+		return rc;
 	if ((n = count_ds(si, "Reference", &all)) != 1 || all != 3)
 		return sig_refuse(b,
 		    "SignedInfo holds %u References: exactly one, over the "

@@ -183,6 +183,11 @@ PORT=$(cat "$SB/port")
 sed "s|<Reference>|<Reference URI=\"http://127.0.0.1:$PORT/x\">|" "$SB/signed.pskc" >"$SB/sig-http.pskc"
 sig_refused "a Reference to an http: URL" "$SB/sig-http.pskc" "$SB/sign.crt" \
     "signature: the Reference has URI 'http://127.0.0.1:$PORT/x', not the whole file"
+# A Reference without its DigestMethod: named as '' (the old code
+# printed a quote it had never made, whatever its stack held).
+sed 's|<DigestMethod [^>]*/>||' "$SB/signed.pskc" >"$SB/sig-nodm.pskc"
+sig_refused "a Reference without its DigestMethod" "$SB/sig-nodm.pskc" "$SB/sign.crt" \
+    "signature: digest method '' is not accepted (sha1 or sha256)"
 sed 's|<Reference>|<Reference URI="file:///etc/passwd">|' "$SB/signed.pskc" >"$SB/sig-file.pskc"
 sig_refused "a Reference to file:///etc/passwd" "$SB/sig-file.pskc" "$SB/sign.crt" \
     "signature: the Reference has URI 'file:///etc/passwd', not the whole file"
