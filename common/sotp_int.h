@@ -1074,6 +1074,13 @@ struct sotp_ctx {
 	 * or one made like every new hash (engine.c, dummy_hash).
 	 */
 	char dummy_hash[SOTP_HASH_MAX];
+	/*
+	 * Its store calls the audit's transaction hook on this context, so
+	 * lines wait for the COMMIT of their rows. Code that points st at
+	 * another store for a while (the engine's writer path) gets no hook
+	 * call for that store's ends: it logs the waiting lines itself with
+	 * sotp_audit_txn_end when it puts st back (engine.c writer_end).
+	 */
 	struct sotp_store *st;
 	/* Decisions write through it when set (writer.c); not owned. */
 	struct sotp_writer *writer;
