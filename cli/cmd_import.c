@@ -131,6 +131,29 @@ read_key(struct cli *c, const char *path, uint8_t *key)
 	return ex;
 }
 
+/*
+ * The vendor's certificate for --signer, refused here, naming the file,
+ * when it holds anything besides that one certificate: a private key in
+ * it was handed over by mistake, and OpenSSL's reader would skip it
+ * unseen. The buffer is wiped on the way out, since it may hold that key.
+ */
+static int
+read_signer(struct cli *c, const char *path, char **buf, size_t *len)
+{
+	char why[SOTP_MSG_MAX];
+	int ex;
+
+	if ((ex = read_file(c, path, 0, buf, len)) != 0)
+		return ex;
+	if (sotp_signer_check(*buf, *len, why, sizeof(why)) == 0)
+		return CLI_EXIT_OK;
+	cli_warn(c, "%s: %s", path, why);
+	wipe_free(*buf, *len + 1);
+	*buf = NULL;
+	*len = 0;
+	return CLI_EXIT_ERROR;
+}
+
 /* pskc or csv: --format, else the file name's extension. */
 static int
 pick_format(struct cli *c, const char *format, const char *path, int *pskc)
@@ -258,6 +281,10 @@ cmd_token_import(struct cli *c, int argc, char **argv)
 		goto out;
 	if (key_file != NULL && (ex = read_key(c, key_file, key)) != 0)
 		goto out;
+	/* Before the passphrase is asked for: a wrong signer file ends it. */
+	if (signer != NULL &&
+	    (ex = read_signer(c, signer, &cert, &certlen)) != 0)
+		goto out;
 	if (pass_stdin) {
 		r = cli_read_secret(c, "Passphrase: ", pass, sizeof(pass));
 		if (r != 0) {
@@ -267,9 +294,6 @@ cmd_token_import(struct cli *c, int argc, char **argv)
 			goto out;
 		}
 	}
-	if (signer != NULL &&
-	    (ex = read_file(c, signer, 0, &cert, &certlen)) != 0)
-		goto out;
 	if ((ex = read_file(c, pos[0], 0, &buf, &len)) != 0)
 		goto out;
 	if (pskc)
@@ -285,7 +309,8 @@ cmd_token_import(struct cli *c, int argc, char **argv)
 out:
 	if (buf != NULL)
 		wipe_free(buf, len + 1);
-	free(cert);
+	if (cert != NULL)
+		wipe_free(cert, certlen + 1);
 	sotp_wipe(key, sizeof(key));
 	sotp_wipe(pass, sizeof(pass));
 	return ex;

@@ -426,11 +426,31 @@ bidi(const char *s)
 	        (u[1] == 0x81 && u[2] >= 0xa6 && u[2] <= 0xa9));
 }
 
+/*
+ * An invisible direction mark at s: U+200E (LRM), U+200F (RLM) or U+061C
+ * (ALM). No override, yet set between digits it moves them about on the
+ * customer's screen just the same. Its code point, or 0: an operator
+ * cannot see it in the file, so the refusal names it.
+ */
+static unsigned int
+mark(const char *s)
+{
+	const unsigned char *u = (const unsigned char *)s;
+
+	if (u[0] == 0xe2 && u[1] == 0x80 && u[2] == 0x8e)
+		return 0x200eu;
+	if (u[0] == 0xe2 && u[1] == 0x80 && u[2] == 0x8f)
+		return 0x200fu;
+	if (u[0] == 0xd8 && u[1] == 0x9c)
+		return 0x061cu;
+	return 0;
+}
+
 int
 sotp_msg_check(const struct sotp_policy *p, int row, char *why, size_t whysz)
 {
 	const char *s, *name;
-	unsigned int bit, seen = 0;
+	unsigned int bit, cp, seen = 0;
 	size_t n;
 
 	if (row < 0 || (size_t)row >= NROWS)
@@ -446,6 +466,9 @@ sotp_msg_check(const struct sotp_policy *p, int row, char *why, size_t whysz)
 		if (bidi(s))
 			return fail(
 			    why, whysz, "%s holds a direction override", name);
+		if ((cp = mark(s)) != 0)
+			return fail(why, whysz,
+			    "%s holds a direction mark (U+%04X)", name, cp);
 		if ((bit = placeholder(s, &n)) != 0) {
 			if ((rows[row].vars & bit) == 0)
 				return fail(why, whysz,

@@ -22,6 +22,7 @@
  * The signature is checked in the tree the reader then walks, before any
  * secret is decrypted; the file is refused as a whole if it fails.
  */
+#define _GNU_SOURCE /* memmem */
 #include "import_int.h"
 
 #include <limits.h>
@@ -306,13 +307,110 @@ xmlsec_init(void)
 	xmlSecErrorsSetCallback(quiet);
 }
 
+/* Only blanks (a PEM file's line ends and indents) in [p, end). */
+static int
+blank(const char *p, const char *end)
+{
+	for (; p < end; p++)
+		if (strchr(" \t\r\n", *p) == NULL || *p == '\0')
+			return 0;
+	return 1;
+}
+
+/*
+ * The type of the PEM block whose "-----BEGIN " ends at p, as in "a PEM
+ * block 'PRIVATE KEY'", or "a PEM block" when it is not a plain one: the
+ * type is printed, so only capitals, digits and blanks are quoted.
+ */
+static void
+pem_type(const char *p, const char *end, char *out, size_t outsz)
+{
+	size_t n = 0;
+
+	while (p + n < end && n < 40 &&
+	    ((p[n] >= 'A' && p[n] <= 'Z') || (p[n] >= '0' && p[n] <= '9') ||
+	        p[n] == ' '))
+		n++;
+	if (n > 0 && (size_t)(end - p) - n >= 5 &&
+	    memcmp(p + n, "-----", 5) == 0)
+		snprintf(out, outsz, "a PEM block '%.*s'", (int)n, p);
+	else
+		snprintf(out, outsz, "a PEM block");
+}
+
+int
+sotp_signer_check(const char *pem, size_t len, char *why, size_t whysz)
+{
+	static const char begin[] = "-----BEGIN ";
+	static const char cert[] = "CERTIFICATE-----";
+	static const char cert_end[] = "-----END CERTIFICATE-----";
+	const char *end, *p = pem, *first = NULL;
+	char type[64];
+	unsigned int n = 0;
+
+	if (pem == NULL) {
+		snprintf(why, whysz, "holds no PEM certificate");
+		return -1;
+	}
+	end = pem + len;
+	/*
+	 * OpenSSL's PEM reader skips every block that is not the one asked
+	 * for, so a private key beside the certificate would pass unseen:
+	 * every BEGIN line is looked at here, wherever it stands.
+	 */
+	while ((p = memmem(p, (size_t)(end - p), begin, sizeof(begin) - 1)) !=
+	    NULL) {
+		p += sizeof(begin) - 1;
+		if ((size_t)(end - p) < sizeof(cert) - 1 ||
+		    memcmp(p, cert, sizeof(cert) - 1) != 0) {
+			pem_type(p, end, type, sizeof(type));
+			snprintf(why, whysz,
+			    "holds something besides one certificate (%s)",
+			    type);
+			return -1;
+		}
+		if (n++ == 0)
+			first = p - (sizeof(begin) - 1);
+	}
+	if (n == 0) {
+		snprintf(why, whysz, "holds no PEM certificate");
+		return -1;
+	}
+	if (n > 1) {
+		snprintf(why, whysz,
+		    "holds more than one certificate: give the vendor's "
+		    "signing certificate alone");
+		return -1;
+	}
+	if (!blank(pem, first)) {
+		snprintf(why, whysz,
+		    "holds something besides one certificate (text before "
+		    "it)");
+		return -1;
+	}
+	p = memmem(
+	    first, (size_t)(end - first), cert_end, sizeof(cert_end) - 1);
+	if (p == NULL) {
+		snprintf(
+		    why, whysz, "holds a certificate without its END line");
+		return -1;
+	}
+	if (!blank(p + sizeof(cert_end) - 1, end)) {
+		snprintf(why, whysz,
+		    "holds something besides one certificate (text after "
+		    "it)");
+		return -1;
+	}
+	return 0;
+}
+
 /* The certificate's public key as an xmlsec key; NULL with a refusal. */
 static int
 load_signer(
     struct sotp_import_batch *b, const char *pem, size_t len, xmlSecKeyPtr *out)
 {
 	BIO *bio = NULL;
-	X509 *x = NULL, *more = NULL;
+	X509 *x = NULL;
 	EVP_PKEY *pk = NULL;
 	xmlSecKeyDataPtr data = NULL;
 	xmlSecKeyPtr key = NULL;
@@ -326,12 +424,6 @@ load_signer(
 	if ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) == NULL) {
 		rc = sig_refuse(
 		    b, "the signer certificate is not a PEM X.509 certificate");
-		goto out;
-	}
-	if ((more = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
-		rc = sig_refuse(b,
-		    "the signer file holds more than one certificate: give "
-		    "the vendor's signing certificate alone");
 		goto out;
 	}
 	if ((pk = X509_get_pubkey(x)) == NULL ||
@@ -358,7 +450,6 @@ out:
 	if (data != NULL)
 		xmlSecKeyDataDestroy(data);
 	EVP_PKEY_free(pk);
-	X509_free(more);
 	X509_free(x);
 	BIO_free(bio);
 	return rc;
@@ -413,6 +504,7 @@ sotp_pskc_signature(struct sotp_import_batch *b, struct _xmlDoc *doc,
 	xmlSecDSigCtxPtr d = NULL;
 	xmlSecDSigReferenceCtxPtr r;
 	xmlSecKeyPtr key = NULL;
+	char why[SOTP_MSG_MAX];
 	int rc;
 
 	b->res->signature = SOTP_SIG_NONE;
@@ -423,6 +515,11 @@ sotp_pskc_signature(struct sotp_import_batch *b, struct _xmlDoc *doc,
 	}
 	if (root == NULL || !is_el(root, NS_PSKC, "KeyContainer"))
 		return sig_refuse(b, "not a PSKC KeyContainer");
+	/* Before the file's shape: a key there is the operator's mistake. */
+	if (sotp_signer_check(signer, signer_len, why, sizeof(why)) != 0) {
+		rc = sig_refuse(b, "the signer file %s", why);
+		goto out;
+	}
 	if ((rc = check_shape(b, root, &sig)) != SOTP_OK)
 		goto out;
 	(void)pthread_once(&xmlsec_once, xmlsec_init);

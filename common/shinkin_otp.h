@@ -918,7 +918,8 @@ SOTP_EXPORT int sotp_import_pskc(struct sotp_ctx *ctx, const char *buf,
     const char *kind, int dry_run, time_t now, struct sotp_import_result *res);
 /*
  * The same, checking the file's signature against signer[signer_len], the
- * PEM X.509 certificate of the vendor, pinned (its RSA key is the only one
+ * PEM X.509 certificate of the vendor, alone (sotp_signer_check; anything
+ * beside it refuses the file), pinned (its RSA key is the only one
  * tried: no chain, no trust store, the file's KeyInfo ignored). The file
  * must hold one enveloped ds:Signature, the last child of KeyContainer,
  * with one Reference to the whole file (no URI or URI=""), enveloped-
@@ -933,6 +934,15 @@ SOTP_EXPORT int sotp_import_pskc_signed(struct sotp_ctx *ctx, const char *buf,
     size_t len, const uint8_t *psk, size_t psklen, const char *passphrase,
     const char *signer, size_t signer_len, const char *kind, int dry_run,
     time_t now, struct sotp_import_result *res);
+/*
+ * Whether signer[signer_len] is one PEM CERTIFICATE block and nothing
+ * else but blanks around it, as sotp_import_pskc_signed requires (a
+ * private key or any other block beside it is an operator's mistake, not
+ * to be skipped): 0, or -1 with why[whysz] saying what else it holds,
+ * by block type only, never a block's content. No certificate is parsed.
+ */
+SOTP_EXPORT int sotp_signer_check(
+    const char *signer, size_t signer_len, char *why, size_t whysz);
 /*
  * The same for CSV: one token a line, "serial,base32secret[,algorithm,
  * digits,period,kind]" (empty fields take the defaults, a kind field

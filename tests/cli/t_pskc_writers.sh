@@ -195,12 +195,53 @@ $PY -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[
     "$PORT" 2>/dev/null
 wait "$LPID"
 check "the listener saw only the test's own connection" test "$(cat "$SB/fetched" 2>/dev/null)" = connected
+# signer_refused WHAT CERT TEXT: the signer file itself is refused (exit
+# 2) before anything else is read, in one line naming it and what it
+# holds, never a line of the private key; nothing imported.
+signer_refused() {
+	check_rc 2 "--signer: $1 is refused" \
+	    cli token import "$SB/signed.pskc" --signer "$2" --passphrase-stdin
+	check "... in one line naming the file: $3" test \
+	    "$(cat "$ERR")" = "shinkin-otp: token import $SB/signed.pskc: $2: $3"
+	check "... quoting no line of the key" sh -c \
+	    '! grep -v -e "^-----" "$1" | grep -qF -f - "$2"' sh "$SB/sign.key" "$ERR"
+	unchanged "$1"
+}
 printf 'not a certificate\n' >"$SB/bad.crt"
-sig_refused "a signer file that is not PEM" "$SB/signed.pskc" "$SB/bad.crt" \
-    "signature: the signer certificate is not a PEM X.509 certificate"
+signer_refused "a signer file that is not PEM" "$SB/bad.crt" \
+    "holds no PEM certificate"
 cat "$SB/sign.crt" "$SB/other.crt" >"$SB/both.crt"
-sig_refused "a signer file with two certificates" "$SB/signed.pskc" "$SB/both.crt" \
-    "signature: the signer file holds more than one certificate"
+signer_refused "a signer file with two certificates" "$SB/both.crt" \
+    "holds more than one certificate: give the vendor's signing certificate alone"
+# A private key handed over with the certificate (OpenSSL's PEM reader
+# skips it, so the old code took the file): refused, wherever it stands.
+cat "$SB/sign.crt" "$SB/sign.key" >"$SB/with-key.crt"
+signer_refused "the vendor's certificate with its private key after it" \
+    "$SB/with-key.crt" "holds something besides one certificate (a PEM block 'PRIVATE KEY')"
+cat "$SB/sign.key" "$SB/sign.crt" >"$SB/key-first.crt"
+signer_refused "the private key before the certificate" \
+    "$SB/key-first.crt" "holds something besides one certificate (a PEM block 'PRIVATE KEY')"
+openssl rsa -traditional -in "$SB/sign.key" -out "$SB/sign-rsa.key" 2>/dev/null
+cat "$SB/sign.crt" "$SB/sign-rsa.key" >"$SB/with-rsakey.crt"
+signer_refused "a traditional RSA private key beside it" \
+    "$SB/with-rsakey.crt" "holds something besides one certificate (a PEM block 'RSA PRIVATE KEY')"
+{ cat "$SB/sign.crt"; echo "vendor support: 0120-000-000"; } >"$SB/trailing.crt"
+signer_refused "text after the certificate" "$SB/trailing.crt" \
+    "holds something besides one certificate (text after it)"
+openssl x509 -in "$SB/sign.crt" -text >"$SB/text.crt"
+signer_refused "openssl x509 -text output (its dump before the PEM)" "$SB/text.crt" \
+    "holds something besides one certificate (text before it)"
+# The shape of one certificate, yet no certificate inside: the core's
+# own refusal, audited.
+printf -- '-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n' \
+    >"$SB/junk.crt"
+sig_refused "a CERTIFICATE block that holds no certificate" "$SB/signed.pskc" "$SB/junk.crt" \
+    "signature: the signer certificate is not a PEM X.509 certificate"
+# Blanks around the one block are fine, CRLF line ends too.
+{ printf '\n  \n'; sed 's/$/\r/' "$SB/sign.crt"; printf '\r\n\n'; } >"$SB/blanks.crt"
+check "a signer file with blank lines and CRLF around the certificate is taken" \
+    cli token import "$SB/signed.pskc" --signer "$SB/blanks.crt" --dry-run
+check "... (dry run, three tokens)" contains "$OUT" "dry run: 3 tokens would be imported"
 check_rc 2 "--signer twice is a usage error" \
     cli token import "$SB/signed.pskc" --signer "$SB/sign.crt" --signer "$SB/other.crt"
 check "... naming the option" contains "$ERR" "--signer given twice"

@@ -250,6 +250,11 @@ test_catalog_check_refuses(void **state)
 	    {"WRONG_CODE", "overlong \xc0\xaf", "not valid UTF-8"},
 	    {"WRONG_CODE", "surrogate \xed\xa0\x80", "not valid UTF-8"},
 	    {"WRONG_CODE", "tab\there", "control character"},
+	    /* \u escapes: the execution character set is UTF-8. */
+	    {"WRONG_CODE", "12\u202e34", "direction override"},
+	    {"WRONG_CODE", "12\u200e34", "direction mark (U+200E)"},
+	    {"WRONG_CODE", "12\u200f34", "direction mark (U+200F)"},
+	    {"WRONG_CODE", "12\u061c34", "direction mark (U+061C)"},
 	    {"WRONG_CODE", "%{date}", "cannot use the placeholder"},
 	    {"TOKEN_SUNSET", "until %{when}", "unknown placeholder '%{when}'"},
 	    {"PROMPT_CARD", "Card digits: ", "must hold %{cells}"},

@@ -904,6 +904,101 @@ test_pskc_store_batch_rollback(void **state)
 	assert_int_equal(count_tokens(f), 1);
 }
 
+/* ---- the --signer file ---- */
+
+#define CERT_BLOCK                                                             \
+	"-----BEGIN CERTIFICATE-----\nMIIBAAAA\n-----END CERTIFICATE-----\n"
+#define KEY_BLOCK                                                              \
+	"-----BEGIN PRIVATE KEY-----\nMIICAAAA\n-----END PRIVATE KEY-----\n"
+
+/*
+ * One CERTIFICATE block with blanks around it, nothing else: a key or any
+ * block beside it is named by type (never its content), and so is text.
+ */
+static void
+test_pskc_signer_check(void **state)
+{
+	static const struct {
+		const char *pem, *why; /* why NULL: accepted */
+	} cases[] = {
+	    {CERT_BLOCK, NULL},
+	    {"\n \t\r\n" CERT_BLOCK "\r\n\n  ", NULL},
+	    {CERT_BLOCK KEY_BLOCK,
+	        "holds something besides one certificate (a PEM block "
+	        "'PRIVATE KEY')"},
+	    {KEY_BLOCK CERT_BLOCK,
+	        "holds something besides one certificate (a PEM block "
+	        "'PRIVATE KEY')"},
+	    {CERT_BLOCK "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n"
+	                "-----END RSA PRIVATE KEY-----\n",
+	        "(a PEM block 'RSA PRIVATE KEY')"},
+	    {CERT_BLOCK "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIE\n",
+	        "(a PEM block 'ENCRYPTED PRIVATE KEY')"},
+	    {"-----BEGIN X509 CERTIFICATE-----\nMIIB\n"
+	     "-----END X509 CERTIFICATE-----\n",
+	        "(a PEM block 'X509 CERTIFICATE')"},
+	    {CERT_BLOCK "-----BEGIN private key-----\n", "(a PEM block)"},
+	    {CERT_BLOCK CERT_BLOCK, "holds more than one certificate"},
+	    {"Certificate:\n    Data: ...\n" CERT_BLOCK,
+	        "holds something besides one certificate (text before it)"},
+	    {CERT_BLOCK "trailing\n",
+	        "holds something besides one certificate (text after it)"},
+	    {CERT_BLOCK "MIICAAAA\n", "(text after it)"},
+	    {"-----BEGIN CERTIFICATE-----\nMIIB\n",
+	        "holds a certificate without its END line"},
+	    {"not a certificate\n", "holds no PEM certificate"},
+	    {"", "holds no PEM certificate"},
+	};
+	static const char nul[] = CERT_BLOCK "\0";
+	char why[SOTP_MSG_MAX];
+	size_t i;
+	int r;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		why[0] = '\0';
+		r = sotp_signer_check(
+		    cases[i].pem, strlen(cases[i].pem), why, sizeof(why));
+		if (cases[i].why == NULL
+		        ? r != 0
+		        : r != -1 || strstr(why, cases[i].why) == NULL)
+			fail_msg("case %zu: got %d '%s', want '%s'", i, r, why,
+			    cases[i].why != NULL ? cases[i].why : "accepted");
+		if (strstr(why, "MIIC") != NULL || strstr(why, "MIIE") != NULL)
+			fail_msg(
+			    "case %zu: the refusal quotes content: %s", i, why);
+	}
+	/* A NUL is no blank: the length given counts, not the string. */
+	assert_int_equal(
+	    sotp_signer_check(nul, sizeof(nul) - 1, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "(text after it)"));
+}
+
+/* The library refuses such a file too, before the PSKC file's shape. */
+static void
+test_pskc_signer_with_key_refused(void **state)
+{
+	static const char signer[] = CERT_BLOCK KEY_BLOCK;
+	struct fx *f = *state;
+	struct sotp_import_result res;
+	size_t len;
+	char *buf = slurp("rfc6030-figure2-totp.pskc", &len);
+
+	assert_int_equal(
+	    sotp_import_pskc_signed(f->ctx, buf, len, NULL, 0, NULL, signer,
+	        sizeof(signer) - 1, NULL, 0, T0, &res),
+	    SOTP_OK);
+	free(buf);
+	if (!res.refused ||
+	    strcmp(res.reason,
+	        "signature: the signer file holds something "
+	        "besides one certificate (a PEM block "
+	        "'PRIVATE KEY')") != 0)
+		fail_msg("refused %d: '%s'", res.refused, res.reason);
+	assert_int_equal(res.why, SOTP_R_BAD_INPUT);
+	assert_int_equal(count_tokens(f), 0);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int
@@ -936,6 +1031,8 @@ main(void)
 	    T(test_pskc_csv_import),
 	    T(test_pskc_csv_refusals),
 	    T(test_pskc_store_batch_rollback),
+	    cmocka_unit_test(test_pskc_signer_check),
+	    T(test_pskc_signer_with_key_refused),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
