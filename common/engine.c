@@ -116,14 +116,26 @@ sotp_attempt_begin(struct sotp_ctx *ctx, const char *contract_id,
 	return SOTP_OK;
 }
 
-/* A copy of value in *slot, the old one wiped. */
+_Static_assert(SOTP_INPUT_MAX == 1024, "the refusal's detail says 1024");
+
+/*
+ * A copy of value in *slot, the old one wiped. A value over
+ * SOTP_INPUT_MAX bytes is not kept but remembered: sotp_attempt_step
+ * refuses it as a decision (audited, the customer told), as the header
+ * promises of every refusal. An API error here would end the attempt
+ * with no row, no message, and no reason in the log.
+ */
 static int
-keep(char **slot, const char *value)
+keep(struct sotp_attempt *a, char **slot, const char *value)
 {
 	char *copy;
 
-	if (strlen(value) > 1024)
-		return SOTP_ERR_BAD_INPUT;
+	if (strlen(value) > SOTP_INPUT_MAX) {
+		a->overlong = 1;
+		sotp_free_string(*slot);
+		*slot = NULL;
+		return SOTP_OK;
+	}
 	if ((copy = sotp_strdup(value)) == NULL)
 		return SOTP_ERR_NOMEM;
 	sotp_free_string(*slot);
@@ -139,9 +151,13 @@ sotp_attempt_set(
 
 	if (a == NULL || value == NULL || (i = sotp_engine_fidx(factor)) < 0)
 		return SOTP_ERR_INVALID_ARG;
-	if ((rc = keep(&a->in[i], value)) == SOTP_OK)
+	if ((rc = keep(a, &a->in[i], value)) != SOTP_OK)
+		return rc;
+	if (a->in[i] != NULL)
 		a->supplied |= factor;
-	return rc;
+	else
+		a->supplied &= ~(unsigned int)factor;
+	return SOTP_OK;
 }
 
 int
@@ -149,7 +165,7 @@ sotp_attempt_answer(struct sotp_attempt *a, const char *value)
 {
 	if (a == NULL || value == NULL)
 		return SOTP_ERR_INVALID_ARG;
-	return keep(&a->answer, value);
+	return keep(a, &a->answer, value);
 }
 
 int
@@ -157,7 +173,7 @@ sotp_attempt_set_combined(struct sotp_attempt *a, const char *value)
 {
 	if (a == NULL || value == NULL)
 		return SOTP_ERR_INVALID_ARG;
-	return keep(&a->combined, value);
+	return keep(a, &a->combined, value);
 }
 
 static void write_abort(struct sotp_attempt *a, int rc);
@@ -1514,6 +1530,12 @@ step(struct sotp_attempt *a, struct sotp_decision *d)
 		return SOTP_ERR_INVALID_ARG;
 	}
 	cdef = sotp_policy_context(&a->ctx->pol, a->context);
+	/* Before anything is asked again: a refusal, audited like others. */
+	if (a->overlong && a->state_reason == 0) {
+		look_up(a);
+		return finish(a, cdef, d, SOTP_REJECT, SOTP_R_BAD_INPUT,
+		    "input over 1024 bytes");
+	}
 	/* A resumed state asked something: ask it again, change nothing. */
 	if (a->resumed && a->state_reason == 0 && a->supplied == 0 &&
 	    a->answer == NULL && a->combined == NULL && cdef != NULL &&

@@ -32,6 +32,11 @@ struct sotp_attempt {
 	enum sotp_login login;
 	int resumed;
 	int state_reason; /* a resumed state was bad: reject with this */
+	/*
+	 * An input over SOTP_INPUT_MAX bytes came in: not kept, and the
+	 * next step refuses the attempt as BAD_INPUT (audited, told).
+	 */
+	int overlong;
 	uint8_t state_id[SOTP_STATE_ID_LEN];
 	int64_t state_expires; /* of the resumed state */
 	int final;

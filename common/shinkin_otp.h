@@ -532,8 +532,9 @@ SOTP_EXPORT int sotp_attempt_begin(struct sotp_ctx *ctx,
  * end relays: PAM's conversation reply, RADIUS's User-Password. The value
  * is copied, treated as secret and wiped on free. An answer to a card
  * question whose cells were never shown is dropped and the cells asked.
- * Errors: SOTP_ERR_INVALID_ARG, SOTP_ERR_BAD_INPUT (over 1024 bytes),
- * SOTP_ERR_NOMEM.
+ * A value over 1024 bytes is not kept: the next sotp_attempt_step refuses
+ * the attempt as SOTP_R_BAD_INPUT (audited, the customer told), as every
+ * refusal. Errors: SOTP_ERR_INVALID_ARG, SOTP_ERR_NOMEM.
  */
 SOTP_EXPORT int sotp_attempt_answer(struct sotp_attempt *a, const char *value);
 /*

@@ -333,6 +333,30 @@ has "  as malformed, in Japanese" "^error: 入力の形式が正しくありま�
 "$CLI" contract show c-trans >"$SB/show" 2>&1
 check "  and it does not count toward the lockout" \
     grep -qx 'failures: 0' "$SB/show"
+# An answer longer than the core keeps (1024 bytes) is a refusal like any
+# other: the customer told, the audit row written, the log saying what.
+# It used to end the attempt as an API error: no message, no row (a login
+# whose password passed left a "continue" row and nothing after it), and
+# a log line "malformed input: " with nothing after the colon.
+LONG=$(head -c 1100 /dev/zero | tr '\0' 7)
+nrows() { "$CLI" audit 2>/dev/null | grep -c "$1"; }
+n0=$(nrows 'auth reject BAD_INPUT contract=c-trans ')
+drv PAM_AUTH_ERR "transaction: a 1100-digit answer is refused" \
+    ib-transfer c-trans "$LONG"
+has "  as malformed, in Japanese" "^error: 入力の形式が正しくありません。"
+check "  with its audit row" \
+    [ "$(nrows 'auth reject BAD_INPUT contract=c-trans ')" -eq $((n0 + 1)) ]
+n0=$(nrows 'auth reject BAD_INPUT contract=c-login ')
+drv PAM_AUTH_ERR "login: a 1100-byte code after the right password is refused" \
+    ib-login c-login pw-login "$LONG"
+has "  as malformed, in Japanese" "^error: 入力の形式が正しくありません。"
+check "  with its audit row" \
+    [ "$(nrows 'auth reject BAD_INPUT contract=c-login ')" -eq $((n0 + 1)) ]
+pt PAM_AUTH_ERR "a 1100-byte password is refused (pamtester)" \
+    ib-login c-login "$LONG"
+pt_has "  the audit line says what was too long" \
+    'contract=c-login .*reason=BAD_INPUT.* detail="input over 1024 bytes"'
+pt_log_lacks "  and never echoes it" "7777777777"
 
 # ---- card: the cells in the prompt, answered from the printed grid ----
 drv PAM_SUCCESS "card login: cells answered from the grid" \

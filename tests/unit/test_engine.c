@@ -1700,6 +1700,76 @@ audit_rows_of(struct fx *f, time_t since, struct audit_rows *rows)
 	    SOTP_OK);
 }
 
+/*
+ * An input over 1024 bytes is a refusal the engine decides, audited and
+ * told like a malformed code, and not counted. It used to be an API error
+ * of sotp_attempt_answer: the front end ended the attempt with no row, no
+ * message for the customer and an empty reason in its log (a login whose
+ * password had passed left only its "continue" row).
+ */
+static void
+test_engine_overlong_input_refused(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_attempt *a = NULL;
+	struct sotp_decision d;
+	struct audit_rows rows;
+	static const char over[] =
+	    "contract=C-OTP reason=BAD_INPUT detail=input over 1024 bytes";
+	const char *p;
+	char big[1026];
+	time_t t = T0 - (T0 % 30) + 6 * DAY;
+	int i;
+
+	memset(big, '7', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(sotp_attempt_begin(f->ctx, "C-OTP",
+		                     i == 0 ? "transaction" : "login", t, &a),
+		    SOTP_OK);
+		if (i == 0)
+			assert_int_equal(sotp_attempt_answer(a, big), SOTP_OK);
+		else if (i == 1)
+			assert_int_equal(
+			    sotp_attempt_set_combined(a, big), SOTP_OK);
+		else
+			assert_int_equal(
+			    sotp_attempt_set(a, SOTP_F_OTP, big), SOTP_OK);
+		assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+		assert_int_equal(d.verdict, SOTP_REJECT);
+		assert_int_equal(d.reason, SOTP_R_BAD_INPUT);
+		assert_string_equal(d.message,
+		    "入力の形式が正しくありません。桁数をご確認のうえ、最初からやり直してください。");
+		sotp_attempt_free(a);
+	}
+	/* After the password passed: the code's round is refused too. */
+	assert_int_equal(
+	    sotp_attempt_begin(f->ctx, "C-OTP", "login", t, &a), SOTP_OK);
+	assert_int_equal(sotp_attempt_answer(a, "pw-otp"), SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_CONTINUE);
+	assert_int_equal(sotp_attempt_answer(a, big), SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	assert_int_equal(d.reason, SOTP_R_BAD_INPUT);
+	sotp_attempt_free(a);
+	/* 1024 bytes are kept: only a wrong password. */
+	big[1024] = '\0';
+	assert_int_equal(
+	    sotp_attempt_begin(f->ctx, "C-OTP", "login", t, &a), SOTP_OK);
+	assert_int_equal(sotp_attempt_answer(a, big), SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	assert_int_equal(d.reason, SOTP_R_WRONG_PASSWORD);
+	sotp_attempt_free(a);
+	/* A row for each refusal, naming the contract and the cause. */
+	audit_rows_of(f, t, &rows);
+	for (i = 0, p = rows.text; (p = strstr(p, over)) != NULL; p++)
+		i++;
+	assert_int_equal(i, 4);
+	assert_non_null(strstr(rows.text, "reason=WRONG_PASSWORD"));
+	/* Refusals of the form do not count; the wrong password does. */
+	expect_contract(f, "C-OTP", "T-OTP", 1);
+}
+
 /* Appends n bytes of sql and sep to buf[bufsz] at *len, if they fit. */
 static void
 trail_append(
@@ -3466,6 +3536,8 @@ main(void)
 	        test_engine_registration_needs_its_rounds, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_forgiving_input, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_engine_overlong_input_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_append_mode_decides, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
