@@ -4,6 +4,7 @@
  */
 #include "rlm_input.h"
 
+#include <stdio.h>
 #include <string.h>
 
 const char *
@@ -12,6 +13,23 @@ rlm_contract_id(const struct rlm_request *r)
 	if (r->user == NULL || memchr(r->user, '\0', r->user_len) != NULL)
 		return NULL;
 	return r->user;
+}
+
+const char *
+rlm_malformed(const struct rlm_request *r, char *buf, size_t bufsz)
+{
+	if (r->repeated != NULL)
+		snprintf(buf, bufsz,
+		    "%s appears %u times in the request (RFC 2865 allows one)",
+		    r->repeated, r->nrepeated);
+	else if (r->user != NULL && memchr(r->user, '\0', r->user_len) != NULL)
+		snprintf(buf, bufsz, "User-Name holds a NUL");
+	else if (r->password != NULL &&
+	    memchr(r->password, '\0', r->password_len) != NULL)
+		snprintf(buf, bufsz, "User-Password holds a NUL");
+	else
+		return NULL;
+	return buf;
 }
 
 int
@@ -42,9 +60,10 @@ rlm_round(struct sotp_ctx *ctx, const char *context, int append,
 	d->verdict = SOTP_REJECT;
 	/*
 	 * A NUL inside User-Password would cut what the customer typed: no
-	 * part of it is taken for the whole.
+	 * part of it is taken for the whole. Of an attribute given twice,
+	 * neither is taken.
 	 */
-	if (user == NULL || r->password == NULL ||
+	if (user == NULL || r->password == NULL || r->repeated != NULL ||
 	    memchr(r->password, '\0', r->password_len) != NULL)
 		return SOTP_ERR_BAD_INPUT;
 	if (r->state != NULL)

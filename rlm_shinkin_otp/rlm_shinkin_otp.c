@@ -447,6 +447,42 @@ add_reply_message(REQUEST *request, const char *text)
 	return 0;
 }
 
+/*
+ * The first attribute of which the request carries more than one where
+ * RFC 2865 5.44 allows one (User-Name, User-Password, State) or where
+ * one names the context, into r->repeated (rlm_malformed refuses it).
+ */
+static void
+count_repeated(
+    const struct rlm_shinkin_otp *inst, REQUEST *request, struct rlm_request *r)
+{
+	static const unsigned int once[] = {
+	    PW_USER_NAME, PW_USER_PASSWORD, PW_STATE};
+	const DICT_ATTR *da;
+	vp_cursor_t cursor;
+	VALUE_PAIR *vp;
+	unsigned int n;
+	size_t i;
+
+	for (i = 0; i <= sizeof(once) / sizeof(once[0]); i++) {
+		da = i < sizeof(once) / sizeof(once[0])
+		    ? dict_attrbyvalue(once[i], 0)
+		    : inst->context_da;
+		if (da == NULL)
+			continue;
+		n = 0;
+		for (vp = fr_cursor_init(&cursor, &request->packet->vps);
+		     vp != NULL; vp = fr_cursor_next(&cursor))
+			if (vp->da == da)
+				n++;
+		if (n > 1) {
+			r->repeated = da->name;
+			r->nrepeated = n;
+			return;
+		}
+	}
+}
+
 /* The attributes rlm_input.c reads, from the request. */
 static void
 request_of(const struct rlm_shinkin_otp *inst, REQUEST *request,
@@ -475,6 +511,7 @@ request_of(const struct rlm_shinkin_otp *inst, REQUEST *request,
 		vp_prints_value(service, servicesz, vp, '\0');
 		r->service = service;
 	}
+	count_repeated(inst, request, r);
 }
 
 /* The context, or -1 (logged) when the request names none we know. */
@@ -680,7 +717,7 @@ mod_authenticate(void *instance, REQUEST *request)
 	struct sotp_decision d;
 	struct rlm_request r;
 	struct sotp_ctx *ctx;
-	char service[ATTR_MAX + 1];
+	char service[ATTR_MAX + 1], why[128];
 	const char *context;
 	rlm_rcode_t code;
 	int rc = SOTP_OK;
@@ -689,6 +726,11 @@ mod_authenticate(void *instance, REQUEST *request)
 	if (sign_reply(request) != 0)
 		return RLM_MODULE_FAIL;
 	request_of(inst, request, &r, service, sizeof(service));
+	/* Before anything is read from it: no context chosen, no lookup. */
+	if (r.repeated != NULL) {
+		REDEBUG("%s: refused", rlm_malformed(&r, why, sizeof(why)));
+		return RLM_MODULE_INVALID;
+	}
 	if (rlm_contract_id(&r) == NULL) {
 		RDEBUG("User-Name missing or not a contract ID");
 		return RLM_MODULE_NOTFOUND;
@@ -708,8 +750,9 @@ mod_authenticate(void *instance, REQUEST *request)
 		    r.state != NULL ? "Resuming the" : "New", r.user, context);
 		rc = rlm_round(
 		    ctx, context, inst->mode == MODE_APPEND, &r, &a, &d);
-		if (rc == SOTP_ERR_BAD_INPUT) {
-			REDEBUG("User-Password holds a NUL: refused");
+		if (rc == SOTP_ERR_BAD_INPUT &&
+		    rlm_malformed(&r, why, sizeof(why)) != NULL) {
+			REDEBUG("%s: refused", why);
 			code = RLM_MODULE_INVALID;
 		} else
 			code = map_decision(request, ctx, a, rc, &d);

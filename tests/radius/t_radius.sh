@@ -480,6 +480,37 @@ exchange v1 "User-Password = \"pw-ivan\", Message-Authenticator = 0x00" \
     "$(f_reject)" "no User-Name: a signed Access-Reject"
 exchange v2 "User-Name = \"ivan\\000x\", User-Password = \"pw-ivan\", Message-Authenticator = 0x00" \
     "$(f_reject)" "a User-Name holding a NUL: a signed Access-Reject"
+# RFC 2865 5.44: an Access-Request carries at most one User-Name,
+# User-Password and State, and the context attribute names one context. A
+# second one makes the request ambiguous (a module before this one, or a
+# proxy, may have read the other): the request is refused with the
+# attribute named in the log, never decided on the first one, as it was.
+fresh_step 5
+mk_contract oscar pw-oscar yes || notok "oscar: a contract for the duplicate cases"
+exchange w0 "$(req oscar pw-oscar)" "$(f_challenge "$OTP_PROMPT")" \
+    "oscar: challenged"
+S=$(state_of w0)
+dup_refused() { # NAME ATTRIBUTE REQUEST WHAT
+	if rad "$1" "$3" "$(f_reject)" &&
+	    contains "$FR_DIR/log/X.log" "$2 appears 2 times in the request"; then
+		ok "$4"
+	else
+		notok "$4"
+		sed 's/^/#   /' "$T/$1.out"
+		grep "$2 appears" "$FR_DIR/log/X.log" | sed 's/^/#   log: /'
+	fi
+}
+dup_refused w1 State "$(req oscar "$(code oscar)" "State = $S" "State = 0x0102")" \
+    "two States: refused, not decided on the first"
+exchange w2 "$(req oscar "$(code oscar)" "State = $S")" "$(f_accept)" \
+    "  and that refusal spent neither the State nor the code"
+dup_refused w3 User-Password "$(req ivan pw-ivan "User-Password = \"other\"" \
+    "Called-Station-Id = mobile")" "two User-Passwords: refused"
+dup_refused w4 User-Name "$(req ivan pw-ivan "User-Name = \"nobody\"" \
+    "Called-Station-Id = mobile")" "two User-Names: refused"
+dup_refused w5 NAS-Identifier "$(req judy pw-judy "Called-Station-Id = nas" \
+    "NAS-Identifier = ib-mobile" "NAS-Identifier = ib-transfer")" \
+    "two context attributes (NAS-Identifier): refused, no context guessed"
 # Status-Server: the module answers it while the store does.
 status ss1
 [ "$(reply_of ss1)" = Access-Accept ] &&
