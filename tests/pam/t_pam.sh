@@ -68,6 +68,10 @@ svc badopt "$M use_frist_pass"
 svc dupctx "$M context=login context=transaction"
 svc dupconf "auth required $MOD config=$SB/missing.conf config=$CONF context=login"
 svc noconf "auth required $MOD config=$SB/missing.conf"
+svc emptyconf "auth required $MOD config= context=login"
+svc emptyctx "$M context="
+svc firstboth "auth required pam_permit.so" \
+    "$M context=mobile use_first_pass try_first_pass"
 svc dbg "$M context=mobile debug"
 svc en-login "auth required $MOD config=$SB/en.conf context=login"
 sed 's/^unknown_contract = hide$/unknown_contract = reveal/' "$CONF" \
@@ -217,6 +221,17 @@ pt_has "context= twice: logged" "duplicate option: context=transaction"
 pt_hasnt "context= twice: nothing asked" "ワンタイムパスワード"
 pt PAM_SERVICE_ERR "config= twice refused" dupconf c-mob pw-mob
 pt_has "config= twice: logged" "duplicate option: config="
+# An empty value is a mistake named as one, not an "unknown option".
+pt PAM_SERVICE_ERR "config= with no value refused" emptyconf c-mob pw-mob
+pt_has "  logged as an empty value" "option config=: no value"
+pt PAM_SERVICE_ERR "context= with no value refused" emptyctx c-mob pw-mob
+pt_has "  logged as an empty value" "option context=: no value"
+# use_first_pass (never prompt) and try_first_pass (prompt if none) at
+# once: the module took use_first_pass in silence.
+pt PAM_SERVICE_ERR "use_first_pass with try_first_pass refused" \
+    firstboth c-mob pw-mob
+pt_has "  logged as a conflict" \
+    "options use_first_pass and try_first_pass conflict"
 drv PAM_SERVICE_ERR "service without a context refused" unmapped c-login
 pt PAM_AUTHINFO_UNAVAIL "missing policy file: authinfo unavailable" \
     noconf c-login
