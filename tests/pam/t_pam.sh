@@ -392,6 +392,15 @@ drv PAM_AUTH_ERR "stacked: a wrong first password is refused" \
 drv PAM_AUTH_ERR "use_first_pass without an earlier password refused" \
     nofirst c-mob pw-mob
 hasnt "use_first_pass: never prompts" "^prompt-"
+# An application whose conversation says PAM_SUCCESS but gives no
+# answer (no response array, or a NULL answer in it): refused as a
+# conversation failure, never taken as an empty answer.
+drv PAM_CONV_ERR "conversation: success with no response array refused" \
+    ib-login c-login @null-array
+drv PAM_CONV_ERR "conversation: success with a NULL answer refused" \
+    ib-login c-login @null-resp
+drv PAM_CONV_ERR "conversation: a NULL answer to the code refused" \
+    ib-login c-login pw-login @null-resp
 drv PAM_SUCCESS "try_first_pass without an earlier password prompts" \
     tryfirst c-mob pw-mob
 has "try_first_pass: password prompted" "^prompt-off: ログインパスワード"
