@@ -131,7 +131,9 @@ keep(struct sotp_attempt *a, char **slot, const char *value)
 	char *copy;
 
 	if (strlen(value) > SOTP_INPUT_MAX) {
-		a->overlong = 1;
+		if (a->malformed[0] == '\0')
+			sotp_strlcpy(a->malformed, "input over 1024 bytes",
+			    sizeof(a->malformed));
 		sotp_free_string(*slot);
 		*slot = NULL;
 		return SOTP_OK;
@@ -157,6 +159,16 @@ sotp_attempt_set(
 		a->supplied |= factor;
 	else
 		a->supplied &= ~(unsigned int)factor;
+	return SOTP_OK;
+}
+
+int
+sotp_attempt_malformed(struct sotp_attempt *a, const char *what)
+{
+	if (a == NULL || what == NULL || what[0] == '\0')
+		return SOTP_ERR_INVALID_ARG;
+	if (a->malformed[0] == '\0')
+		sotp_strlcpy(a->malformed, what, sizeof(a->malformed));
 	return SOTP_OK;
 }
 
@@ -1531,10 +1543,10 @@ step(struct sotp_attempt *a, struct sotp_decision *d)
 	}
 	cdef = sotp_policy_context(&a->ctx->pol, a->context);
 	/* Before anything is asked again: a refusal, audited like others. */
-	if (a->overlong && a->state_reason == 0) {
+	if (a->malformed[0] != '\0' && a->state_reason == 0) {
 		look_up(a);
-		return finish(a, cdef, d, SOTP_REJECT, SOTP_R_BAD_INPUT,
-		    "input over 1024 bytes");
+		return finish(
+		    a, cdef, d, SOTP_REJECT, SOTP_R_BAD_INPUT, a->malformed);
 	}
 	/* A resumed state asked something: ask it again, change nothing. */
 	if (a->resumed && a->state_reason == 0 && a->supplied == 0 &&

@@ -538,6 +538,16 @@ SOTP_EXPORT int sotp_attempt_begin(struct sotp_ctx *ctx,
  */
 SOTP_EXPORT int sotp_attempt_answer(struct sotp_attempt *a, const char *value);
 /*
+ * The front end could not take its request's input as it came (a NUL
+ * inside a value, an attribute given twice): `what` says so and where,
+ * naming the field, never showing a value. Nothing is taken from the
+ * request; the next sotp_attempt_step refuses the attempt as
+ * SOTP_R_BAD_INPUT, audited with `what` as the row's detail (its first
+ * 127 bytes), the customer told. Errors: SOTP_ERR_INVALID_ARG.
+ */
+SOTP_EXPORT int sotp_attempt_malformed(
+    struct sotp_attempt *a, const char *what);
+/*
  * Supplies one input by name (a SOTP_F_* value) ahead of the question,
  * as the CLI's --otp, --serial, ... do; the engine still takes each in
  * its turn. The value is copied and wiped on free. Errors as above.

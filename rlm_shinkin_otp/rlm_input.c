@@ -53,18 +53,13 @@ rlm_round(struct sotp_ctx *ctx, const char *context, int append,
     struct sotp_decision *d)
 {
 	const char *user = rlm_contract_id(r);
+	char why[128];
 	int rc;
 
 	*a = NULL;
 	memset(d, 0, sizeof(*d));
 	d->verdict = SOTP_REJECT;
-	/*
-	 * A NUL inside User-Password would cut what the customer typed: no
-	 * part of it is taken for the whole. Of an attribute given twice,
-	 * neither is taken.
-	 */
-	if (user == NULL || r->password == NULL || r->repeated != NULL ||
-	    memchr(r->password, '\0', r->password_len) != NULL)
+	if (user == NULL || r->password == NULL)
 		return SOTP_ERR_BAD_INPUT;
 	if (r->state != NULL)
 		rc = sotp_attempt_resume(
@@ -73,7 +68,14 @@ rlm_round(struct sotp_ctx *ctx, const char *context, int append,
 		rc = sotp_attempt_begin(ctx, user, context, r->now, a);
 	if (rc != SOTP_OK)
 		return rc;
-	if (append && r->state == NULL)
+	/*
+	 * A NUL inside User-Password would cut what the customer typed: no
+	 * part of it is taken for the whole. Of an attribute given twice,
+	 * neither is taken. The engine refuses, audits and tells.
+	 */
+	if (rlm_malformed(r, why, sizeof(why)) != NULL)
+		rc = sotp_attempt_malformed(*a, why);
+	else if (append && r->state == NULL)
 		rc = sotp_attempt_set_combined(*a, r->password);
 	else
 		rc = sotp_attempt_answer(*a, r->password);

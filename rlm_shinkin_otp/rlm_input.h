@@ -30,7 +30,8 @@ struct rlm_request {
 	/*
 	 * An attribute of which one is allowed (RFC 2865 5.44: User-Name,
 	 * User-Password, State; and the context attribute) that the request
-	 * carries `nrepeated` (> 1) times, by name; NULL when none is.
+	 * carries `nrepeated` (> 1) times, by name; NULL when none is. Of a
+	 * repeated User-Name, user is "": no contract is named.
 	 */
 	const char *repeated;
 	unsigned int nrepeated;
@@ -64,8 +65,10 @@ int rlm_context(const struct sotp_ctx *ctx, const char *fixed,
  * User-Password answers the question it asked; without one a new
  * attempt begins, and User-Password answers its first question, or in
  * append mode is the password followed by the code. *a is the caller's
- * to free (also on error). SOTP_ERR_BAD_INPUT for a request
- * rlm_malformed refuses; else the engine's errors.
+ * to free (also on error). A request rlm_malformed refuses is the
+ * engine's to refuse (BAD_INPUT, audited, with that reason); nothing of
+ * it is taken. SOTP_ERR_BAD_INPUT without a User-Name (or with one
+ * holding a NUL) or a User-Password; else the engine's errors.
  */
 int rlm_round(struct sotp_ctx *ctx, const char *context, int append,
     const struct rlm_request *r, struct sotp_attempt **a,

@@ -478,6 +478,10 @@ count_repeated(
 		if (n > 1) {
 			r->repeated = da->name;
 			r->nrepeated = n;
+			if (i == 0) { /* which contract was meant: none */
+				r->user = "";
+				r->user_len = 0;
+			}
 			return;
 		}
 	}
@@ -718,19 +722,14 @@ mod_authenticate(void *instance, REQUEST *request)
 	struct rlm_request r;
 	struct sotp_ctx *ctx;
 	char service[ATTR_MAX + 1], why[128];
-	const char *context;
+	const char *context = NULL;
 	rlm_rcode_t code;
-	int rc = SOTP_OK;
+	int rc;
 
 	memset(&d, 0, sizeof(d));
 	if (sign_reply(request) != 0)
 		return RLM_MODULE_FAIL;
 	request_of(inst, request, &r, service, sizeof(service));
-	/* Before anything is read from it: no context chosen, no lookup. */
-	if (r.repeated != NULL) {
-		REDEBUG("%s: refused", rlm_malformed(&r, why, sizeof(why)));
-		return RLM_MODULE_INVALID;
-	}
 	if (rlm_contract_id(&r) == NULL) {
 		RDEBUG("User-Name missing or not a contract ID");
 		return RLM_MODULE_NOTFOUND;
@@ -743,20 +742,22 @@ mod_authenticate(void *instance, REQUEST *request)
 	}
 	if ((ctx = thread_ctx(inst, request)) == NULL)
 		return RLM_MODULE_FAIL;
-	if (pick_context(inst, ctx, request, &r, &context) != 0)
-		code = RLM_MODULE_INVALID;
-	else {
-		RDEBUG2("%s attempt of %s in context %s",
-		    r.state != NULL ? "Resuming the" : "New", r.user, context);
-		rc = rlm_round(
-		    ctx, context, inst->mode == MODE_APPEND, &r, &a, &d);
-		if (rc == SOTP_ERR_BAD_INPUT &&
-		    rlm_malformed(&r, why, sizeof(why)) != NULL) {
-			REDEBUG("%s: refused", why);
-			code = RLM_MODULE_INVALID;
-		} else
-			code = map_decision(request, ctx, a, rc, &d);
-	}
+	/*
+	 * A request the engine will refuse as malformed names no context
+	 * when it carries two context attributes (and needs none known).
+	 */
+	if (rlm_malformed(&r, why, sizeof(why)) != NULL) {
+		REDEBUG("%s: refused", why);
+		if ((inst->context_da != NULL &&
+		        r.repeated == inst->context_da->name) ||
+		    rlm_context(ctx, inst->context, &r, &context) != 0)
+			context = "";
+	} else if (pick_context(inst, ctx, request, &r, &context) != 0)
+		return RLM_MODULE_INVALID;
+	RDEBUG2("%s attempt of %s in context %s",
+	    r.state != NULL ? "Resuming the" : "New", r.user, context);
+	rc = rlm_round(ctx, context, inst->mode == MODE_APPEND, &r, &a, &d);
+	code = map_decision(request, ctx, a, rc, &d);
 	sotp_attempt_free(a);
 	return code;
 }

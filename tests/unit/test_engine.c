@@ -1701,7 +1701,8 @@ audit_rows_of(struct fx *f, time_t since, struct audit_rows *rows)
 }
 
 /*
- * An input over 1024 bytes is a refusal the engine decides, audited and
+ * An input over 1024 bytes, or one a front end could not take
+ * (sotp_attempt_malformed), is a refusal the engine decides, audited and
  * told like a malformed code, and not counted. It used to be an API error
  * of sotp_attempt_answer: the front end ended the attempt with no row, no
  * message for the customer and an empty reason in its log (a login whose
@@ -1760,11 +1761,24 @@ test_engine_overlong_input_refused(void **state)
 	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
 	assert_int_equal(d.reason, SOTP_R_WRONG_PASSWORD);
 	sotp_attempt_free(a);
+	/* What a front end could not take: refused with its own words. */
+	assert_int_equal(
+	    sotp_attempt_begin(f->ctx, "C-OTP", "login", t, &a), SOTP_OK);
+	assert_int_equal(sotp_attempt_malformed(a, ""), SOTP_ERR_INVALID_ARG);
+	assert_int_equal(sotp_attempt_answer(a, "pw-otp"), SOTP_OK);
+	assert_int_equal(
+	    sotp_attempt_malformed(a, "State appears 2 times"), SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_REJECT);
+	assert_int_equal(d.reason, SOTP_R_BAD_INPUT);
+	sotp_attempt_free(a);
 	/* A row for each refusal, naming the contract and the cause. */
 	audit_rows_of(f, t, &rows);
 	for (i = 0, p = rows.text; (p = strstr(p, over)) != NULL; p++)
 		i++;
 	assert_int_equal(i, 4);
+	assert_non_null(strstr(rows.text,
+	    "contract=C-OTP reason=BAD_INPUT detail=State appears 2 times\n"));
 	assert_non_null(strstr(rows.text, "reason=WRONG_PASSWORD"));
 	/* Refusals of the form do not count; the wrong password does. */
 	expect_contract(f, "C-OTP", "T-OTP", 1);
