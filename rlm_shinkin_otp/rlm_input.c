@@ -24,8 +24,10 @@ rlm_malformed(const struct rlm_request *r, char *buf, size_t bufsz)
 		    r->repeated, r->nrepeated);
 	else if (r->user != NULL && memchr(r->user, '\0', r->user_len) != NULL)
 		snprintf(buf, bufsz, "User-Name holds a NUL");
-	else if (r->password != NULL &&
-	    memchr(r->password, '\0', r->password_len) != NULL)
+	else if (r->password == NULL)
+		snprintf(buf, bufsz,
+		    "no User-Password in the request (CHAP is not taken)");
+	else if (memchr(r->password, '\0', r->password_len) != NULL)
 		snprintf(buf, bufsz, "User-Password holds a NUL");
 	else
 		return NULL;
@@ -59,7 +61,7 @@ rlm_round(struct sotp_ctx *ctx, const char *context, int append,
 	*a = NULL;
 	memset(d, 0, sizeof(*d));
 	d->verdict = SOTP_REJECT;
-	if (user == NULL || r->password == NULL)
+	if (user == NULL)
 		return SOTP_ERR_BAD_INPUT;
 	if (r->state != NULL)
 		rc = sotp_attempt_resume(

@@ -21,7 +21,8 @@
 struct rlm_request {
 	const char *user; /* User-Name: len octets, NUL after them */
 	size_t user_len;
-	const char *password; /* User-Password, decrypted: len octets */
+	/* User-Password, decrypted: len octets; NULL without one. */
+	const char *password;
 	size_t password_len;
 	const uint8_t *state; /* State, or NULL when the request has none */
 	size_t state_len;
@@ -45,10 +46,10 @@ const char *rlm_contract_id(const struct rlm_request *r);
 
 /*
  * Why the request cannot be decided on as it came, in buf (for the log:
- * names the attribute, never shows a value), or NULL when it can: a
- * User-Name or User-Password holding a NUL (it would be cut), or an
- * attribute given more than once (which one was meant is a guess, and a
- * module before this one may have read the other).
+ * names the attribute, never shows a value), or NULL when it can: no
+ * User-Password, a User-Name or User-Password holding a NUL (it would be
+ * cut), or an attribute given more than once (which one was meant is a
+ * guess, and a module before this one may have read the other).
  */
 const char *rlm_malformed(const struct rlm_request *r, char *buf, size_t bufsz);
 
@@ -68,7 +69,7 @@ int rlm_context(const struct sotp_ctx *ctx, const char *fixed,
  * to free (also on error). A request rlm_malformed refuses is the
  * engine's to refuse (BAD_INPUT, audited, with that reason); nothing of
  * it is taken. SOTP_ERR_BAD_INPUT without a User-Name (or with one
- * holding a NUL) or a User-Password; else the engine's errors.
+ * holding a NUL); else the engine's errors.
  */
 int rlm_round(struct sotp_ctx *ctx, const char *context, int append,
     const struct rlm_request *r, struct sotp_attempt **a,

@@ -500,7 +500,9 @@ request_of(const struct rlm_shinkin_otp *inst, REQUEST *request,
 		r->user = vp->vp_strvalue;
 		r->user_len = vp->vp_length;
 	}
-	if ((vp = request->password) != NULL) {
+	/* Not a CHAP-Password, which radiusd also puts there. */
+	if ((vp = request->password) != NULL &&
+	    vp->da->attr == PW_USER_PASSWORD && vp->da->vendor == 0) {
 		r->password = vp->vp_strvalue;
 		r->password_len = vp->vp_length;
 	}
@@ -733,12 +735,6 @@ mod_authenticate(void *instance, REQUEST *request)
 	if (rlm_contract_id(&r) == NULL) {
 		RDEBUG("User-Name missing or not a contract ID");
 		return RLM_MODULE_NOTFOUND;
-	}
-	if (request->password == NULL ||
-	    request->password->da->attr != PW_USER_PASSWORD ||
-	    request->password->da->vendor != 0) {
-		REDEBUG("No User-Password in the request");
-		return RLM_MODULE_INVALID;
 	}
 	if ((ctx = thread_ctx(inst, request)) == NULL)
 		return RLM_MODULE_FAIL;

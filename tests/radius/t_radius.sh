@@ -524,6 +524,17 @@ dup_refused w5 NAS-Identifier judy - \
     "$(req judy pw-judy "Called-Station-Id = nas" \
 	"NAS-Identifier = ib-mobile" "NAS-Identifier = ib-transfer")" \
     "two context attributes (NAS-Identifier): refused, no context guessed"
+# A CHAP request (no User-Password): refused the same way, audited; it
+# was refused by the module alone too.
+if rad w7 "User-Name = \"ivan\", CHAP-Password = \"pw-ivan\", Called-Station-Id = mobile, Message-Authenticator = 0x00" \
+    "$(f_reject "$M_BAD")" &&
+    audited ivan mobile "no User-Password in the request (CHAP is not taken)"; then
+	ok "no User-Password (CHAP): refused as malformed and audited"
+else
+	notok "no User-Password (CHAP): refused as malformed and audited"
+	sed 's/^/#   /' "$T/w7.out"
+	grep "BAD_INPUT" "$FR_DIR/log/X.log" | sed 's/^/#   log: /'
+fi
 # A NUL inside User-Password (radclient cannot send one: radload can) was
 # refused by the module alone: no audit row, no line in a production log.
 printf 'User-Name=ivan User-Password=pw-ivan%%00123456 Called-Station-Id=mobile\n' |
