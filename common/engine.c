@@ -589,14 +589,25 @@ counts(int reason)
 	    reason == SOTP_R_WRONG_CARD || reason == SOTP_R_WRONG_PASSWORD;
 }
 
-/* A refusal of one input: counted toward the lockout or not. */
+/*
+ * A refusal of one input (factor, or 0 when none is to blame): counted
+ * toward the lockout or not. A malformed one is named in the row, so
+ * that an operator reading "BAD_INPUT" after a registration's five
+ * answers knows which one.
+ */
 static int
 refuse(struct sotp_attempt *a, const struct sotp_context_def *cdef,
-    struct sotp_decision *d, int reason)
+    struct sotp_decision *d, int reason, unsigned int factor)
 {
+	char detail[32];
+
 	if (counts(reason))
 		return wrong(a, cdef, d, reason);
-	return finish(a, cdef, d, SOTP_REJECT, reason, NULL);
+	if (reason != SOTP_R_BAD_INPUT || factor == 0)
+		return finish(a, cdef, d, SOTP_REJECT, reason, NULL);
+	snprintf(
+	    detail, sizeof(detail), "malformed=%s", sotp_factor_name(factor));
+	return finish(a, cdef, d, SOTP_REJECT, reason, detail);
 }
 
 /* ---- the plan: which factors this context asks of this contract ---- */
@@ -1210,7 +1221,7 @@ complete(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 		         a->step, a->drift, &reason)) != SOTP_OK)
 			return fail_error(a, cdef, d, rc);
 		if (reason != SOTP_R_ACCEPTED)
-			return refuse(a, cdef, d, reason);
+			return refuse(a, cdef, d, reason, 0);
 		return finish(
 		    a, cdef, d, SOTP_ACCEPT, SOTP_R_ACCEPTED, "bound");
 	case SOTP_ACT_UNREGISTER:
@@ -1433,7 +1444,7 @@ step_contract(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 		if ((rc = verify(a, cdef, c, f, d, &reason)) != SOTP_OK)
 			return fail_error(a, cdef, d, rc);
 		if (reason != SOTP_R_ACCEPTED)
-			return refuse(a, cdef, d, reason);
+			return refuse(a, cdef, d, reason, f);
 		a->done |= f;
 	}
 	return complete(a, cdef, c, req, d);

@@ -1168,6 +1168,35 @@ test_engine_registration_needs_its_rounds(void **state)
 	assert_int_equal(d.verdict, SOTP_ACCEPT);
 }
 
+/* Audit rows as text, one "contract=C reason=R detail=D" a line. */
+struct audit_rows {
+	char text[8192];
+	size_t len;
+};
+
+static int
+audit_rows_cb(void *arg, const struct sotp_audit_row *r)
+{
+	struct audit_rows *a = arg;
+	int n;
+
+	n = snprintf(a->text + a->len, sizeof(a->text) - a->len,
+	    "contract=%s reason=%s detail=%s\n", r->contract,
+	    sotp_reason_name(r->reason), r->detail);
+	if (n > 0 && (size_t)n < sizeof(a->text) - a->len)
+		a->len += (size_t)n;
+	return 0;
+}
+
+static void
+audit_rows_of(struct fx *f, time_t since, struct audit_rows *rows)
+{
+	memset(rows, 0, sizeof(*rows));
+	assert_int_equal(sotp_audit_list(f->ctx, NULL, (int64_t)since, 0,
+	                     audit_rows_cb, rows),
+	    SOTP_OK);
+}
+
 /* What a customer types is normalized; malformed is refused, uncounted. */
 static void
 test_engine_forgiving_input(void **state)
@@ -1177,6 +1206,8 @@ test_engine_forgiving_input(void **state)
 	    "０", "１", "２", "３", "４", "５", "６", "７", "８", "９"};
 	struct sotp_attempt *a = NULL;
 	struct sotp_decision d;
+	struct audit_rows rows;
+	const char *p;
 	char code[16], typed[64];
 	time_t t = T0 - (T0 % 30) + 4 * DAY;
 	size_t i;
@@ -1219,6 +1250,13 @@ test_engine_forgiving_input(void **state)
 		sotp_attempt_free(a);
 	}
 	expect_contract(f, "C-OTP", "T-OTP", 0);
+	/* Each row names the input that was malformed. */
+	audit_rows_of(f, t + 60, &rows);
+	for (i = 0, p = rows.text;
+	     (p = strstr(p, "reason=BAD_INPUT detail=malformed=otp\n")) != NULL;
+	     p++)
+		i++;
+	assert_int_equal(i, 3);
 }
 
 /* One value from a client that cannot answer challenges (append mode). */
@@ -1670,35 +1708,6 @@ test_engine_state_body_checked(void **state)
 }
 
 /* ---- issue 12, defect 2: an unknown contract tells nothing ---- */
-
-/* Audit rows as text, one "contract=C reason=R detail=D" a line. */
-struct audit_rows {
-	char text[8192];
-	size_t len;
-};
-
-static int
-audit_rows_cb(void *arg, const struct sotp_audit_row *r)
-{
-	struct audit_rows *a = arg;
-	int n;
-
-	n = snprintf(a->text + a->len, sizeof(a->text) - a->len,
-	    "contract=%s reason=%s detail=%s\n", r->contract,
-	    sotp_reason_name(r->reason), r->detail);
-	if (n > 0 && (size_t)n < sizeof(a->text) - a->len)
-		a->len += (size_t)n;
-	return 0;
-}
-
-static void
-audit_rows_of(struct fx *f, time_t since, struct audit_rows *rows)
-{
-	memset(rows, 0, sizeof(*rows));
-	assert_int_equal(sotp_audit_list(f->ctx, NULL, (int64_t)since, 0,
-	                     audit_rows_cb, rows),
-	    SOTP_OK);
-}
 
 /*
  * An input over 1024 bytes, or one a front end could not take
