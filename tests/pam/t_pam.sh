@@ -73,6 +73,7 @@ svc emptyctx "$M context="
 svc firstboth "auth required pam_permit.so" \
     "$M context=mobile use_first_pass try_first_pass"
 svc dbg "$M context=mobile debug"
+svc dbglogin "$M context=login debug"
 svc en-login "auth required $MOD config=$SB/en.conf context=login"
 sed 's/^unknown_contract = hide$/unknown_contract = reveal/' "$CONF" \
     >"$SB/reveal.conf"
@@ -187,6 +188,7 @@ if newcontract c-login pw-login T-LOGIN otp &&
 	newcontract c-card pw-card T-CARD card &&
 	newcontract c-stack pw-stack T-STACK otp &&
 	newcontract c-lock pw-lock T-LOCK otp &&
+	newcontract c-dbg pw-dbg T-DBG otp &&
 	newcontract c-soon pw-soon T-SOON otp pc-soon &&
 	newcontract c-gone pw-gone T-GONE otp pc-gone &&
 	newcontract c-mob pw-mob - none &&
@@ -313,6 +315,16 @@ pt_hasnt "mobile: no code asked (pamtester)" "ワンタイムパスワード"
 pt_log_lacks "mobile: the password never logged" pw-login
 pt PAM_SUCCESS "debug option: accepted" dbg c-mob pw-mob
 pt_has "debug option: the outcome is logged" "context mobile: Success"
+# Even with debug, no line holds the password or a typed code, right or
+# wrong (the wrong code differs from the right one in every digit).
+B=$(badcode T-DBG)
+pt PAM_AUTH_ERR "debug login: a wrong code refused" dbglogin c-dbg pw-dbg "$B"
+pt_log_lacks "  its log lines hold neither the password" pw-dbg
+pt_log_lacks "  nor the code typed" "$B"
+C=$(code T-DBG)
+pt PAM_SUCCESS "debug login: the right code accepted" dbglogin c-dbg pw-dbg "$C"
+pt_log_lacks "  its log lines do not hold the code" "$C"
+pt_log_lacks "  nor the password" pw-dbg
 drv PAM_SUCCESS "mobile: password alone accepted" ib-mobile c-login pw-login
 check "mobile: exactly one prompt, the password" \
     only_prompt "prompt-off: ログインパスワード："
