@@ -574,6 +574,17 @@ else
 	grep -i 'shinkin' "$FR_DIR/log/X.log" | grep 'pw-' | head -n 5 |
 	    sed 's/^/#   /'
 fi
+# Nor any code typed in this run, right or wrong (the module's and the
+# core's lines; radiusd -X itself prints every User-Password).
+grep -h -o 'User-Password = "[0-9]\{6\}"' "$T"/*.req | sed 's/.*"\(.*\)"/\1/' |
+    sort -u >"$T/codes"
+grep -i 'shinkin' "$FR_DIR/log/X.log" | grep -v 'User-Password = ' >"$T/modlines"
+if [ "$(wc -l <"$T/codes")" -ge 10 ] && ! grep -qFf "$T/codes" "$T/modlines"; then
+	ok "no typed code in the module's log lines ($(wc -l <"$T/codes") codes)"
+else
+	notok "codes in the module's log lines ($(wc -l <"$T/codes") codes)"
+	grep -Ff "$T/codes" "$T/modlines" | head -n 5 | sed 's/^/#   /'
+fi
 fr_stop
 
 # ---- concurrency: the thread pool, 8 streams, each code on two streams ----
