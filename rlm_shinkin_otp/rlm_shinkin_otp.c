@@ -531,11 +531,15 @@ pick_context(const struct rlm_shinkin_otp *inst, const struct sotp_ctx *ctx,
 			    inst->context_da->name, r->service, *context);
 		return 0;
 	}
+	/*
+	 * An error, not debug output: a NAS that sends no or the wrong
+	 * attribute is otherwise refused in silence outside radiusd -X.
+	 */
 	if (r->service == NULL)
-		REDEBUG("No %s in the request: cannot choose a context",
+		RERROR("No %s in the request: cannot choose a context",
 		    inst->context_da->name);
 	else
-		REDEBUG("%s \"%s\" is not in the policy's [services] map",
+		RERROR("%s \"%s\" is not in the policy's [services] map",
 		    inst->context_da->name, r->service);
 	return -1;
 }

@@ -590,6 +590,22 @@ fr_stop
 # ---- concurrency: the thread pool, 8 streams, each code on two streams ----
 fr_start f || { notok "radiusd -f starts"; exit 1; }
 ok "radiusd -f (thread pool) starts"
+# What an operator has without -X (radiusd's log file, auth = no): a
+# refusal the engine decides leaves its audit line; one the module
+# decides alone (no context for the request) must still say why, or a
+# NAS sending the wrong NAS-Identifier is refused in silence.
+exchange p1 "$(req judy pw-judy "Called-Station-Id = nas" \
+    "NAS-Identifier = no-such-service")" "$(f_reject)" \
+    "-f: an unmapped NAS-Identifier is rejected"
+exchange p2 "$(req ivan pw-ivan "User-Password = \"x\"" \
+    "Called-Station-Id = mobile")" "$(f_reject "$M_BAD")" \
+    "-f: two User-Passwords are rejected"
+check "-f: the log names the unmapped NAS-Identifier" \
+    grep -q 'NAS-Identifier "no-such-service" is not in the policy' \
+    "$FR_DIR/log/radius.log"
+check "-f: the log has the malformed request's audit line" \
+    grep -q 'contract=ivan .*reason=BAD_INPUT(25) detail="User-Password appears 2 times' \
+    "$FR_DIR/log/radius.log"
 # The policy edited under the running server: its threads open their
 # contexts as requests come, and each one used to read the file then, so
 # one radiusd decided by two policies at once (seen: 41 replies of 48
