@@ -238,6 +238,25 @@ drv PAM_SERVICE_ERR "service without a context refused" unmapped c-login
 pt PAM_AUTHINFO_UNAVAIL "missing policy file: authinfo unavailable" \
     noconf c-login
 pt_has "missing policy file: reason logged" "cannot load"
+# The policy decides what a login asks (second = none, password = no) and
+# names the store and the key: a copy that anyone may write would let
+# any local user open every login to a module that runs as root. Such
+# a file is refused, as the master key's loader refuses a loose key.
+cp "$CONF" "$SB/loose.conf"
+chmod 0666 "$SB/loose.conf"
+svc loose "auth required $MOD config=$SB/loose.conf context=mobile"
+pt PAM_AUTHINFO_UNAVAIL "a world-writable policy file is refused" \
+    loose c-mob pw-mob
+pt_has "  the log names the file and its mode" \
+    "loose.conf: writable by group or others (mode 0666)"
+chmod 0664 "$SB/loose.conf"
+pt PAM_AUTHINFO_UNAVAIL "a group-writable policy file is refused" \
+    loose c-mob pw-mob
+chown nobody "$SB/loose.conf"
+chmod 0644 "$SB/loose.conf"
+pt PAM_AUTHINFO_UNAVAIL "a policy file another user owns is refused" \
+    loose c-mob pw-mob
+pt_has "  the log names the owner" "loose.conf: owned by uid $(id -u nobody)"
 
 # ---- login: password, then the contract's own choice ----
 drv PAM_SUCCESS "login: password + current code accepted" \
