@@ -116,14 +116,28 @@ sotp_attempt_begin(struct sotp_ctx *ctx, const char *contract_id,
 	return SOTP_OK;
 }
 
-/* A copy of value in *slot, the old one wiped. */
+_Static_assert(SOTP_INPUT_MAX == 1024, "the refusal's detail says 1024");
+
+/*
+ * A copy of value in *slot, the old one wiped. A value over
+ * SOTP_INPUT_MAX bytes is not kept but remembered: sotp_attempt_step
+ * refuses it as a decision (audited, the customer told), as the header
+ * promises of every refusal. An API error here would end the attempt
+ * with no row, no message, and no reason in the log.
+ */
 static int
-keep(char **slot, const char *value)
+keep(struct sotp_attempt *a, char **slot, const char *value)
 {
 	char *copy;
 
-	if (strlen(value) > 1024)
-		return SOTP_ERR_BAD_INPUT;
+	if (strlen(value) > SOTP_INPUT_MAX) {
+		if (a->malformed[0] == '\0')
+			sotp_strlcpy(a->malformed, "input over 1024 bytes",
+			    sizeof(a->malformed));
+		sotp_free_string(*slot);
+		*slot = NULL;
+		return SOTP_OK;
+	}
 	if ((copy = sotp_strdup(value)) == NULL)
 		return SOTP_ERR_NOMEM;
 	sotp_free_string(*slot);
@@ -139,9 +153,23 @@ sotp_attempt_set(
 
 	if (a == NULL || value == NULL || (i = sotp_engine_fidx(factor)) < 0)
 		return SOTP_ERR_INVALID_ARG;
-	if ((rc = keep(&a->in[i], value)) == SOTP_OK)
+	if ((rc = keep(a, &a->in[i], value)) != SOTP_OK)
+		return rc;
+	if (a->in[i] != NULL)
 		a->supplied |= factor;
-	return rc;
+	else
+		a->supplied &= ~(unsigned int)factor;
+	return SOTP_OK;
+}
+
+int
+sotp_attempt_malformed(struct sotp_attempt *a, const char *what)
+{
+	if (a == NULL || what == NULL || what[0] == '\0')
+		return SOTP_ERR_INVALID_ARG;
+	if (a->malformed[0] == '\0')
+		sotp_strlcpy(a->malformed, what, sizeof(a->malformed));
+	return SOTP_OK;
 }
 
 int
@@ -149,7 +177,7 @@ sotp_attempt_answer(struct sotp_attempt *a, const char *value)
 {
 	if (a == NULL || value == NULL)
 		return SOTP_ERR_INVALID_ARG;
-	return keep(&a->answer, value);
+	return keep(a, &a->answer, value);
 }
 
 int
@@ -157,7 +185,7 @@ sotp_attempt_set_combined(struct sotp_attempt *a, const char *value)
 {
 	if (a == NULL || value == NULL)
 		return SOTP_ERR_INVALID_ARG;
-	return keep(&a->combined, value);
+	return keep(a, &a->combined, value);
 }
 
 static void write_abort(struct sotp_attempt *a, int rc);
@@ -561,14 +589,25 @@ counts(int reason)
 	    reason == SOTP_R_WRONG_CARD || reason == SOTP_R_WRONG_PASSWORD;
 }
 
-/* A refusal of one input: counted toward the lockout or not. */
+/*
+ * A refusal of one input (factor, or 0 when none is to blame): counted
+ * toward the lockout or not. A malformed one is named in the row, so
+ * that an operator reading "BAD_INPUT" after a registration's five
+ * answers knows which one.
+ */
 static int
 refuse(struct sotp_attempt *a, const struct sotp_context_def *cdef,
-    struct sotp_decision *d, int reason)
+    struct sotp_decision *d, int reason, unsigned int factor)
 {
+	char detail[32];
+
 	if (counts(reason))
 		return wrong(a, cdef, d, reason);
-	return finish(a, cdef, d, SOTP_REJECT, reason, NULL);
+	if (reason != SOTP_R_BAD_INPUT || factor == 0)
+		return finish(a, cdef, d, SOTP_REJECT, reason, NULL);
+	snprintf(
+	    detail, sizeof(detail), "malformed=%s", sotp_factor_name(factor));
+	return finish(a, cdef, d, SOTP_REJECT, reason, detail);
 }
 
 /* ---- the plan: which factors this context asks of this contract ---- */
@@ -1182,7 +1221,7 @@ complete(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 		         a->step, a->drift, &reason)) != SOTP_OK)
 			return fail_error(a, cdef, d, rc);
 		if (reason != SOTP_R_ACCEPTED)
-			return refuse(a, cdef, d, reason);
+			return refuse(a, cdef, d, reason, 0);
 		return finish(
 		    a, cdef, d, SOTP_ACCEPT, SOTP_R_ACCEPTED, "bound");
 	case SOTP_ACT_UNREGISTER:
@@ -1405,7 +1444,7 @@ step_contract(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 		if ((rc = verify(a, cdef, c, f, d, &reason)) != SOTP_OK)
 			return fail_error(a, cdef, d, rc);
 		if (reason != SOTP_R_ACCEPTED)
-			return refuse(a, cdef, d, reason);
+			return refuse(a, cdef, d, reason, f);
 		a->done |= f;
 	}
 	return complete(a, cdef, c, req, d);
@@ -1514,6 +1553,12 @@ step(struct sotp_attempt *a, struct sotp_decision *d)
 		return SOTP_ERR_INVALID_ARG;
 	}
 	cdef = sotp_policy_context(&a->ctx->pol, a->context);
+	/* Before anything is asked again: a refusal, audited like others. */
+	if (a->malformed[0] != '\0' && a->state_reason == 0) {
+		look_up(a);
+		return finish(
+		    a, cdef, d, SOTP_REJECT, SOTP_R_BAD_INPUT, a->malformed);
+	}
 	/* A resumed state asked something: ask it again, change nothing. */
 	if (a->resumed && a->state_reason == 0 && a->supplied == 0 &&
 	    a->answer == NULL && a->combined == NULL && cdef != NULL &&

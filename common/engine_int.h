@@ -32,6 +32,13 @@ struct sotp_attempt {
 	enum sotp_login login;
 	int resumed;
 	int state_reason; /* a resumed state was bad: reject with this */
+	/*
+	 * Why an input could not be taken ("" when none was refused): one
+	 * over SOTP_INPUT_MAX bytes, or what the front end said of its
+	 * request (sotp_attempt_malformed). The next step refuses the
+	 * attempt as BAD_INPUT with this as the audit row's detail.
+	 */
+	char malformed[128];
 	uint8_t state_id[SOTP_STATE_ID_LEN];
 	int64_t state_expires; /* of the resumed state */
 	int final;

@@ -125,9 +125,10 @@ sotp_input_serial(
 			return SOTP_ERR_BAD_INPUT;
 		if (is_blank(c) || (nodash && is_dash(c)))
 			continue;
-		c = halfwidth(c);
-		if (c == 0x30fc || c == 0xff70 || (c >= 0x2010 && c <= 0x2015))
+		/* Every dash a code forgives stands for '-' (U+2212 too). */
+		if (is_dash(c))
 			c = '-';
+		c = halfwidth(c);
 		if (upper && c >= 'a' && c <= 'z')
 			c -= 'a' - 'A';
 		if (c <= ' ' || c > '~' || n + 1 >= outsz)

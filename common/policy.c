@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 enum section {
 	SEC_MAIN,
@@ -943,6 +945,44 @@ finish(struct parser *ps)
 	return check_messages(ps);
 }
 
+/*
+ * The policy says what a login asks (a context may ask no code, or no
+ * password) and names the store and the key, and the PAM module reads it
+ * as root: a file that someone other than root or this process's user
+ * may write would let that someone open every login. Refused, as the
+ * master key's loader refuses a loose key (seal.c).
+ */
+static int
+policy_file_safe(FILE *f, const char *path, char *err, size_t errsz)
+{
+	struct stat st;
+
+	if (fstat(fileno(f), &st) != 0) {
+		snprintf(err, errsz, "%s: cannot stat policy file: %s", path,
+		    strerror(errno));
+		return SOTP_ERR_CONFIG;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errsz, "%s: not a regular file", path);
+		return SOTP_ERR_CONFIG;
+	}
+	if ((st.st_mode & 022) != 0) {
+		snprintf(err, errsz,
+		    "%s: writable by group or others (mode %04o): refused; "
+		    "chmod go-w it",
+		    path, (unsigned int)(st.st_mode & 07777));
+		return SOTP_ERR_CONFIG;
+	}
+	if (st.st_uid != 0 && st.st_uid != geteuid()) {
+		snprintf(err, errsz,
+		    "%s: owned by uid %u, neither root nor this process's "
+		    "user (uid %u): refused; chown root it",
+		    path, (unsigned int)st.st_uid, (unsigned int)geteuid());
+		return SOTP_ERR_CONFIG;
+	}
+	return SOTP_OK;
+}
+
 int
 sotp_policy_read(
     const char *path, struct sotp_policy *p, char *err, size_t errsz)
@@ -971,6 +1011,8 @@ sotp_policy_read(
 		rc = SOTP_ERR_CONFIG;
 		goto out;
 	}
+	if ((rc = policy_file_safe(f, path, err, errsz)) != SOTP_OK)
+		goto out;
 	while (fgets(line, sizeof(line), f) != NULL) {
 		ps->line++;
 		if (strchr(line, '\n') == NULL && !feof(f)) {

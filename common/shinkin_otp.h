@@ -532,10 +532,21 @@ SOTP_EXPORT int sotp_attempt_begin(struct sotp_ctx *ctx,
  * end relays: PAM's conversation reply, RADIUS's User-Password. The value
  * is copied, treated as secret and wiped on free. An answer to a card
  * question whose cells were never shown is dropped and the cells asked.
- * Errors: SOTP_ERR_INVALID_ARG, SOTP_ERR_BAD_INPUT (over 1024 bytes),
- * SOTP_ERR_NOMEM.
+ * A value over 1024 bytes is not kept: the next sotp_attempt_step refuses
+ * the attempt as SOTP_R_BAD_INPUT (audited, the customer told), as every
+ * refusal. Errors: SOTP_ERR_INVALID_ARG, SOTP_ERR_NOMEM.
  */
 SOTP_EXPORT int sotp_attempt_answer(struct sotp_attempt *a, const char *value);
+/*
+ * The front end could not take its request's input as it came (a NUL
+ * inside a value, an attribute given twice): `what` says so and where,
+ * naming the field, never showing a value. Nothing is taken from the
+ * request; the next sotp_attempt_step refuses the attempt as
+ * SOTP_R_BAD_INPUT, audited with `what` as the row's detail (its first
+ * 127 bytes), the customer told. Errors: SOTP_ERR_INVALID_ARG.
+ */
+SOTP_EXPORT int sotp_attempt_malformed(
+    struct sotp_attempt *a, const char *what);
 /*
  * Supplies one input by name (a SOTP_F_* value) ahead of the question,
  * as the CLI's --otp, --serial, ... do; the engine still takes each in

@@ -764,6 +764,8 @@ uint64_t sotp_monotonic_us(void);
 #define SOTP_MAX_CONTEXTS 16
 #define SOTP_MAX_SERVICES 64
 #define SOTP_PATH_MAX 1024
+/* The longest input (answer, combined value) an attempt keeps, in bytes. */
+#define SOTP_INPUT_MAX 1024
 #define SOTP_MAX_CELLS 8
 
 enum sotp_second { SOTP_2F_NONE, SOTP_2F_OTP, SOTP_2F_CARD, SOTP_2F_USER };

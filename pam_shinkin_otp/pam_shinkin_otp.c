@@ -48,7 +48,7 @@ struct args {
  * would otherwise change what the stack asks for without anyone noticing.
  * So is an option given twice: in "context=login context=transaction"
  * either could be meant, and taking the last would silently drop the
- * login's password.
+ * login's password; and so is one with an empty value ("config=").
  */
 static int
 parse_args(pam_handle_t *pamh, int argc, const char **argv, struct args *args)
@@ -58,11 +58,16 @@ parse_args(pam_handle_t *pamh, int argc, const char **argv, struct args *args)
 
 	memset(args, 0, sizeof(*args));
 	for (i = 0; i < argc; i++) {
-		if (strncmp(argv[i], "config=", 7) == 0 && argv[i][7] != '\0') {
+		if (strcmp(argv[i], "config=") == 0 ||
+		    strcmp(argv[i], "context=") == 0) {
+			pam_syslog(
+			    pamh, LOG_ERR, "option %s: no value", argv[i]);
+			return PAM_SERVICE_ERR;
+		}
+		if (strncmp(argv[i], "config=", 7) == 0) {
 			bit = 1u << 0;
 			args->config = argv[i] + 7;
-		} else if (strncmp(argv[i], "context=", 8) == 0 &&
-		    argv[i][8] != '\0') {
+		} else if (strncmp(argv[i], "context=", 8) == 0) {
 			bit = 1u << 1;
 			args->context = argv[i] + 8;
 		} else if (strcmp(argv[i], "use_first_pass") == 0) {
@@ -88,6 +93,16 @@ parse_args(pam_handle_t *pamh, int argc, const char **argv, struct args *args)
 			return PAM_SERVICE_ERR;
 		}
 		seen |= bit;
+	}
+	/*
+	 * One says "never prompt", the other "prompt when there is none":
+	 * which was meant is a guess, as with an option given twice.
+	 */
+	if (args->use_first_pass && args->try_first_pass) {
+		pam_syslog(pamh, LOG_ERR,
+		    "options use_first_pass and try_first_pass conflict: "
+		    "give one");
+		return PAM_SERVICE_ERR;
 	}
 	/*
 	 * A relative path names a file by the caller's working directory,

@@ -4,6 +4,7 @@
  */
 #include "rlm_input.h"
 
+#include <stdio.h>
 #include <string.h>
 
 const char *
@@ -12,6 +13,25 @@ rlm_contract_id(const struct rlm_request *r)
 	if (r->user == NULL || memchr(r->user, '\0', r->user_len) != NULL)
 		return NULL;
 	return r->user;
+}
+
+const char *
+rlm_malformed(const struct rlm_request *r, char *buf, size_t bufsz)
+{
+	if (r->repeated != NULL)
+		snprintf(buf, bufsz,
+		    "%s appears %u times in the request (RFC 2865 allows one)",
+		    r->repeated, r->nrepeated);
+	else if (r->user != NULL && memchr(r->user, '\0', r->user_len) != NULL)
+		snprintf(buf, bufsz, "User-Name holds a NUL");
+	else if (r->password == NULL)
+		snprintf(buf, bufsz,
+		    "no User-Password in the request (CHAP is not taken)");
+	else if (memchr(r->password, '\0', r->password_len) != NULL)
+		snprintf(buf, bufsz, "User-Password holds a NUL");
+	else
+		return NULL;
+	return buf;
 }
 
 int
@@ -35,17 +55,13 @@ rlm_round(struct sotp_ctx *ctx, const char *context, int append,
     struct sotp_decision *d)
 {
 	const char *user = rlm_contract_id(r);
+	char why[128];
 	int rc;
 
 	*a = NULL;
 	memset(d, 0, sizeof(*d));
 	d->verdict = SOTP_REJECT;
-	/*
-	 * A NUL inside User-Password would cut what the customer typed: no
-	 * part of it is taken for the whole.
-	 */
-	if (user == NULL || r->password == NULL ||
-	    memchr(r->password, '\0', r->password_len) != NULL)
+	if (user == NULL)
 		return SOTP_ERR_BAD_INPUT;
 	if (r->state != NULL)
 		rc = sotp_attempt_resume(
@@ -54,7 +70,14 @@ rlm_round(struct sotp_ctx *ctx, const char *context, int append,
 		rc = sotp_attempt_begin(ctx, user, context, r->now, a);
 	if (rc != SOTP_OK)
 		return rc;
-	if (append && r->state == NULL)
+	/*
+	 * A NUL inside User-Password would cut what the customer typed: no
+	 * part of it is taken for the whole. Of an attribute given twice,
+	 * neither is taken. The engine refuses, audits and tells.
+	 */
+	if (rlm_malformed(r, why, sizeof(why)) != NULL)
+		rc = sotp_attempt_malformed(*a, why);
+	else if (append && r->state == NULL)
 		rc = sotp_attempt_set_combined(*a, r->password);
 	else
 		rc = sotp_attempt_answer(*a, r->password);

@@ -21,12 +21,21 @@
 struct rlm_request {
 	const char *user; /* User-Name: len octets, NUL after them */
 	size_t user_len;
-	const char *password; /* User-Password, decrypted: len octets */
+	/* User-Password, decrypted: len octets; NULL without one. */
+	const char *password;
 	size_t password_len;
 	const uint8_t *state; /* State, or NULL when the request has none */
 	size_t state_len;
 	const char *service; /* the context attribute's value, or NULL */
 	time_t now;
+	/*
+	 * An attribute of which one is allowed (RFC 2865 5.44: User-Name,
+	 * User-Password, State; and the context attribute) that the request
+	 * carries `nrepeated` (> 1) times, by name; NULL when none is. Of a
+	 * repeated User-Name, user is "": no contract is named.
+	 */
+	const char *repeated;
+	unsigned int nrepeated;
 };
 
 /*
@@ -34,6 +43,15 @@ struct rlm_request {
  * a NUL and so could not be passed on whole.
  */
 const char *rlm_contract_id(const struct rlm_request *r);
+
+/*
+ * Why the request cannot be decided on as it came, in buf (for the log:
+ * names the attribute, never shows a value), or NULL when it can: no
+ * User-Password, a User-Name or User-Password holding a NUL (it would be
+ * cut), or an attribute given more than once (which one was meant is a
+ * guess, and a module before this one may have read the other).
+ */
+const char *rlm_malformed(const struct rlm_request *r, char *buf, size_t bufsz);
 
 /*
  * The context: `fixed` (the module's context), else the policy's
@@ -48,8 +66,10 @@ int rlm_context(const struct sotp_ctx *ctx, const char *fixed,
  * User-Password answers the question it asked; without one a new
  * attempt begins, and User-Password answers its first question, or in
  * append mode is the password followed by the code. *a is the caller's
- * to free (also on error). SOTP_ERR_BAD_INPUT for a User-Name or
- * User-Password that holds a NUL; else the engine's errors.
+ * to free (also on error). A request rlm_malformed refuses is the
+ * engine's to refuse (BAD_INPUT, audited, with that reason); nothing of
+ * it is taken. SOTP_ERR_BAD_INPUT without a User-Name (or with one
+ * holding a NUL); else the engine's errors.
  */
 int rlm_round(struct sotp_ctx *ctx, const char *context, int append,
     const struct rlm_request *r, struct sotp_attempt **a,

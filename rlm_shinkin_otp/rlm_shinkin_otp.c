@@ -447,6 +447,46 @@ add_reply_message(REQUEST *request, const char *text)
 	return 0;
 }
 
+/*
+ * The first attribute of which the request carries more than one where
+ * RFC 2865 5.44 allows one (User-Name, User-Password, State) or where
+ * one names the context, into r->repeated (rlm_malformed refuses it).
+ */
+static void
+count_repeated(
+    const struct rlm_shinkin_otp *inst, REQUEST *request, struct rlm_request *r)
+{
+	static const unsigned int once[] = {
+	    PW_USER_NAME, PW_USER_PASSWORD, PW_STATE};
+	const DICT_ATTR *da;
+	vp_cursor_t cursor;
+	VALUE_PAIR *vp;
+	unsigned int n;
+	size_t i;
+
+	for (i = 0; i <= sizeof(once) / sizeof(once[0]); i++) {
+		da = i < sizeof(once) / sizeof(once[0])
+		    ? dict_attrbyvalue(once[i], 0)
+		    : inst->context_da;
+		if (da == NULL)
+			continue;
+		n = 0;
+		for (vp = fr_cursor_init(&cursor, &request->packet->vps);
+		     vp != NULL; vp = fr_cursor_next(&cursor))
+			if (vp->da == da)
+				n++;
+		if (n > 1) {
+			r->repeated = da->name;
+			r->nrepeated = n;
+			if (i == 0) { /* which contract was meant: none */
+				r->user = "";
+				r->user_len = 0;
+			}
+			return;
+		}
+	}
+}
+
 /* The attributes rlm_input.c reads, from the request. */
 static void
 request_of(const struct rlm_shinkin_otp *inst, REQUEST *request,
@@ -460,7 +500,9 @@ request_of(const struct rlm_shinkin_otp *inst, REQUEST *request,
 		r->user = vp->vp_strvalue;
 		r->user_len = vp->vp_length;
 	}
-	if ((vp = request->password) != NULL) {
+	/* Not a CHAP-Password, which radiusd also puts there. */
+	if ((vp = request->password) != NULL &&
+	    vp->da->attr == PW_USER_PASSWORD && vp->da->vendor == 0) {
 		r->password = vp->vp_strvalue;
 		r->password_len = vp->vp_length;
 	}
@@ -475,6 +517,7 @@ request_of(const struct rlm_shinkin_otp *inst, REQUEST *request,
 		vp_prints_value(service, servicesz, vp, '\0');
 		r->service = service;
 	}
+	count_repeated(inst, request, r);
 }
 
 /* The context, or -1 (logged) when the request names none we know. */
@@ -488,11 +531,15 @@ pick_context(const struct rlm_shinkin_otp *inst, const struct sotp_ctx *ctx,
 			    inst->context_da->name, r->service, *context);
 		return 0;
 	}
+	/*
+	 * An error, not debug output: a NAS that sends no or the wrong
+	 * attribute is otherwise refused in silence outside radiusd -X.
+	 */
 	if (r->service == NULL)
-		REDEBUG("No %s in the request: cannot choose a context",
+		RERROR("No %s in the request: cannot choose a context",
 		    inst->context_da->name);
 	else
-		REDEBUG("%s \"%s\" is not in the policy's [services] map",
+		RERROR("%s \"%s\" is not in the policy's [services] map",
 		    inst->context_da->name, r->service);
 	return -1;
 }
@@ -680,10 +727,10 @@ mod_authenticate(void *instance, REQUEST *request)
 	struct sotp_decision d;
 	struct rlm_request r;
 	struct sotp_ctx *ctx;
-	char service[ATTR_MAX + 1];
-	const char *context;
+	char service[ATTR_MAX + 1], why[128];
+	const char *context = NULL;
 	rlm_rcode_t code;
-	int rc = SOTP_OK;
+	int rc;
 
 	memset(&d, 0, sizeof(d));
 	if (sign_reply(request) != 0)
@@ -693,27 +740,24 @@ mod_authenticate(void *instance, REQUEST *request)
 		RDEBUG("User-Name missing or not a contract ID");
 		return RLM_MODULE_NOTFOUND;
 	}
-	if (request->password == NULL ||
-	    request->password->da->attr != PW_USER_PASSWORD ||
-	    request->password->da->vendor != 0) {
-		REDEBUG("No User-Password in the request");
-		return RLM_MODULE_INVALID;
-	}
 	if ((ctx = thread_ctx(inst, request)) == NULL)
 		return RLM_MODULE_FAIL;
-	if (pick_context(inst, ctx, request, &r, &context) != 0)
-		code = RLM_MODULE_INVALID;
-	else {
-		RDEBUG2("%s attempt of %s in context %s",
-		    r.state != NULL ? "Resuming the" : "New", r.user, context);
-		rc = rlm_round(
-		    ctx, context, inst->mode == MODE_APPEND, &r, &a, &d);
-		if (rc == SOTP_ERR_BAD_INPUT) {
-			REDEBUG("User-Password holds a NUL: refused");
-			code = RLM_MODULE_INVALID;
-		} else
-			code = map_decision(request, ctx, a, rc, &d);
-	}
+	/*
+	 * A request the engine will refuse as malformed names no context
+	 * when it carries two context attributes (and needs none known).
+	 */
+	if (rlm_malformed(&r, why, sizeof(why)) != NULL) {
+		REDEBUG("%s: refused", why);
+		if ((inst->context_da != NULL &&
+		        r.repeated == inst->context_da->name) ||
+		    rlm_context(ctx, inst->context, &r, &context) != 0)
+			context = "";
+	} else if (pick_context(inst, ctx, request, &r, &context) != 0)
+		return RLM_MODULE_INVALID;
+	RDEBUG2("%s attempt of %s in context %s",
+	    r.state != NULL ? "Resuming the" : "New", r.user, context);
+	rc = rlm_round(ctx, context, inst->mode == MODE_APPEND, &r, &a, &d);
+	code = map_decision(request, ctx, a, rc, &d);
 	sotp_attempt_free(a);
 	return code;
 }

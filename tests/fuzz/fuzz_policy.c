@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "sotp_int.h"
@@ -31,6 +32,11 @@ memfile(const void *data, size_t size, char *path)
 
 	if ((fd = memfd_create("policy", MFD_CLOEXEC)) < 0)
 		return -1;
+	/* A memfd is made 0777; the policy loader refuses a writable file. */
+	if (fchmod(fd, 0600) != 0) {
+		close(fd);
+		return -1;
+	}
 	if (write(fd, data, size) != (ssize_t)size) {
 		close(fd);
 		return -1;

@@ -19,7 +19,8 @@
  *                 (or, in append mode, followed by the field's bytes).
  *
  * Checks: no overrun; no error but the NUL refusal (SOTP_ERR_BAD_INPUT,
- * only for a NUL in User-Name or User-Password); a verdict is one of the
+ * only for a NUL in User-Name; one in User-Password is the engine's
+ * BAD_INPUT decision); a verdict is one of the
  * three, an accept has the ACCEPTED reason and never comes from a State
  * the engine did not sign; no decision says UNKNOWN_CONTRACT (the policy
  * hides it); a challenge fits its attributes (253 octets each) and its
@@ -133,8 +134,7 @@ check(int rc, const struct rlm_request *r, const struct sotp_decision *d,
     int signed_state)
 {
 	if (rc == SOTP_ERR_BAD_INPUT &&
-	    (memchr(r->user, '\0', r->user_len) != NULL ||
-	        memchr(r->password, '\0', r->password_len) != NULL))
+	    memchr(r->user, '\0', r->user_len) != NULL)
 		return;
 	if (rc != SOTP_OK)
 		fuzz_abort("round", ctx);

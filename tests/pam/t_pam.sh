@@ -68,7 +68,12 @@ svc badopt "$M use_frist_pass"
 svc dupctx "$M context=login context=transaction"
 svc dupconf "auth required $MOD config=$SB/missing.conf config=$CONF context=login"
 svc noconf "auth required $MOD config=$SB/missing.conf"
+svc emptyconf "auth required $MOD config= context=login"
+svc emptyctx "$M context="
+svc firstboth "auth required pam_permit.so" \
+    "$M context=mobile use_first_pass try_first_pass"
 svc dbg "$M context=mobile debug"
+svc dbglogin "$M context=login debug"
 svc en-login "auth required $MOD config=$SB/en.conf context=login"
 sed 's/^unknown_contract = hide$/unknown_contract = reveal/' "$CONF" \
     >"$SB/reveal.conf"
@@ -183,6 +188,7 @@ if newcontract c-login pw-login T-LOGIN otp &&
 	newcontract c-card pw-card T-CARD card &&
 	newcontract c-stack pw-stack T-STACK otp &&
 	newcontract c-lock pw-lock T-LOCK otp &&
+	newcontract c-dbg pw-dbg T-DBG otp &&
 	newcontract c-soon pw-soon T-SOON otp pc-soon &&
 	newcontract c-gone pw-gone T-GONE otp pc-gone &&
 	newcontract c-mob pw-mob - none &&
@@ -217,10 +223,40 @@ pt_has "context= twice: logged" "duplicate option: context=transaction"
 pt_hasnt "context= twice: nothing asked" "ワンタイムパスワード"
 pt PAM_SERVICE_ERR "config= twice refused" dupconf c-mob pw-mob
 pt_has "config= twice: logged" "duplicate option: config="
+# An empty value is a mistake named as one, not an "unknown option".
+pt PAM_SERVICE_ERR "config= with no value refused" emptyconf c-mob pw-mob
+pt_has "  logged as an empty value" "option config=: no value"
+pt PAM_SERVICE_ERR "context= with no value refused" emptyctx c-mob pw-mob
+pt_has "  logged as an empty value" "option context=: no value"
+# use_first_pass (never prompt) and try_first_pass (prompt if none) at
+# once: the module took use_first_pass in silence.
+pt PAM_SERVICE_ERR "use_first_pass with try_first_pass refused" \
+    firstboth c-mob pw-mob
+pt_has "  logged as a conflict" \
+    "options use_first_pass and try_first_pass conflict"
 drv PAM_SERVICE_ERR "service without a context refused" unmapped c-login
 pt PAM_AUTHINFO_UNAVAIL "missing policy file: authinfo unavailable" \
     noconf c-login
 pt_has "missing policy file: reason logged" "cannot load"
+# The policy decides what a login asks (second = none, password = no) and
+# names the store and the key: a copy that anyone may write would let
+# any local user open every login to a module that runs as root. Such
+# a file is refused, as the master key's loader refuses a loose key.
+cp "$CONF" "$SB/loose.conf"
+chmod 0666 "$SB/loose.conf"
+svc loose "auth required $MOD config=$SB/loose.conf context=mobile"
+pt PAM_AUTHINFO_UNAVAIL "a world-writable policy file is refused" \
+    loose c-mob pw-mob
+pt_has "  the log names the file and its mode" \
+    "loose.conf: writable by group or others (mode 0666)"
+chmod 0664 "$SB/loose.conf"
+pt PAM_AUTHINFO_UNAVAIL "a group-writable policy file is refused" \
+    loose c-mob pw-mob
+chown nobody "$SB/loose.conf"
+chmod 0644 "$SB/loose.conf"
+pt PAM_AUTHINFO_UNAVAIL "a policy file another user owns is refused" \
+    loose c-mob pw-mob
+pt_has "  the log names the owner" "loose.conf: owned by uid $(id -u nobody)"
 
 # ---- login: password, then the contract's own choice ----
 drv PAM_SUCCESS "login: password + current code accepted" \
@@ -298,6 +334,16 @@ pt_hasnt "mobile: no code asked (pamtester)" "ワンタイムパスワード"
 pt_log_lacks "mobile: the password never logged" pw-login
 pt PAM_SUCCESS "debug option: accepted" dbg c-mob pw-mob
 pt_has "debug option: the outcome is logged" "context mobile: Success"
+# Even with debug, no line holds the password or a typed code, right or
+# wrong (the wrong code differs from the right one in every digit).
+B=$(badcode T-DBG)
+pt PAM_AUTH_ERR "debug login: a wrong code refused" dbglogin c-dbg pw-dbg "$B"
+pt_log_lacks "  its log lines hold neither the password" pw-dbg
+pt_log_lacks "  nor the code typed" "$B"
+C=$(code T-DBG)
+pt PAM_SUCCESS "debug login: the right code accepted" dbglogin c-dbg pw-dbg "$C"
+pt_log_lacks "  its log lines do not hold the code" "$C"
+pt_log_lacks "  nor the password" pw-dbg
 drv PAM_SUCCESS "mobile: password alone accepted" ib-mobile c-login pw-login
 check "mobile: exactly one prompt, the password" \
     only_prompt "prompt-off: ログインパスワード："
@@ -333,6 +379,30 @@ has "  as malformed, in Japanese" "^error: 入力の形式が正しくありま�
 "$CLI" contract show c-trans >"$SB/show" 2>&1
 check "  and it does not count toward the lockout" \
     grep -qx 'failures: 0' "$SB/show"
+# An answer longer than the core keeps (1024 bytes) is a refusal like any
+# other: the customer told, the audit row written, the log saying what.
+# It used to end the attempt as an API error: no message, no row (a login
+# whose password passed left a "continue" row and nothing after it), and
+# a log line "malformed input: " with nothing after the colon.
+LONG=$(head -c 1100 /dev/zero | tr '\0' 7)
+nrows() { "$CLI" audit 2>/dev/null | grep -c "$1"; }
+n0=$(nrows 'auth reject BAD_INPUT contract=c-trans ')
+drv PAM_AUTH_ERR "transaction: a 1100-digit answer is refused" \
+    ib-transfer c-trans "$LONG"
+has "  as malformed, in Japanese" "^error: 入力の形式が正しくありません。"
+check "  with its audit row" \
+    [ "$(nrows 'auth reject BAD_INPUT contract=c-trans ')" -eq $((n0 + 1)) ]
+n0=$(nrows 'auth reject BAD_INPUT contract=c-login ')
+drv PAM_AUTH_ERR "login: a 1100-byte code after the right password is refused" \
+    ib-login c-login pw-login "$LONG"
+has "  as malformed, in Japanese" "^error: 入力の形式が正しくありません。"
+check "  with its audit row" \
+    [ "$(nrows 'auth reject BAD_INPUT contract=c-login ')" -eq $((n0 + 1)) ]
+pt PAM_AUTH_ERR "a 1100-byte password is refused (pamtester)" \
+    ib-login c-login "$LONG"
+pt_has "  the audit line says what was too long" \
+    'contract=c-login .*reason=BAD_INPUT.* detail="input over 1024 bytes"'
+pt_log_lacks "  and never echoes it" "7777777777"
 
 # ---- card: the cells in the prompt, answered from the printed grid ----
 drv PAM_SUCCESS "card login: cells answered from the grid" \
@@ -353,6 +423,15 @@ drv PAM_AUTH_ERR "stacked: a wrong first password is refused" \
 drv PAM_AUTH_ERR "use_first_pass without an earlier password refused" \
     nofirst c-mob pw-mob
 hasnt "use_first_pass: never prompts" "^prompt-"
+# An application whose conversation says PAM_SUCCESS but gives no
+# answer (no response array, or a NULL answer in it): refused as a
+# conversation failure, never taken as an empty answer.
+drv PAM_CONV_ERR "conversation: success with no response array refused" \
+    ib-login c-login @null-array
+drv PAM_CONV_ERR "conversation: success with a NULL answer refused" \
+    ib-login c-login @null-resp
+drv PAM_CONV_ERR "conversation: a NULL answer to the code refused" \
+    ib-login c-login pw-login @null-resp
 drv PAM_SUCCESS "try_first_pass without an earlier password prompts" \
     tryfirst c-mob pw-mob
 has "try_first_pass: password prompted" "^prompt-off: ログインパスワード"

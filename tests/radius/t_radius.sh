@@ -480,6 +480,74 @@ exchange v1 "User-Password = \"pw-ivan\", Message-Authenticator = 0x00" \
     "$(f_reject)" "no User-Name: a signed Access-Reject"
 exchange v2 "User-Name = \"ivan\\000x\", User-Password = \"pw-ivan\", Message-Authenticator = 0x00" \
     "$(f_reject)" "a User-Name holding a NUL: a signed Access-Reject"
+# RFC 2865 5.44: an Access-Request carries at most one User-Name,
+# User-Password and State, and the context attribute names one context. A
+# second one makes the request ambiguous (a module before this one, or a
+# proxy, may have read the other): the engine refuses the request as
+# malformed, with the attribute named in its audit line (no contract for
+# two User-Names, no context for two context attributes), never decided
+# on the first one, as it was.
+fresh_step 5
+mk_contract oscar pw-oscar yes || notok "oscar: a contract for the duplicate cases"
+exchange w0 "$(req oscar pw-oscar)" "$(f_challenge "$OTP_PROMPT")" \
+    "oscar: challenged"
+S=$(state_of w0)
+# audited WHO CONTEXT DETAIL: radiusd's log has the audit line of a
+# BAD_INPUT refusal of WHO in CONTEXT ("-" for none) with that detail.
+audited() {
+	grep 'rlm_shinkin_otp' "$FR_DIR/log/X.log" |
+	    grep -F "contract=$1 " | grep -F "context=$2 " |
+	    grep -qF "reason=BAD_INPUT(25) detail=\"$3\""
+}
+dup_refused() { # NAME ATTRIBUTE WHO CONTEXT REQUEST WHAT
+	_why="$2 appears 2 times in the request (RFC 2865 allows one)"
+	if rad "$1" "$5" "$(f_reject "$M_BAD")" && audited "$3" "$4" "$_why"; then
+		ok "$6"
+	else
+		notok "$6"
+		sed 's/^/#   /' "$T/$1.out"
+		grep "BAD_INPUT" "$FR_DIR/log/X.log" | sed 's/^/#   log: /'
+	fi
+}
+dup_refused w1 State oscar login \
+    "$(req oscar "$(code oscar)" "State = $S" "State = 0x0102")" \
+    "two States: refused as malformed, audited, not decided on the first"
+exchange w2 "$(req oscar "$(code oscar)" "State = $S")" "$(f_accept)" \
+    "  and that refusal spent neither the State nor the code"
+dup_refused w3 User-Password ivan mobile \
+    "$(req ivan pw-ivan "User-Password = \"other\"" "Called-Station-Id = mobile")" \
+    "two User-Passwords: refused"
+dup_refused w4 User-Name - mobile \
+    "$(req ivan pw-ivan "User-Name = \"nobody\"" "Called-Station-Id = mobile")" \
+    "two User-Names: refused, no contract named"
+dup_refused w5 NAS-Identifier judy - \
+    "$(req judy pw-judy "Called-Station-Id = nas" \
+	"NAS-Identifier = ib-mobile" "NAS-Identifier = ib-transfer")" \
+    "two context attributes (NAS-Identifier): refused, no context guessed"
+# A CHAP request (no User-Password): refused the same way, audited; it
+# was refused by the module alone too.
+if rad w7 "User-Name = \"ivan\", CHAP-Password = \"pw-ivan\", Called-Station-Id = mobile, Message-Authenticator = 0x00" \
+    "$(f_reject "$M_BAD")" &&
+    audited ivan mobile "no User-Password in the request (CHAP is not taken)"; then
+	ok "no User-Password (CHAP): refused as malformed and audited"
+else
+	notok "no User-Password (CHAP): refused as malformed and audited"
+	sed 's/^/#   /' "$T/w7.out"
+	grep "BAD_INPUT" "$FR_DIR/log/X.log" | sed 's/^/#   log: /'
+fi
+# A NUL inside User-Password (radclient cannot send one: radload can) was
+# refused by the module alone: no audit row, no line in a production log.
+printf 'User-Name=ivan User-Password=pw-ivan%%00123456 Called-Station-Id=mobile\n' |
+    "$BUILD/tests/radload" -s "127.0.0.1:$PORT" -S "$SECRET" -t 5000 \
+    >"$T/w6.out" 2>&1
+if grep -q '^0 0 reject ' "$T/w6.out" &&
+    audited ivan mobile "User-Password holds a NUL"; then
+	ok "a NUL inside User-Password: refused as malformed and audited"
+else
+	notok "a NUL inside User-Password: refused as malformed and audited"
+	sed 's/^/#   /' "$T/w6.out"
+	grep "BAD_INPUT" "$FR_DIR/log/X.log" | sed 's/^/#   log: /'
+fi
 # Status-Server: the module answers it while the store does.
 status ss1
 [ "$(reply_of ss1)" = Access-Accept ] &&
@@ -506,11 +574,38 @@ else
 	grep -i 'shinkin' "$FR_DIR/log/X.log" | grep 'pw-' | head -n 5 |
 	    sed 's/^/#   /'
 fi
+# Nor any code typed in this run, right or wrong (the module's and the
+# core's lines; radiusd -X itself prints every User-Password).
+grep -h -o 'User-Password = "[0-9]\{6\}"' "$T"/*.req | sed 's/.*"\(.*\)"/\1/' |
+    sort -u >"$T/codes"
+grep -i 'shinkin' "$FR_DIR/log/X.log" | grep -v 'User-Password = ' >"$T/modlines"
+if [ "$(wc -l <"$T/codes")" -ge 10 ] && ! grep -qFf "$T/codes" "$T/modlines"; then
+	ok "no typed code in the module's log lines ($(wc -l <"$T/codes") codes)"
+else
+	notok "codes in the module's log lines ($(wc -l <"$T/codes") codes)"
+	grep -Ff "$T/codes" "$T/modlines" | head -n 5 | sed 's/^/#   /'
+fi
 fr_stop
 
 # ---- concurrency: the thread pool, 8 streams, each code on two streams ----
 fr_start f || { notok "radiusd -f starts"; exit 1; }
 ok "radiusd -f (thread pool) starts"
+# What an operator has without -X (radiusd's log file, auth = no): a
+# refusal the engine decides leaves its audit line; one the module
+# decides alone (no context for the request) must still say why, or a
+# NAS sending the wrong NAS-Identifier is refused in silence.
+exchange p1 "$(req judy pw-judy "Called-Station-Id = nas" \
+    "NAS-Identifier = no-such-service")" "$(f_reject)" \
+    "-f: an unmapped NAS-Identifier is rejected"
+exchange p2 "$(req ivan pw-ivan "User-Password = \"x\"" \
+    "Called-Station-Id = mobile")" "$(f_reject "$M_BAD")" \
+    "-f: two User-Passwords are rejected"
+check "-f: the log names the unmapped NAS-Identifier" \
+    grep -q 'NAS-Identifier "no-such-service" is not in the policy' \
+    "$FR_DIR/log/radius.log"
+check "-f: the log has the malformed request's audit line" \
+    grep -q 'contract=ivan .*reason=BAD_INPUT(25) detail="User-Password appears 2 times' \
+    "$FR_DIR/log/radius.log"
 # The policy edited under the running server: its threads open their
 # contexts as requests come, and each one used to read the file then, so
 # one radiusd decided by two policies at once (seen: 41 replies of 48

@@ -16,7 +16,9 @@
  * The answer "@card" is computed from the card grid that `shinkin-otp
  * contract card` printed into GRIDFILE, for the cells the prompt names
  * ("... the digits at B7 E2: ", "...B行7列、E行2列..."); "@card-wrong"
- * gives every digit off by one.
+ * gives every digit off by one. "@null-array" and "@null-resp" play a
+ * broken application: the conversation returns PAM_SUCCESS with no
+ * response array, or with a NULL answer in it.
  *
  * With -n COUNT the whole authentication runs COUNT times in one process
  * (for valgrind): USER may then be a comma-separated list taken in turn,
@@ -248,6 +250,18 @@ conv(int n, const struct pam_message **msg, struct pam_response **resp,
 				dr->switched = 1;
 				if (become(dr->switch_to) != 0)
 					goto fail;
+			}
+			/* A broken application: success, but no answer. */
+			if (dr->next < dr->nanswers &&
+			    strcmp(dr->answers[dr->next], "@null-array") == 0) {
+				dr->next++;
+				free(r);
+				return PAM_SUCCESS;
+			}
+			if (dr->next < dr->nanswers &&
+			    strcmp(dr->answers[dr->next], "@null-resp") == 0) {
+				dr->next++;
+				break;
 			}
 			if ((r[i].resp = next_answer(dr, text)) == NULL)
 				goto fail;

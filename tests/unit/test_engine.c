@@ -1168,6 +1168,35 @@ test_engine_registration_needs_its_rounds(void **state)
 	assert_int_equal(d.verdict, SOTP_ACCEPT);
 }
 
+/* Audit rows as text, one "contract=C reason=R detail=D" a line. */
+struct audit_rows {
+	char text[8192];
+	size_t len;
+};
+
+static int
+audit_rows_cb(void *arg, const struct sotp_audit_row *r)
+{
+	struct audit_rows *a = arg;
+	int n;
+
+	n = snprintf(a->text + a->len, sizeof(a->text) - a->len,
+	    "contract=%s reason=%s detail=%s\n", r->contract,
+	    sotp_reason_name(r->reason), r->detail);
+	if (n > 0 && (size_t)n < sizeof(a->text) - a->len)
+		a->len += (size_t)n;
+	return 0;
+}
+
+static void
+audit_rows_of(struct fx *f, time_t since, struct audit_rows *rows)
+{
+	memset(rows, 0, sizeof(*rows));
+	assert_int_equal(sotp_audit_list(f->ctx, NULL, (int64_t)since, 0,
+	                     audit_rows_cb, rows),
+	    SOTP_OK);
+}
+
 /* What a customer types is normalized; malformed is refused, uncounted. */
 static void
 test_engine_forgiving_input(void **state)
@@ -1177,6 +1206,8 @@ test_engine_forgiving_input(void **state)
 	    "０", "１", "２", "３", "４", "５", "６", "７", "８", "９"};
 	struct sotp_attempt *a = NULL;
 	struct sotp_decision d;
+	struct audit_rows rows;
+	const char *p;
 	char code[16], typed[64];
 	time_t t = T0 - (T0 % 30) + 4 * DAY;
 	size_t i;
@@ -1219,6 +1250,13 @@ test_engine_forgiving_input(void **state)
 		sotp_attempt_free(a);
 	}
 	expect_contract(f, "C-OTP", "T-OTP", 0);
+	/* Each row names the input that was malformed. */
+	audit_rows_of(f, t + 60, &rows);
+	for (i = 0, p = rows.text;
+	     (p = strstr(p, "reason=BAD_INPUT detail=malformed=otp\n")) != NULL;
+	     p++)
+		i++;
+	assert_int_equal(i, 3);
 }
 
 /* One value from a client that cannot answer challenges (append mode). */
@@ -1671,33 +1709,88 @@ test_engine_state_body_checked(void **state)
 
 /* ---- issue 12, defect 2: an unknown contract tells nothing ---- */
 
-/* Audit rows as text, one "contract=C reason=R detail=D" a line. */
-struct audit_rows {
-	char text[8192];
-	size_t len;
-};
-
-static int
-audit_rows_cb(void *arg, const struct sotp_audit_row *r)
-{
-	struct audit_rows *a = arg;
-	int n;
-
-	n = snprintf(a->text + a->len, sizeof(a->text) - a->len,
-	    "contract=%s reason=%s detail=%s\n", r->contract,
-	    sotp_reason_name(r->reason), r->detail);
-	if (n > 0 && (size_t)n < sizeof(a->text) - a->len)
-		a->len += (size_t)n;
-	return 0;
-}
-
+/*
+ * An input over 1024 bytes, or one a front end could not take
+ * (sotp_attempt_malformed), is a refusal the engine decides, audited and
+ * told like a malformed code, and not counted. It used to be an API error
+ * of sotp_attempt_answer: the front end ended the attempt with no row, no
+ * message for the customer and an empty reason in its log (a login whose
+ * password had passed left only its "continue" row).
+ */
 static void
-audit_rows_of(struct fx *f, time_t since, struct audit_rows *rows)
+test_engine_overlong_input_refused(void **state)
 {
-	memset(rows, 0, sizeof(*rows));
-	assert_int_equal(sotp_audit_list(f->ctx, NULL, (int64_t)since, 0,
-	                     audit_rows_cb, rows),
-	    SOTP_OK);
+	struct fx *f = *state;
+	struct sotp_attempt *a = NULL;
+	struct sotp_decision d;
+	struct audit_rows rows;
+	static const char over[] =
+	    "contract=C-OTP reason=BAD_INPUT detail=input over 1024 bytes";
+	const char *p;
+	char big[1026];
+	time_t t = T0 - (T0 % 30) + 6 * DAY;
+	int i;
+
+	memset(big, '7', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(sotp_attempt_begin(f->ctx, "C-OTP",
+		                     i == 0 ? "transaction" : "login", t, &a),
+		    SOTP_OK);
+		if (i == 0)
+			assert_int_equal(sotp_attempt_answer(a, big), SOTP_OK);
+		else if (i == 1)
+			assert_int_equal(
+			    sotp_attempt_set_combined(a, big), SOTP_OK);
+		else
+			assert_int_equal(
+			    sotp_attempt_set(a, SOTP_F_OTP, big), SOTP_OK);
+		assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+		assert_int_equal(d.verdict, SOTP_REJECT);
+		assert_int_equal(d.reason, SOTP_R_BAD_INPUT);
+		assert_string_equal(d.message,
+		    "入力の形式が正しくありません。桁数をご確認のうえ、最初からやり直してください。");
+		sotp_attempt_free(a);
+	}
+	/* After the password passed: the code's round is refused too. */
+	assert_int_equal(
+	    sotp_attempt_begin(f->ctx, "C-OTP", "login", t, &a), SOTP_OK);
+	assert_int_equal(sotp_attempt_answer(a, "pw-otp"), SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_CONTINUE);
+	assert_int_equal(sotp_attempt_answer(a, big), SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	assert_int_equal(d.reason, SOTP_R_BAD_INPUT);
+	sotp_attempt_free(a);
+	/* 1024 bytes are kept: only a wrong password. */
+	big[1024] = '\0';
+	assert_int_equal(
+	    sotp_attempt_begin(f->ctx, "C-OTP", "login", t, &a), SOTP_OK);
+	assert_int_equal(sotp_attempt_answer(a, big), SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	assert_int_equal(d.reason, SOTP_R_WRONG_PASSWORD);
+	sotp_attempt_free(a);
+	/* What a front end could not take: refused with its own words. */
+	assert_int_equal(
+	    sotp_attempt_begin(f->ctx, "C-OTP", "login", t, &a), SOTP_OK);
+	assert_int_equal(sotp_attempt_malformed(a, ""), SOTP_ERR_INVALID_ARG);
+	assert_int_equal(sotp_attempt_answer(a, "pw-otp"), SOTP_OK);
+	assert_int_equal(
+	    sotp_attempt_malformed(a, "State appears 2 times"), SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_REJECT);
+	assert_int_equal(d.reason, SOTP_R_BAD_INPUT);
+	sotp_attempt_free(a);
+	/* A row for each refusal, naming the contract and the cause. */
+	audit_rows_of(f, t, &rows);
+	for (i = 0, p = rows.text; (p = strstr(p, over)) != NULL; p++)
+		i++;
+	assert_int_equal(i, 4);
+	assert_non_null(strstr(rows.text,
+	    "contract=C-OTP reason=BAD_INPUT detail=State appears 2 times\n"));
+	assert_non_null(strstr(rows.text, "reason=WRONG_PASSWORD"));
+	/* Refusals of the form do not count; the wrong password does. */
+	expect_contract(f, "C-OTP", "T-OTP", 1);
 }
 
 /* Appends n bytes of sql and sep to buf[bufsz] at *len, if they fit. */
@@ -3466,6 +3559,8 @@ main(void)
 	        test_engine_registration_needs_its_rounds, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_forgiving_input, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_engine_overlong_input_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_append_mode_decides, setup, teardown),
 	    cmocka_unit_test_setup_teardown(

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -245,6 +246,8 @@ memfile(char *path)
 	int fd = memfd_create("policy", MFD_CLOEXEC);
 
 	assert_true(fd >= 0);
+	/* A memfd is made 0777; the policy loader refuses a writable file. */
+	assert_int_equal(fchmod(fd, 0600), 0);
 	snprintf(path, 64, "/proc/self/fd/%d", fd);
 	return fd;
 }

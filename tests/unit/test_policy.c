@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -647,9 +648,24 @@ test_policy_rejects_null_arguments(void **state)
 	assert_int_equal(
 	    sotp_policy_read("/dev/null", p, NULL, 0), SOTP_ERR_INVALID_ARG);
 	/* An empty file is the all-defaults policy. */
-	assert_int_equal(
-	    sotp_policy_read("/dev/null", p, err, sizeof(err)), SOTP_OK);
-	assert_bank_contexts(p);
+	{
+		char empty[] = "/tmp/sotp-policy-empty.XXXXXX";
+		int fd = mkstemp(empty);
+
+		assert_true(fd >= 0);
+		close(fd);
+		assert_int_equal(
+		    sotp_policy_read(empty, p, err, sizeof(err)), SOTP_OK);
+		assert_bank_contexts(p);
+		/* Writable by others: refused, whatever it holds. */
+		assert_int_equal(chmod(empty, 0662), 0);
+		assert_int_equal(sotp_policy_read(empty, p, err, sizeof(err)),
+		    SOTP_ERR_CONFIG);
+		unlink(empty);
+	}
+	/* Nor is /dev/null a policy: not a file, and anyone writes it. */
+	assert_int_equal(sotp_policy_read("/dev/null", p, err, sizeof(err)),
+	    SOTP_ERR_CONFIG);
 	assert_int_equal(
 	    sotp_ctx_load_policy(NULL, "/dev/null"), SOTP_ERR_INVALID_ARG);
 	assert_int_equal(
