@@ -903,8 +903,8 @@ out:
  * contract, on any server of a farm, take their turns.
  */
 static int
-gate_again(
-    struct sotp_attempt *a, const struct sotp_contract_rec *c, int *reason)
+gate_again(struct sotp_attempt *a, const struct sotp_contract_rec *c,
+    int *reason, struct sotp_token_rec *tok, int *have)
 {
 	struct sotp_contract_rec *cur = NULL;
 	int rc;
@@ -912,8 +912,15 @@ gate_again(
 	*reason = SOTP_R_ACCEPTED;
 	if ((cur = malloc(sizeof(*cur))) == NULL)
 		return SOTP_ERR_NOMEM;
-	if ((rc = sotp_store_contract_lock(a->ctx->st, c->id, cur)) !=
-	    SOTP_OK) {
+	/*
+	 * The code's check reads the contract's token next: the same
+	 * statement brings it (one round trip on PostgreSQL, under the
+	 * writer's lock), sealed; nothing is unsealed before the gate.
+	 */
+	rc = tok != NULL
+	    ? sotp_store_contract_lock_token(a->ctx->st, c->id, cur, tok, have)
+	    : sotp_store_contract_lock(a->ctx->st, c->id, cur);
+	if (rc != SOTP_OK) {
 		rc = store_err(a->ctx, rc);
 		goto out;
 	}
@@ -927,18 +934,24 @@ out:
 	return rc;
 }
 
-/* Before a token secret or a card is touched: the write lock, the gate. */
+/*
+ * Before a token secret or a card is touched: the write lock, the gate.
+ * With tok, the contract's token comes with its re-read (*have 1), unless
+ * this decision passed the gate before (*have 0).
+ */
 static int
 secure(struct sotp_attempt *a, const struct sotp_contract_rec *c,
-    struct sotp_decision *d, int *reason)
+    struct sotp_decision *d, int *reason, struct sotp_token_rec *tok, int *have)
 {
 	int rc;
 
 	*reason = SOTP_R_ACCEPTED;
+	if (have != NULL)
+		*have = 0;
 	if (a->regated)
 		return SOTP_OK;
 	if ((rc = write_begin(a)) != SOTP_OK ||
-	    (rc = gate_again(a, c, reason)) != SOTP_OK)
+	    (rc = gate_again(a, c, reason, tok, have)) != SOTP_OK)
 		return rc;
 	d->locked = *reason == SOTP_R_LOCKED;
 	a->regated = *reason == SOTP_R_ACCEPTED;
@@ -1079,17 +1092,24 @@ check_otp(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 	struct sotp_token_rec t;
 	int reg = cdef->action == SOTP_ACT_REGISTER;
 	int64_t step = -1;
-	int rc, drift = 0;
+	int rc, drift = 0, have = 0;
 
 	memset(&t, 0, sizeof(t));
-	if ((rc = secure(a, c, d, reason)) != SOTP_OK ||
-	    *reason != SOTP_R_ACCEPTED)
+	rc = secure(a, c, d, reason, reg ? NULL : &t, reg ? NULL : &have);
+	if (rc != SOTP_OK || *reason != SOTP_R_ACCEPTED) {
+		sotp_wipe(&t, sizeof(t));
 		return rc;
+	}
+	/* The token read with the gate is used while it is c's. */
+	if (have && strcmp(t.serial, c->serial) != 0) {
+		sotp_wipe(&t, sizeof(t));
+		have = 0;
+	}
 	if (reg)
 		rc = bind_token_get(a->ctx, a->serial, &t, a->now, reason,
 		    d->message, sizeof(d->message));
-	else if ((rc = sotp_store_token_get(a->ctx->st, c->serial, &t)) !=
-	    SOTP_OK)
+	else if (!have &&
+	    (rc = sotp_store_token_get(a->ctx->st, c->serial, &t)) != SOTP_OK)
 		rc = store_err(a->ctx, rc);
 	else if (t.disabled)
 		*reason = SOTP_R_TOKEN_DISABLED;
@@ -1141,7 +1161,7 @@ check_card(struct sotp_attempt *a, const struct sotp_contract_rec *c,
 	size_t len = 0;
 	int rc, ok = 0;
 
-	if ((rc = secure(a, c, d, reason)) != SOTP_OK ||
+	if ((rc = secure(a, c, d, reason, NULL, NULL)) != SOTP_OK ||
 	    *reason != SOTP_R_ACCEPTED)
 		return rc;
 	*reason = SOTP_R_BAD_INPUT;
@@ -1211,7 +1231,7 @@ complete(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 	 * contract locked since it was read (parallel guesses, an admin)
 	 * must not let in a password checked meanwhile.
 	 */
-	if ((rc = secure(a, c, d, &reason)) != SOTP_OK)
+	if ((rc = secure(a, c, d, &reason, NULL, NULL)) != SOTP_OK)
 		return fail_error(a, cdef, d, rc);
 	if (reason != SOTP_R_ACCEPTED)
 		return finish(a, cdef, d, SOTP_REJECT, reason, NULL);

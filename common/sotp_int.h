@@ -431,6 +431,15 @@ int sotp_store_token_lock(
     struct sotp_store *st, const char *serial); /* SOTP_ERR_NOT_FOUND */
 int sotp_store_contract_lock(struct sotp_store *st, const char *id,
     struct sotp_contract_rec *out); /* SOTP_ERR_NOT_FOUND */
+/*
+ * sotp_store_contract_lock, and the token the contract is bound to, read
+ * by the same statement (one round trip on PostgreSQL): *have 1 and *tok
+ * filled when the contract names a token that exists, else *have 0 (no
+ * binding, or none of that serial). *tok holds the sealed secret: wipe it.
+ */
+int sotp_store_contract_lock_token(struct sotp_store *st, const char *id,
+    struct sotp_contract_rec *out, struct sotp_token_rec *tok,
+    int *have); /* SOTP_ERR_NOT_FOUND */
 
 /*
  * The replay guard and success path, one transaction: sets the token's

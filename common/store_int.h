@@ -102,6 +102,7 @@ enum sotp_stmt {
 	SOTP_Q_TOKEN_SET_DISABLED,
 	SOTP_Q_CONTRACT_GET,
 	SOTP_Q_CONTRACT_LOCK,
+	SOTP_Q_CONTRACT_LOCK_TOKEN,
 	SOTP_Q_CONTRACT_INSERT,
 	SOTP_Q_CONTRACT_SET_PASSWORD,
 	SOTP_Q_CONTRACT_SET_LOGIN,
@@ -176,6 +177,19 @@ enum sotp_stmt {
 #define SOTP_SQL_CONTRACT_SELECT                                               \
 	"SELECT id, pwhash, login, serial, card, failures, locked_until,"      \
 	" closed, created FROM contracts"
+#define SOTP_CONTRACT_COLS 9 /* the columns of SOTP_SQL_CONTRACT_SELECT */
+/*
+ * A contract's row, its columns as in SOTP_SQL_CONTRACT_SELECT, followed
+ * by those of SOTP_SQL_TOKEN_SELECT for the token it is bound to (all
+ * NULL when none): the re-read under the write lock and the token's read
+ * in one statement, one round trip on PostgreSQL (issue 13).
+ */
+#define SOTP_SQL_CONTRACT_TOKEN_SELECT                                         \
+	"SELECT c.id, c.pwhash, c.login, c.serial, c.card, c.failures,"        \
+	" c.locked_until, c.closed, c.created, t.serial, t.kind, t.secret,"    \
+	" t.algorithm, t.digits, t.period, t.last_step, t.drift, t.disabled,"  \
+	" t.created, c.id FROM contracts c"                                    \
+	" LEFT JOIN tokens t ON t.serial = c.serial"
 #define SOTP_SQL_AUDIT_SELECT                                                  \
 	"SELECT id, ts, action, contract, serial, context, verdict, reason,"   \
 	" detail FROM audit"

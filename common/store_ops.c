@@ -105,80 +105,97 @@ key_exists(struct sotp_store *st, enum sotp_stmt id, const char *key)
 
 /* ---- Rows ---- */
 
-/* The columns of SOTP_SQL_TOKEN_SELECT (store_int.h), in order. */
+/*
+ * The columns of SOTP_SQL_TOKEN_SELECT (store_int.h), in order, from
+ * column b on.
+ */
 static int
-row_token(struct sotp_store *st, void *arg)
+token_cols(struct sotp_store *st, int b, struct sotp_token_rec *t)
 {
-	struct sotp_token_rec *t = arg;
 	int64_t v;
 
 	memset(t, 0, sizeof(*t));
-	if (sotp_db_text(st, 0, t->serial, sizeof(t->serial)) != 0)
+	if (sotp_db_text(st, b + 0, t->serial, sizeof(t->serial)) != 0)
 		return sotp_db_corrupt(st, "serial");
-	if (sotp_db_text(st, 1, t->kind, sizeof(t->kind)) != 0)
+	if (sotp_db_text(st, b + 1, t->kind, sizeof(t->kind)) != 0)
 		return sotp_db_corrupt(st, "kind");
-	if (sotp_db_blob(st, 2, t->secret, sizeof(t->secret), &t->secret_len) !=
-	        0 ||
+	if (sotp_db_blob(
+	        st, b + 2, t->secret, sizeof(t->secret), &t->secret_len) != 0 ||
 	    t->secret_len == 0)
 		return sotp_db_corrupt(st, "secret");
 	/* What the value names; checked when it is unsealed (keys.c). */
 	(void)sotp_sealed_kv(t->secret, t->secret_len, &t->kv);
-	if (sotp_db_int(st, 3, SOTP_ALG_SHA1, SOTP_ALG_SHA512, &v) != 0)
+	if (sotp_db_int(st, b + 3, SOTP_ALG_SHA1, SOTP_ALG_SHA512, &v) != 0)
 		return sotp_db_corrupt(st, "algorithm");
 	t->alg = (enum sotp_alg)v;
-	if (sotp_db_int(st, 4, 0, UINT_MAX, &v) != 0)
+	if (sotp_db_int(st, b + 4, 0, UINT_MAX, &v) != 0)
 		return sotp_db_corrupt(st, "digits");
 	t->digits = (unsigned int)v;
-	if (sotp_db_int(st, 5, 0, UINT_MAX, &v) != 0)
+	if (sotp_db_int(st, b + 5, 0, UINT_MAX, &v) != 0)
 		return sotp_db_corrupt(st, "period");
 	t->period = (unsigned int)v;
-	if (sotp_db_int(st, 6, -1, INT64_MAX, &t->last_step) != 0)
+	if (sotp_db_int(st, b + 6, -1, INT64_MAX, &t->last_step) != 0)
 		return sotp_db_corrupt(st, "last_step");
-	if (sotp_db_int(st, 7, INT_MIN, INT_MAX, &v) != 0)
+	if (sotp_db_int(st, b + 7, INT_MIN, INT_MAX, &v) != 0)
 		return sotp_db_corrupt(st, "drift");
 	t->drift = (int)v;
-	if (sotp_db_int(st, 8, 0, 1, &v) != 0)
+	if (sotp_db_int(st, b + 8, 0, 1, &v) != 0)
 		return sotp_db_corrupt(st, "disabled");
 	t->disabled = (int)v;
-	if (sotp_db_int(st, 9, INT64_MIN, INT64_MAX, &t->created) != 0)
+	if (sotp_db_int(st, b + 9, INT64_MIN, INT64_MAX, &t->created) != 0)
 		return sotp_db_corrupt(st, "created");
-	if (sotp_db_text(st, 10, t->contract, sizeof(t->contract)) != 0)
+	if (sotp_db_text(st, b + 10, t->contract, sizeof(t->contract)) != 0)
 		return sotp_db_corrupt(st, "contracts.id");
 	return SOTP_OK;
 }
 
-/* The columns of SOTP_SQL_CONTRACT_SELECT (store_int.h), in order. */
+/*
+ * The columns of SOTP_SQL_CONTRACT_SELECT (store_int.h), in order, from
+ * column b on.
+ */
 static int
-row_contract(struct sotp_store *st, void *arg)
+contract_cols(struct sotp_store *st, int b, struct sotp_contract_rec *c)
 {
-	struct sotp_contract_rec *c = arg;
 	int64_t v;
 
 	memset(c, 0, sizeof(*c));
-	if (sotp_db_text(st, 0, c->id, sizeof(c->id)) != 0)
+	if (sotp_db_text(st, b + 0, c->id, sizeof(c->id)) != 0)
 		return sotp_db_corrupt(st, "id");
-	if (sotp_db_text(st, 1, c->pwhash, sizeof(c->pwhash)) != 0)
+	if (sotp_db_text(st, b + 1, c->pwhash, sizeof(c->pwhash)) != 0)
 		return sotp_db_corrupt(st, "pwhash");
-	if (sotp_db_int(st, 2, SOTP_LOGIN_NONE, SOTP_LOGIN_CARD, &v) != 0)
+	if (sotp_db_int(st, b + 2, SOTP_LOGIN_NONE, SOTP_LOGIN_CARD, &v) != 0)
 		return sotp_db_corrupt(st, "login");
 	c->login = (enum sotp_login)v;
-	if (sotp_db_text(st, 3, c->serial, sizeof(c->serial)) != 0)
+	if (sotp_db_text(st, b + 3, c->serial, sizeof(c->serial)) != 0)
 		return sotp_db_corrupt(st, "serial");
-	if (sotp_db_blob(st, 4, c->card, sizeof(c->card), &c->card_len) != 0)
+	if (sotp_db_blob(st, b + 4, c->card, sizeof(c->card), &c->card_len) !=
+	    0)
 		return sotp_db_corrupt(st, "card");
 	if (c->card_len > 0)
 		(void)sotp_sealed_kv(c->card, c->card_len, &c->kv);
-	if (sotp_db_int(st, 5, 0, UINT_MAX, &v) != 0)
+	if (sotp_db_int(st, b + 5, 0, UINT_MAX, &v) != 0)
 		return sotp_db_corrupt(st, "failures");
 	c->failures = (unsigned int)v;
-	if (sotp_db_int(st, 6, -1, INT64_MAX, &c->locked_until) != 0)
+	if (sotp_db_int(st, b + 6, -1, INT64_MAX, &c->locked_until) != 0)
 		return sotp_db_corrupt(st, "locked_until");
-	if (sotp_db_int(st, 7, 0, 1, &v) != 0)
+	if (sotp_db_int(st, b + 7, 0, 1, &v) != 0)
 		return sotp_db_corrupt(st, "closed");
 	c->closed = (int)v;
-	if (sotp_db_int(st, 8, INT64_MIN, INT64_MAX, &c->created) != 0)
+	if (sotp_db_int(st, b + 8, INT64_MIN, INT64_MAX, &c->created) != 0)
 		return sotp_db_corrupt(st, "created");
 	return SOTP_OK;
+}
+
+static int
+row_token(struct sotp_store *st, void *arg)
+{
+	return token_cols(st, 0, arg);
+}
+
+static int
+row_contract(struct sotp_store *st, void *arg)
+{
+	return contract_cols(st, 0, arg);
 }
 
 /* ---- Tokens ---- */
@@ -385,6 +402,59 @@ sotp_store_contract_lock(
 {
 	return contract_read(st, "contract_lock", SOTP_Q_CONTRACT_LOCK,
 	    st != NULL && st->depth > 0, id, out);
+}
+
+struct contract_token {
+	struct sotp_contract_rec *c;
+	struct sotp_token_rec *t;
+	int *have;
+};
+
+/* SOTP_SQL_CONTRACT_SELECT's columns, then the bound token's, if any. */
+static int
+row_contract_token(struct sotp_store *st, void *arg)
+{
+	struct contract_token *x = arg;
+	char serial[sizeof(x->t->serial)];
+	int rc;
+
+	if ((rc = contract_cols(st, 0, x->c)) != SOTP_OK)
+		return rc;
+	/* No token row joined (unbound): its columns are all NULL. */
+	if (sotp_db_text(st, SOTP_CONTRACT_COLS, serial, sizeof(serial)) != 0)
+		return sotp_db_corrupt(st, "tokens.serial");
+	if (serial[0] == '\0')
+		return SOTP_OK;
+	if ((rc = token_cols(st, SOTP_CONTRACT_COLS, x->t)) != SOTP_OK)
+		return rc;
+	*x->have = 1;
+	return SOTP_OK;
+}
+
+int
+sotp_store_contract_lock_token(struct sotp_store *st, const char *id,
+    struct sotp_contract_rec *out, struct sotp_token_rec *tok, int *have)
+{
+	const struct sotp_param p[] = {SOTP_PTEXT(id)};
+	struct contract_token x = {out, tok, have};
+	int rc;
+
+	if (out != NULL)
+		memset(out, 0, sizeof(*out));
+	if (tok != NULL)
+		memset(tok, 0, sizeof(*tok));
+	if (have != NULL)
+		*have = 0;
+	if ((rc = sotp_db_enter(st, "contract_lock_token",
+	         st != NULL && st->depth > 0 && valid_id(id) && out != NULL &&
+	             tok != NULL && have != NULL)) != SOTP_OK)
+		return rc;
+	if ((rc = sotp_db_row(st, SOTP_Q_CONTRACT_LOCK_TOKEN, p, SOTP_NELEM(p),
+	         row_contract_token, &x)) != SOTP_OK) {
+		sotp_wipe(tok, sizeof(*tok));
+		*have = 0;
+	}
+	return rc;
 }
 
 static int

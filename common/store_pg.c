@@ -242,6 +242,8 @@ static const char *const pg_sql[SOTP_Q_COUNT] = {
     [SOTP_Q_CONTRACT_GET] = SOTP_SQL_CONTRACT_SELECT " WHERE id = $1",
     [SOTP_Q_CONTRACT_LOCK] =
         SOTP_SQL_CONTRACT_SELECT " WHERE id = $1 FOR UPDATE",
+    [SOTP_Q_CONTRACT_LOCK_TOKEN] =
+        SOTP_SQL_CONTRACT_TOKEN_SELECT " WHERE c.id = $1 FOR UPDATE OF c",
     [SOTP_Q_CONTRACT_INSERT] = "INSERT INTO contracts (id, pwhash, login,"
                                " card, failures, locked_until, closed,"
                                " created, kv)"

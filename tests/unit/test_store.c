@@ -2553,6 +2553,85 @@ test_store_locks_need_a_transaction(void **state)
 }
 
 /*
+ * The contract's re-read under the lock with its token in one statement
+ * (issue 13): the token comes as sotp_store_token_get reads it, none for
+ * an unbound contract, and the same refusals as sotp_store_contract_lock.
+ */
+static void
+test_store_contract_lock_token(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_contract_rec c, cw;
+	struct sotp_token_rec t, want;
+	int have = -1;
+
+	add_token(fx->st, "TK1");
+	add_contract(fx->st, "C1");
+	add_contract(fx->st, "C2");
+	bind_ok(fx->st, "C1", "TK1", 7);
+	assert_int_equal(
+	    sotp_store_contract_lock_token(fx->st, "C1", &c, &t, &have),
+	    SOTP_ERR_INVALID_ARG);
+	assert_non_null(
+	    strstr(sotp_store_errmsg(fx->st), "contract_lock_token"));
+	assert_int_equal(have, 0);
+
+	assert_int_equal(sotp_store_begin(fx->st), SOTP_OK);
+	assert_int_equal(sotp_store_token_get(fx->st, "TK1", &want), SOTP_OK);
+	assert_int_equal(
+	    sotp_store_contract_lock_token(fx->st, "C1", &c, &t, &have),
+	    SOTP_OK);
+	/* Every column as sotp_store_contract_get reads it. */
+	assert_int_equal(sotp_store_contract_get(fx->st, "C1", &cw), SOTP_OK);
+	assert_string_equal(c.id, "C1");
+	assert_string_equal(c.serial, "TK1");
+	assert_string_equal(c.pwhash, "$y$j9T$salt$hash-of-C1");
+	assert_string_equal(c.pwhash, cw.pwhash);
+	assert_int_equal(c.login, cw.login);
+	assert_int_equal(c.card_len, cw.card_len);
+	assert_memory_equal(c.card, cw.card, cw.card_len);
+	assert_int_equal(c.kv, cw.kv);
+	assert_int_equal(c.failures, cw.failures);
+	assert_int_equal(c.locked_until, cw.locked_until);
+	assert_int_equal(c.closed, cw.closed);
+	assert_int_equal(c.created, cw.created);
+	assert_int_equal(have, 1);
+	assert_string_equal(t.serial, want.serial);
+	assert_string_equal(t.kind, want.kind);
+	assert_string_equal(t.contract, "C1");
+	assert_int_equal(t.secret_len, want.secret_len);
+	assert_memory_equal(t.secret, want.secret, want.secret_len);
+	assert_int_equal(t.alg, want.alg);
+	assert_int_equal(t.digits, want.digits);
+	assert_int_equal(t.period, want.period);
+	assert_int_equal(t.last_step, 7);
+	assert_int_equal(t.last_step, want.last_step);
+	assert_int_equal(t.drift, want.drift);
+	assert_int_equal(t.disabled, want.disabled);
+	assert_int_equal(t.created, want.created);
+
+	/* Unbound: the contract, no token. */
+	have = -1;
+	assert_int_equal(
+	    sotp_store_contract_lock_token(fx->st, "C2", &c, &t, &have),
+	    SOTP_OK);
+	assert_string_equal(c.id, "C2");
+	assert_string_equal(c.serial, "");
+	assert_int_equal(have, 0);
+	assert_string_equal(t.serial, "");
+
+	have = -1;
+	assert_int_equal(
+	    sotp_store_contract_lock_token(fx->st, "NOPE", &c, &t, &have),
+	    SOTP_ERR_NOT_FOUND);
+	assert_int_equal(have, 0);
+	assert_int_equal(
+	    sotp_store_contract_lock_token(fx->st, "", &c, &t, &have),
+	    SOTP_ERR_INVALID_ARG);
+	assert_int_equal(sotp_store_commit(fx->st), SOTP_OK);
+}
+
+/*
  * A lock held past the timeout (SQLite's busy timeout, PostgreSQL's
  * lock_timeout) is an outage, not a wait without end: one process holds
  * contract C1's row lock in a transaction, another asks for it and fails
@@ -2728,6 +2807,7 @@ main(void)
 	    T(test_store_nested_insert_refused),                               \
 	    T(test_store_dialects_complete),                                   \
 	    T(test_store_locks_need_a_transaction),                            \
+	    T(test_store_contract_lock_token),                                 \
 	    T(test_store_lock_held_is_unavailable),                            \
 	    T(test_store_reopen_keeps_data),                                   \
 	    T(test_store_open_unsupported_url), T(test_store_pg_unreachable),  \
