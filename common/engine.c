@@ -929,6 +929,7 @@ gate_again(struct sotp_attempt *a, const struct sotp_contract_rec *c,
 	else if (cur->locked_until == -1 || cur->locked_until > (int64_t)a->now)
 		*reason = SOTP_R_LOCKED;
 	a->regated_failures = cur->failures;
+	sotp_strlcpy(a->regated_serial, cur->serial, sizeof(a->regated_serial));
 out:
 	sotp_free_secret(cur, sizeof(*cur));
 	return rc;
@@ -1100,10 +1101,16 @@ check_otp(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 		sotp_wipe(&t, sizeof(t));
 		return rc;
 	}
-	/* The token read with the gate is used while it is c's. */
-	if (have && strcmp(t.serial, c->serial) != 0) {
+	/*
+	 * The binding as the look under the lock saw it: a token unbound
+	 * (or replaced) since this decision read the contract is not the
+	 * contract's any more, and its code is not taken. Else the token
+	 * read with that look (have) is c's.
+	 */
+	if (!reg && strcmp(a->regated_serial, c->serial) != 0) {
 		sotp_wipe(&t, sizeof(t));
-		have = 0;
+		*reason = SOTP_R_NOT_BOUND;
+		return SOTP_OK;
 	}
 	if (reg)
 		rc = bind_token_get(a->ctx, a->serial, &t, a->now, reason,

@@ -67,6 +67,8 @@ struct sotp_attempt {
 	 * lock: an accept resets a count only if it is not already 0.
 	 */
 	unsigned int regated_failures;
+	/* And the token it was bound to then ("" for none). */
+	char regated_serial[SOTP_ID_MAX];
 	/* Core time (monotonic µs) toward the next counted decision. */
 	uint64_t t_busy, t_start;
 };

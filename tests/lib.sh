@@ -109,7 +109,9 @@ store_sql() {
 # The store goes away: the file and its WAL, or the sandbox's schema.
 store_remove() {
 	if [ "$STORE_KIND" = postgresql ]; then
-		store_sql "DROP SCHEMA $STORE_SCHEMA CASCADE" >/dev/null
+		# Quietly, and twice is no error (store_garbage after a removal).
+		store_sql "SET client_min_messages = warning;
+		    DROP SCHEMA IF EXISTS $STORE_SCHEMA CASCADE" >/dev/null
 	else
 		rm -f "$STORE" "$STORE-wal" "$STORE-shm" "$STORE-journal"
 	fi

@@ -2704,6 +2704,75 @@ test_engine_pg_writer_decision(void **state)
 	sotp_writer_free(w);
 }
 
+/* Armed: the next re-read under the lock finds C-OTP unbound first. */
+static int unbind_armed;
+
+static void
+unbind_before_lock(void *arg, const char *sql)
+{
+	(void)arg;
+	if (!unbind_armed || strstr(sql, "LEFT JOIN tokens t") == NULL)
+		return;
+	unbind_armed = 0;
+	pg_sql(
+	    "UPDATE contracts SET serial = NULL WHERE id = 'C-OTP'", NULL, 0);
+}
+
+/*
+ * A contract unbound while a decision is under way, between the
+ * decision's first read of the contract and its look under the row lock
+ * (a help desk's `contract unbind` after a lost phone, committed at that
+ * instant on another connection): the code of the token that was bound
+ * is not taken, and its step stays unused. The engine used to check the
+ * code against the token of its first read and accept it.
+ */
+static void
+test_engine_pg_unbound_under_the_lock(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_ctx *ctx = NULL, *wctx = NULL;
+	struct sotp_writer *w = NULL;
+	struct sotp_decision d;
+	struct input in = {
+	    NULL, GOOD_CODE, B32_A, NULL, NO_CARD, NULL, NULL, NULL};
+	char code[16];
+	long long before, after;
+	time_t now = T0 + 96000;
+
+	assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
+	assert_int_equal(sotp_ctx_load(ctx, f->conf), SOTP_OK);
+	assert_int_equal(sotp_ctx_new(&wctx), SOTP_OK);
+	assert_int_equal(sotp_ctx_load(wctx, f->conf), SOTP_OK);
+	assert_int_equal(sotp_writer_new(wctx, 64, &w), SOTP_OK);
+	assert_int_equal(sotp_ctx_set_writer(ctx, w), SOTP_OK);
+
+	before = pg_last_step("T-OTP");
+	unbind_armed = 1;
+	sotp_store_set_trace(sotp_writer_store(w), unbind_before_lock, NULL);
+	oath(in.b32, now, in.opts, code);
+	assert_int_equal(writer_decide(ctx, now, code, &d), SOTP_OK);
+	sotp_store_set_trace(sotp_writer_store(w), NULL, NULL);
+	if (unbind_armed)
+		fail_msg("the decision made no re-read under the lock");
+	after = pg_last_step("T-OTP");
+	pg_sql("UPDATE contracts SET serial = 'T-OTP' WHERE id = 'C-OTP'", NULL,
+	    0);
+	if (d.verdict != SOTP_REJECT || d.reason != SOTP_R_NOT_BOUND)
+		fail_msg("a code of a token unbound under the decision: verdict"
+		         " %d, reason %d (want REJECT, NOT_BOUND)",
+		    (int)d.verdict, (int)d.reason);
+	if (after != before)
+		fail_msg("the unbound token's step was spent: last_step %lld,"
+		         " was %lld",
+		    after, before);
+
+	/* Bound again: the same code is accepted, it was never spent. */
+	assert_int_equal(writer_decide(ctx, now, code, &d), SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_ACCEPT);
+	sotp_ctx_free(ctx);
+	sotp_writer_free(w);
+}
+
 /*
  * Two decisions in one group of the writer (PostgreSQL): A accepts
  * C-OTP's code; B, come to the writer while A was in it, waits for
@@ -3537,6 +3606,7 @@ main(void)
 	    T(test_engine_pg_unaudited_accept_logged_as_refused),
 	    T(test_engine_pg_chains_do_not_wait),
 	    T(test_engine_pg_writer_decision),
+	    T(test_engine_pg_unbound_under_the_lock),
 	    T(test_engine_pg_writer_timeout_spoils_no_group),
 	};
 #undef T
