@@ -177,7 +177,7 @@ $(BUILD)/bench/pam_otpd_proto.so: $(BUILD)/tests/bench/pam_otpd_proto.o
 bench:
 	sh scripts/deps.sh bench
 	$(MAKE) all tests-build $(BENCH) $(PAM_BENCH)
-	$(BENCH) $(BENCH_ARGS)
+	umask 022 && $(BENCH) $(BENCH_ARGS)
 	sh tests/bench/pam_bench.sh $(BUILD) $(PAM_BENCH_ARGS)
 	sh tests/bench/radius_bench.sh $(BUILD)
 .PHONY: bench

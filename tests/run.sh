@@ -16,6 +16,10 @@
 # honour. That one variable is the whole mechanism: a suite needs no
 # change to run on both. SOTP_PG_PORT names the server's socket.
 set -u
+# The files the suites write (policies above all) get 0644, not 0664:
+# the core refuses a policy its group may write, and Debian gives a
+# console login of a user with a private group the umask 002.
+umask 022
 BUILD=${1:-build}
 PATTERN=${2:-}
 TOP=$(cd "$(dirname "$0")/.." && pwd)

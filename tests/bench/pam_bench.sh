@@ -36,6 +36,7 @@
 # user still gets a state of their own). The peers' packages come from
 # scripts/deps.sh bench.
 set -eu
+umask 022 # its policies: a group-writable one is refused (tests/run.sh)
 
 BUILD=${1:?usage: pam_bench.sh BUILD [SIZES] [CYCLES]}
 SIZES=${2:-1000 1000000}

@@ -35,6 +35,7 @@
 #               "100000 300000")
 #   RB_PG       0 skips PostgreSQL (default 1)
 set -u
+umask 022 # its policies: a group-writable one is refused (tests/run.sh)
 BUILD=${1:-build}
 TOP=$(pwd)
 case "$BUILD" in /*) ;; *) BUILD=$TOP/$BUILD ;; esac
