@@ -159,19 +159,34 @@ check "  the rows are all still there ($n)" \
     [ "$(sq tampered 'SELECT count(*) FROM audit')" = "$n" ]
 
 # -- two processes appending at once make one chain --
+# An add that waited past lock_timeout (1 s) for the others' write lock
+# is refused as "store unavailable" and tried again, as an operator
+# would: what is checked is the chain, not the machine's speed (a loaded
+# CI host once lost 2 of 75, their errors unkept). Any other error is
+# kept and shown.
 appender() { # PREFIX: 25 contracts added, each one audit row
 	for _i in $(seq 1 25); do
-		printf 'pw\n' | "$CLI" contract add "$1$_i" >/dev/null 2>&1
+		for _t in 1 2 3 4 5 6 7 8 9 10; do
+			printf 'pw\n' | "$CLI" contract add "$1$_i" >/dev/null \
+			    2>"$SB/app.$1" && break
+			grep -q "(store unavailable)" "$SB/app.$1" || break
+			echo "$1$_i" >>"$SB/app.retried"
+		done
+		cat "$SB/app.$1" >>"$SB/app.err"
 	done
 }
+: >"$SB/app.err"
 appender P &
 p1=$!
 appender Q &
 p2=$!
 appender R
 wait $p1 $p2
-check "three processes appended 75 rows" \
-    [ "$(sqlite3 "$DB" "SELECT count(*) FROM audit WHERE action = 'contract.add' AND contract GLOB '[PQR]*'")" = 75 ]
+n=$(sqlite3 "$DB" "SELECT count(*) FROM audit WHERE action = 'contract.add' AND contract GLOB '[PQR]*'")
+check "three processes appended 75 rows" [ "$n" = 75 ]
+[ "$n" = 75 ] || sed 's/^/#   /' "$SB/app.err"
+[ ! -s "$SB/app.retried" ] ||
+	echo "# figure: adds tried again after a lock timeout: $(wc -l <"$SB/app.retried")"
 check "  and the chain verifies" cli audit verify
 
 # -- a store from before the chain: version 1, made from version 2's SQL --
