@@ -2566,6 +2566,24 @@ wtrail_add(void *arg, const char *sql)
 	trail_append(wtrail.sql, sizeof(wtrail.sql), &wtrail.len, sql, n, ' ');
 }
 
+/*
+ * A context that decides through a writer of its own (a second context
+ * on conf, as a radiusd's threads share one): the caller frees *ctx,
+ * then *w.
+ */
+static void
+with_writer(const char *conf, struct sotp_ctx **ctx, struct sotp_writer **w)
+{
+	struct sotp_ctx *wctx = NULL;
+
+	assert_int_equal(sotp_ctx_new(ctx), SOTP_OK);
+	assert_int_equal(sotp_ctx_load(*ctx, conf), SOTP_OK);
+	assert_int_equal(sotp_ctx_new(&wctx), SOTP_OK);
+	assert_int_equal(sotp_ctx_load(wctx, conf), SOTP_OK);
+	assert_int_equal(sotp_writer_new(wctx, 64, w), SOTP_OK);
+	assert_int_equal(sotp_ctx_set_writer(*ctx, *w), SOTP_OK);
+}
+
 /* One transaction code through ctx; its verdict, the step's rc. */
 static int
 writer_decide(
@@ -2596,7 +2614,7 @@ static void
 test_engine_pg_writer_decision(void **state)
 {
 	struct fx *f = *state;
-	struct sotp_ctx *ctx = NULL, *wctx = NULL;
+	struct sotp_ctx *ctx = NULL;
 	struct sotp_writer *w = NULL;
 	struct sotp_decision d;
 	struct input in = {
@@ -2607,12 +2625,7 @@ test_engine_pg_writer_decision(void **state)
 	uint64_t commits, decisions, trips;
 	int rc;
 
-	assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
-	assert_int_equal(sotp_ctx_load(ctx, f->conf), SOTP_OK);
-	assert_int_equal(sotp_ctx_new(&wctx), SOTP_OK);
-	assert_int_equal(sotp_ctx_load(wctx, f->conf), SOTP_OK);
-	assert_int_equal(sotp_writer_new(wctx, 64, &w), SOTP_OK);
-	assert_int_equal(sotp_ctx_set_writer(ctx, w), SOTP_OK);
+	with_writer(f->conf, &ctx, &w);
 
 	/* Warm: the writer's statements are prepared once per connection. */
 	oath(in.b32, now - 60, in.opts, code);
@@ -2730,7 +2743,7 @@ static void
 test_engine_pg_unbound_under_the_lock(void **state)
 {
 	struct fx *f = *state;
-	struct sotp_ctx *ctx = NULL, *wctx = NULL;
+	struct sotp_ctx *ctx = NULL;
 	struct sotp_writer *w = NULL;
 	struct sotp_decision d;
 	struct input in = {
@@ -2739,12 +2752,7 @@ test_engine_pg_unbound_under_the_lock(void **state)
 	long long before, after;
 	time_t now = T0 + 96000;
 
-	assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
-	assert_int_equal(sotp_ctx_load(ctx, f->conf), SOTP_OK);
-	assert_int_equal(sotp_ctx_new(&wctx), SOTP_OK);
-	assert_int_equal(sotp_ctx_load(wctx, f->conf), SOTP_OK);
-	assert_int_equal(sotp_writer_new(wctx, 64, &w), SOTP_OK);
-	assert_int_equal(sotp_ctx_set_writer(ctx, w), SOTP_OK);
+	with_writer(f->conf, &ctx, &w);
 
 	before = pg_last_step("T-OTP");
 	unbind_armed = 1;
@@ -2839,7 +2847,7 @@ static void
 test_engine_pg_writer_timeout_spoils_no_group(void **state)
 {
 	struct fx *f = *state;
-	struct sotp_ctx *ctx = NULL, *wctx = NULL;
+	struct sotp_ctx *ctx = NULL;
 	struct sotp_decision d;
 	struct holder other;
 	char conf[160], code[16], sql[160];
@@ -2859,13 +2867,8 @@ test_engine_pg_writer_timeout_spoils_no_group(void **state)
 	          " FOR UPDATE",
 	    -1, &other);
 
-	assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
-	assert_int_equal(sotp_ctx_load(ctx, conf), SOTP_OK);
-	assert_int_equal(sotp_ctx_new(&wctx), SOTP_OK);
-	assert_int_equal(sotp_ctx_load(wctx, conf), SOTP_OK);
 	memset(&grp, 0, sizeof(grp));
-	assert_int_equal(sotp_writer_new(wctx, 64, &grp.w), SOTP_OK);
-	assert_int_equal(sotp_ctx_set_writer(ctx, grp.w), SOTP_OK);
+	with_writer(conf, &ctx, &grp.w);
 	pthread_mutex_init(&grp.lock, NULL);
 	pthread_cond_init(&grp.cond, NULL);
 	grp.conf = conf;
