@@ -447,10 +447,19 @@ int sotp_store_contract_lock_token(struct sotp_store *st, const char *id,
  * so resets the contract's failure count. *won = 1 if this call moved
  * last_step, 0 if another caller already used this step or a newer one.
  * Two processes racing with one code get exactly one *won = 1.
- * SOTP_ERR_NOT_FOUND for an unknown serial.
+ * SOTP_ERR_NOT_FOUND for an unknown serial. The admin's resync.
  */
 int sotp_store_accept_step(struct sotp_store *st, const char *serial,
     const char *contract, int64_t step, int drift, int *won);
+/*
+ * The same for a decision's code (engine.c), with one more guard: the
+ * token must be enabled, as the set finds it (sotp_store_accept_step,
+ * the admin's resync, moves a disabled token's step all the same). When
+ * *won = 0, *disabled = 1 says that the disabled flag was the guard that
+ * said no (the step stays unused), 0 that the step was used already.
+ */
+int sotp_store_use_step(struct sotp_store *st, const char *serial,
+    const char *contract, int64_t step, int drift, int *won, int *disabled);
 /*
  * Counts one failure, one statement: failures += 1 and, when the new
  * count reaches threshold, locked_until = lock_value. Returns the new

@@ -241,6 +241,10 @@ static const char *const sqlite_sql[SOTP_Q_COUNT] = {
     [SOTP_Q_TOKEN_ACCEPT_STEP] = "UPDATE tokens SET last_step = ?2,"
                                  " drift = ?3"
                                  " WHERE serial = ?1 AND last_step < ?2",
+    /* The same for a decision's code: a disabled token spends none. */
+    [SOTP_Q_TOKEN_USE_STEP] = "UPDATE tokens SET last_step = ?2,"
+                              " drift = ?3 WHERE serial = ?1"
+                              " AND last_step < ?2 AND disabled = 0",
     [SOTP_Q_TOKEN_SET_DISABLED] = "UPDATE tokens SET disabled = ?2"
                                   " WHERE serial = ?1",
     [SOTP_Q_CONTRACT_GET] = SOTP_SQL_CONTRACT_SELECT " WHERE id = ?1",

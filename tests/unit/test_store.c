@@ -968,6 +968,89 @@ test_store_accept_step_cas(void **state)
 	assert_int_equal(won, 0);
 }
 
+/*
+ * A decision's compare-and-set also wants the token enabled: on a
+ * disabled token it spends no step, undoes the failure count's reset and
+ * says that the flag was the guard (before the replay guard). The
+ * admin's resync (accept_step) still moves a disabled token's step.
+ */
+static void
+test_store_use_step_disabled(void **state)
+{
+	struct fixture *fx = *state;
+	struct sotp_contract_rec c;
+	struct sotp_token_rec t;
+	unsigned int n = 0;
+	int64_t lock = 0;
+	int won = -1, disabled = -1;
+
+	add_token(fx->st, "TK1");
+	add_contract(fx->st, "C1");
+	bind_ok(fx->st, "C1", "TK1", 100);
+	assert_int_equal(
+	    sotp_store_fail(fx->st, "C1", 5, -1, &n, &lock), SOTP_OK);
+
+	/* Enabled: a newer step wins and resets the count. */
+	assert_int_equal(
+	    sotp_store_use_step(fx->st, "TK1", "C1", 101, 2, &won, &disabled),
+	    SOTP_OK);
+	assert_int_equal(won, 1);
+	assert_int_equal(disabled, 0);
+	assert_int_equal(sotp_store_contract_get(fx->st, "C1", &c), SOTP_OK);
+	assert_int_equal(c.failures, 0);
+
+	/* Disabled: nothing changes, and the flag is named. */
+	assert_int_equal(
+	    sotp_store_fail(fx->st, "C1", 5, -1, &n, &lock), SOTP_OK);
+	assert_int_equal(
+	    sotp_store_token_set_disabled(fx->st, "TK1", 1), SOTP_OK);
+	assert_int_equal(
+	    sotp_store_use_step(fx->st, "TK1", "C1", 102, -1, &won, &disabled),
+	    SOTP_OK);
+	assert_int_equal(won, 0);
+	assert_int_equal(disabled, 1);
+	assert_int_equal(sotp_store_token_get(fx->st, "TK1", &t), SOTP_OK);
+	assert_int_equal(t.last_step, 101);
+	assert_int_equal(t.drift, 2);
+	assert_int_equal(sotp_store_contract_get(fx->st, "C1", &c), SOTP_OK);
+	assert_int_equal(c.failures, 1);
+	/* A used step of a disabled token: the flag comes first. */
+	assert_int_equal(
+	    sotp_store_use_step(fx->st, "TK1", "C1", 101, 0, &won, &disabled),
+	    SOTP_OK);
+	assert_int_equal(won, 0);
+	assert_int_equal(disabled, 1);
+
+	/* The resync's set ignores the flag, as it always has. */
+	assert_int_equal(
+	    sotp_store_accept_step(fx->st, "TK1", NULL, 102, 0, &won), SOTP_OK);
+	assert_int_equal(won, 1);
+
+	/* Enabled again: a used step is a replay, a newer one wins. */
+	assert_int_equal(
+	    sotp_store_token_set_disabled(fx->st, "TK1", 0), SOTP_OK);
+	assert_int_equal(
+	    sotp_store_use_step(fx->st, "TK1", "C1", 102, 0, &won, &disabled),
+	    SOTP_OK);
+	assert_int_equal(won, 0);
+	assert_int_equal(disabled, 0);
+	assert_int_equal(
+	    sotp_store_use_step(fx->st, "TK1", "C1", 103, 0, &won, &disabled),
+	    SOTP_OK);
+	assert_int_equal(won, 1);
+	assert_int_equal(disabled, 0);
+	assert_int_equal(sotp_store_contract_get(fx->st, "C1", &c), SOTP_OK);
+	assert_int_equal(c.failures, 0);
+
+	assert_int_equal(
+	    sotp_store_use_step(fx->st, "NOPE", NULL, 5, 0, &won, &disabled),
+	    SOTP_ERR_NOT_FOUND);
+	assert_int_equal(won, 0);
+	assert_int_equal(
+	    sotp_store_use_step(fx->st, "TK1", NULL, 104, 0, &won, NULL),
+	    SOTP_ERR_INVALID_ARG);
+}
+
 static void
 test_store_state_use_replay_purge(void **state)
 {
@@ -1843,7 +1926,7 @@ racer(const char *url, int ready_fd, int go_fd, int64_t step)
 {
 	struct sotp_store *st = NULL;
 	char err[512], c = 'r';
-	int won = 0;
+	int won = 0, disabled = 0;
 	int status = 1;
 
 	if (sotp_store_open(url, 0, &st, err, sizeof(err)) != SOTP_OK)
@@ -1853,7 +1936,10 @@ racer(const char *url, int ready_fd, int go_fd, int64_t step)
 	/* EOF on the go pipe releases both racers at once. */
 	if (read(go_fd, &c, 1) != 0)
 		_exit(1);
-	if (sotp_store_accept_step(st, "TK1", "C1", step, 0, &won) == SOTP_OK)
+	/* A decision's set: the loser lost to the replay guard. */
+	if (sotp_store_use_step(st, "TK1", "C1", step, 0, &won, &disabled) ==
+	        SOTP_OK &&
+	    !disabled)
 		status = won ? 10 : 11;
 	sotp_store_close(st);
 	_exit(status);
@@ -2799,6 +2885,7 @@ main(void)
 	    T(test_store_fail_locks_at_threshold),                             \
 	    T(test_store_fail_threshold_zero_never_locks),                     \
 	    T(test_store_unlock_resets), T(test_store_accept_step_cas),        \
+	    T(test_store_use_step_disabled),                                   \
 	    T(test_store_contract_list_token_disable),                         \
 	    T(test_store_state_use_replay_purge),                              \
 	    T(test_store_state_use_after_purge_ahead),                         \
