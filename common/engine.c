@@ -703,7 +703,8 @@ norm_code(const char *typed, unsigned int digits, char *out)
 /*
  * Checks a code against token t; on a match the store's compare-and-set
  * consumes the step (unless `bind`: the bind does it). *reason: ACCEPTED,
- * WRONG_CODE, REPLAYED, or BAD_INPUT for a malformed code.
+ * WRONG_CODE, REPLAYED, TOKEN_DISABLED (disabled before the set), or
+ * BAD_INPUT for a malformed code.
  */
 static int
 use_code(struct sotp_ctx *ctx, const struct sotp_token_rec *t,
@@ -711,7 +712,7 @@ use_code(struct sotp_ctx *ctx, const struct sotp_token_rec *t,
     int64_t *step, int *drift)
 {
 	char code[SOTP_CODE_MAX];
-	int rc, match = 0, won = 0;
+	int rc, match = 0, won = 0, disabled = 0;
 
 	*reason = SOTP_R_BAD_INPUT;
 	if (norm_code(typed, t->digits, code) != 0)
@@ -729,10 +730,16 @@ use_code(struct sotp_ctx *ctx, const struct sotp_token_rec *t,
 		*reason = SOTP_R_ACCEPTED;
 		return SOTP_OK;
 	}
-	if ((rc = sotp_store_accept_step(
-	         ctx->st, t->serial, contract, *step, *drift, &won)) != SOTP_OK)
+	/*
+	 * t was read under the contract's row lock, but `token disable`
+	 * takes none: the set's own guard sees a disable committed since
+	 * (a lost phone's), and the step stays unused, as when t said so.
+	 */
+	if ((rc = sotp_store_use_step(ctx->st, t->serial, contract, *step,
+	         *drift, &won, &disabled)) != SOTP_OK)
 		return store_err(ctx, rc);
-	*reason = won ? SOTP_R_ACCEPTED : SOTP_R_REPLAYED;
+	*reason = won ? SOTP_R_ACCEPTED
+	              : (disabled ? SOTP_R_TOKEN_DISABLED : SOTP_R_REPLAYED);
 	return SOTP_OK;
 }
 

@@ -1168,7 +1168,7 @@ test_engine_registration_needs_its_rounds(void **state)
 	assert_int_equal(d.verdict, SOTP_ACCEPT);
 }
 
-/* Audit rows as text, one "contract=C reason=R detail=D" a line. */
+/* Audit rows as text, one "action=A contract=C reason=R detail=D" a line. */
 struct audit_rows {
 	char text[8192];
 	size_t len;
@@ -1181,8 +1181,8 @@ audit_rows_cb(void *arg, const struct sotp_audit_row *r)
 	int n;
 
 	n = snprintf(a->text + a->len, sizeof(a->text) - a->len,
-	    "contract=%s reason=%s detail=%s\n", r->contract,
-	    sotp_reason_name(r->reason), r->detail);
+	    "action=%s contract=%s reason=%s detail=%s\n", r->action,
+	    r->contract, sotp_reason_name(r->reason), r->detail);
 	if (n > 0 && (size_t)n < sizeof(a->text) - a->len)
 		a->len += (size_t)n;
 	return 0;
@@ -2781,6 +2781,94 @@ test_engine_pg_unbound_under_the_lock(void **state)
 	sotp_writer_free(w);
 }
 
+/* Armed: the decision's compare-and-set finds T-OTP disabled first. */
+static int disable_armed;
+
+static void
+disable_before_cas(void *arg, const char *sql)
+{
+	struct fx *f = arg;
+	struct sotp_decision d;
+
+	if (!disable_armed ||
+	    strncmp(sql, "UPDATE tokens SET last_step", 27) != 0)
+		return;
+	disable_armed = 0;
+	/* The help desk's `token disable`, on a connection of its own. */
+	assert_int_equal(
+	    sotp_token_set_disabled(f->ctx, "T-OTP", 1, T0 + 97000, &d),
+	    SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_ACCEPT);
+}
+
+/*
+ * A token disabled while a decision is under way, committed between the
+ * decision's read of the token (with its contract, under the contract's
+ * row lock) and the compare-and-set that spends the code's step: a help
+ * desk's `token disable` after a lost phone. `token disable` takes no
+ * contract lock, so only the compare-and-set can see it: the code is
+ * refused as the token's (TOKEN_DISABLED, audited so), not counted
+ * against the customer, and its step stays unused (the same code is
+ * accepted once the token is enabled again). The engine used to accept it.
+ */
+static void
+test_engine_pg_disabled_before_cas(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_ctx *ctx = NULL;
+	struct sotp_writer *w = NULL;
+	struct sotp_decision d, de;
+	struct audit_rows rows;
+	struct input in = {
+	    NULL, GOOD_CODE, B32_A, NULL, NO_CARD, NULL, NULL, NULL};
+	char code[16], failures[32];
+	long long before, after;
+	time_t now = T0 + 97000;
+
+	with_writer(f->conf, &ctx, &w);
+
+	/* One failure on the count, so the accept would reset it. */
+	pg_sql("UPDATE contracts SET failures = 1 WHERE id = 'C-OTP'", NULL, 0);
+	before = pg_last_step("T-OTP");
+	disable_armed = 1;
+	sotp_store_set_trace(sotp_writer_store(w), disable_before_cas, f);
+	oath(in.b32, now, in.opts, code);
+	assert_int_equal(writer_decide(ctx, now, code, &d), SOTP_OK);
+	sotp_store_set_trace(sotp_writer_store(w), NULL, NULL);
+	if (disable_armed)
+		fail_msg("the decision made no compare-and-set");
+	after = pg_last_step("T-OTP");
+	pg_sql("SELECT failures FROM contracts WHERE id = 'C-OTP'", failures,
+	    sizeof(failures));
+	if (d.verdict != SOTP_REJECT || d.reason != SOTP_R_TOKEN_DISABLED)
+		fail_msg(
+		    "a code of a token disabled under the decision: verdict"
+		    " %d, reason %d (want REJECT, TOKEN_DISABLED)",
+		    (int)d.verdict, (int)d.reason);
+	if (after != before)
+		fail_msg("the disabled token's step was spent: last_step %lld,"
+		         " was %lld",
+		    after, before);
+	if (strcmp(failures, "1") != 0)
+		fail_msg("the refusal changed the failure count: %s, was 1",
+		    failures);
+	audit_rows_of(f, now, &rows);
+	/* The disable's row, then the decision's refusal: no accept. */
+	if (strcmp(rows.text,
+	        "action=token.disable contract=C-OTP reason=ACCEPTED detail=\n"
+	        "action=auth contract=C-OTP reason=TOKEN_DISABLED detail=\n") !=
+	    0)
+		fail_msg("audit rows since the decision:\n%s", rows.text);
+
+	/* Enabled again: the same code is accepted, it was never spent. */
+	assert_int_equal(
+	    sotp_token_set_disabled(f->ctx, "T-OTP", 0, now, &de), SOTP_OK);
+	assert_int_equal(writer_decide(ctx, now, code, &d), SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_ACCEPT);
+	sotp_ctx_free(ctx);
+	sotp_writer_free(w);
+}
+
 /*
  * Two decisions in one group of the writer (PostgreSQL): A accepts
  * C-OTP's code; B, come to the writer while A was in it, waits for
@@ -3610,6 +3698,7 @@ main(void)
 	    T(test_engine_pg_chains_do_not_wait),
 	    T(test_engine_pg_writer_decision),
 	    T(test_engine_pg_unbound_under_the_lock),
+	    T(test_engine_pg_disabled_before_cas),
 	    T(test_engine_pg_writer_timeout_spoils_no_group),
 	};
 #undef T
