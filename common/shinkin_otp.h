@@ -956,11 +956,14 @@ SOTP_EXPORT int sotp_import_pskc_signed(struct sotp_ctx *ctx, const char *buf,
     const char *signer, size_t signer_len, const char *kind, int dry_run,
     time_t now, struct sotp_import_result *res);
 /*
- * Whether signer[signer_len] is one PEM CERTIFICATE block and nothing
- * else but blanks around it, as sotp_import_pskc_signed requires (a
- * private key or any other block beside it is an operator's mistake, not
- * to be skipped): 0, or -1 with why[whysz] saying what else it holds,
- * by block type only, never a block's content. No certificate is parsed.
+ * Whether signer[signer_len] is one PEM CERTIFICATE (or legacy X509
+ * CERTIFICATE) block and nothing else but blanks around it, as
+ * sotp_import_pskc_signed requires (a private key or any other block
+ * beside it is an operator's mistake, not to be skipped): 0, or -1 with
+ * why[whysz] saying what else it holds, by block type only, never a
+ * block's content; for text around the block (an openssl x509 -text
+ * dump) or a TRUSTED CERTIFICATE, with the openssl command that writes
+ * the certificate alone. No certificate is parsed.
  */
 SOTP_EXPORT int sotp_signer_check(
     const char *signer, size_t signer_len, char *why, size_t whysz);
