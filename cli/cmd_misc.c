@@ -206,8 +206,11 @@ audit_row(void *arg, const struct sotp_audit_row *r)
 static int
 audit_time(struct cli *c, const char *opt, const char *s, long long *out)
 {
+	const char *zero;
 	int64_t t;
 
+	if ((zero = sotp_parse_ll_zero(s)) != NULL)
+		return cli_usage(c, "%s: '%s' %s", opt, s, zero);
 	if (sotp_time_parse(s, &t) != SOTP_OK)
 		return cli_usage(c,
 		    "%s: '%s' is not seconds since the epoch, "

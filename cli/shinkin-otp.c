@@ -144,14 +144,17 @@ cli_parse(struct cli *c, int argc, char **argv, const struct cli_opt *opts,
 /*
  * The core's parser, the one the policy file is read with: strtoll alone
  * would take " 5" and "+5", so the CLI would accept what the policy
- * refuses.
+ * refuses. A zero-padded value (007) or -0 is refused with that reason.
  */
 int
 cli_number(struct cli *c, const char *opt, const char *s, long long min,
     long long max, long long *out)
 {
+	const char *zero;
 	long long v;
 
+	if ((zero = sotp_parse_ll_zero(s)) != NULL)
+		return cli_usage(c, "%s: '%s' %s", opt, s, zero);
 	if (sotp_parse_ll(s, min, max, &v) != SOTP_OK)
 		return cli_usage(c, "%s: '%s' is not a number in %lld..%lld",
 		    opt, s, min, max);

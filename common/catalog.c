@@ -427,29 +427,66 @@ bidi(const char *s)
 }
 
 /*
- * An invisible direction mark at s: U+200E (LRM), U+200F (RLM) or U+061C
- * (ALM). No override, yet set between digits it moves them about on the
- * customer's screen just the same. Its code point, or 0: an operator
- * cannot see it in the file, so the refusal names it.
+ * Invisible characters a text may not hold, with what the refusal calls
+ * them: the operator cannot see one in the file, so it is named with its
+ * code point. The direction marks LRM, RLM and ALM move digits about on
+ * the customer's screen as an override does. The zero width characters
+ * and the word joiner hide inside a word or a number, so a text can read
+ * other than it holds (and compare unequal to what it shows); U+FEFF is
+ * one of them wherever it stands, not only at the start of a file. The
+ * line and paragraph separators split a Reply-Message line on some
+ * screens.
+ */
+static const struct {
+	unsigned int cp;
+	const char *what;
+} invisibles[] = {
+    {0x061cu, "a direction mark"},
+    {0x200bu, "a zero width space"},
+    {0x200cu, "a zero width non-joiner"},
+    {0x200du, "a zero width joiner"},
+    {0x200eu, "a direction mark"},
+    {0x200fu, "a direction mark"},
+    {0x2028u, "a line separator"},
+    {0x2029u, "a paragraph separator"},
+    {0x2060u, "a word joiner"},
+    {0xfeffu, "a zero width no-break space"},
+};
+
+/*
+ * The code point of the two- or three-octet UTF-8 sequence at s (valid
+ * UTF-8), or 0 for any other.
  */
 static unsigned int
-mark(const char *s)
+codepoint(const char *s)
 {
 	const unsigned char *u = (const unsigned char *)s;
 
-	if (u[0] == 0xe2 && u[1] == 0x80 && u[2] == 0x8e)
-		return 0x200eu;
-	if (u[0] == 0xe2 && u[1] == 0x80 && u[2] == 0x8f)
-		return 0x200fu;
-	if (u[0] == 0xd8 && u[1] == 0x9c)
-		return 0x061cu;
+	if ((u[0] & 0xe0) == 0xc0)
+		return (u[0] & 0x1fu) << 6 | (u[1] & 0x3fu);
+	if ((u[0] & 0xf0) == 0xe0)
+		return (u[0] & 0x0fu) << 12 | (u[1] & 0x3fu) << 6 |
+		    (u[2] & 0x3fu);
 	return 0;
+}
+
+/* The entry of invisibles[] for the character at s, or NULL. */
+static const char *
+invisible(const char *s, unsigned int *cp)
+{
+	size_t i;
+
+	*cp = codepoint(s);
+	for (i = 0; i < sizeof(invisibles) / sizeof(invisibles[0]); i++)
+		if (invisibles[i].cp == *cp)
+			return invisibles[i].what;
+	return NULL;
 }
 
 int
 sotp_msg_check(const struct sotp_policy *p, int row, char *why, size_t whysz)
 {
-	const char *s, *name;
+	const char *s, *name, *what;
 	unsigned int bit, cp, seen = 0;
 	size_t n;
 
@@ -466,9 +503,9 @@ sotp_msg_check(const struct sotp_policy *p, int row, char *why, size_t whysz)
 		if (bidi(s))
 			return fail(
 			    why, whysz, "%s holds a direction override", name);
-		if ((cp = mark(s)) != 0)
-			return fail(why, whysz,
-			    "%s holds a direction mark (U+%04X)", name, cp);
+		if ((what = invisible(s, &cp)) != NULL)
+			return fail(
+			    why, whysz, "%s holds %s (U+%04X)", name, what, cp);
 		if ((bit = placeholder(s, &n)) != 0) {
 			if ((rows[row].vars & bit) == 0)
 				return fail(why, whysz,

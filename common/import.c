@@ -145,7 +145,7 @@ csv_number(struct sotp_import_batch *b, unsigned int pos, const char *name,
 
 	if (s == NULL || s[0] == '\0')
 		return SOTP_OK;
-	if (sotp_parse_ll(s, 0, 100000, &v) != SOTP_OK)
+	if (sotp_parse_ll_padded(s, 0, 100000, &v) != SOTP_OK)
 		return sotp_import_refuse(
 		    b->res, pos, SOTP_R_BAD_INPUT, "%s is not a number", name);
 	*out = (unsigned int)v;
@@ -225,8 +225,8 @@ csv_line(struct sotp_import_batch *b, unsigned int pos, char *line)
 			return sotp_import_refuse(b->res, pos, SOTP_R_BAD_INPUT,
 			    "a period and a counter: a token counts time "
 			    "(TOTP) or events (HOTP), not both");
-		if (sotp_parse_ll(p, 0, (long long)SOTP_COUNTER_MAX, &v) !=
-		    SOTP_OK)
+		if (sotp_parse_ll_padded(
+		        p, 0, (long long)SOTP_COUNTER_MAX, &v) != SOTP_OK)
 			return sotp_import_refuse(b->res, pos, SOTP_R_BAD_INPUT,
 			    "counter is not a number from 0 to 2^62");
 		e->counter = (uint64_t)v;

@@ -60,8 +60,40 @@ sotp_strlcpy(char *dst, const char *src, size_t dstsz)
 	return len;
 }
 
+const char *
+sotp_parse_ll_zero(const char *s)
+{
+	const char *d;
+
+	if (s == NULL)
+		return NULL;
+	d = s[0] == '-' ? s + 1 : s;
+	if (d[0] != '0' || d[strspn(d, "0123456789")] != '\0')
+		return NULL;
+	if (d[1] != '\0')
+		return "has a leading zero (numbers are decimal: write it "
+		       "without)";
+	return d != s ? "is minus zero (write 0)" : NULL;
+}
+
 int
 sotp_parse_ll(const char *s, long long min, long long max, long long *out)
+{
+	if (out == NULL)
+		return SOTP_ERR_INVALID_ARG;
+	*out = 0;
+	/*
+	 * An operator who writes 007 may have meant octal, or slipped; -0
+	 * is no number anyone means. Refused rather than guessed at.
+	 */
+	if (sotp_parse_ll_zero(s) != NULL)
+		return SOTP_ERR_BAD_INPUT;
+	return sotp_parse_ll_padded(s, min, max, out);
+}
+
+int
+sotp_parse_ll_padded(
+    const char *s, long long min, long long max, long long *out)
 {
 	char *end = NULL;
 	long long v;

@@ -242,14 +242,32 @@ resolve_path(struct parser *ps, const char *val, char *out, size_t outsz)
 	return SOTP_OK;
 }
 
+/*
+ * A value sotp_parse_ll refuses for being zero-padded or -0, refused with
+ * that reason: "is not a number from 0 to 10" would puzzle whoever wrote
+ * 007. SOTP_OK for any other value, which the caller then parses.
+ */
+static int
+not_padded(struct parser *ps, const char *key, const char *val)
+{
+	const char *why;
+
+	if ((why = sotp_parse_ll_zero(val)) != NULL)
+		return perr(ps, "%s: '%s' %s", key, val, why);
+	return SOTP_OK;
+}
+
 static int
 set_option(struct parser *ps, const struct option *o, const char *val)
 {
 	char *base = (char *)ps->p + o->off;
 	long long v;
+	int rc;
 
 	switch (o->type) {
 	case V_UINT:
+		if ((rc = not_padded(ps, o->key, val)) != SOTP_OK)
+			return rc;
 		if (sotp_parse_ll(val, o->min, o->max, &v) != SOTP_OK)
 			return perr(ps,
 			    "%s: '%s' is not a number from %u to %u", o->key,
@@ -319,6 +337,8 @@ set_option(struct parser *ps, const struct option *o, const char *val)
 			return perr(ps, "%s: value too long", o->key);
 		return SOTP_OK;
 	case V_SLOT:
+		if ((rc = not_padded(ps, "pkcs11_slot", val)) != SOTP_OK)
+			return rc;
 		if (sotp_parse_ll(val, 0, (long long)UINT32_MAX, &v) != SOTP_OK)
 			return perr(ps,
 			    "pkcs11_slot: '%s' is not a slot number from 0 to %lu",
@@ -467,6 +487,8 @@ kind_key(struct parser *ps, const char *key, const char *val)
 		sotp_strlcpy(k->sunset, val, sizeof(k->sunset));
 	} else if (strcmp(key, "warn_days") == 0) {
 		if ((rc = once(ps, &ps->kind_seen, 2, key)) != SOTP_OK)
+			return rc;
+		if ((rc = not_padded(ps, key, val)) != SOTP_OK)
 			return rc;
 		if (sotp_parse_ll(val, 0, 3650, &v) != SOTP_OK)
 			return perr(ps,

@@ -283,7 +283,7 @@ number(const char *s, long long min, long long max, unsigned int *out)
 {
 	long long v;
 
-	if (sotp_parse_ll(s, min, max, &v) != SOTP_OK)
+	if (sotp_parse_ll_padded(s, min, max, &v) != SOTP_OK)
 		return -1;
 	*out = (unsigned int)v;
 	return 0;

@@ -338,21 +338,44 @@ pem_type(const char *p, const char *end, char *out, size_t outsz)
 		snprintf(out, outsz, "a PEM block");
 }
 
-int
-sotp_signer_check(const char *pem, size_t len, char *why, size_t whysz)
+/*
+ * The labels a signer certificate may carry: OpenSSL's PEM_read_bio_X509
+ * reads the legacy "X509 CERTIFICATE" as a plain certificate, and old
+ * vendor tools still write it. NULL when the block at p is neither.
+ */
+static const char *
+cert_label(const char *p, const char *end)
+{
+	static const char *const labels[] = {"CERTIFICATE", "X509 CERTIFICATE"};
+	size_t i, n;
+
+	for (i = 0; i < sizeof(labels) / sizeof(labels[0]); i++) {
+		n = strlen(labels[i]);
+		if ((size_t)(end - p) >= n + 5 &&
+		    memcmp(p, labels[i], n) == 0 &&
+		    memcmp(p + n, "-----", 5) == 0)
+			return labels[i];
+	}
+	return NULL;
+}
+
+/* The fix for a file that is more than the PEM certificate alone. */
+#define SIGNER_FIX                                                             \
+	"write the certificate alone with: openssl x509 -in FILE -out NEWFILE"
+
+/*
+ * Every "-----BEGIN " in pem[len] is a certificate's, and there is one:
+ * its start in *first and its label in *label; else -1 with why[].
+ */
+static int
+one_begin(const char *pem, const char *end, const char **first,
+    const char **label, char *why, size_t whysz)
 {
 	static const char begin[] = "-----BEGIN ";
-	static const char cert[] = "CERTIFICATE-----";
-	static const char cert_end[] = "-----END CERTIFICATE-----";
-	const char *end, *p = pem, *first = NULL;
+	const char *p = pem, *l;
 	char type[64];
 	unsigned int n = 0;
 
-	if (pem == NULL) {
-		snprintf(why, whysz, "holds no PEM certificate");
-		return -1;
-	}
-	end = pem + len;
 	/*
 	 * OpenSSL's PEM reader skips every block that is not the one asked
 	 * for, so a private key beside the certificate would pass unseen:
@@ -361,16 +384,25 @@ sotp_signer_check(const char *pem, size_t len, char *why, size_t whysz)
 	while ((p = memmem(p, (size_t)(end - p), begin, sizeof(begin) - 1)) !=
 	    NULL) {
 		p += sizeof(begin) - 1;
-		if ((size_t)(end - p) < sizeof(cert) - 1 ||
-		    memcmp(p, cert, sizeof(cert) - 1) != 0) {
+		if ((size_t)(end - p) >= 24 &&
+		    memcmp(p, "TRUSTED CERTIFICATE-----", 24) == 0) {
+			/* Trust settings ride with it; the pin honours none. */
+			snprintf(why, whysz,
+			    "holds a TRUSTED CERTIFICATE (OpenSSL trust settings "
+			    "with it): " SIGNER_FIX);
+			return -1;
+		}
+		if ((l = cert_label(p, end)) == NULL) {
 			pem_type(p, end, type, sizeof(type));
 			snprintf(why, whysz,
 			    "holds something besides one certificate (%s)",
 			    type);
 			return -1;
 		}
-		if (n++ == 0)
-			first = p - (sizeof(begin) - 1);
+		if (n++ == 0) {
+			*first = p - (sizeof(begin) - 1);
+			*label = l;
+		}
 	}
 	if (n == 0) {
 		snprintf(why, whysz, "holds no PEM certificate");
@@ -382,23 +414,44 @@ sotp_signer_check(const char *pem, size_t len, char *why, size_t whysz)
 		    "signing certificate alone");
 		return -1;
 	}
-	if (!blank(pem, first)) {
-		snprintf(why, whysz,
-		    "holds something besides one certificate (text before "
-		    "it)");
+	return 0;
+}
+
+int
+sotp_signer_check(const char *pem, size_t len, char *why, size_t whysz)
+{
+	const char *end, *p, *first = NULL, *label = NULL;
+	char cert_end[40];
+	int n;
+
+	if (pem == NULL) {
+		snprintf(why, whysz, "holds no PEM certificate");
 		return -1;
 	}
-	p = memmem(
-	    first, (size_t)(end - first), cert_end, sizeof(cert_end) - 1);
+	end = pem + len;
+	if (one_begin(pem, end, &first, &label, why, whysz) != 0)
+		return -1;
+	/*
+	 * Text around the block (openssl x509 -text puts its dump before
+	 * it) is refused, not skipped: an operator would read a subject or
+	 * a fingerprint there that nothing ties to the key pinned.
+	 */
+	if (!blank(pem, first)) {
+		snprintf(why, whysz,
+		    "holds text before the certificate (as openssl x509 -text "
+		    "writes it): " SIGNER_FIX);
+		return -1;
+	}
+	n = snprintf(cert_end, sizeof(cert_end), "-----END %s-----", label);
+	p = memmem(first, (size_t)(end - first), cert_end, (size_t)n);
 	if (p == NULL) {
 		snprintf(
 		    why, whysz, "holds a certificate without its END line");
 		return -1;
 	}
-	if (!blank(p + sizeof(cert_end) - 1, end)) {
+	if (!blank(p + n, end)) {
 		snprintf(why, whysz,
-		    "holds something besides one certificate (text after "
-		    "it)");
+		    "holds text after the certificate: " SIGNER_FIX);
 		return -1;
 	}
 	return 0;

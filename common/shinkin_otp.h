@@ -610,7 +610,8 @@ SOTP_EXPORT const char *sotp_login_name(enum sotp_login l);
 SOTP_EXPORT int sotp_login_parse(const char *s, enum sotp_login *l);
 /*
  * A moment as an administrator gives one (audit --since, prune --before):
- * seconds since the epoch (digits only), "YYYY-MM-DD" (its midnight) or
+ * seconds since the epoch (digits only, as sotp_parse_ll reads them: 0 but
+ * no leading zero), "YYYY-MM-DD" (its midnight) or
  * "YYYY-MM-DDTHH:MM:SSZ", always UTC, 1970 onwards. A day or time that
  * does not exist (2024-02-30, 24:00:00, a leap second), a time without
  * its Z (local or UTC?) and any other shape are SOTP_ERR_BAD_INPUT,
@@ -618,13 +619,22 @@ SOTP_EXPORT int sotp_login_parse(const char *s, enum sotp_login *l);
  */
 SOTP_EXPORT int sotp_time_parse(const char *s, int64_t *out);
 /*
- * A whole decimal number within [min, max], read as the policy file reads
- * one: an optional '-' and digits, nothing else (no blank, no '+', no
- * trailing text, unlike strtoll). *out is 0 unless it succeeds. Returns
- * SOTP_OK, SOTP_ERR_BAD_INPUT or SOTP_ERR_INVALID_ARG (out NULL).
+ * A whole decimal number within [min, max], read as the policy file and
+ * the CLI read one: an optional '-' and digits, nothing else (no blank, no
+ * '+', no trailing text, unlike strtoll), and no leading zero (007, -07)
+ * nor -0, which could hide a typo or a value meant as octal; "0" itself
+ * is a number. *out is 0 unless it succeeds. Returns SOTP_OK,
+ * SOTP_ERR_BAD_INPUT or SOTP_ERR_INVALID_ARG (out NULL).
  */
 SOTP_EXPORT int sotp_parse_ll(
     const char *s, long long min, long long max, long long *out);
+/*
+ * Why sotp_parse_ll refuses s for the way it is written though it is all
+ * digits: "has a leading zero (...)" or "is minus zero (...)", a static
+ * phrase for an error line that names the option and where s came from.
+ * NULL for any other s (a number, or not one at all).
+ */
+SOTP_EXPORT const char *sotp_parse_ll_zero(const char *s);
 
 /*
  * A token is time-based (TOTP, RFC 6238: period is its step in seconds)
@@ -946,11 +956,14 @@ SOTP_EXPORT int sotp_import_pskc_signed(struct sotp_ctx *ctx, const char *buf,
     const char *signer, size_t signer_len, const char *kind, int dry_run,
     time_t now, struct sotp_import_result *res);
 /*
- * Whether signer[signer_len] is one PEM CERTIFICATE block and nothing
- * else but blanks around it, as sotp_import_pskc_signed requires (a
- * private key or any other block beside it is an operator's mistake, not
- * to be skipped): 0, or -1 with why[whysz] saying what else it holds,
- * by block type only, never a block's content. No certificate is parsed.
+ * Whether signer[signer_len] is one PEM CERTIFICATE (or legacy X509
+ * CERTIFICATE) block and nothing else but blanks around it, as
+ * sotp_import_pskc_signed requires (a private key or any other block
+ * beside it is an operator's mistake, not to be skipped): 0, or -1 with
+ * why[whysz] saying what else it holds, by block type only, never a
+ * block's content; for text around the block (an openssl x509 -text
+ * dump) or a TRUSTED CERTIFICATE, with the openssl command that writes
+ * the certificate alone. No certificate is parsed.
  */
 SOTP_EXPORT int sotp_signer_check(
     const char *signer, size_t signer_len, char *why, size_t whysz);

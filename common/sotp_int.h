@@ -42,6 +42,15 @@ int sotp_random_uniform(unsigned int bound, unsigned int *out);
  * of src (strlcpy semantics).
  */
 size_t sotp_strlcpy(char *dst, const char *src, size_t dstsz);
+/*
+ * sotp_parse_ll that also takes leading zeros (007, -0), for numbers in
+ * files written by programs: an XML Schema integer in PSKC may be padded
+ * (RFC 6030 types are xs:unsignedLong and the like), so may a vendor's CSV
+ * or an otpauth URI, and none of them is read as octal by anyone. The
+ * policy file and the CLI use the strict sotp_parse_ll.
+ */
+int sotp_parse_ll_padded(
+    const char *s, long long min, long long max, long long *out);
 
 /* ---- otp.c: a reusable keyed HMAC for checking a window of codes ---- */
 

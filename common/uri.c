@@ -372,7 +372,7 @@ parse_param(const char *key, size_t keylen, const char *val, size_t vallen,
 			rc = SOTP_OK;
 		break;
 	case P_DIGITS:
-		if (sotp_parse_ll(v, 6, 8, &num) != SOTP_OK)
+		if (sotp_parse_ll_padded(v, 6, 8, &num) != SOTP_OK)
 			*why = "digits must be 6, 7 or 8";
 		else {
 			u->digits = (unsigned int)num;
@@ -380,7 +380,7 @@ parse_param(const char *key, size_t keylen, const char *val, size_t vallen,
 		}
 		break;
 	case P_PERIOD:
-		if (sotp_parse_ll(v, 1, 86400, &num) != SOTP_OK)
+		if (sotp_parse_ll_padded(v, 1, 86400, &num) != SOTP_OK)
 			*why = "period must be 1..86400 seconds";
 		else {
 			u->period = (unsigned int)num;

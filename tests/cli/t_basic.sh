@@ -130,6 +130,33 @@ check_rc 2 "token generate --count ' 1' is a usage error" \
 check "... naming --count" contains "$ERR" "--count: ' 1' is not a number"
 check_rc 2 "key rotate --batch +5 is a usage error" cli key rotate --batch +5
 check "... naming --batch" contains "$ERR" "--batch: '+5' is not a number"
+# Nor a zero-padded number or -0, which could be a typo or meant as
+# octal: the refusal says which it is, and nothing is stored.
+n=0
+for bad in "--digits|08|has a leading zero" "--counter|-0|is minus zero" \
+    "--counter|00|has a leading zero" "--period|030|has a leading zero"; do
+	opt=${bad%%|*}
+	rest=${bad#*|}
+	val=${rest%%|*}
+	why=${rest#*|}
+	n=$((n + 1))
+	check_rc 2 "token add $opt $val is a usage error" \
+	    cli token add "T9-z$n" --secret "$S9" "$opt" "$val"
+	check "... saying $opt: '$val' $why" \
+	    contains "$ERR" "$opt: '$val' $why"
+	refused UNKNOWN_SERIAL "... and no token is added" \
+	    cli token show "T9-z$n"
+done
+check_rc 2 "token generate --count 01 is a usage error" \
+    cli token generate --count 01
+check "... naming --count and the leading zero" \
+    contains "$ERR" "--count: '01' has a leading zero"
+check "token add --counter 0 is still a number" \
+    cli token add T9-z0 --secret "$S9" --counter 0
+check_rc 2 "audit --since 0978652800 is a usage error" \
+    cli audit --since 0978652800
+check "... naming --since and the leading zero" \
+    contains "$ERR" "--since: '0978652800' has a leading zero"
 check_rc 2 "verify --context twice (--context=X too) is a usage error" \
     cli verify C1 --context login --context=transaction --otp 123456
 check_rc 2 "--config twice is a usage error" \

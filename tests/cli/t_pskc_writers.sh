@@ -225,12 +225,62 @@ openssl rsa -traditional -in "$SB/sign.key" -out "$SB/sign-rsa.key" 2>/dev/null
 cat "$SB/sign.crt" "$SB/sign-rsa.key" >"$SB/with-rsakey.crt"
 signer_refused "a traditional RSA private key beside it" \
     "$SB/with-rsakey.crt" "holds something besides one certificate (a PEM block 'RSA PRIVATE KEY')"
+# Text around the certificate, such as the dump openssl x509 -text puts
+# before it: refused (nothing ties what it says to the key pinned), with
+# the command that writes the certificate alone; that command's output
+# is then taken.
+FIX="write the certificate alone with: openssl x509 -in FILE -out NEWFILE"
 { cat "$SB/sign.crt"; echo "vendor support: 0120-000-000"; } >"$SB/trailing.crt"
 signer_refused "text after the certificate" "$SB/trailing.crt" \
-    "holds something besides one certificate (text after it)"
+    "holds text after the certificate: $FIX"
 openssl x509 -in "$SB/sign.crt" -text >"$SB/text.crt"
+check "openssl x509 -text writes its dump before the PEM block" \
+    sh -c 'head -n 1 "$1" | grep -qx "Certificate:"' sh "$SB/text.crt"
 signer_refused "openssl x509 -text output (its dump before the PEM)" "$SB/text.crt" \
-    "holds something besides one certificate (text before it)"
+    "holds text before the certificate (as openssl x509 -text writes it): $FIX"
+check "the fix the refusal names: openssl x509 -in FILE -out NEWFILE" \
+    openssl x509 -in "$SB/text.crt" -out "$SB/text-fixed.crt"
+check "... gives a signer file that is taken" \
+    cli token import "$SB/signed.pskc" --signer "$SB/text-fixed.crt" --dry-run
+check "... (dry run, three tokens, signature checked)" \
+    contains "$OUT" "dry run: 3 tokens would be imported"
+# TRUSTED CERTIFICATE carries OpenSSL trust settings the pin would not
+# honour: refused with the same fix, which drops them.
+openssl x509 -in "$SB/sign.crt" -trustout -addtrust emailProtection \
+    -out "$SB/trusted.crt"
+check "openssl x509 -trustout writes a TRUSTED CERTIFICATE block" \
+    contains "$SB/trusted.crt" "-----BEGIN TRUSTED CERTIFICATE-----"
+signer_refused "a TRUSTED CERTIFICATE" "$SB/trusted.crt" \
+    "holds a TRUSTED CERTIFICATE (OpenSSL trust settings with it): $FIX"
+check "openssl x509 -in FILE -out NEWFILE drops the trust settings" \
+    openssl x509 -in "$SB/trusted.crt" -out "$SB/trusted-fixed.crt"
+check "... and NEWFILE is a plain CERTIFICATE block" \
+    contains "$SB/trusted-fixed.crt" "-----BEGIN CERTIFICATE-----"
+check "... which is taken" \
+    cli token import "$SB/signed.pskc" --signer "$SB/trusted-fixed.crt" --dry-run
+# The legacy label X509 CERTIFICATE, which OpenSSL's PEM reader takes as
+# a certificate: the signature is checked against its key, so another
+# vendor's certificate under that label is refused, and a key beside it
+# is refused as beside any certificate.
+sed 's/^-----\(BEGIN\|END\) CERTIFICATE-----$/-----\1 X509 CERTIFICATE-----/' \
+    "$SB/sign.crt" >"$SB/sign-x509.crt"
+sed 's/^-----\(BEGIN\|END\) CERTIFICATE-----$/-----\1 X509 CERTIFICATE-----/' \
+    "$SB/other.crt" >"$SB/other-x509.crt"
+check "the vendor's certificate under the label X509 CERTIFICATE" \
+    contains "$SB/sign-x509.crt" "-----BEGIN X509 CERTIFICATE-----"
+check "... is read by openssl as the same certificate" test \
+    "$(openssl x509 -in "$SB/sign-x509.crt" -noout -fingerprint -sha256)" = \
+    "$(openssl x509 -in "$SB/sign.crt" -noout -fingerprint -sha256)"
+check "... and taken as the signer" \
+    cli token import "$SB/signed.pskc" --signer "$SB/sign-x509.crt" --dry-run
+check "... (dry run, three tokens)" contains "$OUT" "dry run: 3 tokens would be imported"
+check "... the signature checked (stderr empty)" test ! -s "$ERR"
+sig_refused "another vendor's certificate under the label X509 CERTIFICATE" \
+    "$SB/signed.pskc" "$SB/other-x509.crt" \
+    "signature: the signature does not verify with the signer certificate's key"
+cat "$SB/sign-x509.crt" "$SB/sign.key" >"$SB/x509-with-key.crt"
+signer_refused "an X509 CERTIFICATE with its private key after it" \
+    "$SB/x509-with-key.crt" "holds something besides one certificate (a PEM block 'PRIVATE KEY')"
 # The shape of one certificate, yet no certificate inside: the core's
 # own refusal, audited.
 printf -- '-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n' \

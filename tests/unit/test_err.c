@@ -236,6 +236,60 @@ test_err_parse_ll(void **state)
 	assert_true(v == LLONG_MAX);
 }
 
+/*
+ * A zero-padded number or -0 could be a typo or meant as octal: the policy
+ * and the CLI refuse it, and say why. Machine-written data keep it.
+ */
+static void
+test_err_parse_ll_leading_zero(void **state)
+{
+	static const char *const padded[] = {
+	    "007", "00", "-0", "-00", "-07", "010", "0009223372036854775807"};
+	static const char *const plain[] = {
+	    "0", "7", "-7", "10", "100", "", "-", "x0", "0x", "+0", " 0", NULL};
+	long long v;
+	int64_t t = 1;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(padded) / sizeof(padded[0]); i++) {
+		v = 5;
+		if (sotp_parse_ll(padded[i], -100, LLONG_MAX, &v) !=
+		        SOTP_ERR_BAD_INPUT ||
+		    v != 0)
+			fail_msg("sotp_parse_ll('%s') took it as %lld",
+			    padded[i], v);
+		if (sotp_parse_ll_zero(padded[i]) == NULL)
+			fail_msg("no reason for '%s'", padded[i]);
+		if (sotp_parse_ll_padded(padded[i], -100, LLONG_MAX, &v) !=
+		    SOTP_OK)
+			fail_msg(
+			    "sotp_parse_ll_padded refused '%s'", padded[i]);
+	}
+	for (i = 0; i < sizeof(plain) / sizeof(plain[0]); i++)
+		if (sotp_parse_ll_zero(plain[i]) != NULL)
+			fail_msg("'%s': '%s'", plain[i] ? plain[i] : "(null)",
+			    sotp_parse_ll_zero(plain[i]));
+	assert_non_null(strstr(sotp_parse_ll_zero("007"), "leading zero"));
+	assert_non_null(strstr(sotp_parse_ll_zero("-07"), "leading zero"));
+	assert_non_null(strstr(sotp_parse_ll_zero("-0"), "minus zero"));
+	assert_int_equal(sotp_parse_ll_padded("007", 0, 10, &v), SOTP_OK);
+	assert_int_equal(v, 7);
+	assert_int_equal(sotp_parse_ll_padded("-0", -1, 1, &v), SOTP_OK);
+	assert_int_equal(v, 0);
+	assert_int_equal(
+	    sotp_parse_ll_padded("011", 0, 10, &v), SOTP_ERR_BAD_INPUT);
+	assert_int_equal(
+	    sotp_parse_ll_padded("+7", 0, 10, &v), SOTP_ERR_BAD_INPUT);
+	assert_int_equal(sotp_parse_ll("0", 0, 10, &v), SOTP_OK);
+	assert_int_equal(v, 0);
+	/* The epoch form of an audit time is the same number. */
+	assert_int_equal(sotp_time_parse("0", &t), SOTP_OK);
+	assert_true(t == 0);
+	assert_int_equal(
+	    sotp_time_parse("01764547200", &t), SOTP_ERR_BAD_INPUT);
+}
+
 static void
 test_err_strlcpy_and_random(void **state)
 {
@@ -287,6 +341,7 @@ main(void)
 	    cmocka_unit_test(test_err_login_names),
 	    cmocka_unit_test(test_err_alg_names),
 	    cmocka_unit_test(test_err_parse_ll),
+	    cmocka_unit_test(test_err_parse_ll_leading_zero),
 	    cmocka_unit_test(test_err_strlcpy_and_random),
 	};
 

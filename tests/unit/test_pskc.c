@@ -910,10 +910,15 @@ test_pskc_store_batch_rollback(void **state)
 	"-----BEGIN CERTIFICATE-----\nMIIBAAAA\n-----END CERTIFICATE-----\n"
 #define KEY_BLOCK                                                              \
 	"-----BEGIN PRIVATE KEY-----\nMIICAAAA\n-----END PRIVATE KEY-----\n"
+#define X509_BLOCK                                                             \
+	"-----BEGIN X509 CERTIFICATE-----\nMIIBAAAA\n"                         \
+	"-----END X509 CERTIFICATE-----\n"
 
 /*
- * One CERTIFICATE block with blanks around it, nothing else: a key or any
- * block beside it is named by type (never its content), and so is text.
+ * One CERTIFICATE (or legacy X509 CERTIFICATE) block with blanks around
+ * it, nothing else: a key or any block beside it is named by type (never
+ * its content); text around it and a TRUSTED CERTIFICATE are refused with
+ * the openssl command that makes the file right.
  */
 static void
 test_pskc_signer_check(void **state)
@@ -934,16 +939,46 @@ test_pskc_signer_check(void **state)
 	        "(a PEM block 'RSA PRIVATE KEY')"},
 	    {CERT_BLOCK "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIE\n",
 	        "(a PEM block 'ENCRYPTED PRIVATE KEY')"},
+	    /* The legacy label, which OpenSSL reads as a certificate. */
+	    {X509_BLOCK, NULL},
+	    {"\r\n" X509_BLOCK "\n\n", NULL},
 	    {"-----BEGIN X509 CERTIFICATE-----\nMIIB\n"
+	     "-----END CERTIFICATE-----\n",
+	        "holds a certificate without its END line"},
+	    {"-----BEGIN CERTIFICATE-----\nMIIB\n"
 	     "-----END X509 CERTIFICATE-----\n",
-	        "(a PEM block 'X509 CERTIFICATE')"},
+	        "holds a certificate without its END line"},
+	    {X509_BLOCK KEY_BLOCK, "(a PEM block 'PRIVATE KEY')"},
+	    {X509_BLOCK CERT_BLOCK, "holds more than one certificate"},
+	    {CERT_BLOCK X509_BLOCK, "holds more than one certificate"},
+	    /* Trust settings ride with it: refused, saying how to drop them. */
+	    {"-----BEGIN TRUSTED CERTIFICATE-----\nMIIB\n"
+	     "-----END TRUSTED CERTIFICATE-----\n",
+	        "holds a TRUSTED CERTIFICATE (OpenSSL trust settings with "
+	        "it): write the certificate alone with: openssl x509 -in "
+	        "FILE -out NEWFILE"},
+	    {CERT_BLOCK "-----BEGIN TRUSTED CERTIFICATE-----\n",
+	        "holds a TRUSTED CERTIFICATE"},
+	    {"-----BEGIN CERTIFICATEX-----\nMIIB\n",
+	        "(a PEM block 'CERTIFICATEX')"},
+	    {"-----BEGIN X509 CERTIFICATES-----\nMIIB\n",
+	        "(a PEM block 'X509 CERTIFICATES')"},
 	    {CERT_BLOCK "-----BEGIN private key-----\n", "(a PEM block)"},
 	    {CERT_BLOCK CERT_BLOCK, "holds more than one certificate"},
+	    /* openssl x509 -text: refused, with the command that fixes it. */
 	    {"Certificate:\n    Data: ...\n" CERT_BLOCK,
-	        "holds something besides one certificate (text before it)"},
+	        "holds text before the certificate (as openssl x509 -text "
+	        "writes it): write the certificate alone with: openssl x509 "
+	        "-in FILE -out NEWFILE"},
+	    {"Certificate:\n    Data: ...\n" X509_BLOCK,
+	        "holds text before the certificate"},
+	    /* A key in the dump is still named as the key it is. */
+	    {"Certificate:\n" KEY_BLOCK CERT_BLOCK,
+	        "(a PEM block 'PRIVATE KEY')"},
 	    {CERT_BLOCK "trailing\n",
-	        "holds something besides one certificate (text after it)"},
-	    {CERT_BLOCK "MIICAAAA\n", "(text after it)"},
+	        "holds text after the certificate: write the certificate "
+	        "alone with: openssl x509 -in FILE -out NEWFILE"},
+	    {CERT_BLOCK "MIICAAAA\n", "holds text after the certificate"},
 	    {"-----BEGIN CERTIFICATE-----\nMIIB\n",
 	        "holds a certificate without its END line"},
 	    {"not a certificate\n", "holds no PEM certificate"},
@@ -971,7 +1006,7 @@ test_pskc_signer_check(void **state)
 	/* A NUL is no blank: the length given counts, not the string. */
 	assert_int_equal(
 	    sotp_signer_check(nul, sizeof(nul) - 1, why, sizeof(why)), -1);
-	assert_non_null(strstr(why, "(text after it)"));
+	assert_non_null(strstr(why, "holds text after the certificate"));
 }
 
 /* The library refuses such a file too, before the PSKC file's shape. */
