@@ -430,32 +430,52 @@ bidi(const char *s)
  * Invisible characters a text may not hold, with what the refusal calls
  * them: the operator cannot see one in the file, so it is named with its
  * code point. The direction marks LRM, RLM and ALM move digits about on
- * the customer's screen as an override does. The zero width characters
- * and the word joiner hide inside a word or a number, so a text can read
- * other than it holds (and compare unequal to what it shows); U+FEFF is
- * one of them wherever it stands, not only at the start of a file. The
- * line and paragraph separators split a Reply-Message line on some
- * screens.
+ * the customer's screen as an override does. The zero width characters,
+ * the word joiner and the other format characters (Unicode's category
+ * Cf: the soft hyphen, the invisible operators, the tags...) hide inside
+ * a word or a number, so a text can read other than it holds (and
+ * compare unequal to what it shows); U+FEFF is one of them wherever it
+ * stands, not only at the start of a file. The line and paragraph
+ * separators split a Reply-Message line on some screens. Variation
+ * selectors stay allowed: a Japanese name may need one (an ideographic
+ * variant) and it only chooses the glyph of the character before it.
  */
 static const struct {
-	unsigned int cp;
+	unsigned int lo, hi;
 	const char *what;
 } invisibles[] = {
-    {0x061cu, "a direction mark"},
-    {0x200bu, "a zero width space"},
-    {0x200cu, "a zero width non-joiner"},
-    {0x200du, "a zero width joiner"},
-    {0x200eu, "a direction mark"},
-    {0x200fu, "a direction mark"},
-    {0x2028u, "a line separator"},
-    {0x2029u, "a paragraph separator"},
-    {0x2060u, "a word joiner"},
-    {0xfeffu, "a zero width no-break space"},
+    {0x00adu, 0x00adu, "a soft hyphen"},
+    {0x034fu, 0x034fu, "a combining grapheme joiner"},
+    {0x0600u, 0x0605u, "an invisible format character"},
+    {0x061cu, 0x061cu, "a direction mark"},
+    {0x06ddu, 0x06ddu, "an invisible format character"},
+    {0x070fu, 0x070fu, "an invisible format character"},
+    {0x0890u, 0x0891u, "an invisible format character"},
+    {0x08e2u, 0x08e2u, "an invisible format character"},
+    {0x180eu, 0x180eu, "a vowel separator"},
+    {0x200bu, 0x200bu, "a zero width space"},
+    {0x200cu, 0x200cu, "a zero width non-joiner"},
+    {0x200du, 0x200du, "a zero width joiner"},
+    {0x200eu, 0x200fu, "a direction mark"},
+    {0x2028u, 0x2028u, "a line separator"},
+    {0x2029u, 0x2029u, "a paragraph separator"},
+    {0x2060u, 0x2060u, "a word joiner"},
+    {0x2061u, 0x2064u, "an invisible operator"},
+    {0x206au, 0x206fu, "an invisible format character"},
+    {0xfeffu, 0xfeffu, "a zero width no-break space"},
+    {0xfff9u, 0xfffbu, "an interlinear annotation character"},
+    {0x110bdu, 0x110bdu, "an invisible format character"},
+    {0x110cdu, 0x110cdu, "an invisible format character"},
+    {0x13430u, 0x1343fu, "an invisible format character"},
+    {0x1bca0u, 0x1bca3u, "an invisible format character"},
+    {0x1d173u, 0x1d17au, "an invisible format character"},
+    {0xe0001u, 0xe0001u, "a tag character"},
+    {0xe0020u, 0xe007fu, "a tag character"},
 };
 
 /*
- * The code point of the two- or three-octet UTF-8 sequence at s (valid
- * UTF-8), or 0 for any other.
+ * The code point of the multi-octet UTF-8 sequence at s (valid UTF-8),
+ * or 0 for a single octet.
  */
 static unsigned int
 codepoint(const char *s)
@@ -467,6 +487,9 @@ codepoint(const char *s)
 	if ((u[0] & 0xf0) == 0xe0)
 		return (u[0] & 0x0fu) << 12 | (u[1] & 0x3fu) << 6 |
 		    (u[2] & 0x3fu);
+	if ((u[0] & 0xf8) == 0xf0)
+		return (u[0] & 0x07u) << 18 | (u[1] & 0x3fu) << 12 |
+		    (u[2] & 0x3fu) << 6 | (u[3] & 0x3fu);
 	return 0;
 }
 
@@ -478,7 +501,7 @@ invisible(const char *s, unsigned int *cp)
 
 	*cp = codepoint(s);
 	for (i = 0; i < sizeof(invisibles) / sizeof(invisibles[0]); i++)
-		if (invisibles[i].cp == *cp)
+		if (*cp >= invisibles[i].lo && *cp <= invisibles[i].hi)
 			return invisibles[i].what;
 	return NULL;
 }

@@ -264,6 +264,15 @@ test_catalog_check_refuses(void **state)
 	    {"WRONG_CODE", "code\ufeff", "zero width no-break space (U+FEFF)"},
 	    {"WRONG_CODE", "one\u2028two", "a line separator (U+2028)"},
 	    {"WRONG_CODE", "one\u2029two", "a paragraph separator (U+2029)"},
+	    {"WRONG_CODE", "12\u00ad34", "a soft hyphen (U+00AD)"},
+	    {"WRONG_CODE", "12\u034f34",
+	        "a combining grapheme joiner (U+034F)"},
+	    {"WRONG_CODE", "12\u180e34", "a vowel separator (U+180E)"},
+	    {"WRONG_CODE", "12\u206234", "an invisible operator (U+2062)"},
+	    {"WRONG_CODE", "12\u206a34", "format character (U+206A)"},
+	    {"WRONG_CODE", "12\ufff934", "annotation character (U+FFF9)"},
+	    {"WRONG_CODE", "12\U000e004134", "a tag character (U+E0041)"},
+	    {"WRONG_CODE", "12\U0001d17334", "format character (U+1D173)"},
 	    {"WRONG_CODE", "%{date}", "cannot use the placeholder"},
 	    {"TOKEN_SUNSET", "until %{when}", "unknown placeholder '%{when}'"},
 	    {"PROMPT_CARD", "Card digits: ", "must hold %{cells}"},
@@ -285,6 +294,28 @@ test_catalog_check_refuses(void **state)
 		    strstr(why, bad[i].why) == NULL)
 			fail_msg("%s = '%s': got '%s', want '%s'", bad[i].name,
 			    bad[i].text, why, bad[i].why);
+	}
+	/*
+	 * A variation selector only picks the glyph of the character before
+	 * it (an ideographic variant of a name, an emoji's colour form):
+	 * allowed, as are the full-width forms Japanese text is made of.
+	 */
+	{
+		static const char *const good[] = {
+		    "\u845b\U000e0100\u98fe\u533a\u306e\u304a\u5ba2\u69d8",
+		    "OK \u2714\ufe0f",
+		    "\uff11\uff12\uff13\u3000\u30b3\u30fc\u30c9",
+		};
+
+		row = sotp_msg_find("WRONG_CODE");
+		for (i = 0; i < NELEM(good); i++) {
+			memset(p->msg, 0, sizeof(p->msg));
+			snprintf(p->msg[row], SOTP_MSG_MAX, "%s", good[i]);
+			why[0] = '\0';
+			if (sotp_msg_check(p, row, why, sizeof(why)) != 0)
+				fail_msg("WRONG_CODE = '%s' refused: %s",
+				    good[i], why);
+		}
 	}
 	/* 84 Japanese characters are 252 octets: fit; one more does not. */
 	memset(p->msg, 0, sizeof(p->msg));
