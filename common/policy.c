@@ -749,6 +749,14 @@ parse_line(struct parser *ps, char *line)
 	/* Catalogs and overrides are UTF-8, and so is the whole file. */
 	if (!sotp_utf8_valid(line, strlen(line)))
 		return perr(ps, "not valid UTF-8");
+	/*
+	 * An editor on Windows may save the file with a byte order mark:
+	 * invisible, it would otherwise be reported as a bad line.
+	 */
+	if (strncmp(line, "\xef\xbb\xbf", 3) == 0)
+		return perr(ps,
+		    "a byte order mark (U+FEFF) starts the line: "
+		    "save the file as UTF-8 without one");
 	s = trim(line);
 	if (*s == '\0' || *s == '#')
 		return SOTP_OK;
