@@ -143,18 +143,33 @@ hold_end(struct holder *h)
 	assert_int_equal(WEXITSTATUS(wst), 0);
 }
 
+/*
+ * conf: a copy of the policy under test with the [store] lock_timeout
+ * and statement_timeout given (the shipped 1000 and 2000 ms).
+ */
+static void
+timeouts_conf(const struct fx *f, unsigned int lock_ms,
+    unsigned int statement_ms, char *conf, size_t confsz)
+{
+	char cmd[1024];
+
+	snprintf(
+	    conf, confsz, "%s/wait-%u-%u.conf", f->dir, lock_ms, statement_ms);
+	snprintf(cmd, sizeof(cmd),
+	    "sed -e 's/^lock_timeout = 1000$/lock_timeout = %u/'"
+	    " -e 's/^statement_timeout = 2000$/statement_timeout = %u/'"
+	    " %s > %s && grep -q '^lock_timeout = %u$' %s &&"
+	    " grep -q '^statement_timeout = %u$' %s",
+	    lock_ms, statement_ms, f->conf, conf, lock_ms, conf, statement_ms,
+	    conf);
+	assert_int_equal(system(cmd), 0);
+}
+
 /* conf: a copy of the policy under test with lock_timeout = 1500. */
 static void
 short_wait_conf(const struct fx *f, char *conf, size_t confsz)
 {
-	char cmd[1024];
-
-	snprintf(conf, confsz, "%s/short-wait.conf", f->dir);
-	snprintf(cmd, sizeof(cmd),
-	    "sed 's/^lock_timeout = 1000$/lock_timeout = 1500/' %s > %s &&"
-	    " grep -q '^lock_timeout = 1500$' %s",
-	    f->conf, conf, conf);
-	assert_int_equal(system(cmd), 0);
+	timeouts_conf(f, 1500, 2000, conf, confsz);
 }
 
 /*
@@ -2870,6 +2885,267 @@ test_engine_pg_disabled_before_cas(void **state)
 }
 
 /*
+ * The help desk's `token disable` holding T-OTP's row (UPDATEd, not yet
+ * committed, on a connection of its own) when the decision's
+ * compare-and-set comes: the decision runs in a thread of its own
+ * (dh_decide), its trace (disable_and_hold) starts the admin's
+ * transaction just before the compare-and-set, and the test ends that
+ * transaction only once the server shows the decision waiting for it.
+ */
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	PGconn *admin;
+	int armed;
+	int held; /* 1: the admin holds the row; -1: its UPDATE failed */
+	int done; /* the decision has its answer */
+	char why[256];
+	struct sotp_ctx *ctx;
+	const char *code;
+	time_t now;
+	int rc;
+	struct sotp_decision d;
+} dh;
+
+static void
+disable_and_hold(void *arg, const char *sql)
+{
+	PGresult *res;
+	int ok;
+
+	(void)arg;
+	if (!dh.armed || strncmp(sql, "UPDATE tokens SET last_step", 27) != 0)
+		return;
+	dh.armed = 0;
+	res = PQexec(dh.admin,
+	    "BEGIN; UPDATE tokens SET disabled = 1 WHERE serial = 'T-OTP'");
+	ok = PQresultStatus(res) == PGRES_COMMAND_OK &&
+	    strcmp(PQcmdTuples(res), "1") == 0;
+	if (!ok)
+		snprintf(dh.why, sizeof(dh.why), "%s, %s rows: %s",
+		    PQresStatus(PQresultStatus(res)), PQcmdTuples(res),
+		    PQresultErrorMessage(res));
+	PQclear(res);
+	pthread_mutex_lock(&dh.lock);
+	dh.held = ok ? 1 : -1;
+	pthread_cond_broadcast(&dh.cond);
+	pthread_mutex_unlock(&dh.lock);
+}
+
+/* The decision's thread: no cmocka here, the test checks dh after join. */
+static void *
+dh_decide(void *arg)
+{
+	struct sotp_attempt *a = NULL;
+
+	(void)arg;
+	dh.rc = sotp_attempt_begin(dh.ctx, "C-OTP", "transaction", dh.now, &a);
+	if (dh.rc == SOTP_OK)
+		dh.rc = sotp_attempt_answer(a, dh.code);
+	if (dh.rc == SOTP_OK)
+		dh.rc = sotp_attempt_step(a, &dh.d);
+	sotp_attempt_free(a);
+	pthread_mutex_lock(&dh.lock);
+	dh.done = 1;
+	pthread_cond_broadcast(&dh.cond);
+	pthread_mutex_unlock(&dh.lock);
+	return NULL;
+}
+
+/*
+ * One decision of code at now through ctx's writer w while the admin
+ * holds T-OTP's row; once the decision waits for that row (a backend that
+ * the admin's blocks, seen by probe), the admin commits, or rolls back.
+ * The decision's answer is left in dh.
+ */
+static void
+decide_while_disable_holds(struct sotp_ctx *ctx, struct sotp_writer *w,
+    PGconn *probe, time_t now, const char *code, int commit)
+{
+	PGresult *res;
+	pthread_t t;
+	char sql[160];
+	int i, waiting = 0, done = 0, ended;
+
+	snprintf(sql, sizeof(sql),
+	    "SELECT count(*) FROM pg_stat_activity"
+	    " WHERE %d = ANY(pg_blocking_pids(pid))",
+	    PQbackendPID(dh.admin));
+	dh.ctx = ctx;
+	dh.code = code;
+	dh.now = now;
+	dh.rc = SOTP_ERR_INTERNAL;
+	memset(&dh.d, 0, sizeof(dh.d));
+	dh.armed = 1;
+	dh.held = 0;
+	dh.done = 0;
+	dh.why[0] = '\0';
+	sotp_store_set_trace(sotp_writer_store(w), disable_and_hold, NULL);
+	assert_int_equal(pthread_create(&t, NULL, dh_decide, NULL), 0);
+	pthread_mutex_lock(&dh.lock);
+	while (dh.held == 0 && !dh.done)
+		pthread_cond_wait(&dh.cond, &dh.lock);
+	pthread_mutex_unlock(&dh.lock);
+
+	/*
+	 * A synchronization, not a timed check: up to about 5 s for the
+	 * decision to be seen waiting, well inside the lock_timeout the
+	 * caller's policy sets (10 s).
+	 */
+	for (i = 0; dh.held == 1 && !waiting && !done && i < 1000; i++) {
+		res = PQexec(probe, sql);
+		if (PQresultStatus(res) == PGRES_TUPLES_OK &&
+		    PQntuples(res) == 1 &&
+		    strcmp(PQgetvalue(res, 0, 0), "0") != 0)
+			waiting = 1;
+		PQclear(res);
+		if (waiting)
+			break;
+		pthread_mutex_lock(&dh.lock);
+		done = dh.done;
+		pthread_mutex_unlock(&dh.lock);
+		usleep(5 * 1000);
+	}
+	res = PQexec(dh.admin, commit ? "COMMIT" : "ROLLBACK");
+	ended = PQresultStatus(res) == PGRES_COMMAND_OK;
+	PQclear(res);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	sotp_store_set_trace(sotp_writer_store(w), NULL, NULL);
+
+	if (dh.armed)
+		fail_msg("the decision made no compare-and-set: rc %s,"
+		         " verdict %d, reason %s",
+		    sotp_rc_name(dh.rc), (int)dh.d.verdict,
+		    sotp_reason_name((int)dh.d.reason));
+	if (dh.held != 1)
+		fail_msg("the admin's UPDATE did not take the row: %s", dh.why);
+	if (!waiting)
+		fail_msg("the decision was never seen waiting for the admin's"
+		         " row lock (%s after %d polls of pg_stat_activity):"
+		         " rc %s, verdict %d, reason %s",
+		    done ? "it had its answer" : "still none", i,
+		    sotp_rc_name(dh.rc), (int)dh.d.verdict,
+		    sotp_reason_name((int)dh.d.reason));
+	if (!ended)
+		fail_msg(
+		    "the admin's %s failed", commit ? "COMMIT" : "ROLLBACK");
+	if (dh.rc != SOTP_OK)
+		fail_msg("the decision failed: rc %s: %s", sotp_rc_name(dh.rc),
+		    sotp_ctx_errmsg(ctx));
+}
+
+/* T-OTP's disabled flag and C-OTP's failure count, read by PostgreSQL. */
+static void
+pg_disabled_and_failures(char *disabled, char *failures, size_t sz)
+{
+	pg_sql(
+	    "SELECT disabled FROM tokens WHERE serial = 'T-OTP'", disabled, sz);
+	pg_sql(
+	    "SELECT failures FROM contracts WHERE id = 'C-OTP'", failures, sz);
+}
+
+/*
+ * A token disabled while a decision is under way, the disable not yet
+ * committed when the decision's compare-and-set comes: the help desk's
+ * `token disable` has UPDATEd the token's row and holds it. On READ
+ * COMMITTED the compare-and-set waits for the row; once the disable
+ * commits, the server evaluates its WHERE again on the new version
+ * (EvalPlanQual) and must find the token disabled: the code is refused
+ * as TOKEN_DISABLED (audited so, not counted against the customer) and
+ * its step stays unused. Had the disable rolled back instead, the same
+ * wait ends in an accept.
+ */
+static void
+test_engine_pg_disable_holding_the_row(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_ctx *ctx = NULL;
+	struct sotp_writer *w = NULL;
+	struct sotp_decision de;
+	struct audit_rows rows;
+	PGconn *probe;
+	char conf[160], code[16], disabled[32], failures[32];
+	long long before, after;
+	time_t now = T0 + 98000;
+
+	/* The decision waits as long as the poll takes, with room to spare. */
+	timeouts_conf(f, 10000, 20000, conf, sizeof(conf));
+	with_writer(conf, &ctx, &w);
+	dh.admin = PQconnectdb(pg_url());
+	probe = PQconnectdb(pg_url());
+	if (PQstatus(dh.admin) != CONNECTION_OK ||
+	    PQstatus(probe) != CONNECTION_OK)
+		fail_msg("pg: %s%s", PQerrorMessage(dh.admin),
+		    PQerrorMessage(probe));
+	pthread_mutex_init(&dh.lock, NULL);
+	pthread_cond_init(&dh.cond, NULL);
+
+	/* The disable commits: refused, the step unused, the count kept. */
+	pg_sql("UPDATE contracts SET failures = 1 WHERE id = 'C-OTP'", NULL, 0);
+	before = pg_last_step("T-OTP");
+	oath(B32_A, now, NULL, code);
+	decide_while_disable_holds(ctx, w, probe, now, code, 1);
+	after = pg_last_step("T-OTP");
+	pg_disabled_and_failures(disabled, failures, sizeof(disabled));
+	if (dh.d.verdict != SOTP_REJECT || dh.d.reason != SOTP_R_TOKEN_DISABLED)
+		fail_msg("a code whose token's disable committed while the"
+		         " compare-and-set waited: verdict %d, reason %s (want"
+		         " REJECT, TOKEN_DISABLED)",
+		    (int)dh.d.verdict, sotp_reason_name((int)dh.d.reason));
+	if (after != before)
+		fail_msg("the disabled token's step was spent: last_step %lld,"
+		         " was %lld",
+		    after, before);
+	if (strcmp(disabled, "1") != 0 || strcmp(failures, "1") != 0)
+		fail_msg("after the refusal: disabled %s (want 1), failures %s"
+		         " (want 1, not counted)",
+		    disabled, failures);
+	audit_rows_of(f, now, &rows);
+	if (strcmp(rows.text,
+	        "action=auth contract=C-OTP reason=TOKEN_DISABLED detail=\n") !=
+	    0)
+		fail_msg("audit rows since the decision:\n%s", rows.text);
+	/* Enabled again: the same code is accepted, it was never spent. */
+	assert_int_equal(
+	    sotp_token_set_disabled(f->ctx, "T-OTP", 0, now, &de), SOTP_OK);
+	assert_int_equal(writer_decide(ctx, now, code, &de), SOTP_OK);
+	assert_int_equal(de.verdict, SOTP_ACCEPT);
+
+	/* The disable rolls back: the waiting decision accepts. */
+	now += 60;
+	pg_sql("UPDATE contracts SET failures = 1 WHERE id = 'C-OTP'", NULL, 0);
+	oath(B32_A, now, NULL, code);
+	decide_while_disable_holds(ctx, w, probe, now, code, 0);
+	after = pg_last_step("T-OTP");
+	pg_disabled_and_failures(disabled, failures, sizeof(disabled));
+	if (dh.d.verdict != SOTP_ACCEPT || dh.d.reason != SOTP_R_ACCEPTED)
+		fail_msg("a code whose token's disable rolled back while the"
+		         " compare-and-set waited: verdict %d, reason %s (want"
+		         " ACCEPT, ACCEPTED)",
+		    (int)dh.d.verdict, sotp_reason_name((int)dh.d.reason));
+	if (after != (long long)(now / 30))
+		fail_msg("the accept's step is not committed: last_step %lld,"
+		         " want %lld",
+		    after, (long long)(now / 30));
+	if (strcmp(disabled, "0") != 0 || strcmp(failures, "0") != 0)
+		fail_msg("after the accept: disabled %s (want 0), failures %s"
+		         " (want 0, reset)",
+		    disabled, failures);
+	audit_rows_of(f, now, &rows);
+	if (strcmp(rows.text,
+	        "action=auth contract=C-OTP reason=ACCEPTED detail=\n") != 0)
+		fail_msg("audit rows since the decision:\n%s", rows.text);
+
+	PQfinish(probe);
+	PQfinish(dh.admin);
+	dh.admin = NULL;
+	pthread_cond_destroy(&dh.cond);
+	pthread_mutex_destroy(&dh.lock);
+	sotp_ctx_free(ctx);
+	sotp_writer_free(w);
+}
+
+/*
  * Two decisions in one group of the writer (PostgreSQL): A accepts
  * C-OTP's code; B, come to the writer while A was in it, waits for
  * C-NOTOKEN's row (another session holds it) to unlock its expired lock,
@@ -3699,6 +3975,7 @@ main(void)
 	    T(test_engine_pg_writer_decision),
 	    T(test_engine_pg_unbound_under_the_lock),
 	    T(test_engine_pg_disabled_before_cas),
+	    T(test_engine_pg_disable_holding_the_row),
 	    T(test_engine_pg_writer_timeout_spoils_no_group),
 	};
 #undef T
