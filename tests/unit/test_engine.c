@@ -2845,6 +2845,13 @@ test_engine_pg_disabled_before_cas(void **state)
 	/* One failure on the count, so the accept would reset it. */
 	pg_sql("UPDATE contracts SET failures = 1 WHERE id = 'C-OTP'", NULL, 0);
 	before = pg_last_step("T-OTP");
+	/*
+	 * The disable's audit row must not go to the writer's chain: the
+	 * writer's group holds chain 1's head (writer.c) while the hook runs
+	 * inside it, so a disable on chain 1 (f->ctx's chain is chosen by
+	 * pid, 1 in 16) would wait for it until lock_timeout.
+	 */
+	sotp_store_audit_chain_home(f->ctx->st, 2);
 	disable_armed = 1;
 	sotp_store_set_trace(sotp_writer_store(w), disable_before_cas, f);
 	oath(in.b32, now, in.opts, code);
