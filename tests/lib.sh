@@ -110,7 +110,9 @@ store_sql() {
 store_remove() {
 	if [ "$STORE_KIND" = postgresql ]; then
 		# Quietly, and twice is no error (store_garbage after a removal).
+		# Bounded: a session a failed test left open fails the DROP.
 		store_sql "SET client_min_messages = warning;
+		    SET lock_timeout = '30s';
 		    DROP SCHEMA IF EXISTS $STORE_SCHEMA CASCADE" >/dev/null
 	else
 		rm -f "$STORE" "$STORE-wal" "$STORE-shm" "$STORE-journal"

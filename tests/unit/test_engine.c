@@ -243,8 +243,13 @@ write_policy(const char *path, const char *extra)
 	const char *s = sotp_default_policy_text, *nl;
 	FILE *fp;
 
+	/*
+	 * A bounded wait: a transaction a failed test left open (an assert
+	 * inside a store trace hook) fails this DROP, not hangs the suite.
+	 */
 	if (pg_url() != NULL)
 		pg_sql("SET client_min_messages = warning;"
+		       " SET lock_timeout = '30s';"
 		       " DROP SCHEMA IF EXISTS public CASCADE;"
 		       " CREATE SCHEMA public",
 		    NULL, 0);

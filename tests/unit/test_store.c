@@ -92,7 +92,8 @@ pg_exec_in(const char *dbname, const char *sql)
 static void
 pg_reset(void)
 {
-	pg_exec("SET client_min_messages = warning;"
+	/* Bounded: a transaction a failed test left open fails it. */
+	pg_exec("SET client_min_messages = warning; SET lock_timeout = '30s';"
 	        " DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public");
 }
 
