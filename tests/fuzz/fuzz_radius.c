@@ -128,10 +128,13 @@ field(const uint8_t **p, const uint8_t *end, char *buf)
 	return n;
 }
 
-/* The checks every decision passes. */
+/*
+ * The checks every decision passes. unmapped: the attempt has no context
+ * (a service the [services] map does not name).
+ */
 static void
 check(int rc, const struct rlm_request *r, const struct sotp_decision *d,
-    int signed_state)
+    int signed_state, int unmapped)
 {
 	if (rc == SOTP_ERR_BAD_INPUT &&
 	    memchr(r->user, '\0', r->user_len) != NULL)
@@ -145,12 +148,19 @@ check(int rc, const struct rlm_request *r, const struct sotp_decision *d,
 		abort();
 	if (d->reason == SOTP_R_UNKNOWN_CONTRACT)
 		abort();
-	/* A forged State is refused; beside a service the [services] map
-	 * does not name, it is not even read (UNKNOWN_CONTEXT). */
+	/*
+	 * A service the map does not name is refused as such (or, when the
+	 * request is malformed too, as that), its State not even read.
+	 */
+	if (unmapped) {
+		if (d->verdict != SOTP_REJECT ||
+		    (d->reason != SOTP_R_UNKNOWN_CONTEXT &&
+		        d->reason != SOTP_R_BAD_INPUT))
+			abort();
+		return;
+	}
 	if (r->state != NULL && !signed_state &&
-	    (d->verdict != SOTP_REJECT ||
-	        (d->reason != SOTP_R_STATE_INVALID &&
-	            d->reason != SOTP_R_UNKNOWN_CONTEXT)))
+	    (d->verdict != SOTP_REJECT || d->reason != SOTP_R_STATE_INVALID))
 		abort();
 }
 
@@ -192,7 +202,7 @@ one(const uint8_t *data, size_t size)
 	field(&p, end, pw2);
 	r.now = FUZZ_T0;
 	rc = rlm_round(ctx, context, flags & 1, &r, &a, &d);
-	check(rc, &r, &d, 0);
+	check(rc, &r, &d, 0, a != NULL && sotp_attempt_context(a)[0] == '\0');
 	if (rc == SOTP_OK && d.verdict == SOTP_CONTINUE) {
 		if ((rc = rlm_challenge(a, &d, &ch)) != SOTP_OK)
 			fuzz_abort("challenge", ctx);
@@ -208,7 +218,8 @@ one(const uint8_t *data, size_t size)
 		r.password_len = strlen(pw2);
 		r.now = FUZZ_T0 + 5;
 		rc = rlm_round(ctx, context, flags & 1, &r, &a, &d);
-		check(rc, &r, &d, 1);
+		check(rc, &r, &d, 1,
+		    a != NULL && sotp_attempt_context(a)[0] == '\0');
 	}
 	sotp_attempt_free(a);
 }
