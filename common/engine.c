@@ -116,6 +116,67 @@ sotp_attempt_begin(struct sotp_ctx *ctx, const char *contract_id,
 	return SOTP_OK;
 }
 
+/*
+ * The audit row's detail for a service the [services] map does not name.
+ * The name comes from outside the policy (a NAS sends any
+ * NAS-Identifier, a PAM service is any file name): a blank, '"', '\' and
+ * every byte outside printable ASCII are written as \xHH and a long name
+ * is cut after 64 characters with "...", so that the row and its syslog
+ * line (detail="...") stay one line that reads back as it was written.
+ */
+static void
+name_unmapped(char *out, size_t outsz, const char *service)
+{
+	const unsigned char *s = (const unsigned char *)service;
+	char name[72];
+	size_t i, n = 0;
+
+	if (service == NULL || service[0] == '\0') {
+		snprintf(
+		    out, outsz, "no service name to map through [services]");
+		return;
+	}
+	for (i = 0; s[i] != '\0'; i++) {
+		if (n >= 64) {
+			memcpy(name + n, "...", 3);
+			n += 3;
+			break;
+		}
+		if (s[i] > ' ' && s[i] < 0x7f && s[i] != '"' && s[i] != '\\')
+			name[n++] = (char)s[i];
+		else
+			n += (size_t)snprintf(
+			    name + n, sizeof(name) - n, "\\x%02x", s[i]);
+	}
+	name[n] = '\0';
+	snprintf(out, outsz, "service=%s has no context in [services]", name);
+}
+
+int
+sotp_attempt_begin_service(struct sotp_ctx *ctx, const char *contract_id,
+    const char *service, time_t now, struct sotp_attempt **out)
+{
+	const char *context = NULL;
+	int rc;
+
+	if ((rc = sotp_attempt_begin(ctx, contract_id, "", now, out)) !=
+	    SOTP_OK)
+		return rc;
+	if (service != NULL && service[0] != '\0' &&
+	    sotp_policy_context_for(ctx, service, &context) == SOTP_OK)
+		sotp_strlcpy((*out)->context, context, sizeof((*out)->context));
+	else
+		name_unmapped(
+		    (*out)->unmapped, sizeof((*out)->unmapped), service);
+	return SOTP_OK;
+}
+
+const char *
+sotp_attempt_context(const struct sotp_attempt *a)
+{
+	return a != NULL ? a->context : "";
+}
+
 _Static_assert(SOTP_INPUT_MAX == 1024, "the refusal's detail says 1024");
 
 /*
@@ -1608,8 +1669,8 @@ step(struct sotp_attempt *a, struct sotp_decision *d)
 	}
 	if (cdef == NULL) {
 		look_up(a);
-		return finish(
-		    a, cdef, d, SOTP_REJECT, SOTP_R_UNKNOWN_CONTEXT, NULL);
+		return finish(a, cdef, d, SOTP_REJECT, SOTP_R_UNKNOWN_CONTEXT,
+		    a->unmapped[0] != '\0' ? a->unmapped : NULL);
 	}
 	reveal = a->ctx->pol.reveal_unknown;
 	if (!a->contract_ok && reveal)

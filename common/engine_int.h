@@ -39,6 +39,13 @@ struct sotp_attempt {
 	 * attempt as BAD_INPUT with this as the audit row's detail.
 	 */
 	char malformed[128];
+	/*
+	 * The service (PAM service, RADIUS context attribute) that
+	 * sotp_attempt_begin_service could not map to a context, as the
+	 * audit row names it (escaped, cut); "" when none. The next step
+	 * refuses the attempt as UNKNOWN_CONTEXT with this as the detail.
+	 */
+	char unmapped[128];
 	uint8_t state_id[SOTP_STATE_ID_LEN];
 	int64_t state_expires; /* of the resumed state */
 	int final;

@@ -278,3 +278,26 @@ sotp_attempt_resume(struct sotp_ctx *ctx, const char *contract_id,
 	*out = a;
 	return SOTP_OK;
 }
+
+int
+sotp_attempt_resume_service(struct sotp_ctx *ctx, const char *contract_id,
+    const char *service, const uint8_t *state, size_t len, time_t now,
+    struct sotp_attempt **out)
+{
+	const char *context = NULL;
+
+	if (out != NULL)
+		*out = NULL;
+	if (ctx == NULL || (state == NULL && len != 0))
+		return SOTP_ERR_INVALID_ARG;
+	/*
+	 * A service the map does not name has no context to check the
+	 * state against: nothing of the state is read, and the attempt is
+	 * refused as sotp_attempt_begin_service refuses it.
+	 */
+	if (service != NULL && service[0] != '\0' &&
+	    sotp_policy_context_for(ctx, service, &context) == SOTP_OK)
+		return sotp_attempt_resume(
+		    ctx, contract_id, context, state, len, now, out);
+	return sotp_attempt_begin_service(ctx, contract_id, service, now, out);
+}

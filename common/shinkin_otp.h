@@ -526,6 +526,26 @@ SOTP_EXPORT int sotp_attempt_begin(struct sotp_ctx *ctx,
     const char *contract_id, const char *context, time_t now,
     struct sotp_attempt **out);
 /*
+ * As sotp_attempt_begin, in the context the policy's [services] map
+ * gives `service` (a PAM service name, the value of a RADIUS context
+ * attribute such as NAS-Identifier): the front end passes the name, the
+ * core decides. A service the map does not name (or NULL or "") still
+ * begins an attempt: its first sotp_attempt_step refuses it as
+ * SOTP_R_UNKNOWN_CONTEXT, audited with a detail naming the service
+ * ("service=NAME has no context in [services]"; a blank, a quote, a
+ * backslash or a byte outside printable ASCII written as \xHH, a name
+ * over 64 characters cut with "..."), counted and the customer told,
+ * as for an unknown context name. Errors as sotp_attempt_begin.
+ */
+SOTP_EXPORT int sotp_attempt_begin_service(struct sotp_ctx *ctx,
+    const char *contract_id, const char *service, time_t now,
+    struct sotp_attempt **out);
+/*
+ * The name of the context the attempt runs in, or "" when it has none
+ * (a service the map does not name); never NULL. For the front end's log.
+ */
+SOTP_EXPORT const char *sotp_attempt_context(const struct sotp_attempt *a);
+/*
  * The customer's answer to the question the attempt asked last (the
  * decision's `ask`); on a fresh attempt, to its first question (the
  * password, or in a context without one the code). This is all a front
@@ -594,6 +614,16 @@ SOTP_EXPORT int sotp_attempt_export(
  */
 SOTP_EXPORT int sotp_attempt_resume(struct sotp_ctx *ctx,
     const char *contract_id, const char *context, const uint8_t *state,
+    size_t len, time_t now, struct sotp_attempt **out);
+/*
+ * As sotp_attempt_resume, in the context the policy's [services] map
+ * gives `service` (see sotp_attempt_begin_service). For a service the
+ * map does not name, nothing of the state is read or spent: the attempt
+ * is the one sotp_attempt_begin_service makes, refused as
+ * SOTP_R_UNKNOWN_CONTEXT at its first step (audited, the service named).
+ */
+SOTP_EXPORT int sotp_attempt_resume_service(struct sotp_ctx *ctx,
+    const char *contract_id, const char *service, const uint8_t *state,
     size_t len, time_t now, struct sotp_attempt **out);
 /* Frees the attempt, wiping its inputs; NULL-safe. */
 SOTP_EXPORT void sotp_attempt_free(struct sotp_attempt *a);

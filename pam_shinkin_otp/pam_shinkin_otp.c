@@ -320,29 +320,29 @@ fail:
 	return pam_result(rc, NULL);
 }
 
-/* context= wins; else the policy's [services] map names the context. */
+/*
+ * The attempt: in context= when given, else in the context the policy's
+ * [services] map gives the PAM service. The core maps it, and refuses a
+ * service the map does not name as UNKNOWN_CONTEXT (audited, counted,
+ * the customer told); *service is set for the log line (conclude).
+ */
 static int
-find_context(pam_handle_t *pamh, const struct sotp_ctx *ctx,
-    const struct args *args, const char **context)
+begin(pam_handle_t *pamh, struct sotp_ctx *ctx, const struct args *args,
+    const char *user, const char **service, struct sotp_attempt **a)
 {
-	const void *service = NULL;
+	const void *item = NULL;
 
-	*context = args->context;
-	if (*context != NULL)
-		return PAM_SUCCESS;
-	if (pam_get_item(pamh, PAM_SERVICE, &service) != PAM_SUCCESS ||
-	    service == NULL) {
+	*service = NULL;
+	if (args->context != NULL)
+		return sotp_attempt_begin(
+		    ctx, user, args->context, time(NULL), a);
+	if (pam_get_item(pamh, PAM_SERVICE, &item) != PAM_SUCCESS ||
+	    item == NULL) {
 		pam_syslog(pamh, LOG_ERR, "no PAM service name");
-		return PAM_SERVICE_ERR;
+		item = NULL;
 	}
-	if (sotp_policy_context_for(ctx, service, context) != SOTP_OK) {
-		pam_syslog(pamh, LOG_ERR,
-		    "service %s has no context in the policy [services] map "
-		    "and no context= option",
-		    (const char *)service);
-		return PAM_SERVICE_ERR;
-	}
-	return PAM_SUCCESS;
+	*service = item;
+	return sotp_attempt_begin_service(ctx, user, item, time(NULL), a);
 }
 
 /*
@@ -415,11 +415,22 @@ out:
 /* The outcome: the engine's text for the customer, the log, the code. */
 static int
 conclude(pam_handle_t *pamh, int flags, const struct args *args,
-    const struct sotp_ctx *ctx, const char *context, int rc,
-    const struct sotp_decision *d)
+    const struct sotp_ctx *ctx, const struct sotp_attempt *a,
+    const char *service, int rc, const struct sotp_decision *d)
 {
+	const char *context = sotp_attempt_context(a);
 	int pam_rc = pam_result(rc, d);
 
+	if (context[0] == '\0')
+		context = "-";
+	/* The operator's line: the audit line escapes the name, this one
+	 * says where to fix it. */
+	if (rc == SOTP_OK && d->reason == SOTP_R_UNKNOWN_CONTEXT &&
+	    args->context == NULL && service != NULL)
+		pam_syslog(pamh, LOG_ERR,
+		    "service %s has no context in the policy [services] map "
+		    "and no context= option",
+		    service);
 	if (rc != SOTP_OK)
 		pam_syslog(pamh, LOG_ERR, "context %s: %s: %s", context,
 		    sotp_strerror(rc), sotp_ctx_errmsg(ctx));
@@ -444,7 +455,7 @@ pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 	struct sotp_decision d;
 	struct creds creds;
 	const struct creds *as = NULL;
-	const char *user = NULL, *context = NULL;
+	const char *user = NULL, *service = NULL;
 	int rc = SOTP_ERR_INTERNAL, pam_rc, round;
 
 	memset(&d, 0, sizeof(d));
@@ -458,9 +469,7 @@ pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 			pam_rc = PAM_INCOMPLETE;
 		goto out;
 	}
-	if ((pam_rc = find_context(pamh, ctx, &args, &context)) != PAM_SUCCESS)
-		goto out;
-	rc = sotp_attempt_begin(ctx, user, context, time(NULL), &a);
+	rc = begin(pamh, ctx, &args, user, &service, &a);
 	for (round = 0; rc == SOTP_OK; round++) {
 		if ((rc = sotp_attempt_step(a, &d)) != SOTP_OK ||
 		    d.verdict != SOTP_CONTINUE)
@@ -474,7 +483,7 @@ pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 		    PAM_SUCCESS)
 			goto out;
 	}
-	pam_rc = conclude(pamh, flags, &args, ctx, context, rc, &d);
+	pam_rc = conclude(pamh, flags, &args, ctx, a, service, rc, &d);
 out:
 	sotp_attempt_free(a);
 	warm_keep(&args, ctx, as);

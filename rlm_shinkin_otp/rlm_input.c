@@ -34,23 +34,28 @@ rlm_malformed(const struct rlm_request *r, char *buf, size_t bufsz)
 	return buf;
 }
 
-int
-rlm_context(const struct sotp_ctx *ctx, const char *fixed,
-    const struct rlm_request *r, const char **context)
+/*
+ * The attempt, begun or resumed: in the module's fixed context, else in
+ * the one the policy's [services] map gives the context attribute's
+ * value. The core maps it, and refuses a value the map does not name.
+ */
+static int
+start(struct sotp_ctx *ctx, const char *fixed, const char *user,
+    const struct rlm_request *r, struct sotp_attempt **a)
 {
-	*context = NULL;
-	if (fixed != NULL && fixed[0] != '\0') {
-		*context = fixed;
-		return 0;
-	}
-	if (r->service == NULL ||
-	    sotp_policy_context_for(ctx, r->service, context) != SOTP_OK)
-		return -1;
-	return 0;
+	if (fixed != NULL && fixed[0] != '\0')
+		return r->state != NULL
+		    ? sotp_attempt_resume(
+		          ctx, user, fixed, r->state, r->state_len, r->now, a)
+		    : sotp_attempt_begin(ctx, user, fixed, r->now, a);
+	return r->state != NULL
+	    ? sotp_attempt_resume_service(
+	          ctx, user, r->service, r->state, r->state_len, r->now, a)
+	    : sotp_attempt_begin_service(ctx, user, r->service, r->now, a);
 }
 
 int
-rlm_round(struct sotp_ctx *ctx, const char *context, int append,
+rlm_round(struct sotp_ctx *ctx, const char *fixed, int append,
     const struct rlm_request *r, struct sotp_attempt **a,
     struct sotp_decision *d)
 {
@@ -63,12 +68,7 @@ rlm_round(struct sotp_ctx *ctx, const char *context, int append,
 	d->verdict = SOTP_REJECT;
 	if (user == NULL)
 		return SOTP_ERR_BAD_INPUT;
-	if (r->state != NULL)
-		rc = sotp_attempt_resume(
-		    ctx, user, context, r->state, r->state_len, r->now, a);
-	else
-		rc = sotp_attempt_begin(ctx, user, context, r->now, a);
-	if (rc != SOTP_OK)
+	if ((rc = start(ctx, fixed, user, r, a)) != SOTP_OK)
 		return rc;
 	/*
 	 * A NUL inside User-Password would cut what the customer typed: no

@@ -54,24 +54,20 @@ const char *rlm_contract_id(const struct rlm_request *r);
 const char *rlm_malformed(const struct rlm_request *r, char *buf, size_t bufsz);
 
 /*
- * The context: `fixed` (the module's context), else the policy's
- * [services] map of r->service. 0, or -1 when there is none (no
- * attribute, or a value the map does not know).
- */
-int rlm_context(const struct sotp_ctx *ctx, const char *fixed,
-    const struct rlm_request *r, const char **context);
-
-/*
  * One round: with a State, the attempt it exported resumes and
  * User-Password answers the question it asked; without one a new
  * attempt begins, and User-Password answers its first question, or in
- * append mode is the password followed by the code. *a is the caller's
- * to free (also on error). A request rlm_malformed refuses is the
- * engine's to refuse (BAD_INPUT, audited, with that reason); nothing of
+ * append mode is the password followed by the code. The context is
+ * `fixed` (the module's context) when not NULL or "", else the one the
+ * policy's [services] map gives r->service: a value the map does not
+ * name (or none) is the engine's to refuse (UNKNOWN_CONTEXT, audited,
+ * the value named), and a State beside it is neither read nor spent.
+ * *a is the caller's to free (also on error). A request rlm_malformed refuses
+ * is the engine's to refuse (BAD_INPUT, audited, with that reason); nothing of
  * it is taken. SOTP_ERR_BAD_INPUT without a User-Name (or with one
  * holding a NUL); else the engine's errors.
  */
-int rlm_round(struct sotp_ctx *ctx, const char *context, int append,
+int rlm_round(struct sotp_ctx *ctx, const char *fixed, int append,
     const struct rlm_request *r, struct sotp_attempt **a,
     struct sotp_decision *d);
 

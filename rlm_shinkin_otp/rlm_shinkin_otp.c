@@ -520,28 +520,35 @@ request_of(const struct rlm_shinkin_otp *inst, REQUEST *request,
 	count_repeated(inst, request, r);
 }
 
-/* The context, or -1 (logged) when the request names none we know. */
-static int
-pick_context(const struct rlm_shinkin_otp *inst, const struct sotp_ctx *ctx,
-    REQUEST *request, const struct rlm_request *r, const char **context)
+/*
+ * What radiusd's log says of the context the engine took (debug), or of
+ * a request whose context attribute names none: an error, not debug
+ * output, or a NAS that sends no or the wrong attribute is refused
+ * without a word outside radiusd -X. The audit line names the value
+ * escaped; this one says where to fix it.
+ */
+static void
+log_context(const struct rlm_shinkin_otp *inst, REQUEST *request,
+    const struct rlm_request *r, const struct sotp_attempt *a, int rc,
+    const struct sotp_decision *d)
 {
-	if (rlm_context(ctx, inst->context, r, context) == 0) {
-		if (inst->context_da != NULL)
-			RDEBUG2("%s \"%s\" -> context %s",
-			    inst->context_da->name, r->service, *context);
-		return 0;
+	const char *context = sotp_attempt_context(a);
+
+	if (inst->context_da == NULL || a == NULL)
+		return;
+	if (context[0] != '\0') {
+		RDEBUG2("%s \"%s\" -> context %s", inst->context_da->name,
+		    r->service, context);
+		return;
 	}
-	/*
-	 * An error, not debug output: a NAS that sends no or the wrong
-	 * attribute is otherwise refused in silence outside radiusd -X.
-	 */
+	if (rc != SOTP_OK || d->reason != SOTP_R_UNKNOWN_CONTEXT)
+		return;
 	if (r->service == NULL)
 		RERROR("No %s in the request: cannot choose a context",
 		    inst->context_da->name);
 	else
 		RERROR("%s \"%s\" is not in the policy's [services] map",
 		    inst->context_da->name, r->service);
-	return -1;
 }
 
 static rlm_rcode_t
@@ -728,7 +735,7 @@ mod_authenticate(void *instance, REQUEST *request)
 	struct rlm_request r;
 	struct sotp_ctx *ctx;
 	char service[ATTR_MAX + 1], why[128];
-	const char *context = NULL;
+	const char *fixed = inst->context;
 	rlm_rcode_t code;
 	int rc;
 
@@ -744,19 +751,22 @@ mod_authenticate(void *instance, REQUEST *request)
 		return RLM_MODULE_FAIL;
 	/*
 	 * A request the engine will refuse as malformed names no context
-	 * when it carries two context attributes (and needs none known).
+	 * when it carries two context attributes: which one was meant is a
+	 * guess.
 	 */
 	if (rlm_malformed(&r, why, sizeof(why)) != NULL) {
 		REDEBUG("%s: refused", why);
-		if ((inst->context_da != NULL &&
-		        r.repeated == inst->context_da->name) ||
-		    rlm_context(ctx, inst->context, &r, &context) != 0)
-			context = "";
-	} else if (pick_context(inst, ctx, request, &r, &context) != 0)
-		return RLM_MODULE_INVALID;
+		if (inst->context_da != NULL &&
+		    r.repeated == inst->context_da->name) {
+			fixed = NULL;
+			r.service = NULL;
+		}
+	}
+	rc = rlm_round(ctx, fixed, inst->mode == MODE_APPEND, &r, &a, &d);
+	log_context(inst, request, &r, a, rc, &d);
 	RDEBUG2("%s attempt of %s in context %s",
-	    r.state != NULL ? "Resuming the" : "New", r.user, context);
-	rc = rlm_round(ctx, context, inst->mode == MODE_APPEND, &r, &a, &d);
+	    r.state != NULL ? "Resuming the" : "New", r.user,
+	    sotp_attempt_context(a)[0] != '\0' ? sotp_attempt_context(a) : "-");
 	code = map_decision(request, ctx, a, rc, &d);
 	sotp_attempt_free(a);
 	return code;

@@ -128,10 +128,13 @@ field(const uint8_t **p, const uint8_t *end, char *buf)
 	return n;
 }
 
-/* The checks every decision passes. */
+/*
+ * The checks every decision passes. unmapped: the attempt has no context
+ * (a service the [services] map does not name).
+ */
 static void
 check(int rc, const struct rlm_request *r, const struct sotp_decision *d,
-    int signed_state)
+    int signed_state, int unmapped)
 {
 	if (rc == SOTP_ERR_BAD_INPUT &&
 	    memchr(r->user, '\0', r->user_len) != NULL)
@@ -145,6 +148,17 @@ check(int rc, const struct rlm_request *r, const struct sotp_decision *d,
 		abort();
 	if (d->reason == SOTP_R_UNKNOWN_CONTRACT)
 		abort();
+	/*
+	 * A service the map does not name is refused as such (or, when the
+	 * request is malformed too, as that), its State not even read.
+	 */
+	if (unmapped) {
+		if (d->verdict != SOTP_REJECT ||
+		    (d->reason != SOTP_R_UNKNOWN_CONTEXT &&
+		        d->reason != SOTP_R_BAD_INPUT))
+			abort();
+		return;
+	}
 	if (r->state != NULL && !signed_state &&
 	    (d->verdict != SOTP_REJECT || d->reason != SOTP_R_STATE_INVALID))
 		abort();
@@ -161,8 +175,8 @@ one(const uint8_t *data, size_t size)
 	struct rlm_request r;
 	struct sotp_attempt *a = NULL;
 	struct sotp_decision d;
-	const char *context = NULL;
 	uint8_t flags = data[0];
+	const char *context = fixed[(flags >> 2) & 3];
 	size_t n;
 	int rc;
 
@@ -187,10 +201,8 @@ one(const uint8_t *data, size_t size)
 	r.service = service;
 	field(&p, end, pw2);
 	r.now = FUZZ_T0;
-	if (rlm_context(ctx, fixed[(flags >> 2) & 3], &r, &context) != 0)
-		return;
 	rc = rlm_round(ctx, context, flags & 1, &r, &a, &d);
-	check(rc, &r, &d, 0);
+	check(rc, &r, &d, 0, a != NULL && sotp_attempt_context(a)[0] == '\0');
 	if (rc == SOTP_OK && d.verdict == SOTP_CONTINUE) {
 		if ((rc = rlm_challenge(a, &d, &ch)) != SOTP_OK)
 			fuzz_abort("challenge", ctx);
@@ -206,7 +218,8 @@ one(const uint8_t *data, size_t size)
 		r.password_len = strlen(pw2);
 		r.now = FUZZ_T0 + 5;
 		rc = rlm_round(ctx, context, flags & 1, &r, &a, &d);
-		check(rc, &r, &d, 1);
+		check(rc, &r, &d, 1,
+		    a != NULL && sotp_attempt_context(a)[0] == '\0');
 	}
 	sotp_attempt_free(a);
 }

@@ -113,6 +113,8 @@ drv() {
 has() { check "$1" grep -q -- "$2" "$OUT"; }
 hasnt() { check "$1" lacks "$2" "$OUT"; }
 lacks() { ! grep -q -- "$1" "$2"; }
+# nrows PATTERN: how many audit rows match
+nrows() { "$CLI" audit 2>/dev/null | grep -c "$1"; }
 # only_prompt TEXT: the last driver run asked exactly this one question
 only_prompt() { [ "$(grep '^prompt-' "$OUT")" = "$1" ]; }
 # nprompts PATTERN: how many prompts of the last driver run match
@@ -234,7 +236,36 @@ pt PAM_SERVICE_ERR "use_first_pass with try_first_pass refused" \
     firstboth c-mob pw-mob
 pt_has "  logged as a conflict" \
     "options use_first_pass and try_first_pass conflict"
+# A service the policy's [services] map does not name, without context=:
+# refused by the core as a decision, as context=nosuch is (UNKNOWN_CONTEXT,
+# PAM_SERVICE_ERR as before): the customer told, the audit row naming the
+# service, counted, and the log line naming it for the operator. It used
+# to be refused by the module alone: a log line and nothing else.
+UNM='auth reject UNKNOWN_CONTEXT contract=c-login .*service=unmapped has no context in \[services\]'
+n0=$(nrows "$UNM")
 drv PAM_SERVICE_ERR "service without a context refused" unmapped c-login
+has "  the customer told, in Japanese" \
+    "^error: このサービスはご利用いただけません。\$"
+hasnt "  nothing asked" "^prompt-"
+check "  with its audit row naming the service" \
+    [ "$(nrows "$UNM")" -eq $((n0 + 1)) ]
+pt PAM_SERVICE_ERR "service without a context refused (pamtester)" \
+    unmapped c-login
+pt_has "  the log names the service for the operator" \
+    "service unmapped has no context in the policy \[services\] map"
+pt_has "  the audit line names it" \
+    'reason=UNKNOWN_CONTEXT(31) detail="service=unmapped has no context in \[services\]"'
+check "  counted in the metrics" \
+    sh -c '"$1" metrics | grep -q "reason=\"UNKNOWN_CONTEXT\"[^0-9]*[1-9]"' \
+    sh "$CLI"
+# The name comes from outside the policy: a blank, a quote, a control
+# character or a long one does not break the audit line.
+ODD=$(printf 'odd svc"\001%0120d' 0)
+svc "$ODD" "$M"
+pt PAM_SERVICE_ERR "an odd unmapped service name refused (pamtester)" \
+    "$ODD" c-login
+pt_has "  the audit line escapes and cuts it" \
+    'detail="service=odd\\x20svc\\x22\\x01000000000*\.\.\. has no context in \[services\]"$'
 pt PAM_AUTHINFO_UNAVAIL "missing policy file: authinfo unavailable" \
     noconf c-login
 pt_has "missing policy file: reason logged" "cannot load"
@@ -385,7 +416,6 @@ check "  and it does not count toward the lockout" \
 # whose password passed left a "continue" row and nothing after it), and
 # a log line "malformed input: " with nothing after the colon.
 LONG=$(head -c 1100 /dev/zero | tr '\0' 7)
-nrows() { "$CLI" audit 2>/dev/null | grep -c "$1"; }
 n0=$(nrows 'auth reject BAD_INPUT contract=c-trans ')
 drv PAM_AUTH_ERR "transaction: a 1100-digit answer is refused" \
     ib-transfer c-trans "$LONG"

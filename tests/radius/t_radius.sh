@@ -211,6 +211,7 @@ M_USED="このお手続きはすでに使用されています。最初からや
 M_LOCKED="誤った入力が規定の回数を超えたため、ご利用を停止しています。当金庫までお問い合わせください。"
 M_BAD="入力の形式が正しくありません。桁数をご確認のうえ、最初からやり直してください。"
 M_AMBIG="ログインパスワードに続けて、ワンタイムパスワード(半角数字)を入力してください。"
+M_CTX="このサービスはご利用いただけません。"
 
 fresh_step 8
 
@@ -346,9 +347,50 @@ exchange j1 "$(req judy "$(code judy)" "Called-Station-Id = nas" \
 exchange j2 "$(req judy pw-judy "Called-Station-Id = nas" \
     "NAS-Identifier = ib-mobile")" "$(f_accept)" \
     "NAS-Identifier ib-mobile -> mobile: the password alone is accepted"
+# A NAS-Identifier the [services] map does not name: refused by the core
+# as a decision (UNKNOWN_CONTEXT), as an unknown context is: the customer
+# told, an audit row naming the value, radiusd's log line for the
+# operator. It used to be refused by the module alone (invalid): the log
+# line, a bare Access-Reject, no row.
+# unmapped NAME WHO VALUE: the audit row of WHO's refusal names VALUE
+unmapped() {
+	"$CLI" audit --contract "$2" >"$T/$1.audit" 2>&1
+	grep -qF "reject UNKNOWN_CONTEXT contract=$2 " "$T/$1.audit" &&
+	    grep -qF "service=$3 has no context in [services]" "$T/$1.audit"
+}
 exchange j3 "$(req judy pw-judy "Called-Station-Id = nas" \
-    "NAS-Identifier = no-such-service")" "$(f_reject)" \
-    "an unmapped NAS-Identifier is rejected"
+    "NAS-Identifier = no-such-service")" "$(f_reject "$M_CTX")" \
+    "an unmapped NAS-Identifier is rejected, the customer told"
+check "  with an audit row naming the NAS-Identifier" \
+    unmapped j3 judy no-such-service
+check "  and radiusd's log line naming it" \
+    grep -q 'NAS-Identifier "no-such-service" is not in the policy' \
+    "$FR_DIR/log/X.log"
+# A value from outside: a quote and a long tail do not break the line.
+exchange j4 "$(req judy pw-judy "Called-Station-Id = nas" \
+    "NAS-Identifier = \"q\\\"$(printf '%0100d' 0)\"")" \
+    "$(f_reject "$M_CTX")" "an odd unmapped NAS-Identifier is rejected"
+check "  its audit line escapes and cuts it" \
+    grep -q 'contract=judy .*reason=UNKNOWN_CONTEXT(31) detail="service=q\\x220000*\.\.\. has no context in \[services\]"' \
+    "$FR_DIR/log/X.log"
+# The same value in a request that carries a State: the State binds its
+# context, and a service that names none is refused as above, spending
+# neither the State nor the code.
+fresh_step 5
+mk_contract nora pw-nora yes || notok "nora: a contract for the resume case"
+exchange j5 "$(req nora pw-nora "Called-Station-Id = nas" \
+    "NAS-Identifier = ib-login")" "$(f_challenge "$OTP_PROMPT")" \
+    "NAS-Identifier ib-login -> login: challenged"
+S=$(state_of j5)
+C=$(code nora)
+exchange j6 "$(req nora "$C" "State = $S" "Called-Station-Id = nas" \
+    "NAS-Identifier = no-such-service")" "$(f_reject "$M_CTX")" \
+    "a resumed request with an unmapped NAS-Identifier is rejected"
+check "  with an audit row naming the NAS-Identifier" \
+    unmapped j6 nora no-such-service
+exchange j7 "$(req nora "$C" "State = $S" "Called-Station-Id = nas" \
+    "NAS-Identifier = ib-login")" "$(f_accept)" \
+    "  and that refusal spent neither the State nor the code"
 
 # ---- registration and unregistration over challenge rounds ----
 # One answer per Access-Request, in the guide's order (password, serial,
@@ -595,13 +637,16 @@ ok "radiusd -f (thread pool) starts"
 # decides alone (no context for the request) must still say why, or a
 # NAS sending the wrong NAS-Identifier is refused in silence.
 exchange p1 "$(req judy pw-judy "Called-Station-Id = nas" \
-    "NAS-Identifier = no-such-service")" "$(f_reject)" \
-    "-f: an unmapped NAS-Identifier is rejected"
+    "NAS-Identifier = no-such-service")" "$(f_reject "$M_CTX")" \
+    "-f: an unmapped NAS-Identifier is rejected, the customer told"
 exchange p2 "$(req ivan pw-ivan "User-Password = \"x\"" \
     "Called-Station-Id = mobile")" "$(f_reject "$M_BAD")" \
     "-f: two User-Passwords are rejected"
 check "-f: the log names the unmapped NAS-Identifier" \
     grep -q 'NAS-Identifier "no-such-service" is not in the policy' \
+    "$FR_DIR/log/radius.log"
+check "-f: the log has the unmapped NAS-Identifier's audit line" \
+    grep -q 'contract=judy .*reason=UNKNOWN_CONTEXT(31) detail="service=no-such-service has no context in \[services\]"' \
     "$FR_DIR/log/radius.log"
 check "-f: the log has the malformed request's audit line" \
     grep -q 'contract=ivan .*reason=BAD_INPUT(25) detail="User-Password appears 2 times' \

@@ -1217,6 +1217,109 @@ audit_rows_of(struct fx *f, time_t since, struct audit_rows *rows)
 	    SOTP_OK);
 }
 
+/* One attempt begun through the [services] map; its first decision. */
+static int
+by_service(struct fx *f, const char *id, const char *service, time_t now,
+    const char *answer, struct sotp_decision *d)
+{
+	struct sotp_attempt *a = NULL;
+
+	assert_int_equal(
+	    sotp_attempt_begin_service(f->ctx, id, service, now, &a), SOTP_OK);
+	if (answer != NULL)
+		assert_int_equal(sotp_attempt_answer(a, answer), SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, d), SOTP_OK);
+	sotp_attempt_free(a);
+	return d->reason;
+}
+
+/*
+ * The [services] map is the core's: a mapped service runs in its context;
+ * one the map does not name is refused as a decision (UNKNOWN_CONTEXT,
+ * the customer told, a row naming the service, escaped and cut when odd),
+ * on a resumed request too, without reading or spending its state.
+ */
+static void
+test_engine_unmapped_service(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_attempt *a = NULL;
+	struct sotp_decision d;
+	struct audit_rows rows;
+	struct st st;
+	char odd[200];
+	time_t t = T0 + 30000;
+
+	/* Mapped: ib-mobile -> mobile, the password alone. */
+	assert_int_equal(by_service(f, "C-OTP", "ib-mobile", t, "pw-otp", &d),
+	    SOTP_R_ACCEPTED);
+	assert_int_equal(
+	    sotp_attempt_begin_service(f->ctx, "C-OTP", "ib-transfer", t, &a),
+	    SOTP_OK);
+	assert_string_equal(sotp_attempt_context(a), "transaction");
+	sotp_attempt_free(a);
+	/* Unmapped, none, empty: refused, told, nothing asked. */
+	assert_int_equal(by_service(f, "C-OTP", "sshd-x", t, "pw-otp", &d),
+	    SOTP_R_UNKNOWN_CONTEXT);
+	assert_int_equal(d.verdict, SOTP_REJECT);
+	assert_int_equal(d.ask, 0);
+	assert_string_equal(d.message, "このサービスはご利用いただけません。");
+	assert_int_equal(
+	    by_service(f, "C-OTP", NULL, t, NULL, &d), SOTP_R_UNKNOWN_CONTEXT);
+	assert_int_equal(
+	    by_service(f, "C-OTP", "", t, NULL, &d), SOTP_R_UNKNOWN_CONTEXT);
+	/* A name from outside: blank, quote, backslash, control, UTF-8, long.
+	 */
+	snprintf(odd, sizeof(odd), "a b\"c\\d\001\xe3\x81\x82%0150d", 7);
+	assert_int_equal(
+	    by_service(f, "C-OTP", odd, t, NULL, &d), SOTP_R_UNKNOWN_CONTEXT);
+	assert_int_equal(
+	    sotp_attempt_begin_service(f->ctx, "C-OTP", odd, t, &a), SOTP_OK);
+	assert_string_equal(sotp_attempt_context(a), "");
+	sotp_attempt_free(a);
+	/* A state beside an unmapped service is neither read nor spent. */
+	challenge(f, "C-OTP", t + 60, &st);
+	assert_int_equal(sotp_attempt_resume_service(
+	                     f->ctx, "C-OTP", "sshd-x", st.b, st.n, t + 65, &a),
+	    SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	assert_int_equal(d.reason, SOTP_R_UNKNOWN_CONTEXT);
+	sotp_attempt_free(a);
+	assert_int_equal(
+	    answer(f, "C-OTP", "login", &st, t + 65), SOTP_R_ACCEPTED);
+	/* Mapped on resume: the state's own context, checked as ever. */
+	challenge(f, "C-OTP", t + 120, &st);
+	assert_int_equal(sotp_attempt_resume_service(f->ctx, "C-OTP",
+	                     "ib-transfer", st.b, st.n, t + 125, &a),
+	    SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	assert_int_equal(d.reason, SOTP_R_STATE_INVALID);
+	sotp_attempt_free(a);
+	/* The rows, each naming what it was given. */
+	audit_rows_of(f, t, &rows);
+	assert_non_null(strstr(rows.text,
+	    "contract=C-OTP reason=UNKNOWN_CONTEXT detail=service=sshd-x has "
+	    "no context in [services]\n"));
+	assert_non_null(strstr(rows.text,
+	    "reason=UNKNOWN_CONTEXT detail=no service name to map through "
+	    "[services]\n"));
+	assert_non_null(strstr(rows.text,
+	    "reason=UNKNOWN_CONTEXT detail=service=a\\x20b\\x22c\\x5cd"
+	    "\\x01\\xe3\\x81\\x82" /* 32 characters, then 32 more */
+	    "00000000000000000000000000000000... has no context in "
+	    "[services]\n"));
+	/* Not counted toward the lockout. */
+	expect_contract(f, "C-OTP", "T-OTP", 0);
+	/* Errors as sotp_attempt_begin's. */
+	assert_int_equal(sotp_attempt_begin_service(f->ctx, NULL, "x", t, &a),
+	    SOTP_ERR_INVALID_ARG);
+	assert_null(a);
+	assert_int_equal(
+	    sotp_attempt_resume_service(NULL, "C-OTP", "x", NULL, 0, t, &a),
+	    SOTP_ERR_INVALID_ARG);
+	assert_string_equal(sotp_attempt_context(NULL), "");
+}
+
 /* What a customer types is normalized; malformed is refused, uncounted. */
 static void
 test_engine_forgiving_input(void **state)
@@ -4020,6 +4123,8 @@ main(void)
 	        test_engine_registration_needs_its_rounds, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_forgiving_input, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_engine_unmapped_service, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_overlong_input_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
