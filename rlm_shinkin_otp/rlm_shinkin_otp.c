@@ -533,12 +533,16 @@ log_context(const struct rlm_shinkin_otp *inst, REQUEST *request,
     const struct sotp_decision *d)
 {
 	const char *context = sotp_attempt_context(a);
+	/* The value comes from the NAS: escaped, as radiusd escapes. */
+	char value[ATTR_MAX * 4 + 1] = "";
 
 	if (inst->context_da == NULL || a == NULL)
 		return;
+	if (r->service != NULL)
+		fr_prints(value, sizeof(value), r->service, -1, '"');
 	if (context[0] != '\0') {
 		RDEBUG2("%s \"%s\" -> context %s", inst->context_da->name,
-		    r->service, context);
+		    value, context);
 		return;
 	}
 	if (rc != SOTP_OK || d->reason != SOTP_R_UNKNOWN_CONTEXT)
@@ -548,7 +552,7 @@ log_context(const struct rlm_shinkin_otp *inst, REQUEST *request,
 		    inst->context_da->name);
 	else
 		RERROR("%s \"%s\" is not in the policy's [services] map",
-		    inst->context_da->name, r->service);
+		    inst->context_da->name, value);
 }
 
 static rlm_rcode_t

@@ -373,6 +373,8 @@ exchange j4 "$(req judy pw-judy "Called-Station-Id = nas" \
 check "  its audit line escapes and cuts it" \
     grep -q 'contract=judy .*reason=UNKNOWN_CONTEXT(31) detail="service=q\\x220000*\.\.\. has no context in \[services\]"' \
     "$FR_DIR/log/X.log"
+check "  and radiusd's log line escapes its quote, as radiusd does" \
+    grep -qF 'NAS-Identifier "q\"0000' "$FR_DIR/log/X.log"
 # The same value in a request that carries a State: the State binds its
 # context, and a service that names none is refused as above, spending
 # neither the State nor the code.
