@@ -421,6 +421,9 @@ conclude(pam_handle_t *pamh, int flags, const struct args *args,
 	const char *context = sotp_attempt_context(a);
 	int pam_rc = pam_result(rc, d);
 
+	/* No attempt (it could not begin): the context it was to run in. */
+	if (context[0] == '\0' && a == NULL && args->context != NULL)
+		context = args->context;
 	if (context[0] == '\0')
 		context = "-";
 	/* The operator's line: the audit line escapes the name, this one
