@@ -432,7 +432,8 @@ bidi(const char *s)
  * code point. The direction marks LRM, RLM and ALM move digits about on
  * the customer's screen as an override does. The zero width characters,
  * the word joiner and the other format characters (Unicode's category
- * Cf: the soft hyphen, the invisible operators, the tags...) hide inside
+ * Cf: the soft hyphen, the invisible operators, the tags...) and the
+ * Hangul fillers (letters that show nothing) hide inside
  * a word or a number, so a text can read other than it holds (and
  * compare unequal to what it shows); U+FEFF is one of them wherever it
  * stands, not only at the start of a file. The line and paragraph
@@ -452,6 +453,7 @@ static const struct {
     {0x070fu, 0x070fu, "an invisible format character"},
     {0x0890u, 0x0891u, "an invisible format character"},
     {0x08e2u, 0x08e2u, "an invisible format character"},
+    {0x115fu, 0x1160u, "a blank filler"},
     {0x180eu, 0x180eu, "a vowel separator"},
     {0x200bu, 0x200bu, "a zero width space"},
     {0x200cu, 0x200cu, "a zero width non-joiner"},
@@ -462,7 +464,9 @@ static const struct {
     {0x2060u, 0x2060u, "a word joiner"},
     {0x2061u, 0x2064u, "an invisible operator"},
     {0x206au, 0x206fu, "an invisible format character"},
+    {0x3164u, 0x3164u, "a blank filler"},
     {0xfeffu, 0xfeffu, "a zero width no-break space"},
+    {0xffa0u, 0xffa0u, "a blank filler"},
     {0xfff9u, 0xfffbu, "an interlinear annotation character"},
     {0x110bdu, 0x110bdu, "an invisible format character"},
     {0x110cdu, 0x110cdu, "an invisible format character"},

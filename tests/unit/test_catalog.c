@@ -271,6 +271,8 @@ test_catalog_check_refuses(void **state)
 	    {"WRONG_CODE", "12\u206234", "an invisible operator (U+2062)"},
 	    {"WRONG_CODE", "12\u206a34", "format character (U+206A)"},
 	    {"WRONG_CODE", "12\ufff934", "annotation character (U+FFF9)"},
+	    {"WRONG_CODE", "12\u316434", "a blank filler (U+3164)"},
+	    {"WRONG_CODE", "12\uffa034", "a blank filler (U+FFA0)"},
 	    {"WRONG_CODE", "12\U000e004134", "a tag character (U+E0041)"},
 	    {"WRONG_CODE", "12\U0001d17334", "format character (U+1D173)"},
 	    {"WRONG_CODE", "%{date}", "cannot use the placeholder"},
