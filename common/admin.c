@@ -392,7 +392,7 @@ sotp_token_resync(struct sotp_ctx *ctx, const char *serial, const char *code1,
 {
 	struct sotp_token_rec t;
 	int64_t step = -1, T;
-	int rc, won = 0, drift;
+	int rc, won = 0, disabled = 0, drift;
 	char detail[32];
 
 	if (code1 == NULL || code2 == NULL)
@@ -408,6 +408,16 @@ sotp_token_resync(struct sotp_ctx *ctx, const char *serial, const char *code1,
 		    SOTP_R_UNKNOWN_SERIAL);
 	if (rc != SOTP_OK)
 		return store_err(ctx, d, rc);
+	/*
+	 * A disabled token (a lost phone's) has its codes checked by nobody:
+	 * enable it first. One disabled while this runs is seen by the
+	 * compare-and-set below.
+	 */
+	if (t.disabled) {
+		rc = sotp_refuse(ctx, d, now, "token.resync", t.contract,
+		    serial, SOTP_R_TOKEN_DISABLED);
+		goto out;
+	}
 	if ((rc = sotp_token_find_pair(ctx, &t, code1, code2, now,
 	         t.period == 0 ? ctx->pol.hotp_resync_window
 	                       : ctx->pol.resync_window,
@@ -422,14 +432,14 @@ sotp_token_resync(struct sotp_ctx *ctx, const char *serial, const char *code1,
 	T = t.period == 0 ? step : (int64_t)now / t.period;
 	drift = (int)(step - T);
 	/* Both codes are spent: the compare-and-set moves past them. */
-	if ((rc = sotp_store_accept_step(
-	         ctx->st, serial, NULL, step, drift, &won)) != SOTP_OK) {
+	if ((rc = sotp_store_use_step(ctx->st, serial, NULL, step, drift, &won,
+	         &disabled)) != SOTP_OK) {
 		rc = store_err(ctx, d, rc);
 		goto out;
 	}
 	if (!won) {
 		rc = sotp_refuse(ctx, d, now, "token.resync", t.contract,
-		    serial, SOTP_R_REPLAYED);
+		    serial, disabled ? SOTP_R_TOKEN_DISABLED : SOTP_R_REPLAYED);
 		goto out;
 	}
 	if (t.period == 0)

@@ -452,20 +452,13 @@ int sotp_store_contract_lock_token(struct sotp_store *st, const char *id,
 
 /*
  * The replay guard and success path, one transaction: sets the token's
- * last_step = step and drift = drift only if its last_step < step, and if
- * so resets the contract's failure count. *won = 1 if this call moved
- * last_step, 0 if another caller already used this step or a newer one.
+ * last_step = step and drift = drift only if its last_step < step and it
+ * is not disabled, and if so resets the contract's failure count (none
+ * when contract is NULL: the admin's resync). *won = 1 if this call moved
+ * last_step; else *disabled = 1 says that the disabled flag was the guard
+ * that said no (the step stays unused), 0 that the step was used already.
  * Two processes racing with one code get exactly one *won = 1.
- * SOTP_ERR_NOT_FOUND for an unknown serial. The admin's resync.
- */
-int sotp_store_accept_step(struct sotp_store *st, const char *serial,
-    const char *contract, int64_t step, int drift, int *won);
-/*
- * The same for a decision's code (engine.c), with one more guard: the
- * token must be enabled, as the set finds it (sotp_store_accept_step,
- * the admin's resync, moves a disabled token's step all the same). When
- * *won = 0, *disabled = 1 says that the disabled flag was the guard that
- * said no (the step stays unused), 0 that the step was used already.
+ * SOTP_ERR_NOT_FOUND for an unknown serial.
  */
 int sotp_store_use_step(struct sotp_store *st, const char *serial,
     const char *contract, int64_t step, int drift, int *won, int *disabled);

@@ -655,13 +655,15 @@ lost_row(struct sotp_store *st, void *arg)
 }
 
 /*
- * The replay guard: the WHERE clause of statement id (last_step < step,
- * and for a decision disabled = 0), not a prior read, decides, so two
- * callers can never both move last_step to one step, on one server or
- * many. With disabled, a loss says whether the flag was the guard.
+ * The replay guard: the WHERE clause (last_step < step, disabled = 0),
+ * not a prior read, decides, so two callers can never both move
+ * last_step to one step, on one server or many, and a `token disable`
+ * committed at any time before this statement (it takes no contract
+ * lock) stops a decision, or a resync, that read the token enabled. A
+ * loss says whether the flag was the guard.
  */
-static int
-step_cas(struct sotp_store *st, enum sotp_stmt id, const char *serial,
+int
+sotp_store_use_step(struct sotp_store *st, const char *serial,
     const char *contract, int64_t step, int drift, int *won, int *disabled)
 {
 	const struct sotp_param p[] = {
@@ -672,6 +674,16 @@ step_cas(struct sotp_store *st, enum sotp_stmt id, const char *serial,
 	int64_t changed = 0;
 	int rc;
 
+	if (won != NULL)
+		*won = 0;
+	if (disabled != NULL)
+		*disabled = 0;
+	if (contract != NULL && contract[0] == '\0')
+		contract = NULL;
+	if ((rc = sotp_db_enter(st, "use_step",
+	         valid_id(serial) && (contract == NULL || valid_id(contract)) &&
+	             step >= 0 && won != NULL && disabled != NULL)) != SOTP_OK)
+		return rc;
 	if ((rc = sotp_db_begin(st)) != SOTP_OK)
 		return rc;
 	/*
@@ -684,17 +696,16 @@ step_cas(struct sotp_store *st, enum sotp_stmt id, const char *serial,
 		rc = sotp_db_run_deferred(
 		    st, SOTP_Q_CONTRACT_RESET_FAILURES, q, SOTP_NELEM(q));
 	if (rc == SOTP_OK)
-		rc = sotp_db_run(st, id, p, SOTP_NELEM(p), &changed);
+		rc = sotp_db_run(
+		    st, SOTP_Q_TOKEN_USE_STEP, p, SOTP_NELEM(p), &changed);
 	if (rc == SOTP_OK && changed != 1) {
 		/*
 		 * Lost, or no such token: only the rare path pays to tell,
 		 * with a statement of its own, so that on PostgreSQL it
 		 * sees what committed while the set waited for the row.
 		 */
-		if (disabled == NULL)
-			rc = key_exists(st, SOTP_Q_TOKEN_GET, serial);
-		else if ((rc = sotp_db_row(st, SOTP_Q_TOKEN_GET, k,
-		              SOTP_NELEM(k), lost_row, &l)) == SOTP_OK)
+		if ((rc = sotp_db_row(st, SOTP_Q_TOKEN_GET, k, SOTP_NELEM(k),
+		         lost_row, &l)) == SOTP_OK)
 			*disabled = l.disabled;
 		sotp_db_rollback(st);
 		return rc;
@@ -702,57 +713,6 @@ step_cas(struct sotp_store *st, enum sotp_stmt id, const char *serial,
 	if ((rc = sotp_db_end(st, rc)) == SOTP_OK)
 		*won = 1;
 	return rc;
-}
-
-static int
-step_args_ok(const char *serial, const char *contract, int64_t step)
-{
-	return valid_id(serial) && (contract == NULL || valid_id(contract)) &&
-	    step >= 0;
-}
-
-/* The admin's resync: a disabled token's step moves all the same. */
-int
-sotp_store_accept_step(struct sotp_store *st, const char *serial,
-    const char *contract, int64_t step, int drift, int *won)
-{
-	int rc;
-
-	if (won != NULL)
-		*won = 0;
-	if (contract != NULL && contract[0] == '\0')
-		contract = NULL;
-	if ((rc = sotp_db_enter(st, "accept_step",
-	         step_args_ok(serial, contract, step) && won != NULL)) !=
-	    SOTP_OK)
-		return rc;
-	return step_cas(st, SOTP_Q_TOKEN_ACCEPT_STEP, serial, contract, step,
-	    drift, won, NULL);
-}
-
-/*
- * A decision's code: the guard also wants the token enabled, so that a
- * `token disable` committed at any time before this statement (it takes
- * no contract lock) stops the decision.
- */
-int
-sotp_store_use_step(struct sotp_store *st, const char *serial,
-    const char *contract, int64_t step, int drift, int *won, int *disabled)
-{
-	int rc;
-
-	if (won != NULL)
-		*won = 0;
-	if (disabled != NULL)
-		*disabled = 0;
-	if (contract != NULL && contract[0] == '\0')
-		contract = NULL;
-	if ((rc = sotp_db_enter(st, "use_step",
-	         step_args_ok(serial, contract, step) && won != NULL &&
-	             disabled != NULL)) != SOTP_OK)
-		return rc;
-	return step_cas(st, SOTP_Q_TOKEN_USE_STEP, serial, contract, step,
-	    drift, won, disabled);
 }
 
 struct fail_out {
@@ -837,8 +797,8 @@ sotp_store_bind(struct sotp_store *st, const char *contract, const char *serial,
 		return rc;
 	if ((rc = sotp_db_begin(st)) != SOTP_OK)
 		return rc;
-	rc = sotp_db_run(
-	    st, SOTP_Q_TOKEN_ACCEPT_STEP, p, SOTP_NELEM(p), &changed);
+	/* The engine has seen the token enabled under its row lock. */
+	rc = sotp_db_run(st, SOTP_Q_TOKEN_USE_STEP, p, SOTP_NELEM(p), &changed);
 	if (rc == SOTP_OK && changed == 1)
 		rc = sotp_db_run(
 		    st, SOTP_Q_CONTRACT_BIND, q, SOTP_NELEM(q), &changed);

@@ -233,15 +233,10 @@ static const char *const pg_sql[SOTP_Q_COUNT] = {
     /*
      * The replay guard. A racer that waited on the row lock re-evaluates
      * the WHERE clause against the committed row and changes nothing.
-     */
-    [SOTP_Q_TOKEN_ACCEPT_STEP] = "UPDATE tokens SET last_step = $2,"
-                                 " drift = $3"
-                                 " WHERE serial = $1 AND last_step < $2",
-    /*
-     * The same for a decision's code, which a disabled token must not
-     * spend: a `token disable` committed after the decision read the
-     * token (it takes no contract lock) is seen here, or, if it holds
-     * the row, waited for and seen in the re-evaluation.
+     * A disabled token spends no code: a `token disable` committed after
+     * the decision read the token (it takes no contract lock) is seen
+     * here, or, if it holds the row, waited for and seen in the
+     * re-evaluation.
      */
     [SOTP_Q_TOKEN_USE_STEP] = "UPDATE tokens SET last_step = $2,"
                               " drift = $3 WHERE serial = $1"

@@ -237,11 +237,10 @@ static const char *const sqlite_sql[SOTP_Q_COUNT] = {
                                                      " ORDER BY t.serial",
     [SOTP_Q_TOKEN_SET_DRIFT] = "UPDATE tokens SET drift = ?2"
                                " WHERE serial = ?1",
-    /* The replay guard: only a strictly newer step moves last_step. */
-    [SOTP_Q_TOKEN_ACCEPT_STEP] = "UPDATE tokens SET last_step = ?2,"
-                                 " drift = ?3"
-                                 " WHERE serial = ?1 AND last_step < ?2",
-    /* The same for a decision's code: a disabled token spends none. */
+    /*
+     * The replay guard: only a strictly newer step moves last_step, and
+     * a disabled token spends none.
+     */
     [SOTP_Q_TOKEN_USE_STEP] = "UPDATE tokens SET last_step = ?2,"
                               " drift = ?3 WHERE serial = ?1"
                               " AND last_step < ?2 AND disabled = 0",

@@ -84,6 +84,14 @@ check "the drift is stored" \
     sh -c "'$CLI' token show T4 | grep -q '^drift: [23]$'"
 refused REPLAYED "the resync codes are spent" \
     cli token resync T4 "$(totp "$S4" 60)" "$(totp "$S4" 90)"
+# A disabled token (a lost phone's) is not resynchronised: its codes are
+# checked by nobody until it is enabled again, and none is spent.
+check "token disable T4" cli token disable T4
+refused TOKEN_DISABLED "resync of a disabled token is refused" \
+    cli token resync T4 "$(totp "$S4" 150)" "$(totp "$S4" 180)"
+check "token enable T4" cli token enable T4
+check "... and its codes were not spent: the same resync now succeeds" \
+    cli token resync T4 "$(totp "$S4" 150)" "$(totp "$S4" 180)"
 
 refused STILL_BOUND "close refused while bound" cli contract close C1
 check "unbind" cli contract unbind C1

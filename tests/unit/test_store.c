@@ -224,6 +224,20 @@ bind_ok(struct sotp_store *st, const char *id, const char *serial, int64_t step)
 	assert_int_equal(bind_won(st, id, serial, SOTP_LOGIN_OTP, step, 0), 1);
 }
 
+/*
+ * The compare-and-set on an enabled token, as most tests want it: the
+ * flag's answer is test_store_use_step_disabled's to check.
+ */
+static int
+accept_step(struct sotp_store *st, const char *serial, const char *contract,
+    int64_t step, int drift, int *won)
+{
+	int disabled = 0;
+
+	return sotp_store_use_step(
+	    st, serial, contract, step, drift, won, &disabled);
+}
+
 static void
 test_store_token_insert_get(void **state)
 {
@@ -622,7 +636,7 @@ test_store_bind_guards(void **state)
 	assert_int_equal(closed, 1);
 	assert_int_equal(sotp_store_token_set_drift(fx->st, "TK2", 0), SOTP_OK);
 	assert_int_equal(
-	    sotp_store_accept_step(fx->st, "TK2", NULL, 70, 0, &won), SOTP_OK);
+	    accept_step(fx->st, "TK2", NULL, 70, 0, &won), SOTP_OK);
 	assert_int_equal(won, 1);
 
 	assert_int_equal(sotp_store_contract_get(fx->st, "C1", &c1), SOTP_OK);
@@ -935,10 +949,10 @@ test_store_accept_step_cas(void **state)
 
 	/* Older and equal steps are refused and change nothing. */
 	assert_int_equal(
-	    sotp_store_accept_step(fx->st, "TK1", "C1", 99, 4, &won), SOTP_OK);
+	    accept_step(fx->st, "TK1", "C1", 99, 4, &won), SOTP_OK);
 	assert_int_equal(won, 0);
 	assert_int_equal(
-	    sotp_store_accept_step(fx->st, "TK1", "C1", 100, 4, &won), SOTP_OK);
+	    accept_step(fx->st, "TK1", "C1", 100, 4, &won), SOTP_OK);
 	assert_int_equal(won, 0);
 	assert_int_equal(sotp_store_token_get(fx->st, "TK1", &t), SOTP_OK);
 	assert_int_equal(t.last_step, 100);
@@ -948,8 +962,7 @@ test_store_accept_step_cas(void **state)
 
 	/* A newer step wins, records the drift and resets failures. */
 	assert_int_equal(
-	    sotp_store_accept_step(fx->st, "TK1", "C1", 101, -1, &won),
-	    SOTP_OK);
+	    accept_step(fx->st, "TK1", "C1", 101, -1, &won), SOTP_OK);
 	assert_int_equal(won, 1);
 	assert_int_equal(sotp_store_token_get(fx->st, "TK1", &t), SOTP_OK);
 	assert_int_equal(t.last_step, 101);
@@ -959,13 +972,11 @@ test_store_accept_step_cas(void **state)
 
 	/* The same step again is a replay. */
 	assert_int_equal(
-	    sotp_store_accept_step(fx->st, "TK1", "C1", 101, -1, &won),
-	    SOTP_OK);
+	    accept_step(fx->st, "TK1", "C1", 101, -1, &won), SOTP_OK);
 	assert_int_equal(won, 0);
 
 	assert_int_equal(
-	    sotp_store_accept_step(fx->st, "NOPE", NULL, 5, 0, &won),
-	    SOTP_ERR_NOT_FOUND);
+	    accept_step(fx->st, "NOPE", NULL, 5, 0, &won), SOTP_ERR_NOT_FOUND);
 	assert_int_equal(won, 0);
 }
 
@@ -1022,16 +1033,18 @@ test_store_use_step_disabled(void **state)
 	assert_int_equal(won, 0);
 	assert_int_equal(disabled, 1);
 
-	/* The resync's set ignores the flag, as it always has. */
+	/* Without a contract (the admin's resync): the flag the same. */
 	assert_int_equal(
-	    sotp_store_accept_step(fx->st, "TK1", NULL, 102, 0, &won), SOTP_OK);
-	assert_int_equal(won, 1);
+	    sotp_store_use_step(fx->st, "TK1", NULL, 102, 0, &won, &disabled),
+	    SOTP_OK);
+	assert_int_equal(won, 0);
+	assert_int_equal(disabled, 1);
 
 	/* Enabled again: a used step is a replay, a newer one wins. */
 	assert_int_equal(
 	    sotp_store_token_set_disabled(fx->st, "TK1", 0), SOTP_OK);
 	assert_int_equal(
-	    sotp_store_use_step(fx->st, "TK1", "C1", 102, 0, &won, &disabled),
+	    sotp_store_use_step(fx->st, "TK1", "C1", 101, 0, &won, &disabled),
 	    SOTP_OK);
 	assert_int_equal(won, 0);
 	assert_int_equal(disabled, 0);
@@ -1705,8 +1718,7 @@ test_store_wal_persists_bounded(void **state)
 	    sotp_store_open(fx->url, 0, &fx->st, err, sizeof(err)), SOTP_OK);
 	for (i = 0, most = 0; i < 3000; i++) {
 		assert_int_equal(
-		    sotp_store_accept_step(fx->st, "TK0", NULL, i + 1, 0, &won),
-		    SOTP_OK);
+		    accept_step(fx->st, "TK0", NULL, i + 1, 0, &won), SOTP_OK);
 		assert_int_equal(won, 1);
 		sz = file_size(wal);
 		most = sz > most ? sz : most;
@@ -1745,8 +1757,7 @@ test_store_killed_after_accept_keeps_mark(void **state)
 
 		if (sotp_store_open(fx->url, 0, &st, err, sizeof(err)) !=
 		        SOTP_OK ||
-		    sotp_store_accept_step(st, "TK1", NULL, 42, 0, &w) !=
-		        SOTP_OK ||
+		    accept_step(st, "TK1", NULL, 42, 0, &w) != SOTP_OK ||
 		    w != 1)
 			_exit(3);
 		raise(SIGKILL);
@@ -1761,7 +1772,7 @@ test_store_killed_after_accept_keeps_mark(void **state)
 	assert_int_equal(sotp_store_token_get(fx->st, "TK1", &t), SOTP_OK);
 	assert_int_equal(t.last_step, 42);
 	assert_int_equal(
-	    sotp_store_accept_step(fx->st, "TK1", NULL, 42, 0, &won), SOTP_OK);
+	    accept_step(fx->st, "TK1", NULL, 42, 0, &won), SOTP_OK);
 	assert_int_equal(won, 0);
 }
 
@@ -1795,8 +1806,7 @@ test_store_deleted_while_open(void **state)
 	/* The open handle fails closed instead of writing to a ghost. */
 	assert_int_equal(sotp_store_token_get(fx->st, "TK1", &t),
 	    SOTP_ERR_STORE_UNAVAILABLE);
-	assert_int_equal(
-	    sotp_store_accept_step(fx->st, "TK1", NULL, 9, 0, &won),
+	assert_int_equal(accept_step(fx->st, "TK1", NULL, 9, 0, &won),
 	    SOTP_ERR_STORE_UNAVAILABLE);
 	assert_int_equal(won, 0);
 	assert_non_null(strstr(sotp_store_errmsg(fx->st), "removed"));
@@ -2121,7 +2131,7 @@ test_store_nested_operations(void **state)
 	    bind_won(fx->st, "C1", "NOPE", SOTP_LOGIN_OTP, 20, 0), 0);
 	/* ... and one that commits its savepoint. */
 	assert_int_equal(
-	    sotp_store_accept_step(fx->st, "TK1", "C1", 11, 0, &won), SOTP_OK);
+	    accept_step(fx->st, "TK1", "C1", 11, 0, &won), SOTP_OK);
 	assert_int_equal(won, 1);
 	assert_int_equal(sotp_store_commit(fx->st), SOTP_OK);
 	memset(&acc, 0, sizeof(acc));
@@ -2135,7 +2145,7 @@ test_store_nested_operations(void **state)
 	assert_int_equal(sotp_store_begin(fx->st), SOTP_OK);
 	add_audit(fx->st, 200, "C1", "verify", SOTP_R_ACCEPTED);
 	assert_int_equal(
-	    sotp_store_accept_step(fx->st, "TK1", "C1", 12, 0, &won), SOTP_OK);
+	    accept_step(fx->st, "TK1", "C1", 12, 0, &won), SOTP_OK);
 	assert_int_equal(won, 1);
 	sotp_store_rollback(fx->st);
 	memset(&acc, 0, sizeof(acc));
@@ -2146,7 +2156,7 @@ test_store_nested_operations(void **state)
 	assert_int_equal(t.last_step, 11);
 	/* And the handle is usable on its own again. */
 	assert_int_equal(
-	    sotp_store_accept_step(fx->st, "TK1", "C1", 12, 0, &won), SOTP_OK);
+	    accept_step(fx->st, "TK1", "C1", 12, 0, &won), SOTP_OK);
 	assert_int_equal(won, 1);
 }
 
@@ -2314,8 +2324,7 @@ test_store_pg_connection_lost(void **state)
 	assert_int_equal(sotp_store_token_get(fx->st, "TK1", &t),
 	    SOTP_ERR_STORE_UNAVAILABLE);
 	assert_non_null(strstr(sotp_store_errmsg(fx->st), "token_get"));
-	assert_int_equal(
-	    sotp_store_accept_step(fx->st, "TK1", NULL, 9, 0, &won),
+	assert_int_equal(accept_step(fx->st, "TK1", NULL, 9, 0, &won),
 	    SOTP_ERR_STORE_UNAVAILABLE);
 	assert_int_equal(won, 0);
 	assert_int_equal(sotp_store_begin(fx->st), SOTP_ERR_STORE_UNAVAILABLE);
@@ -2324,8 +2333,7 @@ test_store_pg_connection_lost(void **state)
 	assert_int_equal(sotp_store_heal(fx->st), SOTP_OK);
 	assert_false(sotp_store_lost(fx->st));
 	assert_int_equal(sotp_store_token_get(fx->st, "TK1", &t), SOTP_OK);
-	assert_int_equal(
-	    sotp_store_accept_step(fx->st, "TK1", NULL, 9, 0, &won), SOTP_OK);
+	assert_int_equal(accept_step(fx->st, "TK1", NULL, 9, 0, &won), SOTP_OK);
 	assert_int_equal(won, 1);
 }
 
