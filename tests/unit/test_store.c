@@ -981,10 +981,10 @@ test_store_accept_step_cas(void **state)
 }
 
 /*
- * A decision's compare-and-set also wants the token enabled: on a
- * disabled token it spends no step, undoes the failure count's reset and
- * says that the flag was the guard (before the replay guard). The
- * admin's resync (accept_step) still moves a disabled token's step.
+ * The compare-and-set also wants the token enabled: on a disabled token
+ * it spends no step, undoes the failure count's reset and says that the
+ * flag was the guard (before the replay guard), with a contract (a
+ * decision) or without (the admin's resync).
  */
 static void
 test_store_use_step_disabled(void **state)
