@@ -94,6 +94,24 @@ while [ $c -lt 210 ]; do
 done
 check "10 races on one HOTP code: exactly one accept each ($bad bad)" test "$bad" -eq 0
 
+# -- two counters, one code: with RFC 4226's secret, counters 910737 and
+#    910738 both give 911617 (once in a million). The new counter's code
+#    is accepted, not refused as the used one's replay --
+check "token add: the RFC secret at counter 910737" \
+    cli token add HX-1 --secret GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ --digits 6 \
+    --counter 910737
+check "oathtool agrees: counters 910737 and 910738 give one code" \
+    test "$(code $RFC 910737 6)" = 911617 -a "$(code $RFC 910738 6)" = 911617
+check "contract" clin pw-hx contract add HX
+check "binds with the code of counter 910737" \
+    cli contract bind HX --serial HX-1 --otp 911617
+check "the same six digits, typed for counter 910738, are accepted" \
+    cli verify HX --context transaction --otp 911617
+check "token show: next counter 910739" \
+    sh -c '"$1" token show HX-1 | grep -qx "next counter: 910739"' sh "$CLI"
+refused REPLAYED "and then refused as a replay" \
+    cli verify HX --context transaction --otp 911617
+
 # -- a TOTP token beside it keeps its behaviour --
 T=$(secret)
 fresh_step 5
