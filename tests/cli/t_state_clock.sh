@@ -88,4 +88,22 @@ check "A: a new state is not affected" \
     atcli $((M + 65)) verify C1 --context login --state "$sa" \
     --otp "$(code $((M + 65)))"
 
+# -- two time steps, one code: with RFC 4226's secret, steps 62075368 and
+#    62075369 (2029-01-04) both give 235522. Used at the first, the code
+#    is taken at the next for that step, not called a replay --
+K=62075368
+RFC=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ
+check "oathtool agrees: steps K and K+1 give one code" \
+    test "$(oathtool --totp -b --now "@$((K * 30 + 5))" $RFC)" = 235522 -a \
+    "$(oathtool --totp -b --now "@$((K * 30 + 35))" $RFC)" = 235522
+check "a token with the RFC secret" \
+    atcli $((K * 30)) token add T2 --secret $RFC --digits 6
+check "its contract" atclin $((K * 30)) secret-2 contract add C2
+check "bound at step K with its code" \
+    atcli $((K * 30 + 5)) contract bind C2 --serial T2 --otp 235522
+check "the same six digits at step K+1 are accepted" \
+    atcli $((K * 30 + 35)) verify C2 --context transaction --otp 235522
+refused REPLAYED "and then refused as a replay" \
+    atcli $((K * 30 + 40)) verify C2 --context transaction --otp 235522
+
 echo "1..$TAPN"
