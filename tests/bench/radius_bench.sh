@@ -23,8 +23,12 @@
 # now, in that order (the learnt drift moves the window along). Each
 # 1M-store request names a contract of its own, spread over the store.
 # Printed: rates as ratios (the absolute numbers move up to 2x between runs
-# on this 2-core machine), radiusd CPU per request as ratios, p99 latency
-# in ms, the RSS growth in KiB. Every request must come back as expected;
+# on this 2-core machine), radiusd CPU per request as ratios (and the
+# private PostgreSQL's, for its rows), p99 latency in ms, the ceiling (the
+# rate the machine's cores could give at that CPU per request, were they
+# given to nothing else, as a ratio to PAP's rate: a goal above it cannot
+# be met on this machine by waiting less, only by spending less), and the
+# RSS growth in KiB. Every request must come back as expected;
 # a run that did not prints the counts it saw.
 #
 #   RB_N        requests per rate run (default 30000; the 1k store: 3000)
@@ -153,6 +157,20 @@ otp_up() { # NAME CONF CONTEXT MODE
 }
 
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# pg_ticks: the CPU ticks of the private PostgreSQL, its postmaster and
+# every child (the backends serving radiusd's connections, the WAL
+# writer, ...); 0 without one
+pg_ticks() {
+	[ "$PG" != 0 ] && [ -f "$PGDIR/data/postmaster.pid" ] || {
+		echo 0
+		return
+	}
+	# each /proc/PID/stat past its "(comm) ": state ppid ... utime stime
+	cat /proc/[0-9]*/stat 2>/dev/null | awk -v pm="$(head -n 1 \
+	    "$PGDIR/data/postmaster.pid")" '{ p = $1; sub(/^.*\) /, "")
+		if (p == pm || $2 == pm) s += $12 + $13 }
+		END { print s + 0 }'
+}
 # fr_alive: radiusd FR_PID runs (not gone, not a zombie not yet waited for)
 fr_alive() {
 	awk '$3 != "Z" { ok = 1 } END { exit !ok }' "/proc/$FR_PID/stat" \
@@ -168,7 +186,8 @@ step_room() {
 
 # run LABEL FILE WANT [RADLOAD ARGS]: sends FILE through radiusd FR_PID at
 # RPORT; sets RATE (req/s), P99 (ms), CPUR (radiusd CPU ticks per 1,000
-# requests); WANT is the result every reply must be (accept).
+# requests) and PGCPUR (the same for the private PostgreSQL's processes);
+# WANT is the result every reply must be (accept).
 run() {
 	_l=$1
 	_f=$2
@@ -176,6 +195,7 @@ run() {
 	shift 3
 	fr_alive || die "$_l: radiusd (pid $FR_PID) is not running"
 	_c0=$(cpu_ticks "$FR_PID")
+	_g0=$(pg_ticks)
 	"$RADLOAD" -s "127.0.0.1:$RPORT" -S "$SECRET" -c "$C" -t 5000 \
 	    -f "$_f" "$@" >"$T/out" 2>"$T/sum" &
 	_rl=$!
@@ -188,6 +208,7 @@ run() {
 	fr_alive || die "$_l: radiusd (pid $FR_PID) died:" \
 	    "$(tail -n 5 "$FR_DIR/log/radius.log" "$FR_DIR/log/f.log" 2>&1)"
 	_c1=$(cpu_ticks "$FR_PID")
+	_g1=$(pg_ticks)
 	RATE=$(sed -n 's/.*requests in .* s (\([0-9]*\)\/s).*/\1/p' "$T/sum")
 	_tot=$(wc -l <"$T/out")
 	_bad=$(awk -v w="$_want" '$3 != w' "$T/out" | wc -l)
@@ -196,13 +217,16 @@ run() {
 		printf "%.1f", $1 / 1000 }')
 	CPUR=$(awk -v a="$_c0" -v b="$_c1" -v n="$_tot" \
 	    'BEGIN { printf "%.4f", (b - a) * 1000 / n }')
+	PGCPUR=$(awk -v a="$_g0" -v b="$_g1" -v n="$_tot" \
+	    'BEGIN { printf "%.4f", (b - a) * 1000 / n }')
 	if [ "$_bad" -ne 0 ] || [ -z "$RATE" ]; then
 		echo "radius_bench: $_l: $_bad of $_tot replies not $_want:" \
 		    "$(cat "$T/sum")" >&2
 		BAD=$((BAD + 1))
 	fi
 	[ -n "$RATE" ] || RATE=1
-	[ -z "${RB_DEBUG:-}" ] || echo "# $_l: $(cat "$T/sum") cpu/1k $CPUR p99 $P99" >&2
+	[ -z "${RB_DEBUG:-}" ] ||
+	    echo "# $_l: $(cat "$T/sum") cpu/1k $CPUR pg/1k $PGCPUR p99 $P99" >&2
 }
 BAD=0
 
@@ -224,10 +248,22 @@ lines() {
 
 # The ratio of a to b, two decimals.
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
-row() { # LABEL RATE CPU P99 [NOTE]
-	printf '%-46s %6sx %6sx %7s ms  %s\n' "$1" "$(ratio "$2" "$FLOOR_RATE")" \
-	    "$(ratio "$3" "$FLOOR_CPU")" "$4" "${5:-}"
+# LABEL RATE CPU P99 [NOTE [PG_CPU]]: one line of the table; PG_CPU is
+# PostgreSQL's CPU per 1,000 requests (0 when it took no part)
+row() {
+	printf '%-46s %6sx %6sx %7s ms %6sx  %s\n' "$1" \
+	    "$(ratio "$2" "$FLOOR_RATE")" "$(ratio "$3" "$FLOOR_CPU")" "$4" \
+	    "$(ratio "$(ceiling "$3" "${6:-0}")" "$FLOOR_RATE")" "${5:-}"
 }
+# ceiling RADIUSD_CPU PG_CPU (ticks per 1,000 requests): the rate (req/s)
+# this machine's cores could serve if they did nothing but that work, an
+# upper bound (radload needs some too)
+ceiling() {
+	awk -v a="$1" -v b="$2" -v n="$NCPU" -v hz="$HZ" \
+	    'BEGIN { printf "%.0f", (a + b > 0 ? n * hz * 1000 / (a + b) : 0) }'
+}
+NCPU=$(getconf _NPROCESSORS_ONLN)
+HZ=$(getconf CLK_TCK)
 
 # ---- stores ----
 policy tmp "sqlite:$T/tmp.db"
@@ -247,7 +283,7 @@ if [ "$PG" != 0 ]; then
 fi
 
 echo "RADIUS: radiusd -f, radload with $C requests in flight, Message-Authenticator on every request and reply, every reply checked"
-printf '%-46s %7s %7s %10s\n' "" "rate" "CPU/req" "p99"
+printf '%-46s %7s %7s %10s %7s\n' "" "rate" "CPU/req" "p99" "ceiling"
 
 # ---- the floor ----
 pap_up pap Cleartext-Password "$PW"
@@ -282,7 +318,15 @@ ours() {
 	}
 	run "$2" "$T/m.req" accept
 	[ -z "${RB_PROFILE:-}" ] || { kill -INT "$_prof"; wait "$_prof"; }
-	row "$2" "$RATE" "$CPUR" "$P99" "${5:-}"
+	_note=${5:-}
+	_pgc=0
+	case "$2" in
+	*PostgreSQL*)
+		_pgc=$PGCPUR
+		_note="(PostgreSQL's CPU/req $(ratio "$_pgc" "$FLOOR_CPU")x)${_note:+ $_note}"
+		;;
+	esac
+	row "$2" "$RATE" "$CPUR" "$P99" "$_note" "$_pgc"
 }
 ours s1k "shinkin_otp transaction, SQLite, 1k" 1 "$T/s1k.conf" "(2,000 accepts after 1,000)"
 fr_stop
@@ -350,11 +394,14 @@ run "login (warm-up)" "$T/w.req" accept $LC
 lines l 0 "$LOGIN_N" "$PW" 0 >"$T/l.req"
 run "login" "$T/l.req" accept $LC
 fr_stop
-printf '%-46s %6sx %6sx %7s ms\n' "radiusd PAP, Crypt-Password (same hash)" \
-    "$(ratio "$PC_RATE" "$FLOOR_RATE")" "$(ratio "$PC_CPU" "$FLOOR_CPU")" "$PC_P99"
-printf '%-46s %6sx %6sx %7s ms  (%sx PAP-crypt rate, %sx its CPU)\n' \
+printf '%-46s %6sx %6sx %7s ms %7s\n' "radiusd PAP, Crypt-Password (same hash)" \
+    "$(ratio "$PC_RATE" "$FLOOR_RATE")" "$(ratio "$PC_CPU" "$FLOOR_CPU")" "$PC_P99" \
+    -
+printf '%-46s %6sx %6sx %7s ms %7s  (%sx PAP-crypt rate, %sx its CPU)\n' \
     "shinkin_otp login (password + code), SQLite" \
     "$(ratio "$RATE" "$FLOOR_RATE")" "$(ratio "$CPUR" "$FLOOR_CPU")" "$P99" \
+    - \
     "$(ratio "$RATE" "$PC_RATE")" "$(ratio "$CPUR" "$PC_CPU")"
 echo "(rate and CPU/req are ratios to the floor's in this run; 1M stores: each request a contract of its own)"
+echo "(ceiling: the rate this machine's $NCPU cores could give at that CPU per request of radiusd and PostgreSQL, with nothing else to run, as a ratio to the floor's rate)"
 [ "$BAD" -eq 0 ] || die "$BAD runs had replies other than expected"
