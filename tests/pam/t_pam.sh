@@ -266,6 +266,10 @@ pt PAM_SERVICE_ERR "an odd unmapped service name refused (pamtester)" \
     "$ODD" c-login
 pt_has "  the audit line escapes and cuts it" \
     'detail="service=odd\\x20svc\\x22\\x01000000000*\.\.\. has no context in \[services\]"$'
+# The operator's line named it raw: a newline in a service name would
+# forge a log line of its own.
+pt_has "  and so does the operator's line" \
+    'service odd\\x20svc\\x22\\x01000000000*\.\.\. has no context in the policy'
 pt PAM_AUTHINFO_UNAVAIL "missing policy file: authinfo unavailable" \
     noconf c-login
 pt_has "missing policy file: reason logged" "cannot load"
