@@ -801,6 +801,40 @@ if [ "$(id -u)" -eq 0 ] && [ "$STORE_KIND" = sqlite ]; then
 	rm -rf "$W"
 fi
 
+# A setuid host (su, sudo) runs the module with its caller's environment,
+# and libpq takes from it what the store URL leaves unsaid: PGHOSTADDR or
+# a PGSERVICEFILE sent the connection to a server of the caller's, which
+# could say what it likes of any contract. There, a PG* variable refuses
+# the store. (PostgreSQL only, as root: a setuid-root copy of the driver
+# run as nobody.)
+if [ "$(id -u)" -eq 0 ] && [ "$STORE_KIND" = postgresql ]; then
+	W=$(mktemp -d "${TMPDIR:-/tmp}/sotp-pam-suid.XXXXXX")
+	chmod 755 "$W"
+	cp "$DRV" "$W/pam_driver"
+	chmod 4755 "$W/pam_driver"
+	# LeakSanitizer cannot stop a setuid process's threads.
+	suid_run() {
+		env ASAN_OPTIONS=detect_leaks=0 "$@" setpriv --reuid=nobody \
+		    --regid=nogroup --clear-groups \
+		    "$W/pam_driver" -c "$SVC" -s ib-mobile -u c-mob pw-mob \
+		    >"$OUT" 2>&1
+		grep '^result' "$OUT" | xargs
+	}
+	R=$(suid_run)
+	check "setuid host, a clean environment: accepted ($R)" \
+	    [ "$R" = "result: PAM_SUCCESS" ]
+	R=$(suid_run PGAPPNAME=x)
+	check "setuid host, PGAPPNAME in its environment: the store refused ($R)" \
+	    [ "$R" = "result: PAM_AUTHINFO_UNAVAIL" ]
+	R=$(suid_run PGHOSTADDR=127.0.0.1)
+	check "setuid host, PGHOSTADDR in its environment: refused ($R)" \
+	    [ "$R" = "result: PAM_AUTHINFO_UNAVAIL" ]
+	PGAPPNAME=x "$DRV" -c "$SVC" -s ib-mobile -u c-mob pw-mob >"$OUT" 2>&1
+	check "not setuid: PGAPPNAME is libpq's to take" \
+	    grep -qx "result: PAM_SUCCESS" "$OUT"
+	rm -rf "$W"
+fi
+
 # ---- lockout ----
 B=$(badcode T-LOCK)
 "$DRV" -c "$SVC" -s ib-transfer -u c-lock -n 5 "$B" >"$OUT" 2>&1
