@@ -53,6 +53,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 
 #include <libpq-fe.h>
 
@@ -1199,6 +1200,33 @@ load_libpq(struct sotp_store *st, struct pg_conn *c)
 	return SOTP_OK;
 }
 
+extern char **environ;
+
+/*
+ * libpq takes what the URL leaves unsaid from the environment
+ * (PGHOSTADDR, PGSSLROOTCERT, PGSERVICEFILE with PGSERVICE, ...). A
+ * setuid or setgid host (su, sudo: AT_SECURE) runs with its caller's
+ * environment, and through it the caller could send the PAM module to a
+ * server of his own that says what he likes of any contract. There, any
+ * PG* variable refuses the store: 1 and its name (never its value, which
+ * may be PGPASSWORD's) in name[namesz]; else 0.
+ */
+static int
+caller_pg_env(char *name, size_t namesz)
+{
+	char **e;
+
+	if (getauxval(AT_SECURE) == 0)
+		return 0;
+	for (e = environ; e != NULL && *e != NULL; e++)
+		if (strncmp(*e, "PG", 2) == 0) {
+			snprintf(
+			    name, namesz, "%.*s", (int)strcspn(*e, "="), *e);
+			return 1;
+		}
+	return 0;
+}
+
 /*
  * Connects with conninfo, taking libpq's defaults for what the URL does
  * not say; the password is only used to keep it out of messages.
@@ -1217,6 +1245,14 @@ connect_db(struct sotp_store *st, const char *conninfo, const char *password,
 	    flags & SOTP_OPEN_READONLY_OK ? "any" : "read-write", "shinkin-otp",
 	    conninfo, NULL};
 
+	if (caller_pg_env(msg, sizeof(msg))) {
+		sotp_store_seterr(st,
+		    "postgresql: %s is set in the environment of a setuid or "
+		    "setgid program, and libpq would take it from there; "
+		    "refused",
+		    msg);
+		return SOTP_ERR_CONFIG;
+	}
 	snprintf(timeout, sizeof(timeout), "%u", st->lim.connect_timeout_s);
 	if ((c->conn = pq->PQconnectdbParams(keys, vals, 1)) == NULL)
 		return SOTP_ERR_NOMEM;

@@ -346,6 +346,41 @@ begin(pam_handle_t *pamh, struct sotp_ctx *ctx, const struct args *args,
 }
 
 /*
+ * The name of the attempt's context for a log line: "-" when it has none
+ * (a service the [services] map does not name).
+ */
+static const char *
+context_name(const struct sotp_attempt *a)
+{
+	const char *context = sotp_attempt_context(a);
+
+	return context[0] != '\0' ? context : "-";
+}
+
+/*
+ * The attempt ends without an answer to its question (the conversation
+ * failed or gave none, use_first_pass found no password): the engine
+ * refuses it as BAD_INPUT with `what` as the audit row's detail (which
+ * names the question, never an answer, and does not count toward the
+ * lockout), so that no attempt is left at a "continue" row with nothing
+ * after it; the operator's line says the same. Returns pam_rc, the code
+ * for PAM: the engine's customer message is not shown, the conversation
+ * being what failed.
+ */
+static int
+abandon(
+    pam_handle_t *pamh, struct sotp_attempt *a, const char *what, int pam_rc)
+{
+	struct sotp_decision d;
+
+	pam_syslog(
+	    pamh, LOG_ERR, "context %s: %s; refused", context_name(a), what);
+	if (sotp_attempt_malformed(a, what) == SOTP_OK)
+		(void)sotp_attempt_step(a, &d);
+	return pam_rc;
+}
+
+/*
  * The password question: answered from PAM_AUTHTOK when an earlier module
  * read it (and use_first_pass or try_first_pass allows), else prompted
  * and stored as PAM_AUTHTOK for the modules after us. PAM owns
@@ -356,37 +391,41 @@ first_pass(pam_handle_t *pamh, const struct args *args, struct sotp_attempt *a,
     int *rc, int *done)
 {
 	const void *tok = NULL;
+	char what[128];
 	int pam_rc;
 
 	*done = 0;
 	if (!args->use_first_pass && !args->try_first_pass)
 		return PAM_SUCCESS;
-	if ((pam_rc = pam_get_item(pamh, PAM_AUTHTOK, &tok)) != PAM_SUCCESS)
-		return pam_rc;
+	if ((pam_rc = pam_get_item(pamh, PAM_AUTHTOK, &tok)) != PAM_SUCCESS) {
+		snprintf(what, sizeof(what), "cannot read PAM_AUTHTOK: %s",
+		    pam_strerror(pamh, pam_rc));
+		return abandon(pamh, a, what, pam_rc);
+	}
 	if (tok != NULL) {
 		*rc = sotp_attempt_answer(a, tok);
 		*done = 1;
 		return PAM_SUCCESS;
 	}
-	if (args->use_first_pass) {
-		pam_syslog(pamh, LOG_ERR,
-		    "use_first_pass: no password from an earlier module");
-		return PAM_AUTH_ERR;
-	}
+	if (args->use_first_pass)
+		return abandon(pamh, a,
+		    "use_first_pass: no password from an earlier module",
+		    PAM_AUTH_ERR);
 	return PAM_SUCCESS;
 }
 
 /*
  * Relays the engine's question: its message first (PAM_TEXT_INFO, unless
  * PAM_SILENT), then its prompt with its echo, and the reply back as the
- * answer. A conversation failure stops with its PAM code; a core error
- * stops with *rc set.
+ * answer. A conversation failure ends the attempt (abandon) and stops
+ * with its PAM code; a core error stops with *rc set.
  */
 static int
 relay(pam_handle_t *pamh, int flags, const struct args *args,
     struct sotp_attempt *a, const struct sotp_decision *d, int *rc)
 {
-	char *resp = NULL;
+	const char *question = sotp_factor_name(d->ask);
+	char *resp = NULL, what[128];
 	int pam_rc, done = 0;
 
 	*rc = SOTP_OK;
@@ -400,16 +439,56 @@ relay(pam_handle_t *pamh, int flags, const struct args *args,
 	    pam_prompt(pamh, d->echo ? PAM_PROMPT_ECHO_ON : PAM_PROMPT_ECHO_OFF,
 	        &resp, "%s", d->prompt);
 	if (pam_rc != PAM_SUCCESS || resp == NULL) {
-		pam_rc = PAM_CONV_ERR;
+		if (pam_rc != PAM_SUCCESS)
+			snprintf(what, sizeof(what),
+			    "the conversation failed at the %s question: %s",
+			    question, pam_strerror(pamh, pam_rc));
+		else
+			snprintf(what, sizeof(what),
+			    "the conversation gave no answer to the %s question",
+			    question);
+		pam_rc = abandon(pamh, a, what, PAM_CONV_ERR);
 		goto out;
 	}
 	if (d->ask == SOTP_F_PASSWORD &&
-	    (pam_rc = pam_set_item(pamh, PAM_AUTHTOK, resp)) != PAM_SUCCESS)
+	    (pam_rc = pam_set_item(pamh, PAM_AUTHTOK, resp)) != PAM_SUCCESS) {
+		snprintf(what, sizeof(what), "cannot set PAM_AUTHTOK: %s",
+		    pam_strerror(pamh, pam_rc));
+		pam_rc = abandon(pamh, a, what, pam_rc);
 		goto out;
+	}
 	*rc = sotp_attempt_answer(a, resp);
 out:
 	sotp_free_string(resp);
 	return pam_rc;
+}
+
+/*
+ * A name from the application (the PAM service) fit for a log line, as
+ * the audit row writes it: a blank, '"', a backslash and every byte
+ * outside printable ASCII as \xHH, cut after 64 characters with "...".
+ * Raw, a newline in it would forge a line of its own.
+ */
+static const char *
+log_name(char *out, size_t outsz, const char *name)
+{
+	const unsigned char *s = (const unsigned char *)name;
+	size_t i, n = 0;
+
+	for (i = 0; s[i] != '\0' && n + 8 < outsz; i++) {
+		if (n >= 64) {
+			memcpy(out + n, "...", 3);
+			n += 3;
+			break;
+		}
+		if (s[i] > ' ' && s[i] < 0x7f && s[i] != '"' && s[i] != '\\')
+			out[n++] = (char)s[i];
+		else
+			n += (size_t)snprintf(
+			    out + n, outsz - n, "\\x%02x", s[i]);
+	}
+	out[n] = '\0';
+	return out;
 }
 
 /* The outcome: the engine's text for the customer, the log, the code. */
@@ -420,6 +499,7 @@ conclude(pam_handle_t *pamh, int flags, const struct args *args,
 {
 	const char *context = sotp_attempt_context(a);
 	int pam_rc = pam_result(rc, d);
+	char name[80];
 
 	/* No attempt (it could not begin): the context it was to run in. */
 	if (context[0] == '\0' && a == NULL && args->context != NULL)
@@ -433,7 +513,7 @@ conclude(pam_handle_t *pamh, int flags, const struct args *args,
 		pam_syslog(pamh, LOG_ERR,
 		    "service %s has no context in the policy [services] map "
 		    "and no context= option",
-		    service);
+		    log_name(name, sizeof(name), service));
 	if (rc != SOTP_OK)
 		pam_syslog(pamh, LOG_ERR, "context %s: %s: %s", context,
 		    sotp_strerror(rc), sotp_ctx_errmsg(ctx));
@@ -467,9 +547,19 @@ pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 	as = creds_now(&creds) == 0 ? &creds : NULL;
 	if ((pam_rc = open_ctx(pamh, &args, as, &ctx)) != PAM_SUCCESS)
 		goto out;
-	if ((pam_rc = pam_get_user(pamh, &user, NULL)) != PAM_SUCCESS) {
+	/*
+	 * No attempt without a name: the engine has nothing to decide for
+	 * (nor to audit under), so only the operator's line says why.
+	 */
+	if ((pam_rc = pam_get_user(pamh, &user, NULL)) != PAM_SUCCESS ||
+	    user == NULL) {
+		if (pam_rc == PAM_SUCCESS)
+			pam_rc = PAM_USER_UNKNOWN;
 		if (pam_rc == PAM_CONV_AGAIN)
 			pam_rc = PAM_INCOMPLETE;
+		else
+			pam_syslog(pamh, LOG_ERR, "no user name: %s",
+			    pam_strerror(pamh, pam_rc));
 		goto out;
 	}
 	rc = begin(pamh, ctx, &args, user, &service, &a);

@@ -109,6 +109,28 @@ drv() {
 		notok "$_d (want $_want; got: $(tr '\n' '|' <"$OUT"))"
 	fi
 }
+# drvlog: as drv, under pam_wrapper, whose PAM_WRAPPER_DEBUGLEVEL puts
+# the module's pam_syslog lines (and the audit lines) into $OUT as
+# "SYSLOG(prio): ..."; has_log / lacks_log look at those lines only.
+drvlog() {
+	_want=$1
+	_d=$2
+	_s=$3
+	_u=$4
+	shift 4
+	LD_PRELOAD="$PRELOAD" PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR="$SVC" \
+	    PAM_WRAPPER_DEBUGLEVEL=2 \
+	    "$DRV" -c "$SVC" -s "$_s" -u "$_u" "$@" >"$OUT" 2>&1
+	if grep -qx "result: $_want" "$OUT"; then
+		ok "$_d"
+	else
+		notok "$_d (want $_want; got: $(grep -v PWRAP_DEBUG "$OUT" | tr '\n' '|'))"
+	fi
+}
+out_log_has() { grep SYSLOG "$OUT" | grep -q -- "$1"; }
+out_log_lacks() { ! grep SYSLOG "$OUT" | grep -q -- "$1"; }
+has_log() { check "$1" out_log_has "$2"; }
+lacks_log() { check "$1" out_log_lacks "$2"; }
 # has "what" PATTERN / hasnt "what" PATTERN: about the last driver output
 has() { check "$1" grep -q -- "$2" "$OUT"; }
 hasnt() { check "$1" lacks "$2" "$OUT"; }
@@ -266,6 +288,10 @@ pt PAM_SERVICE_ERR "an odd unmapped service name refused (pamtester)" \
     "$ODD" c-login
 pt_has "  the audit line escapes and cuts it" \
     'detail="service=odd\\x20svc\\x22\\x01000000000*\.\.\. has no context in \[services\]"$'
+# The operator's line named it raw: a newline in a service name would
+# forge a log line of its own.
+pt_has "  and so does the operator's line" \
+    'service odd\\x20svc\\x22\\x01000000000*\.\.\. has no context in the policy'
 pt PAM_AUTHINFO_UNAVAIL "missing policy file: authinfo unavailable" \
     noconf c-login
 pt_has "missing policy file: reason logged" "cannot load"
@@ -471,6 +497,132 @@ drv PAM_SUCCESS "password handed on to the next module" passon c-mob pw-mob
 check "next module got the password as PAM_AUTHTOK" \
     [ "$(tr -d '\000' <"$SB/seen")" = pw-mob ]
 
+# ---- hostile and unusual input ----
+# Whatever the application or the customer sends, the module refuses with
+# the right code, logs what went wrong, leaves an audit row wherever the
+# engine had an attempt running, and never logs what was typed.
+#
+# The user. Without one, libpam asks for it through the conversation.
+drv PAM_SUCCESS "no PAM_USER: the name asked for, then the password" \
+    ib-mobile @null c-mob pw-mob
+has "  by libpam's own prompt, echo on" "^prompt-on: login:"
+drvlog PAM_CONV_ERR "no PAM_USER and no answer for it: a conversation error" \
+    ib-mobile @null @null-resp
+has_log "  logged as such (it used to say nothing)" \
+    "no user name: Conversation error"
+# Names that no contract has (an ID is printable ASCII without blanks or
+# quotes): refused as unknown contracts, audited without the name, which
+# may well be a password typed into the wrong field.
+n0=$(nrows 'auth reject UNKNOWN_CONTRACT contract=- .*context=mobile')
+NL='
+'
+LONGU=$(head -c 3000 /dev/zero | tr '\0' u)
+bad_users=0
+for u in @empty "$LONGU" "$(printf 'c-mob\001\033[2J')" \
+    "$(printf 'c-\377\376mob')" "c-mob${NL}fake: line"; do
+	drvlog PAM_AUTH_ERR "odd user name refused ($(printf '%s' "$u" |
+	    head -c 12 | od -An -c | tr -d '\n' | tr -s ' '))" \
+	    ib-mobile "$u" pw-mob
+	grep -q '^error: 契約者IDまたはログインパスワードが正しくありません。$' "$OUT" &&
+		out_log_lacks "uuuuuuuuuu" && out_log_lacks "$(printf '\001')" &&
+		out_log_lacks "$(printf '\377')" && out_log_lacks "fake: line" ||
+		bad_users=$((bad_users + 1))
+done
+check "  each as a wrong password, its name never logged ($bad_users wrong)" \
+    [ $bad_users -eq 0 ]
+check "  each with its audit row" \
+    [ "$(nrows 'auth reject UNKNOWN_CONTRACT contract=- .*context=mobile')" \
+	-eq $((n0 + 5)) ]
+# The conversation fails, or says it succeeded with no answer, at the
+# first question or at a later one. It used to end the attempt with no
+# log line of the module's and no audit row: after the right password,
+# the attempt was left at its "continue" row, as if still running.
+n0=$(nrows 'auth reject BAD_INPUT contract=c-mob .*detail=the conversation failed at the password question')
+drvlog PAM_CONV_ERR "conversation fails at the password: a conversation error" \
+    ib-mobile c-mob @conv-err
+has_log "  logged, naming the question" \
+    "context mobile: the conversation failed at the password question: Conversation error; refused"
+check "  audited as a refusal" [ "$(nrows 'auth reject BAD_INPUT contract=c-mob .*detail=the conversation failed at the password question')" -eq $((n0 + 1)) ]
+drvlog PAM_CONV_ERR "conversation gives no answer to the code, after the right password" \
+    ib-login c-login pw-login @null-resp
+has_log "  logged, naming the question" \
+    "context login: the conversation gave no answer to the otp question; refused"
+check "  the attempt ends with a refusal, not at its continue row" \
+    sh -c '"$1" audit | grep "contract=c-login " | tail -n 1 |
+	grep -q "auth reject BAD_INPUT .*detail=the conversation gave no answer to the otp question"' \
+    sh "$CLI"
+drvlog PAM_CONV_ERR "conversation gives no response array" \
+    ib-mobile c-mob @null-array
+has_log "  logged, naming the question" \
+    "context mobile: the conversation gave no answer to the password question"
+"$CLI" contract show c-mob >"$SB/show" 2>&1
+check "  none of them counts toward the lockout" grep -qx 'failures: 0' "$SB/show"
+# What the customer types: the engine decides, nothing is logged.
+drvlog PAM_AUTH_ERR "an empty password is a wrong one" ib-mobile c-mob ""
+drvlog PAM_AUTH_ERR "a 1 MiB answer is refused" ib-mobile c-mob @big:1048576
+has_log "  as over long" 'reason=BAD_INPUT.* detail="input over 1024 bytes"'
+lacks_log "  and not logged" 7777777777
+"$CLI" contract unlock c-mob >>"$SB/setup.log" 2>&1
+for a in "$(printf 'pw-\377mob')" "pw-mob${NL}x" "pw-mob$NL" "$(printf 'pw-mob\r')"; do
+	drvlog PAM_AUTH_ERR "the password with a stray byte is a wrong one ($(printf '%s' "$a" | od -An -c | tr -d '\n' | tr -s ' '))" \
+	    ib-mobile c-mob "$a"
+done
+lacks_log "  and not logged" "pw-mob"
+drvlog PAM_AUTH_ERR "a code with a newline after it is refused" \
+    ib-login c-login pw-login "$(code T-LOGIN)$NL"
+has "  as malformed" "^error: 入力の形式が正しくありません。"
+"$CLI" contract unlock c-mob >>"$SB/setup.log" 2>&1
+# PAM_AUTHTOK as an earlier module left it (pam_exec reads it with its own
+# prompt): empty, or 1 MiB.
+svc firstmob "auth required pam_permit.so" \
+    "auth requisite pam_exec.so expose_authtok quiet $SB/first.sh" \
+    "$M context=mobile use_first_pass"
+svc trymob "auth required pam_permit.so" \
+    "auth requisite pam_exec.so expose_authtok quiet $SB/first.sh" \
+    "$M context=mobile try_first_pass"
+drv PAM_AUTH_ERR "use_first_pass, an empty PAM_AUTHTOK: a wrong password" \
+    firstmob c-mob ""
+drv PAM_AUTH_ERR "try_first_pass, an empty PAM_AUTHTOK: a wrong password" \
+    trymob c-mob "" pw-mob
+check "  not asked again" [ "$(nprompts .)" -eq 1 ]
+drvlog PAM_AUTH_ERR "use_first_pass, a 1 MiB PAM_AUTHTOK: refused" \
+    firstmob c-mob @big:1048576
+has_log "  as over long" 'reason=BAD_INPUT.* detail="input over 1024 bytes"'
+drv PAM_SUCCESS "use_first_pass, the right PAM_AUTHTOK: accepted" \
+    firstmob c-mob pw-mob
+n0=$(nrows 'auth reject BAD_INPUT contract=c-mob .*detail=use_first_pass: no password from an earlier module')
+drvlog PAM_AUTH_ERR "use_first_pass with no PAM_AUTHTOK: refused" nofirst c-mob
+has_log "  logged" "use_first_pass: no password from an earlier module"
+check "  audited as a refusal (it left no row)" [ "$(nrows 'auth reject BAD_INPUT contract=c-mob .*detail=use_first_pass: no password from an earlier module')" -eq $((n0 + 1)) ]
+# The flags.
+drv PAM_AUTH_ERR "PAM_SILENT: a refusal" ib-mobile c-mob -q wrong-pw
+hasnt "  shows no message" "^error:"
+drv PAM_AUTH_ERR "PAM_DISALLOW_NULL_AUTHTOK: an empty password refused" \
+    ib-mobile c-mob -N ""
+"$CLI" contract unlock c-mob >>"$SB/setup.log" 2>&1
+# The other management groups: the module has no function there, so
+# libpam fails them (PAM_MODULE_UNKNOWN), never a success.
+svc allgroups "$M context=mobile" "account required $MOD" \
+    "session required $MOD" "password required $MOD"
+for op in acct open close chauthtok; do
+	drv PAM_MODULE_UNKNOWN "listed under $op: PAM_MODULE_UNKNOWN" \
+	    allgroups c-mob -O "$op" pw-mob
+done
+drv PAM_SUCCESS "setcred after an accepted login" allgroups c-mob \
+    -O auth,setcred pw-mob
+has "  PAM_SUCCESS" "^setcred: PAM_SUCCESS"
+drv PAM_AUTH_ERR "setcred after a refusal" allgroups c-mob \
+    -O auth,setcred wrong-pw
+hasnt "  not PAM_SUCCESS" "^setcred: PAM_SUCCESS"
+"$CLI" contract unlock c-mob >>"$SB/setup.log" 2>&1
+# The warm context and config=: one process, two policies in turn.
+svc cfg-ja "auth required $MOD config=$CONF context=mobile"
+svc cfg-en "auth required $MOD config=$SB/en.conf context=mobile"
+"$DRV" -c "$SVC" -s cfg-ja,cfg-en,cfg-ja -u c-mob -n 3 -v pw-mob >"$OUT" 2>&1
+check "warm context: another config= in the same process reads its own policy" \
+    [ "$(grep -e '^prompt' -e '^result' "$OUT" | xargs)" = \
+	"prompt-off: ログインパスワード： result: PAM_SUCCESS prompt-off: Password: result: PAM_SUCCESS prompt-off: ログインパスワード： result: PAM_SUCCESS" ]
+
 # ---- legacy tokens: warning near the sunset, refusal after it ----
 drv PAM_SUCCESS "legacy token near its sunset accepted" \
     ib-transfer c-soon "$(code T-SOON)"
@@ -646,6 +798,40 @@ if [ "$(id -u)" -eq 0 ] && [ "$STORE_KIND" = sqlite ]; then
 	R=$(creds_run 2 -C "$NB:4242" -C "$NB:4242")
 	check "warm context: the same credentials, both accepted ($R)" \
 	    [ "$R" = "result: PAM_SUCCESS result: PAM_SUCCESS" ]
+	rm -rf "$W"
+fi
+
+# A setuid host (su, sudo) runs the module with its caller's environment,
+# and libpq takes from it what the store URL leaves unsaid: PGHOSTADDR or
+# a PGSERVICEFILE sent the connection to a server of the caller's, which
+# could say what it likes of any contract. There, a PG* variable refuses
+# the store. (PostgreSQL only, as root: a setuid-root copy of the driver
+# run as nobody.)
+if [ "$(id -u)" -eq 0 ] && [ "$STORE_KIND" = postgresql ]; then
+	W=$(mktemp -d "${TMPDIR:-/tmp}/sotp-pam-suid.XXXXXX")
+	chmod 755 "$W"
+	cp "$DRV" "$W/pam_driver"
+	chmod 4755 "$W/pam_driver"
+	# LeakSanitizer cannot stop a setuid process's threads.
+	suid_run() {
+		env ASAN_OPTIONS=detect_leaks=0 "$@" setpriv --reuid=nobody \
+		    --regid=nogroup --clear-groups \
+		    "$W/pam_driver" -c "$SVC" -s ib-mobile -u c-mob pw-mob \
+		    >"$OUT" 2>&1
+		grep '^result' "$OUT" | xargs
+	}
+	R=$(suid_run)
+	check "setuid host, a clean environment: accepted ($R)" \
+	    [ "$R" = "result: PAM_SUCCESS" ]
+	R=$(suid_run PGAPPNAME=x)
+	check "setuid host, PGAPPNAME in its environment: the store refused ($R)" \
+	    [ "$R" = "result: PAM_AUTHINFO_UNAVAIL" ]
+	R=$(suid_run PGHOSTADDR=127.0.0.1)
+	check "setuid host, PGHOSTADDR in its environment: refused ($R)" \
+	    [ "$R" = "result: PAM_AUTHINFO_UNAVAIL" ]
+	PGAPPNAME=x "$DRV" -c "$SVC" -s ib-mobile -u c-mob pw-mob >"$OUT" 2>&1
+	check "not setuid: PGAPPNAME is libpq's to take" \
+	    grep -qx "result: PAM_SUCCESS" "$OUT"
 	rm -rf "$W"
 fi
 

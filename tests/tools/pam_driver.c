@@ -18,7 +18,17 @@
  * ("... the digits at B7 E2: ", "...B行7列、E行2列..."); "@card-wrong"
  * gives every digit off by one. "@null-array" and "@null-resp" play a
  * broken application: the conversation returns PAM_SUCCESS with no
- * response array, or with a NULL answer in it.
+ * response array, or with a NULL answer in it; "@conv-err" makes it
+ * return PAM_CONV_ERR. "@big:N" answers N bytes of '7' (more than one
+ * command-line argument may hold).
+ *
+ * USER "@null" starts PAM with no user (the module must ask for one
+ * through the conversation), "@empty" with "". -N adds
+ * PAM_DISALLOW_NULL_AUTHTOK to the flags. SERVICE may be a
+ * comma-separated list taken in turn, as USER. -O OP calls another entry
+ * point instead of pam_authenticate: setcred, acct, open, close or
+ * chauthtok; "-O auth,setcred" calls both in turn and prints "setcred:
+ * NAME" for the second, after the first's "result:" line is decided.
  *
  * With -n COUNT the whole authentication runs COUNT times in one process
  * (for valgrind): USER may then be a comma-separated list taken in turn,
@@ -36,7 +46,8 @@
  * as -W does. -X UID:GID[:G1+G2...] takes those on in the conversation,
  * at the first prompt of the run, as an application that changes its
  * effective IDs while the module waits for an answer. -D DIR changes to DIR
- * before each cycle after the first (and prints every cycle's output). -t
+ * before each cycle after the first (and prints every cycle's output). -v
+ * prints every cycle's output, with nothing else changed. -t
  * prints "cpu-us: N", the CPU time the cycles took (the defect 2 test compares
  * an unknown contract's with a wrong password's). Exit status: 0 when every run
  * reached pam_authenticate, 2 on usage errors, 3 when pam_start_confdir failed.
@@ -57,6 +68,7 @@
 
 #define MAX_ANSWERS 32
 #define MAX_USERS 32
+#define MAX_SERVICES 8
 #define MAX_CREDS 8
 #define MAX_GROUPS 8
 #define GRID_ROWS 26
@@ -208,6 +220,24 @@ card_answer(const struct grid *g, const char *prompt, int wrong)
 	return buf[0] != '\0' ? strdup(buf) : NULL;
 }
 
+/* "@big:N": N bytes of '7'; any other value copied. */
+static char *
+magic_value(const char *a)
+{
+	char *p;
+	long n;
+
+	if (strncmp(a, "@big:", 5) != 0)
+		return strdup(a);
+	n = strtol(a + 5, NULL, 10);
+	if (n < 0 || n > 64L * 1024 * 1024 ||
+	    (p = malloc((size_t)n + 1)) == NULL)
+		return NULL;
+	memset(p, '7', (size_t)n);
+	p[n] = '\0';
+	return p;
+}
+
 static char *
 next_answer(struct driver *dr, const char *prompt)
 {
@@ -220,7 +250,7 @@ next_answer(struct driver *dr, const char *prompt)
 		return card_answer(dr->grid, prompt, 0);
 	if (strcmp(a, "@card-wrong") == 0)
 		return card_answer(dr->grid, prompt, 1);
-	return strdup(a);
+	return magic_value(a);
 }
 
 static int
@@ -262,6 +292,11 @@ conv(int n, const struct pam_message **msg, struct pam_response **resp,
 			    strcmp(dr->answers[dr->next], "@null-resp") == 0) {
 				dr->next++;
 				break;
+			}
+			if (dr->next < dr->nanswers &&
+			    strcmp(dr->answers[dr->next], "@conv-err") == 0) {
+				dr->next++;
+				goto fail;
 			}
 			if ((r[i].resp = next_answer(dr, text)) == NULL)
 				goto fail;
@@ -387,29 +422,68 @@ usage(void)
 {
 	fprintf(stderr,
 	    "usage: pam_driver -c CONFDIR -s SERVICE -u USER "
-	    "[-n COUNT] [-q] [-t] [-g GRIDFILE] [-A ANSWERFILE] [-k MODULE] "
+	    "[-n COUNT] [-q] [-t] [-v] [-g GRIDFILE] [-A ANSWERFILE] [-k MODULE] "
 	    "[-W FIFO] [-F] [-L PATH] [-C UID:GID[:G1+G2...]]... [-X UID:GID[:G...]] "
-	    "[-D DIR] "
+	    "[-D DIR] [-N] [-O OP[,OP]] "
 	    "[ANSWER ...]\n");
 	return 2;
 }
 
-/* One pam_start_confdir / pam_authenticate / pam_end cycle. */
+static int
+call_op(pam_handle_t *ph, const char *op, int flags)
+{
+	if (strcmp(op, "auth") == 0)
+		return pam_authenticate(ph, flags);
+	if (strcmp(op, "setcred") == 0)
+		return pam_setcred(ph, flags | PAM_ESTABLISH_CRED);
+	if (strcmp(op, "acct") == 0)
+		return pam_acct_mgmt(ph, flags);
+	if (strcmp(op, "open") == 0)
+		return pam_open_session(ph, flags);
+	if (strcmp(op, "close") == 0)
+		return pam_close_session(ph, flags);
+	if (strcmp(op, "chauthtok") == 0)
+		return pam_chauthtok(ph, flags);
+	return -1;
+}
+
+/*
+ * One pam_start_confdir / entry points / pam_end cycle; *result is the
+ * first entry point's, later ones are printed.
+ */
 static int
 authenticate_once(const char *confdir, const char *service, const char *user,
-    int flags, struct driver *dr, int *result)
+    int flags, struct driver *dr, const char *ops_arg, int *result)
 {
 	struct pam_conv pc = {conv, dr};
 	pam_handle_t *ph = NULL;
-	int rc;
+	char ops[64], *op, *save = NULL;
+	int rc, first = 1;
 
 	dr->next = 0;
+	if (user != NULL && strcmp(user, "@null") == 0)
+		user = NULL;
+	else if (user != NULL && strcmp(user, "@empty") == 0)
+		user = "";
 	if ((rc = pam_start_confdir(service, user, &pc, confdir, &ph)) !=
 	    PAM_SUCCESS) {
 		fprintf(stderr, "pam_start_confdir: %s\n", pam_name(rc));
 		return -1;
 	}
-	*result = pam_authenticate(ph, flags);
+	snprintf(ops, sizeof(ops), "%s", ops_arg != NULL ? ops_arg : "auth");
+	for (op = strtok_r(ops, ",", &save); op != NULL;
+	     op = strtok_r(NULL, ",", &save)) {
+		if ((rc = call_op(ph, op, flags)) < 0) {
+			fprintf(stderr, "-O %s: no such entry point\n", op);
+			pam_end(ph, PAM_SYSTEM_ERR);
+			return -1;
+		}
+		if (first)
+			*result = rc;
+		else
+			printf("%s: %s\n", op, pam_name(rc));
+		first = 0;
+	}
 	pam_end(ph, *result);
 	return 0;
 }
@@ -417,10 +491,11 @@ authenticate_once(const char *confdir, const char *service, const char *user,
 int
 main(int argc, char **argv)
 {
-	const char *confdir = NULL, *service = NULL;
-	const char *users[MAX_USERS];
-	char *userlist = NULL, *tok, *save = NULL;
-	int nusers = 0;
+	const char *confdir = NULL;
+	const char *users[MAX_USERS], *services[MAX_SERVICES];
+	char *userlist = NULL, *servicelist = NULL, *tok, *save = NULL;
+	int nusers = 0, nservices = 0;
+	const char *ops = NULL;
 	const char *gridfile = NULL, *answerfile = NULL, *keep = NULL;
 	const char *waitfile = NULL, *openpath = NULL;
 	const char *creds[MAX_CREDS], *chdir_to = NULL;
@@ -439,13 +514,20 @@ main(int argc, char **argv)
 	struct timespec t0, t1;
 
 	memset(&dr, 0, sizeof(dr));
-	while ((ch = getopt(argc, argv, "c:s:u:n:qtg:A:k:W:FL:C:D:X:")) != -1) {
+	while ((ch = getopt(argc, argv, "c:s:u:n:qtvg:A:k:W:FL:C:D:X:NO:")) !=
+	    -1) {
 		switch (ch) {
 		case 'c':
 			confdir = optarg;
 			break;
 		case 's':
-			service = optarg;
+			servicelist = optarg;
+			break;
+		case 'N':
+			flags |= PAM_DISALLOW_NULL_AUTHTOK;
+			break;
+		case 'O':
+			ops = optarg;
 			break;
 		case 'u':
 			userlist = optarg;
@@ -458,6 +540,9 @@ main(int argc, char **argv)
 			break;
 		case 't':
 			cpu = 1;
+			break;
+		case 'v':
+			dr.verbose = 1;
 			break;
 		case 'g':
 			gridfile = optarg;
@@ -496,7 +581,13 @@ main(int argc, char **argv)
 	     tok != NULL && nusers < MAX_USERS;
 	     tok = strtok_r(NULL, ",", &save))
 		users[nusers++] = tok;
-	if (confdir == NULL || service == NULL || nusers == 0 || count < 1 ||
+	save = NULL;
+	for (tok = servicelist != NULL ? strtok_r(servicelist, ",", &save)
+	                               : NULL;
+	     tok != NULL && nservices < MAX_SERVICES;
+	     tok = strtok_r(NULL, ",", &save))
+		services[nservices++] = tok;
+	if (confdir == NULL || nservices == 0 || nusers == 0 || count < 1 ||
 	    argc - optind > MAX_ANSWERS)
 		return usage();
 	for (; optind < argc; optind++)
@@ -517,8 +608,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "%s\n", dlerror());
 		return 2;
 	}
-	dr.verbose = count == 1 || waitfile != NULL || forking || ncreds > 0 ||
-	    chdir_to != NULL || dr.switch_to != NULL;
+	dr.verbose = dr.verbose || count == 1 || waitfile != NULL || forking ||
+	    ncreds > 0 || chdir_to != NULL || dr.switch_to != NULL;
 	/* O_RDWR: opening a FIFO so does not wait for its writer (Linux). */
 	if (waitfile != NULL &&
 	    ((ch = open(waitfile, O_RDWR | O_CLOEXEC)) < 0 ||
@@ -551,8 +642,9 @@ main(int argc, char **argv)
 				break;
 			}
 			if (pid == 0) {
-				if (authenticate_once(confdir, service,
-				        users[i % nusers], flags, &dr,
+				if (authenticate_once(confdir,
+				        services[i % nservices],
+				        users[i % nusers], flags, &dr, ops,
 				        &result) != 0)
 					_exit(3);
 				printf("result: %s\n", pam_name(result));
@@ -566,8 +658,8 @@ main(int argc, char **argv)
 			}
 			continue;
 		}
-		if (authenticate_once(confdir, service, users[i % nusers],
-		        flags, &dr, &result) != 0) {
+		if (authenticate_once(confdir, services[i % nservices],
+		        users[i % nusers], flags, &dr, ops, &result) != 0) {
 			ret = 3;
 			break;
 		}
