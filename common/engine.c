@@ -127,29 +127,15 @@ sotp_attempt_begin(struct sotp_ctx *ctx, const char *contract_id,
 static void
 name_unmapped(char *out, size_t outsz, const char *service)
 {
-	const unsigned char *s = (const unsigned char *)service;
-	char name[72];
-	size_t i, n = 0;
+	char name[SOTP_LOG_NAME_MAX];
 
 	if (service == NULL || service[0] == '\0') {
 		snprintf(
 		    out, outsz, "no service name to map through [services]");
 		return;
 	}
-	for (i = 0; s[i] != '\0'; i++) {
-		if (n >= 64) {
-			memcpy(name + n, "...", 3);
-			n += 3;
-			break;
-		}
-		if (s[i] > ' ' && s[i] < 0x7f && s[i] != '"' && s[i] != '\\')
-			name[n++] = (char)s[i];
-		else
-			n += (size_t)snprintf(
-			    name + n, sizeof(name) - n, "\\x%02x", s[i]);
-	}
-	name[n] = '\0';
-	snprintf(out, outsz, "service=%s has no context in [services]", name);
+	snprintf(out, outsz, "service=%s has no context in [services]",
+	    sotp_log_name(name, service));
 }
 
 int

@@ -9,6 +9,7 @@
  */
 #include "sotp_int.h"
 
+#include <stdio.h>
 #include <string.h>
 
 /* One code point from *p (RFC 3629 strict), advancing *p; -1 if invalid. */
@@ -205,4 +206,27 @@ sotp_input_split(const char *in, unsigned int n, size_t *pwlen)
 	}
 	*pwlen = off[count - n];
 	return SOTP_OK;
+}
+
+/* A name from outside, escaped for one log line (shinkin_otp.h). */
+const char *
+sotp_log_name(char out[SOTP_LOG_NAME_MAX], const char *name)
+{
+	const unsigned char *s = (const unsigned char *)(name ? name : "");
+	size_t i, n = 0;
+
+	for (i = 0; s[i] != '\0'; i++) {
+		if (n >= 64) {
+			memcpy(out + n, "...", 3);
+			n += 3;
+			break;
+		}
+		if (s[i] > ' ' && s[i] < 0x7f && s[i] != '"' && s[i] != '\\')
+			out[n++] = (char)s[i];
+		else
+			n += (size_t)snprintf(
+			    out + n, SOTP_LOG_NAME_MAX - n, "\\x%02x", s[i]);
+	}
+	out[n] = '\0';
+	return out;
 }

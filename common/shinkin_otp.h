@@ -69,6 +69,17 @@ SOTP_EXPORT const char *sotp_strerror(int rc);
 SOTP_EXPORT const char *sotp_rc_name(int rc);
 
 /*
+ * A name from outside (a PAM service, ...) fit for one log line or an
+ * audit row's detail: a blank, '"', '\\' and every byte outside printable
+ * ASCII as \xHH, cut after 64 characters with "...". Raw, a newline in it
+ * would forge a line of its own. Writes out (SOTP_LOG_NAME_MAX bytes) and
+ * returns it; NULL is written as "".
+ */
+#define SOTP_LOG_NAME_MAX 72
+SOTP_EXPORT const char *sotp_log_name(
+    char out[SOTP_LOG_NAME_MAX], const char *name);
+
+/*
  * Reasons: the one numbered table behind every decision. The number is
  * what the audit rows store and the CLI prints; it never changes meaning.
  */

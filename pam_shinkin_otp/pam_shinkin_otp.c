@@ -463,34 +463,6 @@ out:
 	return pam_rc;
 }
 
-/*
- * A name from the application (the PAM service) fit for a log line, as
- * the audit row writes it: a blank, '"', a backslash and every byte
- * outside printable ASCII as \xHH, cut after 64 characters with "...".
- * Raw, a newline in it would forge a line of its own.
- */
-static const char *
-log_name(char *out, size_t outsz, const char *name)
-{
-	const unsigned char *s = (const unsigned char *)name;
-	size_t i, n = 0;
-
-	for (i = 0; s[i] != '\0' && n + 8 < outsz; i++) {
-		if (n >= 64) {
-			memcpy(out + n, "...", 3);
-			n += 3;
-			break;
-		}
-		if (s[i] > ' ' && s[i] < 0x7f && s[i] != '"' && s[i] != '\\')
-			out[n++] = (char)s[i];
-		else
-			n += (size_t)snprintf(
-			    out + n, outsz - n, "\\x%02x", s[i]);
-	}
-	out[n] = '\0';
-	return out;
-}
-
 /* The outcome: the engine's text for the customer, the log, the code. */
 static int
 conclude(pam_handle_t *pamh, int flags, const struct args *args,
@@ -499,7 +471,7 @@ conclude(pam_handle_t *pamh, int flags, const struct args *args,
 {
 	const char *context = sotp_attempt_context(a);
 	int pam_rc = pam_result(rc, d);
-	char name[80];
+	char name[SOTP_LOG_NAME_MAX];
 
 	/* No attempt (it could not begin): the context it was to run in. */
 	if (context[0] == '\0' && a == NULL && args->context != NULL)
@@ -513,7 +485,7 @@ conclude(pam_handle_t *pamh, int flags, const struct args *args,
 		pam_syslog(pamh, LOG_ERR,
 		    "service %s has no context in the policy [services] map "
 		    "and no context= option",
-		    log_name(name, sizeof(name), service));
+		    sotp_log_name(name, service));
 	if (rc != SOTP_OK)
 		pam_syslog(pamh, LOG_ERR, "context %s: %s: %s", context,
 		    sotp_strerror(rc), sotp_ctx_errmsg(ctx));

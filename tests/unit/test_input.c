@@ -203,6 +203,37 @@ test_input_split(void **state)
 	}
 }
 
+/* A name from outside becomes one printable line, cut at 64 characters. */
+static void
+test_input_log_name(void **state)
+{
+	char out[SOTP_LOG_NAME_MAX], longname[201], newlines[101];
+
+	(void)state;
+	assert_string_equal(sotp_log_name(out, "sshd"), "sshd");
+	assert_string_equal(sotp_log_name(out, NULL), "");
+	assert_string_equal(sotp_log_name(out, "a\nb"), "a\\x0ab");
+	assert_string_equal(
+	    sotp_log_name(out, "x y\"z\\"), "x\\x20y\\x22z\\x5c");
+	assert_string_equal(
+	    sotp_log_name(out, "\xe3\x81\x82\x7f"), "\\xe3\\x81\\x82\\x7f");
+	memset(longname, 'n', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	sotp_log_name(out, longname);
+	assert_int_equal(strlen(out), 67);
+	assert_string_equal(out + 64, "...");
+	/* every byte escaped: the longest it writes fits out */
+	memset(newlines, '\n', sizeof(newlines) - 1);
+	newlines[sizeof(newlines) - 1] = '\0';
+	sotp_log_name(out, newlines);
+	assert_int_equal(strlen(out), 16 * 4 + 3);
+	assert_null(strchr(out, '\n'));
+	longname[63] = '\t';
+	sotp_log_name(out, longname);
+	assert_int_equal(strlen(out), 63 + 4 + 3);
+	assert_true(strlen(out) < sizeof(out));
+}
+
 int
 main(void)
 {
@@ -212,6 +243,7 @@ main(void)
 	    cmocka_unit_test(test_input_serial),
 	    cmocka_unit_test(test_input_login),
 	    cmocka_unit_test(test_input_split),
+	    cmocka_unit_test(test_input_log_name),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
