@@ -197,6 +197,8 @@ cmd_verify(struct cli *c, int argc, char **argv)
 
 	memset(&va, 0, sizeof(va));
 	memset(&d, 0, sizeof(d));
+	cli_what(c, "verify", NULL);
+	c->secret_words = 1;
 	if ((ex = cli_parse(c, argc, argv, opts, pos, 1, &npos)) != 0)
 		goto out;
 	cli_what(c, "verify", npos > 0 ? pos[0] : NULL);
