@@ -61,6 +61,12 @@ int cli_parse(struct cli *c, int argc, char **argv, const struct cli_opt *opts,
  */
 int cli_number(struct cli *c, const char *opt, const char *s, long long min,
     long long max, long long *out);
+/*
+ * An empty word where a file, policy, ID or name is wanted: a usage error
+ * naming what (an empty --contract would not filter, an empty backup
+ * path would name the current directory). Returns 0 when s is not empty.
+ */
+int cli_nonempty(struct cli *c, const char *what, const char *s);
 /* Sets c->what to "CMD ARG" (ARG may be NULL) for error lines. */
 void cli_what(struct cli *c, const char *cmd, const char *arg);
 void cli_refused_at(

@@ -47,6 +47,13 @@ read_file(struct cli *c, const char *path, int key, char **buf, size_t *len)
 	*buf = NULL;
 	*len = 0;
 	fd = open(path, O_RDONLY | O_CLOEXEC | (key ? O_NOFOLLOW : 0));
+	if (fd < 0 && key && errno == ELOOP) {
+		cli_warn(c,
+		    "%s: a symbolic link (a key file is read only as "
+		    "itself: name the file it points to)",
+		    path);
+		goto out;
+	}
 	if (fd < 0 || fstat(fd, &st) != 0) {
 		cli_warn(c, "%s: %s", path, strerror(errno));
 		goto out;

@@ -221,6 +221,8 @@ cmd_export(struct cli *c, int argc, char **argv)
 		return cli_usage(c,
 		    "writes records; not with --json "
 		    "(--format jsonl writes JSON lines)");
+	if ((ex = cli_nonempty(c, "--output", output)) != 0)
+		return ex;
 	if ((ex = record_format(c, format, NULL, &fmt)) != 0 ||
 	    (ex = cli_load(c)) != 0)
 		return ex;
@@ -269,6 +271,8 @@ cmd_backup(struct cli *c, int argc, char **argv)
 		return ex;
 	if (npos != 1)
 		return cli_usage(c, "usage: backup FILE");
+	if ((ex = cli_nonempty(c, "FILE", pos[0])) != 0)
+		return ex;
 	cli_what(c, "backup", pos[0]);
 	if (realpath(".", path) == NULL ||
 	    (pos[0][0] != '/' &&

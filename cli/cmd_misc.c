@@ -335,7 +335,8 @@ cmd_audit(struct cli *c, int argc, char **argv)
 		return audit_verify(c, argc - 1, argv + 1);
 	if (argc > 0 && strcmp(argv[0], "prune") == 0)
 		return audit_prune(c, argc - 1, argv + 1);
-	if ((ex = cli_parse(c, argc, argv, opts, NULL, 0, &npos)) != 0)
+	if ((ex = cli_parse(c, argc, argv, opts, NULL, 0, &npos)) != 0 ||
+	    (ex = cli_nonempty(c, "--contract", contract)) != 0)
 		return ex;
 	if (since_s != NULL &&
 	    (ex = audit_time(c, "--since", since_s, &since)) != 0)

@@ -174,6 +174,14 @@ cli_number(struct cli *c, const char *opt, const char *s, long long min,
 }
 
 int
+cli_nonempty(struct cli *c, const char *what, const char *s)
+{
+	if (s != NULL && s[0] == '\0')
+		return cli_usage(c, "%s: an empty value", what);
+	return CLI_EXIT_OK;
+}
+
+int
 cli_load(struct cli *c)
 {
 	int rc;

@@ -114,4 +114,30 @@ check "token generate --png NEW still works" \
     cli token generate --png "$SB/new.png"
 check "... one token more" test "$(tokens)" -eq $((n + 1))
 check "... its PNG 0600" test "$(stat -c %a "$SB/new.png")" = 600
+# An empty word where a file, policy, ID or name is wanted is a usage
+# error naming it, before anything is done: an empty backup path named
+# the current directory (and audited a failed backup), an empty
+# --contract listed every contract's rows.
+for args in "backup|FILE" "export --output|--output" \
+    "metrics --output|--output" "key rewrap|NEW-POLICY" \
+    "key drop-kek|NAME" "audit --contract|--contract"; do
+	words=${args%|*}
+	what=${args#*|}
+	# shellcheck disable=SC2086
+	check_rc 2 "$words '' is a usage error" cli $words ''
+	check "... naming $what" contains "$ERR" "$what: an empty value"
+	check "... and prints nothing" test ! -s "$OUT"
+done
+"$CLI" audit >"$SB/a3" 2>/dev/null
+check "no backup was audited" sh -c '! grep -q store.backup "$1"' sh "$SB/a3"
+
+# A key file given as a symbolic link is refused saying so.
+printf '00112233445566778899aabbccddeeff\n' >"$SB/psk"
+chmod 600 "$SB/psk"
+ln -s "$SB/psk" "$SB/psk.link"
+touch "$SB/seeds.pskc"
+check_rc 2 "token import --key-file SYMLINK is refused" \
+    cli token import "$SB/seeds.pskc" --key-file "$SB/psk.link"
+check "... saying it is a symbolic link" \
+    contains "$ERR" "psk.link: a symbolic link"
 echo "1..$TAPN"
