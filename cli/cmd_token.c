@@ -251,7 +251,11 @@ token_generate(struct cli *c, int argc, char **argv)
 			goto out;
 		}
 		if (d.verdict != SOTP_ACCEPT) {
-			ex = cli_refused(c, d.reason);
+			/* As for token add: the core names what is wrong. */
+			ex = cli_refused_why(c, d.reason,
+			    d.reason == SOTP_R_BAD_INPUT
+			        ? sotp_ctx_errmsg(c->ctx)
+			        : NULL);
 			goto out;
 		}
 		if ((ex = print_uri(c, serial, qr, png, &pngf)) != 0)

@@ -140,4 +140,14 @@ check_rc 2 "token import --key-file SYMLINK is refused" \
     cli token import "$SB/seeds.pskc" --key-file "$SB/psk.link"
 check "... saying it is a symbolic link" \
     contains "$ERR" "psk.link: a symbolic link"
+# The refusals whose cause is a word of the command line name it.
+check_rc 1 "verify --context of an undefined context is refused" \
+    cli verify C1 --context nope --otp 123456
+check "... naming the context" \
+    contains "$ERR" "--context 'nope' is not a context of the policy"
+check_rc 1 "token generate --digits 5 is refused" cli token generate --digits 5
+check "... saying digits must be 6 to 8" contains "$ERR" "digits must be 6 to 8"
+check_rc 1 "token generate --kind of an undefined kind is refused" \
+    cli token generate --kind nope
+check "... naming the kind" contains "$ERR" "kind 'nope' is not defined"
 echo "1..$TAPN"
