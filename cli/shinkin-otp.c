@@ -319,8 +319,9 @@ global_options(struct cli *c, int argc, char **argv, int *idx)
 			fputs(usage_text, stdout);
 			return -1;
 		} else {
-			return cli_usage(
-			    c, "unknown or incomplete option '%s'", argv[i]);
+			/* As cli_parse: the name, not what follows '='. */
+			return cli_usage(c, "unknown option '%.*s'",
+			    (int)strcspn(argv[i], "="), argv[i]);
 		}
 	}
 	if (i == argc)

@@ -150,4 +150,8 @@ check "... saying digits must be 6 to 8" contains "$ERR" "digits must be 6 to 8"
 check_rc 1 "token generate --kind of an undefined kind is refused" \
     cli token generate --kind nope
 check "... naming the kind" contains "$ERR" "kind 'nope' is not defined"
+# The same before the command, where only the global options go.
+check_rc 2 "a global --otp=CODE is a usage error" cli --otp="$code" verify C1
+check "... naming the option" contains "$ERR" "unknown option '--otp'"
+check "... without the code" lacks "$ERR" "$code"
 echo "1..$TAPN"
