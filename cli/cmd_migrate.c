@@ -151,14 +151,18 @@ cmd_contract_import(struct cli *c, int argc, char **argv)
 	if ((ex = record_format(c, format, pos[0], &fmt)) != 0 ||
 	    (ex = cli_load(c)) != 0)
 		return ex;
-	if ((fd = open(pos[0], O_RDONLY | O_CLOEXEC)) < 0 ||
+	/* O_NONBLOCK: a FIFO opens at once, to be refused, not waited on. */
+	if ((fd = open(pos[0], O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) <
+	        0 ||
 	    fstat(fd, &st) != 0) {
 		cli_warn(c, "%s", strerror(errno));
 		ex = CLI_EXIT_ERROR;
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode) || st.st_size > IMPORT_MAP_MAX) {
-		cli_warn(c, "not a regular file of at most 16 GiB");
+		cli_warn(c, "%s",
+		    !S_ISREG(st.st_mode) ? "not a regular file"
+		                         : "larger than 16 GiB");
 		ex = CLI_EXIT_ERROR;
 		goto out;
 	}

@@ -154,4 +154,18 @@ check "... naming the kind" contains "$ERR" "kind 'nope' is not defined"
 check_rc 2 "a global --otp=CODE is a usage error" cli --otp="$code" verify C1
 check "... naming the option" contains "$ERR" "unknown option '--otp'"
 check "... without the code" lacks "$ERR" "$code"
+# A FIFO where a file is read: refused at once, never waited on (a hang
+# is no refusal). timeout's 124 would say it hung.
+mkfifo "$SB/fifo" "$SB/fifo.csv"
+cli_timed() { timeout 10 "$CLI" "$@" </dev/null >"$OUT" 2>"$ERR"; }
+for args in "contract import $SB/fifo.csv" "token import $SB/fifo.csv" \
+    "token import $SB/seeds.pskc --key-file $SB/fifo" \
+    "token import $SB/seeds.pskc --signer $SB/fifo" \
+    "--config $SB/fifo check-config" "key rewrap $SB/fifo"; do
+	# shellcheck disable=SC2086
+	check_rc 2 "${args#"$SB"/} on a FIFO is refused at once" \
+	    cli_timed $args
+	check "... saying it is not a regular file" \
+	    grep -q "fifo[.a-z]*: not a regular file" "$ERR"
+done
 echo "1..$TAPN"
