@@ -168,4 +168,12 @@ for args in "contract import $SB/fifo.csv" "token import $SB/fifo.csv" \
 	check "... saying it is not a regular file" \
 	    grep -q "fifo[.a-z]*: not a regular file" "$ERR"
 done
+# --until the epoch is a bound like any other: no row is that old. The
+# core's 0 means "no bound", and the whole trail came out.
+for t in 0 1970-01-01 1970-01-01T00:00:00Z; do
+	check "audit --until $t" cli audit --until "$t"
+	check "... lists no row" test ! -s "$OUT"
+done
+check "audit --until 1 lists no row either" cli audit --until 1
+check "... (none)" test ! -s "$OUT"
 echo "1..$TAPN"
