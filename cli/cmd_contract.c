@@ -352,7 +352,8 @@ cmd_contract(struct cli *c, int argc, char **argv)
 	if (strcmp(verb, "list") == 0)
 		return contract_list(c, argc, argv);
 	return cli_usage(c,
-	    "usage: contract "
+	    "unknown contract command '%s'; usage: contract "
 	    "add|passwd|bind|unbind|unlock|close|show|set|card ID, "
-	    "contract import FILE, contract list");
+	    "contract import FILE, contract list",
+	    verb);
 }

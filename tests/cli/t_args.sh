@@ -176,4 +176,9 @@ for t in 0 1970-01-01 1970-01-01T00:00:00Z; do
 done
 check "audit --until 1 lists no row either" cli audit --until 1
 check "... (none)" test ! -s "$OUT"
+# An unknown subcommand is named.
+check_rc 2 "key frob is a usage error" cli key frob
+check "... naming it" contains "$ERR" "unknown key command 'frob'"
+check_rc 2 "contract frob X is a usage error" cli contract frob X
+check "... naming it" contains "$ERR" "unknown contract command 'frob'"
 echo "1..$TAPN"
