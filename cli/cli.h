@@ -28,7 +28,13 @@ struct cli {
 	const char *config; /* --config, $SHINKIN_OTP_CONFIG or default */
 	int json;
 	int debug;
-	time_t now;     /* read once, from time(NULL) */
+	time_t now; /* read once, from time(NULL) */
+	/*
+	 * The command takes a secret (a code, a base32 secret) on the
+	 * command line: a word it did not expect may be one put in the
+	 * wrong place, and is not echoed in the usage error.
+	 */
+	int secret_words;
 	char what[160]; /* "contract bind C1": prefix of error lines */
 };
 
@@ -55,6 +61,12 @@ int cli_parse(struct cli *c, int argc, char **argv, const struct cli_opt *opts,
  */
 int cli_number(struct cli *c, const char *opt, const char *s, long long min,
     long long max, long long *out);
+/*
+ * An empty word where a file, policy, ID or name is wanted: a usage error
+ * naming what (an empty --contract would not filter, an empty backup
+ * path would name the current directory). Returns 0 when s is not empty.
+ */
+int cli_nonempty(struct cli *c, const char *what, const char *s);
 /* Sets c->what to "CMD ARG" (ARG may be NULL) for error lines. */
 void cli_what(struct cli *c, const char *cmd, const char *arg);
 void cli_refused_at(
@@ -81,12 +93,17 @@ int cli_usage(const struct cli *c, const char *fmt, ...) SOTP_PRINTF(2, 3);
 int cli_error(const struct cli *c, int rc);
 /* One refusal line "...: refused: TEXT (NAME)" on stderr; returns 1. */
 int cli_refused(const struct cli *c, int reason);
+/* The same line with what was wrong: "...: refused: TEXT: WHY (NAME)". */
+int cli_refused_why(const struct cli *c, int reason, const char *why);
 /*
  * The outcome of an admin call: rc != 0 -> cli_error, a REJECT ->
  * cli_refused, else prints `done` (and d->message) and returns 0.
  */
 int cli_outcome(const struct cli *c, int rc, const struct sotp_decision *d,
     const char *done);
+/* The same; a REJECT says why (NULL or "": only the reason). */
+int cli_outcome_why(const struct cli *c, int rc, const struct sotp_decision *d,
+    const char *done, const char *why);
 /* The CLI's log sink: stderr (and the audit lines to syslog). */
 void cli_log(void *arg, int prio, const char *fmt, va_list ap)
     SOTP_PRINTF(3, 0);
@@ -120,8 +137,15 @@ const char *cli_time(int64_t t, char *buf, size_t bufsz);
 
 /* On the terminal, in UTF-8 half blocks. */
 int cli_qr_text(const struct cli *c, const char *uri, FILE *f);
-/* As a PNG at path, created 0600; an existing file is not overwritten. */
-int cli_qr_png(const struct cli *c, const char *uri, const char *path);
+/*
+ * Creates the PNG file at path, 0600, never over an existing file; on
+ * failure prints why and returns CLI_EXIT_ERROR.
+ */
+int cli_png_open(const struct cli *c, const char *path, FILE **f);
+/* Closes and removes a PNG file cli_png_open made (f may be NULL). */
+void cli_png_abandon(FILE *f, const char *path);
+/* Writes the QR code into f and closes it; removes path on failure. */
+int cli_qr_png(const struct cli *c, const char *uri, FILE *f, const char *path);
 
 /* ---- the commands: argv starts after the command word(s) ---- */
 

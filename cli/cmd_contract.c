@@ -61,7 +61,9 @@ contract_password(struct cli *c, const char *verb, int argc, char **argv)
 		    c->ctx, id, r == 0 ? pw : NULL, c->now, &d);
 	else
 		rc = sotp_contract_passwd(c->ctx, id, pw, c->now, &d);
-	ex = cli_outcome(c, rc, &d, add ? "contract added" : "password set");
+	/* A malformed ID or password: the core's detail says which. */
+	ex = cli_outcome_why(c, rc, &d, add ? "contract added" : "password set",
+	    d.reason == SOTP_R_BAD_INPUT ? sotp_ctx_errmsg(c->ctx) : NULL);
 out:
 	sotp_wipe(pw, sizeof(pw));
 	return ex;
@@ -94,6 +96,7 @@ contract_bind(struct cli *c, int argc, char **argv)
 	int ex, rc;
 
 	memset(&d, 0, sizeof(d));
+	c->secret_words = 1;
 	if ((ex = contract_args(c, "bind", argc, argv, opts, &id)) != 0)
 		goto out;
 	if (serial == NULL || code == NULL) {
@@ -349,7 +352,8 @@ cmd_contract(struct cli *c, int argc, char **argv)
 	if (strcmp(verb, "list") == 0)
 		return contract_list(c, argc, argv);
 	return cli_usage(c,
-	    "usage: contract "
+	    "unknown contract command '%s'; usage: contract "
 	    "add|passwd|bind|unbind|unlock|close|show|set|card ID, "
-	    "contract import FILE, contract list");
+	    "contract import FILE, contract list",
+	    verb);
 }

@@ -46,14 +46,27 @@ read_file(struct cli *c, const char *path, int key, char **buf, size_t *len)
 
 	*buf = NULL;
 	*len = 0;
-	fd = open(path, O_RDONLY | O_CLOEXEC | (key ? O_NOFOLLOW : 0));
+	/* O_NONBLOCK: a FIFO opens at once, to be refused, not waited on. */
+	fd = open(path,
+	    O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK |
+	        (key ? O_NOFOLLOW : 0));
+	if (fd < 0 && key && errno == ELOOP) {
+		cli_warn(c,
+		    "%s: a symbolic link (a key file is read only as "
+		    "itself: name the file it points to)",
+		    path);
+		goto out;
+	}
 	if (fd < 0 || fstat(fd, &st) != 0) {
 		cli_warn(c, "%s: %s", path, strerror(errno));
 		goto out;
 	}
-	if (!S_ISREG(st.st_mode) || st.st_size > IMPORT_FILE_MAX) {
-		cli_warn(c, "%s: not a regular file of at most %d bytes", path,
-		    IMPORT_FILE_MAX);
+	if (!S_ISREG(st.st_mode)) {
+		cli_warn(c, "%s: not a regular file", path);
+		goto out;
+	}
+	if (st.st_size > IMPORT_FILE_MAX) {
+		cli_warn(c, "%s: larger than %d bytes", path, IMPORT_FILE_MAX);
 		goto out;
 	}
 	if (key && (st.st_mode & 077) != 0) {

@@ -289,6 +289,8 @@ key_rewrap(struct cli *c, int argc, char **argv)
 		return ex;
 	if (npos != 1)
 		return cli_usage(c, "usage: key rewrap NEW-POLICY");
+	if ((ex = cli_nonempty(c, "NEW-POLICY", pos[0])) != 0)
+		return ex;
 	if ((ex = cli_load(c)) != 0)
 		return ex;
 	if ((rc = sotp_key_rewrap(c->ctx, pos[0], c->now, &wrapped)) != SOTP_OK)
@@ -313,6 +315,8 @@ key_drop(struct cli *c, int argc, char **argv)
 	if (npos != 1)
 		return cli_usage(
 		    c, "usage: key drop-kek NAME (see key status)");
+	if ((ex = cli_nonempty(c, "NAME", pos[0])) != 0)
+		return ex;
 	if ((ex = cli_load(c)) != 0)
 		return ex;
 	if ((rc = sotp_key_drop_kek(c->ctx, pos[0], c->now, &removed)) !=
@@ -372,6 +376,11 @@ cmd_key(struct cli *c, int argc, char **argv)
 		return key_drop(c, argc - 1, argv + 1);
 	if (argc > 0 && strcmp(argv[0], "check") == 0)
 		return key_check(c, argc - 1, argv + 1);
+	if (argc > 0)
+		return cli_usage(c,
+		    "unknown key command '%s' (status, check, rotate, "
+		    "rewrap, drop-kek)",
+		    argv[0]);
 	return cli_usage(c,
 	    "usage: key status | check | rotate | rewrap NEW-POLICY | drop-kek NAME");
 }

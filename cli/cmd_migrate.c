@@ -151,14 +151,18 @@ cmd_contract_import(struct cli *c, int argc, char **argv)
 	if ((ex = record_format(c, format, pos[0], &fmt)) != 0 ||
 	    (ex = cli_load(c)) != 0)
 		return ex;
-	if ((fd = open(pos[0], O_RDONLY | O_CLOEXEC)) < 0 ||
+	/* O_NONBLOCK: a FIFO opens at once, to be refused, not waited on. */
+	if ((fd = open(pos[0], O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) <
+	        0 ||
 	    fstat(fd, &st) != 0) {
 		cli_warn(c, "%s", strerror(errno));
 		ex = CLI_EXIT_ERROR;
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode) || st.st_size > IMPORT_MAP_MAX) {
-		cli_warn(c, "not a regular file of at most 16 GiB");
+		cli_warn(c, "%s",
+		    !S_ISREG(st.st_mode) ? "not a regular file"
+		                         : "larger than 16 GiB");
 		ex = CLI_EXIT_ERROR;
 		goto out;
 	}
@@ -221,6 +225,8 @@ cmd_export(struct cli *c, int argc, char **argv)
 		return cli_usage(c,
 		    "writes records; not with --json "
 		    "(--format jsonl writes JSON lines)");
+	if ((ex = cli_nonempty(c, "--output", output)) != 0)
+		return ex;
 	if ((ex = record_format(c, format, NULL, &fmt)) != 0 ||
 	    (ex = cli_load(c)) != 0)
 		return ex;
@@ -269,6 +275,8 @@ cmd_backup(struct cli *c, int argc, char **argv)
 		return ex;
 	if (npos != 1)
 		return cli_usage(c, "usage: backup FILE");
+	if ((ex = cli_nonempty(c, "FILE", pos[0])) != 0)
+		return ex;
 	cli_what(c, "backup", pos[0]);
 	if (realpath(".", path) == NULL ||
 	    (pos[0][0] != '/' &&

@@ -335,7 +335,8 @@ cmd_audit(struct cli *c, int argc, char **argv)
 		return audit_verify(c, argc - 1, argv + 1);
 	if (argc > 0 && strcmp(argv[0], "prune") == 0)
 		return audit_prune(c, argc - 1, argv + 1);
-	if ((ex = cli_parse(c, argc, argv, opts, NULL, 0, &npos)) != 0)
+	if ((ex = cli_parse(c, argc, argv, opts, NULL, 0, &npos)) != 0 ||
+	    (ex = cli_nonempty(c, "--contract", contract)) != 0)
 		return ex;
 	if (since_s != NULL &&
 	    (ex = audit_time(c, "--since", since_s, &since)) != 0)
@@ -343,6 +344,13 @@ cmd_audit(struct cli *c, int argc, char **argv)
 	if (until_s != NULL &&
 	    (ex = audit_time(c, "--until", until_s, &until)) != 0)
 		return ex;
+	/*
+	 * The core reads 0 as "no bound": --until 0 (or 1970-01-01) would
+	 * list the whole trail, the opposite of what was asked. Rows up to
+	 * the epoch are none; -1 says so.
+	 */
+	if (until_s != NULL && until == 0)
+		until = -1;
 	if ((ex = cli_load_nokey(c)) != CLI_EXIT_OK)
 		return ex;
 	rc = sotp_audit_list(c->ctx, contract, since, until, audit_row, c);

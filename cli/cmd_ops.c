@@ -157,6 +157,8 @@ cmd_metrics(struct cli *c, int argc, char **argv)
 		return ex;
 	if (c->json)
 		return cli_usage(c, "the Prometheus text format has no --json");
+	if ((ex = cli_nonempty(c, "--output", output)) != 0)
+		return ex;
 	if ((rc = sotp_ctx_load_policy(c->ctx, c->config)) != SOTP_OK ||
 	    (rc = sotp_metrics_text(c->ctx, &text)) != SOTP_OK)
 		return cli_error(c, rc);

@@ -119,6 +119,8 @@ token_add(struct cli *c, int argc, char **argv)
 	size_t npos, keylen = 0;
 	int ex, rc;
 
+	cli_what(c, "token add", NULL);
+	c->secret_words = 1;
 	if ((ex = cli_parse(c, argc, argv, opts, pos, 1, &npos)) != 0)
 		goto out;
 	cli_what(c, "token add", npos > 0 ? pos[0] : NULL);
@@ -133,7 +135,9 @@ token_add(struct cli *c, int argc, char **argv)
 		goto out;
 	memset(&d, 0, sizeof(d));
 	rc = sotp_token_add(c->ctx, &spec, key, keylen, c->now, &d);
-	ex = cli_outcome(c, rc, &d, "token added");
+	/* A malformed token: the core's detail names what is wrong. */
+	ex = cli_outcome_why(c, rc, &d, "token added",
+	    d.reason == SOTP_R_BAD_INPUT ? sotp_ctx_errmsg(c->ctx) : NULL);
 out:
 	if (secret != NULL)
 		sotp_wipe(secret, strlen(secret));
@@ -141,16 +145,21 @@ out:
 	return ex;
 }
 
-/* --qr and --png: the URI as a QR code; the URI line itself too. */
+/*
+ * --qr and --png: the URI as a QR code; the URI line itself too. The PNG
+ * goes into *pngf, which cli_png_open made; it is closed (and set NULL).
+ */
 static int
-show_qr(struct cli *c, const char *uri, int qr, const char *png)
+show_qr(struct cli *c, const char *uri, int qr, const char *png, FILE **pngf)
 {
 	int ex = CLI_EXIT_OK;
 
 	if (qr)
 		ex = cli_qr_text(c, uri, stdout);
-	if (ex == CLI_EXIT_OK && png != NULL)
-		ex = cli_qr_png(c, uri, png);
+	if (ex == CLI_EXIT_OK && *pngf != NULL) {
+		ex = cli_qr_png(c, uri, *pngf, png);
+		*pngf = NULL;
+	}
 	return ex;
 }
 
@@ -168,7 +177,8 @@ export_how(char *buf, size_t bufsz, int uri, int qr, const char *png)
 
 /* Prints "SERIAL URI" (or a JSON line); the URI holds the secret. */
 static int
-print_uri(struct cli *c, const char *serial, int qr, const char *png)
+print_uri(
+    struct cli *c, const char *serial, int qr, const char *png, FILE **pngf)
 {
 	struct cli_json j;
 	char *uri = NULL, how[16];
@@ -186,7 +196,7 @@ print_uri(struct cli *c, const char *serial, int qr, const char *png)
 	} else {
 		printf("%s %s\n", serial, uri);
 	}
-	rc = show_qr(c, uri, qr, png);
+	rc = show_qr(c, uri, qr, png, pngf);
 	sotp_free_string(uri);
 	return rc;
 }
@@ -211,12 +221,13 @@ token_generate(struct cli *c, int argc, char **argv)
 	struct sotp_decision d;
 	char serial[SOTP_ID_MAX];
 	long long count = 1, i;
+	FILE *pngf = NULL;
 	size_t npos;
 	int ex, rc;
 
+	cli_what(c, "token generate", NULL);
 	if ((ex = cli_parse(c, argc, argv, opts, NULL, 0, &npos)) != 0)
 		return ex;
-	cli_what(c, "token generate", NULL);
 	if (count_s != NULL &&
 	    (ex = cli_number(c, "--count", count_s, 1, GENERATE_MAX, &count)) !=
 	        0)
@@ -228,20 +239,32 @@ token_generate(struct cli *c, int argc, char **argv)
 	if (qr && c->json)
 		return cli_usage(
 		    c, "--qr draws on the terminal: not with --json");
-	if ((ex = cli_load(c)) != 0 || (ex = make_spec(c, &sa, &spec)) != 0)
+	if ((ex = cli_load(c)) != 0 || (ex = make_spec(c, &sa, &spec)) != 0 ||
+	    (png != NULL && (ex = cli_png_open(c, png, &pngf)) != 0))
 		return ex;
 	for (i = 0; i < count; i++) {
 		memset(&d, 0, sizeof(d));
 		serial[0] = '\0';
 		rc = sotp_token_generate(c->ctx, &spec, c->now, serial, &d);
-		if (rc != SOTP_OK)
-			return cli_error(c, rc);
-		if (d.verdict != SOTP_ACCEPT)
-			return cli_refused(c, d.reason);
-		if ((ex = print_uri(c, serial, qr, png)) != 0)
-			return ex;
+		if (rc != SOTP_OK) {
+			ex = cli_error(c, rc);
+			goto out;
+		}
+		if (d.verdict != SOTP_ACCEPT) {
+			/* As for token add: the core names what is wrong. */
+			ex = cli_refused_why(c, d.reason,
+			    d.reason == SOTP_R_BAD_INPUT
+			        ? sotp_ctx_errmsg(c->ctx)
+			        : NULL);
+			goto out;
+		}
+		if ((ex = print_uri(c, serial, qr, png, &pngf)) != 0)
+			goto out;
 	}
-	return CLI_EXIT_OK;
+	ex = CLI_EXIT_OK;
+out:
+	cli_png_abandon(pngf, png);
+	return ex;
 }
 
 static void
@@ -312,6 +335,7 @@ token_show(struct cli *c, int argc, char **argv)
 {
 	struct sotp_token_info t;
 	char *uri = NULL, *png = NULL, how[16];
+	FILE *pngf = NULL;
 	const char *pos[1];
 	int want_uri = 0, qr = 0;
 	const struct cli_opt opts[] = {
@@ -341,16 +365,22 @@ token_show(struct cli *c, int argc, char **argv)
 		return cli_refused(c, SOTP_R_UNKNOWN_SERIAL);
 	if (rc != SOTP_OK)
 		return cli_error(c, rc);
+	/* Before the export is audited: a PNG that cannot be made ends it. */
+	if (png != NULL && (ex = cli_png_open(c, png, &pngf)) != 0)
+		return ex;
 	if ((want_uri || qr || png != NULL) &&
 	    (rc = sotp_token_uri(c->ctx, pos[0],
 	         export_how(how, sizeof(how), want_uri, qr, png), c->now,
-	         &uri)) != SOTP_OK)
+	         &uri)) != SOTP_OK) {
+		cli_png_abandon(pngf, png);
 		return cli_error(c, rc);
+	}
 	if (c->json)
 		token_json(&t, want_uri ? uri : NULL);
 	else
 		token_lines(&t, want_uri ? uri : NULL);
-	ex = uri != NULL ? show_qr(c, uri, qr, png) : CLI_EXIT_OK;
+	ex = uri != NULL ? show_qr(c, uri, qr, png, &pngf) : CLI_EXIT_OK;
+	cli_png_abandon(pngf, png);
 	sotp_free_string(uri);
 	return ex;
 }
@@ -397,6 +427,8 @@ token_resync(struct cli *c, int argc, char **argv)
 	int ex, i, rc;
 
 	memset(&d, 0, sizeof(d));
+	cli_what(c, "token resync", NULL);
+	c->secret_words = 1;
 	if ((ex = cli_parse(c, argc, argv, NULL, pos, 3, &npos)) != 0)
 		return ex;
 	cli_what(c, "token resync", npos > 0 ? pos[0] : NULL);

@@ -125,8 +125,11 @@ state_hex(struct sotp_attempt *a, char *state)
 }
 
 static int
-report(struct cli *c, struct sotp_attempt *a, const struct sotp_decision *d)
+report(struct cli *c, struct sotp_attempt *a, const struct sotp_decision *d,
+    const char *context)
 {
+	char why[160];
+
 	char state[2 * SOTP_STATE_MAX + 1] = "";
 	struct cli_json j;
 	int rc;
@@ -152,6 +155,14 @@ report(struct cli *c, struct sotp_attempt *a, const struct sotp_decision *d)
 		return CLI_EXIT_OK;
 	if (d->verdict == SOTP_CONTINUE)
 		return CLI_EXIT_MORE;
+	/* The one refusal whose cause is a word of the command line. */
+	if (d->reason == SOTP_R_UNKNOWN_CONTEXT) {
+		snprintf(why, sizeof(why),
+		    "%s '%s' is not a context of the policy",
+		    context != NULL ? "--context" : "the default context",
+		    context != NULL ? context : "transaction");
+		return cli_refused_why(c, d->reason, why);
+	}
 	return cli_refused(c, d->reason);
 }
 
@@ -197,6 +208,8 @@ cmd_verify(struct cli *c, int argc, char **argv)
 
 	memset(&va, 0, sizeof(va));
 	memset(&d, 0, sizeof(d));
+	cli_what(c, "verify", NULL);
+	c->secret_words = 1;
 	if ((ex = cli_parse(c, argc, argv, opts, pos, 1, &npos)) != 0)
 		goto out;
 	cli_what(c, "verify", npos > 0 ? pos[0] : NULL);
@@ -218,7 +231,7 @@ cmd_verify(struct cli *c, int argc, char **argv)
 	}
 	if ((ex = supply(c, a, &va)) != 0 || (ex = decide(c, a, &d)) != 0)
 		goto out;
-	ex = report(c, a, &d);
+	ex = report(c, a, &d, va.context);
 out:
 	sotp_attempt_free(a);
 	return ex;

@@ -12,16 +12,54 @@
 #include <string.h>
 #include <syslog.h>
 
+/*
+ * One diagnostic line on stderr: "shinkin-otp: [WHAT: ]MESSAGE". The
+ * message and WHAT carry what the operator typed (IDs, paths, option
+ * words) and what a file or the store held; each is written as cli_text
+ * writes (a tab kept: it breaks no line, and "'\t30'" shown as "'?30'"
+ * would hide what is wrong), so that a newline in a contract ID cannot
+ * forge a second line for the log that collects stderr, nor an escape
+ * sequence reach the terminal.
+ */
+static void text_out(FILE *f, const char *s, int tab);
+static void err_vline(const char *what, const char *fmt, va_list ap)
+    SOTP_PRINTF(2, 0);
+
+static void
+err_vline(const char *what, const char *fmt, va_list ap)
+{
+	char buf[2048];
+
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	fprintf(stderr, "%s: ", CLI_NAME);
+	if (what != NULL) {
+		text_out(stderr, what, 1);
+		fputs(": ", stderr);
+	}
+	text_out(stderr, buf, 1);
+	fputc('\n', stderr);
+}
+
+static void err_line(const char *what, const char *fmt, ...) SOTP_PRINTF(2, 3);
+
+static void
+err_line(const char *what, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	err_vline(what, fmt, ap);
+	va_end(ap);
+}
+
 void
 cli_warn(const struct cli *c, const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, "%s: %s: ", CLI_NAME, c->what[0] ? c->what : "error");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	err_vline(c->what[0] ? c->what : "error", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 /* A refusal with a place in a file: "shinkin-otp: FILE:LINE: refused: ..." */
@@ -29,8 +67,8 @@ void
 cli_refused_at(
     const char *path, unsigned long line, const char *text, int reason)
 {
-	fprintf(stderr, "%s: %s:%lu: refused: %s (%s)\n", CLI_NAME, path, line,
-	    text, sotp_reason_name(reason));
+	err_line(NULL, "%s:%lu: refused: %s (%s)", path, line, text,
+	    sotp_reason_name(reason));
 }
 
 int
@@ -38,14 +76,9 @@ cli_usage(const struct cli *c, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (c->what[0] != '\0')
-		fprintf(stderr, "%s: %s: ", CLI_NAME, c->what);
-	else
-		fprintf(stderr, "%s: ", CLI_NAME);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	err_vline(c->what[0] != '\0' ? c->what : NULL, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	return CLI_EXIT_ERROR;
 }
 
@@ -60,22 +93,29 @@ cli_error(const struct cli *c, int rc)
 	const char *detail = c->ctx != NULL ? sotp_ctx_errmsg(c->ctx) : "";
 
 	if (detail[0] != '\0')
-		fprintf(stderr, "%s: %s (%s)\n", CLI_NAME, detail,
-		    sotp_strerror(rc));
+		err_line(NULL, "%s (%s)", detail, sotp_strerror(rc));
 	else if (rc == SOTP_ERR_SYSTEM)
-		fprintf(stderr, "%s: %s: %s: %s\n", CLI_NAME, c->what,
-		    sotp_strerror(rc), strerror(saved));
+		err_line(c->what, "%s: %s", sotp_strerror(rc), strerror(saved));
 	else
-		fprintf(stderr, "%s: %s: %s\n", CLI_NAME, c->what,
-		    sotp_strerror(rc));
+		err_line(c->what, "%s", sotp_strerror(rc));
 	return CLI_EXIT_ERROR;
+}
+
+int
+cli_refused_why(const struct cli *c, int reason, const char *why)
+{
+	if (why == NULL || why[0] == '\0')
+		return cli_refused(c, reason);
+	err_line(c->what, "refused: %s: %s (%s)", sotp_reason_text(reason), why,
+	    sotp_reason_name(reason));
+	return CLI_EXIT_REFUSED;
 }
 
 int
 cli_refused(const struct cli *c, int reason)
 {
-	fprintf(stderr, "%s: %s: refused: %s (%s)\n", CLI_NAME, c->what,
-	    sotp_reason_text(reason), sotp_reason_name(reason));
+	err_line(c->what, "refused: %s (%s)", sotp_reason_text(reason),
+	    sotp_reason_name(reason));
 	return CLI_EXIT_REFUSED;
 }
 
@@ -83,13 +123,20 @@ int
 cli_outcome(const struct cli *c, int rc, const struct sotp_decision *d,
     const char *done)
 {
+	return cli_outcome_why(c, rc, d, done, NULL);
+}
+
+int
+cli_outcome_why(const struct cli *c, int rc, const struct sotp_decision *d,
+    const char *done, const char *why)
+{
 	struct cli_json j;
 	int ex;
 
 	if (rc != SOTP_OK)
 		return cli_error(c, rc);
-	ex =
-	    d->verdict == SOTP_ACCEPT ? CLI_EXIT_OK : cli_refused(c, d->reason);
+	ex = d->verdict == SOTP_ACCEPT ? CLI_EXIT_OK
+	                               : cli_refused_why(c, d->reason, why);
 	if (c->json) {
 		json_begin(&j, stdout);
 		cli_json_decision(&j, d);
@@ -127,9 +174,7 @@ cli_log(void *arg, int prio, const char *fmt, va_list ap)
 	}
 	if (c == NULL || !c->debug)
 		return;
-	fprintf(stderr, "%s: ", CLI_NAME);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	err_vline(NULL, fmt, ap);
 }
 
 const char *
@@ -186,15 +231,18 @@ utf8_len(const unsigned char *p)
  * what cannot be vouched for as text is not passed on. Well-formed text
  * (Japanese details, names) is written as it is.
  */
-void
-cli_text(FILE *f, const char *s)
+static void
+text_out(FILE *f, const char *s, int tab)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	size_t n;
 
 	while (*p != '\0') {
 		if (*p < 0x80) {
-			putc(*p < 0x20 || *p == 0x7f ? '?' : *p, f);
+			putc((*p < 0x20 && !(tab && *p == '\t')) || *p == 0x7f
+			        ? '?'
+			        : *p,
+			    f);
 			p++;
 		} else if ((n = utf8_len(p)) == 0 ||
 		    (p[0] == 0xc2 && p[1] <= 0x9f)) {
@@ -205,6 +253,12 @@ cli_text(FILE *f, const char *s)
 			p += n;
 		}
 	}
+}
+
+void
+cli_text(FILE *f, const char *s)
+{
+	text_out(f, s, 0);
 }
 
 void

@@ -101,13 +101,52 @@ out:
 	return ok;
 }
 
+/*
+ * The PNG file is claimed before the token is made or the export audited:
+ * a name that is taken (or a directory that cannot be written) ends the
+ * command before anything happens, rather than after a token was stored
+ * whose QR code never got written.
+ */
 int
-cli_qr_png(const struct cli *c, const char *uri, const char *path)
+cli_png_open(const struct cli *c, const char *path, FILE **f)
+{
+	int fd;
+
+	*f = NULL;
+	if (path[0] == '\0')
+		return cli_usage(c, "--png: an empty file name");
+	fd = open(
+	    path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		cli_warn(c, "cannot create %s: %s", path,
+		    errno == EEXIST ? "it exists (never overwritten)"
+		                    : strerror(errno));
+		return CLI_EXIT_ERROR;
+	}
+	if ((*f = fdopen(fd, "wb")) == NULL) {
+		cli_warn(c, "cannot create %s: %s", path, strerror(errno));
+		close(fd);
+		unlink(path);
+		return CLI_EXIT_ERROR;
+	}
+	return CLI_EXIT_OK;
+}
+
+void
+cli_png_abandon(FILE *f, const char *path)
+{
+	if (f == NULL)
+		return;
+	fclose(f);
+	unlink(path);
+}
+
+int
+cli_qr_png(const struct cli *c, const char *uri, FILE *f, const char *path)
 {
 	QRcode *q = NULL;
 	png_bytep row = NULL;
-	FILE *f = NULL;
-	int ex = CLI_EXIT_ERROR, fd, side = 0;
+	int ex = CLI_EXIT_ERROR, side = 0;
 
 	if ((q = encode(c, uri)) == NULL)
 		goto out;
@@ -116,25 +155,17 @@ cli_qr_png(const struct cli *c, const char *uri, const char *path)
 		cli_warn(c, "out of memory");
 		goto out;
 	}
-	fd = open(
-	    path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0 || (f = fdopen(fd, "wb")) == NULL) {
-		cli_warn(c, "cannot create %s: %s", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		goto out;
-	}
 	if (!png_write(f, q, row, side)) {
 		cli_warn(c, "cannot write a PNG to %s", path);
 		goto out;
 	}
 	ex = CLI_EXIT_OK;
 out:
-	if (f != NULL && fclose(f) != 0 && ex == CLI_EXIT_OK) {
+	if (fclose(f) != 0 && ex == CLI_EXIT_OK) {
 		cli_warn(c, "cannot write %s: %s", path, strerror(errno));
 		ex = CLI_EXIT_ERROR;
 	}
-	if (ex != CLI_EXIT_OK && f != NULL)
+	if (ex != CLI_EXIT_OK)
 		unlink(path);
 	if (row != NULL)
 		sotp_wipe(row, (size_t)side);

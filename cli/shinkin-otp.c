@@ -40,10 +40,12 @@ static const struct command commands[] = {
 
 static const char usage_text[] =
     "usage: shinkin-otp [--config FILE] [--json] [--debug] COMMAND ...\n"
+    "       shinkin-otp -h | --help\n"
     "  init | check-config | messages\n"
     "  token add SERIAL --secret BASE32|- [--algorithm A] [--digits N]\n"
     "        [--period S | --counter C] [--kind K]\n"
-    "  token generate [--count N] [--kind K] [--qr] [--png FILE]\n"
+    "  token generate [--count N] [--kind K] [--algorithm A] [--digits N]\n"
+    "        [--period S] [--qr] [--png FILE]\n"
     "  token import FILE [--format pskc|csv] [--key-file F|--passphrase-stdin]\n"
     "        [--signer CERT] [--dry-run] [--kind K]\n"
     "  token show SERIAL [--uri] [--qr] [--png FILE]\n"
@@ -102,6 +104,11 @@ cli_parse(struct cli *c, int argc, char **argv, const struct cli_opt *opts,
 			continue;
 		}
 		if (words_only || argv[i][0] != '-' || argv[i][1] == '\0') {
+			if (*npos >= npos_max && c->secret_words)
+				return cli_usage(c,
+				    "unexpected argument %d (not shown: it may "
+				    "be a secret)",
+				    i + 1);
 			if (*npos >= npos_max)
 				return cli_usage(
 				    c, "unexpected argument '%s'", argv[i]);
@@ -112,8 +119,12 @@ cli_parse(struct cli *c, int argc, char **argv, const struct cli_opt *opts,
 		eq = strchr(name, '=');
 		o = find_opt(opts, name,
 		    eq != NULL ? (size_t)(eq - name) : strlen(name));
+		/* Only the name: "--secret=BASE32" is not echoed whole. */
 		if (o == NULL || argv[i][1] != '-')
-			return cli_usage(c, "unknown option '%s'", argv[i]);
+			return cli_usage(c, "unknown option '%.*s'",
+			    (int)(eq != NULL ? (size_t)(eq - argv[i])
+			                     : strlen(argv[i])),
+			    argv[i]);
 		/*
 		 * A value given twice ("--digits 6 --digits 8") leaves which
 		 * one was meant to a guess; a flag twice is still the flag.
@@ -159,6 +170,14 @@ cli_number(struct cli *c, const char *opt, const char *s, long long min,
 		return cli_usage(c, "%s: '%s' is not a number in %lld..%lld",
 		    opt, s, min, max);
 	*out = v;
+	return CLI_EXIT_OK;
+}
+
+int
+cli_nonempty(struct cli *c, const char *what, const char *s)
+{
+	if (s != NULL && s[0] == '\0')
+		return cli_usage(c, "%s: an empty value", what);
 	return CLI_EXIT_OK;
 }
 
@@ -290,13 +309,19 @@ global_options(struct cli *c, int argc, char **argv, int *idx)
 				return cli_usage(
 				    c, "option --config given twice");
 			c->config = argv[i][8] == '=' ? argv[i] + 9 : argv[++i];
+			if (c->config[0] == '\0')
+				return cli_usage(
+				    c, "--config: an empty file name");
+		} else if (strcmp(argv[i], "--config") == 0) {
+			return cli_usage(c, "option --config needs a value");
 		} else if (strcmp(argv[i], "--help") == 0 ||
 		    strcmp(argv[i], "-h") == 0) {
 			fputs(usage_text, stdout);
 			return -1;
 		} else {
-			return cli_usage(
-			    c, "unknown or incomplete option '%s'", argv[i]);
+			/* As cli_parse: the name, not what follows '='. */
+			return cli_usage(c, "unknown option '%.*s'",
+			    (int)strcspn(argv[i], "="), argv[i]);
 		}
 	}
 	if (i == argc)

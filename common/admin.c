@@ -118,34 +118,50 @@ locked_change(struct sotp_ctx *ctx, const char *action, const char *id,
 	return admin_end(ctx, d, change(ctx, id, now, d));
 }
 
+/* What sotp_id_valid and password_ok take, for their refusals' detail. */
+#define ID_RULE                                                                \
+	"the ID is not 1 to 64 printable ASCII characters without blank, "     \
+	"'\"' or '\\'"
+#define PASSWORD_RULE "the password is not 1 to 256 bytes"
+
 static int
 token_insert(struct sotp_ctx *ctx, const struct sotp_token_spec *spec,
     const uint8_t *secret, size_t len, time_t now, struct sotp_decision *d)
 {
 	struct sotp_token_rec t;
-	const char *kind;
+	const char *kind, *why = NULL;
 	int rc;
 
 	memset(&t, 0, sizeof(t));
 	kind = spec->kind != NULL ? spec->kind
 	                          : ctx->pol.kinds[ctx->pol.default_kind].name;
-	if (!sotp_id_valid(spec->serial) || sotp_alg_name(spec->alg) == NULL ||
-	    spec->digits < 6 || spec->digits > 8 || spec->period > 300 ||
-	    spec->counter > SOTP_COUNTER_MAX ||
-	    len < ctx->pol.min_secret_bytes || len > 64) {
-		sotp_ctx_seterr(ctx,
-		    "token %s: bad serial, algorithm, digits "
-		    "(6-8), period (1-300 s, or 0 for HOTP), counter or "
-		    "secret length (%u-64 bytes)",
-		    spec->serial != NULL ? spec->serial : "-",
-		    ctx->pol.min_secret_bytes);
+	/* Each refusal names the one thing wrong (what the operator fixes). */
+	if (!sotp_id_valid(spec->serial))
+		why = ID_RULE;
+	else if (sotp_alg_name(spec->alg) == NULL)
+		why = "unknown algorithm";
+	else if (spec->digits < 6 || spec->digits > 8)
+		why = "digits must be 6 to 8";
+	else if (spec->period > 300)
+		why = "period must be 1 to 300 s (0: an HOTP token)";
+	else if (spec->counter > SOTP_COUNTER_MAX)
+		why = "counter too large";
+	else if (len < ctx->pol.min_secret_bytes || len > 64)
+		why = "";
+	if (why != NULL) {
+		if (why[0] != '\0')
+			sotp_ctx_seterr(ctx, "%s", why);
+		else
+			sotp_ctx_seterr(ctx,
+			    "a secret of %zu bytes: the policy takes %u to 64",
+			    len, ctx->pol.min_secret_bytes);
 		return sotp_refuse(ctx, d, now, "token.add", NULL,
 		    sotp_id_valid(spec->serial) ? spec->serial : NULL,
 		    SOTP_R_BAD_INPUT);
 	}
 	if (sotp_policy_kind(&ctx->pol, kind) == NULL) {
-		sotp_ctx_seterr(ctx, "token %s: kind '%s' is not defined in %s",
-		    spec->serial, kind, ctx->pol.path);
+		sotp_ctx_seterr(
+		    ctx, "kind '%s' is not defined in %s", kind, ctx->pol.path);
 		return sotp_refuse(ctx, d, now, "token.add", NULL, spec->serial,
 		    SOTP_R_BAD_INPUT);
 	}
@@ -473,9 +489,12 @@ sotp_contract_add(struct sotp_ctx *ctx, const char *id, const char *password,
 
 	if ((rc = ready_nokey(ctx, d)) != SOTP_OK)
 		return rc;
-	if (!sotp_id_valid(id) || !password_ok(password))
+	if (!sotp_id_valid(id) || !password_ok(password)) {
+		sotp_ctx_seterr(
+		    ctx, "%s", !sotp_id_valid(id) ? ID_RULE : PASSWORD_RULE);
 		return sotp_refuse(ctx, d, now, "contract.add",
 		    sotp_id_valid(id) ? id : NULL, NULL, SOTP_R_BAD_INPUT);
+	}
 	memset(&c, 0, sizeof(c));
 	sotp_strlcpy(c.id, id, sizeof(c.id));
 	c.login = SOTP_LOGIN_OTP;
@@ -520,9 +539,11 @@ sotp_contract_passwd(struct sotp_ctx *ctx, const char *id, const char *password,
 	if (!sotp_id_valid(id))
 		return sotp_refuse(ctx, d, now, "contract.passwd", NULL, NULL,
 		    SOTP_R_UNKNOWN_CONTRACT);
-	if (!password_ok(password))
+	if (!password_ok(password)) {
+		sotp_ctx_seterr(ctx, "%s", PASSWORD_RULE);
 		return sotp_refuse(
 		    ctx, d, now, "contract.passwd", id, NULL, SOTP_R_BAD_INPUT);
+	}
 	if ((rc = sotp_passwd_hash(&ctx->pol, password, hash)) != SOTP_OK)
 		return rc;
 	rc = sotp_store_contract_set_password(ctx->st, id, hash);

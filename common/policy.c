@@ -11,6 +11,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1020,7 +1021,7 @@ sotp_policy_read(
 	struct parser *ps = NULL;
 	FILE *f = NULL;
 	char line[2048];
-	int rc = SOTP_ERR_INTERNAL;
+	int rc = SOTP_ERR_INTERNAL, fd = -1;
 
 	if (path == NULL || p == NULL || err == NULL)
 		return SOTP_ERR_INVALID_ARG;
@@ -1035,9 +1036,18 @@ sotp_policy_read(
 		rc = perr(ps, "path too long");
 		goto out;
 	}
-	if ((f = fopen(path, "re")) == NULL) {
+	/*
+	 * O_NONBLOCK: a FIFO at the path would hang the open (and the login
+	 * or the radiusd thread with it); it opens at once and is refused as
+	 * not a regular file. A regular file reads the same either way.
+	 */
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) <
+	        0 ||
+	    (f = fdopen(fd, "r")) == NULL) {
 		snprintf(err, errsz, "%s: cannot read policy file: %s", path,
 		    strerror(errno));
+		if (fd >= 0)
+			close(fd);
 		rc = SOTP_ERR_CONFIG;
 		goto out;
 	}

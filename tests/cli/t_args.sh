@@ -1,0 +1,184 @@
+#!/bin/sh
+# The admin tool's refusals of what it was given: each says what was wrong
+# and where, in one line on stderr that the operator's words cannot break
+# or forge, exits non-zero, echoes no secret, and leaves nothing half done.
+. "$TOP/tests/lib.sh"
+. "$TOP/tests/cli/lib_cli.sh"
+mk_sandbox
+OUT=$SB/out
+ERR=$SB/err
+fresh_step 10
+
+# lacks FILE TEXT: FILE does not hold TEXT.
+lacks() { ! grep -qF -- "$2" "$1"; }
+# one_line: stderr is exactly one line.
+one_line() { test "$(wc -l <"$ERR")" -eq 1; }
+# tokens: how many tokens the store holds.
+tokens() { "$CLI" token list 2>/dev/null | wc -l; }
+
+S=$(secret)
+check "provision" provision T1 "$S" C1
+
+# A contract ID is the operator's (or a script's) word, printed back on
+# stderr, which a log collects: a newline in it must not make a line.
+nl_id=$(printf 'C9\nshinkin-otp: contract show C1: forged')
+refused UNKNOWN_CONTRACT "contract show of an ID with a newline: one line" \
+    cli contract show "$nl_id"
+check "... the forged text is not a line of its own" \
+    sh -c '! grep -q "^shinkin-otp: contract show C1: forged" "$1"' sh "$ERR"
+esc_id=$(printf 'C9\033[2J')
+refused UNKNOWN_CONTRACT "contract show of an ID with an escape" \
+    cli contract show "$esc_id"
+check "... no escape byte reaches stderr" \
+    sh -c '! LC_ALL=C grep -q "$(printf "\033")" "$1"' sh "$ERR"
+check_rc 2 "an unknown option holding a newline is a usage error" \
+    cli token list "$(printf -- '--x\nshinkin-otp: forged')"
+check "... in one line" one_line
+printf 'pw\n' | "$CLI" contract add "$nl_id" >"$OUT" 2>"$ERR"
+check "contract add of an ID with a newline is refused (exit 1)" test $? -eq 1
+check "... in one line" one_line
+
+# Malformed input is named, not only called malformed.
+long=$(printf 'C%.0s' $(seq 65))
+check_rc 1 "contract add of a 65-character ID is refused" \
+    clin pw contract add "$long"
+check "... saying the ID is not 1 to 64 characters" \
+    contains "$ERR" "the ID is not 1 to 64 printable ASCII characters"
+check_rc 1 "contract add with a 300-byte password is refused" \
+    clin "$(printf 'x%.0s' $(seq 300))" contract add C2
+check "... saying the password is not 1 to 256 bytes" \
+    contains "$ERR" "the password is not 1 to 256 bytes"
+check_rc 1 "token add --digits 9 is refused" \
+    cli token add T9 --secret "$S" --digits 9
+check "... saying digits must be 6 to 8" contains "$ERR" "digits must be 6 to 8"
+check_rc 1 "token add of a 5-byte secret is refused" \
+    cli token add T9 --secret MFRGGZDF
+check "... naming the secret's length and the policy's bounds" \
+    contains "$ERR" "a secret of 5 bytes: the policy takes 16 to 64"
+check_rc 1 "token add of a serial with a blank is refused" \
+    cli token add "T 9" --secret "$S"
+check "... saying what a serial may hold" contains "$ERR" "the ID is not 1 to 64"
+check_rc 1 "token add --kind of an undefined kind is refused" \
+    cli token add T9 --secret "$S" --kind nope
+check "... naming the kind and the policy file" \
+    contains "$ERR" "kind 'nope' is not defined in $CONF"
+
+# A secret or code put where a value was not expected is not echoed.
+check_rc 2 "token show --secret=BASE32 is a usage error" \
+    cli token show T1 --secret="$S"
+check "... naming the option" contains "$ERR" "unknown option '--secret'"
+check "... without the secret" lacks "$ERR" "$S"
+check_rc 2 "token add SERIAL SECRET (no --secret word) is a usage error" \
+    cli token add T9 "$S" --secret "$S"
+check "... without the secret" lacks "$ERR" "$S"
+check "... naming the argument by its place" \
+    contains "$ERR" "unexpected argument 2"
+code=$(wrong_code "$S")
+check_rc 2 "verify ID --otp CODE CODE2 is a usage error" \
+    cli verify C1 --otp 999999 "$code"
+check "... without the code" lacks "$ERR" "$code"
+check_rc 2 "token resync with a third code is a usage error" \
+    cli token resync T1 111111 222222 "$code"
+check "... without the code" lacks "$ERR" "$code"
+check_rc 2 "contract bind with a stray code is a usage error" \
+    cli contract bind C1 --serial T1 "$code"
+check "... without the code" lacks "$ERR" "$code"
+
+# --config with no file name.
+check_rc 2 "--config= is a usage error" cli --config= token list
+check "... naming --config" contains "$ERR" "--config: an empty file name"
+
+# --png onto a name that is taken: nothing is made or exported first.
+echo keep >"$SB/taken.png"
+n=$(tokens)
+check_rc 2 "token generate --png onto an existing file fails" \
+    cli token generate --png "$SB/taken.png"
+check "... saying it exists" contains "$ERR" "taken.png: it exists"
+check "... and no token was made" test "$(tokens)" -eq "$n"
+check "... nor any URI printed" lacks "$OUT" "otpauth://"
+check "... and the file is untouched" test "$(cat "$SB/taken.png")" = keep
+"$CLI" audit >"$SB/a1" 2>/dev/null
+check_rc 2 "token show --png onto an existing file fails" \
+    cli token show T1 --png "$SB/taken.png"
+"$CLI" audit >"$SB/a2" 2>/dev/null
+check "... and no export is audited" test \
+    "$(grep -c ' token\.export ' "$SB/a1")" = \
+    "$(grep -c ' token\.export ' "$SB/a2")"
+check_rc 2 "token generate --png into a missing directory fails" \
+    cli token generate --png "$SB/nodir/x.png"
+check "... and no token was made" test "$(tokens)" -eq "$n"
+check_rc 2 "token generate --png '' is a usage error" \
+    cli token generate --png ''
+check "... and no token was made" test "$(tokens)" -eq "$n"
+check "token generate --png NEW still works" \
+    cli token generate --png "$SB/new.png"
+check "... one token more" test "$(tokens)" -eq $((n + 1))
+check "... its PNG 0600" test "$(stat -c %a "$SB/new.png")" = 600
+# An empty word where a file, policy, ID or name is wanted is a usage
+# error naming it, before anything is done: an empty backup path named
+# the current directory (and audited a failed backup), an empty
+# --contract listed every contract's rows.
+for args in "backup|FILE" "export --output|--output" \
+    "metrics --output|--output" "key rewrap|NEW-POLICY" \
+    "key drop-kek|NAME" "audit --contract|--contract"; do
+	words=${args%|*}
+	what=${args#*|}
+	# shellcheck disable=SC2086
+	check_rc 2 "$words '' is a usage error" cli $words ''
+	check "... naming $what" contains "$ERR" "$what: an empty value"
+	check "... and prints nothing" test ! -s "$OUT"
+done
+"$CLI" audit >"$SB/a3" 2>/dev/null
+check "no backup was audited" sh -c '! grep -q store.backup "$1"' sh "$SB/a3"
+
+# A key file given as a symbolic link is refused saying so.
+printf '00112233445566778899aabbccddeeff\n' >"$SB/psk"
+chmod 600 "$SB/psk"
+ln -s "$SB/psk" "$SB/psk.link"
+touch "$SB/seeds.pskc"
+check_rc 2 "token import --key-file SYMLINK is refused" \
+    cli token import "$SB/seeds.pskc" --key-file "$SB/psk.link"
+check "... saying it is a symbolic link" \
+    contains "$ERR" "psk.link: a symbolic link"
+# The refusals whose cause is a word of the command line name it.
+check_rc 1 "verify --context of an undefined context is refused" \
+    cli verify C1 --context nope --otp 123456
+check "... naming the context" \
+    contains "$ERR" "--context 'nope' is not a context of the policy"
+check_rc 1 "token generate --digits 5 is refused" cli token generate --digits 5
+check "... saying digits must be 6 to 8" contains "$ERR" "digits must be 6 to 8"
+check_rc 1 "token generate --kind of an undefined kind is refused" \
+    cli token generate --kind nope
+check "... naming the kind" contains "$ERR" "kind 'nope' is not defined"
+# The same before the command, where only the global options go.
+check_rc 2 "a global --otp=CODE is a usage error" cli --otp="$code" verify C1
+check "... naming the option" contains "$ERR" "unknown option '--otp'"
+check "... without the code" lacks "$ERR" "$code"
+# A FIFO where a file is read: refused at once, never waited on (a hang
+# is no refusal). timeout's 124 would say it hung.
+mkfifo "$SB/fifo" "$SB/fifo.csv"
+cli_timed() { timeout 10 "$CLI" "$@" </dev/null >"$OUT" 2>"$ERR"; }
+for args in "contract import $SB/fifo.csv" "token import $SB/fifo.csv" \
+    "token import $SB/seeds.pskc --key-file $SB/fifo" \
+    "token import $SB/seeds.pskc --signer $SB/fifo" \
+    "--config $SB/fifo check-config" "key rewrap $SB/fifo"; do
+	# shellcheck disable=SC2086
+	check_rc 2 "${args#"$SB"/} on a FIFO is refused at once" \
+	    cli_timed $args
+	check "... saying it is not a regular file" \
+	    grep -q "fifo[.a-z]*: not a regular file" "$ERR"
+done
+# --until the epoch is a bound like any other: no row is that old. The
+# core's 0 means "no bound", and the whole trail came out.
+for t in 0 1970-01-01 1970-01-01T00:00:00Z; do
+	check "audit --until $t" cli audit --until "$t"
+	check "... lists no row" test ! -s "$OUT"
+done
+check "audit --until 1 lists no row either" cli audit --until 1
+check "... (none)" test ! -s "$OUT"
+# An unknown subcommand is named.
+check_rc 2 "key frob is a usage error" cli key frob
+check "... naming it" contains "$ERR" "unknown key command 'frob'"
+check_rc 2 "contract frob X is a usage error" cli contract frob X
+check "... naming it" contains "$ERR" "unknown contract command 'frob'"
+echo "1..$TAPN"
