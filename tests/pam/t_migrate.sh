@@ -192,6 +192,18 @@ check "no hash, no grid in it" sh -c '! grep -q -e "\\$" -e "[0-9]\{50\}" "$1"' 
 check "export with secrets" cli export --with-secrets --output "$SB/full.csv"
 check "the export file is private (0600)" test "$(stat -c %a "$SB/full.csv")" = 600
 check_rc 2 "an export never overwrites" cli export --output "$SB/full.csv"
+# Killed part way (SIGXFSZ at a 32 KiB file size limit: the store and the
+# counters file fit under it, the export does not), an export leaves
+# no file: it is named only when whole, so nothing that looks like a
+# complete export (or holds a part of its secrets) is left behind.
+check_rc 153 "an export killed part way (SIGXFSZ: 128 + 25)" sh -c \
+    'ulimit -f 64; exec "$1" export --with-secrets --output "$2" 2>/dev/null' \
+    sh "$CLI" "$SB/cut.csv"
+check "... and leaves no file, named or temporary" sh -c \
+    '! ls "$1"/cut.csv* >/dev/null 2>&1' sh "$SB"
+check "an export into a directory it cannot write is refused, no file" \
+    sh -c '! "$1" export --output /proc/cut.csv 2>/dev/null &&
+	! test -e /proc/cut.csv' sh "$CLI"
 check "audit: the exports, secrets named" sh -c '"$1" audit >"$2" &&
     grep -q "contract.export accept .*detail=csv, without secrets" "$2" &&
     grep -q "contract.export accept .*detail=csv, with secrets" "$2"' sh "$CLI" "$SB/audit"
