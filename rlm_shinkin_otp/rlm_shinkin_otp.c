@@ -268,6 +268,20 @@ check_items(CONF_SECTION *conf)
 	return -1;
 }
 
+/*
+ * A credential of another way to authenticate: RFC 2865 4.1 forbids
+ * CHAP-Password beside User-Password, and radiusd itself drops a request
+ * with EAP-Message beside either; an MS-CHAP response is the same case.
+ */
+static int
+is_credential(const DICT_ATTR *da)
+{
+	if (da->vendor == 0)
+		return da->attr == PW_CHAP_PASSWORD;
+	return da->vendor == VENDORPEC_MICROSOFT &&
+	    (da->attr == PW_MSCHAP_RESPONSE || da->attr == PW_MSCHAP2_RESPONSE);
+}
+
 static int
 check_options(CONF_SECTION *conf, struct rlm_shinkin_otp *inst)
 {
@@ -514,9 +528,21 @@ request_of(const struct rlm_shinkin_otp *inst, REQUEST *request,
 	if (inst->context_da != NULL &&
 	    (vp = fr_pair_find_by_da(
 	         request->packet->vps, inst->context_da, TAG_ANY)) != NULL) {
-		vp_prints_value(service, servicesz, vp, '\0');
-		r->service = service;
+		r->service_attr = inst->context_da->name;
+		/* A string whole, with any NUL inside for rlm_malformed. */
+		if (vp->da->type == PW_TYPE_STRING) {
+			r->service = vp->vp_strvalue;
+			r->service_len = vp->vp_length;
+		} else {
+			vp_prints_value(service, servicesz, vp, '\0');
+			r->service = service;
+			r->service_len = strlen(service);
+		}
 	}
+	for (vp = request->packet->vps; vp != NULL && r->other_auth == NULL;
+	     vp = vp->next)
+		if (is_credential(vp->da))
+			r->other_auth = vp->da->name;
 	count_repeated(inst, request, r);
 }
 
@@ -539,7 +565,8 @@ log_context(const struct rlm_shinkin_otp *inst, REQUEST *request,
 	if (inst->context_da == NULL || a == NULL)
 		return;
 	if (r->service != NULL)
-		fr_prints(value, sizeof(value), r->service, -1, '"');
+		fr_prints(value, sizeof(value), r->service,
+		    (ssize_t)r->service_len, '"');
 	if (context[0] != '\0') {
 		RDEBUG2("%s \"%s\" -> context %s", inst->context_da->name,
 		    value, context);

@@ -197,8 +197,9 @@ one(const uint8_t *data, size_t size)
 		r.state = (const uint8_t *)state;
 		r.state_len = n;
 	}
-	field(&p, end, service);
+	r.service_len = field(&p, end, service);
 	r.service = service;
+	r.service_attr = "NAS-Identifier";
 	field(&p, end, pw2);
 	r.now = FUZZ_T0;
 	rc = rlm_round(ctx, context, flags & 1, &r, &a, &d);

@@ -592,6 +592,40 @@ else
 	sed 's/^/#   /' "$T/w6.out"
 	grep "BAD_INPUT" "$FR_DIR/log/X.log" | sed 's/^/#   log: /'
 fi
+# rl_refused NAME LINE WHO CONTEXT DETAIL WHAT: the radload request LINE
+# is rejected, with the BAD_INPUT audit line of WHO in CONTEXT.
+rl_refused() {
+	printf '%s\n' "$2" | "$BUILD/tests/radload" -s "127.0.0.1:$PORT" \
+	    -S "$SECRET" -t 5000 >"$T/$1.out" 2>&1
+	if grep -q '^0 0 reject ' "$T/$1.out" && audited "$3" "$4" "$5"; then
+		ok "$6"
+	else
+		notok "$6"
+		sed 's/^/#   /' "$T/$1.out"
+		grep "contract=$3 " "$FR_DIR/log/X.log" | tail -n 2 |
+		    sed 's/^/#   log: /'
+	fi
+}
+fresh_step 5
+mk_contract pat pw-pat yes || notok "pat: a contract for the credential cases"
+# A NUL inside the context attribute: its head is no service name. It was
+# cut there, and "ib-mobile" NUL "x" logged in to the mobile context by
+# the password alone.
+rl_refused w8 "User-Name=pat User-Password=pw-pat Called-Station-Id=nas NAS-Identifier=ib-mobile%00x" \
+    pat - "NAS-Identifier holds a NUL" \
+    "a NUL inside the NAS-Identifier: refused as malformed, no context read"
+# RFC 2865 4.1: a request carries User-Password or CHAP-Password, never
+# both (radiusd itself drops EAP-Message beside either); an MS-CHAP
+# response is the same case. Which credential the NAS checked is a guess:
+# refused, where the User-Password was taken and the password accepted.
+CHAPPW=0x01$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+rl_refused w9 "User-Name=pat User-Password=pw-pat Attr-3=$CHAPPW Called-Station-Id=mobile" \
+    pat mobile "CHAP-Password beside User-Password (one credential per request)" \
+    "User-Password beside CHAP-Password: refused as malformed"
+MSCHAP2=0x000001371934$(head -c 50 /dev/urandom | od -An -tx1 | tr -d ' \n')
+rl_refused w10 "User-Name=pat User-Password=pw-pat Attr-26=$MSCHAP2 Called-Station-Id=mobile" \
+    pat mobile "MS-CHAP2-Response beside User-Password (one credential per request)" \
+    "User-Password beside MS-CHAP2-Response: refused as malformed"
 # Status-Server: the module answers it while the store does.
 status ss1
 [ "$(reply_of ss1)" = Access-Accept ] &&
