@@ -313,6 +313,20 @@ check_options(CONF_SECTION *conf, struct rlm_shinkin_otp *inst)
 			    inst->context_attribute);
 			return -1;
 		}
+		/*
+		 * The value names the service in the audit line and radiusd's
+		 * log when the map does not know it: a password there would
+		 * be logged.
+		 */
+		if (inst->context_da->flags.encrypt != FLAG_ENCRYPT_NONE ||
+		    inst->context_da->flags.secret ||
+		    is_credential(inst->context_da)) {
+			cf_log_err_cs(conf,
+			    "context_attribute = \"%s\": carries a secret, which "
+			    "would be logged as the service name",
+			    inst->context_attribute);
+			return -1;
+		}
 	}
 	if (inst->config == NULL || inst->config[0] == '\0') {
 		cf_log_err_cs(conf, "config must name the policy file");

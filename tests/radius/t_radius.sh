@@ -872,6 +872,14 @@ check_refused "an undefined context" 'not defined in' "	config = $GOOD
 	context = no-such-context"
 check_refused "an unknown attribute" 'no such attribute' "	config = $GOOD
 	context_attribute = Bogus-Attr-Zz"
+# The value of an unmapped context attribute is logged, as the service
+# name: an attribute that carries a secret would put it in the log.
+check_refused "a context attribute that carries a password" \
+    'context_attribute = "User-Password": carries a secret' "	config = $GOOD
+	context_attribute = User-Password"
+check_refused "a context attribute that carries a CHAP response" \
+    'context_attribute = "CHAP-Password": carries a secret' "	config = $GOOD
+	context_attribute = CHAP-Password"
 check_refused "a missing policy file" "$SB/none.conf" "	config = $SB/none.conf
 	context = login"
 
