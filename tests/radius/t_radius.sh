@@ -236,6 +236,13 @@ exchange b3 "$(req bob not-his)" "$(f_reject "$M_PW")" \
     "a wrong password is rejected at once"
 exchange n1 "$(req nobody whatever)" "$(f_reject "$M_PW")" \
     "an unknown contract is rejected as a wrong password is"
+# A User-Name no contract can have (control bytes, a byte that is not
+# UTF-8, which a PostgreSQL text parameter refuses; 250 octets): the same
+# reply, never a store error's bare refusal.
+exchange n1b "$(req "x\\001\\033[31m\\377y" whatever)" "$(f_reject "$M_PW")" \
+    "a User-Name with control bytes and invalid UTF-8: rejected as unknown"
+exchange n1c "$(req "$(printf '%0250d' 7)" whatever)" "$(f_reject "$M_PW")" \
+    "a User-Name of 250 octets: rejected as unknown"
 
 # Issue 12, defect 2: an unknown contract reads and costs what a wrong
 # password does. Ten of each in one radclient run, twice, interleaved:
@@ -393,6 +400,28 @@ check "  with an audit row naming the NAS-Identifier" \
 exchange j7 "$(req nora "$C" "State = $S" "Called-Station-Id = nas" \
     "NAS-Identifier = ib-login")" "$(f_accept)" \
     "  and that refusal spent neither the State nor the code"
+# No NAS-Identifier at all: refused as an unmapped one, audited.
+fresh_step 5
+mk_contract quinn pw-quinn yes || notok "quinn: a contract for the context cases"
+exchange j8 "$(req quinn pw-quinn "Called-Station-Id = nas")" \
+    "$(f_reject "$M_CTX")" "no NAS-Identifier: rejected, the customer told"
+check "  with an audit row saying no service was named" \
+    grep -q 'contract=quinn .*reason=UNKNOWN_CONTEXT(31) detail="no service name to map' \
+    "$FR_DIR/log/X.log"
+# A State is bound to its context: one from a login, offered with the
+# NAS-Identifier of a transfer (a code-only context), is refused, and the
+# code is not tried; the login then completes.
+exchange j9 "$(req quinn pw-quinn "Called-Station-Id = nas" \
+    "NAS-Identifier = ib-login")" "$(f_challenge "$OTP_PROMPT")" \
+    "quinn: challenged in login"
+S=$(state_of j9)
+C=$(code quinn)
+exchange j10 "$(req quinn "$C" "State = $S" "Called-Station-Id = nas" \
+    "NAS-Identifier = ib-transfer")" "$(f_reject "$M_INVALID")" \
+    "a login's State offered in the transaction context is rejected"
+exchange j11 "$(req quinn "$C" "State = $S" "Called-Station-Id = nas" \
+    "NAS-Identifier = ib-login")" "$(f_accept)" \
+    "  and its code then completes the login"
 
 # ---- registration and unregistration over challenge rounds ----
 # One answer per Access-Request, in the guide's order (password, serial,
