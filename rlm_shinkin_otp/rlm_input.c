@@ -10,8 +10,12 @@
 const char *
 rlm_contract_id(const struct rlm_request *r)
 {
-	if (r->user == NULL || memchr(r->user, '\0', r->user_len) != NULL)
+	if (r->user == NULL)
 		return NULL;
+	/* Its head is no contract ID: none is named (rlm_malformed says why).
+	 */
+	if (memchr(r->user, '\0', r->user_len) != NULL)
+		return "";
 	return r->user;
 }
 

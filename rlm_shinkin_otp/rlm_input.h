@@ -47,8 +47,9 @@ struct rlm_request {
 };
 
 /*
- * User-Name as a contract ID (the engine judges it), or NULL when it holds
- * a NUL and so could not be passed on whole.
+ * User-Name as a contract ID (the engine judges it); "" (no contract is
+ * named) when it holds a NUL and so could not be passed on whole, as when
+ * two are given; NULL without one.
  */
 const char *rlm_contract_id(const struct rlm_request *r);
 
@@ -75,8 +76,8 @@ const char *rlm_malformed(const struct rlm_request *r, char *buf, size_t bufsz);
  * value holding a NUL names no context (its head is not taken for it).
  * *a is the caller's to free (also on error). A request rlm_malformed refuses
  * is the engine's to refuse (BAD_INPUT, audited, with that reason); nothing of
- * it is taken. SOTP_ERR_BAD_INPUT without a User-Name (or with one
- * holding a NUL); else the engine's errors.
+ * it is taken. SOTP_ERR_BAD_INPUT without a User-Name; else the engine's
+ * errors.
  */
 int rlm_round(struct sotp_ctx *ctx, const char *fixed, int append,
     const struct rlm_request *r, struct sotp_attempt **a,

@@ -737,9 +737,8 @@ mod_authorize(void *instance, REQUEST *request)
 	if (request->packet->code == PW_CODE_STATUS_SERVER)
 		return status_server(inst, request);
 	/*
-	 * Before any noop: a request left unclaimed (no User-Name, one
-	 * holding a NUL) ends in radiusd's own Access-Reject, which 3.2.1
-	 * would send unsigned.
+	 * Before any noop: a request left unclaimed (no User-Name) ends in
+	 * radiusd's own Access-Reject, which 3.2.1 would send unsigned.
 	 */
 	if (sign_reply(request) != 0)
 		return RLM_MODULE_FAIL;
@@ -789,7 +788,7 @@ mod_authenticate(void *instance, REQUEST *request)
 		return RLM_MODULE_FAIL;
 	request_of(inst, request, &r, service, sizeof(service));
 	if (rlm_contract_id(&r) == NULL) {
-		RDEBUG("User-Name missing or not a contract ID");
+		RDEBUG("No User-Name in the request");
 		return RLM_MODULE_NOTFOUND;
 	}
 	if ((ctx = thread_ctx(inst, request)) == NULL)
