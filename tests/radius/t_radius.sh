@@ -408,6 +408,15 @@ exchange j8 "$(req quinn pw-quinn "Called-Station-Id = nas")" \
 check "  with an audit row saying no service was named" \
     grep -q 'contract=quinn .*reason=UNKNOWN_CONTEXT(31) detail="no service name to map' \
     "$FR_DIR/log/X.log"
+# Bytes that are not UTF-8, and a control byte: escaped in the audit row
+# (a PostgreSQL text column refuses them raw: a store error's bare reply).
+printf 'User-Name=quinn User-Password=pw-quinn Called-Station-Id=nas NAS-Identifier=ib%%ff%%0a\n' |
+    "$BUILD/tests/radload" -s "127.0.0.1:$PORT" -S "$SECRET" -t 5000 \
+    >"$T/j8b.out" 2>&1
+check "a NAS-Identifier that is not UTF-8: rejected" \
+    grep -q '^0 0 reject ' "$T/j8b.out"
+check "  with an audit row naming it escaped" \
+    unmapped j8b quinn 'ib\xff\x0a'
 # A State is bound to its context: one from a login, offered with the
 # NAS-Identifier of a transfer (a code-only context), is refused, and the
 # code is not tried; the login then completes.
