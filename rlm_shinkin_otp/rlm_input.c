@@ -10,9 +10,21 @@
 const char *
 rlm_contract_id(const struct rlm_request *r)
 {
-	if (r->user == NULL || memchr(r->user, '\0', r->user_len) != NULL)
+	if (r->user == NULL)
 		return NULL;
+	/* Its head is no contract ID: none is named (rlm_malformed says why).
+	 */
+	if (memchr(r->user, '\0', r->user_len) != NULL)
+		return "";
 	return r->user;
+}
+
+/* The context attribute's value holds a NUL: a C string would cut it. */
+static int
+service_cut(const struct rlm_request *r)
+{
+	return r->service != NULL &&
+	    memchr(r->service, '\0', r->service_len) != NULL;
 }
 
 const char *
@@ -29,6 +41,14 @@ rlm_malformed(const struct rlm_request *r, char *buf, size_t bufsz)
 		    "no User-Password in the request (CHAP is not taken)");
 	else if (memchr(r->password, '\0', r->password_len) != NULL)
 		snprintf(buf, bufsz, "User-Password holds a NUL");
+	else if (r->other_auth != NULL)
+		snprintf(buf, bufsz,
+		    "%s beside User-Password (one credential per request)",
+		    r->other_auth);
+	else if (service_cut(r))
+		snprintf(buf, bufsz, "%s holds a NUL",
+		    r->service_attr != NULL ? r->service_attr
+		                            : "the context attribute");
 	else
 		return NULL;
 	return buf;
@@ -37,12 +57,16 @@ rlm_malformed(const struct rlm_request *r, char *buf, size_t bufsz)
 /*
  * The attempt, begun or resumed: in the module's fixed context, else in
  * the one the policy's [services] map gives the context attribute's
- * value. The core maps it, and refuses a value the map does not name.
+ * value. The core maps it, and refuses a value the map does not name. A
+ * value holding a NUL is passed as none: "ib-mobile\0..." must not be
+ * read as ib-mobile (rlm_malformed refuses the request).
  */
 static int
 start(struct sotp_ctx *ctx, const char *fixed, const char *user,
     const struct rlm_request *r, struct sotp_attempt **a)
 {
+	const char *service = service_cut(r) ? NULL : r->service;
+
 	if (fixed != NULL && fixed[0] != '\0')
 		return r->state != NULL
 		    ? sotp_attempt_resume(
@@ -50,8 +74,8 @@ start(struct sotp_ctx *ctx, const char *fixed, const char *user,
 		    : sotp_attempt_begin(ctx, user, fixed, r->now, a);
 	return r->state != NULL
 	    ? sotp_attempt_resume_service(
-	          ctx, user, r->service, r->state, r->state_len, r->now, a)
-	    : sotp_attempt_begin_service(ctx, user, r->service, r->now, a);
+	          ctx, user, service, r->state, r->state_len, r->now, a)
+	    : sotp_attempt_begin_service(ctx, user, service, r->now, a);
 }
 
 int

@@ -26,7 +26,15 @@ struct rlm_request {
 	size_t password_len;
 	const uint8_t *state; /* State, or NULL when the request has none */
 	size_t state_len;
-	const char *service; /* the context attribute's value, or NULL */
+	/* The context attribute's value: len octets, NUL after; or NULL. */
+	const char *service;
+	size_t service_len;
+	const char *service_attr; /* that attribute's name, for the log */
+	/*
+	 * A second credential beside User-Password (CHAP-Password, an
+	 * MS-CHAP response), by name; NULL when there is none.
+	 */
+	const char *other_auth;
 	time_t now;
 	/*
 	 * An attribute of which one is allowed (RFC 2865 5.44: User-Name,
@@ -39,17 +47,20 @@ struct rlm_request {
 };
 
 /*
- * User-Name as a contract ID (the engine judges it), or NULL when it holds
- * a NUL and so could not be passed on whole.
+ * User-Name as a contract ID (the engine judges it); "" (no contract is
+ * named) when it holds a NUL and so could not be passed on whole, as when
+ * two are given; NULL without one.
  */
 const char *rlm_contract_id(const struct rlm_request *r);
 
 /*
  * Why the request cannot be decided on as it came, in buf (for the log:
  * names the attribute, never shows a value), or NULL when it can: no
- * User-Password, a User-Name or User-Password holding a NUL (it would be
- * cut), or an attribute given more than once (which one was meant is a
- * guess, and a module before this one may have read the other).
+ * User-Password, a User-Name, User-Password or context attribute holding
+ * a NUL (it would be cut), an attribute given more than once, or a
+ * second credential beside User-Password (RFC 2865 4.1 allows one way to
+ * authenticate): which one was meant is a guess, and a module before
+ * this one may have read the other.
  */
 const char *rlm_malformed(const struct rlm_request *r, char *buf, size_t bufsz);
 
@@ -61,11 +72,12 @@ const char *rlm_malformed(const struct rlm_request *r, char *buf, size_t bufsz);
  * `fixed` (the module's context) when not NULL or "", else the one the
  * policy's [services] map gives r->service: a value the map does not
  * name (or none) is the engine's to refuse (UNKNOWN_CONTEXT, audited,
- * the value named), and a State beside it is neither read nor spent.
+ * the value named), and a State beside it is neither read nor spent. A
+ * value holding a NUL names no context (its head is not taken for it).
  * *a is the caller's to free (also on error). A request rlm_malformed refuses
  * is the engine's to refuse (BAD_INPUT, audited, with that reason); nothing of
- * it is taken. SOTP_ERR_BAD_INPUT without a User-Name (or with one
- * holding a NUL); else the engine's errors.
+ * it is taken. SOTP_ERR_BAD_INPUT without a User-Name; else the engine's
+ * errors.
  */
 int rlm_round(struct sotp_ctx *ctx, const char *fixed, int append,
     const struct rlm_request *r, struct sotp_attempt **a,

@@ -268,6 +268,20 @@ check_items(CONF_SECTION *conf)
 	return -1;
 }
 
+/*
+ * A credential of another way to authenticate: RFC 2865 4.1 forbids
+ * CHAP-Password beside User-Password, and radiusd itself drops a request
+ * with EAP-Message beside either; an MS-CHAP response is the same case.
+ */
+static int
+is_credential(const DICT_ATTR *da)
+{
+	if (da->vendor == 0)
+		return da->attr == PW_CHAP_PASSWORD;
+	return da->vendor == VENDORPEC_MICROSOFT &&
+	    (da->attr == PW_MSCHAP_RESPONSE || da->attr == PW_MSCHAP2_RESPONSE);
+}
+
 static int
 check_options(CONF_SECTION *conf, struct rlm_shinkin_otp *inst)
 {
@@ -296,6 +310,20 @@ check_options(CONF_SECTION *conf, struct rlm_shinkin_otp *inst)
 		if (inst->context_da == NULL) {
 			cf_log_err_cs(conf,
 			    "context_attribute = \"%s\": no such attribute in the dictionary",
+			    inst->context_attribute);
+			return -1;
+		}
+		/*
+		 * The value names the service in the audit line and radiusd's
+		 * log when the map does not know it: a password there would
+		 * be logged.
+		 */
+		if (inst->context_da->flags.encrypt != FLAG_ENCRYPT_NONE ||
+		    inst->context_da->flags.secret ||
+		    is_credential(inst->context_da)) {
+			cf_log_err_cs(conf,
+			    "context_attribute = \"%s\": carries a secret, which "
+			    "would be logged as the service name",
 			    inst->context_attribute);
 			return -1;
 		}
@@ -514,9 +542,21 @@ request_of(const struct rlm_shinkin_otp *inst, REQUEST *request,
 	if (inst->context_da != NULL &&
 	    (vp = fr_pair_find_by_da(
 	         request->packet->vps, inst->context_da, TAG_ANY)) != NULL) {
-		vp_prints_value(service, servicesz, vp, '\0');
-		r->service = service;
+		r->service_attr = inst->context_da->name;
+		/* A string whole, with any NUL inside for rlm_malformed. */
+		if (vp->da->type == PW_TYPE_STRING) {
+			r->service = vp->vp_strvalue;
+			r->service_len = vp->vp_length;
+		} else {
+			vp_prints_value(service, servicesz, vp, '\0');
+			r->service = service;
+			r->service_len = strlen(service);
+		}
 	}
+	for (vp = request->packet->vps; vp != NULL && r->other_auth == NULL;
+	     vp = vp->next)
+		if (is_credential(vp->da))
+			r->other_auth = vp->da->name;
 	count_repeated(inst, request, r);
 }
 
@@ -539,7 +579,8 @@ log_context(const struct rlm_shinkin_otp *inst, REQUEST *request,
 	if (inst->context_da == NULL || a == NULL)
 		return;
 	if (r->service != NULL)
-		fr_prints(value, sizeof(value), r->service, -1, '"');
+		fr_prints(value, sizeof(value), r->service,
+		    (ssize_t)r->service_len, '"');
 	if (context[0] != '\0') {
 		RDEBUG2("%s \"%s\" -> context %s", inst->context_da->name,
 		    value, context);
@@ -696,9 +737,8 @@ mod_authorize(void *instance, REQUEST *request)
 	if (request->packet->code == PW_CODE_STATUS_SERVER)
 		return status_server(inst, request);
 	/*
-	 * Before any noop: a request left unclaimed (no User-Name, one
-	 * holding a NUL) ends in radiusd's own Access-Reject, which 3.2.1
-	 * would send unsigned.
+	 * Before any noop: a request left unclaimed (no User-Name) ends in
+	 * radiusd's own Access-Reject, which 3.2.1 would send unsigned.
 	 */
 	if (sign_reply(request) != 0)
 		return RLM_MODULE_FAIL;
@@ -748,7 +788,7 @@ mod_authenticate(void *instance, REQUEST *request)
 		return RLM_MODULE_FAIL;
 	request_of(inst, request, &r, service, sizeof(service));
 	if (rlm_contract_id(&r) == NULL) {
-		RDEBUG("User-Name missing or not a contract ID");
+		RDEBUG("No User-Name in the request");
 		return RLM_MODULE_NOTFOUND;
 	}
 	if ((ctx = thread_ctx(inst, request)) == NULL)

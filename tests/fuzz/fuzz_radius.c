@@ -18,13 +18,11 @@
  *   bit 4         the first User-Password is the right password of R1
  *                 (or, in append mode, followed by the field's bytes).
  *
- * Checks: no overrun; no error but the NUL refusal (SOTP_ERR_BAD_INPUT,
- * only for a NUL in User-Name; one in User-Password is the engine's
- * BAD_INPUT decision); a verdict is one of the
- * three, an accept has the ACCEPTED reason and never comes from a State
- * the engine did not sign; no decision says UNKNOWN_CONTRACT (the policy
- * hides it); a challenge fits its attributes (253 octets each) and its
- * State resumes.
+ * Checks: no overrun; no error (a NUL in User-Name or User-Password is
+ * the engine's BAD_INPUT decision); a verdict is one of the three, an accept
+ * has the ACCEPTED reason and never comes from a State the engine did not sign;
+ * no decision says UNKNOWN_CONTRACT (the policy hides it); a challenge fits its
+ * attributes (253 octets each) and its State resumes.
  */
 #include "fuzz_env.h"
 
@@ -136,9 +134,6 @@ static void
 check(int rc, const struct rlm_request *r, const struct sotp_decision *d,
     int signed_state, int unmapped)
 {
-	if (rc == SOTP_ERR_BAD_INPUT &&
-	    memchr(r->user, '\0', r->user_len) != NULL)
-		return;
 	if (rc != SOTP_OK)
 		fuzz_abort("round", ctx);
 	if (d->verdict != SOTP_REJECT && d->verdict != SOTP_ACCEPT &&
@@ -197,8 +192,9 @@ one(const uint8_t *data, size_t size)
 		r.state = (const uint8_t *)state;
 		r.state_len = n;
 	}
-	field(&p, end, service);
+	r.service_len = field(&p, end, service);
 	r.service = service;
+	r.service_attr = "NAS-Identifier";
 	field(&p, end, pw2);
 	r.now = FUZZ_T0;
 	rc = rlm_round(ctx, context, flags & 1, &r, &a, &d);

@@ -236,6 +236,13 @@ exchange b3 "$(req bob not-his)" "$(f_reject "$M_PW")" \
     "a wrong password is rejected at once"
 exchange n1 "$(req nobody whatever)" "$(f_reject "$M_PW")" \
     "an unknown contract is rejected as a wrong password is"
+# A User-Name no contract can have (control bytes, a byte that is not
+# UTF-8, which a PostgreSQL text parameter refuses; 250 octets): the same
+# reply, never a store error's bare refusal.
+exchange n1b "$(req "x\\001\\033[31m\\377y" whatever)" "$(f_reject "$M_PW")" \
+    "a User-Name with control bytes and invalid UTF-8: rejected as unknown"
+exchange n1c "$(req "$(printf '%0250d' 7)" whatever)" "$(f_reject "$M_PW")" \
+    "a User-Name of 250 octets: rejected as unknown"
 
 # Issue 12, defect 2: an unknown contract reads and costs what a wrong
 # password does. Ten of each in one radclient run, twice, interleaved:
@@ -393,6 +400,37 @@ check "  with an audit row naming the NAS-Identifier" \
 exchange j7 "$(req nora "$C" "State = $S" "Called-Station-Id = nas" \
     "NAS-Identifier = ib-login")" "$(f_accept)" \
     "  and that refusal spent neither the State nor the code"
+# No NAS-Identifier at all: refused as an unmapped one, audited.
+fresh_step 5
+mk_contract quinn pw-quinn yes || notok "quinn: a contract for the context cases"
+exchange j8 "$(req quinn pw-quinn "Called-Station-Id = nas")" \
+    "$(f_reject "$M_CTX")" "no NAS-Identifier: rejected, the customer told"
+check "  with an audit row saying no service was named" \
+    grep -q 'contract=quinn .*reason=UNKNOWN_CONTEXT(31) detail="no service name to map' \
+    "$FR_DIR/log/X.log"
+# Bytes that are not UTF-8, and a control byte: escaped in the audit row
+# (a PostgreSQL text column refuses them raw: a store error's bare reply).
+printf 'User-Name=quinn User-Password=pw-quinn Called-Station-Id=nas NAS-Identifier=ib%%ff%%0a\n' |
+    "$BUILD/tests/radload" -s "127.0.0.1:$PORT" -S "$SECRET" -t 5000 \
+    >"$T/j8b.out" 2>&1
+check "a NAS-Identifier that is not UTF-8: rejected" \
+    grep -q '^0 0 reject ' "$T/j8b.out"
+check "  with an audit row naming it escaped" \
+    unmapped j8b quinn 'ib\xff\x0a'
+# A State is bound to its context: one from a login, offered with the
+# NAS-Identifier of a transfer (a code-only context), is refused, and the
+# code is not tried; the login then completes.
+exchange j9 "$(req quinn pw-quinn "Called-Station-Id = nas" \
+    "NAS-Identifier = ib-login")" "$(f_challenge "$OTP_PROMPT")" \
+    "quinn: challenged in login"
+S=$(state_of j9)
+C=$(code quinn)
+exchange j10 "$(req quinn "$C" "State = $S" "Called-Station-Id = nas" \
+    "NAS-Identifier = ib-transfer")" "$(f_reject "$M_INVALID")" \
+    "a login's State offered in the transaction context is rejected"
+exchange j11 "$(req quinn "$C" "State = $S" "Called-Station-Id = nas" \
+    "NAS-Identifier = ib-login")" "$(f_accept)" \
+    "  and its code then completes the login"
 
 # ---- registration and unregistration over challenge rounds ----
 # One answer per Access-Request, in the guide's order (password, serial,
@@ -517,13 +555,11 @@ else
 	echo "#   reply: $(reply_of u1); radiusd -X log ends:"
 	tail -n 8 "$FR_DIR/log/X.log" | sed 's/^/#     /'
 fi
-# Requests the module leaves to radiusd's "No Auth-Type" refusal (no
-# User-Name, or one holding a NUL) are refused with a signed reply too:
-# radiusd 3.2.1 adds no Message-Authenticator of its own.
+# A request the module leaves to radiusd's "No Auth-Type" refusal (no
+# User-Name) is refused with a signed reply too: radiusd 3.2.1 adds no
+# Message-Authenticator of its own.
 exchange v1 "User-Password = \"pw-ivan\", Message-Authenticator = 0x00" \
     "$(f_reject)" "no User-Name: a signed Access-Reject"
-exchange v2 "User-Name = \"ivan\\000x\", User-Password = \"pw-ivan\", Message-Authenticator = 0x00" \
-    "$(f_reject)" "a User-Name holding a NUL: a signed Access-Reject"
 # RFC 2865 5.44: an Access-Request carries at most one User-Name,
 # User-Password and State, and the context attribute names one context. A
 # second one makes the request ambiguous (a module before this one, or a
@@ -564,6 +600,17 @@ dup_refused w3 User-Password ivan mobile \
 dup_refused w4 User-Name - mobile \
     "$(req ivan pw-ivan "User-Name = \"nobody\"" "Called-Station-Id = mobile")" \
     "two User-Names: refused, no contract named"
+# A User-Name holding a NUL names no contract either ("ivan" NUL "x" is
+# not ivan). It was left to radiusd's bare Access-Reject: the customer
+# told nothing, no audit line, nothing in a production log.
+if rad v2 "User-Name = \"ivan\\000x\", User-Password = \"pw-ivan\", Called-Station-Id = mobile, Message-Authenticator = 0x00" \
+    "$(f_reject "$M_BAD")" && audited - mobile "User-Name holds a NUL"; then
+	ok "a User-Name holding a NUL: refused as malformed, audited, no contract"
+else
+	notok "a User-Name holding a NUL: refused as malformed, audited, no contract"
+	sed 's/^/#   /' "$T/v2.out"
+	grep "BAD_INPUT" "$FR_DIR/log/X.log" | sed 's/^/#   log: /'
+fi
 dup_refused w5 NAS-Identifier judy - \
     "$(req judy pw-judy "Called-Station-Id = nas" \
 	"NAS-Identifier = ib-mobile" "NAS-Identifier = ib-transfer")" \
@@ -592,6 +639,40 @@ else
 	sed 's/^/#   /' "$T/w6.out"
 	grep "BAD_INPUT" "$FR_DIR/log/X.log" | sed 's/^/#   log: /'
 fi
+# rl_refused NAME LINE WHO CONTEXT DETAIL WHAT: the radload request LINE
+# is rejected, with the BAD_INPUT audit line of WHO in CONTEXT.
+rl_refused() {
+	printf '%s\n' "$2" | "$BUILD/tests/radload" -s "127.0.0.1:$PORT" \
+	    -S "$SECRET" -t 5000 >"$T/$1.out" 2>&1
+	if grep -q '^0 0 reject ' "$T/$1.out" && audited "$3" "$4" "$5"; then
+		ok "$6"
+	else
+		notok "$6"
+		sed 's/^/#   /' "$T/$1.out"
+		grep "contract=$3 " "$FR_DIR/log/X.log" | tail -n 2 |
+		    sed 's/^/#   log: /'
+	fi
+}
+fresh_step 5
+mk_contract pat pw-pat yes || notok "pat: a contract for the credential cases"
+# A NUL inside the context attribute: its head is no service name. It was
+# cut there, and "ib-mobile" NUL "x" logged in to the mobile context by
+# the password alone.
+rl_refused w8 "User-Name=pat User-Password=pw-pat Called-Station-Id=nas NAS-Identifier=ib-mobile%00x" \
+    pat - "NAS-Identifier holds a NUL" \
+    "a NUL inside the NAS-Identifier: refused as malformed, no context read"
+# RFC 2865 4.1: a request carries User-Password or CHAP-Password, never
+# both (radiusd itself drops EAP-Message beside either); an MS-CHAP
+# response is the same case. Which credential the NAS checked is a guess:
+# refused, where the User-Password was taken and the password accepted.
+CHAPPW=0x01$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+rl_refused w9 "User-Name=pat User-Password=pw-pat Attr-3=$CHAPPW Called-Station-Id=mobile" \
+    pat mobile "CHAP-Password beside User-Password (one credential per request)" \
+    "User-Password beside CHAP-Password: refused as malformed"
+MSCHAP2=0x000001371934$(head -c 50 /dev/urandom | od -An -tx1 | tr -d ' \n')
+rl_refused w10 "User-Name=pat User-Password=pw-pat Attr-26=$MSCHAP2 Called-Station-Id=mobile" \
+    pat mobile "MS-CHAP2-Response beside User-Password (one credential per request)" \
+    "User-Password beside MS-CHAP2-Response: refused as malformed"
 # Status-Server: the module answers it while the store does.
 status ss1
 [ "$(reply_of ss1)" = Access-Accept ] &&
@@ -838,6 +919,14 @@ check_refused "an undefined context" 'not defined in' "	config = $GOOD
 	context = no-such-context"
 check_refused "an unknown attribute" 'no such attribute' "	config = $GOOD
 	context_attribute = Bogus-Attr-Zz"
+# The value of an unmapped context attribute is logged, as the service
+# name: an attribute that carries a secret would put it in the log.
+check_refused "a context attribute that carries a password" \
+    'context_attribute = "User-Password": carries a secret' "	config = $GOOD
+	context_attribute = User-Password"
+check_refused "a context attribute that carries a CHAP response" \
+    'context_attribute = "CHAP-Password": carries a secret' "	config = $GOOD
+	context_attribute = CHAP-Password"
 check_refused "a missing policy file" "$SB/none.conf" "	config = $SB/none.conf
 	context = login"
 
