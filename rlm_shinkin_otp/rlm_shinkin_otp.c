@@ -373,6 +373,14 @@ check_policy(CONF_SECTION *conf, struct rlm_shinkin_otp *inst)
 		    inst->context, inst->config);
 		goto out;
 	}
+	/* Else every request would be refused as UNKNOWN_CONTEXT. */
+	if (inst->context_da != NULL && !sotp_policy_has_services(probe)) {
+		cf_log_err_cs(conf,
+		    "context_attribute = \"%s\": %s has no [services] map "
+		    "to give its values a context",
+		    inst->context_attribute, inst->config);
+		goto out;
+	}
 	ret = 0;
 out:
 	sotp_ctx_free(probe);

@@ -929,5 +929,40 @@ check_refused "a context attribute that carries a CHAP response" \
 	context_attribute = CHAP-Password"
 check_refused "a missing policy file" "$SB/none.conf" "	config = $SB/none.conf
 	context = login"
+# context_attribute with no [services] map (absent, or a header alone):
+# every request would be refused as UNKNOWN_CONTEXT. It was taken.
+grep -q '^ib-login = login$' "$GOOD" ||
+	notok "the fresh policy has a [services] map to remove"
+awk '/^\[/ { svc = ($0 == "[services]") } !svc' "$GOOD" >"$SB/fresh/nosvc.conf"
+awk '/^\[/ { svc = ($0 == "[services]"); if (svc) print } !svc' "$GOOD" \
+    >"$SB/fresh/emptysvc.conf"
+for f in nosvc emptysvc; do
+	check_refused "context_attribute without services ($f)" \
+	    "context_attribute = \"NAS-Identifier\": $SB/fresh/$f.conf has no [services] map" \
+	    "	config = $SB/fresh/$f.conf
+	context_attribute = NAS-Identifier"
+done
+# With a fixed context the same policy is fine: the map is not read.
+fr_setup "$T/nosvc-ok"
+fr_write_conf "shinkin_otp {
+	config = $SB/fresh/nosvc.conf
+	context = login
+}" "server x {
+	listen {
+		type = auth
+		ipaddr = 127.0.0.1
+		port = $PORT
+	}
+	authorize {
+		shinkin_otp
+	}
+	authenticate {
+		Auth-Type shinkin_otp {
+			shinkin_otp
+		}
+	}
+}"
+check "  while a fixed context needs no [services] map" \
+    freeradius -C -d "$FR_DIR"
 
 exit 0
