@@ -268,18 +268,39 @@ check_items(CONF_SECTION *conf)
 	return -1;
 }
 
+/* RFC 2548 2.1.5; radius.h names the others. */
+#define MSCHAP_LM_ENC_PW 5
+
 /*
  * A credential of another way to authenticate: RFC 2865 4.1 forbids
  * CHAP-Password beside User-Password, and radiusd itself drops a request
- * with EAP-Message beside either; an MS-CHAP response is the same case.
+ * with EAP-Message beside either. Of RFC 2548's attributes, those a user
+ * sends (only in an Access-Request) are the same case: an MS-CHAP or
+ * MS-CHAP-V2 response, and the change-password ones, which carry a
+ * response and the new password (CPW-1, CPW-2, MS-CHAP2-CPW, and the
+ * LM- and NT-Enc-PW pieces). MS-CHAP-Challenge is not: it is the NAS's
+ * nonce (RFC 2548 2.3.2, also sent in an Access-Challenge), which proves
+ * nothing on its own, and rlm_mschap takes no request on it alone.
  */
 static int
 is_credential(const DICT_ATTR *da)
 {
 	if (da->vendor == 0)
 		return da->attr == PW_CHAP_PASSWORD;
-	return da->vendor == VENDORPEC_MICROSOFT &&
-	    (da->attr == PW_MSCHAP_RESPONSE || da->attr == PW_MSCHAP2_RESPONSE);
+	if (da->vendor != VENDORPEC_MICROSOFT)
+		return 0;
+	switch (da->attr) {
+	case PW_MSCHAP_RESPONSE:
+	case PW_MSCHAP_CPW_1:
+	case PW_MSCHAP_CPW_2:
+	case MSCHAP_LM_ENC_PW:
+	case PW_MSCHAP_NT_ENC_PW:
+	case PW_MSCHAP2_RESPONSE:
+	case PW_MSCHAP2_CPW:
+		return 1;
+	default:
+		return 0;
+	}
 }
 
 static int

@@ -673,6 +673,24 @@ MSCHAP2=0x000001371934$(head -c 50 /dev/urandom | od -An -tx1 | tr -d ' \n')
 rl_refused w10 "User-Name=pat User-Password=pw-pat Attr-26=$MSCHAP2 Called-Station-Id=mobile" \
     pat mobile "MS-CHAP2-Response beside User-Password (one credential per request)" \
     "User-Password beside MS-CHAP2-Response: refused as malformed"
+# RFC 2548's change-password attributes carry a response and the new
+# password: a credential as the response is. They were not refused, and
+# the password beside them logged in.
+hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+rl_refused w11 "User-Name=pat User-Password=pw-pat Attr-26=0x000001371b46$(hex 68) Called-Station-Id=mobile" \
+    pat mobile "MS-CHAP2-CPW beside User-Password (one credential per request)" \
+    "User-Password beside MS-CHAP2-CPW: refused as malformed"
+rl_refused w12 "User-Name=pat User-Password=pw-pat Attr-26=0x000001370456$(hex 84) Called-Station-Id=mobile" \
+    pat mobile "MS-CHAP-CPW-2 beside User-Password (one credential per request)" \
+    "User-Password beside MS-CHAP-CPW-2: refused as malformed"
+# MS-CHAP-Challenge alone is not one (RFC 2548 2.3.2: the NAS's own
+# nonce, also sent in Access-Challenges; rlm_mschap takes no request on
+# it alone): the password beside it decides.
+printf '%s\n' "User-Name=pat User-Password=pw-pat Attr-26=0x000001370b12$(hex 16) Called-Station-Id=mobile" |
+    "$BUILD/tests/radload" -s "127.0.0.1:$PORT" -S "$SECRET" -t 5000 \
+    >"$T/w13.out" 2>&1
+check "MS-CHAP-Challenge beside User-Password is no second credential: accepted" \
+    grep -q '^0 0 accept ' "$T/w13.out"
 # Status-Server: the module answers it while the store does.
 status ss1
 [ "$(reply_of ss1)" = Access-Accept ] &&
