@@ -771,10 +771,20 @@ mod_authorize(void *instance, REQUEST *request)
 	 */
 	if (sign_reply(request) != 0)
 		return RLM_MODULE_FAIL;
-	if (inst->auth_type == NULL ||
-	    fr_pair_find_by_num(request->config, PW_AUTH_TYPE, 0, TAG_ANY) !=
-	        NULL)
+	if (fr_pair_find_by_num(request->config, PW_AUTH_TYPE, 0, TAG_ANY) !=
+	    NULL)
 		return RLM_MODULE_NOOP;
+	/*
+	 * Not refused at the start: a module called only under an Auth-Type
+	 * of another name, or enabled and not yet used, is a configuration
+	 * that works. Called here, it is not, and says so where -X is off.
+	 */
+	if (inst->auth_type == NULL) {
+		RERROR("No \"Auth-Type %s\" in any authenticate section: "
+		       "request not claimed (see rlm_shinkin_otp(5))",
+		    inst->name);
+		return RLM_MODULE_NOOP;
+	}
 	request_of(inst, request, &r, service, sizeof(service));
 	if ((user = rlm_contract_id(&r)) == NULL)
 		return RLM_MODULE_NOOP;

@@ -983,4 +983,43 @@ fr_write_conf "shinkin_otp {
 check "  while a fixed context needs no [services] map" \
     freeradius -C -d "$FR_DIR"
 
+# The module called in authorize with no "Auth-Type shinkin_otp" in any
+# authenticate section: not refused at the start (radiusd -C passes), as
+# a module called only under an Auth-Type of another name, or enabled in
+# mods-enabled and not yet in a site, works; but each request it then
+# cannot claim says so in radiusd's log, where it was refused in silence.
+fr_setup "$T/noauth"
+fr_write_conf "shinkin_otp {
+	config = $GOOD
+	context = mobile
+}
+pap {
+}" "server x {
+	listen {
+		type = auth
+		ipaddr = 127.0.0.1
+		port = $PORT
+	}
+	authorize {
+		shinkin_otp
+	}
+	authenticate {
+		Auth-Type PAP {
+			pap
+		}
+	}
+}"
+check "no Auth-Type section for the module: radiusd -C passes" \
+    freeradius -C -d "$FR_DIR"
+if fr_start f; then
+	exchange na1 "$(req somebody pw-x)" "$(f_reject)" \
+	    "  a request then gets radiusd's reject, signed"
+	check "  and radiusd's log names the missing section" \
+	    grep -qF 'No "Auth-Type shinkin_otp" in any authenticate section' \
+	    "$FR_DIR/log/radius.log"
+	fr_stop
+else
+	notok "radiusd -f starts without the module's Auth-Type section"
+fi
+
 exit 0
