@@ -758,7 +758,7 @@ mod_authorize(void *instance, REQUEST *request)
 	struct sotp_contract_info info;
 	struct rlm_request r;
 	struct sotp_ctx *ctx;
-	char service[ATTR_MAX + 1];
+	char service[ATTR_MAX + 1], why[128];
 	const char *user;
 	VALUE_PAIR *vp;
 	int rc;
@@ -790,7 +790,14 @@ mod_authorize(void *instance, REQUEST *request)
 		return RLM_MODULE_NOOP;
 	if ((ctx = thread_ctx(inst, request)) == NULL)
 		return RLM_MODULE_FAIL;
-	if (sotp_policy_hides_unknown(ctx))
+	/*
+	 * A User-Name that names no contract (two of them, or one holding a
+	 * NUL) is the engine's to refuse as malformed, audited and told,
+	 * under reveal as under hide: not looked up ("" is no contract) and
+	 * left to radiusd's bare reject, or to a module that reads the first.
+	 */
+	if (sotp_policy_hides_unknown(ctx) ||
+	    (user[0] == '\0' && rlm_malformed(&r, why, sizeof(why)) != NULL))
 		goto claim;
 	rc = sotp_contract_get(ctx, user, &info);
 	if (rc != SOTP_OK && rc != SOTP_ERR_NOT_FOUND)

@@ -33,6 +33,12 @@ printf 'PROMPT_OTP = "Code from your token: "\n' >>"$SB/short.conf"
 grep -q '^lifetime = 2$' "$SB/short.conf" ||
 	{ notok "short-lived state policy"; exit 1; }
 sed 's/^language = ja$/language = en/' "$CONF" >"$SB/en.conf"
+# A policy that tells unknown contracts (the module then claims only
+# contracts and leaves other names to the modules after it).
+sed 's/^unknown_contract = hide$/unknown_contract = reveal/' "$CONF" \
+    >"$SB/reveal.conf"
+grep -q '^unknown_contract = reveal$' "$SB/reveal.conf" ||
+	{ notok "a policy with unknown_contract = reveal"; exit 1; }
 grep -q '^language = en$' "$SB/en.conf" ||
 	{ notok "an English policy"; exit 1; }
 
@@ -113,6 +119,10 @@ shinkin_otp short {
 	config = $SB/short.conf
 	context = login
 }
+shinkin_otp reveal {
+	config = $SB/reveal.conf
+	context = mobile
+}
 files {
 	filename = $T/users
 }
@@ -150,6 +160,9 @@ SERVERS="server shinkin-test {
 			case \"short\" {
 				short
 			}
+			case \"reveal\" {
+				reveal
+			}
 			case \"site\" {
 				# as conf/freeradius/sites-available/shinkin-otp
 				update reply {
@@ -186,6 +199,9 @@ SERVERS="server shinkin-test {
 		Auth-Type short {
 			short
 		}
+		Auth-Type reveal {
+			reveal
+		}
 		Auth-Type PAP {
 			pap
 		}
@@ -198,7 +214,7 @@ FR_STATUS_SERVER=yes
 fr_write_conf "$MODULES" "$SERVERS"
 check "radiusd -C accepts the config" freeradius -C -d "$FR_DIR"
 fr_start X || { notok "radiusd -X starts"; exit 1; }
-ok "radiusd -X starts with seven module instances, files and pap"
+ok "radiusd -X starts with eight module instances, files and pap"
 
 # What the customer reads: the shipped policy's Japanese catalog.
 OTP_PROMPT="ワンタイムパスワード(半角数字)："
@@ -691,6 +707,44 @@ printf '%s\n' "User-Name=pat User-Password=pw-pat Attr-26=0x000001370b12$(hex 16
     >"$T/w13.out" 2>&1
 check "MS-CHAP-Challenge beside User-Password is no second credential: accepted" \
     grep -q '^0 0 accept ' "$T/w13.out"
+
+# unknown_contract = reveal: the module claims only contracts, and leaves
+# other names to the modules after it. A User-Name that names no contract
+# at all (one holding a NUL, or two of them) was looked up as "", found
+# nothing and was left to radiusd's bare Access-Reject: no audit line, no
+# Reply-Message, where the default mode gives the engine's BAD_INPUT
+# refusal. Both modes now refuse it the same audited way.
+# audited_in INSTANCE WHO CONTEXT DETAIL: as audited, from that instance
+audited_in() {
+	grep "rlm_shinkin_otp ($1): " "$FR_DIR/log/X.log" |
+	    grep -F "contract=$2 " | grep -F "context=$3 " |
+	    grep -qF "reason=BAD_INPUT(25) detail=\"$4\""
+}
+fresh_step 5
+mk_contract rita pw-rita yes || notok "rita: a contract for the reveal cases"
+exchange x1 "$(req rita pw-rita "Called-Station-Id = reveal")" "$(f_accept)" \
+    "reveal: a contract is claimed and decided (mobile: the password)"
+exchange x2 "$(req nobody pw-x "Called-Station-Id = reveal")" "$(f_reject)" \
+    "reveal: an unknown name is left to radiusd (its bare Access-Reject)"
+for x in x3 x4; do
+	if [ $x = x3 ]; then
+		what="reveal: a User-Name holding a NUL: refused as malformed, audited"
+		why="User-Name holds a NUL"
+		r="User-Name = \"rita\\000x\", User-Password = \"pw-rita\", Called-Station-Id = reveal, Message-Authenticator = 0x00"
+	else
+		what="reveal: two User-Names: refused as malformed, audited"
+		why="User-Name appears 2 times in the request (RFC 2865 allows one)"
+		r=$(req rita pw-rita "User-Name = \"nobody\"" "Called-Station-Id = reveal")
+	fi
+	if rad $x "$r" "$(f_reject "$M_BAD")" && audited_in reveal - mobile "$why"; then
+		ok "$what"
+	else
+		notok "$what"
+		sed 's/^/#   /' "$T/$x.out"
+		grep "rlm_shinkin_otp (reveal)" "$FR_DIR/log/X.log" | tail -n 3 |
+		    sed 's/^/#   log: /'
+	fi
+done
 # Status-Server: the module answers it while the store does.
 status ss1
 [ "$(reply_of ss1)" = Access-Accept ] &&
