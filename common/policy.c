@@ -1137,6 +1137,12 @@ store_shown(const char *store, char *out, size_t outsz)
 }
 
 int
+sotp_policy_has_services(const struct sotp_ctx *ctx)
+{
+	return ctx != NULL && ctx->have_policy && ctx->pol.nservices > 0;
+}
+
+int
 sotp_policy_hides_unknown(const struct sotp_ctx *ctx)
 {
 	/* Without a policy, the default: hide. */

@@ -343,6 +343,12 @@ SOTP_EXPORT int sotp_policy_context_for(
 SOTP_EXPORT int sotp_policy_has_context(
     const struct sotp_ctx *ctx, const char *context);
 /*
+ * 1 when the policy's [services] map names at least one service, else 0
+ * (an empty or absent map, or no policy loaded): a front end that takes
+ * its context from a service name can then decide nothing.
+ */
+SOTP_EXPORT int sotp_policy_has_services(const struct sotp_ctx *ctx);
+/*
  * 1 when the policy hides unknown contracts (unknown_contract = hide, the
  * default): an attempt for a contract that does not exist asks the same
  * questions, takes the same work and is refused with the same reason and

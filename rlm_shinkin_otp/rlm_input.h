@@ -32,7 +32,8 @@ struct rlm_request {
 	const char *service_attr; /* that attribute's name, for the log */
 	/*
 	 * A second credential beside User-Password (CHAP-Password, an
-	 * MS-CHAP response), by name; NULL when there is none.
+	 * MS-CHAP response or change-password attribute), by name; NULL
+	 * when there is none.
 	 */
 	const char *other_auth;
 	time_t now;

@@ -268,18 +268,39 @@ check_items(CONF_SECTION *conf)
 	return -1;
 }
 
+/* RFC 2548 2.1.5; radius.h names the others. */
+#define MSCHAP_LM_ENC_PW 5
+
 /*
  * A credential of another way to authenticate: RFC 2865 4.1 forbids
  * CHAP-Password beside User-Password, and radiusd itself drops a request
- * with EAP-Message beside either; an MS-CHAP response is the same case.
+ * with EAP-Message beside either. Of RFC 2548's attributes, those a user
+ * sends (only in an Access-Request) are the same case: an MS-CHAP or
+ * MS-CHAP-V2 response, and the change-password ones, which carry a
+ * response and the new password (CPW-1, CPW-2, MS-CHAP2-CPW, and the
+ * LM- and NT-Enc-PW pieces). MS-CHAP-Challenge is not: it is the NAS's
+ * nonce (RFC 2548 2.3.2, also sent in an Access-Challenge), which proves
+ * nothing on its own, and rlm_mschap takes no request on it alone.
  */
 static int
 is_credential(const DICT_ATTR *da)
 {
 	if (da->vendor == 0)
 		return da->attr == PW_CHAP_PASSWORD;
-	return da->vendor == VENDORPEC_MICROSOFT &&
-	    (da->attr == PW_MSCHAP_RESPONSE || da->attr == PW_MSCHAP2_RESPONSE);
+	if (da->vendor != VENDORPEC_MICROSOFT)
+		return 0;
+	switch (da->attr) {
+	case PW_MSCHAP_RESPONSE:
+	case PW_MSCHAP_CPW_1:
+	case PW_MSCHAP_CPW_2:
+	case MSCHAP_LM_ENC_PW:
+	case PW_MSCHAP_NT_ENC_PW:
+	case PW_MSCHAP2_RESPONSE:
+	case PW_MSCHAP2_CPW:
+		return 1;
+	default:
+		return 0;
+	}
 }
 
 static int
@@ -371,6 +392,14 @@ check_policy(CONF_SECTION *conf, struct rlm_shinkin_otp *inst)
 	    sotp_policy_has_context(probe, inst->context) != SOTP_OK) {
 		cf_log_err_cs(conf, "context = \"%s\": not defined in %s",
 		    inst->context, inst->config);
+		goto out;
+	}
+	/* Else every request would be refused as UNKNOWN_CONTEXT. */
+	if (inst->context_da != NULL && !sotp_policy_has_services(probe)) {
+		cf_log_err_cs(conf,
+		    "context_attribute = \"%s\": %s has no [services] map "
+		    "to give its values a context",
+		    inst->context_attribute, inst->config);
 		goto out;
 	}
 	ret = 0;
@@ -729,7 +758,7 @@ mod_authorize(void *instance, REQUEST *request)
 	struct sotp_contract_info info;
 	struct rlm_request r;
 	struct sotp_ctx *ctx;
-	char service[ATTR_MAX + 1];
+	char service[ATTR_MAX + 1], why[128];
 	const char *user;
 	VALUE_PAIR *vp;
 	int rc;
@@ -742,16 +771,33 @@ mod_authorize(void *instance, REQUEST *request)
 	 */
 	if (sign_reply(request) != 0)
 		return RLM_MODULE_FAIL;
-	if (inst->auth_type == NULL ||
-	    fr_pair_find_by_num(request->config, PW_AUTH_TYPE, 0, TAG_ANY) !=
-	        NULL)
+	if (fr_pair_find_by_num(request->config, PW_AUTH_TYPE, 0, TAG_ANY) !=
+	    NULL)
 		return RLM_MODULE_NOOP;
+	/*
+	 * Not refused at the start: a module called only under an Auth-Type
+	 * of another name, or enabled and not yet used, is a configuration
+	 * that works. Called here, it is not, and says so where -X is off.
+	 */
+	if (inst->auth_type == NULL) {
+		RERROR("No \"Auth-Type %s\" in any authenticate section: "
+		       "request not claimed (see rlm_shinkin_otp(5))",
+		    inst->name);
+		return RLM_MODULE_NOOP;
+	}
 	request_of(inst, request, &r, service, sizeof(service));
 	if ((user = rlm_contract_id(&r)) == NULL)
 		return RLM_MODULE_NOOP;
 	if ((ctx = thread_ctx(inst, request)) == NULL)
 		return RLM_MODULE_FAIL;
-	if (sotp_policy_hides_unknown(ctx))
+	/*
+	 * A User-Name that names no contract (two of them, or one holding a
+	 * NUL) is the engine's to refuse as malformed, audited and told,
+	 * under reveal as under hide: not looked up ("" is no contract) and
+	 * left to radiusd's bare reject, or to a module that reads the first.
+	 */
+	if (sotp_policy_hides_unknown(ctx) ||
+	    (user[0] == '\0' && rlm_malformed(&r, why, sizeof(why)) != NULL))
 		goto claim;
 	rc = sotp_contract_get(ctx, user, &info);
 	if (rc != SOTP_OK && rc != SOTP_ERR_NOT_FOUND)

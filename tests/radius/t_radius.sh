@@ -33,6 +33,12 @@ printf 'PROMPT_OTP = "Code from your token: "\n' >>"$SB/short.conf"
 grep -q '^lifetime = 2$' "$SB/short.conf" ||
 	{ notok "short-lived state policy"; exit 1; }
 sed 's/^language = ja$/language = en/' "$CONF" >"$SB/en.conf"
+# A policy that tells unknown contracts (the module then claims only
+# contracts and leaves other names to the modules after it).
+sed 's/^unknown_contract = hide$/unknown_contract = reveal/' "$CONF" \
+    >"$SB/reveal.conf"
+grep -q '^unknown_contract = reveal$' "$SB/reveal.conf" ||
+	{ notok "a policy with unknown_contract = reveal"; exit 1; }
 grep -q '^language = en$' "$SB/en.conf" ||
 	{ notok "an English policy"; exit 1; }
 
@@ -113,6 +119,10 @@ shinkin_otp short {
 	config = $SB/short.conf
 	context = login
 }
+shinkin_otp reveal {
+	config = $SB/reveal.conf
+	context = mobile
+}
 files {
 	filename = $T/users
 }
@@ -150,6 +160,9 @@ SERVERS="server shinkin-test {
 			case \"short\" {
 				short
 			}
+			case \"reveal\" {
+				reveal
+			}
 			case \"site\" {
 				# as conf/freeradius/sites-available/shinkin-otp
 				update reply {
@@ -186,6 +199,9 @@ SERVERS="server shinkin-test {
 		Auth-Type short {
 			short
 		}
+		Auth-Type reveal {
+			reveal
+		}
 		Auth-Type PAP {
 			pap
 		}
@@ -198,7 +214,7 @@ FR_STATUS_SERVER=yes
 fr_write_conf "$MODULES" "$SERVERS"
 check "radiusd -C accepts the config" freeradius -C -d "$FR_DIR"
 fr_start X || { notok "radiusd -X starts"; exit 1; }
-ok "radiusd -X starts with seven module instances, files and pap"
+ok "radiusd -X starts with eight module instances, files and pap"
 
 # What the customer reads: the shipped policy's Japanese catalog.
 OTP_PROMPT="ワンタイムパスワード(半角数字)："
@@ -673,6 +689,62 @@ MSCHAP2=0x000001371934$(head -c 50 /dev/urandom | od -An -tx1 | tr -d ' \n')
 rl_refused w10 "User-Name=pat User-Password=pw-pat Attr-26=$MSCHAP2 Called-Station-Id=mobile" \
     pat mobile "MS-CHAP2-Response beside User-Password (one credential per request)" \
     "User-Password beside MS-CHAP2-Response: refused as malformed"
+# RFC 2548's change-password attributes carry a response and the new
+# password: a credential as the response is. They were not refused, and
+# the password beside them logged in.
+hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+rl_refused w11 "User-Name=pat User-Password=pw-pat Attr-26=0x000001371b46$(hex 68) Called-Station-Id=mobile" \
+    pat mobile "MS-CHAP2-CPW beside User-Password (one credential per request)" \
+    "User-Password beside MS-CHAP2-CPW: refused as malformed"
+rl_refused w12 "User-Name=pat User-Password=pw-pat Attr-26=0x000001370456$(hex 84) Called-Station-Id=mobile" \
+    pat mobile "MS-CHAP-CPW-2 beside User-Password (one credential per request)" \
+    "User-Password beside MS-CHAP-CPW-2: refused as malformed"
+# MS-CHAP-Challenge alone is not one (RFC 2548 2.3.2: the NAS's own
+# nonce, also sent in Access-Challenges; rlm_mschap takes no request on
+# it alone): the password beside it decides.
+printf '%s\n' "User-Name=pat User-Password=pw-pat Attr-26=0x000001370b12$(hex 16) Called-Station-Id=mobile" |
+    "$BUILD/tests/radload" -s "127.0.0.1:$PORT" -S "$SECRET" -t 5000 \
+    >"$T/w13.out" 2>&1
+check "MS-CHAP-Challenge beside User-Password is no second credential: accepted" \
+    grep -q '^0 0 accept ' "$T/w13.out"
+
+# unknown_contract = reveal: the module claims only contracts, and leaves
+# other names to the modules after it. A User-Name that names no contract
+# at all (one holding a NUL, or two of them) was looked up as "", found
+# nothing and was left to radiusd's bare Access-Reject: no audit line, no
+# Reply-Message, where the default mode gives the engine's BAD_INPUT
+# refusal. Both modes now refuse it the same audited way.
+# audited_in INSTANCE WHO CONTEXT DETAIL: as audited, from that instance
+audited_in() {
+	grep "rlm_shinkin_otp ($1): " "$FR_DIR/log/X.log" |
+	    grep -F "contract=$2 " | grep -F "context=$3 " |
+	    grep -qF "reason=BAD_INPUT(25) detail=\"$4\""
+}
+fresh_step 5
+mk_contract rita pw-rita yes || notok "rita: a contract for the reveal cases"
+exchange x1 "$(req rita pw-rita "Called-Station-Id = reveal")" "$(f_accept)" \
+    "reveal: a contract is claimed and decided (mobile: the password)"
+exchange x2 "$(req nobody pw-x "Called-Station-Id = reveal")" "$(f_reject)" \
+    "reveal: an unknown name is left to radiusd (its bare Access-Reject)"
+for x in x3 x4; do
+	if [ $x = x3 ]; then
+		what="reveal: a User-Name holding a NUL: refused as malformed, audited"
+		why="User-Name holds a NUL"
+		r="User-Name = \"rita\\000x\", User-Password = \"pw-rita\", Called-Station-Id = reveal, Message-Authenticator = 0x00"
+	else
+		what="reveal: two User-Names: refused as malformed, audited"
+		why="User-Name appears 2 times in the request (RFC 2865 allows one)"
+		r=$(req rita pw-rita "User-Name = \"nobody\"" "Called-Station-Id = reveal")
+	fi
+	if rad $x "$r" "$(f_reject "$M_BAD")" && audited_in reveal - mobile "$why"; then
+		ok "$what"
+	else
+		notok "$what"
+		sed 's/^/#   /' "$T/$x.out"
+		grep "rlm_shinkin_otp (reveal)" "$FR_DIR/log/X.log" | tail -n 3 |
+		    sed 's/^/#   log: /'
+	fi
+done
 # Status-Server: the module answers it while the store does.
 status ss1
 [ "$(reply_of ss1)" = Access-Accept ] &&
@@ -929,5 +1001,79 @@ check_refused "a context attribute that carries a CHAP response" \
 	context_attribute = CHAP-Password"
 check_refused "a missing policy file" "$SB/none.conf" "	config = $SB/none.conf
 	context = login"
+# context_attribute with no [services] map (absent, or a header alone):
+# every request would be refused as UNKNOWN_CONTEXT. It was taken.
+grep -q '^ib-login = login$' "$GOOD" ||
+	notok "the fresh policy has a [services] map to remove"
+awk '/^\[/ { svc = ($0 == "[services]") } !svc' "$GOOD" >"$SB/fresh/nosvc.conf"
+awk '/^\[/ { svc = ($0 == "[services]"); if (svc) print } !svc' "$GOOD" \
+    >"$SB/fresh/emptysvc.conf"
+for f in nosvc emptysvc; do
+	check_refused "context_attribute without services ($f)" \
+	    "context_attribute = \"NAS-Identifier\": $SB/fresh/$f.conf has no [services] map" \
+	    "	config = $SB/fresh/$f.conf
+	context_attribute = NAS-Identifier"
+done
+# With a fixed context the same policy is fine: the map is not read.
+fr_setup "$T/nosvc-ok"
+fr_write_conf "shinkin_otp {
+	config = $SB/fresh/nosvc.conf
+	context = login
+}" "server x {
+	listen {
+		type = auth
+		ipaddr = 127.0.0.1
+		port = $PORT
+	}
+	authorize {
+		shinkin_otp
+	}
+	authenticate {
+		Auth-Type shinkin_otp {
+			shinkin_otp
+		}
+	}
+}"
+check "  while a fixed context needs no [services] map" \
+    freeradius -C -d "$FR_DIR"
+
+# The module called in authorize with no "Auth-Type shinkin_otp" in any
+# authenticate section: not refused at the start (radiusd -C passes), as
+# a module called only under an Auth-Type of another name, or enabled in
+# mods-enabled and not yet in a site, works; but each request it then
+# cannot claim says so in radiusd's log, where it was refused in silence.
+fr_setup "$T/noauth"
+fr_write_conf "shinkin_otp {
+	config = $GOOD
+	context = mobile
+}
+pap {
+}" "server x {
+	listen {
+		type = auth
+		ipaddr = 127.0.0.1
+		port = $PORT
+	}
+	authorize {
+		shinkin_otp
+	}
+	authenticate {
+		Auth-Type PAP {
+			pap
+		}
+	}
+}"
+check "no Auth-Type section for the module: radiusd -C passes" \
+    freeradius -C -d "$FR_DIR"
+if fr_start f; then
+	exchange na1 "$(req somebody pw-x)" "$(f_reject)" \
+	    "  a request then gets radiusd's reject, signed"
+	check "  and radiusd's log names the missing section" \
+	    grep -qF 'No "Auth-Type shinkin_otp" in any authenticate section' \
+	    "$FR_DIR/log/radius.log"
+	fr_stop
+else
+	notok "radiusd -f starts without the module's Auth-Type section"
+fi
 
 exit 0

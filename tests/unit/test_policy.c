@@ -174,6 +174,7 @@ test_policy_shipped_service_map(void **state)
 
 	(void)state;
 	assert_int_equal(ctx->pol.nservices, 9);
+	assert_int_equal(sotp_policy_has_services(ctx), 1);
 	assert_maps(ctx, "ib-transfer", "transaction");
 	assert_maps(ctx, "transfer", "transaction");
 	assert_maps(ctx, "sshd", "login");
@@ -231,6 +232,8 @@ test_policy_minimal_gets_defaults(void **state)
 	assert_int_equal(p->default_kind, 0);
 	assert_int_equal(p->kinds[0].sunset_end, 0);
 	assert_int_equal(p->nservices, 0);
+	assert_int_equal(sotp_policy_has_services(ctx), 0);
+	assert_int_equal(sotp_policy_has_services(NULL), 0);
 	assert_int_equal(
 	    sotp_policy_context_for(ctx, "sshd", &got), SOTP_ERR_NOT_FOUND);
 	assert_string_equal(p->issuer, "shinkin-otp");
