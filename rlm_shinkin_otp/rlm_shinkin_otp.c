@@ -303,6 +303,18 @@ is_credential(const DICT_ATTR *da)
 	}
 }
 
+/*
+ * Client-Shortname: the shortname of the client entry the request came
+ * through (clients.conf), which the NAS cannot choose, unlike anything it
+ * puts in its request. radiusd computes it (a virtual attribute), so it
+ * is read from the client, not from the request's attributes.
+ */
+static int
+is_client_shortname(const DICT_ATTR *da)
+{
+	return da != NULL && da->vendor == 0 && da->attr == PW_CLIENT_SHORTNAME;
+}
+
 static int
 check_options(CONF_SECTION *conf, struct rlm_shinkin_otp *inst)
 {
@@ -345,6 +357,16 @@ check_options(CONF_SECTION *conf, struct rlm_shinkin_otp *inst)
 			cf_log_err_cs(conf,
 			    "context_attribute = \"%s\": carries a secret, which "
 			    "would be logged as the service name",
+			    inst->context_attribute);
+			return -1;
+		}
+		/* Else never in a request: every one would be refused. */
+		if (inst->context_da->flags.virtual &&
+		    !is_client_shortname(inst->context_da)) {
+			cf_log_err_cs(conf,
+			    "context_attribute = \"%s\": radiusd computes it, no "
+			    "request carries it (of those, only Client-Shortname "
+			    "is taken)",
 			    inst->context_attribute);
 			return -1;
 		}
@@ -568,7 +590,14 @@ request_of(const struct rlm_shinkin_otp *inst, REQUEST *request,
 		r->state = vp->vp_octets;
 		r->state_len = vp->vp_length;
 	}
-	if (inst->context_da != NULL &&
+	if (is_client_shortname(inst->context_da)) {
+		r->service_attr = inst->context_da->name;
+		if (request->client != NULL &&
+		    request->client->shortname != NULL) {
+			r->service = request->client->shortname;
+			r->service_len = strlen(r->service);
+		}
+	} else if (inst->context_da != NULL &&
 	    (vp = fr_pair_find_by_da(
 	         request->packet->vps, inst->context_da, TAG_ANY)) != NULL) {
 		r->service_attr = inst->context_da->name;

@@ -41,6 +41,11 @@ grep -q '^unknown_contract = reveal$' "$SB/reveal.conf" ||
 	{ notok "a policy with unknown_contract = reveal"; exit 1; }
 grep -q '^language = en$' "$SB/en.conf" ||
 	{ notok "an English policy"; exit 1; }
+# A policy whose [services] map names this suite's client entry ("local",
+# its shortname), for context_attribute = Client-Shortname.
+sed 's/^\[services\]$/[services]\nlocal = login/' "$CONF" >"$SB/cs.conf"
+grep -q '^local = login$' "$SB/cs.conf" ||
+	{ notok "a policy mapping the client local"; exit 1; }
 
 # mk_contract ID PASSWORD LOGIN: a token tok-ID with a fresh secret bound
 # with the previous step's code (so the current code is still unused).
@@ -115,6 +120,10 @@ shinkin_otp mobile {
 	config = $CONF
 	context = mobile
 }
+shinkin_otp cs {
+	config = $SB/cs.conf
+	context_attribute = Client-Shortname
+}
 shinkin_otp short {
 	config = $SB/short.conf
 	context = login
@@ -157,6 +166,9 @@ SERVERS="server shinkin-test {
 			case \"mobile\" {
 				mobile
 			}
+			case \"cs\" {
+				cs
+			}
 			case \"short\" {
 				short
 			}
@@ -195,6 +207,9 @@ SERVERS="server shinkin-test {
 		}
 		Auth-Type mobile {
 			mobile
+		}
+		Auth-Type cs {
+			cs
 		}
 		Auth-Type short {
 			short
@@ -370,6 +385,16 @@ exchange j1 "$(req judy "$(code judy)" "Called-Station-Id = nas" \
 exchange j2 "$(req judy pw-judy "Called-Station-Id = nas" \
     "NAS-Identifier = ib-mobile")" "$(f_accept)" \
     "NAS-Identifier ib-mobile -> mobile: the password alone is accepted"
+# With context_attribute = Client-Shortname the client entry the request
+# came through names the service, not the NAS: a NAS that says ib-mobile
+# (the password alone, just above) still gets its entry's context, login
+# here, which asks for the code.
+rad cs1 "$(req judy pw-judy "Called-Station-Id = cs" \
+    "NAS-Identifier = ib-mobile")"
+check "Client-Shortname: a NAS saying ib-mobile gets its entry's context" \
+    test "$(reply_of cs1)" = Access-Challenge
+check "  logged as the client's context" grep -q \
+    'Client-Shortname "local" -> context login' "$FR_DIR/log/X.log"
 # A NAS-Identifier the [services] map does not name: refused by the core
 # as a decision (UNKNOWN_CONTEXT), as an unknown context is: the customer
 # told, an audit row naming the value, radiusd's log line for the
@@ -991,6 +1016,11 @@ check_refused "an undefined context" 'not defined in' "	config = $GOOD
 	context = no-such-context"
 check_refused "an unknown attribute" 'no such attribute' "	config = $GOOD
 	context_attribute = Bogus-Attr-Zz"
+# radiusd computes it; no request carries it, so every one was refused.
+check_refused "a virtual attribute other than Client-Shortname" \
+    'context_attribute = "Packet-Src-IP-Address": radiusd computes it' \
+    "	config = $GOOD
+	context_attribute = Packet-Src-IP-Address"
 # The value of an unmapped context attribute is logged, as the service
 # name: an attribute that carries a secret would put it in the log.
 check_refused "a context attribute that carries a password" \
