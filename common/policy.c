@@ -746,6 +746,7 @@ static int
 parse_line(struct parser *ps, char *line)
 {
 	char *s, *eq, *key, *val;
+	size_t n = strlen(line);
 
 	/* Catalogs and overrides are UTF-8, and so is the whole file. */
 	if (!sotp_utf8_valid(line, strlen(line)))
@@ -758,6 +759,17 @@ parse_line(struct parser *ps, char *line)
 		return perr(ps,
 		    "a byte order mark (U+FEFF) starts the line: "
 		    "save the file as UTF-8 without one");
+	/*
+	 * LF or CR LF ends a line. A CR anywhere else would hide what
+	 * follows it on a screen, and a file saved with CR line ends would
+	 * read as one line: its first key's value, or one long comment.
+	 */
+	if (n > 0 && line[n - 1] == '\r')
+		line[n - 1] = '\0';
+	if (strchr(line, '\r') != NULL)
+		return perr(ps,
+		    "a carriage return (U+000D) inside the line: save the file "
+		    "with LF or CR LF line ends");
 	s = trim(line);
 	if (*s == '\0' || *s == '#')
 		return SOTP_OK;
@@ -1014,6 +1026,36 @@ policy_file_safe(FILE *f, const char *path, char *err, size_t errsz)
 	return SOTP_OK;
 }
 
+/*
+ * The next line of f into buf[bufsz], without its '\n'; *got 0 at the
+ * end of the file. fgets would stop at a NUL (the rest of its line read
+ * as a new one, or dropped on the last line) and could not tell a line
+ * cut at the buffer's end from a last line without a '\n'.
+ */
+static int
+read_line(struct parser *ps, FILE *f, char *buf, size_t bufsz, int *got)
+{
+	size_t n = 0;
+	int c;
+
+	*got = 0;
+	if ((c = getc(f)) == EOF)
+		return ferror(f) ? perr(ps, "read error") : SOTP_OK;
+	ps->line++;
+	*got = 1;
+	for (; c != EOF && c != '\n'; c = getc(f)) {
+		if (c == '\0')
+			return perr(ps, "a NUL byte in the line");
+		if (n + 1 >= bufsz)
+			return perr(ps, "line too long");
+		buf[n++] = (char)c;
+	}
+	if (ferror(f))
+		return perr(ps, "read error");
+	buf[n] = '\0';
+	return SOTP_OK;
+}
+
 int
 sotp_policy_read(
     const char *path, struct sotp_policy *p, char *err, size_t errsz)
@@ -1021,7 +1063,7 @@ sotp_policy_read(
 	struct parser *ps = NULL;
 	FILE *f = NULL;
 	char line[2048];
-	int rc = SOTP_ERR_INTERNAL, fd = -1;
+	int rc = SOTP_ERR_INTERNAL, fd = -1, got;
 
 	if (path == NULL || p == NULL || err == NULL)
 		return SOTP_ERR_INVALID_ARG;
@@ -1053,18 +1095,14 @@ sotp_policy_read(
 	}
 	if ((rc = policy_file_safe(f, path, err, errsz)) != SOTP_OK)
 		goto out;
-	while (fgets(line, sizeof(line), f) != NULL) {
-		ps->line++;
-		if (strchr(line, '\n') == NULL && !feof(f)) {
-			rc = perr(ps, "line too long");
+	for (;;) {
+		if ((rc = read_line(ps, f, line, sizeof(line), &got)) !=
+		    SOTP_OK)
 			goto out;
-		}
+		if (!got)
+			break;
 		if ((rc = parse_line(ps, line)) != SOTP_OK)
 			goto out;
-	}
-	if (ferror(f)) {
-		rc = perr(ps, "read error");
-		goto out;
 	}
 	ps->line++;
 	if ((rc = finish(ps)) != SOTP_OK)
