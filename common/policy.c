@@ -742,10 +742,24 @@ trim(char *s)
 	return s;
 }
 
+/* The first character of s that a screen would not show as it is. */
+static const char *
+hazard_in(const char *s, unsigned int *cp)
+{
+	const char *what;
+
+	for (; *s != '\0'; s++)
+		if ((what = sotp_text_hazard(s, cp)) != NULL)
+			return what;
+	return NULL;
+}
+
 static int
 parse_line(struct parser *ps, char *line)
 {
 	char *s, *eq, *key, *val;
+	const char *what;
+	unsigned int cp;
 	size_t n = strlen(line);
 
 	/* Catalogs and overrides are UTF-8, and so is the whole file. */
@@ -773,8 +787,18 @@ parse_line(struct parser *ps, char *line)
 	s = trim(line);
 	if (*s == '\0' || *s == '#')
 		return SOTP_OK;
-	if (*s == '[')
+	/*
+	 * What the operator cannot see in the file is refused with its
+	 * code point: it would make a name or a path other than the one
+	 * read, or an issuer that shows otherwise. [messages] texts have
+	 * their own check, naming the message (finish()).
+	 */
+	if (*s == '[') {
+		if ((what = hazard_in(s, &cp)) != NULL)
+			return perr(ps, "the section header holds %s (U+%04X)",
+			    what, cp);
 		return section(ps, s);
+	}
 	if ((eq = strchr(s, '=')) == NULL)
 		return perr(ps, "expected 'key = value' or '[section]'");
 	*eq = '\0';
@@ -782,8 +806,13 @@ parse_line(struct parser *ps, char *line)
 	val = trim(eq + 1);
 	if (*key == '\0')
 		return perr(ps, "missing key before '='");
+	if ((what = hazard_in(key, &cp)) != NULL)
+		return perr(ps, "the key holds %s (U+%04X)", what, cp);
 	if (*val == '\0')
 		return perr(ps, "%s: missing value", key);
+	if (ps->sec != SEC_MESSAGES && (what = hazard_in(val, &cp)) != NULL)
+		return perr(
+		    ps, "%s: the value holds %s (U+%04X)", key, what, cp);
 	return keyval(ps, key, val);
 }
 
