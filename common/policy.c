@@ -258,6 +258,35 @@ not_padded(struct parser *ps, const char *key, const char *val)
 	return SOTP_OK;
 }
 
+/*
+ * Outside [messages] a value is taken as written: quotes would stay in
+ * it, and a '#' after a blank would end up in a path or a URL. Both are
+ * refused, so that issuer = "Bank" or store = sqlite:x.db # main is never
+ * misread. A store's text is not shown: a libpq string may hold a
+ * password.
+ */
+static int
+plain_value(struct parser *ps, const struct option *o, const char *val)
+{
+	const char *hash;
+
+	if (val[0] == '"' || val[0] == '\'')
+		return perr(ps,
+		    "%s: a quoted value; only [messages] texts take quotes: "
+		    "write it without them",
+		    o->key);
+	if (o->type == V_STR || (hash = strstr(val, " #")) == NULL)
+		return SOTP_OK;
+	if (o->type == V_STORE)
+		return perr(ps,
+		    "store: a '#' after a blank reads as a comment; a comment "
+		    "takes a line of its own");
+	return perr(ps,
+	    "%s: '%s' after the value reads as a comment; a comment takes a "
+	    "line of its own",
+	    o->key, hash + 1);
+}
+
 static int
 set_option(struct parser *ps, const struct option *o, const char *val)
 {
@@ -265,6 +294,10 @@ set_option(struct parser *ps, const struct option *o, const char *val)
 	long long v;
 	int rc;
 
+	if ((o->type == V_STR || o->type == V_PATH || o->type == V_METRICS ||
+	        o->type == V_STORE || o->type == V_MODULE) &&
+	    (rc = plain_value(ps, o, val)) != SOTP_OK)
+		return rc;
 	switch (o->type) {
 	case V_UINT:
 		if ((rc = not_padded(ps, o->key, val)) != SOTP_OK)
@@ -681,6 +714,11 @@ section(struct parser *ps, char *s)
 
 	if ((end = strchr(s, ']')) == NULL || end[1] != '\0')
 		return perr(ps, "malformed section header");
+	/* "[ otp ]" would otherwise be reported as the section "[]". */
+	if (s[1] == ' ' || end[-1] == ' ')
+		return perr(ps,
+		    "malformed section header: no blank after '[' or before "
+		    "']'");
 	*end = '\0';
 	s++;
 	if ((arg = strchr(s, ' ')) != NULL) {
