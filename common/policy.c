@@ -415,6 +415,10 @@ set_option(struct parser *ps, const struct option *o, const char *val)
 			    (int)strcspn(val, ":"), val);
 		if (val[7] == '\0')
 			return perr(ps, "store: sqlite: needs a file path");
+		/* Else a relative path starting with a blank: another file. */
+		if (val[7] == ' ')
+			return perr(ps,
+			    "store: a blank after sqlite: (write sqlite:PATH)");
 		memcpy(base, "sqlite:", 7);
 		return resolve_path(ps, val + 7, base + 7, o->size - 7);
 	}
