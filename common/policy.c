@@ -644,19 +644,29 @@ service_key(struct parser *ps, const char *key, const char *val)
 static int
 message_key(struct parser *ps, const char *key, const char *val)
 {
-	size_t n = strlen(val);
+	size_t i, n = strlen(val);
 	int row;
 
 	if ((row = sotp_msg_find(key)) < 0)
 		return perr(ps, "unknown message '%s' in [messages]", key);
 	if (ps->msg_line[row] != 0)
 		return perr(ps, "'%s' is set twice", key);
+	/* A forgotten closing quote would show the opening one. */
+	if (val[0] == '"' && (n < 2 || val[n - 1] != '"'))
+		return perr(ps,
+		    "%s: an opening quote without its closing one at the end "
+		    "of the text",
+		    key);
 	if (n >= 2 && val[0] == '"' && val[n - 1] == '"') {
 		val++;
 		n -= 2;
 	}
 	if (n == 0)
 		return perr(ps, "%s: empty message", key);
+	for (i = 0; i < n && val[i] == ' '; i++)
+		;
+	if (i == n)
+		return perr(ps, "%s: a text of blanks only", key);
 	if (n > SOTP_REPLY_MAX)
 		return perr(ps,
 		    "%s: %zu octets; one RADIUS Reply-Message holds %d", key, n,
