@@ -1000,12 +1000,38 @@ check_messages(struct parser *ps)
 	return SOTP_OK;
 }
 
-/* A PKCS#11 key-encryption key is named in full, or not at all. */
+/*
+ * A PKCS#11 key-encryption key is named in full, or not at all. Named
+ * under kek = file, the token would not be used, silently: whoever wrote
+ * it but forgot kek = pkcs11 would believe the keys in the HSM.
+ */
 static int
 check_kek(struct parser *ps)
 {
 	const struct sotp_policy *p = ps->p;
+	const struct option *o, *first = NULL;
+	unsigned int line = 0;
+	size_t i;
 
+	for (i = 0; p->kek == SOTP_KEK_FILE &&
+	     i < sizeof(options) / sizeof(options[0]);
+	     i++) {
+		o = &options[i];
+		/* The module alone names no token (and the dump prints it). */
+		if (o->sec == SEC_KEY && strncmp(o->key, "pkcs11_", 7) == 0 &&
+		    o->type != V_MODULE && ps->seen[i] != 0 &&
+		    (line == 0 || ps->seen[i] < line)) {
+			line = ps->seen[i];
+			first = o;
+		}
+	}
+	if (first != NULL) {
+		ps->line = line;
+		return perr(ps,
+		    "[key] %s is set, but kek = file does not use it: set "
+		    "kek = pkcs11, or remove %s",
+		    first->key, first->key);
+	}
 	if (p->kek != SOTP_KEK_PKCS11 ||
 	    (p->p11_token[0] != '\0' && p->p11_key[0] != '\0' &&
 	        p->p11_pin_file[0] != '\0'))
