@@ -510,6 +510,19 @@ invisible(const char *s, unsigned int *cp)
 	return NULL;
 }
 
+const char *
+sotp_text_hazard(const char *s, unsigned int *cp)
+{
+	*cp = (unsigned char)*s;
+	if ((unsigned char)*s < 0x20 || *s == 0x7f)
+		return "a control character";
+	if (c1(s) || bidi(s)) {
+		*cp = codepoint(s);
+		return c1(s) ? "a control character" : "a direction override";
+	}
+	return invisible(s, cp);
+}
+
 int
 sotp_msg_check(const struct sotp_policy *p, int row, char *why, size_t whysz)
 {

@@ -258,6 +258,35 @@ not_padded(struct parser *ps, const char *key, const char *val)
 	return SOTP_OK;
 }
 
+/*
+ * Outside [messages] a value is taken as written: quotes would stay in
+ * it, and a '#' after a blank would end up in a path or a URL. Both are
+ * refused, so that issuer = "Bank" or store = sqlite:x.db # main is never
+ * misread. A store's text is not shown: a libpq string may hold a
+ * password.
+ */
+static int
+plain_value(struct parser *ps, const struct option *o, const char *val)
+{
+	const char *hash;
+
+	if (val[0] == '"' || val[0] == '\'')
+		return perr(ps,
+		    "%s: a quoted value; only [messages] texts take quotes: "
+		    "write it without them",
+		    o->key);
+	if (o->type == V_STR || (hash = strstr(val, " #")) == NULL)
+		return SOTP_OK;
+	if (o->type == V_STORE)
+		return perr(ps,
+		    "store: a '#' after a blank reads as a comment; a comment "
+		    "takes a line of its own");
+	return perr(ps,
+	    "%s: '%s' after the value reads as a comment; a comment takes a "
+	    "line of its own",
+	    o->key, hash + 1);
+}
+
 static int
 set_option(struct parser *ps, const struct option *o, const char *val)
 {
@@ -265,6 +294,10 @@ set_option(struct parser *ps, const struct option *o, const char *val)
 	long long v;
 	int rc;
 
+	if ((o->type == V_STR || o->type == V_PATH || o->type == V_METRICS ||
+	        o->type == V_STORE || o->type == V_MODULE) &&
+	    (rc = plain_value(ps, o, val)) != SOTP_OK)
+		return rc;
 	switch (o->type) {
 	case V_UINT:
 		if ((rc = not_padded(ps, o->key, val)) != SOTP_OK)
@@ -382,6 +415,10 @@ set_option(struct parser *ps, const struct option *o, const char *val)
 			    (int)strcspn(val, ":"), val);
 		if (val[7] == '\0')
 			return perr(ps, "store: sqlite: needs a file path");
+		/* Else a relative path starting with a blank: another file. */
+		if (val[7] == ' ')
+			return perr(ps,
+			    "store: a blank after sqlite: (write sqlite:PATH)");
 		memcpy(base, "sqlite:", 7);
 		return resolve_path(ps, val + 7, base + 7, o->size - 7);
 	}
@@ -607,19 +644,29 @@ service_key(struct parser *ps, const char *key, const char *val)
 static int
 message_key(struct parser *ps, const char *key, const char *val)
 {
-	size_t n = strlen(val);
+	size_t i, n = strlen(val);
 	int row;
 
 	if ((row = sotp_msg_find(key)) < 0)
 		return perr(ps, "unknown message '%s' in [messages]", key);
 	if (ps->msg_line[row] != 0)
 		return perr(ps, "'%s' is set twice", key);
+	/* A forgotten closing quote would show the opening one. */
+	if (val[0] == '"' && (n < 2 || val[n - 1] != '"'))
+		return perr(ps,
+		    "%s: an opening quote without its closing one at the end "
+		    "of the text",
+		    key);
 	if (n >= 2 && val[0] == '"' && val[n - 1] == '"') {
 		val++;
 		n -= 2;
 	}
 	if (n == 0)
 		return perr(ps, "%s: empty message", key);
+	for (i = 0; i < n && val[i] == ' '; i++)
+		;
+	if (i == n)
+		return perr(ps, "%s: a text of blanks only", key);
 	if (n > SOTP_REPLY_MAX)
 		return perr(ps,
 		    "%s: %zu octets; one RADIUS Reply-Message holds %d", key, n,
@@ -681,6 +728,11 @@ section(struct parser *ps, char *s)
 
 	if ((end = strchr(s, ']')) == NULL || end[1] != '\0')
 		return perr(ps, "malformed section header");
+	/* "[ otp ]" would otherwise be reported as the section "[]". */
+	if (s[1] == ' ' || end[-1] == ' ')
+		return perr(ps,
+		    "malformed section header: no blank after '[' or before "
+		    "']'");
 	*end = '\0';
 	s++;
 	if ((arg = strchr(s, ' ')) != NULL) {
@@ -742,10 +794,25 @@ trim(char *s)
 	return s;
 }
 
+/* The first character of s that a screen would not show as it is. */
+static const char *
+hazard_in(const char *s, unsigned int *cp)
+{
+	const char *what;
+
+	for (; *s != '\0'; s++)
+		if ((what = sotp_text_hazard(s, cp)) != NULL)
+			return what;
+	return NULL;
+}
+
 static int
 parse_line(struct parser *ps, char *line)
 {
 	char *s, *eq, *key, *val;
+	const char *what;
+	unsigned int cp;
+	size_t n = strlen(line);
 
 	/* Catalogs and overrides are UTF-8, and so is the whole file. */
 	if (!sotp_utf8_valid(line, strlen(line)))
@@ -758,11 +825,32 @@ parse_line(struct parser *ps, char *line)
 		return perr(ps,
 		    "a byte order mark (U+FEFF) starts the line: "
 		    "save the file as UTF-8 without one");
+	/*
+	 * LF or CR LF ends a line. A CR anywhere else would hide what
+	 * follows it on a screen, and a file saved with CR line ends would
+	 * read as one line: its first key's value, or one long comment.
+	 */
+	if (n > 0 && line[n - 1] == '\r')
+		line[n - 1] = '\0';
+	if (strchr(line, '\r') != NULL)
+		return perr(ps,
+		    "a carriage return (U+000D) inside the line: save the file "
+		    "with LF or CR LF line ends");
 	s = trim(line);
 	if (*s == '\0' || *s == '#')
 		return SOTP_OK;
-	if (*s == '[')
+	/*
+	 * What the operator cannot see in the file is refused with its
+	 * code point: it would make a name or a path other than the one
+	 * read, or an issuer that shows otherwise. [messages] texts have
+	 * their own check, naming the message (finish()).
+	 */
+	if (*s == '[') {
+		if ((what = hazard_in(s, &cp)) != NULL)
+			return perr(ps, "the section header holds %s (U+%04X)",
+			    what, cp);
 		return section(ps, s);
+	}
 	if ((eq = strchr(s, '=')) == NULL)
 		return perr(ps, "expected 'key = value' or '[section]'");
 	*eq = '\0';
@@ -770,8 +858,13 @@ parse_line(struct parser *ps, char *line)
 	val = trim(eq + 1);
 	if (*key == '\0')
 		return perr(ps, "missing key before '='");
+	if ((what = hazard_in(key, &cp)) != NULL)
+		return perr(ps, "the key holds %s (U+%04X)", what, cp);
 	if (*val == '\0')
 		return perr(ps, "%s: missing value", key);
+	if (ps->sec != SEC_MESSAGES && (what = hazard_in(val, &cp)) != NULL)
+		return perr(
+		    ps, "%s: the value holds %s (U+%04X)", key, what, cp);
 	return keyval(ps, key, val);
 }
 
@@ -907,12 +1000,38 @@ check_messages(struct parser *ps)
 	return SOTP_OK;
 }
 
-/* A PKCS#11 key-encryption key is named in full, or not at all. */
+/*
+ * A PKCS#11 key-encryption key is named in full, or not at all. Named
+ * under kek = file, the token would not be used, silently: whoever wrote
+ * it but forgot kek = pkcs11 would believe the keys in the HSM.
+ */
 static int
 check_kek(struct parser *ps)
 {
 	const struct sotp_policy *p = ps->p;
+	const struct option *o, *first = NULL;
+	unsigned int line = 0;
+	size_t i;
 
+	for (i = 0; p->kek == SOTP_KEK_FILE &&
+	     i < sizeof(options) / sizeof(options[0]);
+	     i++) {
+		o = &options[i];
+		/* The module alone names no token (and the dump prints it). */
+		if (o->sec == SEC_KEY && strncmp(o->key, "pkcs11_", 7) == 0 &&
+		    o->type != V_MODULE && ps->seen[i] != 0 &&
+		    (line == 0 || ps->seen[i] < line)) {
+			line = ps->seen[i];
+			first = o;
+		}
+	}
+	if (first != NULL) {
+		ps->line = line;
+		return perr(ps,
+		    "[key] %s is set, but kek = file does not use it: set "
+		    "kek = pkcs11, or remove %s",
+		    first->key, first->key);
+	}
 	if (p->kek != SOTP_KEK_PKCS11 ||
 	    (p->p11_token[0] != '\0' && p->p11_key[0] != '\0' &&
 	        p->p11_pin_file[0] != '\0'))
@@ -1014,6 +1133,36 @@ policy_file_safe(FILE *f, const char *path, char *err, size_t errsz)
 	return SOTP_OK;
 }
 
+/*
+ * The next line of f into buf[bufsz], without its '\n'; *got 0 at the
+ * end of the file. fgets would stop at a NUL (the rest of its line read
+ * as a new one, or dropped on the last line) and could not tell a line
+ * cut at the buffer's end from a last line without a '\n'.
+ */
+static int
+read_line(struct parser *ps, FILE *f, char *buf, size_t bufsz, int *got)
+{
+	size_t n = 0;
+	int c;
+
+	*got = 0;
+	if ((c = getc(f)) == EOF)
+		return ferror(f) ? perr(ps, "read error") : SOTP_OK;
+	ps->line++;
+	*got = 1;
+	for (; c != EOF && c != '\n'; c = getc(f)) {
+		if (c == '\0')
+			return perr(ps, "a NUL byte in the line");
+		if (n + 1 >= bufsz)
+			return perr(ps, "line too long");
+		buf[n++] = (char)c;
+	}
+	if (ferror(f))
+		return perr(ps, "read error");
+	buf[n] = '\0';
+	return SOTP_OK;
+}
+
 int
 sotp_policy_read(
     const char *path, struct sotp_policy *p, char *err, size_t errsz)
@@ -1021,7 +1170,7 @@ sotp_policy_read(
 	struct parser *ps = NULL;
 	FILE *f = NULL;
 	char line[2048];
-	int rc = SOTP_ERR_INTERNAL, fd = -1;
+	int rc = SOTP_ERR_INTERNAL, fd = -1, got;
 
 	if (path == NULL || p == NULL || err == NULL)
 		return SOTP_ERR_INVALID_ARG;
@@ -1053,18 +1202,14 @@ sotp_policy_read(
 	}
 	if ((rc = policy_file_safe(f, path, err, errsz)) != SOTP_OK)
 		goto out;
-	while (fgets(line, sizeof(line), f) != NULL) {
-		ps->line++;
-		if (strchr(line, '\n') == NULL && !feof(f)) {
-			rc = perr(ps, "line too long");
+	for (;;) {
+		if ((rc = read_line(ps, f, line, sizeof(line), &got)) !=
+		    SOTP_OK)
 			goto out;
-		}
+		if (!got)
+			break;
 		if ((rc = parse_line(ps, line)) != SOTP_OK)
 			goto out;
-	}
-	if (ferror(f)) {
-		rc = perr(ps, "read error");
-		goto out;
 	}
 	ps->line++;
 	if ((rc = finish(ps)) != SOTP_OK)

@@ -938,6 +938,13 @@ void sotp_msg_format(const struct sotp_policy *p, int key,
  */
 int sotp_msg_check(
     const struct sotp_policy *p, int row, char *why, size_t whysz);
+/*
+ * What the character at s (in valid UTF-8) would hide or do on a screen,
+ * as "a control character", "a direction override" or the name of an
+ * invisible one, with its code point in *cp; NULL for any other. The
+ * policy reader refuses a key or a value holding one.
+ */
+const char *sotp_text_hazard(const char *s, unsigned int *cp);
 
 /* ---- input.c: forgiving input, strict verification ---- */
 

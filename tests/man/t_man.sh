@@ -38,3 +38,17 @@ for o in $(sed -n 's/.*SEC_\(KEY\|STORE\), "\([a-z0-9_]*\)".*/\2/p' "$TOP/common
 	check "shinkin-otp.conf.5 documents $o" \
 	    grep -q "^\.It Cm $o\b" "$TOP/man/shinkin-otp.conf.5"
 done
+# Every option of the table, whatever its section, has its entry; and
+# every number range of the table is the one its entry gives
+# ("Ar LO..HI"), so that the page cannot promise what the parser refuses.
+# cost is bounded by its method's own range, documented per method.
+for o in $(sed -n 's/.*SEC_[A-Z]*, "\([a-z0-9_]*\)".*/\1/p' "$TOP/common/policy.c" | sort -u); do
+	check "shinkin-otp.conf.5 documents $o" \
+	    grep -q "^\.It Cm .*\b$o\b" "$TOP/man/shinkin-otp.conf.5"
+done
+sed -n 's/.*UOPT(SEC_[A-Z]*, "\([a-z0-9_]*\)", [a-z_]*, \([0-9]*\), \([0-9]*\)).*/\1 \2 \3/p' \
+    "$TOP/common/policy.c" | while read -r o lo hi; do
+	[ "$o" = cost ] && continue
+	check "shinkin-otp.conf.5 gives $o the range $lo..$hi" \
+	    grep -q "^\.It .*\b$o\b.*Ar $lo\.\.$hi\b" "$TOP/man/shinkin-otp.conf.5"
+done

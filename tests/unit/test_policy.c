@@ -684,6 +684,59 @@ test_policy_rejects_null_arguments(void **state)
 }
 
 /*
+ * Line ends as the reader takes them: a last line without '\n' is read
+ * whole, CR LF is a line end, and a line may hold 2047 octets (its '\n'
+ * aside) but not 2048, whatever it is.
+ */
+static void
+test_policy_line_ends_and_length(void **state)
+{
+	char tmp[] = "/tmp/sotp-policy-lines-XXXXXX";
+	char err[1024], want[128];
+	struct sotp_policy *p;
+	char *text;
+	int fd;
+
+	(void)state;
+	assert_non_null(p = malloc(sizeof(*p)));
+	assert_non_null(text = malloc(4096));
+	assert_true((fd = mkstemp(tmp)) >= 0);
+	close(fd);
+
+	write_file(tmp, "[otp]\ndigits = 8");
+	assert_int_equal(sotp_policy_read(tmp, p, err, sizeof(err)), SOTP_OK);
+	assert_int_equal(p->digits, 8);
+	write_file(tmp, "[otp]\r\ndigits = 7\r\n[lockout]\r\nthreshold = 9");
+	assert_int_equal(sotp_policy_read(tmp, p, err, sizeof(err)), SOTP_OK);
+	assert_int_equal(p->digits, 7);
+	assert_int_equal(p->lock_threshold, 9);
+
+	/* A comment of 2047 octets, then a key the reader must still see. */
+	text[0] = '#';
+	memset(text + 1, 'x', 2046);
+	strcpy(text + 2047, "\n[otp]\ndigits = 8\n");
+	write_file(tmp, text);
+	assert_int_equal(sotp_policy_read(tmp, p, err, sizeof(err)), SOTP_OK);
+	assert_int_equal(p->digits, 8);
+	/* One more octet: refused, on its own line, without a '\n' too. */
+	memset(text + 1, 'x', 2047);
+	strcpy(text + 2048, "\n[otp]\ndigits = 8\n");
+	write_file(tmp, text);
+	assert_int_equal(
+	    sotp_policy_read(tmp, p, err, sizeof(err)), SOTP_ERR_CONFIG);
+	snprintf(want, sizeof(want), "%s:1: line too long", tmp);
+	assert_string_equal(err, want);
+	text[2048] = '\0';
+	write_file(tmp, text);
+	assert_int_equal(
+	    sotp_policy_read(tmp, p, err, sizeof(err)), SOTP_ERR_CONFIG);
+	assert_string_equal(err, want);
+	unlink(tmp);
+	free(text);
+	free(p);
+}
+
+/*
  * sotp_time_parse: the three shapes, UTC, and nothing that timegm would
  * roll over to a neighbouring moment (the values: date -u -d ... +%s).
  */
@@ -744,6 +797,7 @@ main(void)
 	    cmocka_unit_test(test_policy_bad_files_fail_with_file_line),
 	    cmocka_unit_test(test_policy_unreadable_file),
 	    cmocka_unit_test(test_policy_rejects_null_arguments),
+	    cmocka_unit_test(test_policy_line_ends_and_length),
 	    cmocka_unit_test(test_time_parse),
 	};
 
