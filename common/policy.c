@@ -149,6 +149,8 @@ struct parser {
 	 * and 8 once any kind is the default.
 	 */
 	unsigned int ctx_seen;
+	/* [context]: the last line that set its password, factor or action */
+	unsigned int ctx_line[SOTP_MAX_CONTEXTS];
 	unsigned int kind_seen;
 	unsigned int service_line[SOTP_MAX_SERVICES];
 	char service_ctx[SOTP_MAX_SERVICES][SOTP_NAME_MAX];
@@ -567,6 +569,7 @@ context_key(struct parser *ps, const char *key, const char *val)
 	struct sotp_context_def *c = &ps->p->contexts[ps->p->ncontexts - 1];
 	int rc;
 
+	ps->ctx_line[ps->p->ncontexts - 1] = ps->line;
 	if (strcmp(key, "password") == 0) {
 		if ((rc = once(ps, &ps->ctx_seen, 1, key)) != SOTP_OK)
 			return rc;
@@ -943,6 +946,35 @@ questions(const struct sotp_context_def *c)
 	return n + (c->second != SOTP_2F_NONE);
 }
 
+/*
+ * A context that authenticates must ask for something: without the
+ * password and without a second factor (none, or the contract's own
+ * choice, which may be none) it would accept anyone who names a contract.
+ */
+static int
+check_asks(struct parser *ps)
+{
+	const struct sotp_context_def *c;
+	size_t i;
+
+	for (i = 0; i < ps->p->ncontexts; i++) {
+		c = &ps->p->contexts[i];
+		if (c->action != SOTP_ACT_AUTH || c->password ||
+		    (c->second != SOTP_2F_NONE && c->second != SOTP_2F_USER))
+			continue;
+		ps->line = ps->ctx_line[i];
+		return perr(ps,
+		    "[context %s] asks for nothing%s: password = none with "
+		    "factor = %s would accept anyone who names a contract",
+		    c->name,
+		    c->second == SOTP_2F_USER
+		        ? " from a contract whose login choice is none"
+		        : "",
+		    c->second == SOTP_2F_USER ? "user" : "none");
+	}
+	return SOTP_OK;
+}
+
 /* max_rounds must let every context finish, registration included. */
 static int
 check_rounds(struct parser *ps)
@@ -1088,7 +1120,8 @@ finish(struct parser *ps)
 		    (const char *)NULL);
 		return perr(ps, "[card] cells exceeds rows x columns");
 	}
-	if ((rc = check_rounds(ps)) != SOTP_OK)
+	if ((rc = check_asks(ps)) != SOTP_OK ||
+	    (rc = check_rounds(ps)) != SOTP_OK)
 		return rc;
 	if ((rc = check_kek(ps)) != SOTP_OK)
 		return rc;
