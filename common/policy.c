@@ -12,6 +12,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1129,16 +1130,85 @@ finish(struct parser *ps)
 }
 
 /*
+ * The directories from dir up to "/": whoever may write one of them may
+ * put a policy of his own in place of the file (a rename needs no write
+ * access to the file itself). Each must belong to root or to this
+ * process's user, and be writable by nobody else, unless sticky (as
+ * /tmp is: there only a file's owner may rename or remove it). dir is
+ * a real path (no symbolic link in it).
+ */
+static int
+policy_dirs_safe(const char *path, const char *dir, char *err, size_t errsz)
+{
+	char d[PATH_MAX];
+	struct stat st;
+	char *slash;
+
+	sotp_strlcpy(d, dir, sizeof(d)); /* dir is a realpath */
+	for (;;) {
+		if (stat(d, &st) != 0) {
+			snprintf(err, errsz,
+			    "%s: cannot stat its directory %s: %s", path, d,
+			    strerror(errno));
+			return SOTP_ERR_CONFIG;
+		}
+		if (st.st_uid != 0 && st.st_uid != geteuid()) {
+			snprintf(err, errsz,
+			    "%s: its directory %s is owned by uid %u, neither "
+			    "root nor this process's user (uid %u): refused",
+			    path, d, (unsigned int)st.st_uid,
+			    (unsigned int)geteuid());
+			return SOTP_ERR_CONFIG;
+		}
+		if ((st.st_mode & 022) != 0 && (st.st_mode & S_ISVTX) == 0) {
+			snprintf(err, errsz,
+			    "%s: its directory %s is writable by group or "
+			    "others (mode %04o), who could replace the policy: "
+			    "refused; chmod go-w it",
+			    path, d, (unsigned int)(st.st_mode & 07777));
+			return SOTP_ERR_CONFIG;
+		}
+		if (strcmp(d, "/") == 0)
+			return SOTP_OK;
+		slash = strrchr(d, '/');
+		if (slash == d)
+			slash[1] = '\0';
+		else
+			*slash = '\0';
+	}
+}
+
+/* The real path of the directory that holds path (a link, not its target). */
+static int
+real_dir_of(const char *path, char out[PATH_MAX])
+{
+	char d[PATH_MAX], *slash;
+
+	if (sotp_strlcpy(d, path, sizeof(d)) >= sizeof(d)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	if ((slash = strrchr(d, '/')) == NULL)
+		sotp_strlcpy(d, ".", sizeof(d));
+	else
+		slash[slash == d ? 1 : 0] = '\0';
+	return realpath(d, out) == NULL ? -1 : 0;
+}
+
+/*
  * The policy says what a login asks (a context may ask no code, or no
  * password) and names the store and the key, and the PAM module reads it
  * as root: a file that someone other than root or this process's user
- * may write would let that someone open every login. Refused, as the
- * master key's loader refuses a loose key (seal.c).
+ * may write, or replace through its directory (or a symbolic link's),
+ * would let that someone open every login. Refused, as the master key's
+ * loader refuses a loose key (seal.c).
  */
 static int
 policy_file_safe(FILE *f, const char *path, char *err, size_t errsz)
 {
+	char real[PATH_MAX], link[PATH_MAX], *slash;
 	struct stat st;
+	int rc, islink;
 
 	if (fstat(fileno(f), &st) != 0) {
 		snprintf(err, errsz, "%s: cannot stat policy file: %s", path,
@@ -1163,7 +1233,19 @@ policy_file_safe(FILE *f, const char *path, char *err, size_t errsz)
 		    path, (unsigned int)st.st_uid, (unsigned int)geteuid());
 		return SOTP_ERR_CONFIG;
 	}
-	return SOTP_OK;
+	/* The file's own directories, then a symbolic link's. */
+	islink = lstat(path, &st) == 0 && S_ISLNK(st.st_mode);
+	if (realpath(path, real) == NULL ||
+	    (islink && real_dir_of(path, link) != 0)) {
+		snprintf(err, errsz, "%s: cannot resolve its path: %s", path,
+		    strerror(errno));
+		return SOTP_ERR_CONFIG;
+	}
+	slash = strrchr(real, '/');
+	slash[slash == real ? 1 : 0] = '\0';
+	if ((rc = policy_dirs_safe(path, real, err, errsz)) != SOTP_OK)
+		return rc;
+	return islink ? policy_dirs_safe(path, link, err, errsz) : SOTP_OK;
 }
 
 /*

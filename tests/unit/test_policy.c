@@ -9,6 +9,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -684,6 +685,67 @@ test_policy_rejects_null_arguments(void **state)
 }
 
 /*
+ * Whoever may write a directory above the policy may replace it, so each
+ * of them, and a symbolic link's own, must be writable by its owner alone
+ * (or sticky, as /tmp is) and belong to root or this process's user.
+ */
+static void
+test_policy_directories_checked(void **state)
+{
+	char dir[] = "/tmp/sotp-policy-dir-XXXXXX";
+	char file[64], links[64], link[80];
+	char err[1024];
+	struct sotp_policy *p;
+	int fd;
+
+	(void)state;
+	assert_non_null(p = malloc(sizeof(*p)));
+	assert_non_null(mkdtemp(dir));
+	snprintf(file, sizeof(file), "%s/p.conf", dir);
+	snprintf(links, sizeof(links), "%s/links", dir);
+	snprintf(link, sizeof(link), "%s/p.conf", links);
+	assert_true((fd = open(file, O_WRONLY | O_CREAT | O_EXCL, 0644)) >= 0);
+	assert_int_equal(write(fd, "[otp]\ndigits = 6\n", 17), 17);
+	close(fd);
+	assert_int_equal(sotp_policy_read(file, p, err, sizeof(err)), SOTP_OK);
+
+	/* Group-writable: another member could rename a policy over it. */
+	assert_int_equal(chmod(dir, 0770), 0);
+	assert_int_equal(
+	    sotp_policy_read(file, p, err, sizeof(err)), SOTP_ERR_CONFIG);
+	assert_non_null(strstr(err, "its directory"));
+	assert_non_null(strstr(err, "writable by group or others (mode 0770)"));
+	/* Sticky, as /tmp: only the file's owner may rename it. */
+	assert_int_equal(chmod(dir, 01777), 0);
+	assert_int_equal(sotp_policy_read(file, p, err, sizeof(err)), SOTP_OK);
+	assert_int_equal(chmod(dir, 0700), 0);
+
+	/* A symbolic link in a directory others may write: refused. */
+	assert_int_equal(mkdir(links, 0700), 0);
+	assert_int_equal(chmod(links, 0777), 0);
+	assert_int_equal(symlink(file, link), 0);
+	assert_int_equal(
+	    sotp_policy_read(link, p, err, sizeof(err)), SOTP_ERR_CONFIG);
+	assert_non_null(strstr(err, links));
+	assert_int_equal(chmod(links, 0755), 0);
+	assert_int_equal(sotp_policy_read(link, p, err, sizeof(err)), SOTP_OK);
+
+	/* A directory of another user (only root can make one). */
+	if (geteuid() == 0) {
+		assert_int_equal(chown(dir, 65534, 65534), 0);
+		assert_int_equal(sotp_policy_read(file, p, err, sizeof(err)),
+		    SOTP_ERR_CONFIG);
+		assert_non_null(strstr(err, "owned by uid 65534"));
+		assert_int_equal(chown(dir, 0, 0), 0);
+	}
+	unlink(link);
+	rmdir(links);
+	unlink(file);
+	rmdir(dir);
+	free(p);
+}
+
+/*
  * Line ends as the reader takes them: a last line without '\n' is read
  * whole, CR LF is a line end, and a line may hold 2047 octets (its '\n'
  * aside) but not 2048, whatever it is.
@@ -798,6 +860,7 @@ main(void)
 	    cmocka_unit_test(test_policy_unreadable_file),
 	    cmocka_unit_test(test_policy_rejects_null_arguments),
 	    cmocka_unit_test(test_policy_line_ends_and_length),
+	    cmocka_unit_test(test_policy_directories_checked),
 	    cmocka_unit_test(test_time_parse),
 	};
 
