@@ -9,7 +9,8 @@
  * that a refusal names "file:line" with a real line, and that an accepted
  * policy dumps to text that reads back to the same policy.
  */
-#define _GNU_SOURCE /* memfd_create */
+#define _GNU_SOURCE /* mkdtemp, O_CLOEXEC */
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,24 +25,45 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* An anonymous file holding data; its path is written to path[64]. */
-static int
-memfile(const void *data, size_t size, char *path)
+/*
+ * A file holding data, NAME (p1 or p2) in a private directory made once
+ * (the loader checks the directories above a policy: an anonymous file
+ * has none); its path is written to path[64].
+ */
+static char dir[] = "/tmp/sotp-fuzz-policy-XXXXXX";
+
+static void
+cleanup(void)
 {
+	char path[64];
+
+	snprintf(path, sizeof(path), "%s/p1.conf", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/p2.conf", dir);
+	unlink(path);
+	rmdir(dir);
+}
+
+static int
+memfile(const void *data, size_t size, const char *name, char *path)
+{
+	static int made;
 	int fd;
 
-	if ((fd = memfd_create("policy", MFD_CLOEXEC)) < 0)
-		return -1;
-	/* A memfd is made 0777; the policy loader refuses a writable file. */
-	if (fchmod(fd, 0600) != 0) {
-		close(fd);
-		return -1;
+	if (!made) {
+		if (mkdtemp(dir) == NULL)
+			return -1;
+		atexit(cleanup);
+		made = 1;
 	}
+	snprintf(path, 64, "%s/%s.conf", dir, name);
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) <
+	    0)
+		return -1;
 	if (write(fd, data, size) != (ssize_t)size) {
 		close(fd);
 		return -1;
 	}
-	snprintf(path, 64, "/proc/self/fd/%d", fd);
 	return fd;
 }
 
@@ -64,7 +86,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t n;
 	int fd = -1, fd2 = -1, rc;
 
-	if ((fd = memfile(data, size, path)) < 0 ||
+	if ((fd = memfile(data, size, "p1", path)) < 0 ||
 	    sotp_ctx_new(&ctx) != SOTP_OK || sotp_ctx_new(&again) != SOTP_OK ||
 	    (dump = malloc(DUMP_MAX)) == NULL ||
 	    (dump2 = malloc(DUMP_MAX)) == NULL)
@@ -80,7 +102,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (sotp_policy_dump(ctx, dump, DUMP_MAX) != SOTP_OK)
 		abort();
-	if ((fd2 = memfile(dump, strlen(dump), path2)) < 0)
+	if ((fd2 = memfile(dump, strlen(dump), "p2", path2)) < 0)
 		goto out;
 	if (sotp_ctx_load_policy(again, path2) != SOTP_OK ||
 	    sotp_policy_dump(again, dump2, DUMP_MAX) != SOTP_OK ||

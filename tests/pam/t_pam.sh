@@ -759,12 +759,17 @@ if [ "$(id -u)" -eq 0 ] && [ "$STORE_KIND" = sqlite ]; then
 	cp "$KEY" "$W/master.key"
 	sed -i "s|^master_key *=.*|master_key = $W/master.key|" \
 	    "$W/shinkin-otp.conf"
-	"$CLI" backup "$W/store.db" >>"$SB/setup.log" 2>&1
-	sed -i "s|^store *=.*|store = sqlite:$W/store.db|" "$W/shinkin-otp.conf"
+	mkdir "$W/db"
+	"$CLI" backup "$W/db/store.db" >>"$SB/setup.log" 2>&1
+	sed -i "s|^store *=.*|store = sqlite:$W/db/store.db|" \
+	    "$W/shinkin-otp.conf"
 	printf 'auth required %s config=%s context=mobile\n' \
 	    "$W/pam_shinkin_otp.so" "$W/shinkin-otp.conf" >"$W/pam.d/creds"
 	printf 'auth required pam_deny.so\n' >"$W/pam.d/other"
 	chown -R nobody:nogroup "$W"
+	# The policy's directory is root's: one nobody owned would let him
+	# put a policy of his own in place of the one root reads.
+	chown root:root "$W"
 	chown root:4242 "$W/shinkin-otp.conf"
 	chmod 640 "$W/shinkin-otp.conf"
 	NB=$(id -u nobody):$(id -g nobody)
