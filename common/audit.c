@@ -23,7 +23,10 @@
  * after it that cover them. Changing a row breaks its
  * MAC; removing one leaves a gap in seq (and the next MAC); a row put in
  * (a copy, or one made without the key) repeats a seq or fails its MAC.
- * sotp_audit_verify walks the chain and names the first row that breaks.
+ * sotp_audit_verify walks the chain and names the first row that breaks;
+ * then every row of the table must be one the walks passed, one waiting,
+ * or one from before the chain: any other (no seq, a seq at or below the
+ * base, no chain) is named as put in beside them.
  *
  * Order. An append reads its chain's head under its row lock and extends
  * it in the same transaction as the row, so appends from every process
@@ -813,6 +816,37 @@ verify_chain(struct sotp_ctx *ctx, int chain, struct sotp_audit_check *out)
 }
 
 /*
+ * Every chain empty, none ever pruned: a store whose keys hold an audit
+ * key had its first one made in the same transaction as a chained row
+ * (key.create, keys_admin.c), and a chain's head never goes back, nor
+ * does a prune leave it without a base. So an empty trail there is rows
+ * removed and the heads set back to nothing by hand. (A store whose
+ * current version has no audit key, made before key versions and not
+ * yet taken over by init, claims nothing.)
+ */
+static int
+check_empty(struct sotp_ctx *ctx, struct sotp_audit_check *out)
+{
+	uint32_t kv = 0;
+	int rc;
+
+	if ((rc = sotp_keys_current(ctx, &kv)) != SOTP_OK)
+		return rc;
+	rc = sotp_keys_audit_load(ctx, kv);
+	if (rc == SOTP_ERR_KEY || rc == SOTP_ERR_NOT_FOUND) {
+		ctx->err[0] = '\0';
+		return SOTP_OK;
+	}
+	if (rc != SOTP_OK)
+		return rc;
+	broken(out, SOTP_AUDIT_REMOVED, 0, 1,
+	    "rows removed: every chain is empty and its head set back, "
+	    "yet key version %lu was made with an audited row",
+	    (unsigned long)kv);
+	return SOTP_OK;
+}
+
+/*
  * Every chain (the fixed head rows), the first break named with its
  * chain. With one chain holding rows (always on SQLite) the figures are
  * that chain's; with more, the rows add up.
@@ -862,6 +896,10 @@ sotp_audit_verify(struct sotp_ctx *ctx, struct sotp_audit_check *out)
 	}
 	if ((rc = sotp_store_audit_counts(
 	         ctx->st, &out->pending, &out->legacy)) != SOTP_OK)
+		goto out;
+	if (out->problem != SOTP_AUDIT_OK)
+		goto out;
+	if (out->chains == 0 && (rc = check_empty(ctx, out)) != SOTP_OK)
 		goto out;
 	if (out->problem != SOTP_AUDIT_OK)
 		goto out;

@@ -87,6 +87,45 @@ sq stray "INSERT INTO audit (ts, action, contract, serial, context,
 broken inserted "a row put in outside every chain is found" \
     --config "$SB/stray.conf"
 check "  and named: in no chain" contains "$ERR" "(seq 11) inserted out of order: in no chain"
+# Rows the walks never reach: no seq or one at or below 0 (the walk
+# starts past 0), a keyed flag that is neither 0 nor 1, a MAC on a row
+# said to wait. Each is put in beside the chain, not in it.
+n=0
+for how in "NULL, mac, 1, kv, 1" "0, mac, 1, kv, 1" "-3, mac, 1, kv, 1" \
+    "NULL, NULL, 7, kv, 1" "NULL, mac, 0, NULL, 1" "NULL, NULL, 1, NULL, NULL"; do
+	n=$((n + 1))
+	copy hidden$n
+	sq hidden$n "INSERT INTO audit (ts, action, contract, serial, context,
+	    verdict, reason, detail, seq, mac, keyed, kv, chain) SELECT ts,
+	    'contract.close', 'A9', serial, context, verdict, reason, detail,
+	    $how FROM audit WHERE seq = 4"
+	broken inserted "a row the walk does not reach is found ($how)" \
+	    --config "$SB/hidden$n.conf"
+done
+check "  and named: in no chain" contains "$ERR" "inserted out of order: in no chain"
+copy moved
+sq moved "UPDATE audit SET chain = 2, seq = 1 WHERE seq = 10"
+broken removed "the last row moved to another chain is found" \
+    --config "$SB/moved.conf"
+copy swapped
+sq swapped "UPDATE audit SET seq = -4 WHERE seq = 4;
+    UPDATE audit SET seq = 4 WHERE seq = 5; UPDATE audit SET seq = 5 WHERE seq = -4"
+broken changed "two rows swapped are found" --config "$SB/swapped.conf"
+copy dup
+sq dup "INSERT INTO audit (ts, action, contract, serial, context,
+    verdict, reason, detail, seq, mac, keyed, kv, chain) SELECT ts, action,
+    contract, serial, context, verdict, reason, detail, seq, mac, keyed, kv,
+    2 FROM audit WHERE seq = 1"
+# (Its MAC holds there too, the chain not being in it: its head, at 0, does not.)
+broken head "a row copied into another chain is found" --config "$SB/dup.conf"
+copy wiped
+# Every row and the head set back to a new store's: init's own row
+# (key.create) was chained with the first key, so nothing is not right.
+sq wiped "DELETE FROM audit; UPDATE audit_head SET seq = 0, mac = NULL,
+    tag = NULL, kv = 0"
+broken removed "a trail emptied with its head set back is found" \
+    --config "$SB/wiped.conf"
+check "  and named: every chain empty" contains "$ERR" "every chain is empty"
 copy midway
 # Put in midway: the rows after it renumbered to make room.
 sq midway "UPDATE audit SET seq = -seq - 1 WHERE seq > 5;
@@ -145,6 +184,15 @@ sq base "DELETE FROM audit WHERE seq = 6;
     WHERE seq = 6)"
 broken base "a base moved by hand (a row removed as if pruned) is found" \
     --config "$SB/base.conf"
+copy below
+# A row put in at or below the base (a pruned place): no walk reaches it.
+sq below "INSERT INTO audit (ts, action, contract, serial, context,
+    verdict, reason, detail, seq, mac, keyed, kv, chain) SELECT ts, action,
+    'A9', serial, context, verdict, reason, detail, 3, mac, keyed, kv, 1
+    FROM audit WHERE seq = 6"
+broken inserted "a row put in below the prune's base is found" \
+    --config "$SB/below.conf"
+check "  and named: seq 3" contains "$ERR" "(seq 3) inserted out of order"
 copy front
 sq front "DELETE FROM audit WHERE seq = 6"
 broken removed "the first row left removed is found" --config "$SB/front.conf"
