@@ -369,7 +369,8 @@ static const char *const pg_sql[SOTP_Q_COUNT] = {
     /*
      * A row that is none of: in a chain's walk (past its base), waiting
      * (no seq, no MAC, keyed 0), from before the chain (no seq, MAC,
-     * keyed or chain). Each test is
+     * keyed or chain, and written before the first chained row that is
+     * left: ids only grow). Each test is
      * true or false, never NULL: a NULL must not hide a row.
      */
     [SOTP_Q_AUDIT_STRAY] =
@@ -380,7 +381,9 @@ static const char *const pg_sql[SOTP_Q_COUNT] = {
         " OR (h.k IS NOT NULL AND a.seq IS NULL AND coalesce(a.keyed, -1) = 0"
         " AND a.mac IS NULL)"
         " OR (a.chain IS NULL AND a.seq IS NULL AND a.keyed IS NULL"
-        " AND a.mac IS NULL))"
+        " AND a.mac IS NULL AND a.id > 0 AND a.id < coalesce((SELECT"
+        " min(id) FROM audit WHERE keyed IS NOT NULL),"
+        " 9223372036854775807)))"
         " ORDER BY a.id LIMIT 1",
     /*
      * The keyring. A change (a version made current, one retired, a KEK

@@ -103,6 +103,20 @@ for how in "NULL, mac, 1, kv, 1" "0, mac, 1, kv, 1" "-3, mac, 1, kv, 1" \
 	    --config "$SB/hidden$n.conf"
 done
 check "  and named: in no chain" contains "$ERR" "inserted out of order: in no chain"
+copy legacy
+# One made to look as if from before the chain: this store never had
+# such rows, and one written after the chain began is not one.
+sq legacy "INSERT INTO audit (ts, action, contract, serial, context,
+    verdict, reason, detail) VALUES (978307200, 'contract.close', 'A9', '',
+    '', 'accept', 0, '')"
+broken inserted "a row put in as if from before the chain is found" \
+    --config "$SB/legacy.conf"
+copy legacy0
+sq legacy0 "INSERT INTO audit (id, ts, action, contract, serial, context,
+    verdict, reason, detail) VALUES (0, 978307200, 'contract.close', 'A9',
+    '', '', 'accept', 0, '')"
+broken inserted "  the same with an id before every row's" \
+    --config "$SB/legacy0.conf"
 copy moved
 sq moved "UPDATE audit SET chain = 2, seq = 1 WHERE seq = 10"
 broken removed "the last row moved to another chain is found" \

@@ -113,7 +113,7 @@ check "  and the chain verifies" cli audit verify
 # Rows no walk reaches (no seq, seq 0, a keyed flag not 0 or 1) and a
 # trail emptied with its heads set back: each found, then undone.
 for how in "NULL, mac, 1, kv, chain" "0, mac, 1, kv, chain" \
-    "NULL, NULL, 7, kv, chain"; do
+    "NULL, NULL, 7, kv, chain" "NULL, NULL, NULL, NULL, NULL"; do
 	psql_q "INSERT INTO audit (ts, action, contract, serial, context,
 	    verdict, reason, detail, seq, mac, keyed, kv, chain) SELECT ts,
 	    'contract.close', 'X', serial, context, verdict, reason, detail,
