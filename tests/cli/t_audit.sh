@@ -64,6 +64,19 @@ copy edited
 sq edited "UPDATE audit SET contract = 'A9' WHERE seq = 4"
 broken changed "an edited row is found" --config "$SB/edited.conf"
 check "  and named: row 4" grep -q '"row":4,"seq":4' "$OUT"
+# Each column the row's MAC covers, changed alone.
+for set in "action = 'contract.close'" "verdict = 'reject'" "reason = 3" \
+    "serial = 'T9'" "context = 'x'" "detail = 'x'" "ts = ts + 1" \
+    "kv = 0" "kv = 7" "keyed = 0" "keyed = NULL" \
+    "mac = (SELECT mac FROM audit WHERE seq = 5)"; do
+	copy col
+	sq col "UPDATE audit SET $set WHERE seq = 4"
+	broken changed "a row with $set is found" --config "$SB/col.conf"
+done
+check "  and named: row 4" grep -q '"row":4,"seq":4' "$OUT"
+copy col
+sq col "UPDATE audit SET chain = 3 WHERE seq = 4"
+broken removed "a row moved to another chain is found" --config "$SB/col.conf"
 copy removed
 sq removed "DELETE FROM audit WHERE seq = 5"
 broken removed "a removed row is found" --config "$SB/removed.conf"
