@@ -145,6 +145,14 @@ sq dup "INSERT INTO audit (ts, action, contract, serial, context,
     2 FROM audit WHERE seq = 1"
 # (Its MAC holds there too, the chain not being in it: its head, at 0, does not.)
 broken head "a row copied into another chain is found" --config "$SB/dup.conf"
+copy twice
+# A row duplicated in its own chain, the unique index dropped to let it in.
+sq twice "DROP INDEX audit_seq; INSERT INTO audit (ts, action, contract,
+    serial, context, verdict, reason, detail, seq, mac, keyed, kv, chain)
+    SELECT ts, action, contract, serial, context, verdict, reason, detail,
+    seq, mac, keyed, kv, chain FROM audit WHERE seq = 4"
+broken inserted "a row duplicated in its chain is found" --config "$SB/twice.conf"
+check "  and named: seq 4 already verified" contains "$ERR" "(seq 4) inserted out of order: seq 4 already verified"
 copy wiped
 # Every row and the head set back to a new store's: init's own row
 # (key.create) was chained with the first key, so nothing is not right.
@@ -263,6 +271,37 @@ check "three processes appended 75 rows" [ "$n" = 75 ]
 [ ! -s "$SB/app.retried" ] ||
 	echo "# figure: adds tried again after a lock timeout: $(wc -l <"$SB/app.retried")"
 check "  and the chain verifies" cli audit verify
+
+# -- a retired version's audit key vouches for no chain's end --
+# Its key stays in the store to verify its rows; a head or base tagged
+# under it would let whoever held it (a data key retired because it may
+# have leaked) cut the chain back to before the rotation, or forge a tail.
+copy rot
+sed -i -e 's/^lifetime = .*/lifetime = 1/' -e 's/^refresh = .*/refresh = 1/' \
+    "$SB/rot.conf"
+check "before the rotation, a prune (its base tagged under version 1)" \
+    cli --config "$SB/rot.conf" audit prune --before 2001-01-06
+old_head=$(sq rot "SELECT seq || ' ' || hex(mac) || ' ' || hex(tag) || ' ' || kv FROM audit_head WHERE k = 1")
+check "a rotation to version 2, to the end" \
+    sh -c "'$CLI' --config '$SB/rot.conf' key rotate >/dev/null"
+check "  the chain and its base verify across it" cli --config "$SB/rot.conf" audit verify
+check "  the retirement tagged the head and base again" \
+    sh -c "'$CLI' --config '$SB/rot.conf' audit | grep -q 'key.retire accept .*retagged=1'"
+sqlite3 "$SB/rot.db" ".backup '$SB/back.db'"
+sed "s|^store = .*|store = sqlite:$SB/back.db|" "$SB/rot.conf" >"$SB/back.conf"
+set -- $old_head
+sq back "DELETE FROM audit WHERE chain = 1 AND seq > $1;
+    UPDATE audit_head SET seq = $1, mac = X'$2', tag = X'$3', kv = $4 WHERE k = 1"
+broken head "the head put back to before the rotation, its rows since deleted, is found" \
+    --config "$SB/back.conf"
+check "  as tagged under the retired version" \
+    contains "$ERR" "tagged under key version 1, retired"
+check "audit retag (an auditor's decision) tags it again" \
+    cli --config "$SB/back.conf" audit retag
+check "  says so, and verifies" contains "$OUT" "1 chains tagged again; chain verified"
+check "  audited" sh -c "'$CLI' --config '$SB/back.conf' audit | grep -q 'audit.retag accept .*retagged=1 current=2'"
+check_rc 1 "audit retag leaves a chain broken otherwise as it is" \
+    "$CLI" --config "$SB/tampered.conf" audit retag
 
 # -- a store from before the chain: version 1, made from version 2's SQL --
 copy old
