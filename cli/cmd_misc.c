@@ -317,6 +317,25 @@ audit_prune(struct cli *c, int argc, char **argv)
 	return audit_report(c, &k, done);
 }
 
+/* audit retag: tags left under a retired version, moved on. */
+static int
+audit_retag(struct cli *c, int argc, char **argv)
+{
+	struct sotp_audit_check k;
+	char done[64];
+	size_t npos;
+	int ex, rc, n = 0;
+
+	cli_what(c, "audit retag", NULL);
+	if ((ex = cli_parse(c, argc, argv, NULL, NULL, 0, &npos)) != 0 ||
+	    (ex = cli_load(c)) != 0)
+		return ex;
+	if ((rc = sotp_audit_retag_old(c->ctx, c->now, &n, &k)) != SOTP_OK)
+		return cli_error(c, rc);
+	snprintf(done, sizeof(done), "%d chains tagged again", n);
+	return audit_report(c, &k, done);
+}
+
 int
 cmd_audit(struct cli *c, int argc, char **argv)
 {
@@ -335,6 +354,8 @@ cmd_audit(struct cli *c, int argc, char **argv)
 		return audit_verify(c, argc - 1, argv + 1);
 	if (argc > 0 && strcmp(argv[0], "prune") == 0)
 		return audit_prune(c, argc - 1, argv + 1);
+	if (argc > 0 && strcmp(argv[0], "retag") == 0)
+		return audit_retag(c, argc - 1, argv + 1);
 	if ((ex = cli_parse(c, argc, argv, opts, NULL, 0, &npos)) != 0 ||
 	    (ex = cli_nonempty(c, "--contract", contract)) != 0)
 		return ex;

@@ -20,10 +20,14 @@
  * auditor verifies the whole chain, from before the first rotation to
  * today, with the keys the store holds; and a version's subkey, if it
  * ever leaked, could forge rows of that version only, never the rows
- * after it that cover them. Changing a row breaks its
+ * after it that cover them, nor a head or base (tagged under live
+ * versions only: see sotp_audit_retag). Changing a row breaks its
  * MAC; removing one leaves a gap in seq (and the next MAC); a row put in
  * (a copy, or one made without the key) repeats a seq or fails its MAC.
- * sotp_audit_verify walks the chain and names the first row that breaks.
+ * sotp_audit_verify walks the chain and names the first row that breaks;
+ * then every row of the table must be one the walks passed, one waiting,
+ * or one from before the chain: any other (no seq, a seq at or below the
+ * base, no chain) is named as put in beside them.
  *
  * Order. An append reads its chain's head under its row lock and extends
  * it in the same transaction as the row, so appends from every process
@@ -547,6 +551,52 @@ sotp_audit_list(struct sotp_ctx *ctx, const char *contract, int64_t since,
 	return rc;
 }
 
+/* ---- the live versions: who may tag a head or a base ---- */
+
+/*
+ * A retired version's audit key stays in the store to verify the rows it
+ * keyed, but must not vouch for where a chain ends or starts: whoever
+ * held it (a data key retired because it may have leaked) could put a
+ * head back before the rotation, the rows since deleted, or forge a tail
+ * under it. So a head or base is tagged under a live version only: an
+ * append tags under the current one, a retirement tags again those left
+ * under the version it retires (sotp_audit_retag), and verify refuses a
+ * tag under any other.
+ */
+struct live {
+	uint32_t v[SOTP_KEY_VERSIONS_MAX];
+	size_t n;
+};
+
+static int
+live_row(void *arg, uint32_t version, int64_t created)
+{
+	struct live *l = arg;
+
+	(void)created;
+	if (l->n < SOTP_KEY_VERSIONS_MAX)
+		l->v[l->n++] = version;
+	return 0;
+}
+
+static int
+read_live(struct sotp_ctx *ctx, struct live *l)
+{
+	memset(l, 0, sizeof(*l));
+	return sotp_store_key_live(ctx->st, live_row, l);
+}
+
+static int
+is_live(const struct live *l, uint32_t v)
+{
+	size_t i;
+
+	for (i = 0; i < l->n; i++)
+		if (l->v[i] == v)
+			return 1;
+	return 0;
+}
+
 /* ---- verifying ---- */
 
 struct walk {
@@ -558,8 +608,25 @@ struct walk {
 	/* The first row that did not: 1 a gap before it, 2 its MAC. */
 	int bad;
 	int64_t bad_id, bad_seq;
+	struct live *live; /* read again once when a tag's version is not */
 	int rc;
 };
+
+/* Whether kv is live, the set read again first when it seems not. */
+static int
+live_now(struct walk *w, uint32_t kv, int *live)
+{
+	int rc;
+
+	*live = is_live(w->live, kv);
+	if (*live)
+		return SOTP_OK;
+	/* A rotation may have begun since it was read. */
+	if ((rc = read_live(w->ctx, w->live)) != SOTP_OK)
+		return rc;
+	*live = is_live(w->live, kv);
+	return SOTP_OK;
+}
 
 static void broken(struct sotp_audit_check *out,
     enum sotp_audit_problem problem, int64_t id, int64_t seq, const char *fmt,
@@ -669,17 +736,25 @@ tag_ok(struct sotp_ctx *ctx, uint32_t kv, const char *which, int64_t seq,
 static int
 check_base(struct walk *w, const struct sotp_audit_head *h)
 {
-	int rc, ok = 0;
+	int rc, ok = 0, live = 1;
 
 	if (h->base_seq == 0 && !h->has_base_tag)
 		return SOTP_OK;
 	if ((rc = tag_ok(w->ctx, h->base_kv, "base", h->base_seq, h->base_mac,
 	         h->base_tag, h->has_base_tag, &ok)) != SOTP_OK)
 		return rc;
+	if (ok && (rc = live_now(w, h->base_kv, &live)) != SOTP_OK)
+		return rc;
 	if (!ok)
 		broken(w->out, SOTP_AUDIT_BASE, 0, h->base_seq,
 		    "the chain's base (seq %lld) was not set by a prune",
 		    (long long)h->base_seq);
+	else if (!live)
+		broken(w->out, SOTP_AUDIT_BASE, 0, h->base_seq,
+		    "the chain's base (seq %lld) is tagged under key version "
+		    "%lu, retired: moved by hand, or tagged before tags "
+		    "moved on at a retirement (see audit retag)",
+		    (long long)h->base_seq, (unsigned long)h->base_kv);
 	memcpy(w->prev, h->base_mac, sizeof(w->prev));
 	w->last = h->base_seq;
 	return SOTP_OK;
@@ -734,6 +809,17 @@ walk_to_head(struct walk *w, struct sotp_audit_head *h)
 			    "last row",
 			    (long long)h->seq);
 		return rc;
+	}
+	if (h->seq > w->out->base_seq) {
+		if ((rc = live_now(w, h->kv, &ok)) != SOTP_OK)
+			return rc;
+		if (!ok)
+			broken(w->out, SOTP_AUDIT_HEAD, 0, h->seq,
+			    "the chain's head (seq %lld) is tagged under key "
+			    "version %lu, retired: put back or made with a "
+			    "retired key, or tagged before tags moved on at a "
+			    "retirement (see audit retag)",
+			    (long long)h->seq, (unsigned long)h->kv);
 	}
 	return SOTP_OK;
 }
@@ -790,7 +876,8 @@ load_audit_keys(struct sotp_ctx *ctx)
 
 /* One chain, from its base to its head, into out (zeroed first). */
 static int
-verify_chain(struct sotp_ctx *ctx, int chain, struct sotp_audit_check *out)
+verify_chain(struct sotp_ctx *ctx, int chain, struct live *live,
+    struct sotp_audit_check *out)
 {
 	struct sotp_audit_head h;
 	struct walk w;
@@ -799,6 +886,7 @@ verify_chain(struct sotp_ctx *ctx, int chain, struct sotp_audit_check *out)
 	memset(out, 0, sizeof(*out));
 	memset(&w, 0, sizeof(w));
 	w.ctx = ctx;
+	w.live = live;
 	w.out = out;
 	w.chain = chain;
 	if ((rc = sotp_store_audit_head(ctx->st, chain, 0, &h)) != SOTP_OK ||
@@ -813,6 +901,37 @@ verify_chain(struct sotp_ctx *ctx, int chain, struct sotp_audit_check *out)
 }
 
 /*
+ * Every chain empty, none ever pruned: a store whose keys hold an audit
+ * key had its first one made in the same transaction as a chained row
+ * (key.create, keys_admin.c), and a chain's head never goes back, nor
+ * does a prune leave it without a base. So an empty trail there is rows
+ * removed and the heads set back to nothing by hand. (A store whose
+ * current version has no audit key, made before key versions and not
+ * yet taken over by init, claims nothing.)
+ */
+static int
+check_empty(struct sotp_ctx *ctx, struct sotp_audit_check *out)
+{
+	uint32_t kv = 0;
+	int rc;
+
+	if ((rc = sotp_keys_current(ctx, &kv)) != SOTP_OK)
+		return rc;
+	rc = sotp_keys_audit_load(ctx, kv);
+	if (rc == SOTP_ERR_KEY || rc == SOTP_ERR_NOT_FOUND) {
+		ctx->err[0] = '\0';
+		return SOTP_OK;
+	}
+	if (rc != SOTP_OK)
+		return rc;
+	broken(out, SOTP_AUDIT_REMOVED, 0, 1,
+	    "rows removed: every chain is empty and its head set back, "
+	    "yet key version %lu was made with an audited row",
+	    (unsigned long)kv);
+	return SOTP_OK;
+}
+
+/*
  * Every chain (the fixed head rows), the first break named with its
  * chain. With one chain holding rows (always on SQLite) the figures are
  * that chain's; with more, the rows add up.
@@ -821,6 +940,7 @@ int
 sotp_audit_verify(struct sotp_ctx *ctx, struct sotp_audit_check *out)
 {
 	struct sotp_audit_check one;
+	struct live *live = NULL;
 	size_t n;
 	int64_t id, seq;
 	int rc, chain, last = 0;
@@ -830,10 +950,13 @@ sotp_audit_verify(struct sotp_ctx *ctx, struct sotp_audit_check *out)
 	memset(out, 0, sizeof(*out));
 	if ((rc = sotp_ctx_ready(ctx)) != SOTP_OK)
 		return rc;
-	if ((rc = load_audit_keys(ctx)) != SOTP_OK)
+	if ((live = malloc(sizeof(*live))) == NULL)
+		return SOTP_ERR_NOMEM;
+	if ((rc = load_audit_keys(ctx)) != SOTP_OK ||
+	    (rc = read_live(ctx, live)) != SOTP_OK)
 		goto out;
 	for (chain = 1; chain <= SOTP_AUDIT_CHAINS; chain++) {
-		if ((rc = verify_chain(ctx, chain, &one)) != SOTP_OK)
+		if ((rc = verify_chain(ctx, chain, live, &one)) != SOTP_OK)
 			goto out;
 		if (one.problem != SOTP_AUDIT_OK) {
 			out->problem = one.problem;
@@ -865,6 +988,10 @@ sotp_audit_verify(struct sotp_ctx *ctx, struct sotp_audit_check *out)
 		goto out;
 	if (out->problem != SOTP_AUDIT_OK)
 		goto out;
+	if (out->chains == 0 && (rc = check_empty(ctx, out)) != SOTP_OK)
+		goto out;
+	if (out->problem != SOTP_AUDIT_OK)
+		goto out;
 	/* A row no chain walks past: put in beside them. */
 	if ((rc = sotp_store_audit_stray(ctx->st, &id, &seq)) == SOTP_OK) {
 		broken(out, SOTP_AUDIT_INSERTED, id, seq,
@@ -890,9 +1017,118 @@ sotp_audit_verify(struct sotp_ctx *ctx, struct sotp_audit_check *out)
 		    (long long)out->rows, (long long)out->first_seq,
 		    (long long)out->last_seq);
 out:
+	free(live);
 	if (rc != SOTP_OK)
 		sotp_ctx_seterr(
 		    ctx, "audit verify: %s", sotp_store_errmsg(ctx->st));
+	return rc;
+}
+
+/* One tag under a version no longer live, tagged again under `to`. */
+static int
+retag_one(struct sotp_ctx *ctx, const struct live *l, uint32_t to,
+    const char *which, int64_t seq, const uint8_t *mac, uint32_t *kv,
+    uint8_t *tag, int has_tag, int *changed)
+{
+	int rc, ok = 0;
+
+	if (!has_tag || is_live(l, *kv))
+		return SOTP_OK;
+	/* Only a tag that holds is carried over: not one made by hand. */
+	if ((rc = load_audit_key(ctx, *kv)) != SOTP_OK ||
+	    (rc = tag_ok(ctx, *kv, which, seq, mac, tag, has_tag, &ok)) !=
+	        SOTP_OK ||
+	    !ok)
+		return rc;
+	if ((rc = link_tag(ctx, to, which, seq, mac, tag)) != SOTP_OK)
+		return rc;
+	*kv = to;
+	*changed = 1;
+	return SOTP_OK;
+}
+
+int
+sotp_audit_retag(struct sotp_ctx *ctx, uint32_t to, int *retagged)
+{
+	struct sotp_audit_head h;
+	struct live *l;
+	int rc, chain, changed;
+
+	*retagged = 0;
+	if ((l = malloc(sizeof(*l))) == NULL)
+		return SOTP_ERR_NOMEM;
+	if ((rc = read_live(ctx, l)) != SOTP_OK ||
+	    (rc = sotp_keys_audit_load(ctx, to)) != SOTP_OK)
+		goto out;
+	for (chain = 1; chain <= SOTP_AUDIT_CHAINS; chain++) {
+		changed = 0;
+		if ((rc = sotp_store_audit_head(ctx->st, chain, 1, &h)) !=
+		        SOTP_OK ||
+		    (rc = retag_one(ctx, l, to, "head", h.seq, h.mac, &h.kv,
+		         h.tag, h.has_tag, &changed)) != SOTP_OK ||
+		    (rc = retag_one(ctx, l, to, "base", h.base_seq, h.base_mac,
+		         &h.base_kv, h.base_tag, h.has_base_tag, &changed)) !=
+		        SOTP_OK)
+			goto out;
+		if (changed) {
+			if ((rc = sotp_store_audit_head_set(ctx->st, &h)) !=
+			    SOTP_OK)
+				goto out;
+			(*retagged)++;
+		}
+	}
+out:
+	free(l);
+	return rc;
+}
+
+/*
+ * A store whose rotations retired versions before a retirement tagged
+ * heads and bases again: those left under a retired version fail verify
+ * until an auditor, having checked that history otherwise (a verify by
+ * the release that wrote it, a backup), has them tagged again under the
+ * current version. Everything else must verify first. Audited.
+ */
+int
+sotp_audit_retag_old(struct sotp_ctx *ctx, time_t now, int *retagged,
+    struct sotp_audit_check *check)
+{
+	char detail[64];
+	uint32_t kv = 0;
+	int rc;
+
+	if (retagged != NULL)
+		*retagged = 0;
+	if (ctx == NULL || retagged == NULL || check == NULL)
+		return SOTP_ERR_INVALID_ARG;
+	if ((rc = sotp_audit_verify(ctx, check)) != SOTP_OK)
+		return rc;
+	if (check->problem != SOTP_AUDIT_OK &&
+	    !((check->problem == SOTP_AUDIT_HEAD ||
+	          check->problem == SOTP_AUDIT_BASE) &&
+	        strstr(check->what, ", retired") != NULL))
+		return SOTP_OK;
+	if ((rc = sotp_keys_current(ctx, &kv)) != SOTP_OK ||
+	    (rc = sotp_store_begin(ctx->st)) != SOTP_OK)
+		goto fail;
+	if ((rc = sotp_audit_retag(ctx, kv, retagged)) == SOTP_OK &&
+	    *retagged > 0) {
+		snprintf(detail, sizeof(detail), "retagged=%d current=%u",
+		    *retagged, kv);
+		rc = sotp_audit(ctx, now, "audit.retag", NULL, NULL, NULL,
+		    "accept", SOTP_R_ACCEPTED, detail);
+	}
+	if (rc != SOTP_OK) {
+		sotp_store_rollback(ctx->st);
+		goto fail;
+	}
+	if ((rc = sotp_store_commit(ctx->st)) != SOTP_OK)
+		goto fail;
+	/* What is there now, verified again. */
+	return sotp_audit_verify(ctx, check);
+fail:
+	*retagged = 0;
+	sotp_ctx_seterr(ctx, "audit retag: %s", sotp_store_errmsg(ctx->st));
 	return rc;
 }
 

@@ -467,8 +467,8 @@ load_dek(struct sotp_ctx *ctx, struct kr_slot *s, uint32_t v,
 
 	if (len == 0) {
 		sotp_ctx_seterr(ctx,
-		    "key version %u has no copy wrapped under %s, the key-encryption key of %s (see shinkin-otp key status, and key rewrap%s)",
-		    v, k->kek, ctx->pol.path,
+		    "key version %u has no copy wrapped under %s, the key-encryption key of %s (%s: a key other than the store's? see shinkin-otp key status, and key rewrap%s)",
+		    v, k->kek, ctx->pol.path, k->conf,
 		    v == 0
 		        ? "; a store upgraded from before key versions takes its first with shinkin-otp init"
 		        : "");
@@ -762,8 +762,8 @@ load_audit(struct sotp_ctx *ctx, uint32_t v, struct kr_slot **out)
 	    ctx->st, v, k->kek, SOTP_WRAP_AUDIT, blob, sizeof(blob), &len);
 	if (rc == SOTP_ERR_NOT_FOUND) {
 		sotp_ctx_seterr(ctx,
-		    "the audit key of key version %u has no copy wrapped under %s",
-		    v, k->kek);
+		    "the audit key of key version %u has no copy wrapped under %s (%s)",
+		    v, k->kek, k->conf);
 		rc = SOTP_ERR_KEY;
 	} else if (rc != SOTP_OK)
 		sotp_ctx_seterr(ctx, "%s", sotp_store_errmsg(ctx->st));

@@ -562,9 +562,9 @@ retire_step(struct sotp_ctx *ctx, int64_t now, struct sotp_key_step *out)
 {
 	struct sotp_key_ring ring;
 	struct oldest o;
-	char detail[64];
+	char detail[80];
 	int64_t used = 0;
-	int rc;
+	int rc, retagged = 0;
 
 	if ((rc = sotp_store_begin(ctx->st)) != SOTP_OK)
 		return store_fail(ctx, rc);
@@ -600,11 +600,17 @@ retire_step(struct sotp_ctx *ctx, int64_t now, struct sotp_key_step *out)
 		out->left = used;
 		return SOTP_OK;
 	}
+	/*
+	 * The heads and bases it tagged, tagged again under the current
+	 * one: its audit key stays, for its rows only (audit.c).
+	 */
 	if ((rc = sotp_store_key_retire(ctx->st, o.v)) != SOTP_OK ||
+	    (rc = sotp_audit_retag(ctx, ring.current, &retagged)) != SOTP_OK ||
 	    (rc = sotp_store_key_ring_bump(ctx->st)) != SOTP_OK)
 		goto fail;
-	snprintf(detail, sizeof(detail), "retire version=%u current=%u", o.v,
-	    ring.current);
+	snprintf(detail, sizeof(detail),
+	    "retire version=%u current=%u retagged=%d", o.v, ring.current,
+	    retagged);
 	if ((rc = sotp_audit(ctx, (time_t)now, "key.retire", NULL, NULL, NULL,
 	         "accept", SOTP_R_ACCEPTED, detail)) != SOTP_OK)
 		goto fail;

@@ -875,6 +875,17 @@ SOTP_EXPORT int sotp_audit_verify(
 SOTP_EXPORT int sotp_audit_prune(struct sotp_ctx *ctx, int64_t before,
     time_t now, int64_t *removed, struct sotp_audit_check *check);
 
+/*
+ * Heads and bases a retirement by an older release left tagged under the
+ * retired version (which verify refuses: a retired key must not vouch for
+ * a chain's ends) tagged again under the current one, once every other
+ * check passes; then verified again into *check. Only for a store whose
+ * history was checked otherwise: a head put back by hand is tagged too.
+ * Audited ("audit.retag"). Needs the master key.
+ */
+SOTP_EXPORT int sotp_audit_retag_old(struct sotp_ctx *ctx, time_t now,
+    int *retagged, struct sotp_audit_check *check);
+
 /* ---- Operations: health and metrics ---- */
 
 enum sotp_health_state {

@@ -1171,6 +1171,12 @@ int sotp_audit_append(struct sotp_ctx *ctx, const struct sotp_audit_rec *r);
  * the next read of it walks past: a row at a time, n rows cost n^2.
  * SOTP_ERR_STORE*, SOTP_ERR_NOMEM, SOTP_ERR_INVALID_ARG (a batch open).
  */
+/*
+ * Inside the caller's transaction: every chain's head and base tagged
+ * under a version no longer live (and whose tag holds) tagged again
+ * under `to`; *retagged: how many chains.
+ */
+int sotp_audit_retag(struct sotp_ctx *ctx, uint32_t to, int *retagged);
 int sotp_audit_batch_begin(struct sotp_ctx *ctx);
 int sotp_audit_batch_end(struct sotp_ctx *ctx, int rc);
 /*

@@ -64,6 +64,19 @@ copy edited
 sq edited "UPDATE audit SET contract = 'A9' WHERE seq = 4"
 broken changed "an edited row is found" --config "$SB/edited.conf"
 check "  and named: row 4" grep -q '"row":4,"seq":4' "$OUT"
+# Each column the row's MAC covers, changed alone.
+for set in "action = 'contract.close'" "verdict = 'reject'" "reason = 3" \
+    "serial = 'T9'" "context = 'x'" "detail = 'x'" "ts = ts + 1" \
+    "kv = 0" "kv = 7" "keyed = 0" "keyed = NULL" \
+    "mac = (SELECT mac FROM audit WHERE seq = 5)"; do
+	copy col
+	sq col "UPDATE audit SET $set WHERE seq = 4"
+	broken changed "a row with $set is found" --config "$SB/col.conf"
+done
+check "  and named: row 4" grep -q '"row":4,"seq":4' "$OUT"
+copy col
+sq col "UPDATE audit SET chain = 3 WHERE seq = 4"
+broken removed "a row moved to another chain is found" --config "$SB/col.conf"
 copy removed
 sq removed "DELETE FROM audit WHERE seq = 5"
 broken removed "a removed row is found" --config "$SB/removed.conf"
@@ -87,6 +100,67 @@ sq stray "INSERT INTO audit (ts, action, contract, serial, context,
 broken inserted "a row put in outside every chain is found" \
     --config "$SB/stray.conf"
 check "  and named: in no chain" contains "$ERR" "(seq 11) inserted out of order: in no chain"
+# Rows the walks never reach: no seq or one at or below 0 (the walk
+# starts past 0), a keyed flag that is neither 0 nor 1, a MAC on a row
+# said to wait. Each is put in beside the chain, not in it.
+n=0
+for how in "NULL, mac, 1, kv, 1" "0, mac, 1, kv, 1" "-3, mac, 1, kv, 1" \
+    "NULL, NULL, 7, kv, 1" "NULL, mac, 0, NULL, 1" "NULL, NULL, 1, NULL, NULL"; do
+	n=$((n + 1))
+	copy hidden$n
+	sq hidden$n "INSERT INTO audit (ts, action, contract, serial, context,
+	    verdict, reason, detail, seq, mac, keyed, kv, chain) SELECT ts,
+	    'contract.close', 'A9', serial, context, verdict, reason, detail,
+	    $how FROM audit WHERE seq = 4"
+	broken inserted "a row the walk does not reach is found ($how)" \
+	    --config "$SB/hidden$n.conf"
+done
+check "  and named: in no chain" contains "$ERR" "inserted out of order: in no chain"
+copy legacy
+# One made to look as if from before the chain: this store never had
+# such rows, and one written after the chain began is not one.
+sq legacy "INSERT INTO audit (ts, action, contract, serial, context,
+    verdict, reason, detail) VALUES (978307200, 'contract.close', 'A9', '',
+    '', 'accept', 0, '')"
+broken inserted "a row put in as if from before the chain is found" \
+    --config "$SB/legacy.conf"
+copy legacy0
+sq legacy0 "INSERT INTO audit (id, ts, action, contract, serial, context,
+    verdict, reason, detail) VALUES (0, 978307200, 'contract.close', 'A9',
+    '', '', 'accept', 0, '')"
+broken inserted "  the same with an id before every row's" \
+    --config "$SB/legacy0.conf"
+copy moved
+sq moved "UPDATE audit SET chain = 2, seq = 1 WHERE seq = 10"
+broken removed "the last row moved to another chain is found" \
+    --config "$SB/moved.conf"
+copy swapped
+sq swapped "UPDATE audit SET seq = -4 WHERE seq = 4;
+    UPDATE audit SET seq = 4 WHERE seq = 5; UPDATE audit SET seq = 5 WHERE seq = -4"
+broken changed "two rows swapped are found" --config "$SB/swapped.conf"
+copy dup
+sq dup "INSERT INTO audit (ts, action, contract, serial, context,
+    verdict, reason, detail, seq, mac, keyed, kv, chain) SELECT ts, action,
+    contract, serial, context, verdict, reason, detail, seq, mac, keyed, kv,
+    2 FROM audit WHERE seq = 1"
+# (Its MAC holds there too, the chain not being in it: its head, at 0, does not.)
+broken head "a row copied into another chain is found" --config "$SB/dup.conf"
+copy twice
+# A row duplicated in its own chain, the unique index dropped to let it in.
+sq twice "DROP INDEX audit_seq; INSERT INTO audit (ts, action, contract,
+    serial, context, verdict, reason, detail, seq, mac, keyed, kv, chain)
+    SELECT ts, action, contract, serial, context, verdict, reason, detail,
+    seq, mac, keyed, kv, chain FROM audit WHERE seq = 4"
+broken inserted "a row duplicated in its chain is found" --config "$SB/twice.conf"
+check "  and named: seq 4 already verified" contains "$ERR" "(seq 4) inserted out of order: seq 4 already verified"
+copy wiped
+# Every row and the head set back to a new store's: init's own row
+# (key.create) was chained with the first key, so nothing is not right.
+sq wiped "DELETE FROM audit; UPDATE audit_head SET seq = 0, mac = NULL,
+    tag = NULL, kv = 0"
+broken removed "a trail emptied with its head set back is found" \
+    --config "$SB/wiped.conf"
+check "  and named: every chain empty" contains "$ERR" "every chain is empty"
 copy midway
 # Put in midway: the rows after it renumbered to make room.
 sq midway "UPDATE audit SET seq = -seq - 1 WHERE seq > 5;
@@ -145,6 +219,15 @@ sq base "DELETE FROM audit WHERE seq = 6;
     WHERE seq = 6)"
 broken base "a base moved by hand (a row removed as if pruned) is found" \
     --config "$SB/base.conf"
+copy below
+# A row put in at or below the base (a pruned place): no walk reaches it.
+sq below "INSERT INTO audit (ts, action, contract, serial, context,
+    verdict, reason, detail, seq, mac, keyed, kv, chain) SELECT ts, action,
+    'A9', serial, context, verdict, reason, detail, 3, mac, keyed, kv, 1
+    FROM audit WHERE seq = 6"
+broken inserted "a row put in below the prune's base is found" \
+    --config "$SB/below.conf"
+check "  and named: seq 3" contains "$ERR" "(seq 3) inserted out of order"
 copy front
 sq front "DELETE FROM audit WHERE seq = 6"
 broken removed "the first row left removed is found" --config "$SB/front.conf"
@@ -188,6 +271,37 @@ check "three processes appended 75 rows" [ "$n" = 75 ]
 [ ! -s "$SB/app.retried" ] ||
 	echo "# figure: adds tried again after a lock timeout: $(wc -l <"$SB/app.retried")"
 check "  and the chain verifies" cli audit verify
+
+# -- a retired version's audit key vouches for no chain's end --
+# Its key stays in the store to verify its rows; a head or base tagged
+# under it would let whoever held it (a data key retired because it may
+# have leaked) cut the chain back to before the rotation, or forge a tail.
+copy rot
+sed -i -e 's/^lifetime = .*/lifetime = 1/' -e 's/^refresh = .*/refresh = 1/' \
+    "$SB/rot.conf"
+check "before the rotation, a prune (its base tagged under version 1)" \
+    cli --config "$SB/rot.conf" audit prune --before 2001-01-06
+old_head=$(sq rot "SELECT seq || ' ' || hex(mac) || ' ' || hex(tag) || ' ' || kv FROM audit_head WHERE k = 1")
+check "a rotation to version 2, to the end" \
+    sh -c "'$CLI' --config '$SB/rot.conf' key rotate >/dev/null"
+check "  the chain and its base verify across it" cli --config "$SB/rot.conf" audit verify
+check "  the retirement tagged the head and base again" \
+    sh -c "'$CLI' --config '$SB/rot.conf' audit | grep -q 'key.retire accept .*retagged=1'"
+sqlite3 "$SB/rot.db" ".backup '$SB/back.db'"
+sed "s|^store = .*|store = sqlite:$SB/back.db|" "$SB/rot.conf" >"$SB/back.conf"
+set -- $old_head
+sq back "DELETE FROM audit WHERE chain = 1 AND seq > $1;
+    UPDATE audit_head SET seq = $1, mac = X'$2', tag = X'$3', kv = $4 WHERE k = 1"
+broken head "the head put back to before the rotation, its rows since deleted, is found" \
+    --config "$SB/back.conf"
+check "  as tagged under the retired version" \
+    contains "$ERR" "tagged under key version 1, retired"
+check "audit retag (an auditor's decision) tags it again" \
+    cli --config "$SB/back.conf" audit retag
+check "  says so, and verifies" contains "$OUT" "1 chains tagged again; chain verified"
+check "  audited" sh -c "'$CLI' --config '$SB/back.conf' audit | grep -q 'audit.retag accept .*retagged=1 current=2'"
+check_rc 1 "audit retag leaves a chain broken otherwise as it is" \
+    "$CLI" --config "$SB/tampered.conf" audit retag
 
 # -- a store from before the chain: version 1, made from version 2's SQL --
 copy old

@@ -50,6 +50,34 @@ check_rc 2 "a group-readable master key is refused" cli token list
 chmod 0600 "$KEY"
 check "the key is accepted again at 0600" cli token list
 
+# A key file cut short, one byte too long, not hex, or another key of
+# the right size: each refused (exit 2) in one line naming the file, and
+# no byte of either key on the terminal.
+cp -p "$KEY" "$SB/key.good"
+KHEX=$(od -An -tx1 "$SB/key.good" | tr -d ' \n')
+badkey() { # WHAT WANT: the key file as it is now is refused
+	cli token list
+	_rc=$?
+	_k=$(od -An -tx1 "$KEY" | tr -d ' \n')
+	if [ $_rc -eq 2 ] && [ "$(wc -l <"$ERR")" -eq 1 ] &&
+	    grep -qF "$KEY" "$ERR" && grep -qF "$2" "$ERR" &&
+	    ! grep -qi -e "$KHEX" -e "$(echo "$_k" | cut -c1-16)" "$ERR" "$OUT"; then
+		ok "$1"
+	else
+		notok "$1 (exit $_rc: $(tr '\n' '|' <"$ERR"))"
+	fi
+	cp -p "$SB/key.good" "$KEY"
+}
+head -c 16 "$SB/key.good" >"$KEY"
+badkey "a master key cut short is refused, naming the file" "wrong size (16 bytes)"
+{ cat "$SB/key.good"; printf x; } >"$KEY"
+badkey "a master key one byte too long is refused, naming the file" "wrong size (33 bytes)"
+printf '%064d\n' 0 | sed 's/^0/g/' >"$KEY"
+badkey "a master key that is not hex is refused, naming the file" "not a hex key"
+head -c 32 /dev/urandom >"$KEY"
+badkey "another key of the right size is refused, naming the file" "has no copy wrapped under"
+check "the key is accepted again" cli token list
+
 check "check-config on the sandbox policy" cli check-config
 check "check-config prints the contexts" contains "$OUT" "[context transaction]"
 check "check-config --json" cli --json check-config

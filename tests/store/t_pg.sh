@@ -110,6 +110,29 @@ wait $ap1 $ap2
 check "three processes appended 60 rows at once" \
     [ "$(psql_q "SELECT count(*) FROM audit WHERE action = 'contract.add' AND contract LIKE 'A_%'")" = 60 ]
 check "  and the chain verifies" cli audit verify
+# Rows no walk reaches (no seq, seq 0, a keyed flag not 0 or 1) and a
+# trail emptied with its heads set back: each found, then undone.
+for how in "NULL, mac, 1, kv, chain" "0, mac, 1, kv, chain" \
+    "NULL, NULL, 7, kv, chain" "NULL, NULL, NULL, NULL, NULL"; do
+	psql_q "INSERT INTO audit (ts, action, contract, serial, context,
+	    verdict, reason, detail, seq, mac, keyed, kv, chain) SELECT ts,
+	    'contract.close', 'X', serial, context, verdict, reason, detail,
+	    $how FROM audit WHERE seq = 2 ORDER BY id LIMIT 1" >/dev/null
+	check_rc 1 "a row the walk does not reach is found ($how)" cli audit verify
+	check "  in no chain" contains "$ERR" "inserted out of order: in no chain"
+	psql_q "DELETE FROM audit WHERE contract = 'X'" >/dev/null
+done
+psql_q "CREATE TABLE audit_keep AS SELECT * FROM audit;
+    CREATE TABLE audit_head_keep AS SELECT * FROM audit_head;
+    DELETE FROM audit; UPDATE audit_head SET seq = 0, mac = NULL, tag = NULL,
+    kv = 0" >/dev/null
+check_rc 1 "a trail emptied with its heads set back is found" cli audit verify
+check "  every chain empty" contains "$ERR" "every chain is empty"
+psql_q "INSERT INTO audit OVERRIDING SYSTEM VALUE SELECT * FROM audit_keep;
+    DELETE FROM audit_head;
+    INSERT INTO audit_head SELECT * FROM audit_head_keep;
+    DROP TABLE audit_keep; DROP TABLE audit_head_keep" >/dev/null
+check "  and put back, the chains verify" cli audit verify
 psql_q "UPDATE audit SET detail = 'edited' WHERE seq = 3" >/dev/null
 check_rc 1 "an edited row is found" cli audit verify
 check "  and named" contains "$ERR" "(seq 3) changed"
