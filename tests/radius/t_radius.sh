@@ -937,12 +937,12 @@ fi
 
 # ---- configurations radiusd must refuse (radiusd -C) ----
 # check_refused WHAT WANT MODULE-BODY: radiusd -C fails, its log says WANT.
-NBAD=0
-check_refused() {
-	NBAD=$((NBAD + 1))
-	fr_setup "$T/bad$NBAD"
+# one_module_conf DIR OPTIONS: a radiusd in DIR with one shinkin_otp
+# instance of those options, called in authorize and authenticate.
+one_module_conf() {
+	fr_setup "$1"
 	fr_write_conf "shinkin_otp {
-$3
+$2
 }" "server x {
 	listen {
 		type = auth
@@ -958,6 +958,11 @@ $3
 		}
 	}
 }"
+}
+NBAD=0
+check_refused() {
+	NBAD=$((NBAD + 1))
+	one_module_conf "$T/bad$NBAD" "$3"
 	freeradius -C -d "$FR_DIR" >"$FR_DIR/log/C.out" 2>&1
 	_rc=$?
 	if [ $_rc -ne 0 ] && cat "$FR_DIR"/log/* | grep -qF -- "$2"; then
@@ -1045,25 +1050,8 @@ for f in nosvc emptysvc; do
 	context_attribute = NAS-Identifier"
 done
 # With a fixed context the same policy is fine: the map is not read.
-fr_setup "$T/nosvc-ok"
-fr_write_conf "shinkin_otp {
-	config = $SB/fresh/nosvc.conf
-	context = login
-}" "server x {
-	listen {
-		type = auth
-		ipaddr = 127.0.0.1
-		port = $PORT
-	}
-	authorize {
-		shinkin_otp
-	}
-	authenticate {
-		Auth-Type shinkin_otp {
-			shinkin_otp
-		}
-	}
-}"
+one_module_conf "$T/nosvc-ok" "	config = $SB/fresh/nosvc.conf
+	context = login"
 check "  while a fixed context needs no [services] map" \
     freeradius -C -d "$FR_DIR"
 
