@@ -60,6 +60,26 @@ sotp_strlcpy(char *dst, const char *src, size_t dstsz)
 	return len;
 }
 
+int
+sotp_dir_of(const char *path, char *out, size_t outsz)
+{
+	const char *slash = strrchr(path, '/');
+	size_t n;
+
+	if (slash == NULL) {
+		path = ".";
+		n = 1;
+	} else
+		n = slash == path ? 1 : (size_t)(slash - path);
+	if (n >= outsz) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memmove(out, path, n);
+	out[n] = '\0';
+	return 0;
+}
+
 const char *
 sotp_parse_ll_zero(const char *s)
 {

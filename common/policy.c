@@ -1142,7 +1142,6 @@ policy_dirs_safe(const char *path, const char *dir, char *err, size_t errsz)
 {
 	char d[PATH_MAX];
 	struct stat st;
-	char *slash;
 
 	sotp_strlcpy(d, dir, sizeof(d)); /* dir is a realpath */
 	for (;;) {
@@ -1170,11 +1169,7 @@ policy_dirs_safe(const char *path, const char *dir, char *err, size_t errsz)
 		}
 		if (strcmp(d, "/") == 0)
 			return SOTP_OK;
-		slash = strrchr(d, '/');
-		if (slash == d)
-			slash[1] = '\0';
-		else
-			*slash = '\0';
+		(void)sotp_dir_of(d, d, sizeof(d));
 	}
 }
 
@@ -1182,16 +1177,10 @@ policy_dirs_safe(const char *path, const char *dir, char *err, size_t errsz)
 static int
 real_dir_of(const char *path, char out[PATH_MAX])
 {
-	char d[PATH_MAX], *slash;
+	char d[PATH_MAX];
 
-	if (sotp_strlcpy(d, path, sizeof(d)) >= sizeof(d)) {
-		errno = ENAMETOOLONG;
+	if (sotp_dir_of(path, d, sizeof(d)) != 0)
 		return -1;
-	}
-	if ((slash = strrchr(d, '/')) == NULL)
-		sotp_strlcpy(d, ".", sizeof(d));
-	else
-		slash[slash == d ? 1 : 0] = '\0';
 	return realpath(d, out) == NULL ? -1 : 0;
 }
 
@@ -1206,7 +1195,7 @@ real_dir_of(const char *path, char out[PATH_MAX])
 static int
 policy_file_safe(FILE *f, const char *path, char *err, size_t errsz)
 {
-	char real[PATH_MAX], link[PATH_MAX], *slash;
+	char real[PATH_MAX], link[PATH_MAX];
 	struct stat st;
 	int rc, islink;
 
@@ -1241,8 +1230,7 @@ policy_file_safe(FILE *f, const char *path, char *err, size_t errsz)
 		    strerror(errno));
 		return SOTP_ERR_CONFIG;
 	}
-	slash = strrchr(real, '/');
-	slash[slash == real ? 1 : 0] = '\0';
+	(void)sotp_dir_of(real, real, sizeof(real));
 	if ((rc = policy_dirs_safe(path, real, err, errsz)) != SOTP_OK)
 		return rc;
 	return islink ? policy_dirs_safe(path, link, err, errsz) : SOTP_OK;

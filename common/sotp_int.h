@@ -43,6 +43,12 @@ int sotp_random_uniform(unsigned int bound, unsigned int *out);
  */
 size_t sotp_strlcpy(char *dst, const char *src, size_t dstsz);
 /*
+ * The directory part of path into out[outsz] (out may be path): "/" for
+ * "/x", "." without a '/'. 0, or -1 (errno ENAMETOOLONG) if it does not
+ * fit.
+ */
+int sotp_dir_of(const char *path, char *out, size_t outsz);
+/*
  * sotp_parse_ll that also takes leading zeros (007, -0), for numbers in
  * files written by programs: an XML Schema integer in PSKC may be padded
  * (RFC 6030 types are xs:unsignedLong and the like), so may a vendor's CSV

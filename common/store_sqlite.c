@@ -799,13 +799,10 @@ static void
 sync_dir_of(const char *path)
 {
 	char dir[PATH_MAX];
-	const char *slash = strrchr(path, '/');
 	int fd;
 
-	if (slash == NULL || (size_t)(slash - path) >= sizeof(dir))
+	if (sotp_dir_of(path, dir, sizeof(dir)) != 0)
 		return;
-	snprintf(dir, sizeof(dir), "%.*s",
-	    slash == path ? 1 : (int)(slash - path), path);
 	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		return;
 	(void)fsync(fd);
@@ -996,16 +993,14 @@ static int
 sync_file(const char *path)
 {
 	char dir[PATH_MAX];
-	const char *slash = strrchr(path, '/');
 	int fd, ok;
 
 	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
 		return -1;
 	ok = fsync(fd) == 0;
 	close(fd);
-	snprintf(dir, sizeof(dir), "%.*s",
-	    slash == path ? 1 : (int)(slash - path), path);
-	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+	if (sotp_dir_of(path, dir, sizeof(dir)) != 0 ||
+	    (fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		return -1;
 	ok = fsync(fd) == 0 && ok;
 	close(fd);

@@ -699,6 +699,18 @@ test_policy_directories_checked(void **state)
 	int fd;
 
 	(void)state;
+	/* The directory part of a path, as the walk up takes it. */
+	assert_int_equal(sotp_dir_of("/etc/x.conf", file, sizeof(file)), 0);
+	assert_string_equal(file, "/etc");
+	assert_int_equal(sotp_dir_of("/x.conf", file, sizeof(file)), 0);
+	assert_string_equal(file, "/");
+	assert_int_equal(sotp_dir_of("x.conf", file, sizeof(file)), 0);
+	assert_string_equal(file, ".");
+	snprintf(file, sizeof(file), "/a/b/c");
+	assert_int_equal(sotp_dir_of(file, file, sizeof(file)), 0);
+	assert_string_equal(file, "/a/b");
+	assert_int_equal(sotp_dir_of("/abcdef/x", file, 7), -1);
+	assert_int_equal(errno, ENAMETOOLONG);
 	assert_non_null(p = malloc(sizeof(*p)));
 	assert_non_null(mkdtemp(dir));
 	snprintf(file, sizeof(file), "%s/p.conf", dir);
