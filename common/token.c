@@ -68,7 +68,7 @@ sotp_token_match(struct sotp_ctx *ctx, const struct sotp_token_rec *t,
 {
 	char cand[SOTP_CODE_MAX];
 	const struct sotp_policy *p = &ctx->pol;
-	int64_t T, s, first, last, used = -1;
+	int64_t T, s, first, last;
 	int rc = SOTP_ERR_INTERNAL, hit = 0;
 
 	*match = 0;
@@ -93,26 +93,20 @@ sotp_token_match(struct sotp_ctx *ctx, const struct sotp_token_rec *t,
 	if (first < 0)
 		first = 0;
 	/*
-	 * Compute every candidate, so the time taken says nothing. A step
-	 * not yet used wins over one used already: two steps' codes are the
-	 * same once in a million, and the customer typing the new one must
-	 * not be told it was used (the used one only says REPLAYED).
+	 * Compute every candidate, so the time taken says nothing. The first
+	 * match wins, and the used steps come first: six digits once
+	 * accepted are refused (REPLAYED) even when a step not yet used
+	 * shares them (once in a million), so that no two servers ever both
+	 * accept one code; the customer then types the next one.
 	 */
 	for (s = first; s <= last; s++) {
 		if ((rc = sotp_mac_hotp(
 		         ctx->mac, (uint64_t)s, t->digits, cand)) != SOTP_OK)
 			goto out;
-		if (!sotp_code_equal(cand, code))
-			continue;
-		if (s > t->last_step && !hit) {
+		if (sotp_code_equal(cand, code) && !hit) {
 			hit = 1;
 			*step = s;
-		} else if (s <= t->last_step && used < 0)
-			used = s;
-	}
-	if (!hit && used >= 0) {
-		hit = 1;
-		*step = used;
+		}
 	}
 	if (hit && t->period == 0) {
 		*match = 1;

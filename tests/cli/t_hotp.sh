@@ -95,8 +95,9 @@ done
 check "10 races on one HOTP code: exactly one accept each ($bad bad)" test "$bad" -eq 0
 
 # -- two counters, one code: with RFC 4226's secret, counters 910737 and
-#    910738 both give 911617 (once in a million). The new counter's code
-#    is accepted, not refused as the used one's replay --
+#    910738 both give 911617 (once in a million). Six digits once
+#    accepted are refused as a replay, even typed for the new counter, so
+#    that no two servers ever both accept one code; the next is taken --
 check "token add: the RFC secret at counter 910737" \
     cli token add HX-1 --secret GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ --digits 6 \
     --counter 910737
@@ -105,12 +106,14 @@ check "oathtool agrees: counters 910737 and 910738 give one code" \
 check "contract" clin pw-hx contract add HX
 check "binds with the code of counter 910737" \
     cli contract bind HX --serial HX-1 --otp 911617
-check "the same six digits, typed for counter 910738, are accepted" \
+refused REPLAYED "the same six digits, typed for counter 910738: a replay" \
     cli verify HX --context transaction --otp 911617
-check "token show: next counter 910739" \
-    sh -c '"$1" token show HX-1 | grep -qx "next counter: 910739"' sh "$CLI"
-refused REPLAYED "and then refused as a replay" \
-    cli verify HX --context transaction --otp 911617
+check "token show: next counter still 910738" \
+    sh -c '"$1" token show HX-1 | grep -qx "next counter: 910738"' sh "$CLI"
+check "the code of counter 910739 is accepted" \
+    cli verify HX --context transaction --otp "$(code $RFC 910739 6)"
+check "token show: next counter 910740" \
+    sh -c '"$1" token show HX-1 | grep -qx "next counter: 910740"' sh "$CLI"
 
 # -- a TOTP token beside it keeps its behaviour --
 T=$(secret)
