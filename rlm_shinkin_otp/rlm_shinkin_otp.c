@@ -527,42 +527,44 @@ add_reply_message(REQUEST *request, const char *text)
 }
 
 /*
- * The first attribute of which the request carries more than one where
- * RFC 2865 5.44 allows one (User-Name, User-Password, State) or where
- * one names the context, into r->repeated (rlm_malformed refuses it).
+ * One walk over the request's attributes: the first credential other than
+ * User-Password (r->other_auth), and the first attribute of which the
+ * request carries more than one where RFC 2865 5.44 allows one
+ * (User-Name, User-Password, State, in that order) or where one names the
+ * context, into r->repeated. rlm_malformed refuses either.
  */
 static void
-count_repeated(
+walk_attributes(
     const struct rlm_shinkin_otp *inst, REQUEST *request, struct rlm_request *r)
 {
 	static const unsigned int once[] = {
 	    PW_USER_NAME, PW_USER_PASSWORD, PW_STATE};
-	const DICT_ATTR *da;
-	vp_cursor_t cursor;
-	VALUE_PAIR *vp;
-	unsigned int n;
+	static const char *const once_name[] = {
+	    "User-Name", "User-Password", "State"};
+	unsigned int n[4] = {0, 0, 0, 0};
+	const VALUE_PAIR *vp;
 	size_t i;
 
-	for (i = 0; i <= sizeof(once) / sizeof(once[0]); i++) {
-		da = i < sizeof(once) / sizeof(once[0])
-		    ? dict_attrbyvalue(once[i], 0)
-		    : inst->context_da;
-		if (da == NULL)
+	for (vp = request->packet->vps; vp != NULL; vp = vp->next) {
+		/* The context may be one of the three: counted as both. */
+		if (vp->da == inst->context_da)
+			n[3]++;
+		for (i = 0; vp->da->vendor == 0 && i < 3; i++)
+			if (vp->da->attr == once[i])
+				n[i]++;
+		if (r->other_auth == NULL && is_credential(vp->da))
+			r->other_auth = vp->da->name;
+	}
+	for (i = 0; i < 4; i++) {
+		if (n[i] <= 1)
 			continue;
-		n = 0;
-		for (vp = fr_cursor_init(&cursor, &request->packet->vps);
-		     vp != NULL; vp = fr_cursor_next(&cursor))
-			if (vp->da == da)
-				n++;
-		if (n > 1) {
-			r->repeated = da->name;
-			r->nrepeated = n;
-			if (i == 0) { /* which contract was meant: none */
-				r->user = "";
-				r->user_len = 0;
-			}
-			return;
+		r->repeated = i < 3 ? once_name[i] : inst->context_da->name;
+		r->nrepeated = n[i];
+		if (i == 0) { /* which contract was meant: none */
+			r->user = "";
+			r->user_len = 0;
 		}
+		return;
 	}
 }
 
@@ -611,11 +613,7 @@ request_of(const struct rlm_shinkin_otp *inst, REQUEST *request,
 			r->service_len = strlen(service);
 		}
 	}
-	for (vp = request->packet->vps; vp != NULL && r->other_auth == NULL;
-	     vp = vp->next)
-		if (is_credential(vp->da))
-			r->other_auth = vp->da->name;
-	count_repeated(inst, request, r);
+	walk_attributes(inst, request, r);
 }
 
 /*
