@@ -263,31 +263,44 @@ not_padded(struct parser *ps, const char *key, const char *val)
 
 /*
  * Outside [messages] a value is taken as written: quotes would stay in
- * it, and a '#' after a blank would end up in a path or a URL. Both are
- * refused, so that issuer = "Bank" or store = sqlite:x.db # main is never
- * misread. A store's text is not shown: a libpq string may hold a
- * password.
+ * it. They are refused, so that issuer = "Bank" or master_key = "/etc/x"
+ * is never misread.
  */
 static int
 plain_value(struct parser *ps, const struct option *o, const char *val)
 {
-	const char *hash;
-
 	if (val[0] == '"' || val[0] == '\'')
 		return perr(ps,
 		    "%s: a quoted value; only [messages] texts take quotes: "
 		    "write it without them",
 		    o->key);
-	if (o->type == V_STR || (hash = strstr(val, " #")) == NULL)
+	return SOTP_OK;
+}
+
+/*
+ * A comment takes a line of its own, for every key: a '#' after a blank
+ * reads as one, yet would end up in the value (an issuer every
+ * authenticator app shows, a path that opens another file, a number
+ * that is no number), so it is refused wherever it stands; a '#' with no
+ * blank before it is part of the value. A [messages] text in double
+ * quotes keeps one (message_key). A store's text is not shown: a libpq
+ * string may hold a password.
+ */
+static int
+no_comment(struct parser *ps, const char *key, const char *val)
+{
+	const char *hash;
+
+	if ((hash = strstr(val, " #")) == NULL)
 		return SOTP_OK;
-	if (o->type == V_STORE)
+	if (ps->sec == SEC_MAIN && strcmp(key, "store") == 0)
 		return perr(ps,
 		    "store: a '#' after a blank reads as a comment; a comment "
 		    "takes a line of its own");
 	return perr(ps,
 	    "%s: '%s' after the value reads as a comment; a comment takes a "
 	    "line of its own",
-	    o->key, hash + 1);
+	    key, hash + 1);
 }
 
 static int
@@ -648,6 +661,7 @@ service_key(struct parser *ps, const char *key, const char *val)
 static int
 message_key(struct parser *ps, const char *key, const char *val)
 {
+	const char *hash;
 	size_t i, n = strlen(val);
 	int row;
 
@@ -656,7 +670,8 @@ message_key(struct parser *ps, const char *key, const char *val)
 	if (ps->msg_line[row] != 0)
 		return perr(ps, "'%s' is set twice", key);
 	/* A forgotten closing quote would show the opening one. */
-	if (val[0] == '"' && (n < 2 || val[n - 1] != '"'))
+	if (val[0] == '"' && (n < 2 || val[n - 1] != '"') &&
+	    strstr(val, " #") == NULL)
 		return perr(ps,
 		    "%s: an opening quote without its closing one at the end "
 		    "of the text",
@@ -664,7 +679,13 @@ message_key(struct parser *ps, const char *key, const char *val)
 	if (n >= 2 && val[0] == '"' && val[n - 1] == '"') {
 		val++;
 		n -= 2;
-	}
+	} else if ((hash = strstr(val, " #")) != NULL)
+		/* Unquoted, a '#' after a blank reads as a comment. */
+		return perr(ps,
+		    "%s: '%s' after the text reads as a comment; a comment "
+		    "takes a line of its own (put the text in double quotes "
+		    "to keep a '#' after a blank)",
+		    key, hash + 1);
 	if (n == 0)
 		return perr(ps, "%s: empty message", key);
 	for (i = 0; i < n && val[i] == ' '; i++)
@@ -685,7 +706,15 @@ static int
 keyval(struct parser *ps, const char *key, const char *val)
 {
 	size_t i;
+	int rc;
 
+	/* Named, so that nobody takes "unknown key" for a typo. */
+	if (ps->sec == SEC_KEY && strcmp(key, "pkcs11_pin") == 0)
+		return perr(ps,
+		    "pkcs11_pin: a PIN is never read from the policy; write it to a file (mode 0600) and name that with pkcs11_pin_file");
+	if (ps->sec != SEC_MESSAGES &&
+	    (rc = no_comment(ps, key, val)) != SOTP_OK)
+		return rc;
 	switch (ps->sec) {
 	case SEC_MESSAGES:
 		return message_key(ps, key, val);
@@ -695,12 +724,6 @@ keyval(struct parser *ps, const char *key, const char *val)
 		return context_key(ps, key, val);
 	case SEC_SERVICES:
 		return service_key(ps, key, val);
-	case SEC_KEY:
-		/* Named, so that nobody takes "unknown key" for a typo. */
-		if (strcmp(key, "pkcs11_pin") == 0)
-			return perr(ps,
-			    "pkcs11_pin: a PIN is never read from the policy; write it to a file (mode 0600) and name that with pkcs11_pin_file");
-		break;
 	default:
 		break;
 	}

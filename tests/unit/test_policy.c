@@ -276,8 +276,11 @@ test_policy_full_sets_every_key(void **state)
 	const struct sotp_kind *k;
 
 	(void)state;
-	/* Only whole-line comments: a '#' inside a value is kept. */
-	assert_string_equal(p->issuer, "Test Bank (staging) # not a comment");
+	/*
+	 * Only whole-line comments: a '#' inside a value is kept (after a
+	 * blank it is refused, bad/comment-after-*.conf).
+	 */
+	assert_string_equal(p->issuer, "Test Bank (staging)#2");
 	assert_int_equal(p->alg, SOTP_ALG_SHA512);
 	assert_int_equal(p->digits, 8);
 	assert_int_equal(p->period, 20);
@@ -307,6 +310,9 @@ test_policy_full_sets_every_key(void **state)
 	    "ワンタイムパスワードが違います。");
 	assert_string_equal(
 	    sotp_msg_text(p, sotp_msg_find("CARD_CELL")), "%{row}-%{col}");
+	/* In double quotes, a '#' after a blank is part of the text. */
+	assert_string_equal(sotp_msg_text(p, sotp_msg_find("PROMPT_SERIAL")),
+	    "Serial # on the back: ");
 	/* The rest keep the language's catalog. */
 	assert_string_equal(sotp_msg_text(p, sotp_msg_find("WRONG_CARD")),
 	    "The confirmation password is not correct.");
