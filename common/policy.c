@@ -408,6 +408,17 @@ set_option(struct parser *ps, const struct option *o, const char *val)
 			base[0] = '\0';
 			return SOTP_OK;
 		}
+		/*
+		 * A word (None, off, no) would be taken for a file of that
+		 * name beside the policy, and counting would go on: a value
+		 * with neither a '/' nor a '.' is no file name.
+		 */
+		if (strpbrk(val, "/.") == NULL)
+			return perr(ps,
+			    "metrics: '%s' is neither none nor a file name: "
+			    "write none to count nothing, or a path with a '/' "
+			    "or a '.' (such as /var/lib/shinkin-otp/metrics)",
+			    val);
 		return resolve_path(ps, val, base, o->size);
 	case V_STORE:
 		/*
