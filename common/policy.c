@@ -156,6 +156,7 @@ struct parser {
 	unsigned int service_line[SOTP_MAX_SERVICES];
 	char service_ctx[SOTP_MAX_SERVICES][SOTP_NAME_MAX];
 	unsigned int msg_line[SOTP_NMSG]; /* [messages]: where set */
+	char dir[PATH_MAX]; /* the real directory of the file, no link in it */
 };
 
 static int perr(struct parser *ps, const char *fmt, ...) SOTP_PRINTF(2, 3);
@@ -229,18 +230,22 @@ name_ok(const char *s, size_t max)
 	return 1;
 }
 
-/* Makes a relative path relative to the policy file's directory. */
+/*
+ * Makes a relative path relative to the policy file's directory: the
+ * real one (ps->dir), so that a policy reached through a symbolic link
+ * finds the files beside it, and one named relative to the working
+ * directory gives absolute paths that a later chdir cannot move.
+ */
 static int
 resolve_path(struct parser *ps, const char *val, char *out, size_t outsz)
 {
-	const char *slash;
 	int n;
 
-	if (val[0] == '/' || (slash = strrchr(ps->file, '/')) == NULL)
+	if (val[0] == '/')
 		n = snprintf(out, outsz, "%s", val);
 	else
-		n = snprintf(out, outsz, "%.*s/%s", (int)(slash - ps->file),
-		    ps->file, val);
+		n = snprintf(out, outsz, "%s%s%s", ps->dir,
+		    strcmp(ps->dir, "/") == 0 ? "" : "/", val);
 	if (n < 0 || (size_t)n >= outsz)
 		return perr(ps, "path too long");
 	return SOTP_OK;
@@ -1224,10 +1229,12 @@ real_dir_of(const char *path, char out[PATH_MAX])
  * as root: a file that someone other than root or this process's user
  * may write, or replace through its directory (or a symbolic link's),
  * would let that someone open every login. Refused, as the master key's
- * loader refuses a loose key (seal.c).
+ * loader refuses a loose key (seal.c). The file's real directory, which
+ * its relative paths are taken from, goes to dir.
  */
 static int
-policy_file_safe(FILE *f, const char *path, char *err, size_t errsz)
+policy_file_safe(
+    FILE *f, const char *path, char dir[PATH_MAX], char *err, size_t errsz)
 {
 	char real[PATH_MAX], link[PATH_MAX];
 	struct stat st;
@@ -1265,6 +1272,7 @@ policy_file_safe(FILE *f, const char *path, char *err, size_t errsz)
 		return SOTP_ERR_CONFIG;
 	}
 	(void)sotp_dir_of(real, real, sizeof(real));
+	sotp_strlcpy(dir, real, PATH_MAX);
 	if ((rc = policy_dirs_safe(path, real, err, errsz)) != SOTP_OK)
 		return rc;
 	return islink ? policy_dirs_safe(path, link, err, errsz) : SOTP_OK;
@@ -1337,7 +1345,7 @@ sotp_policy_read(
 		rc = SOTP_ERR_CONFIG;
 		goto out;
 	}
-	if ((rc = policy_file_safe(f, path, err, errsz)) != SOTP_OK)
+	if ((rc = policy_file_safe(f, path, ps->dir, err, errsz)) != SOTP_OK)
 		goto out;
 	for (;;) {
 		if ((rc = read_line(ps, f, line, sizeof(line), &got)) !=
