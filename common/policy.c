@@ -702,6 +702,16 @@ message_key(struct parser *ps, const char *key, const char *val)
 		    "takes a line of its own (put the text in double quotes "
 		    "to keep a '#' after a blank)",
 		    key, hash + 1);
+	else if (n >= 2 && val[0] == '\'' && val[n - 1] == '\'')
+		/*
+		 * Read as quotes everywhere else (and refused there), single
+		 * quotes would reach the customer here: CARD_CELL_SEP = ', '
+		 * would show them in every card prompt.
+		 */
+		return perr(ps,
+		    "%s: a text in single quotes, which would show; only "
+		    "double quotes delimit a text",
+		    key);
 	if (n == 0)
 		return perr(ps, "%s: empty message", key);
 	for (i = 0; i < n && val[i] == ' '; i++)

@@ -314,6 +314,9 @@ test_policy_full_sets_every_key(void **state)
 	/* In double quotes, a '#' after a blank is part of the text. */
 	assert_string_equal(sotp_msg_text(p, sotp_msg_find("PROMPT_SERIAL")),
 	    "Serial # on the back: ");
+	/* Single quotes are text; in double quotes, at its ends too. */
+	assert_string_equal(
+	    sotp_msg_text(p, sotp_msg_find("EXISTS")), "'Already registered'");
 	/* The rest keep the language's catalog. */
 	assert_string_equal(sotp_msg_text(p, sotp_msg_find("WRONG_CARD")),
 	    "The confirmation password is not correct.");
