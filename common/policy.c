@@ -283,29 +283,44 @@ plain_value(struct parser *ps, const struct option *o, const char *val)
 }
 
 /*
- * A comment takes a line of its own, for every key: a '#' after a blank
- * reads as one, yet would end up in the value (an issuer every
- * authenticator app shows, a path that opens another file, a number
- * that is no number), so it is refused wherever it stands; a '#' with no
- * blank before it is part of the value. A [messages] text in double
- * quotes keeps one (message_key). A store's text is not shown: a libpq
- * string may hold a password.
+ * Where a comment would start in val: a '#' at its start (after the
+ * blank that followed the '=') or after a blank in it. NULL if none.
+ */
+static const char *
+comment_in(const char *val)
+{
+	const char *hash;
+
+	if (val[0] == '#')
+		return val;
+	return (hash = strstr(val, " #")) != NULL ? hash + 1 : NULL;
+}
+
+/*
+ * A comment takes a line of its own, for every key: a '#' that starts the
+ * value or follows a blank in it reads as one, yet would end up in the
+ * value (an issuer every authenticator app shows, a path that opens
+ * another file, a number that is no number), so it is refused wherever
+ * it stands; any other '#' is part of the value. A [messages] text in
+ * double quotes keeps one (message_key). A store's text is not shown: a
+ * libpq string may hold a password.
  */
 static int
 no_comment(struct parser *ps, const char *key, const char *val)
 {
 	const char *hash;
 
-	if ((hash = strstr(val, " #")) == NULL)
+	if ((hash = comment_in(val)) == NULL)
 		return SOTP_OK;
 	if (ps->sec == SEC_MAIN && strcmp(key, "store") == 0)
 		return perr(ps,
-		    "store: a '#' after a blank reads as a comment; a comment "
-		    "takes a line of its own");
+		    "store: a '#' %s reads as a comment; a comment takes a "
+		    "line of its own",
+		    hash == val ? "as the value" : "after a blank");
 	return perr(ps,
-	    "%s: '%s' after the value reads as a comment; a comment takes a "
-	    "line of its own",
-	    key, hash + 1);
+	    "%s: '%s' %s reads as a comment; a comment takes a line of its "
+	    "own",
+	    key, hash, hash == val ? "as the value" : "after the value");
 }
 
 static int
@@ -687,7 +702,7 @@ message_key(struct parser *ps, const char *key, const char *val)
 		return perr(ps, "'%s' is set twice", key);
 	/* A forgotten closing quote would show the opening one. */
 	if (val[0] == '"' && (n < 2 || val[n - 1] != '"') &&
-	    strstr(val, " #") == NULL)
+	    comment_in(val) == NULL)
 		return perr(ps,
 		    "%s: an opening quote without its closing one at the end "
 		    "of the text",
@@ -695,13 +710,12 @@ message_key(struct parser *ps, const char *key, const char *val)
 	if (n >= 2 && val[0] == '"' && val[n - 1] == '"') {
 		val++;
 		n -= 2;
-	} else if ((hash = strstr(val, " #")) != NULL)
-		/* Unquoted, a '#' after a blank reads as a comment. */
+	} else if ((hash = comment_in(val)) != NULL)
+		/* Unquoted: a '#' first or after a blank is a comment. */
 		return perr(ps,
-		    "%s: '%s' after the text reads as a comment; a comment "
-		    "takes a line of its own (put the text in double quotes "
-		    "to keep a '#' after a blank)",
-		    key, hash + 1);
+		    "%s: '%s' %s reads as a comment; a comment takes a line "
+		    "of its own (put the text in double quotes to keep it)",
+		    key, hash, hash == val ? "as the text" : "after the text");
 	else if (n >= 2 && val[0] == '\'' && val[n - 1] == '\'')
 		/*
 		 * Read as quotes everywhere else (and refused there), single
