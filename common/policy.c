@@ -156,6 +156,7 @@ struct parser {
 	unsigned int service_line[SOTP_MAX_SERVICES];
 	char service_ctx[SOTP_MAX_SERVICES][SOTP_NAME_MAX];
 	unsigned int msg_line[SOTP_NMSG]; /* [messages]: where set */
+	char dir[PATH_MAX]; /* the real directory of the file, no link in it */
 };
 
 static int perr(struct parser *ps, const char *fmt, ...) SOTP_PRINTF(2, 3);
@@ -229,18 +230,22 @@ name_ok(const char *s, size_t max)
 	return 1;
 }
 
-/* Makes a relative path relative to the policy file's directory. */
+/*
+ * Makes a relative path relative to the policy file's directory: the
+ * real one (ps->dir), so that a policy reached through a symbolic link
+ * finds the files beside it, and one named relative to the working
+ * directory gives absolute paths that a later chdir cannot move.
+ */
 static int
 resolve_path(struct parser *ps, const char *val, char *out, size_t outsz)
 {
-	const char *slash;
 	int n;
 
-	if (val[0] == '/' || (slash = strrchr(ps->file, '/')) == NULL)
+	if (val[0] == '/')
 		n = snprintf(out, outsz, "%s", val);
 	else
-		n = snprintf(out, outsz, "%.*s/%s", (int)(slash - ps->file),
-		    ps->file, val);
+		n = snprintf(out, outsz, "%s%s%s", ps->dir,
+		    strcmp(ps->dir, "/") == 0 ? "" : "/", val);
 	if (n < 0 || (size_t)n >= outsz)
 		return perr(ps, "path too long");
 	return SOTP_OK;
@@ -263,31 +268,59 @@ not_padded(struct parser *ps, const char *key, const char *val)
 
 /*
  * Outside [messages] a value is taken as written: quotes would stay in
- * it, and a '#' after a blank would end up in a path or a URL. Both are
- * refused, so that issuer = "Bank" or store = sqlite:x.db # main is never
- * misread. A store's text is not shown: a libpq string may hold a
- * password.
+ * it. They are refused, so that issuer = "Bank" or master_key = "/etc/x"
+ * is never misread.
  */
 static int
 plain_value(struct parser *ps, const struct option *o, const char *val)
 {
-	const char *hash;
-
 	if (val[0] == '"' || val[0] == '\'')
 		return perr(ps,
 		    "%s: a quoted value; only [messages] texts take quotes: "
 		    "write it without them",
 		    o->key);
-	if (o->type == V_STR || (hash = strstr(val, " #")) == NULL)
+	return SOTP_OK;
+}
+
+/*
+ * Where a comment would start in val: a '#' at its start (after the
+ * blank that followed the '=') or after a blank in it. NULL if none.
+ */
+static const char *
+comment_in(const char *val)
+{
+	const char *hash;
+
+	if (val[0] == '#')
+		return val;
+	return (hash = strstr(val, " #")) != NULL ? hash + 1 : NULL;
+}
+
+/*
+ * A comment takes a line of its own, for every key: a '#' that starts the
+ * value or follows a blank in it reads as one, yet would end up in the
+ * value (an issuer every authenticator app shows, a path that opens
+ * another file, a number that is no number), so it is refused wherever
+ * it stands; any other '#' is part of the value. A [messages] text in
+ * double quotes keeps one (message_key). A store's text is not shown: a
+ * libpq string may hold a password.
+ */
+static int
+no_comment(struct parser *ps, const char *key, const char *val)
+{
+	const char *hash;
+
+	if ((hash = comment_in(val)) == NULL)
 		return SOTP_OK;
-	if (o->type == V_STORE)
+	if (ps->sec == SEC_MAIN && strcmp(key, "store") == 0)
 		return perr(ps,
-		    "store: a '#' after a blank reads as a comment; a comment "
-		    "takes a line of its own");
+		    "store: a '#' %s reads as a comment; a comment takes a "
+		    "line of its own",
+		    hash == val ? "as the value" : "after a blank");
 	return perr(ps,
-	    "%s: '%s' after the value reads as a comment; a comment takes a "
-	    "line of its own",
-	    o->key, hash + 1);
+	    "%s: '%s' %s reads as a comment; a comment takes a line of its "
+	    "own",
+	    key, hash, hash == val ? "as the value" : "after the value");
 }
 
 static int
@@ -395,6 +428,17 @@ set_option(struct parser *ps, const struct option *o, const char *val)
 			base[0] = '\0';
 			return SOTP_OK;
 		}
+		/*
+		 * A word (None, off, no) would be taken for a file of that
+		 * name beside the policy, and counting would go on: a value
+		 * with neither a '/' nor a '.' is no file name.
+		 */
+		if (strpbrk(val, "/.") == NULL)
+			return perr(ps,
+			    "metrics: '%s' is neither none nor a file name: "
+			    "write none to count nothing, or a path with a '/' "
+			    "or a '.' (such as /var/lib/shinkin-otp/metrics)",
+			    val);
 		return resolve_path(ps, val, base, o->size);
 	case V_STORE:
 		/*
@@ -648,6 +692,7 @@ service_key(struct parser *ps, const char *key, const char *val)
 static int
 message_key(struct parser *ps, const char *key, const char *val)
 {
+	const char *hash;
 	size_t i, n = strlen(val);
 	int row;
 
@@ -656,7 +701,8 @@ message_key(struct parser *ps, const char *key, const char *val)
 	if (ps->msg_line[row] != 0)
 		return perr(ps, "'%s' is set twice", key);
 	/* A forgotten closing quote would show the opening one. */
-	if (val[0] == '"' && (n < 2 || val[n - 1] != '"'))
+	if (val[0] == '"' && (n < 2 || val[n - 1] != '"') &&
+	    comment_in(val) == NULL)
 		return perr(ps,
 		    "%s: an opening quote without its closing one at the end "
 		    "of the text",
@@ -664,7 +710,22 @@ message_key(struct parser *ps, const char *key, const char *val)
 	if (n >= 2 && val[0] == '"' && val[n - 1] == '"') {
 		val++;
 		n -= 2;
-	}
+	} else if ((hash = comment_in(val)) != NULL)
+		/* Unquoted: a '#' first or after a blank is a comment. */
+		return perr(ps,
+		    "%s: '%s' %s reads as a comment; a comment takes a line "
+		    "of its own (put the text in double quotes to keep it)",
+		    key, hash, hash == val ? "as the text" : "after the text");
+	else if (n >= 2 && val[0] == '\'' && val[n - 1] == '\'')
+		/*
+		 * Read as quotes everywhere else (and refused there), single
+		 * quotes would reach the customer here: CARD_CELL_SEP = ', '
+		 * would show them in every card prompt.
+		 */
+		return perr(ps,
+		    "%s: a text in single quotes, which would show; only "
+		    "double quotes delimit a text",
+		    key);
 	if (n == 0)
 		return perr(ps, "%s: empty message", key);
 	for (i = 0; i < n && val[i] == ' '; i++)
@@ -685,7 +746,15 @@ static int
 keyval(struct parser *ps, const char *key, const char *val)
 {
 	size_t i;
+	int rc;
 
+	/* Named, so that nobody takes "unknown key" for a typo. */
+	if (ps->sec == SEC_KEY && strcmp(key, "pkcs11_pin") == 0)
+		return perr(ps,
+		    "pkcs11_pin: a PIN is never read from the policy; write it to a file (mode 0600) and name that with pkcs11_pin_file");
+	if (ps->sec != SEC_MESSAGES &&
+	    (rc = no_comment(ps, key, val)) != SOTP_OK)
+		return rc;
 	switch (ps->sec) {
 	case SEC_MESSAGES:
 		return message_key(ps, key, val);
@@ -695,12 +764,6 @@ keyval(struct parser *ps, const char *key, const char *val)
 		return context_key(ps, key, val);
 	case SEC_SERVICES:
 		return service_key(ps, key, val);
-	case SEC_KEY:
-		/* Named, so that nobody takes "unknown key" for a typo. */
-		if (strcmp(key, "pkcs11_pin") == 0)
-			return perr(ps,
-			    "pkcs11_pin: a PIN is never read from the policy; write it to a file (mode 0600) and name that with pkcs11_pin_file");
-		break;
 	default:
 		break;
 	}
@@ -1190,10 +1253,12 @@ real_dir_of(const char *path, char out[PATH_MAX])
  * as root: a file that someone other than root or this process's user
  * may write, or replace through its directory (or a symbolic link's),
  * would let that someone open every login. Refused, as the master key's
- * loader refuses a loose key (seal.c).
+ * loader refuses a loose key (seal.c). The file's real directory, which
+ * its relative paths are taken from, goes to dir.
  */
 static int
-policy_file_safe(FILE *f, const char *path, char *err, size_t errsz)
+policy_file_safe(
+    FILE *f, const char *path, char dir[PATH_MAX], char *err, size_t errsz)
 {
 	char real[PATH_MAX], link[PATH_MAX];
 	struct stat st;
@@ -1231,6 +1296,7 @@ policy_file_safe(FILE *f, const char *path, char *err, size_t errsz)
 		return SOTP_ERR_CONFIG;
 	}
 	(void)sotp_dir_of(real, real, sizeof(real));
+	sotp_strlcpy(dir, real, PATH_MAX);
 	if ((rc = policy_dirs_safe(path, real, err, errsz)) != SOTP_OK)
 		return rc;
 	return islink ? policy_dirs_safe(path, link, err, errsz) : SOTP_OK;
@@ -1303,7 +1369,7 @@ sotp_policy_read(
 		rc = SOTP_ERR_CONFIG;
 		goto out;
 	}
-	if ((rc = policy_file_safe(f, path, err, errsz)) != SOTP_OK)
+	if ((rc = policy_file_safe(f, path, ps->dir, err, errsz)) != SOTP_OK)
 		goto out;
 	for (;;) {
 		if ((rc = read_line(ps, f, line, sizeof(line), &got)) !=

@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -276,8 +277,11 @@ test_policy_full_sets_every_key(void **state)
 	const struct sotp_kind *k;
 
 	(void)state;
-	/* Only whole-line comments: a '#' inside a value is kept. */
-	assert_string_equal(p->issuer, "Test Bank (staging) # not a comment");
+	/*
+	 * Only whole-line comments: a '#' inside a value is kept (after a
+	 * blank it is refused, bad/comment-after-*.conf).
+	 */
+	assert_string_equal(p->issuer, "Test Bank (staging)#2");
 	assert_int_equal(p->alg, SOTP_ALG_SHA512);
 	assert_int_equal(p->digits, 8);
 	assert_int_equal(p->period, 20);
@@ -307,6 +311,12 @@ test_policy_full_sets_every_key(void **state)
 	    "ワンタイムパスワードが違います。");
 	assert_string_equal(
 	    sotp_msg_text(p, sotp_msg_find("CARD_CELL")), "%{row}-%{col}");
+	/* In double quotes, a '#' after a blank is part of the text. */
+	assert_string_equal(sotp_msg_text(p, sotp_msg_find("PROMPT_SERIAL")),
+	    "Serial # on the back: ");
+	/* Single quotes are text; in double quotes, at its ends too. */
+	assert_string_equal(
+	    sotp_msg_text(p, sotp_msg_find("EXISTS")), "'Already registered'");
 	/* The rest keep the language's catalog. */
 	assert_string_equal(sotp_msg_text(p, sotp_msg_find("WRONG_CARD")),
 	    "The confirmation password is not correct.");
@@ -473,6 +483,91 @@ write_file(const char *path, const char *text)
 	assert_non_null(f = fopen(path, "we"));
 	assert_int_equal(fwrite(text, 1, len, f), len);
 	assert_int_equal(fclose(f), 0);
+}
+
+/* dir/name holding text, mode 0644. */
+static void
+write_at(const char *dir, const char *name, const char *text)
+{
+	char path[SOTP_PATH_MAX];
+
+	assert_true(snprintf(path, sizeof(path), "%s/%s", dir, name) <
+	    (int)sizeof(path));
+	write_file(path, text);
+	assert_int_equal(chmod(path, 0644), 0);
+}
+
+/* The policy at path read; its store, master key and metrics as wanted. */
+static void
+assert_paths(const char *path, const char *dir, const char *metrics)
+{
+	char err[1024], want[SOTP_PATH_MAX + 32];
+	struct sotp_policy *p;
+
+	assert_non_null(p = malloc(sizeof(*p)));
+	if (sotp_policy_read(path, p, err, sizeof(err)) != SOTP_OK)
+		fail_msg("%s: %s", path, err);
+	snprintf(want, sizeof(want), "sqlite:%s/state/otp.db", dir);
+	assert_string_equal(p->store, want);
+	snprintf(want, sizeof(want), "%s/master.key", dir);
+	assert_string_equal(p->master_key, want);
+	snprintf(want, sizeof(want), "%s/%s", dir, metrics);
+	assert_string_equal(p->metrics, want);
+	free(p);
+}
+
+/*
+ * Relative paths are taken from the directory of the policy file itself:
+ * through a symbolic link, the directory of the file it names, so that a
+ * policy and the files beside it move together; and always as an
+ * absolute path, so that a process that changes its working directory
+ * later still opens the same files.
+ */
+static void
+test_policy_relative_paths_from_the_real_file(void **state)
+{
+	char top[] = "/tmp/sotp-policy-real-XXXXXX";
+	char real[SOTP_PATH_MAX], links[SOTP_PATH_MAX], link[SOTP_PATH_MAX];
+	char file[SOTP_PATH_MAX], rdir[PATH_MAX], cwd[PATH_MAX];
+
+	(void)state;
+	assert_non_null(mkdtemp(top));
+	assert_non_null(realpath(top, rdir));
+	assert_true(
+	    snprintf(real, sizeof(real), "%s/real", rdir) < (int)sizeof(real));
+	assert_true(snprintf(links, sizeof(links), "%s/links", rdir) <
+	    (int)sizeof(links));
+	assert_int_equal(mkdir(real, 0755), 0);
+	assert_int_equal(mkdir(links, 0755), 0);
+	write_at(real, "p.conf",
+	    "store = sqlite:state/otp.db\nmaster_key = master.key\n"
+	    "metrics = ./counters\n");
+	assert_true(snprintf(file, sizeof(file), "%s/p.conf", real) <
+	    (int)sizeof(file));
+	assert_true(snprintf(link, sizeof(link), "%s/p.conf", links) <
+	    (int)sizeof(link));
+	assert_int_equal(symlink(file, link), 0);
+
+	assert_paths(file, real, "./counters");
+	/* Through the link: still beside the file, not beside the link. */
+	assert_paths(link, real, "./counters");
+	/* Named relative to the working directory: absolute all the same. */
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	assert_int_equal(chdir(links), 0);
+	assert_paths("p.conf", real, "./counters");
+	assert_int_equal(chdir(cwd), 0);
+
+	/* A file name with a '.' is a file beside the policy, as before. */
+	write_at(real, "p.conf",
+	    "store = sqlite:state/otp.db\nmaster_key = master.key\n"
+	    "metrics = shinkin-otp.metrics\n");
+	assert_paths(link, real, "shinkin-otp.metrics");
+
+	unlink(link);
+	unlink(file);
+	rmdir(links);
+	rmdir(real);
+	rmdir(top);
 }
 
 static void
@@ -862,6 +957,7 @@ main(void)
 	    cmocka_unit_test(test_policy_shipped_kinds),
 	    cmocka_unit_test(test_policy_shipped_service_map),
 	    cmocka_unit_test(test_policy_relative_paths_resolve),
+	    cmocka_unit_test(test_policy_relative_paths_from_the_real_file),
 	    cmocka_unit_test(test_policy_minimal_gets_defaults),
 	    cmocka_unit_test(test_policy_full_sets_every_key),
 	    cmocka_unit_test(test_policy_edge_cases_read),
