@@ -220,10 +220,11 @@ sotp_ctx_load_policy(struct sotp_ctx *ctx, const char *path)
 	if (path == NULL)
 		path = SOTP_DEFAULT_CONFIG;
 	/*
-	 * Relative store and key paths resolve from the policy file's
-	 * directory; make that absolute so every process agrees on them.
+	 * Absolute, so that every process agrees on which file this is; not
+	 * resolved (realpath), which would drop a link named relative to the
+	 * working directory, and with it the check of the link's directory.
 	 */
-	if (path[0] != '/' && (abs = realpath(path, NULL)) != NULL)
+	if (path[0] != '/' && (abs = sotp_abs_path(path)) != NULL)
 		path = abs;
 	sotp_strlcpy(ctx->pol_path, path, sizeof(ctx->pol_path));
 	file_id(path, &ctx->pol_id);
@@ -411,7 +412,7 @@ sotp_keyring_open(
 	if ((p = malloc(sizeof(*p))) == NULL)
 		return SOTP_ERR_NOMEM;
 	/* Paths resolve as sotp_ctx_load_policy resolves them. */
-	if (path[0] != '/' && (abs = realpath(path, NULL)) != NULL)
+	if (path[0] != '/' && (abs = sotp_abs_path(path)) != NULL)
 		path = abs;
 	if ((rc = sotp_policy_read(path, p, err, errsz)) == SOTP_OK)
 		rc = sotp_keyring_new(p, out, err, errsz);

@@ -5,8 +5,10 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
@@ -78,6 +80,24 @@ sotp_dir_of(const char *path, char *out, size_t outsz)
 	memmove(out, path, n);
 	out[n] = '\0';
 	return 0;
+}
+
+char *
+sotp_abs_path(const char *path)
+{
+	char *cwd, *out = NULL;
+	size_t n;
+
+	if (path[0] == '/')
+		return strdup(path);
+	if ((cwd = getcwd(NULL, 0)) == NULL)
+		return NULL;
+	n = strlen(cwd) + strlen(path) + 2;
+	if ((out = malloc(n)) != NULL)
+		snprintf(out, n, "%s%s%s", cwd,
+		    strcmp(cwd, "/") == 0 ? "" : "/", path);
+	free(cwd);
+	return out;
 }
 
 const char *

@@ -49,6 +49,11 @@ size_t sotp_strlcpy(char *dst, const char *src, size_t dstsz);
  */
 int sotp_dir_of(const char *path, char *out, size_t outsz);
 /*
+ * path made absolute by the working directory (malloc'd), nothing in it
+ * resolved: a symbolic link stays one, for the checks of its directory.
+ */
+char *sotp_abs_path(const char *path);
+/*
  * sotp_parse_ll that also takes leading zeros (007, -0), for numbers in
  * files written by programs: an XML Schema integer in PSKC may be padded
  * (RFC 6030 types are xs:unsignedLong and the like), so may a vendor's CSV

@@ -788,9 +788,11 @@ static void
 test_policy_directories_checked(void **state)
 {
 	char dir[] = "/tmp/sotp-policy-dir-XXXXXX";
-	char file[64], links[64], link[80];
+	char file[64], links[64], link[80], cwd[PATH_MAX];
 	char err[1024];
 	struct sotp_policy *p;
+	struct sotp_ctx *ctx = NULL;
+	struct sotp_keyring *keys = NULL;
 	int fd;
 
 	(void)state;
@@ -834,6 +836,22 @@ test_policy_directories_checked(void **state)
 	assert_int_equal(
 	    sotp_policy_read(link, p, err, sizeof(err)), SOTP_ERR_CONFIG);
 	assert_non_null(strstr(err, links));
+	/*
+	 * The same link named relative to the working directory, as the
+	 * tool takes --config: resolving it whole before the read would
+	 * drop the link, and its directory would go unchecked.
+	 */
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	assert_int_equal(chdir(links), 0);
+	assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
+	assert_int_equal(sotp_ctx_load_policy(ctx, "p.conf"), SOTP_ERR_CONFIG);
+	assert_non_null(
+	    strstr(sotp_ctx_errmsg(ctx), "writable by group or others"));
+	assert_int_equal(sotp_keyring_open("p.conf", &keys, err, sizeof(err)),
+	    SOTP_ERR_CONFIG);
+	assert_non_null(strstr(err, "writable by group or others"));
+	assert_int_equal(chdir(cwd), 0);
+	sotp_ctx_free(ctx);
 	assert_int_equal(chmod(links, 0755), 0);
 	assert_int_equal(sotp_policy_read(link, p, err, sizeof(err)), SOTP_OK);
 
