@@ -417,31 +417,51 @@ token_list(struct cli *c, int argc, char **argv)
 	return rc == SOTP_OK ? CLI_EXIT_OK : cli_error(c, rc);
 }
 
-/* Two consecutive codes the token shows now; both are spent. */
+/*
+ * Two consecutive codes the token shows now; both are spent. They are
+ * secret until then: copied, and wiped off /proc/PID/cmdline (as --otp)
+ * before anything can fail or wait, such as loading the policy, the key
+ * and the store (a store that is slow to answer keeps the process alive
+ * for its connect timeout). Every word but the serial is wiped, a word
+ * too many included: it may be a code too.
+ */
 static int
 token_resync(struct cli *c, int argc, char **argv)
 {
 	struct sotp_decision d;
 	const char *pos[3];
+	char *code1 = NULL, *code2 = NULL;
 	size_t npos;
 	int ex, i, rc;
 
 	memset(&d, 0, sizeof(d));
 	cli_what(c, "token resync", NULL);
 	c->secret_words = 1;
-	if ((ex = cli_parse(c, argc, argv, NULL, pos, 3, &npos)) != 0)
-		return ex;
-	cli_what(c, "token resync", npos > 0 ? pos[0] : NULL);
-	if (npos != 3)
-		return cli_usage(c, "usage: token resync SERIAL CODE1 CODE2");
-	if ((ex = cli_load(c)) != 0)
-		return ex;
-	rc = sotp_token_resync(c->ctx, pos[0], pos[1], pos[2], c->now, &d);
-	/* The codes are secret until spent: off /proc/PID/cmdline, as --otp. */
+	ex = cli_parse(c, argc, argv, NULL, pos, 3, &npos);
+	if (ex == 0 && npos == 3 &&
+	    ((code1 = strdup(pos[1])) == NULL ||
+	        (code2 = strdup(pos[2])) == NULL)) {
+		cli_warn(c, "token resync: out of memory");
+		ex = CLI_EXIT_ERROR;
+	}
 	for (i = 0; i < argc; i++)
-		if (argv[i] == pos[1] || argv[i] == pos[2])
+		if (npos == 0 || argv[i] != pos[0])
 			sotp_wipe(argv[i], strlen(argv[i]));
-	return cli_outcome(c, rc, &d, "token resynchronised");
+	if (ex != 0)
+		goto out;
+	cli_what(c, "token resync", npos > 0 ? pos[0] : NULL);
+	if (npos != 3) {
+		ex = cli_usage(c, "usage: token resync SERIAL CODE1 CODE2");
+		goto out;
+	}
+	if ((ex = cli_load(c)) != 0)
+		goto out;
+	rc = sotp_token_resync(c->ctx, pos[0], code1, code2, c->now, &d);
+	ex = cli_outcome(c, rc, &d, "token resynchronised");
+out:
+	sotp_free_string(code1);
+	sotp_free_string(code2);
+	return ex;
 }
 
 /*
