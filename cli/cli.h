@@ -10,6 +10,7 @@
 
 #include "shinkin_otp.h"
 
+#include <limits.h>
 #include <stdio.h>
 
 enum cli_exit {
@@ -133,19 +134,51 @@ void cli_json_decision(struct cli_json *j, const struct sotp_decision *d);
 /* "2024-05-01T09:30:00Z" into buf[21]; "-" for 0. */
 const char *cli_time(int64_t t, char *buf, size_t bufsz);
 
+/* ---- newfile.c: a new file, named only once whole ---- */
+
+/* A file cli_file_open made; initialise with CLI_FILE_INIT. */
+struct cli_file {
+	FILE *f;            /* write here; NULL once published or abandoned */
+	const char *path;   /* the name it gets when published */
+	char tmp[PATH_MAX]; /* its temporary name, or "" while unnamed */
+};
+#define CLI_FILE_INIT                                                          \
+	{                                                                      \
+		NULL, NULL, ""                                                 \
+	}
+
+/*
+ * Creates the file to be named path, 0600, unnamed (or as a temporary
+ * name beside it) until cli_file_publish. Returns 0, or -1 with errno
+ * (EEXIST when path exists: it is never overwritten).
+ */
+int cli_file_open(struct cli_file *nf, const char *path);
+/*
+ * Flushes, syncs and names the file, then closes it. Returns 0, or -1
+ * with errno (EEXIST: path appeared meanwhile); then nothing is left at
+ * path, nor at a temporary name.
+ */
+int cli_file_publish(struct cli_file *nf);
+/* Closes and drops a file not published (NULL-safe, idempotent). */
+void cli_file_abandon(struct cli_file *nf);
+
 /* ---- qr.c: an otpauth URI as a QR code (it holds the secret) ---- */
 
 /* On the terminal, in UTF-8 half blocks. */
 int cli_qr_text(const struct cli *c, const char *uri, FILE *f);
 /*
- * Creates the PNG file at path, 0600, never over an existing file; on
- * failure prints why and returns CLI_EXIT_ERROR.
+ * Claims path for a PNG (cli_file_open): 0600, never over an existing
+ * file, nothing at path until it is whole. On failure prints why and
+ * returns CLI_EXIT_ERROR.
  */
-int cli_png_open(const struct cli *c, const char *path, FILE **f);
-/* Closes and removes a PNG file cli_png_open made (f may be NULL). */
-void cli_png_abandon(FILE *f, const char *path);
-/* Writes the QR code into f and closes it; removes path on failure. */
-int cli_qr_png(const struct cli *c, const char *uri, FILE *f, const char *path);
+int cli_png_open(const struct cli *c, const char *path, struct cli_file *png);
+/* Drops a PNG cli_png_open made and that was not written. */
+void cli_png_abandon(struct cli_file *png);
+/*
+ * Writes the QR code into png and names the file; on failure prints why
+ * and leaves nothing at its name.
+ */
+int cli_qr_png(const struct cli *c, const char *uri, struct cli_file *png);
 
 /* ---- the commands: argv starts after the command word(s) ---- */
 

@@ -147,19 +147,17 @@ out:
 
 /*
  * --qr and --png: the URI as a QR code; the URI line itself too. The PNG
- * goes into *pngf, which cli_png_open made; it is closed (and set NULL).
+ * goes into pngf, which cli_png_open made; it is named, or dropped.
  */
 static int
-show_qr(struct cli *c, const char *uri, int qr, const char *png, FILE **pngf)
+show_qr(struct cli *c, const char *uri, int qr, struct cli_file *pngf)
 {
 	int ex = CLI_EXIT_OK;
 
 	if (qr)
 		ex = cli_qr_text(c, uri, stdout);
-	if (ex == CLI_EXIT_OK && *pngf != NULL) {
-		ex = cli_qr_png(c, uri, *pngf, png);
-		*pngf = NULL;
-	}
+	if (ex == CLI_EXIT_OK && pngf->f != NULL)
+		ex = cli_qr_png(c, uri, pngf);
 	return ex;
 }
 
@@ -177,8 +175,8 @@ export_how(char *buf, size_t bufsz, int uri, int qr, const char *png)
 
 /* Prints "SERIAL URI" (or a JSON line); the URI holds the secret. */
 static int
-print_uri(
-    struct cli *c, const char *serial, int qr, const char *png, FILE **pngf)
+print_uri(struct cli *c, const char *serial, int qr, const char *png,
+    struct cli_file *pngf)
 {
 	struct cli_json j;
 	char *uri = NULL, how[16];
@@ -196,7 +194,7 @@ print_uri(
 	} else {
 		printf("%s %s\n", serial, uri);
 	}
-	rc = show_qr(c, uri, qr, png, pngf);
+	rc = show_qr(c, uri, qr, pngf);
 	sotp_free_string(uri);
 	return rc;
 }
@@ -221,7 +219,7 @@ token_generate(struct cli *c, int argc, char **argv)
 	struct sotp_decision d;
 	char serial[SOTP_ID_MAX];
 	long long count = 1, i;
-	FILE *pngf = NULL;
+	struct cli_file pngf = CLI_FILE_INIT;
 	size_t npos;
 	int ex, rc;
 
@@ -263,7 +261,7 @@ token_generate(struct cli *c, int argc, char **argv)
 	}
 	ex = CLI_EXIT_OK;
 out:
-	cli_png_abandon(pngf, png);
+	cli_png_abandon(&pngf);
 	return ex;
 }
 
@@ -335,7 +333,7 @@ token_show(struct cli *c, int argc, char **argv)
 {
 	struct sotp_token_info t;
 	char *uri = NULL, *png = NULL, how[16];
-	FILE *pngf = NULL;
+	struct cli_file pngf = CLI_FILE_INIT;
 	const char *pos[1];
 	int want_uri = 0, qr = 0;
 	const struct cli_opt opts[] = {
@@ -372,15 +370,15 @@ token_show(struct cli *c, int argc, char **argv)
 	    (rc = sotp_token_uri(c->ctx, pos[0],
 	         export_how(how, sizeof(how), want_uri, qr, png), c->now,
 	         &uri)) != SOTP_OK) {
-		cli_png_abandon(pngf, png);
+		cli_png_abandon(&pngf);
 		return cli_error(c, rc);
 	}
 	if (c->json)
 		token_json(&t, want_uri ? uri : NULL);
 	else
 		token_lines(&t, want_uri ? uri : NULL);
-	ex = uri != NULL ? show_qr(c, uri, qr, png, &pngf) : CLI_EXIT_OK;
-	cli_png_abandon(pngf, png);
+	ex = uri != NULL ? show_qr(c, uri, qr, &pngf) : CLI_EXIT_OK;
+	cli_png_abandon(&pngf);
 	sotp_free_string(uri);
 	return ex;
 }
