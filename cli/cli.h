@@ -68,6 +68,15 @@ int cli_number(struct cli *c, const char *opt, const char *s, long long min,
  * path would name the current directory). Returns 0 when s is not empty.
  */
 int cli_nonempty(struct cli *c, const char *what, const char *s);
+/*
+ * Takes a secret (a code, a base32 secret) out of argv: *argp, a word of
+ * argv or its part after '=', is copied to the heap and wiped in place,
+ * so that it leaves /proc/PID/cmdline before anything can fail or wait
+ * (a store's connect timeout). *argp then points to the copy (free it
+ * with sotp_free_string); NULL stays NULL. Out of memory: the word is
+ * wiped all the same, *argp is NULL, and CLI_EXIT_ERROR is returned.
+ */
+int cli_take_secret(struct cli *c, char **argp);
 /* Sets c->what to "CMD ARG" (ARG may be NULL) for error lines. */
 void cli_what(struct cli *c, const char *cmd, const char *arg);
 void cli_refused_at(

@@ -4,8 +4,9 @@
  * A secret only passes through here on its way in (add) or, on request,
  * out as an otpauth URI (generate, show --uri/--qr/--png), each export
  * audited by the core (sotp_token_uri). Every copy this file makes
- * is wiped; the argv copy of --secret is wiped too, so that it does not
- * linger in /proc/PID/cmdline while the command runs.
+ * is wiped; the argv copy of --secret (and of resync's codes) is wiped
+ * as soon as argv is parsed, so that it does not linger in
+ * /proc/PID/cmdline while the command loads and runs.
  */
 #include "cli.h"
 
@@ -121,7 +122,11 @@ token_add(struct cli *c, int argc, char **argv)
 
 	cli_what(c, "token add", NULL);
 	c->secret_words = 1;
-	if ((ex = cli_parse(c, argc, argv, opts, pos, 1, &npos)) != 0)
+	ex = cli_parse(c, argc, argv, opts, pos, 1, &npos);
+	/* Out of argv before the load (decode_secret wipes the copy). */
+	if ((rc = cli_take_secret(c, &secret)) != 0 && ex == 0)
+		ex = rc;
+	if (ex != 0)
 		goto out;
 	cli_what(c, "token add", npos > 0 ? pos[0] : NULL);
 	if (npos != 1 || secret == NULL) {
@@ -139,8 +144,7 @@ token_add(struct cli *c, int argc, char **argv)
 	ex = cli_outcome_why(c, rc, &d, "token added",
 	    d.reason == SOTP_R_BAD_INPUT ? sotp_ctx_errmsg(c->ctx) : NULL);
 out:
-	if (secret != NULL)
-		sotp_wipe(secret, strlen(secret));
+	sotp_free_string(secret);
 	sotp_wipe(key, sizeof(key));
 	return ex;
 }
