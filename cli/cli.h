@@ -10,6 +10,7 @@
 
 #include "shinkin_otp.h"
 
+#include <limits.h>
 #include <stdio.h>
 
 enum cli_exit {
@@ -67,6 +68,15 @@ int cli_number(struct cli *c, const char *opt, const char *s, long long min,
  * path would name the current directory). Returns 0 when s is not empty.
  */
 int cli_nonempty(struct cli *c, const char *what, const char *s);
+/*
+ * Takes a secret (a code, a base32 secret) out of argv: *argp, a word of
+ * argv or its part after '=', is copied to the heap and wiped in place,
+ * so that it leaves /proc/PID/cmdline before anything can fail or wait
+ * (a store's connect timeout). *argp then points to the copy (free it
+ * with sotp_free_string); NULL stays NULL. Out of memory: the word is
+ * wiped all the same, *argp is NULL, and CLI_EXIT_ERROR is returned.
+ */
+int cli_take_secret(struct cli *c, char **argp);
 /* Sets c->what to "CMD ARG" (ARG may be NULL) for error lines. */
 void cli_what(struct cli *c, const char *cmd, const char *arg);
 void cli_refused_at(
@@ -133,19 +143,51 @@ void cli_json_decision(struct cli_json *j, const struct sotp_decision *d);
 /* "2024-05-01T09:30:00Z" into buf[21]; "-" for 0. */
 const char *cli_time(int64_t t, char *buf, size_t bufsz);
 
+/* ---- newfile.c: a new file, named only once whole ---- */
+
+/* A file cli_file_open made; initialise with CLI_FILE_INIT. */
+struct cli_file {
+	FILE *f;            /* write here; NULL once published or abandoned */
+	const char *path;   /* the name it gets when published */
+	char tmp[PATH_MAX]; /* its temporary name, or "" while unnamed */
+};
+#define CLI_FILE_INIT                                                          \
+	{                                                                      \
+		NULL, NULL, ""                                                 \
+	}
+
+/*
+ * Creates the file to be named path, 0600, unnamed (or as a temporary
+ * name beside it) until cli_file_publish. Returns 0, or -1 with errno
+ * (EEXIST when path exists: it is never overwritten).
+ */
+int cli_file_open(struct cli_file *nf, const char *path);
+/*
+ * Flushes, syncs and names the file, then closes it. Returns 0, or -1
+ * with errno (EEXIST: path appeared meanwhile); then nothing is left at
+ * path, nor at a temporary name.
+ */
+int cli_file_publish(struct cli_file *nf);
+/* Closes and drops a file not published (NULL-safe, idempotent). */
+void cli_file_abandon(struct cli_file *nf);
+
 /* ---- qr.c: an otpauth URI as a QR code (it holds the secret) ---- */
 
 /* On the terminal, in UTF-8 half blocks. */
 int cli_qr_text(const struct cli *c, const char *uri, FILE *f);
 /*
- * Creates the PNG file at path, 0600, never over an existing file; on
- * failure prints why and returns CLI_EXIT_ERROR.
+ * Claims path for a PNG (cli_file_open): 0600, never over an existing
+ * file, nothing at path until it is whole. On failure prints why and
+ * returns CLI_EXIT_ERROR.
  */
-int cli_png_open(const struct cli *c, const char *path, FILE **f);
-/* Closes and removes a PNG file cli_png_open made (f may be NULL). */
-void cli_png_abandon(FILE *f, const char *path);
-/* Writes the QR code into f and closes it; removes path on failure. */
-int cli_qr_png(const struct cli *c, const char *uri, FILE *f, const char *path);
+int cli_png_open(const struct cli *c, const char *path, struct cli_file *png);
+/* Drops a PNG cli_png_open made and that was not written. */
+void cli_png_abandon(struct cli_file *png);
+/*
+ * Writes the QR code into png and names the file; on failure prints why
+ * and leaves nothing at its name.
+ */
+int cli_qr_png(const struct cli *c, const char *uri, struct cli_file *png);
 
 /* ---- the commands: argv starts after the command word(s) ---- */
 

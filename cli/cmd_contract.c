@@ -16,16 +16,20 @@
 /* Parses "ID [options]"; sets c->what to "contract VERB ID". */
 static int
 contract_args(struct cli *c, const char *verb, int argc, char **argv,
-    const struct cli_opt *opts, const char **id)
+    const struct cli_opt *opts, char **secret, const char **id)
 {
 	char what[32];
 	const char *pos[1];
 	size_t npos;
-	int ex;
+	int ex, ex_take = CLI_EXIT_OK;
 
 	snprintf(what, sizeof(what), "contract %s", verb);
 	cli_what(c, what, NULL);
-	if ((ex = cli_parse(c, argc, argv, opts, pos, 1, &npos)) != 0)
+	ex = cli_parse(c, argc, argv, opts, pos, 1, &npos);
+	/* A secret option leaves argv before anything can fail or wait. */
+	if (secret != NULL)
+		ex_take = cli_take_secret(c, secret);
+	if (ex != 0 || (ex = ex_take) != 0)
 		return ex;
 	if (npos != 1)
 		return cli_usage(c, "usage: contract %s ID", verb);
@@ -47,7 +51,7 @@ contract_password(struct cli *c, const char *verb, int argc, char **argv)
 	int ex, r, rc, add = strcmp(verb, "add") == 0;
 
 	memset(&d, 0, sizeof(d));
-	if ((ex = contract_args(c, verb, argc, argv, NULL, &id)) != 0)
+	if ((ex = contract_args(c, verb, argc, argv, NULL, NULL, &id)) != 0)
 		return ex;
 	r = cli_read_secret(c, "Password: ", pw, sizeof(pw));
 	if (r != 0) {
@@ -97,7 +101,7 @@ contract_bind(struct cli *c, int argc, char **argv)
 
 	memset(&d, 0, sizeof(d));
 	c->secret_words = 1;
-	if ((ex = contract_args(c, "bind", argc, argv, opts, &id)) != 0)
+	if ((ex = contract_args(c, "bind", argc, argv, opts, &code, &id)) != 0)
 		goto out;
 	if (serial == NULL || code == NULL) {
 		ex = cli_usage(
@@ -117,8 +121,7 @@ contract_bind(struct cli *c, int argc, char **argv)
 	rc = sotp_contract_bind(c->ctx, id, serial, code, login, c->now, &d);
 	ex = cli_outcome(c, rc, &d, "token bound");
 out:
-	if (code != NULL)
-		sotp_wipe(code, strlen(code));
+	sotp_free_string(code);
 	return ex;
 }
 
@@ -136,7 +139,7 @@ contract_set(struct cli *c, int argc, char **argv)
 	int ex, rc;
 
 	memset(&d, 0, sizeof(d));
-	if ((ex = contract_args(c, "set", argc, argv, opts, &id)) != 0)
+	if ((ex = contract_args(c, "set", argc, argv, opts, NULL, &id)) != 0)
 		return ex;
 	if (login_s == NULL)
 		return cli_usage(
@@ -156,7 +159,7 @@ contract_simple(struct cli *c, const char *verb, int argc, char **argv)
 	int ex, rc;
 
 	memset(&d, 0, sizeof(d));
-	if ((ex = contract_args(c, verb, argc, argv, NULL, &id)) != 0)
+	if ((ex = contract_args(c, verb, argc, argv, NULL, NULL, &id)) != 0)
 		return ex;
 	if (strcmp(verb, "unbind") == 0) {
 		rc = sotp_contract_unbind(c->ctx, id, c->now, &d);
@@ -184,7 +187,7 @@ contract_card(struct cli *c, int argc, char **argv)
 
 	memset(&d, 0, sizeof(d));
 	grid[0] = '\0';
-	if ((ex = contract_args(c, "card", argc, argv, NULL, &id)) != 0)
+	if ((ex = contract_args(c, "card", argc, argv, NULL, NULL, &id)) != 0)
 		goto out;
 	rc = sotp_contract_card(c->ctx, id, c->now, grid, sizeof(grid), &d);
 	if (rc != SOTP_OK || d.verdict != SOTP_ACCEPT) {
@@ -248,7 +251,7 @@ contract_show(struct cli *c, int argc, char **argv)
 	char when[32], lock[64];
 	int ex, rc;
 
-	if ((ex = contract_args(c, "show", argc, argv, NULL, &id)) != 0)
+	if ((ex = contract_args(c, "show", argc, argv, NULL, NULL, &id)) != 0)
 		return ex;
 	rc = sotp_contract_get(c->ctx, id, &k);
 	if (rc == SOTP_ERR_NOT_FOUND)

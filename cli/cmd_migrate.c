@@ -11,7 +11,6 @@
  * hashes and card grids for up to millions of customers, and a mapping
  * leaves no copy of them behind in freed memory.
  */
-#define _GNU_SOURCE /* O_TMPFILE, AT_EMPTY_PATH */
 #include "cli.h"
 
 #include <errno.h>
@@ -202,83 +201,10 @@ write_line(void *arg, const char *line, size_t len)
 	return fwrite(line, 1, len, o->f) == len ? SOTP_OK : SOTP_ERR_SYSTEM;
 }
 
-/*
- * The export's file is written unnamed (O_TMPFILE, in the directory it
- * is to be in) and named only once it is whole: a crash or a kill part
- * way leaves nothing that looks like a complete export (the format has
- * no end marker), and no reader sees one half written. A filesystem
- * without unnamed files gets NAME.PID.tmp instead, linked the same way.
- * An existing NAME is never overwritten: refused before anything is
- * written, and by the link if it appears meanwhile. Sets tmp[] to the
- * temporary name, or "" for an unnamed file; returns the fd or -1.
- */
-static int
-export_open(const char *output, char *tmp, size_t tmpsz)
-{
-	char dir[PATH_MAX];
-	const char *slash = strrchr(output, '/');
-	struct stat st;
-	int fd, n;
-
-	tmp[0] = '\0';
-	if (lstat(output, &st) == 0) {
-		errno = EEXIST;
-		return -1;
-	}
-	if (slash == NULL)
-		n = snprintf(dir, sizeof(dir), ".");
-	else
-		n = snprintf(dir, sizeof(dir), "%.*s",
-		    slash == output ? 1 : (int)(slash - output), output);
-	if (n < 0 || (size_t)n >= sizeof(dir)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	if ((fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600)) >= 0 ||
-	    (errno != EOPNOTSUPP && errno != EISDIR))
-		return fd;
-	n = snprintf(tmp, tmpsz, "%s.%ld.tmp", output, (long)getpid());
-	if (n < 0 || (size_t)n >= tmpsz) {
-		tmp[0] = '\0';
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	if ((fd = open(tmp,
-	         O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600)) <
-	    0)
-		tmp[0] = '\0';
-	return fd;
-}
-
-/* Names the whole file (synced first) as output; 0, or -1 with errno. */
-static int
-export_publish(int fd, const char *tmp, const char *output)
-{
-	char proc[64];
-	int rc, e;
-
-	if (fsync(fd) != 0)
-		return -1;
-	if (tmp[0] != '\0') {
-		rc = link(tmp, output);
-		e = errno;
-		unlink(tmp);
-		errno = e;
-		return rc;
-	}
-	/* AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; else through /proc. */
-	if (linkat(fd, "", AT_FDCWD, output, AT_EMPTY_PATH) == 0)
-		return 0;
-	if (errno != ENOENT && errno != EPERM)
-		return -1;
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-	return linkat(AT_FDCWD, proc, AT_FDCWD, output, AT_SYMLINK_FOLLOW);
-}
-
 int
 cmd_export(struct cli *c, int argc, char **argv)
 {
-	char *format = NULL, *output = NULL, tmp[PATH_MAX];
+	char *format = NULL, *output = NULL;
 	int secrets = 0;
 	const struct cli_opt opts[] = {
 	    {"format", &format, NULL},
@@ -288,11 +214,11 @@ cmd_export(struct cli *c, int argc, char **argv)
 	};
 	enum sotp_record_format fmt = SOTP_FMT_CSV;
 	struct out_file o = {stdout};
+	struct cli_file nf = CLI_FILE_INIT;
 	unsigned long count = 0;
 	size_t npos;
-	int ex, rc, fd;
+	int ex, rc;
 
-	tmp[0] = '\0';
 	cli_what(c, "export", NULL);
 	if ((ex = cli_parse(c, argc, argv, opts, NULL, 0, &npos)) != 0)
 		return ex;
@@ -305,19 +231,19 @@ cmd_export(struct cli *c, int argc, char **argv)
 	if ((ex = record_format(c, format, NULL, &fmt)) != 0 ||
 	    (ex = cli_load(c)) != 0)
 		return ex;
-	/* A new file, 0600: it may hold the secrets. */
+	/*
+	 * A new file, 0600: it may hold the secrets. Named only once whole
+	 * (newfile.c): the format has no end marker, so a cut export would
+	 * look complete.
+	 */
 	if (output != NULL) {
-		fd = export_open(output, tmp, sizeof(tmp));
-		if (fd < 0 || (o.f = fdopen(fd, "w")) == NULL) {
+		if (cli_file_open(&nf, output) != 0) {
 			cli_warn(c, "%s: %s", output,
 			    errno == EEXIST ? "exists (not overwritten)"
 			                    : strerror(errno));
-			if (fd >= 0)
-				close(fd);
-			if (tmp[0] != '\0')
-				unlink(tmp);
 			return CLI_EXIT_ERROR;
 		}
+		o.f = nf.f;
 	}
 	if (fmt == SOTP_FMT_CSV)
 		fputs("# contract,pwhash,login,card,serial,status\n", o.f);
@@ -325,17 +251,13 @@ cmd_export(struct cli *c, int argc, char **argv)
 	if (rc == SOTP_OK && (fflush(o.f) != 0 || ferror(o.f)))
 		rc = SOTP_ERR_SYSTEM;
 	ex = CLI_EXIT_OK;
-	if (rc == SOTP_OK && o.f != stdout &&
-	    export_publish(fileno(o.f), tmp, output) != 0) {
+	if (rc == SOTP_OK && nf.f != NULL && cli_file_publish(&nf) != 0) {
 		cli_warn(c, "%s: %s", output,
 		    errno == EEXIST ? "exists (not overwritten)"
 		                    : strerror(errno));
 		ex = CLI_EXIT_ERROR;
 	}
-	if (o.f != stdout)
-		fclose(o.f); /* synced, or to be dropped */
-	if (tmp[0] != '\0')
-		unlink(tmp);
+	cli_file_abandon(&nf); /* published, or to be dropped */
 	if (rc != SOTP_OK)
 		return cli_error(c, rc);
 	if (ex != CLI_EXIT_OK)

@@ -4,8 +4,9 @@
  * A secret only passes through here on its way in (add) or, on request,
  * out as an otpauth URI (generate, show --uri/--qr/--png), each export
  * audited by the core (sotp_token_uri). Every copy this file makes
- * is wiped; the argv copy of --secret is wiped too, so that it does not
- * linger in /proc/PID/cmdline while the command runs.
+ * is wiped; the argv copy of --secret (and of resync's codes) is wiped
+ * as soon as argv is parsed, so that it does not linger in
+ * /proc/PID/cmdline while the command loads and runs.
  */
 #include "cli.h"
 
@@ -121,7 +122,11 @@ token_add(struct cli *c, int argc, char **argv)
 
 	cli_what(c, "token add", NULL);
 	c->secret_words = 1;
-	if ((ex = cli_parse(c, argc, argv, opts, pos, 1, &npos)) != 0)
+	ex = cli_parse(c, argc, argv, opts, pos, 1, &npos);
+	/* Out of argv before the load (decode_secret wipes the copy). */
+	if ((rc = cli_take_secret(c, &secret)) != 0 && ex == 0)
+		ex = rc;
+	if (ex != 0)
 		goto out;
 	cli_what(c, "token add", npos > 0 ? pos[0] : NULL);
 	if (npos != 1 || secret == NULL) {
@@ -139,27 +144,24 @@ token_add(struct cli *c, int argc, char **argv)
 	ex = cli_outcome_why(c, rc, &d, "token added",
 	    d.reason == SOTP_R_BAD_INPUT ? sotp_ctx_errmsg(c->ctx) : NULL);
 out:
-	if (secret != NULL)
-		sotp_wipe(secret, strlen(secret));
+	sotp_free_string(secret);
 	sotp_wipe(key, sizeof(key));
 	return ex;
 }
 
 /*
  * --qr and --png: the URI as a QR code; the URI line itself too. The PNG
- * goes into *pngf, which cli_png_open made; it is closed (and set NULL).
+ * goes into pngf, which cli_png_open made; it is named, or dropped.
  */
 static int
-show_qr(struct cli *c, const char *uri, int qr, const char *png, FILE **pngf)
+show_qr(struct cli *c, const char *uri, int qr, struct cli_file *pngf)
 {
 	int ex = CLI_EXIT_OK;
 
 	if (qr)
 		ex = cli_qr_text(c, uri, stdout);
-	if (ex == CLI_EXIT_OK && *pngf != NULL) {
-		ex = cli_qr_png(c, uri, *pngf, png);
-		*pngf = NULL;
-	}
+	if (ex == CLI_EXIT_OK && pngf->f != NULL)
+		ex = cli_qr_png(c, uri, pngf);
 	return ex;
 }
 
@@ -177,8 +179,8 @@ export_how(char *buf, size_t bufsz, int uri, int qr, const char *png)
 
 /* Prints "SERIAL URI" (or a JSON line); the URI holds the secret. */
 static int
-print_uri(
-    struct cli *c, const char *serial, int qr, const char *png, FILE **pngf)
+print_uri(struct cli *c, const char *serial, int qr, const char *png,
+    struct cli_file *pngf)
 {
 	struct cli_json j;
 	char *uri = NULL, how[16];
@@ -196,7 +198,7 @@ print_uri(
 	} else {
 		printf("%s %s\n", serial, uri);
 	}
-	rc = show_qr(c, uri, qr, png, pngf);
+	rc = show_qr(c, uri, qr, pngf);
 	sotp_free_string(uri);
 	return rc;
 }
@@ -221,7 +223,7 @@ token_generate(struct cli *c, int argc, char **argv)
 	struct sotp_decision d;
 	char serial[SOTP_ID_MAX];
 	long long count = 1, i;
-	FILE *pngf = NULL;
+	struct cli_file pngf = CLI_FILE_INIT;
 	size_t npos;
 	int ex, rc;
 
@@ -263,7 +265,7 @@ token_generate(struct cli *c, int argc, char **argv)
 	}
 	ex = CLI_EXIT_OK;
 out:
-	cli_png_abandon(pngf, png);
+	cli_png_abandon(&pngf);
 	return ex;
 }
 
@@ -335,7 +337,7 @@ token_show(struct cli *c, int argc, char **argv)
 {
 	struct sotp_token_info t;
 	char *uri = NULL, *png = NULL, how[16];
-	FILE *pngf = NULL;
+	struct cli_file pngf = CLI_FILE_INIT;
 	const char *pos[1];
 	int want_uri = 0, qr = 0;
 	const struct cli_opt opts[] = {
@@ -372,15 +374,15 @@ token_show(struct cli *c, int argc, char **argv)
 	    (rc = sotp_token_uri(c->ctx, pos[0],
 	         export_how(how, sizeof(how), want_uri, qr, png), c->now,
 	         &uri)) != SOTP_OK) {
-		cli_png_abandon(pngf, png);
+		cli_png_abandon(&pngf);
 		return cli_error(c, rc);
 	}
 	if (c->json)
 		token_json(&t, want_uri ? uri : NULL);
 	else
 		token_lines(&t, want_uri ? uri : NULL);
-	ex = uri != NULL ? show_qr(c, uri, qr, png, &pngf) : CLI_EXIT_OK;
-	cli_png_abandon(pngf, png);
+	ex = uri != NULL ? show_qr(c, uri, qr, &pngf) : CLI_EXIT_OK;
+	cli_png_abandon(&pngf);
 	sotp_free_string(uri);
 	return ex;
 }
@@ -417,31 +419,51 @@ token_list(struct cli *c, int argc, char **argv)
 	return rc == SOTP_OK ? CLI_EXIT_OK : cli_error(c, rc);
 }
 
-/* Two consecutive codes the token shows now; both are spent. */
+/*
+ * Two consecutive codes the token shows now; both are spent. They are
+ * secret until then: copied, and wiped off /proc/PID/cmdline (as --otp)
+ * before anything can fail or wait, such as loading the policy, the key
+ * and the store (a store that is slow to answer keeps the process alive
+ * for its connect timeout). Every word but the serial is wiped, a word
+ * too many included: it may be a code too.
+ */
 static int
 token_resync(struct cli *c, int argc, char **argv)
 {
 	struct sotp_decision d;
 	const char *pos[3];
+	char *code1 = NULL, *code2 = NULL;
 	size_t npos;
 	int ex, i, rc;
 
 	memset(&d, 0, sizeof(d));
 	cli_what(c, "token resync", NULL);
 	c->secret_words = 1;
-	if ((ex = cli_parse(c, argc, argv, NULL, pos, 3, &npos)) != 0)
-		return ex;
-	cli_what(c, "token resync", npos > 0 ? pos[0] : NULL);
-	if (npos != 3)
-		return cli_usage(c, "usage: token resync SERIAL CODE1 CODE2");
-	if ((ex = cli_load(c)) != 0)
-		return ex;
-	rc = sotp_token_resync(c->ctx, pos[0], pos[1], pos[2], c->now, &d);
-	/* The codes are secret until spent: off /proc/PID/cmdline, as --otp. */
+	ex = cli_parse(c, argc, argv, NULL, pos, 3, &npos);
+	if (ex == 0 && npos == 3 &&
+	    ((code1 = strdup(pos[1])) == NULL ||
+	        (code2 = strdup(pos[2])) == NULL)) {
+		cli_warn(c, "token resync: out of memory");
+		ex = CLI_EXIT_ERROR;
+	}
 	for (i = 0; i < argc; i++)
-		if (argv[i] == pos[1] || argv[i] == pos[2])
+		if (npos == 0 || argv[i] != pos[0])
 			sotp_wipe(argv[i], strlen(argv[i]));
-	return cli_outcome(c, rc, &d, "token resynchronised");
+	if (ex != 0)
+		goto out;
+	cli_what(c, "token resync", npos > 0 ? pos[0] : NULL);
+	if (npos != 3) {
+		ex = cli_usage(c, "usage: token resync SERIAL CODE1 CODE2");
+		goto out;
+	}
+	if ((ex = cli_load(c)) != 0)
+		goto out;
+	rc = sotp_token_resync(c->ctx, pos[0], code1, code2, c->now, &d);
+	ex = cli_outcome(c, rc, &d, "token resynchronised");
+out:
+	sotp_free_string(code1);
+	sotp_free_string(code2);
+	return ex;
 }
 
 /*

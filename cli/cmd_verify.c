@@ -19,7 +19,7 @@ struct verify_args {
 	char *context, *otp, *card, *serial, *login, *state;
 };
 
-/* Supplies the factors given on the command line; wipes argv's copies. */
+/* Supplies the factors given on the command line; wipes their copies. */
 static int
 supply(struct cli *c, struct sotp_attempt *a, const struct verify_args *va)
 {
@@ -204,13 +204,19 @@ cmd_verify(struct cli *c, int argc, char **argv)
 	struct sotp_decision d;
 	const char *pos[1], *context;
 	size_t npos;
-	int ex, rc;
+	int ex, ex_otp, ex_card, rc;
 
 	memset(&va, 0, sizeof(va));
 	memset(&d, 0, sizeof(d));
 	cli_what(c, "verify", NULL);
 	c->secret_words = 1;
-	if ((ex = cli_parse(c, argc, argv, opts, pos, 1, &npos)) != 0)
+	ex = cli_parse(c, argc, argv, opts, pos, 1, &npos);
+	/* The code and the card digits leave argv before the load. */
+	ex_otp = cli_take_secret(c, &va.otp);
+	ex_card = cli_take_secret(c, &va.card);
+	if (ex == 0)
+		ex = ex_otp != 0 ? ex_otp : ex_card;
+	if (ex != 0)
 		goto out;
 	cli_what(c, "verify", npos > 0 ? pos[0] : NULL);
 	if (npos != 1) {
@@ -234,5 +240,7 @@ cmd_verify(struct cli *c, int argc, char **argv)
 	ex = report(c, a, &d, va.context);
 out:
 	sotp_attempt_free(a);
+	sotp_free_string(va.otp);
+	sotp_free_string(va.card);
 	return ex;
 }

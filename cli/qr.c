@@ -3,18 +3,16 @@
  * app to scan: on the terminal (UTF-8 half blocks) or as a PNG file.
  *
  * The URI holds the token secret, and so does the symbol: module data is
- * wiped before it is freed, and the PNG is created 0600 and never over an
- * existing file.
+ * wiped before it is freed, and the PNG is created 0600, never over an
+ * existing file, and named only once whole.
  */
 #include "cli.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <png.h>
 #include <qrencode.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define QR_QUIET 4 /* quiet zone, in modules (ISO/IEC 18004) */
 #define QR_SCALE 6 /* PNG pixels per module */
@@ -105,44 +103,32 @@ out:
  * The PNG file is claimed before the token is made or the export audited:
  * a name that is taken (or a directory that cannot be written) ends the
  * command before anything happens, rather than after a token was stored
- * whose QR code never got written.
+ * whose QR code never got written. It is written unnamed and named once
+ * whole (newfile.c): a kill or a failure part way leaves no cut PNG, which
+ * may still show enough of the code to recover part of the secret.
  */
 int
-cli_png_open(const struct cli *c, const char *path, FILE **f)
+cli_png_open(const struct cli *c, const char *path, struct cli_file *png)
 {
-	int fd;
-
-	*f = NULL;
 	if (path[0] == '\0')
 		return cli_usage(c, "--png: an empty file name");
-	fd = open(
-	    path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0) {
+	if (cli_file_open(png, path) != 0) {
 		cli_warn(c, "cannot create %s: %s", path,
 		    errno == EEXIST ? "it exists (never overwritten)"
 		                    : strerror(errno));
-		return CLI_EXIT_ERROR;
-	}
-	if ((*f = fdopen(fd, "wb")) == NULL) {
-		cli_warn(c, "cannot create %s: %s", path, strerror(errno));
-		close(fd);
-		unlink(path);
 		return CLI_EXIT_ERROR;
 	}
 	return CLI_EXIT_OK;
 }
 
 void
-cli_png_abandon(FILE *f, const char *path)
+cli_png_abandon(struct cli_file *png)
 {
-	if (f == NULL)
-		return;
-	fclose(f);
-	unlink(path);
+	cli_file_abandon(png);
 }
 
 int
-cli_qr_png(const struct cli *c, const char *uri, FILE *f, const char *path)
+cli_qr_png(const struct cli *c, const char *uri, struct cli_file *png)
 {
 	QRcode *q = NULL;
 	png_bytep row = NULL;
@@ -155,18 +141,20 @@ cli_qr_png(const struct cli *c, const char *uri, FILE *f, const char *path)
 		cli_warn(c, "out of memory");
 		goto out;
 	}
-	if (!png_write(f, q, row, side)) {
-		cli_warn(c, "cannot write a PNG to %s", path);
+	if (!png_write(png->f, q, row, side)) {
+		cli_warn(c, "cannot write a PNG to %s", png->path);
+		goto out;
+	}
+	if (cli_file_publish(png) != 0) {
+		cli_warn(c, "cannot write %s: %s", png->path,
+		    errno == EEXIST
+		        ? "it appeared meanwhile (never overwritten)"
+		        : strerror(errno));
 		goto out;
 	}
 	ex = CLI_EXIT_OK;
 out:
-	if (fclose(f) != 0 && ex == CLI_EXIT_OK) {
-		cli_warn(c, "cannot write %s: %s", path, strerror(errno));
-		ex = CLI_EXIT_ERROR;
-	}
-	if (ex != CLI_EXIT_OK)
-		unlink(path);
+	cli_file_abandon(png);
 	if (row != NULL)
 		sotp_wipe(row, (size_t)side);
 	free(row);

@@ -174,6 +174,23 @@ cli_number(struct cli *c, const char *opt, const char *s, long long min,
 }
 
 int
+cli_take_secret(struct cli *c, char **argp)
+{
+	char *copy;
+
+	if (*argp == NULL)
+		return CLI_EXIT_OK;
+	copy = strdup(*argp);
+	sotp_wipe(*argp, strlen(*argp));
+	*argp = copy;
+	if (copy == NULL) {
+		cli_warn(c, "out of memory");
+		return CLI_EXIT_ERROR;
+	}
+	return CLI_EXIT_OK;
+}
+
+int
 cli_nonempty(struct cli *c, const char *what, const char *s)
 {
 	if (s != NULL && s[0] == '\0')

@@ -344,13 +344,16 @@ secret_open(const char *path, gid_t shared, const char *missing, int *fd,
 	}
 	/*
 	 * As sshkey_perm_ok(): the key is the owner's alone, and the owner is
-	 * root or the service reading it. Root may also read a key owned by
-	 * the RADIUS service user, so sshd's PAM stack and radiusd (freerad)
-	 * can share one key file on one host.
+	 * root or the user reading it, for root as for anyone else. A key
+	 * another user owns is that user's to replace or chmod, whoever reads
+	 * it; root and radiusd's user share root's key through the group
+	 * below, never through a key the service user owns.
 	 */
-	if (st->st_uid != 0 && st->st_uid != geteuid() && geteuid() != 0) {
-		seterr(err, errsz, "%s: owned by uid %lu, not by root", path,
-		    (unsigned long)st->st_uid);
+	if (st->st_uid != 0 && st->st_uid != geteuid()) {
+		seterr(err, errsz,
+		    "%s: owned by uid %lu, neither root nor this process's user "
+		    "(uid %lu): refused; chown root it",
+		    path, (unsigned long)st->st_uid, (unsigned long)geteuid());
 		return SOTP_ERR_KEY;
 	}
 	/*

@@ -84,6 +84,65 @@ check_rc 2 "contract bind with a stray code is a usage error" \
     cli contract bind C1 --serial T1 "$code"
 check "... without the code" lacks "$ERR" "$code"
 
+# A secret given on the command line (resync's codes, verify's --otp and
+# --card, token add's --secret, contract bind's --otp) leaves
+# /proc/PID/cmdline before the tool loads anything: a load can take long
+# (a store's connect timeout) and fail, and they used to stay visible all
+# along (and, for resync and verify, unwiped when it failed). The process
+# is held in the load by an exclusive lock on the metrics file the policy
+# names (which the load flock()s), then fails for a master key other
+# than the store's.
+head -c 32 /dev/urandom >"$SB/other.key"
+chmod 600 "$SB/other.key"
+sed -e "s|^master_key *=.*|master_key = $SB/other.key|" \
+    -e "s|^metrics *=.*|metrics = $SB/held.metrics|" "$CONF" >"$SB/held.conf"
+# held_in_load WHAT "SECRET..." ARGS...: the tool with ARGS, looked at
+# while held in the load; none of the (blank-separated) SECRETs may be
+# in its cmdline, nor on its stderr once the load failed.
+held_in_load() {
+	hl_what=$1
+	printf '%s\n' $2 >"$SB/secrets"
+	shift 2
+	exec 7>"$SB/held.metrics"
+	flock -x 7
+	"$CLI" --config "$SB/held.conf" "$@" >"$OUT" 2>"$ERR" </dev/null 7>&- &
+	hl_pid=$!
+	# Waiting for the lock (a "->" line of /proc/locks): inside the load.
+	hl_i=0
+	until grep -q "^[0-9]*: -> FLOCK .* $hl_pid " /proc/locks ||
+	    [ $hl_i -ge 200 ]; do
+		sleep 0.05
+		hl_i=$((hl_i + 1))
+	done
+	tr '\0' ' ' <"/proc/$hl_pid/cmdline" >"$SB/cmdline" 2>/dev/null
+	check "$hl_what: held in the load (waiting for the metrics lock)" \
+	    grep -q "^[0-9]*: -> FLOCK .* $hl_pid " /proc/locks
+	check "... its cmdline read" contains "$SB/cmdline" "$SB/held.conf"
+	check "... and no secret in it" \
+	    sh -c '! grep -qF -f "$1" "$2"' sh "$SB/secrets" "$SB/cmdline"
+	flock -u 7
+	exec 7>&-
+	wait "$hl_pid"
+	check "... then the load fails (exit 2)" test $? -eq 2
+	check "... naming the key file" contains "$ERR" \
+	    "(file $SB/other.key: a key other than the store's?"
+	check "... and no secret on stderr" \
+	    sh -c '! grep -qF -f "$1" "$2"' sh "$SB/secrets" "$ERR"
+}
+c1=$(wrong_code "$S")
+c2=9$(printf '%s' "$c1" | cut -c 2-)
+held_in_load "token resync" "$c1 $c2" token resync T1 "$c1" "$c2"
+check "... the serial still named in its cmdline" \
+    contains "$SB/cmdline" " resync T1 "
+held_in_load "verify --otp --card" "$c1 86420" \
+    verify C1 --otp "$c1" --card 86420
+S2=$(secret)
+held_in_load "token add --secret" "$S2" token add T8 --secret "$S2"
+held_in_load "contract bind --otp=CODE" "$c2" \
+    contract bind C1 --serial T1 "--otp=$c2"
+check "... the option's name still in its cmdline" \
+    contains "$SB/cmdline" " --otp= "
+
 # --config with no file name.
 check_rc 2 "--config= is a usage error" cli --config= token list
 check "... naming --config" contains "$ERR" "--config: an empty file name"

@@ -49,6 +49,57 @@ gen=$(cut -d ' ' -f 1 "$OUT")
 check "token generate exports the new secret: a row" test "$(exports)" -eq 5
 check "naming the new serial" contains "$SB/exports" "serial=$gen"
 
+# A PNG is named only once whole: a kill part way leaves nothing at its
+# name (a cut PNG may still show part of the QR code, and so of the
+# secret). The tool is held after it claimed the PNG and before it wrote
+# it, by a second connection holding the store's write lock (SQLite:
+# this suite is not in run.sh's PostgreSQL pass), with lock_timeout
+# raised so that the wait outlasts the look; then it is killed. (ulimit
+# -f, as t_migrate kills an export, cannot cut a PNG of 2 KB here: the
+# store's WAL is written at higher offsets before it, and is cut first.)
+sed -e 's/^lock_timeout *=.*/lock_timeout = 60000/' "$CONF" >"$SB/slow.conf"
+mkfifo "$SB/lockfifo"
+sqlite3 "$STORE" <"$SB/lockfifo" >/dev/null 2>&1 &
+locker=$!
+exec 8>"$SB/lockfifo"
+echo 'BEGIN IMMEDIATE;' >&8
+# png_killed DIR WHAT ARGS...: the tool, looked at once it holds a file
+# in DIR (where ARGS put the PNG, as x.png), then killed.
+png_killed() {
+	pk_dir=$1
+	pk_what=$2
+	shift 2
+	mkdir "$pk_dir"
+	"$CLI" --config "$SB/slow.conf" "$@" >/dev/null 2>&1 </dev/null 8>&- &
+	pk_pid=$!
+	pk_i=0
+	until ls -l "/proc/$pk_pid/fd" 2>/dev/null | grep -q " $pk_dir/" ||
+	    [ $pk_i -ge 200 ]; do
+		sleep 0.05
+		pk_i=$((pk_i + 1))
+	done
+	check "$pk_what: held, its PNG claimed" sh -c \
+	    'ls -l "/proc/$1/fd" | grep -q " $2/"' sh "$pk_pid" "$pk_dir"
+	check "... nothing at its name while it is not whole" \
+	    test ! -e "$pk_dir/x.png"
+	kill -KILL "$pk_pid"
+	wait "$pk_pid"
+	check "... killed part way (SIGKILL: 128 + 9)" test $? -eq 137
+	check "... nothing left at its name, nor beside it" \
+	    test -z "$(ls -A "$pk_dir")"
+}
+png_killed "$SB/show" "token show --png" token show T1 --png "$SB/show/x.png"
+png_killed "$SB/gen" "token generate --png" \
+    token generate --png "$SB/gen/x.png"
+echo 'ROLLBACK;' >&8
+exec 8>&-
+wait "$locker"
+check "token show --png, unhindered: the PNG is there, 0600" sh -c \
+    '"$1" token show T1 --png "$2" >/dev/null 2>&1 &&
+    test "$(stat -c %a "$2")" = 600' sh "$CLI" "$SB/t1d.png"
+check "... and never overwritten" sh -c \
+    '! "$1" token show T1 --png "$2" >/dev/null 2>&1' sh "$CLI" "$SB/t1d.png"
+
 # The audit row cannot be written: no secret leaves.
 check "audit rows refused by a trigger" sqlite3 "$(conf_path store)" \
     "CREATE TRIGGER no_audit BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'audit refused'); END;"

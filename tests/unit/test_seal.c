@@ -299,7 +299,7 @@ test_seal_key_unsafe_refused(void **state)
 {
 	struct tdir *t = *state;
 	uint8_t key[SOTP_KEY_LEN], raw[SOTP_KEY_LEN + 1];
-	char err[256], want[200];
+	char err[400], want[400], pin[64];
 
 	memset(raw, 0x42, sizeof(raw));
 	/* Group- or world-accessible: refused, naming path and mode. */
@@ -320,6 +320,34 @@ test_seal_key_unsafe_refused(void **state)
 	write_file(tpath(t, "x.key"), raw, SOTP_KEY_LEN, 0601);
 	assert_int_equal(
 	    sotp_key_load(t->path, key, err, sizeof(err)), SOTP_ERR_KEY);
+
+	/*
+	 * Owned by another user, mode 0600: that user could replace it, so
+	 * it is refused even to root (which used to take any owner's key).
+	 */
+	if (geteuid() == 0) {
+		write_file(tpath(t, "other.key"), raw, SOTP_KEY_LEN, 0600);
+		assert_int_equal(chown(t->path, 12345, 0), 0);
+		memset(key, 0x55, sizeof(key));
+		assert_int_equal(sotp_key_load(t->path, key, err, sizeof(err)),
+		    SOTP_ERR_KEY);
+		snprintf(want, sizeof(want),
+		    "%s: owned by uid 12345, neither root nor this process's "
+		    "user (uid 0): refused; chown root it",
+		    t->path);
+		assert_string_equal(err, want);
+		for (size_t i = 0; i < sizeof(key); i++)
+			assert_int_equal(key[i], 0);
+		/* The PIN file is read under the same rule. */
+		assert_int_equal(sotp_secret_read(t->path, pin, sizeof(pin),
+		                     err, sizeof(err)),
+		    SOTP_ERR_KEY);
+		assert_string_equal(err, want);
+		/* The same file, once root's: accepted. */
+		assert_int_equal(chown(t->path, 0, 0), 0);
+		assert_int_equal(
+		    sotp_key_load(t->path, key, err, sizeof(err)), SOTP_OK);
+	}
 
 	/* A symlink to a perfectly good key is still refused. */
 	write_file(tpath(t, "good.key"), raw, SOTP_KEY_LEN, 0600);
@@ -421,14 +449,18 @@ test_seal_key_shared_group(void **state)
 		    SOTP_ERR_KEY);
 		assert_non_null(strstr(err, "group or others (mode 0"));
 	}
-	/* The group's key must be root's: one nobody owns is refused. */
+	/*
+	 * The group's key must be root's: one nobody owns is refused, for
+	 * its owner (root reads no other user's key).
+	 */
 	if (root) {
 		assert_int_equal(chmod(t->path, 0640), 0);
 		assert_int_equal(chown(t->path, 65534, g), 0);
 		assert_int_equal(
 		    sotp_key_load_shared(t->path, g, key, err, sizeof(err)),
 		    SOTP_ERR_KEY);
-		assert_non_null(strstr(err, "group or others (mode 0640)"));
+		assert_non_null(
+		    strstr(err, "owned by uid 65534, neither root"));
 		assert_int_equal(chown(t->path, 0, g), 0);
 	}
 	/* By name: accepted exactly when SOTP_KEY_GROUP is the file's group. */
