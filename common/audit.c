@@ -799,7 +799,11 @@ walk_to_head(struct walk *w, struct sotp_audit_head *h)
 		    (long long)(w->last + 1), (long long)h->seq);
 		return SOTP_OK;
 	}
-	if (h->seq > w->out->base_seq &&
+	/*
+	 * A head at its base too: rows past a base removed and the head put
+	 * back on it would otherwise pass (the base's own tag holds).
+	 */
+	if (h->seq > 0 &&
 	    ((rc = tag_ok(w->ctx, h->kv, "head", h->seq, h->mac, h->tag,
 	          h->has_tag, &ok)) != SOTP_OK ||
 	        !ok || CRYPTO_memcmp(h->mac, w->prev, sizeof(w->prev)) != 0)) {
@@ -810,7 +814,7 @@ walk_to_head(struct walk *w, struct sotp_audit_head *h)
 			    (long long)h->seq);
 		return rc;
 	}
-	if (h->seq > w->out->base_seq) {
+	if (h->seq > 0) {
 		if ((rc = live_now(w, h->kv, &ok)) != SOTP_OK)
 			return rc;
 		if (!ok)

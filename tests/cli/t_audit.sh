@@ -231,6 +231,17 @@ check "  and named: seq 3" contains "$ERR" "(seq 3) inserted out of order"
 copy front
 sq front "DELETE FROM audit WHERE seq = 6"
 broken removed "the first row left removed is found" --config "$SB/front.conf"
+# Every row past the base removed and the head put back on the base: the
+# base's tag holds, the head's must too (it never covered seq 5).
+for tag in "NULL" "tag"; do
+	copy tobase
+	sq tobase "DELETE FROM audit WHERE seq > 5; UPDATE audit_head SET
+	    seq = base_seq, mac = base_mac, tag = $tag"
+	broken head "the rows past the base removed, the head set back on it (tag $tag), is found" \
+	    --config "$SB/tobase.conf"
+	check "  and named: the head at seq 5" \
+	    contains "$ERR" "the chain's head (seq 5) does not match its last row"
+done
 refused WRONG_CODE "a wrong resync is audited (a row to come)" \
     cli token resync T1 000000 000000
 copy tampered

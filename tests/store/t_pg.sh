@@ -133,6 +133,29 @@ psql_q "INSERT INTO audit OVERRIDING SYSTEM VALUE SELECT * FROM audit_keep;
     INSERT INTO audit_head SELECT * FROM audit_head_keep;
     DROP TABLE audit_keep; DROP TABLE audit_head_keep" >/dev/null
 check "  and put back, the chains verify" cli audit verify
+# One chain's rows past its base removed and its head set back on the
+# base, the other chains as they were: found, then undone.
+psql_q "CREATE TABLE audit_keep AS SELECT * FROM audit;
+    CREATE TABLE audit_head_keep AS SELECT * FROM audit_head" >/dev/null
+check "a prune of every row so far" cli audit prune --before "$(($(date +%s) + 1))"
+appender AS
+K=$(psql_q "SELECT k FROM audit_head WHERE seq > base_seq AND base_seq > 0
+    ORDER BY k LIMIT 1")
+check "  then a chain with rows past its base ($K)" [ -n "$K" ]
+check "  and the chains verify" cli audit verify
+psql_q "DELETE FROM audit WHERE chain = $K; UPDATE audit_head SET
+    seq = base_seq, mac = base_mac, tag = NULL WHERE k = $K" >/dev/null
+check_rc 1 "a chain's rows past its base removed, its head set back on it, is found" \
+    cli audit verify
+# (Chain 1's name goes without its number, as on SQLite.)
+what="the chain's head (seq"
+[ "$K" -gt 1 ] && what="chain $K: $what"
+check "  and named: its head" contains "$ERR" "$what"
+psql_q "DELETE FROM audit; INSERT INTO audit OVERRIDING SYSTEM VALUE
+    SELECT * FROM audit_keep; DELETE FROM audit_head;
+    INSERT INTO audit_head SELECT * FROM audit_head_keep;
+    DROP TABLE audit_keep; DROP TABLE audit_head_keep" >/dev/null
+check "  and put back, the chains verify" cli audit verify
 psql_q "UPDATE audit SET detail = 'edited' WHERE seq = 3" >/dev/null
 check_rc 1 "an edited row is found" cli audit verify
 check "  and named" contains "$ERR" "(seq 3) changed"
