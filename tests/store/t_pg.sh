@@ -156,6 +156,36 @@ psql_q "DELETE FROM audit; INSERT INTO audit OVERRIDING SYSTEM VALUE
     INSERT INTO audit_head SELECT * FROM audit_head_keep;
     DROP TABLE audit_keep; DROP TABLE audit_head_keep" >/dev/null
 check "  and put back, the chains verify" cli audit verify
+# One chain's last row removed and its head moved back onto the row
+# before, then contracts added until an append reaches that chain: it
+# writes a row saying so, which verify names. Then undone.
+psql_q "CREATE TABLE audit_keep AS SELECT * FROM audit;
+    CREATE TABLE audit_head_keep AS SELECT * FROM audit_head" >/dev/null
+K=$(psql_q "SELECT k FROM audit_head ORDER BY seq DESC, k LIMIT 1")
+N=$(psql_q "SELECT seq FROM audit_head WHERE k = $K")
+psql_q "DELETE FROM audit WHERE chain = $K AND seq = $N;
+    UPDATE audit_head SET seq = $N - 1, mac = (SELECT mac FROM audit
+    WHERE chain = $K AND seq = $N - 1) WHERE k = $K" >/dev/null
+i=0
+while [ "$(psql_q "SELECT seq FROM audit_head WHERE k = $K")" -lt "$N" ] &&
+    [ $i -lt 300 ]; do
+	i=$((i + 1))
+	printf 'pw\n' | "$CLI" contract add "AT$i" >/dev/null 2>&1
+done
+check "an append reached chain $K, its end cut and head moved back ($i adds)" \
+    [ "$(psql_q "SELECT count(*) FROM audit WHERE chain = $K AND seq = $N
+    AND action = 'audit.head' AND verdict = 'error'")" = 1 ]
+check_rc 1 "  the cut is found after it" cli audit verify
+what="(seq $N): an append found the chain's head set back"
+[ "$K" -gt 1 ] && what="chain $K: row"
+check "  and named: the row the append wrote" contains "$ERR" "$what"
+check "  only that chain's append wrote one" \
+    [ "$(psql_q "SELECT count(*) FROM audit WHERE action = 'audit.head'")" = 1 ]
+psql_q "DELETE FROM audit; INSERT INTO audit OVERRIDING SYSTEM VALUE
+    SELECT * FROM audit_keep; DELETE FROM audit_head;
+    INSERT INTO audit_head SELECT * FROM audit_head_keep;
+    DROP TABLE audit_keep; DROP TABLE audit_head_keep" >/dev/null
+check "  and put back, the chains verify" cli audit verify
 psql_q "UPDATE audit SET detail = 'edited' WHERE seq = 3" >/dev/null
 check_rc 1 "an edited row is found" cli audit verify
 check "  and named" contains "$ERR" "(seq 3) changed"
