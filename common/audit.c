@@ -751,6 +751,8 @@ walk_row(
 	    CRYPTO_memcmp(mac, l->mac, sizeof(mac)) == 0) {
 		memcpy(w->prev, l->mac, sizeof(w->prev));
 		w->last = l->seq;
+		if (l->keyed == 0 && w->out->unkeyed++ == 0)
+			w->out->unkeyed_id = r->id;
 		if (w->said_id == 0 && l->keyed == 1 &&
 		    strcmp(r->action, SOTP_AUDIT_HEAD_ACTION) == 0 &&
 		    strcmp(r->verdict, "error") == 0) {
@@ -1076,6 +1078,10 @@ sotp_audit_verify(struct sotp_ctx *ctx, struct sotp_audit_check *out)
 			continue;
 		out->chains++;
 		out->rows += one.rows;
+		if (out->unkeyed == 0 ||
+		    (one.unkeyed_id != 0 && one.unkeyed_id < out->unkeyed_id))
+			out->unkeyed_id = one.unkeyed_id;
+		out->unkeyed += one.unkeyed;
 		if (out->chains == 1) {
 			out->first_seq = one.first_seq;
 			out->last_seq = one.last_seq;

@@ -186,6 +186,15 @@ psql_q "DELETE FROM audit; INSERT INTO audit OVERRIDING SYSTEM VALUE
     INSERT INTO audit_head SELECT * FROM audit_head_keep;
     DROP TABLE audit_keep; DROP TABLE audit_head_keep" >/dev/null
 check "  and put back, the chains verify" cli audit verify
+# A row in a waiting row's shape (no key, not chained): listed as such.
+psql_q "INSERT INTO audit (ts, action, contract, serial, context, verdict,
+    reason, detail, keyed, chain) VALUES (0, 'contract.unlock', 'W1', '',
+    '', 'accept', 0, '', 0, 3)" >/dev/null
+check "audit lists a waiting row as written without the key" \
+    sh -c "'$CLI' audit --contract W1 | grep -q 'contract.unlock accept ACCEPTED.* nokey=waiting\$'"
+check "  and a chained one as it is" \
+    sh -c "'$CLI' --json audit --contract PGC1 | grep -q '\"seq\":[1-9][0-9]*,\"keyed\":1}'"
+psql_q "DELETE FROM audit WHERE contract = 'W1'" >/dev/null
 psql_q "UPDATE audit SET detail = 'edited' WHERE seq = 3" >/dev/null
 check_rc 1 "an edited row is found" cli audit verify
 check "  and named" contains "$ERR" "(seq 3) changed"
