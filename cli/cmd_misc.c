@@ -180,6 +180,8 @@ audit_row(void *arg, const struct sotp_audit_row *r)
 		json_str(&j, "reason", sotp_reason_name(r->reason));
 		json_int(&j, "reason_code", r->reason);
 		json_str(&j, "detail", r->detail);
+		json_int(&j, "seq", r->seq);
+		json_int(&j, "keyed", r->keyed);
 		json_end(&j);
 	} else {
 		printf("%s %lld %s %s %s", when, (long long)r->id,
@@ -191,6 +193,9 @@ audit_row(void *arg, const struct sotp_audit_row *r)
 		field("context", r->context);
 		if (r->detail != NULL && r->detail[0] != '\0')
 			field("detail", r->detail);
+		/* Written without the key: what vouches for it is the store. */
+		if (r->keyed == 0)
+			printf(" nokey=%s", r->seq > 0 ? "linked" : "waiting");
 		fputc('\n', stdout);
 	}
 	/* Stop early when nobody reads any more (a closed pipe). */
@@ -242,6 +247,8 @@ audit_report(
 		json_int(&j, "base_seq", k->base_seq);
 		json_int(&j, "pending", k->pending);
 		json_int(&j, "legacy", k->legacy);
+		json_int(&j, "unkeyed", k->unkeyed);
+		json_int(&j, "unkeyed_row", k->unkeyed_id);
 		json_str(&j, "what", k->what);
 		json_end(&j);
 	} else if (k->problem == SOTP_AUDIT_OK) {
@@ -258,6 +265,12 @@ audit_report(
 			printf("%lld rows from before the chain are not "
 			       "covered\n",
 			    (long long)k->legacy);
+		if (k->unkeyed > 0)
+			printf("%lld rows were written without the master key "
+			       "and chained later (the first: row %lld): "
+			       "nothing tells them from rows put in by hand "
+			       "before that; audit marks them nokey=linked\n",
+			    (long long)k->unkeyed, (long long)k->unkeyed_id);
 	}
 	if (k->problem == SOTP_AUDIT_OK)
 		return CLI_EXIT_OK;

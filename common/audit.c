@@ -56,6 +56,11 @@
  * waiting. The operator never holds the chain's key, so cannot rewrite
  * what is chained.
  *
+ * A key holder's append checks the head's tag first (check_head): a head
+ * set back by hand (its tail removed) would otherwise be tagged again by
+ * the next append and verify clean. The chain goes on, but after a row
+ * "audit.head" (verdict error) that says so, which verify names.
+ *
  * Pruning (sotp_audit_prune) removes the oldest rows and keeps the last
  * removed row's seq and MAC as the chain's base, tagged with the key, so
  * that the chain verifies from the first row left and a base moved by
@@ -68,6 +73,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+
+/* The row an append writes on finding its chain's head set back. */
+#define SOTP_AUDIT_HEAD_ACTION "audit.head"
 
 /* Waiting rows one append links at most: a bound on the hot path. */
 #define LINK_MAX 64
@@ -235,12 +243,86 @@ link_pending(struct sotp_ctx *ctx, struct sotp_audit_head *h, uint32_t kv)
 	return SOTP_OK;
 }
 
+static int tag_ok(struct sotp_ctx *ctx, uint32_t kv, const char *which,
+    int64_t seq, const uint8_t *mac, const uint8_t *tag, int has_tag, int *ok);
+
+/* Row r chained after head h under kv, and h moved on to it. */
+static int
+chain_row(struct sotp_ctx *ctx, struct sotp_audit_head *h, uint32_t kv,
+    const struct sotp_audit_rec *r)
+{
+	uint8_t mac[SOTP_AUDIT_MAC_LEN];
+	int rc;
+
+	if ((rc = row_mac(ctx, h->mac, h->seq + 1, 1, kv, r, mac)) != SOTP_OK ||
+	    (rc = sotp_store_audit_append(
+	         ctx->st, r, h->chain, h->seq + 1, mac, kv)) != SOTP_OK)
+		return rc;
+	h->seq++;
+	memcpy(h->mac, mac, sizeof(h->mac));
+	h->has_tag = 1;
+	h->kv = kv;
+	return link_tag(ctx, kv, "head", h->seq, h->mac, h->tag);
+}
+
+/*
+ * Before a key holder extends a chain: its head must hold its tag. One
+ * that does not was set back or changed by hand (its tail removed, say),
+ * and extending it would tag it again, so that the next verify finds
+ * nothing. The chain goes on (a decision is not refused for it), but
+ * first with a row that says so, chained like any other, which verify
+ * names, and an error line for the log. An empty head (seq 0) carries
+ * no tag. Once per head read (h->held): one HMAC, no statement, but for
+ * loading a head's older key version once.
+ */
+static int
+check_head(
+    struct sotp_ctx *ctx, struct sotp_audit_head *h, uint32_t kv, time_t now)
+{
+	char detail[128];
+	struct sotp_audit_rec r;
+	int rc, ok = 0;
+
+	if (h->held || h->seq == 0)
+		goto held;
+	/* A version the store does not hold made no tag: it does not hold. */
+	if (h->has_tag && (rc = sotp_keys_audit_load(ctx, h->kv)) != SOTP_OK) {
+		if (rc != SOTP_ERR_KEY && rc != SOTP_ERR_NOT_FOUND)
+			return rc;
+		ctx->err[0] = '\0';
+	}
+	if ((rc = tag_ok(ctx, h->kv, "head", h->seq, h->mac, h->tag, h->has_tag,
+	         &ok)) != SOTP_OK)
+		return rc;
+	if (ok)
+		goto held;
+	snprintf(detail, sizeof(detail),
+	    "head seq=%lld kv=%lu did not hold its tag", (long long)h->seq,
+	    (unsigned long)h->kv);
+	memset(&r, 0, sizeof(r));
+	r.ts = (int64_t)now;
+	r.action = SOTP_AUDIT_HEAD_ACTION;
+	r.contract = r.serial = r.context = "";
+	r.verdict = "error";
+	r.reason = SOTP_R_INTERNAL;
+	r.detail = detail;
+	if ((rc = chain_row(ctx, h, kv, &r)) != SOTP_OK)
+		return rc;
+	sotp_log(ctx, LOG_ERR,
+	    "audit chain %d: its head (seq %lld) does not hold its tag: set "
+	    "back or changed by hand, rows may have been removed; recorded "
+	    "at seq %lld (audit verify names it)",
+	    h->chain, (long long)(h->seq - 1), (long long)h->seq);
+held:
+	h->held = 1;
+	return SOTP_OK;
+}
+
 /* Row r after head h, and h moved on to it (the head row untouched). */
 static int
 extend(struct sotp_ctx *ctx, struct sotp_audit_head *h,
     const struct sotp_audit_rec *r)
 {
-	uint8_t mac[SOTP_AUDIT_MAC_LEN];
 	uint32_t kv = 0;
 	int rc;
 
@@ -251,16 +333,10 @@ extend(struct sotp_ctx *ctx, struct sotp_audit_head *h,
 		return rc;
 	}
 	if ((rc = sotp_keys_current(ctx, &kv)) != SOTP_OK ||
-	    (rc = link_pending(ctx, h, kv)) != SOTP_OK ||
-	    (rc = row_mac(ctx, h->mac, h->seq + 1, 1, kv, r, mac)) != SOTP_OK ||
-	    (rc = sotp_store_audit_append(
-	         ctx->st, r, h->chain, h->seq + 1, mac, kv)) != SOTP_OK)
+	    (rc = check_head(ctx, h, kv, (time_t)r->ts)) != SOTP_OK ||
+	    (rc = link_pending(ctx, h, kv)) != SOTP_OK)
 		return rc;
-	h->seq++;
-	memcpy(h->mac, mac, sizeof(h->mac));
-	h->has_tag = 1;
-	h->kv = kv;
-	return link_tag(ctx, kv, "head", h->seq, h->mac, h->tag);
+	return chain_row(ctx, h, kv, r);
 }
 
 /* Inside the caller's transaction, or one of its own. */
@@ -610,6 +686,9 @@ struct walk {
 	int64_t bad_id, bad_seq;
 	struct live *live; /* read again once when a tag's version is not */
 	int rc;
+	/* The first row an append wrote on finding the head set back. */
+	int64_t said_id, said_seq;
+	char said[128];
 };
 
 /* Whether kv is live, the set read again first when it seems not. */
@@ -672,6 +751,15 @@ walk_row(
 	    CRYPTO_memcmp(mac, l->mac, sizeof(mac)) == 0) {
 		memcpy(w->prev, l->mac, sizeof(w->prev));
 		w->last = l->seq;
+		if (l->keyed == 0 && w->out->unkeyed++ == 0)
+			w->out->unkeyed_id = r->id;
+		if (w->said_id == 0 && l->keyed == 1 &&
+		    strcmp(r->action, SOTP_AUDIT_HEAD_ACTION) == 0 &&
+		    strcmp(r->verdict, "error") == 0) {
+			w->said_id = r->id;
+			w->said_seq = l->seq;
+			sotp_strlcpy(w->said, r->detail, sizeof(w->said));
+		}
 		w->out->rows++;
 		if (w->out->first_seq == 0)
 			w->out->first_seq = l->seq;
@@ -799,7 +887,11 @@ walk_to_head(struct walk *w, struct sotp_audit_head *h)
 		    (long long)(w->last + 1), (long long)h->seq);
 		return SOTP_OK;
 	}
-	if (h->seq > w->out->base_seq &&
+	/*
+	 * A head at its base too: rows past a base removed and the head put
+	 * back on it would otherwise pass (the base's own tag holds).
+	 */
+	if (h->seq > 0 &&
 	    ((rc = tag_ok(w->ctx, h->kv, "head", h->seq, h->mac, h->tag,
 	          h->has_tag, &ok)) != SOTP_OK ||
 	        !ok || CRYPTO_memcmp(h->mac, w->prev, sizeof(w->prev)) != 0)) {
@@ -810,7 +902,7 @@ walk_to_head(struct walk *w, struct sotp_audit_head *h)
 			    (long long)h->seq);
 		return rc;
 	}
-	if (h->seq > w->out->base_seq) {
+	if (h->seq > 0) {
 		if ((rc = live_now(w, h->kv, &ok)) != SOTP_OK)
 			return rc;
 		if (!ok)
@@ -897,6 +989,16 @@ verify_chain(struct sotp_ctx *ctx, int chain, struct live *live,
 	out->base_seq = h.base_seq;
 	if (out->problem == SOTP_AUDIT_OK)
 		rc = walk_to_head(&w, &h);
+	/*
+	 * What an append found is named once the walk holds: the chain is
+	 * whole from there on, but rows before that row may be gone.
+	 */
+	if (rc == SOTP_OK && out->problem == SOTP_AUDIT_OK && w.said_id != 0)
+		broken(out, SOTP_AUDIT_HEAD, w.said_id, w.said_seq,
+		    "row %lld (seq %lld): an append found the chain's head set "
+		    "back or changed by hand (%s): rows before it may have "
+		    "been removed",
+		    (long long)w.said_id, (long long)w.said_seq, w.said);
 	return rc;
 }
 
@@ -976,6 +1078,10 @@ sotp_audit_verify(struct sotp_ctx *ctx, struct sotp_audit_check *out)
 			continue;
 		out->chains++;
 		out->rows += one.rows;
+		if (out->unkeyed == 0 ||
+		    (one.unkeyed_id != 0 && one.unkeyed_id < out->unkeyed_id))
+			out->unkeyed_id = one.unkeyed_id;
+		out->unkeyed += one.unkeyed;
 		if (out->chains == 1) {
 			out->first_seq = one.first_seq;
 			out->last_seq = one.last_seq;

@@ -826,6 +826,14 @@ struct sotp_audit_row {
 	const char *verdict; /* "accept", "reject", "continue", "error" */
 	int reason;          /* enum sotp_reason */
 	const char *detail;  /* never secret */
+	int64_t seq;         /* its place in its chain; 0: not chained */
+	/*
+	 * 1: chained by a holder of the key. 0: written without the key
+	 * (a help desk's), waiting (seq 0) or linked since by the next
+	 * append: its MAC is a key holder's, its content only as sure as
+	 * the store was until then. -1: from before the chain.
+	 */
+	int keyed;
 };
 typedef int sotp_audit_cb(void *arg, const struct sotp_audit_row *r);
 /*
@@ -856,6 +864,12 @@ struct sotp_audit_check {
 	char what[SOTP_MSG_MAX]; /* one line for the operator */
 	int bad_chain;           /* the chain (1..) where it broke, or 0 */
 	int chains; /* chains that hold rows (PostgreSQL spreads them) */
+	/*
+	 * Of rows, those written without the key and linked since (keyed 0
+	 * in sotp_audit_list): nothing tells a help desk's from one put in
+	 * the same shape by hand before it was linked; the first one's id.
+	 */
+	int64_t unkeyed, unkeyed_id;
 };
 /*
  * Walks the audit chain (keyed by the master key) from its base to its

@@ -561,6 +561,7 @@ struct sotp_audit_head {
 	uint8_t base_tag[SOTP_AUDIT_MAC_LEN];
 	int has_base_tag;
 	uint32_t kv, base_kv; /* the key versions that made tag, base_tag */
+	int held; /* in memory: its tag was found to hold (audit.c extend) */
 };
 /*
  * Chain's head; lock: under the row lock that orders its appends (in a

@@ -192,7 +192,7 @@ enum sotp_stmt {
 	" LEFT JOIN tokens t ON t.serial = c.serial"
 #define SOTP_SQL_AUDIT_SELECT                                                  \
 	"SELECT id, ts, action, contract, serial, context, verdict, reason,"   \
-	" detail FROM audit"
+	" detail, seq, keyed FROM audit"
 /* The same with the chain's columns after them (audit_chain_row). */
 #define SOTP_SQL_AUDIT_CHAIN_SELECT                                            \
 	"SELECT id, ts, action, contract, serial, context, verdict, reason,"   \

@@ -1445,10 +1445,26 @@ audit_list_row(struct sotp_store *st, void *arg)
 {
 	const struct audit_list *l = arg;
 	struct sotp_audit_row r;
+
+	struct sotp_value v;
+	int64_t n;
 	int rc;
 
 	if ((rc = audit_row(st, &r)) != SOTP_OK)
 		return rc;
+	/*
+	 * seq and keyed as they are (NULL: 0, and -1), a value no writer
+	 * makes read as -1: the rows are listed whatever was put in them
+	 * (verify names such a row).
+	 */
+	if (sotp_db_int(st, 9, INT64_MIN, INT64_MAX, &r.seq) != 0)
+		return sotp_db_corrupt(st, "seq");
+	st->drv->value(st, 10, &v);
+	r.keyed = -1;
+	if (v.type != SOTP_V_NULL &&
+	    sotp_db_int(st, 10, INT64_MIN, INT64_MAX, &n) == 0 &&
+	    (n == 0 || n == 1))
+		r.keyed = (int)n;
 	return l->cb(l->arg, &r);
 }
 

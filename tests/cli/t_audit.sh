@@ -182,6 +182,26 @@ sq cuthead "DELETE FROM audit WHERE seq >= 8;
     WHERE seq = 7)"
 broken head "rows cut from the end with the head moved back are found" \
     --config "$SB/cuthead.conf"
+copy relaunch
+# The same, then a decision: its append must not tag the head set back
+# as if it held, but say so in a row of its own before the decision's.
+sq relaunch "DELETE FROM audit WHERE seq >= 8;
+    UPDATE audit_head SET seq = 7, mac = (SELECT mac FROM audit
+    WHERE seq = 7) WHERE k = 1"
+check "a contract added after the end was cut and the head moved back" \
+    clin pw-7 --config "$SB/relaunch.conf" contract add A7
+check "  audit lists the row the append wrote" \
+    sh -c "'$CLI' --config '$SB/relaunch.conf' audit | grep -q 'audit.head error INTERNAL.*head seq=7 kv=1 did not hold its tag'"
+broken head "  the cut is found after the next append" \
+    --config "$SB/relaunch.conf"
+check "  and named: the row the append wrote, seq 8" \
+    contains "$ERR" "(seq 8): an append found the chain's head set back or changed by hand (head seq=7 kv=1 did not hold its tag)"
+check "  the decision's row after it, seq 9" \
+    [ "$(sq relaunch 'SELECT action FROM audit WHERE seq = 9')" = contract.add ]
+check "  a later append adds no other such row" \
+    clin pw-8 --config "$SB/relaunch.conf" contract add A8
+check "  (one in all)" \
+    [ "$(sq relaunch "SELECT count(*) FROM audit WHERE action = 'audit.head'")" = 1 ]
 copy reset
 sq reset "UPDATE audit_head SET seq = 0, mac = NULL, tag = NULL"
 broken head "a head set back to nothing is found" --config "$SB/reset.conf"
@@ -231,6 +251,17 @@ check "  and named: seq 3" contains "$ERR" "(seq 3) inserted out of order"
 copy front
 sq front "DELETE FROM audit WHERE seq = 6"
 broken removed "the first row left removed is found" --config "$SB/front.conf"
+# Every row past the base removed and the head put back on the base: the
+# base's tag holds, the head's must too (it never covered seq 5).
+for tag in "NULL" "tag"; do
+	copy tobase
+	sq tobase "DELETE FROM audit WHERE seq > 5; UPDATE audit_head SET
+	    seq = base_seq, mac = base_mac, tag = $tag"
+	broken head "the rows past the base removed, the head set back on it (tag $tag), is found" \
+	    --config "$SB/tobase.conf"
+	check "  and named: the head at seq 5" \
+	    contains "$ERR" "the chain's head (seq 5) does not match its last row"
+done
 refused WRONG_CODE "a wrong resync is audited (a row to come)" \
     cli token resync T1 000000 000000
 copy tampered

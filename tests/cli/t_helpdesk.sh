@@ -124,10 +124,38 @@ check "those before a key holder's append are chained (3)" \
 check "audit verify reports the one still waiting" cli audit verify
 check "  as waiting" \
     contains "$OUT" "1 rows written without the master key wait to be chained"
+first=$(sqlite3 "$DB" "SELECT min(id) FROM audit WHERE keyed = 0 AND seq IS NOT NULL")
+check "  and the three chained since, as written without the key" \
+    contains "$OUT" "3 rows were written without the master key and chained later (the first: row $first)"
+check "audit marks them: three linked" \
+    sh -c "[ \"\$('$CLI' audit | grep -c ' nokey=linked\$')\" = 3 ]"
+check "  one waiting" \
+    sh -c "[ \"\$('$CLI' audit | grep -c ' nokey=waiting\$')\" = 1 ]"
+check "  the rest unmarked" \
+    sh -c "[ \"\$('$CLI' audit | grep -c nokey=)\" = 4 ]"
+check "audit --json gives each row's place and whether keyed" \
+    sh -c "'$CLI' --json audit | grep -q '\"seq\":0,\"keyed\":0}'"
 check "the next append of a key holder chains it" \
     sh -c "printf 'pw\n' | '$CLI' contract add Z1 >/dev/null && '$CLI' audit verify >'$OUT'"
 check "  and the chain verifies with the operator's rows in it" \
     sh -c "grep -q '^chain verified' '$OUT' && ! grep -q 'wait to be chained' '$OUT'"
 check "  none waiting" [ "$(keyless 'AND seq IS NULL')" = 0 ]
+
+# -- a row put in by hand in a waiting row's shape --
+# Nothing tells it from the operator's (who holds no key either): the
+# next key holder's append links it as designed. Verify and audit show it
+# for what it is, a row written without the key, to be checked against
+# the help desk's log lines.
+sqlite3 "$DB" "INSERT INTO audit (ts, action, contract, serial, context,
+    verdict, reason, detail, keyed, chain) VALUES (strftime('%s', 'now'),
+    'contract.unlock', 'C1', '', '', 'accept', 0, 'by-hand', 0, 1);
+    UPDATE audit_head SET pending = pending + 1 WHERE k = 1"
+check "a row put in as waiting is linked by the next append" \
+    sh -c "printf 'pw\n' | '$CLI' contract add Z2 >/dev/null"
+check "  verify counts it with the operator's" cli audit verify
+check "  five chained without the key" \
+    contains "$OUT" "5 rows were written without the master key and chained later"
+check "  audit marks it linked without the key" \
+    sh -c "'$CLI' audit --contract C1 | grep -q 'contract.unlock accept ACCEPTED.*detail=by-hand nokey=linked\$'"
 
 echo "1..$TAPN"

@@ -133,6 +133,68 @@ psql_q "INSERT INTO audit OVERRIDING SYSTEM VALUE SELECT * FROM audit_keep;
     INSERT INTO audit_head SELECT * FROM audit_head_keep;
     DROP TABLE audit_keep; DROP TABLE audit_head_keep" >/dev/null
 check "  and put back, the chains verify" cli audit verify
+# One chain's rows past its base removed and its head set back on the
+# base, the other chains as they were: found, then undone.
+psql_q "CREATE TABLE audit_keep AS SELECT * FROM audit;
+    CREATE TABLE audit_head_keep AS SELECT * FROM audit_head" >/dev/null
+check "a prune of every row so far" cli audit prune --before "$(($(date +%s) + 1))"
+appender AS
+K=$(psql_q "SELECT k FROM audit_head WHERE seq > base_seq AND base_seq > 0
+    ORDER BY k LIMIT 1")
+check "  then a chain with rows past its base ($K)" [ -n "$K" ]
+check "  and the chains verify" cli audit verify
+psql_q "DELETE FROM audit WHERE chain = $K; UPDATE audit_head SET
+    seq = base_seq, mac = base_mac, tag = NULL WHERE k = $K" >/dev/null
+check_rc 1 "a chain's rows past its base removed, its head set back on it, is found" \
+    cli audit verify
+# (Chain 1's name goes without its number, as on SQLite.)
+what="the chain's head (seq"
+[ "$K" -gt 1 ] && what="chain $K: $what"
+check "  and named: its head" contains "$ERR" "$what"
+psql_q "DELETE FROM audit; INSERT INTO audit OVERRIDING SYSTEM VALUE
+    SELECT * FROM audit_keep; DELETE FROM audit_head;
+    INSERT INTO audit_head SELECT * FROM audit_head_keep;
+    DROP TABLE audit_keep; DROP TABLE audit_head_keep" >/dev/null
+check "  and put back, the chains verify" cli audit verify
+# One chain's last row removed and its head moved back onto the row
+# before, then contracts added until an append reaches that chain: it
+# writes a row saying so, which verify names. Then undone.
+psql_q "CREATE TABLE audit_keep AS SELECT * FROM audit;
+    CREATE TABLE audit_head_keep AS SELECT * FROM audit_head" >/dev/null
+K=$(psql_q "SELECT k FROM audit_head ORDER BY seq DESC, k LIMIT 1")
+N=$(psql_q "SELECT seq FROM audit_head WHERE k = $K")
+psql_q "DELETE FROM audit WHERE chain = $K AND seq = $N;
+    UPDATE audit_head SET seq = $N - 1, mac = (SELECT mac FROM audit
+    WHERE chain = $K AND seq = $N - 1) WHERE k = $K" >/dev/null
+i=0
+while [ "$(psql_q "SELECT seq FROM audit_head WHERE k = $K")" -lt "$N" ] &&
+    [ $i -lt 300 ]; do
+	i=$((i + 1))
+	printf 'pw\n' | "$CLI" contract add "AT$i" >/dev/null 2>&1
+done
+check "an append reached chain $K, its end cut and head moved back ($i adds)" \
+    [ "$(psql_q "SELECT count(*) FROM audit WHERE chain = $K AND seq = $N
+    AND action = 'audit.head' AND verdict = 'error'")" = 1 ]
+check_rc 1 "  the cut is found after it" cli audit verify
+what="(seq $N): an append found the chain's head set back"
+[ "$K" -gt 1 ] && what="chain $K: row"
+check "  and named: the row the append wrote" contains "$ERR" "$what"
+check "  only that chain's append wrote one" \
+    [ "$(psql_q "SELECT count(*) FROM audit WHERE action = 'audit.head'")" = 1 ]
+psql_q "DELETE FROM audit; INSERT INTO audit OVERRIDING SYSTEM VALUE
+    SELECT * FROM audit_keep; DELETE FROM audit_head;
+    INSERT INTO audit_head SELECT * FROM audit_head_keep;
+    DROP TABLE audit_keep; DROP TABLE audit_head_keep" >/dev/null
+check "  and put back, the chains verify" cli audit verify
+# A row in a waiting row's shape (no key, not chained): listed as such.
+psql_q "INSERT INTO audit (ts, action, contract, serial, context, verdict,
+    reason, detail, keyed, chain) VALUES (0, 'contract.unlock', 'W1', '',
+    '', 'accept', 0, '', 0, 3)" >/dev/null
+check "audit lists a waiting row as written without the key" \
+    sh -c "'$CLI' audit --contract W1 | grep -q 'contract.unlock accept ACCEPTED.* nokey=waiting\$'"
+check "  and a chained one as it is" \
+    sh -c "'$CLI' --json audit --contract PGC1 | grep -q '\"seq\":[1-9][0-9]*,\"keyed\":1}'"
+psql_q "DELETE FROM audit WHERE contract = 'W1'" >/dev/null
 psql_q "UPDATE audit SET detail = 'edited' WHERE seq = 3" >/dev/null
 check_rc 1 "an edited row is found" cli audit verify
 check "  and named" contains "$ERR" "(seq 3) changed"
