@@ -481,13 +481,17 @@ test_keys_rotation_two_servers(void **state)
 /*
  * A server that has not yet seen the new version seals a value under the
  * old one after the walk: the old version is not retired while it does,
- * and the next step re-seals it.
+ * and the next step re-seals it. Its next audit row learns the version
+ * (the chain's head is tagged under it, and checking that tag loads it),
+ * so each late server here seals one value before it knows: B a token, C
+ * a card; D seals nothing until the old version is retired.
  */
 static void
 test_keys_late_writer(void **state)
 {
 	struct fx *f = *state;
-	struct sotp_ctx *b = load(f->conf);
+	struct sotp_ctx *b = load(f->conf), *c = load(f->conf),
+	                *d2 = load(f->conf);
 	struct sotp_key_step st;
 	struct sotp_decision d;
 	char grid[512];
@@ -498,10 +502,18 @@ test_keys_late_writer(void **state)
 		    sotp_key_rotate_step(f->ctx, T0 + 1, 100, &st), SOTP_OK);
 	while (st.what == SOTP_KEY_RESEALED);
 	assert_int_equal(st.what, SOTP_KEY_WAITING);
-	/* B still seals under version 1 (it looks again in 300 s). */
+	/* B and C still seal under version 1 (they look again in 300 s). */
 	add_token(b, "T-LATE", B32_A);
 	assert_int_equal(
-	    sotp_contract_card(b, "C-A", T0, grid, sizeof(grid), &d), SOTP_OK);
+	    sotp_contract_card(c, "C-A", T0, grid, sizeof(grid), &d), SOTP_OK);
+	assert_int_equal(
+	    sql_int(f->db, "SELECT count(*) FROM tokens WHERE kv = 1"), 1);
+	assert_int_equal(sql_int(f->db,
+	                     "SELECT count(*) FROM contracts WHERE card IS NOT"
+	                     " NULL AND kv = 1"),
+	    1);
+	/* Its audit row made B look: its next value is version 2's. */
+	add_token(b, "T-LATE2", B32_A);
 	assert_int_equal(
 	    sql_int(f->db, "SELECT count(*) FROM tokens WHERE kv = 1"), 1);
 	/* The database refuses to retire what a value names. */
@@ -522,22 +534,24 @@ test_keys_late_writer(void **state)
 	    sotp_key_rotate_step(f->ctx, T0 + 1000, 100, &st), SOTP_OK);
 	assert_int_equal(st.what, SOTP_KEY_RETIRED);
 	/*
-	 * Here B, its clock injected, has not looked again although the
+	 * Here D, its clock injected, has not looked again although the
 	 * retirement waited for it: what it seals now under the retired
 	 * version the store refuses. Nothing unreadable is ever stored.
 	 */
 	assert_int_not_equal(
-	    sotp_contract_card(b, "C-B", T0, grid, sizeof(grid), &d), SOTP_OK);
+	    sotp_contract_card(d2, "C-B", T0, grid, sizeof(grid), &d), SOTP_OK);
 	assert_int_equal(sql_int(f->db,
 	                     "SELECT count(*) FROM contracts WHERE card IS NOT"
 	                     " NULL AND kv = 1"),
 	    0);
 	/* Once it has looked (its refresh), it seals under version 2. */
-	assert_int_equal(sotp_keys_sync(b, 1), SOTP_OK);
+	assert_int_equal(sotp_keys_sync(d2, 1), SOTP_OK);
 	assert_int_equal(
-	    sotp_contract_card(b, "C-B", T0, grid, sizeof(grid), &d), SOTP_OK);
+	    sotp_contract_card(d2, "C-B", T0, grid, sizeof(grid), &d), SOTP_OK);
 	assert_int_equal(d.verdict, SOTP_ACCEPT);
 	assert_int_equal(transact(b, "C-A", B32_A, T0 + 2000), SOTP_R_ACCEPTED);
+	sotp_ctx_free(d2);
+	sotp_ctx_free(c);
 	sotp_ctx_free(b);
 }
 
