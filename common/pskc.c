@@ -12,10 +12,12 @@
  * value must carry a ValueMAC, HMAC-SHA1 over IV || ciphertext under the
  * MAC key (itself encrypted under the same key, section 6.1.1); the MAC is
  * checked in constant time before anything is decrypted, so a tampered
- * file never reaches the CBC padding check. A KeyPackage holding a PIN
- * key (RFC 6030 section 5, figure 5) is skipped when the OTP key's
- * PINPolicy says the token checks the PIN itself (PINUsageMode Local);
- * any other PIN usage would need the server to check a PIN, and is
+ * file never reaches the CBC padding check. In a file with an
+ * EncryptionKey every Secret must be encrypted, and a key given for a
+ * file without one is refused: a MAC protects only what is encrypted. A
+ * KeyPackage holding a PIN key (RFC 6030 section 5, figure 5) is skipped when
+ * the OTP key's PINPolicy says the token checks the PIN itself (PINUsageMode
+ * Local); any other PIN usage would need the server to check a PIN, and is
  * refused.
  *
  * Writers differ in how they spell the PBKDF2 parameters: RFC 6030's
@@ -628,6 +630,16 @@ secret(struct pskc *p, unsigned int pos, const xmlNode *data,
 		    sizeof(v), &len, "Secret");
 		if (rc == SOTP_OK)
 			rc = sotp_import_secret(p->b, e, v, len);
+	} else if (p->have_key) {
+		/*
+		 * The MACs cover only what is encrypted: a secret in clear
+		 * beside them is one anybody who altered the file could
+		 * have put there.
+		 */
+		rc = refuse(p, pos,
+		    "Secret is in clear (PlainValue) in a file whose secrets "
+		    "are encrypted: every secret of an encrypted file must "
+		    "be an EncryptedValue with its ValueMAC");
 	} else if (b64_elem(child(s, NS_PSKC, "PlainValue"), v, sizeof(v),
 	               &len) == 0) {
 		rc = sotp_import_secret(p->b, e, v, len);
@@ -775,6 +787,20 @@ container(struct pskc *p, const xmlNode *root)
 			if ((rc = mac_method(p, c)) != SOTP_OK)
 				return rc;
 		} else if (is(c, NS_PSKC, "KeyPackage")) {
+			/*
+			 * A key given for a file in clear: not the file the
+			 * operator was sent, or one stripped of its MACs
+			 * along with its encryption.
+			 */
+			if (pos == 0 && !p->have_key &&
+			    (p->psk != NULL || p->passphrase != NULL))
+				return refuse(p, 0,
+				    "a %s was given, but the file is not "
+				    "encrypted (no EncryptionKey): its secrets "
+				    "would be taken in clear, unprotected by "
+				    "any MAC",
+				    p->psk != NULL ? "pre-shared key"
+				                   : "passphrase");
 			if ((rc = key_package(p, ++pos, c)) != SOTP_OK)
 				return rc;
 		}

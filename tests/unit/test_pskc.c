@@ -648,6 +648,73 @@ test_pskc_duplicates_refused(void **state)
 	check_refused(f, &res, 1, 1, SOTP_R_EXISTS, "already in the store");
 }
 
+/*
+ * An encrypted file's MACs protect only the values that are encrypted:
+ * a Secret put in clear beside them, in an altered file, is a key the
+ * one who altered it knows. Once imported as three tokens, entry 2
+ * holding the attacker's "12345678901234567890".
+ */
+static void
+test_pskc_plain_secret_in_encrypted_file_refused(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_import_result res;
+	size_t len, olen;
+	char *buf = slurp("gen-psk.pskc", &len), *start, *end, *out;
+
+	/* Entry 2's whole Secret, EncryptedValue and ValueMAC, in clear. */
+	start = strstr(strstr(buf, "GEN-PSK-2"), "<Secret>");
+	end = strstr(start, "</Secret>");
+	assert_non_null(end);
+	out = malloc(len + 64);
+	assert_non_null(out);
+	memcpy(out, buf, (size_t)(start - buf));
+	olen = (size_t)(start - buf);
+	olen += (size_t)sprintf(out + olen,
+	    "<Secret><PlainValue>MTIzNDU2Nzg5MDEyMzQ1Njc4OTA=</PlainValue>");
+	strcpy(out + olen, end);
+	olen = strlen(out);
+	assert_int_equal(sotp_import_pskc(f->ctx, out, olen, rfc_psk, 16, NULL,
+	                     NULL, 0, T0, &res),
+	    SOTP_OK);
+	check_refused(f, &res, 0, 2, SOTP_R_BAD_INPUT,
+	    "Secret is in clear (PlainValue) in a file whose secrets are "
+	    "encrypted");
+	free(out);
+	free(buf);
+}
+
+/*
+ * A key given for a file in clear: the file is not the one the operator
+ * was sent (its MACs gone with its encryption), and is refused rather
+ * than imported unprotected. Once imported as four tokens.
+ */
+static void
+test_pskc_key_given_for_plain_file_refused(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_import_result res;
+
+	assert_int_equal(
+	    import_file(f, "gen-hotp-entry3.pskc", rfc_psk, NULL, 0, &res),
+	    SOTP_OK);
+	check_refused(f, &res, 0, 0, SOTP_R_BAD_INPUT,
+	    "a pre-shared key was given, but the file is not encrypted "
+	    "(no EncryptionKey)");
+	assert_int_equal(
+	    import_file(f, "gen-hotp-entry3.pskc", NULL, GEN_PASS, 0, &res),
+	    SOTP_OK);
+	check_refused(f, &res, 0, 0, SOTP_R_BAD_INPUT,
+	    "a passphrase was given, but the file is not encrypted "
+	    "(no EncryptionKey)");
+	/* Without a key, the same file imports. */
+	assert_int_equal(
+	    import_file(f, "gen-hotp-entry3.pskc", NULL, NULL, 0, &res),
+	    SOTP_OK);
+	assert_false(res.refused);
+	assert_int_equal(res.imported, 4);
+}
+
 /* TOTP and HOTP keys in one file: entry 3 is event-based. */
 static void
 test_pskc_entry3_hotp_mixed(void **state)
@@ -1057,6 +1124,8 @@ main(void)
 	    T(test_pskc_truncated_refused),
 	    T(test_pskc_duplicates_refused),
 	    T(test_pskc_entry3_hotp_mixed),
+	    T(test_pskc_plain_secret_in_encrypted_file_refused),
+	    T(test_pskc_key_given_for_plain_file_refused),
 	    T(test_pskc_pbkdf2_xenc11_namespace),
 	    T(test_pskc_csv_hotp),
 	    T(test_pskc_doctype_refused),
