@@ -35,7 +35,8 @@
  * substitution, and a document that has a DTD at all is refused: a seed
  * file has no use for one, and entities are how XML parsers get abused.
  * Before the parse, one linear pass bounds what the parser's checks cost
- * (attributes per element, namespace declarations in scope, nesting).
+ * (attributes per element, namespace declarations in scope, nesting); it
+ * reads bytes, so only UTF-8 is taken, and the parser is told so.
  * Text is read only from direct text children, never through entities.
  *
  * Secret bytes live in our buffers only as long as needed and are wiped.
@@ -51,6 +52,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include <libxml/parser.h>
 #include <libxml/tree.h>
@@ -935,6 +937,78 @@ prescan(struct pskc *p, const char *buf, size_t len)
 	return SOTP_OK;
 }
 
+/*
+ * The encoding named by the XML declaration at buf[len], into enc[encsz]
+ * ("" when none is named). -1 when the name does not fit.
+ */
+static int
+declared_encoding(const char *buf, size_t len, char *enc, size_t encsz)
+{
+	const char *end, *e, *q;
+
+	enc[0] = '\0';
+	if (len < 6 || memcmp(buf, "<?xml", 5) != 0 || !blank(buf[5]) ||
+	    (end = memmem(buf, len, "?>", 2)) == NULL ||
+	    (e = memmem(buf, (size_t)(end - buf), "encoding", 8)) == NULL)
+		return 0;
+	for (e += 8; e < end && blank(*e); e++)
+		;
+	if (e == end || *e++ != '=')
+		return 0;
+	while (e < end && blank(*e))
+		e++;
+	if (e == end || (*e != '"' && *e != '\'') ||
+	    (q = memchr(e + 1, *e, (size_t)(end - e - 1))) == NULL)
+		return 0;
+	if ((size_t)(q - e - 1) >= encsz)
+		return -1;
+	memcpy(enc, e + 1, (size_t)(q - e - 1));
+	enc[q - e - 1] = '\0';
+	return 0;
+}
+
+/*
+ * prescan counts markup in the file's bytes, so the parser must read
+ * those bytes as the same characters: UTF-8 (ASCII a part of it). In
+ * UTF-16 or -32, EBCDIC or UTF-7 the markup is not in the bytes and
+ * every bound would let anything through. The parser is then told
+ * UTF-8, whatever the declaration says.
+ */
+static int
+check_encoding(struct pskc *p, const char *buf, size_t len)
+{
+	char enc[32], q[64];
+
+	if (len >= 3 && memcmp(buf, "\xef\xbb\xbf", 3) == 0) {
+		buf += 3;
+		len -= 3;
+	}
+	if (len >= 2 &&
+	    (memcmp(buf, "\xfe\xff", 2) == 0 ||
+	        memcmp(buf, "\xff\xfe", 2) == 0))
+		return refuse(p, 0,
+		    "the file is UTF-16 (byte order mark): only UTF-8 is "
+		    "read; convert it with iconv -f UTF-16 -t UTF-8");
+	if (memchr(buf, '\0', len) != NULL)
+		return refuse(p, 0,
+		    "line %u: a NUL byte (UTF-16 or UTF-32?): only UTF-8 is "
+		    "read",
+		    line_at(buf,
+		        (size_t)((const char *)memchr(buf, '\0', len) - buf)));
+	if (declared_encoding(buf, len, enc, sizeof(enc)) != 0 ||
+	    (enc[0] != '\0' && strcasecmp(enc, "UTF-8") != 0 &&
+	        strcasecmp(enc, "US-ASCII") != 0 &&
+	        strcasecmp(enc, "ASCII") != 0)) {
+		sotp_import_quote(q, sizeof(q), enc);
+		return refuse(p, 0,
+		    "encoding '%s' in its XML declaration: only UTF-8 is read; "
+		    "convert the file with iconv -t UTF-8 and change its "
+		    "declaration",
+		    q);
+	}
+	return SOTP_OK;
+}
+
 int
 sotp_pskc_read(struct sotp_import_batch *b, const char *buf, size_t len,
     const uint8_t *psk, size_t psklen, const char *passphrase,
@@ -942,7 +1016,7 @@ sotp_pskc_read(struct sotp_import_batch *b, const char *buf, size_t len,
 {
 	/* No network, no DTD, no entity substitution, no libxml2 stderr. */
 	const int opts = XML_PARSE_NONET | XML_PARSE_NODICT |
-	    XML_PARSE_NOERROR | XML_PARSE_NOWARNING;
+	    XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_IGNORE_ENC;
 	struct pskc p;
 	xmlParserCtxtPtr pc = NULL;
 	xmlDocPtr doc = NULL;
@@ -959,14 +1033,15 @@ sotp_pskc_read(struct sotp_import_batch *b, const char *buf, size_t len,
 		rc = refuse(&p, 0, "file larger than %d bytes", PSKC_MAX_LEN);
 		goto out;
 	}
-	if ((rc = prescan(&p, buf, len)) != SOTP_OK)
+	if ((rc = check_encoding(&p, buf, len)) != SOTP_OK ||
+	    (rc = prescan(&p, buf, len)) != SOTP_OK)
 		goto out;
 	xmlInitParser();
 	if ((pc = xmlNewParserCtxt()) == NULL) {
 		rc = SOTP_ERR_NOMEM;
 		goto out;
 	}
-	doc = xmlCtxtReadMemory(pc, buf, (int)len, NULL, NULL, opts);
+	doc = xmlCtxtReadMemory(pc, buf, (int)len, NULL, "UTF-8", opts);
 	if (doc == NULL || !pc->wellFormed) {
 		m = pc->lastError.message != NULL ? pc->lastError.message
 		                                  : "empty document";

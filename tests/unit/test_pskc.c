@@ -17,6 +17,7 @@
 
 #include "sotp_int.h"
 
+#include <iconv.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -812,6 +813,90 @@ test_pskc_namespace_flood_refused(void **state)
 	    "elements nested more than 32 deep");
 }
 
+/* s converted by iconv(3) to `to`, with `bom` before it: malloc'd. */
+static char *
+recode(const char *s, const char *to, const char *bom, size_t *len)
+{
+	iconv_t cd = iconv_open(to, "UTF-8");
+	size_t inlen = strlen(s), cap = 4 * inlen + 8, outleft;
+	char *out = malloc(cap), *in = (char *)(uintptr_t)s, *o;
+
+	assert_true(cd != (iconv_t)-1);
+	assert_non_null(out);
+	memcpy(out, bom, strlen(bom));
+	o = out + strlen(bom);
+	outleft = cap - strlen(bom);
+	assert_true(iconv(cd, &in, &inlen, &o, &outleft) != (size_t)-1);
+	iconv_close(cd);
+	*len = (size_t)(o - out);
+	return out;
+}
+
+/*
+ * The bounds on the markup are counted in the file's bytes, before the
+ * parse: in UTF-16 or EBCDIC the markup is not in those bytes, and the
+ * bounds let anything through (the parser then spent what they were to
+ * bound). A file in any encoding but UTF-8 is refused, saying which.
+ * Once each of these imported its token past the bound on namespace
+ * declarations in scope, which UTF-8 keeps (the last case).
+ */
+static void
+test_pskc_not_utf8_refused(void **state)
+{
+	static const struct {
+		const char *enc, *bom, *decl, *text;
+	} c[] = {
+	    {"UTF-16LE", "\xff\xfe", "", "UTF-16 (byte order mark)"},
+	    {"UTF-16BE", "", "", "NUL byte"},
+	    {"UTF-16LE", "", " encoding=\"UTF-16\"", "NUL byte"},
+	    {"IBM037", "", " encoding=\"IBM037\"", "not well-formed XML"},
+	    {"UTF-8", "", " encoding='ISO-8859-1'",
+	        "encoding 'ISO-8859-1' in its XML declaration: only UTF-8 "
+	        "is read"},
+	    {"UTF-8", "", " encoding=\"UTF-7\"",
+	        "encoding 'UTF-7' in its XML declaration"},
+	    {"UTF-8", "\xef\xbb\xbf", " encoding=\"utf-8\"",
+	        "more than 64 namespace declarations in scope"},
+	};
+	struct fx *f = *state;
+	struct sotp_import_result res;
+	char head[512], *utf8, *doc;
+	size_t len, i, k;
+
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		snprintf(head, sizeof(head),
+		    "<?xml version=\"1.0\"%s?>\n<KeyContainer Version=\"1.0\""
+		    " xmlns=\"urn:ietf:params:xml:ns:keyprov:pskc\">"
+		    "<KeyPackage><Key Id=\"ENC-%zu\" Algorithm=\"urn:ietf:"
+		    "params:xml:ns:keyprov:pskc:totp\"><Data><Secret>"
+		    "<PlainValue>MTIzNDU2Nzg5MDEyMzQ1Njc4OTA=</PlainValue>"
+		    "</Secret></Data>",
+		    c[i].decl, i);
+		/* 3 x 30 namespace declarations in scope, bound 64. */
+		utf8 = malloc(strlen(head) + 3 * 30 * 24 + 64);
+		assert_non_null(utf8);
+		strcpy(utf8, head);
+		for (k = 0; k < 3 * 30; k++) {
+			if (k % 30 == 0)
+				strcat(utf8, k == 0 ? "<x" : "><x");
+			sprintf(
+			    utf8 + strlen(utf8), " xmlns:p%zu=\"urn:x\"", k);
+		}
+		strcat(
+		    utf8, "></x></x></x></Key></KeyPackage></KeyContainer>\n");
+		doc = recode(utf8, c[i].enc, c[i].bom, &len);
+		assert_int_equal(sotp_import_pskc(f->ctx, doc, len, NULL, 0,
+		                     NULL, NULL, 0, T0, &res),
+		    SOTP_OK);
+		if (!res.refused || strstr(res.reason, c[i].text) == NULL)
+			fail_msg("%s%s: refused %d: '%s'", c[i].enc, c[i].decl,
+			    res.refused, res.reason);
+		check_refused(f, &res, 0, 0, SOTP_R_BAD_INPUT, c[i].text);
+		free(doc);
+		free(utf8);
+	}
+}
+
 /* Attributes, the other quadratic check, are bounded the same way. */
 static void
 test_pskc_attribute_flood_refused(void **state)
@@ -1131,6 +1216,7 @@ main(void)
 	    T(test_pskc_doctype_refused),
 	    T(test_pskc_namespace_flood_refused),
 	    T(test_pskc_attribute_flood_refused),
+	    T(test_pskc_not_utf8_refused),
 	    T(test_pskc_many_scoped_namespaces_import),
 	    T(test_pskc_csv_import),
 	    T(test_pskc_csv_refusals),
