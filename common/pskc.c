@@ -12,7 +12,8 @@
  * value must carry a ValueMAC, HMAC-SHA1 over IV || ciphertext under the
  * MAC key (itself encrypted under the same key, section 6.1.1); the MAC is
  * checked in constant time before anything is decrypted, so a tampered
- * file never reaches the CBC padding check. In a file with an
+ * file never reaches the CBC padding check. The MAC key must be 20
+ * bytes (see mac_method). In a file with an
  * EncryptionKey every Secret must be encrypted, and a key given for a
  * file without one is refused: a MAC protects only what is encrypted. A
  * KeyPackage holding a PIN key (RFC 6030 section 5, figure 5) is skipped when
@@ -530,8 +531,22 @@ mac_method(struct pskc *p, const xmlNode *mm)
 	if ((rc = decrypt_value(p, 0, mk, NULL, p->mackey, sizeof(p->mackey),
 	         &p->mackey_len, "MACKey")) != SOTP_OK)
 		return rc;
-	if (p->mackey_len == 0)
-		return refuse(p, 0, "MACKey is empty");
+	/*
+	 * RFC 6030 MACs every value but the MAC key. AES-CBC lets whoever
+	 * knows one block's plaintext (the block that pads a 16- or
+	 * 32-byte secret is sixteen 0x10 bytes) put an IV before it that
+	 * makes it decrypt to a key of their choosing: 15 bytes and a pad
+	 * byte of 1, or 31 from two such blocks when one pads right. An
+	 * HMAC-SHA1 key of its hash's length, as RFC 6030's example and
+	 * the writers make it, needs 12 bytes of padding to come out right,
+	 * which no forger can arrange.
+	 */
+	if (p->mackey_len != SHA1_LEN)
+		return refuse(p, 0,
+		    "MACKey is %zu bytes, not the %d of an HMAC-SHA1 key "
+		    "(a key of another length is how one forged from the "
+		    "file's own cipher blocks shows)",
+		    p->mackey_len, SHA1_LEN);
 	p->have_mac = 1;
 	return SOTP_OK;
 }

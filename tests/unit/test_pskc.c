@@ -17,6 +17,9 @@
 
 #include "sotp_int.h"
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include <iconv.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +43,7 @@ static const uint8_t rfc_psk[16] = {0x12, 0x34, 0x56, 0x78, 0x90, 0x12, 0x34,
 	"dc2cdebbb407044ec7b41494a4dfa7d6891453c2e5fb3756cf71460b99a229bf"
 #define S4 "f5cd8bb0e21a9de25385e2e5821f32eeb66afea6"
 #define GEN_PASS "correct horse battery staple"
+#define SHA1_LEN 20
 
 struct fx {
 	char dir[64];
@@ -609,6 +613,112 @@ test_pskc_bad_mac_refused(void **state)
 	    import_file(f, "gen-psk-badmac.pskc", rfc_psk, NULL, 0, &res),
 	    SOTP_OK);
 	check_refused(f, &res, 0, 2, SOTP_R_BAD_INPUT, "MAC mismatch");
+}
+
+/* The first occurrence of old in *doc replaced by new (*doc realloc'd). */
+static void
+subst(char **doc, const char *old, const char *new)
+{
+	char *at = strstr(*doc, old), *out;
+	size_t pre;
+
+	assert_non_null(at);
+	pre = (size_t)(at - *doc);
+	out = malloc(strlen(*doc) + strlen(new) + 1);
+	assert_non_null(out);
+	memcpy(out, *doc, pre);
+	strcpy(out + pre, new);
+	strcat(out, at + strlen(old));
+	free(*doc);
+	*doc = out;
+}
+
+/* The text of the n-th (0-based) element `tag` of doc, into out[outsz]. */
+static void
+nth_text(
+    const char *doc, const char *tag, unsigned int n, char *out, size_t outsz)
+{
+	const char *p = doc, *e;
+
+	for (;;) {
+		p = strstr(p, tag);
+		assert_non_null(p);
+		p += strlen(tag);
+		if (n-- == 0)
+			break;
+	}
+	e = strchr(p, '<');
+	assert_non_null(e);
+	assert_true((size_t)(e - p) < outsz);
+	memcpy(out, p, (size_t)(e - p));
+	out[e - p] = '\0';
+}
+
+static size_t
+unb64(const char *in, uint8_t *out)
+{
+	size_t len = strlen(in);
+	int n = EVP_DecodeBlock(out, (const unsigned char *)in, (int)len);
+
+	assert_true(n >= 0);
+	while (len > 0 && in[len - 1] == '=') {
+		len--;
+		n--;
+	}
+	return (size_t)n;
+}
+
+/*
+ * RFC 6030 MACs every encrypted value but not the MAC key, itself
+ * encrypted with AES-CBC under the file's key. The block that pads a
+ * secret of 32 bytes decrypts to sixteen 0x10 bytes, known, so an IV put
+ * before it in place of the MACKey's CipherValue makes a MAC key of the
+ * forger's choosing, 15 bytes and the padding byte 1; with it every
+ * ValueMAC can be made anew. Here entry 1's secret is altered (its IV),
+ * which the MACs were there to catch. Once imported as three tokens.
+ */
+static void
+test_pskc_forged_mac_key_refused(void **state)
+{
+	static const uint8_t k[15] = "forged-mac-key!";
+	struct fx *f = *state;
+	struct sotp_import_result res;
+	uint8_t ct[128], mk[32], mac[SHA1_LEN];
+	char old[256], new[256];
+	unsigned int maclen, i;
+	size_t len, n;
+	char *doc = slurp("gen-psk.pskc", &len);
+
+	/* Entry 2's last block (C3) pads its 32-byte secret. */
+	nth_text(doc, "<xenc:CipherValue>", 2, old, sizeof(old));
+	assert_int_equal(unb64(old, ct), 64);
+	for (i = 0; i < 16; i++)
+		mk[i] = (uint8_t)(ct[32 + i] ^ 0x10 ^ (i < 15 ? k[i] : 0x01));
+	memcpy(mk + 16, ct + 48, 16);
+	nth_text(doc, "<xenc:CipherValue>", 0, old, sizeof(old));
+	EVP_EncodeBlock((unsigned char *)new, mk, 32);
+	subst(&doc, old, new);
+	/* Entry 1's secret altered, and every MAC made anew under k. */
+	for (i = 1; i <= 3; i++) {
+		nth_text(doc, "<xenc:CipherValue>", i, old, sizeof(old));
+		n = unb64(old, ct);
+		if (i == 1) {
+			ct[0] ^= 0x01;
+			EVP_EncodeBlock((unsigned char *)new, ct, (int)n);
+			subst(&doc, old, new);
+		}
+		assert_non_null(
+		    HMAC(EVP_sha1(), k, sizeof(k), ct, n, mac, &maclen));
+		nth_text(doc, "<ValueMAC>", i - 1, old, sizeof(old));
+		EVP_EncodeBlock((unsigned char *)new, mac, SHA1_LEN);
+		subst(&doc, old, new);
+	}
+	assert_int_equal(sotp_import_pskc(f->ctx, doc, strlen(doc), rfc_psk, 16,
+	                     NULL, NULL, 0, T0, &res),
+	    SOTP_OK);
+	check_refused(f, &res, 0, 0, SOTP_R_BAD_INPUT,
+	    "MACKey is 15 bytes, not the 20 of an HMAC-SHA1 key");
+	free(doc);
 }
 
 static void
@@ -1206,6 +1316,7 @@ main(void)
 	    T(test_pskc_dry_run_stores_nothing),
 	    T(test_pskc_wrong_key_refused),
 	    T(test_pskc_bad_mac_refused),
+	    T(test_pskc_forged_mac_key_refused),
 	    T(test_pskc_truncated_refused),
 	    T(test_pskc_duplicates_refused),
 	    T(test_pskc_entry3_hotp_mixed),
