@@ -494,6 +494,7 @@ import(struct sotp_ctx *ctx, const char *format, const char *buf, size_t len,
 	if ((rc = sotp_ctx_ready(ctx)) != SOTP_OK)
 		return rc;
 	b.pol = &ctx->pol;
+	b.now = now;
 	b.res = res;
 	b.unit = strcmp(format, "pskc") == 0 ? "entry" : "line";
 	if (strcmp(format, "pskc") == 0)

@@ -50,6 +50,7 @@
 #define _GNU_SOURCE /* memmem */
 #include "import_int.h"
 
+#include <ctype.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -670,18 +671,16 @@ secret(struct pskc *p, unsigned int pos, const xmlNode *data,
 }
 
 /*
- * Key/Policy/PINPolicy: a PIN the token checks itself (Local) is no
- * business of ours; a PIN the server would have to check (Prepend,
- * Append, Algorithmic) cannot be, here.
+ * A PINPolicy: a PIN the token checks itself (Local) is no business of
+ * ours; a PIN the server would have to check (Prepend, Append,
+ * Algorithmic) cannot be, here.
  */
 static int
-pin_policy(struct pskc *p, unsigned int pos, const xmlNode *key)
+pin_policy(struct pskc *p, unsigned int pos, const xmlNode *pp)
 {
-	const xmlNode *pp =
-	    child(child(key, NS_PSKC, "Policy"), NS_PSKC, "PINPolicy");
 	char mode[ATTR_MAX], q[64];
 
-	if (pp == NULL || attr(pp, "PINUsageMode", mode, sizeof(mode)) != 0 ||
+	if (attr(pp, "PINUsageMode", mode, sizeof(mode)) != 0 ||
 	    strcmp(mode, "Local") == 0)
 		return SOTP_OK;
 	sotp_import_quote(q, sizeof(q), mode);
@@ -689,6 +688,128 @@ pin_policy(struct pskc *p, unsigned int pos, const xmlNode *key)
 	    "PINUsageMode '%s': the server would have to check the PIN, "
 	    "which shinkin-otp does not do (Local only)",
 	    q);
+}
+
+static int
+digits2(const char *s)
+{
+	return isdigit((unsigned char)s[0]) && isdigit((unsigned char)s[1])
+	    ? (s[0] - '0') * 10 + (s[1] - '0')
+	    : -1;
+}
+
+/*
+ * An xs:dateTime as PSKC writers give it: YYYY-MM-DDThh:mm:ss, a
+ * fraction (dropped), then Z, an offset (+hh:mm or -hh:mm) or nothing
+ * (taken as UTC). -1 when it is not one.
+ */
+static int
+date_time(const char *s, int64_t *out)
+{
+	char z[21];
+	const char *r = s + 19;
+	int64_t t;
+	int h, m;
+
+	if (strlen(s) < 19)
+		return -1;
+	memcpy(z, s, 19);
+	memcpy(z + 19, "Z", 2);
+	if (sotp_time_parse(z, &t) != SOTP_OK)
+		return -1;
+	if (*r == '.' && isdigit((unsigned char)r[1]))
+		for (r++; isdigit((unsigned char)*r); r++)
+			;
+	if (*r == 'Z') {
+		r++;
+	} else if (*r == '+' || *r == '-') {
+		if ((h = digits2(r + 1)) < 0 || h > 14 || r[3] != ':' ||
+		    (m = digits2(r + 4)) < 0 || m > 59)
+			return -1;
+		/* Local time is UTC plus the offset. */
+		t += (*r == '+' ? -1 : 1) * ((int64_t)h * 3600 + m * 60);
+		r += 6;
+	}
+	if (*r != '\0')
+		return -1;
+	*out = t;
+	return 0;
+}
+
+/* StartDate or ExpiryDate against the time of the import. */
+static int
+policy_date(struct pskc *p, unsigned int pos, const xmlNode *c)
+{
+	int start = strcmp((const char *)c->name, "StartDate") == 0;
+	char buf[ATTR_MAX], q[64];
+	int64_t t = 0;
+
+	if (text(c, buf, sizeof(buf)) != 0 || date_time(buf, &t) != 0) {
+		sotp_import_quote(q, sizeof(q), buf);
+		return refuse(p, pos,
+		    "%s '%s' is not an xs:dateTime (YYYY-MM-DDThh:mm:ssZ)",
+		    (const char *)c->name, q);
+	}
+	sotp_import_quote(q, sizeof(q), buf);
+	if (start && t > (int64_t)p->b->now)
+		return refuse(p, pos,
+		    "StartDate %s is still to come: the vendor allows no use "
+		    "of the key before it",
+		    q);
+	if (!start && t <= (int64_t)p->b->now)
+		return refuse(p, pos,
+		    "ExpiryDate %s has passed: the vendor allows no use of the "
+		    "key after it",
+		    q);
+	return SOTP_OK;
+}
+
+/*
+ * Key/Policy, RFC 6030 section 5: a key whose Policy the recipient does
+ * not understand must not be used, nor one used outside it. KeyUsage
+ * must name OTP, the import fall between StartDate and ExpiryDate, a PIN
+ * be the token's (pin_policy); a number of uses (NumberOfTransactions)
+ * is not counted here, so such a key is refused as well.
+ */
+static int
+key_policy(struct pskc *p, unsigned int pos, const xmlNode *key)
+{
+	const xmlNode *pol = child(key, NS_PSKC, "Policy"), *c;
+	char buf[ATTR_MAX], q[64];
+	int usage = 0, otp = 0, rc;
+
+	for (c = pol != NULL ? pol->children : NULL; c != NULL; c = c->next) {
+		if (c->type != XML_ELEMENT_NODE)
+			continue;
+		if (is(c, NS_PSKC, "PINPolicy"))
+			rc = pin_policy(p, pos, c);
+		else if (is(c, NS_PSKC, "StartDate") ||
+		    is(c, NS_PSKC, "ExpiryDate"))
+			rc = policy_date(p, pos, c);
+		else if (is(c, NS_PSKC, "KeyUsage")) {
+			usage = 1;
+			otp |= text(c, buf, sizeof(buf)) == 0 &&
+			    strcmp(buf, "OTP") == 0;
+			rc = SOTP_OK;
+		} else if (is(c, NS_PSKC, "NumberOfTransactions"))
+			rc = refuse(p, pos,
+			    "NumberOfTransactions: a key for a number of uses, "
+			    "which shinkin-otp does not count");
+		else {
+			sotp_import_quote(q, sizeof(q), (const char *)c->name);
+			rc = refuse(p, pos,
+			    "Policy holds '%s', which is not understood: RFC "
+			    "6030 section 5 forbids using such a key",
+			    q);
+		}
+		if (rc != SOTP_OK)
+			return rc;
+	}
+	if (usage && !otp)
+		return refuse(p, pos,
+		    "KeyUsage does not include OTP: the vendor does not allow "
+		    "this key to make one-time passwords");
+	return SOTP_OK;
 }
 
 static int
@@ -716,7 +837,7 @@ key_package(struct pskc *p, unsigned int pos, const xmlNode *kp)
 		return refuse(p, pos,
 		    "algorithm '%s' is not supported (TOTP or HOTP)", q);
 	}
-	if ((rc = pin_policy(p, pos, key)) != SOTP_OK ||
+	if ((rc = key_policy(p, pos, key)) != SOTP_OK ||
 	    (rc = sotp_import_add(p->b, pos, &e)) != SOTP_OK)
 		return rc;
 	/* The serial printed on the device; the Key Id for soft tokens. */

@@ -1055,6 +1055,68 @@ test_pskc_many_scoped_namespaces_import(void **state)
 	assert_int_equal(res.imported, 1000);
 }
 
+/*
+ * RFC 6030 section 5: a key whose Policy the recipient does not
+ * understand, or forbids the use at hand, must not be used. Each of
+ * these was once imported as if it had no Policy; T0 is 2026-06-01.
+ */
+static void
+test_pskc_key_policy(void **state)
+{
+	static const struct {
+		const char *policy, *text; /* text NULL: imported */
+	} c[] = {
+	    {"<KeyUsage>OTP</KeyUsage>", NULL},
+	    {"<KeyUsage>CR</KeyUsage><KeyUsage>OTP</KeyUsage>", NULL},
+	    {"<StartDate>2026-05-31T23:59:59Z</StartDate>"
+	     "<ExpiryDate>2026-06-01T00:00:01Z</ExpiryDate>",
+	        NULL},
+	    {"<ExpiryDate>2026-06-01T09:00:01+09:00</ExpiryDate>"
+	     "<StartDate>2026-05-31T18:59:59.5-05:00</StartDate>",
+	        NULL},
+	    {"<KeyUsage>Encrypt</KeyUsage>", "KeyUsage does not include OTP"},
+	    {"<ExpiryDate>2026-05-31T23:59:59Z</ExpiryDate>",
+	        "ExpiryDate 2026-05-31T23:59:59Z has passed"},
+	    {"<ExpiryDate>2026-06-01T08:59:59+09:00</ExpiryDate>",
+	        "ExpiryDate 2026-06-01T08:59:59+09:00 has passed"},
+	    {"<StartDate>2026-06-01T00:00:01Z</StartDate>",
+	        "StartDate 2026-06-01T00:00:01Z is still to come"},
+	    {"<StartDate>June 1st</StartDate>",
+	        "StartDate 'June 1st' is not an xs:dateTime"},
+	    {"<NumberOfTransactions>10</NumberOfTransactions>",
+	        "NumberOfTransactions: a key for a number of uses"},
+	    {"<MaxUses xmlns=\"urn:vendor\">3</MaxUses>",
+	        "Policy holds 'MaxUses', which is not understood"},
+	};
+	struct fx *f = *state;
+	struct sotp_import_result res;
+	char doc[2048];
+	size_t i;
+
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		snprintf(doc, sizeof(doc),
+		    PSKC_ROOT "><KeyPackage><Key Id=\"POL-%zu\" Algorithm=\""
+		              "urn:ietf:params:xml:ns:keyprov:pskc:totp\">"
+		              "<Data><Secret><PlainValue>MTIzNDU2Nzg5MDEyMzQ1"
+		              "Njc4OTA=</PlainValue></Secret></Data>"
+		              "<Policy>%s</Policy></Key></KeyPackage>"
+		              "</KeyContainer>\n",
+		    i, c[i].policy);
+		assert_int_equal(sotp_import_pskc(f->ctx, doc, strlen(doc),
+		                     NULL, 0, NULL, NULL, 1, T0, &res),
+		    SOTP_OK);
+		if (c[i].text == NULL && res.refused)
+			fail_msg("%s: refused: %s", c[i].policy, res.reason);
+		if (c[i].text != NULL &&
+		    (!res.refused || strstr(res.reason, c[i].text) == NULL))
+			fail_msg("%s: refused %d '%s', not '%s'", c[i].policy,
+			    res.refused, res.reason, c[i].text);
+		if (c[i].text != NULL)
+			check_refused(
+			    f, &res, 0, 1, SOTP_R_BAD_INPUT, c[i].text);
+	}
+}
+
 /* ---- CSV ---- */
 
 static void
@@ -1329,6 +1391,7 @@ main(void)
 	    T(test_pskc_attribute_flood_refused),
 	    T(test_pskc_not_utf8_refused),
 	    T(test_pskc_many_scoped_namespaces_import),
+	    T(test_pskc_key_policy),
 	    T(test_pskc_csv_import),
 	    T(test_pskc_csv_refusals),
 	    T(test_pskc_store_batch_rollback),
