@@ -721,6 +721,35 @@ test_pskc_forged_mac_key_refused(void **state)
 	free(doc);
 }
 
+/*
+ * One seed in two KeyPackages (a vendor's fault, or an EncryptedValue
+ * and its ValueMAC copied from one package into another, which RFC
+ * 6030's MACs allow): each token would answer for the other. Once
+ * imported as four tokens.
+ */
+static void
+test_pskc_same_secret_refused(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_import_result res;
+	char from[256], to[256];
+	size_t len;
+	char *doc = slurp("gen-hotp-entry3.pskc", &len);
+
+	/* PlainValues: secret, period; secret, period; ... entry 4's is 6. */
+	nth_text(doc, "<PlainValue>", 2, from, sizeof(from));
+	nth_text(doc, "<PlainValue>", 6, to, sizeof(to));
+	subst(&doc, to, from);
+	assert_int_equal(sotp_import_pskc(f->ctx, doc, strlen(doc), NULL, 0,
+	                     NULL, NULL, 0, T0, &res),
+	    SOTP_OK);
+	check_refused(f, &res, 0, 4, SOTP_R_BAD_INPUT,
+	    "the same secret as entry 2: each token needs a seed of its own");
+	if (strstr(res.reason, from) != NULL)
+		fail_msg("the reason shows the secret: %s", res.reason);
+	free(doc);
+}
+
 static void
 test_pskc_truncated_refused(void **state)
 {
@@ -1035,19 +1064,31 @@ test_pskc_many_scoped_namespaces_import(void **state)
 {
 	struct fx *f = *state;
 	struct sotp_import_result res;
-	size_t len;
-	char *doc = build_doc(PSKC_ROOT
-	    " Id='a=b&gt;c' xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\">"
-	    "<!-- <x a=1 b=2 xmlns:q='z'> -->",
-	    "<KeyPackage xmlns:a=\"urn:a\" xmlns:b=\"urn:b\" b:c=\"x=y\">"
-	    "<Key Id=\"NS",
-	    "\" Algorithm=\"urn:ietf:params:xml:ns:keyprov:pskc:"
-	    "totp\"><Data><Secret><PlainValue><![CDATA[MTIzNDU2Nzg5MDEyMzQ1"
-	    "Njc4OTA=]]></PlainValue></Secret></Data></Key></KeyPackage>",
-	    1000, "</KeyContainer>\n", &len);
+	char *doc = malloc(1000 * 400 + 512), *p, seed[21], b64[32];
+	unsigned int i;
 
-	assert_int_equal(sotp_import_pskc(f->ctx, doc, len, NULL, 0, NULL, NULL,
-	                     1, T0, &res),
+	assert_non_null(doc);
+	p = doc +
+	    sprintf(doc, "%s",
+	        PSKC_ROOT
+	        " Id='a=b&gt;c' xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\">"
+	        "<!-- <x a=1 b=2 xmlns:q='z'> -->");
+	/* Each its own seed: one seed in two tokens is refused. */
+	for (i = 0; i < 1000; i++) {
+		snprintf(seed, sizeof(seed), "NS-secret-%010u", i);
+		EVP_EncodeBlock(
+		    (unsigned char *)b64, (unsigned char *)seed, 20);
+		p += sprintf(p,
+		    "<KeyPackage xmlns:a=\"urn:a\" xmlns:b=\"urn:b\" "
+		    "b:c=\"x=y\"><Key Id=\"NS%u\" Algorithm=\"urn:ietf:params:"
+		    "xml:ns:keyprov:pskc:totp\"><Data><Secret><PlainValue>"
+		    "<![CDATA[%s]]></PlainValue></Secret></Data></Key>"
+		    "</KeyPackage>",
+		    i, b64);
+	}
+	p += sprintf(p, "</KeyContainer>\n");
+	assert_int_equal(sotp_import_pskc(f->ctx, doc, (size_t)(p - doc), NULL,
+	                     0, NULL, NULL, 1, T0, &res),
 	    SOTP_OK);
 	free(doc);
 	if (res.refused)
@@ -1178,6 +1219,12 @@ test_pskc_csv_refusals(void **state)
 	        SOTP_R_BAD_INPUT, "not both"},
 	    {"A B,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n", 1, SOTP_R_BAD_INPUT,
 	        "serial"},
+	    {"A,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n"
+	     "B,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJR\n"
+	     "C,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n",
+	        3, SOTP_R_BAD_INPUT,
+	        "the same secret as line 1: each token needs a seed of its "
+	        "own"},
 	    {"just-a-serial\n", 1, SOTP_R_BAD_INPUT, "want serial,"},
 	    {"# nothing\n\n", 0, SOTP_R_BAD_INPUT, "no token"},
 	};
@@ -1379,6 +1426,7 @@ main(void)
 	    T(test_pskc_wrong_key_refused),
 	    T(test_pskc_bad_mac_refused),
 	    T(test_pskc_forged_mac_key_refused),
+	    T(test_pskc_same_secret_refused),
 	    T(test_pskc_truncated_refused),
 	    T(test_pskc_duplicates_refused),
 	    T(test_pskc_entry3_hotp_mixed),
