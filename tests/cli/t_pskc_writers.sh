@@ -125,6 +125,16 @@ check "pskctool signs with the other key, embedding the other certificate" \
 sig_refused "a file signed by another key (its own certificate inside)" \
     "$SB/other.pskc" "$SB/sign.crt" \
     "signature: the signature does not verify with the signer certificate's key"
+# A signer key too short to stand (RSA 1024, which can be factored):
+# refused, whatever it signed. Once imported.
+openssl req -x509 -newkey rsa:1024 -nodes -keyout "$SB/weak.key" \
+    -out "$SB/weak.crt" -days 2 -subj /CN=test-vendor >/dev/null 2>&1
+check "pskctool signs with a 1024-bit RSA key" \
+    sh -c 'pskctool --sign --sign-key "$1" --sign-crt "$2" "$3" >"$4"' \
+    sh "$SB/weak.key" "$SB/weak.crt" "$SB/u.pskc" "$SB/weak.pskc"
+check "pskctool verifies it" pskctool --verify --verify-crt "$SB/weak.crt" "$SB/weak.pskc"
+sig_refused "a 1024-bit RSA signer key" "$SB/weak.pskc" "$SB/weak.crt" \
+    "signature: the signer certificate's RSA key is 1024 bits: 2048 at least"
 # One base64 character of the first secret, one character of a serial.
 awk '/<PlainValue>/ && !done {
 	i = index($0, "<PlainValue>") + 12
