@@ -812,6 +812,65 @@ key_policy(struct pskc *p, unsigned int pos, const xmlNode *key)
 	return SOTP_OK;
 }
 
+/*
+ * The elements whose value is read, each once where it stands: with two,
+ * the first would count and the second be shown by whatever tool (or
+ * person) reads the file the other way.
+ */
+static const struct {
+	const char *ns, *name;
+} read_once[] = {
+    {NS_PSKC, "DeviceInfo"},
+    {NS_PSKC, "SerialNo"},
+    {NS_PSKC, "AlgorithmParameters"},
+    {NS_PSKC, "Suite"},
+    {NS_PSKC, "ResponseFormat"},
+    {NS_PSKC, "Data"},
+    {NS_PSKC, "Secret"},
+    {NS_PSKC, "Counter"},
+    {NS_PSKC, "Time"},
+    {NS_PSKC, "TimeInterval"},
+    {NS_PSKC, "PlainValue"},
+    {NS_PSKC, "EncryptedValue"},
+    {NS_PSKC, "ValueMAC"},
+    {NS_PSKC, "Policy"},
+    {NS_PSKC, "PINPolicy"},
+    {NS_PSKC, "StartDate"},
+    {NS_PSKC, "ExpiryDate"},
+    {NS_PSKC, "MACKey"},
+    {NS_DS, "KeyName"},
+    {NS_XENC, "EncryptionMethod"},
+    {NS_XENC, "CipherData"},
+    {NS_XENC, "CipherValue"},
+    {NS_XENC11, "DerivedKey"},
+    {NS_XENC11, "KeyDerivationMethod"},
+};
+
+/* No element of read_once twice in one parent, anywhere under n. */
+static int
+once_each(struct pskc *p, unsigned int pos, const xmlNode *n)
+{
+	const xmlNode *c;
+	unsigned int k;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < sizeof(read_once) / sizeof(read_once[0]); i++) {
+		for (k = 0, c = n->children; c != NULL; c = c->next)
+			k += is(c, read_once[i].ns, read_once[i].name);
+		if (k > 1)
+			return refuse(p, pos,
+			    "%s holds %u %s elements: one is read, so one is "
+			    "allowed",
+			    (const char *)n->name, k, read_once[i].name);
+	}
+	for (c = n->children; c != NULL; c = c->next)
+		if (c->type == XML_ELEMENT_NODE &&
+		    (rc = once_each(p, pos, c)) != SOTP_OK)
+			return rc;
+	return SOTP_OK;
+}
+
 static int
 key_package(struct pskc *p, unsigned int pos, const xmlNode *kp)
 {
@@ -825,6 +884,8 @@ key_package(struct pskc *p, unsigned int pos, const xmlNode *kp)
 		keys += is(c, NS_PSKC, "Key");
 	if (keys != 1)
 		return refuse(p, pos, "a KeyPackage needs exactly one Key");
+	if ((rc = once_each(p, pos, kp)) != SOTP_OK)
+		return rc;
 	key = child(kp, NS_PSKC, "Key");
 	if (attr(key, "Algorithm", alg, sizeof(alg)) != 0)
 		return refuse(p, pos, "Key has no Algorithm");
@@ -916,13 +977,15 @@ container(struct pskc *p, const xmlNode *root)
 			if (p->have_key || pos > 0)
 				return refuse(p, 0,
 				    "EncryptionKey twice or after a KeyPackage");
-			if ((rc = encryption_key(p, c)) != SOTP_OK)
+			if ((rc = once_each(p, 0, c)) != SOTP_OK ||
+			    (rc = encryption_key(p, c)) != SOTP_OK)
 				return rc;
 		} else if (is(c, NS_PSKC, "MACMethod")) {
 			if (p->have_mac || pos > 0)
 				return refuse(p, 0,
 				    "MACMethod twice or after a KeyPackage");
-			if ((rc = mac_method(p, c)) != SOTP_OK)
+			if ((rc = once_each(p, 0, c)) != SOTP_OK ||
+			    (rc = mac_method(p, c)) != SOTP_OK)
 				return rc;
 		} else if (is(c, NS_PSKC, "KeyPackage")) {
 			/*

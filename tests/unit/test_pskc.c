@@ -1158,6 +1158,54 @@ test_pskc_key_policy(void **state)
 	}
 }
 
+/*
+ * An element read for its value, twice in one place: the first counted,
+ * and a reader of the file (a vendor's tool, a person) may well take the
+ * other. Each of these once imported its first.
+ */
+static void
+test_pskc_read_twice_refused(void **state)
+{
+	static const struct {
+		const char *inner, *text;
+	} c[] = {
+	    {"<DeviceInfo><SerialNo>TW-A</SerialNo><SerialNo>TW-B</SerialNo>"
+	     "</DeviceInfo><Key Id=\"TW-1\" Algorithm=\"urn:ietf:params:xml:"
+	     "ns:keyprov:pskc:totp\"><Data><Secret><PlainValue>MTIzNDU2Nzg5"
+	     "MDEyMzQ1Njc4OTA=</PlainValue></Secret></Data></Key>",
+	        "DeviceInfo holds 2 SerialNo elements"},
+	    {"<Key Id=\"TW-2\" Algorithm=\"urn:ietf:params:xml:ns:keyprov:"
+	     "pskc:totp\"><Data><Secret><PlainValue>MTIzNDU2Nzg5MDEyMzQ1Njc4"
+	     "OTA=</PlainValue></Secret><Secret><PlainValue>OTg3NjU0MzIxMDk4"
+	     "NzY1NDMyMTA=</PlainValue></Secret></Data></Key>",
+	        "Data holds 2 Secret elements: one is read, so one is "
+	        "allowed"},
+	    {"<Key Id=\"TW-3\" Algorithm=\"urn:ietf:params:xml:ns:keyprov:"
+	     "pskc:totp\"><Data><Secret><PlainValue>MTIzNDU2Nzg5MDEyMzQ1Njc4"
+	     "OTA=</PlainValue></Secret></Data><Policy><ExpiryDate>2030-01-"
+	     "01T00:00:00Z</ExpiryDate></Policy><Policy><ExpiryDate>2020-01-"
+	     "01T00:00:00Z</ExpiryDate></Policy></Key>",
+	        "Key holds 2 Policy elements"},
+	};
+	struct fx *f = *state;
+	struct sotp_import_result res;
+	char doc[2048];
+	size_t i;
+
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		snprintf(doc, sizeof(doc),
+		    PSKC_ROOT "><KeyPackage>%s</KeyPackage></KeyContainer>\n",
+		    c[i].inner);
+		assert_int_equal(sotp_import_pskc(f->ctx, doc, strlen(doc),
+		                     NULL, 0, NULL, NULL, 0, T0, &res),
+		    SOTP_OK);
+		if (!res.refused || strstr(res.reason, c[i].text) == NULL)
+			fail_msg("case %zu: refused %d '%s'", i, res.refused,
+			    res.reason);
+		check_refused(f, &res, 0, 1, SOTP_R_BAD_INPUT, c[i].text);
+	}
+}
+
 /* ---- CSV ---- */
 
 static void
@@ -1440,6 +1488,7 @@ main(void)
 	    T(test_pskc_not_utf8_refused),
 	    T(test_pskc_many_scoped_namespaces_import),
 	    T(test_pskc_key_policy),
+	    T(test_pskc_read_twice_refused),
 	    T(test_pskc_csv_import),
 	    T(test_pskc_csv_refusals),
 	    T(test_pskc_store_batch_rollback),
