@@ -551,7 +551,17 @@ import(struct sotp_ctx *ctx, const char *format, const char *buf, size_t len,
 	b.now = now;
 	b.res = res;
 	b.unit = strcmp(format, "pskc") == 0 ? "entry" : "line";
-	if (strcmp(format, "pskc") == 0)
+	/*
+	 * [migration] pskc_signed: the policy, not the operator's memory of
+	 * --signer, decides whether an unsigned (or unchecked) file may in.
+	 */
+	if (strcmp(format, "pskc") == 0 && ctx->pol.pskc_signed &&
+	    signer == NULL)
+		rc = sotp_import_refuse(res, 0, SOTP_R_BAD_INPUT,
+		    "the policy takes only signed PSKC files ([migration] "
+		    "pskc_signed = yes): give the vendor's certificate "
+		    "(--signer)");
+	else if (strcmp(format, "pskc") == 0)
 		rc = sotp_pskc_read(&b, buf != NULL ? buf : "", len, psk,
 		    psklen, passphrase, signer, signer_len);
 	else

@@ -367,6 +367,17 @@ check "--json, signed, no --signer" cli --json token import "$SB/j-signed.pskc" 
 check "... says signature unchecked" contains "$OUT" '"signature":"unchecked"'
 check "--json, signed, --signer" cli --json token import "$SB/j-signed.pskc" --dry-run --signer "$SB/sign.crt"
 check "... says signature verified" contains "$OUT" '"signature":"verified"'
+# [migration] pskc_signed = yes: the policy, not the operator's memory,
+# wants --signer; without it even a signed file is refused, audited.
+sed 's/^pskc_signed = no$/pskc_signed = yes/' "$CONF" >"$SB/signed-only.conf"
+check "the policy says pskc_signed = yes" grep -qx "pskc_signed = yes" "$SB/signed-only.conf"
+refused BAD_INPUT "pskc_signed = yes: a signed file without --signer is refused" \
+    cli --config "$SB/signed-only.conf" token import "$SB/j-signed.pskc" --dry-run
+check "... saying the policy wants --signer" contains "$ERR" \
+    "the policy takes only signed PSKC files ([migration] pskc_signed = yes): give the vendor's certificate (--signer)"
+check "... audited" sh -c '"$1" audit | tail -n 1 | grep -q "token.import reject BAD_INPUT.*pskc_signed = yes"' sh "$CLI"
+check "pskc_signed = yes: with --signer it is taken" \
+    cli --config "$SB/signed-only.conf" token import "$SB/j-signed.pskc" --dry-run --signer "$SB/sign.crt"
 # Imported once: a second import of either is refused (the serials
 # exist), and its row says whether the signature was checked as well.
 refused EXISTS "the checked file again, with --signer: refused" \

@@ -346,7 +346,7 @@ test_pskc_rfc_figure2_basic(void **state)
 	struct fx *f = *state;
 	struct sotp_import_result res;
 	struct sotp_ctx *weak = NULL;
-	char conf[160], cmd[512];
+	char conf[160], cmd[1024];
 
 	assert_int_equal(
 	    import_file(f, "rfc6030-figure2.pskc", NULL, NULL, 0, &res),
@@ -1206,6 +1206,44 @@ test_pskc_read_twice_refused(void **state)
 	}
 }
 
+/*
+ * [migration] pskc_signed = yes: an import without the vendor's
+ * certificate is refused before the file is read, whether the file is
+ * signed or not; the operator's memory of --signer is not the control.
+ * Once imported.
+ */
+static void
+test_pskc_policy_wants_signed(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_import_result res;
+	struct sotp_ctx *ctx = NULL;
+	char conf[160], cmd[1024];
+	size_t len;
+	char *buf = slurp("gen-hotp-entry3.pskc", &len);
+
+	snprintf(conf, sizeof(conf), "%s/signed.conf", f->dir);
+	snprintf(cmd, sizeof(cmd),
+	    "sed 's/^pskc_signed = no$/pskc_signed = yes/' %s > %s &&"
+	    " grep -q '^pskc_signed = yes$' %s",
+	    f->conf, conf, conf);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
+	assert_int_equal(sotp_ctx_load(ctx, conf), SOTP_OK);
+	assert_int_equal(
+	    sotp_import_pskc(ctx, buf, len, NULL, 0, NULL, NULL, 0, T0, &res),
+	    SOTP_OK);
+	check_refused(f, &res, 0, 0, SOTP_R_BAD_INPUT,
+	    "the policy takes only signed PSKC files ([migration] "
+	    "pskc_signed = yes): give the vendor's certificate (--signer)");
+	/* CSV carries no signature: the policy is about PSKC alone. */
+	assert_int_equal(
+	    import_file(f, "good.csv", NULL, NULL, 1, &res), SOTP_OK);
+	assert_false(res.refused);
+	sotp_ctx_free(ctx);
+	free(buf);
+}
+
 /* ---- CSV ---- */
 
 static void
@@ -1489,6 +1527,7 @@ main(void)
 	    T(test_pskc_many_scoped_namespaces_import),
 	    T(test_pskc_key_policy),
 	    T(test_pskc_read_twice_refused),
+	    T(test_pskc_policy_wants_signed),
 	    T(test_pskc_csv_import),
 	    T(test_pskc_csv_refusals),
 	    T(test_pskc_store_batch_rollback),
