@@ -360,6 +360,60 @@ check_duplicates(struct sotp_import_batch *b)
 }
 
 static int
+by_secret(const void *a, const void *b)
+{
+	const struct sotp_import_entry *const *x = a, *const *y = b;
+	int c;
+
+	if ((*x)->secret_len != (*y)->secret_len)
+		return (*x)->secret_len < (*y)->secret_len ? -1 : 1;
+	/* Not in constant time: the order of a file's seeds tells nothing. */
+	if ((c = memcmp((*x)->secret, (*y)->secret, (*x)->secret_len)) != 0)
+		return c;
+	return (*x)->pos < (*y)->pos ? -1 : (*x)->pos > (*y)->pos;
+}
+
+/*
+ * One seed in two entries: a vendor's fault, or a value copied from one
+ * entry into another (RFC 6030's MACs do not bind a value to its
+ * KeyPackage). Either way each token's codes would be the other's, and
+ * whoever holds one could answer for the other's contract. The refusal
+ * names the later entry and the earlier, never the secret.
+ */
+static int
+check_same_secret(struct sotp_import_batch *b)
+{
+	const struct sotp_import_entry **v, *dup = NULL, *first = NULL;
+	size_t i;
+
+	if (b->n < 2)
+		return SOTP_OK;
+	if ((v = calloc(b->n, sizeof(*v))) == NULL)
+		return SOTP_ERR_NOMEM;
+	for (i = 0; i < b->n; i++)
+		v[i] = &b->e[i];
+	qsort(v, b->n, sizeof(*v), by_secret);
+	for (i = 1; i < b->n; i++)
+		if (v[i]->secret_len == v[i - 1]->secret_len &&
+		    memcmp(v[i]->secret, v[i - 1]->secret, v[i]->secret_len) ==
+		        0 &&
+		    (dup == NULL || v[i]->pos < dup->pos)) {
+			dup = v[i];
+			first = v[i - 1];
+		}
+	/*
+	 * Equal secrets sort by position: the earliest repeat is the second
+	 * of its group, and the entry before it the first.
+	 */
+	free(v);
+	if (dup == NULL)
+		return SOTP_OK;
+	return sotp_import_refuse(b->res, dup->pos, SOTP_R_BAD_INPUT,
+	    "the same secret as %s %u: each token needs a seed of its own",
+	    b->unit, first->pos);
+}
+
+static int
 check_store(struct sotp_ctx *ctx, struct sotp_import_batch *b)
 {
 	struct sotp_token_info info;
@@ -494,9 +548,20 @@ import(struct sotp_ctx *ctx, const char *format, const char *buf, size_t len,
 	if ((rc = sotp_ctx_ready(ctx)) != SOTP_OK)
 		return rc;
 	b.pol = &ctx->pol;
+	b.now = now;
 	b.res = res;
 	b.unit = strcmp(format, "pskc") == 0 ? "entry" : "line";
-	if (strcmp(format, "pskc") == 0)
+	/*
+	 * [migration] pskc_signed: the policy, not the operator's memory of
+	 * --signer, decides whether an unsigned (or unchecked) file may in.
+	 */
+	if (strcmp(format, "pskc") == 0 && ctx->pol.pskc_signed &&
+	    signer == NULL)
+		rc = sotp_import_refuse(res, 0, SOTP_R_BAD_INPUT,
+		    "the policy takes only signed PSKC files ([migration] "
+		    "pskc_signed = yes): give the vendor's certificate "
+		    "(--signer)");
+	else if (strcmp(format, "pskc") == 0)
 		rc = sotp_pskc_read(&b, buf != NULL ? buf : "", len, psk,
 		    psklen, passphrase, signer, signer_len);
 	else
@@ -505,6 +570,8 @@ import(struct sotp_ctx *ctx, const char *format, const char *buf, size_t len,
 		rc = check_entry(ctx, &b, &b.e[i], kind);
 	if (rc == SOTP_OK)
 		rc = check_duplicates(&b);
+	if (rc == SOTP_OK)
+		rc = check_same_secret(&b);
 	if (rc == SOTP_OK)
 		rc = check_store(ctx, &b);
 	/* Every row says whether a signature was checked ("pskc, ..."). */

@@ -40,6 +40,7 @@ struct sotp_import_batch {
 	size_t n, cap;
 	const char *unit; /* what pos counts: "entry" (PSKC) or "line" */
 	const struct sotp_policy *pol; /* defaults for new entries */
+	time_t now;                    /* PSKC: StartDate, ExpiryDate */
 	struct sotp_import_result *res;
 };
 

@@ -102,6 +102,8 @@ static const struct option options[] = {
         offsetof(struct sotp_policy, migration_binding), 0, 0, 0},
     {SEC_MIGRATION, "rehash", V_BOOL, offsetof(struct sotp_policy, rehash), 0,
         0, 0},
+    {SEC_MIGRATION, "pskc_signed", V_BOOL,
+        offsetof(struct sotp_policy, pskc_signed), 0, 0, 0},
     /* [key]: where the key-encryption key comes from (keys.c). */
     {SEC_KEY, "kek", V_KEK, offsetof(struct sotp_policy, kek), 0, 0, 0},
     SOPT(SEC_KEY, "pkcs11_module", V_MODULE, p11_module),
@@ -1577,8 +1579,10 @@ sotp_policy_dump(const struct sotp_ctx *ctx, char *buf, size_t bufsz)
 	    "\n[store]\nconnect_timeout = %u\nstatement_timeout = %u\n"
 	    "lock_timeout = %u\n",
 	    p->connect_timeout, p->statement_timeout, p->lock_timeout);
-	bprintf(&o, "\n[migration]\nbinding = %s\nrehash = %s\n",
-	    p->migration_binding ? "yes" : "no", p->rehash ? "yes" : "no");
+	bprintf(&o,
+	    "\n[migration]\nbinding = %s\nrehash = %s\npskc_signed = %s\n",
+	    p->migration_binding ? "yes" : "no", p->rehash ? "yes" : "no",
+	    p->pskc_signed ? "yes" : "no");
 	bprintf(&o, "\n[key]\nkek = %s\nrefresh = %u\npkcs11_module = %s\n",
 	    kek_names[p->kek], p->key_refresh, p->p11_module);
 	if (p->p11_token[0] != '\0')

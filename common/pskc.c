@@ -12,10 +12,13 @@
  * value must carry a ValueMAC, HMAC-SHA1 over IV || ciphertext under the
  * MAC key (itself encrypted under the same key, section 6.1.1); the MAC is
  * checked in constant time before anything is decrypted, so a tampered
- * file never reaches the CBC padding check. A KeyPackage holding a PIN
- * key (RFC 6030 section 5, figure 5) is skipped when the OTP key's
- * PINPolicy says the token checks the PIN itself (PINUsageMode Local);
- * any other PIN usage would need the server to check a PIN, and is
+ * file never reaches the CBC padding check. The MAC key must be 20
+ * bytes (see mac_method). In a file with an
+ * EncryptionKey every Secret must be encrypted, and a key given for a
+ * file without one is refused: a MAC protects only what is encrypted. A
+ * KeyPackage holding a PIN key (RFC 6030 section 5, figure 5) is skipped when
+ * the OTP key's PINPolicy says the token checks the PIN itself (PINUsageMode
+ * Local); any other PIN usage would need the server to check a PIN, and is
  * refused.
  *
  * Writers differ in how they spell the PBKDF2 parameters: RFC 6030's
@@ -33,7 +36,8 @@
  * substitution, and a document that has a DTD at all is refused: a seed
  * file has no use for one, and entities are how XML parsers get abused.
  * Before the parse, one linear pass bounds what the parser's checks cost
- * (attributes per element, namespace declarations in scope, nesting).
+ * (attributes per element, namespace declarations in scope, nesting); it
+ * reads bytes, so only UTF-8 is taken, and the parser is told so.
  * Text is read only from direct text children, never through entities.
  *
  * Secret bytes live in our buffers only as long as needed and are wiped.
@@ -46,9 +50,11 @@
 #define _GNU_SOURCE /* memmem */
 #include "import_int.h"
 
+#include <ctype.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include <libxml/parser.h>
 #include <libxml/tree.h>
@@ -526,8 +532,22 @@ mac_method(struct pskc *p, const xmlNode *mm)
 	if ((rc = decrypt_value(p, 0, mk, NULL, p->mackey, sizeof(p->mackey),
 	         &p->mackey_len, "MACKey")) != SOTP_OK)
 		return rc;
-	if (p->mackey_len == 0)
-		return refuse(p, 0, "MACKey is empty");
+	/*
+	 * RFC 6030 MACs every value but the MAC key. AES-CBC lets whoever
+	 * knows one block's plaintext (the block that pads a 16- or
+	 * 32-byte secret is sixteen 0x10 bytes) put an IV before it that
+	 * makes it decrypt to a key of their choosing: 15 bytes and a pad
+	 * byte of 1, or 31 from two such blocks when one pads right. An
+	 * HMAC-SHA1 key of its hash's length, as RFC 6030's example and
+	 * the writers make it, needs 12 bytes of padding to come out right,
+	 * which no forger can arrange.
+	 */
+	if (p->mackey_len != SHA1_LEN)
+		return refuse(p, 0,
+		    "MACKey is %zu bytes, not the %d of an HMAC-SHA1 key "
+		    "(a key of another length is how one forged from the "
+		    "file's own cipher blocks shows)",
+		    p->mackey_len, SHA1_LEN);
 	p->have_mac = 1;
 	return SOTP_OK;
 }
@@ -628,6 +648,16 @@ secret(struct pskc *p, unsigned int pos, const xmlNode *data,
 		    sizeof(v), &len, "Secret");
 		if (rc == SOTP_OK)
 			rc = sotp_import_secret(p->b, e, v, len);
+	} else if (p->have_key) {
+		/*
+		 * The MACs cover only what is encrypted: a secret in clear
+		 * beside them is one anybody who altered the file could
+		 * have put there.
+		 */
+		rc = refuse(p, pos,
+		    "Secret is in clear (PlainValue) in a file whose secrets "
+		    "are encrypted: every secret of an encrypted file must "
+		    "be an EncryptedValue with its ValueMAC");
 	} else if (b64_elem(child(s, NS_PSKC, "PlainValue"), v, sizeof(v),
 	               &len) == 0) {
 		rc = sotp_import_secret(p->b, e, v, len);
@@ -641,18 +671,16 @@ secret(struct pskc *p, unsigned int pos, const xmlNode *data,
 }
 
 /*
- * Key/Policy/PINPolicy: a PIN the token checks itself (Local) is no
- * business of ours; a PIN the server would have to check (Prepend,
- * Append, Algorithmic) cannot be, here.
+ * A PINPolicy: a PIN the token checks itself (Local) is no business of
+ * ours; a PIN the server would have to check (Prepend, Append,
+ * Algorithmic) cannot be, here.
  */
 static int
-pin_policy(struct pskc *p, unsigned int pos, const xmlNode *key)
+pin_policy(struct pskc *p, unsigned int pos, const xmlNode *pp)
 {
-	const xmlNode *pp =
-	    child(child(key, NS_PSKC, "Policy"), NS_PSKC, "PINPolicy");
 	char mode[ATTR_MAX], q[64];
 
-	if (pp == NULL || attr(pp, "PINUsageMode", mode, sizeof(mode)) != 0 ||
+	if (attr(pp, "PINUsageMode", mode, sizeof(mode)) != 0 ||
 	    strcmp(mode, "Local") == 0)
 		return SOTP_OK;
 	sotp_import_quote(q, sizeof(q), mode);
@@ -660,6 +688,187 @@ pin_policy(struct pskc *p, unsigned int pos, const xmlNode *key)
 	    "PINUsageMode '%s': the server would have to check the PIN, "
 	    "which shinkin-otp does not do (Local only)",
 	    q);
+}
+
+static int
+digits2(const char *s)
+{
+	return isdigit((unsigned char)s[0]) && isdigit((unsigned char)s[1])
+	    ? (s[0] - '0') * 10 + (s[1] - '0')
+	    : -1;
+}
+
+/*
+ * An xs:dateTime as PSKC writers give it: YYYY-MM-DDThh:mm:ss, a
+ * fraction (dropped), then Z, an offset (+hh:mm or -hh:mm) or nothing
+ * (taken as UTC). -1 when it is not one.
+ */
+static int
+date_time(const char *s, int64_t *out)
+{
+	char z[21];
+	const char *r = s + 19;
+	int64_t t;
+	int h, m;
+
+	if (strlen(s) < 19)
+		return -1;
+	memcpy(z, s, 19);
+	memcpy(z + 19, "Z", 2);
+	if (sotp_time_parse(z, &t) != SOTP_OK)
+		return -1;
+	if (*r == '.' && isdigit((unsigned char)r[1]))
+		for (r++; isdigit((unsigned char)*r); r++)
+			;
+	if (*r == 'Z') {
+		r++;
+	} else if (*r == '+' || *r == '-') {
+		if ((h = digits2(r + 1)) < 0 || h > 14 || r[3] != ':' ||
+		    (m = digits2(r + 4)) < 0 || m > 59)
+			return -1;
+		/* Local time is UTC plus the offset. */
+		t += (*r == '+' ? -1 : 1) * ((int64_t)h * 3600 + m * 60);
+		r += 6;
+	}
+	if (*r != '\0')
+		return -1;
+	*out = t;
+	return 0;
+}
+
+/* StartDate or ExpiryDate against the time of the import. */
+static int
+policy_date(struct pskc *p, unsigned int pos, const xmlNode *c)
+{
+	int start = strcmp((const char *)c->name, "StartDate") == 0;
+	char buf[ATTR_MAX], q[64];
+	int64_t t = 0;
+
+	if (text(c, buf, sizeof(buf)) != 0 || date_time(buf, &t) != 0) {
+		sotp_import_quote(q, sizeof(q), buf);
+		return refuse(p, pos,
+		    "%s '%s' is not an xs:dateTime (YYYY-MM-DDThh:mm:ssZ)",
+		    (const char *)c->name, q);
+	}
+	sotp_import_quote(q, sizeof(q), buf);
+	if (start && t > (int64_t)p->b->now)
+		return refuse(p, pos,
+		    "StartDate %s is still to come: the vendor allows no use "
+		    "of the key before it",
+		    q);
+	if (!start && t <= (int64_t)p->b->now)
+		return refuse(p, pos,
+		    "ExpiryDate %s has passed: the vendor allows no use of the "
+		    "key after it",
+		    q);
+	return SOTP_OK;
+}
+
+/*
+ * Key/Policy, RFC 6030 section 5: a key whose Policy the recipient does
+ * not understand must not be used, nor one used outside it. KeyUsage
+ * must name OTP, the import fall between StartDate and ExpiryDate, a PIN
+ * be the token's (pin_policy); a number of uses (NumberOfTransactions)
+ * is not counted here, so such a key is refused as well.
+ */
+static int
+key_policy(struct pskc *p, unsigned int pos, const xmlNode *key)
+{
+	const xmlNode *pol = child(key, NS_PSKC, "Policy"), *c;
+	char buf[ATTR_MAX], q[64];
+	int usage = 0, otp = 0, rc;
+
+	for (c = pol != NULL ? pol->children : NULL; c != NULL; c = c->next) {
+		if (c->type != XML_ELEMENT_NODE)
+			continue;
+		if (is(c, NS_PSKC, "PINPolicy"))
+			rc = pin_policy(p, pos, c);
+		else if (is(c, NS_PSKC, "StartDate") ||
+		    is(c, NS_PSKC, "ExpiryDate"))
+			rc = policy_date(p, pos, c);
+		else if (is(c, NS_PSKC, "KeyUsage")) {
+			usage = 1;
+			otp |= text(c, buf, sizeof(buf)) == 0 &&
+			    strcmp(buf, "OTP") == 0;
+			rc = SOTP_OK;
+		} else if (is(c, NS_PSKC, "NumberOfTransactions"))
+			rc = refuse(p, pos,
+			    "NumberOfTransactions: a key for a number of uses, "
+			    "which shinkin-otp does not count");
+		else {
+			sotp_import_quote(q, sizeof(q), (const char *)c->name);
+			rc = refuse(p, pos,
+			    "Policy holds '%s', which is not understood: RFC "
+			    "6030 section 5 forbids using such a key",
+			    q);
+		}
+		if (rc != SOTP_OK)
+			return rc;
+	}
+	if (usage && !otp)
+		return refuse(p, pos,
+		    "KeyUsage does not include OTP: the vendor does not allow "
+		    "this key to make one-time passwords");
+	return SOTP_OK;
+}
+
+/*
+ * The elements whose value is read, each once where it stands: with two,
+ * the first would count and the second be shown by whatever tool (or
+ * person) reads the file the other way.
+ */
+static const struct {
+	const char *ns, *name;
+} read_once[] = {
+    {NS_PSKC, "DeviceInfo"},
+    {NS_PSKC, "SerialNo"},
+    {NS_PSKC, "AlgorithmParameters"},
+    {NS_PSKC, "Suite"},
+    {NS_PSKC, "ResponseFormat"},
+    {NS_PSKC, "Data"},
+    {NS_PSKC, "Secret"},
+    {NS_PSKC, "Counter"},
+    {NS_PSKC, "Time"},
+    {NS_PSKC, "TimeInterval"},
+    {NS_PSKC, "PlainValue"},
+    {NS_PSKC, "EncryptedValue"},
+    {NS_PSKC, "ValueMAC"},
+    {NS_PSKC, "Policy"},
+    {NS_PSKC, "PINPolicy"},
+    {NS_PSKC, "StartDate"},
+    {NS_PSKC, "ExpiryDate"},
+    {NS_PSKC, "MACKey"},
+    {NS_DS, "KeyName"},
+    {NS_XENC, "EncryptionMethod"},
+    {NS_XENC, "CipherData"},
+    {NS_XENC, "CipherValue"},
+    {NS_XENC11, "DerivedKey"},
+    {NS_XENC11, "KeyDerivationMethod"},
+};
+
+/* No element of read_once twice in one parent, anywhere under n. */
+static int
+once_each(struct pskc *p, unsigned int pos, const xmlNode *n)
+{
+	const xmlNode *c;
+	unsigned int k;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < sizeof(read_once) / sizeof(read_once[0]); i++) {
+		for (k = 0, c = n->children; c != NULL; c = c->next)
+			k += is(c, read_once[i].ns, read_once[i].name);
+		if (k > 1)
+			return refuse(p, pos,
+			    "%s holds %u %s elements: one is read, so one is "
+			    "allowed",
+			    (const char *)n->name, k, read_once[i].name);
+	}
+	for (c = n->children; c != NULL; c = c->next)
+		if (c->type == XML_ELEMENT_NODE &&
+		    (rc = once_each(p, pos, c)) != SOTP_OK)
+			return rc;
+	return SOTP_OK;
 }
 
 static int
@@ -675,6 +884,8 @@ key_package(struct pskc *p, unsigned int pos, const xmlNode *kp)
 		keys += is(c, NS_PSKC, "Key");
 	if (keys != 1)
 		return refuse(p, pos, "a KeyPackage needs exactly one Key");
+	if ((rc = once_each(p, pos, kp)) != SOTP_OK)
+		return rc;
 	key = child(kp, NS_PSKC, "Key");
 	if (attr(key, "Algorithm", alg, sizeof(alg)) != 0)
 		return refuse(p, pos, "Key has no Algorithm");
@@ -687,7 +898,7 @@ key_package(struct pskc *p, unsigned int pos, const xmlNode *kp)
 		return refuse(p, pos,
 		    "algorithm '%s' is not supported (TOTP or HOTP)", q);
 	}
-	if ((rc = pin_policy(p, pos, key)) != SOTP_OK ||
+	if ((rc = key_policy(p, pos, key)) != SOTP_OK ||
 	    (rc = sotp_import_add(p->b, pos, &e)) != SOTP_OK)
 		return rc;
 	/* The serial printed on the device; the Key Id for soft tokens. */
@@ -766,15 +977,31 @@ container(struct pskc *p, const xmlNode *root)
 			if (p->have_key || pos > 0)
 				return refuse(p, 0,
 				    "EncryptionKey twice or after a KeyPackage");
-			if ((rc = encryption_key(p, c)) != SOTP_OK)
+			if ((rc = once_each(p, 0, c)) != SOTP_OK ||
+			    (rc = encryption_key(p, c)) != SOTP_OK)
 				return rc;
 		} else if (is(c, NS_PSKC, "MACMethod")) {
 			if (p->have_mac || pos > 0)
 				return refuse(p, 0,
 				    "MACMethod twice or after a KeyPackage");
-			if ((rc = mac_method(p, c)) != SOTP_OK)
+			if ((rc = once_each(p, 0, c)) != SOTP_OK ||
+			    (rc = mac_method(p, c)) != SOTP_OK)
 				return rc;
 		} else if (is(c, NS_PSKC, "KeyPackage")) {
+			/*
+			 * A key given for a file in clear: not the file the
+			 * operator was sent, or one stripped of its MACs
+			 * along with its encryption.
+			 */
+			if (pos == 0 && !p->have_key &&
+			    (p->psk != NULL || p->passphrase != NULL))
+				return refuse(p, 0,
+				    "a %s was given, but the file is not "
+				    "encrypted (no EncryptionKey): its secrets "
+				    "would be taken in clear, unprotected by "
+				    "any MAC",
+				    p->psk != NULL ? "pre-shared key"
+				                   : "passphrase");
 			if ((rc = key_package(p, ++pos, c)) != SOTP_OK)
 				return rc;
 		}
@@ -909,6 +1136,78 @@ prescan(struct pskc *p, const char *buf, size_t len)
 	return SOTP_OK;
 }
 
+/*
+ * The encoding named by the XML declaration at buf[len], into enc[encsz]
+ * ("" when none is named). -1 when the name does not fit.
+ */
+static int
+declared_encoding(const char *buf, size_t len, char *enc, size_t encsz)
+{
+	const char *end, *e, *q;
+
+	enc[0] = '\0';
+	if (len < 6 || memcmp(buf, "<?xml", 5) != 0 || !blank(buf[5]) ||
+	    (end = memmem(buf, len, "?>", 2)) == NULL ||
+	    (e = memmem(buf, (size_t)(end - buf), "encoding", 8)) == NULL)
+		return 0;
+	for (e += 8; e < end && blank(*e); e++)
+		;
+	if (e == end || *e++ != '=')
+		return 0;
+	while (e < end && blank(*e))
+		e++;
+	if (e == end || (*e != '"' && *e != '\'') ||
+	    (q = memchr(e + 1, *e, (size_t)(end - e - 1))) == NULL)
+		return 0;
+	if ((size_t)(q - e - 1) >= encsz)
+		return -1;
+	memcpy(enc, e + 1, (size_t)(q - e - 1));
+	enc[q - e - 1] = '\0';
+	return 0;
+}
+
+/*
+ * prescan counts markup in the file's bytes, so the parser must read
+ * those bytes as the same characters: UTF-8 (ASCII a part of it). In
+ * UTF-16 or -32, EBCDIC or UTF-7 the markup is not in the bytes and
+ * every bound would let anything through. The parser is then told
+ * UTF-8, whatever the declaration says.
+ */
+static int
+check_encoding(struct pskc *p, const char *buf, size_t len)
+{
+	char enc[32], q[64];
+
+	if (len >= 3 && memcmp(buf, "\xef\xbb\xbf", 3) == 0) {
+		buf += 3;
+		len -= 3;
+	}
+	if (len >= 2 &&
+	    (memcmp(buf, "\xfe\xff", 2) == 0 ||
+	        memcmp(buf, "\xff\xfe", 2) == 0))
+		return refuse(p, 0,
+		    "the file is UTF-16 (byte order mark): only UTF-8 is "
+		    "read; convert it with iconv -f UTF-16 -t UTF-8");
+	if (memchr(buf, '\0', len) != NULL)
+		return refuse(p, 0,
+		    "line %u: a NUL byte (UTF-16 or UTF-32?): only UTF-8 is "
+		    "read",
+		    line_at(buf,
+		        (size_t)((const char *)memchr(buf, '\0', len) - buf)));
+	if (declared_encoding(buf, len, enc, sizeof(enc)) != 0 ||
+	    (enc[0] != '\0' && strcasecmp(enc, "UTF-8") != 0 &&
+	        strcasecmp(enc, "US-ASCII") != 0 &&
+	        strcasecmp(enc, "ASCII") != 0)) {
+		sotp_import_quote(q, sizeof(q), enc);
+		return refuse(p, 0,
+		    "encoding '%s' in its XML declaration: only UTF-8 is read; "
+		    "convert the file with iconv -t UTF-8 and change its "
+		    "declaration",
+		    q);
+	}
+	return SOTP_OK;
+}
+
 int
 sotp_pskc_read(struct sotp_import_batch *b, const char *buf, size_t len,
     const uint8_t *psk, size_t psklen, const char *passphrase,
@@ -916,7 +1215,7 @@ sotp_pskc_read(struct sotp_import_batch *b, const char *buf, size_t len,
 {
 	/* No network, no DTD, no entity substitution, no libxml2 stderr. */
 	const int opts = XML_PARSE_NONET | XML_PARSE_NODICT |
-	    XML_PARSE_NOERROR | XML_PARSE_NOWARNING;
+	    XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_IGNORE_ENC;
 	struct pskc p;
 	xmlParserCtxtPtr pc = NULL;
 	xmlDocPtr doc = NULL;
@@ -933,14 +1232,15 @@ sotp_pskc_read(struct sotp_import_batch *b, const char *buf, size_t len,
 		rc = refuse(&p, 0, "file larger than %d bytes", PSKC_MAX_LEN);
 		goto out;
 	}
-	if ((rc = prescan(&p, buf, len)) != SOTP_OK)
+	if ((rc = check_encoding(&p, buf, len)) != SOTP_OK ||
+	    (rc = prescan(&p, buf, len)) != SOTP_OK)
 		goto out;
 	xmlInitParser();
 	if ((pc = xmlNewParserCtxt()) == NULL) {
 		rc = SOTP_ERR_NOMEM;
 		goto out;
 	}
-	doc = xmlCtxtReadMemory(pc, buf, (int)len, NULL, NULL, opts);
+	doc = xmlCtxtReadMemory(pc, buf, (int)len, NULL, "UTF-8", opts);
 	if (doc == NULL || !pc->wellFormed) {
 		m = pc->lastError.message != NULL ? pc->lastError.message
 		                                  : "empty document";

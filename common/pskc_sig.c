@@ -57,6 +57,7 @@
 #define ALG_SHA256 "http://www.w3.org/2001/04/xmlenc#sha256"
 
 #define SIG_ATTR_MAX 256
+#define SIGNER_MIN_BITS 2048 /* NIST SP 800-131A: RSA below is disallowed */
 #define SIG_QUOTE 64
 
 static int sig_refuse(struct sotp_import_batch *b, const char *fmt, ...)
@@ -467,7 +468,7 @@ load_signer(
 	EVP_PKEY *pk = NULL;
 	xmlSecKeyDataPtr data = NULL;
 	xmlSecKeyPtr key = NULL;
-	int rc = SOTP_ERR_CRYPTO;
+	int rc = SOTP_ERR_CRYPTO, bits;
 
 	*out = NULL;
 	if (len > INT_MAX || (bio = BIO_new_mem_buf(pem, (int)len)) == NULL) {
@@ -484,6 +485,15 @@ load_signer(
 		rc = sig_refuse(b,
 		    "the signer certificate's key is not RSA (rsa-sha1 and "
 		    "rsa-sha256 signatures only)");
+		goto out;
+	}
+	/* A key that can be factored signs whatever its factorer likes. */
+	if ((bits = EVP_PKEY_get_bits(pk)) < SIGNER_MIN_BITS) {
+		rc = sig_refuse(b,
+		    "the signer certificate's RSA key is %d bits: %d at "
+		    "least (a shorter one can be factored, and files forged "
+		    "under it)",
+		    bits, SIGNER_MIN_BITS);
 		goto out;
 	}
 	if ((data = xmlSecOpenSSLEvpKeyAdopt(pk)) == NULL)

@@ -860,7 +860,8 @@ struct sotp_policy {
 	unsigned int hotp_look_ahead, hotp_resync_window;
 	unsigned int min_secret_bytes; /* shortest token secret accepted */
 	int migration_binding; /* contract import may bind without a code */
-	int rehash; /* an outdated hash is remade at the next login */
+	int rehash;      /* an outdated hash is remade at the next login */
+	int pskc_signed; /* token import takes only PSKC checked by --signer */
 	/* [password]: how new password hashes are made (passwd.c) */
 	enum sotp_pw_method pw_method;
 	unsigned int pw_cost;

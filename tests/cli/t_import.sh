@@ -88,6 +88,13 @@ refused BAD_INPUT "a wrong passphrase is refused" \
     clin qwertz token import "$D/rfc6030-figure7-totp.pskc" --passphrase-stdin
 refused BAD_INPUT "an encrypted file without a key is refused" \
     cli token import "$D/gen-psk.pskc"
+# A key given for a file in clear: not the file the vendor encrypted and
+# MACed (once imported unprotected).
+refused BAD_INPUT "--key-file with a file in clear is refused" \
+    cli token import "$D/gen-hotp-entry3.pskc" --key-file "$KEY"
+check "the reason says the file is not encrypted" contains "$ERR" \
+    "a pre-shared key was given, but the file is not encrypted (no EncryptionKey)"
+unchanged "a key given for a file in clear"
 refused BAD_INPUT "a truncated file is refused" \
     cli token import "$D/gen-psk-truncated.pskc" --key-file "$KEY"
 check "the reason says XML" contains "$ERR" "not well-formed XML"

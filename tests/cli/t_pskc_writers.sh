@@ -125,6 +125,16 @@ check "pskctool signs with the other key, embedding the other certificate" \
 sig_refused "a file signed by another key (its own certificate inside)" \
     "$SB/other.pskc" "$SB/sign.crt" \
     "signature: the signature does not verify with the signer certificate's key"
+# A signer key too short to stand (RSA 1024, which can be factored):
+# refused, whatever it signed. Once imported.
+openssl req -x509 -newkey rsa:1024 -nodes -keyout "$SB/weak.key" \
+    -out "$SB/weak.crt" -days 2 -subj /CN=test-vendor >/dev/null 2>&1
+check "pskctool signs with a 1024-bit RSA key" \
+    sh -c 'pskctool --sign --sign-key "$1" --sign-crt "$2" "$3" >"$4"' \
+    sh "$SB/weak.key" "$SB/weak.crt" "$SB/u.pskc" "$SB/weak.pskc"
+check "pskctool verifies it" pskctool --verify --verify-crt "$SB/weak.crt" "$SB/weak.pskc"
+sig_refused "a 1024-bit RSA signer key" "$SB/weak.pskc" "$SB/weak.crt" \
+    "signature: the signer certificate's RSA key is 1024 bits: 2048 at least"
 # One base64 character of the first secret, one character of a serial.
 awk '/<PlainValue>/ && !done {
 	i = index($0, "<PlainValue>") + 12
@@ -357,6 +367,17 @@ check "--json, signed, no --signer" cli --json token import "$SB/j-signed.pskc" 
 check "... says signature unchecked" contains "$OUT" '"signature":"unchecked"'
 check "--json, signed, --signer" cli --json token import "$SB/j-signed.pskc" --dry-run --signer "$SB/sign.crt"
 check "... says signature verified" contains "$OUT" '"signature":"verified"'
+# [migration] pskc_signed = yes: the policy, not the operator's memory,
+# wants --signer; without it even a signed file is refused, audited.
+sed 's/^pskc_signed = no$/pskc_signed = yes/' "$CONF" >"$SB/signed-only.conf"
+check "the policy says pskc_signed = yes" grep -qx "pskc_signed = yes" "$SB/signed-only.conf"
+refused BAD_INPUT "pskc_signed = yes: a signed file without --signer is refused" \
+    cli --config "$SB/signed-only.conf" token import "$SB/j-signed.pskc" --dry-run
+check "... saying the policy wants --signer" contains "$ERR" \
+    "the policy takes only signed PSKC files ([migration] pskc_signed = yes): give the vendor's certificate (--signer)"
+check "... audited" sh -c '"$1" audit | tail -n 1 | grep -q "token.import reject BAD_INPUT.*pskc_signed = yes"' sh "$CLI"
+check "pskc_signed = yes: with --signer it is taken" \
+    cli --config "$SB/signed-only.conf" token import "$SB/j-signed.pskc" --dry-run --signer "$SB/sign.crt"
 # Imported once: a second import of either is refused (the serials
 # exist), and its row says whether the signature was checked as well.
 refused EXISTS "the checked file again, with --signer: refused" \

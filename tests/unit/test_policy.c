@@ -251,6 +251,7 @@ test_policy_minimal_gets_defaults(void **state)
 	assert_int_equal(p->min_secret_bytes, 16);
 	assert_int_equal(p->migration_binding, 1);
 	assert_int_equal(p->rehash, 0);
+	assert_int_equal(p->pskc_signed, 0);
 	assert_int_equal(p->pw_method, SOTP_PW_YESCRYPT);
 	assert_int_equal(p->pw_cost, 5);
 	assert_int_equal(p->lock_threshold, 5);
@@ -294,6 +295,7 @@ test_policy_full_sets_every_key(void **state)
 	assert_int_equal(p->min_secret_bytes, 20);
 	assert_int_equal(p->migration_binding, 0);
 	assert_int_equal(p->rehash, 1);
+	assert_int_equal(p->pskc_signed, 1);
 	assert_int_equal(p->pw_method, SOTP_PW_SHA512CRYPT);
 	assert_int_equal(p->pw_cost, 10000);
 	assert_int_equal(p->lock_threshold, 100);

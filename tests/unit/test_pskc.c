@@ -17,6 +17,10 @@
 
 #include "sotp_int.h"
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <iconv.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +43,7 @@ static const uint8_t rfc_psk[16] = {0x12, 0x34, 0x56, 0x78, 0x90, 0x12, 0x34,
 	"dc2cdebbb407044ec7b41494a4dfa7d6891453c2e5fb3756cf71460b99a229bf"
 #define S4 "f5cd8bb0e21a9de25385e2e5821f32eeb66afea6"
 #define GEN_PASS "correct horse battery staple"
+#define SHA1_LEN 20
 
 struct fx {
 	char dir[64];
@@ -341,7 +346,7 @@ test_pskc_rfc_figure2_basic(void **state)
 	struct fx *f = *state;
 	struct sotp_import_result res;
 	struct sotp_ctx *weak = NULL;
-	char conf[160], cmd[512];
+	char conf[160], cmd[1024];
 
 	assert_int_equal(
 	    import_file(f, "rfc6030-figure2.pskc", NULL, NULL, 0, &res),
@@ -610,6 +615,141 @@ test_pskc_bad_mac_refused(void **state)
 	check_refused(f, &res, 0, 2, SOTP_R_BAD_INPUT, "MAC mismatch");
 }
 
+/* The first occurrence of old in *doc replaced by new (*doc realloc'd). */
+static void
+subst(char **doc, const char *old, const char *new)
+{
+	char *at = strstr(*doc, old), *out;
+	size_t pre;
+
+	assert_non_null(at);
+	pre = (size_t)(at - *doc);
+	out = malloc(strlen(*doc) + strlen(new) + 1);
+	assert_non_null(out);
+	memcpy(out, *doc, pre);
+	strcpy(out + pre, new);
+	strcat(out, at + strlen(old));
+	free(*doc);
+	*doc = out;
+}
+
+/* The text of the n-th (0-based) element `tag` of doc, into out[outsz]. */
+static void
+nth_text(
+    const char *doc, const char *tag, unsigned int n, char *out, size_t outsz)
+{
+	const char *p = doc, *e;
+
+	for (;;) {
+		p = strstr(p, tag);
+		assert_non_null(p);
+		p += strlen(tag);
+		if (n-- == 0)
+			break;
+	}
+	e = strchr(p, '<');
+	assert_non_null(e);
+	assert_true((size_t)(e - p) < outsz);
+	memcpy(out, p, (size_t)(e - p));
+	out[e - p] = '\0';
+}
+
+static size_t
+unb64(const char *in, uint8_t *out)
+{
+	size_t len = strlen(in);
+	int n = EVP_DecodeBlock(out, (const unsigned char *)in, (int)len);
+
+	assert_true(n >= 0);
+	while (len > 0 && in[len - 1] == '=') {
+		len--;
+		n--;
+	}
+	return (size_t)n;
+}
+
+/*
+ * RFC 6030 MACs every encrypted value but not the MAC key, itself
+ * encrypted with AES-CBC under the file's key. The block that pads a
+ * secret of 32 bytes decrypts to sixteen 0x10 bytes, known, so an IV put
+ * before it in place of the MACKey's CipherValue makes a MAC key of the
+ * forger's choosing, 15 bytes and the padding byte 1; with it every
+ * ValueMAC can be made anew. Here entry 1's secret is altered (its IV),
+ * which the MACs were there to catch. Once imported as three tokens.
+ */
+static void
+test_pskc_forged_mac_key_refused(void **state)
+{
+	static const uint8_t k[15] = "forged-mac-key!";
+	struct fx *f = *state;
+	struct sotp_import_result res;
+	uint8_t ct[128], mk[32], mac[SHA1_LEN];
+	char old[256], new[256];
+	unsigned int maclen, i;
+	size_t len, n;
+	char *doc = slurp("gen-psk.pskc", &len);
+
+	/* Entry 2's last block (C3) pads its 32-byte secret. */
+	nth_text(doc, "<xenc:CipherValue>", 2, old, sizeof(old));
+	assert_int_equal(unb64(old, ct), 64);
+	for (i = 0; i < 16; i++)
+		mk[i] = (uint8_t)(ct[32 + i] ^ 0x10 ^ (i < 15 ? k[i] : 0x01));
+	memcpy(mk + 16, ct + 48, 16);
+	nth_text(doc, "<xenc:CipherValue>", 0, old, sizeof(old));
+	EVP_EncodeBlock((unsigned char *)new, mk, 32);
+	subst(&doc, old, new);
+	/* Entry 1's secret altered, and every MAC made anew under k. */
+	for (i = 1; i <= 3; i++) {
+		nth_text(doc, "<xenc:CipherValue>", i, old, sizeof(old));
+		n = unb64(old, ct);
+		if (i == 1) {
+			ct[0] ^= 0x01;
+			EVP_EncodeBlock((unsigned char *)new, ct, (int)n);
+			subst(&doc, old, new);
+		}
+		assert_non_null(
+		    HMAC(EVP_sha1(), k, sizeof(k), ct, n, mac, &maclen));
+		nth_text(doc, "<ValueMAC>", i - 1, old, sizeof(old));
+		EVP_EncodeBlock((unsigned char *)new, mac, SHA1_LEN);
+		subst(&doc, old, new);
+	}
+	assert_int_equal(sotp_import_pskc(f->ctx, doc, strlen(doc), rfc_psk, 16,
+	                     NULL, NULL, 0, T0, &res),
+	    SOTP_OK);
+	check_refused(f, &res, 0, 0, SOTP_R_BAD_INPUT,
+	    "MACKey is 15 bytes, not the 20 of an HMAC-SHA1 key");
+	free(doc);
+}
+
+/*
+ * One seed in two KeyPackages (a vendor's fault, or an EncryptedValue
+ * and its ValueMAC copied from one package into another, which RFC
+ * 6030's MACs allow): each token would answer for the other. Once
+ * imported as four tokens.
+ */
+static void
+test_pskc_same_secret_refused(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_import_result res;
+	char from[256], to[256];
+	size_t len;
+	char *doc = slurp("gen-hotp-entry3.pskc", &len);
+
+	/* PlainValues: secret, period; secret, period; ... entry 4's is 6. */
+	nth_text(doc, "<PlainValue>", 2, from, sizeof(from));
+	nth_text(doc, "<PlainValue>", 6, to, sizeof(to));
+	subst(&doc, to, from);
+	assert_int_equal(sotp_import_pskc(f->ctx, doc, strlen(doc), NULL, 0,
+	                     NULL, NULL, 0, T0, &res),
+	    SOTP_OK);
+	check_refused(f, &res, 0, 4, SOTP_R_BAD_INPUT,
+	    "the same secret as entry 2: each token needs a seed of its own");
+	if (strstr(res.reason, from) != NULL)
+		fail_msg("the reason shows the secret: %s", res.reason);
+	free(doc);
+}
+
 static void
 test_pskc_truncated_refused(void **state)
 {
@@ -646,6 +786,73 @@ test_pskc_duplicates_refused(void **state)
 	    import_file(f, "rfc6030-figure6-totp.pskc", rfc_psk, NULL, 0, &res),
 	    SOTP_OK);
 	check_refused(f, &res, 1, 1, SOTP_R_EXISTS, "already in the store");
+}
+
+/*
+ * An encrypted file's MACs protect only the values that are encrypted:
+ * a Secret put in clear beside them, in an altered file, is a key the
+ * one who altered it knows. Once imported as three tokens, entry 2
+ * holding the attacker's "12345678901234567890".
+ */
+static void
+test_pskc_plain_secret_in_encrypted_file_refused(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_import_result res;
+	size_t len, olen;
+	char *buf = slurp("gen-psk.pskc", &len), *start, *end, *out;
+
+	/* Entry 2's whole Secret, EncryptedValue and ValueMAC, in clear. */
+	start = strstr(strstr(buf, "GEN-PSK-2"), "<Secret>");
+	end = strstr(start, "</Secret>");
+	assert_non_null(end);
+	out = malloc(len + 64);
+	assert_non_null(out);
+	memcpy(out, buf, (size_t)(start - buf));
+	olen = (size_t)(start - buf);
+	olen += (size_t)sprintf(out + olen,
+	    "<Secret><PlainValue>MTIzNDU2Nzg5MDEyMzQ1Njc4OTA=</PlainValue>");
+	strcpy(out + olen, end);
+	olen = strlen(out);
+	assert_int_equal(sotp_import_pskc(f->ctx, out, olen, rfc_psk, 16, NULL,
+	                     NULL, 0, T0, &res),
+	    SOTP_OK);
+	check_refused(f, &res, 0, 2, SOTP_R_BAD_INPUT,
+	    "Secret is in clear (PlainValue) in a file whose secrets are "
+	    "encrypted");
+	free(out);
+	free(buf);
+}
+
+/*
+ * A key given for a file in clear: the file is not the one the operator
+ * was sent (its MACs gone with its encryption), and is refused rather
+ * than imported unprotected. Once imported as four tokens.
+ */
+static void
+test_pskc_key_given_for_plain_file_refused(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_import_result res;
+
+	assert_int_equal(
+	    import_file(f, "gen-hotp-entry3.pskc", rfc_psk, NULL, 0, &res),
+	    SOTP_OK);
+	check_refused(f, &res, 0, 0, SOTP_R_BAD_INPUT,
+	    "a pre-shared key was given, but the file is not encrypted "
+	    "(no EncryptionKey)");
+	assert_int_equal(
+	    import_file(f, "gen-hotp-entry3.pskc", NULL, GEN_PASS, 0, &res),
+	    SOTP_OK);
+	check_refused(f, &res, 0, 0, SOTP_R_BAD_INPUT,
+	    "a passphrase was given, but the file is not encrypted "
+	    "(no EncryptionKey)");
+	/* Without a key, the same file imports. */
+	assert_int_equal(
+	    import_file(f, "gen-hotp-entry3.pskc", NULL, NULL, 0, &res),
+	    SOTP_OK);
+	assert_false(res.refused);
+	assert_int_equal(res.imported, 4);
 }
 
 /* TOTP and HOTP keys in one file: entry 3 is event-based. */
@@ -745,6 +952,90 @@ test_pskc_namespace_flood_refused(void **state)
 	    "elements nested more than 32 deep");
 }
 
+/* s converted by iconv(3) to `to`, with `bom` before it: malloc'd. */
+static char *
+recode(const char *s, const char *to, const char *bom, size_t *len)
+{
+	iconv_t cd = iconv_open(to, "UTF-8");
+	size_t inlen = strlen(s), cap = 4 * inlen + 8, outleft;
+	char *out = malloc(cap), *in = (char *)(uintptr_t)s, *o;
+
+	assert_true(cd != (iconv_t)-1);
+	assert_non_null(out);
+	memcpy(out, bom, strlen(bom));
+	o = out + strlen(bom);
+	outleft = cap - strlen(bom);
+	assert_true(iconv(cd, &in, &inlen, &o, &outleft) != (size_t)-1);
+	iconv_close(cd);
+	*len = (size_t)(o - out);
+	return out;
+}
+
+/*
+ * The bounds on the markup are counted in the file's bytes, before the
+ * parse: in UTF-16 or EBCDIC the markup is not in those bytes, and the
+ * bounds let anything through (the parser then spent what they were to
+ * bound). A file in any encoding but UTF-8 is refused, saying which.
+ * Once each of these imported its token past the bound on namespace
+ * declarations in scope, which UTF-8 keeps (the last case).
+ */
+static void
+test_pskc_not_utf8_refused(void **state)
+{
+	static const struct {
+		const char *enc, *bom, *decl, *text;
+	} c[] = {
+	    {"UTF-16LE", "\xff\xfe", "", "UTF-16 (byte order mark)"},
+	    {"UTF-16BE", "", "", "NUL byte"},
+	    {"UTF-16LE", "", " encoding=\"UTF-16\"", "NUL byte"},
+	    {"IBM037", "", " encoding=\"IBM037\"", "not well-formed XML"},
+	    {"UTF-8", "", " encoding='ISO-8859-1'",
+	        "encoding 'ISO-8859-1' in its XML declaration: only UTF-8 "
+	        "is read"},
+	    {"UTF-8", "", " encoding=\"UTF-7\"",
+	        "encoding 'UTF-7' in its XML declaration"},
+	    {"UTF-8", "\xef\xbb\xbf", " encoding=\"utf-8\"",
+	        "more than 64 namespace declarations in scope"},
+	};
+	struct fx *f = *state;
+	struct sotp_import_result res;
+	char head[512], *utf8, *doc;
+	size_t len, i, k;
+
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		snprintf(head, sizeof(head),
+		    "<?xml version=\"1.0\"%s?>\n<KeyContainer Version=\"1.0\""
+		    " xmlns=\"urn:ietf:params:xml:ns:keyprov:pskc\">"
+		    "<KeyPackage><Key Id=\"ENC-%zu\" Algorithm=\"urn:ietf:"
+		    "params:xml:ns:keyprov:pskc:totp\"><Data><Secret>"
+		    "<PlainValue>MTIzNDU2Nzg5MDEyMzQ1Njc4OTA=</PlainValue>"
+		    "</Secret></Data>",
+		    c[i].decl, i);
+		/* 3 x 30 namespace declarations in scope, bound 64. */
+		utf8 = malloc(strlen(head) + 3 * 30 * 24 + 64);
+		assert_non_null(utf8);
+		strcpy(utf8, head);
+		for (k = 0; k < 3 * 30; k++) {
+			if (k % 30 == 0)
+				strcat(utf8, k == 0 ? "<x" : "><x");
+			sprintf(
+			    utf8 + strlen(utf8), " xmlns:p%zu=\"urn:x\"", k);
+		}
+		strcat(
+		    utf8, "></x></x></x></Key></KeyPackage></KeyContainer>\n");
+		doc = recode(utf8, c[i].enc, c[i].bom, &len);
+		assert_int_equal(sotp_import_pskc(f->ctx, doc, len, NULL, 0,
+		                     NULL, NULL, 0, T0, &res),
+		    SOTP_OK);
+		if (!res.refused || strstr(res.reason, c[i].text) == NULL)
+			fail_msg("%s%s: refused %d: '%s'", c[i].enc, c[i].decl,
+			    res.refused, res.reason);
+		check_refused(f, &res, 0, 0, SOTP_R_BAD_INPUT, c[i].text);
+		free(doc);
+		free(utf8);
+	}
+}
+
 /* Attributes, the other quadratic check, are bounded the same way. */
 static void
 test_pskc_attribute_flood_refused(void **state)
@@ -773,24 +1064,184 @@ test_pskc_many_scoped_namespaces_import(void **state)
 {
 	struct fx *f = *state;
 	struct sotp_import_result res;
-	size_t len;
-	char *doc = build_doc(PSKC_ROOT
-	    " Id='a=b&gt;c' xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\">"
-	    "<!-- <x a=1 b=2 xmlns:q='z'> -->",
-	    "<KeyPackage xmlns:a=\"urn:a\" xmlns:b=\"urn:b\" b:c=\"x=y\">"
-	    "<Key Id=\"NS",
-	    "\" Algorithm=\"urn:ietf:params:xml:ns:keyprov:pskc:"
-	    "totp\"><Data><Secret><PlainValue><![CDATA[MTIzNDU2Nzg5MDEyMzQ1"
-	    "Njc4OTA=]]></PlainValue></Secret></Data></Key></KeyPackage>",
-	    1000, "</KeyContainer>\n", &len);
+	char *doc = malloc(1000 * 400 + 512), *p, seed[21], b64[32];
+	unsigned int i;
 
-	assert_int_equal(sotp_import_pskc(f->ctx, doc, len, NULL, 0, NULL, NULL,
-	                     1, T0, &res),
+	assert_non_null(doc);
+	p = doc +
+	    sprintf(doc, "%s",
+	        PSKC_ROOT
+	        " Id='a=b&gt;c' xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\">"
+	        "<!-- <x a=1 b=2 xmlns:q='z'> -->");
+	/* Each its own seed: one seed in two tokens is refused. */
+	for (i = 0; i < 1000; i++) {
+		snprintf(seed, sizeof(seed), "NS-secret-%010u", i);
+		EVP_EncodeBlock(
+		    (unsigned char *)b64, (unsigned char *)seed, 20);
+		p += sprintf(p,
+		    "<KeyPackage xmlns:a=\"urn:a\" xmlns:b=\"urn:b\" "
+		    "b:c=\"x=y\"><Key Id=\"NS%u\" Algorithm=\"urn:ietf:params:"
+		    "xml:ns:keyprov:pskc:totp\"><Data><Secret><PlainValue>"
+		    "<![CDATA[%s]]></PlainValue></Secret></Data></Key>"
+		    "</KeyPackage>",
+		    i, b64);
+	}
+	p += sprintf(p, "</KeyContainer>\n");
+	assert_int_equal(sotp_import_pskc(f->ctx, doc, (size_t)(p - doc), NULL,
+	                     0, NULL, NULL, 1, T0, &res),
 	    SOTP_OK);
 	free(doc);
 	if (res.refused)
 		fail_msg("refused: entry %u: %s", res.entry, res.reason);
 	assert_int_equal(res.imported, 1000);
+}
+
+/*
+ * RFC 6030 section 5: a key whose Policy the recipient does not
+ * understand, or forbids the use at hand, must not be used. Each of
+ * these was once imported as if it had no Policy; T0 is 2026-06-01.
+ */
+static void
+test_pskc_key_policy(void **state)
+{
+	static const struct {
+		const char *policy, *text; /* text NULL: imported */
+	} c[] = {
+	    {"<KeyUsage>OTP</KeyUsage>", NULL},
+	    {"<KeyUsage>CR</KeyUsage><KeyUsage>OTP</KeyUsage>", NULL},
+	    {"<StartDate>2026-05-31T23:59:59Z</StartDate>"
+	     "<ExpiryDate>2026-06-01T00:00:01Z</ExpiryDate>",
+	        NULL},
+	    {"<ExpiryDate>2026-06-01T09:00:01+09:00</ExpiryDate>"
+	     "<StartDate>2026-05-31T18:59:59.5-05:00</StartDate>",
+	        NULL},
+	    {"<KeyUsage>Encrypt</KeyUsage>", "KeyUsage does not include OTP"},
+	    {"<ExpiryDate>2026-05-31T23:59:59Z</ExpiryDate>",
+	        "ExpiryDate 2026-05-31T23:59:59Z has passed"},
+	    {"<ExpiryDate>2026-06-01T08:59:59+09:00</ExpiryDate>",
+	        "ExpiryDate 2026-06-01T08:59:59+09:00 has passed"},
+	    {"<StartDate>2026-06-01T00:00:01Z</StartDate>",
+	        "StartDate 2026-06-01T00:00:01Z is still to come"},
+	    {"<StartDate>June 1st</StartDate>",
+	        "StartDate 'June 1st' is not an xs:dateTime"},
+	    {"<NumberOfTransactions>10</NumberOfTransactions>",
+	        "NumberOfTransactions: a key for a number of uses"},
+	    {"<MaxUses xmlns=\"urn:vendor\">3</MaxUses>",
+	        "Policy holds 'MaxUses', which is not understood"},
+	};
+	struct fx *f = *state;
+	struct sotp_import_result res;
+	char doc[2048];
+	size_t i;
+
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		snprintf(doc, sizeof(doc),
+		    PSKC_ROOT "><KeyPackage><Key Id=\"POL-%zu\" Algorithm=\""
+		              "urn:ietf:params:xml:ns:keyprov:pskc:totp\">"
+		              "<Data><Secret><PlainValue>MTIzNDU2Nzg5MDEyMzQ1"
+		              "Njc4OTA=</PlainValue></Secret></Data>"
+		              "<Policy>%s</Policy></Key></KeyPackage>"
+		              "</KeyContainer>\n",
+		    i, c[i].policy);
+		assert_int_equal(sotp_import_pskc(f->ctx, doc, strlen(doc),
+		                     NULL, 0, NULL, NULL, 1, T0, &res),
+		    SOTP_OK);
+		if (c[i].text == NULL && res.refused)
+			fail_msg("%s: refused: %s", c[i].policy, res.reason);
+		if (c[i].text != NULL &&
+		    (!res.refused || strstr(res.reason, c[i].text) == NULL))
+			fail_msg("%s: refused %d '%s', not '%s'", c[i].policy,
+			    res.refused, res.reason, c[i].text);
+		if (c[i].text != NULL)
+			check_refused(
+			    f, &res, 0, 1, SOTP_R_BAD_INPUT, c[i].text);
+	}
+}
+
+/*
+ * An element read for its value, twice in one place: the first counted,
+ * and a reader of the file (a vendor's tool, a person) may well take the
+ * other. Each of these once imported its first.
+ */
+static void
+test_pskc_read_twice_refused(void **state)
+{
+	static const struct {
+		const char *inner, *text;
+	} c[] = {
+	    {"<DeviceInfo><SerialNo>TW-A</SerialNo><SerialNo>TW-B</SerialNo>"
+	     "</DeviceInfo><Key Id=\"TW-1\" Algorithm=\"urn:ietf:params:xml:"
+	     "ns:keyprov:pskc:totp\"><Data><Secret><PlainValue>MTIzNDU2Nzg5"
+	     "MDEyMzQ1Njc4OTA=</PlainValue></Secret></Data></Key>",
+	        "DeviceInfo holds 2 SerialNo elements"},
+	    {"<Key Id=\"TW-2\" Algorithm=\"urn:ietf:params:xml:ns:keyprov:"
+	     "pskc:totp\"><Data><Secret><PlainValue>MTIzNDU2Nzg5MDEyMzQ1Njc4"
+	     "OTA=</PlainValue></Secret><Secret><PlainValue>OTg3NjU0MzIxMDk4"
+	     "NzY1NDMyMTA=</PlainValue></Secret></Data></Key>",
+	        "Data holds 2 Secret elements: one is read, so one is "
+	        "allowed"},
+	    {"<Key Id=\"TW-3\" Algorithm=\"urn:ietf:params:xml:ns:keyprov:"
+	     "pskc:totp\"><Data><Secret><PlainValue>MTIzNDU2Nzg5MDEyMzQ1Njc4"
+	     "OTA=</PlainValue></Secret></Data><Policy><ExpiryDate>2030-01-"
+	     "01T00:00:00Z</ExpiryDate></Policy><Policy><ExpiryDate>2020-01-"
+	     "01T00:00:00Z</ExpiryDate></Policy></Key>",
+	        "Key holds 2 Policy elements"},
+	};
+	struct fx *f = *state;
+	struct sotp_import_result res;
+	char doc[2048];
+	size_t i;
+
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		snprintf(doc, sizeof(doc),
+		    PSKC_ROOT "><KeyPackage>%s</KeyPackage></KeyContainer>\n",
+		    c[i].inner);
+		assert_int_equal(sotp_import_pskc(f->ctx, doc, strlen(doc),
+		                     NULL, 0, NULL, NULL, 0, T0, &res),
+		    SOTP_OK);
+		if (!res.refused || strstr(res.reason, c[i].text) == NULL)
+			fail_msg("case %zu: refused %d '%s'", i, res.refused,
+			    res.reason);
+		check_refused(f, &res, 0, 1, SOTP_R_BAD_INPUT, c[i].text);
+	}
+}
+
+/*
+ * [migration] pskc_signed = yes: an import without the vendor's
+ * certificate is refused before the file is read, whether the file is
+ * signed or not; the operator's memory of --signer is not the control.
+ * Once imported.
+ */
+static void
+test_pskc_policy_wants_signed(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_import_result res;
+	struct sotp_ctx *ctx = NULL;
+	char conf[160], cmd[1024];
+	size_t len;
+	char *buf = slurp("gen-hotp-entry3.pskc", &len);
+
+	snprintf(conf, sizeof(conf), "%s/signed.conf", f->dir);
+	snprintf(cmd, sizeof(cmd),
+	    "sed 's/^pskc_signed = no$/pskc_signed = yes/' %s > %s &&"
+	    " grep -q '^pskc_signed = yes$' %s",
+	    f->conf, conf, conf);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
+	assert_int_equal(sotp_ctx_load(ctx, conf), SOTP_OK);
+	assert_int_equal(
+	    sotp_import_pskc(ctx, buf, len, NULL, 0, NULL, NULL, 0, T0, &res),
+	    SOTP_OK);
+	check_refused(f, &res, 0, 0, SOTP_R_BAD_INPUT,
+	    "the policy takes only signed PSKC files ([migration] "
+	    "pskc_signed = yes): give the vendor's certificate (--signer)");
+	/* CSV carries no signature: the policy is about PSKC alone. */
+	assert_int_equal(
+	    import_file(f, "good.csv", NULL, NULL, 1, &res), SOTP_OK);
+	assert_false(res.refused);
+	sotp_ctx_free(ctx);
+	free(buf);
 }
 
 /* ---- CSV ---- */
@@ -854,6 +1305,12 @@ test_pskc_csv_refusals(void **state)
 	        SOTP_R_BAD_INPUT, "not both"},
 	    {"A B,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n", 1, SOTP_R_BAD_INPUT,
 	        "serial"},
+	    {"A,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n"
+	     "B,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJR\n"
+	     "C,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n",
+	        3, SOTP_R_BAD_INPUT,
+	        "the same secret as line 1: each token needs a seed of its "
+	        "own"},
 	    {"just-a-serial\n", 1, SOTP_R_BAD_INPUT, "want serial,"},
 	    {"# nothing\n\n", 0, SOTP_R_BAD_INPUT, "no token"},
 	};
@@ -1054,15 +1511,23 @@ main(void)
 	    T(test_pskc_dry_run_stores_nothing),
 	    T(test_pskc_wrong_key_refused),
 	    T(test_pskc_bad_mac_refused),
+	    T(test_pskc_forged_mac_key_refused),
+	    T(test_pskc_same_secret_refused),
 	    T(test_pskc_truncated_refused),
 	    T(test_pskc_duplicates_refused),
 	    T(test_pskc_entry3_hotp_mixed),
+	    T(test_pskc_plain_secret_in_encrypted_file_refused),
+	    T(test_pskc_key_given_for_plain_file_refused),
 	    T(test_pskc_pbkdf2_xenc11_namespace),
 	    T(test_pskc_csv_hotp),
 	    T(test_pskc_doctype_refused),
 	    T(test_pskc_namespace_flood_refused),
 	    T(test_pskc_attribute_flood_refused),
+	    T(test_pskc_not_utf8_refused),
 	    T(test_pskc_many_scoped_namespaces_import),
+	    T(test_pskc_key_policy),
+	    T(test_pskc_read_twice_refused),
+	    T(test_pskc_policy_wants_signed),
 	    T(test_pskc_csv_import),
 	    T(test_pskc_csv_refusals),
 	    T(test_pskc_store_batch_rollback),
