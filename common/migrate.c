@@ -819,6 +819,7 @@ sotp_contract_import(struct sotp_ctx *ctx, const char *buf, size_t len,
 	m->cb = cb;
 	m->arg = arg;
 	m->res = res;
+	m->hc.pol = &ctx->pol;
 	if ((rc = check_all(m)) != SOTP_OK) {
 		sotp_ctx_seterr(ctx, "contract import: line %lu: %s", m->r.line,
 		    sotp_store_errmsg(ctx->st));

@@ -138,6 +138,7 @@ check "a bound token for the TOKEN_IN_USE line" cli token add MIG-T3 --secret "$
 	echo "G20"
 	echo "G21,$Y,otp,,MIG-T3,closed"
 	echo "G22,$Y,otp,$(echo $G | sed 's/\(..........\)/\1 /g')"
+	echo "G23,\$2b\$31\$${B#\$2b\$04\$}"
 } >"$SB/bad.csv"
 check_rc 1 "a file of bad records is refused" cli contract import "$SB/bad.csv"
 refused_line 3 BAD_INPUT "contract ID 'A?B'"
@@ -159,8 +160,9 @@ refused_line 19 EXISTS "contract 'M0000001' is already in the store"
 refused_line 20 BAD_INPUT "more than 6 fields"
 refused_line 21 BAD_INPUT "want contract,pwhash"
 refused_line 22 STILL_BOUND "a closed contract cannot hold a token"
-check "exactly those 19 lines refused" test "$(grep -c '\.csv:[0-9][0-9]*: refused:' "$ERR")" -eq 19
-check "the summary" contains "$ERR" "refused: 19 of 22 records; nothing imported"
+refused_line 24 BAD_INPUT "pwhash: password hash costs too much to check at each login (bcrypt cost above 15"
+check "exactly those 20 lines refused" test "$(grep -c '\.csv:[0-9][0-9]*: refused:' "$ERR")" -eq 20
+check "the summary" contains "$ERR" "refused: 20 of 23 records; nothing imported"
 refused UNKNOWN_CONTRACT "nothing half-imported: G1 is not there" cli contract show G1
 refused UNKNOWN_CONTRACT "nor G22" cli contract show G22
 check "no secret in the refusals" sh -c '! grep -qF -e "$1" -e "$2" "$3"' sh "${Y##*\$}" "$G" "$ERR"
