@@ -252,7 +252,7 @@ parse_csv(struct mig *m, const char *text, size_t n)
 	size_t i = 0, o = 0, start, end;
 	int nf = 0;
 
-	while (nf < REC_FIELDS) {
+	for (;;) {
 		for (start = i; i < n && text[i] != ','; i++)
 			;
 		for (end = i; start < end && blank(text[start]); start++)
@@ -262,13 +262,18 @@ parse_csv(struct mig *m, const char *text, size_t n)
 		put_field(r, &o, nf++, text + start, end - start);
 		if (i >= n)
 			break;
+		/*
+		 * A comma opens one more field, empty or not: "...,serial,"
+		 * is six fields, the status empty; one after the sixth is a
+		 * seventh.
+		 */
+		if (nf == REC_FIELDS)
+			return refuse(m, SOTP_R_BAD_INPUT,
+			    "more than %d fields (contract,pwhash,login,card,"
+			    "serial,status)",
+			    REC_FIELDS);
 		i++; /* the comma */
 	}
-	if (i < n || (n > 0 && text[n - 1] == ',' && nf == REC_FIELDS))
-		return refuse(m, SOTP_R_BAD_INPUT,
-		    "more than %d fields (contract,pwhash,login,card,"
-		    "serial,status)",
-		    REC_FIELDS);
 	if (nf < 2)
 		return refuse(m, SOTP_R_BAD_INPUT,
 		    "want contract,pwhash[,login,card,serial,status]");
@@ -487,11 +492,12 @@ check_card(struct mig *m)
 			return refuse(m, SOTP_R_BAD_INPUT,
 			    "card: only digits (and blanks, '-' or '/' "
 			    "between them)");
-		if (n == GRID_MAX)
-			break;
-		r->grid[n++] = *s;
+		/* Counted to the end, kept to GRID_MAX: too many is refused. */
+		if (n < GRID_MAX)
+			r->grid[n] = *s;
+		n++;
 	}
-	r->grid[n] = '\0';
+	r->grid[n < GRID_MAX ? n : GRID_MAX] = '\0';
 	if (n != want && !(n == 0 && r->f[F_CARD][0] == '\0'))
 		return refuse(m, SOTP_R_BAD_INPUT,
 		    "card has %zu digits; the policy's card is %u rows x %u "
