@@ -244,22 +244,73 @@ put_field(struct rec *r, size_t *o, int i, const char *s, size_t n)
 	r->buf[(*o)++] = '\0';
 }
 
-/* contract,pwhash[,login,card,serial,status]; blanks around trimmed. */
+/*
+ * A field in quotes (RFC 4180 section 2, on one line): "" is one quote,
+ * blanks outside the quotes are dropped. *i is at the opening quote;
+ * returns 0, or -1 with m->why unset for the caller to refuse.
+ */
+static int
+csv_quoted(struct rec *r, size_t *o, int nf, const char *text, size_t n,
+    size_t *i, const char **why)
+{
+	r->f[nf] = r->buf + *o;
+	for ((*i)++;; (*i)++) {
+		if (*i >= n) {
+			*why = "a quote opens it and none closes it (a record "
+			       "is one line)";
+			return -1;
+		}
+		if (text[*i] == '"') {
+			if (*i + 1 < n && text[*i + 1] == '"') {
+				r->buf[(*o)++] = '"';
+				(*i)++;
+				continue;
+			}
+			(*i)++;
+			break;
+		}
+		r->buf[(*o)++] = text[*i];
+	}
+	r->buf[(*o)++] = '\0';
+	while (*i < n && blank(text[*i]))
+		(*i)++;
+	if (*i < n && text[*i] != ',') {
+		*why = "text after its closing quote";
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * contract,pwhash[,login,card,serial,status]; blanks around trimmed. A
+ * field may be quoted (export quotes an ID that holds a comma or starts
+ * with '#'); a quoted field ends on its line.
+ */
 static int
 parse_csv(struct mig *m, const char *text, size_t n)
 {
 	struct rec *r = &m->r;
 	size_t i = 0, o = 0, start, end;
+	const char *why = NULL;
 	int nf = 0;
 
 	for (;;) {
-		for (start = i; i < n && text[i] != ','; i++)
-			;
-		for (end = i; start < end && blank(text[start]); start++)
-			;
-		while (end > start && blank(text[end - 1]))
-			end--;
-		put_field(r, &o, nf++, text + start, end - start);
+		while (i < n && blank(text[i]))
+			i++;
+		if (i < n && text[i] == '"') {
+			if (csv_quoted(r, &o, nf, text, n, &i, &why) != 0)
+				return refuse(m, SOTP_R_BAD_INPUT,
+				    "field %d (%s): %s", nf + 1,
+				    field_names[nf], why);
+			nf++;
+		} else {
+			for (start = i; i < n && text[i] != ','; i++)
+				;
+			for (end = i; end > start && blank(text[end - 1]);
+			     end--)
+				;
+			put_field(r, &o, nf++, text + start, end - start);
+		}
 		if (i >= n)
 			break;
 		/*

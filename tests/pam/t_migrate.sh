@@ -226,6 +226,31 @@ check "the JSON lines export round-trips too" sh -c \
     '"$1" --config "$2" export --with-secrets --format jsonl | grep -v "\"MB1\"" | cmp -s - "$3"' \
     sh "$CLI" "$SB/b/b.conf" "$(grep -v '"MB1"' "$SB/full.jsonl" >"$SB/j2" && echo "$SB/j2")"
 
+# -- IDs that CSV must quote: a comma, a leading '#' (a comment line) --
+check "a contract whose ID holds a comma" clin pw-q1 --config "$SB/b/b.conf" contract add 'Q,1'
+check "a contract whose ID starts with '#'" clin pw-q2 --config "$SB/b/b.conf" contract add '#Q2'
+check "CSV export of both" sh -c '"$1" --config "$2" export --with-secrets |
+    grep -F -e "Q,1" -e "#Q2" >"$3"' sh "$CLI" "$SB/b/b.conf" "$SB/q.csv"
+mkdir "$SB/c"
+sed -e "s|^store = .*|store = sqlite:$SB/c/c.db|" "$SB/b/b.conf" >"$SB/c/c.conf"
+check "a third store" cli --config "$SB/c/c.conf" init
+check "the CSV export imports into it" cli --config "$SB/c/c.conf" contract import "$SB/q.csv"
+check "both contracts, none skipped as a comment" contains "$OUT" "imported 2 contracts"
+check "'Q,1' is there" cli --config "$SB/c/c.conf" contract show 'Q,1'
+check "'#Q2' is there" cli --config "$SB/c/c.conf" contract show '#Q2'
+echo "auth required $MOD config=$SB/c/c.conf context=mobile" >"$SVC/c-mobile"
+drv PAM_SUCCESS "'#Q2' logs in with its password after the round trip" \
+    c-mobile '#Q2' pw-q2
+{
+	echo "\"Q3\",\"$Y\" , otp"
+	echo "\"Q4,$Y"
+	echo "\"Q5\"x,$Y"
+} >"$SB/quoted.csv"
+check_rc 1 "quoted fields: an open quote refused" cli --config "$SB/c/c.conf" contract import "$SB/quoted.csv"
+refused_line 2 BAD_INPUT "field 1 (contract): a quote opens it and none closes it"
+refused_line 3 BAD_INPUT "field 1 (contract): text after its closing quote"
+check "and only those two" contains "$ERR" "refused: 2 of 3 records; nothing imported"
+
 # -- rehash on login, when the policy says so --
 sed -i 's/^rehash = no$/rehash = yes/' "$CONF"
 drv PAM_SUCCESS "rehash = yes: M0000001 (sha512crypt) logs in" ib-mobile M0000001 pw-M0000001
