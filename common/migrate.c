@@ -216,6 +216,13 @@ next_line(struct mig *m, size_t *pos, const char **text, size_t *n)
 {
 	const char *nl;
 
+	/*
+	 * A UTF-8 byte order mark (what spreadsheets put before "CSV UTF-8")
+	 * is not part of the first record: without this, line 1 is refused
+	 * as a contract ID of non-ASCII bytes, or its '#' header read as data.
+	 */
+	if (*pos == 0 && m->len >= 3 && memcmp(m->buf, "\xef\xbb\xbf", 3) == 0)
+		*pos = 3;
 	if (*pos >= m->len)
 		return 0;
 	m->r.line++;

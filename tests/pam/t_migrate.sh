@@ -251,6 +251,13 @@ refused_line 2 BAD_INPUT "field 1 (contract): a quote opens it and none closes i
 refused_line 3 BAD_INPUT "field 1 (contract): text after its closing quote"
 check "and only those two" contains "$ERR" "refused: 2 of 3 records; nothing imported"
 
+printf '\357\273\277# contract,pwhash\nBOM1,%s\n' "$Y" >"$SB/bom.csv"
+check "a CSV with a UTF-8 byte order mark imports" cli --config "$SB/c/c.conf" contract import "$SB/bom.csv"
+check "its contract ID without the mark" cli --config "$SB/c/c.conf" contract show BOM1
+printf '\357\273\277{"contract":"BOM2","pwhash":"%s"}\n' "$Y" >"$SB/bom.jsonl"
+check "JSON lines with a byte order mark import" cli --config "$SB/c/c.conf" contract import "$SB/bom.jsonl"
+check "BOM2 is there" cli --config "$SB/c/c.conf" contract show BOM2
+
 # -- rehash on login, when the policy says so --
 sed -i 's/^rehash = no$/rehash = yes/' "$CONF"
 drv PAM_SUCCESS "rehash = yes: M0000001 (sha512crypt) logs in" ib-mobile M0000001 pw-M0000001
