@@ -258,6 +258,38 @@ printf '\357\273\277{"contract":"BOM2","pwhash":"%s"}\n' "$Y" >"$SB/bom.jsonl"
 check "JSON lines with a byte order mark import" cli --config "$SB/c/c.conf" contract import "$SB/bom.jsonl"
 check "BOM2 is there" cli --config "$SB/c/c.conf" contract show BOM2
 
+# -- the file changes between the checking pass and the inserts --
+# The import is held before its inserts by a second connection holding
+# store c's write lock (SQLite in every pass), the file is emptied in
+# place meanwhile, then the lock is let go. What is inserted is what was
+# checked; a mapped file cut under it killed the tool with SIGBUS.
+sed -e 's/^lock_timeout *=.*/lock_timeout = 60000/' "$SB/c/c.conf" >"$SB/c/slow.conf"
+printf 'MV1,%s\nMV2,%s\n' "$Y" "$Y" >"$SB/moving.csv"
+mkfifo "$SB/lockfifo"
+sqlite3 "$SB/c/c.db" <"$SB/lockfifo" >/dev/null 2>&1 &
+locker=$!
+exec 8>"$SB/lockfifo"
+echo 'BEGIN IMMEDIATE;' >&8
+"$CLI" --config "$SB/c/slow.conf" contract import "$SB/moving.csv" >"$OUT" 2>"$ERR" </dev/null 8>&- &
+mv_pid=$!
+# Held once its checking pass is over: it waits for the lock to insert.
+mv_i=0
+until grep -q '^State:.*S (sleeping)' "/proc/$mv_pid/status" 2>/dev/null &&
+    ls -l "/proc/$mv_pid/fd" 2>/dev/null | grep -q "c\.db" || [ $mv_i -ge 200 ]; do
+	sleep 0.05
+	mv_i=$((mv_i + 1))
+done
+sleep 1
+: >"$SB/moving.csv"
+echo 'ROLLBACK;' >&8
+exec 8>&-
+wait "$locker"
+wait "$mv_pid"
+mv_rc=$?
+check "a file emptied under the import: no crash (exit $mv_rc)" test "$mv_rc" -eq 0
+check "what was checked is what is inserted" contains "$OUT" "imported 2 contracts"
+check "MV2 is there" cli --config "$SB/c/c.conf" contract show MV2
+
 # -- rehash on login, when the policy says so --
 sed -i 's/^rehash = no$/rehash = yes/' "$CONF"
 drv PAM_SUCCESS "rehash = yes: M0000001 (sha512crypt) logs in" ib-mobile M0000001 pw-M0000001
