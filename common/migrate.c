@@ -760,6 +760,15 @@ insert_record(struct mig *m, struct sotp_contract_rec *c)
 		return rc;
 	if (r->f[F_SERIAL][0] == '\0')
 		return SOTP_OK;
+	/*
+	 * The token again, now under the write lock: disabled (or bound, or
+	 * gone) since the checking pass, it is not bound; the bind below
+	 * only sees whether it is free.
+	 */
+	if ((rc = check_token(m)) < 0)
+		return rc;
+	if (rc != SOTP_R_ACCEPTED)
+		return LOST;
 	if ((rc = sotp_store_bind_migrated(
 	         m->ctx->st, c->id, r->f[F_SERIAL], c->login, &won)) != SOTP_OK)
 		return rc;

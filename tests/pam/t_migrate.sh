@@ -264,31 +264,53 @@ check "BOM2 is there" cli --config "$SB/c/c.conf" contract show BOM2
 # place meanwhile, then the lock is let go. What is inserted is what was
 # checked; a mapped file cut under it killed the tool with SIGBUS.
 sed -e 's/^lock_timeout *=.*/lock_timeout = 60000/' "$SB/c/c.conf" >"$SB/c/slow.conf"
-printf 'MV1,%s\nMV2,%s\n' "$Y" "$Y" >"$SB/moving.csv"
 mkfifo "$SB/lockfifo"
-sqlite3 "$SB/c/c.db" <"$SB/lockfifo" >/dev/null 2>&1 &
-locker=$!
-exec 8>"$SB/lockfifo"
-echo 'BEGIN IMMEDIATE;' >&8
-"$CLI" --config "$SB/c/slow.conf" contract import "$SB/moving.csv" >"$OUT" 2>"$ERR" </dev/null 8>&- &
-mv_pid=$!
-# Held once its checking pass is over: it waits for the lock to insert.
-mv_i=0
-until grep -q '^State:.*S (sleeping)' "/proc/$mv_pid/status" 2>/dev/null &&
-    ls -l "/proc/$mv_pid/fd" 2>/dev/null | grep -q "c\.db" || [ $mv_i -ge 200 ]; do
-	sleep 0.05
-	mv_i=$((mv_i + 1))
-done
-sleep 1
-: >"$SB/moving.csv"
-echo 'ROLLBACK;' >&8
-exec 8>&-
-wait "$locker"
-wait "$mv_pid"
-mv_rc=$?
-check "a file emptied under the import: no crash (exit $mv_rc)" test "$mv_rc" -eq 0
+# held_import FILE SQL...: contract import FILE into store c, held before
+# its inserts while FILE is emptied and SQL (then COMMIT) runs in the
+# connection that holds the lock; sets held_rc.
+held_import() {
+	hi_file=$1
+	shift
+	sqlite3 "$SB/c/c.db" <"$SB/lockfifo" >/dev/null 2>&1 &
+	hi_locker=$!
+	exec 8>"$SB/lockfifo"
+	echo 'BEGIN IMMEDIATE;' >&8
+	"$CLI" --config "$SB/c/slow.conf" contract import "$hi_file" \
+	    >"$OUT" 2>"$ERR" </dev/null 8>&- &
+	hi_pid=$!
+	# Held once its checking pass is over: it waits for the lock.
+	hi_i=0
+	until grep -q '^State:.*S (sleeping)' "/proc/$hi_pid/status" 2>/dev/null &&
+	    ls -l "/proc/$hi_pid/fd" 2>/dev/null | grep -q "c\.db" ||
+	    [ $hi_i -ge 200 ]; do
+		sleep 0.05
+		hi_i=$((hi_i + 1))
+	done
+	sleep 1
+	: >"$hi_file"
+	for hi_sql in "$@"; do
+		echo "$hi_sql" >&8
+	done
+	echo 'COMMIT;' >&8
+	exec 8>&-
+	wait "$hi_locker"
+	wait "$hi_pid"
+	held_rc=$?
+}
+printf 'MV1,%s\nMV2,%s\n' "$Y" "$Y" >"$SB/moving.csv"
+held_import "$SB/moving.csv"
+check "a file emptied under the import: no crash (exit $held_rc)" test "$held_rc" -eq 0
 check "what was checked is what is inserted" contains "$OUT" "imported 2 contracts"
 check "MV2 is there" cli --config "$SB/c/c.conf" contract show MV2
+# A token disabled by another admin between the passes is not bound.
+check "a token for a migration binding in store c" cli --config "$SB/c/c.conf" token add MIG-D1 --secret "$(secret)"
+printf 'MD1,%s,otp,,MIG-D1,active\n' "$Y" >"$SB/moving2.csv"
+held_import "$SB/moving2.csv" "UPDATE tokens SET disabled = 1 WHERE serial = 'MIG-D1';"
+check "disabled meanwhile: the import is refused (exit $held_rc)" test "$held_rc" -eq 1
+check "... naming the line and the token" contains "$ERR" "moving2.csv:1: refused: token 'MIG-D1' is disabled (TOKEN_DISABLED)"
+refused UNKNOWN_CONTRACT "... and nothing imported: MD1 is not there" \
+    cli --config "$SB/c/c.conf" contract show MD1
+check "the token stays free" sh -c '! "$1" --config "$2" token show MIG-D1 | grep -q "MD1"' sh "$CLI" "$SB/c/c.conf"
 
 # -- rehash on login, when the policy says so --
 sed -i 's/^rehash = no$/rehash = yes/' "$CONF"
