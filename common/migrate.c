@@ -42,6 +42,7 @@
 #define REC_LINE_MAX 4096
 #define REC_FIELDS 6
 #define GRID_MAX (26 * 10)
+#define WORD_MAX 12 /* longest login or status shown in a refusal */
 
 enum { F_CONTRACT, F_PWHASH, F_LOGIN, F_CARD, F_SERIAL, F_STATUS };
 static const char *const field_names[REC_FIELDS] = {
@@ -520,18 +521,42 @@ next_record(struct mig *m, size_t *pos, int *reason)
 
 /* ---- the checks ---- */
 
-static void
-quote(char *dst, size_t dstsz, const char *src)
+/*
+ * A field's value for a refusal, quoted ('A?B': blanks and non-ASCII as
+ * '?'), unless it could be a secret in the wrong column: one with a '$'
+ * (a crypt(3) hash), longer than max (no valid value is: an ID is at
+ * most 63 characters, a login or status word 6: a typo of one is shown
+ * to WORD_MAX), or as many digits as
+ * the policy's card has cells (a card grid). Those are described, never
+ * shown: a file whose columns are out of order would otherwise print
+ * every customer's hash or card on standard error.
+ */
+static const char *
+shown(const struct mig *m, char *dst, size_t dstsz, const char *src, size_t max)
 {
-	size_t i, n = 0;
+	const struct sotp_policy *p = &m->ctx->pol;
+	size_t i, n = strlen(src), digits = 0, other = 0;
 
-	for (i = 0; src[i] != '\0' && n + 4 < dstsz; i++)
-		dst[n++] = src[i] <= ' ' || src[i] > '~' ? '?' : src[i];
-	if (src[i] != '\0') {
-		memcpy(dst + n, "...", 3);
-		n += 3;
+	for (i = 0; i < n; i++) {
+		if (src[i] >= '0' && src[i] <= '9')
+			digits++;
+		else if (!blank(src[i]) && src[i] != '-' && src[i] != '/')
+			other++;
 	}
-	dst[n] = '\0';
+	if (strchr(src, '$') != NULL || n > max ||
+	    (other == 0 && digits >= (size_t)p->card_rows * p->card_cols)) {
+		snprintf(dst, dstsz,
+		    "(%zu characters, not shown: it may be a password hash or "
+		    "card grid in the wrong column)",
+		    n);
+		return dst;
+	}
+	dst[0] = '\'';
+	for (i = 0; i < n && i + 3 < dstsz; i++)
+		dst[i + 1] = src[i] <= ' ' || src[i] > '~' ? '?' : src[i];
+	dst[i + 1] = '\'';
+	dst[i + 2] = '\0';
+	return dst;
 }
 
 /* The grid as given: its digits, with blanks, '-' and '/' ignored. */
@@ -570,15 +595,14 @@ check_fields(struct mig *m)
 {
 	struct rec *r = &m->r;
 	const char *why = NULL, *st;
-	char q[80];
+	char q[128];
 	int rc, weak = 0, reason;
 
 	if (!sotp_id_valid(r->f[F_CONTRACT])) {
-		quote(q, sizeof(q), r->f[F_CONTRACT]);
 		return refuse(m, SOTP_R_BAD_INPUT,
-		    "contract ID '%s' is not 1..64 printable characters "
+		    "contract ID %s is not 1..64 printable characters "
 		    "without blanks or quotes",
-		    q);
+		    shown(m, q, sizeof(q), r->f[F_CONTRACT], SOTP_ID_MAX - 1));
 	}
 	if ((rc = sotp_passwd_usable(&m->hc, r->f[F_PWHASH], &weak, &why)) !=
 	    SOTP_OK)
@@ -588,9 +612,9 @@ check_fields(struct mig *m)
 	r->login = SOTP_LOGIN_OTP;
 	if (r->f[F_LOGIN][0] != '\0' &&
 	    sotp_login_parse(r->f[F_LOGIN], &r->login) != SOTP_OK) {
-		quote(q, sizeof(q), r->f[F_LOGIN]);
 		return refuse(m, SOTP_R_BAD_INPUT,
-		    "login '%s' is not otp, card or none", q);
+		    "login %s is not otp, card or none",
+		    shown(m, q, sizeof(q), r->f[F_LOGIN], WORD_MAX));
 	}
 	if ((reason = check_card(m)) != SOTP_R_ACCEPTED)
 		return reason;
@@ -602,9 +626,9 @@ check_fields(struct mig *m)
 	else if (strcmp(st, "closed") == 0)
 		r->closed = 1;
 	else if (st[0] != '\0' && strcmp(st, "active") != 0) {
-		quote(q, sizeof(q), st);
 		return refuse(m, SOTP_R_BAD_INPUT,
-		    "status '%s' is not active, locked or closed", q);
+		    "status %s is not active, locked or closed",
+		    shown(m, q, sizeof(q), st, WORD_MAX));
 	}
 	if (r->login == SOTP_LOGIN_CARD && r->grid[0] == '\0')
 		return refuse(m, SOTP_R_NO_CARD,
@@ -633,28 +657,29 @@ check_token(struct mig *m)
 	const char *serial = m->r.f[F_SERIAL];
 	const struct sotp_kind *k;
 	struct sotp_token_rec t;
+	char q[128];
 	int rc, reason = SOTP_R_ACCEPTED;
 
+	shown(m, q, sizeof(q), serial, SOTP_ID_MAX - 1);
 	rc = sotp_store_token_get(m->ctx->st, serial, &t);
 	if (rc == SOTP_ERR_NOT_FOUND)
 		return refuse(m, SOTP_R_UNKNOWN_SERIAL,
-		    "no token '%s' in the store (token import comes first)",
-		    serial);
+		    "no token %s in the store (token import comes first)", q);
 	if (rc != SOTP_OK)
 		return rc;
 	k = sotp_policy_kind(&m->ctx->pol, t.kind);
 	if (t.contract[0] != '\0')
 		reason = refuse(m, SOTP_R_TOKEN_IN_USE,
-		    "token '%s' is bound to contract '%s' in the store", serial,
+		    "token %s is bound to contract '%s' in the store", q,
 		    t.contract);
 	else if (t.disabled)
-		reason = refuse(
-		    m, SOTP_R_TOKEN_DISABLED, "token '%s' is disabled", serial);
+		reason =
+		    refuse(m, SOTP_R_TOKEN_DISABLED, "token %s is disabled", q);
 	else if (k != NULL && k->sunset_end != 0 &&
 	    (int64_t)m->now >= k->sunset_end)
 		reason = refuse(m, SOTP_R_TOKEN_SUNSET,
-		    "token '%s' is of kind %s, past its sunset %s", serial,
-		    k->name, k->sunset);
+		    "token %s is of kind %s, past its sunset %s", q, k->name,
+		    k->sunset);
 	sotp_wipe(&t, sizeof(t));
 	return reason;
 }
@@ -670,6 +695,7 @@ check_record(struct mig *m)
 	struct rec *r = &m->r;
 	struct sotp_contract_rec *c = NULL;
 	unsigned long first = 0;
+	char q[128];
 	int reason, rc;
 
 	if ((reason = check_fields(m)) != SOTP_R_ACCEPTED)
@@ -677,26 +703,28 @@ check_record(struct mig *m)
 	if ((rc = idset_add(&m->ids, r->f[F_CONTRACT], r->line, &first)) !=
 	    SOTP_OK)
 		return rc;
+	shown(m, q, sizeof(q), r->f[F_CONTRACT], SOTP_ID_MAX - 1);
 	if (first != 0)
 		return refuse(m, SOTP_R_EXISTS,
-		    "contract '%s' is on line %lu too", r->f[F_CONTRACT],
-		    first);
+		    "contract %s is on line %lu too", q, first);
 	if (r->f[F_SERIAL][0] != '\0') {
 		if ((rc = idset_add(&m->serials, r->f[F_SERIAL], r->line,
 		         &first)) != SOTP_OK)
 			return rc;
 		if (first != 0)
 			return refuse(m, SOTP_R_TOKEN_IN_USE,
-			    "token '%s' is bound on line %lu too",
-			    r->f[F_SERIAL], first);
+			    "token %s is bound on line %lu too",
+			    shown(m, q, sizeof(q), r->f[F_SERIAL],
+			        SOTP_ID_MAX - 1),
+			    first);
 	}
 	if ((c = malloc(sizeof(*c))) == NULL)
 		return SOTP_ERR_NOMEM;
 	rc = sotp_store_contract_get(m->ctx->st, r->f[F_CONTRACT], c);
 	sotp_free_secret(c, sizeof(*c));
 	if (rc == SOTP_OK)
-		return refuse(m, SOTP_R_EXISTS,
-		    "contract '%s' is already in the store", r->f[F_CONTRACT]);
+		return refuse(
+		    m, SOTP_R_EXISTS, "contract %s is already in the store", q);
 	if (rc != SOTP_ERR_NOT_FOUND)
 		return rc;
 	if (r->f[F_SERIAL][0] != '\0')
@@ -730,7 +758,7 @@ static int
 insert_record(struct mig *m, struct sotp_contract_rec *c)
 {
 	struct rec *r = &m->r;
-	char detail[48];
+	char detail[48], q[128];
 	int rc, won = 0;
 
 	memset(c, 0, sizeof(*c));
@@ -749,8 +777,8 @@ insert_record(struct mig *m, struct sotp_contract_rec *c)
 	rc = sotp_store_contract_insert(m->ctx->st, c);
 	if (rc == SOTP_ERR_EXISTS) {
 		refuse(m, SOTP_R_EXISTS,
-		    "contract '%s' was added to the store during the import",
-		    c->id);
+		    "contract %s was added to the store during the import",
+		    shown(m, q, sizeof(q), c->id, SOTP_ID_MAX - 1));
 		return LOST;
 	}
 	snprintf(
@@ -774,7 +802,8 @@ insert_record(struct mig *m, struct sotp_contract_rec *c)
 		return rc;
 	if (!won) {
 		refuse(m, SOTP_R_TOKEN_IN_USE,
-		    "token '%s' was bound during the import", r->f[F_SERIAL]);
+		    "token %s was bound during the import",
+		    shown(m, q, sizeof(q), r->f[F_SERIAL], SOTP_ID_MAX - 1));
 		return LOST;
 	}
 	m->res->bindings++;

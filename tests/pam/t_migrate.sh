@@ -139,8 +139,14 @@ check "a bound token for the TOKEN_IN_USE line" cli token add MIG-T3 --secret "$
 	echo "G21,$Y,otp,,MIG-T3,closed"
 	echo "G22,$Y,otp,$(echo $G | sed 's/\(..........\)/\1 /g')"
 	echo "G23,\$2b\$31\$${B#\$2b\$04\$}"
+	echo "G24,$Y,$G"
+	echo "G25,$Y,otp,,$G"
+	echo "$Y,G26"
+	echo "G27,$Y,otp,,,$Y"
+	echo "G28,otp,$Y"
 } >"$SB/bad.csv"
 check_rc 1 "a file of bad records is refused" cli contract import "$SB/bad.csv"
+cp "$ERR" "$SB/bad.err"
 refused_line 3 BAD_INPUT "contract ID 'A?B'"
 refused_line 4 BAD_INPUT "pwhash: hash checksum has the wrong length"
 refused_line 5 BAD_INPUT "pwhash: password hash is locked or disabled"
@@ -161,11 +167,19 @@ refused_line 20 BAD_INPUT "more than 6 fields"
 refused_line 21 BAD_INPUT "want contract,pwhash"
 refused_line 22 STILL_BOUND "a closed contract cannot hold a token"
 refused_line 24 BAD_INPUT "pwhash: password hash costs too much to check at each login (bcrypt cost above 15"
-check "exactly those 20 lines refused" test "$(grep -c '\.csv:[0-9][0-9]*: refused:' "$ERR")" -eq 20
-check "the summary" contains "$ERR" "refused: 20 of 23 records; nothing imported"
+# Columns out of order: a hash or card grid where a word or an ID
+# belongs is described, never printed.
+refused_line 25 BAD_INPUT "login (50 characters, not shown: it may be a password hash or card grid in the wrong column)"
+refused_line 26 UNKNOWN_SERIAL "no token (50 characters, not shown"
+refused_line 27 BAD_INPUT "contract ID ([0-9]* characters, not shown"
+refused_line 28 BAD_INPUT "status ([0-9]* characters, not shown"
+refused_line 29 BAD_INPUT "pwhash: "
+check "exactly those 25 lines refused" test "$(grep -c '\.csv:[0-9][0-9]*: refused:' "$ERR")" -eq 25
+check "the summary" contains "$ERR" "refused: 25 of 28 records; nothing imported"
 refused UNKNOWN_CONTRACT "nothing half-imported: G1 is not there" cli contract show G1
 refused UNKNOWN_CONTRACT "nor G22" cli contract show G22
-check "no secret in the refusals" sh -c '! grep -qF -e "$1" -e "$2" "$3"' sh "${Y##*\$}" "$G" "$ERR"
+# (The import's own standard error: $ERR is the last command's.)
+check "no secret in the refusals" sh -c '! grep -qF -e "$1" -e "$2" "$3"' sh "${Y##*\$}" "$G" "$SB/bad.err"
 {
 	echo "{\"contract\":\"JB1\",\"pwhash\":\"$Y\",\"mood\":\"good\"}"
 	echo "{\"contract\":\"JB2\",\"pwhash\":\"$Y\",\"login\":1}"
