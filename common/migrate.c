@@ -21,8 +21,9 @@
  * file with no refusal is read again, inside one store transaction, and
  * inserted: the store's write lock is held for the inserts alone, never
  * while the file is checked. A record that the store refuses in that pass
- * (another admin added the contract meanwhile) is reported with its line
- * and rolls the whole import back.
+ * (another admin added the contract meanwhile, or bound or disabled its
+ * token: a binding's token is checked again under the lock) is reported
+ * with its line and rolls the whole import back.
  *
  * A serial binds the token without a live code: a migration binding,
  * allowed by the policy's [migration] binding, audited as
