@@ -895,6 +895,25 @@ summary(struct mig *m, int dry_run)
 	    res->refused > 0 ? SOTP_R_BAD_INPUT : SOTP_R_ACCEPTED, detail);
 }
 
+/*
+ * An import that could not run to its end (a store or key error) is an
+ * admin action too: its row says so, and where. Best effort (the store
+ * may be what failed); the ctx keeps the error it had.
+ */
+static void
+failed(struct mig *m, int rc)
+{
+	char detail[160], err[sizeof(m->ctx->err)];
+
+	sotp_strlcpy(err, sotp_ctx_errmsg(m->ctx), sizeof(err));
+	snprintf(detail, sizeof(detail),
+	    "%s: %s pass, line %lu: %s; nothing imported", fmt_name(m->fmt),
+	    m->pass == 1 ? "checking" : "insert", m->r.line, sotp_rc_name(rc));
+	(void)sotp_audit(m->ctx, m->now, "contract.import", NULL, NULL, NULL,
+	    "error", sotp_reason_from_rc(rc), detail);
+	sotp_ctx_seterr(m->ctx, "%s", err);
+}
+
 int
 sotp_contract_import(struct sotp_ctx *ctx, const char *buf, size_t len,
     enum sotp_record_format fmt, int dry_run, time_t now,
@@ -935,6 +954,8 @@ sotp_contract_import(struct sotp_ctx *ctx, const char *buf, size_t len,
 	if (rc == SOTP_OK)
 		summary(m, dry_run);
 out:
+	if (rc != SOTP_OK)
+		failed(m, rc);
 	idset_free(&m->ids);
 	idset_free(&m->serials);
 	sotp_free_secret(m, sizeof(*m));

@@ -326,6 +326,16 @@ refused UNKNOWN_CONTRACT "... and nothing imported: MD1 is not there" \
     cli --config "$SB/c/c.conf" contract show MD1
 check "the token stays free" sh -c '! "$1" --config "$2" token show MIG-D1 | grep -q "MD1"' sh "$CLI" "$SB/c/c.conf"
 
+# An import the store fails part way is audited as an error.
+check "contract inserts refused by a trigger" sqlite3 "$SB/c/c.db" \
+    "CREATE TRIGGER no_contracts BEFORE INSERT ON contracts BEGIN SELECT RAISE(ABORT, 'contracts refused'); END;"
+printf 'ER1,%s\n' "$Y" >"$SB/er.csv"
+check_rc 2 "an import whose insert fails: an error" cli --config "$SB/c/c.conf" contract import "$SB/er.csv"
+check "... audited as an error, naming the pass and line" sh -c \
+    '"$1" --config "$2" audit | grep -q "contract\.import error .*detail=csv: insert pass, line 1: .*; nothing imported"' \
+    sh "$CLI" "$SB/c/c.conf"
+check "drop the trigger" sqlite3 "$SB/c/c.db" "DROP TRIGGER no_contracts;"
+
 # -- rehash on login, when the policy says so --
 sed -i 's/^rehash = no$/rehash = yes/' "$CONF"
 drv PAM_SUCCESS "rehash = yes: M0000001 (sha512crypt) logs in" ib-mobile M0000001 pw-M0000001
