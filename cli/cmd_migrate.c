@@ -7,9 +7,10 @@
  *	    [--output FILE]
  *	shinkin-otp backup FILE
  *
- * The import file is mapped, not read into the heap: it holds password
- * hashes and card grids for up to millions of customers, and a mapping
- * leaves no copy of them behind in freed memory.
+ * The import file is read into an anonymous mapping of its own, not
+ * into the heap: it holds password hashes and card grids for up to
+ * millions of customers, and the mapping is wiped before it is unmapped,
+ * leaving no copy of them behind in freed memory.
  */
 #include "cli.h"
 
@@ -121,6 +122,57 @@ import_report(const struct cli *c,
 	return CLI_EXIT_OK;
 }
 
+/*
+ * The file's bytes as they are now, in an anonymous mapping (len > 0).
+ * Not a mapping of the file: that shows what the file holds when each
+ * page is first read, so records changed between the checking pass and
+ * the inserts would go in unchecked, and a file cut short meanwhile
+ * kills the tool with SIGBUS. A file that changes while it is read is
+ * refused: its last line may be cut.
+ */
+static int
+snapshot(struct cli *c, int fd, const struct stat *st0, size_t len, void **out)
+{
+	struct stat st;
+	void *map;
+	size_t n = 0;
+	ssize_t r = 0;
+	char extra;
+
+	*out = MAP_FAILED;
+	map = mmap(NULL, len, PROT_READ | PROT_WRITE,
+	    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (map == MAP_FAILED) {
+		cli_warn(c, "cannot hold the file: %s", strerror(errno));
+		return CLI_EXIT_ERROR;
+	}
+	(void)madvise(map, len, MADV_DONTDUMP); /* secrets: not in a core */
+	while (n < len) {
+		r = read(fd, (char *)map + n, len - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+	}
+	if (r < 0) {
+		cli_warn(c, "%s", strerror(errno));
+	} else if (n != len || read(fd, &extra, 1) != 0 ||
+	    fstat(fd, &st) != 0 || st.st_size != st0->st_size ||
+	    st.st_mtim.tv_sec != st0->st_mtim.tv_sec ||
+	    st.st_mtim.tv_nsec != st0->st_mtim.tv_nsec) {
+		cli_warn(c,
+		    "the file changed while it was read; run the "
+		    "import again once it is complete");
+	} else {
+		*out = map;
+		return CLI_EXIT_OK;
+	}
+	sotp_wipe(map, n);
+	munmap(map, len);
+	return CLI_EXIT_ERROR;
+}
+
 int
 cmd_contract_import(struct cli *c, int argc, char **argv)
 {
@@ -167,23 +219,18 @@ cmd_contract_import(struct cli *c, int argc, char **argv)
 		goto out;
 	}
 	len = (size_t)st.st_size;
-	if (len > 0 &&
-	    (map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0)) ==
-	        MAP_FAILED) {
-		cli_warn(c, "cannot map the file: %s", strerror(errno));
-		ex = CLI_EXIT_ERROR;
+	if (len > 0 && (ex = snapshot(c, fd, &st, len, &map)) != 0)
 		goto out;
-	}
-	if (len > 0)
-		(void)madvise(map, len, MADV_SEQUENTIAL);
 	refusals.c = c;
 	refusals.path = pos[0];
 	rc = sotp_contract_import(c->ctx, len > 0 ? map : "", len, fmt, dry_run,
 	    c->now, print_refusal, &refusals, &res);
 	ex = rc != SOTP_OK ? cli_error(c, rc) : import_report(c, &res, dry_run);
 out:
-	if (map != MAP_FAILED)
+	if (map != MAP_FAILED) {
+		sotp_wipe(map, len);
 		munmap(map, len);
+	}
 	if (fd >= 0)
 		close(fd);
 	return ex;

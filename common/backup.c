@@ -75,12 +75,36 @@ json_member(char *out, size_t outsz, size_t o, const char *name,
 	return o;
 }
 
+/*
+ * An ID as a CSV field: quoted (RFC 4180) when it holds a comma or a
+ * quote, or starts with '#' (import would take its line for a comment),
+ * so that import reads back the same ID. IDs hold no blank or newline.
+ */
+static const char *
+csv_id(char *out, size_t outsz, const char *id)
+{
+	size_t o = 0;
+
+	if (id[0] != '#' && strpbrk(id, ",\"") == NULL)
+		return id;
+	out[o++] = '"';
+	for (; *id != '\0' && o + 3 < outsz; id++) {
+		if (*id == '"')
+			out[o++] = '"';
+		out[o++] = *id;
+	}
+	out[o++] = '"';
+	out[o] = '\0';
+	return out;
+}
+
 static int
 export_row(void *arg, const struct sotp_contract_rec *c)
 {
 	struct exp *e = arg;
 	const char *login = sotp_login_name(c->login);
 	const char *pwhash = e->secrets ? c->pwhash : "";
+	char qid[2 * SOTP_ID_MAX + 3], qserial[2 * SOTP_ID_MAX + 3];
 	size_t len = 0, o;
 	int n;
 
@@ -99,7 +123,9 @@ export_row(void *arg, const struct sotp_contract_rec *c)
 	}
 	if (e->fmt == SOTP_FMT_CSV) {
 		n = snprintf(e->line, sizeof(e->line), "%s,%s,%s,%s,%s,%s\n",
-		    c->id, pwhash, login, e->grid, c->serial, status_name(c));
+		    csv_id(qid, sizeof(qid), c->id), pwhash, login, e->grid,
+		    csv_id(qserial, sizeof(qserial), c->serial),
+		    status_name(c));
 		o = n < 0 ? sizeof(e->line) : (size_t)n;
 	} else {
 		e->line[0] = '{';

@@ -243,6 +243,9 @@ csv_read(struct sotp_import_batch *b, const char *buf, size_t len)
 	unsigned int pos = 0;
 	int rc = SOTP_OK;
 
+	/* A UTF-8 byte order mark is not part of the first line's serial. */
+	if (len >= 3 && memcmp(buf, "\xef\xbb\xbf", 3) == 0)
+		i = 3;
 	while (i < len && rc == SOTP_OK) {
 		pos++;
 		for (n = 0; i < len && buf[i] != '\n'; i++) {

@@ -21,8 +21,9 @@
  * file with no refusal is read again, inside one store transaction, and
  * inserted: the store's write lock is held for the inserts alone, never
  * while the file is checked. A record that the store refuses in that pass
- * (another admin added the contract meanwhile) is reported with its line
- * and rolls the whole import back.
+ * (another admin added the contract meanwhile, or bound or disabled its
+ * token: a binding's token is checked again under the lock) is reported
+ * with its line and rolls the whole import back.
  *
  * A serial binds the token without a live code: a migration binding,
  * allowed by the policy's [migration] binding, audited as
@@ -42,6 +43,7 @@
 #define REC_LINE_MAX 4096
 #define REC_FIELDS 6
 #define GRID_MAX (26 * 10)
+#define WORD_MAX 12 /* longest login or status shown in a refusal */
 
 enum { F_CONTRACT, F_PWHASH, F_LOGIN, F_CARD, F_SERIAL, F_STATUS };
 static const char *const field_names[REC_FIELDS] = {
@@ -216,6 +218,13 @@ next_line(struct mig *m, size_t *pos, const char **text, size_t *n)
 {
 	const char *nl;
 
+	/*
+	 * A UTF-8 byte order mark (what spreadsheets put before "CSV UTF-8")
+	 * is not part of the first record: without this, line 1 is refused
+	 * as a contract ID of non-ASCII bytes, or its '#' header read as data.
+	 */
+	if (*pos == 0 && m->len >= 3 && memcmp(m->buf, "\xef\xbb\xbf", 3) == 0)
+		*pos = 3;
 	if (*pos >= m->len)
 		return 0;
 	m->r.line++;
@@ -244,31 +253,87 @@ put_field(struct rec *r, size_t *o, int i, const char *s, size_t n)
 	r->buf[(*o)++] = '\0';
 }
 
-/* contract,pwhash[,login,card,serial,status]; blanks around trimmed. */
+/*
+ * A field in quotes (RFC 4180 section 2, on one line): "" is one quote,
+ * blanks outside the quotes are dropped. *i is at the opening quote;
+ * returns 0, or -1 with m->why unset for the caller to refuse.
+ */
+static int
+csv_quoted(struct rec *r, size_t *o, int nf, const char *text, size_t n,
+    size_t *i, const char **why)
+{
+	r->f[nf] = r->buf + *o;
+	for ((*i)++;; (*i)++) {
+		if (*i >= n) {
+			*why = "a quote opens it and none closes it (a record "
+			       "is one line)";
+			return -1;
+		}
+		if (text[*i] == '"') {
+			if (*i + 1 < n && text[*i + 1] == '"') {
+				r->buf[(*o)++] = '"';
+				(*i)++;
+				continue;
+			}
+			(*i)++;
+			break;
+		}
+		r->buf[(*o)++] = text[*i];
+	}
+	r->buf[(*o)++] = '\0';
+	while (*i < n && blank(text[*i]))
+		(*i)++;
+	if (*i < n && text[*i] != ',') {
+		*why = "text after its closing quote";
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * contract,pwhash[,login,card,serial,status]; blanks around trimmed. A
+ * field may be quoted (export quotes an ID that holds a comma or starts
+ * with '#'); a quoted field ends on its line.
+ */
 static int
 parse_csv(struct mig *m, const char *text, size_t n)
 {
 	struct rec *r = &m->r;
 	size_t i = 0, o = 0, start, end;
+	const char *why = NULL;
 	int nf = 0;
 
-	while (nf < REC_FIELDS) {
-		for (start = i; i < n && text[i] != ','; i++)
-			;
-		for (end = i; start < end && blank(text[start]); start++)
-			;
-		while (end > start && blank(text[end - 1]))
-			end--;
-		put_field(r, &o, nf++, text + start, end - start);
+	for (;;) {
+		while (i < n && blank(text[i]))
+			i++;
+		if (i < n && text[i] == '"') {
+			if (csv_quoted(r, &o, nf, text, n, &i, &why) != 0)
+				return refuse(m, SOTP_R_BAD_INPUT,
+				    "field %d (%s): %s", nf + 1,
+				    field_names[nf], why);
+			nf++;
+		} else {
+			for (start = i; i < n && text[i] != ','; i++)
+				;
+			for (end = i; end > start && blank(text[end - 1]);
+			     end--)
+				;
+			put_field(r, &o, nf++, text + start, end - start);
+		}
 		if (i >= n)
 			break;
+		/*
+		 * A comma opens one more field, empty or not: "...,serial,"
+		 * is six fields, the status empty; one after the sixth is a
+		 * seventh.
+		 */
+		if (nf == REC_FIELDS)
+			return refuse(m, SOTP_R_BAD_INPUT,
+			    "more than %d fields (contract,pwhash,login,card,"
+			    "serial,status)",
+			    REC_FIELDS);
 		i++; /* the comma */
 	}
-	if (i < n || (n > 0 && text[n - 1] == ',' && nf == REC_FIELDS))
-		return refuse(m, SOTP_R_BAD_INPUT,
-		    "more than %d fields (contract,pwhash,login,card,"
-		    "serial,status)",
-		    REC_FIELDS);
 	if (nf < 2)
 		return refuse(m, SOTP_R_BAD_INPUT,
 		    "want contract,pwhash[,login,card,serial,status]");
@@ -457,18 +522,42 @@ next_record(struct mig *m, size_t *pos, int *reason)
 
 /* ---- the checks ---- */
 
-static void
-quote(char *dst, size_t dstsz, const char *src)
+/*
+ * A field's value for a refusal, quoted ('A?B': blanks and non-ASCII as
+ * '?'), unless it could be a secret in the wrong column: one with a '$'
+ * (a crypt(3) hash), longer than max (no valid value is: an ID is at
+ * most 63 characters, a login or status word 6: a typo of one is shown
+ * to WORD_MAX), or as many digits as
+ * the policy's card has cells (a card grid). Those are described, never
+ * shown: a file whose columns are out of order would otherwise print
+ * every customer's hash or card on standard error.
+ */
+static const char *
+shown(const struct mig *m, char *dst, size_t dstsz, const char *src, size_t max)
 {
-	size_t i, n = 0;
+	const struct sotp_policy *p = &m->ctx->pol;
+	size_t i, n = strlen(src), digits = 0, other = 0;
 
-	for (i = 0; src[i] != '\0' && n + 4 < dstsz; i++)
-		dst[n++] = src[i] <= ' ' || src[i] > '~' ? '?' : src[i];
-	if (src[i] != '\0') {
-		memcpy(dst + n, "...", 3);
-		n += 3;
+	for (i = 0; i < n; i++) {
+		if (src[i] >= '0' && src[i] <= '9')
+			digits++;
+		else if (!blank(src[i]) && src[i] != '-' && src[i] != '/')
+			other++;
 	}
-	dst[n] = '\0';
+	if (strchr(src, '$') != NULL || n > max ||
+	    (other == 0 && digits >= (size_t)p->card_rows * p->card_cols)) {
+		snprintf(dst, dstsz,
+		    "(%zu characters, not shown: it may be a password hash or "
+		    "card grid in the wrong column)",
+		    n);
+		return dst;
+	}
+	dst[0] = '\'';
+	for (i = 0; i < n && i + 3 < dstsz; i++)
+		dst[i + 1] = src[i] <= ' ' || src[i] > '~' ? '?' : src[i];
+	dst[i + 1] = '\'';
+	dst[i + 2] = '\0';
+	return dst;
 }
 
 /* The grid as given: its digits, with blanks, '-' and '/' ignored. */
@@ -487,11 +576,12 @@ check_card(struct mig *m)
 			return refuse(m, SOTP_R_BAD_INPUT,
 			    "card: only digits (and blanks, '-' or '/' "
 			    "between them)");
-		if (n == GRID_MAX)
-			break;
-		r->grid[n++] = *s;
+		/* Counted to the end, kept to GRID_MAX: too many is refused. */
+		if (n < GRID_MAX)
+			r->grid[n] = *s;
+		n++;
 	}
-	r->grid[n] = '\0';
+	r->grid[n < GRID_MAX ? n : GRID_MAX] = '\0';
 	if (n != want && !(n == 0 && r->f[F_CARD][0] == '\0'))
 		return refuse(m, SOTP_R_BAD_INPUT,
 		    "card has %zu digits; the policy's card is %u rows x %u "
@@ -506,15 +596,14 @@ check_fields(struct mig *m)
 {
 	struct rec *r = &m->r;
 	const char *why = NULL, *st;
-	char q[80];
+	char q[128];
 	int rc, weak = 0, reason;
 
 	if (!sotp_id_valid(r->f[F_CONTRACT])) {
-		quote(q, sizeof(q), r->f[F_CONTRACT]);
 		return refuse(m, SOTP_R_BAD_INPUT,
-		    "contract ID '%s' is not 1..64 printable characters "
+		    "contract ID %s is not 1..64 printable characters "
 		    "without blanks or quotes",
-		    q);
+		    shown(m, q, sizeof(q), r->f[F_CONTRACT], SOTP_ID_MAX - 1));
 	}
 	if ((rc = sotp_passwd_usable(&m->hc, r->f[F_PWHASH], &weak, &why)) !=
 	    SOTP_OK)
@@ -524,9 +613,9 @@ check_fields(struct mig *m)
 	r->login = SOTP_LOGIN_OTP;
 	if (r->f[F_LOGIN][0] != '\0' &&
 	    sotp_login_parse(r->f[F_LOGIN], &r->login) != SOTP_OK) {
-		quote(q, sizeof(q), r->f[F_LOGIN]);
 		return refuse(m, SOTP_R_BAD_INPUT,
-		    "login '%s' is not otp, card or none", q);
+		    "login %s is not otp, card or none",
+		    shown(m, q, sizeof(q), r->f[F_LOGIN], WORD_MAX));
 	}
 	if ((reason = check_card(m)) != SOTP_R_ACCEPTED)
 		return reason;
@@ -538,9 +627,9 @@ check_fields(struct mig *m)
 	else if (strcmp(st, "closed") == 0)
 		r->closed = 1;
 	else if (st[0] != '\0' && strcmp(st, "active") != 0) {
-		quote(q, sizeof(q), st);
 		return refuse(m, SOTP_R_BAD_INPUT,
-		    "status '%s' is not active, locked or closed", q);
+		    "status %s is not active, locked or closed",
+		    shown(m, q, sizeof(q), st, WORD_MAX));
 	}
 	if (r->login == SOTP_LOGIN_CARD && r->grid[0] == '\0')
 		return refuse(m, SOTP_R_NO_CARD,
@@ -569,28 +658,29 @@ check_token(struct mig *m)
 	const char *serial = m->r.f[F_SERIAL];
 	const struct sotp_kind *k;
 	struct sotp_token_rec t;
+	char q[128];
 	int rc, reason = SOTP_R_ACCEPTED;
 
+	shown(m, q, sizeof(q), serial, SOTP_ID_MAX - 1);
 	rc = sotp_store_token_get(m->ctx->st, serial, &t);
 	if (rc == SOTP_ERR_NOT_FOUND)
 		return refuse(m, SOTP_R_UNKNOWN_SERIAL,
-		    "no token '%s' in the store (token import comes first)",
-		    serial);
+		    "no token %s in the store (token import comes first)", q);
 	if (rc != SOTP_OK)
 		return rc;
 	k = sotp_policy_kind(&m->ctx->pol, t.kind);
 	if (t.contract[0] != '\0')
 		reason = refuse(m, SOTP_R_TOKEN_IN_USE,
-		    "token '%s' is bound to contract '%s' in the store", serial,
+		    "token %s is bound to contract '%s' in the store", q,
 		    t.contract);
 	else if (t.disabled)
-		reason = refuse(
-		    m, SOTP_R_TOKEN_DISABLED, "token '%s' is disabled", serial);
+		reason =
+		    refuse(m, SOTP_R_TOKEN_DISABLED, "token %s is disabled", q);
 	else if (k != NULL && k->sunset_end != 0 &&
 	    (int64_t)m->now >= k->sunset_end)
 		reason = refuse(m, SOTP_R_TOKEN_SUNSET,
-		    "token '%s' is of kind %s, past its sunset %s", serial,
-		    k->name, k->sunset);
+		    "token %s is of kind %s, past its sunset %s", q, k->name,
+		    k->sunset);
 	sotp_wipe(&t, sizeof(t));
 	return reason;
 }
@@ -606,6 +696,7 @@ check_record(struct mig *m)
 	struct rec *r = &m->r;
 	struct sotp_contract_rec *c = NULL;
 	unsigned long first = 0;
+	char q[128];
 	int reason, rc;
 
 	if ((reason = check_fields(m)) != SOTP_R_ACCEPTED)
@@ -613,26 +704,28 @@ check_record(struct mig *m)
 	if ((rc = idset_add(&m->ids, r->f[F_CONTRACT], r->line, &first)) !=
 	    SOTP_OK)
 		return rc;
+	shown(m, q, sizeof(q), r->f[F_CONTRACT], SOTP_ID_MAX - 1);
 	if (first != 0)
 		return refuse(m, SOTP_R_EXISTS,
-		    "contract '%s' is on line %lu too", r->f[F_CONTRACT],
-		    first);
+		    "contract %s is on line %lu too", q, first);
 	if (r->f[F_SERIAL][0] != '\0') {
 		if ((rc = idset_add(&m->serials, r->f[F_SERIAL], r->line,
 		         &first)) != SOTP_OK)
 			return rc;
 		if (first != 0)
 			return refuse(m, SOTP_R_TOKEN_IN_USE,
-			    "token '%s' is bound on line %lu too",
-			    r->f[F_SERIAL], first);
+			    "token %s is bound on line %lu too",
+			    shown(m, q, sizeof(q), r->f[F_SERIAL],
+			        SOTP_ID_MAX - 1),
+			    first);
 	}
 	if ((c = malloc(sizeof(*c))) == NULL)
 		return SOTP_ERR_NOMEM;
 	rc = sotp_store_contract_get(m->ctx->st, r->f[F_CONTRACT], c);
 	sotp_free_secret(c, sizeof(*c));
 	if (rc == SOTP_OK)
-		return refuse(m, SOTP_R_EXISTS,
-		    "contract '%s' is already in the store", r->f[F_CONTRACT]);
+		return refuse(
+		    m, SOTP_R_EXISTS, "contract %s is already in the store", q);
 	if (rc != SOTP_ERR_NOT_FOUND)
 		return rc;
 	if (r->f[F_SERIAL][0] != '\0')
@@ -666,7 +759,7 @@ static int
 insert_record(struct mig *m, struct sotp_contract_rec *c)
 {
 	struct rec *r = &m->r;
-	char detail[48];
+	char detail[48], q[128];
 	int rc, won = 0;
 
 	memset(c, 0, sizeof(*c));
@@ -685,8 +778,8 @@ insert_record(struct mig *m, struct sotp_contract_rec *c)
 	rc = sotp_store_contract_insert(m->ctx->st, c);
 	if (rc == SOTP_ERR_EXISTS) {
 		refuse(m, SOTP_R_EXISTS,
-		    "contract '%s' was added to the store during the import",
-		    c->id);
+		    "contract %s was added to the store during the import",
+		    shown(m, q, sizeof(q), c->id, SOTP_ID_MAX - 1));
 		return LOST;
 	}
 	snprintf(
@@ -696,12 +789,22 @@ insert_record(struct mig *m, struct sotp_contract_rec *c)
 		return rc;
 	if (r->f[F_SERIAL][0] == '\0')
 		return SOTP_OK;
+	/*
+	 * The token again, now under the write lock: disabled (or bound, or
+	 * gone) since the checking pass, it is not bound; the bind below
+	 * only sees whether it is free.
+	 */
+	if ((rc = check_token(m)) < 0)
+		return rc;
+	if (rc != SOTP_R_ACCEPTED)
+		return LOST;
 	if ((rc = sotp_store_bind_migrated(
 	         m->ctx->st, c->id, r->f[F_SERIAL], c->login, &won)) != SOTP_OK)
 		return rc;
 	if (!won) {
 		refuse(m, SOTP_R_TOKEN_IN_USE,
-		    "token '%s' was bound during the import", r->f[F_SERIAL]);
+		    "token %s was bound during the import",
+		    shown(m, q, sizeof(q), r->f[F_SERIAL], SOTP_ID_MAX - 1));
 		return LOST;
 	}
 	m->res->bindings++;
@@ -792,6 +895,25 @@ summary(struct mig *m, int dry_run)
 	    res->refused > 0 ? SOTP_R_BAD_INPUT : SOTP_R_ACCEPTED, detail);
 }
 
+/*
+ * An import that could not run to its end (a store or key error) is an
+ * admin action too: its row says so, and where. Best effort (the store
+ * may be what failed); the ctx keeps the error it had.
+ */
+static void
+failed(struct mig *m, int rc)
+{
+	char detail[160], err[sizeof(m->ctx->err)];
+
+	sotp_strlcpy(err, sotp_ctx_errmsg(m->ctx), sizeof(err));
+	snprintf(detail, sizeof(detail),
+	    "%s: %s pass, line %lu: %s; nothing imported", fmt_name(m->fmt),
+	    m->pass == 1 ? "checking" : "insert", m->r.line, sotp_rc_name(rc));
+	(void)sotp_audit(m->ctx, m->now, "contract.import", NULL, NULL, NULL,
+	    "error", sotp_reason_from_rc(rc), detail);
+	sotp_ctx_seterr(m->ctx, "%s", err);
+}
+
 int
 sotp_contract_import(struct sotp_ctx *ctx, const char *buf, size_t len,
     enum sotp_record_format fmt, int dry_run, time_t now,
@@ -819,6 +941,7 @@ sotp_contract_import(struct sotp_ctx *ctx, const char *buf, size_t len,
 	m->cb = cb;
 	m->arg = arg;
 	m->res = res;
+	m->hc.pol = &ctx->pol;
 	if ((rc = check_all(m)) != SOTP_OK) {
 		sotp_ctx_seterr(ctx, "contract import: line %lu: %s", m->r.line,
 		    sotp_store_errmsg(ctx->st));
@@ -831,6 +954,8 @@ sotp_contract_import(struct sotp_ctx *ctx, const char *buf, size_t len,
 	if (rc == SOTP_OK)
 		summary(m, dry_run);
 out:
+	if (rc != SOTP_OK)
+		failed(m, rc);
 	idset_free(&m->ids);
 	idset_free(&m->serials);
 	sotp_free_secret(m, sizeof(*m));

@@ -199,6 +199,199 @@ shape(const char *hash, char *key, size_t keysz, const char **why)
 	return 1;
 }
 
+/*
+ * ---- What does a hash cost? ----
+ *
+ * A hash's cost is written in it (rounds, log2 rounds, memory), and every
+ * check of it pays that cost: at the import's one crypt() per shape, and
+ * at every login, wrong passwords included. A record with "$2b$31$" (a
+ * day of CPU) or "$6$rounds=999999999$" (minutes) would stall the import
+ * and give anyone who knows the contract ID a way to burn a RADIUS thread
+ * per attempt. So a hash costlier than a ceiling is refused at import,
+ * before it is ever computed. The ceilings are near a yescrypt at the
+ * policy's highest cost (11: 1 GiB, about a second) and far above what
+ * the systems a bank migrates from write: sha512crypt's default is 5000
+ * rounds, bcrypt's 10 to 12. The policy's own method may cost what the
+ * policy asks of new hashes, if that is more.
+ */
+#define CEIL_SHACRYPT 5000000UL /* $5$, $6$ rounds */
+#define CEIL_BCRYPT 15UL        /* log2 rounds */
+#define CEIL_YESCRYPT_LG 30U    /* log2 of 128 * N * r * p * (t + 1) */
+#define CEIL_SHA1CRYPT 2000000UL
+#define CEIL_SUNMD5 1000000UL
+
+static unsigned int
+atoi64(char c)
+{
+	int i = index_of(crypt64, c);
+
+	return i < 0 ? 64 : (unsigned int)i;
+}
+
+/* yescrypt's variable-length number (libxcrypt's decode64_uint32). */
+static const char *
+yes_uint32(const char *s, uint32_t min, uint64_t *out)
+{
+	uint64_t v = min;
+	uint32_t start = 0, end = 47, chars = 1, bits = 0, c;
+
+	if ((c = atoi64(*s++)) > 63)
+		return NULL;
+	while (c > end) {
+		v += (uint64_t)(end + 1 - start) << bits;
+		start = end + 1;
+		end = start + (62 - end) / 2;
+		chars++;
+		bits += 6;
+	}
+	v += (uint64_t)(c - start) << bits;
+	while (--chars) {
+		if ((c = atoi64(*s++)) > 63)
+			return NULL;
+		bits -= 6;
+		v += (uint64_t)c << bits;
+	}
+	*out = v;
+	return s;
+}
+
+/* The smallest b with 2^b >= v (v >= 1). */
+static unsigned int
+log2_up(uint64_t v)
+{
+	unsigned int b = 0;
+
+	while (b < 64 && ((uint64_t)1 << b) < v)
+		b++;
+	return b;
+}
+
+/* A decimal field; saturates rather than wraps. -1 if none. */
+static long long
+decimal(const char *s)
+{
+	long long v = 0;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	for (; *s >= '0' && *s <= '9'; s++)
+		v = v > 99999999999LL ? v : v * 10 + (*s - '0');
+	return v;
+}
+
+/*
+ * log2 of yescrypt's (and scrypt's) work, 128 * N * r * p * (t + 1) << g,
+ * from the parameters after its prefix ("j9T$..."); 0 when they cannot
+ * be read (libxcrypt, which reads them the same way, refuses those).
+ */
+static unsigned int
+yescrypt_lg(const char *s, int scrypt)
+{
+	uint64_t flavor, nlog2, r, p = 1, t = 0, g = 0, have = 0;
+	unsigned int i;
+
+	if (scrypt) {
+		if ((nlog2 = atoi64(*s++)) < 1 || nlog2 > 63)
+			return 0;
+		for (r = 0, i = 0; i < 5; i++)
+			if (atoi64(s[i]) > 63)
+				return 0;
+			else
+				r |= (uint64_t)atoi64(s[i]) << (6 * i);
+		for (p = 0, i = 0; i < 5; i++)
+			if (atoi64(s[5 + i]) > 63)
+				return 0;
+			else
+				p |= (uint64_t)atoi64(s[5 + i]) << (6 * i);
+	} else {
+		if ((s = yes_uint32(s, 0, &flavor)) == NULL ||
+		    (s = yes_uint32(s, 1, &nlog2)) == NULL || nlog2 > 63 ||
+		    (s = yes_uint32(s, 1, &r)) == NULL)
+			return 0;
+		if (*s != '$' && (s = yes_uint32(s, 1, &have)) == NULL)
+			return 0;
+		if ((have & 1) && (s = yes_uint32(s, 2, &p)) == NULL)
+			return 0;
+		if ((have & 2) && (s = yes_uint32(s, 1, &t)) == NULL)
+			return 0;
+		if ((have & 4) && (s = yes_uint32(s, 1, &g)) == NULL)
+			return 0;
+		if ((have & 8) != 0 || *s != '$') /* a ROM: none here */
+			return 0;
+	}
+	if (r == 0 || p == 0)
+		return 0;
+	return 7 + (unsigned int)nlog2 + log2_up(r) + log2_up(p) +
+	    log2_up(t + 1) + (unsigned int)(g > 64 ? 64 : g);
+}
+
+/*
+ * NULL when hash costs no more than its ceiling (or the policy's own
+ * cost, for the policy's method), else why not.
+ */
+static const char *
+too_costly(const struct sotp_policy *pol, const char *hash)
+{
+	enum sotp_pw_method pm =
+	    pol != NULL ? pol->pw_method : SOTP_PW_NMETHODS;
+	unsigned long pc = pol != NULL ? pol->pw_cost : 0;
+	unsigned long long ceil;
+	unsigned int lg, lgmax = CEIL_YESCRYPT_LG;
+	long long v;
+
+	if (strncmp(hash, "$y$", 3) == 0 || strncmp(hash, "$gy$", 4) == 0 ||
+	    strncmp(hash, "$7$", 3) == 0) {
+		/* Policy cost c is N = 2^(c + 7) blocks of r = 32. */
+		if (pm == SOTP_PW_YESCRYPT && hash[1] == 'y' && pc + 19 > lgmax)
+			lgmax = (unsigned int)pc + 19;
+		lg = yescrypt_lg(strchr(hash + 1, '$') + 1, hash[1] == '7');
+		if (lg == 0)
+			return "libxcrypt cannot compute this hash (method, "
+			       "parameters or salt not usable)";
+		return lg > lgmax ? "password hash costs too much to check "
+		                    "at each login (yescrypt or scrypt memory "
+		                    "x time above 1 GiB x 1, or the policy's "
+		                    "cost if higher)"
+		                  : NULL;
+	}
+	if (strncmp(hash, "$2", 2) == 0 && strlen(hash) > 6 && hash[3] == '$') {
+		ceil =
+		    pm == SOTP_PW_BCRYPT && pc > CEIL_BCRYPT ? pc : CEIL_BCRYPT;
+		v = hash[4] >= '0' && hash[4] <= '9' ? decimal(hash + 4) : -1;
+		/* Above 31 is no bcrypt: crypt() refuses it at once. */
+		return v > (long long)ceil && v <= 31
+		    ? "password hash costs too much to "
+		      "check at each login (bcrypt cost "
+		      "above 15, or the policy's cost if "
+		      "higher)"
+		    : NULL;
+	}
+	if ((strncmp(hash, "$5$", 3) == 0 || strncmp(hash, "$6$", 3) == 0) &&
+	    strncmp(hash + 3, "rounds=", 7) == 0) {
+		ceil = pm == SOTP_PW_SHA512CRYPT && pc > CEIL_SHACRYPT
+		    ? pc
+		    : CEIL_SHACRYPT;
+		return decimal(hash + 10) > (long long)ceil
+		    ? "password hash costs too much to check at each login "
+		      "(sha-crypt rounds above 5000000, or the policy's cost if "
+		      "higher)"
+		    : NULL;
+	}
+	if (strncmp(hash, "$sha1$", 6) == 0)
+		return decimal(hash + 6) > (long long)CEIL_SHA1CRYPT
+		    ? "password hash costs too much to check at each login "
+		      "(sha1crypt iterations above 2000000)"
+		    : NULL;
+	if ((strncmp(hash, "$md5,rounds=", 12) == 0 ||
+	        strncmp(hash, "$md5$rounds=", 12) == 0))
+		return decimal(hash + 12) > (long long)CEIL_SUNMD5
+		    ? "password hash costs too much to check at each login "
+		      "(sunmd5 rounds above 1000000)"
+		    : NULL;
+	/* The others cost what their method costs (BSDi: 2^24 at most). */
+	return NULL;
+}
+
 /* One real crypt(): it must give back a hash of the same shape. */
 static int
 crypt_agrees(const char *hash, size_t cmplen, int *ok)
@@ -258,6 +451,9 @@ sotp_passwd_usable(
 		return SOTP_OK;
 	}
 	if ((s = shape(hash, key, sizeof(key), why)) < 0)
+		return SOTP_OK;
+	/* Before any crypt(): the one below would pay the cost too. */
+	if ((*why = too_costly(hc->pol, hash)) != NULL)
 		return SOTP_OK;
 	if (s > 0)
 		for (i = 0; i < hc->n; i++)

@@ -1254,12 +1254,16 @@ int sotp_passwd_check(const char *password, const char *hash, int *ok);
 struct sotp_hash_check {
 	char key[SOTP_HASH_SHAPES][SOTP_HASH_MAX];
 	size_t n;
+	/* NULL, or the policy whose own method may cost what it asks. */
+	const struct sotp_policy *pol;
 };
 /*
  * Whether libxcrypt can verify hash, checked without a full hash per call
  * where the method is known (passwd.c explains how). *why is NULL when it
  * is usable, else a static reason; *weak = 1 for a method libxcrypt calls
- * legacy or too cheap. hc (zeroed before the first call) remembers the
+ * legacy or too cheap. A hash whose cost (rounds, memory) is above a
+ * ceiling a login can pay is refused before it is computed. hc (zeroed
+ * before the first call, then its pol set if there is one) remembers the
  * shapes verified. Returns SOTP_OK or SOTP_ERR_NOMEM.
  */
 int sotp_passwd_usable(

@@ -139,6 +139,12 @@ refused_line "seeds.txt:2" EXISTS "CSV by --format, a relative path" \
     in_sb cli token import seeds.txt --format csv
 unchanged "every refused CSV file"
 
+# A spreadsheet's "CSV UTF-8" starts with a byte order mark.
+printf '\357\273\277# serial,base32secret\nCSV-BOM,HEULIW3A2LAAIYE553NEHZCUF4LLBBYF\n' >"$SB/bom.csv"
+check "CSV with a UTF-8 byte order mark: the header stays a comment" \
+    cli token import "$SB/bom.csv"
+check "CSV with a BOM: the token, its serial without the mark" cli token show CSV-BOM
+
 check_rc 1 "--json refusal" cli --json token import "$D/dup.csv"
 check "--json: entry and reason" contains "$OUT" '"entry":3,"reason":"EXISTS"'
 check "audit has the imports" cli audit

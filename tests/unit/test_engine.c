@@ -3509,6 +3509,93 @@ test_engine_import_writes_head_once(void **state)
 		fail_msg("the chain does not verify: %s", chk.what);
 }
 
+/* The refusals of one contract import, by line. */
+struct import_refusals {
+	int n;
+	unsigned long line[8];
+	char text[8][SOTP_MSG_MAX];
+};
+
+static int
+collect_refusal(void *arg, unsigned long line, int reason, const char *text)
+{
+	struct import_refusals *r = arg;
+
+	(void)reason;
+	if (r->n < 8) {
+		r->line[r->n] = line;
+		snprintf(r->text[r->n], sizeof(r->text[0]), "%s", text);
+	}
+	r->n++;
+	return 0;
+}
+
+/*
+ * Contract import's record edges: a card one digit longer than the
+ * policy's largest (26 x 10) is refused, not cut to fit; "...,serial,"
+ * (six fields, the status empty) is a record, and a seventh field is
+ * refused.
+ */
+static void
+test_engine_import_record_edges(void **state)
+{
+	char dir[] = "/tmp/sotp-imp.XXXXXX", conf[64], cmd[64];
+	char hash[SOTP_HASH_MAX], grid[300], buf[2048];
+	struct sotp_contract_import_result res;
+	struct import_refusals rf;
+	struct sotp_contract_info info;
+	struct sotp_ctx *ctx = NULL;
+	int i, n;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(conf, sizeof(conf), "%s/p.conf", dir);
+	write_policy(conf, "[card]\nrows = 26\ncolumns = 10\ncells = 8\n");
+	assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
+	assert_int_equal(sotp_init(ctx, conf), SOTP_OK);
+	assert_int_equal(sotp_passwd_hash(NULL, "pw-edge", hash), SOTP_OK);
+	for (i = 0; i < 261; i++)
+		grid[i] = (char)('0' + i % 10);
+	grid[261] = '\0';
+	n = snprintf(buf, sizeof(buf),
+	    "E1,%s,card,%s,,active\n"
+	    "E2,%s,otp,,,\n"
+	    "E3,%s,otp,,,active,\n",
+	    hash, grid, hash, hash);
+	assert_true(n > 0 && (size_t)n < sizeof(buf));
+	memset(&rf, 0, sizeof(rf));
+	assert_int_equal(sotp_contract_import(ctx, buf, (size_t)n, SOTP_FMT_CSV,
+	                     1, T0, collect_refusal, &rf, &res),
+	    SOTP_OK);
+	for (i = 0; i < rf.n && i < 8; i++)
+		print_message("line %lu: %s\n", rf.line[i], rf.text[i]);
+	assert_int_equal(res.records, 3);
+	assert_int_equal(rf.n, 2);
+	assert_int_equal(rf.line[0], 1);
+	assert_non_null(strstr(rf.text[0], "card has 261 digits"));
+	assert_int_equal(rf.line[1], 3);
+	assert_non_null(strstr(rf.text[1], "more than 6 fields"));
+	/* 260 digits and the empty status: both in. */
+	grid[260] = '\0';
+	n = snprintf(buf, sizeof(buf), "E1,%s,card,%s,,active\nE2,%s,otp,,,\n",
+	    hash, grid, hash);
+	assert_true(n > 0 && (size_t)n < sizeof(buf));
+	memset(&rf, 0, sizeof(rf));
+	assert_int_equal(sotp_contract_import(ctx, buf, (size_t)n, SOTP_FMT_CSV,
+	                     0, T0, collect_refusal, &rf, &res),
+	    SOTP_OK);
+	assert_int_equal(rf.n, 0);
+	assert_int_equal(res.imported, 2);
+	assert_int_equal(sotp_contract_get(ctx, "E2", &info), SOTP_OK);
+	assert_int_equal(info.closed, 0);
+	assert_int_equal(info.locked_until, 0);
+	assert_int_equal(sotp_contract_get(ctx, "E1", &info), SOTP_OK);
+	assert_int_equal(info.has_card, 1);
+	sotp_ctx_free(ctx);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 /* The largest card the policy allows (26 x 10) can be issued and used. */
 static void
 test_engine_largest_card(void **state)
@@ -4142,6 +4229,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_import_writes_head_once, setup, teardown),
 	    cmocka_unit_test(test_engine_largest_card),
+	    cmocka_unit_test(test_engine_import_record_edges),
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_state_mac_failure_refuses, setup, teardown),
 	    cmocka_unit_test_setup_teardown(

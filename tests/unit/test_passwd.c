@@ -17,9 +17,11 @@
 #include "sotp_int.h"
 
 #include <crypt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* A real hash of pw with the method's lowest cost. */
 static void
@@ -142,6 +144,103 @@ test_passwd_unusable_refused(void **state)
 	assert_null(why_of(&hc, s6, &weak));
 }
 
+/* The watchdog of the cost test: a hash computed there took too long. */
+static void
+too_slow(int sig)
+{
+	static const char msg[] = "test_passwd: a costly hash was computed "
+	                          "instead of refused (watchdog)\n";
+
+	(void)sig;
+	(void)!write(2, msg, sizeof(msg) - 1);
+	_exit(1);
+}
+
+/*
+ * A hash whose cost is above what a login can pay is refused before it is
+ * computed: at import it would stall the check, and at each login (wrong
+ * passwords too) burn that much CPU. Each is well formed and libxcrypt
+ * would compute it, in minutes to days; the watchdog fails the test if
+ * one is computed.
+ */
+static void
+test_passwd_costly_refused(void **state)
+{
+	struct sotp_hash_check hc;
+	struct sotp_policy *p = calloc(1, sizeof(*p));
+	char y[SOTP_HASH_MAX], b[SOTP_HASH_MAX], s7[SOTP_HASH_MAX];
+	char gy[SOTP_HASH_MAX], bad[2 * SOTP_HASH_MAX];
+	const char *why;
+	int weak;
+
+	(void)state;
+	assert_non_null(p);
+	make("$y$", 1, "pw", y);
+	make("$2b$", 4, "pw", b);
+	make("$7$", 6, "pw", s7);
+	make("$gy$", 1, "pw", gy);
+	memset(&hc, 0, sizeof(hc));
+	signal(SIGALRM, too_slow);
+	alarm(20);
+	/* sha512crypt at its maximum rounds: minutes a check. */
+	snprintf(bad, sizeof(bad), "$6$rounds=999999999$saltsalt$%085d.", 0);
+	why = why_of(&hc, bad, &weak);
+	assert_non_null(why);
+	assert_non_null(strstr(why, "costs too much"));
+	assert_non_null(strstr(why, "sha-crypt rounds"));
+	/* bcrypt cost 31: 2^31 rounds, a day. */
+	snprintf(bad, sizeof(bad), "$2b$31$%s", b + 7);
+	why = why_of(&hc, bad, &weak);
+	assert_non_null(why);
+	assert_non_null(strstr(why, "bcrypt cost"));
+	/* yescrypt N = 2^20 blocks of r = 32 (4 GiB), its parameters "jHT". */
+	snprintf(bad, sizeof(bad), "$y$jHT%s", strchr(y + 3, '$'));
+	why = why_of(&hc, bad, &weak);
+	assert_non_null(why);
+	assert_non_null(strstr(why, "yescrypt or scrypt"));
+	/* The same in gost-yescrypt, and scrypt with N = 2^37. */
+	snprintf(bad, sizeof(bad), "$gy$jHT%s", strchr(gy + 4, '$'));
+	assert_non_null(strstr(why_of(&hc, bad, &weak), "costs too much"));
+	snprintf(bad, sizeof(bad), "%s", s7);
+	bad[3] = 'Z';
+	assert_non_null(strstr(why_of(&hc, bad, &weak), "costs too much"));
+	/* yescrypt's optional t (time) parameter counts too: have=2, t=2^20. */
+	snprintf(bad, sizeof(bad), "$y$jDT3zzzz%s", strchr(y + 3, '$'));
+	assert_non_null(why_of(&hc, bad, &weak));
+	/* sha1crypt and sunmd5 with billions of rounds. */
+	assert_non_null(strstr(why_of(&hc,
+	                           "$sha1$4000000000$saltsalt$"
+	                           "abcdefghijklmnopqrstuvwxyz01",
+	                           &weak),
+	    "costs too much"));
+	assert_non_null(strstr(why_of(&hc,
+	                           "$md5,rounds=4000000000$saltsalt$$"
+	                           "abcdefghijklmnopqrstuv",
+	                           &weak),
+	    "costs too much"));
+	alarm(0);
+	signal(SIGALRM, SIG_DFL);
+	/*
+	 * A policy whose own method costs more lifts that method's ceiling:
+	 * bcrypt at 16. The shape is marked verified, so nothing is computed.
+	 */
+	snprintf(bad, sizeof(bad), "$2b$16$%s", b + 7);
+	snprintf(hc.key[hc.n++], sizeof(hc.key[0]), "%.7s", bad);
+	assert_non_null(strstr(why_of(&hc, bad, &weak), "bcrypt cost"));
+	p->pw_method = SOTP_PW_BCRYPT;
+	p->pw_cost = 16;
+	hc.pol = p;
+	assert_null(why_of(&hc, bad, &weak));
+	/* ... and no other method's. */
+	snprintf(bad, sizeof(bad), "$6$rounds=6000000$saltsalt$%085d.", 0);
+	assert_non_null(why_of(&hc, bad, &weak));
+	/* The usual costs still pass. */
+	assert_null(why_of(&hc, y, &weak));
+	assert_null(why_of(&hc, b, &weak));
+	assert_null(why_of(&hc, s7, &weak));
+	free(p);
+}
+
 /* What rehash on login replaces: anything not yescrypt, or weak. */
 static void
 test_passwd_outdated(void **state)
@@ -214,6 +313,7 @@ main(void)
 	    cmocka_unit_test(test_passwd_policy_method_and_cost),
 	    cmocka_unit_test(test_passwd_usable_formats),
 	    cmocka_unit_test(test_passwd_unusable_refused),
+	    cmocka_unit_test(test_passwd_costly_refused),
 	    cmocka_unit_test(test_passwd_outdated),
 	};
 
