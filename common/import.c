@@ -316,15 +316,80 @@ check_entry(struct sotp_ctx *ctx, struct sotp_import_batch *b,
 	return SOTP_OK;
 }
 
+/* Two entries' serials, or their secrets: 0 when they are the same. */
+typedef int entry_key(
+    const struct sotp_import_entry *x, const struct sotp_import_entry *y);
+
 static int
-by_serial(const void *a, const void *b)
+serial_key(const struct sotp_import_entry *x, const struct sotp_import_entry *y)
+{
+	return strcmp(x->serial, y->serial);
+}
+
+static int
+secret_key(const struct sotp_import_entry *x, const struct sotp_import_entry *y)
+{
+	if (x->secret_len != y->secret_len)
+		return x->secret_len < y->secret_len ? -1 : 1;
+	/* Not in constant time: the order of a file's seeds tells nothing. */
+	return memcmp(x->secret, y->secret, x->secret_len);
+}
+
+/* For qsort: by a key, then by position in the file. */
+static int
+by_key(entry_key *key, const void *a, const void *b)
 {
 	const struct sotp_import_entry *const *x = a, *const *y = b;
-	int c = strcmp((*x)->serial, (*y)->serial);
+	int c = key(*x, *y);
 
 	if (c != 0)
 		return c;
 	return (*x)->pos < (*y)->pos ? -1 : (*x)->pos > (*y)->pos;
+}
+
+static int
+by_serial(const void *a, const void *b)
+{
+	return by_key(serial_key, a, b);
+}
+
+static int
+by_secret(const void *a, const void *b)
+{
+	return by_key(secret_key, a, b);
+}
+
+/*
+ * The earliest entry (*dup) whose key an entry before it has, and that
+ * first one (*first); both NULL when every key is its own. Sorted by key
+ * then position, a repeat that comes earliest is the second of its group,
+ * and the entry before it the first.
+ */
+static int
+first_repeat(struct sotp_import_batch *b,
+    int (*order)(const void *, const void *), entry_key *key,
+    const struct sotp_import_entry **dup,
+    const struct sotp_import_entry **first)
+{
+	const struct sotp_import_entry **v;
+	size_t i;
+
+	*dup = *first = NULL;
+	if (b->n < 2)
+		return SOTP_OK;
+	if ((v = calloc(b->n, sizeof(*v))) == NULL)
+		return SOTP_ERR_NOMEM;
+	for (i = 0; i < b->n; i++)
+		v[i] = &b->e[i];
+	qsort(v, b->n, sizeof(*v), order);
+	for (i = 1; i < b->n; i++)
+		if (key(v[i], v[i - 1]) == 0 &&
+		    (*dup == NULL || v[i]->pos < (*dup)->pos)) {
+			*dup = v[i];
+			*first = v[i - 1];
+		}
+	free(v);
+	return SOTP_OK;
 }
 
 /*
@@ -334,46 +399,16 @@ by_serial(const void *a, const void *b)
 static int
 check_duplicates(struct sotp_import_batch *b)
 {
-	const struct sotp_import_entry **v, *dup = NULL, *first = NULL;
-	size_t i;
+	const struct sotp_import_entry *dup, *first;
+	int rc;
 
-	if (b->n < 2)
-		return SOTP_OK;
-	if ((v = calloc(b->n, sizeof(*v))) == NULL)
-		return SOTP_ERR_NOMEM;
-	for (i = 0; i < b->n; i++)
-		v[i] = &b->e[i];
-	qsort(v, b->n, sizeof(*v), by_serial);
-	for (i = 1; i < b->n; i++)
-		if (strcmp(v[i]->serial, v[i - 1]->serial) == 0 &&
-		    (dup == NULL || v[i]->pos < dup->pos))
-			dup = v[i];
-	free(v);
-	/* Entries are in file order: the first match is the first seen. */
-	for (i = 0; dup != NULL && i < b->n; i++)
-		if (strcmp(b->e[i].serial, dup->serial) == 0) {
-			first = &b->e[i];
-			break;
-		}
-	if (dup == NULL || first == NULL)
-		return SOTP_OK;
+	if ((rc = first_repeat(b, by_serial, serial_key, &dup, &first)) !=
+	        SOTP_OK ||
+	    dup == NULL)
+		return rc;
 	return sotp_import_refuse(b->res, dup->pos, SOTP_R_EXISTS,
 	    "duplicate serial '%s' (%s %u has it too)", dup->serial, b->unit,
 	    first->pos);
-}
-
-static int
-by_secret(const void *a, const void *b)
-{
-	const struct sotp_import_entry *const *x = a, *const *y = b;
-	int c;
-
-	if ((*x)->secret_len != (*y)->secret_len)
-		return (*x)->secret_len < (*y)->secret_len ? -1 : 1;
-	/* Not in constant time: the order of a file's seeds tells nothing. */
-	if ((c = memcmp((*x)->secret, (*y)->secret, (*x)->secret_len)) != 0)
-		return c;
-	return (*x)->pos < (*y)->pos ? -1 : (*x)->pos > (*y)->pos;
 }
 
 /*
@@ -386,31 +421,13 @@ by_secret(const void *a, const void *b)
 static int
 check_same_secret(struct sotp_import_batch *b)
 {
-	const struct sotp_import_entry **v, *dup = NULL, *first = NULL;
-	size_t i;
+	const struct sotp_import_entry *dup, *first;
+	int rc;
 
-	if (b->n < 2)
-		return SOTP_OK;
-	if ((v = calloc(b->n, sizeof(*v))) == NULL)
-		return SOTP_ERR_NOMEM;
-	for (i = 0; i < b->n; i++)
-		v[i] = &b->e[i];
-	qsort(v, b->n, sizeof(*v), by_secret);
-	for (i = 1; i < b->n; i++)
-		if (v[i]->secret_len == v[i - 1]->secret_len &&
-		    memcmp(v[i]->secret, v[i - 1]->secret, v[i]->secret_len) ==
-		        0 &&
-		    (dup == NULL || v[i]->pos < dup->pos)) {
-			dup = v[i];
-			first = v[i - 1];
-		}
-	/*
-	 * Equal secrets sort by position: the earliest repeat is the second
-	 * of its group, and the entry before it the first.
-	 */
-	free(v);
-	if (dup == NULL)
-		return SOTP_OK;
+	if ((rc = first_repeat(b, by_secret, secret_key, &dup, &first)) !=
+	        SOTP_OK ||
+	    dup == NULL)
+		return rc;
 	return sotp_import_refuse(b->res, dup->pos, SOTP_R_BAD_INPUT,
 	    "the same secret as %s %u: each token needs a seed of its own",
 	    b->unit, first->pos);
