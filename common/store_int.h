@@ -193,6 +193,25 @@ enum sotp_stmt {
 #define SOTP_SQL_AUDIT_SELECT                                                  \
 	"SELECT id, ts, action, contract, serial, context, verdict, reason,"   \
 	" detail, seq, keyed FROM audit"
+/*
+ * A row that is none of: in a chain's walk (past its base), waiting (no
+ * seq, no MAC, keyed 0), from before the chain (no seq, MAC, keyed or
+ * chain, and written before the first chained row that is left: ids only
+ * grow). Each test is true or false, never NULL (coalesce): a NULL must
+ * not hide a row. The same text in both dialects.
+ */
+#define SOTP_SQL_AUDIT_STRAY                                                   \
+	"SELECT a.id, coalesce(a.seq, 0) FROM audit a"                         \
+	" LEFT JOIN audit_head h ON h.k = a.chain"                             \
+	" WHERE NOT ((h.k IS NOT NULL AND a.seq IS NOT NULL"                   \
+	" AND a.seq > h.base_seq)"                                             \
+	" OR (h.k IS NOT NULL AND a.seq IS NULL AND coalesce(a.keyed, -1) = 0" \
+	" AND a.mac IS NULL)"                                                  \
+	" OR (a.chain IS NULL AND a.seq IS NULL AND a.keyed IS NULL"           \
+	" AND a.mac IS NULL AND a.id > 0 AND a.id < coalesce((SELECT"          \
+	" min(id) FROM audit WHERE keyed IS NOT NULL),"                        \
+	" 9223372036854775807)))"                                              \
+	" ORDER BY a.id LIMIT 1"
 /* The same with the chain's columns after them (audit_chain_row). */
 #define SOTP_SQL_AUDIT_CHAIN_SELECT                                            \
 	"SELECT id, ts, action, contract, serial, context, verdict, reason,"   \
