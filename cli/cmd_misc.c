@@ -295,30 +295,72 @@ audit_verify(struct cli *c, int argc, char **argv)
 	return audit_report(c, &k, NULL);
 }
 
-/* audit prune --before T: only a chain that verifies is pruned. */
+/*
+ * --past ID[,ID...]: the rows "audit.head" an auditor has looked into,
+ * each an audit id (as audit verify and audit list show them).
+ */
+static int
+audit_past(struct cli *c, char *s, int64_t *past, size_t *n)
+{
+	char *one, *save = NULL;
+	long long v;
+	size_t i;
+	int ex;
+
+	*n = 0;
+	if (s[0] == '\0' || s[0] == ',' || s[strlen(s) - 1] == ',' ||
+	    strstr(s, ",,") != NULL)
+		return cli_usage(
+		    c, "--past: '%s' is no list of audit row ids", s);
+	for (one = strtok_r(s, ",", &save); one != NULL;
+	     one = strtok_r(NULL, ",", &save)) {
+		if (*n == SOTP_AUDIT_PAST_MAX)
+			return cli_usage(c, "--past: more than %d rows",
+			    SOTP_AUDIT_PAST_MAX);
+		if ((ex = cli_number(c, "--past", one, 1, INT64_MAX, &v)) != 0)
+			return ex;
+		for (i = 0; i < *n; i++)
+			if (past[i] == (int64_t)v)
+				return cli_usage(
+				    c, "--past: row %lld named twice", v);
+		past[(*n)++] = (int64_t)v;
+	}
+	return CLI_EXIT_OK;
+}
+
+/*
+ * audit prune --before T [--past ID,...]: only a chain that verifies is
+ * pruned, but for the rows named in --past.
+ */
 static int
 audit_prune(struct cli *c, int argc, char **argv)
 {
 	struct sotp_audit_check k;
-	char *before_s = NULL, done[64];
+	char *before_s = NULL, *past_s = NULL, done[64];
 	const struct cli_opt opts[] = {
 	    {"before", &before_s, NULL},
+	    {"past", &past_s, NULL},
 	    {NULL, NULL, NULL},
 	};
+	int64_t past[SOTP_AUDIT_PAST_MAX];
 	long long before = 0;
 	int64_t removed = 0;
-	size_t npos;
+	size_t npos, npast = 0;
 	int ex, rc;
 
 	cli_what(c, "audit prune", NULL);
 	if ((ex = cli_parse(c, argc, argv, opts, NULL, 0, &npos)) != 0)
 		return ex;
 	if (before_s == NULL)
-		return cli_usage(c, "usage: audit prune --before T");
+		return cli_usage(
+		    c, "usage: audit prune --before T [--past ID,...]");
 	if ((ex = audit_time(c, "--before", before_s, &before)) != 0 ||
+	    (past_s != NULL &&
+	        (ex = audit_past(c, past_s, past, &npast)) != 0) ||
 	    (ex = cli_load(c)) != 0)
 		return ex;
-	rc = sotp_audit_prune(c->ctx, (int64_t)before, c->now, &removed, &k);
+	rc = sotp_audit_prune(
+	    c->ctx, (int64_t)before, past, npast, c->now, &removed, &k);
 	if (rc != SOTP_OK)
 		return cli_error(c, rc);
 	if (k.problem != SOTP_AUDIT_OK)

@@ -61,7 +61,7 @@ static const char usage_text[] =
     "  verify ID [--context C] [--otp CODE] [--card DIGITS] [--serial S]\n"
     "        [--login-otp CHOICE] [--state TOKEN]   (password on stdin)\n"
     "  audit [--contract ID] [--since T] [--until T]   (T: epoch or ISO 8601)\n"
-    "  audit verify | audit prune --before T | audit retag\n"
+    "  audit verify | audit retag | audit prune --before T [--past ID,...]\n"
     "  key status | key check | key rewrap NEW-POLICY | key drop-kek NAME\n"
     "  key rotate [--batch N] [--pause MS] [--max-batches N] [--no-wait]\n"
     "  health                 policy, key, store and a write (exit 0/1/2)\n"

@@ -675,6 +675,22 @@ is_live(const struct live *l, uint32_t v)
 
 /* ---- verifying ---- */
 
+/*
+ * Rows "audit.head" an auditor has looked into (sotp_audit_prune's
+ * `past`): verify names neither them nor such rows before them in their
+ * chain (a prune past one removes those too), so that every other check
+ * still holds, and notes where the walk met each.
+ */
+struct past {
+	int64_t id; /* its audit id */
+	int chain;  /* the chain whose walk met it, or 0 */
+	int64_t seq, ts;
+};
+struct pasts {
+	struct past p[SOTP_AUDIT_PAST_MAX];
+	size_t n;
+};
+
 struct walk {
 	struct sotp_ctx *ctx;
 	struct sotp_audit_check *out; /* this chain's */
@@ -689,6 +705,7 @@ struct walk {
 	/* The first row an append wrote on finding the head set back. */
 	int64_t said_id, said_seq;
 	char said[128];
+	struct pasts *past; /* such rows an auditor has looked into */
 };
 
 /* Whether kv is live, the set read again first when it seems not. */
@@ -725,6 +742,31 @@ broken(struct sotp_audit_check *out, enum sotp_audit_problem problem,
 	va_end(ap);
 }
 
+/*
+ * A row an append wrote on finding the chain's head set back: the first
+ * one is named, unless an auditor has looked into it or into one after
+ * it (w->past).
+ */
+static void
+head_row(struct walk *w, const struct sotp_audit_row *r, int64_t seq)
+{
+	size_t i;
+
+	for (i = 0; w->past != NULL && i < w->past->n; i++)
+		if (w->past->p[i].id == r->id) {
+			w->past->p[i].chain = w->chain;
+			w->past->p[i].seq = seq;
+			w->past->p[i].ts = r->ts;
+			w->said_id = 0;
+			return;
+		}
+	if (w->said_id != 0)
+		return;
+	w->said_id = r->id;
+	w->said_seq = seq;
+	sotp_strlcpy(w->said, r->detail, sizeof(w->said));
+}
+
 /* One linked row, in chain order; stops (1) at the first that breaks. */
 static int
 walk_row(
@@ -753,13 +795,10 @@ walk_row(
 		w->last = l->seq;
 		if (l->keyed == 0 && w->out->unkeyed++ == 0)
 			w->out->unkeyed_id = r->id;
-		if (w->said_id == 0 && l->keyed == 1 &&
+		if (l->keyed == 1 &&
 		    strcmp(r->action, SOTP_AUDIT_HEAD_ACTION) == 0 &&
-		    strcmp(r->verdict, "error") == 0) {
-			w->said_id = r->id;
-			w->said_seq = l->seq;
-			sotp_strlcpy(w->said, r->detail, sizeof(w->said));
-		}
+		    strcmp(r->verdict, "error") == 0)
+			head_row(w, r, l->seq);
 		w->out->rows++;
 		if (w->out->first_seq == 0)
 			w->out->first_seq = l->seq;
@@ -969,7 +1008,7 @@ load_audit_keys(struct sotp_ctx *ctx)
 /* One chain, from its base to its head, into out (zeroed first). */
 static int
 verify_chain(struct sotp_ctx *ctx, int chain, struct live *live,
-    struct sotp_audit_check *out)
+    struct pasts *past, struct sotp_audit_check *out)
 {
 	struct sotp_audit_head h;
 	struct walk w;
@@ -981,6 +1020,7 @@ verify_chain(struct sotp_ctx *ctx, int chain, struct live *live,
 	w.live = live;
 	w.out = out;
 	w.chain = chain;
+	w.past = past;
 	if ((rc = sotp_store_audit_head(ctx->st, chain, 0, &h)) != SOTP_OK ||
 	    (rc = load_audit_key(ctx, h.kv)) != SOTP_OK ||
 	    (rc = load_audit_key(ctx, h.base_kv)) != SOTP_OK ||
@@ -1036,10 +1076,11 @@ check_empty(struct sotp_ctx *ctx, struct sotp_audit_check *out)
 /*
  * Every chain (the fixed head rows), the first break named with its
  * chain. With one chain holding rows (always on SQLite) the figures are
- * that chain's; with more, the rows add up.
+ * that chain's; with more, the rows add up. past: rows "audit.head" not
+ * to name, or NULL.
  */
-int
-sotp_audit_verify(struct sotp_ctx *ctx, struct sotp_audit_check *out)
+static int
+verify(struct sotp_ctx *ctx, struct pasts *past, struct sotp_audit_check *out)
 {
 	struct sotp_audit_check one;
 	struct live *live = NULL;
@@ -1058,7 +1099,8 @@ sotp_audit_verify(struct sotp_ctx *ctx, struct sotp_audit_check *out)
 	    (rc = read_live(ctx, live)) != SOTP_OK)
 		goto out;
 	for (chain = 1; chain <= SOTP_AUDIT_CHAINS; chain++) {
-		if ((rc = verify_chain(ctx, chain, live, &one)) != SOTP_OK)
+		if ((rc = verify_chain(ctx, chain, live, past, &one)) !=
+		    SOTP_OK)
 			goto out;
 		if (one.problem != SOTP_AUDIT_OK) {
 			out->problem = one.problem;
@@ -1128,6 +1170,12 @@ out:
 		sotp_ctx_seterr(
 		    ctx, "audit verify: %s", sotp_store_errmsg(ctx->st));
 	return rc;
+}
+
+int
+sotp_audit_verify(struct sotp_ctx *ctx, struct sotp_audit_check *out)
+{
+	return verify(ctx, NULL, out);
 }
 
 /* One tag under a version no longer live, tagged again under `to`. */
@@ -1279,13 +1327,15 @@ prune_chain(struct sotp_ctx *ctx, uint32_t kv, int chain, int64_t before,
  * to the first one stamped at or after it (a row's place, not its clock,
  * orders a chain), and the last one removed becomes the chain's tagged
  * base. The heads are taken in chain order (an append holds one only).
- * The prune is itself a chained row.
+ * The prune is itself a chained row. A row looked into (past) must go
+ * with the rows before it: kept, verify would name it again.
  */
 static int
-prune(struct sotp_ctx *ctx, int64_t before, time_t now, int64_t *removed,
-    int64_t *through)
+prune(struct sotp_ctx *ctx, int64_t before, const struct pasts *past,
+    time_t now, int64_t *removed, int64_t *through)
 {
-	char detail[96];
+	char detail[128];
+	size_t i, n;
 	int64_t t;
 	uint32_t kv = 0;
 	int rc, chain;
@@ -1298,11 +1348,26 @@ prune(struct sotp_ctx *ctx, int64_t before, time_t now, int64_t *removed,
 		rc = prune_chain(ctx, kv, chain, before, removed, &t);
 		if (chain == 1)
 			*through = t;
+		for (i = 0; rc == SOTP_OK && i < past->n; i++)
+			if (past->p[i].chain == chain && t < past->p[i].seq) {
+				sotp_ctx_seterr(ctx,
+				    "audit prune: --past %lld: the row stays, "
+				    "as chain %d keeps its rows from seq %lld "
+				    "on (one is stamped at or after --before "
+				    "%lld): give a later time",
+				    (long long)past->p[i].id, chain,
+				    (long long)(t + 1), (long long)before);
+				rc = SOTP_ERR_BAD_INPUT;
+			}
 	}
 	if (rc != SOTP_OK)
 		goto out;
-	snprintf(detail, sizeof(detail), "before=%lld through=%lld rows=%lld",
-	    (long long)before, (long long)*through, (long long)*removed);
+	n = (size_t)snprintf(detail, sizeof(detail),
+	    "before=%lld through=%lld rows=%lld", (long long)before,
+	    (long long)*through, (long long)*removed);
+	for (i = 0; i < past->n && n < sizeof(detail); i++)
+		n += (size_t)snprintf(detail + n, sizeof(detail) - n, "%s%lld",
+		    i == 0 ? " past=" : ",", (long long)past->p[i].id);
 	rc = sotp_audit(ctx, now, "audit.prune", NULL, NULL, NULL, "accept",
 	    SOTP_R_ACCEPTED, detail);
 out:
@@ -1313,23 +1378,69 @@ out:
 	return sotp_store_commit(ctx->st);
 }
 
-int
-sotp_audit_prune(struct sotp_ctx *ctx, int64_t before, time_t now,
-    int64_t *removed, struct sotp_audit_check *check)
+/* Each row looked into: met by the walk, and stamped before `before`. */
+static int
+pasts_hold(struct sotp_ctx *ctx, const struct pasts *past, int64_t before)
 {
+	size_t i;
+
+	for (i = 0; i < past->n; i++) {
+		if (past->p[i].chain == 0) {
+			sotp_ctx_seterr(ctx,
+			    "audit prune: --past %lld: no such row \"%s\" "
+			    "(verdict error) in a chain: give the row audit "
+			    "verify names",
+			    (long long)past->p[i].id, SOTP_AUDIT_HEAD_ACTION);
+			return SOTP_ERR_NOT_FOUND;
+		}
+		if (past->p[i].ts >= before) {
+			sotp_ctx_seterr(ctx,
+			    "audit prune: --past %lld: the row is stamped "
+			    "%lld, not before --before %lld: it would stay; "
+			    "give a later time",
+			    (long long)past->p[i].id, (long long)past->p[i].ts,
+			    (long long)before);
+			return SOTP_ERR_BAD_INPUT;
+		}
+	}
+	return SOTP_OK;
+}
+
+int
+sotp_audit_prune(struct sotp_ctx *ctx, int64_t before, const int64_t *past,
+    size_t npast, time_t now, int64_t *removed, struct sotp_audit_check *check)
+{
+	struct pasts *p;
 	int64_t through = 0;
+	size_t i;
 	int rc;
 
 	if (removed != NULL)
 		*removed = 0;
-	if (ctx == NULL || removed == NULL || check == NULL)
+	if (ctx == NULL || removed == NULL || check == NULL ||
+	    npast > SOTP_AUDIT_PAST_MAX || (npast > 0 && past == NULL))
 		return SOTP_ERR_INVALID_ARG;
+	for (i = 0; i < npast; i++)
+		if (past[i] <= 0)
+			return SOTP_ERR_INVALID_ARG;
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return SOTP_ERR_NOMEM;
+	for (i = 0; i < npast; i++)
+		p->p[i].id = past[i];
+	p->n = npast;
 	/* What is not intact is evidence: it stays. */
-	if ((rc = sotp_audit_verify(ctx, check)) != SOTP_OK ||
-	    check->problem != SOTP_AUDIT_OK)
+	if ((rc = verify(ctx, p, check)) != SOTP_OK ||
+	    check->problem != SOTP_AUDIT_OK ||
+	    (rc = pasts_hold(ctx, p, before)) != SOTP_OK) {
+		free(p);
 		return rc;
-	if ((rc = prune(ctx, before, now, removed, &through)) != SOTP_OK)
+	}
+	rc = prune(ctx, before, p, now, removed, &through);
+	free(p);
+	if (rc != SOTP_OK && rc != SOTP_ERR_BAD_INPUT)
 		sotp_ctx_seterr(
 		    ctx, "audit prune: %s", sotp_store_errmsg(ctx->st));
+	if (rc != SOTP_OK)
+		*removed = 0;
 	return rc;
 }

@@ -885,9 +885,19 @@ SOTP_EXPORT int sotp_audit_verify(
  * the last row removed becomes the chain's base, so that the chain still
  * verifies from the first row left. *removed: rows deleted (also those
  * from before the chain). Audited ("audit.prune"). Needs the master key.
+ *
+ * past (npast ids, at most SOTP_AUDIT_PAST_MAX): rows "audit.head" (an
+ * append found its chain's head set back) that an auditor has looked
+ * into. The verify does not name them, nor such rows before them in
+ * their chain, and every other check must hold; each must go with the
+ * prune (stamped before `before`, and no row before it in its chain
+ * stamped at or after it): else SOTP_ERR_NOT_FOUND (no such row in a
+ * chain) or SOTP_ERR_BAD_INPUT, nothing removed, the error naming it.
  */
+#define SOTP_AUDIT_PAST_MAX 16
 SOTP_EXPORT int sotp_audit_prune(struct sotp_ctx *ctx, int64_t before,
-    time_t now, int64_t *removed, struct sotp_audit_check *check);
+    const int64_t *past, size_t npast, time_t now, int64_t *removed,
+    struct sotp_audit_check *check);
 
 /*
  * Heads and bases a retirement by an older release left tagged under the

@@ -202,6 +202,98 @@ check "  a later append adds no other such row" \
     clin pw-8 --config "$SB/relaunch.conf" contract add A8
 check "  (one in all)" \
     [ "$(sq relaunch "SELECT count(*) FROM audit WHERE action = 'audit.head'")" = 1 ]
+
+# -- an auditor who has looked into such a row prunes past it --
+# Every prune below that is refused leaves the rows as they were.
+rows() { sq relaunch 'SELECT count(*) FROM audit'; }
+said=$(sq relaunch "SELECT id FROM audit WHERE action = 'audit.head'")
+n=$(rows)
+check_rc 1 "audit prune without --past is refused while the row is named" \
+    cli --config "$SB/relaunch.conf" audit prune --before 2100-01-01
+check "  naming it" contains "$ERR" "an append found the chain's head set back"
+check_rc 1 "--past naming another row: the row is still named" \
+    cli --config "$SB/relaunch.conf" audit prune --before 2100-01-01 \
+    --past "$(sq relaunch 'SELECT id FROM audit WHERE seq = 9')"
+check "  by its id" contains "$ERR" "row $said (seq 8): an append found"
+check_rc 2 "--past with a --before that would keep the row is refused" \
+    cli --config "$SB/relaunch.conf" audit prune --before 2001-01-05 \
+    --past "$said"
+check "  saying it would stay" contains "$ERR" \
+    "--past $said: the row is stamped"
+for bad in "" "x" "$said," ",$said" "$said,,1" "0" "-1" "0$said" "$said,$said"; do
+	check_rc 2 "--past '$bad' is a usage error" \
+	    cli --config "$SB/relaunch.conf" audit prune \
+	    --before 2100-01-01 --past "$bad"
+done
+check "  (each named --past)" contains "$ERR" "--past: row $said named twice"
+check "  and nothing was removed" [ "$(rows)" = "$n" ]
+check "audit prune --past the row looked into" \
+    cli --config "$SB/relaunch.conf" audit prune --before 2100-01-01 \
+    --past "$said"
+check "  prunes, and what is left verifies" contains "$OUT" "rows pruned"
+check "  the row is gone with those before it" \
+    [ "$(sq relaunch "SELECT count(*) FROM audit WHERE action <> 'audit.prune'")" = 0 ]
+check "  the prune's own row names it" \
+    sh -c "sqlite3 '$SB/relaunch.db' \"SELECT detail FROM audit WHERE action = 'audit.prune'\" | grep -q ' past=$said\$'"
+check "  audit verify holds again" cli --config "$SB/relaunch.conf" audit verify
+n=$(rows)
+for id in 99999 "$(sq relaunch 'SELECT max(id) FROM audit')"; do
+	check_rc 2 "--past $id, no audit.head row, on a chain that holds" \
+	    cli --config "$SB/relaunch.conf" audit prune \
+	    --before 2100-01-01 --past "$id"
+	check "  is refused, saying so" contains "$ERR" \
+	    "--past $id: no such row \"audit.head\" (verdict error) in a chain"
+done
+check "  nothing was removed" [ "$(rows)" = "$n" ]
+
+# Two rows of that kind in one chain: naming the later one takes the
+# earlier with it; naming the earlier one leaves the later one named.
+copy twice
+sq twice "DELETE FROM audit WHERE seq >= 8;
+    UPDATE audit_head SET seq = 7, mac = (SELECT mac FROM audit
+    WHERE seq = 7) WHERE k = 1"
+clin pw-7 --config "$SB/twice.conf" contract add A7
+clin pw-8 --config "$SB/twice.conf" contract add A8
+sq twice "DELETE FROM audit WHERE seq >= 10;
+    UPDATE audit_head SET seq = 9, mac = (SELECT mac FROM audit
+    WHERE seq = 9) WHERE k = 1"
+clin pw-9 --config "$SB/twice.conf" contract add A9
+first=$(sq twice "SELECT id FROM audit WHERE action = 'audit.head' AND seq = 8")
+second=$(sq twice "SELECT id FROM audit WHERE action = 'audit.head' AND seq = 10")
+check "two appends found the head set back ($first, $second)" \
+    [ -n "$first" ] && [ -n "$second" ]
+check_rc 1 "--past the earlier row alone: the later one is named" \
+    cli --config "$SB/twice.conf" audit prune --before 2100-01-01 \
+    --past "$first"
+check "  (seq 10)" contains "$ERR" "(seq 10): an append found"
+check "--past the later row prunes past both" \
+    cli --config "$SB/twice.conf" audit prune --before 2100-01-01 \
+    --past "$second"
+check "  neither is left" [ "$(sq twice "SELECT count(*) FROM audit WHERE action = 'audit.head'")" = 0 ]
+check "  audit verify holds" cli --config "$SB/twice.conf" audit verify
+
+# A row before it stamped later than --before (a server's clock ahead)
+# keeps it: refused in the prune's own transaction, nothing removed.
+copy ahead
+printf 'pw-7\n' | TZ=UTC faketime -f "@2090-01-01 00:00:00" \
+    "$CLI" --config "$SB/ahead.conf" contract add A7 >/dev/null
+s=$(sq ahead 'SELECT max(seq) FROM audit')
+clin pw-8 --config "$SB/ahead.conf" contract add A8
+sq ahead "DELETE FROM audit WHERE seq > $s;
+    UPDATE audit_head SET seq = $s, mac = (SELECT mac FROM audit
+    WHERE seq = $s) WHERE k = 1"
+clin pw-9 --config "$SB/ahead.conf" contract add A9
+said=$(sq ahead "SELECT id FROM audit WHERE action = 'audit.head'")
+n=$(sq ahead 'SELECT count(*) FROM audit')
+check_rc 2 "--past a row after one stamped past --before is refused" \
+    cli --config "$SB/ahead.conf" audit prune --before 2050-01-01 \
+    --past "$said"
+check "  saying the row stays" contains "$ERR" "--past $said: the row stays, as chain 1 keeps its rows from seq $s on"
+check "  nothing was removed" \
+    [ "$(sq ahead 'SELECT count(*) FROM audit')" = "$n" ]
+check "  nor the base moved" \
+    [ "$(sq ahead 'SELECT base_seq FROM audit_head WHERE k = 1')" = 0 ]
+
 copy reset
 sq reset "UPDATE audit_head SET seq = 0, mac = NULL, tag = NULL"
 broken head "a head set back to nothing is found" --config "$SB/reset.conf"

@@ -181,6 +181,14 @@ what="(seq $N): an append found the chain's head set back"
 check "  and named: the row the append wrote" contains "$ERR" "$what"
 check "  only that chain's append wrote one" \
     [ "$(psql_q "SELECT count(*) FROM audit WHERE action = 'audit.head'")" = 1 ]
+ID=$(psql_q "SELECT id FROM audit WHERE action = 'audit.head'")
+check_rc 1 "  a prune is refused while it is named" \
+    cli audit prune --before "$(($(date +%s) + 1))"
+check "  audit prune --past $ID, once looked into, prunes past it" \
+    cli audit prune --before "$(($(date +%s) + 1))" --past "$ID"
+check "  and every chain verifies" cli audit verify
+check "  the row is gone" \
+    [ "$(psql_q "SELECT count(*) FROM audit WHERE action = 'audit.head'")" = 0 ]
 psql_q "DELETE FROM audit; INSERT INTO audit OVERRIDING SYSTEM VALUE
     SELECT * FROM audit_keep; DELETE FROM audit_head;
     INSERT INTO audit_head SELECT * FROM audit_head_keep;

@@ -2528,7 +2528,8 @@ test_engine_uncommitted_prune_not_logged_as_accept(void **state)
 
 	ctx = logged_ctx(f->conf);
 	commit_fails(ctx);
-	rc = sotp_audit_prune(ctx, (int64_t)T0, T0 + 84000, &removed, &check);
+	rc = sotp_audit_prune(
+	    ctx, (int64_t)T0, NULL, 0, T0 + 84000, &removed, &check);
 	commit_works(ctx);
 	sotp_ctx_free(ctx);
 	if (rc == SOTP_OK)
