@@ -1061,6 +1061,19 @@ check_password(
 	/* A phantom's hash is borrowed; nothing matches it. */
 	if (a->phantom)
 		ok = 0;
+	/*
+	 * An imported hash of a legacy method (DES, md5crypt) is checked in
+	 * microseconds, an unknown contract's (dummy_hash) in milliseconds:
+	 * the time would tell a stranger which contracts exist. The dummy's
+	 * check follows, its answer unused, until a rehash replaces it.
+	 */
+	if (rc == SOTP_OK && !a->phantom && a->ctx->dummy_hash[0] == '$' &&
+	    sotp_passwd_cheap(c->pwhash)) {
+		int unused = 0;
+
+		rc = sotp_passwd_check(
+		    input(a, SOTP_F_PASSWORD), a->ctx->dummy_hash, &unused);
+	}
 	*reason = ok ? SOTP_R_ACCEPTED : SOTP_R_WRONG_PASSWORD;
 	if (rc == SOTP_OK && ok && a->ctx->pol.rehash &&
 	    sotp_passwd_outdated(&a->ctx->pol, c->pwhash))
@@ -1534,10 +1547,11 @@ step_contract(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 /*
  * The hash an unknown contract's password is checked against: the first
  * contract's own (imported hashes keep their method and cost, so this
- * costs what checking a real one costs), else, in a store with none, one
- * made as every new hash is. Read once per context, in every attempt's
- * first step whether its contract exists or not, so that the read does
- * not tell them apart either.
+ * costs what checking a real one costs), else, in a store with none or
+ * when that one is of a legacy method (whose checks are padded with this
+ * one's: check_password), one made as every new hash is. Read once per
+ * context, in every attempt's first step whether its contract exists or
+ * not, so that the read does not tell them apart either.
  */
 static int
 dummy_hash(struct sotp_ctx *ctx)
@@ -1550,8 +1564,10 @@ dummy_hash(struct sotp_ctx *ctx)
 	if (ctx->dummy_hash[0] != '\0')
 		return SOTP_OK;
 	rc = sotp_store_pwhash_sample(ctx->st, ctx->dummy_hash);
-	if (rc == SOTP_OK && ctx->dummy_hash[0] == '$')
+	if (rc == SOTP_OK && ctx->dummy_hash[0] == '$' &&
+	    !sotp_passwd_cheap(ctx->dummy_hash))
 		return SOTP_OK;
+	SOTP_WIPE_ARRAY(ctx->dummy_hash);
 	if (rc != SOTP_OK && rc != SOTP_ERR_NOT_FOUND)
 		return store_err(ctx, rc);
 	if ((rc = sotp_random(rnd, sizeof(rnd))) != SOTP_OK)

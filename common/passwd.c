@@ -484,6 +484,14 @@ sotp_passwd_usable(
 }
 
 int
+sotp_passwd_cheap(const char *hash)
+{
+	int s = crypt_checksalt(hash);
+
+	return s == CRYPT_SALT_METHOD_LEGACY || s == CRYPT_SALT_TOO_CHEAP;
+}
+
+int
 sotp_passwd_outdated(const struct sotp_policy *p, const char *hash)
 {
 	const char *prefix = sotp_pw_methods[p != NULL &&
@@ -491,9 +499,8 @@ sotp_passwd_outdated(const struct sotp_policy *p, const char *hash)
 	        ? p->pw_method
 	        : SOTP_PW_YESCRYPT]
 	                         .prefix;
-	int s = crypt_checksalt(hash);
 
 	/* bcrypt's $2a$, $2x$ and $2y$ are older spellings of $2b$. */
 	return strncmp(hash, prefix, strlen(prefix)) != 0 ||
-	    s == CRYPT_SALT_METHOD_LEGACY || s == CRYPT_SALT_TOO_CHEAP;
+	    sotp_passwd_cheap(hash);
 }

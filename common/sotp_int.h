@@ -1273,6 +1273,12 @@ int sotp_passwd_usable(
  * yescrypt), or libxcrypt calls it legacy or cheap.
  */
 int sotp_passwd_outdated(const struct sotp_policy *p, const char *hash);
+/*
+ * 1 when libxcrypt calls hash's method legacy or its cost too cheap
+ * (DES, md5crypt, ...): checked in microseconds where a current hash
+ * takes milliseconds.
+ */
+int sotp_passwd_cheap(const char *hash);
 
 /* A grid of rows x cols ASCII digits, row-major, no separators. */
 int sotp_card_new(

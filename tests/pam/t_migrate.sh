@@ -343,4 +343,41 @@ check "audit: contract.rehash from \$6\$" sh -c '"$1" audit --contract M0000001 
 check "its hash is yescrypt now" sh -c '"$1" export --with-secrets | grep -q "^M0000001,[$]y[$]"' sh "$CLI"
 drv PAM_SUCCESS "and the password still works" ib-mobile M0000001 pw-M0000001
 check "a yescrypt hash is left alone" sh -c '"$1" audit --contract M0000001 | grep -c contract.rehash | grep -qx 1' sh "$CLI"
+
+# -- a store whose first contract is of a legacy method (md5crypt) --
+# An unknown contract's password is checked against the first contract's
+# hash, to cost what a real one does; an md5crypt one costs microseconds,
+# and the yescrypt contracts added since milliseconds, so the time told a
+# stranger which contracts exist (before: a wrong password cost some 20x
+# an unknown contract's). The unknown one's is made as new hashes are.
+mkdir "$SB/d"
+sed -e "s|^store = .*|store = sqlite:$SB/d/d.db|" "$CONF" >"$SB/d/d.conf"
+check "a store for legacy hashes" cli --config "$SB/d/d.conf" init
+printf 'DL1,%s\n' "$(openssl passwd -1 pw-DL1)" >"$SB/d/md5.csv"
+check "  its first contract imported with an md5crypt hash" \
+    cli --config "$SB/d/d.conf" contract import "$SB/d/md5.csv"
+KN= UN=
+for i in 0 1 2 3 4 5 6 7 8 9; do
+	printf 'pw-DY%s\n' "$i" | "$CLI" --config "$SB/d/d.conf" \
+	    contract add "DY$i" >/dev/null 2>&1
+	KN="${KN:+$KN,}DY$i" UN="${UN:+$UN,}DN$i"
+done
+check "  ten contracts added since (yescrypt)" \
+    [ "$(sqlite3 "$SB/d/d.db" "SELECT count(*) FROM contracts WHERE pwhash LIKE '\$y\$%'")" = 10 ]
+echo "auth required $MOD config=$SB/d/d.conf context=mobile" >"$SVC/d-mobile"
+"$DRV" -c "$SVC" -s d-mobile -u "$KN" -n 10 -t -k "$MOD" not-it \
+    >"$SB/d/cpu-known" 2>&1
+"$DRV" -c "$SVC" -s d-mobile -u "$UN" -n 10 -t -k "$MOD" not-it \
+    >"$SB/d/cpu-unknown" 2>&1
+cpu_k=$(sed -n 's/^cpu-us: //p' "$SB/d/cpu-known")
+cpu_u=$(sed -n 's/^cpu-us: //p' "$SB/d/cpu-unknown")
+echo "# cpu: 10 wrong passwords ${cpu_k:-?} us, 10 unknown contracts ${cpu_u:-?} us"
+check "  ten of each refused the same way" \
+    sh -c 'grep -qx "result: PAM_AUTH_ERR x10" "$1" && grep -qx "result: PAM_AUTH_ERR x10" "$2"' \
+    sh "$SB/d/cpu-known" "$SB/d/cpu-unknown"
+within2() { [ -n "$1" ] && [ -n "$2" ] && [ $(($1 * 2)) -ge "$2" ] &&
+	[ $(($2 * 2)) -ge "$1" ]; }
+check "  unknown contracts cost what wrong passwords do (CPU within 2x)" \
+    within2 "$cpu_k" "$cpu_u"
+drv PAM_SUCCESS "  the md5crypt contract logs in" d-mobile DL1 pw-DL1
 echo "1..$TAPN"
