@@ -491,16 +491,46 @@ sotp_passwd_cheap(const char *hash)
 	return s == CRYPT_SALT_METHOD_LEGACY || s == CRYPT_SALT_TOO_CHEAP;
 }
 
+/*
+ * Whether a hash in method m costs less than cost (as crypt_gensalt
+ * counts it, sotp_pw_methods): a policy's cost raised since it was made,
+ * or an imported one made cheaper. One whose cost cannot be read is not.
+ */
+static int
+below_cost(enum sotp_pw_method m, unsigned long cost, const char *hash)
+{
+	unsigned int lg;
+	long long v;
+
+	switch (m) {
+	case SOTP_PW_YESCRYPT:
+		/* Cost c is N = 2^(c + 7) blocks of r = 32: 2^(c + 19). */
+		lg = yescrypt_lg(hash + 3, 0);
+		return lg != 0 && lg < cost + 19;
+	case SOTP_PW_SHA512CRYPT:
+		v = strncmp(hash + 3, "rounds=", 7) == 0 ? decimal(hash + 10)
+		                                         : 5000;
+		return v >= 0 && (unsigned long long)v < cost;
+	case SOTP_PW_BCRYPT:
+		v = decimal(hash + 4);
+		return v >= 0 && (unsigned long long)v < cost;
+	default:
+		return 0;
+	}
+}
+
 int
 sotp_passwd_outdated(const struct sotp_policy *p, const char *hash)
 {
-	const char *prefix = sotp_pw_methods[p != NULL &&
-	            (unsigned int)p->pw_method < SOTP_PW_NMETHODS
-	        ? p->pw_method
-	        : SOTP_PW_YESCRYPT]
-	                         .prefix;
+	enum sotp_pw_method m =
+	    p != NULL && (unsigned int)p->pw_method < SOTP_PW_NMETHODS
+	    ? p->pw_method
+	    : SOTP_PW_YESCRYPT;
+	const char *prefix = sotp_pw_methods[m].prefix;
 
 	/* bcrypt's $2a$, $2x$ and $2y$ are older spellings of $2b$. */
 	return strncmp(hash, prefix, strlen(prefix)) != 0 ||
-	    sotp_passwd_cheap(hash);
+	    sotp_passwd_cheap(hash) ||
+	    below_cost(m,
+	        p != NULL ? p->pw_cost : sotp_pw_methods[m].default_cost, hash);
 }

@@ -343,6 +343,16 @@ check "audit: contract.rehash from \$6\$" sh -c '"$1" audit --contract M0000001 
 check "its hash is yescrypt now" sh -c '"$1" export --with-secrets | grep -q "^M0000001,[$]y[$]"' sh "$CLI"
 drv PAM_SUCCESS "and the password still works" ib-mobile M0000001 pw-M0000001
 check "a yescrypt hash is left alone" sh -c '"$1" audit --contract M0000001 | grep -c contract.rehash | grep -qx 1' sh "$CLI"
+# A cost raised in the policy reaches the hashes already there.
+cp "$CONF" "$SB/cost5.conf"
+sed -i 's/^cost = 5$/cost = 6/' "$CONF"
+check "  (the policy's [password] cost, 5, made 6)" grep -qx "cost = 6" "$CONF"
+drv PAM_SUCCESS "[password] cost = 6: M0000001 (yescrypt cost 5) logs in" ib-mobile M0000001 pw-M0000001
+check "  its hash is made again, audited" sh -c '"$1" audit --contract M0000001 | grep -c "contract.rehash accept .*from=[$]y[$] to=yescrypt" | grep -qx 1' sh "$CLI"
+check "  at cost 6 now (jAT: 5 is j9T)" sh -c '"$1" export --with-secrets | grep -q "^M0000001,[$]y[$]jAT[$]"' sh "$CLI"
+cp "$SB/cost5.conf" "$CONF"
+drv PAM_SUCCESS "  back to cost 5, it still logs in" ib-mobile M0000001 pw-M0000001
+check "  and is not made cheaper again" sh -c '"$1" audit --contract M0000001 | grep -c contract.rehash | grep -qx 2' sh "$CLI"
 
 # -- a store whose first contract is of a legacy method (md5crypt) --
 # An unknown contract's password is checked against the first contract's

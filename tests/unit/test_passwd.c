@@ -241,15 +241,20 @@ test_passwd_costly_refused(void **state)
 	free(p);
 }
 
-/* What rehash on login replaces: anything not yescrypt, or weak. */
+/*
+ * What rehash on login replaces: anything not yescrypt, weak, or cheaper
+ * than the default cost (5).
+ */
 static void
 test_passwd_outdated(void **state)
 {
 	char h[SOTP_HASH_MAX];
 
 	(void)state;
-	make("$y$", 1, "pw", h);
+	make("$y$", 5, "pw", h);
 	assert_int_equal(sotp_passwd_outdated(NULL, h), 0);
+	make("$y$", 1, "pw", h);
+	assert_int_equal(sotp_passwd_outdated(NULL, h), 1);
 	make("$6$", 1000, "pw", h);
 	assert_int_equal(sotp_passwd_outdated(NULL, h), 1);
 	make("$2b$", 4, "pw", h);
@@ -306,6 +311,56 @@ test_passwd_policy_method_and_cost(void **state)
 	free(p);
 }
 
+/*
+ * A cost raised in the policy reaches the hashes already stored: one of
+ * the policy's method below its cost is outdated, one at or above it is
+ * not (a rehash never lowers a cost within a method).
+ */
+static void
+test_passwd_outdated_cost(void **state)
+{
+	static const struct {
+		enum sotp_pw_method m;
+		unsigned int policy;
+		const char *prefix;
+		unsigned long cost;
+		int outdated;
+	} cases[] = {
+	    {SOTP_PW_YESCRYPT, 5, "$y$", 3, 1},
+	    {SOTP_PW_YESCRYPT, 5, "$y$", 4, 1},
+	    {SOTP_PW_YESCRYPT, 5, "$y$", 5, 0},
+	    {SOTP_PW_YESCRYPT, 5, "$y$", 6, 0},
+	    {SOTP_PW_YESCRYPT, 3, "$y$", 5, 0},
+	    /* No rounds= field: sha512crypt's classic 5000. */
+	    {SOTP_PW_SHA512CRYPT, 10000, "$6$", 0, 1},
+	    {SOTP_PW_SHA512CRYPT, 10000, "$6$", 9999, 1},
+	    {SOTP_PW_SHA512CRYPT, 10000, "$6$", 10000, 0},
+	    {SOTP_PW_SHA512CRYPT, 5000, "$6$", 0, 0},
+	    {SOTP_PW_SHA512CRYPT, 5000, "$6$", 20000, 0},
+	    {SOTP_PW_BCRYPT, 6, "$2b$", 4, 1},
+	    {SOTP_PW_BCRYPT, 6, "$2b$", 5, 1},
+	    {SOTP_PW_BCRYPT, 6, "$2b$", 6, 0},
+	    {SOTP_PW_BCRYPT, 6, "$2b$", 7, 0},
+	};
+	struct sotp_policy *p = calloc(1, sizeof(*p));
+	char h[SOTP_HASH_MAX];
+	size_t i;
+
+	(void)state;
+	assert_non_null(p);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		p->pw_method = cases[i].m;
+		p->pw_cost = cases[i].policy;
+		make(cases[i].prefix, cases[i].cost, "pw", h);
+		if (sotp_passwd_outdated(p, h) != cases[i].outdated)
+			fail_msg("policy %s cost %u: %.24s... outdated %d, "
+			         "want %d",
+			    sotp_pw_methods[cases[i].m].name, cases[i].policy,
+			    h, !cases[i].outdated, cases[i].outdated);
+	}
+	free(p);
+}
+
 int
 main(void)
 {
@@ -315,6 +370,7 @@ main(void)
 	    cmocka_unit_test(test_passwd_unusable_refused),
 	    cmocka_unit_test(test_passwd_costly_refused),
 	    cmocka_unit_test(test_passwd_outdated),
+	    cmocka_unit_test(test_passwd_outdated_cost),
 	};
 
 	return cmocka_run_group_tests_name("passwd", tests, NULL, NULL);
