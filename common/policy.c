@@ -323,6 +323,29 @@ comment_in(const char *val)
 }
 
 /*
+ * In a text in double quotes (from its first quote to its last), a
+ * quote followed by blanks and a '#': read as the closing quote and a
+ * comment, it would otherwise keep the comment, and its own quotes, in
+ * the text. Where that '#' stands, or NULL.
+ */
+static const char *
+comment_after_quote(const char *val, size_t n)
+{
+	const char *s, *end = val + n - 1;
+	size_t b, nb;
+
+	for (s = val + 1; s < end; s++) {
+		if (*s != '"')
+			continue;
+		for (b = 1, nb = 0; (nb = blank_at(s + b)) != 0; b += nb)
+			;
+		if (b > 1 && s + b < end && s[b] == '#')
+			return s + b;
+	}
+	return NULL;
+}
+
+/*
  * A comment takes a line of its own, for every key: a '#' that starts the
  * value or follows a blank in it reads as one, yet would end up in the
  * value (an issuer every authenticator app shows, a path that opens
@@ -734,6 +757,11 @@ message_key(struct parser *ps, const char *key, const char *val)
 		    "of the text",
 		    key);
 	if (n >= 2 && val[0] == '"' && val[n - 1] == '"') {
+		if ((hash = comment_after_quote(val, n)) != NULL)
+			return perr(ps,
+			    "%s: '%s' after a closing quote reads as a "
+			    "comment; a comment takes a line of its own",
+			    key, hash);
 		val++;
 		n -= 2;
 	} else if ((hash = comment_in(val)) != NULL)

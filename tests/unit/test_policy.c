@@ -756,6 +756,28 @@ test_policy_ideographic_space_is_a_blank(void **state)
 	free(p);
 }
 
+/*
+ * A text in double quotes runs from the first quote to the last: a quote
+ * inside it is text, and so is a '#' with no blank before it. Only a
+ * quote followed by blanks and a '#' is refused, as a closing quote and
+ * a comment (bad/comment-after-quoted-message-*.conf).
+ */
+static void
+test_policy_quotes_inside_a_quoted_text(void **state)
+{
+	struct sotp_policy *p;
+
+	(void)state;
+	p = read_text("[messages]\n"
+	              "LOCKED = \"Press \"OK\" to call us \"\n"
+	              "WRONG_CODE = \"Key \"#\" ends the code\"\n");
+	assert_string_equal(sotp_msg_text(p, sotp_msg_find("LOCKED")),
+	    "Press \"OK\" to call us ");
+	assert_string_equal(sotp_msg_text(p, sotp_msg_find("WRONG_CODE")),
+	    "Key \"#\" ends the code");
+	free(p);
+}
+
 static void
 test_policy_unreadable_file(void **state)
 {
@@ -1032,6 +1054,7 @@ main(void)
 	    cmocka_unit_test(test_policy_dump_needs_room_and_a_policy),
 	    cmocka_unit_test(test_policy_bad_files_fail_with_file_line),
 	    cmocka_unit_test(test_policy_ideographic_space_is_a_blank),
+	    cmocka_unit_test(test_policy_quotes_inside_a_quoted_text),
 	    cmocka_unit_test(test_policy_unreadable_file),
 	    cmocka_unit_test(test_policy_rejects_null_arguments),
 	    cmocka_unit_test(test_policy_line_ends_and_length),
