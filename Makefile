@@ -143,6 +143,14 @@ $(BUILD)/tests/tools/%.o: CFLAGS += $(shell $(PKG_CONFIG) --cflags pam 2>/dev/nu
 $(BUILD)/tests/%: $(BUILD)/tests/tools/%.o $(LIB)
 	$(CC) $(EXE_LDFLAGS) -o $@ $< $(LIB) $(PKG_LIBS) -lpam -ldl -lpthread
 
+# LD_PRELOAD shims for the tests (tests/shim/): built without the
+# sanitizers, which a test preloads first when the program has them.
+SHIM_SRC   = $(wildcard tests/shim/*.c)
+SHIM_SO    = $(SHIM_SRC:tests/shim/%.c=$(BUILD)/tests/%.so)
+$(BUILD)/tests/%.so: tests/shim/%.c
+	@mkdir -p $(@D)
+	$(CC) $(OPT) -g -std=gnu11 $(WARN) -fPIC -shared -o $@ $< -ldl
+
 # The benchmark: ratios against baselines measured in the same run. Like
 # tests/unit, it may include the internal header.
 $(BUILD)/tests/bench/%.o: CFLAGS += $(shell $(PKG_CONFIG) --cflags pam 2>/dev/null) -Wno-missing-prototypes
@@ -191,7 +199,7 @@ check: deps
 
 # The bench programs are built with the tests, so that a change that
 # breaks them shows in make check and not only in make bench.
-tests-build: $(UNIT_BIN) $(TOOL_BIN) $(BENCH) $(PAM_BENCH)
+tests-build: $(UNIT_BIN) $(TOOL_BIN) $(SHIM_SO) $(BENCH) $(PAM_BENCH)
 .PHONY: tests-build
 
 test: check

@@ -8,18 +8,71 @@
  * leaves nothing at the name, so nothing that looks complete (an export
  * has no end marker; a cut PNG may still show part of a QR code) and no
  * part of a secret. A filesystem without unnamed files gets NAME.PID.tmp
- * instead, linked the same way and removed on every path. An existing
- * NAME is refused before anything is written, and by the link if it
- * appears meanwhile.
+ * instead, linked the same way and removed on every path the tool
+ * controls; one a kill left (SIGKILL cannot be caught) is removed by the
+ * next run that writes NAME, once its process is gone (sweep). An
+ * existing NAME is refused before anything is written, and by the link
+ * if it appears meanwhile.
  */
 #define _GNU_SOURCE /* O_TMPFILE, AT_EMPTY_PATH */
 #include "cli.h"
 
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/*
+ * Removes from dir the BASE.PID.tmp files that runs killed part way left:
+ * PID written as this file writes it (decimal, no leading zero), of a
+ * process that no longer exists (a PID taken again keeps the file until
+ * that process is gone too) or of this one, which has not made its own
+ * yet; and the file as this one makes it: regular, ours, 0600 and one
+ * link. Best effort: what cannot be removed stays.
+ */
+static void
+sweep(const char *dir, const char *base)
+{
+	const struct dirent *de;
+	size_t n = strlen(base);
+	const char *p;
+	struct stat st;
+	char *end;
+	long pid;
+	DIR *d;
+
+	if ((d = opendir(dir)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		p = de->d_name;
+		if (strncmp(p, base, n) != 0 || p[n] != '.')
+			continue;
+		p += n + 1;
+		if (!isdigit((unsigned char)p[0]) || p[0] == '0')
+			continue;
+		errno = 0;
+		pid = strtol(p, &end, 10);
+		if (errno != 0 || strcmp(end, ".tmp") != 0 || pid > INT_MAX)
+			continue;
+		/* Ours is not made yet: one with our PID is an old one's. */
+		if (pid != (long)getpid() &&
+		    (kill((pid_t)pid, 0) == 0 || errno != ESRCH))
+			continue;
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) !=
+		        0 ||
+		    !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+		    (st.st_mode & 07777) != 0600 || st.st_nlink != 1)
+			continue;
+		(void)unlinkat(dirfd(d), de->d_name, 0);
+	}
+	closedir(d);
+}
 
 /* Opens nf->f; 0, or -1 with errno (EEXIST: the name is taken). */
 static int
@@ -46,6 +99,7 @@ newfile_fd(struct cli_file *nf)
 	if ((fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600)) >= 0 ||
 	    (errno != EOPNOTSUPP && errno != EISDIR))
 		return fd;
+	sweep(dir, slash == NULL ? path : slash + 1);
 	n = snprintf(
 	    nf->tmp, sizeof(nf->tmp), "%s.%ld.tmp", path, (long)getpid());
 	if (n < 0 || (size_t)n >= sizeof(nf->tmp)) {

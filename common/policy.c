@@ -285,17 +285,64 @@ plain_value(struct parser *ps, const struct option *o, const char *val)
 }
 
 /*
+ * The length of the blank at s: a space or a tab, or the ideographic
+ * space (U+3000) that Japanese input gives for a blank; 0 if none.
+ */
+static size_t
+blank_at(const char *s)
+{
+	if (*s == ' ' || *s == '\t')
+		return 1;
+	return strncmp(s, "\xe3\x80\x80", 3) == 0 ? 3 : 0;
+}
+
+/* The length of the blank that ends s[0..n), 0 if none. */
+static size_t
+blank_before(const char *s, size_t n)
+{
+	if (n >= 1 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+		return 1;
+	return n >= 3 && memcmp(s + n - 3, "\xe3\x80\x80", 3) == 0 ? 3 : 0;
+}
+
+/*
  * Where a comment would start in val: a '#' at its start (after the
  * blank that followed the '=') or after a blank in it. NULL if none.
  */
 static const char *
 comment_in(const char *val)
 {
-	const char *hash;
+	const char *s;
 
 	if (val[0] == '#')
 		return val;
-	return (hash = strstr(val, " #")) != NULL ? hash + 1 : NULL;
+	for (s = val + 1; *s != '\0'; s++)
+		if (*s == '#' && blank_before(val, (size_t)(s - val)) != 0)
+			return s;
+	return NULL;
+}
+
+/*
+ * In a text in double quotes (from its first quote to its last), a
+ * quote followed by blanks and a '#': read as the closing quote and a
+ * comment, it would otherwise keep the comment, and its own quotes, in
+ * the text. Where that '#' stands, or NULL.
+ */
+static const char *
+comment_after_quote(const char *val, size_t n)
+{
+	const char *s, *end = val + n - 1;
+	size_t b, nb;
+
+	for (s = val + 1; s < end; s++) {
+		if (*s != '"')
+			continue;
+		for (b = 1, nb = 0; (nb = blank_at(s + b)) != 0; b += nb)
+			;
+		if (b > 1 && s + b < end && s[b] == '#')
+			return s + b;
+	}
+	return NULL;
 }
 
 /*
@@ -465,7 +512,7 @@ set_option(struct parser *ps, const struct option *o, const char *val)
 		if (val[7] == '\0')
 			return perr(ps, "store: sqlite: needs a file path");
 		/* Else a relative path starting with a blank: another file. */
-		if (val[7] == ' ')
+		if (blank_at(val + 7) != 0)
 			return perr(ps,
 			    "store: a blank after sqlite: (write sqlite:PATH)");
 		memcpy(base, "sqlite:", 7);
@@ -695,7 +742,7 @@ static int
 message_key(struct parser *ps, const char *key, const char *val)
 {
 	const char *hash;
-	size_t i, n = strlen(val);
+	size_t i, b, n = strlen(val);
 	int row;
 
 	if ((row = sotp_msg_find(key)) < 0)
@@ -710,6 +757,11 @@ message_key(struct parser *ps, const char *key, const char *val)
 		    "of the text",
 		    key);
 	if (n >= 2 && val[0] == '"' && val[n - 1] == '"') {
+		if ((hash = comment_after_quote(val, n)) != NULL)
+			return perr(ps,
+			    "%s: '%s' after a closing quote reads as a "
+			    "comment; a comment takes a line of its own",
+			    key, hash);
 		val++;
 		n -= 2;
 	} else if ((hash = comment_in(val)) != NULL)
@@ -730,9 +782,9 @@ message_key(struct parser *ps, const char *key, const char *val)
 		    key);
 	if (n == 0)
 		return perr(ps, "%s: empty message", key);
-	for (i = 0; i < n && val[i] == ' '; i++)
+	for (i = 0, b = 0; i < n && (b = blank_at(val + i)) != 0; i += b)
 		;
-	if (i == n)
+	if (i >= n)
 		return perr(ps, "%s: a text of blanks only", key);
 	if (n > SOTP_REPLY_MAX)
 		return perr(ps,
@@ -798,7 +850,7 @@ section(struct parser *ps, char *s)
 	if ((end = strchr(s, ']')) == NULL || end[1] != '\0')
 		return perr(ps, "malformed section header");
 	/* "[ otp ]" would otherwise be reported as the section "[]". */
-	if (s[1] == ' ' || end[-1] == ' ')
+	if (blank_at(s + 1) != 0 || blank_before(s, (size_t)(end - s)) != 0)
 		return perr(ps,
 		    "malformed section header: no blank after '[' or before "
 		    "']'");
@@ -849,17 +901,28 @@ section(struct parser *ps, char *s)
 	return SOTP_OK;
 }
 
+/*
+ * s without the blanks (blank_at) at its ends, nor the line end. The
+ * ideographic space is a blank here as ' ' is, so that a key or a value
+ * typed with one around it reads as the one written without.
+ */
 static char *
 trim(char *s)
 {
-	char *e;
+	size_t n, b;
 
-	while (*s == ' ' || *s == '\t')
-		s++;
-	e = s + strlen(s);
-	while (e > s &&
-	    (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' || e[-1] == '\r'))
-		*--e = '\0';
+	while ((b = blank_at(s)) != 0)
+		s += b;
+	n = strlen(s);
+	for (;;) {
+		if (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r'))
+			n--;
+		else if ((b = blank_before(s, n)) != 0)
+			n -= b;
+		else
+			break;
+	}
+	s[n] = '\0';
 	return s;
 }
 

@@ -44,24 +44,51 @@ struct args {
 };
 
 /*
+ * The name of a stack line's option for an audit row: up to and with its
+ * '=' (the value might be a secret written in the wrong place), escaped
+ * (sotp_log_name).
+ */
+static const char *
+option_name(char out[SOTP_LOG_NAME_MAX], const char *arg)
+{
+	char name[SOTP_LOG_NAME_MAX];
+	size_t n = strcspn(arg, "=");
+
+	if (arg[n] == '=')
+		n++;
+	if (n >= sizeof(name))
+		n = sizeof(name) - 1;
+	memcpy(name, arg, n);
+	name[n] = '\0';
+	return sotp_log_name(out, name);
+}
+
+/*
  * Unknown options are refused, not ignored: a typo such as "use_frist_pass"
  * would otherwise change what the stack asks for without anyone noticing.
  * So is an option given twice: in "context=login context=transaction"
  * either could be meant, and taking the last would silently drop the
  * login's password; and so is one with an empty value ("config=").
+ * A refusal writes what for its audit row (refuse_options), naming the
+ * option, never its value.
  */
 static int
-parse_args(pam_handle_t *pamh, int argc, const char **argv, struct args *args)
+parse_args(pam_handle_t *pamh, int argc, const char **argv, struct args *args,
+    char *what, size_t whatsz)
 {
+	char name[SOTP_LOG_NAME_MAX];
 	unsigned int seen = 0, bit;
 	int i;
 
 	memset(args, 0, sizeof(*args));
+	what[0] = '\0';
 	for (i = 0; i < argc; i++) {
 		if (strcmp(argv[i], "config=") == 0 ||
 		    strcmp(argv[i], "context=") == 0) {
 			pam_syslog(
 			    pamh, LOG_ERR, "option %s: no value", argv[i]);
+			snprintf(
+			    what, whatsz, "PAM option %s: no value", argv[i]);
 			return PAM_SERVICE_ERR;
 		}
 		if (strncmp(argv[i], "config=", 7) == 0) {
@@ -83,13 +110,17 @@ parse_args(pam_handle_t *pamh, int argc, const char **argv, struct args *args)
 			bit = 1u << 5;
 			args->fresh = 1;
 		} else {
-			pam_syslog(
-			    pamh, LOG_ERR, "unknown option: %s", argv[i]);
+			/* Its name only: the value might be a secret. */
+			pam_syslog(pamh, LOG_ERR, "unknown option: %s",
+			    option_name(name, argv[i]));
+			snprintf(what, whatsz, "PAM option %s: unknown", name);
 			return PAM_SERVICE_ERR;
 		}
 		if ((seen & bit) != 0) {
 			pam_syslog(
 			    pamh, LOG_ERR, "duplicate option: %s", argv[i]);
+			snprintf(what, whatsz, "PAM option %s given twice",
+			    option_name(name, argv[i]));
 			return PAM_SERVICE_ERR;
 		}
 		seen |= bit;
@@ -102,6 +133,8 @@ parse_args(pam_handle_t *pamh, int argc, const char **argv, struct args *args)
 		pam_syslog(pamh, LOG_ERR,
 		    "options use_first_pass and try_first_pass conflict: "
 		    "give one");
+		snprintf(what, whatsz,
+		    "PAM options use_first_pass and try_first_pass conflict");
 		return PAM_SERVICE_ERR;
 	}
 	/*
@@ -112,9 +145,33 @@ parse_args(pam_handle_t *pamh, int argc, const char **argv, struct args *args)
 	if (args->config != NULL && args->config[0] != '/') {
 		pam_syslog(pamh, LOG_ERR, "config=%s: not an absolute path",
 		    args->config);
+		snprintf(
+		    what, whatsz, "PAM option config=: not an absolute path");
 		return PAM_SERVICE_ERR;
 	}
 	return PAM_SUCCESS;
+}
+
+/*
+ * The one value of a NAME= option on the whole line, or NULL when it is
+ * not given; -1 when it is given more than once or empty. parse_args
+ * stops at the first mistake: this looks past it.
+ */
+static int
+only_value(int argc, const char **argv, const char *name, const char **out)
+{
+	size_t n = strlen(name);
+	int i;
+
+	*out = NULL;
+	for (i = 0; i < argc; i++) {
+		if (strncmp(argv[i], name, n) != 0)
+			continue;
+		if (*out != NULL || argv[i][n] == '\0')
+			return -1;
+		*out = argv[i] + n;
+	}
+	return 0;
 }
 
 static void
@@ -501,6 +558,66 @@ conclude(pam_handle_t *pamh, int flags, const struct args *args,
 	return pam_rc;
 }
 
+/*
+ * A stack line parse_args refused: the call stays refused (PAM_SERVICE_ERR,
+ * the caller's), and when the policy the line names can still be told
+ * apart (one absolute config=, or none: the default) and read, the
+ * refusal is audited as the engine's others are: an attempt for PAM_USER
+ * (never prompted for: the line is wrong, not the customer) in the one
+ * context= or else the service's, refused as BAD_INPUT with `what` as
+ * its detail, which names the option and never its value. Nothing is
+ * kept warm: the options that would say how are in doubt.
+ */
+static void
+refuse_options(
+    pam_handle_t *pamh, int argc, const char **argv, const char *what)
+{
+	const char *config = NULL, *context = NULL, *user = NULL;
+	const void *item = NULL;
+	struct sotp_ctx *ctx = NULL;
+	struct sotp_attempt *a = NULL;
+	struct sotp_decision d;
+	int rc;
+
+	if (only_value(argc, argv, "config=", &config) != 0 ||
+	    (config != NULL && config[0] != '/')) {
+		pam_syslog(pamh, LOG_ERR,
+		    "options refused: which policy to audit into is not "
+		    "clear from config=; no audit row");
+		return;
+	}
+	if (only_value(argc, argv, "context=", &context) != 0)
+		context = NULL;
+	if (pam_get_item(pamh, PAM_USER, &item) == PAM_SUCCESS && item != NULL)
+		user = item;
+	if ((rc = sotp_ctx_new(&ctx)) != SOTP_OK)
+		goto fail;
+	sotp_ctx_set_log(ctx, log_sink, pamh, 0);
+	if ((rc = sotp_ctx_load(ctx, config)) != SOTP_OK)
+		goto fail;
+	if (context != NULL)
+		rc = sotp_attempt_begin(
+		    ctx, user != NULL ? user : "", context, time(NULL), &a);
+	else {
+		item = NULL;
+		if (pam_get_item(pamh, PAM_SERVICE, &item) != PAM_SUCCESS)
+			item = NULL;
+		rc = sotp_attempt_begin_service(
+		    ctx, user != NULL ? user : "", item, time(NULL), &a);
+	}
+	if (rc != SOTP_OK || (rc = sotp_attempt_malformed(a, what)) != SOTP_OK)
+		goto fail;
+	(void)sotp_attempt_step(a, &d);
+	sotp_attempt_free(a);
+	sotp_ctx_free(ctx);
+	return;
+fail:
+	pam_syslog(pamh, LOG_ERR, "options refused: cannot audit it: %s: %s",
+	    sotp_strerror(rc), ctx != NULL ? sotp_ctx_errmsg(ctx) : "");
+	sotp_attempt_free(a);
+	sotp_ctx_free(ctx);
+}
+
 SOTP_EXPORT int
 pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
@@ -512,10 +629,14 @@ pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 	const struct creds *as = NULL;
 	const char *user = NULL, *service = NULL;
 	int rc = SOTP_ERR_INTERNAL, pam_rc, round;
+	char what[128];
 
 	memset(&d, 0, sizeof(d));
-	if ((pam_rc = parse_args(pamh, argc, argv, &args)) != PAM_SUCCESS)
+	if ((pam_rc = parse_args(
+	         pamh, argc, argv, &args, what, sizeof(what))) != PAM_SUCCESS) {
+		refuse_options(pamh, argc, argv, what);
 		return pam_rc;
+	}
 	as = creds_now(&creds) == 0 ? &creds : NULL;
 	if ((pam_rc = open_ctx(pamh, &args, as, &ctx)) != PAM_SUCCESS)
 		goto out;

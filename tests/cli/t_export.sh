@@ -91,9 +91,49 @@ png_killed() {
 png_killed "$SB/show" "token show --png" token show T1 --png "$SB/show/x.png"
 png_killed "$SB/gen" "token generate --png" \
     token generate --png "$SB/gen/x.png"
+
+# Where the filesystem has no unnamed files (O_TMPFILE: the shim makes
+# open() refuse it, as such a filesystem does), the PNG is written as
+# NAME.PID.tmp; a SIGKILL cannot be caught, so a kill part way leaves
+# that file, and the next run that writes NAME removes it once its
+# process is gone. (Under the sanitizers, their runtime comes first.)
+NOTMP=$BUILD/tests/notmpfile.so
+if readelf -d "$CLI" | grep -q 'NEEDED.*libasan'; then
+	NOTMP="$(${CC:-cc} -print-file-name=libasan.so) $NOTMP"
+fi
+mkdir "$SB/fb"
+LD_PRELOAD="$NOTMP" "$CLI" --config "$SB/slow.conf" token show T1 \
+    --png "$SB/fb/x.png" >/dev/null 2>&1 </dev/null 8>&- &
+fb_pid=$!
+fb_i=0
+until [ -e "$SB/fb/x.png.$fb_pid.tmp" ] || [ $fb_i -ge 200 ]; do
+	sleep 0.05
+	fb_i=$((fb_i + 1))
+done
+check "no O_TMPFILE: the PNG is claimed as x.png.PID.tmp, 0600" sh -c \
+    'test "$(stat -c %a "$1")" = 600' sh "$SB/fb/x.png.$fb_pid.tmp"
+kill -KILL "$fb_pid"
+wait "$fb_pid"
+check "... killed part way (SIGKILL: 128 + 9)" test $? -eq 137
+check "... nothing at its name" test ! -e "$SB/fb/x.png"
 echo 'ROLLBACK;' >&8
 exec 8>&-
 wait "$locker"
+# Beside it: one of a live process (this shell), and names not of that
+# shape, which are kept.
+: >"$SB/fb/x.png.$$.tmp"
+: >"$SB/fb/x.png.1x.tmp"
+: >"$SB/fb/y.png.$fb_pid.tmp"
+chmod 600 "$SB/fb/"*.tmp
+check "no O_TMPFILE: the next run writes the PNG" sh -c \
+    'LD_PRELOAD="$1" "$2" token show T1 --png "$3" >/dev/null' sh \
+    "$NOTMP" "$CLI" "$SB/fb/x.png"
+check "... 0600" test "$(stat -c %a "$SB/fb/x.png")" = 600
+check "... and removes the killed run's x.png.PID.tmp" \
+    test ! -e "$SB/fb/x.png.$fb_pid.tmp"
+check "... but not a live process's, nor another name's" sh -c \
+    'test -e "$1/x.png.$2.tmp" && test -e "$1/x.png.1x.tmp" &&
+    test -e "$1/y.png.$3.tmp"' sh "$SB/fb" "$$" "$fb_pid"
 check "token show --png, unhindered: the PNG is there, 0600" sh -c \
     '"$1" token show T1 --png "$2" >/dev/null 2>&1 &&
     test "$(stat -c %a "$2")" = 600' sh "$CLI" "$SB/t1d.png"

@@ -79,4 +79,18 @@ check_rc 2 "check-config refuses a card prompt without its cells" \
     cli --config "$SB/bad3.conf" check-config
 check "  naming file:line" contains "$ERR" \
     "$SB/bad3.conf:$n: [messages] PROMPT_CARD must hold %{cells}"
+# A comment after a full-width blank (U+3000), or after a closing quote,
+# is refused too: it would otherwise end up in the text.
+cp "$CONF" "$SB/bad4.conf"
+printf 'LOCKED = ロックされています。\343\200\200# 窓口用\n' >>"$SB/bad4.conf"
+check_rc 2 "check-config refuses a comment after a full-width blank" \
+    cli --config "$SB/bad4.conf" check-config
+check "  naming file:line and the key" contains "$ERR" \
+    "$SB/bad4.conf:$n: LOCKED: '# 窓口用' after the text reads as a comment"
+cp "$CONF" "$SB/bad5.conf"
+printf 'LOCKED = "Locked." # note "b"\n' >>"$SB/bad5.conf"
+check_rc 2 "check-config refuses a comment after a closing quote" \
+    cli --config "$SB/bad5.conf" check-config
+check "  naming file:line and the key" contains "$ERR" \
+    "$SB/bad5.conf:$n: LOCKED: '# note \"b\"' after a closing quote reads as a comment"
 echo "1..$TAPN"

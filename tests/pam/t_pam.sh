@@ -63,6 +63,8 @@ svc ib-mobile "$M"
 svc ib-register "$M"
 svc unmapped "$M"
 svc badopt "$M use_frist_pass"
+# An unknown option whose value could be a secret: only its name is shown.
+svc badval "$M context=login pin=s3cret-value"
 # The same option twice: which one would hold is a guess (the last, with
 # the login's password silently dropped for the transaction's code only).
 svc dupctx "$M context=login context=transaction"
@@ -238,26 +240,60 @@ exports() { nm -D --defined-only "$MOD" | awk '{ print $3 }' | sort | xargs; }
 check "exports exactly pam_sm_authenticate and pam_sm_setcred" \
     [ "$(exports)" = "pam_sm_authenticate pam_sm_setcred" ]
 
+# A bad option is refused (fail closed) and, when the policy it names
+# can still be read, leaves an audit row naming the option, as the
+# engine's other refusals do (BAD_INPUT, not counted toward the lockout).
+# One whose config= is itself in doubt (twice, empty) names no policy to
+# audit into: the log line alone says why.
+bad_rows() { nrows 'auth reject BAD_INPUT .*detail=.*PAM option'; }
+b0=$(bad_rows)
+n0=$(nrows 'auth reject BAD_INPUT contract=c-login .*detail=PAM option use_frist_pass: unknown')
 pt PAM_SERVICE_ERR "unknown option refused (pamtester)" badopt c-login
 pt_has "unknown option logged" "unknown option: use_frist_pass"
+check "  with an audit row naming the option" \
+    [ "$(nrows 'auth reject BAD_INPUT contract=c-login .*detail=PAM option use_frist_pass: unknown')" -eq $((n0 + 1)) ]
+pt_has "  the audit line names it" \
+    'reason=BAD_INPUT.* detail="PAM option use_frist_pass: unknown"'
+pt PAM_SERVICE_ERR "unknown option with a value refused" badval c-login
+check "  its audit row names the option, not its value" \
+    sh -c '"$1" audit | grep "contract=c-login " | tail -n 1 |
+	grep -q "auth reject BAD_INPUT .*detail=PAM option pin=: unknown"' \
+    sh "$CLI"
+pt_has "  logged by its name" "unknown option: pin=\$"
+pt_hasnt "  the value is in no log or audit line" 's3cret'
+check "  nor in the audit rows" sh -c '! "$1" audit | grep -q s3cret' sh "$CLI"
 C=$(code T-TRANS)
+n0=$(nrows 'auth reject BAD_INPUT contract=c-trans .*detail=PAM option context= given twice')
 pt PAM_SERVICE_ERR "context= twice refused, not the last one taken" \
     dupctx c-trans "$C"
 pt_has "context= twice: logged" "duplicate option: context=transaction"
 pt_hasnt "context= twice: nothing asked" "ワンタイムパスワード"
+check "  with its audit row" \
+    [ "$(nrows 'auth reject BAD_INPUT contract=c-trans .*detail=PAM option context= given twice')" -eq $((n0 + 1)) ]
+b1=$(bad_rows)
 pt PAM_SERVICE_ERR "config= twice refused" dupconf c-mob pw-mob
 pt_has "config= twice: logged" "duplicate option: config="
 # An empty value is a mistake named as one, not an "unknown option".
 pt PAM_SERVICE_ERR "config= with no value refused" emptyconf c-mob pw-mob
 pt_has "  logged as an empty value" "option config=: no value"
+check "config= twice or empty: no policy to audit into, no row" \
+    [ "$(bad_rows)" -eq "$b1" ]
+n0=$(nrows 'auth reject BAD_INPUT contract=c-mob .*detail=PAM option context=: no value')
 pt PAM_SERVICE_ERR "context= with no value refused" emptyctx c-mob pw-mob
 pt_has "  logged as an empty value" "option context=: no value"
+check "  with its audit row" \
+    [ "$(nrows 'auth reject BAD_INPUT contract=c-mob .*detail=PAM option context=: no value')" -eq $((n0 + 1)) ]
 # use_first_pass (never prompt) and try_first_pass (prompt if none) at
 # once: the module took use_first_pass in silence.
+n0=$(nrows 'auth reject BAD_INPUT contract=c-mob .*detail=PAM options use_first_pass and try_first_pass conflict')
 pt PAM_SERVICE_ERR "use_first_pass with try_first_pass refused" \
     firstboth c-mob pw-mob
 pt_has "  logged as a conflict" \
     "options use_first_pass and try_first_pass conflict"
+check "  with its audit row" \
+    [ "$(nrows 'auth reject BAD_INPUT contract=c-mob .*detail=PAM options use_first_pass and try_first_pass conflict')" -eq $((n0 + 1)) ]
+check "one row for each refusal the policy could be read for" \
+    [ "$(bad_rows)" -eq $((b0 + 5)) ]
 # A service the policy's [services] map does not name, without context=:
 # refused by the core as a decision, as context=nosuch is (UNKNOWN_CONTEXT,
 # PAM_SERVICE_ERR as before): the customer told, the audit row naming the
@@ -761,8 +797,11 @@ check "relative config=: refused in every directory ($(grep '^result' "$OUT" | x
     [ "$(grep '^result' "$OUT" | xargs)" = \
 	"result: PAM_SERVICE_ERR result: PAM_SERVICE_ERR" ]
 hasnt "relative config=: nothing asked" "^prompt-"
+b1=$(bad_rows)
 pt PAM_SERVICE_ERR "relative config=: refused (pamtester)" relconf c-warm2 123456
 pt_has "relative config=: logged" "config=rel.conf: not an absolute path"
+check "relative config=: no policy to audit into, no row" \
+    [ "$(bad_rows)" -eq "$b1" ]
 "$CLI" contract unlock c-warm2 >>"$SB/setup.log" 2>&1
 # Nor across a change of credentials: a call must decide what a fresh
 # context would, and a process that gave up the user, group or

@@ -710,6 +710,74 @@ test_policy_bad_files_fail_with_file_line(void **state)
 	assert_true(nfiles >= 40);
 }
 
+/* The policy in text, read into a fresh policy; the read must succeed. */
+static struct sotp_policy *
+read_text(const char *text)
+{
+	char tmp[] = "/tmp/sotp-policy-text-XXXXXX";
+	struct sotp_policy *p;
+	char err[1024];
+	int fd;
+
+	assert_non_null(p = malloc(sizeof(*p)));
+	assert_true((fd = mkstemp(tmp)) >= 0);
+	close(fd);
+	write_file(tmp, text);
+	if (sotp_policy_read(tmp, p, err, sizeof(err)) != SOTP_OK)
+		fail_msg("%s", err);
+	unlink(tmp);
+	return p;
+}
+
+#define IDSP "\343\200\200" /* U+3000, the ideographic space */
+
+/*
+ * The ideographic space (U+3000), which Japanese input gives for a blank,
+ * is a blank as ' ' is: trimmed around keys and values, and kept inside
+ * a value or in a [messages] text in double quotes (bad/ holds the
+ * comments it starts, refused).
+ */
+static void
+test_policy_ideographic_space_is_a_blank(void **state)
+{
+	struct sotp_policy *p;
+
+	(void)state;
+	p = read_text(
+	    IDSP "issuer" IDSP "=" IDSP IDSP "信金" IDSP "本店#2" IDSP
+	         "\n[messages]\n"
+	         "LOCKED" IDSP "= \"" IDSP "ロック中" IDSP "\"" IDSP "\n"
+	         "WRONG_CODE = 違います。" IDSP IDSP "\n");
+	assert_string_equal(p->issuer, "信金" IDSP "本店#2");
+	assert_string_equal(
+	    sotp_msg_text(p, sotp_msg_find("LOCKED")), IDSP "ロック中" IDSP);
+	assert_string_equal(
+	    sotp_msg_text(p, sotp_msg_find("WRONG_CODE")), "違います。");
+	free(p);
+}
+
+/*
+ * A text in double quotes runs from the first quote to the last: a quote
+ * inside it is text, and so is a '#' with no blank before it. Only a
+ * quote followed by blanks and a '#' is refused, as a closing quote and
+ * a comment (bad/comment-after-quoted-message-*.conf).
+ */
+static void
+test_policy_quotes_inside_a_quoted_text(void **state)
+{
+	struct sotp_policy *p;
+
+	(void)state;
+	p = read_text("[messages]\n"
+	              "LOCKED = \"Press \"OK\" to call us \"\n"
+	              "WRONG_CODE = \"Key \"#\" ends the code\"\n");
+	assert_string_equal(sotp_msg_text(p, sotp_msg_find("LOCKED")),
+	    "Press \"OK\" to call us ");
+	assert_string_equal(sotp_msg_text(p, sotp_msg_find("WRONG_CODE")),
+	    "Key \"#\" ends the code");
+	free(p);
+}
+
 static void
 test_policy_unreadable_file(void **state)
 {
@@ -985,6 +1053,8 @@ main(void)
 	    cmocka_unit_test(test_policy_dump_reads_back_the_same),
 	    cmocka_unit_test(test_policy_dump_needs_room_and_a_policy),
 	    cmocka_unit_test(test_policy_bad_files_fail_with_file_line),
+	    cmocka_unit_test(test_policy_ideographic_space_is_a_blank),
+	    cmocka_unit_test(test_policy_quotes_inside_a_quoted_text),
 	    cmocka_unit_test(test_policy_unreadable_file),
 	    cmocka_unit_test(test_policy_rejects_null_arguments),
 	    cmocka_unit_test(test_policy_line_ends_and_length),
