@@ -12,7 +12,8 @@
  * Every import is audited: one row per token inside the transaction (so
  * a rollback leaves no row claiming a token that is not there) with its
  * log line once committed, and one summary row and log line for the call,
- * refusals included.
+ * refusals (with the refusal's own reason) and errors (a store or key
+ * failing part way, verdict error) included.
  */
 #include "import_int.h"
 
@@ -447,8 +448,10 @@ check_store(struct sotp_ctx *ctx, struct sotp_import_batch *b)
 			    SOTP_R_EXISTS,
 			    "serial '%s' is already in the store",
 			    b->e[i].serial);
-		if (rc != SOTP_ERR_NOT_FOUND)
+		if (rc != SOTP_ERR_NOT_FOUND) {
+			b->cur = &b->e[i];
 			return rc;
+		}
 	}
 	return SOTP_OK;
 }
@@ -514,6 +517,7 @@ insert_all(struct sotp_ctx *ctx, struct sotp_import_batch *b,
 	    (rc = sotp_audit_batch_begin(ctx)) != SOTP_OK)
 		goto fail;
 	for (i = 0; i < b->n; i++) {
+		b->cur = &b->e[i];
 		rc = insert_one(ctx, &b->e[i], format, now);
 		/* Another admin added the serial since check_store. */
 		if (rc == SOTP_ERR_EXISTS) {
@@ -527,6 +531,7 @@ insert_all(struct sotp_ctx *ctx, struct sotp_import_batch *b,
 		if (rc != SOTP_OK)
 			goto fail;
 	}
+	b->cur = NULL; /* an error from here on is the whole batch's */
 	if ((rc = sotp_audit_batch_end(ctx, SOTP_OK)) != SOTP_OK ||
 	    (rc = sotp_store_commit(ctx->st)) != SOTP_OK)
 		goto fail;
@@ -545,6 +550,38 @@ fail:
 }
 
 /*
+ * An import that an error stopped (the store or a key failing, memory
+ * short), not a refusal of its input, is an admin action too: its row has
+ * the shape of a contract import's (migrate.c), verdict error, with the
+ * pass, the entry and serial the store was at, and the error's name;
+ * never the store's own text, never a secret. Best effort (the store may
+ * be what failed). The ctx keeps the error it had, led by where it came.
+ */
+static void
+failed(struct sotp_ctx *ctx, const struct sotp_import_batch *b,
+    const char *format, const char *how, int inserting, time_t now, int rc)
+{
+	char detail[SOTP_MSG_MAX + 80], at[SOTP_ID_MAX + 48] = "";
+	char err[sizeof(ctx->err)];
+
+	sotp_strlcpy(err, sotp_ctx_errmsg(ctx), sizeof(err));
+	if (err[0] == '\0')
+		sotp_strlcpy(err, sotp_strerror(rc), sizeof(err));
+	if (b->cur != NULL)
+		snprintf(at, sizeof(at), ", %s %u, serial '%s'", b->unit,
+		    b->cur->pos, b->cur->serial);
+	snprintf(detail, sizeof(detail), "%s: %s pass%s: %s; nothing imported",
+	    how, inserting ? "insert" : "checking", at, sotp_rc_name(rc));
+	(void)sotp_audit(ctx, now, "token.import", NULL, NULL, NULL, "error",
+	    sotp_reason_from_rc(rc), detail);
+	if (b->cur != NULL)
+		sotp_ctx_seterr(ctx, "token import: %s %s %u, serial '%s': %s",
+		    format, b->unit, b->cur->pos, b->cur->serial, err);
+	else
+		sotp_ctx_seterr(ctx, "token import: %s: %s", format, err);
+}
+
+/*
  * The common path: read, check, insert, audit. psk, passphrase and buf
  * are only handed to the PSKC reader.
  */
@@ -557,7 +594,7 @@ import(struct sotp_ctx *ctx, const char *format, const char *buf, size_t len,
 	struct sotp_import_batch b;
 	char detail[SOTP_MSG_MAX + 80], how[48];
 	size_t i;
-	int rc;
+	int rc, inserting = 0;
 
 	if (res == NULL)
 		return SOTP_ERR_INVALID_ARG;
@@ -600,8 +637,10 @@ import(struct sotp_ctx *ctx, const char *format, const char *buf, size_t len,
 	else
 		snprintf(how, sizeof(how), "%s, signature=%s", format,
 		    sotp_sig_status_name(res->signature));
-	if (rc == SOTP_OK && !dry_run)
+	if (rc == SOTP_OK && !dry_run) {
+		inserting = 1;
 		rc = insert_all(ctx, &b, how, now);
+	}
 	if (rc == SOTP_IMPORT_REFUSED) {
 		/*
 		 * "csv: line 3", not a file:line: the core is handed bytes,
@@ -630,6 +669,8 @@ import(struct sotp_ctx *ctx, const char *format, const char *buf, size_t len,
 	    SOTP_R_ACCEPTED, detail);
 	rc = SOTP_OK;
 out:
+	if (rc != SOTP_OK)
+		failed(ctx, &b, format, how, inserting, now, rc);
 	batch_free(&b);
 	return rc;
 }

@@ -1000,7 +1000,9 @@ struct sotp_import_result {
  * secrets need psk[psklen] (16 bytes, section 6.1) or passphrase (PBKDF2,
  * section 6.2); each encrypted value's HMAC-SHA1 MAC is checked before it
  * is decrypted. kind NULL: the policy's default kind. dry_run checks all
- * and stores nothing. psk, passphrase and buf are secret. Audited.
+ * and stores nothing. psk, passphrase and buf are secret. Audited, an
+ * import that an error stops too (verdict error; sotp_ctx_errmsg names
+ * the entry and serial the store was at).
  * A ds:Signature is NOT checked here (see sotp_import_pskc_signed):
  * res->signature is SOTP_SIG_UNCHECKED and the caller must say so.
  * Errors: SOTP_ERR_CONFIG (context not loaded), SOTP_ERR_STORE*,

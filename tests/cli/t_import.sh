@@ -153,3 +153,46 @@ check "audit: the refusals" contains "$OUT" "detail=pskc: entry 2: Secret: MAC m
 check "audit: a CSV refusal names its line" contains "$OUT" \
     "detail=csv: line 3: duplicate serial 'CSV-1' (line 1 has it too)"
 check "no secret in the audit" sh -c "! grep -qi -e '$S1' -e '$S2' '$OUT'"
+# -- an import that an error stops, not a refusal of its input --
+# tokens_fail SERIAL: the store fails the insert of token SERIAL, as a
+# broken or full store would (a trigger that raises); tokens_mend undoes it.
+tokens_fail() {
+	if [ "$STORE_KIND" = postgresql ]; then
+		store_sql "CREATE FUNCTION $STORE_SCHEMA.no_tokens() RETURNS trigger
+		    LANGUAGE plpgsql AS \$\$BEGIN IF NEW.serial = '$1' THEN
+		    RAISE EXCEPTION 'tokens refused by the test'; END IF;
+		    RETURN NEW; END\$\$;
+		    CREATE TRIGGER no_tokens BEFORE INSERT ON $STORE_SCHEMA.tokens
+		    FOR EACH ROW EXECUTE FUNCTION $STORE_SCHEMA.no_tokens()"
+	else
+		sqlite3 "$STORE" "CREATE TRIGGER no_tokens BEFORE INSERT ON tokens
+		    WHEN NEW.serial = '$1'
+		    BEGIN SELECT RAISE(ABORT, 'tokens refused by the test'); END;"
+	fi
+}
+tokens_mend() {
+	if [ "$STORE_KIND" = postgresql ]; then
+		store_sql "DROP TRIGGER no_tokens ON $STORE_SCHEMA.tokens;
+		    DROP FUNCTION $STORE_SCHEMA.no_tokens()"
+	else
+		sqlite3 "$STORE" "DROP TRIGGER no_tokens;"
+	fi
+}
+E1=$(secret)
+E2=$(secret)
+printf '# serial,base32secret\nERR-1,%s\nERR-2,%s\n' "$E1" "$E2" >"$SB/err.csv"
+check "the store fails the insert of ERR-2" tokens_fail ERR-2
+snapshot
+check_rc 2 "a store error mid-import: an error, not a refusal" \
+    cli token import "$SB/err.csv"
+check "... the error names the line and the serial" contains "$ERR" \
+    "token import: csv line 3, serial 'ERR-2': "
+unchanged "an import a store error stopped"
+cp "$ERR" "$SB/err.err"
+check "audit after the store error" cli audit
+check "... the import's error row: the pass, the line, the serial, the error" \
+    grep -q "token\.import error STORE_UNAVAILABLE contract=- serial=- .*detail=csv: insert pass, line 3, serial 'ERR-2': SOTP_ERR_STORE; nothing imported" "$OUT"
+check "... and no secret in the row or the error" \
+    sh -c '! grep -qi -e "$1" -e "$2" "$3" "$4"' sh "$E1" "$E2" "$OUT" "$SB/err.err"
+check "mend the store" tokens_mend
+check "the same file then imports" cli token import "$SB/err.csv"
