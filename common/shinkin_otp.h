@@ -1078,7 +1078,9 @@ struct sotp_contract_import_result {
  * without a live code (policy [migration] binding); status active|locked|
  * closed. Every record is checked first and each refused one reported to
  * cb with its line; only when none is refused (and not dry_run) are all
- * inserted, in one transaction. buf is secret (hashes, grids). Audited.
+ * inserted, in one transaction. buf is secret (hashes, grids). Audited:
+ * a refused import's row carries its first refusal's reason and line;
+ * one an error stops has verdict error.
  * Errors: SOTP_ERR_CONFIG, SOTP_ERR_STORE*, SOTP_ERR_NOMEM,
  * SOTP_ERR_CRYPTO, SOTP_ERR_INVALID_ARG.
  */

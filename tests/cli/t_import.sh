@@ -153,6 +153,9 @@ check "audit: the refusals" contains "$OUT" "detail=pskc: entry 2: Secret: MAC m
 check "audit: a CSV refusal names its line" contains "$OUT" \
     "detail=csv: line 3: duplicate serial 'CSV-1' (line 1 has it too)"
 check "no secret in the audit" sh -c "! grep -qi -e '$S1' -e '$S2' '$OUT'"
+check "audit: a refusal row carries the refusal's reason (EXISTS)" contains "$OUT" \
+    "token.import reject EXISTS contract=- serial=- "
+
 # -- an import that an error stops, not a refusal of its input --
 # tokens_fail SERIAL: the store fails the insert of token SERIAL, as a
 # broken or full store would (a trigger that raises); tokens_mend undoes it.
