@@ -17,6 +17,7 @@
  */
 #include "import_int.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,7 @@
 #define IMPORT_MAX_ENTRIES 100000
 #define CSV_LINE_MAX 1024
 #define CSV_FIELDS 7
+#define WORD_MAX 12 /* longest algorithm name shown in a refusal */
 
 int
 sotp_import_refuse(struct sotp_import_result *res, unsigned int pos,
@@ -58,6 +60,46 @@ sotp_import_quote(char *dst, size_t dstsz, const char *src)
 	dst[n] = '\0';
 	if (src != NULL && src[i] != '\0' && n >= 3)
 		memcpy(dst + n - 3, "...", 3);
+}
+
+/*
+ * A field's value for a refusal, quoted, unless it could be a seed in the
+ * wrong column: longer than max (no valid value is), or text that reads
+ * as a secret the policy would take, in base32 (the CSV's encoding) or
+ * hex (a vendor's). Such a value is described, never shown: a file whose
+ * columns are out of order would otherwise put its seeds on standard
+ * error and in the audit (as migrate.c's shown() keeps hashes out).
+ */
+static const char *
+shown(const struct sotp_import_batch *b, char *dst, size_t dstsz,
+    const char *src, size_t max)
+{
+	uint8_t key[SOTP_IMPORT_SECRET_MAX];
+	const char *why = NULL;
+	char q[64];
+	size_t i, n = strlen(src), keylen = 0;
+	int secret = n > max;
+
+	for (i = 0; i < n && isxdigit((unsigned char)src[i]); i++)
+		;
+	if (i == n && n >= 2 * (size_t)b->pol->min_secret_bytes)
+		secret = 1;
+	if (!secret &&
+	    sotp_base32_decode(src, key, sizeof(key), &keylen, &why) ==
+	        SOTP_OK &&
+	    keylen >= b->pol->min_secret_bytes)
+		secret = 1;
+	SOTP_WIPE_ARRAY(key);
+	if (secret) {
+		snprintf(dst, dstsz,
+		    "(%zu characters, not shown: it may be a secret in the "
+		    "wrong column)",
+		    n);
+		return dst;
+	}
+	sotp_import_quote(q, sizeof(q), src);
+	snprintf(dst, dstsz, "'%s'", q);
+	return dst;
 }
 
 /*
@@ -157,7 +199,7 @@ static int
 csv_line(struct sotp_import_batch *b, unsigned int pos, char *line)
 {
 	struct sotp_import_entry *e = NULL;
-	char *f[CSV_FIELDS], *p, q[64];
+	char *f[CSV_FIELDS], *p, q[128];
 	uint8_t key[SOTP_IMPORT_SECRET_MAX + 1];
 	const char *why = NULL;
 	size_t nf = 0, keylen = 0;
@@ -201,9 +243,9 @@ csv_line(struct sotp_import_batch *b, unsigned int pos, char *line)
 		return rc;
 	if (nf > 2 && *(p = trim(f[2])) != '\0' &&
 	    sotp_alg_parse(p, &e->alg) != SOTP_OK) {
-		sotp_import_quote(q, sizeof(q), p);
 		return sotp_import_refuse(b->res, pos, SOTP_R_BAD_INPUT,
-		    "algorithm '%s' is not sha1, sha256 or sha512%s", q,
+		    "algorithm %s is not sha1, sha256 or sha512%s",
+		    shown(b, q, sizeof(q), p, WORD_MAX),
 		    strcasecmp(p, "hotp") == 0
 		        ? " (an HOTP token gives its counter in field 7)"
 		        : "");
@@ -286,7 +328,7 @@ static int
 check_entry(struct sotp_ctx *ctx, struct sotp_import_batch *b,
     struct sotp_import_entry *e, const char *kind)
 {
-	char q[64];
+	char q[128];
 
 	if (e->kind[0] == '\0')
 		sotp_strlcpy(e->kind,
@@ -294,9 +336,9 @@ check_entry(struct sotp_ctx *ctx, struct sotp_import_batch *b,
 		                 : ctx->pol.kinds[ctx->pol.default_kind].name,
 		    sizeof(e->kind));
 	if (sotp_policy_kind(&ctx->pol, e->kind) == NULL) {
-		sotp_import_quote(q, sizeof(q), e->kind);
 		return sotp_import_refuse(b->res, e->pos, SOTP_R_BAD_INPUT,
-		    "kind '%s' is not defined in the policy", q);
+		    "kind %s is not defined in the policy",
+		    shown(b, q, sizeof(q), e->kind, SOTP_NAME_MAX - 1));
 	}
 	if (e->digits < 6 || e->digits > 8)
 		return sotp_import_refuse(b->res, e->pos, SOTP_R_BAD_INPUT,
