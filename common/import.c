@@ -12,10 +12,12 @@
  * Every import is audited: one row per token inside the transaction (so
  * a rollback leaves no row claiming a token that is not there) with its
  * log line once committed, and one summary row and log line for the call,
- * refusals included.
+ * refusals (with the refusal's own reason) and errors (a store or key
+ * failing part way, verdict error) included.
  */
 #include "import_int.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +27,7 @@
 #define IMPORT_MAX_ENTRIES 100000
 #define CSV_LINE_MAX 1024
 #define CSV_FIELDS 7
+#define WORD_MAX 12 /* longest algorithm name shown in a refusal */
 
 int
 sotp_import_refuse(struct sotp_import_result *res, unsigned int pos,
@@ -57,6 +60,46 @@ sotp_import_quote(char *dst, size_t dstsz, const char *src)
 	dst[n] = '\0';
 	if (src != NULL && src[i] != '\0' && n >= 3)
 		memcpy(dst + n - 3, "...", 3);
+}
+
+/*
+ * A field's value for a refusal, quoted, unless it could be a seed in the
+ * wrong column: longer than max (no valid value is), or text that reads
+ * as a secret the policy would take, in base32 (the CSV's encoding) or
+ * hex (a vendor's). Such a value is described, never shown: a file whose
+ * columns are out of order would otherwise put its seeds on standard
+ * error and in the audit (as migrate.c's shown() keeps hashes out).
+ */
+static const char *
+shown(const struct sotp_import_batch *b, char *dst, size_t dstsz,
+    const char *src, size_t max)
+{
+	uint8_t key[SOTP_IMPORT_SECRET_MAX];
+	const char *why = NULL;
+	char q[64];
+	size_t i, n = strlen(src), keylen = 0;
+	int secret = n > max;
+
+	for (i = 0; i < n && isxdigit((unsigned char)src[i]); i++)
+		;
+	if (i == n && n >= 2 * (size_t)b->pol->min_secret_bytes)
+		secret = 1;
+	if (!secret &&
+	    sotp_base32_decode(src, key, sizeof(key), &keylen, &why) ==
+	        SOTP_OK &&
+	    keylen >= b->pol->min_secret_bytes)
+		secret = 1;
+	SOTP_WIPE_ARRAY(key);
+	if (secret) {
+		snprintf(dst, dstsz,
+		    "(%zu characters, not shown: it may be a secret in the "
+		    "wrong column)",
+		    n);
+		return dst;
+	}
+	sotp_import_quote(q, sizeof(q), src);
+	snprintf(dst, dstsz, "'%s'", q);
+	return dst;
 }
 
 /*
@@ -156,7 +199,7 @@ static int
 csv_line(struct sotp_import_batch *b, unsigned int pos, char *line)
 {
 	struct sotp_import_entry *e = NULL;
-	char *f[CSV_FIELDS], *p, q[64];
+	char *f[CSV_FIELDS], *p, q[128];
 	uint8_t key[SOTP_IMPORT_SECRET_MAX + 1];
 	const char *why = NULL;
 	size_t nf = 0, keylen = 0;
@@ -200,9 +243,9 @@ csv_line(struct sotp_import_batch *b, unsigned int pos, char *line)
 		return rc;
 	if (nf > 2 && *(p = trim(f[2])) != '\0' &&
 	    sotp_alg_parse(p, &e->alg) != SOTP_OK) {
-		sotp_import_quote(q, sizeof(q), p);
 		return sotp_import_refuse(b->res, pos, SOTP_R_BAD_INPUT,
-		    "algorithm '%s' is not sha1, sha256 or sha512%s", q,
+		    "algorithm %s is not sha1, sha256 or sha512%s",
+		    shown(b, q, sizeof(q), p, WORD_MAX),
 		    strcasecmp(p, "hotp") == 0
 		        ? " (an HOTP token gives its counter in field 7)"
 		        : "");
@@ -285,7 +328,7 @@ static int
 check_entry(struct sotp_ctx *ctx, struct sotp_import_batch *b,
     struct sotp_import_entry *e, const char *kind)
 {
-	char q[64];
+	char q[128];
 
 	if (e->kind[0] == '\0')
 		sotp_strlcpy(e->kind,
@@ -293,9 +336,9 @@ check_entry(struct sotp_ctx *ctx, struct sotp_import_batch *b,
 		                 : ctx->pol.kinds[ctx->pol.default_kind].name,
 		    sizeof(e->kind));
 	if (sotp_policy_kind(&ctx->pol, e->kind) == NULL) {
-		sotp_import_quote(q, sizeof(q), e->kind);
 		return sotp_import_refuse(b->res, e->pos, SOTP_R_BAD_INPUT,
-		    "kind '%s' is not defined in the policy", q);
+		    "kind %s is not defined in the policy",
+		    shown(b, q, sizeof(q), e->kind, SOTP_NAME_MAX - 1));
 	}
 	if (e->digits < 6 || e->digits > 8)
 		return sotp_import_refuse(b->res, e->pos, SOTP_R_BAD_INPUT,
@@ -447,8 +490,10 @@ check_store(struct sotp_ctx *ctx, struct sotp_import_batch *b)
 			    SOTP_R_EXISTS,
 			    "serial '%s' is already in the store",
 			    b->e[i].serial);
-		if (rc != SOTP_ERR_NOT_FOUND)
+		if (rc != SOTP_ERR_NOT_FOUND) {
+			b->cur = &b->e[i];
 			return rc;
+		}
 	}
 	return SOTP_OK;
 }
@@ -514,6 +559,7 @@ insert_all(struct sotp_ctx *ctx, struct sotp_import_batch *b,
 	    (rc = sotp_audit_batch_begin(ctx)) != SOTP_OK)
 		goto fail;
 	for (i = 0; i < b->n; i++) {
+		b->cur = &b->e[i];
 		rc = insert_one(ctx, &b->e[i], format, now);
 		/* Another admin added the serial since check_store. */
 		if (rc == SOTP_ERR_EXISTS) {
@@ -527,6 +573,7 @@ insert_all(struct sotp_ctx *ctx, struct sotp_import_batch *b,
 		if (rc != SOTP_OK)
 			goto fail;
 	}
+	b->cur = NULL; /* an error from here on is the whole batch's */
 	if ((rc = sotp_audit_batch_end(ctx, SOTP_OK)) != SOTP_OK ||
 	    (rc = sotp_store_commit(ctx->st)) != SOTP_OK)
 		goto fail;
@@ -545,6 +592,38 @@ fail:
 }
 
 /*
+ * An import that an error stopped (the store or a key failing, memory
+ * short), not a refusal of its input, is an admin action too: its row has
+ * the shape of a contract import's (migrate.c), verdict error, with the
+ * pass, the entry and serial the store was at, and the error's name;
+ * never the store's own text, never a secret. Best effort (the store may
+ * be what failed). The ctx keeps the error it had, led by where it came.
+ */
+static void
+failed(struct sotp_ctx *ctx, const struct sotp_import_batch *b,
+    const char *format, const char *how, int inserting, time_t now, int rc)
+{
+	char detail[SOTP_MSG_MAX + 80], at[SOTP_ID_MAX + 48] = "";
+	char err[sizeof(ctx->err)];
+
+	sotp_strlcpy(err, sotp_ctx_errmsg(ctx), sizeof(err));
+	if (err[0] == '\0')
+		sotp_strlcpy(err, sotp_strerror(rc), sizeof(err));
+	if (b->cur != NULL)
+		snprintf(at, sizeof(at), ", %s %u, serial '%s'", b->unit,
+		    b->cur->pos, b->cur->serial);
+	snprintf(detail, sizeof(detail), "%s: %s pass%s: %s; nothing imported",
+	    how, inserting ? "insert" : "checking", at, sotp_rc_name(rc));
+	(void)sotp_audit(ctx, now, "token.import", NULL, NULL, NULL, "error",
+	    sotp_reason_from_rc(rc), detail);
+	if (b->cur != NULL)
+		sotp_ctx_seterr(ctx, "token import: %s %s %u, serial '%s': %s",
+		    format, b->unit, b->cur->pos, b->cur->serial, err);
+	else
+		sotp_ctx_seterr(ctx, "token import: %s: %s", format, err);
+}
+
+/*
  * The common path: read, check, insert, audit. psk, passphrase and buf
  * are only handed to the PSKC reader.
  */
@@ -557,7 +636,7 @@ import(struct sotp_ctx *ctx, const char *format, const char *buf, size_t len,
 	struct sotp_import_batch b;
 	char detail[SOTP_MSG_MAX + 80], how[48];
 	size_t i;
-	int rc;
+	int rc, inserting = 0;
 
 	if (res == NULL)
 		return SOTP_ERR_INVALID_ARG;
@@ -600,8 +679,10 @@ import(struct sotp_ctx *ctx, const char *format, const char *buf, size_t len,
 	else
 		snprintf(how, sizeof(how), "%s, signature=%s", format,
 		    sotp_sig_status_name(res->signature));
-	if (rc == SOTP_OK && !dry_run)
+	if (rc == SOTP_OK && !dry_run) {
+		inserting = 1;
 		rc = insert_all(ctx, &b, how, now);
+	}
 	if (rc == SOTP_IMPORT_REFUSED) {
 		/*
 		 * "csv: line 3", not a file:line: the core is handed bytes,
@@ -630,6 +711,8 @@ import(struct sotp_ctx *ctx, const char *format, const char *buf, size_t len,
 	    SOTP_R_ACCEPTED, detail);
 	rc = SOTP_OK;
 out:
+	if (rc != SOTP_OK)
+		failed(ctx, &b, format, how, inserting, now, rc);
 	batch_free(&b);
 	return rc;
 }

@@ -42,6 +42,8 @@ struct sotp_import_batch {
 	const struct sotp_policy *pol; /* defaults for new entries */
 	time_t now;                    /* PSKC: StartDate, ExpiryDate */
 	struct sotp_import_result *res;
+	/* The entry the store was working on when an error came, or NULL. */
+	const struct sotp_import_entry *cur;
 };
 
 /*

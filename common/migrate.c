@@ -31,7 +31,9 @@
  * customer's next code is the first one accepted. Card grids are sealed
  * as contract card seals them (AES-GCM, the contract ID as AAD). Each
  * contract gets its audit row inside the transaction; the import gets a
- * summary row and log line, refusals and dry runs included.
+ * summary row and log line, refusals and dry runs included (a refused
+ * import's row carries its first refusal's reason and line), and so does
+ * an import that an error stopped.
  */
 #include "sotp_int.h"
 
@@ -84,6 +86,8 @@ struct mig {
 	struct rec r;
 	int pass; /* 1: the checks, 2: the inserts */
 	char why[SOTP_MSG_MAX];
+	int first_reason;         /* the first refusal's, for the summary */
+	unsigned long first_line; /* its line (0: the file as a whole) */
 };
 
 static const char *
@@ -106,7 +110,10 @@ refuse(struct mig *m, int reason, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(m->why, sizeof(m->why), fmt, ap);
 	va_end(ap);
-	m->res->refused++;
+	if (m->res->refused++ == 0) {
+		m->first_reason = reason;
+		m->first_line = m->r.line;
+	}
 	if (m->cb != NULL)
 		(void)m->cb(m->arg, m->r.line, reason, m->why);
 	return reason;
@@ -879,20 +886,33 @@ check_all(struct mig *m)
 	return SOTP_OK;
 }
 
+/*
+ * The import's own row. A refused import carries the reason of its first
+ * refusal, in file order (the insert pass stops at its one refusal), and
+ * names that refusal's line: the records' own reasons may differ, and each
+ * is on standard error (or --json) with its line; the row keeps the one
+ * an operator fixes first, rather than a BAD_INPUT that a duplicate or an
+ * unknown serial is not.
+ */
 static void
 summary(struct mig *m, int dry_run)
 {
 	const struct sotp_contract_import_result *res = m->res;
-	char detail[160];
+	char detail[200], first[48] = "";
 
+	if (res->refused > 0 && m->first_line > 0)
+		snprintf(first, sizeof(first), "; first refused: line %lu",
+		    m->first_line);
+	else if (res->refused > 0)
+		snprintf(first, sizeof(first), "; first refused: the file");
 	snprintf(detail, sizeof(detail),
 	    "%s: %lu records, %lu refused, %lu imported, %lu migration "
-	    "bindings%s",
+	    "bindings%s%s",
 	    fmt_name(m->fmt), res->records, res->refused, res->imported,
-	    res->bindings, dry_run ? " (dry run, nothing stored)" : "");
+	    res->bindings, dry_run ? " (dry run, nothing stored)" : "", first);
 	(void)sotp_audit(m->ctx, m->now, "contract.import", NULL, NULL, NULL,
 	    res->refused > 0 ? "reject" : "accept",
-	    res->refused > 0 ? SOTP_R_BAD_INPUT : SOTP_R_ACCEPTED, detail);
+	    res->refused > 0 ? m->first_reason : SOTP_R_ACCEPTED, detail);
 }
 
 /*

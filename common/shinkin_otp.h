@@ -1010,7 +1010,9 @@ struct sotp_import_result {
  * secrets need psk[psklen] (16 bytes, section 6.1) or passphrase (PBKDF2,
  * section 6.2); each encrypted value's HMAC-SHA1 MAC is checked before it
  * is decrypted. kind NULL: the policy's default kind. dry_run checks all
- * and stores nothing. psk, passphrase and buf are secret. Audited.
+ * and stores nothing. psk, passphrase and buf are secret. Audited, an
+ * import that an error stops too (verdict error; sotp_ctx_errmsg names
+ * the entry and serial the store was at).
  * A ds:Signature is NOT checked here (see sotp_import_pskc_signed):
  * res->signature is SOTP_SIG_UNCHECKED and the caller must say so.
  * Errors: SOTP_ERR_CONFIG (context not loaded), SOTP_ERR_STORE*,
@@ -1086,7 +1088,9 @@ struct sotp_contract_import_result {
  * without a live code (policy [migration] binding); status active|locked|
  * closed. Every record is checked first and each refused one reported to
  * cb with its line; only when none is refused (and not dry_run) are all
- * inserted, in one transaction. buf is secret (hashes, grids). Audited.
+ * inserted, in one transaction. buf is secret (hashes, grids). Audited:
+ * a refused import's row carries its first refusal's reason and line;
+ * one an error stops has verdict error.
  * Errors: SOTP_ERR_CONFIG, SOTP_ERR_STORE*, SOTP_ERR_NOMEM,
  * SOTP_ERR_CRYPTO, SOTP_ERR_INVALID_ARG.
  */

@@ -153,3 +153,91 @@ check "audit: the refusals" contains "$OUT" "detail=pskc: entry 2: Secret: MAC m
 check "audit: a CSV refusal names its line" contains "$OUT" \
     "detail=csv: line 3: duplicate serial 'CSV-1' (line 1 has it too)"
 check "no secret in the audit" sh -c "! grep -qi -e '$S1' -e '$S2' '$OUT'"
+check "audit: a refusal row carries the refusal's reason (EXISTS)" contains "$OUT" \
+    "token.import reject EXISTS contract=- serial=- "
+
+# -- an import that an error stops, not a refusal of its input --
+# tokens_fail SERIAL: the store fails the insert of token SERIAL, as a
+# broken or full store would (a trigger that raises); tokens_mend undoes it.
+tokens_fail() {
+	if [ "$STORE_KIND" = postgresql ]; then
+		store_sql "CREATE FUNCTION $STORE_SCHEMA.no_tokens() RETURNS trigger
+		    LANGUAGE plpgsql AS \$\$BEGIN IF NEW.serial = '$1' THEN
+		    RAISE EXCEPTION 'tokens refused by the test'; END IF;
+		    RETURN NEW; END\$\$;
+		    CREATE TRIGGER no_tokens BEFORE INSERT ON $STORE_SCHEMA.tokens
+		    FOR EACH ROW EXECUTE FUNCTION $STORE_SCHEMA.no_tokens()"
+	else
+		sqlite3 "$STORE" "CREATE TRIGGER no_tokens BEFORE INSERT ON tokens
+		    WHEN NEW.serial = '$1'
+		    BEGIN SELECT RAISE(ABORT, 'tokens refused by the test'); END;"
+	fi
+}
+tokens_mend() {
+	if [ "$STORE_KIND" = postgresql ]; then
+		store_sql "DROP TRIGGER no_tokens ON $STORE_SCHEMA.tokens;
+		    DROP FUNCTION $STORE_SCHEMA.no_tokens()"
+	else
+		sqlite3 "$STORE" "DROP TRIGGER no_tokens;"
+	fi
+}
+E1=$(secret)
+E2=$(secret)
+printf '# serial,base32secret\nERR-1,%s\nERR-2,%s\n' "$E1" "$E2" >"$SB/err.csv"
+check "the store fails the insert of ERR-2" tokens_fail ERR-2
+snapshot
+check_rc 2 "a store error mid-import: an error, not a refusal" \
+    cli token import "$SB/err.csv"
+check "... the error names the line and the serial" contains "$ERR" \
+    "token import: csv line 3, serial 'ERR-2': "
+unchanged "an import a store error stopped"
+cp "$ERR" "$SB/err.err"
+check "audit after the store error" cli audit
+check "... the import's error row: the pass, the line, the serial, the error" \
+    grep -q "token\.import error STORE_UNAVAILABLE contract=- serial=- .*detail=csv: insert pass, line 3, serial 'ERR-2': SOTP_ERR_STORE; nothing imported" "$OUT"
+check "... and no secret in the row or the error" \
+    sh -c '! grep -qi -e "$1" -e "$2" "$3" "$4"' sh "$E1" "$E2" "$OUT" "$SB/err.err"
+check "mend the store" tokens_mend
+check "the same file then imports" cli token import "$SB/err.csv"
+
+# -- refusals name what is wrong, never a seed found in the wrong column --
+E3=$(secret)
+E4=$(secret)
+printf 'COL-1,%s,%s\n' "$E3" "$E4" >"$SB/col-alg.csv"
+snapshot
+refused_line "$SB/col-alg.csv:1" BAD_INPUT "CSV: a seed in the algorithm column" \
+    cli token import "$SB/col-alg.csv"
+check "... described, not shown" contains "$ERR" \
+    "algorithm (32 characters, not shown: it may be a secret in the wrong column) is not sha1, sha256 or sha512"
+check "... no seed on standard error" sh -c '! grep -qi -e "$1" -e "$2" "$3"' sh "$E3" "$E4" "$ERR"
+printf 'COL-2,%s,sha1,6,30,%s\n' "$E3" "$E4" >"$SB/col-kind.csv"
+refused_line "$SB/col-kind.csv:1" BAD_INPUT "CSV: a seed in the kind column" \
+    cli token import "$SB/col-kind.csv"
+check "... described, not shown" contains "$ERR" \
+    "kind (32 characters, not shown: it may be a secret in the wrong column) is not defined in the policy"
+check "... no seed on standard error" sh -c '! grep -qi -e "$1" -e "$2" "$3"' sh "$E3" "$E4" "$ERR"
+H=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+printf 'COL-3,%s,sha1,6,30,%s\n' "$E3" "$H" >"$SB/col-hex.csv"
+refused_line "$SB/col-hex.csv:1" BAD_INPUT "CSV: a hex seed in the kind column" \
+    cli token import "$SB/col-hex.csv"
+check "... described, not shown" contains "$ERR" "kind (32 characters, not shown"
+check "... no seed on standard error" sh -c '! grep -qi -e "$1" -e "$2" "$3"' sh "$E3" "$H" "$ERR"
+printf 'COL-4,%s,sha257\n' "$E3" >"$SB/col-typo.csv"
+refused_line "$SB/col-typo.csv:1" BAD_INPUT "CSV: a typo in the algorithm" \
+    cli token import "$SB/col-typo.csv"
+check "... the typo is shown" contains "$ERR" "algorithm 'sha257' is not sha1"
+printf 'COL-5,%s,sha1,6,30,phone\n' "$E4" >"$SB/col-typo2.csv"
+refused_line "$SB/col-typo2.csv:1" BAD_INPUT "CSV: a typo in the kind" \
+    cli token import "$SB/col-typo2.csv"
+check "... the typo is shown" contains "$ERR" "kind 'phone' is not defined in the policy"
+unchanged "seeds in the wrong column"
+check "audit after the wrong columns" cli audit
+check "... no seed in the audit" sh -c '! grep -qi -e "$1" -e "$2" -e "$3" "$4"' sh "$E3" "$E4" "$H" "$OUT"
+# PSKC: a Secret that is not base64 (a seed in base64url) is named, not shown.
+sed 's|MTIzNDU2Nzg5MDEyMzQ1Njc4OTA=|MTIzNDU2Nzg5MDEyMzQ1Njc4OTA-_|' \
+    "$D/rfc6030-figure2-totp.pskc" >"$SB/b64url.pskc"
+refused_at 1 BAD_INPUT "PSKC: a Secret in base64url" cli token import "$SB/b64url.pskc"
+check "... the element is named" contains "$ERR" "Secret has neither a base64 PlainValue"
+check "audit after the base64url Secret" cli audit
+check "... no seed on standard error or in the audit" \
+    sh -c '! grep -q "MTIzNDU2Nzg5MDEyMzQ1Njc4OTA" "$1" "$2"' sh "$ERR" "$OUT"

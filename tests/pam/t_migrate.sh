@@ -336,6 +336,30 @@ check "... audited as an error, naming the pass and line" sh -c \
     sh "$CLI" "$SB/c/c.conf"
 check "drop the trigger" sqlite3 "$SB/c/c.db" "DROP TRIGGER no_contracts;"
 
+# -- the summary row of a refused import: the refusals' reason --
+# summary_is PATTERN: the newest contract.import summary row of store c
+# matches PATTERN (grep).
+summary_is() {
+	"$CLI" --config "$SB/c/c.conf" audit >"$SB/audit.c" &&
+	    grep "contract\.import [a-z]* [A-Z_]* contract=- " "$SB/audit.c" |
+	    tail -n 1 | grep -q "$1"
+}
+"$CLI" --config "$SB/c/c.conf" audit >"$SB/audit.c"
+check "a refusal in the insert pass: its reason in the summary (TOKEN_DISABLED)" \
+    grep -q "contract\.import reject TOKEN_DISABLED contract=- .*detail=csv: 1 records, 1 refused, 0 imported, 0 migration bindings; first refused: line 1$" "$SB/audit.c"
+printf '# again\nBOM1,%s\n' "$Y" >"$SB/again.csv"
+check_rc 1 "a contract already in the store: refused" cli --config "$SB/c/c.conf" contract import "$SB/again.csv"
+check "... the summary row says EXISTS, not BAD_INPUT, and the line" summary_is \
+    "contract\.import reject EXISTS .*detail=csv: 1 records, 1 refused, 0 imported, 0 migration bindings; first refused: line 2$"
+printf 'RX1,%s,otp,,NO-SUCH-TOKEN\nRX2,%s,sometimes\nBOM1,%s\n' "$Y" "$Y" "$Y" >"$SB/mixed.csv"
+check_rc 1 "refusals of three reasons" cli --config "$SB/c/c.conf" contract import "$SB/mixed.csv" --dry-run
+check "... line 1: UNKNOWN_SERIAL" grep -q "mixed.csv:1: refused: .*(UNKNOWN_SERIAL)$" "$ERR"
+check "... line 2: BAD_INPUT" grep -q "mixed.csv:2: refused: .*(BAD_INPUT)$" "$ERR"
+check "... line 3: EXISTS" grep -q "mixed.csv:3: refused: .*(EXISTS)$" "$ERR"
+check "... the summary row has the first refusal's reason (UNKNOWN_SERIAL)" summary_is \
+    "contract\.import reject UNKNOWN_SERIAL .*detail=csv: 3 records, 3 refused, 0 imported, 0 migration bindings (dry run, nothing stored); first refused: line 1$"
+check "... and no hash in the refusals or the row" sh -c '! grep -qF "$1" "$2" "$3"' sh "${Y##*\$}" "$ERR" "$SB/audit.c"
+
 # -- rehash on login, when the policy says so --
 sed -i 's/^rehash = no$/rehash = yes/' "$CONF"
 drv PAM_SUCCESS "rehash = yes: M0000001 (sha512crypt) logs in" ib-mobile M0000001 pw-M0000001
