@@ -689,6 +689,12 @@ struct past {
 struct pasts {
 	struct past p[SOTP_AUDIT_PAST_MAX];
 	size_t n;
+	/*
+	 * Each chain's last seq the verify walked (or its base): a prune
+	 * goes no further, so that a row appended between the verify and
+	 * the prune's transaction is never removed unverified.
+	 */
+	int64_t walked[SOTP_AUDIT_CHAINS + 1];
 };
 
 struct walk {
@@ -1102,6 +1108,10 @@ verify(struct sotp_ctx *ctx, struct pasts *past, struct sotp_audit_check *out)
 		if ((rc = verify_chain(ctx, chain, live, past, &one)) !=
 		    SOTP_OK)
 			goto out;
+		if (past != NULL)
+			past->walked[chain] = one.last_seq > one.base_seq
+			    ? one.last_seq
+			    : one.base_seq;
 		if (one.problem != SOTP_AUDIT_OK) {
 			out->problem = one.problem;
 			out->bad_id = one.bad_id;
@@ -1288,10 +1298,13 @@ fail:
 
 /* ---- pruning ---- */
 
-/* One chain's part, under its head's lock: its base moves on. */
+/*
+ * One chain's part, under its head's lock: its base moves on, no further
+ * than upto (the verify's walk).
+ */
 static int
 prune_chain(struct sotp_ctx *ctx, uint32_t kv, int chain, int64_t before,
-    int64_t *removed, int64_t *through)
+    int64_t upto, int64_t *removed, int64_t *through)
 {
 	struct sotp_audit_head h;
 	int64_t first = 0, s, n = 0;
@@ -1302,6 +1315,8 @@ prune_chain(struct sotp_ctx *ctx, uint32_t kv, int chain, int64_t before,
 	         ctx->st, chain, before, &first)) != SOTP_OK)
 		return rc;
 	s = first > 0 ? first - 1 : h.seq;
+	if (s > upto)
+		s = upto;
 	if (s > h.base_seq) {
 		if ((rc = sotp_store_audit_mac_at(
 		         ctx->st, chain, s, h.base_mac)) != SOTP_OK ||
@@ -1345,7 +1360,8 @@ prune(struct sotp_ctx *ctx, int64_t before, const struct pasts *past,
 		return rc;
 	for (chain = 1; chain <= SOTP_AUDIT_CHAINS && rc == SOTP_OK; chain++) {
 		t = 0;
-		rc = prune_chain(ctx, kv, chain, before, removed, &t);
+		rc = prune_chain(
+		    ctx, kv, chain, before, past->walked[chain], removed, &t);
 		if (chain == 1)
 			*through = t;
 		for (i = 0; rc == SOTP_OK && i < past->n; i++)

@@ -364,6 +364,32 @@ check_rc 1 "a chain that does not verify is not pruned" \
 check "  the rows are all still there ($n)" \
     [ "$(sq tampered 'SELECT count(*) FROM audit')" = "$n" ]
 
+# A row put in (no valid MAC) while a prune waits for the write lock,
+# after its verify: the prune must not remove what it never verified.
+# Whatever the order the machine gives (the verify before or after the
+# row, the prune's wait timed out or not), the row stays, and is named.
+copy race
+n=$(sq race 'SELECT max(seq) FROM audit')
+{
+	echo "BEGIN IMMEDIATE;"
+	echo "INSERT INTO audit (ts, action, contract, serial, context,
+	    verdict, reason, detail, seq, mac, keyed, chain, kv) SELECT 0,
+	    'contract.unlock', 'RACE', '', '', 'accept', 0, '', $n + 1,
+	    mac, 1, 1, kv FROM audit WHERE seq = $n;"
+	echo "UPDATE audit_head SET seq = $n + 1 WHERE k = 1;"
+	echo ".system sleep 0.6"
+	echo "COMMIT;"
+} | sqlite3 "$SB/race.db" &
+racer=$!
+sleep 0.2
+"$CLI" --config "$SB/race.conf" audit prune --before 2100-01-01 \
+    >"$OUT" 2>"$ERR"
+echo "# prune beside a writer: exit $? ($(tr '\n' ' ' <"$ERR"))"
+wait $racer
+check "a row put in while a prune waited is not pruned unverified" \
+    [ "$(sq race "SELECT count(*) FROM audit WHERE contract = 'RACE'")" = 1 ]
+broken changed "  and verify names it" --config "$SB/race.conf"
+
 # -- two processes appending at once make one chain --
 # An add that waited past lock_timeout (1 s) for the others' write lock
 # is refused as "store unavailable" and tried again, as an operator
