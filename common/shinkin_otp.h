@@ -995,7 +995,9 @@ struct sotp_import_result {
 	unsigned int imported;     /* tokens stored (dry run: that would be) */
 	int refused;               /* 1: the whole file was refused */
 	enum sotp_reason why;      /* SOTP_R_BAD_INPUT or SOTP_R_EXISTS */
-	unsigned int entry;        /* 1-based KeyPackage or CSV line; 0: file */
+	unsigned int entry;        /* 1-based KeyPackage or CSV line; 0: file.
+	                            * Also set (refused 0) when an error stops
+	                            * the import at an entry. */
 	char reason[SOTP_MSG_MAX]; /* "duplicate serial 'X' (line 2 has it too)"
 	                            */
 	enum sotp_sig_status signature; /* PSKC; also in the audit rows */
@@ -1011,8 +1013,11 @@ struct sotp_import_result {
  * section 6.2); each encrypted value's HMAC-SHA1 MAC is checked before it
  * is decrypted. kind NULL: the policy's default kind. dry_run checks all
  * and stores nothing. psk, passphrase and buf are secret. Audited, an
- * import that an error stops too (verdict error; sotp_ctx_errmsg names
- * the entry and serial the store was at).
+ * import that an error stops too (verdict error): res->entry is then the
+ * entry the store was at (0: none, e.g. the commit failed), and
+ * sotp_ctx_errmsg names its serial (or the format and pass), the error
+ * and that nothing was imported; the caller, who knows the file, leads
+ * with it and res->entry, as for a refusal.
  * A ds:Signature is NOT checked here (see sotp_import_pskc_signed):
  * res->signature is SOTP_SIG_UNCHECKED and the caller must say so.
  * Errors: SOTP_ERR_CONFIG (context not loaded), SOTP_ERR_STORE*,
