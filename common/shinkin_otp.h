@@ -1081,6 +1081,8 @@ struct sotp_contract_import_result {
 	unsigned long imported;    /* contracts stored (dry run: would be) */
 	unsigned long bindings;    /* migration bindings among them */
 	unsigned long weak_hashes; /* legacy or too cheap, libxcrypt says */
+	unsigned long line;        /* an error: the record's line it stopped
+	                            * at (0: none, e.g. the commit failed) */
 };
 
 /*
@@ -1095,7 +1097,11 @@ struct sotp_contract_import_result {
  * cb with its line; only when none is refused (and not dry_run) are all
  * inserted, in one transaction. buf is secret (hashes, grids). Audited:
  * a refused import's row carries its first refusal's reason and line;
- * one an error stops has verdict error.
+ * one an error stops has verdict error, naming the pass, the line and
+ * the contract ID. On an error, res->line is the line of the record the
+ * store was at (0: none) and sotp_ctx_errmsg names its contract ID (or
+ * the format and pass), the error and that nothing was imported; the
+ * caller, who knows the file, leads with FILE:res->line.
  * Errors: SOTP_ERR_CONFIG, SOTP_ERR_STORE*, SOTP_ERR_NOMEM,
  * SOTP_ERR_CRYPTO, SOTP_ERR_INVALID_ARG.
  */
