@@ -101,6 +101,15 @@ void cli_warn(const struct cli *c, const char *fmt, ...) SOTP_PRINTF(2, 3);
 int cli_usage(const struct cli *c, const char *fmt, ...) SOTP_PRINTF(2, 3);
 /* A failed core call: sotp_strerror(rc) and the ctx detail; returns 2. */
 int cli_error(const struct cli *c, int rc);
+/*
+ * A core call on a file's contents that an error stopped, with its place
+ * as a refusal has it: "FILE:POS: error: DETAIL (TEXT)" for a line (unit
+ * NULL), "WHAT: error: UNIT POS: DETAIL (TEXT)" for another unit (a PSKC
+ * entry), "WHAT: error: DETAIL (TEXT)" with none (pos 0; WHAT names the
+ * file). DETAIL is the ctx's; returns CLI_EXIT_ERROR.
+ */
+int cli_error_in(const struct cli *c, const char *path, const char *unit,
+    unsigned long pos, int rc);
 /* One refusal line "...: refused: TEXT (NAME)" on stderr; returns 1. */
 int cli_refused(const struct cli *c, int reason);
 /* The same line with what was wrong: "...: refused: TEXT: WHY (NAME)". */

@@ -317,8 +317,10 @@ cmd_token_import(struct cli *c, int argc, char **argv)
 	else
 		rc = sotp_import_csv(
 		    c->ctx, buf, len, kind, dry_run, c->now, &res);
-	ex = rc != SOTP_OK ? cli_error(c, rc)
-	                   : report(c, pos[0], pskc, &res, dry_run);
+	/* An error leads with the file and entry, as a refusal does. */
+	ex = rc != SOTP_OK
+	    ? cli_error_in(c, pos[0], pskc ? "entry" : NULL, res.entry, rc)
+	    : report(c, pos[0], pskc, &res, dry_run);
 out:
 	if (buf != NULL)
 		wipe_free(buf, len + 1);

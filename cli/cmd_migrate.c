@@ -225,7 +225,9 @@ cmd_contract_import(struct cli *c, int argc, char **argv)
 	refusals.path = pos[0];
 	rc = sotp_contract_import(c->ctx, len > 0 ? map : "", len, fmt, dry_run,
 	    c->now, print_refusal, &refusals, &res);
-	ex = rc != SOTP_OK ? cli_error(c, rc) : import_report(c, &res, dry_run);
+	/* An error leads with FILE:LINE, as a refusal does. */
+	ex = rc != SOTP_OK ? cli_error_in(c, pos[0], NULL, res.line, rc)
+	                   : import_report(c, &res, dry_run);
 out:
 	if (map != MAP_FAILED) {
 		sotp_wipe(map, len);

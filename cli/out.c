@@ -102,6 +102,25 @@ cli_error(const struct cli *c, int rc)
 }
 
 int
+cli_error_in(const struct cli *c, const char *path, const char *unit,
+    unsigned long pos, int rc)
+{
+	const char *detail = c->ctx != NULL ? sotp_ctx_errmsg(c->ctx) : "";
+
+	if (detail[0] == '\0')
+		return cli_error(c, rc);
+	if (pos > 0 && unit == NULL)
+		err_line(NULL, "%s:%lu: error: %s (%s)", path, pos, detail,
+		    sotp_strerror(rc));
+	else if (pos > 0)
+		err_line(c->what, "error: %s %lu: %s (%s)", unit, pos, detail,
+		    sotp_strerror(rc));
+	else
+		err_line(c->what, "error: %s (%s)", detail, sotp_strerror(rc));
+	return CLI_EXIT_ERROR;
+}
+
+int
 cli_refused_why(const struct cli *c, int reason, const char *why)
 {
 	if (why == NULL || why[0] == '\0')

@@ -597,7 +597,10 @@ fail:
  * the shape of a contract import's (migrate.c), verdict error, with the
  * pass, the entry and serial the store was at, and the error's name;
  * never the store's own text, never a secret. Best effort (the store may
- * be what failed). The ctx keeps the error it had, led by where it came.
+ * be what failed). The ctx keeps the error it had, led by the serial (the
+ * entry in res->entry, for the caller to lead with FILE:entry as for a
+ * refusal) or, past the entries (the commit), by the format and pass; it
+ * says that nothing was imported.
  */
 static void
 failed(struct sotp_ctx *ctx, const struct sotp_import_batch *b,
@@ -616,11 +619,13 @@ failed(struct sotp_ctx *ctx, const struct sotp_import_batch *b,
 	    how, inserting ? "insert" : "checking", at, sotp_rc_name(rc));
 	(void)sotp_audit(ctx, now, "token.import", NULL, NULL, NULL, "error",
 	    sotp_reason_from_rc(rc), detail);
+	b->res->entry = b->cur != NULL ? b->cur->pos : 0;
 	if (b->cur != NULL)
-		sotp_ctx_seterr(ctx, "token import: %s %s %u, serial '%s': %s",
-		    format, b->unit, b->cur->pos, b->cur->serial, err);
+		sotp_ctx_seterr(ctx, "serial '%s': %s; nothing imported",
+		    b->cur->serial, err);
 	else
-		sotp_ctx_seterr(ctx, "token import: %s: %s", format, err);
+		sotp_ctx_seterr(ctx, "%s, %s pass: %s; nothing imported",
+		    format, inserting ? "insert" : "checking", err);
 }
 
 /*

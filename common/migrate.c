@@ -88,12 +88,32 @@ struct mig {
 	char why[SOTP_MSG_MAX];
 	int first_reason;         /* the first refusal's, for the summary */
 	unsigned long first_line; /* its line (0: the file as a whole) */
+	char err[SOTP_MSG_MAX];   /* an error's text, kept before rollback */
 };
 
 static const char *
 fmt_name(enum sotp_record_format fmt)
 {
 	return fmt == SOTP_FMT_JSONL ? "jsonl" : "csv";
+}
+
+/*
+ * What an error that stops the import says, kept as it comes (a rollback
+ * may change the store's text): the store's own for a store error, else
+ * the ctx's (a key), else the error's.
+ */
+static void
+note_error(struct mig *m, int rc)
+{
+	const char *t = "";
+
+	if (rc == SOTP_ERR_STORE || rc == SOTP_ERR_STORE_UNAVAILABLE)
+		t = sotp_store_errmsg(m->ctx->st);
+	if (t == NULL || t[0] == '\0')
+		t = sotp_ctx_errmsg(m->ctx);
+	if (t == NULL || t[0] == '\0')
+		t = sotp_strerror(rc);
+	sotp_strlcpy(m->err, t, sizeof(m->err));
 }
 
 /* ---- refusals ---- */
@@ -845,14 +865,18 @@ insert_all(struct mig *m)
 			goto out;
 		m->res->imported++;
 	}
+	/*
+	 * Past the records: an error from here on is the whole batch's, not
+	 * the last line's (next_record left no record in m->r).
+	 */
+	m->r.line = 0;
 	if ((rc = sotp_audit_batch_end(m->ctx, SOTP_OK)) == SOTP_OK)
 		rc = sotp_store_commit(m->ctx->st);
 out:
 	if (rc != SOTP_OK) {
-		(void)sotp_audit_batch_end(m->ctx, rc);
 		if (rc != LOST)
-			sotp_ctx_seterr(m->ctx, "contract import: line %lu: %s",
-			    m->r.line, sotp_store_errmsg(m->ctx->st));
+			note_error(m, rc);
+		(void)sotp_audit_batch_end(m->ctx, rc);
 		sotp_store_rollback(m->ctx->st);
 		m->res->imported = 0;
 		m->res->bindings = 0;
@@ -917,21 +941,42 @@ summary(struct mig *m, int dry_run)
 
 /*
  * An import that could not run to its end (a store or key error) is an
- * admin action too: its row says so, and where. Best effort (the store
- * may be what failed); the ctx keeps the error it had.
+ * admin action too: its row says so, and where: the pass, the line and
+ * the contract ID the store was at (quoted, as refusals show it: never a
+ * hash), or only the pass past the records (the commit). Best effort (the
+ * store may be what failed). The ctx says the same with the error's text
+ * and that nothing was imported; res->line carries the line, for the
+ * caller to lead with FILE:LINE as a refusal does.
  */
 static void
 failed(struct mig *m, int rc)
 {
-	char detail[160], err[sizeof(m->ctx->err)];
+	char detail[SOTP_MSG_MAX], msg[sizeof(m->err) + 200], at[160] = "";
+	char q[128];
+	const char *pass = m->pass == 2 ? "insert" : "checking";
 
-	sotp_strlcpy(err, sotp_ctx_errmsg(m->ctx), sizeof(err));
-	snprintf(detail, sizeof(detail),
-	    "%s: %s pass, line %lu: %s; nothing imported", fmt_name(m->fmt),
-	    m->pass == 1 ? "checking" : "insert", m->r.line, sotp_rc_name(rc));
+	if (m->err[0] == '\0')
+		note_error(m, rc);
+	m->res->line = m->r.line;
+	if (m->r.line > 0 && m->r.f[F_CONTRACT] != NULL &&
+	    m->r.f[F_CONTRACT][0] != '\0') {
+		shown(m, q, sizeof(q), m->r.f[F_CONTRACT], SOTP_ID_MAX - 1);
+		snprintf(
+		    at, sizeof(at), ", line %lu, contract %s", m->r.line, q);
+		snprintf(msg, sizeof(msg), "contract %s: %s; nothing imported",
+		    q, m->err);
+	} else if (m->r.line > 0) {
+		snprintf(at, sizeof(at), ", line %lu", m->r.line);
+		snprintf(msg, sizeof(msg), "%s; nothing imported", m->err);
+	} else {
+		snprintf(msg, sizeof(msg), "%s, %s pass: %s; nothing imported",
+		    fmt_name(m->fmt), pass, m->err);
+	}
+	snprintf(detail, sizeof(detail), "%s: %s pass%s: %s; nothing imported",
+	    fmt_name(m->fmt), pass, at, sotp_rc_name(rc));
 	(void)sotp_audit(m->ctx, m->now, "contract.import", NULL, NULL, NULL,
 	    "error", sotp_reason_from_rc(rc), detail);
-	sotp_ctx_seterr(m->ctx, "%s", err);
+	sotp_ctx_seterr(m->ctx, "%s", msg);
 }
 
 int
@@ -963,8 +1008,7 @@ sotp_contract_import(struct sotp_ctx *ctx, const char *buf, size_t len,
 	m->res = res;
 	m->hc.pol = &ctx->pol;
 	if ((rc = check_all(m)) != SOTP_OK) {
-		sotp_ctx_seterr(ctx, "contract import: line %lu: %s", m->r.line,
-		    sotp_store_errmsg(ctx->st));
+		note_error(m, rc);
 		goto out;
 	}
 	if (res->refused == 0 && !dry_run)

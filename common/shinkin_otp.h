@@ -995,7 +995,9 @@ struct sotp_import_result {
 	unsigned int imported;     /* tokens stored (dry run: that would be) */
 	int refused;               /* 1: the whole file was refused */
 	enum sotp_reason why;      /* SOTP_R_BAD_INPUT or SOTP_R_EXISTS */
-	unsigned int entry;        /* 1-based KeyPackage or CSV line; 0: file */
+	unsigned int entry;        /* 1-based KeyPackage or CSV line; 0: file.
+	                            * Also set (refused 0) when an error stops
+	                            * the import at an entry. */
 	char reason[SOTP_MSG_MAX]; /* "duplicate serial 'X' (line 2 has it too)"
 	                            */
 	enum sotp_sig_status signature; /* PSKC; also in the audit rows */
@@ -1011,8 +1013,11 @@ struct sotp_import_result {
  * section 6.2); each encrypted value's HMAC-SHA1 MAC is checked before it
  * is decrypted. kind NULL: the policy's default kind. dry_run checks all
  * and stores nothing. psk, passphrase and buf are secret. Audited, an
- * import that an error stops too (verdict error; sotp_ctx_errmsg names
- * the entry and serial the store was at).
+ * import that an error stops too (verdict error): res->entry is then the
+ * entry the store was at (0: none, e.g. the commit failed), and
+ * sotp_ctx_errmsg names its serial (or the format and pass), the error
+ * and that nothing was imported; the caller, who knows the file, leads
+ * with it and res->entry, as for a refusal.
  * A ds:Signature is NOT checked here (see sotp_import_pskc_signed):
  * res->signature is SOTP_SIG_UNCHECKED and the caller must say so.
  * Errors: SOTP_ERR_CONFIG (context not loaded), SOTP_ERR_STORE*,
@@ -1076,6 +1081,8 @@ struct sotp_contract_import_result {
 	unsigned long imported;    /* contracts stored (dry run: would be) */
 	unsigned long bindings;    /* migration bindings among them */
 	unsigned long weak_hashes; /* legacy or too cheap, libxcrypt says */
+	unsigned long line;        /* an error: the record's line it stopped
+	                            * at (0: none, e.g. the commit failed) */
 };
 
 /*
@@ -1090,7 +1097,11 @@ struct sotp_contract_import_result {
  * cb with its line; only when none is refused (and not dry_run) are all
  * inserted, in one transaction. buf is secret (hashes, grids). Audited:
  * a refused import's row carries its first refusal's reason and line;
- * one an error stops has verdict error.
+ * one an error stops has verdict error, naming the pass, the line and
+ * the contract ID. On an error, res->line is the line of the record the
+ * store was at (0: none) and sotp_ctx_errmsg names its contract ID (or
+ * the format and pass), the error and that nothing was imported; the
+ * caller, who knows the file, leads with FILE:res->line.
  * Errors: SOTP_ERR_CONFIG, SOTP_ERR_STORE*, SOTP_ERR_NOMEM,
  * SOTP_ERR_CRYPTO, SOTP_ERR_INVALID_ARG.
  */

@@ -331,10 +331,102 @@ check "contract inserts refused by a trigger" sqlite3 "$SB/c/c.db" \
     "CREATE TRIGGER no_contracts BEFORE INSERT ON contracts BEGIN SELECT RAISE(ABORT, 'contracts refused'); END;"
 printf 'ER1,%s\n' "$Y" >"$SB/er.csv"
 check_rc 2 "an import whose insert fails: an error" cli --config "$SB/c/c.conf" contract import "$SB/er.csv"
-check "... audited as an error, naming the pass and line" sh -c \
-    '"$1" --config "$2" audit | grep -q "contract\.import error .*detail=csv: insert pass, line 1: .*; nothing imported"' \
+check "... audited as an error, naming the pass, line and contract" sh -c \
+    '"$1" --config "$2" audit | grep -q "contract\.import error .*detail=csv: insert pass, line 1, contract '"'ER1'"': SOTP_ERR_STORE; nothing imported"' \
     sh "$CLI" "$SB/c/c.conf"
 check "drop the trigger" sqlite3 "$SB/c/c.db" "DROP TRIGGER no_contracts;"
+
+# The same on the sandbox's store (SQLite or PostgreSQL), the second
+# record's insert failing: the error leads with FILE:LINE as a refusal
+# does, and the error row names the contract.
+# contracts_fail ID: the store fails the insert of contract ID (a trigger
+# that raises); contracts_mend undoes it.
+contracts_fail() {
+	if [ "$STORE_KIND" = postgresql ]; then
+		store_sql "CREATE FUNCTION $STORE_SCHEMA.no_contracts() RETURNS trigger
+		    LANGUAGE plpgsql AS \$\$BEGIN IF NEW.id = '$1' THEN
+		    RAISE EXCEPTION 'contracts refused by the test'; END IF;
+		    RETURN NEW; END\$\$;
+		    CREATE TRIGGER no_contracts BEFORE INSERT ON $STORE_SCHEMA.contracts
+		    FOR EACH ROW EXECUTE FUNCTION $STORE_SCHEMA.no_contracts()"
+	else
+		sqlite3 "$STORE" "CREATE TRIGGER no_contracts BEFORE INSERT ON contracts
+		    WHEN NEW.id = '$1'
+		    BEGIN SELECT RAISE(ABORT, 'contracts refused by the test'); END;"
+	fi
+}
+contracts_mend() {
+	if [ "$STORE_KIND" = postgresql ]; then
+		store_sql "DROP TRIGGER no_contracts ON $STORE_SCHEMA.contracts;
+		    DROP FUNCTION $STORE_SCHEMA.no_contracts()"
+	else
+		sqlite3 "$STORE" "DROP TRIGGER no_contracts;"
+	fi
+}
+# heads_fail SQL-CONDITION: the store fails the audit chain head's update
+# (written as a batch ends) while the condition holds: inside the
+# import's transaction only. heads_mend undoes it.
+heads_fail() {
+	if [ "$STORE_KIND" = postgresql ]; then
+		store_sql "CREATE FUNCTION $STORE_SCHEMA.no_head() RETURNS trigger
+		    LANGUAGE plpgsql AS \$\$BEGIN IF $1 THEN
+		    RAISE EXCEPTION 'audit head refused by the test'; END IF;
+		    RETURN NEW; END\$\$;
+		    CREATE TRIGGER no_head BEFORE UPDATE ON $STORE_SCHEMA.audit_head
+		    FOR EACH ROW EXECUTE FUNCTION $STORE_SCHEMA.no_head()"
+	else
+		sqlite3 "$STORE" "CREATE TRIGGER no_head BEFORE UPDATE ON audit_head
+		    WHEN $1
+		    BEGIN SELECT RAISE(ABORT, 'audit head refused by the test'); END;"
+	fi
+}
+heads_mend() {
+	if [ "$STORE_KIND" = postgresql ]; then
+		store_sql "DROP TRIGGER no_head ON $STORE_SCHEMA.audit_head;
+		    DROP FUNCTION $STORE_SCHEMA.no_head()"
+	else
+		sqlite3 "$STORE" "DROP TRIGGER no_head;"
+	fi
+}
+check "the store fails the insert of ERR-C2" contracts_fail ERR-C2
+printf '# contract,pwhash\nERR-C1,%s\nERR-C2,%s\n' "$Y" "$Y" >"$SB/err.csv"
+check_rc 2 "CSV: a store error on line 3: an error" cli contract import "$SB/err.csv"
+check "... leads with the file and line" contains "$ERR" \
+    "shinkin-otp: $SB/err.csv:3: error: contract 'ERR-C2': "
+check "... and says nothing was imported" contains "$ERR" "; nothing imported ("
+cp "$ERR" "$SB/errc.err"
+refused UNKNOWN_CONTRACT "... ERR-C1 is not there" cli contract show ERR-C1
+check "audit after the CSV error" cli audit
+check "... the error row names the pass, the line and the contract" \
+    grep -q "contract\.import error .*detail=csv: insert pass, line 3, contract 'ERR-C2': SOTP_ERR_STORE; nothing imported" "$OUT"
+check "... no hash on standard error or in the audit" \
+    sh -c '! grep -qF "$1" "$2" "$3"' sh "${Y##*\$}" "$SB/errc.err" "$OUT"
+{
+	echo "{\"contract\":\"ERR-C1\",\"pwhash\":\"$Y\"}"
+	echo
+	echo "{\"contract\":\"ERR-C2\",\"pwhash\":\"$Y\"}"
+} >"$SB/err.jsonl"
+check_rc 2 "JSON lines: a store error on line 3: an error" cli contract import "$SB/err.jsonl"
+check "... leads with the file and line" contains "$ERR" \
+    "shinkin-otp: $SB/err.jsonl:3: error: contract 'ERR-C2': "
+check "... and says nothing was imported" contains "$ERR" "; nothing imported ("
+check "audit after the JSON lines error" cli audit
+check "... the error row names the line and the contract" \
+    grep -q "contract\.import error .*detail=jsonl: insert pass, line 3, contract 'ERR-C2': SOTP_ERR_STORE; nothing imported" "$OUT"
+check "mend the store" contracts_mend
+check "the store fails the end of a batch holding ERR-C2" \
+    heads_fail "EXISTS (SELECT 1 FROM contracts WHERE id = 'ERR-C2')"
+check_rc 2 "an error after the last record: an error" cli contract import "$SB/err.csv"
+check "... names the file" contains "$ERR" \
+    "shinkin-otp: contract import $SB/err.csv: error: csv, insert pass: "
+check "... no line of its own (not the last record's)" sh -c '! grep -q "err.csv:[0-9]\|line [0-9]" "$1"' sh "$ERR"
+check "... and says nothing was imported" contains "$ERR" "; nothing imported ("
+refused UNKNOWN_CONTRACT "... ERR-C1 is not there" cli contract show ERR-C1
+check "audit after the batch end's error" cli audit
+check "... the error row: the pass, no line" \
+    grep -q "contract\.import error .*detail=csv: insert pass: SOTP_ERR_STORE; nothing imported" "$OUT"
+check "mend the store" heads_mend
+check "the same file then imports" cli contract import "$SB/err.csv"
 
 # -- the summary row of a refused import: the refusals' reason --
 # summary_is PATTERN: the newest contract.import summary row of store c
