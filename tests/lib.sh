@@ -119,6 +119,47 @@ store_remove() {
 	fi
 }
 
+# wrong_cpu SERVICE USERS FILE: one wrong password ("not-it") for each of
+# the ten comma-separated USERS through pam_driver ($DRV, the stack in
+# $SVC, $MOD kept loaded), into FILE; prints the CPU microseconds the
+# process spent, if every one was refused. within2 A B: A and B are
+# both set and within a factor of 2 of each other.
+wrong_cpu() {
+	"$DRV" -c "$SVC" -s "$1" -u "$2" -n 10 -t -k "$MOD" not-it >"$3" 2>&1
+	grep -qx "result: PAM_AUTH_ERR x10" "$3" &&
+		sed -n 's/^cpu-us: //p' "$3"
+}
+within2() {
+	[ -n "$1" ] && [ -n "$2" ] && [ $(($1 * 2)) -ge "$2" ] &&
+		[ $(($2 * 2)) -ge "$1" ]
+}
+
+# store_fail NAME TABLE EVENT CONDITION: the sandbox's store fails each
+# EVENT (INSERT or UPDATE) on TABLE while CONDITION (SQL; NEW is the row)
+# holds, as a broken or full store would: a trigger NAME that raises
+# "TABLE refused by the test". store_mend NAME TABLE removes it.
+store_fail() {
+	if [ "$STORE_KIND" = postgresql ]; then
+		store_sql "CREATE FUNCTION $STORE_SCHEMA.$1() RETURNS trigger
+		    LANGUAGE plpgsql AS \$\$BEGIN IF $4 THEN
+		    RAISE EXCEPTION '$2 refused by the test'; END IF;
+		    RETURN NEW; END\$\$;
+		    CREATE TRIGGER $1 BEFORE $3 ON $STORE_SCHEMA.$2
+		    FOR EACH ROW EXECUTE FUNCTION $STORE_SCHEMA.$1()"
+	else
+		sqlite3 "$STORE" "CREATE TRIGGER $1 BEFORE $3 ON $2 WHEN $4
+		    BEGIN SELECT RAISE(ABORT, '$2 refused by the test'); END;"
+	fi
+}
+store_mend() {
+	if [ "$STORE_KIND" = postgresql ]; then
+		store_sql "DROP TRIGGER $1 ON $STORE_SCHEMA.$2;
+		    DROP FUNCTION $STORE_SCHEMA.$1()"
+	else
+		sqlite3 "$STORE" "DROP TRIGGER $1;"
+	fi
+}
+
 # Something that is not a shinkin-otp store where the store was.
 store_garbage() {
 	store_remove

@@ -157,34 +157,11 @@ check "audit: a refusal row carries the refusal's reason (EXISTS)" contains "$OU
     "token.import reject EXISTS contract=- serial=- "
 
 # -- an import that an error stops, not a refusal of its input --
-# tokens_fail SERIAL: the store fails the insert of token SERIAL, as a
-# broken or full store would (a trigger that raises); tokens_mend undoes it.
-tokens_fail() {
-	if [ "$STORE_KIND" = postgresql ]; then
-		store_sql "CREATE FUNCTION $STORE_SCHEMA.no_tokens() RETURNS trigger
-		    LANGUAGE plpgsql AS \$\$BEGIN IF NEW.serial = '$1' THEN
-		    RAISE EXCEPTION 'tokens refused by the test'; END IF;
-		    RETURN NEW; END\$\$;
-		    CREATE TRIGGER no_tokens BEFORE INSERT ON $STORE_SCHEMA.tokens
-		    FOR EACH ROW EXECUTE FUNCTION $STORE_SCHEMA.no_tokens()"
-	else
-		sqlite3 "$STORE" "CREATE TRIGGER no_tokens BEFORE INSERT ON tokens
-		    WHEN NEW.serial = '$1'
-		    BEGIN SELECT RAISE(ABORT, 'tokens refused by the test'); END;"
-	fi
-}
-tokens_mend() {
-	if [ "$STORE_KIND" = postgresql ]; then
-		store_sql "DROP TRIGGER no_tokens ON $STORE_SCHEMA.tokens;
-		    DROP FUNCTION $STORE_SCHEMA.no_tokens()"
-	else
-		sqlite3 "$STORE" "DROP TRIGGER no_tokens;"
-	fi
-}
 E1=$(secret)
 E2=$(secret)
 printf '# serial,base32secret\nERR-1,%s\nERR-2,%s\n' "$E1" "$E2" >"$SB/err.csv"
-check "the store fails the insert of ERR-2" tokens_fail ERR-2
+check "the store fails the insert of ERR-2" \
+    store_fail no_tokens tokens INSERT "NEW.serial = 'ERR-2'"
 snapshot
 check_rc 2 "a store error mid-import: an error, not a refusal" \
     cli token import "$SB/err.csv"
@@ -198,44 +175,22 @@ check "... the import's error row: the pass, the line, the serial, the error" \
     grep -q "token\.import error STORE_UNAVAILABLE contract=- serial=- .*detail=csv: insert pass, line 3, serial 'ERR-2': SOTP_ERR_STORE; nothing imported" "$OUT"
 check "... and no secret in the row or the error" \
     sh -c '! grep -qi -e "$1" -e "$2" "$3" "$4"' sh "$E1" "$E2" "$OUT" "$SB/err.err"
-check "mend the store" tokens_mend
+check "mend the store" store_mend no_tokens tokens
 # PSKC: the entry the store was at, as a PSKC refusal names it.
 sed 's/GEN-PLAIN-/ERRP-/' "$D/gen-hotp-entry3.pskc" >"$SB/err.pskc"
-check "the store fails the insert of ERRP-3" tokens_fail ERRP-3
+check "the store fails the insert of ERRP-3" \
+    store_fail no_tokens tokens INSERT "NEW.serial = 'ERRP-3'"
 check_rc 2 "PSKC: a store error mid-import: an error" cli token import "$SB/err.pskc"
 check "... the error names the file, the entry and the serial" contains "$ERR" \
     "shinkin-otp: token import $SB/err.pskc: error: entry 3: serial 'ERRP-3': "
 check "... and says nothing was imported" contains "$ERR" "; nothing imported ("
 unchanged "a PSKC import a store error stopped"
-check "mend the store" tokens_mend
+check "mend the store" store_mend no_tokens tokens
 # An error past the entries (the audit chain's head, written as the
 # transaction ends, refused): no entry to name, the file still named.
-# heads_fail SQL-CONDITION: the store fails the audit head's update while
-# the condition holds (inside the import's transaction only); heads_mend.
-heads_fail() {
-	if [ "$STORE_KIND" = postgresql ]; then
-		store_sql "CREATE FUNCTION $STORE_SCHEMA.no_head() RETURNS trigger
-		    LANGUAGE plpgsql AS \$\$BEGIN IF $1 THEN
-		    RAISE EXCEPTION 'audit head refused by the test'; END IF;
-		    RETURN NEW; END\$\$;
-		    CREATE TRIGGER no_head BEFORE UPDATE ON $STORE_SCHEMA.audit_head
-		    FOR EACH ROW EXECUTE FUNCTION $STORE_SCHEMA.no_head()"
-	else
-		sqlite3 "$STORE" "CREATE TRIGGER no_head BEFORE UPDATE ON audit_head
-		    WHEN $1
-		    BEGIN SELECT RAISE(ABORT, 'audit head refused by the test'); END;"
-	fi
-}
-heads_mend() {
-	if [ "$STORE_KIND" = postgresql ]; then
-		store_sql "DROP TRIGGER no_head ON $STORE_SCHEMA.audit_head;
-		    DROP FUNCTION $STORE_SCHEMA.no_head()"
-	else
-		sqlite3 "$STORE" "DROP TRIGGER no_head;"
-	fi
-}
 check "the store fails the end of a batch holding ERR-2" \
-    heads_fail "EXISTS (SELECT 1 FROM tokens WHERE serial = 'ERR-2')"
+    store_fail no_head audit_head UPDATE \
+    "EXISTS (SELECT 1 FROM tokens WHERE serial = 'ERR-2')"
 check_rc 2 "an error after the last entry: an error" cli token import "$SB/err.csv"
 check "... names the file" contains "$ERR" "shinkin-otp: token import $SB/err.csv: error: csv, insert pass: "
 check "... names no line nor serial of its own" sh -c '! grep -q "err.csv:[0-9]\|serial" "$1"' sh "$ERR"
@@ -244,7 +199,7 @@ unchanged "an import whose batch end failed"
 check "audit after the batch end's error" cli audit
 check "... its error row: the pass, no line" \
     grep -q "token\.import error STORE_UNAVAILABLE contract=- serial=- .*detail=csv: insert pass: SOTP_ERR_STORE; nothing imported" "$OUT"
-check "mend the store" heads_mend
+check "mend the store" store_mend no_head audit_head
 check "the same file then imports" cli token import "$SB/err.csv"
 
 # -- refusals name what is wrong, never a seed found in the wrong column --

@@ -339,56 +339,8 @@ check "drop the trigger" sqlite3 "$SB/c/c.db" "DROP TRIGGER no_contracts;"
 # The same on the sandbox's store (SQLite or PostgreSQL), the second
 # record's insert failing: the error leads with FILE:LINE as a refusal
 # does, and the error row names the contract.
-# contracts_fail ID: the store fails the insert of contract ID (a trigger
-# that raises); contracts_mend undoes it.
-contracts_fail() {
-	if [ "$STORE_KIND" = postgresql ]; then
-		store_sql "CREATE FUNCTION $STORE_SCHEMA.no_contracts() RETURNS trigger
-		    LANGUAGE plpgsql AS \$\$BEGIN IF NEW.id = '$1' THEN
-		    RAISE EXCEPTION 'contracts refused by the test'; END IF;
-		    RETURN NEW; END\$\$;
-		    CREATE TRIGGER no_contracts BEFORE INSERT ON $STORE_SCHEMA.contracts
-		    FOR EACH ROW EXECUTE FUNCTION $STORE_SCHEMA.no_contracts()"
-	else
-		sqlite3 "$STORE" "CREATE TRIGGER no_contracts BEFORE INSERT ON contracts
-		    WHEN NEW.id = '$1'
-		    BEGIN SELECT RAISE(ABORT, 'contracts refused by the test'); END;"
-	fi
-}
-contracts_mend() {
-	if [ "$STORE_KIND" = postgresql ]; then
-		store_sql "DROP TRIGGER no_contracts ON $STORE_SCHEMA.contracts;
-		    DROP FUNCTION $STORE_SCHEMA.no_contracts()"
-	else
-		sqlite3 "$STORE" "DROP TRIGGER no_contracts;"
-	fi
-}
-# heads_fail SQL-CONDITION: the store fails the audit chain head's update
-# (written as a batch ends) while the condition holds: inside the
-# import's transaction only. heads_mend undoes it.
-heads_fail() {
-	if [ "$STORE_KIND" = postgresql ]; then
-		store_sql "CREATE FUNCTION $STORE_SCHEMA.no_head() RETURNS trigger
-		    LANGUAGE plpgsql AS \$\$BEGIN IF $1 THEN
-		    RAISE EXCEPTION 'audit head refused by the test'; END IF;
-		    RETURN NEW; END\$\$;
-		    CREATE TRIGGER no_head BEFORE UPDATE ON $STORE_SCHEMA.audit_head
-		    FOR EACH ROW EXECUTE FUNCTION $STORE_SCHEMA.no_head()"
-	else
-		sqlite3 "$STORE" "CREATE TRIGGER no_head BEFORE UPDATE ON audit_head
-		    WHEN $1
-		    BEGIN SELECT RAISE(ABORT, 'audit head refused by the test'); END;"
-	fi
-}
-heads_mend() {
-	if [ "$STORE_KIND" = postgresql ]; then
-		store_sql "DROP TRIGGER no_head ON $STORE_SCHEMA.audit_head;
-		    DROP FUNCTION $STORE_SCHEMA.no_head()"
-	else
-		sqlite3 "$STORE" "DROP TRIGGER no_head;"
-	fi
-}
-check "the store fails the insert of ERR-C2" contracts_fail ERR-C2
+check "the store fails the insert of ERR-C2" \
+    store_fail no_contracts contracts INSERT "NEW.id = 'ERR-C2'"
 printf '# contract,pwhash\nERR-C1,%s\nERR-C2,%s\n' "$Y" "$Y" >"$SB/err.csv"
 check_rc 2 "CSV: a store error on line 3: an error" cli contract import "$SB/err.csv"
 check "... leads with the file and line" contains "$ERR" \
@@ -413,9 +365,10 @@ check "... and says nothing was imported" contains "$ERR" "; nothing imported ("
 check "audit after the JSON lines error" cli audit
 check "... the error row names the line and the contract" \
     grep -q "contract\.import error .*detail=jsonl: insert pass, line 3, contract 'ERR-C2': SOTP_ERR_STORE; nothing imported" "$OUT"
-check "mend the store" contracts_mend
+check "mend the store" store_mend no_contracts contracts
 check "the store fails the end of a batch holding ERR-C2" \
-    heads_fail "EXISTS (SELECT 1 FROM contracts WHERE id = 'ERR-C2')"
+    store_fail no_head audit_head UPDATE \
+    "EXISTS (SELECT 1 FROM contracts WHERE id = 'ERR-C2')"
 check_rc 2 "an error after the last record: an error" cli contract import "$SB/err.csv"
 check "... names the file" contains "$ERR" \
     "shinkin-otp: contract import $SB/err.csv: error: csv, insert pass: "
@@ -425,7 +378,7 @@ refused UNKNOWN_CONTRACT "... ERR-C1 is not there" cli contract show ERR-C1
 check "audit after the batch end's error" cli audit
 check "... the error row: the pass, no line" \
     grep -q "contract\.import error .*detail=csv: insert pass: SOTP_ERR_STORE; nothing imported" "$OUT"
-check "mend the store" heads_mend
+check "mend the store" store_mend no_head audit_head
 check "the same file then imports" cli contract import "$SB/err.csv"
 
 # -- the summary row of a refused import: the refusals' reason --
@@ -491,19 +444,10 @@ done
 check "  ten contracts added since (yescrypt)" \
     [ "$(sqlite3 "$SB/d/d.db" "SELECT count(*) FROM contracts WHERE pwhash LIKE '\$y\$%'")" = 10 ]
 echo "auth required $MOD config=$SB/d/d.conf context=mobile" >"$SVC/d-mobile"
-"$DRV" -c "$SVC" -s d-mobile -u "$KN" -n 10 -t -k "$MOD" not-it \
-    >"$SB/d/cpu-known" 2>&1
-"$DRV" -c "$SVC" -s d-mobile -u "$UN" -n 10 -t -k "$MOD" not-it \
-    >"$SB/d/cpu-unknown" 2>&1
-cpu_k=$(sed -n 's/^cpu-us: //p' "$SB/d/cpu-known")
-cpu_u=$(sed -n 's/^cpu-us: //p' "$SB/d/cpu-unknown")
+cpu_k=$(wrong_cpu d-mobile "$KN" "$SB/d/cpu-known")
+cpu_u=$(wrong_cpu d-mobile "$UN" "$SB/d/cpu-unknown")
 echo "# cpu: 10 wrong passwords ${cpu_k:-?} us, 10 unknown contracts ${cpu_u:-?} us"
-check "  ten of each refused the same way" \
-    sh -c 'grep -qx "result: PAM_AUTH_ERR x10" "$1" && grep -qx "result: PAM_AUTH_ERR x10" "$2"' \
-    sh "$SB/d/cpu-known" "$SB/d/cpu-unknown"
-within2() { [ -n "$1" ] && [ -n "$2" ] && [ $(($1 * 2)) -ge "$2" ] &&
-	[ $(($2 * 2)) -ge "$1" ]; }
-check "  unknown contracts cost what wrong passwords do (CPU within 2x)" \
+check "  ten of each refused; unknown contracts cost what wrong passwords do (CPU within 2x)" \
     within2 "$cpu_k" "$cpu_u"
 drv PAM_SUCCESS "  the md5crypt contract logs in" d-mobile DL1 pw-DL1
 echo "1..$TAPN"

@@ -34,30 +34,22 @@ shim_open(const char *name, const char *path, int flags, mode_t mode)
 	return real(path, flags, mode);
 }
 
-__attribute__((visibility("default"))) int
-open(const char *path, int flags, ...)
-{
-	mode_t mode = 0;
-	va_list ap;
-
-	if ((flags & O_CREAT) != 0 || (flags & O_TMPFILE) == O_TMPFILE) {
-		va_start(ap, flags);
-		mode = (mode_t)va_arg(ap, int);
-		va_end(ap);
+/* open and open64 alike: the mode is there with O_CREAT or O_TMPFILE. */
+#define SHIM_ENTRY(fn)                                                         \
+	__attribute__((visibility("default"))) int fn(                         \
+	    const char *path, int flags, ...)                                  \
+	{                                                                      \
+		mode_t mode = 0;                                               \
+		va_list ap;                                                    \
+                                                                               \
+		if ((flags & O_CREAT) != 0 ||                                  \
+		    (flags & O_TMPFILE) == O_TMPFILE) {                        \
+			va_start(ap, flags);                                   \
+			mode = (mode_t)va_arg(ap, int);                        \
+			va_end(ap);                                            \
+		}                                                              \
+		return shim_open(#fn, path, flags, mode);                      \
 	}
-	return shim_open("open", path, flags, mode);
-}
 
-__attribute__((visibility("default"))) int
-open64(const char *path, int flags, ...)
-{
-	mode_t mode = 0;
-	va_list ap;
-
-	if ((flags & O_CREAT) != 0 || (flags & O_TMPFILE) == O_TMPFILE) {
-		va_start(ap, flags);
-		mode = (mode_t)va_arg(ap, int);
-		va_end(ap);
-	}
-	return shim_open("open64", path, flags, mode);
-}
+SHIM_ENTRY(open)
+SHIM_ENTRY(open64)
