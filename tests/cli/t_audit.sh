@@ -377,11 +377,17 @@ n=$(sq race 'SELECT max(seq) FROM audit')
 	    'contract.unlock', 'RACE', '', '', 'accept', 0, '', $n + 1,
 	    mac, 1, 1, kv FROM audit WHERE seq = $n;"
 	echo "UPDATE audit_head SET seq = $n + 1 WHERE k = 1;"
+	echo ".system touch '$SB/race.held'"
 	echo ".system sleep 0.6"
 	echo "COMMIT;"
 } | sqlite3 "$SB/race.db" &
 racer=$!
-sleep 0.2
+# The prune starts once the writer holds the lock (its row in).
+i=0
+while [ ! -e "$SB/race.held" ] && [ $i -lt 200 ]; do
+	sleep 0.05
+	i=$((i + 1))
+done
 "$CLI" --config "$SB/race.conf" audit prune --before 2100-01-01 \
     >"$OUT" 2>"$ERR"
 echo "# prune beside a writer: exit $? ($(tr '\n' ' ' <"$ERR"))"
