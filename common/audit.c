@@ -712,6 +712,7 @@ struct walk {
 	int64_t said_id, said_seq;
 	char said[128];
 	struct pasts *past; /* such rows an auditor has looked into */
+	int anchored;       /* its seq 1 verified: see anchored_at */
 };
 
 /* Whether kv is live, the set read again first when it seems not. */
@@ -805,6 +806,9 @@ walk_row(
 		    strcmp(r->action, SOTP_AUDIT_HEAD_ACTION) == 0 &&
 		    strcmp(r->verdict, "error") == 0)
 			head_row(w, r, l->seq);
+		if (l->seq == 1 && l->keyed == 1 &&
+		    (l->kv == 0 || strcmp(r->action, "key.create") == 0))
+			w->anchored = 1;
 		w->out->rows++;
 		if (w->out->first_seq == 0)
 			w->out->first_seq = l->seq;
@@ -1011,10 +1015,14 @@ load_audit_keys(struct sotp_ctx *ctx)
 	return SOTP_OK;
 }
 
-/* One chain, from its base to its head, into out (zeroed first). */
+/*
+ * One chain, from its base to its head, into out (zeroed first).
+ * *anchored: it starts from a prune's base, or at the store's first row
+ * (anchored_at).
+ */
 static int
 verify_chain(struct sotp_ctx *ctx, int chain, struct live *live,
-    struct pasts *past, struct sotp_audit_check *out)
+    struct pasts *past, struct sotp_audit_check *out, int *anchored)
 {
 	struct sotp_audit_head h;
 	struct walk w;
@@ -1027,6 +1035,7 @@ verify_chain(struct sotp_ctx *ctx, int chain, struct live *live,
 	w.out = out;
 	w.chain = chain;
 	w.past = past;
+	*anchored = 0;
 	if ((rc = sotp_store_audit_head(ctx->st, chain, 0, &h)) != SOTP_OK ||
 	    (rc = load_audit_key(ctx, h.kv)) != SOTP_OK ||
 	    (rc = load_audit_key(ctx, h.base_kv)) != SOTP_OK ||
@@ -1045,20 +1054,25 @@ verify_chain(struct sotp_ctx *ctx, int chain, struct live *live,
 		    "back or changed by hand (%s): rows before it may have "
 		    "been removed",
 		    (long long)w.said_id, (long long)w.said_seq, w.said);
+	*anchored = h.base_seq > 0 || w.anchored;
 	return rc;
 }
 
 /*
- * Every chain empty, none ever pruned: a store whose keys hold an audit
- * key had its first one made in the same transaction as a chained row
- * (key.create, keys_admin.c), and a chain's head never goes back, nor
- * does a prune leave it without a base. So an empty trail there is rows
- * removed and the heads set back to nothing by hand. (A store whose
- * current version has no audit key, made before key versions and not
- * yet taken over by init, claims nothing.)
+ * No chain anchored: every chain empty, or none begins at a prune's base
+ * or at the store's first row. A store whose keys hold an audit key had
+ * its first one made in the same transaction as a chained row
+ * (key.create, keys_admin.c: the first row of its chain, or a row after
+ * ones under version 0, the master key file's, from before key versions;
+ * either way seq 1 of its chain is one or the other), and a chain's head
+ * never goes back, nor does a prune leave it without a base. So a trail
+ * without an anchor is rows removed and the heads set back to nothing by
+ * hand, and a chain begun again since (the next decision) does not hide
+ * it. (A store whose current version has no audit key, made before key
+ * versions and not yet taken over by init, claims nothing.)
  */
 static int
-check_empty(struct sotp_ctx *ctx, struct sotp_audit_check *out)
+check_anchor(struct sotp_ctx *ctx, int chain, struct sotp_audit_check *out)
 {
 	uint32_t kv = 0;
 	int rc;
@@ -1072,10 +1086,19 @@ check_empty(struct sotp_ctx *ctx, struct sotp_audit_check *out)
 	}
 	if (rc != SOTP_OK)
 		return rc;
-	broken(out, SOTP_AUDIT_REMOVED, 0, 1,
-	    "rows removed: every chain is empty and its head set back, "
-	    "yet key version %lu was made with an audited row",
-	    (unsigned long)kv);
+	if (chain == 0)
+		broken(out, SOTP_AUDIT_REMOVED, 0, 1,
+		    "rows removed: every chain is empty and its head set "
+		    "back, yet key version %lu was made with an audited row",
+		    (unsigned long)kv);
+	else
+		broken(out, SOTP_AUDIT_REMOVED, 0, 1,
+		    "rows removed: no chain begins at the store's first row "
+		    "(key.create) or at a prune's base, yet key version %lu "
+		    "was made with an audited row: the heads were set back "
+		    "to nothing, and chain %d begun again",
+		    (unsigned long)kv, chain);
+	out->bad_chain = chain;
 	return SOTP_OK;
 }
 
@@ -1092,7 +1115,7 @@ verify(struct sotp_ctx *ctx, struct pasts *past, struct sotp_audit_check *out)
 	struct live *live = NULL;
 	size_t n;
 	int64_t id, seq;
-	int rc, chain, last = 0;
+	int rc, chain, last = 0, anchored = 0, one_anchored = 0;
 
 	if (ctx == NULL || out == NULL)
 		return SOTP_ERR_INVALID_ARG;
@@ -1105,9 +1128,10 @@ verify(struct sotp_ctx *ctx, struct pasts *past, struct sotp_audit_check *out)
 	    (rc = read_live(ctx, live)) != SOTP_OK)
 		goto out;
 	for (chain = 1; chain <= SOTP_AUDIT_CHAINS; chain++) {
-		if ((rc = verify_chain(ctx, chain, live, past, &one)) !=
-		    SOTP_OK)
+		if ((rc = verify_chain(ctx, chain, live, past, &one,
+		         &one_anchored)) != SOTP_OK)
 			goto out;
+		anchored |= one_anchored;
 		if (past != NULL)
 			past->walked[chain] = one.last_seq > one.base_seq
 			    ? one.last_seq
@@ -1146,7 +1170,9 @@ verify(struct sotp_ctx *ctx, struct pasts *past, struct sotp_audit_check *out)
 		goto out;
 	if (out->problem != SOTP_AUDIT_OK)
 		goto out;
-	if (out->chains == 0 && (rc = check_empty(ctx, out)) != SOTP_OK)
+	if (!anchored &&
+	    (rc = check_anchor(ctx, out->chains > 0 ? last : 0, out)) !=
+	        SOTP_OK)
 		goto out;
 	if (out->problem != SOTP_AUDIT_OK)
 		goto out;

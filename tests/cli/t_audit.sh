@@ -161,6 +161,14 @@ sq wiped "DELETE FROM audit; UPDATE audit_head SET seq = 0, mac = NULL,
 broken removed "a trail emptied with its head set back is found" \
     --config "$SB/wiped.conf"
 check "  and named: every chain empty" contains "$ERR" "every chain is empty"
+# And once a decision has begun the chain again: its first row is not
+# init's, nor does it follow a prune's base.
+check "  then a contract added: the chain begun again at seq 1" \
+    clin pw-w --config "$SB/wiped.conf" contract add AW
+broken removed "  the trail emptied and begun again is found" \
+    --config "$SB/wiped.conf"
+check "  and named: no chain begins at the store's first row" \
+    contains "$ERR" "no chain begins at the store's first row (key.create) or at a prune's base"
 copy midway
 # Put in midway: the rows after it renumbered to make room.
 sq midway "UPDATE audit SET seq = -seq - 1 WHERE seq > 5;

@@ -128,7 +128,13 @@ psql_q "CREATE TABLE audit_keep AS SELECT * FROM audit;
     kv = 0" >/dev/null
 check_rc 1 "a trail emptied with its heads set back is found" cli audit verify
 check "  every chain empty" contains "$ERR" "every chain is empty"
-psql_q "INSERT INTO audit OVERRIDING SYSTEM VALUE SELECT * FROM audit_keep;
+check "  then a contract added: a chain begun again" \
+    sh -c 'printf "pw\n" | "$1" contract add PGW0 >/dev/null' sh "$CLI"
+check_rc 1 "  the trail emptied and begun again is found" cli audit verify
+check "  no chain begins at the store's first row" contains "$ERR" \
+    "no chain begins at the store's first row (key.create) or at a prune's base"
+psql_q "DELETE FROM audit;
+    INSERT INTO audit OVERRIDING SYSTEM VALUE SELECT * FROM audit_keep;
     DELETE FROM audit_head;
     INSERT INTO audit_head SELECT * FROM audit_head_keep;
     DROP TABLE audit_keep; DROP TABLE audit_head_keep" >/dev/null
