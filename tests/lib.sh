@@ -157,6 +157,39 @@ totp() {
 	oathtool --totp -b "$@" --now "@$(($(date +%s) + _off))" "$_s"
 }
 
+# wrong_code BASE32: a 6-digit code that no step within 4 of now produces
+# (120 s either way: the window, 1 step each side of a learned drift of
+# up to 2, and a step more for the time the check takes), and that differs
+# from the current code in every digit (so a log holding one does not
+# hold the other). A wrong code made by a fixed rule alone (a fixed
+# string, or the current code changed) is another step's code once in
+# 10^6 per step in the window: then it is accepted or refused as
+# REPLAYED, not as wrong.
+wrong_code() {
+	_wc=$(for _o in -120 -90 -60 -30 0 30 60 90 120; do totp "$1" "$_o"; done)
+	_wn=$(totp "$1")
+	for _k in 5 1 2 3 4 6 7 8 9; do
+		_c=$(echo "$_wn" | awk -v k="$_k" '{ for (i = 1; i <= length($0); i++)
+			printf "%d", (substr($0, i, 1) + k) % 10; print "" }')
+		echo "$_wc" | grep -qx "$_c" || { echo "$_c"; return 0; }
+	done
+	echo "wrong_code: every candidate is a code of the window" >&2
+	return 1
+}
+
+# wrong_hotp BASE32 COUNTER: a 6-digit code that no counter from COUNTER
+# to COUNTER + 20 produces (the look-ahead is 10 in the shipped policy):
+# a fixed string such as 000000 is one of an HOTP token's next 11 codes
+# about once in 90,000 tokens.
+wrong_hotp() {
+	_wc=$(oathtool --hotp -b -c "$2" -w 20 "$1")
+	for _c in 000000 111111 222222 333333 444444 555555 666666 777777; do
+		echo "$_wc" | grep -qx "$_c" || { echo "$_c"; return 0; }
+	done
+	echo "wrong_hotp: every candidate is a code of the window" >&2
+	return 1
+}
+
 # Seconds left in the current 30 s step; waits for a fresh step when fewer
 # than $1 (default 5) remain, so a multi-call check does not straddle one.
 fresh_step() {

@@ -31,14 +31,6 @@ refused() {
 # A random base32 secret of 20 bytes (160 bits).
 secret() { head -c 20 /dev/urandom | base32; }
 
-# A 6-digit code that no step within +-3 of now produces for SECRET.
-wrong_code() {
-	_codes=$(for _o in -90 -60 -30 0 30 60 90; do totp "$1" "$_o"; done)
-	for _c in 000000 111111 222222 333333 444444 555555; do
-		echo "$_codes" | grep -qx "$_c" || { echo "$_c"; return 0; }
-	done
-}
-
 # provision SERIAL SECRET CONTRACT [PASSWORD]: token + contract, bound
 # with the token's current code.
 provision() {

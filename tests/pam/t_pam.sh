@@ -202,8 +202,10 @@ newcontract() {
 	    >>"$SB/setup.log" 2>&1
 }
 code() { totp "$(secret_of "$1")" "${2:-0}"; }
-# A code no window accepts: each digit of the current one shifted by 5.
-badcode() { code "$1" | tr 0123456789 5678901234; }
+# A code no window accepts, differing from the current one in every digit
+# (lib.sh's wrong_code; the current code shifted by 5 alone was another
+# step's code in the window once in 500,000 uses).
+badcode() { wrong_code "$(secret_of "$1")"; }
 
 # ---- setup ----
 fresh_step 20

@@ -61,8 +61,10 @@ mk_contract() {
 		--otp "$(totp "$_s" -30)" --login-otp "$3" >/dev/null
 }
 code() { totp "$(cat "$T/sec.$1")" "${2:-0}"; }
-# A six-digit code that is surely not the current one.
-wrong() { awk -v c="$(code "$1")" 'BEGIN { printf "%06d", (c + 500000) % 1000000 }'; }
+# A six-digit code no step of the window produces (lib.sh's wrong_code;
+# the current code plus 500000 was another step's code in the window once
+# in 500,000 uses).
+wrong() { wrong_code "$(cat "$T/sec.$1")"; }
 
 fresh_step 1
 setup_ok=1
