@@ -361,9 +361,12 @@ exchange h3 "$(req heidi "$(code heidi 30)" "Called-Station-Id = append")" \
     "$(f_reject "$M_AMBIG")" \
     "append mode: a code alone where the password comes first is refused, not guessed"
 # In a code-only context the code alone decides (it once got a challenge).
-exchange k1 "$(req kate "$(code kate)" "Called-Station-Id = append_tx")" \
+# One code, read once: computed twice, a step ending between k1 and k2
+# made k2's a new code, accepted.
+K=$(code kate)
+exchange k1 "$(req kate "$K" "Called-Station-Id = append_tx")" \
     "$(f_accept)" "append mode, transaction: a bare 6-digit code is accepted"
-exchange k2 "$(req kate "$(code kate)" "Called-Station-Id = append_tx")" \
+exchange k2 "$(req kate "$K" "Called-Station-Id = append_tx")" \
     "$(f_reject "$M_REPLAY")" "append mode, transaction: the same code again is refused"
 exchange k3 "$(req kate "12a456" "Called-Station-Id = append_tx")" \
     "$(f_reject "$M_BAD")" "append mode, transaction: a malformed code is refused as such"
