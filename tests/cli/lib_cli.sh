@@ -49,6 +49,7 @@ conf_path() {
 # totp_alg ALG DIGITS BASE32 [OFFSET]: as totp, for another hash and length
 # (lib.sh's totp already passes --totp, which oathtool takes only once).
 totp_alg() {
+	[ "${4:-0}" -le 0 ] && fresh_step 2 # as totp: see lib.sh
 	oathtool --totp="$1" -d "$2" -b --now "@$(($(date +%s) + ${4:-0}))" "$3"
 }
 
