@@ -594,7 +594,7 @@ exchange m6 "$(req mallory pw-mallory "Called-Station-Id = mobile")" \
 # BlastRADIUS: a request without Message-Authenticator gets no answer.
 RADCLIENT_T=1 rad u1 "User-Name = \"ivan\", User-Password = \"pw-ivan\", Called-Station-Id = mobile"
 if [ "$(reply_of u1)" = none ] &&
-    contains "$FR_DIR/log/X.log" "does not contain required Message-Authenticator"; then
+    log_says "$FR_DIR/log/X.log" "does not contain required Message-Authenticator"; then
 	ok "an unsigned request is dropped (require_message_authenticator)"
 else
 	notok "an unsigned request is dropped"
@@ -925,7 +925,7 @@ r2=$(reply_of s2)
 # fail), so it fails over; the log says why.
 RADCLIENT_T=2 status ss2
 [ "$(reply_of ss2)" = none ] &&
-    grep -q 'Status-Server: not answering' "$FR_DIR/log/radius.log" &&
+    log_says "$FR_DIR/log/radius.log" 'Status-Server: not answering' &&
 	ok "store removed: Status-Server unanswered, and the log says why" ||
 	{ notok "store removed: Status-Server got $(reply_of ss2)"; tail -n 4 "$FR_DIR/log/radius.log" | sed 's/^/#   /'; }
 kill -0 "$FR_PID" 2>/dev/null && ok "radiusd still running after the store loss" ||
