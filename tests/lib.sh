@@ -163,6 +163,29 @@ totp() {
 	oathtool --totp -b "$@" --now "@$(($(date +%s) + _off))" "$_s"
 }
 
+# codes_distinct BASE32: the secret's TOTP codes from 4 steps before now to
+# 12 after (6 minutes, longer than a suite takes), and its HOTP codes of
+# counters 0 to 40, are all different. The verifier tries the window's
+# steps in order and takes the first whose six digits match, so a code
+# that another step of the window shares is read as that step's: refused
+# as REPLAYED when that one was used, or accepted a step early (and a
+# drift learned). Two given steps share a code once in 10^6: each check
+# of the next step's code after an accept failed so, about 2 in 10^6.
+codes_distinct() {
+	_cn=$(date +%s)
+	[ -z "$(oathtool --totp -b -w 16 --now "@$((_cn - 120))" "$1" | sort | uniq -d)" ] &&
+	    [ -z "$(oathtool --hotp -b -c 0 -w 40 "$1" | sort | uniq -d)" ]
+}
+
+# random_secret: 20 random bytes in base32 whose codes are distinct
+# (codes_distinct); drawn again, once in about 1,000, when they are not.
+random_secret() {
+	while :; do
+		_rs=$(head -c 20 /dev/urandom | base32 | tr -d '=\n')
+		codes_distinct "$_rs" && { echo "$_rs"; return 0; }
+	done
+}
+
 # wrong_code BASE32: a 6-digit code that no step within 4 of now produces
 # (120 s either way: the window, 1 step each side of a learned drift of
 # up to 2, and a step more for the time the check takes), and that differs

@@ -28,8 +28,9 @@ refused() {
 	fi
 }
 
-# A random base32 secret of 20 bytes (160 bits).
-secret() { head -c 20 /dev/urandom | base32; }
+# A random base32 secret of 20 bytes (160 bits), its codes distinct
+# (lib.sh's random_secret).
+secret() { random_secret; }
 
 # provision SERIAL SECRET CONTRACT [PASSWORD]: token + contract, bound
 # with the token's current code.
@@ -98,6 +99,12 @@ race_rounds() {
 	while read -r serial uri; do
 		i=$((i + 1))
 		s=$(echo "$uri" | sed 's/.*[?&]secret=\([A-Z2-7]*\).*/\1/')
+		# A token whose codes are not distinct (lib.sh's codes_distinct)
+		# gives way to a new one: the code raced could be the bind's.
+		while ! codes_distinct "$s" && cli token generate; do
+			read -r serial uri <"$OUT"
+			s=$(echo "$uri" | sed 's/.*[?&]secret=\([A-Z2-7]*\).*/\1/')
+		done
 		# Bind and race inside one 30 s step: a bind that lands in the next
 		# step teaches the token a drift of -1, and the racers' code (one
 		# step ahead) would then fall outside the window for both.

@@ -180,7 +180,13 @@ pt_hasnt() { check "$1" lacks "$2" "$PT_OUT"; }
 log_lacks() { ! grep SYSLOG "$PT_OUT" | grep -q -- "$1"; }
 pt_log_lacks() { check "$1" log_lacks "$2"; }
 
-secret_of() { printf 'pam-test-token-%s' "$1" | base32 | tr -d '=\n'; }
+# secret_of SERIAL: the token's secret, drawn once (lib.sh's random_secret:
+# codes distinct over the suite's minutes; one fixed secret per serial
+# left that to the clock).
+secret_of() {
+	[ -s "$SB/sec.$1" ] || random_secret >"$SB/sec.$1"
+	cat "$SB/sec.$1"
+}
 # newcontract ID PASSWORD SERIAL CHOICE [KIND]: token added and bound with
 # the previous step's code; SERIAL "-" for no token. The card grid, when
 # the choice is card, is issued first (binding checks it) into $SB/grid-ID.

@@ -52,7 +52,7 @@ grep -q '^local = login$' "$SB/cs.conf" ||
 # That code is two steps old if a step ends between oathtool and the
 # bind (window_back is 1): fresh_step keeps the two in one step.
 mk_contract() {
-	_s=$(head -c 20 /dev/urandom | base32 | tr -d '=\n')
+	_s=$(random_secret)
 	echo "$_s" >"$T/sec.$1"
 	"$CLI" token add "tok-$1" --secret "$_s" >/dev/null &&
 	    printf '%s\n' "$2" | "$CLI" contract add "$1" >/dev/null &&
@@ -72,7 +72,7 @@ for c in alice bob carol dave erin frank grace heidi ivan judy kate mallory; do
 	mk_contract "$c" "pw-$c" yes || setup_ok=0
 done
 # Registration: regc has a card and no token; RT1 waits unbound.
-RS=$(head -c 20 /dev/urandom | base32 | tr -d '=\n')
+RS=$(random_secret)
 echo "$RS" >"$T/sec.RT1"
 "$CLI" token add RT1 --secret "$RS" >/dev/null &&
     printf 'pw-regc\n' | "$CLI" contract add regc >/dev/null &&
