@@ -806,11 +806,15 @@ fi
 grep -h -o 'User-Password = "[0-9]\{6\}"' "$T"/*.req | sed 's/.*"\(.*\)"/\1/' |
     sort -u >"$T/codes"
 grep -i 'shinkin' "$FR_DIR/log/X.log" | grep -v 'User-Password = ' >"$T/modlines"
-if [ "$(wc -l <"$T/codes")" -ge 10 ] && ! grep -qFf "$T/codes" "$T/modlines"; then
+# A code with no digit either side: the lines hold runs of zeros (the long
+# service name above, "\x22" and 0s), in which 000000, 200000 or 220000,
+# a code once in 330,000, was found as a substring.
+sed 's/.*/(^|[^0-9])&([^0-9]|$)/' "$T/codes" >"$T/codes.re"
+if [ "$(wc -l <"$T/codes")" -ge 10 ] && ! grep -qEf "$T/codes.re" "$T/modlines"; then
 	ok "no typed code in the module's log lines ($(wc -l <"$T/codes") codes)"
 else
 	notok "codes in the module's log lines ($(wc -l <"$T/codes") codes)"
-	grep -Ff "$T/codes" "$T/modlines" | head -n 5 | sed 's/^/#   /'
+	grep -Ef "$T/codes.re" "$T/modlines" | head -n 5 | sed 's/^/#   /'
 fi
 fr_stop
 
