@@ -190,12 +190,74 @@ store_allow() {
 
 # The code an independent token (oathtool) shows now, or at now+$2 seconds.
 #   totp BASE32 [OFFSET [EXTRA oathtool options]]
+# A code of now or earlier is read with 2 s at least left in the step: read
+# in the last instant of a step and checked in the next, it is a step old
+# there, and the token learns a drift of -1 from it; the next step's code,
+# which the suites check next, is then outside the window (window_forward
+# is 1). A later step's code needs no such room.
 totp() {
 	_s=$1
 	_off=${2:-0}
 	shift
 	[ $# -gt 0 ] && shift
+	[ "$_off" -le 0 ] && fresh_step 2
 	oathtool --totp -b "$@" --now "@$(($(date +%s) + _off))" "$_s"
+}
+
+# codes_distinct BASE32: the secret's TOTP codes from 4 steps before now to
+# 12 after (6 minutes, longer than a suite takes), and its HOTP codes of
+# counters 0 to 40, are all different. The verifier tries the window's
+# steps in order and takes the first whose six digits match, so a code
+# that another step of the window shares is read as that step's: refused
+# as REPLAYED when that one was used, or accepted a step early (and a
+# drift learned). Two given steps share a code once in 10^6: each check
+# of the next step's code after an accept failed so, about 2 in 10^6.
+codes_distinct() {
+	_cn=$(date +%s)
+	[ -z "$(oathtool --totp -b -w 16 --now "@$((_cn - 120))" "$1" | sort | uniq -d)" ] &&
+	    [ -z "$(oathtool --hotp -b -c 0 -w 40 "$1" | sort | uniq -d)" ]
+}
+
+# random_secret: 20 random bytes in base32 whose codes are distinct
+# (codes_distinct); drawn again, once in about 1,000, when they are not.
+random_secret() {
+	while :; do
+		_rs=$(head -c 20 /dev/urandom | base32 | tr -d '=\n')
+		codes_distinct "$_rs" && { echo "$_rs"; return 0; }
+	done
+}
+
+# wrong_code BASE32: a 6-digit code that no step within 4 of now produces
+# (120 s either way: the window, 1 step each side of a learned drift of
+# up to 2, and a step more for the time the check takes), and that differs
+# from the current code in every digit (so a log holding one does not
+# hold the other). A wrong code made by a fixed rule alone (a fixed
+# string, or the current code changed) is another step's code once in
+# 10^6 per step in the window: then it is accepted or refused as
+# REPLAYED, not as wrong.
+wrong_code() {
+	_wc=$(for _o in -120 -90 -60 -30 0 30 60 90 120; do totp "$1" "$_o"; done)
+	_wn=$(totp "$1")
+	for _k in 5 1 2 3 4 6 7 8 9; do
+		_c=$(echo "$_wn" | awk -v k="$_k" '{ for (i = 1; i <= length($0); i++)
+			printf "%d", (substr($0, i, 1) + k) % 10; print "" }')
+		echo "$_wc" | grep -qx "$_c" || { echo "$_c"; return 0; }
+	done
+	echo "wrong_code: every candidate is a code of the window" >&2
+	return 1
+}
+
+# wrong_hotp BASE32 COUNTER: a 6-digit code that no counter from COUNTER
+# to COUNTER + 20 produces (the look-ahead is 10 in the shipped policy):
+# a fixed string such as 000000 is one of an HOTP token's next 11 codes
+# about once in 90,000 tokens.
+wrong_hotp() {
+	_wc=$(oathtool --hotp -b -c "$2" -w 20 "$1")
+	for _c in 000000 111111 222222 333333 444444 555555 666666 777777; do
+		echo "$_wc" | grep -qx "$_c" || { echo "$_c"; return 0; }
+	done
+	echo "wrong_hotp: every candidate is a code of the window" >&2
+	return 1
 }
 
 # Seconds left in the current 30 s step; waits for a fresh step when fewer

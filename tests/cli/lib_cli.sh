@@ -28,16 +28,9 @@ refused() {
 	fi
 }
 
-# A random base32 secret of 20 bytes (160 bits).
-secret() { head -c 20 /dev/urandom | base32; }
-
-# A 6-digit code that no step within +-3 of now produces for SECRET.
-wrong_code() {
-	_codes=$(for _o in -90 -60 -30 0 30 60 90; do totp "$1" "$_o"; done)
-	for _c in 000000 111111 222222 333333 444444 555555; do
-		echo "$_codes" | grep -qx "$_c" || { echo "$_c"; return 0; }
-	done
-}
+# A random base32 secret of 20 bytes (160 bits), its codes distinct
+# (lib.sh's random_secret).
+secret() { random_secret; }
 
 # provision SERIAL SECRET CONTRACT [PASSWORD]: token + contract, bound
 # with the token's current code.
@@ -57,6 +50,7 @@ conf_path() {
 # totp_alg ALG DIGITS BASE32 [OFFSET]: as totp, for another hash and length
 # (lib.sh's totp already passes --totp, which oathtool takes only once).
 totp_alg() {
+	[ "${4:-0}" -le 0 ] && fresh_step 2 # as totp: see lib.sh
 	oathtool --totp="$1" -d "$2" -b --now "@$(($(date +%s) + ${4:-0}))" "$3"
 }
 
@@ -105,6 +99,12 @@ race_rounds() {
 	while read -r serial uri; do
 		i=$((i + 1))
 		s=$(echo "$uri" | sed 's/.*[?&]secret=\([A-Z2-7]*\).*/\1/')
+		# A token whose codes are not distinct (lib.sh's codes_distinct)
+		# gives way to a new one: the code raced could be the bind's.
+		while ! codes_distinct "$s" && cli token generate; do
+			read -r serial uri <"$OUT"
+			s=$(echo "$uri" | sed 's/.*[?&]secret=\([A-Z2-7]*\).*/\1/')
+		done
 		# Bind and race inside one 30 s step: a bind that lands in the next
 		# step teaches the token a drift of -1, and the racers' code (one
 		# step ahead) would then fall outside the window for both.

@@ -139,7 +139,8 @@ if readelf -d "$DRV" | grep -q 'NEEDED.*libasan'; then
 fi
 echo "auth required $MOD config=$HSM context=transaction debug" >"$SB/pam.d/txd"
 LD_PRELOAD="$_pre" PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR="$SB/pam.d" \
-    PAM_WRAPPER_DEBUGLEVEL=2 "$DRV" -c "$SB/pam.d" -s txd -u C2 -n 3 000000 \
+    PAM_WRAPPER_DEBUGLEVEL=2 "$DRV" -c "$SB/pam.d" -s txd -u C2 -n 3 \
+    "$(wrong_hotp "$S2" "$c2")" \
     >"$SB/p.out" 2>&1
 check "PAM: three calls in one process read the HSM policy once" \
     [ "$(grep -c "SYSLOG.*loaded $HSM" "$SB/p.out")" = 1 ]

@@ -182,7 +182,13 @@ pt_hasnt() { check "$1" lacks "$2" "$PT_OUT"; }
 log_lacks() { ! grep SYSLOG "$PT_OUT" | grep -q -- "$1"; }
 pt_log_lacks() { check "$1" log_lacks "$2"; }
 
-secret_of() { printf 'pam-test-token-%s' "$1" | base32 | tr -d '=\n'; }
+# secret_of SERIAL: the token's secret, drawn once (lib.sh's random_secret:
+# codes distinct over the suite's minutes; one fixed secret per serial
+# left that to the clock).
+secret_of() {
+	[ -s "$SB/sec.$1" ] || random_secret >"$SB/sec.$1"
+	cat "$SB/sec.$1"
+}
 # newcontract ID PASSWORD SERIAL CHOICE [KIND]: token added and bound with
 # the previous step's code; SERIAL "-" for no token. The card grid, when
 # the choice is card, is issued first (binding checks it) into $SB/grid-ID.
@@ -204,8 +210,10 @@ newcontract() {
 	    >>"$SB/setup.log" 2>&1
 }
 code() { totp "$(secret_of "$1")" "${2:-0}"; }
-# A code no window accepts: each digit of the current one shifted by 5.
-badcode() { code "$1" | tr 0123456789 5678901234; }
+# A code no window accepts, differing from the current one in every digit
+# (lib.sh's wrong_code; the current code shifted by 5 alone was another
+# step's code in the window once in 500,000 uses).
+badcode() { wrong_code "$(secret_of "$1")"; }
 
 # ---- setup ----
 fresh_step 20

@@ -165,6 +165,18 @@ status() {
 	    status "$SECRET" >"$T/$1.out" 2>&1
 }
 
+# log_says FILE TEXT: FILE holds TEXT, or does within 10 s. radiusd logs a
+# packet when it gets to it, which a busy host can put off past the
+# client's timeout: a check of an unanswered request must wait for it.
+log_says() {
+	_i=0
+	until grep -qF -- "$2" "$1" 2>/dev/null; do
+		[ $_i -ge 100 ] && return 1
+		sleep 0.1
+		_i=$((_i + 1))
+	done
+}
+
 # The reply type radclient saw for NAME: Access-Accept, ...; "none".
 reply_of() {
 	sed -n 's/^Received \(Access-[A-Za-z]*\) .*/\1/p' "$T/$1.out" |

@@ -2438,7 +2438,8 @@ test_store_pg_multi_host(void **state)
 static void
 pg_sync_standby(const char *name)
 {
-	char sql[128];
+	char sql[128], now[128];
+	int i;
 
 	snprintf(sql, sizeof(sql),
 	    "ALTER SYSTEM SET synchronous_standby_names = '%s'", name);
@@ -2446,8 +2447,21 @@ pg_sync_standby(const char *name)
 	        ? sql
 	        : "ALTER SYSTEM RESET synchronous_standby_names");
 	pg_exec("SELECT pg_reload_conf()");
-	/* A new session reads the reloaded file. */
-	usleep(200 * 1000);
+	/*
+	 * The postmaster rereads the file when it gets to the signal, and a
+	 * session started after that has the new value: wait until a new
+	 * session shows it. (A fixed 200 ms pause assumed an idle machine:
+	 * a commit then did not wait for the standby, or a later test's did.)
+	 */
+	for (i = 0; i < 600; i++) {
+		pg_value("SHOW synchronous_standby_names", now, sizeof(now));
+		if (strcmp(now, name) == 0)
+			return;
+		usleep(50 * 1000);
+	}
+	fail_msg("synchronous_standby_names is still '%s' 30 s after the"
+	         " reload, not '%s'",
+	    now, name);
 }
 
 /*
