@@ -193,10 +193,13 @@ start_radiusd() { # NAME PORT
 }
 FR_STATUS_SERVER=yes
 PA=$(free_port)
-start_radiusd ra "$PA" && PID_A=$FR_PID || { notok "radiusd A starts"; exit 1; }
+# FR_PORT: fr_start moves to another port if this one was taken meanwhile.
+start_radiusd ra "$PA" && PID_A=$FR_PID && PA=$FR_PORT ||
+	{ notok "radiusd A starts"; exit 1; }
 PB=$(free_port)
 [ "$PB" = "$PA" ] && PB=$((PA + 1))
-start_radiusd rb "$PB" && PID_B=$FR_PID || { notok "radiusd B starts"; exit 1; }
+start_radiusd rb "$PB" && PID_B=$FR_PID && PB=$FR_PORT ||
+	{ notok "radiusd B starts"; exit 1; }
 ok "two radiusd on the same store (ports $PA and $PB)"
 LOADER="$RADLOAD -s 127.0.0.1:$PA -s 127.0.0.1:$PB -S $SECRET"
 

@@ -100,7 +100,8 @@ shinkin_otp tx {
 		}
 	}
 }"
-	fr_start f
+	# fr_start moves to another port if this one was taken meanwhile.
+	fr_start f && eval "PORT_$1=\$FR_PORT"
 }
 if server A && server B; then ok "servers A and B run, sharing the store"; else
 	notok "servers A and B start"
