@@ -73,7 +73,7 @@ check "  radiusd.conf names the new port" grep -q "^[[:space:]]*port = $PORT\$" 
 rad c1 "$(req user pw)"
 check "  and radiusd answers there" test "$(reply_of c1)" = Access-Accept
 check "  the radiusd that could not bind is not left to be killed" \
-    test "$(echo $FR_PIDS | wc -w)" -eq 1
+    test "$(echo "$FR_PIDS" | wc -w)" -eq 1
 fr_stop
 kill "$HOLDER" 2>/dev/null
 wait "$HOLDER" 2>/dev/null
@@ -97,6 +97,7 @@ PORT=$(free_port)
 conf "$T/slow"
 # The next radiusd starts 12 s late, as a loaded host with ASan can make
 # it (exec: the pid fr_start watches becomes radiusd's).
+# shellcheck disable=SC2317 # called by fr_start
 freeradius() { sleep 12; exec freeradius "$@"; }
 t0=$(date +%s)
 if fr_start f 2>"$T/slow.err"; then
