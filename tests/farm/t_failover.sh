@@ -94,7 +94,7 @@ ok "the standby is made with pg_basebackup and starts"
 i=0
 while [ "$(sql "$P" "SELECT count(*) FROM pg_stat_replication
     WHERE application_name = 'farm_standby' AND state = 'streaming'")" != 1 ] &&
-    [ $i -lt 300 ]; do
+    [ $i -lt 600 ]; do
 	sleep 0.1
 	i=$((i + 1))
 done
@@ -104,7 +104,7 @@ check "the standby streams from the primary over its unix socket" \
 sh "$PGCTL" sync "$P" farm_standby
 i=0
 while [ "$(sql "$P" "SELECT sync_state FROM pg_stat_replication
-    WHERE application_name = 'farm_standby'")" != sync ] && [ $i -lt 100 ]; do
+    WHERE application_name = 'farm_standby'")" != sync ] && [ $i -lt 600 ]; do
 	sleep 0.1
 	i=$((i + 1))
 done
@@ -193,10 +193,13 @@ start_radiusd() { # NAME PORT
 }
 FR_STATUS_SERVER=yes
 PA=$(free_port)
-start_radiusd ra "$PA" && PID_A=$FR_PID || { notok "radiusd A starts"; exit 1; }
+# FR_PORT: fr_start moves to another port if this one was taken meanwhile.
+start_radiusd ra "$PA" && PID_A=$FR_PID && PA=$FR_PORT ||
+	{ notok "radiusd A starts"; exit 1; }
 PB=$(free_port)
 [ "$PB" = "$PA" ] && PB=$((PA + 1))
-start_radiusd rb "$PB" && PID_B=$FR_PID || { notok "radiusd B starts"; exit 1; }
+start_radiusd rb "$PB" && PID_B=$FR_PID && PB=$FR_PORT ||
+	{ notok "radiusd B starts"; exit 1; }
 ok "two radiusd on the same store (ports $PA and $PB)"
 LOADER="$RADLOAD -s 127.0.0.1:$PA -s 127.0.0.1:$PB -S $SECRET"
 
@@ -271,7 +274,16 @@ STEP=$(($(date +%s) / 30))
     'id=%u User-Name=%u User-Password=%c' >"$T/load.req"
 $LOADER -c 64 -t 3000 -R "$RATE" -f "$T/load.req" >"$T/load.out" 2>"$T/load.err" &
 LOAD_PID=$!
+# 1.5 s of load, and until the primary holds an accept of it (up to
+# 60 s): a busy host that held the loader back for those 1.5 s left no
+# accept before the kill.
 sleep 1.5
+i=0
+while [ "$(sql "$P" "SELECT count(*) FROM audit WHERE contract LIKE 'f%'
+    AND action = 'auth' AND verdict = 'accept'")" = 0 ] && [ $i -lt 600 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
 T_KILL=$(now_us)
 sh "$PGCTL" crash "$P"
 T_KILLED=$(now_us)
@@ -281,6 +293,10 @@ PORT=$PA RADCLIENT_T=1 status ss-down &
 PROBE_PID=$!
 sleep 1
 wait "$PROBE_PID"
+# And radiusd has refused it: a busy host may have it wait in radiusd's
+# queue past radclient's second, and a probe handled after the promotion
+# is answered (at once on a quiet host; up to 60 s).
+log_says "$T/ra/log/radius.log" 'Status-Server: not answering'
 T_PROMOTE=$(now_us)
 sh "$PGCTL" promote "$S"
 T_PROMOTED=$(now_us)

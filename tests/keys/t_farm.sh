@@ -100,7 +100,8 @@ shinkin_otp tx {
 		}
 	}
 }"
-	fr_start f
+	# fr_start moves to another port if this one was taken meanwhile.
+	fr_start f && eval "PORT_$1=\$FR_PORT"
 }
 if server A && server B; then ok "servers A and B run, sharing the store"; else
 	notok "servers A and B start"
@@ -177,12 +178,22 @@ load B B "$SB/stop" >"$SB/B.log" 2>&1 &
 PB=$!
 crossing "$SB/stop" >"$SB/X.log" 2>&1 &
 PX=$!
-sleep 1
+# Until both servers have signed a State under version 1 (up to 60 s):
+# a fixed second before the rotation, which a busy host may not give the
+# load, left no version-1 State to find below.
+i=0
+while [ $i -lt 600 ]; do
+	grep -q "^A 00000001" "$SB/versions" 2>/dev/null &&
+	    grep -q "^B 00000001" "$SB/versions" && break
+	sleep 0.1
+	i=$((i + 1))
+done
 check "key rotate from a third process, during the load" \
     sh -c '"$1" key rotate --batch 20 --pause 100 >"$2" 2>&1' sh "$CLI" "$SB/rot"
-# Until both servers have signed under version 2 after the rotation.
+# Until both servers have signed under version 2 after the rotation (up
+# to 60 s; at once on a quiet host).
 i=0
-while [ $i -lt 100 ]; do
+while [ $i -lt 600 ]; do
 	tail -n 4 "$SB/versions" 2>/dev/null | grep -q "^A 00000002" &&
 	    tail -n 4 "$SB/versions" | grep -q "^B 00000002" && break
 	sleep 0.1

@@ -87,7 +87,47 @@ EOF
 # fr_start MODE: starts radiusd (-X single-threaded, or -f with its thread
 # pool) in the background and waits until it answers. Killed by fr_stop_all
 # (the suites' EXIT trap).
+#
+# free_port's port is free when it is chosen, not when radiusd binds it:
+# another process may take it meanwhile. When radiusd then fails to bind
+# it, that port is replaced with a new free one in radiusd.conf, PORT too
+# when it named it, and radiusd is started again (FR_START_TRIES times in
+# all). FR_PORT is the port of the listener that started (the config's
+# first "port =").
+#
+# A start under ASan on a loaded host may take many seconds: it is given
+# FR_START_T seconds (default 60), looked at every 0.1 s.
+FR_START_TRIES=${FR_START_TRIES:-5}
+FR_START_T=${FR_START_T:-60}
 fr_start() {
+	_try=1
+	while :; do
+		fr_start_once "$1"
+		_rc=$?
+		[ $_rc -eq 2 ] || break
+		# The port radiusd could not bind, as its log names it.
+		_old=$(sed -n 's/.*Failed binding to .* port \([0-9][0-9]*\) .*Address already in use.*/\1/p' \
+		    "$FR_DIR/log/$1.log" "$FR_DIR/log/radius.log" 2>/dev/null |
+		    head -n 1)
+		if [ -z "$_old" ] || [ $_try -ge "$FR_START_TRIES" ]; then
+			echo "# radiusd exited during start (try $_try)" >&2
+			cat "$FR_DIR"/log/*.log >&2
+			return 1
+		fi
+		_new=$(free_port)
+		echo "# port $_old was taken before radiusd bound it: port $_new" >&2
+		sed -i "s/^\([[:space:]]*port = \)$_old\$/\1$_new/" \
+		    "$FR_DIR/radiusd.conf"
+		[ "${PORT:-}" = "$_old" ] && PORT=$_new
+		_try=$((_try + 1))
+	done
+	FR_PORT=$(sed -n 's/^[[:space:]]*port = \([0-9][0-9]*\)$/\1/p' \
+	    "$FR_DIR/radiusd.conf" | head -n 1)
+	return $_rc
+}
+
+# fr_start_once MODE: one start; 0 ready, 1 not ready in time, 2 exited.
+fr_start_once() {
 	_mode=$1
 	: >"$FR_DIR/log/radius.log"
 	if [ "$_mode" = X ]; then
@@ -98,11 +138,13 @@ fr_start() {
 	FR_PID=$!
 	FR_PIDS="$FR_PIDS $FR_PID"
 	_i=0
-	while [ $_i -lt 100 ]; do
+	while [ $_i -lt $((FR_START_T * 10)) ]; do
 		if ! kill -0 "$FR_PID" 2>/dev/null; then
-			echo "# radiusd exited during start" >&2
-			cat "$FR_DIR"/log/*.log >&2
-			return 1
+			wait "$FR_PID" 2>/dev/null
+			# Gone: its pid is not to be killed later.
+			FR_PIDS=$(echo "$FR_PIDS" | sed "s/ $FR_PID\( \|\$\)/\1/")
+			FR_PID=""
+			return 2
 		fi
 		# This start's own log only: X.log of an earlier -X run
 		# also says "Ready" (and is kept for the UBSan check).
@@ -113,7 +155,7 @@ fr_start() {
 		sleep 0.1
 		_i=$((_i + 1))
 	done
-	echo "# radiusd did not get ready" >&2
+	echo "# radiusd did not get ready in $FR_START_T s" >&2
 	return 1
 }
 
@@ -165,13 +207,14 @@ status() {
 	    status "$SECRET" >"$T/$1.out" 2>&1
 }
 
-# log_says FILE TEXT: FILE holds TEXT, or does within 10 s. radiusd logs a
-# packet when it gets to it, which a busy host can put off past the
-# client's timeout: a check of an unanswered request must wait for it.
+# log_says FILE TEXT: FILE holds TEXT, or does within 60 s. radiusd logs a
+# packet when it gets to it, which a busy host (ASan, a CI run beside
+# it) can put off past the client's timeout: a check of an unanswered
+# request must wait for it. Only a failing check waits it out.
 log_says() {
 	_i=0
 	until grep -qF -- "$2" "$1" 2>/dev/null; do
-		[ $_i -ge 100 ] && return 1
+		[ $_i -ge 600 ] && return 1
 		sleep 0.1
 		_i=$((_i + 1))
 	done

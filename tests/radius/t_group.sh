@@ -132,10 +132,11 @@ lines k "$KILL_N" "$C" >"$T/k.req"
 "$RADLOAD" -s "127.0.0.1:$PORT" -S "$SECRET" -c 64 -t 1000 -R 1500 \
     -f "$T/k.req" >"$T/k.out" 2>"$T/k.sum" &
 LPID=$!
-# radload's output is buffered: the file says when enough has landed.
+# radload's output is buffered: the file says when enough has landed
+# (up to 60 s: a busy host may be slow to land them).
 i=0
 while [ "$(q "SELECT count(*) FROM audit WHERE contract LIKE 'k%'")" -lt 300 ] &&
-    [ $i -lt 400 ]; do
+    [ $i -lt 1200 ]; do
 	sleep 0.05
 	i=$((i + 1))
 done

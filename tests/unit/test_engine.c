@@ -4014,6 +4014,13 @@ test_engine_pg_lock_rechecked_under_row_lock(void **state)
  * rows in opposite orders wait on each other until the server's
  * deadlock detector kills one. Returns the child's pid; it exits 0 when
  * the token was free, 5 when the waiting binding held it, else 2..4.
+ *
+ * Nothing here is timed but the bounds: the child looks for the wait on
+ * the connection it probes with (a new backend per look took tens of ms
+ * of a busy host each), for up to 30 s; the binding waits under the
+ * policy's lock_timeout, which long_wait_ctx makes 30 s, so a host that
+ * stalls the child for a second or more (ASan, a CI run beside it) does
+ * not end the wait before the probe.
  */
 static pid_t
 lock_order_probe(const char *contract, const char *serial)
@@ -4027,10 +4034,14 @@ lock_order_probe(const char *contract, const char *serial)
 		PGconn *hold = PQconnectdb(pg_url());
 		PGconn *probe = PQconnectdb(pg_url());
 		PGresult *res;
-		char sql[256], n[16];
-		int i, token_free;
+		struct timespec t0, t1;
+		char sql[256];
+		int waiting = 0, token_free;
 
 		close(go[0]);
+		if (PQstatus(hold) != CONNECTION_OK ||
+		    PQstatus(probe) != CONNECTION_OK)
+			_exit(2);
 		snprintf(sql, sizeof(sql),
 		    "BEGIN; SELECT id FROM contracts WHERE id = '%s'"
 		    " FOR UPDATE",
@@ -4041,15 +4052,20 @@ lock_order_probe(const char *contract, const char *serial)
 		PQclear(res);
 		if (write(go[1], &c, 1) != 1)
 			_exit(3);
-		/* Well inside the policy's lock_timeout (1000 ms). */
-		for (i = 0; i < 200; i++) {
-			pg_sql("SELECT count(*) FROM pg_stat_activity"
-			       " WHERE wait_event_type = 'Lock'",
-			    n, sizeof(n));
-			if (strcmp(n, "0") != 0)
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		do {
+			res = PQexec(probe,
+			    "SELECT count(*) FROM pg_stat_activity"
+			    " WHERE wait_event_type = 'Lock'");
+			if (PQresultStatus(res) != PGRES_TUPLES_OK)
+				_exit(4);
+			waiting = strcmp(PQgetvalue(res, 0, 0), "0") != 0;
+			PQclear(res);
+			if (waiting)
 				break;
 			usleep(2 * 1000);
-		}
+			clock_gettime(CLOCK_MONOTONIC, &t1);
+		} while (t1.tv_sec - t0.tv_sec < 30);
 		snprintf(sql, sizeof(sql),
 		    "BEGIN; SELECT serial FROM tokens WHERE serial = '%s'"
 		    " FOR UPDATE NOWAIT",
@@ -4059,7 +4075,7 @@ lock_order_probe(const char *contract, const char *serial)
 		PQclear(res);
 		PQclear(PQexec(probe, "ROLLBACK"));
 		res = PQexec(hold, "COMMIT");
-		if (PQresultStatus(res) != PGRES_COMMAND_OK || i == 200)
+		if (PQresultStatus(res) != PGRES_COMMAND_OK || !waiting)
 			_exit(4);
 		_exit(token_free ? 0 : 5);
 	}
@@ -4068,6 +4084,23 @@ lock_order_probe(const char *contract, const char *serial)
 	assert_int_equal(read(go[0], &c, 1), 1);
 	close(go[0]);
 	return pid;
+}
+
+/*
+ * f->ctx under a copy of the policy whose lock_timeout is 30 s (the
+ * statement_timeout 60 s, which bounds the same wait): a binding that
+ * waits for lock_order_probe's row lock waits as long as the probe takes.
+ */
+static void
+long_wait_ctx(struct fx *f)
+{
+	char conf[160];
+
+	timeouts_conf(f, 30000, 60000, conf, sizeof(conf));
+	sotp_ctx_free(f->ctx);
+	f->ctx = NULL;
+	assert_int_equal(sotp_ctx_new(&f->ctx), SOTP_OK);
+	assert_int_equal(sotp_ctx_load(f->ctx, conf), SOTP_OK);
 }
 
 static void
@@ -4093,6 +4126,7 @@ test_engine_pg_bind_locks_contract_first(void **state)
 	char code[16];
 	pid_t pid;
 
+	long_wait_ctx(f);
 	oath(B32_E, t, NULL, code);
 	pid = lock_order_probe("C-REG", "T-REG");
 	assert_int_equal(sotp_contract_bind(f->ctx, "C-REG", "T-REG", code,
@@ -4117,6 +4151,7 @@ test_engine_pg_registration_locks_contract_first(void **state)
 	char code[16];
 	pid_t pid;
 
+	long_wait_ctx(f);
 	oath(B32_E, t, NULL, code);
 	reg_round(f, "C-REG", &a, "pw-reg", t, &d);
 	reg_round(f, "C-REG", &a, "T-REG", t + 1, &d);
