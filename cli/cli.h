@@ -148,6 +148,9 @@ void json_end(struct cli_json *j);
 void json_quote(FILE *f, const char *s);
 /* Adds verdict, reason, reason_code, reason_text and message fields. */
 void cli_json_decision(struct cli_json *j, const struct sotp_decision *d);
+/* --json: an error as one object ("verdict":"error"); else nothing. */
+void cli_json_error(
+    const struct cli *c, const char *at, unsigned long pos, int rc);
 
 /* "2024-05-01T09:30:00Z" into buf[21]; "-" for 0. */
 const char *cli_time(int64_t t, char *buf, size_t bufsz);
