@@ -77,6 +77,18 @@ int cli_nonempty(struct cli *c, const char *what, const char *s);
  * wiped all the same, *argp is NULL, and CLI_EXIT_ERROR is returned.
  */
 int cli_take_secret(struct cli *c, char **argp);
+/*
+ * Before a usage error is written: a usage error ends a parse before the
+ * words past the failing one argv[at] reach cli_take_secret, and they
+ * would stay in /proc/PID/cmdline while the error is written (a standard
+ * error that blocks) and until exit. Wipes, on the whole line and
+ * whatever the command, the value of each option that carries a secret
+ * (--secret, --otp, --card, --password), what follows argv[at]'s '='
+ * (no error shows it), and under c->secret_words (resync's codes) every
+ * word past argv[at], and argv[at] itself unless it is an option (whose
+ * name the error shows).
+ */
+void cli_wipe_secrets(const struct cli *c, int argc, char **argv, int at);
 /* Sets c->what to "CMD ARG" (ARG may be NULL) for error lines. */
 void cli_what(struct cli *c, const char *cmd, const char *arg);
 void cli_refused_at(
@@ -148,6 +160,9 @@ void json_end(struct cli_json *j);
 void json_quote(FILE *f, const char *s);
 /* Adds verdict, reason, reason_code, reason_text and message fields. */
 void cli_json_decision(struct cli_json *j, const struct sotp_decision *d);
+/* --json: an error as one object ("verdict":"error"); else nothing. */
+void cli_json_error(
+    const struct cli *c, const char *at, unsigned long pos, int rc);
 
 /* "2024-05-01T09:30:00Z" into buf[21]; "-" for 0. */
 const char *cli_time(int64_t t, char *buf, size_t bufsz);

@@ -354,6 +354,7 @@ cmd_contract(struct cli *c, int argc, char **argv)
 		return cmd_contract_import(c, argc, argv);
 	if (strcmp(verb, "list") == 0)
 		return contract_list(c, argc, argv);
+	cli_wipe_secrets(c, argc + 1, argv - 1, 0); /* from verb on */
 	return cli_usage(c,
 	    "unknown contract command '%s'; usage: contract "
 	    "add|passwd|bind|unbind|unlock|close|show|set|card ID, "

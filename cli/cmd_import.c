@@ -318,6 +318,8 @@ cmd_token_import(struct cli *c, int argc, char **argv)
 		rc = sotp_import_csv(
 		    c->ctx, buf, len, kind, dry_run, c->now, &res);
 	/* An error leads with the file and entry, as a refusal does. */
+	if (rc != SOTP_OK)
+		cli_json_error(c, "entry", res.entry, rc);
 	ex = rc != SOTP_OK
 	    ? cli_error_in(c, pos[0], pskc ? "entry" : NULL, res.entry, rc)
 	    : report(c, pos[0], pskc, &res, dry_run);

@@ -376,11 +376,13 @@ cmd_key(struct cli *c, int argc, char **argv)
 		return key_drop(c, argc - 1, argv + 1);
 	if (argc > 0 && strcmp(argv[0], "check") == 0)
 		return key_check(c, argc - 1, argv + 1);
-	if (argc > 0)
+	if (argc > 0) {
+		cli_wipe_secrets(c, argc, argv, 0);
 		return cli_usage(c,
 		    "unknown key command '%s' (status, check, rotate, "
 		    "rewrap, drop-kek)",
 		    argv[0]);
+	}
 	return cli_usage(c,
 	    "usage: key status | check | rotate | rewrap NEW-POLICY | drop-kek NAME");
 }

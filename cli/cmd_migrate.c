@@ -226,6 +226,8 @@ cmd_contract_import(struct cli *c, int argc, char **argv)
 	rc = sotp_contract_import(c->ctx, len > 0 ? map : "", len, fmt, dry_run,
 	    c->now, print_refusal, &refusals, &res);
 	/* An error leads with FILE:LINE, as a refusal does. */
+	if (rc != SOTP_OK)
+		cli_json_error(c, "line", res.line, rc);
 	ex = rc != SOTP_OK ? cli_error_in(c, pos[0], NULL, res.line, rc)
 	                   : import_report(c, &res, dry_run);
 out:

@@ -512,5 +512,6 @@ cmd_token(struct cli *c, int argc, char **argv)
 		return cmd_token_import(c, argc - 1, argv + 1);
 	if (strcmp(argv[0], "disable") == 0 || strcmp(argv[0], "enable") == 0)
 		return token_state(c, argv[0], argc - 1, argv + 1);
+	cli_wipe_secrets(c, argc, argv, 0);
 	return cli_usage(c, "unknown token command '%s'", argv[0]);
 }

@@ -120,6 +120,29 @@ cli_error_in(const struct cli *c, const char *path, const char *unit,
 	return CLI_EXIT_ERROR;
 }
 
+/*
+ * --json: an error is one object on stdout too, as a refusal or a
+ * success is: "verdict":"error", where it stopped (at: pos, when known),
+ * then "error" and "detail" as check-config writes them. The stderr
+ * line is still written by the caller.
+ */
+void
+cli_json_error(const struct cli *c, const char *at, unsigned long pos, int rc)
+{
+	struct cli_json j;
+
+	if (!c->json)
+		return;
+	json_begin(&j, stdout);
+	json_str(&j, "verdict", "error");
+	if (at != NULL && pos > 0)
+		json_int(&j, at, (long long)pos);
+	json_str(&j, "error", sotp_strerror(rc));
+	json_int(&j, "error_code", rc);
+	json_str(&j, "detail", c->ctx != NULL ? sotp_ctx_errmsg(c->ctx) : "");
+	json_end(&j);
+}
+
 int
 cli_refused_why(const struct cli *c, int reason, const char *why)
 {

@@ -88,6 +88,41 @@ find_opt(const struct cli_opt *opts, const char *name, size_t len)
 	return NULL;
 }
 
+/*
+ * --password is no command's option (a password is read from standard
+ * input), but a value typed after it would be one all the same.
+ */
+void
+cli_wipe_secrets(const struct cli *c, int argc, char **argv, int at)
+{
+	static const char *const secret_opts[] = {
+	    "--secret", "--otp", "--card", "--password"};
+	size_t k, n;
+	char *eq;
+	int j;
+
+	for (j = 0; j < argc; j++) {
+		for (k = 0; k < sizeof(secret_opts) / sizeof(secret_opts[0]);
+		     k++) {
+			n = strlen(secret_opts[k]);
+			if (strncmp(argv[j], secret_opts[k], n) != 0)
+				continue;
+			if (argv[j][n] == '=')
+				sotp_wipe(
+				    argv[j] + n + 1, strlen(argv[j] + n + 1));
+			else if (argv[j][n] == '\0' && j + 1 < argc)
+				sotp_wipe(argv[j + 1], strlen(argv[j + 1]));
+		}
+		if (j == at && argv[j][0] == '-' &&
+		    (eq = strchr(argv[j], '=')) != NULL)
+			sotp_wipe(eq + 1, strlen(eq + 1));
+		/* The failing word too when it is not an option (not shown). */
+		if (c->secret_words &&
+		    (j > at || (j == at && argv[j][0] != '-')))
+			sotp_wipe(argv[j], strlen(argv[j]));
+	}
+}
+
 int
 cli_parse(struct cli *c, int argc, char **argv, const struct cli_opt *opts,
     const char **pos, size_t npos_max, size_t *npos)
@@ -104,14 +139,18 @@ cli_parse(struct cli *c, int argc, char **argv, const struct cli_opt *opts,
 			continue;
 		}
 		if (words_only || argv[i][0] != '-' || argv[i][1] == '\0') {
-			if (*npos >= npos_max && c->secret_words)
+			if (*npos >= npos_max && c->secret_words) {
+				cli_wipe_secrets(c, argc, argv, i);
 				return cli_usage(c,
 				    "unexpected argument %d (not shown: it may "
 				    "be a secret)",
 				    i + 1);
-			if (*npos >= npos_max)
+			}
+			if (*npos >= npos_max) {
+				cli_wipe_secrets(c, argc, argv, i);
 				return cli_usage(
 				    c, "unexpected argument '%s'", argv[i]);
+			}
 			pos[(*npos)++] = argv[i];
 			continue;
 		}
@@ -120,11 +159,13 @@ cli_parse(struct cli *c, int argc, char **argv, const struct cli_opt *opts,
 		o = find_opt(opts, name,
 		    eq != NULL ? (size_t)(eq - name) : strlen(name));
 		/* Only the name: "--secret=BASE32" is not echoed whole. */
-		if (o == NULL || argv[i][1] != '-')
+		if (o == NULL || argv[i][1] != '-') {
+			cli_wipe_secrets(c, argc, argv, i);
 			return cli_usage(c, "unknown option '%.*s'",
 			    (int)(eq != NULL ? (size_t)(eq - argv[i])
 			                     : strlen(argv[i])),
 			    argv[i]);
+		}
 		/*
 		 * A value given twice ("--digits 6 --digits 8") leaves which
 		 * one was meant to a guess; a flag twice is still the flag.
@@ -132,19 +173,24 @@ cli_parse(struct cli *c, int argc, char **argv, const struct cli_opt *opts,
 		 * a bit and be refused together, never let through.)
 		 */
 		bit = 1ull << ((size_t)(o - opts) % 64);
-		if (o->value != NULL && (given & bit) != 0)
+		if (o->value != NULL && (given & bit) != 0) {
+			cli_wipe_secrets(c, argc, argv, i);
 			return cli_usage(c, "option --%s given twice", o->name);
+		}
 		given |= bit;
 		if (o->value == NULL) {
-			if (eq != NULL)
+			if (eq != NULL) {
+				cli_wipe_secrets(c, argc, argv, i);
 				return cli_usage(
 				    c, "option --%s takes no value", o->name);
+			}
 			*o->flag = 1;
 		} else if (eq != NULL) {
 			*o->value = argv[i] + (eq + 1 - argv[i]);
 		} else if (i + 1 < argc) {
 			*o->value = argv[++i];
 		} else {
+			cli_wipe_secrets(c, argc, argv, i);
 			return cli_usage(
 			    c, "option --%s needs a value", o->name);
 		}
@@ -322,14 +368,19 @@ global_options(struct cli *c, int argc, char **argv, int *idx)
 		} else if ((strcmp(argv[i], "--config") == 0 && i + 1 < argc) ||
 		    strncmp(argv[i], "--config=", 9) == 0) {
 			/* Two policies: which store was meant is a guess. */
-			if (config_given++)
+			if (config_given++) {
+				cli_wipe_secrets(c, argc, argv, i);
 				return cli_usage(
 				    c, "option --config given twice");
+			}
 			c->config = argv[i][8] == '=' ? argv[i] + 9 : argv[++i];
-			if (c->config[0] == '\0')
+			if (c->config[0] == '\0') {
+				cli_wipe_secrets(c, argc, argv, i);
 				return cli_usage(
 				    c, "--config: an empty file name");
+			}
 		} else if (strcmp(argv[i], "--config") == 0) {
+			cli_wipe_secrets(c, argc, argv, i);
 			return cli_usage(c, "option --config needs a value");
 		} else if (strcmp(argv[i], "--help") == 0 ||
 		    strcmp(argv[i], "-h") == 0) {
@@ -337,6 +388,7 @@ global_options(struct cli *c, int argc, char **argv, int *idx)
 			return -1;
 		} else {
 			/* As cli_parse: the name, not what follows '='. */
+			cli_wipe_secrets(c, argc, argv, i);
 			return cli_usage(c, "unknown option '%.*s'",
 			    (int)strcspn(argv[i], "="), argv[i]);
 		}
@@ -357,6 +409,7 @@ dispatch(struct cli *c, int argc, char **argv)
 			cli_what(c, argv[0], NULL);
 			return commands[i].run(c, argc - 1, argv + 1);
 		}
+	cli_wipe_secrets(c, argc, argv, 0);
 	return cli_usage(c, "unknown command '%s' (try --help)", argv[0]);
 }
 

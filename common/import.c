@@ -643,14 +643,26 @@ import(struct sotp_ctx *ctx, const char *format, const char *buf, size_t len,
 	size_t i;
 	int rc, inserting = 0;
 
-	if (res == NULL)
-		return SOTP_ERR_INVALID_ARG;
-	memset(res, 0, sizeof(*res));
+	if (res != NULL)
+		memset(res, 0, sizeof(*res));
 	memset(&b, 0, sizeof(b));
-	if (ctx == NULL || (buf == NULL && len > 0))
+	if (ctx == NULL)
 		return SOTP_ERR_INVALID_ARG;
+	/*
+	 * The context's error text is this call's from here on: an error
+	 * that is not the store's (failed() reads it) would otherwise be
+	 * reported with the text an earlier call left.
+	 */
+	if (res == NULL || (buf == NULL && len > 0)) {
+		sotp_ctx_seterr(ctx, "%s import: %s", format,
+		    res == NULL ? "no result to fill"
+		                : "no bytes for a length");
+		return SOTP_ERR_INVALID_ARG;
+	}
+	/* Not cleared before: it keeps why the context is not loaded. */
 	if ((rc = sotp_ctx_ready(ctx)) != SOTP_OK)
 		return rc;
+	ctx->err[0] = '\0';
 	b.pol = &ctx->pol;
 	b.now = now;
 	b.res = res;

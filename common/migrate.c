@@ -988,14 +988,27 @@ sotp_contract_import(struct sotp_ctx *ctx, const char *buf, size_t len,
 	struct mig *m = NULL;
 	int rc;
 
-	if (res == NULL)
+	if (res != NULL)
+		memset(res, 0, sizeof(*res));
+	if (ctx == NULL)
 		return SOTP_ERR_INVALID_ARG;
-	memset(res, 0, sizeof(*res));
-	if (ctx == NULL || (buf == NULL && len > 0) ||
-	    (fmt != SOTP_FMT_CSV && fmt != SOTP_FMT_JSONL))
+	/*
+	 * The context's error text is this call's from here on: an error
+	 * that is not the store's (note_error reads it) would otherwise be
+	 * reported with the text an earlier call left.
+	 */
+	if (res == NULL || (buf == NULL && len > 0) ||
+	    (fmt != SOTP_FMT_CSV && fmt != SOTP_FMT_JSONL)) {
+		sotp_ctx_seterr(ctx, "contract import: %s",
+		    res == NULL                  ? "no result to fill"
+		        : buf == NULL && len > 0 ? "no bytes for a length"
+		                                 : "not CSV nor JSON lines");
 		return SOTP_ERR_INVALID_ARG;
+	}
+	/* Not cleared before: it keeps why the context is not loaded. */
 	if ((rc = sotp_ctx_ready(ctx)) != SOTP_OK)
 		return rc;
+	ctx->err[0] = '\0';
 	if ((m = calloc(1, sizeof(*m))) == NULL)
 		return SOTP_ERR_NOMEM;
 	m->ctx = ctx;

@@ -116,11 +116,24 @@ parse_args(pam_handle_t *pamh, int argc, const char **argv, struct args *args,
 			snprintf(what, whatsz, "PAM option %s: unknown", name);
 			return PAM_SERVICE_ERR;
 		}
+		/*
+		 * Its name only, as for an unknown option: context='s value
+		 * might be a secret typed in the wrong place. A config=
+		 * value is kept (here and when it is relative): it is the
+		 * path of the file the admin has to look at, which nothing
+		 * else on the line names, and it comes from a stack file
+		 * that /etc/pam.d leaves readable to every local user.
+		 */
 		if ((seen & bit) != 0) {
-			pam_syslog(
-			    pamh, LOG_ERR, "duplicate option: %s", argv[i]);
-			snprintf(what, whatsz, "PAM option %s given twice",
-			    option_name(name, argv[i]));
+			option_name(name, argv[i]);
+			if (bit == 1u << 0) /* config= */
+				pam_syslog(pamh, LOG_ERR,
+				    "duplicate option: %s", argv[i]);
+			else
+				pam_syslog(pamh, LOG_ERR,
+				    "duplicate option: %s", name);
+			snprintf(
+			    what, whatsz, "PAM option %s given twice", name);
 			return PAM_SERVICE_ERR;
 		}
 		seen |= bit;

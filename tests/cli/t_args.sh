@@ -143,6 +143,75 @@ held_in_load "contract bind --otp=CODE" "$c2" \
 check "... the option's name still in its cmdline" \
     contains "$SB/cmdline" " --otp= "
 
+# A usage error ends the parse before it reaches a secret: the words past
+# the failing one (a --secret, --otp or --card value, resync's codes)
+# used to stay in /proc/PID/cmdline while the error was written and until
+# exit. The process is held in the write of its error line: standard
+# error is a FIFO whose pipe was filled first.
+# held_in_usage WHAT "SECRET..." ARGS...: the tool with ARGS, looked at
+# while held there; none of the SECRETs may be in its cmdline nor in
+# what it wrote.
+held_in_usage() {
+	hu_what=$1
+	printf '%s\n' $2 >"$SB/secrets"
+	shift 2
+	rm -f "$SB/errfifo"
+	mkfifo "$SB/errfifo"
+	exec 8<>"$SB/errfifo"
+	# Fills the pipe: nonblocking 4 KiB writes until one would block.
+	dd if=/dev/zero of="$SB/errfifo" bs=4096 oflag=nonblock 2>/dev/null
+	"$CLI" "$@" >"$OUT" 2>"$SB/errfifo" </dev/null 8>&- &
+	hu_pid=$!
+	# Blocked in a system call on fd 2 (/proc/PID/syscall: "NR 0x2 ...").
+	hu_i=0
+	until [ "$(cut -d' ' -f2 "/proc/$hu_pid/syscall" 2>/dev/null)" = 0x2 ] ||
+	    [ $hu_i -ge 200 ]; do
+		sleep 0.05
+		hu_i=$((hu_i + 1))
+	done
+	tr '\0' ' ' <"/proc/$hu_pid/cmdline" >"$SB/cmdline" 2>/dev/null
+	check "$hu_what: held in the write of its usage error" \
+	    [ "$(cut -d' ' -f2 "/proc/$hu_pid/syscall" 2>/dev/null)" = 0x2 ]
+	check "... its cmdline read" contains "$SB/cmdline" "$CLI "
+	check "... and no secret in it" \
+	    sh -c '! grep -qF -f "$1" "$2"' sh "$SB/secrets" "$SB/cmdline"
+	# A second reader, opened while fd 8 still writes (so no wait), to
+	# drain the pipe: the tool then writes, exits, and cat sees the end.
+	exec 9<"$SB/errfifo"
+	exec 8>&-
+	cat <&9 >"$SB/errout" &
+	hu_cat=$!
+	exec 9<&-
+	wait "$hu_pid"
+	check "... then a usage error (exit 2)" test $? -eq 2
+	wait "$hu_cat"
+	check "... and no secret on stderr" \
+	    sh -c '! tr -d "\\000" <"$2" | grep -qF -f "$1"' sh "$SB/secrets" "$SB/errout"
+}
+S3=$(secret)
+held_in_usage "token add --bogus --secret" "$S3" \
+    token add T9 --bogus --secret "$S3"
+held_in_usage "token add --kind twice, then --secret=" "$S3" \
+    token add T9 --kind a --kind b "--secret=$S3"
+held_in_usage "verify: a stray word, then --otp and --card" "$c1 86420" \
+    verify C1 stray --otp "$c1" --card 86420
+held_in_usage "contract bind: an unknown option, then --otp" "$c2" \
+    contract bind C1 --frob --serial T1 --otp "$c2"
+held_in_usage "token resync: an unknown option before the codes" "$c1 $c2" \
+    token resync T1 --frob "$c1" "$c2"
+held_in_usage "a command that takes no --secret" "$S3" \
+    token list --secret "$S3"
+held_in_usage "a bad global option, then --secret" "$S3" \
+    --frob token add T9 --secret "$S3"
+held_in_usage "an unknown option with a value (a PIN?)" "4711" \
+    verify C1 --pin=4711 --otp "$c1"
+held_in_usage "an unknown token command, then --secret" "$S3" \
+    token ad T9 --secret "$S3"
+held_in_usage "an unknown contract command, then --otp=" "$c2" \
+    contract bnd C1 --serial T1 "--otp=$c2"
+held_in_usage "an unknown command, then --otp" "$c2" \
+    verfy C1 --otp "$c2"
+
 # --config with no file name.
 check_rc 2 "--config= is a usage error" cli --config= token list
 check "... naming --config" contains "$ERR" "--config: an empty file name"

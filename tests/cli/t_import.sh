@@ -175,12 +175,26 @@ check "... the import's error row: the pass, the line, the serial, the error" \
     grep -q "token\.import error STORE_UNAVAILABLE contract=- serial=- .*detail=csv: insert pass, line 3, serial 'ERR-2': SOTP_ERR_STORE; nothing imported" "$OUT"
 check "... and no secret in the row or the error" \
     sh -c '! grep -qi -e "$1" -e "$2" "$3" "$4"' sh "$E1" "$E2" "$OUT" "$SB/err.err"
+# --json: an error is one JSON object on stdout, as a refusal is.
+check_rc 2 "--json: a store error mid-import: an error" \
+    cli --json token import "$SB/err.csv"
+check "--json: ... one line on stdout, one JSON object" \
+    sh -c '[ "$(wc -l <"$1")" -eq 1 ] && grep -q "^{.*}\$" "$1"' sh "$OUT"
+check "--json: ... verdict error, the entry, the error and its detail" \
+    grep -q '^{"verdict":"error","entry":3,"error":"[^"]*","error_code":-[0-9]*,"detail":"[^"]*serial '"'"'ERR-2'"'"'[^"]*"' "$OUT"
+check "--json: ... no secret on stdout" \
+    sh -c '! grep -qi -e "$1" -e "$2" "$3"' sh "$E1" "$E2" "$OUT"
 check "mend the store" store_mend no_tokens tokens
 # PSKC: the entry the store was at, as a PSKC refusal names it.
 sed 's/GEN-PLAIN-/ERRP-/' "$D/gen-hotp-entry3.pskc" >"$SB/err.pskc"
 check "the store fails the insert of ERRP-3" \
     store_fail no_tokens tokens INSERT "NEW.serial = 'ERRP-3'"
 check_rc 2 "PSKC: a store error mid-import: an error" cli token import "$SB/err.pskc"
+check_rc 2 "PSKC --json: a store error mid-import: an error" \
+    cli --json token import "$SB/err.pskc"
+check "PSKC --json: ... one JSON object naming the entry" \
+    sh -c '[ "$(wc -l <"$1")" -eq 1 ] && grep -q "^{\"verdict\":\"error\",\"entry\":3,.*}\$" "$1"' sh "$OUT"
+check_rc 2 "PSKC: again without --json" cli token import "$SB/err.pskc"
 check "... the error names the file, the entry and the serial" contains "$ERR" \
     "shinkin-otp: token import $SB/err.pskc: error: entry 3: serial 'ERRP-3': "
 check "... and says nothing was imported" contains "$ERR" "; nothing imported ("
@@ -191,6 +205,10 @@ check "mend the store" store_mend no_tokens tokens
 check "the store fails the end of a batch holding ERR-2" \
     store_fail no_head audit_head UPDATE \
     "EXISTS (SELECT 1 FROM tokens WHERE serial = 'ERR-2')"
+check_rc 2 "--json: an error after the last entry: an error" \
+    cli --json token import "$SB/err.csv"
+check "--json: ... one JSON object, no entry of its own" \
+    sh -c '[ "$(wc -l <"$1")" -eq 1 ] && grep -q "^{\"verdict\":\"error\",\"error\":.*}\$" "$1"' sh "$OUT"
 check_rc 2 "an error after the last entry: an error" cli token import "$SB/err.csv"
 check "... names the file" contains "$ERR" "shinkin-otp: token import $SB/err.csv: error: csv, insert pass: "
 check "... names no line nor serial of its own" sh -c '! grep -q "err.csv:[0-9]\|serial" "$1"' sh "$ERR"

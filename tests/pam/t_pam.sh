@@ -274,13 +274,16 @@ C=$(code T-TRANS)
 n0=$(nrows 'auth reject BAD_INPUT contract=c-trans .*detail=PAM option context= given twice')
 pt PAM_SERVICE_ERR "context= twice refused, not the last one taken" \
     dupctx c-trans "$C"
-pt_has "context= twice: logged" "duplicate option: context=transaction"
+pt_has "context= twice: logged by its name" "duplicate option: context=\$"
+pt_log_lacks "  not with its value (a secret might be there)" \
+    "duplicate option: context=."
 pt_hasnt "context= twice: nothing asked" "ワンタイムパスワード"
 check "  with its audit row" \
     [ "$(nrows 'auth reject BAD_INPUT contract=c-trans .*detail=PAM option context= given twice')" -eq $((n0 + 1)) ]
 b1=$(bad_rows)
 pt PAM_SERVICE_ERR "config= twice refused" dupconf c-mob pw-mob
-pt_has "config= twice: logged" "duplicate option: config="
+pt_has "config= twice: logged with the path, the file to look at" \
+    "duplicate option: config=$CONF\$"
 # An empty value is a mistake named as one, not an "unknown option".
 pt PAM_SERVICE_ERR "config= with no value refused" emptyconf c-mob pw-mob
 pt_has "  logged as an empty value" "option config=: no value"

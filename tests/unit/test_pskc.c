@@ -1491,6 +1491,86 @@ test_pskc_signer_with_key_refused(void **state)
 	assert_int_equal(count_tokens(f), 0);
 }
 
+/*
+ * The context's error text after an import error belongs to that import,
+ * never to an earlier call on the same context. A refused password
+ * change leaves its text on the context; then an import that OpenSSL
+ * stops (every fetch failing: PBKDF2 or the seal cannot run), an error
+ * that is not the store's, must not report that text as its cause.
+ */
+static void
+leftover_then(struct fx *f, char *first, size_t firstsz)
+{
+	struct sotp_decision d;
+
+	assert_int_equal(
+	    sotp_contract_passwd(f->ctx, "C-LEFT", "", T0, &d), SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_REJECT);
+	snprintf(first, firstsz, "%s", sotp_ctx_errmsg(f->ctx));
+	assert_true(first[0] != '\0');
+	assert_int_equal(
+	    EVP_set_default_properties(NULL, "provider=sotp-none"), 1);
+}
+
+static void
+test_pskc_error_text_is_the_imports(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_import_result res;
+	char first[1024];
+	int rc;
+
+	leftover_then(f, first, sizeof(first));
+	rc = import_file(f, "gen-pbkdf2.pskc", NULL, GEN_PASS, 0, &res);
+	assert_int_equal(EVP_set_default_properties(NULL, ""), 1);
+	print_message("pskc: rc %d, \"%s\"\n", rc, sotp_ctx_errmsg(f->ctx));
+	assert_int_not_equal(rc, SOTP_OK);
+	assert_int_not_equal(rc, SOTP_ERR_STORE);
+	assert_non_null(strstr(sotp_ctx_errmsg(f->ctx), "nothing imported"));
+	assert_null(strstr(sotp_ctx_errmsg(f->ctx), first));
+
+	leftover_then(f, first, sizeof(first));
+	rc = import_file(f, "good.csv", NULL, NULL, 0, &res);
+	assert_int_equal(EVP_set_default_properties(NULL, ""), 1);
+	print_message("csv: rc %d, \"%s\"\n", rc, sotp_ctx_errmsg(f->ctx));
+	assert_int_not_equal(rc, SOTP_OK);
+	assert_int_not_equal(rc, SOTP_ERR_STORE);
+	assert_non_null(strstr(sotp_ctx_errmsg(f->ctx), "nothing imported"));
+	assert_null(strstr(sotp_ctx_errmsg(f->ctx), first));
+	assert_int_equal(count_tokens(f), 0);
+}
+
+/*
+ * The same for a contract import: one refused for its arguments (no
+ * such format) names them, not the earlier call's cause.
+ */
+static void
+test_pskc_contract_import_error_text(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_contract_import_result res;
+	char first[1024];
+	int rc;
+
+	leftover_then(f, first, sizeof(first));
+	assert_int_equal(EVP_set_default_properties(NULL, ""), 1);
+	rc = sotp_contract_import(f->ctx, "", 0, (enum sotp_record_format)99, 0,
+	    T0, NULL, NULL, &res);
+	print_message(
+	    "contracts: rc %d, \"%s\"\n", rc, sotp_ctx_errmsg(f->ctx));
+	assert_int_equal(rc, SOTP_ERR_INVALID_ARG);
+	assert_true(sotp_ctx_errmsg(f->ctx)[0] != '\0');
+	assert_null(strstr(sotp_ctx_errmsg(f->ctx), first));
+	/* A token import handed no bytes for its length: the same. */
+	leftover_then(f, first, sizeof(first));
+	assert_int_equal(EVP_set_default_properties(NULL, ""), 1);
+	assert_int_equal(sotp_import_csv(f->ctx, NULL, 10, NULL, 0, T0,
+	                     &(struct sotp_import_result){0}),
+	    SOTP_ERR_INVALID_ARG);
+	assert_true(sotp_ctx_errmsg(f->ctx)[0] != '\0');
+	assert_null(strstr(sotp_ctx_errmsg(f->ctx), first));
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int
@@ -1531,6 +1611,8 @@ main(void)
 	    T(test_pskc_csv_import),
 	    T(test_pskc_csv_refusals),
 	    T(test_pskc_store_batch_rollback),
+	    T(test_pskc_error_text_is_the_imports),
+	    T(test_pskc_contract_import_error_text),
 	    cmocka_unit_test(test_pskc_signer_check),
 	    T(test_pskc_signer_with_key_refused),
 	};
