@@ -134,6 +134,25 @@ within2() {
 		[ $(($2 * 2)) -ge "$1" ]
 }
 
+# lock_held DB FIFO OUT: a sqlite3 on DB reads its statements from FIFO
+# (this shell's fd 8 writes to it, left open for the caller's COMMIT) and
+# holds DB's write lock when this returns 0: it answered a SELECT after
+# its BEGIN IMMEDIATE (an echo into the FIFO returns once the pipe has the
+# line, not once sqlite3 has run it). LOCKER is its pid, OUT its output.
+lock_held() {
+	sqlite3 "$1" <"$2" >"$3" 2>&1 &
+	LOCKER=$!
+	exec 8>"$2"
+	echo 'BEGIN IMMEDIATE;' >&8
+	echo "SELECT 'locked';" >&8
+	_lh=0
+	until grep -qx locked "$3" || [ $_lh -ge 400 ]; do
+		sleep 0.05
+		_lh=$((_lh + 1))
+	done
+	grep -qx locked "$3"
+}
+
 # store_fail NAME TABLE EVENT CONDITION: the sandbox's store fails each
 # EVENT (INSERT or UPDATE) on TABLE while CONDITION (SQL; NEW is the row)
 # holds, as a broken or full store would: a trigger NAME that raises

@@ -59,19 +59,8 @@ check "naming the new serial" contains "$SB/exports" "serial=$gen"
 # store's WAL is written at higher offsets before it, and is cut first.)
 sed -e 's/^lock_timeout *=.*/lock_timeout = 60000/' "$CONF" >"$SB/slow.conf"
 mkfifo "$SB/lockfifo"
-sqlite3 "$STORE" <"$SB/lockfifo" >"$SB/locker.out" 2>&1 &
-locker=$!
-exec 8>"$SB/lockfifo"
-echo 'BEGIN IMMEDIATE;' >&8
-# The echo returns once the pipe has the line, not once sqlite3 has run it:
-# a locker not yet scheduled let the tool take the lock first and write its
-# PNG whole. The lock is held once sqlite3 answers the SELECT after it.
-echo "SELECT 'locked';" >&8
-i=0
-until grep -qx locked "$SB/locker.out" || [ $i -ge 400 ]; do
-	sleep 0.05
-	i=$((i + 1))
-done
+lock_held "$STORE" "$SB/lockfifo" "$SB/locker.out"
+locker=$LOCKER
 check "a second connection holds the store's write lock" \
     grep -qx locked "$SB/locker.out"
 # png_killed DIR WHAT ARGS...: the tool, looked at once it holds a file

@@ -285,18 +285,8 @@ mkfifo "$SB/lockfifo"
 held_import() {
 	hi_file=$1
 	shift
-	sqlite3 "$SB/c/c.db" <"$SB/lockfifo" >"$SB/locker.out" 2>&1 &
-	hi_locker=$!
-	exec 8>"$SB/lockfifo"
-	echo 'BEGIN IMMEDIATE;' >&8
-	# Held once sqlite3 answers after the BEGIN, not once the pipe has
-	# it: a locker not yet scheduled let the import run through.
-	echo "SELECT 'locked';" >&8
-	hi_i=0
-	until grep -qx locked "$SB/locker.out" || [ $hi_i -ge 400 ]; do
-		sleep 0.05
-		hi_i=$((hi_i + 1))
-	done
+	lock_held "$SB/c/c.db" "$SB/lockfifo" "$SB/locker.out"
+	hi_locker=$LOCKER
 	"$CLI" --config "$SB/c/slow.conf" contract import "$hi_file" \
 	    >"$OUT" 2>"$ERR" </dev/null 8>&- &
 	hi_pid=$!
