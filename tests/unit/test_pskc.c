@@ -1515,28 +1515,28 @@ leftover_then(struct fx *f, char *first, size_t firstsz)
 static void
 test_pskc_error_text_is_the_imports(void **state)
 {
+	static const struct {
+		const char *file, *pass;
+	} files[] = {{"gen-pbkdf2.pskc", GEN_PASS}, {"good.csv", NULL}};
 	struct fx *f = *state;
 	struct sotp_import_result res;
 	char first[1024];
+	size_t i;
 	int rc;
 
-	leftover_then(f, first, sizeof(first));
-	rc = import_file(f, "gen-pbkdf2.pskc", NULL, GEN_PASS, 0, &res);
-	assert_int_equal(EVP_set_default_properties(NULL, ""), 1);
-	print_message("pskc: rc %d, \"%s\"\n", rc, sotp_ctx_errmsg(f->ctx));
-	assert_int_not_equal(rc, SOTP_OK);
-	assert_int_not_equal(rc, SOTP_ERR_STORE);
-	assert_non_null(strstr(sotp_ctx_errmsg(f->ctx), "nothing imported"));
-	assert_null(strstr(sotp_ctx_errmsg(f->ctx), first));
-
-	leftover_then(f, first, sizeof(first));
-	rc = import_file(f, "good.csv", NULL, NULL, 0, &res);
-	assert_int_equal(EVP_set_default_properties(NULL, ""), 1);
-	print_message("csv: rc %d, \"%s\"\n", rc, sotp_ctx_errmsg(f->ctx));
-	assert_int_not_equal(rc, SOTP_OK);
-	assert_int_not_equal(rc, SOTP_ERR_STORE);
-	assert_non_null(strstr(sotp_ctx_errmsg(f->ctx), "nothing imported"));
-	assert_null(strstr(sotp_ctx_errmsg(f->ctx), first));
+	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		leftover_then(f, first, sizeof(first));
+		rc =
+		    import_file(f, files[i].file, NULL, files[i].pass, 0, &res);
+		assert_int_equal(EVP_set_default_properties(NULL, ""), 1);
+		print_message("%s: rc %d, \"%s\"\n", files[i].file, rc,
+		    sotp_ctx_errmsg(f->ctx));
+		assert_int_not_equal(rc, SOTP_OK);
+		assert_int_not_equal(rc, SOTP_ERR_STORE);
+		assert_non_null(
+		    strstr(sotp_ctx_errmsg(f->ctx), "nothing imported"));
+		assert_null(strstr(sotp_ctx_errmsg(f->ctx), first));
+	}
 	assert_int_equal(count_tokens(f), 0);
 }
 
