@@ -637,6 +637,18 @@ check_fields(struct mig *m)
 		return rc; /* an error (negative), not a reason */
 	if (why != NULL)
 		return refuse(m, SOTP_R_BAD_INPUT, "pwhash: %s", why);
+	/*
+	 * Refused like any bad record: named with its line, and the whole
+	 * file with it (all or nothing), so that the bank learns of every
+	 * such customer before anyone is in.
+	 */
+	if (m->ctx->pol.pw_legacy_refuse &&
+	    (why = sotp_passwd_legacy(r->f[F_PWHASH])) != NULL)
+		return refuse(m, SOTP_R_BAD_INPUT,
+		    "pwhash of contract %s is %s, a legacy method the policy "
+		    "refuses at import ([password] legacy_import = refuse)",
+		    shown(m, q, sizeof(q), r->f[F_CONTRACT], SOTP_ID_MAX - 1),
+		    why);
 	r->login = SOTP_LOGIN_OTP;
 	if (r->f[F_LOGIN][0] != '\0' &&
 	    sotp_login_parse(r->f[F_LOGIN], &r->login) != SOTP_OK) {

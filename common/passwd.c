@@ -492,6 +492,33 @@ sotp_passwd_cheap(const char *hash)
 }
 
 /*
+ * The methods [password] legacy_import = refuse keeps out of an import:
+ * those a stolen copy of the store gives up fastest, with no cost to
+ * raise. DES (and bigcrypt, its longer form) uses 8 characters of the
+ * password at most and 12 bits of salt; md5crypt is a fixed 1000 MD5
+ * rounds; NT is one unsalted MD4. sha256crypt, sha1crypt and sunmd5,
+ * which libxcrypt also calls legacy, carry a rounds count and stay
+ * accepted (rehash replaces them at the next login).
+ */
+const char *
+sotp_passwd_legacy(const char *hash)
+{
+	if (hash == NULL || hash[0] == '\0')
+		return NULL;
+	if (strncmp(hash, "$1$", 3) == 0)
+		return "md5crypt";
+	if (strncmp(hash, "$3$", 3) == 0)
+		return "nt";
+	if (hash[0] == '$')
+		return NULL;
+	/* BSDi's extended DES: '_', 4 count, 4 salt, 11 hash characters. */
+	if (hash[0] == '_')
+		return "bsdicrypt";
+	/* DES: 2 salt and 11 hash characters; bigcrypt adds 11 a block. */
+	return strlen(hash) == 13 ? "descrypt" : "bigcrypt";
+}
+
+/*
  * Whether a hash in method m costs less than cost (as crypt_gensalt
  * counts it, sotp_pw_methods): a policy's cost raised since it was made,
  * or an imported one made cheaper. One whose cost cannot be read is not.

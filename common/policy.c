@@ -44,6 +44,7 @@ enum vtype {
 	V_LANG,
 	V_BOOL,
 	V_PWHASH,
+	V_LEGACY,
 	V_UNKNOWN,
 	V_METRICS,
 	V_KEK,
@@ -117,6 +118,8 @@ static const struct option options[] = {
         0, 0},
     /* Bounded by the method's own range once the file is read. */
     UOPT(SEC_PASSWORD, "cost", pw_cost, 1, 999999999),
+    {SEC_PASSWORD, "legacy_import", V_LEGACY,
+        offsetof(struct sotp_policy, pw_legacy_refuse), 0, 0, 0},
 };
 
 static const char *const section_names[] = {"", "otp", "lockout", "state",
@@ -127,6 +130,8 @@ static const char *const lang_names[] = {"en", "ja"};
 static const char *const unknown_names[] = {"hide", "reveal"};
 /* [key] kek: SOTP_KEK_FILE, SOTP_KEK_PKCS11. */
 static const char *const kek_names[] = {"file", "pkcs11"};
+/* [password] legacy_import: 0 accept (the default), 1 refuse. */
+static const char *const legacy_names[] = {"accept", "refuse"};
 
 /* The bank's shipped contexts, used when a file defines none. */
 static const struct sotp_context_def default_contexts[] = {
@@ -201,6 +206,8 @@ set_defaults(struct sotp_policy *p)
 	p->migration_binding = 1;
 	p->pw_method = SOTP_PW_YESCRYPT;
 	p->pw_cost = sotp_pw_methods[SOTP_PW_YESCRYPT].default_cost;
+	/* accept: the bank's customers come in with the hashes they have */
+	p->pw_legacy_refuse = 0;
 	p->rehash = 0;
 	p->lock_threshold = 5;
 	p->lock_duration = 0;
@@ -423,6 +430,15 @@ set_option(struct parser *ps, const struct option *o, const char *val)
 		if (v == SOTP_NLANG)
 			return perr(ps, "language: '%s' is not ja or en", val);
 		*(enum sotp_lang *)(void *)base = (enum sotp_lang)v;
+		return SOTP_OK;
+	case V_LEGACY:
+		for (v = 0; v < 2; v++)
+			if (strcmp(val, legacy_names[v]) == 0)
+				break;
+		if (v == 2)
+			return perr(ps,
+			    "legacy_import: '%s' is not accept or refuse", val);
+		*(int *)(void *)base = (int)v;
 		return SOTP_OK;
 	case V_UNKNOWN:
 		for (v = 0; v < 2; v++)
@@ -1656,8 +1672,9 @@ sotp_policy_dump(const struct sotp_ctx *ctx, char *buf, size_t bufsz)
 		bprintf(&o, "pkcs11_key = %s\n", p->p11_key);
 	if (p->p11_pin_file[0] != '\0')
 		bprintf(&o, "pkcs11_pin_file = %s\n", p->p11_pin_file);
-	bprintf(&o, "\n[password]\nhash = %s\ncost = %u\n",
-	    sotp_pw_methods[p->pw_method].name, p->pw_cost);
+	bprintf(&o, "\n[password]\nhash = %s\ncost = %u\nlegacy_import = %s\n",
+	    sotp_pw_methods[p->pw_method].name, p->pw_cost,
+	    legacy_names[p->pw_legacy_refuse != 0]);
 	for (i = 0; i < p->nkinds; i++) {
 		bprintf(&o, "\n[kind %s]\n", p->kinds[i].name);
 		if (i == p->default_kind)

@@ -628,6 +628,70 @@ data_number(struct pskc *p, unsigned int pos, const xmlNode *data,
 	return SOTP_OK;
 }
 
+/*
+ * A PlainValue is base64 (xs:base64Binary in RFC 6030's schema), but
+ * some vendors' tools write the seed there in hex. Hex digits are base64
+ * digits too, so such a value decodes without a murmur into another key
+ * (40 hex digits, a 20-byte seed, into 30 bytes) that the policy takes
+ * and that no code of the customer's token will ever match. PSKC
+ * declares no secret length to check the decoding against, so the text
+ * itself decides: hex digits only (blanks aside, as base64 allows them),
+ * an even count, at least 32 (a 16-byte seed, RFC 4226's least). Genuine
+ * base64 is refused by this only when it is unpadded and made of those
+ * 22 of its 64 characters throughout: for a random seed, odds of
+ * (22/64)^32, about 1e-15, at the shortest. And the base64 of a 16, 20,
+ * 32 or 64-byte seed (HMAC-SHA1's, -SHA256's, -SHA512's) ends in '=',
+ * which is no hex digit. Returns the count of hex digits, or 0.
+ */
+static size_t
+looks_hex(const char *s)
+{
+	size_t n = 0;
+
+	for (; *s != '\0'; s++) {
+		if (strchr(" \t\r\n", *s) != NULL)
+			continue;
+		if (!isxdigit((unsigned char)*s))
+			return 0;
+		n++;
+	}
+	return n >= 32 && n % 2 == 0 ? n : 0;
+}
+
+/* Secret/PlainValue: base64, never a hex seed read as base64. */
+static int
+plain_secret(struct pskc *p, unsigned int pos, const xmlNode *pv,
+    struct sotp_import_entry *e)
+{
+	char buf[TEXT_MAX], q[SOTP_ID_MAX];
+	uint8_t v[VALUE_MAX + AES_BLOCK]; /* as secret()'s: the same limit */
+	size_t len = 0, nhex;
+	int rc;
+
+	if (text(pv, buf, sizeof(buf)) != 0 || buf[0] == '\0') {
+		rc = refuse(p, pos,
+		    "Secret has neither a base64 PlainValue nor an "
+		    "EncryptedValue");
+	} else if ((nhex = looks_hex(buf)) > 0) {
+		sotp_import_quote(q, sizeof(q), e->serial);
+		rc = refuse(p, pos,
+		    "serial '%s': Secret PlainValue is %zu hex digits, a seed "
+		    "in hex it seems, where PSKC (RFC 6030) requires base64: "
+		    "read as base64 it would be another key; ask the vendor "
+		    "for base64",
+		    q, nhex);
+	} else if (b64_decode(buf, v, sizeof(v), &len) != 0) {
+		rc = refuse(p, pos,
+		    "Secret has neither a base64 PlainValue nor an "
+		    "EncryptedValue");
+	} else {
+		rc = sotp_import_secret(p->b, e, v, len);
+	}
+	SOTP_WIPE_ARRAY(buf);
+	SOTP_WIPE_ARRAY(v);
+	return rc;
+}
+
 /* Data/Secret: PlainValue, or EncryptedValue with its ValueMAC. */
 static int
 secret(struct pskc *p, unsigned int pos, const xmlNode *data,
@@ -658,13 +722,8 @@ secret(struct pskc *p, unsigned int pos, const xmlNode *data,
 		    "Secret is in clear (PlainValue) in a file whose secrets "
 		    "are encrypted: every secret of an encrypted file must "
 		    "be an EncryptedValue with its ValueMAC");
-	} else if (b64_elem(child(s, NS_PSKC, "PlainValue"), v, sizeof(v),
-	               &len) == 0) {
-		rc = sotp_import_secret(p->b, e, v, len);
 	} else {
-		rc = refuse(p, pos,
-		    "Secret has neither a base64 PlainValue nor an "
-		    "EncryptedValue");
+		rc = plain_secret(p, pos, child(s, NS_PSKC, "PlainValue"), e);
 	}
 	SOTP_WIPE_ARRAY(v);
 	return rc;

@@ -865,6 +865,12 @@ struct sotp_policy {
 	/* [password]: how new password hashes are made (passwd.c) */
 	enum sotp_pw_method pw_method;
 	unsigned int pw_cost;
+	/*
+	 * legacy_import = refuse: contract import refuses a DES-based,
+	 * md5crypt or NT hash (sotp_passwd_legacy) instead of taking it
+	 * for a rehash at the next login.
+	 */
+	int pw_legacy_refuse;
 	unsigned int lock_threshold, lock_duration;
 	unsigned int state_lifetime, max_rounds;
 	unsigned int card_rows, card_cols, card_cells;
@@ -1279,6 +1285,13 @@ int sotp_passwd_outdated(const struct sotp_policy *p, const char *hash);
  * takes milliseconds.
  */
 int sotp_passwd_cheap(const char *hash);
+/*
+ * The libxcrypt name of hash's method when it is one of those that
+ * [password] legacy_import = refuse keeps out ("descrypt", "bigcrypt",
+ * "bsdicrypt", "md5crypt", "nt"), else NULL. Meant for a hash that
+ * sotp_passwd_usable has accepted: any such hash not in '$' form is DES.
+ */
+const char *sotp_passwd_legacy(const char *hash);
 
 /* A grid of rows x cols ASCII digits, row-major, no separators. */
 int sotp_card_new(

@@ -261,3 +261,27 @@ check "... the element is named" contains "$ERR" "Secret has neither a base64 Pl
 check "audit after the base64url Secret" cli audit
 check "... no seed on standard error or in the audit" \
     sh -c '! grep -q "MTIzNDU2Nzg5MDEyMzQ1Njc4OTA" "$1" "$2"' sh "$ERR" "$OUT"
+
+# PSKC: a seed in hex where RFC 6030 wants base64 (entry 2). Hex digits
+# are base64 digits too: these 40 once came in as another, 30-byte key,
+# and the token's codes never matched. Refused, naming the file, the
+# entry and the serial; nothing imported, not even entry 1.
+snapshot
+refused_at 2 BAD_INPUT "PSKC: a hex seed in a PlainValue" \
+    cli token import "$D/hex-plainvalue.pskc"
+check "... names the file, the entry and the serial" contains "$ERR" \
+    "token import $D/hex-plainvalue.pskc: refused: entry 2: serial 'HEX-2': Secret PlainValue is 40 hex digits"
+check "... says PSKC requires base64" contains "$ERR" "where PSKC (RFC 6030) requires base64"
+check "... the value is not shown" sh -c '! grep -q "$1" "$2"' sh "$RFC_SECRET" "$ERR"
+unchanged "hex seed"
+check_rc 1 "... a dry run says the same" cli token import "$D/hex-plainvalue.pskc" --dry-run
+check "... entry 2" contains "$ERR" "refused: entry 2: serial 'HEX-2'"
+# The fix the refusal names: the same seed in base64 imports, and the
+# token's codes (oathtool's, from the hex seed) bind.
+sed "s|$RFC_SECRET|$(printf %s "$RFC_SECRET" | xxd -r -p | base64 -w0)|" \
+    "$D/hex-plainvalue.pskc" >"$SB/hex-fixed.pskc"
+check "the same seeds in base64 import" cli token import "$SB/hex-fixed.pskc"
+check "... both" contains "$OUT" "imported 2 tokens"
+check "contract HX" clin pw-HX contract add HX
+check "... HEX-2 binds with oathtool's code for the hex seed" \
+    cli contract bind HX --serial HEX-2 --otp "$(hexcode sha1 6 30 "$RFC_SECRET")"

@@ -265,6 +265,59 @@ test_passwd_outdated(void **state)
 	assert_int_equal(sotp_passwd_outdated(NULL, h), 0);
 }
 
+/*
+ * What [password] legacy_import = refuse keeps out, by the method of a
+ * real hash of each kind libxcrypt makes: DES in its three forms,
+ * md5crypt and NT, and nothing else (sha256crypt, sha1crypt and sunmd5,
+ * which libxcrypt also calls legacy, carry a rounds count).
+ */
+static void
+test_passwd_legacy_methods(void **state)
+{
+	static const struct {
+		const char *prefix;
+		unsigned long count;
+		const char *legacy; /* NULL: not refused */
+	} m[] = {
+	    {"", 0, "descrypt"},
+	    {"_", 0, "bsdicrypt"},
+	    {"$1$", 0, "md5crypt"},
+	    {"$3$", 0, "nt"},
+	    {"$y$", 5, NULL},
+	    {"$gy$", 1, NULL},
+	    {"$7$", 6, NULL},
+	    {"$2b$", 4, NULL},
+	    {"$6$", 1000, NULL},
+	    {"$5$", 1000, NULL},
+	    {"$sha1", 0, NULL},
+	    {"$md5", 0, NULL},
+	};
+	struct crypt_data cd;
+	char h[SOTP_HASH_MAX];
+	const char *got;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
+		make(m[i].prefix, m[i].count, "pw", h);
+		got = sotp_passwd_legacy(h);
+		if (m[i].legacy == NULL
+		        ? got != NULL
+		        : got == NULL || strcmp(got, m[i].legacy))
+			fail_msg("%s: %s, want %s", h, got ? got : "(null)",
+			    m[i].legacy ? m[i].legacy : "(null)");
+	}
+	/* bigcrypt: DES with a longer setting, 11 more characters a block. */
+	memset(&cd, 0, sizeof(cd));
+	snprintf(h, sizeof(h), "%s",
+	    crypt_rn(
+	        "password9", "abcdefghijklmnopqrstuvwx", &cd, (int)sizeof(cd)));
+	assert_int_equal(strlen(h), 24);
+	assert_string_equal(sotp_passwd_legacy(h), "bigcrypt");
+	assert_null(sotp_passwd_legacy(""));
+	assert_null(sotp_passwd_legacy(NULL));
+}
+
 /* [password]: new hashes in the policy's method and cost, and checkable. */
 static void
 test_passwd_policy_method_and_cost(void **state)
@@ -371,6 +424,7 @@ main(void)
 	    cmocka_unit_test(test_passwd_costly_refused),
 	    cmocka_unit_test(test_passwd_outdated),
 	    cmocka_unit_test(test_passwd_outdated_cost),
+	    cmocka_unit_test(test_passwd_legacy_methods),
 	};
 
 	return cmocka_run_group_tests_name("passwd", tests, NULL, NULL);

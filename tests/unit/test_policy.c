@@ -254,6 +254,8 @@ test_policy_minimal_gets_defaults(void **state)
 	assert_int_equal(p->pskc_signed, 0);
 	assert_int_equal(p->pw_method, SOTP_PW_YESCRYPT);
 	assert_int_equal(p->pw_cost, 5);
+	/* Legacy hashes come in by default: the bank's customers have them. */
+	assert_int_equal(p->pw_legacy_refuse, 0);
 	assert_int_equal(p->lock_threshold, 5);
 	assert_int_equal(p->lock_duration, 0);
 	assert_int_equal(p->state_lifetime, 120);
@@ -298,6 +300,7 @@ test_policy_full_sets_every_key(void **state)
 	assert_int_equal(p->pskc_signed, 1);
 	assert_int_equal(p->pw_method, SOTP_PW_SHA512CRYPT);
 	assert_int_equal(p->pw_cost, 10000);
+	assert_int_equal(p->pw_legacy_refuse, 1);
 	assert_int_equal(p->lock_threshold, 100);
 	assert_int_equal(p->lock_duration, 2592000);
 	assert_int_equal(p->state_lifetime, 3600);
@@ -439,6 +442,7 @@ assert_same_policy(const struct sotp_policy *a, const struct sotp_policy *b)
 	assert_int_equal(a->rehash, b->rehash);
 	assert_int_equal(a->pw_method, b->pw_method);
 	assert_int_equal(a->pw_cost, b->pw_cost);
+	assert_int_equal(a->pw_legacy_refuse, b->pw_legacy_refuse);
 	assert_int_equal(a->lock_threshold, b->lock_threshold);
 	assert_int_equal(a->lock_duration, b->lock_duration);
 	assert_int_equal(a->state_lifetime, b->state_lifetime);
@@ -727,6 +731,37 @@ read_text(const char *text)
 		fail_msg("%s", err);
 	unlink(tmp);
 	return p;
+}
+
+/*
+ * [password] legacy_import: accept (the default, spelled or not) or
+ * refuse; any other value is refused with file:line (bad/password-legacy-
+ * import-*.conf).
+ */
+static void
+test_policy_password_legacy_import(void **state)
+{
+	static const struct {
+		const char *text;
+		int refuse;
+	} cases[] = {
+	    {"[password]\nhash = yescrypt\n", 0},
+	    {"[password]\nlegacy_import = accept\n", 0},
+	    {"[password]\nlegacy_import = refuse\n", 1},
+	    {"[password]\nlegacy_import =\trefuse \ncost = 6\n", 1},
+	};
+	struct sotp_policy *p;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < NELEM(cases); i++) {
+		p = read_text(cases[i].text);
+		if (p->pw_legacy_refuse != cases[i].refuse)
+			fail_msg("\"%s\": legacy refuse %d, want %d",
+			    cases[i].text, p->pw_legacy_refuse,
+			    cases[i].refuse);
+		free(p);
+	}
 }
 
 #define IDSP "\343\200\200" /* U+3000, the ideographic space */
@@ -1049,6 +1084,7 @@ main(void)
 	    cmocka_unit_test(test_policy_minimal_gets_defaults),
 	    cmocka_unit_test(test_policy_full_sets_every_key),
 	    cmocka_unit_test(test_policy_edge_cases_read),
+	    cmocka_unit_test(test_policy_password_legacy_import),
 	    cmocka_unit_test(test_policy_services_only_uses_default_contexts),
 	    cmocka_unit_test(test_policy_dump_reads_back_the_same),
 	    cmocka_unit_test(test_policy_dump_needs_room_and_a_policy),

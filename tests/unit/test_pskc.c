@@ -1159,6 +1159,132 @@ test_pskc_key_policy(void **state)
 }
 
 /*
+ * A vendor's file with a seed in hex where PSKC wants base64 (entry 2 of
+ * hex-plainvalue.pskc): 40 hex digits are base64 digits too, and were
+ * imported as another, 30-byte key that no code of the token matches.
+ * Refused now, naming the entry and the serial, and nothing imported (the
+ * good entry 1 neither); the same seed in base64 imports and gives
+ * oathtool's codes.
+ */
+static void
+test_pskc_hex_plain_value_refused(void **state)
+{
+	static const struct want w = {"HEX-OK-1", S1, "sha1", 6, 30};
+	struct fx *f = *state;
+	struct sotp_import_result res;
+	size_t len;
+	char *buf, *at;
+
+	assert_int_equal(
+	    import_file(f, "hex-plainvalue.pskc", NULL, NULL, 0, &res),
+	    SOTP_OK);
+	check_refused(f, &res, 0, 2, SOTP_R_BAD_INPUT,
+	    "serial 'HEX-2': Secret PlainValue is 40 hex digits, a seed in "
+	    "hex it seems, where PSKC (RFC 6030) requires base64");
+	/* The value itself is never shown. */
+	assert_null(strstr(res.reason, RFC_SECRET));
+	assert_null(strstr(res.reason, "31323334"));
+	/* The vendor's fix: the same seed in base64. */
+	buf = slurp("hex-plainvalue.pskc", &len);
+	assert_non_null(at = strstr(buf, RFC_SECRET));
+	memcpy(at, "MTIzNDU2Nzg5MDEyMzQ1Njc4OTA=", 28);
+	memmove(at + 28, at + 40, strlen(at + 40) + 1);
+	assert_int_equal(sotp_import_pskc(f->ctx, buf, strlen(buf), NULL, 0,
+	                     NULL, NULL, 0, T0, &res),
+	    SOTP_OK);
+	free(buf);
+	if (res.refused)
+		fail_msg("refused: %s", res.reason);
+	assert_int_equal(res.imported, 2);
+	check_token(f, &w);
+	check_token(
+	    f, &(const struct want){"HEX-2", RFC_SECRET, "sha1", 6, 30});
+}
+
+/*
+ * The rule: a PlainValue of hex digits only (blanks aside), an even
+ * count of them, 32 or more, is refused; genuine base64 made of hex
+ * letters only is taken when shorter, of an odd count or padded, as the
+ * bytes its base64 says (computed by Python's base64.b64decode).
+ */
+static void
+test_pskc_hex_plain_value_rule(void **state)
+{
+	static const struct {
+		const char *value;
+		const char *hex; /* the seed taken; NULL: refused as hex */
+		size_t digits;   /* refused: the count the reason gives */
+	} c[] = {
+	    /* 16 bytes in hex, the shortest refused. */
+	    {"000102030405060708090a0b0c0d0e0f", NULL, 32},
+	    /* 17 bytes: decodes as no base64, refused as hex all the same. */
+	    {"000102030405060708090a0b0c0d0e0f10", NULL, 34},
+	    /* 32 bytes in upper case, in groups over two lines. */
+	    {"BD11955D C11F316D 2B63B07E 6793C28C\n"
+	     "42BC357B 1706AA11 F5B207C6 099BF8E5",
+	        NULL, 64},
+	    /* 64 bytes (read as base64, 96: too long as well). */
+	    {S3, NULL, 128},
+	    /*
+	     * The rule's price: 44 hex letters unpadded are refused although
+	     * they are base64 of 33 bytes (for random bytes, (22/64)^44).
+	     */
+	    {"0123456789abcdefABCDEF0123456789abcdefABCDEF", NULL, 44},
+	    /* Base64 of hex letters only, taken. 28: 21 bytes. */
+	    {"0123456789abcdefABCDEF012345",
+	        "d35db7e39ebbf3d69b71d79f001083105d35db7e39", 0},
+	    /* 30 (even, below 32): 22 bytes. */
+	    {"0123456789abcdefABCDEF0123456A",
+	        "d35db7e39ebbf3d69b71d79f001083105d35db7e39e8", 0},
+	    /* 43, unpadded (odd): 32 bytes. */
+	    {"0123456789abcdefABCDEF0123456789abcdefABCDE",
+	        "d35db7e39ebbf3d69b71d79f001083105d35db7e39ebbf3d69b71d79f0010831",
+	        0},
+	    /* The same padded. */
+	    {"0123456789abcdefABCDEF0123456789abcdefABCDE=",
+	        "d35db7e39ebbf3d69b71d79f001083105d35db7e39ebbf3d69b71d79f0010831",
+	        0},
+	    /* RFC 6030's own: base64 with a non-hex letter. */
+	    {"MTIzNDU2Nzg5MDEyMzQ1Njc4OTA=", RFC_SECRET, 0},
+	};
+	struct fx *f = *state;
+	struct sotp_import_result res;
+	char doc[2048], want[64], serial[16];
+	size_t i, before;
+
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		before = count_tokens(f);
+		snprintf(serial, sizeof(serial), "HEXR-%zu", i);
+		snprintf(doc, sizeof(doc),
+		    PSKC_ROOT "><KeyPackage><Key Id=\"%s\" Algorithm=\""
+		              "urn:ietf:params:xml:ns:keyprov:pskc:totp\">"
+		              "<Data><Secret><PlainValue>%s</PlainValue>"
+		              "</Secret></Data></Key></KeyPackage>"
+		              "</KeyContainer>\n",
+		    serial, c[i].value);
+		assert_int_equal(sotp_import_pskc(f->ctx, doc, strlen(doc),
+		                     NULL, 0, NULL, NULL, 0, T0, &res),
+		    SOTP_OK);
+		if (c[i].hex == NULL) {
+			snprintf(want, sizeof(want),
+			    "serial '%s': Secret PlainValue is %zu hex digits",
+			    serial, c[i].digits);
+			if (!res.refused || strstr(res.reason, want) == NULL)
+				fail_msg("%s: refused %d '%s', not '%s'",
+				    c[i].value, res.refused, res.reason, want);
+			check_refused(f, &res, before, 1, SOTP_R_BAD_INPUT,
+			    "requires base64");
+			continue;
+		}
+		if (res.refused)
+			fail_msg("%s: refused: %s", c[i].value, res.reason);
+		assert_int_equal(res.imported, 1);
+		check_token(
+		    f, &(const struct want){serial, c[i].hex, "sha1", 6, 30});
+	}
+}
+
+/*
  * An element read for its value, twice in one place: the first counted,
  * and a reader of the file (a vendor's tool, a person) may well take the
  * other. Each of these once imported its first.
@@ -1606,6 +1732,8 @@ main(void)
 	    T(test_pskc_not_utf8_refused),
 	    T(test_pskc_many_scoped_namespaces_import),
 	    T(test_pskc_key_policy),
+	    T(test_pskc_hex_plain_value_refused),
+	    T(test_pskc_hex_plain_value_rule),
 	    T(test_pskc_read_twice_refused),
 	    T(test_pskc_policy_wants_signed),
 	    T(test_pskc_csv_import),
