@@ -392,17 +392,36 @@ too_costly(const struct sotp_policy *pol, const char *hash)
 	return NULL;
 }
 
-/* One real crypt(): it must give back a hash of the same shape. */
+/*
+ * One real crypt(): it must give back a hash of the same shape. Of a
+ * password as long as the hash asks for: bigcrypt (DES in the form of a
+ * setting longer than 13 characters) writes 11 characters for each 8 of
+ * the password, so its probe has as many blocks as the hash; every
+ * other method's output has one length, whatever the password's.
+ */
 static int
 crypt_agrees(const char *hash, size_t cmplen, int *ok)
 {
+	static const char probe[] = "shinkin-otp import check, "
+	                            "as long as the hash it checks: bigcrypt "
+	                            "takes 8 of its characters a block, up "
+	                            "to 128 of them, 16 blocks and a hash of "
+	                            "178";
+	char pw[sizeof(probe)];
 	struct crypt_data *cd = NULL;
+	size_t n = 24, len = strlen(hash);
 	const char *h;
 
 	*ok = 0;
+	if (hash[0] != '$' && hash[0] != '_' && len > 13)
+		n = 8 * ((len - 2) / 11);
+	if (n >= sizeof(pw))
+		return SOTP_OK; /* longer than bigcrypt's 16 blocks: not one */
+	memcpy(pw, probe, n);
+	pw[n] = '\0';
 	if ((cd = calloc(1, sizeof(*cd))) == NULL)
 		return SOTP_ERR_NOMEM;
-	h = crypt_rn("shinkin-otp import check", hash, cd, (int)sizeof(*cd));
+	h = crypt_rn(pw, hash, cd, (int)sizeof(*cd));
 	*ok = h != NULL && h[0] != '*' && strlen(h) == strlen(hash) &&
 	    strncmp(h, hash, cmplen) == 0;
 	sotp_free_secret(cd, sizeof(*cd));

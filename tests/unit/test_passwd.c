@@ -91,6 +91,64 @@ test_passwd_usable_formats(void **state)
 	assert_true(hc.n >= 4 && hc.n <= 6);
 }
 
+/*
+ * bigcrypt: DES over every 8 characters of a longer password, 11 hash
+ * characters a block. Its length follows the password's, so the import's
+ * one check crypt() must be of a password as long, or no bigcrypt hash of
+ * a password of 9 characters or more would ever be taken.
+ */
+static void
+test_passwd_usable_bigcrypt(void **state)
+{
+	static const char *const pw[] = {
+	    "password9",
+	    "sixteen-chars-pw",
+	    "seventeen-chars-p",
+	    "a password of 24 letters",
+	    "a password of twenty-five",
+	};
+	struct sotp_hash_check hc;
+	struct crypt_data cd;
+	char h[SOTP_HASH_MAX], long_pw[129];
+	size_t i;
+	int weak, ok;
+
+	(void)state;
+	memset(&hc, 0, sizeof(hc));
+	for (i = 0; i < sizeof(pw) / sizeof(pw[0]); i++) {
+		memset(&cd, 0, sizeof(cd));
+		/* A setting longer than DES's 13 characters asks for bigcrypt.
+		 */
+		snprintf(h, sizeof(h), "%s",
+		    crypt_rn(pw[i], "abcdefghijklmnopqrstuvwx", &cd,
+		        (int)sizeof(cd)));
+		assert_int_equal(strlen(h), 2 + 11 * ((strlen(pw[i]) + 7) / 8));
+		if (why_of(&hc, h, &weak) != NULL)
+			fail_msg("%s (%zu) refused: %s", h, strlen(h),
+			    why_of(&hc, h, &weak));
+		assert_int_equal(weak, 1);
+		assert_int_equal(sotp_passwd_check(pw[i], h, &ok), SOTP_OK);
+		assert_int_equal(ok, 1);
+		assert_int_equal(
+		    sotp_passwd_check("password", h, &ok), SOTP_OK);
+		assert_int_equal(ok, 0);
+	}
+	/* bigcrypt's longest: 128 characters, 16 blocks. */
+	memset(long_pw, 'x', sizeof(long_pw) - 1);
+	long_pw[sizeof(long_pw) - 1] = '\0';
+	memset(&cd, 0, sizeof(cd));
+	snprintf(h, sizeof(h), "%s",
+	    crypt_rn(
+	        long_pw, "abcdefghijklmnopqrstuvwx", &cd, (int)sizeof(cd)));
+	assert_int_equal(strlen(h), 2 + 11 * 16);
+	assert_null(why_of(&hc, h, &weak));
+	assert_int_equal(sotp_passwd_check(long_pw, h, &ok), SOTP_OK);
+	assert_int_equal(ok, 1);
+	/* One character short of its length: no crypt() gives that back. */
+	h[strlen(h) - 1] = '\0';
+	assert_non_null(why_of(&hc, h, &weak));
+}
+
 /* Each altered hash is refused; the reason names what is wrong. */
 static void
 test_passwd_unusable_refused(void **state)
@@ -420,6 +478,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_passwd_policy_method_and_cost),
 	    cmocka_unit_test(test_passwd_usable_formats),
+	    cmocka_unit_test(test_passwd_usable_bigcrypt),
 	    cmocka_unit_test(test_passwd_unusable_refused),
 	    cmocka_unit_test(test_passwd_costly_refused),
 	    cmocka_unit_test(test_passwd_outdated),
