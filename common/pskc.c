@@ -635,29 +635,12 @@ data_number(struct pskc *p, unsigned int pos, const xmlNode *data,
  * (40 hex digits, a 20-byte seed, into 30 bytes) that the policy takes
  * and that no code of the customer's token will ever match. PSKC
  * declares no secret length to check the decoding against, so the text
- * itself decides: hex digits only (blanks aside, as base64 allows them),
- * an even count, at least 32 (a 16-byte seed, RFC 4226's least). Genuine
- * base64 is refused by this only when it is unpadded and made of those
- * 22 of its 64 characters throughout: for a random seed, odds of
- * (22/64)^32, about 1e-15, at the shortest. And the base64 of a 16, 20,
- * 32 or 64-byte seed (HMAC-SHA1's, -SHA256's, -SHA512's) ends in '=',
- * which is no hex digit. Returns the count of hex digits, or 0.
+ * itself decides (sotp_import_looks_hex). Genuine base64 is refused by
+ * it only when it is unpadded and made of those 22 of its 64 characters
+ * throughout: for a random seed, odds of (22/64)^32, about 1e-15, at the
+ * shortest. And the base64 of a 16, 20, 32 or 64-byte seed (HMAC-SHA1's,
+ * -SHA256's, -SHA512's) ends in '=', which is no hex digit.
  */
-static size_t
-looks_hex(const char *s)
-{
-	size_t n = 0;
-
-	for (; *s != '\0'; s++) {
-		if (strchr(" \t\r\n", *s) != NULL)
-			continue;
-		if (!isxdigit((unsigned char)*s))
-			return 0;
-		n++;
-	}
-	return n >= 32 && n % 2 == 0 ? n : 0;
-}
-
 /* Secret/PlainValue: base64, never a hex seed read as base64. */
 static int
 plain_secret(struct pskc *p, unsigned int pos, const xmlNode *pv,
@@ -672,7 +655,7 @@ plain_secret(struct pskc *p, unsigned int pos, const xmlNode *pv,
 		rc = refuse(p, pos,
 		    "Secret has neither a base64 PlainValue nor an "
 		    "EncryptedValue");
-	} else if ((nhex = looks_hex(buf)) > 0) {
+	} else if ((nhex = sotp_import_looks_hex(buf)) > 0) {
 		sotp_import_quote(q, sizeof(q), e->serial);
 		rc = refuse(p, pos,
 		    "serial '%s': Secret PlainValue is %zu hex digits, a seed "
