@@ -9,6 +9,7 @@
  */
 #include "sotp_int.h"
 
+#include <ctype.h>
 #include <string.h>
 
 static const char b32_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
@@ -61,6 +62,21 @@ b32_value(char c)
 	return -1;
 }
 
+size_t
+sotp_looks_hex(const char *s)
+{
+	size_t n = 0;
+
+	for (; *s != '\0'; s++) {
+		if (strchr(" \t\r\n", *s) != NULL)
+			continue;
+		if (!isxdigit((unsigned char)*s))
+			return 0;
+		n++;
+	}
+	return n >= 32 && n % 2 == 0 ? n : 0;
+}
+
 int
 sotp_base32_decode(const char *in, uint8_t *out, size_t outsz, size_t *outlen,
     const char **why)
@@ -85,6 +101,18 @@ sotp_base32_decode(const char *in, uint8_t *out, size_t outsz, size_t *outlen,
 	if (in == NULL || outlen == NULL || (out == NULL && outsz > 0)) {
 		reason = "invalid argument";
 		rc = SOTP_ERR_INVALID_ARG;
+		goto out;
+	}
+	/*
+	 * A seed in hex holding none of 0, 1, 8 and 9 (one 40-digit seed in
+	 * 10^5) is base32 too, and would come in as another key; with them,
+	 * "not base32" would not say what to do. Genuine base32 of 32
+	 * characters or more made of A-F and 2-7 only: (12/32)^32, 2e-14.
+	 */
+	if (sotp_looks_hex(in) > 0) {
+		reason = "hex digits only: a seed in hex it seems, which read "
+		         "as base32 would be another key";
+		rc = SOTP_ERR_BAD_INPUT;
 		goto out;
 	}
 	for (; *in != '\0'; in++) {

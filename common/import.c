@@ -102,21 +102,6 @@ shown(const struct sotp_import_batch *b, char *dst, size_t dstsz,
 	return dst;
 }
 
-size_t
-sotp_import_looks_hex(const char *s)
-{
-	size_t n = 0;
-
-	for (; *s != '\0'; s++) {
-		if (strchr(" \t\r\n", *s) != NULL)
-			continue;
-		if (!isxdigit((unsigned char)*s))
-			return 0;
-		n++;
-	}
-	return n >= 32 && n % 2 == 0 ? n : 0;
-}
-
 /*
  * Grows by copy rather than realloc: realloc may leave the old block,
  * secrets and all, in the heap unwiped.
@@ -217,7 +202,7 @@ csv_line(struct sotp_import_batch *b, unsigned int pos, char *line)
 	char *f[CSV_FIELDS], *p, q[128];
 	uint8_t key[SOTP_IMPORT_SECRET_MAX + 1];
 	const char *why = NULL;
-	size_t nf = 0, keylen = 0, nhex;
+	size_t nf = 0, keylen = 0;
 	long long v;
 	int rc;
 
@@ -243,20 +228,8 @@ csv_line(struct sotp_import_batch *b, unsigned int pos, char *line)
 		return sotp_import_refuse(b->res, pos, SOTP_R_BAD_INPUT,
 		    "serial is not 1..64 printable characters without spaces");
 	sotp_strlcpy(e->serial, f[0], sizeof(e->serial));
-	/*
-	 * A seed in hex decodes as base32 into another key when it holds
-	 * none of 0, 1, 8 and 9 (one in 10^5 for 40 digits). Genuine base32
-	 * of 32 characters or more made of A-F and 2-7 only: (12/32)^32,
-	 * about 2e-14.
-	 */
-	if ((nhex = sotp_import_looks_hex(trim(f[1]))) > 0)
-		rc = sotp_import_refuse(b->res, pos, SOTP_R_BAD_INPUT,
-		    "secret is %zu hex digits, a seed in hex it seems, where "
-		    "this CSV takes base32: read as base32 it would be another "
-		    "key",
-		    nhex);
-	else if ((rc = sotp_base32_decode(trim(f[1]), key, sizeof(key), &keylen,
-	              &why)) == SOTP_ERR_BUFFER)
+	if ((rc = sotp_base32_decode(trim(f[1]), key, sizeof(key), &keylen,
+	         &why)) == SOTP_ERR_BUFFER)
 		rc = sotp_import_refuse(b->res, pos, SOTP_R_BAD_INPUT,
 		    "secret longer than %d bytes", SOTP_IMPORT_SECRET_MAX);
 	else if (rc != SOTP_OK)

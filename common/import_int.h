@@ -62,13 +62,6 @@ int sotp_import_secret(struct sotp_import_batch *b, struct sotp_import_entry *e,
 int sotp_import_refuse(struct sotp_import_result *res, unsigned int pos,
     enum sotp_reason why, const char *fmt, ...) SOTP_PRINTF(4, 5);
 /*
- * The count of hex digits in s when s reads as a seed in hex: hex digits
- * only (blanks aside), an even count, at least 32 (a 16-byte seed, RFC
- * 4226's least); else 0. A file's base64 or base32 field holding that
- * is refused, not decoded into another key.
- */
-size_t sotp_import_looks_hex(const char *s);
-/*
  * Copies untrusted text into dst[dstsz] for a reason message: control
  * and non-ASCII bytes become '?', long text is cut with "...".
  */

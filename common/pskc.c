@@ -635,7 +635,7 @@ data_number(struct pskc *p, unsigned int pos, const xmlNode *data,
  * (40 hex digits, a 20-byte seed, into 30 bytes) that the policy takes
  * and that no code of the customer's token will ever match. PSKC
  * declares no secret length to check the decoding against, so the text
- * itself decides (sotp_import_looks_hex). Genuine base64 is refused by
+ * itself decides (sotp_looks_hex). Genuine base64 is refused by
  * it only when it is unpadded and made of those 22 of its 64 characters
  * throughout: for a random seed, odds of (22/64)^32, about 1e-15, at the
  * shortest. And the base64 of a 16, 20, 32 or 64-byte seed (HMAC-SHA1's,
@@ -655,7 +655,7 @@ plain_secret(struct pskc *p, unsigned int pos, const xmlNode *pv,
 		rc = refuse(p, pos,
 		    "Secret has neither a base64 PlainValue nor an "
 		    "EncryptedValue");
-	} else if ((nhex = sotp_import_looks_hex(buf)) > 0) {
+	} else if ((nhex = sotp_looks_hex(buf)) > 0) {
 		sotp_import_quote(q, sizeof(q), e->serial);
 		rc = refuse(p, pos,
 		    "serial '%s': Secret PlainValue is %zu hex digits, a seed "

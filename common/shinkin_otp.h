@@ -204,7 +204,9 @@ SOTP_EXPORT int sotp_base32_encode(
 /*
  * Decodes base32; accepts lower case, optional padding, and ignores spaces
  * (as authenticator apps show secrets in groups). Bad input returns
- * SOTP_ERR_BAD_INPUT and points *why (may be NULL) at a static reason.
+ * SOTP_ERR_BAD_INPUT and points *why (may be NULL) at a static reason;
+ * so does text of 32 or more hex digits only, an even count of them (a
+ * seed in hex, which read as base32 would be another key).
  * Decoded bytes are written to out[outsz], their count to *outlen.
  */
 SOTP_EXPORT int sotp_base32_decode(const char *in, uint8_t *out, size_t outsz,

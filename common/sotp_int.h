@@ -1293,6 +1293,14 @@ int sotp_passwd_cheap(const char *hash);
  */
 const char *sotp_passwd_legacy(const char *hash);
 
+/*
+ * The count of hex digits in s when s reads as a seed in hex: hex digits
+ * only (blanks aside), an even count, at least 32 (a 16-byte seed, RFC
+ * 4226's least); else 0. A base64 or base32 secret reading so is refused
+ * (pskc.c, sotp_base32_decode), not decoded into another key.
+ */
+size_t sotp_looks_hex(const char *s);
+
 /* A grid of rows x cols ASCII digits, row-major, no separators. */
 int sotp_card_new(
     unsigned int rows, unsigned int cols, char *grid, size_t gridsz);

@@ -150,6 +150,43 @@ test_base32_malformed_refused(void **state)
 	assert_string_equal(why, "non-zero trailing bits");
 }
 
+/*
+ * A seed in hex is refused, not read as base32: 40 hex digits without
+ * 0, 1, 8 or 9 are base32 too, and would give another, 25-byte key.
+ */
+static void
+test_base32_hex_seed_refused(void **state)
+{
+	static const char *const hex[] = {
+	    "3a2b4c5d6e7f2a3b4c5d6e7f2a3b4c5d6e7f2a3b", /* 40: base32 too */
+	    "3A2B4C5D 6E7F2A3B 4C5D6E7F 2A3B4C5D",      /* 32, in groups */
+	    "3132333435363738393031323334353637383930", /* RFC 4226's seed */
+	};
+	uint8_t out[64];
+	size_t i, n;
+	const char *why;
+
+	(void)state;
+	for (i = 0; i < NELEM(hex); i++) {
+		why = NULL;
+		assert_int_equal(
+		    sotp_base32_decode(hex[i], out, sizeof(out), &n, &why),
+		    SOTP_ERR_BAD_INPUT);
+		assert_non_null(why);
+		assert_non_null(strstr(why, "hex digits only"));
+		assert_int_equal(n, 0);
+	}
+	/* Fewer than 32 hex digits, or one letter past F: base32. */
+	assert_int_equal(sotp_base32_decode("3a2b4c5d6e7f2a3b4c5d6e7f", out,
+	                     sizeof(out), &n, &why),
+	    SOTP_OK);
+	assert_int_equal(n, 15);
+	assert_int_equal(sotp_base32_decode("3a2b4c5d6e7f2a3b4c5d6e7f2a3b4c5g",
+	                     out, sizeof(out), &n, &why),
+	    SOTP_OK);
+	assert_int_equal(n, 20);
+}
+
 static void
 test_base32_buffers(void **state)
 {
@@ -222,6 +259,7 @@ main(void)
 	    cmocka_unit_test(test_base32_rfc4648_decode),
 	    cmocka_unit_test(test_base32_lenient_spelling),
 	    cmocka_unit_test(test_base32_malformed_refused),
+	    cmocka_unit_test(test_base32_hex_seed_refused),
 	    cmocka_unit_test(test_base32_buffers),
 	    cmocka_unit_test(test_base32_round_trip_all_lengths),
 	};
