@@ -23,6 +23,29 @@ enum cli_exit {
 #define CLI_NAME "shinkin-otp"
 #define CLI_SECRET_MAX 1024 /* a password or secret line from stdin */
 
+/*
+ * --json: the first failure a command reported on standard error, for the
+ * one JSON object main writes when the command wrote no outcome of its
+ * own (cli_json_fail). A line of cli_warn may be only a warning: a usage
+ * error, a core error or a refusal reported after it takes its place.
+ */
+enum cli_fail_kind {
+	CLI_FAIL_NONE = 0,
+	CLI_FAIL_WARN,   /* cli_warn: a file, stdin, memory, output */
+	CLI_FAIL_USAGE,  /* cli_usage */
+	CLI_FAIL_ERROR,  /* cli_error, cli_error_in: a core rc */
+	CLI_FAIL_REFUSED /* cli_refused, cli_refused_why: a reason */
+};
+
+struct cli_fail {
+	enum cli_fail_kind kind;
+	int rc;            /* CLI_FAIL_ERROR */
+	int reason;        /* CLI_FAIL_REFUSED */
+	int told;          /* the command wrote its own JSON outcome */
+	char option[64];   /* the option a usage error names, or "" */
+	char detail[2048]; /* as on stderr; never a secret */
+};
+
 /* One invocation: the global options and the loaded core context. */
 struct cli {
 	struct sotp_ctx *ctx;
@@ -36,7 +59,10 @@ struct cli {
 	 * wrong place, and is not echoed in the usage error.
 	 */
 	int secret_words;
-	char what[160]; /* "contract bind C1": prefix of error lines */
+	char what[160];        /* "contract bind C1": prefix of error lines */
+	char cmd[48];          /* "contract bind": the command, for --json */
+	const char *arg;       /* "C1" (a word of argv), or NULL */
+	struct cli_fail *fail; /* what failed, for --json; set by main */
 };
 
 /* An option of a subcommand: "--name VALUE", "--name=VALUE" or a flag. */
@@ -89,7 +115,10 @@ int cli_take_secret(struct cli *c, char **argp);
  * name the error shows).
  */
 void cli_wipe_secrets(const struct cli *c, int argc, char **argv, int at);
-/* Sets c->what to "CMD ARG" (ARG may be NULL) for error lines. */
+/*
+ * Sets c->what to "CMD ARG" (ARG may be NULL) for error lines, and
+ * c->cmd, c->arg for the JSON error object.
+ */
 void cli_what(struct cli *c, const char *cmd, const char *arg);
 void cli_refused_at(
     const char *path, unsigned long line, const char *text, int reason);
@@ -107,8 +136,15 @@ int cli_read_secret(struct cli *c, const char *prompt, char *buf, size_t bufsz);
 
 /* ---- out.c: diagnostics, refusals and JSON ---- */
 
-/* "shinkin-otp: WHAT: MESSAGE" on stderr. */
+/*
+ * "shinkin-otp: WHAT: MESSAGE" on stderr. A failure so reported is
+ * SOTP_ERR_SYSTEM's under --json (a file, output); cli_warn_rc names
+ * another core code (SOTP_ERR_BAD_INPUT for what stdin held or lacked,
+ * SOTP_ERR_NOMEM).
+ */
 void cli_warn(const struct cli *c, const char *fmt, ...) SOTP_PRINTF(2, 3);
+void cli_warn_rc(const struct cli *c, int rc, const char *fmt, ...)
+    SOTP_PRINTF(3, 4);
 /* A usage error: the message on stderr; returns CLI_EXIT_ERROR. */
 int cli_usage(const struct cli *c, const char *fmt, ...) SOTP_PRINTF(2, 3);
 /* A failed core call: sotp_strerror(rc) and the ctx detail; returns 2. */
@@ -160,9 +196,29 @@ void json_end(struct cli_json *j);
 void json_quote(FILE *f, const char *s);
 /* Adds verdict, reason, reason_code, reason_text and message fields. */
 void cli_json_decision(struct cli_json *j, const struct sotp_decision *d);
-/* --json: an error as one object ("verdict":"error"); else nothing. */
+/*
+ * --json: an error as one object ("verdict":"error"); else nothing. It
+ * is the command's outcome: main writes no other (cli_json_told).
+ */
 void cli_json_error(
     const struct cli *c, const char *at, unsigned long pos, int rc);
+/*
+ * The command wrote its own JSON object stating its outcome (a decision,
+ * a summary, check-config's "valid"): main writes no error object after
+ * it. Objects that are only data (list rows, key steps) do not count.
+ */
+void cli_json_told(const struct cli *c);
+/* Names the option (the first len bytes of opt) a usage error is about. */
+void cli_fail_option(const struct cli *c, const char *opt, size_t len);
+/*
+ * Under --json, when exit code ex is a failure (1 or 2) and the command
+ * wrote no outcome object: one object on stdout from c->fail, the shape
+ * of cli_json_error's ("verdict":"error", "error", "error_code",
+ * "detail"; a refusal: "verdict":"reject" and the reason fields), with
+ * "command", the command's argument by its name ("contract", "serial",
+ * "file", "argument"), and for a usage error "usage":true and "option".
+ */
+void cli_json_fail(const struct cli *c, int ex);
 
 /* "2024-05-01T09:30:00Z" into buf[21]; "-" for 0. */
 const char *cli_time(int64_t t, char *buf, size_t bufsz);

@@ -56,7 +56,8 @@ contract_password(struct cli *c, const char *verb, int argc, char **argv)
 	r = cli_read_secret(c, "Password: ", pw, sizeof(pw));
 	if (r != 0) {
 		if (r > 0)
-			cli_warn(c, "no password on stdin");
+			cli_warn_rc(
+			    c, SOTP_ERR_BAD_INPUT, "no password on stdin");
 		ex = CLI_EXIT_ERROR;
 		goto out;
 	}

@@ -78,7 +78,7 @@ read_file(struct cli *c, const char *path, int key, char **buf, size_t *len)
 	}
 	bsz = (size_t)st.st_size + 1;
 	if ((b = malloc(bsz)) == NULL) {
-		cli_warn(c, "%s: out of memory", path);
+		cli_warn_rc(c, SOTP_ERR_NOMEM, "%s: out of memory", path);
 		goto out;
 	}
 	while (n < (size_t)st.st_size) {
@@ -216,6 +216,7 @@ report(struct cli *c, const char *path, int pskc,
 			json_str(&j, "reason_text", res->reason);
 		}
 		json_end(&j);
+		cli_json_told(c);
 	}
 	if (res->refused) {
 		if (res->entry > 0 && !pskc)
@@ -302,7 +303,8 @@ cmd_token_import(struct cli *c, int argc, char **argv)
 		r = cli_read_secret(c, "Passphrase: ", pass, sizeof(pass));
 		if (r != 0) {
 			if (r > 0)
-				cli_warn(c, "no passphrase on stdin");
+				cli_warn_rc(c, SOTP_ERR_BAD_INPUT,
+				    "no passphrase on stdin");
 			ex = CLI_EXIT_ERROR;
 			goto out;
 		}

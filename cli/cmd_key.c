@@ -352,6 +352,7 @@ key_check(struct cli *c, int argc, char **argv)
 		json_int(&j, "bad", k.bad);
 		json_str(&j, "first_bad", k.first_bad);
 		json_end(&j);
+		cli_json_told(c);
 	} else
 		printf(
 		    "%lld token secrets and %lld card grids unseal; %lld do not\n",

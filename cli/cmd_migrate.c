@@ -98,6 +98,7 @@ import_report(const struct cli *c,
 		json_int(&j, "weak_hashes", (long long)res->weak_hashes);
 		json_bool(&j, "dry_run", dry_run);
 		json_end(&j);
+		cli_json_told(c);
 	}
 	if (res->refused) {
 		cli_warn(c, "refused: %lu of %lu records; nothing imported",

@@ -105,6 +105,7 @@ cmd_check_config(struct cli *c, int argc, char **argv)
 			json_str(&j, "policy", dump);
 		}
 		json_end(&j);
+		cli_json_told(c);
 	} else if (rc == SOTP_OK) {
 		printf(
 		    "# %s: valid; the effective policy:\n%s", c->config, dump);
@@ -251,6 +252,7 @@ audit_report(
 		json_int(&j, "unkeyed_row", k->unkeyed_id);
 		json_str(&j, "what", k->what);
 		json_end(&j);
+		cli_json_told(c);
 	} else if (k->problem == SOTP_AUDIT_OK) {
 		printf("%s%s%s\n", done != NULL ? done : "",
 		    done != NULL ? "; " : "", k->what);

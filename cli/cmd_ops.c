@@ -89,9 +89,10 @@ cmd_health(struct cli *c, int argc, char **argv)
 		return ex;
 	if ((rc = sotp_health(c->ctx, c->config, c->now, &h)) != SOTP_OK)
 		return cli_error(c, rc);
-	if (c->json)
+	if (c->json) {
 		health_json(&h);
-	else
+		cli_json_told(c);
+	} else
 		health_text(&h);
 	return h.healthy ? CLI_EXIT_OK : CLI_EXIT_REFUSED;
 }

@@ -76,7 +76,8 @@ decode_secret(
 		r = cli_read_secret(c, "Secret (base32): ", line, sizeof(line));
 		if (r != 0) {
 			if (r > 0)
-				cli_warn(c, "no secret on stdin");
+				cli_warn_rc(c, SOTP_ERR_BAD_INPUT,
+				    "no secret on stdin");
 			goto out;
 		}
 		rc = sotp_base32_decode(line, key, keysz, keylen, &why);
@@ -85,8 +86,8 @@ decode_secret(
 		sotp_wipe(arg, strlen(arg));
 	}
 	if (rc == SOTP_ERR_BAD_INPUT) {
-		cli_warn(
-		    c, "bad --secret: %s", why != NULL ? why : "not base32");
+		cli_warn_rc(c, SOTP_ERR_BAD_INPUT, "bad --secret: %s",
+		    why != NULL ? why : "not base32");
 		goto out;
 	}
 	if (rc != SOTP_OK) {
@@ -443,7 +444,7 @@ token_resync(struct cli *c, int argc, char **argv)
 	if (ex == 0 && npos == 3 &&
 	    ((code1 = strdup(pos[1])) == NULL ||
 	        (code2 = strdup(pos[2])) == NULL)) {
-		cli_warn(c, "token resync: out of memory");
+		cli_warn_rc(c, SOTP_ERR_NOMEM, "token resync: out of memory");
 		ex = CLI_EXIT_ERROR;
 	}
 	for (i = 0; i < argc; i++)

@@ -148,6 +148,7 @@ report(struct cli *c, struct sotp_attempt *a, const struct sotp_decision *d,
 			json_str(&j, "state", state);
 		}
 		json_end(&j);
+		cli_json_told(c);
 	} else {
 		print_human(d, state);
 	}

@@ -52,13 +52,76 @@ err_line(const char *what, const char *fmt, ...)
 	va_end(ap);
 }
 
+/*
+ * Keeps the first failure for cli_json_fail; a warning gives way to the
+ * first failure of another kind. The detail is what stderr shows (or the
+ * core's detail), which never holds a secret.
+ */
+static void
+fail_note(const struct cli *c, enum cli_fail_kind kind, int rc, int reason,
+    const char *detail)
+{
+	struct cli_fail *f = c->fail;
+
+	if (f == NULL ||
+	    (f->kind != CLI_FAIL_NONE &&
+	        (f->kind != CLI_FAIL_WARN || kind == CLI_FAIL_WARN)))
+		return;
+	f->kind = kind;
+	f->rc = rc;
+	f->reason = reason;
+	snprintf(f->detail, sizeof(f->detail), "%s", detail);
+	/* cli_fail_option named the option just before a usage error. */
+	if (kind != CLI_FAIL_USAGE)
+		f->option[0] = '\0';
+}
+
+void
+cli_fail_option(const struct cli *c, const char *opt, size_t len)
+{
+	struct cli_fail *f = c->fail;
+
+	if (f != NULL && (f->kind == CLI_FAIL_NONE || f->kind == CLI_FAIL_WARN))
+		snprintf(f->option, sizeof(f->option), "%.*s", (int)len, opt);
+}
+
+void
+cli_json_told(const struct cli *c)
+{
+	if (c->fail != NULL)
+		c->fail->told = 1;
+}
+
+static void warn_v(const struct cli *c, int rc, const char *fmt, va_list ap)
+    SOTP_PRINTF(3, 0);
+
+static void
+warn_v(const struct cli *c, int rc, const char *fmt, va_list ap)
+{
+	char buf[2048];
+
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	fail_note(c, CLI_FAIL_WARN, rc, 0, buf);
+	err_line(c->what[0] ? c->what : "error", "%s", buf);
+}
+
 void
 cli_warn(const struct cli *c, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	err_vline(c->what[0] ? c->what : "error", fmt, ap);
+	warn_v(c, SOTP_ERR_SYSTEM, fmt, ap);
+	va_end(ap);
+}
+
+void
+cli_warn_rc(const struct cli *c, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	warn_v(c, rc, fmt, ap);
 	va_end(ap);
 }
 
@@ -74,11 +137,14 @@ cli_refused_at(
 int
 cli_usage(const struct cli *c, const char *fmt, ...)
 {
+	char buf[2048];
 	va_list ap;
 
 	va_start(ap, fmt);
-	err_vline(c->what[0] != '\0' ? c->what : NULL, fmt, ap);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
+	fail_note(c, CLI_FAIL_USAGE, SOTP_ERR_INVALID_ARG, 0, buf);
+	err_line(c->what[0] != '\0' ? c->what : NULL, "%s", buf);
 	return CLI_EXIT_ERROR;
 }
 
@@ -92,6 +158,9 @@ cli_error(const struct cli *c, int rc)
 	int saved = errno;
 	const char *detail = c->ctx != NULL ? sotp_ctx_errmsg(c->ctx) : "";
 
+	fail_note(c, CLI_FAIL_ERROR, rc, 0,
+	    detail[0] == '\0' && rc == SOTP_ERR_SYSTEM ? strerror(saved)
+	                                               : detail);
 	if (detail[0] != '\0')
 		err_line(NULL, "%s (%s)", detail, sotp_strerror(rc));
 	else if (rc == SOTP_ERR_SYSTEM)
@@ -109,6 +178,7 @@ cli_error_in(const struct cli *c, const char *path, const char *unit,
 
 	if (detail[0] == '\0')
 		return cli_error(c, rc);
+	fail_note(c, CLI_FAIL_ERROR, rc, 0, detail);
 	if (pos > 0 && unit == NULL)
 		err_line(NULL, "%s:%lu: error: %s (%s)", path, pos, detail,
 		    sotp_strerror(rc));
@@ -141,6 +211,68 @@ cli_json_error(const struct cli *c, const char *at, unsigned long pos, int rc)
 	json_int(&j, "error_code", rc);
 	json_str(&j, "detail", c->ctx != NULL ? sotp_ctx_errmsg(c->ctx) : "");
 	json_end(&j);
+	cli_json_told(c);
+}
+
+/*
+ * What the command's argument is, by the command: the JSON key that names
+ * it. A contract ID, a token serial or a file; "argument" for the rest.
+ */
+static const char *
+arg_key(const char *cmd)
+{
+	size_t n = strlen(cmd);
+
+	if (strcmp(cmd, "backup") == 0 ||
+	    (n > 7 && strcmp(cmd + n - 7, " import") == 0))
+		return "file";
+	if (strncmp(cmd, "token ", 6) == 0)
+		return "serial";
+	if (strncmp(cmd, "contract ", 9) == 0 || strcmp(cmd, "verify") == 0)
+		return "contract";
+	return "argument";
+}
+
+/*
+ * A failure with no object of the command's own: the object a script
+ * reads on stdout, besides the line on stderr. One command needs no code
+ * for it; the first failure it reported is the one described.
+ */
+void
+cli_json_fail(const struct cli *c, int ex)
+{
+	const struct cli_fail *f = c->fail;
+	struct cli_json j;
+	int rc;
+
+	if (!c->json || f == NULL || f->told ||
+	    (ex != CLI_EXIT_REFUSED && ex != CLI_EXIT_ERROR))
+		return;
+	json_begin(&j, stdout);
+	json_str(
+	    &j, "verdict", f->kind == CLI_FAIL_REFUSED ? "reject" : "error");
+	if (c->cmd[0] != '\0')
+		json_str(&j, "command", c->cmd);
+	if (c->cmd[0] != '\0' && c->arg != NULL)
+		json_str(&j, arg_key(c->cmd), c->arg);
+	if (f->kind == CLI_FAIL_REFUSED) {
+		json_str(&j, "reason", sotp_reason_name(f->reason));
+		json_int(&j, "reason_code", f->reason);
+		json_str(&j, "reason_text", sotp_reason_text(f->reason));
+		json_str(&j, "detail", f->detail);
+		json_end(&j);
+		return;
+	}
+	if (f->kind == CLI_FAIL_USAGE && f->option[0] != '\0')
+		json_str(&j, "option", f->option);
+	/* Nothing noted is a path that forgot its line: say so, not "ok". */
+	rc = f->kind == CLI_FAIL_NONE ? SOTP_ERR_INTERNAL : f->rc;
+	json_str(&j, "error", sotp_strerror(rc));
+	json_int(&j, "error_code", rc);
+	json_str(&j, "detail", f->detail);
+	if (f->kind == CLI_FAIL_USAGE)
+		json_bool(&j, "usage", 1);
+	json_end(&j);
 }
 
 int
@@ -148,6 +280,7 @@ cli_refused_why(const struct cli *c, int reason, const char *why)
 {
 	if (why == NULL || why[0] == '\0')
 		return cli_refused(c, reason);
+	fail_note(c, CLI_FAIL_REFUSED, 0, reason, why);
 	err_line(c->what, "refused: %s: %s (%s)", sotp_reason_text(reason), why,
 	    sotp_reason_name(reason));
 	return CLI_EXIT_REFUSED;
@@ -156,6 +289,7 @@ cli_refused_why(const struct cli *c, int reason, const char *why)
 int
 cli_refused(const struct cli *c, int reason)
 {
+	fail_note(c, CLI_FAIL_REFUSED, 0, reason, "");
 	err_line(c->what, "refused: %s (%s)", sotp_reason_text(reason),
 	    sotp_reason_name(reason));
 	return CLI_EXIT_REFUSED;
@@ -183,6 +317,7 @@ cli_outcome_why(const struct cli *c, int rc, const struct sotp_decision *d,
 		json_begin(&j, stdout);
 		cli_json_decision(&j, d);
 		json_end(&j);
+		cli_json_told(c);
 		return ex;
 	}
 	if (ex == CLI_EXIT_OK && done != NULL)

@@ -138,7 +138,7 @@ cli_qr_png(const struct cli *c, const char *uri, struct cli_file *png)
 		goto out;
 	side = (q->width + 2 * QR_QUIET) * QR_SCALE;
 	if ((row = malloc((size_t)side)) == NULL) {
-		cli_warn(c, "out of memory");
+		cli_warn_rc(c, SOTP_ERR_NOMEM, "out of memory");
 		goto out;
 	}
 	if (!png_write(png->f, q, row, side)) {

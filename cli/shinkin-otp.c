@@ -76,6 +76,8 @@ cli_what(struct cli *c, const char *cmd, const char *arg)
 		snprintf(c->what, sizeof(c->what), "%s %s", cmd, arg);
 	else
 		snprintf(c->what, sizeof(c->what), "%s", cmd);
+	snprintf(c->cmd, sizeof(c->cmd), "%s", cmd);
+	c->arg = arg;
 }
 
 static const struct cli_opt *
@@ -130,6 +132,7 @@ cli_parse(struct cli *c, int argc, char **argv, const struct cli_opt *opts,
 	const struct cli_opt *o;
 	const char *name, *eq;
 	unsigned long long given = 0, bit;
+	size_t optlen;
 	int i, words_only = 0;
 
 	*npos = 0;
@@ -158,13 +161,16 @@ cli_parse(struct cli *c, int argc, char **argv, const struct cli_opt *opts,
 		eq = strchr(name, '=');
 		o = find_opt(opts, name,
 		    eq != NULL ? (size_t)(eq - name) : strlen(name));
-		/* Only the name: "--secret=BASE32" is not echoed whole. */
+		/*
+		 * Only the name: "--secret=BASE32" is not echoed whole, on
+		 * stderr or as the "option" of --json's error object.
+		 */
+		optlen = eq != NULL ? (size_t)(eq - argv[i]) : strlen(argv[i]);
 		if (o == NULL || argv[i][1] != '-') {
 			cli_wipe_secrets(c, argc, argv, i);
-			return cli_usage(c, "unknown option '%.*s'",
-			    (int)(eq != NULL ? (size_t)(eq - argv[i])
-			                     : strlen(argv[i])),
-			    argv[i]);
+			cli_fail_option(c, argv[i], optlen);
+			return cli_usage(
+			    c, "unknown option '%.*s'", (int)optlen, argv[i]);
 		}
 		/*
 		 * A value given twice ("--digits 6 --digits 8") leaves which
@@ -175,12 +181,14 @@ cli_parse(struct cli *c, int argc, char **argv, const struct cli_opt *opts,
 		bit = 1ull << ((size_t)(o - opts) % 64);
 		if (o->value != NULL && (given & bit) != 0) {
 			cli_wipe_secrets(c, argc, argv, i);
+			cli_fail_option(c, argv[i], optlen);
 			return cli_usage(c, "option --%s given twice", o->name);
 		}
 		given |= bit;
 		if (o->value == NULL) {
 			if (eq != NULL) {
 				cli_wipe_secrets(c, argc, argv, i);
+				cli_fail_option(c, argv[i], optlen);
 				return cli_usage(
 				    c, "option --%s takes no value", o->name);
 			}
@@ -191,6 +199,7 @@ cli_parse(struct cli *c, int argc, char **argv, const struct cli_opt *opts,
 			*o->value = argv[++i];
 		} else {
 			cli_wipe_secrets(c, argc, argv, i);
+			cli_fail_option(c, argv[i], optlen);
 			return cli_usage(
 			    c, "option --%s needs a value", o->name);
 		}
@@ -210,11 +219,15 @@ cli_number(struct cli *c, const char *opt, const char *s, long long min,
 	const char *zero;
 	long long v;
 
-	if ((zero = sotp_parse_ll_zero(s)) != NULL)
+	if ((zero = sotp_parse_ll_zero(s)) != NULL) {
+		cli_fail_option(c, opt, strlen(opt));
 		return cli_usage(c, "%s: '%s' %s", opt, s, zero);
-	if (sotp_parse_ll(s, min, max, &v) != SOTP_OK)
+	}
+	if (sotp_parse_ll(s, min, max, &v) != SOTP_OK) {
+		cli_fail_option(c, opt, strlen(opt));
 		return cli_usage(c, "%s: '%s' is not a number in %lld..%lld",
 		    opt, s, min, max);
+	}
 	*out = v;
 	return CLI_EXIT_OK;
 }
@@ -230,7 +243,7 @@ cli_take_secret(struct cli *c, char **argp)
 	sotp_wipe(*argp, strlen(*argp));
 	*argp = copy;
 	if (copy == NULL) {
-		cli_warn(c, "out of memory");
+		cli_warn_rc(c, SOTP_ERR_NOMEM, "out of memory");
 		return CLI_EXIT_ERROR;
 	}
 	return CLI_EXIT_OK;
@@ -239,8 +252,11 @@ cli_take_secret(struct cli *c, char **argp)
 int
 cli_nonempty(struct cli *c, const char *what, const char *s)
 {
-	if (s != NULL && s[0] == '\0')
+	if (s != NULL && s[0] == '\0') {
+		if (what[0] == '-')
+			cli_fail_option(c, what, strlen(what));
 		return cli_usage(c, "%s: an empty value", what);
+	}
 	return CLI_EXIT_OK;
 }
 
@@ -329,12 +345,13 @@ cli_read_secret(struct cli *c, const char *prompt, char *buf, size_t bufsz)
 		 * would set, or be checked as, the password "pa".
 		 */
 		if (ch == '\0') {
-			cli_warn(c, "input line holds a NUL byte");
+			cli_warn_rc(c, SOTP_ERR_BAD_INPUT,
+			    "input line holds a NUL byte");
 			goto out;
 		}
 		if (n + 1 >= bufsz) {
-			cli_warn(
-			    c, "input line longer than %zu bytes", bufsz - 1);
+			cli_warn_rc(c, SOTP_ERR_BAD_INPUT,
+			    "input line longer than %zu bytes", bufsz - 1);
 			goto out;
 		}
 		buf[n++] = ch;
@@ -354,6 +371,24 @@ out:
 	return ret;
 }
 
+/*
+ * --json among the global options, wherever it stands: a usage error in
+ * an option before it is answered in JSON too.
+ */
+static int
+json_asked(int argc, char **argv)
+{
+	int i;
+
+	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			return 1;
+		if (strcmp(argv[i], "--config") == 0)
+			i++; /* its value, whatever it is */
+	}
+	return 0;
+}
+
 /* Global options come before the command; returns the command's index. */
 static int
 global_options(struct cli *c, int argc, char **argv, int *idx)
@@ -370,17 +405,20 @@ global_options(struct cli *c, int argc, char **argv, int *idx)
 			/* Two policies: which store was meant is a guess. */
 			if (config_given++) {
 				cli_wipe_secrets(c, argc, argv, i);
+				cli_fail_option(c, "--config", 8);
 				return cli_usage(
 				    c, "option --config given twice");
 			}
 			c->config = argv[i][8] == '=' ? argv[i] + 9 : argv[++i];
 			if (c->config[0] == '\0') {
 				cli_wipe_secrets(c, argc, argv, i);
+				cli_fail_option(c, "--config", 8);
 				return cli_usage(
 				    c, "--config: an empty file name");
 			}
 		} else if (strcmp(argv[i], "--config") == 0) {
 			cli_wipe_secrets(c, argc, argv, i);
+			cli_fail_option(c, "--config", 8);
 			return cli_usage(c, "option --config needs a value");
 		} else if (strcmp(argv[i], "--help") == 0 ||
 		    strcmp(argv[i], "-h") == 0) {
@@ -389,6 +427,7 @@ global_options(struct cli *c, int argc, char **argv, int *idx)
 		} else {
 			/* As cli_parse: the name, not what follows '='. */
 			cli_wipe_secrets(c, argc, argv, i);
+			cli_fail_option(c, argv[i], strcspn(argv[i], "="));
 			return cli_usage(c, "unknown option '%.*s'",
 			    (int)strcspn(argv[i], "="), argv[i]);
 		}
@@ -417,29 +456,38 @@ int
 main(int argc, char **argv)
 {
 	struct cli c;
+	struct cli_fail fail;
 	const char *env;
 	int ex, idx = 0, rc;
 
 	memset(&c, 0, sizeof(c));
+	memset(&fail, 0, sizeof(fail));
+	c.fail = &fail;
+	c.json = json_asked(argc, argv);
 	env = getenv("SHINKIN_OTP_CONFIG");
 	c.config = env != NULL && env[0] != '\0' ? env : SOTP_DEFAULT_CONFIG;
 	/* Whatever the core creates (key, store, WAL) is for us alone. */
 	umask(077);
-	if ((ex = global_options(&c, argc, argv, &idx)) != CLI_EXIT_OK)
-		return ex < 0 ? CLI_EXIT_OK : ex;
+	if ((ex = global_options(&c, argc, argv, &idx)) != CLI_EXIT_OK) {
+		if (ex < 0)
+			return CLI_EXIT_OK;
+		cli_json_fail(&c, ex);
+		return ex;
+	}
 	c.now = time(NULL);
 	openlog(CLI_NAME, LOG_PID, LOG_AUTHPRIV);
-	if ((rc = sotp_ctx_new(&c.ctx)) != SOTP_OK) {
+	if ((rc = sotp_ctx_new(&c.ctx)) != SOTP_OK)
 		ex = cli_error(&c, rc);
-		goto out;
+	else {
+		sotp_ctx_set_log(c.ctx, cli_log, &c, c.debug);
+		ex = dispatch(&c, argc - idx, argv + idx);
 	}
-	sotp_ctx_set_log(c.ctx, cli_log, &c, c.debug);
-	ex = dispatch(&c, argc - idx, argv + idx);
+	/* Every command, new ones too: a failure is an object under --json. */
+	cli_json_fail(&c, ex);
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		cli_warn(&c, "cannot write output: %s", strerror(errno));
 		ex = CLI_EXIT_ERROR;
 	}
-out:
 	sotp_ctx_free(c.ctx);
 	closelog();
 	return ex;

@@ -93,7 +93,8 @@ if command -v jq >/dev/null; then
 	    jq -e -s 'length == 1 and .[0].contract == "C1" and (.[0].grid | test("\n"))' "$OUT"
 	check_rc 2 "token show --qr --json is refused" cli --json token show T1 --qr
 	check "the refusal is one line" test "$(wc -l <"$ERR")" -eq 1
-	check "and nothing on stdout" test ! -s "$OUT"
+	check "and on stdout only the usage error's JSON object" \
+	    jq -e -s 'length == 1 and .[0].verdict == "error" and .[0].usage == true and .[0].command == "token show"' "$OUT"
 	check_rc 2 "token generate --qr --json is refused" cli --json token generate --qr
 	check "no token was generated" \
 	    sh -c "'$CLI' token list | wc -l | grep -qx 1"

@@ -1,0 +1,169 @@
+#!/bin/sh
+# --json when a command fails: every command writes exactly one JSON
+# object on standard output (a script that parses stdout gets what went
+# wrong), besides the unchanged line on standard error and the unchanged
+# exit code. A usage error, a missing contract or serial, a store that is
+# down, a refused verify, a bad policy; never a secret, password or code
+# in the object; a command that wrote its own outcome (a decision,
+# check-config, health) gets no second object; success is unchanged.
+. "$TOP/tests/lib.sh"
+. "$TOP/tests/cli/lib_cli.sh"
+mk_sandbox
+OUT=$SB/out
+ERR=$SB/err
+
+if ! command -v jq >/dev/null; then
+	notok "jq is not installed (scripts/deps.sh installs it)"
+	exit 1
+fi
+
+# jfail RC "what" JQ ARGS...: the tool run with ARGS (stdin /dev/null)
+# exits RC, writes one line on stdout that is one JSON object for which
+# the jq expression JQ is true, and one "shinkin-otp: " line on stderr.
+jfail() {
+	_want=$1
+	_d=$2
+	_jq=$3
+	shift 3
+	cli "$@"
+	_got=$?
+	if [ "$_got" -eq "$_want" ] && [ "$(wc -l <"$OUT")" -eq 1 ] &&
+	    jq -e -s "length == 1 and (.[0] | $_jq)" "$OUT" >/dev/null 2>&1 &&
+	    [ "$(wc -l <"$ERR")" -eq 1 ] && grep -q '^shinkin-otp: ' "$ERR"; then
+		ok "$_d"
+	else
+		notok "$_d (exit $_got, want $_want)"
+		sed 's/^/#   out: /' "$OUT"
+		sed 's/^/#   err: /' "$ERR"
+	fi
+}
+
+# jqs EXPR: the jq expression is true of stdout's objects, read as one array.
+jqs() { jq -e -s "$1" "$OUT" >/dev/null; }
+
+# What every error object has, as contract import's and token import's.
+ERROR='.verdict == "error" and (.error | length > 0) and (.error_code | type == "number") and (.detail | type == "string")'
+USAGE="$ERROR"' and .usage == true and .error_code == -3'
+
+# ---- usage errors: the option, the command ----
+jfail 2 "token add: an unknown option" \
+    "$USAGE"' and .command == "token add" and .option == "--bogus" and (.detail | test("unknown option"))' \
+    --json token add T9 --bogus
+jfail 2 "token add: an option given twice" \
+    "$USAGE"' and .option == "--digits" and (.detail | test("given twice"))' \
+    --json token add T9 --digits 6 --digits 8
+jfail 2 "token generate: a number out of range" \
+    "$USAGE"' and .command == "token generate" and .option == "--count"' \
+    --json token generate --count 0
+jfail 2 "verify: an option without its value" \
+    "$USAGE"' and .command == "verify" and .option == "--context"' \
+    --json verify C1 --context
+jfail 2 "contract show: no ID" \
+    "$USAGE"' and .command == "contract show" and (has("option") | not)' \
+    --json contract show
+jfail 2 "an unknown command" \
+    "$USAGE"' and (has("command") | not) and (.detail | test("unknown command"))' \
+    --json frobnicate
+jfail 2 "an unknown global option after --json" \
+    "$USAGE"' and .option == "--nope"' --json --nope health
+jfail 2 "an unknown global option before --json" \
+    "$USAGE"' and .option == "--nope"' --nope --json health
+jfail 2 "no command" "$USAGE" --json
+jfail 2 "metrics, which has no --json, says so in JSON" \
+    "$USAGE"' and .command == "metrics"' --json metrics
+
+# ---- refusals with no decision of their own ----
+jfail 1 "contract show: a missing contract" \
+    '.verdict == "reject" and .reason == "UNKNOWN_CONTRACT" and (.reason_code | type == "number") and (.reason_text | length > 0) and .command == "contract show" and .contract == "NOPE"' \
+    --json contract show NOPE
+jfail 1 "token show: a missing serial" \
+    '.verdict == "reject" and .reason == "UNKNOWN_SERIAL" and .serial == "NOPE"' \
+    --json token show NOPE
+jfail 1 "contract unlock: a missing contract (a decision of its own)" \
+    '.verdict == "reject" and .reason == "UNKNOWN_CONTRACT"' \
+    --json contract unlock NOPE
+
+# ---- stdin that lacks what the command reads ----
+jfail 2 "contract add: no password on stdin" \
+    "$ERROR"' and .error_code == -10 and .contract == "C9" and (.detail | test("no password"))' \
+    --json contract add C9
+
+# ---- a file the tool cannot read: SOTP_ERR_SYSTEM, the file named ----
+jfail 2 "token import: no such file" \
+    "$ERROR"' and .error_code == -4 and .command == "token import" and .file == "'"$SB"'/none.csv"' \
+    --json token import "$SB/none.csv"
+jfail 2 "contract import: no such file (no place in a file: no line)" \
+    "$ERROR"' and .error_code == -4 and .file == "'"$SB"'/none.csv" and (has("line") | not)' \
+    --json contract import "$SB/none.csv"
+
+# ---- a refused verify: its decision, and no second object ----
+S=$(secret)
+check "provision T1/C1" provision T1 "$S" C1 pw-C1
+jfail 1 "verify: a wrong code is one decision object" \
+    '.verdict == "reject" and .reason == "WRONG_CODE"' \
+    --json verify C1 --otp "$(wrong_code "$S")" --context transaction
+check_rc 3 "verify with no password on stdin: one continue object" \
+    cli --json verify C1 --context login
+check "... and it is one object, not followed by an error" \
+    jqs 'length == 1 and .[0].verdict == "continue"'
+
+# ---- success is unchanged ----
+check "contract show --json succeeds" cli --json contract show C1
+check "... one object, the contract, no error fields" \
+    jqs 'length == 1 and .[0].id == "C1" and (.[0] | has("verdict") | not)'
+check "token list --json succeeds" cli --json token list
+check "... one row per token" jqs 'length == 1 and .[0].serial == "T1"'
+check "health --json succeeds" cli --json health
+check "... one object, healthy" jqs 'length == 1 and .[0].healthy == true'
+
+# ---- no --json: nothing on stdout, as before ----
+check_rc 1 "without --json a refusal" cli contract show NOPE
+check "... writes nothing on stdout" test ! -s "$OUT"
+check_rc 2 "without --json a usage error" cli token add T9 --bogus
+check "... writes nothing on stdout" test ! -s "$OUT"
+
+# ---- secrets never reach the object ----
+PW=pw-never-shown-4711
+jfail 2 "token add --secret=... with an unknown option: the option only" \
+    "$USAGE"' and .option == "--bogus"' \
+    --json token add T9 --secret=JBSWY3DPEHPK3PXPJBSWY3DP --bogus=x
+check "... the secret is not in the object" \
+    sh -c '! grep -q "JBSWY3DP" "$1"' sh "$OUT"
+jfail 2 "verify: codes past an unexpected word are not shown" \
+    "$USAGE"' and .command == "verify"' \
+    --json verify C1 --otp 135791 246802
+check "... neither code is in the object" \
+    sh -c '! grep -q -e 135791 -e 246802 "$1"' sh "$OUT"
+
+# ---- a bad policy ----
+cp "$CONF" "$SB/bad.conf"
+echo "window_forward = lots" >>"$SB/bad.conf"
+jfail 2 "contract show with a bad policy: the file and line" \
+    "$ERROR"' and .error_code == -6 and (.detail | test("bad.conf:[0-9]+"))' \
+    --json --config "$SB/bad.conf" contract show C1
+check_rc 2 "check-config with a bad policy" \
+    cli --json --config "$SB/bad.conf" check-config
+check "... one object (its own: valid false), not two" \
+    jqs 'length == 1 and .[0].valid == false'
+
+# ---- the store is down: after every check that needs it ----
+store_garbage
+jfail 2 "contract list: the store is down" \
+    "$ERROR"' and .error_code == -9 and .command == "contract list"' \
+    --json contract list
+jfail 2 "audit: the store is down" \
+    "$ERROR"' and .error_code == -9 and .command == "audit"' --json audit
+jfail 2 "key status: the store is down" \
+    "$ERROR"' and .error_code == -9 and .command == "key status"' \
+    --json key status
+printf '%s\n' "$PW" |
+    "$CLI" --json verify C1 --otp 864209 --card 97531 >"$OUT" 2>"$ERR"
+rc=$?
+check "verify: the store is down (exit $rc)" test "$rc" -eq 2
+check "... one error object naming the contract" \
+    jqs 'length == 1 and .[0].verdict == "error" and .[0].error_code == -9 and .[0].contract == "C1"'
+check "... no password, code or card digits in it" \
+    sh -c '! grep -q -e "$2" -e 864209 -e 97531 "$1"' sh "$OUT" "$PW"
+check_rc 1 "health: the store is down" cli --json health
+check "... one object (its own: healthy false), not two" \
+    jqs 'length == 1 and .[0].healthy == false'
