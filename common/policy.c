@@ -379,6 +379,18 @@ no_comment(struct parser *ps, const char *key, const char *val)
 	    key, hash, hash == val ? "as the value" : "after the value");
 }
 
+/* The index of val among names[n], or -1. */
+static long long
+word_index(const char *const *names, size_t n, const char *val)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(val, names[i]) == 0)
+			return (long long)i;
+	return -1;
+}
+
 static int
 set_option(struct parser *ps, const struct option *o, const char *val)
 {
@@ -424,37 +436,25 @@ set_option(struct parser *ps, const struct option *o, const char *val)
 		*(enum sotp_pw_method *)(void *)base = (enum sotp_pw_method)v;
 		return SOTP_OK;
 	case V_LANG:
-		for (v = 0; v < SOTP_NLANG; v++)
-			if (strcmp(val, lang_names[v]) == 0)
-				break;
-		if (v == SOTP_NLANG)
+		if ((v = word_index(lang_names, SOTP_NLANG, val)) < 0)
 			return perr(ps, "language: '%s' is not ja or en", val);
 		*(enum sotp_lang *)(void *)base = (enum sotp_lang)v;
 		return SOTP_OK;
 	case V_LEGACY:
-		for (v = 0; v < 2; v++)
-			if (strcmp(val, legacy_names[v]) == 0)
-				break;
-		if (v == 2)
+		if ((v = word_index(legacy_names, 2, val)) < 0)
 			return perr(ps,
 			    "legacy_import: '%s' is not accept or refuse", val);
 		*(int *)(void *)base = (int)v;
 		return SOTP_OK;
 	case V_UNKNOWN:
-		for (v = 0; v < 2; v++)
-			if (strcmp(val, unknown_names[v]) == 0)
-				break;
-		if (v == 2)
+		if ((v = word_index(unknown_names, 2, val)) < 0)
 			return perr(ps,
 			    "unknown_contract: '%s' is not hide or reveal",
 			    val);
 		*(int *)(void *)base = (int)v;
 		return SOTP_OK;
 	case V_KEK:
-		for (v = 0; v < 2; v++)
-			if (strcmp(val, kek_names[v]) == 0)
-				break;
-		if (v == 2)
+		if ((v = word_index(kek_names, 2, val)) < 0)
 			return perr(ps, "kek: '%s' is not file or pkcs11", val);
 		*(enum sotp_kek_source *)(void *)base = (enum sotp_kek_source)v;
 		return SOTP_OK;
