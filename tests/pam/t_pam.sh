@@ -342,6 +342,44 @@ pt_has "  and so does the operator's line" \
 pt PAM_AUTHINFO_UNAVAIL "missing policy file: authinfo unavailable" \
     noconf c-login
 pt_has "missing policy file: reason logged" "cannot load"
+# A value from the stack line is logged escaped, as the service name is:
+# a control character in config= (an escape sequence, a carriage return
+# that rewrites the line on a terminal) or in context= reached syslog raw,
+# in the module's lines and in the core's message naming the same path.
+# A stack line cannot hold a newline, so these are what it can forge with.
+ESC=$(printf '\033')
+CR=$(printf '\r')
+ODDP="$SB/odd${ESC}[2J${CR}fake:line.conf"
+ODDE="odd\\\\x1b\\[2J\\\\x0dfake:line.conf"
+pt_no_raw() { check "$1" sh -c '! grep -q -- "$1" "$3" && ! grep -q -- "$2" "$3"' \
+    sh "$ESC" "$CR" "$PT_OUT"; }
+svc oddconf "auth required $MOD config=$ODDP context=mobile"
+pt PAM_AUTHINFO_UNAVAIL "config= with control characters, no such file" \
+    oddconf c-mob pw-mob
+pt_has "  the path escaped, the core's message too, on one line" \
+    "cannot load .*/$ODDE: .*: .*/$ODDE: cannot read policy file"
+pt_no_raw "  no control character raw in any line"
+svc oddrel "auth required $MOD config=odd${ESC}x${CR}y context=mobile"
+pt PAM_SERVICE_ERR "a relative config= with control characters" \
+    oddrel c-mob pw-mob
+pt_has "  logged escaped" 'config=odd\\x1bx\\x0dy: not an absolute path'
+pt_no_raw "  no control character raw in any line"
+svc odddup "auth required $MOD config=$CONF config=$ODDP context=mobile"
+pt PAM_SERVICE_ERR "config= twice, one with control characters" \
+    odddup c-mob pw-mob
+pt_has "  logged escaped" "duplicate option: config=.*/$ODDE\$"
+pt_no_raw "  no control character raw in any line"
+cp "$CONF" "$ODDP"
+svc oddload "auth required $MOD config=$ODDP context=mobile debug"
+pt PAM_SUCCESS "a policy whose path holds control characters, debug" \
+    oddload c-mob pw-mob
+pt_has "  its path logged escaped" "loaded .*/$ODDE\$"
+pt_no_raw "  no control character raw in any line"
+svc oddctx "$M context=mo${ESC}bile${CR} debug"
+pt PAM_SERVICE_ERR "context= with control characters: no such context" \
+    oddctx c-mob pw-mob
+pt_has "  logged escaped" 'context mo\\x1bbile\\x0d: '
+pt_no_raw "  no control character raw in any line"
 # The policy decides what a login asks (second = none, password = no) and
 # names the store and the key: a copy that anyone may write would let
 # any local user open every login to a module that runs as root. Such
