@@ -509,10 +509,21 @@ first_pass(pam_handle_t *pamh, const struct args *args, struct sotp_attempt *a,
  * PAM_SILENT), then its prompt with its echo, and the reply back as the
  * answer. A conversation failure ends the attempt (abandon) and stops
  * with its PAM code; a core error stops with *rc set.
+ *
+ * An event-driven application's conversation may answer PAM_CONV_AGAIN
+ * (no answer yet; Linux-PAM's convention: the module returns
+ * PAM_INCOMPLETE and the application calls pam_authenticate again, which
+ * resumes at this module). That is done at the attempt's first question
+ * only (`first`): asking for the first input writes nothing (no audit
+ * row, no count, no failure: the engine's finish()), so the attempt is
+ * dropped and the next call begins a new one that asks it again. At a
+ * later question an answer has been checked and the question's row
+ * written; starting over would check that answer twice, so the attempt
+ * ends as on any other conversation failure (fail closed).
  */
 static int
 relay(pam_handle_t *pamh, int flags, const struct args *args,
-    struct sotp_attempt *a, const struct sotp_decision *d, int *rc)
+    struct sotp_attempt *a, const struct sotp_decision *d, int first, int *rc)
 {
 	const char *question = sotp_factor_name(d->ask);
 	char *resp = NULL, what[128];
@@ -528,6 +539,15 @@ relay(pam_handle_t *pamh, int flags, const struct args *args,
 	pam_rc =
 	    pam_prompt(pamh, d->echo ? PAM_PROMPT_ECHO_ON : PAM_PROMPT_ECHO_OFF,
 	        &resp, "%s", d->prompt);
+	if (pam_rc == PAM_CONV_AGAIN && first) {
+		if (args->debug)
+			pam_syslog(pamh, LOG_DEBUG,
+			    "the conversation will answer the %s question "
+			    "later: incomplete",
+			    question);
+		pam_rc = PAM_INCOMPLETE;
+		goto out;
+	}
 	if (pam_rc != PAM_SUCCESS || resp == NULL) {
 		if (pam_rc != PAM_SUCCESS)
 			snprintf(what, sizeof(what),
@@ -702,8 +722,8 @@ pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 			pam_rc = PAM_AUTH_ERR;
 			goto out;
 		}
-		if ((pam_rc = relay(pamh, flags, &args, a, &d, &rc)) !=
-		    PAM_SUCCESS)
+		if ((pam_rc = relay(pamh, flags, &args, a, &d, round == 0,
+		         &rc)) != PAM_SUCCESS)
 			goto out;
 	}
 	pam_rc = conclude(pamh, flags, &args, ctx, a, service, rc, &d);

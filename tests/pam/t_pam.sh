@@ -650,6 +650,36 @@ has_log "  logged, naming the question" \
     "context mobile: the conversation gave no answer to the password question"
 "$CLI" contract show c-mob >"$SB/show" 2>&1
 check "  none of them counts toward the lockout" grep -qx 'failures: 0' "$SB/show"
+# An event-driven application's conversation has no answer yet
+# (PAM_CONV_AGAIN) at the first question: Linux-PAM's convention is
+# PAM_INCOMPLETE, and the application's next pam_authenticate resumes at
+# the module, which asks again. Nothing was decided or written for the
+# first call: no audit row, no failure. It used to be PAM_CONV_ERR, a
+# refusal with its row.
+r0=$(nrows 'contract=c-mob ')
+a0=$(nrows 'auth accept .*contract=c-mob ')
+drv PAM_INCOMPLETE "no answer yet at the first question: PAM_INCOMPLETE" \
+    ib-mobile c-mob -O auth,auth @conv-again pw-mob
+has "  the next call asks again and logs in" "^auth: PAM_SUCCESS\$"
+check "  the password asked twice" [ "$(nprompts ログインパスワード)" -eq 2 ]
+check "  one audit row, the accept (none for the first call)" \
+    [ "$(nrows 'contract=c-mob ')" -eq $((r0 + 1)) ] &&
+	[ "$(nrows 'auth accept .*contract=c-mob ')" -eq $((a0 + 1)) ]
+"$CLI" contract show c-mob >"$SB/show" 2>&1
+check "  no failure counted" grep -qx 'failures: 0' "$SB/show"
+drv PAM_INCOMPLETE "no answer yet, then a wrong password" \
+    ib-mobile c-mob -O auth,auth @conv-again wrong-pw
+has "  the next call refuses it" "^auth: PAM_AUTH_ERR\$"
+"$CLI" contract show c-mob >"$SB/show" 2>&1
+check "  counted once" grep -qx 'failures: 1' "$SB/show"
+"$CLI" contract unlock c-mob >>"$SB/setup.log" 2>&1
+# At a later question the password has been checked and the question's
+# row written: starting over would check it twice, so the attempt ends
+# as on any conversation failure (fail closed), audited.
+n0=$(nrows 'auth reject BAD_INPUT contract=c-login .*detail=the conversation failed at the otp question')
+drv PAM_CONV_ERR "no answer yet at the code, after the password: refused" \
+    ib-login c-login pw-login @conv-again
+check "  audited as a refusal" [ "$(nrows 'auth reject BAD_INPUT contract=c-login .*detail=the conversation failed at the otp question')" -eq $((n0 + 1)) ]
 # What the customer types: the engine decides, nothing is logged.
 drvlog PAM_AUTH_ERR "an empty password is a wrong one" ib-mobile c-mob ""
 drvlog PAM_AUTH_ERR "a 1 MiB answer is refused" ib-mobile c-mob @big:1048576
