@@ -273,6 +273,30 @@ test_input_log_value_text(void **state)
 	assert_string_equal(sotp_log_text(small, 8, "x"), "");
 }
 
+/* A cut text ends in "...", after whole UTF-8 characters only. */
+static void
+test_input_mark_cut(void **state)
+{
+	char out[8];
+
+	(void)state;
+	sotp_mark_cut(
+	    out, sizeof(out), sotp_strlcpy(out, "abcdefghij", sizeof(out)));
+	assert_string_equal(out, "abcd...");
+	/* the mark would land inside 契: it goes before it */
+	sotp_mark_cut(
+	    out, sizeof(out), sotp_strlcpy(out, "ab契約", sizeof(out)));
+	assert_string_equal(out, "ab...");
+	sotp_mark_cut(
+	    out, sizeof(out), sotp_strlcpy(out, "a契約番号", sizeof(out)));
+	assert_string_equal(out, "a契...");
+	sotp_mark_cut(out, sizeof(out), sotp_strlcpy(out, "abc", sizeof(out)));
+	assert_string_equal(out, "abc");
+	sotp_mark_cut(
+	    out, sizeof(out), sotp_strlcpy(out, "abcdefg", sizeof(out)));
+	assert_string_equal(out, "abcdefg");
+}
+
 int
 main(void)
 {
@@ -284,6 +308,7 @@ main(void)
 	    cmocka_unit_test(test_input_split),
 	    cmocka_unit_test(test_input_log_name),
 	    cmocka_unit_test(test_input_log_value_text),
+	    cmocka_unit_test(test_input_mark_cut),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
