@@ -208,25 +208,66 @@ sotp_input_split(const char *in, unsigned int n, size_t *pwlen)
 	return SOTP_OK;
 }
 
-/* A name from outside, escaped for one log line (shinkin_otp.h). */
-const char *
-sotp_log_name(char out[SOTP_LOG_NAME_MAX], const char *name)
+/*
+ * Writes s into out[outsz] fit for one log line: every byte that `keep`
+ * refuses as \xHH, cut with "..." once the text has reached outsz - 8
+ * bytes (an escape and the mark still fit, with the NUL).
+ */
+static const char *
+log_escape(char *out, size_t outsz, const char *s, int (*keep)(unsigned char))
 {
-	const unsigned char *s = (const unsigned char *)(name ? name : "");
+	const unsigned char *p = (const unsigned char *)(s != NULL ? s : "");
 	size_t i, n = 0;
 
-	for (i = 0; s[i] != '\0'; i++) {
-		if (n >= 64) {
+	if (out == NULL || outsz < 16)
+		return "";
+	for (i = 0; p[i] != '\0'; i++) {
+		if (n >= outsz - 8) {
 			memcpy(out + n, "...", 3);
 			n += 3;
 			break;
 		}
-		if (s[i] > ' ' && s[i] < 0x7f && s[i] != '"' && s[i] != '\\')
-			out[n++] = (char)s[i];
+		if (keep(p[i]))
+			out[n++] = (char)p[i];
 		else
 			n += (size_t)snprintf(
-			    out + n, SOTP_LOG_NAME_MAX - n, "\\x%02x", s[i]);
+			    out + n, outsz - n, "\\x%02x", p[i]);
 	}
 	out[n] = '\0';
 	return out;
+}
+
+/* A name's byte: printable ASCII, no blank, no quote, no backslash. */
+static int
+name_byte(unsigned char c)
+{
+	return c > ' ' && c < 0x7f && c != '"' && c != '\\';
+}
+
+/* A message's byte: anything but a control character (C0 and DEL). */
+static int
+text_byte(unsigned char c)
+{
+	return c >= ' ' && c != 0x7f;
+}
+
+/* A name from outside, escaped for one log line (shinkin_otp.h). */
+const char *
+sotp_log_name(char out[SOTP_LOG_NAME_MAX], const char *name)
+{
+	return log_escape(out, SOTP_LOG_NAME_MAX, name, name_byte);
+}
+
+/* A longer value from outside, a path (shinkin_otp.h). */
+const char *
+sotp_log_value(char *out, size_t outsz, const char *value)
+{
+	return log_escape(out, outsz, value, name_byte);
+}
+
+/* A message that may hold values from outside (shinkin_otp.h). */
+const char *
+sotp_log_text(char *out, size_t outsz, const char *text)
+{
+	return log_escape(out, outsz, text, text_byte);
 }

@@ -62,6 +62,20 @@ sotp_strlcpy(char *dst, const char *src, size_t dstsz)
 	return len;
 }
 
+void
+sotp_mark_cut(char *dst, size_t dstsz, size_t len)
+{
+	size_t n;
+
+	if (dstsz < 4 || len < dstsz)
+		return;
+	/* Back to a character's first byte: never half a character. */
+	n = dstsz - 4;
+	while (n > 0 && ((unsigned char)dst[n] & 0xc0) == 0x80)
+		n--;
+	memcpy(dst + n, "...", 4);
+}
+
 int
 sotp_dir_of(const char *path, char *out, size_t outsz)
 {

@@ -88,8 +88,16 @@ struct mig {
 	char why[SOTP_MSG_MAX];
 	int first_reason;         /* the first refusal's, for the summary */
 	unsigned long first_line; /* its line (0: the file as a whole) */
-	char err[SOTP_MSG_MAX];   /* an error's text, kept before rollback */
+	/*
+	 * An error's text, kept before rollback: room for a store's whole
+	 * message (512 bytes, store_int.h), and with what failed() puts
+	 * around it still within the context's error text.
+	 */
+	char err[SOTP_CTX_ERR_MAX / 2];
 };
+/* failed() puts at most 200 bytes around the text, in the ctx's error. */
+_Static_assert(sizeof(((struct mig *)0)->err) + 200 <= SOTP_CTX_ERR_MAX,
+    "an import error's text and its location fit the context's error");
 
 static const char *
 fmt_name(enum sotp_record_format fmt)
@@ -113,7 +121,9 @@ note_error(struct mig *m, int rc)
 		t = sotp_ctx_errmsg(m->ctx);
 	if (t == NULL || t[0] == '\0')
 		t = sotp_strerror(rc);
-	sotp_strlcpy(m->err, t, sizeof(m->err));
+	/* Longer (a key's error names a path): cut with a mark. */
+	sotp_mark_cut(
+	    m->err, sizeof(m->err), sotp_strlcpy(m->err, t, sizeof(m->err)));
 }
 
 /* ---- refusals ---- */

@@ -861,7 +861,7 @@ section(struct parser *ps, char *s)
 {
 	struct sotp_policy *p = ps->p;
 	char *end, *arg;
-	size_t i;
+	size_t i, b;
 
 	if ((end = strchr(s, ']')) == NULL || end[1] != '\0')
 		return perr(ps, "malformed section header");
@@ -872,10 +872,23 @@ section(struct parser *ps, char *s)
 		    "']'");
 	*end = '\0';
 	s++;
-	if ((arg = strchr(s, ' ')) != NULL) {
-		*arg++ = '\0';
-		while (*arg == ' ')
-			arg++;
+	/*
+	 * The section and its name are parted by blanks (blank_at), the
+	 * ideographic space included, as around keys and values: Japanese
+	 * input gives "[kind　mobile]" for "[kind mobile]". (A tab never
+	 * gets here: a header holding one is refused as a control
+	 * character.)
+	 */
+	for (arg = s; *arg != '\0' && blank_at(arg) == 0; arg++)
+		;
+	if (*arg == '\0')
+		arg = NULL;
+	else {
+		b = blank_at(arg);
+		*arg = '\0';
+		arg += b;
+		while ((b = blank_at(arg)) != 0)
+			arg += b;
 	}
 	for (i = 1; i < sizeof(section_names) / sizeof(section_names[0]); i++)
 		if (strcmp(s, section_names[i]) == 0)

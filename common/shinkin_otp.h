@@ -78,6 +78,23 @@ SOTP_EXPORT const char *sotp_rc_name(int rc);
 #define SOTP_LOG_NAME_MAX 72
 SOTP_EXPORT const char *sotp_log_name(
     char out[SOTP_LOG_NAME_MAX], const char *name);
+/*
+ * As sotp_log_name, for a value longer than a name (a path from a PAM
+ * stack line): written into out[outsz] (outsz >= 16), cut with "..."
+ * after outsz - 8 bytes. SOTP_LOG_VALUE_MAX holds any path's text.
+ */
+#define SOTP_LOG_VALUE_MAX 1024
+SOTP_EXPORT const char *sotp_log_value(
+    char *out, size_t outsz, const char *value);
+/*
+ * A message that may hold values from outside (sotp_ctx_errmsg(), which
+ * can name a path as it was given) fit for one log line: only control
+ * characters (bytes below 0x20, and 0x7f) as \xHH, so that the
+ * message's own text and the names it holds escaped stay as they are;
+ * cut as sotp_log_value. Returns out.
+ */
+SOTP_EXPORT const char *sotp_log_text(
+    char *out, size_t outsz, const char *text);
 
 /*
  * Reasons: the one numbered table behind every decision. The number is

@@ -42,6 +42,15 @@ int sotp_random_uniform(unsigned int bound, unsigned int *out);
  * of src (strlcpy semantics).
  */
 size_t sotp_strlcpy(char *dst, const char *src, size_t dstsz);
+/* The context's error text (sotp_ctx_errmsg), with its NUL. */
+#define SOTP_CTX_ERR_MAX 1024
+/*
+ * Marks a text that had to be cut to fit dst[dstsz] (dstsz >= 4): its
+ * end becomes "...", after the last whole UTF-8 character that leaves
+ * room for it, so that a reader sees the cut. For a text whose length
+ * (as snprintf or sotp_strlcpy returned it) was len.
+ */
+void sotp_mark_cut(char *dst, size_t dstsz, size_t len);
 /*
  * The directory part of path into out[outsz] (out may be path): "/" for
  * "/x", "." without a '/'. 0, or -1 (errno ENAMETOOLONG) if it does not
@@ -1140,7 +1149,7 @@ struct sotp_ctx {
 	/* What the policy and key files were when read (sotp_ctx_stale). */
 	char pol_path[SOTP_PATH_MAX];
 	struct sotp_file_id pol_id, key_id;
-	char err[1024];
+	char err[SOTP_CTX_ERR_MAX];
 };
 
 void sotp_ctx_seterr(struct sotp_ctx *ctx, const char *fmt, ...)

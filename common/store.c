@@ -30,10 +30,14 @@ void
 sotp_store_seterr(struct sotp_store *st, const char *fmt, ...)
 {
 	va_list ap;
+	int n;
 
 	va_start(ap, fmt);
-	vsnprintf(st->err, sizeof(st->err), fmt, ap);
+	n = vsnprintf(st->err, sizeof(st->err), fmt, ap);
 	va_end(ap);
+	/* A database's long message: its cut shows (sotp_mark_cut). */
+	if (n > 0)
+		sotp_mark_cut(st->err, sizeof(st->err), (size_t)n);
 }
 
 int

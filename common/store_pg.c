@@ -501,10 +501,14 @@ first_line(const char *msg, char *out, size_t outsz)
 	if (msg == NULL)
 		msg = "";
 	n = strcspn(msg, "\n");
-	if (n >= outsz)
-		n = outsz - 1;
-	memcpy(out, msg, n);
-	out[n] = '\0';
+	if (n < outsz) {
+		memcpy(out, msg, n);
+		out[n] = '\0';
+		return;
+	}
+	memcpy(out, msg, outsz - 1);
+	out[outsz - 1] = '\0';
+	sotp_mark_cut(out, outsz, n); /* a long message's cut shows */
 }
 
 /*
@@ -542,7 +546,7 @@ db_fail(struct sotp_store *st, const PGresult *res)
 {
 	struct pg_conn *c = st->conn;
 	const struct pq_api *pq = &c->pq;
-	char msg[256];
+	char msg[SOTP_STORE_ERR_MAX];
 
 	first_line(res != NULL ? pq->PQresultErrorMessage(res) : NULL, msg,
 	    sizeof(msg));

@@ -76,7 +76,7 @@ static int
 parse_args(pam_handle_t *pamh, int argc, const char **argv, struct args *args,
     char *what, size_t whatsz)
 {
-	char name[SOTP_LOG_NAME_MAX];
+	char name[SOTP_LOG_NAME_MAX], path[SOTP_LOG_VALUE_MAX];
 	unsigned int seen = 0, bit;
 	int i;
 
@@ -122,13 +122,16 @@ parse_args(pam_handle_t *pamh, int argc, const char **argv, struct args *args,
 		 * value is kept (here and when it is relative): it is the
 		 * path of the file the admin has to look at, which nothing
 		 * else on the line names, and it comes from a stack file
-		 * that /etc/pam.d leaves readable to every local user.
+		 * that /etc/pam.d leaves readable to every local user;
+		 * escaped, as every value from the line (sotp_log_value).
 		 */
 		if ((seen & bit) != 0) {
 			option_name(name, argv[i]);
 			if (bit == 1u << 0) /* config= */
 				pam_syslog(pamh, LOG_ERR,
-				    "duplicate option: %s", argv[i]);
+				    "duplicate option: config=%s",
+				    sotp_log_value(
+				        path, sizeof(path), argv[i] + 7));
 			else
 				pam_syslog(pamh, LOG_ERR,
 				    "duplicate option: %s", name);
@@ -157,7 +160,7 @@ parse_args(pam_handle_t *pamh, int argc, const char **argv, struct args *args,
 	 */
 	if (args->config != NULL && args->config[0] != '/') {
 		pam_syslog(pamh, LOG_ERR, "config=%s: not an absolute path",
-		    args->config);
+		    sotp_log_value(path, sizeof(path), args->config));
 		snprintf(
 		    what, whatsz, "PAM option config=: not an absolute path");
 		return PAM_SERVICE_ERR;
@@ -187,10 +190,18 @@ only_value(int argc, const char **argv, const char *name, const char **out)
 	return 0;
 }
 
-static void
+/*
+ * The core's lines: a message may hold a value as it came (a path in
+ * sotp_ctx_errmsg), so its control characters are escaped here, where
+ * the line is written, and none can start a line of its own.
+ */
+static void __attribute__((format(printf, 3, 0)))
 log_sink(void *arg, int prio, const char *fmt, va_list ap)
 {
-	pam_vsyslog(arg, prio, fmt, ap);
+	char line[4096], out[4096];
+
+	vsnprintf(line, sizeof(line), fmt, ap);
+	pam_syslog(arg, prio, "%s", sotp_log_text(out, sizeof(out), line));
 }
 
 /*
@@ -365,6 +376,7 @@ static int
 open_ctx(pam_handle_t *pamh, const struct args *args, const struct creds *as,
     struct sotp_ctx **out)
 {
+	char path[SOTP_LOG_VALUE_MAX], err[SOTP_LOG_VALUE_MAX];
 	int rc;
 
 	if (!args->fresh && (*out = warm_take(args, as)) != NULL) {
@@ -379,12 +391,18 @@ open_ctx(pam_handle_t *pamh, const struct args *args, const struct creds *as,
 		goto fail;
 	if (args->debug)
 		pam_syslog(pamh, LOG_DEBUG, "loaded %s",
-		    args->config != NULL ? args->config : SOTP_DEFAULT_CONFIG);
+		    sotp_log_value(path, sizeof(path),
+		        args->config != NULL ? args->config
+		                             : SOTP_DEFAULT_CONFIG));
 	return PAM_SUCCESS;
 fail:
+	/* The core's message names the path as given: escaped too. */
 	pam_syslog(pamh, LOG_ERR, "cannot load %s: %s: %s",
-	    args->config != NULL ? args->config : SOTP_DEFAULT_CONFIG,
-	    sotp_strerror(rc), *out != NULL ? sotp_ctx_errmsg(*out) : "");
+	    sotp_log_value(path, sizeof(path),
+	        args->config != NULL ? args->config : SOTP_DEFAULT_CONFIG),
+	    sotp_strerror(rc),
+	    sotp_log_text(
+	        err, sizeof(err), *out != NULL ? sotp_ctx_errmsg(*out) : ""));
 	sotp_ctx_free(*out); /* a half-loaded context is never kept */
 	*out = NULL;
 	return pam_result(rc, NULL);
@@ -416,15 +434,16 @@ begin(pam_handle_t *pamh, struct sotp_ctx *ctx, const struct args *args,
 }
 
 /*
- * The name of the attempt's context for a log line: "-" when it has none
- * (a service the [services] map does not name).
+ * The name of the attempt's context for a log line, escaped (it is the
+ * context= value as given, which the policy may not define): "-" when
+ * it has none (a service the [services] map does not name).
  */
 static const char *
-context_name(const struct sotp_attempt *a)
+context_name(char out[SOTP_LOG_NAME_MAX], const struct sotp_attempt *a)
 {
 	const char *context = sotp_attempt_context(a);
 
-	return context[0] != '\0' ? context : "-";
+	return context[0] != '\0' ? sotp_log_name(out, context) : "-";
 }
 
 /*
@@ -442,9 +461,10 @@ abandon(
     pam_handle_t *pamh, struct sotp_attempt *a, const char *what, int pam_rc)
 {
 	struct sotp_decision d;
+	char name[SOTP_LOG_NAME_MAX];
 
-	pam_syslog(
-	    pamh, LOG_ERR, "context %s: %s; refused", context_name(a), what);
+	pam_syslog(pamh, LOG_ERR, "context %s: %s; refused",
+	    context_name(name, a), what);
 	if (sotp_attempt_malformed(a, what) == SOTP_OK)
 		(void)sotp_attempt_step(a, &d);
 	return pam_rc;
@@ -489,10 +509,21 @@ first_pass(pam_handle_t *pamh, const struct args *args, struct sotp_attempt *a,
  * PAM_SILENT), then its prompt with its echo, and the reply back as the
  * answer. A conversation failure ends the attempt (abandon) and stops
  * with its PAM code; a core error stops with *rc set.
+ *
+ * An event-driven application's conversation may answer PAM_CONV_AGAIN
+ * (no answer yet; Linux-PAM's convention: the module returns
+ * PAM_INCOMPLETE and the application calls pam_authenticate again, which
+ * resumes at this module). That is done at the attempt's first question
+ * only (`first`): asking for the first input writes nothing (no audit
+ * row, no count, no failure: the engine's finish()), so the attempt is
+ * dropped and the next call begins a new one that asks it again. At a
+ * later question an answer has been checked and the question's row
+ * written; starting over would check that answer twice, so the attempt
+ * ends as on any other conversation failure (fail closed).
  */
 static int
 relay(pam_handle_t *pamh, int flags, const struct args *args,
-    struct sotp_attempt *a, const struct sotp_decision *d, int *rc)
+    struct sotp_attempt *a, const struct sotp_decision *d, int first, int *rc)
 {
 	const char *question = sotp_factor_name(d->ask);
 	char *resp = NULL, what[128];
@@ -508,6 +539,15 @@ relay(pam_handle_t *pamh, int flags, const struct args *args,
 	pam_rc =
 	    pam_prompt(pamh, d->echo ? PAM_PROMPT_ECHO_ON : PAM_PROMPT_ECHO_OFF,
 	        &resp, "%s", d->prompt);
+	if (pam_rc == PAM_CONV_AGAIN && first) {
+		if (args->debug)
+			pam_syslog(pamh, LOG_DEBUG,
+			    "the conversation will answer the %s question "
+			    "later: incomplete",
+			    question);
+		pam_rc = PAM_INCOMPLETE;
+		goto out;
+	}
 	if (pam_rc != PAM_SUCCESS || resp == NULL) {
 		if (pam_rc != PAM_SUCCESS)
 			snprintf(what, sizeof(what),
@@ -541,13 +581,13 @@ conclude(pam_handle_t *pamh, int flags, const struct args *args,
 {
 	const char *context = sotp_attempt_context(a);
 	int pam_rc = pam_result(rc, d);
-	char name[SOTP_LOG_NAME_MAX];
+	char name[SOTP_LOG_NAME_MAX], err[SOTP_LOG_VALUE_MAX];
 
 	/* No attempt (it could not begin): the context it was to run in. */
 	if (context[0] == '\0' && a == NULL && args->context != NULL)
 		context = args->context;
-	if (context[0] == '\0')
-		context = "-";
+	/* As given on the stack line, which the policy may not define. */
+	context = context[0] != '\0' ? sotp_log_name(name, context) : "-";
 	/* The operator's line: the audit line escapes the name, this one
 	 * says where to fix it. */
 	if (rc == SOTP_OK && d->reason == SOTP_R_UNKNOWN_CONTEXT &&
@@ -555,10 +595,11 @@ conclude(pam_handle_t *pamh, int flags, const struct args *args,
 		pam_syslog(pamh, LOG_ERR,
 		    "service %s has no context in the policy [services] map "
 		    "and no context= option",
-		    sotp_log_name(name, service));
+		    sotp_log_name(err, service));
 	if (rc != SOTP_OK)
 		pam_syslog(pamh, LOG_ERR, "context %s: %s: %s", context,
-		    sotp_strerror(rc), sotp_ctx_errmsg(ctx));
+		    sotp_strerror(rc),
+		    sotp_log_text(err, sizeof(err), sotp_ctx_errmsg(ctx)));
 	else if (d->message[0] != '\0' && (flags & PAM_SILENT) == 0)
 		(void)pam_prompt(pamh,
 		    d->verdict == SOTP_REJECT ? PAM_ERROR_MSG : PAM_TEXT_INFO,
@@ -590,6 +631,7 @@ refuse_options(
 	struct sotp_ctx *ctx = NULL;
 	struct sotp_attempt *a = NULL;
 	struct sotp_decision d;
+	char err[SOTP_LOG_VALUE_MAX];
 	int rc;
 
 	if (only_value(argc, argv, "config=", &config) != 0 ||
@@ -626,7 +668,9 @@ refuse_options(
 	return;
 fail:
 	pam_syslog(pamh, LOG_ERR, "options refused: cannot audit it: %s: %s",
-	    sotp_strerror(rc), ctx != NULL ? sotp_ctx_errmsg(ctx) : "");
+	    sotp_strerror(rc),
+	    sotp_log_text(
+	        err, sizeof(err), ctx != NULL ? sotp_ctx_errmsg(ctx) : ""));
 	sotp_attempt_free(a);
 	sotp_ctx_free(ctx);
 }
@@ -678,8 +722,8 @@ pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 			pam_rc = PAM_AUTH_ERR;
 			goto out;
 		}
-		if ((pam_rc = relay(pamh, flags, &args, a, &d, &rc)) !=
-		    PAM_SUCCESS)
+		if ((pam_rc = relay(pamh, flags, &args, a, &d, round == 0,
+		         &rc)) != PAM_SUCCESS)
 			goto out;
 	}
 	pam_rc = conclude(pamh, flags, &args, ctx, a, service, rc, &d);

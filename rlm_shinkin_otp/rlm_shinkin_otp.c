@@ -119,12 +119,16 @@ in_list(const char *name, const char *const *list)
 	return 0;
 }
 
-/* The core's log sink: its lines (audit included) go to radiusd's log. */
+/*
+ * The core's log sink: its lines (audit included) go to radiusd's log,
+ * their control characters escaped (a message may hold a value as it
+ * came: sotp_log_text), so that none starts a line of its own.
+ */
 static void __attribute__((format(printf, 3, 0)))
 core_log(void *arg, int prio, const char *fmt, va_list ap)
 {
 	const struct rlm_shinkin_otp *inst = arg;
-	char line[1024];
+	char line[1024], out[1024];
 	log_type_t type;
 
 	if (prio <= LOG_ERR)
@@ -138,7 +142,8 @@ core_log(void *arg, int prio, const char *fmt, va_list ap)
 	else
 		type = L_DBG;
 	vsnprintf(line, sizeof(line), fmt, ap);
-	radlog(type, "rlm_shinkin_otp (%s): %s", inst->name, line);
+	radlog(type, "rlm_shinkin_otp (%s): %s", inst->name,
+	    sotp_log_text(out, sizeof(out), line));
 }
 
 static int open_ctx(void *arg, struct sotp_ctx **out, char *why, size_t whysz);
@@ -658,6 +663,7 @@ send_challenge(
 {
 	struct rlm_challenge ch;
 	VALUE_PAIR *vp;
+	char name[SOTP_LOG_NAME_MAX];
 	size_t i;
 	int rc;
 
@@ -678,7 +684,8 @@ send_challenge(
 	vp->vp_integer = ch.echo ? 1 : 0; /* Echo : No-Echo */
 	fr_pair_add(&request->reply->vps, vp);
 	request->reply->code = PW_CODE_ACCESS_CHALLENGE;
-	RDEBUG("Challenge for %s: %s", request->username->vp_strvalue,
+	RDEBUG("Challenge for %s: %s",
+	    sotp_log_name(name, request->username->vp_strvalue),
 	    sotp_factor_name(d->ask));
 	return RLM_MODULE_HANDLED;
 }
@@ -785,7 +792,7 @@ mod_authorize(void *instance, REQUEST *request)
 	struct sotp_contract_info info;
 	struct rlm_request r;
 	struct sotp_ctx *ctx;
-	char service[ATTR_MAX + 1], why[128];
+	char service[ATTR_MAX + 1], why[128], name[SOTP_LOG_NAME_MAX];
 	const char *user;
 	VALUE_PAIR *vp;
 	int rc;
@@ -831,7 +838,8 @@ mod_authorize(void *instance, REQUEST *request)
 		RERROR("Contract lookup failed: %s %s", sotp_strerror(rc),
 		    sotp_ctx_errmsg(ctx));
 	if (rc == SOTP_ERR_NOT_FOUND) {
-		RDEBUG2("%s is not a contract", user);
+		/* From the NAS: escaped, as radiusd escapes it. */
+		RDEBUG2("%s is not a contract", sotp_log_name(name, user));
 		return RLM_MODULE_NOOP;
 	}
 	if (rc != SOTP_OK)
@@ -851,7 +859,7 @@ mod_authenticate(void *instance, REQUEST *request)
 	struct sotp_decision d;
 	struct rlm_request r;
 	struct sotp_ctx *ctx;
-	char service[ATTR_MAX + 1], why[128];
+	char service[ATTR_MAX + 1], why[128], name[SOTP_LOG_NAME_MAX];
 	const char *fixed = inst->context;
 	rlm_rcode_t code;
 	int rc;
@@ -881,8 +889,10 @@ mod_authenticate(void *instance, REQUEST *request)
 	}
 	rc = rlm_round(ctx, fixed, inst->mode == MODE_APPEND, &r, &a, &d);
 	log_context(inst, request, &r, a, rc, &d);
+	/* The name from the NAS, and a context from the policy or config. */
 	RDEBUG2("%s attempt of %s in context %s",
-	    r.state != NULL ? "Resuming the" : "New", r.user,
+	    r.state != NULL ? "Resuming the" : "New",
+	    sotp_log_name(name, r.user),
 	    sotp_attempt_context(a)[0] != '\0' ? sotp_attempt_context(a) : "-");
 	code = map_decision(request, ctx, a, rc, &d);
 	sotp_attempt_free(a);

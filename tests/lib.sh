@@ -153,21 +153,23 @@ lock_held() {
 	grep -qx locked "$3"
 }
 
-# store_fail NAME TABLE EVENT CONDITION: the sandbox's store fails each
-# EVENT (INSERT or UPDATE) on TABLE while CONDITION (SQL; NEW is the row)
-# holds, as a broken or full store would: a trigger NAME that raises
-# "TABLE refused by the test". store_mend NAME TABLE removes it.
+# store_fail NAME TABLE EVENT CONDITION [MESSAGE]: the sandbox's store
+# fails each EVENT (INSERT or UPDATE) on TABLE while CONDITION (SQL; NEW
+# is the row) holds, as a broken or full store would: a trigger NAME that
+# raises MESSAGE (no quotes in it), by default "TABLE refused by the
+# test". store_mend NAME TABLE removes it.
 store_fail() {
+	_sf_msg=${5:-"$2 refused by the test"}
 	if [ "$STORE_KIND" = postgresql ]; then
 		store_sql "CREATE FUNCTION $STORE_SCHEMA.$1() RETURNS trigger
 		    LANGUAGE plpgsql AS \$\$BEGIN IF $4 THEN
-		    RAISE EXCEPTION '$2 refused by the test'; END IF;
+		    RAISE EXCEPTION '$_sf_msg'; END IF;
 		    RETURN NEW; END\$\$;
 		    CREATE TRIGGER $1 BEFORE $3 ON $STORE_SCHEMA.$2
 		    FOR EACH ROW EXECUTE FUNCTION $STORE_SCHEMA.$1()"
 	else
 		sqlite3 "$STORE" "CREATE TRIGGER $1 BEFORE $3 ON $2 WHEN $4
-		    BEGIN SELECT RAISE(ABORT, '$2 refused by the test'); END;"
+		    BEGIN SELECT RAISE(ABORT, '$_sf_msg'); END;"
 	fi
 }
 store_mend() {

@@ -369,6 +369,32 @@ check "audit after the JSON lines error" cli audit
 check "... the error row names the line and the contract" \
     grep -q "contract\.import error .*detail=jsonl: insert pass, line 3, contract 'ERR-C2': SOTP_ERR_STORE; nothing imported" "$OUT"
 check "mend the store" store_mend no_contracts contracts
+# A store error text longer than 255 bytes (a database's message with its
+# detail) was cut there without a mark: the message keeps the location
+# first (FILE:LINE, the contract) and the store's whole text, and one
+# longer than the store's buffer is cut with a visible "...", the
+# "nothing imported" after it.
+LONGMSG="contracts refused by the test: $(printf '%0300d' 0) tail-of-the-store-text"
+check "the store fails the insert of ERR-L2 with a long text" \
+    store_fail no_contracts contracts INSERT "NEW.id = 'ERR-L2'" "$LONGMSG"
+printf '# contract,pwhash\nERR-L1,%s\nERR-L2,%s\n' "$Y" "$Y" >"$SB/errl.csv"
+check_rc 2 "a long store error on line 3: an error" \
+    cli contract import "$SB/errl.csv"
+check "... leads with the file, the line and the contract" \
+    grep -q "^shinkin-otp: $SB/errl.csv:3: error: contract 'ERR-L2': " "$ERR"
+check "... with the store's whole text" \
+    grep -q "${LONGMSG}.*; nothing imported (" "$ERR"
+check "mend the store" store_mend no_contracts contracts
+LONGMSG="contracts refused by the test: $(printf '%01000d' 0) tail-of-the-store-text"
+check "the store fails the insert of ERR-L2 with a text over 1000 bytes" \
+    store_fail no_contracts contracts INSERT "NEW.id = 'ERR-L2'" "$LONGMSG"
+check_rc 2 "an over long store error on line 3: an error" \
+    cli contract import "$SB/errl.csv"
+check "... leads with the file, the line and the contract" \
+    grep -q "^shinkin-otp: $SB/errl.csv:3: error: contract 'ERR-L2': " "$ERR"
+check "... its text cut with a mark, then nothing imported" \
+    grep -q "contracts refused by the test: 0000*\.\.\..*; nothing imported (" "$ERR"
+check "mend the store" store_mend no_contracts contracts
 check "the store fails the end of a batch holding ERR-C2" \
     store_fail no_head audit_head UPDATE \
     "EXISTS (SELECT 1 FROM contracts WHERE id = 'ERR-C2')"

@@ -342,6 +342,44 @@ pt_has "  and so does the operator's line" \
 pt PAM_AUTHINFO_UNAVAIL "missing policy file: authinfo unavailable" \
     noconf c-login
 pt_has "missing policy file: reason logged" "cannot load"
+# A value from the stack line is logged escaped, as the service name is:
+# a control character in config= (an escape sequence, a carriage return
+# that rewrites the line on a terminal) or in context= reached syslog raw,
+# in the module's lines and in the core's message naming the same path.
+# A stack line cannot hold a newline, so these are what it can forge with.
+ESC=$(printf '\033')
+CR=$(printf '\r')
+ODDP="$SB/odd${ESC}[2J${CR}fake:line.conf"
+ODDE="odd\\\\x1b\\[2J\\\\x0dfake:line.conf"
+pt_no_raw() { check "$1" sh -c '! grep -q -- "$1" "$3" && ! grep -q -- "$2" "$3"' \
+    sh "$ESC" "$CR" "$PT_OUT"; }
+svc oddconf "auth required $MOD config=$ODDP context=mobile"
+pt PAM_AUTHINFO_UNAVAIL "config= with control characters, no such file" \
+    oddconf c-mob pw-mob
+pt_has "  the path escaped, the core's message too, on one line" \
+    "cannot load .*/$ODDE: .*: .*/$ODDE: cannot read policy file"
+pt_no_raw "  no control character raw in any line"
+svc oddrel "auth required $MOD config=odd${ESC}x${CR}y context=mobile"
+pt PAM_SERVICE_ERR "a relative config= with control characters" \
+    oddrel c-mob pw-mob
+pt_has "  logged escaped" 'config=odd\\x1bx\\x0dy: not an absolute path'
+pt_no_raw "  no control character raw in any line"
+svc odddup "auth required $MOD config=$CONF config=$ODDP context=mobile"
+pt PAM_SERVICE_ERR "config= twice, one with control characters" \
+    odddup c-mob pw-mob
+pt_has "  logged escaped" "duplicate option: config=.*/$ODDE\$"
+pt_no_raw "  no control character raw in any line"
+cp "$CONF" "$ODDP"
+svc oddload "auth required $MOD config=$ODDP context=mobile debug"
+pt PAM_SUCCESS "a policy whose path holds control characters, debug" \
+    oddload c-mob pw-mob
+pt_has "  its path logged escaped" "loaded .*/$ODDE\$"
+pt_no_raw "  no control character raw in any line"
+svc oddctx "$M context=mo${ESC}bile${CR} debug"
+pt PAM_SERVICE_ERR "context= with control characters: no such context" \
+    oddctx c-mob pw-mob
+pt_has "  logged escaped" 'context mo\\x1bbile\\x0d: '
+pt_no_raw "  no control character raw in any line"
 # The policy decides what a login asks (second = none, password = no) and
 # names the store and the key: a copy that anyone may write would let
 # any local user open every login to a module that runs as root. Such
@@ -612,6 +650,36 @@ has_log "  logged, naming the question" \
     "context mobile: the conversation gave no answer to the password question"
 "$CLI" contract show c-mob >"$SB/show" 2>&1
 check "  none of them counts toward the lockout" grep -qx 'failures: 0' "$SB/show"
+# An event-driven application's conversation has no answer yet
+# (PAM_CONV_AGAIN) at the first question: Linux-PAM's convention is
+# PAM_INCOMPLETE, and the application's next pam_authenticate resumes at
+# the module, which asks again. Nothing was decided or written for the
+# first call: no audit row, no failure. It used to be PAM_CONV_ERR, a
+# refusal with its row.
+r0=$(nrows 'contract=c-mob ')
+a0=$(nrows 'auth accept .*contract=c-mob ')
+drv PAM_INCOMPLETE "no answer yet at the first question: PAM_INCOMPLETE" \
+    ib-mobile c-mob -O auth,auth @conv-again pw-mob
+has "  the next call asks again and logs in" "^auth: PAM_SUCCESS\$"
+check "  the password asked twice" [ "$(nprompts ログインパスワード)" -eq 2 ]
+check "  one audit row, the accept (none for the first call)" \
+    [ "$(nrows 'contract=c-mob ')" -eq $((r0 + 1)) ] &&
+	[ "$(nrows 'auth accept .*contract=c-mob ')" -eq $((a0 + 1)) ]
+"$CLI" contract show c-mob >"$SB/show" 2>&1
+check "  no failure counted" grep -qx 'failures: 0' "$SB/show"
+drv PAM_INCOMPLETE "no answer yet, then a wrong password" \
+    ib-mobile c-mob -O auth,auth @conv-again wrong-pw
+has "  the next call refuses it" "^auth: PAM_AUTH_ERR\$"
+"$CLI" contract show c-mob >"$SB/show" 2>&1
+check "  counted once" grep -qx 'failures: 1' "$SB/show"
+"$CLI" contract unlock c-mob >>"$SB/setup.log" 2>&1
+# At a later question the password has been checked and the question's
+# row written: starting over would check it twice, so the attempt ends
+# as on any conversation failure (fail closed), audited.
+n0=$(nrows 'auth reject BAD_INPUT contract=c-login .*detail=the conversation failed at the otp question')
+drv PAM_CONV_ERR "no answer yet at the code, after the password: refused" \
+    ib-login c-login pw-login @conv-again
+check "  audited as a refusal" [ "$(nrows 'auth reject BAD_INPUT contract=c-login .*detail=the conversation failed at the otp question')" -eq $((n0 + 1)) ]
 # What the customer types: the engine decides, nothing is logged.
 drvlog PAM_AUTH_ERR "an empty password is a wrong one" ib-mobile c-mob ""
 drvlog PAM_AUTH_ERR "a 1 MiB answer is refused" ib-mobile c-mob @big:1048576

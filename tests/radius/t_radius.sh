@@ -775,6 +775,23 @@ for x in x3 x4; do
 		    sed 's/^/#   log: /'
 	fi
 done
+# A User-Name from the NAS holding control characters (an escape
+# sequence, a carriage return, a newline) names no contract. The module's
+# debug lines named it raw: a NAS could forge a line of the log, or send
+# a terminal sequence to whoever reads it. They escape it now, as radiusd
+# escapes the attributes it prints.
+ESC=$(printf '\033')
+CR=$(printf '\r')
+rad ev1 "$(req 'ev\033[2J\rfake\nline' pw-x "Called-Station-Id = mobile")"
+check "a User-Name with control characters: rejected" \
+    [ "$(reply_of ev1)" = Access-Reject ]
+check "  the module's line names it escaped" log_says "$FR_DIR/log/X.log" \
+    'New attempt of ev\x1b[2J\x0dfake\x0aline in context mobile'
+check "  no line of the log is forged by it" \
+    sh -c '! grep -q "^line in context" "$1"' sh "$FR_DIR/log/X.log"
+check "  no escape or carriage return reaches the log raw" \
+    sh -c '! grep -q -- "$1" "$3" && ! grep -q -- "$2" "$3"' \
+    sh "$ESC" "$CR" "$FR_DIR/log/X.log"
 # Status-Server: the module answers it while the store does.
 status ss1
 [ "$(reply_of ss1)" = Access-Accept ] &&

@@ -19,8 +19,10 @@
  * gives every digit off by one. "@null-array" and "@null-resp" play a
  * broken application: the conversation returns PAM_SUCCESS with no
  * response array, or with a NULL answer in it; "@conv-err" makes it
- * return PAM_CONV_ERR. "@big:N" answers N bytes of '7' (more than one
- * command-line argument may hold).
+ * return PAM_CONV_ERR; "@conv-again" PAM_CONV_AGAIN, as an event-driven
+ * application with no answer yet (call pam_authenticate again with
+ * "-O auth,auth": the answers go on where they stopped). "@big:N"
+ * answers N bytes of '7' (more than one command-line argument may hold).
  *
  * USER "@null" starts PAM with no user (the module must ask for one
  * through the conversation), "@empty" with "". -N adds
@@ -297,6 +299,14 @@ conv(int n, const struct pam_message **msg, struct pam_response **resp,
 			    strcmp(dr->answers[dr->next], "@conv-err") == 0) {
 				dr->next++;
 				goto fail;
+			}
+			if (dr->next < dr->nanswers &&
+			    strcmp(dr->answers[dr->next], "@conv-again") == 0) {
+				dr->next++;
+				if (dr->verbose)
+					printf("conv: again\n");
+				free(r);
+				return PAM_CONV_AGAIN;
 			}
 			if ((r[i].resp = next_answer(dr, text)) == NULL)
 				goto fail;

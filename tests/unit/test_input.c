@@ -234,6 +234,69 @@ test_input_log_name(void **state)
 	assert_true(strlen(out) < sizeof(out));
 }
 
+/*
+ * A path from a PAM stack line: escaped as a name, cut only at the
+ * buffer's end; a message keeps its text and loses only its control
+ * characters.
+ */
+static void
+test_input_log_value_text(void **state)
+{
+	char out[SOTP_LOG_VALUE_MAX], small[16], longpath[2001];
+
+	(void)state;
+	assert_string_equal(
+	    sotp_log_value(out, sizeof(out), "/etc/a\x1b[2J\rb c.conf"),
+	    "/etc/a\\x1b[2J\\x0db\\x20c.conf");
+	assert_string_equal(sotp_log_value(out, sizeof(out), NULL), "");
+	memset(longpath, 'p', sizeof(longpath) - 1);
+	longpath[sizeof(longpath) - 1] = '\0';
+	longpath[0] = '/';
+	sotp_log_value(out, sizeof(out), longpath);
+	assert_int_equal(strlen(out), sizeof(out) - 8 + 3);
+	assert_string_equal(out + sizeof(out) - 8, "...");
+	longpath[100] = '\0'; /* longer than a name, not cut */
+	assert_string_equal(
+	    sotp_log_value(out, sizeof(out), longpath), longpath);
+	memset(longpath, '\n', 1999);
+	longpath[1999] = '\0';
+	sotp_log_text(out, sizeof(out), longpath);
+	assert_true(strlen(out) < sizeof(out));
+	assert_null(strchr(out, '\n'));
+	assert_string_equal(
+	    sotp_log_text(out, sizeof(out), "/a b\"\\x0a\n: 契約\x7f"),
+	    "/a b\"\\x0a\\x0a: 契約\\x7f");
+	assert_string_equal(
+	    sotp_log_text(small, sizeof(small), "0123456789abcdef"),
+	    "01234567...");
+	/* too small to hold an escape and the mark: nothing written */
+	assert_string_equal(sotp_log_text(small, 8, "x"), "");
+}
+
+/* A cut text ends in "...", after whole UTF-8 characters only. */
+static void
+test_input_mark_cut(void **state)
+{
+	char out[8];
+
+	(void)state;
+	sotp_mark_cut(
+	    out, sizeof(out), sotp_strlcpy(out, "abcdefghij", sizeof(out)));
+	assert_string_equal(out, "abcd...");
+	/* the mark would land inside 契: it goes before it */
+	sotp_mark_cut(
+	    out, sizeof(out), sotp_strlcpy(out, "ab契約", sizeof(out)));
+	assert_string_equal(out, "ab...");
+	sotp_mark_cut(
+	    out, sizeof(out), sotp_strlcpy(out, "a契約番号", sizeof(out)));
+	assert_string_equal(out, "a契...");
+	sotp_mark_cut(out, sizeof(out), sotp_strlcpy(out, "abc", sizeof(out)));
+	assert_string_equal(out, "abc");
+	sotp_mark_cut(
+	    out, sizeof(out), sotp_strlcpy(out, "abcdefg", sizeof(out)));
+	assert_string_equal(out, "abcdefg");
+}
+
 int
 main(void)
 {
@@ -244,6 +307,8 @@ main(void)
 	    cmocka_unit_test(test_input_login),
 	    cmocka_unit_test(test_input_split),
 	    cmocka_unit_test(test_input_log_name),
+	    cmocka_unit_test(test_input_log_value_text),
+	    cmocka_unit_test(test_input_mark_cut),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

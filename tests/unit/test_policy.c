@@ -792,6 +792,33 @@ test_policy_ideographic_space_is_a_blank(void **state)
 }
 
 /*
+ * In a section header the ideographic space parts the section from its
+ * name as ' ' does, alone, repeated or mixed with spaces: "[kind　mobile]"
+ * as Japanese input types it was refused as an unknown section.
+ * bad/header-ideographic-*.conf: the header's other mistakes are still
+ * named, with file and line.
+ */
+static void
+test_policy_ideographic_space_in_header(void **state)
+{
+	struct sotp_policy *p;
+
+	(void)state;
+	p = read_text("[kind" IDSP "mobile]\ndefault = yes\n"
+	              "[kind" IDSP " " IDSP "pc-legacy]\n"
+	              "sunset = 2030-03-31\n"
+	              "[context" IDSP IDSP "teller]\n"
+	              "password = none\nfactor = otp\n");
+	assert_int_equal(p->nkinds, 2);
+	assert_string_equal(p->kinds[0].name, "mobile");
+	assert_string_equal(p->kinds[1].name, "pc-legacy");
+	assert_string_equal(p->kinds[1].sunset, "2030-03-31");
+	assert_non_null(sotp_policy_context(p, "teller"));
+	assert_int_equal(sotp_policy_context(p, "teller")->password, 0);
+	free(p);
+}
+
+/*
  * A text in double quotes runs from the first quote to the last: a quote
  * inside it is text, and so is a '#' with no blank before it. Only a
  * quote followed by blanks and a '#' is refused, as a closing quote and
@@ -1090,6 +1117,7 @@ main(void)
 	    cmocka_unit_test(test_policy_dump_needs_room_and_a_policy),
 	    cmocka_unit_test(test_policy_bad_files_fail_with_file_line),
 	    cmocka_unit_test(test_policy_ideographic_space_is_a_blank),
+	    cmocka_unit_test(test_policy_ideographic_space_in_header),
 	    cmocka_unit_test(test_policy_quotes_inside_a_quoted_text),
 	    cmocka_unit_test(test_policy_unreadable_file),
 	    cmocka_unit_test(test_policy_rejects_null_arguments),
