@@ -295,7 +295,12 @@ STEP=$(($(date +%s) / 30))
 : >"$T/load.out"
 : >"$T/load.err"
 rm -f "$T/load.stop" "$T/load.done"
-echo "$RATE" >"$T/load.rate"
+# set_rate N: the load's rate from its next chunk on (renamed into place:
+# the loader never reads a half-written file).
+set_rate() {
+	echo "$1" >"$T/load.rate.new" && mv "$T/load.rate.new" "$T/load.rate"
+}
+set_rate "$RATE"
 WB=$(sed -n 's/^window_back *= *\([0-9][0-9]*\).*/\1/p' "$CONF")
 [ -n "$WB" ] || { notok "window_back in $CONF"; exit 1; }
 # load.close: each load contract and the first microsecond its code can be
@@ -376,11 +381,11 @@ wait "$PROBE_PID"
 log_says "$T/ra/log/radius.log" 'Status-Server: not answering'
 await "the load holds an answer to a request sent after the kill" \
     sent_since "$T_KILLED"
-echo "$RATE_IDLE" >"$T/load.rate"
+set_rate "$RATE_IDLE"
 T_PROMOTE=$(now_us)
 sh "$PGCTL" promote "$S"
 T_PROMOTED=$(now_us)
-echo "$RATE" >"$T/load.rate"
+set_rate "$RATE"
 await "each radiusd accepts $LOAD_AFTER requests sent after the promotion" \
     both_accept_since "$T_PROMOTE"
 : >"$T/load.stop"
