@@ -29,8 +29,8 @@
 . "$TOP/tests/radius/lib.sh"
 
 RACES=${FARM_RACES:-10000}
-LOAD=${FARM_LOAD:-2400}
-RATE=${FARM_RATE:-400}
+LOAD=${FARM_LOAD:-4000}
+RATE=${FARM_RATE:-200}
 PROBES=${FARM_PROBES:-200}
 FIRST_ACCEPT_BOUND=${FARM_FIRST_ACCEPT_BOUND:-30}
 RLM_SO=${RLM_SO:-$BUILD/rlm_shinkin_otp.so}
@@ -58,7 +58,10 @@ P=$T/p
 S=$T/s
 PPORT=${SOTP_PG_PORT:-54329}
 SPORT=$((PPORT + 1))
+LOAD_PID=""
 cleanup() {
+	# The failover's load, if a failure left it running.
+	[ -n "$LOAD_PID" ] && kill "$LOAD_PID" 2>/dev/null
 	fr_stop_all
 	sh "$PGCTL" stop "$P" >/dev/null 2>&1
 	sh "$PGCTL" stop "$S" >/dev/null 2>&1
@@ -269,21 +272,100 @@ check "metrics: both radiusd counted into one file ($macc accepts counted, $racc
     test "${macc:-0}" -eq "$racc"
 
 # ---- failover in the middle of a load of accepts ----
+# The load and the failover are ordered by what has been seen, not by a
+# schedule a slow host could outrun. The load runs until the test stops
+# it: chunks of fresh contracts, each with codes made just before it is
+# sent, at the rate in load.rate (a tenth of a second's worth each, so a
+# new rate holds at once), until load.stop appears (or the LOAD contracts
+# run out: a failure). Each wait is bounded by
+# WAIT_T seconds (60), so a broken farm still fails:
+#   - the primary is killed once it holds LOAD_BEFORE accepts of the load;
+#   - the standby is promoted once the load holds an answer to a request
+#     sent after the kill, and a NAS's probe has been refused;
+#   - the load stops once each radiusd has answered Access-Accept to
+#     LOAD_AFTER requests sent after the promotion was ordered.
+# Between the first answer after the kill and the promotion the load runs
+# at RATE_IDLE/s: a host slow to get there spends few contracts.
+LOAD_BEFORE=${FARM_LOAD_BEFORE:-100}
+LOAD_AFTER=${FARM_LOAD_AFTER:-50}
+RATE_IDLE=${FARM_RATE_IDLE:-25}
+WAIT_T=${FARM_WAIT_T:-60}
 STEP=$(($(date +%s) / 30))
-"$PROVISION" codes "$T/load.secrets" 0 \
-    'id=%u User-Name=%u User-Password=%c' >"$T/load.req"
-$LOADER -c 64 -t 3000 -R "$RATE" -f "$T/load.req" >"$T/load.out" 2>"$T/load.err" &
+: >"$T/load.req"
+: >"$T/load.out"
+: >"$T/load.err"
+rm -f "$T/load.stop" "$T/load.done"
+# set_rate N: the load's rate from its next chunk on (renamed into place:
+# the loader never reads a half-written file).
+set_rate() {
+	echo "$1" >"$T/load.rate.new" && mv "$T/load.rate.new" "$T/load.rate"
+}
+set_rate "$RATE"
+WB=$(sed -n 's/^window_back *= *\([0-9][0-9]*\).*/\1/p' "$CONF")
+[ -n "$WB" ] || { notok "window_back in $CONF"; exit 1; }
+# load.close: each load contract and the first microsecond its code can be
+# outside the verifier's window (window_back steps after the step of the
+# time read before the codes were made; a later step's closes later).
+: >"$T/load.close"
+loader() {
+	_n=0
+	while [ ! -f "$T/load.stop" ] && [ "$_n" -lt "$LOAD" ]; do
+		_r=$(cat "$T/load.rate")
+		_c=$((_r / 10))
+		[ "$_c" -ge 2 ] || _c=2
+		sed -n "$((_n + 1)),$((_n + _c))p" "$T/load.secrets" \
+		    >"$T/load.chunk"
+		_t=$(date +%s)
+		"$PROVISION" codes "$T/load.chunk" 0 \
+		    'id=%u User-Name=%u User-Password=%c' >"$T/load.creq"
+		cat "$T/load.creq" >>"$T/load.req"
+		awk -v c="$(((_t / 30 + 1 + WB) * 30000000))" \
+		    '{ sub(/^id=/, "", $1); print $1, c }' "$T/load.creq" \
+		    >>"$T/load.close"
+		$LOADER -c 64 -t 3000 -R "$_r" -f "$T/load.creq" \
+		    >>"$T/load.out" 2>>"$T/load.err"
+		_n=$((_n + _c))
+	done
+	: >"$T/load.done"
+}
+loader &
 LOAD_PID=$!
-# 1.5 s of load, and until the primary holds an accept of it (up to
-# 60 s): a busy host that held the loader back for those 1.5 s left no
-# accept before the kill.
-sleep 1.5
-i=0
-while [ "$(sql "$P" "SELECT count(*) FROM audit WHERE contract LIKE 'f%'
-    AND action = 'auth' AND verdict = 'accept'")" = 0 ] && [ $i -lt 600 ]; do
-	sleep 0.1
-	i=$((i + 1))
-done
+# await WHAT CMD...: until CMD succeeds (looked at every 0.1 s); a failed
+# check naming WHAT when WAIT_T seconds pass first, or the load ends
+# first (its contracts all spent).
+await() {
+	_what=$1
+	shift
+	_i=0
+	until "$@"; do
+		if [ -f "$T/load.done" ]; then
+			"$@" && return 0
+			notok "$_what: the load spent its $LOAD contracts first"
+			return 1
+		fi
+		if [ $_i -ge $((WAIT_T * 10)) ]; then
+			notok "$_what: not within $WAIT_T s"
+			return 1
+		fi
+		sleep 0.1
+		_i=$((_i + 1))
+	done
+	return 0
+}
+primary_accepts() {
+	[ "$(sql "$P" "SELECT count(*) FROM audit WHERE contract LIKE 'f%'
+	    AND action = 'auth' AND verdict = 'accept'")" -ge "$LOAD_BEFORE" ]
+}
+# A line of load.out for a request sent at or after $1 (µs).
+sent_since() { awk -v a="$1" '$5 >= a { f = 1 } END { exit !f }' "$T/load.out"; }
+# Each radiusd (0 and 1) has accepted LOAD_AFTER requests sent at or
+# after $1.
+both_accept_since() {
+	awk -v a="$1" -v n="$LOAD_AFTER" '$3 == "accept" && $5 >= a { s[$2]++ }
+	    END { exit !(s[0] >= n && s[1] >= n) }' "$T/load.out"
+}
+await "the primary holds $LOAD_BEFORE accepts of the load before the kill" \
+    primary_accepts
 T_KILL=$(now_us)
 sh "$PGCTL" crash "$P"
 T_KILLED=$(now_us)
@@ -297,15 +379,25 @@ wait "$PROBE_PID"
 # queue past radclient's second, and a probe handled after the promotion
 # is answered (at once on a quiet host; up to 60 s).
 log_says "$T/ra/log/radius.log" 'Status-Server: not answering'
+await "the load holds an answer to a request sent after the kill" \
+    sent_since "$T_KILLED"
+set_rate "$RATE_IDLE"
 T_PROMOTE=$(now_us)
 sh "$PGCTL" promote "$S"
 T_PROMOTED=$(now_us)
+set_rate "$RATE"
+await "each radiusd accepts $LOAD_AFTER requests sent after the promotion" \
+    both_accept_since "$T_PROMOTE"
+: >"$T/load.stop"
 wait "$LOAD_PID"
+LOAD_PID=""
+T_STOPPED=$(now_us)
+LAST_STEP=$(($(date +%s) / 30))
 figure "primary killed $(((T_KILLED - T_KILL) / 1000)) ms after the order; promotion ordered $(((T_PROMOTE - T_KILLED) / 1000)) ms after the kill, done in $(((T_PROMOTED - T_PROMOTE) / 1000)) ms"
 set -- $(counts "$T/load.out")
-figure "load: $LOAD requests at $RATE/s: $1 accept, $2 reject, $4 timeout, $5 invalid"
+figure "load: $(wc -l <"$T/load.req") requests (of $LOAD contracts) at $RATE/s over $(((T_STOPPED - T_KILL) / 1000)) ms after the kill was ordered: $1 accept, $2 reject, $4 timeout, $5 invalid"
 check "the load was answered or timed out, every reply verified ($5 invalid)" \
-    test "$5" -eq 0 -a "$(wc -l <"$T/load.out")" -eq "$LOAD"
+    test "$5" -eq 0 -a "$(wc -l <"$T/load.out")" -eq "$(wc -l <"$T/load.req")"
 before=$(awk -v k="$T_KILL" '$3 == "accept" && $6 < k' "$T/load.out" | wc -l)
 check "accepts before the kill ($before)" test "$before" -gt 0
 during=$(awk -v a="$T_KILLED" -v b="$T_PROMOTE" '$3 == "accept" && $5 >= a && $5 < b' "$T/load.out" | wc -l)
@@ -335,7 +427,7 @@ awk '$3 == "accept" { print $1 }' "$T/load.out" | sort >"$T/accepted"
 nacc=$(wc -l <"$T/accepted")
 lost=0
 sql "$S" "SELECT c.id FROM contracts c JOIN tokens t ON t.serial = c.serial
-    WHERE c.id LIKE 'f%' AND t.last_step BETWEEN $STEP AND $((STEP + 1))" |
+    WHERE c.id LIKE 'f%' AND t.last_step BETWEEN $STEP AND $LAST_STEP" |
     sort >"$T/marked"
 lost=$(comm -23 "$T/accepted" "$T/marked" | wc -l)
 figure "marks checked after promotion: $nacc, lost marks: $lost"
@@ -348,10 +440,23 @@ set -- $(counts "$T/replay.out")
 figure "accepted codes sent again after the promotion: $(wc -l <"$T/replay.out"), accepted again: $1, refused: $2, unanswered: $4"
 check "0 double accepts across the switch: all $nacc accepted codes refused" \
     test "$1" -eq 0 -a "$2" -eq "$nacc"
-replayed=$(sql "$S" "SELECT count(DISTINCT contract) FROM audit
-    WHERE contract LIKE 'f%' AND reason = 11")
-check "the new primary's audit calls them REPLAYED ($replayed of $nacc)" \
-    test "$replayed" -ge "$nacc"
+# Each refusal's reason, the contract's last audit row on the new
+# primary: REPLAYED; or, for a replay answered after its code's window
+# closed (a slow host's long failover), WRONG_CODE.
+sql "$S" "SELECT a.contract, a.reason FROM audit a JOIN (SELECT contract,
+    max(id) AS hi FROM audit WHERE contract LIKE 'f%' AND action = 'auth'
+    GROUP BY contract) m ON a.id = m.hi" | tr '|' ' ' >"$T/replay.reasons"
+set -- $(awk 'FILENAME == ARGV[1] { cl[$1] = $2; next }
+    FILENAME == ARGV[2] { r[$1] = $2; next }
+    $3 != "reject" { next }
+    r[$1] == 11 { rep++; next }
+    r[$1] == 10 && $6 >= cl[$1] { late++; next }
+    { bad++; print $0, "reason", r[$1], "window closes", cl[$1] >"/dev/stderr" }
+    END { print rep + 0, late + 0, bad + 0 }' "$T/load.close" \
+    "$T/replay.reasons" "$T/replay.out" 2>"$T/replay.bad")
+check "the new primary's audit calls them REPLAYED ($1 of $nacc; $2 WRONG_CODE after their window closed, $3 otherwise)" \
+    test "$3" -eq 0 -a $(($1 + $2)) -eq "$nacc"
+head -n 5 "$T/replay.bad" | sed 's/^/#   /'
 kbefore=$(awk -v k="$T_KILL" '$3 == "accept" && $6 < k { print $1 }' "$T/load.out" | sort)
 kb_refused=$(echo "$kbefore" | awk 'NR == FNR { a[$1] = 1; next } a[$1] && $3 == "reject"' - "$T/replay.out" | wc -l)
 check "each of the $before codes accepted before the kill is refused after the promotion" \

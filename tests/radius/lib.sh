@@ -92,14 +92,16 @@ EOF
 # another process may take it meanwhile. When radiusd then fails to bind
 # it, that port is replaced with a new free one in radiusd.conf, PORT too
 # when it named it, and radiusd is started again (FR_START_TRIES times in
-# all). FR_PORT is the port of the listener that started (the config's
-# first "port =").
+# all). FR_PORT is then the port of the config's first auth listener
+# (fr_auth_port), where Access-Requests go: not an acct listener's, nor a
+# module's "port =" (modules{} comes before the servers in radiusd.conf).
 #
 # A start under ASan on a loaded host may take many seconds: it is given
 # FR_START_T seconds (default 60), looked at every 0.1 s.
 FR_START_TRIES=${FR_START_TRIES:-5}
 FR_START_T=${FR_START_T:-60}
 fr_start() {
+	FR_PORT=""
 	_try=1
 	while :; do
 		fr_start_once "$1"
@@ -121,9 +123,35 @@ fr_start() {
 		[ "${PORT:-}" = "$_old" ] && PORT=$_new
 		_try=$((_try + 1))
 	done
-	FR_PORT=$(sed -n 's/^[[:space:]]*port = \([0-9][0-9]*\)$/\1/p' \
-	    "$FR_DIR/radiusd.conf" | head -n 1)
-	return $_rc
+	[ $_rc -eq 0 ] || return $_rc
+	FR_PORT=$(fr_auth_port "$FR_DIR/radiusd.conf")
+	if [ -z "$FR_PORT" ]; then
+		echo "# $FR_DIR/radiusd.conf: no listen section of type auth with a port" >&2
+		return 1
+	fi
+	return 0
+}
+
+# fr_auth_port CONF: the port of CONF's first listen section of type auth
+# (or auth+acct), in file order; nothing when there is none. Only the
+# listen section's own settings count, not those of a block inside it.
+fr_auth_port() {
+	awk '
+	{ sub(/#.*/, "") }
+	!in_l && /^[[:space:]]*listen[[:space:]]*\{[[:space:]]*$/ {
+		in_l = 1; d = 1; type = ""; port = ""; next
+	}
+	in_l {
+		if (d == 1 && $1 == "type" && $2 == "=") type = $3
+		if (d == 1 && $1 == "port" && $2 == "=") port = $3
+		o = gsub(/\{/, "{"); c = gsub(/\}/, "}")
+		d += o - c
+		if (d <= 0) {
+			in_l = 0
+			if ((type == "auth" || type == "auth+acct") &&
+			    port ~ /^[0-9]+$/) { print port; exit }
+		}
+	}' "$1"
 }
 
 # fr_start_once MODE: one start; 0 ready, 1 not ready in time, 2 exited.

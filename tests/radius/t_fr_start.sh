@@ -118,4 +118,64 @@ check "a plain start" fr_start f
 echo "# figure: fr_start of a plain radiusd: $(($(date +%s) - t0)) s"
 fr_stop
 
+# ---- FR_PORT is the auth listener's port, not the config's first ----
+# An acct listener ahead of the auth one (and its "port =" first in the
+# file): Access-Requests sent to FR_PORT must reach the auth listener.
+ACCT=$(free_port)
+PORT=$(free_port)
+[ "$PORT" = "$ACCT" ] && PORT=$((ACCT + 1))
+conf "$T/two"
+awk -v a="$ACCT" '
+	/^server harness \{$/ { print; print "\tlisten {\n\t\ttype = acct\n\t\tipaddr = 127.0.0.1\n\t\tport = " a "\n\t}"; next }
+	/^\tauthenticate \{$/ { print "\tpreacct {\n\t}\n\taccounting {\n\t}" }
+	{ print }' "$FR_DIR/radiusd.conf" >"$T/two.conf" &&
+    mv "$T/two.conf" "$FR_DIR/radiusd.conf"
+if fr_start f 2>"$T/two.err"; then
+	ok "radiusd with an acct listener before its auth listener starts"
+else
+	notok "radiusd with an acct listener before its auth listener starts"
+	sed 's/^/#   /' "$T/two.err"
+fi
+check "  FR_PORT names the auth listener ($PORT), not the acct one ($ACCT): ${FR_PORT:-}" \
+    test "${FR_PORT:-}" = "$PORT"
+PORT_WAS=$PORT
+PORT=${FR_PORT:-$ACCT}
+rad t1 "$(req user pw)"
+PORT=$PORT_WAS
+check "  and an Access-Request sent to FR_PORT is accepted" test "$(reply_of t1)" = Access-Accept
+fr_stop
+# The parser itself, on a config radiusd is not asked to run: comments,
+# a block inside a listen section, a second auth listener (the first in
+# file order counts), and a config without any auth listener.
+cat >"$T/parse.conf" <<'EOF'
+# port = 1
+modules {
+	sql {
+		port = 5432
+	}
+}
+listen {
+	type = acct
+	port = 2 # not this one
+}
+listen {
+	type = auth
+	# port = 9
+	limit {
+		port = 8
+		max_connections = 16
+	}
+	port = 3
+}
+listen {
+	type = auth
+	port = 4
+}
+EOF
+check "fr_auth_port: the first auth listener's own port (3): $(fr_auth_port "$T/parse.conf")" \
+    test "$(fr_auth_port "$T/parse.conf")" = 3
+sed '/type = auth/,$d' "$T/parse.conf" >"$T/noauth.conf"
+check "fr_auth_port: none in a config without an auth listener" \
+    test -z "$(fr_auth_port "$T/noauth.conf")"
+
 echo "1..$TAPN"

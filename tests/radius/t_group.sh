@@ -11,6 +11,15 @@
 # Requests go through tests/tools/radload (signed, every reply verified);
 # the contracts are bulk-loaded (tests/tools/provision bulk), one secret
 # for all, so one code of now serves every contract.
+#
+# A phase's code is good until its window closes (window_back steps after
+# its own): a phase that a slow host stretches past that is judged answer
+# by answer against the store's audit row (judge below). An answer
+# received before the window closed was decided inside it and is held to
+# the full claim (accepted; or, sent again, refused as REPLAYED); only one
+# received later may instead be refused as WRONG_CODE. Nothing else
+# passes: the counts are exact, and an accept of a code sent again fails
+# wherever it falls.
 . "$TOP/tests/lib.sh"
 . "$TOP/tests/radius/lib.sh"
 
@@ -56,13 +65,28 @@ else
 fi
 
 q() { sqlite3 "$DB" "$1"; }
-now_step() { echo $(($(date +%s) / 30)); }
-# Waits until at least 10 s remain of the current step: the codes of a
-# phase are then of one step, and still good when the phase ends.
-step_room() {
+WB=$(sed -n 's/^window_back *= *\([0-9][0-9]*\).*/\1/p' "$CONF")
+[ -n "$WB" ] || { notok "window_back in $CONF"; exit 1; }
+# phase NAME: a phase starts. With fewer than 10 s left of the current
+# step, waits for the next one (on a quiet host a phase then ends inside
+# its code's window, and is judged in full). S is the step and C its code,
+# read at one instant; CLOSE_US the first microsecond outside the code's
+# window (the verifier's window_back steps later).
+phase() {
 	while [ $((30 - $(date +%s) % 30)) -lt 10 ]; do sleep 1; done
+	_now=$(date +%s)
+	S=$((_now / 30))
+	C=$(oathtool --totp -b -d 6 --now "@$_now" "$B32")
+	CLOSE_US=$(((S + 1 + WB) * 30 * 1000000))
+	PHASE_NAME=$1
+	PHASE_T0=$_now
 }
-code() { oathtool --totp -b -d 6 "$B32"; }
+# phase_end: the phase's figure (how long it took, and the room its code
+# had left).
+phase_end() {
+	_now=$(date +%s)
+	echo "# figure: phase $PHASE_NAME: $((_now - PHASE_T0)) s, its code good for $((CLOSE_US / 1000000 - _now)) s more"
+}
 lines() { # PREFIX COUNT CODE
 	awk -v p="$1" -v n="$2" -v c="$3" 'BEGIN { for (i = 0; i < n; i++)
 		printf "id=%s%d User-Name=%s%d User-Password=%s\n", p, i, p, i, c }'
@@ -70,6 +94,60 @@ lines() { # PREFIX COUNT CODE
 counts() { # FILE: accept reject timeout invalid
 	awk '{ n[$3]++ } END { printf "%d %d %d %d\n", n["accept"],
 	    n["reject"], n["timeout"], n["invalid"] }' "$1"
+}
+# judge load|again OUT PREFIX: each answer of radload's OUT (of PREFIX
+# contracts, sent once: load; or sent a second time: again) against the
+# audit rows of its contract, the first and the last. Prints "ACCEPTED
+# LATE_REFUSED DOUBLE BAD": accepts; refusals as WRONG_CODE received after
+# CLOSE_US (the code's window closed); accepts of a code sent again; and
+# answers that are none of what may be, listed in OUT.bad:
+#   load:  accept, whose first row is an accept; or, received after
+#          CLOSE_US, reject with a first row WRONG_CODE (10);
+#   again: reject whose last row is a later one than the first, and is
+#          REPLAYED (11) when the first was an accept (received after
+#          CLOSE_US, WRONG_CODE too), WRONG_CODE when it was not.
+# A timeout or an invalid reply is BAD either way.
+judge() {
+	q "SELECT f.contract, f.verdict, f.reason, l.id > f.id, l.verdict,
+	    l.reason FROM (SELECT contract, min(id) AS lo, max(id) AS hi
+	    FROM audit WHERE action = 'auth' AND contract LIKE '$3%'
+	    GROUP BY contract) m JOIN audit f ON f.id = m.lo
+	    JOIN audit l ON l.id = m.hi" | tr '|' ' ' >"$2.rows"
+	awk -v mode="$1" -v cl="$CLOSE_US" -v bad="$2.bad" '
+	NR == FNR { fv[$1] = $2; fr[$1] = $3; two[$1] = $4; lv[$1] = $5
+		lr[$1] = $6; next }
+	{
+		late = $6 + 0 >= cl + 0
+		ok = 0
+		if (mode == "load") {
+			if ($3 == "accept" && fv[$1] == "accept")
+				{ acc++; ok = 1 }
+			else if ($3 == "reject" && late && fv[$1] == "reject" &&
+			    fr[$1] == 10)
+				{ lref++; ok = 1 }
+		} else if ($3 == "accept") {
+			dbl++
+			print $0, "audit:", fv[$1], fr[$1], lv[$1], lr[$1] >bad
+			next
+		} else if ($3 == "reject" && two[$1] == 1 && lv[$1] == "reject") {
+			if (fv[$1] == "accept")
+				ok = lr[$1] == 11 || (late && lr[$1] == 10)
+			else
+				ok = lr[$1] == 10
+			if (ok && lr[$1] == 10)
+				lref++
+		}
+		if (!ok) {
+			nbad++
+			print $0, "audit:", fv[$1], fr[$1], lv[$1], lr[$1] >bad
+		}
+	}
+	END { printf "%d %d %d %d\n", acc, lref, dbl, nbad }' "$2.rows" "$2"
+}
+# bad_lines OUT: the first of OUT.bad's lines, under a failed check.
+bad_lines() {
+	[ -s "$1.bad" ] && head -n 5 "$1.bad" | sed 's/^/#   /'
+	return 0
 }
 
 up() { # NAME [MORE MODULE SETTINGS]
@@ -102,32 +180,37 @@ up() { # NAME [MORE MODULE SETTINGS]
 
 # ---- all at once, all durable ----
 up ra || { notok "radiusd starts"; exit 1; }
-step_room
-S=$(now_step)
-C=$(code)
+phase g
 lines g "$GROUP_N" "$C" >"$T/g.req"
 "$RADLOAD" -s "127.0.0.1:$PORT" -S "$SECRET" -c 128 -t 10000 -f "$T/g.req" \
     >"$T/g.out" 2>"$T/g.sum"
-set -- $(counts "$T/g.out")
-check "$GROUP_N codes at once, 128 in flight: all accepted ($1 accept, $2 reject, $3 timeout, $4 invalid)" \
-    test "$1" -eq "$GROUP_N"
-check "each accept's mark is in the file ($(q "SELECT count(*) FROM tokens WHERE serial LIKE 'tok-g%' AND last_step = $S") of $GROUP_N)" \
-    test "$(q "SELECT count(*) FROM tokens WHERE serial LIKE 'tok-g%' AND last_step = $S")" -eq "$GROUP_N"
+n=$(wc -l <"$T/g.out")
+set -- $(judge load "$T/g.out" g)
+gacc=$1
+check "$GROUP_N codes at once, 128 in flight: all accepted but those answered after their window closed ($1 accepted, $2 refused as WRONG_CODE after it, $4 otherwise, of $n answers)" \
+    test "$n" -eq "$GROUP_N" -a "$4" -eq 0 -a $(($1 + $2)) -eq "$GROUP_N"
+bad_lines "$T/g.out"
+awk '$3 == "accept" { print $1 }' "$T/g.out" | sort >"$T/g.acc"
+q "SELECT c.id FROM contracts c JOIN tokens t ON t.serial = c.serial
+    WHERE c.id LIKE 'g%' AND t.last_step = $S" | sort >"$T/g.marked"
+check "each accept's mark is in the file, and no other ($(wc -l <"$T/g.marked") marks, $gacc accepts)" \
+    cmp -s "$T/g.acc" "$T/g.marked"
 check "each accept's audit row is in the file" \
-    test "$(q "SELECT count(*) FROM audit WHERE contract LIKE 'g%' AND verdict = 'accept'")" -eq "$GROUP_N"
+    test "$(q "SELECT count(*) FROM audit WHERE contract LIKE 'g%' AND verdict = 'accept'")" -eq "$gacc"
 "$RADLOAD" -s "127.0.0.1:$PORT" -S "$SECRET" -c 128 -t 10000 -f "$T/g.req" \
     >"$T/g2.out" 2>"$T/g2.sum"
-set -- $(counts "$T/g2.out")
-check "the same codes again: all refused ($1 accept, $2 reject)" \
-    test "$2" -eq "$GROUP_N"
+n=$(wc -l <"$T/g2.out")
+set -- $(judge again "$T/g2.out" g)
+check "the same codes again: all refused, as REPLAYED ($3 accepted again, $2 refused as WRONG_CODE after their window closed, $4 otherwise, of $n answers)" \
+    test "$n" -eq "$GROUP_N" -a "$3" -eq 0 -a "$4" -eq 0
+bad_lines "$T/g2.out"
+phase_end
 check "radiusd's log has no store error" \
     sh -c '! grep -i "store\|sqlite" "$1"/log/radius.log | grep -qi "error\|fail"' \
     sh "$FR_DIR"
 
 # ---- SIGKILL during a load ----
-step_room
-S=$(now_step)
-C=$(code)
+phase k
 lines k "$KILL_N" "$C" >"$T/k.req"
 "$RADLOAD" -s "127.0.0.1:$PORT" -S "$SECRET" -c 64 -t 1000 -R 1500 \
     -f "$T/k.req" >"$T/k.out" 2>"$T/k.sum" &
@@ -143,9 +226,13 @@ done
 kill -9 "$FR_PID"
 wait "$FR_PID" 2>/dev/null
 FR_PID=""
+# The load has done its work: a second for radload to send into the dead
+# port, then no more (the rest would only time out, a minute of it).
+sleep 1
+kill -USR1 "$LPID"
 wait "$LPID"
 set -- $(counts "$T/k.out")
-echo "# figure: SIGKILL after $(($1 + $2)) answers: $1 accepted, $2 refused, $3 unanswered of $KILL_N"
+echo "# figure: SIGKILL after $(($1 + $2)) answers: $1 accepted, $2 refused, $3 unanswered; $((KILL_N - $1 - $2 - $3 - $4)) of $KILL_N not sent"
 check "the kill came during the load (accepts $1 > 0, unanswered $3 > 0)" \
     test "$1" -gt 0 -a "$3" -gt 0
 awk '$3 == "accept" { print $1 }' "$T/k.out" | sort >"$T/k.acc"
@@ -162,9 +249,12 @@ up rb || { notok "radiusd starts again"; exit 1; }
 grep -F -f "$T/k.acc" -w "$T/k.req" >"$T/k2.req"
 "$RADLOAD" -s "127.0.0.1:$PORT" -S "$SECRET" -c 64 -t 10000 -f "$T/k2.req" \
     >"$T/k2.out" 2>"$T/k2.sum"
-set -- $(counts "$T/k2.out")
-check "after the restart, every one of them is refused ($1 accept, $2 reject of $(wc -l <"$T/k2.req"))" \
-    test "$1" -eq 0 -a "$2" -eq "$(wc -l <"$T/k2.req")"
+n=$(wc -l <"$T/k2.out")
+set -- $(judge again "$T/k2.out" k)
+check "after the restart, every one of them is refused as REPLAYED ($3 accepted again, $2 refused as WRONG_CODE after their window closed, $4 otherwise, of $n answers to $(wc -l <"$T/k2.req"))" \
+    test "$n" -eq "$(wc -l <"$T/k2.req")" -a "$n" -gt 0 -a "$3" -eq 0 -a "$4" -eq 0
+bad_lines "$T/k2.out"
+phase_end
 fr_stop
 "$CLI" --config "$CONF" audit verify >"$T/verify.out" 2>&1
 rc=$?
@@ -173,14 +263,22 @@ check "the audit chain verifies after all that (exit $rc)" test "$rc" -eq 0
 
 # ---- without group commit ----
 up rc "group_commit = no" || { notok "radiusd starts (group_commit = no)"; exit 1; }
-step_room
-lines n 100 "$(code)" >"$T/n.req"
+phase n
+lines n 100 "$C" >"$T/n.req"
 # Four in flight: each thread's connection waits in SQLite's busy handler
 # (what group commit replaces), and on a loaded machine sixteen could wait
 # past lock_timeout and be refused, which is no news here.
 "$RADLOAD" -s "127.0.0.1:$PORT" -S "$SECRET" -c 4 -t 10000 -f "$T/n.req" \
     >"$T/n.out" 2>"$T/n.sum"
-set -- $(counts "$T/n.out")
-check "group_commit = no: 100 codes, all accepted ($1 accept, $2 reject, $3 timeout)" \
-    test "$1" -eq 100
+n=$(wc -l <"$T/n.out")
+set -- $(judge load "$T/n.out" n)
+check "group_commit = no: 100 codes, all accepted but those answered after their window closed ($1 accepted, $2 refused as WRONG_CODE after it, $4 otherwise, of $n answers)" \
+    test "$n" -eq 100 -a "$4" -eq 0 -a $(($1 + $2)) -eq 100
+bad_lines "$T/n.out"
+awk '$3 == "accept" { print $1 }' "$T/n.out" | sort >"$T/n.acc"
+q "SELECT c.id FROM contracts c JOIN tokens t ON t.serial = c.serial
+    WHERE c.id LIKE 'n%' AND t.last_step = $S" | sort >"$T/n.marked"
+check "  each accept's mark is in the file, and no other ($(wc -l <"$T/n.marked") marks)" \
+    cmp -s "$T/n.acc" "$T/n.marked"
+phase_end
 fr_stop

@@ -45,12 +45,18 @@
  * summary goes to stderr. Exit status 0 when every request got a valid
  * reply, 1 when some timed out or were invalid, 2 on usage or system
  * errors.
+ *
+ * SIGUSR1 stops the load: no request is started after it, those in flight
+ * are waited for (answered or timed out, each with its line), the rest
+ * are never sent (no line) and the summary says how many. A test stops a
+ * load so once the event it ran for has been seen, not at a fixed time.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <netdb.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -157,6 +163,16 @@ struct run {
 	char *out; /* output buffer */
 	size_t outlen;
 };
+
+/* Set by SIGUSR1: start no more requests. */
+static volatile sig_atomic_t stopped;
+
+static void
+on_stop(int sig)
+{
+	(void)sig;
+	stopped = 1;
+}
 
 static void die(const char *fmt, ...)
     __attribute__((noreturn, format(printf, 1, 2)));
@@ -835,7 +851,13 @@ main(int argc, char **argv)
 	unsigned long total, next = 0, i;
 	uint64_t t0, now, wait_us;
 	int s, timeout;
+	struct sigaction sa;
 
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGUSR1, &sa, NULL) != 0)
+		die("%s", "cannot catch SIGUSR1");
 	parse_args(argc, argv, &o);
 	memset(&r, 0, sizeof(r));
 	r.o = &o;
@@ -855,10 +877,10 @@ main(int argc, char **argv)
 	}
 	setvbuf(stdout, NULL, _IOFBF, 1 << 16);
 	t0 = clock_us(CLOCK_MONOTONIC);
-	while (next < total || r.busy > 0) {
+	while ((next < total && !stopped) || r.busy > 0) {
 		now = clock_us(CLOCK_MONOTONIC);
 		wait_us = 0;
-		while (next < total && r.busy < o.inflight) {
+		while (next < total && !stopped && r.busy < o.inflight) {
 			if (o.rate > 0 &&
 			    now <
 			        t0 + (uint64_t)((double)next * 1e6 / o.rate)) {
@@ -886,15 +908,19 @@ main(int argc, char **argv)
 	}
 	fflush(stdout);
 	now = clock_us(CLOCK_MONOTONIC);
+	if (next < total)
+		fprintf(stderr,
+		    "radload: stopped by SIGUSR1: %lu of %lu requests sent\n",
+		    next, total);
 	fprintf(stderr,
 	    "radload: %lu requests in %.3f s (%.0f/s): %lu accept, %lu reject,"
 	    " %lu challenge, %lu timeout, %lu invalid; mean rtt %.0f us\n",
-	    total, (double)(now - t0) / 1e6,
-	    now > t0 ? (double)total * 1e6 / (double)(now - t0) : 0.0,
+	    next, (double)(now - t0) / 1e6,
+	    now > t0 ? (double)next * 1e6 / (double)(now - t0) : 0.0,
 	    r.count[R_ACCEPT], r.count[R_REJECT], r.count[R_CHALLENGE],
 	    r.count[R_TIMEOUT], r.count[R_INVALID],
-	    total > r.count[R_TIMEOUT]
-	        ? (double)r.rtt_sum / (double)(total - r.count[R_TIMEOUT])
+	    next > r.count[R_TIMEOUT]
+	        ? (double)r.rtt_sum / (double)(next - r.count[R_TIMEOUT])
 	        : 0.0);
 	for (i = 0; i < nlines; i++)
 		free(lines[i]);

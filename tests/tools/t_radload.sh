@@ -145,6 +145,29 @@ check "%n numbers every request once" \
     test "$(sort -u "$T/seen" | wc -l)" -eq 500
 check "two servers taken in turn" \
     test "$(awk '$2 == 0' "$T/out" | wc -l)" -eq 250
+# SIGUSR1: no request started after it, those in flight answered, the
+# rest never sent. 1,000 requests at 20/s would take 50 s; the signal is
+# sent once the responder has seen 10 of them.
+: >"$T/seen"
+"$RADLOAD" -s "127.0.0.1:$PORT" -S radload-test -n 1000 -R 20 -c 4 \
+    -t 10000 -f "$T/one" >"$T/out" 2>"$T/err" &
+LP=$!
+i=0
+while [ "$(wc -l <"$T/seen")" -lt 10 ] && [ $i -lt 600 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+t0=$(date +%s)
+kill -USR1 "$LP"
+wait "$LP"
+rc=$?
+sent=$(sed -n 's/^radload: stopped by SIGUSR1: \([0-9]*\) of 1000 requests sent$/\1/p' "$T/err")
+check "SIGUSR1 stops a load: exit $rc, after $(($(date +%s) - t0)) s, ${sent:-?} of 1000 sent" \
+    test "$rc" -eq 0 -a -n "$sent" -a $(($(date +%s) - t0)) -lt 30
+check "  each one sent has its line, an accept (${sent:-?} sent, $(grep -c ' accept ' "$T/out") accepts)" \
+    test "$(wc -l <"$T/out")" -eq "${sent:-0}" -a "$(grep -c ' accept ' "$T/out")" -eq "${sent:-0}" \
+    -a "${sent:-0}" -ge 10 -a "${sent:-1000}" -lt 1000
+check "  and the summary counts the sent ones" grep -q "^radload: ${sent:-x} requests in " "$T/err"
 check_rc 2 "a bad request word is a usage error" \
     sh -c 'echo "Bogus" | "$1" -s "127.0.0.1:$2" -S x -f - >/dev/null 2>&1' sh "$RADLOAD" "$PORT"
 echo "1..$TAPN"
