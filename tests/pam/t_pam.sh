@@ -815,7 +815,7 @@ rm -f "$OUT"
 DRV_PID=$!
 # the first cycle has asked (in Japanese) once the driver prints its result
 _i=0
-while ! grep -q '^result' "$SB/warm.out" 2>/dev/null && [ $_i -lt 300 ]; do
+while ! grep -q '^result' "$SB/warm.out" 2>/dev/null && [ $_i -lt 600 ]; do
 	sleep 0.1
 	_i=$((_i + 1))
 done
