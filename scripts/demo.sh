@@ -208,8 +208,10 @@ EOF
 			    "$R/log/stdout.log" 2>/dev/null && return 2
 			return 1
 		fi
+		# Up to 60 s: at once on a quiet host, but a busy one (a CI
+		# run, the sanitizers' module) can take more than 10.
 		i=$((i + 1))
-		[ $i -lt 100 ] || die "radiusd did not get ready"
+		[ $i -lt 600 ] || die "radiusd did not get ready in 60 s"
 		sleep 0.1
 	done
 	return 0

@@ -146,7 +146,7 @@ lock_held() {
 	echo 'BEGIN IMMEDIATE;' >&8
 	echo "SELECT 'locked';" >&8
 	_lh=0
-	until grep -qx locked "$3" || [ $_lh -ge 400 ]; do
+	until grep -qx locked "$3" || [ $_lh -ge 1200 ]; do
 		sleep 0.05
 		_lh=$((_lh + 1))
 	done

@@ -110,7 +110,7 @@ held_in_load() {
 	# Waiting for the lock (a "->" line of /proc/locks): inside the load.
 	hl_i=0
 	until grep -q "^[0-9]*: -> FLOCK .* $hl_pid " /proc/locks ||
-	    [ $hl_i -ge 200 ]; do
+	    [ $hl_i -ge 1200 ]; do
 		sleep 0.05
 		hl_i=$((hl_i + 1))
 	done
@@ -165,7 +165,7 @@ held_in_usage() {
 	# Blocked in a system call on fd 2 (/proc/PID/syscall: "NR 0x2 ...").
 	hu_i=0
 	until [ "$(cut -d' ' -f2 "/proc/$hu_pid/syscall" 2>/dev/null)" = 0x2 ] ||
-	    [ $hu_i -ge 200 ]; do
+	    [ $hu_i -ge 1200 ]; do
 		sleep 0.05
 		hu_i=$((hu_i + 1))
 	done

@@ -392,7 +392,7 @@ n=$(sq race 'SELECT max(seq) FROM audit')
 racer=$!
 # The prune starts once the writer holds the lock (its row in).
 i=0
-while [ ! -e "$SB/race.held" ] && [ $i -lt 200 ]; do
+while [ ! -e "$SB/race.held" ] && [ $i -lt 1200 ]; do
 	sleep 0.05
 	i=$((i + 1))
 done

@@ -78,20 +78,27 @@ S4=$(secret)
 check "token add T4" cli token add T4 --secret "$S4"
 refused WRONG_CODE "resync refuses codes that are not consecutive" \
     cli token resync T4 "$(totp "$S4" 60)" "$(totp "$S4" 120)"
-check "resync with two consecutive codes" \
-    cli token resync T4 "$(totp "$S4" 60)" "$(totp "$S4" 90)"
+# Each pair is read in one step and kept: read apart, a step ending
+# between its two codes made them not consecutive, and a pair read again
+# for "the same" resync was another pair.
+fresh_step 5
+R1=$(totp "$S4" 60)
+R2=$(totp "$S4" 90)
+check "resync with two consecutive codes" cli token resync T4 "$R1" "$R2"
 check "the drift is stored" \
     sh -c "'$CLI' token show T4 | grep -q '^drift: [23]$'"
-refused REPLAYED "the resync codes are spent" \
-    cli token resync T4 "$(totp "$S4" 60)" "$(totp "$S4" 90)"
+refused REPLAYED "the resync codes are spent" cli token resync T4 "$R1" "$R2"
 # A disabled token (a lost phone's) is not resynchronised: its codes are
 # checked by nobody until it is enabled again, and none is spent.
 check "token disable T4" cli token disable T4
+fresh_step 5
+R1=$(totp "$S4" 150)
+R2=$(totp "$S4" 180)
 refused TOKEN_DISABLED "resync of a disabled token is refused" \
-    cli token resync T4 "$(totp "$S4" 150)" "$(totp "$S4" 180)"
+    cli token resync T4 "$R1" "$R2"
 check "token enable T4" cli token enable T4
 check "... and its codes were not spent: the same resync now succeeds" \
-    cli token resync T4 "$(totp "$S4" 150)" "$(totp "$S4" 180)"
+    cli token resync T4 "$R1" "$R2"
 
 refused STILL_BOUND "close refused while bound" cli contract close C1
 check "unbind" cli contract unbind C1

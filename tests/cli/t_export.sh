@@ -74,7 +74,7 @@ png_killed() {
 	pk_pid=$!
 	pk_i=0
 	until ls -l "/proc/$pk_pid/fd" 2>/dev/null | grep -q " $pk_dir/" ||
-	    [ $pk_i -ge 200 ]; do
+	    [ $pk_i -ge 1200 ]; do
 		sleep 0.05
 		pk_i=$((pk_i + 1))
 	done
@@ -106,7 +106,7 @@ LD_PRELOAD="$NOTMP" "$CLI" --config "$SB/slow.conf" token show T1 \
     --png "$SB/fb/x.png" >/dev/null 2>&1 </dev/null 8>&- &
 fb_pid=$!
 fb_i=0
-until [ -e "$SB/fb/x.png.$fb_pid.tmp" ] || [ $fb_i -ge 200 ]; do
+until [ -e "$SB/fb/x.png.$fb_pid.tmp" ] || [ $fb_i -ge 1200 ]; do
 	sleep 0.05
 	fb_i=$((fb_i + 1))
 done

@@ -188,7 +188,7 @@ except Exception:
     pass' "$SB/fetched" >"$SB/port" &
 LPID=$!
 n=0
-while [ ! -s "$SB/port" ] && [ $n -lt 100 ]; do sleep 0.05; n=$((n + 1)); done
+while [ ! -s "$SB/port" ] && [ $n -lt 1200 ]; do sleep 0.05; n=$((n + 1)); done
 PORT=$(cat "$SB/port")
 sed "s|<Reference>|<Reference URI=\"http://127.0.0.1:$PORT/x\">|" "$SB/signed.pskc" >"$SB/sig-http.pskc"
 sig_refused "a Reference to an http: URL" "$SB/sig-http.pskc" "$SB/sign.crt" \

@@ -50,7 +50,7 @@ fi
 "$BUILD/tests/syslog_sink" /dev/log "$LOG" 120 2>"$SB/sink.err" &
 sink=$!
 i=0
-while [ ! -f "$LOG" ] && [ "$i" -lt 50 ]; do
+while [ ! -f "$LOG" ] && [ "$i" -lt 600 ]; do
 	sleep 0.1
 	i=$((i + 1))
 done

@@ -214,7 +214,7 @@ load_start "$SB/stop2"
 KP=$!
 i=0
 while [ "$(grep -c "re-sealed" "$SB/rot2")" -lt 3 ] && kill -0 $KP 2>/dev/null &&
-    [ $i -lt 300 ]; do
+    [ $i -lt 600 ]; do
 	sleep 0.1
 	i=$((i + 1))
 done
@@ -240,7 +240,7 @@ check "  ($VALUES values)" contains "$OUT" "302 token secrets and 1000 card grid
 "$CLI" key rotate --batch 5000 >"$SB/rot4" 2>&1 &
 KP=$!
 i=0
-while ! grep -q "nothing left to re-seal" "$SB/rot4" && [ $i -lt 300 ]; do
+while ! grep -q "nothing left to re-seal" "$SB/rot4" && [ $i -lt 600 ]; do
 	sleep 0.1
 	i=$((i + 1))
 done

@@ -294,7 +294,7 @@ held_import() {
 	hi_i=0
 	until grep -q '^State:.*S (sleeping)' "/proc/$hi_pid/status" 2>/dev/null &&
 	    ls -l "/proc/$hi_pid/fd" 2>/dev/null | grep -q "c\.db" ||
-	    [ $hi_i -ge 200 ]; do
+	    [ $hi_i -ge 1200 ]; do
 		sleep 0.05
 		hi_i=$((hi_i + 1))
 	done

@@ -401,12 +401,14 @@ pt PAM_AUTHINFO_UNAVAIL "a policy file another user owns is refused" \
 pt_has "  the log names the owner" "loose.conf: owned by uid $(id -u nobody)"
 
 # ---- login: password, then the contract's own choice ----
+# Each code read once, and used again for its replay: read again, a step
+# ending between the two reads made it the next step's code, accepted.
+C=$(code T-LOGIN)
 drv PAM_SUCCESS "login: password + current code accepted" \
-    ib-login c-login pw-login "$(code T-LOGIN)"
+    ib-login c-login pw-login "$C"
 has "login: password asked in Japanese, echo off" "^prompt-off: ログインパスワード：\$"
 has "login: code asked in Japanese, echo off" \
     "^prompt-off: ワンタイムパスワード(半角数字)：\$"
-C=$(code T-LOGIN)
 drv PAM_AUTH_ERR "login: the same code twice is refused" \
     ib-login c-login pw-login "$C"
 drv PAM_AUTH_ERR "login: wrong code refused" \
@@ -415,10 +417,11 @@ has "login: wrong code: the Japanese message as PAM_ERROR_MSG" \
     "^error: ワンタイムパスワードが正しくありません。\$"
 drv PAM_AUTH_ERR "login: wrong password refused" \
     ib-login c-login wrong-pw "$(badcode T-LOGIN)"
+C=$(code T-LOGIN 30)
 drv PAM_SUCCESS "login: the next step's code accepted" \
-    ib-login c-login pw-login "$(code T-LOGIN 30)"
+    ib-login c-login pw-login "$C"
 drv PAM_AUTH_ERR "language = en: a login with a used code" \
-    en-login c-login pw-login "$(code T-LOGIN 30)"
+    en-login c-login pw-login "$C"
 has "language = en: password prompt" "^prompt-off: Password: \$"
 has "language = en: code prompt" "^prompt-off: One-time password: \$"
 has "language = en: the refusal" \
@@ -815,7 +818,7 @@ rm -f "$OUT"
 DRV_PID=$!
 # the first cycle has asked (in Japanese) once the driver prints its result
 _i=0
-while ! grep -q '^result' "$SB/warm.out" 2>/dev/null && [ $_i -lt 300 ]; do
+while ! grep -q '^result' "$SB/warm.out" 2>/dev/null && [ $_i -lt 600 ]; do
 	sleep 0.1
 	_i=$((_i + 1))
 done

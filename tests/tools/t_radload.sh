@@ -76,7 +76,7 @@ EOF
 python3 "$T/responder.py" "$T/seen" >"$T/port" 2>"$T/responder.err" &
 RPID=$!
 i=0
-while [ ! -s "$T/port" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+while [ ! -s "$T/port" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
 PORT=$(cat "$T/port")
 check "the test responder listens" test -n "$PORT"
 

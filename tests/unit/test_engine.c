@@ -3940,12 +3940,35 @@ test_engine_pg_reconnect_rereads_keys(void **state)
 }
 
 /*
+ * f->ctx under a copy of the policy whose lock_timeout is 30 s (the
+ * statement_timeout 60 s, which bounds the same wait): a binding that
+ * waits for lock_order_probe's row lock waits as long as the probe takes.
+ */
+static void
+long_wait_ctx(struct fx *f)
+{
+	char conf[160];
+
+	timeouts_conf(f, 30000, 60000, conf, sizeof(conf));
+	sotp_ctx_free(f->ctx);
+	f->ctx = NULL;
+	assert_int_equal(sotp_ctx_new(&f->ctx), SOTP_OK);
+	assert_int_equal(sotp_ctx_load(f->ctx, conf), SOTP_OK);
+}
+
+/*
  * The lockout race on PostgreSQL: another server has locked the
  * contract's row to lock the contract when this attempt has read it
  * (unlocked) but not yet taken it for its decision. The attempt waits on
  * the row lock (a child commits the lock once the server shows the wait)
  * and then refuses as locked, so parallel guesses on several servers
  * cannot outrun the threshold.
+ *
+ * The wait is long_wait_ctx's (30 s), and the child looks for it for up
+ * to 60 s: under the shipped lock_timeout (1 s) a child that a busy host
+ * held for a second between seeing the wait and its COMMIT (each look is
+ * a new backend) ended the wait first, and the attempt was refused as
+ * STORE_UNAVAILABLE.
  */
 static void
 test_engine_pg_lock_rechecked_under_row_lock(void **state)
@@ -3958,6 +3981,7 @@ test_engine_pg_lock_rechecked_under_row_lock(void **state)
 	char code[16], c = 'g';
 	pid_t pid;
 
+	long_wait_ctx(f);
 	oath(B32_A, t, NULL, code);
 	assert_int_equal(pipe(go), 0);
 	if ((pid = fork()) == 0) {
@@ -3975,7 +3999,7 @@ test_engine_pg_lock_rechecked_under_row_lock(void **state)
 		PQclear(res);
 		if (write(go[1], &c, 1) != 1)
 			_exit(3);
-		for (i = 0; i < 400; i++) {
+		for (i = 0; i < 2400; i++) {
 			pg_sql("SELECT count(*) FROM pg_stat_activity"
 			       " WHERE wait_event_type = 'Lock'",
 			    n, sizeof(n));
@@ -3984,8 +4008,8 @@ test_engine_pg_lock_rechecked_under_row_lock(void **state)
 			usleep(25 * 1000);
 		}
 		res = PQexec(conn, "COMMIT");
-		_exit(
-		    PQresultStatus(res) == PGRES_COMMAND_OK && i < 400 ? 0 : 4);
+		_exit(PQresultStatus(res) == PGRES_COMMAND_OK && i < 2400 ? 0
+		                                                          : 4);
 	}
 	assert_true(pid > 0);
 	close(go[1]);
@@ -4084,23 +4108,6 @@ lock_order_probe(const char *contract, const char *serial)
 	assert_int_equal(read(go[0], &c, 1), 1);
 	close(go[0]);
 	return pid;
-}
-
-/*
- * f->ctx under a copy of the policy whose lock_timeout is 30 s (the
- * statement_timeout 60 s, which bounds the same wait): a binding that
- * waits for lock_order_probe's row lock waits as long as the probe takes.
- */
-static void
-long_wait_ctx(struct fx *f)
-{
-	char conf[160];
-
-	timeouts_conf(f, 30000, 60000, conf, sizeof(conf));
-	sotp_ctx_free(f->ctx);
-	f->ctx = NULL;
-	assert_int_equal(sotp_ctx_new(&f->ctx), SOTP_OK);
-	assert_int_equal(sotp_ctx_load(f->ctx, conf), SOTP_OK);
 }
 
 static void
