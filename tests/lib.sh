@@ -281,11 +281,15 @@ wrong_hotp() {
 	return 1
 }
 
-# Seconds left in the current 30 s step; waits for a fresh step when fewer
-# than $1 (default 5) remain, so a multi-call check does not straddle one.
+# Waits for a fresh 30 s step when fewer than $1 (default 5) seconds remain
+# in the current one, so a multi-call check does not straddle one. Counted
+# in milliseconds: in whole seconds the room could be a second short.
 fresh_step() {
 	_min=${1:-5}
-	_left=$((30 - $(date +%s) % 30))
-	[ "$_left" -lt "$_min" ] && sleep "$_left"
+	_left=$((30000 - $(date +%s%3N) % 30000))
+	if [ "$_left" -lt $((_min * 1000)) ]; then
+		_left=$((_left + 50)) # into the new step, not at its edge
+		sleep "$((_left / 1000)).$(printf '%03d' $((_left % 1000)))"
+	fi
 	return 0
 }
