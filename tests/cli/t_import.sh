@@ -278,7 +278,8 @@ check_rc 1 "... a dry run says the same" cli token import "$D/hex-plainvalue.psk
 check "... entry 2" contains "$ERR" "refused: entry 2: serial 'HEX-2'"
 # The fix the refusal names: the same seed in base64 imports, and the
 # token's codes (oathtool's, from the hex seed) bind.
-sed "s|$RFC_SECRET|$(printf %s "$RFC_SECRET" | xxd -r -p | base64 -w0)|" \
+# basenc is coreutils' (a fresh Debian root has no xxd); base16 is upper case.
+sed "s|$RFC_SECRET|$(printf %s "$RFC_SECRET" | tr a-f A-F | basenc --base16 -d | base64 -w0)|" \
     "$D/hex-plainvalue.pskc" >"$SB/hex-fixed.pskc"
 check "the same seeds in base64 import" cli token import "$SB/hex-fixed.pskc"
 check "... both" contains "$OUT" "imported 2 tokens"
