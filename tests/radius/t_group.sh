@@ -178,6 +178,16 @@ up() { # NAME [MORE MODULE SETTINGS]
 	fr_start f
 }
 
+# marks_match P "what" [MORE]: the contracts P% whose answer in $T/P.out
+# was an accept are exactly those whose token holds the mark of step $S.
+marks_match() {
+	awk '$3 == "accept" { print $1 }' "$T/$1.out" | sort >"$T/$1.acc"
+	q "SELECT c.id FROM contracts c JOIN tokens t ON t.serial = c.serial
+	    WHERE c.id LIKE '$1%' AND t.last_step = $S" | sort >"$T/$1.marked"
+	check "$2 ($(wc -l <"$T/$1.marked") marks${3:-})" \
+	    cmp -s "$T/$1.acc" "$T/$1.marked"
+}
+
 # ---- all at once, all durable ----
 up ra || { notok "radiusd starts"; exit 1; }
 phase g
@@ -190,11 +200,7 @@ gacc=$1
 check "$GROUP_N codes at once, 128 in flight: all accepted but those answered after their window closed ($1 accepted, $2 refused as WRONG_CODE after it, $4 otherwise, of $n answers)" \
     test "$n" -eq "$GROUP_N" -a "$4" -eq 0 -a $(($1 + $2)) -eq "$GROUP_N"
 bad_lines "$T/g.out"
-awk '$3 == "accept" { print $1 }' "$T/g.out" | sort >"$T/g.acc"
-q "SELECT c.id FROM contracts c JOIN tokens t ON t.serial = c.serial
-    WHERE c.id LIKE 'g%' AND t.last_step = $S" | sort >"$T/g.marked"
-check "each accept's mark is in the file, and no other ($(wc -l <"$T/g.marked") marks, $gacc accepts)" \
-    cmp -s "$T/g.acc" "$T/g.marked"
+marks_match g "each accept's mark is in the file, and no other" ", $gacc accepts"
 check "each accept's audit row is in the file" \
     test "$(q "SELECT count(*) FROM audit WHERE contract LIKE 'g%' AND verdict = 'accept'")" -eq "$gacc"
 "$RADLOAD" -s "127.0.0.1:$PORT" -S "$SECRET" -c 128 -t 10000 -f "$T/g.req" \
@@ -275,10 +281,6 @@ set -- $(judge load "$T/n.out" n)
 check "group_commit = no: 100 codes, all accepted but those answered after their window closed ($1 accepted, $2 refused as WRONG_CODE after it, $4 otherwise, of $n answers)" \
     test "$n" -eq 100 -a "$4" -eq 0 -a $(($1 + $2)) -eq 100
 bad_lines "$T/n.out"
-awk '$3 == "accept" { print $1 }' "$T/n.out" | sort >"$T/n.acc"
-q "SELECT c.id FROM contracts c JOIN tokens t ON t.serial = c.serial
-    WHERE c.id LIKE 'n%' AND t.last_step = $S" | sort >"$T/n.marked"
-check "  each accept's mark is in the file, and no other ($(wc -l <"$T/n.marked") marks)" \
-    cmp -s "$T/n.acc" "$T/n.marked"
+marks_match n "  each accept's mark is in the file, and no other"
 phase_end
 fr_stop
