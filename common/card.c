@@ -63,26 +63,55 @@ small:
 	return SOTP_ERR_BUFFER;
 }
 
+/*
+ * The cells are not drawn at random for each question: they come from the
+ * contract's card subkey over its ID and its sealed card, so that every
+ * question asks the same cells until the card changes. A question left
+ * unanswered (or answered wrong) then shows nothing new: someone who
+ * knows a few cells of a stolen card's photo cannot ask again and again
+ * until the question names only those. A right answer seals the card
+ * afresh (engine.c, check_card), which makes the next cells new; so do a
+ * key rotation and a new card.
+ *
+ * Blocks of HMAC(card key, counter | id | 0 | sealed card), one octet
+ * per draw, octets past the largest multiple of rows x cols refused so
+ * that every cell is as likely.
+ */
 int
-sotp_card_pick(
+sotp_card_pick(struct sotp_ctx *ctx, const struct sotp_contract_rec *c,
     unsigned int rows, unsigned int cols, unsigned int n, uint8_t *cells)
 {
-	unsigned int i, j, v;
-	int rc;
+	uint8_t msg[1 + SOTP_ID_MAX + SOTP_CARD_MAX], mac[32];
+	unsigned int m = rows * cols, i = 0, j, k, limit;
+	size_t idlen = strlen(c->id), len;
+	int rc = SOTP_OK;
 
-	if (n == 0 || n > SOTP_MAX_CELLS || n > rows * cols ||
-	    rows * cols > 255)
+	if (n == 0 || n > SOTP_MAX_CELLS || n > m || m > 255 ||
+	    idlen >= SOTP_ID_MAX || c->card_len == 0 ||
+	    c->card_len > sizeof(c->card))
 		return SOTP_ERR_INVALID_ARG;
-	for (i = 0; i < n; i++) {
-again:
-		if ((rc = sotp_random_uniform(rows * cols, &v)) != SOTP_OK)
-			return rc;
-		for (j = 0; j < i; j++)
-			if (cells[j] == v)
-				goto again;
-		cells[i] = (uint8_t)v;
+	limit = 256 - 256 % m;
+	memcpy(msg + 1, c->id, idlen + 1);
+	memcpy(msg + 2 + idlen, c->card, c->card_len);
+	len = 2 + idlen + c->card_len;
+	/* 255 blocks of 32 draws each: never exhausted for 8 of 255 cells. */
+	for (msg[0] = 0; i < n && msg[0] < 255; msg[0]++) {
+		if ((rc = sotp_keys_card_mac(ctx, c->kv, msg, len, mac)) !=
+		    SOTP_OK)
+			break;
+		for (k = 0; k < sizeof(mac) && i < n; k++) {
+			if (mac[k] >= limit)
+				continue;
+			for (j = 0; j < i && cells[j] != mac[k] % m; j++)
+				;
+			if (j == i)
+				cells[i++] = (uint8_t)(mac[k] % m);
+		}
 	}
-	return SOTP_OK;
+	if (rc == SOTP_OK && i < n)
+		rc = SOTP_ERR_INTERNAL;
+	SOTP_WIPE_ARRAY(mac);
+	return rc;
 }
 
 void

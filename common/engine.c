@@ -1227,6 +1227,31 @@ check_choice(
 	return SOTP_OK;
 }
 
+/*
+ * A right card answer seals the card afresh, in the decision's own
+ * transaction, so that the next question names new cells (card.c says
+ * why they stay the same until then). A new card or a reseal since c was
+ * read stands: they too make the cells new.
+ */
+static int
+reseal_card(struct sotp_attempt *a, const struct sotp_contract_rec *c,
+    const char *grid, size_t len)
+{
+	uint8_t sealed[SOTP_CARD_MAX];
+	uint32_t kv = 0;
+	size_t n = 0;
+	int rc, won = 0;
+
+	if ((rc = sotp_keys_seal(a->ctx, c->id, (const uint8_t *)grid, len,
+	         sealed, sizeof(sealed), &n)) != SOTP_OK ||
+	    (rc = sotp_sealed_kv(sealed, n, &kv)) != SOTP_OK)
+		return rc;
+	if ((rc = sotp_store_contract_reseal_card(a->ctx->st, c->id, c->card,
+	         c->card_len, sealed, n, kv, &won)) != SOTP_OK)
+		return store_err(a->ctx, rc);
+	return SOTP_OK;
+}
+
 static int
 check_card(struct sotp_attempt *a, const struct sotp_contract_rec *c,
     struct sotp_decision *d, int *reason)
@@ -1255,7 +1280,7 @@ check_card(struct sotp_attempt *a, const struct sotp_contract_rec *c,
 	if ((rc = sotp_card_check(grid, a->cells, a->ncells, digits, &ok)) !=
 	    SOTP_OK)
 		goto out;
-	if (ok)
+	if (ok && (rc = reseal_card(a, c, grid, len)) == SOTP_OK)
 		*reason = SOTP_R_ACCEPTED;
 out:
 	SOTP_WIPE_ARRAY(grid);
@@ -1362,7 +1387,8 @@ pose(const struct sotp_attempt *a, struct sotp_decision *d, unsigned int factor)
 
 static int
 ask(struct sotp_attempt *a, const struct sotp_context_def *cdef,
-    struct sotp_decision *d, unsigned int factor)
+    const struct sotp_contract_rec *c, struct sotp_decision *d,
+    unsigned int factor)
 {
 	const struct sotp_policy *p = &a->ctx->pol;
 	char detail[32];
@@ -1373,7 +1399,7 @@ ask(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 		return finish(
 		    a, cdef, d, SOTP_REJECT, SOTP_R_TOO_MANY_ROUNDS, NULL);
 	if (factor == SOTP_F_CARD && a->ncells == 0) {
-		if ((rc = sotp_card_pick(p->card_rows, p->card_cols,
+		if ((rc = sotp_card_pick(a->ctx, c, p->card_rows, p->card_cols,
 		         p->card_cells, a->cells)) != SOTP_OK)
 			return fail_error(a, cdef, d, rc);
 		a->ncells = p->card_cells;
@@ -1534,7 +1560,7 @@ step_contract(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 		    (reason = precondition(cdef, c, req)) != SOTP_R_ACCEPTED)
 			return finish(a, cdef, d, SOTP_REJECT, reason, NULL);
 		if ((a->supplied & f) == 0)
-			return ask(a, cdef, d, f);
+			return ask(a, cdef, c, d, f);
 		if ((rc = verify(a, cdef, c, f, d, &reason)) != SOTP_OK)
 			return fail_error(a, cdef, d, rc);
 		if (reason != SOTP_R_ACCEPTED)

@@ -7,13 +7,14 @@
  *        pkcs11.c). It wraps the keys below and does nothing else.
  *   DEK  a data-encryption key, 32 random bytes, one per version (1, 2,
  *        ...). It seals token secrets and card grids (seal.c records its
- *        version in each value), and two subkeys derive from it:
+ *        version in each value), and subkeys derive from it:
  *          state = HKDF(DEK, "shinkin-otp state v1")  signs RADIUS States;
- *          audit = HKDF(DEK, "shinkin-otp audit v1")  keys the audit chain.
+ *          audit = HKDF(DEK, "shinkin-otp audit v1")  keys the audit chain;
+ *          card  = HKDF(DEK, "shinkin-otp card v1")   picks a card's cells.
  *        The store keeps each version wrapped under the KEK (key_wrap,
  *        one row per version, KEK and purpose), never in clear.
  *   v0   a store from before versions: the master key file itself was
- *        the data key, its two subkeys derived from it exactly as above.
+ *        the data key, its subkeys derived from it exactly as above.
  *        An upgraded store starts at version 0 and keeps working as it
  *        was: init wraps the file's key as version 0 under the KEK the
  *        same file gives, so that a later KEK (a token) can take it over;
@@ -75,6 +76,7 @@ struct kr_slot {
 	uint8_t dek[SOTP_KEY_LEN];
 	uint8_t state[SOTP_KEY_LEN];
 	uint8_t audit[SOTP_KEY_LEN];
+	uint8_t card[SOTP_KEY_LEN];
 };
 
 /* Everything secret, in locked pages of its own. */
@@ -427,7 +429,7 @@ slot_new(struct sotp_keyring *k, uint32_t v)
 	return s;
 }
 
-/* Takes dek as version v's data key, with its two subkeys. */
+/* Takes dek as version v's data key, with its subkeys. */
 static int
 slot_set_dek(struct kr_slot *s, const uint8_t *dek)
 {
@@ -437,6 +439,8 @@ slot_set_dek(struct kr_slot *s, const uint8_t *dek)
 	if ((rc = sotp_kdf(s->dek, "shinkin-otp state v1", s->state)) !=
 	        SOTP_OK ||
 	    (rc = sotp_kdf(s->dek, "shinkin-otp audit v1", s->audit)) !=
+	        SOTP_OK ||
+	    (rc = sotp_kdf(s->dek, "shinkin-otp card v1", s->card)) !=
 	        SOTP_OK) {
 		sotp_wipe(s, sizeof(*s));
 		return rc;
@@ -451,6 +455,7 @@ slot_retire(struct kr_slot *s)
 {
 	SOTP_WIPE_ARRAY(s->dek);
 	SOTP_WIPE_ARRAY(s->state);
+	SOTP_WIPE_ARRAY(s->card);
 	s->dek_ok = 0;
 }
 
@@ -732,8 +737,9 @@ sotp_keys_unseal(struct sotp_ctx *ctx, const char *aad, const uint8_t *in,
 	return rc;
 }
 
-int
-sotp_keys_state_mac(struct sotp_ctx *ctx, uint32_t kv, const void *data,
+/* HMAC-SHA256 under a live version's State (card 0) or card subkey. */
+static int
+live_mac(struct sotp_ctx *ctx, uint32_t kv, int card, const void *data,
     size_t len, uint8_t *out)
 {
 	struct kr_slot *s = NULL;
@@ -743,9 +749,24 @@ sotp_keys_state_mac(struct sotp_ctx *ctx, uint32_t kv, const void *data,
 		return SOTP_ERR_KEY;
 	pthread_mutex_lock(&ctx->keys->lock);
 	if ((rc = live_slot(ctx, kv, &s)) == SOTP_OK)
-		rc = sotp_hmac_sha256(s->state, data, len, out);
+		rc =
+		    sotp_hmac_sha256(card ? s->card : s->state, data, len, out);
 	pthread_mutex_unlock(&ctx->keys->lock);
 	return rc;
+}
+
+int
+sotp_keys_state_mac(struct sotp_ctx *ctx, uint32_t kv, const void *data,
+    size_t len, uint8_t *out)
+{
+	return live_mac(ctx, kv, 0, data, len, out);
+}
+
+int
+sotp_keys_card_mac(struct sotp_ctx *ctx, uint32_t kv, const void *data,
+    size_t len, uint8_t *out)
+{
+	return live_mac(ctx, kv, 1, data, len, out);
 }
 
 /* A retired version's audit key, from its wrapped copy (or the file). */

@@ -426,6 +426,13 @@ int sotp_store_contract_set_password(struct sotp_store *st, const char *id,
 /* pwhash replaces old only while old is the hash: *won = 1 if it did. */
 int sotp_store_contract_rehash(struct sotp_store *st, const char *id,
     const char *old, const char *pwhash, int *won);
+/*
+ * The same card sealed afresh (under key version kv), only while old is
+ * the sealed card: *won = 1 if it replaced it.
+ */
+int sotp_store_contract_reseal_card(struct sotp_store *st, const char *id,
+    const uint8_t *old, size_t oldlen, const uint8_t *card, size_t len,
+    uint32_t kv, int *won);
 int sotp_store_contract_set_login(struct sotp_store *st, const char *id,
     enum sotp_login login); /* SOTP_ERR_NOT_FOUND */
 /* The card sealed under key version kv. */
@@ -1062,6 +1069,9 @@ int sotp_keys_unseal(struct sotp_ctx *ctx, const char *aad, const uint8_t *in,
 /* HMAC-SHA256 under version kv's State subkey; out[32]. */
 int sotp_keys_state_mac(struct sotp_ctx *ctx, uint32_t kv, const void *data,
     size_t len, uint8_t *out);
+/* The same under its card subkey: what picks a card's cells. */
+int sotp_keys_card_mac(struct sotp_ctx *ctx, uint32_t kv, const void *data,
+    size_t len, uint8_t *out);
 /*
  * The same under its audit subkey, if this process holds it (no store
  * access: it runs inside walks); SOTP_ERR_NOT_FOUND if not. Live versions'
@@ -1316,8 +1326,11 @@ int sotp_card_new(
 /* Formats grid for printing ("   0 1 2 ...\nA  3 8 1 ...\n"). */
 int sotp_card_format(const char *grid, unsigned int rows, unsigned int cols,
     char *out, size_t outsz);
-/* Picks n distinct random cells (index = row * cols + col). */
-int sotp_card_pick(
+/*
+ * The n distinct cells (index = row * cols + col) c's card is asked for,
+ * the same until its sealed card changes (card.c says why).
+ */
+int sotp_card_pick(struct sotp_ctx *ctx, const struct sotp_contract_rec *c,
     unsigned int rows, unsigned int cols, unsigned int n, uint8_t *cells);
 /* "B7 E2" for the cells. */
 void sotp_card_cells_text(const uint8_t *cells, unsigned int n,

@@ -529,6 +529,33 @@ sotp_store_contract_rehash(struct sotp_store *st, const char *id,
 	return rc;
 }
 
+/*
+ * Guarded by the sealed card the caller read: a new card, or a rotation's
+ * or another server's reseal meanwhile, stands and *won says 0.
+ */
+int
+sotp_store_contract_reseal_card(struct sotp_store *st, const char *id,
+    const uint8_t *old, size_t oldlen, const uint8_t *card, size_t len,
+    uint32_t kv, int *won)
+{
+	const struct sotp_param p[] = {SOTP_PTEXT(id), SOTP_PBLOB(old, oldlen),
+	    SOTP_PBLOB(card, len), SOTP_PINT(kv)};
+	int64_t changed = 0;
+	int rc;
+
+	if (won != NULL)
+		*won = 0;
+	if ((rc = sotp_db_enter(st, "contract_reseal_card",
+	         valid_id(id) && old != NULL && oldlen > 0 &&
+	             oldlen <= SOTP_CARD_MAX && card != NULL && len > 0 &&
+	             len <= SOTP_CARD_MAX && won != NULL)) != SOTP_OK)
+		return rc;
+	if ((rc = sotp_db_run(st, SOTP_Q_CONTRACT_RESEAL_CARD, p, SOTP_NELEM(p),
+	         &changed)) == SOTP_OK)
+		*won = changed == 1;
+	return rc;
+}
+
 int
 sotp_store_contract_set_login(
     struct sotp_store *st, const char *id, enum sotp_login login)

@@ -317,6 +317,8 @@ static const char *const pg_sql[SOTP_Q_COUNT] = {
                                " WHERE id = '\\x01'::bytea",
     [SOTP_Q_CONTRACT_REHASH] = "UPDATE contracts SET pwhash = $3"
                                " WHERE id = $1 AND pwhash = $2",
+    [SOTP_Q_CONTRACT_RESEAL_CARD] = "UPDATE contracts SET card = $3, kv = $4"
+                                    " WHERE id = $1 AND card = $2",
     /* Waits for a concurrent insert of the same id, then does nothing. */
     [SOTP_Q_STATE_INSERT] = "INSERT INTO used_states (id, expires)"
                             " VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",

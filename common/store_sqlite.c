@@ -315,6 +315,8 @@ static const char *const sqlite_sql[SOTP_Q_COUNT] = {
                                " WHERE id = X'01'",
     [SOTP_Q_CONTRACT_REHASH] = "UPDATE contracts SET pwhash = ?3"
                                " WHERE id = ?1 AND pwhash = ?2",
+    [SOTP_Q_CONTRACT_RESEAL_CARD] = "UPDATE contracts SET card = ?3, kv = ?4"
+                                    " WHERE id = ?1 AND card = ?2",
     [SOTP_Q_STATE_INSERT] = "INSERT OR IGNORE INTO used_states (id, expires)"
                             " VALUES (?1, ?2)",
     [SOTP_Q_STATE_GET] = "SELECT expires FROM used_states WHERE id = ?1",

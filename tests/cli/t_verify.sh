@@ -64,13 +64,37 @@ cells=$(sed -n 's/^card cells: //p' "$OUT")
 check "the cells are printed ($cells)" test -n "$cells"
 state=$(sed -n 's/^state: //p' "$OUT")
 # The digits at each cell: row letter, column label from the header row.
-answer=$(for cell in $cells; do
-	awk -v cell="$cell" '
-	NF > 1 && $1 !~ /^[A-Z]$/ && !hdr { for (i = 1; i <= NF; i++) col[$i] = i; hdr = 1; next }
-	$1 == substr(cell, 1, 1) { printf "%s", $(col[substr(cell, 2)] + 1) }' "$SB/grid"
-done)
+card_answer() {
+	for cell in $1; do
+		awk -v cell="$cell" '
+		NF > 1 && $1 !~ /^[A-Z]$/ && !hdr { for (i = 1; i <= NF; i++) col[$i] = i; hdr = 1; next }
+		$1 == substr(cell, 1, 1) { printf "%s", $(col[substr(cell, 2)] + 1) }' "$SB/grid"
+	done
+}
+# A question left unanswered shows nothing new: the same cells again.
+for i in 1 2; do
+	check_rc 3 "asked again ($i), the card question" \
+	    clin secret-1 verify C1 --context login
+	check "the same cells ($cells)" \
+	    test "$(sed -n 's/^card cells: //p' "$OUT")" = "$cells"
+done
+answer=$(card_answer "$cells")
 check "the card answer is accepted ($answer)" \
     cli verify C1 --context login --state "$state" --card "$answer"
+# A right answer makes the next cells new: three keeping the same two
+# cells of 50 would be a 1 in 10^10 chance.
+changed=no
+for i in 1 2 3; do
+	check_rc 3 "after a right answer ($i), the card question" \
+	    clin secret-1 verify C1 --context login
+	next=$(sed -n 's/^card cells: //p' "$OUT")
+	[ "$next" = "$cells" ] || changed=yes
+	cells=$next
+	state=$(sed -n 's/^state: //p' "$OUT")
+	check "its answer is accepted" \
+	    cli verify C1 --context login --state "$state" --card "$(card_answer "$cells")"
+done
+check "right answers made new cells" test "$changed" = yes
 
 # JSON: one valid object; the verdict and the reason by name.
 check_rc 1 "verify --json (a used code)" \

@@ -3597,6 +3597,67 @@ test_engine_import_record_edges(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* The cells C-CARD's login asks for (a question left unanswered). */
+static void
+card_question(struct fx *f, time_t now, char *cells, size_t cellsz)
+{
+	const struct input in = {
+	    "pw-card", NO_CODE, NULL, NULL, NO_CARD, NULL, NULL, NULL};
+	struct sotp_decision d;
+	unsigned int asked;
+
+	run(f, "C-CARD", "login", now, &in, &d, &asked);
+	assert_int_equal(d.verdict, SOTP_CONTINUE);
+	assert_int_equal(d.ask, SOTP_F_CARD);
+	assert_true(d.card_cells[0] != '\0');
+	snprintf(cells, cellsz, "%s", d.card_cells);
+}
+
+static void
+card_login(struct fx *f, time_t now, enum card_kind card, int reason)
+{
+	const struct input in = {
+	    "pw-card", NO_CODE, NULL, NULL, card, f->grid_card, NULL, NULL};
+	struct sotp_decision d;
+	unsigned int asked;
+
+	run(f, "C-CARD", "login", now, &in, &d, &asked);
+	assert_int_equal(d.reason, reason);
+}
+
+/*
+ * A card question names the same cells until it is answered right: one
+ * left unanswered or answered wrong shows nothing new, so that someone
+ * who knows a few cells cannot ask again until it names only those. A
+ * right answer makes the next cells new (drawn afresh each time: three
+ * right answers all keeping the same two cells of 50 is a 1 in 10^10
+ * chance).
+ */
+static void
+test_engine_card_cells_stay_until_answered(void **state)
+{
+	struct fx *f = *state;
+	char first[32], again[32], after[32];
+	time_t t = T0;
+	int i, changed = 0;
+
+	card_question(f, t, first, sizeof(first));
+	for (i = 0; i < 3; i++) {
+		card_question(f, t += 40, again, sizeof(again));
+		assert_string_equal(again, first);
+	}
+	card_login(f, t += 40, WRONG_CARD, SOTP_R_WRONG_CARD);
+	card_question(f, t += 40, again, sizeof(again));
+	assert_string_equal(again, first);
+	for (i = 0; i < 3; i++) {
+		card_login(f, t += 40, GOOD_CARD, SOTP_R_ACCEPTED);
+		card_question(f, t += 40, after, sizeof(after));
+		changed |= strcmp(after, again) != 0;
+		snprintf(again, sizeof(again), "%s", after);
+	}
+	assert_true(changed);
+}
+
 /* The largest card the policy allows (26 x 10) can be issued and used. */
 static void
 test_engine_largest_card(void **state)
@@ -4271,6 +4332,8 @@ main(void)
 	        test_engine_unknown_revealed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_import_writes_head_once, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_engine_card_cells_stay_until_answered, setup, teardown),
 	    cmocka_unit_test(test_engine_largest_card),
 	    cmocka_unit_test(test_engine_import_record_edges),
 	    cmocka_unit_test_setup_teardown(
