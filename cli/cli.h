@@ -195,8 +195,12 @@ void json_strv(
 void json_end(struct cli_json *j);
 /* A JSON string literal with RFC 8259 escaping; bad UTF-8 -> U+FFFD. */
 void json_quote(FILE *f, const char *s);
-/* Adds verdict, reason, reason_code, reason_text and message fields. */
-void cli_json_decision(struct cli_json *j, const struct sotp_decision *d);
+/*
+ * Adds verdict, the command and its argument (as cli_json_fail names
+ * them), reason, reason_code, reason_text, message and locked.
+ */
+void cli_json_decision(
+    const struct cli *c, struct cli_json *j, const struct sotp_decision *d);
 /*
  * --json: an error as one object ("verdict":"error"); else nothing. It
  * is the command's outcome: main writes no other (cli_json_told).

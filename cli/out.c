@@ -319,7 +319,7 @@ cli_outcome_why(const struct cli *c, int rc, const struct sotp_decision *d,
 	                               : cli_refused_why(c, d->reason, why);
 	if (c->json) {
 		json_begin(&j, stdout);
-		cli_json_decision(&j, d);
+		cli_json_decision(c, &j, d);
 		json_end(&j);
 		cli_json_told(c);
 		return ex;
@@ -628,12 +628,18 @@ json_end(struct cli_json *j)
 }
 
 void
-cli_json_decision(struct cli_json *j, const struct sotp_decision *d)
+cli_json_decision(
+    const struct cli *c, struct cli_json *j, const struct sotp_decision *d)
 {
 	static const char *const verdicts[] = {"reject", "accept", "continue"};
 	unsigned int v = (unsigned int)d->verdict;
 
 	json_str(j, "verdict", v < 3 ? verdicts[v] : "reject");
+	/* As in cli_json_fail's objects: which command decided, on what. */
+	if (c->cmd[0] != '\0')
+		json_str(j, "command", c->cmd);
+	if (c->cmd[0] != '\0' && c->arg != NULL)
+		json_str(j, arg_key(c->cmd), c->arg);
 	json_str(j, "reason", sotp_reason_name((int)d->reason));
 	json_int(j, "reason_code", (long long)d->reason);
 	json_str(j, "reason_text", sotp_reason_text((int)d->reason));

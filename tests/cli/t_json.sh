@@ -208,6 +208,17 @@ check "... steps, then one error object, the last line, naming the row" \
 check "... every line one object" \
     sh -c '[ "$(wc -l <"$1")" -eq "$(jq -c . "$1" | wc -l)" ]' sh "$OUT"
 
+# ---- a decision names its command, as every other object does ----
+jfail 1 "verify: the decision names the command and contract" \
+    '.verdict == "reject" and .command == "verify" and .contract == "C1"' \
+    --json verify C1 --otp "$(wrong_code "$S")" --context transaction
+jfail 1 "contract bind: the decision names the command and contract" \
+    '.verdict == "reject" and .command == "contract bind" and .contract == "C3"' \
+    --json contract bind C3 --serial NOPE --otp 123456
+jfail 1 "contract unlock: the decision names the command and contract" \
+    '.verdict == "reject" and .command == "contract unlock" and .contract == "NOPE"' \
+    --json contract unlock NOPE
+
 # ---- the store is down: after every check that needs it ----
 store_garbage
 jfail 2 "contract list: the store is down" \
