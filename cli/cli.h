@@ -63,6 +63,7 @@ struct cli {
 	char cmd[48];          /* "contract bind": the command, for --json */
 	const char *arg;       /* "C1" (a word of argv), or NULL */
 	struct cli_fail *fail; /* what failed, for --json; set by main */
+	FILE *rows;            /* --json: a list's rows, until it is whole */
 };
 
 /* An option of a subcommand: "--name VALUE", "--name=VALUE" or a flag. */
@@ -194,8 +195,12 @@ void json_strv(
 void json_end(struct cli_json *j);
 /* A JSON string literal with RFC 8259 escaping; bad UTF-8 -> U+FFFD. */
 void json_quote(FILE *f, const char *s);
-/* Adds verdict, reason, reason_code, reason_text and message fields. */
-void cli_json_decision(struct cli_json *j, const struct sotp_decision *d);
+/*
+ * Adds verdict, the command and its argument (as cli_json_fail names
+ * them), reason, reason_code, reason_text, message and locked.
+ */
+void cli_json_decision(
+    const struct cli *c, struct cli_json *j, const struct sotp_decision *d);
 /*
  * --json: an error as one object ("verdict":"error"); else nothing. It
  * is the command's outcome: main writes no other (cli_json_told).
@@ -219,6 +224,21 @@ void cli_fail_option(const struct cli *c, const char *opt, size_t len);
  * "file", "argument"), and for a usage error "usage":true and "option".
  */
 void cli_json_fail(const struct cli *c, int ex);
+
+/*
+ * --json lists (contract list, token list, audit): a script must not take
+ * the rows read before a failure for the list, so they are held in an
+ * unnamed temporary file ($TMPDIR, else /tmp; 0600, gone with the
+ * process: memory stays bounded however long the list) and reach stdout
+ * only once the list is whole. cli_rows_begin opens it (0, or an exit
+ * code: it cannot be made); cli_rows is where a row goes (stdout without
+ * --json); cli_rows_end(c, ex) writes the rows when ex is CLI_EXIT_OK,
+ * drops them otherwise (main's error object is then stdout's only line),
+ * and returns ex, or CLI_EXIT_ERROR when the rows could not be held.
+ */
+int cli_rows_begin(struct cli *c);
+FILE *cli_rows(const struct cli *c);
+int cli_rows_end(struct cli *c, int ex);
 
 /* "2024-05-01T09:30:00Z" into buf[21]; "-" for 0. */
 const char *cli_time(int64_t t, char *buf, size_t bufsz);

@@ -214,11 +214,11 @@ out:
 }
 
 static void
-contract_json(const struct sotp_contract_info *k)
+contract_json(FILE *f, const struct sotp_contract_info *k)
 {
 	struct cli_json j;
 
-	json_begin(&j, stdout);
+	json_begin(&j, f);
 	json_str(&j, "id", k->id);
 	json_str(&j, "status", k->closed ? "closed" : "active");
 	json_str(&j, "login", sotp_login_name(k->login));
@@ -260,7 +260,7 @@ contract_show(struct cli *c, int argc, char **argv)
 	if (rc != SOTP_OK)
 		return cli_error(c, rc);
 	if (c->json) {
-		contract_json(&k);
+		contract_json(stdout, &k);
 		return CLI_EXIT_OK;
 	}
 	lock_text(k.locked_until, lock, sizeof(lock));
@@ -284,7 +284,7 @@ list_one(void *arg, const struct sotp_contract_info *k)
 	char lock[64];
 
 	if (c->json) {
-		contract_json(k);
+		contract_json(cli_rows(c), k);
 	} else {
 		lock_text(k->locked_until, lock, sizeof(lock));
 		cli_text(stdout, k->id);
@@ -293,7 +293,7 @@ list_one(void *arg, const struct sotp_contract_info *k)
 		cli_text(stdout, k->serial[0] != '\0' ? k->serial : "-");
 		printf("\t%u\t%s\n", k->failures, lock);
 	}
-	return ferror(stdout) ? 1 : 0;
+	return ferror(cli_rows(c)) ? 1 : 0;
 }
 
 static int
@@ -322,10 +322,10 @@ contract_list(struct cli *c, int argc, char **argv)
 			return cli_usage(c,
 			    "--status: '%s' is not active or closed", status_s);
 	}
-	if ((ex = cli_load_nokey(c)) != 0)
+	if ((ex = cli_load_nokey(c)) != 0 || (ex = cli_rows_begin(c)) != 0)
 		return ex;
 	rc = sotp_contract_list(c->ctx, locked, status, c->now, list_one, c);
-	return rc == SOTP_OK ? CLI_EXIT_OK : cli_error(c, rc);
+	return cli_rows_end(c, rc == SOTP_OK ? CLI_EXIT_OK : cli_error(c, rc));
 }
 
 int

@@ -169,7 +169,7 @@ audit_row(void *arg, const struct sotp_audit_row *r)
 
 	cli_time(r->ts, when, sizeof(when));
 	if (c->json) {
-		json_begin(&j, stdout);
+		json_begin(&j, cli_rows(c));
 		json_int(&j, "id", r->id);
 		json_int(&j, "ts", r->ts);
 		json_str(&j, "time", when);
@@ -200,7 +200,7 @@ audit_row(void *arg, const struct sotp_audit_row *r)
 		fputc('\n', stdout);
 	}
 	/* Stop early when nobody reads any more (a closed pipe). */
-	return ferror(stdout) ? 1 : 0;
+	return ferror(cli_rows(c)) ? 1 : 0;
 }
 
 /*
@@ -429,8 +429,9 @@ cmd_audit(struct cli *c, int argc, char **argv)
 	 */
 	if (until_s != NULL && until == 0)
 		until = -1;
-	if ((ex = cli_load_nokey(c)) != CLI_EXIT_OK)
+	if ((ex = cli_load_nokey(c)) != CLI_EXIT_OK ||
+	    (ex = cli_rows_begin(c)) != CLI_EXIT_OK)
 		return ex;
 	rc = sotp_audit_list(c->ctx, contract, since, until, audit_row, c);
-	return rc == SOTP_OK ? CLI_EXIT_OK : cli_error(c, rc);
+	return cli_rows_end(c, rc == SOTP_OK ? CLI_EXIT_OK : cli_error(c, rc));
 }

@@ -271,11 +271,11 @@ out:
 }
 
 static void
-token_json(const struct sotp_token_info *t, const char *uri)
+token_json(FILE *f, const struct sotp_token_info *t, const char *uri)
 {
 	struct cli_json j;
 
-	json_begin(&j, stdout);
+	json_begin(&j, f);
 	json_str(&j, "serial", t->serial);
 	json_str(&j, "kind", t->kind);
 	json_str(&j, "algorithm", sotp_alg_name(t->alg));
@@ -379,7 +379,7 @@ token_show(struct cli *c, int argc, char **argv)
 		return cli_error(c, rc);
 	}
 	if (c->json)
-		token_json(&t, want_uri ? uri : NULL);
+		token_json(stdout, &t, want_uri ? uri : NULL);
 	else
 		token_lines(&t, want_uri ? uri : NULL);
 	ex = uri != NULL ? show_qr(c, uri, qr, &pngf) : CLI_EXIT_OK;
@@ -394,10 +394,10 @@ list_one(void *arg, const struct sotp_token_info *t)
 	const struct cli *c = arg;
 
 	if (c->json)
-		token_json(t, NULL);
+		token_json(cli_rows(c), t, NULL);
 	else
 		token_line(t);
-	return ferror(stdout) ? 1 : 0;
+	return ferror(cli_rows(c)) ? 1 : 0;
 }
 
 static int
@@ -414,10 +414,10 @@ token_list(struct cli *c, int argc, char **argv)
 	if ((ex = cli_parse(c, argc, argv, opts, NULL, 0, &npos)) != 0)
 		return ex;
 	cli_what(c, "token list", NULL);
-	if ((ex = cli_load_nokey(c)) != 0)
+	if ((ex = cli_load_nokey(c)) != 0 || (ex = cli_rows_begin(c)) != 0)
 		return ex;
 	rc = sotp_token_list(c->ctx, unassigned, list_one, c);
-	return rc == SOTP_OK ? CLI_EXIT_OK : cli_error(c, rc);
+	return cli_rows_end(c, rc == SOTP_OK ? CLI_EXIT_OK : cli_error(c, rc));
 }
 
 /*

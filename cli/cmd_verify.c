@@ -139,7 +139,7 @@ report(struct cli *c, struct sotp_attempt *a, const struct sotp_decision *d,
 		return cli_error(c, rc);
 	if (c->json) {
 		json_begin(&j, stdout);
-		cli_json_decision(&j, d);
+		cli_json_decision(c, &j, d);
 		if (d->verdict == SOTP_CONTINUE) {
 			json_str(&j, "ask", sotp_factor_name(d->ask));
 			json_str(&j, "prompt", d->prompt);

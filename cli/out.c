@@ -6,11 +6,15 @@
  * json_quote, so a stray control character can neither fake a line of
  * output nor break a JSON consumer.
  */
+#define _GNU_SOURCE /* O_TMPFILE, secure_getenv */
 #include "cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <unistd.h>
 
 /*
  * One diagnostic line on stderr: "shinkin-otp: [WHAT: ]MESSAGE". The
@@ -315,7 +319,7 @@ cli_outcome_why(const struct cli *c, int rc, const struct sotp_decision *d,
 	                               : cli_refused_why(c, d->reason, why);
 	if (c->json) {
 		json_begin(&j, stdout);
-		cli_json_decision(&j, d);
+		cli_json_decision(c, &j, d);
 		json_end(&j);
 		cli_json_told(c);
 		return ex;
@@ -352,6 +356,74 @@ cli_log(void *arg, int prio, const char *fmt, va_list ap)
 	if (c == NULL || !c->debug)
 		return;
 	err_vline(NULL, fmt, ap);
+}
+
+int
+cli_rows_begin(struct cli *c)
+{
+	char path[PATH_MAX];
+	const char *dir;
+	int fd, saved;
+
+	if (!c->json || c->rows != NULL)
+		return CLI_EXIT_OK;
+	dir = secure_getenv("TMPDIR");
+	if (dir == NULL || dir[0] != '/')
+		dir = "/tmp";
+	/* Unnamed where it can be; else named, and unlinked at once. */
+	if ((fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600)) < 0) {
+		if (snprintf(path, sizeof(path), "%s/%s.XXXXXX", dir,
+		        CLI_NAME) >= (int)sizeof(path))
+			errno = ENAMETOOLONG;
+		else if ((fd = mkostemp(path, O_CLOEXEC)) >= 0)
+			unlink(path);
+	}
+	if (fd < 0 || (c->rows = fdopen(fd, "w+")) == NULL) {
+		saved = errno;
+		if (fd >= 0)
+			close(fd);
+		cli_warn(c,
+		    "cannot make a temporary file in %s for the rows: %s", dir,
+		    strerror(saved));
+		return CLI_EXIT_ERROR;
+	}
+	return CLI_EXIT_OK;
+}
+
+FILE *
+cli_rows(const struct cli *c)
+{
+	return c->rows != NULL ? c->rows : stdout;
+}
+
+int
+cli_rows_end(struct cli *c, int ex)
+{
+	char buf[16384];
+	FILE *f = c->rows;
+	size_t n;
+	int bad;
+
+	if (f == NULL)
+		return ex;
+	c->rows = NULL;
+	/* A row that could not be held stopped the list as a closed pipe. */
+	bad = fflush(f) != 0 || ferror(f);
+	if (!bad && ex == CLI_EXIT_OK) {
+		rewind(f);
+		while ((n = fread(buf, 1, sizeof(buf), f)) > 0 &&
+		    fwrite(buf, 1, n, stdout) == n)
+			;
+		bad = ferror(f);
+	}
+	fclose(f);
+	if (bad && ex == CLI_EXIT_OK) {
+		cli_warn(c,
+		    "cannot hold the rows in a temporary file: the list "
+		    "is not printed");
+		return CLI_EXIT_ERROR;
+	}
+	return ex;
 }
 
 const char *
@@ -556,12 +628,18 @@ json_end(struct cli_json *j)
 }
 
 void
-cli_json_decision(struct cli_json *j, const struct sotp_decision *d)
+cli_json_decision(
+    const struct cli *c, struct cli_json *j, const struct sotp_decision *d)
 {
 	static const char *const verdicts[] = {"reject", "accept", "continue"};
 	unsigned int v = (unsigned int)d->verdict;
 
 	json_str(j, "verdict", v < 3 ? verdicts[v] : "reject");
+	/* As in cli_json_fail's objects: which command decided, on what. */
+	if (c->cmd[0] != '\0')
+		json_str(j, "command", c->cmd);
+	if (c->cmd[0] != '\0' && c->arg != NULL)
+		json_str(j, arg_key(c->cmd), c->arg);
 	json_str(j, "reason", sotp_reason_name((int)d->reason));
 	json_int(j, "reason_code", (long long)d->reason);
 	json_str(j, "reason_text", sotp_reason_text((int)d->reason));

@@ -146,6 +146,79 @@ check_rc 2 "check-config with a bad policy" \
 check "... one object (its own: valid false), not two" \
     jqs 'length == 1 and .[0].valid == false'
 
+# ---- a list that fails part way: the error object alone ----
+# sb_sql SQL: SQL on the sandbox's store, either kind.
+sb_sql() {
+	if [ "$STORE_KIND" = postgresql ]; then
+		store_sql "SET search_path TO $STORE_SCHEMA; $1" >/dev/null
+	else
+		sqlite3 "$STORE" "$1"
+	fi
+}
+# lone OBJ: stdout is exactly one line, and that line is one object.
+lone() {
+	[ "$(wc -l <"$OUT")" -eq 1 ] && jqs "length == 1 and (.[0] | $1)"
+}
+STORE_ERR="$ERROR"' and .error_code == -8'
+# A row the store cannot read, after one (C1) it could: the rows read
+# before it are not a list, and are not printed.
+clin pw-C2 contract add C2 && clin pw-C3 contract add C3
+check "contract list --json" cli --json contract list
+check "... three rows" jqs 'length == 3'
+sb_sql "UPDATE contracts SET login = 99 WHERE id = 'C2'"
+jfail 2 "contract list: a bad row after a good one is one error object" \
+    "$STORE_ERR"' and .command == "contract list" and (.detail | test("login"))' \
+    --json contract list
+sb_sql "UPDATE contracts SET login = 1 WHERE id = 'C2'"
+check "contract list --json: mended" cli --json contract list
+check "... one object per line, every contract" \
+    jqs 'length == 3 and (map(.id) == ["C1", "C2", "C3"])'
+check "token generate" cli token generate
+sb_sql "UPDATE tokens SET disabled = 7 WHERE serial = 'T1'"
+jfail 2 "token list: a bad row after a good one is one error object" \
+    "$STORE_ERR"' and .command == "token list" and (.detail | test("disabled"))' \
+    --json token list
+sb_sql "UPDATE tokens SET disabled = 0 WHERE serial = 'T1'"
+sb_sql "UPDATE audit SET reason = 1099511627776 WHERE id = (SELECT max(id) FROM audit)"
+jfail 2 "audit: a bad row after good ones is one error object" \
+    "$STORE_ERR"' and .command == "audit" and (.detail | test("reason"))' \
+    --json audit
+sb_sql "UPDATE audit SET reason = 0 WHERE id = (SELECT max(id) FROM audit)"
+check "audit --json: mended, every row" cli --json audit
+check "... one object per line, none an error object" \
+    jqs 'length > 5 and all(.[]; has("id") and has("error") == false)'
+
+# No temporary file for the rows: refused before any is read, in one object.
+_tmpdir=${TMPDIR-}
+TMPDIR=$SB/no-such-dir
+export TMPDIR
+jfail 2 "audit: no temporary file for the rows" \
+    "$ERROR"' and .error_code == -4 and .command == "audit" and (.detail | test("no-such-dir"))' \
+    --json audit
+if [ -n "$_tmpdir" ]; then TMPDIR=$_tmpdir; else unset TMPDIR; fi
+
+# A key rotation's objects are its steps, each committed when printed: a
+# step that fails ends them with one error object, on a line of its own.
+check "token add Z9" cli token add Z9 --secret "$(secret)"
+sb_sql "UPDATE tokens SET secret = (SELECT secret FROM tokens WHERE serial = 'T1') WHERE serial = 'Z9'"
+check_rc 2 "key rotate: a row that cannot be unsealed" \
+    cli --json key rotate --batch 1 --pause 0
+check "... steps, then one error object, the last line, naming the row" \
+    jqs '(.[-1] | '"$ERROR"' and .command == "key rotate" and (.detail | test("Z9"))) and ([.[] | select(has("step") | not)] | length == 1) and (.[0].step == "started")'
+check "... every line one object" \
+    sh -c '[ "$(wc -l <"$1")" -eq "$(jq -c . "$1" | wc -l)" ]' sh "$OUT"
+
+# ---- a decision names its command, as every other object does ----
+jfail 1 "verify: the decision names the command and contract" \
+    '.verdict == "reject" and .command == "verify" and .contract == "C1"' \
+    --json verify C1 --otp "$(wrong_code "$S")" --context transaction
+jfail 1 "contract bind: the decision names the command and contract" \
+    '.verdict == "reject" and .command == "contract bind" and .contract == "C3"' \
+    --json contract bind C3 --serial NOPE --otp 123456
+jfail 1 "contract unlock: the decision names the command and contract" \
+    '.verdict == "reject" and .command == "contract unlock" and .contract == "NOPE"' \
+    --json contract unlock NOPE
+
 # ---- the store is down: after every check that needs it ----
 store_garbage
 jfail 2 "contract list: the store is down" \
