@@ -209,9 +209,36 @@ sotp_input_split(const char *in, unsigned int n, size_t *pwlen)
 }
 
 /*
+ * Where a cut before the input byte next may fall in out[0..n): if next
+ * continues a character whose first bytes were kept raw at the end of
+ * out, back to that character's first byte (a UTF-8 character is at most
+ * 4 bytes: no further). An escape is plain ASCII and never backed over.
+ */
+static size_t
+whole_utf8(
+    const char *out, size_t n, unsigned char next, int (*keep)(unsigned char))
+{
+	size_t m = n, back = 0;
+
+	if ((next & 0xc0) != 0x80 || !keep(next))
+		return n;
+	while (
+	    m > 0 && back < 3 && ((unsigned char)out[m - 1] & 0xc0) == 0x80) {
+		m--;
+		back++;
+	}
+	if (m > 0 && ((unsigned char)out[m - 1] & 0xc0) == 0xc0)
+		return m - 1;
+	return n; /* not a character's continuation: a stray byte, kept */
+}
+
+/*
  * Writes s into out[outsz] fit for one log line: every byte that `keep`
  * refuses as \xHH, cut with "..." once the text has reached outsz - 8
- * bytes (an escape and the mark still fit, with the NUL).
+ * bytes (an escape and the mark still fit, with the NUL). The cut falls
+ * between whole escapes and whole UTF-8 characters: a character whose
+ * bytes were kept as they are is not split by the mark (a reader's
+ * terminal or a log collector would show or refuse the broken bytes).
  */
 static const char *
 log_escape(char *out, size_t outsz, const char *s, int (*keep)(unsigned char))
@@ -223,6 +250,7 @@ log_escape(char *out, size_t outsz, const char *s, int (*keep)(unsigned char))
 		return "";
 	for (i = 0; p[i] != '\0'; i++) {
 		if (n >= outsz - 8) {
+			n = whole_utf8(out, n, p[i], keep);
 			memcpy(out + n, "...", 3);
 			n += 3;
 			break;

@@ -91,7 +91,8 @@ SOTP_EXPORT const char *sotp_log_value(
  * can name a path as it was given) fit for one log line: only control
  * characters (bytes below 0x20, and 0x7f) as \xHH, so that the
  * message's own text and the names it holds escaped stay as they are;
- * cut as sotp_log_value. Returns out.
+ * cut as sotp_log_value, the mark after whole UTF-8 characters only.
+ * Returns out.
  */
 SOTP_EXPORT const char *sotp_log_text(
     char *out, size_t outsz, const char *text);

@@ -193,12 +193,16 @@ only_value(int argc, const char **argv, const char *name, const char **out)
 /*
  * The core's lines: a message may hold a value as it came (a path in
  * sotp_ctx_errmsg), so its control characters are escaped here, where
- * the line is written, and none can start a line of its own.
+ * the line is written, and none can start a line of its own. A line
+ * longer than line[] is cut by vsnprintf without a mark; out[] is no
+ * larger and an escaped text no shorter, so sotp_log_text always cuts it
+ * again before that point, after whole characters, with its "...".
  */
 static void __attribute__((format(printf, 3, 0)))
 log_sink(void *arg, int prio, const char *fmt, va_list ap)
 {
 	char line[4096], out[4096];
+	_Static_assert(sizeof(line) >= sizeof(out), "every cut is marked");
 
 	vsnprintf(line, sizeof(line), fmt, ap);
 	pam_syslog(arg, prio, "%s", sotp_log_text(out, sizeof(out), line));

@@ -122,7 +122,10 @@ in_list(const char *name, const char *const *list)
 /*
  * The core's log sink: its lines (audit included) go to radiusd's log,
  * their control characters escaped (a message may hold a value as it
- * came: sotp_log_text), so that none starts a line of its own.
+ * came: sotp_log_text), so that none starts a line of its own. A line
+ * longer than line[] is cut by vsnprintf without a mark; out[] is no
+ * larger and an escaped text no shorter, so sotp_log_text always cuts it
+ * again before that point, after whole characters, with its "...".
  */
 static void __attribute__((format(printf, 3, 0)))
 core_log(void *arg, int prio, const char *fmt, va_list ap)
@@ -130,6 +133,7 @@ core_log(void *arg, int prio, const char *fmt, va_list ap)
 	const struct rlm_shinkin_otp *inst = arg;
 	char line[1024], out[1024];
 	log_type_t type;
+	_Static_assert(sizeof(line) >= sizeof(out), "every cut is marked");
 
 	if (prio <= LOG_ERR)
 		type = L_ERR;

@@ -399,6 +399,28 @@ chmod 0644 "$SB/loose.conf"
 pt PAM_AUTHINFO_UNAVAIL "a policy file another user owns is refused" \
     loose c-mob pw-mob
 pt_has "  the log names the owner" "loose.conf: owned by uid $(id -u nobody)"
+# A message longer than the log line's room is cut where the module
+# writes it, with a visible "..." after whole UTF-8 characters only: a
+# policy whose unknown key is a long Japanese word makes the core's
+# message (1 KiB) longer than that. Three lengths of the key's prefix put
+# the cut at each byte of a 3-byte character. pam_driver -e copies each
+# syslog line whole to stderr (pam_wrapper's copy stops at 1 KiB with no
+# mark of its own, which would hide the module's cut).
+LONGW=$(printf '契約者番号%.0s' $(seq 1 80))
+for pad in a aa aaa; do
+	cp "$CONF" "$SB/long-$pad.conf"
+	printf '%s%s = 1\n' "$pad" "$LONGW" >>"$SB/long-$pad.conf"
+	svc "long-$pad" \
+	    "auth required $MOD config=$SB/long-$pad.conf context=mobile"
+	"$DRV" -e -c "$SVC" -s "long-$pad" -u c-mob pw-mob >"$OUT" 2>&1
+	grep -a "cannot load" "$OUT" >"$SB/long-$pad.line"
+	check "a long policy message ($pad): authinfo unavailable" \
+	    grep -qx "result: PAM_AUTHINFO_UNAVAIL" "$OUT"
+	check "  its log line cut with the mark" \
+	    grep -aq "'$pad契約者番号契約者番号.*\.\.\.\$" "$SB/long-$pad.line"
+	check "  after whole UTF-8 characters" \
+	    iconv -f UTF-8 -t UTF-8 -o /dev/null "$SB/long-$pad.line"
+done
 
 # ---- login: password, then the contract's own choice ----
 # Each code read once, and used again for its replay: read again, a step

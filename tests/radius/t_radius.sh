@@ -857,6 +857,25 @@ check "-f: the log has the unmapped NAS-Identifier's audit line" \
 check "-f: the log has the malformed request's audit line" \
     grep -q 'contract=ivan .*reason=BAD_INPUT(25) detail="User-Password appears 2 times' \
     "$FR_DIR/log/radius.log"
+# A core line longer than the module's 1 KiB log line is cut with "..."
+# after whole UTF-8 characters: a store message of control characters
+# (each logged as \xHH, 4 bytes) then Japanese text, in three lengths
+# that put the cut at each byte of a 3-byte character. radiusd writes
+# the bytes of a split character as '?': a whole 契 or 約 must precede
+# the mark.
+CUTJ=$(printf '契約%.0s' $(seq 1 30))
+for k in 200 201 202; do
+	store_fail "cut$k" contracts UPDATE "NEW.id = 'ivan'" \
+	    "k$k:$(head -c "$k" /dev/zero | tr '\0' '\001')$CUTJ"
+	rad "cut$k" "$(req ivan wrong-pw "Called-Station-Id = mobile")"
+	store_mend "cut$k" contracts
+	log_says "$FR_DIR/log/radius.log" "k$k:\\x01"
+	grep -aF "k$k:\\x01" "$FR_DIR/log/radius.log" | tail -n 1 >"$T/cut$k.line"
+	check "a long store message ($k): its log line cut with the mark" \
+	    grep -aq '契約.*\.\.\.$' "$T/cut$k.line"
+	check "  after whole UTF-8 characters" \
+	    grep -aqE '(契|約)\.\.\.$' "$T/cut$k.line"
+done
 # The policy edited under the running server: its threads open their
 # contexts as requests come, and each one used to read the file then, so
 # one radiusd decided by two policies at once (seen: 41 replies of 48

@@ -53,6 +53,9 @@
  * prints "cpu-us: N", the CPU time the cycles took (the defect 2 test compares
  * an unknown contract's with a wrong password's). Exit status: 0 when every run
  * reached pam_authenticate, 2 on usage errors, 3 when pam_start_confdir failed.
+ * -e opens syslog with LOG_PERROR: each line a module hands to pam_syslog
+ * is also written whole to stderr, as the syslog daemon would receive it
+ * (pam_wrapper's own copy of those lines stops at 1 KiB).
  */
 #include <dirent.h>
 #include <dlfcn.h>
@@ -63,6 +66,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -432,7 +436,7 @@ usage(void)
 {
 	fprintf(stderr,
 	    "usage: pam_driver -c CONFDIR -s SERVICE -u USER "
-	    "[-n COUNT] [-q] [-t] [-v] [-g GRIDFILE] [-A ANSWERFILE] [-k MODULE] "
+	    "[-n COUNT] [-q] [-t] [-v] [-e] [-g GRIDFILE] [-A ANSWERFILE] [-k MODULE] "
 	    "[-W FIFO] [-F] [-L PATH] [-C UID:GID[:G1+G2...]]... [-X UID:GID[:G...]] "
 	    "[-D DIR] [-N] [-O OP[,OP]] "
 	    "[ANSWER ...]\n");
@@ -524,7 +528,7 @@ main(int argc, char **argv)
 	struct timespec t0, t1;
 
 	memset(&dr, 0, sizeof(dr));
-	while ((ch = getopt(argc, argv, "c:s:u:n:qtvg:A:k:W:FL:C:D:X:NO:")) !=
+	while ((ch = getopt(argc, argv, "c:s:u:n:qtveg:A:k:W:FL:C:D:X:NO:")) !=
 	    -1) {
 		switch (ch) {
 		case 'c':
@@ -553,6 +557,9 @@ main(int argc, char **argv)
 			break;
 		case 'v':
 			dr.verbose = 1;
+			break;
+		case 'e':
+			openlog("pam_driver", LOG_PERROR, LOG_AUTHPRIV);
 			break;
 		case 'g':
 			gridfile = optarg;

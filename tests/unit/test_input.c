@@ -273,6 +273,47 @@ test_input_log_value_text(void **state)
 	assert_string_equal(sotp_log_text(small, 8, "x"), "");
 }
 
+/*
+ * A log text's cut never splits a UTF-8 character: the mark goes before
+ * a character whose bytes would not all fit, at each byte of it; an
+ * escape is never split either. The adapters' log sinks write a line of
+ * any length through here (4 KiB for PAM): cut, it ends in the mark.
+ */
+static void
+test_input_log_text_cut(void **state)
+{
+	char small[16], line[4096], big[4200], *p;
+	size_t i, n;
+
+	(void)state;
+	/* The cut falls at out[8]: after the 1st, 2nd, 3rd byte of 契. */
+	assert_string_equal(
+	    sotp_log_text(small, sizeof(small), "abcdefg契約"), "abcdefg...");
+	assert_string_equal(
+	    sotp_log_text(small, sizeof(small), "abcdef契約"), "abcdef...");
+	assert_string_equal(
+	    sotp_log_text(small, sizeof(small), "abcde契約"), "abcde契...");
+	/* An escape is whole before the mark, and a stray byte is kept. */
+	assert_string_equal(sotp_log_text(small, sizeof(small), "abcd\x01契約"),
+	    "abcd\\x01...");
+	assert_string_equal(
+	    sotp_log_text(small, sizeof(small), "abcdefg\x80\x80\x80"),
+	    "abcdefg\x80...");
+	/* A sink's line: longer than the room, at each phase of 契. */
+	for (i = 1; i <= 3; i++) {
+		memset(big, 'a', i);
+		for (p = big + i; p + 3 < big + sizeof(big); p += 3)
+			memcpy(p, "契", 3);
+		*p = '\0';
+		sotp_log_text(line, sizeof(line), big);
+		n = strlen(line);
+		assert_true(n > sizeof(line) - 16 && n < sizeof(line));
+		assert_string_equal(line + n - 3, "...");
+		assert_int_equal((n - 3 - i) % 3, 0);
+		assert_memory_equal(line, big, n - 3);
+	}
+}
+
 /* A cut text ends in "...", after whole UTF-8 characters only. */
 static void
 test_input_mark_cut(void **state)
@@ -308,6 +349,7 @@ main(void)
 	    cmocka_unit_test(test_input_split),
 	    cmocka_unit_test(test_input_log_name),
 	    cmocka_unit_test(test_input_log_value_text),
+	    cmocka_unit_test(test_input_log_text_cut),
 	    cmocka_unit_test(test_input_mark_cut),
 	};
 
