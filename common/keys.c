@@ -73,6 +73,7 @@ struct kr_slot {
 	int used;
 	int dek_ok;   /* live: seals, unseals, signs States */
 	int audit_ok; /* its audit subkey (kept after retirement) */
+	int card_ok;  /* its card subkey, made at its first use */
 	uint8_t dek[SOTP_KEY_LEN];
 	uint8_t state[SOTP_KEY_LEN];
 	uint8_t audit[SOTP_KEY_LEN];
@@ -429,18 +430,17 @@ slot_new(struct sotp_keyring *k, uint32_t v)
 	return s;
 }
 
-/* Takes dek as version v's data key, with its subkeys. */
+/* Takes dek as version v's data key, with its State and audit subkeys. */
 static int
 slot_set_dek(struct kr_slot *s, const uint8_t *dek)
 {
 	int rc;
 
 	memcpy(s->dek, dek, SOTP_KEY_LEN);
+	s->card_ok = 0;
 	if ((rc = sotp_kdf(s->dek, "shinkin-otp state v1", s->state)) !=
 	        SOTP_OK ||
 	    (rc = sotp_kdf(s->dek, "shinkin-otp audit v1", s->audit)) !=
-	        SOTP_OK ||
-	    (rc = sotp_kdf(s->dek, "shinkin-otp card v1", s->card)) !=
 	        SOTP_OK) {
 		sotp_wipe(s, sizeof(*s));
 		return rc;
@@ -456,7 +456,7 @@ slot_retire(struct kr_slot *s)
 	SOTP_WIPE_ARRAY(s->dek);
 	SOTP_WIPE_ARRAY(s->state);
 	SOTP_WIPE_ARRAY(s->card);
-	s->dek_ok = 0;
+	s->dek_ok = s->card_ok = 0;
 }
 
 /* ---- reading the keyring from the store ---- */
@@ -737,7 +737,11 @@ sotp_keys_unseal(struct sotp_ctx *ctx, const char *aad, const uint8_t *in,
 	return rc;
 }
 
-/* HMAC-SHA256 under a live version's State (card 0) or card subkey. */
+/*
+ * HMAC-SHA256 under a live version's State (card 0) or card subkey; the
+ * card subkey is derived at its first use, so that a process that asks
+ * no card question (most) does not pay for it at every load.
+ */
 static int
 live_mac(struct sotp_ctx *ctx, uint32_t kv, int card, const void *data,
     size_t len, uint8_t *out)
@@ -748,7 +752,10 @@ live_mac(struct sotp_ctx *ctx, uint32_t kv, int card, const void *data,
 	if (ctx->keys == NULL)
 		return SOTP_ERR_KEY;
 	pthread_mutex_lock(&ctx->keys->lock);
-	if ((rc = live_slot(ctx, kv, &s)) == SOTP_OK)
+	if ((rc = live_slot(ctx, kv, &s)) == SOTP_OK && card && !s->card_ok &&
+	    (rc = sotp_kdf(s->dek, "shinkin-otp card v1", s->card)) == SOTP_OK)
+		s->card_ok = 1;
+	if (rc == SOTP_OK)
 		rc =
 		    sotp_hmac_sha256(card ? s->card : s->state, data, len, out);
 	pthread_mutex_unlock(&ctx->keys->lock);
