@@ -91,6 +91,7 @@ import_report(const struct cli *c,
 	if (c->json) {
 		json_begin(&j, stdout);
 		json_str(&j, "verdict", res->refused ? "reject" : "accept");
+		cli_json_what(c, &j);
 		json_int(&j, "records", (long long)res->records);
 		json_int(&j, "refused", (long long)res->refused);
 		json_int(&j, "imported", (long long)res->imported);
