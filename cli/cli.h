@@ -233,8 +233,9 @@ void cli_fail_option(const struct cli *c, const char *opt, size_t len);
 void cli_json_fail(const struct cli *c, int ex);
 
 /*
- * --json lists (contract list, token list, audit): a script must not take
- * the rows read before a failure for the list, so they are held in an
+ * --json lists (contract list, token list, audit; contract import's
+ * refusals): a script must not take the rows read before a failure for
+ * the list, so they are held in an
  * unnamed temporary file ($TMPDIR, else /tmp; 0600, gone with the
  * process: memory stays bounded however long the list) and reach stdout
  * only once the list is whole. cli_rows_begin opens it (0, or an exit

@@ -427,8 +427,8 @@ cli_rows_end(struct cli *c, int ex)
 	fclose(f);
 	if (bad && ex == CLI_EXIT_OK) {
 		cli_warn(c,
-		    "cannot hold the rows in a temporary file: the list "
-		    "is not printed");
+		    "cannot hold the rows in a temporary file: none "
+		    "is printed");
 		return CLI_EXIT_ERROR;
 	}
 	return ex;
