@@ -202,8 +202,15 @@ void json_quote(FILE *f, const char *s);
 void cli_json_decision(
     const struct cli *c, struct cli_json *j, const struct sotp_decision *d);
 /*
- * --json: an error as one object ("verdict":"error"); else nothing. It
- * is the command's outcome: main writes no other (cli_json_told).
+ * The command ("command":"contract import") and its argument named by
+ * what it is ("file":...), when cli_what set them: what every outcome
+ * object carries after its verdict.
+ */
+void cli_json_what(const struct cli *c, struct cli_json *j);
+/*
+ * --json: an error as one object ("verdict":"error", the command and its
+ * argument, then at:pos when pos > 0); else nothing. It is the command's
+ * outcome: main writes no other (cli_json_told).
  */
 void cli_json_error(
     const struct cli *c, const char *at, unsigned long pos, int rc);
@@ -226,8 +233,9 @@ void cli_fail_option(const struct cli *c, const char *opt, size_t len);
 void cli_json_fail(const struct cli *c, int ex);
 
 /*
- * --json lists (contract list, token list, audit): a script must not take
- * the rows read before a failure for the list, so they are held in an
+ * --json lists (contract list, token list, audit; contract import's
+ * refusals): a script must not take the rows read before a failure for
+ * the list, so they are held in an
  * unnamed temporary file ($TMPDIR, else /tmp; 0600, gone with the
  * process: memory stays bounded however long the list) and reach stdout
  * only once the list is whole. cli_rows_begin opens it (0, or an exit

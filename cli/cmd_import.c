@@ -206,6 +206,7 @@ report(struct cli *c, const char *path, int pskc,
 	if (c->json) {
 		json_begin(&j, stdout);
 		json_str(&j, "verdict", res->refused ? "reject" : "accept");
+		cli_json_what(c, &j);
 		json_int(&j, "imported", res->imported);
 		json_bool(&j, "dry_run", dry_run);
 		json_str(&j, "signature", sotp_sig_status_name(res->signature));

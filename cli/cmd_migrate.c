@@ -56,7 +56,10 @@ struct refusals {
 
 /*
  * One refused record: a line on stderr that leads with FILE:LINE, as
- * every error with a place in a file does, or a JSON object on stdout.
+ * every error with a place in a file does, or a JSON object, held with
+ * the others (cli_rows) until the import has its outcome: the summary
+ * follows them, while an error that stops the import (the store failing
+ * on a later record) is written alone, as a list's is.
  */
 static int
 print_refusal(void *arg, unsigned long line, int reason, const char *text)
@@ -66,7 +69,7 @@ print_refusal(void *arg, unsigned long line, int reason, const char *text)
 	struct cli_json j;
 
 	if (c->json) {
-		json_begin(&j, stdout);
+		json_begin(&j, cli_rows(c));
 		json_str(&j, "verdict", "reject");
 		json_int(&j, "line", (long long)line);
 		json_str(&j, "reason", sotp_reason_name(reason));
@@ -91,6 +94,7 @@ import_report(const struct cli *c,
 	if (c->json) {
 		json_begin(&j, stdout);
 		json_str(&j, "verdict", res->refused ? "reject" : "accept");
+		cli_json_what(c, &j);
 		json_int(&j, "records", (long long)res->records);
 		json_int(&j, "refused", (long long)res->refused);
 		json_int(&j, "imported", (long long)res->imported);
@@ -220,17 +224,26 @@ cmd_contract_import(struct cli *c, int argc, char **argv)
 		goto out;
 	}
 	len = (size_t)st.st_size;
-	if (len > 0 && (ex = snapshot(c, fd, &st, len, &map)) != 0)
+	if ((len > 0 && (ex = snapshot(c, fd, &st, len, &map)) != 0) ||
+	    (ex = cli_rows_begin(c)) != 0)
 		goto out;
 	refusals.c = c;
 	refusals.path = pos[0];
 	rc = sotp_contract_import(c->ctx, len > 0 ? map : "", len, fmt, dry_run,
 	    c->now, print_refusal, &refusals, &res);
-	/* An error leads with FILE:LINE, as a refusal does. */
-	if (rc != SOTP_OK)
+	/*
+	 * The refusals, then the summary; or the error alone, leading with
+	 * FILE:LINE as a refusal does. Refusals that could not be held
+	 * imported nothing (a refused file is not inserted) and are an
+	 * error; a file without one wrote no row, and cannot fail here.
+	 */
+	if (rc != SOTP_OK) {
+		(void)cli_rows_end(c, CLI_EXIT_ERROR);
 		cli_json_error(c, "line", res.line, rc);
-	ex = rc != SOTP_OK ? cli_error_in(c, pos[0], NULL, res.line, rc)
-	                   : import_report(c, &res, dry_run);
+		ex = cli_error_in(c, pos[0], NULL, res.line, rc);
+	} else if ((ex = cli_rows_end(c, CLI_EXIT_OK)) == CLI_EXIT_OK) {
+		ex = import_report(c, &res, dry_run);
+	}
 out:
 	if (map != MAP_FAILED) {
 		sotp_wipe(map, len);

@@ -209,6 +209,7 @@ cli_json_error(const struct cli *c, const char *at, unsigned long pos, int rc)
 		return;
 	json_begin(&j, stdout);
 	json_str(&j, "verdict", "error");
+	cli_json_what(c, &j);
 	if (at != NULL && pos > 0)
 		json_int(&j, at, (long long)pos);
 	json_str(&j, "error", sotp_strerror(rc));
@@ -237,6 +238,16 @@ arg_key(const char *cmd)
 	return "argument";
 }
 
+void
+cli_json_what(const struct cli *c, struct cli_json *j)
+{
+	if (c->cmd[0] == '\0')
+		return;
+	json_str(j, "command", c->cmd);
+	if (c->arg != NULL)
+		json_str(j, arg_key(c->cmd), c->arg);
+}
+
 /*
  * A failure with no object of the command's own: the object a script
  * reads on stdout, besides the line on stderr. One command needs no code
@@ -255,10 +266,7 @@ cli_json_fail(const struct cli *c, int ex)
 	json_begin(&j, stdout);
 	json_str(
 	    &j, "verdict", f->kind == CLI_FAIL_REFUSED ? "reject" : "error");
-	if (c->cmd[0] != '\0')
-		json_str(&j, "command", c->cmd);
-	if (c->cmd[0] != '\0' && c->arg != NULL)
-		json_str(&j, arg_key(c->cmd), c->arg);
+	cli_json_what(c, &j);
 	if (f->kind == CLI_FAIL_REFUSED) {
 		json_str(&j, "reason", sotp_reason_name(f->reason));
 		json_int(&j, "reason_code", f->reason);
@@ -419,8 +427,8 @@ cli_rows_end(struct cli *c, int ex)
 	fclose(f);
 	if (bad && ex == CLI_EXIT_OK) {
 		cli_warn(c,
-		    "cannot hold the rows in a temporary file: the list "
-		    "is not printed");
+		    "cannot hold the rows in a temporary file: none "
+		    "is printed");
 		return CLI_EXIT_ERROR;
 	}
 	return ex;
@@ -636,10 +644,7 @@ cli_json_decision(
 
 	json_str(j, "verdict", v < 3 ? verdicts[v] : "reject");
 	/* As in cli_json_fail's objects: which command decided, on what. */
-	if (c->cmd[0] != '\0')
-		json_str(j, "command", c->cmd);
-	if (c->cmd[0] != '\0' && c->arg != NULL)
-		json_str(j, arg_key(c->cmd), c->arg);
+	cli_json_what(c, j);
 	json_str(j, "reason", sotp_reason_name((int)d->reason));
 	json_int(j, "reason_code", (long long)d->reason);
 	json_str(j, "reason_text", sotp_reason_text((int)d->reason));

@@ -147,6 +147,8 @@ check "CSV with a BOM: the token, its serial without the mark" cli token show CS
 
 check_rc 1 "--json refusal" cli --json token import "$D/dup.csv"
 check "--json: entry and reason" contains "$OUT" '"entry":3,"reason":"EXISTS"'
+check "--json: the refusal names the command and the file" contains "$OUT" \
+    '{"verdict":"reject","command":"token import","file":"'"$D/dup.csv"'",'
 check "audit has the imports" cli audit
 check "audit: one row per imported token" contains "$OUT" "token.import accept ACCEPTED contract=- serial=GEN-PSK-3"
 check "audit: the refusals" contains "$OUT" "detail=pskc: entry 2: Secret: MAC mismatch"
@@ -180,8 +182,8 @@ check_rc 2 "--json: a store error mid-import: an error" \
     cli --json token import "$SB/err.csv"
 check "--json: ... one line on stdout, one JSON object" \
     sh -c '[ "$(wc -l <"$1")" -eq 1 ] && grep -q "^{.*}\$" "$1"' sh "$OUT"
-check "--json: ... verdict error, the entry, the error and its detail" \
-    grep -q '^{"verdict":"error","entry":3,"error":"[^"]*","error_code":-[0-9]*,"detail":"[^"]*serial '"'"'ERR-2'"'"'[^"]*"' "$OUT"
+check "--json: ... verdict error, the command, the file, the entry, the error and its detail" \
+    grep -q '^{"verdict":"error","command":"token import","file":"'"$SB"'/err.csv","entry":3,"error":"[^"]*","error_code":-[0-9]*,"detail":"[^"]*serial '"'"'ERR-2'"'"'[^"]*"' "$OUT"
 check "--json: ... no secret on stdout" \
     sh -c '! grep -qi -e "$1" -e "$2" "$3"' sh "$E1" "$E2" "$OUT"
 check "mend the store" store_mend no_tokens tokens
@@ -192,8 +194,8 @@ check "the store fails the insert of ERRP-3" \
 check_rc 2 "PSKC: a store error mid-import: an error" cli token import "$SB/err.pskc"
 check_rc 2 "PSKC --json: a store error mid-import: an error" \
     cli --json token import "$SB/err.pskc"
-check "PSKC --json: ... one JSON object naming the entry" \
-    sh -c '[ "$(wc -l <"$1")" -eq 1 ] && grep -q "^{\"verdict\":\"error\",\"entry\":3,.*}\$" "$1"' sh "$OUT"
+check "PSKC --json: ... one JSON object naming the command, the file and the entry" \
+    sh -c '[ "$(wc -l <"$1")" -eq 1 ] && grep -q "^{\"verdict\":\"error\",\"command\":\"token import\",\"file\":\"$2\",\"entry\":3,.*}\$" "$1"' sh "$OUT" "$SB/err.pskc"
 check_rc 2 "PSKC: again without --json" cli token import "$SB/err.pskc"
 check "... the error names the file, the entry and the serial" contains "$ERR" \
     "shinkin-otp: token import $SB/err.pskc: error: entry 3: serial 'ERRP-3': "
@@ -207,8 +209,8 @@ check "the store fails the end of a batch holding ERR-2" \
     "EXISTS (SELECT 1 FROM tokens WHERE serial = 'ERR-2')"
 check_rc 2 "--json: an error after the last entry: an error" \
     cli --json token import "$SB/err.csv"
-check "--json: ... one JSON object, no entry of its own" \
-    sh -c '[ "$(wc -l <"$1")" -eq 1 ] && grep -q "^{\"verdict\":\"error\",\"error\":.*}\$" "$1"' sh "$OUT"
+check "--json: ... one JSON object, the command and the file, no entry of its own" \
+    sh -c '[ "$(wc -l <"$1")" -eq 1 ] && grep -q "^{\"verdict\":\"error\",\"command\":\"token import\",\"file\":\"$2\",\"error\":.*}\$" "$1"' sh "$OUT" "$SB/err.csv"
 check_rc 2 "an error after the last entry: an error" cli token import "$SB/err.csv"
 check "... names the file" contains "$ERR" "shinkin-otp: token import $SB/err.csv: error: csv, insert pass: "
 check "... names no line nor serial of its own" sh -c '! grep -q "err.csv:[0-9]\|serial" "$1"' sh "$ERR"

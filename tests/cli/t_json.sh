@@ -197,6 +197,58 @@ jfail 2 "audit: no temporary file for the rows" \
     --json audit
 if [ -n "$_tmpdir" ]; then TMPDIR=$_tmpdir; else unset TMPDIR; fi
 
+# contract import: each refused line is an object, held until the checking
+# pass is over, then the summary. An error that stops the import after a
+# refusal was found (a store row it cannot read) is the error object
+# alone: the refusals seen before it are not the file's outcome.
+HASH=$(perl -e 'print crypt("pw-N", q($6$saltsalt$))')
+printf '# contract,pwhash\nN1,not-a-hash\nN2,%s\nN3,nope\n' "$HASH" >"$SB/refused.csv"
+check_rc 1 "contract import --json: two refused lines" \
+    cli --json contract import "$SB/refused.csv"
+check "... one object per refused line, then the summary, the last" \
+    jqs 'length == 3 and (.[0] | .verdict == "reject" and .line == 2) and (.[1] | .verdict == "reject" and .line == 4) and (.[2] | .verdict == "reject" and .records == 3 and .refused == 2 and .imported == 0)'
+check "... the summary names the command and the file" \
+    jqs '.[-1] | .command == "contract import" and .file == "'"$SB"'/refused.csv"'
+check_rc 1 "... and N2 was not imported" cli contract show N2
+printf '# contract,pwhash\nN1,not-a-hash\nC2,%s\nN3,%s\n' "$HASH" "$HASH" >"$SB/broken.csv"
+sb_sql "UPDATE contracts SET login = 99 WHERE id = 'C2'"
+jfail 2 "contract import: a row the store cannot read after a refusal" \
+    "$STORE_ERR"' and .command == "contract import" and .file == "'"$SB"'/broken.csv" and .line == 3 and (.detail | test("login"))' \
+    --json contract import "$SB/broken.csv"
+jfail 2 "contract import --dry-run: the same, the error object alone" \
+    "$STORE_ERR"' and .line == 3' \
+    --json contract import "$SB/broken.csv" --dry-run
+sb_sql "UPDATE contracts SET login = 1 WHERE id = 'C2'"
+# The token a line binds, unreadable, after a refused line.
+printf '# contract,pwhash,login,card,serial\nN1,not-a-hash\nN4,%s,otp,,T1\n' "$HASH" >"$SB/badtoken.csv"
+sb_sql "UPDATE tokens SET disabled = 7 WHERE serial = 'T1'"
+jfail 2 "contract import: a token the store cannot read after a refusal" \
+    "$STORE_ERR"' and .line == 3 and (.detail | test("disabled"))' \
+    --json contract import "$SB/badtoken.csv"
+sb_sql "UPDATE tokens SET disabled = 0 WHERE serial = 'T1'"
+# The insert pass comes only after a checking pass with no refusal: a
+# store error there is the error object alone too, naming its line.
+printf '# contract,pwhash\nN5,%s\nN6,%s\n' "$HASH" "$HASH" >"$SB/insert.csv"
+check "the store fails the insert of N6" \
+    store_fail no_n6 contracts INSERT "NEW.id = 'N6'"
+jfail 2 "contract import: a store error in the insert pass" \
+    "$ERROR"' and .command == "contract import" and .line == 3' \
+    --json contract import "$SB/insert.csv"
+check "mend the store" store_mend no_n6 contracts
+check_rc 1 "... and N5 was not imported" cli contract show N5
+# No temporary file for the refusals: refused before the file is read.
+TMPDIR=$SB/no-such-dir
+export TMPDIR
+jfail 2 "contract import: no temporary file for the refusals" \
+    "$ERROR"' and .error_code == -4 and .command == "contract import" and (.detail | test("no-such-dir"))' \
+    --json contract import "$SB/insert.csv"
+if [ -n "$_tmpdir" ]; then TMPDIR=$_tmpdir; else unset TMPDIR; fi
+check_rc 1 "... and N5 was not imported" cli contract show N5
+check "contract import --json: a good file" \
+    cli --json contract import "$SB/insert.csv"
+check "... one object, the summary" \
+    jqs 'length == 1 and (.[0] | .verdict == "accept" and .imported == 2 and .command == "contract import")'
+
 # A key rotation's objects are its steps, each committed when printed: a
 # step that fails ends them with one error object, on a line of its own.
 check "token add Z9" cli token add Z9 --secret "$(secret)"

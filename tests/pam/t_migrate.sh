@@ -342,8 +342,8 @@ check "the store fails the insert of ERR-C2" \
 printf '# contract,pwhash\nERR-C1,%s\nERR-C2,%s\n' "$Y" "$Y" >"$SB/err.csv"
 check_rc 2 "CSV --json: a store error on line 3: an error" \
     cli --json contract import "$SB/err.csv"
-check "CSV --json: ... one JSON object: verdict error, the line, the error" \
-    sh -c '[ "$(wc -l <"$1")" -eq 1 ] && grep -q "^{\"verdict\":\"error\",\"line\":3,\"error\":\"[^\"]*\",\"error_code\":-[0-9]*,\"detail\":\"[^\"]*ERR-C2[^\"]*\"}\$" "$1"' sh "$OUT"
+check "CSV --json: ... one JSON object: verdict error, the command, the file, the line, the error" \
+    sh -c '[ "$(wc -l <"$1")" -eq 1 ] && grep -q "^{\"verdict\":\"error\",\"command\":\"contract import\",\"file\":\"$2\",\"line\":3,\"error\":\"[^\"]*\",\"error_code\":-[0-9]*,\"detail\":\"[^\"]*ERR-C2[^\"]*\"}\$" "$1"' sh "$OUT" "$SB/err.csv"
 check "CSV --json: ... no hash on stdout" sh -c '! grep -qF "$1" "$2"' sh "${Y##*\$}" "$OUT"
 check_rc 2 "CSV: a store error on line 3: an error" cli contract import "$SB/err.csv"
 check "... leads with the file and line" contains "$ERR" \
@@ -400,8 +400,8 @@ check "the store fails the end of a batch holding ERR-C2" \
     "EXISTS (SELECT 1 FROM contracts WHERE id = 'ERR-C2')"
 check_rc 2 "--json: an error after the last record: an error" \
     cli --json contract import "$SB/err.csv"
-check "--json: ... one JSON object, no line of its own" \
-    sh -c '[ "$(wc -l <"$1")" -eq 1 ] && grep -q "^{\"verdict\":\"error\",\"error\":.*}\$" "$1"' sh "$OUT"
+check "--json: ... one JSON object, the command and the file, no line of its own" \
+    sh -c '[ "$(wc -l <"$1")" -eq 1 ] && grep -q "^{\"verdict\":\"error\",\"command\":\"contract import\",\"file\":\"$2\",\"error\":.*}\$" "$1"' sh "$OUT" "$SB/err.csv"
 check_rc 2 "an error after the last record: an error" cli contract import "$SB/err.csv"
 check "... names the file" contains "$ERR" \
     "shinkin-otp: contract import $SB/err.csv: error: csv, insert pass: "
