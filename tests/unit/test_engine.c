@@ -3626,8 +3626,9 @@ card_login(struct fx *f, time_t now, enum card_kind card, int reason)
 }
 
 /*
- * A card question names the same cells until it is answered right: one
- * left unanswered or answered wrong shows nothing new, so that someone
+ * A card question names the same cells until it is answered right, on
+ * every server: one left unanswered or answered wrong shows nothing new,
+ * so that someone
  * who knows a few cells cannot ask again until it names only those. A
  * right answer makes the next cells new (drawn afresh each time: three
  * right answers all keeping the same two cells of 50 is a 1 in 10^10
@@ -3638,6 +3639,7 @@ test_engine_card_cells_stay_until_answered(void **state)
 {
 	struct fx *f = *state;
 	char first[32], again[32], after[32];
+	struct sotp_ctx *mine, *other = NULL;
 	time_t t = T0;
 	int i, changed = 0;
 
@@ -3646,6 +3648,15 @@ test_engine_card_cells_stay_until_answered(void **state)
 		card_question(f, t += 40, again, sizeof(again));
 		assert_string_equal(again, first);
 	}
+	/* Another server (a context of its own on the store): the same. */
+	mine = f->ctx;
+	assert_int_equal(sotp_ctx_new(&other), SOTP_OK);
+	assert_int_equal(sotp_init(other, f->conf), SOTP_OK);
+	f->ctx = other;
+	card_question(f, t += 40, again, sizeof(again));
+	f->ctx = mine;
+	sotp_ctx_free(other);
+	assert_string_equal(again, first);
 	card_login(f, t += 40, WRONG_CARD, SOTP_R_WRONG_CARD);
 	card_question(f, t += 40, again, sizeof(again));
 	assert_string_equal(again, first);
