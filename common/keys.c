@@ -755,6 +755,12 @@ live_mac(struct sotp_ctx *ctx, uint32_t kv, int card, const void *data,
 	if ((rc = live_slot(ctx, kv, &s)) == SOTP_OK && card && !s->card_ok &&
 	    (rc = sotp_kdf(s->dek, "shinkin-otp card v1", s->card)) == SOTP_OK)
 		s->card_ok = 1;
+	if (rc == SOTP_ERR_NOT_FOUND && card) { /* as sotp_keys_unseal */
+		sotp_ctx_seterr(ctx,
+		    "card sealed under key version %u, which this process does not hold",
+		    kv);
+		rc = SOTP_ERR_DECRYPT;
+	}
 	if (rc == SOTP_OK)
 		rc =
 		    sotp_hmac_sha256(card ? s->card : s->state, data, len, out);

@@ -3760,6 +3760,56 @@ test_engine_tampered_secret_refused(void **state)
 	sotp_attempt_free(a);
 }
 
+/* The card question of a login on C-CARD: the step's return code. */
+static int
+card_step(struct fx *f, time_t now, struct sotp_decision *d)
+{
+	struct sotp_attempt *a = NULL;
+	int rc;
+
+	assert_int_equal(
+	    sotp_attempt_begin(f->ctx, "C-CARD", "login", now, &a), SOTP_OK);
+	assert_int_equal(
+	    sotp_attempt_set(a, SOTP_F_PASSWORD, "pw-card"), SOTP_OK);
+	rc = sotp_attempt_step(a, d);
+	if (rc == SOTP_OK && d->verdict == SOTP_CONTINUE) {
+		assert_int_equal(d->ask, SOTP_F_CARD);
+		assert_int_equal(sotp_attempt_answer(a, "00"), SOTP_OK);
+		rc = sotp_attempt_step(a, d);
+	}
+	sotp_attempt_free(a);
+	return rc;
+}
+
+/*
+ * A tampered card fails closed: one moved from another contract (the ID
+ * is the AAD) is asked, and its answer refused as undecryptable; one
+ * whose header names a key version nobody holds is refused at once, as
+ * its cells come from that version's key.
+ */
+static void
+test_engine_tampered_card_refused(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_decision d;
+
+	raw_sql(f->dir,
+	    "UPDATE contracts SET card = (SELECT card FROM "
+	    "contracts WHERE id = 'C-REG') WHERE id = 'C-CARD'");
+	assert_int_equal(card_step(f, T0 + 50000, &d), SOTP_ERR_DECRYPT);
+	assert_int_equal(d.verdict, SOTP_REJECT);
+	assert_non_null(strstr(sotp_ctx_errmsg(f->ctx), "C-CARD"));
+	raw_sql(f->dir,
+	    pg_url() != NULL
+	        ? "UPDATE contracts SET card = '\\x020000fff0'::bytea || "
+	          "substring(card from 6) WHERE id = 'C-CARD'"
+	        : "UPDATE contracts SET card = CAST(X'020000fff0' || "
+	          "substr(card, 6) AS BLOB) WHERE id = 'C-CARD'");
+	assert_int_equal(card_step(f, T0 + 50100, &d), SOTP_ERR_DECRYPT);
+	assert_int_equal(d.verdict, SOTP_REJECT);
+	assert_non_null(strstr(sotp_ctx_errmsg(f->ctx), "key version 65520"));
+}
+
 static void
 test_engine_store_down_fails_closed(void **state)
 {
@@ -4353,6 +4403,8 @@ main(void)
 	        test_engine_wrong_master_key_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_tampered_secret_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_engine_tampered_card_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_store_holds_no_plain_secret, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
