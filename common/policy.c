@@ -172,14 +172,20 @@ static int
 perr(struct parser *ps, const char *fmt, ...)
 {
 	va_list ap;
-	int n;
+	int n, m;
 
 	n = snprintf(ps->err, ps->errsz, "%s:%u: ", ps->file, ps->line);
-	if (n < 0 || (size_t)n >= ps->errsz)
+	if (n < 0 || (size_t)n >= ps->errsz) {
+		if (n > 0)
+			sotp_mark_cut(ps->err, ps->errsz, (size_t)n);
 		return SOTP_ERR_CONFIG;
+	}
 	va_start(ap, fmt);
-	vsnprintf(ps->err + n, ps->errsz - (size_t)n, fmt, ap);
+	m = vsnprintf(ps->err + n, ps->errsz - (size_t)n, fmt, ap);
 	va_end(ap);
+	/* A long key or value named in the message: its cut shows. */
+	if (m > 0)
+		sotp_mark_cut(ps->err, ps->errsz, (size_t)n + (size_t)m);
 	return SOTP_ERR_CONFIG;
 }
 
