@@ -477,6 +477,36 @@ test_err_seterr_cut(void **state)
 	assert_int_equal(rmdir(dir), 0);
 }
 
+/*
+ * The policy file's own errors ("path: ..."), written before any line is
+ * read: a path of 1021..1023 bytes that names no file makes the message
+ * over 1 KiB, cut inside the path at each byte of a character.
+ */
+static void
+test_err_policy_path_cut(void **state)
+{
+	char path[SOTP_PATH_MAX], whole[SOTP_PATH_MAX + 64];
+	struct sotp_ctx *ctx = NULL;
+	size_t pad, i, n;
+
+	(void)state;
+	n = (size_t)snprintf(path, sizeof(path), "/nonexistent-sotp-errcut/");
+	for (pad = 1; pad <= 3; pad++) {
+		memset(path + n, 'a', pad);
+		for (i = n + pad; i + 3 < SOTP_PATH_MAX; i += 3)
+			memcpy(path + i, "約", 3);
+		path[i] = '\0';
+		snprintf(whole, sizeof(whole),
+		    "%s: cannot read policy file: ", path);
+		assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
+		assert_int_equal(
+		    sotp_ctx_load_policy(ctx, path), SOTP_ERR_CONFIG);
+		assert_marked_cut(sotp_ctx_errmsg(ctx), whole);
+		sotp_ctx_free(ctx);
+		ctx = NULL;
+	}
+}
+
 int
 main(void)
 {
@@ -493,6 +523,7 @@ main(void)
 	    cmocka_unit_test(test_err_strlcpy_and_random),
 	    cmocka_unit_test(test_err_policy_message_cut),
 	    cmocka_unit_test(test_err_seterr_cut),
+	    cmocka_unit_test(test_err_policy_path_cut),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
