@@ -132,7 +132,7 @@ report(struct cli *c, struct sotp_attempt *a, const struct sotp_decision *d,
 
 	char state[2 * SOTP_STATE_MAX + 1] = "";
 	struct cli_json j;
-	int rc;
+	int rc, n;
 
 	if (d->verdict == SOTP_CONTINUE &&
 	    (rc = state_hex(a, state)) != SOTP_OK)
@@ -158,10 +158,12 @@ report(struct cli *c, struct sotp_attempt *a, const struct sotp_decision *d,
 		return CLI_EXIT_MORE;
 	/* The one refusal whose cause is a word of the command line. */
 	if (d->reason == SOTP_R_UNKNOWN_CONTEXT) {
-		snprintf(why, sizeof(why),
+		n = snprintf(why, sizeof(why),
 		    "%s '%s' is not a context of the policy",
 		    context != NULL ? "--context" : "the default context",
 		    context != NULL ? context : "transaction");
+		if (n > 0) /* a long word: the cut shows */
+			sotp_mark_cut(why, sizeof(why), (size_t)n);
 		return cli_refused_why(c, d->reason, why);
 	}
 	return cli_refused(c, d->reason);

@@ -26,6 +26,19 @@
  * sequence reach the terminal.
  */
 static void text_out(FILE *f, const char *s, int tab);
+
+/*
+ * A message longer than its buffer (an operator's word, a path, the
+ * core's detail within one line): its cut shows as "...", after whole
+ * UTF-8 characters (sotp_mark_cut). n is what snprintf returned.
+ */
+static void
+cut_mark(char *buf, size_t bufsz, int n)
+{
+	if (n > 0)
+		sotp_mark_cut(buf, bufsz, (size_t)n);
+}
+
 static void err_vline(const char *what, const char *fmt, va_list ap)
     SOTP_PRINTF(2, 0);
 
@@ -34,7 +47,7 @@ err_vline(const char *what, const char *fmt, va_list ap)
 {
 	char buf[2048];
 
-	vsnprintf(buf, sizeof(buf), fmt, ap);
+	cut_mark(buf, sizeof(buf), vsnprintf(buf, sizeof(buf), fmt, ap));
 	fprintf(stderr, "%s: ", CLI_NAME);
 	if (what != NULL) {
 		text_out(stderr, what, 1);
@@ -74,7 +87,8 @@ fail_note(const struct cli *c, enum cli_fail_kind kind, int rc, int reason,
 	f->kind = kind;
 	f->rc = rc;
 	f->reason = reason;
-	snprintf(f->detail, sizeof(f->detail), "%s", detail);
+	cut_mark(f->detail, sizeof(f->detail),
+	    snprintf(f->detail, sizeof(f->detail), "%s", detail));
 	/* cli_fail_option named the option just before a usage error. */
 	if (kind != CLI_FAIL_USAGE)
 		f->option[0] = '\0';
@@ -86,7 +100,9 @@ cli_fail_option(const struct cli *c, const char *opt, size_t len)
 	struct cli_fail *f = c->fail;
 
 	if (f != NULL && (f->kind == CLI_FAIL_NONE || f->kind == CLI_FAIL_WARN))
-		snprintf(f->option, sizeof(f->option), "%.*s", (int)len, opt);
+		cut_mark(f->option, sizeof(f->option),
+		    snprintf(
+		        f->option, sizeof(f->option), "%.*s", (int)len, opt));
 }
 
 void
@@ -104,7 +120,7 @@ warn_v(const struct cli *c, int rc, const char *fmt, va_list ap)
 {
 	char buf[2048];
 
-	vsnprintf(buf, sizeof(buf), fmt, ap);
+	cut_mark(buf, sizeof(buf), vsnprintf(buf, sizeof(buf), fmt, ap));
 	fail_note(c, CLI_FAIL_WARN, rc, 0, buf);
 	err_line(c->what[0] ? c->what : "error", "%s", buf);
 }
@@ -143,10 +159,12 @@ cli_usage(const struct cli *c, const char *fmt, ...)
 {
 	char buf[2048];
 	va_list ap;
+	int n;
 
 	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
+	cut_mark(buf, sizeof(buf), n);
 	fail_note(c, CLI_FAIL_USAGE, SOTP_ERR_INVALID_ARG, 0, buf);
 	err_line(c->what[0] != '\0' ? c->what : NULL, "%s", buf);
 	return CLI_EXIT_ERROR;

@@ -72,10 +72,15 @@ static const char usage_text[] =
 void
 cli_what(struct cli *c, const char *cmd, const char *arg)
 {
+	int n;
+
 	if (arg != NULL)
-		snprintf(c->what, sizeof(c->what), "%s %s", cmd, arg);
+		n = snprintf(c->what, sizeof(c->what), "%s %s", cmd, arg);
 	else
-		snprintf(c->what, sizeof(c->what), "%s", cmd);
+		n = snprintf(c->what, sizeof(c->what), "%s", cmd);
+	/* A long ID: the prefix of every line says it was cut. */
+	if (n > 0)
+		sotp_mark_cut(c->what, sizeof(c->what), (size_t)n);
 	snprintf(c->cmd, sizeof(c->cmd), "%s", cmd);
 	c->arg = arg;
 }

@@ -172,14 +172,20 @@ static int
 perr(struct parser *ps, const char *fmt, ...)
 {
 	va_list ap;
-	int n;
+	int n, m;
 
 	n = snprintf(ps->err, ps->errsz, "%s:%u: ", ps->file, ps->line);
-	if (n < 0 || (size_t)n >= ps->errsz)
+	if (n < 0 || (size_t)n >= ps->errsz) {
+		if (n > 0)
+			sotp_mark_cut(ps->err, ps->errsz, (size_t)n);
 		return SOTP_ERR_CONFIG;
+	}
 	va_start(ap, fmt);
-	vsnprintf(ps->err + n, ps->errsz - (size_t)n, fmt, ap);
+	m = vsnprintf(ps->err + n, ps->errsz - (size_t)n, fmt, ap);
 	va_end(ap);
+	/* A long key or value named in the message: its cut shows. */
+	if (m > 0)
+		sotp_mark_cut(ps->err, ps->errsz, (size_t)n + (size_t)m);
 	return SOTP_ERR_CONFIG;
 }
 
@@ -1287,6 +1293,26 @@ finish(struct parser *ps)
 }
 
 /*
+ * A message about the file as a whole ("path: ..."), into err[errsz]: a
+ * long path's cut shows, as perr's does.
+ */
+static void ferr(char *err, size_t errsz, const char *fmt, ...)
+    SOTP_PRINTF(3, 4);
+
+static void
+ferr(char *err, size_t errsz, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(err, errsz, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		sotp_mark_cut(err, errsz, (size_t)n);
+}
+
+/*
  * The directories from dir up to "/": whoever may write one of them may
  * put a policy of his own in place of the file (a rename needs no write
  * access to the file itself). Each must belong to root or to this
@@ -1303,13 +1329,12 @@ policy_dirs_safe(const char *path, const char *dir, char *err, size_t errsz)
 	sotp_strlcpy(d, dir, sizeof(d)); /* dir is a realpath */
 	for (;;) {
 		if (stat(d, &st) != 0) {
-			snprintf(err, errsz,
-			    "%s: cannot stat its directory %s: %s", path, d,
-			    strerror(errno));
+			ferr(err, errsz, "%s: cannot stat its directory %s: %s",
+			    path, d, strerror(errno));
 			return SOTP_ERR_CONFIG;
 		}
 		if (st.st_uid != 0 && st.st_uid != geteuid()) {
-			snprintf(err, errsz,
+			ferr(err, errsz,
 			    "%s: its directory %s is owned by uid %u, neither "
 			    "root nor this process's user (uid %u): refused",
 			    path, d, (unsigned int)st.st_uid,
@@ -1317,7 +1342,7 @@ policy_dirs_safe(const char *path, const char *dir, char *err, size_t errsz)
 			return SOTP_ERR_CONFIG;
 		}
 		if ((st.st_mode & 022) != 0 && (st.st_mode & S_ISVTX) == 0) {
-			snprintf(err, errsz,
+			ferr(err, errsz,
 			    "%s: its directory %s is writable by group or "
 			    "others (mode %04o), who could replace the policy: "
 			    "refused; chmod go-w it",
@@ -1359,23 +1384,23 @@ policy_file_safe(
 	int rc, islink;
 
 	if (fstat(fileno(f), &st) != 0) {
-		snprintf(err, errsz, "%s: cannot stat policy file: %s", path,
+		ferr(err, errsz, "%s: cannot stat policy file: %s", path,
 		    strerror(errno));
 		return SOTP_ERR_CONFIG;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		snprintf(err, errsz, "%s: not a regular file", path);
+		ferr(err, errsz, "%s: not a regular file", path);
 		return SOTP_ERR_CONFIG;
 	}
 	if ((st.st_mode & 022) != 0) {
-		snprintf(err, errsz,
+		ferr(err, errsz,
 		    "%s: writable by group or others (mode %04o): refused; "
 		    "chmod go-w it",
 		    path, (unsigned int)(st.st_mode & 07777));
 		return SOTP_ERR_CONFIG;
 	}
 	if (st.st_uid != 0 && st.st_uid != geteuid()) {
-		snprintf(err, errsz,
+		ferr(err, errsz,
 		    "%s: owned by uid %u, neither root nor this process's "
 		    "user (uid %u): refused; chown root it",
 		    path, (unsigned int)st.st_uid, (unsigned int)geteuid());
@@ -1385,7 +1410,7 @@ policy_file_safe(
 	islink = lstat(path, &st) == 0 && S_ISLNK(st.st_mode);
 	if (realpath(path, real) == NULL ||
 	    (islink && real_dir_of(path, link) != 0)) {
-		snprintf(err, errsz, "%s: cannot resolve its path: %s", path,
+		ferr(err, errsz, "%s: cannot resolve its path: %s", path,
 		    strerror(errno));
 		return SOTP_ERR_CONFIG;
 	}
@@ -1456,7 +1481,7 @@ sotp_policy_read(
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) <
 	        0 ||
 	    (f = fdopen(fd, "r")) == NULL) {
-		snprintf(err, errsz, "%s: cannot read policy file: %s", path,
+		ferr(err, errsz, "%s: cannot read policy file: %s", path,
 		    strerror(errno));
 		if (fd >= 0)
 			close(fd);

@@ -96,6 +96,14 @@ SOTP_EXPORT const char *sotp_log_value(
  */
 SOTP_EXPORT const char *sotp_log_text(
     char *out, size_t outsz, const char *text);
+/*
+ * Marks a text that had to be cut to fit dst[dstsz] (dstsz >= 4): its
+ * end becomes "...", after the last whole UTF-8 character that leaves
+ * room for it, so that a reader sees the cut. For a text whose length
+ * (as snprintf or sotp_strlcpy returned it) was len; nothing when len
+ * fits. For the front ends' own buffers, as the core's messages do.
+ */
+SOTP_EXPORT void sotp_mark_cut(char *dst, size_t dstsz, size_t len);
 
 /*
  * Reasons: the one numbered table behind every decision. The number is

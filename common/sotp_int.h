@@ -44,13 +44,7 @@ int sotp_random_uniform(unsigned int bound, unsigned int *out);
 size_t sotp_strlcpy(char *dst, const char *src, size_t dstsz);
 /* The context's error text (sotp_ctx_errmsg), with its NUL. */
 #define SOTP_CTX_ERR_MAX 1024
-/*
- * Marks a text that had to be cut to fit dst[dstsz] (dstsz >= 4): its
- * end becomes "...", after the last whole UTF-8 character that leaves
- * room for it, so that a reader sees the cut. For a text whose length
- * (as snprintf or sotp_strlcpy returned it) was len.
- */
-void sotp_mark_cut(char *dst, size_t dstsz, size_t len);
+/* sotp_mark_cut (shinkin_otp.h) marks a cut text. */
 /*
  * The directory part of path into out[outsz] (out may be path): "/" for
  * "/x", "." without a '/'. 0, or -1 (errno ENAMETOOLONG) if it does not

@@ -199,14 +199,15 @@ open_thread_ctx(void *arg, struct sotp_ctx **out, char *why, size_t whysz)
 
 /*
  * Makes a loaded core context. On failure *out is NULL and why[] holds
- * the core's detail ("file:line: ...").
+ * the core's detail ("file:line: ..."), as it came: its reader escapes
+ * it (sotp_log_text). A detail longer than why[] ends in "...".
  */
 static int
 open_ctx(void *arg, struct sotp_ctx **out, char *why, size_t whysz)
 {
 	struct rlm_shinkin_otp *inst = arg;
 	struct sotp_ctx *ctx = NULL;
-	int rc;
+	int rc, n;
 
 	*out = NULL;
 	why[0] = '\0';
@@ -217,8 +218,10 @@ open_ctx(void *arg, struct sotp_ctx **out, char *why, size_t whysz)
 	sotp_ctx_set_log(ctx, core_log, inst, rad_debug_lvl > 0);
 	if ((rc = sotp_ctx_load_like(ctx, inst->model, inst->keys)) !=
 	    SOTP_OK) {
-		snprintf(why, whysz, "%s: %s", sotp_strerror(rc),
+		n = snprintf(why, whysz, "%s: %s", sotp_strerror(rc),
 		    sotp_ctx_errmsg(ctx));
+		if (n > 0)
+			sotp_mark_cut(why, whysz, (size_t)n);
 		sotp_ctx_free(ctx);
 		return rc;
 	}
@@ -226,16 +229,24 @@ open_ctx(void *arg, struct sotp_ctx **out, char *why, size_t whysz)
 	return SOTP_OK;
 }
 
-/* This thread's core context; NULL (logged) when it cannot be opened. */
+/*
+ * This thread's core context; NULL (logged) when it cannot be opened.
+ * Every core detail this module logs (here, and sotp_ctx_errmsg in the
+ * lines below) may hold a value as it came, a path or a store's message:
+ * its control characters are escaped as \xHH (radiusd would write each
+ * as '?', which names no byte: "bad?.conf" is no file's name), and a
+ * long one is cut with "..." after whole characters.
+ */
 static struct sotp_ctx *
 thread_ctx(struct rlm_shinkin_otp *inst, REQUEST *request)
 {
 	struct sotp_ctx *ctx;
-	char why[512];
+	char why[SOTP_LOG_VALUE_MAX], esc[SOTP_LOG_VALUE_MAX];
 
 	if ((ctx = ctx_pool_get(&inst->pool, why, sizeof(why))) == NULL)
 		RERROR("Cannot open shinkin-otp: %s",
-		    why[0] != '\0' ? why : "out of memory");
+		    why[0] != '\0' ? sotp_log_text(esc, sizeof(esc), why)
+		                   : "out of memory");
 	return ctx;
 }
 
@@ -397,32 +408,39 @@ static int
 check_policy(CONF_SECTION *conf, struct rlm_shinkin_otp *inst)
 {
 	struct sotp_ctx *probe = NULL;
-	char why[512];
+	char why[SOTP_LOG_VALUE_MAX], esc[SOTP_LOG_VALUE_MAX],
+	    path[SOTP_LOG_VALUE_MAX];
 	int ret = -1;
 
+	/*
+	 * The path as configured and the core's detail: escaped alike
+	 * (thread_ctx), so that both name the file the same way.
+	 */
+	sotp_log_text(path, sizeof(path), inst->config);
 	/* Read once: the key and every thread's rules come from the model. */
 	if (sotp_ctx_new(&inst->model) != SOTP_OK ||
 	    sotp_ctx_load_policy(inst->model, inst->config) != SOTP_OK) {
-		cf_log_err_cs(conf, "Cannot load policy %s: %s", inst->config,
-		    inst->model != NULL ? sotp_ctx_errmsg(inst->model)
+		cf_log_err_cs(conf, "Cannot load policy %s: %s", path,
+		    inst->model != NULL ? sotp_log_text(esc, sizeof(esc),
+		                              sotp_ctx_errmsg(inst->model))
 		                        : "out of memory");
 		goto out;
 	}
 	if (sotp_keyring_open_like(
 	        inst->model, &inst->keys, why, sizeof(why)) != SOTP_OK) {
-		cf_log_err_cs(
-		    conf, "Cannot load policy %s: %s", inst->config, why);
+		cf_log_err_cs(conf, "Cannot load policy %s: %s", path,
+		    sotp_log_text(esc, sizeof(esc), why));
 		goto out;
 	}
 	if (open_ctx(inst, &probe, why, sizeof(why)) != SOTP_OK) {
-		cf_log_err_cs(
-		    conf, "Cannot load policy %s: %s", inst->config, why);
+		cf_log_err_cs(conf, "Cannot load policy %s: %s", path,
+		    sotp_log_text(esc, sizeof(esc), why));
 		goto out;
 	}
 	if (inst->context != NULL && inst->context[0] != '\0' &&
 	    sotp_policy_has_context(probe, inst->context) != SOTP_OK) {
 		cf_log_err_cs(conf, "context = \"%s\": not defined in %s",
-		    inst->context, inst->config);
+		    inst->context, path);
 		goto out;
 	}
 	/* Else every request would be refused as UNKNOWN_CONTEXT. */
@@ -430,7 +448,7 @@ check_policy(CONF_SECTION *conf, struct rlm_shinkin_otp *inst)
 		cf_log_err_cs(conf,
 		    "context_attribute = \"%s\": %s has no [services] map "
 		    "to give its values a context",
-		    inst->context_attribute, inst->config);
+		    inst->context_attribute, path);
 		goto out;
 	}
 	ret = 0;
@@ -703,9 +721,12 @@ static rlm_rcode_t
 map_decision(REQUEST *request, const struct sotp_ctx *ctx,
     struct sotp_attempt *a, int rc, const struct sotp_decision *d)
 {
+	char esc[SOTP_LOG_VALUE_MAX];
+
 	if (rc != SOTP_OK) {
 		RERROR("shinkin-otp check failed: %s (%s) %s",
-		    sotp_strerror(rc), sotp_rc_name(rc), sotp_ctx_errmsg(ctx));
+		    sotp_strerror(rc), sotp_rc_name(rc),
+		    sotp_log_text(esc, sizeof(esc), sotp_ctx_errmsg(ctx)));
 		return RLM_MODULE_FAIL;
 	}
 	RDEBUG("Decision: %s (%s)",
@@ -761,6 +782,7 @@ static rlm_rcode_t
 status_server(struct rlm_shinkin_otp *inst, REQUEST *request)
 {
 	struct sotp_ctx *ctx;
+	char esc[SOTP_LOG_VALUE_MAX];
 	int rc;
 
 	if (sign_reply(request) != 0)
@@ -773,7 +795,8 @@ status_server(struct rlm_shinkin_otp *inst, REQUEST *request)
 	if ((rc = sotp_ready(ctx)) != SOTP_OK) {
 		RERROR("Status-Server: not answering, this server cannot "
 		       "decide: %s (%s) %s",
-		    sotp_strerror(rc), sotp_rc_name(rc), sotp_ctx_errmsg(ctx));
+		    sotp_strerror(rc), sotp_rc_name(rc),
+		    sotp_log_text(esc, sizeof(esc), sotp_ctx_errmsg(ctx)));
 		return RLM_MODULE_FAIL;
 	}
 	RDEBUG2("Status-Server: the store answers");
@@ -797,6 +820,7 @@ mod_authorize(void *instance, REQUEST *request)
 	struct rlm_request r;
 	struct sotp_ctx *ctx;
 	char service[ATTR_MAX + 1], why[128], name[SOTP_LOG_NAME_MAX];
+	char esc[SOTP_LOG_VALUE_MAX];
 	const char *user;
 	VALUE_PAIR *vp;
 	int rc;
@@ -840,7 +864,7 @@ mod_authorize(void *instance, REQUEST *request)
 	rc = sotp_contract_get(ctx, user, &info);
 	if (rc != SOTP_OK && rc != SOTP_ERR_NOT_FOUND)
 		RERROR("Contract lookup failed: %s %s", sotp_strerror(rc),
-		    sotp_ctx_errmsg(ctx));
+		    sotp_log_text(esc, sizeof(esc), sotp_ctx_errmsg(ctx)));
 	if (rc == SOTP_ERR_NOT_FOUND) {
 		/* From the NAS: escaped, as radiusd escapes it. */
 		RDEBUG2("%s is not a contract", sotp_log_name(name, user));

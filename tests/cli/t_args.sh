@@ -309,4 +309,28 @@ check_rc 2 "key frob is a usage error" cli key frob
 check "... naming it" contains "$ERR" "unknown key command 'frob'"
 check_rc 2 "contract frob X is a usage error" cli contract frob X
 check "... naming it" contains "$ERR" "unknown contract command 'frob'"
+# A line longer than its 2 KiB (an unknown command of 2.4 KB), an ID
+# longer than the 160 bytes that name the command at the head of every
+# line, and a --context word longer than the 160 bytes of its refusal:
+# each cut ends in "...", after whole UTF-8 characters (the tool writes
+# a split character's bytes as '?'). The prefix puts the cut at each
+# byte of a 3-byte character.
+LONGW=$(printf '契約者番号%.0s' $(seq 1 160))
+for pad in a aa aaa; do
+	check_rc 2 "an unknown command of 2.4 KB ($pad): a usage error" \
+	    cli "$pad$LONGW"
+	check "... its line cut with the mark" \
+	    grep -q "^shinkin-otp: unknown command '$pad契約者番号.*\.\.\.\$" "$ERR"
+	check "... after whole characters" lacks "$ERR" "?"
+	refused UNKNOWN_CONTRACT "contract show of a 2.4 KB ID ($pad)" \
+	    cli contract show "$pad$LONGW"
+	check "... its head cut with the mark" \
+	    grep -q "^shinkin-otp: contract show $pad契約者番号.*\.\.\.: refused: " "$ERR"
+	check "... after whole characters" lacks "$ERR" "?"
+	check_rc 1 "verify --context of a 2.4 KB word ($pad) is refused" \
+	    cli verify C1 --context "$pad$LONGW" --otp 123456
+	check "... the word cut with the mark" \
+	    grep -q -- "--context '$pad契約者番号.*\.\.\. (UNKNOWN_CONTEXT)\$" "$ERR"
+	check "... after whole characters" lacks "$ERR" "?"
+done
 echo "1..$TAPN"

@@ -792,6 +792,26 @@ check "  no line of the log is forged by it" \
 check "  no escape or carriage return reaches the log raw" \
     sh -c '! grep -q -- "$1" "$3" && ! grep -q -- "$2" "$3"' \
     sh "$ESC" "$CR" "$FR_DIR/log/X.log"
+# The request's own error line (RERROR "check failed") names the store's
+# message, which holds a value as it came: its control characters
+# escaped there as in the core's lines. radiusd writes a control
+# character of a line as '?', which named no byte: "ctl:?[2K?[1Gforged".
+# The refused write whose message that line names: on SQLite the
+# contract's (a refused audit row leaves the decision standing there),
+# on PostgreSQL the audit row's (after a refused contract write, the
+# line names the audit row's failure in the aborted transaction).
+if [ "$STORE_KIND" = postgresql ]; then
+	CTLT=audit CTLEV=INSERT CTLIF="1 = 1"
+else
+	CTLT=contracts CTLEV=UPDATE CTLIF="NEW.id = 'ivan'"
+fi
+store_fail ctl "$CTLT" "$CTLEV" "$CTLIF" "ctl:$ESC[2K${ESC}[1Gforged"
+rad ctl "$(req ivan wrong-pw "Called-Station-Id = mobile")"
+store_mend ctl "$CTLT"
+log_says "$FR_DIR/log/X.log" 'ERROR: shinkin-otp check failed'
+check "a store message's control characters: escaped in the error line" \
+    sh -c 'grep -a "check failed" "$2" | grep -aqF "$1"' sh \
+    'ctl:\x1b[2K\x1b[1Gforged' "$FR_DIR/log/X.log"
 # Status-Server: the module answers it while the store does.
 status ss1
 [ "$(reply_of ss1)" = Access-Accept ] &&
@@ -1052,6 +1072,14 @@ else
 	tail -n 5 "$FR_DIR/log/radius.log" | sed 's/^/#   /'
 fi
 check_refused "a bad policy file" "$SB/fresh/bad.conf:1:" "	config = $SB/fresh/bad.conf
+	context = login"
+# A policy path that holds a control character (radiusd takes it raw in
+# a quoted string): escaped where the module names it and in the core's
+# "file:line:" message (radiusd's own '?' for it named no byte).
+cp "$SB/fresh/bad.conf" "$SB/fresh/bad${ESC}c.conf"
+check_refused "a bad policy file at a path with an ESC" \
+    "Cannot load policy $SB/fresh/bad\x1bc.conf: $SB/fresh/bad\x1bc.conf:1:" \
+    "	config = \"$SB/fresh/bad${ESC}c.conf\"
 	context = login"
 check_refused "an unknown module option" 'Unknown configuration item "contxt"' \
     "	config = $GOOD

@@ -7,7 +7,11 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -329,6 +333,180 @@ test_err_strlcpy_and_random(void **state)
 	assert_null(sotp_strdup(NULL));
 }
 
+/* 1 when s is whole UTF-8: no character split, no stray byte. */
+static int
+whole_utf8(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n, i;
+
+	while (*p != '\0') {
+		if (*p < 0x80)
+			n = 1;
+		else if ((*p & 0xe0) == 0xc0)
+			n = 2;
+		else if ((*p & 0xf0) == 0xe0)
+			n = 3;
+		else if ((*p & 0xf8) == 0xf0)
+			n = 4;
+		else
+			return 0;
+		for (i = 1; i < n; i++)
+			if ((p[i] & 0xc0) != 0x80)
+				return 0;
+		p += n;
+	}
+	return 1;
+}
+
+/*
+ * A context's error text longer than its room ends in "...", after whole
+ * UTF-8 characters, and is otherwise the start of the whole message.
+ */
+static void
+assert_marked_cut(const char *msg, const char *whole)
+{
+	size_t n = strlen(msg);
+
+	assert_true(n < SOTP_CTX_ERR_MAX);
+	assert_true(n > SOTP_CTX_ERR_MAX - 8);
+	assert_true(strlen(whole) > n);
+	assert_string_equal(msg + n - 3, "...");
+	assert_memory_equal(msg, whole, n - 3);
+	assert_true(whole_utf8(msg));
+}
+
+static void
+write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	assert_true(fputs(text, f) >= 0);
+	assert_int_equal(fclose(f), 0);
+}
+
+/*
+ * The policy's error names an unknown key as written: a long Japanese
+ * one makes the message longer than the context's 1 KiB. The key's
+ * prefix (1 to 3 bytes) puts the cut at each byte of a 3-byte character.
+ */
+static void
+test_err_policy_message_cut(void **state)
+{
+	char dir[] = "/tmp/sotp-errcut.XXXXXX", path[64], text[2048],
+	     whole[4096], key[1600];
+	struct sotp_ctx *ctx = NULL;
+	size_t pad, i, n;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/p.conf", dir);
+	for (pad = 1; pad <= 3; pad++) {
+		memset(key, 'a', pad);
+		for (i = 0, n = pad; i < 400; i++, n += 3)
+			memcpy(key + n, "契", 3);
+		key[n] = '\0';
+		snprintf(text, sizeof(text), "[otp]\n%s = 1\n", key);
+		write_text(path, text);
+		snprintf(whole, sizeof(whole),
+		    "%s:2: unknown key '%s' in [otp]", path, key);
+		assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
+		assert_int_equal(
+		    sotp_ctx_load_policy(ctx, path), SOTP_ERR_CONFIG);
+		assert_marked_cut(sotp_ctx_errmsg(ctx), whole);
+		sotp_ctx_free(ctx);
+		ctx = NULL;
+	}
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(rmdir(dir), 0);
+}
+
+/*
+ * sotp_ctx_seterr's own cut: metrics = none names the policy's path, and
+ * a path of Japanese names near the longest a policy may have makes that
+ * message over 1 KiB, cut inside the file's name at each byte of a
+ * character as its prefix is 1 to 3 bytes long.
+ */
+static void
+test_err_seterr_cut(void **state)
+{
+	static const char policy[] = "store = sqlite:/nonexistent/s.db\n"
+	                             "master_key = /nonexistent/master.key\n";
+	char dir[] = "/tmp/sotp-errcut.XXXXXX", path[SOTP_PATH_MAX],
+	     whole[SOTP_PATH_MAX + 64], dirs[4][SOTP_PATH_MAX];
+	struct sotp_ctx *ctx = NULL;
+	char *metrics = NULL;
+	size_t pad, i, n, d;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	/* Four directories of 80 characters (240 bytes) each. */
+	n = (size_t)snprintf(path, sizeof(path), "%s", dir);
+	for (d = 0; d < 4; d++) {
+		path[n++] = '/';
+		for (i = 0; i < 80; i++, n += 3)
+			memcpy(path + n, "契", 3);
+		path[n] = '\0';
+		assert_int_equal(mkdir(path, 0755), 0);
+		sotp_strlcpy(dirs[d], path, sizeof(dirs[d]));
+	}
+	path[n++] = '/';
+	for (pad = 1; pad <= 3; pad++) {
+		/* The file's name: pad 'a', then 約 up to 1021..1023 bytes. */
+		memset(path + n, 'a', pad);
+		for (i = n + pad; i + 3 < SOTP_PATH_MAX; i += 3)
+			memcpy(path + i, "約", 3);
+		path[i] = '\0';
+		assert_true(i >= SOTP_PATH_MAX - 3);
+		write_text(path, policy);
+		snprintf(whole, sizeof(whole), "%s: metrics = none", path);
+		assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
+		if (sotp_ctx_load_policy(ctx, path) != SOTP_OK)
+			fail_msg("load: %s", sotp_ctx_errmsg(ctx));
+		assert_int_equal(
+		    sotp_metrics_text(ctx, &metrics), SOTP_ERR_NOT_FOUND);
+		assert_null(metrics);
+		assert_marked_cut(sotp_ctx_errmsg(ctx), whole);
+		sotp_ctx_free(ctx);
+		ctx = NULL;
+		assert_int_equal(unlink(path), 0);
+	}
+	for (d = 4; d-- > 0;)
+		assert_int_equal(rmdir(dirs[d]), 0);
+	assert_int_equal(rmdir(dir), 0);
+}
+
+/*
+ * The policy file's own errors ("path: ..."), written before any line is
+ * read: a path of 1021..1023 bytes that names no file makes the message
+ * over 1 KiB, cut inside the path at each byte of a character.
+ */
+static void
+test_err_policy_path_cut(void **state)
+{
+	char path[SOTP_PATH_MAX], whole[SOTP_PATH_MAX + 64];
+	struct sotp_ctx *ctx = NULL;
+	size_t pad, i, n;
+
+	(void)state;
+	n = (size_t)snprintf(path, sizeof(path), "/nonexistent-sotp-errcut/");
+	for (pad = 1; pad <= 3; pad++) {
+		memset(path + n, 'a', pad);
+		for (i = n + pad; i + 3 < SOTP_PATH_MAX; i += 3)
+			memcpy(path + i, "約", 3);
+		path[i] = '\0';
+		snprintf(whole, sizeof(whole),
+		    "%s: cannot read policy file: ", path);
+		assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
+		assert_int_equal(
+		    sotp_ctx_load_policy(ctx, path), SOTP_ERR_CONFIG);
+		assert_marked_cut(sotp_ctx_errmsg(ctx), whole);
+		sotp_ctx_free(ctx);
+		ctx = NULL;
+	}
+}
+
 int
 main(void)
 {
@@ -343,6 +521,9 @@ main(void)
 	    cmocka_unit_test(test_err_parse_ll),
 	    cmocka_unit_test(test_err_parse_ll_leading_zero),
 	    cmocka_unit_test(test_err_strlcpy_and_random),
+	    cmocka_unit_test(test_err_policy_message_cut),
+	    cmocka_unit_test(test_err_seterr_cut),
+	    cmocka_unit_test(test_err_policy_path_cut),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
