@@ -84,6 +84,26 @@ sotp_ctx_seterr(struct sotp_ctx *ctx, const char *fmt, ...)
 }
 
 void
+sotp_ctx_keep_cause(
+    struct sotp_ctx *ctx, const char *cause, int failed, const char *what)
+{
+	char then[SOTP_CTX_ERR_MAX];
+
+	/*
+	 * On PostgreSQL a refused write aborts the transaction: every later
+	 * statement of it fails with "current transaction is aborted",
+	 * which names no cause. That text must not be all a front end says.
+	 */
+	if (strcmp(ctx->err, cause) == 0)
+		return;
+	sotp_strlcpy(then, ctx->err, sizeof(then));
+	if (!failed || then[0] == '\0' || cause[0] == '\0')
+		sotp_ctx_seterr(ctx, "%s", cause[0] != '\0' ? cause : then);
+	else
+		sotp_ctx_seterr(ctx, "%s; and %s: %s", cause, what, then);
+}
+
+void
 sotp_log(const struct sotp_ctx *ctx, int prio, const char *fmt, ...)
 {
 	va_list ap;

@@ -1158,6 +1158,15 @@ struct sotp_ctx {
 
 void sotp_ctx_seterr(struct sotp_ctx *ctx, const char *fmt, ...)
     SOTP_PRINTF(2, 3);
+/*
+ * After a failure's consequence (the refusal's audit row that the failure
+ * then kept out, its commit): the context's text names cause, the text it
+ * held when the failure happened, first, as the core's own log line does;
+ * what the consequence's text replaced it with follows, introduced by
+ * `what` ("the audit row was not written"), when failed and other.
+ */
+void sotp_ctx_keep_cause(
+    struct sotp_ctx *ctx, const char *cause, int failed, const char *what);
 void sotp_log(const struct sotp_ctx *ctx, int prio, const char *fmt, ...)
     SOTP_PRINTF(3, 4);
 /*
