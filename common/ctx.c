@@ -73,14 +73,11 @@ void
 sotp_ctx_seterr(struct sotp_ctx *ctx, const char *fmt, ...)
 {
 	va_list ap;
-	int n;
 
-	va_start(ap, fmt);
-	n = vsnprintf(ctx->err, sizeof(ctx->err), fmt, ap);
-	va_end(ap);
 	/* A message naming a long value (a path, a key): its cut shows. */
-	if (n > 0)
-		sotp_mark_cut(ctx->err, sizeof(ctx->err), (size_t)n);
+	va_start(ap, fmt);
+	sotp_verrf(ctx->err, sizeof(ctx->err), fmt, ap);
+	va_end(ap);
 }
 
 void

@@ -46,6 +46,14 @@ size_t sotp_strlcpy(char *dst, const char *src, size_t dstsz);
 #define SOTP_CTX_ERR_MAX 1024
 /* sotp_mark_cut (shinkin_otp.h) marks a cut text. */
 /*
+ * An error text into err[errsz] (nothing when err is NULL or errsz 0),
+ * as snprintf, its cut marked (sotp_mark_cut): a message naming a long
+ * value (a path, a key label, a module's text) never ends in silence.
+ */
+void sotp_errf(char *err, size_t errsz, const char *fmt, ...) SOTP_PRINTF(3, 4);
+void sotp_verrf(char *err, size_t errsz, const char *fmt, va_list ap)
+    SOTP_PRINTF(3, 0);
+/*
  * The directory part of path into out[outsz] (out may be path): "/" for
  * "/x", "." without a '/'. 0, or -1 (errno ENAMETOOLONG) if it does not
  * fit.
