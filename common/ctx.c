@@ -73,14 +73,31 @@ void
 sotp_ctx_seterr(struct sotp_ctx *ctx, const char *fmt, ...)
 {
 	va_list ap;
-	int n;
 
-	va_start(ap, fmt);
-	n = vsnprintf(ctx->err, sizeof(ctx->err), fmt, ap);
-	va_end(ap);
 	/* A message naming a long value (a path, a key): its cut shows. */
-	if (n > 0)
-		sotp_mark_cut(ctx->err, sizeof(ctx->err), (size_t)n);
+	va_start(ap, fmt);
+	sotp_verrf(ctx->err, sizeof(ctx->err), fmt, ap);
+	va_end(ap);
+}
+
+void
+sotp_ctx_keep_cause(
+    struct sotp_ctx *ctx, const char *cause, int failed, const char *what)
+{
+	char then[SOTP_CTX_ERR_MAX];
+
+	/*
+	 * On PostgreSQL a refused write aborts the transaction: every later
+	 * statement of it fails with "current transaction is aborted",
+	 * which names no cause. That text must not be all a front end says.
+	 */
+	if (strcmp(ctx->err, cause) == 0)
+		return;
+	sotp_strlcpy(then, ctx->err, sizeof(then));
+	if (!failed || then[0] == '\0' || cause[0] == '\0')
+		sotp_ctx_seterr(ctx, "%s", cause[0] != '\0' ? cause : then);
+	else
+		sotp_ctx_seterr(ctx, "%s; and %s: %s", cause, what, then);
 }
 
 void

@@ -575,6 +575,7 @@ fail_error(struct sotp_attempt *a, const struct sotp_context_def *cdef,
     struct sotp_decision *d, int rc)
 {
 	int reason = sotp_reason_from_rc(rc);
+	char cause[SOTP_CTX_ERR_MAX];
 
 	/*
 	 * One bounded wait per request (the policy's lock_timeout): a store
@@ -587,7 +588,12 @@ fail_error(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 	    a->known ? a->contract : "-", sotp_strerror(rc),
 	    sotp_ctx_errmsg(a->ctx));
 	memset(d, 0, sizeof(*d));
-	(void)finish(a, cdef, d, SOTP_REJECT, reason, sotp_rc_name(rc));
+	/* The refusal's row and commit fail after it: the cause stays first. */
+	sotp_strlcpy(cause, sotp_ctx_errmsg(a->ctx), sizeof(cause));
+	sotp_ctx_keep_cause(a->ctx, cause,
+	    finish(a, cdef, d, SOTP_REJECT, reason, sotp_rc_name(rc)) !=
+	        SOTP_OK,
+	    "the refusal's audit row was not written");
 	return rc;
 }
 

@@ -214,7 +214,7 @@ sotp_keyring_new(const struct sotp_policy *p, struct sotp_keyring **out,
 	    ((rc = sotp_kdf(k->sec->file_key, "shinkin-otp kek v1",
 	          k->sec->file_kek)) != SOTP_OK ||
 	        (rc = file_kek_name(k)) != SOTP_OK))
-		snprintf(err, errsz, "cannot derive the key-encryption key");
+		sotp_errf(err, errsz, "cannot derive the key-encryption key");
 	if (rc != SOTP_OK)
 		goto out;
 	*out = k;
@@ -329,7 +329,7 @@ sotp_keyring_wrap(struct sotp_keyring *k, uint32_t v, int what,
 		rc = sotp_seal(k->sec->file_kek, aad + 1, WRAP_AAD_LEN, key,
 		    SOTP_KEY_LEN, out, SOTP_WRAP_LEN, outlen);
 		if (rc != SOTP_OK)
-			snprintf(err, errsz, "cannot wrap a key: %s",
+			sotp_errf(err, errsz, "cannot wrap a key: %s",
 			    sotp_strerror(rc));
 		return rc;
 	}
@@ -342,7 +342,7 @@ sotp_keyring_wrap(struct sotp_keyring *k, uint32_t v, int what,
 	         &n, err, errsz)) != SOTP_OK)
 		return rc;
 	if (n != SOTP_KEY_LEN + SOTP_SEAL_TAG) {
-		snprintf(err, errsz, "pkcs11: %s: C_Encrypt gave %zu bytes",
+		sotp_errf(err, errsz, "pkcs11: %s: C_Encrypt gave %zu bytes",
 		    sotp_p11_where(k->p11), n);
 		return SOTP_ERR_KEY;
 	}
@@ -360,7 +360,7 @@ sotp_keyring_unwrap(struct sotp_keyring *k, uint32_t v, int what,
 
 	wrap_aad(v, what, aad + 1);
 	if (len != SOTP_WRAP_LEN || blob[0] != 1) {
-		snprintf(err, errsz,
+		sotp_errf(err, errsz,
 		    "key version %u: its wrapped %s key is malformed", v,
 		    what == SOTP_WRAP_DEK ? "data" : "audit");
 		return SOTP_ERR_DECRYPT;
@@ -381,7 +381,7 @@ sotp_keyring_unwrap(struct sotp_keyring *k, uint32_t v, int what,
 	if (rc == SOTP_OK && n != SOTP_KEY_LEN)
 		rc = SOTP_ERR_DECRYPT;
 	if (rc == SOTP_ERR_DECRYPT)
-		snprintf(err, errsz,
+		sotp_errf(err, errsz,
 		    "key version %u: %s cannot unwrap its %s key: not the key that wrapped it, or the row was changed",
 		    v,
 		    k->p11 != NULL ? sotp_p11_where(k->p11)

@@ -76,6 +76,28 @@ sotp_mark_cut(char *dst, size_t dstsz, size_t len)
 	memcpy(dst + n, "...", 4);
 }
 
+void
+sotp_verrf(char *err, size_t errsz, const char *fmt, va_list ap)
+{
+	int n;
+
+	if (err == NULL || errsz == 0)
+		return;
+	n = vsnprintf(err, errsz, fmt, ap);
+	if (n > 0)
+		sotp_mark_cut(err, errsz, (size_t)n);
+}
+
+void
+sotp_errf(char *err, size_t errsz, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	sotp_verrf(err, errsz, fmt, ap);
+	va_end(ap);
+}
+
 int
 sotp_dir_of(const char *path, char *out, size_t outsz)
 {

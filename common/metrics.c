@@ -98,9 +98,8 @@ load(const uint64_t *p)
 static void
 merr(char *err, size_t errsz, const char *path, const char *what, int e)
 {
-	if (err != NULL && errsz > 0)
-		snprintf(err, errsz, "metrics %s: %s%s%s", path, what,
-		    e != 0 ? ": " : "", e != 0 ? strerror(e) : "");
+	sotp_errf(err, errsz, "metrics %s: %s%s%s", path, what,
+	    e != 0 ? ": " : "", e != 0 ? strerror(e) : "");
 }
 
 /* Makes an empty file its layout (under the caller's flock). */

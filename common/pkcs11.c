@@ -93,19 +93,6 @@ rv_name(CK_RV rv)
 	return "CKR_(other)";
 }
 
-static void seterr(char *err, size_t errsz, const char *fmt, ...)
-    SOTP_PRINTF(3, 4);
-
-static void
-seterr(char *err, size_t errsz, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	(void)vsnprintf(err, errsz, fmt, ap);
-	va_end(ap);
-}
-
 /* A blank-padded PKCS#11 label as a C string. */
 static void
 label_str(const unsigned char *lab, size_t n, char *out, size_t outsz)
@@ -129,13 +116,13 @@ load_module(struct sotp_p11 *h, const char *module, char *err, size_t errsz)
 	/* RTLD_LOCAL: its symbols must not meet the host's (radiusd's). */
 	if ((h->dl = dlopen(module, RTLD_NOW | RTLD_LOCAL)) == NULL) {
 		why = dlerror();
-		seterr(err, errsz, "pkcs11: cannot load module %s: %s", module,
-		    why != NULL ? why : "unknown error");
+		sotp_errf(err, errsz, "pkcs11: cannot load module %s: %s",
+		    module, why != NULL ? why : "unknown error");
 		return SOTP_ERR_KEY;
 	}
 	*(void **)(&getf) = dlsym(h->dl, "C_GetFunctionList");
 	if (getf == NULL || (rv = getf(&h->f)) != CKR_OK || h->f == NULL) {
-		seterr(err, errsz,
+		sotp_errf(err, errsz,
 		    "pkcs11: %s is not a PKCS#11 module (no C_GetFunctionList)",
 		    module);
 		return SOTP_ERR_KEY;
@@ -145,7 +132,7 @@ load_module(struct sotp_p11 *h, const char *module, char *err, size_t errsz)
 	rv = h->f->C_Initialize(&args);
 	h->owns_init = rv == CKR_OK;
 	if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
-		seterr(err, errsz,
+		sotp_errf(err, errsz,
 		    "pkcs11: module %s: C_Initialize: %s (is the token's storage readable by this user?)",
 		    module, rv_name(rv));
 		return SOTP_ERR_KEY;
@@ -199,12 +186,12 @@ find_token(
 		/* It may be unreadable for a moment (sotp_p11_open). */
 		h->transient = h->owns_init;
 		if (p->p11_has_slot)
-			seterr(err, errsz,
+			sotp_errf(err, errsz,
 			    "pkcs11: no token labelled '%s' in slot %lu of module %s (tokens present: %s)",
 			    p->p11_token, p->p11_slot, p->p11_module,
 			    seen[0] != '\0' ? seen : "none");
 		else
-			seterr(err, errsz,
+			sotp_errf(err, errsz,
 			    "pkcs11: no token labelled '%s' in module %s (tokens present: %s)",
 			    p->p11_token, p->p11_module,
 			    seen[0] != '\0' ? seen : "none");
@@ -213,7 +200,7 @@ find_token(
 	rc = SOTP_OK;
 	goto out;
 fail:
-	seterr(err, errsz, "pkcs11: module %s: C_GetSlotList: %s",
+	sotp_errf(err, errsz, "pkcs11: module %s: C_GetSlotList: %s",
 	    p->p11_module, rv_name(rv));
 out:
 	free(slots);
@@ -229,24 +216,24 @@ login(struct sotp_p11 *h, const struct sotp_policy *p, char *err, size_t errsz)
 
 	if ((rv = h->f->C_OpenSession(h->slot, CKF_SERIAL_SESSION, NULL, NULL,
 	         &h->sess)) != CKR_OK) {
-		seterr(err, errsz, "pkcs11: %s: C_OpenSession: %s", h->where,
+		sotp_errf(err, errsz, "pkcs11: %s: C_OpenSession: %s", h->where,
 		    rv_name(rv));
 		goto out;
 	}
 	h->have_sess = 1;
 	if (sotp_secret_read(p->p11_pin_file, pin, sizeof(pin), why,
 	        sizeof(why)) != SOTP_OK) {
-		seterr(err, errsz, "pkcs11: %s: PIN file %s", h->where, why);
+		sotp_errf(err, errsz, "pkcs11: %s: PIN file %s", h->where, why);
 		goto out;
 	}
 	rv = h->f->C_Login(
 	    h->sess, CKU_USER, (CK_UTF8CHAR_PTR)pin, (CK_ULONG)strlen(pin));
 	if (rv == CKR_PIN_INCORRECT)
-		seterr(err, errsz,
+		sotp_errf(err, errsz,
 		    "pkcs11: %s: login refused: wrong PIN (CKR_PIN_INCORRECT; the PIN is read from %s)",
 		    h->where, p->p11_pin_file);
 	else if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
-		seterr(err, errsz, "pkcs11: %s: login refused: %s", h->where,
+		sotp_errf(err, errsz, "pkcs11: %s: login refused: %s", h->where,
 		    rv_name(rv));
 		h->transient = rv == CKR_GENERAL_ERROR ||
 		    rv == CKR_FUNCTION_FAILED || rv == CKR_DEVICE_ERROR;
@@ -287,14 +274,14 @@ find_key(
 
 	if ((rv = h->f->C_FindObjectsInit(h->sess, want, 3)) != CKR_OK ||
 	    (rv = h->f->C_FindObjects(h->sess, obj, 2, &n)) != CKR_OK) {
-		seterr(err, errsz, "pkcs11: %s: C_FindObjects: %s", h->where,
+		sotp_errf(err, errsz, "pkcs11: %s: C_FindObjects: %s", h->where,
 		    rv_name(rv));
 		(void)h->f->C_FindObjectsFinal(h->sess);
 		return SOTP_ERR_KEY;
 	}
 	(void)h->f->C_FindObjectsFinal(h->sess);
 	if (n != 1) {
-		seterr(err, errsz, "pkcs11: %s: %s", h->where,
+		sotp_errf(err, errsz, "pkcs11: %s: %s", h->where,
 		    n == 0
 		        ? "no AES key with this label on the token"
 		        : "more than one AES key with this label; a label must name one key");
@@ -303,19 +290,19 @@ find_key(
 	h->key = obj[0];
 	if ((rv = h->f->C_GetAttributeValue(h->sess, h->key, got, 5)) !=
 	    CKR_OK) {
-		seterr(err, errsz, "pkcs11: %s: C_GetAttributeValue: %s",
+		sotp_errf(err, errsz, "pkcs11: %s: C_GetAttributeValue: %s",
 		    h->where, rv_name(rv));
 		return SOTP_ERR_KEY;
 	}
 	if (sens != CK_TRUE || extr != CK_FALSE) {
-		seterr(err, errsz,
+		sotp_errf(err, errsz,
 		    "pkcs11: %s: the key could leave the token (CKA_SENSITIVE %s, CKA_EXTRACTABLE %s); make one that is sensitive and not extractable",
 		    h->where, sens == CK_TRUE ? "true" : "false",
 		    extr == CK_TRUE ? "true" : "false");
 		return SOTP_ERR_KEY;
 	}
 	if (enc != CK_TRUE || dec != CK_TRUE || len != SOTP_KEY_LEN) {
-		seterr(err, errsz,
+		sotp_errf(err, errsz,
 		    "pkcs11: %s: not an AES-256 key allowed to encrypt and decrypt (CKA_ENCRYPT, CKA_DECRYPT, %lu bytes)",
 		    h->where, (unsigned long)len);
 		return SOTP_ERR_KEY;
@@ -453,7 +440,7 @@ sotp_p11_crypt(struct sotp_p11 *h, int enc, const uint8_t *iv,
 	}
 	if (rv != CKR_OK) {
 		sotp_wipe(out, outsz);
-		seterr(err, errsz, "pkcs11: %s: %s: %s", h->where,
+		sotp_errf(err, errsz, "pkcs11: %s: %s: %s", h->where,
 		    enc ? "C_Encrypt" : "C_Decrypt", rv_name(rv));
 		/*
 		 * A tag that does not hold is a key that did not wrap this

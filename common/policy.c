@@ -1293,26 +1293,6 @@ finish(struct parser *ps)
 }
 
 /*
- * A message about the file as a whole ("path: ..."), into err[errsz]: a
- * long path's cut shows, as perr's does.
- */
-static void ferr(char *err, size_t errsz, const char *fmt, ...)
-    SOTP_PRINTF(3, 4);
-
-static void
-ferr(char *err, size_t errsz, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(err, errsz, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		sotp_mark_cut(err, errsz, (size_t)n);
-}
-
-/*
  * The directories from dir up to "/": whoever may write one of them may
  * put a policy of his own in place of the file (a rename needs no write
  * access to the file itself). Each must belong to root or to this
@@ -1329,12 +1309,13 @@ policy_dirs_safe(const char *path, const char *dir, char *err, size_t errsz)
 	sotp_strlcpy(d, dir, sizeof(d)); /* dir is a realpath */
 	for (;;) {
 		if (stat(d, &st) != 0) {
-			ferr(err, errsz, "%s: cannot stat its directory %s: %s",
-			    path, d, strerror(errno));
+			sotp_errf(err, errsz,
+			    "%s: cannot stat its directory %s: %s", path, d,
+			    strerror(errno));
 			return SOTP_ERR_CONFIG;
 		}
 		if (st.st_uid != 0 && st.st_uid != geteuid()) {
-			ferr(err, errsz,
+			sotp_errf(err, errsz,
 			    "%s: its directory %s is owned by uid %u, neither "
 			    "root nor this process's user (uid %u): refused",
 			    path, d, (unsigned int)st.st_uid,
@@ -1342,7 +1323,7 @@ policy_dirs_safe(const char *path, const char *dir, char *err, size_t errsz)
 			return SOTP_ERR_CONFIG;
 		}
 		if ((st.st_mode & 022) != 0 && (st.st_mode & S_ISVTX) == 0) {
-			ferr(err, errsz,
+			sotp_errf(err, errsz,
 			    "%s: its directory %s is writable by group or "
 			    "others (mode %04o), who could replace the policy: "
 			    "refused; chmod go-w it",
@@ -1384,23 +1365,23 @@ policy_file_safe(
 	int rc, islink;
 
 	if (fstat(fileno(f), &st) != 0) {
-		ferr(err, errsz, "%s: cannot stat policy file: %s", path,
+		sotp_errf(err, errsz, "%s: cannot stat policy file: %s", path,
 		    strerror(errno));
 		return SOTP_ERR_CONFIG;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		ferr(err, errsz, "%s: not a regular file", path);
+		sotp_errf(err, errsz, "%s: not a regular file", path);
 		return SOTP_ERR_CONFIG;
 	}
 	if ((st.st_mode & 022) != 0) {
-		ferr(err, errsz,
+		sotp_errf(err, errsz,
 		    "%s: writable by group or others (mode %04o): refused; "
 		    "chmod go-w it",
 		    path, (unsigned int)(st.st_mode & 07777));
 		return SOTP_ERR_CONFIG;
 	}
 	if (st.st_uid != 0 && st.st_uid != geteuid()) {
-		ferr(err, errsz,
+		sotp_errf(err, errsz,
 		    "%s: owned by uid %u, neither root nor this process's "
 		    "user (uid %u): refused; chown root it",
 		    path, (unsigned int)st.st_uid, (unsigned int)geteuid());
@@ -1410,7 +1391,7 @@ policy_file_safe(
 	islink = lstat(path, &st) == 0 && S_ISLNK(st.st_mode);
 	if (realpath(path, real) == NULL ||
 	    (islink && real_dir_of(path, link) != 0)) {
-		ferr(err, errsz, "%s: cannot resolve its path: %s", path,
+		sotp_errf(err, errsz, "%s: cannot resolve its path: %s", path,
 		    strerror(errno));
 		return SOTP_ERR_CONFIG;
 	}
@@ -1481,7 +1462,7 @@ sotp_policy_read(
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) <
 	        0 ||
 	    (f = fdopen(fd, "r")) == NULL) {
-		ferr(err, errsz, "%s: cannot read policy file: %s", path,
+		sotp_errf(err, errsz, "%s: cannot read policy file: %s", path,
 		    strerror(errno));
 		if (fd >= 0)
 			close(fd);

@@ -36,21 +36,6 @@
 #define SEAL_LEGACY 1 /* key version 0: no version in the header */
 #define SEAL_VERSIONED 2
 
-static void seterr(char *err, size_t errsz, const char *fmt, ...)
-    SOTP_PRINTF(3, 4);
-
-static void
-seterr(char *err, size_t errsz, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errsz == 0)
-		return;
-	va_start(ap, fmt);
-	(void)vsnprintf(err, errsz, fmt, ap);
-	va_end(ap);
-}
-
 /*
  * The algorithms every decision uses, fetched once per process: a fetch
  * looks the name up in OpenSSL's method store under its lock, which costs
@@ -324,22 +309,22 @@ secret_open(const char *path, gid_t shared, const char *missing, int *fd,
 	    path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (*fd < 0) {
 		if (errno == ELOOP)
-			seterr(err, errsz,
+			sotp_errf(err, errsz,
 			    "%s: is a symbolic link; refusing to follow it",
 			    path);
 		else if (errno == ENOENT)
-			seterr(
+			sotp_errf(
 			    err, errsz, "%s: no such file (%s)", path, missing);
 		else
-			seterr(err, errsz, "%s: %s", path, strerror(errno));
+			sotp_errf(err, errsz, "%s: %s", path, strerror(errno));
 		return SOTP_ERR_KEY;
 	}
 	if (fstat(*fd, st) != 0) {
-		seterr(err, errsz, "%s: %s", path, strerror(errno));
+		sotp_errf(err, errsz, "%s: %s", path, strerror(errno));
 		return SOTP_ERR_KEY;
 	}
 	if (!S_ISREG(st->st_mode)) {
-		seterr(err, errsz, "%s: not a regular file", path);
+		sotp_errf(err, errsz, "%s: not a regular file", path);
 		return SOTP_ERR_KEY;
 	}
 	/*
@@ -350,7 +335,7 @@ secret_open(const char *path, gid_t shared, const char *missing, int *fd,
 	 * below, never through a key the service user owns.
 	 */
 	if (st->st_uid != 0 && st->st_uid != geteuid()) {
-		seterr(err, errsz,
+		sotp_errf(err, errsz,
 		    "%s: owned by uid %lu, neither root nor this process's user "
 		    "(uid %lu): refused; chown root it",
 		    path, (unsigned long)st->st_uid, (unsigned long)geteuid());
@@ -366,7 +351,7 @@ secret_open(const char *path, gid_t shared, const char *missing, int *fd,
 		if (shared == SOTP_KEY_SHARED_LOOKUP)
 			shared = key_group();
 		if (shared == (gid_t)-1 || st->st_gid != shared) {
-			seterr(err, errsz,
+			sotp_errf(err, errsz,
 			    "%s: readable by group %lu (mode 0640); only group " SOTP_KEY_GROUP
 			    " may share root's key: chmod 600 "
 			    "or chgrp " SOTP_KEY_GROUP " it",
@@ -374,7 +359,7 @@ secret_open(const char *path, gid_t shared, const char *missing, int *fd,
 			return SOTP_ERR_KEY;
 		}
 	} else if ((st->st_mode & 077) != 0) {
-		seterr(err, errsz,
+		sotp_errf(err, errsz,
 		    "%s: %s by group or others (mode 0%03o); chmod 600 it",
 		    path, (st->st_mode & 044) != 0 ? "readable" : "accessible",
 		    (unsigned int)(st->st_mode & 07777));
@@ -394,9 +379,9 @@ sotp_key_load_shared(
 	int fd = -1, rc = SOTP_ERR_KEY;
 	int hi, lo;
 
-	seterr(err, errsz, "%s", "");
+	sotp_errf(err, errsz, "%s", "");
 	if (path == NULL || key == NULL) {
-		seterr(err, errsz, "master key: no path given");
+		sotp_errf(err, errsz, "master key: no path given");
 		return SOTP_ERR_INVALID_ARG;
 	}
 	if ((rc = secret_open(path, shared, "create it with shinkin-otp init",
@@ -405,7 +390,7 @@ sotp_key_load_shared(
 	rc = SOTP_ERR_KEY;
 	if (st.st_size != SOTP_KEY_LEN && st.st_size != 2 * SOTP_KEY_LEN &&
 	    st.st_size != 2 * SOTP_KEY_LEN + 1) {
-		seterr(err, errsz,
+		sotp_errf(err, errsz,
 		    "%s: wrong size (%lld bytes); want %d raw bytes or %d hex "
 		    "characters",
 		    path, (long long)st.st_size, SOTP_KEY_LEN,
@@ -414,20 +399,21 @@ sotp_key_load_shared(
 	}
 	n = (size_t)st.st_size;
 	if (read_full(fd, buf, n) != 0) {
-		seterr(err, errsz, "%s: %s", path, strerror(errno));
+		sotp_errf(err, errsz, "%s: %s", path, strerror(errno));
 		goto out;
 	}
 	if (n == SOTP_KEY_LEN) {
 		memcpy(key, buf, SOTP_KEY_LEN);
 	} else {
 		if (n == 2 * SOTP_KEY_LEN + 1 && buf[n - 1] != '\n') {
-			seterr(err, errsz, "%s: not a hex key", path);
+			sotp_errf(err, errsz, "%s: not a hex key", path);
 			goto out;
 		}
 		for (i = 0; i < SOTP_KEY_LEN; i++) {
 			if ((hi = OPENSSL_hexchar2int(buf[2 * i])) < 0 ||
 			    (lo = OPENSSL_hexchar2int(buf[2 * i + 1])) < 0) {
-				seterr(err, errsz, "%s: not a hex key", path);
+				sotp_errf(
+				    err, errsz, "%s: not a hex key", path);
 				goto out;
 			}
 			key[i] = (uint8_t)(hi << 4 | lo);
@@ -451,7 +437,7 @@ sotp_secret_read(
 	size_t n;
 	int fd = -1, rc = SOTP_ERR_KEY;
 
-	seterr(err, errsz, "%s", "");
+	sotp_errf(err, errsz, "%s", "");
 	if (path == NULL || out == NULL || outsz < 2)
 		return SOTP_ERR_INVALID_ARG;
 	out[0] = '\0';
@@ -462,13 +448,13 @@ sotp_secret_read(
 	rc = SOTP_ERR_KEY;
 	/* One line; a trailing newline is not part of it. */
 	if (st.st_size <= 0 || (size_t)st.st_size >= outsz) {
-		seterr(err, errsz, "%s: %lld bytes; want 1 to %zu", path,
+		sotp_errf(err, errsz, "%s: %lld bytes; want 1 to %zu", path,
 		    (long long)st.st_size, outsz - 1);
 		goto out;
 	}
 	n = (size_t)st.st_size;
 	if (read_full(fd, (uint8_t *)out, n) != 0) {
-		seterr(err, errsz, "%s: %s", path, strerror(errno));
+		sotp_errf(err, errsz, "%s: %s", path, strerror(errno));
 		goto out;
 	}
 	out[n] = '\0';
@@ -476,7 +462,7 @@ sotp_secret_read(
 		out[--n] = '\0';
 	if (n == 0 || memchr(out, '\n', n) != NULL ||
 	    memchr(out, '\0', n) != NULL) {
-		seterr(err, errsz, "%s: not one line", path);
+		sotp_errf(err, errsz, "%s: not one line", path);
 		goto out;
 	}
 	rc = SOTP_OK;
@@ -496,13 +482,13 @@ sotp_key_create(const char *path, char *err, size_t errsz)
 	ssize_t w;
 	int fd = -1, rc = SOTP_ERR_INTERNAL, saved = 0;
 
-	seterr(err, errsz, "%s", "");
+	sotp_errf(err, errsz, "%s", "");
 	if (path == NULL) {
-		seterr(err, errsz, "master key: no path given");
+		sotp_errf(err, errsz, "master key: no path given");
 		return SOTP_ERR_INVALID_ARG;
 	}
 	if ((rc = sotp_random(key, sizeof(key))) != SOTP_OK) {
-		seterr(err, errsz, "%s: no random bytes for a key", path);
+		sotp_errf(err, errsz, "%s: no random bytes for a key", path);
 		goto out;
 	}
 	/*
@@ -516,11 +502,11 @@ sotp_key_create(const char *path, char *err, size_t errsz)
 	    path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		if (errno == EEXIST) {
-			seterr(
+			sotp_errf(
 			    err, errsz, "%s: exists; not overwriting it", path);
 			rc = SOTP_ERR_EXISTS;
 		} else {
-			seterr(err, errsz, "%s: %s", path, strerror(errno));
+			sotp_errf(err, errsz, "%s: %s", path, strerror(errno));
 			rc = SOTP_ERR_SYSTEM;
 		}
 		goto out;
@@ -549,7 +535,7 @@ sotp_key_create(const char *path, char *err, size_t errsz)
 	goto out;
 io_error:
 	/* A partial key must not stay behind to be loaded later. */
-	seterr(err, errsz, "%s: %s", path, strerror(saved));
+	sotp_errf(err, errsz, "%s: %s", path, strerror(saved));
 	if (fd >= 0)
 		(void)close(fd);
 	fd = -1;

@@ -46,6 +46,14 @@ size_t sotp_strlcpy(char *dst, const char *src, size_t dstsz);
 #define SOTP_CTX_ERR_MAX 1024
 /* sotp_mark_cut (shinkin_otp.h) marks a cut text. */
 /*
+ * An error text into err[errsz] (nothing when err is NULL or errsz 0),
+ * as snprintf, its cut marked (sotp_mark_cut): a message naming a long
+ * value (a path, a key label, a module's text) never ends in silence.
+ */
+void sotp_errf(char *err, size_t errsz, const char *fmt, ...) SOTP_PRINTF(3, 4);
+void sotp_verrf(char *err, size_t errsz, const char *fmt, va_list ap)
+    SOTP_PRINTF(3, 0);
+/*
  * The directory part of path into out[outsz] (out may be path): "/" for
  * "/x", "." without a '/'. 0, or -1 (errno ENAMETOOLONG) if it does not
  * fit.
@@ -1158,6 +1166,15 @@ struct sotp_ctx {
 
 void sotp_ctx_seterr(struct sotp_ctx *ctx, const char *fmt, ...)
     SOTP_PRINTF(2, 3);
+/*
+ * After a failure's consequence (the refusal's audit row that the failure
+ * then kept out, its commit): the context's text names cause, the text it
+ * held when the failure happened, first, as the core's own log line does;
+ * what the consequence's text replaced it with follows, introduced by
+ * `what` ("the audit row was not written"), when failed and other.
+ */
+void sotp_ctx_keep_cause(
+    struct sotp_ctx *ctx, const char *cause, int failed, const char *what);
 void sotp_log(const struct sotp_ctx *ctx, int prio, const char *fmt, ...)
     SOTP_PRINTF(3, 4);
 /*

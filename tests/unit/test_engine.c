@@ -2548,6 +2548,58 @@ test_engine_uncommitted_prune_not_logged_as_accept(void **state)
 		    check.what, (long long)check.base_seq);
 }
 
+/*
+ * A contract write refused in the middle of a decision (a wrong
+ * password's failure count: here a trigger refuses the UPDATE): the
+ * context's error text names that refusal, the first cause. On
+ * PostgreSQL the refusal aborts the transaction, so the decision's own
+ * audit row fails after it ("current transaction is aborted"); that
+ * consequence used to replace the cause in sotp_ctx_errmsg, which the
+ * front ends print (RADIUS's "check failed" line, the CLI, PAM).
+ */
+static void
+test_engine_first_cause_kept(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_ctx *ctx = logged_ctx(f->conf);
+	struct sotp_attempt *a = NULL;
+	struct sotp_decision d;
+	const char *msg;
+	int rc;
+
+	if (pg_url() != NULL)
+		pg_refuse("UPDATE", "contracts");
+	else
+		raw_sql(f->dir,
+		    "CREATE TRIGGER no_contracts BEFORE UPDATE ON contracts"
+		    " BEGIN SELECT RAISE(ABORT,"
+		    " 'contracts refused by the test'); END");
+	assert_int_equal(
+	    sotp_attempt_begin(ctx, "C-OTP", "login", T0 + 82000, &a), SOTP_OK);
+	assert_int_equal(
+	    sotp_attempt_set(a, SOTP_F_PASSWORD, "not-it"), SOTP_OK);
+	rc = sotp_attempt_step(a, &d);
+	sotp_attempt_free(a);
+	if (pg_url() != NULL)
+		pg_allow("contracts");
+	else
+		raw_sql(f->dir, "DROP TRIGGER no_contracts");
+	msg = sotp_ctx_errmsg(ctx);
+	print_message("rc %s, reason %s, error text: %s\n", sotp_rc_name(rc),
+	    sotp_reason_name((int)d.reason), msg);
+	assert_int_not_equal(rc, SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_REJECT);
+	if (strstr(msg, "contracts refused by the test") == NULL)
+		fail_msg("the refused contract write is not what the context"
+		         " names: \"%s\"",
+		    msg);
+	/* The core's own line named it all along. */
+	if (!logged_line("contracts refused by the test", NULL))
+		fail_msg("the cause is not logged:\n%s", logged.text);
+	expect_contract(f, "C-OTP", "T-OTP", 0);
+	sotp_ctx_free(ctx);
+}
+
 /* Statements that take or wait for a row lock, started while held. */
 static int held_locking;
 
@@ -4416,6 +4468,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_uncommitted_prune_not_logged_as_accept, setup,
 	        teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_engine_first_cause_kept, setup, teardown),
 	};
 
 	int failed;

@@ -507,6 +507,44 @@ test_err_policy_path_cut(void **state)
 	}
 }
 
+/*
+ * The master key's own errors (seal.c), written into the context's text
+ * as the key is opened: a master_key path of 1021..1023 bytes that names
+ * no file makes "PATH: no such file (...)" over 1 KiB, cut inside the
+ * path at each byte of a character. It used to end in silence, half a
+ * character at its end.
+ */
+static void
+test_err_master_key_path_cut(void **state)
+{
+	char dir[] = "/tmp/sotp-errcut.XXXXXX", conf[64], key[SOTP_PATH_MAX],
+	     text[SOTP_PATH_MAX + 128], whole[SOTP_PATH_MAX + 64];
+	struct sotp_ctx *ctx = NULL;
+	size_t pad, i, n;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(conf, sizeof(conf), "%s/p.conf", dir);
+	n = (size_t)snprintf(key, sizeof(key), "/nonexistent-sotp-keycut/");
+	for (pad = 1; pad <= 3; pad++) {
+		memset(key + n, 'a', pad);
+		for (i = n + pad; i + 3 < SOTP_PATH_MAX; i += 3)
+			memcpy(key + i, "鍵", 3);
+		key[i] = '\0';
+		assert_true(i >= SOTP_PATH_MAX - 3);
+		snprintf(text, sizeof(text),
+		    "store = sqlite:%s/s.db\nmaster_key = %s\n", dir, key);
+		write_text(conf, text);
+		snprintf(whole, sizeof(whole), "%s: no such file", key);
+		assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
+		assert_int_equal(sotp_ctx_load(ctx, conf), SOTP_ERR_KEY);
+		assert_marked_cut(sotp_ctx_errmsg(ctx), whole);
+		sotp_ctx_free(ctx);
+		ctx = NULL;
+	}
+	assert_int_equal(unlink(conf), 0);
+	assert_int_equal(rmdir(dir), 0);
+}
 int
 main(void)
 {
@@ -524,6 +562,7 @@ main(void)
 	    cmocka_unit_test(test_err_policy_message_cut),
 	    cmocka_unit_test(test_err_seterr_cut),
 	    cmocka_unit_test(test_err_policy_path_cut),
+	    cmocka_unit_test(test_err_master_key_path_cut),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
