@@ -423,6 +423,22 @@ test_err_policy_message_cut(void **state)
 }
 
 /*
+ * A name that brings path[SOTP_PATH_MAX] to 1021..1023 bytes: from
+ * path[n], pad 'a', then the 3-byte character ch; returns its length.
+ */
+static size_t
+long_name(char *path, size_t n, size_t pad, const char *ch)
+{
+	size_t i;
+
+	memset(path + n, 'a', pad);
+	for (i = n + pad; i + 3 < SOTP_PATH_MAX; i += 3)
+		memcpy(path + i, ch, 3);
+	path[i] = '\0';
+	return i;
+}
+
+/*
  * sotp_ctx_seterr's own cut: metrics = none names the policy's path, and
  * a path of Japanese names near the longest a policy may have makes that
  * message over 1 KiB, cut inside the file's name at each byte of a
@@ -453,11 +469,7 @@ test_err_seterr_cut(void **state)
 	}
 	path[n++] = '/';
 	for (pad = 1; pad <= 3; pad++) {
-		/* The file's name: pad 'a', then 約 up to 1021..1023 bytes. */
-		memset(path + n, 'a', pad);
-		for (i = n + pad; i + 3 < SOTP_PATH_MAX; i += 3)
-			memcpy(path + i, "約", 3);
-		path[i] = '\0';
+		i = long_name(path, n, pad, "約");
 		assert_true(i >= SOTP_PATH_MAX - 3);
 		write_text(path, policy);
 		snprintf(whole, sizeof(whole), "%s: metrics = none", path);
@@ -487,15 +499,12 @@ test_err_policy_path_cut(void **state)
 {
 	char path[SOTP_PATH_MAX], whole[SOTP_PATH_MAX + 64];
 	struct sotp_ctx *ctx = NULL;
-	size_t pad, i, n;
+	size_t pad, n;
 
 	(void)state;
 	n = (size_t)snprintf(path, sizeof(path), "/nonexistent-sotp-errcut/");
 	for (pad = 1; pad <= 3; pad++) {
-		memset(path + n, 'a', pad);
-		for (i = n + pad; i + 3 < SOTP_PATH_MAX; i += 3)
-			memcpy(path + i, "約", 3);
-		path[i] = '\0';
+		(void)long_name(path, n, pad, "約");
 		snprintf(whole, sizeof(whole),
 		    "%s: cannot read policy file: ", path);
 		assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
@@ -527,10 +536,7 @@ test_err_master_key_path_cut(void **state)
 	snprintf(conf, sizeof(conf), "%s/p.conf", dir);
 	n = (size_t)snprintf(key, sizeof(key), "/nonexistent-sotp-keycut/");
 	for (pad = 1; pad <= 3; pad++) {
-		memset(key + n, 'a', pad);
-		for (i = n + pad; i + 3 < SOTP_PATH_MAX; i += 3)
-			memcpy(key + i, "鍵", 3);
-		key[i] = '\0';
+		i = long_name(key, n, pad, "鍵");
 		assert_true(i >= SOTP_PATH_MAX - 3);
 		snprintf(text, sizeof(text),
 		    "store = sqlite:%s/s.db\nmaster_key = %s\n", dir, key);
