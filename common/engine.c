@@ -588,6 +588,15 @@ fail_error(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 	    a->known ? a->contract : "-", sotp_strerror(rc),
 	    sotp_ctx_errmsg(a->ctx));
 	memset(d, 0, sizeof(*d));
+	/*
+	 * A decision that failed half-way leaves nothing of itself: its
+	 * open writes are undone, and the refusal's row goes in a
+	 * transaction of its own. Else the two stores would part: SQLite
+	 * would commit the half and the row, PostgreSQL (whose failed
+	 * statement aborted the transaction) lose the row along with the
+	 * half, the log line its only record.
+	 */
+	write_abort(a, rc);
 	/* The refusal's row and commit fail after it: the cause stays first. */
 	sotp_strlcpy(cause, sotp_ctx_errmsg(a->ctx), sizeof(cause));
 	sotp_ctx_keep_cause(a->ctx, cause,

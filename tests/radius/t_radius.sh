@@ -797,9 +797,9 @@ check "  no escape or carriage return reaches the log raw" \
 # escaped there as in the core's lines. radiusd writes a control
 # character of a line as '?', which named no byte: "ctl:?[2K?[1Gforged".
 # The refused write is the contract's (its failure count), on both
-# stores: on PostgreSQL it aborts the transaction, so the refusal's audit
-# row fails after it ("current transaction is aborted"), and that line
-# used to name only the audit row's failure, not the cause.
+# stores: on PostgreSQL it aborts the transaction, after which the
+# refusal's audit row used to fail ("current transaction is aborted"),
+# and that line named only the audit row's failure, not the cause.
 store_fail ctl contracts UPDATE "NEW.id = 'ivan'" \
     "ctl:$ESC[2K${ESC}[1Gforged"
 rad ctl "$(req ivan wrong-pw "Called-Station-Id = mobile")"

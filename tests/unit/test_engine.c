@@ -2553,9 +2553,11 @@ test_engine_uncommitted_prune_not_logged_as_accept(void **state)
  * password's failure count: here a trigger refuses the UPDATE): the
  * context's error text names that refusal, the first cause. On
  * PostgreSQL the refusal aborts the transaction, so the decision's own
- * audit row fails after it ("current transaction is aborted"); that
- * consequence used to replace the cause in sotp_ctx_errmsg, which the
- * front ends print (RADIUS's "check failed" line, the CLI, PAM).
+ * audit row used to fail after it ("current transaction is aborted"):
+ * that consequence replaced the cause in sotp_ctx_errmsg, which the
+ * front ends print (RADIUS's "check failed" line, the CLI, PAM), and the
+ * refusal had no row. Now the failed decision's writes are undone and
+ * its refusal audited on its own, on both stores alike.
  */
 static void
 test_engine_first_cause_kept(void **state)
@@ -2564,7 +2566,9 @@ test_engine_first_cause_kept(void **state)
 	struct sotp_ctx *ctx = logged_ctx(f->conf);
 	struct sotp_attempt *a = NULL;
 	struct sotp_decision d;
+	struct audit_rows rows;
 	const char *msg;
+	char want[96];
 	int rc;
 
 	if (pg_url() != NULL)
@@ -2597,6 +2601,17 @@ test_engine_first_cause_kept(void **state)
 	if (!logged_line("contracts refused by the test", NULL))
 		fail_msg("the cause is not logged:\n%s", logged.text);
 	expect_contract(f, "C-OTP", "T-OTP", 0);
+	/*
+	 * The refusal has its row on both stores: on PostgreSQL the aborted
+	 * transaction used to take it along, leaving the log line alone.
+	 */
+	audit_rows_of(f, T0 + 82000, &rows);
+	print_message("%s", rows.text);
+	snprintf(want, sizeof(want), "action=auth contract=C-OTP reason=%s",
+	    sotp_reason_name((int)d.reason));
+	if (strstr(rows.text, want) == NULL)
+		fail_msg("no audit row for the refusal (\"%s\"):\n%s", want,
+		    rows.text);
 	sotp_ctx_free(ctx);
 }
 
