@@ -64,6 +64,7 @@ struct cli {
 	const char *arg;       /* "C1" (a word of argv), or NULL */
 	struct cli_fail *fail; /* what failed, for --json; set by main */
 	FILE *rows;            /* --json: a list's rows, until it is whole */
+	const char *rows_lost; /* what a rows failure also means, or NULL */
 };
 
 /* An option of a subcommand: "--name VALUE", "--name=VALUE" or a flag. */
@@ -243,6 +244,8 @@ void cli_json_fail(const struct cli *c, int ex);
  * --json); cli_rows_end(c, ex) writes the rows when ex is CLI_EXIT_OK,
  * drops them otherwise (main's error object is then stdout's only line),
  * and returns ex, or CLI_EXIT_ERROR when the rows could not be held.
+ * c->rows_lost, when set, ends either failure's message (an import's
+ * "nothing imported").
  */
 int cli_rows_begin(struct cli *c);
 FILE *cli_rows(const struct cli *c);

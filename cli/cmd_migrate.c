@@ -224,6 +224,8 @@ cmd_contract_import(struct cli *c, int argc, char **argv)
 		goto out;
 	}
 	len = (size_t)st.st_size;
+	/* Refusals that cannot be held: no record was inserted. */
+	c->rows_lost = "nothing imported";
 	if ((len > 0 && (ex = snapshot(c, fd, &st, len, &map)) != 0) ||
 	    (ex = cli_rows_begin(c)) != 0)
 		goto out;

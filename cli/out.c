@@ -409,8 +409,9 @@ cli_rows_begin(struct cli *c)
 		if (fd >= 0)
 			close(fd);
 		cli_warn(c,
-		    "cannot make a temporary file in %s for the rows: %s", dir,
-		    strerror(saved));
+		    "cannot make a temporary file in %s for the rows: %s%s%s",
+		    dir, strerror(saved), c->rows_lost != NULL ? "; " : "",
+		    c->rows_lost != NULL ? c->rows_lost : "");
 		return CLI_EXIT_ERROR;
 	}
 	return CLI_EXIT_OK;
@@ -446,7 +447,9 @@ cli_rows_end(struct cli *c, int ex)
 	if (bad && ex == CLI_EXIT_OK) {
 		cli_warn(c,
 		    "cannot hold the rows in a temporary file: none "
-		    "is printed");
+		    "is printed%s%s",
+		    c->rows_lost != NULL ? "; " : "",
+		    c->rows_lost != NULL ? c->rows_lost : "");
 		return CLI_EXIT_ERROR;
 	}
 	return ex;
