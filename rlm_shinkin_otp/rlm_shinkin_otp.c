@@ -335,9 +335,15 @@ is_client_shortname(const DICT_ATTR *da)
 	return da != NULL && da->vendor == 0 && da->attr == PW_CLIENT_SHORTNAME;
 }
 
+/*
+ * The options' values are named escaped, as the policy path is: radiusd
+ * takes a control character raw in a quoted string, and would write it
+ * to its log as a '?' that names no byte.
+ */
 static int
 check_options(CONF_SECTION *conf, struct rlm_shinkin_otp *inst)
 {
+	char esc[SOTP_LOG_VALUE_MAX];
 	int has_ctx, has_attr;
 
 	if (strcmp(inst->mode_name, "challenge") == 0)
@@ -347,7 +353,7 @@ check_options(CONF_SECTION *conf, struct rlm_shinkin_otp *inst)
 	else {
 		cf_log_err_cs(conf,
 		    "mode = \"%s\": must be challenge or append",
-		    inst->mode_name);
+		    sotp_log_text(esc, sizeof(esc), inst->mode_name));
 		return -1;
 	}
 	has_ctx = inst->context != NULL && inst->context[0] != '\0';
@@ -363,7 +369,8 @@ check_options(CONF_SECTION *conf, struct rlm_shinkin_otp *inst)
 		if (inst->context_da == NULL) {
 			cf_log_err_cs(conf,
 			    "context_attribute = \"%s\": no such attribute in the dictionary",
-			    inst->context_attribute);
+			    sotp_log_text(
+			        esc, sizeof(esc), inst->context_attribute));
 			return -1;
 		}
 		/*
@@ -377,7 +384,8 @@ check_options(CONF_SECTION *conf, struct rlm_shinkin_otp *inst)
 			cf_log_err_cs(conf,
 			    "context_attribute = \"%s\": carries a secret, which "
 			    "would be logged as the service name",
-			    inst->context_attribute);
+			    sotp_log_text(
+			        esc, sizeof(esc), inst->context_attribute));
 			return -1;
 		}
 		/* Else never in a request: every one would be refused. */
@@ -387,7 +395,8 @@ check_options(CONF_SECTION *conf, struct rlm_shinkin_otp *inst)
 			    "context_attribute = \"%s\": radiusd computes it, no "
 			    "request carries it (of those, only Client-Shortname "
 			    "is taken)",
-			    inst->context_attribute);
+			    sotp_log_text(
+			        esc, sizeof(esc), inst->context_attribute));
 			return -1;
 		}
 	}

@@ -1090,6 +1090,11 @@ check_refused "an option set twice" '"context" is set twice' \
 check_refused "a bad mode" 'must be challenge or append' "	config = $GOOD
 	context = login
 	mode = sideways"
+# An option's value with a control character: named escaped, as the path.
+check_refused "a bad mode with an ESC" \
+    'mode = "side\x1bways": must be challenge or append' "	config = $GOOD
+	context = login
+	mode = \"side${ESC}ways\""
 check_refused "context and context_attribute together" 'exactly one of' \
     "	config = $GOOD
 	context = login
