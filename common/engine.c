@@ -24,6 +24,7 @@
  */
 #include "engine_int.h"
 
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -638,8 +639,9 @@ wrong(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 	if (rc != SOTP_OK)
 		return fail_error(a, cdef, d, store_err(a->ctx, rc));
 	d->locked = locked_until != 0;
-	snprintf(detail, sizeof(detail), "failures=%u%s", failures,
-	    d->locked ? " locked" : "");
+	snprintf(detail, sizeof(detail), "failures=%u%s%s", failures,
+	    d->locked ? " locked" : "",
+	    a->cells_spent ? " cells=answered" : "");
 	return finish(a, cdef, d, SOTP_REJECT, reason, detail);
 }
 
@@ -1248,6 +1250,33 @@ check_choice(
  * why they stay the same until then). A new card or a reseal since c was
  * read stands: they too make the cells new.
  */
+/*
+ * A card answer is good once. The cells this attempt showed were drawn
+ * from the card as it was then sealed (sotp_card_pick); a right answer
+ * seals it afresh. Cells the card as read now would not draw were
+ * answered since (in another attempt, on any server: a challenge lives
+ * its State's lifetime), or the card was changed or resealed under a new
+ * key: an answer to them is refused as wrong and counted.
+ */
+static int
+cells_current(struct sotp_attempt *a, const struct sotp_contract_rec *c)
+{
+	const struct sotp_policy *p = &a->ctx->pol;
+	uint8_t now[SOTP_MAX_CELLS];
+	int rc;
+
+	if ((rc = sotp_card_pick(a->ctx, c, p->card_rows, p->card_cols,
+	         a->ncells, now)) != SOTP_OK)
+		return rc;
+	a->cells_spent = CRYPTO_memcmp(now, a->cells, a->ncells) != 0;
+	return SOTP_OK;
+}
+
+/*
+ * The right answer's reseal: a compare-and-set on the card as read, so
+ * that of two attempts answering the same cells at once, one wins; the
+ * other's answer was spent meanwhile (a->cells_spent).
+ */
 static int
 reseal_card(struct sotp_attempt *a, const struct sotp_contract_rec *c,
     const char *grid, size_t len)
@@ -1264,6 +1293,7 @@ reseal_card(struct sotp_attempt *a, const struct sotp_contract_rec *c,
 	if ((rc = sotp_store_contract_reseal_card(a->ctx->st, c->id, c->card,
 	         c->card_len, sealed, n, kv, &won)) != SOTP_OK)
 		return store_err(a->ctx, rc);
+	a->cells_spent = !won;
 	return SOTP_OK;
 }
 
@@ -1284,6 +1314,8 @@ check_card(struct sotp_attempt *a, const struct sotp_contract_rec *c,
 	    strlen(digits) != a->ncells)
 		goto out;
 	*reason = SOTP_R_WRONG_CARD;
+	if ((rc = cells_current(a, c)) != SOTP_OK || a->cells_spent)
+		goto out;
 	if ((rc = sotp_keys_unseal(a->ctx, c->id, c->card, c->card_len,
 	         (uint8_t *)grid, sizeof(grid) - 1, &len)) != SOTP_OK) {
 		sotp_ctx_seterr(a->ctx,
@@ -1295,7 +1327,8 @@ check_card(struct sotp_attempt *a, const struct sotp_contract_rec *c,
 	if ((rc = sotp_card_check(grid, a->cells, a->ncells, digits, &ok)) !=
 	    SOTP_OK)
 		goto out;
-	if (ok && (rc = reseal_card(a, c, grid, len)) == SOTP_OK)
+	if (ok && (rc = reseal_card(a, c, grid, len)) == SOTP_OK &&
+	    !a->cells_spent)
 		*reason = SOTP_R_ACCEPTED;
 out:
 	SOTP_WIPE_ARRAY(grid);

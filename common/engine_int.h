@@ -24,6 +24,7 @@ struct sotp_attempt {
 	unsigned int asked; /* the question the last CONTINUE asked */
 	uint8_t cells[SOTP_MAX_CELLS];
 	unsigned int ncells;
+	int cells_spent; /* answered right since they were shown (engine.c) */
 	unsigned int rounds;
 	/* What registration rounds verified, carried in the state. */
 	char serial[SOTP_ID_MAX]; /* the token, as stored */

@@ -3736,6 +3736,78 @@ test_engine_card_cells_stay_until_answered(void **state)
 	assert_true(changed);
 }
 
+/*
+ * A card answer is good once. Two attempts are shown the same cells (they
+ * stay until answered); the second answers right first, which reseals
+ * the card. The first's answer to the same cells, right as it is, is
+ * then refused as WRONG_CARD and counted, its row saying why; another
+ * server's attempt, which read the card before that reseal, the same.
+ * It used to be accepted: an answer seen once let a second session in
+ * for as long as its challenge lived.
+ */
+static void
+card_pending(struct fx *f, struct sotp_ctx *ctx, time_t now,
+    struct sotp_attempt **a, char *answer)
+{
+	struct sotp_decision d;
+
+	assert_int_equal(
+	    sotp_attempt_begin(ctx, "C-CARD", "login", now, a), SOTP_OK);
+	assert_int_equal(sotp_attempt_answer(*a, "pw-card"), SOTP_OK);
+	assert_int_equal(sotp_attempt_step(*a, &d), SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_CONTINUE);
+	assert_int_equal(d.ask, SOTP_F_CARD);
+	card_answer(f->grid_card, d.card_cells, answer);
+}
+
+static void
+card_spent(struct sotp_attempt *a, const char *answer)
+{
+	struct sotp_decision d;
+
+	assert_int_equal(sotp_attempt_answer(a, answer), SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	if (d.verdict != SOTP_REJECT || d.reason != SOTP_R_WRONG_CARD)
+		fail_msg("a right answer to cells answered since: verdict %d,"
+		         " reason %s",
+		    d.verdict, sotp_reason_name((int)d.reason));
+	sotp_attempt_free(a);
+}
+
+static void
+test_engine_card_answer_good_once(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_attempt *first = NULL, *far = NULL;
+	struct sotp_ctx *other = NULL;
+	struct sotp_contract_info ci;
+	struct audit_rows rows;
+	char answer[16], again[16];
+	time_t t = T0 + 3 * DAY;
+
+	card_pending(f, f->ctx, t, &first, answer);
+	assert_int_equal(sotp_ctx_new(&other), SOTP_OK);
+	assert_int_equal(sotp_init(other, f->conf), SOTP_OK);
+	card_pending(f, other, t + 1, &far, again);
+	assert_string_equal(again, answer);
+	card_login(f, t + 2, GOOD_CARD, SOTP_R_ACCEPTED);
+	card_spent(first, answer);
+	card_spent(far, answer);
+	sotp_ctx_free(other);
+	assert_int_equal(sotp_contract_get(f->ctx, "C-CARD", &ci), SOTP_OK);
+	assert_int_equal(ci.failures, 2);
+	audit_rows_of(f, t, &rows);
+	if (strstr(rows.text,
+	        "reason=WRONG_CARD detail=failures=1 "
+	        "cells=answered") == NULL ||
+	    strstr(rows.text,
+	        "reason=WRONG_CARD detail=failures=2 "
+	        "cells=answered") == NULL)
+		fail_msg("the refusals' rows do not say why:\n%s", rows.text);
+	/* The card's next cells are new, and answered right once. */
+	card_login(f, t + 3, GOOD_CARD, SOTP_R_ACCEPTED);
+}
+
 /* The largest card the policy allows (26 x 10) can be issued and used. */
 static void
 test_engine_largest_card(void **state)
@@ -4462,6 +4534,8 @@ main(void)
 	        test_engine_import_writes_head_once, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_card_cells_stay_until_answered, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_engine_card_answer_good_once, setup, teardown),
 	    cmocka_unit_test(test_engine_largest_card),
 	    cmocka_unit_test(test_engine_import_record_edges),
 	    cmocka_unit_test_setup_teardown(
