@@ -376,6 +376,18 @@ assert_marked_cut(const char *msg, const char *whole)
 	assert_true(whole_utf8(msg));
 }
 
+/* The policy at path is refused, its message a marked cut of whole. */
+static void
+policy_refused_cut(const char *path, const char *whole)
+{
+	struct sotp_ctx *ctx = NULL;
+
+	assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
+	assert_int_equal(sotp_ctx_load_policy(ctx, path), SOTP_ERR_CONFIG);
+	assert_marked_cut(sotp_ctx_errmsg(ctx), whole);
+	sotp_ctx_free(ctx);
+}
+
 static void
 write_text(const char *path, const char *text)
 {
@@ -396,7 +408,6 @@ test_err_policy_message_cut(void **state)
 {
 	char dir[] = "/tmp/sotp-errcut.XXXXXX", path[64], text[2048],
 	     whole[4096], key[1600];
-	struct sotp_ctx *ctx = NULL;
 	size_t pad, i, n;
 
 	(void)state;
@@ -411,12 +422,7 @@ test_err_policy_message_cut(void **state)
 		write_text(path, text);
 		snprintf(whole, sizeof(whole),
 		    "%s:2: unknown key '%s' in [otp]", path, key);
-		assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
-		assert_int_equal(
-		    sotp_ctx_load_policy(ctx, path), SOTP_ERR_CONFIG);
-		assert_marked_cut(sotp_ctx_errmsg(ctx), whole);
-		sotp_ctx_free(ctx);
-		ctx = NULL;
+		policy_refused_cut(path, whole);
 	}
 	assert_int_equal(unlink(path), 0);
 	assert_int_equal(rmdir(dir), 0);
@@ -498,7 +504,6 @@ static void
 test_err_policy_path_cut(void **state)
 {
 	char path[SOTP_PATH_MAX], whole[SOTP_PATH_MAX + 64];
-	struct sotp_ctx *ctx = NULL;
 	size_t pad, n;
 
 	(void)state;
@@ -507,12 +512,7 @@ test_err_policy_path_cut(void **state)
 		(void)long_name(path, n, pad, "約");
 		snprintf(whole, sizeof(whole),
 		    "%s: cannot read policy file: ", path);
-		assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
-		assert_int_equal(
-		    sotp_ctx_load_policy(ctx, path), SOTP_ERR_CONFIG);
-		assert_marked_cut(sotp_ctx_errmsg(ctx), whole);
-		sotp_ctx_free(ctx);
-		ctx = NULL;
+		policy_refused_cut(path, whole);
 	}
 }
 
