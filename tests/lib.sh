@@ -281,6 +281,17 @@ wrong_hotp() {
 	return 1
 }
 
+# card_digits GRID CELLS: the digits a printed card (`contract card`'s
+# output, in file GRID) shows at CELLS ("B7 E2": row letter, column label
+# from the header row), one after the other.
+card_digits() {
+	for _cell in $2; do
+		awk -v cell="$_cell" '
+		NF > 1 && $1 !~ /^[A-Z]$/ && !hdr { for (i = 1; i <= NF; i++) col[$i] = i; hdr = 1; next }
+		$1 == substr(cell, 1, 1) { printf "%s", $(col[substr(cell, 2)] + 1) }' "$1"
+	done
+}
+
 # Waits for a fresh 30 s step when fewer than $1 (default 5) seconds remain
 # in the current one, so a multi-call check does not straddle one. Counted
 # in milliseconds: in whole seconds the room could be a second short.

@@ -63,14 +63,8 @@ check_rc 3 "login with the card asks for cells" \
 cells=$(sed -n 's/^card cells: //p' "$OUT")
 check "the cells are printed ($cells)" test -n "$cells"
 state=$(sed -n 's/^state: //p' "$OUT")
-# The digits at each cell: row letter, column label from the header row.
-card_answer() {
-	for cell in $1; do
-		awk -v cell="$cell" '
-		NF > 1 && $1 !~ /^[A-Z]$/ && !hdr { for (i = 1; i <= NF; i++) col[$i] = i; hdr = 1; next }
-		$1 == substr(cell, 1, 1) { printf "%s", $(col[substr(cell, 2)] + 1) }' "$SB/grid"
-	done
-}
+# The digits at each cell of the card printed above.
+card_answer() { card_digits "$SB/grid" "$1"; }
 # A question left unanswered shows nothing new: the same cells again.
 for i in 1 2; do
 	check_rc 3 "asked again ($i), the card question" \
@@ -95,6 +89,31 @@ for i in 1 2 3; do
 	    cli verify C1 --context login --state "$state" --card "$(card_answer "$cells")"
 done
 check "right answers made new cells" test "$changed" = yes
+# A card answer is good once: two challenges open on the same cells, the
+# first answered right; the second's right answer is refused as a wrong
+# card and counted (it was accepted: one answer seen let a second
+# session in while its State lived).
+check_rc 3 "a card challenge" clin secret-1 verify C1 --context login
+cells=$(sed -n 's/^card cells: //p' "$OUT")
+state1=$(sed -n 's/^state: //p' "$OUT")
+check_rc 3 "a second one, the same cells" clin secret-1 verify C1 --context login
+check "  (the same cells: $cells)" \
+    test "$(sed -n 's/^card cells: //p' "$OUT")" = "$cells"
+state2=$(sed -n 's/^state: //p' "$OUT")
+check "the first challenge's right answer is accepted" \
+    cli verify C1 --context login --state "$state1" --card "$(card_answer "$cells")"
+refused WRONG_CARD "the second's, the same right answer, is refused" \
+    cli verify C1 --context login --state "$state2" --card "$(card_answer "$cells")"
+check "  and counted" \
+    sh -c "'$CLI' contract show C1 | grep -qx 'failures: 1'"
+check "  its audit row says why" \
+    sh -c "'$CLI' audit --contract C1 | grep -q 'WRONG_CARD.*cells=answered'"
+check_rc 3 "a new challenge" clin secret-1 verify C1 --context login
+check "  answered right, accepted" cli verify C1 --context login \
+    --state "$(sed -n 's/^state: //p' "$OUT")" \
+    --card "$(card_answer "$(sed -n 's/^card cells: //p' "$OUT")")"
+check "  the count is 0" \
+    sh -c "'$CLI' contract show C1 | grep -qx 'failures: 0'"
 
 # JSON: one valid object; the verdict and the reason by name.
 check_rc 1 "verify --json (a used code)" \

@@ -492,17 +492,10 @@ rr() {
 }
 bound() { "$CLI" contract show "$1" | sed -n 's/^token: //p'; }
 failures() { "$CLI" contract show "$1" | sed -n 's/^failures: //p'; }
-# The card cells a Japanese prompt names ("B行7列、E行2列" -> B7 E2) and
-# the digits the printed card shows there.
+# The card cells a Japanese prompt names ("B行7列、E行2列" -> B7 E2);
+# lib.sh's card_digits gives the digits the printed card shows there.
 cells_of() {
 	shown "$1" | grep -o '[A-Z]行[0-9]*列' | sed 's/行//; s/列//' | xargs
-}
-card_of() {
-	for _c in $2; do
-		awk -v cell="$_c" '
-		NF > 1 && $1 !~ /^[A-Z]$/ && !hdr { for (i = 1; i <= NF; i++) col[$i] = i; hdr = 1; next }
-		$1 == substr(cell, 1, 1) { printf "%s", $(col[substr(cell, 2)] + 1) }' "$1"
-	done
 }
 # reg_to N: rounds 1..N of a right registration of regc (N <= 4), the
 # last State in S. Each round's reply is checked by the caller's round().
@@ -547,7 +540,7 @@ check "registration round 4: the choice gets the card question, naming cells" \
     [ "$(reply_of g4)" = Access-Challenge ] && [ -n "$(cells_of g4)" ] &&
     [ "$(prompt_attr g4)" = No-Echo ]
 CELLS=$(cells_of g4)
-WRONGCARD=$(card_of "$T/grid-regc" "$CELLS" | tr 0123456789 1234567890)
+WRONGCARD=$(card_digits "$T/grid-regc" "$CELLS" | tr 0123456789 1234567890)
 rr w5 ib-register regc "$WRONGCARD" "$S"
 round w5 Access-Reject "確認用パスワードが正しくありません。" "" \
     "registration round 5: wrong card digits are refused"
@@ -560,7 +553,7 @@ rr g2 ib-register regc "ＲＴ１" "$(state_of g1)"
 rr g3 ib-register regc "$(code RT1)" "$(state_of g2)"
 rr g4 ib-register regc "１" "$(state_of g3)"
 G4=$(state_of g4)
-rr g5 ib-register regc "$(card_of "$T/grid-regc" "$(cells_of g4)")" "$G4"
+rr g5 ib-register regc "$(card_digits "$T/grid-regc" "$(cells_of g4)")" "$G4"
 round g5 Access-Accept "" "" "registration: five rounds end in an Access-Accept"
 check "registration: RT1 is bound to regc" [ "$(bound regc)" = RT1 ]
 check "registration: the failures are reset" [ "$(failures regc)" = 0 ]
@@ -569,7 +562,7 @@ check "registration: login asks for a code, as chosen" \
 "$CLI" audit --contract regc >"$T/audit-regc"
 check "registration: audited as through PAM or the CLI" \
     grep -q 'register accept ACCEPTED contract=regc serial=RT1 context=registration detail=bound' "$T/audit-regc"
-rr g6 ib-register regc "$(card_of "$T/grid-regc" "$(cells_of g4)")" "$G4"
+rr g6 ib-register regc "$(card_digits "$T/grid-regc" "$(cells_of g4)")" "$G4"
 round g6 Access-Reject "$M_USED" "" "registration: its last State again is refused"
 # Unregistration: password, then a current code (newer than the bind's).
 rr u1 ib-unregister regc pw-regc
