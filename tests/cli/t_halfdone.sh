@@ -109,4 +109,12 @@ same "no audit row was written meanwhile" "SELECT count(*) FROM audit" "$ROWS"
 check "contract unlock C1 once the store is mended" cli contract unlock C1
 same "... and C1 is unlocked" \
     "SELECT failures FROM contracts WHERE id = 'C1'" 0
+# A refusal inside the change's transaction (a constraint, which on
+# PostgreSQL aborts what it ran in) stands, with its row.
+refused EXISTS "contract add of an ID that exists" clin pw contract add C1
+refused EXISTS "token add of a serial that exists" \
+    cli token add T1 --secret "$S"
+same "... each with its audit row" \
+    "SELECT count(*) FROM audit WHERE verdict = 'reject'
+     AND action IN ('contract.add', 'token.add')" 2
 check "audit verify" cli audit verify
