@@ -106,6 +106,28 @@ same "... and C1's login choice is unchanged" \
 
 check "mend the store" store_mend no_audit audit
 same "no audit row was written meanwhile" "SELECT count(*) FROM audit" "$ROWS"
+
+# token generate commits the token, then exports its secret (audited):
+# when the export's row is refused, the token stands and the one line
+# says so, naming it and how to show its secret.
+check "the store refuses the export's audit row" \
+    store_fail no_export audit INSERT "NEW.action = 'token.export'" \
+    "audit refused by the test"
+cli token generate
+_got=$?
+GEN=$(q "SELECT serial FROM tokens WHERE serial LIKE 'SO%'")
+if [ "$_got" -eq 2 ] && [ -n "$GEN" ] && [ ! -s "$OUT" ] &&
+    [ "$(wc -l <"$ERR")" -eq 1 ] &&
+    grep -q "^shinkin-otp: token $GEN was generated and stays in the store, its secret not shown (\"token show $GEN --uri\" shows it): .*audit refused by the test" "$ERR"; then
+	ok "token generate: a refused export names the token left"
+else
+	notok "token generate: a refused export names the token left (exit $_got)"
+	sed 's/^/#   /' "$ERR"
+fi
+check "mend the store" store_mend no_export audit
+check "... and the secret is shown once it is mended" \
+    cli token show "$GEN" --uri
+check "... as an otpauth URI" grep -q "otpauth://totp/" "$OUT"
 check "contract unlock C1 once the store is mended" cli contract unlock C1
 same "... and C1 is unlocked" \
     "SELECT failures FROM contracts WHERE id = 'C1'" 0
