@@ -139,4 +139,24 @@ refused EXISTS "token add of a serial that exists" \
 same "... each with its audit row" \
     "SELECT count(*) FROM audit WHERE verdict = 'reject'
      AND action IN ('contract.add', 'token.add')" 2
+# A backup (SQLite: PostgreSQL's are its own tools') whose audit row is
+# refused leaves no copy of the store behind, and says so.
+if [ "$STORE_KIND" = sqlite ]; then
+	check "the store refuses the backup's audit row" \
+	    store_fail no_backup audit INSERT "NEW.action = 'store.backup'" \
+	    "audit refused by the test"
+	cli backup "$SB/bk.db"
+	_got=$?
+	if [ "$_got" -eq 2 ] && [ "$(wc -l <"$ERR")" -eq 1 ] &&
+	    grep -q "^shinkin-otp: backup refused: its audit row cannot be written: .*audit refused by the test; the copy $SB/bk.db was removed" "$ERR"; then
+		ok "backup: its audit row refused, exit 2, said so"
+	else
+		notok "backup: its audit row refused (exit $_got, want 2)"
+		sed 's/^/#   /' "$ERR"
+	fi
+	check "... and no copy is left" [ ! -e "$SB/bk.db" ]
+	check "mend the store" store_mend no_backup audit
+	check "backup once mended" cli backup "$SB/bk.db"
+	check "... the copy is there" [ -s "$SB/bk.db" ]
+fi
 check "audit verify" cli audit verify
