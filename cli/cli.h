@@ -152,6 +152,11 @@ int cli_usage(const struct cli *c, const char *fmt, ...) SOTP_PRINTF(2, 3);
 /* A failed core call: sotp_strerror(rc) and the ctx detail; returns 2. */
 int cli_error(const struct cli *c, int rc);
 /*
+ * The same for a command that an error stopped after part of it was
+ * committed: "LEFT: DETAIL (TEXT)", LEFT saying what stands (not undone).
+ */
+int cli_error_left(const struct cli *c, int rc, const char *left);
+/*
  * A core call on a file's contents that an error stopped, with its place
  * as a refusal has it: "FILE:POS: error: DETAIL (TEXT)" for a line (unit
  * NULL), "WHAT: error: UNIT POS: DETAIL (TEXT)" for another unit (a PSKC

@@ -178,19 +178,29 @@ export_how(char *buf, size_t bufsz, int uri, int qr, const char *png)
 	return buf[0] == ' ' ? buf + 1 : buf;
 }
 
-/* Prints "SERIAL URI" (or a JSON line); the URI holds the secret. */
+/*
+ * Prints "SERIAL URI" (or a JSON line) of a token just generated; the URI
+ * holds the secret. Its export is a step of its own, after the token's
+ * commit: when it fails the token stands, unassigned, and the error says
+ * so and how to show its secret once the cause is fixed.
+ */
 static int
 print_uri(struct cli *c, const char *serial, int qr, const char *png,
     struct cli_file *pngf)
 {
 	struct cli_json j;
-	char *uri = NULL, how[16];
+	char *uri = NULL, how[16], left[2 * SOTP_ID_MAX + 128];
 	int rc;
 
 	if ((rc = sotp_token_uri(c->ctx, serial,
 	         export_how(how, sizeof(how), 1, qr, png), c->now, &uri)) !=
-	    SOTP_OK)
-		return cli_error(c, rc);
+	    SOTP_OK) {
+		snprintf(left, sizeof(left),
+		    "token %s was generated and stays in the store, its "
+		    "secret not shown (\"token show %s --uri\" shows it)",
+		    serial, serial);
+		return cli_error_left(c, rc, left);
+	}
 	if (c->json) {
 		json_begin(&j, stdout);
 		json_str(&j, "serial", serial);

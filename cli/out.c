@@ -193,6 +193,20 @@ cli_error(const struct cli *c, int rc)
 }
 
 int
+cli_error_left(const struct cli *c, int rc, const char *left)
+{
+	char buf[2048];
+	const char *detail = c->ctx != NULL ? sotp_ctx_errmsg(c->ctx) : "";
+
+	cut_mark(buf, sizeof(buf),
+	    snprintf(buf, sizeof(buf), "%s: %s", left,
+	        detail[0] != '\0' ? detail : sotp_strerror(rc)));
+	fail_note(c, CLI_FAIL_ERROR, rc, 0, buf);
+	err_line(NULL, "%s (%s)", buf, sotp_strerror(rc));
+	return CLI_EXIT_ERROR;
+}
+
+int
 cli_error_in(const struct cli *c, const char *path, const char *unit,
     unsigned long pos, int rc)
 {

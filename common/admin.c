@@ -178,6 +178,8 @@ token_insert(struct sotp_ctx *ctx, const struct sotp_token_spec *spec,
 	         sizeof(t.secret), &t.secret_len)) != SOTP_OK)
 		goto out;
 	(void)sotp_sealed_kv(t.secret, t.secret_len, &t.kv);
+	if ((rc = admin_begin(ctx, d)) != SOTP_OK)
+		goto out;
 	rc = sotp_store_token_insert(ctx->st, &t);
 	if (rc == SOTP_ERR_EXISTS)
 		rc = sotp_refuse(
@@ -187,6 +189,7 @@ token_insert(struct sotp_ctx *ctx, const struct sotp_token_spec *spec,
 	else
 		rc = sotp_admin_ok(
 		    ctx, d, now, "token.add", NULL, t.serial, t.kind);
+	rc = admin_end(ctx, d, rc);
 out:
 	sotp_wipe(&t, sizeof(t));
 	return rc;
@@ -329,6 +332,8 @@ sotp_token_set_disabled(struct sotp_ctx *ctx, const char *serial, int disabled,
 		    ctx, d, now, action, NULL, NULL, SOTP_R_UNKNOWN_SERIAL);
 	/* The row names the contract the token was bound to, if any. */
 	memset(&t, 0, sizeof(t));
+	if ((rc = admin_begin(ctx, d)) != SOTP_OK)
+		return rc;
 	rc = sotp_store_token_get(ctx->st, serial, &t);
 	if (rc == SOTP_OK)
 		rc = sotp_store_token_set_disabled(ctx->st, serial, disabled);
@@ -341,7 +346,7 @@ sotp_token_set_disabled(struct sotp_ctx *ctx, const char *serial, int disabled,
 		rc = sotp_admin_ok(ctx, d, now, action, t.contract, serial,
 		    t.disabled == (disabled != 0) ? "unchanged" : NULL);
 	sotp_wipe(&t, sizeof(t));
-	return rc;
+	return admin_end(ctx, d, rc);
 }
 
 /*
@@ -447,24 +452,28 @@ sotp_token_resync(struct sotp_ctx *ctx, const char *serial, const char *code1,
 	/* An HOTP token has no clock to drift: its counter moves instead. */
 	T = t.period == 0 ? step : (int64_t)now / t.period;
 	drift = (int)(step - T);
-	/* Both codes are spent: the compare-and-set moves past them. */
-	if ((rc = sotp_store_use_step(ctx->st, serial, NULL, step, drift, &won,
-	         &disabled)) != SOTP_OK) {
-		rc = store_err(ctx, d, rc);
+	/*
+	 * Both codes are spent: the compare-and-set moves past them, in one
+	 * transaction with its audit row.
+	 */
+	if ((rc = admin_begin(ctx, d)) != SOTP_OK)
 		goto out;
-	}
-	if (!won) {
+	if ((rc = sotp_store_use_step(ctx->st, serial, NULL, step, drift, &won,
+	         &disabled)) != SOTP_OK)
+		rc = store_err(ctx, d, rc);
+	else if (!won)
 		rc = sotp_refuse(ctx, d, now, "token.resync", t.contract,
 		    serial, disabled ? SOTP_R_TOKEN_DISABLED : SOTP_R_REPLAYED);
-		goto out;
+	else {
+		if (t.period == 0)
+			snprintf(detail, sizeof(detail), "counter=%lld",
+			    (long long)step);
+		else
+			snprintf(detail, sizeof(detail), "drift=%d", drift);
+		rc = sotp_admin_ok(
+		    ctx, d, now, "token.resync", t.contract, serial, detail);
 	}
-	if (t.period == 0)
-		snprintf(
-		    detail, sizeof(detail), "counter=%lld", (long long)step);
-	else
-		snprintf(detail, sizeof(detail), "drift=%d", drift);
-	rc = sotp_admin_ok(
-	    ctx, d, now, "token.resync", t.contract, serial, detail);
+	rc = admin_end(ctx, d, rc);
 out:
 	sotp_wipe(&t, sizeof(t));
 	return rc;
@@ -501,6 +510,8 @@ sotp_contract_add(struct sotp_ctx *ctx, const char *id, const char *password,
 	c.created = (int64_t)now;
 	if ((rc = sotp_passwd_hash(&ctx->pol, password, c.pwhash)) != SOTP_OK)
 		goto out;
+	if ((rc = admin_begin(ctx, d)) != SOTP_OK)
+		goto out;
 	rc = sotp_store_contract_insert(ctx->st, &c);
 	if (rc == SOTP_ERR_EXISTS)
 		rc = sotp_refuse(
@@ -509,6 +520,7 @@ sotp_contract_add(struct sotp_ctx *ctx, const char *id, const char *password,
 		rc = store_err(ctx, d, rc);
 	else
 		rc = sotp_admin_ok(ctx, d, now, "contract.add", id, NULL, NULL);
+	rc = admin_end(ctx, d, rc);
 out:
 	sotp_wipe(&c, sizeof(c));
 	return rc;
@@ -546,9 +558,13 @@ sotp_contract_passwd(struct sotp_ctx *ctx, const char *id, const char *password,
 	}
 	if ((rc = sotp_passwd_hash(&ctx->pol, password, hash)) != SOTP_OK)
 		return rc;
-	rc = sotp_store_contract_set_password(ctx->st, id, hash);
+	if ((rc = admin_begin(ctx, d)) == SOTP_OK)
+		rc = admin_end(ctx, d,
+		    contract_done(ctx, d, now, "contract.passwd", id,
+		        sotp_store_contract_set_password(ctx->st, id, hash),
+		        NULL));
 	SOTP_WIPE_ARRAY(hash);
-	return contract_done(ctx, d, now, "contract.passwd", id, rc, NULL);
+	return rc;
 }
 
 /* After ready(): the checks, the binding and its audit row. */
@@ -640,19 +656,20 @@ sotp_contract_unbind(
 	    ctx, "contract.unbind", id, now, d, contract_unbind);
 }
 
+static int
+contract_unlock(
+    struct sotp_ctx *ctx, const char *id, time_t now, struct sotp_decision *d)
+{
+	return contract_done(ctx, d, now, "contract.unlock", id,
+	    sotp_store_contract_unlock(ctx->st, id), NULL);
+}
+
 int
 sotp_contract_unlock(
     struct sotp_ctx *ctx, const char *id, time_t now, struct sotp_decision *d)
 {
-	int rc;
-
-	if ((rc = ready_nokey(ctx, d)) != SOTP_OK)
-		return rc;
-	if (!sotp_id_valid(id))
-		return sotp_refuse(ctx, d, now, "contract.unlock", NULL, NULL,
-		    SOTP_R_UNKNOWN_CONTRACT);
-	rc = sotp_store_contract_unlock(ctx->st, id);
-	return contract_done(ctx, d, now, "contract.unlock", id, rc, NULL);
+	return locked_change(
+	    ctx, "contract.unlock", id, now, d, contract_unlock);
 }
 
 /*
@@ -695,7 +712,10 @@ sotp_contract_set_login(struct sotp_ctx *ctx, const char *id,
 	if (!sotp_id_valid(id))
 		return sotp_refuse(ctx, d, now, "contract.set", NULL, NULL,
 		    SOTP_R_UNKNOWN_CONTRACT);
-	rc = sotp_store_contract_get(ctx->st, id, &c);
+	if ((rc = admin_begin(ctx, d)) != SOTP_OK)
+		return rc;
+	/* Read under its row lock: the choice is checked against it. */
+	rc = sotp_store_contract_lock(ctx->st, id, &c);
 	if (rc == SOTP_OK) {
 		/* A choice the contract cannot satisfy would lock it out. */
 		if (login == SOTP_LOGIN_OTP && c.serial[0] == '\0')
@@ -709,9 +729,10 @@ sotp_contract_set_login(struct sotp_ctx *ctx, const char *id,
 			    sotp_store_contract_set_login(ctx->st, id, login),
 			    sotp_login_name(login));
 		sotp_wipe(&c, sizeof(c));
-		return rc;
+		return admin_end(ctx, d, rc);
 	}
-	return contract_done(ctx, d, now, "contract.set", id, rc, NULL);
+	return admin_end(
+	    ctx, d, contract_done(ctx, d, now, "contract.set", id, rc, NULL));
 }
 
 int
@@ -742,11 +763,16 @@ sotp_contract_card(struct sotp_ctx *ctx, const char *id, time_t now, char *grid,
 	    (rc = sotp_card_format(
 	         raw, p->card_rows, p->card_cols, grid, gridsz)) != SOTP_OK)
 		goto out;
-	rc = sotp_store_contract_set_card(ctx->st, id, sealed, n, kv);
-	if (rc != SOTP_OK)
-		sotp_wipe(grid, gridsz);
-	rc = contract_done(ctx, d, now, "contract.card", id, rc, NULL);
+	/* The card and its audit row land together, or no grid is shown. */
+	if ((rc = admin_begin(ctx, d)) != SOTP_OK)
+		goto out;
+	rc = admin_end(ctx, d,
+	    contract_done(ctx, d, now, "contract.card", id,
+	        sotp_store_contract_set_card(ctx->st, id, sealed, n, kv),
+	        NULL));
 out:
+	if (rc != SOTP_OK || d->verdict != SOTP_ACCEPT)
+		sotp_wipe(grid, gridsz);
 	SOTP_WIPE_ARRAY(raw);
 	return rc;
 }

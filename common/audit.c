@@ -406,6 +406,31 @@ sotp_audit_append(struct sotp_ctx *ctx, const struct sotp_audit_rec *r)
 	return append(ctx, r);
 }
 
+int
+sotp_audit_append_apart(struct sotp_ctx *ctx, const struct sotp_audit_rec *r)
+{
+	struct sotp_audit_head keep;
+	int rc;
+
+	if (ctx == NULL || r == NULL)
+		return SOTP_ERR_INVALID_ARG;
+	if (ctx->st == NULL)
+		return SOTP_ERR_STORE_UNAVAILABLE;
+	/* Without a batch, append's own transaction is a level already. */
+	if (ctx->audit_batch == NULL)
+		return append(ctx, r);
+	keep = *ctx->audit_batch;
+	if ((rc = sotp_store_begin(ctx->st)) != SOTP_OK)
+		return rc;
+	if ((rc = append(ctx, r)) == SOTP_OK)
+		rc = sotp_store_commit(ctx->st);
+	else
+		sotp_store_rollback(ctx->st);
+	if (rc != SOTP_OK)
+		*ctx->audit_batch = keep;
+	return rc;
+}
+
 /* ---- the log line, after the commit ---- */
 
 /*

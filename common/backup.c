@@ -14,9 +14,11 @@
  */
 #include "sotp_int.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define LINE_MAX_EXPORT 1024
 
@@ -208,7 +210,7 @@ sotp_export(struct sotp_ctx *ctx, enum sotp_record_format fmt, int with_secrets,
 int
 sotp_backup(struct sotp_ctx *ctx, const char *path, time_t now)
 {
-	int rc;
+	int rc, gone, err;
 
 	if (ctx == NULL || path == NULL)
 		return SOTP_ERR_INVALID_ARG;
@@ -220,10 +222,31 @@ sotp_backup(struct sotp_ctx *ctx, const char *path, time_t now)
 		return SOTP_ERR_INVALID_ARG;
 	}
 	rc = sotp_store_backup(ctx->st, path);
-	if (rc != SOTP_OK)
+	if (rc != SOTP_OK) {
 		sotp_ctx_seterr(ctx, "%s", sotp_store_errmsg(ctx->st));
-	(void)sotp_audit(ctx, now, "store.backup", NULL, NULL, NULL,
-	    rc == SOTP_OK ? "accept" : "error",
-	    rc == SOTP_OK ? SOTP_R_ACCEPTED : sotp_reason_from_rc(rc), path);
+		(void)sotp_audit(ctx, now, "store.backup", NULL, NULL, NULL,
+		    "error", sotp_reason_from_rc(rc), path);
+		return rc;
+	}
+	/*
+	 * A copy of the store never stays unaudited (as an export, which
+	 * is recorded before its first line): without its row it goes.
+	 */
+	if ((rc = sotp_audit(ctx, now, "store.backup", NULL, NULL, NULL,
+	         "accept", SOTP_R_ACCEPTED, path)) != SOTP_OK) {
+		gone = unlink(path) == 0 || errno == ENOENT;
+		err = errno;
+		if (gone)
+			sotp_ctx_seterr(ctx,
+			    "backup refused: its audit row cannot be written: "
+			    "%s; the copy %s was removed",
+			    sotp_store_errmsg(ctx->st), path);
+		else
+			sotp_ctx_seterr(ctx,
+			    "backup refused: its audit row cannot be written: "
+			    "%s; the copy %s could not be removed (%s): "
+			    "remove it",
+			    sotp_store_errmsg(ctx->st), path, strerror(err));
+	}
 	return rc;
 }

@@ -478,6 +478,9 @@ finish_audited(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 	 * wait once is not waited for again: the line is the only record.
 	 * Why a row is missing is read from the store that failed, before
 	 * the decision leaves the writer's (whose text is not this ctx's).
+	 * A refusal's row is appended apart: refused by the database, it
+	 * takes nothing else with it (on PostgreSQL, through the writer),
+	 * and the failure count is committed as on SQLite.
 	 */
 	why[0] = '\0';
 	if (a->store_down) {
@@ -488,7 +491,9 @@ finish_audited(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 		    sizeof(why));
 	} else if ((rc = join_writer(a)) != SOTP_OK) {
 		sotp_strlcpy(why, sotp_ctx_errmsg(a->ctx), sizeof(why));
-	} else if ((rc = sotp_audit_append(a->ctx, &r)) != SOTP_OK) {
+	} else if ((rc = v == SOTP_REJECT
+	                   ? sotp_audit_append_apart(a->ctx, &r)
+	                   : sotp_audit_append(a->ctx, &r)) != SOTP_OK) {
 		sotp_strlcpy(why, sotp_store_errmsg(a->ctx->st), sizeof(why));
 		/* An accept that left no row did not happen: undo it all. */
 		if (v != SOTP_REJECT)

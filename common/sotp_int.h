@@ -1209,6 +1209,16 @@ void sotp_audit_line(
  */
 int sotp_audit_append(struct sotp_ctx *ctx, const struct sotp_audit_rec *r);
 /*
+ * The same, in a level of its own when the caller's transaction appends
+ * through a batch's head (sotp_audit_batch_begin, the writer's group):
+ * a row the database refuses undoes only itself (PostgreSQL aborts the
+ * level a failed statement ran in), and the head is put back as it was,
+ * so that the caller's work can still be committed (a refusal's failure
+ * count stands, row or not).
+ */
+int sotp_audit_append_apart(
+    struct sotp_ctx *ctx, const struct sotp_audit_rec *r);
+/*
  * Many rows in one transaction (the imports): begin reads the chain's
  * head under its lock once, inside the caller's open transaction; every
  * append until end chains its row from that copy and leaves the head

@@ -33,7 +33,7 @@ failed_names=""
 # radius/t_backup stays on SQLite: `backup` is SQLite's backup API (a
 # PostgreSQL store is backed up with pg_dump or base backups, README.md).
 PG_SUITES="test_engine pam/t_pam radius/t_radius pam/t_migrate cli/t_hotp cli/t_json
-    cli/t_import cli/t_pskc_writers"
+    cli/t_import cli/t_pskc_writers cli/t_halfdone"
 START=$(date +%s)
 
 count() { # $1: log file, $2: exit code, $3: name

@@ -2908,6 +2908,63 @@ test_engine_pg_writer_decision(void **state)
 	sotp_writer_free(w);
 }
 
+/*
+ * A wrong code whose audit row the database refuses (a trigger), on
+ * PostgreSQL, where the refused INSERT aborts what it ran in: the refusal
+ * stands and its failure count is committed, row or not (engine.c
+ * finish_audited), through the process's writer as without one, as on
+ * SQLite. Through the writer the count used to be undone with the row.
+ */
+static void
+test_engine_pg_unaudited_refusal_counted(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_ctx *ctx = NULL;
+	struct sotp_writer *w = NULL;
+	struct sotp_decision d;
+	char failures[32];
+	time_t now = T0 + 96000;
+	int round;
+
+	for (round = 0; round < 2; round++) {
+		if (round == 0) {
+			assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
+			assert_int_equal(sotp_ctx_load(ctx, f->conf), SOTP_OK);
+		} else {
+			with_writer(f->conf, &ctx, &w);
+		}
+		pg_sql("UPDATE contracts SET failures = 0 WHERE id = 'C-OTP'",
+		    NULL, 0);
+		pg_refuse("INSERT", "audit");
+		(void)writer_decide(ctx, now, "000000", &d);
+		pg_allow("audit");
+		pg_sql("SELECT failures FROM contracts WHERE id = 'C-OTP'",
+		    failures, sizeof(failures));
+		if (d.verdict != SOTP_REJECT)
+			fail_msg("%s: a wrong code whose row was refused: "
+			         "verdict %d",
+			    round == 0 ? "alone" : "through the writer",
+			    (int)d.verdict);
+		if (strcmp(failures, "1") != 0)
+			fail_msg("%s: a wrong code whose row was refused left "
+			         "failures %s, want 1",
+			    round == 0 ? "alone" : "through the writer",
+			    failures);
+		/* The writer serves the next decision. */
+		assert_int_equal(
+		    writer_decide(ctx, now, "000000", &d), SOTP_OK);
+		assert_int_equal(d.verdict, SOTP_REJECT);
+		pg_sql("SELECT failures FROM contracts WHERE id = 'C-OTP'",
+		    failures, sizeof(failures));
+		assert_string_equal(failures, "2");
+		sotp_ctx_free(ctx);
+		ctx = NULL;
+		sotp_writer_free(w);
+		w = NULL;
+	}
+	pg_sql("UPDATE contracts SET failures = 0 WHERE id = 'C-OTP'", NULL, 0);
+}
+
 /* Armed: the next re-read under the lock finds C-OTP unbound first. */
 static int unbind_armed;
 
@@ -4479,6 +4536,7 @@ main(void)
 	    T(test_engine_pg_unaudited_accept_logged_as_refused),
 	    T(test_engine_pg_chains_do_not_wait),
 	    T(test_engine_pg_writer_decision),
+	    T(test_engine_pg_unaudited_refusal_counted),
 	    T(test_engine_pg_unbound_under_the_lock),
 	    T(test_engine_pg_disabled_before_cas),
 	    T(test_engine_pg_disable_holding_the_row),

@@ -1,0 +1,162 @@
+#!/bin/sh
+# An admin command whose audit row the store refuses (a trigger, as a
+# broken or full store would) has done nothing: its change and its row
+# land together or not at all, it exits 2, and its one line names what
+# failed and where, never a bare "store error". On SQLite and
+# PostgreSQL.
+. "$TOP/tests/lib.sh"
+. "$TOP/tests/cli/lib_cli.sh"
+mk_sandbox
+OUT=$SB/out
+ERR=$SB/err
+
+sb_sql() {
+	if [ "$STORE_KIND" = postgresql ]; then
+		store_sql "SET search_path TO $STORE_SCHEMA; $1" | tr -d ' '
+	else
+		sqlite3 "$STORE" "$1"
+	fi
+}
+q() {
+	if [ "$STORE_KIND" = postgresql ]; then
+		store_sql "SET search_path TO $STORE_SCHEMA; COPY ($1) TO STDOUT"
+	else
+		sqlite3 "$STORE" "$1"
+	fi
+}
+
+# failed_specific WHAT ARGS...: the tool run with ARGS exits 2 with one
+# stderr line that names the store and the refused audit append.
+failed_specific() {
+	_d=$1
+	shift
+	"$@"
+	_got=$?
+	if [ "$_got" -eq 2 ] && [ "$(wc -l <"$ERR")" -eq 1 ] &&
+	    grep -q "^shinkin-otp: .*$STORE_KIND .*audit refused by the test" "$ERR"; then
+		ok "$_d"
+	else
+		notok "$_d (exit $_got, want 2 and the store's message)"
+		sed 's/^/#   /' "$ERR"
+	fi
+}
+
+# same WHAT SQL WANT: the query's output is WANT.
+same() {
+	_got=$(q "$2")
+	if [ "$_got" = "$3" ]; then
+		ok "$1"
+	else
+		notok "$1"
+		echo "#   got '$_got', want '$3'"
+	fi
+}
+
+S=$(secret)
+check "token add T1" cli token add T1 --secret "$S"
+check "contract add C1" clin pw-C1 contract add C1
+check "contract card C1" cli contract card C1
+CARD1=$(q "SELECT hex(card) FROM contracts WHERE id = 'C1'" 2>/dev/null ||
+    q "SELECT encode(card, 'hex') FROM contracts WHERE id = 'C1'")
+HASH1=$(q "SELECT pwhash FROM contracts WHERE id = 'C1'")
+sb_sql "UPDATE contracts SET failures = 3, locked_until = 9999999999 WHERE id = 'C1'" >/dev/null
+ROWS=$(q "SELECT count(*) FROM audit")
+
+check "the store refuses every audit row" \
+    store_fail no_audit audit INSERT "true" "audit refused by the test"
+
+failed_specific "token add: the audit row refused" \
+    cli token add T2 --secret "$S"
+same "... and T2 was not added" \
+    "SELECT count(*) FROM tokens WHERE serial = 'T2'" 0
+failed_specific "token generate: the audit row refused" cli token generate
+same "... and no token was added" "SELECT count(*) FROM tokens" 1
+NOW=$(date +%s)
+STEP1=$(q "SELECT last_step FROM tokens WHERE serial = 'T1'")
+failed_specific "token resync: the audit row refused" \
+    cli token resync T1 "$(oathtool --totp -b --now "@$((NOW + 60))" "$S")" \
+    "$(oathtool --totp -b --now "@$((NOW + 90))" "$S")"
+same "... and T1's codes are not spent" \
+    "SELECT last_step FROM tokens WHERE serial = 'T1'" "$STEP1"
+failed_specific "token disable: the audit row refused" cli token disable T1
+same "... and T1 is still enabled" \
+    "SELECT disabled FROM tokens WHERE serial = 'T1'" 0
+failed_specific "contract add: the audit row refused" \
+    clin pw-C2 contract add C2
+same "... and C2 was not added" \
+    "SELECT count(*) FROM contracts WHERE id = 'C2'" 0
+failed_specific "contract passwd: the audit row refused" \
+    clin new-pw contract passwd C1
+same "... and C1's password is unchanged" \
+    "SELECT pwhash FROM contracts WHERE id = 'C1'" "$HASH1"
+failed_specific "contract unlock: the audit row refused" \
+    cli contract unlock C1
+same "... and C1 is still locked" \
+    "SELECT failures FROM contracts WHERE id = 'C1'" 3
+failed_specific "contract card: the audit row refused" \
+    cli contract card C1
+check "... and no grid was shown" [ ! -s "$OUT" ]
+CARD=$(q "SELECT hex(card) FROM contracts WHERE id = 'C1'" 2>/dev/null ||
+    q "SELECT encode(card, 'hex') FROM contracts WHERE id = 'C1'")
+check "... and C1 keeps the card its customer holds" [ "$CARD" = "$CARD1" ]
+failed_specific "contract set --login-otp: the audit row refused" \
+    cli contract set C1 --login-otp card
+same "... and C1's login choice is unchanged" \
+    "SELECT login FROM contracts WHERE id = 'C1'" 1
+
+check "mend the store" store_mend no_audit audit
+same "no audit row was written meanwhile" "SELECT count(*) FROM audit" "$ROWS"
+
+# token generate commits the token, then exports its secret (audited):
+# when the export's row is refused, the token stands and the one line
+# says so, naming it and how to show its secret.
+check "the store refuses the export's audit row" \
+    store_fail no_export audit INSERT "NEW.action = 'token.export'" \
+    "audit refused by the test"
+cli token generate
+_got=$?
+GEN=$(q "SELECT serial FROM tokens WHERE serial LIKE 'SO%'")
+if [ "$_got" -eq 2 ] && [ -n "$GEN" ] && [ ! -s "$OUT" ] &&
+    [ "$(wc -l <"$ERR")" -eq 1 ] &&
+    grep -q "^shinkin-otp: token $GEN was generated and stays in the store, its secret not shown (\"token show $GEN --uri\" shows it): .*audit refused by the test" "$ERR"; then
+	ok "token generate: a refused export names the token left"
+else
+	notok "token generate: a refused export names the token left (exit $_got)"
+	sed 's/^/#   /' "$ERR"
+fi
+check "mend the store" store_mend no_export audit
+check "... and the secret is shown once it is mended" \
+    cli token show "$GEN" --uri
+check "... as an otpauth URI" grep -q "otpauth://totp/" "$OUT"
+check "contract unlock C1 once the store is mended" cli contract unlock C1
+same "... and C1 is unlocked" \
+    "SELECT failures FROM contracts WHERE id = 'C1'" 0
+# A refusal inside the change's transaction (a constraint, which on
+# PostgreSQL aborts what it ran in) stands, with its row.
+refused EXISTS "contract add of an ID that exists" clin pw contract add C1
+refused EXISTS "token add of a serial that exists" \
+    cli token add T1 --secret "$S"
+same "... each with its audit row" \
+    "SELECT count(*) FROM audit WHERE verdict = 'reject'
+     AND action IN ('contract.add', 'token.add')" 2
+# A backup (SQLite: PostgreSQL's are its own tools') whose audit row is
+# refused leaves no copy of the store behind, and says so.
+if [ "$STORE_KIND" = sqlite ]; then
+	check "the store refuses the backup's audit row" \
+	    store_fail no_backup audit INSERT "NEW.action = 'store.backup'" \
+	    "audit refused by the test"
+	cli backup "$SB/bk.db"
+	_got=$?
+	if [ "$_got" -eq 2 ] && [ "$(wc -l <"$ERR")" -eq 1 ] &&
+	    grep -q "^shinkin-otp: backup refused: its audit row cannot be written: .*audit refused by the test; the copy $SB/bk.db was removed" "$ERR"; then
+		ok "backup: its audit row refused, exit 2, said so"
+	else
+		notok "backup: its audit row refused (exit $_got, want 2)"
+		sed 's/^/#   /' "$ERR"
+	fi
+	check "... and no copy is left" [ ! -e "$SB/bk.db" ]
+	check "mend the store" store_mend no_backup audit
+	check "backup once mended" cli backup "$SB/bk.db"
+	check "... the copy is there" [ -s "$SB/bk.db" ]
+fi
+check "audit verify" cli audit verify
