@@ -63,12 +63,13 @@ b32_value(char c)
 }
 
 size_t
-sotp_looks_hex(const char *s)
+sotp_looks_hex(const char *s, const char *skip)
 {
 	size_t n = 0;
 
 	for (; *s != '\0'; s++) {
-		if (strchr(" \t\r\n", *s) != NULL)
+		if (strchr(" \t\r\n", *s) != NULL ||
+		    (skip != NULL && strchr(skip, *s) != NULL))
 			continue;
 		if (!isxdigit((unsigned char)*s))
 			return 0;
@@ -108,8 +109,10 @@ sotp_base32_decode(const char *in, uint8_t *out, size_t outsz, size_t *outlen,
 	 * 10^5) is base32 too, and would come in as another key; with them,
 	 * "not base32" would not say what to do. Genuine base32 of 32
 	 * characters or more made of A-F and 2-7 only: (12/32)^32, 2e-14.
+	 * Padding aside: a secret is the same padded or not, and a URI or
+	 * list writes it unpadded (uri.c), which must read back.
 	 */
-	if (sotp_looks_hex(in) > 0) {
+	if (sotp_looks_hex(in, "=") > 0) {
 		reason = "hex digits only: a seed in hex it seems, which read "
 		         "as base32 would be another key";
 		rc = SOTP_ERR_BAD_INPUT;

@@ -655,7 +655,7 @@ plain_secret(struct pskc *p, unsigned int pos, const xmlNode *pv,
 		rc = refuse(p, pos,
 		    "Secret has neither a base64 PlainValue nor an "
 		    "EncryptedValue");
-	} else if ((nhex = sotp_looks_hex(buf)) > 0) {
+	} else if ((nhex = sotp_looks_hex(buf, NULL)) > 0) {
 		sotp_import_quote(q, sizeof(q), e->serial);
 		rc = refuse(p, pos,
 		    "serial '%s': Secret PlainValue is %zu hex digits, a seed "

@@ -1335,11 +1335,12 @@ const char *sotp_passwd_legacy(const char *hash);
 
 /*
  * The count of hex digits in s when s reads as a seed in hex: hex digits
- * only (blanks aside), an even count, at least 32 (a 16-byte seed, RFC
- * 4226's least); else 0. A base64 or base32 secret reading so is refused
- * (pskc.c, sotp_base32_decode), not decoded into another key.
+ * only (blanks and the characters in skip aside), an even count, at least
+ * 32 (a 16-byte seed, RFC 4226's least); else 0. A base64 or base32
+ * secret reading so is refused (pskc.c, sotp_base32_decode), not decoded
+ * into another key.
  */
-size_t sotp_looks_hex(const char *s);
+size_t sotp_looks_hex(const char *s, const char *skip);
 
 /* A grid of rows x cols ASCII digits, row-major, no separators. */
 int sotp_card_new(

@@ -130,6 +130,13 @@ check "  and where it was first: line 1" contains "$ERR" \
     "duplicate serial 'CSV-1' (line 1 has it too) (EXISTS)"
 refused_line "$D/short.csv:3" BAD_INPUT "CSV: a 10-byte secret" \
     cli token import "$D/short.csv"
+# Hex digits only, padded: a secret is the same padded or not, and was
+# taken padded, then unreadable in the URI that token show --uri wrote
+# (unpadded), which read as a seed in hex.
+printf '# serial,base32secret\nCSV-HEXPAD,EEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEE======\n' >"$SB/hexpad.csv"
+refused_line "$SB/hexpad.csv:2" BAD_INPUT "CSV: a padded secret of hex digits only" \
+    cli token import "$SB/hexpad.csv"
+check "  as a seed in hex" contains "$ERR" "hex digits only"
 refused_line "$D/good.csv:2" EXISTS "CSV: the same file again" \
     cli token import "$D/good.csv"
 cp "$D/good.csv" "$SB/seeds.txt"

@@ -248,6 +248,11 @@ test_uri_malformed_refused(void **state)
 	    "otpauth://totp/T\tK?secret=" SECRET,
 	    "otpauth://totp/TK?secret=" SECRET "#frag",
 	    "otpauth://totp/TK?secret=" SECRET "&issuer=a%7Fb",
+	    /*
+	     * Hex digits only, padded (found by fuzz_uri): it was taken, and
+	     * the URI built of it (unpadded) did not read back.
+	     */
+	    "otpauth://totp/>?secret=EEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEE======",
 	};
 	struct sotp_uri u;
 	const char *why;
