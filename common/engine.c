@@ -1739,6 +1739,11 @@ step(struct sotp_attempt *a, struct sotp_decision *d)
 		pose(a, d, a->asked);
 		return SOTP_OK;
 	}
+	if (a->state_rc != SOTP_OK) {
+		if (a->state_rc != SOTP_ERR_STORE_UNAVAILABLE)
+			look_up(a);
+		return fail_error(a, cdef, d, a->state_rc);
+	}
 	if (a->state_reason != 0) {
 		look_up(a);
 		return finish(a, cdef, d, SOTP_REJECT, a->state_reason, NULL);
