@@ -1917,6 +1917,53 @@ test_engine_overlong_input_refused(void **state)
 	expect_contract(f, "C-OTP", "T-OTP", 1);
 }
 
+/*
+ * A State is good once, whatever its answer: one refused as malformed
+ * (over 1024 bytes, or a request the front end could not take whole)
+ * is spent as one refused for a short code is, so that the right answer
+ * cannot follow on the same State. The customer was told to start again.
+ */
+static void
+test_engine_state_spent_by_malformed_answer(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_attempt *a = NULL;
+	struct sotp_decision d;
+	struct st st;
+	char big[1026];
+	time_t t = T0 + 40000;
+	int i;
+
+	memset(big, '7', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	for (i = 0; i < 3; i++) {
+		challenge(f, "C-OTP", t + 100 * i, &st);
+		assert_int_equal(sotp_attempt_resume(f->ctx, "C-OTP", "login",
+		                     st.b, st.n, t + 100 * i + 1, &a),
+		    SOTP_OK);
+		if (i == 0)
+			assert_int_equal(sotp_attempt_answer(a, big), SOTP_OK);
+		else if (i == 1)
+			assert_int_equal(
+			    sotp_attempt_answer(a, "12a"), SOTP_OK);
+		else
+			assert_int_equal(sotp_attempt_malformed(
+			                     a, "User-Password holds a NUL"),
+			    SOTP_OK);
+		assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+		assert_int_equal(d.verdict, SOTP_REJECT);
+		assert_int_equal(d.reason, SOTP_R_BAD_INPUT);
+		sotp_attempt_free(a);
+		if (answer(f, "C-OTP", "login", &st, t + 100 * i + 2) !=
+		    SOTP_R_STATE_REPLAYED)
+			fail_msg("a State refused as malformed (%d) was used "
+			         "again",
+			    i);
+	}
+	/* Malformed answers are no guesses: nothing counted. */
+	expect_contract(f, "C-OTP", "T-OTP", 0);
+}
+
 /* Appends n bytes of sql and sep to buf[bufsz] at *len, if they fit. */
 static void
 trail_append(
@@ -4559,6 +4606,8 @@ main(void)
 	        test_engine_unmapped_service, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_overlong_input_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_engine_state_spent_by_malformed_answer, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_append_mode_decides, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
