@@ -1532,12 +1532,44 @@ gate_write_end(struct sotp_attempt *a, int rc)
 	return write_end(a, rc);
 }
 
+/*
+ * Each challenge state is good once: a resumed one is marked used in the
+ * store (*reason STATE_REPLAYED when it was used before). Every decision
+ * on a state spends it, a refusal's too: only the question asked again,
+ * no answer given (step), leaves it as it was.
+ */
+static int
+spend_state(struct sotp_attempt *a, int *reason)
+{
+	int rc, fresh = 0;
+
+	*reason = SOTP_R_ACCEPTED;
+	if (!a->resumed)
+		return SOTP_OK;
+	/*
+	 * The mark carries the state's own expiry, not one counted from
+	 * now: after the clock steps back, now + lifetime ends before the
+	 * state does. Marks purged by a clock running ahead are caught by
+	 * the store (sotp_store_state_use).
+	 */
+	if ((rc = join_writer(a)) != SOTP_OK)
+		return rc;
+	if ((rc = sotp_store_state_use(a->ctx->st, a->state_id,
+	         a->state_expires, (int64_t)a->now, &fresh)) != SOTP_OK)
+		rc = store_err(a->ctx, rc);
+	if ((rc = gate_write_end(a, rc)) != SOTP_OK)
+		return rc;
+	a->resumed = 0;
+	if (!fresh)
+		*reason = SOTP_R_STATE_REPLAYED;
+	return SOTP_OK;
+}
+
 /* Refusals that need no secret: contract state and lock. */
 static int
 gate(struct sotp_attempt *a, struct sotp_contract_rec *c, int *reason)
 {
-	int rc, fresh = 0;
-	int64_t expires;
+	int rc;
 
 	*reason = SOTP_R_ACCEPTED;
 	if (c->closed) {
@@ -1564,26 +1596,7 @@ gate(struct sotp_attempt *a, struct sotp_contract_rec *c, int *reason)
 		c->failures = 0;
 		c->locked_until = 0;
 	}
-	if (a->resumed) { /* each challenge state is good once */
-		/*
-		 * The mark carries the state's own expiry, not one counted
-		 * from now: after the clock steps back, now + lifetime ends
-		 * before the state does. Marks purged by a clock running
-		 * ahead are caught by the store (sotp_store_state_use).
-		 */
-		expires = a->state_expires;
-		if ((rc = join_writer(a)) != SOTP_OK)
-			return rc;
-		if ((rc = sotp_store_state_use(a->ctx->st, a->state_id, expires,
-		         (int64_t)a->now, &fresh)) != SOTP_OK)
-			rc = store_err(a->ctx, rc);
-		if ((rc = gate_write_end(a, rc)) != SOTP_OK)
-			return rc;
-		a->resumed = 0;
-		if (!fresh)
-			*reason = SOTP_R_STATE_REPLAYED;
-	}
-	return SOTP_OK;
+	return spend_state(a, reason);
 }
 
 static int
@@ -1705,7 +1718,7 @@ step(struct sotp_attempt *a, struct sotp_decision *d)
 {
 	const struct sotp_context_def *cdef;
 	struct sotp_contract_rec *c = NULL;
-	int rc, reveal;
+	int rc, reveal, reason;
 
 	memset(d, 0, sizeof(*d));
 	d->verdict = SOTP_REJECT;
@@ -1729,9 +1742,19 @@ step(struct sotp_attempt *a, struct sotp_decision *d)
 		return SOTP_ERR_INVALID_ARG;
 	}
 	cdef = sotp_policy_context(&a->ctx->pol, a->context);
-	/* Before anything is asked again: a refusal, audited like others. */
+	/*
+	 * Before anything is asked again: a refusal, audited like others.
+	 * Its state is spent all the same, as a short code's is (one used
+	 * before is refused as such), unless the store made this request
+	 * wait once already: it is not waited for again.
+	 */
 	if (a->malformed[0] != '\0' && a->state_reason == 0) {
 		look_up(a);
+		reason = SOTP_R_ACCEPTED;
+		if (!a->store_down && (rc = spend_state(a, &reason)) != SOTP_OK)
+			return fail_error(a, cdef, d, rc);
+		if (reason != SOTP_R_ACCEPTED)
+			return finish(a, cdef, d, SOTP_REJECT, reason, NULL);
 		return finish(
 		    a, cdef, d, SOTP_REJECT, SOTP_R_BAD_INPUT, a->malformed);
 	}
@@ -1743,6 +1766,11 @@ step(struct sotp_attempt *a, struct sotp_decision *d)
 		d->reason = SOTP_R_CONTINUE;
 		pose(a, d, a->asked);
 		return SOTP_OK;
+	}
+	if (a->state_rc != SOTP_OK) {
+		if (a->state_rc != SOTP_ERR_STORE_UNAVAILABLE)
+			look_up(a);
+		return fail_error(a, cdef, d, a->state_rc);
 	}
 	if (a->state_reason != 0) {
 		look_up(a);

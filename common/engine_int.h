@@ -34,6 +34,12 @@ struct sotp_attempt {
 	int resumed;
 	int state_reason; /* a resumed state was bad: reject with this */
 	/*
+	 * Its MAC could not be computed (no key version to fetch, no
+	 * HMAC): not a bad state but a failure of this server, refused as
+	 * one (engine.c step), its cause in the context's error text.
+	 */
+	int state_rc;
+	/*
 	 * Why an input could not be taken ("" when none was refused): one
 	 * over SOTP_INPUT_MAX bytes, or what the front end said of its
 	 * request (sotp_attempt_malformed). The next step refuses the

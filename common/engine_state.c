@@ -203,9 +203,11 @@ static int
 load_state(struct sotp_attempt *a, const uint8_t *raw, size_t len)
 {
 	uint8_t mac[STATE_MAC_LEN];
+	char why[SOTP_CTX_ERR_MAX];
 	const uint8_t *p = raw + 1, *id;
 	size_t sl, fixed;
 	uint32_t kv = 0;
+	int rc;
 
 	if (len < 1 || (raw[0] != STATE_V2 && raw[0] != STATE_V3))
 		return SOTP_R_STATE_INVALID;
@@ -218,9 +220,27 @@ load_state(struct sotp_attempt *a, const uint8_t *raw, size_t len)
 	if (fixed + sl + STATE_MAC_LEN != len)
 		return SOTP_R_STATE_INVALID;
 	/* A version this store does not hold signed nothing of its own. */
-	if ((raw[0] == STATE_V3 && kv == 0) ||
-	    state_mac(a, kv, raw, fixed + sl, mac) != SOTP_OK ||
-	    CRYPTO_memcmp(mac, raw + fixed + sl, STATE_MAC_LEN) != 0)
+	if (raw[0] == STATE_V3 && kv == 0)
+		return SOTP_R_STATE_INVALID;
+	a->ctx->err[0] = '\0'; /* the text of this check's failure, if any */
+	rc = state_mac(a, kv, raw, fixed + sl, mac);
+	if (rc == SOTP_ERR_NOT_FOUND)
+		return SOTP_R_STATE_INVALID;
+	/*
+	 * Any other failure is this server's (the store or the KEK that a
+	 * version it lacks comes from, the HMAC itself), not the State's:
+	 * refused as that failure, its cause logged, so that neither the
+	 * customer nor the audit trail reads it as a forged session.
+	 */
+	if (rc != SOTP_OK) {
+		sotp_strlcpy(why, sotp_ctx_errmsg(a->ctx), sizeof(why));
+		sotp_ctx_seterr(a->ctx,
+		    "the State cannot be checked (key version %u): %s", kv,
+		    why[0] != '\0' ? why : sotp_strerror(rc));
+		a->state_rc = rc;
+		return sotp_reason_from_rc(rc);
+	}
+	if (CRYPTO_memcmp(mac, raw + fixed + sl, STATE_MAC_LEN) != 0)
 		return SOTP_R_STATE_INVALID;
 	id = p;
 	p += SOTP_STATE_ID_LEN;

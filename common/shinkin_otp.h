@@ -654,8 +654,11 @@ SOTP_EXPORT int sotp_attempt_export(
  * Resumes an exported attempt (state[len] octets) for the same contract
  * and context. A bad, expired, replayed or foreign state does not fail:
  * the attempt is marked and its next step rejects with the matching
- * reason (and is audited). A step before any answer repeats the
- * question, changing nothing.
+ * reason (and is audited). One this server cannot check (the key
+ * version that signed it cannot be fetched or unwrapped, no HMAC) is no
+ * bad state: the next step refuses it as that failure and returns the
+ * error, as any other. A step before any answer repeats the question,
+ * changing nothing.
  */
 SOTP_EXPORT int sotp_attempt_resume(struct sotp_ctx *ctx,
     const char *contract_id, const char *context, const uint8_t *state,

@@ -24,7 +24,7 @@ struct rlm_request {
 	/* User-Password, decrypted: len octets; NULL without one. */
 	const char *password;
 	size_t password_len;
-	const uint8_t *state; /* State, or NULL when the request has none */
+	const uint8_t *state; /* State; NULL when the request has none or two */
 	size_t state_len;
 	/* The context attribute's value: len octets, NUL after; or NULL. */
 	const char *service;

@@ -591,6 +591,15 @@ walk_attributes(
 		if (r->other_auth == NULL && is_credential(vp->da))
 			r->other_auth = vp->da->name;
 	}
+	/*
+	 * Which State was meant: none, whatever else is repeated. The
+	 * engine spends the State of a request it refuses as malformed; of
+	 * two, neither is taken, so neither is spent.
+	 */
+	if (n[2] > 1) {
+		r->state = NULL;
+		r->state_len = 0;
+	}
 	for (i = 0; i < 4; i++) {
 		if (n[i] <= 1)
 			continue;

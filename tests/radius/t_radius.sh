@@ -730,6 +730,17 @@ printf '%s\n' "User-Name=pat User-Password=pw-pat Attr-26=0x000001370b12$(hex 16
     >"$T/w13.out" 2>&1
 check "MS-CHAP-Challenge beside User-Password is no second credential: accepted" \
     grep -q '^0 0 accept ' "$T/w13.out"
+# One State, and a NUL inside User-Password: refused as malformed, and
+# the State spent as any answer spends it. It was left unspent, for the
+# right code to follow on it; of two States (w1) neither is taken.
+exchange w14 "$(req pat pw-pat)" "$(f_challenge "$OTP_PROMPT")" \
+    "pat: challenged"
+S=$(state_of w14)
+rl_refused w15 "User-Name=pat User-Password=12%00345 State=$S" \
+    pat login "User-Password holds a NUL" \
+    "one State and a NUL inside User-Password: refused as malformed"
+exchange w16 "$(req pat "$(code pat)" "State = $S")" "$(f_reject "$M_USED")" \
+    "  and that refusal spent the State"
 
 # unknown_contract = reveal: the module claims only contracts, and leaves
 # other names to the modules after it. A User-Name that names no contract

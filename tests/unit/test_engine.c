@@ -1470,9 +1470,10 @@ test_engine_state_mac_failure_refuses(void **state)
 	                     f->ctx, "C-OTP", "login", st.b, st.n, t + 5, &a),
 	    SOTP_OK);
 	assert_int_equal(EVP_set_default_properties(NULL, ""), 1);
-	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	/* Refused as the failure it is (unverifiable_is_a_failure). */
+	assert_int_not_equal(sotp_attempt_step(a, &d), SOTP_OK);
 	assert_int_equal(d.verdict, SOTP_REJECT);
-	assert_int_equal(d.reason, SOTP_R_STATE_INVALID);
+	assert_int_equal(d.reason, SOTP_R_INTERNAL);
 	sotp_attempt_free(a);
 }
 
@@ -1916,6 +1917,53 @@ test_engine_overlong_input_refused(void **state)
 	expect_contract(f, "C-OTP", "T-OTP", 1);
 }
 
+/*
+ * A State is good once, whatever its answer: one refused as malformed
+ * (over 1024 bytes, or a request the front end could not take whole)
+ * is spent as one refused for a short code is, so that the right answer
+ * cannot follow on the same State. The customer was told to start again.
+ */
+static void
+test_engine_state_spent_by_malformed_answer(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_attempt *a = NULL;
+	struct sotp_decision d;
+	struct st st;
+	char big[1026];
+	time_t t = T0 + 40000;
+	int i;
+
+	memset(big, '7', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	for (i = 0; i < 3; i++) {
+		challenge(f, "C-OTP", t + 100 * i, &st);
+		assert_int_equal(sotp_attempt_resume(f->ctx, "C-OTP", "login",
+		                     st.b, st.n, t + 100 * i + 1, &a),
+		    SOTP_OK);
+		if (i == 0)
+			assert_int_equal(sotp_attempt_answer(a, big), SOTP_OK);
+		else if (i == 1)
+			assert_int_equal(
+			    sotp_attempt_answer(a, "12a"), SOTP_OK);
+		else
+			assert_int_equal(sotp_attempt_malformed(
+			                     a, "User-Password holds a NUL"),
+			    SOTP_OK);
+		assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+		assert_int_equal(d.verdict, SOTP_REJECT);
+		assert_int_equal(d.reason, SOTP_R_BAD_INPUT);
+		sotp_attempt_free(a);
+		if (answer(f, "C-OTP", "login", &st, t + 100 * i + 2) !=
+		    SOTP_R_STATE_REPLAYED)
+			fail_msg("a State refused as malformed (%d) was used "
+			         "again",
+			    i);
+	}
+	/* Malformed answers are no guesses: nothing counted. */
+	expect_contract(f, "C-OTP", "T-OTP", 0);
+}
+
 /* Appends n bytes of sql and sep to buf[bufsz] at *len, if they fit. */
 static void
 trail_append(
@@ -2111,6 +2159,46 @@ log_keep(void *arg, int prio, const char *fmt, va_list ap)
 		logged.text[logged.len++] = '\n';
 		logged.text[logged.len] = '\0';
 	}
+}
+
+/*
+ * A genuine State that this server cannot check (its MAC cannot be
+ * computed: here no HMAC; on a farm, a key version it cannot fetch or
+ * unwrap) is refused as the failure it is, its cause logged: not as
+ * STATE_INVALID, which tells the customer their session is bad and the
+ * auditors that someone forged one, and logs nothing an operator can fix.
+ */
+static void
+test_engine_state_unverifiable_is_a_failure(void **state)
+{
+	struct fx *f = *state;
+	struct st st;
+	struct sotp_attempt *a = NULL;
+	struct sotp_decision d;
+	time_t t = T0 + 21000;
+	int rc;
+
+	challenge(f, "C-OTP", t, &st);
+	logged.len = 0;
+	logged.text[0] = '\0';
+	sotp_ctx_set_log(f->ctx, log_keep, NULL, 0);
+	assert_int_equal(
+	    EVP_set_default_properties(NULL, "provider=sotp-none"), 1);
+	rc = sotp_attempt_resume(
+	    f->ctx, "C-OTP", "login", st.b, st.n, t + 5, &a);
+	assert_int_equal(EVP_set_default_properties(NULL, ""), 1);
+	assert_int_equal(rc, SOTP_OK);
+	assert_int_equal(sotp_attempt_answer(a, "123456"), SOTP_OK);
+	rc = sotp_attempt_step(a, &d);
+	sotp_attempt_free(a);
+	sotp_ctx_set_log(f->ctx, NULL, NULL, 0);
+	assert_int_equal(d.verdict, SOTP_REJECT);
+	if (d.reason != SOTP_R_INTERNAL || rc == SOTP_OK)
+		fail_msg("an unverifiable State refused as %s (rc %s)",
+		    sotp_reason_name(d.reason), sotp_rc_name(rc));
+	if (strstr(logged.text, "the State cannot be checked") == NULL)
+		fail_msg("no line for the failure:\n%s", logged.text);
+	expect_contract(f, "C-OTP", "T-OTP", 0);
 }
 
 static struct {
@@ -4577,6 +4665,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_overlong_input_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
+	        test_engine_state_spent_by_malformed_answer, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
 	        test_engine_append_mode_decides, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_state_once_after_clock_step_back, setup, teardown),
@@ -4598,6 +4688,8 @@ main(void)
 	    cmocka_unit_test(test_engine_import_record_edges),
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_state_mac_failure_refuses, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_engine_state_unverifiable_is_a_failure, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_wrong_master_key_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
