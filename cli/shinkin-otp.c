@@ -130,6 +130,43 @@ cli_wipe_secrets(const struct cli *c, int argc, char **argv, int at)
 	}
 }
 
+/*
+ * A word that is an option ("--x", "--x=y") or ends them ("--"), and so
+ * not the value of the option before it. "-" (stdin) and "-5" are values.
+ */
+static int
+option_word(const char *s)
+{
+	return strncmp(s, "--", 2) == 0;
+}
+
+/*
+ * argv[at] (its name optlen bytes long) wants a value and the next word is
+ * an option: "--output --with-secrets" forgot the file, and taken as the
+ * value, the export went without its secrets to a file named
+ * "--with-secrets". The next word is named up to its '=' (what follows
+ * may be a secret), read before the wipe (which takes --secret's next
+ * word whatever it is). Returns CLI_EXIT_ERROR.
+ */
+static int
+value_is_option(struct cli *c, int argc, char **argv, int at, size_t optlen,
+    const char *dashes, const char *name)
+{
+	char word[128];
+	int n;
+
+	n = snprintf(word, sizeof(word), "%.*s",
+	    (int)strcspn(argv[at + 1], "="), argv[at + 1]);
+	if (n > 0)
+		sotp_mark_cut(word, sizeof(word), (size_t)n);
+	cli_wipe_secrets(c, argc, argv, at);
+	cli_fail_option(c, argv[at], optlen);
+	return cli_usage(c,
+	    "option %s%s needs a value: '%s' is an option (a value that "
+	    "begins with \"--\" is written %s%s=VALUE)",
+	    dashes, name, word, dashes, name);
+}
+
 int
 cli_parse(struct cli *c, int argc, char **argv, const struct cli_opt *opts,
     const char **pos, size_t npos_max, size_t *npos)
@@ -200,8 +237,11 @@ cli_parse(struct cli *c, int argc, char **argv, const struct cli_opt *opts,
 			*o->flag = 1;
 		} else if (eq != NULL) {
 			*o->value = argv[i] + (eq + 1 - argv[i]);
-		} else if (i + 1 < argc) {
+		} else if (i + 1 < argc && !option_word(argv[i + 1])) {
 			*o->value = argv[++i];
+		} else if (i + 1 < argc) {
+			return value_is_option(
+			    c, argc, argv, i, optlen, "--", o->name);
 		} else {
 			cli_wipe_secrets(c, argc, argv, i);
 			cli_fail_option(c, argv[i], optlen);
@@ -388,8 +428,10 @@ json_asked(int argc, char **argv)
 	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
 		if (strcmp(argv[i], "--json") == 0)
 			return 1;
-		if (strcmp(argv[i], "--config") == 0)
-			i++; /* its value, whatever it is */
+		/* Its value, unless that is an option (global_options). */
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc &&
+		    !option_word(argv[i + 1]))
+			i++;
 	}
 	return 0;
 }
@@ -405,7 +447,8 @@ global_options(struct cli *c, int argc, char **argv, int *idx)
 			c->json = 1;
 		} else if (strcmp(argv[i], "--debug") == 0) {
 			c->debug = 1;
-		} else if ((strcmp(argv[i], "--config") == 0 && i + 1 < argc) ||
+		} else if ((strcmp(argv[i], "--config") == 0 && i + 1 < argc &&
+		               !option_word(argv[i + 1])) ||
 		    strncmp(argv[i], "--config=", 9) == 0) {
 			/* Two policies: which store was meant is a guess. */
 			if (config_given++) {
@@ -421,6 +464,10 @@ global_options(struct cli *c, int argc, char **argv, int *idx)
 				return cli_usage(
 				    c, "--config: an empty file name");
 			}
+		} else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+			/* "--config --debug init": a policy named "--debug". */
+			return value_is_option(
+			    c, argc, argv, i, 8, "", "--config");
 		} else if (strcmp(argv[i], "--config") == 0) {
 			cli_wipe_secrets(c, argc, argv, i);
 			cli_fail_option(c, "--config", 8);
