@@ -260,6 +260,27 @@ check "... steps, then one error object, the last line, naming the row" \
 check "... every line one object" \
     sh -c '[ "$(wc -l <"$1")" -eq "$(jq -c . "$1" | wc -l)" ]' sh "$OUT"
 
+# key rewrap and key drop-kek write one object, not their text: a second
+# policy under a master key file of its own, the keys wrapped under its
+# key too, then its copies dropped again from this policy.
+sed "s|^master_key = .*|master_key = $SB/other.key|" "$CONF" >"$SB/other.conf"
+head -c 32 /dev/urandom >"$SB/other.key"
+chmod 600 "$SB/other.key" "$SB/other.conf"
+check "key rewrap --json" cli --json key rewrap "$SB/other.conf"
+check "... one object: the policy and the keys wrapped" \
+    jqs 'length == 1 and .[0].policy == "'"$SB"'/other.conf" and .[0].wrapped > 0'
+check "key status of the other policy" \
+    cli --json --config "$SB/other.conf" key status
+OTHER=$(jq -r 'select(has("kek")) | .kek' "$OUT")
+check "key drop-kek --json of its key-encryption key" \
+    cli --json key drop-kek "$OTHER"
+check "... one object: the key-encryption key and the keys deleted" \
+    jqs 'length == 1 and .[0].kek == "'"$OTHER"'" and .[0].deleted > 0'
+check "key drop-kek --json of a key that wraps none" \
+    cli --json key drop-kek file:0000000000000000
+check "... one object: none deleted" \
+    jqs 'length == 1 and .[0].kek == "file:0000000000000000" and .[0].deleted == 0'
+
 # ---- a decision names its command, as every other object does ----
 jfail 1 "verify: the decision names the command and contract" \
     '.verdict == "reject" and .command == "verify" and .contract == "C1"' \
