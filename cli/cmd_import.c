@@ -38,8 +38,8 @@ wipe_free(void *p, size_t n)
 static int
 read_file(struct cli *c, const char *path, int key, char **buf, size_t *len)
 {
-	struct stat st;
-	char *b = NULL;
+	struct stat st, st2;
+	char *b = NULL, extra = '\0';
 	size_t n = 0, bsz = 0;
 	ssize_t r;
 	int fd, ex = CLI_EXIT_ERROR;
@@ -93,12 +93,28 @@ read_file(struct cli *c, const char *path, int key, char **buf, size_t *len)
 			break;
 		n += (size_t)r;
 	}
+	/*
+	 * Cut short or grown since fstat (another process writing it anew):
+	 * what was read is not the file. A CSV line cut in its secret still
+	 * decoded, to a shorter key whose codes never match.
+	 */
+	if (n != (size_t)st.st_size || read(fd, &extra, 1) != 0 ||
+	    fstat(fd, &st2) != 0 || st2.st_size != st.st_size ||
+	    st2.st_mtim.tv_sec != st.st_mtim.tv_sec ||
+	    st2.st_mtim.tv_nsec != st.st_mtim.tv_nsec) {
+		cli_warn(c,
+		    "%s: changed while it was read; run the import again "
+		    "once it is complete",
+		    path);
+		goto out;
+	}
 	b[n] = '\0';
 	*buf = b;
 	*len = n;
 	b = NULL;
 	ex = CLI_EXIT_OK;
 out:
+	sotp_wipe(&extra, sizeof(extra));
 	if (b != NULL)
 		wipe_free(b, bsz);
 	if (fd >= 0)
