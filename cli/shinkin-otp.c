@@ -7,10 +7,13 @@
  * The tool holds no rule: every decision comes from the core, and this
  * file only turns words into calls and results into exit codes.
  */
+#define _GNU_SOURCE /* ppoll */
 #include "cli.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -351,6 +354,89 @@ cli_load_nokey(struct cli *c)
 }
 
 /*
+ * The signal that came while a secret was read at a terminal with its
+ * echo off, or 0. The tool's one mutable global: a signal handler has
+ * nowhere else to say so.
+ */
+static volatile sig_atomic_t tty_signal;
+
+static void
+on_tty_signal(int sig)
+{
+	tty_signal = sig;
+}
+
+/*
+ * The signals that end the tool (Ctrl-C, Ctrl-\, a hang-up, kill): each
+ * one is caught while the echo is off, so that the terminal echoes again
+ * before the signal does what it would have done; one the caller ignores
+ * or handles is left as it is. They are blocked but while ppoll waits for
+ * input, so that one that comes just before the wait is not taken in
+ * between and then waited past.
+ */
+static const int tty_signals[] = {SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGALRM};
+#define TTY_NSIG (sizeof(tty_signals) / sizeof(tty_signals[0]))
+
+struct tty_guard {
+	struct sigaction old[TTY_NSIG];
+	int caught[TTY_NSIG];
+	sigset_t mask; /* the mask before: ppoll waits with it */
+	int blocked;
+};
+
+static void
+tty_catch(struct tty_guard *g)
+{
+	struct sigaction sa;
+	sigset_t block;
+	size_t i;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_tty_signal;
+	sigemptyset(&sa.sa_mask);
+	sigemptyset(&block);
+	tty_signal = 0;
+	for (i = 0; i < TTY_NSIG; i++) {
+		g->caught[i] =
+		    sigaction(tty_signals[i], NULL, &g->old[i]) == 0 &&
+		    g->old[i].sa_handler == SIG_DFL &&
+		    sigaction(tty_signals[i], &sa, NULL) == 0;
+		if (g->caught[i])
+			sigaddset(&block, tty_signals[i]);
+	}
+	g->blocked = sigprocmask(SIG_BLOCK, &block, &g->mask) == 0;
+}
+
+/* Handlers back first: a signal still pending then acts as it would. */
+static void
+tty_release(struct tty_guard *g)
+{
+	size_t i;
+
+	for (i = 0; i < TTY_NSIG; i++)
+		if (g->caught[i])
+			(void)sigaction(tty_signals[i], &g->old[i], NULL);
+	if (g->blocked)
+		(void)sigprocmask(SIG_SETMASK, &g->mask, NULL);
+	memset(g->caught, 0, sizeof(g->caught));
+	g->blocked = 0;
+}
+
+/*
+ * Waits until stdin has a byte (or its end) with the caught signals let
+ * through; 0, or -1 with errno (EINTR: a signal, in tty_signal).
+ */
+static int
+tty_wait(const struct tty_guard *g)
+{
+	struct pollfd pfd = {STDIN_FILENO, POLLIN, 0};
+
+	if (!g->blocked)
+		return 0;
+	return ppoll(&pfd, 1, NULL, &g->mask) < 0 ? -1 : 0;
+}
+
+/*
  * One byte at a time with read(2): stdio would keep a copy of the secret
  * in its buffer, and would swallow input meant for a later reader.
  */
@@ -358,21 +444,26 @@ int
 cli_read_secret(struct cli *c, const char *prompt, char *buf, size_t bufsz)
 {
 	struct termios saved, quiet;
-	int restore = 0, ret = -1;
+	struct tty_guard g;
+	int restore = 0, ret = -1, sig = 0;
 	size_t n = 0;
 	ssize_t r;
 	char ch = '\0';
 
+	memset(&g, 0, sizeof(g));
 	if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved) == 0) {
 		quiet = saved;
 		quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
+		tty_catch(&g);
 		if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) == 0)
 			restore = 1;
 		fputs(prompt, stderr);
 		fflush(stderr);
 	}
 	for (;;) {
-		r = read(STDIN_FILENO, &ch, 1);
+		r = tty_wait(&g) == 0 ? read(STDIN_FILENO, &ch, 1) : -1;
+		if ((sig = tty_signal) != 0)
+			goto out;
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
@@ -413,6 +504,10 @@ out:
 		tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved);
 		fputc('\n', stderr);
 	}
+	tty_release(&g);
+	/* Now that the terminal echoes again: what the signal would do. */
+	if (sig != 0)
+		raise(sig);
 	return ret;
 }
 
