@@ -281,6 +281,7 @@ cmd_token_import(struct cli *c, int argc, char **argv)
 
 	memset(key, 0, sizeof(key));
 	memset(pass, 0, sizeof(pass));
+	cli_what(c, "token import", NULL);
 	if ((ex = cli_parse(c, argc, argv, opts, pos, 1, &npos)) != 0)
 		goto out;
 	cli_what(c, "token import", npos > 0 ? pos[0] : NULL);

@@ -58,6 +58,17 @@ jfail 2 "token generate: a number out of range" \
 jfail 2 "verify: an option without its value" \
     "$USAGE"' and .command == "verify" and .option == "--context"' \
     --json verify C1 --context
+# Every subcommand names itself, not only its group ("token"), even in
+# a usage error its option parsing finds, before it has read its word.
+for sub in "token show T1" "token list" "token disable T1" "token enable T1" \
+    "token import $SB/x.csv"; do
+	# shellcheck disable=SC2086
+	jfail 2 "${sub% "$SB"*}: an unknown option names the subcommand" \
+	    "$USAGE"' and .command == "'"$(echo "$sub" | cut -d' ' -f1-2)"'" and .option == "--bogus"' \
+	    --json $sub --bogus
+	check "... and so does its line" \
+	    contains "$ERR" "shinkin-otp: $(echo "$sub" | cut -d' ' -f1-2): unknown option '--bogus'"
+done
 jfail 2 "contract show: no ID" \
     "$USAGE"' and .command == "contract show" and (has("option") | not)' \
     --json contract show
