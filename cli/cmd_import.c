@@ -292,7 +292,11 @@ cmd_token_import(struct cli *c, int argc, char **argv)
 		    "[--dry-run] [--kind K]");
 		goto out;
 	}
-	if ((ex = pick_format(c, format, pos[0], &pskc)) != 0)
+	/* An empty name would be refused as ": No such file or directory". */
+	if ((ex = cli_nonempty(c, "FILE", pos[0])) != 0 ||
+	    (ex = cli_nonempty(c, "--key-file", key_file)) != 0 ||
+	    (ex = cli_nonempty(c, "--signer", signer)) != 0 ||
+	    (ex = pick_format(c, format, pos[0], &pskc)) != 0)
 		goto out;
 	if (key_file != NULL && pass_stdin) {
 		ex = cli_usage(

@@ -248,7 +248,9 @@ check "... its PNG 0600" test "$(stat -c %a "$SB/new.png")" = 600
 # --contract listed every contract's rows.
 for args in "backup|FILE" "export --output|--output" \
     "metrics --output|--output" "key rewrap|NEW-POLICY" \
-    "key drop-kek|NAME" "audit --contract|--contract"; do
+    "key drop-kek|NAME" "audit --contract|--contract" "token import|FILE" \
+    "contract import|FILE" "token import $SB/x.pskc --key-file|--key-file" \
+    "token import $SB/x.pskc --signer|--signer"; do
 	words=${args%|*}
 	what=${args#*|}
 	# shellcheck disable=SC2086
