@@ -79,8 +79,9 @@ struct cli_opt {
 /*
  * Parses argv[0..argc) against opts; non-option words go to pos[npos_max]
  * (their count in *npos). Prints a usage error and returns CLI_EXIT_ERROR
- * on an unknown option, a missing argument, an option with a value given
- * twice or too many words.
+ * on an unknown option, a missing argument (the next word is taken as the
+ * value unless it begins with "--": "--output --json" has none), an
+ * option with a value given twice or too many words.
  */
 int cli_parse(struct cli *c, int argc, char **argv, const struct cli_opt *opts,
     const char **pos, size_t npos_max, size_t *npos);

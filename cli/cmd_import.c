@@ -38,8 +38,8 @@ wipe_free(void *p, size_t n)
 static int
 read_file(struct cli *c, const char *path, int key, char **buf, size_t *len)
 {
-	struct stat st;
-	char *b = NULL;
+	struct stat st, st2;
+	char *b = NULL, extra = '\0';
 	size_t n = 0, bsz = 0;
 	ssize_t r;
 	int fd, ex = CLI_EXIT_ERROR;
@@ -93,12 +93,28 @@ read_file(struct cli *c, const char *path, int key, char **buf, size_t *len)
 			break;
 		n += (size_t)r;
 	}
+	/*
+	 * Cut short or grown since fstat (another process writing it anew):
+	 * what was read is not the file. A CSV line cut in its secret still
+	 * decoded, to a shorter key whose codes never match.
+	 */
+	if (n != (size_t)st.st_size || read(fd, &extra, 1) != 0 ||
+	    fstat(fd, &st2) != 0 || st2.st_size != st.st_size ||
+	    st2.st_mtim.tv_sec != st.st_mtim.tv_sec ||
+	    st2.st_mtim.tv_nsec != st.st_mtim.tv_nsec) {
+		cli_warn(c,
+		    "%s: changed while it was read; run the import again "
+		    "once it is complete",
+		    path);
+		goto out;
+	}
 	b[n] = '\0';
 	*buf = b;
 	*len = n;
 	b = NULL;
 	ex = CLI_EXIT_OK;
 out:
+	sotp_wipe(&extra, sizeof(extra));
 	if (b != NULL)
 		wipe_free(b, bsz);
 	if (fd >= 0)
@@ -265,6 +281,7 @@ cmd_token_import(struct cli *c, int argc, char **argv)
 
 	memset(key, 0, sizeof(key));
 	memset(pass, 0, sizeof(pass));
+	cli_what(c, "token import", NULL);
 	if ((ex = cli_parse(c, argc, argv, opts, pos, 1, &npos)) != 0)
 		goto out;
 	cli_what(c, "token import", npos > 0 ? pos[0] : NULL);
@@ -275,7 +292,11 @@ cmd_token_import(struct cli *c, int argc, char **argv)
 		    "[--dry-run] [--kind K]");
 		goto out;
 	}
-	if ((ex = pick_format(c, format, pos[0], &pskc)) != 0)
+	/* An empty name would be refused as ": No such file or directory". */
+	if ((ex = cli_nonempty(c, "FILE", pos[0])) != 0 ||
+	    (ex = cli_nonempty(c, "--key-file", key_file)) != 0 ||
+	    (ex = cli_nonempty(c, "--signer", signer)) != 0 ||
+	    (ex = pick_format(c, format, pos[0], &pskc)) != 0)
 		goto out;
 	if (key_file != NULL && pass_stdin) {
 		ex = cli_usage(

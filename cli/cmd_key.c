@@ -279,6 +279,7 @@ key_rotate(struct cli *c, int argc, char **argv)
 static int
 key_rewrap(struct cli *c, int argc, char **argv)
 {
+	struct cli_json j;
 	const char *pos[1];
 	unsigned int wrapped = 0;
 	size_t npos;
@@ -295,8 +296,14 @@ key_rewrap(struct cli *c, int argc, char **argv)
 		return ex;
 	if ((rc = sotp_key_rewrap(c->ctx, pos[0], c->now, &wrapped)) != SOTP_OK)
 		return cli_error(c, rc);
-	printf("%u keys wrapped under the key-encryption key of %s\n", wrapped,
-	    pos[0]);
+	if (c->json) {
+		json_begin(&j, stdout);
+		json_str(&j, "policy", pos[0]);
+		json_int(&j, "wrapped", wrapped);
+		json_end(&j);
+	} else
+		printf("%u keys wrapped under the key-encryption key of %s\n",
+		    wrapped, pos[0]);
 	return CLI_EXIT_OK;
 }
 
@@ -304,6 +311,7 @@ key_rewrap(struct cli *c, int argc, char **argv)
 static int
 key_drop(struct cli *c, int argc, char **argv)
 {
+	struct cli_json j;
 	const char *pos[1];
 	int64_t removed = 0;
 	size_t npos;
@@ -322,7 +330,12 @@ key_drop(struct cli *c, int argc, char **argv)
 	if ((rc = sotp_key_drop_kek(c->ctx, pos[0], c->now, &removed)) !=
 	    SOTP_OK)
 		return cli_error(c, rc);
-	if (removed == 0)
+	if (c->json) {
+		json_begin(&j, stdout);
+		json_str(&j, "kek", pos[0]);
+		json_int(&j, "deleted", removed);
+		json_end(&j);
+	} else if (removed == 0)
 		printf("no key is wrapped under %s\n", pos[0]);
 	else
 		printf("%lld keys wrapped under %s deleted\n",

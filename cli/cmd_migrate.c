@@ -205,7 +205,8 @@ cmd_contract_import(struct cli *c, int argc, char **argv)
 		    "usage: contract import FILE [--format csv|jsonl] "
 		    "[--dry-run]");
 	cli_what(c, "contract import", pos[0]);
-	if ((ex = record_format(c, format, pos[0], &fmt)) != 0 ||
+	if ((ex = cli_nonempty(c, "FILE", pos[0])) != 0 ||
+	    (ex = record_format(c, format, pos[0], &fmt)) != 0 ||
 	    (ex = cli_load(c)) != 0)
 		return ex;
 	/* O_NONBLOCK: a FIFO opens at once, to be refused, not waited on. */

@@ -360,6 +360,7 @@ token_show(struct cli *c, int argc, char **argv)
 	size_t npos;
 	int ex, rc;
 
+	cli_what(c, "token show", NULL);
 	if ((ex = cli_parse(c, argc, argv, opts, pos, 1, &npos)) != 0)
 		return ex;
 	cli_what(c, "token show", npos > 0 ? pos[0] : NULL);
@@ -421,9 +422,9 @@ token_list(struct cli *c, int argc, char **argv)
 	size_t npos;
 	int ex, rc;
 
+	cli_what(c, "token list", NULL);
 	if ((ex = cli_parse(c, argc, argv, opts, NULL, 0, &npos)) != 0)
 		return ex;
-	cli_what(c, "token list", NULL);
 	if ((ex = cli_load_nokey(c)) != 0 || (ex = cli_rows_begin(c)) != 0)
 		return ex;
 	rc = sotp_token_list(c->ctx, unassigned, list_one, c);
@@ -491,6 +492,7 @@ token_state(struct cli *c, const char *verb, int argc, char **argv)
 	int ex, rc, off = strcmp(verb, "disable") == 0;
 
 	snprintf(what, sizeof(what), "token %s", verb);
+	cli_what(c, what, NULL);
 	if ((ex = cli_parse(c, argc, argv, NULL, pos, 1, &npos)) != 0)
 		return ex;
 	cli_what(c, what, npos > 0 ? pos[0] : NULL);

@@ -7,10 +7,13 @@
  * The tool holds no rule: every decision comes from the core, and this
  * file only turns words into calls and results into exit codes.
  */
+#define _GNU_SOURCE /* ppoll */
 #include "cli.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -130,6 +133,43 @@ cli_wipe_secrets(const struct cli *c, int argc, char **argv, int at)
 	}
 }
 
+/*
+ * A word that is an option ("--x", "--x=y") or ends them ("--"), and so
+ * not the value of the option before it. "-" (stdin) and "-5" are values.
+ */
+static int
+option_word(const char *s)
+{
+	return strncmp(s, "--", 2) == 0;
+}
+
+/*
+ * argv[at] (its name optlen bytes long) wants a value and the next word is
+ * an option: "--output --with-secrets" forgot the file, and taken as the
+ * value, the export went without its secrets to a file named
+ * "--with-secrets". The next word is named up to its '=' (what follows
+ * may be a secret), read before the wipe (which takes --secret's next
+ * word whatever it is). Returns CLI_EXIT_ERROR.
+ */
+static int
+value_is_option(struct cli *c, int argc, char **argv, int at, size_t optlen,
+    const char *dashes, const char *name)
+{
+	char word[128];
+	int n;
+
+	n = snprintf(word, sizeof(word), "%.*s",
+	    (int)strcspn(argv[at + 1], "="), argv[at + 1]);
+	if (n > 0)
+		sotp_mark_cut(word, sizeof(word), (size_t)n);
+	cli_wipe_secrets(c, argc, argv, at);
+	cli_fail_option(c, argv[at], optlen);
+	return cli_usage(c,
+	    "option %s%s needs a value: '%s' is an option (a value that "
+	    "begins with \"--\" is written %s%s=VALUE)",
+	    dashes, name, word, dashes, name);
+}
+
 int
 cli_parse(struct cli *c, int argc, char **argv, const struct cli_opt *opts,
     const char **pos, size_t npos_max, size_t *npos)
@@ -200,8 +240,11 @@ cli_parse(struct cli *c, int argc, char **argv, const struct cli_opt *opts,
 			*o->flag = 1;
 		} else if (eq != NULL) {
 			*o->value = argv[i] + (eq + 1 - argv[i]);
-		} else if (i + 1 < argc) {
+		} else if (i + 1 < argc && !option_word(argv[i + 1])) {
 			*o->value = argv[++i];
+		} else if (i + 1 < argc) {
+			return value_is_option(
+			    c, argc, argv, i, optlen, "--", o->name);
 		} else {
 			cli_wipe_secrets(c, argc, argv, i);
 			cli_fail_option(c, argv[i], optlen);
@@ -311,6 +354,89 @@ cli_load_nokey(struct cli *c)
 }
 
 /*
+ * The signal that came while a secret was read at a terminal with its
+ * echo off, or 0. The tool's one mutable global: a signal handler has
+ * nowhere else to say so.
+ */
+static volatile sig_atomic_t tty_signal;
+
+static void
+on_tty_signal(int sig)
+{
+	tty_signal = sig;
+}
+
+/*
+ * The signals that end the tool (Ctrl-C, Ctrl-\, a hang-up, kill): each
+ * one is caught while the echo is off, so that the terminal echoes again
+ * before the signal does what it would have done; one the caller ignores
+ * or handles is left as it is. They are blocked but while ppoll waits for
+ * input, so that one that comes just before the wait is not taken in
+ * between and then waited past.
+ */
+static const int tty_signals[] = {SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGALRM};
+#define TTY_NSIG (sizeof(tty_signals) / sizeof(tty_signals[0]))
+
+struct tty_guard {
+	struct sigaction old[TTY_NSIG];
+	int caught[TTY_NSIG];
+	sigset_t mask; /* the mask before: ppoll waits with it */
+	int blocked;
+};
+
+static void
+tty_catch(struct tty_guard *g)
+{
+	struct sigaction sa;
+	sigset_t block;
+	size_t i;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_tty_signal;
+	sigemptyset(&sa.sa_mask);
+	sigemptyset(&block);
+	tty_signal = 0;
+	for (i = 0; i < TTY_NSIG; i++) {
+		g->caught[i] =
+		    sigaction(tty_signals[i], NULL, &g->old[i]) == 0 &&
+		    g->old[i].sa_handler == SIG_DFL &&
+		    sigaction(tty_signals[i], &sa, NULL) == 0;
+		if (g->caught[i])
+			sigaddset(&block, tty_signals[i]);
+	}
+	g->blocked = sigprocmask(SIG_BLOCK, &block, &g->mask) == 0;
+}
+
+/* Handlers back first: a signal still pending then acts as it would. */
+static void
+tty_release(struct tty_guard *g)
+{
+	size_t i;
+
+	for (i = 0; i < TTY_NSIG; i++)
+		if (g->caught[i])
+			(void)sigaction(tty_signals[i], &g->old[i], NULL);
+	if (g->blocked)
+		(void)sigprocmask(SIG_SETMASK, &g->mask, NULL);
+	memset(g->caught, 0, sizeof(g->caught));
+	g->blocked = 0;
+}
+
+/*
+ * Waits until stdin has a byte (or its end) with the caught signals let
+ * through; 0, or -1 with errno (EINTR: a signal, in tty_signal).
+ */
+static int
+tty_wait(const struct tty_guard *g)
+{
+	struct pollfd pfd = {STDIN_FILENO, POLLIN, 0};
+
+	if (!g->blocked)
+		return 0;
+	return ppoll(&pfd, 1, NULL, &g->mask) < 0 ? -1 : 0;
+}
+
+/*
  * One byte at a time with read(2): stdio would keep a copy of the secret
  * in its buffer, and would swallow input meant for a later reader.
  */
@@ -318,21 +444,26 @@ int
 cli_read_secret(struct cli *c, const char *prompt, char *buf, size_t bufsz)
 {
 	struct termios saved, quiet;
-	int restore = 0, ret = -1;
+	struct tty_guard g;
+	int restore = 0, ret = -1, sig = 0;
 	size_t n = 0;
 	ssize_t r;
 	char ch = '\0';
 
+	memset(&g, 0, sizeof(g));
 	if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved) == 0) {
 		quiet = saved;
 		quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
+		tty_catch(&g);
 		if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) == 0)
 			restore = 1;
 		fputs(prompt, stderr);
 		fflush(stderr);
 	}
 	for (;;) {
-		r = read(STDIN_FILENO, &ch, 1);
+		r = tty_wait(&g) == 0 ? read(STDIN_FILENO, &ch, 1) : -1;
+		if ((sig = tty_signal) != 0)
+			goto out;
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
@@ -373,6 +504,10 @@ out:
 		tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved);
 		fputc('\n', stderr);
 	}
+	tty_release(&g);
+	/* Now that the terminal echoes again: what the signal would do. */
+	if (sig != 0)
+		raise(sig);
 	return ret;
 }
 
@@ -388,8 +523,10 @@ json_asked(int argc, char **argv)
 	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
 		if (strcmp(argv[i], "--json") == 0)
 			return 1;
-		if (strcmp(argv[i], "--config") == 0)
-			i++; /* its value, whatever it is */
+		/* Its value, unless that is an option (global_options). */
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc &&
+		    !option_word(argv[i + 1]))
+			i++;
 	}
 	return 0;
 }
@@ -405,7 +542,8 @@ global_options(struct cli *c, int argc, char **argv, int *idx)
 			c->json = 1;
 		} else if (strcmp(argv[i], "--debug") == 0) {
 			c->debug = 1;
-		} else if ((strcmp(argv[i], "--config") == 0 && i + 1 < argc) ||
+		} else if ((strcmp(argv[i], "--config") == 0 && i + 1 < argc &&
+		               !option_word(argv[i + 1])) ||
 		    strncmp(argv[i], "--config=", 9) == 0) {
 			/* Two policies: which store was meant is a guess. */
 			if (config_given++) {
@@ -421,6 +559,10 @@ global_options(struct cli *c, int argc, char **argv, int *idx)
 				return cli_usage(
 				    c, "--config: an empty file name");
 			}
+		} else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+			/* "--config --debug init": a policy named "--debug". */
+			return value_is_option(
+			    c, argc, argv, i, 8, "", "--config");
 		} else if (strcmp(argv[i], "--config") == 0) {
 			cli_wipe_secrets(c, argc, argv, i);
 			cli_fail_option(c, "--config", 8);

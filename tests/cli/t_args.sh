@@ -248,7 +248,9 @@ check "... its PNG 0600" test "$(stat -c %a "$SB/new.png")" = 600
 # --contract listed every contract's rows.
 for args in "backup|FILE" "export --output|--output" \
     "metrics --output|--output" "key rewrap|NEW-POLICY" \
-    "key drop-kek|NAME" "audit --contract|--contract"; do
+    "key drop-kek|NAME" "audit --contract|--contract" "token import|FILE" \
+    "contract import|FILE" "token import $SB/x.pskc --key-file|--key-file" \
+    "token import $SB/x.pskc --signer|--signer"; do
 	words=${args%|*}
 	what=${args#*|}
 	# shellcheck disable=SC2086
@@ -333,4 +335,44 @@ for pad in a aa aaa; do
 	    grep -q -- "--context '$pad契約者番号.*\.\.\. (UNKNOWN_CONTEXT)\$" "$ERR"
 	check "... after whole characters" lacks "$ERR" "?"
 done
+# An option's value is the next word, but not a word that is an option
+# itself: "--output --with-secrets" is --output without its value (a
+# usage error), not an export without secrets to a file named
+# "--with-secrets"; nor is "--png --uri" a QR code of the secret in a
+# file named "--uri" instead of the URI asked for. A value that begins
+# with "--" is written --opt=VALUE. Run in an empty directory, where
+# such a file would appear.
+mkdir "$SB/cwd"
+in_cwd() { (cd "$SB/cwd" && "$CLI" "$@") </dev/null >"$OUT" 2>"$ERR"; }
+for args in "export --with-secrets --output --format|--output|--format" \
+    "export --output --with-secrets|--output|--with-secrets" \
+    "token show T1 --png --uri|--png|--uri" \
+    "metrics --output --json|--output|--json" \
+    "audit --contract --since|--contract|--since" \
+    "--config --debug init|--config|--debug"; do
+	words=${args%%|*}
+	opt=${args#*|}
+	val=${opt#*|}
+	opt=${opt%|*}
+	# shellcheck disable=SC2086
+	check_rc 2 "$words: a usage error" in_cwd $words
+	check "... saying $opt needs a value, not $val" contains "$ERR" \
+	    "option $opt needs a value: '$val' is an option"
+	check "... in one line" one_line
+	check "... and prints nothing" test ! -s "$OUT"
+	check "... and writes no file" test -z "$(ls -A "$SB/cwd")"
+	rm -rf "$SB/cwd" && mkdir "$SB/cwd"
+done
+check_rc 2 "--json export --output --with-secrets: a usage error" \
+    cli --json export --output --with-secrets
+check "... one JSON object naming --output" \
+    grep -qx '{"verdict":"error","command":"export","option":"--output",.*"usage":true}' "$OUT"
+check_rc 2 "token add --secret --digits 8: a usage error" \
+    cli token add T9 --secret --digits 8
+check "... saying --secret needs a value" \
+    contains "$ERR" "option --secret needs a value: '--digits' is an option"
+# --opt=VALUE still takes a value that begins with "--".
+check "metrics --output=--m writes the file so named" sh -c \
+    'cd "$1/cwd" && "$2" metrics --output=--m >/dev/null' sh "$SB" "$CLI"
+check "... there" test -s "$SB/cwd/--m"
 echo "1..$TAPN"

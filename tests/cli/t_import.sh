@@ -295,3 +295,38 @@ check "... both" contains "$OUT" "imported 2 tokens"
 check "contract HX" clin pw-HX contract add HX
 check "... HEX-2 binds with oathtool's code for the hex seed" \
     cli contract bind HX --serial HEX-2 --otp "$(hexcode sha1 6 30 "$RFC_SECRET")"
+
+# A seed file cut short while it is read (another process writing it
+# anew: cp over it, a transfer starting again; the shim truncates it
+# between the tool's fstat and its first read) is refused, never
+# imported as what was read: the last line's secret, cut, still decoded
+# to a shorter key, and that token's codes never matched. A contract
+# file is refused the same way. (Under the sanitizers, their runtime
+# comes first.)
+CUT=$BUILD/tests/cutread.so
+if readelf -d "$CLI" | grep -q 'NEEDED.*libasan'; then
+	CUT="$(${CC:-cc} -print-file-name=libasan.so) $CUT"
+fi
+# cut_run FILE BYTES ARGS...: the tool, FILE cut to BYTES at its first read.
+cut_run() {
+	_p=$1
+	_a=$2
+	shift 2
+	SHIM_CUT_PATH=$_p SHIM_CUT_AT=$_a LD_PRELOAD="$CUT" "$CLI" "$@" \
+	    </dev/null >"$OUT" 2>"$ERR"
+}
+printf 'CUT-1,%s\nCUT-2,%s\nCUT-3,%s\n' "$(secret)" "$(secret)" \
+    "$(secret)$(secret)" >"$SB/cut.csv"
+cut_at=$(($(wc -c <"$SB/cut.csv") - 20))
+snapshot
+check_rc 2 "token import of a CSV file cut while it is read is refused" \
+    cut_run "$SB/cut.csv" "$cut_at" token import "$SB/cut.csv"
+check "... saying it changed while it was read" contains "$ERR" \
+    "token import $SB/cut.csv: $SB/cut.csv: changed while it was read"
+check "... (the shim did cut it)" test "$(wc -c <"$SB/cut.csv")" -eq "$cut_at"
+unchanged "a file cut while it is read"
+printf 'contract,pwhash\nC-CUT-1,x\nC-CUT-2,y\n' >"$SB/cut-contracts.csv"
+check_rc 2 "contract import of a file cut while it is read is refused" \
+    cut_run "$SB/cut-contracts.csv" 20 contract import "$SB/cut-contracts.csv"
+check "... saying it changed while it was read" \
+    contains "$ERR" "the file changed while it was read"

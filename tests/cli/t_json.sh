@@ -58,6 +58,17 @@ jfail 2 "token generate: a number out of range" \
 jfail 2 "verify: an option without its value" \
     "$USAGE"' and .command == "verify" and .option == "--context"' \
     --json verify C1 --context
+# Every subcommand names itself, not only its group ("token"), even in
+# a usage error its option parsing finds, before it has read its word.
+for sub in "token show T1" "token list" "token disable T1" "token enable T1" \
+    "token import $SB/x.csv"; do
+	# shellcheck disable=SC2086
+	jfail 2 "${sub% "$SB"*}: an unknown option names the subcommand" \
+	    "$USAGE"' and .command == "'"$(echo "$sub" | cut -d' ' -f1-2)"'" and .option == "--bogus"' \
+	    --json $sub --bogus
+	check "... and so does its line" \
+	    contains "$ERR" "shinkin-otp: $(echo "$sub" | cut -d' ' -f1-2): unknown option '--bogus'"
+done
 jfail 2 "contract show: no ID" \
     "$USAGE"' and .command == "contract show" and (has("option") | not)' \
     --json contract show
@@ -259,6 +270,27 @@ check "... steps, then one error object, the last line, naming the row" \
     jqs '(.[-1] | '"$ERROR"' and .command == "key rotate" and (.detail | test("Z9"))) and ([.[] | select(has("step") | not)] | length == 1) and (.[0].step == "started")'
 check "... every line one object" \
     sh -c '[ "$(wc -l <"$1")" -eq "$(jq -c . "$1" | wc -l)" ]' sh "$OUT"
+
+# key rewrap and key drop-kek write one object, not their text: a second
+# policy under a master key file of its own, the keys wrapped under its
+# key too, then its copies dropped again from this policy.
+sed "s|^master_key = .*|master_key = $SB/other.key|" "$CONF" >"$SB/other.conf"
+head -c 32 /dev/urandom >"$SB/other.key"
+chmod 600 "$SB/other.key" "$SB/other.conf"
+check "key rewrap --json" cli --json key rewrap "$SB/other.conf"
+check "... one object: the policy and the keys wrapped" \
+    jqs 'length == 1 and .[0].policy == "'"$SB"'/other.conf" and .[0].wrapped > 0'
+check "key status of the other policy" \
+    cli --json --config "$SB/other.conf" key status
+OTHER=$(jq -r 'select(has("kek")) | .kek' "$OUT")
+check "key drop-kek --json of its key-encryption key" \
+    cli --json key drop-kek "$OTHER"
+check "... one object: the key-encryption key and the keys deleted" \
+    jqs 'length == 1 and .[0].kek == "'"$OTHER"'" and .[0].deleted > 0'
+check "key drop-kek --json of a key that wraps none" \
+    cli --json key drop-kek file:0000000000000000
+check "... one object: none deleted" \
+    jqs 'length == 1 and .[0].kek == "file:0000000000000000" and .[0].deleted == 0'
 
 # ---- a decision names its command, as every other object does ----
 jfail 1 "verify: the decision names the command and contract" \

@@ -97,4 +97,17 @@ check_rc 2 "other commands refuse a bad policy too" \
     cli --config "$BAD" token list
 check_rc 2 "a missing policy file is an error" \
     cli --config "$SB/none.conf" check-config
+
+# A password typed at a terminal is not echoed, and the terminal echoes
+# again once the tool is gone: after the password, and after a Ctrl-C at
+# its prompt, which ended the tool with echo still off (the operator's
+# next commands typed blind), as SIGTERM or a hang-up would.
+PTY=$TOP/tests/tools/pty_prompt.py
+check "contract add at a terminal: the password, then echo again" \
+    sh -c '[ "$("$1" "Password: " "pw-T\n" "$2" contract add CT1)" = "echo exit 0" ]' \
+    sh "$PTY" "$CLI"
+check "contract add at a terminal: Ctrl-C at the prompt ends it, echo again" \
+    sh -c '[ "$("$1" "Password: " "\x03" "$2" contract add CT2)" = "echo signal 2" ]' \
+    sh "$PTY" "$CLI"
+check_rc 1 "... and CT2 was not added" cli contract show CT2
 echo "1..$TAPN"

@@ -34,6 +34,22 @@ for c in $(echo "$help" | sed -n 's/^  \([a-z][a-z-]*\).*/\1/p' | sort -u); do
 	check "shinkin-otp.1 documents $c" \
 	    grep -q "^\.It Cm $c\b" "$TOP/man/shinkin-otp.1"
 done
+# Every option an ".It Cm COMMAND" entry of shinkin-otp(1) gives, the
+# README's command table gives in its row too (a row may name several
+# commands: "`contract unbind ID`, `unlock ID`, ..."), so that the table
+# does not leave out what the tool takes.
+grep '^\.It Cm ' "$TOP/man/shinkin-otp.1" | sed 's/\\//g' |
+    grep -E '^\.It Cm (init|check-config|messages|token|contract|verify|export|backup|audit|key|health|metrics)( |$)' |
+    while IFS= read -r l; do
+	cmd=$(echo "$l" | sed 's/^\.It Cm //' | awk '{o = $1
+	    for (i = 2; i <= NF && $i ~ /^[a-z][a-z-]*$/ && $i != "Ar"; i++) o = o " " $i
+	    print o}')
+	row=$(grep '^| `' "$TOP/README.md" | grep -F -e "\`$cmd" -e "\`${cmd#* } ")
+	for o in $(echo "$l" | grep -o 'Fl -[a-z-]*' | sed 's/^Fl /-/' | sort -u); do
+		check "README's row for $cmd gives $o" \
+		    sh -c 'printf "%s\n" "$1" | grep -q -- "$2\b"' sh "$row" "$o"
+	done
+done
 for o in $(sed -n 's/.*SEC_\(KEY\|STORE\), "\([a-z0-9_]*\)".*/\2/p' "$TOP/common/policy.c"); do
 	check "shinkin-otp.conf.5 documents $o" \
 	    grep -q "^\.It Cm $o\b" "$TOP/man/shinkin-otp.conf.5"
