@@ -11,21 +11,31 @@ clin() {
 	printf '%s\n' "$_in" | "$CLI" "$@" >"$OUT" 2>"$ERR"
 }
 
+# exits_saying RC PATTERN what ARGS...: exit RC and exactly one stderr
+# line, which matches the grep pattern PATTERN.
+exits_saying() {
+	_es_rc=$1
+	_es_pat=$2
+	_es_d=$3
+	shift 3
+	"$@"
+	_es_got=$?
+	if [ "$_es_got" -eq "$_es_rc" ] && [ "$(wc -l <"$ERR")" -eq 1 ] &&
+	    grep -q -- "$_es_pat" "$ERR"; then
+		ok "$_es_d"
+	else
+		notok "$_es_d (exit $_es_got, want $_es_rc and a line like /$_es_pat/)"
+		sed 's/^/#   /' "$ERR"
+	fi
+}
+
 # refused REASON what ARGS...: exit 1 and exactly one stderr line that
 # names the reason, e.g. "... refused: ... (TOKEN_IN_USE)".
 refused() {
 	_r=$1
-	_d=$2
+	_rd=$2
 	shift 2
-	"$@"
-	_got=$?
-	if [ "$_got" -eq 1 ] && [ "$(wc -l <"$ERR")" -eq 1 ] &&
-	    grep -q "^shinkin-otp: .*: refused: .* ($_r)\$" "$ERR"; then
-		ok "$_d"
-	else
-		notok "$_d (exit $_got, want 1 and $_r)"
-		sed 's/^/#   /' "$ERR"
-	fi
+	exits_saying 1 "^shinkin-otp: .*: refused: .* ($_r)\$" "$_rd" "$@"
 }
 
 # A random base32 secret of 20 bytes (160 bits), its codes distinct
@@ -94,7 +104,7 @@ race_rounds() {
 	check "one serial and URI per line" test "$(grep -c ' otpauth://totp/' "$SB/tokens")" -eq "$_rounds"
 
 	bad=0
-	replayed=0
+	named=0
 	i=0
 	while read -r serial uri; do
 		i=$((i + 1))
@@ -116,22 +126,28 @@ race_rounds() {
 			sed 's/^/#   /' "$ERR"
 			continue
 		fi
-		r=$(race "$_pfx$i" "$(totp "$s" 30)")
-		case "$r" in
-		"0 1" | "1 0")
-			grep -q '(REPLAYED)' "$SB/r1" "$SB/r2" && replayed=$((replayed + 1))
-			;;
-		*)
-			bad=$((bad + 1))
-			echo "# round $i: exits $r"
-			sed 's/^/#   /' "$SB/r1" "$SB/r2"
-			;;
-		esac
+		race_tally "$(race "$_pfx$i" "$(totp "$s" 30)")" REPLAYED
 	done <"$SB/tokens"
 	check "$i rounds, exactly one accept each ($bad bad)" \
 	    test "$bad" -eq 0 -a "$i" -eq "$_rounds"
-	check "the loser was refused as REPLAYED ($replayed/$_rounds)" \
-	    test "$replayed" -eq "$_rounds"
+	check "the loser was refused as REPLAYED ($named/$_rounds)" \
+	    test "$named" -eq "$_rounds"
+}
+
+# race_tally EXITS REASON: round $i of a race ended with EXITS ("0 1"):
+# one accept and one refusal, the refusal naming REASON (named counted),
+# or a bad round (bad counted, both outputs shown).
+race_tally() {
+	case "$1" in
+	"0 1" | "1 0")
+		grep -q "($2)" "$SB/r1" "$SB/r2" && named=$((named + 1))
+		;;
+	*)
+		bad=$((bad + 1))
+		echo "# round $i: exits $1"
+		sed 's/^/#   /' "$SB/r1" "$SB/r2"
+		;;
+	esac
 }
 
 # bind_race_rounds N PREFIX: N rounds of two processes binding at the same

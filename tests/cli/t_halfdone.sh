@@ -28,17 +28,10 @@ q() {
 # failed_specific WHAT ARGS...: the tool run with ARGS exits 2 with one
 # stderr line that names the store and the refused audit append.
 failed_specific() {
-	_d=$1
+	_fd=$1
 	shift
-	"$@"
-	_got=$?
-	if [ "$_got" -eq 2 ] && [ "$(wc -l <"$ERR")" -eq 1 ] &&
-	    grep -q "^shinkin-otp: .*$STORE_KIND .*audit refused by the test" "$ERR"; then
-		ok "$_d"
-	else
-		notok "$_d (exit $_got, want 2 and the store's message)"
-		sed 's/^/#   /' "$ERR"
-	fi
+	exits_saying 2 "^shinkin-otp: .*$STORE_KIND .*audit refused by the test" \
+	    "$_fd" "$@"
 }
 
 # same WHAT SQL WANT: the query's output is WANT.
@@ -145,15 +138,9 @@ if [ "$STORE_KIND" = sqlite ]; then
 	check "the store refuses the backup's audit row" \
 	    store_fail no_backup audit INSERT "NEW.action = 'store.backup'" \
 	    "audit refused by the test"
-	cli backup "$SB/bk.db"
-	_got=$?
-	if [ "$_got" -eq 2 ] && [ "$(wc -l <"$ERR")" -eq 1 ] &&
-	    grep -q "^shinkin-otp: backup refused: its audit row cannot be written: .*audit refused by the test; the copy $SB/bk.db was removed" "$ERR"; then
-		ok "backup: its audit row refused, exit 2, said so"
-	else
-		notok "backup: its audit row refused (exit $_got, want 2)"
-		sed 's/^/#   /' "$ERR"
-	fi
+	exits_saying 2 "^shinkin-otp: backup refused: its audit row cannot be written: .*audit refused by the test; the copy $SB/bk.db was removed" \
+	    "backup: its audit row refused, exit 2, said so" \
+	    cli backup "$SB/bk.db"
 	check "... and no copy is left" [ ! -e "$SB/bk.db" ]
 	check "mend the store" store_mend no_backup audit
 	check "backup once mended" cli backup "$SB/bk.db"

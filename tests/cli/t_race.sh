@@ -43,7 +43,7 @@ check "  its card" cli contract card K1
 cp "$OUT" "$SB/kgrid"
 check "  logs in with the card" cli contract set K1 --login-otp card
 bad=0
-wrongcard=0
+named=0
 i=0
 while [ "$i" -lt "${CARD_RACE_ROUNDS:-20}" ]; do
 	i=$((i + 1))
@@ -56,19 +56,9 @@ while [ "$i" -lt "${CARD_RACE_ROUNDS:-20}" ]; do
 	kans=$(card_digits "$SB/kgrid" "$(cat "$SB/cells")")
 	answer1() { "$CLI" verify K1 --context login --state "$k1" --card "$kans"; }
 	answer2() { "$CLI" verify K1 --context login --state "$k2" --card "$kans"; }
-	r=$(race2 answer1 answer2)
-	case "$r" in
-	"0 1" | "1 0")
-		grep -q '(WRONG_CARD)' "$SB/r1" "$SB/r2" && wrongcard=$((wrongcard + 1))
-		;;
-	*)
-		bad=$((bad + 1))
-		echo "# round $i: exits $r"
-		sed 's/^/#   /' "$SB/r1" "$SB/r2"
-		;;
-	esac
+	race_tally "$(race2 answer1 answer2)" WRONG_CARD
 done
 check "$i card rounds, exactly one accept each ($bad bad)" test "$bad" -eq 0
-check "the loser was refused as WRONG_CARD ($wrongcard/$i)" \
-    test "$wrongcard" -eq "$i"
+check "the loser was refused as WRONG_CARD ($named/$i)" \
+    test "$named" -eq "$i"
 echo "1..$TAPN"
