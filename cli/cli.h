@@ -187,6 +187,12 @@ void cli_log(void *arg, int prio, const char *fmt, va_list ap)
  * not well-formed UTF-8 shows as one '?'; other UTF-8 as it is.
  */
 void cli_text(FILE *f, const char *s);
+/*
+ * One line on stdout, its text as cli_text writes it (a tab kept): a
+ * path or name the operator gave, echoed in a success line, cannot move
+ * the terminal's cursor or forge a second line.
+ */
+void cli_say(const char *fmt, ...) SOTP_PRINTF(1, 2);
 
 /* A JSON object written field by field to one line. */
 struct cli_json {

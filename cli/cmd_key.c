@@ -67,13 +67,13 @@ status_text(const struct sotp_key_status *s, time_t now)
 	char t[32];
 	size_t i, live = 0;
 
-	printf("key-encryption key of this policy: %s\n", s->kek);
+	cli_say("key-encryption key of this policy: %s", s->kek);
 	printf("current version: %u (since %s)\n", s->current,
 	    cli_time(s->switched, t, sizeof(t)));
 	for (i = 0; i < s->n; i++) {
 		live += s->v[i].live && !s->v[i].current;
-		printf("version %u: %s, seals %lld token secrets and %lld "
-		       "cards, keyed %lld audit rows; wrapped under %s\n",
+		cli_say("version %u: %s, seals %lld token secrets and %lld "
+		        "cards, keyed %lld audit rows; wrapped under %s",
 		    s->v[i].version, state_name(&s->v[i]),
 		    (long long)s->v[i].secrets, (long long)s->v[i].cards,
 		    (long long)s->v[i].audit_rows,
@@ -91,9 +91,11 @@ status_text(const struct sotp_key_status *s, time_t now)
 		printf(
 		    "rotation under way: nothing left to re-seal; run key rotate to retire the older versions\n");
 	printf("keys wrapped under:");
-	for (i = 0; i < s->nkeks; i++)
-		printf(" %s", s->keks[i]);
-	printf("\n");
+	for (i = 0; i < s->nkeks; i++) {
+		putchar(' ');
+		cli_text(stdout, s->keks[i]);
+	}
+	putchar('\n');
 }
 
 /* key status: what the store holds; no key needed. */
@@ -302,7 +304,7 @@ key_rewrap(struct cli *c, int argc, char **argv)
 		json_int(&j, "wrapped", wrapped);
 		json_end(&j);
 	} else
-		printf("%u keys wrapped under the key-encryption key of %s\n",
+		cli_say("%u keys wrapped under the key-encryption key of %s",
 		    wrapped, pos[0]);
 	return CLI_EXIT_OK;
 }
@@ -336,9 +338,9 @@ key_drop(struct cli *c, int argc, char **argv)
 		json_int(&j, "deleted", removed);
 		json_end(&j);
 	} else if (removed == 0)
-		printf("no key is wrapped under %s\n", pos[0]);
+		cli_say("no key is wrapped under %s", pos[0]);
 	else
-		printf("%lld keys wrapped under %s deleted\n",
+		cli_say("%lld keys wrapped under %s deleted",
 		    (long long)removed, pos[0]);
 	return CLI_EXIT_OK;
 }

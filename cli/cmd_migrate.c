@@ -331,7 +331,7 @@ cmd_export(struct cli *c, int argc, char **argv)
 	if (ex != CLI_EXIT_OK)
 		return ex;
 	if (output != NULL)
-		printf("exported %lu contracts to %s%s\n", count, output,
+		cli_say("exported %lu contracts to %s%s", count, output,
 		    secrets ? " (with secrets)" : "");
 	return CLI_EXIT_OK;
 }
@@ -372,7 +372,7 @@ cmd_backup(struct cli *c, int argc, char **argv)
 		json_str(&j, "backup", path);
 		json_end(&j);
 	} else {
-		printf("backup written to %s\n", path);
+		cli_say("backup written to %s", path);
 	}
 	return CLI_EXIT_OK;
 }

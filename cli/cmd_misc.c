@@ -72,12 +72,13 @@ cmd_init(struct cli *c, int argc, char **argv)
 		json_str(&j, "store", store);
 		json_end(&j);
 	} else if (strncmp(kek, "file", 4) == 0) {
-		printf("config: %s\nmaster key: %s\nstore: %s\n", c->config,
-		    key, store);
+		cli_say("config: %s", c->config);
+		cli_say("master key: %s", key);
+		cli_say("store: %s", store);
 	} else {
-		printf("config: %s\nkey-encryption key: %s (PIN in %s)\n"
-		       "store: %s\n",
-		    c->config, kek, key, store);
+		cli_say("config: %s", c->config);
+		cli_say("key-encryption key: %s (PIN in %s)", kek, key);
+		cli_say("store: %s", store);
 	}
 	return CLI_EXIT_OK;
 }
@@ -107,8 +108,8 @@ cmd_check_config(struct cli *c, int argc, char **argv)
 		json_end(&j);
 		cli_json_told(c);
 	} else if (rc == SOTP_OK) {
-		printf(
-		    "# %s: valid; the effective policy:\n%s", c->config, dump);
+		cli_say("# %s: valid; the effective policy:", c->config);
+		fputs(dump, stdout);
 	}
 	free(dump);
 	return rc == SOTP_OK ? CLI_EXIT_OK : cli_error(c, rc);

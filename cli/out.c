@@ -554,6 +554,19 @@ cli_text(FILE *f, const char *s)
 }
 
 void
+cli_say(const char *fmt, ...)
+{
+	char buf[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	cut_mark(buf, sizeof(buf), vsnprintf(buf, sizeof(buf), fmt, ap));
+	va_end(ap);
+	text_out(stdout, buf, 1);
+	putchar('\n');
+}
+
+void
 json_quote(FILE *f, const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;

@@ -375,4 +375,18 @@ check "... saying --secret needs a value" \
 check "metrics --output=--m writes the file so named" sh -c \
     'cd "$1/cwd" && "$2" metrics --output=--m >/dev/null' sh "$SB" "$CLI"
 check "... there" test -s "$SB/cwd/--m"
+# A path the operator gave, echoed in a success line on stdout (init,
+# backup): its escape and newline cannot move the cursor or make a line.
+odd_dir="$SB/$(printf 'e\033[2Jx\nforged: yes')"
+mkdir "$odd_dir"
+"$CLI" --config "$odd_dir/p.conf" init >"$OUT" 2>"$ERR"
+check "init of a policy under an odd directory" test $? -eq 0
+check "... no escape byte on stdout" \
+    sh -c '! LC_ALL=C grep -q "$(printf "\033")" "$1"' sh "$OUT"
+check "... its config line names the path, the odd bytes as '?'" \
+    grep -qxF "config: $SB/e?[2Jx?forged: yes/p.conf" "$OUT"
+check "... and forges no line" sh -c '! grep -q "^forged: yes" "$1"' sh "$OUT"
+check "backup to a file under it" cli backup "$odd_dir/b.db"
+check "... its line names the path, the odd bytes as '?'" \
+    grep -qxF "backup written to $SB/e?[2Jx?forged: yes/b.db" "$OUT"
 echo "1..$TAPN"
