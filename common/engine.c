@@ -1250,12 +1250,6 @@ check_choice(
 }
 
 /*
- * A right card answer seals the card afresh, in the decision's own
- * transaction, so that the next question names new cells (card.c says
- * why they stay the same until then). A new card or a reseal since c was
- * read stands: they too make the cells new.
- */
-/*
  * A card answer is good once. The cells this attempt showed were drawn
  * from the card as it was then sealed (sotp_card_pick); a right answer
  * seals it afresh. Cells the card as read now would not draw were
@@ -1278,9 +1272,12 @@ cells_current(struct sotp_attempt *a, const struct sotp_contract_rec *c)
 }
 
 /*
- * The right answer's reseal: a compare-and-set on the card as read, so
- * that of two attempts answering the same cells at once, one wins; the
- * other's answer was spent meanwhile (a->cells_spent).
+ * A right card answer seals the card afresh, in the decision's own
+ * transaction, so that the next question names new cells (card.c says
+ * why they stay the same until then): a compare-and-set on the card as
+ * read, so that of two attempts answering the same cells at once, one
+ * wins. The other's answer was spent meanwhile (a->cells_spent); a new
+ * card or a reseal since c was read stands.
  */
 static int
 reseal_card(struct sotp_attempt *a, const struct sotp_contract_rec *c,
