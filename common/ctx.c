@@ -529,11 +529,23 @@ sotp_init_at(struct sotp_ctx *ctx, const char *path, time_t now)
 		return rc;
 	if ((rc = sotp_ctx_load_policy(ctx, path)) != SOTP_OK)
 		return rc;
-	/* A token's key needs no file: none is made to be left lying. */
+	/*
+	 * A token's key needs no file: none is made to be left lying. A key
+	 * file already there must load before a store is made for it (a
+	 * dangling link, a wrong size): else the store would be left behind
+	 * without its first key version.
+	 */
 	if (ctx->pol.kek == SOTP_KEK_FILE) {
 		rc = sotp_key_create(
 		    ctx->pol.master_key, ctx->err, sizeof(ctx->err));
-		if (rc != SOTP_OK && rc != SOTP_ERR_EXISTS)
+		if (rc == SOTP_ERR_EXISTS) {
+			uint8_t key[SOTP_KEY_LEN];
+
+			rc = sotp_key_load(ctx->pol.master_key, key, ctx->err,
+			    sizeof(ctx->err));
+			SOTP_WIPE_ARRAY(key);
+		}
+		if (rc != SOTP_OK)
 			return rc;
 	}
 	ctx->err[0] = '\0';

@@ -14,6 +14,19 @@ check "init made the store" test -f "$DB"
 check "init made the key 0600" sh -c "[ \"\$(stat -c %a '$KEY')\" = 600 ]"
 check "init is idempotent" cli init
 check "init says where the store is" contains "$OUT" "$(basename "$DB")"
+# A master key file that is there but cannot be loaded (a dangling link)
+# stops init before any store is made: it used to leave a store behind
+# without its first key version.
+mkdir "$SB/nokey"
+sed -e "s|^master_key = .*|master_key = $SB/nokey/master.key|" \
+    -e "s|^store = sqlite:.*|store = sqlite:$SB/nokey/s.db|" "$CONF" >"$SB/nokey/p.conf"
+ln -s "$SB/nokey/gone" "$SB/nokey/master.key"
+check_rc 2 "init with a dangling master key link is refused" \
+    cli --config "$SB/nokey/p.conf" init
+check "... naming the key file" contains "$ERR" "$SB/nokey/master.key"
+if [ "$STORE_KIND" = sqlite ]; then
+	check "... and no store was made" test ! -e "$SB/nokey/s.db"
+fi
 
 # Printable raw bytes, so that grep can look for them as they are.
 RAW=$(head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 20)
