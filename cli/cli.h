@@ -268,6 +268,15 @@ const char *cli_time(int64_t t, char *buf, size_t bufsz);
 
 /* ---- newfile.c: a new file, named only once whole ---- */
 
+struct stat;
+/*
+ * Reads into buf the len bytes the file on fd held when it was fstat'ed
+ * (st0): 0; -1 with errno, a read error; 1, it changed while it was read
+ * (cut short, grown or written anew: what was read is not the file, and
+ * its last line may be cut, a seed in it decoding to a shorter key).
+ */
+int cli_read_whole(int fd, const struct stat *st0, void *buf, size_t len);
+
 /* A file cli_file_open made; initialise with CLI_FILE_INIT. */
 struct cli_file {
 	FILE *f;            /* write here; NULL once published or abandoned */

@@ -30,6 +30,33 @@ wipe_free(void *p, size_t n)
 	free(p);
 }
 
+int
+cli_read_whole(int fd, const struct stat *st0, void *buf, size_t len)
+{
+	struct stat st;
+	size_t n = 0;
+	ssize_t r = 0;
+	char extra = '\0';
+	int changed;
+
+	while (n < len) {
+		r = read(fd, (char *)buf + n, len - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+	}
+	if (r < 0)
+		return -1;
+	changed = n != len || read(fd, &extra, 1) != 0 || fstat(fd, &st) != 0 ||
+	    st.st_size != st0->st_size ||
+	    st.st_mtim.tv_sec != st0->st_mtim.tv_sec ||
+	    st.st_mtim.tv_nsec != st0->st_mtim.tv_nsec;
+	sotp_wipe(&extra, sizeof(extra));
+	return changed;
+}
+
 /*
  * Reads a whole regular file into a NUL-terminated *buf (wipe and free
  * it with wipe_free(*buf, *len + 1)). A key file must not be
@@ -38,11 +65,10 @@ wipe_free(void *p, size_t n)
 static int
 read_file(struct cli *c, const char *path, int key, char **buf, size_t *len)
 {
-	struct stat st, st2;
-	char *b = NULL, extra = '\0';
-	size_t n = 0, bsz = 0;
-	ssize_t r;
-	int fd, ex = CLI_EXIT_ERROR;
+	struct stat st;
+	char *b = NULL;
+	size_t bsz = 0;
+	int fd, got, ex = CLI_EXIT_ERROR;
 
 	*buf = NULL;
 	*len = 0;
@@ -81,40 +107,23 @@ read_file(struct cli *c, const char *path, int key, char **buf, size_t *len)
 		cli_warn_rc(c, SOTP_ERR_NOMEM, "%s: out of memory", path);
 		goto out;
 	}
-	while (n < (size_t)st.st_size) {
-		r = read(fd, b + n, (size_t)st.st_size - n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			cli_warn(c, "%s: %s", path, strerror(errno));
-			goto out;
-		}
-		if (r == 0)
-			break;
-		n += (size_t)r;
+	if ((got = cli_read_whole(fd, &st, b, (size_t)st.st_size)) < 0) {
+		cli_warn(c, "%s: %s", path, strerror(errno));
+		goto out;
 	}
-	/*
-	 * Cut short or grown since fstat (another process writing it anew):
-	 * what was read is not the file. A CSV line cut in its secret still
-	 * decoded, to a shorter key whose codes never match.
-	 */
-	if (n != (size_t)st.st_size || read(fd, &extra, 1) != 0 ||
-	    fstat(fd, &st2) != 0 || st2.st_size != st.st_size ||
-	    st2.st_mtim.tv_sec != st.st_mtim.tv_sec ||
-	    st2.st_mtim.tv_nsec != st.st_mtim.tv_nsec) {
+	if (got > 0) {
 		cli_warn(c,
 		    "%s: changed while it was read; run the import again "
 		    "once it is complete",
 		    path);
 		goto out;
 	}
-	b[n] = '\0';
+	b[st.st_size] = '\0';
 	*buf = b;
-	*len = n;
+	*len = (size_t)st.st_size;
 	b = NULL;
 	ex = CLI_EXIT_OK;
 out:
-	sotp_wipe(&extra, sizeof(extra));
 	if (b != NULL)
 		wipe_free(b, bsz);
 	if (fd >= 0)

@@ -138,11 +138,8 @@ import_report(const struct cli *c,
 static int
 snapshot(struct cli *c, int fd, const struct stat *st0, size_t len, void **out)
 {
-	struct stat st;
 	void *map;
-	size_t n = 0;
-	ssize_t r = 0;
-	char extra;
+	int got;
 
 	*out = MAP_FAILED;
 	map = mmap(NULL, len, PROT_READ | PROT_WRITE,
@@ -152,20 +149,9 @@ snapshot(struct cli *c, int fd, const struct stat *st0, size_t len, void **out)
 		return CLI_EXIT_ERROR;
 	}
 	(void)madvise(map, len, MADV_DONTDUMP); /* secrets: not in a core */
-	while (n < len) {
-		r = read(fd, (char *)map + n, len - n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		n += (size_t)r;
-	}
-	if (r < 0) {
+	if ((got = cli_read_whole(fd, st0, map, len)) < 0) {
 		cli_warn(c, "%s", strerror(errno));
-	} else if (n != len || read(fd, &extra, 1) != 0 ||
-	    fstat(fd, &st) != 0 || st.st_size != st0->st_size ||
-	    st.st_mtim.tv_sec != st0->st_mtim.tv_sec ||
-	    st.st_mtim.tv_nsec != st0->st_mtim.tv_nsec) {
+	} else if (got > 0) {
 		cli_warn(c,
 		    "the file changed while it was read; run the "
 		    "import again once it is complete");
@@ -173,7 +159,7 @@ snapshot(struct cli *c, int fd, const struct stat *st0, size_t len, void **out)
 		*out = map;
 		return CLI_EXIT_OK;
 	}
-	sotp_wipe(map, n);
+	sotp_wipe(map, len);
 	munmap(map, len);
 	return CLI_EXIT_ERROR;
 }
