@@ -187,6 +187,13 @@ struct sotp_decision {
 	char message[SOTP_MSG_MAX];      /* fit to show the customer, or "" */
 	char prompt[SOTP_MSG_MAX];       /* CONTINUE: the question */
 	char card_cells[SOTP_CELLS_MAX]; /* CONTINUE on CARD: "B7 E2" */
+	/*
+	 * REJECT with SOTP_R_BAD_INPUT: the SOTP_F_* input that was
+	 * malformed, for the operator's line (sotp_factor_name; never the
+	 * value); 0 when no one input is to blame (what the front end said
+	 * of its request, a password and code in one value).
+	 */
+	unsigned int malformed;
 };
 
 /*
