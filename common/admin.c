@@ -352,7 +352,11 @@ sotp_token_set_disabled(struct sotp_ctx *ctx, const char *serial, int disabled,
 /*
  * An export of a secret is an admin action like any other: its audit row
  * (and log line) is written before the secret leaves, and an export that
- * cannot be audited does not happen.
+ * cannot be audited does not happen. The row records only an export
+ * that is shown: the secret is decrypted and its URI made first, so that
+ * a secret that cannot be decrypted (a wrong key, a tampered row) leaves
+ * no row saying it left. That attempt is recorded as an error, as a
+ * failed import or backup is.
  */
 int
 sotp_token_uri(struct sotp_ctx *ctx, const char *serial, const char *how,
@@ -362,6 +366,8 @@ sotp_token_uri(struct sotp_ctx *ctx, const char *serial, const char *how,
 	struct sotp_uri u;
 	uint8_t key[SOTP_SECRET_MAX];
 	size_t keylen = 0;
+	const char *why = NULL;
+	char detail[160];
 	int rc;
 
 	if (uri != NULL)
@@ -376,19 +382,11 @@ sotp_token_uri(struct sotp_ctx *ctx, const char *serial, const char *how,
 		return SOTP_ERR_NOT_FOUND;
 	if ((rc = sotp_store_token_get(ctx->st, serial, &t)) != SOTP_OK)
 		return rc;
-	if ((rc = sotp_audit(ctx, now, "token.export", t.contract, t.serial,
-	         NULL, "accept", SOTP_R_ACCEPTED, how)) != SOTP_OK) {
-		sotp_ctx_seterr(ctx, "token %s: export not audited: %s", serial,
-		    sotp_store_errmsg(ctx->st));
-		goto out;
-	}
 	if ((rc = sotp_keys_unseal(ctx, t.serial, t.secret, t.secret_len, key,
 	         sizeof(key), &keylen)) != SOTP_OK) {
-		sotp_ctx_seterr(ctx,
-		    "token %s: secret cannot be decrypted "
-		    "(wrong master key or tampered row)",
-		    serial);
-		goto out;
+		why = "secret cannot be decrypted "
+		      "(wrong master key or tampered row)";
+		goto failed;
 	}
 	sotp_strlcpy(u.issuer, ctx->pol.issuer, sizeof(u.issuer));
 	sotp_strlcpy(u.account, t.serial, sizeof(u.account));
@@ -397,9 +395,24 @@ sotp_token_uri(struct sotp_ctx *ctx, const char *serial, const char *how,
 	u.period = t.period;
 	u.counter = (uint64_t)(t.last_step + 1);
 	if ((rc = sotp_base32_encode(
-	         key, keylen, u.secret, sizeof(u.secret))) != SOTP_OK)
-		goto out;
-	rc = sotp_uri_build(&u, uri);
+	         key, keylen, u.secret, sizeof(u.secret))) != SOTP_OK ||
+	    (rc = sotp_uri_build(&u, uri)) != SOTP_OK) {
+		why = "its otpauth URI cannot be made";
+		goto failed;
+	}
+	if ((rc = sotp_audit(ctx, now, "token.export", t.contract, t.serial,
+	         NULL, "accept", SOTP_R_ACCEPTED, how)) != SOTP_OK) {
+		sotp_ctx_seterr(ctx, "token %s: export not audited: %s", serial,
+		    sotp_store_errmsg(ctx->st));
+		sotp_free_string(*uri);
+		*uri = NULL;
+	}
+	goto out;
+failed:
+	snprintf(detail, sizeof(detail), "%s: %s", how, why);
+	(void)sotp_audit(ctx, now, "token.export", t.contract, t.serial, NULL,
+	    "error", sotp_reason_from_rc(rc), detail);
+	sotp_ctx_seterr(ctx, "token %s: %s", serial, why);
 out:
 	SOTP_WIPE_ARRAY(key);
 	sotp_wipe(&u, sizeof(u));

@@ -787,9 +787,12 @@ SOTP_EXPORT int sotp_token_list(
 /*
  * Exports the token's secret as its otpauth URI; free it with
  * sotp_free_string. An audited admin action ("token.export", `how` the
- * form asked for, e.g. "uri qr", as its detail): the row is written
- * first, and when it cannot be, nothing is exported and the store's
- * error is returned. SOTP_ERR_NOT_FOUND for an unknown serial.
+ * form asked for, e.g. "uri qr", as its detail): the row is written once
+ * the URI is made, before it is returned; when it cannot be, nothing is
+ * exported and the store's error is returned. A secret that cannot be
+ * decrypted (SOTP_ERR_DECRYPT: a wrong key or a tampered row) is not
+ * exported: an "error" row records the attempt, the ctx's text says why.
+ * SOTP_ERR_NOT_FOUND for an unknown serial.
  */
 SOTP_EXPORT int sotp_token_uri(struct sotp_ctx *ctx, const char *serial,
     const char *how, time_t now, char **uri);
