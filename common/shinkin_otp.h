@@ -773,10 +773,19 @@ SOTP_EXPORT void sotp_token_spec_defaults(
 SOTP_EXPORT int sotp_token_add(struct sotp_ctx *ctx,
     const struct sotp_token_spec *spec, const uint8_t *secret, size_t len,
     time_t now, struct sotp_decision *d);
-/* Generates a serial and a 160-bit random secret; serial_out[SOTP_ID_MAX]. */
+/*
+ * Generates a serial and a 160-bit random secret; serial_out[SOTP_ID_MAX].
+ * With `how` (the forms the secret leaves in, e.g. "uri qr") and uri,
+ * also exports the secret as its otpauth URI into *uri (free it with
+ * sotp_free_string): the token, its "token.add" row and the export's
+ * "token.export" row are one transaction, so that an export that cannot
+ * be audited leaves no token (the error returned, the ctx's text saying
+ * so) and a token is never left whose secret nobody saw. how and uri are
+ * both NULL or both set.
+ */
 SOTP_EXPORT int sotp_token_generate(struct sotp_ctx *ctx,
-    const struct sotp_token_spec *spec, time_t now, char *serial_out,
-    struct sotp_decision *d);
+    const struct sotp_token_spec *spec, const char *how, time_t now,
+    char *serial_out, char **uri, struct sotp_decision *d);
 /* SOTP_ERR_NOT_FOUND for an unknown serial. */
 SOTP_EXPORT int sotp_token_get(
     struct sotp_ctx *ctx, const char *serial, struct sotp_token_info *out);
