@@ -178,29 +178,13 @@ export_how(char *buf, size_t bufsz, int uri, int qr, const char *png)
 	return buf[0] == ' ' ? buf + 1 : buf;
 }
 
-/*
- * Prints "SERIAL URI" (or a JSON line) of a token just generated; the URI
- * holds the secret. Its export is a step of its own, after the token's
- * commit: when it fails the token stands, unassigned, and the error says
- * so and how to show its secret once the cause is fixed.
- */
+/* Prints "SERIAL URI" (or a JSON line) of a token just generated. */
 static int
-print_uri(struct cli *c, const char *serial, int qr, const char *png,
+print_uri(struct cli *c, const char *serial, const char *uri, int qr,
     struct cli_file *pngf)
 {
 	struct cli_json j;
-	char *uri = NULL, how[16], left[2 * SOTP_ID_MAX + 128];
-	int rc;
 
-	if ((rc = sotp_token_uri(c->ctx, serial,
-	         export_how(how, sizeof(how), 1, qr, png), c->now, &uri)) !=
-	    SOTP_OK) {
-		snprintf(left, sizeof(left),
-		    "token %s was generated and stays in the store, its "
-		    "secret not shown (\"token show %s --uri\" shows it)",
-		    serial, serial);
-		return cli_error_left(c, rc, left);
-	}
 	if (c->json) {
 		json_begin(&j, stdout);
 		json_str(&j, "serial", serial);
@@ -209,9 +193,7 @@ print_uri(struct cli *c, const char *serial, int qr, const char *png,
 	} else {
 		printf("%s %s\n", serial, uri);
 	}
-	rc = show_qr(c, uri, qr, pngf);
-	sotp_free_string(uri);
-	return rc;
+	return show_qr(c, uri, qr, pngf);
 }
 
 static int
@@ -232,7 +214,8 @@ token_generate(struct cli *c, int argc, char **argv)
 	};
 	struct sotp_token_spec spec;
 	struct sotp_decision d;
-	char serial[SOTP_ID_MAX];
+	char serial[SOTP_ID_MAX], how[16], left[96], *uri = NULL;
+	const char *forms;
 	long long count = 1, i;
 	struct cli_file pngf = CLI_FILE_INIT;
 	size_t npos;
@@ -255,10 +238,24 @@ token_generate(struct cli *c, int argc, char **argv)
 	if ((ex = cli_load(c)) != 0 || (ex = make_spec(c, &sa, &spec)) != 0 ||
 	    (png != NULL && (ex = cli_png_open(c, png, &pngf)) != 0))
 		return ex;
+	/*
+	 * Each token is added with its export's audit row, in one
+	 * transaction: one whose row is refused is not generated at all,
+	 * and those before it were, and were shown.
+	 */
+	forms = export_how(how, sizeof(how), 1, qr, png);
 	for (i = 0; i < count; i++) {
 		memset(&d, 0, sizeof(d));
 		serial[0] = '\0';
-		rc = sotp_token_generate(c->ctx, &spec, c->now, serial, &d);
+		rc = sotp_token_generate(
+		    c->ctx, &spec, forms, c->now, serial, &uri, &d);
+		if (rc != SOTP_OK && i > 0) {
+			snprintf(left, sizeof(left),
+			    "%lld of %lld tokens generated and shown above", i,
+			    count);
+			ex = cli_error_left(c, rc, left);
+			goto out;
+		}
 		if (rc != SOTP_OK) {
 			ex = cli_error(c, rc);
 			goto out;
@@ -271,7 +268,10 @@ token_generate(struct cli *c, int argc, char **argv)
 			        : NULL);
 			goto out;
 		}
-		if ((ex = print_uri(c, serial, qr, png, &pngf)) != 0)
+		ex = print_uri(c, serial, uri, qr, &pngf);
+		sotp_free_string(uri);
+		uri = NULL;
+		if (ex != 0)
 			goto out;
 	}
 	ex = CLI_EXIT_OK;

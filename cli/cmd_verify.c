@@ -94,6 +94,9 @@ print_human(const struct sotp_decision *d, const char *state)
 		if (d->ask == SOTP_F_CARD)
 			printf("card cells: %s\n", d->card_cells);
 		printf("state: %s\n", state);
+	} else if (cli_malformed(d) != NULL) {
+		printf("refused: %s: %s (%s)\n", sotp_reason_text(d->reason),
+		    cli_malformed(d), sotp_reason_name(d->reason));
 	} else {
 		printf("refused: %s (%s)\n", sotp_reason_text(d->reason),
 		    sotp_reason_name(d->reason));
@@ -166,7 +169,8 @@ report(struct cli *c, struct sotp_attempt *a, const struct sotp_decision *d,
 			sotp_mark_cut(why, sizeof(why), (size_t)n);
 		return cli_refused_why(c, d->reason, why);
 	}
-	return cli_refused(c, d->reason);
+	/* A malformed input by name ("login-otp"), never its value. */
+	return cli_refused_why(c, d->reason, cli_malformed(d));
 }
 
 /*

@@ -355,6 +355,8 @@ cli_outcome_why(const struct cli *c, int rc, const struct sotp_decision *d,
 
 	if (rc != SOTP_OK)
 		return cli_error(c, rc);
+	if (why == NULL || why[0] == '\0')
+		why = cli_malformed(d);
 	ex = d->verdict == SOTP_ACCEPT ? CLI_EXIT_OK
 	                               : cli_refused_why(c, d->reason, why);
 	if (c->json) {
@@ -683,10 +685,20 @@ json_end(struct cli_json *j)
 	fputs("}\n", j->f);
 }
 
+const char *
+cli_malformed(const struct sotp_decision *d)
+{
+	if (d->verdict != SOTP_REJECT || d->reason != SOTP_R_BAD_INPUT ||
+	    d->malformed == 0)
+		return NULL;
+	return sotp_factor_name(d->malformed);
+}
+
 void
 cli_json_decision(
     const struct cli *c, struct cli_json *j, const struct sotp_decision *d)
 {
+	const char *malformed = cli_malformed(d);
 	static const char *const verdicts[] = {"reject", "accept", "continue"};
 	unsigned int v = (unsigned int)d->verdict;
 
@@ -696,6 +708,9 @@ cli_json_decision(
 	json_str(j, "reason", sotp_reason_name((int)d->reason));
 	json_int(j, "reason_code", (long long)d->reason);
 	json_str(j, "reason_text", sotp_reason_text((int)d->reason));
+	/* Which input, never its value. */
+	if (malformed != NULL)
+		json_str(j, "malformed", malformed);
 	json_str(j, "message", d->message);
 	json_bool(j, "locked", d->locked);
 }

@@ -124,9 +124,66 @@ locked_change(struct sotp_ctx *ctx, const char *action, const char *id,
 	"'\"' or '\\'"
 #define PASSWORD_RULE "the password is not 1 to 256 bytes"
 
+/* The otpauth URI of token t whose secret is key (plain); *uri is new. */
+static int
+token_uri_of(const struct sotp_ctx *ctx, const struct sotp_token_rec *t,
+    const uint8_t *key, size_t keylen, char **uri)
+{
+	struct sotp_uri u;
+	int rc;
+
+	memset(&u, 0, sizeof(u));
+	sotp_strlcpy(u.issuer, ctx->pol.issuer, sizeof(u.issuer));
+	sotp_strlcpy(u.account, t->serial, sizeof(u.account));
+	u.alg = t->alg;
+	u.digits = t->digits;
+	u.period = t->period;
+	u.counter = (uint64_t)(t->last_step + 1);
+	if ((rc = sotp_base32_encode(
+	         key, keylen, u.secret, sizeof(u.secret))) == SOTP_OK)
+		rc = sotp_uri_build(&u, uri);
+	sotp_wipe(&u, sizeof(u));
+	return rc;
+}
+
+/*
+ * A new token's secret exported as it is added (token generate): the URI
+ * and its token.export row, inside the insert's transaction, so that the
+ * token, its row and the export's row land together or not at all. On
+ * failure *uri is NULL and `why` says what failed.
+ */
+struct export_req {
+	const char *how; /* the forms, as the row's detail: "uri qr" */
+	char **uri;
+	char why[SOTP_CTX_ERR_MAX];
+};
+
+static int
+export_new(struct sotp_ctx *ctx, const struct sotp_token_rec *t,
+    const uint8_t *secret, size_t len, time_t now, struct export_req *ex)
+{
+	int rc;
+
+	if ((rc = token_uri_of(ctx, t, secret, len, ex->uri)) != SOTP_OK) {
+		snprintf(ex->why, sizeof(ex->why),
+		    "its otpauth URI cannot be made: %s", sotp_strerror(rc));
+		return rc;
+	}
+	if ((rc = sotp_audit(ctx, now, "token.export", NULL, t->serial, NULL,
+	         "accept", SOTP_R_ACCEPTED, ex->how)) != SOTP_OK) {
+		snprintf(ex->why, sizeof(ex->why),
+		    "its export's audit row cannot be written: %s",
+		    sotp_store_errmsg(ctx->st));
+		sotp_free_string(*ex->uri);
+		*ex->uri = NULL;
+	}
+	return rc;
+}
+
 static int
 token_insert(struct sotp_ctx *ctx, const struct sotp_token_spec *spec,
-    const uint8_t *secret, size_t len, time_t now, struct sotp_decision *d)
+    const uint8_t *secret, size_t len, time_t now, struct sotp_decision *d,
+    struct export_req *ex)
 {
 	struct sotp_token_rec t;
 	const char *kind, *why = NULL;
@@ -186,11 +243,24 @@ token_insert(struct sotp_ctx *ctx, const struct sotp_token_spec *spec,
 		    ctx, d, now, "token.add", NULL, t.serial, SOTP_R_EXISTS);
 	else if (rc != SOTP_OK)
 		rc = store_err(ctx, d, rc);
-	else
-		rc = sotp_admin_ok(
-		    ctx, d, now, "token.add", NULL, t.serial, t.kind);
+	else if ((rc = sotp_admin_ok(ctx, d, now, "token.add", NULL, t.serial,
+	              t.kind)) == SOTP_OK &&
+	    ex != NULL)
+		rc = export_new(ctx, &t, secret, len, now, ex);
 	rc = admin_end(ctx, d, rc);
 out:
+	/*
+	 * A generated token undone (its rows, its export): say so, in the
+	 * export's own words or else the failure's.
+	 */
+	if (rc != SOTP_OK && ex != NULL) {
+		if (ex->why[0] == '\0')
+			sotp_strlcpy(
+			    ex->why, sotp_ctx_errmsg(ctx), sizeof(ex->why));
+		sotp_ctx_seterr(ctx,
+		    "token %s not generated, nothing stored: %s", spec->serial,
+		    ex->why);
+	}
 	sotp_wipe(&t, sizeof(t));
 	return rc;
 }
@@ -205,20 +275,28 @@ sotp_token_add(struct sotp_ctx *ctx, const struct sotp_token_spec *spec,
 		return SOTP_ERR_INVALID_ARG;
 	if ((rc = ready(ctx, d)) != SOTP_OK)
 		return rc;
-	return token_insert(ctx, spec, secret, len, now, d);
+	return token_insert(ctx, spec, secret, len, now, d, NULL);
 }
 
 int
 sotp_token_generate(struct sotp_ctx *ctx, const struct sotp_token_spec *spec,
-    time_t now, char *serial_out, struct sotp_decision *d)
+    const char *how, time_t now, char *serial_out, char **uri,
+    struct sotp_decision *d)
 {
 	struct sotp_token_spec s;
+	struct export_req ex;
 	uint8_t secret[SECRET_LEN], rnd[5];
 	int rc, tries;
 
-	if (spec == NULL || serial_out == NULL)
+	if (uri != NULL)
+		*uri = NULL;
+	if (spec == NULL || serial_out == NULL ||
+	    (how == NULL) != (uri == NULL))
 		return SOTP_ERR_INVALID_ARG;
 	serial_out[0] = '\0';
+	memset(&ex, 0, sizeof(ex));
+	ex.how = how;
+	ex.uri = uri;
 	if ((rc = ready(ctx, d)) != SOTP_OK)
 		return rc;
 	s = *spec;
@@ -234,15 +312,20 @@ sotp_token_generate(struct sotp_ctx *ctx, const struct sotp_token_spec *spec,
 		                             (uint64_t)rnd[3] << 8 | rnd[4]) %
 		        10000000000ULL));
 		s.serial = serial_out;
-		if ((rc = token_insert(
-		         ctx, &s, secret, sizeof(secret), now, d)) != SOTP_OK ||
+		if ((rc = token_insert(ctx, &s, secret, sizeof(secret), now, d,
+		         uri != NULL ? &ex : NULL)) != SOTP_OK ||
 		    d->reason != SOTP_R_EXISTS)
 			goto out;
 	}
 out:
 	SOTP_WIPE_ARRAY(secret);
-	if (rc != SOTP_OK || d->verdict != SOTP_ACCEPT)
+	if (rc != SOTP_OK || d->verdict != SOTP_ACCEPT) {
 		serial_out[0] = '\0';
+		if (uri != NULL) {
+			sotp_free_string(*uri);
+			*uri = NULL;
+		}
+	}
 	return rc;
 }
 
@@ -352,16 +435,21 @@ sotp_token_set_disabled(struct sotp_ctx *ctx, const char *serial, int disabled,
 /*
  * An export of a secret is an admin action like any other: its audit row
  * (and log line) is written before the secret leaves, and an export that
- * cannot be audited does not happen.
+ * cannot be audited does not happen. The row records only an export
+ * that is shown: the secret is decrypted and its URI made first, so that
+ * a secret that cannot be decrypted (a wrong key, a tampered row) leaves
+ * no row saying it left. That attempt is recorded as an error, as a
+ * failed import or backup is.
  */
 int
 sotp_token_uri(struct sotp_ctx *ctx, const char *serial, const char *how,
     time_t now, char **uri)
 {
 	struct sotp_token_rec t;
-	struct sotp_uri u;
 	uint8_t key[SOTP_SECRET_MAX];
 	size_t keylen = 0;
+	const char *why = NULL;
+	char detail[160];
 	int rc;
 
 	if (uri != NULL)
@@ -369,40 +457,37 @@ sotp_token_uri(struct sotp_ctx *ctx, const char *serial, const char *how,
 	if (ctx == NULL || serial == NULL || how == NULL || uri == NULL)
 		return SOTP_ERR_INVALID_ARG;
 	memset(&t, 0, sizeof(t));
-	memset(&u, 0, sizeof(u));
 	if ((rc = sotp_ctx_ready(ctx)) != SOTP_OK)
 		return rc;
 	if (!sotp_id_valid(serial))
 		return SOTP_ERR_NOT_FOUND;
 	if ((rc = sotp_store_token_get(ctx->st, serial, &t)) != SOTP_OK)
 		return rc;
+	if ((rc = sotp_keys_unseal(ctx, t.serial, t.secret, t.secret_len, key,
+	         sizeof(key), &keylen)) != SOTP_OK) {
+		why =
+		    "secret cannot be decrypted (wrong master key or tampered row)";
+		goto failed;
+	}
+	if ((rc = token_uri_of(ctx, &t, key, keylen, uri)) != SOTP_OK) {
+		why = "its otpauth URI cannot be made";
+		goto failed;
+	}
 	if ((rc = sotp_audit(ctx, now, "token.export", t.contract, t.serial,
 	         NULL, "accept", SOTP_R_ACCEPTED, how)) != SOTP_OK) {
 		sotp_ctx_seterr(ctx, "token %s: export not audited: %s", serial,
 		    sotp_store_errmsg(ctx->st));
-		goto out;
+		sotp_free_string(*uri);
+		*uri = NULL;
 	}
-	if ((rc = sotp_keys_unseal(ctx, t.serial, t.secret, t.secret_len, key,
-	         sizeof(key), &keylen)) != SOTP_OK) {
-		sotp_ctx_seterr(ctx,
-		    "token %s: secret cannot be decrypted "
-		    "(wrong master key or tampered row)",
-		    serial);
-		goto out;
-	}
-	sotp_strlcpy(u.issuer, ctx->pol.issuer, sizeof(u.issuer));
-	sotp_strlcpy(u.account, t.serial, sizeof(u.account));
-	u.alg = t.alg;
-	u.digits = t.digits;
-	u.period = t.period;
-	u.counter = (uint64_t)(t.last_step + 1);
-	if ((rc = sotp_base32_encode(
-	         key, keylen, u.secret, sizeof(u.secret))) != SOTP_OK)
-		goto out;
-	rc = sotp_uri_build(&u, uri);
+	goto out;
+failed:
+	snprintf(detail, sizeof(detail), "%s: %s", how, why);
+	(void)sotp_audit(ctx, now, "token.export", t.contract, t.serial, NULL,
+	    "error", sotp_reason_from_rc(rc), detail);
+	sotp_ctx_seterr(ctx, "token %s: %s", serial, why);
 out:
 	SOTP_WIPE_ARRAY(key);
-	sotp_wipe(&u, sizeof(u));
 	sotp_wipe(&t, sizeof(t));
 	return rc;
 }

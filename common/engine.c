@@ -171,17 +171,21 @@ _Static_assert(SOTP_INPUT_MAX == 1024, "the refusal's detail says 1024");
  * SOTP_INPUT_MAX bytes is not kept but remembered: sotp_attempt_step
  * refuses it as a decision (audited, the customer told), as the header
  * promises of every refusal. An API error here would end the attempt
- * with no row, no message, and no reason in the log.
+ * with no row, no message, and no reason in the log. factor: the input
+ * it is (a SOTP_F_* value), or 0 when that is not known yet.
  */
 static int
-keep(struct sotp_attempt *a, char **slot, const char *value)
+keep(
+    struct sotp_attempt *a, char **slot, const char *value, unsigned int factor)
 {
 	char *copy;
 
 	if (strlen(value) > SOTP_INPUT_MAX) {
-		if (a->malformed[0] == '\0')
+		if (a->malformed[0] == '\0') {
 			sotp_strlcpy(a->malformed, "input over 1024 bytes",
 			    sizeof(a->malformed));
+			a->malformed_factor = factor;
+		}
 		sotp_free_string(*slot);
 		*slot = NULL;
 		return SOTP_OK;
@@ -201,7 +205,7 @@ sotp_attempt_set(
 
 	if (a == NULL || value == NULL || (i = sotp_engine_fidx(factor)) < 0)
 		return SOTP_ERR_INVALID_ARG;
-	if ((rc = keep(a, &a->in[i], value)) != SOTP_OK)
+	if ((rc = keep(a, &a->in[i], value, factor)) != SOTP_OK)
 		return rc;
 	if (a->in[i] != NULL)
 		a->supplied |= factor;
@@ -225,7 +229,8 @@ sotp_attempt_answer(struct sotp_attempt *a, const char *value)
 {
 	if (a == NULL || value == NULL)
 		return SOTP_ERR_INVALID_ARG;
-	return keep(a, &a->answer, value);
+	/* The question asked last; on a fresh attempt, not known yet. */
+	return keep(a, &a->answer, value, a->asked);
 }
 
 int
@@ -233,7 +238,8 @@ sotp_attempt_set_combined(struct sotp_attempt *a, const char *value)
 {
 	if (a == NULL || value == NULL)
 		return SOTP_ERR_INVALID_ARG;
-	return keep(a, &a->combined, value);
+	/* A password and a code: no one input to name. */
+	return keep(a, &a->combined, value, 0);
 }
 
 static void write_abort(struct sotp_attempt *a, int rc);
@@ -535,6 +541,7 @@ finish_audited(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 		d->reason = SOTP_R_STORE_UNAVAILABLE;
 		d->locked = 0;
 		d->ask = 0;
+		d->malformed = 0;
 		d->message[0] = '\0';
 		tell(a, d, d->reason);
 		a->final = 1;
@@ -564,6 +571,8 @@ finish(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 	}
 	d->verdict = v;
 	d->reason = (enum sotp_reason)reason;
+	if (reason != SOTP_R_BAD_INPUT)
+		d->malformed = 0;
 	tell(a, d, reason);
 	if (v != SOTP_CONTINUE)
 		a->final = 1;
@@ -676,6 +685,7 @@ refuse(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 		return finish(a, cdef, d, SOTP_REJECT, reason, NULL);
 	snprintf(
 	    detail, sizeof(detail), "malformed=%s", sotp_factor_name(factor));
+	d->malformed = factor;
 	return finish(a, cdef, d, SOTP_REJECT, reason, detail);
 }
 
@@ -1752,6 +1762,7 @@ step(struct sotp_attempt *a, struct sotp_decision *d)
 			return fail_error(a, cdef, d, rc);
 		if (reason != SOTP_R_ACCEPTED)
 			return finish(a, cdef, d, SOTP_REJECT, reason, NULL);
+		d->malformed = a->malformed_factor;
 		return finish(
 		    a, cdef, d, SOTP_REJECT, SOTP_R_BAD_INPUT, a->malformed);
 	}

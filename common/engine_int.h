@@ -46,6 +46,7 @@ struct sotp_attempt {
 	 * attempt as BAD_INPUT with this as the audit row's detail.
 	 */
 	char malformed[128];
+	unsigned int malformed_factor; /* the SOTP_F_* it was, or 0 */
 	/*
 	 * The service (PAM service, RADIUS context attribute) that
 	 * sotp_attempt_begin_service could not map to a context, as the

@@ -187,6 +187,13 @@ struct sotp_decision {
 	char message[SOTP_MSG_MAX];      /* fit to show the customer, or "" */
 	char prompt[SOTP_MSG_MAX];       /* CONTINUE: the question */
 	char card_cells[SOTP_CELLS_MAX]; /* CONTINUE on CARD: "B7 E2" */
+	/*
+	 * REJECT with SOTP_R_BAD_INPUT: the SOTP_F_* input that was
+	 * malformed, for the operator's line (sotp_factor_name; never the
+	 * value); 0 when no one input is to blame (what the front end said
+	 * of its request, a password and code in one value).
+	 */
+	unsigned int malformed;
 };
 
 /*
@@ -766,10 +773,19 @@ SOTP_EXPORT void sotp_token_spec_defaults(
 SOTP_EXPORT int sotp_token_add(struct sotp_ctx *ctx,
     const struct sotp_token_spec *spec, const uint8_t *secret, size_t len,
     time_t now, struct sotp_decision *d);
-/* Generates a serial and a 160-bit random secret; serial_out[SOTP_ID_MAX]. */
+/*
+ * Generates a serial and a 160-bit random secret; serial_out[SOTP_ID_MAX].
+ * With `how` (the forms the secret leaves in, e.g. "uri qr") and uri,
+ * also exports the secret as its otpauth URI into *uri (free it with
+ * sotp_free_string): the token, its "token.add" row and the export's
+ * "token.export" row are one transaction, so that an export that cannot
+ * be audited leaves no token (the error returned, the ctx's text saying
+ * so) and a token is never left whose secret nobody saw. how and uri are
+ * both NULL or both set.
+ */
 SOTP_EXPORT int sotp_token_generate(struct sotp_ctx *ctx,
-    const struct sotp_token_spec *spec, time_t now, char *serial_out,
-    struct sotp_decision *d);
+    const struct sotp_token_spec *spec, const char *how, time_t now,
+    char *serial_out, char **uri, struct sotp_decision *d);
 /* SOTP_ERR_NOT_FOUND for an unknown serial. */
 SOTP_EXPORT int sotp_token_get(
     struct sotp_ctx *ctx, const char *serial, struct sotp_token_info *out);
@@ -780,9 +796,12 @@ SOTP_EXPORT int sotp_token_list(
 /*
  * Exports the token's secret as its otpauth URI; free it with
  * sotp_free_string. An audited admin action ("token.export", `how` the
- * form asked for, e.g. "uri qr", as its detail): the row is written
- * first, and when it cannot be, nothing is exported and the store's
- * error is returned. SOTP_ERR_NOT_FOUND for an unknown serial.
+ * form asked for, e.g. "uri qr", as its detail): the row is written once
+ * the URI is made, before it is returned; when it cannot be, nothing is
+ * exported and the store's error is returned. A secret that cannot be
+ * decrypted (SOTP_ERR_DECRYPT: a wrong key or a tampered row) is not
+ * exported: an "error" row records the attempt, the ctx's text says why.
+ * SOTP_ERR_NOT_FOUND for an unknown serial.
  */
 SOTP_EXPORT int sotp_token_uri(struct sotp_ctx *ctx, const char *serial,
     const char *how, time_t now, char **uri);

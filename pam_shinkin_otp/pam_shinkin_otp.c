@@ -583,9 +583,12 @@ conclude(pam_handle_t *pamh, int flags, const struct args *args,
     const struct sotp_ctx *ctx, const struct sotp_attempt *a,
     const char *service, int rc, const struct sotp_decision *d)
 {
-	const char *context = sotp_attempt_context(a);
+	const char *context = sotp_attempt_context(a), *malformed = NULL;
 	int pam_rc = pam_result(rc, d);
 	char name[SOTP_LOG_NAME_MAX], err[SOTP_LOG_VALUE_MAX];
+
+	if (rc == SOTP_OK && d->reason == SOTP_R_BAD_INPUT && d->malformed != 0)
+		malformed = sotp_factor_name(d->malformed);
 
 	/* No attempt (it could not begin): the context it was to run in. */
 	if (context[0] == '\0' && a == NULL && args->context != NULL)
@@ -608,11 +611,14 @@ conclude(pam_handle_t *pamh, int flags, const struct args *args,
 		(void)pam_prompt(pamh,
 		    d->verdict == SOTP_REJECT ? PAM_ERROR_MSG : PAM_TEXT_INFO,
 		    NULL, "%s", d->message);
+	/* A malformed answer by the question's name, never its value. */
 	if (args->debug)
-		pam_syslog(pamh, LOG_DEBUG, "context %s: %s (%s)", context,
+		pam_syslog(pamh, LOG_DEBUG, "context %s: %s (%s%s%s)", context,
 		    pam_strerror(pamh, pam_rc),
 		    sotp_reason_name(rc == SOTP_OK ? (int)d->reason
-		                                   : sotp_reason_from_rc(rc)));
+		                                   : sotp_reason_from_rc(rc)),
+		    malformed != NULL ? ", malformed input: " : "",
+		    malformed != NULL ? malformed : "");
 	return pam_rc;
 }
 

@@ -739,6 +739,7 @@ static rlm_rcode_t
 map_decision(REQUEST *request, const struct sotp_ctx *ctx,
     struct sotp_attempt *a, int rc, const struct sotp_decision *d)
 {
+	const char *malformed = NULL;
 	char esc[SOTP_LOG_VALUE_MAX];
 
 	if (rc != SOTP_OK) {
@@ -747,11 +748,16 @@ map_decision(REQUEST *request, const struct sotp_ctx *ctx,
 		    sotp_log_text(esc, sizeof(esc), sotp_ctx_errmsg(ctx)));
 		return RLM_MODULE_FAIL;
 	}
-	RDEBUG("Decision: %s (%s)",
+	/* A malformed answer by the question's name, never its value. */
+	if (d->reason == SOTP_R_BAD_INPUT && d->malformed != 0)
+		malformed = sotp_factor_name(d->malformed);
+	RDEBUG("Decision: %s (%s%s%s)",
 	    d->verdict == SOTP_ACCEPT         ? "accept"
 	        : d->verdict == SOTP_CONTINUE ? "continue"
 	                                      : "reject",
-	    sotp_reason_name((int)d->reason));
+	    sotp_reason_name((int)d->reason),
+	    malformed != NULL ? ", malformed input: " : "",
+	    malformed != NULL ? malformed : "");
 
 	switch (d->verdict) {
 	case SOTP_ACCEPT:

@@ -140,6 +140,29 @@ check "token show --png, unhindered: the PNG is there, 0600" sh -c \
 check "... and never overwritten" sh -c \
     '! "$1" token show T1 --png "$2" >/dev/null 2>&1' sh "$CLI" "$SB/t1d.png"
 
+# A secret that cannot be decrypted (a row tampered with: T1's sealed
+# secret moved to Z9, whose serial it is not sealed to) is not exported:
+# no row says it was. It used to be: the row was written before the
+# secret was decrypted. The attempt is recorded as an error, as a failed
+# import or backup is.
+check "token add Z9" cli token add Z9 --secret "$(secret)"
+check "Z9's row given T1's sealed secret" sqlite3 "$STORE" \
+    "UPDATE tokens SET secret = (SELECT secret FROM tokens WHERE serial = 'T1') WHERE serial = 'Z9'"
+n0=$(exports)
+exits_saying 2 "^shinkin-otp: token Z9: secret cannot be decrypted (wrong master key or tampered row)" \
+    "token show --uri of a secret that cannot be decrypted fails, saying why" \
+    cli token show Z9 --uri
+check "... and prints nothing" test ! -s "$OUT"
+n1=$(exports)
+check "... and no row records an export of Z9" \
+    sh -c '! grep -q "token\.export accept .*serial=Z9 " "$1"' sh "$SB/exports"
+check "... one row records the attempt, as an error" \
+    test "$(grep -c "token\.export error INTERNAL contract=- serial=Z9 .*detail=uri: secret cannot be decrypted" "$SB/exports")" -eq 1
+check "... and no other" test "$n1" -eq $((n0 + 1))
+exits_saying 2 "token Z9: secret cannot be decrypted" \
+    "token show --png of it fails too" cli token show Z9 --png "$SB/z9.png"
+check "... and writes no file" test ! -e "$SB/z9.png"
+
 # The audit row cannot be written: no secret leaves.
 check "audit rows refused by a trigger" sqlite3 "$(conf_path store)" \
     "CREATE TRIGGER no_audit BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'audit refused'); END;"

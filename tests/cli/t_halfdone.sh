@@ -63,6 +63,8 @@ failed_specific "token add: the audit row refused" \
 same "... and T2 was not added" \
     "SELECT count(*) FROM tokens WHERE serial = 'T2'" 0
 failed_specific "token generate: the audit row refused" cli token generate
+check "... saying so" \
+    grep -q "^shinkin-otp: token SO[0-9]* not generated, nothing stored: " "$ERR"
 same "... and no token was added" "SELECT count(*) FROM tokens" 1
 NOW=$(date +%s)
 STEP1=$(q "SELECT last_step FROM tokens WHERE serial = 'T1'")
@@ -100,27 +102,45 @@ same "... and C1's login choice is unchanged" \
 check "mend the store" store_mend no_audit audit
 same "no audit row was written meanwhile" "SELECT count(*) FROM audit" "$ROWS"
 
-# token generate commits the token, then exports its secret (audited):
-# when the export's row is refused, the token stands and the one line
-# says so, naming it and how to show its secret.
+# token generate adds the token, its row and its export's row in one
+# transaction: when the export's row is refused, nothing is left (it
+# used to leave the token, unassigned, its secret never shown), and the
+# one line says so.
 check "the store refuses the export's audit row" \
     store_fail no_export audit INSERT "NEW.action = 'token.export'" \
     "audit refused by the test"
-cli token generate
-_got=$?
-GEN=$(q "SELECT serial FROM tokens WHERE serial LIKE 'SO%'")
-if [ "$_got" -eq 2 ] && [ -n "$GEN" ] && [ ! -s "$OUT" ] &&
-    [ "$(wc -l <"$ERR")" -eq 1 ] &&
-    grep -q "^shinkin-otp: token $GEN was generated and stays in the store, its secret not shown (\"token show $GEN --uri\" shows it): .*audit refused by the test" "$ERR"; then
-	ok "token generate: a refused export names the token left"
-else
-	notok "token generate: a refused export names the token left (exit $_got)"
-	sed 's/^/#   /' "$ERR"
-fi
+ROWS=$(q "SELECT count(*) FROM audit")
+exits_saying 2 "^shinkin-otp: token SO[0-9]* not generated, nothing stored: its export's audit row cannot be written: .*$STORE_KIND .*audit refused by the test" \
+    "token generate: a refused export leaves nothing, and says so" \
+    cli token generate
+check "... and prints no secret" [ ! -s "$OUT" ]
+same "... and no token was added" \
+    "SELECT count(*) FROM tokens WHERE serial LIKE 'SO%'" 0
+same "... nor any audit row" "SELECT count(*) FROM audit" "$ROWS"
 check "mend the store" store_mend no_export audit
-check "... and the secret is shown once it is mended" \
-    cli token show "$GEN" --uri
-check "... as an otpauth URI" grep -q "otpauth://totp/" "$OUT"
+# --count: the tokens before the refused one were generated and shown;
+# it and those after it were not.
+check "the store refuses the second generated token's export row" \
+    store_fail no_second audit INSERT "NEW.action = 'token.export' AND
+    (SELECT count(*) FROM tokens WHERE serial LIKE 'SO%') > 1" \
+    "audit refused by the test"
+exits_saying 2 "^shinkin-otp: 1 of 3 tokens generated and shown above: token SO[0-9]* not generated, nothing stored: its export's audit row cannot be written: .*audit refused by the test" \
+    "token generate --count 3: the second refused, said so" \
+    cli token generate --count 3
+GEN=$(q "SELECT serial FROM tokens WHERE serial LIKE 'SO%'")
+check "... the first was generated ($GEN) and shown" \
+    grep -q "^$GEN otpauth://totp/" "$OUT"
+check "... only it" [ "$(wc -l <"$OUT")" -eq 1 ]
+same "... one token stored" \
+    "SELECT count(*) FROM tokens WHERE serial LIKE 'SO%'" 1
+same "... with its rows: added, exported" \
+    "SELECT count(*) FROM audit WHERE serial = '$GEN'
+     AND action IN ('token.add', 'token.export')" 2
+same "... and no row for another" \
+    "SELECT count(*) FROM audit WHERE serial LIKE 'SO%' AND serial <> '$GEN'" 0
+check "mend the store" store_mend no_second audit
+check "token generate once it is mended" cli token generate
+check "... as an otpauth URI" grep -q "^SO[0-9]* otpauth://totp/" "$OUT"
 check "contract unlock C1 once the store is mended" cli contract unlock C1
 same "... and C1 is unlocked" \
     "SELECT failures FROM contracts WHERE id = 'C1'" 0

@@ -50,9 +50,37 @@ check "verify --otp in full-width digits ($FW) is accepted" cli verify C1 --otp 
 refused BAD_INPUT "a code with a letter is malformed" cli verify C1 --otp 12a456
 check "the malformed code tells the customer, in Japanese" \
     grep -q '^message: 入力の形式が正しくありません。' "$OUT"
+# The operator reads which input was malformed, never its value.
+check "  the stderr line names the input" \
+    grep -q ': refused: malformed input: otp (BAD_INPUT)$' "$ERR"
+check "  so does stdout" grep -qx 'refused: malformed input: otp (BAD_INPUT)' "$OUT"
+check "  neither shows the code" sh -c '! grep -q 12a456 "$1" "$2"' sh "$OUT" "$ERR"
 refused BAD_INPUT "a code of the wrong length is malformed" cli verify C1 --otp 12345
 check "malformed codes do not count toward the lockout" \
     sh -c "'$CLI' contract show C1 | grep -qx 'failures: 0'"
+
+# A registration asks five inputs: a malformed one is named as its audit
+# row names it ("malformed=login-otp"), not only called malformed.
+S2=$(secret)
+check "token add T2 (for a registration)" cli token add T2 --secret "$S2"
+check "contract add R1" clin pw-R1 contract add R1
+check "contract card R1" cli contract card R1
+refused BAD_INPUT "registration: a login choice that is none of 1-3 is refused" \
+    clin pw-R1 verify R1 --context registration --serial T2 \
+    --otp "$(totp "$S2")" --login-otp maybe
+check "  the stderr line names the input" \
+    grep -q ': refused: malformed input: login-otp (BAD_INPUT)$' "$ERR"
+check "  so does stdout" \
+    grep -qx 'refused: malformed input: login-otp (BAD_INPUT)' "$OUT"
+check "  never its value" sh -c '! grep -q maybe "$1" "$2"' sh "$OUT" "$ERR"
+check "  as the audit row names it" \
+    sh -c "'$CLI' audit --contract R1 | tail -n 1 | grep -q 'register reject BAD_INPUT .*detail=malformed=login-otp'"
+refused BAD_INPUT "registration: a serial with a quote inside is refused" \
+    clin pw-R1 verify R1 --context registration --serial 'T"2' \
+    --otp "$(totp "$S2")" --login-otp 1
+check "  named: serial" \
+    grep -q ': refused: malformed input: serial (BAD_INPUT)$' "$ERR"
+check "T2 stays unbound" sh -c "'$CLI' contract show R1 | grep -qx 'token: -'"
 
 # The card: a grid printed once, then a challenge for some cells.
 check "contract card" cli contract card C1
@@ -120,11 +148,17 @@ check_rc 1 "verify --json (a used code)" \
     cli --json verify C1 --otp "$(totp "$S" 30)"
 if command -v jq >/dev/null; then
 	check "json: verdict" jq -e '.verdict == "reject" and .reason == "REPLAYED"' "$OUT"
+	check "json: no malformed input named for a used code" jq -e 'has("malformed") | not' "$OUT"
+	check_rc 1 "verify --json (a malformed login choice)" \
+	    clin pw-R1 --json verify R1 --context registration --serial T2 \
+	    --otp "$(totp "$S2")" --login-otp maybe
+	check "json: the malformed input by name" \
+	    jq -e '.reason == "BAD_INPUT" and .malformed == "login-otp"' "$OUT"
 	check_rc 3 "json: continue" clin secret-1 --json verify C1 --context login
 	check "json: the question, its prompt, echo and state" \
 	    jq -e '.ask == "card" and (.prompt | test("確認用パスワード表の")) and .echo == false and (.state | length > 0) and (.card_cells | length > 0)' "$OUT"
 	check "token list --json: one object per line" cli --json token list
-	check "json: lines parse" jq -e -s 'length == 1 and .[0].serial == "T1"' "$OUT"
+	check "json: lines parse" jq -e -s 'length == 2 and .[0].serial == "T1" and .[1].serial == "T2"' "$OUT"
 	check "audit --json parses" sh -c "'$CLI' --json audit | jq -e -s 'length > 5' >/dev/null"
 	# Every --json command writes JSON only: no human lines, no QR art.
 	mkdir "$SB/j"
@@ -140,7 +174,7 @@ if command -v jq >/dev/null; then
 	    jq -e -s 'length == 1 and .[0].verdict == "error" and .[0].usage == true and .[0].command == "token show"' "$OUT"
 	check_rc 2 "token generate --qr --json is refused" cli --json token generate --qr
 	check "no token was generated" \
-	    sh -c "'$CLI' token list | wc -l | grep -qx 1"
+	    sh -c "'$CLI' token list | wc -l | grep -qx 2"
 else
 	notok "jq is not installed (scripts/deps.sh installs it)"
 fi

@@ -76,6 +76,7 @@ svc firstboth "auth required pam_permit.so" \
     "$M context=mobile use_first_pass try_first_pass"
 svc dbg "$M context=mobile debug"
 svc dbglogin "$M context=login debug"
+svc dbgreg "$M context=registration debug"
 svc en-login "auth required $MOD config=$SB/en.conf context=login"
 sed 's/^unknown_contract = hide$/unknown_contract = reveal/' "$CONF" \
     >"$SB/reveal.conf"
@@ -519,6 +520,12 @@ C=$(code T-DBG)
 pt PAM_SUCCESS "debug login: the right code accepted" dbglogin c-dbg pw-dbg "$C"
 pt_log_lacks "  its log lines do not hold the code" "$C"
 pt_log_lacks "  nor the password" pw-dbg
+# A malformed answer: the outcome line names which input, never its value.
+pt PAM_AUTH_ERR "debug login: a code with a letter refused" \
+    dbglogin c-dbg pw-dbg 12a456
+pt_has "  the outcome line names the input" \
+    "context login: Authentication failure (BAD_INPUT, malformed input: otp)\$"
+pt_log_lacks "  and does not hold the code" 12a456
 drv PAM_SUCCESS "mobile: password alone accepted" ib-mobile c-login pw-login
 check "mobile: exactly one prompt, the password" \
     only_prompt "prompt-off: ログインパスワード："
@@ -790,6 +797,15 @@ drv PAM_AUTH_ERR "registration: a wrong code ends it" \
 check "  and asked nothing after the code" [ "$(nprompts .)" -eq 3 ]
 "$CLI" contract show c-reg >"$SB/show" 2>&1
 check "  and bound nothing" grep -qx 'token: -' "$SB/show"
+# Five answers: the one that was malformed is named in the module's
+# line, as the audit line names it, never with its value.
+drvlog PAM_AUTH_ERR "registration: a login choice that is none of 1-3 ends it" \
+    dbgreg c-reg -g "$SB/grid-c-reg" pw-reg T-REG "$(code T-REG)" maybe
+has_log "  the module's line names the input" \
+    "context registration: Authentication failure (BAD_INPUT, malformed input: login-otp)\$"
+has_log "  as the audit line does" \
+    'reason=BAD_INPUT.* detail="malformed=login-otp"'
+lacks_log "  never its value" maybe
 drv PAM_SUCCESS "registration: password, serial, code, choice, card" \
     ib-register c-reg -g "$SB/grid-c-reg" pw-reg "ｔ－ｒｅｇ" "$(code T-REG)" 1 @card
 # Each prompt by what it asks (the choice names the other factors).

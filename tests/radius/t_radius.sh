@@ -535,6 +535,8 @@ round g3 Access-Challenge "$P_CHOICE" Echo \
     "registration round 3: the code gets the login-choice question (Echo)"
 rr w4 ib-register regc 9 "$S"
 round w4 Access-Reject "$M_BAD" "" "registration round 4: a choice that is none of 1-3 is refused"
+check "  the module's line names the malformed input" \
+    log_says "$FR_DIR/log/X.log" 'Decision: reject (BAD_INPUT, malformed input: login-otp)'
 reg_to 4
 check "registration round 4: the choice gets the card question, naming cells" \
     [ "$(reply_of g4)" = Access-Challenge ] && [ -n "$(cells_of g4)" ] &&

@@ -1368,6 +1368,8 @@ test_engine_forgiving_input(void **state)
 		    SOTP_OK);
 		assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
 		assert_int_equal(d.reason, SOTP_R_BAD_INPUT);
+		/* The decision names the input, as the row does. */
+		assert_int_equal(d.malformed, SOTP_F_OTP);
 		assert_string_equal(d.message,
 		    "入力の形式が正しくありません。桁数をご確認のうえ、最初からやり直してください。");
 		sotp_attempt_free(a);
@@ -1872,6 +1874,12 @@ test_engine_overlong_input_refused(void **state)
 		assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
 		assert_int_equal(d.verdict, SOTP_REJECT);
 		assert_int_equal(d.reason, SOTP_R_BAD_INPUT);
+		/*
+		 * Named when known: the input set by name; not a first
+		 * answer (no question asked yet), nor a password and code
+		 * in one value.
+		 */
+		assert_int_equal(d.malformed, i == 2 ? SOTP_F_OTP : 0);
 		assert_string_equal(d.message,
 		    "入力の形式が正しくありません。桁数をご確認のうえ、最初からやり直してください。");
 		sotp_attempt_free(a);
@@ -1885,6 +1893,7 @@ test_engine_overlong_input_refused(void **state)
 	assert_int_equal(sotp_attempt_answer(a, big), SOTP_OK);
 	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
 	assert_int_equal(d.reason, SOTP_R_BAD_INPUT);
+	assert_int_equal(d.malformed, SOTP_F_OTP); /* the question asked */
 	sotp_attempt_free(a);
 	/* 1024 bytes are kept: only a wrong password. */
 	big[1024] = '\0';
@@ -1904,6 +1913,7 @@ test_engine_overlong_input_refused(void **state)
 	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
 	assert_int_equal(d.verdict, SOTP_REJECT);
 	assert_int_equal(d.reason, SOTP_R_BAD_INPUT);
+	assert_int_equal(d.malformed, 0); /* the request, not one input */
 	sotp_attempt_free(a);
 	/* A row for each refusal, naming the contract and the cause. */
 	audit_rows_of(f, t, &rows);
