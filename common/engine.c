@@ -1075,7 +1075,8 @@ rehash(struct sotp_attempt *a, const struct sotp_contract_rec *c)
 	        ? (int)(strchr(c->pwhash + 1, '$') - c->pwhash + 1)
 	        : 0,
 	    c->pwhash, sotp_pw_methods[a->ctx->pol.pw_method].name);
-	if (won)
+	/* A State of this attempt is bound to the hash now stored. */
+	if (won && (rc = sotp_attempt_pw_verified(a, hash)) == SOTP_OK)
 		rc = sotp_audit(a->ctx, a->now, "contract.rehash", c->id, NULL,
 		    a->context, "accept", SOTP_R_ACCEPTED, detail);
 out:
@@ -1107,6 +1108,8 @@ check_password(
 		    input(a, SOTP_F_PASSWORD), a->ctx->dummy_hash, &unused);
 	}
 	*reason = ok ? SOTP_R_ACCEPTED : SOTP_R_WRONG_PASSWORD;
+	if (rc == SOTP_OK && ok)
+		rc = sotp_attempt_pw_verified(a, c->pwhash);
 	if (rc == SOTP_OK && ok && a->ctx->pol.rehash &&
 	    sotp_passwd_outdated(&a->ctx->pol, c->pwhash))
 		rc = rehash(a, c);
@@ -1720,12 +1723,37 @@ look_up(struct sotp_attempt *a)
 	sotp_free_secret(c, sizeof(*c));
 }
 
+/*
+ * A resumed State that carries the password holds only while the
+ * contract's password is the one it was verified against
+ * (engine_state.c): checked against c, the row this step read (NULL when
+ * there is none), with no read of its own. 1 when it holds; else 0 and
+ * *rc: refused as a bad State is (and as look_up would, the row naming
+ * the contract when there is one), or the failure of its MAC.
+ */
+static int
+state_holds(struct sotp_attempt *a, const struct sotp_context_def *cdef,
+    const struct sotp_contract_rec *c, struct sotp_decision *d, int *rc)
+{
+	int holds = 0;
+
+	*rc = sotp_attempt_state_holds(a, c != NULL ? c->pwhash : NULL, &holds);
+	if (*rc == SOTP_OK && holds)
+		return 1;
+	a->known = c != NULL;
+	if (*rc != SOTP_OK)
+		*rc = fail_error(a, cdef, d, *rc);
+	else
+		*rc = finish(a, cdef, d, SOTP_REJECT, a->state_reason, NULL);
+	return 0;
+}
+
 static int
 step(struct sotp_attempt *a, struct sotp_decision *d)
 {
 	const struct sotp_context_def *cdef;
 	struct sotp_contract_rec *c = NULL;
-	int rc, reveal, reason;
+	int rc, reveal, reason, found;
 
 	memset(d, 0, sizeof(*d));
 	d->verdict = SOTP_REJECT;
@@ -1800,13 +1828,16 @@ step(struct sotp_attempt *a, struct sotp_decision *d)
 	rc = a->contract_ok
 	    ? sotp_store_contract_get(a->ctx->st, a->contract, c)
 	    : SOTP_ERR_NOT_FOUND;
+	found = rc == SOTP_OK;
 	if (rc == SOTP_ERR_NOT_FOUND && reveal)
 		rc = finish(
 		    a, cdef, d, SOTP_REJECT, SOTP_R_UNKNOWN_CONTRACT, NULL);
 	else if (rc != SOTP_OK && rc != SOTP_ERR_NOT_FOUND)
 		rc = fail_error(a, cdef, d, store_err(a->ctx, rc));
+	else if (!state_holds(a, cdef, found ? c : NULL, d, &rc))
+		; /* refused as a bad State, or failed: rc says which */
 	/* Once a phantom, always: a contract made meanwhile changes nothing. */
-	else if (rc == SOTP_ERR_NOT_FOUND || a->phantom)
+	else if (!found || a->phantom)
 		rc = step_phantom(a, cdef, c, d);
 	else {
 		a->known = 1;

@@ -9,6 +9,8 @@
 
 #define SOTP_NFACTORS 5
 #define SOTP_STATE_ID_LEN 16
+#define SOTP_PW_DIGEST_LEN 32
+#define SOTP_PW_TAG_LEN 16
 
 struct sotp_attempt {
 	struct sotp_ctx *ctx;
@@ -56,6 +58,22 @@ struct sotp_attempt {
 	char unmapped[128];
 	uint8_t state_id[SOTP_STATE_ID_LEN];
 	int64_t state_expires; /* of the resumed state */
+	uint32_t state_kv;     /* the key version that signed it */
+	/*
+	 * The password this attempt verified: SHA-256 of the contract's
+	 * stored hash it matched (the new one after a rehash). A State that
+	 * carries the password done is bound to it (engine_state.c).
+	 */
+	uint8_t pw_digest[SOTP_PW_DIGEST_LEN];
+	int pw_digest_set;
+	/*
+	 * A resumed State's binding to the password (layout version 4),
+	 * checked against the contract's row the next step reads
+	 * (sotp_attempt_state_holds); pw_bound 0 for a State with no
+	 * password done, or one of an older build.
+	 */
+	uint8_t pw_tag[SOTP_PW_TAG_LEN];
+	int pw_bound;
 	int final;
 	/*
 	 * The contract does not exist and the policy hides that: the attempt
@@ -87,6 +105,22 @@ struct sotp_attempt {
 	/* Core time (monotonic µs) toward the next counted decision. */
 	uint64_t t_busy, t_start;
 };
+
+/*
+ * The password was verified against pwhash, the contract's stored hash
+ * (after a rehash, the one that replaced it): a State exported with the
+ * password done is bound to it.
+ */
+int sotp_attempt_pw_verified(struct sotp_attempt *a, const char *pwhash);
+/*
+ * Whether a resumed State bound to the password (version 4) still holds
+ * for pwhash, the contract's stored hash as this step read it (NULL: no
+ * contract): *holds 1, or 0 with the State dropped and state_reason set
+ * to STATE_INVALID. A State not so bound holds. Errors: those of the
+ * State's MAC (its key version, the HMAC), the State then dropped too.
+ */
+int sotp_attempt_state_holds(
+    struct sotp_attempt *a, const char *pwhash, int *holds);
 
 /* The bit index of a single SOTP_F_* value, or -1. */
 int sotp_engine_fidx(unsigned int factor);

@@ -651,8 +651,10 @@ SOTP_EXPORT int sotp_attempt_step(
  * Exports the attempt's progress (what was verified so far and what was
  * asked) as octets to buf[bufsz], their count in *len (at most
  * SOTP_STATE_MAX, one RADIUS State): no secret inside, authenticated
- * with a key derived from the master key, bound to contract and context,
- * expiring after the policy's state lifetime. Errors: SOTP_ERR_BUFFER,
+ * with a key derived from the master key, bound to contract and context
+ * and, once the password is verified, to the contract's password as
+ * stored then, expiring after the policy's state lifetime. Errors:
+ * SOTP_ERR_BUFFER,
  * SOTP_ERR_CONFIG, SOTP_ERR_CRYPTO.
  */
 SOTP_EXPORT int sotp_attempt_export(
@@ -664,8 +666,11 @@ SOTP_EXPORT int sotp_attempt_export(
  * reason (and is audited). One this server cannot check (the key
  * version that signed it cannot be fetched or unwrapped, no HMAC) is no
  * bad state: the next step refuses it as that failure and returns the
- * error, as any other. A step before any answer repeats the question,
- * changing nothing.
+ * error, as any other. A state that carries the password verified is
+ * bad once the contract's stored password hash has changed (contract
+ * passwd, a rehash by another login): the step that reads the contract
+ * rejects it as SOTP_R_STATE_INVALID. A step before any answer repeats
+ * the question, changing nothing.
  */
 SOTP_EXPORT int sotp_attempt_resume(struct sotp_ctx *ctx,
     const char *contract_id, const char *context, const uint8_t *state,

@@ -13,11 +13,14 @@
  *                 that many serial bytes) that the harness signs with the
  *                 state key the way the engine does, so that the fuzzer
  *                 reaches what lies behind the MAC; the body is laid out
- *                 as version 2's, and one saying version 2 is made a
- *                 version 3 State under the store's current key version
- *                 (what the engine writes); without the flag the state
- *                 is the octets up to the first '\n', as a stranger would
- *                 send them;
+ *                 as version 2's, and one saying version 2 is made what
+ *                 the engine writes under the store's current key
+ *                 version: version 4, bound to the contracts' password,
+ *                 when it says the password is done, else version 3;
+ *                 one saying version 1 is made version 3 whatever it
+ *                 says (an older build's State, bound to nothing);
+ *                 without the flag the state is the octets up to the
+ *                 first '\n', as a stranger would send them;
  *   bits 1-2      1..3: the code by name is the right one of token 1..3;
  *   bit 3         the card digits by name are right for the body's cells;
  *   bits 4-7      now is T0 plus that many seconds.
@@ -34,6 +37,7 @@
 
 #include <crypt.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <sqlite3.h>
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -41,8 +45,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /*
  * engine_state.c's layouts: the input's body is version 2's; version 3
- * puts the key version (4) after the version byte. Checked against an
- * export at start.
+ * puts the key version (4) after the version byte, version 4 also the
+ * password's tag (16) after the serial. Checked against an export at
+ * start.
  */
 #define ST_ID_LEN 16
 #define ST_KV 4
@@ -52,7 +57,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define ST_NCELLS (ST_DONE + 2)
 #define ST_CELLS (ST_NCELLS + 1)
 #define ST_MAC_LEN 16
-#define ST_MAX (ST_FIXED + SOTP_ID_MAX - 1 + ST_MAC_LEN)
+#define ST_TAG_LEN 16
+#define ST_MAX (ST_FIXED + SOTP_ID_MAX - 1 + ST_TAG_LEN + ST_MAC_LEN)
 #define NTOKENS 3
 #define NFIELDS 6
 
@@ -65,6 +71,7 @@ static const char *const secrets[NTOKENS] = {"JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
 
 static struct sotp_ctx *ctx;
 static uint32_t cur_kv;    /* the store's current key version */
+static char pwhash[128];   /* every contract's: "pw", hashed cheaply */
 static int verbose;        /* SOTP_FUZZ_VERBOSE set: each decision on stderr */
 static sqlite3 *db;        /* restores the store after each input */
 static char grids[2][512]; /* printed cards of F-CARD and F-REG */
@@ -158,8 +165,9 @@ provision(const char *path)
 	memset(&cd, 0, sizeof(cd));
 	/* yescrypt costs tens of ms a check: sha256crypt at its minimum. */
 	if ((h = crypt_r("pw", "$5$rounds=1000$fuzzsalt$", &cd)) == NULL ||
-	    h[0] != '$')
+	    h[0] != '$' || strlen(h) >= sizeof(pwhash))
 		fuzz_abort("crypt", NULL);
+	strcpy(pwhash, h);
 	snprintf(sql, sizeof(sql),
 	    "UPDATE contracts SET pwhash = '%s';"
 	    "CREATE TABLE snap_tokens AS SELECT * FROM tokens;"
@@ -173,10 +181,31 @@ provision(const char *path)
 }
 
 /*
+ * tag[ST_TAG_LEN]: the password's tag of a version 4 State (raw, its
+ * id) as engine_state.c makes it, under the current key version, for
+ * the contracts' password.
+ */
+static void
+pw_tag(const uint8_t *raw, uint8_t *tag)
+{
+	static const char label[] = "shinkin-otp State password";
+	uint8_t buf[sizeof(label) + ST_ID_LEN + 32], mac[32];
+	unsigned int n = 0;
+
+	memcpy(buf, label, sizeof(label));
+	memcpy(buf + sizeof(label), raw + 1 + ST_KV, ST_ID_LEN);
+	if (EVP_Digest(pwhash, strlen(pwhash), buf + sizeof(label) + ST_ID_LEN,
+	        &n, EVP_sha256(), NULL) != 1 ||
+	    sotp_keys_state_mac(ctx, cur_kv, buf, sizeof(buf), mac) != SOTP_OK)
+		fuzz_abort("tag", ctx);
+	memcpy(tag, mac, ST_TAG_LEN);
+}
+
+/*
  * raw[len + ST_MAC_LEN]: body given, MAC computed as engine_state.c does
- * under the key version a version 3 body names; another version's body,
- * or one naming a key version the store does not hold, gets a MAC of
- * zeros (the engine signs no such State).
+ * under the key version a version 3 or 4 body names; another version's
+ * body, or one naming a key version the store does not hold, gets a MAC
+ * of zeros (the engine signs no such State).
  */
 static void
 sign(uint8_t *raw, size_t len, const char *contract, const char *context)
@@ -186,7 +215,7 @@ sign(uint8_t *raw, size_t len, const char *contract, const char *context)
 	uint32_t kv;
 
 	memset(raw + len, 0, ST_MAC_LEN);
-	if (raw[0] != 3 || len < 1 + ST_KV)
+	if ((raw[0] != 3 && raw[0] != 4) || len < 1 + ST_KV)
 		return;
 	kv = (uint32_t)raw[1] << 24 | (uint32_t)raw[2] << 16 |
 	    (uint32_t)raw[3] << 8 | raw[4];
@@ -212,11 +241,12 @@ check_layout(void)
 	    sotp_attempt_answer(a, "pw") != SOTP_OK ||
 	    sotp_attempt_step(a, &d) != SOTP_OK || d.verdict != SOTP_CONTINUE ||
 	    sotp_attempt_export(a, st, sizeof(st), &n) != SOTP_OK ||
-	    n != ST_FIXED + ST_MAC_LEN || st[0] != 3)
+	    n != ST_FIXED + ST_TAG_LEN + ST_MAC_LEN || st[0] != 4)
 		fuzz_abort("a real state", ctx);
 	sotp_attempt_free(a);
 	memcpy(again, st, n);
-	sign(again, ST_FIXED, "F-OTP", "login");
+	pw_tag(again, again + ST_FIXED);
+	sign(again, ST_FIXED + ST_TAG_LEN, "F-OTP", "login");
 	if (memcmp(st, again, n) != 0)
 		fuzz_abort(
 		    "the harness's state layout is not the engine's", NULL);
@@ -361,10 +391,14 @@ one(const uint8_t *data, size_t size)
 		                                  : ST2_FIXED;
 		memcpy(body, p, n);
 		p += n;
-		/* Version 2's body as version 3, under the current key. */
-		fixed = body[0] == 2 ? ST_FIXED : ST2_FIXED;
-		if (body[0] == 2) {
-			raw[0] = 3;
+		/*
+		 * Version 2's body as the engine writes it, under the current
+		 * key; version 1's as an older build does.
+		 */
+		fixed = body[0] == 1 || body[0] == 2 ? ST_FIXED : ST2_FIXED;
+		if (fixed == ST_FIXED) {
+			raw[0] =
+			    body[0] == 2 && (body[ST_DONE - ST_KV] & 1) ? 4 : 3;
 			raw[1] = (uint8_t)(cur_kv >> 24);
 			raw[2] = (uint8_t)(cur_kv >> 16);
 			raw[3] = (uint8_t)(cur_kv >> 8);
@@ -381,6 +415,10 @@ one(const uint8_t *data, size_t size)
 		memcpy(raw + fixed, p, len);
 		p += len;
 		len += fixed;
+		if (raw[0] == 4) {
+			pw_tag(raw, raw + len);
+			len += ST_TAG_LEN;
+		}
 		sign(raw, len, contract, context);
 		len += ST_MAC_LEN;
 		card_answer(contract, raw, card);

@@ -337,6 +337,17 @@ ALT=$(echo "$S" | awk '{ i = int(length($0) / 2); c = substr($0, i, 1);
 	printf "%s%s%s", substr($0, 1, i - 1), (c == "4" ? "5" : "4"), substr($0, i + 1) }')
 exchange e2 "$(req erin "$(code erin)" "State = $ALT")" \
     "$(f_reject "$M_INVALID")" "an altered State is rejected"
+# A State issued before the bank changes the password is refused as a
+# bad State, the code right (whoever knew the old password finished the
+# login with it). e1's is unspent: the altered one was not taken.
+check "contract passwd erin (the bank changes the password)" \
+    sh -c "printf 'pw-erin-2\\n' | '$CLI' contract passwd erin >/dev/null"
+exchange e3 "$(req erin "$(code erin)" "State = $S")" \
+    "$(f_reject "$M_INVALID")" "  a State from before the change is rejected"
+exchange e4 "$(req erin pw-erin-2)" "$(f_challenge "$OTP_PROMPT")" \
+    "  the new password is challenged"
+exchange e5 "$(req erin "$(code erin)" "State = $(state_of e4)")" \
+    "$(f_accept)" "  and its State with the code accepted"
 exchange f1 "$(req frank pw-frank "Called-Station-Id = short")" \
     "$(f_challenge "Code from your token: ")" \
     "a [messages] override in the policy replaces the prompt"

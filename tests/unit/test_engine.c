@@ -1631,6 +1631,59 @@ test_engine_state_reexport_is_the_same_state(void **state)
 }
 
 /*
+ * A State carries the password as checked: after the bank changes it
+ * (contract passwd), a State issued before is refused as a bad State,
+ * the code right (it was accepted for its lifetime: whoever knew the old
+ * password finished the login). A passwd to the same password does it
+ * too (a fresh salt). A State that carries no password is good across.
+ */
+/* The failure count a contract has in the store. */
+static unsigned int
+failures_of(struct fx *f, const char *id)
+{
+	struct sotp_contract_rec c;
+	unsigned int n;
+
+	assert_int_equal(sotp_store_contract_get(f->ctx->st, id, &c), SOTP_OK);
+	n = c.failures;
+	sotp_wipe(&c, sizeof(c));
+	return n;
+}
+
+static void
+test_engine_state_refused_after_passwd(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_attempt *a = NULL;
+	struct sotp_decision d;
+	struct st st, tx;
+	time_t t = T0 + 31000;
+
+	challenge(f, "C-OTP", t, &st);
+	assert_int_equal(
+	    sotp_attempt_begin(f->ctx, "C-OTP", "transaction", t, &a), SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_CONTINUE);
+	assert_int_equal(
+	    sotp_attempt_export(a, tx.b, sizeof(tx.b), &tx.n), SOTP_OK);
+	sotp_attempt_free(a);
+	assert_int_equal(
+	    sotp_contract_passwd(f->ctx, "C-OTP", "pw-otp", t + 1, &d),
+	    SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_ACCEPT);
+	assert_int_equal(
+	    answer(f, "C-OTP", "login", &st, t + 5), SOTP_R_STATE_INVALID);
+	/* Refused as a bad State is: not counted toward the lockout. */
+	assert_int_equal(failures_of(f, "C-OTP"), 0);
+	assert_int_equal(
+	    answer(f, "C-OTP", "transaction", &tx, t + 5), SOTP_R_ACCEPTED);
+	/* The password as it is now: a new State, good. */
+	challenge(f, "C-OTP", t + 40, &st);
+	assert_int_equal(
+	    answer(f, "C-OTP", "login", &st, t + 45), SOTP_R_ACCEPTED);
+}
+
+/*
  * The clock steps back between the challenge and its answer (an NTP step,
  * a VM restored from a snapshot). The used-state mark must still stand
  * for as long as the state itself is valid: a second use needs no
@@ -1704,7 +1757,8 @@ test_engine_state_once_across_skewed_servers(void **state)
 
 /*
  * Signs st's body (all but its MAC) as engine_state.c does, under the
- * key version the body names (version 3; version 2 is version 0's).
+ * key version the body names (versions 3 and 4; version 2 is version
+ * 0's).
  */
 static void
 resign(struct fx *f, struct st *st, const char *id, const char *context)
@@ -1713,7 +1767,7 @@ resign(struct fx *f, struct st *st, const char *id, const char *context)
 	size_t body = st->n - 16, cl = strlen(id), xl = strlen(context);
 	uint32_t kv = 0;
 
-	if (st->b[0] == 3)
+	if (st->b[0] != 2)
 		kv = (uint32_t)st->b[1] << 24 | (uint32_t)st->b[2] << 16 |
 		    (uint32_t)st->b[3] << 8 | st->b[4];
 	memcpy(buf, st->b, body);
@@ -1727,7 +1781,9 @@ resign(struct fx *f, struct st *st, const char *id, const char *context)
 
 /*
  * Where the fields of a version 3 state are (engine_state.c): a store
- * made by init has key version 1, so its States name it.
+ * made by init has key version 1, so its States name it. Version 4 (the
+ * password done) has them at the same places, its password tag after
+ * the serial.
  */
 #define ST_DONE (1 + 4 + 16 + 8 + 1)
 #define ST_ASKED (ST_DONE + 1)
@@ -1802,10 +1858,12 @@ test_engine_state_body_checked(void **state)
 	reg_round(f, "C-REG", &reg, "pw-reg", t, &d);
 	reg_round(f, "C-REG", &reg, "T-REG", t + 1, &d);
 	assert_int_equal(d.ask, SOTP_F_OTP);
-	/* The serial claimed done, but none carried. */
+	/* The serial claimed done, but none carried (then the tag, the MAC). */
 	bad = reg;
+	assert_int_equal(bad.b[0], 4);
 	bad.b[ST_SERIAL_LEN] = 0;
-	bad.n = ST_SERIAL_LEN + 1 + 16;
+	memmove(bad.b + ST_SERIAL_LEN + 1, reg.b + reg.n - 32, 16);
+	bad.n = ST_SERIAL_LEN + 1 + 16 + 16;
 	resign(f, &bad, "C-REG", "registration");
 	assert_int_equal(
 	    forged_reason(f, &bad, "C-REG", "registration", "123456", t + 2),
@@ -1831,6 +1889,65 @@ test_engine_state_body_checked(void **state)
 	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
 	assert_int_equal(d.ask, SOTP_F_OTP);
 	sotp_attempt_free(a);
+}
+
+/*
+ * The layouts across an upgrade (engine_state.c): a State with the
+ * password done is version 4, its tag checked; one without is version 3
+ * as before. A version 3 State with the password done, as an older build
+ * writes it, is still taken. Signed bodies that break the rules are not:
+ * a version 4 without the password, a tag that is not the password's.
+ */
+static void
+test_engine_state_layout_versions(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_attempt *a = NULL;
+	struct sotp_decision d;
+	struct st st, tx, bad;
+	time_t t = T0 + 61000;
+
+	/* An older build's State: version 3, no tag, the password done. */
+	challenge(f, "C-OTP", t, &st);
+	assert_int_equal(st.b[0], 4);
+	bad = st;
+	bad.b[0] = 3;
+	memmove(bad.b + st.n - 32, st.b + st.n - 16, 16);
+	bad.n = st.n - 16;
+	resign(f, &bad, "C-OTP", "login");
+	assert_int_equal(
+	    answer(f, "C-OTP", "login", &bad, t + 5), SOTP_R_ACCEPTED);
+	/* A tag that is not the password's, under a good MAC. */
+	challenge(f, "C-OTP", t + 40, &st);
+	bad = st;
+	bad.b[st.n - 17] ^= 1;
+	resign(f, &bad, "C-OTP", "login");
+	assert_int_equal(
+	    forged_reason(f, &bad, "C-OTP", "login", "000000", t + 45),
+	    SOTP_R_STATE_INVALID);
+	assert_int_equal(
+	    answer(f, "C-OTP", "login", &st, t + 45), SOTP_R_ACCEPTED);
+	/* No password done: version 3, and never version 4. */
+	assert_int_equal(
+	    sotp_attempt_begin(f->ctx, "C-OTP", "transaction", t + 80, &a),
+	    SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_CONTINUE);
+	assert_int_equal(
+	    sotp_attempt_export(a, tx.b, sizeof(tx.b), &tx.n), SOTP_OK);
+	sotp_attempt_free(a);
+	assert_int_equal(tx.b[0], 3);
+	bad = tx;
+	bad.b[0] = 4;
+	memmove(bad.b + tx.n, tx.b + tx.n - 16, 16);
+	memset(bad.b + tx.n - 16, 0, 16);
+	bad.n = tx.n + 16;
+	resign(f, &bad, "C-OTP", "transaction");
+	assert_int_equal(
+	    forged_reason(f, &bad, "C-OTP", "transaction", "000000", t + 85),
+	    SOTP_R_STATE_INVALID);
+	assert_int_equal(
+	    answer(f, "C-OTP", "transaction", &tx, t + 85), SOTP_R_ACCEPTED);
 }
 
 /* ---- issue 12, defect 2: an unknown contract tells nothing ---- */
@@ -2545,6 +2662,54 @@ test_engine_uncommitted_rehash_not_logged_as_accept(void **state)
 		    logged.text);
 	if (strstr(logged.text, "not committed") != NULL)
 		fail_msg("a committed rehash logged as not:\n%s", logged.text);
+}
+
+/*
+ * A login whose first round rehashes the password ([migration] rehash):
+ * its State is bound to the hash that round stored, not the one it read,
+ * so the customer's next round is taken.
+ */
+static void
+test_engine_state_bound_to_the_rehash(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_ctx *ctx = NULL;
+	struct sotp_attempt *a = NULL;
+	struct sotp_decision d;
+	struct st st;
+	char conf[160], cmd[1024], hash[SOTP_HASH_MAX], code[16];
+	time_t t = T0 + 83000;
+
+	snprintf(conf, sizeof(conf), "%s/rehash.conf", f->dir);
+	snprintf(cmd, sizeof(cmd),
+	    "sed 's/^rehash = no$/rehash = yes/' %s > %s &&"
+	    " grep -q '^rehash = yes$' %s",
+	    f->conf, conf, conf);
+	assert_int_equal(system(cmd), 0);
+	raw_sql(f->dir,
+	    "UPDATE contracts SET pwhash = '" OLD_HASH_OTP
+	    "' WHERE id = 'C-OTP'");
+	assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
+	assert_int_equal(sotp_ctx_load(ctx, conf), SOTP_OK);
+	assert_int_equal(
+	    sotp_attempt_begin(ctx, "C-OTP", "login", t, &a), SOTP_OK);
+	assert_int_equal(sotp_attempt_answer(a, "pw-otp"), SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_CONTINUE);
+	assert_int_equal(
+	    sotp_attempt_export(a, st.b, sizeof(st.b), &st.n), SOTP_OK);
+	sotp_attempt_free(a);
+	pwhash_of(f, "C-OTP", hash, sizeof(hash));
+	assert_true(strncmp(hash, "$y$", 3) == 0);
+	oath(B32_A, t + 5, NULL, code);
+	assert_int_equal(
+	    sotp_attempt_resume(ctx, "C-OTP", "login", st.b, st.n, t + 5, &a),
+	    SOTP_OK);
+	assert_int_equal(sotp_attempt_answer(a, code), SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	sotp_attempt_free(a);
+	sotp_ctx_free(ctx);
+	assert_int_equal(d.reason, SOTP_R_ACCEPTED);
 }
 
 /*
@@ -4642,6 +4807,12 @@ main(void)
 	};
 #undef T
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(
+	        test_engine_state_refused_after_passwd, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_engine_state_layout_versions, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_engine_state_bound_to_the_rehash, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_engine_contexts, setup, teardown),
 	    cmocka_unit_test_setup_teardown(

@@ -193,6 +193,41 @@ login_answer(struct sotp_ctx *ctx, const char *id, const char *b32, time_t t,
 	return (int)d.reason;
 }
 
+/* A transaction's first round (no password): the State it hands on. */
+static void
+tx_state(struct sotp_ctx *ctx, const char *id, time_t t, uint8_t *st, size_t *n)
+{
+	struct sotp_attempt *a = NULL;
+	struct sotp_decision d;
+
+	assert_int_equal(
+	    sotp_attempt_begin(ctx, id, "transaction", t, &a), SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_CONTINUE);
+	assert_int_equal(d.ask, SOTP_F_OTP);
+	assert_int_equal(
+	    sotp_attempt_export(a, st, SOTP_STATE_MAX, n), SOTP_OK);
+	sotp_attempt_free(a);
+}
+
+/* Its next round: the reason decided. */
+static int
+tx_answer(struct sotp_ctx *ctx, const char *id, const char *b32, time_t t,
+    const uint8_t *st, size_t n)
+{
+	struct sotp_attempt *a = NULL;
+	struct sotp_decision d;
+	char code[SOTP_CODE_MAX + 1];
+
+	code_at(b32, t, code);
+	assert_int_equal(
+	    sotp_attempt_resume(ctx, id, "transaction", st, n, t, &a), SOTP_OK);
+	assert_int_equal(sotp_attempt_answer(a, code), SOTP_OK);
+	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+	sotp_attempt_free(a);
+	return (int)d.reason;
+}
+
 static void
 bind(struct sotp_ctx *ctx, const char *id, const char *serial, const char *b32,
     enum sotp_login login)
@@ -401,9 +436,12 @@ test_keys_rotation_two_servers(void **state)
 
 	verify_chain(f->ctx, &before);
 	check_status(f->ctx, 1, 1, 0);
-	/* B signs a State under version 1 before the rotation begins. */
+	/*
+	 * B signs a State under version 1 before the rotation begins
+	 * (version 4 of the layout: the password done, engine_state.c).
+	 */
 	login_state(b, "C-A", t, s1, &n1);
-	assert_int_equal(s1[0], 3);
+	assert_int_equal(s1[0], 4);
 	assert_memory_equal(s1 + 1, "\0\0\0\1", 4);
 
 	assert_int_equal(sotp_key_rotate_begin(f->ctx, t, &st), SOTP_OK);
@@ -776,10 +814,19 @@ test_keys_legacy_store(void **state)
 	        "SELECT substr(hex(secret), 1, 2) = '01' FROM tokens"
 	        " WHERE serial = 'T-NEW0'"),
 	    1);
-	/* And a State too: version 2 of the layout (key version 0). */
-	login_state(ctx, "C-OLD", T0 + 31, st1, &sn);
+	/*
+	 * And a State too: version 2 of the layout (key version 0), but
+	 * for one that carries the password: version 4 (engine_state.c),
+	 * naming key version 0, which no older build reads.
+	 */
+	tx_state(ctx, "C-OLD", T0 + 31, st1, &sn);
 	assert_int_equal(st1[0], 2);
-	assert_int_equal(login_answer(ctx, "C-OLD", B32_A, T0 + 61, st1, sn),
+	assert_int_equal(
+	    tx_answer(ctx, "C-OLD", B32_A, T0 + 61, st1, sn), SOTP_R_ACCEPTED);
+	login_state(ctx, "C-OLD", T0 + 91, st1, &sn);
+	assert_int_equal(st1[0], 4);
+	assert_memory_equal(st1 + 1, "\0\0\0\0", 4);
+	assert_int_equal(login_answer(ctx, "C-OLD", B32_A, T0 + 121, st1, sn),
 	    SOTP_R_ACCEPTED);
 	/* init again changes nothing. */
 	assert_int_equal(sotp_init_at(ctx, f->conf, T0 + 1), SOTP_OK);
