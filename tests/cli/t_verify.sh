@@ -184,8 +184,8 @@ fi
 # a bad State, even with the right code (it was accepted for its whole
 # lifetime: whoever knew the old password finished the login). A State
 # that carries no password (transaction) is good across the change.
-S2=$(secret)
-check "provision C2 (login asks for a code)" provision T2 "$S2" C2 old-pw
+S3=$(secret)
+check "provision C2 (login asks for a code)" provision T3 "$S3" C2 old-pw
 check "  contract set --login-otp yes" cli contract set C2 --login-otp yes
 check_rc 3 "login with the password asks for the code" \
     clin old-pw verify C2 --context login
@@ -196,11 +196,11 @@ tstate=$(sed -n 's/^state: //p' "$OUT")
 check "contract passwd C2 (the bank changes the password)" \
     clin new-pw contract passwd C2
 refused STATE_INVALID "the login State from before the change is refused" \
-    cli verify C2 --context login --state "$lstate" --otp "$(totp "$S2" 30)"
+    cli verify C2 --context login --state "$lstate" --otp "$(totp "$S3" 30)"
 check "  its audit row says why" \
     sh -c "'$CLI' audit --contract C2 | grep -q 'STATE_INVALID'"
 check "the transaction State from before it is accepted" \
-    cli verify C2 --context transaction --state "$tstate" --otp "$(totp "$S2" 30)"
+    cli verify C2 --context transaction --state "$tstate" --otp "$(totp "$S3" 30)"
 check_rc 3 "the new password asks for the code" \
     clin new-pw verify C2 --context login
 echo "1..$TAPN"
