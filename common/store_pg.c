@@ -179,7 +179,7 @@
 /* Version 4 to 5, as in SQLite (store_sqlite.c UPGRADE_5_SQL). */
 #define UPGRADE_5_SQL                                                          \
 	"ALTER TABLE tokens ADD COLUMN seed_fp BYTEA;"                         \
-	"CREATE INDEX tokens_seed_fp ON tokens(seed_fp, kv);"                  \
+	"CREATE INDEX tokens_seed_fp ON tokens(seed_fp, kv, serial);"          \
 	"CREATE INDEX tokens_seed_unfilled ON tokens(serial)"                  \
 	" WHERE seed_fp IS NULL;"                                              \
 	"UPDATE schema_version SET version = 5;"

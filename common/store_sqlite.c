@@ -192,13 +192,16 @@
  * seed under a subkey of the data key it is sealed under (seedfp.c), so
  * that a seed given twice is found by one indexed lookup. Not UNIQUE: a
  * store from before may already hold a seed twice, and no token is ever
- * deleted; the check is the lookup, under the key ring's row. Existing
- * tokens are filled by init, which holds the keys; the partial index
- * finds one still empty at once (the check refuses until init has run).
+ * deleted; the check is the lookup, under the key ring's row. The index
+ * ends with serial so that the lookup's ORDER BY serial LIMIT 1 is read
+ * from it: without, SQLite's planner may walk tokens_kv (kv, serial) in
+ * order instead, every token of a version. Existing tokens are filled by
+ * init, which holds the keys; the partial index finds one still empty at
+ * once (the check refuses until init has run).
  */
 #define UPGRADE_5_SQL                                                          \
 	"ALTER TABLE tokens ADD COLUMN seed_fp BLOB;"                          \
-	"CREATE INDEX tokens_seed_fp ON tokens(seed_fp, kv);"                  \
+	"CREATE INDEX tokens_seed_fp ON tokens(seed_fp, kv, serial);"          \
 	"CREATE INDEX tokens_seed_unfilled ON tokens(serial)"                  \
 	" WHERE seed_fp IS NULL;"                                              \
 	"UPDATE schema_version SET version = 5;"
