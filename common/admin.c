@@ -156,8 +156,10 @@ seed_check(struct sotp_ctx *ctx, const char *serial, const uint8_t *secret,
 	memset(d, 0, sizeof(*d));
 	d->verdict = SOTP_REJECT;
 	d->reason = SOTP_R_BAD_INPUT;
-	return sotp_audit(ctx, now, "token.add", NULL, serial, NULL, "reject",
+	/* As sotp_refuse: a refusal stands even if its row is lost. */
+	(void)sotp_audit(ctx, now, "token.add", NULL, serial, NULL, "reject",
 	    SOTP_R_BAD_INPUT, detail);
+	return SOTP_OK;
 }
 
 /*
