@@ -180,14 +180,56 @@ export_new(struct sotp_ctx *ctx, const struct sotp_token_rec *t,
 	return rc;
 }
 
+/*
+ * In the add's transaction: a secret another token already holds (a seed
+ * given twice, under two serials: each token's codes would be the
+ * other's) is refused (d filled, audited) naming that token, never the
+ * secret; *refused then. One indexed lookup per live key version
+ * (seedfp.c); an error when the store cannot be checked.
+ */
+static int
+seed_check(struct sotp_ctx *ctx, const char *serial, const uint8_t *secret,
+    size_t len, time_t now, struct sotp_decision *d, int *refused)
+{
+	struct sotp_seed_check sc;
+	char holder[SOTP_ID_MAX], detail[SOTP_ID_MAX + 48];
+	int rc, found = 0;
+
+	*refused = 0;
+	if ((rc = sotp_seed_check_begin(ctx, &sc)) != SOTP_OK ||
+	    (rc = sotp_seed_held(ctx, &sc, secret, len, &found, holder,
+	         sizeof(holder))) != SOTP_OK) {
+		d->reason = (enum sotp_reason)sotp_reason_from_rc(rc);
+		return rc;
+	}
+	if (!found)
+		return SOTP_OK;
+	*refused = 1;
+	sotp_ctx_seterr(ctx,
+	    "the same secret as token '%s', already in the store: each token needs a seed of its own",
+	    holder);
+	snprintf(detail, sizeof(detail), "same secret as token '%s'", holder);
+	memset(d, 0, sizeof(*d));
+	d->verdict = SOTP_REJECT;
+	d->reason = SOTP_R_BAD_INPUT;
+	/* As sotp_refuse: a refusal stands even if its row is lost. */
+	(void)sotp_audit(ctx, now, "token.add", NULL, serial, NULL, "reject",
+	    SOTP_R_BAD_INPUT, detail);
+	return SOTP_OK;
+}
+
+/*
+ * check_seed: a secret given (token add) is looked for in the store; a
+ * generated one is fresh. Either way the token gets its fingerprint.
+ */
 static int
 token_insert(struct sotp_ctx *ctx, const struct sotp_token_spec *spec,
-    const uint8_t *secret, size_t len, time_t now, struct sotp_decision *d,
-    struct export_req *ex)
+    const uint8_t *secret, size_t len, int check_seed, time_t now,
+    struct sotp_decision *d, struct export_req *ex)
 {
 	struct sotp_token_rec t;
 	const char *kind, *why = NULL;
-	int rc;
+	int rc, refused = 0;
 
 	memset(&t, 0, sizeof(t));
 	kind = spec->kind != NULL ? spec->kind
@@ -235,9 +277,23 @@ token_insert(struct sotp_ctx *ctx, const struct sotp_token_spec *spec,
 	         sizeof(t.secret), &t.secret_len)) != SOTP_OK)
 		goto out;
 	(void)sotp_sealed_kv(t.secret, t.secret_len, &t.kv);
+	if ((rc = sotp_seed_fp(ctx, t.kv, secret, len, t.seed_fp)) != SOTP_OK)
+		goto out;
+	t.has_fp = 1;
 	if ((rc = admin_begin(ctx, d)) != SOTP_OK)
 		goto out;
-	rc = sotp_store_token_insert(ctx->st, &t);
+	/* A serial already there is refused as such, before its seed. */
+	rc = sotp_store_token_lock(ctx->st, t.serial);
+	if (rc == SOTP_OK)
+		rc = SOTP_ERR_EXISTS;
+	else if (rc == SOTP_ERR_NOT_FOUND) {
+		if (check_seed &&
+		    ((rc = seed_check(ctx, t.serial, secret, len, now, d,
+		          &refused)) != SOTP_OK ||
+		        refused))
+			goto end;
+		rc = sotp_store_token_insert(ctx->st, &t);
+	}
 	if (rc == SOTP_ERR_EXISTS)
 		rc = sotp_refuse(
 		    ctx, d, now, "token.add", NULL, t.serial, SOTP_R_EXISTS);
@@ -247,6 +303,7 @@ token_insert(struct sotp_ctx *ctx, const struct sotp_token_spec *spec,
 	              t.kind)) == SOTP_OK &&
 	    ex != NULL)
 		rc = export_new(ctx, &t, secret, len, now, ex);
+end:
 	rc = admin_end(ctx, d, rc);
 out:
 	/*
@@ -275,7 +332,7 @@ sotp_token_add(struct sotp_ctx *ctx, const struct sotp_token_spec *spec,
 		return SOTP_ERR_INVALID_ARG;
 	if ((rc = ready(ctx, d)) != SOTP_OK)
 		return rc;
-	return token_insert(ctx, spec, secret, len, now, d, NULL);
+	return token_insert(ctx, spec, secret, len, 1, now, d, NULL);
 }
 
 int
@@ -312,8 +369,8 @@ sotp_token_generate(struct sotp_ctx *ctx, const struct sotp_token_spec *spec,
 		                             (uint64_t)rnd[3] << 8 | rnd[4]) %
 		        10000000000ULL));
 		s.serial = serial_out;
-		if ((rc = token_insert(ctx, &s, secret, sizeof(secret), now, d,
-		         uri != NULL ? &ex : NULL)) != SOTP_OK ||
+		if ((rc = token_insert(ctx, &s, secret, sizeof(secret), 0, now,
+		         d, uri != NULL ? &ex : NULL)) != SOTP_OK ||
 		    d->reason != SOTP_R_EXISTS)
 			goto out;
 	}

@@ -518,6 +518,7 @@ sotp_init_at(struct sotp_ctx *ctx, const char *path, time_t now)
 {
 	struct sotp_store *st = NULL;
 	struct sotp_limits lim;
+	int64_t filled = 0;
 	int rc;
 
 	if (ctx == NULL || now < 0)
@@ -559,6 +560,13 @@ sotp_init_at(struct sotp_ctx *ctx, const char *path, time_t now)
 	 * way every front end will load it.
 	 */
 	if ((rc = load(ctx, path, NULL, 1, NULL, (int64_t)now)) != SOTP_OK)
+		return rc;
+	/*
+	 * A store upgraded to schema version 5: each token's seed
+	 * fingerprint, which needs the data keys the schema step lacked
+	 * (seedfp.c). Until it is filled, token add and import refuse.
+	 */
+	if ((rc = sotp_seed_fill(ctx, now, &filled)) != SOTP_OK)
 		return rc;
 	return sotp_ctx_load(ctx, path);
 }

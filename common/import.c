@@ -4,10 +4,12 @@
  * A reader (pskc.c, or the CSV reader below) turns the file into entries.
  * Then every entry is checked against the rules token add applies (serial,
  * digits, period, secret length, kind), the file against itself
- * (duplicate serials) and against the store (serials already there). Only
- * when all of that passes are the tokens sealed and inserted, inside one
- * store transaction: an operator who imports 500 seeds gets 500 tokens or
- * none, never a file half in that must be edited before a retry.
+ * (duplicate serials and seeds) and against the store (serials already
+ * there, and seeds a stored token holds under another serial: seedfp.c,
+ * checked inside the transaction). Only when all of that passes are the
+ * tokens sealed and inserted, inside one store transaction: an operator
+ * who imports 500 seeds gets 500 tokens or none, never a file half in
+ * that must be edited before a retry.
  *
  * Every import is audited: one row per token inside the transaction (so
  * a rollback leaves no row claiming a token that is not there) with its
@@ -498,6 +500,53 @@ check_store(struct sotp_ctx *ctx, struct sotp_import_batch *b)
 	return SOTP_OK;
 }
 
+/*
+ * In the import's transaction (a dry run's own, rolled back): a seed a
+ * token in the store already holds under another serial (a vendor's
+ * batch re-issued, a file imported twice with its serials renamed). One
+ * indexed lookup per entry and live key version; the refusal names the
+ * entry, its serial and the stored token's, never the seed.
+ */
+static int
+check_seeds(struct sotp_ctx *ctx, struct sotp_import_batch *b)
+{
+	struct sotp_seed_check sc;
+	char holder[SOTP_ID_MAX];
+	size_t i;
+	int rc, found = 0;
+
+	b->cur = NULL; /* an error here is the whole file's */
+	if ((rc = sotp_seed_check_begin(ctx, &sc)) != SOTP_OK)
+		return rc;
+	for (i = 0; i < b->n; i++) {
+		if ((rc = sotp_seed_held(ctx, &sc, b->e[i].secret,
+		         b->e[i].secret_len, &found, holder, sizeof(holder))) !=
+		    SOTP_OK)
+			return rc;
+		if (found)
+			return sotp_import_refuse(b->res, b->e[i].pos,
+			    SOTP_R_BAD_INPUT,
+			    "serial '%s' has the same secret as token '%s', already in the store: each token needs a seed of its own",
+			    b->e[i].serial, holder);
+	}
+	return SOTP_OK;
+}
+
+/* A dry run's look at the store's seeds, in a transaction it undoes. */
+static int
+check_seeds_dry(struct sotp_ctx *ctx, struct sotp_import_batch *b)
+{
+	int rc;
+
+	if ((rc = sotp_store_begin(ctx->st)) != SOTP_OK) {
+		sotp_ctx_seterr(ctx, "%s", sotp_store_errmsg(ctx->st));
+		return rc;
+	}
+	rc = check_seeds(ctx, b);
+	sotp_store_rollback(ctx->st);
+	return rc;
+}
+
 /* ---- The transaction ---- */
 
 /* The audit row of one imported token. */
@@ -536,8 +585,11 @@ insert_one(struct sotp_ctx *ctx, const struct sotp_import_entry *e,
 	/* The serial is the AAD, as in token add (admin.c). */
 	if ((rc = sotp_keys_seal(ctx, t.serial, e->secret, e->secret_len,
 	         t.secret, sizeof(t.secret), &t.secret_len)) != SOTP_OK ||
-	    (rc = sotp_sealed_kv(t.secret, t.secret_len, &t.kv)) != SOTP_OK)
+	    (rc = sotp_sealed_kv(t.secret, t.secret_len, &t.kv)) != SOTP_OK ||
+	    (rc = sotp_seed_fp(
+	         ctx, t.kv, e->secret, e->secret_len, t.seed_fp)) != SOTP_OK)
 		goto out;
+	t.has_fp = 1;
 	if ((rc = sotp_store_token_insert(ctx->st, &t)) != SOTP_OK)
 		goto out;
 	import_row(&a, t.serial, format, now);
@@ -555,8 +607,18 @@ insert_all(struct sotp_ctx *ctx, struct sotp_import_batch *b,
 	size_t i;
 	int rc;
 
-	if ((rc = sotp_store_begin(ctx->st)) != SOTP_OK ||
-	    (rc = sotp_audit_batch_begin(ctx)) != SOTP_OK)
+	if ((rc = sotp_store_begin(ctx->st)) != SOTP_OK)
+		goto fail;
+	/*
+	 * The store's seeds, under the key ring's row this transaction
+	 * now holds: no writer of given seeds comes in between. Before the
+	 * audit batch, whose head decisions wait for.
+	 */
+	if ((rc = check_seeds(ctx, b)) != SOTP_OK) {
+		sotp_store_rollback(ctx->st);
+		return rc; /* a refusal, or an error with its own text */
+	}
+	if ((rc = sotp_audit_batch_begin(ctx)) != SOTP_OK)
 		goto fail;
 	for (i = 0; i < b->n; i++) {
 		b->cur = &b->e[i];
@@ -696,6 +758,8 @@ import(struct sotp_ctx *ctx, const char *format, const char *buf, size_t len,
 	else
 		snprintf(how, sizeof(how), "%s, signature=%s", format,
 		    sotp_sig_status_name(res->signature));
+	if (rc == SOTP_OK && dry_run)
+		rc = check_seeds_dry(ctx, &b);
 	if (rc == SOTP_OK && !dry_run) {
 		inserting = 1;
 		rc = insert_all(ctx, &b, how, now);

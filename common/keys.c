@@ -10,7 +10,9 @@
  *        version in each value), and subkeys derive from it:
  *          state = HKDF(DEK, "shinkin-otp state v1")  signs RADIUS States;
  *          audit = HKDF(DEK, "shinkin-otp audit v1")  keys the audit chain;
- *          card  = HKDF(DEK, "shinkin-otp card v1")   picks a card's cells.
+ *          card  = HKDF(DEK, "shinkin-otp card v1")   picks a card's cells;
+ *          seed  = HKDF(DEK, "shinkin-otp seed v1")   keys each token's seed
+ *                                                     fingerprint (seedfp.c).
  *        The store keeps each version wrapped under the KEK (key_wrap,
  *        one row per version, KEK and purpose), never in clear.
  *   v0   a store from before versions: the master key file itself was
@@ -74,10 +76,12 @@ struct kr_slot {
 	int dek_ok;   /* live: seals, unseals, signs States */
 	int audit_ok; /* its audit subkey (kept after retirement) */
 	int card_ok;  /* its card subkey, made at its first use */
+	int seed_ok;  /* its seed subkey, made at its first use */
 	uint8_t dek[SOTP_KEY_LEN];
 	uint8_t state[SOTP_KEY_LEN];
 	uint8_t audit[SOTP_KEY_LEN];
 	uint8_t card[SOTP_KEY_LEN];
+	uint8_t seed[SOTP_KEY_LEN];
 };
 
 /* Everything secret, in locked pages of its own. */
@@ -437,7 +441,7 @@ slot_set_dek(struct kr_slot *s, const uint8_t *dek)
 	int rc;
 
 	memcpy(s->dek, dek, SOTP_KEY_LEN);
-	s->card_ok = 0;
+	s->card_ok = s->seed_ok = 0;
 	if ((rc = sotp_kdf(s->dek, "shinkin-otp state v1", s->state)) !=
 	        SOTP_OK ||
 	    (rc = sotp_kdf(s->dek, "shinkin-otp audit v1", s->audit)) !=
@@ -456,7 +460,8 @@ slot_retire(struct kr_slot *s)
 	SOTP_WIPE_ARRAY(s->dek);
 	SOTP_WIPE_ARRAY(s->state);
 	SOTP_WIPE_ARRAY(s->card);
-	s->dek_ok = s->card_ok = 0;
+	SOTP_WIPE_ARRAY(s->seed);
+	s->dek_ok = s->card_ok = s->seed_ok = 0;
 }
 
 /* ---- reading the keyring from the store ---- */
@@ -737,33 +742,47 @@ sotp_keys_unseal(struct sotp_ctx *ctx, const char *aad, const uint8_t *in,
 	return rc;
 }
 
+enum live_sub { SUB_STATE, SUB_CARD, SUB_SEED };
+
 /*
- * HMAC-SHA256 under a live version's State (card 0) or card subkey; the
- * card subkey is derived at its first use, so that a process that asks
- * no card question (most) does not pay for it at every load.
+ * HMAC-SHA256 under a live version's State, card or seed subkey; the
+ * card and seed subkeys are derived at their first use, so that a
+ * process that asks no card question and adds no token (most) does not
+ * pay for them at every load.
  */
 static int
-live_mac(struct sotp_ctx *ctx, uint32_t kv, int card, const void *data,
+live_mac(struct sotp_ctx *ctx, uint32_t kv, enum live_sub sub, const void *data,
     size_t len, uint8_t *out)
 {
 	struct kr_slot *s = NULL;
+	const uint8_t *key = NULL;
 	int rc;
 
 	if (ctx->keys == NULL)
 		return SOTP_ERR_KEY;
 	pthread_mutex_lock(&ctx->keys->lock);
-	if ((rc = live_slot(ctx, kv, &s)) == SOTP_OK && card && !s->card_ok &&
-	    (rc = sotp_kdf(s->dek, "shinkin-otp card v1", s->card)) == SOTP_OK)
-		s->card_ok = 1;
-	if (rc == SOTP_ERR_NOT_FOUND && card) { /* as sotp_keys_unseal */
+	if ((rc = live_slot(ctx, kv, &s)) == SOTP_OK) {
+		if (sub == SUB_CARD && !s->card_ok &&
+		    (rc = sotp_kdf(s->dek, "shinkin-otp card v1", s->card)) ==
+		        SOTP_OK)
+			s->card_ok = 1;
+		if (sub == SUB_SEED && !s->seed_ok &&
+		    (rc = sotp_kdf(s->dek, "shinkin-otp seed v1", s->seed)) ==
+		        SOTP_OK)
+			s->seed_ok = 1;
+		key = sub == SUB_CARD ? s->card
+		    : sub == SUB_SEED ? s->seed
+		                      : s->state;
+	}
+	if (rc == SOTP_ERR_NOT_FOUND && sub != SUB_STATE) {
+		/* as sotp_keys_unseal */
 		sotp_ctx_seterr(ctx,
-		    "card sealed under key version %u, which this process does not hold",
-		    kv);
+		    "%s under key version %u, which this process does not hold",
+		    sub == SUB_CARD ? "card sealed" : "seed fingerprint", kv);
 		rc = SOTP_ERR_DECRYPT;
 	}
 	if (rc == SOTP_OK)
-		rc =
-		    sotp_hmac_sha256(card ? s->card : s->state, data, len, out);
+		rc = sotp_hmac_sha256(key, data, len, out);
 	pthread_mutex_unlock(&ctx->keys->lock);
 	return rc;
 }
@@ -772,14 +791,21 @@ int
 sotp_keys_state_mac(struct sotp_ctx *ctx, uint32_t kv, const void *data,
     size_t len, uint8_t *out)
 {
-	return live_mac(ctx, kv, 0, data, len, out);
+	return live_mac(ctx, kv, SUB_STATE, data, len, out);
 }
 
 int
 sotp_keys_card_mac(struct sotp_ctx *ctx, uint32_t kv, const void *data,
     size_t len, uint8_t *out)
 {
-	return live_mac(ctx, kv, 1, data, len, out);
+	return live_mac(ctx, kv, SUB_CARD, data, len, out);
+}
+
+int
+sotp_keys_seed_mac(struct sotp_ctx *ctx, uint32_t kv, const void *data,
+    size_t len, uint8_t *out)
+{
+	return live_mac(ctx, kv, SUB_SEED, data, len, out);
 }
 
 /* A retired version's audit key, from its wrapped copy (or the file). */

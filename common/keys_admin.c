@@ -447,6 +447,7 @@ reseal_batch(struct sotp_ctx *ctx, uint32_t kv, int cards,
     struct sotp_sealed_row *rows, unsigned int max, unsigned int *done)
 {
 	uint8_t plain[SOTP_CARD_MAX], blob[SOTP_CARD_MAX];
+	uint8_t fp[SOTP_SEED_FP_LEN];
 	size_t n = 0, i, plen = 0, blen = 0;
 	int rc, won = 0;
 
@@ -467,10 +468,18 @@ reseal_batch(struct sotp_ctx *ctx, uint32_t kv, int cards,
 		}
 		rc = sotp_keys_seal_kv(ctx, kv, rows[i].id, plain, plen, blob,
 		    cards ? SOTP_CARD_MAX : SOTP_SECRET_MAX, &blen);
+		/*
+		 * A token's fingerprint is keyed by the version that seals
+		 * it: both change in one write, so the seed check
+		 * (seedfp.c) finds it under one version or the other.
+		 */
+		if (rc == SOTP_OK && !cards)
+			rc = sotp_seed_fp(ctx, kv, plain, plen, fp);
 		SOTP_WIPE_ARRAY(plain);
 		if (rc != SOTP_OK ||
 		    (rc = sotp_store_key_reseal(ctx->st, cards, rows[i].id,
-		         rows[i].kv, blob, blen, kv, &won)) != SOTP_OK)
+		         rows[i].kv, blob, blen, kv, cards ? NULL : fp,
+		         &won)) != SOTP_OK)
 			goto out;
 		*done += (unsigned int)won;
 	}
@@ -478,6 +487,7 @@ reseal_batch(struct sotp_ctx *ctx, uint32_t kv, int cards,
 out:
 	SOTP_WIPE_ARRAY(plain);
 	SOTP_WIPE_ARRAY(blob);
+	SOTP_WIPE_ARRAY(fp);
 	sotp_wipe(rows, max * sizeof(*rows));
 	return rc;
 }

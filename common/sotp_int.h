@@ -197,8 +197,9 @@ struct sotp_store;
 #define SOTP_SECRET_MAX 128 /* sealed token secret */
 /* The largest HOTP counter taken in: look-ahead cannot overflow it. */
 #define SOTP_COUNTER_MAX ((uint64_t)1 << 62)
-#define SOTP_CARD_MAX 320 /* sealed card grid: 26 x 10 digits + 33 */
-#define SOTP_HASH_MAX 256 /* crypt(3) hash string */
+#define SOTP_CARD_MAX 320   /* sealed card grid: 26 x 10 digits + 33 */
+#define SOTP_HASH_MAX 256   /* crypt(3) hash string */
+#define SOTP_SEED_FP_LEN 32 /* a seed's fingerprint: HMAC-SHA256 */
 
 struct sotp_token_rec {
 	char serial[SOTP_ID_MAX];
@@ -214,6 +215,12 @@ struct sotp_token_rec {
 	uint32_t kv;                /* the key version secret is sealed under */
 	char contract[SOTP_ID_MAX]; /* the contract it is bound to, or "" */
 	int64_t created;
+	/*
+	 * Written by token_insert only (never read back): the seed's
+	 * fingerprint under version kv (seedfp.c); has_fp 0 writes none.
+	 */
+	uint8_t seed_fp[SOTP_SEED_FP_LEN];
+	int has_fp;
 };
 
 struct sotp_contract_rec {
@@ -732,9 +739,30 @@ struct sotp_sealed_row {
  */
 int sotp_store_key_old(struct sotp_store *st, int cards, uint32_t below,
     struct sotp_sealed_row *rows, size_t max, size_t *n);
-/* Replaces a value still sealed under oldkv; *won = 1 if it was. */
+/*
+ * Replaces a value still sealed under oldkv; *won = 1 if it was. A
+ * token's (cards 0) seed fingerprint under kv, fp[SOTP_SEED_FP_LEN], is
+ * written with it; cards take NULL.
+ */
 int sotp_store_key_reseal(struct sotp_store *st, int cards, const char *id,
-    uint32_t oldkv, const uint8_t *blob, size_t len, uint32_t kv, int *won);
+    uint32_t oldkv, const uint8_t *blob, size_t len, uint32_t kv,
+    const uint8_t *fp, int *won);
+/*
+ * Seed fingerprints (seedfp.c). seed_find: the first serial whose
+ * fingerprint is fp under version kv, into holder (SOTP_ERR_NOT_FOUND:
+ * none). seed_unfilled: a token with no fingerprint yet, into serial
+ * (SOTP_ERR_NOT_FOUND: none). seed_todo: up to max tokens with none
+ * (serial, kv, sealed secret), in a transaction. seed_set: fills one
+ * still empty and still under kv; *won = 1 if it was.
+ */
+int sotp_store_seed_find(struct sotp_store *st, const uint8_t *fp, uint32_t kv,
+    char *holder, size_t holdersz);
+int sotp_store_seed_unfilled(
+    struct sotp_store *st, char *serial, size_t serialsz);
+int sotp_store_seed_todo(
+    struct sotp_store *st, struct sotp_sealed_row *rows, size_t max, size_t *n);
+int sotp_store_seed_set(struct sotp_store *st, const char *serial, uint32_t kv,
+    const uint8_t *fp, int *won);
 /* A live version and its data key wrapped under one KEK (len 0: none). */
 struct sotp_key_live {
 	uint32_t version;
@@ -1074,6 +1102,39 @@ int sotp_keys_state_mac(struct sotp_ctx *ctx, uint32_t kv, const void *data,
 /* The same under its card subkey: what picks a card's cells. */
 int sotp_keys_card_mac(struct sotp_ctx *ctx, uint32_t kv, const void *data,
     size_t len, uint8_t *out);
+/* The same under its seed subkey: a token seed's fingerprint (seedfp.c). */
+int sotp_keys_seed_mac(struct sotp_ctx *ctx, uint32_t kv, const void *data,
+    size_t len, uint8_t *out);
+/*
+ * ---- seedfp.c: is a new token's seed already another token's? ----
+ *
+ * sotp_seed_check_begin, inside the write transaction that will insert
+ * the new tokens: takes the key ring's row (writers of given seeds, and
+ * each batch of a rotation, one after the other), refuses when a stored
+ * token has no fingerprint yet (SOTP_ERR_STORE, the token and what to run
+ * in the ctx's error: fail closed), and notes the live key versions.
+ * sotp_seed_held: whether a stored token holds seed[len] (secret): its
+ * fingerprint looked up under each noted version, oldest first; *found
+ * and holder (that token's serial) when one does. sotp_seed_fp: the
+ * fingerprint to store with a token sealed under kv. Each can return
+ * SOTP_ERR_KEY / _DECRYPT (a version not held), SOTP_ERR_STORE*.
+ */
+struct sotp_seed_check {
+	uint32_t v[SOTP_KEY_VERSIONS_MAX];
+	size_t n;
+};
+int sotp_seed_check_begin(struct sotp_ctx *ctx, struct sotp_seed_check *sc);
+int sotp_seed_held(struct sotp_ctx *ctx, const struct sotp_seed_check *sc,
+    const uint8_t *seed, size_t len, int *found, char *holder, size_t holdersz);
+int sotp_seed_fp(struct sotp_ctx *ctx, uint32_t kv, const uint8_t *seed,
+    size_t len, uint8_t *fp);
+/*
+ * Fills the fingerprint of every token that has none (a store upgraded
+ * to schema version 5), batch transactions of its own; init runs it.
+ * *filled counts them. A token no live key unseals stops it (SOTP_ERR_
+ * DECRYPT, the serial in the ctx's error), what was filled kept.
+ */
+int sotp_seed_fill(struct sotp_ctx *ctx, time_t now, int64_t *filled);
 /*
  * The same under its audit subkey, if this process holds it (no store
  * access: it runs inside walks); SOTP_ERR_NOT_FOUND if not. Live versions'

@@ -901,6 +901,12 @@ sotp_store_schema(struct sotp_store *st, int create)
 	          st, st->drv->sql[SOTP_Q_SCHEMA_UPGRADE_4])) != SOTP_OK ||
 	        (rc = query_int(st, SOTP_Q_SCHEMA_VERSION, &o)) != SOTP_OK))
 		goto out;
+	/* Tokens get their seed fingerprint from init, once it has keys. */
+	if (create && o.rows == 1 && o.v == 4 &&
+	    ((rc = st->drv->script(
+	          st, st->drv->sql[SOTP_Q_SCHEMA_UPGRADE_5])) != SOTP_OK ||
+	        (rc = query_int(st, SOTP_Q_SCHEMA_VERSION, &o)) != SOTP_OK))
+		goto out;
 	if (o.rows != 1 || o.v != SOTP_SCHEMA_VERSION) {
 		rc = sotp_store_dberr(st, SOTP_ERR_STORE_UNAVAILABLE,
 		    "schema version %lld (%d rows), this build needs version %d%s",

@@ -56,8 +56,11 @@
  * Version 4 makes the audit chain SOTP_AUDIT_CHAINS chains (audit.chain,
  * a head row each); SOTP_Q_SCHEMA_UPGRADE_4 takes a version 3 store
  * there, and a new store is made as a version 3 one taken there.
+ * Version 5 adds each token's seed fingerprint (tokens.seed_fp, indexed):
+ * SOTP_Q_SCHEMA_UPGRADE_5 adds the column empty, and init fills it, as it
+ * holds the data keys (seedfp.c).
  */
-#define SOTP_SCHEMA_VERSION 4
+#define SOTP_SCHEMA_VERSION 5
 /* Length of a challenge state id (sotp_store_state_use). */
 #define SOTP_STORE_STATE_ID_LEN 16
 /*
@@ -91,6 +94,7 @@ enum sotp_stmt {
 	SOTP_Q_SCHEMA_UPGRADE,   /* a script: version 1 to 2 (init) */
 	SOTP_Q_SCHEMA_UPGRADE_3, /* a script: version 2 to 3 (init) */
 	SOTP_Q_SCHEMA_UPGRADE_4, /* a script: version 3 to 4 (init) */
+	SOTP_Q_SCHEMA_UPGRADE_5, /* a script: version 4 to 5 (init) */
 	/* The operations. */
 	SOTP_Q_TOKEN_GET,
 	SOTP_Q_TOKEN_LOCK,
@@ -163,6 +167,11 @@ enum sotp_stmt {
 	SOTP_Q_KEY_LEFT,
 	SOTP_Q_KEY_USED,
 	SOTP_Q_KEY_LOAD,
+	/* Seed fingerprints (seedfp.c). */
+	SOTP_Q_SEED_FIND,
+	SOTP_Q_SEED_UNFILLED,
+	SOTP_Q_SEED_TODO,
+	SOTP_Q_SEED_SET,
 	SOTP_Q_COUNT
 };
 

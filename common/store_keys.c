@@ -357,10 +357,13 @@ sotp_store_key_old(struct sotp_store *st, int cards, uint32_t below,
 
 int
 sotp_store_key_reseal(struct sotp_store *st, int cards, const char *id,
-    uint32_t oldkv, const uint8_t *blob, size_t len, uint32_t kv, int *won)
+    uint32_t oldkv, const uint8_t *blob, size_t len, uint32_t kv,
+    const uint8_t *fp, int *won)
 {
+	/* A card's statement takes the first four. */
 	const struct sotp_param p[] = {SOTP_PTEXT(id), SOTP_PBLOB(blob, len),
-	    SOTP_PINT(kv), SOTP_PINT(oldkv)};
+	    SOTP_PINT(kv), SOTP_PINT(oldkv),
+	    SOTP_PBLOB(fp, fp != NULL ? SOTP_SEED_FP_LEN : 0)};
 	int64_t changed = 0;
 	int rc;
 
@@ -369,11 +372,12 @@ sotp_store_key_reseal(struct sotp_store *st, int cards, const char *id,
 	if ((rc = sotp_db_enter(st, "key_reseal",
 	         id != NULL && id[0] != '\0' && blob != NULL && len > 0 &&
 	             len <= (cards ? SOTP_CARD_MAX : SOTP_SECRET_MAX) &&
-	             won != NULL)) != SOTP_OK)
+	             (cards ? fp == NULL : fp != NULL) && won != NULL)) !=
+	    SOTP_OK)
 		return rc;
 	rc = sotp_db_run(st,
 	    cards ? SOTP_Q_KEY_RESEAL_CARD : SOTP_Q_KEY_RESEAL_TOKEN, p,
-	    SOTP_NELEM(p), &changed);
+	    SOTP_NELEM(p) - (cards ? 1 : 0), &changed);
 	if (rc == SOTP_OK)
 		*won = changed == 1;
 	return rc;
@@ -453,5 +457,94 @@ sotp_store_key_load(struct sotp_store *st, const char *kek,
 	/* A ring row always has its current version live: no row, no ring. */
 	if (rc == SOTP_OK && l.n == 0)
 		rc = SOTP_ERR_NOT_FOUND;
+	return rc;
+}
+
+/* ---- seed fingerprints (seedfp.c) ---- */
+
+struct serial_out {
+	char *dst;
+	size_t sz;
+};
+
+static int
+serial_row(struct sotp_store *st, void *arg)
+{
+	struct serial_out *o = arg;
+
+	if (sotp_db_text(st, 0, o->dst, o->sz) != 0 || o->dst[0] == '\0')
+		return sotp_db_corrupt(st, "serial");
+	return SOTP_OK;
+}
+
+int
+sotp_store_seed_find(struct sotp_store *st, const uint8_t *fp, uint32_t kv,
+    char *holder, size_t holdersz)
+{
+	const struct sotp_param p[] = {
+	    SOTP_PBLOB(fp, SOTP_SEED_FP_LEN), SOTP_PINT(kv)};
+	struct serial_out o = {holder, holdersz};
+	int rc;
+
+	if (holder != NULL && holdersz > 0)
+		holder[0] = '\0';
+	if ((rc = sotp_db_enter(st, "seed_find",
+	         fp != NULL && holder != NULL && holdersz > 0)) != SOTP_OK)
+		return rc;
+	return sotp_db_row(
+	    st, SOTP_Q_SEED_FIND, p, SOTP_NELEM(p), serial_row, &o);
+}
+
+int
+sotp_store_seed_unfilled(struct sotp_store *st, char *serial, size_t serialsz)
+{
+	struct serial_out o = {serial, serialsz};
+	int rc;
+
+	if (serial != NULL && serialsz > 0)
+		serial[0] = '\0';
+	if ((rc = sotp_db_enter(st, "seed_unfilled",
+	         serial != NULL && serialsz > 0)) != SOTP_OK)
+		return rc;
+	return sotp_db_row(st, SOTP_Q_SEED_UNFILLED, NULL, 0, serial_row, &o);
+}
+
+int
+sotp_store_seed_todo(
+    struct sotp_store *st, struct sotp_sealed_row *rows, size_t max, size_t *n)
+{
+	const struct sotp_param p[] = {SOTP_PINT(max)};
+	struct old_rows o = {rows, max, 0};
+	int rc;
+
+	if (n != NULL)
+		*n = 0;
+	if ((rc = sotp_db_enter(st, "seed_todo",
+	         rows != NULL && max > 0 && n != NULL && st->depth > 0)) !=
+	    SOTP_OK)
+		return rc;
+	rc = sotp_db_rows(st, SOTP_Q_SEED_TODO, p, SOTP_NELEM(p), old_row, &o);
+	*n = o.n;
+	return rc;
+}
+
+int
+sotp_store_seed_set(struct sotp_store *st, const char *serial, uint32_t kv,
+    const uint8_t *fp, int *won)
+{
+	const struct sotp_param p[] = {SOTP_PTEXT(serial),
+	    SOTP_PBLOB(fp, SOTP_SEED_FP_LEN), SOTP_PINT(kv)};
+	int64_t changed = 0;
+	int rc;
+
+	if (won != NULL)
+		*won = 0;
+	if ((rc = sotp_db_enter(st, "seed_set",
+	         serial != NULL && serial[0] != '\0' && fp != NULL &&
+	             won != NULL)) != SOTP_OK)
+		return rc;
+	rc = sotp_db_run(st, SOTP_Q_SEED_SET, p, SOTP_NELEM(p), &changed);
+	if (rc == SOTP_OK)
+		*won = changed == 1;
 	return rc;
 }

@@ -235,7 +235,8 @@ token_insert(struct sotp_store *st, const struct sotp_token_rec *t)
 	    SOTP_PINT(t->alg), SOTP_PINT(t->digits), SOTP_PINT(t->period),
 	    SOTP_PINT(t->last_step), SOTP_PINT(t->drift),
 	    SOTP_PINT(t->disabled != 0), SOTP_PINT(t->created),
-	    SOTP_PINT(t->kv)};
+	    SOTP_PINT(t->kv),
+	    SOTP_PBLOB(t->seed_fp, t->has_fp ? SOTP_SEED_FP_LEN : 0)};
 
 	return guarded(st, SOTP_Q_TOKEN_INSERT, p, SOTP_NELEM(p));
 }

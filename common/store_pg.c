@@ -176,6 +176,14 @@
 	" 0, 0 FROM generate_series(2, 16) AS k;"                              \
 	"UPDATE schema_version SET version = 4;"
 
+/* Version 4 to 5, as in SQLite (store_sqlite.c UPGRADE_5_SQL). */
+#define UPGRADE_5_SQL                                                          \
+	"ALTER TABLE tokens ADD COLUMN seed_fp BYTEA;"                         \
+	"CREATE INDEX tokens_seed_fp ON tokens(seed_fp, kv, serial);"          \
+	"CREATE INDEX tokens_seed_unfilled ON tokens(serial)"                  \
+	" WHERE seed_fp IS NULL;"                                              \
+	"UPDATE schema_version SET version = 5;"
+
 #define UPGRADE_SQL                                                            \
 	"ALTER TABLE audit ADD COLUMN seq BIGINT,"                             \
 	" ADD COLUMN mac BYTEA, ADD COLUMN keyed BIGINT;" AUDIT_CHAIN_SQL      \
@@ -213,19 +221,20 @@ static const char *const pg_sql[SOTP_Q_COUNT] = {
                             " AND tablename = 'schema_version'",
     [SOTP_Q_SCHEMA_TABLES] = "SELECT count(*) FROM pg_catalog.pg_tables"
                              " WHERE schemaname = current_schema()",
-    [SOTP_Q_SCHEMA_CREATE] = SCHEMA_SQL UPGRADE_4_SQL,
+    [SOTP_Q_SCHEMA_CREATE] = SCHEMA_SQL UPGRADE_4_SQL UPGRADE_5_SQL,
     [SOTP_Q_SCHEMA_VERSION] = "SELECT version FROM schema_version",
     [SOTP_Q_SCHEMA_UPGRADE] = UPGRADE_SQL,
     [SOTP_Q_SCHEMA_UPGRADE_3] = UPGRADE_3_SQL,
     [SOTP_Q_SCHEMA_UPGRADE_4] = UPGRADE_4_SQL,
+    [SOTP_Q_SCHEMA_UPGRADE_5] = UPGRADE_5_SQL,
     [SOTP_Q_TOKEN_GET] = SOTP_SQL_TOKEN_SELECT " WHERE t.serial = $1",
     [SOTP_Q_TOKEN_LOCK] = "SELECT 1 FROM tokens WHERE serial = $1"
                           " FOR UPDATE",
     [SOTP_Q_TOKEN_INSERT] = "INSERT INTO tokens (serial, kind, secret,"
                             " algorithm, digits, period, last_step, drift,"
-                            " disabled, created, kv)"
+                            " disabled, created, kv, seed_fp)"
                             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
-                            " $10, $11)",
+                            " $10, $11, $12)",
     [SOTP_Q_TOKEN_LIST] = SOTP_SQL_TOKEN_SELECT " ORDER BY t.serial",
     [SOTP_Q_TOKEN_LIST_FREE] = SOTP_SQL_TOKEN_SELECT " WHERE c.id IS NULL"
                                                      " ORDER BY t.serial",
@@ -405,7 +414,9 @@ static const char *const pg_sql[SOTP_Q_COUNT] = {
     [SOTP_Q_KEY_OLD_CARDS] = "SELECT id, kv, card FROM contracts"
                              " WHERE kv < $1 ORDER BY kv, id LIMIT $2"
                              " FOR UPDATE SKIP LOCKED",
-    [SOTP_Q_KEY_RESEAL_TOKEN] = "UPDATE tokens SET secret = $2, kv = $3"
+    /* A token's fingerprint moves with its seal, in the same write. */
+    [SOTP_Q_KEY_RESEAL_TOKEN] = "UPDATE tokens SET secret = $2, kv = $3,"
+                                " seed_fp = $5"
                                 " WHERE serial = $1 AND kv = $4",
     [SOTP_Q_KEY_RESEAL_CARD] = "UPDATE contracts SET card = $2, kv = $3"
                                " WHERE id = $1 AND kv = $4",
@@ -417,6 +428,15 @@ static const char *const pg_sql[SOTP_Q_COUNT] = {
                         " FROM contracts WHERE kv = $1)",
     [SOTP_Q_KEY_LOAD] = SOTP_SQL_KEY_LOAD "$1 WHERE r.k = 1"
                                           " ORDER BY d.version",
+    [SOTP_Q_SEED_FIND] = "SELECT serial FROM tokens WHERE seed_fp = $1"
+                         " AND kv = $2 ORDER BY serial LIMIT 1",
+    [SOTP_Q_SEED_UNFILLED] = "SELECT serial FROM tokens"
+                             " WHERE seed_fp IS NULL LIMIT 1",
+    [SOTP_Q_SEED_TODO] = "SELECT serial, kv, secret FROM tokens"
+                         " WHERE seed_fp IS NULL ORDER BY serial"
+                         " LIMIT $1",
+    [SOTP_Q_SEED_SET] = "UPDATE tokens SET seed_fp = $2 WHERE serial = $1"
+                        " AND kv = $3 AND seed_fp IS NULL",
 };
 
 /*

@@ -187,6 +187,25 @@
 	"ALTER TABLE audit_heads RENAME TO audit_head;"                        \
 	"UPDATE schema_version SET version = 4;"
 
+/*
+ * Version 4 to 5: each token's seed fingerprint, an HMAC-SHA256 of its
+ * seed under a subkey of the data key it is sealed under (seedfp.c), so
+ * that a seed given twice is found by one indexed lookup. Not UNIQUE: a
+ * store from before may already hold a seed twice, and no token is ever
+ * deleted; the check is the lookup, under the key ring's row. The index
+ * ends with serial so that the lookup's ORDER BY serial LIMIT 1 is read
+ * from it: without, SQLite's planner may walk tokens_kv (kv, serial) in
+ * order instead, every token of a version. Existing tokens are filled by
+ * init, which holds the keys; the partial index finds one still empty at
+ * once (the check refuses until init has run).
+ */
+#define UPGRADE_5_SQL                                                          \
+	"ALTER TABLE tokens ADD COLUMN seed_fp BLOB;"                          \
+	"CREATE INDEX tokens_seed_fp ON tokens(seed_fp, kv, serial);"          \
+	"CREATE INDEX tokens_seed_unfilled ON tokens(serial)"                  \
+	" WHERE seed_fp IS NULL;"                                              \
+	"UPDATE schema_version SET version = 5;"
+
 #define UPGRADE_SQL                                                            \
 	"ALTER TABLE audit ADD COLUMN seq INTEGER;"                            \
 	"ALTER TABLE audit ADD COLUMN mac BLOB;"                               \
@@ -220,18 +239,19 @@ static const char *const sqlite_sql[SOTP_Q_COUNT] = {
                             " WHERE type = 'table'"
                             " AND name = 'schema_version'",
     [SOTP_Q_SCHEMA_TABLES] = "SELECT count(*) FROM sqlite_master",
-    [SOTP_Q_SCHEMA_CREATE] = SCHEMA_SQL UPGRADE_4_SQL,
+    [SOTP_Q_SCHEMA_CREATE] = SCHEMA_SQL UPGRADE_4_SQL UPGRADE_5_SQL,
     [SOTP_Q_SCHEMA_VERSION] = "SELECT version FROM schema_version",
     [SOTP_Q_SCHEMA_UPGRADE] = UPGRADE_SQL,
     [SOTP_Q_SCHEMA_UPGRADE_3] = UPGRADE_3_SQL,
     [SOTP_Q_SCHEMA_UPGRADE_4] = UPGRADE_4_SQL,
+    [SOTP_Q_SCHEMA_UPGRADE_5] = UPGRADE_5_SQL,
     [SOTP_Q_TOKEN_GET] = SOTP_SQL_TOKEN_SELECT " WHERE t.serial = ?1",
     [SOTP_Q_TOKEN_LOCK] = "SELECT 1 FROM tokens WHERE serial = ?1",
     [SOTP_Q_TOKEN_INSERT] = "INSERT INTO tokens (serial, kind, secret,"
                             " algorithm, digits, period, last_step, drift,"
-                            " disabled, created, kv)"
+                            " disabled, created, kv, seed_fp)"
                             " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,"
-                            " ?10, ?11)",
+                            " ?10, ?11, ?12)",
     [SOTP_Q_TOKEN_LIST] = SOTP_SQL_TOKEN_SELECT " ORDER BY t.serial",
     [SOTP_Q_TOKEN_LIST_FREE] = SOTP_SQL_TOKEN_SELECT " WHERE c.id IS NULL"
                                                      " ORDER BY t.serial",
@@ -388,7 +408,9 @@ static const char *const sqlite_sql[SOTP_Q_COUNT] = {
                               " LIMIT ?2",
     [SOTP_Q_KEY_OLD_CARDS] = "SELECT id, kv, card FROM contracts"
                              " WHERE kv < ?1 ORDER BY kv, id LIMIT ?2",
-    [SOTP_Q_KEY_RESEAL_TOKEN] = "UPDATE tokens SET secret = ?2, kv = ?3"
+    /* A token's fingerprint moves with its seal, in the same write. */
+    [SOTP_Q_KEY_RESEAL_TOKEN] = "UPDATE tokens SET secret = ?2, kv = ?3,"
+                                " seed_fp = ?5"
                                 " WHERE serial = ?1 AND kv = ?4",
     [SOTP_Q_KEY_RESEAL_CARD] = "UPDATE contracts SET card = ?2, kv = ?3"
                                " WHERE id = ?1 AND kv = ?4",
@@ -400,6 +422,15 @@ static const char *const sqlite_sql[SOTP_Q_COUNT] = {
                         " FROM contracts WHERE kv = ?1)",
     [SOTP_Q_KEY_LOAD] = SOTP_SQL_KEY_LOAD "?1 WHERE r.k = 1"
                                           " ORDER BY d.version",
+    [SOTP_Q_SEED_FIND] = "SELECT serial FROM tokens WHERE seed_fp = ?1"
+                         " AND kv = ?2 ORDER BY serial LIMIT 1",
+    [SOTP_Q_SEED_UNFILLED] = "SELECT serial FROM tokens"
+                             " WHERE seed_fp IS NULL LIMIT 1",
+    [SOTP_Q_SEED_TODO] = "SELECT serial, kv, secret FROM tokens"
+                         " WHERE seed_fp IS NULL ORDER BY serial"
+                         " LIMIT ?1",
+    [SOTP_Q_SEED_SET] = "UPDATE tokens SET seed_fp = ?2 WHERE serial = ?1"
+                        " AND kv = ?3 AND seed_fp IS NULL",
 };
 
 struct sq_conn {

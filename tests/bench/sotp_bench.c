@@ -93,7 +93,7 @@ pam_baseline(const char *dir, long n)
 static void
 bulk_load(struct sotp_ctx *ctx, const char *db, long n)
 {
-	uint8_t sealed[SOTP_SECRET_MAX];
+	uint8_t sealed[SOTP_SECRET_MAX], fp[SOTP_SEED_FP_LEN];
 	char serial[SOTP_ID_MAX], id[SOTP_ID_MAX];
 	sqlite3 *h = NULL;
 	sqlite3_stmt *tok = NULL, *con = NULL;
@@ -105,7 +105,8 @@ bulk_load(struct sotp_ctx *ctx, const char *db, long n)
 	    sqlite3_exec(h, "BEGIN", NULL, NULL, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(h,
 	        "INSERT INTO tokens(serial, kind, secret, algorithm, digits, "
-	        "period, created, kv) VALUES (?, 'mobile', ?, 0, 6, 30, 0, ?)",
+	        "period, created, kv, seed_fp) VALUES (?, 'mobile', ?, 0, 6, "
+	        "30, 0, ?, ?)",
 	        -1, &tok, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(h,
 	        "INSERT INTO contracts(id, pwhash, login, serial, created) "
@@ -118,11 +119,15 @@ bulk_load(struct sotp_ctx *ctx, const char *db, long n)
 		if (sotp_keys_seal(ctx, serial, (const uint8_t *)SECRET,
 		        strlen(SECRET), sealed, sizeof(sealed),
 		        &len) != SOTP_OK ||
-		    sotp_sealed_kv(sealed, len, &kv) != SOTP_OK)
+		    sotp_sealed_kv(sealed, len, &kv) != SOTP_OK ||
+		    sotp_seed_fp(ctx, kv, (const uint8_t *)SECRET,
+		        strlen(SECRET), fp) != SOTP_OK)
 			die("seal");
 		sqlite3_bind_text(tok, 1, serial, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_blob(tok, 2, sealed, (int)len, SQLITE_TRANSIENT);
 		sqlite3_bind_int64(tok, 3, kv);
+		sqlite3_bind_blob(
+		    tok, 4, fp, (int)sizeof(fp), SQLITE_TRANSIENT);
 		sqlite3_bind_text(con, 1, id, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_text(con, 2, serial, -1, SQLITE_TRANSIENT);
 		if (sqlite3_step(tok) != SQLITE_DONE ||

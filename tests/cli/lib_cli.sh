@@ -198,3 +198,24 @@ bind_race_rounds() {
 	check "$i bind rounds, exactly one binding each ($bad bad)" \
 	    test "$bad" -eq 0 -a "$i" -eq "$_rounds"
 }
+
+# store_exec SQL: SQL on the sandbox's store, of either kind.
+store_exec() {
+	if [ "$STORE_KIND" = postgresql ]; then
+		store_sql "SET search_path = $STORE_SCHEMA; $1"
+	else
+		sqlite3 "$STORE" "$1"
+	fi
+}
+# forget SERIAL...: the tokens leave the store (unbound first). A seed
+# that a token in the store holds is refused under any other serial, and
+# the data files share theirs (tests/data/pskc/secrets.env, RFC 6030's
+# one secret): a file reusing one comes in only once the token holding it
+# is gone. The tool deletes no token; the test does it in SQL.
+forget() {
+	for _s in "$@"; do
+		store_exec "UPDATE contracts SET serial = NULL WHERE serial = '$_s';
+		    DELETE FROM tokens WHERE serial = '$_s'" >/dev/null ||
+			notok "forget $_s"
+	done
+}

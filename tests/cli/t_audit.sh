@@ -495,10 +495,12 @@ copy v2
 sq v2 "DROP INDEX audit_seq; ALTER TABLE audit DROP COLUMN chain;
     CREATE UNIQUE INDEX audit_seq ON audit(seq);
     DELETE FROM audit_head WHERE k > 1;
+    DROP INDEX tokens_seed_fp; DROP INDEX tokens_seed_unfilled;
+    ALTER TABLE tokens DROP COLUMN seed_fp;
     UPDATE schema_version SET version = 3; PRAGMA user_version = 3"
 check_rc 2 "a version 3 store is refused" \
     "$CLI" --config "$SB/v2.conf" contract show A1
-check "init takes it to version 4" "$CLI" --config "$SB/v2.conf" init
+check "init takes it to version 4, and on to 5" "$CLI" --config "$SB/v2.conf" init
 check "  with a head row for each of the 16 chains" \
     [ "$(sq v2 'SELECT count(*) FROM audit_head')" = 16 ]
 check "  its chain is chain 1, and verifies" \

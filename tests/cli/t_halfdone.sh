@@ -58,8 +58,9 @@ ROWS=$(q "SELECT count(*) FROM audit")
 check "the store refuses every audit row" \
     store_fail no_audit audit INSERT "true" "audit refused by the test"
 
+# (T2 a seed of its own: T1's would be refused before any audit row.)
 failed_specific "token add: the audit row refused" \
-    cli token add T2 --secret "$S"
+    cli token add T2 --secret "$(secret)"
 same "... and T2 was not added" \
     "SELECT count(*) FROM tokens WHERE serial = 'T2'" 0
 failed_specific "token generate: the audit row refused" cli token generate

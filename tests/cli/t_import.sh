@@ -34,6 +34,14 @@ refused_at() {
 	refused "$@"
 	check "$2: names entry $_e" contains "$ERR" "refused: entry $_e: "
 }
+# seed_held LEAD NEW OLD: the refusal (in $ERR) leads with LEAD and names
+# the new serial and the stored token that holds its seed.
+seed_held() {
+	check "... leads with $1" contains "$ERR" "$1"
+	check "... names $2 and $3, the token holding its seed" contains "$ERR" \
+	    "serial '$2' has the same secret as token '$3', already in the store: each token needs a seed of its own"
+}
+
 # refused_line FILE:LINE REASON what ARGS...: as refused, and the line
 # leads with the file and line, as every file:line error does.
 refused_line() {
@@ -67,7 +75,19 @@ check "sha256/8/60 token binds with oathtool's code" \
 check "token show: sha256" cli token show GEN-PSK-2
 check "token show: algorithm" contains "$OUT" "algorithm: sha256"
 
-check "PBKDF2 with the passphrase on stdin" \
+# A seed a token in the store holds, under a new serial: GEN-PBKDF2-1's
+# is GEN-PSK-1's (a vendor's batch re-issued under new serials).
+snapshot
+refused_at 1 BAD_INPUT "PSKC: a seed already in the store, under a new serial" \
+    clin "$(cat "$D/passphrase.txt")" token import "$D/gen-pbkdf2.pskc" --passphrase-stdin
+seed_held "token import $D/gen-pbkdf2.pskc: refused: entry 1: " GEN-PBKDF2-1 GEN-PSK-1
+check "... the seed is not shown" sh -c '! grep -qi "$1" "$2"' sh "$S1" "$ERR"
+unchanged "a PSKC seed already in the store"
+refused_at 1 BAD_INPUT "... a dry run says the same" \
+    clin "$(cat "$D/passphrase.txt")" token import "$D/gen-pbkdf2.pskc" --passphrase-stdin --dry-run
+seed_held "refused: entry 1: " GEN-PBKDF2-1 GEN-PSK-1
+forget GEN-PSK-1
+check "PBKDF2 with the passphrase on stdin, once GEN-PSK-1 is gone" \
     clin "$(cat "$D/passphrase.txt")" token import "$D/gen-pbkdf2.pskc" --passphrase-stdin
 check "contract K1" clin pw-K1 contract add K1
 check "the PBKDF2 token binds with oathtool's code" \
@@ -116,6 +136,13 @@ check_rc 2 "a CSV file takes no key" cli token import "$D/good.csv" --key-file "
 check_rc 2 "key file and passphrase exclude each other" \
     cli token import "$D/gen-psk.pskc" --key-file "$KEY" --passphrase-stdin
 
+snapshot
+refused_line "$D/good.csv:2" BAD_INPUT "CSV: a seed already in the store, under a new serial" \
+    cli token import "$D/good.csv"
+seed_held "shinkin-otp: $D/good.csv:2: refused: " CSV-1 GEN-PBKDF2-1
+check "... the seed is not shown" sh -c '! grep -qi "HEULIW3A2LAAIYE553NEHZCUF4LLBBYF" "$1"' sh "$ERR"
+unchanged "a CSV seed already in the store"
+forget GEN-PBKDF2-1 GEN-PSK-2 GEN-PSK-3
 check "CSV: three tokens" cli token import "$D/good.csv"
 check "CSV: count" contains "$OUT" "imported 3 tokens"
 check "CSV: kind column" cli token show CSV-3
@@ -147,7 +174,7 @@ refused_line "seeds.txt:2" EXISTS "CSV by --format, a relative path" \
 unchanged "every refused CSV file"
 
 # A spreadsheet's "CSV UTF-8" starts with a byte order mark.
-printf '\357\273\277# serial,base32secret\nCSV-BOM,HEULIW3A2LAAIYE553NEHZCUF4LLBBYF\n' >"$SB/bom.csv"
+printf '\357\273\277# serial,base32secret\nCSV-BOM,%s\n' "$(secret)" >"$SB/bom.csv"
 check "CSV with a UTF-8 byte order mark: the header stays a comment" \
     cli token import "$SB/bom.csv"
 check "CSV with a BOM: the token, its serial without the mark" cli token show CSV-BOM
@@ -166,6 +193,8 @@ check "audit: a refusal row carries the refusal's reason (EXISTS)" contains "$OU
     "token.import reject EXISTS contract=- serial=- "
 
 # -- an import that an error stops, not a refusal of its input --
+# (err.pskc below holds the seeds of CSV-1, CSV-2, CSV-3 and GEN-PBKDF2-2.)
+forget CSV-1 CSV-2 CSV-3 GEN-PBKDF2-2
 E1=$(secret)
 E2=$(secret)
 printf '# serial,base32secret\nERR-1,%s\nERR-2,%s\n' "$E1" "$E2" >"$SB/err.csv"
@@ -290,6 +319,10 @@ check "... entry 2" contains "$ERR" "refused: entry 2: serial 'HEX-2'"
 # basenc is coreutils' (a fresh Debian root has no xxd); base16 is upper case.
 sed "s|$RFC_SECRET|$(printf %s "$RFC_SECRET" | tr a-f A-F | basenc --base16 -d | base64 -w0)|" \
     "$D/hex-plainvalue.pskc" >"$SB/hex-fixed.pskc"
+refused_at 2 BAD_INPUT "... fixed, HEX-2's seed is 987654321's" \
+    cli token import "$SB/hex-fixed.pskc"
+seed_held "refused: entry 2: " HEX-2 987654321
+forget 987654321
 check "the same seeds in base64 import" cli token import "$SB/hex-fixed.pskc"
 check "... both" contains "$OUT" "imported 2 tokens"
 check "contract HX" clin pw-HX contract add HX
@@ -330,3 +363,114 @@ check_rc 2 "contract import of a file cut while it is read is refused" \
     cut_run "$SB/cut-contracts.csv" 20 contract import "$SB/cut-contracts.csv"
 check "... saying it changed while it was read" \
     contains "$ERR" "the file changed while it was read"
+
+# -- a seed a token in the store holds, by whichever way it comes in --
+A1=$(secret)
+check "token add: a token" cli token add SEED-A --secret "$A1"
+snapshot
+refused BAD_INPUT "token add: its seed under another serial" \
+    cli token add SEED-B --secret "$A1"
+check "... names the token holding it" contains "$ERR" \
+    "the same secret as token 'SEED-A', already in the store: each token needs a seed of its own"
+check "... the seed is not shown" sh -c '! grep -q "$1" "$2"' sh "$A1" "$ERR"
+unchanged "token add with a seed already in the store"
+check "audit after the token add" cli audit
+check "... the refusal's row names the token holding the seed" contains "$OUT" \
+    "detail=same secret as token 'SEED-A'"
+check "... no seed in the audit" sh -c '! grep -q "$1" "$2"' sh "$A1" "$OUT"
+B1=$(secret)
+B2=$(secret)
+printf 'SEED-C,%s\nSEED-D,%s\n' "$B1" "$A1" >"$SB/seed.csv"
+refused_line "$SB/seed.csv:2" BAD_INPUT "CSV: line 2's seed is SEED-A's" \
+    cli token import "$SB/seed.csv"
+seed_held "shinkin-otp: $SB/seed.csv:2: refused: " SEED-D SEED-A
+unchanged "a CSV file holding a token add's seed"
+printf 'SEED-C,%s\nSEED-D,%s\n' "$B1" "$B2" >"$SB/seed.csv"
+check "CSV: seeds of their own import" cli token import "$SB/seed.csv"
+check "... both" contains "$OUT" "imported 2 tokens"
+check "token add: a seed of its own" cli token add SEED-E --secret "$(secret)"
+
+# A token without a seed fingerprint (a store upgraded to schema version
+# 5, before init filled them): the check cannot see that seed, so
+# nothing comes in until init has filled them.
+check "SEED-C's fingerprint emptied" store_exec \
+    "UPDATE tokens SET seed_fp = NULL WHERE serial = 'SEED-C'"
+printf 'SEED-F,%s\n' "$(secret)" >"$SB/seed2.csv"
+snapshot
+check_rc 2 "a token without a fingerprint: the import is an error" \
+    cli token import "$SB/seed2.csv"
+check "... names the token and init" contains "$ERR" \
+    "token 'SEED-C' in the store has no seed fingerprint yet (a store upgraded to schema version 5): run \"shinkin-otp init\" to fill them"
+check "... and says nothing was imported" contains "$ERR" "nothing imported"
+check_rc 2 "... a dry run too" cli token import "$SB/seed2.csv" --dry-run
+check "... names the token" contains "$ERR" "token 'SEED-C' in the store has no seed fingerprint yet"
+check_rc 2 "... and token add" cli token add SEED-G --secret "$(secret)"
+check "... names the token" contains "$ERR" "token 'SEED-C' in the store has no seed fingerprint yet"
+unchanged "a store with a token without a fingerprint"
+check "init fills it" cli init
+refused BAD_INPUT "... and SEED-C's seed is found again" \
+    cli token add SEED-G --secret "$B1"
+check "... named" contains "$ERR" "the same secret as token 'SEED-C'"
+check "the audit says init filled one" cli audit
+check "... one" contains "$OUT" "detail=seed fingerprints=1"
+
+# -- across a key rotation: every token under one version or the other --
+check_rc 3 "rotation begins, one token re-sealed" \
+    cli key rotate --batch 1 --max-batches 1 --pause 0
+snapshot
+refused BAD_INPUT "half rotated: SEED-A's seed" \
+    cli token add SEED-H --secret "$A1"
+check "... named" contains "$ERR" "the same secret as token 'SEED-A'"
+refused BAD_INPUT "... SEED-D's" cli token add SEED-H --secret "$B2"
+check "... named" contains "$ERR" "the same secret as token 'SEED-D'"
+unchanged "half rotated: seeds already in the store"
+H1=$(secret)
+check "a token added half rotated" cli token add SEED-H --secret "$H1"
+check_rc 3 "the rotation to its end (re-sealed, the old version waiting)" \
+    cli key rotate --pause 0 --no-wait
+# left_old: no token under a version older than the current one.
+left_old() {
+	store_exec "SELECT count(*) FROM tokens WHERE kv < (SELECT current FROM key_ring)" |
+	    tr -d ' ' | grep -qx 0
+}
+check "... no token left under the old version" left_old
+refused BAD_INPUT "rotated: the token added half way" \
+    cli token add SEED-I --secret "$H1"
+check "... named" contains "$ERR" "the same secret as token 'SEED-H'"
+printf 'SEED-I,%s\n' "$A1" >"$SB/seed3.csv"
+refused_line "$SB/seed3.csv:1" BAD_INPUT "rotated: SEED-A's seed in a file" \
+    cli token import "$SB/seed3.csv"
+seed_held "shinkin-otp: $SB/seed3.csv:1: refused: " SEED-I SEED-A
+
+# -- a store from before seed fingerprints (schema version 4) --
+# left_empty: no token without a fingerprint.
+left_empty() {
+	store_exec "SELECT count(*) FROM tokens WHERE seed_fp IS NULL" |
+	    tr -d ' ' | grep -qx 0
+}
+if [ "$STORE_KIND" = postgresql ]; then
+	V4="UPDATE schema_version SET version = 4"
+else
+	V4="UPDATE schema_version SET version = 4; PRAGMA user_version = 4"
+fi
+check "the store taken back to schema version 4" store_exec \
+    "DROP INDEX tokens_seed_fp; DROP INDEX tokens_seed_unfilled;
+    ALTER TABLE tokens DROP COLUMN seed_fp; $V4"
+check_rc 2 "a version 4 store is refused" cli token add SEED-J --secret "$(secret)"
+check "... with what to do" contains "$ERR" 'run "shinkin-otp init"'
+check "init upgrades it" cli init
+check "... every token has its fingerprint" left_empty
+refused BAD_INPUT "an upgraded store: SEED-A's seed under another serial" \
+    cli token add SEED-J --secret "$A1"
+check "... named" contains "$ERR" "the same secret as token 'SEED-A'"
+refused BAD_INPUT "... SEED-H's (added during the rotation)" \
+    cli token add SEED-J --secret "$H1"
+check "... named" contains "$ERR" "the same secret as token 'SEED-H'"
+printf 'SEED-J,%s\n' "$B1" >"$SB/seed4.csv"
+refused_line "$SB/seed4.csv:1" BAD_INPUT "... SEED-C's, in a file" \
+    cli token import "$SB/seed4.csv"
+seed_held "shinkin-otp: $SB/seed4.csv:1: refused: " SEED-J SEED-C
+check "... a seed of its own comes in" cli token add SEED-J --secret "$(secret)"
+check "init again changes nothing" cli init
+check "... audited once, with the count" cli audit
+check "... a fill row for each init that filled one (2)" test "$(grep -c 'token.fingerprint accept' "$OUT")" -eq 2

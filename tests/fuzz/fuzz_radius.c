@@ -59,8 +59,8 @@ provision(const char *path)
 	struct crypt_data cd;
 	char code[SOTP_CODE_MAX + 1], sql[512];
 	const char *h;
-	uint8_t key[20];
-	size_t n = 0;
+	uint8_t key[20], key2[20];
+	size_t n = 0, n2 = 0;
 
 	if (sotp_base32_decode("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", key,
 	        sizeof(key), &n, NULL) != SOTP_OK)
@@ -68,8 +68,12 @@ provision(const char *path)
 	sotp_token_spec_defaults(ctx, &spec);
 	spec.serial = "R-T1";
 	admin(sotp_token_add(ctx, &spec, key, n, FUZZ_T0, &d), &d, "token");
+	/* A seed of its own: token add refuses R-T1's under another serial. */
+	if (sotp_base32_decode("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", key2,
+	        sizeof(key2), &n2, NULL) != SOTP_OK)
+		fuzz_abort("secret", NULL);
 	spec.serial = "R-T2";
-	admin(sotp_token_add(ctx, &spec, key, n, FUZZ_T0, &d), &d, "token");
+	admin(sotp_token_add(ctx, &spec, key2, n2, FUZZ_T0, &d), &d, "token");
 	admin(sotp_contract_add(ctx, "R1", "pw", FUZZ_T0, &d), &d, "contract");
 	admin(sotp_contract_add(ctx, "R2", "pw", FUZZ_T0, &d), &d, "contract");
 	if (sotp_totp(SOTP_ALG_SHA1, key, n, FUZZ_T0 - 600, 30, 6, code) !=

@@ -20,9 +20,10 @@
  *       token (tok-PREFIXi) sealed under CONFIG's master key, all holding
  *       the same secret BULK_SECRET (so that one code, of now, is good for
  *       every contract: a RADIUS bench sends one request line per
- *       contract) and the password hash PWHASH. No audit rows and no
- *       library calls but the seal: this is how a million contracts go
- *       into a store in seconds (the benchmark's large stores).
+ *       contract), its seed fingerprint (seedfp.c) and the password hash
+ *       PWHASH. No audit rows and no library calls but the seal and the
+ *       fingerprint: this is how a million contracts go into a store in
+ *       seconds (the benchmark's large stores).
  *
  * The one shortcut, and the only place the admin path is left: every
  * contract gets the same password, hashed once (a real yescrypt hash of
@@ -208,25 +209,30 @@ codes(const char *file, long offset, char **tpl, int ntpl)
 
 /*
  * The sealed secret of serial as hex, for either client, under the
- * current key version (kv), as token add seals it.
+ * current key version (kv), as token add seals it, and its seed
+ * fingerprint under that version as hex (fphex, SOTP_SEED_FP_LEN * 2 + 1).
  */
 static int
 sealed_hex(struct sotp_ctx *ctx, const char *serial, char *hex, size_t hexsz,
-    uint32_t *kv)
+    char *fphex, uint32_t *kv)
 {
-	uint8_t sealed[SOTP_SECRET_MAX];
+	uint8_t sealed[SOTP_SECRET_MAX], fp[SOTP_SEED_FP_LEN];
 	size_t len = 0, i;
 	int rc;
 
 	if ((rc = sotp_keys_current(ctx, kv)) != SOTP_OK ||
 	    (rc = sotp_keys_seal_kv(ctx, *kv, serial,
 	         (const uint8_t *)BULK_SECRET, strlen(BULK_SECRET), sealed,
-	         sizeof(sealed), &len)) != SOTP_OK)
+	         sizeof(sealed), &len)) != SOTP_OK ||
+	    (rc = sotp_seed_fp(ctx, *kv, (const uint8_t *)BULK_SECRET,
+	         strlen(BULK_SECRET), fp)) != SOTP_OK)
 		return rc;
 	if (len * 2 + 1 > hexsz)
 		return SOTP_ERR_INTERNAL;
 	for (i = 0; i < len; i++)
 		snprintf(hex + 2 * i, 3, "%02x", sealed[i]);
+	for (i = 0; i < sizeof(fp); i++)
+		snprintf(fphex + 2 * i, 3, "%02x", fp[i]);
 	return SOTP_OK;
 }
 
@@ -239,6 +245,7 @@ bulk(const char *config, int pg, const char *pwhash, char **spec, int nspec)
 {
 	struct sotp_ctx *ctx = NULL;
 	char serial[SOTP_ID_MAX], hex[2 * SOTP_SECRET_MAX + 1];
+	char fphex[2 * SOTP_SEED_FP_LEN + 1];
 	long i, n, row = 0, total = 0;
 	uint32_t kv = 0;
 	int rc, k, pass;
@@ -259,7 +266,8 @@ bulk(const char *config, int pg, const char *pwhash, char **spec, int nspec)
 		if (pg)
 			printf(pass == 0
 			        ? "COPY tokens(serial, kind, secret, algorithm,"
-			          " digits, period, created, kv) FROM STDIN;\n"
+			          " digits, period, created, kv, seed_fp)"
+			          " FROM STDIN;\n"
 			        : "COPY contracts(id, pwhash, login, serial,"
 			          " created) FROM STDIN;\n");
 		for (k = 0; k + 1 < nspec; k += 2) {
@@ -271,28 +279,31 @@ bulk(const char *config, int pg, const char *pwhash, char **spec, int nspec)
 					printf(pass == 0
 					        ? "INSERT INTO tokens(serial, kind,"
 					          " secret, algorithm, digits,"
-					          " period, created, kv) VALUES\n"
+					          " period, created, kv, seed_fp)"
+					          " VALUES\n"
 					        : "INSERT INTO contracts(id, pwhash,"
 					          " login, serial, created)"
 					          " VALUES\n");
 				if (pass == 0 &&
 				    (rc = sealed_hex(ctx, serial, hex,
-				         sizeof(hex), &kv)) != SOTP_OK) {
+				         sizeof(hex), fphex, &kv)) != SOTP_OK) {
 					sotp_ctx_free(ctx);
 					return fail("seal", NULL, rc);
 				}
 				if (pg && pass == 0)
 					printf(
-					    "%s\tmobile\t\\\\x%s\t0\t6\t30\t0\t%u\n",
-					    serial, hex, kv);
+					    "%s\tmobile\t\\\\x%s\t0\t6\t30\t0\t%u"
+					    "\t\\\\x%s\n",
+					    serial, hex, kv, fphex);
 				else if (pg)
 					printf("%s%ld\t%s\t%d\t%s\t0\n",
 					    spec[k], i, pwhash, SOTP_LOGIN_OTP,
 					    serial);
 				else if (pass == 0)
 					printf(
-					    "('%s','mobile',X'%s',0,6,30,0,%u)",
-					    serial, hex, kv);
+					    "('%s','mobile',X'%s',0,6,30,0,%u,"
+					    "X'%s')",
+					    serial, hex, kv, fphex);
 				else
 					printf("('%s%ld','%s',%d,'%s',0)",
 					    spec[k], i, pwhash, SOTP_LOGIN_OTP,

@@ -1213,7 +1213,8 @@ test_pskc_hex_plain_value_rule(void **state)
 	static const struct {
 		const char *value;
 		const char *hex; /* the seed taken; NULL: refused as hex */
-		size_t digits;   /* refused: the count the reason gives */
+		size_t digits;   /* refused: the count the reason gives; */
+		/* taken: the case that holds that seed, or 0 */
 	} c[] = {
 	    /* 16 bytes in hex, the shortest refused. */
 	    {"000102030405060708090a0b0c0d0e0f", NULL, 32},
@@ -1240,10 +1241,13 @@ test_pskc_hex_plain_value_rule(void **state)
 	    {"0123456789abcdefABCDEF0123456789abcdefABCDE",
 	        "d35db7e39ebbf3d69b71d79f001083105d35db7e39ebbf3d69b71d79f0010831",
 	        0},
-	    /* The same padded. */
+	    /*
+	     * The same padded: the same 32 bytes, so refused as the seed
+	     * HEXR-7 (the case before) already holds.
+	     */
 	    {"0123456789abcdefABCDEF0123456789abcdefABCDE=",
 	        "d35db7e39ebbf3d69b71d79f001083105d35db7e39ebbf3d69b71d79f0010831",
-	        0},
+	        7},
 	    /* RFC 6030's own: base64 with a non-hex letter. */
 	    {"MTIzNDU2Nzg5MDEyMzQ1Njc4OTA=", RFC_SECRET, 0},
 	};
@@ -1274,6 +1278,13 @@ test_pskc_hex_plain_value_rule(void **state)
 				    c[i].value, res.refused, res.reason, want);
 			check_refused(f, &res, before, 1, SOTP_R_BAD_INPUT,
 			    "requires base64");
+			continue;
+		}
+		if (c[i].digits > 0) {
+			snprintf(want, sizeof(want),
+			    "the same secret as token 'HEXR-%zu'", c[i].digits);
+			check_refused(
+			    f, &res, before, 1, SOTP_R_BAD_INPUT, want);
 			continue;
 		}
 		if (res.refused)
@@ -1703,6 +1714,258 @@ test_pskc_contract_import_error_text(void **state)
 	assert_null(strstr(sotp_ctx_errmsg(f->ctx), first));
 }
 
+/* ---- seeds a token in the store already holds ---- */
+
+/* base32 of RFC_SECRET ("12345678901234567890"), of S1 and of S4. */
+#define RFC_B32 "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
+#define S1_B32 "HEULIW3A2LAAIYE553NEHZCUF4LLBBYF"
+#define S4_B32 "6XGYXMHCDKO6EU4F4LSYEHZS523GV7VG"
+
+static int
+csv(struct fx *f, const char *text, int dry_run, struct sotp_import_result *res)
+{
+	return sotp_import_csv(
+	    f->ctx, text, strlen(text), NULL, dry_run, T0, res);
+}
+
+/* token add of hex's seed under serial: the decision, its reason. */
+static int
+add_hex(struct fx *f, const char *serial, const char *hex, time_t t,
+    struct sotp_decision *d)
+{
+	struct sotp_token_spec spec;
+	uint8_t key[64];
+	size_t len = 0;
+	int rc;
+
+	hex_decode(hex, key, &len);
+	sotp_token_spec_defaults(f->ctx, &spec);
+	spec.serial = serial;
+	rc = sotp_token_add(f->ctx, &spec, key, len, t, d);
+	OPENSSL_cleanse(key, sizeof(key));
+	return rc;
+}
+
+/*
+ * A seed that a stored token holds, under a new serial (a vendor's batch
+ * re-issued, a file imported twice with its serials renamed): refused,
+ * all or nothing, naming the entry, its serial and the token holding the
+ * seed, never the seed; seeds of their own still import.
+ */
+static void
+test_pskc_seed_in_store_refused(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_import_result res;
+
+	assert_int_equal(csv(f, "ST-1," RFC_B32 "\n", 0, &res), SOTP_OK);
+	assert_int_equal(res.imported, 1);
+
+	/* PSKC: figure 2 holds RFC_SECRET under 987654321. */
+	assert_int_equal(
+	    import_file(f, "rfc6030-figure2-totp.pskc", NULL, NULL, 0, &res),
+	    SOTP_OK);
+	check_refused(f, &res, 1, 1, SOTP_R_BAD_INPUT,
+	    "serial '987654321' has the same secret as token 'ST-1', already "
+	    "in the store: each token needs a seed of its own");
+	assert_null(strstr(res.reason, RFC_B32));
+	assert_null(strstr(res.reason, "1234567890"));
+	/* A dry run says the same, and stores nothing either way. */
+	assert_int_equal(
+	    import_file(f, "rfc6030-figure2-totp.pskc", NULL, NULL, 1, &res),
+	    SOTP_OK);
+	check_refused(f, &res, 1, 1, SOTP_R_BAD_INPUT,
+	    "serial '987654321' has the same secret as token 'ST-1'");
+
+	/* CSV: line 3's seed is ST-1's; line 2's, its own, stays out too. */
+	assert_int_equal(
+	    csv(f, "# two\nST-2," S1_B32 "\nST-3," RFC_B32 "\n", 0, &res),
+	    SOTP_OK);
+	check_refused(f, &res, 1, 3, SOTP_R_BAD_INPUT,
+	    "serial 'ST-3' has the same secret as token 'ST-1', already in "
+	    "the store");
+	assert_int_equal(
+	    sotp_token_get(f->ctx, "ST-2", &(struct sotp_token_info){0}),
+	    SOTP_ERR_NOT_FOUND);
+
+	/* Two stored tokens, the later entry's seed held: that one named. */
+	assert_int_equal(csv(f, "ST-2," S1_B32 "\n", 0, &res), SOTP_OK);
+	assert_int_equal(res.imported, 1);
+	assert_int_equal(
+	    csv(f, "ST-4," S4_B32 "\nST-5," S1_B32 "\n", 0, &res), SOTP_OK);
+	check_refused(f, &res, 2, 2, SOTP_R_BAD_INPUT,
+	    "serial 'ST-5' has the same secret as token 'ST-2'");
+
+	/* One file, one seed twice: refused on its own (no store needed). */
+	assert_int_equal(
+	    csv(f, "ST-6," S4_B32 "\nST-7," S4_B32 "\n", 0, &res), SOTP_OK);
+	check_refused(
+	    f, &res, 2, 2, SOTP_R_BAD_INPUT, "the same secret as line 1");
+
+	/* Seeds of their own import. */
+	assert_int_equal(csv(f, "ST-4," S4_B32 "\n", 0, &res), SOTP_OK);
+	assert_false(res.refused);
+	assert_int_equal(res.imported, 1);
+	assert_int_equal(count_tokens(f), 3);
+}
+
+/* token add: the same rule; a generated token is unaffected. */
+static void
+test_pskc_token_add_seed_in_store_refused(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_token_spec spec;
+	struct sotp_decision d;
+	char serial[SOTP_ID_MAX];
+
+	assert_int_equal(add_hex(f, "ADD-1", RFC_SECRET, T0, &d), SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_ACCEPT);
+	assert_int_equal(add_hex(f, "ADD-2", RFC_SECRET, T0, &d), SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_REJECT);
+	assert_int_equal(d.reason, SOTP_R_BAD_INPUT);
+	assert_non_null(strstr(sotp_ctx_errmsg(f->ctx),
+	    "the same secret as token 'ADD-1', already in the store"));
+	assert_int_equal(
+	    sotp_token_get(f->ctx, "ADD-2", &(struct sotp_token_info){0}),
+	    SOTP_ERR_NOT_FOUND);
+	/* A serial already there is refused as such, not as a seed. */
+	assert_int_equal(add_hex(f, "ADD-1", RFC_SECRET, T0, &d), SOTP_OK);
+	assert_int_equal(d.reason, SOTP_R_EXISTS);
+	/* An imported token's seed, too. */
+	assert_int_equal(
+	    csv(f, "ADD-3," S1_B32 "\n", 0, &(struct sotp_import_result){0}),
+	    SOTP_OK);
+	assert_int_equal(add_hex(f, "ADD-2", S1, T0, &d), SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_REJECT);
+	assert_non_null(strstr(sotp_ctx_errmsg(f->ctx), "token 'ADD-3'"));
+	/* And an added token's seed bars an import. */
+	assert_int_equal(
+	    csv(f, "ADD-4," RFC_B32 "\n", 0, &(struct sotp_import_result){0}),
+	    SOTP_OK);
+	assert_int_equal(
+	    sotp_token_get(f->ctx, "ADD-4", &(struct sotp_token_info){0}),
+	    SOTP_ERR_NOT_FOUND);
+	assert_int_equal(add_hex(f, "ADD-2", S4, T0, &d), SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_ACCEPT);
+	sotp_token_spec_defaults(f->ctx, &spec);
+	assert_int_equal(
+	    sotp_token_generate(f->ctx, &spec, NULL, T0, serial, NULL, &d),
+	    SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_ACCEPT);
+	assert_int_equal(count_tokens(f), 4);
+}
+
+/*
+ * A token without a fingerprint (a store upgraded to schema version 5
+ * before init filled it): the store cannot be checked, so nothing comes
+ * in, an error naming the token and init, for an import, a dry run and
+ * token add. init's fill makes it findable.
+ */
+static void
+test_pskc_seed_check_fails_closed(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_import_result res;
+	struct sotp_decision d;
+	struct sotp_token_rec t;
+	uint8_t key[SHA1_LEN];
+	size_t len = 0;
+	int64_t filled = 0;
+
+	hex_decode(S4, key, &len);
+	memset(&t, 0, sizeof(t));
+	sotp_strlcpy(t.serial, "OLD-1", sizeof(t.serial));
+	sotp_strlcpy(t.kind, f->ctx->pol.kinds[f->ctx->pol.default_kind].name,
+	    sizeof(t.kind));
+	t.alg = SOTP_ALG_SHA1;
+	t.digits = 6;
+	t.period = 30;
+	t.last_step = -1;
+	assert_int_equal(sotp_keys_seal(f->ctx, t.serial, key, len, t.secret,
+	                     sizeof(t.secret), &t.secret_len),
+	    SOTP_OK);
+	assert_int_equal(
+	    sotp_sealed_kv(t.secret, t.secret_len, &t.kv), SOTP_OK);
+	assert_int_equal(sotp_store_token_insert(f->ctx->st, &t), SOTP_OK);
+
+	assert_int_equal(csv(f, "OK-1," S4_B32 "\n", 0, &res), SOTP_ERR_STORE);
+	assert_non_null(strstr(sotp_ctx_errmsg(f->ctx),
+	    "token 'OLD-1' in the store has no seed fingerprint yet"));
+	assert_non_null(strstr(sotp_ctx_errmsg(f->ctx), "shinkin-otp init"));
+	assert_non_null(strstr(sotp_ctx_errmsg(f->ctx), "nothing imported"));
+	assert_int_equal(res.imported, 0);
+	assert_int_equal(count_tokens(f), 1);
+	assert_int_equal(csv(f, "OK-1," S4_B32 "\n", 1, &res), SOTP_ERR_STORE);
+	assert_int_equal(add_hex(f, "OK-2", S4, T0, &d), SOTP_ERR_STORE);
+	assert_int_equal(d.verdict, SOTP_REJECT);
+	assert_non_null(strstr(sotp_ctx_errmsg(f->ctx), "token 'OLD-1'"));
+	assert_int_equal(count_tokens(f), 1);
+
+	assert_int_equal(sotp_seed_fill(f->ctx, T0, &filled), SOTP_OK);
+	assert_int_equal(filled, 1);
+	assert_int_equal(add_hex(f, "OK-2", S4, T0, &d), SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_REJECT);
+	assert_non_null(strstr(
+	    sotp_ctx_errmsg(f->ctx), "the same secret as token 'OLD-1'"));
+	assert_int_equal(sotp_seed_fill(f->ctx, T0, &filled), SOTP_OK);
+	assert_int_equal(filled, 0);
+	OPENSSL_cleanse(key, sizeof(key));
+}
+
+/*
+ * Across a rotation: a token under the old version, one re-sealed under
+ * the new, one added under the new while the old is still live, and all
+ * of them once the old version is retired: each seed is found, whatever
+ * version its token is under (the re-seal writes the fingerprint anew).
+ */
+static void
+test_pskc_seed_check_across_rotation(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_key_step st;
+	struct sotp_decision d;
+	time_t t = T0;
+
+	assert_int_equal(add_hex(f, "ROT-1", S1, t, &d), SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_ACCEPT);
+	assert_int_equal(add_hex(f, "ROT-2", RFC_SECRET, t, &d), SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_ACCEPT);
+	assert_int_equal(sotp_key_rotate_begin(f->ctx, t, &st), SOTP_OK);
+	assert_int_equal(st.what, SOTP_KEY_STARTED);
+	/* Half done: ROT-1 re-sealed (batch of one), ROT-2 not yet. */
+	assert_int_equal(sotp_key_rotate_step(f->ctx, t, 1, &st), SOTP_OK);
+	assert_int_equal(st.what, SOTP_KEY_RESEALED);
+	assert_int_equal(st.count, 1);
+	assert_int_equal(st.left, 1);
+	assert_int_equal(add_hex(f, "ROT-3", S4, t, &d), SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_ACCEPT);
+	assert_int_equal(add_hex(f, "DUP", S1, t, &d), SOTP_OK);
+	assert_non_null(strstr(sotp_ctx_errmsg(f->ctx), "token 'ROT-1'"));
+	assert_int_equal(add_hex(f, "DUP", RFC_SECRET, t, &d), SOTP_OK);
+	assert_non_null(strstr(sotp_ctx_errmsg(f->ctx), "token 'ROT-2'"));
+	assert_int_equal(add_hex(f, "DUP", S4, t, &d), SOTP_OK);
+	assert_non_null(strstr(sotp_ctx_errmsg(f->ctx), "token 'ROT-3'"));
+	/* To the end: every token under the new version, the old retired. */
+	do
+		assert_int_equal(
+		    sotp_key_rotate_step(f->ctx, t, 100, &st), SOTP_OK);
+	while (st.what == SOTP_KEY_RESEALED && st.left > 0);
+	t += 3600;
+	do
+		assert_int_equal(
+		    sotp_key_rotate_step(f->ctx, t, 100, &st), SOTP_OK);
+	while (st.what != SOTP_KEY_DONE);
+	assert_int_equal(add_hex(f, "DUP", S1, t, &d), SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_REJECT);
+	assert_non_null(strstr(sotp_ctx_errmsg(f->ctx), "token 'ROT-1'"));
+	assert_int_equal(add_hex(f, "DUP", RFC_SECRET, t, &d), SOTP_OK);
+	assert_non_null(strstr(sotp_ctx_errmsg(f->ctx), "token 'ROT-2'"));
+	assert_int_equal(
+	    csv(f, "DUP," S4_B32 "\n", 0, &(struct sotp_import_result){0}),
+	    SOTP_OK);
+	assert_int_equal(count_tokens(f), 3);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int
@@ -1749,6 +2012,10 @@ main(void)
 	    T(test_pskc_contract_import_error_text),
 	    cmocka_unit_test(test_pskc_signer_check),
 	    T(test_pskc_signer_with_key_refused),
+	    T(test_pskc_seed_in_store_refused),
+	    T(test_pskc_token_add_seed_in_store_refused),
+	    T(test_pskc_seed_check_fails_closed),
+	    T(test_pskc_seed_check_across_rotation),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
