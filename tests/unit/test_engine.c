@@ -3998,6 +3998,103 @@ test_engine_pg_writer_timeout_spoils_no_group(void **state)
 	pthread_mutex_destroy(&grp.lock);
 }
 
+/* ---- transactions that take every chain's head ---- */
+
+struct every_head {
+	struct sotp_ctx *ctx;
+	int rc;
+	struct sotp_key_step st;
+	char why[512];
+};
+
+/* An audit prune (removing nothing: it still takes every head). */
+static void *
+prune_every_head(void *arg)
+{
+	struct every_head *e = arg;
+	struct sotp_audit_check check;
+	int64_t removed = 0;
+
+	e->rc = sotp_audit_prune(
+	    e->ctx, (int64_t)T0 - DAY, NULL, 0, T0 + 20000, &removed, &check);
+	snprintf(e->why, sizeof(e->why), "%s", sotp_ctx_errmsg(e->ctx));
+	return NULL;
+}
+
+/* The retirement of a rotation, which tags every head again. */
+static void *
+retire_every_head(void *arg)
+{
+	struct every_head *e = arg;
+
+	e->rc = sotp_key_rotate_step(e->ctx, T0 + 20000, 100, &e->st);
+	snprintf(e->why, sizeof(e->why), "%s", sotp_ctx_errmsg(e->ctx));
+	return NULL;
+}
+
+/*
+ * An audit prune and a rotation's retirement at once, each on a
+ * connection whose own chain is another (3 and 5), both made to wait for
+ * head 1 (another session holds it) before either goes on: each takes
+ * every head, and neither may be refused. Taking its own chain's head
+ * first (sotp_store_begin) and then the others in chain order, each would
+ * hold the head the other comes to next: a cycle the server breaks by
+ * aborting one (deadlock detected).
+ */
+static void
+test_engine_pg_every_head_in_chain_order(void **state)
+{
+	struct fx *f = *state;
+	struct every_head a, b;
+	struct holder h;
+	struct sotp_key_step st;
+	pthread_t ta, tb;
+	char conf[256], n[16];
+	int i;
+
+	/* A rotation with nothing left to re-seal: its retirement is due. */
+	assert_int_equal(sotp_key_rotate_begin(f->ctx, T0, &st), SOTP_OK);
+	do
+		assert_int_equal(
+		    sotp_key_rotate_step(f->ctx, T0, 100, &st), SOTP_OK);
+	while (st.what != SOTP_KEY_WAITING);
+	/* Waits that only a cycle of locks could end. */
+	timeouts_conf(f, 30000, 60000, conf, sizeof(conf));
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	assert_int_equal(sotp_ctx_new(&a.ctx), SOTP_OK);
+	assert_int_equal(sotp_ctx_load(a.ctx, conf), SOTP_OK);
+	assert_int_equal(sotp_ctx_new(&b.ctx), SOTP_OK);
+	assert_int_equal(sotp_ctx_load(b.ctx, conf), SOTP_OK);
+	sotp_store_audit_chain_home(a.ctx->st, 3);
+	sotp_store_audit_chain_home(b.ctx->st, 5);
+
+	hold_rows(
+	    "BEGIN; SELECT k FROM audit_head WHERE k = 1 FOR UPDATE", 1, &h);
+	assert_int_equal(pthread_create(&ta, NULL, prune_every_head, &a), 0);
+	assert_int_equal(pthread_create(&tb, NULL, retire_every_head, &b), 0);
+	/* Both wait for head 1 (a state, polled; up to 60 s). */
+	for (i = 0; i < 2400; i++) {
+		pg_sql("SELECT count(*) FROM pg_stat_activity"
+		       " WHERE wait_event_type = 'Lock'",
+		    n, sizeof(n));
+		if (strcmp(n, "2") == 0)
+			break;
+		usleep(25 * 1000);
+	}
+	hold_end(&h);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	if (i == 2400)
+		fail_msg("the two never both waited for head 1");
+	if (a.rc != SOTP_OK || b.rc != SOTP_OK)
+		fail_msg("audit prune: %s: %s; retirement: %s: %s",
+		    sotp_rc_name(a.rc), a.why, sotp_rc_name(b.rc), b.why);
+	assert_int_equal(b.st.what, SOTP_KEY_RETIRED);
+	sotp_ctx_free(a.ctx);
+	sotp_ctx_free(b.ctx);
+}
+
 /*
  * On PostgreSQL a contract's audit rows go to one of SOTP_AUDIT_CHAINS
  * chains, so that a decision waits only for the head of its own: with
@@ -5030,6 +5127,7 @@ main(void)
 	    T(test_engine_pg_disabled_before_cas),
 	    T(test_engine_pg_disable_holding_the_row),
 	    T(test_engine_pg_writer_timeout_spoils_no_group),
+	    T(test_engine_pg_every_head_in_chain_order),
 	};
 #undef T
 	const struct CMUnitTest tests[] = {
