@@ -42,10 +42,12 @@
  * it opens (sotp_store_audit_chain), and its transactions take that head
  * first, before any contract or token (store.c sotp_store_begin: one lock
  * order for every transaction). A transaction appends to one chain
- * only. Each chain is verified, pruned and tagged on its own; its head
- * rows are fixed (1..SOTP_AUDIT_CHAINS), so a chain removed whole shows
- * as a head ahead of its rows. The cost on the hot path: two statements
- * and two HMACs more per decision.
+ * only; one that takes every head (a prune, a retag) takes them all
+ * first, in chain order (sotp_store_begin_every_head), never its own
+ * before the others. Each chain is verified, pruned and tagged on its
+ * own; its head rows are fixed (1..SOTP_AUDIT_CHAINS), so a chain removed
+ * whole shows as a head ahead of its rows. The cost on the hot path: two
+ * statements and two HMACs more per decision.
  *
  * Without the key (a help desk operator, sotp_ctx_load_nokey) a row
  * cannot be chained: it is written waiting (seq NULL, keyed 0) and the
@@ -1324,7 +1326,7 @@ sotp_audit_retag_old(struct sotp_ctx *ctx, time_t now, int *retagged,
 	        strstr(check->what, ", retired") != NULL))
 		return SOTP_OK;
 	if ((rc = sotp_keys_current(ctx, &kv)) != SOTP_OK ||
-	    (rc = sotp_store_begin(ctx->st)) != SOTP_OK)
+	    (rc = sotp_store_begin_every_head(ctx->st)) != SOTP_OK)
 		goto fail;
 	if ((rc = sotp_audit_retag(ctx, kv, retagged)) == SOTP_OK &&
 	    *retagged > 0) {
@@ -1392,7 +1394,8 @@ prune_chain(struct sotp_ctx *ctx, uint32_t kv, int chain, int64_t before,
  * After a verify: in each chain, the linked rows before `before` go, up
  * to the first one stamped at or after it (a row's place, not its clock,
  * orders a chain), and the last one removed becomes the chain's tagged
- * base. The heads are taken in chain order (an append holds one only).
+ * base. The heads are taken at the start, all of them in chain order (an
+ * append holds one only).
  * The prune is itself a chained row. A row looked into (past) must go
  * with the rows before it: kept, verify would name it again.
  */
@@ -1407,7 +1410,7 @@ prune(struct sotp_ctx *ctx, int64_t before, const struct pasts *past,
 	int rc, chain;
 
 	if ((rc = sotp_keys_current(ctx, &kv)) != SOTP_OK ||
-	    (rc = sotp_store_begin(ctx->st)) != SOTP_OK)
+	    (rc = sotp_store_begin_every_head(ctx->st)) != SOTP_OK)
 		return rc;
 	for (chain = 1; chain <= SOTP_AUDIT_CHAINS && rc == SOTP_OK; chain++) {
 		t = 0;

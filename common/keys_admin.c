@@ -566,7 +566,15 @@ oldest_live(void *arg, uint32_t version, int64_t created)
 	return 0;
 }
 
-/* Retires the oldest live version but the current, when it may go. */
+/*
+ * Retires the oldest live version but the current, when it may go. The
+ * retirement tags every audit chain's head again, so it takes them all
+ * first (sotp_store_begin_every_head); only once the ring, read without a
+ * lock, says it may be due: before that, the check each second while the
+ * rotation waits holds one head, not every one, from the decisions.
+ * (The ring's switch only moves later, so a retirement the unlocked read
+ * says is not due is not due under the lock either.)
+ */
 static int
 retire_step(struct sotp_ctx *ctx, int64_t now, struct sotp_key_step *out)
 {
@@ -576,7 +584,13 @@ retire_step(struct sotp_ctx *ctx, int64_t now, struct sotp_key_step *out)
 	int64_t used = 0;
 	int rc, retagged = 0;
 
-	if ((rc = sotp_store_begin(ctx->st)) != SOTP_OK)
+	if ((rc = sotp_store_key_ring(ctx->st, 0, &ring)) != SOTP_OK)
+		return store_fail(ctx, rc);
+	rc =
+	    now < ring.switched + ctx->pol.key_refresh + ctx->pol.state_lifetime
+	    ? sotp_store_begin(ctx->st)
+	    : sotp_store_begin_every_head(ctx->st);
+	if (rc != SOTP_OK)
 		return store_fail(ctx, rc);
 	memset(&o, 0, sizeof(o));
 	if ((rc = sotp_store_key_ring(ctx->st, 1, &ring)) != SOTP_OK)

@@ -654,6 +654,11 @@ int sotp_store_audit_list(struct sotp_store *st, const char *contract,
  */
 int sotp_store_begin(struct sotp_store *st);
 /*
+ * sotp_store_begin for a transaction that takes every audit chain's head
+ * (PostgreSQL): all of them at once, in chain order (store.c says why).
+ */
+int sotp_store_begin_every_head(struct sotp_store *st);
+/*
  * A consistent online copy of the store into a new file at the absolute
  * path (created 0600, never overwritten), checked before it is kept; the
  * store stays open for reads and writes throughout. SQLite only: for

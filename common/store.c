@@ -754,6 +754,40 @@ sotp_store_begin(struct sotp_store *st)
 	return rc;
 }
 
+/*
+ * A transaction that takes every chain's head (a prune, the retag of a
+ * key version's retirement) takes them all here, in chain order, before
+ * anything else. Taking its own chain's head first, as sotp_store_begin
+ * does, and the others after in chain order, two of them (two servers'
+ * prunes, a prune and a rotation's retirement) would each hold the head
+ * the other comes to next, and the server would abort one (deadlock
+ * detected). An append holds one head only, so it waits for such a
+ * transaction without closing a cycle.
+ */
+int
+sotp_store_begin_every_head(struct sotp_store *st)
+{
+	struct sotp_param p[] = {SOTP_PINT(0)};
+	int rc, chain, n;
+
+	if ((rc = sotp_db_enter(st, "begin", 1)) != SOTP_OK)
+		return rc;
+	if ((rc = sotp_db_begin(st)) != SOTP_OK || st->depth != 1 ||
+	    !st->drv->row_locks)
+		return rc;
+	n = sotp_store_audit_chains(st);
+	for (chain = 1; chain <= n && rc == SOTP_OK; chain++) {
+		p[0].i = chain;
+		rc = sotp_db_row(
+		    st, SOTP_Q_AUDIT_HEAD_LOCK, p, 1, ignore_row, NULL);
+		if (rc == SOTP_ERR_NOT_FOUND)
+			rc = SOTP_OK; /* the walk will say what is wrong */
+	}
+	if (rc != SOTP_OK)
+		sotp_db_rollback(st);
+	return rc;
+}
+
 /* Round trips to the database server so far (tests, issue 13). */
 uint64_t
 sotp_store_round_trips(const struct sotp_store *st)
