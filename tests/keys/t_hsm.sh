@@ -207,8 +207,8 @@ check "radiusd (not restarted) accepts a code sealed under version 2" test "$(re
 rad r5 "$(req C1 pw-C1)"
 n1
 rad r6 "$(req C1 "$H1" "State = $(state_of r5)")"
-check "  and a login, its State signed under version 2" sh -c \
-    'test "$1" = Access-Accept && echo "$2" | grep -q "^0x0300000002"' sh "$(reply_of r6)" "$(state_of r5)"
+check "  and a login, its State (layout 4: past the password) signed under version 2" sh -c \
+    'test "$1" = Access-Accept && echo "$2" | grep -q "^0x0400000002"' sh "$(reply_of r6)" "$(state_of r5)"
 fr_stop
 
 # -- every way the HSM can fail: refused, named, never the file --
