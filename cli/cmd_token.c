@@ -141,9 +141,16 @@ token_add(struct cli *c, int argc, char **argv)
 		goto out;
 	memset(&d, 0, sizeof(d));
 	rc = sotp_token_add(c->ctx, &spec, key, keylen, c->now, &d);
-	/* A malformed token: the core's detail names what is wrong. */
-	ex = cli_outcome_why(c, rc, &d, "token added",
-	    d.reason == SOTP_R_BAD_INPUT ? sotp_ctx_errmsg(c->ctx) : NULL);
+	/*
+	 * An error, as a refusal, is led by "token add SERIAL": the core's
+	 * detail (a store to init first, a key) does not name the token.
+	 */
+	if (rc != SOTP_OK)
+		ex = cli_error_in(c, NULL, NULL, 0, rc);
+	else /* A malformed token: the core's detail names what is wrong. */
+		ex = cli_outcome_why(c, rc, &d, "token added",
+		    d.reason == SOTP_R_BAD_INPUT ? sotp_ctx_errmsg(c->ctx)
+		                                 : NULL);
 out:
 	sotp_free_string(secret);
 	sotp_wipe(key, sizeof(key));

@@ -406,6 +406,8 @@ check_rc 2 "... a dry run too" cli token import "$SB/seed2.csv" --dry-run
 check "... names the token" contains "$ERR" "token 'SEED-C' in the store has no seed fingerprint yet"
 check_rc 2 "... and token add" cli token add SEED-G --secret "$(secret)"
 check "... names the token" contains "$ERR" "token 'SEED-C' in the store has no seed fingerprint yet"
+check "... led by the command and serial, as token add's other errors" \
+    contains "$ERR" "shinkin-otp: token add SEED-G: error: token 'SEED-C' in the store has no seed fingerprint yet"
 unchanged "a store with a token without a fingerprint"
 check "init fills it" cli init
 refused BAD_INPUT "... and SEED-C's seed is found again" \
