@@ -93,6 +93,7 @@ sotp_seed_check_begin(struct sotp_ctx *ctx, struct sotp_seed_check *sc)
 		sotp_ctx_seterr(ctx,
 		    "token '%s' in the store has no seed fingerprint yet (a store upgraded to schema version 5): run \"shinkin-otp init\" to fill them; until then no seed can be checked against the store's, and none is taken",
 		    serial);
+		sc->needs_init = 1;
 		return SOTP_ERR_STORE;
 	}
 	if (rc != SOTP_ERR_NOT_FOUND)
@@ -108,6 +109,16 @@ sotp_seed_check_begin(struct sotp_ctx *ctx, struct sotp_seed_check *sc)
 		return SOTP_ERR_KEY;
 	}
 	return SOTP_OK;
+}
+
+int
+sotp_seed_reason(const struct sotp_seed_check *sc, int rc)
+{
+	/*
+	 * Not STORE_UNAVAILABLE: the store answers; it waits for init,
+	 * which only the operator runs.
+	 */
+	return sc->needs_init ? SOTP_R_BAD_CONFIG : sotp_reason_from_rc(rc);
 }
 
 int

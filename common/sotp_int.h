@@ -1112,7 +1112,11 @@ int sotp_keys_seed_mac(struct sotp_ctx *ctx, uint32_t kv, const void *data,
  * the new tokens: takes the key ring's row (writers of given seeds, and
  * each batch of a rotation, one after the other), refuses when a stored
  * token has no fingerprint yet (SOTP_ERR_STORE, the token and what to run
- * in the ctx's error: fail closed), and notes the live key versions.
+ * in the ctx's error, and needs_init set: fail closed), and notes the
+ * live key versions. sotp_seed_reason: the reason of a failed check's
+ * refusal and row: BAD_CONFIG for a store init has yet to fill (the
+ * upgrade not finished: no outage, nothing to retry), else
+ * sotp_reason_from_rc's.
  * sotp_seed_held: whether a stored token holds seed[len] (secret): its
  * fingerprint looked up under each noted version, oldest first; *found
  * and holder (that token's serial) when one does. sotp_seed_fp: the
@@ -1122,8 +1126,10 @@ int sotp_keys_seed_mac(struct sotp_ctx *ctx, uint32_t kv, const void *data,
 struct sotp_seed_check {
 	uint32_t v[SOTP_KEY_VERSIONS_MAX];
 	size_t n;
+	int needs_init; /* refused: a token without a fingerprint */
 };
 int sotp_seed_check_begin(struct sotp_ctx *ctx, struct sotp_seed_check *sc);
+int sotp_seed_reason(const struct sotp_seed_check *sc, int rc);
 int sotp_seed_held(struct sotp_ctx *ctx, const struct sotp_seed_check *sc,
     const uint8_t *seed, size_t len, int *found, char *holder, size_t holdersz);
 int sotp_seed_fp(struct sotp_ctx *ctx, uint32_t kv, const uint8_t *seed,

@@ -409,6 +409,13 @@ check "... names the token" contains "$ERR" "token 'SEED-C' in the store has no 
 check "... led by the command and serial, as token add's other errors" \
     contains "$ERR" "shinkin-otp: token add SEED-G: error: token 'SEED-C' in the store has no seed fingerprint yet"
 unchanged "a store with a token without a fingerprint"
+# A store that waits for init is no outage: the import's error row says
+# BAD_CONFIG (the upgrade not finished), not STORE_UNAVAILABLE.
+check "the audit" cli audit
+check "... the failed import's row: BAD_CONFIG" contains "$OUT" \
+    "token.import error BAD_CONFIG"
+check "... the dry run's too: neither STORE_UNAVAILABLE" \
+    test "$(tail -n 2 "$OUT" | grep -c 'token.import error BAD_CONFIG .*SOTP_ERR_STORE; nothing imported')" -eq 2
 check "init fills it" cli init
 refused BAD_INPUT "... and SEED-C's seed is found again" \
     cli token add SEED-G --secret "$B1"
