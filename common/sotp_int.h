@@ -753,7 +753,9 @@ int sotp_store_key_reseal(struct sotp_store *st, int cards, const char *id,
  * none). seed_unfilled: a token with no fingerprint yet, into serial
  * (SOTP_ERR_NOT_FOUND: none). seed_todo: up to max tokens with none
  * (serial, kv, sealed secret), in a transaction. seed_set: fills one
- * still empty and still under kv; *won = 1 if it was.
+ * still empty and still under kv; *won = 1 if it was. seed_shared: each
+ * token whose seed another holds (the same fingerprint under the same
+ * version), its group numbered from 1, to fn; a non-zero return stops.
  */
 int sotp_store_seed_find(struct sotp_store *st, const uint8_t *fp, uint32_t kv,
     char *holder, size_t holdersz);
@@ -763,6 +765,10 @@ int sotp_store_seed_todo(
     struct sotp_store *st, struct sotp_sealed_row *rows, size_t max, size_t *n);
 int sotp_store_seed_set(struct sotp_store *st, const char *serial, uint32_t kv,
     const uint8_t *fp, int *won);
+typedef int sotp_store_shared_fn(
+    void *arg, unsigned int group, const char *serial);
+int sotp_store_seed_shared(
+    struct sotp_store *st, sotp_store_shared_fn *fn, void *arg);
 /* A live version and its data key wrapped under one KEK (len 0: none). */
 struct sotp_key_live {
 	uint32_t version;
@@ -1141,6 +1147,12 @@ int sotp_seed_fp(struct sotp_ctx *ctx, uint32_t kv, const uint8_t *seed,
  * DECRYPT, the serial in the ctx's error), what was filled kept.
  */
 int sotp_seed_fill(struct sotp_ctx *ctx, time_t now, int64_t *filled);
+/*
+ * One "token.seed_shared" audit row per group of tokens that hold one
+ * seed (sotp_seed_shared), naming their serials; init runs it each time.
+ * A finding, not a failure: rows that cannot be written are logged.
+ */
+void sotp_seed_shared_audit(struct sotp_ctx *ctx, time_t now);
 /*
  * The same under its audit subkey, if this process holds it (no store
  * access: it runs inside walks); SOTP_ERR_NOT_FOUND if not. Live versions'
