@@ -45,10 +45,53 @@ out:
 	return rc;
 }
 
+/*
+ * Tokens that hold one seed, one warning line per group: the line
+ * gathers a group's serials and is written when the next group (or the
+ * end, group 0) comes.
+ */
+struct shared_line {
+	const struct cli *c;
+	unsigned int group;
+	char text[1024];
+	int n;
+};
+
+static void
+shared_flush(struct shared_line *l)
+{
+	if (l->group == 0)
+		return;
+	sotp_mark_cut(l->text, sizeof(l->text), (size_t)l->n);
+	cli_warn(l->c,
+	    "warning: tokens %s hold one seed: each answers with the other's codes; disable or replace all but one (token list --shared-seed)",
+	    l->text);
+}
+
+static int
+shared_one(void *arg, unsigned int group, const char *serial)
+{
+	struct shared_line *l = arg;
+	size_t len;
+
+	if (group != l->group) {
+		shared_flush(l);
+		l->group = group;
+		l->n = 0;
+		l->text[0] = '\0';
+	}
+	len = (size_t)l->n;
+	if (len < sizeof(l->text))
+		l->n += snprintf(l->text + len, sizeof(l->text) - len, "%s'%s'",
+		    len > 0 ? ", " : "", serial);
+	return 0;
+}
+
 int
 cmd_init(struct cli *c, int argc, char **argv)
 {
 	struct cli_json j;
+	struct shared_line sl;
 	char store[PATH_MAX + 64], key[PATH_MAX], kek[256];
 	size_t npos;
 	int ex, rc;
@@ -57,6 +100,15 @@ cmd_init(struct cli *c, int argc, char **argv)
 		return ex;
 	if ((rc = sotp_init_at(c->ctx, c->config, c->now)) != SOTP_OK)
 		return cli_error(c, rc);
+	/* Found, and audited, by init: told, and the store kept. */
+	cli_what(c, "init", NULL);
+	memset(&sl, 0, sizeof(sl));
+	sl.c = c;
+	if ((rc = sotp_seed_shared(c->ctx, shared_one, &sl)) != SOTP_OK)
+		cli_warn_rc(c, rc,
+		    "warning: tokens holding one seed not looked for: %s",
+		    sotp_ctx_errmsg(c->ctx));
+	shared_flush(&sl);
 	/* Where init put the key and the store is the policy's to say. */
 	if ((rc = sotp_policy_locations(
 	         c->ctx, store, sizeof(store), key, sizeof(key))) != SOTP_OK ||

@@ -141,9 +141,16 @@ token_add(struct cli *c, int argc, char **argv)
 		goto out;
 	memset(&d, 0, sizeof(d));
 	rc = sotp_token_add(c->ctx, &spec, key, keylen, c->now, &d);
-	/* A malformed token: the core's detail names what is wrong. */
-	ex = cli_outcome_why(c, rc, &d, "token added",
-	    d.reason == SOTP_R_BAD_INPUT ? sotp_ctx_errmsg(c->ctx) : NULL);
+	/*
+	 * An error, as a refusal, is led by "token add SERIAL": the core's
+	 * detail (a store to init first, a key) does not name the token.
+	 */
+	if (rc != SOTP_OK)
+		ex = cli_error_in(c, NULL, NULL, 0, rc);
+	else /* A malformed token: the core's detail names what is wrong. */
+		ex = cli_outcome_why(c, rc, &d, "token added",
+		    d.reason == SOTP_R_BAD_INPUT ? sotp_ctx_errmsg(c->ctx)
+		                                 : NULL);
 out:
 	sotp_free_string(secret);
 	sotp_wipe(key, sizeof(key));
@@ -281,21 +288,27 @@ out:
 }
 
 static void
+token_json_fields(struct cli_json *j, const struct sotp_token_info *t)
+{
+	json_str(j, "serial", t->serial);
+	json_str(j, "kind", t->kind);
+	json_str(j, "algorithm", sotp_alg_name(t->alg));
+	json_int(j, "digits", t->digits);
+	json_int(j, "period", t->period);
+	json_str(j, "contract", t->contract);
+	json_int(j, "last_step", t->last_step);
+	json_int(j, "drift", t->drift);
+	json_bool(j, "disabled", t->disabled);
+	json_int(j, "created", t->created);
+}
+
+static void
 token_json(FILE *f, const struct sotp_token_info *t, const char *uri)
 {
 	struct cli_json j;
 
 	json_begin(&j, f);
-	json_str(&j, "serial", t->serial);
-	json_str(&j, "kind", t->kind);
-	json_str(&j, "algorithm", sotp_alg_name(t->alg));
-	json_int(&j, "digits", t->digits);
-	json_int(&j, "period", t->period);
-	json_str(&j, "contract", t->contract);
-	json_int(&j, "last_step", t->last_step);
-	json_int(&j, "drift", t->drift);
-	json_bool(&j, "disabled", t->disabled);
-	json_int(&j, "created", t->created);
+	token_json_fields(&j, t);
 	if (uri != NULL)
 		json_str(&j, "uri", uri);
 	json_end(&j);
@@ -411,12 +424,43 @@ list_one(void *arg, const struct sotp_token_info *t)
 	return ferror(cli_rows(c)) ? 1 : 0;
 }
 
+/*
+ * token list --shared-seed: each token that holds one seed with another,
+ * its group's number first (in JSON, "seed_group"), as token list shows
+ * it otherwise.
+ */
+static int
+shared_one(void *arg, unsigned int group, const char *serial)
+{
+	const struct cli *c = arg;
+	struct sotp_token_info t;
+	struct cli_json j;
+	int rc;
+
+	/* One gone since (tests remove tokens; the tool never does). */
+	if ((rc = sotp_token_get(c->ctx, serial, &t)) == SOTP_ERR_NOT_FOUND)
+		return 0;
+	if (rc != SOTP_OK)
+		return rc;
+	if (c->json) {
+		json_begin(&j, cli_rows(c));
+		json_int(&j, "seed_group", group);
+		token_json_fields(&j, &t);
+		json_end(&j);
+	} else {
+		fprintf(cli_rows(c), "%u\t", group);
+		token_line(&t);
+	}
+	return ferror(cli_rows(c)) ? 1 : 0;
+}
+
 static int
 token_list(struct cli *c, int argc, char **argv)
 {
-	int unassigned = 0;
+	int unassigned = 0, shared = 0;
 	const struct cli_opt opts[] = {
 	    {"unassigned", NULL, &unassigned},
+	    {"shared-seed", NULL, &shared},
 	    {NULL, NULL, NULL},
 	};
 	size_t npos;
@@ -425,9 +469,15 @@ token_list(struct cli *c, int argc, char **argv)
 	cli_what(c, "token list", NULL);
 	if ((ex = cli_parse(c, argc, argv, opts, NULL, 0, &npos)) != 0)
 		return ex;
+	if (shared && unassigned)
+		return cli_usage(
+		    c, "--shared-seed and --unassigned: one or the other");
 	if ((ex = cli_load_nokey(c)) != 0 || (ex = cli_rows_begin(c)) != 0)
 		return ex;
-	rc = sotp_token_list(c->ctx, unassigned, list_one, c);
+	if (shared)
+		rc = sotp_seed_shared(c->ctx, shared_one, c);
+	else
+		rc = sotp_token_list(c->ctx, unassigned, list_one, c);
 	return cli_rows_end(c, rc == SOTP_OK ? CLI_EXIT_OK : cli_error(c, rc));
 }
 

@@ -199,7 +199,7 @@ seed_check(struct sotp_ctx *ctx, const char *serial, const uint8_t *secret,
 	if ((rc = sotp_seed_check_begin(ctx, &sc)) != SOTP_OK ||
 	    (rc = sotp_seed_held(ctx, &sc, secret, len, &found, holder,
 	         sizeof(holder))) != SOTP_OK) {
-		d->reason = (enum sotp_reason)sotp_reason_from_rc(rc);
+		d->reason = (enum sotp_reason)sotp_seed_reason(&sc, rc);
 		return rc;
 	}
 	if (!found)

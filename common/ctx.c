@@ -568,5 +568,11 @@ sotp_init_at(struct sotp_ctx *ctx, const char *path, time_t now)
 	 */
 	if ((rc = sotp_seed_fill(ctx, now, &filled)) != SOTP_OK)
 		return rc;
+	/*
+	 * Seeds two tokens held before (fingerprints now tell): audited
+	 * each time, for the operator to disable or replace all but one.
+	 * The bank's upgrade goes on.
+	 */
+	sotp_seed_shared_audit(ctx, now);
 	return sotp_ctx_load(ctx, path);
 }

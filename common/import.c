@@ -516,8 +516,10 @@ check_seeds(struct sotp_ctx *ctx, struct sotp_import_batch *b)
 	int rc, found = 0;
 
 	b->cur = NULL; /* an error here is the whole file's */
-	if ((rc = sotp_seed_check_begin(ctx, &sc)) != SOTP_OK)
+	if ((rc = sotp_seed_check_begin(ctx, &sc)) != SOTP_OK) {
+		b->reason = sotp_seed_reason(&sc, rc);
 		return rc;
+	}
 	for (i = 0; i < b->n; i++) {
 		if ((rc = sotp_seed_held(ctx, &sc, b->e[i].secret,
 		         b->e[i].secret_len, &found, holder, sizeof(holder))) !=
@@ -680,7 +682,7 @@ failed(struct sotp_ctx *ctx, const struct sotp_import_batch *b,
 	snprintf(detail, sizeof(detail), "%s: %s pass%s: %s; nothing imported",
 	    how, inserting ? "insert" : "checking", at, sotp_rc_name(rc));
 	(void)sotp_audit(ctx, now, "token.import", NULL, NULL, NULL, "error",
-	    sotp_reason_from_rc(rc), detail);
+	    b->reason >= 0 ? b->reason : sotp_reason_from_rc(rc), detail);
 	b->res->entry = b->cur != NULL ? b->cur->pos : 0;
 	if (b->cur != NULL)
 		sotp_ctx_seterr(ctx, "serial '%s': %s; nothing imported",
@@ -708,6 +710,7 @@ import(struct sotp_ctx *ctx, const char *format, const char *buf, size_t len,
 	if (res != NULL)
 		memset(res, 0, sizeof(*res));
 	memset(&b, 0, sizeof(b));
+	b.reason = -1;
 	if (ctx == NULL)
 		return SOTP_ERR_INVALID_ARG;
 	/*

@@ -44,6 +44,8 @@ struct sotp_import_batch {
 	struct sotp_import_result *res;
 	/* The entry the store was working on when an error came, or NULL. */
 	const struct sotp_import_entry *cur;
+	/* The error's reason, when not sotp_reason_from_rc's (-1). */
+	int reason;
 };
 
 /*

@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 
 /* Tokens filled per transaction: the write lock is held for one batch. */
 #define FILL_BATCH 500
@@ -93,6 +94,7 @@ sotp_seed_check_begin(struct sotp_ctx *ctx, struct sotp_seed_check *sc)
 		sotp_ctx_seterr(ctx,
 		    "token '%s' in the store has no seed fingerprint yet (a store upgraded to schema version 5): run \"shinkin-otp init\" to fill them; until then no seed can be checked against the store's, and none is taken",
 		    serial);
+		sc->needs_init = 1;
 		return SOTP_ERR_STORE;
 	}
 	if (rc != SOTP_ERR_NOT_FOUND)
@@ -108,6 +110,16 @@ sotp_seed_check_begin(struct sotp_ctx *ctx, struct sotp_seed_check *sc)
 		return SOTP_ERR_KEY;
 	}
 	return SOTP_OK;
+}
+
+int
+sotp_seed_reason(const struct sotp_seed_check *sc, int rc)
+{
+	/*
+	 * Not STORE_UNAVAILABLE: the store answers; it waits for init,
+	 * which only the operator runs.
+	 */
+	return sc->needs_init ? SOTP_R_BAD_CONFIG : sotp_reason_from_rc(rc);
 }
 
 int
@@ -220,4 +232,104 @@ sotp_seed_fill(struct sotp_ctx *ctx, time_t now, int64_t *filled)
 	while (rc == SOTP_OK && n == FILL_BATCH);
 	sotp_free_secret(rows, FILL_BATCH * sizeof(*rows));
 	return rc;
+}
+
+/* ---- seeds two tokens already hold ---- */
+
+struct shared {
+	struct shared_tok {
+		char serial[SOTP_ID_MAX];
+		unsigned int group;
+	} * t;
+	size_t n, cap;
+};
+
+static int
+shared_note(void *arg, unsigned int group, const char *serial)
+{
+	struct shared *s = arg;
+	struct shared_tok *t;
+	size_t cap;
+
+	if (s->n == s->cap) {
+		cap = s->cap > 0 ? s->cap * 2 : 16;
+		if ((t = realloc(s->t, cap * sizeof(*t))) == NULL)
+			return SOTP_ERR_NOMEM;
+		s->t = t;
+		s->cap = cap;
+	}
+	sotp_strlcpy(s->t[s->n].serial, serial, sizeof(s->t[s->n].serial));
+	s->t[s->n++].group = group;
+	return SOTP_OK;
+}
+
+/* Read whole before any is handed on: cb may use the store. */
+static int
+shared_read(struct sotp_ctx *ctx, struct shared *s)
+{
+	int rc;
+
+	memset(s, 0, sizeof(*s));
+	rc = sotp_store_seed_shared(ctx->st, shared_note, s);
+	if (rc != SOTP_OK && rc != SOTP_ERR_NOMEM)
+		rc = store_fail(ctx, rc);
+	return rc;
+}
+
+int
+sotp_seed_shared(struct sotp_ctx *ctx, sotp_seed_shared_cb *cb, void *arg)
+{
+	struct shared s;
+	size_t i;
+	int rc, r;
+
+	if (ctx == NULL || cb == NULL)
+		return SOTP_ERR_INVALID_ARG;
+	if ((rc = sotp_ctx_ready_nokey(ctx)) != SOTP_OK)
+		return rc;
+	ctx->err[0] = '\0';
+	rc = shared_read(ctx, &s);
+	for (i = 0; rc == SOTP_OK && i < s.n; i++)
+		if ((r = cb(arg, s.t[i].group, s.t[i].serial)) != 0) {
+			rc = r < 0 ? r : SOTP_OK;
+			break;
+		}
+	free(s.t);
+	return rc;
+}
+
+void
+sotp_seed_shared_audit(struct sotp_ctx *ctx, time_t now)
+{
+	struct shared s;
+	char detail[512];
+	size_t i, j, len;
+	int rc, n;
+
+	if ((rc = shared_read(ctx, &s)) != SOTP_OK) {
+		sotp_log(ctx, LOG_ERR,
+		    "tokens holding one seed not looked for: %s",
+		    sotp_ctx_errmsg(ctx));
+		free(s.t);
+		return;
+	}
+	for (i = 0; i < s.n; i = j) {
+		len = 0;
+		n = snprintf(detail, sizeof(detail), "tokens ");
+		for (j = i; j < s.n && s.t[j].group == s.t[i].group; j++) {
+			len = (size_t)n;
+			if (len < sizeof(detail))
+				n += snprintf(detail + len,
+				    sizeof(detail) - len, "%s'%s'",
+				    j > i ? ", " : "", s.t[j].serial);
+		}
+		len = (size_t)n;
+		if (len < sizeof(detail))
+			n += snprintf(detail + len, sizeof(detail) - len,
+			    " hold one seed: each answers with the others' codes");
+		sotp_mark_cut(detail, sizeof(detail), (size_t)n);
+		(void)sotp_audit(ctx, now, "token.seed_shared", NULL, NULL,
+		    NULL, "error", SOTP_R_BAD_INPUT, detail);
+	}
+	free(s.t);
 }

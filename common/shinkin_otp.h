@@ -799,6 +799,21 @@ typedef int sotp_token_cb(void *arg, const struct sotp_token_info *t);
 SOTP_EXPORT int sotp_token_list(
     struct sotp_ctx *ctx, int unassigned_only, sotp_token_cb *cb, void *arg);
 /*
+ * Tokens that hold one seed (a store from before seed fingerprints may
+ * have taken a seed under two serials, and each token then answers with
+ * the other's codes): cb gets each one's serial and its group, numbered
+ * from 1 (the tokens of a group hold one seed), group after group,
+ * serials in order within; never the seed or its fingerprint. Tokens
+ * without a fingerprint yet (init not run since the upgrade) are not
+ * seen. Needs no key. cb may call the core; a non-zero return stops (a
+ * negative one, an SOTP_ERR_*, is returned). SOTP_ERR_STORE*,
+ * SOTP_ERR_NOMEM.
+ */
+typedef int sotp_seed_shared_cb(
+    void *arg, unsigned int group, const char *serial);
+SOTP_EXPORT int sotp_seed_shared(
+    struct sotp_ctx *ctx, sotp_seed_shared_cb *cb, void *arg);
+/*
  * Exports the token's secret as its otpauth URI; free it with
  * sotp_free_string. An audited admin action ("token.export", `how` the
  * form asked for, e.g. "uri qr", as its detail): the row is written once

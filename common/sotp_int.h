@@ -758,7 +758,9 @@ int sotp_store_key_reseal(struct sotp_store *st, int cards, const char *id,
  * none). seed_unfilled: a token with no fingerprint yet, into serial
  * (SOTP_ERR_NOT_FOUND: none). seed_todo: up to max tokens with none
  * (serial, kv, sealed secret), in a transaction. seed_set: fills one
- * still empty and still under kv; *won = 1 if it was.
+ * still empty and still under kv; *won = 1 if it was. seed_shared: each
+ * token whose seed another holds (the same fingerprint under the same
+ * version), its group numbered from 1, to fn; a non-zero return stops.
  */
 int sotp_store_seed_find(struct sotp_store *st, const uint8_t *fp, uint32_t kv,
     char *holder, size_t holdersz);
@@ -768,6 +770,10 @@ int sotp_store_seed_todo(
     struct sotp_store *st, struct sotp_sealed_row *rows, size_t max, size_t *n);
 int sotp_store_seed_set(struct sotp_store *st, const char *serial, uint32_t kv,
     const uint8_t *fp, int *won);
+typedef int sotp_store_shared_fn(
+    void *arg, unsigned int group, const char *serial);
+int sotp_store_seed_shared(
+    struct sotp_store *st, sotp_store_shared_fn *fn, void *arg);
 /* A live version and its data key wrapped under one KEK (len 0: none). */
 struct sotp_key_live {
 	uint32_t version;
@@ -1117,7 +1123,11 @@ int sotp_keys_seed_mac(struct sotp_ctx *ctx, uint32_t kv, const void *data,
  * the new tokens: takes the key ring's row (writers of given seeds, and
  * each batch of a rotation, one after the other), refuses when a stored
  * token has no fingerprint yet (SOTP_ERR_STORE, the token and what to run
- * in the ctx's error: fail closed), and notes the live key versions.
+ * in the ctx's error, and needs_init set: fail closed), and notes the
+ * live key versions. sotp_seed_reason: the reason of a failed check's
+ * refusal and row: BAD_CONFIG for a store init has yet to fill (the
+ * upgrade not finished: no outage, nothing to retry), else
+ * sotp_reason_from_rc's.
  * sotp_seed_held: whether a stored token holds seed[len] (secret): its
  * fingerprint looked up under each noted version, oldest first; *found
  * and holder (that token's serial) when one does. sotp_seed_fp: the
@@ -1127,8 +1137,10 @@ int sotp_keys_seed_mac(struct sotp_ctx *ctx, uint32_t kv, const void *data,
 struct sotp_seed_check {
 	uint32_t v[SOTP_KEY_VERSIONS_MAX];
 	size_t n;
+	int needs_init; /* refused: a token without a fingerprint */
 };
 int sotp_seed_check_begin(struct sotp_ctx *ctx, struct sotp_seed_check *sc);
+int sotp_seed_reason(const struct sotp_seed_check *sc, int rc);
 int sotp_seed_held(struct sotp_ctx *ctx, const struct sotp_seed_check *sc,
     const uint8_t *seed, size_t len, int *found, char *holder, size_t holdersz);
 int sotp_seed_fp(struct sotp_ctx *ctx, uint32_t kv, const uint8_t *seed,
@@ -1140,6 +1152,12 @@ int sotp_seed_fp(struct sotp_ctx *ctx, uint32_t kv, const uint8_t *seed,
  * DECRYPT, the serial in the ctx's error), what was filled kept.
  */
 int sotp_seed_fill(struct sotp_ctx *ctx, time_t now, int64_t *filled);
+/*
+ * One "token.seed_shared" audit row per group of tokens that hold one
+ * seed (sotp_seed_shared), naming their serials; init runs it each time.
+ * A finding, not a failure: rows that cannot be written are logged.
+ */
+void sotp_seed_shared_audit(struct sotp_ctx *ctx, time_t now);
 /*
  * The same under its audit subkey, if this process holds it (no store
  * access: it runs inside walks); SOTP_ERR_NOT_FOUND if not. Live versions'

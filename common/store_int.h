@@ -172,6 +172,7 @@ enum sotp_stmt {
 	SOTP_Q_SEED_UNFILLED,
 	SOTP_Q_SEED_TODO,
 	SOTP_Q_SEED_SET,
+	SOTP_Q_SEED_SHARED,
 	SOTP_Q_COUNT
 };
 
@@ -180,6 +181,18 @@ enum sotp_stmt {
  * row decoders in store_ops.c read them (row_token, row_contract,
  * audit_list_row).
  */
+/*
+ * Tokens whose seed another holds (one fingerprint under one key
+ * version), each with its group's number (1, 2, ...), groups in
+ * fingerprint order, serials in order within: one GROUP BY over the
+ * (seed_fp, kv, serial) index.
+ */
+#define SOTP_SQL_SEED_SHARED                                                   \
+	"SELECT t.serial, dense_rank() OVER (ORDER BY t.kv, t.seed_fp)"        \
+	" FROM tokens t JOIN (SELECT seed_fp, kv FROM tokens"                  \
+	" WHERE seed_fp IS NOT NULL GROUP BY seed_fp, kv"                      \
+	" HAVING count(*) > 1) g ON g.seed_fp = t.seed_fp AND g.kv = t.kv"     \
+	" ORDER BY 2, t.serial"
 #define SOTP_SQL_TOKEN_SELECT                                                  \
 	"SELECT t.serial, t.kind, t.secret, t.algorithm, t.digits,"            \
 	" t.period, t.last_step, t.drift, t.disabled, t.created, c.id"         \

@@ -548,3 +548,35 @@ sotp_store_seed_set(struct sotp_store *st, const char *serial, uint32_t kv,
 		*won = changed == 1;
 	return rc;
 }
+
+struct shared_out {
+	sotp_store_shared_fn *fn;
+	void *arg;
+};
+
+static int
+shared_row(struct sotp_store *st, void *arg)
+{
+	struct shared_out *o = arg;
+	char serial[SOTP_ID_MAX];
+	int64_t group = 0;
+
+	if (sotp_db_text(st, 0, serial, sizeof(serial)) != 0 ||
+	    serial[0] == '\0')
+		return sotp_db_corrupt(st, "serial");
+	if (sotp_db_int(st, 1, 1, UINT32_MAX, &group) != 0)
+		return sotp_db_corrupt(st, "dense_rank");
+	return o->fn(o->arg, (unsigned int)group, serial);
+}
+
+int
+sotp_store_seed_shared(
+    struct sotp_store *st, sotp_store_shared_fn *fn, void *arg)
+{
+	struct shared_out o = {fn, arg};
+	int rc;
+
+	if ((rc = sotp_db_enter(st, "seed_shared", fn != NULL)) != SOTP_OK)
+		return rc;
+	return sotp_db_rows(st, SOTP_Q_SEED_SHARED, NULL, 0, shared_row, &o);
+}

@@ -437,6 +437,7 @@ static const char *const pg_sql[SOTP_Q_COUNT] = {
                          " LIMIT $1",
     [SOTP_Q_SEED_SET] = "UPDATE tokens SET seed_fp = $2 WHERE serial = $1"
                         " AND kv = $3 AND seed_fp IS NULL",
+    [SOTP_Q_SEED_SHARED] = SOTP_SQL_SEED_SHARED,
 };
 
 /*

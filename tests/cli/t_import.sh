@@ -406,7 +406,16 @@ check_rc 2 "... a dry run too" cli token import "$SB/seed2.csv" --dry-run
 check "... names the token" contains "$ERR" "token 'SEED-C' in the store has no seed fingerprint yet"
 check_rc 2 "... and token add" cli token add SEED-G --secret "$(secret)"
 check "... names the token" contains "$ERR" "token 'SEED-C' in the store has no seed fingerprint yet"
+check "... led by the command and serial, as token add's other errors" \
+    contains "$ERR" "shinkin-otp: token add SEED-G: error: token 'SEED-C' in the store has no seed fingerprint yet"
 unchanged "a store with a token without a fingerprint"
+# A store that waits for init is no outage: the import's error row says
+# BAD_CONFIG (the upgrade not finished), not STORE_UNAVAILABLE.
+check "the audit" cli audit
+check "... the failed import's row: BAD_CONFIG" contains "$OUT" \
+    "token.import error BAD_CONFIG"
+check "... the dry run's too: neither STORE_UNAVAILABLE" \
+    test "$(tail -n 2 "$OUT" | grep -c 'token.import error BAD_CONFIG .*SOTP_ERR_STORE; nothing imported')" -eq 2
 check "init fills it" cli init
 refused BAD_INPUT "... and SEED-C's seed is found again" \
     cli token add SEED-G --secret "$B1"
@@ -474,3 +483,35 @@ check "... a seed of its own comes in" cli token add SEED-J --secret "$(secret)"
 check "init again changes nothing" cli init
 check "... audited once, with the count" cli audit
 check "... a fill row for each init that filled one (2)" test "$(grep -c 'token.fingerprint accept' "$OUT")" -eq 2
+check "... and warns of no shared seed" test ! -s "$ERR"
+
+# -- a seed two tokens held before fingerprints --
+# token add refuses a seed held twice, so the test makes such a store as
+# an old release could: SHARE-1's fingerprint is hidden (another token's
+# put in its place) while SHARE-2 is added with its seed, then emptied
+# for init to fill from the seed itself.
+S1=$(secret)
+check "SHARE-1 added" cli token add SHARE-1 --secret "$S1"
+check "... its fingerprint hidden" store_exec \
+    "UPDATE tokens SET seed_fp = (SELECT seed_fp FROM tokens WHERE serial = 'SEED-J') WHERE serial = 'SHARE-1'"
+check "SHARE-2 added with SHARE-1's seed" cli token add SHARE-2 --secret "$S1"
+check "... SHARE-1's fingerprint emptied, as before the upgrade" store_exec \
+    "UPDATE tokens SET seed_fp = NULL WHERE serial = 'SHARE-1'"
+check "init with a seed held twice does not fail" cli init
+check "... warns on stderr, naming both tokens" contains "$ERR" \
+    "shinkin-otp: init: warning: tokens 'SHARE-1', 'SHARE-2' hold one seed"
+check "... one line" test "$(wc -l <"$ERR")" -eq 1
+check "... never the seed" sh -c '! grep -q "$1" "$2"' sh "$S1" "$ERR"
+check "... nor SEED-J, whose seed is its own" sh -c '! grep -q SEED-J "$1"' sh "$ERR"
+check "... audited" cli audit
+check "... a row naming both" contains "$OUT" \
+    "token.seed_shared error BAD_INPUT contract=- serial=- context=- detail=tokens 'SHARE-1', 'SHARE-2' hold one seed"
+check "... never the seed" sh -c '! grep -q "$1" "$2"' sh "$S1" "$OUT"
+check "init again warns again" cli init
+check "... naming both" contains "$ERR" "tokens 'SHARE-1', 'SHARE-2' hold one seed"
+check "token list --shared-seed" cli token list --shared-seed
+check "... SHARE-1 in seed group 1" grep -q "^1	SHARE-1	" "$OUT"
+check "... and SHARE-2" grep -q "^1	SHARE-2	" "$OUT"
+check "... and no other" test "$(wc -l <"$OUT")" -eq 2
+check "... --json too" cli --json token list --shared-seed
+check "... two objects, their group named" test "$(grep -c '^{"seed_group":1,"serial":"SHARE-[12]"' "$OUT")" -eq 2
