@@ -245,13 +245,26 @@ out:
 
 struct out_file {
 	FILE *f;
+	const char *head; /* a line written before the first, then NULL */
 };
+
+/* The head goes with the first line: a refused export writes nothing. */
+static int
+write_head(struct out_file *o)
+{
+	const char *h = o->head;
+
+	o->head = NULL;
+	return h == NULL || fputs(h, o->f) >= 0 ? SOTP_OK : SOTP_ERR_SYSTEM;
+}
 
 static int
 write_line(void *arg, const char *line, size_t len)
 {
 	struct out_file *o = arg;
 
+	if (write_head(o) != SOTP_OK)
+		return SOTP_ERR_SYSTEM;
 	return fwrite(line, 1, len, o->f) == len ? SOTP_OK : SOTP_ERR_SYSTEM;
 }
 
@@ -267,7 +280,7 @@ cmd_export(struct cli *c, int argc, char **argv)
 	    {NULL, NULL, NULL},
 	};
 	enum sotp_record_format fmt = SOTP_FMT_CSV;
-	struct out_file o = {stdout};
+	struct out_file o = {stdout, NULL};
 	struct cli_file nf = CLI_FILE_INIT;
 	unsigned long count = 0;
 	size_t npos;
@@ -300,9 +313,10 @@ cmd_export(struct cli *c, int argc, char **argv)
 		o.f = nf.f;
 	}
 	if (fmt == SOTP_FMT_CSV)
-		fputs("# contract,pwhash,login,card,serial,status\n", o.f);
+		o.head = "# contract,pwhash,login,card,serial,status\n";
 	rc = sotp_export(c->ctx, fmt, secrets, c->now, write_line, &o, &count);
-	if (rc == SOTP_OK && (fflush(o.f) != 0 || ferror(o.f)))
+	if (rc == SOTP_OK &&
+	    (write_head(&o) != SOTP_OK || fflush(o.f) != 0 || ferror(o.f)))
 		rc = SOTP_ERR_SYSTEM;
 	ex = CLI_EXIT_OK;
 	if (rc == SOTP_OK && nf.f != NULL && cli_file_publish(&nf) != 0) {

@@ -1167,9 +1167,14 @@ typedef int sotp_write_cb(void *arg, const char *line, size_t len);
  * format sotp_contract_import reads, with the binding's serial and the
  * status. Without with_secrets the pwhash and card fields are empty (not
  * importable as they stand); with it they hold the hash and the unsealed
- * grid, and the lines are secret. Audited before the first line is
- * written (an export that cannot be audited does not start). A non-zero
- * cb return stops the export and is returned. *count: lines written.
+ * grid, and the lines are secret. Audited ("contract.export") before
+ * the first line is written, once every record is made (every card
+ * decrypted) in a first pass that writes nothing; an export that cannot
+ * be audited does not start. A card that cannot be decrypted
+ * (SOTP_ERR_DECRYPT: a wrong key or a tampered row) is not exported:
+ * no line is written, an "error" row names its contract, the ctx's text
+ * says why. A non-zero cb return stops the export and is returned.
+ * *count: lines written.
  */
 SOTP_EXPORT int sotp_export(struct sotp_ctx *ctx, enum sotp_record_format fmt,
     int with_secrets, time_t now, sotp_write_cb *cb, void *arg,

@@ -166,4 +166,64 @@ if [ "$STORE_KIND" = sqlite ]; then
 	check "backup once mended" cli backup "$SB/bk.db"
 	check "... the copy is there" [ -s "$SB/bk.db" ]
 fi
+# export --with-secrets decrypts every card before its row is written:
+# a card that cannot be decrypted (C3's row given C1's sealed card, as a
+# tampered row or a wrong master key would leave it) is refused, naming
+# the contract, and recorded as an error; no row says the secrets left,
+# and no file is left, named or temporary. It used to write the accept
+# row first.
+check "contract add C3" clin pw-C3 contract add C3
+check "contract card C3" cli contract card C3
+CARD3=$(q "SELECT hex(card) FROM contracts WHERE id = 'C3'" 2>/dev/null ||
+    q "SELECT encode(card, 'hex') FROM contracts WHERE id = 'C3'")
+sb_sql "UPDATE contracts SET card = (SELECT card FROM contracts WHERE id = 'C1') WHERE id = 'C3'" >/dev/null
+ROWS=$(q "SELECT count(*) FROM audit")
+exits_saying 2 "^shinkin-otp: contract C3: card cannot be decrypted (wrong master key or tampered row)" \
+    "export --with-secrets of a card that cannot be decrypted: exit 2, naming it" \
+    cli export --with-secrets --output "$SB/x.csv"
+check "... and leaves no file, named or temporary" \
+    sh -c '! ls "$1"/x.csv* >/dev/null 2>&1' sh "$SB"
+same "... no row says it was exported" \
+    "SELECT count(*) FROM audit WHERE action = 'contract.export'
+     AND verdict = 'accept'" 0
+same "... one row records the attempt, as an error naming C3" \
+    "SELECT contract || ' ' || detail FROM audit
+     WHERE action = 'contract.export' AND verdict = 'error'" \
+    "C3 csv, with secrets (password hashes, card grids): card cannot be decrypted (wrong master key or tampered row)"
+same "... and no other" "SELECT count(*) FROM audit" $((ROWS + 1))
+exits_saying 2 "^shinkin-otp: contract C3: card cannot be decrypted" \
+    "to standard output: the same refusal" cli export --with-secrets
+check "... and no line of it is written" [ ! -s "$OUT" ]
+same "... still no row says it was exported" \
+    "SELECT count(*) FROM audit WHERE action = 'contract.export'
+     AND verdict = 'accept'" 0
+check "an export without secrets decrypts nothing: it goes on" \
+    cli export --output "$SB/plain.csv"
+check "... C3 is in it" grep -q "^C3,," "$SB/plain.csv"
+# Once its card is whole again, the export is audited once, with secrets.
+if [ "$STORE_KIND" = postgresql ]; then
+	sb_sql "UPDATE contracts SET card = decode('$CARD3', 'hex') WHERE id = 'C3'" >/dev/null
+else
+	sb_sql "UPDATE contracts SET card = x'$CARD3' WHERE id = 'C3'"
+fi
+ROWS=$(q "SELECT count(*) FROM audit")
+check "export --with-secrets once C3's card is its own" \
+    cli export --with-secrets --output "$SB/x.csv"
+check "... C1's and C3's grids are in it" sh -c \
+    '[ "$(grep -c "^C[13],[$].*,[0-9]\{20,\}," "$1")" -eq 2 ]' sh "$SB/x.csv"
+same "... one row, an accept with secrets" \
+    "SELECT count(*) || ' ' || min(verdict) || ' ' || min(detail) FROM audit
+     WHERE id > (SELECT max(id) - 1 FROM audit)" \
+    "1 accept csv, with secrets (password hashes, card grids)"
+same "... and no other" "SELECT count(*) FROM audit" $((ROWS + 1))
+# Its row refused: nothing is written, no file is left.
+check "the store refuses the export's audit row" \
+    store_fail no_cexport audit INSERT "NEW.action = 'contract.export'" \
+    "audit refused by the test"
+exits_saying 2 "^shinkin-otp: export refused: its audit row cannot be written: .*$STORE_KIND .*audit refused by the test" \
+    "export --with-secrets: its row refused, exit 2, said so" \
+    cli export --with-secrets --output "$SB/y.csv"
+check "... and no file is left, named or temporary" \
+    sh -c '! ls "$1"/y.csv* >/dev/null 2>&1' sh "$SB"
+check "mend the store" store_mend no_cexport audit
 check "audit verify" cli audit verify
