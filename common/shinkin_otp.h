@@ -782,10 +782,22 @@ SOTP_EXPORT int sotp_token_add(struct sotp_ctx *ctx,
  * be audited leaves no token (the error returned, the ctx's text saying
  * so) and a token is never left whose secret nobody saw. how and uri are
  * both NULL or both set.
+ *
+ * hold (may be NULL; only with uri) is the caller's part of that export
+ * that must land with the token, as a PNG file of its QR code: it gets
+ * the serial and the URI inside the transaction, once the export's row
+ * is written, and before the commit. SOTP_OK lets the token be
+ * committed; any other rc undoes the token and its rows and is returned,
+ * with the text hold wrote into why (whysz bytes) in the ctx's. When the
+ * commit itself then fails, the error is returned and the caller undoes
+ * what hold did.
  */
+typedef int sotp_uri_hold_cb(
+    void *arg, const char *serial, const char *uri, char *why, size_t whysz);
 SOTP_EXPORT int sotp_token_generate(struct sotp_ctx *ctx,
-    const struct sotp_token_spec *spec, const char *how, time_t now,
-    char *serial_out, char **uri, struct sotp_decision *d);
+    const struct sotp_token_spec *spec, const char *how, sotp_uri_hold_cb *hold,
+    void *hold_arg, time_t now, char *serial_out, char **uri,
+    struct sotp_decision *d);
 /* SOTP_ERR_NOT_FOUND for an unknown serial. */
 SOTP_EXPORT int sotp_token_get(
     struct sotp_ctx *ctx, const char *serial, struct sotp_token_info *out);

@@ -117,7 +117,42 @@ check "... and prints no secret" [ ! -s "$OUT" ]
 same "... and no token was added" \
     "SELECT count(*) FROM tokens WHERE serial LIKE 'SO%'" 0
 same "... nor any audit row" "SELECT count(*) FROM audit" "$ROWS"
+# --png: the PNG is written in the same transaction, once the export's
+# row is: that row refused, no PNG is written.
+exits_saying 2 "^shinkin-otp: token SO[0-9]* not generated, nothing stored: its export's audit row cannot be written: .*audit refused by the test" \
+    "token generate --png: a refused export leaves nothing" \
+    cli token generate --png "$SB/g1.png"
+check "... no PNG, named or temporary" \
+    sh -c '! ls "$1"/g1.png* >/dev/null 2>&1' sh "$SB"
+same "... no token, no audit row" \
+    "SELECT count(*) FROM tokens WHERE serial LIKE 'SO%' UNION ALL
+     SELECT count(*) - $ROWS FROM audit" "0
+0"
 check "mend the store" store_mend no_export audit
+# PostgreSQL can refuse a transaction at its COMMIT (a deferred
+# constraint trigger): a PNG written and named before that COMMIT is
+# removed, as its token and rows were undone.
+if [ "$STORE_KIND" = postgresql ]; then
+	check "the store refuses the token's COMMIT" store_sql "
+	    CREATE FUNCTION $STORE_SCHEMA.no_commit() RETURNS trigger
+	    LANGUAGE plpgsql AS \$\$BEGIN
+	    RAISE EXCEPTION 'commit refused by the test'; END\$\$;
+	    CREATE CONSTRAINT TRIGGER no_commit AFTER INSERT
+	    ON $STORE_SCHEMA.tokens DEFERRABLE INITIALLY DEFERRED
+	    FOR EACH ROW EXECUTE FUNCTION $STORE_SCHEMA.no_commit()"
+	ROWS=$(q "SELECT count(*) FROM audit")
+	exits_saying 2 "^shinkin-otp: token SO[0-9]* not generated, nothing stored: .*commit refused by the test" \
+	    "token generate --png: its COMMIT refused, exit 2, said so" \
+	    cli token generate --png "$SB/g2.png"
+	check "... and the PNG it named is removed" \
+	    sh -c '! ls "$1"/g2.png* >/dev/null 2>&1' sh "$SB"
+	check "... and prints no secret" [ ! -s "$OUT" ]
+	same "... no token, no audit row" \
+	    "SELECT count(*) FROM tokens WHERE serial LIKE 'SO%' UNION ALL
+	     SELECT count(*) - $ROWS FROM audit" "0
+0"
+	check "mend the store" store_mend no_commit tokens
+fi
 # --count: the tokens before the refused one were generated and shown;
 # it and those after it were not.
 check "the store refuses the second generated token's export row" \
