@@ -7,11 +7,14 @@
  * what an attacker would take) unless the caller asks for them; that
  * export is audited before its first line is written, so a copy of the
  * secrets can never leave unrecorded. Its row records only an export
- * that can be made: every card is decrypted and every line made first,
- * in a pass that writes nothing, so that a card that cannot be
- * decrypted (a wrong key, a tampered row) leaves no row saying the
- * secrets left. That attempt is recorded as an error, as a failed
- * token export is. What an export carries is what an
+ * that is written: a streamed export's lines are all made first (every
+ * card decrypted) in a pass that writes nothing; a held one's (a file
+ * named once whole) are all written first, and the file is named in one
+ * transaction with the row. So a card that cannot be decrypted (a wrong
+ * key, a tampered row) or a file that cannot be written leaves no row
+ * saying the secrets left; a refused card or a file that cannot be named
+ * is recorded as an error, as a failed token export is. What an export
+ * carries is what an
  * import takes: a contract's timed lock and its failure count are not
  * carried (a timed lock runs out; an import makes "locked" a lock until
  * an admin unlocks), nor are tokens and their replay marks: a store is
@@ -36,10 +39,11 @@ struct exp {
 	void *arg;
 	unsigned long count;
 	int rc;
-	const char *why;            /* the refusal the row records */
-	char failed[SOTP_ID_MAX];   /* the contract it names */
-	char line[LINE_MAX_EXPORT]; /* secret with secrets */
-	char grid[SOTP_CARD_MAX];   /* secret */
+	const char *why;                 /* the refusal the row records */
+	char failed[SOTP_ID_MAX];        /* the contract it names, or "" */
+	char pwhy[SOTP_CTX_ERR_MAX / 2]; /* why the publication failed */
+	char line[LINE_MAX_EXPORT];      /* secret with secrets */
+	char grid[SOTP_CARD_MAX];        /* secret */
 };
 
 static const char *
@@ -186,12 +190,64 @@ export_pass(struct exp *e, int dry)
 	return rc;
 }
 
+/* The export's accept row; when it cannot be written, the ctx says so. */
+static int
+audit_export(struct sotp_ctx *ctx, time_t now, const char *detail)
+{
+	int rc;
+
+	if ((rc = sotp_audit(ctx, now, "contract.export", NULL, NULL, NULL,
+	         "accept", SOTP_R_ACCEPTED, detail)) != SOTP_OK)
+		sotp_ctx_seterr(ctx,
+		    "export refused: its audit row cannot be written: %s",
+		    sotp_store_errmsg(ctx->st));
+	return rc;
+}
+
+/*
+ * A held export, its lines all written: its row and its publication are
+ * one transaction, so that a publication that fails undoes the row.
+ */
+static int
+publish_audited(
+    struct exp *e, time_t now, const char *detail, sotp_publish_cb *publish)
+{
+	struct sotp_ctx *ctx = e->ctx;
+	int rc;
+
+	if ((rc = sotp_store_begin(ctx->st)) != SOTP_OK) {
+		sotp_ctx_seterr(ctx,
+		    "export refused: its audit row cannot be written: %s",
+		    sotp_store_errmsg(ctx->st));
+		return rc;
+	}
+	if ((rc = audit_export(ctx, now, detail)) != SOTP_OK) {
+		sotp_store_rollback(ctx->st);
+		return rc;
+	}
+	e->pwhy[0] = '\0';
+	if ((rc = publish(e->arg, e->pwhy, sizeof(e->pwhy))) != SOTP_OK) {
+		sotp_store_rollback(ctx->st);
+		if (e->pwhy[0] == '\0')
+			snprintf(e->pwhy, sizeof(e->pwhy), "not published: %s",
+			    sotp_strerror(rc));
+		e->why = e->pwhy;
+		return rc;
+	}
+	if ((rc = sotp_store_commit(ctx->st)) != SOTP_OK)
+		sotp_ctx_seterr(ctx,
+		    "export refused: its audit row cannot be written: %s",
+		    sotp_store_errmsg(ctx->st));
+	return rc;
+}
+
 int
 sotp_export(struct sotp_ctx *ctx, enum sotp_record_format fmt, int with_secrets,
-    time_t now, sotp_write_cb *cb, void *arg, unsigned long *count)
+    time_t now, sotp_write_cb *cb, sotp_publish_cb *publish, void *arg,
+    unsigned long *count)
 {
 	struct exp *e = NULL;
-	char detail[96], why[192];
+	char detail[96], why[SOTP_CTX_ERR_MAX];
 	int rc;
 
 	if (count != NULL)
@@ -212,32 +268,42 @@ sotp_export(struct sotp_ctx *ctx, enum sotp_record_format fmt, int with_secrets,
 	    fmt == SOTP_FMT_CSV ? "csv" : "jsonl",
 	    with_secrets ? "with secrets (password hashes, card grids)"
 	                 : "without secrets");
-	/*
-	 * Every card decrypted and every line made before the row, so that
-	 * the row records an export that is written; then the row, before
-	 * the first line: a copy never leaves unaudited.
-	 */
-	if ((rc = export_pass(e, 1)) != SOTP_OK)
-		goto out;
-	if ((rc = sotp_audit(ctx, now, "contract.export", NULL, NULL, NULL,
-	         "accept", SOTP_R_ACCEPTED, detail)) != SOTP_OK) {
-		sotp_ctx_seterr(ctx,
-		    "export refused: its audit row cannot be "
-		    "written: %s",
-		    sotp_store_errmsg(ctx->st));
-		goto out;
+	if (publish != NULL) {
+		/*
+		 * Held (a file named once whole): every line written first,
+		 * so that an export that cannot be made or written has no
+		 * row; then the row and the publication, together.
+		 */
+		if ((rc = export_pass(e, 0)) == SOTP_OK)
+			rc = publish_audited(e, now, detail, publish);
+	} else {
+		/*
+		 * Streamed: every card decrypted and every line made in a
+		 * pass that writes nothing, so that the row records an
+		 * export that is written; then the row, before the first
+		 * line: a copy never leaves unaudited. A row that changed
+		 * since the first pass can still stop the second.
+		 */
+		if ((rc = export_pass(e, 1)) == SOTP_OK &&
+		    (rc = audit_export(ctx, now, detail)) == SOTP_OK)
+			rc = export_pass(e, 0);
 	}
-	/* A row that changed since the first pass can still stop it here. */
-	rc = export_pass(e, 0);
-	if (count != NULL)
+	if (rc == SOTP_OK && count != NULL)
 		*count = e->count;
-out:
-	/* A refusal of a contract's record (not the store's) is recorded. */
+	/*
+	 * A refusal of a contract's record, or a publication that failed
+	 * (not the store's own failure), is recorded.
+	 */
 	if (rc != SOTP_OK && e->why != NULL) {
 		snprintf(why, sizeof(why), "%s: %s", detail, e->why);
-		(void)sotp_audit(ctx, now, "contract.export", e->failed, NULL,
-		    NULL, "error", sotp_reason_from_rc(rc), why);
-		sotp_ctx_seterr(ctx, "contract %s: %s", e->failed, e->why);
+		(void)sotp_audit(ctx, now, "contract.export",
+		    e->failed[0] != '\0' ? e->failed : NULL, NULL, NULL,
+		    "error", sotp_reason_from_rc(rc), why);
+		if (e->failed[0] != '\0')
+			sotp_ctx_seterr(
+			    ctx, "contract %s: %s", e->failed, e->why);
+		else
+			sotp_ctx_seterr(ctx, "export: %s", e->why);
 	}
 	sotp_free_secret(e, sizeof(*e));
 	return rc;

@@ -261,4 +261,69 @@ exits_saying 2 "^shinkin-otp: export refused: its audit row cannot be written: .
 check "... and no file is left, named or temporary" \
     sh -c '! ls "$1"/y.csv* >/dev/null 2>&1' sh "$SB"
 check "mend the store" store_mend no_cexport audit
+# The file is named in one transaction with its row. SQLite: the tool
+# is held before that transaction (its lines written) by a second
+# connection holding the store's write lock, and the file's name is
+# taken meanwhile: the link is refused, the row undone, the attempt
+# recorded as an error. It used to be named after its row was written.
+if [ "$STORE_KIND" = sqlite ]; then
+	sed -e 's/^lock_timeout *=.*/lock_timeout = 60000/' "$CONF" >"$SB/slow.conf"
+	mkfifo "$SB/lockfifo"
+	lock_held "$STORE" "$SB/lockfifo" "$SB/locker.out"
+	locker=$LOCKER
+	check "a second connection holds the store's write lock" \
+	    grep -qx locked "$SB/locker.out"
+	ROWS=$(q "SELECT count(*) FROM audit")
+	mkdir "$SB/race"
+	"$CLI" --config "$SB/slow.conf" export --with-secrets \
+	    --output "$SB/race/x.csv" >"$OUT" 2>"$ERR" </dev/null 8>&- &
+	ex_pid=$!
+	ex_i=0
+	until ls -l "/proc/$ex_pid/fd" 2>/dev/null | grep -q " $SB/race/" ||
+	    [ $ex_i -ge 1200 ]; do
+		sleep 0.05
+		ex_i=$((ex_i + 1))
+	done
+	check "export --output: held, its file claimed" sh -c \
+	    'ls -l "/proc/$1/fd" | grep -q " $2/"' sh "$ex_pid" "$SB/race"
+	echo "another's" >"$SB/race/x.csv"
+	echo 'ROLLBACK;' >&8
+	exec 8>&-
+	wait "$locker"
+	wait "$ex_pid"
+	check "... its name taken meanwhile: exit 2" test $? -eq 2
+	check "... one line saying so" sh -c \
+	    '[ "$(wc -l <"$1")" -eq 1 ] &&
+	    grep -q "^shinkin-otp: export: $2: it appeared meanwhile (not overwritten)" "$1"' \
+	    sh "$ERR" "$SB/race/x.csv"
+	check "... the other's file untouched, nothing beside it" sh -c \
+	    '[ "$(cat "$1/x.csv")" = "another'"'"'s" ] &&
+	    [ "$(ls -A "$1")" = x.csv ]' sh "$SB/race"
+	same "... one row" "SELECT count(*) FROM audit" $((ROWS + 1))
+	same "... recording the attempt as an error, not an export" \
+	    "SELECT verdict || ' ' || detail FROM audit ORDER BY id DESC LIMIT 1" \
+	    "error csv, with secrets (password hashes, card grids): $SB/race/x.csv: it appeared meanwhile (not overwritten)"
+fi
+# PostgreSQL can refuse the row's transaction at its COMMIT (a deferred
+# constraint trigger): the file named in it is removed.
+if [ "$STORE_KIND" = postgresql ]; then
+	check "the store refuses the export's COMMIT" store_sql "
+	    CREATE FUNCTION $STORE_SCHEMA.no_commit() RETURNS trigger
+	    LANGUAGE plpgsql AS \$\$BEGIN
+	    IF NEW.action = 'contract.export' THEN
+	    RAISE EXCEPTION 'commit refused by the test'; END IF;
+	    RETURN NEW; END\$\$;
+	    CREATE CONSTRAINT TRIGGER no_commit AFTER INSERT
+	    ON $STORE_SCHEMA.audit DEFERRABLE INITIALLY DEFERRED
+	    FOR EACH ROW EXECUTE FUNCTION $STORE_SCHEMA.no_commit()"
+	ROWS=$(q "SELECT count(*) FROM audit")
+	exits_saying 2 "^shinkin-otp: export refused: its audit row cannot be written: .*commit refused by the test" \
+	    "export --output: its COMMIT refused, exit 2, said so" \
+	    cli export --with-secrets --output "$SB/z.csv"
+	check "... and the file it named is removed" \
+	    sh -c '! ls "$1"/z.csv* >/dev/null 2>&1' sh "$SB"
+	same "... and no row says it was exported" \
+	    "SELECT count(*) FROM audit" "$ROWS"
+	check "mend the store" store_mend no_commit audit
+fi
 check "audit verify" cli audit verify
