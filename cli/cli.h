@@ -328,6 +328,13 @@ void cli_png_abandon(struct cli_file *png);
  * and leaves nothing at its name.
  */
 int cli_qr_png(const struct cli *c, const char *uri, struct cli_file *png);
+/*
+ * cli_qr_png that prints nothing: SOTP_OK, or an SOTP_ERR_* with why
+ * (whysz bytes) saying what failed, for a PNG that is part of a core call
+ * (token generate's hold, inside the transaction that adds the token).
+ */
+int cli_qr_png_hold(
+    const char *uri, struct cli_file *png, char *why, size_t whysz);
 
 /* ---- the commands: argv starts after the command word(s) ---- */
 

@@ -245,14 +245,45 @@ out:
 
 struct out_file {
 	FILE *f;
+	const char *head;    /* a line written before the first, then NULL */
+	struct cli_file *nf; /* --output: the file, named by publish_file */
+	int named;
 };
+
+/* The head goes with the first line: a refused export writes nothing. */
+static int
+write_head(struct out_file *o)
+{
+	const char *h = o->head;
+
+	o->head = NULL;
+	return h == NULL || fputs(h, o->f) >= 0 ? SOTP_OK : SOTP_ERR_SYSTEM;
+}
 
 static int
 write_line(void *arg, const char *line, size_t len)
 {
 	struct out_file *o = arg;
 
+	if (write_head(o) != SOTP_OK)
+		return SOTP_ERR_SYSTEM;
 	return fwrite(line, 1, len, o->f) == len ? SOTP_OK : SOTP_ERR_SYSTEM;
+}
+
+/* --output, every line written: the file named, with its audit row. */
+static int
+publish_file(void *arg, char *why, size_t whysz)
+{
+	struct out_file *o = arg;
+
+	if (write_head(o) != SOTP_OK || cli_file_publish(o->nf) != 0) {
+		snprintf(why, whysz, "%s: %s", o->nf->path,
+		    errno == EEXIST ? "it appeared meanwhile (not overwritten)"
+		                    : strerror(errno));
+		return SOTP_ERR_SYSTEM;
+	}
+	o->named = 1;
+	return SOTP_OK;
 }
 
 int
@@ -267,11 +298,11 @@ cmd_export(struct cli *c, int argc, char **argv)
 	    {NULL, NULL, NULL},
 	};
 	enum sotp_record_format fmt = SOTP_FMT_CSV;
-	struct out_file o = {stdout};
+	struct out_file o = {stdout, NULL, NULL, 0};
 	struct cli_file nf = CLI_FILE_INIT;
 	unsigned long count = 0;
 	size_t npos;
-	int ex, rc;
+	int ex, rc, err;
 
 	cli_what(c, "export", NULL);
 	if ((ex = cli_parse(c, argc, argv, opts, NULL, 0, &npos)) != 0)
@@ -288,7 +319,9 @@ cmd_export(struct cli *c, int argc, char **argv)
 	/*
 	 * A new file, 0600: it may hold the secrets. Named only once whole
 	 * (newfile.c): the format has no end marker, so a cut export would
-	 * look complete.
+	 * look complete. It is written whole before its audit row, and
+	 * named with it (publish_file): one that cannot be written or named
+	 * leaves no row saying it was exported.
 	 */
 	if (output != NULL) {
 		if (cli_file_open(&nf, output) != 0) {
@@ -298,24 +331,26 @@ cmd_export(struct cli *c, int argc, char **argv)
 			return CLI_EXIT_ERROR;
 		}
 		o.f = nf.f;
+		o.nf = &nf;
 	}
 	if (fmt == SOTP_FMT_CSV)
-		fputs("# contract,pwhash,login,card,serial,status\n", o.f);
-	rc = sotp_export(c->ctx, fmt, secrets, c->now, write_line, &o, &count);
-	if (rc == SOTP_OK && (fflush(o.f) != 0 || ferror(o.f)))
+		o.head = "# contract,pwhash,login,card,serial,status\n";
+	rc = sotp_export(c->ctx, fmt, secrets, c->now, write_line,
+	    output != NULL ? publish_file : NULL, &o, &count);
+	if (rc == SOTP_OK && output == NULL &&
+	    (write_head(&o) != SOTP_OK || fflush(o.f) != 0 || ferror(o.f)))
 		rc = SOTP_ERR_SYSTEM;
-	ex = CLI_EXIT_OK;
-	if (rc == SOTP_OK && nf.f != NULL && cli_file_publish(&nf) != 0) {
-		cli_warn(c, "%s: %s", output,
-		    errno == EEXIST ? "exists (not overwritten)"
-		                    : strerror(errno));
-		ex = CLI_EXIT_ERROR;
-	}
+	err = errno;
+	/* Named, and then its row's commit failed: it goes. */
+	if (rc != SOTP_OK && o.named && unlink(output) != 0 && errno != ENOENT)
+		cli_warn(c,
+		    "%s: written for an export whose audit row failed, and "
+		    "cannot be removed (%s): remove it",
+		    output, strerror(errno));
 	cli_file_abandon(&nf); /* published, or to be dropped */
+	errno = err;
 	if (rc != SOTP_OK)
 		return cli_error(c, rc);
-	if (ex != CLI_EXIT_OK)
-		return ex;
 	if (output != NULL)
 		cli_say("exported %lu contracts to %s%s", count, output,
 		    secrets ? " (with secrets)" : "");

@@ -10,8 +10,10 @@
  */
 #include "cli.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <string.h>
+#include <unistd.h>
 
 #define SECRET_BYTES_MAX 128 /* decoded secret, well above 64-byte keys */
 #define GENERATE_MAX 10000
@@ -203,6 +205,30 @@ print_uri(struct cli *c, const char *serial, const char *uri, int qr,
 	return show_qr(c, uri, qr, pngf);
 }
 
+/*
+ * token generate --png: the PNG is written and named inside the
+ * transaction that adds the token (its hold), so that a PNG that cannot
+ * be written leaves no token and no row; and when the commit fails after
+ * it was named, it is removed.
+ */
+struct png_hold {
+	struct cli_file *pngf;
+	int named;
+};
+
+static int
+hold_png(
+    void *arg, const char *serial, const char *uri, char *why, size_t whysz)
+{
+	struct png_hold *h = arg;
+	int rc;
+
+	(void)serial;
+	if ((rc = cli_qr_png_hold(uri, h->pngf, why, whysz)) == SOTP_OK)
+		h->named = 1;
+	return rc;
+}
+
 static int
 token_generate(struct cli *c, int argc, char **argv)
 {
@@ -225,6 +251,7 @@ token_generate(struct cli *c, int argc, char **argv)
 	const char *forms;
 	long long count = 1, i;
 	struct cli_file pngf = CLI_FILE_INIT;
+	struct png_hold hold = {&pngf, 0};
 	size_t npos;
 	int ex, rc;
 
@@ -254,8 +281,15 @@ token_generate(struct cli *c, int argc, char **argv)
 	for (i = 0; i < count; i++) {
 		memset(&d, 0, sizeof(d));
 		serial[0] = '\0';
-		rc = sotp_token_generate(
-		    c->ctx, &spec, forms, c->now, serial, &uri, &d);
+		rc = sotp_token_generate(c->ctx, &spec, forms,
+		    png != NULL ? hold_png : NULL, &hold, c->now, serial, &uri,
+		    &d);
+		if (rc != SOTP_OK && hold.named && unlink(png) != 0 &&
+		    errno != ENOENT)
+			cli_warn(c,
+			    "%s: written for a token not stored, and cannot "
+			    "be removed (%s): remove it",
+			    png, strerror(errno));
 		if (rc != SOTP_OK && i > 0) {
 			snprintf(left, sizeof(left),
 			    "%lld of %lld tokens generated and shown above", i,

@@ -9,8 +9,10 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <png.h>
 #include <qrencode.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -128,36 +130,54 @@ cli_png_abandon(struct cli_file *png)
 }
 
 int
-cli_qr_png(const struct cli *c, const char *uri, struct cli_file *png)
+cli_qr_png_hold(const char *uri, struct cli_file *png, char *why, size_t whysz)
 {
 	QRcode *q = NULL;
 	png_bytep row = NULL;
-	int ex = CLI_EXIT_ERROR, side = 0;
+	int rc = SOTP_ERR_SYSTEM, side = 0;
 
-	if ((q = encode(c, uri)) == NULL)
+	if ((q = QRcode_encodeString(uri, 0, QR_ECLEVEL_M, QR_MODE_8, 1)) ==
+	    NULL) {
+		snprintf(
+		    why, whysz, "cannot encode a QR code: %s", strerror(errno));
 		goto out;
+	}
 	side = (q->width + 2 * QR_QUIET) * QR_SCALE;
 	if ((row = malloc((size_t)side)) == NULL) {
-		cli_warn_rc(c, SOTP_ERR_NOMEM, "out of memory");
+		snprintf(why, whysz, "out of memory");
+		rc = SOTP_ERR_NOMEM;
 		goto out;
 	}
 	if (!png_write(png->f, q, row, side)) {
-		cli_warn(c, "cannot write a PNG to %s", png->path);
+		snprintf(why, whysz, "cannot write a PNG to %s", png->path);
 		goto out;
 	}
 	if (cli_file_publish(png) != 0) {
-		cli_warn(c, "cannot write %s: %s", png->path,
+		snprintf(why, whysz, "cannot write %s: %s", png->path,
 		    errno == EEXIST
 		        ? "it appeared meanwhile (never overwritten)"
 		        : strerror(errno));
 		goto out;
 	}
-	ex = CLI_EXIT_OK;
+	rc = SOTP_OK;
 out:
 	cli_file_abandon(png);
 	if (row != NULL)
 		sotp_wipe(row, (size_t)side);
 	free(row);
 	release(q);
-	return ex;
+	return rc;
+}
+
+int
+cli_qr_png(const struct cli *c, const char *uri, struct cli_file *png)
+{
+	char why[PATH_MAX + 64];
+	int rc;
+
+	if ((rc = cli_qr_png_hold(uri, png, why, sizeof(why))) != SOTP_OK) {
+		cli_warn_rc(c, rc, "%s", why);
+		return CLI_EXIT_ERROR;
+	}
+	return CLI_EXIT_OK;
 }

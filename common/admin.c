@@ -147,13 +147,16 @@ token_uri_of(const struct sotp_ctx *ctx, const struct sotp_token_rec *t,
 }
 
 /*
- * A new token's secret exported as it is added (token generate): the URI
- * and its token.export row, inside the insert's transaction, so that the
- * token, its row and the export's row land together or not at all. On
- * failure *uri is NULL and `why` says what failed.
+ * A new token's secret exported as it is added (token generate): the URI,
+ * its token.export row and the caller's hold (its PNG), inside the
+ * insert's transaction, so that the token, its row, the export's row and
+ * the file land together or not at all. On failure *uri is NULL and `why`
+ * says what failed.
  */
 struct export_req {
-	const char *how; /* the forms, as the row's detail: "uri qr" */
+	const char *how;        /* the forms, as the row's detail: "uri qr" */
+	sotp_uri_hold_cb *hold; /* the caller's part, before the commit */
+	void *hold_arg;
 	char **uri;
 	char why[SOTP_CTX_ERR_MAX];
 };
@@ -174,6 +177,14 @@ export_new(struct sotp_ctx *ctx, const struct sotp_token_rec *t,
 		snprintf(ex->why, sizeof(ex->why),
 		    "its export's audit row cannot be written: %s",
 		    sotp_store_errmsg(ctx->st));
+	} else if (ex->hold != NULL &&
+	    (rc = ex->hold(ex->hold_arg, t->serial, *ex->uri, ex->why,
+	         sizeof(ex->why))) != SOTP_OK &&
+	    ex->why[0] == '\0') {
+		snprintf(ex->why, sizeof(ex->why), "its export failed: %s",
+		    sotp_strerror(rc));
+	}
+	if (rc != SOTP_OK) {
 		sotp_free_string(*ex->uri);
 		*ex->uri = NULL;
 	}
@@ -337,8 +348,8 @@ sotp_token_add(struct sotp_ctx *ctx, const struct sotp_token_spec *spec,
 
 int
 sotp_token_generate(struct sotp_ctx *ctx, const struct sotp_token_spec *spec,
-    const char *how, time_t now, char *serial_out, char **uri,
-    struct sotp_decision *d)
+    const char *how, sotp_uri_hold_cb *hold, void *hold_arg, time_t now,
+    char *serial_out, char **uri, struct sotp_decision *d)
 {
 	struct sotp_token_spec s;
 	struct export_req ex;
@@ -348,11 +359,13 @@ sotp_token_generate(struct sotp_ctx *ctx, const struct sotp_token_spec *spec,
 	if (uri != NULL)
 		*uri = NULL;
 	if (spec == NULL || serial_out == NULL ||
-	    (how == NULL) != (uri == NULL))
+	    (how == NULL) != (uri == NULL) || (hold != NULL && uri == NULL))
 		return SOTP_ERR_INVALID_ARG;
 	serial_out[0] = '\0';
 	memset(&ex, 0, sizeof(ex));
 	ex.how = how;
+	ex.hold = hold;
+	ex.hold_arg = hold_arg;
 	ex.uri = uri;
 	if ((rc = ready(ctx, d)) != SOTP_OK)
 		return rc;

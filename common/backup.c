@@ -6,7 +6,15 @@
  * An export leaves the secrets out (password hashes and card grids are
  * what an attacker would take) unless the caller asks for them; that
  * export is audited before its first line is written, so a copy of the
- * secrets can never leave unrecorded. What an export carries is what an
+ * secrets can never leave unrecorded. Its row records only an export
+ * that is written: a streamed export's lines are all made first (every
+ * card decrypted) in a pass that writes nothing; a held one's (a file
+ * named once whole) are all written first, and the file is named in one
+ * transaction with the row. So a card that cannot be decrypted (a wrong
+ * key, a tampered row) or a file that cannot be written leaves no row
+ * saying the secrets left; a refused card or a file that cannot be named
+ * is recorded as an error, as a failed token export is. What an export
+ * carries is what an
  * import takes: a contract's timed lock and its failure count are not
  * carried (a timed lock runs out; an import makes "locked" a lock until
  * an admin unlocks), nor are tokens and their replay marks: a store is
@@ -26,12 +34,16 @@ struct exp {
 	struct sotp_ctx *ctx;
 	enum sotp_record_format fmt;
 	int secrets;
+	int dry; /* the pass before the row: lines made, none written */
 	sotp_write_cb *cb;
 	void *arg;
 	unsigned long count;
 	int rc;
-	char line[LINE_MAX_EXPORT]; /* secret with secrets */
-	char grid[SOTP_CARD_MAX];   /* secret */
+	const char *why;                 /* the refusal the row records */
+	char failed[SOTP_ID_MAX];        /* the contract it names, or "" */
+	char pwhy[SOTP_CTX_ERR_MAX / 2]; /* why the publication failed */
+	char line[LINE_MAX_EXPORT];      /* secret with secrets */
+	char grid[SOTP_CARD_MAX];        /* secret */
 };
 
 static const char *
@@ -115,11 +127,9 @@ export_row(void *arg, const struct sotp_contract_rec *c)
 		if ((e->rc = sotp_keys_unseal(e->ctx, c->id, c->card,
 		         c->card_len, (uint8_t *)e->grid, sizeof(e->grid) - 1,
 		         &len)) != SOTP_OK) {
-			sotp_ctx_seterr(e->ctx,
-			    "contract %s: card cannot be decrypted (wrong "
-			    "master key or tampered row)",
-			    c->id);
-			return 1;
+			e->why = "card cannot be decrypted (wrong master key "
+			         "or tampered row)";
+			goto refused;
 		}
 		e->grid[len] = '\0';
 	}
@@ -150,22 +160,94 @@ export_row(void *arg, const struct sotp_contract_rec *c)
 		}
 	}
 	if (o >= sizeof(e->line)) {
-		sotp_ctx_seterr(e->ctx, "contract %s: record too long", c->id);
+		e->why = "record too long";
 		e->rc = SOTP_ERR_BUFFER;
-		return 1;
+		goto refused;
 	}
-	if ((e->rc = e->cb(e->arg, e->line, o)) != SOTP_OK)
+	if (!e->dry && (e->rc = e->cb(e->arg, e->line, o)) != SOTP_OK)
 		return 1;
 	e->count++;
 	return 0;
+refused:
+	sotp_strlcpy(e->failed, c->id, sizeof(e->failed));
+	return 1;
+}
+
+/* One pass over the contracts; SOTP_OK, or why it stopped. */
+static int
+export_pass(struct exp *e, int dry)
+{
+	int rc;
+
+	e->dry = dry;
+	e->count = 0;
+	e->rc = SOTP_OK;
+	rc = sotp_store_contract_list(e->ctx->st, 0, 0, -1, export_row, e);
+	if (rc != SOTP_OK)
+		sotp_ctx_seterr(e->ctx, "%s", sotp_store_errmsg(e->ctx->st));
+	else
+		rc = e->rc;
+	return rc;
+}
+
+/* The export's accept row; when it cannot be written, the ctx says so. */
+static int
+audit_export(struct sotp_ctx *ctx, time_t now, const char *detail)
+{
+	int rc;
+
+	if ((rc = sotp_audit(ctx, now, "contract.export", NULL, NULL, NULL,
+	         "accept", SOTP_R_ACCEPTED, detail)) != SOTP_OK)
+		sotp_ctx_seterr(ctx,
+		    "export refused: its audit row cannot be written: %s",
+		    sotp_store_errmsg(ctx->st));
+	return rc;
+}
+
+/*
+ * A held export, its lines all written: its row and its publication are
+ * one transaction, so that a publication that fails undoes the row.
+ */
+static int
+publish_audited(
+    struct exp *e, time_t now, const char *detail, sotp_publish_cb *publish)
+{
+	struct sotp_ctx *ctx = e->ctx;
+	int rc;
+
+	if ((rc = sotp_store_begin(ctx->st)) != SOTP_OK) {
+		sotp_ctx_seterr(ctx,
+		    "export refused: its audit row cannot be written: %s",
+		    sotp_store_errmsg(ctx->st));
+		return rc;
+	}
+	if ((rc = audit_export(ctx, now, detail)) != SOTP_OK) {
+		sotp_store_rollback(ctx->st);
+		return rc;
+	}
+	e->pwhy[0] = '\0';
+	if ((rc = publish(e->arg, e->pwhy, sizeof(e->pwhy))) != SOTP_OK) {
+		sotp_store_rollback(ctx->st);
+		if (e->pwhy[0] == '\0')
+			snprintf(e->pwhy, sizeof(e->pwhy), "not published: %s",
+			    sotp_strerror(rc));
+		e->why = e->pwhy;
+		return rc;
+	}
+	if ((rc = sotp_store_commit(ctx->st)) != SOTP_OK)
+		sotp_ctx_seterr(ctx,
+		    "export refused: its audit row cannot be written: %s",
+		    sotp_store_errmsg(ctx->st));
+	return rc;
 }
 
 int
 sotp_export(struct sotp_ctx *ctx, enum sotp_record_format fmt, int with_secrets,
-    time_t now, sotp_write_cb *cb, void *arg, unsigned long *count)
+    time_t now, sotp_write_cb *cb, sotp_publish_cb *publish, void *arg,
+    unsigned long *count)
 {
 	struct exp *e = NULL;
-	char detail[96];
+	char detail[96], why[SOTP_CTX_ERR_MAX];
 	int rc;
 
 	if (count != NULL)
@@ -175,19 +257,6 @@ sotp_export(struct sotp_ctx *ctx, enum sotp_record_format fmt, int with_secrets,
 		return SOTP_ERR_INVALID_ARG;
 	if ((rc = sotp_ctx_ready(ctx)) != SOTP_OK)
 		return rc;
-	/* Recorded before the first line: a copy never leaves unaudited. */
-	snprintf(detail, sizeof(detail), "%s, %s",
-	    fmt == SOTP_FMT_CSV ? "csv" : "jsonl",
-	    with_secrets ? "with secrets (password hashes, card grids)"
-	                 : "without secrets");
-	if ((rc = sotp_audit(ctx, now, "contract.export", NULL, NULL, NULL,
-	         "accept", SOTP_R_ACCEPTED, detail)) != SOTP_OK) {
-		sotp_ctx_seterr(ctx,
-		    "export refused: its audit row cannot be "
-		    "written: %s",
-		    sotp_store_errmsg(ctx->st));
-		return rc;
-	}
 	if ((e = calloc(1, sizeof(*e))) == NULL)
 		return SOTP_ERR_NOMEM;
 	e->ctx = ctx;
@@ -195,14 +264,47 @@ sotp_export(struct sotp_ctx *ctx, enum sotp_record_format fmt, int with_secrets,
 	e->secrets = with_secrets != 0;
 	e->cb = cb;
 	e->arg = arg;
-	e->rc = SOTP_OK;
-	rc = sotp_store_contract_list(ctx->st, 0, 0, -1, export_row, e);
-	if (rc != SOTP_OK)
-		sotp_ctx_seterr(ctx, "%s", sotp_store_errmsg(ctx->st));
-	else
-		rc = e->rc;
-	if (count != NULL)
+	snprintf(detail, sizeof(detail), "%s, %s",
+	    fmt == SOTP_FMT_CSV ? "csv" : "jsonl",
+	    with_secrets ? "with secrets (password hashes, card grids)"
+	                 : "without secrets");
+	if (publish != NULL) {
+		/*
+		 * Held (a file named once whole): every line written first,
+		 * so that an export that cannot be made or written has no
+		 * row; then the row and the publication, together.
+		 */
+		if ((rc = export_pass(e, 0)) == SOTP_OK)
+			rc = publish_audited(e, now, detail, publish);
+	} else {
+		/*
+		 * Streamed: every card decrypted and every line made in a
+		 * pass that writes nothing, so that the row records an
+		 * export that is written; then the row, before the first
+		 * line: a copy never leaves unaudited. A row that changed
+		 * since the first pass can still stop the second.
+		 */
+		if ((rc = export_pass(e, 1)) == SOTP_OK &&
+		    (rc = audit_export(ctx, now, detail)) == SOTP_OK)
+			rc = export_pass(e, 0);
+	}
+	if (rc == SOTP_OK && count != NULL)
 		*count = e->count;
+	/*
+	 * A refusal of a contract's record, or a publication that failed
+	 * (not the store's own failure), is recorded.
+	 */
+	if (rc != SOTP_OK && e->why != NULL) {
+		snprintf(why, sizeof(why), "%s: %s", detail, e->why);
+		(void)sotp_audit(ctx, now, "contract.export",
+		    e->failed[0] != '\0' ? e->failed : NULL, NULL, NULL,
+		    "error", sotp_reason_from_rc(rc), why);
+		if (e->failed[0] != '\0')
+			sotp_ctx_seterr(
+			    ctx, "contract %s: %s", e->failed, e->why);
+		else
+			sotp_ctx_seterr(ctx, "export: %s", e->why);
+	}
 	sotp_free_secret(e, sizeof(*e));
 	return rc;
 }

@@ -787,10 +787,22 @@ SOTP_EXPORT int sotp_token_add(struct sotp_ctx *ctx,
  * be audited leaves no token (the error returned, the ctx's text saying
  * so) and a token is never left whose secret nobody saw. how and uri are
  * both NULL or both set.
+ *
+ * hold (may be NULL; only with uri) is the caller's part of that export
+ * that must land with the token, as a PNG file of its QR code: it gets
+ * the serial and the URI inside the transaction, once the export's row
+ * is written, and before the commit. SOTP_OK lets the token be
+ * committed; any other rc undoes the token and its rows and is returned,
+ * with the text hold wrote into why (whysz bytes) in the ctx's. When the
+ * commit itself then fails, the error is returned and the caller undoes
+ * what hold did.
  */
+typedef int sotp_uri_hold_cb(
+    void *arg, const char *serial, const char *uri, char *why, size_t whysz);
 SOTP_EXPORT int sotp_token_generate(struct sotp_ctx *ctx,
-    const struct sotp_token_spec *spec, const char *how, time_t now,
-    char *serial_out, char **uri, struct sotp_decision *d);
+    const struct sotp_token_spec *spec, const char *how, sotp_uri_hold_cb *hold,
+    void *hold_arg, time_t now, char *serial_out, char **uri,
+    struct sotp_decision *d);
 /* SOTP_ERR_NOT_FOUND for an unknown serial. */
 SOTP_EXPORT int sotp_token_get(
     struct sotp_ctx *ctx, const char *serial, struct sotp_token_info *out);
@@ -1183,17 +1195,39 @@ SOTP_EXPORT int sotp_contract_import(struct sotp_ctx *ctx, const char *buf,
 /* Receives one output line of len bytes, newline included. */
 typedef int sotp_write_cb(void *arg, const char *line, size_t len);
 /*
+ * Publishes an export whose lines the caller held (a file written
+ * unnamed, now named): SOTP_OK, or an rc with why (whysz bytes) saying
+ * what failed.
+ */
+typedef int sotp_publish_cb(void *arg, char *why, size_t whysz);
+/*
  * Writes every contract, in ID order, as one record in fmt to cb: the
  * format sotp_contract_import reads, with the binding's serial and the
  * status. Without with_secrets the pwhash and card fields are empty (not
  * importable as they stand); with it they hold the hash and the unsealed
- * grid, and the lines are secret. Audited before the first line is
- * written (an export that cannot be audited does not start). A non-zero
- * cb return stops the export and is returned. *count: lines written.
+ * grid, and the lines are secret. Audited ("contract.export"): the row
+ * records only an export that is written.
+ *
+ * Without publish the lines leave as cb gets them: every record is made
+ * (every card decrypted) in a first pass that writes nothing, then the
+ * row, before the first line (an export that cannot be audited does not
+ * start). With publish the caller holds every line until publish, which
+ * is called after the last line inside one transaction with the row: a
+ * line that cannot be made or written leaves no row, a row that cannot be
+ * written means publish is not called, and a publish that fails undoes
+ * the row (an "error" row records it, the ctx's text says why). When the
+ * commit then fails, the error is returned and the caller undoes the
+ * publication (arg is both callbacks').
+ *
+ * A card that cannot be decrypted (SOTP_ERR_DECRYPT: a wrong key or a
+ * tampered row) is not exported: an "error" row names its contract, the
+ * ctx's text says why, and no line was written (streamed) or published
+ * (held). A non-zero cb return stops the export and is returned.
+ * *count: lines written, once the export is done.
  */
 SOTP_EXPORT int sotp_export(struct sotp_ctx *ctx, enum sotp_record_format fmt,
-    int with_secrets, time_t now, sotp_write_cb *cb, void *arg,
-    unsigned long *count);
+    int with_secrets, time_t now, sotp_write_cb *cb, sotp_publish_cb *publish,
+    void *arg, unsigned long *count);
 /*
  * A consistent online copy of a SQLite store into a new file at the
  * absolute path (0600; an existing file is never overwritten): PAM and

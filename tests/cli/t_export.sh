@@ -140,6 +140,64 @@ check "token show --png, unhindered: the PNG is there, 0600" sh -c \
 check "... and never overwritten" sh -c \
     '! "$1" token show T1 --png "$2" >/dev/null 2>&1' sh "$CLI" "$SB/t1d.png"
 
+# token generate --png: the PNG is the export, and goes with the token.
+# One that cannot be written (here its name is taken by another process
+# while the tool waits for the store's write lock, after it claimed the
+# file: the link of the whole file is refused) leaves no token and no
+# row, as a refused export row does. It used to be written after the
+# commit: the token and its 'uri png' row stood, its QR code nowhere.
+n0=$(exports)
+adds0=$(grep -c ' token\.add ' "$SB/audit")
+tokens0=$(sqlite3 "$STORE" "SELECT count(*) FROM tokens")
+mkfifo "$SB/lockfifo2"
+lock_held "$STORE" "$SB/lockfifo2" "$SB/locker2.out"
+locker=$LOCKER
+check "a second connection holds the store's write lock again" \
+    grep -qx locked "$SB/locker2.out"
+mkdir "$SB/taken"
+"$CLI" --config "$SB/slow.conf" token generate --png "$SB/taken/x.png" \
+    >"$OUT" 2>"$ERR" </dev/null 8>&- &
+tg_pid=$!
+tg_i=0
+until ls -l "/proc/$tg_pid/fd" 2>/dev/null | grep -q " $SB/taken/" ||
+    [ $tg_i -ge 1200 ]; do
+	sleep 0.05
+	tg_i=$((tg_i + 1))
+done
+check "token generate --png: held, its PNG claimed" sh -c \
+    'ls -l "/proc/$1/fd" | grep -q " $2/"' sh "$tg_pid" "$SB/taken"
+echo "another's" >"$SB/taken/x.png"
+echo 'ROLLBACK;' >&8
+exec 8>&-
+wait "$locker"
+wait "$tg_pid"
+tg_rc=$?
+check "... its name taken meanwhile: exit 2" test "$tg_rc" -eq 2
+check "... one line: the token not generated, and why" sh -c \
+    '[ "$(wc -l <"$1")" -eq 1 ] &&
+    grep -q "^shinkin-otp: token SO[0-9]* not generated, nothing stored: cannot write $2: it appeared meanwhile (never overwritten)" "$1"' \
+    sh "$ERR" "$SB/taken/x.png"
+check "... no secret printed" test ! -s "$OUT"
+check "... the other's file untouched, nothing beside it" sh -c \
+    '[ "$(cat "$1/x.png")" = "another'"'"'s" ] && [ "$(ls -A "$1")" = x.png ]' \
+    sh "$SB/taken"
+check "... no token stored" \
+    test "$(sqlite3 "$STORE" "SELECT count(*) FROM tokens")" -eq "$tokens0"
+check "... no export row" test "$(exports)" -eq "$n0"
+check "... nor a token.add row" \
+    test "$(grep -c ' token\.add ' "$SB/audit")" -eq "$adds0"
+check "token generate --png, unhindered" \
+    cli token generate --png "$SB/taken/y.png"
+gen=$(cut -d ' ' -f 1 "$OUT")
+check "... the PNG is there, 0600" \
+    test "$(stat -c %a "$SB/taken/y.png")" = 600
+check "... and holds the URI printed" sh -c \
+    '[ "$(zbarimg -q --raw "$1")" = "$(cut -d " " -f 2 "$2")" ]' \
+    sh "$SB/taken/y.png" "$OUT"
+check "... its token, and one export row naming both forms" sh -c \
+    '[ "$("$1" audit | grep -c " token\.export accept .*serial=$2 .*detail=uri png$")" -eq 1 ]' \
+    sh "$CLI" "$gen"
+
 # A secret that cannot be decrypted (a row tampered with: T1's sealed
 # secret moved to Z9, whose serial it is not sealed to) is not exported:
 # no row says it was. It used to be: the row was written before the

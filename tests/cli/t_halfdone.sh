@@ -118,7 +118,42 @@ check "... and prints no secret" [ ! -s "$OUT" ]
 same "... and no token was added" \
     "SELECT count(*) FROM tokens WHERE serial LIKE 'SO%'" 0
 same "... nor any audit row" "SELECT count(*) FROM audit" "$ROWS"
+# --png: the PNG is written in the same transaction, once the export's
+# row is: that row refused, no PNG is written.
+exits_saying 2 "^shinkin-otp: token SO[0-9]* not generated, nothing stored: its export's audit row cannot be written: .*audit refused by the test" \
+    "token generate --png: a refused export leaves nothing" \
+    cli token generate --png "$SB/g1.png"
+check "... no PNG, named or temporary" \
+    sh -c '! ls "$1"/g1.png* >/dev/null 2>&1' sh "$SB"
+same "... no token, no audit row" \
+    "SELECT count(*) FROM tokens WHERE serial LIKE 'SO%' UNION ALL
+     SELECT count(*) - $ROWS FROM audit" "0
+0"
 check "mend the store" store_mend no_export audit
+# PostgreSQL can refuse a transaction at its COMMIT (a deferred
+# constraint trigger): a PNG written and named before that COMMIT is
+# removed, as its token and rows were undone.
+if [ "$STORE_KIND" = postgresql ]; then
+	check "the store refuses the token's COMMIT" store_sql "
+	    CREATE FUNCTION $STORE_SCHEMA.no_commit() RETURNS trigger
+	    LANGUAGE plpgsql AS \$\$BEGIN
+	    RAISE EXCEPTION 'commit refused by the test'; END\$\$;
+	    CREATE CONSTRAINT TRIGGER no_commit AFTER INSERT
+	    ON $STORE_SCHEMA.tokens DEFERRABLE INITIALLY DEFERRED
+	    FOR EACH ROW EXECUTE FUNCTION $STORE_SCHEMA.no_commit()"
+	ROWS=$(q "SELECT count(*) FROM audit")
+	exits_saying 2 "^shinkin-otp: token SO[0-9]* not generated, nothing stored: .*commit refused by the test" \
+	    "token generate --png: its COMMIT refused, exit 2, said so" \
+	    cli token generate --png "$SB/g2.png"
+	check "... and the PNG it named is removed" \
+	    sh -c '! ls "$1"/g2.png* >/dev/null 2>&1' sh "$SB"
+	check "... and prints no secret" [ ! -s "$OUT" ]
+	same "... no token, no audit row" \
+	    "SELECT count(*) FROM tokens WHERE serial LIKE 'SO%' UNION ALL
+	     SELECT count(*) - $ROWS FROM audit" "0
+0"
+	check "mend the store" store_mend no_commit tokens
+fi
 # --count: the tokens before the refused one were generated and shown;
 # it and those after it were not.
 check "the store refuses the second generated token's export row" \
@@ -166,5 +201,130 @@ if [ "$STORE_KIND" = sqlite ]; then
 	check "mend the store" store_mend no_backup audit
 	check "backup once mended" cli backup "$SB/bk.db"
 	check "... the copy is there" [ -s "$SB/bk.db" ]
+fi
+# export --with-secrets decrypts every card before its row is written:
+# a card that cannot be decrypted (C3's row given C1's sealed card, as a
+# tampered row or a wrong master key would leave it) is refused, naming
+# the contract, and recorded as an error; no row says the secrets left,
+# and no file is left, named or temporary. It used to write the accept
+# row first.
+check "contract add C3" clin pw-C3 contract add C3
+check "contract card C3" cli contract card C3
+CARD3=$(q "SELECT hex(card) FROM contracts WHERE id = 'C3'" 2>/dev/null ||
+    q "SELECT encode(card, 'hex') FROM contracts WHERE id = 'C3'")
+sb_sql "UPDATE contracts SET card = (SELECT card FROM contracts WHERE id = 'C1') WHERE id = 'C3'" >/dev/null
+ROWS=$(q "SELECT count(*) FROM audit")
+exits_saying 2 "^shinkin-otp: contract C3: card cannot be decrypted (wrong master key or tampered row)" \
+    "export --with-secrets of a card that cannot be decrypted: exit 2, naming it" \
+    cli export --with-secrets --output "$SB/x.csv"
+check "... and leaves no file, named or temporary" \
+    sh -c '! ls "$1"/x.csv* >/dev/null 2>&1' sh "$SB"
+same "... no row says it was exported" \
+    "SELECT count(*) FROM audit WHERE action = 'contract.export'
+     AND verdict = 'accept'" 0
+same "... one row records the attempt, as an error naming C3" \
+    "SELECT contract || ' ' || detail FROM audit
+     WHERE action = 'contract.export' AND verdict = 'error'" \
+    "C3 csv, with secrets (password hashes, card grids): card cannot be decrypted (wrong master key or tampered row)"
+same "... and no other" "SELECT count(*) FROM audit" $((ROWS + 1))
+exits_saying 2 "^shinkin-otp: contract C3: card cannot be decrypted" \
+    "to standard output: the same refusal" cli export --with-secrets
+check "... and no line of it is written" [ ! -s "$OUT" ]
+same "... still no row says it was exported" \
+    "SELECT count(*) FROM audit WHERE action = 'contract.export'
+     AND verdict = 'accept'" 0
+check "an export without secrets decrypts nothing: it goes on" \
+    cli export --output "$SB/plain.csv"
+check "... C3 is in it" grep -q "^C3,," "$SB/plain.csv"
+# Once its card is whole again, the export is audited once, with secrets.
+if [ "$STORE_KIND" = postgresql ]; then
+	sb_sql "UPDATE contracts SET card = decode('$CARD3', 'hex') WHERE id = 'C3'" >/dev/null
+else
+	sb_sql "UPDATE contracts SET card = x'$CARD3' WHERE id = 'C3'"
+fi
+ROWS=$(q "SELECT count(*) FROM audit")
+check "export --with-secrets once C3's card is its own" \
+    cli export --with-secrets --output "$SB/x.csv"
+check "... C1's and C3's grids are in it" sh -c \
+    '[ "$(grep -c "^C[13],[$].*,[0-9]\{20,\}," "$1")" -eq 2 ]' sh "$SB/x.csv"
+same "... one row, an accept with secrets" \
+    "SELECT count(*) || ' ' || min(verdict) || ' ' || min(detail) FROM audit
+     WHERE id > (SELECT max(id) - 1 FROM audit)" \
+    "1 accept csv, with secrets (password hashes, card grids)"
+same "... and no other" "SELECT count(*) FROM audit" $((ROWS + 1))
+# Its row refused: nothing is written, no file is left.
+check "the store refuses the export's audit row" \
+    store_fail no_cexport audit INSERT "NEW.action = 'contract.export'" \
+    "audit refused by the test"
+exits_saying 2 "^shinkin-otp: export refused: its audit row cannot be written: .*$STORE_KIND .*audit refused by the test" \
+    "export --with-secrets: its row refused, exit 2, said so" \
+    cli export --with-secrets --output "$SB/y.csv"
+check "... and no file is left, named or temporary" \
+    sh -c '! ls "$1"/y.csv* >/dev/null 2>&1' sh "$SB"
+check "mend the store" store_mend no_cexport audit
+# The file is named in one transaction with its row. SQLite: the tool
+# is held before that transaction (its lines written) by a second
+# connection holding the store's write lock, and the file's name is
+# taken meanwhile: the link is refused, the row undone, the attempt
+# recorded as an error. It used to be named after its row was written.
+if [ "$STORE_KIND" = sqlite ]; then
+	sed -e 's/^lock_timeout *=.*/lock_timeout = 60000/' "$CONF" >"$SB/slow.conf"
+	mkfifo "$SB/lockfifo"
+	lock_held "$STORE" "$SB/lockfifo" "$SB/locker.out"
+	locker=$LOCKER
+	check "a second connection holds the store's write lock" \
+	    grep -qx locked "$SB/locker.out"
+	ROWS=$(q "SELECT count(*) FROM audit")
+	mkdir "$SB/race"
+	"$CLI" --config "$SB/slow.conf" export --with-secrets \
+	    --output "$SB/race/x.csv" >"$OUT" 2>"$ERR" </dev/null 8>&- &
+	ex_pid=$!
+	ex_i=0
+	until ls -l "/proc/$ex_pid/fd" 2>/dev/null | grep -q " $SB/race/" ||
+	    [ $ex_i -ge 1200 ]; do
+		sleep 0.05
+		ex_i=$((ex_i + 1))
+	done
+	check "export --output: held, its file claimed" sh -c \
+	    'ls -l "/proc/$1/fd" | grep -q " $2/"' sh "$ex_pid" "$SB/race"
+	echo "another's" >"$SB/race/x.csv"
+	echo 'ROLLBACK;' >&8
+	exec 8>&-
+	wait "$locker"
+	wait "$ex_pid"
+	check "... its name taken meanwhile: exit 2" test $? -eq 2
+	check "... one line saying so" sh -c \
+	    '[ "$(wc -l <"$1")" -eq 1 ] &&
+	    grep -q "^shinkin-otp: export: $2: it appeared meanwhile (not overwritten)" "$1"' \
+	    sh "$ERR" "$SB/race/x.csv"
+	check "... the other's file untouched, nothing beside it" sh -c \
+	    '[ "$(cat "$1/x.csv")" = "another'"'"'s" ] &&
+	    [ "$(ls -A "$1")" = x.csv ]' sh "$SB/race"
+	same "... one row" "SELECT count(*) FROM audit" $((ROWS + 1))
+	same "... recording the attempt as an error, not an export" \
+	    "SELECT verdict || ' ' || detail FROM audit ORDER BY id DESC LIMIT 1" \
+	    "error csv, with secrets (password hashes, card grids): $SB/race/x.csv: it appeared meanwhile (not overwritten)"
+fi
+# PostgreSQL can refuse the row's transaction at its COMMIT (a deferred
+# constraint trigger): the file named in it is removed.
+if [ "$STORE_KIND" = postgresql ]; then
+	check "the store refuses the export's COMMIT" store_sql "
+	    CREATE FUNCTION $STORE_SCHEMA.no_commit() RETURNS trigger
+	    LANGUAGE plpgsql AS \$\$BEGIN
+	    IF NEW.action = 'contract.export' THEN
+	    RAISE EXCEPTION 'commit refused by the test'; END IF;
+	    RETURN NEW; END\$\$;
+	    CREATE CONSTRAINT TRIGGER no_commit AFTER INSERT
+	    ON $STORE_SCHEMA.audit DEFERRABLE INITIALLY DEFERRED
+	    FOR EACH ROW EXECUTE FUNCTION $STORE_SCHEMA.no_commit()"
+	ROWS=$(q "SELECT count(*) FROM audit")
+	exits_saying 2 "^shinkin-otp: export refused: its audit row cannot be written: .*commit refused by the test" \
+	    "export --output: its COMMIT refused, exit 2, said so" \
+	    cli export --with-secrets --output "$SB/z.csv"
+	check "... and the file it named is removed" \
+	    sh -c '! ls "$1"/z.csv* >/dev/null 2>&1' sh "$SB"
+	same "... and no row says it was exported" \
+	    "SELECT count(*) FROM audit" "$ROWS"
+	check "mend the store" store_mend no_commit audit
 fi
 check "audit verify" cli audit verify

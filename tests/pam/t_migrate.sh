@@ -212,11 +212,36 @@ check_rc 2 "an export never overwrites" cli export --output "$SB/full.csv"
 # counters file fit under it, the export does not), an export leaves
 # no file: it is named only when whole, so nothing that looks like a
 # complete export (or holds a part of its secrets) is left behind.
+# accepted_exports: the contract.export accept rows so far.
+accepted_exports() { "$CLI" audit | grep -c " contract\.export accept "; }
+# wal_reset: SQLite's WAL emptied, so that the store's writes fit under
+# the file size limit below and the export's file is what it cuts.
+wal_reset() {
+	[ "$STORE_KIND" != sqlite ] ||
+	    sqlite3 "$STORE" "PRAGMA wal_checkpoint(TRUNCATE)" >/dev/null
+}
+A0=$(accepted_exports)
+wal_reset
 check_rc 153 "an export killed part way (SIGXFSZ: 128 + 25)" sh -c \
     'ulimit -f 64; exec "$1" export --with-secrets --output "$2" 2>/dev/null' \
     sh "$CLI" "$SB/cut.csv"
 check "... and leaves no file, named or temporary" sh -c \
     '! ls "$1"/cut.csv* >/dev/null 2>&1' sh "$SB"
+# The file is written whole before its row (and named after it): an
+# export whose file cannot be written has no row saying it was. It used
+# to: the row was written before the first line.
+check "... nor a row saying it was exported" \
+    test "$(accepted_exports)" -eq "$A0"
+wal_reset
+exits_saying 2 "^shinkin-otp: export: system error: File too large" \
+    "an export whose file cannot be written (EFBIG, SIGXFSZ ignored): exit 2" \
+    sh -c 'trap "" XFSZ; ulimit -f 64
+	exec "$1" export --with-secrets --output "$2" 2>"$3"' \
+    sh "$CLI" "$SB/cut.csv" "$ERR"
+check "... no file, named or temporary" sh -c \
+    '! ls "$1"/cut.csv* >/dev/null 2>&1' sh "$SB"
+check "... nor a row saying it was exported" \
+    test "$(accepted_exports)" -eq "$A0"
 check "an export into a directory it cannot write is refused, no file" \
     sh -c '! "$1" export --output /proc/cut.csv 2>/dev/null &&
 	! test -e /proc/cut.csv' sh "$CLI"
