@@ -121,8 +121,8 @@ gen_token(struct sotp_ctx *ctx)
 	char serial[SOTP_ID_MAX];
 
 	sotp_token_spec_defaults(ctx, &spec);
-	assert_int_equal(
-	    sotp_token_generate(ctx, &spec, NULL, T0, serial, NULL, &d),
+	assert_int_equal(sotp_token_generate(ctx, &spec, NULL, NULL, NULL, T0,
+	                     serial, NULL, &d),
 	    SOTP_OK);
 	assert_int_equal(d.verdict, SOTP_ACCEPT);
 }

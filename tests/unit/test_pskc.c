@@ -1848,8 +1848,8 @@ test_pskc_token_add_seed_in_store_refused(void **state)
 	assert_int_equal(add_hex(f, "ADD-2", S4, T0, &d), SOTP_OK);
 	assert_int_equal(d.verdict, SOTP_ACCEPT);
 	sotp_token_spec_defaults(f->ctx, &spec);
-	assert_int_equal(
-	    sotp_token_generate(f->ctx, &spec, NULL, T0, serial, NULL, &d),
+	assert_int_equal(sotp_token_generate(f->ctx, &spec, NULL, NULL, NULL,
+	                     T0, serial, NULL, &d),
 	    SOTP_OK);
 	assert_int_equal(d.verdict, SOTP_ACCEPT);
 	assert_int_equal(count_tokens(f), 4);
