@@ -3206,19 +3206,37 @@ struct rr_worker {
 };
 
 /*
- * A code of the racers' secret at t, or (wrong) one its window lacks. No
+ * Racer id's own secret: the racers' base secret with the id's octets
+ * folded into its head (one seed, one token: each its own).
+ */
+static void
+rr_seed(const struct rr *r, const char *id, uint8_t *key)
+{
+	size_t i;
+
+	memcpy(key, r->key, r->keylen);
+	for (i = 0; id[i] != '\0' && i < r->keylen; i++)
+		key[i] ^= (uint8_t)id[i];
+}
+
+/*
+ * A code of racer id's secret at t, or (wrong) one its window lacks. No
  * cmocka assert: it runs on the racing threads.
  */
 static int
-rr_code(const struct rr *r, time_t t, int wrong, char *code)
+rr_code(const struct rr *r, const char *id, time_t t, int wrong, char *code)
 {
 	char near[3][SOTP_CODE_MAX];
-	int i, rc;
+	uint8_t key[64];
+	int i, rc = SOTP_OK;
 
-	for (i = 0; i < 3; i++)
-		if ((rc = sotp_totp(SOTP_ALG_SHA1, r->key, r->keylen,
-		         t + 30 * (i - 1), 30, 6, near[i])) != SOTP_OK)
-			return rc;
+	rr_seed(r, id, key);
+	for (i = 0; i < 3 && rc == SOTP_OK; i++)
+		rc = sotp_totp(SOTP_ALG_SHA1, key, r->keylen, t + 30 * (i - 1),
+		    30, 6, near[i]);
+	sotp_wipe(key, sizeof(key));
+	if (rc != SOTP_OK)
+		return rc;
 	memcpy(code, near[1], SOTP_CODE_MAX);
 	while (wrong &&
 	    (strcmp(code, near[0]) == 0 || strcmp(code, near[1]) == 0 ||
@@ -3237,7 +3255,7 @@ rr_decide(struct sotp_ctx *ctx, const struct rr *r, const char *id, time_t t,
 	int rc;
 
 	memset(d, 0, sizeof(*d));
-	if ((rc = rr_code(r, t, wrong, code)) != SOTP_OK ||
+	if ((rc = rr_code(r, id, t, wrong, code)) != SOTP_OK ||
 	    (rc = sotp_attempt_begin(ctx, id, "transaction", t, &a)) !=
 	        SOTP_OK ||
 	    (rc = sotp_attempt_set(a, SOTP_F_OTP, code)) != SOTP_OK) {
@@ -3368,11 +3386,22 @@ rr_rotate(void *arg)
 	return NULL;
 }
 
+/* Racer id's own secret in base32, as token add and oathtool take it. */
+static void
+rr_b32(const struct rr *r, const char *id, char *b32, size_t len)
+{
+	uint8_t key[64];
+
+	rr_seed(r, id, key);
+	assert_int_equal(sotp_base32_encode(key, r->keylen, b32, len), SOTP_OK);
+	sotp_wipe(key, sizeof(key));
+}
+
 /* The racers: R-G0.. (good, shared by two threads), R-B0.. (bad). */
 static void
 rr_provision(struct fx *f, struct rr *r)
 {
-	char id[16], serial[24], grid[512];
+	char id[16], serial[24], grid[512], b32[128];
 	int i;
 
 	assert_int_equal(
@@ -3384,15 +3413,17 @@ rr_provision(struct fx *f, struct rr *r)
 		else
 			snprintf(id, sizeof(id), "R-G%d", i - RR_THREADS);
 		snprintf(serial, sizeof(serial), "T%s", id);
-		add_token(f, serial, B32_A, NULL, SOTP_ALG_SHA1, 6);
+		rr_b32(r, id, b32, sizeof(b32));
+		add_token(f, serial, b32, NULL, SOTP_ALG_SHA1, 6);
 		add_contract(f, id, "pw-race");
 		/* A card each: the rotation's card batches take them too. */
 		issue_card(f, id, grid, sizeof(grid));
-		bind_at(f, id, serial, B32_A, SOTP_LOGIN_OTP, T0 - 600);
+		bind_at(f, id, serial, b32, SOTP_LOGIN_OTP, T0 - 600);
 	}
 	for (i = 0; i < RR_SPARE; i++) {
 		snprintf(serial, sizeof(serial), "TR-X%02d", i);
-		add_token(f, serial, B32_B, NULL, SOTP_ALG_SHA1, 6);
+		rr_b32(r, serial, b32, sizeof(b32));
+		add_token(f, serial, b32, NULL, SOTP_ALG_SHA1, 6);
 	}
 }
 
