@@ -671,7 +671,7 @@ sotp_audit_list(struct sotp_ctx *ctx, const char *contract, int64_t since,
  * tag under any other.
  */
 struct live {
-	uint32_t v[SOTP_KEY_VERSIONS_MAX];
+	uint32_t v[SOTP_KEY_LIVE_MAX];
 	size_t n;
 };
 
@@ -681,7 +681,7 @@ live_row(void *arg, uint32_t version, int64_t created)
 	struct live *l = arg;
 
 	(void)created;
-	if (l->n < SOTP_KEY_VERSIONS_MAX)
+	if (l->n < SOTP_KEY_LIVE_MAX)
 		l->v[l->n++] = version;
 	return 0;
 }

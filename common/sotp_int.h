@@ -1124,8 +1124,10 @@ int sotp_keys_seed_mac(struct sotp_ctx *ctx, uint32_t kv, const void *data,
  * fingerprint to store with a token sealed under kv. Each can return
  * SOTP_ERR_KEY / _DECRYPT (a version not held), SOTP_ERR_STORE*.
  */
+/* Live versions a store may have at once (keys.c refuses more). */
+#define SOTP_KEY_LIVE_MAX 64
 struct sotp_seed_check {
-	uint32_t v[SOTP_KEY_VERSIONS_MAX];
+	uint32_t v[SOTP_KEY_LIVE_MAX];
 	size_t n;
 };
 int sotp_seed_check_begin(struct sotp_ctx *ctx, struct sotp_seed_check *sc);
