@@ -906,8 +906,10 @@ tag_ok(struct sotp_ctx *ctx, uint32_t kv, const char *which, int64_t seq,
 	if (!has_tag)
 		return SOTP_OK;
 	rc = link_tag(ctx, kv, which, seq, mac, want);
-	if (rc == SOTP_ERR_NOT_FOUND)
+	if (rc == SOTP_ERR_NOT_FOUND) {
+		ctx->err[0] = '\0';
 		return SOTP_OK; /* tagged under no key the store holds */
+	}
 	if (rc != SOTP_OK)
 		return rc;
 	*ok = CRYPTO_memcmp(want, tag, sizeof(want)) == 0;
