@@ -158,6 +158,12 @@ int cli_error(const struct cli *c, int rc);
  */
 int cli_error_left(const struct cli *c, int rc, const char *left);
 /*
+ * The same for a command that an error stopped between steps each
+ * committed on its own, which a new run takes up: "WHAT: stopped:
+ * DETAIL (TEXT); AGAIN", AGAIN saying so. Returns CLI_EXIT_ERROR.
+ */
+int cli_error_again(const struct cli *c, int rc, const char *again);
+/*
  * A core call on a file's contents that an error stopped, with its place
  * as a refusal has it: "FILE:POS: error: DETAIL (TEXT)" for a line (unit
  * NULL), "WHAT: error: UNIT POS: DETAIL (TEXT)" for another unit (a PSKC

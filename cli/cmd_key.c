@@ -194,6 +194,21 @@ step_out(const struct cli *c, const struct sotp_key_step *st)
 }
 
 /*
+ * A store error stopped the rotation (a lock held past lock_timeout, the
+ * server gone): each step commits on its own or not at all, so nothing
+ * is lost and the next run goes on from here. Any other error is as
+ * any command's.
+ */
+static int
+rotate_error(struct cli *c, int rc)
+{
+	if (rc != SOTP_ERR_STORE && rc != SOTP_ERR_STORE_UNAVAILABLE)
+		return cli_error(c, rc);
+	return cli_error_again(c, rc,
+	    "nothing is lost: run key rotate again and it goes on from here");
+}
+
+/*
  * key rotate [--batch N] [--pause MS] [--max-batches N] [--no-wait]:
  * each step is the core's and commits on its own, so an interrupted run
  * is taken up by the next. Exit 0 done, 3 left unfinished on purpose.
@@ -238,13 +253,13 @@ key_rotate(struct cli *c, int argc, char **argv)
 	    (ex = cli_load(c)) != 0)
 		return ex;
 	if ((rc = sotp_key_rotate_begin(c->ctx, c->now, &st)) != SOTP_OK)
-		return cli_error(c, rc);
+		return rotate_error(c, rc);
 	step_out(c, &st);
 	for (;;) {
 		now = time(NULL);
 		if ((rc = sotp_key_rotate_step(
 		         c->ctx, now, (unsigned int)batch, &st)) != SOTP_OK)
-			return cli_error(c, rc);
+			return rotate_error(c, rc);
 		if (st.what == SOTP_KEY_DONE) {
 			step_out(c, &st);
 			return CLI_EXIT_OK;

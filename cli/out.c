@@ -207,6 +207,25 @@ cli_error_left(const struct cli *c, int rc, const char *left)
 }
 
 int
+cli_error_again(const struct cli *c, int rc, const char *again)
+{
+	char buf[2048];
+	const char *detail = c->ctx != NULL ? sotp_ctx_errmsg(c->ctx) : "";
+
+	if (detail[0] != '\0')
+		cut_mark(buf, sizeof(buf),
+		    snprintf(buf, sizeof(buf), "stopped: %s (%s); %s", detail,
+		        sotp_strerror(rc), again));
+	else
+		cut_mark(buf, sizeof(buf),
+		    snprintf(buf, sizeof(buf), "stopped: %s; %s",
+		        sotp_strerror(rc), again));
+	fail_note(c, CLI_FAIL_ERROR, rc, 0, buf);
+	err_line(c->what, "%s", buf);
+	return CLI_EXIT_ERROR;
+}
+
+int
 cli_error_in(const struct cli *c, const char *path, const char *unit,
     unsigned long pos, int rc)
 {

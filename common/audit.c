@@ -287,14 +287,18 @@ check_head(
 
 	if (h->held || h->seq == 0)
 		goto held;
-	/* A version the store does not hold made no tag: it does not hold. */
-	if (h->has_tag && (rc = sotp_keys_audit_load(ctx, h->kv)) != SOTP_OK) {
+	/*
+	 * A version the store does not hold made no tag: it does not hold.
+	 * Nor, for the decision's sake, one this process cannot open (its
+	 * row says so; audit verify tells the two apart).
+	 */
+	rc = h->has_tag ? sotp_keys_audit_load(ctx, h->kv) : SOTP_OK;
+	if (rc != SOTP_OK) {
 		if (rc != SOTP_ERR_KEY && rc != SOTP_ERR_NOT_FOUND)
 			return rc;
 		ctx->err[0] = '\0';
-	}
-	if ((rc = tag_ok(ctx, h->kv, "head", h->seq, h->mac, h->tag, h->has_tag,
-	         &ok)) != SOTP_OK)
+	} else if ((rc = tag_ok(ctx, h->kv, "head", h->seq, h->mac, h->tag,
+	                h->has_tag, &ok)) != SOTP_OK)
 		return rc;
 	if (ok)
 		goto held;
@@ -667,7 +671,7 @@ sotp_audit_list(struct sotp_ctx *ctx, const char *contract, int64_t since,
  * tag under any other.
  */
 struct live {
-	uint32_t v[SOTP_KEY_VERSIONS_MAX];
+	uint32_t v[SOTP_KEY_LIVE_MAX];
 	size_t n;
 };
 
@@ -677,7 +681,7 @@ live_row(void *arg, uint32_t version, int64_t created)
 	struct live *l = arg;
 
 	(void)created;
-	if (l->n < SOTP_KEY_VERSIONS_MAX)
+	if (l->n < SOTP_KEY_LIVE_MAX)
 		l->v[l->n++] = version;
 	return 0;
 }
@@ -740,6 +744,12 @@ struct walk {
 	char said[128];
 	struct pasts *past; /* such rows an auditor has looked into */
 	int anchored;       /* its seq 1 verified: see anchored_at */
+	/* The walk stopped at a row keyed by a version not held: this. */
+	int need;
+	uint32_t need_kv;
+	/* The last load and where: a load that does not stay is an error. */
+	uint32_t last_need_kv;
+	int64_t last_need_at;
 };
 
 /* Whether kv is live, the set read again first when it seems not. */
@@ -820,10 +830,18 @@ walk_row(
 	if (l->has_mac && l->keyed >= 0)
 		w->rc = row_mac(
 		    w->ctx, w->prev, l->seq, l->keyed, l->kv, &rec, mac);
-	/* A version whose audit key the store does not hold made no row. */
-	if (w->rc == SOTP_ERR_NOT_FOUND)
+	/*
+	 * Its version's audit key not held: the walk stops here, and goes
+	 * on from here once walk_to_head has loaded it (it cannot reach the
+	 * store from inside the walk).
+	 */
+	if (w->rc == SOTP_ERR_NOT_FOUND) {
 		w->rc = SOTP_OK;
-	else if (w->rc == SOTP_OK && l->has_mac && l->keyed >= 0 &&
+		w->need = 1;
+		w->need_kv = l->kv;
+		return 1;
+	}
+	if (w->rc == SOTP_OK && l->has_mac && l->keyed >= 0 &&
 	    CRYPTO_memcmp(mac, l->mac, sizeof(mac)) == 0) {
 		memcpy(w->prev, l->mac, sizeof(w->prev));
 		w->last = l->seq;
@@ -888,8 +906,10 @@ tag_ok(struct sotp_ctx *ctx, uint32_t kv, const char *which, int64_t seq,
 	if (!has_tag)
 		return SOTP_OK;
 	rc = link_tag(ctx, kv, which, seq, mac, want);
-	if (rc == SOTP_ERR_NOT_FOUND)
+	if (rc == SOTP_ERR_NOT_FOUND) {
+		ctx->err[0] = '\0';
 		return SOTP_OK; /* tagged under no key the store holds */
+	}
 	if (rc != SOTP_OK)
 		return rc;
 	*ok = CRYPTO_memcmp(want, tag, sizeof(want)) == 0;
@@ -925,6 +945,50 @@ check_base(struct walk *w, const struct sotp_audit_head *h)
 }
 
 /*
+ * The walk stopped at a row keyed by w->need_kv, whose audit key this
+ * process does not hold now: loaded, the walk goes on from that row (not
+ * counted as a try). A version the store holds no audit key of, under
+ * any KEK, keyed no row: that row was changed (w->bad). One it holds but
+ * this process cannot open is no verdict on the row: an error naming
+ * the row, the version and why.
+ */
+static int
+need_key(struct walk *w, int *tries)
+{
+	char why[sizeof(w->ctx->err)];
+	int rc;
+
+	if (w->need_kv == w->last_need_kv && w->last == w->last_need_at) {
+		/* Loaded, and given way again before its row was reached. */
+		sotp_ctx_seterr(w->ctx,
+		    "the audit key of key version %lu, for row %lld (seq %lld), does not stay loaded",
+		    (unsigned long)w->need_kv, (long long)w->bad_id,
+		    (long long)w->bad_seq);
+		return SOTP_ERR_KEY;
+	}
+	w->last_need_kv = w->need_kv;
+	w->last_need_at = w->last;
+	rc = sotp_keys_audit_load(w->ctx, w->need_kv);
+	if (rc == SOTP_OK) {
+		(*tries)--;
+		return SOTP_OK;
+	}
+	if (rc == SOTP_ERR_NOT_FOUND) {
+		w->ctx->err[0] = '\0';
+		w->bad = 2;
+		return SOTP_OK;
+	}
+	if (rc == SOTP_ERR_KEY) {
+		sotp_strlcpy(why, w->ctx->err, sizeof(why));
+		sotp_ctx_seterr(w->ctx,
+		    "row %lld (seq %lld) is keyed by key version %lu, whose audit key this process cannot load (not a verdict on the row): %s",
+		    (long long)w->bad_id, (long long)w->bad_seq,
+		    (unsigned long)w->need_kv, why);
+	}
+	return rc;
+}
+
+/*
  * Walks what was linked past w->last, then reads the head; rows appended
  * meanwhile (the head moved on) are walked in turn, until the walk ends
  * where the head is. A head that stays ahead of the rows lost its tail.
@@ -937,11 +1001,19 @@ walk_to_head(struct walk *w, struct sotp_audit_head *h)
 
 	for (tries = 0;; tries++) {
 		from = w->last;
+		w->need = 0;
 		if ((rc = sotp_store_audit_walk(w->ctx->st, w->chain, w->last,
 		         walk_row, w)) != SOTP_OK ||
-		    (rc = w->rc) != SOTP_OK ||
-		    (rc = sotp_store_audit_head(w->ctx->st, w->chain, 0, h)) !=
-		        SOTP_OK)
+		    (rc = w->rc) != SOTP_OK)
+			return rc;
+		if (w->need) {
+			if ((rc = need_key(w, &tries)) != SOTP_OK)
+				return rc;
+			if (!w->bad)
+				continue;
+		}
+		if ((rc = sotp_store_audit_head(w->ctx->st, w->chain, 0, h)) !=
+		    SOTP_OK)
 			return rc;
 		if (w->bad) {
 			classify(w, h);
@@ -992,53 +1064,21 @@ walk_to_head(struct walk *w, struct sotp_audit_head *h)
 	return SOTP_OK;
 }
 
-/* A key version audit rows name (key counts): its audit key is wanted. */
-static int
-wanted_kv(void *arg, int what, uint32_t kv, int64_t n)
-{
-	uint32_t *kvs = arg;
-	size_t i;
-
-	(void)n;
-	if (what != 3)
-		return 0;
-	for (i = 1; i <= kvs[0] && i < 64; i++)
-		if (kvs[i] == kv)
-			return 0;
-	if (kvs[0] < 63)
-		kvs[++kvs[0]] = kv;
-	return 0;
-}
-
 /*
- * Fetches the audit key of version kv before a walk (which cannot reach
- * the store from inside): a retired version's is wrapped in the store.
- * One the store does not hold is no error: rows naming it do not verify.
+ * Fetches the audit key of version kv ahead of the checks that use it
+ * (a head's or a base's tag). One the store holds under no KEK is no
+ * error: what names it does not verify. One it holds but this process
+ * cannot open is (SOTP_ERR_KEY), never taken for a tag that does not
+ * hold.
  */
 static int
 load_audit_key(struct sotp_ctx *ctx, uint32_t kv)
 {
 	int rc = sotp_keys_audit_load(ctx, kv);
 
-	if (rc != SOTP_OK && rc != SOTP_ERR_KEY)
+	if (rc != SOTP_OK && rc != SOTP_ERR_NOT_FOUND)
 		return rc;
 	ctx->err[0] = '\0';
-	return SOTP_OK;
-}
-
-/* Those of every version the rows name. */
-static int
-load_audit_keys(struct sotp_ctx *ctx)
-{
-	uint32_t kvs[64] = {0};
-	size_t i;
-	int rc;
-
-	if ((rc = sotp_store_key_counts(ctx->st, wanted_kv, kvs)) != SOTP_OK)
-		return rc;
-	for (i = 1; i <= kvs[0]; i++)
-		if ((rc = load_audit_key(ctx, kvs[i])) != SOTP_OK)
-			return rc;
 	return SOTP_OK;
 }
 
@@ -1062,6 +1102,7 @@ verify_chain(struct sotp_ctx *ctx, int chain, struct live *live,
 	w.out = out;
 	w.chain = chain;
 	w.past = past;
+	w.last_need_at = -1; /* no key loaded yet (need_key) */
 	*anchored = 0;
 	if ((rc = sotp_store_audit_head(ctx->st, chain, 0, &h)) != SOTP_OK ||
 	    (rc = load_audit_key(ctx, h.kv)) != SOTP_OK ||
@@ -1140,6 +1181,7 @@ verify(struct sotp_ctx *ctx, struct pasts *past, struct sotp_audit_check *out)
 {
 	struct sotp_audit_check one;
 	struct live *live = NULL;
+	char why[sizeof(ctx->err)];
 	size_t n;
 	int64_t id, seq;
 	int rc, chain, last = 0, anchored = 0, one_anchored = 0;
@@ -1151,8 +1193,7 @@ verify(struct sotp_ctx *ctx, struct pasts *past, struct sotp_audit_check *out)
 		return rc;
 	if ((live = malloc(sizeof(*live))) == NULL)
 		return SOTP_ERR_NOMEM;
-	if ((rc = load_audit_keys(ctx)) != SOTP_OK ||
-	    (rc = read_live(ctx, live)) != SOTP_OK)
+	if ((rc = read_live(ctx, live)) != SOTP_OK)
 		goto out;
 	for (chain = 1; chain <= SOTP_AUDIT_CHAINS; chain++) {
 		if ((rc = verify_chain(ctx, chain, live, past, &one,
@@ -1229,7 +1270,10 @@ verify(struct sotp_ctx *ctx, struct pasts *past, struct sotp_audit_check *out)
 		    (long long)out->last_seq);
 out:
 	free(live);
-	if (rc != SOTP_OK)
+	if (rc == SOTP_ERR_KEY) {
+		sotp_strlcpy(why, ctx->err, sizeof(why));
+		sotp_ctx_seterr(ctx, "audit verify: %s", why);
+	} else if (rc != SOTP_OK)
 		sotp_ctx_seterr(
 		    ctx, "audit verify: %s", sotp_store_errmsg(ctx->st));
 	return rc;

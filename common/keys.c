@@ -106,6 +106,7 @@ struct sotp_keyring {
 	int recheck;                  /* read gen at the next use (reconnect) */
 	uint32_t current;
 	int64_t switched;
+	size_t evict; /* the next slot a retired audit key may give up */
 };
 
 static uint64_t
@@ -414,19 +415,29 @@ static struct kr_slot *
 slot_new(struct sotp_keyring *k, uint32_t v)
 {
 	struct kr_slot *s;
-	size_t i;
+	size_t i, n;
 
 	if ((s = slot_find(k, v)) != NULL)
 		return s;
 	for (i = 0; i < KR_SLOTS; i++)
 		if (!k->sec->slot[i].used)
 			break;
-	if (i == KR_SLOTS)
-		for (i = 0; i < KR_SLOTS; i++)
+	/*
+	 * Every slot used: a retired version's audit key gives way, taken
+	 * in turn, so that the one just loaded is the last to go. Those are
+	 * loaded again when wanted (sotp_keys_audit_load): a store may have
+	 * retired any number of versions.
+	 */
+	if (i == KR_SLOTS) {
+		for (n = 0; n < KR_SLOTS; n++) {
+			i = (k->evict + n) % KR_SLOTS;
 			if (!k->sec->slot[i].dek_ok)
 				break;
-	if (i == KR_SLOTS)
-		return NULL;
+		}
+		if (n == KR_SLOTS)
+			return NULL;
+		k->evict = (i + 1) % KR_SLOTS;
+	}
 	s = &k->sec->slot[i];
 	sotp_wipe(s, sizeof(*s));
 	s->used = 1;
@@ -808,7 +819,49 @@ sotp_keys_seed_mac(struct sotp_ctx *ctx, uint32_t kv, const void *data,
 	return live_mac(ctx, kv, SUB_SEED, data, len, out);
 }
 
-/* A retired version's audit key, from its wrapped copy (or the file). */
+struct wrapped_v {
+	uint32_t v;
+	int found;
+};
+
+static int
+wrapped_row(void *arg, uint32_t version, const char *kek, int what,
+    const uint8_t *blob, size_t len)
+{
+	struct wrapped_v *w = arg;
+
+	(void)kek;
+	(void)blob;
+	(void)len;
+	if (version == w->v && what == SOTP_WRAP_AUDIT)
+		w->found = 1;
+	return 0;
+}
+
+/*
+ * Whether the store holds version v's audit key under any KEK:
+ * SOTP_OK, or SOTP_ERR_NOT_FOUND (no such version ever keyed a row).
+ */
+static int
+audit_wrapped_anywhere(struct sotp_ctx *ctx, uint32_t v)
+{
+	struct wrapped_v w = {v, 0};
+	int rc;
+
+	if ((rc = sotp_store_key_wraps(ctx->st, wrapped_row, &w)) != SOTP_OK) {
+		sotp_ctx_seterr(ctx, "%s", sotp_store_errmsg(ctx->st));
+		return rc;
+	}
+	return w.found ? SOTP_OK : SOTP_ERR_NOT_FOUND;
+}
+
+/*
+ * A retired version's audit key, from its wrapped copy (or the file).
+ * SOTP_ERR_NOT_FOUND: the store holds none under any KEK (no row was
+ * ever keyed by that version); SOTP_ERR_KEY: it holds one this process
+ * cannot open (another KEK's only, or its unwrap failed), ctx->err says
+ * which and why; else a store error.
+ */
 static int
 load_audit(struct sotp_ctx *ctx, uint32_t v, struct kr_slot **out)
 {
@@ -821,15 +874,20 @@ load_audit(struct sotp_ctx *ctx, uint32_t v, struct kr_slot **out)
 	rc = sotp_store_key_wrap_get(
 	    ctx->st, v, k->kek, SOTP_WRAP_AUDIT, blob, sizeof(blob), &len);
 	if (rc == SOTP_ERR_NOT_FOUND) {
-		sotp_ctx_seterr(ctx,
-		    "the audit key of key version %u has no copy wrapped under %s (%s)",
-		    v, k->kek, k->conf);
-		rc = SOTP_ERR_KEY;
+		if ((rc = audit_wrapped_anywhere(ctx, v)) == SOTP_OK) {
+			sotp_ctx_seterr(ctx,
+			    "the audit key of key version %u has no copy wrapped under %s (%s): see shinkin-otp key status, and key rewrap",
+			    v, k->kek, k->conf);
+			rc = SOTP_ERR_KEY;
+		} else if (rc == SOTP_ERR_NOT_FOUND)
+			sotp_ctx_seterr(ctx,
+			    "the store holds no audit key of key version %u",
+			    v);
 	} else if (rc != SOTP_OK)
 		sotp_ctx_seterr(ctx, "%s", sotp_store_errmsg(ctx->st));
-	else
-		rc = sotp_keyring_unwrap(k, v, SOTP_WRAP_AUDIT, blob, len, key,
-		    ctx->err, sizeof(ctx->err));
+	else if ((rc = sotp_keyring_unwrap(k, v, SOTP_WRAP_AUDIT, blob, len,
+	              key, ctx->err, sizeof(ctx->err))) != SOTP_OK)
+		rc = SOTP_ERR_KEY;
 	if (rc == SOTP_OK) {
 		if ((s = slot_new(k, v)) == NULL) {
 			sotp_ctx_seterr(ctx, "too many key versions held");
@@ -844,27 +902,42 @@ load_audit(struct sotp_ctx *ctx, uint32_t v, struct kr_slot **out)
 	return rc;
 }
 
-int
-sotp_keys_audit_load(struct sotp_ctx *ctx, uint32_t kv)
+/* Under k->lock: a live version of the store's, or a retired one's. */
+static int
+audit_load_locked(struct sotp_ctx *ctx, uint32_t kv, struct kr_slot **out)
 {
 	struct kr_slot *s;
 	int rc = SOTP_OK;
 
-	if (ctx->keys == NULL)
-		return SOTP_ERR_KEY;
-	pthread_mutex_lock(&ctx->keys->lock);
 	if ((s = slot_find(ctx->keys, kv)) == NULL || !s->audit_ok) {
 		if ((rc = sync_locked(ctx, 1)) == SOTP_OK &&
 		    ((s = slot_find(ctx->keys, kv)) == NULL || !s->audit_ok))
 			rc = load_audit(ctx, kv, &s);
 	}
+	*out = s;
+	return rc;
+}
+
+int
+sotp_keys_audit_load(struct sotp_ctx *ctx, uint32_t kv)
+{
+	struct kr_slot *s;
+	int rc;
+
+	if (ctx->keys == NULL)
+		return SOTP_ERR_KEY;
+	pthread_mutex_lock(&ctx->keys->lock);
+	rc = audit_load_locked(ctx, kv, &s);
 	pthread_mutex_unlock(&ctx->keys->lock);
 	return rc;
 }
 
 /*
- * Only what is held: it runs inside a walk of the audit rows, where the
- * store has a statement open (sotp_keys_audit_load comes first).
+ * The audit key of kv, loaded first if not held. Inside a walk of the
+ * audit rows, where the store has a statement open, only what is held:
+ * SOTP_ERR_NOT_FOUND there means "not held now" (the walk stops, loads
+ * it with sotp_keys_audit_load and goes on); elsewhere as
+ * sotp_keys_audit_load.
  */
 int
 sotp_keys_audit_mac(struct sotp_ctx *ctx, uint32_t kv, const void *data,
@@ -876,6 +949,9 @@ sotp_keys_audit_mac(struct sotp_ctx *ctx, uint32_t kv, const void *data,
 	if (ctx->keys == NULL)
 		return SOTP_ERR_KEY;
 	pthread_mutex_lock(&ctx->keys->lock);
+	if (((s = slot_find(ctx->keys, kv)) == NULL || !s->audit_ok) &&
+	    ctx->st != NULL && !ctx->st->busy)
+		rc = audit_load_locked(ctx, kv, &s);
 	if ((s = slot_find(ctx->keys, kv)) != NULL && s->audit_ok)
 		rc = sotp_hmac_sha256(s->audit, data, len, out);
 	pthread_mutex_unlock(&ctx->keys->lock);

@@ -397,6 +397,18 @@ begin_locked(struct sotp_ctx *ctx, int64_t now, struct sotp_key_step *out)
 		rc = SOTP_ERR_CONFIG;
 		goto out;
 	}
+	/*
+	 * Every version the store holds stays listed (key status) and
+	 * wrapped anew (key rewrap): one past the most is refused here,
+	 * before anything changes, never cut from a list later.
+	 */
+	if (s->n >= SOTP_KEY_VERSIONS_MAX) {
+		sotp_ctx_seterr(ctx,
+		    "the store holds %zu key versions, the most this release keeps (retired versions keep their audit keys while the audit trail has rows they keyed): no new version is made, nothing changed (README, Keys)",
+		    s->n);
+		rc = SOTP_ERR_CONFIG;
+		goto out;
+	}
 	/* Never a number used before: retired versions keep theirs. */
 	next = (w->maxv > s->current ? w->maxv : s->current) + 1;
 	if ((rc = mint(ctx, next, now)) != SOTP_OK ||

@@ -474,7 +474,13 @@ struct sotp_key_version {
 	/* The key-encryption keys it is wrapped under, comma-separated. */
 	char wrapped[256];
 };
-#define SOTP_KEY_VERSIONS_MAX 64
+/*
+ * The most key versions a store holds: live ones and retired ones (each
+ * keeps its audit key while the store has rows it keyed). key status
+ * lists them, key rewrap wraps them; key rotate refuses a version past
+ * it (daily rotations for eleven years), never a silent wrong answer.
+ */
+#define SOTP_KEY_VERSIONS_MAX 4096
 #define SOTP_KEY_KEKS_MAX 8
 struct sotp_key_status {
 	char kek[192];    /* the key-encryption key of this policy */

@@ -1134,8 +1134,10 @@ int sotp_keys_seed_mac(struct sotp_ctx *ctx, uint32_t kv, const void *data,
  * fingerprint to store with a token sealed under kv. Each can return
  * SOTP_ERR_KEY / _DECRYPT (a version not held), SOTP_ERR_STORE*.
  */
+/* Live versions a store may have at once (keys.c refuses more). */
+#define SOTP_KEY_LIVE_MAX 64
 struct sotp_seed_check {
-	uint32_t v[SOTP_KEY_VERSIONS_MAX];
+	uint32_t v[SOTP_KEY_LIVE_MAX];
 	size_t n;
 	int needs_init; /* refused: a token without a fingerprint */
 };
@@ -1159,12 +1161,21 @@ int sotp_seed_fill(struct sotp_ctx *ctx, time_t now, int64_t *filled);
  */
 void sotp_seed_shared_audit(struct sotp_ctx *ctx, time_t now);
 /*
- * The same under its audit subkey, if this process holds it (no store
- * access: it runs inside walks); SOTP_ERR_NOT_FOUND if not. Live versions'
- * are held; sotp_keys_audit_load fetches a retired one's first.
+ * The same under its audit subkey, fetched first if this process does not
+ * hold it (sotp_keys_audit_load); inside a walk of rows (the store has a
+ * statement open) only one held, SOTP_ERR_NOT_FOUND if not: the walk
+ * stops, loads it, and goes on. A process holds KR_SLOTS versions at
+ * once (keys.c), a retired version's audit key giving way when more are
+ * wanted, so a store may have retired any number of them.
  */
 int sotp_keys_audit_mac(struct sotp_ctx *ctx, uint32_t kv, const void *data,
     size_t len, uint8_t *out);
+/*
+ * Loads kv's audit key: SOTP_ERR_NOT_FOUND when the store holds none
+ * under any KEK (no row was keyed by that version), SOTP_ERR_KEY when it
+ * holds one this process cannot open (ctx->err names the version and
+ * why), else a store error.
+ */
 int sotp_keys_audit_load(struct sotp_ctx *ctx, uint32_t kv);
 /* Version v's data (SOTP_WRAP_DEK) or audit key in clear (secret). */
 int sotp_keys_plain(struct sotp_ctx *ctx, uint32_t v, int what, uint8_t *out);

@@ -327,4 +327,57 @@ if [ "$STORE_KIND" = postgresql ]; then
 	    "SELECT count(*) FROM audit" "$ROWS"
 	check "mend the store" store_mend no_commit audit
 fi
+
+# key rotate stopped by a store error: each step commits on its own, so
+# the one line says that nothing is lost and that running it again goes
+# on; run again, it does. The store refuses the re-seal's audit row.
+check "the store refuses the re-seal's audit rows" \
+    store_fail no_reseal audit INSERT "NEW.action = 'key.reseal'" \
+    "audit refused by the test"
+exits_saying 2 "^shinkin-otp: key rotate: stopped: .*$STORE_KIND .*audit refused by the test (.*); nothing is lost: run key rotate again and it goes on from here\$" \
+    "key rotate: a store error stops it, and a new run is said to go on" \
+    cli key rotate --pause 0 --no-wait
+check "... once version 2 was current" \
+    grep -qx "key rotate: version 2 is current (was 1); re-sealing" "$OUT"
+same "... and nothing was re-sealed" \
+    "SELECT count(*) FROM tokens WHERE kv = 2" 0
+check "mend the store" store_mend no_reseal audit
+check_rc 3 "key rotate again goes on (and waits to retire: --no-wait)" \
+    cli key rotate --pause 0 --no-wait
+check "... resuming the rotation to version 2" \
+    grep -qx "key rotate: resuming the rotation to version 2" "$OUT"
+same "... every token secret under version 2" \
+    "SELECT count(*) FROM tokens WHERE kv <> 2" 0
+
+# The same for the store's lock held past lock_timeout (the audit chain's
+# head, which every step's audit row takes): the holder answers once it
+# holds it, and lets go after the refusal. No timing is asserted.
+mkfifo "$SB/lock.in"
+if [ "$STORE_KIND" = postgresql ]; then
+	psql -X -q -A -t "$SOTP_TEST_STORE_URL" <"$SB/lock.in" \
+	    >"$SB/lock.out" 2>&1 &
+	LOCKER=$!
+	exec 8>"$SB/lock.in"
+	echo "SET search_path TO $STORE_SCHEMA; BEGIN;
+	    SELECT k FROM audit_head FOR UPDATE; SELECT 'locked';" >&8
+	_w=0
+	until grep -qx locked "$SB/lock.out" || [ $_w -ge 1200 ]; do
+		sleep 0.05
+		_w=$((_w + 1))
+	done
+	check "a session holds every audit head" grep -qx locked "$SB/lock.out"
+else
+	check "a session holds the store's write lock" \
+	    lock_held "$STORE" "$SB/lock.in" "$SB/lock.out"
+fi
+exits_saying 2 "^shinkin-otp: key rotate: stopped: .*$STORE_KIND .*(store unavailable); nothing is lost: run key rotate again and it goes on from here\$" \
+    "key rotate: a lock held past lock_timeout stops it, and a new run is said to go on" \
+    cli key rotate --pause 0 --no-wait
+echo "ROLLBACK;" >&8
+exec 8>&-
+wait "$LOCKER"
+check_rc 3 "key rotate again goes on once the lock is let go" \
+    cli key rotate --pause 0 --no-wait
+check "... resuming the rotation to version 2" \
+    grep -qx "key rotate: resuming the rotation to version 2" "$OUT"
 check "audit verify" cli audit verify

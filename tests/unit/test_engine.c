@@ -3177,10 +3177,7 @@ test_engine_pg_writer_decision(void **state)
 #define RR_ROUNDS 40
 #define RR_SPARE 8 /* unbound tokens: a second batch of secrets */
 #define RR_BATCH 16
-/*
- * Rotations spread over the rounds: a process holds 32 versions' audit
- * keys at most (keys.c KR_SLOTS), and audit verify needs every one.
- */
+/* Rotations spread over the rounds (test_keys makes more than 32). */
 #define RR_ROTATIONS 10
 
 struct rr {

@@ -431,7 +431,7 @@ static void
 check_status(
     struct sotp_ctx *ctx, uint32_t current, size_t versions, int64_t left)
 {
-	struct sotp_key_status s;
+	static struct sotp_key_status s; /* too big for a stack */
 
 	assert_int_equal(sotp_key_status(ctx, T0, &s), SOTP_OK);
 	if (s.current != current || s.n != versions || s.left != left)
@@ -681,6 +681,191 @@ test_keys_rotation_resumed(void **state)
 	f->ctx = b;
 }
 
+/*
+ * One whole rotation at t (begin, re-seal, retire once every State may
+ * have expired): the time it ended.
+ */
+static time_t
+rotate_all(struct sotp_ctx *ctx, time_t t)
+{
+	struct sotp_key_step st;
+	int steps = 0;
+
+	if (sotp_key_rotate_begin(ctx, t, &st) != SOTP_OK)
+		fail_msg("key rotate: %s", sotp_ctx_errmsg(ctx));
+	do {
+		t += 1000;
+		if (sotp_key_rotate_step(ctx, t, 100, &st) != SOTP_OK)
+			fail_msg("key rotate: %s", sotp_ctx_errmsg(ctx));
+		assert_true(++steps < 20);
+	} while (st.what != SOTP_KEY_DONE);
+	return t;
+}
+
+/*
+ * More rotations than a process holds versions at once (keys.c
+ * KR_SLOTS): the chain verifies after every one, in this process (which
+ * held each retired audit key as it went) and in a fresh one; decisions,
+ * a State signed before a rotation began and answered during it, and
+ * cards keep working.
+ */
+#define MANY_ROTATIONS 70
+
+static void
+test_keys_many_rotations(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_ctx *b;
+	struct sotp_key_step st;
+	struct sotp_decision d;
+	char grid[512];
+	uint8_t s[SOTP_STATE_MAX];
+	size_t n = 0;
+	time_t t = T0;
+	int i;
+
+	for (i = 1; i <= MANY_ROTATIONS; i++) {
+		t = rotate_all(f->ctx, t + 100);
+		verify_chain(f->ctx, NULL);
+		assert_int_equal(
+		    transact(f->ctx, "C-A", B32_A, t + 1), SOTP_R_ACCEPTED);
+		t += 60;
+	}
+	assert_int_equal(sql_int(f->db, "SELECT max(version) FROM key_dek"),
+	    MANY_ROTATIONS + 1);
+	/* key status lists every version: each retired one's audit key. */
+	check_status(f->ctx, MANY_ROTATIONS + 1, MANY_ROTATIONS + 1, 0);
+	b = load(f->conf);
+	verify_chain(b, NULL);
+	sotp_ctx_free(b);
+	/* A State signed by the version a rotation is leaving. */
+	t += 100;
+	tx_state(f->ctx, "C-B", t, s, &n);
+	assert_int_equal(sotp_key_rotate_begin(f->ctx, t + 1, &st), SOTP_OK);
+	assert_int_equal(st.what, SOTP_KEY_STARTED);
+	assert_int_equal(
+	    tx_answer(f->ctx, "C-B", B32_B, t + 2, s, n), SOTP_R_ACCEPTED);
+	assert_int_equal(
+	    sotp_contract_card(f->ctx, "C-B", t + 3, grid, sizeof(grid), &d),
+	    SOTP_OK);
+	assert_int_equal(d.verdict, SOTP_ACCEPT);
+	verify_chain(f->ctx, NULL);
+	t = rotate_all(f->ctx, t + 10);
+	verify_chain(f->ctx, NULL);
+}
+
+/*
+ * A retired version's audit key this process cannot open is an error
+ * naming the version and why, never a row said to be changed; a row
+ * naming a version the store never had is one.
+ */
+static void
+test_keys_audit_key_unloadable(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_audit_check k;
+	struct sotp_ctx *b;
+	time_t t = T0;
+	long long id;
+	int i;
+
+	for (i = 0; i < 3; i++)
+		t = rotate_all(f->ctx, t + 100);
+	verify_chain(f->ctx, NULL);
+	/*
+	 * Version 2's wrapped audit key replaced by version 3's: its AAD
+	 * names another version, so it does not unwrap.
+	 */
+	run_sql(f->db,
+	    "CREATE TABLE saved AS SELECT * FROM key_wrap WHERE version = 2"
+	    " AND what = 2;"
+	    "UPDATE key_wrap SET blob = (SELECT blob FROM key_wrap w WHERE"
+	    " w.version = 3 AND w.what = 2) WHERE version = 2 AND what = 2");
+	b = load(f->conf);
+	assert_int_equal(sotp_audit_verify(b, &k), SOTP_ERR_KEY);
+	if (strstr(sotp_ctx_errmsg(b),
+	        "key version 2, whose audit key this"
+	        " process cannot load") == NULL ||
+	    strstr(sotp_ctx_errmsg(b), "cannot unwrap its audit key") == NULL)
+		fail_msg("%s", sotp_ctx_errmsg(b));
+	sotp_ctx_free(b);
+	/* Put back, it verifies. */
+	run_sql(f->db,
+	    "UPDATE key_wrap SET blob = (SELECT blob FROM saved) WHERE"
+	    " version = 2 AND what = 2; DROP TABLE saved");
+	b = load(f->conf);
+	verify_chain(b, NULL);
+	sotp_ctx_free(b);
+	/* Wrapped under another KEK only (a rewrap half done by hand). */
+	run_sql(f->db,
+	    "UPDATE key_wrap SET kek = 'file:00000000deadbeef'"
+	    " WHERE version = 2 AND what = 2");
+	b = load(f->conf);
+	assert_int_equal(sotp_audit_verify(b, &k), SOTP_ERR_KEY);
+	if (strstr(sotp_ctx_errmsg(b),
+	        "key version 2, whose audit key this"
+	        " process cannot load") == NULL ||
+	    strstr(sotp_ctx_errmsg(b), "has no copy wrapped under") == NULL)
+		fail_msg("%s", sotp_ctx_errmsg(b));
+	sotp_ctx_free(b);
+	run_sql(f->db,
+	    "UPDATE key_wrap SET kek = (SELECT kek FROM key_wrap w WHERE"
+	    " w.version = 3 AND w.what = 2) WHERE version = 2 AND what = 2");
+	/* A row said to be keyed by a version the store never had. */
+	id = sql_int(f->db, "SELECT min(id) FROM audit WHERE kv = 2");
+	assert_true(id > 0);
+	run_sql(f->db,
+	    "UPDATE audit SET kv = 999 WHERE id ="
+	    " (SELECT min(id) FROM audit WHERE kv = 2)");
+	b = load(f->conf);
+	assert_int_equal(sotp_audit_verify(b, &k), SOTP_OK);
+	assert_int_equal(k.problem, SOTP_AUDIT_CHANGED);
+	assert_int_equal(k.bad_id, id);
+	sotp_ctx_free(b);
+}
+
+/*
+ * A store holding the most key versions (SOTP_KEY_VERSIONS_MAX): key
+ * rotate refuses a new one, saying so, and changes nothing; key status
+ * lists every one. The retired versions are made by hand (audit keys
+ * wrapped under this KEK, as retirements leave them), not by thousands
+ * of rotations.
+ */
+static void
+test_keys_version_cap(void **state)
+{
+	struct fx *f = *state;
+	struct sotp_key_step st;
+	char sql[512];
+
+	snprintf(sql, sizeof(sql),
+	    "WITH RECURSIVE n(v) AS (SELECT 2 UNION ALL SELECT v + 1 FROM n"
+	    " WHERE v < %d) INSERT INTO key_wrap (version, kek, what, blob)"
+	    " SELECT n.v, w.kek, 2, w.blob FROM n, key_wrap w WHERE"
+	    " w.version = 1 AND w.what = 2",
+	    SOTP_KEY_VERSIONS_MAX);
+	run_sql(f->db, sql);
+	check_status(f->ctx, 1, SOTP_KEY_VERSIONS_MAX, 0);
+	assert_int_equal(
+	    sotp_key_rotate_begin(f->ctx, T0, &st), SOTP_ERR_CONFIG);
+	if (strstr(sotp_ctx_errmsg(f->ctx),
+	        "the store holds 4096 key"
+	        " versions, the most") == NULL ||
+	    strstr(sotp_ctx_errmsg(f->ctx), "nothing changed") == NULL)
+		fail_msg("%s", sotp_ctx_errmsg(f->ctx));
+	assert_int_equal(sql_int(f->db, "SELECT current FROM key_ring"), 1);
+	assert_int_equal(sql_int(f->db, "SELECT count(*) FROM key_dek"), 1);
+	verify_chain(f->ctx, NULL);
+	/* One fewer, and a rotation begins. */
+	snprintf(sql, sizeof(sql), "DELETE FROM key_wrap WHERE version = %d",
+	    SOTP_KEY_VERSIONS_MAX);
+	run_sql(f->db, sql);
+	if (sotp_key_rotate_begin(f->ctx, T0, &st) != SOTP_OK)
+		fail_msg("key rotate: %s", sotp_ctx_errmsg(f->ctx));
+	assert_int_equal(st.what, SOTP_KEY_STARTED);
+	assert_int_equal(st.version, SOTP_KEY_VERSIONS_MAX);
+}
+
 /* ---- a change of key-encryption key ---- */
 
 static void
@@ -689,7 +874,7 @@ test_keys_rewrap_and_drop(void **state)
 	struct fx *f = *state;
 	struct sotp_ctx *b;
 	struct sotp_key_step st;
-	struct sotp_key_status s;
+	static struct sotp_key_status s; /* too big for a stack */
 	char conf2[192], key2[192], old[SOTP_KEK_NAME_MAX], err[256];
 	unsigned int wrapped = 0;
 	int64_t removed = 0;
@@ -773,7 +958,7 @@ test_keys_legacy_store(void **state)
 	struct fx *f = *state;
 	struct sotp_ctx *ctx;
 	struct sotp_key_step st;
-	struct sotp_key_status s;
+	static struct sotp_key_status s; /* too big for a stack */
 	uint8_t mk[SOTP_KEY_LEN], key[64], sealed[SOTP_CARD_MAX];
 	uint8_t st1[SOTP_STATE_MAX];
 	char err[256], sql[2048], hex[2 * SOTP_CARD_MAX + 1], path[256];
@@ -961,6 +1146,12 @@ main(void)
 	        test_keys_late_writer, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_keys_rotation_resumed, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_keys_many_rotations, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_keys_audit_key_unloadable, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_keys_version_cap, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_keys_rewrap_and_drop, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
