@@ -181,16 +181,20 @@ transact(struct sotp_ctx *ctx, const char *id, const char *b32, time_t t)
 	return (int)d.reason;
 }
 
-/* A login's first round (the password): the State it hands on. */
+/*
+ * A challenge's first round in context: a login's answers the password
+ * (pw), a transaction's none. The State it hands on, the code asked.
+ */
 static void
-login_state(
-    struct sotp_ctx *ctx, const char *id, time_t t, uint8_t *st, size_t *n)
+first_round(struct sotp_ctx *ctx, const char *id, const char *context,
+    const char *pw, time_t t, uint8_t *st, size_t *n)
 {
 	struct sotp_attempt *a = NULL;
 	struct sotp_decision d;
 
-	assert_int_equal(sotp_attempt_begin(ctx, id, "login", t, &a), SOTP_OK);
-	assert_int_equal(sotp_attempt_answer(a, "pw"), SOTP_OK);
+	assert_int_equal(sotp_attempt_begin(ctx, id, context, t, &a), SOTP_OK);
+	if (pw != NULL)
+		assert_int_equal(sotp_attempt_answer(a, pw), SOTP_OK);
 	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
 	assert_int_equal(d.verdict, SOTP_CONTINUE);
 	assert_int_equal(d.ask, SOTP_F_OTP);
@@ -199,10 +203,10 @@ login_state(
 	sotp_attempt_free(a);
 }
 
-/* The next round on ctx (maybe another server): the reason decided. */
+/* Its next round on ctx (maybe another server): the reason decided. */
 static int
-login_answer(struct sotp_ctx *ctx, const char *id, const char *b32, time_t t,
-    const uint8_t *st, size_t n)
+next_round(struct sotp_ctx *ctx, const char *id, const char *context,
+    const char *b32, time_t t, const uint8_t *st, size_t n)
 {
 	struct sotp_attempt *a = NULL;
 	struct sotp_decision d;
@@ -210,42 +214,7 @@ login_answer(struct sotp_ctx *ctx, const char *id, const char *b32, time_t t,
 
 	code_at(b32, t, code);
 	assert_int_equal(
-	    sotp_attempt_resume(ctx, id, "login", st, n, t, &a), SOTP_OK);
-	assert_int_equal(sotp_attempt_answer(a, code), SOTP_OK);
-	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
-	sotp_attempt_free(a);
-	return (int)d.reason;
-}
-
-/* A transaction's first round (no password): the State it hands on. */
-static void
-tx_state(struct sotp_ctx *ctx, const char *id, time_t t, uint8_t *st, size_t *n)
-{
-	struct sotp_attempt *a = NULL;
-	struct sotp_decision d;
-
-	assert_int_equal(
-	    sotp_attempt_begin(ctx, id, "transaction", t, &a), SOTP_OK);
-	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
-	assert_int_equal(d.verdict, SOTP_CONTINUE);
-	assert_int_equal(d.ask, SOTP_F_OTP);
-	assert_int_equal(
-	    sotp_attempt_export(a, st, SOTP_STATE_MAX, n), SOTP_OK);
-	sotp_attempt_free(a);
-}
-
-/* Its next round: the reason decided. */
-static int
-tx_answer(struct sotp_ctx *ctx, const char *id, const char *b32, time_t t,
-    const uint8_t *st, size_t n)
-{
-	struct sotp_attempt *a = NULL;
-	struct sotp_decision d;
-	char code[SOTP_CODE_MAX + 1];
-
-	code_at(b32, t, code);
-	assert_int_equal(
-	    sotp_attempt_resume(ctx, id, "transaction", st, n, t, &a), SOTP_OK);
+	    sotp_attempt_resume(ctx, id, context, st, n, t, &a), SOTP_OK);
 	assert_int_equal(sotp_attempt_answer(a, code), SOTP_OK);
 	assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
 	sotp_attempt_free(a);
@@ -464,7 +433,7 @@ test_keys_rotation_two_servers(void **state)
 	 * B signs a State under version 1 before the rotation begins
 	 * (version 4 of the layout: the password done, engine_state.c).
 	 */
-	login_state(b, "C-A", t, s1, &n1);
+	first_round(b, "C-A", "login", "pw", t, s1, &n1);
 	assert_int_equal(s1[0], 4);
 	assert_memory_equal(s1 + 1, "\0\0\0\1", 4);
 
@@ -477,12 +446,13 @@ test_keys_rotation_two_servers(void **state)
 	assert_int_equal(transact(f->ctx, "C-A", B32_A, t), SOTP_R_ACCEPTED);
 	assert_int_equal(transact(b, "C-B", B32_B, t), SOTP_R_ACCEPTED);
 	/* A signs under version 2; B, which has not seen it, verifies. */
-	login_state(f->ctx, "C-B", t + 1, s2, &n2);
+	first_round(f->ctx, "C-B", "login", "pw", t + 1, s2, &n2);
 	assert_memory_equal(s2 + 1, "\0\0\0\2", 4);
-	assert_int_equal(
-	    login_answer(b, "C-B", B32_B, t + 31, s2, n2), SOTP_R_ACCEPTED);
+	assert_int_equal(next_round(b, "C-B", "login", B32_B, t + 31, s2, n2),
+	    SOTP_R_ACCEPTED);
 	/* And B's State from before verifies on A. */
-	assert_int_equal(login_answer(f->ctx, "C-A", B32_A, t + 31, s1, n1),
+	assert_int_equal(
+	    next_round(f->ctx, "C-A", "login", B32_A, t + 31, s1, n1),
 	    SOTP_R_ACCEPTED);
 
 	/* Batches of 3: the tokens, then (none here) the cards. */
@@ -529,7 +499,7 @@ test_keys_rotation_two_servers(void **state)
 	                     " AND what = 2"),
 	    1);
 	/* A State signed under the retired version is refused. */
-	login_state(b, "C-A", T0 + 500, s1, &n1);
+	first_round(b, "C-A", "login", "pw", T0 + 500, s1, &n1);
 	assert_memory_equal(s1 + 1, "\0\0\0\2", 4);
 	sotp_ctx_free(b);
 	/* A new server: every value opens, the chain verifies end to end. */
@@ -740,11 +710,12 @@ test_keys_many_rotations(void **state)
 	sotp_ctx_free(b);
 	/* A State signed by the version a rotation is leaving. */
 	t += 100;
-	tx_state(f->ctx, "C-B", t, s, &n);
+	first_round(f->ctx, "C-B", "transaction", NULL, t, s, &n);
 	assert_int_equal(sotp_key_rotate_begin(f->ctx, t + 1, &st), SOTP_OK);
 	assert_int_equal(st.what, SOTP_KEY_STARTED);
 	assert_int_equal(
-	    tx_answer(f->ctx, "C-B", B32_B, t + 2, s, n), SOTP_R_ACCEPTED);
+	    next_round(f->ctx, "C-B", "transaction", B32_B, t + 2, s, n),
+	    SOTP_R_ACCEPTED);
 	assert_int_equal(
 	    sotp_contract_card(f->ctx, "C-B", t + 3, grid, sizeof(grid), &d),
 	    SOTP_OK);
@@ -1029,14 +1000,16 @@ test_keys_legacy_store(void **state)
 	 * for one that carries the password: version 4 (engine_state.c),
 	 * naming key version 0, which no older build reads.
 	 */
-	tx_state(ctx, "C-OLD", T0 + 31, st1, &sn);
+	first_round(ctx, "C-OLD", "transaction", NULL, T0 + 31, st1, &sn);
 	assert_int_equal(st1[0], 2);
 	assert_int_equal(
-	    tx_answer(ctx, "C-OLD", B32_A, T0 + 61, st1, sn), SOTP_R_ACCEPTED);
-	login_state(ctx, "C-OLD", T0 + 91, st1, &sn);
+	    next_round(ctx, "C-OLD", "transaction", B32_A, T0 + 61, st1, sn),
+	    SOTP_R_ACCEPTED);
+	first_round(ctx, "C-OLD", "login", "pw", T0 + 91, st1, &sn);
 	assert_int_equal(st1[0], 4);
 	assert_memory_equal(st1 + 1, "\0\0\0\0", 4);
-	assert_int_equal(login_answer(ctx, "C-OLD", B32_A, T0 + 121, st1, sn),
+	assert_int_equal(
+	    next_round(ctx, "C-OLD", "login", B32_A, T0 + 121, st1, sn),
 	    SOTP_R_ACCEPTED);
 	/* init again changes nothing. */
 	assert_int_equal(sotp_init_at(ctx, f->conf, T0 + 1), SOTP_OK);
@@ -1062,7 +1035,8 @@ test_keys_legacy_store(void **state)
 	    transact(ctx, "C-OLD", B32_A, T0 + 2000), SOTP_R_ACCEPTED);
 	verify_chain(ctx, NULL);
 	/* Version 0's State is refused now that version 0 is retired. */
-	assert_int_equal(login_answer(ctx, "C-OLD", B32_A, T0 + 91, st1, sn),
+	assert_int_equal(
+	    next_round(ctx, "C-OLD", "login", B32_A, T0 + 91, st1, sn),
 	    SOTP_R_STATE_INVALID);
 	f->ctx = ctx;
 }
