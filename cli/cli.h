@@ -188,11 +188,6 @@ int cli_outcome(const struct cli *c, int rc, const struct sotp_decision *d,
  */
 int cli_outcome_why(const struct cli *c, int rc, const struct sotp_decision *d,
     const char *done, const char *why);
-/*
- * The name of the input a BAD_INPUT refusal found malformed ("otp",
- * "login-otp", ...: sotp_factor_name), or NULL when it names none.
- */
-const char *cli_malformed(const struct sotp_decision *d);
 /* The CLI's log sink: stderr (and the audit lines to syslog). */
 void cli_log(void *arg, int prio, const char *fmt, va_list ap)
     SOTP_PRINTF(3, 0);

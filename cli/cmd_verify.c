@@ -94,9 +94,9 @@ print_human(const struct sotp_decision *d, const char *state)
 		if (d->ask == SOTP_F_CARD)
 			printf("card cells: %s\n", d->card_cells);
 		printf("state: %s\n", state);
-	} else if (cli_malformed(d) != NULL) {
+	} else if (sotp_decision_malformed(d) != NULL) {
 		printf("refused: %s: %s (%s)\n", sotp_reason_text(d->reason),
-		    cli_malformed(d), sotp_reason_name(d->reason));
+		    sotp_decision_malformed(d), sotp_reason_name(d->reason));
 	} else {
 		printf("refused: %s (%s)\n", sotp_reason_text(d->reason),
 		    sotp_reason_name(d->reason));
@@ -170,7 +170,7 @@ report(struct cli *c, struct sotp_attempt *a, const struct sotp_decision *d,
 		return cli_refused_why(c, d->reason, why);
 	}
 	/* A malformed input by name ("login-otp"), never its value. */
-	return cli_refused_why(c, d->reason, cli_malformed(d));
+	return cli_refused_why(c, d->reason, sotp_decision_malformed(d));
 }
 
 /*

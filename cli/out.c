@@ -375,7 +375,7 @@ cli_outcome_why(const struct cli *c, int rc, const struct sotp_decision *d,
 	if (rc != SOTP_OK)
 		return cli_error(c, rc);
 	if (why == NULL || why[0] == '\0')
-		why = cli_malformed(d);
+		why = sotp_decision_malformed(d);
 	ex = d->verdict == SOTP_ACCEPT ? CLI_EXIT_OK
 	                               : cli_refused_why(c, d->reason, why);
 	if (c->json) {
@@ -704,20 +704,11 @@ json_end(struct cli_json *j)
 	fputs("}\n", j->f);
 }
 
-const char *
-cli_malformed(const struct sotp_decision *d)
-{
-	if (d->verdict != SOTP_REJECT || d->reason != SOTP_R_BAD_INPUT ||
-	    d->malformed == 0)
-		return NULL;
-	return sotp_factor_name(d->malformed);
-}
-
 void
 cli_json_decision(
     const struct cli *c, struct cli_json *j, const struct sotp_decision *d)
 {
-	const char *malformed = cli_malformed(d);
+	const char *malformed = sotp_decision_malformed(d);
 	static const char *const verdicts[] = {"reject", "accept", "continue"};
 	unsigned int v = (unsigned int)d->verdict;
 

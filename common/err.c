@@ -81,6 +81,15 @@ sotp_reason_from_rc(int rc)
 }
 
 const char *
+sotp_decision_malformed(const struct sotp_decision *d)
+{
+	if (d == NULL || d->verdict != SOTP_REJECT ||
+	    d->reason != SOTP_R_BAD_INPUT || d->malformed == 0)
+		return NULL;
+	return sotp_factor_name(d->malformed);
+}
+
+const char *
 sotp_factor_name(unsigned int factor)
 {
 	switch (factor) {

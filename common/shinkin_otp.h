@@ -201,6 +201,12 @@ struct sotp_decision {
  * value (the names the CLI and the audit use); "unknown" otherwise.
  */
 SOTP_EXPORT const char *sotp_factor_name(unsigned int factor);
+/*
+ * The name of the input a REJECT for SOTP_R_BAD_INPUT blames (d->malformed,
+ * by sotp_factor_name), for the operator's line; NULL for any other
+ * decision or when no one input is to blame. Never the input's value.
+ */
+SOTP_EXPORT const char *sotp_decision_malformed(const struct sotp_decision *d);
 
 /* ---- OTP primitives (pure: no I/O, time passed in) ---- */
 

@@ -587,8 +587,8 @@ conclude(pam_handle_t *pamh, int flags, const struct args *args,
 	int pam_rc = pam_result(rc, d);
 	char name[SOTP_LOG_NAME_MAX], err[SOTP_LOG_VALUE_MAX];
 
-	if (rc == SOTP_OK && d->reason == SOTP_R_BAD_INPUT && d->malformed != 0)
-		malformed = sotp_factor_name(d->malformed);
+	if (rc == SOTP_OK)
+		malformed = sotp_decision_malformed(d);
 
 	/* No attempt (it could not begin): the context it was to run in. */
 	if (context[0] == '\0' && a == NULL && args->context != NULL)

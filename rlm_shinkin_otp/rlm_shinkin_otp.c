@@ -739,7 +739,7 @@ static rlm_rcode_t
 map_decision(REQUEST *request, const struct sotp_ctx *ctx,
     struct sotp_attempt *a, int rc, const struct sotp_decision *d)
 {
-	const char *malformed = NULL;
+	const char *malformed;
 	char esc[SOTP_LOG_VALUE_MAX];
 
 	if (rc != SOTP_OK) {
@@ -749,8 +749,7 @@ map_decision(REQUEST *request, const struct sotp_ctx *ctx,
 		return RLM_MODULE_FAIL;
 	}
 	/* A malformed answer by the question's name, never its value. */
-	if (d->reason == SOTP_R_BAD_INPUT && d->malformed != 0)
-		malformed = sotp_factor_name(d->malformed);
+	malformed = sotp_decision_malformed(d);
 	RDEBUG("Decision: %s (%s%s%s)",
 	    d->verdict == SOTP_ACCEPT         ? "accept"
 	        : d->verdict == SOTP_CONTINUE ? "continue"

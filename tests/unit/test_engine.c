@@ -1370,6 +1370,7 @@ test_engine_forgiving_input(void **state)
 		assert_int_equal(d.reason, SOTP_R_BAD_INPUT);
 		/* The decision names the input, as the row does. */
 		assert_int_equal(d.malformed, SOTP_F_OTP);
+		assert_string_equal(sotp_decision_malformed(&d), "otp");
 		assert_string_equal(d.message,
 		    "入力の形式が正しくありません。桁数をご確認のうえ、最初からやり直してください。");
 		sotp_attempt_free(a);
@@ -2031,6 +2032,7 @@ test_engine_overlong_input_refused(void **state)
 	assert_int_equal(d.verdict, SOTP_REJECT);
 	assert_int_equal(d.reason, SOTP_R_BAD_INPUT);
 	assert_int_equal(d.malformed, 0); /* the request, not one input */
+	assert_null(sotp_decision_malformed(&d));
 	sotp_attempt_free(a);
 	/* A row for each refusal, naming the contract and the cause. */
 	audit_rows_of(f, t, &rows);
