@@ -261,13 +261,16 @@ write_head(struct out_file *o)
 }
 
 static int
-write_line(void *arg, const char *line, size_t len)
+write_line(void *arg, const char *line, size_t len, char *why, size_t whysz)
 {
 	struct out_file *o = arg;
 
-	if (write_head(o) != SOTP_OK)
-		return SOTP_ERR_SYSTEM;
-	return fwrite(line, 1, len, o->f) == len ? SOTP_OK : SOTP_ERR_SYSTEM;
+	if (write_head(o) == SOTP_OK && fwrite(line, 1, len, o->f) == len)
+		return SOTP_OK;
+	/* Its error row says it (a held file's: standard output has none). */
+	snprintf(why, whysz, "cannot write %s: %s",
+	    o->nf != NULL ? o->nf->path : "standard output", strerror(errno));
+	return SOTP_ERR_SYSTEM;
 }
 
 /* --output, every line written: the file named, with its audit row. */
@@ -277,9 +280,14 @@ publish_file(void *arg, char *why, size_t whysz)
 	struct out_file *o = arg;
 
 	if (write_head(o) != SOTP_OK || cli_file_publish(o->nf) != 0) {
-		snprintf(why, whysz, "%s: %s", o->nf->path,
-		    errno == EEXIST ? "it appeared meanwhile (not overwritten)"
-		                    : strerror(errno));
+		/* Its last lines' write (the flush) fails here, as a line's. */
+		if (errno == EEXIST)
+			snprintf(why, whysz,
+			    "%s: it appeared meanwhile (not overwritten)",
+			    o->nf->path);
+		else
+			snprintf(why, whysz, "cannot write %s: %s", o->nf->path,
+			    strerror(errno));
 		return SOTP_ERR_SYSTEM;
 	}
 	o->named = 1;

@@ -12,13 +12,12 @@
  * named once whole) are all written first, and the file is named in one
  * transaction with the row. So a card that cannot be decrypted (a wrong
  * key, a tampered row) or a file that cannot be written leaves no row
- * saying the secrets left; a refused card or a file that cannot be named
- * is recorded as an error, as a failed token export is. What an export
- * carries is what an
- * import takes: a contract's timed lock and its failure count are not
- * carried (a timed lock runs out; an import makes "locked" a lock until
- * an admin unlocks), nor are tokens and their replay marks: a store is
- * moved whole with a backup.
+ * saying the secrets left; a refused card or a file that cannot be
+ * written or named is recorded as an error, as a failed token export is.
+ * What an export carries is what an import takes: a contract's timed lock
+ * and its failure count are not carried (a timed lock runs out; an import
+ * makes "locked" a lock until an admin unlocks), nor are tokens and their
+ * replay marks: a store is moved whole with a backup.
  */
 #include "sotp_int.h"
 
@@ -34,14 +33,15 @@ struct exp {
 	struct sotp_ctx *ctx;
 	enum sotp_record_format fmt;
 	int secrets;
-	int dry; /* the pass before the row: lines made, none written */
+	int dry;  /* the pass before the row: lines made, none written */
+	int held; /* the caller holds the lines until publish */
 	sotp_write_cb *cb;
 	void *arg;
 	unsigned long count;
 	int rc;
 	const char *why;                 /* the refusal the row records */
 	char failed[SOTP_ID_MAX];        /* the contract it names, or "" */
-	char pwhy[SOTP_CTX_ERR_MAX / 2]; /* why the publication failed */
+	char pwhy[SOTP_CTX_ERR_MAX / 2]; /* why a held write failed */
 	char line[LINE_MAX_EXPORT];      /* secret with secrets */
 	char grid[SOTP_CARD_MAX];        /* secret */
 };
@@ -112,6 +112,19 @@ csv_id(char *out, size_t outsz, const char *id)
 	return out;
 }
 
+/*
+ * A held export that its caller could not write or publish: why (the
+ * caller's, or rc's), for its error row.
+ */
+static void
+held_failed(struct exp *e, int rc, const char *what)
+{
+	if (e->pwhy[0] == '\0')
+		snprintf(e->pwhy, sizeof(e->pwhy), "%s: %s", what,
+		    sotp_strerror(rc));
+	e->why = e->pwhy;
+}
+
 static int
 export_row(void *arg, const struct sotp_contract_rec *c)
 {
@@ -164,8 +177,15 @@ export_row(void *arg, const struct sotp_contract_rec *c)
 		e->rc = SOTP_ERR_BUFFER;
 		goto refused;
 	}
-	if (!e->dry && (e->rc = e->cb(e->arg, e->line, o)) != SOTP_OK)
-		return 1;
+	if (!e->dry) {
+		e->pwhy[0] = '\0';
+		if ((e->rc = e->cb(e->arg, e->line, o, e->pwhy,
+		         sizeof(e->pwhy))) != SOTP_OK) {
+			if (e->held)
+				held_failed(e, e->rc, "not written");
+			return 1;
+		}
+	}
 	e->count++;
 	return 0;
 refused:
@@ -228,10 +248,7 @@ publish_audited(
 	e->pwhy[0] = '\0';
 	if ((rc = publish(e->arg, e->pwhy, sizeof(e->pwhy))) != SOTP_OK) {
 		sotp_store_rollback(ctx->st);
-		if (e->pwhy[0] == '\0')
-			snprintf(e->pwhy, sizeof(e->pwhy), "not published: %s",
-			    sotp_strerror(rc));
-		e->why = e->pwhy;
+		held_failed(e, rc, "not published");
 		return rc;
 	}
 	if ((rc = sotp_store_commit(ctx->st)) != SOTP_OK)
@@ -264,6 +281,7 @@ sotp_export(struct sotp_ctx *ctx, enum sotp_record_format fmt, int with_secrets,
 	e->secrets = with_secrets != 0;
 	e->cb = cb;
 	e->arg = arg;
+	e->held = publish != NULL;
 	snprintf(detail, sizeof(detail), "%s, %s",
 	    fmt == SOTP_FMT_CSV ? "csv" : "jsonl",
 	    with_secrets ? "with secrets (password hashes, card grids)"
@@ -272,7 +290,8 @@ sotp_export(struct sotp_ctx *ctx, enum sotp_record_format fmt, int with_secrets,
 		/*
 		 * Held (a file named once whole): every line written first,
 		 * so that an export that cannot be made or written has no
-		 * row; then the row and the publication, together.
+		 * accept row (one that cannot be written has an error row);
+		 * then the row and the publication, together.
 		 */
 		if ((rc = export_pass(e, 0)) == SOTP_OK)
 			rc = publish_audited(e, now, detail, publish);
@@ -291,8 +310,8 @@ sotp_export(struct sotp_ctx *ctx, enum sotp_record_format fmt, int with_secrets,
 	if (rc == SOTP_OK && count != NULL)
 		*count = e->count;
 	/*
-	 * A refusal of a contract's record, or a publication that failed
-	 * (not the store's own failure), is recorded.
+	 * A refusal of a contract's record, or a held line or publication
+	 * that failed (not the store's own failure), is recorded.
 	 */
 	if (rc != SOTP_OK && e->why != NULL) {
 		snprintf(why, sizeof(why), "%s: %s", detail, e->why);

@@ -1204,8 +1204,12 @@ SOTP_EXPORT int sotp_contract_import(struct sotp_ctx *ctx, const char *buf,
     sotp_import_refusal_cb *cb, void *arg,
     struct sotp_contract_import_result *res);
 
-/* Receives one output line of len bytes, newline included. */
-typedef int sotp_write_cb(void *arg, const char *line, size_t len);
+/*
+ * Receives one output line of len bytes, newline included: SOTP_OK, or
+ * an rc with why (whysz bytes) saying what failed.
+ */
+typedef int sotp_write_cb(
+    void *arg, const char *line, size_t len, char *why, size_t whysz);
 /*
  * Publishes an export whose lines the caller held (a file written
  * unnamed, now named): SOTP_OK, or an rc with why (whysz bytes) saying
@@ -1225,9 +1229,10 @@ typedef int sotp_publish_cb(void *arg, char *why, size_t whysz);
  * row, before the first line (an export that cannot be audited does not
  * start). With publish the caller holds every line until publish, which
  * is called after the last line inside one transaction with the row: a
- * line that cannot be made or written leaves no row, a row that cannot be
- * written means publish is not called, and a publish that fails undoes
- * the row (an "error" row records it, the ctx's text says why). When the
+ * line that cannot be made leaves no row, a row that cannot be written
+ * means publish is not called, and a line that cannot be written (no
+ * accept row) or a publish that fails (undoing the row) is recorded as an
+ * "error" row with the callback's why, which the ctx's text says. When the
  * commit then fails, the error is returned and the caller undoes the
  * publication (arg is both callbacks').
  *

@@ -233,7 +233,8 @@ check "... and leaves no file, named or temporary" sh -c \
 check "... nor a row saying it was exported" \
     test "$(accepted_exports)" -eq "$A0"
 wal_reset
-exits_saying 2 "^shinkin-otp: export: system error: File too large" \
+E0=$("$CLI" audit | grep -c " contract\.export error ")
+exits_saying 2 "^shinkin-otp: export: cannot write $SB/cut.csv: File too large" \
     "an export whose file cannot be written (EFBIG, SIGXFSZ ignored): exit 2" \
     sh -c 'trap "" XFSZ; ulimit -f 64
 	exec "$1" export --with-secrets --output "$2" 2>"$3"' \
@@ -242,6 +243,29 @@ check "... no file, named or temporary" sh -c \
     '! ls "$1"/cut.csv* >/dev/null 2>&1' sh "$SB"
 check "... nor a row saying it was exported" \
     test "$(accepted_exports)" -eq "$A0"
+# The attempt to take every secret is recorded, as a file that cannot be
+# named is: an error row naming the file and why. There was none.
+check "... but one error row naming the file and why" sh -c \
+    '"$1" audit >"$2" &&
+    [ "$(grep -c " contract\.export error " "$2")" -eq $(($3 + 1)) ] &&
+    grep " contract\.export error " "$2" | tail -n 1 |
+	grep -qF "csv, with secrets (password hashes, card grids): cannot write $4: File too large"' \
+    sh "$CLI" "$SB/audit" "$E0" "$SB/cut.csv"
+# That row refused too: it still fails closed, saying why.
+X0=$("$CLI" audit | grep -c " contract\.export ")
+check "the store refuses the export's rows" \
+    store_fail no_cexport audit INSERT "NEW.action = 'contract.export'"
+wal_reset
+exits_saying 2 "^shinkin-otp: export: cannot write $SB/cut.csv: File too large" \
+    "... a file that cannot be written, its error row refused: exit 2" \
+    sh -c 'trap "" XFSZ; ulimit -f 64
+	exec "$1" export --with-secrets --output "$2" 2>"$3"' \
+    sh "$CLI" "$SB/cut.csv" "$ERR"
+check "... no file, named or temporary" sh -c \
+    '! ls "$1"/cut.csv* >/dev/null 2>&1' sh "$SB"
+check "... and no row" \
+    test "$("$CLI" audit | grep -c " contract\.export ")" -eq "$X0"
+check "mend the store" store_mend no_cexport audit
 check "an export into a directory it cannot write is refused, no file" \
     sh -c '! "$1" export --output /proc/cut.csv 2>/dev/null &&
 	! test -e /proc/cut.csv' sh "$CLI"
