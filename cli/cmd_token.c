@@ -206,10 +206,11 @@ print_uri(struct cli *c, const char *serial, const char *uri, int qr,
 }
 
 /*
- * token generate --png: the PNG is written and named inside the
- * transaction that adds the token (its hold), so that a PNG that cannot
- * be written leaves no token and no row; and when the commit fails after
- * it was named, it is removed.
+ * token generate --png and token show --png: the PNG is written and named
+ * inside the transaction that writes the export's row (its hold), so
+ * that a PNG that cannot be written leaves no token and no accept row;
+ * and when the commit fails after it was named, it is removed
+ * (png_unhold).
  */
 struct png_hold {
 	struct cli_file *pngf;
@@ -227,6 +228,18 @@ hold_png(
 	if ((rc = cli_qr_png_hold(uri, h->pngf, why, whysz)) == SOTP_OK)
 		h->named = 1;
 	return rc;
+}
+
+/* A PNG hold_png named for an export that did not land: removed. */
+static void
+png_unhold(const struct cli *c, const char *png, const struct png_hold *h,
+    const char *what)
+{
+	if (h->named && unlink(png) != 0 && errno != ENOENT)
+		cli_warn(c,
+		    "%s: written for %s, and cannot be removed (%s): "
+		    "remove it",
+		    png, what, strerror(errno));
 }
 
 static int
@@ -284,12 +297,8 @@ token_generate(struct cli *c, int argc, char **argv)
 		rc = sotp_token_generate(c->ctx, &spec, forms,
 		    png != NULL ? hold_png : NULL, &hold, c->now, serial, &uri,
 		    &d);
-		if (rc != SOTP_OK && hold.named && unlink(png) != 0 &&
-		    errno != ENOENT)
-			cli_warn(c,
-			    "%s: written for a token not stored, and cannot "
-			    "be removed (%s): remove it",
-			    png, strerror(errno));
+		if (rc != SOTP_OK)
+			png_unhold(c, png, &hold, "a token not stored");
 		if (rc != SOTP_OK && i > 0) {
 			snprintf(left, sizeof(left),
 			    "%lld of %lld tokens generated and shown above", i,
@@ -396,6 +405,7 @@ token_show(struct cli *c, int argc, char **argv)
 	struct sotp_token_info t;
 	char *uri = NULL, *png = NULL, how[16];
 	struct cli_file pngf = CLI_FILE_INIT;
+	struct png_hold hold = {&pngf, 0};
 	const char *pos[1];
 	int want_uri = 0, qr = 0;
 	const struct cli_opt opts[] = {
@@ -426,13 +436,20 @@ token_show(struct cli *c, int argc, char **argv)
 		return cli_refused(c, SOTP_R_UNKNOWN_SERIAL);
 	if (rc != SOTP_OK)
 		return cli_error(c, rc);
-	/* Before the export is audited: a PNG that cannot be made ends it. */
+	/*
+	 * Claimed before the export is audited: a PNG that cannot be made
+	 * ends it. It is written and named in the transaction of the export's
+	 * row (hold_png): one that cannot be written leaves an error row, not
+	 * an accept.
+	 */
 	if (png != NULL && (ex = cli_png_open(c, png, &pngf)) != 0)
 		return ex;
 	if ((want_uri || qr || png != NULL) &&
 	    (rc = sotp_token_uri(c->ctx, pos[0],
-	         export_how(how, sizeof(how), want_uri, qr, png), c->now,
-	         &uri)) != SOTP_OK) {
+	         export_how(how, sizeof(how), want_uri, qr, png),
+	         png != NULL ? hold_png : NULL, &hold, c->now, &uri)) !=
+	        SOTP_OK) {
+		png_unhold(c, png, &hold, "an export not recorded");
 		cli_png_abandon(&pngf);
 		return cli_error(c, rc);
 	}

@@ -511,16 +511,54 @@ sotp_token_set_disabled(struct sotp_ctx *ctx, const char *serial, int disabled,
  * no row saying it left. That attempt is recorded as an error, as a
  * failed import or backup is.
  */
+/*
+ * The export's accept row and the caller's hold (its PNG) in one
+ * transaction: a hold that fails undoes the row, and says why in hwhy.
+ * On failure other than the hold's, the ctx says what failed.
+ */
+static int
+export_held(struct sotp_ctx *ctx, const struct sotp_token_rec *t,
+    const char *how, sotp_uri_hold_cb *hold, void *hold_arg, time_t now,
+    const char *uri, char *hwhy, size_t hwhysz, int *held_failed)
+{
+	int rc;
+
+	*held_failed = 0;
+	if ((rc = sotp_store_begin(ctx->st)) == SOTP_OK &&
+	    (rc = sotp_audit(ctx, now, "token.export", t->contract, t->serial,
+	         NULL, "accept", SOTP_R_ACCEPTED, how)) != SOTP_OK)
+		sotp_store_rollback(ctx->st);
+	if (rc != SOTP_OK) {
+		sotp_ctx_seterr(ctx, "token %s: export not audited: %s",
+		    t->serial, sotp_store_errmsg(ctx->st));
+		return rc;
+	}
+	hwhy[0] = '\0';
+	if ((rc = hold(hold_arg, t->serial, uri, hwhy, hwhysz)) != SOTP_OK) {
+		sotp_store_rollback(ctx->st);
+		/* As export_new's: the hold's text, or rc's. */
+		if (hwhy[0] == '\0')
+			snprintf(hwhy, hwhysz, "its export failed: %s",
+			    sotp_strerror(rc));
+		*held_failed = 1;
+		return rc;
+	}
+	if ((rc = sotp_store_commit(ctx->st)) != SOTP_OK)
+		sotp_ctx_seterr(ctx, "token %s: export not audited: %s",
+		    t->serial, sotp_store_errmsg(ctx->st));
+	return rc;
+}
+
 int
 sotp_token_uri(struct sotp_ctx *ctx, const char *serial, const char *how,
-    time_t now, char **uri)
+    sotp_uri_hold_cb *hold, void *hold_arg, time_t now, char **uri)
 {
 	struct sotp_token_rec t;
 	uint8_t key[SOTP_SECRET_MAX];
 	size_t keylen = 0;
 	const char *why = NULL;
-	char detail[160];
-	int rc;
+	char detail[160 + SOTP_CTX_ERR_MAX], hwhy[SOTP_CTX_ERR_MAX];
+	int rc, held_failed = 0;
 
 	if (uri != NULL)
 		*uri = NULL;
@@ -543,14 +581,21 @@ sotp_token_uri(struct sotp_ctx *ctx, const char *serial, const char *how,
 		why = "its otpauth URI cannot be made";
 		goto failed;
 	}
-	if ((rc = sotp_audit(ctx, now, "token.export", t.contract, t.serial,
-	         NULL, "accept", SOTP_R_ACCEPTED, how)) != SOTP_OK) {
+	if (hold != NULL)
+		rc = export_held(ctx, &t, how, hold, hold_arg, now, *uri, hwhy,
+		    sizeof(hwhy), &held_failed);
+	else if ((rc = sotp_audit(ctx, now, "token.export", t.contract,
+	              t.serial, NULL, "accept", SOTP_R_ACCEPTED, how)) !=
+	    SOTP_OK)
 		sotp_ctx_seterr(ctx, "token %s: export not audited: %s", serial,
 		    sotp_store_errmsg(ctx->st));
+	if (rc != SOTP_OK) {
 		sotp_free_string(*uri);
 		*uri = NULL;
 	}
-	goto out;
+	if (!held_failed)
+		goto out;
+	why = hwhy;
 failed:
 	snprintf(detail, sizeof(detail), "%s: %s", how, why);
 	(void)sotp_audit(ctx, now, "token.export", t.contract, t.serial, NULL,

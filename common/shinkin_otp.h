@@ -846,9 +846,20 @@ SOTP_EXPORT int sotp_seed_shared(
  * decrypted (SOTP_ERR_DECRYPT: a wrong key or a tampered row) is not
  * exported: an "error" row records the attempt, the ctx's text says why.
  * SOTP_ERR_NOT_FOUND for an unknown serial.
+ *
+ * hold (may be NULL) is the caller's part of the export that must land
+ * with its row, as sotp_token_generate's (a PNG file of the QR code): it
+ * gets the serial and the URI inside the transaction that writes the
+ * row, before the commit. Any rc but SOTP_OK undoes the accept row and
+ * is returned; the attempt is recorded as an "error" row whose detail is
+ * how and the text hold wrote into why ("png: cannot write FILE: ..."),
+ * and the ctx's text is "token SERIAL: " and that text. When the commit
+ * itself then fails, the error is returned and the caller undoes what
+ * hold did.
  */
 SOTP_EXPORT int sotp_token_uri(struct sotp_ctx *ctx, const char *serial,
-    const char *how, time_t now, char **uri);
+    const char *how, sotp_uri_hold_cb *hold, void *hold_arg, time_t now,
+    char **uri);
 /*
  * Disables (disabled = 1) or enables a token: a disabled token's codes
  * are refused (TOKEN_DISABLED) and it cannot be bound. Needs no master

@@ -198,6 +198,53 @@ check "... its token, and one export row naming both forms" sh -c \
     '[ "$("$1" audit | grep -c " token\.export accept .*serial=$2 .*detail=uri png$")" -eq 1 ]' \
     sh "$CLI" "$gen"
 
+# token show --png: the PNG is written and named inside the export row's
+# transaction, as token generate's is. One whose name is taken meanwhile
+# (by another process while the tool waits for the store's write lock,
+# after it claimed the file) leaves no accept row: one error row names
+# the file and why, and nothing of the tool's is left beside the other's
+# file. The accept row used to be written first and stand: the audit
+# said the secret had left when it had not.
+n0=$(exports)
+mkfifo "$SB/lockfifo3"
+lock_held "$STORE" "$SB/lockfifo3" "$SB/locker3.out"
+locker=$LOCKER
+check "a second connection holds the store's write lock once more" \
+    grep -qx locked "$SB/locker3.out"
+mkdir "$SB/shown"
+"$CLI" --config "$SB/slow.conf" token show T1 --png "$SB/shown/x.png" \
+    >"$OUT" 2>"$ERR" </dev/null 8>&- &
+ts_pid=$!
+ts_i=0
+until ls -l "/proc/$ts_pid/fd" 2>/dev/null | grep -q " $SB/shown/" ||
+    [ $ts_i -ge 1200 ]; do
+	sleep 0.05
+	ts_i=$((ts_i + 1))
+done
+check "token show --png: held, its PNG claimed" sh -c \
+    'ls -l "/proc/$1/fd" | grep -q " $2/"' sh "$ts_pid" "$SB/shown"
+echo "another's" >"$SB/shown/x.png"
+echo 'ROLLBACK;' >&8
+exec 8>&-
+wait "$locker"
+wait "$ts_pid"
+ts_rc=$?
+check "... its name taken meanwhile: exit 2" test "$ts_rc" -eq 2
+check "... one line: the token and why" sh -c \
+    '[ "$(wc -l <"$1")" -eq 1 ] &&
+    grep -q "^shinkin-otp: token T1: cannot write $2: it appeared meanwhile (never overwritten)" "$1"' \
+    sh "$ERR" "$SB/shown/x.png"
+check "... the other's file untouched, nothing beside it" sh -c \
+    '[ "$(cat "$1/x.png")" = "another'"'"'s" ] && [ "$(ls -A "$1")" = x.png ]' \
+    sh "$SB/shown"
+n1=$(exports)
+check "... no row says T1's secret left: one row, not an accept" sh -c \
+    '[ "$1" -eq $(($2 + 1)) ] &&
+    ! tail -n 1 "$3" | grep -q " token\.export accept "' sh "$n1" "$n0" "$SB/exports"
+check "... one error row names the file and why" sh -c \
+    'tail -n 1 "$1" | grep -q " token\.export error [A-Z_]* contract=C1 serial=T1 .*detail=png: cannot write $2: it appeared meanwhile (never overwritten)$"' \
+    sh "$SB/exports" "$SB/shown/x.png"
+
 # A secret that cannot be decrypted (a row tampered with: T1's sealed
 # secret moved to Z9, whose serial it is not sealed to) is not exported:
 # no row says it was. It used to be: the row was written before the

@@ -154,6 +154,29 @@ if [ "$STORE_KIND" = postgresql ]; then
 0"
 	check "mend the store" store_mend no_commit tokens
 fi
+# token show --png writes and names its PNG inside the export row's
+# transaction: a PNG that cannot be written (EFBIG under a 512-byte file
+# size limit, SIGXFSZ ignored: the PNG is 2 KB, the one line on stderr
+# fits) leaves no accept row but an error row naming
+# the file and why, and no file, named or temporary. The accept row used
+# to be written first and stand. (PostgreSQL only: on SQLite the limit
+# cuts the store's own WAL first, so no row at all can be written.)
+if [ "$STORE_KIND" = postgresql ]; then
+	ROWS=$(q "SELECT count(*) FROM audit")
+	exits_saying 2 "^shinkin-otp: token T1: cannot write $SB/s1.png: File too large" \
+	    "token show --png: a PNG that cannot be written, exit 2, said so" \
+	    sh -c 'trap "" XFSZ; ulimit -f 1
+		exec "$1" token show T1 --png "$2" >"$3" 2>"$4" </dev/null' \
+	    sh "$CLI" "$SB/s1.png" "$OUT" "$ERR"
+	check "... no PNG, named or temporary" \
+	    sh -c '! ls "$1"/s1.png* >/dev/null 2>&1' sh "$SB"
+	same "... no accept row, one error row naming the file and why" \
+	    "SELECT verdict || ' ' || detail FROM audit
+	     WHERE action = 'token.export' AND serial = 'T1'
+	     ORDER BY id DESC LIMIT 1" \
+	    "error png: cannot write $SB/s1.png: File too large"
+	same "... and no other row" "SELECT count(*) - $ROWS FROM audit" 1
+fi
 # --count: the tokens before the refused one were generated and shown;
 # it and those after it were not.
 check "the store refuses the second generated token's export row" \

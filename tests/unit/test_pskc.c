@@ -170,8 +170,8 @@ check_token(struct fx *f, const struct want *w)
 	assert_int_equal(info.digits, w->digits);
 	assert_int_equal(info.period, w->period);
 	assert_string_equal(sotp_alg_name(info.alg), w->alg);
-	assert_int_equal(
-	    sotp_token_uri(f->ctx, w->serial, "uri", 1780272000, &uri),
+	assert_int_equal(sotp_token_uri(f->ctx, w->serial, "uri", NULL, NULL,
+	                     1780272000, &uri),
 	    SOTP_OK);
 	assert_int_equal(sotp_uri_parse(uri, &u, NULL), SOTP_OK);
 	sotp_free_string(uri);
@@ -317,7 +317,8 @@ check_hotp(struct fx *f, const char *serial, const char *hex,
 	assert_int_equal(info.digits, digits);
 	assert_int_equal(info.last_step, (int64_t)counter - 1);
 	assert_int_equal(
-	    sotp_token_uri(f->ctx, serial, "uri", 1780272000, &uri), SOTP_OK);
+	    sotp_token_uri(f->ctx, serial, "uri", NULL, NULL, 1780272000, &uri),
+	    SOTP_OK);
 	assert_non_null(strstr(uri, "otpauth://hotp/"));
 	snprintf(
 	    want, sizeof(want), "&counter=%llu", (unsigned long long)counter);
