@@ -210,6 +210,16 @@ export_pass(struct exp *e, int dry)
 	return rc;
 }
 
+/* The store refused the export's row (or its transaction): rc, said so. */
+static int
+row_refused(struct sotp_ctx *ctx, int rc)
+{
+	sotp_ctx_seterr(ctx,
+	    "export refused: its audit row cannot be written: %s",
+	    sotp_store_errmsg(ctx->st));
+	return rc;
+}
+
 /* The export's accept row; when it cannot be written, the ctx says so. */
 static int
 audit_export(struct sotp_ctx *ctx, time_t now, const char *detail)
@@ -218,10 +228,8 @@ audit_export(struct sotp_ctx *ctx, time_t now, const char *detail)
 
 	if ((rc = sotp_audit(ctx, now, "contract.export", NULL, NULL, NULL,
 	         "accept", SOTP_R_ACCEPTED, detail)) != SOTP_OK)
-		sotp_ctx_seterr(ctx,
-		    "export refused: its audit row cannot be written: %s",
-		    sotp_store_errmsg(ctx->st));
-	return rc;
+		return row_refused(ctx, rc);
+	return SOTP_OK;
 }
 
 /*
@@ -235,12 +243,8 @@ publish_audited(
 	struct sotp_ctx *ctx = e->ctx;
 	int rc;
 
-	if ((rc = sotp_store_begin(ctx->st)) != SOTP_OK) {
-		sotp_ctx_seterr(ctx,
-		    "export refused: its audit row cannot be written: %s",
-		    sotp_store_errmsg(ctx->st));
-		return rc;
-	}
+	if ((rc = sotp_store_begin(ctx->st)) != SOTP_OK)
+		return row_refused(ctx, rc);
 	if ((rc = audit_export(ctx, now, detail)) != SOTP_OK) {
 		sotp_store_rollback(ctx->st);
 		return rc;
@@ -252,10 +256,8 @@ publish_audited(
 		return rc;
 	}
 	if ((rc = sotp_store_commit(ctx->st)) != SOTP_OK)
-		sotp_ctx_seterr(ctx,
-		    "export refused: its audit row cannot be written: %s",
-		    sotp_store_errmsg(ctx->st));
-	return rc;
+		return row_refused(ctx, rc);
+	return SOTP_OK;
 }
 
 int
