@@ -29,6 +29,26 @@ exits_saying() {
 	fi
 }
 
+# held_in DIR WHAT ARGS...: starts the tool (ARGS, on the policy
+# $SB/slow.conf, fd 8 closed, output in $OUT and $ERR) in the background
+# and waits until it holds a file in DIR (a file it claimed, unnamed);
+# checks that it does. Its pid in $HELD_PID.
+held_in() {
+	_hi_dir=$1
+	_hi_what=$2
+	shift 2
+	"$CLI" --config "$SB/slow.conf" "$@" >"$OUT" 2>"$ERR" </dev/null 8>&- &
+	HELD_PID=$!
+	_hi_i=0
+	until ls -l "/proc/$HELD_PID/fd" 2>/dev/null | grep -q " $_hi_dir/" ||
+	    [ $_hi_i -ge 1200 ]; do
+		sleep 0.05
+		_hi_i=$((_hi_i + 1))
+	done
+	check "$_hi_what: held, its file claimed" sh -c \
+	    'ls -l "/proc/$1/fd" | grep -q " $2/"' sh "$HELD_PID" "$_hi_dir"
+}
+
 # refused REASON what ARGS...: exit 1 and exactly one stderr line that
 # names the reason, e.g. "... refused: ... (TOKEN_IN_USE)".
 refused() {

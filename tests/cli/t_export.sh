@@ -70,16 +70,8 @@ png_killed() {
 	pk_what=$2
 	shift 2
 	mkdir "$pk_dir"
-	"$CLI" --config "$SB/slow.conf" "$@" >/dev/null 2>&1 </dev/null 8>&- &
-	pk_pid=$!
-	pk_i=0
-	until ls -l "/proc/$pk_pid/fd" 2>/dev/null | grep -q " $pk_dir/" ||
-	    [ $pk_i -ge 1200 ]; do
-		sleep 0.05
-		pk_i=$((pk_i + 1))
-	done
-	check "$pk_what: held, its PNG claimed" sh -c \
-	    'ls -l "/proc/$1/fd" | grep -q " $2/"' sh "$pk_pid" "$pk_dir"
+	held_in "$pk_dir" "$pk_what" "$@"
+	pk_pid=$HELD_PID
 	check "... nothing at its name while it is not whole" \
 	    test ! -e "$pk_dir/x.png"
 	kill -KILL "$pk_pid"
@@ -155,17 +147,8 @@ locker=$LOCKER
 check "a second connection holds the store's write lock again" \
     grep -qx locked "$SB/locker2.out"
 mkdir "$SB/taken"
-"$CLI" --config "$SB/slow.conf" token generate --png "$SB/taken/x.png" \
-    >"$OUT" 2>"$ERR" </dev/null 8>&- &
-tg_pid=$!
-tg_i=0
-until ls -l "/proc/$tg_pid/fd" 2>/dev/null | grep -q " $SB/taken/" ||
-    [ $tg_i -ge 1200 ]; do
-	sleep 0.05
-	tg_i=$((tg_i + 1))
-done
-check "token generate --png: held, its PNG claimed" sh -c \
-    'ls -l "/proc/$1/fd" | grep -q " $2/"' sh "$tg_pid" "$SB/taken"
+held_in "$SB/taken" "token generate --png" token generate --png "$SB/taken/x.png"
+tg_pid=$HELD_PID
 echo "another's" >"$SB/taken/x.png"
 echo 'ROLLBACK;' >&8
 exec 8>&-
@@ -212,17 +195,8 @@ locker=$LOCKER
 check "a second connection holds the store's write lock once more" \
     grep -qx locked "$SB/locker3.out"
 mkdir "$SB/shown"
-"$CLI" --config "$SB/slow.conf" token show T1 --png "$SB/shown/x.png" \
-    >"$OUT" 2>"$ERR" </dev/null 8>&- &
-ts_pid=$!
-ts_i=0
-until ls -l "/proc/$ts_pid/fd" 2>/dev/null | grep -q " $SB/shown/" ||
-    [ $ts_i -ge 1200 ]; do
-	sleep 0.05
-	ts_i=$((ts_i + 1))
-done
-check "token show --png: held, its PNG claimed" sh -c \
-    'ls -l "/proc/$1/fd" | grep -q " $2/"' sh "$ts_pid" "$SB/shown"
+held_in "$SB/shown" "token show --png" token show T1 --png "$SB/shown/x.png"
+ts_pid=$HELD_PID
 echo "another's" >"$SB/shown/x.png"
 echo 'ROLLBACK;' >&8
 exec 8>&-

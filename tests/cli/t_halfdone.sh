@@ -299,17 +299,9 @@ if [ "$STORE_KIND" = sqlite ]; then
 	    grep -qx locked "$SB/locker.out"
 	ROWS=$(q "SELECT count(*) FROM audit")
 	mkdir "$SB/race"
-	"$CLI" --config "$SB/slow.conf" export --with-secrets \
-	    --output "$SB/race/x.csv" >"$OUT" 2>"$ERR" </dev/null 8>&- &
-	ex_pid=$!
-	ex_i=0
-	until ls -l "/proc/$ex_pid/fd" 2>/dev/null | grep -q " $SB/race/" ||
-	    [ $ex_i -ge 1200 ]; do
-		sleep 0.05
-		ex_i=$((ex_i + 1))
-	done
-	check "export --output: held, its file claimed" sh -c \
-	    'ls -l "/proc/$1/fd" | grep -q " $2/"' sh "$ex_pid" "$SB/race"
+	held_in "$SB/race" "export --output" export --with-secrets \
+	    --output "$SB/race/x.csv"
+	ex_pid=$HELD_PID
 	echo "another's" >"$SB/race/x.csv"
 	echo 'ROLLBACK;' >&8
 	exec 8>&-
