@@ -232,13 +232,18 @@ check "... and leaves no file, named or temporary" sh -c \
 # to: the row was written before the first line.
 check "... nor a row saying it was exported" \
     test "$(accepted_exports)" -eq "$A0"
+# export_cut: export --with-secrets into $SB/cut.csv under a 64-block
+# file size limit (SIGXFSZ ignored: the write fails with EFBIG).
+export_cut() {
+	sh -c 'trap "" XFSZ; ulimit -f 64
+	exec "$1" export --with-secrets --output "$2" 2>"$3"' \
+	    sh "$CLI" "$SB/cut.csv" "$ERR"
+}
 wal_reset
 E0=$("$CLI" audit | grep -c " contract\.export error ")
 exits_saying 2 "^shinkin-otp: export: cannot write $SB/cut.csv: File too large" \
     "an export whose file cannot be written (EFBIG, SIGXFSZ ignored): exit 2" \
-    sh -c 'trap "" XFSZ; ulimit -f 64
-	exec "$1" export --with-secrets --output "$2" 2>"$3"' \
-    sh "$CLI" "$SB/cut.csv" "$ERR"
+    export_cut
 check "... no file, named or temporary" sh -c \
     '! ls "$1"/cut.csv* >/dev/null 2>&1' sh "$SB"
 check "... nor a row saying it was exported" \
@@ -258,9 +263,7 @@ check "the store refuses the export's rows" \
 wal_reset
 exits_saying 2 "^shinkin-otp: export: cannot write $SB/cut.csv: File too large" \
     "... a file that cannot be written, its error row refused: exit 2" \
-    sh -c 'trap "" XFSZ; ulimit -f 64
-	exec "$1" export --with-secrets --output "$2" 2>"$3"' \
-    sh "$CLI" "$SB/cut.csv" "$ERR"
+    export_cut
 check "... no file, named or temporary" sh -c \
     '! ls "$1"/cut.csv* >/dev/null 2>&1' sh "$SB"
 check "... and no row" \
