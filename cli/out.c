@@ -211,15 +211,12 @@ cli_error_again(const struct cli *c, int rc, const char *again)
 {
 	char buf[2048];
 	const char *detail = c->ctx != NULL ? sotp_ctx_errmsg(c->ctx) : "";
+	int lead = detail[0] != '\0';
 
-	if (detail[0] != '\0')
-		cut_mark(buf, sizeof(buf),
-		    snprintf(buf, sizeof(buf), "stopped: %s (%s); %s", detail,
-		        sotp_strerror(rc), again));
-	else
-		cut_mark(buf, sizeof(buf),
-		    snprintf(buf, sizeof(buf), "stopped: %s; %s",
-		        sotp_strerror(rc), again));
+	/* "stopped: DETAIL (REASON); AGAIN", or without a detail its reason. */
+	cut_mark(buf, sizeof(buf),
+	    snprintf(buf, sizeof(buf), "stopped: %s%s%s%s; %s", detail,
+	        lead ? " (" : "", sotp_strerror(rc), lead ? ")" : "", again));
 	fail_note(c, CLI_FAIL_ERROR, rc, 0, buf);
 	err_line(c->what, "%s", buf);
 	return CLI_EXIT_ERROR;
