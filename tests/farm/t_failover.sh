@@ -212,6 +212,9 @@ counts() {
 	    n["challenge"], n["timeout"], n["invalid"] }' "$1"
 }
 
+WB=$(sed -n 's/^window_back *= *\([0-9][0-9]*\).*/\1/p' "$CONF")
+[ -n "$WB" ] || { notok "window_back in $CONF"; exit 1; }
+
 # ---- the race: each code through both radiusd at once ----
 # In chunks of RACE_CHUNK races, each with codes made just before it is
 # sent: every commit waits for the standby, so on a slow machine the
@@ -259,13 +262,41 @@ if [ "$none" -gt 0 ]; then
 fi
 check "every reply verified (authenticator, Message-Authenticator): $rinv invalid, $rto unanswered" \
     test "$rinv" -eq 0 -a "$rto" -eq 0
-# The codes' steps run from the first chunk's to the last one's.
+# The codes' steps run from the first chunk's to the last one's. A code
+# whose six digits an earlier step in the window also shows is marked at
+# that step (the first match wins, common/token.c): once in a million per
+# step, so a few times in a hundred runs one of 10,000 marks sits up to
+# window_back steps before the first chunk's. Each such mark counts only
+# if the code sent really is the token's code at the marked step
+# (oathtool says), so a mark left where binding put it is still lost.
+# odd_marks DIR: how many of the server's race marks lie before STEP and
+# are explained so; each is named.
+odd_marks() {
+	sql "$1" "SELECT serial, last_step FROM tokens
+	    WHERE serial LIKE 'tok-r%'
+	    AND last_step BETWEEN $((STEP - WB)) AND $((STEP - 1))" |
+	    tr '|' ' ' >"$T/odd.marks"
+	_n=0
+	while read -r _serial _step; do
+		set -- $(awk -v s="$_serial" '$2 == s' "$T/race.secrets")
+		_sent=$(sed -n "s/^id=$1 to=0 .*User-Password=\([0-9]*\).*/\1/p" \
+		    "$T/race.req" | head -n 1)
+		_at=$(oathtool --totp -b --now "@$((_step * 30))" "$3")
+		echo "#   $_serial marked at step $_step (first chunk's $STEP): sent $_sent, the token's code there $_at" >&2
+		[ -n "$_sent" ] && [ "$_sent" = "$_at" ] && _n=$((_n + 1))
+	done <"$T/odd.marks"
+	echo "$_n"
+}
 marks=$(sql "$P" "SELECT count(*) FROM tokens WHERE serial LIKE 'tok-r%'
     AND last_step BETWEEN $STEP AND $LAST_STEP")
-check "the primary holds all $RACES replay marks ($marks)" test "$marks" -eq "$RACES"
+odd=$(odd_marks "$P")
+check "the primary holds all $RACES replay marks ($marks, $odd at an earlier step with the same digits)" \
+    test "$((marks + odd))" -eq "$RACES"
 smarks=$(sql "$S" "SELECT count(*) FROM tokens WHERE serial LIKE 'tok-r%'
     AND last_step BETWEEN $STEP AND $LAST_STEP")
-check "the synchronous standby holds them too ($smarks)" test "$smarks" -eq "$RACES"
+sodd=$(odd_marks "$S" 2>/dev/null)
+check "the synchronous standby holds them too ($smarks, $sodd at an earlier step)" \
+    test "$((smarks + sodd))" -eq "$RACES"
 "$CLI" metrics >"$T/metrics.1"
 macc=$(awk '$1 == "shinkin_otp_decisions_total{context=\"transaction\",verdict=\"accept\",reason=\"ACCEPTED\"}" { print $2 }' "$T/metrics.1")
 check "metrics: both radiusd counted into one file ($macc accepts counted, $racc answered)" \
@@ -301,8 +332,6 @@ set_rate() {
 	echo "$1" >"$T/load.rate.new" && mv "$T/load.rate.new" "$T/load.rate"
 }
 set_rate "$RATE"
-WB=$(sed -n 's/^window_back *= *\([0-9][0-9]*\).*/\1/p' "$CONF")
-[ -n "$WB" ] || { notok "window_back in $CONF"; exit 1; }
 # load.close: each load contract and the first microsecond its code can be
 # outside the verifier's window (window_back steps after the step of the
 # time read before the codes were made; a later step's closes later).
