@@ -1703,27 +1703,6 @@ step_phantom(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 }
 
 /*
- * For a refusal decided before the contract is read (a bad or expired
- * state, an unknown context): whether the name is a contract's, so that
- * the refusal's line and row may name it. A store that cannot answer is not
- * asked again.
- */
-static void
-look_up(struct sotp_attempt *a)
-{
-	struct sotp_contract_rec *c;
-	int rc;
-
-	if (!a->contract_ok || (c = malloc(sizeof(*c))) == NULL)
-		return;
-	rc = sotp_store_contract_get(a->ctx->st, a->contract, c);
-	a->known = rc == SOTP_OK;
-	if (rc == SOTP_ERR_STORE_UNAVAILABLE)
-		a->store_down = 1;
-	sotp_free_secret(c, sizeof(*c));
-}
-
-/*
  * A resumed State that carries the password holds only while the
  * contract's password is the one it was verified against
  * (engine_state.c): checked against c, the row this step read (NULL when
@@ -1746,6 +1725,43 @@ state_holds(struct sotp_attempt *a, const struct sotp_context_def *cdef,
 	else
 		*rc = finish(a, cdef, d, SOTP_REJECT, a->state_reason, NULL);
 	return 0;
+}
+
+/*
+ * For a refusal decided before the contract is read (a bad or expired
+ * state, an unknown context, a malformed answer): whether the name is a
+ * contract's, so that the refusal's line and row may name it. A store
+ * that cannot answer is not asked again. With d, for a refusal that would
+ * spend a resumed State (a malformed answer): a State that carries the
+ * password is first checked against the row read, as step_contract's is
+ * (state_holds): 0 when it is refused so (*rc the decision's), else 1. A
+ * store that cannot say whether the contract is there leaves the State
+ * alone (the answer is refused all the same).
+ */
+static int
+look_up_holds(struct sotp_attempt *a, const struct sotp_context_def *cdef,
+    struct sotp_decision *d, int *rc)
+{
+	struct sotp_contract_rec *c;
+	int got, holds = 1;
+
+	if (!a->contract_ok || (c = malloc(sizeof(*c))) == NULL)
+		return 1;
+	got = sotp_store_contract_get(a->ctx->st, a->contract, c);
+	a->known = got == SOTP_OK;
+	if (got == SOTP_ERR_STORE_UNAVAILABLE)
+		a->store_down = 1;
+	if (d != NULL && a->pw_bound &&
+	    (got == SOTP_OK || got == SOTP_ERR_NOT_FOUND))
+		holds = state_holds(a, cdef, got == SOTP_OK ? c : NULL, d, rc);
+	sotp_free_secret(c, sizeof(*c));
+	return holds;
+}
+
+static void
+look_up(struct sotp_attempt *a)
+{
+	(void)look_up_holds(a, NULL, NULL, NULL);
 }
 
 static int
@@ -1784,7 +1800,8 @@ step(struct sotp_attempt *a, struct sotp_decision *d)
 	 * wait once already: it is not waited for again.
 	 */
 	if (a->malformed[0] != '\0' && a->state_reason == 0) {
-		look_up(a);
+		if (!look_up_holds(a, cdef, d, &rc))
+			return rc;
 		reason = SOTP_R_ACCEPTED;
 		if (!a->store_down && (rc = spend_state(a, &reason)) != SOTP_OK)
 			return fail_error(a, cdef, d, rc);

@@ -1659,6 +1659,8 @@ test_engine_state_refused_after_passwd(void **state)
 	struct sotp_decision d;
 	struct st st, tx;
 	time_t t = T0 + 31000;
+	char big[SOTP_INPUT_MAX + 2];
+	int i;
 
 	challenge(f, "C-OTP", t, &st);
 	assert_int_equal(
@@ -1672,6 +1674,28 @@ test_engine_state_refused_after_passwd(void **state)
 	    sotp_contract_passwd(f->ctx, "C-OTP", "pw-otp", t + 1, &d),
 	    SOTP_OK);
 	assert_int_equal(d.verdict, SOTP_ACCEPT);
+	/*
+	 * With an answer malformed past reading (over 1024 bytes, or one an
+	 * adapter calls malformed): the State is what is wrong, and is not
+	 * spent by the refusal (nothing is, for a bad State).
+	 */
+	memset(big, '7', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	for (i = 0; i < 2; i++) {
+		assert_int_equal(sotp_attempt_resume(f->ctx, "C-OTP", "login",
+		                     st.b, st.n, t + 3, &a),
+		    SOTP_OK);
+		if (i == 0)
+			assert_int_equal(sotp_attempt_answer(a, big), SOTP_OK);
+		else
+			assert_int_equal(
+			    sotp_attempt_malformed(a, "a NUL in User-Password"),
+			    SOTP_OK);
+		assert_int_equal(sotp_attempt_step(a, &d), SOTP_OK);
+		sotp_attempt_free(a);
+		assert_int_equal(d.reason, SOTP_R_STATE_INVALID);
+		assert_int_equal(d.malformed, 0);
+	}
 	assert_int_equal(
 	    answer(f, "C-OTP", "login", &st, t + 5), SOTP_R_STATE_INVALID);
 	/* Refused as a bad State is: not counted toward the lockout. */
