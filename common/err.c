@@ -67,6 +67,13 @@ sotp_reason_from_rc(int rc)
 	case SOTP_OK:
 		/* Not a failure: callers should not ask, but never accept. */
 		return SOTP_R_INTERNAL;
+	/*
+	 * Any store error, an outage or not (a full disk, a constraint, a
+	 * schema this build does not know): this server cannot decide now,
+	 * which is what the reason tells the customer, PAM and the NAS (which
+	 * may then ask another server). The audit row's detail and the
+	 * metrics name which error it was.
+	 */
 	case SOTP_ERR_STORE_UNAVAILABLE:
 	case SOTP_ERR_STORE:
 		return SOTP_R_STORE_UNAVAILABLE;
