@@ -28,9 +28,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /*
  * A file holding data, NAME (p1 or p2) in a private directory made once
  * (the loader checks the directories above a policy: an anonymous file
- * has none); its path is written to path[64].
+ * has none); its path is written to path[64]. The directory is in
+ * /dev/shm when it can be, as fuzz_env.h's: on ext4 each input's rewrite
+ * of a file cut short was written back at its close, most of the time.
  */
-static char dir[] = "/tmp/sotp-fuzz-policy-XXXXXX";
+static char dir[40];
 
 static void
 cleanup(void)
@@ -51,6 +53,8 @@ memfile(const void *data, size_t size, const char *name, char *path)
 	int fd;
 
 	if (!made) {
+		snprintf(dir, sizeof(dir), "%s/sotp-fuzz-policy-XXXXXX",
+		    access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
 		if (mkdtemp(dir) == NULL)
 			return -1;
 		atexit(cleanup);
