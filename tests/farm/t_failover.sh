@@ -269,32 +269,31 @@ check "every reply verified (authenticator, Message-Authenticator): $rinv invali
 # window_back steps before the first chunk's. Each such mark counts only
 # if the code sent really is the token's code at the marked step
 # (oathtool says), so a mark left where binding put it is still lost.
-# odd_marks DIR: how many of the server's race marks lie before STEP and
-# are explained so; each is named.
-odd_marks() {
-	sql "$1" "SELECT serial, last_step FROM tokens
-	    WHERE serial LIKE 'tok-r%'
-	    AND last_step BETWEEN $((STEP - WB)) AND $((STEP - 1))" |
-	    tr '|' ' ' >"$T/odd.marks"
-	_n=0
-	while read -r _serial _step; do
-		set -- $(awk -v s="$_serial" '$2 == s' "$T/race.secrets")
-		_sent=$(sed -n "s/^id=$1 to=0 .*User-Password=\([0-9]*\).*/\1/p" \
-		    "$T/race.req" | head -n 1)
-		_at=$(oathtool --totp -b --now "@$((_step * 30))" "$3")
-		echo "#   $_serial marked at step $_step (first chunk's $STEP): sent $_sent, the token's code there $_at" >&2
-		[ -n "$_sent" ] && [ "$_sent" = "$_at" ] && _n=$((_n + 1))
-	done <"$T/odd.marks"
-	echo "$_n"
+# early_marks DIR PREFIX SECRETS REQUESTS: the contracts PREFIX% whose
+# mark on the server in DIR lies up to window_back steps before STEP and
+# is explained so, one per line; each such mark is named on stderr.
+early_marks() {
+	sql "$1" "SELECT c.id, t.last_step FROM contracts c
+	    JOIN tokens t ON t.serial = c.serial WHERE c.id LIKE '$2%'
+	    AND t.last_step BETWEEN $((STEP - WB)) AND $((STEP - 1))" |
+	    tr '|' ' ' >"$T/early"
+	while read -r _id _step; do
+		_b32=$(awk -v c="$_id" '$1 == c { print $3 }' "$3")
+		_sent=$(sed -n "s/^id=$_id .*User-Password=\([0-9]*\).*/\1/p" \
+		    "$4" | head -n 1)
+		_at=$(oathtool --totp -b --now "@$((_step * 30))" "$_b32")
+		echo "#   $_id marked at step $_step (the first chunk's is $STEP): sent $_sent, the token's code there $_at" >&2
+		[ -n "$_sent" ] && [ "$_sent" = "$_at" ] && echo "$_id"
+	done <"$T/early"
 }
 marks=$(sql "$P" "SELECT count(*) FROM tokens WHERE serial LIKE 'tok-r%'
     AND last_step BETWEEN $STEP AND $LAST_STEP")
-odd=$(odd_marks "$P")
+odd=$(early_marks "$P" r "$T/race.secrets" "$T/race.req" | wc -l)
 check "the primary holds all $RACES replay marks ($marks, $odd at an earlier step with the same digits)" \
     test "$((marks + odd))" -eq "$RACES"
 smarks=$(sql "$S" "SELECT count(*) FROM tokens WHERE serial LIKE 'tok-r%'
     AND last_step BETWEEN $STEP AND $LAST_STEP")
-sodd=$(odd_marks "$S" 2>/dev/null)
+sodd=$(early_marks "$S" r "$T/race.secrets" "$T/race.req" 2>/dev/null | wc -l)
 check "the synchronous standby holds them too ($smarks, $sodd at an earlier step)" \
     test "$((smarks + sodd))" -eq "$RACES"
 "$CLI" metrics >"$T/metrics.1"
@@ -455,9 +454,12 @@ check "neither radiusd was restarted" kill -0 "$PID_A" "$PID_B"
 awk '$3 == "accept" { print $1 }' "$T/load.out" | sort >"$T/accepted"
 nacc=$(wc -l <"$T/accepted")
 lost=0
-sql "$S" "SELECT c.id FROM contracts c JOIN tokens t ON t.serial = c.serial
-    WHERE c.id LIKE 'f%' AND t.last_step BETWEEN $STEP AND $LAST_STEP" |
-    sort >"$T/marked"
+# (A mark on an earlier step with the same digits counts: early_marks.)
+{
+	sql "$S" "SELECT c.id FROM contracts c JOIN tokens t ON t.serial = c.serial
+	    WHERE c.id LIKE 'f%' AND t.last_step BETWEEN $STEP AND $LAST_STEP"
+	early_marks "$S" f "$T/load.secrets" "$T/load.req"
+} | sort >"$T/marked"
 lost=$(comm -23 "$T/accepted" "$T/marked" | wc -l)
 figure "marks checked after promotion: $nacc, lost marks: $lost"
 check "every accepted code's mark is on the new primary ($lost of $nacc lost)" \
