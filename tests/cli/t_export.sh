@@ -132,6 +132,18 @@ check "token show --png, unhindered: the PNG is there, 0600" sh -c \
 check "... and never overwritten" sh -c \
     '! "$1" token show T1 --png "$2" >/dev/null 2>&1' sh "$CLI" "$SB/t1d.png"
 
+# name_taken FILE PID: another's FILE appears while the tool (PID) waits
+# for the store's write lock; then the lock is let go, and the tool's exit
+# code is left in TAKEN_RC.
+name_taken() {
+	echo "another's" >"$1"
+	echo 'ROLLBACK;' >&8
+	exec 8>&-
+	wait "$locker"
+	wait "$2"
+	TAKEN_RC=$?
+}
+
 # token generate --png: the PNG is the export, and goes with the token.
 # One that cannot be written (here its name is taken by another process
 # while the tool waits for the store's write lock, after it claimed the
@@ -148,14 +160,8 @@ check "a second connection holds the store's write lock again" \
     grep -qx locked "$SB/locker2.out"
 mkdir "$SB/taken"
 held_in "$SB/taken" "token generate --png" token generate --png "$SB/taken/x.png"
-tg_pid=$HELD_PID
-echo "another's" >"$SB/taken/x.png"
-echo 'ROLLBACK;' >&8
-exec 8>&-
-wait "$locker"
-wait "$tg_pid"
-tg_rc=$?
-check "... its name taken meanwhile: exit 2" test "$tg_rc" -eq 2
+name_taken "$SB/taken/x.png" "$HELD_PID"
+check "... its name taken meanwhile: exit 2" test "$TAKEN_RC" -eq 2
 check "... one line: the token not generated, and why" sh -c \
     '[ "$(wc -l <"$1")" -eq 1 ] &&
     grep -q "^shinkin-otp: token SO[0-9]* not generated, nothing stored: cannot write $2: it appeared meanwhile (never overwritten)" "$1"' \
@@ -196,14 +202,8 @@ check "a second connection holds the store's write lock once more" \
     grep -qx locked "$SB/locker3.out"
 mkdir "$SB/shown"
 held_in "$SB/shown" "token show --png" token show T1 --png "$SB/shown/x.png"
-ts_pid=$HELD_PID
-echo "another's" >"$SB/shown/x.png"
-echo 'ROLLBACK;' >&8
-exec 8>&-
-wait "$locker"
-wait "$ts_pid"
-ts_rc=$?
-check "... its name taken meanwhile: exit 2" test "$ts_rc" -eq 2
+name_taken "$SB/shown/x.png" "$HELD_PID"
+check "... its name taken meanwhile: exit 2" test "$TAKEN_RC" -eq 2
 check "... one line: the token and why" sh -c \
     '[ "$(wc -l <"$1")" -eq 1 ] &&
     grep -q "^shinkin-otp: token T1: cannot write $2: it appeared meanwhile (never overwritten)" "$1"' \
