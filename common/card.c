@@ -70,34 +70,35 @@ small:
  * unanswered (or answered wrong) then shows nothing new: someone who
  * knows a few cells of a stolen card's photo cannot ask again and again
  * until the question names only those. A right answer seals the card
- * afresh (engine.c, check_card), which makes the next cells new; so do a
- * key rotation and a new card.
+ * afresh until the new sealing draws other cells (engine.c, reseal_card),
+ * so the next question is always a new one; a key rotation and a new
+ * card draw anew too.
  *
  * Blocks of HMAC(card key, counter | id | 0 | sealed card), one octet
  * per draw, octets past the largest multiple of rows x cols refused so
  * that every cell is as likely.
  */
 int
-sotp_card_pick(struct sotp_ctx *ctx, const struct sotp_contract_rec *c,
-    unsigned int rows, unsigned int cols, unsigned int n, uint8_t *cells)
+sotp_card_pick_sealed(struct sotp_ctx *ctx, const char *id, uint32_t kv,
+    const uint8_t *sealed, size_t sealed_len, unsigned int rows,
+    unsigned int cols, unsigned int n, uint8_t *cells)
 {
 	uint8_t msg[1 + SOTP_ID_MAX + SOTP_CARD_MAX], mac[32];
 	unsigned int m = rows * cols, i = 0, j, k, limit;
-	size_t idlen = strlen(c->id), len;
+	size_t idlen = strlen(id), len;
 	int rc = SOTP_OK;
 
 	if (n == 0 || n > SOTP_MAX_CELLS || n > m || m > 255 ||
-	    idlen >= SOTP_ID_MAX || c->card_len == 0 ||
-	    c->card_len > sizeof(c->card))
+	    idlen >= SOTP_ID_MAX || sealed_len == 0 ||
+	    sealed_len > SOTP_CARD_MAX)
 		return SOTP_ERR_INVALID_ARG;
 	limit = 256 - 256 % m;
-	memcpy(msg + 1, c->id, idlen + 1);
-	memcpy(msg + 2 + idlen, c->card, c->card_len);
-	len = 2 + idlen + c->card_len;
+	memcpy(msg + 1, id, idlen + 1);
+	memcpy(msg + 2 + idlen, sealed, sealed_len);
+	len = 2 + idlen + sealed_len;
 	/* 255 blocks of 32 draws each: never exhausted for 8 of 255 cells. */
 	for (msg[0] = 0; i < n && msg[0] < 255; msg[0]++) {
-		if ((rc = sotp_keys_card_mac(ctx, c->kv, msg, len, mac)) !=
-		    SOTP_OK)
+		if ((rc = sotp_keys_card_mac(ctx, kv, msg, len, mac)) != SOTP_OK)
 			break;
 		for (k = 0; k < sizeof(mac) && i < n; k++) {
 			if (mac[k] >= limit)
@@ -112,6 +113,16 @@ sotp_card_pick(struct sotp_ctx *ctx, const struct sotp_contract_rec *c,
 		rc = SOTP_ERR_INTERNAL;
 	SOTP_WIPE_ARRAY(mac);
 	return rc;
+}
+
+int
+sotp_card_pick(struct sotp_ctx *ctx, const struct sotp_contract_rec *c,
+    unsigned int rows, unsigned int cols, unsigned int n, uint8_t *cells)
+{
+	if (c->card_len > sizeof(c->card))
+		return SOTP_ERR_INVALID_ARG;
+	return sotp_card_pick_sealed(ctx, c->id, c->kv, c->card, c->card_len,
+	    rows, cols, n, cells);
 }
 
 void

@@ -1449,6 +1449,10 @@ int sotp_card_format(const char *grid, unsigned int rows, unsigned int cols,
  */
 int sotp_card_pick(struct sotp_ctx *ctx, const struct sotp_contract_rec *c,
     unsigned int rows, unsigned int cols, unsigned int n, uint8_t *cells);
+/* The same for a card sealed as sealed (under key version kv). */
+int sotp_card_pick_sealed(struct sotp_ctx *ctx, const char *id, uint32_t kv,
+    const uint8_t *sealed, size_t sealed_len, unsigned int rows,
+    unsigned int cols, unsigned int n, uint8_t *cells);
 /* "B7 E2" for the cells. */
 void sotp_card_cells_text(const uint8_t *cells, unsigned int n,
     unsigned int cols, char *out, size_t outsz);
