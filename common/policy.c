@@ -1279,6 +1279,17 @@ finish(struct parser *ps)
 	}
 	if ((rc = check_password(ps)) != SOTP_OK)
 		return rc;
+	/*
+	 * A right answer moves the question to other cells (engine.c,
+	 * reseal_card): a card of one cell has no other to move to.
+	 */
+	if (p->card_rows * p->card_cols < 2) {
+		ps->line = last_set(ps, SEC_CARD, "rows", "columns",
+		    (const char *)NULL);
+		return perr(ps,
+		    "[card] rows x columns is 1: a card needs at least 2 cells, "
+		    "so that a right answer moves the question to others");
+	}
 	if (p->card_cells > p->card_rows * p->card_cols) {
 		ps->line = last_set(ps, SEC_CARD, "rows", "columns", "cells",
 		    (const char *)NULL);
