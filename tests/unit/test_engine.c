@@ -4476,23 +4476,47 @@ collect_refusal(void *arg, unsigned long line, int reason, const char *text)
  * (six fields, the status empty) is a record, and a seventh field is
  * refused.
  */
+/*
+ * A store of its own in dir (a mkdtemp template), under write_policy's
+ * policy with extra; own_store_free removes it all.
+ */
+static struct sotp_ctx *
+own_store(char *dir, const char *extra)
+{
+	struct sotp_ctx *ctx = NULL;
+	char conf[64];
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(conf, sizeof(conf), "%s/p.conf", dir);
+	write_policy(conf, extra);
+	assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
+	assert_int_equal(sotp_init(ctx, conf), SOTP_OK);
+	return ctx;
+}
+
+static void
+own_store_free(const char *dir, struct sotp_ctx *ctx)
+{
+	char cmd[64];
+
+	sotp_ctx_free(ctx);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 static void
 test_engine_import_record_edges(void **state)
 {
-	char dir[] = "/tmp/sotp-imp.XXXXXX", conf[64], cmd[64];
+	char dir[] = "/tmp/sotp-imp.XXXXXX";
 	char hash[SOTP_HASH_MAX], grid[300], buf[2048];
 	struct sotp_contract_import_result res;
 	struct import_refusals rf;
 	struct sotp_contract_info info;
-	struct sotp_ctx *ctx = NULL;
+	struct sotp_ctx *ctx;
 	int i, n;
 
 	(void)state;
-	assert_non_null(mkdtemp(dir));
-	snprintf(conf, sizeof(conf), "%s/p.conf", dir);
-	write_policy(conf, "[card]\nrows = 26\ncolumns = 10\ncells = 8\n");
-	assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
-	assert_int_equal(sotp_init(ctx, conf), SOTP_OK);
+	ctx = own_store(dir, "[card]\nrows = 26\ncolumns = 10\ncells = 8\n");
 	assert_int_equal(sotp_passwd_hash(NULL, "pw-edge", hash), SOTP_OK);
 	for (i = 0; i < 261; i++)
 		grid[i] = (char)('0' + i % 10);
@@ -4531,9 +4555,7 @@ test_engine_import_record_edges(void **state)
 	assert_int_equal(info.locked_until, 0);
 	assert_int_equal(sotp_contract_get(ctx, "E1", &info), SOTP_OK);
 	assert_int_equal(info.has_card, 1);
-	sotp_ctx_free(ctx);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	assert_int_equal(system(cmd), 0);
+	own_store_free(dir, ctx);
 }
 
 /* The cells C-CARD's login asks for (a question left unanswered). */
@@ -4692,20 +4714,16 @@ test_engine_card_answer_good_once(void **state)
 static void
 test_engine_small_card_answer_good_once(void **state)
 {
-	char dir[] = "/tmp/sotp-card.XXXXXX", conf[64], grid[256], cmd[64];
+	char dir[] = "/tmp/sotp-card.XXXXXX", grid[256];
 	char cells[32], ans1[32], ans2[32], last[32] = "";
 	struct sotp_attempt *a1 = NULL, *a2 = NULL;
-	struct sotp_ctx *ctx = NULL;
+	struct sotp_ctx *ctx;
 	struct sotp_decision d;
 	time_t t = T0;
 	int i;
 
 	(void)state;
-	assert_non_null(mkdtemp(dir));
-	snprintf(conf, sizeof(conf), "%s/p.conf", dir);
-	write_policy(conf, "[card]\nrows = 1\ncolumns = 2\ncells = 1\n");
-	assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
-	assert_int_equal(sotp_init(ctx, conf), SOTP_OK);
+	ctx = own_store(dir, "[card]\nrows = 1\ncolumns = 2\ncells = 1\n");
 	assert_int_equal(sotp_contract_add(ctx, "C-TWO", "pw", t, &d), SOTP_OK);
 	assert_int_equal(
 	    sotp_contract_card(ctx, "C-TWO", t, grid, sizeof(grid), &d),
@@ -4744,25 +4762,19 @@ test_engine_small_card_answer_good_once(void **state)
 		sotp_attempt_free(a2);
 		snprintf(last, sizeof(last), "%s", cells);
 	}
-	sotp_ctx_free(ctx);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	assert_int_equal(system(cmd), 0);
+	own_store_free(dir, ctx);
 }
 
 /* The largest card the policy allows (26 x 10) can be issued and used. */
 static void
 test_engine_largest_card(void **state)
 {
-	char dir[] = "/tmp/sotp-card.XXXXXX", conf[64], grid[2048], cmd[64];
-	struct sotp_ctx *ctx = NULL;
+	char dir[] = "/tmp/sotp-card.XXXXXX", grid[2048];
+	struct sotp_ctx *ctx;
 	struct sotp_decision d;
 
 	(void)state;
-	assert_non_null(mkdtemp(dir));
-	snprintf(conf, sizeof(conf), "%s/p.conf", dir);
-	write_policy(conf, "[card]\nrows = 26\ncolumns = 10\ncells = 8\n");
-	assert_int_equal(sotp_ctx_new(&ctx), SOTP_OK);
-	assert_int_equal(sotp_init(ctx, conf), SOTP_OK);
+	ctx = own_store(dir, "[card]\nrows = 26\ncolumns = 10\ncells = 8\n");
 	assert_int_equal(
 	    sotp_contract_add(ctx, "C-BIG", "pw", T0, &d), SOTP_OK);
 	assert_int_equal(
@@ -4774,9 +4786,7 @@ test_engine_largest_card(void **state)
 	    sotp_contract_set_login(ctx, "C-BIG", SOTP_LOGIN_CARD, T0, &d),
 	    SOTP_OK);
 	assert_int_equal(d.verdict, SOTP_ACCEPT);
-	sotp_ctx_free(ctx);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	assert_int_equal(system(cmd), 0);
+	own_store_free(dir, ctx);
 }
 
 /* ---- secrets at rest ---- */
