@@ -98,7 +98,8 @@ sotp_card_pick_sealed(struct sotp_ctx *ctx, const char *id, uint32_t kv,
 	len = 2 + idlen + sealed_len;
 	/* 255 blocks of 32 draws each: never exhausted for 8 of 255 cells. */
 	for (msg[0] = 0; i < n && msg[0] < 255; msg[0]++) {
-		if ((rc = sotp_keys_card_mac(ctx, kv, msg, len, mac)) != SOTP_OK)
+		if ((rc = sotp_keys_card_mac(ctx, kv, msg, len, mac)) !=
+		    SOTP_OK)
 			break;
 		for (k = 0; k < sizeof(mac) && i < n; k++) {
 			if (mac[k] >= limit)
@@ -121,8 +122,8 @@ sotp_card_pick(struct sotp_ctx *ctx, const struct sotp_contract_rec *c,
 {
 	if (c->card_len > sizeof(c->card))
 		return SOTP_ERR_INVALID_ARG;
-	return sotp_card_pick_sealed(ctx, c->id, c->kv, c->card, c->card_len,
-	    rows, cols, n, cells);
+	return sotp_card_pick_sealed(
+	    ctx, c->id, c->kv, c->card, c->card_len, rows, cols, n, cells);
 }
 
 void

@@ -1297,9 +1297,9 @@ cells_current(struct sotp_attempt *a, const struct sotp_contract_rec *c)
  * not kept: it would leave the same question open, and the attempt that
  * lost the compare-and-set, answering it after this commit, would be
  * accepted with the same answer (one reseal in 2,450 did so, for two
- * cells of a 5 x 10 card). Each try draws the same cells
- * with a chance of at most 1/2, since the policy refuses a card of one
- * cell (policy.c); after 64 tries the decision fails closed.
+ * cells of a 5 x 10 card). Each try draws the same cells with a chance
+ * of at most 1/2, since the policy refuses a card of one cell
+ * (policy.c); after 64 tries the decision fails closed.
  */
 #define RESEAL_TRIES 64
 

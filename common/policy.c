@@ -1284,8 +1284,8 @@ finish(struct parser *ps)
 	 * reseal_card): a card of one cell has no other to move to.
 	 */
 	if (p->card_rows * p->card_cols < 2) {
-		ps->line = last_set(ps, SEC_CARD, "rows", "columns",
-		    (const char *)NULL);
+		ps->line = last_set(
+		    ps, SEC_CARD, "rows", "columns", (const char *)NULL);
 		return perr(ps,
 		    "[card] rows x columns is 1: a card needs at least 2 cells, "
 		    "so that a right answer moves the question to others");

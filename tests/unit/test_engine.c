@@ -4623,7 +4623,8 @@ test_engine_card_cells_stay_until_answered(void **state)
 		card_login(f, t += 40, GOOD_CARD, SOTP_R_ACCEPTED);
 		card_question(f, t += 40, after, sizeof(after));
 		if (strcmp(after, again) == 0)
-			fail_msg("a right answer left the question at %s", after);
+			fail_msg(
+			    "a right answer left the question at %s", after);
 		snprintf(again, sizeof(again), "%s", after);
 	}
 }
@@ -4732,18 +4733,19 @@ test_engine_small_card_answer_good_once(void **state)
 	    sotp_contract_set_login(ctx, "C-TWO", SOTP_LOGIN_CARD, t, &d),
 	    SOTP_OK);
 	for (i = 0; i < 40; i++, t += 40) {
-		assert_int_equal(sotp_attempt_begin(ctx, "C-TWO", "login", t, &a1),
-		    SOTP_OK);
+		assert_int_equal(
+		    sotp_attempt_begin(ctx, "C-TWO", "login", t, &a1), SOTP_OK);
 		assert_int_equal(sotp_attempt_answer(a1, "pw"), SOTP_OK);
 		assert_int_equal(sotp_attempt_step(a1, &d), SOTP_OK);
 		assert_int_equal(d.ask, SOTP_F_CARD);
 		snprintf(cells, sizeof(cells), "%s", d.card_cells);
 		card_answer(grid, d.card_cells, ans1);
 		if (strcmp(cells, last) == 0)
-			fail_msg("round %d: a right answer left the question at %s",
+			fail_msg(
+			    "round %d: a right answer left the question at %s",
 			    i, cells);
-		assert_int_equal(sotp_attempt_begin(ctx, "C-TWO", "login", t + 1,
-		                     &a2),
+		assert_int_equal(
+		    sotp_attempt_begin(ctx, "C-TWO", "login", t + 1, &a2),
 		    SOTP_OK);
 		assert_int_equal(sotp_attempt_answer(a2, "pw"), SOTP_OK);
 		assert_int_equal(sotp_attempt_step(a2, &d), SOTP_OK);
@@ -4755,8 +4757,9 @@ test_engine_small_card_answer_good_once(void **state)
 		assert_int_equal(sotp_attempt_answer(a2, ans2), SOTP_OK);
 		assert_int_equal(sotp_attempt_step(a2, &d), SOTP_OK);
 		if (d.verdict != SOTP_REJECT || d.reason != SOTP_R_WRONG_CARD)
-			fail_msg("round %d: the same answer to %s accepted twice "
-			         "(reason %s)",
+			fail_msg(
+			    "round %d: the same answer to %s accepted twice "
+			    "(reason %s)",
 			    i, cells, sotp_reason_name((int)d.reason));
 		sotp_attempt_free(a1);
 		sotp_attempt_free(a2);
