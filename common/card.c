@@ -120,8 +120,6 @@ int
 sotp_card_pick(struct sotp_ctx *ctx, const struct sotp_contract_rec *c,
     unsigned int rows, unsigned int cols, unsigned int n, uint8_t *cells)
 {
-	if (c->card_len > sizeof(c->card))
-		return SOTP_ERR_INVALID_ARG;
 	return sotp_card_pick_sealed(
 	    ctx, c->id, c->kv, c->card, c->card_len, rows, cols, n, cells);
 }

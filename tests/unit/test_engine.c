@@ -4471,12 +4471,6 @@ collect_refusal(void *arg, unsigned long line, int reason, const char *text)
 }
 
 /*
- * Contract import's record edges: a card one digit longer than the
- * policy's largest (26 x 10) is refused, not cut to fit; "...,serial,"
- * (six fields, the status empty) is a record, and a seventh field is
- * refused.
- */
-/*
  * A store of its own in dir (a mkdtemp template), under write_policy's
  * policy with extra; own_store_free removes it all.
  */
@@ -4504,6 +4498,12 @@ own_store_free(const char *dir, struct sotp_ctx *ctx)
 	assert_int_equal(system(cmd), 0);
 }
 
+/*
+ * Contract import's record edges: a card one digit longer than the
+ * policy's largest (26 x 10) is refused, not cut to fit; "...,serial,"
+ * (six fields, the status empty) is a record, and a seventh field is
+ * refused.
+ */
 static void
 test_engine_import_record_edges(void **state)
 {
@@ -4707,8 +4707,8 @@ test_engine_card_answer_good_once(void **state)
  * at random, and one time in 2,450 (50 x 49, two cells of a 5 x 10
  * card) it drew the same ones again; an attempt shown those cells
  * before the reseal, answering after it, was then accepted with the same
- * answer (t_race saw two accepts in 1 of 60 card rounds). On a card of
- * two cells asked one at a time that was every other round: two
+ * answer (CI's t_race saw two accepts in one of its card rounds). On a
+ * card of two cells asked one at a time that was every other round: two
  * attempts on the same question, answered one after the other, 40
  * times; the second is refused each time, and the question moves on.
  */
