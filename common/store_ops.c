@@ -7,24 +7,29 @@
  * rows; the SQL for each id is in each driver's dialect table. Adding an
  * operation takes one id, one SQL row per dialect and one function:
  *
- *	store_int.h:     SOTP_Q_TOKEN_SET_DISABLED,
- *	store_sqlite.c:  [SOTP_Q_TOKEN_SET_DISABLED] =
- *	                     "UPDATE tokens SET disabled = ?2 WHERE serial =
- *?1", store_pg.c:      [SOTP_Q_TOKEN_SET_DISABLED] = "UPDATE tokens SET
- *disabled = $2 WHERE serial = $1", here: int
- *	sotp_store_token_set_disabled(struct sotp_store *st,
- *	    const char *serial, int disabled)
- *	{
- *		const struct sotp_param p[] = {
- *		    SOTP_PTEXT(serial), SOTP_PINT(disabled != 0)};
- *		int rc;
+ *	store_int.h:
+ *		SOTP_Q_TOKEN_SET_DISABLED,
+ *	store_sqlite.c:
+ *		[SOTP_Q_TOKEN_SET_DISABLED] = "UPDATE tokens SET disabled = ?2"
+ *		                              " WHERE serial = ?1",
+ *	store_pg.c:
+ *		[SOTP_Q_TOKEN_SET_DISABLED] = "UPDATE tokens SET disabled = $2"
+ *		                              " WHERE serial = $1",
+ *	store_ops.c:
+ *		int
+ *		sotp_store_token_set_disabled(
+ *		    struct sotp_store *st, const char *serial, int disabled)
+ *		{
+ *			const struct sotp_param p[] = {
+ *			    SOTP_PTEXT(serial), SOTP_PINT(disabled != 0)};
+ *			int rc;
  *
- *		if ((rc = sotp_db_enter(st, "token_set_disabled",
- *		         valid_id(serial))) != SOTP_OK)
- *			return rc;
- *		return sotp_db_update_one(st, SOTP_Q_TOKEN_SET_DISABLED, p,
- *		    SOTP_NELEM(p));
- *	}
+ *			if ((rc = sotp_db_enter(st, "token_set_disabled",
+ *			         valid_id(serial))) != SOTP_OK)
+ *				return rc;
+ *			return sotp_db_update_one(
+ *			    st, SOTP_Q_TOKEN_SET_DISABLED, p, SOTP_NELEM(p));
+ *		}
  *
  * No business rule lives here: which refusal applies, and in which order,
  * is decided in engine.c and admin.c over plain reads. What the store
