@@ -123,4 +123,13 @@ check "contract add at a terminal: Ctrl-C at the prompt ends it, echo again" \
     sh -c '[ "$("$1" "Password: " "\x03" "$2" contract add CT2)" = "echo signal 2" ]' \
     sh "$PTY" "$CLI"
 check_rc 1 "... and CT2 was not added" cli contract show CT2
+# The same from a caller that ignores SIGINT and SIGQUIT, as a test run
+# started in the background does: the terminal's Ctrl-C still ends the
+# tool (pty_prompt starts it as a shell at a terminal would), where it
+# once left this suite waiting for ever.
+check "... and so from a caller that ignores SIGINT (a background job)" \
+    sh -c 'trap "" INT QUIT
+	[ "$("$1" "Password: " "\x03" "$2" contract add CT3)" = "echo signal 2" ]' \
+    sh "$PTY" "$CLI"
+check_rc 1 "... and CT3 was not added" cli contract show CT3
 echo "1..$TAPN"
